@@ -1,1 +1,324 @@
-//! placeholder
+//! A faithful local emulator of the five platforms tokenwarden keeps connections to, with fault
+//! injection and scaled time. The platform facts come from `docs/platforms.md`.
+//!
+//! Layout: every platform lives under its own path prefix (`/snapchat`, `/tiktok-business`,
+//! `/tiktok`, `/threads`, `/meta`) and, under it, the platform's real paths; the admin API lives
+//! under the reserved prefix `/_sandbox/`.
+//!
+//! Modules:
+//! - [`provider`]: the five platforms and their fixed facts (lifetimes, code validity, paths).
+//! - [`config`]: [`SandboxConfig`] and app registrations (one demo app per platform by default).
+//! - `ledger`: apps, grants, codes and tokens, keyed by token hash in `DashMap`s.
+//! - `authorize`: the authorize page (browser) and its scripted POST.
+//! - `platform::{snapchat, tiktok_business, tiktok, threads, meta}`: token endpoints, API
+//!   endpoints and the ONE error-rendering function of each platform.
+//! - [`error_case`]: [`ErrorCase`], the enum every error is made from, and [`error_catalogue`].
+//! - [`fault`]: per-provider faults (throttle, outage, latency, malformed token responses,
+//!   rotation); `rate_limit`: sliding windows on the sandbox clock; `counters`: what was sent.
+//! - `admin`: the `/_sandbox/` JSON API.
+//! - [`cli`]: [`SandboxArgs`] and [`run`], wired to `tokenwarden sandbox`.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod admin;
+mod authorize;
+pub mod cli;
+pub mod config;
+mod counters;
+pub mod error_case;
+pub mod fault;
+mod ledger;
+mod platform;
+pub mod provider;
+mod rate_limit;
+
+pub use cli::{SandboxArgs, run};
+pub use config::{AppRegistration, SandboxConfig};
+pub use error_case::{ErrorCase, ErrorDetail, Limit, Reply, error_catalogue};
+pub use provider::Provider;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use dashmap::DashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokenwarden_core::clock::Clock;
+
+/// A running sandbox's shared state; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Sandbox {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: SandboxConfig,
+    clock: Arc<dyn Clock>,
+    ledger: ledger::Ledger,
+    faults: [fault::ProviderFaults; 5],
+    limits: rate_limit::RateLimiter,
+    counters: counters::Counters,
+    /// Asynchronous jobs (reports, publishing containers): id → when it is done.
+    jobs: DashMap<String, DateTime<Utc>>,
+}
+
+/// Why an API call was refused before it reached the endpoint's own logic.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Gate {
+    Token(ledger::Refusal),
+    /// The "throttle" fault.
+    Throttled,
+}
+
+impl Sandbox {
+    /// A sandbox with `config`, reading time only from `clock`.
+    pub fn new(config: SandboxConfig, clock: Arc<dyn Clock>) -> Self {
+        let ledger = ledger::Ledger::default();
+        for app in &config.apps {
+            let mut app = app.clone();
+            if app.client_id == format!("demo-{}", app.provider.id()) {
+                for uri in &config.demo_redirect_uris {
+                    if !app.redirect_uris.contains(uri) {
+                        app.redirect_uris.push(uri.clone());
+                    }
+                }
+            }
+            ledger.register(&app);
+        }
+        let faults = Provider::ALL.map(|p| {
+            fault::ProviderFaults::new(
+                config
+                    .rotate_refresh_tokens
+                    .unwrap_or(p.rotates_by_default()),
+                config.refresh_reuse_grace,
+            )
+        });
+        Sandbox {
+            inner: Arc::new(Inner {
+                config,
+                clock,
+                ledger,
+                faults,
+                limits: rate_limit::RateLimiter::default(),
+                counters: counters::Counters::default(),
+                jobs: DashMap::new(),
+            }),
+        }
+    }
+
+    /// The configuration the sandbox was started with.
+    pub fn config(&self) -> &SandboxConfig {
+        &self.inner.config
+    }
+
+    /// The sandbox's time.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.inner.clock.now()
+    }
+
+    pub(crate) fn ledger(&self) -> &ledger::Ledger {
+        &self.inner.ledger
+    }
+
+    pub(crate) fn faults(&self, p: Provider) -> &fault::ProviderFaults {
+        &self.inner.faults[p.index()]
+    }
+
+    pub(crate) fn limits(&self) -> &rate_limit::RateLimiter {
+        &self.inner.limits
+    }
+
+    pub(crate) fn counters(&self) -> &counters::Counters {
+        &self.inner.counters
+    }
+
+    /// Turns a span of sandbox time into the real time it takes.
+    pub(crate) fn real(&self, scaled: Duration) -> Duration {
+        let s = self.inner.config.time_scale;
+        if s.is_finite() && s > 0.0 {
+            scaled.div_f64(s)
+        } else {
+            scaled
+        }
+    }
+
+    /// Starts an asynchronous job that stays pending for the configured time.
+    pub(crate) fn start_job(&self, prefix: &str) -> String {
+        let id = format!("{prefix}{}", ledger::short_id());
+        let done = self.now() + ledger::to_delta(self.inner.config.async_job_duration);
+        self.inner.jobs.insert(id.clone(), done);
+        id
+    }
+
+    /// `Some(true)` when done, `Some(false)` while pending, `None` for an unknown job.
+    pub(crate) fn job_done(&self, id: &str) -> Option<bool> {
+        self.inner.jobs.get(id).map(|d| self.now() >= *d)
+    }
+
+    /// The common checks every API call passes first: count it, apply the throttle fault,
+    /// then check the token.
+    pub(crate) fn gate(
+        &self,
+        p: Provider,
+        token: Option<&str>,
+    ) -> Result<Arc<ledger::AccessToken>, Gate> {
+        let now = self.now();
+        counters::Counters::bump(&self.counters().of(p).api_calls);
+        let faults = self.faults(p);
+        if fault::ProviderFaults::take(&faults.throttle_next) {
+            return Err(Gate::Throttled);
+        }
+        if let Some(rate) = faults.throttle_rate(now) {
+            let per_sec = rate.max(0.0);
+            // A rate below 1/s is enforced over a longer window.
+            let (limit, window) = if per_sec >= 1.0 {
+                (per_sec as u64, Duration::from_secs(1))
+            } else if per_sec > 0.0 {
+                (1, Duration::from_secs_f64(1.0 / per_sec))
+            } else {
+                (0, Duration::from_secs(1))
+            };
+            if self
+                .limits()
+                .admit(format!("fault:{p}"), limit, window, now)
+                .is_err()
+            {
+                return Err(Gate::Throttled);
+            }
+        }
+        self.ledger()
+            .check_access(p, token, now)
+            .map_err(Gate::Token)
+    }
+
+    /// The whole HTTP surface: every platform under its prefix and the admin API.
+    pub fn router(&self) -> Router {
+        let mut router = Router::new();
+        for p in Provider::ALL {
+            let platform = platform::routes(p)
+                .merge(authorize::routes(p))
+                .fallback(edge_not_found)
+                .layer(axum::middleware::from_fn_with_state(
+                    (self.clone(), p),
+                    edge,
+                ));
+            router = router.nest(&format!("/{}", p.id()), platform);
+        }
+        router
+            .nest("/_sandbox", admin::routes())
+            .with_state(self.clone())
+    }
+
+    /// Serves until `shutdown` completes, then lets open connections finish (up to 5 s).
+    ///
+    /// Served through hyper-util with a header-read timeout rather than `axum::serve`, which sets
+    /// none (hardening.md §11, axum #2741).
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+        use tower_service_shim::call_router;
+
+        let router = self.router();
+        let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(Duration::from_secs(10));
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        let connections = Arc::new(tokio::sync::Semaphore::new(10_000));
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => {
+                    let (stream, _) = match accepted {
+                        Ok(a) => a,
+                        // Transient accept errors (EMFILE, aborted handshakes) must not stop the server.
+                        Err(e) => {
+                            tracing::warn!(error = %e, "accept failed");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    };
+                    let Ok(permit) = connections.clone().try_acquire_owned() else {
+                        drop(stream);
+                        continue;
+                    };
+                    let _ = stream.set_nodelay(true);
+                    let router = router.clone();
+                    let service = hyper::service::service_fn(move |req| call_router(router.clone(), req));
+                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    let conn = graceful.watch(conn.into_owned());
+                    tokio::spawn(async move {
+                        let _ = conn.await;
+                        drop(permit);
+                    });
+                }
+                () = &mut shutdown => break,
+            }
+        }
+        drop(listener);
+        tokio::select! {
+            () = graceful.shutdown() => {}
+            () = tokio::time::sleep(Duration::from_secs(5)) => {}
+        }
+        Ok(())
+    }
+}
+
+mod tower_service_shim {
+    //! Calls the axum router from a hyper `service_fn`.
+    use axum::Router;
+    use axum::body::Body;
+    use axum::response::Response;
+    use std::convert::Infallible;
+
+    pub(super) async fn call_router(
+        router: Router,
+        req: hyper::Request<hyper::body::Incoming>,
+    ) -> Result<Response, Infallible> {
+        use tower::ServiceExt;
+        router.oneshot(req.map(Body::new)).await
+    }
+}
+
+/// The edge in front of each platform: added latency, outages, and counting 401s and 429s.
+async fn edge(State((sb, p)): State<(Sandbox, Provider)>, req: Request, next: Next) -> Response {
+    let now = sb.now();
+    let faults = sb.faults(p);
+    if let Some(latency) = faults.latency(now) {
+        tokio::time::sleep(sb.real(latency)).await;
+    }
+    let resp = match faults.outage(now) {
+        Some((fault::OutageMode::Platform, _)) => {
+            platform::render(p, ErrorCase::Outage, &ErrorDetail::default()).into_response()
+        }
+        Some((fault::OutageMode::Html, status)) => {
+            platform::render(p, ErrorCase::OutagePage { status }, &ErrorDetail::default())
+                .into_response()
+        }
+        None => next.run(req).await,
+    };
+    let c = sb.counters().of(p);
+    match resp.status().as_u16() {
+        401 => counters::Counters::bump(&c.unauthorized_sent),
+        429 => counters::Counters::bump(&c.too_many_requests_sent),
+        _ => {}
+    }
+    resp
+}
+
+/// A path the platform does not serve (e.g. TikTok without the trailing `/`): the edge's 404.
+async fn edge_not_found() -> Response {
+    Reply::html(
+        404,
+        "<html>\r\n<head><title>404 Not Found</title></head>\r\n<body>\r\n<center><h1>404 Not Found</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n".into(),
+    )
+    .into_response()
+}

@@ -1,0 +1,94 @@
+//! [`SandboxConfig`]: time scale, lifetimes, registered apps, rotation and rate-limit settings.
+
+use crate::provider::Provider;
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// A developer app registered with one platform.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppRegistration {
+    /// The platform.
+    pub provider: Provider,
+    /// `client_id` / `app_id` / `client_key`, depending on the platform.
+    pub client_id: String,
+    /// `client_secret` / `secret`.
+    pub client_secret: String,
+    /// Shown on the authorize page.
+    pub name: String,
+    /// Redirect URIs; a request's `redirect_uri` must equal one of them exactly.
+    pub redirect_uris: Vec<String>,
+}
+
+impl AppRegistration {
+    /// The demo app of a platform: `demo-<provider>` / `demo-<provider>-secret`, "Demo app".
+    pub fn demo(provider: Provider) -> Self {
+        AppRegistration {
+            provider,
+            client_id: format!("demo-{}", provider.id()),
+            client_secret: format!("demo-{}-secret", provider.id()),
+            name: "Demo app".to_string(),
+            redirect_uris: Vec::new(),
+        }
+    }
+}
+
+/// Everything the sandbox needs to start.
+#[derive(Clone, Debug)]
+pub struct SandboxConfig {
+    /// How many times faster than real time the sandbox clock runs (1.0 = real time). Used to
+    /// turn scaled waits (latency) into real sleeps; the clock passed to `Sandbox::new` must agree.
+    pub time_scale: f64,
+    /// Overrides the lifetime of the first access token a platform issues (Snapchat and TikTok
+    /// access tokens, Threads/Meta short-lived tokens; gives TikTok Business tokens an expiry).
+    pub access_lifetimes: HashMap<Provider, Duration>,
+    /// Overrides the lifetime of Threads/Meta long-lived tokens (default 60 d).
+    pub long_lived_lifetimes: HashMap<Provider, Duration>,
+    /// Registered apps (the default holds one demo app per platform).
+    pub apps: Vec<AppRegistration>,
+    /// Redirect URIs added to every demo app (`demo-<provider>`); the daemon fills these in.
+    pub demo_redirect_uris: Vec<String>,
+    /// Refresh-token rotation for every platform; `None` keeps each platform's default
+    /// (only TikTok Login Kit rotates).
+    pub rotate_refresh_tokens: Option<bool>,
+    /// How long a rotated-out refresh token is still accepted.
+    pub refresh_reuse_grace: Duration,
+    /// Enforce the platforms' published rate limits.
+    pub enforce_rate_limits: bool,
+    /// TikTok Business per-app, per-endpoint limits: (QPS, QPM). Default: the Basic tier, 10/600.
+    pub tiktok_business_limits: (u32, u32),
+    /// How long asynchronous jobs (reports, publishing containers) stay pending.
+    pub async_job_duration: Duration,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        SandboxConfig {
+            time_scale: 1.0,
+            access_lifetimes: HashMap::new(),
+            long_lived_lifetimes: HashMap::new(),
+            apps: Provider::ALL.into_iter().map(AppRegistration::demo).collect(),
+            demo_redirect_uris: Vec::new(),
+            rotate_refresh_tokens: None,
+            refresh_reuse_grace: Duration::ZERO,
+            enforce_rate_limits: true,
+            tiktok_business_limits: (10, 600),
+            async_job_duration: Duration::from_secs(30),
+        }
+    }
+}
+
+impl SandboxConfig {
+    pub(crate) fn access_lifetime(&self, p: Provider) -> Option<Duration> {
+        self.access_lifetimes
+            .get(&p)
+            .copied()
+            .or(p.default_access_lifetime())
+    }
+
+    pub(crate) fn long_lived_lifetime(&self, p: Provider) -> Duration {
+        self.long_lived_lifetimes
+            .get(&p)
+            .copied()
+            .unwrap_or(p.default_long_lived_lifetime())
+    }
+}

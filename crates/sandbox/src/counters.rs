@@ -1,0 +1,94 @@
+//! Counters the admin API reports, so tests and benchmarks can assert on what reached the
+//! platform (e.g. "200 concurrent callers of an expired token caused exactly one refresh").
+
+use crate::provider::Provider;
+use dashmap::DashMap;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+#[derive(Debug, Default)]
+pub(crate) struct ProviderCounters {
+    pub api_calls: AtomicU64,
+    pub unauthorized_sent: AtomicU64,
+    pub too_many_requests_sent: AtomicU64,
+    /// Every rate-limit signal, including TikTok's 40100 in HTTP 200 and Graph code 4/17/80004.
+    pub rate_limited_sent: AtomicU64,
+}
+
+/// Token-endpoint calls keyed by (provider, grant id or "-" when unknown, grant type).
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    providers: [ProviderCounters; 5],
+    token_calls: DashMap<(Provider, String, String), u64>,
+}
+
+impl Counters {
+    pub fn of(&self, p: Provider) -> &ProviderCounters {
+        &self.providers[p.index()]
+    }
+
+    pub fn token_call(&self, p: Provider, grant: Option<&str>, grant_type: &str) {
+        *self
+            .token_calls
+            .entry((p, grant.unwrap_or("-").to_string(), grant_type.to_string()))
+            .or_default() += 1;
+    }
+
+    pub fn bump(c: &AtomicU64) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn reset(&self) {
+        for p in &self.providers {
+            p.api_calls.store(0, Ordering::Relaxed);
+            p.unauthorized_sent.store(0, Ordering::Relaxed);
+            p.too_many_requests_sent.store(0, Ordering::Relaxed);
+            p.rate_limited_sent.store(0, Ordering::Relaxed);
+        }
+        self.token_calls.clear();
+    }
+
+    /// `{providers: {id: {...}}, grants: {grant: {provider, token_calls: {type: n}}}}`.
+    pub fn snapshot(&self) -> Value {
+        let mut providers = serde_json::Map::new();
+        let mut per_type: BTreeMap<Provider, BTreeMap<String, u64>> = BTreeMap::new();
+        let mut grants: BTreeMap<String, (Provider, BTreeMap<String, u64>)> = BTreeMap::new();
+        for e in self.token_calls.iter() {
+            let (p, grant, ty) = e.key();
+            *per_type.entry(*p).or_default().entry(ty.clone()).or_default() += *e.value();
+            if grant != "-" {
+                grants
+                    .entry(grant.clone())
+                    .or_insert_with(|| (*p, BTreeMap::new()))
+                    .1
+                    .insert(ty.clone(), *e.value());
+            }
+        }
+        for p in Provider::ALL {
+            let c = self.of(p);
+            let calls = per_type.remove(&p).unwrap_or_default();
+            providers.insert(
+                p.id().to_string(),
+                json!({
+                    "token_calls": calls.values().sum::<u64>(),
+                    "token_calls_by_grant_type": calls,
+                    "api_calls": c.api_calls.load(Ordering::Relaxed),
+                    "unauthorized_sent": c.unauthorized_sent.load(Ordering::Relaxed),
+                    "too_many_requests_sent": c.too_many_requests_sent.load(Ordering::Relaxed),
+                    "rate_limited_sent": c.rate_limited_sent.load(Ordering::Relaxed),
+                }),
+            );
+        }
+        let grants: serde_json::Map<String, Value> = grants
+            .into_iter()
+            .map(|(g, (p, calls))| {
+                (
+                    g,
+                    json!({"provider": p, "token_calls": calls.values().sum::<u64>(), "token_calls_by_grant_type": calls}),
+                )
+            })
+            .collect();
+        json!({"providers": providers, "grants": grants})
+    }
+}

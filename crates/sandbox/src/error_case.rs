@@ -1,0 +1,218 @@
+//! Every error the sandbox can send, as one enum of cases. Each platform module renders a case
+//! with ONE function (`render`), and [`error_catalogue`] renders every case each platform emits,
+//! so a test can check the classifier against the kind the sandbox meant.
+
+use crate::provider::Provider;
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+/// Which limit a rate-limit error reports (Meta and Threads answer each with its own code).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Limit {
+    /// A per-user / per-token limit (Meta 17/2446079, Snapchat 10 req/s per token), and the
+    /// "throttle" fault.
+    User,
+    /// A per-app limit (Meta/Threads code 4, Snapchat 20 req/s per app, TikTok 40100).
+    App,
+    /// Meta's business-use-case limit on one ad account (80004, subcode 2446079).
+    AdAccount,
+}
+
+/// An error the sandbox sends. The platform module decides which case a situation becomes
+/// (e.g. Snapchat answers every token refusal with the same 401) and renders it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "case")]
+pub enum ErrorCase {
+    /// No credential in the request.
+    CredentialMissing,
+    /// The access token expired.
+    TokenExpired,
+    /// Snapchat's other 401 shape: a bare `unauthorized` text body.
+    TokenExpiredPlainText,
+    /// The token is not one the platform issued (garbage, or from another app).
+    TokenInvalid,
+    /// The grant was revoked (user removed the app, password changed, app secret rotated).
+    TokenRevoked,
+    /// The token lacks a scope the endpoint needs.
+    ScopeMissing,
+    /// The user lost their role on the ad account / advertiser.
+    RoleMissing,
+    /// The app the token or code belongs to is not the app that asked.
+    AppMismatch,
+    /// A rate limit.
+    RateLimited {
+        /// Which one.
+        limit: Limit,
+    },
+    /// The platform's own service error.
+    Outage,
+    /// An HTML error page from a load balancer.
+    OutagePage {
+        /// 502 or 503 (Meta's "Sorry, something went wrong." uses the same status).
+        status: u16,
+    },
+    /// An asynchronous task fetched before it finished (TikTok Business 40201).
+    TaskPending,
+    /// The object does not exist or cannot be loaded.
+    NotFound,
+    /// The request's parameters are wrong.
+    InvalidParams,
+    /// Token endpoint: a required parameter is missing or malformed.
+    OAuthInvalidRequest,
+    /// Token endpoint: unknown client or wrong secret (also after a secret rotation).
+    OAuthInvalidClient,
+    /// Token endpoint: the code or refresh token is invalid, used, expired, rotated or revoked.
+    OAuthInvalidGrant,
+    /// Token endpoint: a grant type the platform does not support here.
+    OAuthUnsupportedGrant,
+}
+
+impl ErrorCase {
+    /// The classifier kind this response is meant to produce.
+    pub fn intended_kind(&self) -> &'static str {
+        match self {
+            ErrorCase::CredentialMissing => "invalid_request",
+            ErrorCase::TokenExpired | ErrorCase::TokenExpiredPlainText => "token_expired",
+            ErrorCase::TokenInvalid => "token_invalid",
+            ErrorCase::TokenRevoked => "token_revoked",
+            ErrorCase::ScopeMissing => "insufficient_scope",
+            ErrorCase::RoleMissing | ErrorCase::AppMismatch => "app_not_authorized",
+            ErrorCase::RateLimited { .. } => "rate_limited",
+            ErrorCase::Outage | ErrorCase::OutagePage { .. } => "service_unavailable",
+            ErrorCase::TaskPending => "async_pending",
+            ErrorCase::NotFound => "not_found",
+            ErrorCase::InvalidParams => "invalid_request",
+            ErrorCase::OAuthInvalidRequest => "invalid_request",
+            ErrorCase::OAuthInvalidClient => "app_not_authorized",
+            ErrorCase::OAuthInvalidGrant => "token_revoked",
+            ErrorCase::OAuthUnsupportedGrant => "invalid_request",
+        }
+    }
+}
+
+/// Facts a rendering may mention: the app, when the limit resets, when the token expired, and
+/// a more precise message for parameter errors.
+#[derive(Debug, Clone, Default)]
+pub struct ErrorDetail {
+    /// The app id, where the platform names it (TikTok's 40100 message).
+    pub app_id: Option<String>,
+    /// When a rate-limit window resets (TikTok's `x-ratelimit-reset`).
+    pub reset_at: Option<DateTime<Utc>>,
+    /// When the token expired (Graph's "Session has expired on …").
+    pub expired_at: Option<DateTime<Utc>>,
+    /// The sandbox's "now", for messages that quote it.
+    pub now: Option<DateTime<Utc>>,
+    /// A more precise message for parameter, grant and not-found errors.
+    pub message: Option<String>,
+}
+
+impl ErrorDetail {
+    /// A detail that carries only a message.
+    pub fn message(m: impl Into<String>) -> Self {
+        ErrorDetail {
+            message: Some(m.into()),
+            ..Default::default()
+        }
+    }
+}
+
+/// A rendered HTTP response, plain data so the catalogue can hand it to a classifier.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    /// HTTP status.
+    pub status: u16,
+    /// Headers, in order.
+    pub headers: Vec<(String, String)>,
+    /// Body bytes.
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    /// A JSON reply.
+    pub fn json(status: u16, value: &serde_json::Value) -> Reply {
+        Reply {
+            status,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: serde_json::to_vec(value).unwrap_or_default(),
+        }
+    }
+
+    /// An HTML reply.
+    pub fn html(status: u16, body: String) -> Reply {
+        Reply {
+            status,
+            headers: vec![("content-type".into(), "text/html; charset=utf-8".into())],
+            body: body.into_bytes(),
+        }
+    }
+
+    /// Adds a header.
+    pub fn header(mut self, name: &str, value: impl Into<String>) -> Reply {
+        self.headers.push((name.to_string(), value.into()));
+        self
+    }
+}
+
+impl IntoResponse for Reply {
+    fn into_response(self) -> Response {
+        let mut resp = self.body.into_response();
+        *resp.status_mut() = StatusCode::from_u16(self.status).unwrap_or(StatusCode::OK);
+        let h = resp.headers_mut();
+        h.remove(axum::http::header::CONTENT_TYPE);
+        for (k, v) in self.headers {
+            if let (Ok(k), Ok(v)) = (
+                HeaderName::from_bytes(k.as_bytes()),
+                HeaderValue::from_str(&v),
+            ) {
+                h.append(k, v);
+            }
+        }
+        resp
+    }
+}
+
+/// The load balancer's HTML error page in front of every platform (Meta's own page differs).
+pub(crate) fn load_balancer_page(status: u16) -> Reply {
+    let reason = if status == 502 {
+        "502 Bad Gateway"
+    } else {
+        "503 Service Temporarily Unavailable"
+    };
+    Reply::html(
+        status,
+        format!(
+            "<html>\r\n<head><title>{reason}</title></head>\r\n<body>\r\n<center><h1>{reason}</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
+        ),
+    )
+}
+
+/// One catalogue entry: provider id, case, status, headers, body.
+pub type CatalogueEntry = (
+    &'static str,
+    ErrorCase,
+    u16,
+    Vec<(String, String)>,
+    Vec<u8>,
+);
+
+/// Every error every platform module can send, rendered with representative details.
+pub fn error_catalogue() -> Vec<CatalogueEntry> {
+    let detail = ErrorDetail {
+        app_id: Some("7000000000000000001".into()),
+        reset_at: DateTime::from_timestamp(1_800_000_060, 0),
+        expired_at: DateTime::from_timestamp(1_800_000_000, 0),
+        now: DateTime::from_timestamp(1_800_000_030, 0),
+        message: None,
+    };
+    let mut out = Vec::new();
+    for p in Provider::ALL {
+        for case in crate::platform::cases(p) {
+            let r = crate::platform::render(p, case, &detail);
+            out.push((p.id(), case, r.status, r.headers, r.body));
+        }
+    }
+    out
+}

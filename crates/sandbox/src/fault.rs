@@ -1,0 +1,137 @@
+//! Fault injection, scoped per provider: throttling, outages, latency, malformed token responses,
+//! refresh-token rotation and the shape of Snapchat's 401.
+//!
+//! Settings sit behind a per-provider `RwLock` (read on every request, written only by the admin
+//! API); the "next N requests" budgets are atomics.
+
+use chrono::{DateTime, Utc};
+use parking_lot::RwLock;
+use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// How an outage answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutageMode {
+    /// The platform's own service error: Snapchat 503 envelope, TikTok Business 50002 inside
+    /// HTTP 200, TikTok `internal_error` 500, Threads/Meta Graph code 2 with HTTP 500.
+    Platform,
+    /// An HTML error page from the load balancer in front of the platform (502 or 503); on Meta,
+    /// the "Sorry, something went wrong." page.
+    Html,
+}
+
+/// What a malformed token response looks like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MalformedMode {
+    /// The JSON is cut off half-way.
+    Truncated,
+    /// An HTML page with status 200.
+    Html,
+    /// Valid JSON without `access_token` (and without `expires_in`).
+    MissingFields,
+    /// `expires_in` sent as a string.
+    ExpiresInString,
+}
+
+/// Snapchat's 401 comes in two shapes (platforms.md §1): the RFC 6750 challenge with an empty
+/// body, or a bare `unauthorized` text body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnauthorizedStyle {
+    /// `WWW-Authenticate: Bearer error="invalid_token", …` and an empty body.
+    #[default]
+    Challenge,
+    /// Body `unauthorized`, text/plain.
+    Plain,
+}
+
+/// The settings an admin can change for one provider.
+#[derive(Debug, Clone, Serialize)]
+pub struct FaultSettings {
+    /// Limit API calls to `rate_per_sec` until `until`.
+    pub throttle_rate: Option<(f64, DateTime<Utc>)>,
+    /// An outage until the instant, in the mode.
+    pub outage: Option<(DateTime<Utc>, OutageMode, u16)>,
+    /// Added latency (sandbox time) until the instant (or for ever).
+    pub latency: Option<(Duration, Option<DateTime<Utc>>)>,
+    /// The shape of the next malformed token responses.
+    pub malformed_mode: MalformedMode,
+    /// Snapchat's 401 shape.
+    pub unauthorized_style: UnauthorizedStyle,
+    /// Refresh tokens rotate.
+    pub rotation: bool,
+    /// How long a rotated-out refresh token still works.
+    pub reuse_grace: Duration,
+}
+
+/// One provider's faults.
+#[derive(Debug)]
+pub(crate) struct ProviderFaults {
+    pub settings: RwLock<FaultSettings>,
+    pub throttle_next: AtomicU64,
+    pub malformed_next: AtomicU64,
+}
+
+impl ProviderFaults {
+    pub fn new(rotation: bool, reuse_grace: Duration) -> Self {
+        ProviderFaults {
+            settings: RwLock::new(FaultSettings {
+                throttle_rate: None,
+                outage: None,
+                latency: None,
+                malformed_mode: MalformedMode::Truncated,
+                unauthorized_style: UnauthorizedStyle::Challenge,
+                rotation,
+                reuse_grace,
+            }),
+            throttle_next: AtomicU64::new(0),
+            malformed_next: AtomicU64::new(0),
+        }
+    }
+
+    /// Takes one unit from a "next N" budget; true if the budget had one.
+    pub fn take(budget: &AtomicU64) -> bool {
+        budget
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+            .is_ok()
+    }
+
+    /// The active outage, if any: (mode, HTML status).
+    pub fn outage(&self, now: DateTime<Utc>) -> Option<(OutageMode, u16)> {
+        self.settings
+            .read()
+            .outage
+            .filter(|(until, _, _)| now < *until)
+            .map(|(_, m, s)| (m, s))
+    }
+
+    pub fn latency(&self, now: DateTime<Utc>) -> Option<Duration> {
+        self.settings
+            .read()
+            .latency
+            .filter(|(_, until)| until.is_none_or(|u| now < u))
+            .map(|(d, _)| d)
+    }
+
+    pub fn throttle_rate(&self, now: DateTime<Utc>) -> Option<f64> {
+        self.settings
+            .read()
+            .throttle_rate
+            .filter(|(_, until)| now < *until)
+            .map(|(r, _)| r)
+    }
+
+    /// Clears every fault but keeps rotation settings.
+    pub fn clear(&self) {
+        let mut s = self.settings.write();
+        s.throttle_rate = None;
+        s.outage = None;
+        s.latency = None;
+        s.unauthorized_style = UnauthorizedStyle::Challenge;
+        self.throttle_next.store(0, Ordering::Release);
+        self.malformed_next.store(0, Ordering::Release);
+    }
+}

@@ -1,0 +1,148 @@
+//! The five platforms. Each module owns its token endpoint(s), a few API endpoints, and the ONE
+//! function (`render`) that turns an [`ErrorCase`] into that platform's wire format.
+
+pub(crate) mod meta;
+pub(crate) mod snapchat;
+pub(crate) mod threads;
+pub(crate) mod tiktok;
+pub(crate) mod tiktok_business;
+
+use crate::Sandbox;
+use crate::error_case::{ErrorCase, ErrorDetail, Reply};
+use crate::fault::{MalformedMode, ProviderFaults};
+use crate::ledger::Grant;
+use crate::provider::Provider;
+use axum::Router;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+
+pub(crate) fn routes(p: Provider) -> Router<Sandbox> {
+    match p {
+        Provider::Snapchat => snapchat::routes(),
+        Provider::TiktokBusiness => tiktok_business::routes(),
+        Provider::Tiktok => tiktok::routes(),
+        Provider::Threads => threads::routes(),
+        Provider::Meta => meta::routes(),
+    }
+}
+
+/// Renders `case` the way platform `p` sends it.
+pub(crate) fn render(p: Provider, case: ErrorCase, detail: &ErrorDetail) -> Reply {
+    match p {
+        Provider::Snapchat => snapchat::render(case, detail),
+        Provider::TiktokBusiness => tiktok_business::render(case, detail),
+        Provider::Tiktok => tiktok::render(case, detail),
+        Provider::Threads => threads::render(case, detail),
+        Provider::Meta => meta::render(case, detail),
+    }
+}
+
+/// The cases platform `p` can send.
+pub(crate) fn cases(p: Provider) -> Vec<ErrorCase> {
+    match p {
+        Provider::Snapchat => snapchat::CASES.to_vec(),
+        Provider::TiktokBusiness => tiktok_business::CASES.to_vec(),
+        Provider::Tiktok => tiktok::CASES.to_vec(),
+        Provider::Threads => threads::CASES.to_vec(),
+        Provider::Meta => meta::CASES.to_vec(),
+    }
+}
+
+/// Renders and sends an error, counting rate-limit signals (some travel inside HTTP 200).
+pub(crate) fn refuse(sb: &Sandbox, p: Provider, case: ErrorCase, detail: &ErrorDetail) -> Response {
+    if matches!(case, ErrorCase::RateLimited { .. }) {
+        crate::counters::Counters::bump(&sb.counters().of(p).rate_limited_sent);
+    }
+    render(p, case, detail).into_response()
+}
+
+/// Sends a successful token response, unless the "malformed token response" fault is armed.
+pub(crate) fn token_reply(sb: &Sandbox, p: Provider, mut value: Value) -> Response {
+    let faults = sb.faults(p);
+    if !ProviderFaults::take(&faults.malformed_next) {
+        return Reply::json(200, &value)
+            .header("cache-control", "no-store")
+            .into_response();
+    }
+    let mode = faults.settings.read().malformed_mode;
+    // TikTok Business nests the token under `data`.
+    let target = match value.get_mut("data") {
+        Some(d) if d.is_object() => d,
+        _ => &mut value,
+    };
+    match mode {
+        MalformedMode::Truncated => {
+            let text = serde_json::to_string(&value).unwrap_or_default();
+            let cut = text.len() / 2;
+            Reply {
+                status: 200,
+                headers: vec![("content-type".into(), "application/json".into())],
+                body: text.as_bytes()[..cut].to_vec(),
+            }
+            .into_response()
+        }
+        MalformedMode::Html => Reply::html(
+            200,
+            "<!DOCTYPE html><html><head><title>Service</title></head><body><p>Please try again later.</p></body></html>".into(),
+        )
+        .into_response(),
+        MalformedMode::MissingFields => {
+            if let Some(o) = target.as_object_mut() {
+                o.remove("access_token");
+                o.remove("expires_in");
+            }
+            Reply::json(200, &value).into_response()
+        }
+        MalformedMode::ExpiresInString => {
+            if let Some(o) = target.as_object_mut() {
+                let e = o.get("expires_in").cloned().unwrap_or(Value::from(3600));
+                o.insert("expires_in".into(), Value::String(e.to_string()));
+            }
+            Reply::json(200, &value).into_response()
+        }
+    }
+}
+
+/// `Authorization: Bearer <token>`.
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<String> {
+    let v = headers.get("authorization")?.to_str().ok()?;
+    let (scheme, token) = v.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_string())
+}
+
+/// A stable UUID-shaped id (Snapchat's ids are UUIDs).
+pub(crate) fn uuid_like(grant: &Grant, salt: &str) -> String {
+    let a = grant.numeric_id(salt);
+    let b = grant.numeric_id(&format!("{salt}/2"));
+    let h = format!("{a:016x}{b:016x}");
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+/// How many campaigns every ad account has: enough for a few pages.
+pub(crate) const CAMPAIGNS_PER_ACCOUNT: usize = 25;
+
+/// Offset pagination shared by the listing endpoints: the slice and whether more remain.
+pub(crate) fn page_of(total: usize, offset: usize, size: usize) -> (std::ops::Range<usize>, bool) {
+    let start = offset.min(total);
+    let end = start.saturating_add(size).min(total);
+    (start..end, end < total)
+}
+
+/// The request's scheme and host, to build absolute `next` links as the platforms do.
+pub(crate) fn origin(headers: &HeaderMap) -> String {
+    let host = headers
+        .get("host")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("127.0.0.1");
+    format!("http://{host}")
+}

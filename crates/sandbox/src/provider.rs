@@ -1,0 +1,132 @@
+//! The five emulated platforms and the facts about them that do not depend on a request
+//! (lifetimes, code validity, path prefix). Figures cite `docs/platforms.md`.
+
+use serde::Serialize;
+use std::time::Duration;
+
+/// One emulated platform. Its [`Provider::id`] is also its path prefix in the sandbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Provider {
+    /// Snapchat Marketing API (`accounts.snapchat.com` + `adsapi.snapchat.com`).
+    Snapchat,
+    /// TikTok API for Business (`business-api.tiktok.com`).
+    TiktokBusiness,
+    /// TikTok Login Kit v2 (`www.tiktok.com` + `open.tiktokapis.com`).
+    Tiktok,
+    /// Threads API (`threads.net` + `graph.threads.net`).
+    Threads,
+    /// Meta Graph / Marketing API v24.0 (`www.facebook.com` + `graph.facebook.com`).
+    Meta,
+}
+
+impl Provider {
+    /// Every platform, in a stable order.
+    pub const ALL: [Provider; 5] = [
+        Provider::Snapchat,
+        Provider::TiktokBusiness,
+        Provider::Tiktok,
+        Provider::Threads,
+        Provider::Meta,
+    ];
+
+    /// The provider id, which is also the sandbox path prefix (`/snapchat/...`).
+    pub fn id(self) -> &'static str {
+        match self {
+            Provider::Snapchat => "snapchat",
+            Provider::TiktokBusiness => "tiktok-business",
+            Provider::Tiktok => "tiktok",
+            Provider::Threads => "threads",
+            Provider::Meta => "meta",
+        }
+    }
+
+    /// Reads a provider id.
+    pub fn parse(id: &str) -> Option<Provider> {
+        Provider::ALL.into_iter().find(|p| p.id() == id)
+    }
+
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The authorize path under the provider prefix.
+    pub fn authorize_path(self) -> &'static str {
+        match self {
+            Provider::Snapchat => "/login/oauth2/authorize",
+            Provider::TiktokBusiness => "/portal/auth",
+            Provider::Tiktok => "/v2/auth/authorize/",
+            Provider::Threads => "/oauth/authorize",
+            Provider::Meta => "/v24.0/dialog/oauth",
+        }
+    }
+
+    /// The lifetime of the first access token the platform issues; `None` = never expires.
+    /// Snapchat 60 min (quick-start), TikTok Login Kit 2 h (Nov-2026 pages), Threads and Meta
+    /// short-lived 1 h; TikTok Business long-term tokens have no expiry (platforms.md §0.5).
+    pub fn default_access_lifetime(self) -> Option<Duration> {
+        match self {
+            Provider::Snapchat | Provider::Threads | Provider::Meta => Some(HOUR),
+            Provider::Tiktok => Some(2 * HOUR),
+            Provider::TiktokBusiness => None,
+        }
+    }
+
+    /// Threads and Meta long-lived tokens: 60 days.
+    pub fn default_long_lived_lifetime(self) -> Duration {
+        60 * DAY
+    }
+
+    /// Refresh-token lifetime; `None` = never expires (Snapchat: "never expires", tap-snapchat-ads).
+    pub fn refresh_lifetime(self) -> Option<Duration> {
+        match self {
+            Provider::Tiktok => Some(180 * DAY),
+            _ => None,
+        }
+    }
+
+    /// Whether refresh tokens rotate by default: TikTok Login Kit says "the previous refresh token
+    /// stops working once a new one is issued"; Snapchat's rotation is undocumented, so it does not.
+    pub fn rotates_by_default(self) -> bool {
+        matches!(self, Provider::Tiktok)
+    }
+
+    /// Authorization codes are single use; TikTok Business auth_code is valid 1 h, others 10 min.
+    pub fn code_lifetime(self) -> Duration {
+        match self {
+            Provider::TiktokBusiness => HOUR,
+            _ => 10 * MINUTE,
+        }
+    }
+
+    /// The scopes shown on the authorize page when a request names none.
+    pub(crate) fn default_scopes(self) -> Vec<String> {
+        let s: &[&str] = match self {
+            Provider::Snapchat => &["snapchat-marketing-api"],
+            // No scope parameter: the permissions are fixed on the developer app.
+            Provider::TiktokBusiness => &["ad_account_management", "campaign_management", "reporting"],
+            Provider::Tiktok => &["user.info.basic"],
+            Provider::Threads => &["threads_basic"],
+            Provider::Meta => &["public_profile"],
+        };
+        s.iter().map(|s| s.to_string()).collect()
+    }
+
+    /// How the `scope` query parameter separates scopes (Snapchat: space, RFC 6749; others: comma).
+    pub(crate) fn scope_separator(self) -> char {
+        match self {
+            Provider::Snapchat => ' ',
+            _ => ',',
+        }
+    }
+}
+
+impl std::fmt::Display for Provider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.id())
+    }
+}
+
+pub(crate) const MINUTE: Duration = Duration::from_secs(60);
+pub(crate) const HOUR: Duration = Duration::from_secs(3600);
+pub(crate) const DAY: Duration = Duration::from_secs(86_400);
