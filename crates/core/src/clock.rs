@@ -33,7 +33,11 @@ pub struct ScaledClock {
 impl ScaledClock {
     /// A clock scaled by `scale` (≥ 1; values below are taken as 1) from `origin`.
     pub fn new(origin: DateTime<Utc>, scale: f64) -> Self {
-        let scale = if scale.is_finite() && scale >= 1.0 { scale } else { 1.0 };
+        let scale = if scale.is_finite() && scale >= 1.0 {
+            scale
+        } else {
+            1.0
+        };
         ScaledClock { origin, scale }
     }
 

@@ -92,7 +92,9 @@ impl std::str::FromStr for Environment {
         match s {
             "production" => Ok(Environment::Production),
             "sandbox" => Ok(Environment::Sandbox),
-            _ => Err(format!("unknown environment {s:?}: expected production or sandbox")),
+            _ => Err(format!(
+                "unknown environment {s:?}: expected production or sandbox"
+            )),
         }
     }
 }
@@ -145,7 +147,10 @@ mod tests {
     fn state_names_round_trip() {
         for s in ConnectionState::ALL {
             assert_eq!(s.as_str().parse::<ConnectionState>().unwrap(), s);
-            assert_eq!(serde_json::to_string(&s).unwrap(), format!("\"{}\"", s.as_str()));
+            assert_eq!(
+                serde_json::to_string(&s).unwrap(),
+                format!("\"{}\"", s.as_str())
+            );
         }
         assert!("dead".parse::<ConnectionState>().is_err());
     }

@@ -6,12 +6,20 @@
 //! - [`connection`]: [`connection::ConnectionState`], the one state column, and problems.
 //! - [`clock`]: the injected [`clock::Clock`] (system, scaled, fake).
 //! - [`span`]: durations written as `90s`, `5m`, `60d`.
+//! - [`provider`]: provider definitions (data, one TOML file per platform) and their registry.
+//! - [`classify`]: the response classifier (status + headers + body → kind, action, wait, fix).
+//! - [`policy`]: when a token is due for refresh, expiry fallbacks, backoff with full jitter.
+//! - [`raw_http`]: reads a response as `curl -i` prints it (for `diagnose`).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod classify;
 pub mod clock;
 pub mod connection;
 pub mod id;
+pub mod policy;
+pub mod provider;
+pub mod raw_http;
 pub mod secret;
 pub mod span;
 pub mod token;

@@ -4,7 +4,9 @@ use std::time::Duration;
 
 /// Why a duration could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0:?} is not a duration: write a number followed by ms, s, m, h or d (e.g. 90s, 5m, 1h30m, 60d)")]
+#[error(
+    "{0:?} is not a duration: write a number followed by ms, s, m, h or d (e.g. 90s, 5m, 1h30m, 60d)"
+)]
 pub struct SpanError(String);
 
 /// Parses `90s`, `5m`, `1h30m`, `60d`, `250ms`. A bare number is seconds.
@@ -49,7 +51,13 @@ pub fn format(d: Duration) -> String {
         return "0s".to_string();
     }
     let mut out = String::new();
-    for (unit, size) in [("d", 86_400_000u128), ("h", 3_600_000), ("m", 60_000), ("s", 1_000), ("ms", 1)] {
+    for (unit, size) in [
+        ("d", 86_400_000u128),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+        ("ms", 1),
+    ] {
         if ms >= size {
             out.push_str(&format!("{}{unit}", ms / size));
             ms %= size;
@@ -110,7 +118,13 @@ mod tests {
 
     #[test]
     fn parses_and_formats() {
-        for (text, secs) in [("90s", 90), ("5m", 300), ("1h30m", 5400), ("60d", 5_184_000), ("42", 42)] {
+        for (text, secs) in [
+            ("90s", 90),
+            ("5m", 300),
+            ("1h30m", 5400),
+            ("60d", 5_184_000),
+            ("42", 42),
+        ] {
             assert_eq!(parse(text).unwrap(), Duration::from_secs(secs), "{text}");
         }
         assert_eq!(parse("250ms").unwrap(), Duration::from_millis(250));

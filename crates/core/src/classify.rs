@@ -1,0 +1,560 @@
+//! The response classifier: status + headers + body of any platform response → [`Classification`].
+//!
+//! The body is read before the status: TikTok Business reports errors inside HTTP 200, and Meta's
+//! `type` says nothing while its code and sub-code say everything (platforms.md §0). What each code
+//! means lives in the provider definitions ([`crate::provider`]); this module only reads envelopes,
+//! matches rules in order (the provider's, then the common RFC 6749/6750 and HTTP-status rules) and
+//! works out the wait. Any bytes classify: HTML pages, empty, non-JSON, truncated or invalid UTF-8
+//! bodies fall back to sound answers by status, never a panic.
+
+mod body;
+mod wait;
+
+use crate::provider::{
+    BodyKind, CodePattern, Context, EnvelopeSpec, KindText, RefreshStyle, RuleSpec, WaitRule,
+};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use body::{repair_truncated_json, scrub_message};
+
+/// At most this many bytes of a body are looked at (hardening rule 8). A longer body is
+/// classified on its prefix; a JSON prefix is repaired so its leading fields still count.
+pub const MAX_CLASSIFIED_BODY: usize = 64 * 1024;
+
+/// What kind of outcome a response is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// It worked.
+    Ok,
+    /// The access token has expired.
+    TokenExpired,
+    /// The access token is not accepted (malformed, unknown, or of another app).
+    TokenInvalid,
+    /// The grant was withdrawn (revoked, password changed, app removed).
+    TokenRevoked,
+    /// The token lacks a scope the call needs.
+    InsufficientScope,
+    /// The account or app lacks a role, approval or permission that no scope gives.
+    AppNotAuthorized,
+    /// The request (or the app's configuration) is wrong.
+    InvalidRequest,
+    /// The platform is throttling.
+    RateLimited,
+    /// The platform is failing or down.
+    ServiceUnavailable,
+    /// The work is still in progress; ask again later.
+    AsyncPending,
+    /// The object does not exist.
+    NotFound,
+}
+
+/// What should be done about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Nothing.
+    None,
+    /// Refresh the token and make the call again (once).
+    RefreshAndRetry,
+    /// A person must authorize again.
+    Reauthorize,
+    /// A person must authorize again granting more scopes.
+    RequestScopes,
+    /// The request or configuration must change; retrying will not help.
+    FixRequest,
+    /// Wait, then retry.
+    BackoffAndRetry,
+    /// Ask again later for the result.
+    PollLater,
+}
+
+/// Whose problem it is: which thing a failure should be recorded against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Blame {
+    /// Nobody's.
+    None,
+    /// This one connection (its grant): re-authorize it.
+    Connection,
+    /// The app's configuration (a wrong or rotated client secret): one app-level problem, leave the
+    /// connections alone (hardening rule 5).
+    App,
+    /// The caller's request.
+    Request,
+    /// The platform (throttling, outage): transient, never marks a connection dead.
+    Platform,
+}
+
+macro_rules! names {
+    ($t:ty { $($v:ident => $s:literal),* $(,)? }) => {
+        impl $t {
+            /// The stable snake_case name.
+            pub fn as_str(self) -> &'static str {
+                match self { $(<$t>::$v => $s),* }
+            }
+            /// Every value.
+            pub const ALL: &'static [$t] = &[$(<$t>::$v),*];
+        }
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+        impl std::str::FromStr for $t {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                <$t>::ALL.iter().copied().find(|v| v.as_str() == s).ok_or_else(|| {
+                    let all: Vec<&str> = <$t>::ALL.iter().map(|v| v.as_str()).collect();
+                    format!("{s:?} is not one of {}", all.join(", "))
+                })
+            }
+        }
+    };
+}
+
+names!(Kind {
+    Ok => "ok",
+    TokenExpired => "token_expired",
+    TokenInvalid => "token_invalid",
+    TokenRevoked => "token_revoked",
+    InsufficientScope => "insufficient_scope",
+    AppNotAuthorized => "app_not_authorized",
+    InvalidRequest => "invalid_request",
+    RateLimited => "rate_limited",
+    ServiceUnavailable => "service_unavailable",
+    AsyncPending => "async_pending",
+    NotFound => "not_found",
+});
+
+names!(Action {
+    None => "none",
+    RefreshAndRetry => "refresh_and_retry",
+    Reauthorize => "reauthorize",
+    RequestScopes => "request_scopes",
+    FixRequest => "fix_request",
+    BackoffAndRetry => "backoff_and_retry",
+    PollLater => "poll_later",
+});
+
+names!(Blame {
+    None => "none",
+    Connection => "connection",
+    App => "app",
+    Request => "request",
+    Platform => "platform",
+});
+
+impl Kind {
+    /// The action a kind needs when a rule does not say, given whether the platform can renew
+    /// tokens without a person.
+    pub fn default_action(self, refresh: RefreshStyle) -> Action {
+        match self {
+            Kind::Ok => Action::None,
+            Kind::TokenExpired | Kind::TokenInvalid if refresh.can_refresh() => {
+                Action::RefreshAndRetry
+            }
+            Kind::TokenExpired | Kind::TokenInvalid | Kind::TokenRevoked => Action::Reauthorize,
+            Kind::AppNotAuthorized => Action::Reauthorize,
+            Kind::InsufficientScope => Action::RequestScopes,
+            Kind::InvalidRequest | Kind::NotFound => Action::FixRequest,
+            Kind::RateLimited | Kind::ServiceUnavailable => Action::BackoffAndRetry,
+            Kind::AsyncPending => Action::PollLater,
+        }
+    }
+
+    /// Whose problem a kind is when a rule does not say.
+    pub fn default_blame(self) -> Blame {
+        match self {
+            Kind::Ok | Kind::AsyncPending => Blame::None,
+            Kind::TokenExpired
+            | Kind::TokenInvalid
+            | Kind::TokenRevoked
+            | Kind::InsufficientScope
+            | Kind::AppNotAuthorized => Blame::Connection,
+            Kind::InvalidRequest | Kind::NotFound => Blame::Request,
+            Kind::RateLimited | Kind::ServiceUnavailable => Blame::Platform,
+        }
+    }
+}
+
+impl Action {
+    /// Whether doing the same thing again (after the action) can succeed.
+    pub fn retryable(self) -> bool {
+        matches!(
+            self,
+            Action::RefreshAndRetry | Action::BackoffAndRetry | Action::PollLater
+        )
+    }
+}
+
+/// The verdict on one response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Classification {
+    /// What it is.
+    pub kind: Kind,
+    /// What to do.
+    pub action: Action,
+    /// Whether a retry (after the action) can succeed.
+    pub retryable: bool,
+    /// Whose problem it is.
+    pub blame: Blame,
+    /// How long the platform asked us to wait, when it said (or its documentation implies).
+    #[serde(rename = "retry_after_ms", serialize_with = "ser_ms")]
+    pub retry_after: Option<Duration>,
+    /// Highest usage percentage the platform reported (Meta usage headers); throttling starts at 100.
+    pub usage_pct: Option<u32>,
+    /// The HTTP status.
+    pub status: u16,
+    /// The platform's own code.
+    pub platform_code: Option<String>,
+    /// The platform's sub-code.
+    pub platform_subcode: Option<String>,
+    /// The platform's message, shortened and scrubbed of anything token-like.
+    pub platform_message: Option<String>,
+    /// The platform's trace id (quote it to their support).
+    pub trace_id: Option<String>,
+    /// One line for a person.
+    pub title: String,
+    /// What happened and why.
+    pub explanation: String,
+    /// The concrete fix.
+    pub fix: String,
+    /// Where to read more.
+    pub docs_url: Option<String>,
+    /// Which rule decided (`snapchat#3`, `common#12`, `fallback`), for whoever debugs a definition.
+    pub rule: String,
+}
+
+fn ser_ms<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        None => s.serialize_none(),
+    }
+}
+
+/// A response to classify. Headers may repeat; names compare case-insensitively.
+#[derive(Debug, Clone, Copy)]
+pub struct ResponseView<'a> {
+    /// HTTP status.
+    pub status: u16,
+    /// Headers as received.
+    pub headers: &'a [(String, String)],
+    /// Body bytes (only a prefix is read).
+    pub body: &'a [u8],
+}
+
+impl ResponseView<'_> {
+    /// The first value of a header.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A code or status pattern, compiled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Pat {
+    Exact(String),
+    Range(i64, i64),
+}
+
+impl Pat {
+    pub(crate) fn compile(p: &CodePattern) -> Result<Pat, String> {
+        match p {
+            CodePattern::Number(n) => Ok(Pat::Exact(n.to_string())),
+            CodePattern::Text(t) => {
+                let t = t.trim();
+                if t.is_empty() {
+                    return Err("an empty code".into());
+                }
+                if let Some((lo, hi)) = t.split_once('-')
+                    && let (Ok(lo), Ok(hi)) = (lo.trim().parse::<i64>(), hi.trim().parse::<i64>())
+                {
+                    if lo > hi {
+                        return Err(format!("range {t:?} runs backwards"));
+                    }
+                    return Ok(Pat::Range(lo, hi));
+                }
+                Ok(Pat::Exact(t.to_string()))
+            }
+        }
+    }
+
+    fn matches(&self, value: &str) -> bool {
+        match self {
+            Pat::Exact(e) => e == value,
+            Pat::Range(lo, hi) => value.parse::<i64>().is_ok_and(|v| (*lo..=*hi).contains(&v)),
+        }
+    }
+}
+
+/// A rule ready to match.
+#[derive(Debug, Clone)]
+pub(crate) struct Rule {
+    pub(crate) name: String,
+    codes: Vec<Pat>,
+    subcodes: Vec<Pat>,
+    statuses: Vec<Pat>,
+    message: Vec<String>,
+    header: Option<(String, Vec<String>)>,
+    body: Option<BodyKind>,
+    context: Option<Context>,
+    pub(crate) spec: RuleSpec,
+}
+
+impl Rule {
+    pub(crate) fn compile(name: String, spec: &RuleSpec) -> Result<Rule, String> {
+        let pats =
+            |list: &[CodePattern]| list.iter().map(Pat::compile).collect::<Result<Vec<_>, _>>();
+        let lower = |v: &[String]| v.iter().map(|s| s.to_lowercase()).collect::<Vec<_>>();
+        let rule = Rule {
+            name,
+            codes: pats(&spec.codes)?,
+            subcodes: pats(&spec.subcodes)?,
+            statuses: pats(&spec.statuses)?,
+            message: lower(&spec.message_contains),
+            header: spec
+                .header
+                .as_ref()
+                .map(|h| (h.name.to_lowercase(), lower(&h.contains))),
+            body: spec.body,
+            context: spec.context,
+            spec: spec.clone(),
+        };
+        let has_condition = !rule.codes.is_empty()
+            || !rule.subcodes.is_empty()
+            || !rule.statuses.is_empty()
+            || !rule.message.is_empty()
+            || rule.header.is_some()
+            || rule.body.is_some();
+        if !has_condition {
+            return Err("a rule needs at least one condition (codes, subcodes, statuses, message_contains, header or body)".into());
+        }
+        for p in &rule.statuses {
+            let ok = match p {
+                Pat::Exact(s) => s.parse::<u16>().is_ok_and(|s| (100..=599).contains(&s)),
+                Pat::Range(lo, hi) => *lo >= 100 && *hi <= 599,
+            };
+            if !ok {
+                return Err("statuses must be HTTP statuses between 100 and 599".into());
+            }
+        }
+        Ok(rule)
+    }
+
+    fn matches(&self, m: &Facts<'_>) -> bool {
+        let any = |pats: &[Pat], v: Option<&str>| {
+            pats.is_empty() || v.is_some_and(|v| pats.iter().any(|p| p.matches(v)))
+        };
+        let status = m.status.to_string();
+        any(&self.codes, m.code)
+            && any(&self.subcodes, m.subcode)
+            && any(&self.statuses, Some(&status))
+            && (self.message.is_empty()
+                || self.message.iter().any(|f| m.text_lc.contains(f.as_str())))
+            && self.header.as_ref().is_none_or(|(name, frags)| {
+                m.headers
+                    .iter()
+                    .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+                    .any(|(_, v)| {
+                        let v = v.to_lowercase();
+                        frags.iter().any(|f| v.contains(f.as_str()))
+                    })
+            })
+            && self.body.is_none_or(|b| b == m.body_kind)
+            && self.context.is_none_or(|c| c == m.context)
+    }
+}
+
+/// What the classifier found in a response, before rules are applied.
+#[derive(Debug)]
+struct Facts<'a> {
+    status: u16,
+    headers: &'a [(String, String)],
+    body_kind: BodyKind,
+    code: Option<&'a str>,
+    subcode: Option<&'a str>,
+    /// Lower-cased message (or, without an envelope, the body's text) for `message_contains`.
+    text_lc: String,
+    context: Context,
+}
+
+/// The compiled common rules (`providers/_common.toml`).
+#[derive(Debug)]
+pub struct Common {
+    pub(crate) envelopes: Vec<EnvelopeSpec>,
+    pub(crate) wait_headers: Vec<crate::provider::WaitHeaderSpec>,
+    pub(crate) rules: Vec<Rule>,
+    pub(crate) kinds: BTreeMap<Kind, KindText>,
+}
+
+/// One provider's classifier: its rules and envelopes, then the common ones.
+#[derive(Debug, Clone)]
+pub struct Classifier {
+    pub(crate) provider_name: String,
+    pub(crate) refresh: RefreshStyle,
+    pub(crate) docs_url: Option<String>,
+    pub(crate) envelopes: Vec<EnvelopeSpec>,
+    pub(crate) success_codes: Vec<String>,
+    pub(crate) wait_headers: Vec<crate::provider::WaitHeaderSpec>,
+    pub(crate) rules: Vec<Rule>,
+    pub(crate) common: Arc<Common>,
+}
+
+impl Classifier {
+    /// Classifies one response. `now` turns HTTP dates and "until midnight" into waits.
+    pub fn classify(
+        &self,
+        resp: &ResponseView<'_>,
+        context: Context,
+        now: DateTime<Utc>,
+    ) -> Classification {
+        let parsed = body::Body::read(resp);
+        let env = parsed.json.as_ref().and_then(|j| {
+            self.envelopes
+                .iter()
+                .chain(&self.common.envelopes)
+                .find_map(|e| body::Envelope::read(j, e))
+        });
+        let message = env
+            .as_ref()
+            .and_then(|e| e.message.clone())
+            .or_else(|| parsed.text_message.clone());
+        let code = env.as_ref().map(|e| e.code.as_str());
+        let is_success_code = code.is_some_and(|c| self.success_codes.iter().any(|s| s == c));
+        let text_lc = message.as_deref().unwrap_or("").to_lowercase();
+        let facts = Facts {
+            status: resp.status,
+            headers: resp.headers,
+            body_kind: parsed.kind,
+            code,
+            subcode: env.as_ref().and_then(|e| e.subcode.as_deref()),
+            text_lc,
+            context,
+        };
+
+        let provider_rule = self.rules.iter().find(|r| r.matches(&facts));
+        let transient = env.as_ref().is_some_and(|e| e.transient);
+        let chosen: Option<&Rule> = match provider_rule {
+            Some(r) => Some(r),
+            // Meta marks some unknown errors `is_transient`; honour it before generic status rules.
+            None if transient => None,
+            None => self.common.rules.iter().find(|r| r.matches(&facts)),
+        };
+        let (kind, rule_name) = match (chosen, transient) {
+            (Some(r), _) => (r.spec.kind, r.name.clone()),
+            (None, true) => (Kind::ServiceUnavailable, "transient-flag".to_string()),
+            (None, false) => (
+                fallback_kind(resp.status, code.is_some() && !is_success_code),
+                "fallback".to_string(),
+            ),
+        };
+        let spec = chosen.map(|r| &r.spec);
+        let action = spec
+            .and_then(|s| s.action)
+            .unwrap_or_else(|| kind.default_action(self.refresh));
+        let blame = spec
+            .and_then(|s| s.blame)
+            .unwrap_or_else(|| kind.default_blame());
+        let default_text = self.common.kinds.get(&kind).cloned().unwrap_or_default();
+        let pick = |rule_text: Option<&String>, default: &str| match rule_text {
+            Some(t) if !t.trim().is_empty() => t.clone(),
+            _ => default.to_string(),
+        };
+        let scrubbed = message
+            .as_deref()
+            .map(scrub_message)
+            .filter(|m| !m.is_empty());
+        let fill = |t: String| {
+            t.replace("{provider}", &self.provider_name)
+                .replace("{code}", code.unwrap_or("none"))
+                .replace("{subcode}", facts.subcode.unwrap_or("none"))
+                .replace("{status}", &resp.status.to_string())
+                .replace("{message}", scrubbed.as_deref().unwrap_or("(no message)"))
+        };
+        let title = fill(pick(spec.map(|s| &s.title), &default_text.title));
+        let explanation = fill(pick(
+            spec.map(|s| &s.explanation),
+            &default_text.explanation,
+        ));
+        let fix = fill(pick(spec.map(|s| &s.fix), &default_text.fix));
+        let docs_url = spec
+            .and_then(|s| s.docs_url.as_ref())
+            .map(|u| u.to_string())
+            .or_else(|| self.docs_url.clone());
+
+        let headers_wait = wait::from_headers(
+            resp,
+            self.wait_headers.iter().chain(&self.common.wait_headers),
+            now,
+        );
+        let retry_after = if action.retryable() && action != Action::RefreshAndRetry {
+            headers_wait
+                .wait
+                .or_else(|| spec.and_then(|s| rule_wait(&s.wait, &facts.text_lc, now)))
+        } else {
+            None
+        };
+
+        Classification {
+            kind,
+            action,
+            retryable: action.retryable(),
+            blame,
+            retry_after,
+            usage_pct: headers_wait.usage_pct,
+            status: resp.status,
+            platform_code: code.map(str::to_string),
+            platform_subcode: facts.subcode.map(str::to_string),
+            platform_message: scrubbed,
+            trace_id: env
+                .as_ref()
+                .and_then(|e| e.trace_id.clone())
+                .map(|t| scrub_message(&t)),
+            title,
+            explanation,
+            fix,
+            docs_url,
+            rule: rule_name,
+        }
+    }
+}
+
+/// The last resort when no rule matched: judge by the status class alone.
+fn fallback_kind(status: u16, unknown_error_code: bool) -> Kind {
+    match status {
+        200..=299 if unknown_error_code => Kind::InvalidRequest,
+        200..=299 => Kind::Ok,
+        401 => Kind::TokenInvalid,
+        403 => Kind::InsufficientScope,
+        404 | 410 => Kind::NotFound,
+        408 | 425 => Kind::ServiceUnavailable,
+        429 => Kind::RateLimited,
+        500..=599 => Kind::ServiceUnavailable,
+        _ => Kind::InvalidRequest,
+    }
+}
+
+fn rule_wait(rules: &[WaitRule], text_lc: &str, now: DateTime<Utc>) -> Option<Duration> {
+    let w = rules.iter().find(|w| {
+        w.message_contains.is_empty()
+            || w.message_contains
+                .iter()
+                .any(|f| text_lc.contains(&f.to_lowercase()))
+    })?;
+    if let Some(d) = w.after {
+        return Some(d);
+    }
+    w.until.map(|u| wait::until(u, now))
+}
+
+#[cfg(test)]
+mod tests;

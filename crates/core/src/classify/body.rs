@@ -1,0 +1,265 @@
+//! Reading a body defensively: what kind it is, its JSON (repaired if truncated), the envelope's
+//! fields, and a message fit to show a person.
+
+use super::{MAX_CLASSIFIED_BODY, ResponseView};
+use crate::provider::{BodyKind, EnvelopeSpec};
+use serde_json::Value;
+
+/// What was read from a body.
+#[derive(Debug)]
+pub(super) struct Body {
+    pub(super) kind: BodyKind,
+    pub(super) json: Option<Value>,
+    /// For non-JSON bodies: the HTML `<title>` or the leading text.
+    pub(super) text_message: Option<String>,
+}
+
+impl Body {
+    pub(super) fn read(resp: &ResponseView<'_>) -> Body {
+        let truncated = resp.body.len() > MAX_CLASSIFIED_BODY;
+        let raw = &resp.body[..resp.body.len().min(MAX_CLASSIFIED_BODY)];
+        let raw = raw.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(raw);
+        let trimmed = raw.trim_ascii();
+        if trimmed.is_empty() {
+            return Body {
+                kind: BodyKind::Empty,
+                json: None,
+                text_message: None,
+            };
+        }
+        if matches!(trimmed[0], b'{' | b'[') {
+            let json = serde_json::from_slice::<Value>(trimmed)
+                .ok()
+                .or_else(|| truncated.then(|| repair_truncated_json(trimmed)).flatten());
+            if let Some(json) = json {
+                return Body {
+                    kind: BodyKind::Json,
+                    json: Some(json),
+                    text_message: None,
+                };
+            }
+        }
+        let text = String::from_utf8_lossy(&trimmed[..trimmed.len().min(4096)]);
+        let content_type_html = resp
+            .header("content-type")
+            .is_some_and(|c| c.to_ascii_lowercase().contains("text/html"));
+        let head = text.to_ascii_lowercase();
+        if head.starts_with('<')
+            && (head.contains("<html")
+                || head.contains("<!doctype")
+                || head.contains("<body")
+                || head.contains("<title"))
+            || content_type_html && head.starts_with('<')
+        {
+            return Body {
+                kind: BodyKind::Html,
+                json: None,
+                text_message: html_title(&text),
+            };
+        }
+        let line: String = text.chars().take(300).collect();
+        Body {
+            kind: BodyKind::Text,
+            json: None,
+            text_message: Some(line.trim().to_string()),
+        }
+    }
+}
+
+fn html_title(html: &str) -> Option<String> {
+    let lower = html.to_ascii_lowercase();
+    let start = lower.find("<title")?;
+    let open_end = lower[start..].find('>')? + start + 1;
+    let end = lower[open_end..].find("</title")? + open_end;
+    let t = html
+        .get(open_end..end)?
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    (!t.is_empty()).then_some(t)
+}
+
+/// The fields of one envelope found in a body.
+#[derive(Debug)]
+pub(super) struct Envelope {
+    pub(super) code: String,
+    pub(super) subcode: Option<String>,
+    pub(super) message: Option<String>,
+    pub(super) trace_id: Option<String>,
+    pub(super) transient: bool,
+}
+
+impl Envelope {
+    /// Reads `spec` from `json`; `None` unless its code path holds a non-empty scalar.
+    pub(super) fn read(json: &Value, spec: &EnvelopeSpec) -> Option<Envelope> {
+        let code = scalar(lookup(json, &spec.code)?)?;
+        let field =
+            |p: &Option<String>| p.as_deref().and_then(|p| lookup(json, p)).and_then(scalar);
+        Some(Envelope {
+            code,
+            subcode: field(&spec.subcode),
+            message: field(&spec.message),
+            trace_id: field(&spec.trace_id),
+            transient: spec
+                .transient
+                .as_deref()
+                .and_then(|p| lookup(json, p))
+                .is_some_and(|v| v.as_bool() == Some(true) || v.as_str() == Some("true")),
+        })
+    }
+}
+
+/// Follows a dotted path (`error.error_subcode`; a numeric segment indexes an array).
+pub(crate) fn lookup<'a>(json: &'a Value, path: &str) -> Option<&'a Value> {
+    if path.is_empty() {
+        return Some(json);
+    }
+    path.split('.').try_fold(json, |v, seg| match v {
+        Value::Object(m) => m.get(seg),
+        Value::Array(a) => seg.parse::<usize>().ok().and_then(|i| a.get(i)),
+        _ => None,
+    })
+}
+
+/// A string, number or boolean as text; nothing for null, objects, arrays and empty strings.
+pub(crate) fn scalar(v: &Value) -> Option<String> {
+    let s = match v {
+        Value::String(s) => s.trim().to_string(),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => i.to_string(),
+            None => n.to_string(),
+        },
+        Value::Bool(b) => b.to_string(),
+        _ => return None,
+    };
+    (!s.is_empty()).then_some(s)
+}
+
+/// Makes a platform's message fit to show and store: at most 300 characters, no control
+/// characters, and any long opaque run (a token echoed back, a signed URL) replaced by
+/// `[redacted]`, so a secret reflected by a platform never reaches a log, event or page.
+pub fn scrub_message(text: &str) -> String {
+    let clean: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(300)
+        .collect();
+    let mut out = String::with_capacity(clean.len());
+    let mut run = String::new();
+    let flush = |run: &mut String, out: &mut String| {
+        let digits = run.chars().any(|c| c.is_ascii_digit());
+        let letters = run.chars().any(|c| c.is_ascii_alphabetic());
+        if run.chars().count() >= 24 && digits && letters {
+            out.push_str("[redacted]");
+        } else {
+            out.push_str(run);
+        }
+        run.clear();
+    };
+    for c in clean.chars() {
+        if c.is_ascii_alphanumeric()
+            || matches!(c, '_' | '-' | '.' | '~' | '+' | '/' | '=' | '%' | '|')
+        {
+            run.push(c);
+        } else {
+            flush(&mut run, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut run, &mut out);
+    out.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Turns the prefix of a truncated JSON document into a complete one by cutting at the last point
+/// where a value ended and closing what is open, so the fields that arrived still count.
+/// `None` if nothing usable arrived or nesting is deeper than serde_json would accept anyway.
+pub fn repair_truncated_json(prefix: &[u8]) -> Option<Value> {
+    const MAX_DEPTH: usize = 128;
+    let mut stack: Vec<u8> = Vec::new();
+    let mut in_str = false;
+    let mut escaped = false;
+    let mut safe: Option<(usize, Vec<u8>)> = None;
+    for (i, &b) in prefix.iter().enumerate() {
+        if in_str {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_str = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_str = true,
+            b'{' | b'[' => {
+                stack.push(b);
+                if stack.len() > MAX_DEPTH {
+                    return None;
+                }
+            }
+            b'}' | b']' => {
+                stack.pop();
+                if stack.is_empty() {
+                    return serde_json::from_slice(&prefix[..=i]).ok();
+                }
+                safe = Some((i + 1, stack.clone()));
+            }
+            b',' => safe = Some((i, stack.clone())),
+            _ => {}
+        }
+    }
+    let (cut, open) = safe?;
+    let mut doc = prefix[..cut].to_vec();
+    doc.extend(
+        open.iter()
+            .rev()
+            .map(|&c| if c == b'{' { b'}' } else { b']' }),
+    );
+    serde_json::from_slice(&doc).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repairs_a_cut_off_document() {
+        let v = repair_truncated_json(
+            br#"{"code":40100,"message":"slow down","data":{"list":[{"a":1},{"a":2},{"a":"#,
+        )
+        .unwrap();
+        assert_eq!(v["code"], 40100);
+        assert_eq!(v["data"]["list"].as_array().unwrap().len(), 2);
+        assert!(repair_truncated_json(br#"{"code":4"#).is_none());
+        assert!(repair_truncated_json(&[b'['; 10_000]).is_none());
+    }
+
+    #[test]
+    fn scrubs_tokens_and_control_characters() {
+        let m = scrub_message("bad token act.ABCDEFGH12345678abcdefgh99 given\r\n\x1b[31m");
+        assert!(!m.contains("ABCDEFGH"), "{m}");
+        assert!(m.contains("[redacted]"));
+        assert!(!m.contains('\x1b'));
+        assert_eq!(
+            scrub_message("Session has expired on Tuesday, 01-Jan-20"),
+            "Session has expired on Tuesday, 01-Jan-20"
+        );
+    }
+
+    #[test]
+    fn lookup_follows_paths() {
+        let v: Value = serde_json::json!({"error":{"code":190,"list":[{"x":"y"}]}});
+        assert_eq!(scalar(lookup(&v, "error.code").unwrap()).unwrap(), "190");
+        assert_eq!(scalar(lookup(&v, "error.list.0.x").unwrap()).unwrap(), "y");
+        assert!(lookup(&v, "error.code.deeper").is_none());
+    }
+
+    #[test]
+    fn html_title_is_found() {
+        assert_eq!(
+            html_title("<html><head><TITLE>502 Bad\n Gateway</title>").unwrap(),
+            "502 Bad Gateway"
+        );
+        assert_eq!(html_title("<html>"), None);
+    }
+}

@@ -1,0 +1,904 @@
+//! Table-driven tests per platform, from the codes and shapes in docs/platforms.md.
+
+use super::*;
+use crate::provider::{Context, Registry};
+
+fn now() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2026-11-23T22:00:00Z")
+        .unwrap()
+        .into()
+}
+
+struct Case {
+    name: &'static str,
+    status: u16,
+    headers: &'static [(&'static str, &'static str)],
+    body: &'static str,
+    kind: Kind,
+    action: Action,
+}
+
+fn run(provider: &str, ctx: Context, cases: &[Case]) {
+    let reg = Registry::builtin().expect("shipped definitions load");
+    let p = reg.get(provider).expect("provider exists");
+    let mut failures = Vec::new();
+    for c in cases {
+        let headers: Vec<(String, String)> = c
+            .headers
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
+        let resp = ResponseView {
+            status: c.status,
+            headers: &headers,
+            body: c.body.as_bytes(),
+        };
+        let got = p.classifier().classify(&resp, ctx, now());
+        if got.kind != c.kind || got.action != c.action {
+            failures.push(format!(
+                "{provider}/{}: expected {}/{}, got {}/{} (rule {})",
+                c.name, c.kind, c.action, got.kind, got.action, got.rule
+            ));
+        }
+        assert!(
+            !got.title.is_empty() && !got.explanation.is_empty() && !got.fix.is_empty(),
+            "{}: texts",
+            c.name
+        );
+        assert!(
+            !got.explanation.contains('{'),
+            "{}: unfilled placeholder in {:?}",
+            c.name,
+            got.explanation
+        );
+        assert_eq!(got.retryable, got.action.retryable());
+    }
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
+
+fn one(provider: &str, status: u16, headers: &[(&str, &str)], body: &str) -> Classification {
+    let reg = Registry::builtin().unwrap();
+    let headers: Vec<(String, String)> = headers
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect();
+    let resp = ResponseView {
+        status,
+        headers: &headers,
+        body: body.as_bytes(),
+    };
+    reg.get(provider)
+        .unwrap()
+        .classifier()
+        .classify(&resp, Context::Api, now())
+}
+
+const TT_OK: &str = r#"{"code":0,"message":"OK","request_id":"2026112301","data":{"list":[]}}"#;
+
+#[test]
+fn tiktok_business_reads_the_body_before_the_status() {
+    use Action as A;
+    use Kind as K;
+    run(
+        "tiktok-business",
+        Context::Api,
+        &[
+            Case {
+                name: "ok",
+                status: 200,
+                headers: &[],
+                body: TT_OK,
+                kind: K::Ok,
+                action: A::None,
+            },
+            Case {
+                name: "40100 rate limit in 200",
+                status: 200,
+                headers: &[],
+                body: r#"{"code":40100,"message":"Due to too many requests, requests from App [123] are temporarily restricted.","request_id":"x","data":{}}"#,
+                kind: K::RateLimited,
+                action: A::BackoffAndRetry,
+            },
+            Case {
+                name: "40102 expired",
+                status: 200,
+                headers: &[],
+                body: r#"{"code":40102,"message":"Access token is expired","request_id":"x","data":{}}"#,
+                kind: K::TokenExpired,
+                action: A::Reauthorize,
+            },
+            Case {
+                name: "40105 revoked",
+                status: 200,
+                headers: &[],
+                body: r#"{"code":40105,"message":"Access token is incorrect or has been revoked.","request_id":"x","data":{}}"#,
+                kind: K::TokenRevoked,
+                action: A::Reauthorize,
+            },
+            Case {
+                name: "40104 empty token",
+                status: 200,
+                headers: &[],
+                body: r#"{"code":40104,"message":"Access token is null","data":{}}"#,
+                kind: K::InvalidRequest,
+                action: A::FixRequest,
+            },
+            Case {
+                name: "40001 scope",
+                status: 200,
+                headers: &[],
+                body: r#"{"code":40001,"message":"No permission to operate. The permission scope is not authorized.","data":{}}"#,
+                kind: K::InsufficientScope,
+                action: A::RequestScopes,
+            },
+            Case {
+                name: "40001 role",
+                status: 200,
+                headers: &[],
+                body: r#"{"code":40001,"message":"No permission to operate advertiser 123","data":{}}"#,
+                kind: K::AppNotAuthorized,
+                action: A::Reauthorize,
+            },
+            Case {
+                name: "40133 advertiser qps",
+                status: 200,
+                headers: &[],
+                body: r#"{"code":40133,"message":"QPS limit","data":{}}"#,
+                kind: K::RateLimited,
+                action: A::BackoffAndRetry,
+            },
+            Case {
+                name: "40201 task not ready",
+                status: 200,
+                headers: &[],
+                body: r#"{"code":40201,"message":"Task is not ready","data":{}}"#,
+                kind: K::AsyncPending,
+                action: A::PollLater,
+            },
+            Case {
+                name: "50002 in 200",
+                status: 200,
+                headers: &[],
+                body: r#"{"code":50002,"message":"System error","data":{}}"#,
+                kind: K::ServiceUnavailable,
+                action: A::BackoffAndRetry,
+            },
+            Case {
+                name: "51021 unknown 5xxxx",
+                status: 200,
+                headers: &[],
+                body: r#"{"code":51021,"message":"?","data":{}}"#,
+                kind: K::ServiceUnavailable,
+                action: A::BackoffAndRetry,
+            },
+            Case {
+                name: "unknown 4xxxx",
+                status: 200,
+                headers: &[],
+                body: r#"{"code":41999,"message":"new thing","data":{}}"#,
+                kind: K::InvalidRequest,
+                action: A::FixRequest,
+            },
+            Case {
+                name: "2200006 unknown",
+                status: 200,
+                headers: &[],
+                body: r#"{"code":2200006,"message":"?","data":{}}"#,
+                kind: K::InvalidRequest,
+                action: A::FixRequest,
+            },
+            Case {
+                name: "20001 partial",
+                status: 200,
+                headers: &[],
+                body: r#"{"code":20001,"message":"Partial success","data":{}}"#,
+                kind: K::Ok,
+                action: A::None,
+            },
+            Case {
+                name: "40007 missing",
+                status: 200,
+                headers: &[],
+                body: r#"{"code":40007,"message":"object does not exist"}"#,
+                kind: K::NotFound,
+                action: A::FixRequest,
+            },
+            Case {
+                name: "edge 404 no slash",
+                status: 404,
+                headers: &[],
+                body: "404 page not found",
+                kind: K::NotFound,
+                action: A::FixRequest,
+            },
+            Case {
+                name: "nginx 502 html",
+                status: 502,
+                headers: &[("Content-Type", "text/html")],
+                body: "<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center><hr><center>nginx</center></body></html>",
+                kind: K::ServiceUnavailable,
+                action: A::BackoffAndRetry,
+            },
+        ],
+    );
+}
+
+#[test]
+fn tiktok_40100_wait_follows_the_guidance() {
+    let qps = one(
+        "tiktok-business",
+        200,
+        &[],
+        r#"{"code":40100,"message":"Due to too many requests, requests from App [1] are temporarily restricted."}"#,
+    );
+    assert_eq!(qps.retry_after, Some(Duration::from_secs(1)));
+    let qpm = one(
+        "tiktok-business",
+        200,
+        &[],
+        r#"{"code":40100,"message":"QPM limit exceeded"}"#,
+    );
+    assert_eq!(qpm.retry_after, Some(Duration::from_secs(300)));
+    let qpd = one(
+        "tiktok-business",
+        200,
+        &[],
+        r#"{"code":40100,"message":"Daily (QPD) limit exceeded"}"#,
+    );
+    assert_eq!(
+        qpd.retry_after,
+        Some(Duration::from_secs(7200)),
+        "until 00:00 UTC"
+    );
+    assert_eq!(qps.platform_code.as_deref(), Some("40100"));
+}
+
+#[test]
+fn snapchat() {
+    use Action as A;
+    use Kind as K;
+    run(
+        "snapchat",
+        Context::Api,
+        &[
+            Case {
+                name: "ok",
+                status: 200,
+                headers: &[],
+                body: r#"{"request_status":"SUCCESS","request_id":"r1","me":{"id":"u"}}"#,
+                kind: K::Ok,
+                action: A::None,
+            },
+            Case {
+                name: "401 empty body with challenge",
+                status: 401,
+                headers: &[
+                    (
+                        "WWW-Authenticate",
+                        r#"Bearer error="invalid_token", error_description="The access token expired""#,
+                    ),
+                    ("Content-Type", "text/html"),
+                ],
+                body: "",
+                kind: K::TokenExpired,
+                action: A::RefreshAndRetry,
+            },
+            Case {
+                name: "401 plain text",
+                status: 401,
+                headers: &[],
+                body: "unauthorized",
+                kind: K::TokenInvalid,
+                action: A::RefreshAndRetry,
+            },
+            Case {
+                name: "401 empty, no header",
+                status: 401,
+                headers: &[],
+                body: "",
+                kind: K::TokenInvalid,
+                action: A::RefreshAndRetry,
+            },
+            Case {
+                name: "E3002",
+                status: 403,
+                headers: &[],
+                body: r#"{"request_status":"ERROR","request_id":"r","debug_message":"Caller does not have permission","display_message":"We're sorry, but you don't have permission","error_code":"E3002"}"#,
+                kind: K::AppNotAuthorized,
+                action: A::FixRequest,
+            },
+            Case {
+                name: "E3003",
+                status: 404,
+                headers: &[],
+                body: r#"{"request_status":"ERROR","error_code":"E3003","debug_message":"Resource can not be found"}"#,
+                kind: K::NotFound,
+                action: A::FixRequest,
+            },
+            Case {
+                name: "429 no retry-after",
+                status: 429,
+                headers: &[],
+                body: "",
+                kind: K::RateLimited,
+                action: A::BackoffAndRetry,
+            },
+            Case {
+                name: "500",
+                status: 500,
+                headers: &[],
+                body: r#"{"request_status":"ERROR","request_id":"r"}"#,
+                kind: K::ServiceUnavailable,
+                action: A::BackoffAndRetry,
+            },
+            Case {
+                name: "503 html",
+                status: 503,
+                headers: &[],
+                body: "<!DOCTYPE html><html><title>Service Unavailable</title></html>",
+                kind: K::ServiceUnavailable,
+                action: A::BackoffAndRetry,
+            },
+            Case {
+                name: "unknown E-code 400",
+                status: 400,
+                headers: &[],
+                body: r#"{"request_status":"ERROR","error_code":"E1008","debug_message":"bad"}"#,
+                kind: K::InvalidRequest,
+                action: A::FixRequest,
+            },
+        ],
+    );
+    run(
+        "snapchat",
+        Context::TokenEndpoint,
+        &[
+            Case {
+                name: "invalid_grant",
+                status: 400,
+                headers: &[],
+                body: r#"{"error":"invalid_grant","error_description":"Invalid refresh token"}"#,
+                kind: K::TokenRevoked,
+                action: A::Reauthorize,
+            },
+            Case {
+                name: "invalid_client",
+                status: 401,
+                headers: &[],
+                body: r#"{"error":"invalid_client","error_description":"Client authentication failed"}"#,
+                kind: K::InvalidRequest,
+                action: A::FixRequest,
+            },
+            Case {
+                name: "401 no body at token endpoint",
+                status: 401,
+                headers: &[],
+                body: "",
+                kind: K::InvalidRequest,
+                action: A::FixRequest,
+            },
+            Case {
+                name: "token ok",
+                status: 200,
+                headers: &[],
+                body: r#"{"access_token":"a","token_type":"Bearer","expires_in":1800,"refresh_token":"r","scope":"snapchat-marketing-api"}"#,
+                kind: K::Ok,
+                action: A::None,
+            },
+        ],
+    );
+}
+
+#[test]
+fn invalid_client_blames_the_app_not_the_connection() {
+    let reg = Registry::builtin().unwrap();
+    for p in reg.iter() {
+        let headers = vec![];
+        let resp = ResponseView {
+            status: 401,
+            headers: &headers,
+            body: br#"{"error":"invalid_client"}"#,
+        };
+        let c = p
+            .classifier()
+            .classify(&resp, Context::TokenEndpoint, now());
+        assert_eq!(c.blame, Blame::App, "{}", p.spec.id);
+        let resp = ResponseView {
+            status: 400,
+            headers: &headers,
+            body: br#"{"error":"invalid_grant"}"#,
+        };
+        let c = p
+            .classifier()
+            .classify(&resp, Context::TokenEndpoint, now());
+        assert_eq!(c.blame, Blame::Connection, "{}", p.spec.id);
+        assert_eq!(c.action, Action::Reauthorize, "{}", p.spec.id);
+    }
+}
+
+const META_HDR: &[(&str, &str)] = &[(
+    "WWW-Authenticate",
+    r#"OAuth "Facebook Platform" "invalid_token" "Error validating access token""#,
+)];
+
+#[test]
+fn meta() {
+    use Action as A;
+    use Kind as K;
+    run(
+        "meta",
+        Context::Api,
+        &[
+            Case {
+                name: "ok",
+                status: 200,
+                headers: &[],
+                body: r#"{"id":"1","name":"x"}"#,
+                kind: K::Ok,
+                action: A::None,
+            },
+            Case {
+                name: "190/458",
+                status: 400,
+                headers: META_HDR,
+                body: r#"{"error":{"message":"Error validating access token: The user has not authorized application 1.","type":"OAuthException","code":190,"error_subcode":458,"fbtrace_id":"A1"}}"#,
+                kind: K::TokenRevoked,
+                action: A::Reauthorize,
+            },
+            Case {
+                name: "190/460",
+                status: 400,
+                headers: META_HDR,
+                body: r#"{"error":{"message":"Error validating access token: The session has been invalidated because the user changed their password","type":"OAuthException","code":190,"error_subcode":460}}"#,
+                kind: K::TokenRevoked,
+                action: A::Reauthorize,
+            },
+            Case {
+                name: "190/463",
+                status: 400,
+                headers: META_HDR,
+                body: r#"{"error":{"message":"Error validating access token: Session has expired on Tuesday, 01-Jan-26 12:00:00 PST.","type":"OAuthException","code":190,"error_subcode":463}}"#,
+                kind: K::TokenExpired,
+                action: A::Reauthorize,
+            },
+            Case {
+                name: "190/467",
+                status: 400,
+                headers: META_HDR,
+                body: r#"{"error":{"message":"Error validating access token: The user is not logged in.","type":"OAuthException","code":190,"error_subcode":467}}"#,
+                kind: K::TokenRevoked,
+                action: A::Reauthorize,
+            },
+            Case {
+                name: "190 no subcode",
+                status: 400,
+                headers: META_HDR,
+                body: r#"{"error":{"message":"Invalid OAuth access token.","type":"OAuthException","code":190}}"#,
+                kind: K::TokenInvalid,
+                action: A::Reauthorize,
+            },
+            Case {
+                name: "190/459",
+                status: 400,
+                headers: &[],
+                body: r#"{"error":{"message":"checkpoint","type":"OAuthException","code":190,"error_subcode":459}}"#,
+                kind: K::AppNotAuthorized,
+                action: A::Reauthorize,
+            },
+            Case {
+                name: "4 app limit (OAuthException type)",
+                status: 400,
+                headers: &[],
+                body: r#"{"error":{"message":"(#4) Application request limit reached","type":"OAuthException","is_transient":true,"code":4}}"#,
+                kind: K::RateLimited,
+                action: A::BackoffAndRetry,
+            },
+            Case {
+                name: "17 user limit",
+                status: 400,
+                headers: &[],
+                body: r#"{"error":{"message":"(#17) User request limit reached","type":"OAuthException","code":17,"error_subcode":2446079}}"#,
+                kind: K::RateLimited,
+                action: A::BackoffAndRetry,
+            },
+            Case {
+                name: "32 page limit",
+                status: 400,
+                headers: &[],
+                body: r#"{"error":{"message":"(#32) Page request limit reached","code":32}}"#,
+                kind: K::RateLimited,
+                action: A::BackoffAndRetry,
+            },
+            Case {
+                name: "613/1487742",
+                status: 400,
+                headers: &[],
+                body: r#"{"error":{"message":"(#613) Calls to this api have exceeded the rate limit.","type":"OAuthException","code":613,"error_subcode":1487742}}"#,
+                kind: K::RateLimited,
+                action: A::BackoffAndRetry,
+            },
+            Case {
+                name: "80004",
+                status: 400,
+                headers: &[],
+                body: r#"{"error":{"message":"There have been too many calls to this ad-account.","type":"OAuthException","code":80004,"error_subcode":2446079}}"#,
+                kind: K::RateLimited,
+                action: A::BackoffAndRetry,
+            },
+            Case {
+                name: "100/33",
+                status: 400,
+                headers: &[],
+                body: r#"{"error":{"message":"Unsupported get request. Object with ID 'x' does not exist","type":"GraphMethodException","code":100,"error_subcode":33}}"#,
+                kind: K::NotFound,
+                action: A::FixRequest,
+            },
+            Case {
+                name: "100 param",
+                status: 400,
+                headers: &[],
+                body: r#"{"error":{"message":"(#100) Invalid parameter","type":"OAuthException","code":100}}"#,
+                kind: K::InvalidRequest,
+                action: A::FixRequest,
+            },
+            Case {
+                name: "200 permission",
+                status: 403,
+                headers: &[],
+                body: r#"{"error":{"message":"(#200) Permissions error","type":"OAuthException","code":200}}"#,
+                kind: K::InsufficientScope,
+                action: A::RequestScopes,
+            },
+            Case {
+                name: "294 ads_management",
+                status: 400,
+                headers: &[],
+                body: r#"{"error":{"message":"(#294) Managing advertisements requires ads_management","code":294}}"#,
+                kind: K::InsufficientScope,
+                action: A::RequestScopes,
+            },
+            Case {
+                name: "code 2 transient 500",
+                status: 500,
+                headers: &[],
+                body: r#"{"error":{"message":"An unexpected error has occurred. Please retry your request later.","type":"OAuthException","is_transient":true,"code":2}}"#,
+                kind: K::ServiceUnavailable,
+                action: A::BackoffAndRetry,
+            },
+            Case {
+                name: "unknown transient",
+                status: 400,
+                headers: &[],
+                body: r#"{"error":{"message":"?","code":99999,"is_transient":true}}"#,
+                kind: K::ServiceUnavailable,
+                action: A::BackoffAndRetry,
+            },
+            Case {
+                name: "HTML sorry page",
+                status: 500,
+                headers: &[("content-type", "text/html")],
+                body: "<!DOCTYPE html><html><head><title>Sorry, something went wrong.</title></head><body>...</body></html>",
+                kind: K::ServiceUnavailable,
+                action: A::BackoffAndRetry,
+            },
+            Case {
+                name: "HTML sorry page in 200",
+                status: 200,
+                headers: &[],
+                body: "<html><title>Sorry, something went wrong.</title></html>",
+                kind: K::ServiceUnavailable,
+                action: A::BackoffAndRetry,
+            },
+        ],
+    );
+}
+
+#[test]
+fn meta_waits_for_estimated_time_to_regain_access() {
+    let buc = r#"{"1234":[{"type":"ads_management","call_count":100,"total_cputime":30,"total_time":40,"estimated_time_to_regain_access":7}]}"#;
+    let c = one(
+        "meta",
+        400,
+        &[
+            ("X-Business-Use-Case-Usage", buc),
+            (
+                "X-App-Usage",
+                r#"{"call_count":95,"total_cputime":10,"total_time":12}"#,
+            ),
+        ],
+        r#"{"error":{"message":"(#17) User request limit reached","code":17,"error_subcode":2446079}}"#,
+    );
+    assert_eq!(c.kind, Kind::RateLimited);
+    assert_eq!(c.retry_after, Some(Duration::from_secs(7 * 60)));
+    assert_eq!(c.usage_pct, Some(100));
+    // Usage on a success is reported, with no wait.
+    let ok = one(
+        "meta",
+        200,
+        &[("x-app-usage", r#"{"call_count":91}"#)],
+        r#"{"id":"1"}"#,
+    );
+    assert_eq!(
+        (ok.kind, ok.usage_pct, ok.retry_after),
+        (Kind::Ok, Some(91), None)
+    );
+    assert_eq!(c.platform_subcode.as_deref(), Some("2446079"));
+}
+
+#[test]
+fn threads() {
+    use Action as A;
+    use Kind as K;
+    run(
+        "threads",
+        Context::Api,
+        &[
+            Case {
+                name: "ok",
+                status: 200,
+                headers: &[],
+                body: r#"{"id":"1","username":"zuck"}"#,
+                kind: K::Ok,
+                action: A::None,
+            },
+            Case {
+                name: "190/463 cannot be refreshed",
+                status: 400,
+                headers: META_HDR,
+                body: r#"{"error":{"message":"Error validating access token: Session has expired on Sunday, 22-Nov-26 10:00:00 PST.","type":"OAuthException","code":190,"error_subcode":463,"fbtrace_id":"Ax"}}"#,
+                kind: K::TokenExpired,
+                action: A::Reauthorize,
+            },
+            Case {
+                name: "190/460",
+                status: 400,
+                headers: &[],
+                body: r#"{"error":{"message":"password changed","type":"OAuthException","code":190,"error_subcode":460}}"#,
+                kind: K::TokenRevoked,
+                action: A::Reauthorize,
+            },
+            Case {
+                name: "100/33 THApiException",
+                status: 400,
+                headers: &[],
+                body: r#"{"error":{"message":"Object with ID 'zuck' does not exist, cannot be loaded due to missing permissions, or does not support this operation","type":"THApiException","code":100,"error_subcode":33,"fbtrace_id":"A"}}"#,
+                kind: K::NotFound,
+                action: A::FixRequest,
+            },
+            Case {
+                name: "authorize 1349245",
+                status: 400,
+                headers: &[],
+                body: r#"{"error_message":"The user has not accepted the invite to test the app.","error_code":1349245}"#,
+                kind: K::AppNotAuthorized,
+                action: A::Reauthorize,
+            },
+            Case {
+                name: "wrong app id 1349026",
+                status: 400,
+                headers: &[],
+                body: r#"{"error_message":"No application data was given","error_code":1349026}"#,
+                kind: K::InvalidRequest,
+                action: A::FixRequest,
+            },
+            Case {
+                name: "rate limit 17",
+                status: 400,
+                headers: &[],
+                body: r#"{"error":{"message":"User request limit reached","code":17}}"#,
+                kind: K::RateLimited,
+                action: A::BackoffAndRetry,
+            },
+        ],
+    );
+}
+
+#[test]
+fn tiktok_login_kit() {
+    use Action as A;
+    use Kind as K;
+    run(
+        "tiktok",
+        Context::Api,
+        &[
+            Case {
+                name: "ok",
+                status: 200,
+                headers: &[],
+                body: r#"{"data":{"user":{"open_id":"x"}},"error":{"code":"ok","message":"","log_id":"L"}}"#,
+                kind: K::Ok,
+                action: A::None,
+            },
+            Case {
+                name: "access_token_invalid 401",
+                status: 401,
+                headers: &[],
+                body: r#"{"data":{},"error":{"code":"access_token_invalid","message":"The access token is invalid or not found in the request.","log_id":"L"}}"#,
+                kind: K::TokenInvalid,
+                action: A::RefreshAndRetry,
+            },
+            Case {
+                name: "scope_not_authorized",
+                status: 401,
+                headers: &[],
+                body: r#"{"data":{},"error":{"code":"scope_not_authorized","message":"The user did not authorize the scope required for completing this request.","log_id":"L"}}"#,
+                kind: K::InsufficientScope,
+                action: A::RequestScopes,
+            },
+            Case {
+                name: "scope_permission_missed",
+                status: 400,
+                headers: &[],
+                body: r#"{"error":{"code":"scope_permission_missed","message":"m"}}"#,
+                kind: K::InsufficientScope,
+                action: A::RequestScopes,
+            },
+            Case {
+                name: "invalid_params",
+                status: 400,
+                headers: &[],
+                body: r#"{"error":{"code":"invalid_params","message":"m"}}"#,
+                kind: K::InvalidRequest,
+                action: A::FixRequest,
+            },
+            Case {
+                name: "rate_limit_exceeded",
+                status: 429,
+                headers: &[],
+                body: r#"{"data":{},"error":{"code":"rate_limit_exceeded","message":"API rate limit was exceeded","log_id":"L"}}"#,
+                kind: K::RateLimited,
+                action: A::BackoffAndRetry,
+            },
+            Case {
+                name: "internal_error",
+                status: 500,
+                headers: &[],
+                body: r#"{"error":{"code":"internal_error","message":"m"}}"#,
+                kind: K::ServiceUnavailable,
+                action: A::BackoffAndRetry,
+            },
+        ],
+    );
+    run(
+        "tiktok",
+        Context::TokenEndpoint,
+        &[
+            Case {
+                name: "rotated refresh token",
+                status: 400,
+                headers: &[],
+                body: r#"{"error":"invalid_grant","error_description":"Refresh token is invalid or expired.","log_id":"L"}"#,
+                kind: K::TokenExpired,
+                action: A::Reauthorize,
+            },
+            Case {
+                name: "revoked refresh token",
+                status: 400,
+                headers: &[],
+                body: r#"{"error":"invalid_grant","error_description":"Refresh token has been revoked.","log_id":"L"}"#,
+                kind: K::TokenRevoked,
+                action: A::Reauthorize,
+            },
+            Case {
+                name: "invalid_client",
+                status: 401,
+                headers: &[],
+                body: r#"{"error":"invalid_client","error_description":"Client key or secret is incorrect.","log_id":"L"}"#,
+                kind: K::InvalidRequest,
+                action: A::FixRequest,
+            },
+            Case {
+                name: "token ok flat",
+                status: 200,
+                headers: &[],
+                body: r#"{"open_id":"o","scope":"user.info.basic","access_token":"act.x","expires_in":7200,"refresh_token":"rft.x","refresh_expires_in":15552000,"token_type":"Bearer"}"#,
+                kind: K::Ok,
+                action: A::None,
+            },
+        ],
+    );
+}
+
+#[test]
+fn tiktok_login_kit_uses_the_reset_header() {
+    let reset = (now().timestamp() + 42).to_string();
+    let reg = Registry::builtin().unwrap();
+    let headers = vec![("x-ratelimit-reset".to_string(), reset)];
+    let resp = ResponseView {
+        status: 429,
+        headers: &headers,
+        body: br#"{"error":{"code":"rate_limit_exceeded","message":""}}"#,
+    };
+    let c = reg
+        .get("tiktok")
+        .unwrap()
+        .classifier()
+        .classify(&resp, Context::Api, now());
+    assert_eq!(c.retry_after, Some(Duration::from_secs(42)));
+}
+
+#[test]
+fn retry_after_header_wins_for_any_provider() {
+    for p in ["snapchat", "tiktok", "meta", "threads", "tiktok-business"] {
+        let c = one(p, 429, &[("Retry-After", "3")], "");
+        assert_eq!(c.kind, Kind::RateLimited, "{p}");
+        assert_eq!(c.retry_after, Some(Duration::from_secs(3)), "{p}");
+        let c = one(
+            p,
+            503,
+            &[("Retry-After", "Mon, 23 Nov 2026 22:00:30 GMT")],
+            "",
+        );
+        assert_eq!(
+            (c.kind, c.retry_after),
+            (Kind::ServiceUnavailable, Some(Duration::from_secs(30))),
+            "{p}"
+        );
+    }
+}
+
+#[test]
+fn hostile_bodies_classify_by_status() {
+    let huge_ok = format!(
+        r#"{{"code":0,"message":"OK","data":{{"list":[{}"#,
+        r#"{"a":1},"#.repeat(20_000)
+    );
+    let c = one("tiktok-business", 200, &[], &huge_ok);
+    assert_eq!(c.kind, Kind::Ok, "a truncated huge success stays a success");
+    let huge_err = format!(
+        r#"{{"code":40100,"message":"slow","data":{{"x":"{}"}}}}"#,
+        "y".repeat(200_000)
+    );
+    assert_eq!(
+        one("tiktok-business", 200, &[], &huge_err).kind,
+        Kind::RateLimited
+    );
+    assert_eq!(
+        one("meta", 400, &[], "{not json").kind,
+        Kind::InvalidRequest
+    );
+    assert_eq!(
+        one("meta", 502, &[], "[1,2,").kind,
+        Kind::ServiceUnavailable
+    );
+    assert_eq!(
+        one(
+            "snapchat",
+            200,
+            &[],
+            r#"{"error": {"code": {"nested": true}}}"#
+        )
+        .kind,
+        Kind::Ok
+    );
+    assert_eq!(one("snapchat", 200, &[], "[]").kind, Kind::Ok);
+    assert_eq!(one("snapchat", 200, &[], "null").kind, Kind::Ok);
+    assert_eq!(one("meta", 599, &[], "").kind, Kind::ServiceUnavailable);
+    assert_eq!(
+        one("meta", 302, &[("Location", "https://elsewhere")], "").kind,
+        Kind::InvalidRequest
+    );
+    assert_eq!(one("meta", 999, &[], "").kind, Kind::InvalidRequest);
+    let reg = Registry::builtin().unwrap();
+    let resp = ResponseView {
+        status: 400,
+        headers: &[],
+        body: b"\xff\xfe{\"error\":\x00\x80",
+    };
+    let c = reg
+        .get("meta")
+        .unwrap()
+        .classifier()
+        .classify(&resp, Context::Api, now());
+    assert_eq!(c.kind, Kind::InvalidRequest);
+}
+
+#[test]
+fn a_token_echoed_by_the_platform_never_reaches_the_texts() {
+    let token = "EAAGm0PX4ZCpsBAKZCZC8ZBZAZCoZA9ZB3hZAbcdEFGH12345";
+    let body =
+        format!(r#"{{"error":{{"message":"Invalid OAuth access token {token}","code":190}}}}"#);
+    let c = one("meta", 400, &[], &body);
+    let all = serde_json::to_string(&c).unwrap();
+    assert!(!all.contains(token), "{all}");
+}

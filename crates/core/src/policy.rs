@@ -1,0 +1,158 @@
+//! Refresh policy: when a token is due, how long to back off. Pure arithmetic; randomness and time
+//! come in as arguments so the same inputs give the same answer.
+
+use crate::provider::RefreshSpec;
+use crate::token::{TokenSet, expiry_from_seconds};
+use chrono::{DateTime, TimeDelta, Utc};
+use std::time::Duration;
+
+fn delta(d: Duration) -> TimeDelta {
+    TimeDelta::from_std(d).unwrap_or(TimeDelta::MAX)
+}
+
+/// When the token should be renewed ahead of expiry: `expires_at - margin - jitter × u` (with
+/// `u` in `[0, 1)` drawn by the caller, so a crowd expiring together spreads out), never before
+/// the provider's minimum age. `None` when the token cannot or need not be renewed (watch it).
+pub fn refresh_due_at(spec: &RefreshSpec, set: &TokenSet, u: f64) -> Option<DateTime<Utc>> {
+    if !spec.style.can_refresh() {
+        return None;
+    }
+    let expires = set.expires_at?;
+    let u = if u.is_finite() {
+        u.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    let spread = delta(spec.jitter.mul_f64(u));
+    let due = expires
+        .checked_sub_signed(delta(spec.margin))?
+        .checked_sub_signed(spread)?;
+    match spec.min_age {
+        Some(min) => Some(due.max(set.issued_at.checked_add_signed(delta(min))?)),
+        None => Some(due),
+    }
+}
+
+/// The expiry to record for a token response: the platform's `expires_in` when it is sane, else
+/// the provider's default lifetime; `None` only for providers whose tokens do not expire
+/// (hardening rule 6: missing `expires_in` never means "never refresh").
+pub fn resolve_expiry(
+    spec: &RefreshSpec,
+    now: DateTime<Utc>,
+    expires_in: Option<i64>,
+) -> Option<DateTime<Utc>> {
+    if let Some(at) = expires_in.and_then(|s| expiry_from_seconds(now, s)) {
+        return Some(at);
+    }
+    if !spec.token_expires {
+        return None;
+    }
+    let life = spec.default_lifetime.unwrap_or(Duration::from_secs(3600));
+    now.checked_add_signed(delta(life))
+}
+
+/// Exponential backoff with full jitter: `u × min(cap, base × 2^attempt)`, `u` in `[0, 1)`.
+pub fn backoff(attempt: u32, base: Duration, cap: Duration, u: f64) -> Duration {
+    let exp = base.saturating_mul(1u32.checked_shl(attempt.min(31)).unwrap_or(u32::MAX));
+    let ceiling = exp.min(cap);
+    let u = if u.is_finite() {
+        u.clamp(0.0, 1.0)
+    } else {
+        1.0
+    };
+    ceiling.mul_f64(u)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provider::Registry;
+    use crate::secret::Secret;
+
+    fn set(issued: DateTime<Utc>, life: i64) -> TokenSet {
+        TokenSet {
+            access_token: Secret::new("x"),
+            refresh_token: None,
+            token_type: None,
+            scopes: vec![],
+            issued_at: issued,
+            expires_at: expiry_from_seconds(issued, life),
+            refresh_expires_at: None,
+        }
+    }
+
+    #[test]
+    fn snapchat_refreshes_minutes_before_the_hour() {
+        let reg = Registry::builtin().unwrap();
+        let spec = &reg.get("snapchat").unwrap().spec.refresh;
+        let t0 = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let s = set(t0, 3600);
+        assert_eq!(
+            refresh_due_at(spec, &s, 0.0),
+            Some(t0 + TimeDelta::minutes(55))
+        );
+        assert_eq!(
+            refresh_due_at(spec, &s, 0.5),
+            Some(t0 + TimeDelta::minutes(54))
+        );
+    }
+
+    #[test]
+    fn threads_waits_for_24_hours_and_refreshes_well_before_60_days() {
+        let reg = Registry::builtin().unwrap();
+        let spec = &reg.get("threads").unwrap().spec.refresh;
+        let t0 = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let due = refresh_due_at(spec, &set(t0, 60 * 86_400), 0.99).unwrap();
+        assert!(due >= t0 + TimeDelta::hours(24));
+        assert!(due <= t0 + TimeDelta::days(46));
+        // A token that would be due before it is 24 h old waits until it is.
+        let young = set(t0, 2 * 86_400);
+        assert_eq!(
+            refresh_due_at(spec, &young, 0.0),
+            Some(t0 + TimeDelta::hours(24))
+        );
+    }
+
+    #[test]
+    fn unrenewable_tokens_are_watched_not_scheduled() {
+        let reg = Registry::builtin().unwrap();
+        for id in ["meta", "tiktok-business"] {
+            let spec = &reg.get(id).unwrap().spec.refresh;
+            assert_eq!(
+                refresh_due_at(spec, &set(Utc::now(), 3600), 0.0),
+                None,
+                "{id}"
+            );
+        }
+    }
+
+    #[test]
+    fn expiry_falls_back_to_the_default_lifetime() {
+        let reg = Registry::builtin().unwrap();
+        let snap = &reg.get("snapchat").unwrap().spec.refresh;
+        let now = DateTime::from_timestamp(0, 0).unwrap();
+        assert_eq!(
+            resolve_expiry(snap, now, Some(1800)),
+            Some(now + TimeDelta::seconds(1800))
+        );
+        for garbage in [None, Some(0), Some(-1), Some(i64::MAX)] {
+            assert_eq!(
+                resolve_expiry(snap, now, garbage),
+                Some(now + TimeDelta::minutes(30))
+            );
+        }
+        let tt = &reg.get("tiktok-business").unwrap().spec.refresh;
+        assert_eq!(resolve_expiry(tt, now, None), None);
+    }
+
+    #[test]
+    fn backoff_is_capped_and_jittered() {
+        let base = Duration::from_millis(100);
+        let cap = Duration::from_secs(30);
+        assert_eq!(backoff(0, base, cap, 1.0), base);
+        assert_eq!(backoff(3, base, cap, 1.0), Duration::from_millis(800));
+        assert_eq!(backoff(60, base, cap, 1.0), cap);
+        assert_eq!(backoff(60, base, cap, 0.0), Duration::ZERO);
+        assert_eq!(backoff(2, base, cap, 0.5), Duration::from_millis(200));
+    }
+}

@@ -1,0 +1,644 @@
+//! The shape of a provider definition file.
+
+use crate::classify::{Action, Blame, Kind};
+use crate::id::ProviderId;
+use crate::span::serde_span;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::Duration;
+use url::Url;
+
+/// One platform, as its definition file describes it.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderSpec {
+    /// Stable id, e.g. `snapchat`; must equal the file name without `.toml`.
+    pub id: ProviderId,
+    /// Display name, e.g. "Snapchat Marketing API".
+    pub name: String,
+    /// One line on what this definition covers.
+    #[serde(default)]
+    pub description: String,
+    /// The platform's developer documentation.
+    pub docs_url: Url,
+    /// The browser leg of the authorization-code flow.
+    pub authorize: AuthorizeSpec,
+    /// Calls to the token endpoint(s).
+    pub token: TokenSpec,
+    /// When and how tokens are renewed.
+    pub refresh: RefreshSpec,
+    /// How to call the platform's API with a token.
+    pub api: ApiSpec,
+    /// Published rate limits.
+    #[serde(default)]
+    pub rate_limits: Vec<RateLimitSpec>,
+    /// How the platform reports errors, and what each error means.
+    #[serde(default)]
+    pub errors: ErrorSpec,
+}
+
+/// The authorize redirect.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorizeSpec {
+    /// The platform's authorize page.
+    pub url: Url,
+    /// Name of the client id parameter (`client_id`, TikTok's `client_key` or `app_id`).
+    #[serde(default = "default_client_id_param")]
+    pub client_id_param: String,
+    /// Name of the scope parameter; empty when the platform takes none (TikTok Business: the
+    /// permissions are fixed on the developer app).
+    #[serde(default = "default_scope_param")]
+    pub scope_param: String,
+    /// How scopes are joined in the request and split in the response.
+    #[serde(default = "default_scope_separator")]
+    pub scope_separator: String,
+    /// Scopes requested when the caller names none.
+    #[serde(default)]
+    pub default_scopes: Vec<String>,
+    /// Scopes without which nothing works (Threads: `threads_basic`).
+    #[serde(default)]
+    pub required_scopes: Vec<String>,
+    /// Fixed extra parameters, e.g. `response_type = "code"`.
+    #[serde(default)]
+    pub extra_params: BTreeMap<String, String>,
+    /// Whether to send a PKCE S256 challenge.
+    #[serde(default)]
+    pub pkce: bool,
+    /// Callback parameters that may carry the code, in order (TikTok Business: `auth_code`, `code`).
+    #[serde(default = "default_code_params")]
+    pub callback_code_params: Vec<String>,
+    /// The issuer, when the platform sends `iss` on the callback (RFC 9207).
+    #[serde(default)]
+    pub issuer: Option<String>,
+}
+
+/// The token-endpoint calls.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenSpec {
+    /// Code → token.
+    pub exchange: TokenCall,
+    /// Short-lived → long-lived, made at once after the exchange (Threads, Meta).
+    #[serde(default)]
+    pub upgrade: Option<TokenCall>,
+    /// Renewal; present exactly when `refresh.style` can renew.
+    #[serde(default)]
+    pub refresh: Option<TokenCall>,
+    /// Revocation (RFC 7009 or the platform's own), used when a connection is deleted.
+    #[serde(default)]
+    pub revoke: Option<TokenCall>,
+    /// Where the fields sit in a token response.
+    #[serde(default)]
+    pub response: TokenResponseSpec,
+}
+
+/// HTTP method of a token call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+pub enum Method {
+    /// GET, parameters in the query.
+    GET,
+    /// POST, parameters in the body as `encoding` says.
+    POST,
+}
+
+/// How a token call carries its parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Encoding {
+    /// `application/x-www-form-urlencoded` body.
+    Form,
+    /// JSON object body (TikTok Business).
+    Json,
+    /// Query string (Threads and Meta GET calls).
+    Query,
+}
+
+/// How the client authenticates at the token endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuth {
+    /// The parameters (templates) carry the credentials themselves.
+    #[default]
+    Params,
+    /// HTTP Basic with client id and secret (RFC 6749 §2.3.1 `client_secret_basic`).
+    Basic,
+}
+
+/// One call to a token endpoint. Parameter values are templates over `{client_id}`,
+/// `{client_secret}`, `{code}`, `{redirect_uri}`, `{code_verifier}`, `{refresh_token}`,
+/// `{access_token}`; a parameter whose template expands to nothing is left out.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenCall {
+    /// GET or POST.
+    pub method: Method,
+    /// The endpoint.
+    pub url: Url,
+    /// How parameters travel.
+    pub encoding: Encoding,
+    /// How the client authenticates.
+    #[serde(default)]
+    pub client_auth: ClientAuth,
+    /// Parameter name → template.
+    pub params: BTreeMap<String, String>,
+}
+
+/// Where fields sit in a token response. Paths are dotted (`data.access_token`) relative to `root`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenResponseSpec {
+    /// Object holding the fields (TikTok Business and tt_user: `data`); empty for the top level.
+    #[serde(default)]
+    pub root: String,
+    /// Access token field.
+    #[serde(default = "default_access_token")]
+    pub access_token: String,
+    /// Refresh token field.
+    #[serde(default = "default_refresh_token")]
+    pub refresh_token: String,
+    /// Seconds-to-expiry field.
+    #[serde(default = "default_expires_in")]
+    pub expires_in: String,
+    /// Seconds until the refresh token expires, where the platform says.
+    #[serde(default)]
+    pub refresh_expires_in: Option<String>,
+    /// Token type field.
+    #[serde(default = "default_token_type")]
+    pub token_type: String,
+    /// Granted scope field: a separated string or an array.
+    #[serde(default = "default_scope_field")]
+    pub scope: String,
+    /// Fields holding external account ids (a string or an array each).
+    #[serde(default)]
+    pub account_ids: Vec<String>,
+}
+
+impl Default for TokenResponseSpec {
+    fn default() -> Self {
+        TokenResponseSpec {
+            root: String::new(),
+            access_token: default_access_token(),
+            refresh_token: default_refresh_token(),
+            expires_in: default_expires_in(),
+            refresh_expires_in: None,
+            token_type: default_token_type(),
+            scope: default_scope_field(),
+            account_ids: Vec::new(),
+        }
+    }
+}
+
+/// How a platform renews access.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefreshStyle {
+    /// RFC 6749 `refresh_token` grant (Snapchat, TikTok Login Kit).
+    RefreshToken,
+    /// A long-lived token renews itself (Threads `th_refresh_token`), subject to a minimum age.
+    SelfRefresh,
+    /// The long-lived token comes from exchanging a short-lived one at connect time and cannot be
+    /// renewed without the person (Meta): watched and forecast instead.
+    Exchange,
+    /// No renewal at all (TikTok Business advertiser tokens live until revoked): watched instead.
+    None,
+}
+
+impl RefreshStyle {
+    /// Whether tokenwarden can renew the token without a person.
+    pub fn can_refresh(self) -> bool {
+        matches!(self, RefreshStyle::RefreshToken | RefreshStyle::SelfRefresh)
+    }
+
+    /// Words for a person.
+    pub fn describe(self) -> &'static str {
+        match self {
+            RefreshStyle::RefreshToken => "refresh-token grant",
+            RefreshStyle::SelfRefresh => "self-refresh of a long-lived token",
+            RefreshStyle::Exchange => "exchange of a short-lived token (not renewable)",
+            RefreshStyle::None => "none (long-term token, watched)",
+        }
+    }
+}
+
+/// Renewal timing.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshSpec {
+    /// How access is renewed.
+    pub style: RefreshStyle,
+    /// Renew this long before the access token expires.
+    #[serde(with = "serde_span")]
+    pub margin: Duration,
+    /// Spread renewals by up to this much (earlier), so a crowd does not renew at one instant.
+    #[serde(with = "serde_span", default)]
+    pub jitter: Duration,
+    /// A token younger than this cannot be renewed (Threads: 24 h).
+    #[serde(with = "serde_span::option", default)]
+    pub min_age: Option<Duration>,
+    /// Access-token lifetime to assume when the response omits or garbles `expires_in`.
+    /// Absent only when `token_expires = false`.
+    #[serde(with = "serde_span::option", default)]
+    pub default_lifetime: Option<Duration>,
+    /// Whether access tokens expire at all (false: TikTok Business advertiser tokens).
+    #[serde(default = "yes")]
+    pub token_expires: bool,
+    /// Refresh-token lifetime when the response does not say.
+    #[serde(with = "serde_span::option", default)]
+    pub refresh_token_lifetime: Option<Duration>,
+    /// Whether a refresh returns a new refresh token and kills the old one.
+    #[serde(default)]
+    pub rotates: bool,
+    /// Warn this long before a token that cannot be renewed expires.
+    #[serde(with = "serde_span", default = "default_warn_before")]
+    pub warn_before: Duration,
+}
+
+/// Calling the API.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSpec {
+    /// Production API base.
+    pub base_url: Url,
+    /// The platform's own sandbox API base, where one exists.
+    #[serde(default)]
+    pub sandbox_base_url: Option<Url>,
+    /// Header that carries the token.
+    #[serde(default = "default_credential_header")]
+    pub credential_header: String,
+    /// Its value, a template over `{access_token}`.
+    #[serde(default = "default_credential_value")]
+    pub credential_value: String,
+    /// A cheap authenticated call that proves the token works.
+    pub probe: ProbeSpec,
+}
+
+/// The health probe.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeSpec {
+    /// Method.
+    #[serde(default = "default_probe_method")]
+    pub method: String,
+    /// Path (with query) relative to the API base, starting with `/`.
+    pub path: String,
+    /// How often to probe a healthy connection.
+    #[serde(with = "serde_span", default = "default_probe_every")]
+    pub every: Duration,
+}
+
+/// What a rate limit counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RateScope {
+    /// All calls of one app (client).
+    App,
+    /// All calls made with one access token.
+    Token,
+    /// All calls on one external account (advertiser, ad account, profile).
+    Account,
+    /// Each endpoint separately.
+    Endpoint,
+}
+
+/// A published rate limit: `requests` per `per`, counted by `scope`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitSpec {
+    /// What is counted.
+    pub scope: RateScope,
+    /// How many requests.
+    pub requests: u32,
+    /// In what window.
+    #[serde(with = "serde_span")]
+    pub per: Duration,
+    /// Where the figure comes from.
+    #[serde(default)]
+    pub note: String,
+}
+
+/// How a platform reports errors.
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorSpec {
+    /// Where codes sit in an error body; tried in order, the first whose `code` path holds a
+    /// scalar wins.
+    #[serde(default)]
+    pub envelopes: Vec<EnvelopeSpec>,
+    /// Code values that mean success (`0` for TikTok Business, `ok` for TikTok v2).
+    #[serde(default)]
+    pub success_codes: Vec<String>,
+    /// Headers that say how long to wait or how close the limit is.
+    #[serde(default)]
+    pub wait_headers: Vec<WaitHeaderSpec>,
+    /// The platform's error documentation.
+    #[serde(default)]
+    pub docs_url: Option<Url>,
+    /// What each error means; the first match wins.
+    #[serde(default)]
+    pub rules: Vec<RuleSpec>,
+}
+
+/// Paths of the fields of one error envelope.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvelopeSpec {
+    /// The code (`error.code`, `code`, `error_code`, `error`).
+    pub code: String,
+    /// The sub-code (`error.error_subcode`).
+    #[serde(default)]
+    pub subcode: Option<String>,
+    /// The message for people.
+    #[serde(default)]
+    pub message: Option<String>,
+    /// A trace id to quote to the platform's support (`fbtrace_id`, `request_id`, `log_id`).
+    #[serde(default)]
+    pub trace_id: Option<String>,
+    /// A boolean saying the error is temporary (Meta `is_transient`).
+    #[serde(default)]
+    pub transient: Option<String>,
+}
+
+/// Formats of headers that carry waits or usage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WaitHeaderFormat {
+    /// Whole seconds to wait.
+    Seconds,
+    /// Seconds or an HTTP date (`Retry-After`, RFC 9110 §10.2.3).
+    RetryAfter,
+    /// Unix time (seconds) at which the window resets.
+    EpochSeconds,
+    /// Meta `X-Business-Use-Case-Usage`: usage percentages and
+    /// `estimated_time_to_regain_access` in minutes.
+    MetaBusinessUseCase,
+    /// A JSON object of usage percentages (Meta `X-App-Usage`, `X-Ad-Account-Usage`).
+    UsagePercentJson,
+}
+
+/// One header to read for waits or usage.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WaitHeaderSpec {
+    /// Header name (case-insensitive).
+    pub name: String,
+    /// How to read it.
+    pub format: WaitHeaderFormat,
+}
+
+/// The kind of body a rule can ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BodyKind {
+    /// Nothing, or only white space.
+    Empty,
+    /// Parsed as JSON (possibly repaired after truncation).
+    Json,
+    /// An HTML page (an edge, load balancer or login page).
+    Html,
+    /// Anything else.
+    Text,
+}
+
+/// Where a response came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Context {
+    /// A platform API call.
+    #[default]
+    Api,
+    /// A token endpoint (exchange, refresh, upgrade, revoke).
+    TokenEndpoint,
+}
+
+/// A code, or an inclusive range `lo-hi` of numeric codes (`51000-51999`). Written as a string
+/// or, for statuses, a number.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum CodePattern {
+    /// A number (statuses).
+    Number(i64),
+    /// Text: one code, or `lo-hi`.
+    Text(String),
+}
+
+/// One error rule: all given conditions must hold (within a list, any item may).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleSpec {
+    /// Platform codes (from the envelope).
+    #[serde(default)]
+    pub codes: Vec<CodePattern>,
+    /// Sub-codes.
+    #[serde(default)]
+    pub subcodes: Vec<CodePattern>,
+    /// HTTP statuses.
+    #[serde(default)]
+    pub statuses: Vec<CodePattern>,
+    /// Case-insensitive fragments of the platform's message (or, without an envelope, the body).
+    #[serde(default)]
+    pub message_contains: Vec<String>,
+    /// A header whose value contains one of the fragments (case-insensitive).
+    #[serde(default)]
+    pub header: Option<HeaderMatch>,
+    /// The kind of body.
+    #[serde(default)]
+    pub body: Option<BodyKind>,
+    /// Only for responses from this context.
+    #[serde(default)]
+    pub context: Option<Context>,
+    /// What it is.
+    pub kind: Kind,
+    /// What to do; derived from the kind and the refresh style when absent.
+    #[serde(default)]
+    pub action: Option<Action>,
+    /// Whose problem it is; derived from the kind when absent.
+    #[serde(default)]
+    pub blame: Option<Blame>,
+    /// One line for a person; the kind's default when empty.
+    #[serde(default)]
+    pub title: String,
+    /// What happened and why, in plain words; the kind's default when empty.
+    #[serde(default)]
+    pub explanation: String,
+    /// The concrete fix; the kind's default when empty.
+    #[serde(default)]
+    pub fix: String,
+    /// A page that explains it; the provider's error docs when absent.
+    #[serde(default)]
+    pub docs_url: Option<Url>,
+    /// The wait this error asks for when no header says; the first matching entry wins.
+    #[serde(default)]
+    pub wait: Vec<WaitRule>,
+}
+
+/// A header condition.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderMatch {
+    /// Header name.
+    pub name: String,
+    /// Fragments, any of which may appear.
+    pub contains: Vec<String>,
+}
+
+/// A wait implied by an error (TikTok: QPS → next second, QPM → 5 minutes, QPD → 00:00 UTC).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WaitRule {
+    /// Applies only when the message contains one of these (case-insensitive); always when empty.
+    #[serde(default)]
+    pub message_contains: Vec<String>,
+    /// Wait this long.
+    #[serde(with = "serde_span::option", default)]
+    pub after: Option<Duration>,
+    /// Or wait until this moment.
+    #[serde(default)]
+    pub until: Option<WaitUntil>,
+}
+
+/// A moment to wait for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WaitUntil {
+    /// The next 00:00 UTC (daily quotas).
+    NextUtcMidnight,
+}
+
+/// Texts of a kind's default explanation, from the common rules file.
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct KindText {
+    /// One line.
+    pub title: String,
+    /// What happened.
+    pub explanation: String,
+    /// What to do.
+    pub fix: String,
+}
+
+/// The rules that apply to every provider (RFC 6749 §5.2, RFC 6750 §3.1, HTTP statuses) and the
+/// default texts of each kind. Loaded from `providers/_common.toml`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommonRules {
+    /// Envelopes tried after the provider's (RFC 6749 `error`/`error_description`).
+    #[serde(default)]
+    pub envelopes: Vec<EnvelopeSpec>,
+    /// Headers read for every provider (`Retry-After`).
+    #[serde(default)]
+    pub wait_headers: Vec<WaitHeaderSpec>,
+    /// Rules tried after the provider's.
+    pub rules: Vec<RuleSpec>,
+    /// Default texts by kind name.
+    pub kinds: BTreeMap<String, KindText>,
+}
+
+fn default_client_id_param() -> String {
+    "client_id".into()
+}
+fn default_scope_param() -> String {
+    "scope".into()
+}
+fn default_scope_separator() -> String {
+    " ".into()
+}
+fn default_code_params() -> Vec<String> {
+    vec!["code".into()]
+}
+fn default_access_token() -> String {
+    "access_token".into()
+}
+fn default_refresh_token() -> String {
+    "refresh_token".into()
+}
+fn default_expires_in() -> String {
+    "expires_in".into()
+}
+fn default_token_type() -> String {
+    "token_type".into()
+}
+fn default_scope_field() -> String {
+    "scope".into()
+}
+fn default_credential_header() -> String {
+    "Authorization".into()
+}
+fn default_credential_value() -> String {
+    "Bearer {access_token}".into()
+}
+fn default_probe_method() -> String {
+    "GET".into()
+}
+fn default_probe_every() -> Duration {
+    Duration::from_secs(15 * 60)
+}
+fn default_warn_before() -> Duration {
+    Duration::from_secs(7 * 86_400)
+}
+fn yes() -> bool {
+    true
+}
+
+impl ProviderSpec {
+    /// The API base for an environment.
+    pub fn api_base(&self, env: crate::connection::Environment) -> &Url {
+        match (env, &self.api.sandbox_base_url) {
+            (crate::connection::Environment::Sandbox, Some(u)) => u,
+            _ => &self.api.base_url,
+        }
+    }
+
+    /// The same definition with the origin (`scheme://host:port`) of every URL replaced by `base`
+    /// (which may carry a path prefix): how the daemon is pointed at the sandbox, or at a proxy,
+    /// without code that knows it. `https://accounts.snapchat.com/login/oauth2/authorize` with base
+    /// `http://127.0.0.1:8181/snapchat` becomes `http://127.0.0.1:8181/snapchat/login/oauth2/authorize`.
+    pub fn with_origin(&self, base: &Url) -> ProviderSpec {
+        let mut s = self.clone();
+        let re = |u: &mut Url| *u = rebase(u, base);
+        re(&mut s.authorize.url);
+        re(&mut s.token.exchange.url);
+        for call in [
+            &mut s.token.upgrade,
+            &mut s.token.refresh,
+            &mut s.token.revoke,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            re(&mut call.url);
+        }
+        re(&mut s.api.base_url);
+        if let Some(u) = s.api.sandbox_base_url.as_mut() {
+            re(u);
+        }
+        s
+    }
+}
+
+fn rebase(u: &Url, base: &Url) -> Url {
+    let prefix = base.as_str().trim_end_matches('/');
+    let mut text = format!("{prefix}{}", u.path());
+    if let Some(q) = u.query() {
+        text.push('?');
+        text.push_str(q);
+    }
+    // Both parts came from valid URLs; if the join is somehow not one, keep the original rather
+    // than send a request somewhere unintended.
+    Url::parse(&text).unwrap_or_else(|_| u.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rebase_keeps_path_and_query() {
+        let u = Url::parse("https://graph.threads.net/refresh_access_token?x=1").unwrap();
+        let b = Url::parse("http://127.0.0.1:8181/threads/").unwrap();
+        assert_eq!(
+            rebase(&u, &b).as_str(),
+            "http://127.0.0.1:8181/threads/refresh_access_token?x=1"
+        );
+    }
+}

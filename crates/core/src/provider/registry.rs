@@ -1,0 +1,237 @@
+//! The set of loaded provider definitions: the shipped ones, embedded in the binary, and a user's
+//! own from a directory (same id: the user's file wins).
+
+use super::model::{CommonRules, ProviderSpec, RefreshStyle};
+use super::validate::{Problems, SpecError, compile_rules, validate};
+use crate::classify::{Classifier, Common, Kind};
+use crate::id::ProviderId;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// The shipped definitions: `(file name, TOML text)`.
+pub const BUILTIN: &[(&str, &str)] = &[
+    (
+        "snapchat.toml",
+        include_str!("../../../../providers/snapchat.toml"),
+    ),
+    (
+        "tiktok-business.toml",
+        include_str!("../../../../providers/tiktok-business.toml"),
+    ),
+    (
+        "tiktok.toml",
+        include_str!("../../../../providers/tiktok.toml"),
+    ),
+    (
+        "threads.toml",
+        include_str!("../../../../providers/threads.toml"),
+    ),
+    ("meta.toml", include_str!("../../../../providers/meta.toml")),
+];
+
+/// The rules every provider shares.
+pub const COMMON: (&str, &str) = (
+    "_common.toml",
+    include_str!("../../../../providers/_common.toml"),
+);
+
+/// Why definitions could not be loaded: every problem found.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{}", .problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n"))]
+pub struct RegistryError {
+    /// Each problem, naming file and key.
+    pub problems: Vec<SpecError>,
+}
+
+/// A validated provider, ready to use.
+#[derive(Debug, Clone)]
+pub struct Provider {
+    /// The definition.
+    pub spec: ProviderSpec,
+    /// Where it came from (`builtin:snapchat.toml` or a path).
+    pub source: String,
+    /// The TOML text it was read from.
+    pub text: String,
+    classifier: Classifier,
+}
+
+impl Provider {
+    /// Its classifier.
+    pub fn classifier(&self) -> &Classifier {
+        &self.classifier
+    }
+
+    /// The same provider with every URL's origin replaced by `base` (see
+    /// [`ProviderSpec::with_origin`]); how the daemon is pointed at the sandbox.
+    pub fn with_origin(&self, base: &url::Url) -> Provider {
+        Provider {
+            spec: self.spec.with_origin(base),
+            ..self.clone()
+        }
+    }
+}
+
+/// All loaded definitions.
+#[derive(Debug, Clone)]
+pub struct Registry {
+    providers: BTreeMap<ProviderId, Arc<Provider>>,
+}
+
+fn compile_common(name: &str, text: &str) -> Result<Common, Vec<SpecError>> {
+    let mut p = Problems::new(name);
+    let spec: CommonRules = match toml::from_str(text) {
+        Ok(s) => s,
+        Err(e) => {
+            p.add("", e.to_string());
+            return Err(p.list);
+        }
+    };
+    // Common rules use the kind's default action; refresh-dependent actions are resolved per provider.
+    let rules = compile_rules(
+        &spec.rules,
+        "common",
+        "rules",
+        RefreshStyle::RefreshToken,
+        &mut p,
+    );
+    let mut kinds = BTreeMap::new();
+    for (name, text) in &spec.kinds {
+        match name.parse::<Kind>() {
+            Ok(k) => {
+                kinds.insert(k, text.clone());
+            }
+            Err(e) => p.add(format!("kinds.{name}"), e),
+        }
+    }
+    for k in Kind::ALL {
+        if !kinds.contains_key(k) {
+            p.add("kinds", format!("has no default text for {k}"));
+        }
+    }
+    if p.list.is_empty() {
+        Ok(Common {
+            envelopes: spec.envelopes,
+            wait_headers: spec.wait_headers,
+            rules,
+            kinds,
+        })
+    } else {
+        Err(p.list)
+    }
+}
+
+impl Registry {
+    /// The shipped definitions. They are tested to load; an error here is a build defect.
+    pub fn builtin() -> Result<Registry, RegistryError> {
+        Registry::load(
+            BUILTIN
+                .iter()
+                .map(|(n, t)| (format!("builtin:{n}"), t.to_string())),
+        )
+    }
+
+    /// The shipped definitions plus `files` (`(path, text)`); a file whose id matches a shipped one
+    /// replaces it.
+    pub fn with_files(
+        files: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Registry, RegistryError> {
+        let all = BUILTIN
+            .iter()
+            .map(|(n, t)| (format!("builtin:{n}"), t.to_string()))
+            .chain(files);
+        Registry::load(all)
+    }
+
+    fn load(files: impl IntoIterator<Item = (String, String)>) -> Result<Registry, RegistryError> {
+        let common = Arc::new(
+            compile_common(&format!("builtin:{}", COMMON.0), COMMON.1)
+                .map_err(|problems| RegistryError { problems })?,
+        );
+        let mut providers = BTreeMap::new();
+        let mut problems = Vec::new();
+        for (source, text) in files {
+            match parse_with(&common, &source, &text) {
+                Ok(p) => {
+                    providers.insert(p.spec.id.clone(), Arc::new(p));
+                }
+                Err(mut e) => problems.append(&mut e),
+            }
+        }
+        if problems.is_empty() {
+            Ok(Registry { providers })
+        } else {
+            Err(RegistryError { problems })
+        }
+    }
+
+    /// Validates one definition file against the shipped common rules, reporting every problem.
+    pub fn check(source: &str, text: &str) -> Result<Provider, Vec<SpecError>> {
+        let common = Arc::new(compile_common(COMMON.0, COMMON.1)?);
+        parse_with(&common, source, text)
+    }
+
+    /// A provider by id.
+    pub fn get(&self, id: &str) -> Option<&Arc<Provider>> {
+        ProviderId::parse(id)
+            .ok()
+            .and_then(|id| self.providers.get(&id))
+    }
+
+    /// Every provider, by id.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Provider>> {
+        self.providers.values()
+    }
+
+    /// The ids, comma-separated (for error messages).
+    pub fn ids(&self) -> String {
+        self.providers
+            .keys()
+            .map(|k| k.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// Replaces one provider (e.g. with its origin pointed at the sandbox).
+    pub fn replace(&mut self, provider: Provider) {
+        self.providers
+            .insert(provider.spec.id.clone(), Arc::new(provider));
+    }
+}
+
+fn parse_with(common: &Arc<Common>, source: &str, text: &str) -> Result<Provider, Vec<SpecError>> {
+    let mut p = Problems::new(source);
+    let file_name = source.rsplit(['/', '\\', ':']).next().unwrap_or(source);
+    let stem = file_name.strip_suffix(".toml").unwrap_or(file_name);
+    let spec: ProviderSpec = match toml::from_str(text) {
+        Ok(s) => s,
+        Err(e) => {
+            p.add("", e.to_string().trim_end().to_string());
+            return Err(p.list);
+        }
+    };
+    let rules = validate(&spec, stem, &mut p);
+    if !p.list.is_empty() {
+        return Err(p.list);
+    }
+    let classifier = Classifier {
+        provider_name: spec.name.clone(),
+        refresh: spec.refresh.style,
+        docs_url: spec
+            .errors
+            .docs_url
+            .as_ref()
+            .map(|u| u.to_string())
+            .or_else(|| Some(spec.docs_url.to_string())),
+        envelopes: spec.errors.envelopes.clone(),
+        success_codes: spec.errors.success_codes.clone(),
+        wait_headers: spec.errors.wait_headers.clone(),
+        rules,
+        common: common.clone(),
+    };
+    Ok(Provider {
+        spec,
+        source: source.to_string(),
+        text: text.to_string(),
+        classifier,
+    })
+}

@@ -1,0 +1,374 @@
+//! Validation of a definition beyond its shape: URLs, templates, timing and rules that make sense
+//! together. Every problem is reported, each naming the file, the key and what is wrong.
+
+use super::model::*;
+use crate::classify::{Action, Kind, Rule};
+use std::fmt;
+use std::time::Duration;
+
+/// One problem in one definition file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpecError {
+    /// The file (or `builtin:NAME`).
+    pub file: String,
+    /// The key, dotted (`token.refresh.params.refresh_token`); empty for whole-file problems.
+    pub key: String,
+    /// What is wrong and, where it helps, what would be right.
+    pub problem: String,
+}
+
+impl fmt::Display for SpecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "{}: {}", self.file, self.problem)
+        } else {
+            write!(f, "{}: {}: {}", self.file, self.key, self.problem)
+        }
+    }
+}
+
+impl std::error::Error for SpecError {}
+
+const PLACEHOLDERS: &[&str] = &[
+    "client_id",
+    "client_secret",
+    "code",
+    "redirect_uri",
+    "code_verifier",
+    "refresh_token",
+    "access_token",
+];
+
+/// Collects problems for one file.
+pub(crate) struct Problems {
+    file: String,
+    pub(crate) list: Vec<SpecError>,
+}
+
+impl Problems {
+    pub(crate) fn new(file: &str) -> Self {
+        Problems {
+            file: file.to_string(),
+            list: Vec::new(),
+        }
+    }
+
+    pub(crate) fn add(&mut self, key: impl Into<String>, problem: impl Into<String>) {
+        self.list.push(SpecError {
+            file: self.file.clone(),
+            key: key.into(),
+            problem: problem.into(),
+        });
+    }
+}
+
+/// Placeholders used in a template, or the first malformed one.
+pub(crate) fn placeholders(template: &str) -> Result<Vec<&str>, String> {
+    let mut out = Vec::new();
+    let mut rest = template;
+    while let Some(start) = rest.find('{') {
+        let after = &rest[start + 1..];
+        let end = after
+            .find('}')
+            .ok_or_else(|| format!("unclosed '{{' in {template:?}"))?;
+        let name = &after[..end];
+        if !PLACEHOLDERS.contains(&name) {
+            return Err(format!(
+                "unknown placeholder {{{name}}} in {template:?}; known: {}",
+                PLACEHOLDERS
+                    .iter()
+                    .map(|p| format!("{{{p}}}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        out.push(name);
+        rest = &after[end + 1..];
+    }
+    Ok(out)
+}
+
+fn check_url(p: &mut Problems, key: &str, u: &url::Url) {
+    let loopback = matches!(u.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
+    match u.scheme() {
+        "https" => {}
+        "http" if loopback => {}
+        other => p.add(
+            key,
+            format!("must be an https URL (http only for loopback), not {other}://"),
+        ),
+    }
+    if u.host_str().is_none() {
+        p.add(key, "has no host");
+    }
+    if !u.username().is_empty() || u.password().is_some() {
+        p.add(key, "must not carry credentials");
+    }
+}
+
+fn check_call(p: &mut Problems, key: &str, call: &TokenCall) -> Vec<String> {
+    check_url(p, &format!("{key}.url"), &call.url);
+    if call.method == Method::GET && call.encoding != Encoding::Query {
+        p.add(
+            format!("{key}.encoding"),
+            "a GET call carries its parameters in the query: use encoding = \"query\"",
+        );
+    }
+    if call.params.is_empty() {
+        p.add(
+            format!("{key}.params"),
+            "no parameters: a token call needs at least its credential",
+        );
+    }
+    let mut used = Vec::new();
+    for (name, template) in &call.params {
+        if name.trim().is_empty() {
+            p.add(format!("{key}.params"), "a parameter has an empty name");
+        }
+        match placeholders(template) {
+            Ok(names) => used.extend(names.into_iter().map(str::to_string)),
+            Err(e) => p.add(format!("{key}.params.{name}"), e),
+        }
+    }
+    if call.client_auth == ClientAuth::Basic && used.iter().any(|u| u == "client_secret") {
+        p.add(format!("{key}.client_auth"), "with client_auth = \"basic\" the secret goes in the Authorization header; remove {client_secret} from params");
+    }
+    used
+}
+
+pub(crate) fn validate(spec: &ProviderSpec, stem: &str, p: &mut Problems) -> Vec<Rule> {
+    if spec.id.as_str() != stem {
+        p.add(
+            "id",
+            format!(
+                "is {:?} but the file is named {stem:?}.toml; they must match",
+                spec.id.as_str()
+            ),
+        );
+    }
+    if spec.name.trim().is_empty() {
+        p.add("name", "is empty");
+    }
+    check_url(p, "docs_url", &spec.docs_url);
+
+    let a = &spec.authorize;
+    check_url(p, "authorize.url", &a.url);
+    if a.client_id_param.trim().is_empty() {
+        p.add("authorize.client_id_param", "is empty");
+    }
+    if a.scope_separator.is_empty() {
+        p.add("authorize.scope_separator", "is empty; use \" \" or \",\"");
+    }
+    if a.callback_code_params.is_empty() {
+        p.add(
+            "authorize.callback_code_params",
+            "is empty; the callback needs to know where the code is",
+        );
+    }
+    for s in &a.required_scopes {
+        if !a.default_scopes.contains(s) && !a.scope_param.is_empty() {
+            p.add(
+                "authorize.required_scopes",
+                format!("{s:?} is required but not in default_scopes"),
+            );
+        }
+    }
+
+    let t = &spec.token;
+    let exchange_uses = check_call(p, "token.exchange", &t.exchange);
+    if !exchange_uses.iter().any(|u| u == "code") {
+        p.add("token.exchange.params", "no parameter carries {code}");
+    }
+    if let Some(up) = &t.upgrade {
+        let uses = check_call(p, "token.upgrade", up);
+        if !uses.iter().any(|u| u == "access_token") {
+            p.add("token.upgrade.params", "the upgrade exchanges the short-lived token: a parameter must carry {access_token}");
+        }
+    }
+    let refresh_uses = t
+        .refresh
+        .as_ref()
+        .map(|r| check_call(p, "token.refresh", r));
+    if let Some(rv) = &t.revoke {
+        let uses = check_call(p, "token.revoke", rv);
+        if !uses
+            .iter()
+            .any(|u| u == "access_token" || u == "refresh_token")
+        {
+            p.add(
+                "token.revoke.params",
+                "no parameter carries {access_token} or {refresh_token}",
+            );
+        }
+    }
+    for (key, path) in [
+        ("token.response.access_token", &t.response.access_token),
+        ("token.response.expires_in", &t.response.expires_in),
+    ] {
+        if path.trim().is_empty() || path.split('.').any(str::is_empty) {
+            p.add(key, format!("{path:?} is not a dotted path"));
+        }
+    }
+
+    let r = &spec.refresh;
+    match (r.style, &refresh_uses) {
+        (RefreshStyle::RefreshToken, Some(uses)) if !uses.iter().any(|u| u == "refresh_token") => {
+            p.add("token.refresh.params", "refresh.style = \"refresh_token\" but no parameter carries {refresh_token}")
+        }
+        (RefreshStyle::SelfRefresh, Some(uses)) if !uses.iter().any(|u| u == "access_token") => {
+            p.add("token.refresh.params", "refresh.style = \"self_refresh\" but no parameter carries {access_token}")
+        }
+        (RefreshStyle::RefreshToken | RefreshStyle::SelfRefresh, None) => {
+            p.add("token.refresh", format!("refresh.style = {:?} needs a [token.refresh] call", r.style))
+        }
+        (RefreshStyle::Exchange | RefreshStyle::None, Some(_)) => p.add(
+            "token.refresh",
+            "this provider's refresh.style cannot renew tokens; remove [token.refresh] or change the style",
+        ),
+        _ => {}
+    }
+    if r.style == RefreshStyle::Exchange && t.upgrade.is_none() {
+        p.add("token.upgrade", "refresh.style = \"exchange\" needs the [token.upgrade] call that makes the long-lived token");
+    }
+    match (r.token_expires, r.default_lifetime) {
+        (true, None) => p.add(
+            "refresh.default_lifetime",
+            "is required when tokens expire: a response without expires_in must not mean \"never expires\"",
+        ),
+        (true, Some(life)) => {
+            if life.is_zero() {
+                p.add("refresh.default_lifetime", "is zero");
+            }
+            if r.style.can_refresh() && r.margin + r.jitter >= life {
+                p.add("refresh.margin", "margin plus jitter is not shorter than default_lifetime: every token would be refreshed at once");
+            }
+            if let Some(min) = r.min_age
+                && min >= life
+            {
+                p.add("refresh.min_age", "is not shorter than default_lifetime: tokens would expire before they may be refreshed");
+            }
+        }
+        (false, _) => {}
+    }
+    if r.rotates && r.style != RefreshStyle::RefreshToken {
+        p.add(
+            "refresh.rotates",
+            "only refresh-token grants rotate refresh tokens",
+        );
+    }
+
+    let api = &spec.api;
+    check_url(p, "api.base_url", &api.base_url);
+    if let Some(u) = &api.sandbox_base_url {
+        check_url(p, "api.sandbox_base_url", u);
+    }
+    let header_ok = !api.credential_header.is_empty()
+        && api
+            .credential_header
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b));
+    if !header_ok {
+        p.add(
+            "api.credential_header",
+            format!("{:?} is not a header name", api.credential_header),
+        );
+    }
+    match placeholders(&api.credential_value) {
+        Ok(names) if names == ["access_token"] => {}
+        Ok(_) => p.add(
+            "api.credential_value",
+            "must contain {access_token} exactly once and nothing else in braces",
+        ),
+        Err(e) => p.add("api.credential_value", e),
+    }
+    if !api.probe.path.starts_with('/')
+        || api.probe.path.starts_with("//")
+        || api.probe.path.contains("..")
+    {
+        p.add(
+            "api.probe.path",
+            "must start with a single / and stay under the API base",
+        );
+    }
+    if !matches!(api.probe.method.as_str(), "GET" | "POST" | "HEAD") {
+        p.add("api.probe.method", "use GET, POST or HEAD");
+    }
+    if api.probe.every < Duration::from_secs(10) {
+        p.add(
+            "api.probe.every",
+            "probing more often than every 10 s would spend the platform's rate limit",
+        );
+    }
+
+    for (i, l) in spec.rate_limits.iter().enumerate() {
+        if l.requests == 0 || l.per.is_zero() {
+            p.add(
+                format!("rate_limits[{i}]"),
+                "requests and per must both be above zero",
+            );
+        }
+    }
+
+    let e = &spec.errors;
+    if let Some(u) = &e.docs_url {
+        check_url(p, "errors.docs_url", u);
+    }
+    for (i, env) in e.envelopes.iter().enumerate() {
+        for path in [
+            Some(&env.code),
+            env.subcode.as_ref(),
+            env.message.as_ref(),
+            env.trace_id.as_ref(),
+            env.transient.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if path.is_empty() || path.split('.').any(str::is_empty) {
+                p.add(
+                    format!("errors.envelopes[{i}]"),
+                    format!("{path:?} is not a dotted path"),
+                );
+            }
+        }
+    }
+    compile_rules(&e.rules, spec.id.as_str(), "errors.rules", r.style, p)
+}
+
+pub(crate) fn compile_rules(
+    rules: &[RuleSpec],
+    prefix: &str,
+    key: &str,
+    style: RefreshStyle,
+    p: &mut Problems,
+) -> Vec<Rule> {
+    let mut out = Vec::new();
+    for (i, spec) in rules.iter().enumerate() {
+        let k = format!("{key}[{i}]");
+        match Rule::compile(format!("{prefix}#{i}"), spec) {
+            Ok(rule) => out.push(rule),
+            Err(e) => p.add(&k, e),
+        }
+        if spec.action == Some(Action::RefreshAndRetry) && !style.can_refresh() {
+            p.add(
+                format!("{k}.action"),
+                "refresh_and_retry, but this provider cannot refresh tokens; use reauthorize",
+            );
+        }
+        if spec.kind == Kind::Ok && spec.action.is_some_and(|a| a != Action::None) {
+            p.add(format!("{k}.action"), "a rule of kind ok takes no action");
+        }
+        for (j, w) in spec.wait.iter().enumerate() {
+            if w.after.is_some() == w.until.is_some() {
+                p.add(
+                    format!("{k}.wait[{j}]"),
+                    "give exactly one of after or until",
+                );
+            }
+        }
+        if let Some(u) = &spec.docs_url {
+            check_url(p, &format!("{k}.docs_url"), u);
+        }
+    }
+    out
+}

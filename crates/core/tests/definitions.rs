@@ -1,0 +1,121 @@
+//! The shipped definitions load, and a broken definition is explained key by key.
+
+use tokenwarden_core::classify::{Kind, ResponseView};
+use tokenwarden_core::provider::{BUILTIN, Context, RefreshStyle, Registry};
+
+#[test]
+fn every_shipped_definition_loads() {
+    let reg = Registry::builtin().unwrap_or_else(|e| panic!("{e}"));
+    let ids: Vec<&str> = reg.iter().map(|p| p.spec.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        ["meta", "snapchat", "threads", "tiktok", "tiktok-business"]
+    );
+    assert_eq!(BUILTIN.len(), 5);
+    let style = |id: &str| reg.get(id).unwrap().spec.refresh.style;
+    assert_eq!(style("snapchat"), RefreshStyle::RefreshToken);
+    assert_eq!(style("tiktok"), RefreshStyle::RefreshToken);
+    assert_eq!(style("threads"), RefreshStyle::SelfRefresh);
+    assert_eq!(style("meta"), RefreshStyle::Exchange);
+    assert_eq!(style("tiktok-business"), RefreshStyle::None);
+    let tt = reg.get("tiktok-business").unwrap();
+    assert_eq!(tt.spec.api.credential_header, "Access-Token");
+    assert_eq!(
+        tt.spec
+            .token
+            .exchange
+            .params
+            .get("auth_code")
+            .map(String::as_str),
+        Some("{code}")
+    );
+}
+
+#[test]
+fn problems_name_the_file_and_the_key() {
+    let text = BUILTIN
+        .iter()
+        .find(|(n, _)| *n == "snapchat.toml")
+        .unwrap()
+        .1;
+    let broken = text
+        .replace(
+            "url = \"https://accounts.snapchat.com/login/oauth2/authorize\"",
+            "url = \"ftp://accounts.snapchat.com/x\"",
+        )
+        .replace(
+            "refresh_token = \"{refresh_token}\"",
+            "refresh_token = \"{refresh}\"",
+        )
+        .replace("margin = \"5m\"", "margin = \"2h\"");
+    let errors = Registry::check("mine/snapchat.toml", &broken).unwrap_err();
+    let all: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+    let joined = all.join("\n");
+    assert!(
+        joined.contains("mine/snapchat.toml: authorize.url: must be an https URL"),
+        "{joined}"
+    );
+    assert!(
+        joined.contains("token.refresh.params.refresh_token: unknown placeholder {refresh}"),
+        "{joined}"
+    );
+    assert!(joined.contains("refresh.margin"), "{joined}");
+
+    let unknown = format!("{text}\nsurprise = 1\n");
+    let e = Registry::check("snapchat.toml", &unknown).unwrap_err()[0].to_string();
+    assert!(e.contains("surprise"), "{e}");
+
+    let e = Registry::check("other-name.toml", text).unwrap_err()[0].to_string();
+    assert!(e.contains("file is named \"other-name\""), "{e}");
+}
+
+#[test]
+fn a_user_file_adds_a_provider_and_can_override_one() {
+    let text = BUILTIN
+        .iter()
+        .find(|(n, _)| *n == "snapchat.toml")
+        .unwrap()
+        .1;
+    let mine = text
+        .replace("id = \"snapchat\"", "id = \"acme\"")
+        .replace("Snapchat Marketing API\"", "Acme Ads\"");
+    let reg =
+        Registry::with_files([("/etc/tokenwarden/providers/acme.toml".to_string(), mine)]).unwrap();
+    assert_eq!(reg.get("acme").unwrap().spec.name, "Acme Ads");
+    assert!(reg.get("snapchat").is_some());
+    let overridden = text.replace("margin = \"5m\"", "margin = \"7m\"");
+    let reg = Registry::with_files([("x/snapchat.toml".to_string(), overridden)]).unwrap();
+    assert_eq!(reg.get("snapchat").unwrap().source, "x/snapchat.toml");
+}
+
+#[test]
+fn sandbox_origin_override_moves_every_url() {
+    let reg = Registry::builtin().unwrap();
+    let base = url::Url::parse("http://127.0.0.1:8181/tiktok-business").unwrap();
+    let p = reg.get("tiktok-business").unwrap().with_origin(&base);
+    assert_eq!(
+        p.spec.token.exchange.url.as_str(),
+        "http://127.0.0.1:8181/tiktok-business/open_api/v1.3/oauth2/access_token/"
+    );
+    assert_eq!(
+        p.spec.api.base_url.as_str(),
+        "http://127.0.0.1:8181/tiktok-business/open_api/v1.3"
+    );
+    assert_eq!(
+        p.spec.authorize.url.as_str(),
+        "http://127.0.0.1:8181/tiktok-business/portal/auth"
+    );
+    // The classifier is unchanged by the move.
+    let headers = vec![];
+    let resp = ResponseView {
+        status: 200,
+        headers: &headers,
+        body: br#"{"code":40100,"message":"x"}"#,
+    };
+    assert_eq!(
+        p.classifier()
+            .classify(&resp, Context::Api, chrono::Utc::now())
+            .kind,
+        Kind::RateLimited
+    );
+}
