@@ -1,1 +1,272 @@
-//! placeholder
+//! Storage and secrets for tokenwarden: one [`Store`] trait, SQLite and PostgreSQL behind it.
+//!
+//! - [`open`] picks the backend by URL scheme, applies the migrations under
+//!   `migrations/{sqlite,postgres}` and verifies the keyring against the database.
+//! - [`Store`]: the trait the daemon holds as `Arc<dyn Store>`; [`sql`] implements it for both
+//!   backends with one set of SQL statements (sqlx `Any`), differing only in the clock expression
+//!   and `FOR UPDATE SKIP LOCKED`.
+//! - [`crypto`]: the [`Keyring`] and AES-256-GCM encryption at rest bound to table, column, row and
+//!   key id (hardening rule 14).
+//! - [`model`]: the records (apps, leases, pending authorizations, events, API keys, webhooks).
+//! - [`error`]: [`StoreError`], by meaning.
+//!
+//! Times are stored as BIGINT **milliseconds** since the Unix epoch, UTC.
+//!
+//! The refresh lease (DESIGN "Refresh, exactly once"; hardening rules 4, 13, 15): a lease is a
+//! conditional UPDATE on the token row that sets `lease_owner`/`lease_until` when no unexpired lease
+//! is held; the commit is one UPDATE that succeeds only while `lease_owner` and `version` are what
+//! the lease saw, and bumps `version`. Lease times are compared on the database's clock (PostgreSQL
+//! `clock_timestamp()`, SQLite's reading of the one host's clock), never on a replica's.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod crypto;
+pub mod error;
+pub mod model;
+pub mod sql;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use std::sync::Arc;
+use std::time::Duration;
+use tokenwarden_core::connection::{Connection, ConnectionState, Problem};
+use tokenwarden_core::id::{AppId, ConnectionId, ProviderId};
+use tokenwarden_core::secret::Secret;
+use tokenwarden_core::token::TokenSet;
+
+pub use crypto::{KeySource, Keyring};
+pub use error::StoreError;
+pub use model::*;
+
+/// Everything the daemon keeps. Object safe; every method is one short statement or a few, so a
+/// pooled connection is never held across a call to a platform.
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// Which backend this is.
+    fn backend(&self) -> Backend;
+
+    // ---- provider apps ----
+    /// Inserts or replaces an app (the client secret is encrypted).
+    async fn put_app(&self, app: &App) -> Result<(), StoreError>;
+    /// One app.
+    async fn get_app(&self, provider: &ProviderId, app: &AppId) -> Result<Option<App>, StoreError>;
+    /// Apps, of one provider or all.
+    async fn list_apps(&self, provider: Option<&ProviderId>) -> Result<Vec<App>, StoreError>;
+    /// Deletes an app; true if it existed.
+    async fn delete_app(&self, provider: &ProviderId, app: &AppId) -> Result<bool, StoreError>;
+    /// Raises (or refreshes the text of) an app-level problem (hardening rule 5).
+    async fn raise_app_problem(
+        &self,
+        provider: &ProviderId,
+        app: &AppId,
+        problem: &Problem,
+    ) -> Result<(), StoreError>;
+    /// Clears an app-level problem by code; true if it was open.
+    async fn clear_app_problem(
+        &self,
+        provider: &ProviderId,
+        app: &AppId,
+        code: &str,
+    ) -> Result<bool, StoreError>;
+    /// Open app-level problems.
+    async fn app_problems(
+        &self,
+        provider: &ProviderId,
+        app: &AppId,
+    ) -> Result<Vec<Problem>, StoreError>;
+
+    // ---- connections ----
+    /// Inserts or replaces a connection (keeps its schedule and tokens).
+    async fn put_connection(&self, conn: &Connection) -> Result<(), StoreError>;
+    /// One connection.
+    async fn get_connection(&self, id: &ConnectionId) -> Result<Option<Connection>, StoreError>;
+    /// All connections, by id.
+    async fn list_connections(&self) -> Result<Vec<Connection>, StoreError>;
+    /// Sets the state and open problems in one write.
+    async fn set_state(
+        &self,
+        id: &ConnectionId,
+        state: ConnectionState,
+        problems: &[Problem],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    /// Deletes a connection and its tokens; true if it existed.
+    async fn delete_connection(&self, id: &ConnectionId) -> Result<bool, StoreError>;
+    /// When the scheduler should next refresh it (`None`: not scheduled).
+    async fn set_next_refresh(
+        &self,
+        id: &ConnectionId,
+        at: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError>;
+    /// When the health monitor should next probe it (`None`: not scheduled).
+    async fn set_next_probe(
+        &self,
+        id: &ConnectionId,
+        at: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError>;
+    /// Connections whose probe is due at `now`, earliest first.
+    async fn due_probes(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<ConnectionId>, StoreError>;
+    /// The earliest scheduled refresh, so the scheduler can sleep until then.
+    async fn next_refresh_deadline(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
+
+    // ---- token sets and the refresh lease ----
+    /// The current token set, decrypted.
+    async fn get_tokens(&self, conn: &ConnectionId) -> Result<Option<StoredTokens>, StoreError>;
+    /// Stores the token set obtained by an authorization, replacing any (version bumps, any lease
+    /// is cleared, so an old lease holder is fenced out).
+    async fn put_initial_tokens(
+        &self,
+        conn: &ConnectionId,
+        set: &TokenSet,
+    ) -> Result<StoredTokens, StoreError>;
+    /// Takes the refresh lease unless another owner holds an unexpired one (`None`). Taking it again
+    /// by the same owner succeeds (so a lease claimed by [`Store::claim_due_refreshes`] can be
+    /// turned into a [`Lease`]). `NotFound` if the connection has no token set.
+    async fn acquire_refresh_lease(
+        &self,
+        conn: &ConnectionId,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<Option<Lease>, StoreError>;
+    /// Writes the refreshed set if the lease still holds (owner and version unchanged), bumps the
+    /// version and clears the lease, durably. Otherwise `Fenced`, and nothing is written.
+    async fn commit_refresh(
+        &self,
+        lease: &Lease,
+        new: &TokenSet,
+    ) -> Result<StoredTokens, StoreError>;
+    /// Gives the lease up without writing (the refresh failed); keeps the token set.
+    async fn release_lease(&self, lease: &Lease) -> Result<(), StoreError>;
+    /// Claims up to `limit` connections whose refresh is due at `now`, taking their leases for
+    /// `owner` (`FOR UPDATE SKIP LOCKED` on PostgreSQL, so replicas never claim the same row).
+    async fn claim_due_refreshes(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<Vec<ConnectionId>, StoreError>;
+
+    // ---- pending authorizations ----
+    /// Stores a pending authorization (the PKCE verifier is encrypted).
+    async fn put_pending(&self, pending: &PendingAuthorization) -> Result<(), StoreError>;
+    /// Deletes and returns it in one statement (`DELETE … RETURNING`, hardening rule 1): a replayed
+    /// or raced callback gets `None`, as does an expired one.
+    async fn consume_pending(
+        &self,
+        state_hash: &Sha256Hex,
+        now: DateTime<Utc>,
+    ) -> Result<Option<PendingAuthorization>, StoreError>;
+    /// Deletes expired pending authorizations; how many.
+    async fn purge_expired_pending(&self, now: DateTime<Utc>) -> Result<u64, StoreError>;
+
+    // ---- events ----
+    /// Appends an event; its id.
+    async fn append_event(&self, event: &NewEvent) -> Result<i64, StoreError>;
+    /// Events after `after_id` (0 for the start), of one connection or all, oldest first.
+    async fn list_events(
+        &self,
+        conn: Option<&ConnectionId>,
+        after_id: i64,
+        limit: i64,
+    ) -> Result<Vec<Event>, StoreError>;
+
+    // ---- API keys ----
+    /// Creates a key; the full key is returned once and only its hash is stored.
+    async fn create_api_key(
+        &self,
+        role: ApiKeyRole,
+        label: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(ApiKeyInfo, Secret), StoreError>;
+    /// The key's record if `presented` is a live key (lookup by prefix, constant-time compare).
+    async fn verify_api_key(&self, presented: &str) -> Result<Option<ApiKeyInfo>, StoreError>;
+    /// All keys, revoked ones included.
+    async fn list_api_keys(&self) -> Result<Vec<ApiKeyInfo>, StoreError>;
+    /// Revokes a key; true if it was live.
+    async fn revoke_api_key(&self, id: &str, now: DateTime<Utc>) -> Result<bool, StoreError>;
+
+    // ---- webhooks and the outbox ----
+    /// Inserts or replaces an endpoint (the signing secret is encrypted).
+    async fn put_webhook(&self, endpoint: &WebhookEndpoint) -> Result<(), StoreError>;
+    /// One endpoint.
+    async fn get_webhook(&self, id: &str) -> Result<Option<WebhookEndpoint>, StoreError>;
+    /// All endpoints.
+    async fn list_webhooks(&self) -> Result<Vec<WebhookEndpoint>, StoreError>;
+    /// Deletes an endpoint and its deliveries.
+    async fn delete_webhook(&self, id: &str) -> Result<bool, StoreError>;
+    /// Enqueues one delivery per enabled endpoint (durably, hardening rule 16); their ids.
+    async fn enqueue_deliveries(
+        &self,
+        payload: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<String>, StoreError>;
+    /// Claims due pending deliveries for `ttl` (counts an attempt). `SKIP LOCKED` on PostgreSQL.
+    async fn claim_due_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+        ttl: Duration,
+    ) -> Result<Vec<Delivery>, StoreError>;
+    /// Marks a delivery done.
+    async fn mark_delivered(&self, id: &str) -> Result<(), StoreError>;
+    /// Records a failure: retried at `retry_at`, or given up on (`None`).
+    async fn mark_failed(
+        &self,
+        id: &str,
+        error: &str,
+        retry_at: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError>;
+    /// One delivery.
+    async fn get_delivery(&self, id: &str) -> Result<Option<Delivery>, StoreError>;
+
+    // ---- keys ----
+    /// The keyring in use.
+    fn keyring(&self) -> Keyring;
+    /// Swaps in a keyring whose current key may be new. It must hold every key id still in use
+    /// (checked against the key-check records); the new key gets its check record.
+    async fn set_keyring(&self, keys: Keyring) -> Result<(), StoreError>;
+    /// Re-encrypts up to `batch` values per statement batch under the current key, across every
+    /// secret column, while reads go on (they accept every key id in the keyring).
+    async fn reencrypt_all(&self, batch: i64) -> Result<RotationReport, StoreError>;
+    /// Marks every key other than the current one retired (after a complete `reencrypt_all`), so
+    /// the keyring may drop them.
+    async fn retire_old_keys(&self) -> Result<(), StoreError>;
+    /// Usage of each key.
+    async fn key_status(&self) -> Result<Vec<KeyStatus>, StoreError>;
+}
+
+/// Opens the store at `url`: `sqlite://path?mode=rwc`, `sqlite:path`, `postgres://…` or
+/// `postgresql://…`. Applies migrations and verifies the keyring (a wrong or missing key is a
+/// `Crypto` error here, before anything is served).
+pub async fn open(url: &str, keys: Keyring) -> Result<Arc<dyn Store>, StoreError> {
+    Ok(Arc::new(sql::SqlStore::open(url, keys).await?))
+}
+
+/// Rotates to `new_keyring` (whose current key is the new one and which still holds the old keys):
+/// installs it, re-encrypts everything in batches while the store keeps serving, and retires the
+/// old keys. Returns what was re-encrypted.
+pub async fn rotate_keys(
+    store: &dyn Store,
+    new_keyring: Keyring,
+) -> Result<RotationReport, StoreError> {
+    store.set_keyring(new_keyring).await?;
+    let mut total = RotationReport::default();
+    loop {
+        let r = store.reencrypt_all(200).await?;
+        total.reencrypted += r.reencrypted;
+        total.already_current += r.already_current;
+        total.raced += r.raced;
+        // A raced value was rewritten by a writer, necessarily under the current key; one more
+        // pass confirms nothing old is left before the old keys are retired.
+        if r.reencrypted == 0 && r.raced == 0 {
+            break;
+        }
+    }
+    store.retire_old_keys().await?;
+    Ok(total)
+}

@@ -1,0 +1,358 @@
+//! The records the store keeps besides connections (which are `tokenwarden_core` types).
+
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::fmt;
+use tokenwarden_core::id::{AppId, ConnectionId, ProviderId};
+use tokenwarden_core::secret::Secret;
+use tokenwarden_core::token::TokenSet;
+
+/// A provider app (OAuth client). Several per provider are allowed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct App {
+    /// The platform.
+    pub provider: ProviderId,
+    /// Our id for the app, unique per provider.
+    pub id: AppId,
+    /// The platform's client id (public).
+    pub client_id: String,
+    /// The client secret (encrypted at rest).
+    pub client_secret: Secret,
+    /// The redirect URI registered with the platform.
+    pub redirect_uri: String,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+    /// Last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// The current token set of a connection and its version (the fencing token).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredTokens {
+    /// The tokens, decrypted.
+    pub set: TokenSet,
+    /// Bumped by every write; a lease is only good for the version it was taken at.
+    pub version: i64,
+}
+
+/// A refresh lease: the right to refresh one connection until `until`, fenced by `version`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// The connection.
+    pub connection: ConnectionId,
+    /// Who holds it (unique per worker: replica id + task).
+    pub owner: String,
+    /// The token version when the lease was taken; the commit succeeds only at this version.
+    pub version: i64,
+    /// When it lapses, by the database's clock (milliseconds precision).
+    pub until: DateTime<Utc>,
+}
+
+/// SHA-256 of a secret-ish value (an OAuth `state`, a browser-binding cookie), hex encoded. Only
+/// the hash is stored, so a database dump cannot be replayed against the callback.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Sha256Hex(String);
+
+impl Sha256Hex {
+    /// Hashes `value`.
+    pub fn of(value: &str) -> Self {
+        Sha256Hex(hex(&Sha256::digest(value.as_bytes())))
+    }
+
+    /// Wraps an already computed hex digest (as read back from the database).
+    pub fn from_hex(h: impl Into<String>) -> Self {
+        Sha256Hex(h.into())
+    }
+
+    /// The hex text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Sha256Hex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // A prefix is enough to tell two apart in a log; the full hash is not needed there.
+        write!(f, "Sha256Hex({}…)", &self.0[..self.0.len().min(8)])
+    }
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// An authorization in flight, between `/connect` and the callback (hardening rules 1–3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingAuthorization {
+    /// SHA-256 of the `state` value sent to the platform.
+    pub state_hash: Sha256Hex,
+    /// The provider the flow was started for (mix-up defence: the callback must match).
+    pub provider: ProviderId,
+    /// The app.
+    pub app: AppId,
+    /// The connection the grant will land in.
+    pub connection: ConnectionId,
+    /// The redirect URI used in the authorization request (the token request repeats it).
+    pub redirect_uri: String,
+    /// The PKCE verifier, where the platform takes PKCE (encrypted at rest).
+    pub pkce_verifier: Option<Secret>,
+    /// Scopes requested.
+    pub scopes: Vec<String>,
+    /// SHA-256 of the browser-binding cookie set by `/connect`.
+    pub browser_hash: Sha256Hex,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+    /// After this the callback is refused.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A value in an event's details. Deliberately has no conversion from `Secret`: an event is shown
+/// on the dashboard and sent to webhooks, so it must never carry one (DESIGN "Secrets").
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+pub enum EventValue {
+    /// A number.
+    Int(i64),
+    /// A flag.
+    Bool(bool),
+    /// Text (ids, codes, plain-words explanations; never a token).
+    Text(String),
+}
+
+impl From<i64> for EventValue {
+    fn from(v: i64) -> Self {
+        EventValue::Int(v)
+    }
+}
+impl From<bool> for EventValue {
+    fn from(v: bool) -> Self {
+        EventValue::Bool(v)
+    }
+}
+impl From<&str> for EventValue {
+    fn from(v: &str) -> Self {
+        EventValue::Text(v.to_string())
+    }
+}
+impl From<String> for EventValue {
+    fn from(v: String) -> Self {
+        EventValue::Text(v)
+    }
+}
+
+/// Detail keys that name a secret are refused outright, as a last line of defence.
+const FORBIDDEN_DETAIL_KEYS: [&str; 6] = [
+    "token",
+    "secret",
+    "password",
+    "verifier",
+    "authorization",
+    "api_key",
+];
+
+/// An event to append. Kind and detail keys are `&'static str`, so they come from code, not data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEvent {
+    /// The connection it concerns, if any.
+    pub connection: Option<ConnectionId>,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// A stable kind, e.g. `refreshed`, `reauth_required`, `probe_failed`.
+    pub kind: &'static str,
+    /// One line for a person.
+    pub message: String,
+    /// Structured details.
+    pub details: BTreeMap<&'static str, EventValue>,
+}
+
+impl NewEvent {
+    /// An event without details.
+    pub fn new(
+        connection: Option<ConnectionId>,
+        at: DateTime<Utc>,
+        kind: &'static str,
+        message: impl Into<String>,
+    ) -> Self {
+        NewEvent {
+            connection,
+            at,
+            kind,
+            message: message.into(),
+            details: BTreeMap::new(),
+        }
+    }
+
+    /// Adds a detail.
+    pub fn with(mut self, key: &'static str, value: impl Into<EventValue>) -> Self {
+        self.details.insert(key, value.into());
+        self
+    }
+
+    pub(crate) fn check(&self) -> Result<(), crate::StoreError> {
+        for k in self.details.keys() {
+            let lower = k.to_ascii_lowercase();
+            if FORBIDDEN_DETAIL_KEYS.iter().any(|f| lower.contains(f)) {
+                return Err(crate::StoreError::Config(format!(
+                    "event detail key {k:?} names a secret; events must never carry one"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An event as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// Increasing id (the order of appends).
+    pub id: i64,
+    /// The connection, if any.
+    pub connection: Option<ConnectionId>,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Kind.
+    pub kind: String,
+    /// Message.
+    pub message: String,
+    /// Details.
+    pub details: BTreeMap<String, EventValue>,
+}
+
+/// What an API key may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ApiKeyRole {
+    /// Everything.
+    Admin,
+    /// Read tokens and connection status only.
+    TokenReader,
+}
+
+impl ApiKeyRole {
+    /// Stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApiKeyRole::Admin => "admin",
+            ApiKeyRole::TokenReader => "token_reader",
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> Option<Self> {
+        match s {
+            "admin" => Some(ApiKeyRole::Admin),
+            "token_reader" => Some(ApiKeyRole::TokenReader),
+            _ => None,
+        }
+    }
+}
+
+/// An API key's public record (the key itself is shown once at creation and stored hashed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyInfo {
+    /// The lookup prefix (public; appears in the key as `tw_<id>_…`).
+    pub id: String,
+    /// Its role.
+    pub role: ApiKeyRole,
+    /// A label for people.
+    pub label: String,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+    /// Revoked, if it was.
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// A webhook endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookEndpoint {
+    /// Its id.
+    pub id: String,
+    /// Where deliveries go (the sender applies the proxy's SSRF rules, hardening rule 16).
+    pub url: String,
+    /// The signing secret (encrypted at rest).
+    pub signing_secret: Secret,
+    /// Whether deliveries are enqueued for it.
+    pub enabled: bool,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+}
+
+/// Where a delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryStatus {
+    /// Waiting for its next attempt.
+    Pending,
+    /// Accepted by the endpoint.
+    Delivered,
+    /// Given up on.
+    Dead,
+}
+
+impl DeliveryStatus {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Pending => "pending",
+            DeliveryStatus::Delivered => "delivered",
+            DeliveryStatus::Dead => "dead",
+        }
+    }
+    pub(crate) fn parse(s: &str) -> Option<Self> {
+        match s {
+            "pending" => Some(DeliveryStatus::Pending),
+            "delivered" => Some(DeliveryStatus::Delivered),
+            "dead" => Some(DeliveryStatus::Dead),
+            _ => None,
+        }
+    }
+}
+
+/// One message to one endpoint, in the durable outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// The `webhook-id`: the same across retries, so receivers can de-duplicate.
+    pub id: String,
+    /// The endpoint.
+    pub webhook: String,
+    /// The JSON body.
+    pub payload: String,
+    /// Attempts so far (a claim counts as one).
+    pub attempts: i64,
+    /// When it is due.
+    pub next_attempt_at: DateTime<Utc>,
+    /// Where it stands.
+    pub status: DeliveryStatus,
+    /// The last failure, in plain words (never a response body).
+    pub last_error: Option<String>,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+}
+
+/// Which backend a store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Embedded SQLite.
+    Sqlite,
+    /// PostgreSQL.
+    Postgres,
+}
+
+/// How much of each key has been used, and whether it is still needed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyStatus {
+    /// Key id.
+    pub key_id: String,
+    /// Encryptions reserved under it (an upper bound of those done; hardening rule 14).
+    pub encryptions: i64,
+    /// No ciphertext uses it any more (after a completed rotation).
+    pub retired: bool,
+}
+
+/// What a re-encryption pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RotationReport {
+    /// Values re-encrypted under the current key.
+    pub reencrypted: u64,
+    /// Values already under the current key.
+    pub already_current: u64,
+    /// Values changed by someone else meanwhile (they were written under the current key).
+    pub raced: u64,
+}

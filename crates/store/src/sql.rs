@@ -1,0 +1,1319 @@
+//! The SQL backends. One implementation over sqlx's `Any` driver: the statements are the same
+//! text on SQLite and PostgreSQL (`$n` placeholders, `ON CONFLICT`, `RETURNING`) except for the
+//! clock expression (hardening rule 15) and the `FOR UPDATE SKIP LOCKED` of claims, which SQLite
+//! neither has nor needs (it serialises writers).
+
+use crate::Store;
+use crate::crypto::{Keyring, Place, stored_key_id};
+use crate::error::{Result, StoreError};
+use crate::model::*;
+use async_trait::async_trait;
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Executor, Row};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokenwarden_core::connection::{Connection, ConnectionState, Problem};
+use tokenwarden_core::id::{AppId, ConnectionId, ProviderId};
+use tokenwarden_core::secret::Secret;
+use tokenwarden_core::token::TokenSet;
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+/// Encryptions reserved from the database per block: the counter in `store_keys` is an upper bound
+/// that survives crashes and is shared by replicas.
+const KEY_BLOCK: i64 = 1024;
+/// Warn from here (2^30)…
+const KEY_WARN_AT: i64 = 1 << 30;
+/// …and refuse to encrypt from here (3·2^30), well before the 2^32 limit for random 96-bit nonces
+/// (NIST SP 800-38D §8.3, hardening rule 14).
+pub const KEY_REFUSE_AT: i64 = 3 << 30;
+
+const CHECK_PLAINTEXT: &[u8] = b"tokenwarden key check v1";
+
+/// The store on SQLite or PostgreSQL.
+pub struct SqlStore {
+    pool: AnyPool,
+    backend: Backend,
+    keys: RwLock<Arc<Keyring>>,
+    budget: tokio::sync::Mutex<HashMap<String, (i64, i64)>>,
+}
+
+impl std::fmt::Debug for SqlStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqlStore")
+            .field("backend", &self.backend)
+            .field("keys", &self.keyring())
+            .finish_non_exhaustive()
+    }
+}
+
+fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn from_ms(v: i64) -> Result<DateTime<Utc>> {
+    DateTime::from_timestamp_millis(v)
+        .ok_or_else(|| StoreError::Corrupt(format!("time {v} out of range")))
+}
+
+fn opt_from_ms(v: Option<i64>) -> Result<Option<DateTime<Utc>>> {
+    v.map(from_ms).transpose()
+}
+
+fn ttl_ms(ttl: Duration) -> i64 {
+    i64::try_from(ttl.as_millis())
+        .unwrap_or(i64::MAX / 4)
+        .max(1)
+}
+
+fn json<T: serde::Serialize>(v: &T) -> Result<String> {
+    serde_json::to_string(v).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn unjson<T: serde::de::DeserializeOwned>(what: &str, s: &str) -> Result<T> {
+    serde_json::from_str(s).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+fn parse_id<T: std::str::FromStr>(what: &str, s: String) -> Result<T>
+where
+    T::Err: std::fmt::Display,
+{
+    s.parse::<T>()
+        .map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+fn app_row_key(provider: &ProviderId, app: &AppId) -> String {
+    // Neither id may contain '/', so the key is unambiguous.
+    format!("{provider}/{app}")
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ProblemRow {
+    code: String,
+    title: String,
+    fix: String,
+    since: i64,
+}
+
+fn problems_to_json(p: &[Problem]) -> Result<String> {
+    json(
+        &p.iter()
+            .map(|p| ProblemRow {
+                code: p.code.clone(),
+                title: p.title.clone(),
+                fix: p.fix.clone(),
+                since: ms(p.since),
+            })
+            .collect::<Vec<_>>(),
+    )
+}
+
+fn problems_from_json(s: &str) -> Result<Vec<Problem>> {
+    let rows: Vec<ProblemRow> = unjson("problems", s)?;
+    rows.into_iter()
+        .map(|r| {
+            Ok(Problem {
+                code: r.code,
+                title: r.title,
+                fix: r.fix,
+                since: from_ms(r.since)?,
+            })
+        })
+        .collect()
+}
+
+impl SqlStore {
+    /// Opens (see [`crate::open`]).
+    pub async fn open(url: &str, keys: Keyring) -> Result<SqlStore> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else {
+            let scheme: String = url
+                .split(':')
+                .next()
+                .unwrap_or("")
+                .chars()
+                .take(20)
+                .collect();
+            return Err(StoreError::Config(format!(
+                "unsupported database URL scheme {scheme:?}: use sqlite://PATH?mode=rwc, sqlite:PATH, postgres://… or postgresql://…"
+            )));
+        };
+        let pool = match backend {
+            Backend::Sqlite => {
+                // Writes serialise on SQLite anyway; a few connections let WAL readers run alongside.
+                AnyPoolOptions::new()
+                    .max_connections(4)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            // WAL for concurrent readers; synchronous=FULL so a commit is on disk before
+                            // it is acknowledged (hardening rule 13: WAL+NORMAL can lose recent commits).
+                            conn.execute("PRAGMA journal_mode=WAL").await?;
+                            conn.execute("PRAGMA synchronous=FULL").await?;
+                            conn.execute("PRAGMA busy_timeout=10000").await?;
+                            conn.execute("PRAGMA foreign_keys=ON").await?;
+                            Ok(())
+                        })
+                    })
+                    .connect(url)
+                    .await?
+            }
+            Backend::Postgres => {
+                AnyPoolOptions::new()
+                    .max_connections(10)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect(url)
+                    .await?
+            }
+        };
+        match backend {
+            Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
+            Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
+        }
+        let store = SqlStore {
+            pool,
+            backend,
+            keys: RwLock::new(Arc::new(keys.clone())),
+            budget: tokio::sync::Mutex::new(HashMap::new()),
+        };
+        store.verify_keyring(&keys).await?;
+        Ok(store)
+    }
+
+    /// The pool, for tests and tools that need raw access.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// The database's clock in milliseconds, as an SQL expression (hardening rule 15).
+    fn now_sql(&self) -> &'static str {
+        match self.backend {
+            Backend::Postgres => "(floor(extract(epoch from clock_timestamp()) * 1000))::bigint",
+            Backend::Sqlite => "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)",
+        }
+    }
+
+    fn skip_locked(&self) -> &'static str {
+        match self.backend {
+            Backend::Postgres => "FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        }
+    }
+
+    fn ring(&self) -> Arc<Keyring> {
+        self.keys.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Checks every key-check record against `keys`, and records the current key's.
+    async fn verify_keyring(&self, keys: &Keyring) -> Result<()> {
+        let rows = sqlx::query("SELECT key_id, check_ct, retired FROM store_keys")
+            .fetch_all(&self.pool)
+            .await?;
+        for r in &rows {
+            let id: String = r.try_get("key_id")?;
+            let ct: Vec<u8> = r.try_get("check_ct")?;
+            let retired: i64 = r.try_get("retired")?;
+            if keys.has(&id) {
+                keys.open(&Place::new("store_keys", "check_ct", &id), &ct).map_err(|_| {
+                    StoreError::Crypto(format!(
+                        "key {id} in the keyring is not the key this database was written with (wrong key file or environment value?)"
+                    ))
+                })?;
+            } else if retired == 0 {
+                return Err(StoreError::Crypto(format!(
+                    "the database holds secrets under key {id}, which the keyring ({}) does not hold; supply the key file that contains it",
+                    keys.key_ids().join(", ")
+                )));
+            }
+        }
+        let current = keys.current_id();
+        let check = keys.seal(
+            &Place::new("store_keys", "check_ct", current),
+            CHECK_PLAINTEXT,
+        )?;
+        sqlx::query(
+            "INSERT INTO store_keys (key_id, check_ct, encryptions, retired, created_at) VALUES ($1, $2, 1, 0, $3)
+             ON CONFLICT (key_id) DO UPDATE SET retired = 0",
+        )
+        .bind(current)
+        .bind(check)
+        .bind(ms(Utc::now()))
+        .execute(&self.pool)
+        .await?;
+        // Another process may have inserted the current key's record first: check it opens.
+        let ct: Vec<u8> = sqlx::query("SELECT check_ct FROM store_keys WHERE key_id = $1")
+            .bind(current)
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("check_ct")?;
+        keys.open(&Place::new("store_keys", "check_ct", current), &ct)
+            .map_err(|_| {
+                StoreError::Crypto(format!(
+                    "key {current} does not match this database's record of it"
+                ))
+            })?;
+        Ok(())
+    }
+
+    /// Takes one encryption from the current key's budget, reserving a block from the database
+    /// when the local one is used up (hardening rule 14).
+    async fn seal(&self, place: &Place<'_>, plaintext: &[u8]) -> Result<Vec<u8>> {
+        let ring = self.ring();
+        let id = ring.current_id().to_string();
+        {
+            let mut budget = self.budget.lock().await;
+            let entry = budget.entry(id.clone()).or_insert((0, 0));
+            if entry.0 >= entry.1 {
+                let total: i64 = sqlx::query("UPDATE store_keys SET encryptions = encryptions + $2 WHERE key_id = $1 RETURNING encryptions")
+                    .bind(&id)
+                    .bind(KEY_BLOCK)
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .ok_or_else(|| StoreError::Crypto(format!("key {id} has no key-check record")))?
+                    .try_get("encryptions")?;
+                if total > KEY_REFUSE_AT {
+                    return Err(StoreError::Crypto(format!(
+                        "key {id} has done about {total} encryptions; refusing more before the 2^32 nonce limit: rotate the key (`tokenwarden keys rotate`)"
+                    )));
+                }
+                if total > KEY_WARN_AT {
+                    tracing::warn!(key_id = %id, encryptions = total, "the master key is well used; rotate it soon (tokenwarden keys rotate)");
+                }
+                *entry = (total - KEY_BLOCK, total);
+            }
+            entry.0 += 1;
+        }
+        ring.seal(place, plaintext)
+    }
+
+    async fn seal_secret(&self, place: &Place<'_>, s: &Secret) -> Result<Vec<u8>> {
+        self.seal(place, s.expose().as_bytes()).await
+    }
+
+    fn open_secret(&self, place: &Place<'_>, ct: &[u8]) -> Result<Secret> {
+        self.ring().open_text(place, ct)
+    }
+
+    fn row_to_app(&self, r: &AnyRow) -> Result<App> {
+        let row_key: String = r.try_get("row_key")?;
+        let ct: Vec<u8> = r.try_get("client_secret_ct")?;
+        Ok(App {
+            provider: parse_id("provider", r.try_get("provider")?)?,
+            id: parse_id("app id", r.try_get("app_id")?)?,
+            client_id: r.try_get("client_id")?,
+            client_secret: self
+                .open_secret(&Place::new("apps", "client_secret_ct", &row_key), &ct)?,
+            redirect_uri: r.try_get("redirect_uri")?,
+            created_at: from_ms(r.try_get("created_at")?)?,
+            updated_at: from_ms(r.try_get("updated_at")?)?,
+        })
+    }
+
+    fn row_to_connection(r: &AnyRow) -> Result<Connection> {
+        let state: String = r.try_get("state")?;
+        let env: String = r.try_get("environment")?;
+        Ok(Connection {
+            id: parse_id("connection id", r.try_get("id")?)?,
+            provider: parse_id("provider", r.try_get("provider")?)?,
+            app: parse_id("app id", r.try_get("app_id")?)?,
+            state: state.parse().map_err(StoreError::Corrupt)?,
+            environment: env.parse().map_err(StoreError::Corrupt)?,
+            api_base: r.try_get("api_base")?,
+            account_ids: unjson("account_ids", &r.try_get::<String, _>("account_ids")?)?,
+            scopes: unjson("scopes", &r.try_get::<String, _>("scopes")?)?,
+            problems: problems_from_json(&r.try_get::<String, _>("problems")?)?,
+            created_at: from_ms(r.try_get("created_at")?)?,
+            updated_at: from_ms(r.try_get("updated_at")?)?,
+        })
+    }
+
+    fn row_to_tokens(&self, conn: &str, r: &AnyRow) -> Result<StoredTokens> {
+        let at: Vec<u8> = r.try_get("access_token_ct")?;
+        let rt: Option<Vec<u8>> = r.try_get("refresh_token_ct")?;
+        Ok(StoredTokens {
+            set: TokenSet {
+                access_token: self
+                    .open_secret(&Place::new("token_sets", "access_token_ct", conn), &at)?,
+                refresh_token: rt
+                    .map(|rt| {
+                        self.open_secret(&Place::new("token_sets", "refresh_token_ct", conn), &rt)
+                    })
+                    .transpose()?,
+                token_type: r.try_get("token_type")?,
+                scopes: unjson("scopes", &r.try_get::<String, _>("scopes")?)?,
+                issued_at: from_ms(r.try_get("issued_at")?)?,
+                expires_at: opt_from_ms(r.try_get("expires_at")?)?,
+                refresh_expires_at: opt_from_ms(r.try_get("refresh_expires_at")?)?,
+            },
+            version: r.try_get("version")?,
+        })
+    }
+
+    fn row_to_pending(&self, r: &AnyRow) -> Result<PendingAuthorization> {
+        let hash: String = r.try_get("state_hash")?;
+        let v: Option<Vec<u8>> = r.try_get("verifier_ct")?;
+        Ok(PendingAuthorization {
+            pkce_verifier: v
+                .map(|v| {
+                    self.open_secret(
+                        &Place::new("pending_authorizations", "verifier_ct", &hash),
+                        &v,
+                    )
+                })
+                .transpose()?,
+            state_hash: Sha256Hex::from_hex(hash),
+            provider: parse_id("provider", r.try_get("provider")?)?,
+            app: parse_id("app id", r.try_get("app_id")?)?,
+            connection: parse_id("connection id", r.try_get("connection_id")?)?,
+            redirect_uri: r.try_get("redirect_uri")?,
+            scopes: unjson("scopes", &r.try_get::<String, _>("scopes")?)?,
+            browser_hash: Sha256Hex::from_hex(r.try_get::<String, _>("browser_hash")?),
+            created_at: from_ms(r.try_get("created_at")?)?,
+            expires_at: from_ms(r.try_get("expires_at")?)?,
+        })
+    }
+
+    fn row_to_webhook(&self, r: &AnyRow) -> Result<WebhookEndpoint> {
+        let id: String = r.try_get("id")?;
+        let ct: Vec<u8> = r.try_get("secret_ct")?;
+        Ok(WebhookEndpoint {
+            signing_secret: self.open_secret(&Place::new("webhooks", "secret_ct", &id), &ct)?,
+            id,
+            url: r.try_get("url")?,
+            enabled: r.try_get::<i64, _>("enabled")? != 0,
+            created_at: from_ms(r.try_get("created_at")?)?,
+        })
+    }
+
+    fn row_to_delivery(r: &AnyRow) -> Result<Delivery> {
+        let status: String = r.try_get("status")?;
+        Ok(Delivery {
+            id: r.try_get("id")?,
+            webhook: r.try_get("webhook_id")?,
+            payload: r.try_get("payload")?,
+            attempts: r.try_get("attempts")?,
+            next_attempt_at: from_ms(r.try_get("next_attempt_at")?)?,
+            status: DeliveryStatus::parse(&status)
+                .ok_or_else(|| StoreError::Corrupt(format!("delivery status {status:?}")))?,
+            last_error: r.try_get("last_error")?,
+            created_at: from_ms(r.try_get("created_at")?)?,
+        })
+    }
+
+    fn row_to_api_key(r: &AnyRow) -> Result<ApiKeyInfo> {
+        let role: String = r.try_get("role")?;
+        Ok(ApiKeyInfo {
+            id: r.try_get("id")?,
+            role: ApiKeyRole::parse(&role)
+                .ok_or_else(|| StoreError::Corrupt(format!("api key role {role:?}")))?,
+            label: r.try_get("label")?,
+            created_at: from_ms(r.try_get("created_at")?)?,
+            revoked_at: opt_from_ms(r.try_get("revoked_at")?)?,
+        })
+    }
+
+    /// Re-encrypts one secret column of one table, paging by primary key.
+    async fn reencrypt_column(
+        &self,
+        table: &str,
+        pk: &str,
+        column: &str,
+        batch: i64,
+        report: &mut RotationReport,
+    ) -> Result<()> {
+        let mut after = String::new();
+        let select = format!(
+            "SELECT {pk} AS pk, {column} AS ct FROM {table} WHERE {pk} > $1 AND {column} IS NOT NULL ORDER BY {pk} LIMIT $2"
+        );
+        let update = format!("UPDATE {table} SET {column} = $1 WHERE {pk} = $2 AND {column} = $3");
+        loop {
+            let rows = sqlx::query(&select)
+                .bind(&after)
+                .bind(batch.max(1))
+                .fetch_all(&self.pool)
+                .await?;
+            if rows.is_empty() {
+                return Ok(());
+            }
+            for r in &rows {
+                let pkv: String = r.try_get("pk")?;
+                let ct: Vec<u8> = r.try_get("ct")?;
+                let ring = self.ring();
+                if stored_key_id(&ct) == Some(ring.current_id()) {
+                    report.already_current += 1;
+                } else {
+                    let place = Place::new(table, column, &pkv);
+                    let plain = ring.open(&place, &ct)?;
+                    let new = self.seal(&place, &plain).await?;
+                    // Compare-and-swap on the old ciphertext: a concurrent writer (a refresh commit)
+                    // wins, and its value is already under the current key.
+                    let done = sqlx::query(&update)
+                        .bind(new)
+                        .bind(&pkv)
+                        .bind(&ct)
+                        .execute(&self.pool)
+                        .await?;
+                    if done.rows_affected() == 1 {
+                        report.reencrypted += 1;
+                    } else {
+                        report.raced += 1;
+                    }
+                }
+                after = pkv;
+            }
+        }
+    }
+}
+
+const TOKEN_COLS: &str = "access_token_ct, refresh_token_ct, token_type, scopes, issued_at, expires_at, refresh_expires_at, version";
+const PENDING_COLS: &str = "state_hash, provider, app_id, connection_id, redirect_uri, verifier_ct, scopes, browser_hash, created_at, expires_at";
+const DELIVERY_COLS: &str =
+    "id, webhook_id, payload, attempts, next_attempt_at, status, last_error, created_at";
+const CONNECTION_COLS: &str = "id, provider, app_id, state, environment, api_base, account_ids, scopes, problems, created_at, updated_at";
+
+struct SealedTokens {
+    at: Vec<u8>,
+    rt: Option<Vec<u8>>,
+    scopes: String,
+}
+
+impl SqlStore {
+    async fn seal_tokens(&self, conn: &ConnectionId, set: &TokenSet) -> Result<SealedTokens> {
+        let at = self
+            .seal_secret(
+                &Place::new("token_sets", "access_token_ct", conn.as_str()),
+                &set.access_token,
+            )
+            .await?;
+        let rt = match &set.refresh_token {
+            Some(rt) => Some(
+                self.seal_secret(
+                    &Place::new("token_sets", "refresh_token_ct", conn.as_str()),
+                    rt,
+                )
+                .await?,
+            ),
+            None => None,
+        };
+        Ok(SealedTokens {
+            at,
+            rt,
+            scopes: json(&set.scopes)?,
+        })
+    }
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    async fn put_app(&self, app: &App) -> Result<()> {
+        let key = app_row_key(&app.provider, &app.id);
+        let ct = self
+            .seal_secret(
+                &Place::new("apps", "client_secret_ct", &key),
+                &app.client_secret,
+            )
+            .await?;
+        sqlx::query(
+            "INSERT INTO apps (row_key, provider, app_id, client_id, client_secret_ct, redirect_uri, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+             ON CONFLICT (row_key) DO UPDATE SET client_id = excluded.client_id, client_secret_ct = excluded.client_secret_ct,
+               redirect_uri = excluded.redirect_uri, updated_at = excluded.updated_at",
+        )
+        .bind(&key)
+        .bind(app.provider.as_str())
+        .bind(app.id.as_str())
+        .bind(&app.client_id)
+        .bind(ct)
+        .bind(&app.redirect_uri)
+        .bind(ms(app.created_at))
+        .bind(ms(app.updated_at))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn get_app(&self, provider: &ProviderId, app: &AppId) -> Result<Option<App>> {
+        sqlx::query("SELECT * FROM apps WHERE row_key = $1")
+            .bind(app_row_key(provider, app))
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|r| self.row_to_app(&r))
+            .transpose()
+    }
+
+    async fn list_apps(&self, provider: Option<&ProviderId>) -> Result<Vec<App>> {
+        let rows = match provider {
+            Some(p) => {
+                sqlx::query("SELECT * FROM apps WHERE provider = $1 ORDER BY row_key")
+                    .bind(p.as_str())
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            None => {
+                sqlx::query("SELECT * FROM apps ORDER BY row_key")
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+        };
+        rows.iter().map(|r| self.row_to_app(r)).collect()
+    }
+
+    async fn delete_app(&self, provider: &ProviderId, app: &AppId) -> Result<bool> {
+        let r = sqlx::query("DELETE FROM apps WHERE row_key = $1")
+            .bind(app_row_key(provider, app))
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn raise_app_problem(
+        &self,
+        provider: &ProviderId,
+        app: &AppId,
+        p: &Problem,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO app_problems (provider, app_id, code, title, fix, since) VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (provider, app_id, code) DO UPDATE SET title = excluded.title, fix = excluded.fix",
+        )
+        .bind(provider.as_str())
+        .bind(app.as_str())
+        .bind(&p.code)
+        .bind(&p.title)
+        .bind(&p.fix)
+        .bind(ms(p.since))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn clear_app_problem(
+        &self,
+        provider: &ProviderId,
+        app: &AppId,
+        code: &str,
+    ) -> Result<bool> {
+        let r = sqlx::query(
+            "DELETE FROM app_problems WHERE provider = $1 AND app_id = $2 AND code = $3",
+        )
+        .bind(provider.as_str())
+        .bind(app.as_str())
+        .bind(code)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn app_problems(&self, provider: &ProviderId, app: &AppId) -> Result<Vec<Problem>> {
+        let rows = sqlx::query("SELECT code, title, fix, since FROM app_problems WHERE provider = $1 AND app_id = $2 ORDER BY since, code")
+            .bind(provider.as_str())
+            .bind(app.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Problem {
+                    code: r.try_get("code")?,
+                    title: r.try_get("title")?,
+                    fix: r.try_get("fix")?,
+                    since: from_ms(r.try_get("since")?)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn put_connection(&self, c: &Connection) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO connections (id, provider, app_id, state, environment, api_base, account_ids, scopes, problems, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+             ON CONFLICT (id) DO UPDATE SET provider = excluded.provider, app_id = excluded.app_id, state = excluded.state,
+               environment = excluded.environment, api_base = excluded.api_base, account_ids = excluded.account_ids,
+               scopes = excluded.scopes, problems = excluded.problems, updated_at = excluded.updated_at",
+        )
+        .bind(c.id.as_str())
+        .bind(c.provider.as_str())
+        .bind(c.app.as_str())
+        .bind(c.state.as_str())
+        .bind(c.environment.as_str())
+        .bind(&c.api_base)
+        .bind(json(&c.account_ids)?)
+        .bind(json(&c.scopes)?)
+        .bind(problems_to_json(&c.problems)?)
+        .bind(ms(c.created_at))
+        .bind(ms(c.updated_at))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn get_connection(&self, id: &ConnectionId) -> Result<Option<Connection>> {
+        sqlx::query(&format!(
+            "SELECT {CONNECTION_COLS} FROM connections WHERE id = $1"
+        ))
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|r| Self::row_to_connection(&r))
+        .transpose()
+    }
+
+    async fn list_connections(&self) -> Result<Vec<Connection>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {CONNECTION_COLS} FROM connections ORDER BY id"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(Self::row_to_connection).collect()
+    }
+
+    async fn set_state(
+        &self,
+        id: &ConnectionId,
+        state: ConnectionState,
+        problems: &[Problem],
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let r = sqlx::query(
+            "UPDATE connections SET state = $2, problems = $3, updated_at = $4 WHERE id = $1",
+        )
+        .bind(id.as_str())
+        .bind(state.as_str())
+        .bind(problems_to_json(problems)?)
+        .bind(ms(now))
+        .execute(&self.pool)
+        .await?;
+        if r.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("connection {id}")));
+        }
+        Ok(())
+    }
+
+    async fn delete_connection(&self, id: &ConnectionId) -> Result<bool> {
+        let r = sqlx::query("DELETE FROM connections WHERE id = $1")
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn set_next_refresh(&self, id: &ConnectionId, at: Option<DateTime<Utc>>) -> Result<()> {
+        let r = sqlx::query("UPDATE connections SET next_refresh_at = $2 WHERE id = $1")
+            .bind(id.as_str())
+            .bind(at.map(ms))
+            .execute(&self.pool)
+            .await?;
+        if r.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("connection {id}")));
+        }
+        Ok(())
+    }
+
+    async fn set_next_probe(&self, id: &ConnectionId, at: Option<DateTime<Utc>>) -> Result<()> {
+        let r = sqlx::query("UPDATE connections SET next_probe_at = $2 WHERE id = $1")
+            .bind(id.as_str())
+            .bind(at.map(ms))
+            .execute(&self.pool)
+            .await?;
+        if r.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("connection {id}")));
+        }
+        Ok(())
+    }
+
+    async fn due_probes(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<ConnectionId>> {
+        let rows = sqlx::query(
+            "SELECT id FROM connections WHERE next_probe_at IS NOT NULL AND next_probe_at <= $1 ORDER BY next_probe_at, id LIMIT $2",
+        )
+        .bind(ms(now))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| parse_id("connection id", r.try_get("id")?))
+            .collect()
+    }
+
+    async fn next_refresh_deadline(&self) -> Result<Option<DateTime<Utc>>> {
+        let r = sqlx::query(
+            "SELECT MIN(next_refresh_at) AS m FROM connections WHERE next_refresh_at IS NOT NULL",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        opt_from_ms(r.try_get("m")?)
+    }
+
+    async fn get_tokens(&self, conn: &ConnectionId) -> Result<Option<StoredTokens>> {
+        sqlx::query(&format!(
+            "SELECT {TOKEN_COLS} FROM token_sets WHERE connection_id = $1"
+        ))
+        .bind(conn.as_str())
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|r| self.row_to_tokens(conn.as_str(), &r))
+        .transpose()
+    }
+
+    async fn put_initial_tokens(
+        &self,
+        conn: &ConnectionId,
+        set: &TokenSet,
+    ) -> Result<StoredTokens> {
+        let s = self.seal_tokens(conn, set).await?;
+        let row = sqlx::query(
+            "INSERT INTO token_sets (connection_id, access_token_ct, refresh_token_ct, token_type, scopes, issued_at, expires_at,
+               refresh_expires_at, version, lease_owner, lease_until)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, NULL, 0)
+             ON CONFLICT (connection_id) DO UPDATE SET access_token_ct = excluded.access_token_ct,
+               refresh_token_ct = excluded.refresh_token_ct, token_type = excluded.token_type, scopes = excluded.scopes,
+               issued_at = excluded.issued_at, expires_at = excluded.expires_at, refresh_expires_at = excluded.refresh_expires_at,
+               version = token_sets.version + 1, lease_owner = NULL, lease_until = 0
+             RETURNING version",
+        )
+        .bind(conn.as_str())
+        .bind(s.at)
+        .bind(s.rt)
+        .bind(set.token_type.clone())
+        .bind(s.scopes)
+        .bind(ms(set.issued_at))
+        .bind(set.expires_at.map(ms))
+        .bind(set.refresh_expires_at.map(ms))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| match StoreError::from(e) {
+            StoreError::Conflict(_) => StoreError::NotFound(format!("connection {conn}")),
+            other => other,
+        })?;
+        Ok(StoredTokens {
+            set: set.clone(),
+            version: row.try_get("version")?,
+        })
+    }
+
+    async fn acquire_refresh_lease(
+        &self,
+        conn: &ConnectionId,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<Option<Lease>> {
+        let now = self.now_sql();
+        let row = sqlx::query(&format!(
+            "UPDATE token_sets SET lease_owner = $2, lease_until = {now} + $3
+             WHERE connection_id = $1 AND (lease_until <= {now} OR lease_owner IS NULL OR lease_owner = $2)
+             RETURNING version, lease_until"
+        ))
+        .bind(conn.as_str())
+        .bind(owner)
+        .bind(ttl_ms(ttl))
+        .fetch_optional(&self.pool)
+        .await?;
+        match row {
+            Some(r) => Ok(Some(Lease {
+                connection: conn.clone(),
+                owner: owner.to_string(),
+                version: r.try_get("version")?,
+                until: from_ms(r.try_get("lease_until")?)?,
+            })),
+            None => {
+                let exists =
+                    sqlx::query("SELECT 1 AS one FROM token_sets WHERE connection_id = $1")
+                        .bind(conn.as_str())
+                        .fetch_optional(&self.pool)
+                        .await?;
+                match exists {
+                    Some(_) => Ok(None),
+                    None => Err(StoreError::NotFound(format!(
+                        "token set of connection {conn}"
+                    ))),
+                }
+            }
+        }
+    }
+
+    async fn commit_refresh(&self, lease: &Lease, new: &TokenSet) -> Result<StoredTokens> {
+        let s = self.seal_tokens(&lease.connection, new).await?;
+        let row = sqlx::query(
+            "UPDATE token_sets SET access_token_ct = $4, refresh_token_ct = $5, token_type = $6, scopes = $7, issued_at = $8,
+               expires_at = $9, refresh_expires_at = $10, version = version + 1, lease_owner = NULL, lease_until = 0
+             WHERE connection_id = $1 AND lease_owner = $2 AND version = $3
+             RETURNING version",
+        )
+        .bind(lease.connection.as_str())
+        .bind(&lease.owner)
+        .bind(lease.version)
+        .bind(s.at)
+        .bind(s.rt)
+        .bind(new.token_type.clone())
+        .bind(s.scopes)
+        .bind(ms(new.issued_at))
+        .bind(new.expires_at.map(ms))
+        .bind(new.refresh_expires_at.map(ms))
+        .fetch_optional(&self.pool)
+        .await?;
+        match row {
+            Some(r) => Ok(StoredTokens {
+                set: new.clone(),
+                version: r.try_get("version")?,
+            }),
+            None => Err(StoreError::Fenced {
+                connection: lease.connection.to_string(),
+                version: lease.version,
+            }),
+        }
+    }
+
+    async fn release_lease(&self, lease: &Lease) -> Result<()> {
+        sqlx::query(
+            "UPDATE token_sets SET lease_owner = NULL, lease_until = 0 WHERE connection_id = $1 AND lease_owner = $2 AND version = $3",
+        )
+        .bind(lease.connection.as_str())
+        .bind(&lease.owner)
+        .bind(lease.version)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn claim_due_refreshes(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<Vec<ConnectionId>> {
+        let db_now = self.now_sql();
+        let skip = self.skip_locked();
+        let of = if self.backend == Backend::Postgres {
+            "FOR UPDATE OF t SKIP LOCKED"
+        } else {
+            skip
+        };
+        let rows = sqlx::query(&format!(
+            "UPDATE token_sets SET lease_owner = $1, lease_until = {db_now} + $2
+             WHERE lease_until <= {db_now} AND connection_id IN (
+               SELECT t.connection_id FROM token_sets t JOIN connections c ON c.id = t.connection_id
+               WHERE c.next_refresh_at IS NOT NULL AND c.next_refresh_at <= $3 AND t.lease_until <= {db_now}
+                 AND c.state IN ('active', 'degraded')
+               ORDER BY c.next_refresh_at, t.connection_id LIMIT $4 {of})
+             RETURNING connection_id"
+        ))
+        .bind(owner)
+        .bind(ttl_ms(ttl))
+        .bind(ms(now))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| parse_id("connection id", r.try_get("connection_id")?))
+            .collect()
+    }
+
+    async fn put_pending(&self, p: &PendingAuthorization) -> Result<()> {
+        let v = match &p.pkce_verifier {
+            Some(v) => Some(
+                self.seal_secret(
+                    &Place::new(
+                        "pending_authorizations",
+                        "verifier_ct",
+                        p.state_hash.as_str(),
+                    ),
+                    v,
+                )
+                .await?,
+            ),
+            None => None,
+        };
+        sqlx::query(&format!("INSERT INTO pending_authorizations ({PENDING_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"))
+            .bind(p.state_hash.as_str())
+            .bind(p.provider.as_str())
+            .bind(p.app.as_str())
+            .bind(p.connection.as_str())
+            .bind(&p.redirect_uri)
+            .bind(v)
+            .bind(json(&p.scopes)?)
+            .bind(p.browser_hash.as_str())
+            .bind(ms(p.created_at))
+            .bind(ms(p.expires_at))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn consume_pending(
+        &self,
+        state_hash: &Sha256Hex,
+        now: DateTime<Utc>,
+    ) -> Result<Option<PendingAuthorization>> {
+        // One statement: two racing callbacks cannot both get the row (hardening rule 1). An
+        // expired row is deleted too and answered with None.
+        let row = sqlx::query(&format!(
+            "DELETE FROM pending_authorizations WHERE state_hash = $1 RETURNING {PENDING_COLS}"
+        ))
+        .bind(state_hash.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        match row {
+            Some(r) => {
+                let p = self.row_to_pending(&r)?;
+                Ok((p.expires_at > now).then_some(p))
+            }
+            None => Ok(None),
+        }
+    }
+
+    async fn purge_expired_pending(&self, now: DateTime<Utc>) -> Result<u64> {
+        let r = sqlx::query("DELETE FROM pending_authorizations WHERE expires_at <= $1")
+            .bind(ms(now))
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected())
+    }
+
+    async fn append_event(&self, e: &NewEvent) -> Result<i64> {
+        e.check()?;
+        let row = sqlx::query("INSERT INTO events (connection_id, at, kind, message, details) VALUES ($1, $2, $3, $4, $5) RETURNING id")
+            .bind(e.connection.as_ref().map(|c| c.as_str().to_string()))
+            .bind(ms(e.at))
+            .bind(e.kind)
+            .bind(&e.message)
+            .bind(json(&e.details)?)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("id")?)
+    }
+
+    async fn list_events(
+        &self,
+        conn: Option<&ConnectionId>,
+        after_id: i64,
+        limit: i64,
+    ) -> Result<Vec<Event>> {
+        let rows = match conn {
+            Some(c) => sqlx::query(
+                "SELECT * FROM events WHERE connection_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+            )
+            .bind(c.as_str())
+            .bind(after_id)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?,
+            None => {
+                sqlx::query("SELECT * FROM events WHERE id > $1 ORDER BY id LIMIT $2")
+                    .bind(after_id)
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+        };
+        rows.iter()
+            .map(|r| {
+                let c: Option<String> = r.try_get("connection_id")?;
+                Ok(Event {
+                    id: r.try_get("id")?,
+                    connection: c.map(|c| parse_id("connection id", c)).transpose()?,
+                    at: from_ms(r.try_get("at")?)?,
+                    kind: r.try_get("kind")?,
+                    message: r.try_get("message")?,
+                    details: unjson::<BTreeMap<String, EventValue>>(
+                        "details",
+                        &r.try_get::<String, _>("details")?,
+                    )?,
+                })
+            })
+            .collect()
+    }
+
+    async fn create_api_key(
+        &self,
+        role: ApiKeyRole,
+        label: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(ApiKeyInfo, Secret)> {
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let id = hex(&rand::random::<[u8; 6]>());
+        let key = Secret::new(format!(
+            "tw_{id}_{}",
+            b64.encode(rand::random::<[u8; 32]>())
+        ));
+        let hash = hex(&Sha256::digest(key.expose().as_bytes()));
+        sqlx::query("INSERT INTO api_keys (id, key_hash, role, label, created_at, revoked_at) VALUES ($1, $2, $3, $4, $5, NULL)")
+            .bind(&id)
+            .bind(hash)
+            .bind(role.as_str())
+            .bind(label)
+            .bind(ms(now))
+            .execute(&self.pool)
+            .await?;
+        Ok((
+            ApiKeyInfo {
+                id,
+                role,
+                label: label.to_string(),
+                created_at: from_ms(ms(now))?,
+                revoked_at: None,
+            },
+            key,
+        ))
+    }
+
+    async fn verify_api_key(&self, presented: &str) -> Result<Option<ApiKeyInfo>> {
+        let Some(id) = presented
+            .strip_prefix("tw_")
+            .and_then(|r| r.split_once('_'))
+            .map(|(id, _)| id)
+        else {
+            return Ok(None);
+        };
+        let Some(row) = sqlx::query("SELECT * FROM api_keys WHERE id = $1 AND revoked_at IS NULL")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let stored: String = row.try_get("key_hash")?;
+        let given = hex(&Sha256::digest(presented.as_bytes()));
+        // Constant time over the hashes (hardening rule 12).
+        if Secret::new(stored).ct_eq(&given) {
+            Ok(Some(Self::row_to_api_key(&row)?))
+        } else {
+            Ok(None)
+        }
+    }
+
+    async fn list_api_keys(&self) -> Result<Vec<ApiKeyInfo>> {
+        let rows = sqlx::query("SELECT * FROM api_keys ORDER BY created_at, id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(Self::row_to_api_key).collect()
+    }
+
+    async fn revoke_api_key(&self, id: &str, now: DateTime<Utc>) -> Result<bool> {
+        let r =
+            sqlx::query("UPDATE api_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
+                .bind(id)
+                .bind(ms(now))
+                .execute(&self.pool)
+                .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn put_webhook(&self, w: &WebhookEndpoint) -> Result<()> {
+        let ct = self
+            .seal_secret(
+                &Place::new("webhooks", "secret_ct", &w.id),
+                &w.signing_secret,
+            )
+            .await?;
+        sqlx::query(
+            "INSERT INTO webhooks (id, url, secret_ct, enabled, created_at) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (id) DO UPDATE SET url = excluded.url, secret_ct = excluded.secret_ct, enabled = excluded.enabled",
+        )
+        .bind(&w.id)
+        .bind(&w.url)
+        .bind(ct)
+        .bind(i64::from(w.enabled))
+        .bind(ms(w.created_at))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn get_webhook(&self, id: &str) -> Result<Option<WebhookEndpoint>> {
+        sqlx::query("SELECT * FROM webhooks WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|r| self.row_to_webhook(&r))
+            .transpose()
+    }
+
+    async fn list_webhooks(&self) -> Result<Vec<WebhookEndpoint>> {
+        let rows = sqlx::query("SELECT * FROM webhooks ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| self.row_to_webhook(r)).collect()
+    }
+
+    async fn delete_webhook(&self, id: &str) -> Result<bool> {
+        let r = sqlx::query("DELETE FROM webhooks WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn enqueue_deliveries(&self, payload: &str, now: DateTime<Utc>) -> Result<Vec<String>> {
+        // One INSERT … SELECT: every enabled endpoint gets its delivery or none does.
+        let msg = hex(&rand::random::<[u8; 12]>());
+        let rows = sqlx::query(
+            "INSERT INTO webhook_deliveries (id, webhook_id, payload, attempts, next_attempt_at, status, last_error, claimed_until, created_at)
+             SELECT 'msg_' || $1 || '_' || id, id, $2, 0, $3, 'pending', NULL, 0, $3 FROM webhooks WHERE enabled = 1
+             RETURNING id",
+        )
+        .bind(msg)
+        .bind(payload)
+        .bind(ms(now))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok(r.try_get("id")?)).collect()
+    }
+
+    async fn claim_due_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+        ttl: Duration,
+    ) -> Result<Vec<Delivery>> {
+        let db_now = self.now_sql();
+        let skip = self.skip_locked();
+        let rows = sqlx::query(&format!(
+            "UPDATE webhook_deliveries SET claimed_until = {db_now} + $1, attempts = attempts + 1
+             WHERE claimed_until <= {db_now} AND id IN (
+               SELECT id FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= $2 AND claimed_until <= {db_now}
+               ORDER BY next_attempt_at, id LIMIT $3 {skip})
+             RETURNING {DELIVERY_COLS}"
+        ))
+        .bind(ttl_ms(ttl))
+        .bind(ms(now))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out: Vec<Delivery> = rows
+            .iter()
+            .map(Self::row_to_delivery)
+            .collect::<Result<_>>()?;
+        out.sort_by(|a, b| (a.next_attempt_at, &a.id).cmp(&(b.next_attempt_at, &b.id)));
+        Ok(out)
+    }
+
+    async fn mark_delivered(&self, id: &str) -> Result<()> {
+        let r = sqlx::query("UPDATE webhook_deliveries SET status = 'delivered', claimed_until = 0, last_error = NULL WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        if r.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("delivery {id}")));
+        }
+        Ok(())
+    }
+
+    async fn mark_failed(
+        &self,
+        id: &str,
+        error: &str,
+        retry_at: Option<DateTime<Utc>>,
+    ) -> Result<()> {
+        let (status, next) = match retry_at {
+            Some(t) => (DeliveryStatus::Pending, Some(ms(t))),
+            None => (DeliveryStatus::Dead, None),
+        };
+        let error: String = error.chars().take(500).collect();
+        let r = sqlx::query(
+            "UPDATE webhook_deliveries SET status = $2, next_attempt_at = COALESCE($3, next_attempt_at), last_error = $4, claimed_until = 0
+             WHERE id = $1",
+        )
+        .bind(id)
+        .bind(status.as_str())
+        .bind(next)
+        .bind(error)
+        .execute(&self.pool)
+        .await?;
+        if r.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("delivery {id}")));
+        }
+        Ok(())
+    }
+
+    async fn get_delivery(&self, id: &str) -> Result<Option<Delivery>> {
+        sqlx::query(&format!(
+            "SELECT {DELIVERY_COLS} FROM webhook_deliveries WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|r| Self::row_to_delivery(&r))
+        .transpose()
+    }
+
+    fn keyring(&self) -> Keyring {
+        (*self.ring()).clone()
+    }
+
+    async fn set_keyring(&self, keys: Keyring) -> Result<()> {
+        self.verify_keyring(&keys).await?;
+        *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(keys);
+        Ok(())
+    }
+
+    async fn reencrypt_all(&self, batch: i64) -> Result<RotationReport> {
+        let mut report = RotationReport::default();
+        self.reencrypt_column("apps", "row_key", "client_secret_ct", batch, &mut report)
+            .await?;
+        self.reencrypt_column(
+            "token_sets",
+            "connection_id",
+            "access_token_ct",
+            batch,
+            &mut report,
+        )
+        .await?;
+        self.reencrypt_column(
+            "token_sets",
+            "connection_id",
+            "refresh_token_ct",
+            batch,
+            &mut report,
+        )
+        .await?;
+        self.reencrypt_column(
+            "pending_authorizations",
+            "state_hash",
+            "verifier_ct",
+            batch,
+            &mut report,
+        )
+        .await?;
+        self.reencrypt_column("webhooks", "id", "secret_ct", batch, &mut report)
+            .await?;
+        Ok(report)
+    }
+
+    async fn retire_old_keys(&self) -> Result<()> {
+        let ring = self.ring();
+        sqlx::query("UPDATE store_keys SET retired = 1 WHERE key_id <> $1")
+            .bind(ring.current_id())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn key_status(&self) -> Result<Vec<KeyStatus>> {
+        let rows = sqlx::query(
+            "SELECT key_id, encryptions, retired FROM store_keys ORDER BY created_at, key_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(KeyStatus {
+                    key_id: r.try_get("key_id")?,
+                    encryptions: r.try_get("encryptions")?,
+                    retired: r.try_get::<i64, _>("retired")? != 0,
+                })
+            })
+            .collect()
+    }
+}

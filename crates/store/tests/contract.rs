@@ -1,0 +1,1045 @@
+//! The one contract suite, run against SQLite and PostgreSQL (a fresh database per test).
+//! PostgreSQL: `postgres://postgres@127.0.0.1:5432/postgres` or `TOKENWARDEN_TEST_DATABASE_URL`;
+//! an unreachable server fails the test unless `TOKENWARDEN_SKIP_POSTGRES=1`.
+
+mod support;
+
+use chrono::TimeDelta;
+use sqlx::Row;
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+use support::*;
+use tokenwarden_core::connection::{ConnectionState, Problem};
+use tokenwarden_core::id::{AppId, ProviderId};
+use tokenwarden_core::secret::Secret;
+use tokenwarden_store::*;
+
+macro_rules! contract {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    super::run(super::Kind::Sqlite, super::cases::$case).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    super::run(super::Kind::Postgres, super::cases::$case).await
+                }
+            )*
+        }
+    };
+}
+
+contract!(
+    apps_and_app_problems,
+    connections_crud_and_schedule,
+    token_sets_version_and_replace,
+    lease_under_contention_one_winner,
+    lease_expiry_and_fencing,
+    claim_due_refreshes_is_disjoint,
+    pending_is_single_use_under_race,
+    events_append_and_refuse_secret_keys,
+    api_keys_hashed_with_roles,
+    webhooks_and_outbox,
+    aad_binding_refuses_moved_ciphertexts,
+    wrong_or_missing_key_refused_at_open,
+    no_plaintext_secret_in_raw_storage,
+    rotation_while_reading_and_writing,
+    key_budget_refuses_before_nonce_limit,
+);
+
+#[tokio::test]
+async fn unknown_scheme_is_a_clear_error() {
+    let e = open("mysql://x/y", Keyring::generate("k1").unwrap())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("sqlite://") && e.contains("postgres://"), "{e}");
+}
+
+mod cases {
+    use super::*;
+
+    fn pid() -> ProviderId {
+        ProviderId::parse("snapchat").unwrap()
+    }
+
+    fn problem(code: &str) -> Problem {
+        Problem {
+            code: code.into(),
+            title: format!("{code} title"),
+            fix: "do the fix".into(),
+            since: t0(),
+        }
+    }
+
+    pub async fn apps_and_app_problems(db: Arc<Db>) {
+        let s = db.open().await;
+        let mut app = App {
+            provider: pid(),
+            id: AppId::parse("main").unwrap(),
+            client_id: "client-1".into(),
+            client_secret: Secret::new("client-secret-1"),
+            redirect_uri: "https://tw.example/callback/snapchat".into(),
+            created_at: t0(),
+            updated_at: t0(),
+        };
+        s.put_app(&app).await.unwrap();
+        let mut second = app.clone();
+        second.id = AppId::parse("second").unwrap();
+        s.put_app(&second).await.unwrap();
+        assert_eq!(
+            s.get_app(&app.provider, &app.id).await.unwrap().as_ref(),
+            Some(&app)
+        );
+        app.client_secret = Secret::new("rotated-client-secret");
+        app.updated_at = t0() + TimeDelta::seconds(5);
+        s.put_app(&app).await.unwrap();
+        assert_eq!(
+            s.get_app(&app.provider, &app.id).await.unwrap(),
+            Some(app.clone())
+        );
+        assert_eq!(s.list_apps(Some(&pid())).await.unwrap().len(), 2);
+        assert_eq!(
+            s.list_apps(Some(&ProviderId::parse("threads").unwrap()))
+                .await
+                .unwrap()
+                .len(),
+            0
+        );
+        assert!(s.delete_app(&pid(), &second.id).await.unwrap());
+        assert!(!s.delete_app(&pid(), &second.id).await.unwrap());
+        assert_eq!(s.list_apps(None).await.unwrap(), vec![app.clone()]);
+
+        s.raise_app_problem(&pid(), &app.id, &problem("invalid_client"))
+            .await
+            .unwrap();
+        s.raise_app_problem(&pid(), &app.id, &problem("invalid_client"))
+            .await
+            .unwrap();
+        assert_eq!(
+            s.app_problems(&pid(), &app.id).await.unwrap(),
+            vec![problem("invalid_client")]
+        );
+        assert!(
+            s.clear_app_problem(&pid(), &app.id, "invalid_client")
+                .await
+                .unwrap()
+        );
+        assert!(s.app_problems(&pid(), &app.id).await.unwrap().is_empty());
+    }
+
+    pub async fn connections_crud_and_schedule(db: Arc<Db>) {
+        let s = db.open().await;
+        let mut c = connection("c1");
+        s.put_connection(&c).await.unwrap();
+        s.put_connection(&connection("c2")).await.unwrap();
+        assert_eq!(s.get_connection(&c.id).await.unwrap(), Some(c.clone()));
+        assert_eq!(s.get_connection(&cid("nope")).await.unwrap(), None);
+        let later = t0() + TimeDelta::minutes(3);
+        s.set_state(
+            &c.id,
+            ConnectionState::ReauthRequired,
+            &[problem("revoked")],
+            later,
+        )
+        .await
+        .unwrap();
+        c.state = ConnectionState::ReauthRequired;
+        c.problems = vec![problem("revoked")];
+        c.updated_at = later;
+        assert_eq!(s.get_connection(&c.id).await.unwrap(), Some(c.clone()));
+        assert!(matches!(
+            s.set_state(&cid("nope"), ConnectionState::Active, &[], later)
+                .await,
+            Err(StoreError::NotFound(_))
+        ));
+        assert_eq!(
+            s.list_connections()
+                .await
+                .unwrap()
+                .iter()
+                .map(|c| c.id.as_str().to_string())
+                .collect::<Vec<_>>(),
+            ["c1", "c2"]
+        );
+
+        assert_eq!(s.next_refresh_deadline().await.unwrap(), None);
+        s.set_next_refresh(&c.id, Some(t0() + TimeDelta::minutes(50)))
+            .await
+            .unwrap();
+        s.set_next_refresh(&cid("c2"), Some(t0() + TimeDelta::minutes(10)))
+            .await
+            .unwrap();
+        assert_eq!(
+            s.next_refresh_deadline().await.unwrap(),
+            Some(t0() + TimeDelta::minutes(10))
+        );
+        s.set_next_probe(&c.id, Some(t0())).await.unwrap();
+        s.set_next_probe(&cid("c2"), Some(t0() + TimeDelta::hours(1)))
+            .await
+            .unwrap();
+        assert_eq!(
+            s.due_probes(t0() + TimeDelta::minutes(1), 10)
+                .await
+                .unwrap(),
+            vec![c.id.clone()]
+        );
+        assert!(s.set_next_probe(&cid("nope"), None).await.is_err());
+
+        s.put_initial_tokens(&c.id, &tokens("at", None))
+            .await
+            .unwrap();
+        assert!(s.delete_connection(&c.id).await.unwrap());
+        assert_eq!(
+            s.get_tokens(&c.id).await.unwrap(),
+            None,
+            "tokens go with the connection"
+        );
+        assert!(!s.delete_connection(&c.id).await.unwrap());
+    }
+
+    pub async fn token_sets_version_and_replace(db: Arc<Db>) {
+        let s = db.open().await;
+        s.put_connection(&connection("c1")).await.unwrap();
+        let c = cid("c1");
+        assert_eq!(s.get_tokens(&c).await.unwrap(), None);
+        let mut set = tokens("access-1", Some("refresh-1"));
+        set.refresh_expires_at = Some(t0() + TimeDelta::days(30));
+        let st = s.put_initial_tokens(&c, &set).await.unwrap();
+        assert_eq!(st.version, 1);
+        assert_eq!(
+            s.get_tokens(&c).await.unwrap(),
+            Some(StoredTokens {
+                set: set.clone(),
+                version: 1
+            })
+        );
+        let mut second = tokens("access-2", None);
+        second.token_type = None;
+        second.expires_at = None;
+        let st = s.put_initial_tokens(&c, &second).await.unwrap();
+        assert_eq!(st.version, 2);
+        assert_eq!(
+            s.get_tokens(&c).await.unwrap(),
+            Some(StoredTokens {
+                set: second,
+                version: 2
+            })
+        );
+        assert!(matches!(
+            s.put_initial_tokens(&cid("ghost"), &set).await,
+            Err(StoreError::NotFound(_))
+        ));
+        assert!(matches!(
+            s.acquire_refresh_lease(&cid("ghost"), "w", Duration::from_secs(5))
+                .await,
+            Err(StoreError::NotFound(_))
+        ));
+    }
+
+    pub async fn lease_under_contention_one_winner(db: Arc<Db>) {
+        let stores = [db.open().await, db.open().await, db.open().await];
+        let c = seeded(&*stores[0], "hot").await;
+        let before = stores[0].get_tokens(&c).await.unwrap().unwrap();
+        let tasks = 24;
+        // Three phases: everyone tries at once; then the winner commits; then everyone reads.
+        let barrier = Arc::new(tokio::sync::Barrier::new(tasks));
+        let attempted = Arc::new(tokio::sync::Barrier::new(tasks));
+        let committed = Arc::new(tokio::sync::Barrier::new(tasks));
+        let mut handles = Vec::new();
+        for i in 0..tasks {
+            let s = stores[i % stores.len()].clone();
+            let (b, tried, done, c) = (
+                barrier.clone(),
+                attempted.clone(),
+                committed.clone(),
+                c.clone(),
+            );
+            handles.push(tokio::spawn(async move {
+                b.wait().await;
+                let lease = s
+                    .acquire_refresh_lease(&c, &format!("worker-{i}"), Duration::from_secs(60))
+                    .await
+                    .unwrap();
+                tried.wait().await;
+                let won = if let Some(lease) = &lease {
+                    let new = tokens(&format!("winner-{i}"), Some(&format!("winner-rt-{i}")));
+                    s.commit_refresh(lease, &new).await.unwrap();
+                    true
+                } else {
+                    false
+                };
+                done.wait().await;
+                (won, i, s.get_tokens(&c).await.unwrap().unwrap())
+            }));
+        }
+        let mut winners = Vec::new();
+        let mut seen = Vec::new();
+        for h in handles {
+            let (won, i, st) = h.await.unwrap();
+            if won {
+                winners.push(i);
+            }
+            seen.push(st);
+        }
+        assert_eq!(
+            winners.len(),
+            1,
+            "exactly one task may take the lease, got {winners:?}"
+        );
+        let w = winners[0];
+        for st in seen {
+            assert_eq!(st.version, before.version + 1);
+            assert_eq!(st.set.access_token.expose(), format!("winner-{w}"));
+            assert_eq!(
+                st.set.refresh_token.unwrap().expose(),
+                format!("winner-rt-{w}")
+            );
+        }
+        // The lease is free again after the commit.
+        assert!(
+            stores[1]
+                .acquire_refresh_lease(&c, "next", Duration::from_secs(5))
+                .await
+                .unwrap()
+                .is_some()
+        );
+    }
+
+    pub async fn lease_expiry_and_fencing(db: Arc<Db>) {
+        let s = db.open().await;
+        let c = seeded(&*s, "c1").await;
+        let short = Duration::from_millis(300);
+
+        // A holds; B is refused until A's lease lapses on the database clock, then takes over.
+        let a = s
+            .acquire_refresh_lease(&c, "A", short)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(a.version, 1);
+        assert!(
+            s.acquire_refresh_lease(&c, "B", short)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        // Re-entrant for the same owner (a lease claimed by the scheduler becomes a Lease).
+        assert_eq!(
+            s.acquire_refresh_lease(&c, "A", short)
+                .await
+                .unwrap()
+                .unwrap()
+                .version,
+            1
+        );
+        tokio::time::sleep(Duration::from_millis(450)).await;
+        let b = s
+            .acquire_refresh_lease(&c, "B", Duration::from_secs(30))
+            .await
+            .unwrap()
+            .unwrap();
+        // A's lease expired and was taken over: its commit is fenced and writes nothing.
+        let e = s
+            .commit_refresh(&a, &tokens("stale-from-A", Some("rt-A")))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, StoreError::Fenced { .. }), "{e}");
+        assert_eq!(
+            s.get_tokens(&c)
+                .await
+                .unwrap()
+                .unwrap()
+                .set
+                .access_token
+                .expose(),
+            "at-c1-0"
+        );
+        let st = s
+            .commit_refresh(&b, &tokens("from-B", Some("rt-B")))
+            .await
+            .unwrap();
+        assert_eq!(st.version, 2);
+        // A second commit on the same lease is fenced by the version.
+        assert!(matches!(
+            s.commit_refresh(&b, &tokens("again", None)).await,
+            Err(StoreError::Fenced { .. })
+        ));
+
+        // A re-authorization in between (version moves) fences the holder too.
+        let h = s
+            .acquire_refresh_lease(&c, "H", Duration::from_secs(30))
+            .await
+            .unwrap()
+            .unwrap();
+        s.put_initial_tokens(&c, &tokens("reauthorized", Some("rt-new")))
+            .await
+            .unwrap();
+        assert!(matches!(
+            s.commit_refresh(&h, &tokens("late", None)).await,
+            Err(StoreError::Fenced { .. })
+        ));
+        assert_eq!(
+            s.get_tokens(&c)
+                .await
+                .unwrap()
+                .unwrap()
+                .set
+                .access_token
+                .expose(),
+            "reauthorized"
+        );
+
+        // Expired but not taken over: the holder's commit still lands (the platform already rotated
+        // the refresh token; losing its answer would break the grant, hardening rule 4).
+        let l = s
+            .acquire_refresh_lease(&c, "L", Duration::from_millis(100))
+            .await
+            .unwrap()
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(
+            s.commit_refresh(&l, &tokens("late-but-sole", None))
+                .await
+                .is_ok()
+        );
+
+        // Release keeps the tokens and frees the lease.
+        let r = s
+            .acquire_refresh_lease(&c, "R", Duration::from_secs(30))
+            .await
+            .unwrap()
+            .unwrap();
+        s.release_lease(&r).await.unwrap();
+        let after = s.get_tokens(&c).await.unwrap().unwrap();
+        assert_eq!(after.set.access_token.expose(), "late-but-sole");
+        assert_eq!(after.version, r.version);
+        assert!(
+            s.acquire_refresh_lease(&c, "S", Duration::from_secs(30))
+                .await
+                .unwrap()
+                .is_some()
+        );
+    }
+
+    pub async fn claim_due_refreshes_is_disjoint(db: Arc<Db>) {
+        let s1 = db.open().await;
+        let s2 = db.open().await;
+        for i in 0..12 {
+            let c = seeded(&*s1, &format!("c{i:02}")).await;
+            let at = if i < 10 {
+                t0() - TimeDelta::minutes(i)
+            } else {
+                t0() + TimeDelta::hours(1)
+            };
+            s1.set_next_refresh(&c, Some(at)).await.unwrap();
+        }
+        s1.set_state(&cid("c00"), ConnectionState::ReauthRequired, &[], t0())
+            .await
+            .unwrap();
+        let held = s1
+            .acquire_refresh_lease(&cid("c01"), "someone", Duration::from_secs(60))
+            .await
+            .unwrap()
+            .unwrap();
+        let ttl = Duration::from_secs(60);
+        let (a, b) = tokio::join!(
+            s1.claim_due_refreshes(t0(), 4, "r1", ttl),
+            s2.claim_due_refreshes(t0(), 4, "r2", ttl)
+        );
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert_eq!(a.len() + b.len(), 8, "{a:?} {b:?}");
+        let mut all: HashSet<_> = a.iter().cloned().collect();
+        assert!(
+            b.iter().all(|c| all.insert(c.clone())),
+            "replicas claimed the same row: {a:?} {b:?}"
+        );
+        let rest = s2.claim_due_refreshes(t0(), 10, "r3", ttl).await.unwrap();
+        all.extend(rest);
+        let expected: HashSet<_> = (2..10).map(|i| cid(&format!("c{i:02}"))).collect();
+        assert_eq!(all, expected, "due, active, unleased connections only");
+        // The claim is a lease: its owner can turn it into a Lease; others cannot.
+        let mine = a[0].clone();
+        assert!(
+            s1.acquire_refresh_lease(&mine, "r1", ttl)
+                .await
+                .unwrap()
+                .is_some()
+        );
+        assert!(
+            s1.acquire_refresh_lease(&mine, "r2", ttl)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        s1.release_lease(&held).await.unwrap();
+    }
+
+    pub async fn pending_is_single_use_under_race(db: Arc<Db>) {
+        let stores = [db.open().await, db.open().await];
+        let p = PendingAuthorization {
+            state_hash: Sha256Hex::of("state-value-xyz"),
+            provider: pid(),
+            app: AppId::parse("main").unwrap(),
+            connection: cid("c1"),
+            redirect_uri: "https://tw.example/callback/snapchat".into(),
+            pkce_verifier: Some(Secret::new(
+                "pkce-verifier-abcdefghijklmnopqrstuvwxyz0123456789",
+            )),
+            scopes: vec!["x".into()],
+            browser_hash: Sha256Hex::of("cookie"),
+            created_at: t0(),
+            expires_at: t0() + TimeDelta::minutes(10),
+        };
+        stores[0].put_pending(&p).await.unwrap();
+        assert!(matches!(
+            stores[0].put_pending(&p).await,
+            Err(StoreError::Conflict(_))
+        ));
+        let barrier = Arc::new(tokio::sync::Barrier::new(16));
+        let mut hs = Vec::new();
+        for i in 0..16 {
+            let (s, b, h) = (stores[i % 2].clone(), barrier.clone(), p.state_hash.clone());
+            hs.push(tokio::spawn(async move {
+                b.wait().await;
+                s.consume_pending(&h, t0()).await.unwrap()
+            }));
+        }
+        let mut got = Vec::new();
+        for h in hs {
+            if let Some(x) = h.await.unwrap() {
+                got.push(x);
+            }
+        }
+        assert_eq!(
+            got,
+            vec![p.clone()],
+            "exactly one callback gets the pending authorization"
+        );
+
+        let mut expired = p.clone();
+        expired.state_hash = Sha256Hex::of("other-state");
+        expired.pkce_verifier = None;
+        stores[0].put_pending(&expired).await.unwrap();
+        assert_eq!(
+            stores[0]
+                .consume_pending(&expired.state_hash, expired.expires_at)
+                .await
+                .unwrap(),
+            None
+        );
+        // An expired one is consumed all the same: it cannot be retried later.
+        assert_eq!(
+            stores[0]
+                .consume_pending(&expired.state_hash, t0())
+                .await
+                .unwrap(),
+            None
+        );
+        let mut old = p.clone();
+        old.state_hash = Sha256Hex::of("third");
+        stores[0].put_pending(&old).await.unwrap();
+        assert_eq!(
+            stores[0]
+                .purge_expired_pending(t0() + TimeDelta::hours(1))
+                .await
+                .unwrap(),
+            1
+        );
+    }
+
+    pub async fn events_append_and_refuse_secret_keys(db: Arc<Db>) {
+        let s = db.open().await;
+        let c = cid("c1");
+        let e1 = NewEvent::new(Some(c.clone()), t0(), "refreshed", "token refreshed")
+            .with("version", 2)
+            .with("proactive", true);
+        let id1 = s.append_event(&e1).await.unwrap();
+        let id2 = s
+            .append_event(
+                &NewEvent::new(None, t0(), "app_problem", "invalid client")
+                    .with("provider", "snapchat"),
+            )
+            .await
+            .unwrap();
+        assert!(id2 > id1);
+        let all = s.list_events(None, 0, 10).await.unwrap();
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[0].kind, "refreshed");
+        assert_eq!(all[0].details.get("version"), Some(&EventValue::Int(2)));
+        assert_eq!(
+            all[0].details.get("proactive"),
+            Some(&EventValue::Bool(true))
+        );
+        assert_eq!(all[0].at, t0());
+        assert_eq!(s.list_events(Some(&c), 0, 10).await.unwrap().len(), 1);
+        assert_eq!(s.list_events(None, id1, 10).await.unwrap()[0].id, id2);
+        let bad = NewEvent::new(Some(c), t0(), "oops", "x").with("refresh_token", "rt-value");
+        assert!(matches!(
+            s.append_event(&bad).await,
+            Err(StoreError::Config(_))
+        ));
+        assert_eq!(s.list_events(None, 0, 10).await.unwrap().len(), 2);
+    }
+
+    pub async fn api_keys_hashed_with_roles(db: Arc<Db>) {
+        let s = db.open().await;
+        let (admin, admin_key) = s
+            .create_api_key(ApiKeyRole::Admin, "ops", t0())
+            .await
+            .unwrap();
+        let (reader, reader_key) = s
+            .create_api_key(ApiKeyRole::TokenReader, "etl", t0())
+            .await
+            .unwrap();
+        assert!(admin_key.expose().starts_with(&format!("tw_{}_", admin.id)));
+        assert_eq!(
+            s.verify_api_key(admin_key.expose()).await.unwrap(),
+            Some(admin.clone())
+        );
+        assert_eq!(
+            s.verify_api_key(reader_key.expose())
+                .await
+                .unwrap()
+                .unwrap()
+                .role,
+            ApiKeyRole::TokenReader
+        );
+        // Right prefix, wrong rest; garbage; someone else's prefix.
+        let mut forged = admin_key.expose().to_string();
+        forged.pop();
+        forged.push('x');
+        for bad in [
+            forged.as_str(),
+            "",
+            "tw_",
+            "Bearer x",
+            &format!("tw_{}_nope", reader.id),
+        ] {
+            assert_eq!(s.verify_api_key(bad).await.unwrap(), None, "{bad}");
+        }
+        assert!(s.revoke_api_key(&admin.id, t0()).await.unwrap());
+        assert_eq!(s.verify_api_key(admin_key.expose()).await.unwrap(), None);
+        assert_eq!(s.list_api_keys().await.unwrap().len(), 2);
+        // Only the hash is stored.
+        let raw = db.raw().await;
+        let rows = sqlx::query("SELECT key_hash FROM api_keys")
+            .fetch_all(&raw)
+            .await
+            .unwrap();
+        for r in rows {
+            let h: String = r.get("key_hash");
+            assert_eq!(h.len(), 64);
+            assert!(!h.contains(&admin_key.expose()[3..10]));
+        }
+    }
+
+    pub async fn webhooks_and_outbox(db: Arc<Db>) {
+        let s = db.open().await;
+        let w = WebhookEndpoint {
+            id: "hook1".into(),
+            url: "https://hooks.example/tw".into(),
+            signing_secret: Secret::new("whsec_signing_secret_value"),
+            enabled: true,
+            created_at: t0(),
+        };
+        s.put_webhook(&w).await.unwrap();
+        s.put_webhook(&WebhookEndpoint {
+            id: "off".into(),
+            enabled: false,
+            ..w.clone()
+        })
+        .await
+        .unwrap();
+        assert_eq!(s.get_webhook("hook1").await.unwrap(), Some(w.clone()));
+        assert_eq!(s.list_webhooks().await.unwrap().len(), 2);
+        let ids = s
+            .enqueue_deliveries(r#"{"type":"connection.reauth_required"}"#, t0())
+            .await
+            .unwrap();
+        assert_eq!(ids.len(), 1, "disabled endpoints get nothing");
+        let ttl = Duration::from_secs(60);
+        let (s2, now) = (db.open().await, t0());
+        let (a, b) = tokio::join!(
+            s.claim_due_deliveries(now, 10, ttl),
+            s2.claim_due_deliveries(now, 10, ttl)
+        );
+        let claimed: Vec<_> = a.unwrap().into_iter().chain(b.unwrap()).collect();
+        assert_eq!(claimed.len(), 1, "one claim per delivery");
+        assert_eq!(claimed[0].id, ids[0]);
+        assert_eq!(claimed[0].attempts, 1);
+        assert!(
+            s.claim_due_deliveries(now, 10, ttl)
+                .await
+                .unwrap()
+                .is_empty(),
+            "claimed ones are not due again"
+        );
+        s.mark_failed(&ids[0], "HTTP 503 from endpoint", Some(now))
+            .await
+            .unwrap();
+        let again = s.claim_due_deliveries(now, 10, ttl).await.unwrap();
+        assert_eq!(
+            (again.len(), again[0].attempts, again[0].id.as_str()),
+            (1, 2, ids[0].as_str()),
+            "same webhook-id across retries"
+        );
+        assert_eq!(
+            again[0].last_error.as_deref(),
+            Some("HTTP 503 from endpoint")
+        );
+        s.mark_delivered(&ids[0]).await.unwrap();
+        assert_eq!(
+            s.get_delivery(&ids[0]).await.unwrap().unwrap().status,
+            DeliveryStatus::Delivered
+        );
+        let ids2 = s.enqueue_deliveries("{}", now).await.unwrap();
+        s.claim_due_deliveries(now, 10, ttl).await.unwrap();
+        s.mark_failed(&ids2[0], "gave up", None).await.unwrap();
+        assert_eq!(
+            s.get_delivery(&ids2[0]).await.unwrap().unwrap().status,
+            DeliveryStatus::Dead
+        );
+        assert!(
+            s.claim_due_deliveries(now + TimeDelta::days(1), 10, ttl)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(s.delete_webhook("hook1").await.unwrap());
+        assert_eq!(s.get_delivery(&ids[0]).await.unwrap(), None);
+    }
+
+    pub async fn aad_binding_refuses_moved_ciphertexts(db: Arc<Db>) {
+        let s = db.open().await;
+        let a = seeded(&*s, "victim").await;
+        let b = seeded(&*s, "attacker").await;
+        let raw = db.raw().await;
+        // Copy the victim's access token ciphertext into the attacker's row.
+        sqlx::query("UPDATE token_sets SET access_token_ct = (SELECT access_token_ct FROM token_sets WHERE connection_id = $1) WHERE connection_id = $2")
+            .bind(a.as_str())
+            .bind(b.as_str())
+            .execute(&raw)
+            .await
+            .unwrap();
+        let e = s.get_tokens(&b).await.unwrap_err();
+        assert!(matches!(e, StoreError::Crypto(_)), "{e}");
+        assert!(!e.to_string().contains("at-victim"), "{e}");
+        // Move the refresh token into the access column of the same row.
+        sqlx::query(
+            "UPDATE token_sets SET access_token_ct = refresh_token_ct WHERE connection_id = $1",
+        )
+        .bind(a.as_str())
+        .execute(&raw)
+        .await
+        .unwrap();
+        assert!(matches!(s.get_tokens(&a).await, Err(StoreError::Crypto(_))));
+        // Flip one byte of a ciphertext.
+        let c = seeded(&*s, "tampered").await;
+        let ct: Vec<u8> =
+            sqlx::query("SELECT access_token_ct FROM token_sets WHERE connection_id = $1")
+                .bind(c.as_str())
+                .fetch_one(&raw)
+                .await
+                .unwrap()
+                .get("access_token_ct");
+        let mut bad = ct.clone();
+        let n = bad.len() - 3;
+        bad[n] ^= 0x40;
+        sqlx::query("UPDATE token_sets SET access_token_ct = $1 WHERE connection_id = $2")
+            .bind(bad)
+            .bind(c.as_str())
+            .execute(&raw)
+            .await
+            .unwrap();
+        assert!(matches!(s.get_tokens(&c).await, Err(StoreError::Crypto(_))));
+    }
+
+    pub async fn wrong_or_missing_key_refused_at_open(db: Arc<Db>) {
+        let s = db.open().await;
+        seeded(&*s, "c1").await;
+        let wrong = Keyring::generate("k1").unwrap();
+        let e = db.open_with(wrong).await.unwrap_err();
+        assert!(matches!(e, StoreError::Crypto(_)), "{e}");
+        assert!(e.to_string().contains("k1"), "{e}");
+        let other = Keyring::generate("k9").unwrap();
+        let e = db.open_with(other).await.unwrap_err().to_string();
+        assert!(e.contains("key k1") && e.contains("does not hold"), "{e}");
+        // The right key still opens.
+        let again = db.open().await;
+        assert_eq!(
+            again
+                .get_tokens(&cid("c1"))
+                .await
+                .unwrap()
+                .unwrap()
+                .set
+                .access_token
+                .expose(),
+            "at-c1-0"
+        );
+    }
+
+    pub async fn no_plaintext_secret_in_raw_storage(db: Arc<Db>) {
+        let s = db.open().await;
+        let secrets = [
+            "PLAINTEXT-ACCESS-7f3a9c",
+            "PLAINTEXT-REFRESH-51be20",
+            "PLAINTEXT-CLIENTSECRET-9d01",
+            "PLAINTEXT-VERIFIER-c4c4c4",
+            "PLAINTEXT-WEBHOOK-0a0a0a",
+        ];
+        s.put_connection(&connection("c1")).await.unwrap();
+        s.put_initial_tokens(&cid("c1"), &tokens(secrets[0], Some(secrets[1])))
+            .await
+            .unwrap();
+        s.put_app(&App {
+            provider: pid(),
+            id: AppId::parse("main").unwrap(),
+            client_id: "cid".into(),
+            client_secret: Secret::new(secrets[2]),
+            redirect_uri: "https://x/cb".into(),
+            created_at: t0(),
+            updated_at: t0(),
+        })
+        .await
+        .unwrap();
+        s.put_pending(&PendingAuthorization {
+            state_hash: Sha256Hex::of("PLAINTEXT-STATE-eeee"),
+            provider: pid(),
+            app: AppId::parse("main").unwrap(),
+            connection: cid("c1"),
+            redirect_uri: "https://x/cb".into(),
+            pkce_verifier: Some(Secret::new(secrets[3])),
+            scopes: vec![],
+            browser_hash: Sha256Hex::of("PLAINTEXT-COOKIE-ffff"),
+            created_at: t0(),
+            expires_at: t0() + TimeDelta::minutes(5),
+        })
+        .await
+        .unwrap();
+        s.put_webhook(&WebhookEndpoint {
+            id: "h".into(),
+            url: "https://h".into(),
+            signing_secret: Secret::new(secrets[4]),
+            enabled: true,
+            created_at: t0(),
+        })
+        .await
+        .unwrap();
+        let (_, api_key) = s
+            .create_api_key(ApiKeyRole::Admin, "k", t0())
+            .await
+            .unwrap();
+        let mut needles: Vec<String> = secrets.iter().map(|s| s.to_string()).collect();
+        needles.push("PLAINTEXT-STATE-eeee".into());
+        needles.push("PLAINTEXT-COOKIE-ffff".into());
+        needles.push(api_key.expose().to_string());
+        // The values are readable through the store…
+        assert_eq!(
+            s.get_tokens(&cid("c1"))
+                .await
+                .unwrap()
+                .unwrap()
+                .set
+                .access_token
+                .expose(),
+            secrets[0]
+        );
+        // …and nowhere in the raw storage.
+        let haystack: Vec<u8> = match db.kind {
+            Kind::Sqlite => {
+                let files = db.sqlite_files();
+                assert!(!files.is_empty());
+                files
+                    .iter()
+                    .flat_map(|f| std::fs::read(f).unwrap())
+                    .collect()
+            }
+            Kind::Postgres => {
+                let raw = db.raw().await;
+                let mut all = Vec::new();
+                for t in [
+                    "apps",
+                    "connections",
+                    "token_sets",
+                    "pending_authorizations",
+                    "events",
+                    "api_keys",
+                    "webhooks",
+                    "webhook_deliveries",
+                    "store_keys",
+                ] {
+                    let rows = sqlx::query(&format!("SELECT CAST(t AS TEXT) AS r FROM {t} t"))
+                        .fetch_all(&raw)
+                        .await
+                        .unwrap();
+                    assert!(
+                        !rows.is_empty() || !["token_sets", "apps", "webhooks"].contains(&t),
+                        "{t} empty"
+                    );
+                    for r in rows {
+                        all.extend_from_slice(r.get::<String, _>("r").as_bytes());
+                    }
+                }
+                all
+            }
+        };
+        assert!(haystack.len() > 1000);
+        let text = String::from_utf8_lossy(&haystack).to_lowercase();
+        for n in &needles {
+            let hexed = hex::encode(n.as_bytes());
+            assert!(
+                !text.contains(&n.to_lowercase()),
+                "plaintext {n} found in raw storage"
+            );
+            assert!(!text.contains(&hexed), "hex of {n} found in raw storage");
+        }
+        // Sanity: the scan does see stored non-secret text.
+        assert!(text.contains("adsapi.snapchat.com"));
+    }
+
+    pub async fn rotation_while_reading_and_writing(db: Arc<Db>) {
+        let s = db.open().await;
+        let n = 40;
+        for i in 0..n {
+            seeded(&*s, &format!("c{i:03}")).await;
+        }
+        s.put_app(&App {
+            provider: pid(),
+            id: AppId::parse("main").unwrap(),
+            client_id: "cid".into(),
+            client_secret: Secret::new("client-secret"),
+            redirect_uri: "https://x/cb".into(),
+            created_at: t0(),
+            updated_at: t0(),
+        })
+        .await
+        .unwrap();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut readers = Vec::new();
+        for r in 0..3 {
+            let (s, stop) = (s.clone(), stop.clone());
+            readers.push(tokio::spawn(async move {
+                let mut reads = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    for i in (r..n).step_by(3) {
+                        let st = s
+                            .get_tokens(&cid(&format!("c{i:03}")))
+                            .await
+                            .expect("reads never fail during rotation")
+                            .unwrap();
+                        assert!(
+                            st.set
+                                .access_token
+                                .expose()
+                                .starts_with(&format!("at-c{i:03}-"))
+                        );
+                        reads += 1;
+                    }
+                }
+                reads
+            }));
+        }
+        // A writer refreshing one connection meanwhile.
+        let writer = {
+            let (s, stop) = (s.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut k = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    if let Some(l) = s
+                        .acquire_refresh_lease(&cid("c000"), "w", Duration::from_secs(10))
+                        .await
+                        .unwrap()
+                    {
+                        k += 1;
+                        s.commit_refresh(&l, &tokens(&format!("at-c000-{k}"), Some("rt")))
+                            .await
+                            .unwrap();
+                    }
+                }
+                k
+            })
+        };
+        let new_ring = db.keys.with_new_key("k2").unwrap();
+        let report = rotate_keys(&*s, new_ring.clone()).await.unwrap();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for r in readers {
+            assert!(r.await.unwrap() > 0);
+        }
+        writer.await.unwrap();
+        // Every row but the one the writer keeps rewriting (already under k2) needed re-encryption.
+        assert!(report.reencrypted >= (2 * (n - 1)) as u64, "{report:?}");
+        let status = s.key_status().await.unwrap();
+        assert!(
+            status.iter().any(|k| k.key_id == "k1" && k.retired),
+            "{status:?}"
+        );
+        assert!(
+            status.iter().any(|k| k.key_id == "k2" && !k.retired),
+            "{status:?}"
+        );
+        // Every ciphertext is now under k2: the new key alone opens everything…
+        let k2_only = Keyring::parse(
+            &new_ring
+                .to_file_text()
+                .lines()
+                .filter(|l| l.starts_with("k2:"))
+                .collect::<Vec<_>>()
+                .join("\n"),
+        )
+        .unwrap();
+        let s2 = db.open_with(k2_only).await.unwrap();
+        for i in 0..n {
+            s2.get_tokens(&cid(&format!("c{i:03}")))
+                .await
+                .unwrap()
+                .unwrap();
+        }
+        assert_eq!(
+            s2.get_app(&pid(), &AppId::parse("main").unwrap())
+                .await
+                .unwrap()
+                .unwrap()
+                .client_secret
+                .expose(),
+            "client-secret"
+        );
+        // …and the old key alone is refused at open.
+        let e = db.open_with(db.keys.clone()).await.unwrap_err().to_string();
+        assert!(e.contains("k2"), "{e}");
+    }
+
+    pub async fn key_budget_refuses_before_nonce_limit(db: Arc<Db>) {
+        let s = db.open().await;
+        seeded(&*s, "c1").await;
+        let raw = db.raw().await;
+        sqlx::query("UPDATE store_keys SET encryptions = $1")
+            .bind(tokenwarden_store::sql::KEY_REFUSE_AT)
+            .execute(&raw)
+            .await
+            .unwrap();
+        let s = db.open().await;
+        let e = s
+            .put_initial_tokens(&cid("c1"), &tokens("x", None))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("rotate"), "{e}");
+        // Reads still work, and rotating restores writes.
+        assert!(s.get_tokens(&cid("c1")).await.unwrap().is_some());
+        rotate_keys(&*s, db.keys.with_new_key("k2").unwrap())
+            .await
+            .unwrap();
+        s.put_initial_tokens(&cid("c1"), &tokens("x", None))
+            .await
+            .unwrap();
+    }
+}
