@@ -1,1 +1,70 @@
-fn main() {}
+//! `tokenwarden`: keeps OAuth connections to ad and social platforms alive, and explains in plain
+//! words what is wrong when they break.
+//!
+//! This binary wires configuration to the pieces: [`cmd::diagnose`] (the classifier on a pasted
+//! response), [`cmd::providers`] (the platform definitions), `sandbox` (the platform emulator).
+#![forbid(unsafe_code)]
+
+mod cmd;
+mod definitions;
+mod term;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Keeps OAuth connections to ad and social platforms (Snapchat, TikTok, Threads, Meta) alive,
+/// and explains in plain words what is wrong when they break.
+#[derive(Debug, Parser)]
+#[command(name = "tokenwarden", version, propagate_version = true)]
+#[command(
+    after_help = "Start here:\n  tokenwarden providers                          the platforms and how their tokens live\n  tokenwarden diagnose --provider tiktok-business < response.txt\n                                                 what a failed call means and how to fix it\n  tokenwarden sandbox                            a local emulator of the platforms"
+)]
+struct Cli {
+    /// A directory of your own provider definitions (`*.toml`); a file whose id matches a shipped
+    /// definition replaces it.
+    #[arg(
+        long,
+        global = true,
+        env = "TOKENWARDEN_PROVIDERS_DIR",
+        value_name = "DIR"
+    )]
+    providers_dir: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Explain an API or token-endpoint response: what happened, why, and the fix.
+    Diagnose(cmd::diagnose::Args),
+    /// List the platform definitions, show one, or validate your own.
+    Providers(cmd::providers::Args),
+    /// Run the local platform emulator (OAuth, APIs, fault injection, accelerated time).
+    Sandbox(tokenwarden_sandbox::SandboxArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Diagnose(args) => cmd::diagnose::run(args, cli.providers_dir.as_deref()),
+        Command::Providers(args) => cmd::providers::run(args, cli.providers_dir.as_deref()),
+        Command::Sandbox(args) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(tokenwarden_sandbox::run(args)))
+            .map(|()| ExitCode::SUCCESS),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!(
+                "{}: {e:#}",
+                term::paint(term::Style::Error, "error", term::stderr_colour())
+            );
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,4 @@
+//! One module per subcommand.
+
+pub mod diagnose;
+pub mod providers;
