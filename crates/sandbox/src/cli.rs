@@ -1,6 +1,152 @@
-//! cli
-/// args
-#[derive(clap::Args, Debug)]
-pub struct SandboxArgs {}
-/// run
-pub async fn run(_a: SandboxArgs) -> anyhow::Result<()> { Ok(()) }
+//! `tokenwarden sandbox`: [`SandboxArgs`] and [`run`].
+
+use crate::config::SandboxConfig;
+use crate::provider::Provider;
+use crate::Sandbox;
+use anyhow::Context;
+use std::sync::Arc;
+use std::time::Duration;
+use tokenwarden_core::clock::ScaledClock;
+
+/// Options of `tokenwarden sandbox`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct SandboxArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8181")]
+    pub listen: std::net::SocketAddr,
+    /// Run the sandbox clock this many times faster than real time (3600 = an hour per second).
+    #[arg(long, default_value_t = 1.0)]
+    pub time_scale: f64,
+    /// Lifetime of a platform's first access token, e.g. `snapchat=2m` (repeatable).
+    #[arg(long = "lifetime", value_name = "PROVIDER=SPAN", value_parser = provider_span)]
+    pub lifetimes: Vec<(Provider, Duration)>,
+    /// Lifetime of Threads/Meta long-lived tokens, e.g. `meta=1h` (repeatable).
+    #[arg(long = "long-lifetime", value_name = "PROVIDER=SPAN", value_parser = provider_span)]
+    pub long_lifetimes: Vec<(Provider, Duration)>,
+    /// Turn refresh-token rotation off for every platform (TikTok Login Kit rotates by default).
+    #[arg(long)]
+    pub no_rotation: bool,
+    /// Turn refresh-token rotation on for every platform.
+    #[arg(long, conflicts_with = "no_rotation")]
+    pub rotation: bool,
+    /// How long a rotated-out refresh token is still accepted.
+    #[arg(long, default_value = "0s", value_parser = span)]
+    pub reuse_grace: Duration,
+    /// A redirect URI registered on every demo app (repeatable).
+    #[arg(long = "redirect-uri", default_value = "http://127.0.0.1:8080/callback")]
+    pub redirect_uris: Vec<String>,
+    /// Do not enforce the platforms' rate limits (throttle faults still apply).
+    #[arg(long)]
+    pub no_rate_limits: bool,
+    /// How long asynchronous jobs (reports, publishing) stay pending, in sandbox time.
+    #[arg(long, default_value = "30s", value_parser = span)]
+    pub async_job: Duration,
+}
+
+fn span(s: &str) -> Result<Duration, String> {
+    tokenwarden_core::span::parse(s).map_err(|e| e.to_string())
+}
+
+fn provider_span(s: &str) -> Result<(Provider, Duration), String> {
+    let (p, d) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?}: write PROVIDER=SPAN, e.g. snapchat=2m"))?;
+    let p = Provider::parse(p).ok_or_else(|| {
+        format!("unknown provider {p:?}; one of snapchat, tiktok-business, tiktok, threads, meta")
+    })?;
+    Ok((p, span(d)?))
+}
+
+impl SandboxArgs {
+    /// The configuration these options describe.
+    pub fn config(&self) -> SandboxConfig {
+        SandboxConfig {
+            time_scale: self.time_scale,
+            access_lifetimes: self.lifetimes.iter().copied().collect(),
+            long_lived_lifetimes: self.long_lifetimes.iter().copied().collect(),
+            demo_redirect_uris: self.redirect_uris.clone(),
+            rotate_refresh_tokens: if self.no_rotation {
+                Some(false)
+            } else if self.rotation {
+                Some(true)
+            } else {
+                None
+            },
+            refresh_reuse_grace: self.reuse_grace,
+            enforce_rate_limits: !self.no_rate_limits,
+            async_job_duration: self.async_job,
+            ..SandboxConfig::default()
+        }
+    }
+}
+
+/// Binds, prints how to use the sandbox, and serves until Ctrl-C.
+pub async fn run(args: SandboxArgs) -> anyhow::Result<()> {
+    let config = args.config();
+    let clock = ScaledClock::new(chrono::Utc::now(), config.time_scale);
+    let sandbox = Sandbox::new(config.clone(), Arc::new(clock));
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    let base = format!("http://{}", listener.local_addr()?);
+    print!("{}", banner(&base, &config));
+    sandbox
+        .serve(listener, async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .context("serving the sandbox")
+}
+
+/// What `run` prints: base URL, prefixes, demo apps and example commands.
+pub fn banner(base: &str, config: &SandboxConfig) -> String {
+    let redirect = config
+        .demo_redirect_uris
+        .first()
+        .cloned()
+        .unwrap_or_else(|| "http://127.0.0.1:8080/callback".into());
+    let mut out = format!(
+        "tokenwarden sandbox listening on {base} (time scale ×{})\n\nPlatforms (replace https://<host> of every platform URL with the prefix):\n",
+        config.time_scale
+    );
+    for p in Provider::ALL {
+        out.push_str(&format!(
+            "  {:<16} {base}/{}   authorize: {base}/{}{}\n",
+            p.id(),
+            p.id(),
+            p.id(),
+            p.authorize_path()
+        ));
+    }
+    out.push_str("\nDemo apps (client id / secret), redirect URIs:");
+    for uri in &config.demo_redirect_uris {
+        out.push_str(&format!(" {uri}"));
+    }
+    out.push('\n');
+    for a in &config.apps {
+        out.push_str(&format!(
+            "  {:<16} {} / {}  ({})\n",
+            a.provider.id(),
+            a.client_id,
+            a.client_secret,
+            a.name
+        ));
+    }
+    out.push_str(&format!(
+        "\nApprove without a browser (302 to the redirect URI with ?code=…&state=…):\n  \
+curl -si -X POST {base}/snapchat/login/oauth2/authorize -d client_id=demo-snapchat \\\n    \
+-d redirect_uri={redirect} -d response_type=code -d scope=snapchat-marketing-api \\\n    \
+-d state=xyz -d decision=approve -d account=test-user\n\
+Exchange the code:\n  \
+curl -s {base}/snapchat/login/oauth2/access_token -d grant_type=authorization_code \\\n    \
+-d client_id=demo-snapchat -d client_secret=demo-snapchat-secret -d code=CODE -d redirect_uri={redirect}\n\
+Break things:\n  \
+curl -s {base}/_sandbox/grants                                   # list grants\n  \
+curl -s -X POST {base}/_sandbox/grants/GRANT_ID/revoke           # revoke a grant\n  \
+curl -s -X POST {base}/_sandbox/grants/GRANT_ID/expire           # expire its tokens now\n  \
+curl -s -X POST {base}/_sandbox/faults/snapchat/throttle -H 'content-type: application/json' -d '{{\"next\":5}}'\n  \
+curl -s -X POST {base}/_sandbox/faults/meta/outage -H 'content-type: application/json' -d '{{\"for\":\"5m\",\"mode\":\"html\",\"status\":502}}'\n  \
+curl -s {base}/_sandbox/counters\n\nCtrl-C to stop.\n"
+    ));
+    out
+}

@@ -107,6 +107,8 @@ pub struct ErrorDetail {
     pub now: Option<DateTime<Utc>>,
     /// A more precise message for parameter, grant and not-found errors.
     pub message: Option<String>,
+    /// A Graph `error_subcode` for parameter errors (e.g. 36009 "code has been used").
+    pub graph_subcode: Option<u32>,
 }
 
 impl ErrorDetail {
@@ -206,6 +208,7 @@ pub fn error_catalogue() -> Vec<CatalogueEntry> {
         expired_at: DateTime::from_timestamp(1_800_000_000, 0),
         now: DateTime::from_timestamp(1_800_000_030, 0),
         message: None,
+        graph_subcode: None,
     };
     let mut out = Vec::new();
     for p in Provider::ALL {

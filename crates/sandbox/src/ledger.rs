@@ -444,6 +444,11 @@ impl Ledger {
         Ok(token)
     }
 
+    /// When a token expires (for Graph's "Session has expired on …"), whatever its state.
+    pub fn peek_expiry(&self, value: &str) -> Option<DateTime<Utc>> {
+        self.access.get(&hash(value)).and_then(|t| t.expires_at)
+    }
+
     /// Revokes one access token (TikTok Business `/oauth2/revoke_token/`).
     pub fn revoke_access(&self, value: &str) -> Option<Arc<AccessToken>> {
         let t = self.access.get(&hash(value)).map(|t| t.clone())?;
@@ -460,7 +465,7 @@ impl Ledger {
         rotate: bool,
         grace: std::time::Duration,
         now: DateTime<Utc>,
-    ) -> Result<Arc<Grant>, RefreshRefusal> {
+    ) -> Result<(Arc<Grant>, Option<DateTime<Utc>>), RefreshRefusal> {
         let token = self
             .refresh
             .get(&hash(value))
@@ -482,6 +487,6 @@ impl Ledger {
             None if rotate => *superseded = Some(now),
             None => {}
         }
-        Ok(token.grant.clone())
+        Ok((token.grant.clone(), token.expires_at))
     }
 }

@@ -35,7 +35,7 @@ impl RateLimiter {
         window: std::time::Duration,
         now: DateTime<Utc>,
     ) -> Result<(), OverLimit> {
-        let (estimate, start, len) = self.estimate_inner(&key, window, now, true);
+        let (estimate, start, len) = self.estimate(&key, window, now);
         if estimate >= limit as f64 {
             return Err(OverLimit {
                 reset_at: DateTime::from_timestamp_millis(start + len).unwrap_or(now),
@@ -49,28 +49,19 @@ impl RateLimiter {
 
     /// Counts one request under `key` and returns the estimated requests in the window after it.
     pub fn record(&self, key: String, window: std::time::Duration, now: DateTime<Utc>) -> f64 {
-        let (estimate, _, _) = self.estimate_inner(&key, window, now, true);
+        let (estimate, _, _) = self.estimate(&key, window, now);
         if let Some(mut w) = self.windows.get_mut(&key) {
             w.count += 1;
         }
         estimate + 1.0
     }
 
-    fn estimate_inner(
-        &self,
-        key: &str,
-        window: std::time::Duration,
-        now: DateTime<Utc>,
-        create: bool,
-    ) -> (f64, i64, i64) {
+    /// Rolls the key's window forward to `now` and returns (estimate, window start, length).
+    fn estimate(&self, key: &str, window: std::time::Duration, now: DateTime<Utc>) -> (f64, i64, i64) {
         let len = (window.as_millis() as i64).max(1);
         let now_ms = now.timestamp_millis();
         let start = now_ms - now_ms.rem_euclid(len);
-        let mut entry = if create {
-            self.windows.entry(key.to_string()).or_default()
-        } else {
-            return (0.0, start, len);
-        };
+        let mut entry = self.windows.entry(key.to_string()).or_default();
         let w = entry.value_mut();
         if w.start_ms != start {
             w.previous = if start - w.start_ms == len { w.count } else { 0 };
@@ -79,11 +70,6 @@ impl RateLimiter {
         }
         let overlap = 1.0 - (now_ms - start) as f64 / len as f64;
         (w.previous as f64 * overlap + w.count as f64, start, len)
-    }
-
-    /// Forgets every window (counters reset, tests).
-    pub fn clear(&self) {
-        self.windows.clear();
     }
 }
 

@@ -146,3 +146,64 @@ pub(crate) fn origin(headers: &HeaderMap) -> String {
         .unwrap_or("127.0.0.1");
     format!("http://{host}")
 }
+
+/// One Graph error (Threads and Meta share the envelope, platforms.md §5): HTTP status, message,
+/// type, code, subcode. On code 190 the `WWW-Authenticate: OAuth "Facebook Platform"` challenge
+/// is added; a missing token gets `invalid_request` in it instead.
+pub(crate) struct GraphError<'a> {
+    pub status: u16,
+    pub message: &'a str,
+    pub kind: &'a str,
+    pub code: u32,
+    pub subcode: Option<u32>,
+    pub transient: bool,
+}
+
+impl GraphError<'_> {
+    pub fn reply(&self) -> Reply {
+        let mut error = serde_json::json!({
+            "message": self.message,
+            "type": self.kind,
+            "code": self.code,
+            "fbtrace_id": format!("A{}", crate::ledger::short_id()),
+        });
+        if let Some(sub) = self.subcode {
+            error["error_subcode"] = sub.into();
+        }
+        if self.transient {
+            error["is_transient"] = true.into();
+        }
+        let reply = Reply::json(self.status, &serde_json::json!({ "error": error }));
+        // Quotes inside the message would break the quoted-string challenge.
+        let quoted = self.message.replace('"', "'");
+        match self.code {
+            190 => reply.header(
+                "www-authenticate",
+                format!("OAuth \"Facebook Platform\" \"invalid_token\" \"{quoted}\""),
+            ),
+            2500 => reply.header(
+                "www-authenticate",
+                format!("OAuth \"Facebook Platform\" \"invalid_request\" \"{quoted}\""),
+            ),
+            _ => reply,
+        }
+    }
+}
+
+/// Graph's "Session has expired on …" text for code 190/463.
+pub(crate) fn session_expired_message(d: &ErrorDetail) -> String {
+    let fmt = |t: Option<chrono::DateTime<chrono::Utc>>| {
+        t.map(|t| t.format("%A, %d-%b-%y %H:%M:%S UTC").to_string())
+            .unwrap_or_else(|| "an earlier date".into())
+    };
+    format!(
+        "Error validating access token: Session has expired on {}. The current time is {}.",
+        fmt(d.expired_at),
+        fmt(d.now)
+    )
+}
+
+/// The Graph way of passing a token: `Authorization: Bearer` or the `access_token` parameter.
+pub(crate) fn graph_token(headers: &HeaderMap, query: &std::collections::HashMap<String, String>) -> Option<String> {
+    bearer(headers).or_else(|| query.get("access_token").cloned())
+}

@@ -184,7 +184,7 @@ async fn token(State(sb): State<Sandbox>, Form(f): Form<HashMap<String, String>>
                 (s.rotation, s.reuse_grace)
             };
             match sb.ledger().use_refresh(P, client_id, rt, rotate, grace, now) {
-                Ok(g) => Some(g),
+                Ok((g, _)) => Some(g),
                 Err(r) => {
                     sb.counters().token_call(P, None, grant_type);
                     let why = match r {
