@@ -30,8 +30,9 @@ pub enum ErrorCase {
     CredentialMissing,
     /// The access token expired.
     TokenExpired,
-    /// Snapchat's other 401 shape: a bare `unauthorized` text body.
-    TokenExpiredPlainText,
+    /// Snapchat's other 401 shape: a bare `unauthorized` text body, which does not say whether
+    /// the token expired or is invalid.
+    TokenRefusedPlainText,
     /// The token is not one the platform issued (garbage, or from another app).
     TokenInvalid,
     /// The grant was revoked (user removed the app, password changed, app secret rotated).
@@ -75,8 +76,8 @@ impl ErrorCase {
     pub fn intended_kind(&self) -> &'static str {
         match self {
             ErrorCase::CredentialMissing => "invalid_request",
-            ErrorCase::TokenExpired | ErrorCase::TokenExpiredPlainText => "token_expired",
-            ErrorCase::TokenInvalid => "token_invalid",
+            ErrorCase::TokenExpired => "token_expired",
+            ErrorCase::TokenInvalid | ErrorCase::TokenRefusedPlainText => "token_invalid",
             ErrorCase::TokenRevoked => "token_revoked",
             ErrorCase::ScopeMissing => "insufficient_scope",
             ErrorCase::RoleMissing | ErrorCase::AppMismatch => "app_not_authorized",
@@ -86,7 +87,9 @@ impl ErrorCase {
             ErrorCase::NotFound => "not_found",
             ErrorCase::InvalidParams => "invalid_request",
             ErrorCase::OAuthInvalidRequest => "invalid_request",
-            ErrorCase::OAuthInvalidClient => "app_not_authorized",
+            // A wrong or rotated client secret is the app's configuration, not a refusal of one
+            // connection (hardening.md §5; platforms.md §2 maps 40101 to invalid_request).
+            ErrorCase::OAuthInvalidClient => "invalid_request",
             ErrorCase::OAuthInvalidGrant => "token_revoked",
             ErrorCase::OAuthUnsupportedGrant => "invalid_request",
         }

@@ -23,7 +23,7 @@ const SCOPE: &str = "snapchat-marketing-api";
 
 pub(crate) const CASES: &[ErrorCase] = &[
     ErrorCase::TokenExpired,
-    ErrorCase::TokenExpiredPlainText,
+    ErrorCase::TokenRefusedPlainText,
     ErrorCase::RoleMissing,
     ErrorCase::NotFound,
     ErrorCase::RateLimited { limit: Limit::User },
@@ -78,7 +78,7 @@ pub(crate) fn render(case: ErrorCase, d: &ErrorDetail) -> Reply {
             ],
             body: Vec::new(),
         },
-        ErrorCase::TokenExpiredPlainText => Reply {
+        ErrorCase::TokenRefusedPlainText => Reply {
             status: 401,
             headers: vec![("content-type".into(), "text/plain".into())],
             body: b"unauthorized".to_vec(),
@@ -240,7 +240,7 @@ fn authorize(sb: &Sandbox, headers: &HeaderMap) -> Result<(Arc<AccessToken>, Str
     let unauthorized = || {
         let case = match sb.faults(P).settings.read().unauthorized_style {
             UnauthorizedStyle::Challenge => ErrorCase::TokenExpired,
-            UnauthorizedStyle::Plain => ErrorCase::TokenExpiredPlainText,
+            UnauthorizedStyle::Plain => ErrorCase::TokenRefusedPlainText,
         };
         refuse(sb, P, case, &ErrorDetail::default())
     };

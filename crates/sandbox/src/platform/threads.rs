@@ -52,7 +52,7 @@ pub(crate) fn render(case: ErrorCase, d: &ErrorDetail) -> Reply {
             2500,
             None,
         ),
-        ErrorCase::TokenExpired | ErrorCase::TokenExpiredPlainText => {
+        ErrorCase::TokenExpired | ErrorCase::TokenRefusedPlainText => {
             g(400, &session_expired_message(d), "OAuthException", 190, Some(463))
         }
         ErrorCase::TokenInvalid => g(

@@ -21,7 +21,7 @@ use std::time::Duration;
 const P: Provider = Provider::Tiktok;
 
 pub(crate) const CASES: &[ErrorCase] = &[
-    ErrorCase::TokenExpired,
+    ErrorCase::TokenInvalid,
     ErrorCase::ScopeMissing,
     ErrorCase::InvalidParams,
     ErrorCase::RateLimited { limit: Limit::App },
@@ -50,9 +50,10 @@ pub(crate) fn render(case: ErrorCase, d: &ErrorDetail) -> Reply {
         .header("cache-control", "no-store")
     };
     match case {
-        // One code for every token problem: "refresh the token and retry" (platforms.md §3).
+        // One code for every token problem, expired included: "refresh the token and retry"
+        // (platforms.md §3). The code says "invalid", so that is the kind it carries.
         ErrorCase::TokenExpired
-        | ErrorCase::TokenExpiredPlainText
+        | ErrorCase::TokenRefusedPlainText
         | ErrorCase::TokenInvalid
         | ErrorCase::TokenRevoked
         | ErrorCase::CredentialMissing => api(
@@ -219,7 +220,7 @@ async fn revoke(State(sb): State<Sandbox>, Form(f): Form<HashMap<String, String>
 fn authorize(sb: &Sandbox, headers: &HeaderMap, uri: &Uri, scope: &[&str]) -> Result<Arc<AccessToken>, Response> {
     let access = match sb.gate(P, bearer(headers).as_deref()) {
         Ok(a) => a,
-        Err(Gate::Token(_)) => return Err(refuse(sb, P, ErrorCase::TokenExpired, &ErrorDetail::default())),
+        Err(Gate::Token(_)) => return Err(refuse(sb, P, ErrorCase::TokenInvalid, &ErrorDetail::default())),
         Err(Gate::Throttled) => {
             let reset_at = Some(sb.now() + chrono::TimeDelta::seconds(60));
             return Err(refuse(sb, P, ErrorCase::RateLimited { limit: Limit::App }, &ErrorDetail { reset_at, ..Default::default() }));

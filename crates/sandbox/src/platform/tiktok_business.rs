@@ -59,7 +59,7 @@ pub(crate) fn render(case: ErrorCase, d: &ErrorDetail) -> Reply {
     let (code, message) = match case {
         ErrorCase::OutagePage { status } => return load_balancer_page(status),
         ErrorCase::CredentialMissing => (40104, msg("Access token is null, please check and try again.")),
-        ErrorCase::TokenExpired | ErrorCase::TokenExpiredPlainText => {
+        ErrorCase::TokenExpired | ErrorCase::TokenRefusedPlainText => {
             (40102, msg("Access token has expired."))
         }
         ErrorCase::TokenRevoked | ErrorCase::TokenInvalid => {
