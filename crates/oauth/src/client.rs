@@ -1,0 +1,233 @@
+//! The HTTP side of the provider client.
+
+use crate::request::{AppCredentials, Prepared, Vars, authorize_url, prepare};
+use crate::response::{TokenError, TokenGrant, read};
+use std::sync::Arc;
+use std::time::Duration;
+use tokenwarden_core::clock::Clock;
+use tokenwarden_core::provider::{Method, Provider, TokenCall};
+use tokenwarden_core::secret::Secret;
+use tokenwarden_core::token::TokenSet;
+use url::Url;
+
+/// At most this much of a token response is read (hardening rule 8).
+pub const MAX_TOKEN_RESPONSE: usize = 64 * 1024;
+
+/// Talks to token endpoints as each provider's definition says.
+#[derive(Debug, Clone)]
+pub struct OAuthClient {
+    http: reqwest::Client,
+    clock: Arc<dyn Clock>,
+}
+
+impl OAuthClient {
+    /// A client that never follows redirects (a 307 would re-send the client secret elsewhere;
+    /// hardening rule 7), with bounded connect and total times.
+    pub fn new(clock: Arc<dyn Clock>) -> Result<OAuthClient, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(20))
+            .user_agent(concat!("tokenwarden/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(OAuthClient { http, clock })
+    }
+
+    /// The authorize URL for a new flow.
+    pub fn authorize_url(
+        &self,
+        provider: &Provider,
+        app: &AppCredentials,
+        state: &str,
+        scopes: &[String],
+        pkce_challenge: Option<&str>,
+    ) -> Url {
+        authorize_url(&provider.spec, app, state, scopes, pkce_challenge)
+    }
+
+    /// Exchanges an authorization code, then (for Threads and Meta) at once upgrades the
+    /// short-lived token to a long-lived one. Either both succeed or nothing is returned.
+    pub async fn exchange_code(
+        &self,
+        provider: &Provider,
+        app: &AppCredentials,
+        code: &Secret,
+        verifier: Option<&Secret>,
+    ) -> Result<TokenGrant, TokenError> {
+        let vars = Vars {
+            code: Some(code),
+            code_verifier: verifier,
+            ..Default::default()
+        };
+        let first = self
+            .call(provider, &provider.spec.token.exchange, app, &vars, None)
+            .await?;
+        let Some(upgrade) = &provider.spec.token.upgrade else {
+            return Ok(first);
+        };
+        let vars = Vars {
+            access_token: Some(&first.tokens.access_token),
+            ..Default::default()
+        };
+        let mut long = self
+            .call(provider, upgrade, app, &vars, Some(&first.tokens))
+            .await?;
+        for a in first.account_ids {
+            if !long.account_ids.contains(&a) {
+                long.account_ids.push(a);
+            }
+        }
+        Ok(long)
+    }
+
+    /// Renews `current` (refresh-token grant or self-refresh, as the provider says).
+    pub async fn refresh(
+        &self,
+        provider: &Provider,
+        app: &AppCredentials,
+        current: &TokenSet,
+    ) -> Result<TokenGrant, TokenError> {
+        let id = provider.spec.id.as_str();
+        let call = provider
+            .spec
+            .token
+            .refresh
+            .as_ref()
+            .ok_or_else(|| TokenError::Malformed {
+                provider: id.to_string(),
+                reason: "this provider's tokens cannot be refreshed".into(),
+            })?;
+        let vars = Vars {
+            refresh_token: current.refresh_token.as_ref(),
+            access_token: Some(&current.access_token),
+            ..Default::default()
+        };
+        self.call(provider, call, app, &vars, Some(current)).await
+    }
+
+    /// Revokes the tokens at the platform, where it has a revocation endpoint. Returns whether a
+    /// call was made.
+    pub async fn revoke(
+        &self,
+        provider: &Provider,
+        app: &AppCredentials,
+        current: &TokenSet,
+    ) -> Result<bool, TokenError> {
+        let Some(call) = &provider.spec.token.revoke else {
+            return Ok(false);
+        };
+        let vars = Vars {
+            refresh_token: current.refresh_token.as_ref(),
+            access_token: Some(&current.access_token),
+            ..Default::default()
+        };
+        let (status, headers, body) = self.send(provider, prepare(call, app, &vars)).await?;
+        let now = self.clock.now();
+        let verdict = provider.classifier().classify(
+            &tokenwarden_core::classify::ResponseView {
+                status,
+                headers: &headers,
+                body: &body,
+            },
+            tokenwarden_core::provider::Context::TokenEndpoint,
+            now,
+        );
+        match verdict.kind {
+            tokenwarden_core::classify::Kind::Ok => Ok(true),
+            _ => Err(crate::response::failure(provider.spec.id.as_str(), verdict)),
+        }
+    }
+
+    async fn call(
+        &self,
+        provider: &Provider,
+        call: &TokenCall,
+        app: &AppCredentials,
+        vars: &Vars<'_>,
+        previous: Option<&TokenSet>,
+    ) -> Result<TokenGrant, TokenError> {
+        let (status, headers, body) = self.send(provider, prepare(call, app, vars)).await?;
+        read(
+            provider,
+            status,
+            &headers,
+            &body,
+            previous,
+            self.clock.now(),
+        )
+    }
+
+    async fn send(
+        &self,
+        provider: &Provider,
+        p: Prepared,
+    ) -> Result<(u16, Vec<(String, String)>, Vec<u8>), TokenError> {
+        let id = provider.spec.id.as_str();
+        let transient = |reason: String| TokenError::Transient {
+            provider: id.to_string(),
+            reason,
+            classification: None,
+        };
+        let mut req = match p.method {
+            Method::GET => self.http.get(p.url),
+            Method::POST => self.http.post(p.url),
+        };
+        if !p.form.is_empty() {
+            req = req.form(&p.form);
+        }
+        if let Some(json) = &p.json {
+            req = req.json(json);
+        }
+        if let Some((user, secret)) = &p.basic {
+            req = req.basic_auth(user, Some(secret.expose()));
+        }
+        req = req.header(reqwest::header::ACCEPT, "application/json");
+        // reqwest's errors print the URL, which for GET token calls holds the secret: strip it.
+        let mut resp = req
+            .send()
+            .await
+            .map_err(|e| transient(describe(&e.without_url())))?;
+        let status = resp.status().as_u16();
+        let headers: Vec<(String, String)> = resp
+            .headers()
+            .iter()
+            .map(|(n, v)| {
+                (
+                    n.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        let mut body = Vec::new();
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| transient(describe(&e.without_url())))?
+        {
+            if body.len() + chunk.len() > MAX_TOKEN_RESPONSE {
+                return Err(TokenError::Malformed {
+                    provider: id.to_string(),
+                    reason: format!(
+                        "the token response is larger than {} KiB",
+                        MAX_TOKEN_RESPONSE / 1024
+                    ),
+                });
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok((status, headers, body))
+    }
+}
+
+/// Our own words for a transport failure.
+fn describe(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        "the token endpoint did not answer in time".into()
+    } else if e.is_connect() {
+        "could not connect to the token endpoint".into()
+    } else if e.is_body() || e.is_decode() {
+        "the connection broke while reading the answer".into()
+    } else {
+        "the request to the token endpoint failed".into()
+    }
+}

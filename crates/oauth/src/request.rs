@@ -1,0 +1,287 @@
+//! Requests built from a provider definition: nothing here knows a platform by name.
+
+use tokenwarden_core::provider::{ClientAuth, Encoding, Method, ProviderSpec, TokenCall};
+use tokenwarden_core::secret::Secret;
+use url::Url;
+
+/// The app (OAuth client) a connection belongs to.
+#[derive(Debug, Clone)]
+pub struct AppCredentials {
+    /// Client id (TikTok: app id or client key).
+    pub client_id: String,
+    /// Client secret.
+    pub client_secret: Secret,
+    /// The redirect URI registered with the platform.
+    pub redirect_uri: String,
+}
+
+/// Values for a token call's templates. A value left `None` expands to nothing, and a parameter
+/// that expands to nothing is left out (`code_verifier` without PKCE).
+#[derive(Debug, Default)]
+pub struct Vars<'a> {
+    /// `{code}`.
+    pub code: Option<&'a Secret>,
+    /// `{code_verifier}`.
+    pub code_verifier: Option<&'a Secret>,
+    /// `{refresh_token}`.
+    pub refresh_token: Option<&'a Secret>,
+    /// `{access_token}`.
+    pub access_token: Option<&'a Secret>,
+}
+
+/// A request ready to send. Its `Debug` never shows parameter values: they hold secrets.
+pub struct Prepared {
+    /// Method.
+    pub method: Method,
+    /// Full URL (for `query` encoding, parameters included: never log it).
+    pub url: Url,
+    /// Body parameters for `form` encoding.
+    pub form: Vec<(String, String)>,
+    /// Body for `json` encoding.
+    pub json: Option<serde_json::Value>,
+    /// HTTP Basic credentials (`client_secret_basic`).
+    pub basic: Option<(String, Secret)>,
+}
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prepared")
+            .field("method", &self.method)
+            .field(
+                "endpoint",
+                &format_args!(
+                    "{}{}",
+                    self.url.origin().ascii_serialization(),
+                    self.url.path()
+                ),
+            )
+            .field(
+                "params",
+                &self
+                    .form
+                    .iter()
+                    .map(|(k, _)| k.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+fn expand(template: &str, app: &AppCredentials, vars: &Vars<'_>) -> String {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(start) = rest.find('{') {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 1..];
+        let Some(end) = after.find('}') else {
+            out.push_str(&rest[start..]);
+            return out;
+        };
+        let value: Option<&str> = match &after[..end] {
+            "client_id" => Some(&app.client_id),
+            "client_secret" => Some(app.client_secret.expose()),
+            "redirect_uri" => Some(&app.redirect_uri),
+            "code" => vars.code.map(Secret::expose),
+            "code_verifier" => vars.code_verifier.map(Secret::expose),
+            "refresh_token" => vars.refresh_token.map(Secret::expose),
+            "access_token" => vars.access_token.map(Secret::expose),
+            // Validation refuses unknown placeholders; keep the text if one slips through.
+            _ => None,
+        };
+        out.push_str(value.unwrap_or(""));
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Builds one token call.
+pub fn prepare(call: &TokenCall, app: &AppCredentials, vars: &Vars<'_>) -> Prepared {
+    let params: Vec<(String, String)> = call
+        .params
+        .iter()
+        .map(|(k, t)| (k.clone(), expand(t, app, vars)))
+        .filter(|(_, v)| !v.is_empty())
+        .collect();
+    let basic = (call.client_auth == ClientAuth::Basic)
+        .then(|| (app.client_id.clone(), app.client_secret.clone()));
+    let mut url = call.url.clone();
+    match call.encoding {
+        Encoding::Query => {
+            url.query_pairs_mut().extend_pairs(params.iter());
+            Prepared {
+                method: call.method,
+                url,
+                form: Vec::new(),
+                json: None,
+                basic,
+            }
+        }
+        Encoding::Form => Prepared {
+            method: call.method,
+            url,
+            form: params,
+            json: None,
+            basic,
+        },
+        Encoding::Json => {
+            let obj: serde_json::Map<String, serde_json::Value> = params
+                .into_iter()
+                .map(|(k, v)| (k, serde_json::Value::String(v)))
+                .collect();
+            Prepared {
+                method: call.method,
+                url,
+                form: Vec::new(),
+                json: Some(serde_json::Value::Object(obj)),
+                basic,
+            }
+        }
+    }
+}
+
+/// The platform's authorize page for this app, state and scopes (and PKCE challenge).
+pub fn authorize_url(
+    spec: &ProviderSpec,
+    app: &AppCredentials,
+    state: &str,
+    scopes: &[String],
+    challenge: Option<&str>,
+) -> Url {
+    let a = &spec.authorize;
+    let mut url = a.url.clone();
+    {
+        let mut q = url.query_pairs_mut();
+        q.append_pair(&a.client_id_param, &app.client_id);
+        q.append_pair("redirect_uri", &app.redirect_uri);
+        q.append_pair("state", state);
+        if !a.scope_param.is_empty() {
+            let chosen = if scopes.is_empty() {
+                &a.default_scopes
+            } else {
+                scopes
+            };
+            if !chosen.is_empty() {
+                q.append_pair(&a.scope_param, &chosen.join(&a.scope_separator));
+            }
+        }
+        for (k, v) in &a.extra_params {
+            q.append_pair(k, v);
+        }
+        if let Some(c) = challenge.filter(|_| a.pkce) {
+            q.append_pair("code_challenge", c);
+            q.append_pair("code_challenge_method", "S256");
+        }
+    }
+    url
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokenwarden_core::provider::Registry;
+
+    fn app() -> AppCredentials {
+        AppCredentials {
+            client_id: "cid".into(),
+            client_secret: Secret::new("shh-secret"),
+            redirect_uri: "http://127.0.0.1:1/callback/x".into(),
+        }
+    }
+
+    #[test]
+    fn tiktok_business_exchange_is_json_with_its_own_names() {
+        let reg = Registry::builtin().unwrap();
+        let spec = &reg.get("tiktok-business").unwrap().spec;
+        let code = Secret::new("the-code");
+        let p = prepare(
+            &spec.token.exchange,
+            &app(),
+            &Vars {
+                code: Some(&code),
+                ..Default::default()
+            },
+        );
+        assert_eq!(
+            p.json.unwrap(),
+            serde_json::json!({"app_id": "cid", "secret": "shh-secret", "auth_code": "the-code"})
+        );
+        assert!(p.form.is_empty());
+        let shown = format!(
+            "{p:?}",
+            p = prepare(&spec.token.exchange, &app(), &Vars::default())
+        );
+        assert!(!shown.contains("shh-secret"), "{shown}");
+    }
+
+    #[test]
+    fn threads_refresh_is_a_get_with_the_token_in_the_query() {
+        let reg = Registry::builtin().unwrap();
+        let spec = &reg.get("threads").unwrap().spec;
+        let at = Secret::new("long-lived");
+        let p = prepare(
+            spec.token.refresh.as_ref().unwrap(),
+            &app(),
+            &Vars {
+                access_token: Some(&at),
+                ..Default::default()
+            },
+        );
+        assert_eq!(p.method, Method::GET);
+        let q: Vec<(String, String)> = p.url.query_pairs().into_owned().collect();
+        assert!(q.contains(&("grant_type".into(), "th_refresh_token".into())));
+        assert!(q.contains(&("access_token".into(), "long-lived".into())));
+    }
+
+    #[test]
+    fn missing_values_leave_parameters_out() {
+        let reg = Registry::builtin().unwrap();
+        let spec = &reg.get("tiktok").unwrap().spec;
+        let code = Secret::new("c");
+        let p = prepare(
+            &spec.token.exchange,
+            &app(),
+            &Vars {
+                code: Some(&code),
+                ..Default::default()
+            },
+        );
+        let names: Vec<&str> = p.form.iter().map(|(k, _)| k.as_str()).collect();
+        assert!(
+            names.contains(&"client_key") && !names.contains(&"code_verifier"),
+            "{names:?}"
+        );
+    }
+
+    #[test]
+    fn authorize_urls_follow_the_definition() {
+        let reg = Registry::builtin().unwrap();
+        let tt = authorize_url(
+            &reg.get("tiktok").unwrap().spec,
+            &app(),
+            "st",
+            &["user.info.basic".into(), "video.list".into()],
+            Some("ch"),
+        );
+        let q: std::collections::HashMap<String, String> = tt.query_pairs().into_owned().collect();
+        assert_eq!(q["client_key"], "cid");
+        assert_eq!(q["scope"], "user.info.basic,video.list");
+        assert!(
+            !q.contains_key("code_challenge"),
+            "tiktok web flow has pkce off"
+        );
+        let tb = authorize_url(
+            &reg.get("tiktok-business").unwrap().spec,
+            &app(),
+            "st",
+            &[],
+            None,
+        );
+        let q: std::collections::HashMap<String, String> = tb.query_pairs().into_owned().collect();
+        assert_eq!(q["app_id"], "cid");
+        assert!(!q.contains_key("scope"));
+        let snap = authorize_url(&reg.get("snapchat").unwrap().spec, &app(), "st", &[], None);
+        assert!(snap.as_str().contains("scope=snapchat-marketing-api"));
+        assert!(!snap.as_str().contains("shh-secret"));
+    }
+}
