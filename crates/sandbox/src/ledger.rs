@@ -482,7 +482,7 @@ impl Ledger {
         }
         let mut superseded = token.superseded_at.lock();
         match *superseded {
-            Some(at) if now > at + to_delta(grace) => return Err(RefreshRefusal::Reused),
+            Some(at) if now >= at + to_delta(grace) => return Err(RefreshRefusal::Reused),
             Some(_) => {}
             None if rotate => *superseded = Some(now),
             None => {}
