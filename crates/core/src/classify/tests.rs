@@ -902,3 +902,34 @@ fn a_token_echoed_by_the_platform_never_reaches_the_texts() {
     let all = serde_json::to_string(&c).unwrap();
     assert!(!all.contains(token), "{all}");
 }
+
+#[test]
+fn graph_code_exchange_failures() {
+    for p in ["threads", "meta"] {
+        let reg = Registry::builtin().unwrap();
+        let classify = |body: &str| {
+            let headers = vec![];
+            let resp = ResponseView {
+                status: 400,
+                headers: &headers,
+                body: body.as_bytes(),
+            };
+            reg.get(p)
+                .unwrap()
+                .classifier()
+                .classify(&resp, Context::TokenEndpoint, now())
+        };
+        let used = classify(
+            r#"{"error":{"message":"This authorization code has been used.","type":"OAuthException","code":100,"error_subcode":36009}}"#,
+        );
+        assert_eq!(
+            (used.kind, used.action, used.blame),
+            (Kind::TokenRevoked, Action::Reauthorize, Blame::Connection),
+            "{p}"
+        );
+        let redirect = classify(
+            r#"{"error":{"message":"Error validating verification code. Please make sure your redirect_uri is identical","type":"OAuthException","code":100,"error_subcode":36008}}"#,
+        );
+        assert_eq!(redirect.blame, Blame::App, "{p}");
+    }
+}

@@ -1,0 +1,227 @@
+//! The provider client against the sandbox over loopback, for every platform: the definitions,
+//! the client and the emulator must agree on paths, parameter names, encodings and envelopes.
+
+use chrono::{DateTime, TimeDelta};
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokenwarden_core::clock::FakeClock;
+use tokenwarden_core::provider::{Provider, Registry};
+use tokenwarden_core::secret::Secret;
+use tokenwarden_oauth::{AppCredentials, OAuthClient, TokenError};
+use tokenwarden_sandbox::{Sandbox, SandboxConfig};
+
+const REDIRECT: &str = "http://127.0.0.1:9/callback";
+
+struct World {
+    base: String,
+    clock: FakeClock,
+    client: OAuthClient,
+    http: reqwest::Client,
+    registry: Registry,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+async fn world() -> World {
+    let clock = FakeClock::new(DateTime::from_timestamp(1_800_000_000, 0).unwrap());
+    let config = SandboxConfig {
+        demo_redirect_uris: vec![REDIRECT.into()],
+        ..SandboxConfig::default()
+    };
+    let sandbox = Sandbox::new(config, Arc::new(clock.clone()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(sandbox.serve(listener, async {
+        let _ = stopped.await;
+    }));
+    let registry = Registry::builtin().unwrap();
+    World {
+        base,
+        client: OAuthClient::new(Arc::new(clock.clone())).unwrap(),
+        clock,
+        http: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
+        registry,
+        _stop: stop,
+    }
+}
+
+impl World {
+    fn provider(&self, id: &str) -> Provider {
+        let base = url::Url::parse(&format!("{}/{id}", self.base)).unwrap();
+        self.registry.get(id).unwrap().with_origin(&base)
+    }
+
+    fn app(&self, id: &str) -> AppCredentials {
+        AppCredentials {
+            client_id: format!("demo-{id}"),
+            client_secret: Secret::new(format!("demo-{id}-secret")),
+            redirect_uri: REDIRECT.into(),
+        }
+    }
+
+    /// Approves the authorize URL the way a script does (the page's form POST) and returns the code.
+    async fn approve(&self, p: &Provider) -> Secret {
+        let url =
+            self.client
+                .authorize_url(p, &self.app(p.spec.id.as_str()), "state-123", &[], None);
+        let mut form: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+        form.push(("decision".into(), "approve".into()));
+        let target = format!("{}{}", url.origin().ascii_serialization(), url.path());
+        let resp = self.http.post(target).form(&form).send().await.unwrap();
+        assert_eq!(resp.status(), 302, "{}: approval redirects", p.spec.id);
+        let location = url::Url::parse(resp.headers()["location"].to_str().unwrap()).unwrap();
+        let q: HashMap<String, String> = location.query_pairs().into_owned().collect();
+        assert_eq!(
+            q.get("state").map(String::as_str),
+            Some("state-123"),
+            "state passes through"
+        );
+        let code = p
+            .spec
+            .authorize
+            .callback_code_params
+            .iter()
+            .find_map(|k| q.get(k))
+            .expect("a code");
+        Secret::new(code.clone())
+    }
+}
+
+#[tokio::test]
+async fn every_platform_connects_and_renews_as_its_definition_says() {
+    let w = world().await;
+    for id in ["snapchat", "tiktok", "tiktok-business", "threads", "meta"] {
+        let p = w.provider(id);
+        let app = w.app(id);
+        let code = w.approve(&p).await;
+        let grant = w
+            .client
+            .exchange_code(&p, &app, &code, None)
+            .await
+            .unwrap_or_else(|e| panic!("{id}: exchange: {e}"));
+        let t = &grant.tokens;
+        assert!(!t.access_token.is_empty(), "{id}");
+        match id {
+            "tiktok-business" => {
+                assert_eq!(t.expires_at, None, "advertiser tokens do not expire");
+                assert!(!grant.account_ids.is_empty(), "advertiser_ids recorded");
+            }
+            "threads" | "meta" => {
+                let life = t.expires_at.unwrap() - w.clock.now_utc();
+                assert!(
+                    life > TimeDelta::days(50),
+                    "{id}: upgraded to a long-lived token, got {life}"
+                );
+            }
+            _ => assert!(t.refresh_token.is_some(), "{id}: a refresh token"),
+        }
+        // A code works once.
+        let again = w
+            .client
+            .exchange_code(&p, &app, &code, None)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(again, TokenError::Refused { .. }),
+            "{id}: replayed code: {again:?}"
+        );
+
+        if p.spec.refresh.style.can_refresh() {
+            if id == "threads" {
+                w.clock.advance(TimeDelta::hours(25));
+            }
+            let renewed = w
+                .client
+                .refresh(&p, &app, t)
+                .await
+                .unwrap_or_else(|e| panic!("{id}: refresh: {e}"));
+            assert_ne!(
+                renewed.tokens.access_token, t.access_token,
+                "{id}: a new access token"
+            );
+            assert!(
+                renewed.tokens.refresh_token.is_some() || id == "threads",
+                "{id}"
+            );
+        }
+        if p.spec.token.revoke.is_some() {
+            assert!(
+                w.client
+                    .revoke(&p, &app, t)
+                    .await
+                    .unwrap_or_else(|e| panic!("{id}: revoke: {e}"))
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_rotated_refresh_token_is_refused_and_a_wrong_secret_blames_the_app() {
+    let w = world().await;
+    let p = w.provider("tiktok");
+    let app = w.app("tiktok");
+    let code = w.approve(&p).await;
+    let first = w.client.exchange_code(&p, &app, &code, None).await.unwrap();
+    let second = w.client.refresh(&p, &app, &first.tokens).await.unwrap();
+    assert_ne!(
+        second.tokens.refresh_token, first.tokens.refresh_token,
+        "TikTok rotates refresh tokens"
+    );
+    let reuse = w.client.refresh(&p, &app, &first.tokens).await.unwrap_err();
+    assert!(matches!(reuse, TokenError::Refused { .. }), "{reuse:?}");
+
+    let snap = w.provider("snapchat");
+    let code = w.approve(&snap).await;
+    let mut wrong = w.app("snapchat");
+    wrong.client_secret = Secret::new("not-the-secret");
+    let e = w
+        .client
+        .exchange_code(&snap, &wrong, &code, None)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, TokenError::Misconfigured { .. }), "{e:?}");
+    assert!(!e.to_string().contains("not-the-secret"));
+}
+
+#[tokio::test]
+async fn threads_refuses_a_refresh_before_24_hours() {
+    let w = world().await;
+    let p = w.provider("threads");
+    let app = w.app("threads");
+    let code = w.approve(&p).await;
+    let grant = w.client.exchange_code(&p, &app, &code, None).await.unwrap();
+    let early = w.client.refresh(&p, &app, &grant.tokens).await.unwrap_err();
+    assert!(
+        !matches!(early, TokenError::Refused { .. }),
+        "too early is not a revoked grant: {early:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_token_endpoint_is_transient_and_names_no_secret() {
+    let w = world().await;
+    let base = url::Url::parse("http://127.0.0.1:1/meta").unwrap();
+    let p = w.registry.get("meta").unwrap().with_origin(&base);
+    let e = w
+        .client
+        .exchange_code(&p, &w.app("meta"), &Secret::new("c"), None)
+        .await
+        .unwrap_err();
+    assert!(e.is_transient(), "{e:?}");
+    let shown = format!("{e} {e:?}");
+    assert!(!shown.contains("demo-meta-secret"), "{shown}");
+}
+
+trait NowUtc {
+    fn now_utc(&self) -> chrono::DateTime<chrono::Utc>;
+}
+
+impl NowUtc for FakeClock {
+    fn now_utc(&self) -> chrono::DateTime<chrono::Utc> {
+        use tokenwarden_core::clock::Clock;
+        self.now()
+    }
+}
