@@ -51,15 +51,24 @@ pub(crate) fn routes() -> Router<Sandbox> {
         .route("/grants/{id}/remove-scope", post(remove_scope))
         .route("/grants/{id}/remove-role", post(remove_role))
         .route("/apps", get(list_apps).post(register_app))
-        .route("/apps/{provider}/{client_id}/rotate-secret", post(rotate_secret))
-        .route("/apps/{provider}/{client_id}/redirect-uris", post(add_redirect))
+        .route(
+            "/apps/{provider}/{client_id}/rotate-secret",
+            post(rotate_secret),
+        )
+        .route(
+            "/apps/{provider}/{client_id}/redirect-uris",
+            post(add_redirect),
+        )
         .route("/faults", get(list_faults))
         .route("/faults/{provider}/throttle", post(throttle))
         .route("/faults/{provider}/outage", post(outage))
         .route("/faults/{provider}/latency", post(latency))
         .route("/faults/{provider}/malformed", post(malformed))
         .route("/faults/{provider}/rotation", post(rotation))
-        .route("/faults/{provider}/unauthorized-style", post(unauthorized_style))
+        .route(
+            "/faults/{provider}/unauthorized-style",
+            post(unauthorized_style),
+        )
         .route("/faults/{provider}/clear", post(clear))
         .route("/counters", get(counters))
         .route("/counters/reset", post(reset_counters))
@@ -85,7 +94,9 @@ fn provider(id: &str) -> Result<Provider, AdminError> {
     Provider::parse(id).ok_or_else(|| {
         AdminError(
             StatusCode::NOT_FOUND,
-            format!("unknown provider {id:?}; one of snapchat, tiktok-business, tiktok, threads, meta"),
+            format!(
+                "unknown provider {id:?}; one of snapchat, tiktok-business, tiktok, threads, meta"
+            ),
         )
     })
 }
@@ -120,7 +131,10 @@ fn done(v: Value) -> AdminResult {
     Ok(Json(v).into_response())
 }
 
-async fn list_grants(State(sb): State<Sandbox>, Query(q): Query<HashMap<String, String>>) -> AdminResult {
+async fn list_grants(
+    State(sb): State<Sandbox>,
+    Query(q): Query<HashMap<String, String>>,
+) -> AdminResult {
     let only = match q.get("provider") {
         Some(p) => Some(provider(p)?),
         None => None,
@@ -152,10 +166,17 @@ async fn expire(State(sb): State<Sandbox>, Path(id): Path<String>) -> AdminResul
     done(json!(g.view()))
 }
 
-async fn remove_scope(State(sb): State<Sandbox>, Path(id): Path<String>, b: Option<Json<Value>>) -> AdminResult {
+async fn remove_scope(
+    State(sb): State<Sandbox>,
+    Path(id): Path<String>,
+    b: Option<Json<Value>>,
+) -> AdminResult {
     let g = grant(&sb, &id)?;
     let b = body(b);
-    let scope = b.get("scope").and_then(Value::as_str).ok_or_else(|| bad("body must be {\"scope\": \"…\"}"))?;
+    let scope = b
+        .get("scope")
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad("body must be {\"scope\": \"…\"}"))?;
     if !sb.ledger().remove_scope(&g, scope) {
         return Err(bad(format!("the grant does not hold the scope {scope:?}")));
     }
@@ -167,7 +188,10 @@ async fn remove_role(State(sb): State<Sandbox>, Path(id): Path<String>) -> Admin
     if matches!(g.provider, Provider::Tiktok | Provider::Threads) {
         return Err(AdminError(
             StatusCode::CONFLICT,
-            format!("{} has no ad-account roles; remove a scope instead", g.provider),
+            format!(
+                "{} has no ad-account roles; remove a scope instead",
+                g.provider
+            ),
         ));
     }
     sb.ledger().remove_role(&g);
@@ -200,7 +224,10 @@ async fn register_app(State(sb): State<Sandbox>, Json(n): Json<NewApp>) -> Admin
         return Err(bad("client_id and client_secret must not be empty"));
     }
     if sb.ledger().app(p, &n.client_id).is_some() {
-        return Err(AdminError(StatusCode::CONFLICT, format!("{p} already has an app {:?}", n.client_id)));
+        return Err(AdminError(
+            StatusCode::CONFLICT,
+            format!("{p} already has an app {:?}", n.client_id),
+        ));
     }
     for uri in &n.redirect_uris {
         url::Url::parse(uri).map_err(|_| bad(format!("{uri:?} is not a URL")))?;
@@ -217,21 +244,34 @@ async fn register_app(State(sb): State<Sandbox>, Json(n): Json<NewApp>) -> Admin
 
 fn app(sb: &Sandbox, p: &str, client_id: &str) -> Result<Arc<crate::ledger::App>, AdminError> {
     let p = provider(p)?;
-    sb.ledger()
-        .app(p, client_id)
-        .ok_or_else(|| AdminError(StatusCode::NOT_FOUND, format!("{p} has no app {client_id:?}")))
+    sb.ledger().app(p, client_id).ok_or_else(|| {
+        AdminError(
+            StatusCode::NOT_FOUND,
+            format!("{p} has no app {client_id:?}"),
+        )
+    })
 }
 
-async fn rotate_secret(State(sb): State<Sandbox>, Path((p, client_id)): Path<(String, String)>) -> AdminResult {
+async fn rotate_secret(
+    State(sb): State<Sandbox>,
+    Path((p, client_id)): Path<(String, String)>,
+) -> AdminResult {
     let a = app(&sb, &p, &client_id)?;
     let secret = sb.ledger().rotate_secret(&a);
     done(json!({"provider": a.provider, "client_id": a.client_id, "client_secret": secret}))
 }
 
-async fn add_redirect(State(sb): State<Sandbox>, Path((p, client_id)): Path<(String, String)>, b: Option<Json<Value>>) -> AdminResult {
+async fn add_redirect(
+    State(sb): State<Sandbox>,
+    Path((p, client_id)): Path<(String, String)>,
+    b: Option<Json<Value>>,
+) -> AdminResult {
     let a = app(&sb, &p, &client_id)?;
     let b = body(b);
-    let uri = b.get("redirect_uri").and_then(Value::as_str).ok_or_else(|| bad("body must be {\"redirect_uri\": \"…\"}"))?;
+    let uri = b
+        .get("redirect_uri")
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad("body must be {\"redirect_uri\": \"…\"}"))?;
     url::Url::parse(uri).map_err(|_| bad(format!("{uri:?} is not a URL")))?;
     sb.ledger().add_redirect_uri(&a, uri.to_string());
     done(app_view(&a))
@@ -255,11 +295,18 @@ fn faults_view(sb: &Sandbox, p: Provider) -> Value {
 }
 
 async fn list_faults(State(sb): State<Sandbox>) -> AdminResult {
-    let m: serde_json::Map<String, Value> = Provider::ALL.iter().map(|p| (p.id().to_string(), faults_view(&sb, *p))).collect();
+    let m: serde_json::Map<String, Value> = Provider::ALL
+        .iter()
+        .map(|p| (p.id().to_string(), faults_view(&sb, *p)))
+        .collect();
     done(Value::Object(m))
 }
 
-async fn throttle(State(sb): State<Sandbox>, Path(p): Path<String>, b: Option<Json<Value>>) -> AdminResult {
+async fn throttle(
+    State(sb): State<Sandbox>,
+    Path(p): Path<String>,
+    b: Option<Json<Value>>,
+) -> AdminResult {
     let p = provider(&p)?;
     let b = body(b);
     let f = sb.faults(p);
@@ -267,22 +314,34 @@ async fn throttle(State(sb): State<Sandbox>, Path(p): Path<String>, b: Option<Js
         let n = n.as_u64().ok_or_else(|| bad("next must be a count"))?;
         f.throttle_next.store(n, Ordering::Release);
     } else if let Some(rate) = b.get("rate_per_sec") {
-        let rate = rate.as_f64().filter(|r| r.is_finite() && *r >= 0.0).ok_or_else(|| bad("rate_per_sec must be a non-negative number"))?;
-        let dur = span(b.get("for"), "for")?.ok_or_else(|| bad("a rate needs \"for\": how long"))?;
+        let rate = rate
+            .as_f64()
+            .filter(|r| r.is_finite() && *r >= 0.0)
+            .ok_or_else(|| bad("rate_per_sec must be a non-negative number"))?;
+        let dur =
+            span(b.get("for"), "for")?.ok_or_else(|| bad("a rate needs \"for\": how long"))?;
         f.settings.write().throttle_rate = Some((rate, sb.now() + to_delta(dur)));
     } else {
-        return Err(bad("body must be {\"next\": N} or {\"rate_per_sec\": R, \"for\": \"1m\"}"));
+        return Err(bad(
+            "body must be {\"next\": N} or {\"rate_per_sec\": R, \"for\": \"1m\"}",
+        ));
     }
     done(faults_view(&sb, p))
 }
 
-async fn outage(State(sb): State<Sandbox>, Path(p): Path<String>, b: Option<Json<Value>>) -> AdminResult {
+async fn outage(
+    State(sb): State<Sandbox>,
+    Path(p): Path<String>,
+    b: Option<Json<Value>>,
+) -> AdminResult {
     let p = provider(&p)?;
     let b = body(b);
     let dur = span(b.get("for"), "for")?.ok_or_else(|| bad("an outage needs \"for\": how long"))?;
     let mode: OutageMode = match b.get("mode") {
         None => OutageMode::Platform,
-        Some(m) => serde_json::from_value(m.clone()).map_err(|_| bad("mode must be platform or html"))?,
+        Some(m) => {
+            serde_json::from_value(m.clone()).map_err(|_| bad("mode must be platform or html"))?
+        }
     };
     let status = match b.get("status").map(Value::as_u64) {
         None => 503,
@@ -293,22 +352,33 @@ async fn outage(State(sb): State<Sandbox>, Path(p): Path<String>, b: Option<Json
     done(faults_view(&sb, p))
 }
 
-async fn latency(State(sb): State<Sandbox>, Path(p): Path<String>, b: Option<Json<Value>>) -> AdminResult {
+async fn latency(
+    State(sb): State<Sandbox>,
+    Path(p): Path<String>,
+    b: Option<Json<Value>>,
+) -> AdminResult {
     let p = provider(&p)?;
     let b = body(b);
-    let lat = span(b.get("latency"), "latency")?.ok_or_else(|| bad("body must be {\"latency\": \"200ms\"}"))?;
+    let lat = span(b.get("latency"), "latency")?
+        .ok_or_else(|| bad("body must be {\"latency\": \"200ms\"}"))?;
     let until = span(b.get("for"), "for")?.map(|d| sb.now() + to_delta(d));
     sb.faults(p).settings.write().latency = (!lat.is_zero()).then_some((lat, until));
     done(faults_view(&sb, p))
 }
 
-async fn malformed(State(sb): State<Sandbox>, Path(p): Path<String>, b: Option<Json<Value>>) -> AdminResult {
+async fn malformed(
+    State(sb): State<Sandbox>,
+    Path(p): Path<String>,
+    b: Option<Json<Value>>,
+) -> AdminResult {
     let p = provider(&p)?;
     let b = body(b);
     let n = b.get("next").and_then(Value::as_u64).unwrap_or(1);
     let mode: MalformedMode = match b.get("mode") {
         None => MalformedMode::Truncated,
-        Some(m) => serde_json::from_value(m.clone()).map_err(|_| bad("mode must be truncated, html, missing_fields or expires_in_string"))?,
+        Some(m) => serde_json::from_value(m.clone()).map_err(|_| {
+            bad("mode must be truncated, html, missing_fields or expires_in_string")
+        })?,
     };
     let f = sb.faults(p);
     f.settings.write().malformed_mode = mode;
@@ -316,10 +386,17 @@ async fn malformed(State(sb): State<Sandbox>, Path(p): Path<String>, b: Option<J
     done(faults_view(&sb, p))
 }
 
-async fn rotation(State(sb): State<Sandbox>, Path(p): Path<String>, b: Option<Json<Value>>) -> AdminResult {
+async fn rotation(
+    State(sb): State<Sandbox>,
+    Path(p): Path<String>,
+    b: Option<Json<Value>>,
+) -> AdminResult {
     let p = provider(&p)?;
     let b = body(b);
-    let enabled = b.get("enabled").and_then(Value::as_bool).ok_or_else(|| bad("body must be {\"enabled\": true|false, \"grace\": \"30s\"}"))?;
+    let enabled = b
+        .get("enabled")
+        .and_then(Value::as_bool)
+        .ok_or_else(|| bad("body must be {\"enabled\": true|false, \"grace\": \"30s\"}"))?;
     let grace = span(b.get("grace"), "grace")?;
     let mut s = sb.faults(p).settings.write();
     s.rotation = enabled;
@@ -330,7 +407,11 @@ async fn rotation(State(sb): State<Sandbox>, Path(p): Path<String>, b: Option<Js
     done(faults_view(&sb, p))
 }
 
-async fn unauthorized_style(State(sb): State<Sandbox>, Path(p): Path<String>, b: Option<Json<Value>>) -> AdminResult {
+async fn unauthorized_style(
+    State(sb): State<Sandbox>,
+    Path(p): Path<String>,
+    b: Option<Json<Value>>,
+) -> AdminResult {
     let p = provider(&p)?;
     let b = body(b);
     let style: UnauthorizedStyle = b

@@ -29,9 +29,11 @@ use std::sync::Arc;
 pub(crate) fn routes(p: Provider) -> Router<Sandbox> {
     Router::new().route(
         p.authorize_path(),
-        get(move |State(sb): State<Sandbox>, Query(q): Query<HashMap<String, String>>| async move {
-            show(&sb, p, &q)
-        })
+        get(
+            move |State(sb): State<Sandbox>, Query(q): Query<HashMap<String, String>>| async move {
+                show(&sb, p, &q)
+            },
+        )
         .post(
             move |State(sb): State<Sandbox>, Form(f): Form<HashMap<String, String>>| async move {
                 decide(&sb, p, &f)
@@ -62,10 +64,20 @@ fn carried_params(p: Provider) -> &'static [&'static str] {
             "code_challenge",
             "code_challenge_method",
         ],
-        Provider::Snapchat => &["client_id", "redirect_uri", "response_type", "scope", "state"],
-        Provider::Threads | Provider::Meta => {
-            &["client_id", "redirect_uri", "response_type", "scope", "state"]
-        }
+        Provider::Snapchat => &[
+            "client_id",
+            "redirect_uri",
+            "response_type",
+            "scope",
+            "state",
+        ],
+        Provider::Threads | Provider::Meta => &[
+            "client_id",
+            "redirect_uri",
+            "response_type",
+            "scope",
+            "state",
+        ],
     }
 }
 
@@ -217,7 +229,10 @@ fn decide(sb: &Sandbox, p: Provider, f: &HashMap<String, String>) -> Response {
         .filter(|a| !a.is_empty())
         .unwrap_or("test-user");
     if account.len() > 64 {
-        return error_page("Bad account", "The account name is longer than 64 characters.");
+        return error_page(
+            "Bad account",
+            "The account name is longer than 64 characters.",
+        );
     }
     let code = sb.ledger().issue_code(AuthCode {
         app: c.app.clone(),
@@ -285,7 +300,9 @@ fn harden(resp: &mut Response) {
     h.insert("x-frame-options", HeaderValue::from_static("DENY"));
     h.insert(
         "content-security-policy",
-        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"),
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
+        ),
     );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));

@@ -1,8 +1,8 @@
 //! `tokenwarden sandbox`: [`SandboxArgs`] and [`run`].
 
+use crate::Sandbox;
 use crate::config::SandboxConfig;
 use crate::provider::Provider;
-use crate::Sandbox;
 use anyhow::Context;
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,7 +33,10 @@ pub struct SandboxArgs {
     #[arg(long, default_value = "0s", value_parser = span)]
     pub reuse_grace: Duration,
     /// A redirect URI registered on every demo app (repeatable).
-    #[arg(long = "redirect-uri", default_value = "http://127.0.0.1:8080/callback")]
+    #[arg(
+        long = "redirect-uri",
+        default_value = "http://127.0.0.1:8080/callback"
+    )]
     pub redirect_uris: Vec<String>,
     /// Do not enforce the platforms' rate limits (throttle faults still apply).
     #[arg(long)]

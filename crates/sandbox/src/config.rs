@@ -66,7 +66,10 @@ impl Default for SandboxConfig {
             time_scale: 1.0,
             access_lifetimes: HashMap::new(),
             long_lived_lifetimes: HashMap::new(),
-            apps: Provider::ALL.into_iter().map(AppRegistration::demo).collect(),
+            apps: Provider::ALL
+                .into_iter()
+                .map(AppRegistration::demo)
+                .collect(),
             demo_redirect_uris: Vec::new(),
             rotate_refresh_tokens: None,
             refresh_reuse_grace: Duration::ZERO,

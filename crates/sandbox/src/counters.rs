@@ -56,7 +56,11 @@ impl Counters {
         let mut grants: BTreeMap<String, (Provider, BTreeMap<String, u64>)> = BTreeMap::new();
         for e in self.token_calls.iter() {
             let (p, grant, ty) = e.key();
-            *per_type.entry(*p).or_default().entry(ty.clone()).or_default() += *e.value();
+            *per_type
+                .entry(*p)
+                .or_default()
+                .entry(ty.clone())
+                .or_default() += *e.value();
             if grant != "-" {
                 grants
                     .entry(grant.clone())

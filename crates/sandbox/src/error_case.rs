@@ -195,13 +195,7 @@ pub(crate) fn load_balancer_page(status: u16) -> Reply {
 }
 
 /// One catalogue entry: provider id, case, status, headers, body.
-pub type CatalogueEntry = (
-    &'static str,
-    ErrorCase,
-    u16,
-    Vec<(String, String)>,
-    Vec<u8>,
-);
+pub type CatalogueEntry = (&'static str, ErrorCase, u16, Vec<(String, String)>, Vec<u8>);
 
 /// Every error every platform module can send, rendered with representative details.
 pub fn error_catalogue() -> Vec<CatalogueEntry> {

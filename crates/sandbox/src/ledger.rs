@@ -62,7 +62,10 @@ impl App {
         let s = self.secret.read();
         // Constant-time comparison of the digests (hardening.md §12).
         let (a, b) = (hash(&s), hash(candidate));
-        a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+        a.iter()
+            .zip(b.iter())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
     }
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)

@@ -104,7 +104,9 @@ impl Provider {
         let s: &[&str] = match self {
             Provider::Snapchat => &["snapchat-marketing-api"],
             // No scope parameter: the permissions are fixed on the developer app.
-            Provider::TiktokBusiness => &["ad_account_management", "campaign_management", "reporting"],
+            Provider::TiktokBusiness => {
+                &["ad_account_management", "campaign_management", "reporting"]
+            }
             Provider::Tiktok => &["user.info.basic"],
             Provider::Threads => &["threads_basic"],
             Provider::Meta => &["public_profile"],

@@ -57,14 +57,23 @@ impl RateLimiter {
     }
 
     /// Rolls the key's window forward to `now` and returns (estimate, window start, length).
-    fn estimate(&self, key: &str, window: std::time::Duration, now: DateTime<Utc>) -> (f64, i64, i64) {
+    fn estimate(
+        &self,
+        key: &str,
+        window: std::time::Duration,
+        now: DateTime<Utc>,
+    ) -> (f64, i64, i64) {
         let len = (window.as_millis() as i64).max(1);
         let now_ms = now.timestamp_millis();
         let start = now_ms - now_ms.rem_euclid(len);
         let mut entry = self.windows.entry(key.to_string()).or_default();
         let w = entry.value_mut();
         if w.start_ms != start {
-            w.previous = if start - w.start_ms == len { w.count } else { 0 };
+            w.previous = if start - w.start_ms == len {
+                w.count
+            } else {
+                0
+            };
             w.start_ms = start;
             w.count = 0;
         }
@@ -85,9 +94,15 @@ mod tests {
         for _ in 0..10 {
             assert!(rl.admit("k".into(), 10, Duration::from_secs(1), t0).is_ok());
         }
-        assert!(rl.admit("k".into(), 10, Duration::from_secs(1), t0).is_err());
+        assert!(
+            rl.admit("k".into(), 10, Duration::from_secs(1), t0)
+                .is_err()
+        );
         // Another key is independent.
-        assert!(rl.admit("other".into(), 10, Duration::from_secs(1), t0).is_ok());
+        assert!(
+            rl.admit("other".into(), 10, Duration::from_secs(1), t0)
+                .is_ok()
+        );
         // Two windows later the previous counts no longer weigh.
         let t2 = t0 + chrono::TimeDelta::seconds(2);
         assert!(rl.admit("k".into(), 10, Duration::from_secs(1), t2).is_ok());

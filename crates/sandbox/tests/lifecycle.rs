@@ -90,8 +90,14 @@ async fn snapchat_code_exchange_probe_expiry_and_refresh() {
 
     let grant = h.grant_id("snapchat").await;
     let c = h.counters().await;
-    assert_eq!(c["grants"][&grant]["token_calls_by_grant_type"]["authorization_code"], 1);
-    assert_eq!(c["grants"][&grant]["token_calls_by_grant_type"]["refresh_token"], 1);
+    assert_eq!(
+        c["grants"][&grant]["token_calls_by_grant_type"]["authorization_code"],
+        1
+    );
+    assert_eq!(
+        c["grants"][&grant]["token_calls_by_grant_type"]["refresh_token"],
+        1
+    );
     assert_eq!(c["providers"]["snapchat"]["unauthorized_sent"], 1);
     assert_eq!(c["providers"]["snapchat"]["api_calls"], 3);
     h.stop().await;
@@ -105,11 +111,22 @@ async fn snapchat_ad_accounts_campaign_paging_and_async_report() {
     let access = tok["access_token"].as_str().unwrap().to_string();
     let get = |path: String| h.http.get(path).bearer_auth(&access);
     let (_, _, orgs, _) = call(get(h.url("/snapchat/v1/me/organizations"))).await;
-    let org = orgs["organizations"][0]["organization"]["id"].as_str().unwrap().to_string();
-    let (_, _, accts, _) = call(get(h.url(&format!("/snapchat/v1/organizations/{org}/adaccounts")))).await;
-    let acct = accts["adaccounts"][0]["adaccount"]["id"].as_str().unwrap().to_string();
+    let org = orgs["organizations"][0]["organization"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (_, _, accts, _) = call(get(
+        h.url(&format!("/snapchat/v1/organizations/{org}/adaccounts"))
+    ))
+    .await;
+    let acct = accts["adaccounts"][0]["adaccount"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
 
-    let mut next = Some(h.url(&format!("/snapchat/v1/adaccounts/{acct}/campaigns?limit=10")));
+    let mut next = Some(h.url(&format!(
+        "/snapchat/v1/adaccounts/{acct}/campaigns?limit=10"
+    )));
     let mut seen = 0;
     while let Some(url) = next {
         let (st, _, page, _) = call(get(url)).await;
@@ -124,14 +141,28 @@ async fn snapchat_ad_accounts_campaign_paging_and_async_report() {
     assert_eq!(err["error_code"], "E3003");
     assert_eq!(err["request_status"], "ERROR");
 
-    let (_, _, started, _) = call(get(h.url(&format!("/snapchat/v1/adaccounts/{acct}/stats?async=true")))).await;
-    let run = started["async_stats_reports"][0]["async_stats_report"]["report_run_id"].as_str().unwrap().to_string();
-    let report = h.url(&format!("/snapchat/v1/adaccounts/{acct}/async_stats_reports/{run}"));
+    let (_, _, started, _) = call(get(
+        h.url(&format!("/snapchat/v1/adaccounts/{acct}/stats?async=true"))
+    ))
+    .await;
+    let run = started["async_stats_reports"][0]["async_stats_report"]["report_run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let report = h.url(&format!(
+        "/snapchat/v1/adaccounts/{acct}/async_stats_reports/{run}"
+    ));
     let (_, _, r, _) = call(get(report.clone())).await;
-    assert_eq!(r["async_stats_reports"][0]["async_stats_report"]["async_status"], "RUNNING");
+    assert_eq!(
+        r["async_stats_reports"][0]["async_stats_report"]["async_status"],
+        "RUNNING"
+    );
     h.advance(31);
     let (_, _, r, _) = call(get(report)).await;
-    assert_eq!(r["async_stats_reports"][0]["async_stats_report"]["async_status"], "COMPLETED");
+    assert_eq!(
+        r["async_stats_reports"][0]["async_stats_report"]["async_status"],
+        "COMPLETED"
+    );
     h.stop().await;
 }
 
@@ -141,11 +172,18 @@ async fn ttb_token(h: &Harness) -> String {
     let q = h
         .authorize(
             "/tiktok-business/portal/auth",
-            &[("app_id", "demo-tiktok-business"), ("redirect_uri", REDIRECT), ("state", "b")],
+            &[
+                ("app_id", "demo-tiktok-business"),
+                ("redirect_uri", REDIRECT),
+                ("state", "b"),
+            ],
             "approve",
         )
         .await;
-    assert_eq!(q["auth_code"], q["code"], "the callback carries auth_code and code");
+    assert_eq!(
+        q["auth_code"], q["code"],
+        "the callback carries auth_code and code"
+    );
     assert_eq!(q["state"], "b");
     let (st, _, tok, _) = call(h.http.post(h.url(&format!("{TTB}/oauth2/access_token/"))).json(&json!({
         "app_id": "demo-tiktok-business", "secret": "demo-tiktok-business-secret", "auth_code": q["auth_code"],
@@ -181,10 +219,27 @@ async fn tiktok_business_long_term_token_errors_inside_http_200_and_revoke() {
 
     let (st, _, body, _) = call(info(None)).await;
     assert_eq!((st, body["code"].as_i64()), (StatusCode::OK, Some(40104)));
-    let (_, _, body, _) = call(h.http.get(h.url(&format!("{TTB}/user/info/"))).bearer_auth(&access)).await;
-    assert_eq!(body["code"], 40104, "Authorization: Bearer is not how TikTok Business takes the token");
-    let (st, _, _, _) = call(h.http.get(h.url(&format!("{TTB}/user/info"))).header("Access-Token", &access)).await;
-    assert_eq!(st, StatusCode::NOT_FOUND, "the edge 404s without the trailing slash");
+    let (_, _, body, _) = call(
+        h.http
+            .get(h.url(&format!("{TTB}/user/info/")))
+            .bearer_auth(&access),
+    )
+    .await;
+    assert_eq!(
+        body["code"], 40104,
+        "Authorization: Bearer is not how TikTok Business takes the token"
+    );
+    let (st, _, _, _) = call(
+        h.http
+            .get(h.url(&format!("{TTB}/user/info")))
+            .header("Access-Token", &access),
+    )
+    .await;
+    assert_eq!(
+        st,
+        StatusCode::NOT_FOUND,
+        "the edge 404s without the trailing slash"
+    );
 
     // No refresh for Marketing API tokens.
     let (_, _, body, _) = call(h.http.post(h.url(&format!("{TTB}/oauth2/access_token/"))).json(&json!({
@@ -192,9 +247,13 @@ async fn tiktok_business_long_term_token_errors_inside_http_200_and_revoke() {
     })))
     .await;
     assert_eq!(body["code"], 40107);
-    let (_, _, body, _) = call(h.http.post(h.url(&format!("{TTB}/oauth2/access_token/"))).json(&json!({
-        "app_id": "demo-tiktok-business", "secret": "wrong", "auth_code": "x",
-    })))
+    let (_, _, body, _) = call(
+        h.http
+            .post(h.url(&format!("{TTB}/oauth2/access_token/")))
+            .json(&json!({
+                "app_id": "demo-tiktok-business", "secret": "wrong", "auth_code": "x",
+            })),
+    )
     .await;
     assert_eq!(body["code"], 40101);
 
@@ -219,10 +278,15 @@ async fn tiktok_business_campaign_pages_and_report_task_not_ready() {
             .header("Access-Token", &access),
     )
     .await;
-    let adv = advs["data"]["list"][0]["advertiser_id"].as_str().unwrap().to_string();
+    let adv = advs["data"]["list"][0]["advertiser_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let (_, _, page, _) = call(
         h.http
-            .get(h.url(&format!("{TTB}/campaign/get/?advertiser_id={adv}&page=3&page_size=10")))
+            .get(h.url(&format!(
+                "{TTB}/campaign/get/?advertiser_id={adv}&page=3&page_size=10"
+            )))
             .header("Access-Token", &access),
     )
     .await;
@@ -232,17 +296,24 @@ async fn tiktok_business_campaign_pages_and_report_task_not_ready() {
     assert_eq!(page["data"]["page_info"]["total_number"], 25);
 
     let (_, _, other, _) = call(
-        h.http.get(h.url(&format!("{TTB}/campaign/get/?advertiser_id=123"))).header("Access-Token", &access),
+        h.http
+            .get(h.url(&format!("{TTB}/campaign/get/?advertiser_id=123")))
+            .header("Access-Token", &access),
     )
     .await;
     assert_eq!(other["code"], 40001);
 
     let (_, _, task, _) = call(
-        h.http.post(h.url(&format!("{TTB}/report/task/create/"))).header("Access-Token", &access).json(&json!({"advertiser_id": adv})),
+        h.http
+            .post(h.url(&format!("{TTB}/report/task/create/")))
+            .header("Access-Token", &access)
+            .json(&json!({"advertiser_id": adv})),
     )
     .await;
     let id = task["data"]["task_id"].as_str().unwrap().to_string();
-    let download = h.url(&format!("{TTB}/report/task/download/?advertiser_id={adv}&task_id={id}"));
+    let download = h.url(&format!(
+        "{TTB}/report/task/download/?advertiser_id={adv}&task_id={id}"
+    ));
     let (_, _, early, _) = call(h.http.get(&download).header("Access-Token", &access)).await;
     assert_eq!(early["code"], 40201);
     h.advance(31);
@@ -304,7 +375,12 @@ async fn tiktok_login_kit_pkce_expiry_and_rotating_refresh() {
     let h = Harness::start().await;
     let verifier = "a-verifier-that-is-long-enough-0123456789-abcdefgh";
     let code = tt_code(&h, "user.info.basic,video.list", verifier).await;
-    let (st, _, err, _) = call(tt_exchange(&h, &code, "the-wrong-verifier-0123456789-0123456789")).await;
+    let (st, _, err, _) = call(tt_exchange(
+        &h,
+        &code,
+        "the-wrong-verifier-0123456789-0123456789",
+    ))
+    .await;
     assert_eq!(st, StatusCode::BAD_REQUEST);
     assert_eq!(err["error"], "invalid_grant");
     assert!(err["log_id"].is_string());
@@ -320,7 +396,11 @@ async fn tiktok_login_kit_pkce_expiry_and_rotating_refresh() {
     let access = tok["access_token"].as_str().unwrap().to_string();
     let refresh = tok["refresh_token"].as_str().unwrap().to_string();
 
-    let info = |t: &str| h.http.get(h.url("/tiktok/v2/user/info/?fields=open_id,display_name")).bearer_auth(t.to_string());
+    let info = |t: &str| {
+        h.http
+            .get(h.url("/tiktok/v2/user/info/?fields=open_id,display_name"))
+            .bearer_auth(t.to_string())
+    };
     let (st, _, body, _) = call(info(&access)).await;
     assert_eq!(st, StatusCode::OK);
     assert_eq!(body["error"]["code"], "ok");
@@ -347,37 +427,96 @@ async fn tiktok_login_kit_pkce_expiry_and_rotating_refresh() {
 
     let grant = h.grant_id("tiktok").await;
     let c = h.counters().await;
-    assert_eq!(c["grants"][&grant]["token_calls_by_grant_type"]["refresh_token"], 2);
-    assert_eq!(c["providers"]["tiktok"]["token_calls_by_grant_type"]["refresh_token"], 3);
+    assert_eq!(
+        c["grants"][&grant]["token_calls_by_grant_type"]["refresh_token"],
+        2
+    );
+    assert_eq!(
+        c["providers"]["tiktok"]["token_calls_by_grant_type"]["refresh_token"],
+        3
+    );
     h.stop().await;
 }
 
 #[tokio::test]
 async fn tiktok_login_kit_scope_errors_video_list_and_publish_status() {
     let h = Harness::start().await;
-    let code = tt_code(&h, "user.info.basic", "v-0123456789-0123456789-0123456789-0123456789").await;
-    let (_, _, tok, _) = call(tt_exchange(&h, &code, "v-0123456789-0123456789-0123456789-0123456789")).await;
+    let code = tt_code(
+        &h,
+        "user.info.basic",
+        "v-0123456789-0123456789-0123456789-0123456789",
+    )
+    .await;
+    let (_, _, tok, _) = call(tt_exchange(
+        &h,
+        &code,
+        "v-0123456789-0123456789-0123456789-0123456789",
+    ))
+    .await;
     let access = tok["access_token"].as_str().unwrap().to_string();
-    let (st, _, body, _) = call(h.http.post(h.url("/tiktok/v2/video/list/")).bearer_auth(&access).json(&json!({}))).await;
+    let (st, _, body, _) = call(
+        h.http
+            .post(h.url("/tiktok/v2/video/list/"))
+            .bearer_auth(&access)
+            .json(&json!({})),
+    )
+    .await;
     assert_eq!(st, StatusCode::UNAUTHORIZED);
     assert_eq!(body["error"]["code"], "scope_not_authorized");
-    let (st, _, body, _) = call(h.http.get(h.url("/tiktok/v2/user/info/")).bearer_auth(&access)).await;
+    let (st, _, body, _) = call(
+        h.http
+            .get(h.url("/tiktok/v2/user/info/"))
+            .bearer_auth(&access),
+    )
+    .await;
     assert_eq!(st, StatusCode::BAD_REQUEST);
     assert_eq!(body["error"]["code"], "invalid_params");
 
-    let code = tt_code(&h, "user.info.basic,video.list,video.publish", "w-0123456789-0123456789-0123456789-0123456789").await;
-    let (_, _, tok, _) = call(tt_exchange(&h, &code, "w-0123456789-0123456789-0123456789-0123456789")).await;
+    let code = tt_code(
+        &h,
+        "user.info.basic,video.list,video.publish",
+        "w-0123456789-0123456789-0123456789-0123456789",
+    )
+    .await;
+    let (_, _, tok, _) = call(tt_exchange(
+        &h,
+        &code,
+        "w-0123456789-0123456789-0123456789-0123456789",
+    ))
+    .await;
     let access = tok["access_token"].as_str().unwrap().to_string();
-    let (_, _, page, _) = call(h.http.post(h.url("/tiktok/v2/video/list/")).bearer_auth(&access).json(&json!({"max_count": 20}))).await;
+    let (_, _, page, _) = call(
+        h.http
+            .post(h.url("/tiktok/v2/video/list/"))
+            .bearer_auth(&access)
+            .json(&json!({"max_count": 20})),
+    )
+    .await;
     assert_eq!(page["data"]["has_more"], true);
     let cursor = page["data"]["cursor"].clone();
-    let (_, _, page, _) = call(h.http.post(h.url("/tiktok/v2/video/list/")).bearer_auth(&access).json(&json!({"max_count": 20, "cursor": cursor}))).await;
+    let (_, _, page, _) = call(
+        h.http
+            .post(h.url("/tiktok/v2/video/list/"))
+            .bearer_auth(&access)
+            .json(&json!({"max_count": 20, "cursor": cursor})),
+    )
+    .await;
     assert_eq!(page["data"]["has_more"], false);
     assert_eq!(page["data"]["videos"].as_array().unwrap().len(), 10);
 
-    let (_, _, init, _) = call(h.http.post(h.url("/tiktok/v2/post/publish/video/init/")).bearer_auth(&access)).await;
+    let (_, _, init, _) = call(
+        h.http
+            .post(h.url("/tiktok/v2/post/publish/video/init/"))
+            .bearer_auth(&access),
+    )
+    .await;
     let id = init["data"]["publish_id"].clone();
-    let status = || h.http.post(h.url("/tiktok/v2/post/publish/status/fetch/")).bearer_auth(&access).json(&json!({"publish_id": id}));
+    let status = || {
+        h.http
+            .post(h.url("/tiktok/v2/post/publish/status/fetch/"))
+            .bearer_auth(&access)
+            .json(&json!({"publish_id": id}))
+    };
     let (_, _, s, _) = call(status()).await;
     assert_eq!(s["data"]["status"], "PROCESSING_DOWNLOAD");
     h.advance(31);
@@ -390,7 +529,13 @@ async fn threads_short(h: &Harness, scope: &str) -> (String, serde_json::Value) 
     let q = h
         .authorize(
             "/threads/oauth/authorize",
-            &[("client_id", "demo-threads"), ("redirect_uri", REDIRECT), ("scope", scope), ("response_type", "code"), ("state", "th")],
+            &[
+                ("client_id", "demo-threads"),
+                ("redirect_uri", REDIRECT),
+                ("scope", scope),
+                ("response_type", "code"),
+                ("state", "th"),
+            ],
             "approve",
         )
         .await;
@@ -408,11 +553,17 @@ async fn threads_short(h: &Harness, scope: &str) -> (String, serde_json::Value) 
 }
 
 fn threads_exchange(h: &Harness, short: &str, secret: &str) -> reqwest::RequestBuilder {
-    h.http.get(h.url("/threads/access_token")).query(&[("grant_type", "th_exchange_token"), ("client_secret", secret), ("access_token", short)])
+    h.http.get(h.url("/threads/access_token")).query(&[
+        ("grant_type", "th_exchange_token"),
+        ("client_secret", secret),
+        ("access_token", short),
+    ])
 }
 
 fn threads_refresh(h: &Harness, long: &str) -> reqwest::RequestBuilder {
-    h.http.get(h.url("/threads/refresh_access_token")).query(&[("grant_type", "th_refresh_token"), ("access_token", long)])
+    h.http
+        .get(h.url("/threads/refresh_access_token"))
+        .query(&[("grant_type", "th_refresh_token"), ("access_token", long)])
 }
 
 #[tokio::test]
@@ -425,16 +576,31 @@ async fn threads_exchange_the_24_hour_refresh_rule_and_expiry() {
     assert_eq!(long["expires_in"], 5_184_000);
     let long = long["access_token"].as_str().unwrap().to_string();
 
-    let (st, _, me, _) = call(h.http.get(h.url("/threads/v1.0/me?fields=id,username")).bearer_auth(&long)).await;
+    let (st, _, me, _) = call(
+        h.http
+            .get(h.url("/threads/v1.0/me?fields=id,username"))
+            .bearer_auth(&long),
+    )
+    .await;
     assert_eq!(st, StatusCode::OK);
     assert_eq!(me["username"], "test-user");
-    let (st, _, _, _) = call(h.http.get(h.url("/threads/v1.0/me")).query(&[("access_token", &long)])).await;
+    let (st, _, _, _) = call(
+        h.http
+            .get(h.url("/threads/v1.0/me"))
+            .query(&[("access_token", &long)]),
+    )
+    .await;
     assert_eq!(st, StatusCode::OK, "the access_token parameter works too");
 
     // Under 24 h old: refused.
     let (st, _, err, _) = call(threads_refresh(&h, &long)).await;
     assert_eq!(st, StatusCode::BAD_REQUEST);
-    assert!(err["error"]["message"].as_str().unwrap().contains("24 hours"));
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("24 hours")
+    );
     h.advance(24 * 3600);
     let (st, _, fresh, _) = call(threads_refresh(&h, &long)).await;
     assert_eq!(st, StatusCode::OK);
@@ -443,11 +609,28 @@ async fn threads_exchange_the_24_hour_refresh_rule_and_expiry() {
 
     // 61 days later the refreshed token has expired and can no longer be refreshed.
     h.advance(61 * 86_400);
-    let (st, headers, err, _) = call(h.http.get(h.url("/threads/v1.0/me")).bearer_auth(&fresh)).await;
+    let (st, headers, err, _) =
+        call(h.http.get(h.url("/threads/v1.0/me")).bearer_auth(&fresh)).await;
     assert_eq!(st, StatusCode::BAD_REQUEST);
-    assert_eq!((err["error"]["code"].as_i64(), err["error"]["error_subcode"].as_i64()), (Some(190), Some(463)));
-    assert!(err["error"]["message"].as_str().unwrap().starts_with("Error validating access token: Session has expired on"));
-    assert!(headers["www-authenticate"].to_str().unwrap().starts_with("OAuth \"Facebook Platform\" \"invalid_token\""));
+    assert_eq!(
+        (
+            err["error"]["code"].as_i64(),
+            err["error"]["error_subcode"].as_i64()
+        ),
+        (Some(190), Some(463))
+    );
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Error validating access token: Session has expired on")
+    );
+    assert!(
+        headers["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("OAuth \"Facebook Platform\" \"invalid_token\"")
+    );
     let (_, _, err, _) = call(threads_refresh(&h, &fresh)).await;
     assert_eq!(err["error"]["code"], 190);
     h.stop().await;
@@ -459,17 +642,31 @@ async fn threads_expired_short_token_cannot_be_exchanged_and_containers_finish()
     let (short, _) = threads_short(&h, "threads_basic,threads_content_publish").await;
     let (_, _, err, _) = call(threads_exchange(&h, &short, "wrong")).await;
     assert_eq!(err["error"]["code"], 101);
-    let (st, _, c, _) = call(h.http.post(h.url("/threads/v1.0/me/threads?media_type=TEXT&text=hi")).bearer_auth(&short)).await;
+    let (st, _, c, _) = call(
+        h.http
+            .post(h.url("/threads/v1.0/me/threads?media_type=TEXT&text=hi"))
+            .bearer_auth(&short),
+    )
+    .await;
     assert_eq!(st, StatusCode::OK);
     let id = c["id"].as_str().unwrap().to_string();
-    let status = || h.http.get(h.url(&format!("/threads/v1.0/{id}?fields=status,error_message"))).bearer_auth(&short);
+    let status = || {
+        h.http
+            .get(h.url(&format!("/threads/v1.0/{id}?fields=status,error_message")))
+            .bearer_auth(&short)
+    };
     let (_, _, s, _) = call(status()).await;
     assert_eq!(s["status"], "IN_PROGRESS");
     h.advance(31);
     let (_, _, s, _) = call(status()).await;
     assert_eq!(s["status"], "FINISHED");
 
-    let (_, _, page, _) = call(h.http.get(h.url("/threads/v1.0/me/threads?limit=20")).bearer_auth(&short)).await;
+    let (_, _, page, _) = call(
+        h.http
+            .get(h.url("/threads/v1.0/me/threads?limit=20"))
+            .bearer_auth(&short),
+    )
+    .await;
     let next = page["paging"]["next"].as_str().unwrap().to_string();
     let (_, _, page2, _) = call(h.http.get(next).bearer_auth(&short)).await;
     assert_eq!(page2["data"].as_array().unwrap().len(), 5);
@@ -477,7 +674,13 @@ async fn threads_expired_short_token_cannot_be_exchanged_and_containers_finish()
 
     h.advance(3600);
     let (_, _, err, _) = call(threads_exchange(&h, &short, "demo-threads-secret")).await;
-    assert_eq!((err["error"]["code"].as_i64(), err["error"]["error_subcode"].as_i64()), (Some(190), Some(463)));
+    assert_eq!(
+        (
+            err["error"]["code"].as_i64(),
+            err["error"]["error_subcode"].as_i64()
+        ),
+        (Some(190), Some(463))
+    );
     h.stop().await;
 }
 
@@ -487,62 +690,118 @@ async fn meta_short_to_long_lived_usage_headers_paging_and_async_insights() {
     let q = h
         .authorize(
             "/meta/v24.0/dialog/oauth",
-            &[("client_id", "demo-meta"), ("redirect_uri", REDIRECT), ("state", "m"), ("scope", "ads_read,ads_management"), ("response_type", "code")],
+            &[
+                ("client_id", "demo-meta"),
+                ("redirect_uri", REDIRECT),
+                ("state", "m"),
+                ("scope", "ads_read,ads_management"),
+                ("response_type", "code"),
+            ],
             "approve",
         )
         .await;
     let token_url = h.url("/meta/v24.0/oauth/access_token");
     let (st, _, short, _) = call(h.http.get(&token_url).query(&[
-        ("client_id", "demo-meta"), ("redirect_uri", REDIRECT), ("client_secret", "demo-meta-secret"), ("code", q["code"].as_str()),
+        ("client_id", "demo-meta"),
+        ("redirect_uri", REDIRECT),
+        ("client_secret", "demo-meta-secret"),
+        ("code", q["code"].as_str()),
     ]))
     .await;
     assert_eq!(st, StatusCode::OK);
     assert_eq!(short["expires_in"], 3600);
     let short = short["access_token"].as_str().unwrap().to_string();
-    let exchange = |t: &str| h.http.get(&token_url).query(&[
-        ("grant_type", "fb_exchange_token"), ("client_id", "demo-meta"), ("client_secret", "demo-meta-secret"), ("fb_exchange_token", t),
-    ]);
+    let exchange = |t: &str| {
+        h.http.get(&token_url).query(&[
+            ("grant_type", "fb_exchange_token"),
+            ("client_id", "demo-meta"),
+            ("client_secret", "demo-meta-secret"),
+            ("fb_exchange_token", t),
+        ])
+    };
     let (st, _, long, _) = call(exchange(&short)).await;
     assert_eq!(st, StatusCode::OK);
     assert_eq!(long["expires_in"], 5_184_000);
     let long = long["access_token"].as_str().unwrap().to_string();
     let (st, _, err, _) = call(exchange(&long)).await;
-    assert_eq!(st, StatusCode::BAD_REQUEST, "a long-lived Meta token cannot be extended");
+    assert_eq!(
+        st,
+        StatusCode::BAD_REQUEST,
+        "a long-lived Meta token cannot be extended"
+    );
     assert_eq!(err["error"]["code"], 100);
 
-    let (st, headers, me, _) = call(h.http.get(h.url("/meta/v24.0/me?fields=id,name")).bearer_auth(&long)).await;
+    let (st, headers, me, _) = call(
+        h.http
+            .get(h.url("/meta/v24.0/me?fields=id,name"))
+            .bearer_auth(&long),
+    )
+    .await;
     assert_eq!(st, StatusCode::OK);
     assert_eq!(me["name"], "test-user");
-    let usage: serde_json::Value = serde_json::from_str(headers["x-app-usage"].to_str().unwrap()).unwrap();
+    let usage: serde_json::Value =
+        serde_json::from_str(headers["x-app-usage"].to_str().unwrap()).unwrap();
     assert!(usage["call_count"].is_number());
     assert!(headers.contains_key("x-business-use-case-usage"));
 
-    let (_, _, accts, _) = call(h.http.get(h.url("/meta/v24.0/me/adaccounts?limit=1")).bearer_auth(&long)).await;
+    let (_, _, accts, _) = call(
+        h.http
+            .get(h.url("/meta/v24.0/me/adaccounts?limit=1"))
+            .bearer_auth(&long),
+    )
+    .await;
     let act = accts["data"][0]["id"].as_str().unwrap().to_string();
     let next = accts["paging"]["next"].as_str().unwrap().to_string();
     let (_, _, accts2, _) = call(h.http.get(next).bearer_auth(&long)).await;
     assert_ne!(accts2["data"][0]["id"], act.as_str());
     assert!(accts2["paging"]["next"].is_null());
 
-    let (_, headers, camps, _) = call(h.http.get(h.url(&format!("/meta/v24.0/{act}/campaigns"))).bearer_auth(&long)).await;
+    let (_, headers, camps, _) = call(
+        h.http
+            .get(h.url(&format!("/meta/v24.0/{act}/campaigns")))
+            .bearer_auth(&long),
+    )
+    .await;
     assert_eq!(camps["data"].as_array().unwrap().len(), 25);
-    let buc: serde_json::Value = serde_json::from_str(headers["x-business-use-case-usage"].to_str().unwrap()).unwrap();
+    let buc: serde_json::Value =
+        serde_json::from_str(headers["x-business-use-case-usage"].to_str().unwrap()).unwrap();
     let entry = &buc[act.trim_start_matches("act_")][0];
     assert_eq!(entry["type"], "ads_management");
     assert!(entry["estimated_time_to_regain_access"].is_number());
 
-    let (_, _, run, _) = call(h.http.post(h.url(&format!("/meta/v24.0/{act}/insights"))).bearer_auth(&long)).await;
+    let (_, _, run, _) = call(
+        h.http
+            .post(h.url(&format!("/meta/v24.0/{act}/insights")))
+            .bearer_auth(&long),
+    )
+    .await;
     let run = run["report_run_id"].as_str().unwrap().to_string();
-    let (_, _, r, _) = call(h.http.get(h.url(&format!("/meta/v24.0/{run}"))).bearer_auth(&long)).await;
+    let (_, _, r, _) = call(
+        h.http
+            .get(h.url(&format!("/meta/v24.0/{run}")))
+            .bearer_auth(&long),
+    )
+    .await;
     assert_eq!(r["async_status"], "Job Running");
     h.advance(31);
-    let (_, _, r, _) = call(h.http.get(h.url(&format!("/meta/v24.0/{run}"))).query(&[("access_token", &long)])).await;
+    let (_, _, r, _) = call(
+        h.http
+            .get(h.url(&format!("/meta/v24.0/{run}")))
+            .query(&[("access_token", &long)]),
+    )
+    .await;
     assert_eq!(r["async_status"], "Job Completed");
 
     h.advance(60 * 86_400);
     let (st, headers, err, _) = call(h.http.get(h.url("/meta/v24.0/me")).bearer_auth(&long)).await;
     assert_eq!(st, StatusCode::BAD_REQUEST);
-    assert_eq!((err["error"]["code"].as_i64(), err["error"]["error_subcode"].as_i64()), (Some(190), Some(463)));
+    assert_eq!(
+        (
+            err["error"]["code"].as_i64(),
+            err["error"]["error_subcode"].as_i64()
+        ),
+        (Some(190), Some(463))
+    );
     assert!(headers.contains_key("www-authenticate"));
     h.stop().await;
 }

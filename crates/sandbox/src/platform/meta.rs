@@ -32,7 +32,9 @@ pub(crate) const CASES: &[ErrorCase] = &[
     ErrorCase::ScopeMissing,
     ErrorCase::RateLimited { limit: Limit::User },
     ErrorCase::RateLimited { limit: Limit::App },
-    ErrorCase::RateLimited { limit: Limit::AdAccount },
+    ErrorCase::RateLimited {
+        limit: Limit::AdAccount,
+    },
     ErrorCase::Outage,
     ErrorCase::OutagePage { status: 502 },
     ErrorCase::OutagePage { status: 503 },
@@ -47,7 +49,15 @@ pub(crate) const CASES: &[ErrorCase] = &[
 pub(crate) fn render(case: ErrorCase, d: &ErrorDetail) -> Reply {
     let msg = |default: &str| d.message.clone().unwrap_or_else(|| default.to_string());
     let g = |status: u16, message: &str, code: u32, subcode: Option<u32>| {
-        GraphError { status, message, kind: "OAuthException", code, subcode, transient: false }.reply()
+        GraphError {
+            status,
+            message,
+            kind: "OAuthException",
+            code,
+            subcode,
+            transient: false,
+        }
+        .reply()
     };
     match case {
         ErrorCase::CredentialMissing => g(400, "An active access token must be used to query information about the current user.", 2500, None),
@@ -97,7 +107,16 @@ pub(crate) fn routes() -> Router<Sandbox> {
 }
 
 fn param_error(sb: &Sandbox, message: &str, subcode: Option<u32>) -> Response {
-    refuse(sb, P, ErrorCase::OAuthInvalidRequest, &ErrorDetail { message: Some(message.into()), graph_subcode: subcode, ..Default::default() })
+    refuse(
+        sb,
+        P,
+        ErrorCase::OAuthInvalidRequest,
+        &ErrorDetail {
+            message: Some(message.into()),
+            graph_subcode: subcode,
+            ..Default::default()
+        },
+    )
 }
 
 fn token_refusal(sb: &Sandbox, r: Refusal, token: Option<&str>) -> Response {
@@ -108,25 +127,47 @@ fn token_refusal(sb: &Sandbox, r: Refusal, token: Option<&str>) -> Response {
         Refusal::Expired => ErrorCase::TokenExpired,
     };
     let expired_at = token.and_then(|t| sb.ledger().peek_expiry(t));
-    refuse(sb, P, case, &ErrorDetail { expired_at, now: Some(sb.now()), ..Default::default() })
+    refuse(
+        sb,
+        P,
+        case,
+        &ErrorDetail {
+            expired_at,
+            now: Some(sb.now()),
+            ..Default::default()
+        },
+    )
 }
 
 /// One path, two grants: `code` → short-lived; `grant_type=fb_exchange_token` → long-lived.
 async fn token(State(sb): State<Sandbox>, Query(q): Query<HashMap<String, String>>) -> Response {
     let get = |k: &str| q.get(k).map(String::as_str).filter(|v| !v.is_empty());
     let exchange = get("grant_type") == Some("fb_exchange_token");
-    let gt = if exchange { "fb_exchange_token" } else { "authorization_code" };
+    let gt = if exchange {
+        "fb_exchange_token"
+    } else {
+        "authorization_code"
+    };
     let Some(client_id) = get("client_id") else {
         sb.counters().token_call(P, None, gt);
         return param_error(&sb, "Missing client_id parameter.", None);
     };
     let Some(app) = sb.ledger().app(P, client_id) else {
         sb.counters().token_call(P, None, gt);
-        return param_error(&sb, "Error validating application. Invalid application ID.", None);
+        return param_error(
+            &sb,
+            "Error validating application. Invalid application ID.",
+            None,
+        );
     };
     if !app.secret_matches(get("client_secret").unwrap_or("")) {
         sb.counters().token_call(P, None, gt);
-        return refuse(&sb, P, ErrorCase::OAuthInvalidClient, &ErrorDetail::default());
+        return refuse(
+            &sb,
+            P,
+            ErrorCase::OAuthInvalidClient,
+            &ErrorDetail::default(),
+        );
     }
     let now = sb.now();
     if exchange {
@@ -144,24 +185,44 @@ async fn token(State(sb): State<Sandbox>, Query(q): Query<HashMap<String, String
         }
         // Long-lived user tokens cannot be refreshed (platforms.md §0.3): re-exchanging one fails.
         if access.kind != AccessKind::ShortLived {
-            return param_error(&sb, "The access token is already long-lived and cannot be extended.", None);
+            return param_error(
+                &sb,
+                "The access token is already long-lived and cannot be extended.",
+                None,
+            );
         }
         let lifetime = sb.config().long_lived_lifetime(P);
-        let (token, _) = sb.ledger().issue_access(&access.grant, AccessKind::LongLived, "EAAG", Some(lifetime), now);
-        return token_reply(&sb, P, json!({"access_token": token, "token_type": "bearer", "expires_in": lifetime.as_secs()}));
+        let (token, _) = sb.ledger().issue_access(
+            &access.grant,
+            AccessKind::LongLived,
+            "EAAG",
+            Some(lifetime),
+            now,
+        );
+        return token_reply(
+            &sb,
+            P,
+            json!({"access_token": token, "token_type": "bearer", "expires_in": lifetime.as_secs()}),
+        );
     }
     let (Some(code), Some(redirect_uri)) = (get("code"), get("redirect_uri")) else {
         sb.counters().token_call(P, None, gt);
         return param_error(&sb, "Missing code or redirect_uri parameter.", None);
     };
-    let c = match sb.ledger().redeem_code(code, P, client_id, Some(redirect_uri), None, now) {
+    let c = match sb
+        .ledger()
+        .redeem_code(code, P, client_id, Some(redirect_uri), None, now)
+    {
         Ok(c) => c,
         Err(r) => {
             sb.counters().token_call(P, None, gt);
             let (m, sub) = match r {
                 CodeRefusal::Used => ("This authorization code has been used.", 36009),
                 CodeRefusal::Expired => ("This authorization code has expired.", 36007),
-                CodeRefusal::RedirectMismatch => ("Error validating verification code. Please make sure your redirect_uri is identical to the one you used in the OAuth dialog request", 36008),
+                CodeRefusal::RedirectMismatch => (
+                    "Error validating verification code. Please make sure your redirect_uri is identical to the one you used in the OAuth dialog request",
+                    36008,
+                ),
                 _ => ("Invalid verification code format.", 36004),
             };
             return param_error(&sb, m, Some(sub));
@@ -170,8 +231,14 @@ async fn token(State(sb): State<Sandbox>, Query(q): Query<HashMap<String, String
     let grant = sb.ledger().new_grant(&c, now);
     sb.counters().token_call(P, Some(&grant.id), gt);
     let lifetime = sb.config().access_lifetime(P);
-    let (access, _) = sb.ledger().issue_access(&grant, AccessKind::ShortLived, "EAAG", lifetime, now);
-    token_reply(&sb, P, json!({"access_token": access, "token_type": "bearer", "expires_in": lifetime.map_or(3600, |l| l.as_secs())}))
+    let (access, _) =
+        sb.ledger()
+            .issue_access(&grant, AccessKind::ShortLived, "EAAG", lifetime, now);
+    token_reply(
+        &sb,
+        P,
+        json!({"access_token": access, "token_type": "bearer", "expires_in": lifetime.map_or(3600, |l| l.as_secs())}),
+    )
 }
 
 /// The usage an API response reports, in percent of each budget.
@@ -185,7 +252,10 @@ impl Usage {
         let cpu = self.app_pct / 3;
         let time = self.app_pct / 2;
         let h = resp.headers_mut();
-        if let Ok(v) = json!({"call_count": self.app_pct, "total_cputime": cpu, "total_time": time}).to_string().parse() {
+        if let Ok(v) = json!({"call_count": self.app_pct, "total_cputime": cpu, "total_time": time})
+            .to_string()
+            .parse()
+        {
             h.insert("x-app-usage", v);
         }
         let buc = match &self.account {
@@ -208,18 +278,35 @@ fn pct(estimate: f64, budget: u64) -> u64 {
 
 /// Gate + the app budget (code 4) + the ad account's BUC budget (80004), returning the usage to
 /// report. `account` is the `act_…` id when the call is about an ad account.
-fn authorize(sb: &Sandbox, headers: &HeaderMap, q: &HashMap<String, String>, account: Option<&str>) -> Result<(Arc<AccessToken>, Usage), Response> {
+fn authorize(
+    sb: &Sandbox,
+    headers: &HeaderMap,
+    q: &HashMap<String, String>,
+    account: Option<&str>,
+) -> Result<(Arc<AccessToken>, Usage), Response> {
     let token = graph_token(headers, q);
     let access = match sb.gate(P, token.as_deref()) {
         Ok(a) => a,
         Err(Gate::Token(r)) => return Err(token_refusal(sb, r, token.as_deref())),
-        Err(Gate::Throttled) => return Err(refuse(sb, P, ErrorCase::RateLimited { limit: Limit::User }, &ErrorDetail::default())),
+        Err(Gate::Throttled) => {
+            return Err(refuse(
+                sb,
+                P,
+                ErrorCase::RateLimited { limit: Limit::User },
+                &ErrorDetail::default(),
+            ));
+        }
     };
     let now = sb.now();
     let app = &access.grant.app;
     let budget = APP_CALLS_PER_USER * app.users().max(1);
-    let app_est = sb.limits().record(format!("meta:app:{}", app.client_id), HOUR, now);
-    let mut usage = Usage { app_pct: pct(app_est, budget), account: None };
+    let app_est = sb
+        .limits()
+        .record(format!("meta:app:{}", app.client_id), HOUR, now);
+    let mut usage = Usage {
+        app_pct: pct(app_est, budget),
+        account: None,
+    };
     if let Some(act) = account {
         let est = sb.limits().record(format!("meta:buc:{act}"), HOUR, now);
         let p = pct(est, AD_ACCOUNT_CALLS);
@@ -234,17 +321,31 @@ fn authorize(sb: &Sandbox, headers: &HeaderMap, q: &HashMap<String, String>, acc
     if sb.config().enforce_rate_limits {
         // Throttling starts once a counter passes 100 (platforms.md §5).
         if usage.app_pct > 100 {
-            return Err(usage.apply(refuse(sb, P, ErrorCase::RateLimited { limit: Limit::App }, &ErrorDetail::default())));
+            return Err(usage.apply(refuse(
+                sb,
+                P,
+                ErrorCase::RateLimited { limit: Limit::App },
+                &ErrorDetail::default(),
+            )));
         }
         if usage.account.as_ref().is_some_and(|(_, p, _)| *p > 100) {
-            return Err(usage.apply(refuse(sb, P, ErrorCase::RateLimited { limit: Limit::AdAccount }, &ErrorDetail::default())));
+            return Err(usage.apply(refuse(
+                sb,
+                P,
+                ErrorCase::RateLimited {
+                    limit: Limit::AdAccount,
+                },
+                &ErrorDetail::default(),
+            )));
         }
     }
     Ok((access, usage))
 }
 
 fn ad_accounts(a: &AccessToken) -> Vec<String> {
-    (0..2).map(|i| format!("act_{}", a.grant.numeric_id(&format!("adaccount/{i}")))).collect()
+    (0..2)
+        .map(|i| format!("act_{}", a.grant.numeric_id(&format!("adaccount/{i}"))))
+        .collect()
 }
 
 fn has_ads_scope(a: &AccessToken) -> bool {
@@ -252,16 +353,26 @@ fn has_ads_scope(a: &AccessToken) -> bool {
 }
 
 fn not_found(sb: &Sandbox, id: &str) -> Response {
-    refuse(sb, P, ErrorCase::NotFound, &ErrorDetail::message(format!(
-        "Unsupported get request. Object with ID '{id}' does not exist, cannot be loaded due to missing permissions, or does not support this operation. Please read the Graph API documentation at https://developers.facebook.com/docs/graph-api"
-    )))
+    refuse(
+        sb,
+        P,
+        ErrorCase::NotFound,
+        &ErrorDetail::message(format!(
+            "Unsupported get request. Object with ID '{id}' does not exist, cannot be loaded due to missing permissions, or does not support this operation. Please read the Graph API documentation at https://developers.facebook.com/docs/graph-api"
+        )),
+    )
 }
 
 fn ok(v: Value) -> Response {
     Reply::json(200, &v).into_response()
 }
 
-async fn node(State(sb): State<Sandbox>, headers: HeaderMap, Path(node): Path<String>, Query(q): Query<HashMap<String, String>>) -> Response {
+async fn node(
+    State(sb): State<Sandbox>,
+    headers: HeaderMap,
+    Path(node): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     let (a, usage) = match authorize(&sb, &headers, &q, None) {
         Ok(x) => x,
         Err(r) => return r,
@@ -280,8 +391,12 @@ async fn node(State(sb): State<Sandbox>, headers: HeaderMap, Path(node): Path<St
         // An async insights report run: "Job Running", then "Job Completed".
         match sb.job_done(&node) {
             None => not_found(&sb, &node),
-            Some(false) => ok(json!({"id": node, "async_status": "Job Running", "async_percent_completion": 50})),
-            Some(true) => ok(json!({"id": node, "async_status": "Job Completed", "async_percent_completion": 100})),
+            Some(false) => ok(
+                json!({"id": node, "async_status": "Job Running", "async_percent_completion": 50}),
+            ),
+            Some(true) => ok(
+                json!({"id": node, "async_status": "Job Completed", "async_percent_completion": 100}),
+            ),
         }
     };
     usage.apply(resp)
@@ -289,7 +404,13 @@ async fn node(State(sb): State<Sandbox>, headers: HeaderMap, Path(node): Path<St
 
 const CAMPAIGNS: usize = super::CAMPAIGNS_PER_ACCOUNT;
 
-async fn edge(State(sb): State<Sandbox>, method: axum::http::Method, headers: HeaderMap, Path((node, edge)): Path<(String, String)>, Query(q): Query<HashMap<String, String>>) -> Response {
+async fn edge(
+    State(sb): State<Sandbox>,
+    method: axum::http::Method,
+    headers: HeaderMap,
+    Path((node, edge)): Path<(String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     let account = node.starts_with("act_").then_some(node.as_str());
     let (a, usage) = match authorize(&sb, &headers, &q, account) {
         Ok(x) => x,
@@ -299,7 +420,15 @@ async fn edge(State(sb): State<Sandbox>, method: axum::http::Method, headers: He
     usage.apply(resp)
 }
 
-fn edge_inner(sb: &Sandbox, method: &axum::http::Method, headers: &HeaderMap, a: &AccessToken, node: &str, edge: &str, q: &HashMap<String, String>) -> Response {
+fn edge_inner(
+    sb: &Sandbox,
+    method: &axum::http::Method,
+    headers: &HeaderMap,
+    a: &AccessToken,
+    node: &str,
+    edge: &str,
+    q: &HashMap<String, String>,
+) -> Response {
     let is_me = node == "me" || node == a.grant.numeric_id("user").to_string();
     let post = method == axum::http::Method::POST;
     if !has_ads_scope(a) && (edge == "adaccounts" || node.starts_with("act_")) {
@@ -308,14 +437,25 @@ fn edge_inner(sb: &Sandbox, method: &axum::http::Method, headers: &HeaderMap, a:
     let limit = match q.get("limit").map(|l| l.parse::<usize>()) {
         None => 25,
         Some(Ok(l)) if (1..=500).contains(&l) => l,
-        _ => return refuse(sb, P, ErrorCase::InvalidParams, &ErrorDetail::message("(#100) Param limit must be a number between 1 and 500")),
+        _ => {
+            return refuse(
+                sb,
+                P,
+                ErrorCase::InvalidParams,
+                &ErrorDetail::message("(#100) Param limit must be a number between 1 and 500"),
+            );
+        }
     };
     let offset = q.get("after").and_then(|c| cursor_offset(c)).unwrap_or(0);
     let base = format!("{}/meta/v24.0/{node}/{edge}", super::origin(headers));
     match (is_me, edge, post) {
         (true, "adaccounts", false) => {
             // Losing the role on an ad account hides it (Meta then answers 100/33 on it).
-            let list: Vec<String> = if a.grant.role_removed() { Vec::new() } else { ad_accounts(a) };
+            let list: Vec<String> = if a.grant.role_removed() {
+                Vec::new()
+            } else {
+                ad_accounts(a)
+            };
             let (range, more) = super::page_of(list.len(), offset, limit);
             let data: Vec<Value> = list[range.clone()].iter().enumerate()
                 .map(|(i, id)| json!({"id": id, "account_id": id.trim_start_matches("act_"), "name": format!("Ad account {}", range.start + i + 1), "account_status": 1}))
@@ -329,7 +469,9 @@ fn edge_inner(sb: &Sandbox, method: &axum::http::Method, headers: &HeaderMap, a:
                 .collect();
             ok(paged(data, range, more, &base, limit))
         }
-        (false, "insights", true) if owns(a, node) => ok(json!({"report_run_id": sb.start_job("")})),
+        (false, "insights", true) if owns(a, node) => {
+            ok(json!({"report_run_id": sb.start_job("")}))
+        }
         _ => not_found(sb, node),
     }
 }
@@ -340,8 +482,15 @@ fn owns(a: &AccessToken, node: &str) -> bool {
     !a.grant.role_removed() && ad_accounts(a).iter().any(|id| id == node)
 }
 
-fn paged(data: Vec<Value>, range: std::ops::Range<usize>, more: bool, base: &str, limit: usize) -> Value {
-    let mut paging = json!({"cursors": {"before": cursor(range.start), "after": cursor(range.end)}});
+fn paged(
+    data: Vec<Value>,
+    range: std::ops::Range<usize>,
+    more: bool,
+    base: &str,
+    limit: usize,
+) -> Value {
+    let mut paging =
+        json!({"cursors": {"before": cursor(range.start), "after": cursor(range.end)}});
     if more {
         paging["next"] = json!(format!("{base}?limit={limit}&after={}", cursor(range.end)));
     }
@@ -355,6 +504,12 @@ fn cursor(offset: usize) -> String {
 
 fn cursor_offset(c: &str) -> Option<usize> {
     use base64::Engine;
-    let raw = base64::engine::general_purpose::STANDARD_NO_PAD.decode(c).ok()?;
-    String::from_utf8(raw).ok()?.strip_prefix("offset:")?.parse().ok()
+    let raw = base64::engine::general_purpose::STANDARD_NO_PAD
+        .decode(c)
+        .ok()?;
+    String::from_utf8(raw)
+        .ok()?
+        .strip_prefix("offset:")?
+        .parse()
+        .ok()
 }

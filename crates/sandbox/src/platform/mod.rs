@@ -204,6 +204,9 @@ pub(crate) fn session_expired_message(d: &ErrorDetail) -> String {
 }
 
 /// The Graph way of passing a token: `Authorization: Bearer` or the `access_token` parameter.
-pub(crate) fn graph_token(headers: &HeaderMap, query: &std::collections::HashMap<String, String>) -> Option<String> {
+pub(crate) fn graph_token(
+    headers: &HeaderMap,
+    query: &std::collections::HashMap<String, String>,
+) -> Option<String> {
     bearer(headers).or_else(|| query.get("access_token").cloned())
 }

@@ -115,7 +115,9 @@ pub(crate) fn render(case: ErrorCase, d: &ErrorDetail) -> Reply {
             "The request is invalid.",
         ),
         ErrorCase::OAuthInvalidRequest => oauth(400, "invalid_request", "Missing parameter"),
-        ErrorCase::OAuthInvalidClient => oauth(401, "invalid_client", "Client authentication failed"),
+        ErrorCase::OAuthInvalidClient => {
+            oauth(401, "invalid_client", "Client authentication failed")
+        }
         ErrorCase::OAuthInvalidGrant => oauth(400, "invalid_grant", "Invalid grant"),
         ErrorCase::OAuthUnsupportedGrant => {
             oauth(400, "unsupported_grant_type", "Unsupported grant type")
@@ -145,9 +147,9 @@ async fn token(State(sb): State<Sandbox>, Form(f): Form<HashMap<String, String>>
     let grant_type = f.get("grant_type").map(String::as_str).unwrap_or("");
     let client_id = f.get("client_id").map(String::as_str).unwrap_or("");
     let app = sb.ledger().app(P, client_id);
-    let secret_ok = app
-        .as_ref()
-        .is_some_and(|a| a.secret_matches(f.get("client_secret").map(String::as_str).unwrap_or("")));
+    let secret_ok = app.as_ref().is_some_and(|a| {
+        a.secret_matches(f.get("client_secret").map(String::as_str).unwrap_or(""))
+    });
     let now = sb.now();
     let grant = match grant_type {
         "authorization_code" if !secret_ok => None,
@@ -155,7 +157,11 @@ async fn token(State(sb): State<Sandbox>, Form(f): Form<HashMap<String, String>>
         "authorization_code" => {
             let (Some(code), Some(redirect_uri)) = (f.get("code"), f.get("redirect_uri")) else {
                 sb.counters().token_call(P, None, grant_type);
-                return fail(&sb, ErrorCase::OAuthInvalidRequest, "code and redirect_uri are required");
+                return fail(
+                    &sb,
+                    ErrorCase::OAuthInvalidRequest,
+                    "code and redirect_uri are required",
+                );
             };
             match sb
                 .ledger()
@@ -177,13 +183,20 @@ async fn token(State(sb): State<Sandbox>, Form(f): Form<HashMap<String, String>>
         "refresh_token" => {
             let Some(rt) = f.get("refresh_token") else {
                 sb.counters().token_call(P, None, grant_type);
-                return fail(&sb, ErrorCase::OAuthInvalidRequest, "refresh_token is required");
+                return fail(
+                    &sb,
+                    ErrorCase::OAuthInvalidRequest,
+                    "refresh_token is required",
+                );
             };
             let (rotate, grace) = {
                 let s = sb.faults(P).settings.read();
                 (s.rotation, s.reuse_grace)
             };
-            match sb.ledger().use_refresh(P, client_id, rt, rotate, grace, now) {
+            match sb
+                .ledger()
+                .use_refresh(P, client_id, rt, rotate, grace, now)
+            {
                 Ok((g, _)) => Some(g),
                 Err(r) => {
                     sb.counters().token_call(P, None, grant_type);
@@ -198,25 +211,39 @@ async fn token(State(sb): State<Sandbox>, Form(f): Form<HashMap<String, String>>
         }
         "" => {
             sb.counters().token_call(P, None, "-");
-            return fail(&sb, ErrorCase::OAuthInvalidRequest, "grant_type is required");
+            return fail(
+                &sb,
+                ErrorCase::OAuthInvalidRequest,
+                "grant_type is required",
+            );
         }
         other => {
             sb.counters().token_call(P, None, other);
-            return fail(&sb, ErrorCase::OAuthUnsupportedGrant, "Unsupported grant type");
+            return fail(
+                &sb,
+                ErrorCase::OAuthUnsupportedGrant,
+                "Unsupported grant type",
+            );
         }
     };
     let Some(grant) = grant else {
         sb.counters().token_call(P, None, grant_type);
-        return fail(&sb, ErrorCase::OAuthInvalidClient, "Client authentication failed");
+        return fail(
+            &sb,
+            ErrorCase::OAuthInvalidClient,
+            "Client authentication failed",
+        );
     };
     sb.counters().token_call(P, Some(&grant.id), grant_type);
     let lifetime = sb.config().access_lifetime(P);
-    let (access, _) = sb
-        .ledger()
-        .issue_access(&grant, AccessKind::Standard, "snapat.", lifetime, now);
+    let (access, _) =
+        sb.ledger()
+            .issue_access(&grant, AccessKind::Standard, "snapat.", lifetime, now);
     let rotate = sb.faults(P).settings.read().rotation;
     let refresh = if grant_type == "authorization_code" || rotate {
-        sb.ledger().issue_refresh(&grant, "snaprt.", P.refresh_lifetime(), now).0
+        sb.ledger()
+            .issue_refresh(&grant, "snaprt.", P.refresh_lifetime(), now)
+            .0
     } else {
         // Without rotation the same refresh token stays valid and is sent back.
         f.get("refresh_token").cloned().unwrap_or_default()
@@ -259,18 +286,36 @@ fn authorize(sb: &Sandbox, headers: &HeaderMap) -> Result<(Arc<AccessToken>, Str
     if sb.config().enforce_rate_limits {
         let now = sb.now();
         let h = hash(token.as_deref().unwrap_or(""));
-        let tkey = format!("snap:t:{:x}", u128::from_be_bytes(h[..16].try_into().unwrap_or_default()));
+        let tkey = format!(
+            "snap:t:{:x}",
+            u128::from_be_bytes(h[..16].try_into().unwrap_or_default())
+        );
         let akey = format!("snap:a:{}", access.grant.app.client_id);
         let second = Duration::from_secs(1);
         if sb.limits().admit(tkey, 10, second, now).is_err() {
-            return Err(refuse(sb, P, ErrorCase::RateLimited { limit: Limit::User }, &ErrorDetail::default()));
+            return Err(refuse(
+                sb,
+                P,
+                ErrorCase::RateLimited { limit: Limit::User },
+                &ErrorDetail::default(),
+            ));
         }
         if sb.limits().admit(akey, 20, second, now).is_err() {
-            return Err(refuse(sb, P, ErrorCase::RateLimited { limit: Limit::App }, &ErrorDetail::default()));
+            return Err(refuse(
+                sb,
+                P,
+                ErrorCase::RateLimited { limit: Limit::App },
+                &ErrorDetail::default(),
+            ));
         }
     }
     if !access.grant.has_scope(SCOPE) {
-        return Err(refuse(sb, P, ErrorCase::ScopeMissing, &ErrorDetail::default()));
+        return Err(refuse(
+            sb,
+            P,
+            ErrorCase::ScopeMissing,
+            &ErrorDetail::default(),
+        ));
     }
     let req = short_id();
     Ok((access, req))
@@ -302,13 +347,21 @@ async fn me(State(sb): State<Sandbox>, headers: HeaderMap) -> Response {
 /// Ad-account access needs the role; an id the user cannot see is "not found".
 fn role_check(sb: &Sandbox, a: &AccessToken) -> Result<(), Response> {
     if a.grant.role_removed() {
-        return Err(refuse(sb, P, ErrorCase::RoleMissing, &ErrorDetail::default()));
+        return Err(refuse(
+            sb,
+            P,
+            ErrorCase::RoleMissing,
+            &ErrorDetail::default(),
+        ));
     }
     Ok(())
 }
 
 fn ad_account_ids(a: &AccessToken) -> [String; 2] {
-    [uuid_like(&a.grant, "adaccount/0"), uuid_like(&a.grant, "adaccount/1")]
+    [
+        uuid_like(&a.grant, "adaccount/0"),
+        uuid_like(&a.grant, "adaccount/1"),
+    ]
 }
 
 async fn organizations(State(sb): State<Sandbox>, headers: HeaderMap) -> Response {
@@ -379,7 +432,10 @@ async fn campaigns(
         .and_then(|l| l.parse::<usize>().ok())
         .unwrap_or(50)
         .clamp(1, 1000);
-    let offset = q.get("cursor").and_then(|c| c.parse::<usize>().ok()).unwrap_or(0);
+    let offset = q
+        .get("cursor")
+        .and_then(|c| c.parse::<usize>().ok())
+        .unwrap_or(0);
     let (range, more) = page_of(CAMPAIGNS_PER_ACCOUNT, offset, limit);
     let end = range.end;
     let list: Vec<Value> = range

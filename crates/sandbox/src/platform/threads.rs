@@ -42,7 +42,15 @@ pub(crate) const CASES: &[ErrorCase] = &[
 pub(crate) fn render(case: ErrorCase, d: &ErrorDetail) -> Reply {
     let msg = |default: &str| d.message.clone().unwrap_or_else(|| default.to_string());
     let g = |status: u16, message: &str, kind: &str, code: u32, subcode: Option<u32>| {
-        GraphError { status, message, kind, code, subcode, transient: false }.reply()
+        GraphError {
+            status,
+            message,
+            kind,
+            code,
+            subcode,
+            transient: false,
+        }
+        .reply()
     };
     match case {
         ErrorCase::CredentialMissing => g(
@@ -52,9 +60,13 @@ pub(crate) fn render(case: ErrorCase, d: &ErrorDetail) -> Reply {
             2500,
             None,
         ),
-        ErrorCase::TokenExpired | ErrorCase::TokenRefusedPlainText => {
-            g(400, &session_expired_message(d), "OAuthException", 190, Some(463))
-        }
+        ErrorCase::TokenExpired | ErrorCase::TokenRefusedPlainText => g(
+            400,
+            &session_expired_message(d),
+            "OAuthException",
+            190,
+            Some(463),
+        ),
         ErrorCase::TokenInvalid => g(
             400,
             "Invalid OAuth access token - Cannot parse access token",
@@ -76,12 +88,20 @@ pub(crate) fn render(case: ErrorCase, d: &ErrorDetail) -> Reply {
             10,
             None,
         ),
-        ErrorCase::RateLimited { limit: Limit::App } => {
-            g(400, "(#4) Application request limit reached", "THApiException", 4, None)
-        }
-        ErrorCase::RateLimited { .. } => {
-            g(400, "(#17) User request limit reached", "THApiException", 17, None)
-        }
+        ErrorCase::RateLimited { limit: Limit::App } => g(
+            400,
+            "(#4) Application request limit reached",
+            "THApiException",
+            4,
+            None,
+        ),
+        ErrorCase::RateLimited { .. } => g(
+            400,
+            "(#17) User request limit reached",
+            "THApiException",
+            17,
+            None,
+        ),
         ErrorCase::Outage | ErrorCase::TaskPending => GraphError {
             status: 500,
             message: "An unexpected error has occurred. Please retry your request later.",
@@ -94,18 +114,36 @@ pub(crate) fn render(case: ErrorCase, d: &ErrorDetail) -> Reply {
         ErrorCase::OutagePage { status } => load_balancer_page(status),
         ErrorCase::NotFound => g(
             400,
-            &msg("Unsupported get request. Object with ID does not exist, cannot be loaded due to missing permissions, or does not support this operation."),
+            &msg(
+                "Unsupported get request. Object with ID does not exist, cannot be loaded due to missing permissions, or does not support this operation.",
+            ),
             "THApiException",
             100,
             Some(33),
         ),
-        ErrorCase::InvalidParams => g(400, &msg("(#100) Invalid parameter"), "THApiException", 100, None),
-        ErrorCase::OAuthInvalidRequest | ErrorCase::OAuthInvalidGrant | ErrorCase::OAuthUnsupportedGrant => {
-            g(400, &msg("Invalid parameter"), "OAuthException", 100, d.graph_subcode)
-        }
-        ErrorCase::OAuthInvalidClient => {
-            g(400, "Error validating client secret.", "OAuthException", 101, None)
-        }
+        ErrorCase::InvalidParams => g(
+            400,
+            &msg("(#100) Invalid parameter"),
+            "THApiException",
+            100,
+            None,
+        ),
+        ErrorCase::OAuthInvalidRequest
+        | ErrorCase::OAuthInvalidGrant
+        | ErrorCase::OAuthUnsupportedGrant => g(
+            400,
+            &msg("Invalid parameter"),
+            "OAuthException",
+            100,
+            d.graph_subcode,
+        ),
+        ErrorCase::OAuthInvalidClient => g(
+            400,
+            "Error validating client secret.",
+            "OAuthException",
+            101,
+            None,
+        ),
     }
 }
 
@@ -123,7 +161,11 @@ fn param_error(sb: &Sandbox, message: &str, subcode: Option<u32>) -> Response {
         sb,
         P,
         ErrorCase::OAuthInvalidRequest,
-        &ErrorDetail { message: Some(message.into()), graph_subcode: subcode, ..Default::default() },
+        &ErrorDetail {
+            message: Some(message.into()),
+            graph_subcode: subcode,
+            ..Default::default()
+        },
     )
 }
 
@@ -136,13 +178,27 @@ fn token_refusal(sb: &Sandbox, r: Refusal, token: Option<&str>) -> Response {
         Refusal::Expired => ErrorCase::TokenExpired,
     };
     let expired_at = token.and_then(|t| sb.ledger().peek_expiry(t));
-    refuse(sb, P, case, &ErrorDetail { expired_at, now: Some(sb.now()), ..Default::default() })
+    refuse(
+        sb,
+        P,
+        case,
+        &ErrorDetail {
+            expired_at,
+            now: Some(sb.now()),
+            ..Default::default()
+        },
+    )
 }
 
-async fn code_exchange(State(sb): State<Sandbox>, Form(f): Form<HashMap<String, String>>) -> Response {
+async fn code_exchange(
+    State(sb): State<Sandbox>,
+    Form(f): Form<HashMap<String, String>>,
+) -> Response {
     let get = |k: &str| f.get(k).map(String::as_str).filter(|v| !v.is_empty());
     let gt = "authorization_code";
-    let (Some(client_id), Some(code), Some(redirect_uri)) = (get("client_id"), get("code"), get("redirect_uri")) else {
+    let (Some(client_id), Some(code), Some(redirect_uri)) =
+        (get("client_id"), get("code"), get("redirect_uri"))
+    else {
         sb.counters().token_call(P, None, gt);
         return param_error(&sb, "Missing client_id, code or redirect_uri", None);
     };
@@ -150,19 +206,35 @@ async fn code_exchange(State(sb): State<Sandbox>, Form(f): Form<HashMap<String, 
         sb.counters().token_call(P, None, gt);
         return param_error(&sb, "Invalid grant_type", None);
     }
-    if sb.ledger().app(P, client_id).filter(|a| a.secret_matches(get("client_secret").unwrap_or(""))).is_none() {
+    if sb
+        .ledger()
+        .app(P, client_id)
+        .filter(|a| a.secret_matches(get("client_secret").unwrap_or("")))
+        .is_none()
+    {
         sb.counters().token_call(P, None, gt);
-        return refuse(&sb, P, ErrorCase::OAuthInvalidClient, &ErrorDetail::default());
+        return refuse(
+            &sb,
+            P,
+            ErrorCase::OAuthInvalidClient,
+            &ErrorDetail::default(),
+        );
     }
     let now = sb.now();
-    let c = match sb.ledger().redeem_code(code, P, client_id, Some(redirect_uri), None, now) {
+    let c = match sb
+        .ledger()
+        .redeem_code(code, P, client_id, Some(redirect_uri), None, now)
+    {
         Ok(c) => c,
         Err(r) => {
             sb.counters().token_call(P, None, gt);
             let (m, sub) = match r {
                 CodeRefusal::Used => ("This authorization code has been used.", 36009),
                 CodeRefusal::Expired => ("This authorization code has expired.", 36007),
-                CodeRefusal::RedirectMismatch => ("Error validating verification code. Please make sure your redirect_uri is identical to the one you used in the OAuth dialog request", 36008),
+                CodeRefusal::RedirectMismatch => (
+                    "Error validating verification code. Please make sure your redirect_uri is identical to the one you used in the OAuth dialog request",
+                    36008,
+                ),
                 _ => ("Invalid verification code format.", 36004),
             };
             return param_error(&sb, m, Some(sub));
@@ -170,8 +242,18 @@ async fn code_exchange(State(sb): State<Sandbox>, Form(f): Form<HashMap<String, 
     };
     let grant = sb.ledger().new_grant(&c, now);
     sb.counters().token_call(P, Some(&grant.id), gt);
-    let (access, _) = sb.ledger().issue_access(&grant, AccessKind::ShortLived, "THAA", sb.config().access_lifetime(P), now);
-    token_reply(&sb, P, json!({"access_token": access, "user_id": grant.numeric_id("user")}))
+    let (access, _) = sb.ledger().issue_access(
+        &grant,
+        AccessKind::ShortLived,
+        "THAA",
+        sb.config().access_lifetime(P),
+        now,
+    );
+    token_reply(
+        &sb,
+        P,
+        json!({"access_token": access, "user_id": grant.numeric_id("user")}),
+    )
 }
 
 /// `th_exchange_token`: a valid short-lived token and the app's secret give a 60-day token.
@@ -190,8 +272,17 @@ async fn exchange(State(sb): State<Sandbox>, Query(q): Query<HashMap<String, Str
         }
     };
     sb.counters().token_call(P, Some(&access.grant.id), gt);
-    if !access.grant.app.secret_matches(q.get("client_secret").map(String::as_str).unwrap_or("")) {
-        return refuse(&sb, P, ErrorCase::OAuthInvalidClient, &ErrorDetail::default());
+    if !access
+        .grant
+        .app
+        .secret_matches(q.get("client_secret").map(String::as_str).unwrap_or(""))
+    {
+        return refuse(
+            &sb,
+            P,
+            ErrorCase::OAuthInvalidClient,
+            &ErrorDetail::default(),
+        );
     }
     if access.kind != AccessKind::ShortLived {
         return param_error(&sb, "The access token is not a short-lived token.", None);
@@ -201,8 +292,18 @@ async fn exchange(State(sb): State<Sandbox>, Query(q): Query<HashMap<String, Str
 
 fn long_lived(sb: &Sandbox, access: &AccessToken) -> Response {
     let lifetime = sb.config().long_lived_lifetime(P);
-    let (token, _) = sb.ledger().issue_access(&access.grant, AccessKind::LongLived, "THAA", Some(lifetime), sb.now());
-    token_reply(sb, P, json!({"access_token": token, "token_type": "bearer", "expires_in": lifetime.as_secs()}))
+    let (token, _) = sb.ledger().issue_access(
+        &access.grant,
+        AccessKind::LongLived,
+        "THAA",
+        Some(lifetime),
+        sb.now(),
+    );
+    token_reply(
+        sb,
+        P,
+        json!({"access_token": token, "token_type": "bearer", "expires_in": lifetime.as_secs()}),
+    )
 }
 
 /// `th_refresh_token`: the long-lived token is its own refresh credential.
@@ -227,7 +328,11 @@ async fn refresh(State(sb): State<Sandbox>, Query(q): Query<HashMap<String, Stri
         return param_error(&sb, "Only long-lived access tokens can be refreshed.", None);
     }
     if now - access.issued_at < TimeDelta::hours(24) {
-        return param_error(&sb, "The access token must be at least 24 hours old to be refreshed.", None);
+        return param_error(
+            &sb,
+            "The access token must be at least 24 hours old to be refreshed.",
+            None,
+        );
     }
     if !access.grant.has_scope("threads_basic") {
         return refuse(&sb, P, ErrorCase::ScopeMissing, &ErrorDetail::default());
@@ -236,24 +341,48 @@ async fn refresh(State(sb): State<Sandbox>, Query(q): Query<HashMap<String, Stri
 }
 
 /// Gate + the per app–user limit (4800 × impressions per rolling 24 h; impressions floor 10).
-fn authorize(sb: &Sandbox, headers: &HeaderMap, q: &HashMap<String, String>, scope: &str) -> Result<Arc<AccessToken>, Response> {
+fn authorize(
+    sb: &Sandbox,
+    headers: &HeaderMap,
+    q: &HashMap<String, String>,
+    scope: &str,
+) -> Result<Arc<AccessToken>, Response> {
     let token = graph_token(headers, q);
     let access = match sb.gate(P, token.as_deref()) {
         Ok(a) => a,
         Err(Gate::Token(r)) => return Err(token_refusal(sb, r, token.as_deref())),
         Err(Gate::Throttled) => {
-            return Err(refuse(sb, P, ErrorCase::RateLimited { limit: Limit::User }, &ErrorDetail::default()));
+            return Err(refuse(
+                sb,
+                P,
+                ErrorCase::RateLimited { limit: Limit::User },
+                &ErrorDetail::default(),
+            ));
         }
     };
     if sb.config().enforce_rate_limits {
         let key = format!("th:{}", access.grant.id);
-        if sb.limits().admit(key, 48_000, Duration::from_secs(86_400), sb.now()).is_err() {
-            return Err(refuse(sb, P, ErrorCase::RateLimited { limit: Limit::App }, &ErrorDetail::default()));
+        if sb
+            .limits()
+            .admit(key, 48_000, Duration::from_secs(86_400), sb.now())
+            .is_err()
+        {
+            return Err(refuse(
+                sb,
+                P,
+                ErrorCase::RateLimited { limit: Limit::App },
+                &ErrorDetail::default(),
+            ));
         }
     }
     // threads_basic is "required for every endpoint" (platforms.md §4).
     if !access.grant.has_scope("threads_basic") || !access.grant.has_scope(scope) {
-        return Err(refuse(sb, P, ErrorCase::ScopeMissing, &ErrorDetail::default()));
+        return Err(refuse(
+            sb,
+            P,
+            ErrorCase::ScopeMissing,
+            &ErrorDetail::default(),
+        ));
     }
     Ok(access)
 }
@@ -267,12 +396,22 @@ fn is_me(a: &AccessToken, node: &str) -> bool {
 }
 
 fn not_found(sb: &Sandbox, node: &str) -> Response {
-    refuse(sb, P, ErrorCase::NotFound, &ErrorDetail::message(format!(
-        "Unsupported get request. Object with ID '{node}' does not exist, cannot be loaded due to missing permissions, or does not support this operation."
-    )))
+    refuse(
+        sb,
+        P,
+        ErrorCase::NotFound,
+        &ErrorDetail::message(format!(
+            "Unsupported get request. Object with ID '{node}' does not exist, cannot be loaded due to missing permissions, or does not support this operation."
+        )),
+    )
 }
 
-async fn node(State(sb): State<Sandbox>, headers: HeaderMap, Path(node): Path<String>, Query(q): Query<HashMap<String, String>>) -> Response {
+async fn node(
+    State(sb): State<Sandbox>,
+    headers: HeaderMap,
+    Path(node): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     let a = match authorize(&sb, &headers, &q, "threads_basic") {
         Ok(a) => a,
         Err(r) => return r,
@@ -297,13 +436,20 @@ async fn node(State(sb): State<Sandbox>, headers: HeaderMap, Path(node): Path<St
     // A media container: IN_PROGRESS for a while, then FINISHED.
     match sb.job_done(&node) {
         None => not_found(&sb, &node),
-        Some(done) => ok(json!({"id": node, "status": if done { "FINISHED" } else { "IN_PROGRESS" }, "error_message": Value::Null})),
+        Some(done) => ok(
+            json!({"id": node, "status": if done { "FINISHED" } else { "IN_PROGRESS" }, "error_message": Value::Null}),
+        ),
     }
 }
 
 const POSTS: usize = 25;
 
-async fn edge_list(State(sb): State<Sandbox>, headers: HeaderMap, Path((node, edge)): Path<(String, String)>, Query(q): Query<HashMap<String, String>>) -> Response {
+async fn edge_list(
+    State(sb): State<Sandbox>,
+    headers: HeaderMap,
+    Path((node, edge)): Path<(String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     let a = match authorize(&sb, &headers, &q, "threads_basic") {
         Ok(a) => a,
         Err(r) => return r,
@@ -314,7 +460,14 @@ async fn edge_list(State(sb): State<Sandbox>, headers: HeaderMap, Path((node, ed
     let limit = match q.get("limit").map(|l| l.parse::<usize>()) {
         None => 25,
         Some(Ok(l)) if (1..=100).contains(&l) => l,
-        _ => return refuse(&sb, P, ErrorCase::InvalidParams, &ErrorDetail::message("(#100) The parameter limit must be between 1 and 100")),
+        _ => {
+            return refuse(
+                &sb,
+                P,
+                ErrorCase::InvalidParams,
+                &ErrorDetail::message("(#100) The parameter limit must be between 1 and 100"),
+            );
+        }
     };
     let offset = q.get("after").and_then(|c| cursor_offset(c)).unwrap_or(0);
     let (range, more) = super::page_of(POSTS, offset, limit);
@@ -324,7 +477,11 @@ async fn edge_list(State(sb): State<Sandbox>, headers: HeaderMap, Path((node, ed
         .collect();
     let mut paging = json!({"cursors": {"before": cursor(start), "after": cursor(end)}});
     if more {
-        paging["next"] = json!(format!("{}/threads/v1.0/{node}/threads?limit={limit}&after={}", super::origin(&headers), cursor(end)));
+        paging["next"] = json!(format!(
+            "{}/threads/v1.0/{node}/threads?limit={limit}&after={}",
+            super::origin(&headers),
+            cursor(end)
+        ));
     }
     ok(json!({"data": data, "paging": paging}))
 }
@@ -337,12 +494,23 @@ fn cursor(offset: usize) -> String {
 
 fn cursor_offset(c: &str) -> Option<usize> {
     use base64::Engine;
-    let raw = base64::engine::general_purpose::STANDARD_NO_PAD.decode(c).ok()?;
-    String::from_utf8(raw).ok()?.strip_prefix("offset:")?.parse().ok()
+    let raw = base64::engine::general_purpose::STANDARD_NO_PAD
+        .decode(c)
+        .ok()?;
+    String::from_utf8(raw)
+        .ok()?
+        .strip_prefix("offset:")?
+        .parse()
+        .ok()
 }
 
 /// `POST /me/threads` creates a media container (needs threads_content_publish).
-async fn edge_create(State(sb): State<Sandbox>, headers: HeaderMap, Path((node, edge)): Path<(String, String)>, Query(q): Query<HashMap<String, String>>) -> Response {
+async fn edge_create(
+    State(sb): State<Sandbox>,
+    headers: HeaderMap,
+    Path((node, edge)): Path<(String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     let a = match authorize(&sb, &headers, &q, "threads_content_publish") {
         Ok(a) => a,
         Err(r) => return r,
@@ -350,9 +518,13 @@ async fn edge_create(State(sb): State<Sandbox>, headers: HeaderMap, Path((node, 
     if !is_me(&a, &node) || edge != "threads" {
         return not_found(&sb, &format!("{node}/{edge}"));
     }
-    if q.get("media_type").is_none() {
-        return refuse(&sb, P, ErrorCase::InvalidParams, &ErrorDetail::message("(#100) The parameter media_type is required"));
+    if !q.contains_key("media_type") {
+        return refuse(
+            &sb,
+            P,
+            ErrorCase::InvalidParams,
+            &ErrorDetail::message("(#100) The parameter media_type is required"),
+        );
     }
     ok(json!({"id": sb.start_job("1789")}))
 }
-

@@ -69,7 +69,9 @@ pub(crate) fn render(case: ErrorCase, d: &ErrorDetail) -> Reply {
         ErrorCase::InvalidParams | ErrorCase::NotFound | ErrorCase::TaskPending => api(
             400,
             "invalid_params",
-            d.message.as_deref().unwrap_or("The request parameters are invalid."),
+            d.message
+                .as_deref()
+                .unwrap_or("The request parameters are invalid."),
         ),
         ErrorCase::RateLimited { .. } => {
             let reset = d.reset_at.map(|t| t.timestamp()).unwrap_or_default();
@@ -83,16 +85,24 @@ pub(crate) fn render(case: ErrorCase, d: &ErrorDetail) -> Reply {
         ErrorCase::Outage => api(500, "internal_error", "Internal error. Please retry later."),
         ErrorCase::OutagePage { status } => load_balancer_page(status),
         ErrorCase::OAuthInvalidRequest => oauth(400, "invalid_request", "The request is invalid."),
-        ErrorCase::OAuthInvalidClient => oauth(401, "invalid_client", "Client key or secret is invalid."),
-        ErrorCase::OAuthInvalidGrant => oauth(400, "invalid_grant", "The grant is invalid."),
-        ErrorCase::OAuthUnsupportedGrant => {
-            oauth(400, "unsupported_grant_type", "The grant type is not supported.")
+        ErrorCase::OAuthInvalidClient => {
+            oauth(401, "invalid_client", "Client key or secret is invalid.")
         }
+        ErrorCase::OAuthInvalidGrant => oauth(400, "invalid_grant", "The grant is invalid."),
+        ErrorCase::OAuthUnsupportedGrant => oauth(
+            400,
+            "unsupported_grant_type",
+            "The grant type is not supported.",
+        ),
     }
 }
 
 fn log_id() -> String {
-    format!("{}{}", chrono::Utc::now().format("%Y%m%d%H%M%S"), short_id().to_uppercase())
+    format!(
+        "{}{}",
+        chrono::Utc::now().format("%Y%m%d%H%M%S"),
+        short_id().to_uppercase()
+    )
 }
 
 pub(crate) fn routes() -> Router<Sandbox> {
@@ -115,7 +125,11 @@ async fn token(State(sb): State<Sandbox>, Form(f): Form<HashMap<String, String>>
     let count_fail = || sb.counters().token_call(P, None, grant_type);
     let Some(client_key) = get("client_key") else {
         count_fail();
-        return fail(&sb, ErrorCase::OAuthInvalidRequest, "client_key is required.");
+        return fail(
+            &sb,
+            ErrorCase::OAuthInvalidRequest,
+            "client_key is required.",
+        );
     };
     if sb
         .ledger()
@@ -124,7 +138,11 @@ async fn token(State(sb): State<Sandbox>, Form(f): Form<HashMap<String, String>>
         .is_none()
     {
         count_fail();
-        return fail(&sb, ErrorCase::OAuthInvalidClient, "Client key or secret is invalid.");
+        return fail(
+            &sb,
+            ErrorCase::OAuthInvalidClient,
+            "Client key or secret is invalid.",
+        );
     }
     let now = sb.now();
     let (rotate, grace) = {
@@ -135,9 +153,20 @@ async fn token(State(sb): State<Sandbox>, Form(f): Form<HashMap<String, String>>
         "authorization_code" => {
             let (Some(code), Some(redirect_uri)) = (get("code"), get("redirect_uri")) else {
                 count_fail();
-                return fail(&sb, ErrorCase::OAuthInvalidRequest, "code and redirect_uri are required.");
+                return fail(
+                    &sb,
+                    ErrorCase::OAuthInvalidRequest,
+                    "code and redirect_uri are required.",
+                );
             };
-            match sb.ledger().redeem_code(code, P, client_key, Some(redirect_uri), get("code_verifier"), now) {
+            match sb.ledger().redeem_code(
+                code,
+                P,
+                client_key,
+                Some(redirect_uri),
+                get("code_verifier"),
+                now,
+            ) {
                 Ok(c) => (sb.ledger().new_grant(&c, now), true, None),
                 Err(r) => {
                     count_fail();
@@ -155,14 +184,23 @@ async fn token(State(sb): State<Sandbox>, Form(f): Form<HashMap<String, String>>
         "refresh_token" => {
             let Some(rt) = get("refresh_token") else {
                 count_fail();
-                return fail(&sb, ErrorCase::OAuthInvalidRequest, "refresh_token is required.");
+                return fail(
+                    &sb,
+                    ErrorCase::OAuthInvalidRequest,
+                    "refresh_token is required.",
+                );
             };
-            match sb.ledger().use_refresh(P, client_key, rt, rotate, grace, now) {
+            match sb
+                .ledger()
+                .use_refresh(P, client_key, rt, rotate, grace, now)
+            {
                 Ok((g, expiry)) => (g, rotate, expiry),
                 Err(r) => {
                     count_fail();
                     let why = match r {
-                        RefreshRefusal::Reused => "Refresh token is invalid: it was already rotated.",
+                        RefreshRefusal::Reused => {
+                            "Refresh token is invalid: it was already rotated."
+                        }
                         RefreshRefusal::Expired => "Refresh token is expired.",
                         RefreshRefusal::Dead => "Refresh token has been revoked.",
                         RefreshRefusal::Unknown => "Refresh token is invalid.",
@@ -173,17 +211,28 @@ async fn token(State(sb): State<Sandbox>, Form(f): Form<HashMap<String, String>>
         }
         _ => {
             count_fail();
-            return fail(&sb, ErrorCase::OAuthUnsupportedGrant, "The grant type is not supported.");
+            return fail(
+                &sb,
+                ErrorCase::OAuthUnsupportedGrant,
+                "The grant type is not supported.",
+            );
         }
     };
     sb.counters().token_call(P, Some(&grant.id), grant_type);
     let lifetime = sb.config().access_lifetime(P);
-    let (access, _) = sb.ledger().issue_access(&grant, AccessKind::Standard, "act.", lifetime, now);
+    let (access, _) = sb
+        .ledger()
+        .issue_access(&grant, AccessKind::Standard, "act.", lifetime, now);
     let (refresh, refresh_expiry) = if new_refresh {
-        let (v, t) = sb.ledger().issue_refresh(&grant, "rft.", P.refresh_lifetime(), now);
+        let (v, t) = sb
+            .ledger()
+            .issue_refresh(&grant, "rft.", P.refresh_lifetime(), now);
         (v, t.expires_at)
     } else {
-        (get("refresh_token").unwrap_or("").to_string(), kept_refresh_expiry)
+        (
+            get("refresh_token").unwrap_or("").to_string(),
+            kept_refresh_expiry,
+        )
     };
     let refresh_expires_in = refresh_expiry.map_or(0, |e| (e - now).num_seconds().max(0));
     token_reply(
@@ -203,8 +252,16 @@ async fn token(State(sb): State<Sandbox>, Form(f): Form<HashMap<String, String>>
 
 async fn revoke(State(sb): State<Sandbox>, Form(f): Form<HashMap<String, String>>) -> Response {
     let get = |k: &str| f.get(k).map(String::as_str).unwrap_or("");
-    let Some(app) = sb.ledger().app(P, get("client_key")).filter(|a| a.secret_matches(get("client_secret"))) else {
-        return fail(&sb, ErrorCase::OAuthInvalidClient, "Client key or secret is invalid.");
+    let Some(app) = sb
+        .ledger()
+        .app(P, get("client_key"))
+        .filter(|a| a.secret_matches(get("client_secret")))
+    else {
+        return fail(
+            &sb,
+            ErrorCase::OAuthInvalidClient,
+            "Client key or secret is invalid.",
+        );
     };
     match sb.ledger().check_access(P, Some(get("token")), sb.now()) {
         Ok(t) if t.grant.app.client_id == app.client_id => {
@@ -217,32 +274,77 @@ async fn revoke(State(sb): State<Sandbox>, Form(f): Form<HashMap<String, String>
 }
 
 /// Gate + 600 requests/min per endpoint (sliding window), + the endpoint's scope.
-fn authorize(sb: &Sandbox, headers: &HeaderMap, uri: &Uri, scope: &[&str]) -> Result<Arc<AccessToken>, Response> {
+fn authorize(
+    sb: &Sandbox,
+    headers: &HeaderMap,
+    uri: &Uri,
+    scope: &[&str],
+) -> Result<Arc<AccessToken>, Response> {
     let access = match sb.gate(P, bearer(headers).as_deref()) {
         Ok(a) => a,
-        Err(Gate::Token(_)) => return Err(refuse(sb, P, ErrorCase::TokenInvalid, &ErrorDetail::default())),
+        Err(Gate::Token(_)) => {
+            return Err(refuse(
+                sb,
+                P,
+                ErrorCase::TokenInvalid,
+                &ErrorDetail::default(),
+            ));
+        }
         Err(Gate::Throttled) => {
             let reset_at = Some(sb.now() + chrono::TimeDelta::seconds(60));
-            return Err(refuse(sb, P, ErrorCase::RateLimited { limit: Limit::App }, &ErrorDetail { reset_at, ..Default::default() }));
+            return Err(refuse(
+                sb,
+                P,
+                ErrorCase::RateLimited { limit: Limit::App },
+                &ErrorDetail {
+                    reset_at,
+                    ..Default::default()
+                },
+            ));
         }
     };
     if sb.config().enforce_rate_limits {
         let key = format!("tt:{}:{}", access.grant.app.client_id, uri.path());
-        if let Err(over) = sb.limits().admit(key, 600, Duration::from_secs(60), sb.now()) {
-            return Err(refuse(sb, P, ErrorCase::RateLimited { limit: Limit::App }, &ErrorDetail { reset_at: Some(over.reset_at), ..Default::default() }));
+        if let Err(over) = sb
+            .limits()
+            .admit(key, 600, Duration::from_secs(60), sb.now())
+        {
+            return Err(refuse(
+                sb,
+                P,
+                ErrorCase::RateLimited { limit: Limit::App },
+                &ErrorDetail {
+                    reset_at: Some(over.reset_at),
+                    ..Default::default()
+                },
+            ));
         }
     }
     if !scope.iter().any(|s| access.grant.has_scope(s)) {
-        return Err(refuse(sb, P, ErrorCase::ScopeMissing, &ErrorDetail::default()));
+        return Err(refuse(
+            sb,
+            P,
+            ErrorCase::ScopeMissing,
+            &ErrorDetail::default(),
+        ));
     }
     Ok(access)
 }
 
 fn ok(data: Value) -> Response {
-    Reply::json(200, &json!({"data": data, "error": {"code": "ok", "message": "", "log_id": log_id()}})).into_response()
+    Reply::json(
+        200,
+        &json!({"data": data, "error": {"code": "ok", "message": "", "log_id": log_id()}}),
+    )
+    .into_response()
 }
 
-async fn user_info(State(sb): State<Sandbox>, headers: HeaderMap, uri: Uri, Query(q): Query<HashMap<String, String>>) -> Response {
+async fn user_info(
+    State(sb): State<Sandbox>,
+    headers: HeaderMap,
+    uri: Uri,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     let a = match authorize(&sb, &headers, &uri, &["user.info.basic"]) {
         Ok(a) => a,
         Err(r) => return r,
@@ -268,20 +370,37 @@ async fn user_info(State(sb): State<Sandbox>, headers: HeaderMap, uri: Uri, Quer
 
 const VIDEOS: usize = 30;
 
-async fn video_list(State(sb): State<Sandbox>, headers: HeaderMap, uri: Uri, body: Bytes) -> Response {
+async fn video_list(
+    State(sb): State<Sandbox>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> Response {
     let a = match authorize(&sb, &headers, &uri, &["video.list"]) {
         Ok(a) => a,
         Err(r) => return r,
     };
-    let body: Value = if body.is_empty() { json!({}) } else {
+    let body: Value = if body.is_empty() {
+        json!({})
+    } else {
         match serde_json::from_slice(&body) {
             Ok(v) => v,
-            Err(_) => return fail(&sb, ErrorCase::InvalidParams, "The request body must be JSON."),
+            Err(_) => {
+                return fail(
+                    &sb,
+                    ErrorCase::InvalidParams,
+                    "The request body must be JSON.",
+                );
+            }
         }
     };
     let max = body.get("max_count").and_then(Value::as_u64).unwrap_or(10);
     if !(1..=20).contains(&max) {
-        return fail(&sb, ErrorCase::InvalidParams, "max_count must be between 1 and 20.");
+        return fail(
+            &sb,
+            ErrorCase::InvalidParams,
+            "max_count must be between 1 and 20.",
+        );
     }
     let cursor = body.get("cursor").and_then(Value::as_u64).unwrap_or(0) as usize;
     let (range, more) = super::page_of(VIDEOS, cursor, max as usize);
@@ -300,7 +419,12 @@ async fn publish_init(State(sb): State<Sandbox>, headers: HeaderMap, uri: Uri) -
 }
 
 /// Publishing stays `PROCESSING_DOWNLOAD` for a while, then `PUBLISH_COMPLETE`.
-async fn publish_status(State(sb): State<Sandbox>, headers: HeaderMap, uri: Uri, body: Bytes) -> Response {
+async fn publish_status(
+    State(sb): State<Sandbox>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> Response {
     if let Err(r) = authorize(&sb, &headers, &uri, &["video.publish", "video.upload"]) {
         return r;
     }
@@ -311,11 +435,15 @@ async fn publish_status(State(sb): State<Sandbox>, headers: HeaderMap, uri: Uri,
     match sb.job_done(id) {
         None => fail(&sb, ErrorCase::InvalidParams, "publish_id is invalid."),
         Some(false) => ok(json!({"status": "PROCESSING_DOWNLOAD", "uploaded_bytes": 0})),
-        Some(true) => ok(json!({"status": "PUBLISH_COMPLETE", "publicaly_available_post_id": [a_post_id(id)]})),
+        Some(true) => ok(
+            json!({"status": "PUBLISH_COMPLETE", "publicaly_available_post_id": [a_post_id(id)]}),
+        ),
     }
 }
 
 fn a_post_id(publish_id: &str) -> String {
-    let n: u64 = publish_id.bytes().fold(7, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+    let n: u64 = publish_id
+        .bytes()
+        .fold(7, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
     (n % 10_000_000_000_000_000_000).to_string()
 }

@@ -2,7 +2,7 @@
 //! `app_id`/`secret`/`auth_code`, long-term tokens without refresh, the `Access-Token` header,
 //! and every API or token error as HTTP 200 with a non-zero `code`.
 
-use super::{page_of, refuse, token_reply, CAMPAIGNS_PER_ACCOUNT};
+use super::{CAMPAIGNS_PER_ACCOUNT, page_of, refuse, token_reply};
 use crate::error_case::{ErrorCase, ErrorDetail, Limit, Reply, load_balancer_page};
 use crate::ledger::{AccessKind, AccessToken, CodeRefusal, Refusal, short_id};
 use crate::provider::Provider;
@@ -49,7 +49,11 @@ const SCOPE_IDS: &[(&str, u32)] = &[
 ];
 
 fn request_id() -> String {
-    format!("{}{}", chrono::Utc::now().format("%Y%m%d%H%M%S"), short_id().to_uppercase())
+    format!(
+        "{}{}",
+        chrono::Utc::now().format("%Y%m%d%H%M%S"),
+        short_id().to_uppercase()
+    )
 }
 
 /// TikTok Business's one rendering function: everything is HTTP 200 with a code, except the
@@ -58,20 +62,28 @@ pub(crate) fn render(case: ErrorCase, d: &ErrorDetail) -> Reply {
     let msg = |default: &str| d.message.clone().unwrap_or_else(|| default.to_string());
     let (code, message) = match case {
         ErrorCase::OutagePage { status } => return load_balancer_page(status),
-        ErrorCase::CredentialMissing => (40104, msg("Access token is null, please check and try again.")),
+        ErrorCase::CredentialMissing => (
+            40104,
+            msg("Access token is null, please check and try again."),
+        ),
         ErrorCase::TokenExpired | ErrorCase::TokenRefusedPlainText => {
             (40102, msg("Access token has expired."))
         }
-        ErrorCase::TokenRevoked | ErrorCase::TokenInvalid => {
-            (40105, msg("The access token is incorrect or has been revoked."))
-        }
+        ErrorCase::TokenRevoked | ErrorCase::TokenInvalid => (
+            40105,
+            msg("The access token is incorrect or has been revoked."),
+        ),
         ErrorCase::ScopeMissing => (
             40001,
-            msg("No permission to operate: the access token is not authorized for the scope this API needs."),
+            msg(
+                "No permission to operate: the access token is not authorized for the scope this API needs.",
+            ),
         ),
         ErrorCase::RoleMissing => (
             40001,
-            msg("No permission to operate advertiser: the user's role on the advertiser has been removed."),
+            msg(
+                "No permission to operate advertiser: the user's role on the advertiser has been removed.",
+            ),
         ),
         ErrorCase::AppMismatch => (40113, msg("The app_id does not match the access token.")),
         ErrorCase::RateLimited { .. } => (
@@ -111,7 +123,10 @@ pub(crate) fn routes() -> Router<Sandbox> {
         .route(&format!("{BASE}/campaign/get/"), get(campaigns))
         .route(&format!("{BASE}/report/task/create/"), post(report_create))
         .route(&format!("{BASE}/report/task/check/"), get(report_check))
-        .route(&format!("{BASE}/report/task/download/"), get(report_download))
+        .route(
+            &format!("{BASE}/report/task/download/"),
+            get(report_download),
+        )
 }
 
 fn fail(sb: &Sandbox, case: ErrorCase, message: &str) -> Response {
@@ -120,19 +135,28 @@ fn fail(sb: &Sandbox, case: ErrorCase, message: &str) -> Response {
 
 fn ok(data: Value) -> Response {
     let rid = request_id();
-    Reply::json(200, &json!({"code": 0, "message": "OK", "request_id": rid, "data": data}))
-        .header("x-tt-logid", rid)
-        .into_response()
+    Reply::json(
+        200,
+        &json!({"code": 0, "message": "OK", "request_id": rid, "data": data}),
+    )
+    .header("x-tt-logid", rid)
+    .into_response()
 }
 
 fn field<'a>(body: &'a Value, name: &str) -> Option<&'a str> {
-    body.get(name).and_then(Value::as_str).filter(|s| !s.is_empty())
+    body.get(name)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
 }
 
 async fn token(State(sb): State<Sandbox>, body: Bytes) -> Response {
     let Ok(body) = serde_json::from_slice::<Value>(&body) else {
         sb.counters().token_call(P, None, "auth_code");
-        return fail(&sb, ErrorCase::OAuthInvalidRequest, "The request body must be JSON.");
+        return fail(
+            &sb,
+            ErrorCase::OAuthInvalidRequest,
+            "The request body must be JSON.",
+        );
     };
     if body.get("refresh_token").is_some() {
         sb.counters().token_call(P, None, "refresh_token");
@@ -144,23 +168,53 @@ async fn token(State(sb): State<Sandbox>, body: Bytes) -> Response {
         field(&body, "auth_code"),
     ) else {
         sb.counters().token_call(P, None, "auth_code");
-        return fail(&sb, ErrorCase::OAuthInvalidRequest, "app_id, secret and auth_code are required.");
+        return fail(
+            &sb,
+            ErrorCase::OAuthInvalidRequest,
+            "app_id, secret and auth_code are required.",
+        );
     };
-    let Some(app) = sb.ledger().app(P, app_id).filter(|a| a.secret_matches(secret)) else {
+    let Some(app) = sb
+        .ledger()
+        .app(P, app_id)
+        .filter(|a| a.secret_matches(secret))
+    else {
         sb.counters().token_call(P, None, "auth_code");
-        return fail(&sb, ErrorCase::OAuthInvalidClient, "The app_id or secret is invalid.");
+        return fail(
+            &sb,
+            ErrorCase::OAuthInvalidClient,
+            "The app_id or secret is invalid.",
+        );
     };
     let now = sb.now();
-    let redeemed = sb.ledger().redeem_code(code, P, &app.client_id, None, None, now);
+    let redeemed = sb
+        .ledger()
+        .redeem_code(code, P, &app.client_id, None, None, now);
     let code = match redeemed {
         Ok(c) => c,
         Err(r) => {
             sb.counters().token_call(P, None, "auth_code");
             return match r {
-                CodeRefusal::WrongApp => fail(&sb, ErrorCase::AppMismatch, "The auth_code was issued to another app."),
-                CodeRefusal::Used => fail(&sb, ErrorCase::OAuthInvalidGrant, "The auth_code has been used."),
-                CodeRefusal::Expired => fail(&sb, ErrorCase::OAuthInvalidGrant, "The auth_code has expired."),
-                _ => fail(&sb, ErrorCase::OAuthInvalidGrant, "The auth_code is invalid."),
+                CodeRefusal::WrongApp => fail(
+                    &sb,
+                    ErrorCase::AppMismatch,
+                    "The auth_code was issued to another app.",
+                ),
+                CodeRefusal::Used => fail(
+                    &sb,
+                    ErrorCase::OAuthInvalidGrant,
+                    "The auth_code has been used.",
+                ),
+                CodeRefusal::Expired => fail(
+                    &sb,
+                    ErrorCase::OAuthInvalidGrant,
+                    "The auth_code has expired.",
+                ),
+                _ => fail(
+                    &sb,
+                    ErrorCase::OAuthInvalidGrant,
+                    "The auth_code is invalid.",
+                ),
             };
         }
     };
@@ -190,27 +244,50 @@ async fn token(State(sb): State<Sandbox>, body: Bytes) -> Response {
 }
 
 fn advertiser_ids(grant: &crate::ledger::Grant) -> Vec<String> {
-    (0..2).map(|i| (grant.numeric_id(&format!("advertiser/{i}")) % 10_000_000_000_000_000_000).to_string()).collect()
+    (0..2)
+        .map(|i| {
+            (grant.numeric_id(&format!("advertiser/{i}")) % 10_000_000_000_000_000_000).to_string()
+        })
+        .collect()
 }
 
 async fn revoke(State(sb): State<Sandbox>, body: Bytes) -> Response {
     let Ok(body) = serde_json::from_slice::<Value>(&body) else {
-        return fail(&sb, ErrorCase::OAuthInvalidRequest, "The request body must be JSON.");
+        return fail(
+            &sb,
+            ErrorCase::OAuthInvalidRequest,
+            "The request body must be JSON.",
+        );
     };
     let (Some(app_id), Some(secret), Some(token)) = (
         field(&body, "app_id"),
         field(&body, "secret"),
         field(&body, "access_token"),
     ) else {
-        return fail(&sb, ErrorCase::OAuthInvalidRequest, "app_id, secret and access_token are required.");
+        return fail(
+            &sb,
+            ErrorCase::OAuthInvalidRequest,
+            "app_id, secret and access_token are required.",
+        );
     };
-    if sb.ledger().app(P, app_id).filter(|a| a.secret_matches(secret)).is_none() {
-        return fail(&sb, ErrorCase::OAuthInvalidClient, "The app_id or secret is invalid.");
+    if sb
+        .ledger()
+        .app(P, app_id)
+        .filter(|a| a.secret_matches(secret))
+        .is_none()
+    {
+        return fail(
+            &sb,
+            ErrorCase::OAuthInvalidClient,
+            "The app_id or secret is invalid.",
+        );
     }
     match sb.ledger().check_access(P, Some(token), sb.now()) {
-        Ok(t) if t.grant.app.client_id != app_id => {
-            fail(&sb, ErrorCase::AppMismatch, "The app_id does not match the access token.")
-        }
+        Ok(t) if t.grant.app.client_id != app_id => fail(
+            &sb,
+            ErrorCase::AppMismatch,
+            "The app_id does not match the access token.",
+        ),
         Ok(_) => {
             sb.ledger().revoke_access(token);
             ok(json!({}))
@@ -247,11 +324,21 @@ fn authorize(sb: &Sandbox, headers: &HeaderMap, uri: &Uri) -> Result<Arc<AccessT
         let path = uri.path();
         let over = sb
             .limits()
-            .admit(format!("ttb:{app}:{path}:s"), qps.into(), Duration::from_secs(1), now)
+            .admit(
+                format!("ttb:{app}:{path}:s"),
+                qps.into(),
+                Duration::from_secs(1),
+                now,
+            )
             .is_err()
             || sb
                 .limits()
-                .admit(format!("ttb:{app}:{path}:m"), qpm.into(), Duration::from_secs(60), now)
+                .admit(
+                    format!("ttb:{app}:{path}:m"),
+                    qpm.into(),
+                    Duration::from_secs(60),
+                    now,
+                )
                 .is_err();
         if over {
             return Err(rate_limited(sb, Some(app.clone())));
@@ -298,13 +385,25 @@ async fn advertisers(
         Err(r) => return r,
     };
     let (Some(app_id), Some(secret)) = (q.get("app_id"), q.get("secret")) else {
-        return fail(&sb, ErrorCase::InvalidParams, "app_id and secret are required.");
+        return fail(
+            &sb,
+            ErrorCase::InvalidParams,
+            "app_id and secret are required.",
+        );
     };
     if *app_id != a.grant.app.client_id {
-        return fail(&sb, ErrorCase::AppMismatch, "The app_id does not match the access token.");
+        return fail(
+            &sb,
+            ErrorCase::AppMismatch,
+            "The app_id does not match the access token.",
+        );
     }
     if !a.grant.app.secret_matches(secret) {
-        return fail(&sb, ErrorCase::OAuthInvalidClient, "The app_id or secret is invalid.");
+        return fail(
+            &sb,
+            ErrorCase::OAuthInvalidClient,
+            "The app_id or secret is invalid.",
+        );
     }
     let list: Vec<Value> = if a.grant.role_removed() {
         Vec::new()
@@ -326,17 +425,28 @@ fn advertiser_check(
     scope: &str,
 ) -> Result<String, Response> {
     let Some(adv) = advertiser.filter(|s| !s.is_empty()) else {
-        return Err(fail(sb, ErrorCase::InvalidParams, "advertiser_id: Missing data for required field."));
+        return Err(fail(
+            sb,
+            ErrorCase::InvalidParams,
+            "advertiser_id: Missing data for required field.",
+        ));
     };
     if !advertiser_ids(&a.grant).iter().any(|id| id == adv) || a.grant.role_removed() {
         return Err(fail(
             sb,
             ErrorCase::RoleMissing,
-            &format!("No permission to operate advertiser {adv}: the user's role on the advertiser has been removed or was never granted."),
+            &format!(
+                "No permission to operate advertiser {adv}: the user's role on the advertiser has been removed or was never granted."
+            ),
         ));
     }
     if !a.grant.has_scope(scope) {
-        return Err(refuse(sb, P, ErrorCase::ScopeMissing, &ErrorDetail::default()));
+        return Err(refuse(
+            sb,
+            P,
+            ErrorCase::ScopeMissing,
+            &ErrorDetail::default(),
+        ));
     }
     Ok(adv.to_string())
 }
@@ -351,7 +461,12 @@ async fn campaigns(
         Ok(a) => a,
         Err(r) => return r,
     };
-    let adv = match advertiser_check(&sb, &a, q.get("advertiser_id").map(String::as_str), "campaign_management") {
+    let adv = match advertiser_check(
+        &sb,
+        &a,
+        q.get("advertiser_id").map(String::as_str),
+        "campaign_management",
+    ) {
         Ok(adv) => adv,
         Err(r) => return r,
     };
@@ -359,14 +474,30 @@ async fn campaigns(
     let page = match parse("page") {
         None => 1,
         Some(Ok(p)) if p >= 1 => p,
-        _ => return fail(&sb, ErrorCase::InvalidParams, "page: Must be greater than or equal to 1."),
+        _ => {
+            return fail(
+                &sb,
+                ErrorCase::InvalidParams,
+                "page: Must be greater than or equal to 1.",
+            );
+        }
     };
     let page_size = match parse("page_size") {
         None => 10,
         Some(Ok(s)) if (1..=1000).contains(&s) => s,
-        _ => return fail(&sb, ErrorCase::InvalidParams, "page_size: Must be between 1 and 1000."),
+        _ => {
+            return fail(
+                &sb,
+                ErrorCase::InvalidParams,
+                "page_size: Must be between 1 and 1000.",
+            );
+        }
     };
-    let (range, _) = page_of(CAMPAIGNS_PER_ACCOUNT, (page - 1).saturating_mul(page_size), page_size);
+    let (range, _) = page_of(
+        CAMPAIGNS_PER_ACCOUNT,
+        (page - 1).saturating_mul(page_size),
+        page_size,
+    );
     let list: Vec<Value> = range
         .map(|i| json!({
             "campaign_id": (a.grant.numeric_id(&format!("{adv}/campaign/{i}")) % 10_000_000_000_000_000_000).to_string(),
@@ -383,7 +514,12 @@ async fn campaigns(
     }}))
 }
 
-async fn report_create(State(sb): State<Sandbox>, headers: HeaderMap, uri: Uri, body: Bytes) -> Response {
+async fn report_create(
+    State(sb): State<Sandbox>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> Response {
     let a = match authorize(&sb, &headers, &uri) {
         Ok(a) => a,
         Err(r) => return r,
@@ -395,10 +531,23 @@ async fn report_create(State(sb): State<Sandbox>, headers: HeaderMap, uri: Uri, 
     ok(json!({"task_id": sb.start_job("")}))
 }
 
-fn task<'a>(sb: &Sandbox, a: &AccessToken, q: &'a HashMap<String, String>) -> Result<(&'a str, bool), Response> {
-    advertiser_check(sb, a, q.get("advertiser_id").map(String::as_str), "reporting")?;
+fn task<'a>(
+    sb: &Sandbox,
+    a: &AccessToken,
+    q: &'a HashMap<String, String>,
+) -> Result<(&'a str, bool), Response> {
+    advertiser_check(
+        sb,
+        a,
+        q.get("advertiser_id").map(String::as_str),
+        "reporting",
+    )?;
     let Some(id) = q.get("task_id").filter(|s| !s.is_empty()) else {
-        return Err(fail(sb, ErrorCase::InvalidParams, "task_id: Missing data for required field."));
+        return Err(fail(
+            sb,
+            ErrorCase::InvalidParams,
+            "task_id: Missing data for required field.",
+        ));
     };
     match sb.job_done(id) {
         None => Err(fail(sb, ErrorCase::NotFound, "The task does not exist.")),
@@ -417,7 +566,9 @@ async fn report_check(
         Err(r) => return r,
     };
     match task(&sb, &a, &q) {
-        Ok((id, done)) => ok(json!({"task_id": id, "status": if done { "SUCCESS" } else { "PROCESSING" }})),
+        Ok((id, done)) => {
+            ok(json!({"task_id": id, "status": if done { "SUCCESS" } else { "PROCESSING" }}))
+        }
         Err(r) => r,
     }
 }
@@ -435,7 +586,9 @@ async fn report_download(
     };
     match task(&sb, &a, &q) {
         Ok((_, false)) => refuse(&sb, P, ErrorCase::TaskPending, &ErrorDetail::default()),
-        Ok((id, true)) => ok(json!({"download_url": format!("https://example.invalid/reports/{id}.csv")})),
+        Ok((id, true)) => {
+            ok(json!({"download_url": format!("https://example.invalid/reports/{id}.csv")}))
+        }
         Err(r) => r,
     }
 }

@@ -38,7 +38,13 @@ impl Harness {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap();
-        Harness { base, clock, http, stop: Some(stop), task: Some(task) }
+        Harness {
+            base,
+            clock,
+            http,
+            stop: Some(stop),
+            task: Some(task),
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -50,31 +56,73 @@ impl Harness {
     }
 
     /// The scripted approval: POSTs the authorize form and returns the redirect's query.
-    pub async fn authorize(&self, path: &str, params: &[(&str, &str)], decision: &str) -> HashMap<String, String> {
+    pub async fn authorize(
+        &self,
+        path: &str,
+        params: &[(&str, &str)],
+        decision: &str,
+    ) -> HashMap<String, String> {
         let mut form: Vec<(&str, &str)> = params.to_vec();
         form.push(("decision", decision));
-        let resp = self.http.post(self.url(path)).form(&form).send().await.unwrap();
-        assert_eq!(resp.status(), StatusCode::FOUND, "authorize should redirect");
+        let resp = self
+            .http
+            .post(self.url(path))
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            resp.status(),
+            StatusCode::FOUND,
+            "authorize should redirect"
+        );
         let location = resp.headers()["location"].to_str().unwrap().to_string();
-        assert!(location.starts_with(REDIRECT), "redirects to the registered URI: {location}");
+        assert!(
+            location.starts_with(REDIRECT),
+            "redirects to the registered URI: {location}"
+        );
         let url = url::Url::parse(&location).unwrap();
-        url.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect()
+        url.query_pairs()
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect()
     }
 
     pub async fn admin(&self, path: &str, body: Value) -> Value {
-        let resp = self.http.post(self.url(&format!("/_sandbox{path}"))).json(&body).send().await.unwrap();
-        assert!(resp.status().is_success(), "admin {path}: {}", resp.status());
+        let resp = self
+            .http
+            .post(self.url(&format!("/_sandbox{path}")))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            resp.status().is_success(),
+            "admin {path}: {}",
+            resp.status()
+        );
         resp.json().await.unwrap()
     }
 
     pub async fn admin_get(&self, path: &str) -> Value {
-        self.http.get(self.url(&format!("/_sandbox{path}"))).send().await.unwrap().json().await.unwrap()
+        self.http
+            .get(self.url(&format!("/_sandbox{path}")))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
     }
 
     /// The id of the only (or latest) grant of a provider.
     pub async fn grant_id(&self, provider: &str) -> String {
-        let v = self.admin_get(&format!("/grants?provider={provider}")).await;
-        v["grants"].as_array().unwrap().last().unwrap()["id"].as_str().unwrap().to_string()
+        let v = self
+            .admin_get(&format!("/grants?provider={provider}"))
+            .await;
+        v["grants"].as_array().unwrap().last().unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
     }
 
     pub async fn counters(&self) -> Value {
@@ -92,7 +140,9 @@ impl Harness {
 }
 
 /// Sends a request and returns status, headers and the body as JSON (Null when not JSON).
-pub async fn call(req: reqwest::RequestBuilder) -> (StatusCode, reqwest::header::HeaderMap, Value, String) {
+pub async fn call(
+    req: reqwest::RequestBuilder,
+) -> (StatusCode, reqwest::header::HeaderMap, Value, String) {
     let resp = req.send().await.unwrap();
     let status = resp.status();
     let headers = resp.headers().clone();
