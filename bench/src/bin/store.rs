@@ -4,8 +4,9 @@
 //! `cargo run --release -p tokenwarden-bench --bin store -- [--postgres URL] [--runs N] [--secs S]`
 //!
 //! SQLite runs on a fresh file in the temporary directory (WAL, synchronous=FULL, so every commit
-//! is an fsync). PostgreSQL runs on the database in URL: the store's tables are created there if
-//! missing and the benchmark's own connections are deleted at the end.
+//! is an fsync). PostgreSQL: URL names a server and a database to connect to for administration
+//! (e.g. `postgres://postgres@127.0.0.1:5432/postgres`); the benchmark creates a scratch database
+//! `tw_bench_<random>` beside it and drops it at the end.
 
 use anyhow::{Context, Result, bail};
 use chrono::{TimeDelta, Utc};
@@ -198,8 +199,28 @@ async fn main() -> Result<()> {
     let sqlite_url = format!("sqlite://{}?mode=rwc", dir.join("bench.db").display());
     let mut rows = bench_backend("sqlite", &sqlite_url, &a).await;
     let _ = std::fs::remove_dir_all(&dir);
-    if let (Ok(r), Some(pg)) = (&mut rows, &a.postgres) {
-        r.extend(bench_backend("postgres", pg, &a).await?);
+    if let (Ok(r), Some(admin)) = (&mut rows, &a.postgres) {
+        use sqlx::Connection as _;
+        let name = format!("tw_bench_{}", rand_u32());
+        let mut c = sqlx::PgConnection::connect(admin)
+            .await
+            .with_context(|| format!("connecting to {admin}"))?;
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut c)
+            .await?;
+        let (base, query) = admin
+            .split_once('?')
+            .map_or((admin.as_str(), None), |(b, q)| (b, Some(q)));
+        let base = base.rsplit_once('/').map_or(base, |(b, _)| b);
+        let url = match query {
+            Some(q) => format!("{base}/{name}?{q}"),
+            None => format!("{base}/{name}"),
+        };
+        let result = bench_backend("postgres", &url, &a).await;
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&mut c)
+            .await?;
+        r.extend(result?);
     }
     let rows = rows?;
     println!(

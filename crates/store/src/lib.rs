@@ -126,6 +126,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Takes the refresh lease unless another owner holds an unexpired one (`None`). Taking it again
     /// by the same owner succeeds (so a lease claimed by [`Store::claim_due_refreshes`] can be
     /// turned into a [`Lease`]). `NotFound` if the connection has no token set.
+    ///
+    /// A caller refreshing because the token it used failed compares `lease.version` with the
+    /// version of that token: if it moved, someone else refreshed already; release the lease and
+    /// use the stored token (so a burst of 401s causes one refresh).
     async fn acquire_refresh_lease(
         &self,
         conn: &ConnectionId,

@@ -74,7 +74,11 @@ impl Sha256Hex {
 impl fmt::Debug for Sha256Hex {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // A prefix is enough to tell two apart in a log; the full hash is not needed there.
-        write!(f, "Sha256Hex({}…)", &self.0[..self.0.len().min(8)])
+        write!(
+            f,
+            "Sha256Hex({}…)",
+            self.0.chars().take(8).collect::<String>()
+        )
     }
 }
 

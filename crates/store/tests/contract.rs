@@ -63,6 +63,31 @@ async fn unknown_scheme_is_a_clear_error() {
     assert!(e.contains("sqlite://") && e.contains("postgres://"), "{e}");
 }
 
+#[tokio::test]
+async fn sqlite_is_wal_with_full_sync_and_foreign_keys() {
+    // Hardening rule 13: WAL with synchronous=NORMAL can drop recent commits on power loss.
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("p.db").display());
+    let s = tokenwarden_store::sql::SqlStore::open(&url, Keyring::generate("k1").unwrap())
+        .await
+        .unwrap();
+    for (pragma, want) in [
+        ("journal_mode", "wal"),
+        ("synchronous", "2"),
+        ("foreign_keys", "1"),
+    ] {
+        let row = sqlx::query(&format!("PRAGMA {pragma}"))
+            .fetch_one(s.pool())
+            .await
+            .unwrap();
+        let got = row
+            .try_get::<String, _>(0)
+            .or_else(|_| row.try_get::<i64, _>(0).map(|v| v.to_string()))
+            .unwrap();
+        assert_eq!(got, want, "{pragma}");
+    }
+}
+
 mod cases {
     use super::*;
 
@@ -316,7 +341,10 @@ mod cases {
     pub async fn lease_expiry_and_fencing(db: Arc<Db>) {
         let s = db.open().await;
         let c = seeded(&*s, "c1").await;
-        let short = Duration::from_millis(300);
+        // Leases are timed on the database's clock (hardening rule 15), which a test cannot fake,
+        // so expiry is awaited for real; the TTL is long enough that a busy machine does not let
+        // A's lease lapse before B's first attempt.
+        let short = Duration::from_millis(1000);
 
         // A holds; B is refused until A's lease lapses on the database clock, then takes over.
         let a = s
@@ -340,7 +368,7 @@ mod cases {
                 .version,
             1
         );
-        tokio::time::sleep(Duration::from_millis(450)).await;
+        tokio::time::sleep(Duration::from_millis(1200)).await;
         let b = s
             .acquire_refresh_lease(&c, "B", Duration::from_secs(30))
             .await
