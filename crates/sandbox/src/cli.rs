@@ -153,3 +153,73 @@ curl -s {base}/_sandbox/counters\n\nCtrl-C to stop.\n"
     ));
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: SandboxArgs,
+    }
+
+    #[test]
+    fn options_become_the_configuration() {
+        let cli = Cli::try_parse_from([
+            "sandbox",
+            "--time-scale",
+            "3600",
+            "--lifetime",
+            "snapchat=2m",
+            "--lifetime",
+            "tiktok=90s",
+            "--long-lifetime",
+            "meta=1h",
+            "--no-rotation",
+            "--redirect-uri",
+            "http://localhost:3000/cb",
+        ])
+        .unwrap();
+        assert_eq!(cli.args.listen.to_string(), "127.0.0.1:8181");
+        let c = cli.args.config();
+        assert_eq!(c.time_scale, 3600.0);
+        assert_eq!(
+            c.access_lifetimes[&Provider::Snapchat],
+            Duration::from_secs(120)
+        );
+        assert_eq!(
+            c.access_lifetimes[&Provider::Tiktok],
+            Duration::from_secs(90)
+        );
+        assert_eq!(
+            c.long_lived_lifetimes[&Provider::Meta],
+            Duration::from_secs(3600)
+        );
+        assert_eq!(c.rotate_refresh_tokens, Some(false));
+        assert_eq!(
+            c.demo_redirect_uris,
+            vec!["http://localhost:3000/cb".to_string()]
+        );
+        assert_eq!(c.apps.len(), 5);
+        assert!(Cli::try_parse_from(["sandbox", "--lifetime", "myspace=1m"]).is_err());
+        assert!(Cli::try_parse_from(["sandbox", "--lifetime", "snapchat"]).is_err());
+    }
+
+    #[test]
+    fn the_banner_names_every_prefix_demo_app_and_the_scripted_approval() {
+        let c = SandboxConfig {
+            demo_redirect_uris: vec!["http://127.0.0.1:8080/callback".into()],
+            ..SandboxConfig::default()
+        };
+        let b = banner("http://127.0.0.1:8181", &c);
+        for p in Provider::ALL {
+            assert!(b.contains(&format!("http://127.0.0.1:8181/{}", p.id())));
+            assert!(b.contains(&format!("demo-{} / demo-{}-secret", p.id(), p.id())));
+        }
+        assert!(b.contains("decision=approve"));
+        assert!(b.contains("/_sandbox/grants/GRANT_ID/revoke"));
+        assert!(b.contains("/_sandbox/faults/snapchat/throttle"));
+    }
+}

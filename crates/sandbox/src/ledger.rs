@@ -449,7 +449,12 @@ impl Ledger {
 
     /// When a token expires (for Graph's "Session has expired on …"), whatever its state.
     pub fn peek_expiry(&self, value: &str) -> Option<DateTime<Utc>> {
-        self.access.get(&hash(value)).and_then(|t| t.expires_at)
+        let t = self.access.get(&hash(value))?;
+        let forced = (*t.grant.expired_through.lock()).filter(|at| t.issued_at <= *at);
+        match (t.expires_at, forced) {
+            (Some(e), Some(f)) => Some(e.min(f)),
+            (e, f) => e.or(f),
+        }
     }
 
     /// Revokes one access token (TikTok Business `/oauth2/revoke_token/`).

@@ -1058,3 +1058,109 @@ async fn concurrent_callers_are_counted_exactly() {
     assert_eq!(c["providers"]["snapchat"]["token_calls"], 0);
     h.stop().await;
 }
+
+#[tokio::test]
+async fn tiktok_business_per_endpoint_qps_is_signalled_with_40100_in_http_200() {
+    let h = Harness::start().await;
+    let ttb = ttb_token(&h).await;
+    let info = || {
+        h.http
+            .get(h.url(&format!("{TTB}/user/info/")))
+            .header("Access-Token", &ttb)
+    };
+    for _ in 0..10 {
+        assert_eq!(call(info()).await.2["code"], 0);
+    }
+    let (st, _, b, _) = call(info()).await;
+    assert_eq!((st, b["code"].as_i64()), (StatusCode::OK, Some(40100)));
+    assert!(
+        b["message"]
+            .as_str()
+            .unwrap()
+            .contains("[demo-tiktok-business]")
+    );
+    // Another endpoint has its own budget.
+    let (_, _, b, _) = call(h.http.get(h.url(&format!("{TTB}/oauth2/advertiser/get/?app_id=demo-tiktok-business&secret=demo-tiktok-business-secret"))).header("Access-Token", &ttb)).await;
+    assert_eq!(b["code"], 0);
+    h.advance(2);
+    assert_eq!(call(info()).await.2["code"], 0);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn meta_usage_grows_until_code_4_then_the_ad_account_limit_80004() {
+    // Meta short-lived tokens live an hour; this test spans hours of budget windows.
+    let h = Harness::with(SandboxConfig {
+        access_lifetimes: [(
+            tokenwarden_sandbox::Provider::Meta,
+            std::time::Duration::from_secs(30 * 86_400),
+        )]
+        .into(),
+        ..Default::default()
+    })
+    .await;
+    let meta = meta_token(&h).await;
+    let mut last_pct = 0;
+    let mut limited_at = None;
+    for n in 1..=260 {
+        let (st, headers, b, _) =
+            call(h.http.get(h.url("/meta/v24.0/me")).bearer_auth(&meta)).await;
+        let usage: Value = serde_json::from_str(headers["x-app-usage"].to_str().unwrap()).unwrap();
+        let pct = usage["call_count"].as_u64().unwrap();
+        assert!(pct >= last_pct, "usage only grows within the hour");
+        last_pct = pct;
+        if st != StatusCode::OK {
+            assert_eq!(b["error"]["code"], 4);
+            limited_at = Some(n);
+            break;
+        }
+    }
+    let n = limited_at.expect("the app budget of 200 calls/hour per user runs out");
+    assert!((200..=205).contains(&n), "{n}");
+    h.advance(2 * 3600);
+    assert_eq!(
+        call(h.http.get(h.url("/meta/v24.0/me")).bearer_auth(&meta))
+            .await
+            .0,
+        StatusCode::OK
+    );
+
+    // With more users the app budget grows, and the ad account's own budget (300/h) runs out.
+    meta_token(&h).await;
+    let (_, _, accts, _) = call(
+        h.http
+            .get(h.url("/meta/v24.0/me/adaccounts"))
+            .bearer_auth(&meta),
+    )
+    .await;
+    let act = accts["data"][0]["id"].as_str().unwrap().to_string();
+    let mut buc_at = None;
+    for n in 1..=320 {
+        let (st, headers, b, _) = call(
+            h.http
+                .get(h.url(&format!("/meta/v24.0/{act}/campaigns?limit=1")))
+                .bearer_auth(&meta),
+        )
+        .await;
+        if st != StatusCode::OK {
+            assert_eq!(
+                (
+                    b["error"]["code"].as_i64(),
+                    b["error"]["error_subcode"].as_i64()
+                ),
+                (Some(80004), Some(2_446_079))
+            );
+            let buc: Value =
+                serde_json::from_str(headers["x-business-use-case-usage"].to_str().unwrap())
+                    .unwrap();
+            let entry = &buc[act.trim_start_matches("act_")][0];
+            assert!(entry["call_count"].as_u64().unwrap() > 100);
+            assert!(entry["estimated_time_to_regain_access"].as_u64().unwrap() > 0);
+            buc_at = Some(n);
+            break;
+        }
+    }
+    let n = buc_at.expect("the ad account budget runs out");
+    assert!((300..=305).contains(&n), "{n}");
+    h.stop().await;
+}

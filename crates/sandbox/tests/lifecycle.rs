@@ -8,6 +8,8 @@ use harness::{Harness, REDIRECT, call};
 use reqwest::StatusCode;
 use serde_json::json;
 use sha2::{Digest, Sha256};
+use std::time::Duration;
+use tokenwarden_sandbox::{Provider, SandboxConfig};
 
 const SNAP_AUTH: &str = "/snapchat/login/oauth2/authorize";
 const SNAP_TOKEN: &str = "/snapchat/login/oauth2/access_token";
@@ -803,5 +805,53 @@ async fn meta_short_to_long_lived_usage_headers_paging_and_async_insights() {
         (Some(190), Some(463))
     );
     assert!(headers.contains_key("www-authenticate"));
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn per_provider_lifetime_overrides_shorten_tokens() {
+    let config = SandboxConfig {
+        access_lifetimes: [
+            (Provider::Snapchat, Duration::from_secs(60)),
+            (Provider::TiktokBusiness, Duration::from_secs(120)),
+        ]
+        .into(),
+        long_lived_lifetimes: [(Provider::Threads, Duration::from_secs(48 * 3600))].into(),
+        ..Default::default()
+    };
+    let h = Harness::with(config).await;
+    let code = snap_code(&h).await;
+    let (_, _, tok, _) = call(snap_exchange(&h, &code)).await;
+    assert_eq!(tok["expires_in"], 60);
+    let access = tok["access_token"].as_str().unwrap().to_string();
+    h.advance(59);
+    assert_eq!(
+        call(h.http.get(h.url("/snapchat/v1/me")).bearer_auth(&access))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    h.advance(1);
+    assert_eq!(
+        call(h.http.get(h.url("/snapchat/v1/me")).bearer_auth(&access))
+            .await
+            .0,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // A TikTok Business token given a lifetime expires with 40102.
+    let ttb = ttb_token(&h).await;
+    h.advance(120);
+    let (_, _, b, _) = call(
+        h.http
+            .get(h.url(&format!("{TTB}/user/info/")))
+            .header("Access-Token", &ttb),
+    )
+    .await;
+    assert_eq!(b["code"], 40102);
+
+    let (short, _) = threads_short(&h, "threads_basic").await;
+    let (_, _, long, _) = call(threads_exchange(&h, &short, "demo-threads-secret")).await;
+    assert_eq!(long["expires_in"], 48 * 3600);
     h.stop().await;
 }

@@ -2,7 +2,9 @@
 //! `fb_exchange_token` → 60-day token that cannot be refreshed; Graph error envelope with codes
 //! and subcodes; `X-App-Usage` and `X-Business-Use-Case-Usage` on every API response.
 
-use super::{GraphError, graph_token, refuse, session_expired_message, token_reply};
+use super::{
+    GraphError, cursor, cursor_offset, graph_token, refuse, session_expired_message, token_reply,
+};
 use crate::error_case::{ErrorCase, ErrorDetail, Limit, Reply};
 use crate::ledger::{AccessKind, AccessToken, CodeRefusal, Refusal};
 use crate::provider::Provider;
@@ -495,21 +497,4 @@ fn paged(
         paging["next"] = json!(format!("{base}?limit={limit}&after={}", cursor(range.end)));
     }
     json!({"data": data, "paging": paging})
-}
-
-fn cursor(offset: usize) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD_NO_PAD.encode(format!("offset:{offset}"))
-}
-
-fn cursor_offset(c: &str) -> Option<usize> {
-    use base64::Engine;
-    let raw = base64::engine::general_purpose::STANDARD_NO_PAD
-        .decode(c)
-        .ok()?;
-    String::from_utf8(raw)
-        .ok()?
-        .strip_prefix("offset:")?
-        .parse()
-        .ok()
 }

@@ -210,3 +210,22 @@ pub(crate) fn graph_token(
 ) -> Option<String> {
     bearer(headers).or_else(|| query.get("access_token").cloned())
 }
+
+/// Graph paging cursors are opaque; here they are base64 of the offset.
+pub(crate) fn cursor(offset: usize) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD_NO_PAD.encode(format!("offset:{offset}"))
+}
+
+/// The offset a [`cursor`] stands for.
+pub(crate) fn cursor_offset(c: &str) -> Option<usize> {
+    use base64::Engine;
+    let raw = base64::engine::general_purpose::STANDARD_NO_PAD
+        .decode(c)
+        .ok()?;
+    String::from_utf8(raw)
+        .ok()?
+        .strip_prefix("offset:")?
+        .parse()
+        .ok()
+}

@@ -2,7 +2,9 @@
 //! token, refreshed with `th_refresh_token` only when ≥ 24 h old, unexpired and `threads_basic`
 //! is granted. Errors use the Graph envelope (§5), HTTP 400 for most.
 
-use super::{GraphError, graph_token, refuse, session_expired_message, token_reply};
+use super::{
+    GraphError, cursor, cursor_offset, graph_token, refuse, session_expired_message, token_reply,
+};
 use crate::error_case::{ErrorCase, ErrorDetail, Limit, Reply, load_balancer_page};
 use crate::ledger::{AccessKind, AccessToken, CodeRefusal, Refusal};
 use crate::provider::Provider;
@@ -484,24 +486,6 @@ async fn edge_list(
         ));
     }
     ok(json!({"data": data, "paging": paging}))
-}
-
-/// Cursors are opaque on Graph; here they are base64 of the offset.
-fn cursor(offset: usize) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD_NO_PAD.encode(format!("offset:{offset}"))
-}
-
-fn cursor_offset(c: &str) -> Option<usize> {
-    use base64::Engine;
-    let raw = base64::engine::general_purpose::STANDARD_NO_PAD
-        .decode(c)
-        .ok()?;
-    String::from_utf8(raw)
-        .ok()?
-        .strip_prefix("offset:")?
-        .parse()
-        .ok()
 }
 
 /// `POST /me/threads` creates a media container (needs threads_content_publish).
