@@ -254,6 +254,11 @@ pub async fn open(url: &str, keys: Keyring) -> Result<Arc<dyn Store>, StoreError
 /// Rotates to `new_keyring` (whose current key is the new one and which still holds the old keys):
 /// installs it, re-encrypts everything in batches while the store keeps serving, and retires the
 /// old keys. Returns what was re-encrypted.
+///
+/// With several replicas on one PostgreSQL database, every replica must be running with the new
+/// keyring (the key file with the new key appended, loaded through [`Store::set_keyring`] or a
+/// restart) before this runs: a replica still encrypting under the old key after the old key is
+/// retired would leave values that the old key alone can open.
 pub async fn rotate_keys(
     store: &dyn Store,
     new_keyring: Keyring,

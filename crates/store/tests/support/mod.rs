@@ -66,8 +66,11 @@ impl Db {
             }
             Kind::Postgres => {
                 if std::env::var("TOKENWARDEN_SKIP_POSTGRES").as_deref() == Ok("1") {
-                    eprintln!(
-                        "\n!!!!! SKIPPING the PostgreSQL half of this test: TOKENWARDEN_SKIP_POSTGRES=1 !!!!!\n"
+                    // Written to the real stderr (`eprintln!` is captured by libtest) so the skip
+                    // shows even when the test passes.
+                    use std::io::Write;
+                    let _ = std::io::stderr().write_all(
+                        b"\n!!!!! SKIPPING a PostgreSQL store test: TOKENWARDEN_SKIP_POSTGRES=1 !!!!!\n",
                     );
                     return None;
                 }
