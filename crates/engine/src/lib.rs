@@ -1,0 +1,13 @@
+//! The engine: everything that keeps a connection alive, over the store and the provider client.
+//!
+//! - [`tokens`]: the [`TokenService`]: a token valid for at least the provider's margin, refreshed
+//!   first when needed; exactly one refresh per connection at a time, across tasks (an in-process
+//!   single-flight) and replicas (the store's fenced lease); a burst of 401s on one token causes one
+//!   refresh; failures become the connection's state (transient → `degraded`, the platform's
+//!   refusal → `reauth_required`, the app refused → an app-level problem).
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod tokens;
+
+pub use tokens::{Issued, TokenFailure, TokenService};

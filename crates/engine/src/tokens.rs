@@ -1,0 +1,616 @@
+//! The token service: fresh tokens on demand, exactly one refresh per connection at a time.
+//!
+//! Exactly once, in two layers (DESIGN "Refresh, exactly once"): an in-process single-flight (one
+//! `tokio::sync::Mutex` per connection, so a replica makes at most one store attempt per
+//! connection) in front of the store's lease, which fences other replicas by the token version.
+//! A caller that saw a token rejected asks to replace *that* token: if the stored one is already
+//! newer it gets that one, so a burst of 401s causes one refresh. The refreshed set is committed
+//! (compare-and-swap on the lease's version) before anyone is handed the new token, so a rotated
+//! refresh token is never lost (hardening rule 4).
+
+use chrono::TimeDelta;
+use dashmap::DashMap;
+use rand::Rng;
+use std::sync::Arc;
+use std::time::Duration;
+use tokenwarden_core::classify::Classification;
+use tokenwarden_core::clock::Clock;
+use tokenwarden_core::connection::{Connection, ConnectionState, Problem};
+use tokenwarden_core::id::ConnectionId;
+use tokenwarden_core::policy;
+use tokenwarden_core::provider::{Provider, Registry};
+use tokenwarden_core::secret::Secret;
+use tokenwarden_oauth::{AppCredentials, OAuthClient, TokenError};
+use tokenwarden_store::{Lease, NewEvent, Store, StoreError, StoredTokens};
+
+/// A token handed out.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    /// The token set (redacted in `Debug`).
+    pub tokens: tokenwarden_core::token::TokenSet,
+    /// Its version in the store.
+    pub version: i64,
+    /// Whether this call refreshed it.
+    pub refreshed: bool,
+}
+
+/// Why no usable token could be handed out. `Display` carries no secret and no upstream text
+/// beyond the classifier's scrubbed titles.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenFailure {
+    /// No such connection.
+    #[error("there is no connection {0}")]
+    NotFound(ConnectionId),
+    /// Authorization has not completed.
+    #[error("connection {0} is not authorized yet: complete the connect flow first")]
+    Pending(ConnectionId),
+    /// The platform refused the grant; a person must re-authorize.
+    #[error("connection {connection} needs re-authorization: {title}")]
+    ReauthRequired {
+        /// The connection.
+        connection: ConnectionId,
+        /// What happened.
+        title: String,
+        /// What to do.
+        fix: String,
+    },
+    /// The platform refused the app (wrong or rotated client secret): an app-level problem.
+    #[error("the app of connection {connection} was refused by the platform: {title}")]
+    AppMisconfigured {
+        /// The connection whose refresh found it.
+        connection: ConnectionId,
+        /// What happened.
+        title: String,
+        /// What to do.
+        fix: String,
+    },
+    /// The token is no longer usable and renewing it failed for a reason that may pass.
+    #[error("connection {connection} has no usable token right now: {reason}")]
+    Unavailable {
+        /// The connection.
+        connection: ConnectionId,
+        /// Our words.
+        reason: String,
+        /// When to try again, if known.
+        retry_after: Option<Duration>,
+    },
+    /// The connection's provider is not loaded.
+    #[error("provider {0} is not configured")]
+    UnknownProvider(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What the caller needs.
+#[derive(Debug)]
+enum Need {
+    /// Valid for at least the provider's margin.
+    Fresh,
+    /// Anything but this token (the caller saw it rejected).
+    Replace(Secret),
+    /// A refresh past this version, now.
+    Force(i64),
+}
+
+/// Hands out tokens and refreshes them.
+#[derive(Debug)]
+pub struct TokenService {
+    store: Arc<dyn Store>,
+    oauth: OAuthClient,
+    providers: Arc<Registry>,
+    clock: Arc<dyn Clock>,
+    owner: String,
+    lease_ttl: Duration,
+    wait_for_other: Duration,
+    inflight: DashMap<ConnectionId, Arc<tokio::sync::Mutex<()>>>,
+}
+
+impl TokenService {
+    /// A service for one replica. `owner` must be unique per replica (it names lease holders);
+    /// `providers` already points where the platforms live (production or the sandbox).
+    pub fn new(
+        store: Arc<dyn Store>,
+        oauth: OAuthClient,
+        providers: Arc<Registry>,
+        clock: Arc<dyn Clock>,
+        owner: impl Into<String>,
+    ) -> Self {
+        TokenService {
+            store,
+            oauth,
+            providers,
+            clock,
+            owner: owner.into(),
+            // Longer than the client's 20 s request timeout, so a live holder never loses it.
+            lease_ttl: Duration::from_secs(45),
+            wait_for_other: Duration::from_secs(50),
+            inflight: DashMap::new(),
+        }
+    }
+
+    /// A token valid for at least the provider's margin, refreshing first if needed.
+    pub async fn token(&self, id: &ConnectionId) -> Result<Issued, TokenFailure> {
+        self.obtain(id, Need::Fresh).await
+    }
+
+    /// A token other than `rejected` (which the caller just saw refused): refreshes only if
+    /// `rejected` is still the stored token, otherwise returns the newer one.
+    pub async fn replace(&self, id: &ConnectionId, rejected: &str) -> Result<Issued, TokenFailure> {
+        self.obtain(id, Need::Replace(Secret::new(rejected))).await
+    }
+
+    /// Refreshes now, whatever the token's age (the "refresh now" button, the scheduler).
+    pub async fn refresh_now(&self, id: &ConnectionId) -> Result<Issued, TokenFailure> {
+        let version = self
+            .store
+            .get_tokens(id)
+            .await?
+            .map(|s| s.version)
+            .unwrap_or(0);
+        self.obtain(id, Need::Force(version)).await
+    }
+
+    fn provider(&self, conn: &Connection) -> Result<&Arc<Provider>, TokenFailure> {
+        self.providers
+            .get(conn.provider.as_str())
+            .ok_or_else(|| TokenFailure::UnknownProvider(conn.provider.to_string()))
+    }
+
+    fn satisfied(&self, need: &Need, stored: &StoredTokens, provider: &Provider) -> bool {
+        let now = self.clock.now();
+        match need {
+            Need::Fresh => {
+                let margin =
+                    TimeDelta::from_std(provider.spec.refresh.margin).unwrap_or(TimeDelta::zero());
+                stored.set.fresh_for(now, margin)
+            }
+            Need::Replace(rejected) => !stored.set.access_token.ct_eq(rejected.expose()),
+            Need::Force(v) => stored.version > *v,
+        }
+    }
+
+    async fn current(&self, id: &ConnectionId) -> Result<StoredTokens, TokenFailure> {
+        self.store
+            .get_tokens(id)
+            .await?
+            .ok_or_else(|| TokenFailure::Pending(id.clone()))
+    }
+
+    async fn obtain(&self, id: &ConnectionId, need: Need) -> Result<Issued, TokenFailure> {
+        let conn = self
+            .store
+            .get_connection(id)
+            .await?
+            .ok_or_else(|| TokenFailure::NotFound(id.clone()))?;
+        match conn.state {
+            ConnectionState::ReauthRequired => return Err(reauth_failure(&conn)),
+            ConnectionState::Pending => return Err(TokenFailure::Pending(id.clone())),
+            ConnectionState::Active | ConnectionState::Degraded => {}
+        }
+        let provider = self.provider(&conn)?.clone();
+        let stored = self.current(id).await?;
+        if self.satisfied(&need, &stored, &provider) {
+            return Ok(Issued {
+                tokens: stored.set,
+                version: stored.version,
+                refreshed: false,
+            });
+        }
+
+        let gate = self.inflight.entry(id.clone()).or_default().clone();
+        let _one_at_a_time = gate.lock().await;
+        let mut stored = self.current(id).await?;
+        if self.satisfied(&need, &stored, &provider) {
+            return Ok(Issued {
+                tokens: stored.set,
+                version: stored.version,
+                refreshed: false,
+            });
+        }
+        let now = self.clock.now();
+        let spec = &provider.spec.refresh;
+        if !spec.style.can_refresh() {
+            return self.unrenewable(&conn, stored).await;
+        }
+        if let Some(min_age) = spec.min_age
+            && stored.set.age(now) < TimeDelta::from_std(min_age).unwrap_or(TimeDelta::MAX)
+            && !stored.set.is_expired(now)
+        {
+            // Threads refreshes a token only once it is 24 h old; until then the current one serves.
+            return Ok(Issued {
+                tokens: stored.set,
+                version: stored.version,
+                refreshed: false,
+            });
+        }
+
+        let started = tokio::time::Instant::now();
+        loop {
+            let Some(lease) = self
+                .store
+                .acquire_refresh_lease(id, &self.owner, self.lease_ttl)
+                .await?
+            else {
+                // Another replica holds the lease: wait for its result rather than refresh twice.
+                if started.elapsed() > self.wait_for_other {
+                    return Err(TokenFailure::Unavailable {
+                        connection: id.clone(),
+                        reason: "another replica has been refreshing this connection for too long"
+                            .into(),
+                        retry_after: Some(Duration::from_secs(5)),
+                    });
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                let now_stored = self.current(id).await?;
+                if self.satisfied(&need, &now_stored, &provider) {
+                    return Ok(Issued {
+                        tokens: now_stored.set,
+                        version: now_stored.version,
+                        refreshed: false,
+                    });
+                }
+                stored = now_stored;
+                continue;
+            };
+            if lease.version != stored.version {
+                // Someone committed between our read and the lease.
+                let latest = self.current(id).await?;
+                if self.satisfied(&need, &latest, &provider) {
+                    self.store.release_lease(&lease).await?;
+                    return Ok(Issued {
+                        tokens: latest.set,
+                        version: latest.version,
+                        refreshed: false,
+                    });
+                }
+                stored = latest;
+            }
+            return self
+                .refresh_with(&conn, &provider, stored, lease, &need)
+                .await;
+        }
+    }
+
+    async fn refresh_with(
+        &self,
+        conn: &Connection,
+        provider: &Provider,
+        stored: StoredTokens,
+        lease: Lease,
+        need: &Need,
+    ) -> Result<Issued, TokenFailure> {
+        let app = match self.store.get_app(&conn.provider, &conn.app).await {
+            Ok(Some(app)) => app,
+            Ok(None) => {
+                self.store.release_lease(&lease).await?;
+                return Err(TokenFailure::AppMisconfigured {
+                    connection: conn.id.clone(),
+                    title: format!("the app {} of {} is not configured", conn.app, conn.provider),
+                    fix: "Register the app (client id, secret, redirect URI) in tokenwarden's configuration.".into(),
+                });
+            }
+            Err(e) => {
+                let _ = self.store.release_lease(&lease).await;
+                return Err(e.into());
+            }
+        };
+        let creds = AppCredentials {
+            client_id: app.client_id,
+            client_secret: app.client_secret,
+            redirect_uri: app.redirect_uri,
+        };
+        match self.oauth.refresh(provider, &creds, &stored.set).await {
+            Ok(grant) => {
+                let committed = self.commit(&lease, &grant.tokens).await?;
+                self.after_success(conn, provider, &committed).await;
+                Ok(Issued {
+                    tokens: committed.set,
+                    version: committed.version,
+                    refreshed: true,
+                })
+            }
+            Err(e) => {
+                if let Err(release) = self.store.release_lease(&lease).await {
+                    tracing::warn!(connection = %conn.id, error = %release, "could not release the refresh lease; it lapses on its own");
+                }
+                self.after_failure(conn, stored, e, need).await
+            }
+        }
+    }
+
+    /// Commits the refreshed set, retrying while the store is unavailable (a full disk, a busy
+    /// database): the new set exists only in memory until then and must not be dropped.
+    async fn commit(
+        &self,
+        lease: &Lease,
+        set: &tokenwarden_core::token::TokenSet,
+    ) -> Result<StoredTokens, TokenFailure> {
+        let mut attempt = 0u32;
+        loop {
+            match self.store.commit_refresh(lease, set).await {
+                Ok(s) => return Ok(s),
+                Err(StoreError::Unavailable(reason)) if attempt < 12 => {
+                    attempt += 1;
+                    tracing::warn!(connection = %lease.connection, attempt, %reason, "could not store the refreshed token set; retrying");
+                    let wait = policy::backoff(
+                        attempt,
+                        Duration::from_millis(100),
+                        Duration::from_secs(3),
+                        1.0,
+                    );
+                    tokio::time::sleep(wait).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    async fn after_success(
+        &self,
+        conn: &Connection,
+        provider: &Provider,
+        committed: &StoredTokens,
+    ) {
+        let now = self.clock.now();
+        let problems: Vec<Problem> = conn
+            .problems
+            .iter()
+            .filter(|p| p.code != "refresh_failing")
+            .cloned()
+            .collect();
+        if conn.state != ConnectionState::Active || problems.len() != conn.problems.len() {
+            self.best_effort(
+                self.store
+                    .set_state(&conn.id, ConnectionState::Active, &problems, now)
+                    .await,
+                "set state",
+            );
+        }
+        let due = policy::refresh_due_at(
+            &provider.spec.refresh,
+            &committed.set,
+            rand::rng().random::<f64>(),
+        );
+        self.best_effort(
+            self.store.set_next_refresh(&conn.id, due).await,
+            "schedule the next refresh",
+        );
+        let mut event = NewEvent::new(
+            Some(conn.id.clone()),
+            now,
+            "refreshed",
+            format!("Refreshed the {} token", provider.spec.name),
+        )
+        .with("provider", conn.provider.as_str())
+        .with("version", committed.version);
+        if let Some(at) = committed.set.expires_at {
+            event = event.with("expires_at", at.to_rfc3339());
+        }
+        self.best_effort(
+            self.store.append_event(&event).await.map(|_| ()),
+            "record the refresh",
+        );
+    }
+
+    async fn after_failure(
+        &self,
+        conn: &Connection,
+        stored: StoredTokens,
+        e: TokenError,
+        need: &Need,
+    ) -> Result<Issued, TokenFailure> {
+        let now = self.clock.now();
+        let verdict: Option<&Classification> = e.classification();
+        let title = verdict
+            .map(|c| c.title.clone())
+            .unwrap_or_else(|| e.to_string());
+        let fix = verdict.map(|c| c.fix.clone()).unwrap_or_default();
+        match &e {
+            TokenError::Refused { .. } => {
+                let problem = Problem {
+                    code: "grant_refused".into(),
+                    title: title.clone(),
+                    fix: fix.clone(),
+                    since: now,
+                };
+                self.best_effort(
+                    self.store
+                        .set_state(&conn.id, ConnectionState::ReauthRequired, &[problem], now)
+                        .await,
+                    "set state",
+                );
+                self.best_effort(
+                    self.store.set_next_refresh(&conn.id, None).await,
+                    "unschedule",
+                );
+                let mut event = NewEvent::new(
+                    Some(conn.id.clone()),
+                    now,
+                    "reauth_required",
+                    format!("The platform refused the grant: {title}"),
+                );
+                if let Some(c) = verdict {
+                    event = event
+                        .with("kind", c.kind.as_str())
+                        .with("platform_code", c.platform_code.clone().unwrap_or_default());
+                }
+                self.best_effort(
+                    self.store.append_event(&event).await.map(|_| ()),
+                    "record the refusal",
+                );
+                Err(TokenFailure::ReauthRequired {
+                    connection: conn.id.clone(),
+                    title,
+                    fix,
+                })
+            }
+            TokenError::Misconfigured { .. } => {
+                let problem = Problem {
+                    code: "app_refused".into(),
+                    title: title.clone(),
+                    fix: fix.clone(),
+                    since: now,
+                };
+                self.best_effort(
+                    self.store
+                        .raise_app_problem(&conn.provider, &conn.app, &problem)
+                        .await,
+                    "raise the app problem",
+                );
+                let event = NewEvent::new(
+                    Some(conn.id.clone()),
+                    now,
+                    "app_refused",
+                    format!("The platform refused the app: {title}"),
+                );
+                self.best_effort(
+                    self.store.append_event(&event).await.map(|_| ()),
+                    "record the app problem",
+                );
+                self.still_usable(conn, stored, need)
+                    .ok_or(TokenFailure::AppMisconfigured {
+                        connection: conn.id.clone(),
+                        title,
+                        fix,
+                    })
+            }
+            TokenError::Transient { .. } | TokenError::Malformed { .. } => {
+                let retry_after = verdict.and_then(|c| c.retry_after);
+                let problem = Problem {
+                    code: "refresh_failing".into(),
+                    title: format!("Refreshing is failing for now: {title}"),
+                    fix: "Nothing to do: tokenwarden retries with backoff. The connection stays usable while its token lasts.".into(),
+                    since: conn.problems.iter().find(|p| p.code == "refresh_failing").map_or(now, |p| p.since),
+                };
+                let mut problems: Vec<Problem> = conn
+                    .problems
+                    .iter()
+                    .filter(|p| p.code != "refresh_failing")
+                    .cloned()
+                    .collect();
+                problems.push(problem);
+                self.best_effort(
+                    self.store
+                        .set_state(&conn.id, ConnectionState::Degraded, &problems, now)
+                        .await,
+                    "set state",
+                );
+                let wait = retry_after.unwrap_or_else(|| {
+                    policy::backoff(
+                        4,
+                        Duration::from_secs(2),
+                        Duration::from_secs(60),
+                        0.5 + rand::rng().random::<f64>() / 2.0,
+                    )
+                });
+                let retry_at = now.checked_add_signed(
+                    TimeDelta::from_std(wait).unwrap_or(TimeDelta::seconds(30)),
+                );
+                self.best_effort(
+                    self.store.set_next_refresh(&conn.id, retry_at).await,
+                    "schedule a retry",
+                );
+                let event = NewEvent::new(
+                    Some(conn.id.clone()),
+                    now,
+                    "refresh_failed",
+                    format!("Refresh failed for a reason that may pass: {title}"),
+                );
+                self.best_effort(
+                    self.store.append_event(&event).await.map(|_| ()),
+                    "record the failure",
+                );
+                self.still_usable(conn, stored, need)
+                    .ok_or(TokenFailure::Unavailable {
+                        connection: conn.id.clone(),
+                        reason: title,
+                        retry_after,
+                    })
+            }
+        }
+    }
+
+    /// The current token, when the caller can still use it (it has not expired and the caller did
+    /// not just see it rejected).
+    fn still_usable(
+        &self,
+        _conn: &Connection,
+        stored: StoredTokens,
+        need: &Need,
+    ) -> Option<Issued> {
+        let usable = matches!(need, Need::Fresh) && !stored.set.is_expired(self.clock.now());
+        usable.then(|| Issued {
+            tokens: stored.set,
+            version: stored.version,
+            refreshed: false,
+        })
+    }
+
+    /// Tokens the platform will not renew (TikTok Business, Meta): serve until expiry, then the
+    /// person must authorize again.
+    async fn unrenewable(
+        &self,
+        conn: &Connection,
+        stored: StoredTokens,
+    ) -> Result<Issued, TokenFailure> {
+        let now = self.clock.now();
+        if !stored.set.is_expired(now) {
+            return Ok(Issued {
+                tokens: stored.set,
+                version: stored.version,
+                refreshed: false,
+            });
+        }
+        let title = "The token has expired and this platform does not renew tokens".to_string();
+        let fix = "Re-authorize the connection with the connect link.".to_string();
+        let problem = Problem {
+            code: "expired".into(),
+            title: title.clone(),
+            fix: fix.clone(),
+            since: now,
+        };
+        self.best_effort(
+            self.store
+                .set_state(&conn.id, ConnectionState::ReauthRequired, &[problem], now)
+                .await,
+            "set state",
+        );
+        let event = NewEvent::new(Some(conn.id.clone()), now, "reauth_required", title.clone());
+        self.best_effort(
+            self.store.append_event(&event).await.map(|_| ()),
+            "record the expiry",
+        );
+        Err(TokenFailure::ReauthRequired {
+            connection: conn.id.clone(),
+            title,
+            fix,
+        })
+    }
+
+    /// Bookkeeping after a refresh must not turn a good token into an error; log and go on.
+    fn best_effort(&self, r: Result<(), StoreError>, what: &str) {
+        if let Err(e) = r {
+            tracing::warn!(error = %e, "could not {what}");
+        }
+    }
+}
+
+fn reauth_failure(conn: &Connection) -> TokenFailure {
+    let p = conn
+        .problems
+        .iter()
+        .find(|p| p.code == "grant_refused" || p.code == "expired")
+        .or(conn.problems.first());
+    TokenFailure::ReauthRequired {
+        connection: conn.id.clone(),
+        title: p.map_or_else(
+            || "the platform refused the grant".to_string(),
+            |p| p.title.clone(),
+        ),
+        fix: p.map_or_else(
+            || "Re-authorize the connection.".to_string(),
+            |p| p.fix.clone(),
+        ),
+    }
+}

@@ -1,0 +1,394 @@
+//! The token service against the sandbox and a real store: exactly one refresh under a crowd,
+//! across two replicas; refusals, outages and recovery turn into the right state.
+
+use chrono::{DateTime, TimeDelta, Utc};
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokenwarden_core::clock::{Clock, FakeClock};
+use tokenwarden_core::connection::{Connection, ConnectionState, Environment};
+use tokenwarden_core::id::{AppId, ConnectionId, ProviderId};
+use tokenwarden_core::provider::Registry;
+use tokenwarden_core::secret::Secret;
+use tokenwarden_engine::{TokenFailure, TokenService};
+use tokenwarden_oauth::{AppCredentials, OAuthClient};
+use tokenwarden_sandbox::{Sandbox, SandboxConfig};
+use tokenwarden_store::{App, Keyring, Store};
+
+const REDIRECT: &str = "http://127.0.0.1:9/callback";
+
+struct World {
+    base: String,
+    clock: FakeClock,
+    http: reqwest::Client,
+    registry: Arc<Registry>,
+    replicas: Vec<Arc<TokenService>>,
+    store: Arc<dyn Store>,
+    _dir: tempfile::TempDir,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+async fn world(replicas: usize) -> World {
+    let clock = FakeClock::new(DateTime::from_timestamp(1_800_000_000, 0).unwrap());
+    let config = SandboxConfig {
+        demo_redirect_uris: vec![REDIRECT.into()],
+        ..SandboxConfig::default()
+    };
+    let sandbox = Sandbox::new(config, Arc::new(clock.clone()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(sandbox.serve(listener, async {
+        let _ = stopped.await;
+    }));
+    let mut registry = Registry::builtin().unwrap();
+    let ids: Vec<String> = registry.iter().map(|p| p.spec.id.to_string()).collect();
+    for id in ids {
+        let moved = registry
+            .get(&id)
+            .unwrap()
+            .with_origin(&url::Url::parse(&format!("{base}/{id}")).unwrap());
+        registry.replace(moved);
+    }
+    let registry = Arc::new(registry);
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("tw.db").display());
+    let keys = Keyring::generate("k1").unwrap();
+    let mut services = Vec::new();
+    let mut first_store = None;
+    for r in 0..replicas {
+        // Each replica has its own pool on the one database, as separate processes would.
+        let store = tokenwarden_store::open(&url, keys.clone()).await.unwrap();
+        first_store.get_or_insert_with(|| store.clone());
+        let oauth = OAuthClient::new(Arc::new(clock.clone())).unwrap();
+        services.push(Arc::new(TokenService::new(
+            store,
+            oauth,
+            registry.clone(),
+            Arc::new(clock.clone()),
+            format!("replica-{r}"),
+        )));
+    }
+    World {
+        base,
+        clock,
+        http: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
+        registry,
+        replicas: services,
+        store: first_store.unwrap(),
+        _dir: dir,
+        _stop: stop,
+    }
+}
+
+impl World {
+    fn creds(&self, provider: &str) -> AppCredentials {
+        AppCredentials {
+            client_id: format!("demo-{provider}"),
+            client_secret: Secret::new(format!("demo-{provider}-secret")),
+            redirect_uri: REDIRECT.into(),
+        }
+    }
+
+    /// Connects through the sandbox's scripted approval and stores the connection.
+    async fn connect(&self, provider: &str, id: &str) -> ConnectionId {
+        let p = self.registry.get(provider).unwrap();
+        let oauth = OAuthClient::new(Arc::new(self.clock.clone())).unwrap();
+        let url = oauth.authorize_url(p, &self.creds(provider), "st", &[], None);
+        let mut form: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+        form.push(("decision".into(), "approve".into()));
+        let resp = self
+            .http
+            .post(format!(
+                "{}{}",
+                url.origin().ascii_serialization(),
+                url.path()
+            ))
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        let location = url::Url::parse(resp.headers()["location"].to_str().unwrap()).unwrap();
+        let q: HashMap<String, String> = location.query_pairs().into_owned().collect();
+        let code = p
+            .spec
+            .authorize
+            .callback_code_params
+            .iter()
+            .find_map(|k| q.get(k))
+            .unwrap();
+        let grant = oauth
+            .exchange_code(p, &self.creds(provider), &Secret::new(code.clone()), None)
+            .await
+            .unwrap();
+        let now = self.clock.now();
+        let pid = ProviderId::parse(provider).unwrap();
+        let app_id = AppId::parse("demo").unwrap();
+        let c = self.creds(provider);
+        self.store
+            .put_app(&App {
+                provider: pid.clone(),
+                id: app_id.clone(),
+                client_id: c.client_id,
+                client_secret: c.client_secret,
+                redirect_uri: c.redirect_uri,
+                created_at: now,
+                updated_at: now,
+            })
+            .await
+            .unwrap();
+        let cid = ConnectionId::parse(id).unwrap();
+        let conn = Connection {
+            id: cid.clone(),
+            provider: pid,
+            app: app_id,
+            state: ConnectionState::Active,
+            environment: Environment::Production,
+            api_base: p.spec.api.base_url.to_string(),
+            account_ids: grant.account_ids.clone(),
+            scopes: grant.tokens.scopes.clone(),
+            problems: vec![],
+            created_at: now,
+            updated_at: now,
+        };
+        self.store.put_connection(&conn).await.unwrap();
+        self.store
+            .put_initial_tokens(&cid, &grant.tokens)
+            .await
+            .unwrap();
+        cid
+    }
+
+    async fn refreshes(&self, provider: &str) -> u64 {
+        let v: serde_json::Value = self
+            .http
+            .get(format!("{}/_sandbox/counters", self.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v["providers"][provider]["token_calls_by_grant_type"]["refresh_token"]
+            .as_u64()
+            .unwrap_or(0)
+    }
+
+    async fn admin(&self, path: &str, body: serde_json::Value) {
+        let r = self
+            .http
+            .post(format!("{}/_sandbox{path}", self.base))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{path}: {}", r.status());
+    }
+
+    async fn grant_id(&self, provider: &str) -> String {
+        let v: serde_json::Value = self
+            .http
+            .get(format!("{}/_sandbox/grants?provider={provider}", self.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v["grants"].as_array().unwrap().last().unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    async fn state(&self, id: &ConnectionId) -> ConnectionState {
+        self.store.get_connection(id).await.unwrap().unwrap().state
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_hundred_callers_on_an_expired_token_cause_one_refresh_across_two_replicas() {
+    let w = world(2).await;
+    let id = w.connect("tiktok", "creator-1").await;
+    let before = w.store.get_tokens(&id).await.unwrap().unwrap();
+    w.clock.advance(TimeDelta::hours(3));
+    assert!(before.set.is_expired(w.now()));
+
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let svc = w.replicas[i % 2].clone();
+        let id = id.clone();
+        tasks.push(tokio::spawn(async move { svc.token(&id).await }));
+    }
+    let mut tokens = std::collections::HashSet::new();
+    for t in futures::future::join_all(tasks).await {
+        let issued = t
+            .unwrap()
+            .unwrap_or_else(|e| panic!("every caller gets a token: {e}"));
+        assert!(!issued.tokens.is_expired(w.now()));
+        tokens.insert(issued.tokens.access_token.expose().to_string());
+    }
+    assert_eq!(tokens.len(), 1, "everyone got the one refreshed token");
+    assert_eq!(
+        w.refreshes("tiktok").await,
+        1,
+        "exactly one refresh at the platform"
+    );
+    assert_eq!(w.state(&id).await, ConnectionState::Active);
+
+    // A burst of 401s on the token that was already replaced causes no refresh ...
+    let stale = before.set.access_token.expose().to_string();
+    let mut tasks = Vec::new();
+    for i in 0..50 {
+        let svc = w.replicas[i % 2].clone();
+        let (id, stale) = (id.clone(), stale.clone());
+        tasks.push(tokio::spawn(async move { svc.replace(&id, &stale).await }));
+    }
+    for t in futures::future::join_all(tasks).await {
+        t.unwrap().unwrap();
+    }
+    assert_eq!(w.refreshes("tiktok").await, 1);
+
+    // ... and a burst on the current token causes exactly one more.
+    let current = tokens.into_iter().next().unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..50 {
+        let svc = w.replicas[i % 2].clone();
+        let (id, current) = (id.clone(), current.clone());
+        tasks.push(tokio::spawn(
+            async move { svc.replace(&id, &current).await },
+        ));
+    }
+    for t in futures::future::join_all(tasks).await {
+        let issued = t.unwrap().unwrap();
+        assert_ne!(issued.tokens.access_token.expose(), current);
+    }
+    assert_eq!(
+        w.refreshes("tiktok").await,
+        2,
+        "one refresh per rejected token"
+    );
+    // The rotated refresh token is the one stored, so the grant still works.
+    w.clock.advance(TimeDelta::hours(3));
+    w.replicas[0].token(&id).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_revoked_grant_is_reauth_required_at_once() {
+    let w = world(1).await;
+    let id = w.connect("snapchat", "snap-main").await;
+    let grant = w.grant_id("snapchat").await;
+    w.admin(&format!("/grants/{grant}/revoke"), serde_json::json!({}))
+        .await;
+    w.clock.advance(TimeDelta::hours(2));
+    let e = w.replicas[0].token(&id).await.unwrap_err();
+    assert!(matches!(e, TokenFailure::ReauthRequired { .. }), "{e:?}");
+    assert_eq!(w.state(&id).await, ConnectionState::ReauthRequired);
+    let events = w.store.list_events(Some(&id), 0, 100).await.unwrap();
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e.kind == "reauth_required")
+            .count(),
+        1
+    );
+    // Later callers are told at once, without another call to the platform.
+    let before = w.refreshes("snapchat").await;
+    assert!(matches!(
+        w.replicas[0].token(&id).await,
+        Err(TokenFailure::ReauthRequired { .. })
+    ));
+    assert_eq!(w.refreshes("snapchat").await, before);
+}
+
+#[tokio::test]
+async fn an_outage_degrades_and_recovery_reactivates() {
+    let w = world(1).await;
+    let id = w.connect("snapchat", "snap-outage").await;
+    w.clock.advance(TimeDelta::minutes(58));
+    w.admin(
+        "/faults/snapchat/outage",
+        serde_json::json!({"for": "10m", "mode": "html", "status": 503}),
+    )
+    .await;
+    // Inside the margin but not expired: the caller still gets the current token.
+    let issued = w.replicas[0].token(&id).await.unwrap();
+    assert!(!issued.refreshed);
+    assert_eq!(w.state(&id).await, ConnectionState::Degraded);
+    w.clock.advance(TimeDelta::minutes(3));
+    let e = w.replicas[0].token(&id).await.unwrap_err();
+    assert!(matches!(e, TokenFailure::Unavailable { .. }), "{e:?}");
+    assert_eq!(
+        w.state(&id).await,
+        ConnectionState::Degraded,
+        "a transient failure never marks it dead"
+    );
+    w.clock.advance(TimeDelta::minutes(10));
+    let issued = w.replicas[0].token(&id).await.unwrap();
+    assert!(issued.refreshed);
+    let conn = w.store.get_connection(&id).await.unwrap().unwrap();
+    assert_eq!(conn.state, ConnectionState::Active);
+    assert!(conn.problems.is_empty(), "{:?}", conn.problems);
+}
+
+#[tokio::test]
+async fn a_rotated_app_secret_is_an_app_problem_not_a_dead_connection() {
+    let w = world(1).await;
+    let id = w.connect("snapchat", "snap-app").await;
+    w.admin(
+        "/apps/snapchat/demo-snapchat/rotate-secret",
+        serde_json::json!({}),
+    )
+    .await;
+    w.clock.advance(TimeDelta::hours(2));
+    let e = w.replicas[0].token(&id).await.unwrap_err();
+    assert!(matches!(e, TokenFailure::AppMisconfigured { .. }), "{e:?}");
+    assert_ne!(w.state(&id).await, ConnectionState::ReauthRequired);
+    let problems = w
+        .store
+        .app_problems(
+            &ProviderId::parse("snapchat").unwrap(),
+            &AppId::parse("demo").unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(problems.len(), 1);
+}
+
+#[tokio::test]
+async fn unrenewable_tokens_are_served_and_threads_waits_for_24_hours() {
+    let w = world(1).await;
+    let tb = w.connect("tiktok-business", "advertiser-1").await;
+    w.clock.advance(TimeDelta::days(400));
+    assert!(
+        !w.replicas[0].token(&tb).await.unwrap().refreshed,
+        "advertiser tokens live until revoked"
+    );
+
+    let th = w.connect("threads", "profile-1").await;
+    let first = w.replicas[0].refresh_now(&th).await.unwrap();
+    assert!(
+        !first.refreshed,
+        "a Threads token younger than 24 h is not refreshed"
+    );
+    w.clock.advance(TimeDelta::days(50));
+    let later = w.replicas[0].token(&th).await.unwrap();
+    assert!(later.refreshed, "past the margin it is");
+    w.clock.advance(TimeDelta::days(50));
+    let much_later = w.replicas[0].token(&th).await.unwrap();
+    assert!(
+        much_later.refreshed && !much_later.tokens.is_expired(w.now()),
+        "valid beyond 60 days"
+    );
+    assert_eq!(
+        w.refreshes("threads").await,
+        0,
+        "Threads refreshes are not refresh_token grants"
+    );
+}
