@@ -42,6 +42,7 @@ contract!(
     token_sets_version_and_replace,
     lease_under_contention_one_winner,
     lease_expiry_and_fencing,
+    burst_of_stale_callers_refreshes_once,
     claim_due_refreshes_is_disjoint,
     pending_is_single_use_under_race,
     events_append_and_refuse_secret_keys,
@@ -336,6 +337,52 @@ mod cases {
                 .unwrap()
                 .is_some()
         );
+    }
+
+    /// The engine's protocol on top of the lease: each caller saw version `v0` fail; whoever gets a
+    /// lease at a later version releases it and uses the stored token. No barrier between acquire
+    /// and commit here, so late acquirers really happen.
+    pub async fn burst_of_stale_callers_refreshes_once(db: Arc<Db>) {
+        let stores = [db.open().await, db.open().await];
+        let c = seeded(&*stores[0], "burst").await;
+        let v0 = stores[0].get_tokens(&c).await.unwrap().unwrap().version;
+        let refreshes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut hs = Vec::new();
+        for i in 0..16 {
+            let (s, c, refreshes) = (stores[i % 2].clone(), c.clone(), refreshes.clone());
+            hs.push(tokio::spawn(async move {
+                loop {
+                    let owner = format!("caller-{i}");
+                    match s
+                        .acquire_refresh_lease(&c, &owner, Duration::from_secs(30))
+                        .await
+                        .unwrap()
+                    {
+                        Some(lease) if lease.version == v0 => {
+                            refreshes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            return s
+                                .commit_refresh(&lease, &tokens("fresh", Some("fresh-rt")))
+                                .await
+                                .unwrap();
+                        }
+                        Some(lease) => {
+                            s.release_lease(&lease).await.unwrap();
+                            return s.get_tokens(&c).await.unwrap().unwrap();
+                        }
+                        // Someone is refreshing: wait for their commit, then re-check.
+                        None => tokio::time::sleep(Duration::from_millis(5)).await,
+                    }
+                }
+            }));
+        }
+        for h in hs {
+            let st = h.await.unwrap();
+            assert_eq!(
+                (st.version, st.set.access_token.expose()),
+                (v0 + 1, "fresh")
+            );
+        }
+        assert_eq!(refreshes.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 
     pub async fn lease_expiry_and_fencing(db: Arc<Db>) {
