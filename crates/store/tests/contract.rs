@@ -89,6 +89,58 @@ async fn sqlite_is_wal_with_full_sync_and_foreign_keys() {
     }
 }
 
+#[tokio::test]
+async fn sqlite_disk_full_is_unavailable_and_keeps_the_last_token_set() {
+    // Hardening rule 13: a full disk is a transient error for the caller to retry, and the
+    // previous token set stays intact. `max_page_count` makes the database "full".
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("full.db").display());
+    let s = tokenwarden_store::sql::SqlStore::open(&url, Keyring::generate("k1").unwrap())
+        .await
+        .unwrap();
+    s.put_connection(&connection("c1")).await.unwrap();
+    s.put_initial_tokens(&cid("c1"), &tokens("kept", None))
+        .await
+        .unwrap();
+    // Cap every pooled connection (the pragma is per connection).
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        let mut c = s.pool().acquire().await.unwrap();
+        let pages: i64 = sqlx::query("PRAGMA page_count")
+            .fetch_one(&mut *c)
+            .await
+            .unwrap()
+            .get(0);
+        sqlx::query(&format!("PRAGMA max_page_count = {}", pages + 1))
+            .execute(&mut *c)
+            .await
+            .unwrap();
+        held.push(c);
+    }
+    drop(held);
+    let big = "x".repeat(64 * 1024);
+    let mut err = None;
+    for i in 0..50 {
+        s.put_connection(&connection(&format!("filler{i}")))
+            .await
+            .ok();
+        if let Err(e) = s
+            .put_initial_tokens(&cid("c1"), &tokens(&big, Some(&big)))
+            .await
+        {
+            err = Some(e);
+            break;
+        }
+    }
+    let e = err.expect("the capped database filled up");
+    assert!(e.to_string().contains("full"), "{e}");
+    assert!(e.is_transient(), "{e}");
+    assert!(matches!(e, StoreError::Unavailable(_)), "{e}");
+    assert!(!e.to_string().contains("xxxxxxxx"), "{e}");
+    let st = s.get_tokens(&cid("c1")).await.unwrap().unwrap();
+    assert_eq!(st.set.access_token.expose(), "kept");
+}
+
 mod cases {
     use super::*;
 
@@ -998,6 +1050,28 @@ mod cases {
         })
         .await
         .unwrap();
+        s.put_webhook(&WebhookEndpoint {
+            id: "h".into(),
+            url: "https://h".into(),
+            signing_secret: Secret::new("whsec-rotated"),
+            enabled: true,
+            created_at: t0(),
+        })
+        .await
+        .unwrap();
+        let pending = PendingAuthorization {
+            state_hash: Sha256Hex::of("rot-state"),
+            provider: pid(),
+            app: AppId::parse("main").unwrap(),
+            connection: cid("c000"),
+            redirect_uri: "https://x/cb".into(),
+            pkce_verifier: Some(Secret::new("verifier-rotated")),
+            scopes: vec![],
+            browser_hash: Sha256Hex::of("b"),
+            created_at: t0(),
+            expires_at: t0() + TimeDelta::minutes(10),
+        };
+        s.put_pending(&pending).await.unwrap();
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let mut readers = Vec::new();
         for r in 0..3 {
@@ -1086,6 +1160,19 @@ mod cases {
                 .client_secret
                 .expose(),
             "client-secret"
+        );
+        assert_eq!(
+            s2.get_webhook("h")
+                .await
+                .unwrap()
+                .unwrap()
+                .signing_secret
+                .expose(),
+            "whsec-rotated"
+        );
+        assert_eq!(
+            s2.consume_pending(&pending.state_hash, t0()).await.unwrap(),
+            Some(pending)
         );
         // …and the old key alone is refused at open.
         let e = db.open_with(db.keys.clone()).await.unwrap_err().to_string();
