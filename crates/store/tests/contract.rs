@@ -62,6 +62,12 @@ async fn unknown_scheme_is_a_clear_error() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("sqlite://") && e.contains("postgres://"), "{e}");
+    // The short `sqlite:PATH` form opens too.
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}?mode=rwc", dir.path().join("short.db").display());
+    let s = open(&url, Keyring::generate("k1").unwrap()).await.unwrap();
+    assert_eq!(s.backend(), Backend::Sqlite);
+    assert!(dir.path().join("short.db").exists());
 }
 
 #[tokio::test]
