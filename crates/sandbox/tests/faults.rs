@@ -1164,3 +1164,156 @@ async fn meta_usage_grows_until_code_4_then_the_ad_account_limit_80004() {
     assert!((300..=305).contains(&n), "{n}");
     h.stop().await;
 }
+
+#[tokio::test]
+async fn every_platforms_authorize_page_renders_and_tiktok_business_codes_live_an_hour() {
+    let h = Harness::start().await;
+    let pages: [(&str, Vec<(&str, &str)>); 5] = [
+        (
+            SNAP_AUTH,
+            vec![
+                ("client_id", "demo-snapchat"),
+                ("response_type", "code"),
+                ("scope", "snapchat-marketing-api"),
+            ],
+        ),
+        (
+            "/tiktok-business/portal/auth",
+            vec![("app_id", "demo-tiktok-business")],
+        ),
+        (
+            "/tiktok/v2/auth/authorize/",
+            vec![
+                ("client_key", "demo-tiktok"),
+                ("response_type", "code"),
+                ("scope", "user.info.basic,video.list"),
+            ],
+        ),
+        (
+            "/threads/oauth/authorize",
+            vec![
+                ("client_id", "demo-threads"),
+                ("response_type", "code"),
+                ("scope", "threads_basic"),
+            ],
+        ),
+        (
+            "/meta/v24.0/dialog/oauth",
+            vec![
+                ("client_id", "demo-meta"),
+                ("response_type", "code"),
+                ("scope", "ads_read"),
+            ],
+        ),
+    ];
+    for (path, mut q) in pages {
+        q.push(("redirect_uri", REDIRECT));
+        let resp = h.http.get(h.url(path)).query(&q).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "{path}");
+        assert_eq!(resp.headers()["cache-control"], "no-store");
+        let page = resp.text().await.unwrap();
+        assert!(
+            page.contains("name=\"decision\" value=\"approve\"") && page.contains("value=\"deny\""),
+            "{path}"
+        );
+        assert!(page.contains("value=\"test-user\""), "{path}");
+    }
+    // PKCE methods other than S256 are refused with a redirect.
+    let resp = h
+        .http
+        .get(h.url("/tiktok/v2/auth/authorize/"))
+        .query(&[
+            ("client_key", "demo-tiktok"),
+            ("response_type", "code"),
+            ("redirect_uri", REDIRECT),
+            ("code_challenge", "abc"),
+            ("code_challenge_method", "plain"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::FOUND);
+    assert!(
+        resp.headers()["location"]
+            .to_str()
+            .unwrap()
+            .contains("error=invalid_request")
+    );
+
+    let q = h
+        .authorize(
+            "/tiktok-business/portal/auth",
+            &[
+                ("app_id", "demo-tiktok-business"),
+                ("redirect_uri", REDIRECT),
+            ],
+            "approve",
+        )
+        .await;
+    h.advance(59 * 60);
+    let (_, _, b, _) = call(h.http.post(h.url(&format!("{TTB}/oauth2/access_token/"))).json(&json!({
+        "app_id": "demo-tiktok-business", "secret": "demo-tiktok-business-secret", "auth_code": q["auth_code"],
+    })))
+    .await;
+    assert_eq!(b["code"], 0, "an auth_code lives an hour");
+    let (_, _, b, _) = call(h.http.post(h.url(&format!("{TTB}/oauth2/access_token/"))).json(&json!({
+        "app_id": "demo-tiktok-business", "secret": "demo-tiktok-business-secret", "auth_code": q["auth_code"],
+    })))
+    .await;
+    assert_eq!(b["code"], 40110, "and is single use");
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn tiktok_login_kit_allows_600_calls_a_minute_per_endpoint() {
+    let h = Harness::start().await;
+    let (tt, _) = tiktok_token(&h, "user.info.basic").await;
+    let url = h.url("/tiktok/v2/user/info/?fields=open_id");
+    for _ in 0..600 {
+        let r = h.http.get(&url).bearer_auth(&tt).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    let (st, headers, b, _) = call(h.http.get(&url).bearer_auth(&tt)).await;
+    assert_eq!(
+        (st, b["error"]["code"].as_str()),
+        (StatusCode::TOO_MANY_REQUESTS, Some("rate_limit_exceeded"))
+    );
+    assert_eq!(headers["x-ratelimit-reset"], "1800000060");
+    h.advance(120);
+    assert_eq!(
+        call(h.http.get(&url).bearer_auth(&tt)).await.0,
+        StatusCode::OK
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn threads_refresh_needs_threads_basic() {
+    let h = Harness::start().await;
+    let short = threads_token(&h, "threads_basic").await;
+    let (_, _, long, _) = call(h.http.get(h.url("/threads/access_token")).query(&[
+        ("grant_type", "th_exchange_token"),
+        ("client_secret", "demo-threads-secret"),
+        ("access_token", &short),
+    ]))
+    .await;
+    let long = long["access_token"].as_str().unwrap().to_string();
+    let grant = h.grant_id("threads").await;
+    h.admin(
+        &format!("/grants/{grant}/remove-scope"),
+        json!({"scope": "threads_basic"}),
+    )
+    .await;
+    h.advance(25 * 3600);
+    let (st, _, b, _) = call(
+        h.http
+            .get(h.url("/threads/refresh_access_token"))
+            .query(&[("grant_type", "th_refresh_token"), ("access_token", &long)]),
+    )
+    .await;
+    assert_eq!(
+        (st, b["error"]["code"].as_i64()),
+        (StatusCode::BAD_REQUEST, Some(10))
+    );
+    h.stop().await;
+}
