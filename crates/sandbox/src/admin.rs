@@ -23,6 +23,7 @@
 //! | `POST /_sandbox/faults/{provider}/clear` | | clear throttle, outage, latency, malformed |
 //! | `GET /_sandbox/counters` / `POST /_sandbox/counters/reset` | | token calls per grant and grant type, API calls, 401s, 429s |
 //! | `GET /_sandbox/clock` | | `{"now","time_scale"}` |
+//! | `GET /_sandbox/errors[?provider=]` | | every error the sandbox can send, with the kind it means |
 
 use crate::Sandbox;
 use crate::config::AppRegistration;
@@ -73,6 +74,7 @@ pub(crate) fn routes() -> Router<Sandbox> {
         .route("/counters", get(counters))
         .route("/counters/reset", post(reset_counters))
         .route("/clock", get(clock))
+        .route("/errors", get(errors))
 }
 
 /// An admin request that cannot be carried out.
@@ -439,4 +441,27 @@ async fn reset_counters(State(sb): State<Sandbox>) -> AdminResult {
 
 async fn clock(State(sb): State<Sandbox>) -> AdminResult {
     done(json!({"now": sb.now(), "time_scale": sb.config().time_scale}))
+}
+
+/// The error catalogue, for people rehearsing their own error handling.
+async fn errors(Query(q): Query<HashMap<String, String>>) -> AdminResult {
+    let only = match q.get("provider") {
+        Some(p) => Some(provider(p)?),
+        None => None,
+    };
+    let list: Vec<Value> = crate::error_case::error_catalogue()
+        .into_iter()
+        .filter(|(p, ..)| only.is_none_or(|o| o.id() == *p))
+        .map(|(p, case, status, headers, body)| {
+            json!({
+                "provider": p,
+                "case": case,
+                "intended_kind": case.intended_kind(),
+                "status": status,
+                "headers": headers,
+                "body": String::from_utf8_lossy(&body),
+            })
+        })
+        .collect();
+    done(json!({ "errors": list }))
 }

@@ -1021,6 +1021,12 @@ async fn counters_reset_and_clock() {
     let c = h.admin("/counters/reset", json!({})).await;
     assert_eq!(c["providers"]["snapchat"]["api_calls"], 0);
     assert_eq!(c["grants"], json!({}));
+    let errors = h.admin_get("/errors?provider=tiktok-business").await;
+    let list = errors["errors"].as_array().unwrap();
+    assert!(list.iter().all(|e| e["provider"] == "tiktok-business"));
+    assert!(list.iter().any(|e| e["case"]["case"] == "task_pending"
+        && e["intended_kind"] == "async_pending"
+        && e["body"].as_str().unwrap().contains("40201")));
     let clock = h.admin_get("/clock").await;
     assert_eq!(clock["now"], "2027-01-15T08:00:00Z");
     h.advance(60);
