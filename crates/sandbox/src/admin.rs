@@ -14,7 +14,7 @@
 //! | `POST /_sandbox/apps/{provider}/{client_id}/rotate-secret` | | new secret returned; every token of the app dies |
 //! | `POST /_sandbox/apps/{provider}/{client_id}/redirect-uris` | `{"redirect_uri"}` | register one more redirect URI |
 //! | `GET /_sandbox/faults` | | every provider's fault settings |
-//! | `POST /_sandbox/faults/{provider}/throttle` | `{"next":N}` or `{"rate_per_sec":R,"for":"1m"}` | the platform's own rate-limit signal |
+//! | `POST /_sandbox/faults/{provider}/throttle` | `{"next":N}` or `{"rate_per_sec":R,"for":"1m"}`, optional `"target":"api"\|"token"\|"all"` | the platform's own rate-limit signal |
 //! | `POST /_sandbox/faults/{provider}/outage` | `{"for":"5m","mode":"platform"\|"html","status":502\|503}` | outage on every route of the provider |
 //! | `POST /_sandbox/faults/{provider}/latency` | `{"latency":"200ms","for":"1m"}` | added latency (`"0"` clears) |
 //! | `POST /_sandbox/faults/{provider}/malformed` | `{"next":N,"mode":"truncated"\|"html"\|"missing_fields"\|"expires_in_string"}` | next N token responses malformed |
@@ -27,7 +27,7 @@
 
 use crate::Sandbox;
 use crate::config::AppRegistration;
-use crate::fault::{MalformedMode, OutageMode, UnauthorizedStyle};
+use crate::fault::{MalformedMode, OutageMode, ThrottleTarget, UnauthorizedStyle};
 use crate::ledger::{Grant, to_delta};
 use crate::provider::Provider;
 use axum::Json;
@@ -284,7 +284,8 @@ fn faults_view(sb: &Sandbox, p: Provider) -> Value {
     let s = f.settings.read().clone();
     json!({
         "throttle_next": f.throttle_next.load(Ordering::Acquire),
-        "throttle_rate": s.throttle_rate.map(|(r, until)| json!({"rate_per_sec": r, "until": until})),
+        "throttle_next_token": f.throttle_next_token.load(Ordering::Acquire),
+        "throttle_rate": s.throttle_rate.map(|(r, until, target)| json!({"rate_per_sec": r, "until": until, "target": target})),
         "outage": s.outage.map(|(until, mode, status)| json!({"until": until, "mode": mode, "status": status})),
         "latency_ms": s.latency.map(|(d, _)| d.as_millis() as u64),
         "latency_until": s.latency.and_then(|(_, u)| u),
@@ -312,9 +313,19 @@ async fn throttle(
     let p = provider(&p)?;
     let b = body(b);
     let f = sb.faults(p);
+    let target: ThrottleTarget = match b.get("target") {
+        None => ThrottleTarget::Api,
+        Some(t) => serde_json::from_value(t.clone())
+            .map_err(|_| bad("target must be api, token or all"))?,
+    };
     if let Some(n) = b.get("next") {
         let n = n.as_u64().ok_or_else(|| bad("next must be a count"))?;
-        f.throttle_next.store(n, Ordering::Release);
+        if target.covers(false) {
+            f.throttle_next.store(n, Ordering::Release);
+        }
+        if target.covers(true) {
+            f.throttle_next_token.store(n, Ordering::Release);
+        }
     } else if let Some(rate) = b.get("rate_per_sec") {
         let rate = rate
             .as_f64()
@@ -322,7 +333,7 @@ async fn throttle(
             .ok_or_else(|| bad("rate_per_sec must be a non-negative number"))?;
         let dur =
             span(b.get("for"), "for")?.ok_or_else(|| bad("a rate needs \"for\": how long"))?;
-        f.settings.write().throttle_rate = Some((rate, sb.now() + to_delta(dur)));
+        f.settings.write().throttle_rate = Some((rate, sb.now() + to_delta(dur), target));
     } else {
         return Err(bad(
             "body must be {\"next\": N} or {\"rate_per_sec\": R, \"for\": \"1m\"}",

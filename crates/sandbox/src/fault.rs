@@ -48,11 +48,35 @@ pub enum UnauthorizedStyle {
     Plain,
 }
 
+/// Which requests a throttle fault applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ThrottleTarget {
+    /// API calls (the default).
+    #[default]
+    Api,
+    /// Token-endpoint calls (exchange, refresh, revoke).
+    Token,
+    /// Both.
+    All,
+}
+
+impl ThrottleTarget {
+    /// Whether a request of this kind is affected.
+    pub fn covers(self, token_endpoint: bool) -> bool {
+        match self {
+            ThrottleTarget::Api => !token_endpoint,
+            ThrottleTarget::Token => token_endpoint,
+            ThrottleTarget::All => true,
+        }
+    }
+}
+
 /// The settings an admin can change for one provider.
 #[derive(Debug, Clone, Serialize)]
 pub struct FaultSettings {
-    /// Limit API calls to `rate_per_sec` until `until`.
-    pub throttle_rate: Option<(f64, DateTime<Utc>)>,
+    /// Limit the target's calls to `rate_per_sec` until `until`.
+    pub throttle_rate: Option<(f64, DateTime<Utc>, ThrottleTarget)>,
     /// An outage until the instant, in the mode.
     pub outage: Option<(DateTime<Utc>, OutageMode, u16)>,
     /// Added latency (sandbox time) until the instant (or for ever).
@@ -71,7 +95,10 @@ pub struct FaultSettings {
 #[derive(Debug)]
 pub(crate) struct ProviderFaults {
     pub settings: RwLock<FaultSettings>,
+    /// The next N API calls are throttled.
     pub throttle_next: AtomicU64,
+    /// The next N token-endpoint calls are throttled.
+    pub throttle_next_token: AtomicU64,
     pub malformed_next: AtomicU64,
 }
 
@@ -88,6 +115,7 @@ impl ProviderFaults {
                 reuse_grace,
             }),
             throttle_next: AtomicU64::new(0),
+            throttle_next_token: AtomicU64::new(0),
             malformed_next: AtomicU64::new(0),
         }
     }
@@ -116,12 +144,45 @@ impl ProviderFaults {
             .map(|(d, _)| d)
     }
 
-    pub fn throttle_rate(&self, now: DateTime<Utc>) -> Option<f64> {
+    /// The throttle rate in force for API calls (`token_endpoint = false`) or token calls.
+    pub fn throttle_rate(&self, now: DateTime<Utc>, token_endpoint: bool) -> Option<f64> {
         self.settings
             .read()
             .throttle_rate
-            .filter(|(_, until)| now < *until)
-            .map(|(r, _)| r)
+            .filter(|(_, until, target)| now < *until && target.covers(token_endpoint))
+            .map(|(r, _, _)| r)
+    }
+
+    /// Whether this request is throttled: takes from the right "next N" budget, then applies
+    /// the rate, counted under `key` on the shared limiter.
+    pub fn throttled(
+        &self,
+        limits: &crate::rate_limit::RateLimiter,
+        key: String,
+        token_endpoint: bool,
+        now: DateTime<Utc>,
+    ) -> bool {
+        let budget = if token_endpoint {
+            &self.throttle_next_token
+        } else {
+            &self.throttle_next
+        };
+        if ProviderFaults::take(budget) {
+            return true;
+        }
+        let Some(rate) = self.throttle_rate(now, token_endpoint) else {
+            return false;
+        };
+        let per_sec = rate.max(0.0);
+        // A rate below 1/s is enforced over a longer window.
+        let (limit, window) = if per_sec >= 1.0 {
+            (per_sec as u64, Duration::from_secs(1))
+        } else if per_sec > 0.0 {
+            (1, Duration::from_secs_f64(1.0 / per_sec))
+        } else {
+            (0, Duration::from_secs(1))
+        };
+        limits.admit(key, limit, window, now).is_err()
     }
 
     /// Clears every fault but keeps rotation settings.
@@ -132,6 +193,7 @@ impl ProviderFaults {
         s.latency = None;
         s.unauthorized_style = UnauthorizedStyle::Challenge;
         self.throttle_next.store(0, Ordering::Release);
+        self.throttle_next_token.store(0, Ordering::Release);
         self.malformed_next.store(0, Ordering::Release);
     }
 }

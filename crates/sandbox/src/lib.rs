@@ -172,26 +172,8 @@ impl Sandbox {
         let now = self.now();
         counters::Counters::bump(&self.counters().of(p).api_calls);
         let faults = self.faults(p);
-        if fault::ProviderFaults::take(&faults.throttle_next) {
+        if faults.throttled(self.limits(), format!("fault:api:{p}"), false, now) {
             return Err(Gate::Throttled);
-        }
-        if let Some(rate) = faults.throttle_rate(now) {
-            let per_sec = rate.max(0.0);
-            // A rate below 1/s is enforced over a longer window.
-            let (limit, window) = if per_sec >= 1.0 {
-                (per_sec as u64, Duration::from_secs(1))
-            } else if per_sec > 0.0 {
-                (1, Duration::from_secs_f64(1.0 / per_sec))
-            } else {
-                (0, Duration::from_secs(1))
-            };
-            if self
-                .limits()
-                .admit(format!("fault:{p}"), limit, window, now)
-                .is_err()
-            {
-                return Err(Gate::Throttled);
-            }
         }
         self.ledger()
             .check_access(p, token, now)
@@ -298,6 +280,9 @@ async fn edge(State((sb, p)): State<(Sandbox, Provider)>, req: Request, next: Ne
     if let Some(latency) = faults.latency(now) {
         tokio::time::sleep(sb.real(latency)).await;
     }
+    let token_endpoint = platform::is_token_path(p, req.uri().path());
+    let throttled =
+        token_endpoint && faults.throttled(sb.limits(), format!("fault:token:{p}"), true, now);
     let resp = match faults.outage(now) {
         Some((fault::OutageMode::Platform, _)) => {
             platform::render(p, ErrorCase::Outage, &ErrorDetail::default()).into_response()
@@ -306,6 +291,16 @@ async fn edge(State((sb, p)): State<(Sandbox, Provider)>, req: Request, next: Ne
             platform::render(p, ErrorCase::OutagePage { status }, &ErrorDetail::default())
                 .into_response()
         }
+        // A throttled token endpoint answers with the platform's own rate-limit signal.
+        None if throttled => platform::refuse(
+            &sb,
+            p,
+            ErrorCase::RateLimited { limit: Limit::App },
+            &ErrorDetail {
+                reset_at: Some(now + chrono::TimeDelta::seconds(60)),
+                ..Default::default()
+            },
+        ),
         None => next.run(req).await,
     };
     let c = sb.counters().of(p);

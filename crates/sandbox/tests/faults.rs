@@ -1323,3 +1323,51 @@ async fn threads_refresh_needs_threads_basic() {
     );
     h.stop().await;
 }
+
+#[tokio::test]
+async fn throttling_the_token_endpoint_leaves_api_calls_alone() {
+    let h = Harness::start().await;
+    let (snap, refresh) = snap_tokens(&h).await;
+    h.admin(
+        "/faults/snapchat/throttle",
+        json!({"next": 1, "target": "token"}),
+    )
+    .await;
+    assert_eq!(snap_me(&h, &snap).await.0, StatusCode::OK);
+    let refresh_call = || {
+        h.http.post(h.url(SNAP_TOKEN)).form(&[
+            ("grant_type", "refresh_token"),
+            ("client_id", "demo-snapchat"),
+            ("client_secret", "demo-snapchat-secret"),
+            ("refresh_token", refresh.as_str()),
+        ])
+    };
+    assert_eq!(call(refresh_call()).await.0, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(call(refresh_call()).await.0, StatusCode::OK);
+    let c = h.counters().await;
+    assert_eq!(
+        c["providers"]["snapchat"]["token_calls_by_grant_type"]["refresh_token"], 1,
+        "the throttled call never reached the endpoint"
+    );
+
+    h.admin(
+        "/faults/tiktok-business/throttle",
+        json!({"rate_per_sec": 0, "for": "1m", "target": "all"}),
+    )
+    .await;
+    let (st, _, b, _) = call(h.http.post(h.url(&format!("{TTB}/oauth2/access_token/"))).json(&json!({
+        "app_id": "demo-tiktok-business", "secret": "demo-tiktok-business-secret", "auth_code": "x",
+    })))
+    .await;
+    assert_eq!((st, b["code"].as_i64()), (StatusCode::OK, Some(40100)));
+    h.advance(61);
+    let (_, _, b, _) = call(h.http.post(h.url(&format!("{TTB}/oauth2/access_token/"))).json(&json!({
+        "app_id": "demo-tiktok-business", "secret": "demo-tiktok-business-secret", "auth_code": "x",
+    })))
+    .await;
+    assert_eq!(
+        b["code"], 40110,
+        "the throttle ended; the made-up code is refused"
+    );
+    h.stop().await;
+}

@@ -27,6 +27,25 @@ pub(crate) fn routes(p: Provider) -> Router<Sandbox> {
     }
 }
 
+/// Whether `path` (under the provider prefix) is one of the platform's token endpoints.
+pub(crate) fn is_token_path(p: Provider, path: &str) -> bool {
+    let paths: &[&str] = match p {
+        Provider::Snapchat => &["/login/oauth2/access_token"],
+        Provider::TiktokBusiness => &[
+            "/open_api/v1.3/oauth2/access_token/",
+            "/open_api/v1.3/oauth2/revoke_token/",
+        ],
+        Provider::Tiktok => &["/v2/oauth/token/", "/v2/oauth/revoke/"],
+        Provider::Threads => &[
+            "/oauth/access_token",
+            "/access_token",
+            "/refresh_access_token",
+        ],
+        Provider::Meta => &["/v24.0/oauth/access_token"],
+    };
+    paths.contains(&path)
+}
+
 /// Renders `case` the way platform `p` sends it.
 pub(crate) fn render(p: Provider, case: ErrorCase, detail: &ErrorDetail) -> Reply {
     match p {
