@@ -12,7 +12,7 @@ use tokenwarden_sandbox::{ErrorCase, error_catalogue};
 ///   was sent; platforms.md §5 says missing-token calls get `invalid_request` in the challenge,
 ///   and re-authorizing cannot fix a request that forgot its token. `providers/meta.toml` lists
 ///   2500 with 190 as `token_invalid` (Threads, by contrast, classifies it `invalid_request`).
-const KNOWN_CLASSIFIER_ISSUES: &[(&str, &str)] = &[("meta", "CredentialMissing")];
+const KNOWN_CLASSIFIER_ISSUES: &[(&str, &str)] = &[];
 
 #[test]
 fn the_classifier_finds_the_kind_the_sandbox_meant_for_every_error() {
