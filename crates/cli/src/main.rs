@@ -18,7 +18,7 @@ use std::process::ExitCode;
 #[derive(Debug, Parser)]
 #[command(name = "tokenwarden", version, propagate_version = true)]
 #[command(
-    after_help = "Start here:\n  tokenwarden providers                          the platforms and how their tokens live\n  tokenwarden diagnose --provider tiktok-business < response.txt\n                                                 what a failed call means and how to fix it\n  tokenwarden sandbox                            a local emulator of the platforms"
+    after_help = "Start here:\n  tokenwarden serve --sandbox                    the daemon, with the platforms emulated locally\n  tokenwarden providers                          the platforms and how their tokens live\n  tokenwarden diagnose --provider tiktok-business < response.txt\n                                                 what a failed call means and how to fix it\n  tokenwarden sandbox                            a local emulator of the platforms"
 )]
 struct Cli {
     /// A directory of your own provider definitions (`*.toml`); a file whose id matches a shipped
@@ -41,6 +41,8 @@ enum Command {
     Diagnose(cmd::diagnose::Args),
     /// List the platform definitions, show one, or validate your own.
     Providers(cmd::providers::Args),
+    /// Run the daemon: connect accounts, keep their tokens fresh, serve them over an API.
+    Serve(cmd::serve::Args),
     /// Run the local platform emulator (OAuth, APIs, fault injection, accelerated time).
     Sandbox(tokenwarden_sandbox::SandboxArgs),
 }
@@ -50,6 +52,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Diagnose(args) => cmd::diagnose::run(args, cli.providers_dir.as_deref()),
         Command::Providers(args) => cmd::providers::run(args, cli.providers_dir.as_deref()),
+        Command::Serve(args) => cmd::serve::run(args, cli.providers_dir.as_deref()),
         Command::Sandbox(args) => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()

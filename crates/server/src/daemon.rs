@@ -1,0 +1,179 @@
+//! Assembles a running daemon: the server, the scheduler and (for `serve --sandbox`) the platform
+//! emulator in-process, with every platform pointed at it by one setting and a demo app each.
+
+use crate::ServerState;
+use std::sync::Arc;
+use tokenwarden_core::clock::Clock;
+use tokenwarden_core::id::{AppId, ProviderId};
+use tokenwarden_core::provider::Registry;
+use tokenwarden_core::secret::Secret;
+use tokenwarden_engine::TokenService;
+use tokenwarden_oauth::OAuthClient;
+use tokenwarden_store::{App, Store, StoreError};
+use url::Url;
+
+/// What a sandboxed daemon needs.
+#[derive(Debug)]
+pub struct SandboxedDaemon {
+    /// Where the API and connect flow listen.
+    pub listener: tokio::net::TcpListener,
+    /// Where the sandbox listens.
+    pub sandbox_listener: tokio::net::TcpListener,
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// Provider definitions (they are pointed at the sandbox here).
+    pub providers: Registry,
+    /// The clock both the daemon and the sandbox read.
+    pub clock: Arc<dyn Clock>,
+    /// How much faster than real time the clock runs.
+    pub time_scale: f64,
+    /// The public URL, when it differs from the listener's address.
+    pub public_url: Option<Url>,
+    /// Names this replica in leases.
+    pub owner: String,
+}
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// IO (binding, addresses).
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// The store.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The HTTP client could not be built.
+    #[error("cannot build the HTTP client: {0}")]
+    Client(String),
+    /// A URL could not be formed.
+    #[error("bad URL: {0}")]
+    Url(#[from] url::ParseError),
+}
+
+/// A running daemon.
+#[derive(Debug)]
+pub struct Running {
+    /// The daemon's base URL (ends with `/`).
+    pub base: String,
+    /// The sandbox's base URL (no trailing `/`).
+    pub sandbox_base: String,
+    /// The shared state (store, token service, …).
+    pub state: ServerState,
+    stop: tokio::sync::watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stops accepting, finishes requests and refreshes in flight, and waits for everything.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+fn with_slash(u: &Url) -> String {
+    let s = u.to_string();
+    if s.ends_with('/') { s } else { format!("{s}/") }
+}
+
+impl SandboxedDaemon {
+    /// Starts everything.
+    pub async fn start(self) -> Result<Running, StartError> {
+        let addr = self.listener.local_addr()?;
+        let public_url = match self.public_url {
+            Some(u) => u,
+            None => Url::parse(&format!("http://{addr}"))?,
+        };
+        let base = with_slash(&public_url);
+        let sandbox_base = format!("http://{}", self.sandbox_listener.local_addr()?);
+        let mut registry = self.providers;
+        let ids: Vec<String> = registry.iter().map(|p| p.spec.id.to_string()).collect();
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.changed().await;
+        };
+
+        let config = tokenwarden_sandbox::SandboxConfig {
+            time_scale: self.time_scale,
+            demo_redirect_uris: ids
+                .iter()
+                .map(|id| format!("{base}callback/{id}"))
+                .collect(),
+            ..Default::default()
+        };
+        let sandbox = tokenwarden_sandbox::Sandbox::new(config, self.clock.clone());
+        let sandbox_task = tokio::spawn({
+            let stopped = until_stopped(stop_rx.clone());
+            async move {
+                if let Err(e) = sandbox.serve(self.sandbox_listener, stopped).await {
+                    tracing::error!(error = %e, "the sandbox stopped");
+                }
+            }
+        });
+
+        let now = self.clock.now();
+        for id in &ids {
+            let Some(p) = registry.get(id) else { continue };
+            let moved = p.with_origin(&Url::parse(&format!("{sandbox_base}/{id}"))?);
+            registry.replace(moved);
+            let (Ok(provider), Ok(app_id)) = (ProviderId::parse(id.as_str()), AppId::parse("demo"))
+            else {
+                continue;
+            };
+            let app = App {
+                provider,
+                id: app_id,
+                client_id: format!("demo-{id}"),
+                client_secret: Secret::new(format!("demo-{id}-secret")),
+                redirect_uri: format!("{base}callback/{id}"),
+                created_at: now,
+                updated_at: now,
+            };
+            self.store.put_app(&app).await?;
+        }
+        let providers = Arc::new(registry);
+        let oauth = OAuthClient::new(self.clock.clone())
+            .map_err(|e| StartError::Client(e.without_url().to_string()))?;
+        let tokens = Arc::new(TokenService::new(
+            self.store.clone(),
+            oauth.clone(),
+            providers.clone(),
+            self.clock.clone(),
+            self.owner.clone(),
+        ));
+        let state = ServerState {
+            store: self.store,
+            tokens,
+            oauth,
+            providers,
+            clock: self.clock,
+            public_url,
+            wake: Arc::new(tokio::sync::Notify::new()),
+        };
+        let scheduler = tokio::spawn(crate::scheduler::run(
+            state.clone(),
+            self.owner,
+            self.time_scale,
+            stop_rx.clone(),
+        ));
+        let router = crate::router(state.clone());
+        let server_task = tokio::spawn({
+            let stopped = until_stopped(stop_rx.clone());
+            let listener = self.listener;
+            async move {
+                if let Err(e) = crate::serve(listener, router, stopped).await {
+                    tracing::error!(error = %e, "the server stopped");
+                }
+            }
+        });
+        Ok(Running {
+            base,
+            sandbox_base,
+            state,
+            stop,
+            tasks: vec![server_task, scheduler, sandbox_task],
+        })
+    }
+}

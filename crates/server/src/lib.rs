@@ -1,0 +1,77 @@
+//! The daemon's HTTP face and its background work.
+//!
+//! - [`connect`]: `GET /connect/{provider}` and `GET /callback/{provider}`: the authorization-code
+//!   flow with `state` checked first and consumed once, bound to the browser that started it, and
+//!   to the provider (hardening rules 1–3), and pages that say what happened.
+//! - [`api`]: the REST API under `/v1` (API keys with roles), and the one place that maps failures
+//!   to HTTP responses.
+//! - [`scheduler`]: refreshes ahead of expiry, sleeping until the next deadline.
+//! - [`daemon`]: assembles a running daemon (server, scheduler, in-process sandbox).
+//! - [`page`]: small HTML pages with escaping and the security headers of rule 12.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod api;
+pub mod connect;
+pub mod daemon;
+pub mod page;
+pub mod scheduler;
+
+use axum::Router;
+use std::future::Future;
+use std::sync::Arc;
+use tokenwarden_core::clock::Clock;
+use tokenwarden_core::provider::Registry;
+use tokenwarden_engine::TokenService;
+use tokenwarden_oauth::OAuthClient;
+use tokenwarden_store::Store;
+use url::Url;
+
+/// What every handler shares.
+#[derive(Debug, Clone)]
+pub struct ServerState {
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// The token service.
+    pub tokens: Arc<TokenService>,
+    /// The provider client.
+    pub oauth: OAuthClient,
+    /// Provider definitions, pointed where the platforms live.
+    pub providers: Arc<Registry>,
+    /// The clock.
+    pub clock: Arc<dyn Clock>,
+    /// Where people reach this daemon (builds re-authorization links).
+    pub public_url: Url,
+    /// Pokes the scheduler when a new deadline may be earlier than the one it sleeps until.
+    pub wake: Arc<tokio::sync::Notify>,
+}
+
+impl ServerState {
+    /// The link that starts (or restarts) authorization of a connection.
+    pub fn connect_link(&self, provider: &str, connection: &str) -> String {
+        let mut u = self.public_url.clone();
+        u.set_path(&format!("/connect/{provider}"));
+        u.query_pairs_mut().append_pair("connection_id", connection);
+        u.to_string()
+    }
+}
+
+/// Every route.
+pub fn router(state: ServerState) -> Router {
+    Router::new()
+        .merge(connect::routes())
+        .merge(api::routes())
+        .route("/healthz", axum::routing::get(|| async { "ok" }))
+        .with_state(state)
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, then finishes requests in flight.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -1,0 +1,85 @@
+//! Small HTML pages: everything shown is escaped, no inline script, and the headers of hardening
+//! rule 12 (no caching, no referrer, no framing).
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+/// Escapes text for HTML element content and attribute values.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A page with a heading, paragraphs (escaped here) and an optional link.
+pub fn render(
+    status: StatusCode,
+    title: &str,
+    paragraphs: &[String],
+    link: Option<(&str, &str)>,
+) -> Response {
+    let mut body = String::new();
+    for p in paragraphs {
+        body.push_str(&format!("<p>{}</p>\n", escape(p)));
+    }
+    if let Some((href, text)) = link {
+        body.push_str(&format!(
+            "<p><a class=\"button\" href=\"{}\">{}</a></p>\n",
+            escape(href),
+            escape(text)
+        ));
+    }
+    let html = format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
+<title>{t} · tokenwarden</title><style>body{{font:16px/1.5 system-ui,sans-serif;max-width:40rem;margin:4rem auto;padding:0 1rem;color:#1d2330}}\
+h1{{font-size:1.4rem}}.button{{display:inline-block;padding:.5rem 1rem;background:#1d4ed8;color:#fff;border-radius:.4rem;text-decoration:none}}</style>\
+</head><body><h1>{t}</h1>\n{body}</body></html>\n",
+        t = escape(title)
+    );
+    let mut resp = (status, html).into_response();
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    secure_headers(h);
+    resp
+}
+
+/// The headers every page and token response carries.
+pub fn secure_headers(h: &mut axum::http::HeaderMap) {
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn escapes_markup() {
+        assert_eq!(
+            super::escape("<script>\"x\"&'"),
+            "&lt;script&gt;&quot;x&quot;&amp;&#39;"
+        );
+    }
+}

@@ -1,0 +1,400 @@
+//! The daemon end to end over real HTTP, with the sandbox in-process and a fake clock: connect
+//! through the authorize page's approve path, fetch tokens, call the platform's API with them
+//! across many expiries, and refuse every broken or hostile callback.
+
+use chrono::{DateTime, TimeDelta};
+use std::sync::Arc;
+use tokenwarden_core::clock::{Clock, FakeClock};
+use tokenwarden_core::provider::Registry;
+use tokenwarden_server::daemon::{Running, SandboxedDaemon};
+use tokenwarden_store::{ApiKeyRole, Keyring};
+
+struct World {
+    d: Running,
+    clock: FakeClock,
+    http: reqwest::Client,
+    admin: String,
+    reader: String,
+    _dir: tempfile::TempDir,
+}
+
+async fn world() -> World {
+    let clock = FakeClock::new(DateTime::from_timestamp(1_800_000_000, 0).unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("tw.db").display());
+    let store = tokenwarden_store::open(&url, Keyring::generate("k1").unwrap())
+        .await
+        .unwrap();
+    let (_, admin) = store
+        .create_api_key(ApiKeyRole::Admin, "test", clock.now())
+        .await
+        .unwrap();
+    let (_, reader) = store
+        .create_api_key(ApiKeyRole::TokenReader, "test", clock.now())
+        .await
+        .unwrap();
+    let d = SandboxedDaemon {
+        listener: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        sandbox_listener: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        store,
+        providers: Registry::builtin().unwrap(),
+        clock: Arc::new(clock.clone()),
+        time_scale: 1.0,
+        public_url: None,
+        owner: "test-replica".into(),
+    }
+    .start()
+    .await
+    .unwrap();
+    World {
+        d,
+        clock,
+        http: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
+        admin: admin.expose().to_string(),
+        reader: reader.expose().to_string(),
+        _dir: dir,
+    }
+}
+
+/// One browser's trip through a connect flow, up to the callback URL (not yet visited).
+struct Flow {
+    cookie: String,
+    callback: String,
+}
+
+impl World {
+    async fn start_and_approve(&self, provider: &str, connection: &str) -> Flow {
+        let r = self
+            .http
+            .get(format!(
+                "{}connect/{provider}?connection_id={connection}",
+                self.d.base
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 303, "connect redirects to the platform");
+        let cookie = r.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_string();
+        assert!(
+            r.headers()["set-cookie"]
+                .to_str()
+                .unwrap()
+                .contains("HttpOnly")
+        );
+        let authorize = url::Url::parse(r.headers()["location"].to_str().unwrap()).unwrap();
+        assert!(
+            authorize.as_str().starts_with(&self.d.sandbox_base),
+            "{authorize}"
+        );
+        // The authorize page a person sees, then its Approve button (a form POST).
+        let page = self.http.get(authorize.clone()).send().await.unwrap();
+        assert_eq!(page.status(), 200);
+        let mut form: Vec<(String, String)> = authorize.query_pairs().into_owned().collect();
+        form.push(("decision".into(), "approve".into()));
+        let r = self
+            .http
+            .post(format!(
+                "{}{}",
+                authorize.origin().ascii_serialization(),
+                authorize.path()
+            ))
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 302);
+        let callback = r.headers()["location"].to_str().unwrap().to_string();
+        assert!(
+            callback.starts_with(&format!("{}callback/{provider}", self.d.base)),
+            "{callback}"
+        );
+        Flow { cookie, callback }
+    }
+
+    async fn finish(&self, flow: &Flow) -> (u16, String) {
+        let r = self
+            .http
+            .get(&flow.callback)
+            .header("cookie", &flow.cookie)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        if status == 303 {
+            let next = r.headers()["location"].to_str().unwrap().to_string();
+            assert!(
+                !next.contains("code=") && !next.contains("state="),
+                "no code or state after the callback"
+            );
+            let page = self
+                .http
+                .get(format!("{}{}", self.d.base, next.trim_start_matches('/')))
+                .send()
+                .await
+                .unwrap();
+            return (303, page.text().await.unwrap());
+        }
+        (status, r.text().await.unwrap())
+    }
+
+    async fn api(&self, key: &str, path: &str) -> (u16, serde_json::Value) {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.d.base))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap();
+        (
+            r.status().as_u16(),
+            r.json().await.unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    /// Calls the provider's health probe at the sandbox with a token, as the platform expects it.
+    async fn probe(&self, provider: &str, token: &str) -> u16 {
+        let p = self.d.state.providers.get(provider).unwrap();
+        let api = &p.spec.api;
+        let url = format!(
+            "{}{}",
+            api.base_url.as_str().trim_end_matches('/'),
+            api.probe.path
+        );
+        let value = api.credential_value.replace("{access_token}", token);
+        self.http
+            .get(url)
+            .header(api.credential_header.as_str(), value)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+}
+
+#[tokio::test]
+async fn every_platform_connects_and_its_tokens_keep_working_across_expiries() {
+    let w = world().await;
+    let all = ["snapchat", "tiktok", "tiktok-business", "threads", "meta"];
+    for p in all {
+        let flow = w.start_and_approve(p, &format!("e2e-{p}")).await;
+        let (status, page) = w.finish(&flow).await;
+        assert_eq!(status, 303, "{p}: {page}");
+        assert!(page.contains("Connected"), "{p}: {page}");
+        assert!(!page.contains(&format!("demo-{p}-secret")));
+    }
+    // Ninety days of expiries, one step every 50 minutes for the first day then daily: callers
+    // never get a token the platform refuses.
+    let mut steps: Vec<TimeDelta> = (0..30).map(|_| TimeDelta::minutes(50)).collect();
+    steps.extend((0..90).map(|_| TimeDelta::days(1)));
+    for (i, step) in steps.into_iter().enumerate() {
+        w.clock.advance(step);
+        for p in ["snapchat", "tiktok", "threads"] {
+            let (status, body) = w
+                .api(&w.reader, &format!("v1/connections/e2e-{p}/token"))
+                .await;
+            assert_eq!(status, 200, "step {i}, {p}: {body}");
+            let token = body["access_token"].as_str().unwrap();
+            assert_eq!(
+                w.probe(p, token).await,
+                200,
+                "step {i}, {p}: the platform accepts the token"
+            );
+        }
+    }
+    // The advertiser token never expires; the Meta token ran out after 60 days and says so.
+    let (status, body) = w
+        .api(&w.reader, "v1/connections/e2e-tiktok-business/token")
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = w.api(&w.reader, "v1/connections/e2e-meta/token").await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"]["code"], "reauth_required");
+    assert!(
+        body["error"]["reauthorize_url"]
+            .as_str()
+            .unwrap()
+            .contains("/connect/meta")
+    );
+
+    let (status, list) = w.api(&w.admin, "v1/connections").await;
+    assert_eq!(status, 200);
+    let text = list.to_string();
+    assert_eq!(list["connections"].as_array().unwrap().len(), 5);
+    assert!(
+        !text.contains("access_token\""),
+        "the list never carries tokens: {text}"
+    );
+    w.d.stop().await;
+}
+
+#[tokio::test]
+async fn hostile_and_broken_callbacks_are_refused() {
+    let w = world().await;
+    // Replay: the second visit of the same callback gets nothing.
+    let flow = w.start_and_approve("snapchat", "replayed").await;
+    assert_eq!(w.finish(&flow).await.0, 303);
+    let (status, page) = w.finish(&flow).await;
+    assert_eq!(status, 400);
+    assert!(page.contains("already used or has expired"), "{page}");
+
+    // Another browser (no flow cookie).
+    let flow = w.start_and_approve("snapchat", "stolen").await;
+    let r = w.http.get(&flow.callback).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("another browser"));
+
+    // A tampered state.
+    let flow = w.start_and_approve("tiktok", "tampered").await;
+    let tampered = flow.callback.replace("state=", "state=x");
+    let r = w
+        .http
+        .get(&tampered)
+        .header("cookie", &flow.cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+
+    // A callback for another provider's flow (mix-up).
+    let flow = w.start_and_approve("tiktok", "mixed").await;
+    let mixed = flow
+        .callback
+        .replace("/callback/tiktok", "/callback/snapchat");
+    let r = w
+        .http
+        .get(&mixed)
+        .header("cookie", &flow.cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+
+    // Denied consent: a clear page, nothing kept.
+    let r = w
+        .http
+        .get(format!("{}connect/threads?connection_id=denied", w.d.base))
+        .send()
+        .await
+        .unwrap();
+    let cookie = r.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let authorize = url::Url::parse(r.headers()["location"].to_str().unwrap()).unwrap();
+    let mut form: Vec<(String, String)> = authorize.query_pairs().into_owned().collect();
+    form.push(("decision".into(), "deny".into()));
+    let r = w
+        .http
+        .post(format!(
+            "{}{}",
+            authorize.origin().ascii_serialization(),
+            authorize.path()
+        ))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    let flow = Flow {
+        cookie,
+        callback: r.headers()["location"].to_str().unwrap().to_string(),
+    };
+    let (status, page) = w.finish(&flow).await;
+    assert_eq!(status, 303);
+    assert!(page.contains("did not complete"), "{page}");
+    assert!(
+        w.d.state
+            .store
+            .get_connection(&"denied".parse().unwrap())
+            .await
+            .unwrap()
+            .is_none(),
+        "nothing half-made is kept"
+    );
+    w.d.stop().await;
+}
+
+#[tokio::test]
+async fn the_api_checks_keys_and_roles_and_leaks_nothing() {
+    let w = world().await;
+    let flow = w.start_and_approve("snapchat", "keys").await;
+    w.finish(&flow).await;
+    let r = w
+        .http
+        .get(format!("{}v1/connections/keys/token", w.d.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = w
+        .http
+        .get(format!("{}v1/connections/keys/token", w.d.base))
+        .bearer_auth("tw_forged_key")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(
+        w.api(&w.reader, "v1/connections").await.0,
+        403,
+        "a token reader cannot list connections"
+    );
+    let r = w
+        .http
+        .get(format!("{}v1/connections/keys/token", w.d.base))
+        .bearer_auth(&w.reader)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    let token = r.json::<serde_json::Value>().await.unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // A caller that saw the token rejected gets a new one; a second caller with the same stale
+    // token gets that same new one (no second refresh).
+    let refresh = |t: String| {
+        let http = w.http.clone();
+        let url = format!("{}v1/connections/keys/refresh", w.d.base);
+        let key = w.reader.clone();
+        async move {
+            let r = http
+                .post(url)
+                .bearer_auth(key)
+                .json(&serde_json::json!({"rejected_token": t}))
+                .send()
+                .await
+                .unwrap();
+            r.json::<serde_json::Value>().await.unwrap()["access_token"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        }
+    };
+    let a = refresh(token.clone()).await;
+    let b = refresh(token.clone()).await;
+    assert_ne!(a, token);
+    assert_eq!(a, b);
+    let (_, one) = w.api(&w.admin, "v1/connections/keys").await;
+    let (_, events) = w.api(&w.admin, "v1/connections/keys/events").await;
+    for text in [one.to_string(), events.to_string()] {
+        assert!(
+            !text.contains(&token) && !text.contains(&a) && !text.contains("demo-snapchat-secret"),
+            "{text}"
+        );
+    }
+    assert_eq!(one["state"], "active");
+    w.d.stop().await;
+}
