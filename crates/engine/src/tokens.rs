@@ -458,16 +458,16 @@ impl TokenService {
                         .await,
                     "raise the app problem",
                 );
-                let event = NewEvent::new(
-                    Some(conn.id.clone()),
-                    now,
-                    "app_refused",
-                    format!("The platform refused the app: {title}"),
-                );
-                self.best_effort(
-                    self.store.append_event(&event).await.map(|_| ()),
+                self.record(
+                    NewEvent::new(
+                        Some(conn.id.clone()),
+                        now,
+                        "app_refused",
+                        format!("The platform refused the app: {title}"),
+                    ),
                     "record the app problem",
-                );
+                )
+                .await;
                 self.still_usable(conn, stored, need)
                     .ok_or(TokenFailure::AppMisconfigured {
                         connection: conn.id.clone(),
@@ -511,16 +511,16 @@ impl TokenService {
                     self.store.set_next_refresh(&conn.id, retry_at).await,
                     "schedule a retry",
                 );
-                let event = NewEvent::new(
-                    Some(conn.id.clone()),
-                    now,
-                    "refresh_failed",
-                    format!("Refresh failed for a reason that may pass: {title}"),
-                );
-                self.best_effort(
-                    self.store.append_event(&event).await.map(|_| ()),
+                self.record(
+                    NewEvent::new(
+                        Some(conn.id.clone()),
+                        now,
+                        "refresh_failed",
+                        format!("Refresh failed for a reason that may pass: {title}"),
+                    ),
                     "record the failure",
-                );
+                )
+                .await;
                 self.still_usable(conn, stored, need)
                     .ok_or(TokenFailure::Unavailable {
                         connection: conn.id.clone(),
@@ -586,6 +586,11 @@ impl TokenService {
             title,
             fix,
         })
+    }
+
+    /// Appends an event; bookkeeping never fails the caller.
+    async fn record(&self, event: NewEvent, what: &str) {
+        self.best_effort(self.store.append_event(&event).await.map(|_| ()), what);
     }
 
     /// Bookkeeping after a refresh must not turn a good token into an error; log and go on.
