@@ -43,6 +43,8 @@ enum Command {
     Providers(cmd::providers::Args),
     /// Run the daemon: connect accounts, keep their tokens fresh, serve them over an API.
     Serve(cmd::serve::Args),
+    /// Manage the master keys that encrypt tokens at rest (rotate while the daemon serves).
+    Keys(cmd::keys::Args),
     /// Run the local platform emulator (OAuth, APIs, fault injection, accelerated time).
     Sandbox(tokenwarden_sandbox::SandboxArgs),
 }
@@ -52,6 +54,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Diagnose(args) => cmd::diagnose::run(args, cli.providers_dir.as_deref()),
         Command::Providers(args) => cmd::providers::run(args, cli.providers_dir.as_deref()),
+        Command::Keys(args) => cmd::keys::run(args),
         Command::Serve(args) => cmd::serve::run(args, cli.providers_dir.as_deref()),
         Command::Sandbox(args) => tokio::runtime::Builder::new_multi_thread()
             .enable_all()

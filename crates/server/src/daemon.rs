@@ -31,6 +31,8 @@ pub struct SandboxedDaemon {
     pub public_url: Option<Url>,
     /// Names this replica in leases.
     pub owner: String,
+    /// The key file to follow for rotations (none when the keys come from the environment).
+    pub key_file: Option<std::path::PathBuf>,
 }
 
 /// Why the daemon could not start.
@@ -152,6 +154,14 @@ impl SandboxedDaemon {
             public_url,
             wake: Arc::new(tokio::sync::Notify::new()),
         };
+        let mut tasks = Vec::new();
+        if let Some(path) = self.key_file {
+            tasks.push(tokio::spawn(crate::keyfile::watch(
+                state.store.clone(),
+                path,
+                stop_rx.clone(),
+            )));
+        }
         let scheduler = tokio::spawn(crate::scheduler::run(
             state.clone(),
             self.owner,

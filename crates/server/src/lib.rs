@@ -7,6 +7,7 @@
 //!   to HTTP responses.
 //! - [`scheduler`]: refreshes ahead of expiry, sleeping until the next deadline.
 //! - [`daemon`]: assembles a running daemon (server, scheduler, in-process sandbox).
+//! - [`keyfile`]: follows the key file, so keys rotate while the daemon serves.
 //! - [`page`]: small HTML pages with escaping and the security headers of rule 12.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -14,6 +15,7 @@
 pub mod api;
 pub mod connect;
 pub mod daemon;
+pub mod keyfile;
 pub mod page;
 pub mod scheduler;
 

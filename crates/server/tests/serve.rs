@@ -42,6 +42,7 @@ async fn world() -> World {
         time_scale: 1.0,
         public_url: None,
         owner: "test-replica".into(),
+        key_file: None,
     }
     .start()
     .await

@@ -330,9 +330,15 @@ impl fmt::Display for Place<'_> {
     }
 }
 
-/// A key id for a new key: `k` + UTC timestamp, so ids sort by age and never collide in practice.
+/// A key id for a new key: `k` + UTC timestamp (so ids sort by age) + a random suffix, so two keys
+/// made in the same second (a rotation right after the first start) never collide.
 pub fn new_key_id() -> String {
-    format!("k{}", chrono::Utc::now().format("%Y%m%d%H%M%S"))
+    use rand::Rng;
+    let suffix: u32 = rand::rng().random_range(0..0x10000);
+    format!(
+        "k{}-{suffix:04x}",
+        chrono::Utc::now().format("%Y%m%d%H%M%S")
+    )
 }
 
 fn write_new_key_file(path: &Path, text: &str) -> Result<()> {

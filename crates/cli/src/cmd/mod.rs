@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
 pub mod diagnose;
+pub mod keys;
 pub mod providers;
 pub mod serve;

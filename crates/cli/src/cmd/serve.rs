@@ -151,6 +151,7 @@ async fn serve(args: Args, providers_dir: Option<&Path>) -> Result<()> {
         time_scale: args.time_scale,
         public_url: args.public_url.clone(),
         owner,
+        key_file: (!matches!(source, KeySource::Env)).then(|| key_file.clone()),
     }
     .start()
     .await?;

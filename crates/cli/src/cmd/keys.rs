@@ -1,0 +1,132 @@
+//! `tokenwarden keys`: the master keys that encrypt every stored secret.
+
+use anyhow::{Context as _, Result, bail};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use tokenwarden_store::{KeySource, Keyring};
+
+/// Manage the master keys that encrypt tokens and secrets at rest.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    command: Sub,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Sub {
+    /// Add a new master key and re-encrypt everything under it, while a running daemon keeps
+    /// serving. The key file keeps the old keys too, so backups made before stay readable.
+    Rotate(RotateArgs),
+    /// Show which keys exist and how much each has been used (no key material).
+    Status(Common),
+}
+
+#[derive(Debug, clap::Args)]
+struct Common {
+    /// The daemon's data directory.
+    #[arg(long, default_value = "tokenwarden-data", env = "TOKENWARDEN_DATA_DIR")]
+    data_dir: PathBuf,
+    /// The key file (default: master.key in the data directory).
+    #[arg(long)]
+    key_file: Option<PathBuf>,
+    /// Database URL (default: SQLite in the data directory).
+    #[arg(long, env = "TOKENWARDEN_DATABASE_URL")]
+    database: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+struct RotateArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Do not wait for a running daemon to load the new key (use only when none is running).
+    #[arg(long)]
+    no_wait: bool,
+}
+
+impl Common {
+    fn key_file(&self) -> PathBuf {
+        self.key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("master.key"))
+    }
+
+    fn database(&self) -> String {
+        self.database.clone().unwrap_or_else(|| {
+            format!(
+                "sqlite://{}?mode=rw",
+                self.data_dir.join("tokenwarden.db").display()
+            )
+        })
+    }
+
+    fn keyring(&self) -> Result<Keyring> {
+        let env = std::env::var("TOKENWARDEN_MASTER_KEY")
+            .ok()
+            .filter(|v| !v.trim().is_empty());
+        let (ring, source) = Keyring::from_env_or_file(env.as_deref(), &self.key_file(), false)?;
+        if matches!(source, KeySource::Env) {
+            bail!(
+                "the master key comes from TOKENWARDEN_MASTER_KEY, which this command cannot change. \
+                 Rotate with a key file instead (unset the variable; keys live in {})",
+                self.key_file().display()
+            );
+        }
+        Ok(ring)
+    }
+}
+
+/// Runs the command.
+pub fn run(args: Args) -> Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        match args.command {
+            Sub::Rotate(a) => rotate(a).await,
+            Sub::Status(c) => status(&c).await,
+        }
+    })
+}
+
+async fn status(c: &Common) -> Result<ExitCode> {
+    let ring = c.keyring()?;
+    let store = tokenwarden_store::open(&c.database(), ring.clone())
+        .await
+        .context("cannot open the store")?;
+    println!("current key: {}", ring.current_id());
+    for k in store.key_status().await? {
+        println!("  {k:?}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn rotate(a: RotateArgs) -> Result<ExitCode> {
+    let c = &a.common;
+    let old = c.keyring()?;
+    let store = tokenwarden_store::open(&c.database(), old.clone())
+        .await
+        .context("cannot open the store")?;
+    let new_id = tokenwarden_store::crypto::new_key_id();
+    let new = old.with_new_key(&new_id)?;
+    let path = c.key_file();
+    // The file first: a crash from here on leaves a file that opens both old and new values.
+    new.write_file(&path)?;
+    println!(
+        "Added key {new_id} to {} (the old keys stay in the file).",
+        path.display()
+    );
+    if !a.no_wait {
+        let wait = tokenwarden_server::keyfile::KEY_FILE_POLL * 3;
+        println!(
+            "Waiting {} s for a running daemon to load it…",
+            wait.as_secs()
+        );
+        tokio::time::sleep(wait).await;
+    }
+    let report = tokenwarden_store::rotate_keys(&*store, new).await?;
+    println!(
+        "Re-encrypted {} value(s) under {new_id}; {} were already under it, {} were rewritten by the daemon meanwhile.",
+        report.reencrypted, report.already_current, report.raced
+    );
+    Ok(ExitCode::SUCCESS)
+}

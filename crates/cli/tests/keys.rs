@@ -1,0 +1,90 @@
+//! `tokenwarden keys rotate` re-encrypts everything under a new key, and the key file keeps
+//! opening the data afterwards; a missing key is a clear error.
+
+use std::process::Command;
+use tokenwarden_core::id::{AppId, ProviderId};
+use tokenwarden_core::secret::Secret;
+use tokenwarden_store::{App, Keyring};
+
+fn tokenwarden(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_tokenwarden"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .env_remove("TOKENWARDEN_MASTER_KEY")
+        .env_remove("TOKENWARDEN_DATA_DIR")
+        .env_remove("TOKENWARDEN_DATABASE_URL")
+        .output()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rotate_adds_a_key_and_reencrypts_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("master.key");
+    let db = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("tokenwarden.db").display()
+    );
+    let (ring, _) = Keyring::from_env_or_file(None, &key_file, true).unwrap();
+    let old_id = ring.current_id().to_string();
+    {
+        let store = tokenwarden_store::open(&db, ring).await.unwrap();
+        let now = chrono::Utc::now();
+        let app = App {
+            provider: ProviderId::parse("snapchat").unwrap(),
+            id: AppId::parse("demo").unwrap(),
+            client_id: "cid".into(),
+            client_secret: Secret::new("the-client-secret-value"),
+            redirect_uri: "http://127.0.0.1:1/callback/snapchat".into(),
+            created_at: now,
+            updated_at: now,
+        };
+        store.put_app(&app).await.unwrap();
+    }
+    let out = tokenwarden(&[
+        "keys",
+        "rotate",
+        "--no-wait",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("Re-encrypted"), "{said}");
+    assert!(!said.contains("the-client-secret-value"));
+
+    let (after, _) = Keyring::from_env_or_file(None, &key_file, false).unwrap();
+    assert_ne!(after.current_id(), old_id, "a new current key");
+    assert!(after.has(&old_id), "the old key stays in the file");
+    let store = tokenwarden_store::open(&db, after).await.unwrap();
+    let app = store
+        .get_app(
+            &ProviderId::parse("snapchat").unwrap(),
+            &AppId::parse("demo").unwrap(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(app.client_secret.expose(), "the-client-secret-value");
+    let status = store.key_status().await.unwrap();
+    assert!(!status.is_empty());
+}
+
+#[test]
+fn a_missing_key_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tokenwarden(&[
+        "keys",
+        "rotate",
+        "--no-wait",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no master key"), "{err}");
+}
