@@ -207,69 +207,16 @@ impl Sandbox {
         listener: tokio::net::TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-        use tower_service_shim::call_router;
-
-        let router = self.router();
-        let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(Duration::from_secs(10));
-        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-        let connections = Arc::new(tokio::sync::Semaphore::new(10_000));
-        let mut shutdown = std::pin::pin!(shutdown);
-        loop {
-            tokio::select! {
-                accepted = listener.accept() => {
-                    let (stream, _) = match accepted {
-                        Ok(a) => a,
-                        // Transient accept errors (EMFILE, aborted handshakes) must not stop the server.
-                        Err(e) => {
-                            tracing::warn!(error = %e, "accept failed");
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                            continue;
-                        }
-                    };
-                    let Ok(permit) = connections.clone().try_acquire_owned() else {
-                        drop(stream);
-                        continue;
-                    };
-                    let _ = stream.set_nodelay(true);
-                    let router = router.clone();
-                    let service = hyper::service::service_fn(move |req| call_router(router.clone(), req));
-                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                    let conn = graceful.watch(conn.into_owned());
-                    tokio::spawn(async move {
-                        let _ = conn.await;
-                        drop(permit);
-                    });
-                }
-                () = &mut shutdown => break,
-            }
-        }
-        drop(listener);
-        tokio::select! {
-            () = graceful.shutdown() => {}
-            () = tokio::time::sleep(Duration::from_secs(5)) => {}
-        }
-        Ok(())
-    }
-}
-
-mod tower_service_shim {
-    //! Calls the axum router from a hyper `service_fn`.
-    use axum::Router;
-    use axum::body::Body;
-    use axum::response::Response;
-    use std::convert::Infallible;
-
-    pub(super) async fn call_router(
-        router: Router,
-        req: hyper::Request<hyper::body::Incoming>,
-    ) -> Result<Response, Infallible> {
-        use tower::ServiceExt;
-        router.oneshot(req.map(Body::new)).await
+        tokenwarden_http::serve(
+            listener,
+            self.router(),
+            tokenwarden_http::Limits {
+                drain: Duration::from_secs(5),
+                ..Default::default()
+            },
+            shutdown,
+        )
+        .await
     }
 }
 

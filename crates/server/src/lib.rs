@@ -64,6 +64,7 @@ pub fn router(state: ServerState) -> Router {
         .merge(connect::routes())
         .merge(api::routes())
         .route("/healthz", axum::routing::get(|| async { "ok" }))
+        .route("/readyz", axum::routing::get(readyz))
         .with_state(state)
 }
 
@@ -76,4 +77,20 @@ pub async fn serve(
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+/// Ready when the store answers.
+async fn readyz(
+    axum::extract::State(s): axum::extract::State<ServerState>,
+) -> (axum::http::StatusCode, &'static str) {
+    match s.store.list_apps(None).await {
+        Ok(_) => (axum::http::StatusCode::OK, "ready"),
+        Err(e) => {
+            tracing::warn!(error = %e, "not ready: the store does not answer");
+            (
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "the store does not answer",
+            )
+        }
+    }
 }
