@@ -24,7 +24,7 @@ use tokenwarden_store::{ApiKeyInfo, ApiKeyRole, StoreError};
 pub fn routes() -> Router<ServerState> {
     Router::new()
         .route("/v1/connections", get(list))
-        .route("/v1/connections/{id}", get(one))
+        .route("/v1/connections/{id}", get(one).delete(delete))
         .route("/v1/connections/{id}/token", get(token))
         .route("/v1/connections/{id}/refresh", post(refresh))
         .route("/v1/connections/{id}/events", get(events))
@@ -238,6 +238,71 @@ async fn one(
     })?;
     let t = s.store.get_tokens(&id).await?;
     Ok(Json(view(&s, &c, t.as_ref())))
+}
+
+#[derive(Debug, Deserialize, Default)]
+struct DeleteQuery {
+    #[serde(default)]
+    force: bool,
+}
+
+/// Deletes a connection, revoking its tokens at the platform first where the platform has a
+/// revocation endpoint. If the platform cannot be reached the connection is kept (so the grant is
+/// not left live and forgotten) unless `?force=true`.
+async fn delete(
+    State(s): State<ServerState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<DeleteQuery>,
+) -> Result<Json<Value>, ApiError> {
+    caller.admin()?;
+    let id = parse_id(&id)?;
+    let c = s.store.get_connection(&id).await?.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("there is no connection {id}"),
+        )
+    })?;
+    let mut revoked = false;
+    let tokens = s.store.get_tokens(&id).await?;
+    let app = s.store.get_app(&c.provider, &c.app).await?;
+    if let (Some(t), Some(app), Some(p)) = (tokens, app, s.providers.get(c.provider.as_str())) {
+        let creds = tokenwarden_oauth::AppCredentials {
+            client_id: app.client_id,
+            client_secret: app.client_secret,
+            redirect_uri: app.redirect_uri,
+        };
+        match s.oauth.revoke(p, &creds, &t.set).await {
+            Ok(made) => revoked = made,
+            // The platform already refuses the token: nothing left to revoke.
+            Err(tokenwarden_oauth::TokenError::Refused { .. }) => {}
+            Err(e) if !q.force => {
+                let mut err = ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    "revocation_failed",
+                    format!("the connection was kept because revoking its tokens failed: {e}"),
+                );
+                err.extra = json!({"fix": "Retry, or add ?force=true to delete it without revoking at the platform."});
+                return Err(err);
+            }
+            Err(e) => {
+                tracing::warn!(connection = %id, error = %e, "deleting without revocation (force)")
+            }
+        }
+    }
+    let event = tokenwarden_store::NewEvent::new(
+        None,
+        s.clock.now(),
+        "connection_deleted",
+        format!("Deleted connection {id} ({})", c.provider),
+    )
+    .with("revoked_at_platform", revoked);
+    s.store.append_event(&event).await?;
+    s.store.delete_connection(&id).await?;
+    Ok(Json(
+        json!({"deleted": true, "connection": id, "revoked_at_platform": revoked}),
+    ))
 }
 
 fn token_response(issued: tokenwarden_engine::Issued, connection: &ConnectionId) -> Response {

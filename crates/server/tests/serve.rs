@@ -399,3 +399,38 @@ async fn the_api_checks_keys_and_roles_and_leaks_nothing() {
     assert_eq!(one["state"], "active");
     w.d.stop().await;
 }
+
+#[tokio::test]
+async fn deleting_a_connection_revokes_its_tokens_at_the_platform() {
+    let w = world().await;
+    let flow = w.start_and_approve("tiktok", "to-delete").await;
+    w.finish(&flow).await;
+    let (_, body) = w.api(&w.admin, "v1/connections/to-delete/token").await;
+    let token = body["access_token"].as_str().unwrap().to_string();
+    assert_eq!(w.probe("tiktok", &token).await, 200);
+    let r = w
+        .http
+        .delete(format!("{}v1/connections/to-delete", w.d.base))
+        .bearer_auth(&w.reader)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "a token reader cannot delete");
+    let r = w
+        .http
+        .delete(format!("{}v1/connections/to-delete", w.d.base))
+        .bearer_auth(&w.admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["revoked_at_platform"], true);
+    assert_eq!(
+        w.probe("tiktok", &token).await,
+        401,
+        "the platform no longer accepts the token"
+    );
+    assert_eq!(w.api(&w.admin, "v1/connections/to-delete").await.0, 404);
+    w.d.stop().await;
+}
