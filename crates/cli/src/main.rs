@@ -43,6 +43,10 @@ enum Command {
     Providers(cmd::providers::Args),
     /// Run the daemon: connect accounts, keep their tokens fresh, serve them over an API.
     Serve(cmd::serve::Args),
+    /// List, show, refresh or delete the connections of a running daemon.
+    Connections(cmd::remote::ConnectionsArgs),
+    /// Print a fresh access token of a connection, from a running daemon.
+    Token(cmd::remote::TokenArgs),
     /// Manage the master keys that encrypt tokens at rest (rotate while the daemon serves).
     Keys(cmd::keys::Args),
     /// Run the local platform emulator (OAuth, APIs, fault injection, accelerated time).
@@ -55,6 +59,8 @@ fn main() -> ExitCode {
         Command::Diagnose(args) => cmd::diagnose::run(args, cli.providers_dir.as_deref()),
         Command::Providers(args) => cmd::providers::run(args, cli.providers_dir.as_deref()),
         Command::Keys(args) => cmd::keys::run(args),
+        Command::Connections(args) => cmd::remote::connections(args),
+        Command::Token(args) => cmd::remote::token(args),
         Command::Serve(args) => cmd::serve::run(args, cli.providers_dir.as_deref()),
         Command::Sandbox(args) => tokio::runtime::Builder::new_multi_thread()
             .enable_all()

@@ -3,4 +3,5 @@
 pub mod diagnose;
 pub mod keys;
 pub mod providers;
+pub mod remote;
 pub mod serve;

@@ -1,0 +1,288 @@
+//! `tokenwarden connections …` and `tokenwarden token ID`: the daemon's API from the shell.
+
+use crate::term::{self, Style};
+use anyhow::{Context as _, Result, anyhow, bail};
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// How to reach a running daemon.
+#[derive(Debug, clap::Args)]
+pub struct Target {
+    /// The daemon's URL.
+    #[arg(
+        long,
+        global = true,
+        default_value = "http://127.0.0.1:8080",
+        env = "TOKENWARDEN_URL"
+    )]
+    url: url::Url,
+    /// An API key; by default the admin key file in the data directory.
+    #[arg(
+        long,
+        global = true,
+        env = "TOKENWARDEN_API_KEY",
+        hide_env_values = true
+    )]
+    api_key: Option<String>,
+    /// The data directory holding admin.key (used when no --api-key is given).
+    #[arg(
+        long,
+        global = true,
+        default_value = "tokenwarden-data",
+        env = "TOKENWARDEN_DATA_DIR"
+    )]
+    data_dir: PathBuf,
+    /// Print JSON.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+/// List, show, refresh or delete connections of a running daemon.
+#[derive(Debug, clap::Args)]
+pub struct ConnectionsArgs {
+    #[command(subcommand)]
+    command: Option<ConnectionsSub>,
+    #[command(flatten)]
+    target: Target,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum ConnectionsSub {
+    /// Every connection with its state and token expiry (the default).
+    List,
+    /// One connection: state, problems with their fixes, scopes, accounts.
+    Show {
+        /// The connection id.
+        id: String,
+    },
+    /// Refresh the token now.
+    Refresh {
+        /// The connection id.
+        id: String,
+    },
+    /// Delete the connection, revoking its tokens at the platform where it can.
+    Delete {
+        /// The connection id.
+        id: String,
+        /// Delete even if the platform cannot be reached to revoke.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+/// Print a fresh access token of a connection (for scripts: `$(tokenwarden token ID)`).
+#[derive(Debug, clap::Args)]
+pub struct TokenArgs {
+    /// The connection id.
+    id: String,
+    #[command(flatten)]
+    target: Target,
+}
+
+impl Target {
+    fn key(&self) -> Result<String> {
+        if let Some(k) = self.api_key.as_ref().filter(|k| !k.trim().is_empty()) {
+            return Ok(k.trim().to_string());
+        }
+        let path = self.data_dir.join("admin.key");
+        let k = std::fs::read_to_string(&path).with_context(|| {
+            format!("no API key: pass --api-key or TOKENWARDEN_API_KEY, or run where {} exists (created by `tokenwarden serve`)", path.display())
+        })?;
+        Ok(k.trim().to_string())
+    }
+
+    fn call(&self, method: reqwest::Method, path: &str) -> Result<Value> {
+        let url = self
+            .url
+            .join(path)
+            .with_context(|| format!("bad --url {}", self.url))?;
+        let client = reqwest::blocking::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(std::time::Duration::from_secs(60))
+            .build()?;
+        let resp = client
+            .request(method, url)
+            .bearer_auth(self.key()?)
+            .send()
+            .map_err(|e| {
+                anyhow!(
+                    "cannot reach tokenwarden at {}: {}",
+                    self.url,
+                    e.without_url()
+                )
+            })?;
+        let status = resp.status();
+        let body: Value = resp.json().unwrap_or(Value::Null);
+        if !status.is_success() {
+            let e = &body["error"];
+            let message = e["message"].as_str().unwrap_or("no message");
+            let mut text = format!(
+                "{} ({status}): {message}",
+                e["code"].as_str().unwrap_or("error")
+            );
+            if let Some(fix) = e["fix"].as_str() {
+                text.push_str(&format!("\nFix: {fix}"));
+            }
+            if let Some(link) = e["reauthorize_url"].as_str() {
+                text.push_str(&format!("\nRe-authorize: {link}"));
+            }
+            bail!(text);
+        }
+        Ok(body)
+    }
+}
+
+fn state_style(state: &str) -> Style {
+    match state {
+        "active" => Style::Good,
+        "degraded" | "pending" => Style::Warn,
+        _ => Style::Bad,
+    }
+}
+
+/// Runs `connections`.
+pub fn connections(args: ConnectionsArgs) -> Result<ExitCode> {
+    let t = &args.target;
+    let colour = term::stdout_colour();
+    match args.command.unwrap_or(ConnectionsSub::List) {
+        ConnectionsSub::List => {
+            let v = t.call(reqwest::Method::GET, "v1/connections")?;
+            if t.json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            let list = v["connections"].as_array().cloned().unwrap_or_default();
+            if list.is_empty() {
+                println!(
+                    "No connections yet. Start one with {}connect/PROVIDER?connection_id=NAME",
+                    t.url
+                );
+            }
+            for c in list {
+                let state = c["state"].as_str().unwrap_or("?");
+                println!(
+                    "{:<32} {:<16} {:<24} expires {}",
+                    c["id"].as_str().unwrap_or("?"),
+                    c["provider"].as_str().unwrap_or("?"),
+                    term::paint(state_style(state), state, colour),
+                    c["token"]["expires_at"].as_str().unwrap_or("never")
+                );
+                for p in c["problems"].as_array().into_iter().flatten() {
+                    println!(
+                        "    ! {} — {}",
+                        p["title"].as_str().unwrap_or(""),
+                        p["fix"].as_str().unwrap_or("")
+                    );
+                }
+            }
+        }
+        ConnectionsSub::Show { id } => {
+            let c = t.call(reqwest::Method::GET, &format!("v1/connections/{id}"))?;
+            if t.json {
+                println!("{}", serde_json::to_string_pretty(&c)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            let state = c["state"].as_str().unwrap_or("?");
+            println!(
+                "{} ({})  {}",
+                c["id"].as_str().unwrap_or("?"),
+                c["provider"].as_str().unwrap_or("?"),
+                term::paint(state_style(state), state, colour)
+            );
+            println!(
+                "  token:     {} expires {}",
+                c["token"]["hint"].as_str().unwrap_or("-"),
+                c["token"]["expires_at"].as_str().unwrap_or("never")
+            );
+            println!(
+                "  scopes:    {}",
+                c["scopes"]
+                    .as_array()
+                    .map(|a| a
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join(", "))
+                    .unwrap_or_default()
+            );
+            println!(
+                "  accounts:  {}",
+                c["account_ids"]
+                    .as_array()
+                    .map(|a| a
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join(", "))
+                    .unwrap_or_default()
+            );
+            for p in c["problems"].as_array().into_iter().flatten() {
+                println!(
+                    "  problem:   {}\n  fix:       {}",
+                    p["title"].as_str().unwrap_or(""),
+                    p["fix"].as_str().unwrap_or("")
+                );
+            }
+            if state == "reauth_required" {
+                println!(
+                    "  re-authorize: {}",
+                    c["reauthorize_url"].as_str().unwrap_or("")
+                );
+            }
+        }
+        ConnectionsSub::Refresh { id } => {
+            let v = t.call(
+                reqwest::Method::POST,
+                &format!("v1/connections/{id}/refresh"),
+            )?;
+            if t.json {
+                let safe = serde_json::json!({"connection": v["connection"], "expires_at": v["expires_at"], "version": v["version"], "refreshed": v["refreshed"]});
+                println!("{}", serde_json::to_string_pretty(&safe)?);
+            } else {
+                println!(
+                    "Refreshed {id}: the token now expires {}",
+                    v["expires_at"].as_str().unwrap_or("never")
+                );
+            }
+        }
+        ConnectionsSub::Delete { id, force } => {
+            let path = if force {
+                format!("v1/connections/{id}?force=true")
+            } else {
+                format!("v1/connections/{id}")
+            };
+            let v = t.call(reqwest::Method::DELETE, &path)?;
+            if t.json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                let revoked = if v["revoked_at_platform"] == Value::Bool(true) {
+                    " (tokens revoked at the platform)"
+                } else {
+                    ""
+                };
+                println!("Deleted {id}{revoked}.");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `token`: the token alone on stdout (or JSON with --json), nothing else.
+pub fn token(args: TokenArgs) -> Result<ExitCode> {
+    let v = args.target.call(
+        reqwest::Method::GET,
+        &format!("v1/connections/{}/token", args.id),
+    )?;
+    if args.target.json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!(
+            "{}",
+            v["access_token"]
+                .as_str()
+                .ok_or_else(|| anyhow!("the daemon's answer had no token"))?
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,171 @@
+//! The README's main command as a binary: `serve --sandbox` starts, prints where to look, serves a
+//! connect flow through the sandbox, answers `connections` and `token` from the shell, and stops
+//! cleanly on Ctrl-C.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+struct Daemon {
+    child: Child,
+    base: String,
+    data: tempfile::TempDir,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+fn start() -> Daemon {
+    let data = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tokenwarden"))
+        .args([
+            "serve",
+            "--sandbox",
+            "--listen",
+            "127.0.0.1:0",
+            "--sandbox-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(data.path())
+        .env("NO_COLOR", "1")
+        .env_remove("TOKENWARDEN_MASTER_KEY")
+        .env_remove("TOKENWARDEN_DATABASE_URL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut printed = String::new();
+    let base = loop {
+        let line = lines.next().expect("serve prints its address").unwrap();
+        printed.push_str(&line);
+        printed.push('\n');
+        if let Some(rest) = line.strip_prefix("tokenwarden is serving on ") {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    // Keep draining stdout so the daemon never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    assert!(printed.contains("master key"), "{printed}");
+    assert!(data.path().join("admin.key").exists());
+    Daemon { child, base, data }
+}
+
+fn cli(d: &Daemon, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_tokenwarden"))
+        .args(args)
+        .args(["--url", &d.base, "--data-dir"])
+        .arg(d.data.path())
+        .env("NO_COLOR", "1")
+        .env_remove("TOKENWARDEN_API_KEY")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn serve_sandbox_connect_then_the_shell_commands() {
+    let d = start();
+    let http = reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = http
+        .get(format!("{}connect/snapchat?connection_id=shell", d.base))
+        .send()
+        .unwrap();
+    let cookie = r.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let authorize = url::Url::parse(r.headers()["location"].to_str().unwrap()).unwrap();
+    let mut form: Vec<(String, String)> = authorize.query_pairs().into_owned().collect();
+    form.push(("decision".into(), "approve".into()));
+    let r = http
+        .post(format!(
+            "{}{}",
+            authorize.origin().ascii_serialization(),
+            authorize.path()
+        ))
+        .form(&form)
+        .send()
+        .unwrap();
+    let callback = r.headers()["location"].to_str().unwrap().to_string();
+    let r = http.get(&callback).header("cookie", cookie).send().unwrap();
+    assert_eq!(r.status(), 303);
+
+    let out = cli(&d, &["connections"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list = String::from_utf8_lossy(&out.stdout);
+    assert!(list.contains("shell") && list.contains("active"), "{list}");
+
+    let out = cli(&d, &["token", "shell"]);
+    assert!(out.status.success());
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(
+        token.len() > 16 && !token.contains(' '),
+        "only the token is printed"
+    );
+
+    let out = cli(&d, &["connections", "show", "shell", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["state"], "active");
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains(&token),
+        "show never prints the token"
+    );
+
+    let out = cli(&d, &["connections", "refresh", "shell"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = cli(&d, &["token", "shell"]);
+    assert_ne!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        token,
+        "a new token after refresh"
+    );
+
+    let out = cli(&d, &["connections", "show", "nope"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not_found"));
+
+    let out = cli(&d, &["connections", "delete", "shell"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let out = Command::new(env!("CARGO_BIN_EXE_tokenwarden"))
+        .args([
+            "connections",
+            "--url",
+            "http://127.0.0.1:1/",
+            "--api-key",
+            "tw_x",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach tokenwarden"));
+
+    // Ctrl-C stops it cleanly.
+    let mut d = d;
+    let _ = Command::new("kill")
+        .args(["-INT", &d.child.id().to_string()])
+        .status();
+    let status = d.child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+}
