@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 mod cmd;
+mod config;
 mod definitions;
 mod term;
 
@@ -47,10 +48,29 @@ enum Command {
     Connections(cmd::remote::ConnectionsArgs),
     /// Print a fresh access token of a connection, from a running daemon.
     Token(cmd::remote::TokenArgs),
+    /// The configuration file: `config example` prints a commented one.
+    Config(ConfigArgs),
     /// Manage the master keys that encrypt tokens at rest (rotate while the daemon serves).
     Keys(cmd::keys::Args),
     /// Run the local platform emulator (OAuth, APIs, fault injection, accelerated time).
     Sandbox(tokenwarden_sandbox::SandboxArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ConfigArgs {
+    #[command(subcommand)]
+    command: ConfigSub,
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigSub {
+    /// Print a commented example configuration file.
+    Example,
+    /// Check a configuration file: unknown keys, unknown providers, unreadable secret files.
+    Check {
+        /// The file.
+        file: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -59,6 +79,23 @@ fn main() -> ExitCode {
         Command::Diagnose(args) => cmd::diagnose::run(args, cli.providers_dir.as_deref()),
         Command::Providers(args) => cmd::providers::run(args, cli.providers_dir.as_deref()),
         Command::Keys(args) => cmd::keys::run(args),
+        Command::Config(ConfigArgs {
+            command: ConfigSub::Example,
+        }) => {
+            print!("{}", config::EXAMPLE);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Config(ConfigArgs {
+            command: ConfigSub::Check { file },
+        }) => config::FileConfig::load(&file).and_then(|c| {
+            let registry = definitions::load(cli.providers_dir.as_deref())?;
+            let public = c.public_url.clone().unwrap_or_else(|| {
+                url::Url::parse("http://127.0.0.1:8080/").expect("a literal URL")
+            });
+            let apps = c.resolve_apps(&registry, &public)?;
+            println!("{}: valid ({} app(s))", file.display(), apps.len());
+            Ok(ExitCode::SUCCESS)
+        }),
         Command::Connections(args) => cmd::remote::connections(args),
         Command::Token(args) => cmd::remote::token(args),
         Command::Serve(args) => cmd::serve::run(args, cli.providers_dir.as_deref()),

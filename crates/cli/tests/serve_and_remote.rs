@@ -169,3 +169,148 @@ fn serve_sandbox_connect_then_the_shell_commands() {
     let status = d.child.wait().unwrap();
     assert!(status.success(), "{status:?}");
 }
+
+/// Pointing tokenwarden at a platform is configuration only: a sandbox plays "the real
+/// Snapchat", a user definition moves Snapchat's URLs there, and a configuration file registers
+/// the app; `serve` without --sandbox then connects and serves tokens.
+#[test]
+fn serve_with_a_configuration_file_and_no_sandbox() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let sb = format!("http://{}", listener.local_addr().unwrap());
+    let sandbox = tokenwarden_sandbox::Sandbox::new(
+        tokenwarden_sandbox::SandboxConfig::default(),
+        std::sync::Arc::new(tokenwarden_core::clock::SystemClock),
+    );
+    rt.spawn(sandbox.serve(listener, std::future::pending()));
+
+    let dir = tempfile::tempdir().unwrap();
+    let providers = dir.path().join("providers");
+    std::fs::create_dir(&providers).unwrap();
+    let shipped = Command::new(env!("CARGO_BIN_EXE_tokenwarden"))
+        .args(["providers", "show", "snapchat"])
+        .output()
+        .unwrap();
+    let moved = String::from_utf8(shipped.stdout)
+        .unwrap()
+        .replace("https://accounts.snapchat.com", &format!("{sb}/snapchat"))
+        .replace("https://adsapi.snapchat.com", &format!("{sb}/snapchat"));
+    std::fs::write(providers.join("snapchat.toml"), moved).unwrap();
+    std::fs::write(dir.path().join("secret"), "demo-snapchat-secret\n").unwrap();
+    let config = dir.path().join("tokenwarden.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = {:?}\nproviders_dir = {:?}\n\n[[apps]]\nprovider = \"snapchat\"\nid = \"main\"\nclient_id = \"demo-snapchat\"\nclient_secret_file = {:?}\n",
+            dir.path().join("data").display().to_string(),
+            providers.display().to_string(),
+            dir.path().join("secret").display().to_string()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_tokenwarden"))
+        .args(["config", "check"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tokenwarden"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .env_remove("TOKENWARDEN_MASTER_KEY")
+        .env_remove("TOKENWARDEN_DATA_DIR")
+        .env_remove("TOKENWARDEN_PROVIDERS_DIR")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let base = loop {
+        let line = lines.next().expect("serve prints its address").unwrap();
+        if let Some(rest) = line.strip_prefix("tokenwarden is serving on ") {
+            break rest.trim().to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    let d = Daemon {
+        child,
+        base,
+        data: tempfile::tempdir().unwrap(),
+    };
+
+    let http = reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    // "The platform's developer portal": register our callback for the app.
+    let r = http
+        .post(format!(
+            "{sb}/_sandbox/apps/snapchat/demo-snapchat/redirect-uris"
+        ))
+        .json(&serde_json::json!({"redirect_uri": format!("{}callback/snapchat", d.base)}))
+        .send()
+        .unwrap();
+    assert!(r.status().is_success());
+    let r = http
+        .get(format!(
+            "{}connect/snapchat?connection_id=real&app=main",
+            d.base
+        ))
+        .send()
+        .unwrap();
+    let cookie = r.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let authorize = url::Url::parse(r.headers()["location"].to_str().unwrap()).unwrap();
+    assert!(authorize.as_str().starts_with(&sb), "{authorize}");
+    let mut form: Vec<(String, String)> = authorize.query_pairs().into_owned().collect();
+    form.push(("decision".into(), "approve".into()));
+    let r = http
+        .post(format!(
+            "{}{}",
+            authorize.origin().ascii_serialization(),
+            authorize.path()
+        ))
+        .form(&form)
+        .send()
+        .unwrap();
+    let callback = r.headers()["location"].to_str().unwrap().to_string();
+    assert_eq!(
+        http.get(&callback)
+            .header("cookie", cookie)
+            .send()
+            .unwrap()
+            .status(),
+        303
+    );
+    let key = std::fs::read_to_string(dir.path().join("data").join("admin.key")).unwrap();
+    let v: serde_json::Value = http
+        .get(format!("{}v1/connections/real/token", d.base))
+        .bearer_auth(key.trim())
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let token = v["access_token"].as_str().expect("a token").to_string();
+    let me = http
+        .get(format!("{sb}/snapchat/v1/me"))
+        .bearer_auth(&token)
+        .send()
+        .unwrap();
+    assert_eq!(
+        me.status(),
+        200,
+        "the platform accepts the token tokenwarden handed out"
+    );
+}

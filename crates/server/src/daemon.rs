@@ -1,5 +1,6 @@
-//! Assembles a running daemon: the server, the scheduler and (for `serve --sandbox`) the platform
-//! emulator in-process, with every platform pointed at it by one setting and a demo app each.
+//! Assembles a running daemon: the server, the scheduler, the key-file follower and (for
+//! `serve --sandbox`) the platform emulator in-process, with every platform pointed at it by one
+//! setting and a demo app each.
 
 use crate::ServerState;
 use std::sync::Arc;
@@ -12,13 +13,15 @@ use tokenwarden_oauth::OAuthClient;
 use tokenwarden_store::{App, Store, StoreError};
 use url::Url;
 
-/// What a sandboxed daemon needs.
+/// What a daemon needs.
 #[derive(Debug)]
-pub struct SandboxedDaemon {
+pub struct Daemon {
     /// Where the API and connect flow listen.
     pub listener: tokio::net::TcpListener,
-    /// Where the sandbox listens.
-    pub sandbox_listener: tokio::net::TcpListener,
+    /// Where the in-process sandbox listens; `None` for the real platforms.
+    pub sandbox_listener: Option<tokio::net::TcpListener>,
+    /// Apps to register (from the configuration), in addition to the sandbox's demo apps.
+    pub apps: Vec<App>,
     /// The store.
     pub store: Arc<dyn Store>,
     /// Provider definitions (they are pointed at the sandbox here).
@@ -57,8 +60,8 @@ pub enum StartError {
 pub struct Running {
     /// The daemon's base URL (ends with `/`).
     pub base: String,
-    /// The sandbox's base URL (no trailing `/`).
-    pub sandbox_base: String,
+    /// The sandbox's base URL (no trailing `/`), when one runs in-process.
+    pub sandbox_base: Option<String>,
     /// The shared state (store, token service, …).
     pub state: ServerState,
     stop: tokio::sync::watch::Sender<bool>,
@@ -80,7 +83,7 @@ fn with_slash(u: &Url) -> String {
     if s.ends_with('/') { s } else { format!("{s}/") }
 }
 
-impl SandboxedDaemon {
+impl Daemon {
     /// Starts everything.
     pub async fn start(self) -> Result<Running, StartError> {
         let addr = self.listener.local_addr()?;
@@ -89,51 +92,58 @@ impl SandboxedDaemon {
             None => Url::parse(&format!("http://{addr}"))?,
         };
         let base = with_slash(&public_url);
-        let sandbox_base = format!("http://{}", self.sandbox_listener.local_addr()?);
         let mut registry = self.providers;
         let ids: Vec<String> = registry.iter().map(|p| p.spec.id.to_string()).collect();
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
             let _ = rx.changed().await;
         };
-
-        let config = tokenwarden_sandbox::SandboxConfig {
-            time_scale: self.time_scale,
-            demo_redirect_uris: ids
-                .iter()
-                .map(|id| format!("{base}callback/{id}"))
-                .collect(),
-            ..Default::default()
-        };
-        let sandbox = tokenwarden_sandbox::Sandbox::new(config, self.clock.clone());
-        let sandbox_task = tokio::spawn({
-            let stopped = until_stopped(stop_rx.clone());
-            async move {
-                if let Err(e) = sandbox.serve(self.sandbox_listener, stopped).await {
-                    tracing::error!(error = %e, "the sandbox stopped");
-                }
-            }
-        });
-
+        let mut tasks = Vec::new();
         let now = self.clock.now();
-        for id in &ids {
-            let Some(p) = registry.get(id) else { continue };
-            let moved = p.with_origin(&Url::parse(&format!("{sandbox_base}/{id}"))?);
-            registry.replace(moved);
-            let (Ok(provider), Ok(app_id)) = (ProviderId::parse(id.as_str()), AppId::parse("demo"))
-            else {
-                continue;
+        let mut sandbox_base = None;
+        if let Some(sandbox_listener) = self.sandbox_listener {
+            let sb_base = format!("http://{}", sandbox_listener.local_addr()?);
+            let config = tokenwarden_sandbox::SandboxConfig {
+                time_scale: self.time_scale,
+                demo_redirect_uris: ids
+                    .iter()
+                    .map(|id| format!("{base}callback/{id}"))
+                    .collect(),
+                ..Default::default()
             };
-            let app = App {
-                provider,
-                id: app_id,
-                client_id: format!("demo-{id}"),
-                client_secret: Secret::new(format!("demo-{id}-secret")),
-                redirect_uri: format!("{base}callback/{id}"),
-                created_at: now,
-                updated_at: now,
-            };
-            self.store.put_app(&app).await?;
+            let sandbox = tokenwarden_sandbox::Sandbox::new(config, self.clock.clone());
+            tasks.push(tokio::spawn({
+                let stopped = until_stopped(stop_rx.clone());
+                async move {
+                    if let Err(e) = sandbox.serve(sandbox_listener, stopped).await {
+                        tracing::error!(error = %e, "the sandbox stopped");
+                    }
+                }
+            }));
+            for id in &ids {
+                let Some(p) = registry.get(id) else { continue };
+                let moved = p.with_origin(&Url::parse(&format!("{sb_base}/{id}"))?);
+                registry.replace(moved);
+                let (Ok(provider), Ok(app_id)) =
+                    (ProviderId::parse(id.as_str()), AppId::parse("demo"))
+                else {
+                    continue;
+                };
+                let app = App {
+                    provider,
+                    id: app_id,
+                    client_id: format!("demo-{id}"),
+                    client_secret: Secret::new(format!("demo-{id}-secret")),
+                    redirect_uri: format!("{base}callback/{id}"),
+                    created_at: now,
+                    updated_at: now,
+                };
+                self.store.put_app(&app).await?;
+            }
+            sandbox_base = Some(sb_base);
+        }
+        for app in &self.apps {
+            self.store.put_app(app).await?;
         }
         let providers = Arc::new(registry);
         let oauth = OAuthClient::new(self.clock.clone())
@@ -154,7 +164,6 @@ impl SandboxedDaemon {
             public_url,
             wake: Arc::new(tokio::sync::Notify::new()),
         };
-        let mut tasks = Vec::new();
         if let Some(path) = self.key_file {
             tasks.push(tokio::spawn(crate::keyfile::watch(
                 state.store.clone(),
@@ -178,12 +187,13 @@ impl SandboxedDaemon {
                 }
             }
         });
+        tasks.extend([server_task, scheduler]);
         Ok(Running {
             base,
             sandbox_base,
             state,
             stop,
-            tasks: vec![server_task, scheduler, sandbox_task],
+            tasks,
         })
     }
 }

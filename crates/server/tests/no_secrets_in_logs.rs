@@ -7,7 +7,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use tokenwarden_core::clock::{Clock, FakeClock};
 use tokenwarden_core::provider::Registry;
-use tokenwarden_server::daemon::SandboxedDaemon;
+use tokenwarden_server::daemon::Daemon;
 use tokenwarden_store::{ApiKeyRole, Keyring};
 
 #[derive(Clone, Default)]
@@ -52,9 +52,10 @@ async fn nothing_secret_is_logged_at_any_level() {
         .await
         .unwrap();
     let key = key.expose().to_string();
-    let d = SandboxedDaemon {
+    let d = Daemon {
         listener: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        sandbox_listener: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        sandbox_listener: Some(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()),
+        apps: vec![],
         store,
         providers: Registry::builtin().unwrap(),
         clock: Arc::new(clock.clone()),
@@ -128,7 +129,7 @@ async fn nothing_secret_is_logged_at_any_level() {
         }
     }
     // Failures log too: an outage during refresh, then a revoked grant.
-    let sandbox = d.sandbox_base.clone();
+    let sandbox = d.sandbox_base.clone().unwrap();
     http.post(format!("{sandbox}/_sandbox/faults/snapchat/outage"))
         .json(&serde_json::json!({"for": "10m"}))
         .send()

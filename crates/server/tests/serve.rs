@@ -6,7 +6,7 @@ use chrono::{DateTime, TimeDelta};
 use std::sync::Arc;
 use tokenwarden_core::clock::{Clock, FakeClock};
 use tokenwarden_core::provider::Registry;
-use tokenwarden_server::daemon::{Running, SandboxedDaemon};
+use tokenwarden_server::daemon::{Daemon, Running};
 use tokenwarden_store::{ApiKeyRole, Keyring};
 
 struct World {
@@ -33,9 +33,10 @@ async fn world() -> World {
         .create_api_key(ApiKeyRole::TokenReader, "test", clock.now())
         .await
         .unwrap();
-    let d = SandboxedDaemon {
+    let d = Daemon {
         listener: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        sandbox_listener: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        sandbox_listener: Some(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()),
+        apps: vec![],
         store,
         providers: Registry::builtin().unwrap(),
         clock: Arc::new(clock.clone()),
@@ -93,7 +94,9 @@ impl World {
         );
         let authorize = url::Url::parse(r.headers()["location"].to_str().unwrap()).unwrap();
         assert!(
-            authorize.as_str().starts_with(&self.d.sandbox_base),
+            authorize
+                .as_str()
+                .starts_with(&self.d.sandbox_base.as_deref().unwrap()),
             "{authorize}"
         );
         // The authorize page a person sees, then its Approve button (a form POST).

@@ -1,5 +1,6 @@
 //! `tokenwarden serve`: the daemon.
 
+use crate::config::FileConfig;
 use crate::definitions;
 use anyhow::{Context as _, Result, bail};
 use chrono::Utc;
@@ -8,22 +9,28 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use tokenwarden_core::clock::{Clock, ScaledClock};
-use tokenwarden_server::daemon::SandboxedDaemon;
-use tokenwarden_store::{ApiKeyRole, KeySource, Keyring};
+use tokenwarden_core::id::{AppId, ProviderId};
+use tokenwarden_server::daemon::Daemon;
+use tokenwarden_store::{ApiKeyRole, App, KeySource, Keyring};
 
 /// Run the daemon: OAuth connect/callback, the token API and the refresh scheduler.
 ///
 /// With --sandbox the platform emulator runs in-process, every platform points at it, and a demo
-/// app is registered for each, so everything works without credentials.
+/// app is registered for each, so everything works without credentials. For the real platforms,
+/// register your apps in a configuration file (`tokenwarden config example`).
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1:8080", env = "TOKENWARDEN_LISTEN")]
-    listen: SocketAddr,
-    /// Where the embedded database, the master key file and the admin key file live.
-    #[arg(long, default_value = "tokenwarden-data", env = "TOKENWARDEN_DATA_DIR")]
-    data_dir: PathBuf,
-    /// Database URL: sqlite://PATH or postgres://… (default: SQLite in the data directory).
+    /// A configuration file (TOML). Flags and TOKENWARDEN_* variables override it.
+    #[arg(long, env = "TOKENWARDEN_CONFIG", value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "TOKENWARDEN_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Where the embedded database, the master key file and the admin key file live
+    /// [default: tokenwarden-data].
+    #[arg(long, env = "TOKENWARDEN_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Database URL: sqlite://PATH or postgres://… [default: SQLite in the data directory].
     #[arg(long, env = "TOKENWARDEN_DATABASE_URL")]
     database: Option<String>,
     /// The URL people use to reach this daemon (for callback and re-authorization links).
@@ -66,28 +73,37 @@ pub fn run(args: Args, providers_dir: Option<&Path>) -> Result<ExitCode> {
     if !(args.time_scale.is_finite() && args.time_scale >= 1.0) {
         bail!("--time-scale must be 1 or more");
     }
-    if !args.sandbox {
-        bail!(
-            "this build serves the sandbox platforms only: run `tokenwarden serve --sandbox`. \
-             Registering your own apps (client id, secret, redirect URI) for the real platforms arrives with the configuration file."
-        );
-    }
+    let file = match &args.config {
+        Some(p) => FileConfig::load(p)?,
+        None => FileConfig::default(),
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(serve(args, providers_dir))?;
+    runtime.block_on(serve(args, file, providers_dir))?;
     Ok(ExitCode::SUCCESS)
 }
 
-async fn serve(args: Args, providers_dir: Option<&Path>) -> Result<()> {
-    let providers = definitions::load(providers_dir)?;
-    std::fs::create_dir_all(&args.data_dir).with_context(|| {
-        format!(
-            "cannot create the data directory {}",
-            args.data_dir.display()
-        )
-    })?;
-    let key_file = args.data_dir.join("master.key");
+async fn serve(args: Args, file: FileConfig, providers_dir: Option<&Path>) -> Result<()> {
+    let providers_dir = providers_dir
+        .map(Path::to_path_buf)
+        .or(file.providers_dir.clone());
+    let providers = definitions::load(providers_dir.as_deref())?;
+    let data_dir = args
+        .data_dir
+        .clone()
+        .or(file.data_dir.clone())
+        .unwrap_or_else(|| PathBuf::from("tokenwarden-data"));
+    let listen = args
+        .listen
+        .or(file.listen)
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
+    let public_url = args.public_url.clone().or(file.public_url.clone());
+    let database = args.database.clone().or(file.database.clone());
+
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
+    let key_file = data_dir.join("master.key");
     let (keys, source) = Keyring::from_env_or_file(
         read_env("TOKENWARDEN_MASTER_KEY").as_deref(),
         &key_file,
@@ -101,10 +117,10 @@ async fn serve(args: Args, providers_dir: Option<&Path>) -> Result<()> {
         KeySource::File(p) => println!("Master key: {}", p.display()),
         KeySource::Env => println!("Master key: from TOKENWARDEN_MASTER_KEY"),
     }
-    let database = args.database.clone().unwrap_or_else(|| {
+    let database = database.unwrap_or_else(|| {
         format!(
             "sqlite://{}?mode=rwc",
-            args.data_dir.join("tokenwarden.db").display()
+            data_dir.join("tokenwarden.db").display()
         )
     });
     let store = tokenwarden_store::open(&database, keys)
@@ -112,7 +128,7 @@ async fn serve(args: Args, providers_dir: Option<&Path>) -> Result<()> {
         .context("cannot open the store")?;
     let clock: Arc<dyn Clock> = Arc::new(ScaledClock::new(Utc::now(), args.time_scale));
 
-    let admin_key_file = args.data_dir.join("admin.key");
+    let admin_key_file = data_dir.join("admin.key");
     let live_keys = store
         .list_api_keys()
         .await?
@@ -130,26 +146,58 @@ async fn serve(args: Args, providers_dir: Option<&Path>) -> Result<()> {
         );
     }
 
-    let listener = tokio::net::TcpListener::bind(args.listen)
+    let listener = tokio::net::TcpListener::bind(listen)
         .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
-    let sandbox_listener = tokio::net::TcpListener::bind(args.sandbox_listen)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot listen on {} for the sandbox (use --sandbox-listen)",
-                args.sandbox_listen
-            )
-        })?;
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let effective_public = match &public_url {
+        Some(u) => u.clone(),
+        None => url::Url::parse(&format!("http://{}", listener.local_addr()?))?,
+    };
+    let now = clock.now();
+    let apps: Vec<App> = file
+        .resolve_apps(&providers, &effective_public)?
+        .into_iter()
+        .map(|a| -> Result<App> {
+            Ok(App {
+                provider: ProviderId::parse(a.provider.as_str())?,
+                id: AppId::parse(a.id.as_str())?,
+                client_id: a.client_id,
+                client_secret: a.client_secret,
+                redirect_uri: a.redirect_uri,
+                created_at: now,
+                updated_at: now,
+            })
+        })
+        .collect::<Result<_>>()?;
+    if apps.is_empty() && !args.sandbox {
+        println!(
+            "No apps are configured, so nothing can be connected yet: add [[apps]] to a configuration file (`tokenwarden config example`) and pass --config, or run with --sandbox."
+        );
+    }
+    let sandbox_listener = if args.sandbox {
+        Some(
+            tokio::net::TcpListener::bind(args.sandbox_listen)
+                .await
+                .with_context(|| {
+                    format!(
+                        "cannot listen on {} for the sandbox (use --sandbox-listen)",
+                        args.sandbox_listen
+                    )
+                })?,
+        )
+    } else {
+        None
+    };
     let owner = format!("{}-{}", hostname(), std::process::id());
-    let running = SandboxedDaemon {
+    let running = Daemon {
         listener,
         sandbox_listener,
+        apps,
         store,
         providers,
         clock,
         time_scale: args.time_scale,
-        public_url: args.public_url.clone(),
+        public_url,
         owner,
         key_file: (!matches!(source, KeySource::Env)).then(|| key_file.clone()),
     }
@@ -157,36 +205,52 @@ async fn serve(args: Args, providers_dir: Option<&Path>) -> Result<()> {
     .await?;
 
     let base = &running.base;
-    let sandbox = &running.sandbox_base;
     let key = admin_key_file.display();
     println!();
-    println!(
-        "tokenwarden is serving on {base} (sandbox platforms at {sandbox}, time x{})",
-        args.time_scale
-    );
+    match &running.sandbox_base {
+        Some(sandbox) => println!(
+            "tokenwarden is serving on {base} (sandbox platforms at {sandbox}, time x{})",
+            args.time_scale
+        ),
+        None => println!("tokenwarden is serving on {base}"),
+    }
     println!();
+    let apps = running.state.store.list_apps(None).await?;
     println!(
-        "1. Connect a sandbox account (open in a browser, press Approve on the sandbox's page):"
+        "1. Connect an account (open in a browser{}):",
+        if running.sandbox_base.is_some() {
+            ", press Approve on the sandbox's page"
+        } else {
+            ""
+        }
     );
-    for p in running.state.providers.iter() {
+    for app in apps
+        .iter()
+        .filter(|a| running.sandbox_base.is_some() || a.id.as_str() != "demo")
+    {
         println!(
-            "     {base}connect/{id}?connection_id=demo-{id}",
-            id = p.spec.id
+            "     {base}connect/{p}?connection_id={p}-1&app={a}",
+            p = app.provider,
+            a = app.id
         );
     }
     println!("2. Fetch a token that is always fresh:");
     println!(
-        "     curl -s -H \"Authorization: Bearer $(cat {key})\" {base}v1/connections/demo-snapchat/token"
-    );
-    println!("3. See every connection and its state:");
-    println!("     curl -s -H \"Authorization: Bearer $(cat {key})\" {base}v1/connections");
-    println!("4. Break things on purpose at the sandbox, e.g. an outage or a revoked grant:");
-    println!(
-        "     curl -s -X POST {sandbox}/_sandbox/faults/snapchat/outage -H 'content-type: application/json' -d '{{\"for\":\"5m\"}}'"
+        "     curl -s -H \"Authorization: Bearer $(cat {key})\" {base}v1/connections/CONNECTION_ID/token"
     );
     println!(
-        "     curl -s {sandbox}/_sandbox/grants   then   curl -s -X POST {sandbox}/_sandbox/grants/GRANT_ID/revoke"
+        "3. See every connection and its state:  tokenwarden connections --data-dir {}",
+        data_dir.display()
     );
+    if let Some(sandbox) = &running.sandbox_base {
+        println!("4. Break things on purpose at the sandbox, e.g. an outage or a revoked grant:");
+        println!(
+            "     curl -s -X POST {sandbox}/_sandbox/faults/snapchat/outage -H 'content-type: application/json' -d '{{\"for\":\"5m\"}}'"
+        );
+        println!(
+            "     curl -s {sandbox}/_sandbox/grants   then   curl -s -X POST {sandbox}/_sandbox/grants/GRANT_ID/revoke"
+        );
+    }
     println!();
     println!("Press Ctrl-C to stop.");
 
