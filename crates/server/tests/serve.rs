@@ -96,7 +96,7 @@ impl World {
         assert!(
             authorize
                 .as_str()
-                .starts_with(&self.d.sandbox_base.as_deref().unwrap()),
+                .starts_with(self.d.sandbox_base.as_deref().unwrap()),
             "{authorize}"
         );
         // The authorize page a person sees, then its Approve button (a form POST).
