@@ -46,6 +46,8 @@ enum Command {
     Serve(cmd::serve::Args),
     /// List, show, refresh or delete the connections of a running daemon.
     Connections(cmd::remote::ConnectionsArgs),
+    /// Print the link that connects (or re-authorizes) an account of a platform.
+    Connect(cmd::remote::ConnectArgs),
     /// Print a fresh access token of a connection, from a running daemon.
     Token(cmd::remote::TokenArgs),
     /// The configuration file: `config example` prints a commented one.
@@ -98,6 +100,8 @@ fn main() -> ExitCode {
         }),
         Command::Connections(args) => cmd::remote::connections(args),
         Command::Token(args) => cmd::remote::token(args),
+        Command::Connect(args) => definitions::load(cli.providers_dir.as_deref())
+            .and_then(|r| cmd::remote::connect(args, &r)),
         Command::Serve(args) => cmd::serve::run(args, cli.providers_dir.as_deref()),
         Command::Sandbox(args) => tokio::runtime::Builder::new_multi_thread()
             .enable_all()

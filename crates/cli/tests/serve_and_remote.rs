@@ -141,6 +141,48 @@ fn serve_sandbox_connect_then_the_shell_commands() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not_found"));
 
+    // A token-reader key made from the shell can fetch tokens and nothing else.
+    let out = Command::new(env!("CARGO_BIN_EXE_tokenwarden"))
+        .args(["keys", "create", "--role", "token_reader", "--data-dir"])
+        .arg(d.data.path())
+        .env_remove("TOKENWARDEN_MASTER_KEY")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reader = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let r = http
+        .get(format!("{}v1/connections/shell/token", d.base))
+        .bearer_auth(&reader)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = http
+        .get(format!("{}v1/connections", d.base))
+        .bearer_auth(&reader)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 403);
+
+    let out = Command::new(env!("CARGO_BIN_EXE_tokenwarden"))
+        .args([
+            "connect",
+            "tiktok",
+            "--connection-id",
+            "mine",
+            "--url",
+            &d.base,
+        ])
+        .output()
+        .unwrap();
+    let link = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert_eq!(link, format!("{}connect/tiktok?connection_id=mine", d.base));
+    let r = http.get(&link).send().unwrap();
+    assert_eq!(r.status(), 303, "the printed link starts a flow");
+
     let out = cli(&d, &["connections", "delete", "shell"]);
     assert!(
         out.status.success(),

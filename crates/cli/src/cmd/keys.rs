@@ -19,6 +19,20 @@ enum Sub {
     Rotate(RotateArgs),
     /// Show which keys exist and how much each has been used (no key material).
     Status(Common),
+    /// Create an API key for the daemon's /v1 API. It is printed once; only its hash is stored.
+    Create(CreateArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct CreateArgs {
+    #[command(flatten)]
+    common: Common,
+    /// What the key may do: `admin` (everything) or `token_reader` (fetch tokens only).
+    #[arg(long, default_value = "token_reader", value_parser = ["admin", "token_reader"])]
+    role: String,
+    /// A label for people (who or what uses the key).
+    #[arg(long, default_value = "created from the command line")]
+    label: String,
 }
 
 #[derive(Debug, clap::Args)]
@@ -84,6 +98,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         match args.command {
             Sub::Rotate(a) => rotate(a).await,
             Sub::Status(c) => status(&c).await,
+            Sub::Create(a) => create(a).await,
         }
     })
 }
@@ -128,5 +143,28 @@ async fn rotate(a: RotateArgs) -> Result<ExitCode> {
         "Re-encrypted {} value(s) under {new_id}; {} were already under it, {} were rewritten by the daemon meanwhile.",
         report.reencrypted, report.already_current, report.raced
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn create(a: CreateArgs) -> Result<ExitCode> {
+    let c = &a.common;
+    let store = tokenwarden_store::open(&c.database(), c.keyring()?)
+        .await
+        .context("cannot open the store")?;
+    let role = if a.role == "admin" {
+        tokenwarden_store::ApiKeyRole::Admin
+    } else {
+        tokenwarden_store::ApiKeyRole::TokenReader
+    };
+    let (info, key) = store
+        .create_api_key(role, &a.label, chrono::Utc::now())
+        .await?;
+    eprintln!(
+        "Created {} key {} ({}). It is shown once, below; only its hash is stored.",
+        role.as_str(),
+        info.id,
+        info.label
+    );
+    println!("{}", key.expose());
     Ok(ExitCode::SUCCESS)
 }

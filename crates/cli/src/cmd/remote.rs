@@ -4,7 +4,7 @@ use crate::term::{self, Style};
 use anyhow::{Context as _, Result, anyhow, bail};
 use serde_json::Value;
 use std::path::PathBuf;
-use std::process::ExitCode;
+use std::process::{Command, ExitCode};
 
 /// How to reach a running daemon.
 #[derive(Debug, clap::Args)]
@@ -283,6 +283,74 @@ pub fn token(args: TokenArgs) -> Result<ExitCode> {
                 .as_str()
                 .ok_or_else(|| anyhow!("the daemon's answer had no token"))?
         );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Print the link that connects (or re-authorizes) an account of a platform.
+#[derive(Debug, clap::Args)]
+pub struct ConnectArgs {
+    /// The platform: snapchat, tiktok-business, tiktok, threads, meta, or one of your own.
+    provider: String,
+    /// The connection to create or re-authorize (default: a generated id).
+    #[arg(long)]
+    connection_id: Option<String>,
+    /// Which of the platform's apps to use (default: the first configured).
+    #[arg(long)]
+    app: Option<String>,
+    /// Scopes to request, comma-separated (default: the definition's).
+    #[arg(long)]
+    scopes: Option<String>,
+    /// The daemon's public URL.
+    #[arg(
+        long,
+        default_value = "http://127.0.0.1:8080",
+        env = "TOKENWARDEN_PUBLIC_URL"
+    )]
+    url: url::Url,
+    /// Open the link in the desktop's browser too.
+    #[arg(long)]
+    open: bool,
+}
+
+/// Runs `connect`.
+pub fn connect(
+    args: ConnectArgs,
+    registry: &tokenwarden_core::provider::Registry,
+) -> Result<ExitCode> {
+    if registry.get(&args.provider).is_none() {
+        bail!(
+            "unknown provider {:?}; known: {}",
+            args.provider,
+            registry.ids()
+        );
+    }
+    let mut link = args
+        .url
+        .join(&format!("connect/{}", args.provider))
+        .with_context(|| format!("bad --url {}", args.url))?;
+    {
+        let mut q = link.query_pairs_mut();
+        if let Some(c) = &args.connection_id {
+            q.append_pair("connection_id", c);
+        }
+        if let Some(a) = &args.app {
+            q.append_pair("app", a);
+        }
+        if let Some(s) = &args.scopes {
+            q.append_pair("scopes", s);
+        }
+    }
+    let link = link.to_string().trim_end_matches('?').to_string();
+    println!("{link}");
+    if args.open {
+        let opened = Command::new("xdg-open")
+            .arg(&link)
+            .status()
+            .or_else(|_| Command::new("open").arg(&link).status());
+        if !opened.is_ok_and(|s| s.success()) {
+            eprintln!("Could not open a browser here; open the link above yourself.");
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
