@@ -387,6 +387,14 @@ async fn save(
     let stored = s.store.put_initial_tokens(&conn.id, &grant.tokens).await?;
     let due = policy::refresh_due_at(&p.spec.refresh, &stored.set, rand::random::<f64>());
     s.store.set_next_refresh(&conn.id, due).await?;
+    s.store
+        .set_next_probe(
+            &conn.id,
+            Some(
+                now + TimeDelta::from_std(p.spec.api.probe.every).unwrap_or(TimeDelta::minutes(15)),
+            ),
+        )
+        .await?;
     let verb = if existing.is_some() {
         "Re-authorized"
     } else {

@@ -36,6 +36,8 @@ pub struct Daemon {
     pub owner: String,
     /// The key file to follow for rotations (none when the keys come from the environment).
     pub key_file: Option<std::path::PathBuf>,
+    /// How often (real time) the monitor looks for due probes; default 5 s divided by the time scale.
+    pub probe_poll: Option<std::time::Duration>,
 }
 
 /// Why the daemon could not start.
@@ -177,6 +179,17 @@ impl Daemon {
             self.time_scale,
             stop_rx.clone(),
         ));
+        // The monitor looks for due probes every few seconds of real time (less with a scaled clock).
+        let poll = self.probe_poll.unwrap_or_else(|| {
+            std::time::Duration::from_secs(5)
+                .div_f64(self.time_scale.max(1.0))
+                .max(std::time::Duration::from_millis(50))
+        });
+        tasks.push(tokio::spawn(crate::monitor::run(
+            state.clone(),
+            poll,
+            stop_rx.clone(),
+        )));
         let router = crate::router(state.clone());
         let server_task = tokio::spawn({
             let stopped = until_stopped(stop_rx.clone());

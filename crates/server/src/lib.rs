@@ -5,6 +5,7 @@
 //!   to the provider (hardening rules 1–3), and pages that say what happened.
 //! - [`api`]: the REST API under `/v1` (API keys with roles), and the one place that maps failures
 //!   to HTTP responses.
+//! - [`monitor`]: probes every connection, records problems with fixes, forecasts expiry.
 //! - [`scheduler`]: refreshes ahead of expiry, sleeping until the next deadline.
 //! - [`daemon`]: assembles a running daemon (server, scheduler, in-process sandbox).
 //! - [`keyfile`]: follows the key file, so keys rotate while the daemon serves.
@@ -16,6 +17,7 @@ pub mod api;
 pub mod connect;
 pub mod daemon;
 pub mod keyfile;
+pub mod monitor;
 pub mod page;
 pub mod scheduler;
 

@@ -63,6 +63,7 @@ async fn nothing_secret_is_logged_at_any_level() {
         public_url: None,
         owner: "logs".into(),
         key_file: None,
+        probe_poll: Some(std::time::Duration::from_secs(3600)),
     }
     .start()
     .await

@@ -200,6 +200,7 @@ async fn serve(args: Args, file: FileConfig, providers_dir: Option<&Path>) -> Re
         public_url,
         owner,
         key_file: (!matches!(source, KeySource::Env)).then(|| key_file.clone()),
+        probe_poll: None,
     }
     .start()
     .await?;
