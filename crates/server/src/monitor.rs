@@ -259,10 +259,10 @@ async fn apply(
     {
         state = ConnectionState::Active;
     }
-    if state != fresh.state || problems != fresh.problems {
-        if let Err(e) = s.store.set_state(&conn.id, state, &problems, now).await {
-            tracing::warn!(connection = %conn.id, error = %e, "cannot record the probe's outcome");
-        }
+    if (state != fresh.state || problems != fresh.problems)
+        && let Err(e) = s.store.set_state(&conn.id, state, &problems, now).await
+    {
+        tracing::warn!(connection = %conn.id, error = %e, "cannot record the probe's outcome");
     }
     if let Some((kind, message)) = event {
         let already = fresh
