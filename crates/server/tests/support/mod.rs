@@ -1,0 +1,187 @@
+//! The daemon on loopback with the sandbox in-process and a fake clock, and a browser's trip
+//! through a connect flow; shared by the server's integration tests.
+#![allow(dead_code)]
+
+use chrono::DateTime;
+use std::sync::Arc;
+use tokenwarden_core::clock::{Clock, FakeClock};
+use tokenwarden_core::provider::Registry;
+use tokenwarden_server::daemon::{Daemon, Running};
+use tokenwarden_store::{ApiKeyRole, Keyring};
+
+pub struct World {
+    pub d: Running,
+    pub clock: FakeClock,
+    pub http: reqwest::Client,
+    pub admin: String,
+    pub reader: String,
+    _dir: tempfile::TempDir,
+}
+
+pub async fn world() -> World {
+    let clock = FakeClock::new(DateTime::from_timestamp(1_800_000_000, 0).unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("tw.db").display());
+    let store = tokenwarden_store::open(&url, Keyring::generate("k1").unwrap())
+        .await
+        .unwrap();
+    let (_, admin) = store
+        .create_api_key(ApiKeyRole::Admin, "test", clock.now())
+        .await
+        .unwrap();
+    let (_, reader) = store
+        .create_api_key(ApiKeyRole::TokenReader, "test", clock.now())
+        .await
+        .unwrap();
+    let d = Daemon {
+        listener: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        sandbox_listener: Some(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()),
+        apps: vec![],
+        store,
+        providers: Registry::builtin().unwrap(),
+        clock: Arc::new(clock.clone()),
+        time_scale: 1.0,
+        public_url: None,
+        owner: "test-replica".into(),
+        key_file: None,
+        probe_poll: Some(std::time::Duration::from_secs(3600)),
+    }
+    .start()
+    .await
+    .unwrap();
+    World {
+        d,
+        clock,
+        http: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
+        admin: admin.expose().to_string(),
+        reader: reader.expose().to_string(),
+        _dir: dir,
+    }
+}
+
+/// One browser's trip through a connect flow, up to the callback URL (not yet visited).
+pub struct Flow {
+    pub cookie: String,
+    pub callback: String,
+}
+
+impl World {
+    pub async fn start_and_approve(&self, provider: &str, connection: &str) -> Flow {
+        let r = self
+            .http
+            .get(format!(
+                "{}connect/{provider}?connection_id={connection}",
+                self.d.base
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 303, "connect redirects to the platform");
+        let cookie = r.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_string();
+        assert!(
+            r.headers()["set-cookie"]
+                .to_str()
+                .unwrap()
+                .contains("HttpOnly")
+        );
+        let authorize = url::Url::parse(r.headers()["location"].to_str().unwrap()).unwrap();
+        assert!(
+            authorize
+                .as_str()
+                .starts_with(self.d.sandbox_base.as_deref().unwrap()),
+            "{authorize}"
+        );
+        // The authorize page a person sees, then its Approve button (a form POST).
+        let page = self.http.get(authorize.clone()).send().await.unwrap();
+        assert_eq!(page.status(), 200);
+        let mut form: Vec<(String, String)> = authorize.query_pairs().into_owned().collect();
+        form.push(("decision".into(), "approve".into()));
+        let r = self
+            .http
+            .post(format!(
+                "{}{}",
+                authorize.origin().ascii_serialization(),
+                authorize.path()
+            ))
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 302);
+        let callback = r.headers()["location"].to_str().unwrap().to_string();
+        assert!(
+            callback.starts_with(&format!("{}callback/{provider}", self.d.base)),
+            "{callback}"
+        );
+        Flow { cookie, callback }
+    }
+
+    pub async fn finish(&self, flow: &Flow) -> (u16, String) {
+        let r = self
+            .http
+            .get(&flow.callback)
+            .header("cookie", &flow.cookie)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        if status == 303 {
+            let next = r.headers()["location"].to_str().unwrap().to_string();
+            assert!(
+                !next.contains("code=") && !next.contains("state="),
+                "no code or state after the callback"
+            );
+            let page = self
+                .http
+                .get(format!("{}{}", self.d.base, next.trim_start_matches('/')))
+                .send()
+                .await
+                .unwrap();
+            return (303, page.text().await.unwrap());
+        }
+        (status, r.text().await.unwrap())
+    }
+
+    pub async fn api(&self, key: &str, path: &str) -> (u16, serde_json::Value) {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.d.base))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap();
+        (
+            r.status().as_u16(),
+            r.json().await.unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    /// Calls the provider's health probe at the sandbox with a token, as the platform expects it.
+    pub async fn probe(&self, provider: &str, token: &str) -> u16 {
+        let p = self.d.state.providers.get(provider).unwrap();
+        let api = &p.spec.api;
+        let url = format!(
+            "{}{}",
+            api.base_url.as_str().trim_end_matches('/'),
+            api.probe.path
+        );
+        let value = api.credential_value.replace("{access_token}", token);
+        self.http
+            .get(url)
+            .header(api.credential_header.as_str(), value)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+}
