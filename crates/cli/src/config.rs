@@ -26,6 +26,11 @@ data_dir = "tokenwarden-data"
 # Your own provider definitions (*.toml); a file with a shipped id replaces it.
 # providers_dir = "/etc/tokenwarden/providers"
 
+# Webhook endpoints are added with `POST /v1/webhooks`. They must be https URLs on public
+# addresses; allow http and private addresses (a receiver on this host or your network) with:
+# [webhooks]
+# allow_private = true
+
 # One [[apps]] per OAuth app (client) registered with a platform. Several per platform are fine;
 # /connect/{provider}?app=ID picks one (the first is the default).
 [[apps]]
@@ -61,6 +66,18 @@ pub struct FileConfig {
     /// OAuth apps.
     #[serde(default)]
     pub apps: Vec<AppConfig>,
+    /// Webhook delivery.
+    #[serde(default)]
+    pub webhooks: WebhooksConfig,
+}
+
+/// `[webhooks]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhooksConfig {
+    /// Allow `http` URLs and private, loopback and link-local addresses (default: only with
+    /// `--sandbox`).
+    pub allow_private: Option<bool>,
 }
 
 /// One app.

@@ -23,3 +23,4 @@ pub mod raw_http;
 pub mod secret;
 pub mod span;
 pub mod token;
+pub mod webhook;

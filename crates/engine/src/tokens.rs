@@ -594,7 +594,7 @@ impl TokenService {
     }
 
     /// Bookkeeping after a refresh must not turn a good token into an error; log and go on.
-    fn best_effort(&self, r: Result<(), StoreError>, what: &str) {
+    fn best_effort<T>(&self, r: Result<T, StoreError>, what: &str) {
         if let Err(e) = r {
             tracing::warn!(error = %e, "could not {what}");
         }

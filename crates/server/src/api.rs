@@ -42,7 +42,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         ApiError {
             status,
             code,
@@ -167,7 +167,7 @@ impl FromRequestParts<ServerState> for Caller {
 }
 
 impl Caller {
-    fn admin(&self) -> Result<(), ApiError> {
+    pub(crate) fn admin(&self) -> Result<(), ApiError> {
         match self.0.role {
             ApiKeyRole::Admin => Ok(()),
             ApiKeyRole::TokenReader => Err(ApiError::new(

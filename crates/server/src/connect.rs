@@ -371,7 +371,11 @@ async fn save(
         id: pending.connection.clone(),
         provider: pending.provider.clone(),
         app: pending.app.clone(),
-        state: ConnectionState::Active,
+        // The state moves to active last, once the tokens are stored, so the change is
+        // announced (event, webhook) only for a connection that works.
+        state: existing
+            .as_ref()
+            .map_or(ConnectionState::Pending, |c| c.state),
         environment: Environment::Production,
         api_base: p.spec.api.base_url.to_string(),
         account_ids: grant.account_ids.clone(),
@@ -381,10 +385,10 @@ async fn save(
         updated_at: now,
     };
     s.store.put_connection(&conn).await?;
+    let stored = s.store.put_initial_tokens(&conn.id, &grant.tokens).await?;
     s.store
         .set_state(&conn.id, ConnectionState::Active, &[], now)
         .await?;
-    let stored = s.store.put_initial_tokens(&conn.id, &grant.tokens).await?;
     let due = policy::refresh_due_at(&p.spec.refresh, &stored.set, rand::random::<f64>());
     s.store.set_next_refresh(&conn.id, due).await?;
     s.store

@@ -38,6 +38,8 @@ pub struct Daemon {
     pub key_file: Option<std::path::PathBuf>,
     /// How often (real time) the monitor looks for due probes; default 5 s divided by the time scale.
     pub probe_poll: Option<std::time::Duration>,
+    /// Where webhooks may be delivered.
+    pub webhooks: crate::webhooks::WebhookPolicy,
 }
 
 /// Why the daemon could not start.
@@ -165,6 +167,7 @@ impl Daemon {
             clock: self.clock,
             public_url,
             wake: Arc::new(tokio::sync::Notify::new()),
+            webhooks: self.webhooks,
         };
         if let Some(path) = self.key_file {
             tasks.push(tokio::spawn(crate::keyfile::watch(
@@ -188,6 +191,15 @@ impl Daemon {
         tasks.push(tokio::spawn(crate::monitor::run(
             state.clone(),
             poll,
+            stop_rx.clone(),
+        )));
+        // Deliveries are looked for every second of real time (less with a scaled clock).
+        let webhook_poll = std::time::Duration::from_secs(1)
+            .div_f64(self.time_scale.max(1.0))
+            .max(std::time::Duration::from_millis(50));
+        tasks.push(tokio::spawn(crate::webhooks::run(
+            state.clone(),
+            webhook_poll,
             stop_rx.clone(),
         )));
         let router = crate::router(state.clone());

@@ -8,6 +8,7 @@
 //! - [`monitor`]: probes every connection, records problems with fixes, forecasts expiry.
 //! - [`scheduler`]: refreshes ahead of expiry, sleeping until the next deadline.
 //! - [`daemon`]: assembles a running daemon (server, scheduler, in-process sandbox).
+//! - [`webhooks`]: webhook endpoints and signed delivery from the durable outbox.
 //! - [`keyfile`]: follows the key file, so keys rotate while the daemon serves.
 //! - [`page`]: small HTML pages with escaping and the security headers of rule 12.
 #![forbid(unsafe_code)]
@@ -20,6 +21,7 @@ pub mod keyfile;
 pub mod monitor;
 pub mod page;
 pub mod scheduler;
+pub mod webhooks;
 
 use axum::Router;
 use std::future::Future;
@@ -48,6 +50,8 @@ pub struct ServerState {
     pub public_url: Url,
     /// Pokes the scheduler when a new deadline may be earlier than the one it sleeps until.
     pub wake: Arc<tokio::sync::Notify>,
+    /// Where webhooks may be delivered.
+    pub webhooks: webhooks::WebhookPolicy,
 }
 
 impl ServerState {
@@ -65,20 +69,27 @@ pub fn router(state: ServerState) -> Router {
     Router::new()
         .merge(connect::routes())
         .merge(api::routes())
+        .merge(webhooks::routes())
         .route("/healthz", axum::routing::get(|| async { "ok" }))
         .route("/readyz", axum::routing::get(readyz))
         .with_state(state)
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, then finishes requests in flight.
+/// Through the hardened listener (hardening rule 11): a header-read timeout and a connection cap,
+/// which `axum::serve` does not have.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    tokenwarden_http::serve(
+        listener,
+        router,
+        tokenwarden_http::Limits::default(),
+        shutdown,
+    )
+    .await
 }
 
 /// Ready when the store answers.

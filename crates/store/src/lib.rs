@@ -82,14 +82,17 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn get_connection(&self, id: &ConnectionId) -> Result<Option<Connection>, StoreError>;
     /// All connections, by id.
     async fn list_connections(&self) -> Result<Vec<Connection>, StoreError>;
-    /// Sets the state and open problems in one write.
+    /// Sets the state and open problems in one transaction. When the state changes, a
+    /// `connection.state_changed` delivery is enqueued for every enabled webhook in the same
+    /// transaction, so a crash can lose neither without the other. Returns the state it left, or
+    /// `None` when it did not change.
     async fn set_state(
         &self,
         id: &ConnectionId,
         state: ConnectionState,
         problems: &[Problem],
         now: DateTime<Utc>,
-    ) -> Result<(), StoreError>;
+    ) -> Result<Option<ConnectionState>, StoreError>;
     /// Deletes a connection and its tokens; true if it existed.
     async fn delete_connection(&self, id: &ConnectionId) -> Result<bool, StoreError>;
     /// When the scheduler should next refresh it (`None`: not scheduled).
@@ -225,6 +228,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         error: &str,
         retry_at: Option<DateTime<Utc>>,
     ) -> Result<(), StoreError>;
+    /// The latest deliveries to one endpoint, newest first (the delivery log).
+    async fn list_deliveries(&self, webhook: &str, limit: i64)
+    -> Result<Vec<Delivery>, StoreError>;
     /// One delivery.
     async fn get_delivery(&self, id: &str) -> Result<Option<Delivery>, StoreError>;
 

@@ -476,6 +476,26 @@ impl SqlStore {
 
 const TOKEN_COLS: &str = "access_token_ct, refresh_token_ct, token_type, scopes, issued_at, expires_at, refresh_expires_at, version";
 const PENDING_COLS: &str = "state_hash, provider, app_id, connection_id, redirect_uri, verifier_ct, scopes, browser_hash, created_at, expires_at";
+/// One delivery per enabled endpoint, in one statement: every endpoint gets its delivery or none
+/// does.
+async fn enqueue<'e, E>(exec: E, payload: &str, now: DateTime<Utc>) -> Result<Vec<String>>
+where
+    E: Executor<'e, Database = sqlx::Any>,
+{
+    let msg = hex(&rand::random::<[u8; 12]>());
+    let rows = sqlx::query(
+        "INSERT INTO webhook_deliveries (id, webhook_id, payload, attempts, next_attempt_at, status, last_error, claimed_until, created_at)
+         SELECT 'msg_' || $1 || '_' || id, id, $2, 0, $3, 'pending', NULL, 0, $3 FROM webhooks WHERE enabled = 1
+         RETURNING id",
+    )
+    .bind(msg)
+    .bind(payload)
+    .bind(ms(now))
+    .fetch_all(exec)
+    .await?;
+    rows.iter().map(|r| Ok(r.try_get("id")?)).collect()
+}
+
 const DELIVERY_COLS: &str =
     "id, webhook_id, payload, attempts, next_attempt_at, status, last_error, created_at";
 const CONNECTION_COLS: &str = "id, provider, app_id, state, environment, api_base, account_ids, scopes, problems, created_at, updated_at";
@@ -685,20 +705,50 @@ impl Store for SqlStore {
         state: ConnectionState,
         problems: &[Problem],
         now: DateTime<Utc>,
-    ) -> Result<()> {
-        let r = sqlx::query(
-            "UPDATE connections SET state = $2, problems = $3, updated_at = $4 WHERE id = $1",
-        )
-        .bind(id.as_str())
-        .bind(state.as_str())
-        .bind(problems_to_json(problems)?)
-        .bind(ms(now))
-        .execute(&self.pool)
-        .await?;
-        if r.rows_affected() == 0 {
+    ) -> Result<Option<ConnectionState>> {
+        let mut tx = self.pool.begin().await?;
+        // Touch the row first: on SQLite that takes the write lock before anything is read (a
+        // read-then-write transaction could deadlock with another); on PostgreSQL it locks the
+        // row, so two replicas cannot both see the old state and both announce the change.
+        let touched = sqlx::query("UPDATE connections SET updated_at = $2 WHERE id = $1")
+            .bind(id.as_str())
+            .bind(ms(now))
+            .execute(&mut *tx)
+            .await?;
+        if touched.rows_affected() == 0 {
             return Err(StoreError::NotFound(format!("connection {id}")));
         }
-        Ok(())
+        let row = sqlx::query("SELECT state, provider FROM connections WHERE id = $1")
+            .bind(id.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
+        let before: String = row.try_get("state")?;
+        let provider: String = row.try_get("provider")?;
+        let before: ConnectionState = before
+            .parse()
+            .map_err(|_| StoreError::Corrupt(format!("connection {id} has state {before:?}")))?;
+        sqlx::query("UPDATE connections SET state = $2, problems = $3 WHERE id = $1")
+            .bind(id.as_str())
+            .bind(state.as_str())
+            .bind(problems_to_json(problems)?)
+            .execute(&mut *tx)
+            .await?;
+        let changed = before != state;
+        if changed {
+            // The announcement is written with the change (hardening rule 16): both or neither.
+            let body = tokenwarden_core::webhook::Envelope::state_changed(
+                id.as_str(),
+                &provider,
+                before,
+                state,
+                problems,
+                now,
+            )
+            .to_json();
+            enqueue(&mut *tx, &body, now).await?;
+        }
+        tx.commit().await?;
+        Ok(changed.then_some(before))
     }
 
     async fn delete_connection(&self, id: &ConnectionId) -> Result<bool> {
@@ -1156,19 +1206,21 @@ impl Store for SqlStore {
     }
 
     async fn enqueue_deliveries(&self, payload: &str, now: DateTime<Utc>) -> Result<Vec<String>> {
-        // One INSERT … SELECT: every enabled endpoint gets its delivery or none does.
-        let msg = hex(&rand::random::<[u8; 12]>());
-        let rows = sqlx::query(
-            "INSERT INTO webhook_deliveries (id, webhook_id, payload, attempts, next_attempt_at, status, last_error, claimed_until, created_at)
-             SELECT 'msg_' || $1 || '_' || id, id, $2, 0, $3, 'pending', NULL, 0, $3 FROM webhooks WHERE enabled = 1
-             RETURNING id",
-        )
-        .bind(msg)
-        .bind(payload)
-        .bind(ms(now))
+        enqueue(&self.pool, payload, now).await
+    }
+
+    async fn list_deliveries(&self, webhook: &str, limit: i64) -> Result<Vec<Delivery>> {
+        sqlx::query(&format!(
+            "SELECT {DELIVERY_COLS} FROM webhook_deliveries WHERE webhook_id = $1
+             ORDER BY created_at DESC, id DESC LIMIT $2"
+        ))
+        .bind(webhook)
+        .bind(limit)
         .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(|r| Ok(r.try_get("id")?)).collect()
+        .await?
+        .iter()
+        .map(Self::row_to_delivery)
+        .collect()
     }
 
     async fn claim_due_deliveries(

@@ -38,6 +38,7 @@ macro_rules! contract {
 
 contract!(
     apps_and_app_problems,
+    state_changes_are_announced_once_with_the_change,
     connections_crud_and_schedule,
     token_sets_version_and_replace,
     lease_under_contention_one_winner,
@@ -848,6 +849,75 @@ mod cases {
         );
         assert!(s.delete_webhook("hook1").await.unwrap());
         assert_eq!(s.get_delivery(&ids[0]).await.unwrap(), None);
+    }
+
+    pub async fn state_changes_are_announced_once_with_the_change(db: Arc<Db>) {
+        let s = db.open().await;
+        s.put_webhook(&WebhookEndpoint {
+            id: "hook1".into(),
+            url: "https://hooks.example/tw".into(),
+            signing_secret: Secret::new("whsec_signing_secret_value"),
+            enabled: true,
+            created_at: t0(),
+        })
+        .await
+        .unwrap();
+        let c = connection("c1");
+        s.put_connection(&c).await.unwrap();
+        let before = c.state;
+        assert_ne!(before, ConnectionState::ReauthRequired);
+        // Ten replicas see the same refusal at once: one change, one announcement.
+        let mut tasks = Vec::new();
+        for _ in 0..10 {
+            let s = db.open().await;
+            let id = c.id.clone();
+            tasks.push(tokio::spawn(async move {
+                s.set_state(
+                    &id,
+                    ConnectionState::ReauthRequired,
+                    &[problem("revoked")],
+                    t0(),
+                )
+                .await
+                .unwrap()
+            }));
+        }
+        let mut changed = Vec::new();
+        for t in tasks {
+            changed.extend(t.await.unwrap());
+        }
+        assert_eq!(changed, [before], "exactly one caller saw the change");
+        // The same state again is no change and no announcement.
+        assert_eq!(
+            s.set_state(&c.id, ConnectionState::ReauthRequired, &[], t0())
+                .await
+                .unwrap(),
+            None
+        );
+        let log = s.list_deliveries("hook1", 10).await.unwrap();
+        assert_eq!(log.len(), 1);
+        let body: serde_json::Value = serde_json::from_str(&log[0].payload).unwrap();
+        assert_eq!(body["type"], "connection.state_changed");
+        assert_eq!(body["data"]["connection_id"], "c1");
+        assert_eq!(body["data"]["from"], before.as_str());
+        assert_eq!(body["data"]["to"], "reauth_required");
+        assert_eq!(body["data"]["problems"][0]["code"], "revoked");
+        // Back to active: a second announcement, newest first in the log.
+        assert_eq!(
+            s.set_state(
+                &c.id,
+                ConnectionState::Active,
+                &[],
+                t0() + TimeDelta::minutes(1)
+            )
+            .await
+            .unwrap(),
+            Some(ConnectionState::ReauthRequired)
+        );
+        let log = s.list_deliveries("hook1", 10).await.unwrap();
+        assert_eq!(log.len(), 2);
+        assert!(log[0].payload.contains(r#""to":"active""#));
+        assert!(s.list_deliveries("nope", 10).await.unwrap().is_empty());
     }
 
     pub async fn aad_binding_refuses_moved_ciphertexts(db: Arc<Db>) {

@@ -201,6 +201,9 @@ async fn serve(args: Args, file: FileConfig, providers_dir: Option<&Path>) -> Re
         owner,
         key_file: (!matches!(source, KeySource::Env)).then(|| key_file.clone()),
         probe_poll: None,
+        webhooks: tokenwarden_server::webhooks::WebhookPolicy {
+            allow_private: file.webhooks.allow_private.unwrap_or(args.sandbox),
+        },
     }
     .start()
     .await?;

@@ -45,6 +45,9 @@ pub async fn world() -> World {
         owner: "test-replica".into(),
         key_file: None,
         probe_poll: Some(std::time::Duration::from_secs(3600)),
+        webhooks: tokenwarden_server::webhooks::WebhookPolicy {
+            allow_private: true,
+        },
     }
     .start()
     .await
@@ -163,6 +166,62 @@ impl World {
             r.status().as_u16(),
             r.json().await.unwrap_or(serde_json::Value::Null),
         )
+    }
+
+    pub async fn post(
+        &self,
+        key: &str,
+        path: &str,
+        body: serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.d.base))
+            .bearer_auth(key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        (
+            r.status().as_u16(),
+            r.json().await.unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    pub async fn delete(&self, key: &str, path: &str) -> u16 {
+        self.http
+            .delete(format!("{}{path}", self.d.base))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
+    /// Revokes the newest grant of `provider` at the sandbox, as a person would at the platform.
+    pub async fn revoke_latest_grant(&self, provider: &str) {
+        let sb = self.d.sandbox_base.clone().unwrap();
+        let grants: serde_json::Value = self
+            .http
+            .get(format!("{sb}/_sandbox/grants?provider={provider}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let grant = grants["grants"].as_array().unwrap().last().unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let r = self
+            .http
+            .post(format!("{sb}/_sandbox/grants/{grant}/revoke"))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success());
     }
 
     /// Calls the provider's health probe at the sandbox with a token, as the platform expects it.
