@@ -14,7 +14,7 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokenwarden_core::classify::ResponseView;
-use tokenwarden_core::connection::Connection;
+use tokenwarden_core::connection::{Connection, ConnectionState};
 use tokenwarden_core::id::ConnectionId;
 use tokenwarden_core::provider::Context;
 use tokenwarden_engine::TokenFailure;
@@ -23,11 +23,14 @@ use tokenwarden_store::{ApiKeyInfo, ApiKeyRole, StoreError};
 /// The `/v1` routes.
 pub fn routes() -> Router<ServerState> {
     Router::new()
+        .route("/v1/apps", get(apps))
         .route("/v1/connections", get(list))
         .route("/v1/connections/{id}", get(one).delete(delete))
         .route("/v1/connections/{id}/token", get(token))
         .route("/v1/connections/{id}/refresh", post(refresh))
+        .route("/v1/connections/{id}/probe", post(probe))
         .route("/v1/connections/{id}/events", get(events))
+        .route("/v1/events", get(all_events))
         .route("/v1/diagnose", post(diagnose))
 }
 
@@ -133,6 +136,36 @@ fn failure(s: &ServerState, provider: Option<&str>, f: TokenFailure) -> ApiError
     }
 }
 
+/// `Query`, with a malformed query answered as a JSON error like every other.
+#[derive(Debug)]
+pub struct Query<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned + Send> FromRequestParts<ServerState> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, s: &ServerState) -> Result<Self, ApiError> {
+        axum::extract::Query::<T>::from_request_parts(parts, s)
+            .await
+            .map(|axum::extract::Query(v)| Query(v))
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_query", e.body_text()))
+    }
+}
+
+/// `Json`, with a malformed or wrongly typed body answered as a JSON error like every other.
+#[derive(Debug)]
+pub struct Body<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned + Send> axum::extract::FromRequest<ServerState> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, s: &ServerState) -> Result<Self, ApiError> {
+        Json::<T>::from_request(req, s)
+            .await
+            .map(|Json(v)| Body(v))
+            .map_err(|e| ApiError::new(e.status(), "bad_body", e.body_text()))
+    }
+}
+
 /// The authenticated caller.
 #[derive(Debug)]
 pub struct Caller(pub ApiKeyInfo);
@@ -179,6 +212,14 @@ impl Caller {
     }
 }
 
+fn not_found(id: &ConnectionId) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("there is no connection {id}"),
+    )
+}
+
 fn parse_id(id: &str) -> Result<ConnectionId, ApiError> {
     ConnectionId::parse(id)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_id", e.to_string()))
@@ -212,10 +253,40 @@ fn view(
     })
 }
 
-async fn list(State(s): State<ServerState>, caller: Caller) -> Result<Json<Value>, ApiError> {
+/// `?provider=…&state=…` (both optional).
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    provider: Option<String>,
+    state: Option<String>,
+}
+
+async fn list(
+    State(s): State<ServerState>,
+    caller: Caller,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
     caller.admin()?;
+    let state = match q.state.as_deref() {
+        None | Some("") => None,
+        Some(v) => Some(v.parse::<ConnectionState>().map_err(|_| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_filter",
+                format!("unknown state {v:?}; use pending, active, degraded or reauth_required"),
+            )
+        })?),
+    };
+    let provider = q.provider.filter(|p| !p.is_empty());
     let mut out = Vec::new();
     for c in s.store.list_connections().await? {
+        if state.is_some_and(|st| st != c.state)
+            || provider
+                .as_deref()
+                .is_some_and(|p| p != c.provider.as_str())
+        {
+            continue;
+        }
         let t = s.store.get_tokens(&c.id).await?;
         out.push(view(&s, &c, t.as_ref()));
     }
@@ -229,13 +300,11 @@ async fn one(
 ) -> Result<Json<Value>, ApiError> {
     caller.admin()?;
     let id = parse_id(&id)?;
-    let c = s.store.get_connection(&id).await?.ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("there is no connection {id}"),
-        )
-    })?;
+    let c = s
+        .store
+        .get_connection(&id)
+        .await?
+        .ok_or_else(|| not_found(&id))?;
     let t = s.store.get_tokens(&id).await?;
     Ok(Json(view(&s, &c, t.as_ref())))
 }
@@ -253,17 +322,15 @@ async fn delete(
     State(s): State<ServerState>,
     caller: Caller,
     Path(id): Path<String>,
-    axum::extract::Query(q): axum::extract::Query<DeleteQuery>,
+    Query(q): Query<DeleteQuery>,
 ) -> Result<Json<Value>, ApiError> {
     caller.admin()?;
     let id = parse_id(&id)?;
-    let c = s.store.get_connection(&id).await?.ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("there is no connection {id}"),
-        )
-    })?;
+    let c = s
+        .store
+        .get_connection(&id)
+        .await?
+        .ok_or_else(|| not_found(&id))?;
     let mut revoked = false;
     let tokens = s.store.get_tokens(&id).await?;
     let app = s.store.get_app(&c.provider, &c.app).await?;
@@ -352,10 +419,20 @@ async fn refresh(
     State(s): State<ServerState>,
     _caller: Caller,
     Path(id): Path<String>,
-    body: Option<Json<RefreshBody>>,
+    body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
-    let body = body.map(|Json(b)| b).unwrap_or_default();
+    let body: RefreshBody = if body.iter().all(u8::is_ascii_whitespace) {
+        RefreshBody::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_body",
+                format!("expected {{\"rejected_token\": \"…\"}} or no body: {e}"),
+            )
+        })?
+    };
     let result = match body.rejected_token.as_deref().filter(|t| !t.is_empty()) {
         Some(rejected) => s.tokens.replace(&id, rejected).await,
         None => s.tokens.refresh_now(&id).await,
@@ -366,6 +443,73 @@ async fn refresh(
     }
 }
 
+/// Probes a connection now and answers with what it found.
+async fn probe(
+    State(s): State<ServerState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    caller.admin()?;
+    let id = parse_id(&id)?;
+    if s.store.get_connection(&id).await?.is_none() {
+        return Err(not_found(&id));
+    }
+    crate::monitor::probe(&s, &crate::monitor::client(), &id).await;
+    let c = s
+        .store
+        .get_connection(&id)
+        .await?
+        .ok_or_else(|| not_found(&id))?;
+    let t = s.store.get_tokens(&id).await?;
+    Ok(Json(view(&s, &c, t.as_ref())))
+}
+
+/// The configured apps (never their secrets) and their open problems.
+async fn apps(State(s): State<ServerState>, caller: Caller) -> Result<Json<Value>, ApiError> {
+    caller.admin()?;
+    let mut out = Vec::new();
+    for a in s.store.list_apps(None).await? {
+        let problems = s.store.app_problems(&a.provider, &a.id).await?;
+        out.push(json!({
+            "provider": a.provider,
+            "id": a.id,
+            "client_id": a.client_id,
+            "redirect_uri": a.redirect_uri,
+            "problems": problems,
+            "created_at": a.created_at,
+            "updated_at": a.updated_at,
+        }));
+    }
+    Ok(Json(json!({ "apps": out })))
+}
+
+/// `?after=ID&limit=N`: events after an id, oldest first, for following along.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct EventsQuery {
+    #[serde(default)]
+    after: i64,
+    limit: Option<i64>,
+}
+
+fn event_views(events: &[tokenwarden_store::Event]) -> Vec<Value> {
+    events
+        .iter()
+        .map(|e| json!({"id": e.id, "connection": e.connection, "at": e.at, "kind": e.kind, "message": e.message, "details": e.details}))
+        .collect()
+}
+
+async fn all_events(
+    State(s): State<ServerState>,
+    caller: Caller,
+    Query(q): Query<EventsQuery>,
+) -> Result<Json<Value>, ApiError> {
+    caller.admin()?;
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let events = s.store.list_events(None, q.after, limit).await?;
+    Ok(Json(json!({ "events": event_views(&events) })))
+}
+
 async fn events(
     State(s): State<ServerState>,
     caller: Caller,
@@ -374,8 +518,7 @@ async fn events(
     caller.admin()?;
     let id = parse_id(&id)?;
     let events = s.store.list_events(Some(&id), 0, 500).await?;
-    let out: Vec<Value> = events.iter().map(|e| json!({"id": e.id, "at": e.at, "kind": e.kind, "message": e.message, "details": e.details})).collect();
-    Ok(Json(json!({ "events": out })))
+    Ok(Json(json!({ "events": event_views(&events) })))
 }
 
 /// `{"provider","status","headers":[["Name","value"]] or {"Name":"value"},"body","token_endpoint"}`
@@ -395,7 +538,7 @@ struct DiagnoseBody {
 async fn diagnose(
     State(s): State<ServerState>,
     caller: Caller,
-    Json(b): Json<DiagnoseBody>,
+    Body(b): Body<DiagnoseBody>,
 ) -> Result<Json<Value>, ApiError> {
     caller.admin()?;
     let p = s.providers.get(&b.provider).ok_or_else(|| {

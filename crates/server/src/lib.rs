@@ -72,6 +72,7 @@ pub fn router(state: ServerState) -> Router {
         .merge(webhooks::routes())
         .route("/healthz", axum::routing::get(|| async { "ok" }))
         .route("/readyz", axum::routing::get(readyz))
+        .route("/openapi.json", axum::routing::get(openapi))
         .with_state(state)
 }
 
@@ -90,6 +91,16 @@ pub async fn serve(
         shutdown,
     )
     .await
+}
+
+/// The OpenAPI 3.1 description of every route (kept in step by a test).
+pub const OPENAPI: &str = include_str!("openapi/openapi.json");
+
+async fn openapi() -> impl axum::response::IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        OPENAPI,
+    )
 }
 
 /// Ready when the store answers.

@@ -10,10 +10,10 @@
 //! after name resolution at every delivery; redirects are never followed.
 
 use crate::ServerState;
-use crate::api::{ApiError, Caller};
+use crate::api::{ApiError, Body, Caller, Query};
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use chrono::{DateTime, TimeDelta, Utc};
@@ -77,7 +77,7 @@ fn yes() -> bool {
 async fn create(
     State(s): State<ServerState>,
     caller: Caller,
-    Json(b): Json<CreateBody>,
+    Body(b): Body<CreateBody>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     caller.admin()?;
     let url = webhook::check_url(&b.url, s.webhooks.allow_private).map_err(|e| {

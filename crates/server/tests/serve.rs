@@ -379,3 +379,106 @@ async fn the_monitor_finds_revocations_missing_scopes_and_coming_expiry() {
     assert!(codes.contains(&"expires_soon".to_string()), "{codes:?}");
     w.d.stop().await;
 }
+
+#[tokio::test]
+async fn filters_probe_now_apps_and_json_errors_for_bad_input() {
+    let w = world().await;
+    for (p, id) in [("snapchat", "f-snap"), ("tiktok", "f-tt")] {
+        let flow = w.start_and_approve(p, id).await;
+        w.finish(&flow).await;
+    }
+    let ids = |v: &serde_json::Value| -> Vec<String> {
+        v["connections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (_, all) = w.api(&w.admin, "v1/connections").await;
+    assert_eq!(ids(&all).len(), 2);
+    let (_, snap) = w.api(&w.admin, "v1/connections?provider=snapchat").await;
+    assert_eq!(ids(&snap), ["f-snap"]);
+    let (_, none) = w
+        .api(&w.admin, "v1/connections?state=reauth_required")
+        .await;
+    assert!(ids(&none).is_empty());
+    let (status, e) = w.api(&w.admin, "v1/connections?state=dead").await;
+    assert_eq!(
+        (status, e["error"]["code"].as_str()),
+        (400, Some("bad_filter"))
+    );
+    let (status, e) = w.api(&w.admin, "v1/connections?colour=red").await;
+    assert_eq!(
+        (status, e["error"]["code"].as_str()),
+        (400, Some("bad_query"))
+    );
+
+    // Probe now: a revoked grant is found at once, without waiting for the schedule.
+    w.revoke_latest_grant("snapchat").await;
+    let (status, c) = w
+        .post(
+            &w.admin,
+            "v1/connections/f-snap/probe",
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{c}");
+    assert_eq!(c["state"], "reauth_required");
+    assert_eq!(
+        w.post(
+            &w.reader,
+            "v1/connections/f-snap/probe",
+            serde_json::json!({})
+        )
+        .await
+        .0,
+        403
+    );
+    assert_eq!(
+        w.post(&w.admin, "v1/connections/nope/probe", serde_json::json!({}))
+            .await
+            .0,
+        404
+    );
+    let (_, dead) = w
+        .api(&w.admin, "v1/connections?state=reauth_required")
+        .await;
+    assert_eq!(ids(&dead), ["f-snap"]);
+
+    // Apps, without their secrets.
+    let (status, apps) = w.api(&w.admin, "v1/apps").await;
+    assert_eq!(status, 200);
+    assert!(apps["apps"].as_array().unwrap().len() >= 5);
+    assert!(!apps.to_string().contains("-secret"), "{apps}");
+    let (_, events) = w.api(&w.admin, "v1/events?limit=1000").await;
+    let evs = events["events"].as_array().unwrap();
+    assert!(evs.iter().any(|e| e["connection"] == "f-tt"));
+    let last = evs.last().unwrap()["id"].as_i64().unwrap();
+    let (_, after) = w.api(&w.admin, &format!("v1/events?after={last}")).await;
+    assert!(after["events"].as_array().unwrap().is_empty());
+
+    // A malformed body is a JSON error too.
+    let r = w
+        .http
+        .post(format!("{}v1/diagnose", w.d.base))
+        .bearer_auth(&w.admin)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let e: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(e["error"]["code"], "bad_body");
+    let r = w
+        .http
+        .post(format!("{}v1/connections/f-tt/refresh", w.d.base))
+        .bearer_auth(&w.admin)
+        .body("[1]")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    w.d.stop().await;
+}
