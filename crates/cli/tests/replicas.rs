@@ -1,0 +1,283 @@
+//! Three `tokenwarden serve` processes on one PostgreSQL database, with rotating refresh tokens
+//! at the (sandbox) platform: 300 concurrent token requests for an expired token, spread over the
+//! three, cause exactly one refresh at the platform, and every caller gets the same working token.
+//!
+//! PostgreSQL: `postgres://postgres@127.0.0.1:5432/postgres` or `TOKENWARDEN_TEST_DATABASE_URL`.
+//! It must be reachable; `scripts/test` starts it.
+
+use sqlx::Connection as _;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use tokenwarden_core::id::ConnectionId;
+use tokenwarden_store::Keyring;
+
+struct Replica {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Database {
+    admin: String,
+    name: String,
+    url: String,
+}
+
+impl Database {
+    async fn fresh() -> Database {
+        let admin = std::env::var("TOKENWARDEN_TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let mut c = sqlx::PgConnection::connect(&admin)
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "PostgreSQL is not reachable at {admin} ({e}). Start it with: \
+                 pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start \
+                 (scripts/test does this), or set TOKENWARDEN_TEST_DATABASE_URL."
+                )
+            });
+        let name = format!("tw_replicas_{}", rand::random::<u64>() & 0xffff_ffff_ffff);
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut c)
+            .await
+            .unwrap();
+        let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
+        Database { admin, name, url }
+    }
+
+    async fn drop_db(&self) {
+        if let Ok(mut c) = sqlx::PgConnection::connect(&self.admin).await {
+            let _ = sqlx::query(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ))
+            .execute(&mut c)
+            .await;
+        }
+    }
+}
+
+fn spawn(config: &Path, data: &Path, database: &str, key: &str) -> Replica {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tokenwarden"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(config)
+        .arg("--data-dir")
+        .arg(data)
+        .args(["--database", database])
+        .env("TOKENWARDEN_MASTER_KEY", key)
+        .env("NO_COLOR", "1")
+        .env_remove("TOKENWARDEN_PROVIDERS_DIR")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let base = loop {
+        let line = lines.next().expect("serve prints its address").unwrap();
+        if let Some(rest) = line.strip_prefix("tokenwarden is serving on ") {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    Replica { child, base }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_processes_on_one_postgres_refresh_an_expired_token_once() {
+    // The platform, with rotating refresh tokens and no reuse grace: a second refresh with the
+    // consumed refresh token would be refused and the connection would die.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sb = format!("http://{}", listener.local_addr().unwrap());
+    let sandbox = tokenwarden_sandbox::Sandbox::new(
+        tokenwarden_sandbox::SandboxConfig::default(),
+        Arc::new(tokenwarden_core::clock::SystemClock),
+    );
+    tokio::spawn(sandbox.serve(listener, std::future::pending()));
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = http
+        .post(format!("{sb}/_sandbox/faults/snapchat/rotation"))
+        .json(&serde_json::json!({"enabled": true}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+
+    let db = Database::fresh().await;
+    let dir = tempfile::tempdir().unwrap();
+    let providers = dir.path().join("providers");
+    std::fs::create_dir(&providers).unwrap();
+    let shipped = Command::new(env!("CARGO_BIN_EXE_tokenwarden"))
+        .args(["providers", "show", "snapchat"])
+        .output()
+        .unwrap();
+    let moved = String::from_utf8(shipped.stdout)
+        .unwrap()
+        .replace("https://accounts.snapchat.com", &format!("{sb}/snapchat"))
+        .replace("https://adsapi.snapchat.com", &format!("{sb}/snapchat"));
+    std::fs::write(providers.join("snapchat.toml"), moved).unwrap();
+    std::fs::write(dir.path().join("secret"), "demo-snapchat-secret\n").unwrap();
+    let keys = Keyring::generate("k1").unwrap();
+    let key_text = keys.to_file_text().to_string();
+    let config = |redirect: Option<&str>| {
+        let path = dir.path().join(format!("tw-{}.toml", redirect.is_some()));
+        let mut text = format!(
+            "providers_dir = {:?}\n\n[[apps]]\nprovider = \"snapchat\"\nid = \"main\"\nclient_id = \"demo-snapchat\"\nclient_secret_file = {:?}\n",
+            providers.display().to_string(),
+            dir.path().join("secret").display().to_string()
+        );
+        if let Some(r) = redirect {
+            text.push_str(&format!("redirect_uri = {r:?}\n"));
+        }
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+
+    // The first replica's callback is the app's redirect URI; the others share it.
+    let first = spawn(
+        &config(None),
+        &dir.path().join("data-0"),
+        &db.url,
+        &key_text,
+    );
+    let callback = format!("{}callback/snapchat", first.base);
+    let shared = config(Some(&callback));
+    let replicas = [
+        first,
+        spawn(&shared, &dir.path().join("data-1"), &db.url, &key_text),
+        spawn(&shared, &dir.path().join("data-2"), &db.url, &key_text),
+    ];
+    let admin_key = std::fs::read_to_string(dir.path().join("data-0/admin.key"))
+        .unwrap()
+        .trim()
+        .to_string();
+
+    // Connect through the first replica.
+    let r = http
+        .post(format!(
+            "{sb}/_sandbox/apps/snapchat/demo-snapchat/redirect-uris"
+        ))
+        .json(&serde_json::json!({ "redirect_uri": callback }))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    let r = http
+        .get(format!(
+            "{}connect/snapchat?connection_id=shared&app=main",
+            replicas[0].base
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let cookie = r.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let authorize = url::Url::parse(r.headers()["location"].to_str().unwrap()).unwrap();
+    let mut form: Vec<(String, String)> = authorize.query_pairs().into_owned().collect();
+    form.push(("decision".into(), "approve".into()));
+    let r = http
+        .post(format!(
+            "{}{}",
+            authorize.origin().ascii_serialization(),
+            authorize.path()
+        ))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    let back = r.headers()["location"].to_str().unwrap().to_string();
+    let r = http
+        .get(&back)
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303, "the callback completes");
+
+    // The token expires (rewritten in the shared database: the platform's token still works,
+    // so only a refresh can tell whether the replicas agree).
+    let store = tokenwarden_store::open(&db.url, keys.clone())
+        .await
+        .unwrap();
+    let id = ConnectionId::parse("shared").unwrap();
+    let mut set = store.get_tokens(&id).await.unwrap().unwrap().set;
+    let old_token = set.access_token.expose().to_string();
+    set.expires_at = Some(chrono::Utc::now() - chrono::TimeDelta::minutes(1));
+    store.put_initial_tokens(&id, &set).await.unwrap();
+    let refreshes = || {
+        let http = http.clone();
+        let sb = sb.clone();
+        async move {
+            let v: serde_json::Value = http
+                .get(format!("{sb}/_sandbox/counters"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            v["providers"]["snapchat"]["token_calls_by_grant_type"]["refresh_token"]
+                .as_u64()
+                .unwrap_or(0)
+        }
+    };
+    assert_eq!(refreshes().await, 0);
+
+    let calls = (0..300).map(|i| {
+        let http = http.clone();
+        let url = format!("{}v1/connections/shared/token", replicas[i % 3].base);
+        let key = admin_key.clone();
+        async move {
+            let r = http.get(url).bearer_auth(key).send().await.unwrap();
+            let status = r.status();
+            let v: serde_json::Value = r.json().await.unwrap();
+            assert_eq!(status, 200, "{v}");
+            v["access_token"].as_str().unwrap().to_string()
+        }
+    });
+    let tokens: std::collections::HashSet<String> =
+        futures::future::join_all(calls).await.into_iter().collect();
+    assert_eq!(tokens.len(), 1, "every caller got the one new token");
+    let token = tokens.into_iter().next().unwrap();
+    assert_ne!(token, old_token);
+    assert_eq!(refreshes().await, 1, "exactly one refresh at the platform");
+    // The token works at the platform, and the connection is healthy everywhere.
+    let me = http
+        .get(format!("{sb}/snapchat/v1/me"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 200);
+    for r in &replicas {
+        let v: serde_json::Value = http
+            .get(format!("{}v1/connections/shared", r.base))
+            .bearer_auth(&admin_key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(v["state"], "active", "{v}");
+    }
+    drop(replicas);
+    drop(store);
+    db.drop_db().await;
+}
