@@ -33,6 +33,19 @@ pub fn refresh_due_at(spec: &RefreshSpec, set: &TokenSet, u: f64) -> Option<Date
     }
 }
 
+/// The least time between two scheduled refreshes of one provider's connections by one replica:
+/// half the tightest published app- or endpoint-wide limit (the rest stays for the API calls the
+/// tokens are for), or 5 per second when the definition publishes none.
+pub fn refresh_interval(limits: &[crate::provider::RateLimitSpec]) -> Duration {
+    use crate::provider::RateScope;
+    limits
+        .iter()
+        .filter(|l| matches!(l.scope, RateScope::App | RateScope::Endpoint) && l.requests > 0)
+        .map(|l| l.per.div_f64(f64::from(l.requests)).saturating_mul(2))
+        .max()
+        .unwrap_or(Duration::from_millis(200))
+}
+
 /// The expiry to record for a token response: the platform's `expires_in` when it is sane, else
 /// the provider's default lifetime; `None` only for providers whose tokens do not expire
 /// (hardening rule 6: missing `expires_in` never means "never refresh").
@@ -124,6 +137,20 @@ mod tests {
                 "{id}"
             );
         }
+    }
+
+    #[test]
+    fn refreshes_are_paced_at_half_the_tightest_app_limit() {
+        let reg = Registry::builtin().unwrap();
+        let every = |id: &str| refresh_interval(&reg.get(id).unwrap().spec.rate_limits);
+        // Snapchat: 20/s per app -> 10/s.
+        assert_eq!(every("snapchat"), Duration::from_millis(100));
+        // TikTok API for Business: 10/s, 600/min, 864000/day per app -> the tightest, halved.
+        assert_eq!(every("tiktok-business"), Duration::from_millis(200));
+        // TikTok Login Kit: 600/min per endpoint -> 5/s.
+        assert_eq!(every("tiktok"), Duration::from_millis(200));
+        // Threads publishes only per-token limits: the default.
+        assert_eq!(every("threads"), Duration::from_millis(200));
     }
 
     #[test]
