@@ -189,8 +189,21 @@ fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(|(_, v)| v.to_string())
 }
 
-async fn record(s: &ServerState, connection: &ConnectionId, kind: &'static str, message: String) {
-    let event = NewEvent::new(Some(connection.clone()), s.clock.now(), kind, message);
+/// The public name of one flow: part of the hash of its (consumed) state. Events of the flow
+/// carry it, and only a browser that was sent to `/done` with it sees the flow's outcome there.
+fn flow_id(state_hash: &Sha256Hex) -> &str {
+    &state_hash.as_str()[..24]
+}
+
+async fn record(
+    s: &ServerState,
+    connection: &ConnectionId,
+    flow: &str,
+    kind: &'static str,
+    message: String,
+) {
+    let event =
+        NewEvent::new(Some(connection.clone()), s.clock.now(), kind, message).with("flow", flow);
     if let Err(e) = s.store.append_event(&event).await {
         tracing::warn!(error = %e, "could not record event {kind}");
     }
@@ -226,6 +239,7 @@ async fn callback(
         record(
             &s,
             &pending.connection,
+            flow_id(&state_hash),
             "authorization_refused",
             format!(
                 "A callback for {provider} arrived for a flow started with {}",
@@ -247,6 +261,7 @@ async fn callback(
         record(
             &s,
             &pending.connection,
+            flow_id(&state_hash),
             "authorization_refused",
             "The callback's issuer did not match the platform's".into(),
         )
@@ -263,6 +278,7 @@ async fn callback(
         record(
             &s,
             &pending.connection,
+            flow_id(&state_hash),
             "authorization_refused",
             "The callback arrived in a browser that did not start the flow".into(),
         )
@@ -286,11 +302,12 @@ async fn callback(
         record(
             &s,
             &pending.connection,
+            flow_id(&state_hash),
             "authorization_declined",
             format!("{}: {}", c.title, c.explanation),
         )
         .await;
-        return done_redirect(&pending.connection);
+        return done_redirect(&pending.connection, flow_id(&state_hash));
     }
     let Some(code) = p
         .spec
@@ -303,11 +320,12 @@ async fn callback(
         record(
             &s,
             &pending.connection,
+            flow_id(&state_hash),
             "authorization_failed",
             "The callback carried no authorization code".into(),
         )
         .await;
-        return done_redirect(&pending.connection);
+        return done_redirect(&pending.connection, flow_id(&state_hash));
     };
     let app = match s.store.get_app(&pending.provider, &pending.app).await {
         Ok(Some(a)) => a,
@@ -343,17 +361,18 @@ async fn callback(
             record(
                 &s,
                 &pending.connection,
+                flow_id(&state_hash),
                 "authorization_failed",
                 format!("{title}. {fix}"),
             )
             .await;
-            return done_redirect(&pending.connection);
+            return done_redirect(&pending.connection, flow_id(&state_hash));
         }
     };
-    match save(&s, &pending, &p, grant).await {
+    match save(&s, &pending, &p, grant, flow_id(&state_hash)).await {
         Ok(()) => {
             s.wake.notify_one();
-            done_redirect(&pending.connection)
+            done_redirect(&pending.connection, flow_id(&state_hash))
         }
         Err(_) => unavailable(),
     }
@@ -364,6 +383,7 @@ async fn save(
     pending: &PendingAuthorization,
     p: &tokenwarden_core::provider::Provider,
     grant: tokenwarden_oauth::TokenGrant,
+    flow: &str,
 ) -> Result<(), tokenwarden_store::StoreError> {
     let now = s.clock.now();
     let existing = s.store.get_connection(&pending.connection).await?;
@@ -414,36 +434,53 @@ async fn save(
             conn.account_ids.len()
         ),
     )
-    .with("provider", conn.provider.as_str());
+    .with("provider", conn.provider.as_str())
+    .with("flow", flow);
     s.store.append_event(&event).await?;
     Ok(())
 }
 
 /// After the callback, move the browser to a URL without `code` and `state` (rule 12).
-fn done_redirect(connection: &ConnectionId) -> Response {
-    let mut resp =
-        Redirect::to(&format!("/done?connection={}", connection.as_str())).into_response();
+fn done_redirect(connection: &ConnectionId, flow: &str) -> Response {
+    let mut resp = Redirect::to(&format!(
+        "/done?connection={}&flow={flow}",
+        connection.as_str()
+    ))
+    .into_response();
     page::secure_headers(resp.headers_mut());
     resp
 }
 
 async fn done(State(s): State<ServerState>, Query(q): Query<HashMap<String, String>>) -> Response {
-    let Some(id) = q
-        .get("connection")
-        .and_then(|c| ConnectionId::parse(c.as_str()).ok())
-    else {
-        return bad(
+    let nothing = || {
+        bad(
             "Nothing to show",
-            "This page shows the outcome of an authorization.",
-        );
+            "This page shows the outcome of an authorization, to the browser that made it.",
+        )
     };
-    let conn = s.store.get_connection(&id).await.ok().flatten();
+    let (Some(id), Some(flow)) = (
+        q.get("connection")
+            .and_then(|c| ConnectionId::parse(c.as_str()).ok()),
+        q.get("flow").filter(|f| f.len() == 24),
+    ) else {
+        return nothing();
+    };
+    // Only the outcome of the flow named in the link: knowing a connection id is not enough to
+    // read how its authorizations went.
     let last = s
         .store
         .list_events(Some(&id), 0, 1000)
         .await
         .ok()
-        .and_then(|e| e.into_iter().last());
+        .and_then(|e| {
+            e.into_iter().rev().find(|e| {
+                matches!(e.details.get("flow"), Some(tokenwarden_store::EventValue::Text(f)) if f == flow)
+            })
+        });
+    if last.is_none() {
+        return nothing();
+    }
+    let conn = s.store.get_connection(&id).await.ok().flatten();
     let message = last
         .as_ref()
         .map(|e| e.message.clone())

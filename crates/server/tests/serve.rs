@@ -482,3 +482,24 @@ async fn filters_probe_now_apps_and_json_errors_for_bad_input() {
     assert_eq!(r.status(), 400);
     w.d.stop().await;
 }
+
+#[tokio::test]
+async fn the_done_page_shows_an_outcome_only_to_the_flow_that_made_it() {
+    let w = world().await;
+    let flow = w.start_and_approve("snapchat", "done-1").await;
+    let (status, page) = w.finish(&flow).await;
+    assert_eq!(status, 303);
+    assert!(page.contains("Connected"), "{page}");
+    // Someone who knows only the connection id learns nothing.
+    for q in [
+        "done?connection=done-1",
+        "done?connection=done-1&flow=000000000000000000000000",
+        "done?connection=done-1&flow=short",
+    ] {
+        let r = w.http.get(format!("{}{q}", w.d.base)).send().await.unwrap();
+        let body = r.text().await.unwrap();
+        assert!(body.contains("Nothing to show"), "{q}: {body}");
+        assert!(!body.contains("Snapchat"), "{q}: {body}");
+    }
+    w.d.stop().await;
+}
