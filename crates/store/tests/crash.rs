@@ -5,7 +5,6 @@
 
 mod support;
 
-use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 use support::*;
@@ -77,16 +76,32 @@ async fn crash_rounds(db: &Db, rounds: usize) {
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap();
-        tokio::time::sleep(Duration::from_millis(rand::random_range(300..900))).await;
+        // Kill at a random moment after the first acknowledged write, however long the child
+        // took to start on a busy machine.
+        let stdout = child.stdout.take().unwrap();
+        let (first_tx, first_rx) = std::sync::mpsc::channel::<()>();
+        let reader = std::thread::spawn(move || {
+            let mut out = String::new();
+            let mut first = Some(first_tx);
+            for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+                let Ok(line) = line else { break };
+                if line.starts_with("ACK ")
+                    && let Some(tx) = first.take()
+                {
+                    let _ = tx.send(());
+                }
+                out.push_str(&line);
+                out.push('\n');
+            }
+            out
+        });
+        let started = first_rx.recv_timeout(Duration::from_secs(120)).is_ok();
+        if started {
+            tokio::time::sleep(Duration::from_millis(rand::random_range(50..600))).await;
+        }
         child.kill().unwrap(); // SIGKILL on Unix
         child.wait().unwrap();
-        let mut out = String::new();
-        child
-            .stdout
-            .take()
-            .unwrap()
-            .read_to_string(&mut out)
-            .unwrap();
+        let out = reader.join().unwrap();
         let acks: Vec<(i64, String)> = out
             .lines()
             .filter_map(|l| l.strip_prefix("ACK "))
