@@ -5,6 +5,7 @@ use anyhow::{Context as _, Result, anyhow, bail};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use tokenwarden_core::connection::Environment;
 use tokenwarden_core::provider::Registry;
 use tokenwarden_core::secret::Secret;
 
@@ -47,6 +48,15 @@ provider = "tiktok-business"
 id = "main"
 client_id = "your-tiktok-app-id"
 client_secret = "your-tiktok-app-secret"
+
+# A developer app whose advertisers live in TikTok's sandbox: its tokens only work on the sandbox
+# host (sandbox-ads.tiktok.com), which tokenwarden then calls for them. Default: "production".
+[[apps]]
+provider = "tiktok-business"
+id = "sandbox"
+client_id = "your-tiktok-sandbox-app-id"
+client_secret_file = "/run/secrets/tiktok-sandbox-secret"
+environment = "sandbox"
 "#;
 
 /// The file's shape.
@@ -97,6 +107,9 @@ pub struct AppConfig {
     pub client_secret_file: Option<PathBuf>,
     /// The redirect URI registered with the platform.
     pub redirect_uri: Option<String>,
+    /// `production` (default) or `sandbox`: which of the platform's environments the app's
+    /// tokens belong to.
+    pub environment: Option<String>,
 }
 
 impl std::fmt::Debug for AppConfig {
@@ -126,6 +139,8 @@ pub struct ResolvedApp {
     pub client_secret: Secret,
     /// Redirect URI.
     pub redirect_uri: String,
+    /// Environment.
+    pub environment: Environment,
 }
 
 impl FileConfig {
@@ -180,6 +195,23 @@ impl FileConfig {
             if out.iter().any(|o| o.provider == a.provider && o.id == a.id) {
                 bail!("{at}: a second app with the same provider and id");
             }
+            let environment = match a.environment.as_deref() {
+                None | Some("production") => Environment::Production,
+                Some("sandbox") => Environment::Sandbox,
+                Some(other) => {
+                    bail!("{at}: environment must be \"production\" or \"sandbox\", not {other:?}")
+                }
+            };
+            if environment == Environment::Sandbox
+                && providers
+                    .get(&a.provider)
+                    .is_some_and(|p| p.spec.api.sandbox_base_url.is_none())
+            {
+                bail!(
+                    "{at}: {} has no sandbox host in its definition (api.sandbox_base_url); use environment = \"production\"",
+                    a.provider
+                );
+            }
             let base = public_url.as_str().trim_end_matches('/');
             out.push(ResolvedApp {
                 provider: a.provider.clone(),
@@ -190,6 +222,7 @@ impl FileConfig {
                     .redirect_uri
                     .clone()
                     .unwrap_or_else(|| format!("{base}/callback/{}", a.provider)),
+                environment,
             });
         }
         Ok(out)
@@ -203,8 +236,29 @@ mod tests {
     #[test]
     fn the_example_parses() {
         let c = FileConfig::parse(EXAMPLE).unwrap();
-        assert_eq!(c.apps.len(), 2);
+        assert_eq!(c.apps.len(), 3);
         assert_eq!(c.listen.unwrap().port(), 8080);
+    }
+
+    #[test]
+    fn an_app_names_its_environment() {
+        let providers = Registry::builtin().unwrap();
+        let public = url::Url::parse("https://tw.example").unwrap();
+        let app = |provider: &str, env: &str| {
+            FileConfig::parse(&format!(
+                "[[apps]]\nprovider = {provider:?}\nclient_id = \"x\"\nclient_secret = \"y\"\nenvironment = {env:?}\n"
+            ))
+            .unwrap()
+            .resolve_apps(&providers, &public)
+        };
+        assert_eq!(
+            app("tiktok-business", "sandbox").unwrap()[0].environment,
+            Environment::Sandbox
+        );
+        let e = app("snapchat", "sandbox").unwrap_err().to_string();
+        assert!(e.contains("no sandbox host"), "{e}");
+        let e = app("tiktok-business", "staging").unwrap_err().to_string();
+        assert!(e.contains("\"staging\""), "{e}");
     }
 
     #[test]

@@ -475,6 +475,7 @@ async fn apps(State(s): State<ServerState>, caller: Caller) -> Result<Json<Value
             "id": a.id,
             "client_id": a.client_id,
             "redirect_uri": a.redirect_uri,
+            "environment": a.environment,
             "problems": problems,
             "created_at": a.created_at,
             "updated_at": a.updated_at,

@@ -369,7 +369,16 @@ async fn callback(
             return done_redirect(&pending.connection, flow_id(&state_hash));
         }
     };
-    match save(&s, &pending, &p, grant, flow_id(&state_hash)).await {
+    match save(
+        &s,
+        &pending,
+        &p,
+        app.environment,
+        grant,
+        flow_id(&state_hash),
+    )
+    .await
+    {
         Ok(()) => {
             s.wake.notify_one();
             done_redirect(&pending.connection, flow_id(&state_hash))
@@ -382,6 +391,7 @@ async fn save(
     s: &ServerState,
     pending: &PendingAuthorization,
     p: &tokenwarden_core::provider::Provider,
+    environment: Environment,
     grant: tokenwarden_oauth::TokenGrant,
     flow: &str,
 ) -> Result<(), tokenwarden_store::StoreError> {
@@ -396,8 +406,10 @@ async fn save(
         state: existing
             .as_ref()
             .map_or(ConnectionState::Pending, |c| c.state),
-        environment: Environment::Production,
-        api_base: p.spec.api.base_url.to_string(),
+        // The app says which environment its tokens belong to; the host follows (TikTok sandbox
+        // tokens look like production ones and work only on the sandbox host).
+        environment,
+        api_base: p.spec.api_base(environment).to_string(),
         account_ids: grant.account_ids.clone(),
         scopes: grant.tokens.scopes.clone(),
         problems: Vec::new(),

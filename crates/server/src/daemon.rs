@@ -139,6 +139,7 @@ impl Daemon {
                     client_id: format!("demo-{id}"),
                     client_secret: Secret::new(format!("demo-{id}-secret")),
                     redirect_uri: format!("{base}callback/{id}"),
+                    environment: tokenwarden_core::connection::Environment::Production,
                     created_at: now,
                     updated_at: now,
                 };

@@ -503,3 +503,57 @@ async fn the_done_page_shows_an_outcome_only_to_the_flow_that_made_it() {
     }
     w.d.stop().await;
 }
+
+#[tokio::test]
+async fn a_sandbox_app_records_its_connections_as_sandbox() {
+    let w = world().await;
+    let demo =
+        w.d.state
+            .store
+            .get_app(
+                &tokenwarden_core::id::ProviderId::parse("tiktok-business").unwrap(),
+                &tokenwarden_core::id::AppId::parse("demo").unwrap(),
+            )
+            .await
+            .unwrap()
+            .unwrap();
+    let mut sandbox_app = demo.clone();
+    sandbox_app.id = tokenwarden_core::id::AppId::parse("sbx").unwrap();
+    sandbox_app.environment = tokenwarden_core::connection::Environment::Sandbox;
+    w.d.state.store.put_app(&sandbox_app).await.unwrap();
+    let r = w
+        .http
+        .get(format!(
+            "{}connect/tiktok-business?connection_id=sbx-1&app=sbx",
+            w.d.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let (_, c) = w.api(&w.admin, "v1/apps").await;
+    assert!(
+        c["apps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["id"] == "sbx" && a["environment"] == "sandbox"),
+        "{c}"
+    );
+    // Connected through the sandbox app: recorded as a sandbox connection.
+    let flow = w
+        .start_and_approve("tiktok-business", "sbx-1&app=sbx")
+        .await;
+    assert_eq!(w.finish(&flow).await.0, 303);
+    let (_, sbx) = w.api(&w.admin, "v1/connections/sbx-1").await;
+    assert_eq!(
+        (sbx["environment"].as_str(), sbx["app"].as_str()),
+        (Some("sandbox"), Some("sbx")),
+        "{sbx}"
+    );
+    let flow = w.start_and_approve("tiktok-business", "sbx-2").await;
+    w.finish(&flow).await;
+    let (_, prod) = w.api(&w.admin, "v1/connections/sbx-2").await;
+    assert_eq!(prod["environment"], "production");
+    w.d.stop().await;
+}

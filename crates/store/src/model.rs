@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::fmt;
+use tokenwarden_core::connection::Environment;
 use tokenwarden_core::id::{AppId, ConnectionId, ProviderId};
 use tokenwarden_core::secret::Secret;
 use tokenwarden_core::token::TokenSet;
@@ -21,6 +22,8 @@ pub struct App {
     pub client_secret: Secret,
     /// The redirect URI registered with the platform.
     pub redirect_uri: String,
+    /// Which of the platform's environments its tokens belong to (decides the API host).
+    pub environment: Environment,
     /// Created.
     pub created_at: DateTime<Utc>,
     /// Last changed.

@@ -313,6 +313,12 @@ impl SqlStore {
             client_secret: self
                 .open_secret(&Place::new("apps", "client_secret_ct", &row_key), &ct)?,
             redirect_uri: r.try_get("redirect_uri")?,
+            environment: {
+                let e: String = r.try_get("environment")?;
+                e.parse().map_err(|_| {
+                    StoreError::Corrupt(format!("app {row_key} has environment {e:?}"))
+                })?
+            },
             created_at: from_ms(r.try_get("created_at")?)?,
             updated_at: from_ms(r.try_get("updated_at")?)?,
         })
@@ -547,10 +553,10 @@ impl Store for SqlStore {
             )
             .await?;
         sqlx::query(
-            "INSERT INTO apps (row_key, provider, app_id, client_id, client_secret_ct, redirect_uri, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+            "INSERT INTO apps (row_key, provider, app_id, client_id, client_secret_ct, redirect_uri, created_at, updated_at, environment)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
              ON CONFLICT (row_key) DO UPDATE SET client_id = excluded.client_id, client_secret_ct = excluded.client_secret_ct,
-               redirect_uri = excluded.redirect_uri, updated_at = excluded.updated_at",
+               redirect_uri = excluded.redirect_uri, updated_at = excluded.updated_at, environment = excluded.environment",
         )
         .bind(&key)
         .bind(app.provider.as_str())
@@ -560,6 +566,7 @@ impl Store for SqlStore {
         .bind(&app.redirect_uri)
         .bind(ms(app.created_at))
         .bind(ms(app.updated_at))
+        .bind(app.environment.as_str())
         .execute(&self.pool)
         .await?;
         Ok(())

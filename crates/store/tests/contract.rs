@@ -172,6 +172,7 @@ mod cases {
             client_id: "client-1".into(),
             client_secret: Secret::new("client-secret-1"),
             redirect_uri: "https://tw.example/callback/snapchat".into(),
+            environment: tokenwarden_core::connection::Environment::Production,
             created_at: t0(),
             updated_at: t0(),
         };
@@ -1009,6 +1010,7 @@ mod cases {
             client_id: "cid".into(),
             client_secret: Secret::new(secrets[2]),
             redirect_uri: "https://x/cb".into(),
+            environment: tokenwarden_core::connection::Environment::Production,
             created_at: t0(),
             updated_at: t0(),
         })
@@ -1121,6 +1123,7 @@ mod cases {
             client_id: "cid".into(),
             client_secret: Secret::new("client-secret"),
             redirect_uri: "https://x/cb".into(),
+            environment: tokenwarden_core::connection::Environment::Production,
             created_at: t0(),
             updated_at: t0(),
         })
