@@ -4,8 +4,9 @@ use crate::request::{AppCredentials, Prepared, Vars, authorize_url, prepare};
 use crate::response::{TokenError, TokenGrant, read};
 use std::sync::Arc;
 use std::time::Duration;
+use tokenwarden_core::classify::{Classification, Kind, ResponseView};
 use tokenwarden_core::clock::Clock;
-use tokenwarden_core::provider::{Method, Provider, TokenCall};
+use tokenwarden_core::provider::{Context, Method, Provider, TokenCall, TokenKind};
 use tokenwarden_core::secret::Secret;
 use tokenwarden_core::token::TokenSet;
 use url::Url;
@@ -105,8 +106,9 @@ impl OAuthClient {
         self.call(provider, call, app, &vars, Some(current)).await
     }
 
-    /// Revokes the tokens at the platform, where it has a revocation endpoint. Returns whether a
-    /// call was made.
+    /// Revokes the tokens at the platform, where it has a revocation endpoint: one call, or with
+    /// `tokens` listed (RFC 7009), one call per token the set holds, in the listed order. Returns
+    /// whether a call was made. The first failure stops the rest.
     pub async fn revoke(
         &self,
         provider: &Provider,
@@ -116,24 +118,124 @@ impl OAuthClient {
         let Some(call) = &provider.spec.token.revoke else {
             return Ok(false);
         };
-        let vars = Vars {
+        let base = Vars {
             refresh_token: current.refresh_token.as_ref(),
             access_token: Some(&current.access_token),
+            ..Default::default()
+        };
+        if call.tokens.is_empty() {
+            self.token_endpoint_ok(provider, call, app, &base).await?;
+            return Ok(true);
+        }
+        let mut made = false;
+        for kind in &call.tokens {
+            let token = match kind {
+                TokenKind::AccessToken => Some(&current.access_token),
+                TokenKind::RefreshToken => current.refresh_token.as_ref(),
+            };
+            let Some(token) = token else { continue };
+            let vars = Vars {
+                token: Some(token),
+                token_type_hint: Some(kind.hint()),
+                ..base
+            };
+            self.token_endpoint_ok(provider, call, app, &vars).await?;
+            made = true;
+        }
+        Ok(made)
+    }
+
+    /// Asks the introspection endpoint (RFC 7662) whether `current`'s access token is active, and
+    /// answers as the classifier would for an API call: `active: true` is ok, `active: false` is
+    /// classified as an RFC 6750 `invalid_token` challenge (so the provider's own rules and the
+    /// refresh style decide what to do), and a failing endpoint keeps its own verdict (throttled,
+    /// down, or the app's credentials refused).
+    pub async fn introspect(
+        &self,
+        provider: &Provider,
+        app: &AppCredentials,
+        current: &TokenSet,
+    ) -> Result<Classification, TokenError> {
+        let id = provider.spec.id.as_str();
+        let call =
+            provider
+                .spec
+                .token
+                .introspect
+                .as_ref()
+                .ok_or_else(|| TokenError::Malformed {
+                    provider: id.to_string(),
+                    reason: "this provider has no introspection endpoint".into(),
+                })?;
+        let vars = Vars {
+            access_token: Some(&current.access_token),
+            token: Some(&current.access_token),
+            token_type_hint: Some(TokenKind::AccessToken.hint()),
             ..Default::default()
         };
         let (status, headers, body) = self.send(provider, prepare(call, app, &vars)).await?;
         let now = self.clock.now();
         let verdict = provider.classifier().classify(
-            &tokenwarden_core::classify::ResponseView {
+            &ResponseView {
                 status,
                 headers: &headers,
                 body: &body,
             },
-            tokenwarden_core::provider::Context::TokenEndpoint,
+            Context::TokenEndpoint,
             now,
         );
+        if verdict.kind != Kind::Ok {
+            return Ok(verdict);
+        }
+        let active = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v.get("active").and_then(serde_json::Value::as_bool));
+        match active {
+            Some(true) => Ok(verdict),
+            // RFC 7662 §2.2: inactive means expired, revoked or unknown: what a resource server
+            // says with `WWW-Authenticate: Bearer error="invalid_token"` (RFC 6750 §3.1).
+            Some(false) => {
+                let challenge = [(
+                    "www-authenticate".to_string(),
+                    "Bearer error=\"invalid_token\", error_description=\"introspection: the token is not active\"".to_string(),
+                )];
+                Ok(provider.classifier().classify(
+                    &ResponseView {
+                        status: 401,
+                        headers: &challenge,
+                        body: b"",
+                    },
+                    Context::Api,
+                    now,
+                ))
+            }
+            None => Err(TokenError::Malformed {
+                provider: id.to_string(),
+                reason: "the introspection response has no boolean \"active\"".into(),
+            }),
+        }
+    }
+
+    /// Makes one call whose answer carries no tokens (revocation): ok, or the sorted failure.
+    async fn token_endpoint_ok(
+        &self,
+        provider: &Provider,
+        call: &TokenCall,
+        app: &AppCredentials,
+        vars: &Vars<'_>,
+    ) -> Result<(), TokenError> {
+        let (status, headers, body) = self.send(provider, prepare(call, app, vars)).await?;
+        let verdict = provider.classifier().classify(
+            &ResponseView {
+                status,
+                headers: &headers,
+                body: &body,
+            },
+            Context::TokenEndpoint,
+            self.clock.now(),
+        );
         match verdict.kind {
-            tokenwarden_core::classify::Kind::Ok => Ok(true),
+            Kind::Ok => Ok(()),
             _ => Err(crate::response::failure(provider.spec.id.as_str(), verdict)),
         }
     }

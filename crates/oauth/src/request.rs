@@ -27,6 +27,10 @@ pub struct Vars<'a> {
     pub refresh_token: Option<&'a Secret>,
     /// `{access_token}`.
     pub access_token: Option<&'a Secret>,
+    /// `{token}`: the token a revocation or introspection call is about.
+    pub token: Option<&'a Secret>,
+    /// `{token_type_hint}`: which kind `token` is (RFC 7009 §2.1, RFC 7662 §2.1).
+    pub token_type_hint: Option<&'static str>,
 }
 
 /// A request ready to send. Its `Debug` never shows parameter values: they hold secrets.
@@ -85,6 +89,8 @@ fn expand(template: &str, app: &AppCredentials, vars: &Vars<'_>) -> String {
             "code_verifier" => vars.code_verifier.map(Secret::expose),
             "refresh_token" => vars.refresh_token.map(Secret::expose),
             "access_token" => vars.access_token.map(Secret::expose),
+            "token" => vars.token.map(Secret::expose),
+            "token_type_hint" => vars.token_type_hint,
             // Validation refuses unknown placeholders; keep the text if one slips through.
             _ => None,
         };
@@ -97,14 +103,28 @@ fn expand(template: &str, app: &AppCredentials, vars: &Vars<'_>) -> String {
 
 /// Builds one token call.
 pub fn prepare(call: &TokenCall, app: &AppCredentials, vars: &Vars<'_>) -> Prepared {
-    let params: Vec<(String, String)> = call
+    let mut params: Vec<(String, String)> = call
         .params
         .iter()
         .map(|(k, t)| (k.clone(), expand(t, app, vars)))
         .filter(|(_, v)| !v.is_empty())
         .collect();
-    let basic = (call.client_auth == ClientAuth::Basic)
-        .then(|| (app.client_id.clone(), app.client_secret.clone()));
+    if call.client_auth == ClientAuth::Post {
+        params.push(("client_id".into(), app.client_id.clone()));
+        params.push((
+            "client_secret".into(),
+            app.client_secret.expose().to_string(),
+        ));
+    }
+    // RFC 6749 §2.3.1: id and secret are form-urlencoded before they are joined for Basic, so a
+    // secret with `:`, `+`, `%` or a space survives a strict server's decoding.
+    let basic = (call.client_auth == ClientAuth::Basic).then(|| {
+        let enc = |v: &str| url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
+        (
+            enc(&app.client_id),
+            Secret::new(enc(app.client_secret.expose())),
+        )
+    });
     let mut url = call.url.clone();
     match call.encoding {
         Encoding::Query => {
