@@ -155,6 +155,8 @@ server.listen(0, '127.0.0.1', () => {
   process.stdout.write(`${JSON.stringify({ issuer, port })}\n`);
 });
 
+// Whoever started the peer may stop reading its output; that must not crash it.
+process.stdout.on('error', () => {});
 process.stdin.resume();
 process.stdin.on('end', () => process.exit(0));
 process.stdin.on('error', () => process.exit(0));
