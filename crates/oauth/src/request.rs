@@ -304,4 +304,83 @@ mod tests {
         assert!(snap.as_str().contains("scope=snapchat-marketing-api"));
         assert!(!snap.as_str().contains("shh-secret"));
     }
+
+    fn call(auth: &str, params: serde_json::Value) -> TokenCall {
+        serde_json::from_value(serde_json::json!({
+            "method": "POST",
+            "url": "https://as.example/token",
+            "encoding": "form",
+            "client_auth": auth,
+            "params": params,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn client_secret_basic_form_urlencodes_id_and_secret_first() {
+        let app = AppCredentials {
+            client_id: "app:1".into(),
+            client_secret: Secret::new("s+e/c=r:e%t x"),
+            redirect_uri: "http://127.0.0.1:1/cb".into(),
+        };
+        let p = prepare(
+            &call(
+                "client_secret_basic",
+                serde_json::json!({"grant_type": "refresh_token"}),
+            ),
+            &app,
+            &Vars::default(),
+        );
+        let (user, secret) = p.basic.unwrap();
+        assert_eq!(user, "app%3A1");
+        assert_eq!(secret.expose(), "s%2Be%2Fc%3Dr%3Ae%25t+x");
+        assert!(p.form.iter().all(|(k, _)| k != "client_secret"));
+    }
+
+    #[test]
+    fn client_secret_post_puts_the_credentials_in_the_body() {
+        let p = prepare(
+            &call(
+                "client_secret_post",
+                serde_json::json!({"grant_type": "refresh_token", "refresh_token": "{refresh_token}"}),
+            ),
+            &app(),
+            &Vars::default(),
+        );
+        assert!(p.basic.is_none());
+        assert!(p.form.contains(&("client_id".into(), "cid".into())));
+        assert!(
+            p.form
+                .contains(&("client_secret".into(), "shh-secret".into()))
+        );
+        assert!(
+            p.form.iter().all(|(k, _)| k != "refresh_token"),
+            "an empty template is left out"
+        );
+        assert!(!format!("{p:?}").contains("shh-secret"));
+    }
+
+    #[test]
+    fn revocation_templates_name_the_token_and_its_hint() {
+        let rt = Secret::new("the-refresh-token");
+        let p = prepare(
+            &call(
+                "basic",
+                serde_json::json!({"token": "{token}", "token_type_hint": "{token_type_hint}"}),
+            ),
+            &app(),
+            &Vars {
+                token: Some(&rt),
+                token_type_hint: Some("refresh_token"),
+                ..Default::default()
+            },
+        );
+        assert_eq!(
+            p.form,
+            [
+                ("token".to_string(), "the-refresh-token".to_string()),
+                ("token_type_hint".to_string(), "refresh_token".to_string())
+            ]
+        );
+    }
 }

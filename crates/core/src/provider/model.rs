@@ -422,6 +422,12 @@ pub enum WaitHeaderFormat {
     RetryAfter,
     /// Unix time (seconds) at which the window resets.
     EpochSeconds,
+    /// Either: a value from 10^9 up is a Unix time, a smaller one seconds to wait
+    /// (`X-RateLimit-Reset` is the first on GitHub and X, the second on Reddit).
+    SecondsOrEpoch,
+    /// The IETF `RateLimit` field (`limit=100, remaining=0, reset=30` or `"default";r=0;t=30`):
+    /// its reset.
+    RateLimit,
     /// Meta `X-Business-Use-Case-Usage`: usage percentages and
     /// `estimated_time_to_regain_access` in minutes.
     MetaBusinessUseCase,
