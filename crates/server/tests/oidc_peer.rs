@@ -91,14 +91,20 @@ async fn two_hundred_callers_on_an_expired_token_cause_exactly_one_refresh() {
     let t = Tw::start(2).await;
     let id = "burst";
     t.connect("oidc-basic", id).await;
-    // Keep the scheduler away: the burst is the only thing that may refresh.
-    t.d.state
-        .store
-        .set_next_refresh(&ConnectionId::parse(id).unwrap(), None)
-        .await
-        .unwrap();
-    let before = t.tokens(id).await;
-    until_expired(&t, id).await;
+    // Keep the scheduler away, so the burst is the only thing that may refresh: clear its
+    // deadline until the stored token has expired with no scheduled refresh in between.
+    let before = loop {
+        t.d.state
+            .store
+            .set_next_refresh(&ConnectionId::parse(id).unwrap(), None)
+            .await
+            .unwrap();
+        let set = t.tokens(id).await;
+        if set.expires_at.is_some_and(|at| at <= Utc::now()) {
+            break set;
+        }
+        until_expired(&t, id).await;
+    };
     let refreshes = t.peer.token_ok("refresh_token").await;
 
     let path = format!("v1/connections/{id}/token");
@@ -176,8 +182,20 @@ async fn a_refresh_token_revoked_at_the_server_makes_the_connection_reauth_requi
         .await;
     assert_eq!(status, 409, "{body}");
     assert_eq!(t.peer.token_errors("refresh_token").await, refused);
-    let text = body.to_string();
-    assert!(!text.contains(set.access_token.expose()) && !text.contains(POST.secret));
+    // Neither the answer nor the events carry a token or the client secret.
+    let (_, events) = t
+        .api(Method::GET, &t.admin, "v1/connections/revoked/events")
+        .await;
+    assert!(events.to_string().contains("reauth_required"), "{events}");
+    for text in [body.to_string(), events.to_string()] {
+        for secret in [
+            set.access_token.expose(),
+            set.refresh_token.as_ref().unwrap().expose(),
+            POST.secret,
+        ] {
+            assert!(!text.contains(secret), "{text}");
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -257,6 +275,23 @@ async fn tampered_state_wrong_redirect_replayed_code_and_wrong_verifier_are_refu
         .finish(&cookie, &callback.replace("state=", "state=x"))
         .await;
     assert_eq!(status, 400, "{page}");
+    assert_eq!(
+        codes().await,
+        serde_json::Value::Null,
+        "no code was exchanged"
+    );
+    // A callback naming another issuer (RFC 9207 mix-up defence): refused, nothing exchanged.
+    let (cookie2, callback2) = t.authorize("oidc-basic", "mixed-up", "main").await.unwrap();
+    let iss = url::form_urlencoded::byte_serialize(t.peer.issuer.as_bytes()).collect::<String>();
+    assert!(callback2.contains(&format!("iss={iss}")), "{callback2}");
+    let (status, page) = t
+        .finish(
+            &cookie2,
+            &callback2.replace(&format!("iss={iss}"), "iss=https%3A%2F%2Fevil.example"),
+        )
+        .await;
+    assert_eq!(status, 400, "{page}");
+    assert!(page.contains("unexpected issuer"), "{page}");
     assert_eq!(
         codes().await,
         serde_json::Value::Null,
