@@ -1,5 +1,6 @@
 //! The oidc-provider peer (tests/peers/oidc-provider) as a child process, a browser's trip
 //! through its authorize pages, and a daemon whose providers are the peer's definition files.
+#![allow(dead_code)]
 
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
