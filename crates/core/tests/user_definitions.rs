@@ -85,6 +85,7 @@ fn the_documented_example_loads_with_every_variation() {
     assert!(s.token.introspect.is_some());
     assert_eq!(s.api.probe.via, ProbeVia::Introspection);
     assert!(s.refresh.rotates);
+    assert_eq!(s.refresh.reuse_grace, Some(Duration::from_secs(30)));
     // It is also a valid file to drop into --providers-dir next to the shipped ones.
     let reg = Registry::with_files([("mine/acme-ads.toml".to_string(), example())]).unwrap();
     assert!(reg.get("acme-ads").is_some() && reg.get("snapchat").is_some());

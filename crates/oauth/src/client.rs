@@ -103,7 +103,40 @@ impl OAuthClient {
             access_token: Some(&current.access_token),
             ..Default::default()
         };
-        self.call(provider, call, app, &vars, Some(current)).await
+        let sent_at = std::time::Instant::now();
+        let (status, headers, body) = match self.send_raw(provider, prepare(call, app, &vars)).await
+        {
+            Ok(answer) => answer,
+            // The request may have reached the platform and rotated the refresh token, and only
+            // the answer was lost. Where the platform still accepts the old token for a while,
+            // ask again at once, inside that grace; without one, the old token may already be
+            // dead and a reuse could revoke the grant, so the caller decides (and backs off).
+            Err(Lost {
+                error,
+                maybe_delivered: true,
+            }) if provider
+                .spec
+                .refresh
+                .reuse_grace
+                .is_some_and(|g| sent_at.elapsed() < g) =>
+            {
+                tracing::info!(
+                    provider = id,
+                    reason = %error,
+                    "a refresh answer was lost; retrying within the reuse grace"
+                );
+                self.send(provider, prepare(call, app, &vars)).await?
+            }
+            Err(lost) => return Err(lost.error),
+        };
+        read(
+            provider,
+            status,
+            &headers,
+            &body,
+            Some(current),
+            self.clock.now(),
+        )
     }
 
     /// Revokes the tokens at the platform, where it has a revocation endpoint: one call, or with
@@ -259,16 +292,20 @@ impl OAuthClient {
         )
     }
 
-    async fn send(
-        &self,
-        provider: &Provider,
-        p: Prepared,
-    ) -> Result<(u16, Vec<(String, String)>, Vec<u8>), TokenError> {
+    async fn send(&self, provider: &Provider, p: Prepared) -> Result<Answer, TokenError> {
+        self.send_raw(provider, p).await.map_err(|l| l.error)
+    }
+
+    async fn send_raw(&self, provider: &Provider, p: Prepared) -> Result<Answer, Lost> {
         let id = provider.spec.id.as_str();
-        let transient = |reason: String| TokenError::Transient {
-            provider: id.to_string(),
-            reason,
-            classification: None,
+        // A failure to connect means nothing was sent; any later one may have been delivered.
+        let transient = |e: &reqwest::Error| Lost {
+            error: TokenError::Transient {
+                provider: id.to_string(),
+                reason: describe(e),
+                classification: None,
+            },
+            maybe_delivered: !e.is_connect(),
         };
         let mut req = match p.method {
             Method::GET => self.http.get(p.url),
@@ -285,10 +322,7 @@ impl OAuthClient {
         }
         req = req.header(reqwest::header::ACCEPT, "application/json");
         // reqwest's errors print the URL, which for GET token calls holds the secret: strip it.
-        let mut resp = req
-            .send()
-            .await
-            .map_err(|e| transient(describe(&e.without_url())))?;
+        let mut resp = req.send().await.map_err(|e| transient(&e.without_url()))?;
         let status = resp.status().as_u16();
         let headers: Vec<(String, String)> = resp
             .headers()
@@ -304,21 +338,33 @@ impl OAuthClient {
         while let Some(chunk) = resp
             .chunk()
             .await
-            .map_err(|e| transient(describe(&e.without_url())))?
+            .map_err(|e| transient(&e.without_url()))?
         {
             if body.len() + chunk.len() > MAX_TOKEN_RESPONSE {
-                return Err(TokenError::Malformed {
-                    provider: id.to_string(),
-                    reason: format!(
-                        "the token response is larger than {} KiB",
-                        MAX_TOKEN_RESPONSE / 1024
-                    ),
+                return Err(Lost {
+                    error: TokenError::Malformed {
+                        provider: id.to_string(),
+                        reason: format!(
+                            "the token response is larger than {} KiB",
+                            MAX_TOKEN_RESPONSE / 1024
+                        ),
+                    },
+                    maybe_delivered: false,
                 });
             }
             body.extend_from_slice(&chunk);
         }
         Ok((status, headers, body))
     }
+}
+
+/// Status, headers and body of a token endpoint's answer.
+type Answer = (u16, Vec<(String, String)>, Vec<u8>);
+
+/// A call without a usable answer, and whether the platform may nonetheless have acted on it.
+struct Lost {
+    error: TokenError,
+    maybe_delivered: bool,
 }
 
 /// Our own words for a transport failure.

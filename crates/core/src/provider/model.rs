@@ -286,6 +286,13 @@ pub struct RefreshSpec {
     /// Whether a refresh returns a new refresh token and kills the old one.
     #[serde(default)]
     pub rotates: bool,
+    /// With `rotates`: how long the platform still accepts the previous refresh token after a
+    /// rotation (Okta's grace period, Auth0's reuse interval). Absent: it dies at once, and
+    /// reusing it may revoke the grant (RFC 9700 §4.14.2). With a grace, a refresh whose answer
+    /// was lost in transit is retried at once with the same refresh token while the grace lasts;
+    /// without one it is not retried at once, since the platform may have consumed it.
+    #[serde(with = "serde_span::option", default)]
+    pub reuse_grace: Option<Duration>,
     /// Warn this long before a token that cannot be renewed expires.
     #[serde(with = "serde_span", default = "default_warn_before")]
     pub warn_before: Duration,

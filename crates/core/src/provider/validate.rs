@@ -304,6 +304,20 @@ pub(crate) fn validate(spec: &ProviderSpec, stem: &str, p: &mut Problems) -> Vec
         }
         (false, _) => {}
     }
+    if let Some(grace) = r.reuse_grace {
+        if !r.rotates {
+            p.add(
+                "refresh.reuse_grace",
+                "a reuse grace only means something when refresh tokens rotate; set rotates = true or remove it",
+            );
+        }
+        if grace.is_zero() {
+            p.add(
+                "refresh.reuse_grace",
+                "is zero; leave it out when the old refresh token dies at once",
+            );
+        }
+    }
     if r.rotates && r.style != RefreshStyle::RefreshToken {
         p.add(
             "refresh.rotates",
