@@ -4,8 +4,9 @@ use crate::request::{AppCredentials, Prepared, Vars, authorize_url, prepare};
 use crate::response::{TokenError, TokenGrant, read};
 use std::sync::Arc;
 use std::time::Duration;
+use tokenwarden_core::classify::{Classification, Kind, ResponseView};
 use tokenwarden_core::clock::Clock;
-use tokenwarden_core::provider::{Method, Provider, TokenCall};
+use tokenwarden_core::provider::{Context, Method, Provider, TokenCall, TokenKind};
 use tokenwarden_core::secret::Secret;
 use tokenwarden_core::token::TokenSet;
 use url::Url;
@@ -102,11 +103,45 @@ impl OAuthClient {
             access_token: Some(&current.access_token),
             ..Default::default()
         };
-        self.call(provider, call, app, &vars, Some(current)).await
+        let sent_at = std::time::Instant::now();
+        let (status, headers, body) = match self.send_raw(provider, prepare(call, app, &vars)).await
+        {
+            Ok(answer) => answer,
+            // The request may have reached the platform and rotated the refresh token, and only
+            // the answer was lost. Where the platform still accepts the old token for a while,
+            // ask again at once, inside that grace; without one, the old token may already be
+            // dead and a reuse could revoke the grant, so the caller decides (and backs off).
+            Err(Lost {
+                error,
+                maybe_delivered: true,
+            }) if provider
+                .spec
+                .refresh
+                .reuse_grace
+                .is_some_and(|g| sent_at.elapsed() < g) =>
+            {
+                tracing::info!(
+                    provider = id,
+                    reason = %error,
+                    "a refresh answer was lost; retrying within the reuse grace"
+                );
+                self.send(provider, prepare(call, app, &vars)).await?
+            }
+            Err(lost) => return Err(lost.error),
+        };
+        read(
+            provider,
+            status,
+            &headers,
+            &body,
+            Some(current),
+            self.clock.now(),
+        )
     }
 
-    /// Revokes the tokens at the platform, where it has a revocation endpoint. Returns whether a
-    /// call was made.
+    /// Revokes the tokens at the platform, where it has a revocation endpoint: one call, or with
+    /// `tokens` listed (RFC 7009), one call per token the set holds, in the listed order. Returns
+    /// whether a call was made. The first failure stops the rest.
     pub async fn revoke(
         &self,
         provider: &Provider,
@@ -116,24 +151,124 @@ impl OAuthClient {
         let Some(call) = &provider.spec.token.revoke else {
             return Ok(false);
         };
-        let vars = Vars {
+        let base = Vars {
             refresh_token: current.refresh_token.as_ref(),
             access_token: Some(&current.access_token),
+            ..Default::default()
+        };
+        if call.tokens.is_empty() {
+            self.token_endpoint_ok(provider, call, app, &base).await?;
+            return Ok(true);
+        }
+        let mut made = false;
+        for kind in &call.tokens {
+            let token = match kind {
+                TokenKind::AccessToken => Some(&current.access_token),
+                TokenKind::RefreshToken => current.refresh_token.as_ref(),
+            };
+            let Some(token) = token else { continue };
+            let vars = Vars {
+                token: Some(token),
+                token_type_hint: Some(kind.hint()),
+                ..base
+            };
+            self.token_endpoint_ok(provider, call, app, &vars).await?;
+            made = true;
+        }
+        Ok(made)
+    }
+
+    /// Asks the introspection endpoint (RFC 7662) whether `current`'s access token is active, and
+    /// answers as the classifier would for an API call: `active: true` is ok, `active: false` is
+    /// classified as an RFC 6750 `invalid_token` challenge (so the provider's own rules and the
+    /// refresh style decide what to do), and a failing endpoint keeps its own verdict (throttled,
+    /// down, or the app's credentials refused).
+    pub async fn introspect(
+        &self,
+        provider: &Provider,
+        app: &AppCredentials,
+        current: &TokenSet,
+    ) -> Result<Classification, TokenError> {
+        let id = provider.spec.id.as_str();
+        let call =
+            provider
+                .spec
+                .token
+                .introspect
+                .as_ref()
+                .ok_or_else(|| TokenError::Malformed {
+                    provider: id.to_string(),
+                    reason: "this provider has no introspection endpoint".into(),
+                })?;
+        let vars = Vars {
+            access_token: Some(&current.access_token),
+            token: Some(&current.access_token),
+            token_type_hint: Some(TokenKind::AccessToken.hint()),
             ..Default::default()
         };
         let (status, headers, body) = self.send(provider, prepare(call, app, &vars)).await?;
         let now = self.clock.now();
         let verdict = provider.classifier().classify(
-            &tokenwarden_core::classify::ResponseView {
+            &ResponseView {
                 status,
                 headers: &headers,
                 body: &body,
             },
-            tokenwarden_core::provider::Context::TokenEndpoint,
+            Context::TokenEndpoint,
             now,
         );
+        if verdict.kind != Kind::Ok {
+            return Ok(verdict);
+        }
+        let active = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v.get("active").and_then(serde_json::Value::as_bool));
+        match active {
+            Some(true) => Ok(verdict),
+            // RFC 7662 §2.2: inactive means expired, revoked or unknown: what a resource server
+            // says with `WWW-Authenticate: Bearer error="invalid_token"` (RFC 6750 §3.1).
+            Some(false) => {
+                let challenge = [(
+                    "www-authenticate".to_string(),
+                    "Bearer error=\"invalid_token\", error_description=\"introspection: the token is not active\"".to_string(),
+                )];
+                Ok(provider.classifier().classify(
+                    &ResponseView {
+                        status: 401,
+                        headers: &challenge,
+                        body: b"",
+                    },
+                    Context::Api,
+                    now,
+                ))
+            }
+            None => Err(TokenError::Malformed {
+                provider: id.to_string(),
+                reason: "the introspection response has no boolean \"active\"".into(),
+            }),
+        }
+    }
+
+    /// Makes one call whose answer carries no tokens (revocation): ok, or the sorted failure.
+    async fn token_endpoint_ok(
+        &self,
+        provider: &Provider,
+        call: &TokenCall,
+        app: &AppCredentials,
+        vars: &Vars<'_>,
+    ) -> Result<(), TokenError> {
+        let (status, headers, body) = self.send(provider, prepare(call, app, vars)).await?;
+        let verdict = provider.classifier().classify(
+            &ResponseView {
+                status,
+                headers: &headers,
+                body: &body,
+            },
+            Context::TokenEndpoint,
+            self.clock.now(),
+        );
         match verdict.kind {
-            tokenwarden_core::classify::Kind::Ok => Ok(true),
+            Kind::Ok => Ok(()),
             _ => Err(crate::response::failure(provider.spec.id.as_str(), verdict)),
         }
     }
@@ -157,16 +292,20 @@ impl OAuthClient {
         )
     }
 
-    async fn send(
-        &self,
-        provider: &Provider,
-        p: Prepared,
-    ) -> Result<(u16, Vec<(String, String)>, Vec<u8>), TokenError> {
+    async fn send(&self, provider: &Provider, p: Prepared) -> Result<Answer, TokenError> {
+        self.send_raw(provider, p).await.map_err(|l| l.error)
+    }
+
+    async fn send_raw(&self, provider: &Provider, p: Prepared) -> Result<Answer, Lost> {
         let id = provider.spec.id.as_str();
-        let transient = |reason: String| TokenError::Transient {
-            provider: id.to_string(),
-            reason,
-            classification: None,
+        // A failure to connect means nothing was sent; any later one may have been delivered.
+        let transient = |e: &reqwest::Error| Lost {
+            error: TokenError::Transient {
+                provider: id.to_string(),
+                reason: describe(e),
+                classification: None,
+            },
+            maybe_delivered: !e.is_connect(),
         };
         let mut req = match p.method {
             Method::GET => self.http.get(p.url),
@@ -183,10 +322,7 @@ impl OAuthClient {
         }
         req = req.header(reqwest::header::ACCEPT, "application/json");
         // reqwest's errors print the URL, which for GET token calls holds the secret: strip it.
-        let mut resp = req
-            .send()
-            .await
-            .map_err(|e| transient(describe(&e.without_url())))?;
+        let mut resp = req.send().await.map_err(|e| transient(&e.without_url()))?;
         let status = resp.status().as_u16();
         let headers: Vec<(String, String)> = resp
             .headers()
@@ -202,21 +338,33 @@ impl OAuthClient {
         while let Some(chunk) = resp
             .chunk()
             .await
-            .map_err(|e| transient(describe(&e.without_url())))?
+            .map_err(|e| transient(&e.without_url()))?
         {
             if body.len() + chunk.len() > MAX_TOKEN_RESPONSE {
-                return Err(TokenError::Malformed {
-                    provider: id.to_string(),
-                    reason: format!(
-                        "the token response is larger than {} KiB",
-                        MAX_TOKEN_RESPONSE / 1024
-                    ),
+                return Err(Lost {
+                    error: TokenError::Malformed {
+                        provider: id.to_string(),
+                        reason: format!(
+                            "the token response is larger than {} KiB",
+                            MAX_TOKEN_RESPONSE / 1024
+                        ),
+                    },
+                    maybe_delivered: false,
                 });
             }
             body.extend_from_slice(&chunk);
         }
         Ok((status, headers, body))
     }
+}
+
+/// Status, headers and body of a token endpoint's answer.
+type Answer = (u16, Vec<(String, String)>, Vec<u8>);
+
+/// A call without a usable answer, and whether the platform may nonetheless have acted on it.
+struct Lost {
+    error: TokenError,
+    maybe_delivered: bool,
 }
 
 /// Our own words for a transport failure.

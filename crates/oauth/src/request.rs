@@ -27,6 +27,10 @@ pub struct Vars<'a> {
     pub refresh_token: Option<&'a Secret>,
     /// `{access_token}`.
     pub access_token: Option<&'a Secret>,
+    /// `{token}`: the token a revocation or introspection call is about.
+    pub token: Option<&'a Secret>,
+    /// `{token_type_hint}`: which kind `token` is (RFC 7009 §2.1, RFC 7662 §2.1).
+    pub token_type_hint: Option<&'static str>,
 }
 
 /// A request ready to send. Its `Debug` never shows parameter values: they hold secrets.
@@ -85,6 +89,8 @@ fn expand(template: &str, app: &AppCredentials, vars: &Vars<'_>) -> String {
             "code_verifier" => vars.code_verifier.map(Secret::expose),
             "refresh_token" => vars.refresh_token.map(Secret::expose),
             "access_token" => vars.access_token.map(Secret::expose),
+            "token" => vars.token.map(Secret::expose),
+            "token_type_hint" => vars.token_type_hint,
             // Validation refuses unknown placeholders; keep the text if one slips through.
             _ => None,
         };
@@ -97,14 +103,28 @@ fn expand(template: &str, app: &AppCredentials, vars: &Vars<'_>) -> String {
 
 /// Builds one token call.
 pub fn prepare(call: &TokenCall, app: &AppCredentials, vars: &Vars<'_>) -> Prepared {
-    let params: Vec<(String, String)> = call
+    let mut params: Vec<(String, String)> = call
         .params
         .iter()
         .map(|(k, t)| (k.clone(), expand(t, app, vars)))
         .filter(|(_, v)| !v.is_empty())
         .collect();
-    let basic = (call.client_auth == ClientAuth::Basic)
-        .then(|| (app.client_id.clone(), app.client_secret.clone()));
+    if call.client_auth == ClientAuth::Post {
+        params.push(("client_id".into(), app.client_id.clone()));
+        params.push((
+            "client_secret".into(),
+            app.client_secret.expose().to_string(),
+        ));
+    }
+    // RFC 6749 §2.3.1: id and secret are form-urlencoded before they are joined for Basic, so a
+    // secret with `:`, `+`, `%` or a space survives a strict server's decoding.
+    let basic = (call.client_auth == ClientAuth::Basic).then(|| {
+        let enc = |v: &str| url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
+        (
+            enc(&app.client_id),
+            Secret::new(enc(app.client_secret.expose())),
+        )
+    });
     let mut url = call.url.clone();
     match call.encoding {
         Encoding::Query => {
@@ -283,5 +303,84 @@ mod tests {
         let snap = authorize_url(&reg.get("snapchat").unwrap().spec, &app(), "st", &[], None);
         assert!(snap.as_str().contains("scope=snapchat-marketing-api"));
         assert!(!snap.as_str().contains("shh-secret"));
+    }
+
+    fn call(auth: &str, params: serde_json::Value) -> TokenCall {
+        serde_json::from_value(serde_json::json!({
+            "method": "POST",
+            "url": "https://as.example/token",
+            "encoding": "form",
+            "client_auth": auth,
+            "params": params,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn client_secret_basic_form_urlencodes_id_and_secret_first() {
+        let app = AppCredentials {
+            client_id: "app:1".into(),
+            client_secret: Secret::new("s+e/c=r:e%t x"),
+            redirect_uri: "http://127.0.0.1:1/cb".into(),
+        };
+        let p = prepare(
+            &call(
+                "client_secret_basic",
+                serde_json::json!({"grant_type": "refresh_token"}),
+            ),
+            &app,
+            &Vars::default(),
+        );
+        let (user, secret) = p.basic.unwrap();
+        assert_eq!(user, "app%3A1");
+        assert_eq!(secret.expose(), "s%2Be%2Fc%3Dr%3Ae%25t+x");
+        assert!(p.form.iter().all(|(k, _)| k != "client_secret"));
+    }
+
+    #[test]
+    fn client_secret_post_puts_the_credentials_in_the_body() {
+        let p = prepare(
+            &call(
+                "client_secret_post",
+                serde_json::json!({"grant_type": "refresh_token", "refresh_token": "{refresh_token}"}),
+            ),
+            &app(),
+            &Vars::default(),
+        );
+        assert!(p.basic.is_none());
+        assert!(p.form.contains(&("client_id".into(), "cid".into())));
+        assert!(
+            p.form
+                .contains(&("client_secret".into(), "shh-secret".into()))
+        );
+        assert!(
+            p.form.iter().all(|(k, _)| k != "refresh_token"),
+            "an empty template is left out"
+        );
+        assert!(!format!("{p:?}").contains("shh-secret"));
+    }
+
+    #[test]
+    fn revocation_templates_name_the_token_and_its_hint() {
+        let rt = Secret::new("the-refresh-token");
+        let p = prepare(
+            &call(
+                "basic",
+                serde_json::json!({"token": "{token}", "token_type_hint": "{token_type_hint}"}),
+            ),
+            &app(),
+            &Vars {
+                token: Some(&rt),
+                token_type_hint: Some("refresh_token"),
+                ..Default::default()
+            },
+        );
+        assert_eq!(
+            p.form,
+            [
+                ("token".to_string(), "the-refresh-token".to_string()),
+                ("token_type_hint".to_string(), "refresh_token".to_string())
+            ]
+        );
     }
 }

@@ -15,7 +15,7 @@ use std::time::Duration;
 use tokenwarden_core::classify::{Action, Blame, Classification, Kind, ResponseView};
 use tokenwarden_core::connection::{Connection, ConnectionState, Problem};
 use tokenwarden_core::id::ConnectionId;
-use tokenwarden_core::provider::{Context, Provider};
+use tokenwarden_core::provider::{Context, ProbeVia, Provider};
 use tokenwarden_core::token::TokenSet;
 use tokenwarden_store::NewEvent;
 
@@ -106,6 +106,36 @@ async fn fetch(
     Some((status, headers, body))
 }
 
+/// Asks whether `token` works, the way the provider's probe says: an API call, or introspection
+/// at the authorization server (RFC 7662). `None` when there was no usable answer (unreachable).
+async fn check(
+    s: &ServerState,
+    http: &reqwest::Client,
+    p: &Provider,
+    conn: &Connection,
+    token: &TokenSet,
+) -> Option<Classification> {
+    if p.spec.api.probe.via == ProbeVia::Introspection {
+        let app = s.store.get_app(&conn.provider, &conn.app).await.ok()??;
+        let creds = tokenwarden_oauth::AppCredentials {
+            client_id: app.client_id,
+            client_secret: app.client_secret,
+            redirect_uri: app.redirect_uri,
+        };
+        return s.oauth.introspect(p, &creds, token).await.ok();
+    }
+    let (status, headers, body) = fetch(http, p, &conn.api_base, token).await?;
+    Some(p.classifier().classify(
+        &ResponseView {
+            status,
+            headers: &headers,
+            body: &body,
+        },
+        Context::Api,
+        s.clock.now(),
+    ))
+}
+
 /// Probes one connection now.
 pub async fn probe(s: &ServerState, http: &reqwest::Client, id: &ConnectionId) {
     let Ok(Some(conn)) = s.store.get_connection(id).await else {
@@ -131,19 +161,10 @@ pub async fn probe(s: &ServerState, http: &reqwest::Client, id: &ConnectionId) {
     let mut verdict = None;
     let mut token = issued.tokens;
     for attempt in 0..2 {
-        let Some((status, headers, body)) = fetch(http, &p, &conn.api_base, &token).await else {
+        let Some(c) = check(s, http, &p, &conn, &token).await else {
             verdict = None;
             break;
         };
-        let c = p.classifier().classify(
-            &ResponseView {
-                status,
-                headers: &headers,
-                body: &body,
-            },
-            Context::Api,
-            s.clock.now(),
-        );
         if attempt == 0 && c.action == Action::RefreshAndRetry {
             match s.tokens.replace(id, token.access_token.expose()).await {
                 Ok(fresh) => {

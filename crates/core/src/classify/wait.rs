@@ -45,6 +45,16 @@ pub(super) fn from_headers<'a>(
                         bump_wait(d);
                     }
                 }
+                WaitHeaderFormat::SecondsOrEpoch => {
+                    if let Some(d) = seconds_or_epoch(value, now) {
+                        bump_wait(d);
+                    }
+                }
+                WaitHeaderFormat::RateLimit => {
+                    if let Some(d) = ratelimit_reset(value) {
+                        bump_wait(d);
+                    }
+                }
                 WaitHeaderFormat::EpochSeconds => {
                     if let Ok(at) = value.parse::<i64>() {
                         let secs = at.saturating_sub(now.timestamp());
@@ -82,6 +92,39 @@ pub(super) fn retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
     let at = httpdate::parse_http_date(value).ok()?;
     let at: DateTime<Utc> = at.into();
     Some((at - now).to_std().unwrap_or(Duration::ZERO))
+}
+
+/// Values at or above this are Unix times, below it delays: no delay is 30 years long, and no
+/// reset is before 2001.
+const EPOCH_THRESHOLD: i64 = 1_000_000_000;
+
+/// `X-RateLimit-Reset`: Unix time on GitHub and X, seconds to wait on Reddit and others.
+pub(super) fn seconds_or_epoch(value: &str, now: DateTime<Utc>) -> Option<Duration> {
+    let v = value
+        .parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && *v >= 0.0)? as i64;
+    let secs = if v >= EPOCH_THRESHOLD {
+        v.saturating_sub(now.timestamp()).max(0)
+    } else {
+        v
+    };
+    Some(Duration::from_secs(secs.unsigned_abs()))
+}
+
+/// The IETF `RateLimit` field: `limit=100, remaining=0, reset=30` (draft 07) or
+/// `"default";r=0;t=30` (draft 08 and later); the longest reset of any policy listed.
+pub(super) fn ratelimit_reset(value: &str) -> Option<Duration> {
+    value
+        .split([',', ';'])
+        .filter_map(|part| {
+            let (k, v) = part.trim().split_once('=')?;
+            matches!(k.trim(), "reset" | "t")
+                .then(|| v.trim().trim_matches('"').parse::<u64>().ok())
+                .flatten()
+        })
+        .max()
+        .map(Duration::from_secs)
 }
 
 pub(super) fn until(u: WaitUntil, now: DateTime<Utc>) -> Duration {
@@ -179,5 +222,37 @@ mod tests {
             max_percent(&serde_json::json!({"call_count": 12, "total_time": "95"})),
             Some(95)
         );
+    }
+
+    #[test]
+    fn x_ratelimit_reset_is_a_unix_time_or_a_delay() {
+        let at = (now().timestamp() + 90).to_string();
+        assert_eq!(seconds_or_epoch(&at, now()), Some(Duration::from_secs(90)));
+        assert_eq!(seconds_or_epoch("42", now()), Some(Duration::from_secs(42)));
+        assert_eq!(
+            seconds_or_epoch("42.5", now()),
+            Some(Duration::from_secs(42))
+        );
+        assert_eq!(
+            seconds_or_epoch(&(now().timestamp() - 5).to_string(), now()),
+            Some(Duration::ZERO),
+            "a reset in the past means no wait"
+        );
+        assert_eq!(seconds_or_epoch("-3", now()), None);
+        assert_eq!(seconds_or_epoch("later", now()), None);
+    }
+
+    #[test]
+    fn the_ietf_ratelimit_field_gives_its_longest_reset() {
+        assert_eq!(
+            ratelimit_reset("limit=100, remaining=0, reset=30"),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            ratelimit_reset("\"default\";r=0;t=12, \"daily\";r=5;t=3600"),
+            Some(Duration::from_secs(3600))
+        );
+        assert_eq!(ratelimit_reset("limit=100, remaining=3"), None);
+        assert_eq!(ratelimit_reset(""), None);
     }
 }

@@ -88,6 +88,10 @@ pub struct TokenSpec {
     /// Revocation (RFC 7009 or the platform's own), used when a connection is deleted.
     #[serde(default)]
     pub revoke: Option<TokenCall>,
+    /// Token introspection (RFC 7662): usable as the health probe (`api.probe.via =
+    /// "introspection"`). `{token}` is the access token, `{token_type_hint}` is `access_token`.
+    #[serde(default)]
+    pub introspect: Option<TokenCall>,
     /// Where the fields sit in a token response.
     #[serde(default)]
     pub response: TokenResponseSpec,
@@ -118,16 +122,44 @@ pub enum Encoding {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum ClientAuth {
-    /// The parameters (templates) carry the credentials themselves.
+    /// The parameters (templates) carry the credentials themselves, under the platform's own
+    /// names (TikTok Business: `app_id` and `secret`).
     #[default]
     Params,
-    /// HTTP Basic with client id and secret (RFC 6749 §2.3.1 `client_secret_basic`).
+    /// HTTP Basic with client id and secret, each form-urlencoded first (RFC 6749 §2.3.1,
+    /// `client_secret_basic`).
+    #[serde(alias = "client_secret_basic")]
     Basic,
+    /// `client_id` and `client_secret` added to the request body (RFC 6749 §2.3.1,
+    /// `client_secret_post`).
+    #[serde(alias = "client_secret_post")]
+    Post,
+}
+
+/// Which token of a set a call is about (RFC 7009 revokes one token per request).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenKind {
+    /// The access token.
+    AccessToken,
+    /// The refresh token.
+    RefreshToken,
+}
+
+impl TokenKind {
+    /// The RFC 7009 / RFC 7662 `token_type_hint` value.
+    pub fn hint(self) -> &'static str {
+        match self {
+            TokenKind::AccessToken => "access_token",
+            TokenKind::RefreshToken => "refresh_token",
+        }
+    }
 }
 
 /// One call to a token endpoint. Parameter values are templates over `{client_id}`,
 /// `{client_secret}`, `{code}`, `{redirect_uri}`, `{code_verifier}`, `{refresh_token}`,
-/// `{access_token}`; a parameter whose template expands to nothing is left out.
+/// `{access_token}`, and in revocation and introspection calls `{token}` and `{token_type_hint}`;
+/// a parameter whose template expands to nothing is left out.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TokenCall {
@@ -142,6 +174,11 @@ pub struct TokenCall {
     pub client_auth: ClientAuth,
     /// Parameter name → template.
     pub params: BTreeMap<String, String>,
+    /// Revocation only: the tokens to revoke, one call each in this order, with `{token}` and
+    /// `{token_type_hint}` set to each (RFC 7009 §2.1). A token the set lacks is skipped. Empty:
+    /// one call, with the templates naming the tokens themselves.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tokens: Vec<TokenKind>,
 }
 
 /// Where fields sit in a token response. Paths are dotted (`data.access_token`) relative to `root`.
@@ -249,6 +286,13 @@ pub struct RefreshSpec {
     /// Whether a refresh returns a new refresh token and kills the old one.
     #[serde(default)]
     pub rotates: bool,
+    /// With `rotates`: how long the platform still accepts the previous refresh token after a
+    /// rotation (Okta's grace period, Auth0's reuse interval). Absent: it dies at once, and
+    /// reusing it may revoke the grant (RFC 9700 §4.14.2). With a grace, a refresh whose answer
+    /// was lost in transit is retried at once with the same refresh token while the grace lasts;
+    /// without one it is not retried at once, since the platform may have consumed it.
+    #[serde(with = "serde_span::option", default)]
+    pub reuse_grace: Option<Duration>,
     /// Warn this long before a token that cannot be renewed expires.
     #[serde(with = "serde_span", default = "default_warn_before")]
     pub warn_before: Duration,
@@ -273,14 +317,30 @@ pub struct ApiSpec {
     pub probe: ProbeSpec,
 }
 
+/// How the health probe asks whether a token works.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ProbeVia {
+    /// A cheap authenticated API call (`method` and `path` under the API base).
+    #[default]
+    Api,
+    /// The authorization server's introspection endpoint (RFC 7662, `[token.introspect]`):
+    /// `active: false` counts as an RFC 6750 `invalid_token` answer.
+    Introspection,
+}
+
 /// The health probe.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProbeSpec {
+    /// An API call, or token introspection.
+    #[serde(default)]
+    pub via: ProbeVia,
     /// Method.
     #[serde(default = "default_probe_method")]
     pub method: String,
-    /// Path (with query) relative to the API base, starting with `/`.
+    /// Path (with query) relative to the API base, starting with `/`; unused with introspection.
+    #[serde(default)]
     pub path: String,
     /// How often to probe a healthy connection.
     #[serde(with = "serde_span", default = "default_probe_every")]
@@ -369,6 +429,12 @@ pub enum WaitHeaderFormat {
     RetryAfter,
     /// Unix time (seconds) at which the window resets.
     EpochSeconds,
+    /// Either: a value from 10^9 up is a Unix time, a smaller one seconds to wait
+    /// (`X-RateLimit-Reset` is the first on GitHub and X, the second on Reddit).
+    SecondsOrEpoch,
+    /// The IETF `RateLimit` field (`limit=100, remaining=0, reset=30` or `"default";r=0;t=30`):
+    /// its reset.
+    RateLimit,
     /// Meta `X-Business-Use-Case-Usage`: usage percentages and
     /// `estimated_time_to_regain_access` in minutes.
     MetaBusinessUseCase,
@@ -602,6 +668,7 @@ impl ProviderSpec {
             &mut s.token.upgrade,
             &mut s.token.refresh,
             &mut s.token.revoke,
+            &mut s.token.introspect,
         ]
         .into_iter()
         .flatten()

@@ -37,6 +37,8 @@ const PLACEHOLDERS: &[&str] = &[
     "code_verifier",
     "refresh_token",
     "access_token",
+    "token",
+    "token_type_hint",
 ];
 
 /// Collects problems for one file.
@@ -130,8 +132,45 @@ fn check_call(p: &mut Problems, key: &str, call: &TokenCall) -> Vec<String> {
             Err(e) => p.add(format!("{key}.params.{name}"), e),
         }
     }
-    if call.client_auth == ClientAuth::Basic && used.iter().any(|u| u == "client_secret") {
-        p.add(format!("{key}.client_auth"), "with client_auth = \"basic\" the secret goes in the Authorization header; remove {client_secret} from params");
+    match call.client_auth {
+        ClientAuth::Basic if used.iter().any(|u| u == "client_secret") => {
+            p.add(format!("{key}.client_auth"), "with client_auth = \"basic\" the secret goes in the Authorization header; remove {client_secret} from params");
+        }
+        ClientAuth::Post
+            if call
+                .params
+                .keys()
+                .any(|k| k == "client_id" || k == "client_secret") =>
+        {
+            p.add(format!("{key}.client_auth"), "with client_auth = \"post\" tokenwarden adds client_id and client_secret to the body itself; remove them from params");
+        }
+        ClientAuth::Post if call.encoding == Encoding::Query => {
+            p.add(format!("{key}.client_auth"), "client_auth = \"post\" puts the secret in the body; a query call would put it in the URL. Use a POST with encoding = \"form\"");
+        }
+        _ => {}
+    }
+    let names_token = used.iter().any(|u| u == "token" || u == "token_type_hint");
+    let token_calls = key == "token.revoke" || key == "token.introspect";
+    if names_token && !token_calls {
+        p.add(
+            format!("{key}.params"),
+            "{token} and {token_type_hint} exist only in [token.revoke] and [token.introspect]",
+        );
+    }
+    if !call.tokens.is_empty() && key != "token.revoke" {
+        p.add(
+            format!("{key}.tokens"),
+            "only [token.revoke] revokes a list of tokens",
+        );
+    }
+    if key == "token.revoke" && names_token && call.tokens.is_empty() {
+        p.add(format!("{key}.tokens"), "the params use {token}: list which tokens to revoke, e.g. tokens = [\"refresh_token\", \"access_token\"]");
+    }
+    if key == "token.revoke" && !call.tokens.is_empty() && !used.iter().any(|u| u == "token") {
+        p.add(
+            format!("{key}.params"),
+            "tokens is set but no parameter carries {token} (RFC 7009: token = \"{token}\")",
+        );
     }
     used
 }
@@ -193,11 +232,26 @@ pub(crate) fn validate(spec: &ProviderSpec, stem: &str, p: &mut Problems) -> Vec
         let uses = check_call(p, "token.revoke", rv);
         if !uses
             .iter()
-            .any(|u| u == "access_token" || u == "refresh_token")
+            .any(|u| u == "access_token" || u == "refresh_token" || u == "token")
         {
             p.add(
                 "token.revoke.params",
                 "no parameter carries {access_token} or {refresh_token}",
+            );
+        }
+    }
+    if let Some(ins) = &t.introspect {
+        let uses = check_call(p, "token.introspect", ins);
+        if !uses.iter().any(|u| u == "access_token" || u == "token") {
+            p.add(
+                "token.introspect.params",
+                "no parameter carries the token (RFC 7662: token = \"{token}\")",
+            );
+        }
+        if ins.method != Method::POST {
+            p.add(
+                "token.introspect.method",
+                "RFC 7662 introspection is a POST (a GET would put the token in the URL)",
             );
         }
     }
@@ -250,6 +304,20 @@ pub(crate) fn validate(spec: &ProviderSpec, stem: &str, p: &mut Problems) -> Vec
         }
         (false, _) => {}
     }
+    if let Some(grace) = r.reuse_grace {
+        if !r.rotates {
+            p.add(
+                "refresh.reuse_grace",
+                "a reuse grace only means something when refresh tokens rotate; set rotates = true or remove it",
+            );
+        }
+        if grace.is_zero() {
+            p.add(
+                "refresh.reuse_grace",
+                "is zero; leave it out when the old refresh token dies at once",
+            );
+        }
+    }
     if r.rotates && r.style != RefreshStyle::RefreshToken {
         p.add(
             "refresh.rotates",
@@ -281,9 +349,16 @@ pub(crate) fn validate(spec: &ProviderSpec, stem: &str, p: &mut Problems) -> Vec
         ),
         Err(e) => p.add("api.credential_value", e),
     }
-    if !api.probe.path.starts_with('/')
-        || api.probe.path.starts_with("//")
-        || api.probe.path.contains("..")
+    if api.probe.via == ProbeVia::Introspection && t.introspect.is_none() {
+        p.add(
+            "api.probe.via",
+            "probing by introspection needs a [token.introspect] call",
+        );
+    }
+    if api.probe.via == ProbeVia::Api
+        && (!api.probe.path.starts_with('/')
+            || api.probe.path.starts_with("//")
+            || api.probe.path.contains(".."))
     {
         p.add(
             "api.probe.path",

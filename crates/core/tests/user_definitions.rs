@@ -1,0 +1,382 @@
+//! A user's own platform definition: the complete example in docs/adding-a-platform.md loads
+//! (so the page never rots), RFC 6749 §5.2 and RFC 6750 §3.1 answers classify correctly for it
+//! with no rules of its own, common rate-limit headers give waits, and every mistake in the newer
+//! keys (client_secret_post, RFC 7009 token lists, RFC 7662 introspection) is explained.
+
+use chrono::{DateTime, Utc};
+use std::time::Duration;
+use tokenwarden_core::classify::{Action, Blame, Classification, Kind, ResponseView};
+use tokenwarden_core::provider::{ClientAuth, Context, ProbeVia, Provider, Registry, TokenKind};
+
+fn doc() -> String {
+    std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/adding-a-platform.md"
+    ))
+    .unwrap()
+}
+
+/// The first ```toml block that is a whole definition (starts with a comment, then `id =`).
+fn example() -> String {
+    let text = doc();
+    text.split("```toml\n")
+        .skip(1)
+        .filter_map(|b| b.split("\n```").next())
+        .find(|b| b.lines().any(|l| l.starts_with("id = ")))
+        .expect("the page has a complete example")
+        .to_string()
+}
+
+fn acme() -> Provider {
+    Registry::check("acme-ads.toml", &example()).unwrap_or_else(|e| {
+        panic!(
+            "{}",
+            e.iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    })
+}
+
+fn now() -> DateTime<Utc> {
+    DateTime::from_timestamp(1_800_000_000, 0).unwrap()
+}
+
+fn classify(
+    p: &Provider,
+    status: u16,
+    headers: &[(&str, &str)],
+    body: &str,
+    ctx: Context,
+) -> Classification {
+    let headers: Vec<(String, String)> = headers
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect();
+    p.classifier().classify(
+        &ResponseView {
+            status,
+            headers: &headers,
+            body: body.as_bytes(),
+        },
+        ctx,
+        now(),
+    )
+}
+
+#[test]
+fn the_documented_example_loads_with_every_variation() {
+    let p = acme();
+    let s = &p.spec;
+    assert_eq!(s.id.as_str(), "acme-ads");
+    assert!(s.authorize.pkce);
+    assert_eq!(s.authorize.scope_separator, ",");
+    assert_eq!(s.token.exchange.client_auth, ClientAuth::Basic);
+    assert_eq!(
+        s.token.exchange.params.get("audience").map(String::as_str),
+        Some("ads-api")
+    );
+    let revoke = s.token.revoke.as_ref().unwrap();
+    assert_eq!(
+        revoke.tokens,
+        [TokenKind::RefreshToken, TokenKind::AccessToken]
+    );
+    assert!(s.token.introspect.is_some());
+    assert_eq!(s.api.probe.via, ProbeVia::Introspection);
+    assert!(s.refresh.rotates);
+    assert_eq!(s.refresh.reuse_grace, Some(Duration::from_secs(30)));
+    // It is also a valid file to drop into --providers-dir next to the shipped ones.
+    let reg = Registry::with_files([("mine/acme-ads.toml".to_string(), example())]).unwrap();
+    assert!(reg.get("acme-ads").is_some() && reg.get("snapchat").is_some());
+}
+
+#[test]
+fn the_problems_the_page_shows_are_the_ones_validate_prints() {
+    let text = example();
+    let broken = text
+        .replace("tokens = [\"refresh_token\", \"access_token\"]\n", "")
+        .replace("margin = \"5m\"", "margin = \"1h\"");
+    let problems: Vec<String> = Registry::check("acme-ads.toml", &broken)
+        .unwrap_err()
+        .iter()
+        .map(|p| p.to_string())
+        .collect();
+    let page = doc();
+    assert_eq!(problems.len(), 2, "{problems:#?}");
+    for p in &problems {
+        assert!(page.contains(p.as_str()), "the page shows {p:?}");
+    }
+}
+
+#[test]
+fn rfc_6749_token_endpoint_errors_classify_for_any_provider() {
+    let p = acme();
+    let t = Context::TokenEndpoint;
+    let cases: &[(u16, &str, Kind, Action, Blame)] = &[
+        (
+            400,
+            r#"{"error":"invalid_grant","error_description":"grant request is invalid"}"#,
+            Kind::TokenRevoked,
+            Action::Reauthorize,
+            Blame::Connection,
+        ),
+        (
+            400,
+            r#"{"error":"invalid_grant","error_description":"refresh token expired"}"#,
+            Kind::TokenExpired,
+            Action::Reauthorize,
+            Blame::Connection,
+        ),
+        (
+            401,
+            r#"{"error":"invalid_client","error_description":"client authentication failed"}"#,
+            Kind::InvalidRequest,
+            Action::FixRequest,
+            Blame::App,
+        ),
+        (
+            400,
+            r#"{"error":"unauthorized_client"}"#,
+            Kind::InvalidRequest,
+            Action::FixRequest,
+            Blame::App,
+        ),
+        (
+            400,
+            r#"{"error":"unsupported_grant_type"}"#,
+            Kind::InvalidRequest,
+            Action::FixRequest,
+            Blame::App,
+        ),
+        (
+            400,
+            r#"{"error":"invalid_request","error_description":"missing code_verifier"}"#,
+            Kind::InvalidRequest,
+            Action::FixRequest,
+            Blame::App,
+        ),
+        (
+            400,
+            r#"{"error":"invalid_scope"}"#,
+            Kind::InsufficientScope,
+            Action::RequestScopes,
+            Blame::Connection,
+        ),
+        (
+            503,
+            r#"{"error":"temporarily_unavailable"}"#,
+            Kind::ServiceUnavailable,
+            Action::BackoffAndRetry,
+            Blame::Platform,
+        ),
+        (
+            500,
+            r#"{"error":"server_error"}"#,
+            Kind::ServiceUnavailable,
+            Action::BackoffAndRetry,
+            Blame::Platform,
+        ),
+        (
+            401,
+            "",
+            Kind::InvalidRequest,
+            Action::FixRequest,
+            Blame::App,
+        ),
+    ];
+    for (status, body, kind, action, blame) in cases {
+        let c = classify(&p, *status, &[], body, t);
+        assert_eq!(
+            (c.kind, c.action, c.blame),
+            (*kind, *action, *blame),
+            "{status} {body}: {c:#?}"
+        );
+        assert!(
+            c.title.len() > 5 && c.fix.len() > 5,
+            "{body}: a title and a fix"
+        );
+    }
+}
+
+#[test]
+fn rfc_6750_challenges_classify_for_any_provider() {
+    let p = acme();
+    let a = Context::Api;
+    let cases: &[(u16, &str, Kind, Action)] = &[
+        (
+            401,
+            r#"Bearer realm="acme", error="invalid_token", error_description="The access token expired""#,
+            Kind::TokenExpired,
+            Action::RefreshAndRetry,
+        ),
+        (
+            401,
+            r#"Bearer realm="acme", error="invalid_token", error_description="invalid token provided""#,
+            Kind::TokenInvalid,
+            Action::RefreshAndRetry,
+        ),
+        (
+            403,
+            r#"Bearer error="insufficient_scope", scope="ads.write""#,
+            Kind::InsufficientScope,
+            Action::RequestScopes,
+        ),
+        (
+            400,
+            r#"Bearer error="invalid_request""#,
+            Kind::InvalidRequest,
+            Action::FixRequest,
+        ),
+        (
+            401,
+            r#"Bearer realm="acme""#,
+            Kind::TokenInvalid,
+            Action::RefreshAndRetry,
+        ),
+    ];
+    for (status, challenge, kind, action) in cases {
+        let c = classify(&p, *status, &[("WWW-Authenticate", challenge)], "", a);
+        assert_eq!((c.kind, c.action), (*kind, *action), "{challenge}: {c:#?}");
+    }
+}
+
+#[test]
+fn retry_after_and_common_rate_limit_headers_give_the_wait() {
+    let p = acme();
+    let a = Context::Api;
+    let epoch = (now().timestamp() + 90).to_string();
+    let cases: &[(&[(&str, &str)], u64)] = &[
+        (&[("Retry-After", "7")], 7),
+        (&[("Retry-After", "Fri, 15 Jan 2027 08:01:00 GMT")], 60),
+        (&[("RateLimit-Reset", "20")], 20),
+        (&[("RateLimit", "limit=10, remaining=0, reset=25")], 25),
+        (&[("RateLimit", "\"default\";r=0;t=33")], 33),
+        (&[("X-RateLimit-Reset", epoch.as_str())], 90),
+        (&[("x-rate-limit-reset", "45")], 45),
+        // Several: the longest wins; the provider's own header counts too.
+        (&[("Retry-After", "5"), ("x-acme-retry-in", "9")], 9),
+    ];
+    // 2027-01-15T08:00:00Z is 1_800_000_000.
+    assert_eq!(now().to_rfc3339(), "2027-01-15T08:00:00+00:00");
+    for (headers, secs) in cases {
+        let c = classify(&p, 429, headers, "", a);
+        assert_eq!(c.kind, Kind::RateLimited, "{headers:?}");
+        assert_eq!(
+            c.retry_after,
+            Some(Duration::from_secs(*secs)),
+            "{headers:?}"
+        );
+    }
+    // A wait header on a refresh-and-retry answer does not delay the refresh.
+    let c = classify(
+        &p,
+        401,
+        &[
+            ("WWW-Authenticate", "Bearer error=\"invalid_token\""),
+            ("Retry-After", "30"),
+        ],
+        "",
+        a,
+    );
+    assert_eq!(c.retry_after, None);
+    // The example's own rules: a daily quota waits for midnight UTC, a suspension is not retried.
+    let c = classify(
+        &p,
+        429,
+        &[],
+        r#"{"error":{"code":"QUOTA_EXCEEDED","message":"daily"}}"#,
+        a,
+    );
+    assert_eq!(c.kind, Kind::RateLimited);
+    assert_eq!(c.retry_after, Some(Duration::from_secs(16 * 3600)));
+    let c = classify(
+        &p,
+        403,
+        &[],
+        r#"{"error":{"code":"ACCOUNT_SUSPENDED","message":"x","request_id":"r1"}}"#,
+        a,
+    );
+    assert_eq!(
+        (c.kind, c.action),
+        (Kind::AppNotAuthorized, Action::FixRequest)
+    );
+    assert_eq!(c.trace_id.as_deref(), Some("r1"));
+}
+
+#[test]
+fn mistakes_in_auth_revocation_and_introspection_keys_are_explained() {
+    let text = example();
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "params = { token = \"{token}\", token_type_hint = \"{token_type_hint}\" }\ntokens = [\"refresh_token\", \"access_token\"]",
+            "params = { token = \"{access_token}\" }\ntokens = [\"refresh_token\", \"access_token\"]",
+            "token.revoke.params: tokens is set but no parameter carries {token}",
+        ),
+        (
+            "params = { grant_type = \"refresh_token\", refresh_token = \"{refresh_token}\" }",
+            "params = { grant_type = \"refresh_token\", refresh_token = \"{refresh_token}\", hint = \"{token_type_hint}\" }",
+            "token.refresh.params: {token} and {token_type_hint} exist only in [token.revoke] and [token.introspect]",
+        ),
+        (
+            "client_auth = \"client_secret_basic\"\nparams = { grant_type = \"refresh_token\", refresh_token = \"{refresh_token}\" }",
+            "client_auth = \"client_secret_post\"\nparams = { grant_type = \"refresh_token\", refresh_token = \"{refresh_token}\", client_secret = \"{client_secret}\" }",
+            "token.refresh.client_auth: with client_auth = \"post\" tokenwarden adds client_id and client_secret to the body itself",
+        ),
+        (
+            "probe = { via = \"introspection\", every = \"15m\" }",
+            "probe = { via = \"api\", every = \"15m\" }",
+            "api.probe.path: must start with a single /",
+        ),
+    ];
+    for (from, to, expect) in cases {
+        assert!(text.contains(from), "the example holds {from:?}");
+        let broken = text.replacen(from, to, 1);
+        let problems = Registry::check("acme-ads.toml", &broken)
+            .err()
+            .unwrap_or_default()
+            .iter()
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(problems.contains(expect), "{to:?} gives:\n{problems}");
+    }
+    // An introspection probe without an introspection endpoint.
+    let start = text.find("[token.introspect]").unwrap();
+    let end = start + text[start..].find("[token.response]").unwrap();
+    let without = format!("{}{}", &text[..start], &text[end..]);
+    let problems = Registry::check("acme-ads.toml", &without).unwrap_err();
+    assert!(
+        problems.iter().any(|p| p
+            .to_string()
+            .contains("api.probe.via: probing by introspection needs a [token.introspect] call")),
+        "{problems:?}"
+    );
+    // A GET introspection would put the token in the URL.
+    let get = text.replacen(
+        "[token.introspect]\nmethod = \"POST\"\nurl = \"https://login.acme-ads.example/oauth2/introspect\"\nencoding = \"form\"",
+        "[token.introspect]\nmethod = \"GET\"\nurl = \"https://login.acme-ads.example/oauth2/introspect\"\nencoding = \"query\"",
+        1,
+    );
+    assert_ne!(get, text);
+    let problems = Registry::check("acme-ads.toml", &get).unwrap_err();
+    assert!(
+        problems.iter().any(|p| p
+            .to_string()
+            .contains("token.introspect.method: RFC 7662 introspection is a POST")),
+        "{problems:?}"
+    );
+}
+
+#[test]
+fn the_oidc_peer_definitions_are_valid_user_files() {
+    for id in ["oidc-basic", "oidc-post"] {
+        let path = format!(
+            "{}/../../tests/peers/oidc-provider/{id}.toml",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let text = std::fs::read_to_string(&path).unwrap();
+        let p = Registry::check(&path, &text).unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(p.spec.api.probe.via, ProbeVia::Introspection);
+    }
+}
