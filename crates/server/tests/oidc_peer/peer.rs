@@ -372,6 +372,7 @@ impl Tw {
                 client_id: c.id.into(),
                 client_secret: Secret::new(c.secret),
                 redirect_uri: redirect,
+                environment: tokenwarden_core::connection::Environment::Production,
                 created_at: now,
                 updated_at: now,
             }
@@ -398,6 +399,7 @@ impl Tw {
             owner: "oidc-peer-test".into(),
             key_file: None,
             probe_poll: Some(Duration::from_secs(3600)),
+            webhooks: tokenwarden_server::webhooks::WebhookPolicy::default(),
         }
         .start()
         .await
