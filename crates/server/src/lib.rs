@@ -10,13 +10,19 @@
 //! - [`daemon`]: assembles a running daemon (server, scheduler, in-process sandbox).
 //! - [`keyfile`]: follows the key file, so keys rotate while the daemon serves.
 //! - [`page`]: small HTML pages with escaping and the security headers of rule 12.
+//! - [`dashboard`]: the signed-in pages for people (overview, connections, diagnose).
+//! - [`metrics`]: `/metrics` in the Prometheus text format.
+//! - [`alerts`]: a Slack-compatible notifier for connections that need a person.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod alerts;
 pub mod api;
 pub mod connect;
 pub mod daemon;
+pub mod dashboard;
 pub mod keyfile;
+pub mod metrics;
 pub mod monitor;
 pub mod page;
 pub mod scheduler;
@@ -48,6 +54,8 @@ pub struct ServerState {
     pub public_url: Url,
     /// Pokes the scheduler when a new deadline may be earlier than the one it sleeps until.
     pub wake: Arc<tokio::sync::Notify>,
+    /// The dashboard's sessions, password and activity counts.
+    pub dashboard: Arc<dashboard::Dashboard>,
 }
 
 impl ServerState {
@@ -65,6 +73,8 @@ pub fn router(state: ServerState) -> Router {
     Router::new()
         .merge(connect::routes())
         .merge(api::routes())
+        .merge(dashboard::routes())
+        .route("/metrics", axum::routing::get(metrics::handler))
         .route("/healthz", axum::routing::get(|| async { "ok" }))
         .route("/readyz", axum::routing::get(readyz))
         .with_state(state)
