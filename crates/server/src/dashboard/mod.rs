@@ -137,6 +137,16 @@ impl FromRequestParts<ServerState> for Signed {
     }
 }
 
+/// Whether the request's `Origin` (when the browser names one) is this daemon's. Pages are sent
+/// with `Referrer-Policy: no-referrer`, under which browsers send `Origin: null` on form posts; the
+/// CSRF token and `SameSite=Strict` decide then.
+fn same_origin(s: &ServerState, headers: &HeaderMap) -> bool {
+    match headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+        None | Some("null") => true,
+        Some(o) => o == s.public_url.origin().ascii_serialization(),
+    }
+}
+
 /// A form's CSRF field.
 #[derive(Debug, Deserialize)]
 struct CsrfForm {
@@ -151,10 +161,7 @@ fn check_post(
     headers: &HeaderMap,
     csrf: &str,
 ) -> Option<Response> {
-    let origin_ok = match headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
-        None => true,
-        Some(o) => o == s.public_url.origin().ascii_serialization(),
-    };
+    let origin_ok = same_origin(s, headers);
     if origin_ok && signed.session.csrf_ok(csrf) {
         return None;
     }
@@ -241,9 +248,7 @@ async fn login(
     headers: HeaderMap,
     axum::Form(f): axum::Form<LoginForm>,
 ) -> Response {
-    if let Some(o) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok())
-        && o != s.public_url.origin().ascii_serialization()
-    {
+    if !same_origin(&s, &headers) {
         return login_page(
             &s,
             StatusCode::FORBIDDEN,
@@ -793,7 +798,11 @@ async fn connection(
     let _ = write!(
         body,
         "<dt>Account</dt><dd>{}</dd><dt>App</dt><dd>{}</dd><dt>Environment</dt><dd>{}</dd><dt>Connected</dt><dd>{}</dd><dt>Changed</dt><dd>{}</dd></dl></section>",
-        escape(&conn.account_ids.join(", ")),
+        if conn.account_ids.is_empty() {
+            "<span class=\"muted\">—</span>".to_string()
+        } else {
+            escape(&conn.account_ids.join(", "))
+        },
         escape(conn.app.as_str()),
         escape(conn.environment.as_str()),
         when(Some(conn.created_at)),

@@ -1,0 +1,209 @@
+//! The dashboard in headless Chromium (Debian's `chromium` and `chromium-driver`, driven over
+//! WebDriver): sign in, see the overview, connect a sandbox account by clicking through the
+//! sandbox's authorize page, see it healthy, revoke it at the sandbox, see it turn
+//! `reauth_required` with the fix, re-authorize with one click, and have a form post without its
+//! CSRF token refused. Screenshots of each page land in `target/screenshots/`.
+
+mod support;
+mod webdriver;
+
+use support::world;
+use webdriver::Browser;
+
+fn skip() -> bool {
+    if std::env::var_os("TOKENWARDEN_SKIP_BROWSER_TESTS").is_some() {
+        eprintln!("browser tests skipped: TOKENWARDEN_SKIP_BROWSER_TESTS is set");
+        return true;
+    }
+    false
+}
+
+async fn approve_at_sandbox(b: &Browser, sandbox: &str) {
+    let approve = b.find("button[value=approve]").await;
+    assert!(
+        b.url().await.starts_with(sandbox),
+        "the browser is at the platform's (sandbox's) authorize page"
+    );
+    approve.click().await;
+    let h1 = b.find("h1").await.text().await;
+    assert_eq!(h1, "Connected", "{}", b.source().await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_connects_watches_a_revocation_and_reauthorizes_in_the_browser() {
+    if skip() {
+        return;
+    }
+    let w = world().await;
+    let base = w.d.base.clone();
+    let sandbox = w.d.sandbox_base.clone().unwrap();
+    let b = Browser::start().await;
+
+    // Signed out: every page leads to the sign-in form; a wrong key is refused.
+    b.goto(&format!("{base}connections")).await;
+    assert!(b.url().await.ends_with("/login"), "{}", b.url().await);
+    b.find("#secret").await.type_text("tw_not_a_key").await;
+    b.find("button[type=submit]").await.click().await;
+    let err = b.find("p.error").await.text().await;
+    assert!(err.contains("not an admin API key"), "{err}");
+    b.screenshot("01-sign-in-refused").await;
+    // A token-reader key is not enough either.
+    b.find("#secret").await.type_text(&w.reader).await;
+    b.find("button[type=submit]").await.click().await;
+    b.find("p.error").await;
+    assert!(b.url().await.ends_with("/login"));
+
+    b.find("#secret").await.type_text(&w.admin).await;
+    b.find("button[type=submit]").await.click().await;
+    b.find("section.stats").await;
+    assert_eq!(b.title().await, "Overview · tokenwarden");
+    assert!(
+        b.find("#needs-action")
+            .await
+            .text()
+            .await
+            .contains("Nothing needs you"),
+        "an empty daemon needs nothing"
+    );
+    b.screenshot("02-overview-empty").await;
+
+    // Connect a sandbox account: pick the platform, name the connection, approve at the platform.
+    b.find("#connect-provider option[value=snapchat]")
+        .await
+        .click()
+        .await;
+    b.find("#connect-id").await.type_text("acme-snap").await;
+    b.find("#connect-go").await.click().await;
+    b.find("button[value=approve]").await;
+    b.screenshot("03-sandbox-authorize").await;
+    approve_at_sandbox(&b, &sandbox).await;
+
+    // Healthy, with the token shown only as its last four characters.
+    b.goto(&format!("{base}connections/acme-snap")).await;
+    b.find(".head .badge[data-state=active]").await;
+    let hint = b.find("#token-hint").await.text().await;
+    assert!(hint.starts_with('…') && hint.chars().count() == 5, "{hint}");
+    let (status, token) = w.api(&w.reader, "v1/connections/acme-snap/token").await;
+    assert_eq!(status, 200);
+    let token = token["access_token"].as_str().unwrap().to_string();
+    assert!(token.ends_with(&hint[hint.len() - 4..]));
+    assert!(
+        !b.source().await.contains(&token),
+        "the page never shows the token"
+    );
+    b.screenshot("04-connection-healthy").await;
+
+    // Refresh now (a CSRF-protected form) gives a new token version.
+    b.find("#refresh-now").await.click().await;
+    let notice = b.find("p.notice").await.text().await;
+    assert!(notice.starts_with("Refreshed"), "{notice}");
+    let (_, after) = w.api(&w.admin, "v1/connections/acme-snap").await;
+    assert_eq!(after["token"]["version"], 2, "{after}");
+    assert!(
+        b.source().await.contains("refreshed"),
+        "the timeline shows the refresh"
+    );
+
+    // Overview and connections list show it healthy.
+    b.goto(&format!("{base}connections")).await;
+    let row = b.find("tr[data-connection=acme-snap]").await.text().await;
+    assert!(row.contains("healthy"), "{row}");
+
+    // The platform revokes the grant; probing now finds it and says what to do.
+    let grants: serde_json::Value = w
+        .http
+        .get(format!("{sandbox}/_sandbox/grants?provider=snapchat"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let grant = grants["grants"].as_array().unwrap().last().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = w
+        .http
+        .post(format!("{sandbox}/_sandbox/grants/{grant}/revoke"))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    b.goto(&format!("{base}connections/acme-snap")).await;
+    b.find("#probe-now").await.click().await;
+    b.find(".head .badge[data-state=reauth_required]").await;
+    let problem = b.find("#problems li").await.text().await;
+    assert!(problem.contains("Fix:"), "{problem}");
+    assert!(
+        problem.to_lowercase().contains("authoriz"),
+        "the fix says to re-authorize: {problem}"
+    );
+    b.screenshot("05-connection-reauth-required").await;
+    b.goto(&base).await;
+    let needs = b
+        .find("#needs-action tr[data-connection=acme-snap]")
+        .await
+        .text()
+        .await;
+    assert!(needs.contains("reauth required"), "{needs}");
+    assert_eq!(b.find(".stat.reauth_required .n").await.text().await, "1");
+    b.screenshot("06-overview-needs-action").await;
+
+    // One click on Re-authorize, then approve at the platform: healthy again.
+    b.goto(&format!("{base}connections/acme-snap")).await;
+    b.find("#reauthorize").await.click().await;
+    approve_at_sandbox(&b, &sandbox).await;
+    b.goto(&format!("{base}connections/acme-snap")).await;
+    b.find(".head .badge[data-state=active]").await;
+    assert!(
+        b.find("#problems")
+            .await
+            .text()
+            .await
+            .contains("No open problems"),
+        "re-authorization clears the problem"
+    );
+    b.screenshot("07-connection-reauthorized").await;
+
+    // A form post without the CSRF token is refused, and changes nothing.
+    let (_, before) = w.api(&w.admin, "v1/connections/acme-snap").await;
+    b.execute(
+        "document.querySelectorAll('input[name=csrf]').forEach(function (e) { e.remove(); });",
+    )
+    .await;
+    b.find("#refresh-now").await.click().await;
+    let h1 = b.find("h1").await.text().await;
+    assert_eq!(h1, "Refused");
+    assert!(b.source().await.contains("anti-forgery token"));
+    b.screenshot("08-csrf-refused").await;
+    let (_, after) = w.api(&w.admin, "v1/connections/acme-snap").await;
+    assert_eq!(
+        before["token"]["version"], after["token"]["version"],
+        "nothing was refreshed"
+    );
+
+    // Diagnose a pasted response.
+    b.goto(&format!("{base}diagnose")).await;
+    b.find("#diagnose-provider option[value=tiktok-business]")
+        .await
+        .click()
+        .await;
+    b.find("#response")
+        .await
+        .type_text("HTTP/1.1 200 OK\ncontent-type: application/json\n\n{\"code\":40100,\"message\":\"Too many requests\",\"data\":{}}")
+        .await;
+    b.find("#diagnose-go").await.click().await;
+    let verdict = b.find("#verdict").await.text().await;
+    assert!(verdict.contains("rate_limited"), "{verdict}");
+    b.screenshot("09-diagnose").await;
+
+    // Sign out: the session is gone.
+    b.find("header button.link").await.click().await;
+    b.find("#secret").await;
+    b.goto(&base).await;
+    assert!(b.url().await.ends_with("/login"));
+
+    b.quit().await;
+    w.d.stop().await;
+}
