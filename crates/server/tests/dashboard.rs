@@ -4,9 +4,50 @@
 mod support;
 
 use chrono::DateTime;
+use std::io::Write;
+use std::sync::{Arc, Mutex, OnceLock};
 use support::{World, world, world_at};
 use tokenwarden_core::connection::{Connection, ConnectionState, Environment, Problem};
 use tokenwarden_core::id::{AppId, ConnectionId, ProviderId};
+
+/// Every log line of this test binary, at TRACE, to check that no secret reaches one.
+#[derive(Clone, Default)]
+struct Logs(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Logs {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
+    type Writer = Logs;
+    fn make_writer(&'a self) -> Logs {
+        self.clone()
+    }
+}
+
+fn logs() -> &'static Logs {
+    static LOGS: OnceLock<Logs> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs = Logs::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(logs.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).expect("one subscriber per binary");
+        logs
+    })
+}
+
+fn logged() -> String {
+    String::from_utf8_lossy(&logs().0.lock().unwrap()).into_owned()
+}
 
 async fn sign_in(w: &World, secret: &str) -> reqwest::Response {
     w.http
@@ -136,6 +177,7 @@ async fn on_https_the_cookie_is_host_prefixed_and_secure() {
 
 #[tokio::test]
 async fn the_configured_password_signs_in_and_guessing_is_cut_off() {
+    logs();
     let w = world().await;
     w.d.state
         .dashboard
@@ -152,11 +194,14 @@ async fn the_configured_password_signs_in_and_guessing_is_cut_off() {
         429,
         "locked for a minute, even for the right password"
     );
+    assert!(!logged().contains("correct horse battery"));
+    assert!(logged().contains("a sign-in was refused"));
     w.d.stop().await;
 }
 
 #[tokio::test]
 async fn state_changing_posts_need_the_session_csrf_token_and_this_origin() {
+    logs();
     let w = world().await;
     let flow = w.start_and_approve("snapchat", "csrf-target").await;
     w.finish(&flow).await;
@@ -220,8 +265,20 @@ async fn state_changing_posts_need_the_session_csrf_token_and_this_origin() {
     assert_eq!(version().await, 2, "the real form refreshes");
     let origin: &'static str =
         Box::leak(w.d.base.trim_end_matches('/').to_string().into_boxed_str());
-    assert_eq!(post(Some(csrf), Some(origin), Some(cookie)).await, 303);
+    assert_eq!(
+        post(Some(csrf.clone()), Some(origin), Some(cookie.clone())).await,
+        303
+    );
     assert_eq!(version().await, 3);
+    let text = logged();
+    assert!(
+        text.contains("dashboard: refresh now"),
+        "the action is logged"
+    );
+    let session_id = cookie.split_once('=').unwrap().1;
+    for secret in [w.admin.as_str(), session_id, csrf.as_str()] {
+        assert!(!text.contains(secret), "a secret reached a log line");
+    }
     w.d.stop().await;
 }
 
