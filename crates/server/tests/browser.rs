@@ -7,7 +7,8 @@
 mod support;
 mod webdriver;
 
-use support::world;
+use chrono::TimeDelta;
+use support::{World, world};
 use webdriver::Browser;
 
 fn skip() -> bool {
@@ -204,6 +205,121 @@ async fn a_person_connects_watches_a_revocation_and_reauthorizes_in_the_browser(
     b.goto(&base).await;
     assert!(b.url().await.ends_with("/login"));
 
+    b.quit().await;
+    w.d.stop().await;
+}
+
+async fn sandbox_post(w: &World, path: &str, body: serde_json::Value) {
+    let sb = w.d.sandbox_base.clone().unwrap();
+    let r = w
+        .http
+        .post(format!("{sb}/_sandbox/{path}"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        r.status().is_success(),
+        "{path}: {}",
+        r.text().await.unwrap()
+    );
+}
+
+async fn sign_in(b: &Browser, w: &World) {
+    b.goto(&format!("{}login", w.d.base)).await;
+    b.find("#secret").await.type_text(&w.admin).await;
+    b.find("button[type=submit]").await.click().await;
+    b.find("section.stats").await;
+}
+
+/// Regenerates `docs/dashboard.png` (the README's screenshot) from a day of sandbox activity:
+/// `cargo test -p tokenwarden-server --test browser -- --ignored readme_screenshot`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "writes docs/dashboard.png; run it by name to refresh the README's screenshot"]
+async fn readme_screenshot() {
+    let w = world().await;
+    for (p, id) in [
+        ("snapchat", "acme-snapchat"),
+        ("tiktok", "acme-tiktok"),
+        ("tiktok-business", "acme-ads"),
+        ("threads", "brand-threads"),
+        ("meta", "acme-meta"),
+        ("snapchat", "shop-snapchat"),
+    ] {
+        let flow = w.start_and_approve(p, id).await;
+        assert_eq!(w.finish(&flow).await.0, 303);
+    }
+    // A day of refreshes, with throttling and a failure or two along the way.
+    for hour in 0..22 {
+        w.clock.advance(TimeDelta::minutes(61));
+        if hour % 7 == 3 {
+            sandbox_post(
+                &w,
+                "faults/snapchat/throttle",
+                serde_json::json!({"next": 1, "target": "token"}),
+            )
+            .await;
+        }
+        if hour == 12 {
+            sandbox_post(
+                &w,
+                "faults/tiktok/outage",
+                serde_json::json!({"for": "30m", "status": 503}),
+            )
+            .await;
+        }
+        for id in ["acme-snapchat", "shop-snapchat", "acme-tiktok"] {
+            w.api(&w.reader, &format!("v1/connections/{id}/token"))
+                .await;
+        }
+    }
+    // Now: TikTok's token endpoint is down, and Meta's grant was revoked.
+    sandbox_post(
+        &w,
+        "faults/tiktok/outage",
+        serde_json::json!({"for": "10h", "status": 502}),
+    )
+    .await;
+    w.http
+        .post(format!("{}v1/connections/acme-tiktok/refresh", w.d.base))
+        .bearer_auth(&w.admin)
+        .send()
+        .await
+        .unwrap();
+    let sb = w.d.sandbox_base.clone().unwrap();
+    let grants: serde_json::Value = w
+        .http
+        .get(format!("{sb}/_sandbox/grants?provider=meta"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let g = grants["grants"][0]["id"].as_str().unwrap().to_string();
+    sandbox_post(&w, &format!("grants/{g}/revoke"), serde_json::json!({})).await;
+    let http = tokenwarden_server::monitor::client();
+    for id in ["acme-meta", "acme-ads", "acme-snapchat"] {
+        let id = tokenwarden_core::id::ConnectionId::parse(id).unwrap();
+        tokenwarden_server::monitor::probe(&w.d.state, &http, &id).await;
+    }
+
+    let b = Browser::start().await;
+    b.resize(1360, 1240).await;
+    sign_in(&b, &w).await;
+    assert_eq!(b.find(".stat.reauth_required .n").await.text().await, "1");
+    assert_eq!(b.find(".stat.degraded .n").await.text().await, "1");
+    let shot = b.screenshot("readme-overview").await;
+    let docs =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/dashboard.png");
+    std::fs::copy(&shot, &docs).unwrap();
+    b.goto(&format!("{}connections", w.d.base)).await;
+    b.find("#connections").await;
+    b.screenshot("readme-connections").await;
+    b.goto(&format!("{}connections/acme-snapchat", w.d.base))
+        .await;
+    b.find("#timeline").await;
+    b.screenshot("readme-connection").await;
     b.quit().await;
     w.d.stop().await;
 }

@@ -197,7 +197,7 @@ pub fn svg(bars: &[(DateTime<Utc>, [u32; 3])], label: &str) -> String {
                 counts[2]
             );
         }
-        if at.hour() % 6 == 0 {
+        if at.hour() % 6 == 0 && x < w - 30.0 {
             let _ = write!(
                 out,
                 "<text class=\"tick\" x=\"{x:.1}\" y=\"{}\">{}</text>",

@@ -452,12 +452,12 @@ async fn overview(State(s): State<ServerState>, signed: Signed) -> Response {
             let _ = write!(
                 body,
                 "<tr data-connection=\"{id}\"><td><a href=\"/connections/{id}\">{id}</a></td><td>{}</td><td>{}</td><td>{}</td><td class=\"fix\">{}</td>\
-<td><a class=\"button small\" href=\"{}\">Re-authorize</a></td></tr>",
+<td>{}</td></tr>",
                 escape(&provider_name(&s, c.provider.as_str())),
                 badge(c.state),
                 escape(&what),
                 escape(&fix),
-                escape(&s.connect_link(c.provider.as_str(), c.id.as_str())),
+                action_button(&s, c),
                 id = escape(c.id.as_str()),
             );
         }
@@ -494,6 +494,29 @@ async fn overview(State(s): State<ServerState>, signed: Signed) -> Response {
         refresh_secs: Some(15),
     }
     .send(StatusCode::OK, &s.providers)
+}
+
+/// The one button a row of "Needs action" offers: the connect link where only a person
+/// re-authorizing helps, the connection's page otherwise (tokenwarden is already retrying).
+fn action_button(s: &ServerState, c: &Connection) -> String {
+    let needs_person = matches!(
+        c.state,
+        ConnectionState::ReauthRequired | ConnectionState::Pending
+    ) || c
+        .problems
+        .iter()
+        .any(|p| matches!(p.code.as_str(), "expires_soon" | "missing_scope"));
+    if needs_person {
+        format!(
+            "<a class=\"button small primary\" href=\"{}\">Re-authorize</a>",
+            escape(&s.connect_link(c.provider.as_str(), c.id.as_str()))
+        )
+    } else {
+        format!(
+            "<a class=\"button small\" href=\"/connections/{}\">Details</a>",
+            escape(c.id.as_str())
+        )
+    }
 }
 
 fn connect_form(s: &ServerState) -> String {
@@ -809,7 +832,7 @@ async fn connection(
         when(Some(conn.updated_at)),
     );
 
-    body.push_str("<section class=\"card\" id=\"scopes\"><h2>Scopes</h2><table><thead><tr><th>Scope</th><th>Required</th><th>Granted</th></tr></thead><tbody>");
+    body.push_str("<div class=\"column\"><section class=\"card\" id=\"scopes\"><h2>Scopes</h2><table><thead><tr><th>Scope</th><th>Required</th><th>Granted</th></tr></thead><tbody>");
     let required: Vec<String> = provider
         .as_ref()
         .map(|p| {
@@ -860,9 +883,9 @@ async fn connection(
     if all.is_empty() {
         body.push_str("<tr><td colspan=\"3\" class=\"muted\">This platform takes no scopes (permissions are set on the app).</td></tr>");
     }
-    body.push_str("</tbody></table></section></div>");
-
+    body.push_str("</tbody></table></section>");
     body.push_str(&chart_card("Activity of this connection", &bars));
+    body.push_str("</div></div>");
 
     body.push_str(
         "<section class=\"card\" id=\"timeline\"><h2>Timeline</h2><ol class=\"timeline\">",

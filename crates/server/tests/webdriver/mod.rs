@@ -173,6 +173,16 @@ impl Browser {
         }
     }
 
+    /// Resizes the window (screenshots show the viewport).
+    pub async fn resize(&self, width: u32, height: u32) {
+        self.cmd(
+            "POST",
+            "window/rect",
+            json!({"width": width, "height": height}),
+        )
+        .await;
+    }
+
     pub async fn execute(&self, script: &str) -> Value {
         self.cmd(
             "POST",
