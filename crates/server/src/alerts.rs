@@ -167,7 +167,8 @@ impl Default for AlertSettings {
 #[derive(Debug, Default)]
 pub struct Watcher {
     cursor: i64,
-    /// (connection, reason, what makes it this occurrence) already alerted.
+    /// (connection, reason, what makes it this occurrence) already alerted, for the conditions read
+    /// from the connections; refusals are read once each from the events after `cursor`.
     sent: HashSet<(String, Reason, String)>,
     /// Alerts that failed to send, with attempts so far.
     retry: Vec<(Alert, u32)>,
@@ -251,12 +252,8 @@ impl Watcher {
                     },
                     |p| (p.title.clone(), p.fix.clone()),
                 );
-                if self
-                    .sent
-                    .insert((c.id.to_string(), Reason::ReauthRequired, e.id.to_string()))
-                {
-                    out.push(Self::alert(s, &c, Reason::ReauthRequired, &title, &fix));
-                }
+                // The cursor makes this once per refusal event.
+                out.push(Self::alert(s, &c, Reason::ReauthRequired, &title, &fix));
             }
             if batch.len() < 500 {
                 break;
@@ -284,8 +281,17 @@ impl Watcher {
                             p.since.timestamp_millis().to_string(),
                         )
                     }
-                    // The monitor rewrites `since` on every probe; the title carries the date.
-                    "expires_soon" => (c.id.to_string(), Reason::ExpiresSoon, p.title.clone()),
+                    // The monitor rewrites the problem at every probe (since, days left); the
+                    // occurrence is the token set whose end is forecast.
+                    "expires_soon" => {
+                        let ends = match s.store.get_tokens(&c.id).await {
+                            Ok(Some(t)) => {
+                                format!("{:?}/{:?}", t.set.expires_at, t.set.refresh_expires_at)
+                            }
+                            _ => p.code.clone(),
+                        };
+                        (c.id.to_string(), Reason::ExpiresSoon, ends)
+                    }
                     _ => continue,
                 };
                 current.insert(key.clone());
@@ -309,11 +315,8 @@ impl Watcher {
                 }
             }
         }
-        // Forget occurrences that are over, so a later one alerts again.
-        self.sent
-            .retain(|k| k.1 == Reason::ReauthRequired || current.contains(k));
-        let live: HashSet<&str> = conns.iter().map(|c| c.id.as_str()).collect();
-        self.sent.retain(|k| live.contains(k.0.as_str()));
+        // Forget occurrences that are over (or whose connection is gone), so a later one alerts.
+        self.sent.retain(|k| current.contains(k));
         out
     }
 
