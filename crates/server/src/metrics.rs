@@ -119,6 +119,26 @@ pub async fn handler(State(s): State<ServerState>, headers: axum::http::HeaderMa
                 }
             }
             text.push_str(&gauges(&conns, &expiries, s.clock.now()));
+            let mut apps: BTreeMap<(String, String), u64> = BTreeMap::new();
+            for app in s.store.list_apps(None).await.unwrap_or_default() {
+                for p in s
+                    .store
+                    .app_problems(&app.provider, &app.id)
+                    .await
+                    .unwrap_or_default()
+                {
+                    *apps.entry((app.provider.to_string(), p.code)).or_default() += 1;
+                }
+            }
+            text.push_str("# HELP tokenwarden_app_problems Apps the platform refused (wrong or rotated client secret), by provider and code.\n# TYPE tokenwarden_app_problems gauge\n");
+            for ((p, code), n) in &apps {
+                let _ = writeln!(
+                    text,
+                    "tokenwarden_app_problems{{provider=\"{}\",code=\"{}\"}} {n}",
+                    label(p),
+                    label(code)
+                );
+            }
         }
         Err(e) => {
             tracing::warn!(error = %e, "metrics: the store does not answer");

@@ -346,3 +346,58 @@ async fn platform_text_is_escaped_and_no_token_reaches_a_page() {
     );
     w.d.stop().await;
 }
+
+#[tokio::test]
+async fn a_refused_app_shows_on_the_overview_with_its_fix() {
+    let w = world().await;
+    let flow = w.start_and_approve("snapchat", "app-victim").await;
+    w.finish(&flow).await;
+    let cookie = session(&w).await;
+    let (_, _, html) = page(&w, &cookie, "").await;
+    assert!(!html.contains("id=\"app-problems\""));
+    let sb = w.d.sandbox_base.clone().unwrap();
+    let r = w
+        .http
+        .post(format!(
+            "{sb}/_sandbox/apps/snapchat/demo-snapchat/rotate-secret"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    let new_secret = r.json::<serde_json::Value>().await.unwrap()["client_secret"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = w
+        .http
+        .post(format!("{}v1/connections/app-victim/refresh", w.d.base))
+        .bearer_auth(&w.admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 502, "{}", r.text().await.unwrap());
+    let (_, _, html) = page(&w, &cookie, "").await;
+    let at = html
+        .find("id=\"app-problems\"")
+        .expect("an app problems card");
+    let card = &html[at..at + html[at..].find("</section>").unwrap()];
+    assert!(card.contains("Snapchat Marketing API · app demo"), "{card}");
+    assert!(card.contains("Fix:"), "{card}");
+    assert!(!html.contains(&new_secret) && !html.contains("demo-snapchat-secret"));
+    let metrics = w
+        .http
+        .get(format!("{}metrics", w.d.base))
+        .bearer_auth(&w.admin)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("tokenwarden_app_problems{provider=\"snapchat\",code=\"app_refused\"} 1"),
+        "{metrics}"
+    );
+    w.d.stop().await;
+}

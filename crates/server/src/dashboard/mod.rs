@@ -353,6 +353,22 @@ async fn rows(s: &ServerState) -> Result<Vec<Row>, tokenwarden_store::StoreError
     Ok(out)
 }
 
+/// Open app-level problems (hardening rule 5): (provider, app, problem).
+async fn app_problems(
+    s: &ServerState,
+) -> Result<
+    Vec<(String, String, tokenwarden_core::connection::Problem)>,
+    tokenwarden_store::StoreError,
+> {
+    let mut out = Vec::new();
+    for app in s.store.list_apps(None).await? {
+        for p in s.store.app_problems(&app.provider, &app.id).await? {
+            out.push((app.provider.to_string(), app.id.to_string(), p));
+        }
+    }
+    Ok(out)
+}
+
 /// How urgently a connection needs a person: lower is more urgent; `None` when it needs nothing.
 fn urgency(c: &Connection) -> Option<u8> {
     match c.state {
@@ -429,6 +445,27 @@ async fn overview(State(s): State<ServerState>, signed: Signed) -> Response {
         );
     }
     body.push_str("</section>");
+
+    match app_problems(&s).await {
+        Ok(list) if !list.is_empty() => {
+            body.push_str("<section class=\"card\" id=\"app-problems\"><h2>App problems</h2><p class=\"muted\">The platform refused one of your apps; its connections are kept and will work again once the app is fixed.</p><ul class=\"problems\">");
+            for (provider, app, p) in list {
+                let _ = write!(
+                    body,
+                    "<li data-code=\"{}\"><strong>{} · app {}: {}</strong><p class=\"fix\"><b>Fix:</b> {}</p><p class=\"muted\">since {}</p></li>",
+                    escape(&p.code),
+                    escape(&provider_name(&s, &provider)),
+                    escape(&app),
+                    escape(&p.title),
+                    escape(&p.fix),
+                    when(Some(p.since))
+                );
+            }
+            body.push_str("</ul></section>");
+        }
+        Ok(_) => {}
+        Err(e) => return store_down(&s, &signed, e),
+    }
 
     let mut urgent: Vec<&Row> = rows.iter().filter(|r| urgency(&r.conn).is_some()).collect();
     urgent.sort_by_key(|r| (urgency(&r.conn), r.conn.id.to_string()));
