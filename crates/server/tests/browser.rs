@@ -109,6 +109,14 @@ async fn a_person_connects_watches_a_revocation_and_reauthorizes_in_the_browser(
     b.goto(&format!("{base}connections")).await;
     let row = b.find("tr[data-connection=acme-snap]").await.text().await;
     assert!(row.contains("healthy"), "{row}");
+    // The page's own script runs under the CSP: the search box filters rows as one types.
+    let visible = "return document.querySelectorAll('#connections tbody tr[data-search]:not([hidden])').length;";
+    assert_eq!(b.execute(visible).await, 1);
+    b.find("#filter")
+        .await
+        .type_text("no-such-connection")
+        .await;
+    assert_eq!(b.execute(visible).await, 0, "the live filter hid the row");
 
     // The platform revokes the grant; probing now finds it and says what to do.
     let grants: serde_json::Value = w

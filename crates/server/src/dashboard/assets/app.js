@@ -40,6 +40,12 @@
       });
     });
   }
+  // The notice after a button ("Refreshed", "Probed") is shown once, not at every reload.
+  function forgetNotice() {
+    if (/[?&]notice=/.test(location.search) && window.history && history.replaceState) {
+      history.replaceState(null, "", location.pathname);
+    }
+  }
   function reload() {
     var secs = parseInt(document.body.getAttribute("data-refresh"), 10);
     if (!secs) return;
@@ -49,5 +55,5 @@
       if (!busy && document.visibilityState === "visible") location.reload();
     }, secs * 1000);
   }
-  document.addEventListener("DOMContentLoaded", function () { countdowns(); filter(); reload(); });
+  document.addEventListener("DOMContentLoaded", function () { countdowns(); filter(); forgetNotice(); reload(); });
 })();
