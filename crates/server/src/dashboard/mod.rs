@@ -263,7 +263,7 @@ async fn login(
         );
     }
     let secret = f.secret.trim();
-    let who = if secret.starts_with("tw_") {
+    let key = if secret.starts_with("tw_") {
         match s.store.verify_api_key(secret).await {
             Ok(Some(k)) if k.role == ApiKeyRole::Admin => Some(format!("API key {}", k.id)),
             Ok(_) => None,
@@ -276,11 +276,16 @@ async fn login(
                 );
             }
         }
-    } else if s.dashboard.sessions.password_ok(secret) {
-        Some("password".to_string())
     } else {
         None
     };
+    // A password may look like a key; it is checked whenever the key was not a valid admin key.
+    let who = key.or_else(|| {
+        s.dashboard
+            .sessions
+            .password_ok(secret)
+            .then(|| "password".to_string())
+    });
     let Some(who) = who else {
         s.dashboard.sessions.failed();
         tracing::warn!("dashboard: a sign-in was refused");
