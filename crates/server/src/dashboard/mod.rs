@@ -405,8 +405,9 @@ fn chart_card(title: &str, bars: &chart::Bars) -> String {
 
 async fn overview(State(s): State<ServerState>, signed: Signed) -> Response {
     let now = s.clock.now();
-    let rows = match rows(&s).await {
-        Ok(r) => r,
+    // The overview needs no token set, so it reads connections only (one query).
+    let conns = match s.store.list_connections().await {
+        Ok(c) => c,
         Err(e) => return store_down(&s, &signed, e),
     };
     let (bars, _) = match s.dashboard.activity.bars(&*s.store, None, now).await {
@@ -415,20 +416,20 @@ async fn overview(State(s): State<ServerState>, signed: Signed) -> Response {
     };
     let mut by_state: BTreeMap<&str, usize> = BTreeMap::new();
     let mut by_provider: BTreeMap<String, [usize; 4]> = BTreeMap::new();
-    for r in &rows {
-        *by_state.entry(r.conn.state.as_str()).or_default() += 1;
+    for c in &conns {
+        *by_state.entry(c.state.as_str()).or_default() += 1;
         let idx = ConnectionState::ALL
             .iter()
-            .position(|x| *x == r.conn.state)
+            .position(|x| *x == c.state)
             .unwrap_or(0);
-        by_provider.entry(r.conn.provider.to_string()).or_default()[idx] += 1;
+        by_provider.entry(c.provider.to_string()).or_default()[idx] += 1;
     }
     let mut body = String::new();
     body.push_str("<section class=\"stats\">");
     let _ = write!(
         body,
         "<a class=\"stat\" href=\"/connections\"><span class=\"n\">{}</span><span>connections</span></a>",
-        rows.len()
+        conns.len()
     );
     for st in [
         ConnectionState::Active,
@@ -472,15 +473,14 @@ async fn overview(State(s): State<ServerState>, signed: Signed) -> Response {
         Err(e) => return store_down(&s, &signed, e),
     }
 
-    let mut urgent: Vec<&Row> = rows.iter().filter(|r| urgency(&r.conn).is_some()).collect();
-    urgent.sort_by_key(|r| (urgency(&r.conn), r.conn.id.to_string()));
+    let mut urgent: Vec<&Connection> = conns.iter().filter(|c| urgency(c).is_some()).collect();
+    urgent.sort_by_key(|c| (urgency(c), c.id.to_string()));
     body.push_str("<section class=\"card\" id=\"needs-action\"><h2>Needs action</h2>");
     if urgent.is_empty() {
         body.push_str("<p class=\"ok-note\">Nothing needs you: every connection is healthy.</p>");
     } else {
         body.push_str("<table><thead><tr><th>Connection</th><th>Provider</th><th>State</th><th>What is wrong</th><th>Fix</th><th></th></tr></thead><tbody>");
-        for r in urgent {
-            let c = &r.conn;
+        for c in urgent {
             let (what, fix) = c.problems.first().map_or_else(
                 || match c.state {
                     ConnectionState::Pending => (
@@ -1091,7 +1091,7 @@ fn diagnose_page(
     let body = format!(
         "<section class=\"card\"><form method=\"post\" action=\"/diagnose\" class=\"stack\">{}\
 <label>Platform <select name=\"provider\" id=\"diagnose-provider\">{options}</select></label>\
-<label for=\"response\">The response, as <code>curl -i</code> prints it (status line, headers, blank line, body)</label>\
+<label for=\"response\"><span>The response, as <code>curl -i</code> prints it (status line, headers, blank line, body)</span></label>\
 <textarea id=\"response\" name=\"response\" rows=\"10\" spellcheck=\"false\" required>{}</textarea>\
 <label class=\"check\"><input type=\"checkbox\" name=\"token_endpoint\" value=\"1\"{}> from a token endpoint (code exchange or refresh)</label>\
 <button type=\"submit\" class=\"primary\" id=\"diagnose-go\">Diagnose</button></form></section>{result}",
