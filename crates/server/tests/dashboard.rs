@@ -401,3 +401,48 @@ async fn a_refused_app_shows_on_the_overview_with_its_fix() {
     );
     w.d.stop().await;
 }
+
+#[tokio::test]
+async fn the_connections_table_pages_through_many_connections() {
+    let w = world().await;
+    let now = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+    for i in 0..230 {
+        w.d.state
+            .store
+            .put_connection(&Connection {
+                id: ConnectionId::parse(format!("many-{i:03}")).unwrap(),
+                provider: ProviderId::parse("snapchat").unwrap(),
+                app: AppId::parse("demo").unwrap(),
+                state: ConnectionState::Pending,
+                environment: Environment::Production,
+                api_base: "http://127.0.0.1:9".into(),
+                account_ids: vec![],
+                scopes: vec![],
+                problems: vec![],
+                created_at: now,
+                updated_at: now,
+            })
+            .await
+            .unwrap();
+    }
+    let cookie = session(&w).await;
+    let rows = |html: &str| html.matches("<tr data-search=").count();
+    let (_, _, first) = page(&w, &cookie, "connections?q=many").await;
+    assert_eq!(rows(&first), 100);
+    assert!(first.contains("230 of 230 connections match; rows 1–100 (page 1 of 3)"));
+    assert!(first.contains("href=\"/connections?q=many&amp;state=&amp;provider=&amp;page=1\""));
+    assert!(!first.contains(">Previous<"));
+    let (_, _, last) = page(&w, &cookie, "connections?q=many&page=2").await;
+    assert_eq!(rows(&last), 30);
+    assert!(
+        last.contains("data-connection=\"many-229\"")
+            && !last.contains("data-connection=\"many-000\"")
+    );
+    assert!(last.contains(">Previous<") && !last.contains(">Next<"));
+    let (_, _, beyond) = page(&w, &cookie, "connections?q=many&page=99").await;
+    assert_eq!(rows(&beyond), 30, "a page past the end shows the last one");
+    let (_, _, few) = page(&w, &cookie, "connections?q=many-00").await;
+    assert_eq!(rows(&few), 10);
+    assert!(few.contains("10 of 230 connections match. "));
+    w.d.stop().await;
+}

@@ -349,15 +349,6 @@ struct Row {
     tokens: Option<StoredTokens>,
 }
 
-async fn rows(s: &ServerState) -> Result<Vec<Row>, tokenwarden_store::StoreError> {
-    let mut out = Vec::new();
-    for conn in s.store.list_connections().await? {
-        let tokens = s.store.get_tokens(&conn.id).await?;
-        out.push(Row { conn, tokens });
-    }
-    Ok(out)
-}
-
 /// Open app-level problems (hardening rule 5): (provider, app, problem).
 async fn app_problems(
     s: &ServerState,
@@ -621,7 +612,12 @@ struct ListQuery {
     state: String,
     #[serde(default)]
     provider: String,
+    #[serde(default)]
+    page: usize,
 }
+
+/// Rows per page of the connections table (token sets are read for the shown page only).
+const PAGE: usize = 100;
 
 async fn connections(
     State(s): State<ServerState>,
@@ -629,8 +625,8 @@ async fn connections(
     Query(f): Query<ListQuery>,
 ) -> Response {
     let now = s.clock.now();
-    let rows = match rows(&s).await {
-        Ok(r) => r,
+    let conns = match s.store.list_connections().await {
+        Ok(c) => c,
         Err(e) => return store_down(&s, &signed, e),
     };
     let last = match s.dashboard.activity.last_refreshes(&*s.store, now).await {
@@ -638,12 +634,24 @@ async fn connections(
         Err(e) => return store_down(&s, &signed, e),
     };
     let needle = f.q.trim().to_lowercase();
-    let shown: Vec<&Row> = rows
+    let matching: Vec<&Connection> = conns
         .iter()
-        .filter(|r| f.state.is_empty() || r.conn.state.as_str() == f.state)
-        .filter(|r| f.provider.is_empty() || r.conn.provider.as_str() == f.provider)
-        .filter(|r| needle.is_empty() || search_text(&r.conn).contains(&needle))
+        .filter(|c| f.state.is_empty() || c.state.as_str() == f.state)
+        .filter(|c| f.provider.is_empty() || c.provider.as_str() == f.provider)
+        .filter(|c| needle.is_empty() || search_text(c).contains(&needle))
         .collect();
+    let pages = matching.len().div_ceil(PAGE).max(1);
+    let page = f.page.min(pages - 1);
+    let mut shown = Vec::new();
+    for c in matching.iter().skip(page * PAGE).take(PAGE) {
+        match s.store.get_tokens(&c.id).await {
+            Ok(tokens) => shown.push(Row {
+                conn: (*c).clone(),
+                tokens,
+            }),
+            Err(e) => return store_down(&s, &signed, e),
+        }
+    }
     let mut body = String::new();
     let opt = |v: &str, text: &str, cur: &str| {
         format!(
@@ -703,11 +711,39 @@ async fn connections(
     if shown.is_empty() {
         body.push_str("<tr><td colspan=\"8\" class=\"muted\">No connection matches.</td></tr>");
     }
+    let pager = |to: usize, text: &str| {
+        format!(
+            "<a class=\"button small\" href=\"/connections?q={}&amp;state={}&amp;provider={}&amp;page={to}\">{text}</a>",
+            escape(&query_escape(&f.q)),
+            escape(&query_escape(&f.state)),
+            escape(&query_escape(&f.provider)),
+        )
+    };
     let _ = write!(
         body,
-        "</tbody></table><p class=\"muted\">{} of {} connections.</p></section>",
-        shown.len(),
-        rows.len()
+        "</tbody></table><p class=\"muted pager\">{} of {} connections match{}. {}{}</p></section>",
+        matching.len(),
+        conns.len(),
+        if pages > 1 {
+            format!(
+                "; rows {}–{} (page {} of {pages})",
+                page * PAGE + 1,
+                page * PAGE + shown.len(),
+                page + 1
+            )
+        } else {
+            String::new()
+        },
+        if page > 0 {
+            pager(page - 1, "Previous")
+        } else {
+            String::new()
+        },
+        if page + 1 < pages {
+            pager(page + 1, "Next")
+        } else {
+            String::new()
+        },
     );
     Page {
         title: "Connections",
@@ -718,6 +754,11 @@ async fn connections(
         refresh_secs: Some(30),
     }
     .send(StatusCode::OK, &s.providers)
+}
+
+/// Percent-encodes a query value (the filter links carry what the person typed).
+fn query_escape(v: &str) -> String {
+    url::form_urlencoded::byte_serialize(v.as_bytes()).collect()
 }
 
 fn search_text(c: &Connection) -> String {
