@@ -25,7 +25,7 @@ async fn approve_at_sandbox(b: &Browser, sandbox: &str) {
         b.url().await.starts_with(sandbox),
         "the browser is at the platform's (sandbox's) authorize page"
     );
-    approve.click().await;
+    b.click_through(approve).await;
     let h1 = b.find("h1").await.text().await;
     assert_eq!(h1, "Connected", "{}", b.source().await);
 }
@@ -44,18 +44,18 @@ async fn a_person_connects_watches_a_revocation_and_reauthorizes_in_the_browser(
     b.goto(&format!("{base}connections")).await;
     assert!(b.url().await.ends_with("/login"), "{}", b.url().await);
     b.find("#secret").await.type_text("tw_not_a_key").await;
-    b.find("button[type=submit]").await.click().await;
+    b.click_through(b.find("button[type=submit]").await).await;
     let err = b.find("p.error").await.text().await;
     assert!(err.contains("not an admin API key"), "{err}");
     b.screenshot("01-sign-in-refused").await;
     // A token-reader key is not enough either.
     b.find("#secret").await.type_text(&w.reader).await;
-    b.find("button[type=submit]").await.click().await;
+    b.click_through(b.find("button[type=submit]").await).await;
     b.find("p.error").await;
     assert!(b.url().await.ends_with("/login"));
 
     b.find("#secret").await.type_text(&w.admin).await;
-    b.find("button[type=submit]").await.click().await;
+    b.click_through(b.find("button[type=submit]").await).await;
     b.find("section.stats").await;
     assert_eq!(b.title().await, "Overview · tokenwarden");
     assert!(
@@ -74,7 +74,7 @@ async fn a_person_connects_watches_a_revocation_and_reauthorizes_in_the_browser(
         .click()
         .await;
     b.find("#connect-id").await.type_text("acme-snap").await;
-    b.find("#connect-go").await.click().await;
+    b.click_through(b.find("#connect-go").await).await;
     b.find("button[value=approve]").await;
     b.screenshot("03-sandbox-authorize").await;
     approve_at_sandbox(&b, &sandbox).await;
@@ -95,7 +95,7 @@ async fn a_person_connects_watches_a_revocation_and_reauthorizes_in_the_browser(
     b.screenshot("04-connection-healthy").await;
 
     // Refresh now (a CSRF-protected form) gives a new token version.
-    b.find("#refresh-now").await.click().await;
+    b.click_through(b.find("#refresh-now").await).await;
     let notice = b.find("p.notice").await.text().await;
     assert!(notice.starts_with("Refreshed"), "{notice}");
     let (_, after) = w.api(&w.admin, "v1/connections/acme-snap").await;
@@ -140,7 +140,7 @@ async fn a_person_connects_watches_a_revocation_and_reauthorizes_in_the_browser(
         .unwrap();
     assert!(r.status().is_success());
     b.goto(&format!("{base}connections/acme-snap")).await;
-    b.find("#probe-now").await.click().await;
+    b.click_through(b.find("#probe-now").await).await;
     b.find(".head .badge[data-state=reauth_required]").await;
     let problem = b.find("#problems li").await.text().await;
     assert!(problem.contains("Fix:"), "{problem}");
@@ -161,7 +161,7 @@ async fn a_person_connects_watches_a_revocation_and_reauthorizes_in_the_browser(
 
     // One click on Re-authorize, then approve at the platform: healthy again.
     b.goto(&format!("{base}connections/acme-snap")).await;
-    b.find("#reauthorize").await.click().await;
+    b.click_through(b.find("#reauthorize").await).await;
     approve_at_sandbox(&b, &sandbox).await;
     b.goto(&format!("{base}connections/acme-snap")).await;
     b.find(".head .badge[data-state=active]").await;
@@ -181,7 +181,7 @@ async fn a_person_connects_watches_a_revocation_and_reauthorizes_in_the_browser(
         "document.querySelectorAll('input[name=csrf]').forEach(function (e) { e.remove(); });",
     )
     .await;
-    b.find("#refresh-now").await.click().await;
+    b.click_through(b.find("#refresh-now").await).await;
     let h1 = b.find("h1").await.text().await;
     assert_eq!(h1, "Refused");
     assert!(b.source().await.contains("anti-forgery token"));
@@ -202,13 +202,13 @@ async fn a_person_connects_watches_a_revocation_and_reauthorizes_in_the_browser(
         .await
         .type_text("HTTP/1.1 200 OK\ncontent-type: application/json\n\n{\"code\":40100,\"message\":\"Too many requests\",\"data\":{}}")
         .await;
-    b.find("#diagnose-go").await.click().await;
+    b.click_through(b.find("#diagnose-go").await).await;
     let verdict = b.find("#verdict").await.text().await;
     assert!(verdict.contains("rate_limited"), "{verdict}");
     b.screenshot("09-diagnose").await;
 
     // Sign out: the session is gone.
-    b.find("header button.link").await.click().await;
+    b.click_through(b.find("header button.link").await).await;
     b.find("#secret").await;
     b.goto(&base).await;
     assert!(b.url().await.ends_with("/login"));
@@ -236,7 +236,7 @@ async fn sandbox_post(w: &World, path: &str, body: serde_json::Value) {
 async fn sign_in(b: &Browser, w: &World) {
     b.goto(&format!("{}login", w.d.base)).await;
     b.find("#secret").await.type_text(&w.admin).await;
-    b.find("button[type=submit]").await.click().await;
+    b.click_through(b.find("button[type=submit]").await).await;
     b.find("section.stats").await;
 }
 

@@ -108,7 +108,8 @@ async fn the_figures_follow_connects_refreshes_probes_and_revocations() {
         before + 1.0
     );
 
-    // The platform revokes met-1's grant: the refusal is counted and the gauges move.
+    // The platform revokes the grants (both: the sandbox lists them in no promised order), and
+    // met-1's next refresh is refused: the refusal is counted and the gauges move.
     let sb = w.d.sandbox_base.clone().unwrap();
     let grants: serde_json::Value = w
         .http
@@ -119,15 +120,16 @@ async fn the_figures_follow_connects_refreshes_probes_and_revocations() {
         .json()
         .await
         .unwrap();
-    let first = grants["grants"].as_array().unwrap()[0]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    w.http
-        .post(format!("{sb}/_sandbox/grants/{first}/revoke"))
-        .send()
-        .await
-        .unwrap();
+    for g in grants["grants"].as_array().unwrap() {
+        let id = g["id"].as_str().unwrap();
+        let r = w
+            .http
+            .post(format!("{sb}/_sandbox/grants/{id}/revoke"))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success());
+    }
     let refused = [("provider", "snapchat"), ("outcome", "refused")];
     let before = value(&m3, "tokenwarden_refreshes_total", &refused);
     assert_eq!(refresh(&w, "met-1").await, 409);

@@ -14,8 +14,18 @@ pub struct Browser {
     http: reqwest::Client,
     base: String,
     session: String,
-    driver: Child,
+    driver: Driver,
     _profile: tempfile::TempDir,
+}
+
+/// chromedriver, stopped when dropped (also when starting the session fails).
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// Where chromedriver and Chromium live (Debian's `chromium` and `chromium-driver`).
@@ -45,13 +55,15 @@ pub struct Element<'a> {
 impl Browser {
     pub async fn start() -> Browser {
         let (driver_path, chrome) = available().unwrap();
-        let mut driver = Command::new(driver_path)
-            .arg("--port=0")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("chromedriver starts");
-        let stdout = driver.stdout.take().unwrap();
+        let mut driver = Driver(
+            Command::new(driver_path)
+                .arg("--port=0")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("chromedriver starts"),
+        );
+        let stdout = driver.0.stdout.take().unwrap();
         let port = tokio::task::spawn_blocking(move || {
             let mut lines = BufReader::new(stdout).lines();
             let port = loop {
@@ -113,7 +125,7 @@ impl Browser {
         b
     }
 
-    async fn cmd(&self, method: &str, path: &str, body: Value) -> Value {
+    async fn try_cmd(&self, method: &str, path: &str, body: Value) -> Result<Value, Value> {
         let url = format!("{}/session/{}/{path}", self.base, self.session);
         let req = match method {
             "GET" => self.http.get(url),
@@ -122,9 +134,42 @@ impl Browser {
         };
         let v: Value = req.send().await.unwrap().json().await.unwrap();
         if v["value"].get("error").is_some() {
-            panic!("WebDriver {method} {path}: {}", v["value"]);
+            return Err(v["value"].clone());
         }
-        v["value"].clone()
+        Ok(v["value"].clone())
+    }
+
+    async fn cmd(&self, method: &str, path: &str, body: Value) -> Value {
+        match self.try_cmd(method, path, body).await {
+            Ok(v) => v,
+            Err(e) => panic!("WebDriver {method} {path}: {e}"),
+        }
+    }
+
+    /// Clicks something that leads to another page, and returns once that page has loaded (a
+    /// form post's navigation can start after the click returns, and the old page's elements
+    /// would still match).
+    pub async fn click_through(&self, el: Element<'_>) {
+        self.execute("window.__twOld = true;").await;
+        el.click().await;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let probe = self
+                .try_cmd(
+                    "POST",
+                    "execute/sync",
+                    json!({"script": "return window.__twOld !== true && document.readyState === 'complete';", "args": []}),
+                )
+                .await;
+            if probe == Ok(Value::Bool(true)) {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no new page after the click: {probe:?}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
     }
 
     pub async fn goto(&self, url: &str) {
@@ -267,7 +312,6 @@ impl Drop for Browser {
             }
         })
         .join();
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
+        // `driver` is dropped next, which stops chromedriver.
     }
 }
