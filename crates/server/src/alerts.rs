@@ -6,7 +6,8 @@
 //!   refusal recorded by the engine, the monitor or another replica is seen exactly once here);
 //! - a connection `degraded` for longer than [`AlertSettings::degraded_after`] (the problem's
 //!   `since`, so a long outage alerts once, not every retry);
-//! - an expiry forecast (`expires_soon`, raised by the monitor days ahead), once per forecast date.
+//! - an expiry forecast (`expires_soon`, raised by the monitor days ahead), once per token set;
+//! - an app the platform refused (a wrong or rotated client secret), once per app problem.
 //!
 //! Delivery is best effort with a few retries; the webhook URL is a secret (anyone holding it can
 //! post) and never appears in a log line or an error. Each replica that runs a notifier alerts, so
@@ -30,6 +31,9 @@ pub enum Reason {
     Degraded,
     /// A token (or refresh token) that cannot be renewed ends soon.
     ExpiresSoon,
+    /// The platform refused an app (a wrong or rotated client secret): every refresh of its
+    /// connections fails until the app is fixed (hardening rule 5).
+    AppRefused,
 }
 
 impl Reason {
@@ -39,6 +43,7 @@ impl Reason {
             Reason::ReauthRequired => "reauth_required",
             Reason::Degraded => "degraded",
             Reason::ExpiresSoon => "expires_soon",
+            Reason::AppRefused => "app_refused",
         }
     }
 }
@@ -48,7 +53,7 @@ impl Reason {
 pub struct Alert {
     /// Why.
     pub reason: Reason,
-    /// The connection id.
+    /// The connection id (for [`Reason::AppRefused`], the app's id).
     pub connection: String,
     /// The platform's name.
     pub provider: String,
@@ -56,9 +61,9 @@ pub struct Alert {
     pub title: String,
     /// What to do.
     pub fix: String,
-    /// The re-authorization link.
-    pub reauthorize: String,
-    /// The connection's dashboard page.
+    /// The re-authorization link (none for an app).
+    pub reauthorize: Option<String>,
+    /// The connection's dashboard page (the overview for an app).
     pub dashboard: String,
 }
 
@@ -72,18 +77,26 @@ fn slack_escape(s: &str) -> String {
 impl Alert {
     /// The message text (Slack mrkdwn; readable as plain text elsewhere).
     pub fn text(&self) -> String {
-        let head = match self.reason {
-            Reason::ReauthRequired => "needs re-authorization",
-            Reason::Degraded => "has been degraded for a while",
-            Reason::ExpiresSoon => "will stop working soon",
+        let (what, head) = match self.reason {
+            Reason::ReauthRequired => ("connection", "needs re-authorization"),
+            Reason::Degraded => ("connection", "has been degraded for a while"),
+            Reason::ExpiresSoon => ("connection", "will stop working soon"),
+            Reason::AppRefused => (
+                "app",
+                "was refused by the platform: its connections cannot refresh",
+            ),
         };
+        let reauthorize = self
+            .reauthorize
+            .as_ref()
+            .map(|l| format!("Re-authorize: <{l}|connect link> · "))
+            .unwrap_or_default();
         format!(
-            ":warning: *tokenwarden*: connection `{}` ({}) {head}.\n*What happened:* {}\n*Fix:* {}\nRe-authorize: <{}|connect link> · Details: <{}|dashboard>",
+            ":warning: *tokenwarden*: {what} `{}` ({}) {head}.\n*What happened:* {}\n*Fix:* {}\n{reauthorize}Details: <{}|dashboard>",
             slack_escape(&self.connection),
             slack_escape(&self.provider),
             slack_escape(&self.title),
             slack_escape(&self.fix),
-            self.reauthorize,
             self.dashboard,
         )
     }
@@ -210,7 +223,7 @@ impl Watcher {
                 .map_or_else(|| c.provider.to_string(), |p| p.spec.name.clone()),
             title: title.to_string(),
             fix: fix.to_string(),
-            reauthorize: s.connect_link(c.provider.as_str(), c.id.as_str()),
+            reauthorize: Some(s.connect_link(c.provider.as_str(), c.id.as_str())),
             dashboard: dashboard.to_string(),
         }
     }
@@ -315,6 +328,38 @@ impl Watcher {
                 }
             }
         }
+        // Apps the platform refused, once per open problem.
+        for app in s.store.list_apps(None).await.unwrap_or_default() {
+            let problems = match s.store.app_problems(&app.provider, &app.id).await {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(error = %e, "alerts: cannot read app problems");
+                    continue;
+                }
+            };
+            for p in problems {
+                let key = (
+                    format!("app:{}/{}", app.provider, app.id),
+                    Reason::AppRefused,
+                    format!("{}@{}", p.code, p.since.timestamp_millis()),
+                );
+                current.insert(key.clone());
+                if self.sent.insert(key) {
+                    out.push(Alert {
+                        reason: Reason::AppRefused,
+                        connection: app.id.to_string(),
+                        provider: s
+                            .providers
+                            .get(app.provider.as_str())
+                            .map_or_else(|| app.provider.to_string(), |pr| pr.spec.name.clone()),
+                        title: p.title.clone(),
+                        fix: p.fix.clone(),
+                        reauthorize: None,
+                        dashboard: s.public_url.to_string(),
+                    });
+                }
+            }
+        }
         // Forget occurrences that are over (or whose connection is gone), so a later one alerts.
         self.sent.retain(|k| current.contains(k));
         out
@@ -378,7 +423,7 @@ mod tests {
             provider: "Snapchat Marketing API".into(),
             title: "The grant was revoked <by the user>".into(),
             fix: "Re-authorize & retry".into(),
-            reauthorize: "https://t.example.com/connect/snapchat?connection_id=acme".into(),
+            reauthorize: Some("https://t.example.com/connect/snapchat?connection_id=acme".into()),
             dashboard: "https://t.example.com/connections/acme".into(),
         };
         let t = a.text();

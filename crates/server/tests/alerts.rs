@@ -186,6 +186,36 @@ async fn revocation_sustained_degradation_and_expiry_forecasts_alert_once_with_t
     )
     .await;
 
+    // The platform stops accepting the TikTok app's secret: one alert for the app, not one per
+    // connection or per attempt.
+    post(
+        &w,
+        format!("{sb}/_sandbox/apps/tiktok/demo-tiktok/rotate-secret"),
+        serde_json::json!({}),
+    )
+    .await;
+    for _ in 0..2 {
+        w.http
+            .post(format!("{}v1/connections/al-tt/refresh", w.d.base))
+            .bearer_auth(&w.admin)
+            .send()
+            .await
+            .unwrap();
+        watcher.pass(s, &notifier, &settings).await;
+    }
+    let got = rx.drain();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(
+        got[0].contains("app `demo` (TikTok Login Kit) was refused"),
+        "{}",
+        got[0]
+    );
+    assert!(
+        got[0].contains("*Fix:*") && !got[0].contains("connect link"),
+        "{}",
+        got[0]
+    );
+
     // Meta's long-lived token cannot be renewed: the monitor forecasts its end days ahead.
     w.clock.advance(TimeDelta::days(55));
     let http = tokenwarden_server::monitor::client();
