@@ -57,6 +57,16 @@ id = "sandbox"
 client_id = "your-tiktok-sandbox-app-id"
 client_secret_file = "/run/secrets/tiktok-sandbox-secret"
 environment = "sandbox"
+
+# The dashboard at public_url: sign in with an admin API key, or with this password.
+[dashboard]
+password_file = "/run/secrets/tokenwarden-dashboard-password"
+
+# Alerts to a Slack-compatible incoming webhook (Slack, Mattermost, …) when a connection needs
+# re-authorization, stays degraded, or will expire soon. Run it on one replica only.
+[alerts]
+slack_webhook_url_file = "/run/secrets/slack-webhook-url"
+degraded_after_minutes = 30
 "#;
 
 /// The file's shape.
@@ -79,6 +89,12 @@ pub struct FileConfig {
     /// Webhook delivery.
     #[serde(default)]
     pub webhooks: WebhooksConfig,
+    /// The dashboard.
+    #[serde(default)]
+    pub dashboard: DashboardConfig,
+    /// Alerts to a Slack-compatible incoming webhook.
+    #[serde(default)]
+    pub alerts: Option<AlertsConfig>,
 }
 
 /// `[webhooks]`.
@@ -88,6 +104,103 @@ pub struct WebhooksConfig {
     /// Allow `http` URLs and private, loopback and link-local addresses (default: only with
     /// `--sandbox`).
     pub allow_private: Option<bool>,
+}
+
+/// `[dashboard]`: people sign in with an admin API key, or with this password.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DashboardConfig {
+    /// The password, inline.
+    pub password: Option<Secret>,
+    /// Or a file holding it.
+    pub password_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for DashboardConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DashboardConfig")
+            .field("password_set", &self.password.is_some())
+            .field("password_file", &self.password_file)
+            .finish()
+    }
+}
+
+/// `[alerts]`: where and when to alert.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsConfig {
+    /// The incoming-webhook URL, inline (it is a secret: anyone holding it can post).
+    pub slack_webhook_url: Option<Secret>,
+    /// Or a file holding it.
+    pub slack_webhook_url_file: Option<PathBuf>,
+    /// Alert when a connection has been degraded this many minutes.
+    #[serde(default = "default_degraded_after")]
+    pub degraded_after_minutes: u32,
+    /// How often to look for something to alert, in seconds.
+    #[serde(default = "default_alert_poll")]
+    pub poll_seconds: u32,
+}
+
+fn default_degraded_after() -> u32 {
+    30
+}
+fn default_alert_poll() -> u32 {
+    15
+}
+
+impl std::fmt::Debug for AlertsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AlertsConfig")
+            .field("slack_webhook_url_file", &self.slack_webhook_url_file)
+            .field("degraded_after_minutes", &self.degraded_after_minutes)
+            .field("poll_seconds", &self.poll_seconds)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A secret given inline or in a file (not both); `None` when neither.
+fn secret_from(
+    what: &str,
+    inline: Option<&Secret>,
+    file: Option<&PathBuf>,
+) -> Result<Option<Secret>> {
+    let s = match (inline, file) {
+        (Some(s), None) => s.clone(),
+        (None, Some(f)) => {
+            let text = std::fs::read_to_string(f)
+                .with_context(|| format!("{what}: cannot read {}", f.display()))?;
+            Secret::new(text.trim().to_string())
+        }
+        (Some(_), Some(_)) => bail!("{what}: give the value or the file, not both"),
+        (None, None) => return Ok(None),
+    };
+    if s.is_empty() {
+        bail!("{what}: the value is empty");
+    }
+    Ok(Some(s))
+}
+
+impl DashboardConfig {
+    /// The configured password, if any.
+    pub fn password(&self) -> Result<Option<Secret>> {
+        secret_from(
+            "[dashboard] password",
+            self.password.as_ref(),
+            self.password_file.as_ref(),
+        )
+    }
+}
+
+impl AlertsConfig {
+    /// The webhook URL (required when `[alerts]` is present).
+    pub fn webhook_url(&self) -> Result<Secret> {
+        secret_from(
+            "[alerts] slack_webhook_url",
+            self.slack_webhook_url.as_ref(),
+            self.slack_webhook_url_file.as_ref(),
+        )?
+        .ok_or_else(|| anyhow!("[alerts] needs slack_webhook_url or slack_webhook_url_file"))
+    }
 }
 
 /// One app.
@@ -259,6 +372,56 @@ mod tests {
         assert!(e.contains("no sandbox host"), "{e}");
         let e = app("tiktok-business", "staging").unwrap_err().to_string();
         assert!(e.contains("\"staging\""), "{e}");
+    }
+
+    #[test]
+    fn dashboard_and_alert_keys_parse_and_unknown_ones_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("hook");
+        std::fs::write(&f, "https://hooks.slack.com/services/T/B/x\n").unwrap();
+        let c = FileConfig::parse(&format!(
+            "[dashboard]\npassword = \"pw-inline\"\n[alerts]\nslack_webhook_url_file = {:?}\n",
+            f.display().to_string()
+        ))
+        .unwrap();
+        assert_eq!(
+            c.dashboard.password().unwrap().unwrap().expose(),
+            "pw-inline"
+        );
+        let a = c.alerts.as_ref().unwrap();
+        assert_eq!(a.degraded_after_minutes, 30);
+        assert_eq!(
+            a.webhook_url().unwrap().expose(),
+            "https://hooks.slack.com/services/T/B/x"
+        );
+        let shown = format!("{c:?}");
+        assert!(
+            !shown.contains("pw-inline") && !shown.contains("hooks.slack.com"),
+            "{shown}"
+        );
+        for (text, key) in [
+            ("[dashboard]\npasword = \"x\"\n", "pasword"),
+            ("[alerts]\nslack_url = \"x\"\n", "slack_url"),
+        ] {
+            let e = FileConfig::parse(text).unwrap_err().to_string();
+            assert!(e.contains(key), "{e}");
+        }
+        let e = FileConfig::parse("[alerts]\ndegraded_after_minutes = 5\n")
+            .unwrap()
+            .alerts
+            .unwrap()
+            .webhook_url()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("slack_webhook_url"), "{e}");
+        assert!(
+            FileConfig::parse("[dashboard]\n")
+                .unwrap()
+                .dashboard
+                .password()
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[test]

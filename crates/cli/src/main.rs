@@ -95,6 +95,11 @@ fn main() -> ExitCode {
                 url::Url::parse("http://127.0.0.1:8080/").expect("a literal URL")
             });
             let apps = c.resolve_apps(&registry, &public)?;
+            c.dashboard.password()?;
+            if let Some(a) = &c.alerts {
+                tokenwarden_server::alerts::SlackWebhook::new(&a.webhook_url()?)
+                    .map_err(|e| anyhow::anyhow!("[alerts]: {e}"))?;
+            }
             println!("{}: valid ({} app(s))", file.display(), apps.len());
             Ok(ExitCode::SUCCESS)
         }),

@@ -23,6 +23,10 @@ use tokenwarden_core::secret::Secret;
 use tokenwarden_oauth::{AppCredentials, OAuthClient, TokenError};
 use tokenwarden_store::{Lease, NewEvent, Store, StoreError, StoredTokens};
 
+/// The refresh counter, by `provider` and `outcome` (`ok`, `refused`, `app_refused`,
+/// `transient`); the server renders it on `/metrics`.
+pub const REFRESHES: &str = "tokenwarden_refreshes_total";
+
 /// A token handed out.
 #[derive(Debug, Clone)]
 pub struct Issued {
@@ -302,6 +306,8 @@ impl TokenService {
         };
         match self.oauth.refresh(provider, &creds, &stored.set).await {
             Ok(grant) => {
+                metrics::counter!(REFRESHES, "provider" => conn.provider.to_string(), "outcome" => "ok")
+                    .increment(1);
                 let committed = self.commit(&lease, &grant.tokens).await?;
                 self.after_success(conn, provider, &committed).await;
                 Ok(Issued {
@@ -406,6 +412,13 @@ impl TokenService {
             .map(|c| c.title.clone())
             .unwrap_or_else(|| e.to_string());
         let fix = verdict.map(|c| c.fix.clone()).unwrap_or_default();
+        let outcome = match &e {
+            TokenError::Refused { .. } => "refused",
+            TokenError::Misconfigured { .. } => "app_refused",
+            TokenError::Transient { .. } | TokenError::Malformed { .. } => "transient",
+        };
+        metrics::counter!(REFRESHES, "provider" => conn.provider.to_string(), "outcome" => outcome)
+            .increment(1);
         match &e {
             TokenError::Refused { .. } => {
                 let problem = Problem {
@@ -511,16 +524,18 @@ impl TokenService {
                     self.store.set_next_refresh(&conn.id, retry_at).await,
                     "schedule a retry",
                 );
-                self.record(
-                    NewEvent::new(
-                        Some(conn.id.clone()),
-                        now,
-                        "refresh_failed",
-                        format!("Refresh failed for a reason that may pass: {title}"),
-                    ),
-                    "record the failure",
+                let mut event = NewEvent::new(
+                    Some(conn.id.clone()),
+                    now,
+                    "refresh_failed",
+                    format!("Refresh failed for a reason that may pass: {title}"),
                 )
-                .await;
+                .with("provider", conn.provider.as_str());
+                if let Some(c) = verdict {
+                    // The dashboard charts throttling (kind rate_limited) apart from other failures.
+                    event = event.with("kind", c.kind.as_str());
+                }
+                self.record(event, "record the failure").await;
                 self.still_usable(conn, stored, need)
                     .ok_or(TokenFailure::Unavailable {
                         connection: conn.id.clone(),

@@ -73,6 +73,16 @@ pub struct Running {
 }
 
 impl Running {
+    /// A receiver that changes when the daemon is told to stop, for tasks started beside it.
+    pub fn stopping(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.stop.subscribe()
+    }
+
+    /// A task started beside the daemon (e.g. the alert notifier); [`Running::stop`] waits for it.
+    pub fn adopt(&mut self, task: tokio::task::JoinHandle<()>) {
+        self.tasks.push(task);
+    }
+
     /// Stops accepting, finishes requests and refreshes in flight, and waits for everything.
     pub async fn stop(self) {
         let _ = self.stop.send(true);
@@ -169,7 +179,9 @@ impl Daemon {
             public_url,
             wake: Arc::new(tokio::sync::Notify::new()),
             webhooks: self.webhooks,
+            dashboard: Arc::new(crate::dashboard::Dashboard::default()),
         };
+        crate::metrics::install();
         if let Some(path) = self.key_file {
             tasks.push(tokio::spawn(crate::keyfile::watch(
                 state.store.clone(),

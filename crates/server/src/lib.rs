@@ -11,13 +11,19 @@
 //! - [`webhooks`]: webhook endpoints and signed delivery from the durable outbox.
 //! - [`keyfile`]: follows the key file, so keys rotate while the daemon serves.
 //! - [`page`]: small HTML pages with escaping and the security headers of rule 12.
+//! - [`dashboard`]: the signed-in pages for people (overview, connections, diagnose).
+//! - [`metrics`]: `/metrics` in the Prometheus text format.
+//! - [`alerts`]: a Slack-compatible notifier for connections that need a person.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod alerts;
 pub mod api;
 pub mod connect;
 pub mod daemon;
+pub mod dashboard;
 pub mod keyfile;
+pub mod metrics;
 pub mod monitor;
 pub mod page;
 pub mod scheduler;
@@ -52,6 +58,8 @@ pub struct ServerState {
     pub wake: Arc<tokio::sync::Notify>,
     /// Where webhooks may be delivered.
     pub webhooks: webhooks::WebhookPolicy,
+    /// The dashboard's sessions, password and activity counts.
+    pub dashboard: Arc<dashboard::Dashboard>,
 }
 
 impl ServerState {
@@ -70,6 +78,8 @@ pub fn router(state: ServerState) -> Router {
         .merge(connect::routes())
         .merge(api::routes())
         .merge(webhooks::routes())
+        .merge(dashboard::routes())
+        .route("/metrics", axum::routing::get(metrics::handler))
         .route("/healthz", axum::routing::get(|| async { "ok" }))
         .route("/readyz", axum::routing::get(readyz))
         .route("/openapi.json", axum::routing::get(openapi))

@@ -177,6 +177,9 @@ pub async fn probe(s: &ServerState, http: &reqwest::Client, id: &ConnectionId) {
         verdict = Some(c);
         break;
     }
+    let verdict_kind = verdict.as_ref().map_or("unreachable", |c| c.kind.as_str());
+    metrics::counter!(crate::metrics::PROBES, "provider" => conn.provider.to_string(), "kind" => verdict_kind)
+        .increment(1);
     let next = match verdict {
         Some(c) => apply(s, &conn, &p, &c, &token).await,
         // Unreachable: transient; try again sooner, mark nothing.

@@ -266,6 +266,12 @@ enum Outcome {
 
 async fn deliver(s: &ServerState, client: &reqwest::Client, d: Delivery) {
     let outcome = attempt(s, client, &d).await;
+    let label = match &outcome {
+        Outcome::Delivered => "delivered",
+        Outcome::Failed(_) => "failed",
+        Outcome::Hopeless(_) => "dead",
+    };
+    metrics::counter!(crate::metrics::WEBHOOK_DELIVERIES, "outcome" => label).increment(1);
     let now = s.clock.now();
     let result = match outcome {
         Outcome::Delivered => {

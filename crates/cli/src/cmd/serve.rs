@@ -10,6 +10,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use tokenwarden_core::clock::{Clock, ScaledClock};
 use tokenwarden_core::id::{AppId, ProviderId};
+use tokenwarden_core::secret::Secret;
+use tokenwarden_server::alerts;
 use tokenwarden_server::daemon::Daemon;
 use tokenwarden_store::{ApiKeyRole, App, KeySource, Keyring};
 
@@ -45,6 +47,44 @@ pub struct Args {
     /// Make time run this many times faster (sandbox only), so a one-hour token lives seconds.
     #[arg(long, default_value_t = 1.0, requires = "sandbox")]
     time_scale: f64,
+    /// Log lines on stderr: readable text, or one JSON object per line for a log collector.
+    /// The level is set with TOKENWARDEN_LOG or RUST_LOG (e.g. `info`, `tokenwarden_engine=debug`).
+    #[arg(long, env = "TOKENWARDEN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One readable line per event (coloured on a terminal unless NO_COLOR is set).
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Installs the process's log subscriber: one line per event on stderr.
+fn init_logs(format: LogFormat) {
+    use std::io::IsTerminal;
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("TOKENWARDEN_LOG")
+        .or_else(|_| EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,hyper=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let installed = match format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .try_init(),
+        LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
+            .try_init(),
+    };
+    if let Err(e) = installed {
+        eprintln!("logging is not set up: {e}");
+    }
 }
 
 fn read_env(name: &str) -> Option<String> {
@@ -77,6 +117,7 @@ pub fn run(args: Args, providers_dir: Option<&Path>) -> Result<ExitCode> {
         Some(p) => FileConfig::load(p)?,
         None => FileConfig::default(),
     };
+    init_logs(args.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -100,6 +141,32 @@ async fn serve(args: Args, file: FileConfig, providers_dir: Option<&Path>) -> Re
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
     let public_url = args.public_url.clone().or(file.public_url.clone());
     let database = args.database.clone().or(file.database.clone());
+    let dashboard_password = match read_env("TOKENWARDEN_DASHBOARD_PASSWORD") {
+        Some(p) => Some(Secret::new(p)),
+        None => file.dashboard.password()?,
+    };
+    let alerts = match (
+        read_env("TOKENWARDEN_SLACK_WEBHOOK_URL"),
+        file.alerts.as_ref(),
+    ) {
+        (Some(url), cfg) => Some((Secret::new(url), cfg)),
+        (None, Some(cfg)) => Some((cfg.webhook_url()?, Some(cfg))),
+        (None, None) => None,
+    }
+    .map(|(url, cfg)| -> Result<_> {
+        let notifier = alerts::SlackWebhook::new(&url).map_err(|e| anyhow::anyhow!(e))?;
+        let defaults = alerts::AlertSettings::default();
+        let settings = alerts::AlertSettings {
+            degraded_after: cfg.map_or(defaults.degraded_after, |c| {
+                chrono::TimeDelta::minutes(i64::from(c.degraded_after_minutes))
+            }),
+            poll: cfg.map_or(defaults.poll, |c| {
+                std::time::Duration::from_secs(u64::from(c.poll_seconds.max(1)))
+            }),
+        };
+        Ok((notifier, settings))
+    })
+    .transpose()?;
 
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
@@ -190,7 +257,7 @@ async fn serve(args: Args, file: FileConfig, providers_dir: Option<&Path>) -> Re
         None
     };
     let owner = format!("{}-{}", hostname(), std::process::id());
-    let running = Daemon {
+    let mut running = Daemon {
         listener,
         sandbox_listener,
         apps,
@@ -208,6 +275,20 @@ async fn serve(args: Args, file: FileConfig, providers_dir: Option<&Path>) -> Re
     }
     .start()
     .await?;
+    running
+        .state
+        .dashboard
+        .set_password(dashboard_password.as_ref().map(Secret::expose));
+    let alerting = alerts.is_some();
+    if let Some((notifier, settings)) = alerts {
+        let task = tokio::spawn(alerts::run(
+            running.state.clone(),
+            notifier,
+            settings,
+            running.stopping(),
+        ));
+        running.adopt(task);
+    }
 
     let base = &running.base;
     let key = admin_key_file.display();
@@ -255,6 +336,17 @@ async fn serve(args: Args, file: FileConfig, providers_dir: Option<&Path>) -> Re
         println!(
             "     curl -s {sandbox}/_sandbox/grants   then   curl -s -X POST {sandbox}/_sandbox/grants/GRANT_ID/revoke"
         );
+    }
+    println!(
+        "Dashboard: {base} (sign in with the key in {key}{}); metrics: {base}metrics (any API key).",
+        if dashboard_password.is_some() {
+            " or the dashboard password"
+        } else {
+            ""
+        }
+    );
+    if alerting {
+        println!("Alerts go to the configured Slack-compatible webhook.");
     }
     println!();
     println!("Press Ctrl-C to stop.");

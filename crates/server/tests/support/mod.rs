@@ -11,6 +11,8 @@ use tokenwarden_store::{ApiKeyRole, Keyring};
 
 pub struct World {
     pub d: Running,
+    /// Where the daemon listens (differs from `d.base` when a public URL is set).
+    pub addr: std::net::SocketAddr,
     pub clock: FakeClock,
     pub http: reqwest::Client,
     pub admin: String,
@@ -19,6 +21,11 @@ pub struct World {
 }
 
 pub async fn world() -> World {
+    world_at(None).await
+}
+
+/// A world whose public URL (links, cookies) is `public_url` rather than the listener's address.
+pub async fn world_at(public_url: Option<url::Url>) -> World {
     let clock = FakeClock::new(DateTime::from_timestamp(1_800_000_000, 0).unwrap());
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}?mode=rwc", dir.path().join("tw.db").display());
@@ -33,15 +40,17 @@ pub async fn world() -> World {
         .create_api_key(ApiKeyRole::TokenReader, "test", clock.now())
         .await
         .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
     let d = Daemon {
-        listener: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        listener,
         sandbox_listener: Some(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()),
         apps: vec![],
         store,
         providers: Registry::builtin().unwrap(),
         clock: Arc::new(clock.clone()),
         time_scale: 1.0,
-        public_url: None,
+        public_url,
         owner: "test-replica".into(),
         key_file: None,
         probe_poll: Some(std::time::Duration::from_secs(3600)),
@@ -54,6 +63,7 @@ pub async fn world() -> World {
     .unwrap();
     World {
         d,
+        addr,
         clock,
         http: reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())

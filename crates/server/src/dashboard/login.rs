@@ -1,0 +1,132 @@
+//! Sign-in with an admin API key or the configured password, and sign-out.
+
+use super::*;
+
+#[derive(Debug, Deserialize)]
+pub(super) struct LoginForm {
+    #[serde(default)]
+    secret: String,
+}
+
+fn login_page(s: &ServerState, status: StatusCode, error: Option<&str>) -> Response {
+    let error = error
+        .map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", escape(e)))
+        .unwrap_or_default();
+    Page {
+        title: "Sign in",
+        nav: Nav::None,
+        csrf: None,
+        who: None,
+        body: format!(
+            "<div class=\"card narrow\">{error}<form method=\"post\" action=\"/login\" class=\"stack\">\
+<label for=\"secret\">Admin API key or dashboard password</label>\
+<input id=\"secret\" name=\"secret\" type=\"password\" autocomplete=\"current-password\" required autofocus>\
+<button type=\"submit\" class=\"primary\">Sign in</button></form>\
+<p class=\"muted\">An admin key is in <code>tokenwarden-data/admin.key</code> after <code>tokenwarden serve</code> first runs.</p></div>"
+        ),
+        refresh_secs: None,
+    }
+    .send(status, &s.providers)
+}
+
+pub(super) async fn login_form(State(s): State<ServerState>) -> Response {
+    login_page(&s, StatusCode::OK, None)
+}
+
+pub(super) async fn login(
+    State(s): State<ServerState>,
+    headers: HeaderMap,
+    axum::Form(f): axum::Form<LoginForm>,
+) -> Response {
+    if !same_origin(&s, &headers) {
+        return login_page(
+            &s,
+            StatusCode::FORBIDDEN,
+            Some("Sign in from this daemon's own page."),
+        );
+    }
+    if s.dashboard.sessions.locked_out() {
+        return login_page(
+            &s,
+            StatusCode::TOO_MANY_REQUESTS,
+            Some("Too many failed sign-ins in the last minute. Wait a minute and try again."),
+        );
+    }
+    let secret = f.secret.trim();
+    let key = if secret.starts_with("tw_") {
+        match s.store.verify_api_key(secret).await {
+            Ok(Some(k)) if k.role == ApiKeyRole::Admin => Some(format!("API key {}", k.id)),
+            Ok(_) => None,
+            Err(e) => {
+                tracing::error!(error = %e, "dashboard sign-in: the store does not answer");
+                return login_page(
+                    &s,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Some("tokenwarden cannot reach its database right now."),
+                );
+            }
+        }
+    } else {
+        None
+    };
+    // A password may look like a key; it is checked whenever the key was not a valid admin key.
+    let who = key.or_else(|| {
+        s.dashboard
+            .sessions
+            .password_ok(secret)
+            .then(|| "password".to_string())
+    });
+    let Some(who) = who else {
+        s.dashboard.sessions.failed();
+        tracing::warn!("dashboard: a sign-in was refused");
+        return login_page(
+            &s,
+            StatusCode::UNAUTHORIZED,
+            Some("That is not an admin API key or the dashboard password."),
+        );
+    };
+    tracing::info!(%who, "dashboard: signed in");
+    let (id, _) = s.dashboard.sessions.start(who);
+    let secure = if s.public_url.scheme() == "https" {
+        "; Secure"
+    } else {
+        ""
+    };
+    let cookie = format!(
+        "{}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
+        cookie_name(&s),
+        session::SESSION_TTL.as_secs()
+    );
+    let mut r = Redirect::to("/").into_response();
+    crate::page::secure_headers(r.headers_mut());
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    r
+}
+
+pub(super) async fn logout(
+    State(s): State<ServerState>,
+    signed: Signed,
+    headers: HeaderMap,
+    axum::Form(f): axum::Form<CsrfForm>,
+) -> Response {
+    if let Some(refused) = check_post(&s, &signed, &headers, &f.csrf) {
+        return refused;
+    }
+    s.dashboard.sessions.end(&signed.cookie);
+    let mut r = Redirect::to("/login").into_response();
+    crate::page::secure_headers(r.headers_mut());
+    let secure = if s.public_url.scheme() == "https" {
+        "; Secure"
+    } else {
+        ""
+    };
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "{}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{secure}",
+        cookie_name(&s)
+    )) {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    r
+}
