@@ -112,12 +112,19 @@ pub async fn handler(State(s): State<ServerState>, headers: axum::http::HeaderMa
     let mut text = handle.render();
     match s.store.list_connections().await {
         Ok(conns) => {
-            let mut expiries = Vec::with_capacity(conns.len());
-            for c in &conns {
-                if let Ok(Some(t)) = s.store.get_tokens(&c.id).await {
-                    expiries.push((c.provider.to_string(), t.set.expires_at));
-                }
-            }
+            // Expiries without decrypting a token set per connection.
+            let provider_of: std::collections::HashMap<&str, &str> = conns
+                .iter()
+                .map(|c| (c.id.as_str(), c.provider.as_str()))
+                .collect();
+            let expiries: Vec<(String, Option<chrono::DateTime<chrono::Utc>>)> = s
+                .store
+                .token_expiries()
+                .await
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|(id, at)| provider_of.get(id.as_str()).map(|p| ((*p).to_string(), at)))
+                .collect();
             text.push_str(&gauges(&conns, &expiries, s.clock.now()));
             let mut apps: BTreeMap<(String, String), u64> = BTreeMap::new();
             for app in s.store.list_apps(None).await.unwrap_or_default() {

@@ -119,6 +119,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     // ---- token sets and the refresh lease ----
     /// The current token set, decrypted.
     async fn get_tokens(&self, conn: &ConnectionId) -> Result<Option<StoredTokens>, StoreError>;
+    /// Every connection's token expiry (`None`: does not expire), without decrypting anything:
+    /// what metrics and overviews need.
+    async fn token_expiries(
+        &self,
+    ) -> Result<Vec<(ConnectionId, Option<DateTime<Utc>>)>, StoreError>;
     /// Stores the token set obtained by an authorization, replacing any (version bumps, any lease
     /// is cleared, so an old lease holder is fenced out).
     async fn put_initial_tokens(

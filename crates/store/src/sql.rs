@@ -899,6 +899,21 @@ impl Store for SqlStore {
         }
     }
 
+    async fn token_expiries(&self) -> Result<Vec<(ConnectionId, Option<DateTime<Utc>>)>> {
+        sqlx::query("SELECT connection_id, expires_at FROM token_sets ORDER BY connection_id")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| {
+                let at: Option<i64> = r.try_get("expires_at")?;
+                Ok((
+                    parse_id("connection id", r.try_get("connection_id")?)?,
+                    at.map(from_ms).transpose()?,
+                ))
+            })
+            .collect()
+    }
+
     async fn commit_refresh(&self, lease: &Lease, new: &TokenSet) -> Result<StoredTokens> {
         let s = self.seal_tokens(&lease.connection, new).await?;
         let row = sqlx::query(

@@ -301,6 +301,10 @@ mod cases {
         let st = s.put_initial_tokens(&c, &set).await.unwrap();
         assert_eq!(st.version, 1);
         assert_eq!(
+            s.token_expiries().await.unwrap(),
+            [(c.clone(), set.expires_at)]
+        );
+        assert_eq!(
             s.get_tokens(&c).await.unwrap(),
             Some(StoredTokens {
                 set: set.clone(),
@@ -312,6 +316,7 @@ mod cases {
         second.expires_at = None;
         let st = s.put_initial_tokens(&c, &second).await.unwrap();
         assert_eq!(st.version, 2);
+        assert_eq!(s.token_expiries().await.unwrap(), [(c.clone(), None)]);
         assert_eq!(
             s.get_tokens(&c).await.unwrap(),
             Some(StoredTokens {
@@ -897,6 +902,10 @@ mod cases {
         );
         let log = s.list_deliveries("hook1", 10).await.unwrap();
         assert_eq!(log.len(), 1);
+        assert!(
+            s.token_expiries().await.unwrap().is_empty(),
+            "no token set yet"
+        );
         let body: serde_json::Value = serde_json::from_str(&log[0].payload).unwrap();
         assert_eq!(body["type"], "connection.state_changed");
         assert_eq!(body["data"]["connection_id"], "c1");
