@@ -434,6 +434,8 @@ async fn main() -> Result<()> {
         }
     }
     let storm_secs = storm_started.elapsed().as_secs_f64();
+    // Stop the daemon first (it finishes refreshes in flight), so the counters are final.
+    running.stop().await;
     let counters: serde_json::Value = http
         .get(format!("{sb_base}/_sandbox/counters"))
         .send()
@@ -448,7 +450,6 @@ async fn main() -> Result<()> {
         }
         by
     };
-    running.stop().await;
     let _ = stop_sandbox.send(());
     let _ = sandbox_task.await;
 
