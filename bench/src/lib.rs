@@ -1,0 +1,202 @@
+//! Helpers the benchmark binaries share: obtaining a real grant at the sandbox (the authorize
+//! page's approve POST, then the code exchange through [`OAuthClient`]), storing it as an active
+//! connection through the [`Store`] API, peak memory, and the median.
+
+use anyhow::{Context, Result, bail};
+use std::sync::Arc;
+use tokenwarden_core::clock::Clock;
+use tokenwarden_core::connection::{Connection, ConnectionState, Environment};
+use tokenwarden_core::id::ConnectionId;
+use tokenwarden_core::policy;
+use tokenwarden_core::provider::Provider;
+use tokenwarden_core::secret::Secret;
+use tokenwarden_core::token::TokenSet;
+use tokenwarden_oauth::{AppCredentials, OAuthClient};
+use tokenwarden_store::{App, Store};
+
+/// What it takes to connect accounts of one provider's demo app at the sandbox.
+#[derive(Debug, Clone)]
+pub struct Connector {
+    /// A plain client for the authorize POST (no redirects followed).
+    pub http: reqwest::Client,
+    /// The daemon's provider client, for the code exchange.
+    pub oauth: OAuthClient,
+    /// Where tokens and connections go.
+    pub store: Arc<dyn Store>,
+    /// The provider, pointed at the sandbox.
+    pub provider: Arc<Provider>,
+    /// The demo app (`demo-<provider>` / `demo-<provider>-secret`) as the daemon knows it.
+    pub app: App,
+    /// The clock the daemon and the sandbox share.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Connector {
+    /// A connector with its own HTTP client.
+    pub fn new(
+        store: Arc<dyn Store>,
+        provider: Arc<Provider>,
+        app: App,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Connector> {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .pool_max_idle_per_host(256)
+            .build()?;
+        let oauth = OAuthClient::new(clock.clone())?;
+        Ok(Connector {
+            http,
+            oauth,
+            store,
+            provider,
+            app,
+            clock,
+        })
+    }
+
+    fn creds(&self) -> AppCredentials {
+        AppCredentials {
+            client_id: self.app.client_id.clone(),
+            client_secret: self.app.client_secret.clone(),
+            redirect_uri: self.app.redirect_uri.clone(),
+        }
+    }
+
+    /// Approves at the sandbox's authorize page as `account` and exchanges the code: a real
+    /// grant, as a person's click would make it.
+    pub async fn grant(&self, account: &str) -> Result<TokenSet> {
+        let creds = self.creds();
+        let state = format!("bench-{account}");
+        let authorize = self.oauth.authorize_url(
+            &self.provider,
+            &creds,
+            &state,
+            &self.provider.spec.authorize.default_scopes,
+            None,
+        );
+        let mut form: Vec<(String, String)> = authorize.query_pairs().into_owned().collect();
+        form.push(("decision".into(), "approve".into()));
+        form.push(("account".into(), account.into()));
+        let r = self
+            .http
+            .post(format!(
+                "{}{}",
+                authorize.origin().ascii_serialization(),
+                authorize.path()
+            ))
+            .form(&form)
+            .send()
+            .await
+            .context("authorize POST")?;
+        if r.status().as_u16() != 302 {
+            bail!("the authorize POST answered {}", r.status());
+        }
+        let location = r
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .context("the authorize POST sent no Location")?;
+        let callback = url::Url::parse(location).context("the authorize Location")?;
+        let code = callback
+            .query_pairs()
+            .find(|(k, _)| k == "code" || k == "auth_code")
+            .map(|(_, v)| v.into_owned())
+            .context("no code in the redirect")?;
+        let grant = self
+            .oauth
+            .exchange_code(&self.provider, &creds, &Secret::new(code), None)
+            .await
+            .map_err(|e| anyhow::anyhow!("code exchange: {e}"))?;
+        Ok(grant.tokens)
+    }
+
+    /// Stores `tokens` as the active connection `id` and schedules its refresh by the provider's
+    /// policy (margin and jitter), as the callback does. Returns the refresh deadline.
+    pub async fn save(
+        &self,
+        id: &ConnectionId,
+        tokens: &TokenSet,
+    ) -> Result<Option<chrono::DateTime<chrono::Utc>>> {
+        let now = self.clock.now();
+        let conn = Connection {
+            id: id.clone(),
+            provider: self.app.provider.clone(),
+            app: self.app.id.clone(),
+            state: ConnectionState::Active,
+            environment: Environment::Production,
+            api_base: self.provider.spec.api.base_url.to_string(),
+            account_ids: vec![],
+            scopes: tokens.scopes.clone(),
+            problems: vec![],
+            created_at: now,
+            updated_at: now,
+        };
+        self.store.put_connection(&conn).await?;
+        let stored = self.store.put_initial_tokens(id, tokens).await?;
+        let due = policy::refresh_due_at(
+            &self.provider.spec.refresh,
+            &stored.set,
+            rand::random::<f64>(),
+        );
+        self.store.set_next_refresh(id, due).await?;
+        Ok(due)
+    }
+}
+
+/// The demo app the sandbox registers for `provider`, as the daemon stores it.
+pub fn demo_app(
+    provider: &str,
+    redirect_uri: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<App> {
+    Ok(App {
+        provider: tokenwarden_core::id::ProviderId::parse(provider)?,
+        id: tokenwarden_core::id::AppId::parse("demo")?,
+        client_id: format!("demo-{provider}"),
+        client_secret: Secret::new(format!("demo-{provider}-secret")),
+        redirect_uri: redirect_uri.to_string(),
+        created_at: now,
+        updated_at: now,
+    })
+}
+
+/// Peak resident memory of this process (`VmHWM` in /proc/self/status), in KiB.
+pub fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// The median of `v` (the mean of the middle two for an even count); `None` when empty.
+pub fn median(v: &[f64]) -> Option<f64> {
+    let mut v: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    Some(if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_of_odd_even_and_empty() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), Some(2.5));
+        assert_eq!(median(&[]), None);
+    }
+
+    #[test]
+    fn peak_rss_is_read_on_linux() {
+        assert!(peak_rss_kib().is_some_and(|k| k > 0));
+    }
+}
