@@ -157,6 +157,18 @@ impl Daemon {
             self.clock.clone(),
             self.owner.clone(),
         ));
+        let engine = Arc::new(tokenwarden_proxy::Engine::new(
+            self.store.clone(),
+            tokens.clone(),
+            providers.clone(),
+            self.clock.clone(),
+            tokenwarden_proxy::EngineConfig {
+                time_scale: self.time_scale,
+                ..Default::default()
+            },
+        ));
+        let proxy = tokenwarden_proxy::Proxy::new(engine, public_url.clone())
+            .map_err(|e| StartError::Client(e.without_url().to_string()))?;
         let state = ServerState {
             store: self.store,
             tokens,
@@ -165,6 +177,7 @@ impl Daemon {
             clock: self.clock,
             public_url,
             wake: Arc::new(tokio::sync::Notify::new()),
+            proxy: Arc::new(proxy),
         };
         if let Some(path) = self.key_file {
             tasks.push(tokio::spawn(crate::keyfile::watch(

@@ -48,6 +48,8 @@ pub struct ServerState {
     pub public_url: Url,
     /// Pokes the scheduler when a new deadline may be earlier than the one it sleeps until.
     pub wake: Arc<tokio::sync::Notify>,
+    /// The forwarding proxy (`ANY /proxy/{connection_id}/{*path}`).
+    pub proxy: Arc<tokenwarden_proxy::Proxy>,
 }
 
 impl ServerState {
