@@ -392,12 +392,7 @@ impl Engine {
     }
 
     fn real(&self, platform: Duration) -> Duration {
-        let s = self.config.time_scale;
-        if s.is_finite() && s > 0.0 {
-            platform.div_f64(s)
-        } else {
-            platform
-        }
+        to_real(platform, self.config.time_scale)
     }
 
     fn backoff(&self, step: u32) -> Duration {
@@ -593,8 +588,20 @@ impl Engine {
                         Err(f) => return Err(Engine::token_error(Some(&pid), f)),
                     }
                 }
+                // A streamed body cannot be sent again: renew the token for the next call and
+                // let the caller retry this one (the action says so).
+                Action::RefreshAndRetry if !refreshed => {
+                    if let Err(f) = self
+                        .tokens
+                        .replace(&conn.id, issued.tokens.access_token.expose())
+                        .await
+                    {
+                        return Err(Engine::token_error(Some(&pid), f));
+                    }
+                    report.refreshed = true;
+                }
                 // The replay with a fresh token failed the same way: the grant is gone.
-                Action::RefreshAndRetry if refreshed => {
+                Action::RefreshAndRetry => {
                     self.mark_reauth(&conn, c).await;
                     report.action = Action::Reauthorize;
                     report.reauth_required = true;
@@ -715,6 +722,15 @@ impl Engine {
                 tracing::warn!(connection = %conn.id, error = %e, "could not record a refused token");
             }
         }
+    }
+}
+
+/// A span of the platforms' time as real time, given how much faster their clock runs.
+pub fn to_real(platform: Duration, time_scale: f64) -> Duration {
+    if time_scale.is_finite() && time_scale > 0.0 {
+        platform.div_f64(time_scale)
+    } else {
+        platform
     }
 }
 

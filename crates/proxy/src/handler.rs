@@ -293,11 +293,7 @@ pub fn report_headers(h: &mut HeaderMap, r: &Report, time_scale: f64) {
         set(h, REFRESHED, "true");
     }
     if let Some(d) = c.retry_after {
-        let real = if time_scale.is_finite() && time_scale > 0.0 {
-            d.div_f64(time_scale)
-        } else {
-            d
-        };
+        let real = crate::engine::to_real(d, time_scale);
         set(h, RETRY_AFTER, &real.as_millis().to_string());
     }
     if let Some(code) = &c.platform_code {

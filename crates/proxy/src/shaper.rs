@@ -78,11 +78,6 @@ impl Shaper {
     /// The lanes of a call on `conn` to `path` (relative to the API base). `time_scale` turns the
     /// platform's time into real time (the sandbox may run faster).
     pub fn lanes(provider: &Provider, conn: &Connection, path: &str, time_scale: f64) -> Vec<Lane> {
-        let scale = if time_scale.is_finite() && time_scale > 0.0 {
-            time_scale
-        } else {
-            1.0
-        };
         let id = provider.spec.id.as_str();
         // The account a call is about: a path segment naming one of the connection's accounts
         // (Meta writes ad accounts as `act_<id>`).
@@ -104,10 +99,10 @@ impl Shaper {
                 },
                 RateScope::Endpoint => format!("{id}/app/{}/endpoint{path}", conn.app),
             };
-            let interval = limit
-                .per
-                .div_f64(f64::from(limit.requests) * HEADROOM)
-                .div_f64(scale);
+            let interval = crate::engine::to_real(
+                limit.per.div_f64(f64::from(limit.requests) * HEADROOM),
+                time_scale,
+            );
             let e = by_key.entry(key).or_default();
             *e = (*e).max(interval);
         }
@@ -157,7 +152,10 @@ impl Shaper {
             }
             slot
         };
-        tokio::time::sleep_until(slot).await;
+        // The timer has millisecond granularity: a slot that is already due is taken at once.
+        if slot > Instant::now() {
+            tokio::time::sleep_until(slot).await;
+        }
         Ok(slot - now)
     }
 
