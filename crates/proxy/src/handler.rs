@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
+use tokenwarden_core::classify::Kind;
 use tokenwarden_core::id::ConnectionId;
 use tokenwarden_engine::TokenFailure;
 use url::Url;
@@ -32,7 +33,7 @@ pub const WAITED: &str = "tokenwarden-waited-ms";
 pub const RETRY_AFTER: &str = "tokenwarden-retry-after-ms";
 /// Response header: `true` when the token was refreshed on the way.
 pub const REFRESHED: &str = "tokenwarden-refreshed";
-/// Response header: the platform's own error code, when it sent one.
+/// Response header: the platform's own error code, when the answer is not a success.
 pub const PLATFORM_CODE: &str = "tokenwarden-platform-code";
 /// Response header: the link that re-authorizes the connection, when it needs it.
 pub const REAUTHORIZE_URL: &str = "tokenwarden-reauthorize-url";
@@ -296,7 +297,7 @@ pub fn report_headers(h: &mut HeaderMap, r: &Report, time_scale: f64) {
         let real = crate::engine::to_real(d, time_scale);
         set(h, RETRY_AFTER, &real.as_millis().to_string());
     }
-    if let Some(code) = &c.platform_code {
+    if let Some(code) = c.platform_code.as_ref().filter(|_| c.kind != Kind::Ok) {
         set(h, PLATFORM_CODE, code);
     }
 }

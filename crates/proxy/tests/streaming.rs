@@ -57,10 +57,16 @@ url = "https://example.invalid/token"
 encoding = "form"
 params = {{ grant_type = "authorization_code", code = "{{code}}" }}
 
+[token.refresh]
+method = "POST"
+url = "{base}/token"
+encoding = "form"
+params = {{ grant_type = "refresh_token", refresh_token = "{{refresh_token}}" }}
+
 [refresh]
-style = "none"
-token_expires = false
-margin = "0s"
+style = "refresh_token"
+default_lifetime = "1h"
+margin = "1m"
 
 [api]
 base_url = "{base}"
@@ -83,6 +89,8 @@ struct Counters {
     absorbed: Arc<AtomicU64>,
     /// Requests that reached the "other host".
     stolen: Arc<AtomicU64>,
+    /// Refreshes served by the upstream's token endpoint.
+    refreshes: Arc<AtomicU64>,
 }
 
 /// Yields `total` bytes in chunks, each only while `ahead - behind < WINDOW`.
@@ -151,6 +159,7 @@ async fn serve(router: Router) -> String {
 
 struct Rig {
     base: String,
+    store: Arc<dyn tokenwarden_store::Store>,
     c: Counters,
     http: reqwest::Client,
     _dir: tempfile::TempDir,
@@ -173,6 +182,32 @@ async fn rig(config: EngineConfig) -> Rig {
             .route("/api/download", get(download))
             .route("/api/upload", post(upload))
             .route("/api/echo", any(echo))
+            // Refuses every token, old or new.
+            .route(
+                "/api/refused",
+                any(|| async {
+                    (
+                        StatusCode::UNAUTHORIZED,
+                        [("www-authenticate", "Bearer error=\"invalid_token\"")],
+                        "",
+                    )
+                }),
+            )
+            .route(
+                "/api/token",
+                post({
+                    let refreshes = c.refreshes.clone();
+                    move || async move {
+                        let n = refreshes.fetch_add(1, Ordering::AcqRel) + 1;
+                        axum::Json(json!({
+                            "access_token": format!("bulk-access-refreshed-{n}"),
+                            "token_type": "Bearer",
+                            "expires_in": 3600,
+                            "refresh_token": format!("bulk-refresh-{n}"),
+                        }))
+                    }
+                }),
+            )
             .route(
                 "/api/redirect",
                 get(move || async move {
@@ -218,7 +253,7 @@ async fn rig(config: EngineConfig) -> Rig {
             &id,
             &TokenSet {
                 access_token: Secret::new(ACCESS),
-                refresh_token: None,
+                refresh_token: Some(Secret::new("bulk-refresh-0")),
                 token_type: None,
                 scopes: vec![],
                 issued_at: now,
@@ -228,6 +263,19 @@ async fn rig(config: EngineConfig) -> Rig {
         )
         .await
         .unwrap();
+    store
+        .put_app(&tokenwarden_store::App {
+            provider: ProviderId::parse("bulk").unwrap(),
+            id: AppId::parse("demo").unwrap(),
+            client_id: "bulk-client".into(),
+            client_secret: Secret::new("bulk-secret"),
+            redirect_uri: "http://127.0.0.1:1/callback/bulk".into(),
+            created_at: now,
+            updated_at: now,
+        })
+        .await
+        .unwrap();
+    let store_for_tests = store.clone();
     let oauth = OAuthClient::new(clock.clone()).unwrap();
     let tokens = Arc::new(TokenService::new(
         store.clone(),
@@ -249,6 +297,7 @@ async fn rig(config: EngineConfig) -> Rig {
     .await;
     Rig {
         base,
+        store: store_for_tests,
         c,
         http: reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -415,4 +464,98 @@ async fn redirects_are_not_followed_and_credentials_do_not_cross() {
     assert!(h.get("x-hop").is_none());
     assert_eq!(h["x-custom"], "kept");
     assert_eq!(v["query"], "x=1");
+}
+
+/// A token refused again after a successful refresh: the connection needs a person, and both
+/// the response and the connection's state say so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_refused_the_same_way_marks_the_connection() {
+    let r = rig(EngineConfig::default()).await;
+    let resp = r
+        .http
+        .get(format!("{}/proxy/bulk1/refused", r.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    let h = resp.headers();
+    assert_eq!(h["tokenwarden-kind"], "token_invalid");
+    assert_eq!(h["tokenwarden-action"], "reauthorize");
+    assert_eq!(h["tokenwarden-attempts"], "2");
+    assert_eq!(h["tokenwarden-refreshed"], "true");
+    assert!(
+        h["tokenwarden-reauthorize-url"]
+            .to_str()
+            .unwrap()
+            .contains("/connect/bulk?connection_id=bulk1")
+    );
+    assert_eq!(
+        r.c.refreshes.load(Ordering::Acquire),
+        1,
+        "one refresh, one replay"
+    );
+    let conn = r
+        .store
+        .get_connection(&ConnectionId::parse("bulk1").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(conn.state, ConnectionState::ReauthRequired);
+    assert_eq!(conn.problems[0].code, "token_refused");
+    // From now on the proxy answers at once with the link, without calling the platform.
+    let resp = r
+        .http
+        .get(format!("{}/proxy/bulk1/echo", r.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 409);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "reauth_required");
+    assert!(
+        v["error"]["reauthorize_url"]
+            .as_str()
+            .unwrap()
+            .contains("connection_id=bulk1")
+    );
+}
+
+/// A streamed body cannot be sent twice: an expired token is renewed for the next call and the
+/// caller is told to retry this one; the connection stays usable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamed_call_is_not_replayed_but_the_token_is_renewed() {
+    let r = rig(EngineConfig::default()).await;
+    let body =
+        reqwest::Body::wrap_stream(lockstep(3 * MIB, r.c.sent.clone(), r.c.absorbed.clone()));
+    let resp = r
+        .http
+        .post(format!("{}/proxy/bulk1/refused", r.base))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    let h = resp.headers();
+    assert_eq!(h["tokenwarden-action"], "refresh_and_retry");
+    assert_eq!(h["tokenwarden-attempts"], "1");
+    assert_eq!(h["tokenwarden-refreshed"], "true");
+    assert_eq!(r.c.refreshes.load(Ordering::Acquire), 1);
+    let conn = r
+        .store
+        .get_connection(&ConnectionId::parse("bulk1").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(conn.state, ConnectionState::Active);
+    // The retry goes out with the renewed token.
+    let v: Value = r
+        .http
+        .get(format!("{}/proxy/bulk1/echo", r.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["headers"]["access-token"], "bulk-access-refreshed-1");
 }
