@@ -10,7 +10,7 @@ use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokenwarden_core::classify::ResponseView;
@@ -32,6 +32,17 @@ pub fn routes() -> Router<ServerState> {
         .route("/v1/connections/{id}/events", get(events))
         .route("/v1/events", get(all_events))
         .route("/v1/diagnose", post(diagnose))
+        .route(tokenwarden_proxy::handler::ROUTE, any(proxy))
+}
+
+/// `ANY /proxy/{connection_id}/{*path}`: any API key may call through the proxy (it hands out no
+/// token); the proxy crate does the rest.
+async fn proxy(
+    _caller: Caller,
+    State(s): State<ServerState>,
+    req: axum::extract::Request,
+) -> Response {
+    s.proxy.handle(req).await
 }
 
 /// A failure, as the API reports it.

@@ -170,6 +170,18 @@ impl Daemon {
             self.clock.clone(),
             self.owner.clone(),
         ));
+        let engine = Arc::new(tokenwarden_proxy::Engine::new(
+            self.store.clone(),
+            tokens.clone(),
+            providers.clone(),
+            self.clock.clone(),
+            tokenwarden_proxy::EngineConfig {
+                time_scale: self.time_scale,
+                ..Default::default()
+            },
+        ));
+        let proxy = tokenwarden_proxy::Proxy::new(engine, public_url.clone())
+            .map_err(|e| StartError::Client(e.without_url().to_string()))?;
         let state = ServerState {
             store: self.store,
             tokens,
@@ -180,6 +192,7 @@ impl Daemon {
             wake: Arc::new(tokio::sync::Notify::new()),
             webhooks: self.webhooks,
             dashboard: Arc::new(crate::dashboard::Dashboard::default()),
+            proxy: Arc::new(proxy),
         };
         crate::metrics::install();
         if let Some(path) = self.key_file {

@@ -52,21 +52,51 @@ fn routes_in_source() -> BTreeSet<(String, String)> {
         }
         rust_files(&c.join("src"), &mut files);
     }
+    // Paths named by a constant (`const ROUTE: &str = "/proxy/…";`) are resolved by name.
+    let texts: Vec<(PathBuf, String)> = files
+        .into_iter()
+        .map(|f| {
+            let t = std::fs::read_to_string(&f).unwrap();
+            (f, t)
+        })
+        .collect();
+    let mut consts = std::collections::BTreeMap::new();
+    for (_, t) in &texts {
+        for line in t.lines() {
+            let line = line.trim_start().trim_start_matches("pub ");
+            if let Some(rest) = line.strip_prefix("const ")
+                && let Some((name, value)) = rest.split_once(": &str = \"")
+                && let Some(value) = value.strip_suffix("\";")
+            {
+                consts.insert(name.trim().to_string(), value.to_string());
+            }
+        }
+    }
     let mut out = BTreeSet::new();
-    for f in files {
-        let text = std::fs::read_to_string(&f).unwrap();
+    for (f, text) in &texts {
         let mut rest = text.as_str();
         while let Some(i) = rest.find(".route(") {
             rest = &rest[i + ".route(".len()..];
-            let Some(q) = rest.trim_start().strip_prefix('"') else {
-                continue;
+            let arg = rest.trim_start();
+            let (path, after) = if let Some(q) = arg.strip_prefix('"') {
+                let end = q.find('"').unwrap();
+                (q[..end].to_string(), &q[end + 1..])
+            } else {
+                let end = arg.find(',').unwrap_or(0);
+                let name = arg[..end].rsplit("::").next().unwrap().trim();
+                let path = consts.get(name).unwrap_or_else(|| {
+                    panic!(
+                        "{}: route path {name} is not a known &str constant",
+                        f.display()
+                    )
+                });
+                (path.clone(), &arg[end..])
             };
-            let end = q.find('"').unwrap();
-            let path = &q[..end];
+            let path = path.as_str();
             // The handler expression runs to the parenthesis that closes `.route(`.
             let mut depth = 1;
             let mut handler = String::new();
-            for ch in q[end + 1..].chars() {
+            for ch in after.chars() {
                 match ch {
                     '(' => depth += 1,
                     ')' => depth -= 1,
@@ -163,7 +193,7 @@ async fn the_daemon_serves_the_document_and_every_operation() {
             .replace("{provider}", "snapchat")
             .replace("{id}", "nope")
             .replace("{connection_id}", "nope")
-            .replace("{*path}", "x");
+            .replace("{*path}", "v1/me");
         let url = format!("{}{}", w.d.base, concrete.trim_start_matches('/'));
         let method = reqwest::Method::from_bytes(m.to_uppercase().as_bytes()).unwrap();
         let r = w.http.request(method, &url).send().await.unwrap();

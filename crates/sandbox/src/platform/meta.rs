@@ -291,12 +291,25 @@ fn authorize(
         Ok(a) => a,
         Err(Gate::Token(r)) => return Err(token_refusal(sb, r, token.as_deref())),
         Err(Gate::Throttled) => {
-            return Err(refuse(
+            // Meta sends its usage headers with the throttle: every counter past 100 and the
+            // minutes until access returns (platforms.md §5).
+            let usage = Usage {
+                app_pct: 100,
+                account: Some((
+                    account
+                        .unwrap_or("0")
+                        .trim_start_matches("act_")
+                        .to_string(),
+                    100,
+                    1,
+                )),
+            };
+            return Err(usage.apply(refuse(
                 sb,
                 P,
                 ErrorCase::RateLimited { limit: Limit::User },
                 &ErrorDetail::default(),
-            ));
+            )));
         }
     };
     let now = sb.now();

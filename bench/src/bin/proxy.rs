@@ -1,0 +1,380 @@
+//! Proxy benchmark (not a test): throughput and added latency of `tokenwarden`'s `/proxy` route
+//! against a fast upstream, side by side in the same run with nginx as a plain reverse proxy that
+//! adds one header (`Authorization`) to the same upstream. The ratio is the figure.
+//!
+//! ```sh
+//! apt-get install -y nginx-light wrk      # for the measurement only
+//! cargo run --release -p tokenwarden-bench --bin proxy -- [--secs 5] [--runs 3] [--connections 1,32]
+//! ```
+//!
+//! In one process: the upstream (axum, answers every path with a small JSON body) and the
+//! daemon (`tokenwarden serve` minus the sandbox: SQLite store, API key check, token read,
+//! classification, shaping) with a provider definition `bench` pointing at the upstream and no
+//! published rate limits. nginx runs as a child process (`worker_processes auto`, upstream
+//! keep-alive). `wrk` drives each target in turn — direct to the upstream, through nginx, through
+//! tokenwarden — for every concurrency, `--runs` times, and the medians are printed. Added latency
+//! is a target's percentile minus the direct one at the same concurrency.
+
+use anyhow::{Context, Result, bail};
+use axum::Router;
+use chrono::Utc;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+use tokenwarden_core::clock::{Clock, SystemClock};
+use tokenwarden_core::connection::{Connection, ConnectionState, Environment};
+use tokenwarden_core::id::{AppId, ConnectionId, ProviderId};
+use tokenwarden_core::provider::Registry;
+use tokenwarden_core::secret::Secret;
+use tokenwarden_core::token::TokenSet;
+use tokenwarden_server::daemon::Daemon;
+use tokenwarden_store::{ApiKeyRole, Keyring};
+
+struct Args {
+    secs: u64,
+    runs: usize,
+    connections: Vec<u32>,
+}
+
+fn args() -> Result<Args> {
+    let mut a = Args {
+        secs: 5,
+        runs: 3,
+        connections: vec![1, 32],
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--secs" => a.secs = value()?.parse().context("--secs")?,
+            "--runs" => a.runs = value()?.parse().context("--runs")?,
+            "--connections" => {
+                a.connections = value()?
+                    .split(',')
+                    .map(|c| c.trim().parse().context("--connections"))
+                    .collect::<Result<_>>()?
+            }
+            "-h" | "--help" => {
+                println!("proxy [--secs S] [--runs N] [--connections 1,32]");
+                std::process::exit(0);
+            }
+            other => bail!("unknown argument {other:?}; expected --secs, --runs, --connections"),
+        }
+    }
+    Ok(a)
+}
+
+const BODY: &str = r#"{"request_status":"SUCCESS","request_id":"5f1c","me":{"id":"8a7f7f4e-0c2b-4f59-9d38-3d4a9d0f1a11","display_name":"bench"}}"#;
+
+fn definition(base: &str) -> String {
+    format!(
+        r#"
+id = "bench"
+name = "Benchmark upstream"
+docs_url = "https://example.invalid/docs"
+
+[authorize]
+url = "https://example.invalid/authorize"
+
+[token.exchange]
+method = "POST"
+url = "https://example.invalid/token"
+encoding = "form"
+params = {{ grant_type = "authorization_code", code = "{{code}}" }}
+
+[refresh]
+style = "none"
+token_expires = false
+margin = "0s"
+
+[api]
+base_url = "{base}"
+probe = {{ method = "GET", path = "/me" }}
+"#
+    )
+}
+
+async fn serve(router: Router) -> Result<String> {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = l.local_addr()?;
+    tokio::spawn(async move { axum::serve(l, router).await });
+    Ok(format!("http://{addr}"))
+}
+
+/// One wrk run: requests/s, p50 and p99 in microseconds, non-2xx count.
+#[derive(Debug, Clone, Copy)]
+struct Figures {
+    rps: f64,
+    p50_us: f64,
+    p99_us: f64,
+    errors: u64,
+}
+
+fn micros(text: &str) -> Option<f64> {
+    let t = text.trim();
+    let (num, mult) = if let Some(n) = t.strip_suffix("us") {
+        (n, 1.0)
+    } else if let Some(n) = t.strip_suffix("ms") {
+        (n, 1_000.0)
+    } else if let Some(n) = t.strip_suffix('s') {
+        (n, 1_000_000.0)
+    } else {
+        return None;
+    };
+    num.trim().parse::<f64>().ok().map(|v| v * mult)
+}
+
+fn wrk(url: &str, connections: u32, secs: u64, header: Option<&str>) -> Result<Figures> {
+    let threads = connections.clamp(1, 2);
+    let mut cmd = Command::new("wrk");
+    cmd.args([
+        "--latency",
+        "-t",
+        &threads.to_string(),
+        "-c",
+        &connections.to_string(),
+        "-d",
+        &format!("{secs}s"),
+    ]);
+    if let Some(h) = header {
+        cmd.args(["-H", h]);
+    }
+    let out = cmd
+        .arg(url)
+        .stderr(Stdio::inherit())
+        .output()
+        .context("running wrk (apt-get install -y wrk)")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut f = Figures {
+        rps: 0.0,
+        p50_us: 0.0,
+        p99_us: 0.0,
+        errors: 0,
+    };
+    for line in text.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["Requests/sec:", v] => f.rps = v.parse().unwrap_or(0.0),
+            ["50%", v] => f.p50_us = micros(v).unwrap_or(0.0),
+            ["99%", v] => f.p99_us = micros(v).unwrap_or(0.0),
+            ["Non-2xx", "or", "3xx", "responses:", n] => f.errors = n.parse().unwrap_or(0),
+            ["Socket", "errors:", ..] => f.errors += 1,
+            _ => {}
+        }
+    }
+    if f.rps == 0.0 {
+        bail!("wrk printed no figures for {url}:\n{text}");
+    }
+    Ok(f)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// The nginx master (and its configuration, to stop it with `-s stop` so that its workers go too).
+struct Nginx(std::process::Child, std::path::PathBuf);
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let stopped = Command::new("nginx")
+            .args(["-p", &self.1.display().to_string(), "-c"])
+            .arg(self.1.join("nginx.conf"))
+            .args(["-s", "stop"])
+            .status();
+        if !stopped.is_ok_and(|s| s.success()) {
+            let _ = self.0.kill();
+        }
+        let _ = self.0.wait();
+    }
+}
+
+fn nginx(dir: &std::path::Path, upstream: &str) -> Result<(Nginx, String)> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let up = upstream.trim_start_matches("http://");
+    let conf = format!(
+        r#"worker_processes auto;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  client_body_temp_path {dir}/body;
+  proxy_temp_path {dir}/proxy;
+  fastcgi_temp_path {dir}/fastcgi;
+  uwsgi_temp_path {dir}/uwsgi;
+  scgi_temp_path {dir}/scgi;
+  upstream platform {{ server {up}; keepalive 128; }}
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{
+      proxy_pass http://platform;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Authorization "Bearer bench-access-token";
+    }}
+  }}
+}}
+"#,
+        dir = dir.display()
+    );
+    let path = dir.join("nginx.conf");
+    std::fs::write(&path, conf)?;
+    let child = Command::new("nginx")
+        .args(["-p", &dir.display().to_string(), "-c"])
+        .arg(&path)
+        .args(["-g", "daemon off;"])
+        .spawn()
+        .context("starting nginx (apt-get install -y nginx-light)")?;
+    let guard = Nginx(child, dir.to_path_buf());
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok((guard, format!("http://127.0.0.1:{port}")));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    bail!("nginx did not start; see {}/error.log", dir.display())
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let a = args()?;
+    let dir = tempfile::tempdir()?;
+    let upstream =
+        serve(Router::new().fallback(|| async { ([("content-type", "application/json")], BODY) }))
+            .await?;
+    let api_base = format!("{upstream}/api");
+
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("tw.db").display());
+    let store = tokenwarden_store::open(&url, Keyring::generate("k1")?).await?;
+    let (_, key) = store
+        .create_api_key(ApiKeyRole::TokenReader, "bench", clock.now())
+        .await?;
+    let now = Utc::now();
+    let id = ConnectionId::parse("bench")?;
+    store
+        .put_connection(&Connection {
+            id: id.clone(),
+            provider: ProviderId::parse("bench")?,
+            app: AppId::parse("bench")?,
+            state: ConnectionState::Active,
+            environment: Environment::Production,
+            api_base: api_base.clone(),
+            account_ids: vec![],
+            scopes: vec![],
+            problems: vec![],
+            created_at: now,
+            updated_at: now,
+        })
+        .await?;
+    store
+        .put_initial_tokens(
+            &id,
+            &TokenSet {
+                access_token: Secret::new("bench-access-token"),
+                refresh_token: None,
+                token_type: None,
+                scopes: vec![],
+                issued_at: now,
+                expires_at: None,
+                refresh_expires_at: None,
+            },
+        )
+        .await?;
+    let d = Daemon {
+        listener: tokio::net::TcpListener::bind("127.0.0.1:0").await?,
+        sandbox_listener: None,
+        apps: vec![],
+        store,
+        providers: Registry::with_files([("bench.toml".to_string(), definition(&api_base))])?,
+        clock,
+        time_scale: 1.0,
+        public_url: None,
+        owner: "bench".into(),
+        key_file: None,
+        probe_poll: Some(Duration::from_secs(3600)),
+        webhooks: tokenwarden_server::webhooks::WebhookPolicy::default(),
+    }
+    .start()
+    .await?;
+    let nginx_dir = dir.path().join("nginx");
+    std::fs::create_dir_all(&nginx_dir)?;
+    let (_nginx, nginx_base) = nginx(&nginx_dir, &upstream)?;
+
+    let auth = format!("Authorization: Bearer {}", key.expose());
+    let targets: [(&str, String, Option<&str>); 3] = [
+        ("direct", format!("{api_base}/me"), None),
+        ("nginx", format!("{nginx_base}/api/me"), None),
+        (
+            "tokenwarden",
+            format!("{}proxy/bench/me", d.base),
+            Some(&auth),
+        ),
+    ];
+    // A proxied call must work before it is measured.
+    let check = reqwest::Client::new()
+        .get(&targets[2].1)
+        .bearer_auth(key.expose())
+        .send()
+        .await?;
+    if !check.status().is_success() {
+        bail!("the proxy answered {} to the first call", check.status());
+    }
+
+    println!(
+        "{} s per run, {} runs, medians; added = target − direct at the same concurrency",
+        a.secs, a.runs
+    );
+    println!("| concurrency | target | req/s | p50 | p99 | added p50 | added p99 | non-2xx |");
+    println!("|--:|---|--:|--:|--:|--:|--:|--:|");
+    for &c in &a.connections {
+        let mut all: Vec<Vec<Figures>> = vec![Vec::new(); targets.len()];
+        for _ in 0..a.runs {
+            for (i, (_, url, header)) in targets.iter().enumerate() {
+                let url = url.clone();
+                let header = header.map(str::to_string);
+                let secs = a.secs;
+                let f = tokio::task::spawn_blocking(move || wrk(&url, c, secs, header.as_deref()))
+                    .await??;
+                all[i].push(f);
+            }
+        }
+        let med = |i: usize| Figures {
+            rps: median(all[i].iter().map(|f| f.rps).collect()),
+            p50_us: median(all[i].iter().map(|f| f.p50_us).collect()),
+            p99_us: median(all[i].iter().map(|f| f.p99_us).collect()),
+            errors: all[i].iter().map(|f| f.errors).sum(),
+        };
+        let direct = med(0);
+        let mut rows = Vec::new();
+        for (i, (name, _, _)) in targets.iter().enumerate() {
+            let m = med(i);
+            println!(
+                "| {c} | {name} | {:.0} | {:.0} µs | {:.0} µs | {:.0} µs | {:.0} µs | {} |",
+                m.rps,
+                m.p50_us,
+                m.p99_us,
+                m.p50_us - direct.p50_us,
+                m.p99_us - direct.p99_us,
+                m.errors
+            );
+            rows.push(m);
+        }
+        let (ng, tw) = (rows[1], rows[2]);
+        let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { f64::NAN };
+        println!(
+            "| {c} | **tokenwarden / nginx** | {:.2}× | | | {:.2}× | {:.2}× | |",
+            ratio(tw.rps, ng.rps),
+            ratio(tw.p50_us - direct.p50_us, ng.p50_us - direct.p50_us),
+            ratio(tw.p99_us - direct.p99_us, ng.p99_us - direct.p99_us),
+        );
+    }
+    drop(_nginx);
+    // The daemon's graceful stop would wait for idle keep-alive connections; a benchmark just ends.
+    drop(d);
+    Ok(())
+}

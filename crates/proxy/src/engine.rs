@@ -1,0 +1,767 @@
+//! The healing loop, shared by the proxy and the in-process client: take a token → shape → send
+//! → classify with the provider's classifier → refresh and replay once / wait as the platform
+//! asked / back off / pass through. Nothing here knows a platform: every decision comes from the
+//! classification and the provider definition.
+
+use crate::headers::{self, BadHeader};
+use crate::shaper::{OverBudget, Shaper};
+use crate::target::{self, UrlRefused};
+use bytes::{Bytes, BytesMut};
+use futures::{Stream, StreamExt};
+use reqwest::header::HeaderMap;
+use reqwest::{Method, StatusCode};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokenwarden_core::classify::{Action, Classification, Kind, MAX_CLASSIFIED_BODY, ResponseView};
+use tokenwarden_core::clock::Clock;
+use tokenwarden_core::connection::{Connection, ConnectionState, Problem};
+use tokenwarden_core::id::ConnectionId;
+use tokenwarden_core::policy;
+use tokenwarden_core::provider::{Context, Provider, Registry};
+use tokenwarden_engine::{Issued, TokenFailure, TokenService};
+use tokenwarden_store::{NewEvent, Store, StoreError};
+use tokio::time::Instant;
+use url::Url;
+
+/// Limits and timings of the healing loop.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// How much faster than real time the platforms' clock runs (the sandbox's `--time-scale`):
+    /// waits the platform asks for and published rates are divided / multiplied by it.
+    pub time_scale: f64,
+    /// A call's budget for queueing and waiting when the caller names none.
+    pub default_budget: Duration,
+    /// The most a caller may ask for.
+    pub max_budget: Duration,
+    /// Largest request body forwarded.
+    pub max_request_bytes: u64,
+    /// Largest response body forwarded.
+    pub max_response_bytes: u64,
+    /// Request bodies up to this size are held so the call can be replayed; larger ones stream
+    /// through once.
+    pub replay_buffer: usize,
+    /// First backoff step (platform time) when the platform names no wait.
+    pub backoff_base: Duration,
+    /// Largest backoff step (platform time).
+    pub backoff_cap: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            time_scale: 1.0,
+            default_budget: Duration::from_secs(30),
+            max_budget: Duration::from_secs(300),
+            max_request_bytes: 1 << 30,
+            max_response_bytes: 1 << 30,
+            replay_buffer: 1 << 20,
+            backoff_base: Duration::from_millis(500),
+            backoff_cap: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A request body: held (replayable) or streamed (sent once).
+#[derive(Debug)]
+pub enum OutBody {
+    /// The whole body; empty for none.
+    Buffered(Bytes),
+    /// A body too large to hold, sent once.
+    Streamed {
+        /// Taken by the first attempt.
+        body: Option<reqwest::Body>,
+        /// Set when the caller sent more than the request limit.
+        overflowed: Arc<AtomicBool>,
+    },
+}
+
+impl OutBody {
+    fn replayable(&self) -> bool {
+        matches!(self, OutBody::Buffered(_))
+    }
+
+    fn next(&mut self) -> Option<reqwest::Body> {
+        match self {
+            OutBody::Buffered(b) if b.is_empty() => None,
+            OutBody::Buffered(b) => Some(reqwest::Body::from(b.clone())),
+            OutBody::Streamed { body, .. } => body.take(),
+        }
+    }
+
+    fn overflowed(&self) -> bool {
+        match self {
+            OutBody::Buffered(_) => false,
+            OutBody::Streamed { overflowed, .. } => overflowed.load(Ordering::Acquire),
+        }
+    }
+
+    /// Reads up to `hold` bytes of `stream`; a longer body keeps streaming (with the bytes read so
+    /// far in front) and is cut off with an error past `limit` bytes.
+    pub async fn from_stream<S, E>(
+        mut stream: S,
+        hold: usize,
+        limit: u64,
+    ) -> Result<OutBody, ProxyError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Send + Unpin + 'static,
+        E: Into<Box<dyn std::error::Error + Send + Sync>> + 'static,
+    {
+        let mut held = BytesMut::new();
+        while held.len() <= hold {
+            match stream.next().await {
+                Some(Ok(chunk)) => held.extend_from_slice(&chunk),
+                Some(Err(_)) => return Err(ProxyError::BadBody),
+                None => {
+                    if held.len() as u64 > limit {
+                        return Err(ProxyError::RequestTooLarge { limit });
+                    }
+                    return Ok(OutBody::Buffered(held.freeze()));
+                }
+            }
+        }
+        let overflowed = Arc::new(AtomicBool::new(false));
+        let flag = overflowed.clone();
+        let first = held.freeze();
+        let mut sent = 0u64;
+        let rest = futures::stream::once(async move { Ok::<Bytes, std::io::Error>(first) })
+            .chain(stream.map(|r| r.map_err(|e| std::io::Error::other(e.into()))))
+            .map(move |r| {
+                let chunk = r?;
+                sent = sent.saturating_add(chunk.len() as u64);
+                if sent > limit {
+                    flag.store(true, Ordering::Release);
+                    return Err(std::io::Error::other("the request body exceeds the limit"));
+                }
+                Ok(chunk)
+            });
+        Ok(OutBody::Streamed {
+            body: Some(reqwest::Body::wrap_stream(rest)),
+            overflowed,
+        })
+    }
+}
+
+/// Where the call goes.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// A raw path (starting `/`) and raw query under the connection's API base (the proxy).
+    Path {
+        /// Path, still percent-encoded.
+        path: String,
+        /// Query, still percent-encoded.
+        query: Option<String>,
+    },
+    /// A whole URL that must lie under the connection's API base (the in-process client).
+    Url(Url),
+}
+
+/// One call on behalf of a caller.
+#[derive(Debug)]
+pub struct Call {
+    /// The connection whose token is used.
+    pub connection: ConnectionId,
+    /// Method.
+    pub method: Method,
+    /// Where.
+    pub target: Target,
+    /// The caller's headers (filtered before they leave).
+    pub headers: HeaderMap,
+    /// The body.
+    pub body: OutBody,
+    /// How long the call may queue and wait in total; the default when `None`.
+    pub budget: Option<Duration>,
+}
+
+/// A failure to send at all.
+#[derive(Debug, Clone)]
+pub struct SendError {
+    /// The connection was never established, so the platform cannot have processed anything.
+    pub connect: bool,
+    /// Our words (no URL: it could carry a credential parameter).
+    pub message: String,
+}
+
+impl SendError {
+    /// From a reqwest error, without its URL.
+    pub fn from_reqwest(e: reqwest::Error) -> Self {
+        SendError {
+            connect: e.is_connect(),
+            message: e.without_url().to_string(),
+        }
+    }
+}
+
+/// How a built request reaches the platform: the proxy's own client, or the rest of a
+/// reqwest-middleware chain.
+#[async_trait::async_trait]
+pub trait Transport: Send {
+    /// Sends one request.
+    async fn send(&mut self, req: reqwest::Request) -> Result<reqwest::Response, SendError>;
+}
+
+/// A plain reqwest client (redirects must be off: hardening rule 7).
+#[derive(Debug)]
+pub struct ClientTransport<'a>(pub &'a reqwest::Client);
+
+#[async_trait::async_trait]
+impl Transport for ClientTransport<'_> {
+    async fn send(&mut self, req: reqwest::Request) -> Result<reqwest::Response, SendError> {
+        self.0.execute(req).await.map_err(SendError::from_reqwest)
+    }
+}
+
+/// What the loop did, for the caller.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// The provider id (a metric label; never a secret).
+    pub provider: String,
+    /// The connection (never a metric label).
+    pub connection: ConnectionId,
+    /// The last response's classification.
+    pub classification: Classification,
+    /// The action the caller should take now (differs from the classification's when a replay
+    /// after a refresh failed the same way: then `reauthorize`).
+    pub action: Action,
+    /// Calls made to the platform.
+    pub attempts: u32,
+    /// Time spent queueing and waiting (real time).
+    pub waited: Duration,
+    /// Whether the token was refreshed on the way.
+    pub refreshed: bool,
+    /// Whether the connection was marked `reauth_required` by this call.
+    pub reauth_required: bool,
+}
+
+/// The platform's answer, with the prefix the classifier read and the rest still streaming.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The response (its body continues after `prefix`).
+    pub response: reqwest::Response,
+    /// The bytes already read.
+    pub prefix: Bytes,
+    /// What happened.
+    pub report: Report,
+}
+
+impl Outcome {
+    /// The whole body as a stream: the prefix, then the rest, cut off with an error past `limit`.
+    pub fn body_stream(
+        prefix: Bytes,
+        response: reqwest::Response,
+        limit: u64,
+    ) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
+        let mut seen = 0u64;
+        futures::stream::once(async move { Ok::<Bytes, reqwest::Error>(prefix) })
+            .chain(response.bytes_stream())
+            .map(move |r| {
+                let chunk = r.map_err(|e| std::io::Error::other(e.without_url()))?;
+                seen = seen.saturating_add(chunk.len() as u64);
+                if seen > limit {
+                    return Err(std::io::Error::other("the response body exceeds the limit"));
+                }
+                Ok(chunk)
+            })
+            .filter(|r| futures::future::ready(!matches!(r, Ok(b) if b.is_empty())))
+    }
+}
+
+/// Why a call could not be made or finished. `Display` carries no secret, no URL and no upstream
+/// text.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// No token could be had (the connection needs re-authorization, is unknown, …).
+    #[error("{failure}")]
+    Token {
+        /// The provider, when the connection was found.
+        provider: Option<String>,
+        /// What the token service said.
+        failure: TokenFailure,
+    },
+    /// The target is not allowed.
+    #[error(transparent)]
+    Refused(#[from] UrlRefused),
+    /// A header value is not allowed.
+    #[error(transparent)]
+    BadHeader(#[from] BadHeader),
+    /// The caller's budget ran out while queued or waiting.
+    #[error("the call's budget ran out before the platform could be called within its limits")]
+    OverBudget {
+        /// How much longer it would have taken.
+        would_wait: Duration,
+        /// Calls made so far.
+        attempts: u32,
+        /// Time already spent.
+        waited: Duration,
+    },
+    /// The platform could not be reached.
+    #[error("the platform could not be reached: {message}")]
+    Unreachable {
+        /// Calls made.
+        attempts: u32,
+        /// Our words.
+        message: String,
+    },
+    /// The request body is over the limit.
+    #[error("the request body exceeds the limit of {limit} bytes")]
+    RequestTooLarge {
+        /// The limit.
+        limit: u64,
+    },
+    /// The response body is over the limit.
+    #[error("the platform's response exceeds the limit of {limit} bytes")]
+    ResponseTooLarge {
+        /// The limit.
+        limit: u64,
+    },
+    /// The caller's request body could not be read.
+    #[error("the request body could not be read")]
+    BadBody,
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The healing engine: one per process, shared by every call.
+#[derive(Debug)]
+pub struct Engine {
+    store: Arc<dyn Store>,
+    tokens: Arc<TokenService>,
+    providers: Arc<Registry>,
+    clock: Arc<dyn Clock>,
+    shaper: Shaper,
+    config: EngineConfig,
+}
+
+fn idempotent(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    )
+}
+
+async fn read_prefix(resp: &mut reqwest::Response) -> Result<Bytes, reqwest::Error> {
+    let mut buf = BytesMut::new();
+    while buf.len() < MAX_CLASSIFIED_BODY {
+        match resp.chunk().await? {
+            Some(c) => buf.extend_from_slice(&c),
+            None => break,
+        }
+    }
+    Ok(buf.freeze())
+}
+
+fn header_pairs(h: &HeaderMap) -> Vec<(String, String)> {
+    h.iter()
+        .map(|(n, v)| {
+            (
+                n.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect()
+}
+
+impl Engine {
+    /// An engine over the daemon's (or the embedding program's) store and token service.
+    pub fn new(
+        store: Arc<dyn Store>,
+        tokens: Arc<TokenService>,
+        providers: Arc<Registry>,
+        clock: Arc<dyn Clock>,
+        config: EngineConfig,
+    ) -> Self {
+        Engine {
+            store,
+            tokens,
+            providers,
+            clock,
+            shaper: Shaper::new(),
+            config,
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// The shaper (for diagnostics and tests).
+    pub fn shaper(&self) -> &Shaper {
+        &self.shaper
+    }
+
+    fn real(&self, platform: Duration) -> Duration {
+        to_real(platform, self.config.time_scale)
+    }
+
+    fn backoff(&self, step: u32) -> Duration {
+        let u: f64 = rand::random();
+        self.real(policy::backoff(
+            step,
+            self.config.backoff_base,
+            self.config.backoff_cap,
+            u,
+        ))
+    }
+
+    fn token_error(provider: Option<&str>, failure: TokenFailure) -> ProxyError {
+        ProxyError::Token {
+            provider: provider.map(str::to_string),
+            failure,
+        }
+    }
+
+    /// Resolves where a call goes without making it: the connection, its provider and the URL.
+    async fn resolve(
+        &self,
+        call: &Call,
+    ) -> Result<(Connection, Arc<Provider>, Url, String), ProxyError> {
+        let conn = self
+            .store
+            .get_connection(&call.connection)
+            .await?
+            .ok_or_else(|| {
+                Engine::token_error(None, TokenFailure::NotFound(call.connection.clone()))
+            })?;
+        let provider = self
+            .providers
+            .get(conn.provider.as_str())
+            .cloned()
+            .ok_or_else(|| {
+                Engine::token_error(
+                    None,
+                    TokenFailure::UnknownProvider(conn.provider.to_string()),
+                )
+            })?;
+        let base = target::api_base(&provider, &conn)?;
+        let (url, rel) = match &call.target {
+            Target::Path { path, query } => {
+                (target::build(&base, path, query.as_deref())?, path.clone())
+            }
+            Target::Url(u) => {
+                let (path, query) = target::relative(&base, u)?;
+                (target::build(&base, &path, query)?, path)
+            }
+        };
+        Ok((conn, provider, url, rel))
+    }
+
+    /// Makes the call, healing what the classifier says can be healed.
+    pub async fn execute(
+        &self,
+        mut call: Call,
+        transport: &mut dyn Transport,
+    ) -> Result<Outcome, ProxyError> {
+        let started = Instant::now();
+        let budget = call
+            .budget
+            .unwrap_or(self.config.default_budget)
+            .min(self.config.max_budget);
+        let deadline = started + budget;
+        let (conn, provider, url, rel) = self.resolve(&call).await?;
+        let pid = provider.spec.id.to_string();
+        let api = &provider.spec.api;
+        let streamed = !call.body.replayable();
+        let base_headers = headers::outbound(&call.headers, &api.credential_header, streamed)?;
+        let lanes = Shaper::lanes(&provider, &conn, &rel, self.config.time_scale);
+        // A connection that needs re-authorization answers at once: no call can succeed.
+        let mut issued: Issued = self
+            .tokens
+            .token(&conn.id)
+            .await
+            .map_err(|f| Engine::token_error(Some(&pid), f))?;
+
+        let mut attempts = 0u32;
+        let mut waited = Duration::ZERO;
+        let mut refreshed = false;
+        let mut step = 0u32;
+        loop {
+            match self.shaper.acquire(&lanes, deadline).await {
+                Ok(q) if q.is_zero() => {}
+                Ok(q) => {
+                    waited += q;
+                    // A caller that queued picks up a token refreshed meanwhile.
+                    if !refreshed {
+                        issued = self
+                            .tokens
+                            .token(&conn.id)
+                            .await
+                            .map_err(|f| Engine::token_error(Some(&pid), f))?;
+                    }
+                }
+                Err(OverBudget { would_wait }) => {
+                    self.count(&pid, "budget_exhausted", "none", waited);
+                    return Err(ProxyError::OverBudget {
+                        would_wait,
+                        attempts,
+                        waited,
+                    });
+                }
+            }
+            let mut h = base_headers.clone();
+            headers::attach_credential(
+                &mut h,
+                &api.credential_header,
+                &api.credential_value,
+                issued.tokens.access_token.expose(),
+            )?;
+            let mut req = reqwest::Request::new(call.method.clone(), url.clone());
+            *req.headers_mut() = h;
+            *req.body_mut() = call.body.next();
+            attempts += 1;
+            let mut resp = match transport.send(req).await {
+                Ok(r) => r,
+                Err(e) => {
+                    if call.body.overflowed() {
+                        return Err(ProxyError::RequestTooLarge {
+                            limit: self.config.max_request_bytes,
+                        });
+                    }
+                    // Only a connection never made proves a non-idempotent call was not processed.
+                    let may_retry =
+                        call.body.replayable() && (idempotent(&call.method) || e.connect);
+                    let wait = self.backoff(step);
+                    step += 1;
+                    if may_retry && Instant::now() + wait < deadline {
+                        tokio::time::sleep(wait).await;
+                        waited += wait;
+                        continue;
+                    }
+                    self.count(&pid, "unreachable", "none", waited);
+                    return Err(ProxyError::Unreachable {
+                        attempts,
+                        message: e.message,
+                    });
+                }
+            };
+            if resp
+                .content_length()
+                .is_some_and(|n| n > self.config.max_response_bytes)
+            {
+                return Err(ProxyError::ResponseTooLarge {
+                    limit: self.config.max_response_bytes,
+                });
+            }
+            let prefix = match read_prefix(&mut resp).await {
+                Ok(p) => p,
+                Err(e) => {
+                    return Err(ProxyError::Unreachable {
+                        attempts,
+                        message: e.without_url().to_string(),
+                    });
+                }
+            };
+            let pairs = header_pairs(resp.headers());
+            let c = provider.classifier().classify(
+                &ResponseView {
+                    status: resp.status().as_u16(),
+                    headers: &pairs,
+                    body: &prefix,
+                },
+                Context::Api,
+                self.clock.now(),
+            );
+            let mut report = Report {
+                provider: pid.clone(),
+                connection: conn.id.clone(),
+                action: c.action,
+                classification: c,
+                attempts,
+                waited,
+                refreshed,
+                reauth_required: false,
+            };
+            let c = &report.classification;
+            match c.action {
+                Action::RefreshAndRetry if !refreshed && call.body.replayable() => {
+                    match self
+                        .tokens
+                        .replace(&conn.id, issued.tokens.access_token.expose())
+                        .await
+                    {
+                        Ok(fresh) => {
+                            issued = fresh;
+                            refreshed = true;
+                            continue;
+                        }
+                        Err(f) => return Err(Engine::token_error(Some(&pid), f)),
+                    }
+                }
+                // A streamed body cannot be sent again: renew the token for the next call and
+                // let the caller retry this one (the action says so).
+                Action::RefreshAndRetry if !refreshed => {
+                    if let Err(f) = self
+                        .tokens
+                        .replace(&conn.id, issued.tokens.access_token.expose())
+                        .await
+                    {
+                        return Err(Engine::token_error(Some(&pid), f));
+                    }
+                    report.refreshed = true;
+                }
+                // The replay with a fresh token failed the same way: the grant is gone.
+                Action::RefreshAndRetry => {
+                    self.mark_reauth(&conn, c).await;
+                    report.action = Action::Reauthorize;
+                    report.reauth_required = true;
+                }
+                Action::Reauthorize
+                    if matches!(
+                        c.kind,
+                        Kind::TokenExpired | Kind::TokenInvalid | Kind::TokenRevoked
+                    ) =>
+                {
+                    self.mark_reauth(&conn, c).await;
+                    report.reauth_required = true;
+                }
+                Action::BackoffAndRetry => {
+                    let throttled = c.kind == Kind::RateLimited;
+                    let wait = match c.retry_after {
+                        Some(d) => self.real(d),
+                        None => self.backoff(step),
+                    };
+                    step += 1;
+                    if throttled {
+                        // Everyone on these lanes waits, not just this caller.
+                        self.shaper.throttled(&lanes, wait);
+                    }
+                    // A throttled call was refused before it was processed; an outage may have
+                    // processed a non-idempotent call, so that one is never replayed.
+                    let may_replay =
+                        call.body.replayable() && (throttled || idempotent(&call.method));
+                    if may_replay && Instant::now() + wait <= deadline {
+                        if !throttled {
+                            tokio::time::sleep(wait).await;
+                            waited += wait;
+                        }
+                        continue;
+                    }
+                }
+                _ => {
+                    if c.kind == Kind::Ok {
+                        self.shaper.succeeded(&lanes, c.usage_pct);
+                    }
+                }
+            }
+            self.count(&pid, c.kind.as_str(), status_label(resp.status()), waited);
+            return Ok(Outcome {
+                response: resp,
+                prefix,
+                report,
+            });
+        }
+    }
+
+    fn count(&self, provider: &str, kind: &'static str, status: &'static str, waited: Duration) {
+        metrics::counter!(
+            "tokenwarden_proxy_requests_total",
+            "provider" => provider.to_string(),
+            "kind" => kind,
+            "status" => status
+        )
+        .increment(1);
+        if !waited.is_zero() {
+            metrics::histogram!("tokenwarden_throttle_wait_seconds", "provider" => provider.to_string())
+                .record(waited.as_secs_f64());
+        }
+    }
+
+    /// The platform refused the token itself: the connection needs a person (the same state
+    /// change the token service makes when a refresh is refused).
+    async fn mark_reauth(&self, conn: &Connection, c: &Classification) {
+        let now = self.clock.now();
+        let fresh = self
+            .store
+            .get_connection(&conn.id)
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| conn.clone());
+        if fresh.state == ConnectionState::ReauthRequired {
+            return;
+        }
+        let mut problems: Vec<Problem> = fresh
+            .problems
+            .into_iter()
+            .filter(|p| p.code != "token_refused")
+            .collect();
+        problems.insert(
+            0,
+            Problem {
+                code: "token_refused".into(),
+                title: c.title.clone(),
+                fix: c.fix.clone(),
+                since: now,
+            },
+        );
+        let results = [
+            self.store
+                .set_state(&conn.id, ConnectionState::ReauthRequired, &problems, now)
+                .await
+                .map(|_| ()),
+            self.store.set_next_refresh(&conn.id, None).await,
+            self.store
+                .append_event(
+                    &NewEvent::new(
+                        Some(conn.id.clone()),
+                        now,
+                        "reauth_required",
+                        format!(
+                            "The platform refused the token on a proxied call: {}",
+                            c.title
+                        ),
+                    )
+                    .with("kind", c.kind.as_str())
+                    .with("platform_code", c.platform_code.clone().unwrap_or_default()),
+                )
+                .await
+                .map(|_| ()),
+        ];
+        for r in results {
+            if let Err(e) = r {
+                tracing::warn!(connection = %conn.id, error = %e, "could not record a refused token");
+            }
+        }
+    }
+}
+
+/// A span of the platforms' time as real time, given how much faster their clock runs.
+pub fn to_real(platform: Duration, time_scale: f64) -> Duration {
+    if time_scale.is_finite() && time_scale > 0.0 {
+        platform.div_f64(time_scale)
+    } else {
+        platform
+    }
+}
+
+/// A bounded set of status labels (a metric label must not take arbitrary values).
+fn status_label(s: StatusCode) -> &'static str {
+    const KNOWN: [(u16, &str); 13] = [
+        (200, "200"),
+        (201, "201"),
+        (202, "202"),
+        (204, "204"),
+        (400, "400"),
+        (401, "401"),
+        (403, "403"),
+        (404, "404"),
+        (429, "429"),
+        (500, "500"),
+        (502, "502"),
+        (503, "503"),
+        (504, "504"),
+    ];
+    let code = s.as_u16();
+    KNOWN
+        .iter()
+        .find(|(c, _)| *c == code)
+        .map(|(_, l)| *l)
+        .unwrap_or(match code / 100 {
+            1 => "1xx",
+            2 => "2xx",
+            3 => "3xx",
+            4 => "4xx",
+            _ => "5xx",
+        })
+}

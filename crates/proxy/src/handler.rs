@@ -1,0 +1,303 @@
+//! `ANY /proxy/{connection_id}/{*path}`: the HTTP face of the [`Engine`]. The caller has already
+//! been authenticated with its API key (the server mounts this behind its `Caller` extractor).
+
+use crate::engine::{Call, ClientTransport, Engine, OutBody, Outcome, ProxyError, Report, Target};
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+use tokenwarden_core::classify::Kind;
+use tokenwarden_core::id::ConnectionId;
+use tokenwarden_engine::TokenFailure;
+use url::Url;
+
+/// The route the server mounts.
+pub const ROUTE: &str = "/proxy/{connection_id}/{*path}";
+/// The path prefix of [`ROUTE`].
+const PREFIX: &str = "/proxy/";
+
+/// Request header: the caller's budget in milliseconds for queueing and waiting.
+pub const BUDGET: &str = "tokenwarden-budget-ms";
+/// Response header: the classification's kind.
+pub const KIND: &str = "tokenwarden-kind";
+/// Response header: what to do now.
+pub const ACTION: &str = "tokenwarden-action";
+/// Response header: calls made to the platform.
+pub const ATTEMPTS: &str = "tokenwarden-attempts";
+/// Response header: time spent queueing and waiting, in milliseconds.
+pub const WAITED: &str = "tokenwarden-waited-ms";
+/// Response header: the wait the platform asked for (or the poll interval), in milliseconds.
+pub const RETRY_AFTER: &str = "tokenwarden-retry-after-ms";
+/// Response header: `true` when the token was refreshed on the way.
+pub const REFRESHED: &str = "tokenwarden-refreshed";
+/// Response header: the platform's own error code, when the answer is not a success.
+pub const PLATFORM_CODE: &str = "tokenwarden-platform-code";
+/// Response header: the link that re-authorizes the connection, when it needs it.
+pub const REAUTHORIZE_URL: &str = "tokenwarden-reauthorize-url";
+
+/// The proxy: an engine, the client that reaches the platforms, and where people re-authorize.
+#[derive(Debug)]
+pub struct Proxy {
+    engine: Arc<Engine>,
+    client: reqwest::Client,
+    public_url: Url,
+}
+
+fn set(h: &mut HeaderMap, name: &'static str, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        h.insert(HeaderName::from_static(name), v);
+    }
+}
+
+impl Proxy {
+    /// A proxy over `engine`; re-authorization links start at `public_url`.
+    pub fn new(engine: Arc<Engine>, public_url: Url) -> Result<Proxy, reqwest::Error> {
+        let client = reqwest::Client::builder()
+            // Hardening rule 7: a redirect would carry the credential (TikTok's Access-Token is
+            // not stripped on a cross-host redirect) and the body elsewhere.
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(Duration::from_secs(10))
+            .read_timeout(Duration::from_secs(120))
+            .pool_max_idle_per_host(256)
+            .build()?;
+        Ok(Proxy {
+            engine,
+            client,
+            public_url,
+        })
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    fn reauthorize_url(&self, provider: &str, connection: &str) -> String {
+        let mut u = self.public_url.clone();
+        u.set_path(&format!("/connect/{provider}"));
+        u.query_pairs_mut().append_pair("connection_id", connection);
+        u.to_string()
+    }
+
+    /// Forwards one request and answers with the platform's response (or our JSON error).
+    pub async fn handle(&self, req: Request) -> Response {
+        match self.forward(req).await {
+            Ok(r) => r,
+            Err(e) => self.error_response(e),
+        }
+    }
+
+    async fn forward(&self, req: Request) -> Result<Response, ProxyError> {
+        let cfg = self.engine.config().clone();
+        let (parts, body) = req.into_parts();
+        // The raw path, still percent-encoded: the safety checks see what the caller sent.
+        let raw = parts.uri.path();
+        let rest = raw.strip_prefix(PREFIX).unwrap_or("");
+        let (id, path) = match rest.split_once('/') {
+            Some((id, p)) => (id, format!("/{p}")),
+            None => (rest, "/".to_string()),
+        };
+        let Ok(connection) = ConnectionId::parse(id) else {
+            return Ok(bad_request("bad_id", "the connection id is not valid"));
+        };
+        let budget = match parts.headers.get(crate::handler::BUDGET) {
+            None => None,
+            Some(v) => match v.to_str().ok().and_then(|s| s.trim().parse::<u64>().ok()) {
+                Some(ms) => Some(Duration::from_millis(ms)),
+                None => {
+                    return Ok(bad_request(
+                        "bad_budget",
+                        "tokenwarden-budget-ms must be a whole number of milliseconds",
+                    ));
+                }
+            },
+        };
+        if parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .is_some_and(|n| n > cfg.max_request_bytes)
+        {
+            return Err(ProxyError::RequestTooLarge {
+                limit: cfg.max_request_bytes,
+            });
+        }
+        let body = OutBody::from_stream(
+            body.into_data_stream(),
+            cfg.replay_buffer,
+            cfg.max_request_bytes,
+        )
+        .await?;
+        let call = Call {
+            connection,
+            method: parts.method.clone(),
+            target: Target::Path {
+                path,
+                query: parts.uri.query().map(str::to_string),
+            },
+            headers: parts.headers,
+            body,
+            budget,
+        };
+        let outcome = self
+            .engine
+            .execute(call, &mut ClientTransport(&self.client))
+            .await?;
+        Ok(self.respond(outcome, cfg.max_response_bytes))
+    }
+
+    fn respond(&self, outcome: Outcome, limit: u64) -> Response {
+        let Outcome {
+            response,
+            prefix,
+            report,
+        } = outcome;
+        let status = response.status();
+        let mut headers = crate::headers::inbound(response.headers());
+        report_headers(&mut headers, &report, self.engine.config().time_scale);
+        if report.reauth_required {
+            set(
+                &mut headers,
+                REAUTHORIZE_URL,
+                &self.reauthorize_url(&report.provider, report.connection.as_str()),
+            );
+        }
+        let body = Body::from_stream(Outcome::body_stream(prefix, response, limit));
+        let mut resp = Response::new(body);
+        *resp.status_mut() = status;
+        *resp.headers_mut() = headers;
+        resp
+    }
+
+    fn error_response(&self, e: ProxyError) -> Response {
+        let mut extra = json!({});
+        let mut retry_after = None;
+        let (status, code, message) = match &e {
+            ProxyError::Token { provider, failure } => {
+                let (status, code) = match failure {
+                    TokenFailure::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+                    TokenFailure::Pending(_) => (StatusCode::CONFLICT, "pending"),
+                    TokenFailure::ReauthRequired {
+                        connection, fix, ..
+                    } => {
+                        extra = json!({
+                            "fix": fix,
+                            "reauthorize_url": provider.as_deref().map(|p| self.reauthorize_url(p, connection.as_str())),
+                        });
+                        (StatusCode::CONFLICT, "reauth_required")
+                    }
+                    TokenFailure::AppMisconfigured { fix, .. } => {
+                        extra = json!({ "fix": fix });
+                        (StatusCode::BAD_GATEWAY, "app_misconfigured")
+                    }
+                    TokenFailure::Unavailable { retry_after: r, .. } => {
+                        retry_after = Some(r.map_or(5, |d| d.as_secs().max(1)));
+                        (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+                    }
+                    TokenFailure::UnknownProvider(_) => {
+                        (StatusCode::INTERNAL_SERVER_ERROR, "unknown_provider")
+                    }
+                    TokenFailure::Store(_) => {
+                        (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable")
+                    }
+                };
+                (status, code, failure.to_string())
+            }
+            ProxyError::Refused(r) => (StatusCode::BAD_REQUEST, "target_refused", r.to_string()),
+            ProxyError::BadHeader(b) => (StatusCode::BAD_REQUEST, "bad_header", b.to_string()),
+            ProxyError::OverBudget {
+                would_wait,
+                attempts,
+                waited,
+            } => {
+                extra = json!({
+                    "would_wait_ms": would_wait.as_millis() as u64,
+                    "attempts": attempts,
+                    "waited_ms": waited.as_millis() as u64,
+                });
+                retry_after = Some(would_wait.as_secs().max(1));
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "budget_exhausted",
+                    format!(
+                        "the call would have to wait {} ms more to stay within the platform's limits; raise {BUDGET} or try later",
+                        would_wait.as_millis()
+                    ),
+                )
+            }
+            ProxyError::Unreachable { attempts, .. } => {
+                extra = json!({ "attempts": attempts });
+                (
+                    StatusCode::BAD_GATEWAY,
+                    "upstream_unreachable",
+                    e.to_string(),
+                )
+            }
+            ProxyError::RequestTooLarge { .. } => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "request_too_large",
+                e.to_string(),
+            ),
+            ProxyError::ResponseTooLarge { .. } => {
+                (StatusCode::BAD_GATEWAY, "response_too_large", e.to_string())
+            }
+            ProxyError::BadBody => (StatusCode::BAD_REQUEST, "bad_body", e.to_string()),
+            ProxyError::Store(inner) => {
+                tracing::error!(error = %inner, "store failure while proxying");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store_unavailable",
+                    "tokenwarden cannot reach its database right now".to_string(),
+                )
+            }
+        };
+        let mut error = json!({"code": code, "message": message});
+        if let (Value::Object(x), Some(obj)) = (extra, error.as_object_mut()) {
+            obj.extend(x);
+        }
+        let mut resp = (status, axum::Json(json!({ "error": error }))).into_response();
+        resp.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if let Some(secs) = retry_after
+            && let Ok(v) = HeaderValue::from_str(&secs.to_string())
+        {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        resp
+    }
+}
+
+fn bad_request(code: &str, message: &str) -> Response {
+    let mut resp = (
+        StatusCode::BAD_REQUEST,
+        axum::Json(json!({"error": {"code": code, "message": message}})),
+    )
+        .into_response();
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+/// Adds the classification headers every proxied (or in-process) response carries. `time_scale`
+/// turns the platform's waits into real time.
+pub fn report_headers(h: &mut HeaderMap, r: &Report, time_scale: f64) {
+    let c = &r.classification;
+    set(h, KIND, c.kind.as_str());
+    set(h, ACTION, r.action.as_str());
+    set(h, ATTEMPTS, &r.attempts.to_string());
+    set(h, WAITED, &r.waited.as_millis().to_string());
+    if r.refreshed {
+        set(h, REFRESHED, "true");
+    }
+    if let Some(d) = c.retry_after {
+        let real = crate::engine::to_real(d, time_scale);
+        set(h, RETRY_AFTER, &real.as_millis().to_string());
+    }
+    if let Some(code) = c.platform_code.as_ref().filter(|_| c.kind != Kind::Ok) {
+        set(h, PLATFORM_CODE, code);
+    }
+}

@@ -1,0 +1,74 @@
+//! The forwarding proxy and its healing engine: calls to a platform that do the right thing for
+//! that platform.
+//!
+//! Modules:
+//! - [`engine`]: the loop shared by the proxy and the in-process client (`tokenwarden-client`):
+//!   take a token → shape → send → classify → refresh and replay once / wait as asked / back off /
+//!   pass through. Every decision comes from core's classifier and the provider definition.
+//! - [`shaper`]: per token, per account, per app and per endpoint lanes at the published limits,
+//!   adaptive (cut on a throttle signal, creep back on success), first come first served, bounded
+//!   by each caller's budget.
+//! - [`target`]: URL safety (hardening rule 9): only the connection's API base, no absolute URLs,
+//!   no `..`, no encoded escapes.
+//! - [`headers`]: what crosses (hardening rule 10): the caller's credentials and hop-by-hop headers
+//!   never reach the platform; ours is attached as the definition says.
+//! - [`handler`]: `ANY /proxy/{connection_id}/{*path}`.
+//!
+//! # The proxy over HTTP
+//!
+//! `ANY /proxy/{connection_id}/{path}?{query}` with the caller's API key (`Authorization: Bearer
+//! tw_…`) forwards to `{connection's API base}/{path}?{query}` with the method, body and headers,
+//! the connection's token attached (`Authorization: Bearer …`, TikTok Business `Access-Token: …`).
+//! Redirects are never followed; request and response bodies stream through (only the first
+//! 64 KiB of a response and, for replay, request bodies up to 1 MiB are held).
+//!
+//! Healing:
+//! - `token_expired` / `token_invalid` on a refreshable platform: refresh (exactly once per
+//!   connection across callers) and replay once; if the replay fails the same way the connection
+//!   becomes `reauth_required` and the response says `action: reauthorize`.
+//! - `token_revoked` (or an expired token that cannot be renewed): passed through, and the
+//!   connection becomes `reauth_required` at once.
+//! - `rate_limited`: the wait the platform asked for (`Retry-After`, Meta's usage headers, TikTok's
+//!   QPS/QPM/QPD guidance) or exponential backoff with full jitter, for every caller on the same
+//!   lanes, within the caller's budget; any method (a throttled call was not processed).
+//! - `service_unavailable`: the same backoff, for idempotent methods only; a POST is retried only
+//!   when no connection could be made (the platform cannot have processed it).
+//! - `async_pending` and everything else: passed through with the classification.
+//!
+//! Request header:
+//!
+//! | header | meaning |
+//! |---|---|
+//! | `tokenwarden-budget-ms` | how long the call may queue and wait in total (default 30 s, at most 300 s) |
+//!
+//! Response headers (on every proxied response):
+//!
+//! | header | meaning |
+//! |---|---|
+//! | `tokenwarden-kind` | the classification: `ok`, `token_expired`, `rate_limited`, `async_pending`, … |
+//! | `tokenwarden-action` | what to do now: `none`, `reauthorize`, `backoff_and_retry`, `poll_later`, … |
+//! | `tokenwarden-attempts` | calls made to the platform |
+//! | `tokenwarden-waited-ms` | time spent queueing and waiting |
+//! | `tokenwarden-retry-after-ms` | the wait (or poll interval) the platform asked for, when it did |
+//! | `tokenwarden-refreshed` | `true` when the token was refreshed on the way |
+//! | `tokenwarden-platform-code` | the platform's own error code |
+//! | `tokenwarden-reauthorize-url` | the connect link, when the connection needs re-authorization |
+//!
+//! Errors of tokenwarden itself are JSON `{"error":{"code","message",…}}`: `reauth_required` (409,
+//! with `reauthorize_url` and `fix`), `budget_exhausted` (503 with `Retry-After`),
+//! `target_refused` (400), `bad_header` (400), `request_too_large` (413), `response_too_large`
+//! and `upstream_unreachable` (502), `not_found` (404).
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod engine;
+pub mod handler;
+pub mod headers;
+pub mod shaper;
+pub mod target;
+
+pub use engine::{
+    Call, ClientTransport, Engine, EngineConfig, OutBody, Outcome, ProxyError, Report, SendError,
+    Target, Transport,
+};
+pub use handler::Proxy;

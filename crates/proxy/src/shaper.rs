@@ -1,0 +1,265 @@
+//! Outgoing-call shaping: each call takes a slot on every lane it belongs to (its token, its
+//! account, its app, its endpoint), spaced so that no lane exceeds the platform's published limit
+//! (`[[rate_limits]]` of the provider definition, kept at [`HEADROOM`] of it).
+//!
+//! Slots are handed out in arrival order (a virtual schedule, as in GCRA), so a crowd of callers
+//! queues fairly inside tokenwarden instead of being throttled by the platform. A caller whose slot
+//! lies beyond its budget takes none and is told how long it would have waited.
+//!
+//! Adaptive: a throttle signal halves a lane's rate and holds it for the wait the platform asked;
+//! every success creeps the rate back up by [`CREEP`] of the published figure; a usage report at or
+//! above [`USAGE_SLOWDOWN`] percent (Meta) slows the lane before the platform throttles.
+
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::time::Duration;
+use tokenwarden_core::connection::Connection;
+use tokenwarden_core::provider::{Provider, RateScope};
+use tokio::time::Instant;
+
+/// Fraction of a published limit the shaper aims for: room for clock skew and network jitter.
+pub const HEADROOM: f64 = 0.8;
+/// The lowest a lane's rate is cut to, as a fraction of the published one.
+pub const MIN_FACTOR: f64 = 1.0 / 64.0;
+/// How much of the published rate one success gives back.
+pub const CREEP: f64 = 0.05;
+/// Usage percentage (Meta's headers) from which a lane slows down before it is throttled.
+pub const USAGE_SLOWDOWN: u32 = 90;
+
+/// One lane a call belongs to: a key (never a secret, never sent anywhere) and the spacing its
+/// published limit implies, in real time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lane {
+    key: String,
+    interval: Duration,
+}
+
+#[derive(Debug)]
+struct LaneState {
+    interval: Duration,
+    factor: f64,
+    next_free: Instant,
+    hold_until: Instant,
+}
+
+impl LaneState {
+    fn spacing(&self) -> Duration {
+        self.interval.div_f64(self.factor.clamp(MIN_FACTOR, 1.0))
+    }
+}
+
+/// The lanes of every call in flight.
+#[derive(Debug)]
+pub struct Shaper {
+    lanes: Mutex<HashMap<String, LaneState>>,
+}
+
+/// A caller whose slot would come after its budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OverBudget {
+    /// How long it would have had to wait.
+    pub would_wait: Duration,
+}
+
+impl Default for Shaper {
+    fn default() -> Self {
+        Shaper::new()
+    }
+}
+
+impl Shaper {
+    /// No lanes yet.
+    pub fn new() -> Self {
+        Shaper {
+            lanes: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The lanes of a call on `conn` to `path` (relative to the API base). `time_scale` turns the
+    /// platform's time into real time (the sandbox may run faster).
+    pub fn lanes(provider: &Provider, conn: &Connection, path: &str, time_scale: f64) -> Vec<Lane> {
+        let id = provider.spec.id.as_str();
+        // The account a call is about: a path segment naming one of the connection's accounts
+        // (Meta writes ad accounts as `act_<id>`).
+        let account = path.split('/').find_map(|seg| {
+            let bare = seg.strip_prefix("act_").unwrap_or(seg);
+            conn.account_ids.iter().find(|a| a.as_str() == bare)
+        });
+        let mut by_key: HashMap<String, Duration> = HashMap::new();
+        for limit in &provider.spec.rate_limits {
+            if limit.requests == 0 || limit.per.is_zero() {
+                continue;
+            }
+            let key = match limit.scope {
+                RateScope::App => format!("{id}/app/{}", conn.app),
+                RateScope::Token => format!("{id}/conn/{}", conn.id),
+                RateScope::Account => match account {
+                    Some(a) => format!("{id}/account/{a}"),
+                    None => continue,
+                },
+                RateScope::Endpoint => format!("{id}/app/{}/endpoint{path}", conn.app),
+            };
+            let interval = crate::engine::to_real(
+                limit.per.div_f64(f64::from(limit.requests) * HEADROOM),
+                time_scale,
+            );
+            let e = by_key.entry(key).or_default();
+            *e = (*e).max(interval);
+        }
+        // Every call belongs to its connection's lane, even where no per-token limit is
+        // published, so that a throttle's wait holds the connection's other callers too.
+        by_key
+            .entry(format!("{id}/conn/{}", conn.id))
+            .or_insert(Duration::ZERO);
+        let mut lanes: Vec<Lane> = by_key
+            .into_iter()
+            .map(|(key, interval)| Lane { key, interval })
+            .collect();
+        lanes.sort_by(|a, b| a.key.cmp(&b.key));
+        lanes
+    }
+
+    /// Takes a slot on every lane and waits for it, unless it comes after `deadline`. Returns
+    /// how long the call queued.
+    pub async fn acquire(&self, lanes: &[Lane], deadline: Instant) -> Result<Duration, OverBudget> {
+        if lanes.is_empty() {
+            return Ok(Duration::ZERO);
+        }
+        let now = Instant::now();
+        let slot = {
+            let mut map = self.lanes.lock();
+            let mut slot = now;
+            for lane in lanes {
+                let st = map.entry(lane.key.clone()).or_insert_with(|| LaneState {
+                    interval: lane.interval,
+                    factor: 1.0,
+                    next_free: now,
+                    hold_until: now,
+                });
+                // A provider definition reloaded with other limits takes effect at once.
+                st.interval = lane.interval;
+                slot = slot.max(st.next_free).max(st.hold_until);
+            }
+            if slot > deadline {
+                return Err(OverBudget {
+                    would_wait: slot - now,
+                });
+            }
+            for lane in lanes {
+                if let Some(st) = map.get_mut(&lane.key) {
+                    st.next_free = slot + st.spacing();
+                }
+            }
+            slot
+        };
+        // The timer has millisecond granularity: a slot that is already due is taken at once.
+        if slot > Instant::now() {
+            tokio::time::sleep_until(slot).await;
+        }
+        Ok(slot - now)
+    }
+
+    /// The platform pushed back: halve each lane's rate and hold it for `wait` (real time).
+    pub fn throttled(&self, lanes: &[Lane], wait: Duration) {
+        let now = Instant::now();
+        let mut map = self.lanes.lock();
+        for lane in lanes {
+            if let Some(st) = map.get_mut(&lane.key) {
+                st.factor = (st.factor / 2.0).max(MIN_FACTOR);
+                st.hold_until = st.hold_until.max(now + wait);
+                st.next_free = st.next_free.max(now + wait);
+            }
+        }
+    }
+
+    /// A success: creep back towards the published rate, or slow down when the platform reports
+    /// usage near its limit.
+    pub fn succeeded(&self, lanes: &[Lane], usage_pct: Option<u32>) {
+        let mut map = self.lanes.lock();
+        for lane in lanes {
+            if let Some(st) = map.get_mut(&lane.key) {
+                st.factor = match usage_pct {
+                    Some(u) if u >= USAGE_SLOWDOWN => (st.factor * 0.75).max(MIN_FACTOR),
+                    _ => (st.factor + CREEP).min(1.0),
+                };
+            }
+        }
+    }
+
+    /// A lane's current rate as a fraction of the published one (for tests and diagnostics).
+    pub fn factor(&self, key_contains: &str) -> Option<f64> {
+        let map = self.lanes.lock();
+        map.iter()
+            .find(|(k, _)| k.contains(key_contains))
+            .map(|(_, s)| s.factor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lane(key: &str, ms: u64) -> Lane {
+        Lane {
+            key: key.into(),
+            interval: Duration::from_millis(ms),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn slots_are_spaced_and_fair() {
+        let s = Shaper::new();
+        let lanes = [lane("t", 100)];
+        let far = Instant::now() + Duration::from_secs(60);
+        let mut queued = Vec::new();
+        for _ in 0..5 {
+            queued.push(s.acquire(&lanes, far).await.unwrap());
+        }
+        // Sequential callers: the first goes at once, each later one waits for its slot.
+        assert_eq!(queued[0], Duration::ZERO);
+        assert!(queued[1..].iter().all(|q| *q == Duration::from_millis(100)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_caller_beyond_its_budget_takes_no_slot() {
+        let s = Shaper::new();
+        let lanes = [lane("t", 100)];
+        let start = Instant::now();
+        // Reserve 10 slots without waiting for them.
+        for _ in 0..10 {
+            let s = &s;
+            let lanes = &lanes;
+            let _ =
+                futures::FutureExt::now_or_never(s.acquire(lanes, start + Duration::from_secs(60)));
+        }
+        let err = s
+            .acquire(&lanes, start + Duration::from_millis(50))
+            .await
+            .unwrap_err();
+        assert!(err.would_wait >= Duration::from_millis(900));
+        // The refused caller did not push the schedule back.
+        let err2 = s
+            .acquire(&lanes, start + Duration::from_millis(50))
+            .await
+            .unwrap_err();
+        assert_eq!(err.would_wait, err2.would_wait);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn throttle_cuts_and_success_creeps_back() {
+        let s = Shaper::new();
+        let lanes = [lane("snapchat/conn/c1", 100)];
+        let far = Instant::now() + Duration::from_secs(600);
+        s.acquire(&lanes, far).await.unwrap();
+        s.throttled(&lanes, Duration::from_secs(1));
+        assert_eq!(s.factor("c1"), Some(0.5));
+        let waited = s.acquire(&lanes, far).await.unwrap();
+        assert!(waited >= Duration::from_secs(1), "held for the asked wait");
+        for _ in 0..20 {
+            s.succeeded(&lanes, None);
+        }
+        assert_eq!(s.factor("c1"), Some(1.0));
+        s.succeeded(&lanes, Some(95));
+        assert_eq!(s.factor("c1"), Some(0.75));
+    }
+}

@@ -1,0 +1,272 @@
+//! Where a call may go (hardening rule 9): only under the API base the provider definition names
+//! for the connection's environment, built so that nothing the caller sends can change the origin.
+//!
+//! The path is never `Url::join`ed (a path starting `//` or holding `scheme:` replaces the origin,
+//! rust-url #1024, #869): it is checked as raw text, appended to the base, parsed, and the result
+//! is asserted to keep the base's origin and path prefix before any credential is attached.
+
+use tokenwarden_core::connection::Connection;
+use tokenwarden_core::provider::Provider;
+use url::Url;
+
+/// Why a target was refused. `Display` quotes nothing the caller sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UrlRefused {
+    /// The path does not start with `/`, or starts with `//` (a network-path reference).
+    #[error("the path must start with a single '/'")]
+    NotRelative,
+    /// A `.` or `..` segment, raw or encoded.
+    #[error("the path may not contain '.' or '..' segments, in any encoding")]
+    DotSegment,
+    /// An encoded `/`, `\`, `.`, `%` or control character: an escape trick.
+    #[error("the path may not contain encoded '/', '\\', '.', '%' or control characters")]
+    EncodedEscape,
+    /// A raw backslash, control character or a `scheme:` before the first `/`.
+    #[error("the path contains characters that are not allowed")]
+    BadCharacter,
+    /// A malformed `%` escape.
+    #[error("the path contains a malformed percent escape")]
+    BadEscape,
+    /// The connection's recorded API base is not one the provider definition names.
+    #[error("the connection's API base is not one of its provider's API hosts")]
+    UnknownBase,
+    /// After building, the URL left the API base (a defect this check exists to catch).
+    #[error("the built URL leaves the provider's API base")]
+    LeftBase,
+    /// An absolute URL where a path under the API base was expected.
+    #[error("absolute URLs are refused; send a path under the connection's API base")]
+    Absolute,
+}
+
+/// The API base a connection's calls go to: its recorded `api_base`, which must be the provider's
+/// production or sandbox base (as the registry points them, e.g. at the local sandbox).
+pub fn api_base(provider: &Provider, conn: &Connection) -> Result<Url, UrlRefused> {
+    let api = &provider.spec.api;
+    let recorded = conn.api_base.trim_end_matches('/');
+    std::iter::once(&api.base_url)
+        .chain(api.sandbox_base_url.as_ref())
+        .find(|u| u.as_str().trim_end_matches('/') == recorded)
+        .cloned()
+        .ok_or(UrlRefused::UnknownBase)
+}
+
+/// Checks a raw (still percent-encoded) path as it arrived.
+pub fn check_path(path: &str) -> Result<(), UrlRefused> {
+    if !path.starts_with('/') {
+        // `https://…`, `//host/…` or `host/…` are all attempts to name another origin.
+        return Err(if path.contains("://") || path.contains(':') {
+            UrlRefused::Absolute
+        } else {
+            UrlRefused::NotRelative
+        });
+    }
+    if path.starts_with("//") {
+        return Err(UrlRefused::NotRelative);
+    }
+    let bytes = path.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        match b {
+            b'%' => {
+                let hex = bytes.get(i + 1..i + 3).ok_or(UrlRefused::BadEscape)?;
+                let v = std::str::from_utf8(hex)
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                    .ok_or(UrlRefused::BadEscape)?;
+                if matches!(v, b'/' | b'\\' | b'.' | b'%') || v < 0x20 || v == 0x7f {
+                    return Err(UrlRefused::EncodedEscape);
+                }
+                i += 3;
+                continue;
+            }
+            b'\\' | b'#' | b'?' => return Err(UrlRefused::BadCharacter),
+            _ if b < 0x20 || b == 0x7f || b == b' ' => return Err(UrlRefused::BadCharacter),
+            _ => {}
+        }
+        i += 1;
+    }
+    if path.split('/').any(|seg| seg == "." || seg == "..") {
+        return Err(UrlRefused::DotSegment);
+    }
+    // `/https://evil.example/…`: a URL where a path belongs (it could not leave the base, but it
+    // is never what a caller of a platform API means).
+    if path[1..]
+        .split('/')
+        .next()
+        .is_some_and(|seg| seg.contains(':'))
+    {
+        return Err(UrlRefused::Absolute);
+    }
+    Ok(())
+}
+
+/// Checks a raw query string: no control characters, spaces or fragments.
+fn check_query(query: &str) -> Result<(), UrlRefused> {
+    if query
+        .bytes()
+        .any(|b| b < 0x20 || b == 0x7f || b == b' ' || b == b'#')
+    {
+        return Err(UrlRefused::BadCharacter);
+    }
+    Ok(())
+}
+
+/// Query parameters that carry a platform credential (Graph's `access_token`): the caller's are
+/// dropped so they can neither reach the platform nor override ours (hardening rule 10).
+const CREDENTIAL_PARAMS: &[&str] = &["access_token"];
+
+fn strip_credentials(query: &str) -> String {
+    query
+        .split('&')
+        .filter(|pair| {
+            let name = pair.split('=').next().unwrap_or("");
+            !CREDENTIAL_PARAMS
+                .iter()
+                .any(|c| name.eq_ignore_ascii_case(c))
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// The URL for `path` (raw, starting with `/`) and `query` (raw) under `base`.
+pub fn build(base: &Url, path: &str, query: Option<&str>) -> Result<Url, UrlRefused> {
+    check_path(path)?;
+    let prefix = base.as_str().trim_end_matches('/');
+    let mut text = format!("{prefix}{path}");
+    if let Some(q) = query {
+        check_query(q)?;
+        let q = strip_credentials(q);
+        if !q.is_empty() {
+            text.push('?');
+            text.push_str(&q);
+        }
+    }
+    let url = Url::parse(&text).map_err(|_| UrlRefused::BadCharacter)?;
+    within(base, &url)?;
+    Ok(url)
+}
+
+/// Asserts `url` keeps `base`'s origin and path prefix and carries no user info or fragment.
+pub fn within(base: &Url, url: &Url) -> Result<(), UrlRefused> {
+    let base_path = base.path().trim_end_matches('/');
+    let path = url.path();
+    let under = path == base_path
+        || (path.starts_with(base_path) && path[base_path.len()..].starts_with('/'));
+    if url.origin() != base.origin()
+        || !under
+        || !url.username().is_empty()
+        || url.password().is_some()
+        || url.fragment().is_some()
+    {
+        return Err(UrlRefused::LeftBase);
+    }
+    Ok(())
+}
+
+/// The path and query of an absolute `url` relative to `base` (the in-process client gets whole
+/// URLs): refused unless it lies under `base`.
+pub fn relative<'a>(base: &Url, url: &'a Url) -> Result<(String, Option<&'a str>), UrlRefused> {
+    within(base, url)?;
+    let base_path = base.path().trim_end_matches('/');
+    let rest = &url.path()[base_path.len()..];
+    let rest = if rest.is_empty() { "/" } else { rest };
+    Ok((rest.to_string(), url.query()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> Url {
+        Url::parse("https://adsapi.snapchat.com/v1").unwrap()
+    }
+
+    #[test]
+    fn ordinary_paths_pass() {
+        let u = build(&base(), "/me", None).unwrap();
+        assert_eq!(u.as_str(), "https://adsapi.snapchat.com/v1/me");
+        let u = build(
+            &base(),
+            "/adaccounts/a%20b/campaigns",
+            Some("limit=5&x=%C3%A9"),
+        )
+        .unwrap();
+        assert_eq!(
+            u.as_str(),
+            "https://adsapi.snapchat.com/v1/adaccounts/a%20b/campaigns?limit=5&x=%C3%A9"
+        );
+    }
+
+    #[test]
+    fn escapes_are_refused() {
+        let cases = [
+            ("https://evil.example/x", UrlRefused::Absolute),
+            ("//evil.example/x", UrlRefused::NotRelative),
+            ("evil.example/x", UrlRefused::NotRelative),
+            ("/../admin", UrlRefused::DotSegment),
+            ("/a/..", UrlRefused::DotSegment),
+            ("/./a", UrlRefused::DotSegment),
+            ("/%2e%2e/admin", UrlRefused::EncodedEscape),
+            ("/%2E%2E/admin", UrlRefused::EncodedEscape),
+            ("/.%2e/admin", UrlRefused::EncodedEscape),
+            ("/%252e%252e/admin", UrlRefused::EncodedEscape),
+            ("/a%2f..%2fb", UrlRefused::EncodedEscape),
+            ("/a%5c..%5cb", UrlRefused::EncodedEscape),
+            ("/a\\..\\b", UrlRefused::BadCharacter),
+            ("/a%0d%0aHost:x", UrlRefused::EncodedEscape),
+            ("/a%00", UrlRefused::EncodedEscape),
+            ("/a%zz", UrlRefused::BadEscape),
+            ("/a%2", UrlRefused::BadEscape),
+            ("/a#frag", UrlRefused::BadCharacter),
+        ];
+        for (path, want) in cases {
+            assert_eq!(build(&base(), path, None), Err(want), "{path}");
+        }
+    }
+
+    #[test]
+    fn at_signs_and_colons_stay_in_the_path() {
+        // `@` and `:` after the first `/` are ordinary path characters; the origin cannot change.
+        let u = build(&base(), "/@evil.example/x:80", None).unwrap();
+        assert_eq!(u.host_str(), Some("adsapi.snapchat.com"));
+        assert!(u.path().starts_with("/v1/"));
+        assert_eq!(
+            build(&base(), "/http://evil.example/", None),
+            Err(UrlRefused::Absolute)
+        );
+        // `//` further in stays a path; the host is still the platform's.
+        let u = build(&base(), "/a//evil.example/", None).unwrap();
+        assert_eq!(u.host_str(), Some("adsapi.snapchat.com"));
+    }
+
+    #[test]
+    fn caller_access_token_parameters_are_dropped() {
+        let u = build(
+            &base(),
+            "/me",
+            Some("fields=id&access_token=theirs&ACCESS_TOKEN=x"),
+        )
+        .unwrap();
+        assert_eq!(u.query(), Some("fields=id"));
+        let u = build(&base(), "/me", Some("access_token=theirs")).unwrap();
+        assert_eq!(u.query(), None);
+    }
+
+    #[test]
+    fn relative_requires_the_base() {
+        let b = base();
+        let ok = Url::parse("https://adsapi.snapchat.com/v1/me?x=1").unwrap();
+        assert_eq!(relative(&b, &ok).unwrap(), ("/me".to_string(), Some("x=1")));
+        for bad in [
+            "https://evil.example/v1/me",
+            "http://adsapi.snapchat.com/v1/me",
+            "https://adsapi.snapchat.com/v10/me",
+            "https://adsapi.snapchat.com/admin",
+            "https://user:pw@adsapi.snapchat.com/v1/me",
+        ] {
+            let u = Url::parse(bad).unwrap();
+            assert_eq!(relative(&b, &u), Err(UrlRefused::LeftBase), "{bad}");
+        }
+    }
+}
