@@ -178,17 +178,6 @@ async fn start(
     resp
 }
 
-fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_string())
-}
-
 /// The public name of one flow: part of the hash of its (consumed) state. Events of the flow
 /// carry it, and only a browser that was sent to `/done` with it sees the flow's outcome there.
 fn flow_id(state_hash: &Sha256Hex) -> &str {
@@ -272,8 +261,8 @@ async fn callback(
         );
     }
     // The flow is bound to the browser that started it.
-    let bound = cookie(&headers, &cookie_name(&state_hash))
-        .is_some_and(|c| Sha256Hex::of(&c) == pending.browser_hash);
+    let bound = page::cookie(&headers, &cookie_name(&state_hash))
+        .is_some_and(|c| Sha256Hex::of(c) == pending.browser_hash);
     if !bound {
         record(
             &s,

@@ -117,17 +117,6 @@ fn cookie_name(s: &ServerState) -> &'static str {
     }
 }
 
-fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
-}
-
 /// A signed-in browser.
 #[derive(Debug)]
 pub struct Signed {
@@ -139,7 +128,7 @@ impl FromRequestParts<ServerState> for Signed {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, s: &ServerState) -> Result<Self, Response> {
-        let found = cookie_value(&parts.headers, cookie_name(s))
+        let found = crate::page::cookie(&parts.headers, cookie_name(s))
             .and_then(|id| Some((id.to_string(), s.dashboard.sessions.get(id)?)));
         match found {
             Some((cookie, session)) => Ok(Signed { session, cookie }),
