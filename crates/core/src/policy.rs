@@ -46,6 +46,31 @@ pub fn refresh_interval(limits: &[crate::provider::RateLimitSpec]) -> Duration {
         .unwrap_or(Duration::from_millis(200))
 }
 
+/// When a crowd must start being refreshed so each connection is done by its deadline, at one
+/// refresh per `every`: the latest `t` with `t + k·every ≤ deadline_k` for every `k` (deadlines
+/// earliest first), i.e. `min_k(deadline_k − k·every)`. A lone connection starts at its deadline;
+/// 100,000 due within the same hour at 10 per second start hours before the first of them.
+/// Refreshing early is safe for a token that may be renewed at any age: the new token simply
+/// lives longer. `None` when nothing is scheduled.
+///
+/// `deadlines` must be sorted earliest first (as the store returns them).
+pub fn crowd_start(deadlines: &[DateTime<Utc>], every: Duration) -> Option<DateTime<Utc>> {
+    debug_assert!(deadlines.is_sorted(), "deadlines must be sorted");
+    let step = delta(every);
+    let mut lead = TimeDelta::zero();
+    let mut start: Option<DateTime<Utc>> = None;
+    for (k, d) in deadlines.iter().enumerate() {
+        if k > 0 {
+            lead = lead.checked_add(&step).unwrap_or(TimeDelta::MAX);
+        }
+        let latest = d
+            .checked_sub_signed(lead)
+            .unwrap_or(DateTime::<Utc>::MIN_UTC);
+        start = Some(start.map_or(latest, |s| s.min(latest)));
+    }
+    start
+}
+
 /// The expiry to record for a token response: the platform's `expires_in` when it is sane, else
 /// the provider's default lifetime; `None` only for providers whose tokens do not expire
 /// (hardening rule 6: missing `expires_in` never means "never refresh").
@@ -151,6 +176,34 @@ mod tests {
         assert_eq!(every("tiktok"), Duration::from_millis(200));
         // Threads publishes only per-token limits: the default.
         assert_eq!(every("threads"), Duration::from_millis(200));
+    }
+
+    #[test]
+    fn a_crowd_starts_early_enough_to_meet_every_deadline() {
+        let t0 = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let every = Duration::from_millis(100);
+        assert_eq!(crowd_start(&[], every), None);
+        // One connection: at its deadline.
+        assert_eq!(crowd_start(&[t0], every), Some(t0));
+        // Sparse deadlines (further apart than the pace): the first one decides.
+        let sparse: Vec<_> = (0..5).map(|i| t0 + TimeDelta::seconds(i)).collect();
+        assert_eq!(crowd_start(&sparse, every), Some(t0));
+        // 1,000 due at the same moment: 999 steps before it.
+        let same = vec![t0; 1000];
+        assert_eq!(
+            crowd_start(&same, every),
+            Some(t0 - TimeDelta::milliseconds(99_900))
+        );
+        // A crowd behind an early straggler: the crowd decides, not the straggler.
+        let mut mixed = vec![t0 - TimeDelta::seconds(10)];
+        mixed.extend(std::iter::repeat_n(t0 + TimeDelta::hours(1), 100_000));
+        let start = crowd_start(&mixed, every).unwrap();
+        assert_eq!(start, t0 + TimeDelta::hours(1) - TimeDelta::seconds(10_000));
+        // Starting then and refreshing one per `every` meets every deadline, and one step later
+        // would miss the last.
+        for (k, d) in mixed.iter().enumerate() {
+            assert!(start + TimeDelta::milliseconds(100 * k as i64) <= *d);
+        }
     }
 
     #[test]

@@ -5,14 +5,22 @@
 //! A crowd due at once is paced per provider: one replica starts at most one refresh per
 //! [`policy::refresh_interval`] (half the tightest published app limit), a few run at once, and
 //! when the platform throttles a refresh the provider is paused for as long as it asked. The
-//! jitter in each deadline spreads a crowd further. Several replicas each pace themselves, so the
-//! rate the platform sees grows with the number of replicas; the halving leaves room for two.
+//! jitter in each deadline spreads a crowd further.
+//!
+//! A crowd too large to refresh at that pace by its deadlines is started early: the scheduler
+//! looks at each provider's upcoming deadlines and, from [`policy::crowd_start`] on, claims that
+//! provider's earliest ones whether due or not, so the last of them is still done in time. Only
+//! `active` connections of providers whose tokens can be renewed at any age are counted and pulled
+//! forward (a `degraded` one's deadline is its backoff retry, and is kept).
+//!
+//! Several replicas each pace themselves, so the rate the platform sees grows with the number of
+//! replicas; the halving leaves room for two.
 
 use crate::ServerState;
 use chrono::{DateTime, TimeDelta, Utc};
 use std::collections::HashMap;
 use std::time::Duration;
-use tokenwarden_core::id::ConnectionId;
+use tokenwarden_core::id::{ConnectionId, ProviderId};
 use tokenwarden_core::policy;
 use tokenwarden_engine::TokenFailure;
 
@@ -24,6 +32,13 @@ const BATCH: i64 = 50;
 const IN_FLIGHT: usize = 8;
 /// How long a claim holds (database time); longer than a batch takes at the slowest pace.
 const CLAIM: Duration = Duration::from_secs(45);
+/// How many missed pace slots a provider may catch up on at once (see [`Pacer::book`]).
+const OWED: i32 = 4;
+/// How many of a provider's upcoming deadlines the crowd plan looks at.
+const LOOKAHEAD: i64 = 250_000;
+/// How long a provider's crowd plan is trusted (clock time) before it is looked at again; a wake
+/// (an earlier deadline appeared) looks again at once.
+const PLAN_FOR: TimeDelta = TimeDelta::seconds(60);
 
 /// When each provider may start its next refresh.
 #[derive(Debug, Default)]
@@ -33,9 +48,23 @@ struct Pacer {
 
 impl Pacer {
     /// The start time for the next refresh of `provider`, and books the slot.
+    ///
+    /// A slot missed by a little (the scheduler was between batches) is still owed, so a crowd
+    /// worked on without pause keeps the provider's average pace; at most [`OWED`] slots, so the
+    /// catch-up stays under the platform's limit. Time an idle provider spent idle is not
+    /// owed.
     fn book(&mut self, provider: &str, every: Duration, now: DateTime<Utc>) -> DateTime<Utc> {
-        let slot = self.next.get(provider).copied().unwrap_or(now).max(now);
         let step = TimeDelta::from_std(every).unwrap_or(TimeDelta::milliseconds(200));
+        // Catching up adds at most half the paced rate again within any second, so the total stays
+        // under the limit the pace is half of.
+        let per_second = (1000 / every.as_millis().max(1)) as i32;
+        let owed = step * OWED.min(per_second / 2);
+        let slot = self
+            .next
+            .get(provider)
+            .copied()
+            .filter(|next| *next >= now - owed)
+            .unwrap_or(now);
         self.next.insert(provider.to_owned(), slot + step);
         slot
     }
@@ -44,6 +73,72 @@ impl Pacer {
     fn pause(&mut self, provider: &str, until: DateTime<Utc>) {
         let e = self.next.entry(provider.to_owned()).or_insert(until);
         *e = (*e).max(until);
+    }
+}
+
+/// When each provider's crowd must start, as last computed.
+#[derive(Debug, Default)]
+struct Plans {
+    by_provider: HashMap<String, Plan>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Plan {
+    /// `policy::crowd_start` over the provider's upcoming deadlines (`None`: nothing scheduled).
+    start: Option<DateTime<Utc>>,
+    computed_at: DateTime<Utc>,
+}
+
+impl Plans {
+    /// The providers whose crowd must be worked on now, and the earliest future crowd start.
+    async fn look(
+        &mut self,
+        s: &ServerState,
+        now: DateTime<Utc>,
+    ) -> (Vec<ProviderId>, Option<DateTime<Utc>>) {
+        let mut behind = Vec::new();
+        let mut next = None;
+        for p in s.providers.iter() {
+            let r = &p.spec.refresh;
+            // Only tokens that may be renewed at any age can be pulled forward.
+            if !r.style.can_refresh() || r.min_age.is_some() {
+                continue;
+            }
+            let id = p.spec.id.as_str();
+            let stale = self
+                .by_provider
+                .get(id)
+                .is_none_or(|plan| now - plan.computed_at >= PLAN_FOR || now < plan.computed_at);
+            if stale {
+                let deadlines = match s.store.refresh_deadlines(&p.spec.id, LOOKAHEAD).await {
+                    Ok(d) => d,
+                    Err(e) => {
+                        tracing::warn!(provider = id, error = %e, "cannot read upcoming refresh deadlines");
+                        continue;
+                    }
+                };
+                let every = policy::refresh_interval(&p.spec.rate_limits);
+                let start = policy::crowd_start(&deadlines, every);
+                self.by_provider.insert(
+                    id.to_owned(),
+                    Plan {
+                        start,
+                        computed_at: now,
+                    },
+                );
+            }
+            match self.by_provider.get(id).and_then(|plan| plan.start) {
+                Some(start) if start <= now => behind.push(p.spec.id.clone()),
+                Some(start) => next = Some(next.map_or(start, |n: DateTime<Utc>| n.min(start))),
+                None => {}
+            }
+        }
+        (behind, next)
+    }
+
+    /// Something was scheduled earlier than planned: look again.
+    fn forget(&mut self) {
+        self.by_provider.clear();
     }
 }
 
@@ -62,25 +157,56 @@ pub async fn run(
         1.0
     };
     let mut pacer = Pacer::default();
+    let mut plans = Plans::default();
     loop {
         if *shutdown.borrow() {
             return;
         }
         let now = s.clock.now();
-        let claimed = match s.store.claim_due_refreshes(now, BATCH, &owner, CLAIM).await {
+        let mut claimed = match s.store.claim_due_refreshes(now, BATCH, &owner, CLAIM).await {
             Ok(due) => due,
             Err(e) => {
                 tracing::warn!(error = %e, "could not claim due refreshes");
                 Vec::new()
             }
         };
-        let full = claimed.len() as i64 == BATCH;
+        // A crowd that cannot wait for its deadlines: claim its earliest, due or not.
+        let (behind, crowd_next) = plans.look(&s, now).await;
+        let mut early = 0;
+        for provider in &behind {
+            let room = BATCH - claimed.len() as i64;
+            if room <= 0 {
+                break;
+            }
+            match s
+                .store
+                .claim_earliest_refreshes(provider, room, &owner, CLAIM)
+                .await
+            {
+                Ok(ids) => {
+                    early += ids.len();
+                    claimed.extend(ids);
+                }
+                Err(e) => {
+                    tracing::warn!(provider = %provider, error = %e, "could not claim a crowd's refreshes")
+                }
+            }
+        }
+        if early > 0 {
+            tracing::debug!(early, "refreshing part of a crowd ahead of its deadlines");
+        }
+        let busy = claimed.len() as i64 == BATCH || early > 0;
         run_batch(&s, &owner, scale, &mut pacer, claimed).await;
-        if full {
-            // More is due: go on at once (the pacer keeps the rate).
+        if busy {
+            // More is due, or a crowd is being worked through: go on at once (the pacer keeps
+            // the rate).
             continue;
         }
         let next = s.store.next_refresh_deadline().await.ok().flatten();
+        let next = match (next, crowd_next) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let wait = next
             .map(|at| (at - s.clock.now()).to_std().unwrap_or(Duration::ZERO))
             .unwrap_or(MAX_SLEEP)
@@ -88,7 +214,7 @@ pub async fn run(
         let real = wait.div_f64(scale).max(Duration::from_millis(20));
         tokio::select! {
             _ = tokio::time::sleep(real) => {}
-            _ = s.wake.notified() => {}
+            _ = s.wake.notified() => plans.forget(),
             _ = shutdown.changed() => {}
         }
     }
@@ -212,5 +338,15 @@ mod tests {
         // Time that passed is not owed: an idle provider starts now.
         let later = t0 + TimeDelta::hours(1);
         assert_eq!(p.book("tiktok", every, later), later);
+        // A few slots missed while busy are: the pace holds on average, catching up by at most
+        // `OWED` slots at once.
+        let busy = later + TimeDelta::milliseconds(250);
+        let caught: Vec<_> = (0..4).map(|_| p.book("tiktok", every, busy)).collect();
+        assert_eq!(
+            caught,
+            [100, 200, 300, 400].map(|ms| later + TimeDelta::milliseconds(ms))
+        );
+        let far = busy + TimeDelta::seconds(1);
+        assert_eq!(p.book("tiktok", every, far), far);
     }
 }

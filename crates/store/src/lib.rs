@@ -163,6 +163,26 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         ttl: Duration,
     ) -> Result<Vec<ConnectionId>, StoreError>;
 
+    /// The refresh deadlines of `provider`'s `active` connections, earliest first, at most
+    /// `limit`: how the scheduler sees a crowd coming. (A `degraded` connection's deadline is a
+    /// backoff retry, not a token's end; counting those would pull healthy connections forward
+    /// during an outage.)
+    async fn refresh_deadlines(
+        &self,
+        provider: &ProviderId,
+        limit: i64,
+    ) -> Result<Vec<DateTime<Utc>>, StoreError>;
+    /// Claims up to `limit` of `provider`'s `active` connections with the earliest refresh
+    /// deadlines, due or not, taking their leases like [`Store::claim_due_refreshes`]: a crowd is
+    /// refreshed ahead of its deadlines. (`degraded` ones wait for their backoff.)
+    async fn claim_earliest_refreshes(
+        &self,
+        provider: &ProviderId,
+        limit: i64,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<Vec<ConnectionId>, StoreError>;
+
     // ---- pending authorizations ----
     /// Stores a pending authorization (the PKCE verifier is encrypted).
     async fn put_pending(&self, pending: &PendingAuthorization) -> Result<(), StoreError>;

@@ -512,6 +512,53 @@ struct SealedTokens {
     scopes: String,
 }
 
+/// Which connections a scheduler claim takes.
+enum Claim<'a> {
+    /// Every provider's connections due at this time (`active` or `degraded`).
+    Due(DateTime<Utc>),
+    /// One provider's `active` connections with the earliest deadlines, due or not.
+    Earliest(&'a ProviderId),
+}
+
+impl SqlStore {
+    /// Takes the leases of up to `limit` connections that `which` selects, earliest deadline
+    /// first, skipping rows another owner holds (`FOR UPDATE … SKIP LOCKED` on PostgreSQL).
+    async fn claim_refreshes(
+        &self,
+        which: Claim<'_>,
+        limit: i64,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<Vec<ConnectionId>> {
+        let db_now = self.now_sql();
+        let of = match self.backend {
+            Backend::Postgres => "FOR UPDATE OF t SKIP LOCKED",
+            Backend::Sqlite => "",
+        };
+        let filter = match which {
+            Claim::Due(_) => "c.next_refresh_at <= $3 AND c.state IN ('active', 'degraded')",
+            Claim::Earliest(_) => "c.provider = $3 AND c.state = 'active'",
+        };
+        let sql = format!(
+            "UPDATE token_sets SET lease_owner = $1, lease_until = {db_now} + $2
+             WHERE lease_until <= {db_now} AND connection_id IN (
+               SELECT t.connection_id FROM token_sets t JOIN connections c ON c.id = t.connection_id
+               WHERE c.next_refresh_at IS NOT NULL AND {filter} AND t.lease_until <= {db_now}
+               ORDER BY c.next_refresh_at, t.connection_id LIMIT $4 {of})
+             RETURNING connection_id"
+        );
+        let q = sqlx::query(&sql).bind(owner).bind(ttl_ms(ttl));
+        let q = match which {
+            Claim::Due(now) => q.bind(ms(now)),
+            Claim::Earliest(provider) => q.bind(provider.as_str()),
+        };
+        let rows = q.bind(limit).fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| parse_id("connection id", r.try_get("connection_id")?))
+            .collect()
+    }
+}
+
 impl SqlStore {
     async fn seal_tokens(&self, conn: &ConnectionId, set: &TokenSet) -> Result<SealedTokens> {
         let at = self
@@ -965,31 +1012,38 @@ impl Store for SqlStore {
         owner: &str,
         ttl: Duration,
     ) -> Result<Vec<ConnectionId>> {
-        let db_now = self.now_sql();
-        let skip = self.skip_locked();
-        let of = if self.backend == Backend::Postgres {
-            "FOR UPDATE OF t SKIP LOCKED"
-        } else {
-            skip
-        };
-        let rows = sqlx::query(&format!(
-            "UPDATE token_sets SET lease_owner = $1, lease_until = {db_now} + $2
-             WHERE lease_until <= {db_now} AND connection_id IN (
-               SELECT t.connection_id FROM token_sets t JOIN connections c ON c.id = t.connection_id
-               WHERE c.next_refresh_at IS NOT NULL AND c.next_refresh_at <= $3 AND t.lease_until <= {db_now}
-                 AND c.state IN ('active', 'degraded')
-               ORDER BY c.next_refresh_at, t.connection_id LIMIT $4 {of})
-             RETURNING connection_id"
-        ))
-        .bind(owner)
-        .bind(ttl_ms(ttl))
-        .bind(ms(now))
+        self.claim_refreshes(Claim::Due(now), limit, owner, ttl)
+            .await
+    }
+
+    async fn refresh_deadlines(
+        &self,
+        provider: &ProviderId,
+        limit: i64,
+    ) -> Result<Vec<DateTime<Utc>>> {
+        let rows = sqlx::query(
+            "SELECT next_refresh_at FROM connections
+             WHERE provider = $1 AND next_refresh_at IS NOT NULL AND state = 'active'
+             ORDER BY next_refresh_at LIMIT $2",
+        )
+        .bind(provider.as_str())
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
-            .map(|r| parse_id("connection id", r.try_get("connection_id")?))
+            .map(|r| from_ms(r.try_get("next_refresh_at")?))
             .collect()
+    }
+
+    async fn claim_earliest_refreshes(
+        &self,
+        provider: &ProviderId,
+        limit: i64,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<Vec<ConnectionId>> {
+        self.claim_refreshes(Claim::Earliest(provider), limit, owner, ttl)
+            .await
     }
 
     async fn put_pending(&self, p: &PendingAuthorization) -> Result<()> {

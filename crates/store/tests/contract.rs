@@ -45,6 +45,7 @@ contract!(
     lease_expiry_and_fencing,
     burst_of_stale_callers_refreshes_once,
     claim_due_refreshes_is_disjoint,
+    a_crowd_is_seen_and_claimed_early_per_provider,
     pending_is_single_use_under_race,
     events_append_and_refuse_secret_keys,
     api_keys_hashed_with_roles,
@@ -620,6 +621,100 @@ mod cases {
                 .is_none()
         );
         s1.release_lease(&held).await.unwrap();
+    }
+
+    pub async fn a_crowd_is_seen_and_claimed_early_per_provider(db: Arc<Db>) {
+        let s1 = db.open().await;
+        let s2 = db.open().await;
+        let tiktok = ProviderId::parse("tiktok").unwrap();
+        // Ten Snapchat connections due hours from now (c09 first), two TikTok ones due sooner.
+        for i in 0..10 {
+            let c = seeded(&*s1, &format!("c{i:02}")).await;
+            let at = t0() + TimeDelta::hours(2) - TimeDelta::minutes(i);
+            s1.set_next_refresh(&c, Some(at)).await.unwrap();
+        }
+        for i in 0..2 {
+            let mut other = connection(&format!("t{i}"));
+            other.provider = tiktok.clone();
+            s1.put_connection(&other).await.unwrap();
+            s1.put_initial_tokens(&other.id, &tokens(&format!("at-t{i}"), Some("rt")))
+                .await
+                .unwrap();
+            s1.set_next_refresh(&other.id, Some(t0())).await.unwrap();
+        }
+        // c09 degraded (it waits for its backoff), c08 gone for reauthorization, c07 unscheduled.
+        s1.set_state(&cid("c09"), ConnectionState::Degraded, &[], t0())
+            .await
+            .unwrap();
+        s1.set_state(&cid("c08"), ConnectionState::ReauthRequired, &[], t0())
+            .await
+            .unwrap();
+        s1.set_next_refresh(&cid("c07"), None).await.unwrap();
+
+        let seen = s1.refresh_deadlines(&pid(), 100).await.unwrap();
+        let want: Vec<_> = [6, 5, 4, 3, 2, 1, 0]
+            .iter()
+            .map(|i| t0() + TimeDelta::hours(2) - TimeDelta::minutes(*i))
+            .collect();
+        assert_eq!(
+            seen, want,
+            "active, scheduled, this provider's, earliest first"
+        );
+        assert_eq!(s1.refresh_deadlines(&pid(), 3).await.unwrap(), want[..3]);
+
+        // Nothing is due, but the crowd can be claimed early: active ones only, this provider's
+        // only, earliest first, and two replicas never take the same one.
+        assert!(
+            s1.claim_due_refreshes(
+                t0() - TimeDelta::hours(1),
+                10,
+                "r1",
+                Duration::from_secs(60)
+            )
+            .await
+            .unwrap()
+            .is_empty()
+        );
+        let ttl = Duration::from_secs(60);
+        let first = s1
+            .claim_earliest_refreshes(&pid(), 2, "r0", ttl)
+            .await
+            .unwrap();
+        // (RETURNING gives no order; which rows were taken is what counts.)
+        assert_eq!(
+            first.iter().cloned().collect::<HashSet<_>>(),
+            HashSet::from([cid("c06"), cid("c05")]),
+            "earliest first"
+        );
+        let snap = pid();
+        let (a, b) = tokio::join!(
+            s1.claim_earliest_refreshes(&snap, 2, "r1", ttl),
+            s2.claim_earliest_refreshes(&snap, 2, "r2", ttl)
+        );
+        let (a, b) = (a.unwrap(), b.unwrap());
+        let mut all: HashSet<_> = first.iter().chain(&a).cloned().collect();
+        assert!(
+            b.iter().all(|c| all.insert(c.clone())),
+            "replicas claimed the same row: {a:?} {b:?}"
+        );
+        let rest = s1
+            .claim_earliest_refreshes(&pid(), 10, "r3", ttl)
+            .await
+            .unwrap();
+        assert_eq!(first.len() + a.len() + b.len() + rest.len(), 7);
+        all.extend(rest);
+        let expected: HashSet<_> = (0..7).map(|i| cid(&format!("c{i:02}"))).collect();
+        assert_eq!(
+            all, expected,
+            "active, scheduled, unleased, this provider's"
+        );
+        // A claim is a lease, as with due claims.
+        assert!(
+            s1.acquire_refresh_lease(&first[0], "r2", ttl)
+                .await
+                .unwrap()
+                .is_none()
+        );
     }
 
     pub async fn pending_is_single_use_under_race(db: Arc<Db>) {
