@@ -158,8 +158,16 @@ pub async fn run(
     };
     let mut pacer = Pacer::default();
     let mut plans = Plans::default();
+    // Refreshes in flight; they outlive a batch, so the next claim overlaps the last refreshes of
+    // the previous one and a crowd is worked on without a gap.
+    let mut running = tokio::task::JoinSet::new();
     loop {
         if *shutdown.borrow() {
+            while let Some(r) = running.join_next().await {
+                if let Ok(done) = r {
+                    feedback(&s, &mut pacer, done);
+                }
+            }
             return;
         }
         let now = s.clock.now();
@@ -196,7 +204,7 @@ pub async fn run(
             tracing::debug!(early, "refreshing part of a crowd ahead of its deadlines");
         }
         let busy = claimed.len() as i64 == BATCH || early > 0;
-        run_batch(&s, &owner, scale, &mut pacer, claimed).await;
+        run_batch(&s, &owner, scale, &mut pacer, &mut running, claimed).await;
         if busy {
             // More is due, or a crowd is being worked through: go on at once (the pacer keeps
             // the rate).
@@ -220,15 +228,21 @@ pub async fn run(
     }
 }
 
-/// Refreshes a claimed batch: each at its provider's next slot, up to [`IN_FLIGHT`] at once.
+/// Starts a claimed batch: each at its provider's next slot, up to [`IN_FLIGHT`] at once. Returns
+/// when the last of the batch has started; what is still running stays in `running`.
 async fn run_batch(
     s: &ServerState,
     owner: &str,
     scale: f64,
     pacer: &mut Pacer,
+    running: &mut tokio::task::JoinSet<(String, Option<Duration>)>,
     claimed: Vec<ConnectionId>,
 ) {
-    let mut running = tokio::task::JoinSet::new();
+    while let Some(r) = running.try_join_next() {
+        if let Ok(done) = r {
+            feedback(s, pacer, done);
+        }
+    }
     for id in claimed {
         while running.len() >= IN_FLIGHT {
             if let Some(Ok(done)) = running.join_next().await {
@@ -254,11 +268,6 @@ async fn run_batch(
             let outcome = refresh_one(&s, &owner, &id).await;
             (provider, outcome)
         });
-    }
-    while let Some(r) = running.join_next().await {
-        if let Ok(done) = r {
-            feedback(s, pacer, done);
-        }
     }
 }
 
