@@ -105,6 +105,11 @@ fn sandbox_origin_override_moves_every_url() {
         p.spec.authorize.url.as_str(),
         "http://127.0.0.1:8181/tiktok-business/portal/auth"
     );
+    // The platform's sandbox host keeps its own place, so the emulator can tell the hosts apart.
+    assert_eq!(
+        p.spec.api.sandbox_base_url.as_ref().unwrap().as_str(),
+        "http://127.0.0.1:8181/tiktok-business/sandbox/open_api/v1.3"
+    );
     // The classifier is unchanged by the move.
     let headers = vec![];
     let resp = ResponseView {

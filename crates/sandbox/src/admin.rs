@@ -3,14 +3,14 @@
 //!
 //! | method & path | body | effect |
 //! |---|---|---|
-//! | `GET /_sandbox/grants[?provider=]` | | grants: id, provider, app, account, scopes, state (never tokens) |
+//! | `GET /_sandbox/grants[?provider=]` | | grants: id, provider, app, environment, account, scopes, state (never tokens) |
 //! | `GET /_sandbox/grants/{id}` | | one grant |
 //! | `POST /_sandbox/grants/{id}/revoke` | | every token of the grant is refused as revoked |
 //! | `POST /_sandbox/grants/{id}/expire` | | every access token issued so far is expired now |
 //! | `POST /_sandbox/grants/{id}/remove-scope` | `{"scope"}` | the scope is gone: the platform's scope error |
 //! | `POST /_sandbox/grants/{id}/remove-role` | | role on the ad accounts gone (Snapchat, TikTok Business, Meta) |
-//! | `GET /_sandbox/apps` | | registered apps (no secrets) |
-//! | `POST /_sandbox/apps` | `{"provider","client_id","client_secret","name","redirect_uris":[]}` | register an app |
+//! | `GET /_sandbox/apps` | | registered apps and their environment (no secrets) |
+//! | `POST /_sandbox/apps` | `{"provider","client_id","client_secret","name","redirect_uris":[],"environment":"production"\|"sandbox"}` | register an app; a `sandbox` app's tokens work only on the platform's sandbox host (`/tiktok-business/sandbox/…`) |
 //! | `POST /_sandbox/apps/{provider}/{client_id}/rotate-secret` | | new secret returned; every token of the app dies |
 //! | `POST /_sandbox/apps/{provider}/{client_id}/redirect-uris` | `{"redirect_uri"}` | register one more redirect URI |
 //! | `GET /_sandbox/faults` | | every provider's fault settings |
@@ -21,7 +21,7 @@
 //! | `POST /_sandbox/faults/{provider}/rotation` | `{"enabled":bool,"grace":"30s"}` | refresh-token rotation and reuse grace |
 //! | `POST /_sandbox/faults/{provider}/unauthorized-style` | `{"style":"challenge"\|"plain"}` | Snapchat's 401 shape |
 //! | `POST /_sandbox/faults/{provider}/clear` | | clear throttle, outage, latency, malformed |
-//! | `GET /_sandbox/counters` / `POST /_sandbox/counters/reset` | | token calls per grant and grant type, API calls, 401s, 429s |
+//! | `GET /_sandbox/counters` / `POST /_sandbox/counters/reset` | | token calls per grant and grant type, API calls, 401s, 429s, tokens used on the other environment's host |
 //! | `GET /_sandbox/clock` | | `{"now","time_scale"}` |
 //! | `GET /_sandbox/errors[?provider=]` | | every error the sandbox can send, with the kind it means |
 
@@ -42,6 +42,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
+use tokenwarden_core::connection::Environment;
 
 pub(crate) fn routes() -> Router<Sandbox> {
     Router::new()
@@ -201,7 +202,7 @@ async fn remove_role(State(sb): State<Sandbox>, Path(id): Path<String>) -> Admin
 }
 
 fn app_view(a: &crate::ledger::App) -> Value {
-    json!({"provider": a.provider, "client_id": a.client_id, "name": a.name, "redirect_uris": a.redirect_uris()})
+    json!({"provider": a.provider, "client_id": a.client_id, "name": a.name, "environment": a.environment, "redirect_uris": a.redirect_uris()})
 }
 
 async fn list_apps(State(sb): State<Sandbox>) -> AdminResult {
@@ -218,6 +219,8 @@ struct NewApp {
     name: Option<String>,
     #[serde(default)]
     redirect_uris: Vec<String>,
+    /// `production` (the default) or `sandbox`.
+    environment: Option<String>,
 }
 
 async fn register_app(State(sb): State<Sandbox>, Json(n): Json<NewApp>) -> AdminResult {
@@ -234,12 +237,28 @@ async fn register_app(State(sb): State<Sandbox>, Json(n): Json<NewApp>) -> Admin
     for uri in &n.redirect_uris {
         url::Url::parse(uri).map_err(|_| bad(format!("{uri:?} is not a URL")))?;
     }
+    let environment = match n.environment.as_deref() {
+        None => Environment::Production,
+        Some(e) => e.parse::<Environment>().map_err(bad)?,
+    };
+    if environment == Environment::Sandbox && p.sandbox_host().is_none() {
+        let with: Vec<&str> = Provider::ALL
+            .into_iter()
+            .filter(|q| q.sandbox_host().is_some())
+            .map(Provider::id)
+            .collect();
+        return Err(bad(format!(
+            "{p} has no sandbox host, so its apps are all \"production\" (sandbox hosts: {})",
+            with.join(", ")
+        )));
+    }
     let app = sb.ledger().register(&AppRegistration {
         provider: p,
         client_id: n.client_id,
         client_secret: n.client_secret,
         name: n.name.unwrap_or_else(|| "Sandbox app".into()),
         redirect_uris: n.redirect_uris,
+        environment,
     });
     Ok((StatusCode::CREATED, Json(app_view(&app))).into_response())
 }

@@ -10,6 +10,14 @@ use tokenwarden_core::clock::ScaledClock;
 
 /// Options of `tokenwarden sandbox`.
 #[derive(clap::Args, Debug, Clone)]
+#[command(
+    after_help = "Demo apps: client id demo-<provider>, secret demo-<provider>-secret; their tokens belong to production.\n\
+TikTok API for Business also has its sandbox host (sandbox-ads.tiktok.com) under /tiktok-business/sandbox/. For a token of the\n\
+sandbox environment, authorize and exchange with the app demo-tiktok-business-sandbox (secret demo-tiktok-business-sandbox-secret),\n\
+or register one with POST /_sandbox/apps {\"provider\":\"tiktok-business\",\"environment\":\"sandbox\",...}. Such a token works\n\
+only under /tiktok-business/sandbox/open_api/v1.3/; on the production host it gets 40105 in HTTP 200, like any unknown token\n\
+(and the reverse for a production token); GET /_sandbox/counters counts these as wrong_environment_sent."
+)]
 pub struct SandboxArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8181")]
@@ -120,6 +128,14 @@ pub fn banner(base: &str, config: &SandboxConfig) -> String {
             p.id(),
             p.authorize_path()
         ));
+        if let Some(host) = p.sandbox_host() {
+            out.push_str(&format!(
+                "  {:<16} {base}/{}{}   (its sandbox host, https://{host}: only sandbox apps' tokens work there)\n",
+                "",
+                p.id(),
+                tokenwarden_core::provider::SANDBOX_HOST_PREFIX,
+            ));
+        }
     }
     out.push_str("\nDemo apps (client id / secret), redirect URIs:");
     for uri in &config.demo_redirect_uris {
@@ -128,11 +144,12 @@ pub fn banner(base: &str, config: &SandboxConfig) -> String {
     out.push('\n');
     for a in &config.apps {
         out.push_str(&format!(
-            "  {:<16} {} / {}  ({})\n",
+            "  {:<16} {} / {}  ({}, {} tokens)\n",
             a.provider.id(),
             a.client_id,
             a.client_secret,
-            a.name
+            a.name,
+            a.environment.as_str()
         ));
     }
     out.push_str(&format!(
@@ -202,9 +219,22 @@ mod tests {
             c.demo_redirect_uris,
             vec!["http://localhost:3000/cb".to_string()]
         );
-        assert_eq!(c.apps.len(), 5);
+        // One demo app per platform, and a sandbox-environment one for TikTok Business.
+        assert_eq!(c.apps.len(), 6);
         assert!(Cli::try_parse_from(["sandbox", "--lifetime", "myspace=1m"]).is_err());
         assert!(Cli::try_parse_from(["sandbox", "--lifetime", "snapchat"]).is_err());
+    }
+
+    #[test]
+    fn the_help_says_how_to_get_a_sandbox_environment_token() {
+        use clap::CommandFactory;
+        let help = Cli::command().render_long_help().to_string();
+        assert!(help.contains("demo-tiktok-business-sandbox"), "{help}");
+        assert!(
+            help.contains("/tiktok-business/sandbox/open_api/v1.3/"),
+            "{help}"
+        );
+        assert!(help.contains("\"environment\":\"sandbox\""), "{help}");
     }
 
     #[test]
@@ -218,6 +248,10 @@ mod tests {
             assert!(b.contains(&format!("http://127.0.0.1:8181/{}", p.id())));
             assert!(b.contains(&format!("demo-{} / demo-{}-secret", p.id(), p.id())));
         }
+        assert!(b.contains(
+            "demo-tiktok-business-sandbox / demo-tiktok-business-sandbox-secret  (Demo app (sandbox), sandbox tokens)"
+        ));
+        assert!(b.contains("http://127.0.0.1:8181/tiktok-business/sandbox "));
         assert!(b.contains("decision=approve"));
         assert!(b.contains("/_sandbox/grants/GRANT_ID/revoke"));
         assert!(b.contains("/_sandbox/faults/snapchat/throttle"));

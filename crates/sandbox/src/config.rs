@@ -3,6 +3,7 @@
 use crate::provider::Provider;
 use std::collections::HashMap;
 use std::time::Duration;
+use tokenwarden_core::connection::Environment;
 
 /// A developer app registered with one platform.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -17,6 +18,11 @@ pub struct AppRegistration {
     pub name: String,
     /// Redirect URIs; a request's `redirect_uri` must equal one of them exactly.
     pub redirect_uris: Vec<String>,
+    /// Which of the platform's hosts the app's tokens work on. A developer app lives in
+    /// production or in the platform's sandbox (TikTok Business: one sandbox per developer app,
+    /// platforms.md §2); its tokens look alike either way and work only on its own host. Only
+    /// platforms with a [`Provider::sandbox_host`] have sandbox apps.
+    pub environment: Environment,
 }
 
 impl AppRegistration {
@@ -28,7 +34,29 @@ impl AppRegistration {
             client_secret: format!("demo-{}-secret", provider.id()),
             name: "Demo app".to_string(),
             redirect_uris: Vec::new(),
+            environment: Environment::Production,
         }
+    }
+
+    /// The demo sandbox-environment app of a platform with a sandbox host:
+    /// `demo-<provider>-sandbox` / `demo-<provider>-sandbox-secret`, "Demo app (sandbox)". Its
+    /// tokens work only on the sandbox host (`/<provider>/sandbox/…`).
+    pub fn demo_sandbox(provider: Provider) -> Option<Self> {
+        provider.sandbox_host()?;
+        Some(AppRegistration {
+            provider,
+            client_id: format!("demo-{}-sandbox", provider.id()),
+            client_secret: format!("demo-{}-sandbox-secret", provider.id()),
+            name: "Demo app (sandbox)".to_string(),
+            redirect_uris: Vec::new(),
+            environment: Environment::Sandbox,
+        })
+    }
+
+    /// Whether this is one of the demo apps, which get the configured demo redirect URIs.
+    pub fn is_demo(&self) -> bool {
+        let p = self.provider.id();
+        self.client_id == format!("demo-{p}") || self.client_id == format!("demo-{p}-sandbox")
     }
 }
 
@@ -43,7 +71,8 @@ pub struct SandboxConfig {
     pub access_lifetimes: HashMap<Provider, Duration>,
     /// Overrides the lifetime of Threads/Meta long-lived tokens (default 60 d).
     pub long_lived_lifetimes: HashMap<Provider, Duration>,
-    /// Registered apps (the default holds one demo app per platform).
+    /// Registered apps (the default holds one demo app per platform, and one sandbox-environment
+    /// demo app per platform with a sandbox host).
     pub apps: Vec<AppRegistration>,
     /// Redirect URIs added to every demo app (`demo-<provider>`); the daemon fills these in.
     pub demo_redirect_uris: Vec<String>,
@@ -56,6 +85,9 @@ pub struct SandboxConfig {
     pub enforce_rate_limits: bool,
     /// TikTok Business per-app, per-endpoint limits: (QPS, QPM). Default: the Basic tier, 10/600.
     pub tiktok_business_limits: (u32, u32),
+    /// The same on TikTok Business's sandbox host. Default: 1/30 ("Sandbox: 1 QPS, 30 QPM, 1000
+    /// QPD per endpoint", platforms.md §2).
+    pub tiktok_business_sandbox_limits: (u32, u32),
     /// How long asynchronous jobs (reports, publishing containers) stay pending.
     pub async_job_duration: Duration,
 }
@@ -69,12 +101,18 @@ impl Default for SandboxConfig {
             apps: Provider::ALL
                 .into_iter()
                 .map(AppRegistration::demo)
+                .chain(
+                    Provider::ALL
+                        .into_iter()
+                        .filter_map(AppRegistration::demo_sandbox),
+                )
                 .collect(),
             demo_redirect_uris: Vec::new(),
             rotate_refresh_tokens: None,
             refresh_reuse_grace: Duration::ZERO,
             enforce_rate_limits: true,
             tiktok_business_limits: (10, 600),
+            tiktok_business_sandbox_limits: (1, 30),
             async_job_duration: Duration::from_secs(30),
         }
     }

@@ -14,6 +14,9 @@ pub(crate) struct ProviderCounters {
     pub too_many_requests_sent: AtomicU64,
     /// Every rate-limit signal, including TikTok's 40100 in HTTP 200 and Graph code 4/17/80004.
     pub rate_limited_sent: AtomicU64,
+    /// API calls whose token belongs to the other environment's host (a sandbox token on the
+    /// production host or the reverse), answered as an unknown token.
+    pub wrong_environment_sent: AtomicU64,
 }
 
 /// Token-endpoint calls keyed by (provider, grant id or "-" when unknown, grant type).
@@ -45,6 +48,7 @@ impl Counters {
             p.unauthorized_sent.store(0, Ordering::Relaxed);
             p.too_many_requests_sent.store(0, Ordering::Relaxed);
             p.rate_limited_sent.store(0, Ordering::Relaxed);
+            p.wrong_environment_sent.store(0, Ordering::Relaxed);
         }
         self.token_calls.clear();
     }
@@ -81,6 +85,7 @@ impl Counters {
                     "unauthorized_sent": c.unauthorized_sent.load(Ordering::Relaxed),
                     "too_many_requests_sent": c.too_many_requests_sent.load(Ordering::Relaxed),
                     "rate_limited_sent": c.rate_limited_sent.load(Ordering::Relaxed),
+                    "wrong_environment_sent": c.wrong_environment_sent.load(Ordering::Relaxed),
                 }),
             );
         }

@@ -13,6 +13,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use tokenwarden_core::connection::Environment;
 
 /// A token's key in the books.
 pub(crate) type TokenHash = [u8; 32];
@@ -47,6 +48,8 @@ pub(crate) struct App {
     pub provider: Provider,
     pub client_id: String,
     pub name: String,
+    /// The host its tokens work on (production, or the platform's sandbox host).
+    pub environment: Environment,
     secret: RwLock<String>,
     generation: AtomicU64,
     redirect_uris: RwLock<Vec<String>>,
@@ -87,6 +90,8 @@ pub struct GrantView {
     pub provider: Provider,
     /// The app's client id.
     pub app: String,
+    /// The app's environment: the host the grant's tokens work on.
+    pub environment: Environment,
     /// The account chosen on the authorize page.
     pub account: String,
     /// Scopes currently granted.
@@ -143,6 +148,7 @@ impl Grant {
             id: self.id.clone(),
             provider: self.provider,
             app: self.app.client_id.clone(),
+            environment: self.app.environment,
             account: self.account.clone(),
             scopes: self.scopes(),
             role_removed: self.role_removed(),
@@ -254,6 +260,7 @@ impl Ledger {
             provider: reg.provider,
             client_id: reg.client_id.clone(),
             name: reg.name.clone(),
+            environment: reg.environment,
             secret: RwLock::new(reg.client_secret.clone()),
             generation: AtomicU64::new(0),
             redirect_uris: RwLock::new(reg.redirect_uris.clone()),

@@ -3,7 +3,9 @@
 //!
 //! Layout: every platform lives under its own path prefix (`/snapchat`, `/tiktok-business`,
 //! `/tiktok`, `/threads`, `/meta`) and, under it, the platform's real paths; the admin API lives
-//! under the reserved prefix `/_sandbox/`.
+//! under the reserved prefix `/_sandbox/`. A platform's own sandbox API host (TikTok Business
+//! `sandbox-ads.tiktok.com`) lives under `/<provider>/sandbox/`, where
+//! `ProviderSpec::with_origin` puts it; each host knows only the tokens of its environment's apps.
 //!
 //! Modules:
 //! - [`provider`]: the five platforms and their fixed facts (lifetimes, code validity, paths).
@@ -50,6 +52,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokenwarden_core::clock::Clock;
+use tokenwarden_core::connection::Environment;
 
 /// A running sandbox's shared state; cheap to clone.
 #[derive(Clone, Debug)]
@@ -83,7 +86,7 @@ impl Sandbox {
         let ledger = ledger::Ledger::default();
         for app in &config.apps {
             let mut app = app.clone();
-            if app.client_id == format!("demo-{}", app.provider.id()) {
+            if app.is_demo() {
                 for uri in &config.demo_redirect_uris {
                     if !app.redirect_uris.contains(uri) {
                         app.redirect_uris.push(uri.clone());
@@ -162,11 +165,23 @@ impl Sandbox {
         self.inner.jobs.get(id).map(|d| self.now() >= *d)
     }
 
-    /// The common checks every API call passes first: count it, apply the throttle fault,
-    /// then check the token.
+    /// The common checks every API call on the production host passes first: count it, apply
+    /// the throttle fault, then check the token.
     pub(crate) fn gate(
         &self,
         p: Provider,
+        token: Option<&str>,
+    ) -> Result<Arc<ledger::AccessToken>, Gate> {
+        self.gate_on(p, Environment::Production, token)
+    }
+
+    /// [`Sandbox::gate`] on one of the platform's hosts. A token of the other environment is not
+    /// known on this host: it is refused exactly as a token never issued (TikTok: 40105), and
+    /// counted.
+    pub(crate) fn gate_on(
+        &self,
+        p: Provider,
+        host: Environment,
         token: Option<&str>,
     ) -> Result<Arc<ledger::AccessToken>, Gate> {
         let now = self.now();
@@ -175,22 +190,38 @@ impl Sandbox {
         if faults.throttled(self.limits(), format!("fault:api:{p}"), false, now) {
             return Err(Gate::Throttled);
         }
-        self.ledger()
+        let access = self
+            .ledger()
             .check_access(p, token, now)
-            .map_err(Gate::Token)
+            .map_err(Gate::Token)?;
+        if access.grant.app.environment != host {
+            counters::Counters::bump(&self.counters().of(p).wrong_environment_sent);
+            return Err(Gate::Token(ledger::Refusal::Unknown));
+        }
+        Ok(access)
     }
 
-    /// The whole HTTP surface: every platform under its prefix and the admin API.
+    /// The whole HTTP surface: every platform under its prefix (its sandbox host, where it has
+    /// one, under `/<provider>/sandbox`) and the admin API.
     pub fn router(&self) -> Router {
         let mut router = Router::new();
         for p in Provider::ALL {
-            let platform = platform::routes(p)
-                .merge(authorize::routes(p))
-                .fallback(edge_not_found)
-                .layer(axum::middleware::from_fn_with_state(
-                    (self.clone(), p),
-                    edge,
-                ));
+            let mut platform = platform::routes(p)
+                .layer(axum::Extension(Environment::Production))
+                .merge(authorize::routes(p));
+            if let Some(host) = platform::sandbox_host_routes(p) {
+                platform = platform.nest(
+                    tokenwarden_core::provider::SANDBOX_HOST_PREFIX,
+                    host.layer(axum::Extension(Environment::Sandbox)),
+                );
+            }
+            let platform =
+                platform
+                    .fallback(edge_not_found)
+                    .layer(axum::middleware::from_fn_with_state(
+                        (self.clone(), p),
+                        edge,
+                    ));
             router = router.nest(&format!("/{}", p.id()), platform);
         }
         router

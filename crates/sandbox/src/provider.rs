@@ -61,6 +61,18 @@ impl Provider {
         }
     }
 
+    /// The platform's own sandbox API host, where it has one (platforms.md §2: TikTok Business
+    /// `sandbox-ads.tiktok.com`). The sandbox serves that host's API under
+    /// `/<provider>/sandbox/…` ([`tokenwarden_core::provider::SANDBOX_HOST_PREFIX`]); it knows only
+    /// the tokens of apps registered for the sandbox environment, and the production host only
+    /// those of production apps.
+    pub fn sandbox_host(self) -> Option<&'static str> {
+        match self {
+            Provider::TiktokBusiness => Some("sandbox-ads.tiktok.com"),
+            _ => None,
+        }
+    }
+
     /// The lifetime of the first access token the platform issues; `None` = never expires.
     /// Snapchat 60 min (quick-start), TikTok Login Kit 2 h (Nov-2026 pages), Threads and Meta
     /// short-lived 1 h; TikTok Business long-term tokens have no expiry (platforms.md §0.5).

@@ -171,14 +171,15 @@ async fn snapchat_ad_accounts_campaign_paging_and_async_report() {
 const TTB: &str = "/tiktok-business/open_api/v1.3";
 
 async fn ttb_token(h: &Harness) -> String {
+    ttb_token_of(h, "demo-tiktok-business", TTB).await
+}
+
+/// A long-term token of `app`, its code exchanged at the token endpoint under `api` (either host).
+async fn ttb_token_of(h: &Harness, app: &str, api: &str) -> String {
     let q = h
         .authorize(
             "/tiktok-business/portal/auth",
-            &[
-                ("app_id", "demo-tiktok-business"),
-                ("redirect_uri", REDIRECT),
-                ("state", "b"),
-            ],
+            &[("app_id", app), ("redirect_uri", REDIRECT), ("state", "b")],
             "approve",
         )
         .await;
@@ -187,9 +188,13 @@ async fn ttb_token(h: &Harness) -> String {
         "the callback carries auth_code and code"
     );
     assert_eq!(q["state"], "b");
-    let (st, _, tok, _) = call(h.http.post(h.url(&format!("{TTB}/oauth2/access_token/"))).json(&json!({
-        "app_id": "demo-tiktok-business", "secret": "demo-tiktok-business-secret", "auth_code": q["auth_code"],
-    })))
+    let (st, _, tok, _) = call(
+        h.http
+            .post(h.url(&format!("{api}/oauth2/access_token/")))
+            .json(&json!({
+                "app_id": app, "secret": format!("{app}-secret"), "auth_code": q["auth_code"],
+            })),
+    )
     .await;
     assert_eq!(st, StatusCode::OK);
     assert_eq!(tok["code"], 0);
@@ -267,6 +272,135 @@ async fn tiktok_business_long_term_token_errors_inside_http_200_and_revoke() {
     let (st, _, body, _) = call(info(Some(&access))).await;
     assert_eq!((st, body["code"].as_i64()), (StatusCode::OK, Some(40105)));
     assert!(body["request_id"].is_string() && body["data"].is_object());
+    h.stop().await;
+}
+
+/// TikTok Business's sandbox host (platforms.md §2): the same API under another host, which
+/// knows only the tokens of sandbox apps; the production host knows only production ones.
+const TTB_SANDBOX: &str = "/tiktok-business/sandbox/open_api/v1.3";
+
+#[tokio::test]
+async fn tiktok_business_tokens_work_only_on_their_own_environments_host() {
+    let h = Harness::start().await;
+    let apps = h.admin_get("/apps").await;
+    let env_of = |id: &str| {
+        apps["apps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["client_id"] == id)
+            .map(|a| a["environment"].clone())
+    };
+    assert_eq!(env_of("demo-tiktok-business"), Some(json!("production")));
+    assert_eq!(
+        env_of("demo-tiktok-business-sandbox"),
+        Some(json!("sandbox"))
+    );
+    // Whichever host's token endpoint exchanges the code, the token belongs to the app's
+    // environment.
+    let prod = ttb_token(&h).await;
+    let sandbox = ttb_token_of(&h, "demo-tiktok-business-sandbox", TTB).await;
+    let sandbox2 = ttb_token_of(&h, "demo-tiktok-business-sandbox", TTB_SANDBOX).await;
+    let grants = h.admin_get("/grants?provider=tiktok-business").await;
+    let mut envs: Vec<&str> = grants["grants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["environment"].as_str().unwrap())
+        .collect();
+    envs.sort();
+    assert_eq!(envs, ["production", "sandbox", "sandbox"]);
+    h.admin("/counters/reset", json!({})).await;
+
+    let info = |api: &str, token: &str| {
+        h.http
+            .get(h.url(&format!("{api}/user/info/")))
+            .header("Access-Token", token)
+    };
+    // Each token is healthy on its own host (spaced out: the sandbox host allows one query per
+    // second per app and endpoint, over a sliding window).
+    for (api, token) in [
+        (TTB, &prod),
+        (TTB_SANDBOX, &sandbox),
+        (TTB_SANDBOX, &sandbox2),
+    ] {
+        h.advance(2);
+        let (st, _, body, _) = call(info(api, token)).await;
+        assert_eq!(
+            (st, body["code"].as_i64()),
+            (StatusCode::OK, Some(0)),
+            "{api}"
+        );
+        assert!(body["data"]["display_name"].is_string());
+    }
+    let (_, _, body, _) = call(info(TTB_SANDBOX, &sandbox2)).await;
+    assert_eq!(
+        body["code"], 40100,
+        "the sandbox host's own limit: 1 QPS per endpoint"
+    );
+    // On the other host it is simply not known: exactly the platform's unknown-token answer.
+    let (_, _, unknown, _) = call(info(TTB, "never-issued")).await;
+    for (api, token) in [(TTB_SANDBOX, &prod), (TTB, &sandbox)] {
+        let (st, headers, body, _) = call(info(api, token)).await;
+        assert_eq!(st, StatusCode::OK, "{api}");
+        assert_eq!(body["code"], 40105, "{api}: {body}");
+        assert_eq!(body["message"], unknown["message"]);
+        assert_eq!(body["data"], json!({}));
+        assert!(body["request_id"].is_string() && headers.contains_key("x-tt-logid"));
+        // The same refusal on every API route of the host, not only the probe.
+        let (_, _, adv, _) = call(h.http.get(h.url(&format!(
+            "{api}/oauth2/advertiser/get/?app_id=demo-tiktok-business&secret=demo-tiktok-business-secret"
+        ))).header("Access-Token", token.as_str()))
+        .await;
+        assert_eq!(adv["code"], 40105, "{api}");
+    }
+    let c = h.counters().await;
+    assert_eq!(
+        c["providers"]["tiktok-business"]["wrong_environment_sent"],
+        4
+    );
+    assert_eq!(c["providers"]["tiktok-business"]["api_calls"], 9);
+    // The sandbox host is the same edge: a missing trailing slash is nginx's 404 there too.
+    let (st, _, _, text) = call(
+        h.http
+            .get(h.url(&format!("{TTB_SANDBOX}/user/info")))
+            .header("Access-Token", &sandbox),
+    )
+    .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    assert!(text.contains("nginx"));
+
+    // Sandbox apps are registered through the admin API, only where the platform has a sandbox.
+    let r = h
+        .http
+        .post(h.url("/_sandbox/apps"))
+        .json(&json!({"provider": "snapchat", "client_id": "s", "client_secret": "x", "environment": "sandbox"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(r.text().await.unwrap().contains("no sandbox host"));
+    let r = h
+        .http
+        .post(h.url("/_sandbox/apps"))
+        .json(&json!({"provider": "tiktok-business", "client_id": "s", "client_secret": "x", "environment": "staging"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let made = h
+        .admin(
+            "/apps",
+            json!({"provider": "tiktok-business", "client_id": "my-sbx", "client_secret": "my-sbx-secret",
+                   "environment": "sandbox", "redirect_uris": [REDIRECT]}),
+        )
+        .await;
+    assert_eq!(made["environment"], "sandbox");
+    let mine = ttb_token_of(&h, "my-sbx", TTB).await;
+    let (_, _, body, _) = call(info(TTB_SANDBOX, &mine)).await;
+    assert_eq!(body["code"], 0);
+    let (_, _, body, _) = call(info(TTB, &mine)).await;
+    assert_eq!(body["code"], 40105);
     h.stop().await;
 }
 

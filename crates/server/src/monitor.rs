@@ -2,6 +2,10 @@
 //! authenticated call) on the provider's schedule. The classifier's verdict becomes the
 //! connection's state and open problems:
 //! - a refused or revoked grant → `reauth_required` at once, with one event;
+//! - a token refused on its connection's host that works on the platform's other API host
+//!   (production vs the platform's own sandbox, where the definition has one) → the open problem
+//!   `environment_mismatch`, with one event; not `reauth_required`, since re-authorizing through
+//!   the same app would bring another token of the same environment;
 //! - a missing scope or role → an open problem with its fix; the connection stays usable;
 //! - an expired token on a refreshable platform → refresh (exactly once) and probe again;
 //! - throttling or an outage → nothing is marked; the probe is retried sooner.
@@ -13,14 +17,21 @@ use crate::ServerState;
 use chrono::{DateTime, TimeDelta, Utc};
 use std::time::Duration;
 use tokenwarden_core::classify::{Action, Blame, Classification, Kind, ResponseView};
-use tokenwarden_core::connection::{Connection, ConnectionState, Problem};
+use tokenwarden_core::connection::{Connection, ConnectionState, Environment, Problem};
 use tokenwarden_core::id::ConnectionId;
 use tokenwarden_core::provider::{Context, ProbeVia, Provider};
 use tokenwarden_core::token::TokenSet;
 use tokenwarden_store::NewEvent;
 
+/// The token works on the platform's other API host, not on the one its connection records.
+const ENVIRONMENT_MISMATCH: &str = "environment_mismatch";
 /// Problem codes the monitor owns (it clears them when the probe is healthy again).
-const PROBE_CODES: [&str; 3] = ["missing_scope", "missing_role", "probe_failing"];
+const PROBE_CODES: [&str; 4] = [
+    "missing_scope",
+    "missing_role",
+    "probe_failing",
+    ENVIRONMENT_MISMATCH,
+];
 /// At most this much of a probe's body is read.
 const MAX_PROBE_BODY: usize = 64 * 1024;
 
@@ -124,7 +135,18 @@ async fn check(
         };
         return s.oauth.introspect(p, &creds, token).await.ok();
     }
-    let (status, headers, body) = fetch(http, p, &conn.api_base, token).await?;
+    api_check(s, http, p, &conn.api_base, token).await
+}
+
+/// The probe's API call against `base`, classified; `None` when unreachable.
+async fn api_check(
+    s: &ServerState,
+    http: &reqwest::Client,
+    p: &Provider,
+    base: &str,
+    token: &TokenSet,
+) -> Option<Classification> {
+    let (status, headers, body) = fetch(http, p, base, token).await?;
     Some(p.classifier().classify(
         &ResponseView {
             status,
@@ -134,6 +156,53 @@ async fn check(
         Context::Api,
         s.clock.now(),
     ))
+}
+
+/// What the platform's other API host says of a token the connection's own host refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Elsewhere {
+    /// The token works there: it belongs to that environment.
+    Works(Environment),
+    /// No answer to act on (unreachable, throttled, failing): decide at the next probe, mark
+    /// nothing now. The wait the platform asked for, if it said.
+    Undecided(Option<Duration>),
+}
+
+/// Whether the verdict is the platform refusing the token itself (not its scope, app or rate).
+fn refuses_the_token(c: &Classification) -> bool {
+    matches!(c.kind, Kind::TokenInvalid | Kind::TokenRevoked) && c.blame == Blame::Connection
+}
+
+/// Asks the definition's other API base about a token the connection's host refused: the same
+/// request, credential placement, client (no redirects) and body cap as the probe. Only for
+/// definitions with a sandbox host (`api.sandbox_base_url`) and an API-call probe; the token goes
+/// nowhere but the definition's own two bases. `None`: no other host, or it refuses the token too.
+async fn ask_elsewhere(
+    s: &ServerState,
+    http: &reqwest::Client,
+    p: &Provider,
+    conn: &Connection,
+    token: &TokenSet,
+) -> Option<Elsewhere> {
+    if p.spec.api.probe.via != ProbeVia::Api || p.spec.api.sandbox_base_url.is_none() {
+        return None;
+    }
+    let other = match conn.environment {
+        Environment::Production => Environment::Sandbox,
+        Environment::Sandbox => Environment::Production,
+    };
+    let base = p.spec.api_base(other).as_str();
+    if base.trim_end_matches('/') == conn.api_base.trim_end_matches('/') {
+        return None;
+    }
+    let Some(c) = api_check(s, http, p, base, token).await else {
+        return Some(Elsewhere::Undecided(None));
+    };
+    match c.kind {
+        Kind::Ok => Some(Elsewhere::Works(other)),
+        Kind::RateLimited | Kind::ServiceUnavailable => Some(Elsewhere::Undecided(c.retry_after)),
+        _ => None,
+    }
 }
 
 /// Probes one connection now.
@@ -181,7 +250,14 @@ pub async fn probe(s: &ServerState, http: &reqwest::Client, id: &ConnectionId) {
     metrics::counter!(crate::metrics::PROBES, "provider" => conn.provider.to_string(), "kind" => verdict_kind)
         .increment(1);
     let next = match verdict {
-        Some(c) => apply(s, &conn, &p, &c, &token).await,
+        Some(c) => {
+            let elsewhere = if refuses_the_token(&c) {
+                ask_elsewhere(s, http, &p, &conn, &token).await
+            } else {
+                None
+            };
+            apply(s, &conn, &p, &c, elsewhere, &token).await
+        }
         // Unreachable: transient; try again sooner, mark nothing.
         None => now + TimeDelta::minutes(1),
     };
@@ -200,12 +276,42 @@ fn problem(code: &str, c: &Classification, now: DateTime<Utc>) -> Problem {
     }
 }
 
-/// Turns a probe's verdict into state and problems; returns when to probe next.
+/// `environment_mismatch`: the connection's token works only on the platform's `belongs` host,
+/// while its app is configured for `conn.environment`. The cause is the app's configuration (the
+/// credentials are those of an app of the other environment), so the fix says which `[[apps]]`
+/// setting to change; re-authorizing as configured would bring another token of the same kind.
+fn environment_mismatch(
+    provider_name: &str,
+    conn: &Connection,
+    belongs: Environment,
+    since: DateTime<Utc>,
+) -> Problem {
+    let (app, provider) = (conn.app.as_str(), conn.provider.as_str());
+    let (configured, belongs) = (conn.environment.as_str(), belongs.as_str());
+    Problem {
+        code: ENVIRONMENT_MISMATCH.into(),
+        title: format!(
+            "The token belongs to {provider_name}'s {belongs} environment, but app {app} is configured for {configured}"
+        ),
+        fix: format!(
+            "The platform refuses this token on its {configured} host and accepts it on its {belongs} host: \
+the client id and secret of app {app} are those of a {belongs} app. Re-authorizing as configured now would \
+only bring another {belongs} token. Either set environment = \"{belongs}\" in the [[apps]] entry with \
+provider = \"{provider}\" and id = \"{app}\", then connect again; or keep environment = \"{configured}\" \
+and give that entry the client id and secret of a {configured} app, then connect again."
+        ),
+        since,
+    }
+}
+
+/// Turns a probe's verdict (and, for a refused token, what the other host said) into state and
+/// problems; returns when to probe next.
 async fn apply(
     s: &ServerState,
     conn: &Connection,
     p: &Provider,
     c: &Classification,
+    elsewhere: Option<Elsewhere>,
     token: &TokenSet,
 ) -> DateTime<Utc> {
     let now = s.clock.now();
@@ -226,38 +332,66 @@ async fn apply(
     let mut state = fresh.state;
     let mut next = now + every;
     let mut event: Option<(&'static str, String)> = None;
-    match (c.kind, c.blame) {
-        (Kind::Ok, _) => {}
-        (Kind::RateLimited | Kind::ServiceUnavailable, _) => {
-            // Transient: never marks the connection; probe again when the platform allows.
-            let wait = c
-                .retry_after
-                .and_then(|d| TimeDelta::from_std(d).ok())
-                .unwrap_or(TimeDelta::minutes(2));
-            next = now + wait.max(TimeDelta::seconds(10));
-            problems.extend(
-                fresh
-                    .problems
-                    .iter()
-                    .filter(|x| x.code == "probe_failing")
-                    .cloned(),
-            );
+    // Transient: never marks the connection, nor clears what the last answered probe found;
+    // probe again when the platform allows.
+    let mut transient = |wait: Option<Duration>, problems: &mut Vec<Problem>| {
+        let wait = wait
+            .and_then(|d| TimeDelta::from_std(d).ok())
+            .unwrap_or(TimeDelta::minutes(2));
+        next = now + wait.max(TimeDelta::seconds(10));
+        problems.extend(
+            fresh
+                .problems
+                .iter()
+                .filter(|x| PROBE_CODES.contains(&x.code.as_str()))
+                .cloned(),
+        );
+    };
+    match (c.kind, c.blame, elsewhere) {
+        (Kind::Ok, ..) => {}
+        (Kind::RateLimited | Kind::ServiceUnavailable, ..) => {
+            transient(c.retry_after, &mut problems)
         }
-        (Kind::InsufficientScope, _) => {
+        // The token works on the platform's other host: a configuration problem, not a refused
+        // grant. The connection keeps its state (the token itself is good; nothing transient
+        // happened) and the problem says what to change.
+        (.., Some(Elsewhere::Works(belongs))) => {
+            let since = fresh
+                .problems
+                .iter()
+                .find(|x| x.code == ENVIRONMENT_MISMATCH)
+                .map_or(now, |x| x.since);
+            let found = environment_mismatch(&p.spec.name, &fresh, belongs, since);
+            if since == now {
+                tracing::warn!(
+                    connection = %conn.id,
+                    provider = %conn.provider,
+                    app = %conn.app,
+                    configured = conn.environment.as_str(),
+                    token_environment = belongs.as_str(),
+                    "the token works only on the platform's other environment's host"
+                );
+            }
+            event = Some((ENVIRONMENT_MISMATCH, found.title.clone()));
+            problems.push(found);
+        }
+        // The other host could not say: neither a refusal nor a mismatch is established yet.
+        (.., Some(Elsewhere::Undecided(wait))) => transient(wait, &mut problems),
+        (Kind::InsufficientScope, ..) => {
             problems.push(problem("missing_scope", c, now));
             event = Some((
                 "missing_scope",
                 format!("The probe found a missing scope: {}", c.title),
             ));
         }
-        (Kind::AppNotAuthorized, _) if c.action != Action::Reauthorize => {
+        (Kind::AppNotAuthorized, ..) if c.action != Action::Reauthorize => {
             problems.push(problem("missing_role", c, now));
             event = Some((
                 "missing_role",
                 format!("The probe found a missing role or permission: {}", c.title),
             ));
         }
-        (_, Blame::Connection) if c.action == Action::Reauthorize => {
+        (_, Blame::Connection, _) if c.action == Action::Reauthorize => {
             problems.push(problem("grant_refused", c, now));
             state = ConnectionState::ReauthRequired;
             event = Some((
@@ -333,4 +467,57 @@ fn forecast(p: &Provider, t: &TokenSet, now: DateTime<Utc>) -> Option<Problem> {
         ),
         since: now,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conn(environment: Environment) -> Connection {
+        let t = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        Connection {
+            id: ConnectionId::parse("c-1").unwrap(),
+            provider: "tiktok-business".parse().unwrap(),
+            app: "main".parse().unwrap(),
+            state: ConnectionState::Active,
+            environment,
+            api_base: "https://business-api.tiktok.com/open_api/v1.3".into(),
+            account_ids: vec![],
+            scopes: vec![],
+            problems: vec![],
+            created_at: t,
+            updated_at: t,
+        }
+    }
+
+    #[test]
+    fn the_mismatch_names_the_app_both_environments_and_the_setting_to_change() {
+        let since = DateTime::from_timestamp(1_800_000_100, 0).unwrap();
+        for (configured, belongs) in [
+            (Environment::Production, Environment::Sandbox),
+            (Environment::Sandbox, Environment::Production),
+        ] {
+            let p =
+                environment_mismatch("TikTok API for Business", &conn(configured), belongs, since);
+            let (c, b) = (configured.as_str(), belongs.as_str());
+            assert_eq!(p.code, "environment_mismatch");
+            assert_eq!(p.since, since);
+            assert_eq!(
+                p.title,
+                format!(
+                    "The token belongs to TikTok API for Business's {b} environment, but app main is configured for {c}"
+                )
+            );
+            for needle in [
+                format!("set environment = \"{b}\""),
+                format!("keep environment = \"{c}\""),
+                "provider = \"tiktok-business\" and id = \"main\"".to_string(),
+                format!("client id and secret of a {c} app"),
+                "connect again".to_string(),
+                "Re-authorizing as configured now would only bring another".to_string(),
+            ] {
+                assert!(p.fix.contains(&needle), "{needle:?} in {:?}", p.fix);
+            }
+        }
+    }
 }

@@ -348,6 +348,72 @@ async fn platform_text_is_escaped_and_no_token_reaches_a_page() {
 }
 
 #[tokio::test]
+async fn an_environment_mismatch_shows_with_its_fix_and_logs_no_secret() {
+    logs();
+    let w = world().await;
+    // Credentials of a sandbox developer app, configured for production.
+    w.tiktok_app("sbx-creds", "demo-tiktok-business-sandbox", "production")
+        .await;
+    let flow = w
+        .start_and_approve("tiktok-business", "mismatched&app=sbx-creds")
+        .await;
+    assert_eq!(w.finish(&flow).await.0, 303);
+    let (status, c) = w
+        .post(
+            &w.admin,
+            "v1/connections/mismatched/probe",
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(c["problems"][0]["code"], "environment_mismatch", "{c}");
+    let (_, token) = w.api(&w.reader, "v1/connections/mismatched/token").await;
+    let token = token["access_token"].as_str().unwrap().to_string();
+
+    let cookie = session(&w).await;
+    let (_, _, html) = page(&w, &cookie, "connections/mismatched").await;
+    assert!(
+        html.contains("data-code=\"environment_mismatch\""),
+        "{html}"
+    );
+    assert!(
+        html.contains(
+            "The token belongs to TikTok API for Business&#39;s sandbox environment, but app sbx-creds is configured for production"
+        ),
+        "{html}"
+    );
+    assert!(
+        html.contains("set environment = &quot;sandbox&quot;"),
+        "{html}"
+    );
+    // On the overview it needs action, and the button leads to the details rather than to a
+    // re-authorization that would not help.
+    let (_, _, html) = page(&w, &cookie, "").await;
+    let at = html
+        .find("<tr data-connection=\"mismatched\">")
+        .expect("a needs-action row");
+    let row = &html[at..at + html[at..].find("</tr>").unwrap()];
+    assert!(
+        row.contains("sandbox environment") && row.contains("Details"),
+        "{row}"
+    );
+    assert!(!row.contains("Re-authorize"), "{row}");
+    for path in ["", "connections", "connections/mismatched"] {
+        let (_, _, html) = page(&w, &cookie, path).await;
+        assert!(!html.contains(&token), "{path}");
+        assert!(!html.contains("-secret"), "{path}");
+    }
+    w.d.stop().await;
+    let text = logged();
+    assert!(
+        text.contains("the token works only on the platform's other environment's host"),
+        "the new path logged"
+    );
+    assert!(!text.contains(&token), "the token reached the logs");
+    assert!(!text.contains("demo-tiktok-business-sandbox-secret"));
+}
+
+#[tokio::test]
 async fn a_refused_app_shows_on_the_overview_with_its_fix() {
     let w = world().await;
     let flow = w.start_and_approve("snapchat", "app-victim").await;

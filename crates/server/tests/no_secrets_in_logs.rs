@@ -53,6 +53,27 @@ async fn nothing_secret_is_logged_at_any_level() {
                 .map(|(_, v)| v.into_owned()),
         );
     }
+    // A token of the sandbox environment in an app configured for production: the monitor's
+    // check on the other host logs what it found.
+    w.tiktok_app("sbx-creds", "demo-tiktok-business-sandbox", "production")
+        .await;
+    seen.push("demo-tiktok-business-sandbox-secret".into());
+    let flow = w
+        .start_and_approve("tiktok-business", "logs-mismatch&app=sbx-creds")
+        .await;
+    w.finish(&flow).await;
+    let cb = url::Url::parse(&flow.callback).unwrap();
+    seen.extend(cb.query_pairs().map(|(_, v)| v.into_owned()));
+    let (_, c) = w
+        .post(
+            &w.admin,
+            "v1/connections/logs-mismatch/probe",
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(c["problems"][0]["code"], "environment_mismatch", "{c}");
+    let (_, v) = w.api(&w.reader, "v1/connections/logs-mismatch/token").await;
+    seen.push(v["access_token"].as_str().unwrap().to_string());
     for _ in 0..3 {
         w.clock.advance(TimeDelta::hours(3));
         for p in ["snapchat", "tiktok"] {

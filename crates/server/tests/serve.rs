@@ -557,3 +557,230 @@ async fn a_sandbox_app_records_its_connections_as_sandbox() {
     assert_eq!(prod["environment"], "production");
     w.d.stop().await;
 }
+
+async fn probe_now(w: &World, id: &str) -> serde_json::Value {
+    let (status, c) = w
+        .post(
+            &w.admin,
+            &format!("v1/connections/{id}/probe"),
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{c}");
+    c
+}
+
+async fn event_count(w: &World, id: &str) -> usize {
+    let (_, e) = w
+        .api(&w.admin, &format!("v1/connections/{id}/events"))
+        .await;
+    e["events"].as_array().unwrap().len()
+}
+
+#[tokio::test]
+async fn a_token_of_the_other_environment_is_a_configuration_problem_not_a_revocation() {
+    let w = world().await;
+    let sb = w.d.sandbox_base.clone().unwrap();
+    // Sandbox credentials in an app configured for production, and the reverse; then a
+    // matching sandbox app, and the demo production app whose grant will be revoked.
+    w.tiktok_app("sbx-creds", "demo-tiktok-business-sandbox", "production")
+        .await;
+    w.tiktok_app("prod-creds", "demo-tiktok-business", "sandbox")
+        .await;
+    w.tiktok_app("sbx-ok", "demo-tiktok-business-sandbox", "sandbox")
+        .await;
+    for (id, app) in [
+        ("mm-sbx", "sbx-creds"),
+        ("mm-prod", "prod-creds"),
+        ("mm-late", "sbx-creds"),
+        ("ok-sbx", "sbx-ok"),
+    ] {
+        let flow = w
+            .start_and_approve("tiktok-business", &format!("{id}&app={app}"))
+            .await;
+        assert_eq!(w.finish(&flow).await.0, 303, "{id}");
+    }
+    // The newest grant is the one revoked below.
+    w.clock.advance(TimeDelta::seconds(2));
+    let flow = w.start_and_approve("tiktok-business", "revoked").await;
+    w.finish(&flow).await;
+    w.revoke_latest_grant("tiktok-business").await;
+    w.http
+        .post(format!("{sb}/_sandbox/counters/reset"))
+        .send()
+        .await
+        .unwrap();
+    let before: Vec<usize> = {
+        let mut v = Vec::new();
+        for id in ["mm-sbx", "mm-prod", "revoked"] {
+            v.push(event_count(&w, id).await);
+        }
+        v
+    };
+
+    // One probe each.
+    for (id, configured, belongs) in [
+        ("mm-sbx", "production", "sandbox"),
+        ("mm-prod", "sandbox", "production"),
+    ] {
+        let c = probe_now(&w, id).await;
+        assert_eq!(c["state"], "active", "{id}: {c}");
+        assert_eq!(c["environment"], configured);
+        let problems = c["problems"].as_array().unwrap();
+        assert_eq!(problems.len(), 1, "{id}: {c}");
+        let p = &problems[0];
+        assert_eq!(p["code"], "environment_mismatch");
+        let app = c["app"].as_str().unwrap();
+        assert_eq!(
+            p["title"],
+            format!(
+                "The token belongs to TikTok API for Business's {belongs} environment, but app {app} is configured for {configured}"
+            )
+        );
+        let fix = p["fix"].as_str().unwrap();
+        assert!(
+            fix.contains(&format!("set environment = \"{belongs}\""))
+                && fix.contains(&format!("id = \"{app}\"")),
+            "{fix}"
+        );
+        // GET shows the same.
+        let (_, again) = w.api(&w.admin, &format!("v1/connections/{id}")).await;
+        assert_eq!(again["problems"], c["problems"]);
+    }
+    let c = probe_now(&w, "revoked").await;
+    assert_eq!(
+        c["state"], "reauth_required",
+        "the other host refuses it too"
+    );
+    let codes: Vec<&str> = c["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(codes, ["grant_refused"]);
+    for (i, id) in ["mm-sbx", "mm-prod", "revoked"].into_iter().enumerate() {
+        assert_eq!(
+            event_count(&w, id).await,
+            before[i] + 1,
+            "{id}: exactly one event"
+        );
+    }
+    assert_eq!(events_of(&w, "mm-sbx", "environment_mismatch").await, 1);
+    assert_eq!(events_of(&w, "mm-prod", "environment_mismatch").await, 1);
+    assert_eq!(events_of(&w, "mm-sbx", "reauth_required").await, 0);
+    assert_eq!(events_of(&w, "revoked", "reauth_required").await, 1);
+    assert_eq!(events_of(&w, "revoked", "environment_mismatch").await, 0);
+    let counters: serde_json::Value = w
+        .http
+        .get(format!("{sb}/_sandbox/counters"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        counters["providers"]["tiktok-business"]["wrong_environment_sent"], 2,
+        "each mismatched token was refused once on its configured host: {counters}"
+    );
+
+    // Probing again changes nothing and announces nothing new.
+    w.clock.advance(TimeDelta::minutes(31));
+    probe_now(&w, "mm-sbx").await;
+    assert_eq!(
+        problems(&w, "mm-sbx").await,
+        (
+            "active".to_string(),
+            vec!["environment_mismatch".to_string()]
+        )
+    );
+    assert_eq!(events_of(&w, "mm-sbx", "environment_mismatch").await, 1);
+
+    // The matching sandbox app's token is healthy on the sandbox host. Right after it, the
+    // sandbox host is at its 1 QPS for that app: a mismatch cannot be confirmed there yet, so
+    // nothing is marked; two seconds later it is.
+    w.clock.advance(TimeDelta::minutes(1));
+    let c = probe_now(&w, "ok-sbx").await;
+    assert_eq!(
+        (c["state"].as_str(), c["environment"].as_str()),
+        (Some("active"), Some("sandbox"))
+    );
+    assert_eq!(c["problems"], serde_json::json!([]));
+    let c = probe_now(&w, "mm-late").await;
+    assert_eq!(c["state"], "active", "{c}");
+    assert_eq!(
+        c["problems"],
+        serde_json::json!([]),
+        "undecided: nothing marked"
+    );
+    assert_eq!(events_of(&w, "mm-late", "environment_mismatch").await, 0);
+    w.clock.advance(TimeDelta::seconds(2));
+    let c = probe_now(&w, "mm-late").await;
+    assert_eq!(c["problems"][0]["code"], "environment_mismatch", "{c}");
+
+    // An outage is transient: the open problem stays, unannounced again.
+    w.http
+        .post(format!("{sb}/_sandbox/faults/tiktok-business/outage"))
+        .json(&serde_json::json!({"for": "10m"}))
+        .send()
+        .await
+        .unwrap();
+    let c = probe_now(&w, "mm-sbx").await;
+    assert_eq!(c["problems"][0]["code"], "environment_mismatch", "{c}");
+    w.http
+        .post(format!("{sb}/_sandbox/faults/tiktok-business/clear"))
+        .send()
+        .await
+        .unwrap();
+
+    // Nothing secret in the problem, the API's view or the events.
+    let (_, token) = w.api(&w.reader, "v1/connections/mm-sbx/token").await;
+    let token = token["access_token"].as_str().unwrap().to_string();
+    let (_, view) = w.api(&w.admin, "v1/connections/mm-sbx").await;
+    let (_, events) = w.api(&w.admin, "v1/events?limit=1000").await;
+    for text in [view.to_string(), events.to_string()] {
+        assert!(!text.contains(&token));
+        assert!(!text.contains("-secret"), "{text}");
+    }
+
+    // The problem is the monitor's: once the host the connection records accepts the token (here
+    // the record is pointed at the production host directly), the next probe clears it.
+    let mut rec =
+        w.d.state
+            .store
+            .get_connection(&"mm-prod".parse().unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+    assert_eq!(rec.problems.len(), 1);
+    let p = w.d.state.providers.get("tiktok-business").unwrap();
+    rec.environment = tokenwarden_core::connection::Environment::Production;
+    rec.api_base = p
+        .spec
+        .api_base(tokenwarden_core::connection::Environment::Production)
+        .to_string();
+    w.d.state.store.put_connection(&rec).await.unwrap();
+    assert_eq!(problems(&w, "mm-prod").await.1, ["environment_mismatch"]);
+    let c = probe_now(&w, "mm-prod").await;
+    assert_eq!(c["problems"], serde_json::json!([]), "{c}");
+    assert_eq!(c["state"], "active");
+
+    // The fix as a person applies it: the app's environment set to match its credentials, and
+    // the account connected again. The connection now records the sandbox host, where its token
+    // works.
+    w.tiktok_app("sbx-creds", "demo-tiktok-business-sandbox", "sandbox")
+        .await;
+    let flow = w
+        .start_and_approve("tiktok-business", "mm-sbx&app=sbx-creds")
+        .await;
+    assert_eq!(w.finish(&flow).await.0, 303);
+    w.clock.advance(TimeDelta::seconds(2));
+    let c = probe_now(&w, "mm-sbx").await;
+    assert_eq!(
+        (c["state"].as_str(), c["environment"].as_str()),
+        (Some("active"), Some("sandbox"))
+    );
+    assert_eq!(c["problems"], serde_json::json!([]), "{c}");
+    w.d.stop().await;
+}

@@ -659,6 +659,11 @@ impl ProviderSpec {
     /// (which may carry a path prefix): how the daemon is pointed at the sandbox, or at a proxy,
     /// without code that knows it. `https://accounts.snapchat.com/login/oauth2/authorize` with base
     /// `http://127.0.0.1:8181/snapchat` becomes `http://127.0.0.1:8181/snapchat/login/oauth2/authorize`.
+    ///
+    /// The platform's own sandbox API host (`api.sandbox_base_url`) goes under
+    /// [`SANDBOX_HOST_PREFIX`] instead: `https://sandbox-ads.tiktok.com/open_api/v1.3` becomes
+    /// `http://127.0.0.1:8181/tiktok-business/sandbox/open_api/v1.3`. The two hosts serve the same
+    /// paths but know different tokens, so they must stay apart after the move.
     pub fn with_origin(&self, base: &Url) -> ProviderSpec {
         let mut s = self.clone();
         let re = |u: &mut Url| *u = rebase(u, base);
@@ -677,11 +682,20 @@ impl ProviderSpec {
         }
         re(&mut s.api.base_url);
         if let Some(u) = s.api.sandbox_base_url.as_mut() {
-            re(u);
+            let prefix = base.as_str().trim_end_matches('/');
+            // A prefix that is itself a valid URL path cannot fail to parse; keep the original
+            // rather than send a request somewhere unintended if it somehow does.
+            if let Ok(b) = Url::parse(&format!("{prefix}{SANDBOX_HOST_PREFIX}")) {
+                *u = rebase(u, &b);
+            }
         }
         s
     }
 }
+
+/// Where [`ProviderSpec::with_origin`] puts the platform's sandbox API host, under the new origin.
+/// An emulator serves the sandbox host's API under this prefix (`/tiktok-business/sandbox/…`).
+pub const SANDBOX_HOST_PREFIX: &str = "/sandbox";
 
 fn rebase(u: &Url, base: &Url) -> Url {
     let prefix = base.as_str().trim_end_matches('/');
@@ -698,6 +712,31 @@ fn rebase(u: &Url, base: &Url) -> Url {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_sandbox_host_stays_apart_from_production_after_a_move() {
+        let text = include_str!("../../../../providers/tiktok-business.toml");
+        let spec: ProviderSpec = toml::from_str(text).unwrap();
+        let moved = spec.with_origin(&Url::parse("http://127.0.0.1:8181/tiktok-business").unwrap());
+        let prod = moved.api_base(crate::connection::Environment::Production);
+        let sandbox = moved.api_base(crate::connection::Environment::Sandbox);
+        assert_eq!(
+            prod.as_str(),
+            "http://127.0.0.1:8181/tiktok-business/open_api/v1.3"
+        );
+        assert_eq!(
+            sandbox.as_str(),
+            "http://127.0.0.1:8181/tiktok-business/sandbox/open_api/v1.3"
+        );
+        // A definition without a sandbox host has one base for both.
+        let mut plain = spec.clone();
+        plain.api.sandbox_base_url = None;
+        let moved = plain.with_origin(&Url::parse("http://127.0.0.1:8181/x/").unwrap());
+        assert_eq!(
+            moved.api_base(crate::connection::Environment::Sandbox),
+            moved.api_base(crate::connection::Environment::Production)
+        );
+    }
 
     #[test]
     fn rebase_keeps_path_and_query() {

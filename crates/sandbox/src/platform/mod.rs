@@ -27,8 +27,26 @@ pub(crate) fn routes(p: Provider) -> Router<Sandbox> {
     }
 }
 
-/// Whether `path` (under the provider prefix) is one of the platform's token endpoints.
+/// The routes of the platform's own sandbox API host, where it has one: the same API, paths and
+/// envelopes as production (each handler learns its host from the `Environment` extension).
+pub(crate) fn sandbox_host_routes(p: Provider) -> Option<Router<Sandbox>> {
+    p.sandbox_host()?;
+    match p {
+        Provider::TiktokBusiness => Some(tiktok_business::routes()),
+        _ => None,
+    }
+}
+
+/// Whether `path` (under the provider prefix, on either host) is one of the platform's token
+/// endpoints.
 pub(crate) fn is_token_path(p: Provider, path: &str) -> bool {
+    let path = match p.sandbox_host() {
+        Some(_) => path
+            .strip_prefix(tokenwarden_core::provider::SANDBOX_HOST_PREFIX)
+            .filter(|rest| rest.starts_with('/'))
+            .unwrap_or(path),
+        None => path,
+    };
     let paths: &[&str] = match p {
         Provider::Snapchat => &["/login/oauth2/access_token"],
         Provider::TiktokBusiness => &[

@@ -1,12 +1,20 @@
 //! TikTok API for Business (platforms.md §0.1, §0.5, §2): JSON token endpoint with
 //! `app_id`/`secret`/`auth_code`, long-term tokens without refresh, the `Access-Token` header,
 //! and every API or token error as HTTP 200 with a non-zero `code`.
+//!
+//! The same routes serve both hosts: production (`business-api.tiktok.com`) and the sandbox
+//! (`sandbox-ads.tiktok.com`, "one sandbox ad account per developer app"). A token belongs to its
+//! app's environment and "looks the same" on both, but each API host knows only its own: on the
+//! other it is an unknown token, 40105 in HTTP 200. The token endpoints issue and revoke tokens
+//! for the app whatever host they are called on (tokenwarden's definition names one token URL for
+//! both environments; platforms.md does not say the sandbox has its own).
 
 use super::{CAMPAIGNS_PER_ACCOUNT, page_of, refuse, token_reply};
 use crate::error_case::{ErrorCase, ErrorDetail, Limit, Reply, load_balancer_page};
 use crate::ledger::{AccessKind, AccessToken, CodeRefusal, Refusal, short_id};
 use crate::provider::Provider;
 use crate::{Gate, Sandbox};
+use axum::Extension;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
@@ -17,6 +25,7 @@ use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
+use tokenwarden_core::connection::Environment;
 
 const P: Provider = Provider::TiktokBusiness;
 const BASE: &str = "/open_api/v1.3";
@@ -296,13 +305,19 @@ async fn revoke(State(sb): State<Sandbox>, body: Bytes) -> Response {
     }
 }
 
-/// Gate + the per-app, per-endpoint QPS/QPM limits, signalled with 40100 inside HTTP 200.
-fn authorize(sb: &Sandbox, headers: &HeaderMap, uri: &Uri) -> Result<Arc<AccessToken>, Response> {
+/// Gate + the per-app, per-endpoint QPS/QPM limits of the host, signalled with 40100 inside
+/// HTTP 200.
+fn authorize(
+    sb: &Sandbox,
+    host: Environment,
+    headers: &HeaderMap,
+    uri: &Uri,
+) -> Result<Arc<AccessToken>, Response> {
     let token = headers
         .get("access-token")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let access = match sb.gate(P, token.as_deref()) {
+    let access = match sb.gate_on(P, host, token.as_deref()) {
         Ok(a) => a,
         Err(Gate::Token(r)) => {
             let case = match r {
@@ -318,14 +333,18 @@ fn authorize(sb: &Sandbox, headers: &HeaderMap, uri: &Uri) -> Result<Arc<AccessT
         }
     };
     if sb.config().enforce_rate_limits {
-        let (qps, qpm) = sb.config().tiktok_business_limits;
+        let (qps, qpm) = match host {
+            Environment::Production => sb.config().tiktok_business_limits,
+            Environment::Sandbox => sb.config().tiktok_business_sandbox_limits,
+        };
         let now = sb.now();
         let app = &access.grant.app.client_id;
         let path = uri.path();
+        let host = host.as_str();
         let over = sb
             .limits()
             .admit(
-                format!("ttb:{app}:{path}:s"),
+                format!("ttb:{host}:{app}:{path}:s"),
                 qps.into(),
                 Duration::from_secs(1),
                 now,
@@ -334,7 +353,7 @@ fn authorize(sb: &Sandbox, headers: &HeaderMap, uri: &Uri) -> Result<Arc<AccessT
             || sb
                 .limits()
                 .admit(
-                    format!("ttb:{app}:{path}:m"),
+                    format!("ttb:{host}:{app}:{path}:m"),
                     qpm.into(),
                     Duration::from_secs(60),
                     now,
@@ -359,8 +378,13 @@ fn rate_limited(sb: &Sandbox, app: Option<String>) -> Response {
     )
 }
 
-async fn user_info(State(sb): State<Sandbox>, headers: HeaderMap, uri: Uri) -> Response {
-    let a = match authorize(&sb, &headers, &uri) {
+async fn user_info(
+    State(sb): State<Sandbox>,
+    Extension(host): Extension<Environment>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
+    let a = match authorize(&sb, host, &headers, &uri) {
         Ok(a) => a,
         Err(r) => return r,
     };
@@ -376,11 +400,12 @@ async fn user_info(State(sb): State<Sandbox>, headers: HeaderMap, uri: Uri) -> R
 
 async fn advertisers(
     State(sb): State<Sandbox>,
+    Extension(host): Extension<Environment>,
     headers: HeaderMap,
     uri: Uri,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let a = match authorize(&sb, &headers, &uri) {
+    let a = match authorize(&sb, host, &headers, &uri) {
         Ok(a) => a,
         Err(r) => return r,
     };
@@ -453,11 +478,12 @@ fn advertiser_check(
 
 async fn campaigns(
     State(sb): State<Sandbox>,
+    Extension(host): Extension<Environment>,
     headers: HeaderMap,
     uri: Uri,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let a = match authorize(&sb, &headers, &uri) {
+    let a = match authorize(&sb, host, &headers, &uri) {
         Ok(a) => a,
         Err(r) => return r,
     };
@@ -516,11 +542,12 @@ async fn campaigns(
 
 async fn report_create(
     State(sb): State<Sandbox>,
+    Extension(host): Extension<Environment>,
     headers: HeaderMap,
     uri: Uri,
     body: Bytes,
 ) -> Response {
-    let a = match authorize(&sb, &headers, &uri) {
+    let a = match authorize(&sb, host, &headers, &uri) {
         Ok(a) => a,
         Err(r) => return r,
     };
@@ -557,11 +584,12 @@ fn task<'a>(
 
 async fn report_check(
     State(sb): State<Sandbox>,
+    Extension(host): Extension<Environment>,
     headers: HeaderMap,
     uri: Uri,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let a = match authorize(&sb, &headers, &uri) {
+    let a = match authorize(&sb, host, &headers, &uri) {
         Ok(a) => a,
         Err(r) => return r,
     };
@@ -576,11 +604,12 @@ async fn report_check(
 /// Fetching a report before it is done gives 40201 "task not ready".
 async fn report_download(
     State(sb): State<Sandbox>,
+    Extension(host): Extension<Environment>,
     headers: HeaderMap,
     uri: Uri,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let a = match authorize(&sb, &headers, &uri) {
+    let a = match authorize(&sb, host, &headers, &uri) {
         Ok(a) => a,
         Err(r) => return r,
     };

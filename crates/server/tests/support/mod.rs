@@ -209,6 +209,29 @@ impl World {
             .as_u16()
     }
 
+    /// Registers a TikTok Business app `id` with the sandbox's demo credentials `credentials`
+    /// (`demo-tiktok-business`, or `demo-tiktok-business-sandbox` whose tokens belong to the
+    /// sandbox host), configured for `environment` (`production` or `sandbox`).
+    pub async fn tiktok_app(&self, id: &str, credentials: &str, environment: &str) {
+        use tokenwarden_core::id::{AppId, ProviderId};
+        let mut app = self
+            .d
+            .state
+            .store
+            .get_app(
+                &ProviderId::parse("tiktok-business").unwrap(),
+                &AppId::parse("demo").unwrap(),
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        app.id = AppId::parse(id).unwrap();
+        app.client_id = credentials.to_string();
+        app.client_secret = tokenwarden_core::secret::Secret::new(format!("{credentials}-secret"));
+        app.environment = environment.parse().unwrap();
+        self.d.state.store.put_app(&app).await.unwrap();
+    }
+
     /// Revokes the newest grant of `provider` at the sandbox, as a person would at the platform.
     pub async fn revoke_latest_grant(&self, provider: &str) {
         let sb = self.d.sandbox_base.clone().unwrap();
