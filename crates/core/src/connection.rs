@@ -112,6 +112,10 @@ pub struct Problem {
     pub since: DateTime<Utc>,
 }
 
+/// The open problem of a connection whose token works only on the platform's other API host
+/// (sandbox vs production): a configuration matter, not a refused grant.
+pub const ENVIRONMENT_MISMATCH: &str = "environment_mismatch";
+
 /// A connection as the rest of the product sees it (tokens are held separately, encrypted).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Connection {

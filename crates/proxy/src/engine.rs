@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokenwarden_core::classify::{Action, Classification, Kind, MAX_CLASSIFIED_BODY, ResponseView};
 use tokenwarden_core::clock::Clock;
-use tokenwarden_core::connection::{Connection, ConnectionState, Problem};
+use tokenwarden_core::connection::{Connection, ConnectionState, ENVIRONMENT_MISMATCH, Problem};
 use tokenwarden_core::id::ConnectionId;
 use tokenwarden_core::policy;
 use tokenwarden_core::provider::{Context, Provider, Registry};
@@ -602,9 +602,8 @@ impl Engine {
                 }
                 // The replay with a fresh token failed the same way: the grant is gone.
                 Action::RefreshAndRetry => {
-                    self.mark_reauth(&conn, c).await;
                     report.action = Action::Reauthorize;
-                    report.reauth_required = true;
+                    report.reauth_required = self.mark_reauth(&provider, &conn, c).await;
                 }
                 Action::Reauthorize
                     if matches!(
@@ -612,8 +611,7 @@ impl Engine {
                         Kind::TokenExpired | Kind::TokenInvalid | Kind::TokenRevoked
                     ) =>
                 {
-                    self.mark_reauth(&conn, c).await;
-                    report.reauth_required = true;
+                    report.reauth_required = self.mark_reauth(&provider, &conn, c).await;
                 }
                 Action::BackoffAndRetry => {
                     let throttled = c.kind == Kind::RateLimited;
@@ -669,7 +667,19 @@ impl Engine {
 
     /// The platform refused the token itself: the connection needs a person (the same state
     /// change the token service makes when a refresh is refused).
-    async fn mark_reauth(&self, conn: &Connection, c: &Classification) {
+    /// Records that the platform refused the connection's token; true if it is now
+    /// `reauth_required`.
+    ///
+    /// Where the definition has a second (sandbox) API host, a refused token may instead belong
+    /// to the other environment, which re-authorizing would not fix. That is the health
+    /// monitor's call (it asks the other host): the connection is probed at once instead, and
+    /// the monitor marks it within one probe interval if the grant is really gone.
+    async fn mark_reauth(
+        &self,
+        provider: &Provider,
+        conn: &Connection,
+        c: &Classification,
+    ) -> bool {
         let now = self.clock.now();
         let fresh = self
             .store
@@ -679,7 +689,17 @@ impl Engine {
             .flatten()
             .unwrap_or_else(|| conn.clone());
         if fresh.state == ConnectionState::ReauthRequired {
-            return;
+            return true;
+        }
+        if provider.spec.api.sandbox_base_url.is_some() {
+            let known = fresh
+                .problems
+                .iter()
+                .any(|p| p.code == ENVIRONMENT_MISMATCH);
+            if !known && let Err(e) = self.store.set_next_probe(&conn.id, Some(now)).await {
+                tracing::warn!(connection = %conn.id, error = %e, "could not schedule a probe");
+            }
+            return false;
         }
         let mut problems: Vec<Problem> = fresh
             .problems
@@ -723,6 +743,7 @@ impl Engine {
                 tracing::warn!(connection = %conn.id, error = %e, "could not record a refused token");
             }
         }
+        true
     }
 }
 

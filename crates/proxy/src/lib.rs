@@ -27,7 +27,9 @@
 //!   connection across callers) and replay once; if the replay fails the same way the connection
 //!   becomes `reauth_required` and the response says `action: reauthorize`.
 //! - `token_revoked` (or an expired token that cannot be renewed): passed through, and the
-//!   connection becomes `reauth_required` at once.
+//!   connection becomes `reauth_required` at once; on a definition with a sandbox API host the
+//!   token may instead belong to the other environment, so the connection is probed at once and
+//!   the health monitor (which asks the other host) decides.
 //! - `rate_limited`: the wait the platform asked for (`Retry-After`, Meta's usage headers, TikTok's
 //!   QPS/QPM/QPD guidance) or exponential backoff with full jitter, for every caller on the same
 //!   lanes, within the caller's budget; any method (a throttled call was not processed).

@@ -17,14 +17,14 @@ use crate::ServerState;
 use chrono::{DateTime, TimeDelta, Utc};
 use std::time::Duration;
 use tokenwarden_core::classify::{Action, Blame, Classification, Kind, ResponseView};
-use tokenwarden_core::connection::{Connection, ConnectionState, Environment, Problem};
+use tokenwarden_core::connection::{
+    Connection, ConnectionState, ENVIRONMENT_MISMATCH, Environment, Problem,
+};
 use tokenwarden_core::id::ConnectionId;
 use tokenwarden_core::provider::{Context, ProbeVia, Provider};
 use tokenwarden_core::token::TokenSet;
 use tokenwarden_store::NewEvent;
 
-/// The token works on the platform's other API host, not on the one its connection records.
-const ENVIRONMENT_MISMATCH: &str = "environment_mismatch";
 /// Problem codes the monitor owns (it clears them when the probe is healthy again).
 const PROBE_CODES: [&str; 4] = [
     "missing_scope",

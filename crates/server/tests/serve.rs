@@ -6,6 +6,7 @@ mod support;
 
 use chrono::TimeDelta;
 use support::{Flow, World, world};
+use tokenwarden_core::clock::Clock;
 
 #[tokio::test]
 async fn every_platform_connects_and_its_tokens_keep_working_across_expiries() {
@@ -783,4 +784,77 @@ async fn a_token_of_the_other_environment_is_a_configuration_problem_not_a_revoc
     );
     assert_eq!(c["problems"], serde_json::json!([]), "{c}");
     w.d.stop().await;
+}
+
+#[tokio::test]
+async fn a_proxied_call_with_a_token_of_the_other_environment_leaves_the_verdict_to_the_monitor() {
+    let w = world().await;
+    // Sandbox credentials in an app configured for production: its tokens work only on the
+    // sandbox host, and the connection records production.
+    w.tiktok_app("sbx-creds", "demo-tiktok-business-sandbox", "production")
+        .await;
+    let flow = w
+        .start_and_approve("tiktok-business", "mm-proxy&app=sbx-creds")
+        .await;
+    assert_eq!(w.finish(&flow).await.0, 303);
+    // And a production connection whose grant is revoked.
+    w.clock.advance(TimeDelta::seconds(2));
+    let flow = w.start_and_approve("tiktok-business", "gone").await;
+    assert_eq!(w.finish(&flow).await.0, 303);
+    w.revoke_latest_grant("tiktok-business").await;
+
+    let probe_path =
+        w.d.state
+            .providers
+            .get("tiktok-business")
+            .unwrap()
+            .spec
+            .api
+            .probe
+            .path
+            .clone();
+    for id in ["mm-proxy", "gone"] {
+        let r = w
+            .http
+            .get(format!(
+                "{}proxy/{id}/{}",
+                w.d.base,
+                probe_path.trim_start_matches('/')
+            ))
+            .bearer_auth(&w.admin)
+            .send()
+            .await
+            .unwrap();
+        let kind = r.headers()["tokenwarden-kind"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            kind == "token_invalid" || kind == "token_revoked",
+            "{id}: {kind}"
+        );
+        // The proxy does not decide between "revoked" and "the other environment's token": the
+        // connection is probed at once instead.
+        let (_, c) = w.api(&w.admin, &format!("v1/connections/{id}")).await;
+        assert_eq!(c["state"], "active", "{id}: {c}");
+    }
+    let due =
+        w.d.state
+            .store
+            .due_probes(w.clock.now(), 100)
+            .await
+            .unwrap();
+    let due: Vec<&str> = due.iter().map(|c| c.as_str()).collect();
+    assert!(
+        due.contains(&"mm-proxy") && due.contains(&"gone"),
+        "{due:?}"
+    );
+    // The monitor's next pass gives each its verdict.
+    tokenwarden_server::monitor::probe_due(&w.d.state, &tokenwarden_server::monitor::client())
+        .await;
+    let (_, c) = w.api(&w.admin, "v1/connections/mm-proxy").await;
+    assert_eq!(c["state"], "active", "{c}");
+    assert_eq!(c["problems"][0]["code"], "environment_mismatch", "{c}");
+    let (_, c) = w.api(&w.admin, "v1/connections/gone").await;
+    assert_eq!(c["state"], "reauth_required", "{c}");
 }
