@@ -116,7 +116,19 @@ async fn start(
             Err(e) => return bad("Could not name the connection", e.to_string()),
         },
     };
-    let app = match default_app(&s, &p.spec.id, q.get("app").map(String::as_str)).await {
+    // Re-authorizing an existing connection keeps its app unless another is named: every
+    // re-authorization link (dashboard, webhooks, alerts, API errors) names only the connection.
+    let existing_app = match q.get("app") {
+        Some(_) => None,
+        None => match s.store.get_connection(&connection).await {
+            Ok(c) => c
+                .filter(|c| c.provider == p.spec.id)
+                .map(|c| c.app.to_string()),
+            Err(_) => return unavailable(),
+        },
+    };
+    let wanted = q.get("app").cloned().or(existing_app);
+    let app = match default_app(&s, &p.spec.id, wanted.as_deref()).await {
         Ok(a) => a,
         Err(r) => return r,
     };

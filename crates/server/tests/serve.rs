@@ -858,3 +858,41 @@ async fn a_proxied_call_with_a_token_of_the_other_environment_leaves_the_verdict
     let (_, c) = w.api(&w.admin, "v1/connections/gone").await;
     assert_eq!(c["state"], "reauth_required", "{c}");
 }
+
+#[tokio::test]
+async fn reauthorizing_a_connection_keeps_its_app() {
+    let w = world().await;
+    w.tiktok_app("second", "demo-tiktok-business-sandbox", "sandbox")
+        .await;
+    let flow = w
+        .start_and_approve("tiktok-business", "keep&app=second")
+        .await;
+    assert_eq!(w.finish(&flow).await.0, 303);
+    let authorize_client = |id: &'static str| {
+        let w = &w;
+        async move {
+            let r = w
+                .http
+                .get(format!(
+                    "{}connect/tiktok-business?connection_id={id}",
+                    w.d.base
+                ))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 303);
+            let to = url::Url::parse(r.headers()["location"].to_str().unwrap()).unwrap();
+            to.query_pairs()
+                .find(|(k, _)| k == "app_id")
+                .map(|(_, v)| v.into_owned())
+                .unwrap()
+        }
+    };
+    // The link every page and webhook gives names only the connection: it keeps its app.
+    assert_eq!(
+        authorize_client("keep").await,
+        "demo-tiktok-business-sandbox"
+    );
+    // A new connection gets the provider's first app.
+    assert_eq!(authorize_client("brand-new").await, "demo-tiktok-business");
+}
