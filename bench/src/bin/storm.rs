@@ -3,7 +3,7 @@
 //! sandbox's token endpoint is throttled to the platform's published limit.
 //!
 //! `cargo run --release -p tokenwarden-bench --bin storm -- [--connections 100000]
-//!  [--provider snapchat] [--rate 20] [--scale 12] [--lifetime 3h] [--concurrency 32]
+//!  [--provider snapchat] [--rate 20] [--scale 8] [--lifetime 4h] [--concurrency 32]
 //!  [--store URL]`
 //!
 //! How it runs, all in this process:
@@ -61,8 +61,8 @@ fn args() -> Result<Args> {
         connections: 100_000,
         provider: "snapchat".into(),
         rate: 20.0,
-        scale: 12.0,
-        lifetime: Duration::from_secs(3 * 3600),
+        scale: 8.0,
+        lifetime: Duration::from_secs(4 * 3600),
         concurrency: 32,
         store: None,
     };
@@ -87,8 +87,8 @@ fn args() -> Result<Args> {
                      --provider P      snapchat or tiktok (default snapchat)\n\
                      --rate R          the token endpoint's limit at the sandbox, refreshes per \
                      sandbox second (default 20, Snapchat's published app limit)\n\
-                     --scale S         how much faster than real time the clock runs (default 12)\n\
-                     --lifetime D      how long the first tokens live (default 3h; at least 75m)\n\
+                     --scale S         how much faster than real time the clock runs (default 8)\n\
+                     --lifetime D      how long the first tokens live (default 4h; at least 75m)\n\
                      --concurrency C   grants issued at once while seeding (default 32)\n\
                      --store URL       sqlite://… or postgres://… (default: SQLite in a temp dir)"
                 );
