@@ -298,6 +298,7 @@ async fn main() -> Result<()> {
         key_file: None,
         probe_poll: Some(Duration::from_secs(3600)),
         webhooks: tokenwarden_server::webhooks::WebhookPolicy::default(),
+        retention: tokenwarden_server::retention::Retention::default(),
     }
     .start()
     .await?;

@@ -284,6 +284,7 @@ async fn main() -> Result<()> {
         webhooks: tokenwarden_server::webhooks::WebhookPolicy {
             allow_private: false,
         },
+        retention: tokenwarden_server::retention::Retention::default(),
     }
     .start()
     .await?;

@@ -5,9 +5,12 @@ use anyhow::{Context as _, Result, anyhow, bail};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 use tokenwarden_core::connection::Environment;
 use tokenwarden_core::provider::Registry;
 use tokenwarden_core::secret::Secret;
+use tokenwarden_core::span;
+use tokenwarden_server::retention::{self, Retention};
 
 /// The commented example `tokenwarden config example` prints.
 pub const EXAMPLE: &str = r#"# tokenwarden configuration. Every key is optional; TOKENWARDEN_* environment variables and
@@ -67,6 +70,13 @@ password_file = "/run/secrets/tokenwarden-dashboard-password"
 [alerts]
 slack_webhook_url_file = "/run/secrets/slack-webhook-url"
 degraded_after_minutes = 30
+
+# How long history is kept before it is deleted (at start, then hourly), so the database stops
+# growing: every refresh writes an event. 0 or "off" keeps it forever. Expired authorizations are
+# always deleted, and a webhook delivery still being retried is never.
+# [retention]
+# events = "30d"       # the API's and the dashboard's event history; at least 1d
+# deliveries = "14d"   # the webhook delivery log (delivered or given up); at least 1h
 "#;
 
 /// The file's shape.
@@ -95,6 +105,114 @@ pub struct FileConfig {
     /// Alerts to a Slack-compatible incoming webhook.
     #[serde(default)]
     pub alerts: Option<AlertsConfig>,
+    /// How long history is kept.
+    #[serde(default)]
+    pub retention: RetentionConfig,
+}
+
+/// `[retention]`: how long history is kept. Each value is a duration with its unit (`"30d"`,
+/// `"12h"`), or `0` / `"off"` to keep forever; read by [`RetentionConfig::resolve`], which names
+/// the key of a bad one.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Events (default 30d).
+    pub events: Option<toml::Value>,
+    /// Finished webhook deliveries (default 14d).
+    pub deliveries: Option<toml::Value>,
+}
+
+impl RetentionConfig {
+    /// The retention: the defaults, then this section, then `env_events` and `env_deliveries`
+    /// (the values of `TOKENWARDEN_RETENTION_EVENTS` and `TOKENWARDEN_RETENTION_DELIVERIES`).
+    pub fn resolve(
+        &self,
+        env_events: Option<&str>,
+        env_deliveries: Option<&str>,
+    ) -> Result<Retention> {
+        let defaults = Retention::default();
+        Ok(Retention {
+            events: RetentionKey::EVENTS.read(self.events.as_ref(), env_events, defaults.events)?,
+            deliveries: RetentionKey::DELIVERIES.read(
+                self.deliveries.as_ref(),
+                env_deliveries,
+                defaults.deliveries,
+            )?,
+        })
+    }
+}
+
+/// One key of `[retention]`, its variable and its floor.
+struct RetentionKey {
+    key: &'static str,
+    env: &'static str,
+    floor: Duration,
+    why: &'static str,
+}
+
+impl RetentionKey {
+    const EVENTS: RetentionKey = RetentionKey {
+        key: "[retention] events",
+        env: "TOKENWARDEN_RETENTION_EVENTS",
+        floor: retention::MIN_EVENTS,
+        why: "the dashboard charts the last day from them",
+    };
+    const DELIVERIES: RetentionKey = RetentionKey {
+        key: "[retention] deliveries",
+        env: "TOKENWARDEN_RETENTION_DELIVERIES",
+        floor: retention::MIN_DELIVERIES,
+        why: "the delivery log should show at least the last hour",
+    };
+
+    /// The variable's value over the file's over the default; `None` keeps forever.
+    fn read(
+        &self,
+        file: Option<&toml::Value>,
+        env: Option<&str>,
+        default: Option<Duration>,
+    ) -> Result<Option<Duration>> {
+        let from_file = match file {
+            Some(v) => self.parse(self.key, v)?,
+            None => default,
+        };
+        match env {
+            Some(v) => self.parse(self.env, &toml::Value::String(v.to_string())),
+            None => Ok(from_file),
+        }
+    }
+
+    /// `what` names the key or the variable in errors.
+    fn parse(&self, what: &str, v: &toml::Value) -> Result<Option<Duration>> {
+        const FOREVER: &str = "or 0 or \"off\" to keep forever";
+        let text = match v {
+            toml::Value::Integer(0) => return Ok(None),
+            toml::Value::String(t) => t.trim(),
+            other => bail!(
+                "{what}: {other} is not a duration: write one with its unit, such as \"30d\" or \"12h\", {FOREVER}"
+            ),
+        };
+        if text == "0" || text.eq_ignore_ascii_case("off") {
+            return Ok(None);
+        }
+        // Read as seconds elsewhere, a bare number here is more likely days meant: refused.
+        if !text.is_empty() && text.chars().all(|c| c.is_ascii_digit()) {
+            bail!(
+                "{what}: {text:?} has no unit: write a duration such as \"30d\" or \"12h\", {FOREVER}"
+            );
+        }
+        let keep = span::parse(text).map_err(|e| anyhow!("{what}: {e}, {FOREVER}"))?;
+        if keep.is_zero() {
+            return Ok(None);
+        }
+        if keep < self.floor {
+            bail!(
+                "{what}: {text:?} is shorter than the {floor} allowed ({}): write at least {floor}, {FOREVER}",
+                self.why,
+                floor = span::format(self.floor),
+            );
+        }
+        Ok(Some(keep))
+    }
 }
 
 /// `[webhooks]`.
@@ -265,9 +383,12 @@ impl FileConfig {
             .with_context(|| format!("in the configuration file {}", path.display()))
     }
 
-    /// Parses configuration text.
+    /// Parses configuration text, and checks the values that need no file or provider.
     pub fn parse(text: &str) -> Result<FileConfig> {
-        toml::from_str(text).map_err(|e| anyhow!("{}", e.to_string().trim_end()))
+        let c: FileConfig =
+            toml::from_str(text).map_err(|e| anyhow!("{}", e.to_string().trim_end()))?;
+        c.retention.resolve(None, None)?;
+        Ok(c)
     }
 
     /// Checks every app against the loaded providers and reads secrets from files.
@@ -351,6 +472,17 @@ mod tests {
         let c = FileConfig::parse(EXAMPLE).unwrap();
         assert_eq!(c.apps.len(), 3);
         assert_eq!(c.listen.unwrap().port(), 8080);
+        // The commented [retention] section is the defaults, and parses once uncommented.
+        let uncommented = EXAMPLE
+            .replace("# [retention]", "[retention]")
+            .replace("# events = ", "events = ")
+            .replace("# deliveries = ", "deliveries = ");
+        assert!(uncommented.contains("\n[retention]\nevents = \"30d\""));
+        let c = FileConfig::parse(&uncommented).unwrap();
+        assert_eq!(
+            c.retention.resolve(None, None).unwrap(),
+            Retention::default()
+        );
     }
 
     #[test]
@@ -422,6 +554,92 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
+    }
+
+    #[test]
+    fn retention_parses_with_defaults_forever_and_variables_over_the_file() {
+        let day = Duration::from_secs(86_400);
+        let r = |text: &str| FileConfig::parse(text).and_then(|c| c.retention.resolve(None, None));
+        assert_eq!(r("").unwrap(), Retention::default());
+        assert_eq!(r("[retention]\n").unwrap(), Retention::default());
+        assert_eq!(Retention::default().events, Some(30 * day));
+        assert_eq!(Retention::default().deliveries, Some(14 * day));
+        let c = r("[retention]\nevents = \"90d\"\ndeliveries = \"36h\"\n").unwrap();
+        assert_eq!(
+            (c.events, c.deliveries),
+            (Some(90 * day), Some(Duration::from_secs(36 * 3600)))
+        );
+        // 0 and "off" keep forever; a key left out keeps its default.
+        for forever in ["0", "\"0\"", "\"off\"", "\"OFF\"", "\"0d\""] {
+            let c = r(&format!("[retention]\nevents = {forever}\n")).unwrap();
+            assert_eq!(c.events, None, "{forever}");
+            assert_eq!(c.deliveries, Retention::default().deliveries, "{forever}");
+        }
+        // The variables win over the file, and are checked the same way, by their name.
+        let file =
+            FileConfig::parse("[retention]\nevents = \"90d\"\ndeliveries = \"off\"\n").unwrap();
+        let c = file.retention.resolve(Some("7d"), Some("2h")).unwrap();
+        assert_eq!(
+            (c.events, c.deliveries),
+            (Some(7 * day), Some(Duration::from_secs(7200)))
+        );
+        assert_eq!(
+            file.retention.resolve(Some("off"), None).unwrap().events,
+            None
+        );
+        let e = file
+            .retention
+            .resolve(None, Some("2 weeks"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("TOKENWARDEN_RETENTION_DELIVERIES: "), "{e}");
+        assert!(!format!("{file:?}").is_empty());
+    }
+
+    #[test]
+    fn bad_retention_values_name_the_key_and_say_what_to_write() {
+        for (text, key, says) in [
+            (
+                "events = \"30x\"",
+                "[retention] events",
+                "is not a duration",
+            ),
+            ("events = \"30\"", "[retention] events", "has no unit"),
+            ("events = 30", "[retention] events", "is not a duration"),
+            ("events = -1", "[retention] events", "is not a duration"),
+            ("events = true", "[retention] events", "is not a duration"),
+            (
+                "events = \"12h\"",
+                "[retention] events",
+                "shorter than the 1d allowed",
+            ),
+            (
+                "deliveries = \"\"",
+                "[retention] deliveries",
+                "is not a duration",
+            ),
+            (
+                "deliveries = \"59m\"",
+                "[retention] deliveries",
+                "shorter than the 1h allowed",
+            ),
+            (
+                "deliveries = 1.5",
+                "[retention] deliveries",
+                "is not a duration",
+            ),
+        ] {
+            let e = FileConfig::parse(&format!("[retention]\n{text}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.starts_with(&format!("{key}: ")), "{text}: {e}");
+            assert!(e.contains(says), "{text}: {e}");
+            assert!(e.contains("\"off\" to keep forever"), "{text}: {e}");
+        }
+        let e = FileConfig::parse("[retention]\nevent = \"30d\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("event") && e.contains("unknown field"), "{e}");
     }
 
     #[test]

@@ -68,7 +68,8 @@ struct ConfigArgs {
 enum ConfigSub {
     /// Print a commented example configuration file.
     Example,
-    /// Check a configuration file: unknown keys, unknown providers, unreadable secret files.
+    /// Check a configuration file: unknown keys, unknown providers, unreadable secret files, bad
+    /// durations.
     Check {
         /// The file.
         file: PathBuf,
@@ -100,7 +101,17 @@ fn main() -> ExitCode {
                 tokenwarden_server::alerts::SlackWebhook::new(&a.webhook_url()?)
                     .map_err(|e| anyhow::anyhow!("[alerts]: {e}"))?;
             }
-            println!("{}: valid ({} app(s))", file.display(), apps.len());
+            let kept = |keep: Option<std::time::Duration>| {
+                keep.map_or_else(|| "forever".to_string(), tokenwarden_core::span::format)
+            };
+            let retention = c.retention.resolve(None, None)?;
+            println!(
+                "{}: valid ({} app(s); events kept {}, webhook deliveries {})",
+                file.display(),
+                apps.len(),
+                kept(retention.events),
+                kept(retention.deliveries)
+            );
             Ok(ExitCode::SUCCESS)
         }),
         Command::Connections(args) => cmd::remote::connections(args),

@@ -212,6 +212,82 @@ fn serve_sandbox_connect_then_the_shell_commands() {
     assert!(status.success(), "{status:?}");
 }
 
+/// `[retention]` in a file and its variables: `config check` and `serve` refuse a bad value by
+/// its key or variable name, before anything is created.
+#[test]
+fn a_bad_retention_is_refused_by_name_before_anything_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let write = |name: &str, retention: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(
+            &path,
+            format!(
+                "data_dir = {:?}\n\n[retention]\n{retention}\n",
+                data.display().to_string()
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let run = |args: &[&str], file: &std::path::Path, env: Option<(&str, &str)>| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_tokenwarden"));
+        c.args(args)
+            .arg(file)
+            .env("NO_COLOR", "1")
+            .env_remove("TOKENWARDEN_DATA_DIR")
+            .env_remove("TOKENWARDEN_RETENTION_EVENTS")
+            .env_remove("TOKENWARDEN_RETENTION_DELIVERIES");
+        if let Some((k, v)) = env {
+            c.env(k, v);
+        }
+        let out = c.output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+
+    let good = write("good.toml", "events = \"90d\"\ndeliveries = \"off\"");
+    let (code, out, err) = run(&["config", "check"], &good, None);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains("events kept 90d, webhook deliveries forever"),
+        "{out}"
+    );
+
+    let bad = write("bad.toml", "events = \"2 weeks\"");
+    let (code, _, err) = run(&["config", "check"], &bad, None);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("[retention] events: \"2 weeks\" is not a duration"),
+        "{err}"
+    );
+    let (code, _, err) = run(
+        &["serve", "--listen", "127.0.0.1:0", "--config"],
+        &bad,
+        None,
+    );
+    assert_eq!(code, Some(1));
+    assert!(err.contains("[retention] events"), "{err}");
+
+    let (code, _, err) = run(
+        &["serve", "--listen", "127.0.0.1:0", "--config"],
+        &good,
+        Some(("TOKENWARDEN_RETENTION_DELIVERIES", "10m")),
+    );
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("TOKENWARDEN_RETENTION_DELIVERIES: \"10m\" is shorter than the 1h allowed"),
+        "{err}"
+    );
+    assert!(
+        !data.exists(),
+        "nothing is created for a refused configuration"
+    );
+}
+
 /// Pointing tokenwarden at a platform is configuration only: a sandbox plays "the real
 /// Snapchat", a user definition moves Snapchat's URLs there, and a configuration file registers
 /// the app; `serve` without --sandbox then connects and serves tokens.

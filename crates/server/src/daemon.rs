@@ -1,6 +1,6 @@
-//! Assembles a running daemon: the server, the scheduler, the key-file follower and (for
-//! `serve --sandbox`) the platform emulator in-process, with every platform pointed at it by one
-//! setting and a demo app each.
+//! Assembles a running daemon: the server, the scheduler, the monitor, the webhook outbox, the
+//! retention pass, the key-file follower and (for `serve --sandbox`) the platform emulator
+//! in-process, with every platform pointed at it by one setting and a demo app each.
 
 use crate::ServerState;
 use std::sync::Arc;
@@ -40,6 +40,8 @@ pub struct Daemon {
     pub probe_poll: Option<std::time::Duration>,
     /// Where webhooks may be delivered.
     pub webhooks: crate::webhooks::WebhookPolicy,
+    /// How long history (events, finished webhook deliveries) is kept.
+    pub retention: crate::retention::Retention,
 }
 
 /// Why the daemon could not start.
@@ -226,6 +228,13 @@ impl Daemon {
         tasks.push(tokio::spawn(crate::webhooks::run(
             state.clone(),
             webhook_poll,
+            stop_rx.clone(),
+        )));
+        // Old history is deleted at start and then hourly in the clock's time.
+        tasks.push(tokio::spawn(crate::retention::run(
+            state.clone(),
+            self.retention,
+            self.time_scale,
             stop_rx.clone(),
         )));
         let router = crate::router(state.clone());

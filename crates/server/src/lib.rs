@@ -7,13 +7,15 @@
 //!   to HTTP responses.
 //! - [`monitor`]: probes every connection, records problems with fixes, forecasts expiry.
 //! - [`scheduler`]: refreshes ahead of expiry, sleeping until the next deadline.
-//! - [`daemon`]: assembles a running daemon (server, scheduler, in-process sandbox).
+//! - [`daemon`]: assembles a running daemon (server, scheduler, monitor, outbox, retention,
+//!   in-process sandbox).
 //! - [`webhooks`]: webhook endpoints and signed delivery from the durable outbox.
 //! - [`keyfile`]: follows the key file, so keys rotate while the daemon serves.
 //! - [`page`]: small HTML pages with escaping and the security headers of rule 12.
 //! - [`dashboard`]: the signed-in pages for people (overview, connections, diagnose).
 //! - [`metrics`]: `/metrics` in the Prometheus text format.
 //! - [`alerts`]: a Slack-compatible notifier for connections that need a person.
+//! - [`retention`]: deletes old events, finished webhook deliveries and expired authorizations.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -26,6 +28,7 @@ pub mod keyfile;
 pub mod metrics;
 pub mod monitor;
 pub mod page;
+pub mod retention;
 pub mod scheduler;
 pub mod webhooks;
 

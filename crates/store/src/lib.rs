@@ -10,6 +10,10 @@
 //! - [`model`]: the records (apps, leases, pending authorizations, events, API keys, webhooks).
 //! - [`error`]: [`StoreError`], by meaning.
 //!
+//! History is bounded: [`Store::prune_events`], [`Store::prune_deliveries`] and
+//! [`Store::purge_expired_pending`] delete old rows in bounded batches (the daemon's retention
+//! task calls them hourly).
+//!
 //! Times are stored as BIGINT **milliseconds** since the Unix epoch, UTC.
 //!
 //! The refresh lease (DESIGN "Refresh, exactly once"; hardening rules 4, 13, 15): a lease is a
@@ -193,7 +197,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         state_hash: &Sha256Hex,
         now: DateTime<Utc>,
     ) -> Result<Option<PendingAuthorization>, StoreError>;
-    /// Deletes expired pending authorizations; how many.
+    /// Deletes expired pending authorizations, in batches like [`Store::prune_events`]; how many.
     async fn purge_expired_pending(&self, now: DateTime<Utc>) -> Result<u64, StoreError>;
 
     // ---- events ----
@@ -273,6 +277,18 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn retire_old_keys(&self) -> Result<(), StoreError>;
     /// Usage of each key.
     async fn key_status(&self) -> Result<Vec<KeyStatus>, StoreError>;
+
+    // ---- retention ----
+    /// Deletes the events that happened before `before`; how many. At most `batch` rows go per
+    /// statement, repeated until a statement finds fewer, so no statement holds a long lock on
+    /// a busy table: on SQLite the prune rests between rounds so that waiting writes get the
+    /// lock; on PostgreSQL, rows another replica is deleting are skipped. Ids are never reused,
+    /// so an `after` cursor into the events stays valid.
+    async fn prune_events(&self, before: DateTime<Utc>, batch: i64) -> Result<u64, StoreError>;
+    /// Deletes finished webhook deliveries (`delivered` or `dead`) enqueued before `before`, in
+    /// batches like [`Store::prune_events`]; how many. A `pending` delivery, retrying or not yet
+    /// tried, stays whatever its age: the outbox must not lose it.
+    async fn prune_deliveries(&self, before: DateTime<Utc>, batch: i64) -> Result<u64, StoreError>;
 }
 
 /// Opens the store at `url`: `sqlite://path?mode=rwc`, `sqlite:path`, `postgres://…` or

@@ -1100,11 +1100,18 @@ impl Store for SqlStore {
     }
 
     async fn purge_expired_pending(&self, now: DateTime<Utc>) -> Result<u64> {
-        let r = sqlx::query("DELETE FROM pending_authorizations WHERE expires_at <= $1")
-            .bind(ms(now))
-            .execute(&self.pool)
-            .await?;
-        Ok(r.rows_affected())
+        // Anyone can start an authorization, so a flood of abandoned ones is deleted in bounded
+        // statements too.
+        let skip = self.skip_locked();
+        self.delete_in_batches(
+            &format!(
+                "DELETE FROM pending_authorizations WHERE expires_at <= $1 AND state_hash IN (
+                   SELECT state_hash FROM pending_authorizations WHERE expires_at <= $1 LIMIT $2 {skip})"
+            ),
+            ms(now),
+            PRUNE_BATCH,
+        )
+        .await
     }
 
     async fn append_event(&self, e: &NewEvent) -> Result<i64> {
@@ -1443,5 +1450,73 @@ impl Store for SqlStore {
                 })
             })
             .collect()
+    }
+
+    async fn prune_events(&self, before: DateTime<Utc>, batch: i64) -> Result<u64> {
+        let skip = self.skip_locked();
+        self.delete_in_batches(
+            &format!(
+                "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE at < $1 LIMIT $2 {skip})"
+            ),
+            ms(before),
+            batch,
+        )
+        .await
+    }
+
+    async fn prune_deliveries(&self, before: DateTime<Utc>, batch: i64) -> Result<u64> {
+        // The status is checked again by the DELETE itself, so a row is only ever deleted in a
+        // finished state (finished states are final, but the outbox is not to be trusted to it).
+        let skip = self.skip_locked();
+        self.delete_in_batches(
+            &format!(
+                "DELETE FROM webhook_deliveries WHERE status IN ('delivered', 'dead') AND id IN (
+                   SELECT id FROM webhook_deliveries
+                   WHERE status IN ('delivered', 'dead') AND created_at < $1 LIMIT $2 {skip})"
+            ),
+            ms(before),
+            batch,
+        )
+        .await
+    }
+}
+
+/// Rows deleted per statement when a caller does not choose: small enough that a statement is
+/// over in milliseconds, so refreshes writing beside it are not held up.
+const PRUNE_BATCH: i64 = 5_000;
+
+impl SqlStore {
+    /// Runs `delete` (a DELETE whose rows are picked by a subquery with `LIMIT $2`, with the
+    /// cutoff as `$1`) until a round deletes fewer than `batch` rows; how many in all. Each round
+    /// is its own statement and transaction, so stopping between or during rounds loses nothing
+    /// (SQLite has no `DELETE … LIMIT` unless built with it, hence the subquery).
+    async fn delete_in_batches(&self, delete: &str, cutoff: i64, batch: i64) -> Result<u64> {
+        let batch = batch.max(1);
+        let mut total = 0;
+        loop {
+            let round = std::time::Instant::now();
+            let n = sqlx::query(delete)
+                .bind(cutoff)
+                .bind(batch)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+            total += n;
+            if n < batch.unsigned_abs() {
+                return Ok(total);
+            }
+            match self.backend {
+                // SQLite has one writer and no queue: a write that found the lock taken sleeps
+                // and retries (busy_timeout, in steps of up to 100 ms), so a lock released and
+                // taken again at once would starve it until the whole prune is over (measured:
+                // bench/src/bin/retention.rs). Resting as long as the round took lets every
+                // waiting write in; the prune takes twice as long, a refresh at most one round.
+                Backend::Sqlite => {
+                    tokio::time::sleep(round.elapsed().min(Duration::from_secs(1))).await;
+                }
+                // Row locks: writes of new rows never wait for these.
+                Backend::Postgres => tokio::task::yield_now().await,
+            }
+        }
     }
 }

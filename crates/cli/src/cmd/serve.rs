@@ -21,6 +21,7 @@ use tokenwarden_store::{ApiKeyRole, App, KeySource, Keyring};
 /// app is registered for each, so everything works without credentials. For the real platforms,
 /// register your apps in a configuration file (`tokenwarden config example`).
 #[derive(Debug, clap::Args)]
+#[command(after_help = RETENTION_HELP)]
 pub struct Args {
     /// A configuration file (TOML). Flags and TOKENWARDEN_* variables override it.
     #[arg(long, env = "TOKENWARDEN_CONFIG", value_name = "PATH")]
@@ -52,6 +53,12 @@ pub struct Args {
     #[arg(long, env = "TOKENWARDEN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
 }
+
+/// What `serve --help` says about retention (the daemon deletes history; people should know).
+const RETENTION_HELP: &str = "History is deleted once old, at start and then hourly: events after 30 days, finished webhook \
+deliveries after 14 (a delivery still being retried never), expired authorizations at once. Set it \
+with [retention] in the configuration file (`tokenwarden config example`), or with \
+TOKENWARDEN_RETENTION_EVENTS and TOKENWARDEN_RETENTION_DELIVERIES, e.g. \"90d\", or \"off\" to keep forever.";
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -167,6 +174,10 @@ async fn serve(args: Args, file: FileConfig, providers_dir: Option<&Path>) -> Re
         Ok((notifier, settings))
     })
     .transpose()?;
+    let retention = file.retention.resolve(
+        read_env("TOKENWARDEN_RETENTION_EVENTS").as_deref(),
+        read_env("TOKENWARDEN_RETENTION_DELIVERIES").as_deref(),
+    )?;
 
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
@@ -272,6 +283,7 @@ async fn serve(args: Args, file: FileConfig, providers_dir: Option<&Path>) -> Re
         webhooks: tokenwarden_server::webhooks::WebhookPolicy {
             allow_private: file.webhooks.allow_private.unwrap_or(args.sandbox),
         },
+        retention,
     }
     .start()
     .await?;

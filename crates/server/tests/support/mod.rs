@@ -57,6 +57,7 @@ pub async fn world_at(public_url: Option<url::Url>) -> World {
         webhooks: tokenwarden_server::webhooks::WebhookPolicy {
             allow_private: true,
         },
+        retention: tokenwarden_server::retention::Retention::default(),
     }
     .start()
     .await
