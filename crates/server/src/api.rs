@@ -529,7 +529,7 @@ async fn events(
 ) -> Result<Json<Value>, ApiError> {
     caller.admin()?;
     let id = parse_id(&id)?;
-    let events = s.store.list_events(Some(&id), 0, 500).await?;
+    let events = s.store.latest_events(&id, 500).await?;
     Ok(Json(json!({ "events": event_views(&events) })))
 }
 

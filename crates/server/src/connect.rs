@@ -482,7 +482,7 @@ async fn done(State(s): State<ServerState>, Query(q): Query<HashMap<String, Stri
     // read how its authorizations went.
     let last = s
         .store
-        .list_events(Some(&id), 0, 1000)
+        .latest_events(&id, 1000)
         .await
         .ok()
         .and_then(|e| {

@@ -210,6 +210,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         after_id: i64,
         limit: i64,
     ) -> Result<Vec<Event>, StoreError>;
+    /// The newest `limit` events of one connection, oldest first: what a person looking at it
+    /// wants (an hourly refresh writes hundreds a month).
+    async fn latest_events(
+        &self,
+        conn: &ConnectionId,
+        limit: i64,
+    ) -> Result<Vec<Event>, StoreError>;
 
     // ---- API keys ----
     /// Creates a key; the full key is returned once and only its hash is stored.

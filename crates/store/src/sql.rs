@@ -521,6 +521,26 @@ enum Claim<'a> {
 }
 
 impl SqlStore {
+    /// Event rows as events.
+    fn events_from(rows: &[AnyRow]) -> Result<Vec<Event>> {
+        rows.iter()
+            .map(|r| {
+                let c: Option<String> = r.try_get("connection_id")?;
+                Ok(Event {
+                    id: r.try_get("id")?,
+                    connection: c.map(|c| parse_id("connection id", c)).transpose()?,
+                    at: from_ms(r.try_get("at")?)?,
+                    kind: r.try_get("kind")?,
+                    message: r.try_get("message")?,
+                    details: unjson::<BTreeMap<String, EventValue>>(
+                        "details",
+                        &r.try_get::<String, _>("details")?,
+                    )?,
+                })
+            })
+            .collect()
+    }
+
     /// Takes the leases of up to `limit` connections that `which` selects, earliest deadline
     /// first, skipping rows another owner holds (`FOR UPDATE … SKIP LOCKED` on PostgreSQL).
     async fn claim_refreshes(
@@ -1150,22 +1170,18 @@ impl Store for SqlStore {
                     .await?
             }
         };
-        rows.iter()
-            .map(|r| {
-                let c: Option<String> = r.try_get("connection_id")?;
-                Ok(Event {
-                    id: r.try_get("id")?,
-                    connection: c.map(|c| parse_id("connection id", c)).transpose()?,
-                    at: from_ms(r.try_get("at")?)?,
-                    kind: r.try_get("kind")?,
-                    message: r.try_get("message")?,
-                    details: unjson::<BTreeMap<String, EventValue>>(
-                        "details",
-                        &r.try_get::<String, _>("details")?,
-                    )?,
-                })
-            })
-            .collect()
+        Self::events_from(&rows)
+    }
+
+    async fn latest_events(&self, conn: &ConnectionId, limit: i64) -> Result<Vec<Event>> {
+        let rows = sqlx::query(
+            "SELECT * FROM (SELECT * FROM events WHERE connection_id = $1 ORDER BY id DESC LIMIT $2) AS newest ORDER BY id",
+        )
+        .bind(conn.as_str())
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Self::events_from(&rows)
     }
 
     async fn create_api_key(

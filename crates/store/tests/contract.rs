@@ -854,13 +854,34 @@ mod cases {
         );
         assert_eq!(all[0].at, t0());
         assert_eq!(s.list_events(Some(&c), 0, 10).await.unwrap().len(), 1);
+        // The newest of a connection's events, oldest first.
+        let mut ids = vec![];
+        for i in 0..5 {
+            ids.push(
+                s.append_event(&NewEvent::new(
+                    Some(c.clone()),
+                    t0(),
+                    "probe",
+                    format!("n{i}"),
+                ))
+                .await
+                .unwrap(),
+            );
+        }
+        let latest = s.latest_events(&c, 3).await.unwrap();
+        assert_eq!(
+            latest.iter().map(|e| e.id).collect::<Vec<_>>(),
+            ids[2..].to_vec()
+        );
+        assert_eq!(s.latest_events(&c, 100).await.unwrap().len(), 6);
         assert_eq!(s.list_events(None, id1, 10).await.unwrap()[0].id, id2);
-        let bad = NewEvent::new(Some(c), t0(), "oops", "x").with("refresh_token", "rt-value");
+        let bad =
+            NewEvent::new(Some(c.clone()), t0(), "oops", "x").with("refresh_token", "rt-value");
         assert!(matches!(
             s.append_event(&bad).await,
             Err(StoreError::Config(_))
         ));
-        assert_eq!(s.list_events(None, 0, 10).await.unwrap().len(), 2);
+        assert_eq!(s.list_events(None, 0, 10).await.unwrap().len(), 7);
     }
 
     pub async fn api_keys_hashed_with_roles(db: Arc<Db>) {
