@@ -298,6 +298,7 @@ async fn main() -> Result<()> {
         key_file: None,
         probe_poll: Some(Duration::from_secs(3600)),
         webhooks: tokenwarden_server::webhooks::WebhookPolicy::default(),
+        cache: Default::default(),
     }
     .start()
     .await?;

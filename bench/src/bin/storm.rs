@@ -316,6 +316,7 @@ async fn main() -> Result<()> {
         webhooks: tokenwarden_server::webhooks::WebhookPolicy {
             allow_private: false,
         },
+        cache: Default::default(),
     }
     .start()
     .await?;

@@ -2,8 +2,8 @@
 //!
 //! Two sources, one page:
 //! - **Counters and histograms emitted where things happen**, through the `metrics` facade
-//!   (refreshes in the engine, probes in the monitor, proxy requests and throttle waits in the
-//!   proxy, webhook deliveries in the outbox), rendered by `metrics-exporter-prometheus`. The
+//!   (refreshes and cache lookups in the engine, probes in the monitor, proxy requests and
+//!   throttle waits in the proxy, webhook deliveries in the outbox), rendered by `metrics-exporter-prometheus`. The
 //!   recorder is process-wide and installed once ([`install`]), so several daemons in one process
 //!   (the tests) share it; a process runs one daemon in production.
 //! - **Gauges computed at scrape time from the store**, per daemon: connections by provider and
@@ -35,6 +35,8 @@ pub const THROTTLE_WAIT: &str = "tokenwarden_throttle_wait_seconds";
 pub const WEBHOOK_DELIVERIES: &str = "tokenwarden_webhook_deliveries_total";
 /// Alerts sent, by `reason` and `outcome`.
 pub const ALERTS: &str = "tokenwarden_alerts_total";
+/// Cache lookups, by `cache` (`token`, `api_key`) and `outcome` (`hit`, `miss`).
+pub const CACHE_LOOKUPS: &str = tokenwarden_engine::cache::LOOKUPS;
 
 /// Upper bounds (seconds) of the time-to-expiry histogram: 5 min, 1 h, 6 h, 1 d, 7 d, 30 d, 60 d.
 const EXPIRY_BUCKETS: [f64; 7] = [
@@ -85,6 +87,10 @@ fn describe() {
     metrics::describe_counter!(
         ALERTS,
         "Alerts sent to the notifier, by reason and outcome."
+    );
+    metrics::describe_counter!(
+        CACHE_LOOKUPS,
+        "Token and API-key cache lookups, by cache and outcome (hit, miss)."
     );
 }
 

@@ -44,6 +44,7 @@ pub async fn world(scale: f64) -> World {
         key_file: None,
         probe_poll: Some(std::time::Duration::from_secs(3600)),
         webhooks: tokenwarden_server::webhooks::WebhookPolicy::default(),
+        cache: Default::default(),
     }
     .start()
     .await

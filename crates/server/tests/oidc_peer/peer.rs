@@ -400,6 +400,7 @@ impl Tw {
             key_file: None,
             probe_poll: Some(Duration::from_secs(3600)),
             webhooks: tokenwarden_server::webhooks::WebhookPolicy::default(),
+            cache: Default::default(),
         }
         .start()
         .await
