@@ -190,6 +190,22 @@ impl<K: Hash + Eq + Clone, V> Shelf<K, V> {
         if rack.epochs[ticket.stripe] != ticket.epoch || rack.stripe(&key) != ticket.stripe {
             return false;
         }
+        // Entries age out in insertion order: drop the expired ones at the front, so decrypted
+        // tokens do not outlive their TTL in memory for as long as fills keep coming.
+        while let Some((old, s)) = rack.order.front() {
+            let stale = rack
+                .map
+                .get(old)
+                .is_none_or(|slot| slot.stamp != *s || now - slot.at >= self.ttl);
+            if !stale {
+                break;
+            }
+            if let Some((old, s)) = rack.order.pop_front()
+                && rack.map.get(&old).is_some_and(|slot| slot.stamp == s)
+            {
+                rack.map.remove(&old);
+            }
+        }
         rack.stamp += 1;
         let stamp = rack.stamp;
         rack.order.push_back((key.clone(), stamp));
@@ -748,6 +764,19 @@ mod tests {
         assert_eq!(held(&shelf), [8, 9, 10]);
         assert!(shelf.put(shelf.ticket(&11), 11, 11, t0()));
         assert_eq!(held(&shelf), [8, 10, 11]);
+    }
+
+    #[test]
+    fn expired_entries_are_dropped_as_new_ones_come_in() {
+        let shelf: Shelf<u32, u32> = Shelf::new(Duration::from_secs(1), 100);
+        for k in 0..10 {
+            assert!(shelf.put(shelf.ticket(&k), k, k, t0()));
+        }
+        assert_eq!(shelf.len(), 10);
+        // A fill a second later finds them expired and drops them, never looked up again.
+        assert!(shelf.put(shelf.ticket(&10), 10, 10, t0() + ms(1000)));
+        assert_eq!(shelf.len(), 1);
+        assert_eq!(shelf.order_len(), 1);
     }
 
     #[test]
