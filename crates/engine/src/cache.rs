@@ -51,7 +51,8 @@ use tokenwarden_store::{
 };
 
 /// Cache lookups, by `cache` (`token`, `api_key`) and `outcome` (`hit`, `miss`); the server
-/// renders it on `/metrics`. Counted only while the cache is on.
+/// renders it on `/metrics`. Counted only while the cache is on; a token lookup is a fetch of a
+/// fresh token (the proxy's routing read of a cached connection is not counted).
 pub const LOOKUPS: &str = "tokenwarden_cache_lookups_total";
 
 /// How long entries live and how many there may be. A TTL of zero turns that cache off.
