@@ -299,6 +299,7 @@ async fn main() -> Result<()> {
         probe_poll: Some(Duration::from_secs(3600)),
         webhooks: tokenwarden_server::webhooks::WebhookPolicy::default(),
         retention: tokenwarden_server::retention::Retention::default(),
+        cache: Default::default(),
     }
     .start()
     .await?;

@@ -396,6 +396,7 @@ async fn main() -> Result<()> {
             allow_private: false,
         },
         retention: tokenwarden_server::retention::Retention::default(),
+        cache: Default::default(),
     }
     .start()
     .await?;

@@ -6,7 +6,11 @@
 //! medians. The ratio is the figure that counts.
 //!
 //! `cargo run --release -p tokenwarden-bench --bin token_endpoint -- [--rounds 5] [--secs 10]
-//!  [--connections 64] [--threads 2]`
+//!  [--connections 64] [--threads 2] [--cache-off]`
+//!
+//! The daemon runs with its default caches (a verified API key and a fresh token set are served
+//! from memory for 1 s and 5 s); `--cache-off` runs it with both off, as every request read the
+//! store before the caches existed.
 //!
 //! Needs `wrk` and `nginx` on PATH (`apt-get install -y nginx wrk`). The daemon runs in this process
 //! (the same `Daemon` as `tokenwarden serve --sandbox`: SQLite store, sandbox platforms in-process,
@@ -22,7 +26,7 @@ use tokenwarden_bench::{Connector, median};
 use tokenwarden_core::clock::{Clock, SystemClock};
 use tokenwarden_core::id::{AppId, ConnectionId, ProviderId};
 use tokenwarden_core::provider::Registry;
-use tokenwarden_server::daemon::Daemon;
+use tokenwarden_server::daemon::{CacheConfig, Daemon};
 use tokenwarden_store::{ApiKeyRole, Keyring};
 
 const PROVIDER: &str = "snapchat";
@@ -33,6 +37,7 @@ struct Args {
     secs: u64,
     connections: u32,
     threads: u32,
+    cache_off: bool,
 }
 
 fn args() -> Result<Args> {
@@ -41,6 +46,7 @@ fn args() -> Result<Args> {
         secs: 10,
         connections: 64,
         threads: 2,
+        cache_off: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -50,12 +56,15 @@ fn args() -> Result<Args> {
             "--secs" => a.secs = value()?.parse().context("--secs")?,
             "--connections" => a.connections = value()?.parse().context("--connections")?,
             "--threads" => a.threads = value()?.parse().context("--threads")?,
+            "--cache-off" => a.cache_off = true,
             "-h" | "--help" => {
-                println!("token_endpoint [--rounds N] [--secs S] [--connections C] [--threads T]");
+                println!(
+                    "token_endpoint [--rounds N] [--secs S] [--connections C] [--threads T] [--cache-off]"
+                );
                 std::process::exit(0);
             }
             other => bail!(
-                "unknown argument {other:?}; expected --rounds N, --secs S, --connections C, --threads T"
+                "unknown argument {other:?}; expected --rounds N, --secs S, --connections C, --threads T, --cache-off"
             ),
         }
     }
@@ -285,6 +294,11 @@ async fn main() -> Result<()> {
             allow_private: false,
         },
         retention: tokenwarden_server::retention::Retention::default(),
+        cache: if a.cache_off {
+            CacheConfig::OFF
+        } else {
+            CacheConfig::default()
+        },
     }
     .start()
     .await?;
@@ -340,12 +354,13 @@ async fn main() -> Result<()> {
     }
 
     println!(
-        "wrk -t{} -c{} -d{}s --latency; {} rounds, alternating; body {} bytes",
+        "wrk -t{} -c{} -d{}s --latency; {} rounds, alternating; body {} bytes; caches {}",
         a.threads,
         a.connections,
         a.secs,
         a.rounds,
-        body.len()
+        body.len(),
+        if a.cache_off { "off" } else { "on" }
     );
     // Warm both up (connection pools, page cache, SQLite cache); discarded.
     let run = |url: String, secs: u64| {

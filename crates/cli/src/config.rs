@@ -77,6 +77,16 @@ degraded_after_minutes = 30
 # [retention]
 # events = "30d"       # the API's and the dashboard's event history; at least 1d
 # deliveries = "14d"   # the webhook delivery log (delivered or given up); at least 1h
+# Short-lived caches in front of the database for token fetches (the API, the proxy). A change
+# made through this daemon (a refresh, a revoked grant, a deleted connection, a revoked API key)
+# takes effect at once; one made through another replica is seen here within the TTL. Seconds,
+# fractions allowed; 0 turns a cache off. A cached token is still handed out only while it is
+# fresh for the provider's margin.
+[cache]
+token_ttl_seconds = 1
+api_key_ttl_seconds = 5
+# The most connections held in memory (a few KiB each); the oldest entry makes room.
+max_connections = 10000
 "#;
 
 /// The file's shape.
@@ -108,6 +118,55 @@ pub struct FileConfig {
     /// How long history is kept.
     #[serde(default)]
     pub retention: RetentionConfig,
+    /// The token and API-key caches.
+    #[serde(default)]
+    pub cache: CacheSection,
+}
+
+/// `[cache]`: TTLs in seconds (0 turns a cache off) and the size cap.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheSection {
+    /// How long a connection's token set is served from memory.
+    pub token_ttl_seconds: Option<f64>,
+    /// How long a verified API key is trusted without asking the database.
+    pub api_key_ttl_seconds: Option<f64>,
+    /// The most connections held.
+    pub max_connections: Option<usize>,
+}
+
+/// The longest TTL accepted: past it, a change on another replica would go unseen for longer
+/// than anyone expects of a cache in front of credentials.
+const MAX_TTL_SECONDS: f64 = 3600.0;
+
+impl CacheSection {
+    /// The cache settings, with the defaults for what is not given.
+    pub fn resolve(&self) -> Result<tokenwarden_server::daemon::CacheConfig> {
+        let defaults = tokenwarden_server::daemon::CacheConfig::default();
+        let ttl = |key: &str, v: Option<f64>, default: std::time::Duration| match v {
+            None => Ok(default),
+            Some(s) if s.is_finite() && (0.0..=MAX_TTL_SECONDS).contains(&s) => {
+                Ok(std::time::Duration::from_secs_f64(s))
+            }
+            Some(s) => Err(anyhow!(
+                "[cache] {key} must be between 0 (off) and {MAX_TTL_SECONDS} seconds, not {s}"
+            )),
+        };
+        Ok(tokenwarden_server::daemon::CacheConfig {
+            token_ttl: ttl(
+                "token_ttl_seconds",
+                self.token_ttl_seconds,
+                defaults.token_ttl,
+            )?,
+            api_key_ttl: ttl(
+                "api_key_ttl_seconds",
+                self.api_key_ttl_seconds,
+                defaults.api_key_ttl,
+            )?,
+            max_connections: self.max_connections.unwrap_or(defaults.max_connections),
+            max_api_keys: defaults.max_api_keys,
+        })
+    }
 }
 
 /// `[retention]`: how long history is kept. Each value is a duration with its unit (`"30d"`,
@@ -483,6 +542,52 @@ mod tests {
             c.retention.resolve(None, None).unwrap(),
             Retention::default()
         );
+        // The example shows the defaults, so copying it changes nothing.
+        assert_eq!(
+            c.cache.resolve().unwrap(),
+            tokenwarden_server::daemon::CacheConfig::default()
+        );
+    }
+
+    #[test]
+    fn cache_ttls_parse_with_zero_for_off_and_bad_values_named() {
+        use std::time::Duration;
+        let c = FileConfig::parse(
+            "[cache]\ntoken_ttl_seconds = 0\napi_key_ttl_seconds = 2.5\nmax_connections = 7\n",
+        )
+        .unwrap()
+        .cache
+        .resolve()
+        .unwrap();
+        assert_eq!(c.token_ttl, Duration::ZERO);
+        assert_eq!(c.api_key_ttl, Duration::from_millis(2500));
+        assert_eq!(c.max_connections, 7);
+        let none = FileConfig::parse("").unwrap().cache.resolve().unwrap();
+        assert_eq!(none, tokenwarden_server::daemon::CacheConfig::default());
+        for (text, named) in [
+            ("[cache]\ntoken_ttl_seconds = -1\n", "token_ttl_seconds"),
+            (
+                "[cache]\napi_key_ttl_seconds = nan\n",
+                "api_key_ttl_seconds",
+            ),
+            ("[cache]\ntoken_ttl_seconds = 86400\n", "token_ttl_seconds"),
+        ] {
+            let e = FileConfig::parse(text)
+                .unwrap()
+                .cache
+                .resolve()
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(named) && e.contains("0 (off)"), "{e}");
+        }
+        let e = FileConfig::parse("[cache]\ntoken_ttl = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("token_ttl"), "{e}");
+        let e = FileConfig::parse("[cache]\nmax_connections = -3\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("max_connections"), "{e}");
     }
 
     #[test]

@@ -97,6 +97,7 @@ fn main() -> ExitCode {
             });
             let apps = c.resolve_apps(&registry, &public)?;
             c.dashboard.password()?;
+            c.cache.resolve()?;
             if let Some(a) = &c.alerts {
                 tokenwarden_server::alerts::SlackWebhook::new(&a.webhook_url()?)
                     .map_err(|e| anyhow::anyhow!("[alerts]: {e}"))?;

@@ -41,6 +41,8 @@ use tokenwarden_core::clock::Clock;
 use tokenwarden_core::id::ConnectionId;
 use tokenwarden_core::provider::Registry;
 use tokenwarden_engine::TokenService;
+
+pub use tokenwarden_engine::{CacheConfig, CachedStore};
 use tokenwarden_oauth::OAuthClient;
 use tokenwarden_proxy::{Call, OutBody, Outcome, ProxyError, SendError, Target, Transport};
 use tokenwarden_store::Store;
@@ -107,6 +109,34 @@ impl Healing {
             clock.clone(),
             owner,
         ));
+        Ok(Healing::new(Arc::new(Engine::new(
+            store, tokens, providers, clock, config,
+        ))))
+    }
+
+    /// [`Healing::embedded`] with the token and API-key caches of `store` in front (see
+    /// [`tokenwarden_engine::cache`]): a fresh token and its connection come from memory for up
+    /// to the cache's TTL instead of two store reads per call. Make this program's own writes to
+    /// the store through the same `store`, so they take effect at once; a daemon's or another
+    /// process's are seen within the TTL.
+    pub fn embedded_cached(
+        store: Arc<CachedStore>,
+        providers: Arc<Registry>,
+        clock: Arc<dyn Clock>,
+        owner: &str,
+        config: EngineConfig,
+    ) -> Result<Self, reqwest::Error> {
+        let oauth = OAuthClient::new(clock.clone())?;
+        let tokens = Arc::new(
+            TokenService::new(
+                store.clone(),
+                oauth,
+                providers.clone(),
+                clock.clone(),
+                owner,
+            )
+            .with_cache(store.clone()),
+        );
         Ok(Healing::new(Arc::new(Engine::new(
             store, tokens, providers, clock, config,
         ))))

@@ -25,6 +25,25 @@ fn healing(w: &support::World, scale: f64) -> reqwest_middleware::ClientWithMidd
     .client(tokenwarden_client::http_client().unwrap())
 }
 
+/// The same, with caches of its own in front of the daemon's store.
+fn cached_healing(w: &support::World) -> reqwest_middleware::ClientWithMiddleware {
+    let s = &w.d.state;
+    let store = tokenwarden_client::CachedStore::new(
+        s.store.clone(),
+        Arc::clone(&s.clock),
+        tokenwarden_client::CacheConfig::default(),
+    );
+    Healing::embedded_cached(
+        store,
+        s.providers.clone(),
+        Arc::clone(&s.clock),
+        "in-process-cached",
+        EngineConfig::default(),
+    )
+    .unwrap()
+    .client(tokenwarden_client::http_client().unwrap())
+}
+
 fn api_base(w: &support::World, provider: &str) -> String {
     w.d.state
         .providers
@@ -71,6 +90,51 @@ async fn the_middleware_heals_expiry_and_throttling() {
         assert_eq!(body["request_status"], "SUCCESS");
     }
     assert_eq!(w.refreshes(&grant).await, 1);
+    w.d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_caches_the_middleware_renews_a_token_the_platform_expired_and_stops_at_revocation() {
+    let w = support::world(1.0).await;
+    let grant = w.connect("snapchat", "lib-cached").await;
+    let http = cached_healing(&w);
+    let me = format!("{}/me", api_base(&w, "snapchat"));
+    let conn = ForConnection(ConnectionId::parse("lib-cached").unwrap());
+    let call = || async {
+        http.get(&me)
+            .with_extension(conn.clone())
+            .send()
+            .await
+            .map(|r| r.extensions().get::<Report>().cloned().unwrap())
+    };
+    assert!(!call().await.unwrap().refreshed);
+    assert!(!call().await.unwrap().refreshed, "the cached token serves");
+    // The platform ends the token early: the cached one is refused, renewed once, and the new
+    // one is what the next calls use.
+    w.admin_post(&format!("/grants/{grant}/expire"), json!({}))
+        .await;
+    assert!(call().await.unwrap().refreshed);
+    assert!(!call().await.unwrap().refreshed);
+    assert_eq!(w.refreshes(&grant).await, 1);
+    // Revoked: the refresh is refused and nothing is served from memory afterwards.
+    w.admin_post(&format!("/grants/{grant}/revoke"), json!({}))
+        .await;
+    let proxy_error = |e: reqwest_middleware::Error| match e {
+        reqwest_middleware::Error::Middleware(e) => e.downcast::<ClientError>().ok(),
+        _ => None,
+    };
+    for _ in 0..2 {
+        let e = proxy_error(call().await.unwrap_err());
+        assert!(
+            matches!(
+                e,
+                Some(ClientError::Proxy(
+                    tokenwarden_proxy::ProxyError::Token { .. }
+                ))
+            ),
+            "{e:?}"
+        );
+    }
     w.d.stop().await;
 }
 

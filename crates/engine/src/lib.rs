@@ -5,9 +5,14 @@
 //!   single-flight) and replicas (the store's fenced lease); a burst of 401s on one token causes one
 //!   refresh; failures become the connection's state (transient → `degraded`, the platform's
 //!   refusal → `reauth_required`, the app refused → an app-level problem).
+//! - [`cache`]: [`CachedStore`], short-lived caches in front of the store for the token fetch's
+//!   reads (the API key, the connection and its token set), invalidated by every write in the
+//!   process and bounded in size; another replica's change is seen within the TTL.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod cache;
 pub mod tokens;
 
+pub use cache::{CacheConfig, CachedStore};
 pub use tokens::{Issued, TokenFailure, TokenService};

@@ -23,6 +23,8 @@ use tokenwarden_core::secret::Secret;
 use tokenwarden_oauth::{AppCredentials, OAuthClient, TokenError};
 use tokenwarden_store::{Lease, NewEvent, Store, StoreError, StoredTokens};
 
+use crate::cache::CachedStore;
+
 /// The refresh counter, by `provider` and `outcome` (`ok`, `refused`, `app_refused`,
 /// `transient`); the server renders it on `/metrics`.
 pub const REFRESHES: &str = "tokenwarden_refreshes_total";
@@ -108,6 +110,7 @@ pub struct TokenService {
     lease_ttl: Duration,
     wait_for_other: Duration,
     inflight: DashMap<ConnectionId, Arc<tokio::sync::Mutex<()>>>,
+    cache: Option<Arc<CachedStore>>,
 }
 
 impl TokenService {
@@ -130,7 +133,29 @@ impl TokenService {
             lease_ttl: Duration::from_secs(45),
             wait_for_other: Duration::from_secs(50),
             inflight: DashMap::new(),
+            cache: None,
         }
+    }
+
+    /// Serves fresh tokens from `cached`'s token cache, and reads and writes through it (so this
+    /// service's own writes invalidate it). Everything else in the process that writes must use
+    /// the same `CachedStore` (see [`crate::cache`]).
+    pub fn with_cache(mut self, cached: Arc<CachedStore>) -> Self {
+        self.store = cached.clone();
+        self.cache = Some(cached).filter(|c| c.tokens_enabled());
+        self
+    }
+
+    /// The connection, from the token cache while its entry lives (another replica's change is
+    /// seen within the cache's TTL), otherwise from the store. For routing a call (the proxy);
+    /// whether a token may be handed out is decided by [`TokenService::token`].
+    pub async fn connection(&self, id: &ConnectionId) -> Result<Option<Connection>, StoreError> {
+        if let Some(c) = &self.cache
+            && let Some(conn) = c.cached_connection(id, self.clock.now())
+        {
+            return Ok(Some(conn));
+        }
+        self.store.get_connection(id).await
     }
 
     /// A token valid for at least the provider's margin, refreshing first if needed.
@@ -164,11 +189,7 @@ impl TokenService {
     fn satisfied(&self, need: &Need, stored: &StoredTokens, provider: &Provider) -> bool {
         let now = self.clock.now();
         match need {
-            Need::Fresh => {
-                let margin =
-                    TimeDelta::from_std(provider.spec.refresh.margin).unwrap_or(TimeDelta::zero());
-                stored.set.fresh_for(now, margin)
-            }
+            Need::Fresh => stored.set.fresh_for(now, margin(provider)),
             Need::Replace(rejected) => !stored.set.access_token.ct_eq(rejected.expose()),
             Need::Force(v) => stored.version > *v,
         }
@@ -182,6 +203,19 @@ impl TokenService {
     }
 
     async fn obtain(&self, id: &ConnectionId, need: Need) -> Result<Issued, TokenFailure> {
+        let cache = self.cache.as_deref();
+        if let Some(c) = cache {
+            if matches!(need, Need::Fresh) {
+                if let Some(hit) = c.cached_token(id, self.clock.now()) {
+                    return Ok(hit);
+                }
+            } else {
+                // The caller saw the token refused or wants a new one: whatever is cached for this
+                // connection is not what it should get next.
+                c.forget_token(id);
+            }
+        }
+        let ticket = cache.map(|c| c.token_ticket(id));
         let conn = self
             .store
             .get_connection(id)
@@ -195,6 +229,9 @@ impl TokenService {
         let provider = self.provider(&conn)?.clone();
         let stored = self.current(id).await?;
         if self.satisfied(&need, &stored, &provider) {
+            if let (Some(c), Some(ticket), Need::Fresh) = (cache, ticket, &need) {
+                c.keep_token(ticket, &conn, &stored, margin(&provider), self.clock.now());
+            }
             return Ok(Issued {
                 tokens: stored.set,
                 version: stored.version,
@@ -614,6 +651,11 @@ impl TokenService {
             tracing::warn!(error = %e, "could not {what}");
         }
     }
+}
+
+/// How long a token must still be valid for the provider to call it fresh.
+fn margin(provider: &Provider) -> TimeDelta {
+    TimeDelta::from_std(provider.spec.refresh.margin).unwrap_or(TimeDelta::zero())
 }
 
 fn reauth_failure(conn: &Connection) -> TokenFailure {

@@ -9,7 +9,7 @@ use tokenwarden_core::connection::{Connection, ConnectionState, Environment};
 use tokenwarden_core::id::{AppId, ConnectionId, ProviderId};
 use tokenwarden_core::provider::Registry;
 use tokenwarden_core::secret::Secret;
-use tokenwarden_engine::{TokenFailure, TokenService};
+use tokenwarden_engine::{CacheConfig, CachedStore, TokenFailure, TokenService};
 use tokenwarden_oauth::{AppCredentials, OAuthClient};
 use tokenwarden_sandbox::{Sandbox, SandboxConfig};
 use tokenwarden_store::{App, Keyring, Store};
@@ -28,6 +28,11 @@ struct World {
 }
 
 async fn world(replicas: usize) -> World {
+    world_with(replicas, None).await
+}
+
+/// Each replica with its own caches in front of its own pool, when `cache` is given.
+async fn world_with(replicas: usize, cache: Option<CacheConfig>) -> World {
     let clock = FakeClock::new(DateTime::from_timestamp(1_800_000_000, 0).unwrap());
     let config = SandboxConfig {
         demo_redirect_uris: vec![REDIRECT.into()],
@@ -60,13 +65,19 @@ async fn world(replicas: usize) -> World {
         let store = tokenwarden_store::open(&url, keys.clone()).await.unwrap();
         first_store.get_or_insert_with(|| store.clone());
         let oauth = OAuthClient::new(Arc::new(clock.clone())).unwrap();
-        services.push(Arc::new(TokenService::new(
-            store,
+        let service = TokenService::new(
+            store.clone(),
             oauth,
             registry.clone(),
             Arc::new(clock.clone()),
             format!("replica-{r}"),
-        )));
+        );
+        services.push(Arc::new(match cache {
+            Some(config) => {
+                service.with_cache(CachedStore::new(store, Arc::new(clock.clone()), config))
+            }
+            None => service,
+        }));
     }
     World {
         base,
@@ -392,4 +403,52 @@ async fn unrenewable_tokens_are_served_and_threads_waits_for_24_hours() {
         0,
         "Threads refreshes are not refresh_token grants"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_caches_a_crowd_still_refreshes_once_and_a_refusal_is_never_served_from_memory() {
+    let w = world_with(2, Some(CacheConfig::default())).await;
+    let id = w.connect("tiktok", "cached-1").await;
+    // Both replicas hold the token.
+    let first = w.replicas[0].token(&id).await.unwrap();
+    let same = w.replicas[1].token(&id).await.unwrap();
+    assert_eq!(first.version, same.version);
+
+    // Expired: a crowd over both replicas still causes exactly one refresh.
+    w.clock.advance(TimeDelta::hours(3));
+    let mut tasks = Vec::new();
+    for i in 0..100 {
+        let svc = w.replicas[i % 2].clone();
+        let id = id.clone();
+        tasks.push(tokio::spawn(async move { svc.token(&id).await }));
+    }
+    let mut tokens = std::collections::HashSet::new();
+    for t in futures::future::join_all(tasks).await {
+        let issued = t.unwrap().unwrap();
+        assert!(!issued.tokens.is_expired(w.now()));
+        tokens.insert(issued.tokens.access_token.expose().to_string());
+    }
+    assert_eq!(tokens.len(), 1);
+    assert_eq!(w.refreshes("tiktok").await, 1);
+
+    // Both hold the new token again; the grant is revoked and replica 0 learns it on a refresh.
+    w.replicas[0].token(&id).await.unwrap();
+    w.replicas[1].token(&id).await.unwrap();
+    let grant = w.grant_id("tiktok").await;
+    w.admin(&format!("/grants/{grant}/revoke"), serde_json::json!({}))
+        .await;
+    let e = w.replicas[0].refresh_now(&id).await.unwrap_err();
+    assert!(matches!(e, TokenFailure::ReauthRequired { .. }), "{e:?}");
+    // The replica that wrote the refusal never serves the token again…
+    assert!(matches!(
+        w.replicas[0].token(&id).await,
+        Err(TokenFailure::ReauthRequired { .. })
+    ));
+    // …the other serves what it holds until its entry ages out (one second), then refuses too.
+    assert!(w.replicas[1].token(&id).await.is_ok(), "within the TTL");
+    w.clock.advance(TimeDelta::seconds(1));
+    assert!(matches!(
+        w.replicas[1].token(&id).await,
+        Err(TokenFailure::ReauthRequired { .. })
+    ));
 }

@@ -417,9 +417,11 @@ impl Engine {
         &self,
         call: &Call,
     ) -> Result<(Connection, Arc<Provider>, Url, String), ProxyError> {
+        // From the token cache when it holds the connection: the token fetched next is checked
+        // there anyway, so a cached route costs no store read.
         let conn = self
-            .store
-            .get_connection(&call.connection)
+            .tokens
+            .connection(&call.connection)
             .await?
             .ok_or_else(|| {
                 Engine::token_error(None, TokenFailure::NotFound(call.connection.clone()))

@@ -8,10 +8,12 @@ use tokenwarden_core::clock::Clock;
 use tokenwarden_core::id::{AppId, ProviderId};
 use tokenwarden_core::provider::Registry;
 use tokenwarden_core::secret::Secret;
-use tokenwarden_engine::TokenService;
+use tokenwarden_engine::{CachedStore, TokenService};
 use tokenwarden_oauth::OAuthClient;
 use tokenwarden_store::{App, Store, StoreError};
 use url::Url;
+
+pub use tokenwarden_engine::CacheConfig;
 
 /// What a daemon needs.
 #[derive(Debug)]
@@ -42,6 +44,11 @@ pub struct Daemon {
     pub webhooks: crate::webhooks::WebhookPolicy,
     /// How long history (events, finished webhook deliveries) is kept.
     pub retention: crate::retention::Retention,
+    /// The API-key and token caches in front of the store ([`CacheConfig::default`]: 1 s for
+    /// tokens, 5 s for keys; [`CacheConfig::OFF`] reads the store on every call). Everything in
+    /// the daemon goes through them, so its own writes invalidate them at once; another replica's
+    /// are seen within the TTLs.
+    pub cache: CacheConfig,
 }
 
 /// Why the daemon could not start.
@@ -116,6 +123,9 @@ impl Daemon {
         };
         let mut tasks = Vec::new();
         let now = self.clock.now();
+        // From here on every reader and writer in the daemon shares the one cached view.
+        let cached = CachedStore::new(self.store, self.clock.clone(), self.cache);
+        let store: Arc<dyn Store> = cached.clone();
         let mut sandbox_base = None;
         if let Some(sandbox_listener) = self.sandbox_listener {
             let sb_base = format!("http://{}", sandbox_listener.local_addr()?);
@@ -155,25 +165,28 @@ impl Daemon {
                     created_at: now,
                     updated_at: now,
                 };
-                self.store.put_app(&app).await?;
+                store.put_app(&app).await?;
             }
             sandbox_base = Some(sb_base);
         }
         for app in &self.apps {
-            self.store.put_app(app).await?;
+            store.put_app(app).await?;
         }
         let providers = Arc::new(registry);
         let oauth = OAuthClient::new(self.clock.clone())
             .map_err(|e| StartError::Client(e.without_url().to_string()))?;
-        let tokens = Arc::new(TokenService::new(
-            self.store.clone(),
-            oauth.clone(),
-            providers.clone(),
-            self.clock.clone(),
-            self.owner.clone(),
-        ));
+        let tokens = Arc::new(
+            TokenService::new(
+                store.clone(),
+                oauth.clone(),
+                providers.clone(),
+                self.clock.clone(),
+                self.owner.clone(),
+            )
+            .with_cache(cached),
+        );
         let engine = Arc::new(tokenwarden_proxy::Engine::new(
-            self.store.clone(),
+            store.clone(),
             tokens.clone(),
             providers.clone(),
             self.clock.clone(),
@@ -185,7 +198,7 @@ impl Daemon {
         let proxy = tokenwarden_proxy::Proxy::new(engine, public_url.clone())
             .map_err(|e| StartError::Client(e.without_url().to_string()))?;
         let state = ServerState {
-            store: self.store,
+            store,
             tokens,
             oauth,
             providers,

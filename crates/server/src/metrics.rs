@@ -2,8 +2,9 @@
 //!
 //! Two sources, one page:
 //! - **Counters and histograms emitted where things happen**, through the `metrics` facade
-//!   (refreshes in the engine, probes in the monitor, proxy requests and throttle waits in the
-//!   proxy, webhook deliveries in the outbox, rows deleted by retention), rendered by `metrics-exporter-prometheus`. The
+//!   (refreshes and cache lookups in the engine, probes in the monitor, proxy requests and
+//!   throttle waits in the proxy, webhook deliveries in the outbox, rows deleted by retention),
+//!   rendered by `metrics-exporter-prometheus`. The
 //!   recorder is process-wide and installed once ([`install`]), so several daemons in one process
 //!   (the tests) share it; a process runs one daemon in production.
 //! - **Gauges computed at scrape time from the store**, per daemon: connections by provider and
@@ -38,6 +39,8 @@ pub const ALERTS: &str = "tokenwarden_alerts_total";
 /// Rows the retention pass deleted, by `table` (`events`, `webhook_deliveries`,
 /// `pending_authorizations`).
 pub const RETENTION_PRUNED: &str = "tokenwarden_retention_pruned_total";
+/// Cache lookups, by `cache` (`token`, `api_key`) and `outcome` (`hit`, `miss`).
+pub const CACHE_LOOKUPS: &str = tokenwarden_engine::cache::LOOKUPS;
 
 /// Upper bounds (seconds) of the time-to-expiry histogram: 5 min, 1 h, 6 h, 1 d, 7 d, 30 d, 60 d.
 const EXPIRY_BUCKETS: [f64; 7] = [
@@ -92,6 +95,10 @@ fn describe() {
     metrics::describe_counter!(
         RETENTION_PRUNED,
         "Rows deleted because they were older than their retention, by table."
+    );
+    metrics::describe_counter!(
+        CACHE_LOOKUPS,
+        "Token and API-key cache lookups, by cache and outcome (hit, miss)."
     );
 }
 

@@ -116,6 +116,7 @@ where
             allow_private: false,
         },
         retention: Retention::default(),
+        cache: Default::default(),
     }
     .start()
     .await

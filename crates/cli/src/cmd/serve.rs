@@ -148,6 +148,7 @@ async fn serve(args: Args, file: FileConfig, providers_dir: Option<&Path>) -> Re
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
     let public_url = args.public_url.clone().or(file.public_url.clone());
     let database = args.database.clone().or(file.database.clone());
+    let cache = file.cache.resolve()?;
     let dashboard_password = match read_env("TOKENWARDEN_DASHBOARD_PASSWORD") {
         Some(p) => Some(Secret::new(p)),
         None => file.dashboard.password()?,
@@ -284,6 +285,7 @@ async fn serve(args: Args, file: FileConfig, providers_dir: Option<&Path>) -> Re
             allow_private: file.webhooks.allow_private.unwrap_or(args.sandbox),
         },
         retention,
+        cache,
     }
     .start()
     .await?;

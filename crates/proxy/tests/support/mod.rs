@@ -45,6 +45,7 @@ pub async fn world(scale: f64) -> World {
         probe_poll: Some(std::time::Duration::from_secs(3600)),
         webhooks: tokenwarden_server::webhooks::WebhookPolicy::default(),
         retention: tokenwarden_server::retention::Retention::default(),
+        cache: Default::default(),
     }
     .start()
     .await

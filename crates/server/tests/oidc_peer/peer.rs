@@ -401,6 +401,7 @@ impl Tw {
             probe_poll: Some(Duration::from_secs(3600)),
             webhooks: tokenwarden_server::webhooks::WebhookPolicy::default(),
             retention: tokenwarden_server::retention::Retention::default(),
+            cache: Default::default(),
         }
         .start()
         .await

@@ -17,6 +17,9 @@ pub struct World {
     pub http: reqwest::Client,
     pub admin: String,
     pub reader: String,
+    /// The database and its keys, for a second handle on it (another replica's view).
+    pub db_url: String,
+    pub keys: Keyring,
     _dir: tempfile::TempDir,
 }
 
@@ -29,9 +32,8 @@ pub async fn world_at(public_url: Option<url::Url>) -> World {
     let clock = FakeClock::new(DateTime::from_timestamp(1_800_000_000, 0).unwrap());
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}?mode=rwc", dir.path().join("tw.db").display());
-    let store = tokenwarden_store::open(&url, Keyring::generate("k1").unwrap())
-        .await
-        .unwrap();
+    let keys = Keyring::generate("k1").unwrap();
+    let store = tokenwarden_store::open(&url, keys.clone()).await.unwrap();
     let (_, admin) = store
         .create_api_key(ApiKeyRole::Admin, "test", clock.now())
         .await
@@ -58,6 +60,7 @@ pub async fn world_at(public_url: Option<url::Url>) -> World {
             allow_private: true,
         },
         retention: tokenwarden_server::retention::Retention::default(),
+        cache: Default::default(),
     }
     .start()
     .await
@@ -72,6 +75,8 @@ pub async fn world_at(public_url: Option<url::Url>) -> World {
             .unwrap(),
         admin: admin.expose().to_string(),
         reader: reader.expose().to_string(),
+        db_url: url,
+        keys,
         _dir: dir,
     }
 }
