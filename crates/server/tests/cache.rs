@@ -124,9 +124,13 @@ async fn a_token_the_platform_refuses_through_the_proxy_is_not_served_from_the_c
         r.status().as_u16()
     };
     assert_eq!(call().await, 200);
-    // Revoked at the platform: the proxied call gets 40105, and the proxy marks the connection.
+    // Revoked at the platform: the proxied call gets 40105. TikTok Business has a sandbox host, so
+    // the proxy has the connection probed at once and the monitor (which asks the other host
+    // too) marks it.
     w.revoke_latest_grant("tiktok-business").await;
     call().await;
+    tokenwarden_server::monitor::probe_due(&w.d.state, &tokenwarden_server::monitor::client())
+        .await;
     let (status, body) = token(&w, "c-proxied").await;
     assert_eq!(status, 409, "{body}");
     assert_eq!(body["error"]["code"], "reauth_required");
