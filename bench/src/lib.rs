@@ -185,6 +185,69 @@ pub fn median(v: &[f64]) -> Option<f64> {
     })
 }
 
+/// A number that differs between runs and processes, for scratch names (not for secrets).
+pub fn rand_u32() -> u32 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    (t.subsec_nanos() ^ std::process::id().rotate_left(16)) & 0x7fff_ffff
+}
+
+/// A PostgreSQL database of its own for one benchmark run, created through `admin` (a URL to any
+/// database of the server) and dropped by [`ScratchPostgres::drop`].
+pub struct ScratchPostgres {
+    admin: sqlx::PgConnection,
+    name: String,
+    /// The scratch database's URL (the admin URL with the database name replaced).
+    pub url: String,
+}
+
+impl std::fmt::Debug for ScratchPostgres {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScratchPostgres")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ScratchPostgres {
+    /// Creates `tw_bench_<random>` on the server `admin` points at.
+    pub async fn create(admin: &str) -> Result<ScratchPostgres> {
+        use sqlx::Connection as _;
+        let name = format!("tw_bench_{}", rand_u32());
+        let mut conn = sqlx::PgConnection::connect(admin)
+            .await
+            .with_context(|| format!("connecting to {admin}"))?;
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await?;
+        let (base, query) = admin
+            .split_once('?')
+            .map_or((admin, None), |(b, q)| (b, Some(q)));
+        let base = base.rsplit_once('/').map_or(base, |(b, _)| b);
+        let url = match query {
+            Some(q) => format!("{base}/{name}?{q}"),
+            None => format!("{base}/{name}"),
+        };
+        Ok(ScratchPostgres {
+            admin: conn,
+            name,
+            url,
+        })
+    }
+
+    /// Drops the database (closing any connection still open to it).
+    pub async fn drop(mut self) -> Result<()> {
+        sqlx::query(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ))
+        .execute(&mut self.admin)
+        .await?;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,6 +18,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+use tokenwarden_bench::{ScratchPostgres, rand_u32};
 use tokenwarden_store::sql::SqlStore;
 use tokenwarden_store::{Backend, Keyring, NewEvent, Store};
 
@@ -195,13 +196,6 @@ async fn bench_backend(name: &str, url: &str, a: &Args) -> Result<Vec<Row>> {
     Ok(rows)
 }
 
-fn rand_u32() -> u32 {
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    (t.subsec_nanos() ^ std::process::id().rotate_left(16)) & 0x7fff_ffff
-}
-
 #[tokio::main]
 async fn main() -> Result<()> {
     let a = args()?;
@@ -211,26 +205,9 @@ async fn main() -> Result<()> {
     let mut rows = bench_backend("sqlite", &sqlite_url, &a).await;
     let _ = std::fs::remove_dir_all(&dir);
     if let (Ok(r), Some(admin)) = (&mut rows, &a.postgres) {
-        use sqlx::Connection as _;
-        let name = format!("tw_bench_{}", rand_u32());
-        let mut c = sqlx::PgConnection::connect(admin)
-            .await
-            .with_context(|| format!("connecting to {admin}"))?;
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut c)
-            .await?;
-        let (base, query) = admin
-            .split_once('?')
-            .map_or((admin.as_str(), None), |(b, q)| (b, Some(q)));
-        let base = base.rsplit_once('/').map_or(base, |(b, _)| b);
-        let url = match query {
-            Some(q) => format!("{base}/{name}?{q}"),
-            None => format!("{base}/{name}"),
-        };
-        let result = bench_backend("postgres", &url, &a).await;
-        sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .execute(&mut c)
-            .await?;
+        let scratch = ScratchPostgres::create(admin).await?;
+        let result = bench_backend("postgres", &scratch.url, &a).await;
+        scratch.drop().await?;
         r.extend(result?);
     }
     let rows = rows?;
