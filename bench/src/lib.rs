@@ -126,6 +126,8 @@ impl Connector {
             environment: Environment::Production,
             api_base: self.provider.spec.api.base_url.to_string(),
             account_ids: vec![],
+            account: None,
+            end_user: None,
             scopes: tokens.scopes.clone(),
             problems: vec![],
             created_at: now,

@@ -265,6 +265,8 @@ async fn main() -> Result<()> {
             environment: Environment::Production,
             api_base: api_base.clone(),
             account_ids: vec![],
+            account: None,
+            end_user: None,
             scopes: vec![],
             problems: vec![],
             created_at: now,

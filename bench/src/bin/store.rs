@@ -77,6 +77,8 @@ async fn seed(store: &dyn Store, id: &str) -> Result<ConnectionId> {
         environment: Environment::Production,
         api_base: "https://adsapi.snapchat.com".into(),
         account_ids: vec![],
+        account: None,
+        end_user: None,
         scopes: vec![],
         problems: vec![],
         created_at: now,

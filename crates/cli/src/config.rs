@@ -35,8 +35,15 @@ data_dir = "tokenwarden-data"
 # [webhooks]
 # allow_private = true
 
+# A connect flow starts only from a single-use link that an administrator made (the dashboard's
+# Connect and Re-authorize buttons, `tokenwarden connect`, or POST /v1/connect-sessions). Such a
+# session may send the browser back to your app when the flow ends (`return_to`); list the
+# origins it may use beside public_url's own:
+# [connect]
+# return_to = ["https://app.example.com"]
+
 # One [[apps]] per OAuth app (client) registered with a platform. Several per platform are fine;
-# /connect/{provider}?app=ID picks one (the first is the default).
+# a connect session's `app` picks one (the first is the default).
 [[apps]]
 provider = "snapchat"
 id = "main"
@@ -121,6 +128,19 @@ pub struct FileConfig {
     /// The token and API-key caches.
     #[serde(default)]
     pub cache: CacheSection,
+    /// Connect sessions.
+    #[serde(default)]
+    pub connect: ConnectConfig,
+}
+
+/// `[connect]`: where a finished connect flow may send the browser back to.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectConfig {
+    /// Origins (or URLs, of which the origin counts) a connect session's `return_to` may point
+    /// at, beside `public_url`'s own.
+    #[serde(default)]
+    pub return_to: Vec<url::Url>,
 }
 
 /// `[cache]`: TTLs in seconds (0 turns a cache off) and the size cap.

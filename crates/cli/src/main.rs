@@ -46,7 +46,8 @@ enum Command {
     Serve(cmd::serve::Args),
     /// List, show, refresh or delete the connections of a running daemon.
     Connections(cmd::remote::ConnectionsArgs),
-    /// Print the link that connects (or re-authorizes) an account of a platform.
+    /// Make a single-use link that connects (or re-authorizes) an account of a platform (asks the
+    /// running daemon for a connect session; needs an admin API key).
     Connect(cmd::remote::ConnectArgs),
     /// Print a fresh access token of a connection, from a running daemon.
     Token(cmd::remote::TokenArgs),

@@ -116,6 +116,59 @@ pub struct Problem {
 /// (sandbox vs production): a configuration matter, not a refused grant.
 pub const ENVIRONMENT_MISMATCH: &str = "environment_mismatch";
 
+/// The platform account a grant belongs to: the id the platform gives it and the name it shows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Account {
+    /// The platform's id of the user or organization (Snapchat `me.id`, TikTok `open_id` or
+    /// `core_user_id`, Meta/Threads user id).
+    pub id: String,
+    /// A display name, where the platform gives one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+impl Account {
+    /// "name (id)", or the id alone.
+    pub fn label(&self) -> String {
+        match &self.name {
+            Some(n) if !n.is_empty() && n != &self.id => format!("{n} ({})", self.id),
+            _ => self.id.clone(),
+        }
+    }
+}
+
+/// Whether a new grant belongs to the same platform account as the one a connection holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccountCheck {
+    /// Nothing was recorded before: the new grant's account becomes the connection's.
+    First,
+    /// The same account.
+    Same,
+    /// Another account than the one recorded.
+    Changed,
+    /// An account is recorded, but the new grant's could not be read: it cannot be confirmed.
+    Unconfirmed,
+}
+
+/// Compares a new grant with what a connection recorded: the account id when both are known,
+/// else the grant's external ids (TikTok `advertiser_ids`, …) when both have some; a grant
+/// whose ids share none with the recorded ones belongs to someone else.
+pub fn check_account(
+    recorded: Option<&Account>,
+    recorded_ids: &[String],
+    new: Option<&Account>,
+    new_ids: &[String],
+) -> AccountCheck {
+    match (recorded, new) {
+        (Some(old), Some(new)) if old.id == new.id => AccountCheck::Same,
+        (Some(_), Some(_)) => AccountCheck::Changed,
+        (Some(_), None) => AccountCheck::Unconfirmed,
+        (None, _) if recorded_ids.is_empty() || new_ids.is_empty() => AccountCheck::First,
+        (None, _) if recorded_ids.iter().any(|i| new_ids.contains(i)) => AccountCheck::Same,
+        (None, _) => AccountCheck::Changed,
+    }
+}
+
 /// A connection as the rest of the product sees it (tokens are held separately, encrypted).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Connection {
@@ -133,6 +186,15 @@ pub struct Connection {
     pub api_base: String,
     /// External account ids (TikTok `advertiser_ids`, `open_id`, Threads `user_id`, …).
     pub account_ids: Vec<String>,
+    /// The platform account behind the grant (user or organization), as the platform names it;
+    /// `None` until it has been read. Re-authorization with another account is refused unless
+    /// the connect session allowed it.
+    #[serde(default)]
+    pub account: Option<Account>,
+    /// Who this connection is for, as the connect session labelled it (free-form, never a
+    /// secret): an end customer, a team, a workspace id.
+    #[serde(default)]
+    pub end_user: Option<String>,
     /// Scopes granted by the platform.
     pub scopes: Vec<String>,
     /// Open problems, with their fixes.
@@ -146,6 +208,46 @@ pub struct Connection {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_new_grant_is_compared_by_account_then_by_external_ids() {
+        let a = |id: &str| Account {
+            id: id.into(),
+            name: None,
+        };
+        let ids = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        use AccountCheck::*;
+        let cases = [
+            (Some(a("u1")), ids(&[]), Some(a("u1")), ids(&[]), Same),
+            (Some(a("u1")), ids(&["x"]), Some(a("u2")), ids(&["x"]), Changed),
+            (Some(a("u1")), ids(&[]), None, ids(&["x"]), Unconfirmed),
+            (None, ids(&[]), Some(a("u2")), ids(&[]), First),
+            (None, ids(&["1", "2"]), None, ids(&["2", "3"]), Same),
+            (None, ids(&["1", "2"]), Some(a("u9")), ids(&["3"]), Changed),
+            (None, ids(&["1"]), None, ids(&[]), First),
+        ];
+        for (old, old_ids, new, new_ids, want) in cases {
+            assert_eq!(
+                check_account(old.as_ref(), &old_ids, new.as_ref(), &new_ids),
+                want,
+                "{old:?} {old_ids:?} -> {new:?} {new_ids:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_account_label_shows_the_name_and_the_id() {
+        let a = Account {
+            id: "42".into(),
+            name: Some("Acme Ads".into()),
+        };
+        assert_eq!(a.label(), "Acme Ads (42)");
+        let b = Account {
+            id: "42".into(),
+            name: None,
+        };
+        assert_eq!(b.label(), "42");
+    }
 
     #[test]
     fn state_names_round_trip() {

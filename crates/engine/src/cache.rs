@@ -45,8 +45,8 @@ use tokenwarden_core::id::{AppId, ConnectionId, ProviderId};
 use tokenwarden_core::secret::Secret;
 use tokenwarden_core::token::TokenSet;
 use tokenwarden_store::{
-    ApiKeyInfo, ApiKeyRole, App, Backend, Delivery, Event, KeyStatus, Keyring, Lease, NewEvent,
-    PendingAuthorization, RotationReport, Sha256Hex, Store, StoreError, StoredTokens,
+    ApiKeyInfo, ApiKeyRole, App, Backend, ConnectSession, Delivery, Event, KeyStatus, Keyring, Lease, NewEvent,
+    PendingAuthorization, RotationReport, SessionUse, Sha256Hex, Store, StoreError, StoredTokens,
     WebhookEndpoint,
 };
 
@@ -571,6 +571,28 @@ impl Store for CachedStore {
         self.inner.purge_expired_pending(now).await
     }
 
+    // ---- connect sessions ----
+    async fn put_connect_session(&self, session: &ConnectSession) -> Result<(), StoreError> {
+        self.inner.put_connect_session(session).await
+    }
+    async fn use_connect_session(
+        &self,
+        token_hash: &Sha256Hex,
+        now: DateTime<Utc>,
+    ) -> Result<SessionUse, StoreError> {
+        self.inner.use_connect_session(token_hash, now).await
+    }
+    async fn get_connect_session(&self, id: &str) -> Result<Option<ConnectSession>, StoreError> {
+        self.inner.get_connect_session(id).await
+    }
+    async fn set_account(
+        &self,
+        id: &ConnectionId,
+        account: &tokenwarden_core::connection::Account,
+    ) -> Result<(), StoreError> {
+        self.inner.set_account(id, account).await
+    }
+
     // ---- events ----
     async fn append_event(&self, event: &NewEvent) -> Result<i64, StoreError> {
         self.inner.append_event(event).await
@@ -866,6 +888,8 @@ mod tests {
             environment: Environment::Production,
             api_base: "https://adsapi.snapchat.com/v1".into(),
             account_ids: vec![],
+            account: None,
+            end_user: None,
             scopes: vec![],
             problems: vec![],
             created_at: t0(),

@@ -160,6 +160,8 @@ impl World {
             environment: Environment::Production,
             api_base: p.spec.api.base_url.to_string(),
             account_ids: grant.account_ids.clone(),
+            account: None,
+            end_user: None,
             scopes: grant.tokens.scopes.clone(),
             problems: vec![],
             created_at: now,

@@ -75,11 +75,8 @@ impl Proxy {
         &self.engine
     }
 
-    fn reauthorize_url(&self, provider: &str, connection: &str) -> String {
-        let mut u = self.public_url.clone();
-        u.set_path(&format!("/connect/{provider}"));
-        u.query_pairs_mut().append_pair("connection_id", connection);
-        u.to_string()
+    fn reauthorize_url(&self, _provider: &str, connection: &str) -> String {
+        reauthorize_url(&self.public_url, connection)
     }
 
     /// Forwards one request and answers with the platform's response (or our JSON error).
@@ -300,4 +297,17 @@ pub fn report_headers(h: &mut HeaderMap, r: &Report, time_scale: f64) {
     if let Some(code) = c.platform_code.as_ref().filter(|_| c.kind != Kind::Ok) {
         set(h, PLATFORM_CODE, code);
     }
+}
+
+/// The re-authorization link of a connection: the dashboard's re-authorize page
+/// (`/connections/{id}/reauthorize`), which needs a signed-in person. The one definition of it;
+/// the daemon's API errors, webhooks and alerts use it too.
+pub fn reauthorize_url(public_url: &url::Url, connection: &str) -> String {
+    let mut u = public_url.clone();
+    let encoded: String =
+        url::form_urlencoded::byte_serialize(connection.as_bytes()).collect();
+    u.set_path(&format!("/connections/{encoded}/reauthorize"));
+    u.set_query(None);
+    u.set_fragment(None);
+    u.to_string()
 }

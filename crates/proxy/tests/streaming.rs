@@ -244,6 +244,8 @@ async fn rig(config: EngineConfig) -> Rig {
             environment: Environment::Production,
             api_base,
             account_ids: vec![],
+            account: None,
+            end_user: None,
             scopes: vec![],
             problems: vec![],
             created_at: now,

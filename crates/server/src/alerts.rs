@@ -223,7 +223,7 @@ impl Watcher {
                 .map_or_else(|| c.provider.to_string(), |p| p.spec.name.clone()),
             title: title.to_string(),
             fix: fix.to_string(),
-            reauthorize: Some(s.connect_link(c.provider.as_str(), c.id.as_str())),
+            reauthorize: Some(s.reauthorize_link(c.id.as_str())),
             dashboard: dashboard.to_string(),
         }
     }

@@ -65,6 +65,16 @@ impl ApiError {
             retry_after: None,
         }
     }
+
+    /// Its HTTP status.
+    pub(crate) fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// Its message (never a secret).
+    pub fn message(&self) -> &str {
+        &self.message
+    }
 }
 
 impl IntoResponse for ApiError {
@@ -117,7 +127,7 @@ fn failure(s: &ServerState, provider: Option<&str>, f: TokenFailure) -> ApiError
                 "reauth_required",
                 format!("connection {connection} needs re-authorization: {title}"),
             );
-            e.extra = json!({"fix": fix, "reauthorize_url": provider.map(|p| s.connect_link(p, connection.as_str()))});
+            e.extra = json!({"fix": fix, "reauthorize_url": provider.map(|_| s.reauthorize_link(connection.as_str()))});
             e
         }
         TokenFailure::AppMisconfigured { title, fix, .. } => {
@@ -260,7 +270,7 @@ fn view(
             "issued_at": t.set.issued_at,
             "version": t.version,
         })),
-        "reauthorize_url": s.connect_link(c.provider.as_str(), c.id.as_str()),
+        "reauthorize_url": s.reauthorize_link(c.id.as_str()),
     })
 }
 

@@ -1,13 +1,22 @@
-//! The authorization-code flow. The callback checks `state` before anything else (even an
-//! `error=` parameter) and consumes it in one statement, so a replayed or raced callback causes no
-//! token request; the flow is bound to the provider in the path and to the browser that started
-//! it (a cookie set by `/connect`). Nothing half-made is kept: a connection is written only after
+//! The authorization-code flow. It starts only from a connect session's single-use link
+//! (`GET /connect/s/{token}`, minted by [`crate::connect_session`]), bound to one provider and one
+//! connection; the bare `/connect/{provider}` of old only explains where links come from. The
+//! callback refuses repeated parameters, checks `state` before anything else (even an `error=`
+//! parameter) and consumes it in one statement, so a replayed or raced callback causes no token
+//! request; the flow is bound to the provider in the path and to the browser that started it (a
+//! cookie set by `/connect/s/…`). Nothing half-made is kept: a connection is written only after
 //! the exchange (and, for Threads and Meta, the long-lived upgrade) succeeded.
+//!
+//! Re-authorization keeps the connection's provider and its platform account: the account behind
+//! the new grant is read with the definition's probe (`api.probe.account_id`) and compared with
+//! the recorded one; another account is refused (the old tokens stay, the new grant is revoked)
+//! unless the session said `allow_account_change`. When an allowed change replaces the tokens,
+//! the old account's grant is revoked at the platform where the definition has an endpoint.
 
 use crate::ServerState;
 use crate::page;
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
@@ -17,14 +26,18 @@ use chrono::TimeDelta;
 use rand::RngCore;
 use std::collections::HashMap;
 use tokenwarden_core::classify::ResponseView;
-use tokenwarden_core::connection::{Connection, ConnectionState, Environment};
+use tokenwarden_core::connection::{
+    Account, AccountCheck, Connection, ConnectionState, Environment, check_account,
+};
 use tokenwarden_core::id::{ConnectionId, ProviderId};
 use tokenwarden_core::policy;
 use tokenwarden_core::provider::Context;
 use tokenwarden_core::secret::Secret;
 use tokenwarden_oauth::AppCredentials;
 use tokenwarden_oauth::pkce::Pkce;
-use tokenwarden_store::{App, NewEvent, PendingAuthorization, Sha256Hex};
+use tokenwarden_store::{
+    App, ConnectSession, NewEvent, PendingAuthorization, SessionUse, Sha256Hex,
+};
 
 /// How long a started authorization may take.
 const FLOW_LIFETIME: TimeDelta = TimeDelta::minutes(10);
@@ -32,7 +45,8 @@ const FLOW_LIFETIME: TimeDelta = TimeDelta::minutes(10);
 /// The connect and callback routes.
 pub fn routes() -> Router<ServerState> {
     Router::new()
-        .route("/connect/{provider}", get(start))
+        .route("/connect/s/{token}", get(start))
+        .route("/connect/{provider}", get(closed))
         .route("/callback/{provider}", get(callback))
         .route("/done", get(done))
 }
@@ -41,6 +55,46 @@ fn random_token() -> String {
     let mut b = [0u8; 32];
     rand::rng().fill_bytes(&mut b);
     URL_SAFE_NO_PAD.encode(b)
+}
+
+/// Callback parameters that must appear at most once: with two, which one "wins" differs between
+/// parsers, and an attacker who can append to the URL gets to choose.
+const SINGLE_PARAMS: [&str; 6] = ["state", "code", "iss", "error", "error_description", "auth_code"];
+
+/// The raw query's parameters, refusing any of `single` (and the provider's code parameters)
+/// given more than once.
+fn single_valued(
+    raw: Option<&str>,
+    extra: &[String],
+) -> Result<HashMap<String, String>, String> {
+    let mut out: HashMap<String, String> = HashMap::new();
+    for (k, v) in url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
+        let k = k.into_owned();
+        let watched = SINGLE_PARAMS.contains(&k.as_str()) || extra.contains(&k);
+        if out.contains_key(&k) && watched {
+            return Err(k);
+        }
+        out.entry(k).or_insert_with(|| v.into_owned());
+    }
+    Ok(out)
+}
+
+/// `GET /connect/{provider}`: no longer a way in. A flow starts only from a connect session's
+/// link, so say where those come from.
+async fn closed(Path(provider): Path<String>) -> Response {
+    page::render(
+        StatusCode::FORBIDDEN,
+        "Connect links are issued per person",
+        &[
+            format!("A connection to {provider} can only be started from a connect link that an administrator created for you."),
+            "Administrators: use Connect or Re-authorize on the dashboard, `tokenwarden connect PROVIDER`, or POST /v1/connect-sessions with an admin API key, and send the link it gives.".to_string(),
+        ],
+        None,
+    )
+}
+
+fn gone(title: &str, text: &str) -> Response {
+    page::render(StatusCode::GONE, title, &[text.to_string()], None)
 }
 
 /// The flow cookie's name is derived from the state, so two flows in one browser do not clash.
@@ -85,62 +139,75 @@ fn unavailable() -> Response {
     )
 }
 
-async fn start(
-    State(s): State<ServerState>,
-    Path(provider): Path<String>,
-    Query(q): Query<HashMap<String, String>>,
-) -> Response {
-    let Some(p) = s.providers.get(&provider).cloned() else {
-        return page::render(
+async fn start(State(s): State<ServerState>, Path(token): Path<String>) -> Response {
+    let not_valid = || {
+        page::render(
             StatusCode::NOT_FOUND,
-            "Unknown platform",
-            &[format!(
-                "There is no platform called {provider:?}. Known: {}.",
-                s.providers.ids()
-            )],
+            "This connect link is not valid",
+            &["Check that the whole link was copied, or ask whoever sent it for a new one.".to_string()],
             None,
+        )
+    };
+    if token.is_empty()
+        || token.len() > 128
+        || !token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return not_valid();
+    }
+    let session = match s
+        .store
+        .use_connect_session(&Sha256Hex::of(&token), s.clock.now())
+        .await
+    {
+        Ok(SessionUse::Fresh(session)) => session,
+        Ok(SessionUse::Used(used)) => {
+            tracing::info!(session = %used.id, connection = %used.connection, "a used connect link was opened again");
+            return gone(
+                "This connect link was already used",
+                "Each connect link works once. If the connection did not complete, ask whoever sent the link for a new one.",
+            );
+        }
+        Ok(SessionUse::Expired(_)) => {
+            return gone(
+                "This connect link has expired",
+                "Ask whoever sent it for a new one.",
+            );
+        }
+        Ok(SessionUse::Unknown) => return not_valid(),
+        Err(_) => return unavailable(),
+    };
+    let Some(p) = s.providers.get(session.provider.as_str()).cloned() else {
+        return bad(
+            "This platform is no longer configured",
+            "Ask whoever sent the link for a new one.",
         );
     };
-    let connection = match q.get("connection_id").filter(|c| !c.is_empty()) {
-        Some(c) => match ConnectionId::parse(c.as_str()) {
-            Ok(c) => c,
-            Err(e) => return bad("That connection id cannot be used", e.to_string()),
-        },
-        None => match ConnectionId::parse(format!(
-            "{provider}-{}",
-            &random_token()[..10]
-                .to_ascii_lowercase()
-                .replace(['-', '_'], "x")
-        )) {
-            Ok(c) => c,
-            Err(e) => return bad("Could not name the connection", e.to_string()),
-        },
+    let connection = session.connection.clone();
+    let existing = match s.store.get_connection(&connection).await {
+        Ok(c) => c,
+        Err(_) => return unavailable(),
     };
-    // Re-authorizing an existing connection keeps its app unless another is named: every
-    // re-authorization link (dashboard, webhooks, alerts, API errors) names only the connection.
-    let existing_app = match q.get("app") {
-        Some(_) => None,
-        None => match s.store.get_connection(&connection).await {
-            Ok(c) => c
-                .filter(|c| c.provider == p.spec.id)
-                .map(|c| c.app.to_string()),
-            Err(_) => return unavailable(),
-        },
-    };
-    let wanted = q.get("app").cloned().or(existing_app);
+    // Re-authorization never changes a connection's provider (checked when the session was
+    // made, and again here: the connection may have been made since).
+    if let Some(c) = &existing
+        && c.provider != p.spec.id
+    {
+        return bad(
+            "This link cannot be used for that connection",
+            format!("The connection belongs to another platform than {}. Ask for a new link.", p.spec.name),
+        );
+    }
+    // Re-authorizing an existing connection keeps its app unless the session named another.
+    let wanted = session
+        .app
+        .as_ref()
+        .map(|a| a.to_string())
+        .or_else(|| existing.as_ref().map(|c| c.app.to_string()));
     let app = match default_app(&s, &p.spec.id, wanted.as_deref()).await {
         Ok(a) => a,
         Err(r) => return r,
     };
-    let scopes: Vec<String> = q
-        .get("scopes")
-        .map(|v| {
-            v.split([',', ' '])
-                .filter(|x| !x.is_empty())
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default();
+    let scopes = session.scopes.clone();
     let state = random_token();
     let browser = random_token();
     let state_hash = Sha256Hex::of(&state);
@@ -157,6 +224,7 @@ async fn start(
         browser_hash: Sha256Hex::of(&browser),
         created_at: now,
         expires_at: now + FLOW_LIFETIME,
+        session: Some(session.id.clone()),
     };
     if s.store.put_pending(&pending).await.is_err() {
         return unavailable();
@@ -213,14 +281,29 @@ async fn record(
 async fn callback(
     State(s): State<ServerState>,
     Path(provider): Path<String>,
-    Query(q): Query<HashMap<String, String>>,
+    RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> Response {
+    let code_params = s
+        .providers
+        .get(&provider)
+        .map(|p| p.spec.authorize.callback_code_params.clone())
+        .unwrap_or_default();
+    let q = match single_valued(raw.as_deref(), &code_params) {
+        Ok(q) => q,
+        Err(name) => {
+            tracing::warn!(provider = %provider, parameter = %name, "refused a callback with a repeated parameter");
+            return bad(
+                "This link is not a valid authorization callback",
+                format!("It carries the parameter {name:?} more than once. Start again from a new connect link."),
+            );
+        }
+    };
     // Rule 1: state before anything else, consumed once.
     let Some(state) = q.get("state").filter(|v| !v.is_empty()) else {
         return bad(
             "This link is not a valid authorization callback",
-            "It carries no state. Start again from the connect link.",
+            "It carries no state. Ask for a new connect link and start again.",
         );
     };
     let state_hash = Sha256Hex::of(state);
@@ -230,7 +313,7 @@ async fn callback(
         Ok(None) => {
             return bad(
                 "This authorization link was already used or has expired",
-                "Each authorization can complete once, within ten minutes. Start again from the connect link.",
+                "Each authorization can complete once, within ten minutes. Ask for a new connect link and start again.",
             );
         }
         Err(_) => return unavailable(),
@@ -250,7 +333,7 @@ async fn callback(
         .await;
         return bad(
             "This callback does not belong to this platform",
-            "The authorization was started for another platform. Start again from the connect link.",
+            "The authorization was started for another platform. Ask for a new connect link and start again.",
         );
     }
     let Some(p) = s.providers.get(&provider).cloned() else {
@@ -269,7 +352,7 @@ async fn callback(
         .await;
         return bad(
             "This callback came from an unexpected issuer",
-            "Start again from the connect link.",
+            "Ask for a new connect link and start again.",
         );
     }
     // The flow is bound to the browser that started it.
@@ -286,9 +369,17 @@ async fn callback(
         .await;
         return bad(
             "This authorization was started in another browser",
-            "For your safety it can only be completed where it was started. Start again from the connect link.",
+            "For your safety it can only be completed where it was started. Ask for a new connect link and start again.",
         );
     }
+    let session = match &pending.session {
+        Some(id) => match s.store.get_connect_session(id).await {
+            Ok(found) => found,
+            Err(_) => return unavailable(),
+        },
+        None => None,
+    };
+    let session = session.as_ref();
     if let Some(error) = q.get("error") {
         let body = serde_json::json!({"error": error, "error_description": q.get("error_description").or(q.get("error_reason")).cloned().unwrap_or_default()}).to_string();
         let c = p.classifier().classify(
@@ -308,7 +399,7 @@ async fn callback(
             format!("{}: {}", c.title, c.explanation),
         )
         .await;
-        return done_redirect(&pending.connection, flow_id(&state_hash));
+        return done_redirect(&pending.connection, flow_id(&state_hash), session, false);
     }
     let Some(code) = p
         .spec
@@ -326,7 +417,7 @@ async fn callback(
             "The callback carried no authorization code".into(),
         )
         .await;
-        return done_redirect(&pending.connection, flow_id(&state_hash));
+        return done_redirect(&pending.connection, flow_id(&state_hash), session, false);
     };
     let app = match s.store.get_app(&pending.provider, &pending.app).await {
         Ok(Some(a)) => a,
@@ -367,8 +458,90 @@ async fn callback(
                 format!("{title}. {fix}"),
             )
             .await;
-            return done_redirect(&pending.connection, flow_id(&state_hash));
+            return done_redirect(&pending.connection, flow_id(&state_hash), session, false);
         }
+    };
+    let flow = flow_id(&state_hash);
+    let existing = match s.store.get_connection(&pending.connection).await {
+        Ok(c) => c,
+        Err(_) => {
+            revoke_quietly(&s, &p, &creds, &grant.tokens, "the store did not answer").await;
+            return unavailable();
+        }
+    };
+    let base = p.spec.api_base(app.environment).to_string();
+    let identity = crate::monitor::identify(&p, &base, &grant.tokens, now).await;
+    let new_account = match &identity {
+        crate::monitor::Identity::Known(a) => Some(a.clone()),
+        _ => None,
+    };
+    let check = match &existing {
+        // Re-authorization never changes a connection's provider.
+        Some(c) if c.provider != pending.provider => {
+            revoke_quietly(&s, &p, &creds, &grant.tokens, "the connection belongs to another platform").await;
+            record(&s, &pending.connection, flow, "authorization_refused", format!("A {} grant was refused for a {} connection", pending.provider, c.provider)).await;
+            return bad(
+                "This authorization cannot be used for that connection",
+                "The connection belongs to another platform. Nothing was changed.",
+            );
+        }
+        Some(c) => check_account(
+            c.account.as_ref(),
+            &c.account_ids,
+            new_account.as_ref(),
+            &grant.account_ids,
+        ),
+        None => AccountCheck::First,
+    };
+    let allow_change = session.is_some_and(|x| x.allow_account_change);
+    match (&check, existing.as_ref()) {
+        (AccountCheck::Changed, Some(c)) if !allow_change => {
+            revoke_quietly(&s, &p, &creds, &grant.tokens, "another account than the connection's").await;
+            let was = c.account.as_ref().map_or_else(
+                || format!("account ids {}", c.account_ids.join(", ")),
+                Account::label,
+            );
+            let now_is = new_account.as_ref().map_or_else(
+                || format!("account ids {}", grant.account_ids.join(", ")),
+                Account::label,
+            );
+            let event = NewEvent::new(
+                Some(c.id.clone()),
+                s.clock.now(),
+                "account_change_refused",
+                format!("A re-authorization came back with {now_is}, not the connection's {was}; the connection keeps its tokens"),
+            )
+            .with("flow", flow);
+            if let Err(e) = s.store.append_event(&event).await {
+                tracing::warn!(error = %e, "could not record event account_change_refused");
+            }
+            tracing::warn!(connection = %c.id, provider = %c.provider, "refused a re-authorization with another platform account");
+            return page::render(
+                StatusCode::CONFLICT,
+                "This is not the account this connection belongs to",
+                &[
+                    format!("You approved access as {now_is}, but connection {} belongs to another {} account. Nothing was changed: the connection keeps its tokens, and the access you just gave was withdrawn.", c.id, p.spec.name),
+                    "Sign in to the platform with the connection's own account and use a new connect link. To move the connection to another account on purpose, an administrator creates a link that allows it (allow_account_change).".to_string(),
+                ],
+                None,
+            );
+        }
+        (AccountCheck::Unconfirmed, Some(c)) if !allow_change => {
+            revoke_quietly(&s, &p, &creds, &grant.tokens, "the account could not be confirmed").await;
+            record(&s, &c.id, flow, "authorization_failed", format!("{} did not say which account approved, so the re-authorization could not be checked against the connection's account; the connection keeps its tokens", p.spec.name)).await;
+            return page::render(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The account could not be confirmed",
+                &[format!("{} did not say which account approved access, so tokenwarden cannot tell whether it is the connection's own. Nothing was changed. Ask for a new connect link and try again in a moment.", p.spec.name)],
+                None,
+            );
+        }
+        _ => {}
+    }
+    let old_tokens = if existing.is_some() && check == AccountCheck::Changed {
+        s.store.get_tokens(&pending.connection).await.ok().flatten()
+    } else {
+        None
     };
     match save(
         &s,
@@ -376,16 +549,53 @@ async fn callback(
         &p,
         app.environment,
         grant,
-        flow_id(&state_hash),
+        Saved {
+            account: new_account.or_else(|| existing.as_ref().and_then(|c| c.account.clone())),
+            end_user: session
+                .and_then(|x| x.end_user.clone())
+                .or_else(|| existing.as_ref().and_then(|c| c.end_user.clone())),
+            account_changed: check == AccountCheck::Changed,
+        },
+        flow,
     )
     .await
     {
         Ok(()) => {
             s.wake.notify_one();
-            done_redirect(&pending.connection, flow_id(&state_hash))
+            // The old account's grant is no longer ours to keep. Only on an account change: with
+            // the same account, platforms that revoke per user and app would withdraw the new
+            // grant too.
+            if let Some(old) = old_tokens {
+                revoke_quietly(&s, &p, &creds, &old.set, "replaced by another account's grant").await;
+            }
+            done_redirect(&pending.connection, flow, session, true)
         }
         Err(_) => unavailable(),
     }
+}
+
+/// Revokes a grant tokenwarden will not keep, where the definition has a revocation endpoint;
+/// a failure is logged (never the token) and otherwise ignored.
+async fn revoke_quietly(
+    s: &ServerState,
+    p: &tokenwarden_core::provider::Provider,
+    creds: &AppCredentials,
+    tokens: &tokenwarden_core::token::TokenSet,
+    why: &str,
+) {
+    match s.oauth.revoke(p, creds, tokens).await {
+        Ok(true) => tracing::info!(provider = %p.spec.id, why, "revoked a grant at the platform"),
+        Ok(false) => tracing::info!(provider = %p.spec.id, why, "the platform has no revocation endpoint; the unused grant is left to expire"),
+        Err(e) => tracing::warn!(provider = %p.spec.id, why, error = %e, "could not revoke a grant at the platform"),
+    }
+}
+
+/// What the callback decided about the connection beside its tokens.
+#[derive(Debug)]
+struct Saved {
+    account: Option<Account>,
+    end_user: Option<String>,
+    account_changed: bool,
 }
 
 async fn save(
@@ -394,6 +604,7 @@ async fn save(
     p: &tokenwarden_core::provider::Provider,
     environment: Environment,
     grant: tokenwarden_oauth::TokenGrant,
+    saved: Saved,
     flow: &str,
 ) -> Result<(), tokenwarden_store::StoreError> {
     let now = s.clock.now();
@@ -412,6 +623,8 @@ async fn save(
         environment,
         api_base: p.spec.api_base(environment).to_string(),
         account_ids: grant.account_ids.clone(),
+        account: saved.account,
+        end_user: saved.end_user,
         scopes: grant.tokens.scopes.clone(),
         problems: Vec::new(),
         created_at: existing.as_ref().map_or(now, |c| c.created_at),
@@ -432,34 +645,47 @@ async fn save(
             ),
         )
         .await?;
-    let verb = if existing.is_some() {
-        "Re-authorized"
-    } else {
-        "Connected"
+    let verb = match (existing.is_some(), saved.account_changed) {
+        (true, true) => "Re-authorized with another account:",
+        (true, false) => "Re-authorized",
+        (false, _) => "Connected",
     };
+    let who = conn
+        .account
+        .as_ref()
+        .map_or_else(|| format!("{} account id(s)", conn.account_ids.len()), Account::label);
     let event = NewEvent::new(
         Some(conn.id.clone()),
         now,
         "connected",
-        format!(
-            "{verb} {} ({} account(s))",
-            p.spec.name,
-            conn.account_ids.len()
-        ),
+        format!("{verb} {} as {who}", p.spec.name),
     )
     .with("provider", conn.provider.as_str())
     .with("flow", flow);
+    tracing::info!(connection = %conn.id, provider = %conn.provider, kind = "connected", reauthorized = existing.is_some(), account_changed = saved.account_changed, "connection authorized");
     s.store.append_event(&event).await?;
     Ok(())
 }
 
-/// After the callback, move the browser to a URL without `code` and `state` (rule 12).
-fn done_redirect(connection: &ConnectionId, flow: &str) -> Response {
-    let mut resp = Redirect::to(&format!(
-        "/done?connection={}&flow={flow}",
-        connection.as_str()
-    ))
-    .into_response();
+/// After the callback, move the browser to a URL without `code` and `state` (rule 12): the
+/// session's `return_to` (with the connection id and the outcome), or the done page.
+fn done_redirect(
+    connection: &ConnectionId,
+    flow: &str,
+    session: Option<&ConnectSession>,
+    connected: bool,
+) -> Response {
+    let target = session
+        .and_then(|x| x.return_to.as_deref())
+        .and_then(|r| url::Url::parse(r).ok())
+        .map(|mut u| {
+            u.query_pairs_mut()
+                .append_pair("connection_id", connection.as_str())
+                .append_pair("status", if connected { "connected" } else { "failed" });
+            u.to_string()
+        })
+        .unwrap_or_else(|| format!("/done?connection={}&flow={flow}", connection.as_str()));
+    let mut resp = Redirect::to(&target).into_response();
     page::secure_headers(resp.headers_mut());
     resp
 }
@@ -511,18 +737,15 @@ async fn done(State(s): State<ServerState>, Query(q): Query<HashMap<String, Stri
             ],
             None,
         ),
-        (conn, _) => {
-            let provider = conn
-                .as_ref()
-                .map(|c| c.provider.to_string())
-                .unwrap_or_default();
-            let link = (!provider.is_empty()).then(|| s.connect_link(&provider, id.as_str()));
-            page::render(
-                StatusCode::OK,
-                "The authorization did not complete",
-                &[message],
-                link.as_deref().map(|l| (l, "Try again")),
-            )
-        }
+        (_, _) => page::render(
+            StatusCode::OK,
+            "The authorization did not complete",
+            &[
+                message,
+                "Connect links work once: to try again, ask whoever sent this one for a new link."
+                    .to_string(),
+            ],
+            None,
+        ),
     }
 }

@@ -3,6 +3,8 @@
 //! - [`connect`]: `GET /connect/{provider}` and `GET /callback/{provider}`: the authorization-code
 //!   flow with `state` checked first and consumed once, bound to the browser that started it, and
 //!   to the provider (hardening rules 1–3), and pages that say what happened.
+//! - [`connect_session`]: `POST /v1/connect-sessions` and the dashboard's minting: a connect
+//!   flow starts only from a single-use link that someone with authority created.
 //! - [`api`]: the REST API under `/v1` (API keys with roles), and the one place that maps failures
 //!   to HTTP responses.
 //! - [`monitor`]: probes every connection, records problems with fixes, forecasts expiry.
@@ -22,6 +24,7 @@
 pub mod alerts;
 pub mod api;
 pub mod connect;
+pub mod connect_session;
 pub mod daemon;
 pub mod dashboard;
 pub mod keyfile;
@@ -65,15 +68,16 @@ pub struct ServerState {
     pub dashboard: Arc<dashboard::Dashboard>,
     /// The forwarding proxy (`ANY /proxy/{connection_id}/{*path}`).
     pub proxy: Arc<tokenwarden_proxy::Proxy>,
+    /// Where finished connect flows may send the browser.
+    pub connect: Arc<connect_session::ConnectPolicy>,
 }
 
 impl ServerState {
-    /// The link that starts (or restarts) authorization of a connection.
-    pub fn connect_link(&self, provider: &str, connection: &str) -> String {
-        let mut u = self.public_url.clone();
-        u.set_path(&format!("/connect/{provider}"));
-        u.query_pairs_mut().append_pair("connection_id", connection);
-        u.to_string()
+    /// The re-authorization link of a connection, as API errors, proxy answers, webhooks and
+    /// alerts carry it: the dashboard's re-authorize page, which needs a signed-in person and
+    /// mints a connect session there. Never a link that starts a flow by itself.
+    pub fn reauthorize_link(&self, connection: &str) -> String {
+        tokenwarden_proxy::handler::reauthorize_url(&self.public_url, connection)
     }
 }
 
@@ -81,6 +85,7 @@ impl ServerState {
 pub fn router(state: ServerState) -> Router {
     Router::new()
         .merge(connect::routes())
+        .merge(connect_session::routes())
         .merge(api::routes())
         .merge(webhooks::routes())
         .merge(dashboard::routes())

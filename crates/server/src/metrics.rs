@@ -282,6 +282,8 @@ mod tests {
             environment: Environment::Production,
             api_base: "http://x".into(),
             account_ids: vec![],
+            account: None,
+            end_user: None,
             scopes: vec![],
             problems: problems
                 .iter()

@@ -158,6 +158,46 @@ async fn api_check(
     ))
 }
 
+/// What the probe call says of the account behind a token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Identity {
+    /// The platform named the account.
+    Known(tokenwarden_core::connection::Account),
+    /// The definition names no account field (or probes by introspection): ids from the token
+    /// response are all there is.
+    NotDefined,
+    /// The call failed, was refused or its answer had no such field: the account is not known.
+    Unknown,
+}
+
+/// Asks the platform, with the probe's request, which account `token` belongs to.
+pub(crate) async fn identify(p: &Provider, base: &str, token: &TokenSet, now: DateTime<Utc>) -> Identity {
+    if p.spec.api.probe.via != ProbeVia::Api || p.spec.api.probe.account_id.is_none() {
+        return Identity::NotDefined;
+    }
+    let Some((status, headers, body)) = fetch(&client(), p, base, token).await else {
+        return Identity::Unknown;
+    };
+    let c = p.classifier().classify(
+        &ResponseView {
+            status,
+            headers: &headers,
+            body: &body,
+        },
+        Context::Api,
+        now,
+    );
+    if c.kind != Kind::Ok {
+        tracing::info!(provider = %p.spec.id, kind = c.kind.as_str(), "the account behind a new grant could not be read");
+        return Identity::Unknown;
+    }
+    p.spec
+        .api
+        .probe
+        .account(&body)
+        .map_or(Identity::Unknown, Identity::Known)
+}
+
 /// What the platform's other API host says of a token the connection's own host refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Elsewhere {
@@ -483,6 +523,8 @@ mod tests {
             environment,
             api_base: "https://business-api.tiktok.com/open_api/v1.3".into(),
             account_ids: vec![],
+            account: None,
+            end_user: None,
             scopes: vec![],
             problems: vec![],
             created_at: t,

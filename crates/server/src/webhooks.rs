@@ -369,7 +369,7 @@ fn finish_body(s: &ServerState, stored: &str) -> String {
     };
     if env.data.to == "reauth_required" {
         env.data.reauthorize_url =
-            Some(s.connect_link(&env.data.provider, &env.data.connection_id));
+            Some(s.reauthorize_link(&env.data.connection_id));
     }
     env.to_json()
 }

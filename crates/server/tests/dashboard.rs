@@ -302,6 +302,8 @@ async fn platform_text_is_escaped_and_no_token_reaches_a_page() {
             environment: Environment::Production,
             api_base: "http://127.0.0.1:9".into(),
             account_ids: vec!["<script>alert(1)</script>".into()],
+            account: None,
+            end_user: None,
             scopes: vec!["ads_read\"><img src=x>".into()],
             problems: vec![Problem {
                 code: "grant_refused".into(),
@@ -483,6 +485,8 @@ async fn the_connections_table_pages_through_many_connections() {
                 environment: Environment::Production,
                 api_base: "http://127.0.0.1:9".into(),
                 account_ids: vec![],
+                account: None,
+                end_user: None,
                 scopes: vec![],
                 problems: vec![],
                 created_at: now,

@@ -182,6 +182,7 @@ fn pending(state: &str, expires_at: DateTime<Utc>) -> PendingAuthorization {
         browser_hash: Sha256Hex::of("cookie"),
         created_at: expires_at - TimeDelta::minutes(10),
         expires_at,
+        session: None,
     }
 }
 
@@ -292,6 +293,8 @@ async fn old_history_goes_at_start_and_every_hour_and_recent_and_pending_stay() 
                 environment: Environment::Production,
                 api_base: "https://adsapi.snapchat.com".into(),
                 account_ids: vec![],
+                account: None,
+                end_user: None,
                 scopes: vec![],
                 problems: vec![],
                 created_at: long_ago,

@@ -197,8 +197,29 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         state_hash: &Sha256Hex,
         now: DateTime<Utc>,
     ) -> Result<Option<PendingAuthorization>, StoreError>;
-    /// Deletes expired pending authorizations, in batches like [`Store::prune_events`]; how many.
+    /// Deletes expired pending authorizations, in batches like [`Store::prune_events`], and
+    /// connect sessions a day past their expiry (kept that long so a late visit still learns the
+    /// link was used or expired); how many.
     async fn purge_expired_pending(&self, now: DateTime<Utc>) -> Result<u64, StoreError>;
+
+    // ---- connect sessions ----
+    /// Stores a new connect session.
+    async fn put_connect_session(&self, session: &ConnectSession) -> Result<(), StoreError>;
+    /// Presents a session's token: marks an unused, unexpired session used in one conditional
+    /// statement (two racing visits cannot both get [`SessionUse::Fresh`]), else says why not.
+    async fn use_connect_session(
+        &self,
+        token_hash: &Sha256Hex,
+        now: DateTime<Utc>,
+    ) -> Result<SessionUse, StoreError>;
+    /// One session by id.
+    async fn get_connect_session(&self, id: &str) -> Result<Option<ConnectSession>, StoreError>;
+    /// Records the platform account behind a connection's grant.
+    async fn set_account(
+        &self,
+        id: &ConnectionId,
+        account: &tokenwarden_core::connection::Account,
+    ) -> Result<(), StoreError>;
 
     // ---- events ----
     /// Appends an event; its id.

@@ -112,6 +112,53 @@ pub struct PendingAuthorization {
     pub created_at: DateTime<Utc>,
     /// After this the callback is refused.
     pub expires_at: DateTime<Utc>,
+    /// The connect session the flow was started from.
+    pub session: Option<String>,
+}
+
+/// A connect session: the authority to run one connect flow for one provider and connection,
+/// handed to a person as a link (`/connect/s/{token}`). Only the token's hash is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectSession {
+    /// Its public id (`cs_…`): names it in events and API answers; grants nothing.
+    pub id: String,
+    /// SHA-256 of the token in the link.
+    pub token_hash: Sha256Hex,
+    /// The provider the flow must use.
+    pub provider: ProviderId,
+    /// The connection the grant lands in (new, or one to re-authorize).
+    pub connection: ConnectionId,
+    /// The app to use; `None`: the connection's app, or the provider's first.
+    pub app: Option<AppId>,
+    /// A free-form label of who the connection is for, kept on the connection.
+    pub end_user: Option<String>,
+    /// Where the browser goes after the flow (an allow-listed URL).
+    pub return_to: Option<String>,
+    /// Scopes to request (empty: the definition's defaults).
+    pub scopes: Vec<String>,
+    /// Whether a re-authorization may land another platform account than the recorded one.
+    pub allow_account_change: bool,
+    /// Who made it: `key:<id>`, `dashboard:<who>` or `banner`.
+    pub created_by: String,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+    /// After this the link is refused.
+    pub expires_at: DateTime<Utc>,
+    /// When the link was used (the browser was sent to the platform), once.
+    pub used_at: Option<DateTime<Utc>>,
+}
+
+/// What presenting a connect session's token found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionUse {
+    /// Unused and in time: it is now marked used, and this caller may run the flow.
+    Fresh(ConnectSession),
+    /// It was used before.
+    Used(ConnectSession),
+    /// It expired unused.
+    Expired(ConnectSession),
+    /// No session has this token.
+    Unknown,
 }
 
 /// A value in an event's details. Deliberately has no conversion from `Secret`: an event is shown

@@ -335,6 +335,11 @@ impl SqlStore {
             environment: env.parse().map_err(StoreError::Corrupt)?,
             api_base: r.try_get("api_base")?,
             account_ids: unjson("account_ids", &r.try_get::<String, _>("account_ids")?)?,
+            account: r
+                .try_get::<Option<String>, _>("account")?
+                .map(|a| unjson("account", &a))
+                .transpose()?,
+            end_user: r.try_get("end_user")?,
             scopes: unjson("scopes", &r.try_get::<String, _>("scopes")?)?,
             problems: problems_from_json(&r.try_get::<String, _>("problems")?)?,
             created_at: from_ms(r.try_get("created_at")?)?,
@@ -385,6 +390,28 @@ impl SqlStore {
             browser_hash: Sha256Hex::from_hex(r.try_get::<String, _>("browser_hash")?),
             created_at: from_ms(r.try_get("created_at")?)?,
             expires_at: from_ms(r.try_get("expires_at")?)?,
+            session: r.try_get("session_id")?,
+        })
+    }
+
+    fn row_to_session(r: &AnyRow) -> Result<ConnectSession> {
+        Ok(ConnectSession {
+            id: r.try_get("id")?,
+            token_hash: Sha256Hex::from_hex(r.try_get::<String, _>("token_hash")?),
+            provider: parse_id("provider", r.try_get("provider")?)?,
+            connection: parse_id("connection id", r.try_get("connection_id")?)?,
+            app: r
+                .try_get::<Option<String>, _>("app_id")?
+                .map(|a| parse_id("app id", a))
+                .transpose()?,
+            end_user: r.try_get("end_user")?,
+            return_to: r.try_get("return_to")?,
+            scopes: unjson("scopes", &r.try_get::<String, _>("scopes")?)?,
+            allow_account_change: r.try_get::<i64, _>("allow_account_change")? != 0,
+            created_by: r.try_get("created_by")?,
+            created_at: from_ms(r.try_get("created_at")?)?,
+            expires_at: from_ms(r.try_get("expires_at")?)?,
+            used_at: opt_from_ms(r.try_get("used_at")?)?,
         })
     }
 
@@ -481,7 +508,8 @@ impl SqlStore {
 }
 
 const TOKEN_COLS: &str = "access_token_ct, refresh_token_ct, token_type, scopes, issued_at, expires_at, refresh_expires_at, version";
-const PENDING_COLS: &str = "state_hash, provider, app_id, connection_id, redirect_uri, verifier_ct, scopes, browser_hash, created_at, expires_at";
+const PENDING_COLS: &str = "state_hash, provider, app_id, connection_id, redirect_uri, verifier_ct, scopes, browser_hash, created_at, expires_at, session_id";
+const SESSION_COLS: &str = "id, token_hash, provider, connection_id, app_id, end_user, return_to, scopes, allow_account_change, created_by, created_at, expires_at, used_at";
 /// One delivery per enabled endpoint, in one statement: every endpoint gets its delivery or none
 /// does.
 async fn enqueue<'e, E>(exec: E, payload: &str, now: DateTime<Utc>) -> Result<Vec<String>>
@@ -504,7 +532,7 @@ where
 
 const DELIVERY_COLS: &str =
     "id, webhook_id, payload, attempts, next_attempt_at, status, last_error, created_at";
-const CONNECTION_COLS: &str = "id, provider, app_id, state, environment, api_base, account_ids, scopes, problems, created_at, updated_at";
+const CONNECTION_COLS: &str = "id, provider, app_id, state, environment, api_base, account_ids, scopes, problems, created_at, updated_at, account, end_user";
 
 struct SealedTokens {
     at: Vec<u8>,
@@ -731,11 +759,12 @@ impl Store for SqlStore {
 
     async fn put_connection(&self, c: &Connection) -> Result<()> {
         sqlx::query(
-            "INSERT INTO connections (id, provider, app_id, state, environment, api_base, account_ids, scopes, problems, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+            "INSERT INTO connections (id, provider, app_id, state, environment, api_base, account_ids, scopes, problems, created_at, updated_at, account, end_user)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
              ON CONFLICT (id) DO UPDATE SET provider = excluded.provider, app_id = excluded.app_id, state = excluded.state,
                environment = excluded.environment, api_base = excluded.api_base, account_ids = excluded.account_ids,
-               scopes = excluded.scopes, problems = excluded.problems, updated_at = excluded.updated_at",
+               scopes = excluded.scopes, problems = excluded.problems, updated_at = excluded.updated_at,
+               account = excluded.account, end_user = excluded.end_user",
         )
         .bind(c.id.as_str())
         .bind(c.provider.as_str())
@@ -748,6 +777,8 @@ impl Store for SqlStore {
         .bind(problems_to_json(&c.problems)?)
         .bind(ms(c.created_at))
         .bind(ms(c.updated_at))
+        .bind(c.account.as_ref().map(json).transpose()?)
+        .bind(c.end_user.clone())
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -1081,7 +1112,7 @@ impl Store for SqlStore {
             ),
             None => None,
         };
-        sqlx::query(&format!("INSERT INTO pending_authorizations ({PENDING_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"))
+        sqlx::query(&format!("INSERT INTO pending_authorizations ({PENDING_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"))
             .bind(p.state_hash.as_str())
             .bind(p.provider.as_str())
             .bind(p.app.as_str())
@@ -1092,6 +1123,84 @@ impl Store for SqlStore {
             .bind(p.browser_hash.as_str())
             .bind(ms(p.created_at))
             .bind(ms(p.expires_at))
+            .bind(p.session.clone())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn put_connect_session(&self, c: &ConnectSession) -> Result<()> {
+        sqlx::query(&format!(
+            "INSERT INTO connect_sessions ({SESSION_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+        ))
+        .bind(&c.id)
+        .bind(c.token_hash.as_str())
+        .bind(c.provider.as_str())
+        .bind(c.connection.as_str())
+        .bind(c.app.as_ref().map(|a| a.as_str().to_string()))
+        .bind(c.end_user.clone())
+        .bind(c.return_to.clone())
+        .bind(json(&c.scopes)?)
+        .bind(i64::from(c.allow_account_change))
+        .bind(&c.created_by)
+        .bind(ms(c.created_at))
+        .bind(ms(c.expires_at))
+        .bind(c.used_at.map(ms))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn use_connect_session(
+        &self,
+        token_hash: &Sha256Hex,
+        now: DateTime<Utc>,
+    ) -> Result<SessionUse> {
+        // One conditional statement: of two racing visits, one sets used_at, the other finds it
+        // set (single use without a transaction).
+        let row = sqlx::query(&format!(
+            "UPDATE connect_sessions SET used_at = $2
+             WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2 RETURNING {SESSION_COLS}"
+        ))
+        .bind(token_hash.as_str())
+        .bind(ms(now))
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(r) = row {
+            return Ok(SessionUse::Fresh(Self::row_to_session(&r)?));
+        }
+        let row = sqlx::query(&format!(
+            "SELECT {SESSION_COLS} FROM connect_sessions WHERE token_hash = $1"
+        ))
+        .bind(token_hash.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(match row.map(|r| Self::row_to_session(&r)).transpose()? {
+            Some(s) if s.used_at.is_some() => SessionUse::Used(s),
+            Some(s) => SessionUse::Expired(s),
+            None => SessionUse::Unknown,
+        })
+    }
+
+    async fn get_connect_session(&self, id: &str) -> Result<Option<ConnectSession>> {
+        sqlx::query(&format!(
+            "SELECT {SESSION_COLS} FROM connect_sessions WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|r| Self::row_to_session(&r))
+        .transpose()
+    }
+
+    async fn set_account(
+        &self,
+        id: &ConnectionId,
+        account: &tokenwarden_core::connection::Account,
+    ) -> Result<()> {
+        sqlx::query("UPDATE connections SET account = $2 WHERE id = $1")
+            .bind(id.as_str())
+            .bind(json(account)?)
             .execute(&self.pool)
             .await?;
         Ok(())
@@ -1123,15 +1232,27 @@ impl Store for SqlStore {
         // Anyone can start an authorization, so a flood of abandoned ones is deleted in bounded
         // statements too.
         let skip = self.skip_locked();
-        self.delete_in_batches(
-            &format!(
-                "DELETE FROM pending_authorizations WHERE expires_at <= $1 AND state_hash IN (
+        let pending = self
+            .delete_in_batches(
+                &format!(
+                    "DELETE FROM pending_authorizations WHERE expires_at <= $1 AND state_hash IN (
                    SELECT state_hash FROM pending_authorizations WHERE expires_at <= $1 LIMIT $2 {skip})"
-            ),
-            ms(now),
-            PRUNE_BATCH,
-        )
-        .await
+                ),
+                ms(now),
+                PRUNE_BATCH,
+            )
+            .await?;
+        let sessions = self
+            .delete_in_batches(
+                &format!(
+                    "DELETE FROM connect_sessions WHERE expires_at <= $1 AND id IN (
+                   SELECT id FROM connect_sessions WHERE expires_at <= $1 LIMIT $2 {skip})"
+                ),
+                ms(now - chrono::TimeDelta::days(1)),
+                PRUNE_BATCH,
+            )
+            .await?;
+        Ok(pending + sessions)
     }
 
     async fn append_event(&self, e: &NewEvent) -> Result<i64> {

@@ -47,6 +47,8 @@ contract!(
     claim_due_refreshes_is_disjoint,
     a_crowd_is_seen_and_claimed_early_per_provider,
     pending_is_single_use_under_race,
+    connect_sessions_are_single_use_under_race_and_say_why_not,
+    a_connection_keeps_its_account_and_end_user,
     events_append_and_refuse_secret_keys,
     api_keys_hashed_with_roles,
     webhooks_and_outbox,
@@ -756,6 +758,119 @@ mod cases {
         );
     }
 
+    pub async fn connect_sessions_are_single_use_under_race_and_say_why_not(db: Arc<Db>) {
+        let stores = [db.open().await, db.open().await];
+        let session = |id: &str, token: &str, expires_at: DateTime<Utc>| ConnectSession {
+            id: id.into(),
+            token_hash: Sha256Hex::of(token),
+            provider: pid(),
+            connection: cid("c1"),
+            app: Some(AppId::parse("main").unwrap()),
+            end_user: Some("Acme GmbH".into()),
+            return_to: Some("https://app.example/done".into()),
+            scopes: vec!["a".into(), "b".into()],
+            allow_account_change: true,
+            created_by: "key:abc".into(),
+            created_at: t0(),
+            expires_at,
+            used_at: None,
+        };
+        let live = session("cs_live", "token-live", t0() + TimeDelta::minutes(30));
+        let old = session("cs_old", "token-old", t0() - TimeDelta::seconds(1));
+        stores[0].put_connect_session(&live).await.unwrap();
+        stores[0].put_connect_session(&old).await.unwrap();
+        assert_eq!(
+            stores[1].get_connect_session("cs_live").await.unwrap(),
+            Some(live.clone())
+        );
+        // Only the hash is stored.
+        let raw: Vec<String> = sqlx::query("SELECT token_hash FROM connect_sessions")
+            .fetch_all(&db.raw().await)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get::<String, _>(0))
+            .collect();
+        assert_eq!(raw.len(), 2);
+        assert!(raw.iter().all(|h| !h.contains("token-")));
+        let barrier = Arc::new(tokio::sync::Barrier::new(16));
+        let mut hs = Vec::new();
+        for i in 0..16 {
+            let (s, b) = (stores[i % 2].clone(), barrier.clone());
+            hs.push(tokio::spawn(async move {
+                b.wait().await;
+                s.use_connect_session(&Sha256Hex::of("token-live"), t0())
+                    .await
+                    .unwrap()
+            }));
+        }
+        let (mut fresh, mut used) = (0, 0);
+        for h in hs {
+            match h.await.unwrap() {
+                SessionUse::Fresh(s) => {
+                    assert_eq!(
+                        SessionUse::Fresh(ConnectSession {
+                            used_at: None,
+                            ..s.clone()
+                        }),
+                        SessionUse::Fresh(live.clone())
+                    );
+                    fresh += 1
+                }
+                SessionUse::Used(s) => {
+                    assert_eq!(s.used_at, Some(t0()));
+                    used += 1
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!((fresh, used), (1, 15), "exactly one visit gets the session");
+        assert!(matches!(
+            stores[0]
+                .use_connect_session(&Sha256Hex::of("token-old"), t0())
+                .await
+                .unwrap(),
+            SessionUse::Expired(s) if s.id == "cs_old"
+        ));
+        assert_eq!(
+            stores[0]
+                .use_connect_session(&Sha256Hex::of("no-such-token"), t0())
+                .await
+                .unwrap(),
+            SessionUse::Unknown
+        );
+        // Kept a day past expiry (a late visit still hears why), then purged.
+        stores[0]
+            .purge_expired_pending(t0() + TimeDelta::hours(2))
+            .await
+            .unwrap();
+        assert!(stores[0].get_connect_session("cs_old").await.unwrap().is_some());
+        stores[0]
+            .purge_expired_pending(t0() + TimeDelta::days(2))
+            .await
+            .unwrap();
+        assert!(stores[0].get_connect_session("cs_old").await.unwrap().is_none());
+        assert!(stores[0].get_connect_session("cs_live").await.unwrap().is_none());
+    }
+
+    pub async fn a_connection_keeps_its_account_and_end_user(db: Arc<Db>) {
+        let s = db.open().await;
+        let mut c = connection("acc-1");
+        c.end_user = Some("Team Blue".into());
+        s.put_connection(&c).await.unwrap();
+        let got = s.get_connection(&c.id).await.unwrap().unwrap();
+        assert_eq!(got.account, None);
+        assert_eq!(got.end_user.as_deref(), Some("Team Blue"));
+        let account = tokenwarden_core::connection::Account {
+            id: "u-42".into(),
+            name: Some("Ads Person".into()),
+        };
+        s.set_account(&c.id, &account).await.unwrap();
+        let got = s.get_connection(&c.id).await.unwrap().unwrap();
+        assert_eq!(got.account, Some(account.clone()));
+        assert_eq!(s.list_connections().await.unwrap()[0].account, Some(account));
+    }
+
     pub async fn pending_is_single_use_under_race(db: Arc<Db>) {
         let stores = [db.open().await, db.open().await];
         let p = PendingAuthorization {
@@ -771,6 +886,7 @@ mod cases {
             browser_hash: Sha256Hex::of("cookie"),
             created_at: t0(),
             expires_at: t0() + TimeDelta::minutes(10),
+            session: None,
         };
         stores[0].put_pending(&p).await.unwrap();
         assert!(matches!(
@@ -1191,6 +1307,7 @@ mod cases {
             browser_hash: Sha256Hex::of("PLAINTEXT-COOKIE-ffff"),
             created_at: t0(),
             expires_at: t0() + TimeDelta::minutes(5),
+            session: None,
         })
         .await
         .unwrap();
@@ -1313,6 +1430,7 @@ mod cases {
             browser_hash: Sha256Hex::of("b"),
             created_at: t0(),
             expires_at: t0() + TimeDelta::minutes(10),
+            session: None,
         };
         s.put_pending(&pending).await.unwrap();
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -1604,6 +1722,7 @@ mod cases {
             browser_hash: Sha256Hex::of("cookie"),
             created_at: expires_at - TimeDelta::minutes(10),
             expires_at,
+            session: None,
         };
         for i in 0..7 {
             let at = t0() - TimeDelta::minutes(i);

@@ -93,6 +93,10 @@ impl Target {
     }
 
     fn call(&self, method: reqwest::Method, path: &str) -> Result<Value> {
+        self.send(method, path, None)
+    }
+
+    fn send(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> Result<Value> {
         let url = self
             .url
             .join(path)
@@ -101,9 +105,11 @@ impl Target {
             .redirect(reqwest::redirect::Policy::none())
             .timeout(std::time::Duration::from_secs(60))
             .build()?;
-        let resp = client
-            .request(method, url)
-            .bearer_auth(self.key()?)
+        let mut req = client.request(method, url).bearer_auth(self.key()?);
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req
             .send()
             .map_err(|e| {
                 anyhow!(
@@ -155,7 +161,7 @@ pub fn connections(args: ConnectionsArgs) -> Result<ExitCode> {
             let list = v["connections"].as_array().cloned().unwrap_or_default();
             if list.is_empty() {
                 println!(
-                    "No connections yet. Start one with {}connect/PROVIDER?connection_id=NAME",
+                    "No connections yet. Make a connect link with `tokenwarden connect PROVIDER` (or the dashboard at {}), and open it in a browser.",
                     t.url
                 );
             }
@@ -295,25 +301,35 @@ pub struct ConnectArgs {
     /// The connection to create or re-authorize (default: a generated id).
     #[arg(long)]
     connection_id: Option<String>,
-    /// Which of the platform's apps to use (default: the first configured).
+    /// Which of the platform's apps to use (default: the connection's, or the first configured).
     #[arg(long)]
     app: Option<String>,
     /// Scopes to request, comma-separated (default: the definition's).
     #[arg(long)]
     scopes: Option<String>,
-    /// The daemon's public URL.
-    #[arg(
-        long,
-        default_value = "http://127.0.0.1:8080",
-        env = "TOKENWARDEN_PUBLIC_URL"
-    )]
-    url: url::Url,
+    /// Who the connection is for (a free-form label kept on the connection).
+    #[arg(long)]
+    end_user: Option<String>,
+    /// Where to send the browser when the flow ends (this daemon's origin or one allowed under
+    /// [connect] return_to).
+    #[arg(long)]
+    return_to: Option<String>,
+    /// How long the link stays usable, in seconds (60 to 604800; default 1800).
+    #[arg(long)]
+    expires_in: Option<i64>,
+    /// Let a re-authorization land another platform account than the connection's (its old
+    /// grant is then revoked).
+    #[arg(long)]
+    allow_account_change: bool,
     /// Open the link in the desktop's browser too.
     #[arg(long)]
     open: bool,
+    #[command(flatten)]
+    target: Target,
 }
 
-/// Runs `connect`.
+/// Runs `connect`: asks the daemon for a connect session (an admin API key is needed) and
+/// prints its single-use link.
 pub fn connect(
     args: ConnectArgs,
     registry: &tokenwarden_core::provider::Registry,
@@ -325,24 +341,44 @@ pub fn connect(
             registry.ids()
         );
     }
-    let mut link = args
-        .url
-        .join(&format!("connect/{}", args.provider))
-        .with_context(|| format!("bad --url {}", args.url))?;
-    {
-        let mut q = link.query_pairs_mut();
-        if let Some(c) = &args.connection_id {
-            q.append_pair("connection_id", c);
-        }
-        if let Some(a) = &args.app {
-            q.append_pair("app", a);
-        }
-        if let Some(s) = &args.scopes {
-            q.append_pair("scopes", s);
+    let mut body = serde_json::json!({
+        "provider": args.provider,
+        "allow_account_change": args.allow_account_change,
+    });
+    for (k, v) in [
+        ("connection_id", args.connection_id.clone()),
+        ("app", args.app.clone()),
+        ("end_user", args.end_user.clone()),
+        ("return_to", args.return_to.clone()),
+    ] {
+        if let Some(v) = v {
+            body[k] = Value::String(v);
         }
     }
-    let link = link.to_string().trim_end_matches('?').to_string();
+    if let Some(s) = &args.scopes {
+        body["scopes"] = s
+            .split(',')
+            .map(|x| Value::String(x.trim().to_string()))
+            .collect();
+    }
+    if let Some(e) = args.expires_in {
+        body["expires_in"] = e.into();
+    }
+    let v = args
+        .target
+        .send(reqwest::Method::POST, "v1/connect-sessions", Some(&body))?;
+    if args.target.json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let link = v["url"].as_str().unwrap_or_default().to_string();
     println!("{link}");
+    eprintln!(
+        "Connection {} ({}); the link works once, until {}.",
+        v["connection_id"].as_str().unwrap_or("?"),
+        v["provider"].as_str().unwrap_or("?"),
+        v["expires_at"].as_str().unwrap_or("?")
+    );
     if args.open {
         let opened = Command::new("xdg-open")
             .arg(&link)

@@ -149,6 +149,18 @@ async fn serve(args: Args, file: FileConfig, providers_dir: Option<&Path>) -> Re
     let public_url = args.public_url.clone().or(file.public_url.clone());
     let database = args.database.clone().or(file.database.clone());
     let cache = file.cache.resolve()?;
+    let return_to: Vec<url::Url> = match read_env("TOKENWARDEN_CONNECT_RETURN_TO") {
+        Some(list) => list
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(|u| {
+                url::Url::parse(u)
+                    .with_context(|| format!("TOKENWARDEN_CONNECT_RETURN_TO: {u:?} is not a URL"))
+            })
+            .collect::<Result<_>>()?,
+        None => file.connect.return_to.clone(),
+    };
     let dashboard_password = match read_env("TOKENWARDEN_DASHBOARD_PASSWORD") {
         Some(p) => Some(Secret::new(p)),
         None => file.dashboard.password()?,
@@ -293,6 +305,7 @@ async fn serve(args: Args, file: FileConfig, providers_dir: Option<&Path>) -> Re
         .state
         .dashboard
         .set_password(dashboard_password.as_ref().map(Secret::expose));
+    running.state.connect.allow_return_to(&return_to);
     let alerting = alerts.is_some();
     if let Some((notifier, settings)) = alerts {
         let task = tokio::spawn(alerts::run(
@@ -324,16 +337,33 @@ async fn serve(args: Args, file: FileConfig, providers_dir: Option<&Path>) -> Re
             ""
         }
     );
+    // Each line is a connect session's single-use link, minted now for the person at this
+    // terminal (the longest lifetime a session may have).
     for app in apps
         .iter()
         .filter(|a| running.sandbox_base.is_some() || a.id.as_str() != "demo")
     {
-        println!(
-            "     {base}connect/{p}?connection_id={p}-1&app={a}",
-            p = app.provider,
-            a = app.id
-        );
+        let req = tokenwarden_server::connect_session::SessionRequest {
+            provider: app.provider.to_string(),
+            connection_id: Some(format!("{}-1", app.provider)),
+            app: Some(app.id.to_string()),
+            expires_in: Some(tokenwarden_server::connect_session::MAX_LIFETIME.num_seconds()),
+            ..Default::default()
+        };
+        match tokenwarden_server::connect_session::mint(&running.state, req, "banner").await {
+            Ok(m) => println!("     {}  ({} {})", m.url, app.provider, app.id),
+            Err(e) => println!(
+                "     ({} {}: no link: {})",
+                app.provider,
+                app.id,
+                e.message()
+            ),
+        }
     }
+    println!(
+        "   Each link works once; more with `tokenwarden connect PROVIDER --data-dir {}`.",
+        data_dir.display()
+    );
     println!("2. Fetch a token that is always fresh:");
     println!(
         "     curl -s -H \"Authorization: Bearer $(cat {key})\" {base}v1/connections/CONNECTION_ID/token"

@@ -345,6 +345,32 @@ pub struct ProbeSpec {
     /// How often to probe a healthy connection.
     #[serde(with = "serde_span", default = "default_probe_every")]
     pub every: Duration,
+    /// Where the probe's answer names the platform account (a JSON pointer, RFC 6901, such as
+    /// `/me/id`): the account recorded with each grant, so a re-authorization with another
+    /// account is noticed. Unset: only the token response's `account_ids` are compared.
+    #[serde(default)]
+    pub account_id: Option<String>,
+    /// Where the probe's answer gives the account's display name (a JSON pointer).
+    #[serde(default)]
+    pub account_name: Option<String>,
+}
+
+impl ProbeSpec {
+    /// The account a successful probe answer names, per `account_id` / `account_name`; `None`
+    /// when the definition names no pointer or the answer has no such field.
+    pub fn account(&self, body: &[u8]) -> Option<crate::connection::Account> {
+        let pointer = self.account_id.as_deref()?;
+        let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+        let text = |p: &str| match v.pointer(p)? {
+            serde_json::Value::String(s) if !s.is_empty() => Some(s.clone()),
+            serde_json::Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        };
+        Some(crate::connection::Account {
+            id: text(pointer)?,
+            name: self.account_name.as_deref().and_then(text),
+        })
+    }
 }
 
 /// What a rate limit counts.

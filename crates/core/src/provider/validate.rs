@@ -365,6 +365,31 @@ pub(crate) fn validate(spec: &ProviderSpec, stem: &str, p: &mut Problems) -> Vec
             "must start with a single / and stay under the API base",
         );
     }
+    for (field, pointer) in [
+        ("api.probe.account_id", &api.probe.account_id),
+        ("api.probe.account_name", &api.probe.account_name),
+    ] {
+        if let Some(ptr) = pointer
+            && !ptr.starts_with('/')
+        {
+            p.add(
+                field,
+                format!("{ptr:?} is not a JSON pointer: write it like \"/me/id\""),
+            );
+        }
+    }
+    if api.probe.account_name.is_some() && api.probe.account_id.is_none() {
+        p.add(
+            "api.probe.account_name",
+            "needs api.probe.account_id: the account is recognised by its id",
+        );
+    }
+    if api.probe.account_id.is_some() && api.probe.via != ProbeVia::Api {
+        p.add(
+            "api.probe.account_id",
+            "is read from the probe's API answer; an introspection probe has none",
+        );
+    }
     if !matches!(api.probe.method.as_str(), "GET" | "POST" | "HEAD") {
         p.add("api.probe.method", "use GET, POST or HEAD");
     }

@@ -83,12 +83,11 @@ pub(super) async fn connection(
     let _ = write!(
         body,
         "<section class=\"card head\"><div class=\"title-row\">{} <span class=\"provider\">{}</span></div>\
-<div class=\"actions\"><a class=\"button primary\" id=\"reauthorize\" href=\"{}\">Re-authorize</a>\
+<div class=\"actions\"><form method=\"post\" action=\"/connections/{id}/reauthorize\" class=\"inline\">{csrf}<button type=\"submit\" class=\"primary\" id=\"reauthorize\">Re-authorize</button></form>\
 <form method=\"post\" action=\"/connections/{id}/refresh\" class=\"inline\">{csrf}<button type=\"submit\" id=\"refresh-now\">Refresh now</button></form>\
 <form method=\"post\" action=\"/connections/{id}/probe\" class=\"inline\">{csrf}<button type=\"submit\" id=\"probe-now\">Probe now</button></form></div></section>",
         badge(conn.state),
         escape(&provider_name(&s, conn.provider.as_str())),
-        escape(&s.connect_link(conn.provider.as_str(), conn.id.as_str())),
         id = escape(conn.id.as_str()),
     );
 
@@ -131,12 +130,20 @@ pub(super) async fn connection(
     }
     let _ = write!(
         body,
-        "<dt>Account</dt><dd>{}</dd><dt>App</dt><dd>{}</dd><dt>Environment</dt><dd>{}</dd><dt>Connected</dt><dd>{}</dd><dt>Changed</dt><dd>{}</dd></dl></section>",
+        "<dt>Account</dt><dd id=\"account\">{}</dd><dt>Account ids</dt><dd>{}</dd><dt>For</dt><dd id=\"end-user\">{}</dd><dt>App</dt><dd>{}</dd><dt>Environment</dt><dd>{}</dd><dt>Connected</dt><dd>{}</dd><dt>Changed</dt><dd>{}</dd></dl></section>",
+        conn.account.as_ref().map_or_else(
+            || "<span class=\"muted\">not read yet</span>".to_string(),
+            |a| escape(&a.label())
+        ),
         if conn.account_ids.is_empty() {
             "<span class=\"muted\">—</span>".to_string()
         } else {
             escape(&conn.account_ids.join(", "))
         },
+        conn.end_user.as_deref().map_or_else(
+            || "<span class=\"muted\">—</span>".to_string(),
+            escape
+        ),
         escape(conn.app.as_str()),
         escape(conn.environment.as_str()),
         when(Some(conn.created_at)),

@@ -8,6 +8,8 @@
 //! - `/connections/{id}` (`connection.rs`): problems with the fix, granted vs required scopes, the
 //!   token's last four characters and expiry, buttons to re-authorize (the connect link), refresh
 //!   now and probe now, a chart and the timeline of events.
+//! - `/connections/{id}/reauthorize`, `/connect-account` (`reauthorize.rs`): the Re-authorize
+//!   page every re-authorization link points at, and the buttons that mint a connect session.
 //! - `/diagnose` (`diagnose.rs`): the classifier on a pasted response.
 //! - `/login`, `/logout` (`login.rs`): sign in with an admin API key or the configured password;
 //!   [`session`] keeps the sessions.
@@ -24,6 +26,7 @@ mod connections;
 mod diagnose;
 mod login;
 mod overview;
+mod reauthorize;
 pub mod session;
 pub mod view;
 
@@ -39,7 +42,8 @@ use connection::{connection, probe_now, refresh_now};
 use connections::connections;
 use diagnose::{diagnose, diagnose_form};
 use login::{login, login_form, logout};
-use overview::{connect_account, overview};
+use overview::overview;
+use reauthorize::{connect_account, reauthorize, reauthorize_page};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -80,7 +84,11 @@ pub fn routes() -> Router<ServerState> {
         .route("/connections/{id}", get(connection))
         .route("/connections/{id}/refresh", post(refresh_now))
         .route("/connections/{id}/probe", post(probe_now))
-        .route("/connect-account", get(connect_account))
+        .route(
+            "/connections/{id}/reauthorize",
+            get(reauthorize_page).post(reauthorize),
+        )
+        .route("/connect-account", post(connect_account))
         .route("/diagnose", get(diagnose_form).post(diagnose))
         .route("/login", get(login_form).post(login))
         .route("/logout", post(logout))

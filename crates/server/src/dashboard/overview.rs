@@ -153,7 +153,7 @@ pub(super) async fn overview(State(s): State<ServerState>, signed: Signed) -> Re
     body.push_str("</tbody></table></section>");
     body.push_str(&chart_card("Activity, all connections", &bars));
     body.push_str("</div>");
-    body.push_str(&connect_form(&s));
+    body.push_str(&connect_form(&s, &signed.session.csrf));
     Page {
         title: "Overview",
         nav: Nav::Overview,
@@ -178,7 +178,7 @@ fn action_button(s: &ServerState, c: &Connection) -> String {
     if needs_person {
         format!(
             "<a class=\"button small primary\" href=\"{}\">Re-authorize</a>",
-            escape(&s.connect_link(c.provider.as_str(), c.id.as_str()))
+            escape(&s.reauthorize_link(c.id.as_str()))
         )
     } else {
         format!(
@@ -188,7 +188,7 @@ fn action_button(s: &ServerState, c: &Connection) -> String {
     }
 }
 
-fn connect_form(s: &ServerState) -> String {
+fn connect_form(s: &ServerState, csrf: &str) -> String {
     let mut options = String::new();
     let mut ids: Vec<_> = s.providers.iter().collect();
     ids.sort_by(|a, b| a.spec.id.as_str().cmp(b.spec.id.as_str()));
@@ -202,38 +202,13 @@ fn connect_form(s: &ServerState) -> String {
     }
     format!(
         "<section class=\"card\" id=\"connect\"><h2>Connect an account</h2>\
-<form method=\"get\" action=\"/connect-account\" class=\"row\">\
+<form method=\"post\" action=\"/connect-account\" class=\"row\">{csrf}\
 <label>Platform <select name=\"provider\" id=\"connect-provider\">{options}</select></label>\
 <label>Connection id <input name=\"connection_id\" id=\"connect-id\" required pattern=\"[A-Za-z0-9._-]+\" placeholder=\"e.g. acme-snapchat\"></label>\
+<label>For <input name=\"end_user\" id=\"connect-end-user\" maxlength=\"200\" placeholder=\"customer or team (optional)\"></label>\
 <button type=\"submit\" class=\"primary\" id=\"connect-go\">Connect</button></form>\
-<p class=\"muted\">You are sent to the platform to approve access, then back here.</p></section>"
+<p class=\"muted\">You are sent to the platform to approve access, then back here.</p></section>",
+        csrf = csrf_field(csrf)
     )
 }
 
-#[derive(Debug, Deserialize)]
-pub(super) struct ConnectQuery {
-    provider: String,
-    connection_id: String,
-}
-
-/// The connect form's target: on to `/connect/{provider}` (which starts the authorization).
-pub(super) async fn connect_account(
-    State(s): State<ServerState>,
-    signed: Signed,
-    Query(q): Query<ConnectQuery>,
-) -> Response {
-    let id = q.connection_id.trim();
-    if s.providers.get(&q.provider).is_none() || ConnectionId::parse(id).is_err() {
-        return message(
-            &s,
-            Some(&signed),
-            StatusCode::BAD_REQUEST,
-            "Cannot connect",
-            "Pick a platform and give the connection an id of letters, digits, '.', '_' or '-'.",
-        );
-    }
-    let link = s.connect_link(&q.provider, id);
-    let mut r = Redirect::to(&link).into_response();
-    crate::page::secure_headers(r.headers_mut());
-    r
-}

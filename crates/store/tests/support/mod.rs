@@ -184,6 +184,8 @@ pub fn connection(id: &str) -> Connection {
         environment: Environment::Production,
         api_base: "https://adsapi.snapchat.com".into(),
         account_ids: vec!["acct-1".into(), "acct-2".into()],
+        account: None,
+        end_user: None,
         scopes: vec!["snapchat-marketing-api".into()],
         problems: vec![],
         created_at: t0(),

@@ -1,0 +1,307 @@
+//! Connect sessions: the authority to run one connect flow, handed to a person as a link.
+//!
+//! A connect flow no longer starts from a bare `/connect/{provider}?connection_id=…` (anyone who
+//! could reach the daemon could replace a live connection's tokens with their own account's).
+//! Someone with authority mints a session (`POST /v1/connect-sessions` with an admin API key, the
+//! signed-in dashboard's Connect and Re-authorize buttons, `tokenwarden connect`, the sandbox
+//! banner); the answer is a link `/connect/s/{token}` bound to one provider and one connection.
+//! The token is 256 random bits, stored only as its SHA-256, and single use: it is spent when the
+//! browser is sent on to the platform's consent page ([`crate::connect`]).
+//!
+//! This is the shape Nango and others use to gate their connect UI: the backend that knows who
+//! the end user is asks for a short-lived session, the front end only opens its link.
+
+use crate::ServerState;
+use crate::api::{ApiError, Body, Caller};
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::post;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, TimeDelta, Utc};
+use parking_lot::RwLock;
+use rand::RngCore;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokenwarden_core::id::{AppId, ConnectionId};
+use tokenwarden_store::{ConnectSession, Sha256Hex};
+use url::Url;
+
+/// How long a session lives when the request names no lifetime.
+pub const DEFAULT_LIFETIME: TimeDelta = TimeDelta::minutes(30);
+/// The longest a session may live.
+pub const MAX_LIFETIME: TimeDelta = TimeDelta::days(7);
+/// The shortest lifetime a request may ask for.
+pub const MIN_LIFETIME: TimeDelta = TimeDelta::minutes(1);
+/// Longest `end_user` label.
+const MAX_END_USER: usize = 200;
+
+/// The `POST /v1/connect-sessions` route.
+pub fn routes() -> Router<ServerState> {
+    Router::new().route("/v1/connect-sessions", post(create))
+}
+
+/// Where a finished flow may send the browser back to: this daemon's own origin, and the origins
+/// the configuration allows (`[connect] return_to`).
+#[derive(Debug, Default)]
+pub struct ConnectPolicy {
+    return_to: RwLock<Vec<url::Origin>>,
+}
+
+impl ConnectPolicy {
+    /// Replaces the allowed `return_to` origins (each URL's scheme, host and port count).
+    pub fn allow_return_to(&self, urls: &[Url]) {
+        *self.return_to.write() = urls.iter().map(Url::origin).collect();
+    }
+
+    fn allows(&self, public_url: &Url, target: &Url) -> bool {
+        let origin = target.origin();
+        origin.is_tuple()
+            && (origin == public_url.origin() || self.return_to.read().contains(&origin))
+    }
+}
+
+/// What a session is asked for; every field but `provider` is optional.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionRequest {
+    /// The platform.
+    pub provider: String,
+    /// Re-authorize this connection (it must be of `provider`), or create it under this id.
+    /// Default: a new generated id.
+    #[serde(default)]
+    pub connection_id: Option<String>,
+    /// The app; default: the connection's own app, or the provider's first.
+    #[serde(default)]
+    pub app: Option<String>,
+    /// A label of who the connection is for, kept on the connection.
+    #[serde(default)]
+    pub end_user: Option<String>,
+    /// Where to send the browser when the flow ends (an allowed origin).
+    #[serde(default)]
+    pub return_to: Option<String>,
+    /// Scopes to request instead of the definition's defaults.
+    #[serde(default)]
+    pub scopes: Option<Vec<String>>,
+    /// Lifetime in seconds (60 … 604800; default 1800).
+    #[serde(default)]
+    pub expires_in: Option<i64>,
+    /// Whether the flow may land another platform account than the connection's recorded one.
+    #[serde(default)]
+    pub allow_account_change: bool,
+}
+
+/// A minted session: its link is the only place the token appears.
+#[derive(Debug, Clone)]
+pub struct Minted {
+    /// The session.
+    pub session: ConnectSession,
+    /// The link to hand to the person (`{public_url}/connect/s/{token}`).
+    pub url: String,
+}
+
+impl Minted {
+    /// The API's answer.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "id": self.session.id,
+            "url": self.url,
+            "expires_at": self.session.expires_at,
+            "provider": self.session.provider,
+            "connection_id": self.session.connection,
+            "app": self.session.app,
+            "end_user": self.session.end_user,
+            "return_to": self.session.return_to,
+            "allow_account_change": self.session.allow_account_change,
+        })
+    }
+}
+
+fn random(bytes: usize) -> String {
+    let mut b = vec![0u8; bytes];
+    rand::rng().fill_bytes(&mut b);
+    URL_SAFE_NO_PAD.encode(b)
+}
+
+/// A generated connection id: `{provider}-{10 lowercase letters or digits}`.
+pub fn new_connection_id(provider: &str) -> Option<ConnectionId> {
+    let tail: String = random(16)
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(10)
+        .collect::<String>()
+        .to_ascii_lowercase();
+    ConnectionId::parse(format!("{provider}-{tail}")).ok()
+}
+
+fn bad(code: &'static str, message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, code, message)
+}
+
+/// Checks a request and stores a new session; `created_by` says who asked (`key:<id>`,
+/// `dashboard:<who>`, `banner`, `cli`).
+pub async fn mint(
+    s: &ServerState,
+    req: SessionRequest,
+    created_by: &str,
+) -> Result<Minted, ApiError> {
+    let Some(p) = s.providers.get(&req.provider) else {
+        return Err(bad(
+            "unknown_provider",
+            format!(
+                "there is no platform called {:?}; known: {}",
+                req.provider,
+                s.providers.ids()
+            ),
+        ));
+    };
+    let provider = p.spec.id.clone();
+    let (connection, existing) = match req.connection_id.as_deref().filter(|c| !c.is_empty()) {
+        Some(c) => {
+            let id = ConnectionId::parse(c).map_err(|e| bad("bad_id", e.to_string()))?;
+            let existing = s.store.get_connection(&id).await?;
+            (id, existing)
+        }
+        None => (
+            new_connection_id(provider.as_str())
+                .ok_or_else(|| bad("bad_id", "cannot name a connection for this platform"))?,
+            None,
+        ),
+    };
+    // Re-authorization never changes a connection's provider.
+    if let Some(c) = &existing
+        && c.provider != provider
+    {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "provider_mismatch",
+            format!(
+                "connection {connection} is a {} connection; it can only be re-authorized with {}",
+                c.provider, c.provider
+            ),
+        ));
+    }
+    let app = match req.app.as_deref().filter(|a| !a.is_empty()) {
+        Some(a) => Some(AppId::parse(a).map_err(|e| bad("unknown_app", e.to_string()))?),
+        None => existing.as_ref().map(|c| c.app.clone()),
+    };
+    let apps = s.store.list_apps(Some(&provider)).await?;
+    match &app {
+        Some(a) if !apps.iter().any(|x| &x.id == a) => {
+            return Err(bad(
+                "unknown_app",
+                format!("{provider} has no app called {a}"),
+            ));
+        }
+        None if apps.is_empty() => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "no_app",
+                format!("no OAuth app is configured for {provider}: add one under [[apps]] first"),
+            ));
+        }
+        _ => {}
+    }
+    let end_user = match req.end_user.map(|e| e.trim().to_string()) {
+        Some(e) if e.chars().count() > MAX_END_USER || e.chars().any(char::is_control) => {
+            return Err(bad(
+                "bad_end_user",
+                format!("end_user is a label of at most {MAX_END_USER} characters, without control characters"),
+            ));
+        }
+        e => e.filter(|e| !e.is_empty()),
+    };
+    let return_to = match req.return_to.as_deref().filter(|r| !r.is_empty()) {
+        Some(r) => {
+            let u = Url::parse(r).map_err(|_| bad("bad_return_to", "return_to is not a URL"))?;
+            if !matches!(u.scheme(), "https" | "http") || !s.connect.allows(&s.public_url, &u) {
+                return Err(bad(
+                    "return_to_not_allowed",
+                    format!(
+                        "return_to must be on this daemon's origin or one listed under [connect] return_to; {} is not",
+                        u.origin().ascii_serialization()
+                    ),
+                ));
+            }
+            Some(u.to_string())
+        }
+        None => None,
+    };
+    let lifetime = match req.expires_in {
+        None => DEFAULT_LIFETIME,
+        Some(secs)
+            if (MIN_LIFETIME.num_seconds()..=MAX_LIFETIME.num_seconds()).contains(&secs) =>
+        {
+            TimeDelta::seconds(secs)
+        }
+        Some(_) => {
+            return Err(bad(
+                "bad_expires_in",
+                format!(
+                    "expires_in is in seconds, from {} to {} (7 days)",
+                    MIN_LIFETIME.num_seconds(),
+                    MAX_LIFETIME.num_seconds()
+                ),
+            ));
+        }
+    };
+    let scopes: Vec<String> = req
+        .scopes
+        .unwrap_or_default()
+        .into_iter()
+        .flat_map(|s| {
+            s.split([',', ' '])
+                .filter(|x| !x.is_empty())
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    if scopes.iter().any(|s| s.len() > 200 || s.chars().any(char::is_control)) || scopes.len() > 100 {
+        return Err(bad("bad_scopes", "scopes are at most 100 names of at most 200 characters"));
+    }
+    let token = random(32);
+    let now: DateTime<Utc> = s.clock.now();
+    let session = ConnectSession {
+        id: format!("cs_{}", &Sha256Hex::of(&random(16)).as_str()[..20]),
+        token_hash: Sha256Hex::of(&token),
+        provider: provider.clone(),
+        connection,
+        app,
+        end_user,
+        return_to,
+        scopes,
+        allow_account_change: req.allow_account_change,
+        created_by: created_by.to_string(),
+        created_at: now,
+        expires_at: now + lifetime,
+        used_at: None,
+    };
+    s.store.put_connect_session(&session).await?;
+    let mut url = s.public_url.clone();
+    url.set_path(&format!("/connect/s/{token}"));
+    url.set_query(None);
+    tracing::info!(
+        session = %session.id,
+        provider = %session.provider,
+        connection = %session.connection,
+        created_by,
+        "connect session created"
+    );
+    Ok(Minted {
+        session,
+        url: url.to_string(),
+    })
+}
+
+/// `POST /v1/connect-sessions` (admin API key).
+async fn create(
+    State(s): State<ServerState>,
+    caller: Caller,
+    Body(req): Body<SessionRequest>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    caller.admin()?;
+    let minted = mint(&s, req, &format!("key:{}", caller.0.id)).await?;
+    Ok((StatusCode::CREATED, Json(minted.to_json())))
+}
