@@ -259,6 +259,8 @@ fn view(
         "environment": c.environment,
         "api_base": c.api_base,
         "account_ids": c.account_ids,
+        "account": c.account,
+        "end_user": c.end_user,
         "scopes": c.scopes,
         "problems": c.problems,
         "created_at": c.created_at,

@@ -134,7 +134,7 @@ async fn revocation_sustained_degradation_and_expiry_forecasts_alert_once_with_t
         m.contains("*Fix:*") && m.to_lowercase().contains("authoriz"),
         "{m}"
     );
-    assert!(m.contains("/connect/snapchat?connection_id=al-snap"), "{m}");
+    assert!(m.contains("/connections/al-snap/reauthorize"), "{m}");
     assert!(m.contains("/connections/al-snap|dashboard"), "{m}");
     assert!(!m.contains("demo-snapchat-secret"));
     watcher.pass(s, &notifier, &settings).await;

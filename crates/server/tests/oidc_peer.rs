@@ -166,7 +166,7 @@ async fn a_refresh_token_revoked_at_the_server_makes_the_connection_reauth_requi
         body["error"]["reauthorize_url"]
             .as_str()
             .unwrap()
-            .contains("/connect/oidc-post"),
+            .ends_with("/connections/revoked/reauthorize"),
         "{body}"
     );
     assert_eq!(t.state_of("revoked").await, "reauth_required");

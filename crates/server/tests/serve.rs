@@ -50,7 +50,7 @@ async fn every_platform_connects_and_its_tokens_keep_working_across_expiries() {
         body["error"]["reauthorize_url"]
             .as_str()
             .unwrap()
-            .contains("/connect/meta")
+            .ends_with("/connections/e2e-meta/reauthorize")
     );
 
     let (status, list) = w.api(&w.admin, "v1/connections").await;
@@ -107,12 +107,8 @@ async fn hostile_and_broken_callbacks_are_refused() {
     assert_eq!(r.status(), 400);
 
     // Denied consent: a clear page, nothing kept.
-    let r = w
-        .http
-        .get(format!("{}connect/threads?connection_id=denied", w.d.base))
-        .send()
-        .await
-        .unwrap();
+    let link = w.mint("threads", "denied", serde_json::json!({})).await;
+    let r = w.http.get(link).send().await.unwrap();
     let cookie = r.headers()["set-cookie"]
         .to_str()
         .unwrap()
@@ -522,15 +518,10 @@ async fn a_sandbox_app_records_its_connections_as_sandbox() {
     sandbox_app.id = tokenwarden_core::id::AppId::parse("sbx").unwrap();
     sandbox_app.environment = tokenwarden_core::connection::Environment::Sandbox;
     w.d.state.store.put_app(&sandbox_app).await.unwrap();
-    let r = w
-        .http
-        .get(format!(
-            "{}connect/tiktok-business?connection_id=sbx-1&app=sbx",
-            w.d.base
-        ))
-        .send()
-        .await
-        .unwrap();
+    let link = w
+        .mint("tiktok-business", "sbx-1", serde_json::json!({"app": "sbx"}))
+        .await;
+    let r = w.http.get(link).send().await.unwrap();
     assert_eq!(r.status(), 303);
     let (_, c) = w.api(&w.admin, "v1/apps").await;
     assert!(
@@ -864,22 +855,18 @@ async fn reauthorizing_a_connection_keeps_its_app() {
     let w = world().await;
     w.tiktok_app("second", "demo-tiktok-business-sandbox", "sandbox")
         .await;
-    let flow = w
-        .start_and_approve("tiktok-business", "keep&app=second")
+    let link = w
+        .mint("tiktok-business", "keep", serde_json::json!({"app": "second"}))
         .await;
+    let flow = w.approve_link("tiktok-business", &link, "test-user").await;
     assert_eq!(w.finish(&flow).await.0, 303);
     let authorize_client = |id: &'static str| {
         let w = &w;
         async move {
-            let r = w
-                .http
-                .get(format!(
-                    "{}connect/tiktok-business?connection_id={id}",
-                    w.d.base
-                ))
-                .send()
-                .await
-                .unwrap();
+            let link = w
+                .mint("tiktok-business", id, serde_json::json!({}))
+                .await;
+            let r = w.http.get(link).send().await.unwrap();
             assert_eq!(r.status(), 303);
             let to = url::Url::parse(r.headers()["location"].to_str().unwrap()).unwrap();
             to.query_pairs()
@@ -888,7 +875,7 @@ async fn reauthorizing_a_connection_keeps_its_app() {
                 .unwrap()
         }
     };
-    // The link every page and webhook gives names only the connection: it keeps its app.
+    // A session that names only the connection keeps its app.
     assert_eq!(
         authorize_client("keep").await,
         "demo-tiktok-business-sandbox"

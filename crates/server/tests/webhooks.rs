@@ -166,7 +166,7 @@ async fn a_revocation_is_one_event_and_one_signed_webhook_and_recovery_is_announ
         body["data"]["reauthorize_url"]
             .as_str()
             .unwrap()
-            .starts_with(&format!("{}connect/snapchat", w.d.base))
+            .starts_with(&format!("{}connections/wh-snap/reauthorize", w.d.base))
     );
     let (_, events) = w.api(&w.admin, "v1/connections/wh-snap/events").await;
     let kinds: Vec<&str> = events["events"]

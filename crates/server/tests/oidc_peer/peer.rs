@@ -424,12 +424,20 @@ impl Tw {
         connection: &str,
         app: &str,
     ) -> Result<(String, String), (u16, String)> {
+        let minted: serde_json::Value = self
+            .http
+            .post(format!("{}v1/connect-sessions", self.d.base))
+            .bearer_auth(&self.admin)
+            .json(&serde_json::json!({"provider": provider, "connection_id": connection, "app": app}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         let r = self
             .http
-            .get(format!(
-                "{}connect/{provider}?connection_id={connection}&app={app}",
-                self.d.base
-            ))
+            .get(minted["url"].as_str().expect("a connect session"))
             .send()
             .await
             .unwrap();

@@ -88,16 +88,30 @@ pub struct Flow {
 }
 
 impl World {
+    /// A connect session's link, minted with the admin key (`extra` adds request fields).
+    pub async fn mint(&self, provider: &str, connection: &str, extra: serde_json::Value) -> String {
+        let mut body = serde_json::json!({"provider": provider, "connection_id": connection});
+        if let serde_json::Value::Object(m) = extra {
+            body.as_object_mut().unwrap().extend(m);
+        }
+        let (status, v) = self.post(&self.admin, "v1/connect-sessions", body).await;
+        assert_eq!(status, 201, "{v}");
+        v["url"].as_str().unwrap().to_string()
+    }
+
+    /// Mints a session for `connection` (written `id&app=APP` to name the app) and approves it.
     pub async fn start_and_approve(&self, provider: &str, connection: &str) -> Flow {
-        let r = self
-            .http
-            .get(format!(
-                "{}connect/{provider}?connection_id={connection}",
-                self.d.base
-            ))
-            .send()
-            .await
-            .unwrap();
+        let (connection, extra) = match connection.split_once("&app=") {
+            Some((c, app)) => (c, serde_json::json!({ "app": app })),
+            None => (connection, serde_json::json!({})),
+        };
+        let link = self.mint(provider, connection, extra).await;
+        self.approve_link(provider, &link, "test-user").await
+    }
+
+    /// Opens a connect link and approves at the sandbox's consent page as `account`.
+    pub async fn approve_link(&self, provider: &str, link: &str, account: &str) -> Flow {
+        let r = self.http.get(link).send().await.unwrap();
         assert_eq!(r.status(), 303, "connect redirects to the platform");
         let cookie = r.headers()["set-cookie"]
             .to_str()
@@ -124,6 +138,7 @@ impl World {
         assert_eq!(page.status(), 200);
         let mut form: Vec<(String, String)> = authorize.query_pairs().into_owned().collect();
         form.push(("decision".into(), "approve".into()));
+        form.push(("account".into(), account.into()));
         let r = self
             .http
             .post(format!(
