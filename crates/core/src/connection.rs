@@ -219,7 +219,13 @@ mod tests {
         use AccountCheck::*;
         let cases = [
             (Some(a("u1")), ids(&[]), Some(a("u1")), ids(&[]), Same),
-            (Some(a("u1")), ids(&["x"]), Some(a("u2")), ids(&["x"]), Changed),
+            (
+                Some(a("u1")),
+                ids(&["x"]),
+                Some(a("u2")),
+                ids(&["x"]),
+                Changed,
+            ),
             (Some(a("u1")), ids(&[]), None, ids(&["x"]), Unconfirmed),
             (None, ids(&[]), Some(a("u2")), ids(&[]), First),
             (None, ids(&["1", "2"]), None, ids(&["2", "3"]), Same),

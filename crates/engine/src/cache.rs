@@ -45,9 +45,9 @@ use tokenwarden_core::id::{AppId, ConnectionId, ProviderId};
 use tokenwarden_core::secret::Secret;
 use tokenwarden_core::token::TokenSet;
 use tokenwarden_store::{
-    ApiKeyInfo, ApiKeyRole, App, Backend, ConnectSession, Delivery, Event, KeyStatus, Keyring, Lease, NewEvent,
-    PendingAuthorization, RotationReport, SessionUse, Sha256Hex, Store, StoreError, StoredTokens,
-    WebhookEndpoint,
+    ApiKeyInfo, ApiKeyRole, App, Backend, ConnectSession, Delivery, Event, KeyStatus, Keyring,
+    Lease, NewEvent, PendingAuthorization, RotationReport, SessionUse, Sha256Hex, Store,
+    StoreError, StoredTokens, WebhookEndpoint,
 };
 
 /// Cache lookups, by `cache` (`token`, `api_key`) and `outcome` (`hit`, `miss`); the server

@@ -304,8 +304,7 @@ pub fn report_headers(h: &mut HeaderMap, r: &Report, time_scale: f64) {
 /// the daemon's API errors, webhooks and alerts use it too.
 pub fn reauthorize_url(public_url: &url::Url, connection: &str) -> String {
     let mut u = public_url.clone();
-    let encoded: String =
-        url::form_urlencoded::byte_serialize(connection.as_bytes()).collect();
+    let encoded: String = url::form_urlencoded::byte_serialize(connection.as_bytes()).collect();
     u.set_path(&format!("/connections/{encoded}/reauthorize"));
     u.set_query(None);
     u.set_fragment(None);

@@ -59,14 +59,18 @@ fn random_token() -> String {
 
 /// Callback parameters that must appear at most once: with two, which one "wins" differs between
 /// parsers, and an attacker who can append to the URL gets to choose.
-const SINGLE_PARAMS: [&str; 6] = ["state", "code", "iss", "error", "error_description", "auth_code"];
+const SINGLE_PARAMS: [&str; 6] = [
+    "state",
+    "code",
+    "iss",
+    "error",
+    "error_description",
+    "auth_code",
+];
 
 /// The raw query's parameters, refusing any of `single` (and the provider's code parameters)
 /// given more than once.
-fn single_valued(
-    raw: Option<&str>,
-    extra: &[String],
-) -> Result<HashMap<String, String>, String> {
+fn single_valued(raw: Option<&str>, extra: &[String]) -> Result<HashMap<String, String>, String> {
     let mut out: HashMap<String, String> = HashMap::new();
     for (k, v) in url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
         let k = k.into_owned();
@@ -144,13 +148,18 @@ async fn start(State(s): State<ServerState>, Path(token): Path<String>) -> Respo
         page::render(
             StatusCode::NOT_FOUND,
             "This connect link is not valid",
-            &["Check that the whole link was copied, or ask whoever sent it for a new one.".to_string()],
+            &[
+                "Check that the whole link was copied, or ask whoever sent it for a new one."
+                    .to_string(),
+            ],
             None,
         )
     };
     if token.is_empty()
         || token.len() > 128
-        || !token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        || !token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     {
         return not_valid();
     }
@@ -194,7 +203,10 @@ async fn start(State(s): State<ServerState>, Path(token): Path<String>) -> Respo
     {
         return bad(
             "This link cannot be used for that connection",
-            format!("The connection belongs to another platform than {}. Ask for a new link.", p.spec.name),
+            format!(
+                "The connection belongs to another platform than {}. Ask for a new link.",
+                p.spec.name
+            ),
         );
     }
     // Re-authorizing an existing connection keeps its app unless the session named another.
@@ -295,7 +307,9 @@ async fn callback(
             tracing::warn!(provider = %provider, parameter = %name, "refused a callback with a repeated parameter");
             return bad(
                 "This link is not a valid authorization callback",
-                format!("It carries the parameter {name:?} more than once. Start again from a new connect link."),
+                format!(
+                    "It carries the parameter {name:?} more than once. Start again from a new connect link."
+                ),
             );
         }
     };
@@ -478,8 +492,25 @@ async fn callback(
     let check = match &existing {
         // Re-authorization never changes a connection's provider.
         Some(c) if c.provider != pending.provider => {
-            revoke_quietly(&s, &p, &creds, &grant.tokens, "the connection belongs to another platform").await;
-            record(&s, &pending.connection, flow, "authorization_refused", format!("A {} grant was refused for a {} connection", pending.provider, c.provider)).await;
+            revoke_quietly(
+                &s,
+                &p,
+                &creds,
+                &grant.tokens,
+                "the connection belongs to another platform",
+            )
+            .await;
+            record(
+                &s,
+                &pending.connection,
+                flow,
+                "authorization_refused",
+                format!(
+                    "A {} grant was refused for a {} connection",
+                    pending.provider, c.provider
+                ),
+            )
+            .await;
             return bad(
                 "This authorization cannot be used for that connection",
                 "The connection belongs to another platform. Nothing was changed.",
@@ -496,7 +527,14 @@ async fn callback(
     let allow_change = session.is_some_and(|x| x.allow_account_change);
     match (&check, existing.as_ref()) {
         (AccountCheck::Changed, Some(c)) if !allow_change => {
-            revoke_quietly(&s, &p, &creds, &grant.tokens, "another account than the connection's").await;
+            revoke_quietly(
+                &s,
+                &p,
+                &creds,
+                &grant.tokens,
+                "another account than the connection's",
+            )
+            .await;
             let was = c.account.as_ref().map_or_else(
                 || format!("account ids {}", c.account_ids.join(", ")),
                 Account::label,
@@ -527,12 +565,22 @@ async fn callback(
             );
         }
         (AccountCheck::Unconfirmed, Some(c)) if !allow_change => {
-            revoke_quietly(&s, &p, &creds, &grant.tokens, "the account could not be confirmed").await;
+            revoke_quietly(
+                &s,
+                &p,
+                &creds,
+                &grant.tokens,
+                "the account could not be confirmed",
+            )
+            .await;
             record(&s, &c.id, flow, "authorization_failed", format!("{} did not say which account approved, so the re-authorization could not be checked against the connection's account; the connection keeps its tokens", p.spec.name)).await;
             return page::render(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "The account could not be confirmed",
-                &[format!("{} did not say which account approved access, so tokenwarden cannot tell whether it is the connection's own. Nothing was changed. Ask for a new connect link and try again in a moment.", p.spec.name)],
+                &[format!(
+                    "{} did not say which account approved access, so tokenwarden cannot tell whether it is the connection's own. Nothing was changed. Ask for a new connect link and try again in a moment.",
+                    p.spec.name
+                )],
                 None,
             );
         }
@@ -566,7 +614,14 @@ async fn callback(
             // the same account, platforms that revoke per user and app would withdraw the new
             // grant too.
             if let Some(old) = old_tokens {
-                revoke_quietly(&s, &p, &creds, &old.set, "replaced by another account's grant").await;
+                revoke_quietly(
+                    &s,
+                    &p,
+                    &creds,
+                    &old.set,
+                    "replaced by another account's grant",
+                )
+                .await;
             }
             done_redirect(&pending.connection, flow, session, true)
         }
@@ -585,8 +640,12 @@ async fn revoke_quietly(
 ) {
     match s.oauth.revoke(p, creds, tokens).await {
         Ok(true) => tracing::info!(provider = %p.spec.id, why, "revoked a grant at the platform"),
-        Ok(false) => tracing::info!(provider = %p.spec.id, why, "the platform has no revocation endpoint; the unused grant is left to expire"),
-        Err(e) => tracing::warn!(provider = %p.spec.id, why, error = %e, "could not revoke a grant at the platform"),
+        Ok(false) => {
+            tracing::info!(provider = %p.spec.id, why, "the platform has no revocation endpoint; the unused grant is left to expire")
+        }
+        Err(e) => {
+            tracing::warn!(provider = %p.spec.id, why, error = %e, "could not revoke a grant at the platform")
+        }
     }
 }
 
@@ -650,10 +709,10 @@ async fn save(
         (true, false) => "Re-authorized",
         (false, _) => "Connected",
     };
-    let who = conn
-        .account
-        .as_ref()
-        .map_or_else(|| format!("{} account id(s)", conn.account_ids.len()), Account::label);
+    let who = conn.account.as_ref().map_or_else(
+        || format!("{} account id(s)", conn.account_ids.len()),
+        Account::label,
+    );
     let event = NewEvent::new(
         Some(conn.id.clone()),
         now,

@@ -208,7 +208,9 @@ pub async fn mint(
         Some(e) if e.chars().count() > MAX_END_USER || e.chars().any(char::is_control) => {
             return Err(bad(
                 "bad_end_user",
-                format!("end_user is a label of at most {MAX_END_USER} characters, without control characters"),
+                format!(
+                    "end_user is a label of at most {MAX_END_USER} characters, without control characters"
+                ),
             ));
         }
         e => e.filter(|e| !e.is_empty()),
@@ -231,9 +233,7 @@ pub async fn mint(
     };
     let lifetime = match req.expires_in {
         None => DEFAULT_LIFETIME,
-        Some(secs)
-            if (MIN_LIFETIME.num_seconds()..=MAX_LIFETIME.num_seconds()).contains(&secs) =>
-        {
+        Some(secs) if (MIN_LIFETIME.num_seconds()..=MAX_LIFETIME.num_seconds()).contains(&secs) => {
             TimeDelta::seconds(secs)
         }
         Some(_) => {
@@ -258,8 +258,15 @@ pub async fn mint(
                 .collect::<Vec<_>>()
         })
         .collect();
-    if scopes.iter().any(|s| s.len() > 200 || s.chars().any(char::is_control)) || scopes.len() > 100 {
-        return Err(bad("bad_scopes", "scopes are at most 100 names of at most 200 characters"));
+    if scopes
+        .iter()
+        .any(|s| s.len() > 200 || s.chars().any(char::is_control))
+        || scopes.len() > 100
+    {
+        return Err(bad(
+            "bad_scopes",
+            "scopes are at most 100 names of at most 200 characters",
+        ));
     }
     let token = random(32);
     let now: DateTime<Utc> = s.clock.now();

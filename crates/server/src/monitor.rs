@@ -171,7 +171,12 @@ pub(crate) enum Identity {
 }
 
 /// Asks the platform, with the probe's request, which account `token` belongs to.
-pub(crate) async fn identify(p: &Provider, base: &str, token: &TokenSet, now: DateTime<Utc>) -> Identity {
+pub(crate) async fn identify(
+    p: &Provider,
+    base: &str,
+    token: &TokenSet,
+    now: DateTime<Utc>,
+) -> Identity {
     if p.spec.api.probe.via != ProbeVia::Api || p.spec.api.probe.account_id.is_none() {
         return Identity::NotDefined;
     }

@@ -368,8 +368,7 @@ fn finish_body(s: &ServerState, stored: &str) -> String {
         return stored.to_owned();
     };
     if env.data.to == "reauth_required" {
-        env.data.reauthorize_url =
-            Some(s.reauthorize_link(&env.data.connection_id));
+        env.data.reauthorize_url = Some(s.reauthorize_link(&env.data.connection_id));
     }
     env.to_json()
 }

@@ -519,7 +519,11 @@ async fn a_sandbox_app_records_its_connections_as_sandbox() {
     sandbox_app.environment = tokenwarden_core::connection::Environment::Sandbox;
     w.d.state.store.put_app(&sandbox_app).await.unwrap();
     let link = w
-        .mint("tiktok-business", "sbx-1", serde_json::json!({"app": "sbx"}))
+        .mint(
+            "tiktok-business",
+            "sbx-1",
+            serde_json::json!({"app": "sbx"}),
+        )
         .await;
     let r = w.http.get(link).send().await.unwrap();
     assert_eq!(r.status(), 303);
@@ -856,16 +860,18 @@ async fn reauthorizing_a_connection_keeps_its_app() {
     w.tiktok_app("second", "demo-tiktok-business-sandbox", "sandbox")
         .await;
     let link = w
-        .mint("tiktok-business", "keep", serde_json::json!({"app": "second"}))
+        .mint(
+            "tiktok-business",
+            "keep",
+            serde_json::json!({"app": "second"}),
+        )
         .await;
     let flow = w.approve_link("tiktok-business", &link, "test-user").await;
     assert_eq!(w.finish(&flow).await.0, 303);
     let authorize_client = |id: &'static str| {
         let w = &w;
         async move {
-            let link = w
-                .mint("tiktok-business", id, serde_json::json!({}))
-                .await;
+            let link = w.mint("tiktok-business", id, serde_json::json!({})).await;
             let r = w.http.get(link).send().await.unwrap();
             assert_eq!(r.status(), 303);
             let to = url::Url::parse(r.headers()["location"].to_str().unwrap()).unwrap();

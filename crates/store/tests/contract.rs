@@ -844,13 +844,31 @@ mod cases {
             .purge_expired_pending(t0() + TimeDelta::hours(2))
             .await
             .unwrap();
-        assert!(stores[0].get_connect_session("cs_old").await.unwrap().is_some());
+        assert!(
+            stores[0]
+                .get_connect_session("cs_old")
+                .await
+                .unwrap()
+                .is_some()
+        );
         stores[0]
             .purge_expired_pending(t0() + TimeDelta::days(2))
             .await
             .unwrap();
-        assert!(stores[0].get_connect_session("cs_old").await.unwrap().is_none());
-        assert!(stores[0].get_connect_session("cs_live").await.unwrap().is_none());
+        assert!(
+            stores[0]
+                .get_connect_session("cs_old")
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            stores[0]
+                .get_connect_session("cs_live")
+                .await
+                .unwrap()
+                .is_none()
+        );
     }
 
     pub async fn a_connection_keeps_its_account_and_end_user(db: Arc<Db>) {
@@ -868,7 +886,10 @@ mod cases {
         s.set_account(&c.id, &account).await.unwrap();
         let got = s.get_connection(&c.id).await.unwrap().unwrap();
         assert_eq!(got.account, Some(account.clone()));
-        assert_eq!(s.list_connections().await.unwrap()[0].account, Some(account));
+        assert_eq!(
+            s.list_connections().await.unwrap()[0].account,
+            Some(account)
+        );
     }
 
     pub async fn pending_is_single_use_under_race(db: Arc<Db>) {

@@ -109,15 +109,13 @@ impl Target {
         if let Some(b) = body {
             req = req.json(b);
         }
-        let resp = req
-            .send()
-            .map_err(|e| {
-                anyhow!(
-                    "cannot reach tokenwarden at {}: {}",
-                    self.url,
-                    e.without_url()
-                )
-            })?;
+        let resp = req.send().map_err(|e| {
+            anyhow!(
+                "cannot reach tokenwarden at {}: {}",
+                self.url,
+                e.without_url()
+            )
+        })?;
         let status = resp.status();
         let body: Value = resp.json().unwrap_or(Value::Null);
         if !status.is_success() {

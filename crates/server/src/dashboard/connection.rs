@@ -140,10 +140,9 @@ pub(super) async fn connection(
         } else {
             escape(&conn.account_ids.join(", "))
         },
-        conn.end_user.as_deref().map_or_else(
-            || "<span class=\"muted\">—</span>".to_string(),
-            escape
-        ),
+        conn.end_user
+            .as_deref()
+            .map_or_else(|| "<span class=\"muted\">—</span>".to_string(), escape),
         escape(conn.app.as_str()),
         escape(conn.environment.as_str()),
         when(Some(conn.created_at)),

@@ -211,4 +211,3 @@ fn connect_form(s: &ServerState, csrf: &str) -> String {
         csrf = csrf_field(csrf)
     )
 }
-

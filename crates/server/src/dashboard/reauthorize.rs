@@ -42,12 +42,24 @@ pub(super) async fn reauthorize_page(
         Ok(id) => match s.store.get_connection(&id).await {
             Ok(Some(c)) => c,
             Ok(None) => {
-                return message(&s, Some(&signed), StatusCode::NOT_FOUND, "No such connection", "There is no connection with that id.");
+                return message(
+                    &s,
+                    Some(&signed),
+                    StatusCode::NOT_FOUND,
+                    "No such connection",
+                    "There is no connection with that id.",
+                );
             }
             Err(e) => return store_down(&s, &signed, e),
         },
         Err(_) => {
-            return message(&s, Some(&signed), StatusCode::NOT_FOUND, "No such connection", "That is not a connection id.");
+            return message(
+                &s,
+                Some(&signed),
+                StatusCode::NOT_FOUND,
+                "No such connection",
+                "That is not a connection id.",
+            );
         }
     };
     let account = conn
@@ -91,12 +103,24 @@ pub(super) async fn reauthorize(
         Ok(id) => match s.store.get_connection(&id).await {
             Ok(Some(c)) => c,
             Ok(None) => {
-                return message(&s, Some(&signed), StatusCode::NOT_FOUND, "No such connection", "There is no connection with that id.");
+                return message(
+                    &s,
+                    Some(&signed),
+                    StatusCode::NOT_FOUND,
+                    "No such connection",
+                    "There is no connection with that id.",
+                );
             }
             Err(e) => return store_down(&s, &signed, e),
         },
         Err(_) => {
-            return message(&s, Some(&signed), StatusCode::NOT_FOUND, "No such connection", "That is not a connection id.");
+            return message(
+                &s,
+                Some(&signed),
+                StatusCode::NOT_FOUND,
+                "No such connection",
+                "That is not a connection id.",
+            );
         }
     };
     let req = SessionRequest {
@@ -133,7 +157,9 @@ pub(super) async fn connect_account(
         return refused;
     }
     let id = f.connection_id.trim();
-    if s.providers.get(&f.provider).is_none() || (!id.is_empty() && ConnectionId::parse(id).is_err()) {
+    if s.providers.get(&f.provider).is_none()
+        || (!id.is_empty() && ConnectionId::parse(id).is_err())
+    {
         return message(
             &s,
             Some(&signed),

@@ -428,7 +428,9 @@ impl Tw {
             .http
             .post(format!("{}v1/connect-sessions", self.d.base))
             .bearer_auth(&self.admin)
-            .json(&serde_json::json!({"provider": provider, "connection_id": connection, "app": app}))
+            .json(
+                &serde_json::json!({"provider": provider, "connection_id": connection, "app": app}),
+            )
             .send()
             .await
             .unwrap()
