@@ -134,6 +134,14 @@ async fn a_token_set_that_does_not_decrypt_is_listed_broken_and_can_be_deleted()
     let (status, _) = page(&w, &cookie, "").await;
     assert_eq!(status, 200);
 
+    // Re-authorizing replaces the broken token set (nothing old needs to be decrypted for that).
+    let flow = w.start_and_approve("tiktok", "bad").await;
+    assert_eq!(w.finish(&flow).await.0, 303);
+    let (_, healed) = w.api(&w.admin, "v1/connections/bad").await;
+    assert!(healed["token"]["hint"].is_string(), "{healed}");
+    assert!(healed.get("broken").is_none_or(Value::is_null), "{healed}");
+    tamper(&w, "token_sets", "access_token_ct", "connection_id", "bad").await;
+
     // Deleted here; the platform cannot be told without the token, and the answer says so.
     let (status, v) = delete(&w, "v1/connections/bad").await;
     assert_eq!(status, 200, "{v}");
