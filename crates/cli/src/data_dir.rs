@@ -199,7 +199,10 @@ mod tests {
     #[test]
     fn sqlite_urls_name_their_file() {
         for (url, want) in [
-            ("sqlite:///var/lib/tw/tw.db?mode=rwc", Some("/var/lib/tw/tw.db")),
+            (
+                "sqlite:///var/lib/tw/tw.db?mode=rwc",
+                Some("/var/lib/tw/tw.db"),
+            ),
             ("sqlite://data/tw.db", Some("data/tw.db")),
             ("sqlite:tw.db?mode=rwc", Some("tw.db")),
             ("sqlite::memory:", None),

@@ -104,7 +104,10 @@ async fn a_token_set_that_does_not_decrypt_is_listed_broken_and_can_be_deleted()
     assert_eq!(bad["token"], Value::Null, "{bad}");
     assert_eq!(bad["broken"]["code"], "decrypt_failed", "{bad}");
     let said = bad["broken"]["message"].as_str().unwrap();
-    assert!(said.contains("bad") && said.contains("cannot be decrypted"), "{said}");
+    assert!(
+        said.contains("bad") && said.contains("cannot be decrypted"),
+        "{said}"
+    );
     let good = entry(&list, "good");
     assert!(good["token"]["hint"].is_string(), "{good}");
     assert!(good.get("broken").is_none_or(Value::is_null), "{good}");
@@ -117,7 +120,11 @@ async fn a_token_set_that_does_not_decrypt_is_listed_broken_and_can_be_deleted()
 
     // Where the token itself is needed: a clear error naming the connection, not "unavailable".
     let (status, e) = w
-        .post(&w.admin, "v1/connections/bad/refresh", serde_json::json!({}))
+        .post(
+            &w.admin,
+            "v1/connections/bad/refresh",
+            serde_json::json!({}),
+        )
         .await;
     assert_eq!(status, 409, "{e}");
     assert_eq!(e["error"]["code"], "decrypt_failed", "{e}");
@@ -157,7 +164,10 @@ async fn a_token_set_that_does_not_decrypt_is_listed_broken_and_can_be_deleted()
         .iter()
         .rfind(|e| e["kind"] == "connection_deleted")
         .expect("a connection_deleted event");
-    assert_eq!(deleted["details"]["revoked_at_platform"], false, "{deleted}");
+    assert_eq!(
+        deleted["details"]["revoked_at_platform"], false,
+        "{deleted}"
+    );
     assert!(
         deleted["message"]
             .as_str()

@@ -404,7 +404,10 @@ mod tests {
             Place::new("apps", "access_token", "conn-a"),
         ] {
             assert!(
-                matches!(ring.open(&other, &ct), Err(StoreError::DecryptFailed { .. })),
+                matches!(
+                    ring.open(&other, &ct),
+                    Err(StoreError::DecryptFailed { .. })
+                ),
                 "{other}"
             );
         }

@@ -35,7 +35,10 @@ pub enum StoreError {
     /// One stored secret did not open: the value was altered or moved from another row, or it is
     /// encrypted under a key the keyring no longer holds. It concerns that row only (other rows
     /// still open). The message names the row and the column, never the value or a key.
-    #[error("{table}.{column} of {} {row} cannot be decrypted: {reason}", row_noun(table))]
+    #[error(
+        "{table}.{column} of {} {row} cannot be decrypted: {reason}",
+        row_noun(table)
+    )]
     DecryptFailed {
         /// The table (`token_sets`, `apps`, `webhooks`, `pending_authorizations`, …).
         table: String,

@@ -1178,7 +1178,10 @@ mod cases {
             text.contains("connection bad") && text.contains("token_sets.access_token_ct"),
             "{text}"
         );
-        assert!(!text.contains("at-bad") && !text.contains("rt-bad"), "{text}");
+        assert!(
+            !text.contains("at-bad") && !text.contains("rt-bad"),
+            "{text}"
+        );
         let hex: String = altered.iter().map(|b| format!("{b:02x}")).collect();
         for shown in [format!("{altered:?}"), hex] {
             assert!(!text.contains(&shown), "{text}");
