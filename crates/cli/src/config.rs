@@ -21,8 +21,11 @@ pub const EXAMPLE: &str = r#"# tokenwarden configuration. Every key is optional;
 listen = "127.0.0.1:8080"
 public_url = "https://tokens.example.com"
 
-# The embedded database, the master key file and the admin key file live here.
+# The embedded database, the master key file and the admin key file live here. serve creates it
+# readable by its owner only (0700), and refuses a master key file that group or others can read
+# unless this is set (or --allow-insecure-key-file / TOKENWARDEN_ALLOW_INSECURE_KEY_FILE=true).
 data_dir = "tokenwarden-data"
+# allow_insecure_key_file = false
 
 # SQLite in data_dir by default. For several replicas, share one PostgreSQL:
 # database = "postgres://tokenwarden@db.internal/tokenwarden"
@@ -108,6 +111,8 @@ pub struct FileConfig {
     pub data_dir: Option<PathBuf>,
     /// Database URL.
     pub database: Option<String>,
+    /// Start even when the master key file can be read by group or others (with a warning).
+    pub allow_insecure_key_file: Option<bool>,
     /// User provider definitions.
     pub providers_dir: Option<PathBuf>,
     /// OAuth apps.

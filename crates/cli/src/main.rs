@@ -7,6 +7,7 @@
 
 mod cmd;
 mod config;
+mod data_dir;
 mod definitions;
 mod term;
 

@@ -96,12 +96,51 @@ impl IntoResponse for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
+        if let StoreError::DecryptFailed { .. } = &e {
+            // 409, not 503: retrying cannot help, and neither is tokenwarden down; this one row is
+            // in a state that needs a person (re-authorizing replaces the token set, restoring the
+            // key file opens it again), like `reauth_required`. The message names the row and the
+            // column only (never the value or a key).
+            tracing::error!(error = %e, "a stored secret cannot be decrypted");
+            let mut err = ApiError::new(StatusCode::CONFLICT, "decrypt_failed", e.to_string());
+            err.extra = json!({ "fix": decrypt_fix(&e) });
+            return err;
+        }
         tracing::error!(error = %e, "store failure while serving the API");
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "store_unavailable",
             "tokenwarden cannot reach its database right now",
         )
+    }
+}
+
+/// What fixes a secret that does not decrypt.
+fn decrypt_fix(e: &StoreError) -> &'static str {
+    if e.undecryptable_connection().is_some() {
+        "Re-authorize the connection (its new tokens replace the broken ones), or restart tokenwarden with the master key file it was written with."
+    } else {
+        "Restart tokenwarden with the master key file this value was written with, or enter the secret again (an app's secret comes back from the configuration at the next start)."
+    }
+}
+
+/// A connection's token set that cannot be decrypted, as the lists show it: the row stays listed.
+fn broken(e: &StoreError) -> Value {
+    json!({"code": "decrypt_failed", "message": e.to_string(), "fix": decrypt_fix(e)})
+}
+
+/// The connection's token set, or the reason it cannot be shown; other store errors fail the call.
+async fn tokens_or_broken(
+    s: &ServerState,
+    id: &ConnectionId,
+) -> Result<(Option<tokenwarden_store::StoredTokens>, Option<Value>), ApiError> {
+    match s.store.get_tokens(id).await {
+        Ok(t) => Ok((t, None)),
+        Err(e @ StoreError::DecryptFailed { .. }) => {
+            tracing::warn!(connection = %id, error = %e, "listing a connection whose token set cannot be decrypted");
+            Ok((None, Some(broken(&e))))
+        }
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -251,7 +290,17 @@ fn view(
     c: &Connection,
     tokens: Option<&tokenwarden_store::StoredTokens>,
 ) -> Value {
-    json!({
+    view_broken(s, c, tokens, None)
+}
+
+/// The view of a connection, with `"broken"` when its token set cannot be decrypted.
+fn view_broken(
+    s: &ServerState,
+    c: &Connection,
+    tokens: Option<&tokenwarden_store::StoredTokens>,
+    broken: Option<Value>,
+) -> Value {
+    let mut v = json!({
         "id": c.id,
         "provider": c.provider,
         "app": c.app,
@@ -273,7 +322,11 @@ fn view(
             "version": t.version,
         })),
         "reauthorize_url": s.reauthorize_link(c.id.as_str()),
-    })
+    });
+    if let (Some(b), Some(obj)) = (broken, v.as_object_mut()) {
+        obj.insert("broken".into(), b);
+    }
+    v
 }
 
 /// `?provider=…&state=…` (both optional).
@@ -310,8 +363,8 @@ async fn list(
         {
             continue;
         }
-        let t = s.store.get_tokens(&c.id).await?;
-        out.push(view(&s, &c, t.as_ref()));
+        let (t, broken) = tokens_or_broken(&s, &c.id).await?;
+        out.push(view_broken(&s, &c, t.as_ref(), broken));
     }
     Ok(Json(json!({ "connections": out })))
 }
@@ -328,8 +381,8 @@ async fn one(
         .get_connection(&id)
         .await?
         .ok_or_else(|| not_found(&id))?;
-    let t = s.store.get_tokens(&id).await?;
-    Ok(Json(view(&s, &c, t.as_ref())))
+    let (t, broken) = tokens_or_broken(&s, &id).await?;
+    Ok(Json(view_broken(&s, &c, t.as_ref(), broken)))
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -340,7 +393,9 @@ struct DeleteQuery {
 
 /// Deletes a connection, revoking its tokens at the platform first where the platform has a
 /// revocation endpoint. If the platform cannot be reached the connection is kept (so the grant is
-/// not left live and forgotten) unless `?force=true`.
+/// not left live and forgotten) unless `?force=true`. A connection whose token set (or whose app's
+/// secret) cannot be decrypted cannot be revoked: it is deleted here only, and the answer and the
+/// event say so.
 async fn delete(
     State(s): State<ServerState>,
     caller: Caller,
@@ -355,8 +410,26 @@ async fn delete(
         .await?
         .ok_or_else(|| not_found(&id))?;
     let mut revoked = false;
-    let tokens = s.store.get_tokens(&id).await?;
-    let app = s.store.get_app(&c.provider, &c.app).await?;
+    let mut not_revoked: Option<String> = None;
+    let tokens = match s.store.get_tokens(&id).await {
+        Ok(t) => t,
+        Err(e @ StoreError::DecryptFailed { .. }) => {
+            not_revoked = Some(e.to_string());
+            None
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let app = match tokens {
+        Some(_) => match s.store.get_app(&c.provider, &c.app).await {
+            Ok(a) => a,
+            Err(e @ StoreError::DecryptFailed { .. }) => {
+                not_revoked = Some(e.to_string());
+                None
+            }
+            Err(e) => return Err(e.into()),
+        },
+        None => None,
+    };
     if let (Some(t), Some(app), Some(p)) = (tokens, app, s.providers.get(c.provider.as_str())) {
         let creds = tokenwarden_oauth::AppCredentials {
             client_id: app.client_id,
@@ -381,18 +454,33 @@ async fn delete(
             }
         }
     }
-    let event = tokenwarden_store::NewEvent::new(
+    let not_revoked = not_revoked.map(|why| {
+        tracing::warn!(connection = %id, error = %why, "deleting a connection without revoking at the platform");
+        format!(
+            "{why}; so it was not revoked at {}: revoke the grant in the platform's settings if it is still live",
+            c.provider
+        )
+    });
+    let mut event = tokenwarden_store::NewEvent::new(
         None,
         s.clock.now(),
         "connection_deleted",
-        format!("Deleted connection {id} ({})", c.provider),
+        match &not_revoked {
+            None => format!("Deleted connection {id} ({})", c.provider),
+            Some(why) => format!("Deleted connection {id} ({}) here only: {why}", c.provider),
+        },
     )
     .with("revoked_at_platform", revoked);
+    if not_revoked.is_some() {
+        event = event.with("not_revoked", "decrypt_failed");
+    }
     s.store.append_event(&event).await?;
     s.store.delete_connection(&id).await?;
-    Ok(Json(
-        json!({"deleted": true, "connection": id, "revoked_at_platform": revoked}),
-    ))
+    let mut answer = json!({"deleted": true, "connection": id, "revoked_at_platform": revoked});
+    if let (Some(why), Some(obj)) = (not_revoked, answer.as_object_mut()) {
+        obj.insert("not_revoked".into(), Value::String(why));
+    }
+    Ok(Json(answer))
 }
 
 fn token_response(issued: tokenwarden_engine::Issued, connection: &ConnectionId) -> Response {

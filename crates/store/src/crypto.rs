@@ -246,14 +246,13 @@ impl Keyring {
     }
 
     /// Decrypts a stored value found at `place`. A wrong key, a missing key, a tampered value or a
-    /// value moved from elsewhere is a `Crypto` error naming the place and key id.
+    /// value moved from elsewhere is a `DecryptFailed` error naming the place and key id.
     pub fn open(&self, place: &Place<'_>, stored: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
-        let key_id = stored_key_id(stored).ok_or_else(|| {
-            StoreError::Crypto(format!("{place} does not hold a tokenwarden v1 ciphertext"))
-        })?;
+        let key_id = stored_key_id(stored)
+            .ok_or_else(|| place.decrypt_failed("it does not hold a tokenwarden v1 ciphertext"))?;
         let key = self.key(key_id).ok_or_else(|| {
-            StoreError::Crypto(format!(
-                "{place} is encrypted under key {key_id}, which the keyring ({}) does not hold",
+            place.decrypt_failed(format!(
+                "it is encrypted under key {key_id}, which the keyring ({}) does not hold",
                 self.key_ids().join(", ")
             ))
         })?;
@@ -265,8 +264,8 @@ impl Keyring {
             .decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad: &aad })
             .map(Zeroizing::new)
             .map_err(|_| {
-                StoreError::Crypto(format!(
-                    "{place} does not open under key {key_id}: wrong key, or the value was altered or moved from another row"
+                place.decrypt_failed(format!(
+                    "it does not open under key {key_id}: wrong key, or the value was altered or moved from another row"
                 ))
             })
     }
@@ -278,9 +277,8 @@ impl Keyring {
         stored: &[u8],
     ) -> Result<tokenwarden_core::secret::Secret> {
         let bytes = self.open(place, stored)?;
-        let text = std::str::from_utf8(&bytes).map_err(|_| {
-            StoreError::Crypto(format!("{place} decrypted to bytes that are not UTF-8"))
-        })?;
+        let text = std::str::from_utf8(&bytes)
+            .map_err(|_| place.decrypt_failed("it decrypted to bytes that are not UTF-8"))?;
         Ok(tokenwarden_core::secret::Secret::new(text))
     }
 }
@@ -312,6 +310,16 @@ impl<'a> Place<'a> {
     /// A place.
     pub fn new(table: &'a str, column: &'a str, row: &'a str) -> Self {
         Place { table, column, row }
+    }
+
+    /// The error for a value at this place that does not open.
+    fn decrypt_failed(&self, reason: impl Into<String>) -> StoreError {
+        StoreError::DecryptFailed {
+            table: self.table.to_string(),
+            column: self.column.to_string(),
+            row: self.row.to_string(),
+            reason: reason.into(),
+        }
     }
 
     fn aad(&self, key_id: &str) -> Vec<u8> {
@@ -396,7 +404,10 @@ mod tests {
             Place::new("apps", "access_token", "conn-a"),
         ] {
             assert!(
-                matches!(ring.open(&other, &ct), Err(StoreError::Crypto(_))),
+                matches!(
+                    ring.open(&other, &ct),
+                    Err(StoreError::DecryptFailed { .. })
+                ),
                 "{other}"
             );
         }

@@ -1,6 +1,7 @@
 //! What can go wrong in the store, by meaning: the caller decides to retry (`Unavailable`), to
 //! re-read (`Fenced`, `Conflict`), to stop (`Crypto`, `Migration`, `Config`) or to report
-//! (`NotFound`). `Display` never carries a secret or a row's secret columns: messages name tables,
+//! (`NotFound`, and `DecryptFailed`: one row's secret that does not open, which concerns that row
+//! only, so callers listing many rows show it as broken and go on). `Display` never carries a secret or a row's secret columns: messages name tables,
 //! columns, ids and key ids only.
 
 /// An error from the store.
@@ -27,10 +28,27 @@ pub enum StoreError {
     /// exhausted, busy, disk full). The caller keeps the data and retries (hardening rule 13).
     #[error("store unavailable: {0}")]
     Unavailable(String),
-    /// A ciphertext did not open (wrong key, missing key, tampered or moved row), or a key is used
-    /// up. Never answered with garbage (hardening rule 14).
+    /// The keyring does not fit the database (checked at open), encryption failed, or a key is
+    /// used up. Never answered with garbage (hardening rule 14).
     #[error("crypto: {0}")]
     Crypto(String),
+    /// One stored secret did not open: the value was altered or moved from another row, or it is
+    /// encrypted under a key the keyring no longer holds. It concerns that row only (other rows
+    /// still open). The message names the row and the column, never the value or a key.
+    #[error(
+        "{table}.{column} of {} {row} cannot be decrypted: {reason}",
+        row_noun(table)
+    )]
+    DecryptFailed {
+        /// The table (`token_sets`, `apps`, `webhooks`, `pending_authorizations`, …).
+        table: String,
+        /// The column holding the ciphertext.
+        column: String,
+        /// The row's identity: the connection id for `token_sets`.
+        row: String,
+        /// Why, in words (wrong or missing key id, altered value); no key material.
+        reason: String,
+    },
     /// Applying the schema migrations failed.
     #[error("migration failed: {0}")]
     Migration(String),
@@ -42,10 +60,30 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+/// What a row of `table` is, for messages.
+fn row_noun(table: &str) -> &'static str {
+    match table {
+        "token_sets" => "connection",
+        "apps" => "app",
+        "webhooks" => "webhook",
+        "pending_authorizations" => "pending authorization",
+        "store_keys" => "key check of",
+        _ => "row",
+    }
+}
+
 impl StoreError {
     /// Whether retrying the same call later may succeed.
     pub fn is_transient(&self) -> bool {
         matches!(self, StoreError::Unavailable(_))
+    }
+
+    /// The connection whose stored token set cannot be decrypted, when this is that error.
+    pub fn undecryptable_connection(&self) -> Option<&str> {
+        match self {
+            StoreError::DecryptFailed { table, row, .. } if table == "token_sets" => Some(row),
+            _ => None,
+        }
     }
 }
 

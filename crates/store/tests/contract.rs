@@ -53,6 +53,7 @@ contract!(
     api_keys_hashed_with_roles,
     webhooks_and_outbox,
     aad_binding_refuses_moved_ciphertexts,
+    a_row_that_does_not_decrypt_fails_alone_and_can_be_deleted,
     wrong_or_missing_key_refused_at_open,
     no_plaintext_secret_in_raw_storage,
     rotation_while_reading_and_writing,
@@ -1235,7 +1236,7 @@ mod cases {
             .await
             .unwrap();
         let e = s.get_tokens(&b).await.unwrap_err();
-        assert!(matches!(e, StoreError::Crypto(_)), "{e}");
+        assert!(matches!(e, StoreError::DecryptFailed { .. }), "{e}");
         assert!(!e.to_string().contains("at-victim"), "{e}");
         // Move the refresh token into the access column of the same row.
         sqlx::query(
@@ -1245,7 +1246,10 @@ mod cases {
         .execute(&raw)
         .await
         .unwrap();
-        assert!(matches!(s.get_tokens(&a).await, Err(StoreError::Crypto(_))));
+        assert!(matches!(
+            s.get_tokens(&a).await,
+            Err(StoreError::DecryptFailed { .. })
+        ));
         // Flip one byte of a ciphertext.
         let c = seeded(&*s, "tampered").await;
         let ct: Vec<u8> =
@@ -1264,7 +1268,102 @@ mod cases {
             .execute(&raw)
             .await
             .unwrap();
-        assert!(matches!(s.get_tokens(&c).await, Err(StoreError::Crypto(_))));
+        assert!(matches!(
+            s.get_tokens(&c).await,
+            Err(StoreError::DecryptFailed { .. })
+        ));
+    }
+
+    /// One tampered row, and one under a key the keyring no longer holds: each read of them is a
+    /// typed error naming the connection and the column (never the value), the other rows still
+    /// read, the list still lists, and the broken rows can be deleted.
+    pub async fn a_row_that_does_not_decrypt_fails_alone_and_can_be_deleted(db: Arc<Db>) {
+        let s = db.open().await;
+        let good = seeded(&*s, "good").await;
+        let bad = seeded(&*s, "bad").await;
+        let raw = db.raw().await;
+        let ct: Vec<u8> =
+            sqlx::query("SELECT access_token_ct FROM token_sets WHERE connection_id = $1")
+                .bind(bad.as_str())
+                .fetch_one(&raw)
+                .await
+                .unwrap()
+                .get("access_token_ct");
+        let mut altered = ct.clone();
+        let n = altered.len() - 1;
+        altered[n] ^= 0x01;
+        sqlx::query("UPDATE token_sets SET access_token_ct = $1 WHERE connection_id = $2")
+            .bind(altered.clone())
+            .bind(bad.as_str())
+            .execute(&raw)
+            .await
+            .unwrap();
+        let e = s.get_tokens(&bad).await.unwrap_err();
+        match &e {
+            StoreError::DecryptFailed {
+                table, column, row, ..
+            } => assert_eq!(
+                (table.as_str(), column.as_str(), row.as_str()),
+                ("token_sets", "access_token_ct", "bad")
+            ),
+            other => panic!("want DecryptFailed, got {other:?}"),
+        }
+        assert_eq!(e.undecryptable_connection(), Some("bad"));
+        assert!(!e.is_transient(), "{e}");
+        let text = e.to_string();
+        assert!(
+            text.contains("connection bad") && text.contains("token_sets.access_token_ct"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("at-bad") && !text.contains("rt-bad"),
+            "{text}"
+        );
+        let hex: String = altered.iter().map(|b| format!("{b:02x}")).collect();
+        for shown in [format!("{altered:?}"), hex] {
+            assert!(!text.contains(&shown), "{text}");
+        }
+
+        // Under a key that is gone: written with a second key, which is then retired and left out
+        // of the keyring the daemon runs with.
+        let gone = db.keys.with_new_key("kgone").unwrap();
+        let s2 = db.open_with(gone).await.unwrap();
+        let orphan = seeded(&*s2, "orphan").await;
+        sqlx::query("UPDATE store_keys SET retired = 1 WHERE key_id = 'kgone'")
+            .execute(&raw)
+            .await
+            .unwrap();
+        let s = db.open().await;
+        let e = s.get_tokens(&orphan).await.unwrap_err();
+        assert_eq!(e.undecryptable_connection(), Some("orphan"), "{e}");
+        assert!(e.to_string().contains("kgone"), "{e}");
+
+        // The others are untouched; listing needs no decryption.
+        assert_eq!(
+            s.get_tokens(&good)
+                .await
+                .unwrap()
+                .unwrap()
+                .set
+                .access_token
+                .expose(),
+            "at-good-0"
+        );
+        let ids: Vec<String> = s
+            .list_connections()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|c| c.id.to_string())
+            .collect();
+        assert_eq!(ids, ["bad", "good", "orphan"]);
+        // A broken row is deleted like any other, its token set with it.
+        for id in [&bad, &orphan] {
+            assert!(s.delete_connection(id).await.unwrap());
+            assert!(s.get_connection(id).await.unwrap().is_none());
+            assert!(s.get_tokens(id).await.unwrap().is_none());
+        }
+        assert!(s.get_tokens(&good).await.unwrap().is_some());
     }
 
     pub async fn wrong_or_missing_key_refused_at_open(db: Arc<Db>) {

@@ -1,6 +1,7 @@
 //! `tokenwarden serve`: the daemon.
 
 use crate::config::FileConfig;
+use crate::data_dir;
 use crate::definitions;
 use anyhow::{Context as _, Result, bail};
 use chrono::Utc;
@@ -13,7 +14,7 @@ use tokenwarden_core::id::{AppId, ProviderId};
 use tokenwarden_core::secret::Secret;
 use tokenwarden_server::alerts;
 use tokenwarden_server::daemon::Daemon;
-use tokenwarden_store::{ApiKeyRole, App, KeySource, Keyring};
+use tokenwarden_store::{ApiKeyRole, App, KeySource, Keyring, StoreError};
 
 /// Run the daemon: OAuth connect/callback, the token API and the refresh scheduler.
 ///
@@ -52,6 +53,9 @@ pub struct Args {
     /// The level is set with TOKENWARDEN_LOG or RUST_LOG (e.g. `info`, `tokenwarden_engine=debug`).
     #[arg(long, env = "TOKENWARDEN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// Start even when the master key file can be read by group or others (logs a warning).
+    #[arg(long, env = "TOKENWARDEN_ALLOW_INSECURE_KEY_FILE")]
+    allow_insecure_key_file: bool,
 }
 
 /// What `serve --help` says about retention (the daemon deletes history; people should know).
@@ -192,14 +196,36 @@ async fn serve(args: Args, file: FileConfig, providers_dir: Option<&Path>) -> Re
         read_env("TOKENWARDEN_RETENTION_DELIVERIES").as_deref(),
     )?;
 
-    std::fs::create_dir_all(&data_dir)
-        .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
+    data_dir::create_private(&data_dir)?;
+    let database = database.unwrap_or_else(|| {
+        format!(
+            "sqlite://{}?mode=rwc",
+            data_dir.join("tokenwarden.db").display()
+        )
+    });
+    let sqlite = data_dir::sqlite_file(&database);
+    // One daemon per SQLite database: two would each run a scheduler over the same rows. Held
+    // until `serve` returns; the kernel drops it if the process dies.
+    let _lock = match &sqlite {
+        Some(_) => Some(data_dir::lock(&data_dir)?),
+        None => None,
+    };
+    if let Some(db) = &sqlite {
+        data_dir::prepare_sqlite(db)?;
+    }
     let key_file = data_dir.join("master.key");
-    let (keys, source) = Keyring::from_env_or_file(
-        read_env("TOKENWARDEN_MASTER_KEY").as_deref(),
+    let allow_insecure_key_file =
+        args.allow_insecure_key_file || file.allow_insecure_key_file.unwrap_or(false);
+    let (store, source) = open_store(
+        &database,
         &key_file,
-        true,
-    )?;
+        read_env("TOKENWARDEN_MASTER_KEY").as_deref(),
+        allow_insecure_key_file,
+    )
+    .await?;
+    if let Some(db) = &sqlite {
+        data_dir::keep_sqlite_private(db)?;
+    }
     match &source {
         KeySource::Created(p) => println!(
             "Created a master key at {} (mode 0600). Keep it: without it the stored tokens cannot be read.",
@@ -208,15 +234,6 @@ async fn serve(args: Args, file: FileConfig, providers_dir: Option<&Path>) -> Re
         KeySource::File(p) => println!("Master key: {}", p.display()),
         KeySource::Env => println!("Master key: from TOKENWARDEN_MASTER_KEY"),
     }
-    let database = database.unwrap_or_else(|| {
-        format!(
-            "sqlite://{}?mode=rwc",
-            data_dir.join("tokenwarden.db").display()
-        )
-    });
-    let store = tokenwarden_store::open(&database, keys)
-        .await
-        .context("cannot open the store")?;
     let clock: Arc<dyn Clock> = Arc::new(ScaledClock::new(Utc::now(), args.time_scale));
 
     let admin_key_file = data_dir.join("admin.key");
@@ -401,6 +418,49 @@ async fn serve(args: Args, file: FileConfig, providers_dir: Option<&Path>) -> Re
     println!("Stopping: finishing requests and refreshes in flight…");
     running.stop().await;
     Ok(())
+}
+
+/// Loads the master key and opens the store with it. A key is made only for a database that has
+/// none: the new key opens the store first, and is written to `key_file` only once the database
+/// has accepted it, so a database written under a lost key is never given a useless new one.
+async fn open_store(
+    database: &str,
+    key_file: &Path,
+    env_key: Option<&str>,
+    allow_insecure_key_file: bool,
+) -> Result<(Arc<dyn tokenwarden_store::Store>, KeySource)> {
+    let open = |keys: Keyring| async move {
+        tokenwarden_store::open(database, keys)
+            .await
+            .context("cannot open the store")
+    };
+    if let Some(env) = env_key {
+        tracing::warn!(
+            "the master key comes from the environment (TOKENWARDEN_MASTER_KEY), where other processes of this user, crash reports and shell history can see it; prefer a key file of mode 0600"
+        );
+        let (keys, source) = Keyring::from_env_or_file(Some(env), key_file, false)?;
+        return Ok((open(keys).await?, source));
+    }
+    if key_file.exists() {
+        data_dir::check_key_file(key_file, allow_insecure_key_file)?;
+        let (keys, source) = Keyring::from_env_or_file(None, key_file, false)?;
+        return Ok((open(keys).await?, source));
+    }
+    let keys = Keyring::generate(&tokenwarden_store::crypto::new_key_id())?;
+    let store = match tokenwarden_store::open(database, keys.clone()).await {
+        Ok(store) => store,
+        // The fresh key is unknown to the database only if the database already holds secrets
+        // under a key of its own (checked before anything is written).
+        Err(StoreError::Crypto(_)) => bail!(
+            "no master key: {} does not exist and TOKENWARDEN_MASTER_KEY is not set, but the database already holds secrets made with another key. \
+Refusing to start rather than make a new key that cannot read them: put the original key file back at {}, or set TOKENWARDEN_MASTER_KEY to its contents",
+            key_file.display(),
+            key_file.display()
+        ),
+        Err(e) => return Err(anyhow::Error::new(e).context("cannot open the store")),
+    };
+    data_dir::write_new_key(&keys, key_file)?;
+    Ok((store, KeySource::Created(key_file.to_path_buf())))
 }
 
 fn hostname() -> String {

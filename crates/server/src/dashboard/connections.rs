@@ -2,10 +2,13 @@
 
 use super::*;
 
-/// A connection with its token set (never shown beyond its hint).
+/// A connection with its token set (never shown beyond its hint), or why that cannot be read.
 pub(super) struct Row {
     conn: Connection,
     tokens: Option<StoredTokens>,
+    /// The token set does not decrypt (tampered, or under a key that is gone): the row is shown
+    /// with a badge saying so, and the rest of the table as usual.
+    broken: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -52,7 +55,16 @@ pub(super) async fn connections(
             Ok(tokens) => shown.push(Row {
                 conn: (*c).clone(),
                 tokens,
+                broken: None,
             }),
+            Err(e @ tokenwarden_store::StoreError::DecryptFailed { .. }) => {
+                tracing::warn!(connection = %c.id, error = %e, "dashboard: a token set cannot be decrypted");
+                shown.push(Row {
+                    conn: (*c).clone(),
+                    tokens: None,
+                    broken: Some(e.to_string()),
+                });
+            }
             Err(e) => return store_down(&s, &signed, e),
         }
     }
@@ -100,10 +112,14 @@ pub(super) async fn connections(
             escape(&provider_name(&s, c.provider.as_str())),
             escape(&c.account_ids.join(", ")),
             badge(c.state),
-            r.tokens.as_ref().map_or_else(
-                || "<span class=\"muted\">—</span>".into(),
-                |t| countdown(t.set.expires_at, now)
-            ),
+            match (&r.broken, &r.tokens) {
+                (Some(why), _) => format!(
+                    "<span class=\"badge broken\" data-broken=\"decrypt_failed\" title=\"{}\">cannot be decrypted</span>",
+                    escape(why)
+                ),
+                (None, Some(t)) => countdown(t.set.expires_at, now),
+                (None, None) => "<span class=\"muted\">—</span>".into(),
+            },
             r.tokens.as_ref().map_or_else(
                 || "<span class=\"muted\">—</span>".into(),
                 |t| countdown(t.set.refresh_expires_at, now)

@@ -3,7 +3,9 @@
 
 use super::*;
 
-/// Open app-level problems (hardening rule 5): (provider, app, problem).
+/// Open app-level problems (hardening rule 5): (provider, app, problem). An app whose stored
+/// client secret does not decrypt is itself such a problem (the list of apps cannot be read past
+/// it), rather than a page that fails whole.
 async fn app_problems(
     s: &ServerState,
 ) -> Result<
@@ -11,7 +13,30 @@ async fn app_problems(
     tokenwarden_store::StoreError,
 > {
     let mut out = Vec::new();
-    for app in s.store.list_apps(None).await? {
+    let apps = match s.store.list_apps(None).await {
+        Ok(apps) => apps,
+        Err(
+            ref e @ tokenwarden_store::StoreError::DecryptFailed {
+                ref table, ref row, ..
+            },
+        ) if table == "apps" => {
+            tracing::warn!(error = %e, "dashboard: an app's secret cannot be decrypted");
+            let (provider, app) = row.split_once('/').unwrap_or((row.as_str(), ""));
+            out.push((
+                provider.to_string(),
+                app.to_string(),
+                tokenwarden_core::connection::Problem {
+                    code: "decrypt_failed".into(),
+                    title: "Its stored client secret cannot be decrypted".into(),
+                    fix: "Restart tokenwarden with the master key file it was written with; or restart with the app in the configuration, which stores its secret again.".into(),
+                    since: s.clock.now(),
+                },
+            ));
+            return Ok(out);
+        }
+        Err(e) => return Err(e),
+    };
+    for app in apps {
         for p in s.store.app_problems(&app.provider, &app.id).await? {
             out.push((app.provider.to_string(), app.id.to_string(), p));
         }
