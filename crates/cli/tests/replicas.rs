@@ -172,11 +172,20 @@ async fn three_processes_on_one_postgres_refresh_an_expired_token_once() {
         .await
         .unwrap();
     assert!(r.status().is_success());
+    let minted: serde_json::Value = http
+        .post(format!("{}v1/connect-sessions", replicas[0].base))
+        .bearer_auth(admin_key.trim())
+        .json(
+            &serde_json::json!({"provider": "snapchat", "connection_id": "shared", "app": "main"}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let r = http
-        .get(format!(
-            "{}connect/snapchat?connection_id=shared&app=main",
-            replicas[0].base
-        ))
+        .get(minted["url"].as_str().expect("a connect session"))
         .send()
         .await
         .unwrap();

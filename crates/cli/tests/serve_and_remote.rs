@@ -9,6 +9,8 @@ struct Daemon {
     child: Child,
     base: String,
     data: tempfile::TempDir,
+    /// The connect links the banner printed, as printed, with their provider.
+    links: Vec<(String, String)>,
 }
 
 impl Drop for Daemon {
@@ -47,11 +49,51 @@ fn start() -> Daemon {
             break rest.split_whitespace().next().unwrap().to_string();
         }
     };
+    let mut links = Vec::new();
+    loop {
+        let line = lines.next().expect("serve prints its banner").unwrap();
+        // "     URL  (PROVIDER APP)"
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if let [link, provider, _app] = words[..]
+            && link.contains("/connect/s/")
+        {
+            links.push((
+                provider.trim_start_matches('(').to_string(),
+                link.to_string(),
+            ));
+        }
+        if line.starts_with("Press Ctrl-C") {
+            break;
+        }
+    }
     // Keep draining stdout so the daemon never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
     assert!(printed.contains("master key"), "{printed}");
     assert!(data.path().join("admin.key").exists());
-    Daemon { child, base, data }
+    Daemon {
+        child,
+        base,
+        data,
+        links,
+    }
+}
+
+/// `tokenwarden connect …` against the daemon, with its admin key file: the link it prints.
+fn mint(d: &Daemon, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_tokenwarden"))
+        .arg("connect")
+        .args(args)
+        .args(["--url", &d.base, "--data-dir"])
+        .arg(d.data.path())
+        .env_remove("TOKENWARDEN_API_KEY")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 fn cli(d: &Daemon, args: &[&str]) -> std::process::Output {
@@ -72,10 +114,15 @@ fn serve_sandbox_connect_then_the_shell_commands() {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    let r = http
-        .get(format!("{}connect/snapchat?connection_id=shell", d.base))
-        .send()
-        .unwrap();
+    // The banner's Snapchat link, exactly as printed, connects `snapchat-1`.
+    assert!(d.links.len() >= 5, "{:?}", d.links);
+    let (_, snapchat) = d
+        .links
+        .iter()
+        .find(|(p, l)| p == "snapchat" && l.starts_with(&format!("{}connect/s/", d.base)))
+        .expect("the banner prints a Snapchat link");
+    let r = http.get(snapchat).send().unwrap();
+    assert_eq!(r.status(), 303, "the banner's link starts a flow");
     let cookie = r.headers()["set-cookie"]
         .to_str()
         .unwrap()
@@ -106,9 +153,12 @@ fn serve_sandbox_connect_then_the_shell_commands() {
         String::from_utf8_lossy(&out.stderr)
     );
     let list = String::from_utf8_lossy(&out.stdout);
-    assert!(list.contains("shell") && list.contains("active"), "{list}");
+    assert!(
+        list.contains("snapchat-1") && list.contains("active"),
+        "{list}"
+    );
 
-    let out = cli(&d, &["token", "shell"]);
+    let out = cli(&d, &["token", "snapchat-1"]);
     assert!(out.status.success());
     let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
     assert!(
@@ -116,7 +166,7 @@ fn serve_sandbox_connect_then_the_shell_commands() {
         "only the token is printed"
     );
 
-    let out = cli(&d, &["connections", "show", "shell", "--json"]);
+    let out = cli(&d, &["connections", "show", "snapchat-1", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["state"], "active");
     assert!(
@@ -124,13 +174,13 @@ fn serve_sandbox_connect_then_the_shell_commands() {
         "show never prints the token"
     );
 
-    let out = cli(&d, &["connections", "refresh", "shell"]);
+    let out = cli(&d, &["connections", "refresh", "snapchat-1"]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let out = cli(&d, &["token", "shell"]);
+    let out = cli(&d, &["token", "snapchat-1"]);
     assert_ne!(
         String::from_utf8_lossy(&out.stdout).trim(),
         token,
@@ -155,7 +205,7 @@ fn serve_sandbox_connect_then_the_shell_commands() {
     );
     let reader = String::from_utf8_lossy(&out.stdout).trim().to_string();
     let r = http
-        .get(format!("{}v1/connections/shell/token", d.base))
+        .get(format!("{}v1/connections/snapchat-1/token", d.base))
         .bearer_auth(&reader)
         .send()
         .unwrap();
@@ -167,23 +217,28 @@ fn serve_sandbox_connect_then_the_shell_commands() {
         .unwrap();
     assert_eq!(r.status(), 403);
 
+    let link = mint(&d, &["tiktok", "--connection-id", "mine"]);
+    assert!(link.starts_with(&format!("{}connect/s/", d.base)), "{link}");
+    let r = http.get(&link).send().unwrap();
+    assert_eq!(r.status(), 303, "the printed link starts a flow");
+    let r = http.get(&link).send().unwrap();
+    assert_eq!(r.status(), 410, "once");
+    // Without an admin key, `connect` cannot make a link.
     let out = Command::new(env!("CARGO_BIN_EXE_tokenwarden"))
         .args([
             "connect",
             "tiktok",
-            "--connection-id",
-            "mine",
             "--url",
             &d.base,
+            "--api-key",
+            "tw_nope_nope",
         ])
         .output()
         .unwrap();
-    let link = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    assert_eq!(link, format!("{}connect/tiktok?connection_id=mine", d.base));
-    let r = http.get(&link).send().unwrap();
-    assert_eq!(r.status(), 303, "the printed link starts a flow");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unauthorized"));
 
-    let out = cli(&d, &["connections", "delete", "shell"]);
+    let out = cli(&d, &["connections", "delete", "snapchat-1"]);
     assert!(
         out.status.success(),
         "{}",
@@ -361,6 +416,7 @@ fn serve_with_a_configuration_file_and_no_sandbox() {
         child,
         base,
         data: tempfile::tempdir().unwrap(),
+        links: Vec::new(),
     };
 
     let http = reqwest::blocking::Client::builder()
@@ -376,11 +432,17 @@ fn serve_with_a_configuration_file_and_no_sandbox() {
         .send()
         .unwrap();
     assert!(r.status().is_success());
+    let key = std::fs::read_to_string(dir.path().join("data").join("admin.key")).unwrap();
+    let minted: serde_json::Value = http
+        .post(format!("{}v1/connect-sessions", d.base))
+        .bearer_auth(key.trim())
+        .json(&serde_json::json!({"provider": "snapchat", "connection_id": "real", "app": "main"}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
     let r = http
-        .get(format!(
-            "{}connect/snapchat?connection_id=real&app=main",
-            d.base
-        ))
+        .get(minted["url"].as_str().expect("a connect session"))
         .send()
         .unwrap();
     let cookie = r.headers()["set-cookie"]
@@ -412,7 +474,6 @@ fn serve_with_a_configuration_file_and_no_sandbox() {
             .status(),
         303
     );
-    let key = std::fs::read_to_string(dir.path().join("data").join("admin.key")).unwrap();
     let v: serde_json::Value = http
         .get(format!("{}v1/connections/real/token", d.base))
         .bearer_auth(key.trim())

@@ -67,11 +67,7 @@ async fn revoked_grant_answers_with_the_reauthorization_link() {
     assert_eq!(s.status, 409, "{s:?}");
     assert_eq!(s.body["error"]["code"], "reauth_required");
     let link = s.body["error"]["reauthorize_url"].as_str().unwrap();
-    assert!(
-        link.starts_with(&format!("{}connect/snapchat", w.d.base)),
-        "{link}"
-    );
-    assert!(link.contains("connection_id=gone"));
+    assert_eq!(link, format!("{}connections/gone/reauthorize", w.d.base));
     let calls = w.counters("snapchat").await["api_calls"].as_u64();
     let again = seen(w.get("gone", "/me")).await;
     assert_eq!(again.status, 409);

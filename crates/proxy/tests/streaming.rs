@@ -493,7 +493,7 @@ async fn a_replay_refused_the_same_way_marks_the_connection() {
         h["tokenwarden-reauthorize-url"]
             .to_str()
             .unwrap()
-            .contains("/connect/bulk?connection_id=bulk1")
+            .ends_with("/connections/bulk1/reauthorize")
     );
     assert_eq!(
         r.c.refreshes.load(Ordering::Acquire),
@@ -522,7 +522,7 @@ async fn a_replay_refused_the_same_way_marks_the_connection() {
         v["error"]["reauthorize_url"]
             .as_str()
             .unwrap()
-            .contains("connection_id=bulk1")
+            .ends_with("/connections/bulk1/reauthorize")
     );
 }
 

@@ -53,6 +53,17 @@ async fn nothing_secret_is_logged_at_any_level() {
                 .map(|(_, v)| v.into_owned()),
         );
     }
+    // Connect sessions: the link's token is a secret too; a re-authorization with another
+    // account is refused (and its grant revoked), a replayed link is turned away.
+    let link = w
+        .mint("snapchat", "logs-snapchat", serde_json::json!({}))
+        .await;
+    seen.push(link.rsplit('/').next().unwrap().to_string());
+    let flow = w.approve_link("snapchat", &link, "someone-else").await;
+    assert_eq!(w.finish(&flow).await.0, 409);
+    let cb = url::Url::parse(&flow.callback).unwrap();
+    seen.extend(cb.query_pairs().map(|(_, v)| v.into_owned()));
+    assert_eq!(w.http.get(&link).send().await.unwrap().status(), 410);
     // A token of the sandbox environment in an app configured for production: the monitor's
     // check on the other host logs what it found.
     w.tiktok_app("sbx-creds", "demo-tiktok-business-sandbox", "production")

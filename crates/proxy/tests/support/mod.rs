@@ -15,6 +15,8 @@ pub struct World {
     pub d: Running,
     pub http: reqwest::Client,
     pub key: String,
+    /// An admin key (mints connect sessions).
+    pub admin: String,
     pub sandbox: String,
     _dir: tempfile::TempDir,
 }
@@ -29,6 +31,10 @@ pub async fn world(scale: f64) -> World {
         .unwrap();
     let (_, key) = store
         .create_api_key(ApiKeyRole::TokenReader, "test", clock.now())
+        .await
+        .unwrap();
+    let (_, admin) = store
+        .create_api_key(ApiKeyRole::Admin, "test", clock.now())
         .await
         .unwrap();
     let d = Daemon {
@@ -59,6 +65,7 @@ pub async fn world(scale: f64) -> World {
             .build()
             .unwrap(),
         key: key.expose().to_string(),
+        admin: admin.expose().to_string(),
         sandbox,
         _dir: dir,
     }
@@ -68,12 +75,20 @@ impl World {
     /// Runs the connect flow for `connection` on `provider` (approving at the sandbox) and returns
     /// the sandbox's grant id.
     pub async fn connect(&self, provider: &str, connection: &str) -> String {
+        let minted: Value = self
+            .http
+            .post(format!("{}v1/connect-sessions", self.d.base))
+            .bearer_auth(&self.admin)
+            .json(&serde_json::json!({"provider": provider, "connection_id": connection}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         let r = self
             .http
-            .get(format!(
-                "{}connect/{provider}?connection_id={connection}",
-                self.d.base
-            ))
+            .get(minted["url"].as_str().expect("a connect session"))
             .send()
             .await
             .unwrap();
