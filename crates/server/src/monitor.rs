@@ -294,6 +294,19 @@ pub async fn probe(s: &ServerState, http: &reqwest::Client, id: &ConnectionId) {
     let verdict_kind = verdict.as_ref().map_or("unreachable", |c| c.kind.as_str());
     metrics::counter!(crate::metrics::PROBES, "provider" => conn.provider.to_string(), "kind" => verdict_kind)
         .increment(1);
+    // A connection whose account was not read when it was connected (the platform did not say,
+    // or it was connected before accounts were recorded) learns it from its first good probe.
+    if verdict.as_ref().is_some_and(|c| c.kind == Kind::Ok)
+        && conn.account.is_none()
+        && let Identity::Known(account) = identify(&p, &conn.api_base, &token, now).await
+    {
+        match s.store.set_account(id, &account).await {
+            Ok(()) => {
+                tracing::info!(connection = %id, provider = %conn.provider, "recorded the platform account behind the grant")
+            }
+            Err(e) => tracing::warn!(connection = %id, error = %e, "could not record the account"),
+        }
+    }
     let next = match verdict {
         Some(c) => {
             let elsewhere = if refuses_the_token(&c) {

@@ -92,6 +92,10 @@ async fn a_person_connects_watches_a_revocation_and_reauthorizes_in_the_browser(
         !b.source().await.contains(&token),
         "the page never shows the token"
     );
+    // The platform account behind the grant is shown (the sandbox's consent page approves as
+    // "test-user").
+    let account = b.find("#account").await.text().await;
+    assert!(account.contains("test-user"), "{account}");
     b.screenshot("04-connection-healthy").await;
 
     // Refresh now (a CSRF-protected form) gives a new token version.
@@ -159,6 +163,18 @@ async fn a_person_connects_watches_a_revocation_and_reauthorizes_in_the_browser(
     assert_eq!(b.find(".stat.reauth_required .n").await.text().await, "1");
     b.screenshot("06-overview-needs-action").await;
 
+    // The re-authorization link API errors and webhooks carry is the dashboard's page: it starts
+    // nothing until its button is pressed.
+    let (_, c) = w.api(&w.admin, "v1/connections/acme-snap").await;
+    let link = c["reauthorize_url"].as_str().unwrap().to_string();
+    b.goto(&link).await;
+    assert!(
+        b.url().await.starts_with(&base),
+        "no redirect to the platform yet"
+    );
+    b.click_through(b.find("#reauthorize-go").await).await;
+    approve_at_sandbox(&b, &sandbox).await;
+
     // One click on Re-authorize, then approve at the platform: healthy again.
     b.goto(&format!("{base}connections/acme-snap")).await;
     b.click_through(b.find("#reauthorize").await).await;
@@ -207,7 +223,34 @@ async fn a_person_connects_watches_a_revocation_and_reauthorizes_in_the_browser(
     assert!(verdict.contains("rate_limited"), "{verdict}");
     b.screenshot("09-diagnose").await;
 
+    // A link minted through the API, opened in the browser, connects once; opened again, it says
+    // it was used.
+    let (status, minted) = w
+        .post(
+            &w.admin,
+            "v1/connect-sessions",
+            serde_json::json!({"provider": "tiktok", "connection_id": "api-minted"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{minted}");
+    let link = minted["url"].as_str().unwrap().to_string();
+    b.goto(&link).await;
+    approve_at_sandbox(&b, &sandbox).await;
+    b.goto(&link).await;
+    let h1 = b.find("h1").await.text().await;
+    assert_eq!(
+        h1,
+        "This connect link was already used",
+        "{}",
+        b.source().await
+    );
+    b.goto(&format!("{base}connect/snapchat?connection_id=acme-snap"))
+        .await;
+    let h1 = b.find("h1").await.text().await;
+    assert_eq!(h1, "Connect links are issued per person");
+
     // Sign out: the session is gone.
+    b.goto(&base).await;
     b.click_through(b.find("header button.link").await).await;
     b.find("#secret").await;
     b.goto(&base).await;

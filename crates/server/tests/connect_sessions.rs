@@ -433,3 +433,25 @@ async fn no_token_reaches_a_page_event_or_answer_on_these_paths() {
         assert!(!text.contains("demo-tiktok-secret"));
     }
 }
+
+#[tokio::test]
+async fn a_connection_without_a_recorded_account_learns_it_from_its_next_probe() {
+    let w = world().await;
+    assert_eq!(
+        connect(&w, "meta", "older", "carol", json!({})).await.0,
+        303
+    );
+    // As a connection made before accounts were recorded.
+    let id = "older".parse().unwrap();
+    let mut c = w.d.state.store.get_connection(&id).await.unwrap().unwrap();
+    c.account = None;
+    w.d.state.store.put_connection(&c).await.unwrap();
+    let (_, v) = w.api(&w.admin, "v1/connections/older").await;
+    assert!(v["account"].is_null(), "{v}");
+    let (status, v) = w
+        .post(&w.admin, "v1/connections/older/probe", json!({}))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let (_, v) = w.api(&w.admin, "v1/connections/older").await;
+    assert_eq!(v["account"]["name"], "carol", "{v}");
+}
