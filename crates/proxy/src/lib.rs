@@ -9,7 +9,7 @@
 //!   adaptive (cut on a throttle signal, creep back on success), first come first served, bounded
 //!   by each caller's budget.
 //! - [`target`]: URL safety (hardening rule 9): only the connection's API base, no absolute URLs,
-//!   no `..`, no encoded escapes.
+//!   no `..` (nor `..;` path parameters), no encoded escapes.
 //! - [`headers`]: what crosses (hardening rule 10): the caller's credentials and hop-by-hop headers
 //!   never reach the platform; ours is attached as the definition says.
 //! - [`handler`]: `ANY /proxy/{connection_id}/{*path}`.
