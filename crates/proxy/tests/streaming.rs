@@ -25,7 +25,7 @@ use std::time::Duration;
 use tokenwarden_core::clock::{Clock, SystemClock};
 use tokenwarden_core::connection::{Connection, ConnectionState, Environment};
 use tokenwarden_core::id::{AppId, ConnectionId, ProviderId};
-use tokenwarden_core::provider::Registry;
+use tokenwarden_core::provider::{Endpoints, Registry};
 use tokenwarden_core::secret::Secret;
 use tokenwarden_core::token::TokenSet;
 use tokenwarden_engine::TokenService;
@@ -208,7 +208,10 @@ async fn rig(config: EngineConfig) -> Rig {
                         .to_string();
                     (
                         [
-                            ("set-cookie", "platform_session=s3cr3t; Path=/; HttpOnly".to_string()),
+                            (
+                                "set-cookie",
+                                "platform_session=s3cr3t; Path=/; HttpOnly".to_string(),
+                            ),
                             ("set-cookie", "csrftoken=abc; Path=/".to_string()),
                             ("set-cookie2", "legacy=1".to_string()),
                             ("authentication-info", "nextnonce=\"4ee8\"".to_string()),
@@ -225,14 +228,16 @@ async fn rig(config: EngineConfig) -> Rig {
             // `n` bytes, chunked (no Content-Length), in chunks of 1 KiB.
             .route(
                 "/api/bytes/{n}",
-                get(|axum::extract::Path(n): axum::extract::Path<u64>| async move {
-                    Response::new(Body::from_stream(futures::stream::iter(
-                        (0..n.div_ceil(1024)).map(move |i| {
-                            let len = (n - i * 1024).min(1024) as usize;
-                            Ok::<_, std::io::Error>(Bytes::from(vec![b'y'; len]))
-                        }),
-                    )))
-                }),
+                get(
+                    |axum::extract::Path(n): axum::extract::Path<u64>| async move {
+                        Response::new(Body::from_stream(futures::stream::iter(
+                            (0..n.div_ceil(1024)).map(move |i| {
+                                let len = (n - i * 1024).min(1024) as usize;
+                                Ok::<_, std::io::Error>(Bytes::from(vec![b'y'; len]))
+                            }),
+                        )))
+                    },
+                ),
             )
             .route(
                 "/api/token",
@@ -264,7 +269,14 @@ async fn rig(config: EngineConfig) -> Rig {
     .await;
     let api_base = format!("{upstream}/api");
     let providers =
-        Arc::new(Registry::with_files([("bulk.toml".to_string(), definition(&api_base))]).unwrap());
+        // The upstream is plain http on loopback: allowed explicitly, as a test setup must.
+        Arc::new(
+            Registry::with_files_allowing(
+                [("bulk.toml".to_string(), definition(&api_base))],
+                Endpoints::AllowHttp,
+            )
+            .unwrap(),
+        );
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}?mode=rwc", dir.path().join("tw.db").display());
@@ -651,7 +663,11 @@ async fn a_small_response_over_the_limit_is_a_clear_502() {
         .await
         .unwrap();
     assert_eq!(ok.status(), 200);
-    assert_eq!(ok.bytes().await.unwrap().len(), 4096, "at the limit is fine");
+    assert_eq!(
+        ok.bytes().await.unwrap().len(),
+        4096,
+        "at the limit is fine"
+    );
     let resp = r
         .http
         .get(format!("{}/proxy/bulk1/bytes/5000", r.base))
@@ -663,7 +679,10 @@ async fn a_small_response_over_the_limit_is_a_clear_502() {
     let v: Value = resp.json().await.unwrap();
     assert_eq!(v["error"]["code"], "response_too_large");
     assert!(
-        v["error"]["message"].as_str().unwrap().contains("4096 bytes"),
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("4096 bytes"),
         "{v}"
     );
 }
@@ -692,7 +711,10 @@ async fn a_streamed_response_over_the_limit_never_ends_cleanly() {
             Err(e) => break Err(e),
         }
     };
-    assert!(ended.is_err(), "the cut-off body ended cleanly after {n} bytes");
+    assert!(
+        ended.is_err(),
+        "the cut-off body ended cleanly after {n} bytes"
+    );
     assert!(n <= 200 * 1024, "{n}");
 }
 
@@ -719,7 +741,10 @@ async fn a_chunked_request_over_the_limit_is_a_clear_413() {
     let v: Value = resp.json().await.unwrap();
     assert_eq!(v["error"]["code"], "request_too_large");
     assert!(
-        v["error"]["message"].as_str().unwrap().contains("1024 bytes"),
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("1024 bytes"),
         "{v}"
     );
     assert_eq!(r.c.absorbed.load(Ordering::Acquire), 0);
