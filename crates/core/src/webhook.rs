@@ -359,39 +359,87 @@ mod tests {
         let table: &[(&str, bool, &str)] = &[
             // 6to4, 2002::/16: the IPv4 address is bits 16..48.
             ("2002:7f00:1::", false, "6to4 of 127.0.0.1"),
-            ("2002:7f00:0001:ffff::1", false, "6to4 of 127.0.0.1, any subnet"),
+            (
+                "2002:7f00:0001:ffff::1",
+                false,
+                "6to4 of 127.0.0.1, any subnet",
+            ),
             ("2002:a00:1::1", false, "6to4 of 10.0.0.1"),
             ("2002:c0a8:101::", false, "6to4 of 192.168.1.1"),
             ("2002:ac10:505::", false, "6to4 of 172.16.5.5"),
-            ("2002:a9fe:a9fe::", false, "6to4 of 169.254.169.254 (cloud metadata)"),
+            (
+                "2002:a9fe:a9fe::",
+                false,
+                "6to4 of 169.254.169.254 (cloud metadata)",
+            ),
             ("2002:6440:1::", false, "6to4 of 100.64.0.1"),
             ("2002::", false, "6to4 of 0.0.0.0"),
             ("2002:5db8:d822::1", true, "6to4 of 93.184.216.34"),
             // Teredo, 2001::/32: the server is bits 32..64, the client the last 32 bits
             // inverted.
-            ("2001:0:4136:e378:8000:63bf:f5ff:fffe", false, "Teredo client 10.0.0.1"),
-            ("2001:0:4136:e378:8000:63bf:80ff:fffe", false, "Teredo client 127.0.0.1"),
-            ("2001:0:4136:e378:8000:63bf:5601:5601", false, "Teredo client 169.254.169.254"),
-            ("2001:0:4136:e378:8000:63bf:3f57:fefe", false, "Teredo client 192.168.1.1"),
-            ("2001:0:a00:1:8000:63bf:a247:27dd", false, "Teredo server 10.0.0.1"),
-            ("2001:0:7f00:1:8000:63bf:a247:27dd", false, "Teredo server 127.0.0.1"),
-            ("2001:0:4136:e378:8000:63bf:a247:27dd", true, "Teredo 65.54.227.120 / 93.184.216.34"),
+            (
+                "2001:0:4136:e378:8000:63bf:f5ff:fffe",
+                false,
+                "Teredo client 10.0.0.1",
+            ),
+            (
+                "2001:0:4136:e378:8000:63bf:80ff:fffe",
+                false,
+                "Teredo client 127.0.0.1",
+            ),
+            (
+                "2001:0:4136:e378:8000:63bf:5601:5601",
+                false,
+                "Teredo client 169.254.169.254",
+            ),
+            (
+                "2001:0:4136:e378:8000:63bf:3f57:fefe",
+                false,
+                "Teredo client 192.168.1.1",
+            ),
+            (
+                "2001:0:a00:1:8000:63bf:a247:27dd",
+                false,
+                "Teredo server 10.0.0.1",
+            ),
+            (
+                "2001:0:7f00:1:8000:63bf:a247:27dd",
+                false,
+                "Teredo server 127.0.0.1",
+            ),
+            (
+                "2001:0:4136:e378:8000:63bf:a247:27dd",
+                true,
+                "Teredo 65.54.227.120 / 93.184.216.34",
+            ),
             // NAT64, 64:ff9b::/96: the IPv4 address is the last 32 bits.
             ("64:ff9b::7f00:1", false, "NAT64 of 127.0.0.1"),
             ("64:ff9b::a00:1", false, "NAT64 of 10.0.0.1"),
             ("64:ff9b::a9fe:a9fe", false, "NAT64 of 169.254.169.254"),
             ("64:ff9b::5db8:d822", true, "NAT64 of 93.184.216.34"),
-            ("64:ff9b:1::5db8:d822", false, "local-use NAT64 (RFC 8215): the network's own"),
+            (
+                "64:ff9b:1::5db8:d822",
+                false,
+                "local-use NAT64 (RFC 8215): the network's own",
+            ),
             ("64:ff9b:0:0:1::5db8:d822", false, "outside the /96"),
             // IPv4-mapped, -translated (SIIT) and -compatible.
             ("::ffff:127.0.0.1", false, "mapped 127.0.0.1"),
             ("::ffff:10.1.2.3", false, "mapped 10.1.2.3"),
             ("::ffff:93.184.216.34", true, "mapped 93.184.216.34"),
             ("::ffff:0:127.0.0.1", false, "translated 127.0.0.1"),
-            ("::ffff:0:169.254.169.254", false, "translated 169.254.169.254"),
+            (
+                "::ffff:0:169.254.169.254",
+                false,
+                "translated 169.254.169.254",
+            ),
             ("::ffff:0:93.184.216.34", true, "translated 93.184.216.34"),
             ("::127.0.0.1", false, "compatible (deprecated) 127.0.0.1"),
-            ("::93.184.216.34", false, "compatible (deprecated): never a real host"),
+            (
+                "::93.184.216.34",
+                false,
+                "compatible (deprecated): never a real host",
+            ),
             // Other special-purpose IPv6 space (RFC 6890 registry).
             ("100::1", false, "discard-only"),
             ("2001:2::1", false, "benchmarking"),
@@ -406,7 +454,10 @@ mod tests {
             assert_eq!(is_public(ip), *public, "{text}: {what}");
             let url = format!("https://[{ip}]/hook");
             assert_eq!(check_url(&url, false).is_ok(), *public, "{url}: {what}");
-            assert!(check_url(&format!("http://[{ip}]/"), true).is_ok(), "{what}");
+            assert!(
+                check_url(&format!("http://[{ip}]/"), true).is_ok(),
+                "{what}"
+            );
         }
     }
 

@@ -74,7 +74,7 @@ pub mod shaper;
 pub mod target;
 
 pub use engine::{
-    BodyLimits, Call, ClientTransport, Engine, EngineConfig, OutBody, Outcome, ProxyError, Report, SendError,
-    Target, Transport,
+    BodyLimits, Call, ClientTransport, Engine, EngineConfig, OutBody, Outcome, ProxyError, Report,
+    SendError, Target, Transport,
 };
 pub use handler::Proxy;
