@@ -404,6 +404,7 @@ impl Tw {
             webhooks: tokenwarden_server::webhooks::WebhookPolicy::default(),
             retention: tokenwarden_server::retention::Retention::default(),
             cache: Default::default(),
+            proxy_limits: Default::default(),
         }
         .start()
         .await
