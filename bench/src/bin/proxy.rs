@@ -24,7 +24,7 @@ use std::time::Duration;
 use tokenwarden_core::clock::{Clock, SystemClock};
 use tokenwarden_core::connection::{Connection, ConnectionState, Environment};
 use tokenwarden_core::id::{AppId, ConnectionId, ProviderId};
-use tokenwarden_core::provider::Registry;
+use tokenwarden_core::provider::{Endpoints, Registry};
 use tokenwarden_core::secret::Secret;
 use tokenwarden_core::token::TokenSet;
 use tokenwarden_server::daemon::Daemon;
@@ -292,7 +292,11 @@ async fn main() -> Result<()> {
         sandbox_listener: None,
         apps: vec![],
         store,
-        providers: Registry::with_files([("bench.toml".to_string(), definition(&api_base))])?,
+        // The bench upstream is plain http on loopback: allowed explicitly.
+        providers: Registry::with_files_allowing(
+            [("bench.toml".to_string(), definition(&api_base))],
+            Endpoints::AllowHttp,
+        )?,
         clock,
         time_scale: 1.0,
         public_url: None,
@@ -302,6 +306,7 @@ async fn main() -> Result<()> {
         webhooks: tokenwarden_server::webhooks::WebhookPolicy::default(),
         retention: tokenwarden_server::retention::Retention::default(),
         cache: Default::default(),
+        proxy_limits: Default::default(),
     }
     .start()
     .await?;

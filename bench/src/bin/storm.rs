@@ -397,6 +397,7 @@ async fn main() -> Result<()> {
         },
         retention: tokenwarden_server::retention::Retention::default(),
         cache: Default::default(),
+        proxy_limits: Default::default(),
     }
     .start()
     .await?;

@@ -299,6 +299,7 @@ async fn main() -> Result<()> {
         } else {
             CacheConfig::default()
         },
+        proxy_limits: Default::default(),
     }
     .start()
     .await?;

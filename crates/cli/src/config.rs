@@ -7,9 +7,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokenwarden_core::connection::Environment;
-use tokenwarden_core::provider::Registry;
+use tokenwarden_core::provider::{Endpoints, Registry};
 use tokenwarden_core::secret::Secret;
 use tokenwarden_core::span;
+use tokenwarden_server::daemon::BodyLimits;
 use tokenwarden_server::retention::{self, Retention};
 
 /// The commented example `tokenwarden config example` prints.
@@ -32,6 +33,18 @@ data_dir = "tokenwarden-data"
 
 # Your own provider definitions (*.toml); a file with a shipped id replaces it.
 # providers_dir = "/etc/tokenwarden/providers"
+# Their endpoints (authorize, token calls, API bases) must be https. For a test server or an
+# emulator on plain http, allow it (also TOKENWARDEN_ALLOW_INSECURE_ENDPOINTS=true; --sandbox
+# needs nothing, it points every platform at its own emulator):
+# allow_insecure_endpoints = true
+
+# The forwarding proxy (/proxy/{connection_id}/…): the largest request and response bodies it
+# passes, in bytes or with a unit (KiB, MiB, GiB; KB, MB, GB), at least 1KiB. A bigger request is
+# refused with 413; a bigger response is a 502 (or, once it is streaming, a broken connection).
+# Also TOKENWARDEN_PROXY_MAX_REQUEST_BYTES and TOKENWARDEN_PROXY_MAX_RESPONSE_BYTES.
+# [proxy]
+# max_request_bytes = "1GiB"
+# max_response_bytes = "1GiB"
 
 # Webhook endpoints are added with `POST /v1/webhooks`. They must be https URLs on public
 # addresses; allow http and private addresses (a receiver on this host or your network) with:
@@ -136,6 +149,11 @@ pub struct FileConfig {
     /// Connect sessions.
     #[serde(default)]
     pub connect: ConnectConfig,
+    /// Allow plain-http endpoints in provider definitions (test servers, emulators).
+    pub allow_insecure_endpoints: Option<bool>,
+    /// The forwarding proxy's body limits.
+    #[serde(default)]
+    pub proxy: ProxySection,
 }
 
 /// `[connect]`: where a finished connect flow may send the browser back to.
@@ -146,6 +164,117 @@ pub struct ConnectConfig {
     /// at, beside `public_url`'s own.
     #[serde(default)]
     pub return_to: Vec<url::Url>,
+}
+
+/// The variable that allows plain-http endpoints in provider definitions.
+pub const ALLOW_INSECURE_ENDPOINTS: &str = "TOKENWARDEN_ALLOW_INSECURE_ENDPOINTS";
+
+/// Whether provider definitions may use plain-http endpoints: the variable's value (`true`/`false`,
+/// `1`/`0`, `yes`/`no`) over the file's `allow_insecure_endpoints` over no.
+pub fn endpoints(file: Option<bool>, env: Option<&str>) -> Result<Endpoints> {
+    let allow = match env.map(|v| v.trim().to_ascii_lowercase()) {
+        None => file.unwrap_or(false),
+        Some(v) if v.is_empty() => file.unwrap_or(false),
+        Some(v) => match v.as_str() {
+            "true" | "1" | "yes" | "on" => true,
+            "false" | "0" | "no" | "off" => false,
+            _ => bail!("{ALLOW_INSECURE_ENDPOINTS}: {v:?} is not true or false"),
+        },
+    };
+    Ok(if allow {
+        Endpoints::AllowHttp
+    } else {
+        Endpoints::HttpsOnly
+    })
+}
+
+/// `[proxy]`: the largest bodies the forwarding proxy passes. Each value is a whole number of
+/// bytes or a size with its unit (`"64MiB"`); read by [`ProxySection::resolve`], which names the
+/// key or variable of a bad one.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxySection {
+    /// Largest request body.
+    pub max_request_bytes: Option<toml::Value>,
+    /// Largest response body.
+    pub max_response_bytes: Option<toml::Value>,
+}
+
+/// The smallest body limit accepted: below it ordinary API calls would fail.
+const MIN_BODY_LIMIT: u64 = 1024;
+
+impl ProxySection {
+    /// The limits: the defaults, then this section, then `env_request` and `env_response` (the
+    /// values of `TOKENWARDEN_PROXY_MAX_REQUEST_BYTES` and `TOKENWARDEN_PROXY_MAX_RESPONSE_BYTES`).
+    pub fn resolve(
+        &self,
+        env_request: Option<&str>,
+        env_response: Option<&str>,
+    ) -> Result<BodyLimits> {
+        let defaults = BodyLimits::default();
+        let one =
+            |key: &str, var: &str, file: Option<&toml::Value>, env: Option<&str>, default: u64| {
+                match (env, file) {
+                    (Some(v), _) => body_size(var, &toml::Value::String(v.to_string())),
+                    (None, Some(v)) => body_size(key, v),
+                    (None, None) => Ok(default),
+                }
+            };
+        Ok(BodyLimits {
+            max_request_bytes: one(
+                "[proxy] max_request_bytes",
+                "TOKENWARDEN_PROXY_MAX_REQUEST_BYTES",
+                self.max_request_bytes.as_ref(),
+                env_request,
+                defaults.max_request_bytes,
+            )?,
+            max_response_bytes: one(
+                "[proxy] max_response_bytes",
+                "TOKENWARDEN_PROXY_MAX_RESPONSE_BYTES",
+                self.max_response_bytes.as_ref(),
+                env_response,
+                defaults.max_response_bytes,
+            )?,
+        })
+    }
+}
+
+/// A size in bytes: a whole number, or a number with a unit. `what` names the key or variable.
+fn body_size(what: &str, v: &toml::Value) -> Result<u64> {
+    const WRITE: &str =
+        "write a number of bytes or a size with its unit, such as \"64MiB\" or \"1GiB\"";
+    let bytes = match v {
+        toml::Value::Integer(n) => {
+            u64::try_from(*n).map_err(|_| anyhow!("{what}: {n} is negative; {WRITE}"))?
+        }
+        toml::Value::String(t) => {
+            let t = t.trim();
+            let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+            let (number, unit) = t.split_at(split);
+            let n: u64 = number
+                .parse()
+                .map_err(|_| anyhow!("{what}: {t:?} is not a size; {WRITE}"))?;
+            let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+                "" | "b" => 1,
+                "kib" => 1 << 10,
+                "mib" => 1 << 20,
+                "gib" => 1 << 30,
+                "kb" => 1_000,
+                "mb" => 1_000_000,
+                "gb" => 1_000_000_000,
+                _ => bail!("{what}: {t:?} has an unknown unit; {WRITE}"),
+            };
+            n.checked_mul(scale)
+                .ok_or_else(|| anyhow!("{what}: {t:?} is too large"))?
+        }
+        other => bail!("{what}: {other} is not a size; {WRITE}"),
+    };
+    if bytes < MIN_BODY_LIMIT {
+        bail!(
+            "{what}: {bytes} bytes is below the 1KiB allowed (ordinary API calls would be refused); {WRITE}"
+        );
+    }
+    Ok(bytes)
 }
 
 /// `[cache]`: TTLs in seconds (0 turns a cache off) and the size cap.
@@ -472,6 +601,7 @@ impl FileConfig {
         let c: FileConfig =
             toml::from_str(text).map_err(|e| anyhow!("{}", e.to_string().trim_end()))?;
         c.retention.resolve(None, None)?;
+        c.proxy.resolve(None, None)?;
         Ok(c)
     }
 
@@ -572,6 +702,114 @@ mod tests {
             c.cache.resolve().unwrap(),
             tokenwarden_server::daemon::CacheConfig::default()
         );
+    }
+
+    #[test]
+    fn the_example_proxy_section_is_the_defaults() {
+        let uncommented = EXAMPLE
+            .replace("# [proxy]", "[proxy]")
+            .replace("# max_request_bytes = ", "max_request_bytes = ")
+            .replace("# max_response_bytes = ", "max_response_bytes = ")
+            .replace(
+                "# allow_insecure_endpoints = ",
+                "allow_insecure_endpoints = ",
+            );
+        assert!(uncommented.contains("\n[proxy]\nmax_request_bytes = \"1GiB\""));
+        let c = FileConfig::parse(&uncommented).unwrap();
+        assert_eq!(c.proxy.resolve(None, None).unwrap(), BodyLimits::default());
+        assert_eq!(c.allow_insecure_endpoints, Some(true));
+    }
+
+    #[test]
+    fn proxy_limits_parse_with_units_and_variables_over_the_file() {
+        let r = |text: &str| FileConfig::parse(text).and_then(|c| c.proxy.resolve(None, None));
+        assert_eq!(r("").unwrap(), BodyLimits::default());
+        let c = r("[proxy]\nmax_request_bytes = 65536\nmax_response_bytes = \"64MiB\"\n").unwrap();
+        assert_eq!(
+            (c.max_request_bytes, c.max_response_bytes),
+            (65536, 64 << 20)
+        );
+        for (text, bytes) in [
+            ("\"1KiB\"", 1024),
+            ("\"2 GiB\"", 2 << 30),
+            ("\"10mb\"", 10_000_000),
+            ("\"1500B\"", 1500),
+            ("\"4096\"", 4096),
+            ("\"3kb\"", 3000),
+        ] {
+            let c = r(&format!("[proxy]\nmax_request_bytes = {text}\n")).unwrap();
+            assert_eq!(c.max_request_bytes, bytes, "{text}");
+            assert_eq!(
+                c.max_response_bytes,
+                BodyLimits::default().max_response_bytes
+            );
+        }
+        // The variables win over the file, and are checked the same way, by their name.
+        let file = FileConfig::parse("[proxy]\nmax_request_bytes = \"1MiB\"\n").unwrap();
+        let c = file.proxy.resolve(Some("2KiB"), Some("8MiB")).unwrap();
+        assert_eq!((c.max_request_bytes, c.max_response_bytes), (2048, 8 << 20));
+        let e = file
+            .proxy
+            .resolve(None, Some("lots"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("TOKENWARDEN_PROXY_MAX_RESPONSE_BYTES: "),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn bad_proxy_limits_name_the_key_and_say_what_to_write() {
+        for (text, says) in [
+            ("max_request_bytes = 0", "below the 1KiB allowed"),
+            ("max_request_bytes = 1023", "below the 1KiB allowed"),
+            ("max_request_bytes = -5", "is negative"),
+            ("max_request_bytes = \"\"", "is not a size"),
+            ("max_request_bytes = \"MiB\"", "is not a size"),
+            ("max_request_bytes = \"-1MiB\"", "is not a size"),
+            ("max_request_bytes = \"1.5MiB\"", "unknown unit"),
+            ("max_request_bytes = \"64 megs\"", "unknown unit"),
+            ("max_request_bytes = \"99999999999GiB\"", "too large"),
+            ("max_request_bytes = 1.5", "is not a size"),
+            ("max_request_bytes = true", "is not a size"),
+        ] {
+            let e = FileConfig::parse(&format!("[proxy]\n{text}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.starts_with("[proxy] max_request_bytes: "), "{text}: {e}");
+            assert!(e.contains(says), "{text}: {e}");
+        }
+        let e = FileConfig::parse("[proxy]\nmax_body = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("max_body") && e.contains("unknown field"), "{e}");
+    }
+
+    #[test]
+    fn insecure_endpoints_are_off_unless_allowed_and_the_variable_wins() {
+        use tokenwarden_core::provider::Endpoints;
+        assert_eq!(endpoints(None, None).unwrap(), Endpoints::HttpsOnly);
+        assert_eq!(endpoints(Some(false), None).unwrap(), Endpoints::HttpsOnly);
+        assert_eq!(endpoints(Some(true), None).unwrap(), Endpoints::AllowHttp);
+        assert_eq!(endpoints(None, Some("true")).unwrap(), Endpoints::AllowHttp);
+        assert_eq!(endpoints(None, Some("1")).unwrap(), Endpoints::AllowHttp);
+        assert_eq!(
+            endpoints(Some(true), Some("false")).unwrap(),
+            Endpoints::HttpsOnly
+        );
+        assert_eq!(
+            endpoints(Some(true), Some("")).unwrap(),
+            Endpoints::AllowHttp
+        );
+        let e = endpoints(None, Some("maybe")).unwrap_err().to_string();
+        assert!(
+            e.starts_with("TOKENWARDEN_ALLOW_INSECURE_ENDPOINTS: "),
+            "{e}"
+        );
+        let c = FileConfig::parse("allow_insecure_endpoints = true\n").unwrap();
+        assert_eq!(c.allow_insecure_endpoints, Some(true));
+        assert!(FileConfig::parse("allow_insecure_endpoints = \"yes\"\n").is_err());
     }
 
     #[test]

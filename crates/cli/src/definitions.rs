@@ -1,11 +1,27 @@
 //! Loads the provider registry: the shipped definitions plus a user's directory.
 
+use crate::config::{self, ALLOW_INSECURE_ENDPOINTS};
 use anyhow::{Context, Result};
 use std::path::Path;
-use tokenwarden_core::provider::Registry;
+use tokenwarden_core::provider::{Endpoints, Registry};
 
-/// The shipped definitions, plus every `*.toml` in `dir` when given.
+/// Whether definitions may use plain-http endpoints, from `TOKENWARDEN_ALLOW_INSECURE_ENDPOINTS`
+/// over `file` (the configuration file's `allow_insecure_endpoints`, when there is one).
+pub fn endpoints(file: Option<bool>) -> Result<Endpoints> {
+    config::endpoints(
+        file,
+        std::env::var(ALLOW_INSECURE_ENDPOINTS).ok().as_deref(),
+    )
+}
+
+/// The shipped definitions, plus every `*.toml` in `dir` when given; plain-http endpoints only
+/// when `TOKENWARDEN_ALLOW_INSECURE_ENDPOINTS` allows them.
 pub fn load(dir: Option<&Path>) -> Result<Registry> {
+    load_allowing(dir, endpoints(None)?)
+}
+
+/// [`load`], with the endpoints `endpoints` allows.
+pub fn load_allowing(dir: Option<&Path>, endpoints: Endpoints) -> Result<Registry> {
     let Some(dir) = dir else {
         return Ok(Registry::builtin()?);
     };
@@ -21,5 +37,5 @@ pub fn load(dir: Option<&Path>) -> Result<Registry> {
         }
     }
     files.sort();
-    Ok(Registry::with_files(files)?)
+    Ok(Registry::with_files_allowing(files, endpoints)?)
 }

@@ -93,13 +93,17 @@ fn main() -> ExitCode {
         Command::Config(ConfigArgs {
             command: ConfigSub::Check { file },
         }) => config::FileConfig::load(&file).and_then(|c| {
-            let registry = definitions::load(cli.providers_dir.as_deref())?;
+            let registry = definitions::load_allowing(
+                cli.providers_dir.as_deref(),
+                definitions::endpoints(c.allow_insecure_endpoints)?,
+            )?;
             let public = c.public_url.clone().unwrap_or_else(|| {
                 url::Url::parse("http://127.0.0.1:8080/").expect("a literal URL")
             });
             let apps = c.resolve_apps(&registry, &public)?;
             c.dashboard.password()?;
             c.cache.resolve()?;
+            c.proxy.resolve(None, None)?;
             if let Some(a) = &c.alerts {
                 tokenwarden_server::alerts::SlackWebhook::new(&a.webhook_url()?)
                     .map_err(|e| anyhow::anyhow!("[alerts]: {e}"))?;

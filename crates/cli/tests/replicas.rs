@@ -132,7 +132,7 @@ async fn three_processes_on_one_postgres_refresh_an_expired_token_once() {
     let config = |redirect: Option<&str>| {
         let path = dir.path().join(format!("tw-{}.toml", redirect.is_some()));
         let mut text = format!(
-            "providers_dir = {:?}\n\n[[apps]]\nprovider = \"snapchat\"\nid = \"main\"\nclient_id = \"demo-snapchat\"\nclient_secret_file = {:?}\n",
+            "providers_dir = {:?}\n# The emulator is plain http on loopback: allowed explicitly.\nallow_insecure_endpoints = true\n\n[[apps]]\nprovider = \"snapchat\"\nid = \"main\"\nclient_id = \"demo-snapchat\"\nclient_secret_file = {:?}\n",
             providers.display().to_string(),
             dir.path().join("secret").display().to_string()
         );

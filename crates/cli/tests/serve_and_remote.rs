@@ -376,7 +376,7 @@ fn serve_with_a_configuration_file_and_no_sandbox() {
     std::fs::write(
         &config,
         format!(
-            "data_dir = {:?}\nproviders_dir = {:?}\n\n[[apps]]\nprovider = \"snapchat\"\nid = \"main\"\nclient_id = \"demo-snapchat\"\nclient_secret_file = {:?}\n",
+            "data_dir = {:?}\nproviders_dir = {:?}\n# The emulator is plain http on loopback: allowed explicitly.\nallow_insecure_endpoints = true\n\n[[apps]]\nprovider = \"snapchat\"\nid = \"main\"\nclient_id = \"demo-snapchat\"\nclient_secret_file = {:?}\n",
             dir.path().join("data").display().to_string(),
             providers.display().to_string(),
             dir.path().join("secret").display().to_string()

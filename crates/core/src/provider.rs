@@ -10,4 +10,4 @@ mod validate;
 
 pub use model::*;
 pub use registry::{BUILTIN, COMMON, Provider, Registry, RegistryError};
-pub use validate::SpecError;
+pub use validate::{Endpoints, SpecError};

@@ -212,15 +212,17 @@ pub fn check_url(raw: &str, allow_private: bool) -> Result<Url, UrlRefusal> {
 
 /// Whether an address is reachable on the public internet (not private, loopback, link-local,
 /// unspecified, multicast, documentation, shared or benchmarking space, nor an IPv6 form of one).
+///
+/// IPv6 forms that carry an IPv4 address reach that address (through a 6to4 or Teredo relay, a
+/// NAT64 gateway, or the host's own stack), so they are public only when every IPv4 address they
+/// embed is: IPv4-mapped `::ffff:a.b.c.d` and -translated `::ffff:0:a.b.c.d` (RFC 6052 §2.1,
+/// RFC 2765), NAT64 `64:ff9b::/96` (RFC 6052), 6to4 `2002::/16` with the address in bits 16..48
+/// (RFC 3056), and Teredo `2001::/32` with the server in bits 32..64 and the client in the last
+/// 32 bits inverted (RFC 4380 §4).
 pub fn is_public(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(a) => is_public_v4(a),
-        IpAddr::V6(a) => {
-            if let Some(v4) = a.to_ipv4_mapped() {
-                return is_public_v4(v4);
-            }
-            is_public_v6(a)
-        }
+        IpAddr::V6(a) => is_public_v6(a),
     }
 }
 
@@ -236,19 +238,44 @@ fn is_public_v4(a: Ipv4Addr) -> bool {
         || o[0] == 0
         || (o[0] == 100 && (o[1] & 0xc0) == 64) // 100.64/10 shared
         || (o[0] == 198 && (o[1] & 0xfe) == 18) // 198.18/15 benchmarking
+        || (o[0] == 192 && o[1] == 0 && o[2] == 0) // 192.0.0/24 protocol assignments
         || o[0] >= 240)
+}
+
+/// The IPv4 address in two 16-bit segments.
+fn v4(hi: u16, lo: u16) -> Ipv4Addr {
+    Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo))
 }
 
 fn is_public_v6(a: Ipv6Addr) -> bool {
     let s = a.segments();
+    match s {
+        // IPv4-mapped and IPv4-translated.
+        [0, 0, 0, 0, 0, 0xffff, hi, lo] | [0, 0, 0, 0, 0xffff, 0, hi, lo] => {
+            return is_public_v4(v4(hi, lo));
+        }
+        // NAT64 well-known prefix.
+        [0x0064, 0xff9b, 0, 0, 0, 0, hi, lo] => return is_public_v4(v4(hi, lo)),
+        // 6to4.
+        [0x2002, hi, lo, ..] => return is_public_v4(v4(hi, lo)),
+        // Teredo: both ends must be public.
+        [0x2001, 0, shi, slo, _, _, chi, clo] => {
+            return is_public_v4(v4(shi, slo)) && is_public_v4(v4(!chi, !clo));
+        }
+        _ => {}
+    }
     !(a.is_loopback()
         || a.is_unspecified()
         || a.is_multicast()
         || (s[0] & 0xfe00) == 0xfc00 // unique local
         || (s[0] & 0xffc0) == 0xfe80 // link-local
+        || (s[0] & 0xffc0) == 0xfec0 // site-local (deprecated, RFC 3879)
         || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
-        || (s[0] == 0x0064 && s[1] == 0xff9b) // NAT64 maps onto v4 space
-        || s[..6] == [0, 0, 0, 0, 0, 0]) // v4-compatible
+        || (s[0] == 0x3fff && (s[1] & 0xf000) == 0) // documentation (RFC 9637, 3fff::/20)
+        || (s[0] == 0x2001 && s[1] < 0x0200) // IETF protocol assignments 2001::/23: benchmarking, ORCHID, …
+        || (s[0] == 0x0100 && s[1..4] == [0, 0, 0]) // discard-only 100::/64
+        || (s[0] == 0x0064 && s[1] == 0xff9b) // NAT64 beyond the /96: local-use (RFC 8215)
+        || s[..6] == [0, 0, 0, 0, 0, 0]) // v4-compatible (deprecated), never a real host
 }
 
 #[cfg(test)]
@@ -321,6 +348,117 @@ mod tests {
             assert!(check_url(bad, false).is_err(), "{bad} was allowed");
         }
         assert!(check_url("http://127.0.0.1:9/", true).is_ok());
+    }
+
+    /// IPv6 forms that carry an IPv4 address inside them reach that IPv4 address (through a
+    /// 6to4 relay, a Teredo relay, a NAT64 gateway or the host's own stack): they are public
+    /// only when every IPv4 address they embed is. Each row: the address, whether it is public,
+    /// and what it embeds.
+    #[test]
+    fn ipv6_forms_are_judged_by_the_ipv4_address_they_embed() {
+        let table: &[(&str, bool, &str)] = &[
+            // 6to4, 2002::/16: the IPv4 address is bits 16..48.
+            ("2002:7f00:1::", false, "6to4 of 127.0.0.1"),
+            (
+                "2002:7f00:0001:ffff::1",
+                false,
+                "6to4 of 127.0.0.1, any subnet",
+            ),
+            ("2002:a00:1::1", false, "6to4 of 10.0.0.1"),
+            ("2002:c0a8:101::", false, "6to4 of 192.168.1.1"),
+            ("2002:ac10:505::", false, "6to4 of 172.16.5.5"),
+            (
+                "2002:a9fe:a9fe::",
+                false,
+                "6to4 of 169.254.169.254 (cloud metadata)",
+            ),
+            ("2002:6440:1::", false, "6to4 of 100.64.0.1"),
+            ("2002::", false, "6to4 of 0.0.0.0"),
+            ("2002:5db8:d822::1", true, "6to4 of 93.184.216.34"),
+            // Teredo, 2001::/32: the server is bits 32..64, the client the last 32 bits
+            // inverted.
+            (
+                "2001:0:4136:e378:8000:63bf:f5ff:fffe",
+                false,
+                "Teredo client 10.0.0.1",
+            ),
+            (
+                "2001:0:4136:e378:8000:63bf:80ff:fffe",
+                false,
+                "Teredo client 127.0.0.1",
+            ),
+            (
+                "2001:0:4136:e378:8000:63bf:5601:5601",
+                false,
+                "Teredo client 169.254.169.254",
+            ),
+            (
+                "2001:0:4136:e378:8000:63bf:3f57:fefe",
+                false,
+                "Teredo client 192.168.1.1",
+            ),
+            (
+                "2001:0:a00:1:8000:63bf:a247:27dd",
+                false,
+                "Teredo server 10.0.0.1",
+            ),
+            (
+                "2001:0:7f00:1:8000:63bf:a247:27dd",
+                false,
+                "Teredo server 127.0.0.1",
+            ),
+            (
+                "2001:0:4136:e378:8000:63bf:a247:27dd",
+                true,
+                "Teredo 65.54.227.120 / 93.184.216.34",
+            ),
+            // NAT64, 64:ff9b::/96: the IPv4 address is the last 32 bits.
+            ("64:ff9b::7f00:1", false, "NAT64 of 127.0.0.1"),
+            ("64:ff9b::a00:1", false, "NAT64 of 10.0.0.1"),
+            ("64:ff9b::a9fe:a9fe", false, "NAT64 of 169.254.169.254"),
+            ("64:ff9b::5db8:d822", true, "NAT64 of 93.184.216.34"),
+            (
+                "64:ff9b:1::5db8:d822",
+                false,
+                "local-use NAT64 (RFC 8215): the network's own",
+            ),
+            ("64:ff9b:0:0:1::5db8:d822", false, "outside the /96"),
+            // IPv4-mapped, -translated (SIIT) and -compatible.
+            ("::ffff:127.0.0.1", false, "mapped 127.0.0.1"),
+            ("::ffff:10.1.2.3", false, "mapped 10.1.2.3"),
+            ("::ffff:93.184.216.34", true, "mapped 93.184.216.34"),
+            ("::ffff:0:127.0.0.1", false, "translated 127.0.0.1"),
+            (
+                "::ffff:0:169.254.169.254",
+                false,
+                "translated 169.254.169.254",
+            ),
+            ("::ffff:0:93.184.216.34", true, "translated 93.184.216.34"),
+            ("::127.0.0.1", false, "compatible (deprecated) 127.0.0.1"),
+            (
+                "::93.184.216.34",
+                false,
+                "compatible (deprecated): never a real host",
+            ),
+            // Other special-purpose IPv6 space (RFC 6890 registry).
+            ("100::1", false, "discard-only"),
+            ("2001:2::1", false, "benchmarking"),
+            ("2001:10::1", false, "ORCHID"),
+            ("2001:20::1", false, "ORCHIDv2"),
+            ("3fff::1", false, "documentation (RFC 9637)"),
+            ("fec0::1", false, "site-local (deprecated)"),
+            ("2606:2800:220:1::1", true, "an ordinary global address"),
+        ];
+        for (text, public, what) in table {
+            let ip: IpAddr = text.parse().unwrap();
+            assert_eq!(is_public(ip), *public, "{text}: {what}");
+            let url = format!("https://[{ip}]/hook");
+            assert_eq!(check_url(&url, false).is_ok(), *public, "{url}: {what}");
+            assert!(
+                check_url(&format!("http://[{ip}]/"), true).is_ok(),
+                "{what}"
+            );
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tokenwarden_core::clock::{Clock, SystemClock};
-use tokenwarden_core::provider::{Provider, Registry};
+use tokenwarden_core::provider::{Endpoints, Provider, Registry};
 use tokenwarden_core::secret::Secret;
 use tokenwarden_core::token::TokenSet;
 use tokenwarden_oauth::{AppCredentials, OAuthClient, TokenError};
@@ -103,7 +103,9 @@ base_url = "{base}/api"
 probe = {{ path = "/me" }}
 "#
     );
-    Registry::check("graceful.toml", &text).unwrap_or_else(|e| panic!("{e:?}"))
+    // The test server is plain http on loopback: allowed explicitly.
+    Registry::check_allowing("graceful.toml", &text, Endpoints::AllowHttp)
+        .unwrap_or_else(|e| panic!("{e:?}"))
 }
 
 fn current() -> TokenSet {

@@ -24,6 +24,32 @@ use tokenwarden_store::{NewEvent, Store, StoreError};
 use tokio::time::Instant;
 use url::Url;
 
+/// The largest request and response bodies the proxy forwards (`[proxy]` in the daemon's
+/// configuration file). Larger requests are refused with 413 `request_too_large`; larger responses
+/// with 502 `response_too_large` while the answer has not started, and by breaking the connection
+/// once it streams (its status is sent by then; a caller sees an error, never a clean end).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyLimits {
+    /// Largest request body, in bytes.
+    pub max_request_bytes: u64,
+    /// Largest response body, in bytes.
+    pub max_response_bytes: u64,
+}
+
+impl BodyLimits {
+    /// The default of each: 1 GiB (video creatives and report downloads pass).
+    pub const DEFAULT_BYTES: u64 = 1 << 30;
+}
+
+impl Default for BodyLimits {
+    fn default() -> Self {
+        BodyLimits {
+            max_request_bytes: BodyLimits::DEFAULT_BYTES,
+            max_response_bytes: BodyLimits::DEFAULT_BYTES,
+        }
+    }
+}
+
 /// Limits and timings of the healing loop.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -47,14 +73,25 @@ pub struct EngineConfig {
     pub backoff_cap: Duration,
 }
 
+impl EngineConfig {
+    /// This configuration with `limits` on bodies.
+    pub fn with_limits(self, limits: BodyLimits) -> Self {
+        EngineConfig {
+            max_request_bytes: limits.max_request_bytes,
+            max_response_bytes: limits.max_response_bytes,
+            ..self
+        }
+    }
+}
+
 impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
             time_scale: 1.0,
             default_budget: Duration::from_secs(30),
             max_budget: Duration::from_secs(300),
-            max_request_bytes: 1 << 30,
-            max_response_bytes: 1 << 30,
+            max_request_bytes: BodyLimits::DEFAULT_BYTES,
+            max_response_bytes: BodyLimits::DEFAULT_BYTES,
             replay_buffer: 1 << 20,
             backoff_base: Duration::from_millis(500),
             backoff_cap: Duration::from_secs(30),
@@ -110,7 +147,13 @@ impl OutBody {
         let mut held = BytesMut::new();
         while held.len() <= hold {
             match stream.next().await {
-                Some(Ok(chunk)) => held.extend_from_slice(&chunk),
+                Some(Ok(chunk)) => {
+                    held.extend_from_slice(&chunk);
+                    // Past the limit already: no need to hold (or read) any more of it.
+                    if held.len() as u64 > limit {
+                        return Err(ProxyError::RequestTooLarge { limit });
+                    }
+                }
                 Some(Err(_)) => return Err(ProxyError::BadBody),
                 None => {
                     if held.len() as u64 > limit {
@@ -218,6 +261,9 @@ pub struct Report {
     pub provider: String,
     /// The connection (never a metric label).
     pub connection: ConnectionId,
+    /// The header the definition sends the token in (`Authorization`, `Access-Token`): a name,
+    /// never a value. The proxy returns no response header of that name.
+    pub credential_header: String,
     /// The last response's classification.
     pub classification: Classification,
     /// The action the caller should take now (differs from the classification's when a replay
@@ -258,6 +304,10 @@ impl Outcome {
                 let chunk = r.map_err(|e| std::io::Error::other(e.without_url()))?;
                 seen = seen.saturating_add(chunk.len() as u64);
                 if seen > limit {
+                    // The status went out with the first bytes; failing the stream makes the
+                    // server break the connection (no final chunk), so the caller cannot take the
+                    // part it got for the whole.
+                    tracing::warn!(limit, "a response passed the body limit and was cut off");
                     return Err(std::io::Error::other("the response body exceeds the limit"));
                 }
                 Ok(chunk)
@@ -541,6 +591,7 @@ impl Engine {
                 .content_length()
                 .is_some_and(|n| n > self.config.max_response_bytes)
             {
+                self.count(&pid, "response_too_large", "none", waited);
                 return Err(ProxyError::ResponseTooLarge {
                     limit: self.config.max_response_bytes,
                 });
@@ -554,6 +605,15 @@ impl Engine {
                     });
                 }
             };
+            // What was read for the classifier is already over the limit (a body sent without a
+            // length): nothing has been answered yet, so the caller gets a clear 502 rather than
+            // a 200 whose body breaks off.
+            if prefix.len() as u64 > self.config.max_response_bytes {
+                self.count(&pid, "response_too_large", "none", waited);
+                return Err(ProxyError::ResponseTooLarge {
+                    limit: self.config.max_response_bytes,
+                });
+            }
             let pairs = header_pairs(resp.headers());
             let c = provider.classifier().classify(
                 &ResponseView {
@@ -567,6 +627,7 @@ impl Engine {
             let mut report = Report {
                 provider: pid.clone(),
                 connection: conn.id.clone(),
+                credential_header: api.credential_header.clone(),
                 action: c.action,
                 classification: c,
                 attempts,

@@ -154,7 +154,7 @@ impl Proxy {
             report,
         } = outcome;
         let status = response.status();
-        let mut headers = crate::headers::inbound(response.headers());
+        let mut headers = crate::headers::inbound(response.headers(), &report.credential_header);
         report_headers(&mut headers, &report, self.engine.config().time_scale);
         if report.reauth_required {
             set(

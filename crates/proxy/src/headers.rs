@@ -1,6 +1,8 @@
 //! Which headers cross the proxy (hardening rule 10): the caller's credentials never reach the
 //! platform and cannot override ours; hop-by-hop headers, including every header the caller names
-//! in `Connection:`, are removed (RFC 9110 §7.6.1); values with CR, LF or NUL are refused.
+//! in `Connection:`, are removed (RFC 9110 §7.6.1); values with CR, LF or NUL are refused. On the
+//! way back, the platform's cookies and authentication state, and any header named like our
+//! credential's, stay behind.
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
@@ -30,6 +32,17 @@ const CALLER_ONLY: &[&str] = &[
     "x-forwarded-proto",
     "x-real-ip",
     "expect",
+];
+
+/// Response headers that carry the platform's own credentials or authentication state for the
+/// client that called it, which is tokenwarden, not the caller: a session cookie set on our
+/// token's account, the digest state of a login. A `WWW-Authenticate` challenge is not among
+/// them: it carries no secret and tells the caller why a token was refused (RFC 6750 §3).
+const PLATFORM_ONLY: &[&str] = &[
+    "set-cookie",
+    "set-cookie2",
+    "authentication-info",
+    "proxy-authentication-info",
 ];
 
 /// Prefix of the headers that speak to tokenwarden itself (the budget); never forwarded.
@@ -86,13 +99,21 @@ pub fn outbound(
     Ok(out)
 }
 
-/// The platform's response headers as they may go back to the caller.
-pub fn inbound(upstream: &HeaderMap) -> HeaderMap {
+/// The platform's response headers as they may go back to the caller: no hop-by-hop headers,
+/// nothing the platform meant for tokenwarden itself (cookies, authentication state), and no
+/// header named like the one our credential travels in (`credential_header`, e.g. TikTok's
+/// `Access-Token`), which a platform echoing the request would fill with our token.
+pub fn inbound(upstream: &HeaderMap, credential_header: &str) -> HeaderMap {
     let listed = listed_in_connection(upstream);
     let mut out = HeaderMap::with_capacity(upstream.len() + 6);
     for (name, value) in upstream {
         let n = name.as_str();
-        if HOP_BY_HOP.contains(&n) || n.starts_with(OWN_PREFIX) || listed.iter().any(|l| l == n) {
+        if HOP_BY_HOP.contains(&n)
+            || PLATFORM_ONLY.contains(&n)
+            || n.eq_ignore_ascii_case(credential_header)
+            || n.starts_with(OWN_PREFIX)
+            || listed.iter().any(|l| l == n)
+        {
             continue;
         }
         out.append(name.clone(), value.clone());
@@ -194,8 +215,28 @@ mod tests {
             ("content-type", "application/json"),
             ("x-app-usage", "{}"),
         ]);
-        let out = inbound(&up);
+        let out = inbound(&up, "Authorization");
         let names: Vec<&str> = out.keys().map(|k| k.as_str()).collect();
         assert_eq!(names, ["content-type", "x-app-usage"]);
+    }
+
+    #[test]
+    fn inbound_drops_the_platforms_cookies_and_our_credential_header() {
+        let up = map(&[
+            ("set-cookie", "sid=1"),
+            ("Set-Cookie2", "old=1"),
+            ("authentication-info", "nextnonce=x"),
+            ("proxy-authentication-info", "nextnonce=y"),
+            ("proxy-authenticate", "Basic"),
+            ("access-token", "ours, echoed"),
+            ("www-authenticate", "Bearer error=\"invalid_token\""),
+            ("authorization", "kept when it is not the credential header"),
+        ]);
+        let out = inbound(&up, "Access-Token");
+        let names: Vec<&str> = out.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["www-authenticate", "authorization"]);
+        let out = inbound(&up, "Authorization");
+        let names: Vec<&str> = out.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["access-token", "www-authenticate"]);
     }
 }

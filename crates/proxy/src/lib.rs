@@ -9,7 +9,7 @@
 //!   adaptive (cut on a throttle signal, creep back on success), first come first served, bounded
 //!   by each caller's budget.
 //! - [`target`]: URL safety (hardening rule 9): only the connection's API base, no absolute URLs,
-//!   no `..`, no encoded escapes.
+//!   no `..` (nor `..;` path parameters), no encoded escapes.
 //! - [`headers`]: what crosses (hardening rule 10): the caller's credentials and hop-by-hop headers
 //!   never reach the platform; ours is attached as the definition says.
 //! - [`handler`]: `ANY /proxy/{connection_id}/{*path}`.
@@ -20,7 +20,11 @@
 //! tw_…`) forwards to `{connection's API base}/{path}?{query}` with the method, body and headers,
 //! the connection's token attached (`Authorization: Bearer …`, TikTok Business `Access-Token: …`).
 //! Redirects are never followed; request and response bodies stream through (only the first
-//! 64 KiB of a response and, for replay, request bodies up to 1 MiB are held).
+//! 64 KiB of a response and, for replay, request bodies up to 1 MiB are held), up to the
+//! [`BodyLimits`] (1 GiB each unless configured). A request over its limit is refused with 413; a
+//! response over its limit is a 502 when that is known before the answer starts (a declared
+//! length, or a body that ends within the first 64 KiB), and otherwise breaks the connection
+//! where it passes the limit, so it never ends as if it were whole.
 //!
 //! Healing:
 //! - `token_expired` / `token_invalid` on a refreshable platform: refresh (exactly once per
@@ -70,7 +74,7 @@ pub mod shaper;
 pub mod target;
 
 pub use engine::{
-    Call, ClientTransport, Engine, EngineConfig, OutBody, Outcome, ProxyError, Report, SendError,
-    Target, Transport,
+    BodyLimits, Call, ClientTransport, Engine, EngineConfig, OutBody, Outcome, ProxyError, Report,
+    SendError, Target, Transport,
 };
 pub use handler::Proxy;

@@ -15,8 +15,10 @@ pub enum UrlRefused {
     /// The path does not start with `/`, or starts with `//` (a network-path reference).
     #[error("the path must start with a single '/'")]
     NotRelative,
-    /// A `.` or `..` segment, raw or encoded.
-    #[error("the path may not contain '.' or '..' segments, in any encoding")]
+    /// A `.` or `..` segment, raw or encoded, with or without `;parameters` (`..;`, `..;x=y`).
+    #[error(
+        "the path may not contain '.' or '..' segments (nor '..;' path parameters), in any encoding"
+    )]
     DotSegment,
     /// An encoded `/`, `\`, `.`, `%` or control character: an escape trick.
     #[error("the path may not contain encoded '/', '\\', '.', '%' or control characters")]
@@ -86,7 +88,7 @@ pub fn check_path(path: &str) -> Result<(), UrlRefused> {
         }
         i += 1;
     }
-    if path.split('/').any(|seg| seg == "." || seg == "..") {
+    if path.split('/').any(is_dot_segment) {
         return Err(UrlRefused::DotSegment);
     }
     // `/https://evil.example/…`: a URL where a path belongs (it could not leave the base, but it
@@ -99,6 +101,25 @@ pub fn check_path(path: &str) -> Result<(), UrlRefused> {
         return Err(UrlRefused::Absolute);
     }
     Ok(())
+}
+
+/// Whether a raw segment is `.` or `..` once its path parameters are stripped: Tomcat, Jetty and
+/// Spring drop everything from the first `;` (raw, or `%3B` after decoding) before they resolve
+/// dot segments, so `..;x=y` climbs a level there. Encoded dots never get here (refused as
+/// escapes), so the dots are raw.
+fn is_dot_segment(seg: &str) -> bool {
+    let cut = [seg.find(';'), find_ascii_ci(seg, "%3b")]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(seg.len());
+    matches!(&seg[..cut], "." | "..")
+}
+
+fn find_ascii_ci(hay: &str, needle: &str) -> Option<usize> {
+    hay.as_bytes()
+        .windows(needle.len())
+        .position(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
 }
 
 /// Checks a raw query string: no control characters, spaces or fragments.
@@ -225,6 +246,45 @@ mod tests {
         }
     }
 
+    /// Tomcat, Jetty and Spring strip `;parameters` from a segment before they resolve dot
+    /// segments, so `/..;/admin` and `/..;x=y/admin` climb out of the API base on such a server
+    /// (the "path parameter" traversal). Refused like `..`, with the `;` raw or encoded.
+    #[test]
+    fn dot_segments_with_path_parameters_are_refused() {
+        for path in [
+            "/..;/admin",
+            "/a/..;",
+            "/a/..;/b",
+            "/..;x=y/admin",
+            "/..;jsessionid=abc/admin",
+            "/a/..;x;y/b",
+            "/.;/admin",
+            "/.;x=1/a",
+            "/..%3b/admin",
+            "/..%3B/admin",
+            "/..%3bx=y/admin",
+            "/.%3b/admin",
+            "/v2/..;/..;/admin",
+        ] {
+            assert_eq!(
+                build(&base(), path, None),
+                Err(UrlRefused::DotSegment),
+                "{path}"
+            );
+        }
+        // A `;` elsewhere in a segment is an ordinary character (Meta's field lists use it).
+        for path in [
+            "/a;b/c",
+            "/..a;x/b",
+            "/x..;/b",
+            "/a/b;..",
+            "/a/%3b../b",
+            "/...;/b",
+        ] {
+            assert!(build(&base(), path, None).is_ok(), "{path}");
+        }
+    }
+
     #[test]
     fn at_signs_and_colons_stay_in_the_path() {
         // `@` and `:` after the first `/` are ordinary path characters; the origin cannot change.
@@ -267,6 +327,56 @@ mod tests {
         ] {
             let u = Url::parse(bad).unwrap();
             assert_eq!(relative(&b, &u), Err(UrlRefused::LeftBase), "{bad}");
+        }
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// A segment built from characters a platform path may hold, escapes included.
+        fn segment() -> impl Strategy<Value = String> {
+            "[a-zA-Z0-9._~;=%-]{0,10}"
+        }
+
+        /// `.` or `..`, a raw or encoded `;`, and any parameters after it.
+        fn dot_with_parameters() -> impl Strategy<Value = String> {
+            (
+                prop_oneof![Just("."), Just("..")],
+                prop_oneof![Just(";"), Just("%3b"), Just("%3B")],
+                "[a-zA-Z0-9=;,]{0,8}",
+            )
+                .prop_map(|(d, sep, rest)| format!("{d}{sep}{rest}"))
+        }
+
+        proptest! {
+            /// Wherever a `..;`-style segment sits, whatever follows the `;`, it is refused.
+            #[test]
+            fn dot_segments_with_parameters_are_refused_anywhere(
+                before in proptest::collection::vec("[a-z0-9]{1,6}", 0..4),
+                dot in dot_with_parameters(),
+                after in proptest::collection::vec("[a-z0-9]{1,6}", 0..4),
+            ) {
+                let mut segs = before;
+                segs.push(dot);
+                segs.extend(after);
+                let path = format!("/{}", segs.join("/"));
+                prop_assert_eq!(build(&base(), &path, None), Err(UrlRefused::DotSegment), "{}", path);
+            }
+
+            /// Whatever is accepted lands under the base exactly as sent: nothing was resolved,
+            /// decoded or dropped on the way, so no server sees a path the check did not.
+            #[test]
+            fn accepted_paths_land_under_the_base_unchanged(
+                segs in proptest::collection::vec(segment(), 1..6),
+            ) {
+                let path = format!("/{}", segs.join("/"));
+                if let Ok(u) = build(&base(), &path, None) {
+                    prop_assert_eq!(u.host_str(), Some("adsapi.snapchat.com"));
+                    prop_assert_eq!(u.path(), format!("/v1{path}"));
+                    prop_assert!(!path.split('/').any(is_dot_segment), "{}", path);
+                }
+            }
         }
     }
 }

@@ -14,6 +14,7 @@ use tokenwarden_store::{App, Store, StoreError};
 use url::Url;
 
 pub use tokenwarden_engine::CacheConfig;
+pub use tokenwarden_proxy::BodyLimits;
 
 /// What a daemon needs.
 #[derive(Debug)]
@@ -49,6 +50,9 @@ pub struct Daemon {
     /// the daemon goes through them, so its own writes invalidate them at once; another replica's
     /// are seen within the TTLs.
     pub cache: CacheConfig,
+    /// The largest request and response bodies the forwarding proxy passes
+    /// ([`BodyLimits::default`]: 1 GiB each).
+    pub proxy_limits: BodyLimits,
 }
 
 /// Why the daemon could not start.
@@ -193,7 +197,8 @@ impl Daemon {
             tokenwarden_proxy::EngineConfig {
                 time_scale: self.time_scale,
                 ..Default::default()
-            },
+            }
+            .with_limits(self.proxy_limits),
         ));
         let proxy = tokenwarden_proxy::Proxy::new(engine, public_url.clone())
             .map_err(|e| StartError::Client(e.without_url().to_string()))?;

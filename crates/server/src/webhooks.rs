@@ -401,4 +401,32 @@ mod resolver_tests {
         };
         assert!(e.contains("internal addresses"), "{e}");
     }
+
+    /// What a name resolves to is checked with the same rules as a URL's address: IPv6 forms
+    /// that embed an internal IPv4 address (6to4, Teredo, NAT64, mapped) are dropped, so a
+    /// name whose AAAA record is one of them cannot reach inside. (The resolver is handed the
+    /// address as a name here; `lookup_host` returns it as it is, without DNS.)
+    #[tokio::test]
+    async fn resolved_addresses_that_embed_internal_ipv4_are_refused() {
+        for inside in [
+            "2002:7f00:1::",
+            "2002:a9fe:a9fe::1",
+            "2001:0:4136:e378:8000:63bf:f5ff:fffe",
+            "2001:0:a00:1:8000:63bf:a247:27dd",
+            "64:ff9b::a00:1",
+            "::ffff:0:169.254.169.254",
+        ] {
+            let name: reqwest::dns::Name = inside.parse().unwrap();
+            match PublicOnly.resolve(name).await {
+                Ok(addrs) => panic!(
+                    "{inside} resolved to {:?}",
+                    addrs.collect::<Vec<SocketAddr>>()
+                ),
+                Err(e) => assert!(e.to_string().contains("internal addresses"), "{e}"),
+            }
+        }
+        let name: reqwest::dns::Name = "2002:5db8:d822::1".parse().unwrap();
+        let kept: Vec<SocketAddr> = PublicOnly.resolve(name).await.unwrap().collect();
+        assert_eq!(kept.len(), 1, "6to4 of a public address is kept");
+    }
 }

@@ -117,6 +117,7 @@ where
         },
         retention: Retention::default(),
         cache: Default::default(),
+        proxy_limits: Default::default(),
     }
     .start()
     .await

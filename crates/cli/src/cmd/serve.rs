@@ -62,7 +62,12 @@ pub struct Args {
 const RETENTION_HELP: &str = "History is deleted once old, at start and then hourly: events after 30 days, finished webhook \
 deliveries after 14 (a delivery still being retried never), expired authorizations at once. Set it \
 with [retention] in the configuration file (`tokenwarden config example`), or with \
-TOKENWARDEN_RETENTION_EVENTS and TOKENWARDEN_RETENTION_DELIVERIES, e.g. \"90d\", or \"off\" to keep forever.";
+TOKENWARDEN_RETENTION_EVENTS and TOKENWARDEN_RETENTION_DELIVERIES, e.g. \"90d\", or \"off\" to keep forever.
+
+The proxy passes request and response bodies up to 1GiB each: set them with [proxy] max_request_bytes and \
+max_response_bytes, or TOKENWARDEN_PROXY_MAX_REQUEST_BYTES and TOKENWARDEN_PROXY_MAX_RESPONSE_BYTES, e.g. \"64MiB\". \
+Provider definitions must use https endpoints; allow plain http (a test server, an emulator) with \
+allow_insecure_endpoints = true or TOKENWARDEN_ALLOW_INSECURE_ENDPOINTS=true.";
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -140,7 +145,13 @@ async fn serve(args: Args, file: FileConfig, providers_dir: Option<&Path>) -> Re
     let providers_dir = providers_dir
         .map(Path::to_path_buf)
         .or(file.providers_dir.clone());
-    let providers = definitions::load(providers_dir.as_deref())?;
+    // With --sandbox every endpoint is replaced by the in-process emulator's.
+    let endpoints = if args.sandbox {
+        tokenwarden_core::provider::Endpoints::AllowHttp
+    } else {
+        definitions::endpoints(file.allow_insecure_endpoints)?
+    };
+    let providers = definitions::load_allowing(providers_dir.as_deref(), endpoints)?;
     let data_dir = args
         .data_dir
         .clone()
@@ -165,6 +176,10 @@ async fn serve(args: Args, file: FileConfig, providers_dir: Option<&Path>) -> Re
             .collect::<Result<_>>()?,
         None => file.connect.return_to.clone(),
     };
+    let proxy_limits = file.proxy.resolve(
+        read_env("TOKENWARDEN_PROXY_MAX_REQUEST_BYTES").as_deref(),
+        read_env("TOKENWARDEN_PROXY_MAX_RESPONSE_BYTES").as_deref(),
+    )?;
     let dashboard_password = match read_env("TOKENWARDEN_DASHBOARD_PASSWORD") {
         Some(p) => Some(Secret::new(p)),
         None => file.dashboard.password()?,
@@ -315,6 +330,7 @@ async fn serve(args: Args, file: FileConfig, providers_dir: Option<&Path>) -> Re
         },
         retention,
         cache,
+        proxy_limits,
     }
     .start()
     .await?;

@@ -2,7 +2,7 @@
 //! own from a directory (same id: the user's file wins).
 
 use super::model::{CommonRules, ProviderSpec, RefreshStyle};
-use super::validate::{Problems, SpecError, compile_rules, validate};
+use super::validate::{Endpoints, Problems, SpecError, compile_rules, validate};
 use crate::classify::{Classifier, Common, Kind};
 use crate::id::ProviderId;
 use std::collections::BTreeMap;
@@ -127,22 +127,35 @@ impl Registry {
             BUILTIN
                 .iter()
                 .map(|(n, t)| (format!("builtin:{n}"), t.to_string())),
+            Endpoints::HttpsOnly,
         )
     }
 
     /// The shipped definitions plus `files` (`(path, text)`); a file whose id matches a shipped one
-    /// replaces it.
+    /// replaces it. Endpoints must be https ([`Endpoints::HttpsOnly`]).
     pub fn with_files(
         files: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Registry, RegistryError> {
+        Registry::with_files_allowing(files, Endpoints::HttpsOnly)
+    }
+
+    /// [`Registry::with_files`], with the endpoints `endpoints` allows (a test server or emulator
+    /// on plain http, by explicit choice).
+    pub fn with_files_allowing(
+        files: impl IntoIterator<Item = (String, String)>,
+        endpoints: Endpoints,
     ) -> Result<Registry, RegistryError> {
         let all = BUILTIN
             .iter()
             .map(|(n, t)| (format!("builtin:{n}"), t.to_string()))
             .chain(files);
-        Registry::load(all)
+        Registry::load(all, endpoints)
     }
 
-    fn load(files: impl IntoIterator<Item = (String, String)>) -> Result<Registry, RegistryError> {
+    fn load(
+        files: impl IntoIterator<Item = (String, String)>,
+        endpoints: Endpoints,
+    ) -> Result<Registry, RegistryError> {
         let common = Arc::new(
             compile_common(&format!("builtin:{}", COMMON.0), COMMON.1)
                 .map_err(|problems| RegistryError { problems })?,
@@ -150,7 +163,7 @@ impl Registry {
         let mut providers = BTreeMap::new();
         let mut problems = Vec::new();
         for (source, text) in files {
-            match parse_with(&common, &source, &text) {
+            match parse_with(&common, &source, &text, endpoints) {
                 Ok(p) => {
                     providers.insert(p.spec.id.clone(), Arc::new(p));
                 }
@@ -165,9 +178,19 @@ impl Registry {
     }
 
     /// Validates one definition file against the shipped common rules, reporting every problem.
+    /// Endpoints must be https.
     pub fn check(source: &str, text: &str) -> Result<Provider, Vec<SpecError>> {
+        Registry::check_allowing(source, text, Endpoints::HttpsOnly)
+    }
+
+    /// [`Registry::check`], with the endpoints `endpoints` allows.
+    pub fn check_allowing(
+        source: &str,
+        text: &str,
+        endpoints: Endpoints,
+    ) -> Result<Provider, Vec<SpecError>> {
         let common = Arc::new(compile_common(COMMON.0, COMMON.1)?);
-        parse_with(&common, source, text)
+        parse_with(&common, source, text, endpoints)
     }
 
     /// A provider by id.
@@ -198,7 +221,12 @@ impl Registry {
     }
 }
 
-fn parse_with(common: &Arc<Common>, source: &str, text: &str) -> Result<Provider, Vec<SpecError>> {
+fn parse_with(
+    common: &Arc<Common>,
+    source: &str,
+    text: &str,
+    endpoints: Endpoints,
+) -> Result<Provider, Vec<SpecError>> {
     let mut p = Problems::new(source);
     let file_name = source.rsplit(['/', '\\', ':']).next().unwrap_or(source);
     let stem = file_name.strip_suffix(".toml").unwrap_or(file_name);
@@ -209,7 +237,7 @@ fn parse_with(common: &Arc<Common>, source: &str, text: &str) -> Result<Provider
             return Err(p.list);
         }
     };
-    let rules = validate(&spec, stem, &mut p);
+    let rules = validate(&spec, stem, endpoints, &mut p);
     if !p.list.is_empty() {
         return Err(p.list);
     }

@@ -90,6 +90,42 @@ pub(crate) fn placeholders(template: &str) -> Result<Vec<&str>, String> {
     Ok(out)
 }
 
+/// Which schemes a definition's endpoints (the authorize URL, the token calls and the API bases)
+/// may use. Links for people (`docs_url`) are not endpoints.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Endpoints {
+    /// `https` only: over plain `http` client secrets, codes and tokens cross the network where
+    /// anyone on the way can read and change them. The default.
+    #[default]
+    HttpsOnly,
+    /// `http` is allowed too, on any host: a test server or a local emulator. Only on an explicit
+    /// choice of whoever runs tokenwarden (`allow_insecure_endpoints = true`).
+    AllowHttp,
+}
+
+/// What a definition with an `http` endpoint is told to do.
+const INSECURE_FIX: &str = "is a plain http:// URL: client secrets, codes and tokens would cross the network unencrypted. Use the platform's https:// URL; for a local test server or emulator, allow http with allow_insecure_endpoints = true in the configuration file (or TOKENWARDEN_ALLOW_INSECURE_ENDPOINTS=true)";
+
+/// An endpoint: https, or http where allowed; a host; no credentials.
+fn check_endpoint(p: &mut Problems, key: &str, u: &url::Url, endpoints: Endpoints) {
+    match (u.scheme(), endpoints) {
+        ("https", _) | ("http", Endpoints::AllowHttp) => {}
+        ("http", Endpoints::HttpsOnly) => p.add(key, INSECURE_FIX),
+        (other, _) => p.add(key, format!("must be an https URL, not {other}://")),
+    }
+    check_host(p, key, u);
+}
+
+fn check_host(p: &mut Problems, key: &str, u: &url::Url) {
+    if u.host_str().is_none() {
+        p.add(key, "has no host");
+    }
+    if !u.username().is_empty() || u.password().is_some() {
+        p.add(key, "must not carry credentials");
+    }
+}
+
+/// A link for people (documentation): https, or http on loopback.
 fn check_url(p: &mut Problems, key: &str, u: &url::Url) {
     let loopback = matches!(u.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
     match u.scheme() {
@@ -100,16 +136,11 @@ fn check_url(p: &mut Problems, key: &str, u: &url::Url) {
             format!("must be an https URL (http only for loopback), not {other}://"),
         ),
     }
-    if u.host_str().is_none() {
-        p.add(key, "has no host");
-    }
-    if !u.username().is_empty() || u.password().is_some() {
-        p.add(key, "must not carry credentials");
-    }
+    check_host(p, key, u);
 }
 
-fn check_call(p: &mut Problems, key: &str, call: &TokenCall) -> Vec<String> {
-    check_url(p, &format!("{key}.url"), &call.url);
+fn check_call(p: &mut Problems, key: &str, call: &TokenCall, endpoints: Endpoints) -> Vec<String> {
+    check_endpoint(p, &format!("{key}.url"), &call.url, endpoints);
     if call.method == Method::GET && call.encoding != Encoding::Query {
         p.add(
             format!("{key}.encoding"),
@@ -175,7 +206,12 @@ fn check_call(p: &mut Problems, key: &str, call: &TokenCall) -> Vec<String> {
     used
 }
 
-pub(crate) fn validate(spec: &ProviderSpec, stem: &str, p: &mut Problems) -> Vec<Rule> {
+pub(crate) fn validate(
+    spec: &ProviderSpec,
+    stem: &str,
+    endpoints: Endpoints,
+    p: &mut Problems,
+) -> Vec<Rule> {
     if spec.id.as_str() != stem {
         p.add(
             "id",
@@ -191,7 +227,7 @@ pub(crate) fn validate(spec: &ProviderSpec, stem: &str, p: &mut Problems) -> Vec
     check_url(p, "docs_url", &spec.docs_url);
 
     let a = &spec.authorize;
-    check_url(p, "authorize.url", &a.url);
+    check_endpoint(p, "authorize.url", &a.url, endpoints);
     if a.client_id_param.trim().is_empty() {
         p.add("authorize.client_id_param", "is empty");
     }
@@ -214,12 +250,12 @@ pub(crate) fn validate(spec: &ProviderSpec, stem: &str, p: &mut Problems) -> Vec
     }
 
     let t = &spec.token;
-    let exchange_uses = check_call(p, "token.exchange", &t.exchange);
+    let exchange_uses = check_call(p, "token.exchange", &t.exchange, endpoints);
     if !exchange_uses.iter().any(|u| u == "code") {
         p.add("token.exchange.params", "no parameter carries {code}");
     }
     if let Some(up) = &t.upgrade {
-        let uses = check_call(p, "token.upgrade", up);
+        let uses = check_call(p, "token.upgrade", up, endpoints);
         if !uses.iter().any(|u| u == "access_token") {
             p.add("token.upgrade.params", "the upgrade exchanges the short-lived token: a parameter must carry {access_token}");
         }
@@ -227,9 +263,9 @@ pub(crate) fn validate(spec: &ProviderSpec, stem: &str, p: &mut Problems) -> Vec
     let refresh_uses = t
         .refresh
         .as_ref()
-        .map(|r| check_call(p, "token.refresh", r));
+        .map(|r| check_call(p, "token.refresh", r, endpoints));
     if let Some(rv) = &t.revoke {
-        let uses = check_call(p, "token.revoke", rv);
+        let uses = check_call(p, "token.revoke", rv, endpoints);
         if !uses
             .iter()
             .any(|u| u == "access_token" || u == "refresh_token" || u == "token")
@@ -241,7 +277,7 @@ pub(crate) fn validate(spec: &ProviderSpec, stem: &str, p: &mut Problems) -> Vec
         }
     }
     if let Some(ins) = &t.introspect {
-        let uses = check_call(p, "token.introspect", ins);
+        let uses = check_call(p, "token.introspect", ins, endpoints);
         if !uses.iter().any(|u| u == "access_token" || u == "token") {
             p.add(
                 "token.introspect.params",
@@ -326,9 +362,9 @@ pub(crate) fn validate(spec: &ProviderSpec, stem: &str, p: &mut Problems) -> Vec
     }
 
     let api = &spec.api;
-    check_url(p, "api.base_url", &api.base_url);
+    check_endpoint(p, "api.base_url", &api.base_url, endpoints);
     if let Some(u) = &api.sandbox_base_url {
-        check_url(p, "api.sandbox_base_url", u);
+        check_endpoint(p, "api.sandbox_base_url", u, endpoints);
     }
     let header_ok = !api.credential_header.is_empty()
         && api

@@ -52,6 +52,7 @@ pub async fn world(scale: f64) -> World {
         webhooks: tokenwarden_server::webhooks::WebhookPolicy::default(),
         retention: tokenwarden_server::retention::Retention::default(),
         cache: Default::default(),
+        proxy_limits: Default::default(),
     }
     .start()
     .await

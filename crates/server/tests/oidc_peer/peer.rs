@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokenwarden_core::clock::{Clock, SystemClock};
 use tokenwarden_core::id::{AppId, ConnectionId, ProviderId};
-use tokenwarden_core::provider::Registry;
+use tokenwarden_core::provider::{Endpoints, Registry};
 use tokenwarden_core::secret::Secret;
 use tokenwarden_core::token::TokenSet;
 use tokenwarden_server::daemon::{Daemon, Running};
@@ -347,8 +347,10 @@ impl Tw {
             })
             .collect();
         let peer = Peer::start(Value::Array(clients), at_ttl_secs).await;
+        // The peer is plain http on loopback: allowed explicitly, as a test setup must.
         let providers =
-            Registry::with_files(definitions(&peer.issuer)).unwrap_or_else(|e| panic!("{e}"));
+            Registry::with_files_allowing(definitions(&peer.issuer), Endpoints::AllowHttp)
+                .unwrap_or_else(|e| panic!("{e}"));
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("tw.db").display());
@@ -402,6 +404,7 @@ impl Tw {
             webhooks: tokenwarden_server::webhooks::WebhookPolicy::default(),
             retention: tokenwarden_server::retention::Retention::default(),
             cache: Default::default(),
+            proxy_limits: Default::default(),
         }
         .start()
         .await

@@ -61,6 +61,7 @@ pub async fn world_at(public_url: Option<url::Url>) -> World {
         },
         retention: tokenwarden_server::retention::Retention::default(),
         cache: Default::default(),
+        proxy_limits: Default::default(),
     }
     .start()
     .await
