@@ -236,11 +236,17 @@ fn serve_sandbox(providers: &Path, config: &Path, env: &[(&str, &str)]) -> Daemo
 
 /// Connects `connection` to the sandbox's Snapchat the way a person would.
 fn connect(d: &Daemon, http: &reqwest::blocking::Client, connection: &str) {
+    let key = std::fs::read_to_string(d.data.path().join("admin.key")).unwrap();
+    let minted: serde_json::Value = http
+        .post(format!("{}v1/connect-sessions", d.base))
+        .bearer_auth(key.trim())
+        .json(&serde_json::json!({"provider": "snapchat", "connection_id": connection}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
     let r = http
-        .get(format!(
-            "{}connect/snapchat?connection_id={connection}",
-            d.base
-        ))
+        .get(minted["url"].as_str().expect("a connect session"))
         .send()
         .unwrap();
     let cookie = r.headers()["set-cookie"]

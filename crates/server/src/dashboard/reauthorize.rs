@@ -32,35 +32,36 @@ fn refused_mint(s: &ServerState, signed: &Signed, e: crate::api::ApiError) -> Re
     )
 }
 
+/// The connection named in the path, or the page that says why there is none.
+async fn existing(s: &ServerState, signed: &Signed, id: &str) -> Result<Connection, Response> {
+    let none = |text| {
+        message(
+            s,
+            Some(signed),
+            StatusCode::NOT_FOUND,
+            "No such connection",
+            text,
+        )
+    };
+    let Ok(id) = ConnectionId::parse(id) else {
+        return Err(none("That is not a connection id."));
+    };
+    match s.store.get_connection(&id).await {
+        Ok(Some(c)) => Ok(c),
+        Ok(None) => Err(none("There is no connection with that id.")),
+        Err(e) => Err(store_down(s, signed, e)),
+    }
+}
+
 /// `GET /connections/{id}/reauthorize`: what will happen, and the button that does it.
 pub(super) async fn reauthorize_page(
     State(s): State<ServerState>,
     signed: Signed,
     Path(id): Path<String>,
 ) -> Response {
-    let conn = match ConnectionId::parse(id.as_str()) {
-        Ok(id) => match s.store.get_connection(&id).await {
-            Ok(Some(c)) => c,
-            Ok(None) => {
-                return message(
-                    &s,
-                    Some(&signed),
-                    StatusCode::NOT_FOUND,
-                    "No such connection",
-                    "There is no connection with that id.",
-                );
-            }
-            Err(e) => return store_down(&s, &signed, e),
-        },
-        Err(_) => {
-            return message(
-                &s,
-                Some(&signed),
-                StatusCode::NOT_FOUND,
-                "No such connection",
-                "That is not a connection id.",
-            );
-        }
+    let conn = match existing(&s, &signed, &id).await {
+        Ok(c) => c,
+        Err(r) => return r,
     };
     let account = conn
         .account
@@ -99,29 +100,9 @@ pub(super) async fn reauthorize(
     if let Some(refused) = check_post(&s, &signed, &headers, &f.csrf) {
         return refused;
     }
-    let conn = match ConnectionId::parse(id.as_str()) {
-        Ok(id) => match s.store.get_connection(&id).await {
-            Ok(Some(c)) => c,
-            Ok(None) => {
-                return message(
-                    &s,
-                    Some(&signed),
-                    StatusCode::NOT_FOUND,
-                    "No such connection",
-                    "There is no connection with that id.",
-                );
-            }
-            Err(e) => return store_down(&s, &signed, e),
-        },
-        Err(_) => {
-            return message(
-                &s,
-                Some(&signed),
-                StatusCode::NOT_FOUND,
-                "No such connection",
-                "That is not a connection id.",
-            );
-        }
+    let conn = match existing(&s, &signed, &id).await {
+        Ok(c) => c,
+        Err(r) => return r,
     };
     let req = SessionRequest {
         provider: conn.provider.to_string(),
