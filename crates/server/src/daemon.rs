@@ -208,6 +208,7 @@ impl Daemon {
             webhooks: self.webhooks,
             dashboard: Arc::new(crate::dashboard::Dashboard::default()),
             proxy: Arc::new(proxy),
+            limits: Arc::default(),
         };
         crate::metrics::install();
         if let Some(path) = self.key_file {

@@ -1,0 +1,312 @@
+//! The daemon's face to the internet (issue 13): failed sign-ins and refused API keys are limited
+//! per client address (one attacker cannot lock out another address), `/connect/` and
+//! `/callback/` are rate limited per address, and every response carries the no-sniff and
+//! no-referrer headers (HSTS on https).
+//!
+//! Two client addresses are two loopback sources: `127.0.0.1` (the world's client) and
+//! `127.0.0.2` (a client bound to it). Time moves only on the world's fake clock.
+
+mod support;
+
+use chrono::TimeDelta;
+use std::io::Write;
+use std::sync::{Arc, Mutex, OnceLock};
+use support::{world, world_at};
+
+/// Every log line of this test binary, to check what a refusal logs.
+#[derive(Clone, Default)]
+struct Logs(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Logs {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
+    type Writer = Logs;
+    fn make_writer(&'a self) -> Logs {
+        self.clone()
+    }
+}
+
+fn logged() -> String {
+    static LOGS: OnceLock<Logs> = OnceLock::new();
+    let logs = LOGS.get_or_init(|| {
+        let logs = Logs::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::INFO)
+            .with_writer(logs.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).expect("one subscriber per binary");
+        logs
+    });
+    String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned()
+}
+
+/// A client whose connections come from `127.0.0.2`, another address than the world's client.
+fn from_other_address() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .build()
+        .unwrap()
+}
+
+fn retry_after(r: &reqwest::Response) -> u64 {
+    r.headers()
+        .get("retry-after")
+        .expect("a Retry-After header")
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn refused_api_keys_are_limited_per_address() {
+    logged();
+    let w = world().await;
+    let attacker = &w.http;
+    let other = from_other_address();
+    let call = |http: &reqwest::Client, path: &str, key: &str| {
+        http.get(format!("{}{path}", w.d.base))
+            .bearer_auth(key)
+            .send()
+    };
+    // No key at all is not a guess: it does not count.
+    for _ in 0..30 {
+        let r = attacker
+            .get(format!("{}v1/connections", w.d.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+    }
+    for i in 0..20 {
+        let path = ["v1/connections", "metrics", "proxy/c1/x", "v1/webhooks"][i % 4];
+        let r = call(attacker, path, &format!("tw_0000{i:08}_nope"))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "{path}");
+    }
+    for path in [
+        "v1/connections",
+        "v1/connections/x/token",
+        "metrics",
+        "proxy/c1/x",
+    ] {
+        let r = call(attacker, path, "tw_00000000_nope").await.unwrap();
+        assert_eq!(r.status(), 429, "{path}");
+        let wait = retry_after(&r);
+        assert!((1..=60).contains(&wait), "{wait}");
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "too_many_failures", "{path}: {body}");
+    }
+    // The locked address waits even with a good key (so it cannot tell good keys from bad).
+    assert_eq!(
+        call(attacker, "v1/connections", &w.admin)
+            .await
+            .unwrap()
+            .status(),
+        429
+    );
+    // Another address is not affected.
+    assert_eq!(
+        call(&other, "v1/connections", &w.admin)
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        call(&other, "metrics", &w.reader).await.unwrap().status(),
+        200
+    );
+    w.clock.advance(TimeDelta::seconds(61));
+    assert_eq!(
+        call(attacker, "v1/connections", &w.admin)
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let text = logged();
+    assert!(
+        text.contains("an API key was refused") && text.contains("client=127.0.0.1"),
+        "refusals are logged with the address"
+    );
+    assert!(!text.contains("tw_000000000007_nope"), "never the key");
+    w.d.stop().await;
+}
+
+/// Every answer carries `X-Content-Type-Options: nosniff` and `Referrer-Policy: no-referrer`.
+fn assert_common_headers(r: &reqwest::Response, what: &str, hsts: bool) {
+    let h = r.headers();
+    assert_eq!(
+        h.get("x-content-type-options").map(|v| v.to_str().unwrap()),
+        Some("nosniff"),
+        "{what}"
+    );
+    assert_eq!(
+        h.get("referrer-policy").map(|v| v.to_str().unwrap()),
+        Some("no-referrer"),
+        "{what}"
+    );
+    match h.get("strict-transport-security") {
+        Some(v) if hsts => assert!(v.to_str().unwrap().starts_with("max-age="), "{what}"),
+        None if !hsts => {}
+        other => panic!("{what}: Strict-Transport-Security {other:?}, expected it: {hsts}"),
+    }
+}
+
+#[tokio::test]
+async fn every_response_carries_the_common_headers() {
+    let w = world().await;
+    let flow = w.start_and_approve("snapchat", "hdr").await;
+    assert_eq!(w.finish(&flow).await.0, 303);
+    let base = w.d.base.clone();
+    let probe = w.d.state.providers.get("snapchat").unwrap().spec.api.probe.path.clone();
+    let proxied = format!("proxy/hdr/{}", probe.trim_start_matches('/'));
+    let get = |path: &str, key: Option<&str>| {
+        let mut r = w.http.get(format!("{base}{path}"));
+        if let Some(k) = key {
+            r = r.bearer_auth(k);
+        }
+        r.send()
+    };
+    for (path, key, status) in [
+        ("healthz", None, 200),
+        ("readyz", None, 200),
+        ("openapi.json", None, 200),
+        ("metrics", Some(w.admin.as_str()), 200),
+        ("metrics", None, 401),
+        ("v1/connections", None, 401),
+        ("v1/connections/nope!", Some(w.admin.as_str()), 400),
+        ("v1/connections/hdr", Some(w.admin.as_str()), 200),
+        ("no/such/route", None, 404),
+        (proxied.as_str(), Some(w.reader.as_str()), 200),
+        ("assets/app.css", None, 200),
+        ("login", None, 200),
+        ("", None, 303),
+    ] {
+        let r = get(path, key).await.unwrap();
+        assert_eq!(r.status(), status, "{path}");
+        assert_common_headers(&r, path, false);
+    }
+    let r = w
+        .http
+        .post(format!("{base}healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+    assert_common_headers(&r, "405", false);
+
+    // A token answer is not cached, by HTTP/1.0 caches either.
+    let r = get("v1/connections/hdr/token", Some(w.reader.as_str()))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_common_headers(&r, "token", false);
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    assert_eq!(r.headers()["pragma"], "no-cache");
+    let r = w
+        .http
+        .post(format!("{base}v1/connections/hdr/refresh"))
+        .bearer_auth(&w.reader)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["pragma"], "no-cache");
+    let r = get("login", None).await.unwrap();
+    assert_eq!(r.headers()["pragma"], "no-cache", "pages too");
+    w.d.stop().await;
+}
+
+#[tokio::test]
+async fn on_https_every_response_asks_for_https_from_now_on() {
+    let w = world_at(Some(url::Url::parse("https://tokens.example.com").unwrap())).await;
+    for (path, status) in [
+        ("healthz", 200),
+        ("v1/connections", 401),
+        ("no/such/route", 404),
+        ("login", 200),
+    ] {
+        let r = w
+            .http
+            .get(format!("http://{}/{path}", w.addr))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), status, "{path}");
+        assert_common_headers(&r, path, true);
+    }
+    w.d.stop().await;
+}
+
+#[tokio::test]
+async fn connect_and_callback_are_rate_limited_per_address() {
+    let w = world().await;
+    let other = from_other_address();
+    let connect = |http: &reqwest::Client, i: usize| {
+        http.get(format!(
+            "{}connect/snapchat?connection_id=burst-{i}",
+            w.d.base
+        ))
+        .send()
+    };
+    let mut statuses = Vec::new();
+    for i in 0..30 {
+        statuses.push(connect(&w.http, i).await.unwrap().status().as_u16());
+    }
+    assert_eq!(statuses, [303; 30], "a burst of 30 is allowed");
+    let r = connect(&w.http, 30).await.unwrap();
+    assert_eq!(r.status(), 429);
+    assert!(retry_after(&r) >= 1);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert_common_headers(&r, "429", false);
+    // The callback, and any later route under /connect/, are covered by the same limit.
+    for path in [
+        "callback/snapchat?code=x&state=y",
+        "connect/s/some-token",
+        "connect/tiktok?connection_id=z",
+    ] {
+        let r = w
+            .http
+            .get(format!("{}{path}", w.d.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 429, "{path}");
+    }
+    // Not the rest of the daemon.
+    assert_eq!(
+        w.http
+            .get(format!("{}healthz", w.d.base))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    // Another address has its own bucket.
+    assert_eq!(connect(&other, 100).await.unwrap().status(), 303);
+    // The bucket refills on the daemon's clock: 30 a minute, one every 2 s.
+    w.clock.advance(TimeDelta::seconds(2));
+    assert_eq!(connect(&w.http, 31).await.unwrap().status(), 303);
+    assert_eq!(connect(&w.http, 32).await.unwrap().status(), 429);
+    w.d.stop().await;
+}
+
