@@ -1,7 +1,7 @@
 //! The daemon's face to the internet (issue 13): failed sign-ins and refused API keys are limited
 //! per client address (one attacker cannot lock out another address), `/connect/` and
-//! `/callback/` are rate limited per address, and every response carries the no-sniff and
-//! no-referrer headers (HSTS on https).
+//! `/callback/` are rate limited per address, every response carries the no-sniff and
+//! no-referrer headers (HSTS on https), and dashboard sessions end when left idle.
 //!
 //! Two client addresses are two loopback sources: `127.0.0.1` (the world's client) and
 //! `127.0.0.2` (a client bound to it). Time moves only on the world's fake clock.
@@ -11,7 +11,7 @@ mod support;
 use chrono::TimeDelta;
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
-use support::{world, world_at};
+use support::{World, world, world_at};
 
 /// Every log line of this test binary, to check what a refusal logs.
 #[derive(Clone, Default)]
@@ -58,6 +58,14 @@ fn from_other_address() -> reqwest::Client {
         .unwrap()
 }
 
+async fn sign_in(w: &World, http: &reqwest::Client, secret: &str) -> reqwest::Response {
+    http.post(format!("{}login", w.d.base))
+        .form(&[("secret", secret)])
+        .send()
+        .await
+        .unwrap()
+}
+
 fn retry_after(r: &reqwest::Response) -> u64 {
     r.headers()
         .get("retry-after")
@@ -66,6 +74,94 @@ fn retry_after(r: &reqwest::Response) -> u64 {
         .unwrap()
         .parse()
         .unwrap()
+}
+
+#[tokio::test]
+async fn failed_sign_ins_lock_out_their_address_only() {
+    logged();
+    let w = world().await;
+    w.d.state.dashboard.set_password(Some("correct horse battery"));
+    let attacker = &w.http;
+    let admin = from_other_address();
+    let mut statuses = Vec::new();
+    for i in 0..10 {
+        statuses.push(
+            sign_in(&w, attacker, &format!("guess-{i}"))
+                .await
+                .status()
+                .as_u16(),
+        );
+    }
+    assert_eq!(statuses, [401; 10]);
+    let r = sign_in(&w, attacker, "guess-10").await;
+    assert_eq!(r.status(), 429);
+    let wait = retry_after(&r);
+    assert!((1..=60).contains(&wait), "{wait}");
+    assert!(
+        r.text().await.unwrap().contains("Too many failed sign-ins"),
+        "the page says why"
+    );
+    assert_eq!(
+        sign_in(&w, attacker, "correct horse battery").await.status(),
+        429,
+        "the locked address waits, even with the right password"
+    );
+
+    // Another address signs in, with the password and with the admin key.
+    assert_eq!(
+        sign_in(&w, &admin, "correct horse battery").await.status(),
+        303
+    );
+    assert_eq!(sign_in(&w, &admin, &w.admin).await.status(), 303);
+    // Its own wrong try is its own failure, not a lockout.
+    assert_eq!(sign_in(&w, &admin, "typo").await.status(), 401);
+    assert_eq!(sign_in(&w, &admin, &w.admin).await.status(), 303);
+
+    // The window passes on the daemon's clock: the first address may try again.
+    w.clock.advance(TimeDelta::seconds(61));
+    assert_eq!(
+        sign_in(&w, attacker, "correct horse battery")
+            .await
+            .status(),
+        303
+    );
+
+    let text = logged();
+    assert!(
+        text.contains("dashboard: a sign-in was refused") && text.contains("client=127.0.0.1"),
+        "each failure is logged with its client address"
+    );
+    assert!(text.contains("client=127.0.0.2"));
+    assert!(
+        !text.contains("guess-3") && !text.contains("correct horse battery"),
+        "never the presented secret"
+    );
+    w.d.stop().await;
+}
+
+#[tokio::test]
+async fn guessing_one_keys_secret_is_limited_across_addresses() {
+    let w = world().await;
+    let id = w.admin.split('_').nth(1).unwrap().to_string();
+    let other = from_other_address();
+    // Ten wrong secrets for the admin key's id, spread over two addresses.
+    for i in 0..10 {
+        let http = if i % 2 == 0 { &w.http } else { &other };
+        let r = sign_in(&w, http, &format!("tw_{id}_wrong{i}")).await;
+        assert_eq!(r.status(), 401, "try {i}");
+    }
+    let r = sign_in(&w, &other, &format!("tw_{id}_wrong-again")).await;
+    assert_eq!(r.status(), 429, "that key id is locked for a while");
+    assert!(retry_after(&r) >= 1);
+    // Other keys, and the password, are not.
+    w.d.state.dashboard.set_password(Some("pw for the day"));
+    let third = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .local_address(std::net::IpAddr::from([127, 0, 0, 3]))
+        .build()
+        .unwrap();
+    assert_eq!(sign_in(&w, &third, "pw for the day").await.status(), 303);
+    w.d.stop().await;
 }
 
 #[tokio::test]
@@ -310,3 +406,69 @@ async fn connect_and_callback_are_rate_limited_per_address() {
     w.d.stop().await;
 }
 
+#[tokio::test]
+async fn an_idle_dashboard_session_ends_and_use_keeps_it_alive() {
+    let w = world().await;
+    let r = sign_in(&w, &w.http, &w.admin).await;
+    assert_eq!(r.status(), 303);
+    let cookie = r.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let overview = || async {
+        w.http
+            .get(&w.d.base)
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(overview().await, 200);
+    // Used every 25 minutes: it stays, though more than 30 minutes pass in all.
+    for _ in 0..3 {
+        w.clock.advance(TimeDelta::minutes(25));
+        assert_eq!(overview().await, 200);
+    }
+    // Left alone for longer than the idle timeout (30 minutes by default): gone.
+    w.clock.advance(TimeDelta::minutes(31));
+    assert_eq!(overview().await, 303, "to the sign-in page");
+    w.clock.advance(TimeDelta::minutes(-10));
+    assert_eq!(overview().await, 303, "and it does not come back");
+    w.d.stop().await;
+}
+
+#[tokio::test]
+async fn a_shorter_idle_timeout_is_honoured() {
+    let w = world().await;
+    w.d.state
+        .dashboard
+        .set_idle_timeout(std::time::Duration::from_secs(5 * 60));
+    let r = sign_in(&w, &w.http, &w.admin).await;
+    let cookie = r.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let overview = || async {
+        w.http
+            .get(&w.d.base)
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    w.clock.advance(TimeDelta::minutes(4));
+    assert_eq!(overview().await, 200);
+    w.clock.advance(TimeDelta::minutes(6));
+    assert_eq!(overview().await, 303);
+    w.d.stop().await;
+}

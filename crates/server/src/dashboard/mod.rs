@@ -67,6 +67,12 @@ impl Dashboard {
     pub fn set_password(&self, password: Option<&str>) {
         self.sessions.set_password(password);
     }
+
+    /// Ends sessions unused for this long (default [`session::IDLE_TIMEOUT`]; clamped to between
+    /// a minute and the session's absolute lifetime).
+    pub fn set_idle_timeout(&self, idle: std::time::Duration) {
+        self.sessions.set_idle_timeout(idle);
+    }
 }
 
 const CSS: &str = include_str!("assets/app.css");
@@ -129,7 +135,10 @@ impl FromRequestParts<ServerState> for Signed {
 
     async fn from_request_parts(parts: &mut Parts, s: &ServerState) -> Result<Self, Response> {
         let found = crate::page::cookie(&parts.headers, cookie_name(s))
-            .and_then(|id| Some((id.to_string(), s.dashboard.sessions.get(id)?)));
+            .and_then(|id| {
+                let session = s.dashboard.sessions.get(id, s.clock.now())?;
+                Some((id.to_string(), session))
+            });
         match found {
             Some((cookie, session)) => Ok(Signed { session, cookie }),
             None => {
