@@ -64,6 +64,9 @@ environment = "sandbox"
 # The dashboard at public_url: sign in with an admin API key, or with this password.
 [dashboard]
 password_file = "/run/secrets/tokenwarden-dashboard-password"
+# A session ends when unused this long (each page extends it), and 12h after sign-in in any case.
+# Between 1m and 12h; TOKENWARDEN_DASHBOARD_SESSION_IDLE_TIMEOUT overrides it.
+session_idle_timeout = "30m"
 
 # Alerts to a Slack-compatible incoming webhook (Slack, Mattermost, …) when a connection needs
 # re-authorization, stays degraded, or will expire soon. Run it on one replica only.
@@ -291,6 +294,8 @@ pub struct DashboardConfig {
     pub password: Option<Secret>,
     /// Or a file holding it.
     pub password_file: Option<PathBuf>,
+    /// How long an unused session lasts (`"30m"`; read by [`DashboardConfig::idle_timeout`]).
+    pub session_idle_timeout: Option<String>,
 }
 
 impl std::fmt::Debug for DashboardConfig {
@@ -298,6 +303,7 @@ impl std::fmt::Debug for DashboardConfig {
         f.debug_struct("DashboardConfig")
             .field("password_set", &self.password.is_some())
             .field("password_file", &self.password_file)
+            .field("session_idle_timeout", &self.session_idle_timeout)
             .finish()
     }
 }
@@ -365,6 +371,32 @@ impl DashboardConfig {
             self.password.as_ref(),
             self.password_file.as_ref(),
         )
+    }
+}
+
+/// The variable that overrides `[dashboard] session_idle_timeout`.
+pub const IDLE_TIMEOUT_ENV: &str = "TOKENWARDEN_DASHBOARD_SESSION_IDLE_TIMEOUT";
+
+impl DashboardConfig {
+    /// How long an unused dashboard session lasts: `env` (the value of [`IDLE_TIMEOUT_ENV`]) over
+    /// the file over the default (30 minutes). Between a minute and a session's 12 hours.
+    pub fn idle_timeout(&self, env: Option<&str>) -> Result<Duration> {
+        use tokenwarden_server::dashboard::session::{IDLE_TIMEOUT, SESSION_TTL};
+        let (what, text) = match (env, self.session_idle_timeout.as_deref()) {
+            (Some(v), _) => (IDLE_TIMEOUT_ENV, v),
+            (None, Some(v)) => ("[dashboard] session_idle_timeout", v),
+            (None, None) => return Ok(IDLE_TIMEOUT),
+        };
+        let idle = span::parse(text).map_err(|e| anyhow!("{what}: {e}"))?;
+        let min = Duration::from_secs(60);
+        if idle < min || idle > SESSION_TTL {
+            bail!(
+                "{what}: {text:?} must be between {} and {} (a session's whole lifetime)",
+                span::format(min),
+                span::format(SESSION_TTL)
+            );
+        }
+        Ok(idle)
     }
 }
 
@@ -544,6 +576,10 @@ mod tests {
         );
         // The example shows the defaults, so copying it changes nothing.
         assert_eq!(
+            c.dashboard.idle_timeout(None).unwrap(),
+            tokenwarden_server::dashboard::session::IDLE_TIMEOUT
+        );
+        assert_eq!(
             c.cache.resolve().unwrap(),
             tokenwarden_server::daemon::CacheConfig::default()
         );
@@ -659,6 +695,43 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
+    }
+
+    #[test]
+    fn the_session_idle_timeout_parses_with_its_default_and_the_variable_over_the_file() {
+        let idle = |text: &str, env: Option<&str>| {
+            FileConfig::parse(text).and_then(|c| c.dashboard.idle_timeout(env))
+        };
+        assert_eq!(idle("", None).unwrap(), Duration::from_secs(30 * 60));
+        assert_eq!(
+            idle("[dashboard]\nsession_idle_timeout = \"10m\"\n", None).unwrap(),
+            Duration::from_secs(600)
+        );
+        assert_eq!(
+            idle("[dashboard]\nsession_idle_timeout = \"10m\"\n", Some("2h")).unwrap(),
+            Duration::from_secs(7200)
+        );
+        for (text, env, named) in [
+            (
+                "[dashboard]\nsession_idle_timeout = \"soon\"\n",
+                None,
+                "[dashboard] session_idle_timeout",
+            ),
+            (
+                "[dashboard]\nsession_idle_timeout = \"10s\"\n",
+                None,
+                "[dashboard] session_idle_timeout",
+            ),
+            ("", Some("13h"), IDLE_TIMEOUT_ENV),
+            ("", Some("0"), IDLE_TIMEOUT_ENV),
+        ] {
+            let e = idle(text, env).unwrap_err().to_string();
+            assert!(e.starts_with(named), "{e}");
+        }
+        let e = FileConfig::parse("[dashboard]\nsession_idle_timeout = 30\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("session_idle_timeout"), "{e}");
     }
 
     #[test]

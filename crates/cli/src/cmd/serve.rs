@@ -153,6 +153,9 @@ async fn serve(args: Args, file: FileConfig, providers_dir: Option<&Path>) -> Re
         Some(p) => Some(Secret::new(p)),
         None => file.dashboard.password()?,
     };
+    let idle_timeout = file
+        .dashboard
+        .idle_timeout(read_env(crate::config::IDLE_TIMEOUT_ENV).as_deref())?;
     let alerts = match (
         read_env("TOKENWARDEN_SLACK_WEBHOOK_URL"),
         file.alerts.as_ref(),
@@ -293,6 +296,7 @@ async fn serve(args: Args, file: FileConfig, providers_dir: Option<&Path>) -> Re
         .state
         .dashboard
         .set_password(dashboard_password.as_ref().map(Secret::expose));
+    running.state.dashboard.set_idle_timeout(idle_timeout);
     let alerting = alerts.is_some();
     if let Some((notifier, settings)) = alerts {
         let task = tokio::spawn(alerts::run(
