@@ -1218,22 +1218,27 @@ impl Store for SqlStore {
     }
 
     async fn verify_api_key(&self, presented: &str) -> Result<Option<ApiKeyInfo>> {
-        let row = match api_key_id(presented) {
-            Some(id) => {
-                sqlx::query("SELECT * FROM api_keys WHERE id = $1 AND revoked_at IS NULL")
-                    .bind(id)
-                    .fetch_optional(&self.pool)
-                    .await?
-            }
-            None => None,
-        };
-        let stored: Option<String> = row.as_ref().map(|r| r.try_get("key_hash")).transpose()?;
-        // The same hash and compare whether the id is known or not (a dummy hash stands in).
-        let matched = api_key_matches(stored.as_deref(), presented);
-        match row {
-            Some(row) if matched => Ok(Some(Self::row_to_api_key(&row)?)),
-            _ => Ok(None),
+        // Exactly one row with one column whether the id is known or not (NULL when not), then
+        // the same hash and compare (against a dummy hash when there is no key): a wrong secret
+        // for a known id takes as long as an unknown id, so timing does not tell which ids exist.
+        // Only a match reads the rest of the row.
+        let id = api_key_id(presented).unwrap_or_default();
+        let stored: Option<String> = sqlx::query(
+            "SELECT k.key_hash FROM (SELECT 1 AS probe) AS p LEFT JOIN api_keys AS k ON k.id = $1 AND k.revoked_at IS NULL",
+        )
+        .bind(id)
+        .fetch_one(&self.pool)
+        .await?
+        .try_get("key_hash")?;
+        if !api_key_matches(stored.as_deref(), presented) {
+            return Ok(None);
         }
+        sqlx::query("SELECT * FROM api_keys WHERE id = $1 AND revoked_at IS NULL")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|row| Self::row_to_api_key(&row))
+            .transpose()
     }
 
     async fn list_api_keys(&self) -> Result<Vec<ApiKeyInfo>> {
