@@ -433,7 +433,11 @@ mod tests {
             e.insert(ConnectInfo(a.parse::<SocketAddr>().unwrap()));
             ClientAddr::of(&e)
         };
-        assert_eq!(of("10.0.0.1:5").key(), of("10.0.0.1:6").key(), "not the port");
+        assert_eq!(
+            of("10.0.0.1:5").key(),
+            of("10.0.0.1:6").key(),
+            "not the port"
+        );
         assert_ne!(of("10.0.0.1:5").key(), of("10.0.0.2:5").key());
         assert_eq!(
             of("[2001:db8:1:2::1]:5").key(),

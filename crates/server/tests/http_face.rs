@@ -80,7 +80,9 @@ fn retry_after(r: &reqwest::Response) -> u64 {
 async fn failed_sign_ins_lock_out_their_address_only() {
     logged();
     let w = world().await;
-    w.d.state.dashboard.set_password(Some("correct horse battery"));
+    w.d.state
+        .dashboard
+        .set_password(Some("correct horse battery"));
     let attacker = &w.http;
     let admin = from_other_address();
     let mut statuses = Vec::new();
@@ -102,7 +104,9 @@ async fn failed_sign_ins_lock_out_their_address_only() {
         "the page says why"
     );
     assert_eq!(
-        sign_in(&w, attacker, "correct horse battery").await.status(),
+        sign_in(&w, attacker, "correct horse battery")
+            .await
+            .status(),
         429,
         "the locked address waits, even with the right password"
     );
@@ -267,7 +271,16 @@ async fn every_response_carries_the_common_headers() {
     let flow = w.start_and_approve("snapchat", "hdr").await;
     assert_eq!(w.finish(&flow).await.0, 303);
     let base = w.d.base.clone();
-    let probe = w.d.state.providers.get("snapchat").unwrap().spec.api.probe.path.clone();
+    let probe =
+        w.d.state
+            .providers
+            .get("snapchat")
+            .unwrap()
+            .spec
+            .api
+            .probe
+            .path
+            .clone();
     let proxied = format!("proxy/hdr/{}", probe.trim_start_matches('/'));
     let get = |path: &str, key: Option<&str>| {
         let mut r = w.http.get(format!("{base}{path}"));
@@ -295,12 +308,7 @@ async fn every_response_carries_the_common_headers() {
         assert_eq!(r.status(), status, "{path}");
         assert_common_headers(&r, path, false);
     }
-    let r = w
-        .http
-        .post(format!("{base}healthz"))
-        .send()
-        .await
-        .unwrap();
+    let r = w.http.post(format!("{base}healthz")).send().await.unwrap();
     assert_eq!(r.status(), 405);
     assert_common_headers(&r, "405", false);
 

@@ -389,17 +389,16 @@ pub struct RotationReport {
     pub raced: u64,
 }
 
-/// How many times this thread hashed and compared a presented API key (tests only: shows that
-/// every path through `verify_api_key` does the same work).
 #[cfg(test)]
 thread_local! {
+    /// How many times this thread hashed and compared a presented API key (tests only: shows
+    /// that every path through `verify_api_key` does the same work).
     pub(crate) static KEY_HASHES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Store;
     use std::cell::Cell;
 
     #[tokio::test]

@@ -84,11 +84,7 @@ pub(super) async fn login(
         None
     };
     // A password may look like a key; it is checked whenever the key was not a valid admin key.
-    let who = key.or_else(|| {
-        sessions
-            .password_ok(secret)
-            .then(|| "password".to_string())
-    });
+    let who = key.or_else(|| sessions.password_ok(secret).then(|| "password".to_string()));
     let Some(who) = who else {
         sessions.failed(client.key(), key_id, s.clock.now());
         tracing::warn!(%client, "dashboard: a sign-in was refused");

@@ -134,11 +134,10 @@ impl FromRequestParts<ServerState> for Signed {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, s: &ServerState) -> Result<Self, Response> {
-        let found = crate::page::cookie(&parts.headers, cookie_name(s))
-            .and_then(|id| {
-                let session = s.dashboard.sessions.get(id, s.clock.now())?;
-                Some((id.to_string(), session))
-            });
+        let found = crate::page::cookie(&parts.headers, cookie_name(s)).and_then(|id| {
+            let session = s.dashboard.sessions.get(id, s.clock.now())?;
+            Some((id.to_string(), session))
+        });
         match found {
             Some((cookie, session)) => Ok(Signed { session, cookie }),
             None => {

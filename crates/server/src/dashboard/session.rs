@@ -9,13 +9,13 @@
 //! Sessions live in this replica's memory, keyed by the SHA-256 of the cookie value; behind a load
 //! balancer use sticky sessions (or sign in again on another replica).
 
+use crate::limits::{ClientKey, FailureWindow, MAX_CLIENTS};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
 use parking_lot::Mutex;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
-use crate::limits::{ClientKey, FailureWindow, MAX_CLIENTS};
-use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use std::time::Duration;
 use subtle::ConstantTimeEq;
@@ -185,7 +185,9 @@ impl Sessions {
 
 impl Session {
     fn live_at(&self, now: DateTime<Utc>, idle: Duration) -> bool {
-        now < self.expires && now - self.last_used <= chrono::TimeDelta::from_std(idle).unwrap_or(chrono::TimeDelta::MAX)
+        now < self.expires
+            && now - self.last_used
+                <= chrono::TimeDelta::from_std(idle).unwrap_or(chrono::TimeDelta::MAX)
     }
 }
 
@@ -229,8 +231,14 @@ mod tests {
         assert!(s.get(&id, t0() + SESSION_TTL).is_none(), "absolute end");
 
         let (id, _) = s.start("password".into(), t0());
-        assert!(s.get(&id, t0() + TimeDelta::minutes(30)).is_some(), "at the limit");
-        assert!(s.get(&id, t0() + TimeDelta::minutes(61)).is_none(), "idle 31 minutes");
+        assert!(
+            s.get(&id, t0() + TimeDelta::minutes(30)).is_some(),
+            "at the limit"
+        );
+        assert!(
+            s.get(&id, t0() + TimeDelta::minutes(61)).is_none(),
+            "idle 31 minutes"
+        );
         assert!(s.get(&id, t0()).is_none(), "ended, not just hidden");
 
         s.set_idle_timeout(Duration::from_secs(120));
@@ -268,7 +276,10 @@ mod tests {
             Some(Duration::from_secs(45))
         );
         assert_eq!(s.locked_out(addr(2), None, t0()), None, "another address");
-        assert_eq!(s.locked_out(addr(1), None, t0() + TimeDelta::seconds(60)), None);
+        assert_eq!(
+            s.locked_out(addr(1), None, t0() + TimeDelta::seconds(60)),
+            None
+        );
 
         // Guesses at one key id from many addresses lock that id, not the addresses.
         for i in 0..MAX_FAILURES_PER_MINUTE {
