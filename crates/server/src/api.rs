@@ -196,7 +196,7 @@ impl FromRequestParts<ServerState> for Caller {
                 "send an API key as 'Authorization: Bearer tw_…'",
             )
         };
-        let client = crate::limits::ClientAddr::of(&parts.extensions);
+        let client = s.limits.client(&parts.headers, &parts.extensions);
         let failures = &s.limits.api_key_failures;
         if let Some(wait) = failures.locked(&client.key(), s.clock.now()) {
             let secs = crate::limits::retry_secs(wait);

@@ -1,9 +1,10 @@
 //! Limits per client address, against guessing and flooding from the internet (issue 13):
 //!
 //! - [`ClientAddr`]: who is asking, from the `ConnectInfo<SocketAddr>` that
-//!   `tokenwarden_http::serve` puts on every request. `X-Forwarded-For` is not trusted: anyone can
-//!   send it. Behind a reverse proxy every client has the proxy's address, so the limits then
-//!   apply to all clients together.
+//!   `tokenwarden_http::serve` puts on every request. `X-Forwarded-For` is believed only from the
+//!   configured [`TrustedProxies`] (none by default: anyone can send it). Behind a reverse proxy
+//!   that is not configured, every client has the proxy's address, so the limits then apply to
+//!   all clients together.
 //! - [`FailureWindow`]: failed attempts (sign-ins, refused API keys) in a sliding window; past the
 //!   limit the key is refused until the oldest counted failure ages out.
 //! - [`TokenBuckets`]: a request rate with a burst (the connect flow's pages).
@@ -17,7 +18,7 @@
 use crate::ServerState;
 use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::request::Parts;
-use axum::http::{Extensions, HeaderValue, StatusCode, header};
+use axum::http::{Extensions, HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::Response;
 use chrono::{DateTime, TimeDelta, Utc};
@@ -64,11 +65,98 @@ impl std::fmt::Display for ClientAddr {
     }
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+/// The client a request stands for ([`ClientLimits::client`]).
+impl FromRequestParts<ServerState> for ClientAddr {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(ClientAddr::of(&parts.extensions))
+    async fn from_request_parts(
+        parts: &mut Parts,
+        s: &ServerState,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(s.limits.client(&parts.headers, &parts.extensions))
+    }
+}
+
+/// The reverse proxies whose `X-Forwarded-For` is believed: addresses or CIDR ranges, none by
+/// default. Behind a proxy every connection comes from the proxy, so without this the
+/// per-address limits would apply to all clients together.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrustedProxies(Vec<(IpAddr, u8)>);
+
+impl TrustedProxies {
+    /// Parses `"10.0.0.5"`, `"10.0.0.0/8"`, `"2001:db8::/32"`…; the error names the bad entry.
+    pub fn parse<'a>(entries: impl IntoIterator<Item = &'a str>) -> Result<Self, String> {
+        let mut out = Vec::new();
+        for entry in entries {
+            let e = entry.trim();
+            let (ip, prefix) = match e.split_once('/') {
+                Some((ip, p)) => (ip, Some(p)),
+                None => (e, None),
+            };
+            let bad = || {
+                format!(
+                    "{e:?} is not an IP address or a CIDR range (such as 10.0.0.5 or 10.0.0.0/8)"
+                )
+            };
+            let ip: IpAddr = ip.parse().map_err(|_| bad())?;
+            let ip = ip.to_canonical();
+            let max = if ip.is_ipv4() { 32 } else { 128 };
+            let prefix = match prefix {
+                Some(p) => p.parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(bad)?,
+                None => max,
+            };
+            out.push((ip, prefix));
+        }
+        Ok(TrustedProxies(out))
+    }
+
+    /// Whether `ip` is one of them.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.0.iter().any(|(net, prefix)| match (net, ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(*prefix)).unwrap_or(0);
+                u32::from(*n) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(*prefix)).unwrap_or(0);
+                u128::from(*n) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        })
+    }
+
+    /// Whether none is configured.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The client a request stands for: the peer, unless the peer is a trusted proxy; then the
+    /// nearest address in `X-Forwarded-For` (read from the right) that is not a trusted proxy.
+    /// Values to the left of it were written by the client and prove nothing.
+    pub fn client(&self, headers: &HeaderMap, peer: ClientAddr) -> ClientAddr {
+        let Some(mut client) = peer.0 else {
+            return peer;
+        };
+        if self.is_empty() || !self.contains(client) {
+            return peer;
+        }
+        let hops: Vec<&str> = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .collect();
+        for hop in hops.iter().rev() {
+            let Ok(ip) = hop.trim().parse::<IpAddr>() else {
+                break;
+            };
+            client = ip.to_canonical();
+            if !self.contains(client) {
+                break;
+            }
+        }
+        ClientAddr(Some(client))
     }
 }
 
@@ -280,6 +368,7 @@ pub struct ClientLimits {
     pub api_key_failures: FailureWindow<ClientKey>,
     /// Requests under `/connect/` and `/callback/`, per address.
     pub connect: TokenBuckets<ClientKey>,
+    trusted: parking_lot::RwLock<TrustedProxies>,
 }
 
 impl Default for ClientLimits {
@@ -287,7 +376,22 @@ impl Default for ClientLimits {
         ClientLimits {
             api_key_failures: FailureWindow::new(API_KEY_FAILURES, FAILURE_WINDOW, MAX_CLIENTS),
             connect: TokenBuckets::new(CONNECT_RATE, MAX_CLIENTS),
+            trusted: parking_lot::RwLock::default(),
         }
+    }
+}
+
+impl ClientLimits {
+    /// Believes `X-Forwarded-For` from these proxies (none by default).
+    pub fn set_trusted_proxies(&self, proxies: TrustedProxies) {
+        *self.trusted.write() = proxies;
+    }
+
+    /// The client a request stands for (see [`TrustedProxies::client`]).
+    pub fn client(&self, headers: &HeaderMap, extensions: &Extensions) -> ClientAddr {
+        self.trusted
+            .read()
+            .client(headers, ClientAddr::of(extensions))
     }
 }
 
@@ -301,7 +405,7 @@ pub async fn connect_rate(State(s): State<ServerState>, req: Request, next: Next
     if !CONNECT_PREFIXES.iter().any(|p| path.starts_with(p)) {
         return next.run(req).await;
     }
-    let client = ClientAddr::of(req.extensions());
+    let client = s.limits.client(req.headers(), req.extensions());
     match s.limits.connect.take(&client.key(), s.clock.now()) {
         Ok(()) => next.run(req).await,
         Err(wait) => {
@@ -456,6 +560,76 @@ mod tests {
         let none = ClientAddr::of(&Extensions::new());
         assert_eq!(none.to_string(), "unknown");
         assert_eq!(none.key(), ClientAddr(None).key());
+    }
+
+    #[test]
+    fn x_forwarded_for_is_read_only_from_trusted_proxies_and_from_the_right() {
+        let peer = |a: &str| ClientAddr(Some(a.parse().unwrap()));
+        let headers = |values: &[&str]| {
+            let mut h = HeaderMap::new();
+            for v in values {
+                h.append("x-forwarded-for", v.parse().unwrap());
+            }
+            h
+        };
+        let none = TrustedProxies::default();
+        let xff = headers(&["203.0.113.7"]);
+        assert_eq!(none.client(&xff, peer("10.0.0.5")), peer("10.0.0.5"));
+        let t = TrustedProxies::parse(["10.0.0.0/8", "2001:db8::1"]).unwrap();
+        assert_eq!(t.client(&xff, peer("10.0.0.5")), peer("203.0.113.7"));
+        assert_eq!(
+            t.client(&xff, peer("192.0.2.9")),
+            peer("192.0.2.9"),
+            "an untrusted peer's header is ignored"
+        );
+        assert_eq!(t.client(&headers(&[]), peer("10.0.0.5")), peer("10.0.0.5"));
+        // The client's own values sit to the left; chained proxies to the right.
+        for (values, want) in [
+            (&["1.2.3.4, 203.0.113.7"][..], "203.0.113.7"),
+            (&["203.0.113.7, 10.1.1.1"][..], "203.0.113.7"),
+            (&["1.2.3.4", "203.0.113.7, 10.9.9.9"][..], "203.0.113.7"),
+            (&["garbage, 203.0.113.7"][..], "203.0.113.7"),
+            (&["203.0.113.7, garbage"][..], "10.0.0.5"),
+            (&["10.2.2.2"][..], "10.2.2.2"),
+            (&["::ffff:198.51.100.1"][..], "198.51.100.1"),
+        ] {
+            assert_eq!(
+                t.client(&headers(values), peer("10.0.0.5")),
+                peer(want),
+                "{values:?}"
+            );
+        }
+        assert_eq!(
+            t.client(&xff, peer("2001:db8::1")),
+            peer("203.0.113.7"),
+            "an IPv6 proxy"
+        );
+        assert_eq!(t.client(&xff, ClientAddr(None)), ClientAddr(None));
+    }
+
+    #[test]
+    fn trusted_proxies_parse_addresses_and_ranges_and_name_bad_ones() {
+        let t = TrustedProxies::parse(["127.0.0.1", " 10.0.0.0/8 ", "2001:db8::/32", "0.0.0.0/0"])
+            .unwrap();
+        assert!(t.contains("127.0.0.1".parse().unwrap()));
+        assert!(t.contains("10.255.0.1".parse().unwrap()));
+        assert!(t.contains("2001:db8:ffff::1".parse().unwrap()));
+        assert!(!t.contains("2001:db9::1".parse().unwrap()));
+        let t = TrustedProxies::parse(["192.168.1.0/24"]).unwrap();
+        assert!(t.contains("192.168.1.77".parse().unwrap()));
+        assert!(!t.contains("192.168.2.1".parse().unwrap()));
+        assert!(t.contains("::ffff:192.168.1.1".parse().unwrap()));
+        for bad in [
+            "10.0.0.0/33",
+            "localhost",
+            "10.0.0.1/",
+            "2001:db8::/129",
+            "",
+        ] {
+            let e = TrustedProxies::parse([bad]).unwrap_err();
+            assert!(e.contains(&format!("{:?}", bad.trim())), "{e}");
+        }
+        assert!(TrustedProxies::parse([]).unwrap().is_empty());
     }
 
     #[test]

@@ -480,3 +480,61 @@ async fn a_shorter_idle_timeout_is_honoured() {
     assert_eq!(overview().await, 303);
     w.d.stop().await;
 }
+
+#[tokio::test]
+async fn x_forwarded_for_counts_only_from_a_configured_proxy() {
+    let w = world().await;
+    let other = from_other_address();
+    let refused = |http: &reqwest::Client, forwarded: &str| {
+        http.get(format!("{}v1/connections", w.d.base))
+            .bearer_auth("tw_000000000000_nope")
+            .header("x-forwarded-for", forwarded)
+            .send()
+    };
+    let good = |http: &reqwest::Client, forwarded: &str| {
+        http.get(format!("{}v1/connections", w.d.base))
+            .bearer_auth(&w.admin)
+            .header("x-forwarded-for", forwarded)
+            .send()
+    };
+    // By default nobody's X-Forwarded-For is believed: a new value per guess evades nothing.
+    for i in 0..20 {
+        let r = refused(&other, &format!("198.51.100.{i}")).await.unwrap();
+        assert_eq!(r.status(), 401);
+    }
+    assert_eq!(
+        good(&other, "198.51.100.200").await.unwrap().status(),
+        429,
+        "127.0.0.2 itself is locked"
+    );
+
+    // Behind a configured proxy (here 127.0.0.1), the address it forwards for is the client.
+    w.d.state.limits.set_trusted_proxies(
+        tokenwarden_server::limits::TrustedProxies::parse(["127.0.0.1/32"]).unwrap(),
+    );
+    for _ in 0..20 {
+        let r = refused(&w.http, "203.0.113.7").await.unwrap();
+        assert_eq!(r.status(), 401);
+    }
+    assert_eq!(refused(&w.http, "203.0.113.7").await.unwrap().status(), 429);
+    // A client that prepends its own X-Forwarded-For value is still the address the proxy saw.
+    assert_eq!(
+        refused(&w.http, "192.0.2.1, 203.0.113.7")
+            .await
+            .unwrap()
+            .status(),
+        429
+    );
+    // Another client behind the same proxy is not locked out.
+    assert_eq!(good(&w.http, "203.0.113.8").await.unwrap().status(), 200);
+    // The proxy's own requests without the header are its own address.
+    let r = w
+        .http
+        .get(format!("{}v1/connections", w.d.base))
+        .bearer_auth(&w.admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    w.d.stop().await;
+}
