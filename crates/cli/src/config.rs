@@ -10,6 +10,7 @@ use tokenwarden_core::connection::Environment;
 use tokenwarden_core::provider::Registry;
 use tokenwarden_core::secret::Secret;
 use tokenwarden_core::span;
+use tokenwarden_server::limits::TrustedProxies;
 use tokenwarden_server::retention::{self, Retention};
 
 /// The commented example `tokenwarden config example` prints.
@@ -20,6 +21,12 @@ pub const EXAMPLE: &str = r#"# tokenwarden configuration. Every key is optional;
 # links are built from it).
 listen = "127.0.0.1:8080"
 public_url = "https://tokens.example.com"
+
+# Behind a reverse proxy, name it here so the per-address limits (failed sign-ins, refused API
+# keys, the connect flow's rate) see each client's address from its X-Forwarded-For header instead
+# of the proxy's. Addresses or CIDR ranges; none by default (the header is then ignored, since
+# anyone can send it). TOKENWARDEN_TRUSTED_PROXIES (comma-separated) overrides it.
+# trusted_proxies = ["127.0.0.1", "10.0.0.0/8"]
 
 # The embedded database, the master key file and the admin key file live here.
 data_dir = "tokenwarden-data"
@@ -100,6 +107,9 @@ pub struct FileConfig {
     pub listen: Option<SocketAddr>,
     /// Public URL.
     pub public_url: Option<url::Url>,
+    /// Reverse proxies whose `X-Forwarded-For` is believed (read by
+    /// [`FileConfig::trusted_proxies`]).
+    pub trusted_proxies: Option<Vec<String>>,
     /// Data directory.
     pub data_dir: Option<PathBuf>,
     /// Database URL.
@@ -374,6 +384,9 @@ impl DashboardConfig {
     }
 }
 
+/// The variable that overrides `trusted_proxies`.
+pub const TRUSTED_PROXIES_ENV: &str = "TOKENWARDEN_TRUSTED_PROXIES";
+
 /// The variable that overrides `[dashboard] session_idle_timeout`.
 pub const IDLE_TIMEOUT_ENV: &str = "TOKENWARDEN_DASHBOARD_SESSION_IDLE_TIMEOUT";
 
@@ -480,6 +493,17 @@ impl FileConfig {
             toml::from_str(text).map_err(|e| anyhow!("{}", e.to_string().trim_end()))?;
         c.retention.resolve(None, None)?;
         Ok(c)
+    }
+
+    /// The reverse proxies whose `X-Forwarded-For` is believed: `env` (the comma-separated value
+    /// of [`TRUSTED_PROXIES_ENV`]) over the file; none by default.
+    pub fn trusted_proxies(&self, env: Option<&str>) -> Result<TrustedProxies> {
+        let (what, entries): (&str, Vec<&str>) = match (env, &self.trusted_proxies) {
+            (Some(v), _) => (TRUSTED_PROXIES_ENV, v.split(',').collect()),
+            (None, Some(list)) => ("trusted_proxies", list.iter().map(String::as_str).collect()),
+            (None, None) => return Ok(TrustedProxies::default()),
+        };
+        TrustedProxies::parse(entries).map_err(|e| anyhow!("{what}: {e}"))
     }
 
     /// Checks every app against the loaded providers and reads secrets from files.
@@ -695,6 +719,47 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
+    }
+
+    #[test]
+    fn trusted_proxies_parse_with_none_by_default_and_the_variable_over_the_file() {
+        let ip = |a: &str| a.parse::<std::net::IpAddr>().unwrap();
+        assert!(
+            FileConfig::parse("")
+                .unwrap()
+                .trusted_proxies(None)
+                .unwrap()
+                .is_empty()
+        );
+        let c = FileConfig::parse("trusted_proxies = [\"127.0.0.1\", \"10.0.0.0/8\"]\n").unwrap();
+        let t = c.trusted_proxies(None).unwrap();
+        assert!(t.contains(ip("10.1.2.3")) && t.contains(ip("127.0.0.1")));
+        assert!(!t.contains(ip("192.0.2.1")));
+        let t = c
+            .trusted_proxies(Some("192.0.2.0/24, 2001:db8::1"))
+            .unwrap();
+        assert!(t.contains(ip("192.0.2.1")) && !t.contains(ip("10.1.2.3")));
+        let e = FileConfig::parse("trusted_proxies = [\"proxy.internal\"]\n")
+            .unwrap()
+            .trusted_proxies(None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("trusted_proxies: ") && e.contains("proxy.internal"),
+            "{e}"
+        );
+        let e = c
+            .trusted_proxies(Some("10.0.0.0/40"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with(TRUSTED_PROXIES_ENV), "{e}");
+        // The example's commented line parses once uncommented.
+        let uncommented = EXAMPLE.replace("# trusted_proxies = ", "trusted_proxies = ");
+        let t = FileConfig::parse(&uncommented)
+            .unwrap()
+            .trusted_proxies(None)
+            .unwrap();
+        assert!(t.contains(ip("10.0.0.1")));
     }
 
     #[test]

@@ -156,6 +156,8 @@ async fn serve(args: Args, file: FileConfig, providers_dir: Option<&Path>) -> Re
     let idle_timeout = file
         .dashboard
         .idle_timeout(read_env(crate::config::IDLE_TIMEOUT_ENV).as_deref())?;
+    let trusted_proxies =
+        file.trusted_proxies(read_env(crate::config::TRUSTED_PROXIES_ENV).as_deref())?;
     let alerts = match (
         read_env("TOKENWARDEN_SLACK_WEBHOOK_URL"),
         file.alerts.as_ref(),
@@ -297,6 +299,7 @@ async fn serve(args: Args, file: FileConfig, providers_dir: Option<&Path>) -> Re
         .dashboard
         .set_password(dashboard_password.as_ref().map(Secret::expose));
     running.state.dashboard.set_idle_timeout(idle_timeout);
+    running.state.limits.set_trusted_proxies(trusted_proxies);
     let alerting = alerts.is_some();
     if let Some((notifier, settings)) = alerts {
         let task = tokio::spawn(alerts::run(
