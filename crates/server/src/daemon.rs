@@ -210,6 +210,7 @@ impl Daemon {
             proxy: Arc::new(proxy),
             limits: Arc::default(),
         };
+        state.dashboard.set_time_scale(self.time_scale);
         crate::metrics::install();
         if let Some(path) = self.key_file {
             tasks.push(tokio::spawn(crate::keyfile::watch(

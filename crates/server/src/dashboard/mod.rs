@@ -73,6 +73,12 @@ impl Dashboard {
     pub fn set_idle_timeout(&self, idle: std::time::Duration) {
         self.sessions.set_idle_timeout(idle);
     }
+
+    /// The daemon's clock runs `scale` times faster than real time (`--time-scale`): session
+    /// lifetimes stay real time.
+    pub fn set_time_scale(&self, scale: f64) {
+        self.sessions.set_time_scale(scale);
+    }
 }
 
 const CSS: &str = include_str!("assets/app.css");

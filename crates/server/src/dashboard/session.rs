@@ -3,8 +3,9 @@
 //! short memory of failed sign-ins per client address and per API key id.
 //!
 //! A session ends [`SESSION_TTL`] after sign-in, or sooner when unused for the idle timeout
-//! ([`IDLE_TIMEOUT`] unless configured); every signed-in request extends it. Times are the
-//! daemon's clock (so `--time-scale` shortens sessions too).
+//! ([`IDLE_TIMEOUT`] unless configured); every signed-in request extends it. Times are read from
+//! the daemon's clock, and both lifetimes are real time: on a clock sped up by `--time-scale`
+//! they are stretched by the same factor.
 //!
 //! Sessions live in this replica's memory, keyed by the SHA-256 of the cookie value; behind a load
 //! balancer use sticky sessions (or sign in again on another replica).
@@ -12,7 +13,7 @@
 use crate::limits::{ClientKey, FailureWindow, MAX_CLIENTS};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use parking_lot::Mutex;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
@@ -63,6 +64,7 @@ pub struct Sessions {
     live: Mutex<HashMap<[u8; 32], Session>>,
     password: Mutex<Option<[u8; 32]>>,
     idle: Mutex<Duration>,
+    time_scale: Mutex<f64>,
     by_address: FailureWindow<ClientKey>,
     /// Keyed by the SHA-256 of the presented key id, so a long id costs no more memory.
     by_key_id: FailureWindow<[u8; 32]>,
@@ -74,6 +76,7 @@ impl Default for Sessions {
             live: Mutex::default(),
             password: Mutex::default(),
             idle: Mutex::new(IDLE_TIMEOUT),
+            time_scale: Mutex::new(1.0),
             by_address: FailureWindow::new(MAX_FAILURES_PER_MINUTE, FAILURE_WINDOW, MAX_CLIENTS),
             by_key_id: FailureWindow::new(MAX_FAILURES_PER_MINUTE, FAILURE_WINDOW, MAX_CLIENTS),
         }
@@ -120,16 +123,36 @@ impl Sessions {
         *self.idle.lock() = idle.clamp(Duration::from_secs(60), SESSION_TTL);
     }
 
+    /// Tells the sessions that the daemon's clock runs `scale` times faster than real time
+    /// (`--time-scale`), so their lifetimes stay the same in real time.
+    pub fn set_time_scale(&self, scale: f64) {
+        *self.time_scale.lock() = if scale.is_finite() && scale >= 1.0 {
+            scale
+        } else {
+            1.0
+        };
+    }
+
+    /// A real-time span as the daemon's clock measures it.
+    fn on_clock(&self, real: Duration) -> TimeDelta {
+        Duration::try_from_secs_f64(real.as_secs_f64() * *self.time_scale.lock())
+            .ok()
+            .and_then(|d| TimeDelta::from_std(d).ok())
+            .unwrap_or(TimeDelta::MAX)
+    }
+
     /// Starts a session at `now`; the cookie value to send (shown nowhere else).
     pub fn start(&self, who: String, now: DateTime<Utc>) -> (String, Session) {
         let id = random_token();
         let s = Session {
             csrf: random_token(),
             who,
-            expires: now + SESSION_TTL,
+            expires: now
+                .checked_add_signed(self.on_clock(SESSION_TTL))
+                .unwrap_or(DateTime::<Utc>::MAX_UTC),
             last_used: now,
         };
-        let idle = *self.idle.lock();
+        let idle = self.on_clock(*self.idle.lock());
         let mut live = self.live.lock();
         live.retain(|_, s| s.live_at(now, idle));
         live.insert(digest(&id), s.clone());
@@ -139,7 +162,7 @@ impl Sessions {
     /// The live session for a cookie value at `now`, which counts as a use of it (extending its
     /// idle timeout). A session found idle or expired is ended.
     pub fn get(&self, id: &str, now: DateTime<Utc>) -> Option<Session> {
-        let idle = *self.idle.lock();
+        let idle = self.on_clock(*self.idle.lock());
         let mut live = self.live.lock();
         let key = digest(id);
         let s = live.get_mut(&key)?;
@@ -184,10 +207,8 @@ impl Sessions {
 }
 
 impl Session {
-    fn live_at(&self, now: DateTime<Utc>, idle: Duration) -> bool {
-        now < self.expires
-            && now - self.last_used
-                <= chrono::TimeDelta::from_std(idle).unwrap_or(chrono::TimeDelta::MAX)
+    fn live_at(&self, now: DateTime<Utc>, idle: TimeDelta) -> bool {
+        now < self.expires && now - self.last_used <= idle
     }
 }
 
@@ -195,7 +216,6 @@ impl Session {
 mod tests {
     use super::*;
     use crate::limits::ClientAddr;
-    use chrono::TimeDelta;
 
     fn t0() -> DateTime<Utc> {
         DateTime::from_timestamp(1_800_000_000, 0).unwrap()
@@ -248,6 +268,25 @@ mod tests {
         s.set_idle_timeout(Duration::ZERO);
         let (id, _) = s.start("password".into(), t0());
         assert!(s.get(&id, t0() + TimeDelta::seconds(59)).is_some());
+    }
+
+    #[test]
+    fn on_a_sped_up_clock_sessions_last_the_same_real_time() {
+        // `serve --sandbox --time-scale 60`: a clock minute is a real second.
+        let s = Sessions::default();
+        s.set_time_scale(60.0);
+        let (id, _) = s.start("password".into(), t0());
+        let real = |minutes: i64| t0() + TimeDelta::minutes(minutes * 60);
+        assert!(s.get(&id, real(29)).is_some(), "29 real minutes idle");
+        assert!(s.get(&id, real(58)).is_some());
+        assert!(s.get(&id, real(89)).is_none(), "31 real minutes idle");
+        let (id, _) = s.start("password".into(), t0());
+        let mut m = 0;
+        while m + 20 < 12 * 60 {
+            m += 20;
+            assert!(s.get(&id, real(m)).is_some(), "{m}");
+        }
+        assert!(s.get(&id, real(12 * 60)).is_none(), "12 real hours");
     }
 
     #[test]
