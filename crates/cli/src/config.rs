@@ -21,7 +21,6 @@ pub const EXAMPLE: &str = r#"# tokenwarden configuration. Every key is optional;
 # links are built from it).
 listen = "127.0.0.1:8080"
 public_url = "https://tokens.example.com"
-
 # Behind a reverse proxy, name it here so the per-address limits (failed sign-ins, refused API
 # keys, the connect flow's rate) see each client's address from its X-Forwarded-For header instead
 # of the proxy's. Addresses or CIDR ranges; none by default (the header is then ignored, since

@@ -207,8 +207,8 @@ impl Daemon {
             wake: Arc::new(tokio::sync::Notify::new()),
             webhooks: self.webhooks,
             dashboard: Arc::new(crate::dashboard::Dashboard::default()),
-            proxy: Arc::new(proxy),
             limits: Arc::default(),
+            proxy: Arc::new(proxy),
         };
         state.dashboard.set_time_scale(self.time_scale);
         crate::metrics::install();

@@ -65,10 +65,10 @@ pub struct ServerState {
     pub webhooks: webhooks::WebhookPolicy,
     /// The dashboard's sessions, password and activity counts.
     pub dashboard: Arc<dashboard::Dashboard>,
-    /// The forwarding proxy (`ANY /proxy/{connection_id}/{*path}`).
-    pub proxy: Arc<tokenwarden_proxy::Proxy>,
     /// Limits per client address.
     pub limits: Arc<limits::ClientLimits>,
+    /// The forwarding proxy (`ANY /proxy/{connection_id}/{*path}`).
+    pub proxy: Arc<tokenwarden_proxy::Proxy>,
 }
 
 impl ServerState {

@@ -366,11 +366,16 @@ async fn connect_and_callback_are_rate_limited_per_address() {
         ))
         .send()
     };
+    // Whatever the route answers (a redirect to the platform today), it is not the limit's 429.
+    let answered = |status: u16| status != 429;
     let mut statuses = Vec::new();
     for i in 0..30 {
         statuses.push(connect(&w.http, i).await.unwrap().status().as_u16());
     }
-    assert_eq!(statuses, [303; 30], "a burst of 30 is allowed");
+    assert!(
+        statuses.iter().all(|s| answered(*s)),
+        "a burst of 30 is allowed: {statuses:?}"
+    );
     let r = connect(&w.http, 30).await.unwrap();
     assert_eq!(r.status(), 429);
     assert!(retry_after(&r) >= 1);
@@ -406,10 +411,14 @@ async fn connect_and_callback_are_rate_limited_per_address() {
         200
     );
     // Another address has its own bucket.
-    assert_eq!(connect(&other, 100).await.unwrap().status(), 303);
+    assert!(answered(
+        connect(&other, 100).await.unwrap().status().as_u16()
+    ));
     // The bucket refills on the daemon's clock: 30 a minute, one every 2 s.
     w.clock.advance(TimeDelta::seconds(2));
-    assert_eq!(connect(&w.http, 31).await.unwrap().status(), 303);
+    assert!(answered(
+        connect(&w.http, 31).await.unwrap().status().as_u16()
+    ));
     assert_eq!(connect(&w.http, 32).await.unwrap().status(), 429);
     w.d.stop().await;
 }

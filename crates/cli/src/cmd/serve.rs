@@ -294,12 +294,12 @@ async fn serve(args: Args, file: FileConfig, providers_dir: Option<&Path>) -> Re
     }
     .start()
     .await?;
+    running.state.dashboard.set_idle_timeout(idle_timeout);
+    running.state.limits.set_trusted_proxies(trusted_proxies);
     running
         .state
         .dashboard
         .set_password(dashboard_password.as_ref().map(Secret::expose));
-    running.state.dashboard.set_idle_timeout(idle_timeout);
-    running.state.limits.set_trusted_proxies(trusted_proxies);
     let alerting = alerts.is_some();
     if let Some((notifier, settings)) = alerts {
         let task = tokio::spawn(alerts::run(
