@@ -10,7 +10,6 @@ use tokenwarden_core::connection::Environment;
 use tokenwarden_core::provider::Registry;
 use tokenwarden_core::secret::Secret;
 use tokenwarden_core::span;
-use tokenwarden_server::limits::TrustedProxies;
 use tokenwarden_server::retention::{self, Retention};
 
 /// The commented example `tokenwarden config example` prints.
@@ -496,13 +495,17 @@ impl FileConfig {
 
     /// The reverse proxies whose `X-Forwarded-For` is believed: `env` (the comma-separated value
     /// of [`TRUSTED_PROXIES_ENV`]) over the file; none by default.
-    pub fn trusted_proxies(&self, env: Option<&str>) -> Result<TrustedProxies> {
+    pub fn trusted_proxies(
+        &self,
+        env: Option<&str>,
+    ) -> Result<tokenwarden_server::limits::TrustedProxies> {
         let (what, entries): (&str, Vec<&str>) = match (env, &self.trusted_proxies) {
             (Some(v), _) => (TRUSTED_PROXIES_ENV, v.split(',').collect()),
             (None, Some(list)) => ("trusted_proxies", list.iter().map(String::as_str).collect()),
-            (None, None) => return Ok(TrustedProxies::default()),
+            (None, None) => return Ok(Default::default()),
         };
-        TrustedProxies::parse(entries).map_err(|e| anyhow!("{what}: {e}"))
+        tokenwarden_server::limits::TrustedProxies::parse(entries)
+            .map_err(|e| anyhow!("{what}: {e}"))
     }
 
     /// Checks every app against the loaded providers and reads secrets from files.
