@@ -21,6 +21,11 @@ pub const EXAMPLE: &str = r#"# tokenwarden configuration. Every key is optional;
 # links are built from it).
 listen = "127.0.0.1:8080"
 public_url = "https://tokens.example.com"
+# Behind a reverse proxy, name it here so the per-address limits (failed sign-ins, refused API
+# keys, the connect flow's rate) see each client's address from its X-Forwarded-For header instead
+# of the proxy's. Addresses or CIDR ranges; none by default (the header is then ignored, since
+# anyone can send it). TOKENWARDEN_TRUSTED_PROXIES (comma-separated) overrides it.
+# trusted_proxies = ["127.0.0.1", "10.0.0.0/8"]
 
 # The embedded database, the master key file and the admin key file live here. serve creates it
 # readable by its owner only (0700), and refuses a master key file that group or others can read
@@ -87,6 +92,9 @@ environment = "sandbox"
 # The dashboard at public_url: sign in with an admin API key, or with this password.
 [dashboard]
 password_file = "/run/secrets/tokenwarden-dashboard-password"
+# A session ends when unused this long (each page extends it), and 12h after sign-in in any case.
+# Between 1m and 12h; TOKENWARDEN_DASHBOARD_SESSION_IDLE_TIMEOUT overrides it.
+session_idle_timeout = "30m"
 
 # Alerts to a Slack-compatible incoming webhook (Slack, Mattermost, …) when a connection needs
 # re-authorization, stays degraded, or will expire soon. Run it on one replica only.
@@ -120,6 +128,9 @@ pub struct FileConfig {
     pub listen: Option<SocketAddr>,
     /// Public URL.
     pub public_url: Option<url::Url>,
+    /// Reverse proxies whose `X-Forwarded-For` is believed (read by
+    /// [`FileConfig::trusted_proxies`]).
+    pub trusted_proxies: Option<Vec<String>>,
     /// Data directory.
     pub data_dir: Option<PathBuf>,
     /// Database URL.
@@ -445,6 +456,8 @@ pub struct DashboardConfig {
     pub password: Option<Secret>,
     /// Or a file holding it.
     pub password_file: Option<PathBuf>,
+    /// How long an unused session lasts (`"30m"`; read by [`DashboardConfig::idle_timeout`]).
+    pub session_idle_timeout: Option<String>,
 }
 
 impl std::fmt::Debug for DashboardConfig {
@@ -452,6 +465,7 @@ impl std::fmt::Debug for DashboardConfig {
         f.debug_struct("DashboardConfig")
             .field("password_set", &self.password.is_some())
             .field("password_file", &self.password_file)
+            .field("session_idle_timeout", &self.session_idle_timeout)
             .finish()
     }
 }
@@ -519,6 +533,35 @@ impl DashboardConfig {
             self.password.as_ref(),
             self.password_file.as_ref(),
         )
+    }
+}
+
+/// The variable that overrides `trusted_proxies`.
+pub const TRUSTED_PROXIES_ENV: &str = "TOKENWARDEN_TRUSTED_PROXIES";
+
+/// The variable that overrides `[dashboard] session_idle_timeout`.
+pub const IDLE_TIMEOUT_ENV: &str = "TOKENWARDEN_DASHBOARD_SESSION_IDLE_TIMEOUT";
+
+impl DashboardConfig {
+    /// How long an unused dashboard session lasts: `env` (the value of [`IDLE_TIMEOUT_ENV`]) over
+    /// the file over the default (30 minutes). Between a minute and a session's 12 hours.
+    pub fn idle_timeout(&self, env: Option<&str>) -> Result<Duration> {
+        use tokenwarden_server::dashboard::session::{IDLE_TIMEOUT, SESSION_TTL};
+        let (what, text) = match (env, self.session_idle_timeout.as_deref()) {
+            (Some(v), _) => (IDLE_TIMEOUT_ENV, v),
+            (None, Some(v)) => ("[dashboard] session_idle_timeout", v),
+            (None, None) => return Ok(IDLE_TIMEOUT),
+        };
+        let idle = span::parse(text).map_err(|e| anyhow!("{what}: {e}"))?;
+        let min = Duration::from_secs(60);
+        if idle < min || idle > SESSION_TTL {
+            bail!(
+                "{what}: {text:?} must be between {} and {} (a session's whole lifetime)",
+                span::format(min),
+                span::format(SESSION_TTL)
+            );
+        }
+        Ok(idle)
     }
 }
 
@@ -603,6 +646,21 @@ impl FileConfig {
         c.retention.resolve(None, None)?;
         c.proxy.resolve(None, None)?;
         Ok(c)
+    }
+
+    /// The reverse proxies whose `X-Forwarded-For` is believed: `env` (the comma-separated value
+    /// of [`TRUSTED_PROXIES_ENV`]) over the file; none by default.
+    pub fn trusted_proxies(
+        &self,
+        env: Option<&str>,
+    ) -> Result<tokenwarden_server::limits::TrustedProxies> {
+        let (what, entries): (&str, Vec<&str>) = match (env, &self.trusted_proxies) {
+            (Some(v), _) => (TRUSTED_PROXIES_ENV, v.split(',').collect()),
+            (None, Some(list)) => ("trusted_proxies", list.iter().map(String::as_str).collect()),
+            (None, None) => return Ok(Default::default()),
+        };
+        tokenwarden_server::limits::TrustedProxies::parse(entries)
+            .map_err(|e| anyhow!("{what}: {e}"))
     }
 
     /// Checks every app against the loaded providers and reads secrets from files.
@@ -698,6 +756,10 @@ mod tests {
             Retention::default()
         );
         // The example shows the defaults, so copying it changes nothing.
+        assert_eq!(
+            c.dashboard.idle_timeout(None).unwrap(),
+            tokenwarden_server::dashboard::session::IDLE_TIMEOUT
+        );
         assert_eq!(
             c.cache.resolve().unwrap(),
             tokenwarden_server::daemon::CacheConfig::default()
@@ -922,6 +984,84 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
+    }
+
+    #[test]
+    fn trusted_proxies_parse_with_none_by_default_and_the_variable_over_the_file() {
+        let ip = |a: &str| a.parse::<std::net::IpAddr>().unwrap();
+        assert!(
+            FileConfig::parse("")
+                .unwrap()
+                .trusted_proxies(None)
+                .unwrap()
+                .is_empty()
+        );
+        let c = FileConfig::parse("trusted_proxies = [\"127.0.0.1\", \"10.0.0.0/8\"]\n").unwrap();
+        let t = c.trusted_proxies(None).unwrap();
+        assert!(t.contains(ip("10.1.2.3")) && t.contains(ip("127.0.0.1")));
+        assert!(!t.contains(ip("192.0.2.1")));
+        let t = c
+            .trusted_proxies(Some("192.0.2.0/24, 2001:db8::1"))
+            .unwrap();
+        assert!(t.contains(ip("192.0.2.1")) && !t.contains(ip("10.1.2.3")));
+        let e = FileConfig::parse("trusted_proxies = [\"proxy.internal\"]\n")
+            .unwrap()
+            .trusted_proxies(None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("trusted_proxies: ") && e.contains("proxy.internal"),
+            "{e}"
+        );
+        let e = c
+            .trusted_proxies(Some("10.0.0.0/40"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with(TRUSTED_PROXIES_ENV), "{e}");
+        // The example's commented line parses once uncommented.
+        let uncommented = EXAMPLE.replace("# trusted_proxies = ", "trusted_proxies = ");
+        let t = FileConfig::parse(&uncommented)
+            .unwrap()
+            .trusted_proxies(None)
+            .unwrap();
+        assert!(t.contains(ip("10.0.0.1")));
+    }
+
+    #[test]
+    fn the_session_idle_timeout_parses_with_its_default_and_the_variable_over_the_file() {
+        let idle = |text: &str, env: Option<&str>| {
+            FileConfig::parse(text).and_then(|c| c.dashboard.idle_timeout(env))
+        };
+        assert_eq!(idle("", None).unwrap(), Duration::from_secs(30 * 60));
+        assert_eq!(
+            idle("[dashboard]\nsession_idle_timeout = \"10m\"\n", None).unwrap(),
+            Duration::from_secs(600)
+        );
+        assert_eq!(
+            idle("[dashboard]\nsession_idle_timeout = \"10m\"\n", Some("2h")).unwrap(),
+            Duration::from_secs(7200)
+        );
+        for (text, env, named) in [
+            (
+                "[dashboard]\nsession_idle_timeout = \"soon\"\n",
+                None,
+                "[dashboard] session_idle_timeout",
+            ),
+            (
+                "[dashboard]\nsession_idle_timeout = \"10s\"\n",
+                None,
+                "[dashboard] session_idle_timeout",
+            ),
+            ("", Some("13h"), IDLE_TIMEOUT_ENV),
+            ("", Some("0"), IDLE_TIMEOUT_ENV),
+        ] {
+            let e = idle(text, env).unwrap_err().to_string();
+            assert!(e.starts_with(named), "{e}");
+        }
+        let e = FileConfig::parse("[dashboard]\nsession_idle_timeout = 30\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("session_idle_timeout"), "{e}");
     }
 
     #[test]

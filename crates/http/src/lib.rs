@@ -1,7 +1,9 @@
 //! Serves an axum router the way hardening rule 11 asks: `axum::serve` sets no header-read
 //! timeout (axum #2741), so a slow client could hold a connection forever. Here hyper-util serves
 //! each connection with a timer and a header-read timeout, the number of connections is capped,
-//! transient accept errors do not stop the server, and shutdown drains requests in flight.
+//! transient accept errors do not stop the server, and shutdown drains requests in flight. Each
+//! request carries its peer's address as axum's `ConnectInfo<SocketAddr>`, so handlers can limit
+//! and log by client address.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -10,6 +12,7 @@ use axum::body::Body;
 use axum::response::Response;
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,10 +39,14 @@ impl Default for Limits {
 
 async fn call_router(
     router: Router,
+    peer: SocketAddr,
     req: hyper::Request<hyper::body::Incoming>,
 ) -> Result<Response, Infallible> {
     use tower::ServiceExt;
-    router.oneshot(req.map(Body::new)).await
+    let mut req = req.map(Body::new);
+    req.extensions_mut()
+        .insert(axum::extract::ConnectInfo(peer));
+    router.oneshot(req).await
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, then lets requests in flight finish
@@ -62,7 +69,7 @@ pub async fn serve(
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let (stream, _) = match accepted {
+                let (stream, peer) = match accepted {
                     Ok(a) => a,
                     // Transient accept errors (EMFILE, aborted handshakes) must not stop the server.
                     Err(e) => {
@@ -77,7 +84,7 @@ pub async fn serve(
                 };
                 let _ = stream.set_nodelay(true);
                 let router = router.clone();
-                let service = hyper::service::service_fn(move |req| call_router(router.clone(), req));
+                let service = hyper::service::service_fn(move |req| call_router(router.clone(), peer, req));
                 let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
                 let conn = graceful.watch(conn.into_owned());
                 tokio::spawn(async move {
@@ -129,6 +136,35 @@ mod tests {
         // The server closes the connection (possibly after a 408) instead of waiting forever.
         let read = tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut buf)).await;
         assert!(read.is_ok(), "the slow connection was closed by the server");
+        let _ = stop.send(());
+        server.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn handlers_see_the_client_address() {
+        use axum::extract::ConnectInfo;
+        use std::net::{IpAddr, SocketAddr};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let router = Router::new().route(
+            "/",
+            axum::routing::get(|ConnectInfo(peer): ConnectInfo<SocketAddr>| async move {
+                peer.ip().to_string()
+            }),
+        );
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(listener, router, Limits::default(), async {
+            let _ = stopped.await;
+        }));
+        for from in [[127, 0, 0, 1], [127, 0, 0, 2]] {
+            let client = reqwest::Client::builder()
+                .local_address(IpAddr::from(from))
+                .build()
+                .unwrap();
+            let r = client.get(format!("http://{addr}/")).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            assert_eq!(r.text().await.unwrap(), IpAddr::from(from).to_string());
+        }
         let _ = stop.send(());
         server.await.unwrap().unwrap();
     }

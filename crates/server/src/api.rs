@@ -226,7 +226,11 @@ impl<T: serde::de::DeserializeOwned + Send> axum::extract::FromRequest<ServerSta
     }
 }
 
-/// The authenticated caller.
+/// The authenticated caller. Refused keys count against the client's address
+/// ([`ClientLimits::api_key_failures`](crate::limits::ClientLimits)): past the limit the address
+/// gets `429 too_many_failures` with `Retry-After` until the window passes, even with a good key
+/// (a locked address cannot tell good keys from bad). A request without a key is not a guess and
+/// is not counted.
 #[derive(Debug)]
 pub struct Caller(pub ApiKeyInfo);
 
@@ -241,6 +245,18 @@ impl FromRequestParts<ServerState> for Caller {
                 "send an API key as 'Authorization: Bearer tw_…'",
             )
         };
+        let client = s.limits.client(&parts.headers, &parts.extensions);
+        let failures = &s.limits.api_key_failures;
+        if let Some(wait) = failures.locked(&client.key(), s.clock.now()) {
+            let secs = crate::limits::retry_secs(wait);
+            let mut e = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_failures",
+                format!("too many refused API keys came from this address; retry in {secs} s"),
+            );
+            e.retry_after = Some(secs);
+            return Err(e);
+        }
         let presented = parts
             .headers
             .get(header::AUTHORIZATION)
@@ -250,12 +266,14 @@ impl FromRequestParts<ServerState> for Caller {
                     .or_else(|| v.strip_prefix("bearer "))
             })
             .ok_or_else(unauthorized)?;
-        let info = s
-            .store
-            .verify_api_key(presented.trim())
-            .await?
-            .ok_or_else(unauthorized)?;
-        Ok(Caller(info))
+        match s.store.verify_api_key(presented.trim()).await? {
+            Some(info) => Ok(Caller(info)),
+            None => {
+                failures.record(client.key(), s.clock.now());
+                tracing::warn!(%client, "an API key was refused");
+                Err(unauthorized())
+            }
+        }
     }
 }
 

@@ -212,9 +212,11 @@ impl Daemon {
             wake: Arc::new(tokio::sync::Notify::new()),
             webhooks: self.webhooks,
             dashboard: Arc::new(crate::dashboard::Dashboard::default()),
+            limits: Arc::default(),
             proxy: Arc::new(proxy),
             connect: Arc::new(crate::connect_session::ConnectPolicy::default()),
         };
+        state.dashboard.set_time_scale(self.time_scale);
         crate::metrics::install();
         if let Some(path) = self.key_file {
             tasks.push(tokio::spawn(crate::keyfile::watch(

@@ -13,6 +13,7 @@
 //!   in-process sandbox).
 //! - [`webhooks`]: webhook endpoints and signed delivery from the durable outbox.
 //! - [`keyfile`]: follows the key file, so keys rotate while the daemon serves.
+//! - [`limits`]: per-client-address limits (refused API keys, the connect flow's rate).
 //! - [`page`]: small HTML pages with escaping and the security headers of rule 12.
 //! - [`dashboard`]: the signed-in pages for people (overview, connections, diagnose).
 //! - [`metrics`]: `/metrics` in the Prometheus text format.
@@ -28,6 +29,7 @@ pub mod connect_session;
 pub mod daemon;
 pub mod dashboard;
 pub mod keyfile;
+pub mod limits;
 pub mod metrics;
 pub mod monitor;
 pub mod page;
@@ -66,6 +68,8 @@ pub struct ServerState {
     pub webhooks: webhooks::WebhookPolicy,
     /// The dashboard's sessions, password and activity counts.
     pub dashboard: Arc<dashboard::Dashboard>,
+    /// Limits per client address.
+    pub limits: Arc<limits::ClientLimits>,
     /// The forwarding proxy (`ANY /proxy/{connection_id}/{*path}`).
     pub proxy: Arc<tokenwarden_proxy::Proxy>,
     /// Where finished connect flows may send the browser.
@@ -93,7 +97,34 @@ pub fn router(state: ServerState) -> Router {
         .route("/healthz", axum::routing::get(|| async { "ok" }))
         .route("/readyz", axum::routing::get(readyz))
         .route("/openapi.json", axum::routing::get(openapi))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            limits::connect_rate,
+        ))
+        .layer(axum::middleware::map_response_with_state(
+            state.clone(),
+            common_headers,
+        ))
         .with_state(state)
+}
+
+/// The headers every response carries, whichever route (or fallback) made it: no MIME sniffing,
+/// no referrer, and on an https public URL, HSTS (a year). Set only where the handler did not.
+async fn common_headers(
+    axum::extract::State(s): axum::extract::State<ServerState>,
+    mut r: axum::response::Response,
+) -> axum::response::Response {
+    use axum::http::{HeaderValue, header};
+    let h = r.headers_mut();
+    h.entry(header::X_CONTENT_TYPE_OPTIONS)
+        .or_insert(HeaderValue::from_static("nosniff"));
+    h.entry(header::REFERRER_POLICY)
+        .or_insert(HeaderValue::from_static("no-referrer"));
+    if s.public_url.scheme() == "https" {
+        h.entry(header::STRICT_TRANSPORT_SECURITY)
+            .or_insert(HeaderValue::from_static("max-age=31536000"));
+    }
+    r
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, then finishes requests in flight.

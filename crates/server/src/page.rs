@@ -58,6 +58,8 @@ h1{{font-size:1.4rem}}.button{{display:inline-block;padding:.5rem 1rem;backgroun
 /// The headers every page and token response carries.
 pub fn secure_headers(h: &mut axum::http::HeaderMap) {
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    // For HTTP/1.0 caches, which ignore Cache-Control.
+    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     h.insert(
         header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer"),

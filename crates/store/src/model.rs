@@ -315,6 +315,31 @@ pub struct ApiKeyInfo {
     pub revoked_at: Option<DateTime<Utc>>,
 }
 
+/// The lookup id of a presented API key (`tw_<id>_<secret>`): public, it names the row the key is
+/// checked against, and limits (per key id) may be keyed by it. `None` when it is not shaped so.
+pub fn api_key_id(presented: &str) -> Option<&str> {
+    presented
+        .strip_prefix("tw_")
+        .and_then(|rest| rest.split_once('_'))
+        .map(|(id, _)| id)
+        .filter(|id| !id.is_empty())
+}
+
+/// The SHA-256 (hex) that no key has, compared against when the presented key's id is unknown.
+const NO_KEY_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// Whether `presented` hashes to `stored` (the row's `key_hash`), compared in constant time
+/// (hardening rule 12). With no row (an unknown or revoked id, or no id at all) the same hash and
+/// compare run against [`NO_KEY_HASH`], so a wrong secret for a known id costs what an unknown
+/// id costs and the answer's timing does not tell which ids exist.
+pub(crate) fn api_key_matches(stored: Option<&str>, presented: &str) -> bool {
+    #[cfg(test)]
+    KEY_HASHES.with(|c| c.set(c.get() + 1));
+    let given = hex(&Sha256::digest(presented.as_bytes()));
+    let same = Secret::new(stored.unwrap_or(NO_KEY_HASH).to_string()).ct_eq(&given);
+    same & stored.is_some()
+}
+
 /// A webhook endpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebhookEndpoint {
@@ -409,4 +434,55 @@ pub struct RotationReport {
     pub already_current: u64,
     /// Values changed by someone else meanwhile (they were written under the current key).
     pub raced: u64,
+}
+
+#[cfg(test)]
+thread_local! {
+    /// How many times this thread hashed and compared a presented API key (tests only: shows
+    /// that every path through `verify_api_key` does the same work).
+    pub(crate) static KEY_HASHES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+
+    #[tokio::test]
+    async fn an_unknown_key_id_costs_the_same_hash_and_compare_as_a_wrong_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("k.db").display());
+        let store = crate::open(&url, crate::Keyring::generate("k1").unwrap())
+            .await
+            .unwrap();
+        let now = chrono::Utc::now();
+        let (info, key) = store
+            .create_api_key(ApiKeyRole::Admin, "t", now)
+            .await
+            .unwrap();
+        let (revoked, revoked_key) = store
+            .create_api_key(ApiKeyRole::Admin, "old", now)
+            .await
+            .unwrap();
+        assert!(store.revoke_api_key(&revoked.id, now).await.unwrap());
+        let secret = "x".repeat(43);
+        let cases = [
+            (key.expose().to_string(), true),
+            (format!("tw_{}_{secret}", info.id), false),
+            (format!("tw_{}_{secret}", "0".repeat(12)), false),
+            (revoked_key.expose().to_string(), false),
+            (format!("tw_{}", "0".repeat(12)), false),
+            ("not a key".to_string(), false),
+        ];
+        for (presented, ok) in cases {
+            let before = KEY_HASHES.with(Cell::get);
+            let verified = store.verify_api_key(&presented).await.unwrap();
+            assert_eq!(verified.is_some(), ok, "{presented}");
+            assert_eq!(
+                KEY_HASHES.with(Cell::get) - before,
+                1,
+                "{presented}: one hash and constant-time compare, known id or not"
+            );
+        }
+    }
 }

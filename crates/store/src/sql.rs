@@ -1339,28 +1339,27 @@ impl Store for SqlStore {
     }
 
     async fn verify_api_key(&self, presented: &str) -> Result<Option<ApiKeyInfo>> {
-        let Some(id) = presented
-            .strip_prefix("tw_")
-            .and_then(|r| r.split_once('_'))
-            .map(|(id, _)| id)
-        else {
+        // Exactly one row with one column whether the id is known or not (NULL when not), then
+        // the same hash and compare (against a dummy hash when there is no key): a wrong secret
+        // for a known id takes as long as an unknown id, so timing does not tell which ids exist.
+        // Only a match reads the rest of the row.
+        let id = api_key_id(presented).unwrap_or_default();
+        let stored: Option<String> = sqlx::query(
+            "SELECT k.key_hash FROM (SELECT 1 AS probe) AS p LEFT JOIN api_keys AS k ON k.id = $1 AND k.revoked_at IS NULL",
+        )
+        .bind(id)
+        .fetch_one(&self.pool)
+        .await?
+        .try_get("key_hash")?;
+        if !api_key_matches(stored.as_deref(), presented) {
             return Ok(None);
-        };
-        let Some(row) = sqlx::query("SELECT * FROM api_keys WHERE id = $1 AND revoked_at IS NULL")
+        }
+        sqlx::query("SELECT * FROM api_keys WHERE id = $1 AND revoked_at IS NULL")
             .bind(id)
             .fetch_optional(&self.pool)
             .await?
-        else {
-            return Ok(None);
-        };
-        let stored: String = row.try_get("key_hash")?;
-        let given = hex(&Sha256::digest(presented.as_bytes()));
-        // Constant time over the hashes (hardening rule 12).
-        if Secret::new(stored).ct_eq(&given) {
-            Ok(Some(Self::row_to_api_key(&row)?))
-        } else {
-            Ok(None)
-        }
+            .map(|row| Self::row_to_api_key(&row))
+            .transpose()
     }
 
     async fn list_api_keys(&self) -> Result<Vec<ApiKeyInfo>> {

@@ -184,6 +184,11 @@ async fn serve(args: Args, file: FileConfig, providers_dir: Option<&Path>) -> Re
         Some(p) => Some(Secret::new(p)),
         None => file.dashboard.password()?,
     };
+    let idle_timeout = file
+        .dashboard
+        .idle_timeout(read_env(crate::config::IDLE_TIMEOUT_ENV).as_deref())?;
+    let trusted_proxies =
+        file.trusted_proxies(read_env(crate::config::TRUSTED_PROXIES_ENV).as_deref())?;
     let alerts = match (
         read_env("TOKENWARDEN_SLACK_WEBHOOK_URL"),
         file.alerts.as_ref(),
@@ -334,6 +339,8 @@ async fn serve(args: Args, file: FileConfig, providers_dir: Option<&Path>) -> Re
     }
     .start()
     .await?;
+    running.state.dashboard.set_idle_timeout(idle_timeout);
+    running.state.limits.set_trusted_proxies(trusted_proxies);
     running
         .state
         .dashboard

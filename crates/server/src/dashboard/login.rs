@@ -1,6 +1,7 @@
 //! Sign-in with an admin API key or the configured password, and sign-out.
 
 use super::*;
+use crate::limits::ClientAddr;
 
 #[derive(Debug, Deserialize)]
 pub(super) struct LoginForm {
@@ -35,6 +36,7 @@ pub(super) async fn login_form(State(s): State<ServerState>) -> Response {
 
 pub(super) async fn login(
     State(s): State<ServerState>,
+    client: ClientAddr,
     headers: HeaderMap,
     axum::Form(f): axum::Form<LoginForm>,
 ) -> Response {
@@ -45,15 +47,27 @@ pub(super) async fn login(
             Some("Sign in from this daemon's own page."),
         );
     }
-    if s.dashboard.sessions.locked_out() {
-        return login_page(
+    let secret = f.secret.trim();
+    // Failures count per address, and per key id when a key was presented (so guesses at one
+    // key's secret are limited however many addresses they come from).
+    let key_id = tokenwarden_store::api_key_id(secret);
+    let sessions = &s.dashboard.sessions;
+    if let Some(wait) = sessions.locked_out(client.key(), key_id, s.clock.now()) {
+        let secs = crate::limits::retry_secs(wait);
+        tracing::warn!(%client, "dashboard: a sign-in was refused while locked out");
+        let mut r = login_page(
             &s,
             StatusCode::TOO_MANY_REQUESTS,
-            Some("Too many failed sign-ins in the last minute. Wait a minute and try again."),
+            Some(&format!(
+                "Too many failed sign-ins in the last minute. Wait {secs} seconds and try again."
+            )),
         );
+        if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+            r.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return r;
     }
-    let secret = f.secret.trim();
-    let key = if secret.starts_with("tw_") {
+    let key = if key_id.is_some() {
         match s.store.verify_api_key(secret).await {
             Ok(Some(k)) if k.role == ApiKeyRole::Admin => Some(format!("API key {}", k.id)),
             Ok(_) => None,
@@ -70,23 +84,19 @@ pub(super) async fn login(
         None
     };
     // A password may look like a key; it is checked whenever the key was not a valid admin key.
-    let who = key.or_else(|| {
-        s.dashboard
-            .sessions
-            .password_ok(secret)
-            .then(|| "password".to_string())
-    });
+    let who = key.or_else(|| sessions.password_ok(secret).then(|| "password".to_string()));
     let Some(who) = who else {
-        s.dashboard.sessions.failed();
-        tracing::warn!("dashboard: a sign-in was refused");
+        sessions.failed(client.key(), key_id, s.clock.now());
+        tracing::warn!(%client, "dashboard: a sign-in was refused");
         return login_page(
             &s,
             StatusCode::UNAUTHORIZED,
             Some("That is not an admin API key or the dashboard password."),
         );
     };
-    tracing::info!(%who, "dashboard: signed in");
-    let (id, _) = s.dashboard.sessions.start(who);
+    sessions.signed_in(client.key());
+    tracing::info!(%who, %client, "dashboard: signed in");
+    let (id, _) = sessions.start(who, s.clock.now());
     let secure = if s.public_url.scheme() == "https" {
         "; Secure"
     } else {

@@ -71,6 +71,18 @@ impl Dashboard {
     pub fn set_password(&self, password: Option<&str>) {
         self.sessions.set_password(password);
     }
+
+    /// Ends sessions unused for this long (default [`session::IDLE_TIMEOUT`]; clamped to between
+    /// a minute and the session's absolute lifetime).
+    pub fn set_idle_timeout(&self, idle: std::time::Duration) {
+        self.sessions.set_idle_timeout(idle);
+    }
+
+    /// The daemon's clock runs `scale` times faster than real time (`--time-scale`): session
+    /// lifetimes stay real time.
+    pub fn set_time_scale(&self, scale: f64) {
+        self.sessions.set_time_scale(scale);
+    }
 }
 
 const CSS: &str = include_str!("assets/app.css");
@@ -136,8 +148,10 @@ impl FromRequestParts<ServerState> for Signed {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, s: &ServerState) -> Result<Self, Response> {
-        let found = crate::page::cookie(&parts.headers, cookie_name(s))
-            .and_then(|id| Some((id.to_string(), s.dashboard.sessions.get(id)?)));
+        let found = crate::page::cookie(&parts.headers, cookie_name(s)).and_then(|id| {
+            let session = s.dashboard.sessions.get(id, s.clock.now())?;
+            Some((id.to_string(), session))
+        });
         match found {
             Some((cookie, session)) => Ok(Signed { session, cookie }),
             None => {
