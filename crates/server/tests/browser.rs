@@ -42,7 +42,11 @@ async fn a_person_connects_watches_a_revocation_and_reauthorizes_in_the_browser(
 
     // Signed out: every page leads to the sign-in form; a wrong key is refused.
     b.goto(&format!("{base}connections")).await;
-    assert!(b.url().await.ends_with("/login"), "{}", b.url().await);
+    assert!(
+        b.url().await.ends_with("/login?next=%2Fconnections"),
+        "{}",
+        b.url().await
+    );
     b.find("#secret").await.type_text("tw_not_a_key").await;
     b.click_through(b.find("button[type=submit]").await).await;
     let err = b.find("p.error").await.text().await;
@@ -54,8 +58,12 @@ async fn a_person_connects_watches_a_revocation_and_reauthorizes_in_the_browser(
     b.find("p.error").await;
     assert!(b.url().await.ends_with("/login"));
 
+    // Signed in, the browser goes on to the page it was going to.
     b.find("#secret").await.type_text(&w.admin).await;
     b.click_through(b.find("button[type=submit]").await).await;
+    b.find("#connections").await;
+    assert!(b.url().await.ends_with("/connections"), "{}", b.url().await);
+    b.goto(&base).await;
     b.find("section.stats").await;
     assert_eq!(b.title().await, "Overview · tokenwarden");
     assert!(

@@ -455,3 +455,59 @@ async fn a_connection_without_a_recorded_account_learns_it_from_its_next_probe()
     let (_, v) = w.api(&w.admin, "v1/connections/older").await;
     assert_eq!(v["account"]["name"], "carol", "{v}");
 }
+
+#[tokio::test]
+async fn a_reauthorization_link_needs_sign_in_and_comes_back_after_it() {
+    let w = world().await;
+    assert_eq!(
+        connect(&w, "snapchat", "needs-me", "alice", json!({}))
+            .await
+            .0,
+        303
+    );
+    let (_, c) = w.api(&w.admin, "v1/connections/needs-me").await;
+    let link = c["reauthorize_url"].as_str().unwrap();
+    assert_eq!(
+        link,
+        format!("{}connections/needs-me/reauthorize", w.d.base)
+    );
+    // Signed out: to the sign-in page, which remembers where the visit was going.
+    let r = w.http.get(link).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    let to = r.headers()["location"].to_str().unwrap().to_string();
+    assert_eq!(to, "/login?next=%2Fconnections%2Fneeds-me%2Freauthorize");
+    let form = w
+        .http
+        .get(format!("{}{}", w.d.base, to.trim_start_matches('/')))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        form.contains("value=\"/connections/needs-me/reauthorize\""),
+        "{form}"
+    );
+    let r = w
+        .http
+        .post(format!("{}login", w.d.base))
+        .form(&[
+            ("secret", w.admin.as_str()),
+            ("next", "/connections/needs-me/reauthorize"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/connections/needs-me/reauthorize");
+    // Never on to another site.
+    let r = w
+        .http
+        .post(format!("{}login", w.d.base))
+        .form(&[("secret", w.admin.as_str()), ("next", "//evil.example/")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["location"], "/");
+}

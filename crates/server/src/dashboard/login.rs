@@ -7,9 +7,29 @@ use crate::limits::ClientAddr;
 pub(super) struct LoginForm {
     #[serde(default)]
     secret: String,
+    #[serde(default)]
+    next: String,
 }
 
-fn login_page(s: &ServerState, status: StatusCode, error: Option<&str>) -> Response {
+/// `?next=` of the sign-in page: where a signed-out visit was going.
+#[derive(Debug, Deserialize, Default)]
+pub(super) struct NextQuery {
+    #[serde(default)]
+    next: String,
+}
+
+/// A page of this daemon to continue to after sign-in: a path, never another site (`//host`,
+/// `/\host` and schemes are refused), else the overview.
+pub(super) fn local_path(next: &str) -> &str {
+    let ok = next.starts_with('/')
+        && !next.starts_with("//")
+        && !next.contains('\\')
+        && !next.chars().any(char::is_control)
+        && next.len() <= 512;
+    if ok { next } else { "/" }
+}
+
+fn login_page(s: &ServerState, status: StatusCode, error: Option<&str>, next: &str) -> Response {
     let error = error
         .map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", escape(e)))
         .unwrap_or_default();
@@ -22,16 +42,21 @@ fn login_page(s: &ServerState, status: StatusCode, error: Option<&str>) -> Respo
             "<div class=\"card narrow\">{error}<form method=\"post\" action=\"/login\" class=\"stack\">\
 <label for=\"secret\">Admin API key or dashboard password</label>\
 <input id=\"secret\" name=\"secret\" type=\"password\" autocomplete=\"current-password\" required autofocus>\
+<input type=\"hidden\" name=\"next\" value=\"{next}\">\
 <button type=\"submit\" class=\"primary\">Sign in</button></form>\
-<p class=\"muted\">An admin key is in <code>tokenwarden-data/admin.key</code> after <code>tokenwarden serve</code> first runs.</p></div>"
+<p class=\"muted\">An admin key is in <code>tokenwarden-data/admin.key</code> after <code>tokenwarden serve</code> first runs.</p></div>",
+            next = escape(local_path(next))
         ),
         refresh_secs: None,
     }
     .send(status, &s.providers)
 }
 
-pub(super) async fn login_form(State(s): State<ServerState>) -> Response {
-    login_page(&s, StatusCode::OK, None)
+pub(super) async fn login_form(
+    State(s): State<ServerState>,
+    Query(q): Query<NextQuery>,
+) -> Response {
+    login_page(&s, StatusCode::OK, None, &q.next)
 }
 
 pub(super) async fn login(
@@ -45,6 +70,7 @@ pub(super) async fn login(
             &s,
             StatusCode::FORBIDDEN,
             Some("Sign in from this daemon's own page."),
+            &f.next,
         );
     }
     let secret = f.secret.trim();
@@ -61,6 +87,7 @@ pub(super) async fn login(
             Some(&format!(
                 "Too many failed sign-ins in the last minute. Wait {secs} seconds and try again."
             )),
+            &f.next,
         );
         if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
             r.headers_mut().insert(header::RETRY_AFTER, v);
@@ -77,6 +104,7 @@ pub(super) async fn login(
                     &s,
                     StatusCode::SERVICE_UNAVAILABLE,
                     Some("tokenwarden cannot reach its database right now."),
+                    &f.next,
                 );
             }
         }
@@ -92,6 +120,7 @@ pub(super) async fn login(
             &s,
             StatusCode::UNAUTHORIZED,
             Some("That is not an admin API key or the dashboard password."),
+            &f.next,
         );
     };
     sessions.signed_in(client.key());
@@ -107,7 +136,7 @@ pub(super) async fn login(
         cookie_name(&s),
         session::SESSION_TTL.as_secs()
     );
-    let mut r = Redirect::to("/").into_response();
+    let mut r = Redirect::to(local_path(&f.next)).into_response();
     crate::page::secure_headers(r.headers_mut());
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         r.headers_mut().insert(header::SET_COOKIE, v);
@@ -139,4 +168,25 @@ pub(super) async fn logout(
         r.headers_mut().insert(header::SET_COOKIE, v);
     }
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::local_path;
+
+    #[test]
+    fn after_sign_in_only_a_page_of_this_daemon_is_followed() {
+        for (next, to) in [
+            ("/connections/a/reauthorize", "/connections/a/reauthorize"),
+            ("/", "/"),
+            ("", "/"),
+            ("//evil.example/x", "/"),
+            ("/\\evil.example", "/"),
+            ("https://evil.example/", "/"),
+            ("javascript:alert(1)", "/"),
+            ("/a\nb", "/"),
+        ] {
+            assert_eq!(local_path(next), to, "{next:?}");
+        }
+    }
 }

@@ -155,7 +155,24 @@ impl FromRequestParts<ServerState> for Signed {
         match found {
             Some((cookie, session)) => Ok(Signed { session, cookie }),
             None => {
-                let mut r = Redirect::to("/login").into_response();
+                // Back to where the visit was going after sign-in (a GET page of this daemon).
+                let to = match parts.method {
+                    axum::http::Method::GET => parts
+                        .uri
+                        .path_and_query()
+                        .filter(|pq| pq.as_str() != "/")
+                        .map_or_else(
+                            || "/login".to_string(),
+                            |pq| {
+                                let next: String =
+                                    url::form_urlencoded::byte_serialize(pq.as_str().as_bytes())
+                                        .collect();
+                                format!("/login?next={next}")
+                            },
+                        ),
+                    _ => "/login".to_string(),
+                };
+                let mut r = Redirect::to(&to).into_response();
                 crate::page::secure_headers(r.headers_mut());
                 Err(r)
             }
