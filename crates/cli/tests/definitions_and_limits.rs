@@ -246,7 +246,7 @@ fn connect(d: &Daemon, http: &reqwest::blocking::Client, connection: &str) {
         .json()
         .unwrap();
     let r = http
-        .get(minted["url"].as_str().expect("a connect session"))
+        .post(minted["url"].as_str().expect("a connect session"))
         .send()
         .unwrap();
     let cookie = r.headers()["set-cookie"]

@@ -185,7 +185,7 @@ async fn three_processes_on_one_postgres_refresh_an_expired_token_once() {
         .await
         .unwrap();
     let r = http
-        .get(minted["url"].as_str().expect("a connect session"))
+        .post(minted["url"].as_str().expect("a connect session"))
         .send()
         .await
         .unwrap();

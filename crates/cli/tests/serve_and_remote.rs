@@ -122,6 +122,8 @@ fn serve_sandbox_connect_then_the_shell_commands() {
         .find(|(p, l)| p == "snapchat" && l.starts_with(&format!("{}connect/s/", d.base)))
         .expect("the banner prints a Snapchat link");
     let r = http.get(snapchat).send().unwrap();
+    assert_eq!(r.status(), 200, "the banner's link shows what it will do");
+    let r = http.post(snapchat).send().unwrap();
     assert_eq!(r.status(), 303, "the banner's link starts a flow");
     let cookie = r.headers()["set-cookie"]
         .to_str()
@@ -219,7 +221,7 @@ fn serve_sandbox_connect_then_the_shell_commands() {
 
     let link = mint(&d, &["tiktok", "--connection-id", "mine"]);
     assert!(link.starts_with(&format!("{}connect/s/", d.base)), "{link}");
-    let r = http.get(&link).send().unwrap();
+    let r = http.post(&link).send().unwrap();
     assert_eq!(r.status(), 303, "the printed link starts a flow");
     let r = http.get(&link).send().unwrap();
     assert_eq!(r.status(), 410, "once");
@@ -442,7 +444,7 @@ fn serve_with_a_configuration_file_and_no_sandbox() {
         .json()
         .unwrap();
     let r = http
-        .get(minted["url"].as_str().expect("a connect session"))
+        .post(minted["url"].as_str().expect("a connect session"))
         .send()
         .unwrap();
     let cookie = r.headers()["set-cookie"]

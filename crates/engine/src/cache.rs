@@ -582,6 +582,13 @@ impl Store for CachedStore {
     ) -> Result<SessionUse, StoreError> {
         self.inner.use_connect_session(token_hash, now).await
     }
+    async fn find_connect_session(
+        &self,
+        token_hash: &Sha256Hex,
+        now: DateTime<Utc>,
+    ) -> Result<SessionUse, StoreError> {
+        self.inner.find_connect_session(token_hash, now).await
+    }
     async fn get_connect_session(&self, id: &str) -> Result<Option<ConnectSession>, StoreError> {
         self.inner.get_connect_session(id).await
     }

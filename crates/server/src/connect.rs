@@ -45,7 +45,7 @@ const FLOW_LIFETIME: TimeDelta = TimeDelta::minutes(10);
 /// The connect and callback routes.
 pub fn routes() -> Router<ServerState> {
     Router::new()
-        .route("/connect/s/{token}", get(start))
+        .route("/connect/s/{token}", get(show).post(start))
         .route("/connect/{provider}", get(closed))
         .route("/callback/{provider}", get(callback))
         .route("/done", get(done))
@@ -143,46 +143,104 @@ fn unavailable() -> Response {
     )
 }
 
-async fn start(State(s): State<ServerState>, Path(token): Path<String>) -> Response {
-    let not_valid = || {
-        page::render(
-            StatusCode::NOT_FOUND,
-            "This connect link is not valid",
-            &[
-                "Check that the whole link was copied, or ask whoever sent it for a new one."
-                    .to_string(),
-            ],
-            None,
-        )
-    };
-    if token.is_empty()
-        || token.len() > 128
-        || !token
+fn not_valid() -> Response {
+    page::render(
+        StatusCode::NOT_FOUND,
+        "This connect link is not valid",
+        &[
+            "Check that the whole link was copied, or ask whoever sent it for a new one."
+                .to_string(),
+        ],
+        None,
+    )
+}
+
+fn token_shape_ok(token: &str) -> bool {
+    !token.is_empty()
+        && token.len() <= 128
+        && token
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
+}
+
+/// Why a session cannot start a flow, as a page; `None` when it can.
+fn refused(use_: &SessionUse) -> Option<Response> {
+    match use_ {
+        SessionUse::Fresh(_) => None,
+        SessionUse::Used(used) => {
+            tracing::info!(session = %used.id, connection = %used.connection, "a used connect link was opened again");
+            Some(gone(
+                "This connect link was already used",
+                "Each connect link works once. If the connection did not complete, ask whoever sent the link for a new one.",
+            ))
+        }
+        SessionUse::Expired(_) => Some(gone(
+            "This connect link has expired",
+            "Ask whoever sent it for a new one.",
+        )),
+        SessionUse::Unknown => Some(not_valid()),
+    }
+}
+
+/// `GET /connect/s/{token}`: what the link will do, and a button that does it. Opening the link
+/// spends nothing, so a chat or mail client that fetches links to preview them (Slack, Teams,
+/// Outlook's safe links) cannot use it up before the person does.
+async fn show(State(s): State<ServerState>, Path(token): Path<String>) -> Response {
+    if !token_shape_ok(&token) {
         return not_valid();
     }
     let session = match s
         .store
-        .use_connect_session(&Sha256Hex::of(&token), s.clock.now())
+        .find_connect_session(&Sha256Hex::of(&token), s.clock.now())
         .await
     {
         Ok(SessionUse::Fresh(session)) => session,
-        Ok(SessionUse::Used(used)) => {
-            tracing::info!(session = %used.id, connection = %used.connection, "a used connect link was opened again");
-            return gone(
-                "This connect link was already used",
-                "Each connect link works once. If the connection did not complete, ask whoever sent the link for a new one.",
-            );
-        }
-        Ok(SessionUse::Expired(_)) => {
-            return gone(
-                "This connect link has expired",
-                "Ask whoever sent it for a new one.",
-            );
-        }
-        Ok(SessionUse::Unknown) => return not_valid(),
+        Ok(other) => return refused(&other).unwrap_or_else(not_valid),
+        Err(_) => return unavailable(),
+    };
+    let Some(p) = s.providers.get(session.provider.as_str()) else {
+        return bad(
+            "This platform is no longer configured",
+            "Ask whoever sent the link for a new one.",
+        );
+    };
+    let mut text = vec![format!(
+        "You will be sent to {} to sign in and approve access for the connection {}.",
+        p.spec.name, session.connection
+    )];
+    if let Some(who) = &session.end_user {
+        text.push(format!("It is for {who}."));
+    }
+    text.push("This link works once.".to_string());
+    page::render_form(
+        StatusCode::OK,
+        &format!("Connect {}", p.spec.name),
+        &text,
+        &format!("/connect/s/{token}"),
+        &format!("Continue to {}", p.spec.name),
+        &p.spec.authorize.url,
+    )
+}
+
+/// `POST /connect/s/{token}`: spends the link and sends the browser to the platform.
+async fn start(State(s): State<ServerState>, Path(token): Path<String>) -> Response {
+    begin(&s, &token).await
+}
+
+/// Spends a connect session's token and starts its flow: the redirect to the platform's consent
+/// page, with the cookie that binds the flow to this browser. The dashboard calls it directly
+/// for the sessions it mints, so a signed-in person clicks once.
+pub(crate) async fn begin(s: &ServerState, token: &str) -> Response {
+    if !token_shape_ok(token) {
+        return not_valid();
+    }
+    let session = match s
+        .store
+        .use_connect_session(&Sha256Hex::of(token), s.clock.now())
+        .await
+    {
+        Ok(SessionUse::Fresh(session)) => session,
+        Ok(other) => return refused(&other).unwrap_or_else(not_valid),
         Err(_) => return unavailable(),
     };
     let Some(p) = s.providers.get(session.provider.as_str()).cloned() else {
@@ -215,7 +273,7 @@ async fn start(State(s): State<ServerState>, Path(token): Path<String>) -> Respo
         .as_ref()
         .map(|a| a.to_string())
         .or_else(|| existing.as_ref().map(|c| c.app.to_string()));
-    let app = match default_app(&s, &p.spec.id, wanted.as_deref()).await {
+    let app = match default_app(s, &p.spec.id, wanted.as_deref()).await {
         Ok(a) => a,
         Err(r) => return r,
     };

@@ -26,6 +26,7 @@ use rand::RngCore;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokenwarden_core::id::{AppId, ConnectionId};
+use tokenwarden_core::secret::Secret;
 use tokenwarden_store::{ConnectSession, Sha256Hex};
 use url::Url;
 
@@ -94,12 +95,23 @@ pub struct SessionRequest {
 }
 
 /// A minted session: its link is the only place the token appears.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Minted {
     /// The session.
     pub session: ConnectSession,
     /// The link to hand to the person (`{public_url}/connect/s/{token}`).
     pub url: String,
+    /// The token alone (the dashboard starts the flow with it at once).
+    pub(crate) token: Secret,
+}
+
+impl std::fmt::Debug for Minted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Minted")
+            .field("session", &self.session.id)
+            .field("url", &"[redacted]")
+            .finish()
+    }
 }
 
 impl Minted {
@@ -299,6 +311,7 @@ pub async fn mint(
     Ok(Minted {
         session,
         url: url.to_string(),
+        token: Secret::new(token),
     })
 }
 

@@ -38,10 +38,51 @@ pub fn render(
             escape(text)
         ));
     }
+    frame(status, title, body)
+}
+
+/// A page whose one button POSTs to `action` (a path of this daemon), which may redirect the
+/// browser on to `then` (an origin the CSP's `form-action` must allow: browsers apply it to the
+/// redirect after a form).
+pub fn render_form(
+    status: StatusCode,
+    title: &str,
+    paragraphs: &[String],
+    action: &str,
+    button: &str,
+    then: &url::Url,
+) -> Response {
+    let mut body = String::new();
+    for p in paragraphs {
+        body.push_str(&format!("<p>{}</p>\n", escape(p)));
+    }
+    body.push_str(&format!(
+        "<form method=\"post\" action=\"{}\"><button type=\"submit\" class=\"button\" id=\"continue\">{}</button></form>\n",
+        escape(action),
+        escape(button)
+    ));
+    let mut resp = frame(status, title, body);
+    let origin = then.origin().ascii_serialization();
+    let csp = format!(
+        "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'self'{}; frame-ancestors 'none'",
+        if then.origin().is_tuple() {
+            format!(" {origin}")
+        } else {
+            String::new()
+        }
+    );
+    if let Ok(v) = HeaderValue::from_str(&csp) {
+        resp.headers_mut()
+            .insert(header::CONTENT_SECURITY_POLICY, v);
+    }
+    resp
+}
+
+fn frame(status: StatusCode, title: &str, body: String) -> Response {
     let html = format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
 <title>{t} · tokenwarden</title><style>body{{font:16px/1.5 system-ui,sans-serif;max-width:40rem;margin:4rem auto;padding:0 1rem;color:#1d2330}}\
-h1{{font-size:1.4rem}}.button{{display:inline-block;padding:.5rem 1rem;background:#1d4ed8;color:#fff;border-radius:.4rem;text-decoration:none}}</style>\
+h1{{font-size:1.4rem}}.button{{display:inline-block;padding:.5rem 1rem;background:#1d4ed8;color:#fff;border:0;font:inherit;cursor:pointer;border-radius:.4rem;text-decoration:none}}</style>\
 </head><body><h1>{t}</h1>\n{body}</body></html>\n",
         t = escape(title)
     );

@@ -243,6 +243,12 @@ async fn a_person_connects_watches_a_revocation_and_reauthorizes_in_the_browser(
     assert_eq!(status, 201, "{minted}");
     let link = minted["url"].as_str().unwrap().to_string();
     b.goto(&link).await;
+    assert!(
+        b.url().await.starts_with(&base),
+        "opening the link spends nothing"
+    );
+    b.screenshot("10-connect-link").await;
+    b.click_through(b.find("#continue").await).await;
     approve_at_sandbox(&b, &sandbox).await;
     b.goto(&link).await;
     let h1 = b.find("h1").await.text().await;

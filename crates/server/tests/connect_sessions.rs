@@ -511,3 +511,37 @@ async fn a_reauthorization_link_needs_sign_in_and_comes_back_after_it() {
         .unwrap();
     assert_eq!(r.headers()["location"], "/");
 }
+
+#[tokio::test]
+async fn opening_a_link_to_preview_it_spends_nothing() {
+    let w = world().await;
+    let link = w
+        .mint("snapchat", "preview", json!({"end_user": "Team <Blue>"}))
+        .await;
+    // A chat client unfurling the link, twice.
+    for _ in 0..2 {
+        let r = w.http.get(&link).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert!(r.headers().get("set-cookie").is_none());
+        let csp = r.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        let page = r.text().await.unwrap();
+        assert!(
+            page.contains("Continue to Snapchat Marketing API"),
+            "{page}"
+        );
+        assert!(page.contains("Team &lt;Blue&gt;"), "escaped: {page}");
+        // The button's redirect may go on to the platform's consent page.
+        assert!(
+            csp.contains("form-action 'self' http://127.0.0.1:"),
+            "{csp}"
+        );
+    }
+    // The person still gets through.
+    let flow = w.approve_link("snapchat", &link, "alice").await;
+    assert_eq!(w.finish(&flow).await.0, 303);
+    let r = w.http.post(&link).send().await.unwrap();
+    assert_eq!(r.status(), 410);
+}

@@ -108,7 +108,7 @@ async fn hostile_and_broken_callbacks_are_refused() {
 
     // Denied consent: a clear page, nothing kept.
     let link = w.mint("threads", "denied", serde_json::json!({})).await;
-    let r = w.http.get(link).send().await.unwrap();
+    let r = w.http.post(link).send().await.unwrap();
     let cookie = r.headers()["set-cookie"]
         .to_str()
         .unwrap()
@@ -525,7 +525,7 @@ async fn a_sandbox_app_records_its_connections_as_sandbox() {
             serde_json::json!({"app": "sbx"}),
         )
         .await;
-    let r = w.http.get(link).send().await.unwrap();
+    let r = w.http.post(link).send().await.unwrap();
     assert_eq!(r.status(), 303);
     let (_, c) = w.api(&w.admin, "v1/apps").await;
     assert!(
@@ -872,7 +872,7 @@ async fn reauthorizing_a_connection_keeps_its_app() {
         let w = &w;
         async move {
             let link = w.mint("tiktok-business", id, serde_json::json!({})).await;
-            let r = w.http.get(link).send().await.unwrap();
+            let r = w.http.post(link).send().await.unwrap();
             assert_eq!(r.status(), 303);
             let to = url::Url::parse(r.headers()["location"].to_str().unwrap()).unwrap();
             to.query_pairs()

@@ -212,6 +212,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         token_hash: &Sha256Hex,
         now: DateTime<Utc>,
     ) -> Result<SessionUse, StoreError>;
+    /// What presenting a session's token would find, without spending it: [`SessionUse::Fresh`]
+    /// here only says it is still usable.
+    async fn find_connect_session(
+        &self,
+        token_hash: &Sha256Hex,
+        now: DateTime<Utc>,
+    ) -> Result<SessionUse, StoreError>;
     /// One session by id.
     async fn get_connect_session(&self, id: &str) -> Result<Option<ConnectSession>, StoreError>;
     /// Records the platform account behind a connection's grant.

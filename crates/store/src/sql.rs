@@ -1169,6 +1169,19 @@ impl Store for SqlStore {
         if let Some(r) = row {
             return Ok(SessionUse::Fresh(Self::row_to_session(&r)?));
         }
+        // The update missed: say why. (Never Fresh here: a session usable a moment ago that the
+        // update did not take was taken by someone else.)
+        Ok(match self.find_connect_session(token_hash, now).await? {
+            SessionUse::Fresh(s) => SessionUse::Used(s),
+            other => other,
+        })
+    }
+
+    async fn find_connect_session(
+        &self,
+        token_hash: &Sha256Hex,
+        now: DateTime<Utc>,
+    ) -> Result<SessionUse> {
         let row = sqlx::query(&format!(
             "SELECT {SESSION_COLS} FROM connect_sessions WHERE token_hash = $1"
         ))
@@ -1177,7 +1190,8 @@ impl Store for SqlStore {
         .await?;
         Ok(match row.map(|r| Self::row_to_session(&r)).transpose()? {
             Some(s) if s.used_at.is_some() => SessionUse::Used(s),
-            Some(s) => SessionUse::Expired(s),
+            Some(s) if s.expires_at <= now => SessionUse::Expired(s),
+            Some(s) => SessionUse::Fresh(s),
             None => SessionUse::Unknown,
         })
     }

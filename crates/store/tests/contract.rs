@@ -794,6 +794,23 @@ mod cases {
             .collect();
         assert_eq!(raw.len(), 2);
         assert!(raw.iter().all(|h| !h.contains("token-")));
+        // Looking does not spend it.
+        for _ in 0..2 {
+            assert_eq!(
+                stores[1]
+                    .find_connect_session(&Sha256Hex::of("token-live"), t0())
+                    .await
+                    .unwrap(),
+                SessionUse::Fresh(live.clone())
+            );
+        }
+        assert!(matches!(
+            stores[1]
+                .find_connect_session(&Sha256Hex::of("token-old"), t0())
+                .await
+                .unwrap(),
+            SessionUse::Expired(_)
+        ));
         let barrier = Arc::new(tokio::sync::Barrier::new(16));
         let mut hs = Vec::new();
         for i in 0..16 {
@@ -826,6 +843,13 @@ mod cases {
             }
         }
         assert_eq!((fresh, used), (1, 15), "exactly one visit gets the session");
+        assert!(matches!(
+            stores[0]
+                .find_connect_session(&Sha256Hex::of("token-live"), t0())
+                .await
+                .unwrap(),
+            SessionUse::Used(_)
+        ));
         assert!(matches!(
             stores[0]
                 .use_connect_session(&Sha256Hex::of("token-old"), t0())

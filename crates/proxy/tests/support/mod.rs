@@ -89,7 +89,7 @@ impl World {
             .unwrap();
         let r = self
             .http
-            .get(minted["url"].as_str().expect("a connect session"))
+            .post(minted["url"].as_str().expect("a connect session"))
             .send()
             .await
             .unwrap();

@@ -1,5 +1,6 @@
 //! Starting a connect flow from the dashboard: the Connect form and the Re-authorize buttons mint
-//! a connect session for the signed-in person and send the browser to its link.
+//! a connect session for the signed-in person and start its flow at once (one click; the
+//! session is spent as the browser is sent to the platform).
 //!
 //! `GET /connections/{id}/reauthorize` is the page every re-authorization link points at (API
 //! errors, proxy answers, webhooks, alerts): it needs sign-in and starts nothing by itself; its
@@ -14,12 +15,6 @@ pub(super) struct ReauthorizeForm {
     csrf: String,
     #[serde(default)]
     allow_account_change: Option<String>,
-}
-
-fn to_link(link: &str) -> Response {
-    let mut r = Redirect::to(link).into_response();
-    crate::page::secure_headers(r.headers_mut());
-    r
 }
 
 fn refused_mint(s: &ServerState, signed: &Signed, e: crate::api::ApiError) -> Response {
@@ -111,7 +106,7 @@ pub(super) async fn reauthorize(
         ..Default::default()
     };
     match mint(&s, req, &format!("dashboard:{}", signed.session.who)).await {
-        Ok(m) => to_link(&m.url),
+        Ok(m) => crate::connect::begin(&s, m.token.expose()).await,
         Err(e) => refused_mint(&s, &signed, e),
     }
 }
@@ -156,7 +151,7 @@ pub(super) async fn connect_account(
         ..Default::default()
     };
     match mint(&s, req, &format!("dashboard:{}", signed.session.who)).await {
-        Ok(m) => to_link(&m.url),
+        Ok(m) => crate::connect::begin(&s, m.token.expose()).await,
         Err(e) => refused_mint(&s, &signed, e),
     }
 }

@@ -442,7 +442,7 @@ impl Tw {
             .unwrap();
         let r = self
             .http
-            .get(minted["url"].as_str().expect("a connect session"))
+            .post(minted["url"].as_str().expect("a connect session"))
             .send()
             .await
             .unwrap();

@@ -112,7 +112,11 @@ impl World {
 
     /// Opens a connect link and approves at the sandbox's consent page as `account`.
     pub async fn approve_link(&self, provider: &str, link: &str, account: &str) -> Flow {
-        let r = self.http.get(link).send().await.unwrap();
+        // Opening the link shows what it will do and spends nothing; its button POSTs.
+        let page = self.http.get(link).send().await.unwrap();
+        assert_eq!(page.status(), 200, "the link shows its page");
+        assert!(page.text().await.unwrap().contains("id=\"continue\""));
+        let r = self.http.post(link).send().await.unwrap();
         assert_eq!(r.status(), 303, "connect redirects to the platform");
         let cookie = r.headers()["set-cookie"]
             .to_str()
