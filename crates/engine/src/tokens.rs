@@ -137,6 +137,14 @@ impl TokenService {
         }
     }
 
+    /// How long this replica's refresh lease holds (default 45 s, longer than the client's
+    /// request timeout so a live holder never loses it); tests shorten it to stand for a replica
+    /// that stalled past its lease.
+    pub fn with_lease_ttl(mut self, ttl: Duration) -> Self {
+        self.lease_ttl = ttl;
+        self
+    }
+
     /// Serves fresh tokens from `cached`'s token cache, and reads and writes through it (so this
     /// service's own writes invalidate it). Everything else in the process that writes must use
     /// the same `CachedStore` (see [`crate::cache`]).
@@ -169,7 +177,18 @@ impl TokenService {
         self.obtain(id, Need::Replace(Secret::new(rejected))).await
     }
 
-    /// Refreshes now, whatever the token's age (the "refresh now" button, the scheduler).
+    /// Refreshes the token at `version`, which the scheduler claimed as due: if it has been
+    /// replaced since (a caller of the token API got there first), the newer one stands and the
+    /// platform is not called.
+    pub async fn refresh_claimed(
+        &self,
+        id: &ConnectionId,
+        version: i64,
+    ) -> Result<Issued, TokenFailure> {
+        self.obtain(id, Need::Force(version)).await
+    }
+
+    /// Refreshes now, whatever the token's age (the "refresh now" button).
     pub async fn refresh_now(&self, id: &ConnectionId) -> Result<Issued, TokenFailure> {
         let version = self
             .store
@@ -189,7 +208,7 @@ impl TokenService {
     fn satisfied(&self, need: &Need, stored: &StoredTokens, provider: &Provider) -> bool {
         let now = self.clock.now();
         match need {
-            Need::Fresh => stored.set.fresh_for(now, margin(provider)),
+            Need::Fresh => stored.set.fresh_for(now, margin(provider, stored)),
             Need::Replace(rejected) => !stored.set.access_token.ct_eq(rejected.expose()),
             Need::Force(v) => stored.version > *v,
         }
@@ -230,7 +249,8 @@ impl TokenService {
         let stored = self.current(id).await?;
         if self.satisfied(&need, &stored, &provider) {
             if let (Some(c), Some(ticket), Need::Fresh) = (cache, ticket, &need) {
-                c.keep_token(ticket, &conn, &stored, margin(&provider), self.clock.now());
+                let margin = margin(&provider, &stored);
+                c.keep_token(ticket, &conn, &stored, margin, self.clock.now());
             }
             return Ok(Issued {
                 tokens: stored.set,
@@ -345,7 +365,12 @@ impl TokenService {
             Ok(grant) => {
                 metrics::counter!(REFRESHES, "provider" => conn.provider.to_string(), "outcome" => "ok")
                     .increment(1);
-                let committed = self.commit(&lease, &grant.tokens).await?;
+                let due = policy::refresh_due_at(
+                    &provider.spec.refresh,
+                    &grant.tokens,
+                    rand::rng().random::<f64>(),
+                );
+                let committed = self.commit(&lease, &grant.tokens, due).await?;
                 self.after_success(conn, provider, &committed).await;
                 Ok(Issued {
                     tokens: committed.set,
@@ -353,12 +378,7 @@ impl TokenService {
                     refreshed: true,
                 })
             }
-            Err(e) => {
-                if let Err(release) = self.store.release_lease(&lease).await {
-                    tracing::warn!(connection = %conn.id, error = %release, "could not release the refresh lease; it lapses on its own");
-                }
-                self.after_failure(conn, stored, e, need).await
-            }
+            Err(e) => self.after_failure(conn, stored, lease, e, need).await,
         }
     }
 
@@ -368,10 +388,11 @@ impl TokenService {
         &self,
         lease: &Lease,
         set: &tokenwarden_core::token::TokenSet,
+        next_refresh: Option<chrono::DateTime<chrono::Utc>>,
     ) -> Result<StoredTokens, TokenFailure> {
         let mut attempt = 0u32;
         loop {
-            match self.store.commit_refresh(lease, set).await {
+            match self.store.commit_refresh(lease, set, next_refresh).await {
                 Ok(s) => return Ok(s),
                 Err(StoreError::Unavailable(reason)) if attempt < 12 => {
                     attempt += 1;
@@ -410,15 +431,6 @@ impl TokenService {
                 "set state",
             );
         }
-        let due = policy::refresh_due_at(
-            &provider.spec.refresh,
-            &committed.set,
-            rand::rng().random::<f64>(),
-        );
-        self.best_effort(
-            self.store.set_next_refresh(&conn.id, due).await,
-            "schedule the next refresh",
-        );
         let mut event = NewEvent::new(
             Some(conn.id.clone()),
             now,
@@ -440,6 +452,7 @@ impl TokenService {
         &self,
         conn: &Connection,
         stored: StoredTokens,
+        lease: Lease,
         e: TokenError,
         need: &Need,
     ) -> Result<Issued, TokenFailure> {
@@ -464,16 +477,19 @@ impl TokenService {
                     fix: fix.clone(),
                     since: now,
                 };
-                self.best_effort(
-                    self.store
-                        .set_state(&conn.id, ConnectionState::ReauthRequired, &[problem], now)
-                        .await,
-                    "set state",
-                );
-                self.best_effort(
-                    self.store.set_next_refresh(&conn.id, None).await,
-                    "unschedule",
-                );
+                let recorded = self
+                    .store
+                    .record_refresh_failure(
+                        &lease,
+                        ConnectionState::ReauthRequired,
+                        &[problem],
+                        None,
+                        now,
+                    )
+                    .await;
+                if let Some(newer) = self.superseded(conn, recorded, lease.version).await? {
+                    return Ok(newer);
+                }
                 let mut event = NewEvent::new(
                     Some(conn.id.clone()),
                     now,
@@ -496,6 +512,9 @@ impl TokenService {
                 })
             }
             TokenError::Misconfigured { .. } => {
+                if let Err(release) = self.store.release_lease(&lease).await {
+                    tracing::warn!(connection = %conn.id, error = %release, "could not release the refresh lease; it lapses on its own");
+                }
                 let problem = Problem {
                     code: "app_refused".into(),
                     title: title.clone(),
@@ -540,12 +559,6 @@ impl TokenService {
                     .cloned()
                     .collect();
                 problems.push(problem);
-                self.best_effort(
-                    self.store
-                        .set_state(&conn.id, ConnectionState::Degraded, &problems, now)
-                        .await,
-                    "set state",
-                );
                 let wait = retry_after.unwrap_or_else(|| {
                     policy::backoff(
                         4,
@@ -557,10 +570,19 @@ impl TokenService {
                 let retry_at = now.checked_add_signed(
                     TimeDelta::from_std(wait).unwrap_or(TimeDelta::seconds(30)),
                 );
-                self.best_effort(
-                    self.store.set_next_refresh(&conn.id, retry_at).await,
-                    "schedule a retry",
-                );
+                let recorded = self
+                    .store
+                    .record_refresh_failure(
+                        &lease,
+                        ConnectionState::Degraded,
+                        &problems,
+                        retry_at,
+                        now,
+                    )
+                    .await;
+                if let Some(newer) = self.superseded(conn, recorded, lease.version).await? {
+                    return Ok(newer);
+                }
                 let mut event = NewEvent::new(
                     Some(conn.id.clone()),
                     now,
@@ -579,6 +601,43 @@ impl TokenService {
                         reason: title,
                         retry_after,
                     })
+            }
+        }
+    }
+
+    /// After [`Store::record_refresh_failure`]: `Some` newer token when the failure was stale (the
+    /// token it tried to replace had been replaced meanwhile, so the failure is not recorded and
+    /// the newer token is the answer, if it suits the caller); `None` when the failure was
+    /// recorded, or could not be (logged: the lease lapses on its own), and stands. `tried` is the
+    /// version the refresh tried to replace.
+    async fn superseded(
+        &self,
+        conn: &Connection,
+        recorded: Result<bool, StoreError>,
+        tried: i64,
+    ) -> Result<Option<Issued>, TokenFailure> {
+        match recorded {
+            Ok(true) => Ok(None),
+            Ok(false) => {
+                let latest = self.current(&conn.id).await?;
+                if latest.version > tried {
+                    tracing::info!(connection = %conn.id, "a refresh failed after another one had succeeded; the newer token stands");
+                    return Ok(Some(Issued {
+                        tokens: latest.set,
+                        version: latest.version,
+                        refreshed: false,
+                    }));
+                }
+                // Another replica took the lease over (ours lapsed) and is refreshing now.
+                Err(TokenFailure::Unavailable {
+                    connection: conn.id.clone(),
+                    reason: "another replica is refreshing this connection".into(),
+                    retry_after: Some(Duration::from_secs(1)),
+                })
+            }
+            Err(e) => {
+                tracing::warn!(connection = %conn.id, error = %e, "could not record the failed refresh");
+                Ok(None)
             }
         }
     }
@@ -653,9 +712,11 @@ impl TokenService {
     }
 }
 
-/// How long a token must still be valid for the provider to call it fresh.
-fn margin(provider: &Provider) -> TimeDelta {
-    TimeDelta::from_std(provider.spec.refresh.margin).unwrap_or(TimeDelta::zero())
+/// How long a token must still be valid for the provider to call it fresh: the provider's margin,
+/// scaled down for a token that lives less than twice its margin and jitter (see
+/// [`policy::lead`]), so such a token is not renewed on every request.
+fn margin(provider: &Provider, stored: &StoredTokens) -> TimeDelta {
+    policy::fresh_margin(&provider.spec.refresh, &stored.set)
 }
 
 fn reauth_failure(conn: &Connection) -> TokenFailure {

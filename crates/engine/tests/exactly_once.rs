@@ -351,6 +351,64 @@ async fn an_outage_degrades_and_recovery_reactivates() {
     assert!(conn.problems.is_empty(), "{:?}", conn.problems);
 }
 
+/// Issue 24 item 2: replica A's refresh stalls past its lease and then fails; meanwhile replica B
+/// refreshed. A's failure concerns a token that is no longer the current one: it is not recorded
+/// (no `degraded`, no `refresh_failing`, no `refresh_failed` event), and A's caller gets B's token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_that_arrives_after_a_newer_success_changes_nothing() {
+    let w = world(1).await;
+    let id = w.connect("snapchat", "snap-stale").await;
+    let a = Arc::new(
+        TokenService::new(
+            w.store.clone(),
+            OAuthClient::new(Arc::new(w.clock.clone())).unwrap(),
+            w.registry.clone(),
+            Arc::new(w.clock.clone()),
+            "replica-a",
+        )
+        .with_lease_ttl(std::time::Duration::from_millis(300)),
+    );
+    // A's call is slow and ends in an outage answer (both faults last one sandbox minute; the
+    // answer is decided by the time the call arrived).
+    w.admin(
+        "/faults/snapchat/latency",
+        serde_json::json!({"latency": "2s", "for": "1m"}),
+    )
+    .await;
+    w.admin(
+        "/faults/snapchat/outage",
+        serde_json::json!({"for": "1m", "mode": "platform", "status": 503}),
+    )
+    .await;
+    let stalled = tokio::spawn({
+        let (a, id) = (a.clone(), id.clone());
+        async move { a.refresh_now(&id).await }
+    });
+    // A's lease is on the database's clock: let it lapse for real.
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    w.clock.advance(TimeDelta::minutes(5));
+    let b = w.replicas[0].refresh_now(&id).await.unwrap();
+    assert!(b.refreshed, "B refreshed while A was stalled");
+    let from_a = stalled.await.unwrap();
+    let from_a = from_a.expect("A's caller gets the newer token");
+    assert_eq!(from_a.version, b.version);
+    let conn = w.store.get_connection(&id).await.unwrap().unwrap();
+    assert_eq!(conn.state, ConnectionState::Active);
+    assert!(conn.problems.is_empty(), "{:?}", conn.problems);
+    let kinds: Vec<String> = w
+        .store
+        .list_events(Some(&id), 0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert!(
+        !kinds.iter().any(|k| k == "refresh_failed"),
+        "no failure event: {kinds:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_rotated_app_secret_is_an_app_problem_not_a_dead_connection() {
     let w = world(1).await;
