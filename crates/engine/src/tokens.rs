@@ -29,6 +29,23 @@ use crate::cache::CachedStore;
 /// `transient`); the server renders it on `/metrics`.
 pub const REFRESHES: &str = "tokenwarden_refreshes_total";
 
+/// Refreshed token sets the database refused to store (full or read-only), by `code`
+/// (`store_full`, `store_read_only`, `store_unavailable`); the server renders it on `/metrics`.
+pub const STORE_REFUSALS: &str = "tokenwarden_refresh_store_refusals_total";
+/// How many refreshed token sets are held in memory, waiting for the database to take them.
+pub const HELD_IN_MEMORY: &str = "tokenwarden_refreshed_tokens_held_in_memory";
+
+/// A refreshed token set the platform handed over that the store could not take yet. Its refresh
+/// token may be the only valid one (rotation): it is served and committed later, never dropped,
+/// and the spent one is never sent again (hardening rules 4 and 13).
+#[derive(Debug, Clone)]
+struct Held {
+    set: tokenwarden_core::token::TokenSet,
+    /// The version it replaces.
+    replaces: i64,
+    next_refresh: Option<chrono::DateTime<chrono::Utc>>,
+}
+
 /// A token handed out.
 #[derive(Debug, Clone)]
 pub struct Issued {
@@ -111,6 +128,7 @@ pub struct TokenService {
     wait_for_other: Duration,
     inflight: DashMap<ConnectionId, Arc<tokio::sync::Mutex<()>>>,
     cache: Option<Arc<CachedStore>>,
+    held: DashMap<ConnectionId, Held>,
 }
 
 impl TokenService {
@@ -134,6 +152,7 @@ impl TokenService {
             wait_for_other: Duration::from_secs(50),
             inflight: DashMap::new(),
             cache: None,
+            held: DashMap::new(),
         }
     }
 
@@ -246,6 +265,13 @@ impl TokenService {
             ConnectionState::Active | ConnectionState::Degraded => {}
         }
         let provider = self.provider(&conn)?.clone();
+        if self.held.contains_key(id) {
+            let gate = self.inflight.entry(id.clone()).or_default().clone();
+            let _one_at_a_time = gate.lock().await;
+            if let Some(issued) = self.settle_held(&conn, &provider, &need).await? {
+                return Ok(issued);
+            }
+        }
         let stored = self.current(id).await?;
         if self.satisfied(&need, &stored, &provider) {
             if let (Some(c), Some(ticket), Need::Fresh) = (cache, ticket, &need) {
@@ -286,6 +312,17 @@ impl TokenService {
             });
         }
 
+        if let Some(refused) = self.writes_refused(id).await {
+            // The database refuses writes: a refresh now could not be stored, and with rotating
+            // refresh tokens the one in hand would be spent. Serve what still works.
+            return self
+                .still_usable(&conn, stored, &need)
+                .ok_or(TokenFailure::Unavailable {
+                    connection: id.clone(),
+                    reason: refused,
+                    retry_after: Some(Duration::from_secs(5)),
+                });
+        }
         let started = tokio::time::Instant::now();
         loop {
             let Some(lease) = self
@@ -370,7 +407,20 @@ impl TokenService {
                     &grant.tokens,
                     rand::rng().random::<f64>(),
                 );
-                let committed = self.commit(&lease, &grant.tokens, due).await?;
+                let committed = match self.commit(&lease, &grant.tokens, due).await {
+                    Ok(c) => c,
+                    Err(e) if e.is_transient() => {
+                        // The answer is in hand and the old refresh token may be spent: keep it,
+                        // serve it, store it as soon as the database takes writes.
+                        self.hold(&conn.id, &lease, grant.tokens.clone(), due, &e);
+                        return Ok(Issued {
+                            tokens: grant.tokens,
+                            version: lease.version + 1,
+                            refreshed: true,
+                        });
+                    }
+                    Err(e) => return Err(e.into()),
+                };
                 self.after_success(conn, provider, &committed).await;
                 Ok(Issued {
                     tokens: committed.set,
@@ -382,32 +432,169 @@ impl TokenService {
         }
     }
 
-    /// Commits the refreshed set, retrying while the store is unavailable (a full disk, a busy
-    /// database): the new set exists only in memory until then and must not be dropped.
+    /// Commits the refreshed set, retrying a little while the store is unavailable (a busy
+    /// database). A database that refuses writes (full, read-only) is not waited for: the caller
+    /// holds the set in memory instead (see [`TokenService::hold`]).
     async fn commit(
         &self,
         lease: &Lease,
         set: &tokenwarden_core::token::TokenSet,
         next_refresh: Option<chrono::DateTime<chrono::Utc>>,
-    ) -> Result<StoredTokens, TokenFailure> {
+    ) -> Result<StoredTokens, StoreError> {
         let mut attempt = 0u32;
         loop {
             match self.store.commit_refresh(lease, set, next_refresh).await {
                 Ok(s) => return Ok(s),
-                Err(StoreError::Unavailable(reason)) if attempt < 12 => {
+                Err(e) if e.is_transient() && !e.refuses_writes() && attempt < 3 => {
                     attempt += 1;
-                    tracing::warn!(connection = %lease.connection, attempt, %reason, "could not store the refreshed token set; retrying");
+                    tracing::warn!(connection = %lease.connection, attempt, error = %e, "could not store the refreshed token set; retrying");
                     let wait = policy::backoff(
                         attempt,
                         Duration::from_millis(100),
-                        Duration::from_secs(3),
+                        Duration::from_secs(1),
                         1.0,
                     );
                     tokio::time::sleep(wait).await;
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(e),
             }
         }
+    }
+
+    /// Keeps a refreshed set the database would not take (hardening rule 13).
+    fn hold(
+        &self,
+        id: &ConnectionId,
+        lease: &Lease,
+        set: tokenwarden_core::token::TokenSet,
+        next_refresh: Option<chrono::DateTime<chrono::Utc>>,
+        e: &StoreError,
+    ) {
+        tracing::error!(connection = %id, code = e.code(), error = %e, "the database refused the refreshed token set: holding it in memory, serving it, and storing it as soon as writes succeed");
+        metrics::counter!(STORE_REFUSALS, "code" => e.code()).increment(1);
+        self.held.insert(
+            id.clone(),
+            Held {
+                set,
+                replaces: lease.version,
+                next_refresh,
+            },
+        );
+        metrics::gauge!(HELD_IN_MEMORY).set(self.held.len() as f64);
+    }
+
+    /// Stores `id`'s held set if the database takes it now. `Ok` when nothing is held any more
+    /// (stored, or superseded by another replica's commit).
+    async fn commit_held(&self, conn: &Connection, provider: &Provider) -> Result<(), StoreError> {
+        let Some(held) = self.held.get(&conn.id).map(|h| h.clone()) else {
+            return Ok(());
+        };
+        let Some(lease) = self
+            .store
+            .acquire_refresh_lease(&conn.id, &self.owner, self.lease_ttl)
+            .await?
+        else {
+            return Err(StoreError::Unavailable(
+                "another replica holds the refresh lease".into(),
+            ));
+        };
+        if lease.version != held.replaces {
+            // Another replica stored a newer set meanwhile (it can only have refreshed with the
+            // same refresh token): ours can no longer be stored.
+            tracing::error!(connection = %conn.id, "a refreshed token set held in memory was superseded by another replica's; dropping it");
+            self.held.remove(&conn.id);
+            metrics::gauge!(HELD_IN_MEMORY).set(self.held.len() as f64);
+            let _ = self.store.release_lease(&lease).await;
+            return Ok(());
+        }
+        let committed = self
+            .store
+            .commit_refresh(&lease, &held.set, held.next_refresh)
+            .await?;
+        self.held.remove(&conn.id);
+        metrics::gauge!(HELD_IN_MEMORY).set(self.held.len() as f64);
+        tracing::info!(connection = %conn.id, version = committed.version, "stored the refreshed token set held in memory");
+        self.after_success(conn, provider, &committed).await;
+        Ok(())
+    }
+
+    /// With `id`'s set held: store it if the database takes it now (`None`: go on as usual), or
+    /// serve it when it suits the caller. Never refreshes with the spent refresh token.
+    async fn settle_held(
+        &self,
+        conn: &Connection,
+        provider: &Provider,
+        need: &Need,
+    ) -> Result<Option<Issued>, TokenFailure> {
+        let Err(e) = self.commit_held(conn, provider).await else {
+            return Ok(None);
+        };
+        let Some(held) = self.held.get(&conn.id).map(|h| h.clone()) else {
+            return Ok(None);
+        };
+        let now = self.clock.now();
+        let suits = match need {
+            Need::Fresh => !held.set.is_expired(now),
+            Need::Replace(rejected) => !held.set.access_token.ct_eq(rejected.expose()),
+            Need::Force(v) => held.replaces >= *v,
+        };
+        if suits {
+            return Ok(Some(Issued {
+                tokens: held.set,
+                version: held.replaces + 1,
+                refreshed: false,
+            }));
+        }
+        Err(TokenFailure::Unavailable {
+            connection: conn.id.clone(),
+            reason: e.to_string(),
+            retry_after: Some(Duration::from_secs(5)),
+        })
+    }
+
+    /// Stores every held set the database takes now; the scheduler calls this on each pass so a
+    /// held set is stored as soon as writes succeed. Connections busy elsewhere are skipped.
+    pub async fn commit_held_sets(&self) {
+        let ids: Vec<ConnectionId> = self.held.iter().map(|e| e.key().clone()).collect();
+        for id in ids {
+            let gate = self.inflight.entry(id.clone()).or_default().clone();
+            let Ok(_one_at_a_time) = gate.try_lock() else {
+                continue;
+            };
+            let conn = match self.store.get_connection(&id).await {
+                Ok(Some(c)) => c,
+                Ok(None) => {
+                    self.held.remove(&id);
+                    continue;
+                }
+                Err(_) => return,
+            };
+            let Ok(provider) = self.provider(&conn).cloned() else {
+                continue;
+            };
+            if let Err(e) = self.commit_held(&conn, &provider).await {
+                tracing::debug!(connection = %id, error = %e, "the held token set cannot be stored yet");
+                if e.refuses_writes() {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Why no refresh may start now: the database refused to store a refreshed set that is still
+    /// held (for another connection) and still refuses. `None`: go on.
+    async fn writes_refused(&self, id: &ConnectionId) -> Option<String> {
+        if self.held.iter().all(|e| e.key() == id) {
+            return None;
+        }
+        self.commit_held_sets().await;
+        if self.held.iter().all(|e| e.key() == id) {
+            return None;
+        }
+        Some(
+            "the database refused to store a refreshed token set and has not taken it yet: refreshes wait so no refresh token is spent before its successor can be stored (see the store_full / store_read_only log lines)"
+                .into(),
+        )
     }
 
     async fn after_success(

@@ -178,6 +178,8 @@ pub async fn run(
             }
             return;
         }
+        // A refreshed set the database refused earlier is stored as soon as it takes writes.
+        s.tokens.commit_held_sets().await;
         let now = s.clock.now();
         let mut claimed = match s.store.claim_due_refreshes(now, BATCH, &owner, CLAIM).await {
             Ok(due) => due,

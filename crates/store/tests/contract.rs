@@ -142,9 +142,10 @@ async fn sqlite_prunes_through_indexes_not_scans() {
 }
 
 #[tokio::test]
-async fn sqlite_disk_full_is_unavailable_and_keeps_the_last_token_set() {
-    // Hardening rule 13: a full disk is a transient error for the caller to retry, and the
-    // previous token set stays intact. `max_page_count` makes the database "full".
+async fn sqlite_disk_full_is_store_full_and_keeps_the_last_token_set() {
+    // Hardening rule 13: a full disk is a transient error for the caller to retry, named as what
+    // it is (issue 24 item 1: not "cannot reach its database"), and the previous token set stays
+    // intact. `max_page_count` makes the database "full".
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}?mode=rwc", dir.path().join("full.db").display());
     let s = tokenwarden_store::sql::SqlStore::open(&url, Keyring::generate("k1").unwrap())
@@ -187,7 +188,9 @@ async fn sqlite_disk_full_is_unavailable_and_keeps_the_last_token_set() {
     let e = err.expect("the capped database filled up");
     assert!(e.to_string().contains("full"), "{e}");
     assert!(e.is_transient(), "{e}");
-    assert!(matches!(e, StoreError::Unavailable(_)), "{e}");
+    assert!(matches!(e, StoreError::Full(_)), "{e}");
+    assert_eq!(e.code(), "store_full");
+    assert!(e.refuses_writes());
     assert!(!e.to_string().contains("xxxxxxxx"), "{e}");
     let st = s.get_tokens(&cid("c1")).await.unwrap().unwrap();
     assert_eq!(st.set.access_token.expose(), "kept");
