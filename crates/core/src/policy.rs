@@ -269,7 +269,9 @@ mod tests {
         let every = Duration::from_secs(1);
         // (deadlines as seconds after t0, expected start, expected until)
         let behind_a_straggler: Vec<i64> = [0].into_iter().chain([100; 200]).collect();
-        let cases: [(&[i64], Option<(i64, i64)>); 7] = [
+        // (deadlines, (start, until)), in seconds after t0.
+        type Case<'a> = (&'a [i64], Option<(i64, i64)>);
+        let cases: [Case; 7] = [
             (&[], None),
             // Alone: its own deadline, and only it.
             (&[0], Some((0, 0))),

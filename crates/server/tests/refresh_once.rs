@@ -170,7 +170,7 @@ async fn one_refresh_per_lifetime(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_refresh_style_refreshes_once_per_lifetime() {
-    let w = world_with(None, Registry::builtin().unwrap(), 3600_000).await;
+    let w = world_with(None, Registry::builtin().unwrap(), 3_600_000).await;
     for (provider, n, lifetimes) in [("snapchat", 3, 4), ("tiktok", 3, 4), ("threads", 2, 3)] {
         let ids = connect(&w, provider, n).await;
         // Other providers' connections are unscheduled meanwhile, so each round is this one's
