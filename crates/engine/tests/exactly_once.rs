@@ -389,8 +389,12 @@ async fn a_failure_that_arrives_after_a_newer_success_changes_nothing() {
         let (a, id) = (a.clone(), id.clone());
         async move { a.refresh_now(&id).await }
     });
-    // A's lease is on the database's clock: let it lapse for real.
-    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    let raw = tokenwarden_store::sql::SqlStore::open(&w.url, w.keys.clone())
+        .await
+        .unwrap();
+    until_leased_by(&raw, &id, "replica-a").await;
+    // A's lease is on the database's clock: let it lapse for real (A's call takes 2 s).
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     w.clock.advance(TimeDelta::minutes(5));
     let b = w.replicas[0].refresh_now(&id).await.unwrap();
     assert!(b.refreshed, "B refreshed while A was stalled");
@@ -412,6 +416,28 @@ async fn a_failure_that_arrives_after_a_newer_success_changes_nothing() {
         !kinds.iter().any(|k| k == "refresh_failed"),
         "no failure event: {kinds:?}"
     );
+}
+
+/// Waits (bounded) until `owner` holds the refresh lease of `id`: its refresh is under way (what
+/// follows the lease before the platform call only reads).
+async fn until_leased_by(raw: &tokenwarden_store::sql::SqlStore, id: &ConnectionId, owner: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let holder: Option<String> =
+            sqlx::query_scalar("SELECT lease_owner FROM token_sets WHERE connection_id = $1")
+                .bind(id.as_str())
+                .fetch_one(raw.pool())
+                .await
+                .unwrap();
+        if holder.as_deref() == Some(owner) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{owner} never took the lease"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
 }
 
 /// Sets `PRAGMA query_only` on every pooled connection of `store` (the pragma is per connection):
@@ -464,7 +490,7 @@ async fn a_refresh_the_database_cannot_store_is_held_served_and_stored_later() {
         let (service, id) = (service.clone(), id.clone());
         async move { service.refresh_now(&id).await }
     });
-    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    until_leased_by(&raw, &id, "replica-full").await;
     refuse_writes(&raw, true).await;
     w.clock.advance(TimeDelta::minutes(2));
     let first = first.await.unwrap().expect("the new token is served");
