@@ -161,7 +161,7 @@ async fn bench_backend(
                             )
                             .await?
                             .context("lease unexpectedly held")?;
-                        s.commit_refresh(&lease, &tokens(i)).await?;
+                        s.commit_refresh(&lease, &tokens(i), None).await?;
                     } else {
                         s.get_tokens(c).await?.context("no tokens")?;
                     }

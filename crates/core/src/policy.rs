@@ -13,6 +13,11 @@ fn delta(d: Duration) -> TimeDelta {
 /// When the token should be renewed ahead of expiry: `expires_at - margin - jitter × u` (with
 /// `u` in `[0, 1)` drawn by the caller, so a crowd expiring together spreads out), never before
 /// the provider's minimum age. `None` when the token cannot or need not be renewed (watch it).
+///
+/// A token whose life is shorter than twice the margin plus the jitter has both scaled down
+/// together (see [`lead`]), so its deadline falls in the second half of its life: a 6-minute
+/// token with a 5-minute margin and 2 minutes of jitter would otherwise be due before it was
+/// issued, and be refreshed as fast as the scheduler can go (issue 24).
 pub fn refresh_due_at(spec: &RefreshSpec, set: &TokenSet, u: f64) -> Option<DateTime<Utc>> {
     if !spec.style.can_refresh() {
         return None;
@@ -23,14 +28,40 @@ pub fn refresh_due_at(spec: &RefreshSpec, set: &TokenSet, u: f64) -> Option<Date
     } else {
         0.0
     };
-    let spread = delta(spec.jitter.mul_f64(u));
+    let (margin, jitter) = lead(spec, set);
+    let spread = delta(jitter.mul_f64(u));
     let due = expires
-        .checked_sub_signed(delta(spec.margin))?
+        .checked_sub_signed(delta(margin))?
         .checked_sub_signed(spread)?;
     match spec.min_age {
         Some(min) => Some(due.max(set.issued_at.checked_add_signed(delta(min))?)),
         None => Some(due),
     }
+}
+
+/// The margin and jitter that apply to this token: the provider's, unless together they exceed
+/// half the token's lifetime (`expires_at - issued_at`); then both are scaled down in proportion
+/// so they make exactly half. A token that does not expire, or whose expiry is not after its
+/// issue, keeps the provider's (or nothing, for the latter).
+pub fn lead(spec: &RefreshSpec, set: &TokenSet) -> (Duration, Duration) {
+    let Some(expires) = set.expires_at else {
+        return (spec.margin, spec.jitter);
+    };
+    let life = (expires - set.issued_at).to_std().unwrap_or(Duration::ZERO);
+    let half = life / 2;
+    let total = spec.margin.saturating_add(spec.jitter);
+    if total <= half {
+        return (spec.margin, spec.jitter);
+    }
+    let f = half.as_secs_f64() / total.as_secs_f64();
+    (spec.margin.mul_f64(f), spec.jitter.mul_f64(f))
+}
+
+/// How long a token must still be valid to be handed out without refreshing it first: the
+/// margin of [`lead`]. It is never more than the lead of the scheduler's deadline, so a token
+/// the scheduler has not yet renewed is still handed out until that deadline.
+pub fn fresh_margin(spec: &RefreshSpec, set: &TokenSet) -> TimeDelta {
+    delta(lead(spec, set).0)
 }
 
 /// The least time between two scheduled refreshes of one provider's connections by one replica:
@@ -46,19 +77,32 @@ pub fn refresh_interval(limits: &[crate::provider::RateLimitSpec]) -> Duration {
         .unwrap_or(Duration::from_millis(200))
 }
 
+/// When a crowd must start being refreshed, and which of it: see [`crowd_plan`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CrowdPlan {
+    /// When the first refresh must start.
+    pub start: DateTime<Utc>,
+    /// The latest deadline that decided `start`: the connections whose deadlines are no later
+    /// are the crowd to refresh ahead of time. Later ones are not behind and wait for their own
+    /// deadlines (so a connection refreshed a moment ago, whose new deadline is a lifetime
+    /// away, is never taken again as part of the crowd).
+    pub until: DateTime<Utc>,
+}
+
 /// When a crowd must start being refreshed so each connection is done by its deadline, at one
 /// refresh per `every`: the latest `t` with `t + k·every ≤ deadline_k` for every `k` (deadlines
-/// earliest first), i.e. `min_k(deadline_k − k·every)`. A lone connection starts at its deadline;
-/// 100,000 due within the same hour at 10 per second start hours before the first of them.
+/// earliest first), i.e. `min_k(deadline_k − k·every)`, and the deadline `deadline_K` of the last
+/// `K` reaching that minimum. A lone connection starts at its deadline; 100,000 due within the
+/// same hour at 10 per second start hours before the first of them.
 /// Refreshing early is safe for a token that may be renewed at any age: the new token simply
 /// lives longer. `None` when nothing is scheduled.
 ///
 /// `deadlines` must be sorted earliest first (as the store returns them).
-pub fn crowd_start(deadlines: &[DateTime<Utc>], every: Duration) -> Option<DateTime<Utc>> {
+pub fn crowd_plan(deadlines: &[DateTime<Utc>], every: Duration) -> Option<CrowdPlan> {
     debug_assert!(deadlines.is_sorted(), "deadlines must be sorted");
     let step = delta(every);
     let mut lead = TimeDelta::zero();
-    let mut start: Option<DateTime<Utc>> = None;
+    let mut plan: Option<CrowdPlan> = None;
     for (k, d) in deadlines.iter().enumerate() {
         if k > 0 {
             lead = lead.checked_add(&step).unwrap_or(TimeDelta::MAX);
@@ -66,9 +110,20 @@ pub fn crowd_start(deadlines: &[DateTime<Utc>], every: Duration) -> Option<DateT
         let latest = d
             .checked_sub_signed(lead)
             .unwrap_or(DateTime::<Utc>::MIN_UTC);
-        start = Some(start.map_or(latest, |s| s.min(latest)));
+        plan = match plan {
+            Some(p) if p.start < latest => Some(p),
+            _ => Some(CrowdPlan {
+                start: latest,
+                until: *d,
+            }),
+        };
     }
-    start
+    plan
+}
+
+/// The start of [`crowd_plan`].
+pub fn crowd_start(deadlines: &[DateTime<Utc>], every: Duration) -> Option<DateTime<Utc>> {
+    crowd_plan(deadlines, every).map(|p| p.start)
 }
 
 /// The expiry to record for a token response: the platform's `expires_in` when it is sane, else
@@ -143,8 +198,9 @@ mod tests {
         let due = refresh_due_at(spec, &set(t0, 60 * 86_400), 0.99).unwrap();
         assert!(due >= t0 + TimeDelta::hours(24));
         assert!(due <= t0 + TimeDelta::days(46));
-        // A token that would be due before it is 24 h old waits until it is.
-        let young = set(t0, 2 * 86_400);
+        // A token that would be due before it is 24 h old waits until it is (40 hours: even with
+        // margin and jitter scaled to half its life, it would be due at 21 h 15 min).
+        let young = set(t0, 40 * 3600);
         assert_eq!(
             refresh_due_at(spec, &young, 0.0),
             Some(t0 + TimeDelta::hours(24))
@@ -203,6 +259,84 @@ mod tests {
         // would miss the last.
         for (k, d) in mixed.iter().enumerate() {
             assert!(start + TimeDelta::milliseconds(100 * k as i64) <= *d);
+        }
+    }
+
+    #[test]
+    fn a_crowd_plan_names_the_deadlines_that_are_behind() {
+        let t0 = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let s = TimeDelta::seconds;
+        let every = Duration::from_secs(1);
+        // (deadlines as seconds after t0, expected start, expected until)
+        let behind_a_straggler: Vec<i64> = [0].into_iter().chain([100; 200]).collect();
+        // (deadlines, (start, until)), in seconds after t0.
+        type Case<'a> = (&'a [i64], Option<(i64, i64)>);
+        let cases: [Case; 7] = [
+            (&[], None),
+            // Alone: its own deadline, and only it.
+            (&[0], Some((0, 0))),
+            // Sparse: the first decides; the others are not behind.
+            (&[0, 10, 20], Some((0, 0))),
+            // Three at once: two steps early, all three.
+            (&[5, 5, 5], Some((3, 5))),
+            // A straggler before a crowd too small to matter: the straggler alone.
+            (&[0, 100, 100, 100, 100], Some((0, 0))),
+            // A crowd behind a straggler: the crowd (through its last member) decides.
+            (&behind_a_straggler, Some((-100, 100))),
+            // A crowd, then one a lifetime later (refreshed a moment ago): not part of it.
+            (&[5, 5, 5, 3600], Some((3, 5))),
+        ];
+        for (deadlines, want) in cases {
+            let d: Vec<_> = deadlines.iter().map(|x| t0 + s(*x)).collect();
+            let got = crowd_plan(&d, every);
+            assert_eq!(
+                got,
+                want.map(|(a, b)| CrowdPlan {
+                    start: t0 + s(a),
+                    until: t0 + s(b)
+                }),
+                "{deadlines:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn short_tokens_are_due_in_the_second_half_of_their_life() {
+        let reg = Registry::builtin().unwrap();
+        let snap = reg.get("snapchat").unwrap().spec.refresh.clone();
+        let t0 = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let min = |m: i64| t0 + TimeDelta::minutes(m);
+        // (lifetime in seconds, u, expected deadline, expected fresh margin in seconds)
+        let cases = [
+            // An hour: the provider's margin (5 min) and jitter (2 min) as they are.
+            (3600, 0.0, Some(min(55)), 300),
+            (3600, 1.0, Some(min(53)), 300),
+            // 14 minutes: 7 minutes is exactly half, still as they are.
+            (840, 1.0, Some(min(7)), 300),
+            // 6 minutes (issue 24): scaled to 3 minutes in all, never before the issue.
+            (360, 1.0, Some(min(3)), 128),
+            (
+                360,
+                0.0,
+                Some(t0 + TimeDelta::milliseconds(360_000 - 128_571)),
+                128,
+            ),
+            // A token with no life left is due at its expiry, not before its issue.
+            (0, 1.0, Some(t0), 0),
+        ];
+        for (life, u, want, margin) in cases {
+            let s = set(t0, life);
+            let s = TokenSet {
+                expires_at: Some(t0 + TimeDelta::seconds(life)),
+                ..s
+            };
+            let got = refresh_due_at(&snap, &s, u);
+            // Scaling is floating point: to the millisecond.
+            let off = got.zip(want).map(|(g, w)| (g - w).num_milliseconds().abs());
+            assert!(off.is_some_and(|o| o <= 1), "{life} s, u = {u}: {got:?}");
+            assert_eq!(fresh_margin(&snap, &s).num_seconds(), margin, "{life} s");
+            let due = refresh_due_at(&snap, &s, u).unwrap();
+            assert!(due >= t0 && due <= s.expires_at.unwrap() - fresh_margin(&snap, &s));
         }
     }
 

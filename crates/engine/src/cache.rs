@@ -521,9 +521,23 @@ impl Store for CachedStore {
         &self,
         lease: &Lease,
         new: &TokenSet,
+        next_refresh: Option<DateTime<Utc>>,
     ) -> Result<StoredTokens, StoreError> {
         let _forget = self.forget_on_drop(&lease.connection);
-        self.inner.commit_refresh(lease, new).await
+        self.inner.commit_refresh(lease, new, next_refresh).await
+    }
+    async fn record_refresh_failure(
+        &self,
+        lease: &Lease,
+        state: ConnectionState,
+        problems: &[Problem],
+        next_refresh: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let _forget = self.forget_on_drop(&lease.connection);
+        self.inner
+            .record_refresh_failure(lease, state, problems, next_refresh, now)
+            .await
     }
     async fn release_lease(&self, lease: &Lease) -> Result<(), StoreError> {
         self.inner.release_lease(lease).await
@@ -534,7 +548,7 @@ impl Store for CachedStore {
         limit: i64,
         owner: &str,
         ttl: Duration,
-    ) -> Result<Vec<ConnectionId>, StoreError> {
+    ) -> Result<Vec<(ConnectionId, i64)>, StoreError> {
         self.inner.claim_due_refreshes(now, limit, owner, ttl).await
     }
     async fn refresh_deadlines(
@@ -547,12 +561,13 @@ impl Store for CachedStore {
     async fn claim_earliest_refreshes(
         &self,
         provider: &ProviderId,
+        until: DateTime<Utc>,
         limit: i64,
         owner: &str,
         ttl: Duration,
-    ) -> Result<Vec<ConnectionId>, StoreError> {
+    ) -> Result<Vec<(ConnectionId, i64)>, StoreError> {
         self.inner
-            .claim_earliest_refreshes(provider, limit, owner, ttl)
+            .claim_earliest_refreshes(provider, until, limit, owner, ttl)
             .await
     }
 
@@ -1036,7 +1051,7 @@ mod tests {
             .unwrap();
         assert!(f.token(&c.id).is_some(), "taking the lease changes nothing");
         f.cached
-            .commit_refresh(&lease, &set("refreshed", TimeDelta::hours(1)))
+            .commit_refresh(&lease, &set("refreshed", TimeDelta::hours(1)), None)
             .await
             .unwrap();
         assert_eq!(f.token(&c.id), None);

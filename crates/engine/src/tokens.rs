@@ -29,6 +29,23 @@ use crate::cache::CachedStore;
 /// `transient`); the server renders it on `/metrics`.
 pub const REFRESHES: &str = "tokenwarden_refreshes_total";
 
+/// Refreshed token sets the database refused to store (full or read-only), by `code`
+/// (`store_full`, `store_read_only`, `store_unavailable`); the server renders it on `/metrics`.
+pub const STORE_REFUSALS: &str = "tokenwarden_refresh_store_refusals_total";
+/// How many refreshed token sets are held in memory, waiting for the database to take them.
+pub const HELD_IN_MEMORY: &str = "tokenwarden_refreshed_tokens_held_in_memory";
+
+/// A refreshed token set the platform handed over that the store could not take yet. Its refresh
+/// token may be the only valid one (rotation): it is served and committed later, never dropped,
+/// and the spent one is never sent again (hardening rules 4 and 13).
+#[derive(Debug, Clone)]
+struct Held {
+    set: tokenwarden_core::token::TokenSet,
+    /// The version it replaces.
+    replaces: i64,
+    next_refresh: Option<chrono::DateTime<chrono::Utc>>,
+}
+
 /// A token handed out.
 #[derive(Debug, Clone)]
 pub struct Issued {
@@ -111,6 +128,7 @@ pub struct TokenService {
     wait_for_other: Duration,
     inflight: DashMap<ConnectionId, Arc<tokio::sync::Mutex<()>>>,
     cache: Option<Arc<CachedStore>>,
+    held: DashMap<ConnectionId, Held>,
 }
 
 impl TokenService {
@@ -134,7 +152,16 @@ impl TokenService {
             wait_for_other: Duration::from_secs(50),
             inflight: DashMap::new(),
             cache: None,
+            held: DashMap::new(),
         }
+    }
+
+    /// How long this replica's refresh lease holds (default 45 s, longer than the client's
+    /// request timeout so a live holder never loses it); tests shorten it to stand for a replica
+    /// that stalled past its lease.
+    pub fn with_lease_ttl(mut self, ttl: Duration) -> Self {
+        self.lease_ttl = ttl;
+        self
     }
 
     /// Serves fresh tokens from `cached`'s token cache, and reads and writes through it (so this
@@ -169,7 +196,18 @@ impl TokenService {
         self.obtain(id, Need::Replace(Secret::new(rejected))).await
     }
 
-    /// Refreshes now, whatever the token's age (the "refresh now" button, the scheduler).
+    /// Refreshes the token at `version`, which the scheduler claimed as due: if it has been
+    /// replaced since (a caller of the token API got there first), the newer one stands and the
+    /// platform is not called.
+    pub async fn refresh_claimed(
+        &self,
+        id: &ConnectionId,
+        version: i64,
+    ) -> Result<Issued, TokenFailure> {
+        self.obtain(id, Need::Force(version)).await
+    }
+
+    /// Refreshes now, whatever the token's age (the "refresh now" button).
     pub async fn refresh_now(&self, id: &ConnectionId) -> Result<Issued, TokenFailure> {
         let version = self
             .store
@@ -189,7 +227,7 @@ impl TokenService {
     fn satisfied(&self, need: &Need, stored: &StoredTokens, provider: &Provider) -> bool {
         let now = self.clock.now();
         match need {
-            Need::Fresh => stored.set.fresh_for(now, margin(provider)),
+            Need::Fresh => stored.set.fresh_for(now, margin(provider, stored)),
             Need::Replace(rejected) => !stored.set.access_token.ct_eq(rejected.expose()),
             Need::Force(v) => stored.version > *v,
         }
@@ -227,10 +265,18 @@ impl TokenService {
             ConnectionState::Active | ConnectionState::Degraded => {}
         }
         let provider = self.provider(&conn)?.clone();
+        if self.held.contains_key(id) {
+            let gate = self.inflight.entry(id.clone()).or_default().clone();
+            let _one_at_a_time = gate.lock().await;
+            if let Some(issued) = self.settle_held(&conn, &provider, &need).await? {
+                return Ok(issued);
+            }
+        }
         let stored = self.current(id).await?;
         if self.satisfied(&need, &stored, &provider) {
             if let (Some(c), Some(ticket), Need::Fresh) = (cache, ticket, &need) {
-                c.keep_token(ticket, &conn, &stored, margin(&provider), self.clock.now());
+                let margin = margin(&provider, &stored);
+                c.keep_token(ticket, &conn, &stored, margin, self.clock.now());
             }
             return Ok(Issued {
                 tokens: stored.set,
@@ -266,6 +312,17 @@ impl TokenService {
             });
         }
 
+        if let Some(refused) = self.writes_refused(id).await {
+            // The database refuses writes: a refresh now could not be stored, and with rotating
+            // refresh tokens the one in hand would be spent. Serve what still works.
+            return self
+                .still_usable(&conn, stored, &need)
+                .ok_or(TokenFailure::Unavailable {
+                    connection: id.clone(),
+                    reason: refused,
+                    retry_after: Some(Duration::from_secs(5)),
+                });
+        }
         let started = tokio::time::Instant::now();
         loop {
             let Some(lease) = self
@@ -345,7 +402,25 @@ impl TokenService {
             Ok(grant) => {
                 metrics::counter!(REFRESHES, "provider" => conn.provider.to_string(), "outcome" => "ok")
                     .increment(1);
-                let committed = self.commit(&lease, &grant.tokens).await?;
+                let due = policy::refresh_due_at(
+                    &provider.spec.refresh,
+                    &grant.tokens,
+                    rand::rng().random::<f64>(),
+                );
+                let committed = match self.commit(&lease, &grant.tokens, due).await {
+                    Ok(c) => c,
+                    Err(e) if e.is_transient() => {
+                        // The answer is in hand and the old refresh token may be spent: keep it,
+                        // serve it, store it as soon as the database takes writes.
+                        self.hold(&conn.id, &lease, grant.tokens.clone(), due, &e);
+                        return Ok(Issued {
+                            tokens: grant.tokens,
+                            version: lease.version + 1,
+                            refreshed: true,
+                        });
+                    }
+                    Err(e) => return Err(e.into()),
+                };
                 self.after_success(conn, provider, &committed).await;
                 Ok(Issued {
                     tokens: committed.set,
@@ -353,40 +428,173 @@ impl TokenService {
                     refreshed: true,
                 })
             }
-            Err(e) => {
-                if let Err(release) = self.store.release_lease(&lease).await {
-                    tracing::warn!(connection = %conn.id, error = %release, "could not release the refresh lease; it lapses on its own");
-                }
-                self.after_failure(conn, stored, e, need).await
-            }
+            Err(e) => self.after_failure(conn, stored, lease, e, need).await,
         }
     }
 
-    /// Commits the refreshed set, retrying while the store is unavailable (a full disk, a busy
-    /// database): the new set exists only in memory until then and must not be dropped.
+    /// Commits the refreshed set, retrying a little while the store is unavailable (a busy
+    /// database). A database that refuses writes (full, read-only) is not waited for: the caller
+    /// holds the set in memory instead (see [`TokenService::hold`]).
     async fn commit(
         &self,
         lease: &Lease,
         set: &tokenwarden_core::token::TokenSet,
-    ) -> Result<StoredTokens, TokenFailure> {
+        next_refresh: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<StoredTokens, StoreError> {
         let mut attempt = 0u32;
         loop {
-            match self.store.commit_refresh(lease, set).await {
+            match self.store.commit_refresh(lease, set, next_refresh).await {
                 Ok(s) => return Ok(s),
-                Err(StoreError::Unavailable(reason)) if attempt < 12 => {
+                Err(e) if e.is_transient() && !e.refuses_writes() && attempt < 3 => {
                     attempt += 1;
-                    tracing::warn!(connection = %lease.connection, attempt, %reason, "could not store the refreshed token set; retrying");
+                    tracing::warn!(connection = %lease.connection, attempt, error = %e, "could not store the refreshed token set; retrying");
                     let wait = policy::backoff(
                         attempt,
                         Duration::from_millis(100),
-                        Duration::from_secs(3),
+                        Duration::from_secs(1),
                         1.0,
                     );
                     tokio::time::sleep(wait).await;
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(e),
             }
         }
+    }
+
+    /// Keeps a refreshed set the database would not take (hardening rule 13).
+    fn hold(
+        &self,
+        id: &ConnectionId,
+        lease: &Lease,
+        set: tokenwarden_core::token::TokenSet,
+        next_refresh: Option<chrono::DateTime<chrono::Utc>>,
+        e: &StoreError,
+    ) {
+        tracing::error!(connection = %id, code = e.code(), error = %e, "the database refused the refreshed token set: holding it in memory, serving it, and storing it as soon as writes succeed");
+        metrics::counter!(STORE_REFUSALS, "code" => e.code()).increment(1);
+        self.held.insert(
+            id.clone(),
+            Held {
+                set,
+                replaces: lease.version,
+                next_refresh,
+            },
+        );
+        metrics::gauge!(HELD_IN_MEMORY).set(self.held.len() as f64);
+    }
+
+    /// Stores `id`'s held set if the database takes it now. `Ok` when nothing is held any more
+    /// (stored, or superseded by another replica's commit).
+    async fn commit_held(&self, conn: &Connection, provider: &Provider) -> Result<(), StoreError> {
+        let Some(held) = self.held.get(&conn.id).map(|h| h.clone()) else {
+            return Ok(());
+        };
+        let Some(lease) = self
+            .store
+            .acquire_refresh_lease(&conn.id, &self.owner, self.lease_ttl)
+            .await?
+        else {
+            return Err(StoreError::Unavailable(
+                "another replica holds the refresh lease".into(),
+            ));
+        };
+        if lease.version != held.replaces {
+            // Another replica stored a newer set meanwhile (it can only have refreshed with the
+            // same refresh token): ours can no longer be stored.
+            tracing::error!(connection = %conn.id, "a refreshed token set held in memory was superseded by another replica's; dropping it");
+            self.held.remove(&conn.id);
+            metrics::gauge!(HELD_IN_MEMORY).set(self.held.len() as f64);
+            let _ = self.store.release_lease(&lease).await;
+            return Ok(());
+        }
+        let committed = self
+            .store
+            .commit_refresh(&lease, &held.set, held.next_refresh)
+            .await?;
+        self.held.remove(&conn.id);
+        metrics::gauge!(HELD_IN_MEMORY).set(self.held.len() as f64);
+        tracing::info!(connection = %conn.id, version = committed.version, "stored the refreshed token set held in memory");
+        self.after_success(conn, provider, &committed).await;
+        Ok(())
+    }
+
+    /// With `id`'s set held: store it if the database takes it now (`None`: go on as usual), or
+    /// serve it when it suits the caller. Never refreshes with the spent refresh token.
+    async fn settle_held(
+        &self,
+        conn: &Connection,
+        provider: &Provider,
+        need: &Need,
+    ) -> Result<Option<Issued>, TokenFailure> {
+        let Err(e) = self.commit_held(conn, provider).await else {
+            return Ok(None);
+        };
+        let Some(held) = self.held.get(&conn.id).map(|h| h.clone()) else {
+            return Ok(None);
+        };
+        let now = self.clock.now();
+        let suits = match need {
+            Need::Fresh => !held.set.is_expired(now),
+            Need::Replace(rejected) => !held.set.access_token.ct_eq(rejected.expose()),
+            Need::Force(v) => held.replaces >= *v,
+        };
+        if suits {
+            return Ok(Some(Issued {
+                tokens: held.set,
+                version: held.replaces + 1,
+                refreshed: false,
+            }));
+        }
+        Err(TokenFailure::Unavailable {
+            connection: conn.id.clone(),
+            reason: e.to_string(),
+            retry_after: Some(Duration::from_secs(5)),
+        })
+    }
+
+    /// Stores every held set the database takes now; the scheduler calls this on each pass so a
+    /// held set is stored as soon as writes succeed. Connections busy elsewhere are skipped.
+    pub async fn commit_held_sets(&self) {
+        let ids: Vec<ConnectionId> = self.held.iter().map(|e| e.key().clone()).collect();
+        for id in ids {
+            let gate = self.inflight.entry(id.clone()).or_default().clone();
+            let Ok(_one_at_a_time) = gate.try_lock() else {
+                continue;
+            };
+            let conn = match self.store.get_connection(&id).await {
+                Ok(Some(c)) => c,
+                Ok(None) => {
+                    self.held.remove(&id);
+                    continue;
+                }
+                Err(_) => return,
+            };
+            let Ok(provider) = self.provider(&conn).cloned() else {
+                continue;
+            };
+            if let Err(e) = self.commit_held(&conn, &provider).await {
+                tracing::debug!(connection = %id, error = %e, "the held token set cannot be stored yet");
+                if e.refuses_writes() {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Why no refresh may start now: the database refused to store a refreshed set that is still
+    /// held (for another connection) and still refuses. `None`: go on.
+    async fn writes_refused(&self, id: &ConnectionId) -> Option<String> {
+        if self.held.iter().all(|e| e.key() == id) {
+            return None;
+        }
+        self.commit_held_sets().await;
+        if self.held.iter().all(|e| e.key() == id) {
+            return None;
+        }
+        Some(
+            "the database refused to store a refreshed token set and has not taken it yet: refreshes wait so no refresh token is spent before its successor can be stored (see the store_full / store_read_only log lines)"
+                .into(),
+        )
     }
 
     async fn after_success(
@@ -410,15 +618,6 @@ impl TokenService {
                 "set state",
             );
         }
-        let due = policy::refresh_due_at(
-            &provider.spec.refresh,
-            &committed.set,
-            rand::rng().random::<f64>(),
-        );
-        self.best_effort(
-            self.store.set_next_refresh(&conn.id, due).await,
-            "schedule the next refresh",
-        );
         let mut event = NewEvent::new(
             Some(conn.id.clone()),
             now,
@@ -440,6 +639,7 @@ impl TokenService {
         &self,
         conn: &Connection,
         stored: StoredTokens,
+        lease: Lease,
         e: TokenError,
         need: &Need,
     ) -> Result<Issued, TokenFailure> {
@@ -464,16 +664,19 @@ impl TokenService {
                     fix: fix.clone(),
                     since: now,
                 };
-                self.best_effort(
-                    self.store
-                        .set_state(&conn.id, ConnectionState::ReauthRequired, &[problem], now)
-                        .await,
-                    "set state",
-                );
-                self.best_effort(
-                    self.store.set_next_refresh(&conn.id, None).await,
-                    "unschedule",
-                );
+                let recorded = self
+                    .store
+                    .record_refresh_failure(
+                        &lease,
+                        ConnectionState::ReauthRequired,
+                        &[problem],
+                        None,
+                        now,
+                    )
+                    .await;
+                if let Some(newer) = self.superseded(conn, recorded, lease.version).await? {
+                    return Ok(newer);
+                }
                 let mut event = NewEvent::new(
                     Some(conn.id.clone()),
                     now,
@@ -496,6 +699,9 @@ impl TokenService {
                 })
             }
             TokenError::Misconfigured { .. } => {
+                if let Err(release) = self.store.release_lease(&lease).await {
+                    tracing::warn!(connection = %conn.id, error = %release, "could not release the refresh lease; it lapses on its own");
+                }
                 let problem = Problem {
                     code: "app_refused".into(),
                     title: title.clone(),
@@ -540,12 +746,6 @@ impl TokenService {
                     .cloned()
                     .collect();
                 problems.push(problem);
-                self.best_effort(
-                    self.store
-                        .set_state(&conn.id, ConnectionState::Degraded, &problems, now)
-                        .await,
-                    "set state",
-                );
                 let wait = retry_after.unwrap_or_else(|| {
                     policy::backoff(
                         4,
@@ -557,10 +757,19 @@ impl TokenService {
                 let retry_at = now.checked_add_signed(
                     TimeDelta::from_std(wait).unwrap_or(TimeDelta::seconds(30)),
                 );
-                self.best_effort(
-                    self.store.set_next_refresh(&conn.id, retry_at).await,
-                    "schedule a retry",
-                );
+                let recorded = self
+                    .store
+                    .record_refresh_failure(
+                        &lease,
+                        ConnectionState::Degraded,
+                        &problems,
+                        retry_at,
+                        now,
+                    )
+                    .await;
+                if let Some(newer) = self.superseded(conn, recorded, lease.version).await? {
+                    return Ok(newer);
+                }
                 let mut event = NewEvent::new(
                     Some(conn.id.clone()),
                     now,
@@ -579,6 +788,43 @@ impl TokenService {
                         reason: title,
                         retry_after,
                     })
+            }
+        }
+    }
+
+    /// After [`Store::record_refresh_failure`]: `Some` newer token when the failure was stale (the
+    /// token it tried to replace had been replaced meanwhile, so the failure is not recorded and
+    /// the newer token is the answer, if it suits the caller); `None` when the failure was
+    /// recorded, or could not be (logged: the lease lapses on its own), and stands. `tried` is the
+    /// version the refresh tried to replace.
+    async fn superseded(
+        &self,
+        conn: &Connection,
+        recorded: Result<bool, StoreError>,
+        tried: i64,
+    ) -> Result<Option<Issued>, TokenFailure> {
+        match recorded {
+            Ok(true) => Ok(None),
+            Ok(false) => {
+                let latest = self.current(&conn.id).await?;
+                if latest.version > tried {
+                    tracing::info!(connection = %conn.id, "a refresh failed after another one had succeeded; the newer token stands");
+                    return Ok(Some(Issued {
+                        tokens: latest.set,
+                        version: latest.version,
+                        refreshed: false,
+                    }));
+                }
+                // Another replica took the lease over (ours lapsed) and is refreshing now.
+                Err(TokenFailure::Unavailable {
+                    connection: conn.id.clone(),
+                    reason: "another replica is refreshing this connection".into(),
+                    retry_after: Some(Duration::from_secs(1)),
+                })
+            }
+            Err(e) => {
+                tracing::warn!(connection = %conn.id, error = %e, "could not record the failed refresh");
+                Ok(None)
             }
         }
     }
@@ -653,9 +899,11 @@ impl TokenService {
     }
 }
 
-/// How long a token must still be valid for the provider to call it fresh.
-fn margin(provider: &Provider) -> TimeDelta {
-    TimeDelta::from_std(provider.spec.refresh.margin).unwrap_or(TimeDelta::zero())
+/// How long a token must still be valid for the provider to call it fresh: the provider's margin,
+/// scaled down for a token that lives less than twice its margin and jitter (see
+/// [`policy::lead`]), so such a token is not renewed on every request.
+fn margin(provider: &Provider, stored: &StoredTokens) -> TimeDelta {
+    policy::fresh_margin(&provider.spec.refresh, &stored.set)
 }
 
 fn reauth_failure(conn: &Connection) -> TokenFailure {

@@ -23,6 +23,9 @@ struct World {
     registry: Arc<Registry>,
     replicas: Vec<Arc<TokenService>>,
     store: Arc<dyn Store>,
+    /// The database and its keys, for another handle on it.
+    url: String,
+    keys: Keyring,
     _dir: tempfile::TempDir,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
@@ -89,6 +92,8 @@ async fn world_with(replicas: usize, cache: Option<CacheConfig>) -> World {
         registry,
         replicas: services,
         store: first_store.unwrap(),
+        url,
+        keys,
         _dir: dir,
         _stop: stop,
     }
@@ -349,6 +354,204 @@ async fn an_outage_degrades_and_recovery_reactivates() {
     let conn = w.store.get_connection(&id).await.unwrap().unwrap();
     assert_eq!(conn.state, ConnectionState::Active);
     assert!(conn.problems.is_empty(), "{:?}", conn.problems);
+}
+
+/// Issue 24 item 2: replica A's refresh stalls past its lease and then fails; meanwhile replica B
+/// refreshed. A's failure concerns a token that is no longer the current one: it is not recorded
+/// (no `degraded`, no `refresh_failing`, no `refresh_failed` event), and A's caller gets B's token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_that_arrives_after_a_newer_success_changes_nothing() {
+    let w = world(1).await;
+    let id = w.connect("snapchat", "snap-stale").await;
+    let a = Arc::new(
+        TokenService::new(
+            w.store.clone(),
+            OAuthClient::new(Arc::new(w.clock.clone())).unwrap(),
+            w.registry.clone(),
+            Arc::new(w.clock.clone()),
+            "replica-a",
+        )
+        .with_lease_ttl(std::time::Duration::from_millis(300)),
+    );
+    // A's call is slow and ends in an outage answer (both faults last one sandbox minute; the
+    // answer is decided by the time the call arrived).
+    w.admin(
+        "/faults/snapchat/latency",
+        serde_json::json!({"latency": "2s", "for": "1m"}),
+    )
+    .await;
+    w.admin(
+        "/faults/snapchat/outage",
+        serde_json::json!({"for": "1m", "mode": "platform", "status": 503}),
+    )
+    .await;
+    let stalled = tokio::spawn({
+        let (a, id) = (a.clone(), id.clone());
+        async move { a.refresh_now(&id).await }
+    });
+    let raw = tokenwarden_store::sql::SqlStore::open(&w.url, w.keys.clone())
+        .await
+        .unwrap();
+    until_leased_by(&raw, &id, "replica-a").await;
+    // A's lease is on the database's clock: let it lapse for real (A's call takes 2 s).
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    w.clock.advance(TimeDelta::minutes(5));
+    let b = w.replicas[0].refresh_now(&id).await.unwrap();
+    assert!(b.refreshed, "B refreshed while A was stalled");
+    let from_a = stalled.await.unwrap();
+    let from_a = from_a.expect("A's caller gets the newer token");
+    assert_eq!(from_a.version, b.version);
+    let conn = w.store.get_connection(&id).await.unwrap().unwrap();
+    assert_eq!(conn.state, ConnectionState::Active);
+    assert!(conn.problems.is_empty(), "{:?}", conn.problems);
+    let kinds: Vec<String> = w
+        .store
+        .list_events(Some(&id), 0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert!(
+        !kinds.iter().any(|k| k == "refresh_failed"),
+        "no failure event: {kinds:?}"
+    );
+}
+
+/// Waits (bounded) until `owner` holds the refresh lease of `id`: its refresh is under way (what
+/// follows the lease before the platform call only reads).
+async fn until_leased_by(raw: &tokenwarden_store::sql::SqlStore, id: &ConnectionId, owner: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let holder: Option<String> =
+            sqlx::query_scalar("SELECT lease_owner FROM token_sets WHERE connection_id = $1")
+                .bind(id.as_str())
+                .fetch_one(raw.pool())
+                .await
+                .unwrap();
+        if holder.as_deref() == Some(owner) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{owner} never took the lease"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+/// Sets `PRAGMA query_only` on every pooled connection of `store` (the pragma is per connection):
+/// the database refuses writes as a read-only one does.
+async fn refuse_writes(store: &tokenwarden_store::sql::SqlStore, on: bool) {
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        let mut c = store.pool().acquire().await.unwrap();
+        sqlx::query(&format!(
+            "PRAGMA query_only = {}",
+            if on { "ON" } else { "OFF" }
+        ))
+        .execute(&mut *c)
+        .await
+        .unwrap();
+        held.push(c);
+    }
+}
+
+/// Issue 24 item 1: the database stops taking writes while TikTok Login Kit (rotating refresh
+/// tokens, no reuse grace) answers a refresh. The answer is held in memory and served, no second
+/// refresh spends the old refresh token meanwhile, and it is stored once writes succeed again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_the_database_cannot_store_is_held_served_and_stored_later() {
+    let w = world(1).await;
+    let id = w.connect("tiktok", "tt-full").await;
+    let other = w.connect("tiktok", "tt-other").await;
+    let raw = Arc::new(
+        tokenwarden_store::sql::SqlStore::open(&w.url, w.keys.clone())
+            .await
+            .unwrap(),
+    );
+    let store: Arc<dyn Store> = raw.clone();
+    let service = Arc::new(TokenService::new(
+        store.clone(),
+        OAuthClient::new(Arc::new(w.clock.clone())).unwrap(),
+        w.registry.clone(),
+        Arc::new(w.clock.clone()),
+        "replica-full",
+    ));
+    let before = store.get_tokens(&id).await.unwrap().unwrap();
+    let refreshes = w.refreshes("tiktok").await;
+    // The platform answers slowly; the database stops taking writes while it does.
+    w.admin(
+        "/faults/tiktok/latency",
+        serde_json::json!({"latency": "1500ms", "for": "1m"}),
+    )
+    .await;
+    let first = tokio::spawn({
+        let (service, id) = (service.clone(), id.clone());
+        async move { service.refresh_now(&id).await }
+    });
+    until_leased_by(&raw, &id, "replica-full").await;
+    refuse_writes(&raw, true).await;
+    w.clock.advance(TimeDelta::minutes(2));
+    let first = first.await.unwrap().expect("the new token is served");
+    assert!(first.refreshed);
+    assert_ne!(
+        first.tokens.access_token.expose(),
+        before.set.access_token.expose()
+    );
+    assert_eq!(w.refreshes("tiktok").await, refreshes + 1);
+    // Nothing was stored yet; callers get the new token.
+    assert_eq!(
+        store.get_tokens(&id).await.unwrap().unwrap().version,
+        before.version
+    );
+    let served = service.token(&id).await.unwrap();
+    assert_eq!(
+        served.tokens.access_token.expose(),
+        first.tokens.access_token.expose()
+    );
+    // Forced refreshes, of this connection and of another, do not reach the platform.
+    let again = service.refresh_now(&id).await.unwrap();
+    assert_eq!(
+        again.tokens.access_token.expose(),
+        first.tokens.access_token.expose()
+    );
+    let e = service.refresh_now(&other).await.unwrap_err();
+    assert!(
+        matches!(e, TokenFailure::Unavailable { .. } | TokenFailure::Store(_)),
+        "{e:?}"
+    );
+    assert_eq!(
+        w.refreshes("tiktok").await,
+        refreshes + 1,
+        "no refresh token was spent while the database refused writes"
+    );
+    // Space is back: the held set is stored, and the next refresh uses its refresh token.
+    refuse_writes(&raw, false).await;
+    service.commit_held_sets().await;
+    let stored = store.get_tokens(&id).await.unwrap().unwrap();
+    assert_eq!(stored.version, before.version + 1);
+    assert_eq!(
+        stored.set.access_token.expose(),
+        first.tokens.access_token.expose()
+    );
+    assert_eq!(
+        stored
+            .set
+            .refresh_token
+            .as_ref()
+            .map(|t| t.expose().to_string()),
+        first
+            .tokens
+            .refresh_token
+            .as_ref()
+            .map(|t| t.expose().to_string())
+    );
+    let next = service.refresh_now(&id).await.unwrap();
+    assert!(next.refreshed, "the stored refresh token is the live one");
+    assert_eq!(w.refreshes("tiktok").await, refreshes + 2);
+    assert_eq!(w.state(&id).await, ConnectionState::Active);
+    assert_eq!(w.state(&other).await, ConnectionState::Active);
 }
 
 #[tokio::test]

@@ -106,6 +106,11 @@ impl From<StoreError> for ApiError {
             err.extra = json!({ "fix": decrypt_fix(&e) });
             return err;
         }
+        if e.refuses_writes() {
+            // Full or read-only: reachable, but refusing writes; the message says what to do.
+            tracing::error!(error = %e, code = e.code(), "the database refuses writes");
+            return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.code(), e.to_string());
+        }
         tracing::error!(error = %e, "store failure while serving the API");
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -715,4 +720,38 @@ async fn diagnose(
     let mut v = serde_json::to_value(&c).unwrap_or(Value::Null);
     v["provider"] = Value::String(p.spec.id.to_string());
     Ok(Json(v))
+}
+
+#[cfg(test)]
+mod store_refusal_tests {
+    use super::*;
+
+    #[test]
+    fn a_database_refusing_writes_is_named_with_its_fix() {
+        let cases = [
+            (
+                StoreError::Full("database error 13: database or disk is full".into()),
+                "store_full",
+                "free space",
+            ),
+            (
+                StoreError::ReadOnly(
+                    "database error 8: attempt to write a readonly database".into(),
+                ),
+                "store_read_only",
+                "writable primary",
+            ),
+            (
+                StoreError::Unavailable("pool timed out".into()),
+                "store_unavailable",
+                "cannot reach its database",
+            ),
+        ];
+        for (e, code, says) in cases {
+            let api = ApiError::from(e);
+            assert_eq!(api.status, StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(api.code, code);
+            assert!(api.message.contains(says), "{}", api.message);
+        }
+    }
 }

@@ -97,6 +97,14 @@ fn describe() {
         "Rows deleted because they were older than their retention, by table."
     );
     metrics::describe_counter!(
+        tokenwarden_engine::tokens::STORE_REFUSALS,
+        "Refreshed token sets the database refused to store, by code (store_full, store_read_only, store_unavailable); each is held in memory until stored."
+    );
+    metrics::describe_gauge!(
+        tokenwarden_engine::tokens::HELD_IN_MEMORY,
+        "Refreshed token sets held in memory because the database refused them."
+    );
+    metrics::describe_counter!(
         CACHE_LOOKUPS,
         "Token and API-key cache lookups, by cache and outcome (hit, miss)."
     );

@@ -8,9 +8,11 @@
 //! jitter in each deadline spreads a crowd further.
 //!
 //! A crowd too large to refresh at that pace by its deadlines is started early: the scheduler
-//! looks at each provider's upcoming deadlines and, from [`policy::crowd_start`] on, claims that
-//! provider's earliest ones whether due or not, so the last of them is still done in time (the plan
-//! counts on 80 % of the pace, leaving room for pauses). Only
+//! looks at each provider's upcoming deadlines and, from [`policy::crowd_plan`]'s start on, claims
+//! that provider's earliest ones whether due or not, up to the last deadline of the crowd, so the
+//! last of them is still done in time (the plan counts on 80 % of the pace, leaving room for
+//! pauses). A connection refreshed meanwhile has a deadline past the crowd's and is not taken
+//! again. Only
 //! `active` connections of providers whose tokens can be renewed at any age are counted and pulled
 //! forward (a `degraded` one's deadline is its backoff retry, and is kept).
 //!
@@ -87,18 +89,19 @@ struct Plans {
 
 #[derive(Debug, Clone, Copy)]
 struct Plan {
-    /// `policy::crowd_start` over the provider's upcoming deadlines (`None`: nothing scheduled).
-    start: Option<DateTime<Utc>>,
+    /// `policy::crowd_plan` over the provider's upcoming deadlines (`None`: nothing scheduled).
+    crowd: Option<policy::CrowdPlan>,
     computed_at: DateTime<Utc>,
 }
 
 impl Plans {
-    /// The providers whose crowd must be worked on now, and the earliest future crowd start.
+    /// The providers whose crowd must be worked on now (with the crowd's last deadline), and the
+    /// earliest future crowd start.
     async fn look(
         &mut self,
         s: &ServerState,
         now: DateTime<Utc>,
-    ) -> (Vec<ProviderId>, Option<DateTime<Utc>>) {
+    ) -> (Vec<(ProviderId, DateTime<Utc>)>, Option<DateTime<Utc>>) {
         let mut behind = Vec::new();
         let mut next = None;
         for p in s.providers.iter() {
@@ -123,18 +126,18 @@ impl Plans {
                 // Planned at PLAN_PACE of the pace: batches, a throttle's pause or a slow
                 // database cost some of it, and the crowd had better finish with room to spare.
                 let every = policy::refresh_interval(&p.spec.rate_limits).div_f64(PLAN_PACE);
-                let start = policy::crowd_start(&deadlines, every);
+                let crowd = policy::crowd_plan(&deadlines, every);
                 self.by_provider.insert(
                     id.to_owned(),
                     Plan {
-                        start,
+                        crowd,
                         computed_at: now,
                     },
                 );
             }
-            match self.by_provider.get(id).and_then(|plan| plan.start) {
-                Some(start) if start <= now => behind.push(p.spec.id.clone()),
-                Some(start) => next = Some(next.map_or(start, |n: DateTime<Utc>| n.min(start))),
+            match self.by_provider.get(id).and_then(|plan| plan.crowd) {
+                Some(c) if c.start <= now => behind.push((p.spec.id.clone(), c.until)),
+                Some(c) => next = Some(next.map_or(c.start, |n: DateTime<Utc>| n.min(c.start))),
                 None => {}
             }
         }
@@ -175,6 +178,8 @@ pub async fn run(
             }
             return;
         }
+        // A refreshed set the database refused earlier is stored as soon as it takes writes.
+        s.tokens.commit_held_sets().await;
         let now = s.clock.now();
         let mut claimed = match s.store.claim_due_refreshes(now, BATCH, &owner, CLAIM).await {
             Ok(due) => due,
@@ -186,14 +191,14 @@ pub async fn run(
         // A crowd that cannot wait for its deadlines: claim its earliest, due or not.
         let (behind, crowd_next) = plans.look(&s, now).await;
         let mut early = 0;
-        for provider in &behind {
+        for (provider, until) in &behind {
             let room = BATCH - claimed.len() as i64;
             if room <= 0 {
                 break;
             }
             match s
                 .store
-                .claim_earliest_refreshes(provider, room, &owner, CLAIM)
+                .claim_earliest_refreshes(provider, *until, room, &owner, CLAIM)
                 .await
             {
                 Ok(ids) => {
@@ -241,14 +246,14 @@ async fn run_batch(
     scale: f64,
     pacer: &mut Pacer,
     running: &mut tokio::task::JoinSet<(String, Option<Duration>)>,
-    claimed: Vec<ConnectionId>,
+    claimed: Vec<(ConnectionId, i64)>,
 ) {
     while let Some(r) = running.try_join_next() {
         if let Ok(done) = r {
             feedback(s, pacer, done);
         }
     }
-    for id in claimed {
+    for (id, version) in claimed {
         while running.len() >= IN_FLIGHT {
             if let Some(Ok(done)) = running.join_next().await {
                 feedback(s, pacer, done);
@@ -270,7 +275,7 @@ async fn run_batch(
             if !wait.is_zero() {
                 tokio::time::sleep(wait.div_f64(scale)).await;
             }
-            let outcome = refresh_one(&s, &owner, &id).await;
+            let outcome = refresh_one(&s, &owner, &id, version).await;
             (provider, outcome)
         });
     }
@@ -285,16 +290,24 @@ fn feedback(s: &ServerState, pacer: &mut Pacer, (provider, throttled): (String, 
     }
 }
 
-/// Refreshes one claimed connection; returns how long the platform asked to wait if it
-/// throttled.
-async fn refresh_one(s: &ServerState, owner: &str, id: &ConnectionId) -> Option<Duration> {
-    let outcome = s.tokens.refresh_now(id).await;
+/// Refreshes one claimed connection, the token at the `version` claimed (a newer one stands);
+/// returns how long the platform asked to wait if it throttled.
+async fn refresh_one(
+    s: &ServerState,
+    owner: &str,
+    id: &ConnectionId,
+    version: i64,
+) -> Option<Duration> {
+    let outcome = s.tokens.refresh_claimed(id, version).await;
     let throttled = match &outcome {
         Err(TokenFailure::Unavailable { retry_after, .. }) => *retry_after,
         _ => None,
     };
     match outcome {
         Ok(issued) if issued.refreshed => return None,
+        // Replaced since the claim (by the token API, the proxy or another replica), with its
+        // own next deadline written together with it.
+        Ok(issued) if issued.version != version => {}
         Ok(issued) => {
             // Not renewable yet (Threads under 24 h) or not at all: schedule by policy and give
             // the claimed lease back.

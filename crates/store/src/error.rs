@@ -1,4 +1,5 @@
-//! What can go wrong in the store, by meaning: the caller decides to retry (`Unavailable`), to
+//! What can go wrong in the store, by meaning: the caller decides to retry (`Unavailable`, and
+//! `Full`/`ReadOnly`, which also need a person to act), to
 //! re-read (`Fenced`, `Conflict`), to stop (`Crypto`, `Migration`, `Config`) or to report
 //! (`NotFound`, and `DecryptFailed`: one row's secret that does not open, which concerns that row
 //! only, so callers listing many rows show it as broken and go on). `Display` never carries a secret or a row's secret columns: messages name tables,
@@ -25,9 +26,23 @@ pub enum StoreError {
         version: i64,
     },
     /// The database cannot be reached or refused the write for a reason that may pass (IO, pool
-    /// exhausted, busy, disk full). The caller keeps the data and retries (hardening rule 13).
+    /// exhausted, busy). The caller keeps the data and retries (hardening rule 13).
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// The database's disk is full (SQLite `SQLITE_FULL`, PostgreSQL `53100 disk_full`): reads
+    /// work, writes do not until space is freed. The caller keeps what it could not write and
+    /// retries (hardening rule 13); a person must free space.
+    #[error(
+        "store full: the database's disk is full ({0}); free space on the database's volume or grow it: tokenwarden keeps refreshed tokens in memory and stores them as soon as writes succeed"
+    )]
+    Full(String),
+    /// The database accepts no writes (SQLite `SQLITE_READONLY`, PostgreSQL `25006` on a read-only
+    /// replica or a database set read-only). As [`StoreError::Full`]: keep, retry, and a person
+    /// must act.
+    #[error(
+        "store read-only: the database refuses writes ({0}); point tokenwarden at a writable primary, or fix the file's permissions or the database's read-only setting: tokenwarden keeps refreshed tokens in memory and stores them as soon as writes succeed"
+    )]
+    ReadOnly(String),
     /// The keyring does not fit the database (checked at open), encryption failed, or a key is
     /// used up. Never answered with garbage (hardening rule 14).
     #[error("crypto: {0}")]
@@ -75,7 +90,27 @@ fn row_noun(table: &str) -> &'static str {
 impl StoreError {
     /// Whether retrying the same call later may succeed.
     pub fn is_transient(&self) -> bool {
-        matches!(self, StoreError::Unavailable(_))
+        matches!(
+            self,
+            StoreError::Unavailable(_) | StoreError::Full(_) | StoreError::ReadOnly(_)
+        )
+    }
+
+    /// Whether this is the database refusing writes (full or read-only): reads still work, and
+    /// nothing that must be written (a rotated refresh token) should be spent until it passes.
+    pub fn refuses_writes(&self) -> bool {
+        matches!(self, StoreError::Full(_) | StoreError::ReadOnly(_))
+    }
+
+    /// A stable code for problems, metrics and API errors: `store_full`, `store_read_only`,
+    /// `store_unavailable`, or `store_error` for the rest.
+    pub fn code(&self) -> &'static str {
+        match self {
+            StoreError::Full(_) => "store_full",
+            StoreError::ReadOnly(_) => "store_read_only",
+            StoreError::Unavailable(_) => "store_unavailable",
+            _ => "store_error",
+        }
     }
 
     /// The connection whose stored token set cannot be decrypted, when this is that error.
@@ -97,7 +132,12 @@ impl From<sqlx::Error> for StoreError {
                     return StoreError::Conflict(db.message().to_string());
                 }
                 let code = db.code().map(|c| c.to_string()).unwrap_or_default();
-                StoreError::Unavailable(format!("database error {code}: {}", db.message()))
+                let what = format!("database error {code}: {}", db.message());
+                match write_refusal(&code) {
+                    Some(Refusal::Full) => StoreError::Full(what),
+                    Some(Refusal::ReadOnly) => StoreError::ReadOnly(what),
+                    None => StoreError::Unavailable(what),
+                }
             }
             sqlx::Error::ColumnDecode { .. }
             | sqlx::Error::Decode(_)
@@ -109,6 +149,27 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
+enum Refusal {
+    Full,
+    ReadOnly,
+}
+
+/// SQLite result codes (at most four digits; primary, or extended: the primary is the low byte)
+/// and PostgreSQL SQLSTATEs (five characters) that mean "no writes for now".
+fn write_refusal(code: &str) -> Option<Refusal> {
+    match code {
+        // PostgreSQL: disk_full; read_only_sql_transaction.
+        "53100" => Some(Refusal::Full),
+        "25006" => Some(Refusal::ReadOnly),
+        _ => match code.parse::<u32>().ok().map(|c| c & 0xff) {
+            // SQLITE_FULL, SQLITE_READONLY (and its extended codes).
+            Some(13) if code.len() <= 4 => Some(Refusal::Full),
+            Some(8) if code.len() <= 4 => Some(Refusal::ReadOnly),
+            _ => None,
+        },
+    }
+}
+
 impl From<sqlx::migrate::MigrateError> for StoreError {
     fn from(e: sqlx::migrate::MigrateError) -> Self {
         StoreError::Migration(e.to_string())
@@ -117,3 +178,32 @@ impl From<sqlx::migrate::MigrateError> for StoreError {
 
 /// Shorthand.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_refusals_are_named() {
+        let cases = [
+            ("13", Some("store_full")),
+            ("8", Some("store_read_only")),
+            ("264", Some("store_read_only")),
+            ("1032", Some("store_read_only")),
+            ("53100", Some("store_full")),
+            ("25006", Some("store_read_only")),
+            ("5", None),
+            ("40001", None),
+            ("53300", None),
+            ("00013", None),
+            ("", None),
+        ];
+        for (code, want) in cases {
+            let got = write_refusal(code).map(|r| match r {
+                Refusal::Full => "store_full",
+                Refusal::ReadOnly => "store_read_only",
+            });
+            assert_eq!(got, want, "{code}");
+        }
+    }
+}

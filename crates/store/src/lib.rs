@@ -149,23 +149,44 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         ttl: Duration,
     ) -> Result<Option<Lease>, StoreError>;
     /// Writes the refreshed set if the lease still holds (owner and version unchanged), bumps the
-    /// version and clears the lease, durably. Otherwise `Fenced`, and nothing is written.
+    /// version, clears the lease and sets the connection's next refresh deadline to
+    /// `next_refresh`, in one transaction, durably. Otherwise `Fenced`, and nothing is written.
+    ///
+    /// The deadline moves with the token: were it written after the lease is cleared, the old,
+    /// already passed deadline could be claimed in between and the new token refreshed at once.
     async fn commit_refresh(
         &self,
         lease: &Lease,
         new: &TokenSet,
+        next_refresh: Option<DateTime<Utc>>,
     ) -> Result<StoredTokens, StoreError>;
+    /// Records a failed refresh against the token version it tried to replace: if the token set
+    /// is still at `lease.version` and no other owner holds a live lease, gives the lease up and
+    /// sets the connection's state, problems and next refresh deadline in one transaction (with
+    /// the `connection.state_changed` delivery when the state changes, as [`Store::set_state`]).
+    /// Returns `false`, having written nothing, when the version moved (another actor refreshed
+    /// meanwhile: its success stands) or another owner holds the lease.
+    async fn record_refresh_failure(
+        &self,
+        lease: &Lease,
+        state: ConnectionState,
+        problems: &[Problem],
+        next_refresh: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
     /// Gives the lease up without writing (the refresh failed); keeps the token set.
     async fn release_lease(&self, lease: &Lease) -> Result<(), StoreError>;
     /// Claims up to `limit` connections whose refresh is due at `now`, taking their leases for
     /// `owner` (`FOR UPDATE SKIP LOCKED` on PostgreSQL, so replicas never claim the same row).
+    /// Each comes with the token version it was claimed at: refresh only that version (a caller of
+    /// the token API on the same replica may have refreshed it since).
     async fn claim_due_refreshes(
         &self,
         now: DateTime<Utc>,
         limit: i64,
         owner: &str,
         ttl: Duration,
-    ) -> Result<Vec<ConnectionId>, StoreError>;
+    ) -> Result<Vec<(ConnectionId, i64)>, StoreError>;
 
     /// The refresh deadlines of `provider`'s `active` connections, earliest first, at most
     /// `limit`: how the scheduler sees a crowd coming. (A `degraded` connection's deadline is a
@@ -177,15 +198,18 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         limit: i64,
     ) -> Result<Vec<DateTime<Utc>>, StoreError>;
     /// Claims up to `limit` of `provider`'s `active` connections with the earliest refresh
-    /// deadlines, due or not, taking their leases like [`Store::claim_due_refreshes`]: a crowd is
-    /// refreshed ahead of its deadlines. (`degraded` ones wait for their backoff.)
+    /// deadlines no later than `until`, due or not, taking their leases like
+    /// [`Store::claim_due_refreshes`]: a crowd is refreshed ahead of its deadlines. (`degraded`
+    /// ones wait for their backoff; a connection whose deadline is past the crowd's, such as one
+    /// refreshed a moment ago, waits for its own.)
     async fn claim_earliest_refreshes(
         &self,
         provider: &ProviderId,
+        until: DateTime<Utc>,
         limit: i64,
         owner: &str,
         ttl: Duration,
-    ) -> Result<Vec<ConnectionId>, StoreError>;
+    ) -> Result<Vec<(ConnectionId, i64)>, StoreError>;
 
     // ---- pending authorizations ----
     /// Stores a pending authorization (the PKCE verifier is encrypted).

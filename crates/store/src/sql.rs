@@ -541,11 +541,63 @@ struct SealedTokens {
 }
 
 /// Which connections a scheduler claim takes.
+/// [`Store::set_state`] inside a transaction the caller commits.
+async fn set_state_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    id: &ConnectionId,
+    state: ConnectionState,
+    problems: &[Problem],
+    now: DateTime<Utc>,
+) -> Result<Option<ConnectionState>> {
+    // Touch the row first: on SQLite that takes the write lock before anything is read (a
+    // read-then-write transaction could deadlock with another); on PostgreSQL it locks the
+    // row, so two replicas cannot both see the old state and both announce the change.
+    let touched = sqlx::query("UPDATE connections SET updated_at = $2 WHERE id = $1")
+        .bind(id.as_str())
+        .bind(ms(now))
+        .execute(&mut **tx)
+        .await?;
+    if touched.rows_affected() == 0 {
+        return Err(StoreError::NotFound(format!("connection {id}")));
+    }
+    let row = sqlx::query("SELECT state, provider FROM connections WHERE id = $1")
+        .bind(id.as_str())
+        .fetch_one(&mut **tx)
+        .await?;
+    let before: String = row.try_get("state")?;
+    let provider: String = row.try_get("provider")?;
+    let before: ConnectionState = before
+        .parse()
+        .map_err(|_| StoreError::Corrupt(format!("connection {id} has state {before:?}")))?;
+    sqlx::query("UPDATE connections SET state = $2, problems = $3 WHERE id = $1")
+        .bind(id.as_str())
+        .bind(state.as_str())
+        .bind(problems_to_json(problems)?)
+        .execute(&mut **tx)
+        .await?;
+    let changed = before != state;
+    if changed {
+        // The announcement is written with the change (hardening rule 16): both or neither.
+        let body = tokenwarden_core::webhook::Envelope::state_changed(
+            id.as_str(),
+            &provider,
+            before,
+            state,
+            problems,
+            now,
+        )
+        .to_json();
+        enqueue(&mut **tx, &body, now).await?;
+    }
+    Ok(changed.then_some(before))
+}
+
 enum Claim<'a> {
     /// Every provider's connections due at this time (`active` or `degraded`).
     Due(DateTime<Utc>),
-    /// One provider's `active` connections with the earliest deadlines, due or not.
-    Earliest(&'a ProviderId),
+    /// One provider's `active` connections with the earliest deadlines no later than the
+    /// second, due or not.
+    Earliest(&'a ProviderId, DateTime<Utc>),
 }
 
 impl SqlStore {
@@ -577,7 +629,7 @@ impl SqlStore {
         limit: i64,
         owner: &str,
         ttl: Duration,
-    ) -> Result<Vec<ConnectionId>> {
+    ) -> Result<Vec<(ConnectionId, i64)>> {
         let db_now = self.now_sql();
         let of = match self.backend {
             Backend::Postgres => "FOR UPDATE OF t SKIP LOCKED",
@@ -585,7 +637,9 @@ impl SqlStore {
         };
         let filter = match which {
             Claim::Due(_) => "c.next_refresh_at <= $3 AND c.state IN ('active', 'degraded')",
-            Claim::Earliest(_) => "c.provider = $3 AND c.state = 'active'",
+            Claim::Earliest(..) => {
+                "c.provider = $3 AND c.state = 'active' AND c.next_refresh_at <= $5"
+            }
         };
         let sql = format!(
             "UPDATE token_sets SET lease_owner = $1, lease_until = {db_now} + $2
@@ -593,16 +647,23 @@ impl SqlStore {
                SELECT t.connection_id FROM token_sets t JOIN connections c ON c.id = t.connection_id
                WHERE c.next_refresh_at IS NOT NULL AND {filter} AND t.lease_until <= {db_now}
                ORDER BY c.next_refresh_at, t.connection_id LIMIT $4 {of})
-             RETURNING connection_id"
+             RETURNING connection_id, version"
         );
         let q = sqlx::query(&sql).bind(owner).bind(ttl_ms(ttl));
         let q = match which {
-            Claim::Due(now) => q.bind(ms(now)),
-            Claim::Earliest(provider) => q.bind(provider.as_str()),
+            Claim::Due(now) => q.bind(ms(now)).bind(limit),
+            Claim::Earliest(provider, until) => {
+                q.bind(provider.as_str()).bind(limit).bind(ms(until))
+            }
         };
-        let rows = q.bind(limit).fetch_all(&self.pool).await?;
+        let rows = q.fetch_all(&self.pool).await?;
         rows.iter()
-            .map(|r| parse_id("connection id", r.try_get("connection_id")?))
+            .map(|r| {
+                Ok((
+                    parse_id("connection id", r.try_get("connection_id")?)?,
+                    r.try_get("version")?,
+                ))
+            })
             .collect()
     }
 }
@@ -812,48 +873,9 @@ impl Store for SqlStore {
         now: DateTime<Utc>,
     ) -> Result<Option<ConnectionState>> {
         let mut tx = self.pool.begin().await?;
-        // Touch the row first: on SQLite that takes the write lock before anything is read (a
-        // read-then-write transaction could deadlock with another); on PostgreSQL it locks the
-        // row, so two replicas cannot both see the old state and both announce the change.
-        let touched = sqlx::query("UPDATE connections SET updated_at = $2 WHERE id = $1")
-            .bind(id.as_str())
-            .bind(ms(now))
-            .execute(&mut *tx)
-            .await?;
-        if touched.rows_affected() == 0 {
-            return Err(StoreError::NotFound(format!("connection {id}")));
-        }
-        let row = sqlx::query("SELECT state, provider FROM connections WHERE id = $1")
-            .bind(id.as_str())
-            .fetch_one(&mut *tx)
-            .await?;
-        let before: String = row.try_get("state")?;
-        let provider: String = row.try_get("provider")?;
-        let before: ConnectionState = before
-            .parse()
-            .map_err(|_| StoreError::Corrupt(format!("connection {id} has state {before:?}")))?;
-        sqlx::query("UPDATE connections SET state = $2, problems = $3 WHERE id = $1")
-            .bind(id.as_str())
-            .bind(state.as_str())
-            .bind(problems_to_json(problems)?)
-            .execute(&mut *tx)
-            .await?;
-        let changed = before != state;
-        if changed {
-            // The announcement is written with the change (hardening rule 16): both or neither.
-            let body = tokenwarden_core::webhook::Envelope::state_changed(
-                id.as_str(),
-                &provider,
-                before,
-                state,
-                problems,
-                now,
-            )
-            .to_json();
-            enqueue(&mut *tx, &body, now).await?;
-        }
+        let left = set_state_in(&mut tx, id, state, problems, now).await?;
         tx.commit().await?;
-        Ok(changed.then_some(before))
+        Ok(left)
     }
 
     async fn delete_connection(&self, id: &ConnectionId) -> Result<bool> {
@@ -1012,8 +1034,14 @@ impl Store for SqlStore {
             .collect()
     }
 
-    async fn commit_refresh(&self, lease: &Lease, new: &TokenSet) -> Result<StoredTokens> {
+    async fn commit_refresh(
+        &self,
+        lease: &Lease,
+        new: &TokenSet,
+        next_refresh: Option<DateTime<Utc>>,
+    ) -> Result<StoredTokens> {
         let s = self.seal_tokens(&lease.connection, new).await?;
+        let mut tx = self.pool.begin().await?;
         let row = sqlx::query(
             "UPDATE token_sets SET access_token_ct = $4, refresh_token_ct = $5, token_type = $6, scopes = $7, issued_at = $8,
                expires_at = $9, refresh_expires_at = $10, version = version + 1, lease_owner = NULL, lease_until = 0
@@ -1030,18 +1058,63 @@ impl Store for SqlStore {
         .bind(ms(new.issued_at))
         .bind(new.expires_at.map(ms))
         .bind(new.refresh_expires_at.map(ms))
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?;
         match row {
-            Some(r) => Ok(StoredTokens {
-                set: new.clone(),
-                version: r.try_get("version")?,
-            }),
+            Some(r) => {
+                let version = r.try_get("version")?;
+                sqlx::query("UPDATE connections SET next_refresh_at = $2 WHERE id = $1")
+                    .bind(lease.connection.as_str())
+                    .bind(next_refresh.map(ms))
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(StoredTokens {
+                    set: new.clone(),
+                    version,
+                })
+            }
             None => Err(StoreError::Fenced {
                 connection: lease.connection.to_string(),
                 version: lease.version,
             }),
         }
+    }
+
+    async fn record_refresh_failure(
+        &self,
+        lease: &Lease,
+        state: ConnectionState,
+        problems: &[Problem],
+        next_refresh: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let db_now = self.now_sql();
+        let mut tx = self.pool.begin().await?;
+        // The token row first (the write lock on SQLite, the row lock on PostgreSQL): a commit of
+        // a newer version cannot slip in between this check and the state written below.
+        let released = sqlx::query(&format!(
+            "UPDATE token_sets SET lease_owner = NULL, lease_until = 0
+             WHERE connection_id = $1 AND version = $2
+               AND (lease_owner IS NULL OR lease_owner = $3 OR lease_until <= {db_now})"
+        ))
+        .bind(lease.connection.as_str())
+        .bind(lease.version)
+        .bind(&lease.owner)
+        .execute(&mut *tx)
+        .await?;
+        if released.rows_affected() == 0 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        set_state_in(&mut tx, &lease.connection, state, problems, now).await?;
+        sqlx::query("UPDATE connections SET next_refresh_at = $2 WHERE id = $1")
+            .bind(lease.connection.as_str())
+            .bind(next_refresh.map(ms))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     async fn release_lease(&self, lease: &Lease) -> Result<()> {
@@ -1062,7 +1135,7 @@ impl Store for SqlStore {
         limit: i64,
         owner: &str,
         ttl: Duration,
-    ) -> Result<Vec<ConnectionId>> {
+    ) -> Result<Vec<(ConnectionId, i64)>> {
         self.claim_refreshes(Claim::Due(now), limit, owner, ttl)
             .await
     }
@@ -1089,11 +1162,12 @@ impl Store for SqlStore {
     async fn claim_earliest_refreshes(
         &self,
         provider: &ProviderId,
+        until: DateTime<Utc>,
         limit: i64,
         owner: &str,
         ttl: Duration,
-    ) -> Result<Vec<ConnectionId>> {
-        self.claim_refreshes(Claim::Earliest(provider), limit, owner, ttl)
+    ) -> Result<Vec<(ConnectionId, i64)>> {
+        self.claim_refreshes(Claim::Earliest(provider, until), limit, owner, ttl)
             .await
     }
 

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use support::*;
 use tokenwarden_core::connection::{ConnectionState, Problem};
-use tokenwarden_core::id::{AppId, ProviderId};
+use tokenwarden_core::id::{AppId, ConnectionId, ProviderId};
 use tokenwarden_core::secret::Secret;
 use tokenwarden_store::*;
 
@@ -46,6 +46,8 @@ contract!(
     burst_of_stale_callers_refreshes_once,
     claim_due_refreshes_is_disjoint,
     a_crowd_is_seen_and_claimed_early_per_provider,
+    a_refresh_commit_moves_the_deadline_with_the_token,
+    a_stale_refresh_failure_changes_nothing,
     pending_is_single_use_under_race,
     connect_sessions_are_single_use_under_race_and_say_why_not,
     a_connection_keeps_its_account_and_end_user,
@@ -140,9 +142,10 @@ async fn sqlite_prunes_through_indexes_not_scans() {
 }
 
 #[tokio::test]
-async fn sqlite_disk_full_is_unavailable_and_keeps_the_last_token_set() {
-    // Hardening rule 13: a full disk is a transient error for the caller to retry, and the
-    // previous token set stays intact. `max_page_count` makes the database "full".
+async fn sqlite_disk_full_is_store_full_and_keeps_the_last_token_set() {
+    // Hardening rule 13: a full disk is a transient error for the caller to retry, named as what
+    // it is (issue 24 item 1: not "cannot reach its database"), and the previous token set stays
+    // intact. `max_page_count` makes the database "full".
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}?mode=rwc", dir.path().join("full.db").display());
     let s = tokenwarden_store::sql::SqlStore::open(&url, Keyring::generate("k1").unwrap())
@@ -185,7 +188,9 @@ async fn sqlite_disk_full_is_unavailable_and_keeps_the_last_token_set() {
     let e = err.expect("the capped database filled up");
     assert!(e.to_string().contains("full"), "{e}");
     assert!(e.is_transient(), "{e}");
-    assert!(matches!(e, StoreError::Unavailable(_)), "{e}");
+    assert!(matches!(e, StoreError::Full(_)), "{e}");
+    assert_eq!(e.code(), "store_full");
+    assert!(e.refuses_writes());
     assert!(!e.to_string().contains("xxxxxxxx"), "{e}");
     let st = s.get_tokens(&cid("c1")).await.unwrap().unwrap();
     assert_eq!(st.set.access_token.expose(), "kept");
@@ -196,6 +201,158 @@ mod cases {
 
     fn pid() -> ProviderId {
         ProviderId::parse("snapchat").unwrap()
+    }
+
+    fn ids(claimed: Vec<(ConnectionId, i64)>) -> Vec<ConnectionId> {
+        claimed.into_iter().map(|(c, _)| c).collect()
+    }
+
+    /// A refresh commit moves the deadline with the token (issue 24 item 3): the old, passed
+    /// deadline is never visible with the lease free, so it cannot be claimed again; the claim
+    /// says which version it took.
+    pub async fn a_refresh_commit_moves_the_deadline_with_the_token(db: Arc<Db>) {
+        let s = db.open().await;
+        let c = seeded(&*s, "c-due").await;
+        s.set_next_refresh(&c, Some(t0() - TimeDelta::minutes(1)))
+            .await
+            .unwrap();
+        let ttl = Duration::from_secs(60);
+        let claimed = s.claim_due_refreshes(t0(), 10, "r1", ttl).await.unwrap();
+        let v = s.get_tokens(&c).await.unwrap().unwrap().version;
+        assert_eq!(claimed, vec![(c.clone(), v)]);
+        let lease = s
+            .acquire_refresh_lease(&c, "r1", ttl)
+            .await
+            .unwrap()
+            .unwrap();
+        let next = t0() + TimeDelta::minutes(55);
+        let done = s
+            .commit_refresh(&lease, &tokens("new", Some("rt")), Some(next))
+            .await
+            .unwrap();
+        assert_eq!(done.version, v + 1);
+        assert_eq!(s.next_refresh_deadline().await.unwrap(), Some(next));
+        assert!(
+            s.claim_due_refreshes(t0(), 10, "r1", ttl)
+                .await
+                .unwrap()
+                .is_empty(),
+            "the refreshed token is not due again"
+        );
+        // A fenced commit writes neither the token nor the deadline.
+        assert!(matches!(
+            s.commit_refresh(&lease, &tokens("late", None), Some(t0()))
+                .await,
+            Err(StoreError::Fenced { .. })
+        ));
+        assert_eq!(s.next_refresh_deadline().await.unwrap(), Some(next));
+        assert_eq!(
+            s.get_tokens(&c)
+                .await
+                .unwrap()
+                .unwrap()
+                .set
+                .access_token
+                .expose(),
+            "new"
+        );
+    }
+
+    /// A failure is recorded only against the token version it tried to replace (issue 24
+    /// item 2): recorded with an old version after a newer success, it changes nothing.
+    pub async fn a_stale_refresh_failure_changes_nothing(db: Arc<Db>) {
+        let s = db.open().await;
+        s.put_webhook(&WebhookEndpoint {
+            id: "hook1".into(),
+            url: "https://hooks.example/tw".into(),
+            signing_secret: Secret::new("whsec_signing_secret_value"),
+            enabled: true,
+            created_at: t0(),
+        })
+        .await
+        .unwrap();
+        let c = seeded(&*s, "c-stale").await;
+        let ttl = Duration::from_millis(200);
+        // Replica A takes the lease and stalls past it; B refreshes.
+        let a = s
+            .acquire_refresh_lease(&c, "A", ttl)
+            .await
+            .unwrap()
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let b = s
+            .acquire_refresh_lease(&c, "B", Duration::from_secs(60))
+            .await
+            .unwrap()
+            .expect("A's lease lapsed");
+        let next = t0() + TimeDelta::minutes(55);
+        s.commit_refresh(&b, &tokens("from-B", Some("rt-B")), Some(next))
+            .await
+            .unwrap();
+        let events_before = s.list_events(Some(&c), 0, 100).await.unwrap().len();
+        let deliveries_before = s.list_deliveries("hook1", 100).await.unwrap().len();
+        // A's failure arrives late.
+        let recorded = s
+            .record_refresh_failure(
+                &a,
+                ConnectionState::Degraded,
+                &[problem("refresh_failing")],
+                Some(t0() + TimeDelta::seconds(30)),
+                t0(),
+            )
+            .await
+            .unwrap();
+        assert!(!recorded, "a stale failure is not recorded");
+        let conn = s.get_connection(&c).await.unwrap().unwrap();
+        assert_eq!(conn.state, ConnectionState::Active);
+        assert!(conn.problems.is_empty(), "{:?}", conn.problems);
+        assert_eq!(s.next_refresh_deadline().await.unwrap(), Some(next));
+        assert_eq!(
+            s.list_events(Some(&c), 0, 100).await.unwrap().len(),
+            events_before,
+            "no event"
+        );
+        assert_eq!(
+            s.list_deliveries("hook1", 100).await.unwrap().len(),
+            deliveries_before,
+            "no webhook outbox row"
+        );
+        let now = s.get_tokens(&c).await.unwrap().unwrap();
+        assert_eq!(now.set.access_token.expose(), "from-B");
+
+        // A current failure is recorded, with its announcement, and gives the lease up.
+        let l = s
+            .acquire_refresh_lease(&c, "A", Duration::from_secs(60))
+            .await
+            .unwrap()
+            .unwrap();
+        let retry = t0() + TimeDelta::seconds(30);
+        assert!(
+            s.record_refresh_failure(
+                &l,
+                ConnectionState::Degraded,
+                &[problem("refresh_failing")],
+                Some(retry),
+                t0(),
+            )
+            .await
+            .unwrap()
+        );
+        let conn = s.get_connection(&c).await.unwrap().unwrap();
+        assert_eq!(conn.state, ConnectionState::Degraded);
+        assert_eq!(conn.problems[0].code, "refresh_failing");
+        assert_eq!(s.next_refresh_deadline().await.unwrap(), Some(retry));
+        assert_eq!(
+            s.list_deliveries("hook1", 100).await.unwrap().len(),
+            deliveries_before + 1
+        );
+        assert!(
+            s.acquire_refresh_lease(&c, "B", ttl)
+                .await
+                .unwrap()
+                .is_some(),
+            "the lease was given up"
+        );
     }
 
     fn problem(code: &str) -> Problem {
@@ -405,7 +562,7 @@ mod cases {
                 tried.wait().await;
                 let won = if let Some(lease) = &lease {
                     let new = tokens(&format!("winner-{i}"), Some(&format!("winner-rt-{i}")));
-                    s.commit_refresh(lease, &new).await.unwrap();
+                    s.commit_refresh(lease, &new, None).await.unwrap();
                     true
                 } else {
                     false
@@ -469,7 +626,7 @@ mod cases {
                         Some(lease) if lease.version == v0 => {
                             refreshes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                             return s
-                                .commit_refresh(&lease, &tokens("fresh", Some("fresh-rt")))
+                                .commit_refresh(&lease, &tokens("fresh", Some("fresh-rt")), None)
                                 .await
                                 .unwrap();
                         }
@@ -531,7 +688,7 @@ mod cases {
             .unwrap();
         // A's lease expired and was taken over: its commit is fenced and writes nothing.
         let e = s
-            .commit_refresh(&a, &tokens("stale-from-A", Some("rt-A")))
+            .commit_refresh(&a, &tokens("stale-from-A", Some("rt-A")), None)
             .await
             .unwrap_err();
         assert!(matches!(e, StoreError::Fenced { .. }), "{e}");
@@ -546,13 +703,13 @@ mod cases {
             "at-c1-0"
         );
         let st = s
-            .commit_refresh(&b, &tokens("from-B", Some("rt-B")))
+            .commit_refresh(&b, &tokens("from-B", Some("rt-B")), None)
             .await
             .unwrap();
         assert_eq!(st.version, 2);
         // A second commit on the same lease is fenced by the version.
         assert!(matches!(
-            s.commit_refresh(&b, &tokens("again", None)).await,
+            s.commit_refresh(&b, &tokens("again", None), None).await,
             Err(StoreError::Fenced { .. })
         ));
 
@@ -566,7 +723,7 @@ mod cases {
             .await
             .unwrap();
         assert!(matches!(
-            s.commit_refresh(&h, &tokens("late", None)).await,
+            s.commit_refresh(&h, &tokens("late", None), None).await,
             Err(StoreError::Fenced { .. })
         ));
         assert_eq!(
@@ -589,7 +746,7 @@ mod cases {
             .unwrap();
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert!(
-            s.commit_refresh(&l, &tokens("late-but-sole", None))
+            s.commit_refresh(&l, &tokens("late-but-sole", None), None)
                 .await
                 .is_ok()
         );
@@ -637,14 +794,14 @@ mod cases {
             s1.claim_due_refreshes(t0(), 4, "r1", ttl),
             s2.claim_due_refreshes(t0(), 4, "r2", ttl)
         );
-        let (a, b) = (a.unwrap(), b.unwrap());
+        let (a, b) = (ids(a.unwrap()), ids(b.unwrap()));
         assert_eq!(a.len() + b.len(), 8, "{a:?} {b:?}");
         let mut all: HashSet<_> = a.iter().cloned().collect();
         assert!(
             b.iter().all(|c| all.insert(c.clone())),
             "replicas claimed the same row: {a:?} {b:?}"
         );
-        let rest = s2.claim_due_refreshes(t0(), 10, "r3", ttl).await.unwrap();
+        let rest = ids(s2.claim_due_refreshes(t0(), 10, "r3", ttl).await.unwrap());
         all.extend(rest);
         let expected: HashSet<_> = (2..10).map(|i| cid(&format!("c{i:02}"))).collect();
         assert_eq!(all, expected, "due, active, unleased connections only");
@@ -718,10 +875,18 @@ mod cases {
             .is_empty()
         );
         let ttl = Duration::from_secs(60);
-        let first = s1
-            .claim_earliest_refreshes(&pid(), 2, "r0", ttl)
+        let until = t0() + TimeDelta::hours(3);
+        // Only deadlines up to `until` belong to the crowd: none of these.
+        assert!(
+            s1.claim_earliest_refreshes(&pid(), t0() + TimeDelta::hours(1), 2, "r0", ttl)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let first = ids(s1
+            .claim_earliest_refreshes(&pid(), until, 2, "r0", ttl)
             .await
-            .unwrap();
+            .unwrap());
         // (RETURNING gives no order; which rows were taken is what counts.)
         assert_eq!(
             first.iter().cloned().collect::<HashSet<_>>(),
@@ -730,19 +895,19 @@ mod cases {
         );
         let snap = pid();
         let (a, b) = tokio::join!(
-            s1.claim_earliest_refreshes(&snap, 2, "r1", ttl),
-            s2.claim_earliest_refreshes(&snap, 2, "r2", ttl)
+            s1.claim_earliest_refreshes(&snap, until, 2, "r1", ttl),
+            s2.claim_earliest_refreshes(&snap, until, 2, "r2", ttl)
         );
-        let (a, b) = (a.unwrap(), b.unwrap());
+        let (a, b) = (ids(a.unwrap()), ids(b.unwrap()));
         let mut all: HashSet<_> = first.iter().chain(&a).cloned().collect();
         assert!(
             b.iter().all(|c| all.insert(c.clone())),
             "replicas claimed the same row: {a:?} {b:?}"
         );
-        let rest = s1
-            .claim_earliest_refreshes(&pid(), 10, "r3", ttl)
+        let rest = ids(s1
+            .claim_earliest_refreshes(&pid(), until, 10, "r3", ttl)
             .await
-            .unwrap();
+            .unwrap());
         assert_eq!(first.len() + a.len() + b.len() + rest.len(), 7);
         all.extend(rest);
         let expected: HashSet<_> = (0..7).map(|i| cid(&format!("c{i:02}"))).collect();
@@ -1614,7 +1779,7 @@ mod cases {
                         .unwrap()
                     {
                         k += 1;
-                        s.commit_refresh(&l, &tokens(&format!("at-c000-{k}"), Some("rt")))
+                        s.commit_refresh(&l, &tokens(&format!("at-c000-{k}"), Some("rt")), None)
                             .await
                             .unwrap();
                     }

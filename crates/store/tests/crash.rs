@@ -47,7 +47,7 @@ fn crash_child_entry() {
                     .await
                     .unwrap()
                     .expect("only this child writes");
-                store.commit_refresh(&lease, &set).await.unwrap()
+                store.commit_refresh(&lease, &set, None).await.unwrap()
             };
             // Printed only after the write returned: this line is the acknowledgement.
             println!("ACK {} acked-{pid}-{i}", stored.version);

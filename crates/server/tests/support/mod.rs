@@ -29,6 +29,16 @@ pub async fn world() -> World {
 
 /// A world whose public URL (links, cookies) is `public_url` rather than the listener's address.
 pub async fn world_at(public_url: Option<url::Url>) -> World {
+    world_with(public_url, Registry::builtin().unwrap(), 3600).await
+}
+
+/// A world with these provider definitions, whose health monitor looks for due probes every
+/// `probe_poll_ms` of real time.
+pub async fn world_with(
+    public_url: Option<url::Url>,
+    providers: Registry,
+    probe_poll_ms: u64,
+) -> World {
     let clock = FakeClock::new(DateTime::from_timestamp(1_800_000_000, 0).unwrap());
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}?mode=rwc", dir.path().join("tw.db").display());
@@ -49,13 +59,13 @@ pub async fn world_at(public_url: Option<url::Url>) -> World {
         sandbox_listener: Some(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()),
         apps: vec![],
         store,
-        providers: Registry::builtin().unwrap(),
+        providers,
         clock: Arc::new(clock.clone()),
         time_scale: 1.0,
         public_url,
         owner: "test-replica".into(),
         key_file: None,
-        probe_poll: Some(std::time::Duration::from_secs(3600)),
+        probe_poll: Some(std::time::Duration::from_millis(probe_poll_ms)),
         webhooks: tokenwarden_server::webhooks::WebhookPolicy {
             allow_private: true,
         },
