@@ -19,6 +19,9 @@ pub enum Limit {
     App,
     /// Meta's business-use-case limit on one ad account (80004, subcode 2446079).
     AdAccount,
+    /// A temporary restriction of the app for too many requests (TikTok Business 61000,
+    /// `TOO_MANY_REQUESTS_BL` in the official SDK table).
+    Restricted,
 }
 
 /// An error the sandbox sends. The platform module decides which case a situation becomes
@@ -43,6 +46,27 @@ pub enum ErrorCase {
     RoleMissing,
     /// The app the token or code belongs to is not the app that asked.
     AppMismatch,
+    /// The person behind the grant left the account or logged out (TikTok Business 40114
+    /// `ADVERTISER_LOGOUT`, 40120 `TIKTOK_USER_NOT_LOGGED_IN`): the grant no longer works.
+    AuthorizerGone {
+        /// The TikTok user logged out (40120) rather than the advertiser (40114).
+        user_logged_out: bool,
+    },
+    /// Access refused for the app or account (TikTok Business 40003 `FORBIDDEN`, 41000
+    /// `BLOCKED`): neither a request bug nor something a new authorization fixes.
+    AccessRefused {
+        /// Blocked outright (41000) rather than forbidden (40003).
+        blocked: bool,
+    },
+    /// The endpoint does not exist (TikTok Business 40400 `ROUTE_NOT_FOUND`) or was retired
+    /// (41001 `INTERFACE_OFFLINE`).
+    EndpointGone {
+        /// Retired (41001) rather than never there (40400).
+        retired: bool,
+    },
+    /// The request's timestamp or signature is out of date (TikTok Business 40115
+    /// `AUTH_TIMESTAMP_EXPIRE`): the app's clock or signing, not the grant.
+    StaleSignature,
     /// A rate limit.
     RateLimited {
         /// Which one.
@@ -69,6 +93,9 @@ pub enum ErrorCase {
     OAuthInvalidGrant,
     /// Token endpoint: a grant type the platform does not support here.
     OAuthUnsupportedGrant,
+    /// Token endpoint: the grant type is not a valid one at all (TikTok Business 40108
+    /// `INVALID_GRANT_TYPE`).
+    OAuthInvalidGrantType,
 }
 
 impl ErrorCase {
@@ -80,7 +107,11 @@ impl ErrorCase {
             ErrorCase::TokenInvalid | ErrorCase::TokenRefusedPlainText => "token_invalid",
             ErrorCase::TokenRevoked => "token_revoked",
             ErrorCase::ScopeMissing => "insufficient_scope",
-            ErrorCase::RoleMissing | ErrorCase::AppMismatch => "app_not_authorized",
+            ErrorCase::RoleMissing | ErrorCase::AppMismatch | ErrorCase::AccessRefused { .. } => {
+                "app_not_authorized"
+            }
+            ErrorCase::AuthorizerGone { .. } => "token_revoked",
+            ErrorCase::EndpointGone { .. } | ErrorCase::StaleSignature => "invalid_request",
             ErrorCase::RateLimited { .. } => "rate_limited",
             ErrorCase::Outage | ErrorCase::OutagePage { .. } => "service_unavailable",
             ErrorCase::TaskPending => "async_pending",
@@ -91,7 +122,9 @@ impl ErrorCase {
             // connection (hardening.md §5; platforms.md §2 maps 40101 to invalid_request).
             ErrorCase::OAuthInvalidClient => "invalid_request",
             ErrorCase::OAuthInvalidGrant => "token_revoked",
-            ErrorCase::OAuthUnsupportedGrant => "invalid_request",
+            ErrorCase::OAuthUnsupportedGrant | ErrorCase::OAuthInvalidGrantType => {
+                "invalid_request"
+            }
         }
     }
 }

@@ -66,6 +66,7 @@ pub(crate) fn render(case: ErrorCase, d: &ErrorDetail) -> Reply {
         ErrorCase::TokenExpired
         | ErrorCase::TokenInvalid
         | ErrorCase::TokenRevoked
+        | ErrorCase::AuthorizerGone { .. }
         | ErrorCase::CredentialMissing => Reply {
             status: 401,
             headers: vec![
@@ -83,7 +84,10 @@ pub(crate) fn render(case: ErrorCase, d: &ErrorDetail) -> Reply {
             headers: vec![("content-type".into(), "text/plain".into())],
             body: b"unauthorized".to_vec(),
         },
-        ErrorCase::RoleMissing | ErrorCase::ScopeMissing | ErrorCase::AppMismatch => envelope(
+        ErrorCase::RoleMissing
+        | ErrorCase::ScopeMissing
+        | ErrorCase::AppMismatch
+        | ErrorCase::AccessRefused { .. } => envelope(
             403,
             Some("E3002"),
             "Caller does not have permission",
@@ -108,18 +112,20 @@ pub(crate) fn render(case: ErrorCase, d: &ErrorDetail) -> Reply {
             "Something went wrong. Please try again later.",
         ),
         ErrorCase::OutagePage { status } => load_balancer_page(status),
-        ErrorCase::InvalidParams => envelope(
-            400,
-            None,
-            d.message.as_deref().unwrap_or("Invalid request"),
-            "The request is invalid.",
-        ),
+        ErrorCase::InvalidParams | ErrorCase::EndpointGone { .. } | ErrorCase::StaleSignature => {
+            envelope(
+                400,
+                None,
+                d.message.as_deref().unwrap_or("Invalid request"),
+                "The request is invalid.",
+            )
+        }
         ErrorCase::OAuthInvalidRequest => oauth(400, "invalid_request", "Missing parameter"),
         ErrorCase::OAuthInvalidClient => {
             oauth(401, "invalid_client", "Client authentication failed")
         }
         ErrorCase::OAuthInvalidGrant => oauth(400, "invalid_grant", "Invalid grant"),
-        ErrorCase::OAuthUnsupportedGrant => {
+        ErrorCase::OAuthUnsupportedGrant | ErrorCase::OAuthInvalidGrantType => {
             oauth(400, "unsupported_grant_type", "Unsupported grant type")
         }
     }

@@ -76,14 +76,17 @@ pub(crate) fn render(case: ErrorCase, d: &ErrorDetail) -> Reply {
             190,
             None,
         ),
-        ErrorCase::TokenRevoked => g(
+        ErrorCase::TokenRevoked | ErrorCase::AuthorizerGone { .. } => g(
             400,
             "Error validating access token: The session has been invalidated because the user changed their password or Threads has changed the session for security reasons.",
             "OAuthException",
             190,
             Some(460),
         ),
-        ErrorCase::ScopeMissing | ErrorCase::RoleMissing | ErrorCase::AppMismatch => g(
+        ErrorCase::ScopeMissing
+        | ErrorCase::RoleMissing
+        | ErrorCase::AppMismatch
+        | ErrorCase::AccessRefused { .. } => g(
             400,
             "(#10) Application does not have permission for this action",
             "THApiException",
@@ -123,7 +126,7 @@ pub(crate) fn render(case: ErrorCase, d: &ErrorDetail) -> Reply {
             100,
             Some(33),
         ),
-        ErrorCase::InvalidParams => g(
+        ErrorCase::InvalidParams | ErrorCase::EndpointGone { .. } | ErrorCase::StaleSignature => g(
             400,
             &msg("(#100) Invalid parameter"),
             "THApiException",
@@ -132,7 +135,8 @@ pub(crate) fn render(case: ErrorCase, d: &ErrorDetail) -> Reply {
         ),
         ErrorCase::OAuthInvalidRequest
         | ErrorCase::OAuthInvalidGrant
-        | ErrorCase::OAuthUnsupportedGrant => g(
+        | ErrorCase::OAuthUnsupportedGrant
+        | ErrorCase::OAuthInvalidGrantType => g(
             400,
             &msg("Invalid parameter"),
             "OAuthException",

@@ -56,17 +56,25 @@ pub(crate) fn render(case: ErrorCase, d: &ErrorDetail) -> Reply {
         | ErrorCase::TokenRefusedPlainText
         | ErrorCase::TokenInvalid
         | ErrorCase::TokenRevoked
+        | ErrorCase::AuthorizerGone { .. }
         | ErrorCase::CredentialMissing => api(
             401,
             "access_token_invalid",
             "The access token is invalid or not found in the request.",
         ),
-        ErrorCase::ScopeMissing | ErrorCase::RoleMissing | ErrorCase::AppMismatch => api(
+        ErrorCase::ScopeMissing
+        | ErrorCase::RoleMissing
+        | ErrorCase::AppMismatch
+        | ErrorCase::AccessRefused { .. } => api(
             401,
             "scope_not_authorized",
             "The user did not authorize the scope required for completing this request.",
         ),
-        ErrorCase::InvalidParams | ErrorCase::NotFound | ErrorCase::TaskPending => api(
+        ErrorCase::InvalidParams
+        | ErrorCase::NotFound
+        | ErrorCase::TaskPending
+        | ErrorCase::EndpointGone { .. }
+        | ErrorCase::StaleSignature => api(
             400,
             "invalid_params",
             d.message
@@ -89,7 +97,7 @@ pub(crate) fn render(case: ErrorCase, d: &ErrorDetail) -> Reply {
             oauth(401, "invalid_client", "Client key or secret is invalid.")
         }
         ErrorCase::OAuthInvalidGrant => oauth(400, "invalid_grant", "The grant is invalid."),
-        ErrorCase::OAuthUnsupportedGrant => oauth(
+        ErrorCase::OAuthUnsupportedGrant | ErrorCase::OAuthInvalidGrantType => oauth(
             400,
             "unsupported_grant_type",
             "The grant type is not supported.",

@@ -48,6 +48,22 @@ pub(crate) const CASES: &[ErrorCase] = &[
     ErrorCase::OAuthInvalidClient,
     ErrorCase::OAuthInvalidGrant,
     ErrorCase::OAuthUnsupportedGrant,
+    // The codes of platforms.md "Corrections (2026-12)" 1, from the official SDK table.
+    ErrorCase::RateLimited {
+        limit: Limit::Restricted,
+    },
+    ErrorCase::AuthorizerGone {
+        user_logged_out: false,
+    },
+    ErrorCase::AuthorizerGone {
+        user_logged_out: true,
+    },
+    ErrorCase::AccessRefused { blocked: false },
+    ErrorCase::AccessRefused { blocked: true },
+    ErrorCase::EndpointGone { retired: false },
+    ErrorCase::EndpointGone { retired: true },
+    ErrorCase::StaleSignature,
+    ErrorCase::OAuthInvalidGrantType,
 ];
 
 /// The numeric permission ids the token response lists (platforms.md §2: `scope` is numeric).
@@ -95,6 +111,9 @@ pub(crate) fn render(case: ErrorCase, d: &ErrorDetail) -> Reply {
             ),
         ),
         ErrorCase::AppMismatch => (40113, msg("The app_id does not match the access token.")),
+        ErrorCase::RateLimited {
+            limit: Limit::Restricted,
+        } => (61000, msg("Too many requests, please try again later.")),
         ErrorCase::RateLimited { .. } => (
             40100,
             format!(
@@ -110,6 +129,21 @@ pub(crate) fn render(case: ErrorCase, d: &ErrorDetail) -> Reply {
         }
         ErrorCase::OAuthInvalidClient => (40101, msg("The app_id or secret is invalid.")),
         ErrorCase::OAuthInvalidGrant => (40110, msg("The auth_code is invalid, used or expired.")),
+        ErrorCase::OAuthInvalidGrantType => (40108, msg("The grant_type is invalid.")),
+        ErrorCase::AuthorizerGone {
+            user_logged_out: false,
+        } => (
+            40114,
+            msg("The advertiser has logged out of this authorization."),
+        ),
+        ErrorCase::AuthorizerGone {
+            user_logged_out: true,
+        } => (40120, msg("The TikTok user is not logged in.")),
+        ErrorCase::AccessRefused { blocked: false } => (40003, msg("Forbidden.")),
+        ErrorCase::AccessRefused { blocked: true } => (41000, msg("Blocked.")),
+        ErrorCase::EndpointGone { retired: false } => (40400, msg("Route not found.")),
+        ErrorCase::EndpointGone { retired: true } => (41001, msg("This interface is offline.")),
+        ErrorCase::StaleSignature => (40115, msg("The request timestamp has expired.")),
         ErrorCase::OAuthUnsupportedGrant => (
             40107,
             msg("Refresh tokens are not supported: Marketing API access tokens are long-term."),
