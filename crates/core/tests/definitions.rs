@@ -17,7 +17,10 @@ fn every_shipped_definition_loads() {
     assert_eq!(style("tiktok"), RefreshStyle::RefreshToken);
     assert_eq!(style("threads"), RefreshStyle::SelfRefresh);
     assert_eq!(style("meta"), RefreshStyle::Exchange);
-    assert_eq!(style("tiktok-business"), RefreshStyle::None);
+    assert_eq!(
+        style("tiktok-business"),
+        RefreshStyle::RefreshTokenWhenIssued
+    );
     let tt = reg.get("tiktok-business").unwrap();
     assert_eq!(tt.spec.api.credential_header, "Access-Token");
     assert_eq!(

@@ -23,6 +23,10 @@ pub struct AppRegistration {
     /// platforms.md §2); its tokens look alike either way and work only on its own host. Only
     /// platforms with a [`Provider::sandbox_host`] have sandbox apps.
     pub environment: Environment,
+    /// TikTok Business only: the app's `/oauth2/access_token/` answers carry a refresh token and
+    /// a 24 h access token (the creator tokens of the SDK's `AuthenticationApi.md`), renewed at
+    /// `/tt_user/oauth2/refresh_token/`. Otherwise it issues long-term advertiser tokens.
+    pub refresh_tokens: bool,
 }
 
 impl AppRegistration {
@@ -35,6 +39,7 @@ impl AppRegistration {
             name: "Demo app".to_string(),
             redirect_uris: Vec::new(),
             environment: Environment::Production,
+            refresh_tokens: false,
         }
     }
 
@@ -50,6 +55,7 @@ impl AppRegistration {
             name: "Demo app (sandbox)".to_string(),
             redirect_uris: Vec::new(),
             environment: Environment::Sandbox,
+            refresh_tokens: false,
         })
     }
 

@@ -93,9 +93,12 @@ pub enum ErrorCase {
     OAuthInvalidGrant,
     /// Token endpoint: a grant type the platform does not support here.
     OAuthUnsupportedGrant,
-    /// Token endpoint: the grant type is not a valid one at all (TikTok Business 40108
-    /// `INVALID_GRANT_TYPE`).
-    OAuthInvalidGrantType,
+    /// Token endpoint: the refresh token is not accepted (TikTok Business 40107
+    /// `INVALID_REFRESH_TOKEN`) or has expired (40103 `REFRESH_TOKEN_EXPIRE`).
+    RefreshTokenRefused {
+        /// Expired (40103) rather than invalid (40107).
+        expired: bool,
+    },
 }
 
 impl ErrorCase {
@@ -122,9 +125,9 @@ impl ErrorCase {
             // connection (hardening.md §5; platforms.md §2 maps 40101 to invalid_request).
             ErrorCase::OAuthInvalidClient => "invalid_request",
             ErrorCase::OAuthInvalidGrant => "token_revoked",
-            ErrorCase::OAuthUnsupportedGrant | ErrorCase::OAuthInvalidGrantType => {
-                "invalid_request"
-            }
+            ErrorCase::OAuthUnsupportedGrant => "invalid_request",
+            ErrorCase::RefreshTokenRefused { expired: false } => "token_revoked",
+            ErrorCase::RefreshTokenRefused { expired: true } => "token_expired",
         }
     }
 }

@@ -100,12 +100,13 @@ fn tiktok_business_reads_the_body_before_the_status() {
                 action: A::BackoffAndRetry,
             },
             Case {
+                // Tokens with an expiry come with a refresh token (platforms.md §2, Corrections 2).
                 name: "40102 expired",
                 status: 200,
                 headers: &[],
                 body: r#"{"code":40102,"message":"Access token is expired","request_id":"x","data":{}}"#,
                 kind: K::TokenExpired,
-                action: A::Reauthorize,
+                action: A::RefreshAndRetry,
             },
             Case {
                 name: "40105 revoked",

@@ -239,12 +239,33 @@ pub enum RefreshStyle {
     Exchange,
     /// No renewal at all (TikTok Business advertiser tokens live until revoked): watched instead.
     None,
+    /// The RFC 6749 `refresh_token` grant for token sets that came with a refresh token; a set
+    /// without one is a long-term token, watched like [`RefreshStyle::None`]. TikTok Business:
+    /// advertiser tokens have no refresh token, while the SDK documents `/oauth2/access_token/`
+    /// answers with a `refresh_token` and a 24 h access token for creators (platforms.md
+    /// "Corrections (2026-12)" 2). Which applies is decided per token set by
+    /// [`RefreshSpec::renews`].
+    RefreshTokenWhenIssued,
 }
 
 impl RefreshStyle {
-    /// Whether tokenwarden can renew the token without a person.
+    /// Whether tokenwarden can renew tokens of this platform without a person (some of them,
+    /// for [`RefreshStyle::RefreshTokenWhenIssued`]: see [`RefreshSpec::renews`] for one set).
     pub fn can_refresh(self) -> bool {
-        matches!(self, RefreshStyle::RefreshToken | RefreshStyle::SelfRefresh)
+        matches!(
+            self,
+            RefreshStyle::RefreshToken
+                | RefreshStyle::SelfRefresh
+                | RefreshStyle::RefreshTokenWhenIssued
+        )
+    }
+
+    /// Whether renewing uses the `refresh_token` grant.
+    pub fn uses_refresh_token(self) -> bool {
+        matches!(
+            self,
+            RefreshStyle::RefreshToken | RefreshStyle::RefreshTokenWhenIssued
+        )
     }
 
     /// Words for a person.
@@ -254,6 +275,9 @@ impl RefreshStyle {
             RefreshStyle::SelfRefresh => "self-refresh of a long-lived token",
             RefreshStyle::Exchange => "exchange of a short-lived token (not renewable)",
             RefreshStyle::None => "none (long-term token, watched)",
+            RefreshStyle::RefreshTokenWhenIssued => {
+                "refresh-token grant when a refresh token was issued, else none (long-term token, watched)"
+            }
         }
     }
 }
@@ -296,6 +320,17 @@ pub struct RefreshSpec {
     /// Warn this long before a token that cannot be renewed expires.
     #[serde(with = "serde_span", default = "default_warn_before")]
     pub warn_before: Duration,
+}
+
+impl RefreshSpec {
+    /// Whether tokenwarden renews this token set without a person: by the style, and for
+    /// [`RefreshStyle::RefreshTokenWhenIssued`] only when the platform issued a refresh token.
+    pub fn renews(&self, set: &crate::token::TokenSet) -> bool {
+        match self.style {
+            RefreshStyle::RefreshTokenWhenIssued => set.refresh_token.is_some(),
+            style => style.can_refresh(),
+        }
+    }
 }
 
 /// Calling the API.

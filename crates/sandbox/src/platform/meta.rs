@@ -94,7 +94,7 @@ pub(crate) fn render(case: ErrorCase, d: &ErrorDetail) -> Reply {
         ),
         ErrorCase::NotFound => g(400, &msg("Unsupported get request. Object does not exist, cannot be loaded due to missing permissions, or does not support this operation."), 100, Some(33)),
         ErrorCase::InvalidParams | ErrorCase::EndpointGone { .. } | ErrorCase::StaleSignature => g(400, &msg("(#100) Invalid parameter"), 100, None),
-        ErrorCase::OAuthInvalidRequest | ErrorCase::OAuthInvalidGrant | ErrorCase::OAuthUnsupportedGrant | ErrorCase::OAuthInvalidGrantType => {
+        ErrorCase::OAuthInvalidRequest | ErrorCase::OAuthInvalidGrant | ErrorCase::OAuthUnsupportedGrant | ErrorCase::RefreshTokenRefused { .. } => {
             g(400, &msg("Invalid parameter"), 100, d.graph_subcode)
         }
         ErrorCase::OAuthInvalidClient => g(400, "Error validating client secret.", 101, None),

@@ -124,8 +124,10 @@ pub(crate) fn render(case: ErrorCase, d: &ErrorDetail) -> Reply {
         ErrorCase::OAuthInvalidClient => {
             oauth(401, "invalid_client", "Client authentication failed")
         }
-        ErrorCase::OAuthInvalidGrant => oauth(400, "invalid_grant", "Invalid grant"),
-        ErrorCase::OAuthUnsupportedGrant | ErrorCase::OAuthInvalidGrantType => {
+        ErrorCase::OAuthInvalidGrant | ErrorCase::RefreshTokenRefused { .. } => {
+            oauth(400, "invalid_grant", "Invalid grant")
+        }
+        ErrorCase::OAuthUnsupportedGrant => {
             oauth(400, "unsupported_grant_type", "Unsupported grant type")
         }
     }

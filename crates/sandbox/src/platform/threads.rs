@@ -136,7 +136,7 @@ pub(crate) fn render(case: ErrorCase, d: &ErrorDetail) -> Reply {
         ErrorCase::OAuthInvalidRequest
         | ErrorCase::OAuthInvalidGrant
         | ErrorCase::OAuthUnsupportedGrant
-        | ErrorCase::OAuthInvalidGrantType => g(
+        | ErrorCase::RefreshTokenRefused { .. } => g(
             400,
             &msg("Invalid parameter"),
             "OAuthException",

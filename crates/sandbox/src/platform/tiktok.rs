@@ -96,8 +96,10 @@ pub(crate) fn render(case: ErrorCase, d: &ErrorDetail) -> Reply {
         ErrorCase::OAuthInvalidClient => {
             oauth(401, "invalid_client", "Client key or secret is invalid.")
         }
-        ErrorCase::OAuthInvalidGrant => oauth(400, "invalid_grant", "The grant is invalid."),
-        ErrorCase::OAuthUnsupportedGrant | ErrorCase::OAuthInvalidGrantType => oauth(
+        ErrorCase::OAuthInvalidGrant | ErrorCase::RefreshTokenRefused { .. } => {
+            oauth(400, "invalid_grant", "The grant is invalid.")
+        }
+        ErrorCase::OAuthUnsupportedGrant => oauth(
             400,
             "unsupported_grant_type",
             "The grant type is not supported.",

@@ -1,0 +1,121 @@
+//! Platform facts end to end (issue 23, platforms.md "Corrections (2026-12)"): the daemon over
+//! real HTTP with the sandbox in-process and a fake clock.
+
+mod support;
+
+use chrono::TimeDelta;
+use support::world;
+
+/// TikTok Business `/oauth2/access_token/` answers that carry a refresh token (creator tokens:
+/// 24 h access, one-year refresh; SDK `docs/AuthenticationApi.md`) are refreshed, day after day,
+/// while advertiser tokens from the same daemon stay long-term and are never refreshed.
+#[tokio::test]
+async fn tiktok_business_tokens_with_a_refresh_token_are_refreshed_and_long_term_ones_are_not() {
+    let w = world().await;
+    let sb = w.d.sandbox_base.clone().unwrap();
+    // A developer app whose answers carry refresh tokens, registered at the sandbox and in
+    // tokenwarden (`tiktok_app` gives it the secret `<credentials>-secret`).
+    let r = w
+        .http
+        .post(format!("{sb}/_sandbox/apps"))
+        .json(&serde_json::json!({
+            "provider": "tiktok-business",
+            "client_id": "creator-app",
+            "client_secret": "creator-app-secret",
+            "redirect_uris": [format!("{}callback/tiktok-business", w.d.base)],
+            "refresh_tokens": true,
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    w.tiktok_app("creator", "creator-app", "production").await;
+
+    let flow = w
+        .start_and_approve("tiktok-business", "cr-1&app=creator")
+        .await;
+    let (status, page) = w.finish(&flow).await;
+    assert_eq!(status, 303, "{page}");
+    let flow = w
+        .start_and_approve("tiktok-business", "adv-1&app=demo")
+        .await;
+    let (status, page) = w.finish(&flow).await;
+    assert_eq!(status, 303, "{page}");
+
+    let token = |id: &'static str| {
+        let w = &w;
+        async move {
+            let (status, body) = w
+                .api(&w.reader, &format!("v1/connections/{id}/token"))
+                .await;
+            assert_eq!(status, 200, "{id}: {body}");
+            body["access_token"].as_str().unwrap().to_string()
+        }
+    };
+    let works = |t: String| {
+        let w = &w;
+        async move {
+            let p = w.d.state.providers.get("tiktok-business").unwrap();
+            let body: serde_json::Value = w
+                .http
+                .get(format!(
+                    "{}{}",
+                    p.spec.api.base_url.as_str().trim_end_matches('/'),
+                    p.spec.api.probe.path
+                ))
+                .header("Access-Token", t)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            body["code"].as_i64() == Some(0)
+        }
+    };
+
+    let creator_first = token("cr-1").await;
+    let advertiser_first = token("adv-1").await;
+    let mut creator_tokens = vec![creator_first.clone()];
+    // Three days, in steps shorter than the 24 h access token: each day a new one, and the
+    // platform accepts every token the daemon hands out.
+    for step in 0..9 {
+        w.clock.advance(TimeDelta::hours(8));
+        let c = token("cr-1").await;
+        assert!(
+            works(c.clone()).await,
+            "step {step}: creator token accepted"
+        );
+        if creator_tokens.last() != Some(&c) {
+            creator_tokens.push(c);
+        }
+        let a = token("adv-1").await;
+        assert_eq!(a, advertiser_first, "the advertiser token is long-term");
+        assert!(works(a).await, "step {step}: advertiser token accepted");
+    }
+    assert!(
+        creator_tokens.len() >= 3,
+        "the creator token was refreshed about daily: {} tokens",
+        creator_tokens.len()
+    );
+    assert!(
+        !works(creator_first).await,
+        "the first creator token has expired at the platform"
+    );
+
+    let counters: serde_json::Value = w
+        .http
+        .get(format!("{sb}/_sandbox/counters"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let by_type = &counters["providers"]["tiktok-business"]["token_calls_by_grant_type"];
+    assert_eq!(
+        by_type["refresh_token"].as_u64(),
+        Some(creator_tokens.len() as u64 - 1),
+        "one refresh per new creator token, none for the advertiser: {counters}"
+    );
+}
