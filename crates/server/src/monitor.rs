@@ -82,18 +82,17 @@ async fn fetch(
     token: &TokenSet,
 ) -> Option<(u16, Vec<(String, String)>, Vec<u8>)> {
     let api = &p.spec.api;
-    let url = format!("{}{}", base.trim_end_matches('/'), api.probe.path);
-    let value = api
-        .credential_value
-        .replace("{access_token}", token.access_token.expose());
+    let mut url =
+        url::Url::parse(&format!("{}{}", base.trim_end_matches('/'), api.probe.path)).ok()?;
+    // Threads takes the token as a query parameter: the URL then holds it, and is never logged.
+    api.place_query_credential(&mut url, token.access_token.expose());
     let method =
         reqwest::Method::from_bytes(api.probe.method.as_bytes()).unwrap_or(reqwest::Method::GET);
-    let mut resp = http
-        .request(method, url)
-        .header(api.credential_header.as_str(), value)
-        .send()
-        .await
-        .ok()?;
+    let mut req = http.request(method, url);
+    if let Some((name, value)) = api.credential_header_value(token.access_token.expose()) {
+        req = req.header(name, value);
+    }
+    let mut resp = req.send().await.ok()?;
     let status = resp.status().as_u16();
     let headers = resp
         .headers()

@@ -119,3 +119,108 @@ async fn tiktok_business_tokens_with_a_refresh_token_are_refreshed_and_long_term
         "one refresh per new creator token, none for the advertiser: {counters}"
     );
 }
+
+/// Threads: calls through the proxy and the monitor's probes send the token the documented way,
+/// as the `access_token` query parameter (no `Authorization: Bearer`; platforms.md "Corrections
+/// (2026-12)" 4), a caller's own `access_token` cannot override it, and the token, now in a URL,
+/// reaches no error text, event, connection view or metric, in success or in an outage.
+#[tokio::test]
+async fn threads_calls_and_probes_carry_the_token_as_the_access_token_query_parameter() {
+    let w = world().await;
+    let sb = w.d.sandbox_base.clone().unwrap();
+    let flow = w.start_and_approve("threads", "th-1").await;
+    let (status, page) = w.finish(&flow).await;
+    assert_eq!(status, 303, "{page}");
+    let (_, v) = w.api(&w.reader, "v1/connections/th-1/token").await;
+    let token = v["access_token"].as_str().unwrap().to_string();
+    w.http
+        .post(format!("{sb}/_sandbox/counters/reset"))
+        .send()
+        .await
+        .unwrap();
+
+    let call = |path: &'static str| {
+        let w = &w;
+        async move {
+            let r = w
+                .http
+                .get(format!("{}proxy/th-1/{path}", w.d.base))
+                .bearer_auth(&w.admin)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            let headers = format!("{:?}", r.headers());
+            (status, headers, r.text().await.unwrap())
+        }
+    };
+    let mut texts = Vec::new();
+    // The caller's own access_token is replaced by ours: the call works as the connection.
+    // (Threads' per-token limit spaces proxied calls some seconds apart: two calls suffice.)
+    let (status, headers, body) = call("me?fields=id,username&access_token=not-a-token").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"username\""), "{body}");
+    texts.push(headers + &body);
+    let (status, c) = w
+        .post(&w.admin, "v1/connections/th-1/probe", serde_json::json!({}))
+        .await;
+    assert_eq!(status, 200, "{c}");
+    assert_eq!(c["state"], "active", "{c}");
+
+    let counters: serde_json::Value = w
+        .http
+        .get(format!("{sb}/_sandbox/counters"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let th = &counters["providers"]["threads"];
+    assert!(th["api_calls"].as_u64().unwrap() >= 2, "{counters}");
+    assert_eq!(
+        th["undocumented_credentials"], 0,
+        "no call or probe sent Authorization: Bearer: {counters}"
+    );
+
+    // An outage: the errors the proxy and the probe produce are not allowed to quote the URL.
+    w.http
+        .post(format!("{sb}/_sandbox/faults/threads/outage"))
+        .json(&serde_json::json!({"for": "10m"}))
+        .send()
+        .await
+        .unwrap();
+    let (status, headers, body) = call("me?fields=id").await;
+    assert_ne!(status, 200);
+    texts.push(headers + &body);
+    let (_, c) = w
+        .post(&w.admin, "v1/connections/th-1/probe", serde_json::json!({}))
+        .await;
+    texts.push(c.to_string());
+    let (_, c) = w.api(&w.admin, "v1/connections/th-1").await;
+    texts.push(c.to_string());
+    let (_, e) = w.api(&w.admin, "v1/connections/th-1/events").await;
+    assert!(!e["events"].as_array().unwrap().is_empty());
+    texts.push(e.to_string());
+    let (_, e) = w.api(&w.admin, "v1/events?limit=1000").await;
+    texts.push(e.to_string());
+    let metrics = w
+        .http
+        .get(format!("{}metrics", w.d.base))
+        .bearer_auth(&w.admin)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("threads"), "the metrics name Threads");
+    texts.push(metrics);
+    for (i, t) in texts.iter().enumerate() {
+        assert!(
+            !t.contains(&token),
+            "text {i} holds the Threads token: …{}",
+            &token[token.len() - 4..]
+        );
+    }
+}

@@ -384,6 +384,28 @@ pub(crate) fn validate(
             format!("{:?} is not a header name", api.credential_header),
         );
     }
+    match (api.credential_in, api.credential_param.as_deref()) {
+        (CredentialPlacement::Query, None) => p.add(
+            "api.credential_param",
+            "credential_in = \"query\" needs the name of the query parameter that carries the token",
+        ),
+        (CredentialPlacement::Query, Some(name))
+            if name.is_empty()
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) =>
+        {
+            p.add(
+                "api.credential_param",
+                format!("{name:?} is not a query parameter name"),
+            )
+        }
+        (CredentialPlacement::Header, Some(_)) => p.add(
+            "api.credential_param",
+            "only means something with credential_in = \"query\"",
+        ),
+        _ => {}
+    }
     match placeholders(&api.credential_value) {
         Ok(names) if names == ["access_token"] => {}
         Ok(_) => p.add(

@@ -354,6 +354,10 @@ fn authorize(
     scope: &str,
 ) -> Result<Arc<AccessToken>, Response> {
     let token = graph_token(headers, q);
+    // The documented credential is the access_token parameter (platforms.md Corrections 4).
+    if super::bearer(headers).is_some() {
+        crate::counters::Counters::bump(&sb.counters().of(P).undocumented_credentials);
+    }
     let access = match sb.gate(P, token.as_deref()) {
         Ok(a) => a,
         Err(Gate::Token(r)) => return Err(token_refusal(sb, r, token.as_deref())),
