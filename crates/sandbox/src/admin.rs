@@ -19,7 +19,7 @@
 //! | `POST /_sandbox/faults/{provider}/latency` | `{"latency":"200ms","for":"1m"}` | added latency (`"0"` clears) |
 //! | `POST /_sandbox/faults/{provider}/malformed` | `{"next":N,"mode":"truncated"\|"html"\|"missing_fields"\|"expires_in_string"}` | next N token responses malformed |
 //! | `POST /_sandbox/faults/{provider}/rotation` | `{"enabled":bool,"grace":"30s"}` | refresh-token rotation and reuse grace |
-//! | `POST /_sandbox/faults/{provider}/unauthorized-style` | `{"style":"challenge"\|"plain"}` | Snapchat's 401 shape |
+//! | `POST /_sandbox/faults/{provider}/unauthorized-style` | `{"style":"plain"\|"empty"\|"challenge"}` | Snapchat's 401 shape (default `plain`, the evidenced one) |
 //! | `POST /_sandbox/faults/{provider}/clear` | | clear throttle, outage, latency, malformed |
 //! | `GET /_sandbox/counters` / `POST /_sandbox/counters/reset` | | token calls per grant and grant type, API calls, 401s, 429s, tokens used on the other environment's host, credentials sent in an undocumented form (Threads: a Bearer header) |
 //! | `GET /_sandbox/clock` | | `{"now","time_scale"}` |
@@ -459,7 +459,7 @@ async fn unauthorized_style(
     let style: UnauthorizedStyle = b
         .get("style")
         .and_then(|s| serde_json::from_value(s.clone()).ok())
-        .ok_or_else(|| bad("body must be {\"style\": \"challenge\"|\"plain\"}"))?;
+        .ok_or_else(|| bad("body must be {\"style\": \"plain\"|\"empty\"|\"challenge\"}"))?;
     sb.faults(p).settings.write().unauthorized_style = style;
     done(faults_view(&sb, p))
 }

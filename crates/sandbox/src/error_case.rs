@@ -36,6 +36,8 @@ pub enum ErrorCase {
     /// Snapchat's other 401 shape: a bare `unauthorized` text body, which does not say whether
     /// the token expired or is invalid.
     TokenRefusedPlainText,
+    /// Snapchat's 401 with an empty body, which says nothing at all.
+    TokenRefusedEmpty,
     /// The token is not one the platform issued (garbage, or from another app).
     TokenInvalid,
     /// The grant was revoked (user removed the app, password changed, app secret rotated).
@@ -107,7 +109,9 @@ impl ErrorCase {
         match self {
             ErrorCase::CredentialMissing => "invalid_request",
             ErrorCase::TokenExpired => "token_expired",
-            ErrorCase::TokenInvalid | ErrorCase::TokenRefusedPlainText => "token_invalid",
+            ErrorCase::TokenInvalid
+            | ErrorCase::TokenRefusedPlainText
+            | ErrorCase::TokenRefusedEmpty => "token_invalid",
             ErrorCase::TokenRevoked => "token_revoked",
             ErrorCase::ScopeMissing => "insufficient_scope",
             ErrorCase::RoleMissing | ErrorCase::AppMismatch | ErrorCase::AccessRefused { .. } => {

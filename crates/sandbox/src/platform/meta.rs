@@ -63,7 +63,7 @@ pub(crate) fn render(case: ErrorCase, d: &ErrorDetail) -> Reply {
     };
     match case {
         ErrorCase::CredentialMissing => g(400, "An active access token must be used to query information about the current user.", 2500, None),
-        ErrorCase::TokenExpired | ErrorCase::TokenRefusedPlainText => g(400, &session_expired_message(d), 190, Some(463)),
+        ErrorCase::TokenExpired | ErrorCase::TokenRefusedPlainText | ErrorCase::TokenRefusedEmpty => g(400, &session_expired_message(d), 190, Some(463)),
         ErrorCase::TokenInvalid => g(400, "Invalid OAuth access token - Cannot parse access token", 190, None),
         ErrorCase::TokenRevoked | ErrorCase::AuthorizerGone { .. } => g(400, "Error validating access token: The user has not authorized application.", 190, Some(458)),
         // Permission errors may come as 403 (platforms.md §5).
