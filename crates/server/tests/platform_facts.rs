@@ -224,3 +224,42 @@ async fn threads_calls_and_probes_carry_the_token_as_the_access_token_query_para
         );
     }
 }
+
+/// TikTok Login Kit: a rotated refresh token keeps the remaining lifetime of the one it
+/// replaces ("both fields give the remaining lifetime", platforms.md "Corrections (2026-12)"
+/// 3), so however often it is refreshed, the 180-day end of the authorization arrives and the
+/// monitor forecasts it days ahead.
+#[tokio::test]
+async fn tiktok_login_kit_reaches_its_180_day_end_and_it_is_forecast() {
+    let w = world().await;
+    let flow = w.start_and_approve("tiktok", "tt-1").await;
+    let (status, page) = w.finish(&flow).await;
+    assert_eq!(status, 303, "{page}");
+    let problems = |c: &serde_json::Value| -> Vec<String> {
+        c["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["code"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // A refresh a day, every day, for 175 days: the refresh token rotates each time.
+    for day in 0..175 {
+        w.clock.advance(TimeDelta::days(1));
+        let (status, body) = w.api(&w.reader, "v1/connections/tt-1/token").await;
+        assert_eq!(status, 200, "day {day}: {body}");
+    }
+    let (status, c) = w
+        .post(&w.admin, "v1/connections/tt-1/probe", serde_json::json!({}))
+        .await;
+    assert_eq!(status, 200, "{c}");
+    assert!(
+        problems(&c).contains(&"expires_soon".to_string()),
+        "the end of the authorization is forecast: {c}"
+    );
+    // Past day 180 the platform refuses the refresh token: a person must authorize again.
+    w.clock.advance(TimeDelta::days(6));
+    let (status, body) = w.api(&w.reader, "v1/connections/tt-1/token").await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"]["code"], "reauth_required");
+}
