@@ -19,7 +19,7 @@ fn delta(d: Duration) -> TimeDelta {
 /// token with a 5-minute margin and 2 minutes of jitter would otherwise be due before it was
 /// issued, and be refreshed as fast as the scheduler can go (issue 24).
 pub fn refresh_due_at(spec: &RefreshSpec, set: &TokenSet, u: f64) -> Option<DateTime<Utc>> {
-    if !spec.style.can_refresh() {
+    if !spec.renews(set) {
         return None;
     }
     let expires = set.expires_at?;
@@ -218,6 +218,22 @@ mod tests {
                 "{id}"
             );
         }
+    }
+
+    #[test]
+    fn tiktok_business_refreshes_a_set_that_came_with_a_refresh_token_only() {
+        let reg = Registry::builtin().unwrap();
+        let spec = &reg.get("tiktok-business").unwrap().spec.refresh;
+        let t0 = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let mut creator = set(t0, 86_400);
+        creator.refresh_token = Some(Secret::new("rt"));
+        let due = refresh_due_at(spec, &creator, 0.0).expect("a creator token is scheduled");
+        assert!(due > t0 && due < t0 + TimeDelta::hours(24), "{due}");
+        let mut advertiser = set(t0, 86_400);
+        advertiser.expires_at = None;
+        assert_eq!(refresh_due_at(spec, &advertiser, 0.0), None);
+        // Even with an expiry, a set without a refresh token is not renewed: watched.
+        assert_eq!(refresh_due_at(spec, &set(t0, 86_400), 0.0), None);
     }
 
     #[test]

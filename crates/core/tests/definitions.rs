@@ -17,7 +17,10 @@ fn every_shipped_definition_loads() {
     assert_eq!(style("tiktok"), RefreshStyle::RefreshToken);
     assert_eq!(style("threads"), RefreshStyle::SelfRefresh);
     assert_eq!(style("meta"), RefreshStyle::Exchange);
-    assert_eq!(style("tiktok-business"), RefreshStyle::None);
+    assert_eq!(
+        style("tiktok-business"),
+        RefreshStyle::RefreshTokenWhenIssued
+    );
     let tt = reg.get("tiktok-business").unwrap();
     assert_eq!(tt.spec.api.credential_header, "Access-Token");
     assert_eq!(
@@ -122,5 +125,70 @@ fn sandbox_origin_override_moves_every_url() {
             .classify(&resp, Context::Api, chrono::Utc::now())
             .kind,
         Kind::RateLimited
+    );
+}
+
+/// Threads: the documented credential is the `access_token` query parameter, and the current
+/// hosts are `threads.com` / `graph.threads.com` (platforms.md "Corrections (2026-12)" 4).
+#[test]
+fn threads_sends_the_token_as_the_access_token_query_parameter_on_the_current_hosts() {
+    use tokenwarden_core::provider::CredentialPlacement;
+    let reg = Registry::builtin().unwrap();
+    let th = &reg.get("threads").unwrap().spec;
+    assert_eq!(th.api.credential_in, CredentialPlacement::Query);
+    assert_eq!(th.api.credential_param.as_deref(), Some("access_token"));
+    assert_eq!(
+        th.api.credential_header_value("tok"),
+        None,
+        "no Bearer header"
+    );
+    let mut url = url::Url::parse(
+        "https://graph.threads.com/v1.0/me?fields=id&access_token=callers&access_token=again",
+    )
+    .unwrap();
+    th.api.place_query_credential(&mut url, "ours");
+    let pairs: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+    assert_eq!(
+        pairs,
+        [
+            ("fields".to_string(), "id".to_string()),
+            ("access_token".to_string(), "ours".to_string())
+        ],
+        "ours replaces every caller's access_token"
+    );
+    assert_eq!(th.authorize.url.host_str(), Some("threads.com"));
+    for u in [
+        Some(&th.api.base_url),
+        Some(&th.token.exchange.url),
+        th.token.upgrade.as_ref().map(|c| &c.url),
+        th.token.refresh.as_ref().map(|c| &c.url),
+    ] {
+        assert_eq!(u.unwrap().host_str(), Some("graph.threads.com"), "{u:?}");
+    }
+    // The others keep their headers.
+    let tb = &reg.get("tiktok-business").unwrap().spec;
+    assert_eq!(
+        tb.api.credential_header_value("tok"),
+        Some(("Access-Token", "tok".to_string()))
+    );
+    let mut u = url::Url::parse("https://business-api.tiktok.com/x/?a=1").unwrap();
+    tb.api.place_query_credential(&mut u, "tok");
+    assert_eq!(u.query(), Some("a=1"));
+}
+
+#[test]
+fn a_query_credential_needs_a_parameter_name() {
+    let text = BUILTIN
+        .iter()
+        .find(|(n, _)| *n == "threads.toml")
+        .unwrap()
+        .1;
+    let broken = text.replace("credential_param = \"access_token\"\n", "");
+    assert_ne!(broken, text);
+    let errors = Registry::check("threads.toml", &broken).unwrap_err();
+    let joined: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+    assert!(
+        joined.join("\n").contains("api.credential_param"),
+        "{joined:?}"
     );
 }

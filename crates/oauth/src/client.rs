@@ -98,6 +98,16 @@ impl OAuthClient {
                 provider: id.to_string(),
                 reason: "this provider's tokens cannot be refreshed".into(),
             })?;
+        if !provider.spec.refresh.renews(current) {
+            // A long-term token of a platform that refreshes only the sets it issued with a
+            // refresh token (TikTok Business): there is nothing to send, and a refresh call
+            // without one would be refused as a bad request.
+            return Err(TokenError::Transient {
+                provider: id.to_string(),
+                reason: "this token was issued without a refresh token (a long-term token): it is watched, not renewed".into(),
+                classification: None,
+            });
+        }
         let vars = Vars {
             refresh_token: current.refresh_token.as_ref(),
             access_token: Some(&current.access_token),

@@ -283,6 +283,48 @@ mod tests {
         assert!(g.tokens.refresh_token.is_none());
     }
 
+    /// The SDK documents `/oauth2/access_token/` answers with a refresh token (creator tokens:
+    /// 24 h access, one year refresh; platforms.md "Corrections (2026-12)" 2): such a set is
+    /// kept with its expiries and is renewed; one without stays long-term and watched.
+    #[test]
+    fn tiktok_business_creator_token_with_a_refresh_token_is_renewable() {
+        let reg = Registry::builtin().unwrap();
+        let spec = &reg.get("tiktok-business").unwrap().spec.refresh;
+        let g = read_as(
+            "tiktok-business",
+            200,
+            r#"{"code":0,"message":"OK","request_id":"r","data":{"access_token":"tb-at","refresh_token":"tb-rt","expires_in":86400,"refresh_token_expires_in":31536000,"advertiser_ids":["111"],"scope":[1]}}"#,
+            None,
+        )
+        .unwrap();
+        assert_eq!(g.tokens.refresh_token.as_ref().unwrap().expose(), "tb-rt");
+        assert_eq!(
+            g.tokens.expires_at,
+            Some(now() + chrono::TimeDelta::hours(24))
+        );
+        assert_eq!(
+            g.tokens.refresh_expires_at,
+            Some(now() + chrono::TimeDelta::days(365))
+        );
+        assert!(
+            spec.renews(&g.tokens),
+            "a set with a refresh token is renewed"
+        );
+
+        let long_term = read_as(
+            "tiktok-business",
+            200,
+            r#"{"code":0,"message":"OK","request_id":"r","data":{"access_token":"tb-at","advertiser_ids":["111"],"scope":[1]}}"#,
+            None,
+        )
+        .unwrap();
+        assert!(
+            !spec.renews(&long_term.tokens),
+            "a long-term token is watched"
+        );
+        assert_eq!(long_term.tokens.expires_at, None);
+    }
+
     #[test]
     fn tiktok_business_error_in_200_is_not_a_token() {
         let e = read_as(

@@ -129,7 +129,7 @@ async fn every_platform_connects_and_renews_as_its_definition_says() {
             "{id}: replayed code: {again:?}"
         );
 
-        if p.spec.refresh.style.can_refresh() {
+        if p.spec.refresh.renews(t) {
             if id == "threads" {
                 w.clock.advance(TimeDelta::hours(25));
             }

@@ -18,7 +18,7 @@ use tokenwarden_core::clock::Clock;
 use tokenwarden_core::connection::{Connection, ConnectionState, ENVIRONMENT_MISMATCH, Problem};
 use tokenwarden_core::id::ConnectionId;
 use tokenwarden_core::policy;
-use tokenwarden_core::provider::{Context, Provider, Registry};
+use tokenwarden_core::provider::{Context, CredentialPlacement, Provider, Registry};
 use tokenwarden_engine::{Issued, TokenFailure, TokenService};
 use tokenwarden_store::{NewEvent, Store, StoreError};
 use tokio::time::Instant;
@@ -552,13 +552,21 @@ impl Engine {
                 }
             }
             let mut h = base_headers.clone();
-            headers::attach_credential(
-                &mut h,
-                &api.credential_header,
-                &api.credential_value,
-                issued.tokens.access_token.expose(),
-            )?;
-            let mut req = reqwest::Request::new(call.method.clone(), url.clone());
+            let mut target = url.clone();
+            match api.credential_in {
+                CredentialPlacement::Header => headers::attach_credential(
+                    &mut h,
+                    &api.credential_header,
+                    &api.credential_value,
+                    issued.tokens.access_token.expose(),
+                )?,
+                // Threads: the token goes in the URL, which is therefore never logged or put
+                // in an error (transport errors are stripped of it below).
+                CredentialPlacement::Query => {
+                    api.place_query_credential(&mut target, issued.tokens.access_token.expose())
+                }
+            }
+            let mut req = reqwest::Request::new(call.method.clone(), target);
             *req.headers_mut() = h;
             *req.body_mut() = call.body.next();
             attempts += 1;

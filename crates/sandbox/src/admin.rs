@@ -10,7 +10,7 @@
 //! | `POST /_sandbox/grants/{id}/remove-scope` | `{"scope"}` | the scope is gone: the platform's scope error |
 //! | `POST /_sandbox/grants/{id}/remove-role` | | role on the ad accounts gone (Snapchat, TikTok Business, Meta) |
 //! | `GET /_sandbox/apps` | | registered apps and their environment (no secrets) |
-//! | `POST /_sandbox/apps` | `{"provider","client_id","client_secret","name","redirect_uris":[],"environment":"production"\|"sandbox"}` | register an app; a `sandbox` app's tokens work only on the platform's sandbox host (`/tiktok-business/sandbox/…`) |
+//! | `POST /_sandbox/apps` | `{"provider","client_id","client_secret","name","redirect_uris":[],"environment":"production"\|"sandbox","refresh_tokens":false}` | register an app; a `sandbox` app's tokens work only on the platform's sandbox host (`/tiktok-business/sandbox/…`); a TikTok Business app with `refresh_tokens` issues creator tokens (24 h, with a refresh token) |
 //! | `POST /_sandbox/apps/{provider}/{client_id}/rotate-secret` | | new secret returned; every token of the app dies |
 //! | `POST /_sandbox/apps/{provider}/{client_id}/redirect-uris` | `{"redirect_uri"}` | register one more redirect URI |
 //! | `GET /_sandbox/faults` | | every provider's fault settings |
@@ -19,9 +19,9 @@
 //! | `POST /_sandbox/faults/{provider}/latency` | `{"latency":"200ms","for":"1m"}` | added latency (`"0"` clears) |
 //! | `POST /_sandbox/faults/{provider}/malformed` | `{"next":N,"mode":"truncated"\|"html"\|"missing_fields"\|"expires_in_string"}` | next N token responses malformed |
 //! | `POST /_sandbox/faults/{provider}/rotation` | `{"enabled":bool,"grace":"30s"}` | refresh-token rotation and reuse grace |
-//! | `POST /_sandbox/faults/{provider}/unauthorized-style` | `{"style":"challenge"\|"plain"}` | Snapchat's 401 shape |
+//! | `POST /_sandbox/faults/{provider}/unauthorized-style` | `{"style":"plain"\|"empty"\|"challenge"}` | Snapchat's 401 shape (default `plain`, the evidenced one) |
 //! | `POST /_sandbox/faults/{provider}/clear` | | clear throttle, outage, latency, malformed |
-//! | `GET /_sandbox/counters` / `POST /_sandbox/counters/reset` | | token calls per grant and grant type, API calls, 401s, 429s, tokens used on the other environment's host |
+//! | `GET /_sandbox/counters` / `POST /_sandbox/counters/reset` | | token calls per grant and grant type, API calls, 401s, 429s, tokens used on the other environment's host, credentials sent in an undocumented form (Threads: a Bearer header) |
 //! | `GET /_sandbox/clock` | | `{"now","time_scale"}` |
 //! | `GET /_sandbox/errors[?provider=]` | | every error the sandbox can send, with the kind it means |
 
@@ -202,7 +202,7 @@ async fn remove_role(State(sb): State<Sandbox>, Path(id): Path<String>) -> Admin
 }
 
 fn app_view(a: &crate::ledger::App) -> Value {
-    json!({"provider": a.provider, "client_id": a.client_id, "name": a.name, "environment": a.environment, "redirect_uris": a.redirect_uris()})
+    json!({"provider": a.provider, "client_id": a.client_id, "name": a.name, "environment": a.environment, "refresh_tokens": a.refresh_tokens, "redirect_uris": a.redirect_uris()})
 }
 
 async fn list_apps(State(sb): State<Sandbox>) -> AdminResult {
@@ -221,6 +221,10 @@ struct NewApp {
     redirect_uris: Vec<String>,
     /// `production` (the default) or `sandbox`.
     environment: Option<String>,
+    /// TikTok Business: issue creator tokens (24 h, with a refresh token) instead of long-term
+    /// advertiser tokens.
+    #[serde(default)]
+    refresh_tokens: bool,
 }
 
 async fn register_app(State(sb): State<Sandbox>, Json(n): Json<NewApp>) -> AdminResult {
@@ -252,6 +256,11 @@ async fn register_app(State(sb): State<Sandbox>, Json(n): Json<NewApp>) -> Admin
             with.join(", ")
         )));
     }
+    if n.refresh_tokens && p != Provider::TiktokBusiness {
+        return Err(bad(format!(
+            "refresh_tokens chooses between TikTok Business's two kinds of token; {p} issues one kind"
+        )));
+    }
     let app = sb.ledger().register(&AppRegistration {
         provider: p,
         client_id: n.client_id,
@@ -259,6 +268,7 @@ async fn register_app(State(sb): State<Sandbox>, Json(n): Json<NewApp>) -> Admin
         name: n.name.unwrap_or_else(|| "Sandbox app".into()),
         redirect_uris: n.redirect_uris,
         environment,
+        refresh_tokens: n.refresh_tokens,
     });
     Ok((StatusCode::CREATED, Json(app_view(&app))).into_response())
 }
@@ -449,7 +459,7 @@ async fn unauthorized_style(
     let style: UnauthorizedStyle = b
         .get("style")
         .and_then(|s| serde_json::from_value(s.clone()).ok())
-        .ok_or_else(|| bad("body must be {\"style\": \"challenge\"|\"plain\"}"))?;
+        .ok_or_else(|| bad("body must be {\"style\": \"plain\"|\"empty\"|\"challenge\"}"))?;
     sb.faults(p).settings.write().unauthorized_style = style;
     done(faults_view(&sb, p))
 }

@@ -23,6 +23,10 @@ pub struct AppRegistration {
     /// platforms.md §2); its tokens look alike either way and work only on its own host. Only
     /// platforms with a [`Provider::sandbox_host`] have sandbox apps.
     pub environment: Environment,
+    /// TikTok Business only: the app's `/oauth2/access_token/` answers carry a refresh token and
+    /// a 24 h access token (the creator tokens of the SDK's `AuthenticationApi.md`), renewed at
+    /// `/tt_user/oauth2/refresh_token/`. Otherwise it issues long-term advertiser tokens.
+    pub refresh_tokens: bool,
 }
 
 impl AppRegistration {
@@ -35,6 +39,7 @@ impl AppRegistration {
             name: "Demo app".to_string(),
             redirect_uris: Vec::new(),
             environment: Environment::Production,
+            refresh_tokens: false,
         }
     }
 
@@ -50,6 +55,7 @@ impl AppRegistration {
             name: "Demo app (sandbox)".to_string(),
             redirect_uris: Vec::new(),
             environment: Environment::Sandbox,
+            refresh_tokens: false,
         })
     }
 
@@ -83,11 +89,14 @@ pub struct SandboxConfig {
     pub refresh_reuse_grace: Duration,
     /// Enforce the platforms' published rate limits.
     pub enforce_rate_limits: bool,
-    /// TikTok Business per-app, per-endpoint limits: (QPS, QPM). Default: the Basic tier, 10/600.
-    pub tiktok_business_limits: (u32, u32),
-    /// The same on TikTok Business's sandbox host. Default: 1/30 ("Sandbox: 1 QPS, 30 QPM, 1000
-    /// QPD per endpoint", platforms.md §2).
-    pub tiktok_business_sandbox_limits: (u32, u32),
+    /// TikTok Business limits per app, over all its endpoints: (QPS, QPM, QPD). Default: the
+    /// Basic tier, 10/600/864000 (platforms.md "Corrections (2026-12)" 5: the limits are per
+    /// app, not per endpoint, and there is a daily one). Endpoints with stricter limits of their
+    /// own (`/report/task/create/`: 2/60/4500, platforms.md §2) are held to those as well.
+    pub tiktok_business_limits: (u32, u32, u32),
+    /// TikTok Business's sandbox host, per endpoint: (QPS, QPM, QPD). Default: 1/30/1000
+    /// ("Sandbox: 1 QPS, 30 QPM, 1000 QPD per endpoint", platforms.md §2).
+    pub tiktok_business_sandbox_limits: (u32, u32, u32),
     /// How long asynchronous jobs (reports, publishing containers) stay pending.
     pub async_job_duration: Duration,
 }
@@ -111,8 +120,8 @@ impl Default for SandboxConfig {
             rotate_refresh_tokens: None,
             refresh_reuse_grace: Duration::ZERO,
             enforce_rate_limits: true,
-            tiktok_business_limits: (10, 600),
-            tiktok_business_sandbox_limits: (1, 30),
+            tiktok_business_limits: (10, 600, 864_000),
+            tiktok_business_sandbox_limits: (1, 30, 1000),
             async_job_duration: Duration::from_secs(30),
         }
     }

@@ -17,6 +17,11 @@ pub(crate) struct ProviderCounters {
     /// API calls whose token belongs to the other environment's host (a sandbox token on the
     /// production host or the reverse), answered as an unknown token.
     pub wrong_environment_sent: AtomicU64,
+    /// API calls whose credential came in a form the platform does not document (Threads:
+    /// `Authorization: Bearer` rather than the `access_token` query parameter). Accepted, since
+    /// no first-party source says it is refused, but counted so tests can require the
+    /// documented form.
+    pub undocumented_credentials: AtomicU64,
 }
 
 /// Token-endpoint calls keyed by (provider, grant id or "-" when unknown, grant type).
@@ -49,6 +54,7 @@ impl Counters {
             p.too_many_requests_sent.store(0, Ordering::Relaxed);
             p.rate_limited_sent.store(0, Ordering::Relaxed);
             p.wrong_environment_sent.store(0, Ordering::Relaxed);
+            p.undocumented_credentials.store(0, Ordering::Relaxed);
         }
         self.token_calls.clear();
     }
@@ -86,6 +92,7 @@ impl Counters {
                     "too_many_requests_sent": c.too_many_requests_sent.load(Ordering::Relaxed),
                     "rate_limited_sent": c.rate_limited_sent.load(Ordering::Relaxed),
                     "wrong_environment_sent": c.wrong_environment_sent.load(Ordering::Relaxed),
+                    "undocumented_credentials": c.undocumented_credentials.load(Ordering::Relaxed),
                 }),
             );
         }

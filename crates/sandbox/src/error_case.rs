@@ -19,6 +19,9 @@ pub enum Limit {
     App,
     /// Meta's business-use-case limit on one ad account (80004, subcode 2446079).
     AdAccount,
+    /// A temporary restriction of the app for too many requests (TikTok Business 61000,
+    /// `TOO_MANY_REQUESTS_BL` in the official SDK table).
+    Restricted,
 }
 
 /// An error the sandbox sends. The platform module decides which case a situation becomes
@@ -33,6 +36,8 @@ pub enum ErrorCase {
     /// Snapchat's other 401 shape: a bare `unauthorized` text body, which does not say whether
     /// the token expired or is invalid.
     TokenRefusedPlainText,
+    /// Snapchat's 401 with an empty body, which says nothing at all.
+    TokenRefusedEmpty,
     /// The token is not one the platform issued (garbage, or from another app).
     TokenInvalid,
     /// The grant was revoked (user removed the app, password changed, app secret rotated).
@@ -43,6 +48,27 @@ pub enum ErrorCase {
     RoleMissing,
     /// The app the token or code belongs to is not the app that asked.
     AppMismatch,
+    /// The person behind the grant left the account or logged out (TikTok Business 40114
+    /// `ADVERTISER_LOGOUT`, 40120 `TIKTOK_USER_NOT_LOGGED_IN`): the grant no longer works.
+    AuthorizerGone {
+        /// The TikTok user logged out (40120) rather than the advertiser (40114).
+        user_logged_out: bool,
+    },
+    /// Access refused for the app or account (TikTok Business 40003 `FORBIDDEN`, 41000
+    /// `BLOCKED`): neither a request bug nor something a new authorization fixes.
+    AccessRefused {
+        /// Blocked outright (41000) rather than forbidden (40003).
+        blocked: bool,
+    },
+    /// The endpoint does not exist (TikTok Business 40400 `ROUTE_NOT_FOUND`) or was retired
+    /// (41001 `INTERFACE_OFFLINE`).
+    EndpointGone {
+        /// Retired (41001) rather than never there (40400).
+        retired: bool,
+    },
+    /// The request's timestamp or signature is out of date (TikTok Business 40115
+    /// `AUTH_TIMESTAMP_EXPIRE`): the app's clock or signing, not the grant.
+    StaleSignature,
     /// A rate limit.
     RateLimited {
         /// Which one.
@@ -69,6 +95,12 @@ pub enum ErrorCase {
     OAuthInvalidGrant,
     /// Token endpoint: a grant type the platform does not support here.
     OAuthUnsupportedGrant,
+    /// Token endpoint: the refresh token is not accepted (TikTok Business 40107
+    /// `INVALID_REFRESH_TOKEN`) or has expired (40103 `REFRESH_TOKEN_EXPIRE`).
+    RefreshTokenRefused {
+        /// Expired (40103) rather than invalid (40107).
+        expired: bool,
+    },
 }
 
 impl ErrorCase {
@@ -77,10 +109,16 @@ impl ErrorCase {
         match self {
             ErrorCase::CredentialMissing => "invalid_request",
             ErrorCase::TokenExpired => "token_expired",
-            ErrorCase::TokenInvalid | ErrorCase::TokenRefusedPlainText => "token_invalid",
+            ErrorCase::TokenInvalid
+            | ErrorCase::TokenRefusedPlainText
+            | ErrorCase::TokenRefusedEmpty => "token_invalid",
             ErrorCase::TokenRevoked => "token_revoked",
             ErrorCase::ScopeMissing => "insufficient_scope",
-            ErrorCase::RoleMissing | ErrorCase::AppMismatch => "app_not_authorized",
+            ErrorCase::RoleMissing | ErrorCase::AppMismatch | ErrorCase::AccessRefused { .. } => {
+                "app_not_authorized"
+            }
+            ErrorCase::AuthorizerGone { .. } => "token_revoked",
+            ErrorCase::EndpointGone { .. } | ErrorCase::StaleSignature => "invalid_request",
             ErrorCase::RateLimited { .. } => "rate_limited",
             ErrorCase::Outage | ErrorCase::OutagePage { .. } => "service_unavailable",
             ErrorCase::TaskPending => "async_pending",
@@ -92,6 +130,8 @@ impl ErrorCase {
             ErrorCase::OAuthInvalidClient => "invalid_request",
             ErrorCase::OAuthInvalidGrant => "token_revoked",
             ErrorCase::OAuthUnsupportedGrant => "invalid_request",
+            ErrorCase::RefreshTokenRefused { expired: false } => "token_revoked",
+            ErrorCase::RefreshTokenRefused { expired: true } => "token_expired",
         }
     }
 }

@@ -41,11 +41,15 @@ pub enum MalformedMode {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum UnauthorizedStyle {
-    /// `WWW-Authenticate: Bearer error="invalid_token", …` and an empty body.
+    /// Body `unauthorized`, text/plain: the evidenced shape (platforms.md §1, "Corrections
+    /// (2026-12)" 6), so the default.
     #[default]
-    Challenge,
-    /// Body `unauthorized`, text/plain.
     Plain,
+    /// An empty body (tap-snapchat-ads handles `content_length == 0`).
+    Empty,
+    /// `WWW-Authenticate: Bearer error="invalid_token", …` and an empty body: the RFC 6750 shape,
+    /// with no first-party source for Snapchat, so only on request.
+    Challenge,
 }
 
 /// Which requests a throttle fault applies to.
@@ -110,7 +114,7 @@ impl ProviderFaults {
                 outage: None,
                 latency: None,
                 malformed_mode: MalformedMode::Truncated,
-                unauthorized_style: UnauthorizedStyle::Challenge,
+                unauthorized_style: UnauthorizedStyle::Plain,
                 rotation,
                 reuse_grace,
             }),

@@ -50,6 +50,8 @@ pub(crate) struct App {
     pub name: String,
     /// The host its tokens work on (production, or the platform's sandbox host).
     pub environment: Environment,
+    /// Issues tokens with a refresh token (TikTok Business creator tokens).
+    pub refresh_tokens: bool,
     secret: RwLock<String>,
     generation: AtomicU64,
     redirect_uris: RwLock<Vec<String>>,
@@ -261,6 +263,7 @@ impl Ledger {
             client_id: reg.client_id.clone(),
             name: reg.name.clone(),
             environment: reg.environment,
+            refresh_tokens: reg.refresh_tokens,
             secret: RwLock::new(reg.client_secret.clone()),
             generation: AtomicU64::new(0),
             redirect_uris: RwLock::new(reg.redirect_uris.clone()),

@@ -38,6 +38,15 @@ pub mod provider;
 mod rate_limit;
 
 pub use cli::{SandboxArgs, run};
+
+/// Answers the sandbox sends whose shape no first-party source shows, as (provider, what, the
+/// text it sends). Nothing may be tuned to them: a classifier rule or a test that depends on
+/// their wording is tuned to the sandbox, not the platform (issue 23, item 4).
+pub const INVENTED: &[(&str, &str, &str)] = &[(
+    "threads",
+    "refresh of a token under 24 hours old (Graph code 100)",
+    platform::threads::TOO_EARLY_REFRESH_MESSAGE,
+)];
 pub use config::{AppRegistration, SandboxConfig};
 pub use error_case::{ErrorCase, ErrorDetail, Limit, Reply, error_catalogue};
 pub use provider::Provider;

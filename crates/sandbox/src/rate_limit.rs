@@ -20,11 +20,9 @@ pub(crate) struct RateLimiter {
     windows: DashMap<String, Window>,
 }
 
-/// The request was over the limit; the window it was counted in ends at `reset_at`.
+/// The request was over the limit.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct OverLimit {
-    pub reset_at: DateTime<Utc>,
-}
+pub(crate) struct OverLimit;
 
 impl RateLimiter {
     /// Counts one request under `key` unless that would exceed `limit` per `window`.
@@ -35,11 +33,9 @@ impl RateLimiter {
         window: std::time::Duration,
         now: DateTime<Utc>,
     ) -> Result<(), OverLimit> {
-        let (estimate, start, len) = self.estimate(&key, window, now);
+        let (estimate, _, _) = self.estimate(&key, window, now);
         if estimate >= limit as f64 {
-            return Err(OverLimit {
-                reset_at: DateTime::from_timestamp_millis(start + len).unwrap_or(now),
-            });
+            return Err(OverLimit);
         }
         if let Some(mut w) = self.windows.get_mut(&key) {
             w.count += 1;

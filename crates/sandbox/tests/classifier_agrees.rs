@@ -57,3 +57,24 @@ fn the_classifier_finds_the_kind_the_sandbox_meant_for_every_error() {
         disagreements.join("\n")
     );
 }
+
+/// The TikTok Business codes of platforms.md "Corrections (2026-12)" 1 (official SDK table
+/// `tiktok_code.py`) are each in the catalogue, so the test above checks the classifier on them.
+#[test]
+fn the_catalogue_sends_every_corrected_tiktok_business_code() {
+    let sent: Vec<i64> = error_catalogue()
+        .into_iter()
+        .filter(|(p, ..)| *p == "tiktok-business")
+        .filter_map(|(_, _, _, _, body)| {
+            serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()?
+                .get("code")?
+                .as_i64()
+        })
+        .collect();
+    for code in [
+        61000, 40114, 40120, 40003, 41000, 40108, 40400, 41001, 40115, 40110, 40100,
+    ] {
+        assert!(sent.contains(&code), "the catalogue never sends {code}");
+    }
+}

@@ -82,18 +82,17 @@ async fn fetch(
     token: &TokenSet,
 ) -> Option<(u16, Vec<(String, String)>, Vec<u8>)> {
     let api = &p.spec.api;
-    let url = format!("{}{}", base.trim_end_matches('/'), api.probe.path);
-    let value = api
-        .credential_value
-        .replace("{access_token}", token.access_token.expose());
+    let mut url =
+        url::Url::parse(&format!("{}{}", base.trim_end_matches('/'), api.probe.path)).ok()?;
+    // Threads takes the token as a query parameter: the URL then holds it, and is never logged.
+    api.place_query_credential(&mut url, token.access_token.expose());
     let method =
         reqwest::Method::from_bytes(api.probe.method.as_bytes()).unwrap_or(reqwest::Method::GET);
-    let mut resp = http
-        .request(method, url)
-        .header(api.credential_header.as_str(), value)
-        .send()
-        .await
-        .ok()?;
+    let mut req = http.request(method, url);
+    if let Some((name, value)) = api.credential_header_value(token.access_token.expose()) {
+        req = req.header(name, value);
+    }
+    let mut resp = req.send().await.ok()?;
     let status = resp.status().as_u16();
     let headers = resp
         .headers()
@@ -501,14 +500,16 @@ async fn apply(
 /// provider's warning window.
 fn forecast(p: &Provider, t: &TokenSet, now: DateTime<Utc>) -> Option<Problem> {
     let warn = TimeDelta::from_std(p.spec.refresh.warn_before).unwrap_or(TimeDelta::days(7));
-    let ending = if p.spec.refresh.style.can_refresh() {
+    // Per token set: TikTok Business renews only the sets that came with a refresh token.
+    let renews = p.spec.refresh.renews(t);
+    let ending = if renews {
         t.refresh_expires_at
     } else {
         t.expires_at
     };
     let at = ending.filter(|at| *at - now <= warn)?;
     let days = (at - now).num_hours().max(0) as f64 / 24.0;
-    let what = if p.spec.refresh.style.can_refresh() {
+    let what = if renews {
         "The refresh token"
     } else {
         "The token"
@@ -579,5 +580,44 @@ mod tests {
                 assert!(p.fix.contains(&needle), "{needle:?} in {:?}", p.fix);
             }
         }
+    }
+
+    /// TikTok Business renews only the sets that came with a refresh token: a set without one is
+    /// forecast on its own expiry, a creator set on its refresh token's.
+    #[test]
+    fn a_tiktok_business_forecast_follows_what_the_token_set_can_do() {
+        use tokenwarden_core::secret::Secret;
+        let reg = tokenwarden_core::provider::Registry::builtin().unwrap();
+        let p = reg.get("tiktok-business").unwrap();
+        let now = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let soon = now + TimeDelta::days(2);
+        let mut set = TokenSet {
+            access_token: Secret::new("a"),
+            refresh_token: None,
+            token_type: None,
+            scopes: vec![],
+            issued_at: now,
+            expires_at: Some(soon),
+            refresh_expires_at: None,
+        };
+        let long_term = forecast(p, &set, now).expect("an expiring long-term token is forecast");
+        assert!(
+            long_term.title.starts_with("The token"),
+            "{}",
+            long_term.title
+        );
+        set.refresh_token = Some(Secret::new("r"));
+        set.refresh_expires_at = Some(now + TimeDelta::days(300));
+        assert!(
+            forecast(p, &set, now).is_none(),
+            "a creator token is refreshed"
+        );
+        set.refresh_expires_at = Some(soon);
+        let creator = forecast(p, &set, now).unwrap();
+        assert!(
+            creator.title.starts_with("The refresh token"),
+            "{}",
+            creator.title
+        );
     }
 }

@@ -85,6 +85,57 @@ async fn nothing_secret_is_logged_at_any_level() {
     assert_eq!(c["problems"][0]["code"], "environment_mismatch", "{c}");
     let (_, v) = w.api(&w.reader, "v1/connections/logs-mismatch/token").await;
     seen.push(v["access_token"].as_str().unwrap().to_string());
+    // Threads carries the token in the URL (the documented access_token parameter): calls
+    // through the proxy, one with a caller's own access_token to be replaced, calls during an
+    // outage, and the monitor's probe, before and during it.
+    let sandbox = w.d.sandbox_base.clone().unwrap();
+    let (_, v) = w.api(&w.reader, "v1/connections/logs-threads/token").await;
+    seen.push(v["access_token"].as_str().unwrap().to_string());
+    seen.push("callers-own-threads-token".into());
+    let threads_call = |path: &'static str| {
+        let w = &w;
+        async move {
+            w.http
+                .get(format!("{}proxy/logs-threads/{path}", w.d.base))
+                .bearer_auth(&w.admin)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    // (Threads' per-token limit spaces calls through the proxy some seconds apart: two suffice.)
+    assert_eq!(
+        threads_call("me?fields=id,username&access_token=callers-own-threads-token").await,
+        200
+    );
+    let (status, c) = w
+        .post(
+            &w.admin,
+            "v1/connections/logs-threads/probe",
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{c}");
+    w.http
+        .post(format!("{sandbox}/_sandbox/faults/threads/outage"))
+        .json(&serde_json::json!({"for": "10m"}))
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(threads_call("me?fields=id").await, 200);
+    w.post(
+        &w.admin,
+        "v1/connections/logs-threads/probe",
+        serde_json::json!({}),
+    )
+    .await;
+    w.http
+        .post(format!("{sandbox}/_sandbox/faults/threads/clear"))
+        .send()
+        .await
+        .unwrap();
     for _ in 0..3 {
         w.clock.advance(TimeDelta::hours(3));
         for p in ["snapchat", "tiktok"] {
@@ -95,7 +146,6 @@ async fn nothing_secret_is_logged_at_any_level() {
         }
     }
     // Failures log too: an outage during refresh, then a revoked grant.
-    let sandbox = w.d.sandbox_base.clone().unwrap();
     w.http
         .post(format!("{sandbox}/_sandbox/faults/snapchat/outage"))
         .json(&serde_json::json!({"for": "10m"}))

@@ -100,12 +100,13 @@ fn tiktok_business_reads_the_body_before_the_status() {
                 action: A::BackoffAndRetry,
             },
             Case {
+                // Tokens with an expiry come with a refresh token (platforms.md §2, Corrections 2).
                 name: "40102 expired",
                 status: 200,
                 headers: &[],
                 body: r#"{"code":40102,"message":"Access token is expired","request_id":"x","data":{}}"#,
                 kind: K::TokenExpired,
-                action: A::Reauthorize,
+                action: A::RefreshAndRetry,
             },
             Case {
                 name: "40105 revoked",
@@ -932,4 +933,137 @@ fn graph_code_exchange_failures() {
         );
         assert_eq!(redirect.blame, Blame::App, "{p}");
     }
+}
+
+/// TikTok API for Business codes from the official SDK table
+/// (`tiktok/tiktok-business-api-sdk:python_sdk/business_api_client/tiktok_business/tiktok_code.py`,
+/// platforms.md "Corrections (2026-12)" 1): each one has its own rule, none falls to the 4xxxx
+/// catch-all or the fallback.
+#[test]
+fn tiktok_business_sdk_codes_each_have_their_meaning() {
+    use Action as A;
+    use Blame as B;
+    use Kind as K;
+    // (code, SDK name, kind, action, blame)
+    let table: &[(u32, &str, Kind, Action, Blame)] = &[
+        (
+            61000,
+            "TOO_MANY_REQUESTS_BL",
+            K::RateLimited,
+            A::BackoffAndRetry,
+            B::Platform,
+        ),
+        (
+            40114,
+            "ADVERTISER_LOGOUT",
+            K::TokenRevoked,
+            A::Reauthorize,
+            B::Connection,
+        ),
+        (
+            40120,
+            "TIKTOK_USER_NOT_LOGGED_IN",
+            K::TokenRevoked,
+            A::Reauthorize,
+            B::Connection,
+        ),
+        (
+            40003,
+            "FORBIDDEN",
+            K::AppNotAuthorized,
+            A::FixRequest,
+            B::Connection,
+        ),
+        (
+            41000,
+            "BLOCKED",
+            K::AppNotAuthorized,
+            A::FixRequest,
+            B::Connection,
+        ),
+        (
+            40108,
+            "INVALID_GRANT_TYPE",
+            K::InvalidRequest,
+            A::FixRequest,
+            B::App,
+        ),
+        (
+            40400,
+            "ROUTE_NOT_FOUND",
+            K::InvalidRequest,
+            A::FixRequest,
+            B::Request,
+        ),
+        (
+            41001,
+            "INTERFACE_OFFLINE",
+            K::InvalidRequest,
+            A::FixRequest,
+            B::App,
+        ),
+        (
+            41002,
+            "FIELDS_OFFLINE",
+            K::InvalidRequest,
+            A::FixRequest,
+            B::App,
+        ),
+        (
+            40115,
+            "AUTH_TIMESTAMP_EXPIRE",
+            K::InvalidRequest,
+            A::FixRequest,
+            B::App,
+        ),
+        (
+            40110,
+            "AUTH_CODE_ERROR",
+            K::TokenRevoked,
+            A::Reauthorize,
+            B::Connection,
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (code, name, kind, action, blame) in table {
+        let body = format!(r#"{{"code":{code},"message":"m","request_id":"x","data":{{}}}}"#);
+        let got = one("tiktok-business", 200, &[], &body);
+        if got.kind != *kind || got.action != *action || got.blame != *blame {
+            failures.push(format!(
+                "{code} {name}: expected {kind}/{action}/{blame}, got {}/{}/{} (rule {})",
+                got.kind, got.action, got.blame, got.rule
+            ));
+        }
+        // Its own rule names it; the catch-all would say it does not know the code.
+        if !got.explanation.contains(name) || got.explanation.contains("does not know") {
+            failures.push(format!(
+                "{code} {name}: not explained by its own rule: {:?}",
+                got.explanation
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
+
+/// The 4xxxx catch-all covers unknown 40xxx codes only; an unknown 41xxx (the SDK's blocked /
+/// retired family) is not explained as a parameter error.
+#[test]
+fn tiktok_business_unknown_41xxx_is_not_read_as_a_40xxx_parameter_error() {
+    let c40 = one(
+        "tiktok-business",
+        200,
+        &[],
+        r#"{"code":40999,"message":"new thing","data":{}}"#,
+    );
+    assert_eq!(c40.kind, Kind::InvalidRequest);
+    assert!(c40.explanation.contains("does not know this code"));
+    let c41 = one(
+        "tiktok-business",
+        200,
+        &[],
+        r#"{"code":41999,"message":"new thing","data":{}}"#,
+    );
+    assert_eq!(c41.kind, Kind::InvalidRequest);
+    assert_ne!(c41.rule, c40.rule, "41xxx is not 40xxx");
+    assert!(c41.explanation.contains("41xxx"), "{}", c41.explanation);
 }

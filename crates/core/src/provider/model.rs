@@ -239,12 +239,33 @@ pub enum RefreshStyle {
     Exchange,
     /// No renewal at all (TikTok Business advertiser tokens live until revoked): watched instead.
     None,
+    /// The RFC 6749 `refresh_token` grant for token sets that came with a refresh token; a set
+    /// without one is a long-term token, watched like [`RefreshStyle::None`]. TikTok Business:
+    /// advertiser tokens have no refresh token, while the SDK documents `/oauth2/access_token/`
+    /// answers with a `refresh_token` and a 24 h access token for creators (platforms.md
+    /// "Corrections (2026-12)" 2). Which applies is decided per token set by
+    /// [`RefreshSpec::renews`].
+    RefreshTokenWhenIssued,
 }
 
 impl RefreshStyle {
-    /// Whether tokenwarden can renew the token without a person.
+    /// Whether tokenwarden can renew tokens of this platform without a person (some of them,
+    /// for [`RefreshStyle::RefreshTokenWhenIssued`]: see [`RefreshSpec::renews`] for one set).
     pub fn can_refresh(self) -> bool {
-        matches!(self, RefreshStyle::RefreshToken | RefreshStyle::SelfRefresh)
+        matches!(
+            self,
+            RefreshStyle::RefreshToken
+                | RefreshStyle::SelfRefresh
+                | RefreshStyle::RefreshTokenWhenIssued
+        )
+    }
+
+    /// Whether renewing uses the `refresh_token` grant.
+    pub fn uses_refresh_token(self) -> bool {
+        matches!(
+            self,
+            RefreshStyle::RefreshToken | RefreshStyle::RefreshTokenWhenIssued
+        )
     }
 
     /// Words for a person.
@@ -254,6 +275,7 @@ impl RefreshStyle {
             RefreshStyle::SelfRefresh => "self-refresh of a long-lived token",
             RefreshStyle::Exchange => "exchange of a short-lived token (not renewable)",
             RefreshStyle::None => "none (long-term token, watched)",
+            RefreshStyle::RefreshTokenWhenIssued => "refresh-token grant if issued, else watched",
         }
     }
 }
@@ -298,6 +320,17 @@ pub struct RefreshSpec {
     pub warn_before: Duration,
 }
 
+impl RefreshSpec {
+    /// Whether tokenwarden renews this token set without a person: by the style, and for
+    /// [`RefreshStyle::RefreshTokenWhenIssued`] only when the platform issued a refresh token.
+    pub fn renews(&self, set: &crate::token::TokenSet) -> bool {
+        match self.style {
+            RefreshStyle::RefreshTokenWhenIssued => set.refresh_token.is_some(),
+            style => style.can_refresh(),
+        }
+    }
+}
+
 /// Calling the API.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -307,14 +340,73 @@ pub struct ApiSpec {
     /// The platform's own sandbox API base, where one exists.
     #[serde(default)]
     pub sandbox_base_url: Option<Url>,
-    /// Header that carries the token.
+    /// Where the token travels on API calls: a header (the default) or a query parameter.
+    #[serde(default)]
+    pub credential_in: CredentialPlacement,
+    /// Header that carries the token (with `credential_in = "header"`). With the query
+    /// placement it is still never taken from a caller (hardening rule 10).
     #[serde(default = "default_credential_header")]
     pub credential_header: String,
+    /// With `credential_in = "query"`: the query parameter that carries the token (Threads:
+    /// `access_token`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential_param: Option<String>,
     /// Its value, a template over `{access_token}`.
     #[serde(default = "default_credential_value")]
     pub credential_value: String,
     /// A cheap authenticated call that proves the token works.
     pub probe: ProbeSpec,
+}
+
+/// Where an API call carries the access token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum CredentialPlacement {
+    /// In `credential_header` (`Authorization: Bearer …`, TikTok's `Access-Token: …`).
+    #[default]
+    Header,
+    /// In the `credential_param` query parameter (Threads documents `access_token`). The URL
+    /// then holds a secret: it must never be logged, shown or put in an error.
+    Query,
+}
+
+impl ApiSpec {
+    /// The header and value our credential travels in, when it travels in a header.
+    pub fn credential_header_value(&self, access_token: &str) -> Option<(&str, String)> {
+        match self.credential_in {
+            CredentialPlacement::Header => Some((
+                self.credential_header.as_str(),
+                self.credential_value
+                    .replace("{access_token}", access_token),
+            )),
+            CredentialPlacement::Query => None,
+        }
+    }
+
+    /// Puts our credential into `url`'s query when the definition says it travels there,
+    /// replacing every parameter of that name, so a caller's own cannot override it or reach
+    /// the platform.
+    pub fn place_query_credential(&self, url: &mut Url, access_token: &str) {
+        let (CredentialPlacement::Query, Some(name)) =
+            (self.credential_in, self.credential_param.as_deref())
+        else {
+            return;
+        };
+        let kept: Vec<(String, String)> = url
+            .query_pairs()
+            .filter(|(k, _)| k != name)
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        let value = self
+            .credential_value
+            .replace("{access_token}", access_token);
+        url.set_query(None);
+        let mut q = url.query_pairs_mut();
+        for (k, v) in &kept {
+            q.append_pair(k, v);
+        }
+        q.append_pair(name, &value);
+    }
 }
 
 /// How the health probe asks whether a token works.

@@ -302,13 +302,20 @@ pub(crate) fn validate(
 
     let r = &spec.refresh;
     match (r.style, &refresh_uses) {
-        (RefreshStyle::RefreshToken, Some(uses)) if !uses.iter().any(|u| u == "refresh_token") => {
-            p.add("token.refresh.params", "refresh.style = \"refresh_token\" but no parameter carries {refresh_token}")
+        (RefreshStyle::RefreshToken | RefreshStyle::RefreshTokenWhenIssued, Some(uses))
+            if !uses.iter().any(|u| u == "refresh_token") =>
+        {
+            p.add("token.refresh.params", format!("refresh.style = {:?} but no parameter carries {{refresh_token}}", r.style))
         }
         (RefreshStyle::SelfRefresh, Some(uses)) if !uses.iter().any(|u| u == "access_token") => {
             p.add("token.refresh.params", "refresh.style = \"self_refresh\" but no parameter carries {access_token}")
         }
-        (RefreshStyle::RefreshToken | RefreshStyle::SelfRefresh, None) => {
+        (
+            RefreshStyle::RefreshToken
+            | RefreshStyle::SelfRefresh
+            | RefreshStyle::RefreshTokenWhenIssued,
+            None,
+        ) => {
             p.add("token.refresh", format!("refresh.style = {:?} needs a [token.refresh] call", r.style))
         }
         (RefreshStyle::Exchange | RefreshStyle::None, Some(_)) => p.add(
@@ -354,7 +361,7 @@ pub(crate) fn validate(
             );
         }
     }
-    if r.rotates && r.style != RefreshStyle::RefreshToken {
+    if r.rotates && !r.style.uses_refresh_token() {
         p.add(
             "refresh.rotates",
             "only refresh-token grants rotate refresh tokens",
@@ -376,6 +383,28 @@ pub(crate) fn validate(
             "api.credential_header",
             format!("{:?} is not a header name", api.credential_header),
         );
+    }
+    match (api.credential_in, api.credential_param.as_deref()) {
+        (CredentialPlacement::Query, None) => p.add(
+            "api.credential_param",
+            "credential_in = \"query\" needs the name of the query parameter that carries the token",
+        ),
+        (CredentialPlacement::Query, Some(name))
+            if name.is_empty()
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) =>
+        {
+            p.add(
+                "api.credential_param",
+                format!("{name:?} is not a query parameter name"),
+            )
+        }
+        (CredentialPlacement::Header, Some(_)) => p.add(
+            "api.credential_param",
+            "only means something with credential_in = \"query\"",
+        ),
+        _ => {}
     }
     match placeholders(&api.credential_value) {
         Ok(names) if names == ["access_token"] => {}

@@ -63,15 +63,15 @@ pub(crate) fn render(case: ErrorCase, d: &ErrorDetail) -> Reply {
     };
     match case {
         ErrorCase::CredentialMissing => g(400, "An active access token must be used to query information about the current user.", 2500, None),
-        ErrorCase::TokenExpired | ErrorCase::TokenRefusedPlainText => g(400, &session_expired_message(d), 190, Some(463)),
+        ErrorCase::TokenExpired | ErrorCase::TokenRefusedPlainText | ErrorCase::TokenRefusedEmpty => g(400, &session_expired_message(d), 190, Some(463)),
         ErrorCase::TokenInvalid => g(400, "Invalid OAuth access token - Cannot parse access token", 190, None),
-        ErrorCase::TokenRevoked => g(400, "Error validating access token: The user has not authorized application.", 190, Some(458)),
+        ErrorCase::TokenRevoked | ErrorCase::AuthorizerGone { .. } => g(400, "Error validating access token: The user has not authorized application.", 190, Some(458)),
         // Permission errors may come as 403 (platforms.md §5).
-        ErrorCase::ScopeMissing | ErrorCase::RoleMissing | ErrorCase::AppMismatch => {
+        ErrorCase::ScopeMissing | ErrorCase::RoleMissing | ErrorCase::AppMismatch | ErrorCase::AccessRefused { .. } => {
             g(403, "(#200) Requires ads_management or ads_read permission to manage the object", 200, None)
         }
         ErrorCase::RateLimited { limit: Limit::User } => g(400, "User request limit reached", 17, Some(2_446_079)),
-        ErrorCase::RateLimited { limit: Limit::App } => g(400, "(#4) Application request limit reached", 4, None),
+        ErrorCase::RateLimited { limit: Limit::App | Limit::Restricted } => g(400, "(#4) Application request limit reached", 4, None),
         ErrorCase::RateLimited { limit: Limit::AdAccount } => g(
             400,
             "(#80004) There have been too many calls to this ad-account. Wait a bit and try again.",
@@ -93,8 +93,8 @@ pub(crate) fn render(case: ErrorCase, d: &ErrorDetail) -> Reply {
             "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Error</title></head><body><div><h1>Sorry, something went wrong.</h1><p>We're working on getting this fixed as soon as we can.</p></div></body></html>".into(),
         ),
         ErrorCase::NotFound => g(400, &msg("Unsupported get request. Object does not exist, cannot be loaded due to missing permissions, or does not support this operation."), 100, Some(33)),
-        ErrorCase::InvalidParams => g(400, &msg("(#100) Invalid parameter"), 100, None),
-        ErrorCase::OAuthInvalidRequest | ErrorCase::OAuthInvalidGrant | ErrorCase::OAuthUnsupportedGrant => {
+        ErrorCase::InvalidParams | ErrorCase::EndpointGone { .. } | ErrorCase::StaleSignature => g(400, &msg("(#100) Invalid parameter"), 100, None),
+        ErrorCase::OAuthInvalidRequest | ErrorCase::OAuthInvalidGrant | ErrorCase::OAuthUnsupportedGrant | ErrorCase::RefreshTokenRefused { .. } => {
             g(400, &msg("Invalid parameter"), 100, d.graph_subcode)
         }
         ErrorCase::OAuthInvalidClient => g(400, "Error validating client secret.", 101, None),

@@ -52,6 +52,7 @@ pub(crate) fn is_token_path(p: Provider, path: &str) -> bool {
         Provider::TiktokBusiness => &[
             "/open_api/v1.3/oauth2/access_token/",
             "/open_api/v1.3/oauth2/revoke_token/",
+            "/open_api/v1.3/tt_user/oauth2/refresh_token/",
         ],
         Provider::Tiktok => &["/v2/oauth/token/", "/v2/oauth/revoke/"],
         Provider::Threads => &[

@@ -5,7 +5,9 @@
 use super::{CAMPAIGNS_PER_ACCOUNT, bearer, origin, page_of, refuse, token_reply, uuid_like};
 use crate::error_case::{ErrorCase, ErrorDetail, Limit, Reply, load_balancer_page};
 use crate::fault::UnauthorizedStyle;
-use crate::ledger::{AccessKind, AccessToken, CodeRefusal, RefreshRefusal, hash, short_id};
+use crate::ledger::{
+    AccessKind, AccessToken, CodeRefusal, RefreshRefusal, Refusal, hash, short_id,
+};
 use crate::provider::Provider;
 use crate::{Gate, Sandbox};
 use axum::Router;
@@ -23,7 +25,9 @@ const SCOPE: &str = "snapchat-marketing-api";
 
 pub(crate) const CASES: &[ErrorCase] = &[
     ErrorCase::TokenExpired,
+    ErrorCase::TokenInvalid,
     ErrorCase::TokenRefusedPlainText,
+    ErrorCase::TokenRefusedEmpty,
     ErrorCase::RoleMissing,
     ErrorCase::NotFound,
     ErrorCase::RateLimited { limit: Limit::User },
@@ -63,19 +67,33 @@ pub(crate) fn render(case: ErrorCase, d: &ErrorDetail) -> Reply {
     match case {
         // RFC 6750 §3.1 challenge with an empty body. Snap answers every token problem (expired,
         // revoked, unknown) with it; "on any Snap 401, refresh once" (platforms.md §1).
+        // The RFC 6750 §3.1 challenge (a fault option: no first-party source shows Snapchat
+        // sending it). Only an expired token is described as expired.
         ErrorCase::TokenExpired
         | ErrorCase::TokenInvalid
         | ErrorCase::TokenRevoked
+        | ErrorCase::AuthorizerGone { .. }
         | ErrorCase::CredentialMissing => Reply {
             status: 401,
             headers: vec![
                 ("content-type".into(), "text/html".into()),
                 (
                     "www-authenticate".into(),
-                    "Bearer error=\"invalid_token\", error_description=\"The access token expired\""
-                        .into(),
+                    format!(
+                        "Bearer error=\"invalid_token\", error_description=\"{}\"",
+                        if case == ErrorCase::TokenExpired {
+                            "The access token expired"
+                        } else {
+                            "The access token is invalid"
+                        }
+                    ),
                 ),
             ],
+            body: Vec::new(),
+        },
+        ErrorCase::TokenRefusedEmpty => Reply {
+            status: 401,
+            headers: Vec::new(),
             body: Vec::new(),
         },
         ErrorCase::TokenRefusedPlainText => Reply {
@@ -83,7 +101,10 @@ pub(crate) fn render(case: ErrorCase, d: &ErrorDetail) -> Reply {
             headers: vec![("content-type".into(), "text/plain".into())],
             body: b"unauthorized".to_vec(),
         },
-        ErrorCase::RoleMissing | ErrorCase::ScopeMissing | ErrorCase::AppMismatch => envelope(
+        ErrorCase::RoleMissing
+        | ErrorCase::ScopeMissing
+        | ErrorCase::AppMismatch
+        | ErrorCase::AccessRefused { .. } => envelope(
             403,
             Some("E3002"),
             "Caller does not have permission",
@@ -108,17 +129,21 @@ pub(crate) fn render(case: ErrorCase, d: &ErrorDetail) -> Reply {
             "Something went wrong. Please try again later.",
         ),
         ErrorCase::OutagePage { status } => load_balancer_page(status),
-        ErrorCase::InvalidParams => envelope(
-            400,
-            None,
-            d.message.as_deref().unwrap_or("Invalid request"),
-            "The request is invalid.",
-        ),
+        ErrorCase::InvalidParams | ErrorCase::EndpointGone { .. } | ErrorCase::StaleSignature => {
+            envelope(
+                400,
+                None,
+                d.message.as_deref().unwrap_or("Invalid request"),
+                "The request is invalid.",
+            )
+        }
         ErrorCase::OAuthInvalidRequest => oauth(400, "invalid_request", "Missing parameter"),
         ErrorCase::OAuthInvalidClient => {
             oauth(401, "invalid_client", "Client authentication failed")
         }
-        ErrorCase::OAuthInvalidGrant => oauth(400, "invalid_grant", "Invalid grant"),
+        ErrorCase::OAuthInvalidGrant | ErrorCase::RefreshTokenRefused { .. } => {
+            oauth(400, "invalid_grant", "Invalid grant")
+        }
         ErrorCase::OAuthUnsupportedGrant => {
             oauth(400, "unsupported_grant_type", "Unsupported grant type")
         }
@@ -264,16 +289,18 @@ async fn token(State(sb): State<Sandbox>, Form(f): Form<HashMap<String, String>>
 /// Gate + Snapchat's own limits: 10 req/s per token and 20 req/s per app.
 fn authorize(sb: &Sandbox, headers: &HeaderMap) -> Result<(Arc<AccessToken>, String), Response> {
     let token = bearer(headers);
-    let unauthorized = || {
+    let unauthorized = |r: Refusal| {
         let case = match sb.faults(P).settings.read().unauthorized_style {
-            UnauthorizedStyle::Challenge => ErrorCase::TokenExpired,
+            UnauthorizedStyle::Challenge if r == Refusal::Expired => ErrorCase::TokenExpired,
+            UnauthorizedStyle::Challenge => ErrorCase::TokenInvalid,
             UnauthorizedStyle::Plain => ErrorCase::TokenRefusedPlainText,
+            UnauthorizedStyle::Empty => ErrorCase::TokenRefusedEmpty,
         };
         refuse(sb, P, case, &ErrorDetail::default())
     };
     let access = match sb.gate(P, token.as_deref()) {
         Ok(a) => a,
-        Err(Gate::Token(_)) => return Err(unauthorized()),
+        Err(Gate::Token(r)) => return Err(unauthorized(r)),
         Err(Gate::Throttled) => {
             return Err(refuse(
                 sb,

@@ -20,6 +20,10 @@ use std::time::Duration;
 
 const P: Provider = Provider::Tiktok;
 
+/// The endpoints with a documented 600 requests/min limit (platforms.md "Corrections (2026-12)" 3).
+pub(crate) const LIMITED_600_PER_MINUTE: &[&str] =
+    &["/v2/user/info/", "/v2/video/query/", "/v2/video/list/"];
+
 pub(crate) const CASES: &[ErrorCase] = &[
     ErrorCase::TokenInvalid,
     ErrorCase::ScopeMissing,
@@ -54,19 +58,28 @@ pub(crate) fn render(case: ErrorCase, d: &ErrorDetail) -> Reply {
         // (platforms.md §3). The code says "invalid", so that is the kind it carries.
         ErrorCase::TokenExpired
         | ErrorCase::TokenRefusedPlainText
+        | ErrorCase::TokenRefusedEmpty
         | ErrorCase::TokenInvalid
         | ErrorCase::TokenRevoked
+        | ErrorCase::AuthorizerGone { .. }
         | ErrorCase::CredentialMissing => api(
             401,
             "access_token_invalid",
             "The access token is invalid or not found in the request.",
         ),
-        ErrorCase::ScopeMissing | ErrorCase::RoleMissing | ErrorCase::AppMismatch => api(
+        ErrorCase::ScopeMissing
+        | ErrorCase::RoleMissing
+        | ErrorCase::AppMismatch
+        | ErrorCase::AccessRefused { .. } => api(
             401,
             "scope_not_authorized",
             "The user did not authorize the scope required for completing this request.",
         ),
-        ErrorCase::InvalidParams | ErrorCase::NotFound | ErrorCase::TaskPending => api(
+        ErrorCase::InvalidParams
+        | ErrorCase::NotFound
+        | ErrorCase::TaskPending
+        | ErrorCase::EndpointGone { .. }
+        | ErrorCase::StaleSignature => api(
             400,
             "invalid_params",
             d.message
@@ -74,13 +87,15 @@ pub(crate) fn render(case: ErrorCase, d: &ErrorDetail) -> Reply {
                 .unwrap_or("The request parameters are invalid."),
         ),
         ErrorCase::RateLimited { .. } => {
-            let reset = d.reset_at.map(|t| t.timestamp()).unwrap_or_default();
-            api(
+            let reply = api(
                 429,
                 "rate_limit_exceeded",
                 "The API rate limit was exceeded. Please try again later.",
-            )
-            .header("x-ratelimit-reset", reset.to_string())
+            );
+            match d.reset_at {
+                Some(at) => reply.header("x-ratelimit-reset", at.timestamp().to_string()),
+                None => reply,
+            }
         }
         ErrorCase::Outage => api(500, "internal_error", "Internal error. Please retry later."),
         ErrorCase::OutagePage { status } => load_balancer_page(status),
@@ -88,7 +103,9 @@ pub(crate) fn render(case: ErrorCase, d: &ErrorDetail) -> Reply {
         ErrorCase::OAuthInvalidClient => {
             oauth(401, "invalid_client", "Client key or secret is invalid.")
         }
-        ErrorCase::OAuthInvalidGrant => oauth(400, "invalid_grant", "The grant is invalid."),
+        ErrorCase::OAuthInvalidGrant | ErrorCase::RefreshTokenRefused { .. } => {
+            oauth(400, "invalid_grant", "The grant is invalid.")
+        }
         ErrorCase::OAuthUnsupportedGrant => oauth(
             400,
             "unsupported_grant_type",
@@ -224,9 +241,14 @@ async fn token(State(sb): State<Sandbox>, Form(f): Form<HashMap<String, String>>
         .ledger()
         .issue_access(&grant, AccessKind::Standard, "act.", lifetime, now);
     let (refresh, refresh_expiry) = if new_refresh {
-        let (v, t) = sb
-            .ledger()
-            .issue_refresh(&grant, "rft.", P.refresh_lifetime(), now);
+        // A rotated refresh token keeps the remaining lifetime of the one it replaces: TikTok's
+        // pages say refresh_expires_in gives the REMAINING lifetime (platforms.md "Corrections
+        // (2026-12)" 3), so the 180-day end of the authorization stands.
+        let lifetime = match kept_refresh_expiry {
+            Some(end) => Some((end - now).to_std().unwrap_or_default()),
+            None => P.refresh_lifetime(),
+        };
+        let (v, t) = sb.ledger().issue_refresh(&grant, "rft.", lifetime, now);
         (v, t.expires_at)
     } else {
         (
@@ -303,20 +325,22 @@ fn authorize(
             ));
         }
     };
-    if sb.config().enforce_rate_limits {
+    // 600 requests/min is documented for these three endpoints only ("limits for each API are
+    // set and enforced separately"), and no x-ratelimit-reset header is documented: the 429
+    // carries none, so a client's fallback wait is what gets tested (platforms.md "Corrections
+    // (2026-12)" 3). The throttle fault still sends one, for clients that read it.
+    if sb.config().enforce_rate_limits && LIMITED_600_PER_MINUTE.contains(&uri.path()) {
         let key = format!("tt:{}:{}", access.grant.app.client_id, uri.path());
-        if let Err(over) = sb
+        if sb
             .limits()
             .admit(key, 600, Duration::from_secs(60), sb.now())
+            .is_err()
         {
             return Err(refuse(
                 sb,
                 P,
                 ErrorCase::RateLimited { limit: Limit::App },
-                &ErrorDetail {
-                    reset_at: Some(over.reset_at),
-                    ..Default::default()
-                },
+                &ErrorDetail::default(),
             ));
         }
     }

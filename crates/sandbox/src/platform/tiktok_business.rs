@@ -11,7 +11,7 @@
 
 use super::{CAMPAIGNS_PER_ACCOUNT, page_of, refuse, token_reply};
 use crate::error_case::{ErrorCase, ErrorDetail, Limit, Reply, load_balancer_page};
-use crate::ledger::{AccessKind, AccessToken, CodeRefusal, Refusal, short_id};
+use crate::ledger::{AccessKind, AccessToken, CodeRefusal, RefreshRefusal, Refusal, short_id};
 use crate::provider::Provider;
 use crate::{Gate, Sandbox};
 use axum::Extension;
@@ -29,6 +29,10 @@ use tokenwarden_core::connection::Environment;
 
 const P: Provider = Provider::TiktokBusiness;
 const BASE: &str = "/open_api/v1.3";
+/// Creator tokens: "The creator access token is valid for 24 hours and the refresh token is valid
+/// for one year" (SDK `docs/AuthenticationApi.md`, platforms.md "Corrections (2026-12)" 2).
+const CREATOR_ACCESS: Duration = Duration::from_secs(24 * 3600);
+const CREATOR_REFRESH: Duration = Duration::from_secs(365 * 24 * 3600);
 
 pub(crate) const CASES: &[ErrorCase] = &[
     ErrorCase::CredentialMissing,
@@ -48,6 +52,23 @@ pub(crate) const CASES: &[ErrorCase] = &[
     ErrorCase::OAuthInvalidClient,
     ErrorCase::OAuthInvalidGrant,
     ErrorCase::OAuthUnsupportedGrant,
+    // The codes of platforms.md "Corrections (2026-12)" 1, from the official SDK table.
+    ErrorCase::RateLimited {
+        limit: Limit::Restricted,
+    },
+    ErrorCase::AuthorizerGone {
+        user_logged_out: false,
+    },
+    ErrorCase::AuthorizerGone {
+        user_logged_out: true,
+    },
+    ErrorCase::AccessRefused { blocked: false },
+    ErrorCase::AccessRefused { blocked: true },
+    ErrorCase::EndpointGone { retired: false },
+    ErrorCase::EndpointGone { retired: true },
+    ErrorCase::StaleSignature,
+    ErrorCase::RefreshTokenRefused { expired: false },
+    ErrorCase::RefreshTokenRefused { expired: true },
 ];
 
 /// The numeric permission ids the token response lists (platforms.md §2: `scope` is numeric).
@@ -75,9 +96,9 @@ pub(crate) fn render(case: ErrorCase, d: &ErrorDetail) -> Reply {
             40104,
             msg("Access token is null, please check and try again."),
         ),
-        ErrorCase::TokenExpired | ErrorCase::TokenRefusedPlainText => {
-            (40102, msg("Access token has expired."))
-        }
+        ErrorCase::TokenExpired
+        | ErrorCase::TokenRefusedPlainText
+        | ErrorCase::TokenRefusedEmpty => (40102, msg("Access token has expired.")),
         ErrorCase::TokenRevoked | ErrorCase::TokenInvalid => (
             40105,
             msg("The access token is incorrect or has been revoked."),
@@ -95,6 +116,9 @@ pub(crate) fn render(case: ErrorCase, d: &ErrorDetail) -> Reply {
             ),
         ),
         ErrorCase::AppMismatch => (40113, msg("The app_id does not match the access token.")),
+        ErrorCase::RateLimited {
+            limit: Limit::Restricted,
+        } => (61000, msg("Too many requests, please try again later.")),
         ErrorCase::RateLimited { .. } => (
             40100,
             format!(
@@ -110,10 +134,27 @@ pub(crate) fn render(case: ErrorCase, d: &ErrorDetail) -> Reply {
         }
         ErrorCase::OAuthInvalidClient => (40101, msg("The app_id or secret is invalid.")),
         ErrorCase::OAuthInvalidGrant => (40110, msg("The auth_code is invalid, used or expired.")),
-        ErrorCase::OAuthUnsupportedGrant => (
-            40107,
-            msg("Refresh tokens are not supported: Marketing API access tokens are long-term."),
+        ErrorCase::RefreshTokenRefused { expired: false } => {
+            (40107, msg("The refresh token is invalid."))
+        }
+        ErrorCase::RefreshTokenRefused { expired: true } => {
+            (40103, msg("The refresh token has expired."))
+        }
+        ErrorCase::AuthorizerGone {
+            user_logged_out: false,
+        } => (
+            40114,
+            msg("The advertiser has logged out of this authorization."),
         ),
+        ErrorCase::AuthorizerGone {
+            user_logged_out: true,
+        } => (40120, msg("The TikTok user is not logged in.")),
+        ErrorCase::AccessRefused { blocked: false } => (40003, msg("Forbidden.")),
+        ErrorCase::AccessRefused { blocked: true } => (41000, msg("Blocked.")),
+        ErrorCase::EndpointGone { retired: false } => (40400, msg("Route not found.")),
+        ErrorCase::EndpointGone { retired: true } => (41001, msg("This interface is offline.")),
+        ErrorCase::StaleSignature => (40115, msg("The request timestamp has expired.")),
+        ErrorCase::OAuthUnsupportedGrant => (40108, msg("The grant_type is invalid.")),
     };
     let rid = request_id();
     Reply::json(
@@ -127,6 +168,10 @@ pub(crate) fn routes() -> Router<Sandbox> {
     Router::new()
         .route(&format!("{BASE}/oauth2/access_token/"), post(token))
         .route(&format!("{BASE}/oauth2/revoke_token/"), post(revoke))
+        .route(
+            &format!("{BASE}/tt_user/oauth2/refresh_token/"),
+            post(refresh),
+        )
         .route(&format!("{BASE}/user/info/"), get(user_info))
         .route(&format!("{BASE}/oauth2/advertiser/get/"), get(advertisers))
         .route(&format!("{BASE}/campaign/get/"), get(campaigns))
@@ -168,8 +213,13 @@ async fn token(State(sb): State<Sandbox>, body: Bytes) -> Response {
         );
     };
     if body.get("refresh_token").is_some() {
+        // Marketing API tokens are long-term: a refresh token sent here is not one (40107).
         sb.counters().token_call(P, None, "refresh_token");
-        return fail(&sb, ErrorCase::OAuthUnsupportedGrant, "");
+        return fail(
+            &sb,
+            ErrorCase::RefreshTokenRefused { expired: false },
+            "Refresh tokens are not accepted here: Marketing API access tokens are long-term.",
+        );
     }
     let (Some(app_id), Some(secret), Some(code)) = (
         field(&body, "app_id"),
@@ -229,6 +279,29 @@ async fn token(State(sb): State<Sandbox>, body: Bytes) -> Response {
     };
     let grant = sb.ledger().new_grant(&code, now);
     sb.counters().token_call(P, Some(&grant.id), "auth_code");
+    if app.refresh_tokens {
+        // A creator token: 24 h, with a one-year refresh token.
+        let lifetime = sb.config().access_lifetime(P).unwrap_or(CREATOR_ACCESS);
+        let (access, _) =
+            sb.ledger()
+                .issue_access(&grant, AccessKind::Standard, "", Some(lifetime), now);
+        let (refresh, _) = sb
+            .ledger()
+            .issue_refresh(&grant, "", Some(CREATOR_REFRESH), now);
+        return token_reply(
+            &sb,
+            P,
+            json!({"code": 0, "message": "OK", "request_id": request_id(), "data": {
+                "access_token": access,
+                "token_type": "Bearer",
+                "expires_in": lifetime.as_secs(),
+                "refresh_token": refresh,
+                "refresh_token_expires_in": CREATOR_REFRESH.as_secs(),
+                "advertiser_ids": advertiser_ids(&grant),
+                "scope": scope_ids(&grant),
+            }}),
+        );
+    }
     let (access, _) = sb.ledger().issue_access(
         &grant,
         AccessKind::Standard,
@@ -236,18 +309,110 @@ async fn token(State(sb): State<Sandbox>, body: Bytes) -> Response {
         sb.config().access_lifetime(P),
         now,
     );
-    let scope: Vec<u32> = SCOPE_IDS
-        .iter()
-        .filter(|(name, _)| grant.has_scope(name))
-        .map(|(_, id)| *id)
-        .collect();
     token_reply(
         &sb,
         P,
         json!({"code": 0, "message": "OK", "request_id": request_id(), "data": {
             "access_token": access,
             "advertiser_ids": advertiser_ids(&grant),
-            "scope": scope,
+            "scope": scope_ids(&grant),
+        }}),
+    )
+}
+
+fn scope_ids(grant: &crate::ledger::Grant) -> Vec<u32> {
+    SCOPE_IDS
+        .iter()
+        .filter(|(name, _)| grant.has_scope(name))
+        .map(|(_, id)| *id)
+        .collect()
+}
+
+/// Renews a creator token (platforms.md §2: `{client_id, client_secret, grant_type:
+/// "refresh_token", refresh_token}` as JSON). The refresh token is kept, with its remaining
+/// lifetime, unless the rotation fault is on.
+async fn refresh(State(sb): State<Sandbox>, body: Bytes) -> Response {
+    let body = serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null);
+    let (Some(client_id), Some(secret), Some(grant_type), Some(rt)) = (
+        field(&body, "client_id"),
+        field(&body, "client_secret"),
+        field(&body, "grant_type"),
+        field(&body, "refresh_token"),
+    ) else {
+        sb.counters().token_call(P, None, "refresh_token");
+        return fail(
+            &sb,
+            ErrorCase::OAuthInvalidRequest,
+            "client_id, client_secret, grant_type and refresh_token are required.",
+        );
+    };
+    if grant_type != "refresh_token" {
+        sb.counters().token_call(P, None, "refresh_token");
+        return fail(
+            &sb,
+            ErrorCase::OAuthUnsupportedGrant,
+            "grant_type must be refresh_token.",
+        );
+    }
+    if sb
+        .ledger()
+        .app(P, client_id)
+        .filter(|a| a.secret_matches(secret))
+        .is_none()
+    {
+        sb.counters().token_call(P, None, "refresh_token");
+        return fail(
+            &sb,
+            ErrorCase::OAuthInvalidClient,
+            "The client_id or client_secret is invalid.",
+        );
+    }
+    let now = sb.now();
+    let (rotate, grace) = {
+        let s = sb.faults(P).settings.read();
+        (s.rotation, s.reuse_grace)
+    };
+    let (grant, refresh_expiry) = match sb
+        .ledger()
+        .use_refresh(P, client_id, rt, rotate, grace, now)
+    {
+        Ok(ok) => ok,
+        Err(r) => {
+            sb.counters().token_call(P, None, "refresh_token");
+            let expired = matches!(r, RefreshRefusal::Expired);
+            return fail(
+                &sb,
+                ErrorCase::RefreshTokenRefused { expired },
+                if expired {
+                    "The refresh token has expired."
+                } else {
+                    "The refresh token is invalid."
+                },
+            );
+        }
+    };
+    sb.counters()
+        .token_call(P, Some(&grant.id), "refresh_token");
+    let lifetime = sb.config().access_lifetime(P).unwrap_or(CREATOR_ACCESS);
+    let (access, _) =
+        sb.ledger()
+            .issue_access(&grant, AccessKind::Standard, "", Some(lifetime), now);
+    let remaining = refresh_expiry.map(|e| (e - now).to_std().unwrap_or_default());
+    let refresh = if rotate {
+        sb.ledger().issue_refresh(&grant, "", remaining, now).0
+    } else {
+        rt.to_string()
+    };
+    token_reply(
+        &sb,
+        P,
+        json!({"code": 0, "message": "OK", "request_id": request_id(), "data": {
+            "access_token": access,
+            "token_type": "Bearer",
+            "expires_in": lifetime.as_secs(),
+            "refresh_token": refresh,
+            "refresh_token_expires_in": remaining.map_or(0, |d| d.as_secs()),
+            "scope": scope_ids(&grant),
         }}),
     )
 }
@@ -333,38 +498,44 @@ fn authorize(
         }
     };
     if sb.config().enforce_rate_limits {
-        let (qps, qpm) = match host {
-            Environment::Production => sb.config().tiktok_business_limits,
-            Environment::Sandbox => sb.config().tiktok_business_sandbox_limits,
-        };
         let now = sb.now();
         let app = &access.grant.app.client_id;
-        let path = uri.path();
-        let host = host.as_str();
-        let over = sb
-            .limits()
-            .admit(
-                format!("ttb:{host}:{app}:{path}:s"),
-                qps.into(),
-                Duration::from_secs(1),
-                now,
-            )
-            .is_err()
-            || sb
-                .limits()
-                .admit(
-                    format!("ttb:{host}:{app}:{path}:m"),
-                    qpm.into(),
-                    Duration::from_secs(60),
-                    now,
-                )
-                .is_err();
+        let path = uri
+            .path()
+            .strip_prefix(tokenwarden_core::provider::SANDBOX_HOST_PREFIX)
+            .filter(|rest| rest.starts_with('/'))
+            .unwrap_or(uri.path());
+        // Production counts per app over every endpoint; the sandbox host per endpoint.
+        let (limits, scope) = match host {
+            Environment::Production => (sb.config().tiktok_business_limits, "app".to_string()),
+            Environment::Sandbox => (sb.config().tiktok_business_sandbox_limits, path.to_string()),
+        };
+        let mut windows: Vec<(String, u32, Duration)> = Vec::new();
+        let key = |scope: &str, w: &str| format!("ttb:{}:{app}:{scope}:{w}", host.as_str());
+        let (qps, qpm, qpd) = limits;
+        windows.push((key(&scope, "s"), qps, Duration::from_secs(1)));
+        windows.push((key(&scope, "m"), qpm, Duration::from_secs(60)));
+        windows.push((key(&scope, "d"), qpd, Duration::from_secs(86_400)));
+        if host == Environment::Production
+            && let Some((_, s, m, d)) = STRICTER.iter().find(|(p, ..)| *p == path)
+        {
+            windows.push((key(path, "s"), *s, Duration::from_secs(1)));
+            windows.push((key(path, "m"), *m, Duration::from_secs(60)));
+            windows.push((key(path, "d"), *d, Duration::from_secs(86_400)));
+        }
+        let over = windows
+            .into_iter()
+            .any(|(k, n, w)| sb.limits().admit(k, n.into(), w, now).is_err());
         if over {
             return Err(rate_limited(sb, Some(app.clone())));
         }
     }
     Ok(access)
 }
+
+/// Endpoints whose own limits are stricter than the app's: (path, QPS, QPM, QPD) on the Basic
+/// tier (platforms.md §2: "`/report/task/create/` 2/60/4500").
+const STRICTER: &[(&str, u32, u32, u32)] = &[("/open_api/v1.3/report/task/create/", 2, 60, 4500)];
 
 fn rate_limited(sb: &Sandbox, app: Option<String>) -> Response {
     refuse(

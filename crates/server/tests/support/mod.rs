@@ -297,19 +297,17 @@ impl World {
     pub async fn probe(&self, provider: &str, token: &str) -> u16 {
         let p = self.d.state.providers.get(provider).unwrap();
         let api = &p.spec.api;
-        let url = format!(
+        let mut url = url::Url::parse(&format!(
             "{}{}",
             api.base_url.as_str().trim_end_matches('/'),
             api.probe.path
-        );
-        let value = api.credential_value.replace("{access_token}", token);
-        self.http
-            .get(url)
-            .header(api.credential_header.as_str(), value)
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16()
+        ))
+        .unwrap();
+        api.place_query_credential(&mut url, token);
+        let mut req = self.http.get(url);
+        if let Some((name, value)) = api.credential_header_value(token) {
+            req = req.header(name, value);
+        }
+        req.send().await.unwrap().status().as_u16()
     }
 }

@@ -1,0 +1,265 @@
+//! Platform facts end to end (issue 23, platforms.md "Corrections (2026-12)"): the daemon over
+//! real HTTP with the sandbox in-process and a fake clock.
+
+mod support;
+
+use chrono::TimeDelta;
+use support::world;
+
+/// TikTok Business `/oauth2/access_token/` answers that carry a refresh token (creator tokens:
+/// 24 h access, one-year refresh; SDK `docs/AuthenticationApi.md`) are refreshed, day after day,
+/// while advertiser tokens from the same daemon stay long-term and are never refreshed.
+#[tokio::test]
+async fn tiktok_business_tokens_with_a_refresh_token_are_refreshed_and_long_term_ones_are_not() {
+    let w = world().await;
+    let sb = w.d.sandbox_base.clone().unwrap();
+    // A developer app whose answers carry refresh tokens, registered at the sandbox and in
+    // tokenwarden (`tiktok_app` gives it the secret `<credentials>-secret`).
+    let r = w
+        .http
+        .post(format!("{sb}/_sandbox/apps"))
+        .json(&serde_json::json!({
+            "provider": "tiktok-business",
+            "client_id": "creator-app",
+            "client_secret": "creator-app-secret",
+            "redirect_uris": [format!("{}callback/tiktok-business", w.d.base)],
+            "refresh_tokens": true,
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    w.tiktok_app("creator", "creator-app", "production").await;
+
+    let flow = w
+        .start_and_approve("tiktok-business", "cr-1&app=creator")
+        .await;
+    let (status, page) = w.finish(&flow).await;
+    assert_eq!(status, 303, "{page}");
+    let flow = w
+        .start_and_approve("tiktok-business", "adv-1&app=demo")
+        .await;
+    let (status, page) = w.finish(&flow).await;
+    assert_eq!(status, 303, "{page}");
+
+    let token = |id: &'static str| {
+        let w = &w;
+        async move {
+            let (status, body) = w
+                .api(&w.reader, &format!("v1/connections/{id}/token"))
+                .await;
+            assert_eq!(status, 200, "{id}: {body}");
+            body["access_token"].as_str().unwrap().to_string()
+        }
+    };
+    let works = |t: String| {
+        let w = &w;
+        async move {
+            let p = w.d.state.providers.get("tiktok-business").unwrap();
+            let body: serde_json::Value = w
+                .http
+                .get(format!(
+                    "{}{}",
+                    p.spec.api.base_url.as_str().trim_end_matches('/'),
+                    p.spec.api.probe.path
+                ))
+                .header("Access-Token", t)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            body["code"].as_i64() == Some(0)
+        }
+    };
+
+    let creator_first = token("cr-1").await;
+    let advertiser_first = token("adv-1").await;
+    let mut creator_tokens = vec![creator_first.clone()];
+    // Three days, in steps shorter than the 24 h access token: each day a new one, and the
+    // platform accepts every token the daemon hands out.
+    for step in 0..9 {
+        w.clock.advance(TimeDelta::hours(8));
+        let c = token("cr-1").await;
+        assert!(
+            works(c.clone()).await,
+            "step {step}: creator token accepted"
+        );
+        if creator_tokens.last() != Some(&c) {
+            creator_tokens.push(c);
+        }
+        let a = token("adv-1").await;
+        assert_eq!(a, advertiser_first, "the advertiser token is long-term");
+        assert!(works(a).await, "step {step}: advertiser token accepted");
+    }
+    assert!(
+        creator_tokens.len() >= 3,
+        "the creator token was refreshed about daily: {} tokens",
+        creator_tokens.len()
+    );
+    assert!(
+        !works(creator_first).await,
+        "the first creator token has expired at the platform"
+    );
+
+    let counters: serde_json::Value = w
+        .http
+        .get(format!("{sb}/_sandbox/counters"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let by_type = &counters["providers"]["tiktok-business"]["token_calls_by_grant_type"];
+    assert_eq!(
+        by_type["refresh_token"].as_u64(),
+        Some(creator_tokens.len() as u64 - 1),
+        "one refresh per new creator token, none for the advertiser: {counters}"
+    );
+}
+
+/// Threads: calls through the proxy and the monitor's probes send the token the documented way,
+/// as the `access_token` query parameter (no `Authorization: Bearer`; platforms.md "Corrections
+/// (2026-12)" 4), a caller's own `access_token` cannot override it, and the token, now in a URL,
+/// reaches no error text, event, connection view or metric, in success or in an outage.
+#[tokio::test]
+async fn threads_calls_and_probes_carry_the_token_as_the_access_token_query_parameter() {
+    let w = world().await;
+    let sb = w.d.sandbox_base.clone().unwrap();
+    let flow = w.start_and_approve("threads", "th-1").await;
+    let (status, page) = w.finish(&flow).await;
+    assert_eq!(status, 303, "{page}");
+    let (_, v) = w.api(&w.reader, "v1/connections/th-1/token").await;
+    let token = v["access_token"].as_str().unwrap().to_string();
+    w.http
+        .post(format!("{sb}/_sandbox/counters/reset"))
+        .send()
+        .await
+        .unwrap();
+
+    let call = |path: &'static str| {
+        let w = &w;
+        async move {
+            let r = w
+                .http
+                .get(format!("{}proxy/th-1/{path}", w.d.base))
+                .bearer_auth(&w.admin)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            let headers = format!("{:?}", r.headers());
+            (status, headers, r.text().await.unwrap())
+        }
+    };
+    let mut texts = Vec::new();
+    // The caller's own access_token is replaced by ours: the call works as the connection.
+    // (Threads' per-token limit spaces proxied calls some seconds apart: two calls suffice.)
+    let (status, headers, body) = call("me?fields=id,username&access_token=not-a-token").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"username\""), "{body}");
+    texts.push(headers + &body);
+    let (status, c) = w
+        .post(&w.admin, "v1/connections/th-1/probe", serde_json::json!({}))
+        .await;
+    assert_eq!(status, 200, "{c}");
+    assert_eq!(c["state"], "active", "{c}");
+
+    let counters: serde_json::Value = w
+        .http
+        .get(format!("{sb}/_sandbox/counters"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let th = &counters["providers"]["threads"];
+    assert!(th["api_calls"].as_u64().unwrap() >= 2, "{counters}");
+    assert_eq!(
+        th["undocumented_credentials"], 0,
+        "no call or probe sent Authorization: Bearer: {counters}"
+    );
+
+    // An outage: the errors the proxy and the probe produce are not allowed to quote the URL.
+    w.http
+        .post(format!("{sb}/_sandbox/faults/threads/outage"))
+        .json(&serde_json::json!({"for": "10m"}))
+        .send()
+        .await
+        .unwrap();
+    let (status, headers, body) = call("me?fields=id").await;
+    assert_ne!(status, 200);
+    texts.push(headers + &body);
+    let (_, c) = w
+        .post(&w.admin, "v1/connections/th-1/probe", serde_json::json!({}))
+        .await;
+    texts.push(c.to_string());
+    let (_, c) = w.api(&w.admin, "v1/connections/th-1").await;
+    texts.push(c.to_string());
+    let (_, e) = w.api(&w.admin, "v1/connections/th-1/events").await;
+    assert!(!e["events"].as_array().unwrap().is_empty());
+    texts.push(e.to_string());
+    let (_, e) = w.api(&w.admin, "v1/events?limit=1000").await;
+    texts.push(e.to_string());
+    let metrics = w
+        .http
+        .get(format!("{}metrics", w.d.base))
+        .bearer_auth(&w.admin)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("threads"), "the metrics name Threads");
+    texts.push(metrics);
+    for (i, t) in texts.iter().enumerate() {
+        assert!(
+            !t.contains(&token),
+            "text {i} holds the Threads token: …{}",
+            &token[token.len() - 4..]
+        );
+    }
+}
+
+/// TikTok Login Kit: a rotated refresh token keeps the remaining lifetime of the one it
+/// replaces ("both fields give the remaining lifetime", platforms.md "Corrections (2026-12)"
+/// 3), so however often it is refreshed, the 180-day end of the authorization arrives and the
+/// monitor forecasts it days ahead.
+#[tokio::test]
+async fn tiktok_login_kit_reaches_its_180_day_end_and_it_is_forecast() {
+    let w = world().await;
+    let flow = w.start_and_approve("tiktok", "tt-1").await;
+    let (status, page) = w.finish(&flow).await;
+    assert_eq!(status, 303, "{page}");
+    let problems = |c: &serde_json::Value| -> Vec<String> {
+        c["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["code"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // A refresh a day, every day, for 175 days: the refresh token rotates each time.
+    for day in 0..175 {
+        w.clock.advance(TimeDelta::days(1));
+        let (status, body) = w.api(&w.reader, "v1/connections/tt-1/token").await;
+        assert_eq!(status, 200, "day {day}: {body}");
+    }
+    let (status, c) = w
+        .post(&w.admin, "v1/connections/tt-1/probe", serde_json::json!({}))
+        .await;
+    assert_eq!(status, 200, "{c}");
+    assert!(
+        problems(&c).contains(&"expires_soon".to_string()),
+        "the end of the authorization is forecast: {c}"
+    );
+    // Past day 180 the platform refuses the refresh token: a person must authorize again.
+    w.clock.advance(TimeDelta::days(6));
+    let (status, body) = w.api(&w.reader, "v1/connections/tt-1/token").await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"]["code"], "reauth_required");
+}
