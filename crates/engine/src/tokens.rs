@@ -297,7 +297,9 @@ impl TokenService {
         }
         let now = self.clock.now();
         let spec = &provider.spec.refresh;
-        if !spec.style.can_refresh() {
+        // Decided per token set: a TikTok Business answer with a refresh token is renewed, a
+        // long-term token without one is not.
+        if !spec.renews(&stored.set) {
             return self.unrenewable(&conn, stored).await;
         }
         if let Some(min_age) = spec.min_age

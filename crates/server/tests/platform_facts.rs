@@ -263,3 +263,26 @@ async fn tiktok_login_kit_reaches_its_180_day_end_and_it_is_forecast() {
     assert_eq!(status, 409, "{body}");
     assert_eq!(body["error"]["code"], "reauth_required");
 }
+
+/// "Refresh now" on a long-term TikTok Business token (no refresh token in its set) serves the
+/// token it has: no call to the platform, no `degraded`, no retries scheduled. The refresh style
+/// `refresh_token_when_issued` is decided per token set in the token service too.
+#[tokio::test]
+async fn refreshing_a_long_term_tiktok_business_token_keeps_it_and_calls_nobody() {
+    let w = world().await;
+    let flow = w.start_and_approve("tiktok-business", "long-1").await;
+    assert_eq!(w.finish(&flow).await.0, 303);
+    let (_, before) = w.api(&w.reader, "v1/connections/long-1/token").await;
+    let (status, after) = w
+        .post(
+            &w.reader,
+            "v1/connections/long-1/refresh",
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{after}");
+    assert_eq!(after["access_token"], before["access_token"]);
+    let (_, c) = w.api(&w.admin, "v1/connections/long-1").await;
+    assert_eq!(c["state"], "active", "{c}");
+    assert!(c["problems"].as_array().unwrap().is_empty(), "{c}");
+}
