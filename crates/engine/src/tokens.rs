@@ -585,6 +585,12 @@ impl TokenService {
 
     /// Why no refresh may start now: the database refused to store a refreshed set that is still
     /// held (for another connection) and still refuses. `None`: go on.
+    /// How many refreshed token sets are held in memory because the database refused them; more
+    /// than none means the database refuses writes (a full disk, a read-only server).
+    pub fn held_in_memory(&self) -> usize {
+        self.held.len()
+    }
+
     async fn writes_refused(&self, id: &ConnectionId) -> Option<String> {
         if self.held.iter().all(|e| e.key() == id) {
             return None;

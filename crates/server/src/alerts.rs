@@ -34,6 +34,9 @@ pub enum Reason {
     /// The platform refused an app (a wrong or rotated client secret): every refresh of its
     /// connections fails until the app is fixed (hardening rule 5).
     AppRefused,
+    /// The database refuses writes (a full disk, a read-only server): refreshed token sets are
+    /// held in memory and refreshes wait.
+    StoreRefusing,
 }
 
 impl Reason {
@@ -44,6 +47,7 @@ impl Reason {
             Reason::Degraded => "degraded",
             Reason::ExpiresSoon => "expires_soon",
             Reason::AppRefused => "app_refused",
+            Reason::StoreRefusing => "store_refusing",
         }
     }
 }
@@ -85,11 +89,12 @@ impl Alert {
                 "app",
                 "was refused by the platform: its connections cannot refresh",
             ),
+            Reason::StoreRefusing => ("store", "refuses writes: token refreshes wait"),
         };
         let reauthorize = self
             .reauthorize
             .as_ref()
-            .map(|l| format!("Re-authorize: <{l}|connect link> · "))
+            .map(|l| format!("Re-authorize: <{l}|re-authorize page> · "))
             .unwrap_or_default();
         format!(
             ":warning: *tokenwarden*: {what} `{}` ({}) {head}.\n*What happened:* {}\n*Fix:* {}\n{reauthorize}Details: <{}|dashboard>",
@@ -328,6 +333,26 @@ impl Watcher {
                 }
             }
         }
+        // The database refusing writes: nothing can be recorded on a connection, so it is read
+        // from the token service's memory. Once per episode.
+        let held = s.tokens.held_in_memory();
+        if held > 0 {
+            let key = ("database".to_string(), Reason::StoreRefusing, String::new());
+            current.insert(key.clone());
+            if self.sent.insert(key) {
+                out.push(Alert {
+                    reason: Reason::StoreRefusing,
+                    connection: "database".into(),
+                    provider: "tokenwarden".into(),
+                    title: format!(
+                        "The database refuses writes: {held} refreshed token set(s) are held in memory, and refreshes wait"
+                    ),
+                    fix: "Free space on the database's disk, or make the database writable again (see the store_full / store_read_only log lines). tokenwarden stores the held sets as soon as it can; until then, do not restart it: sets held in memory are lost on a restart.".into(),
+                    reauthorize: None,
+                    dashboard: s.public_url.to_string(),
+                });
+            }
+        }
         // Apps the platform refused, once per open problem.
         for app in s.store.list_apps(None).await.unwrap_or_default() {
             let problems = match s.store.app_problems(&app.provider, &app.id).await {
@@ -423,7 +448,7 @@ mod tests {
             provider: "Snapchat Marketing API".into(),
             title: "The grant was revoked <by the user>".into(),
             fix: "Re-authorize & retry".into(),
-            reauthorize: Some("https://t.example.com/connect/snapchat?connection_id=acme".into()),
+            reauthorize: Some("https://t.example.com/connections/acme/reauthorize".into()),
             dashboard: "https://t.example.com/connections/acme".into(),
         };
         let t = a.text();
@@ -431,7 +456,7 @@ mod tests {
         assert!(t.contains("&lt;by the user&gt;"));
         assert!(t.contains("Re-authorize &amp; retry"));
         assert!(
-            t.contains("<https://t.example.com/connect/snapchat?connection_id=acme|connect link>")
+            t.contains("<https://t.example.com/connections/acme/reauthorize|re-authorize page>")
         );
     }
 

@@ -211,7 +211,7 @@ async fn revocation_sustained_degradation_and_expiry_forecasts_alert_once_with_t
         got[0]
     );
     assert!(
-        got[0].contains("*Fix:*") && !got[0].contains("connect link"),
+        got[0].contains("*Fix:*") && !got[0].contains("re-authorize page"),
         "{}",
         got[0]
     );
@@ -279,4 +279,94 @@ async fn the_notifier_runs_beside_the_daemon_until_it_stops() {
         .unwrap();
     assert!(m.contains("`run-1`"), "{m}");
     w.d.stop().await;
+}
+
+/// Issue 24: a database that refuses writes cannot record a problem on a connection, so the
+/// alert comes from the token service's memory: once per episode, with the fix, and again for a
+/// new episode after the held sets were stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_refusing_writes_alerts_once_per_episode() {
+    let w = world().await;
+    let mut rx = receiver().await;
+    let notifier = SlackWebhook::new(&Secret::new(rx.url.clone())).unwrap();
+    let settings = AlertSettings {
+        degraded_after: TimeDelta::minutes(30),
+        poll: std::time::Duration::from_millis(50),
+    };
+    let s = &w.d.state;
+    let flow = w.start_and_approve("tiktok", "al-full").await;
+    assert_eq!(w.finish(&flow).await.0, 303);
+    let mut watcher = Watcher::start(s).await;
+    watcher.pass(s, &notifier, &settings).await;
+    assert_eq!(rx.drain(), Vec::<String>::new());
+
+    for episode in 0..2 {
+        // The token is due; the platform answers the refresh slowly, and the database stops
+        // taking writes after the refresh took its lease: the answer cannot be stored.
+        w.clock.advance(TimeDelta::hours(3));
+        let sb = w.d.sandbox_base.clone().unwrap();
+        post(
+            &w,
+            format!("{sb}/_sandbox/faults/tiktok/latency"),
+            serde_json::json!({"latency": "1500ms", "for": "1m"}),
+        )
+        .await;
+        let fetch = {
+            let (http, base, key) = (w.http.clone(), w.d.base.clone(), w.reader.clone());
+            tokio::spawn(async move {
+                let r = http
+                    .get(format!("{base}v1/connections/al-full/token"))
+                    .bearer_auth(key)
+                    .send()
+                    .await
+                    .unwrap();
+                (
+                    r.status().as_u16(),
+                    r.json::<serde_json::Value>().await.unwrap(),
+                )
+            })
+        };
+        for attempt in 0.. {
+            assert!(attempt < 1000, "the refresh never took its lease");
+            let owner: Option<String> = sqlx::query_scalar(
+                "SELECT lease_owner FROM token_sets WHERE connection_id = 'al-full'",
+            )
+            .fetch_one(w.raw.pool())
+            .await
+            .unwrap();
+            if owner.is_some() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        w.refuse_writes(true).await;
+        let (status, body) = fetch.await.unwrap();
+        post(
+            &w,
+            format!("{sb}/_sandbox/faults/tiktok/clear"),
+            serde_json::json!({}),
+        )
+        .await;
+        assert_eq!(status, 200, "the new token is served from memory: {body}");
+        assert_eq!(s.tokens.held_in_memory(), 1);
+        watcher.pass(s, &notifier, &settings).await;
+        watcher.pass(s, &notifier, &settings).await;
+        let got = rx.drain();
+        assert_eq!(got.len(), 1, "episode {episode}: one alert: {got:?}");
+        assert!(got[0].contains("refuses writes"), "{}", got[0]);
+        assert!(
+            got[0].contains("*Fix:*") && got[0].contains("Free space"),
+            "{}",
+            got[0]
+        );
+        let token = body["access_token"].as_str().unwrap();
+        assert!(!got[0].contains(token));
+        // Writes come back: the held set is stored, and the episode is over.
+        w.refuse_writes(false).await;
+        let (status, _) = w.api(&w.reader, "v1/connections/al-full/token").await;
+        assert_eq!(status, 200);
+        assert_eq!(s.tokens.held_in_memory(), 0);
+        watcher.pass(s, &notifier, &settings).await;
+        assert_eq!(rx.drain(), Vec::<String>::new());
+    }
 }

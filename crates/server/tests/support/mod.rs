@@ -20,6 +20,8 @@ pub struct World {
     /// The database and its keys, for a second handle on it (another replica's view).
     pub db_url: String,
     pub keys: Keyring,
+    /// The daemon's own store (its pool), to make the database misbehave.
+    pub raw: Arc<tokenwarden_store::sql::SqlStore>,
     _dir: tempfile::TempDir,
 }
 
@@ -43,7 +45,12 @@ pub async fn world_with(
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}?mode=rwc", dir.path().join("tw.db").display());
     let keys = Keyring::generate("k1").unwrap();
-    let store = tokenwarden_store::open(&url, keys.clone()).await.unwrap();
+    let raw = Arc::new(
+        tokenwarden_store::sql::SqlStore::open(&url, keys.clone())
+            .await
+            .unwrap(),
+    );
+    let store: Arc<dyn tokenwarden_store::Store> = raw.clone();
     let (_, admin) = store
         .create_api_key(ApiKeyRole::Admin, "test", clock.now())
         .await
@@ -88,6 +95,7 @@ pub async fn world_with(
         reader: reader.expose().to_string(),
         db_url: url,
         keys,
+        raw,
         _dir: dir,
     }
 }
@@ -100,6 +108,23 @@ pub struct Flow {
 
 impl World {
     /// A connect session's link, minted with the admin key (`extra` adds request fields).
+    /// Makes the daemon's SQLite refuse (or take again) every write, as a read-only database
+    /// does (`PRAGMA query_only` on each pooled connection; the pool holds at most 4).
+    pub async fn refuse_writes(&self, on: bool) {
+        let mut held = Vec::new();
+        for _ in 0..4 {
+            let mut c = self.raw.pool().acquire().await.unwrap();
+            sqlx::query(&format!(
+                "PRAGMA query_only = {}",
+                if on { "ON" } else { "OFF" }
+            ))
+            .execute(&mut *c)
+            .await
+            .unwrap();
+            held.push(c);
+        }
+    }
+
     pub async fn mint(&self, provider: &str, connection: &str, extra: serde_json::Value) -> String {
         let mut body = serde_json::json!({"provider": provider, "connection_id": connection});
         if let serde_json::Value::Object(m) = extra {
