@@ -11,7 +11,9 @@
 //! the new grant is read with the definition's probe (`api.probe.account_id`) and compared with
 //! the recorded one; another account is refused (the old tokens stay, the new grant is revoked)
 //! unless the session said `allow_account_change`. When an allowed change replaces the tokens,
-//! the old account's grant is revoked at the platform where the definition has an endpoint.
+//! the old account's grant is revoked at the platform where the definition has an endpoint; with
+//! the same account, the superseded tokens are revoked only where the definition's revocation
+//! withdraws just the tokens sent (`revokes = "token"`).
 
 use crate::ServerState;
 use crate::page;
@@ -644,7 +646,17 @@ async fn callback(
         }
         _ => {}
     }
-    let old_tokens = if existing.is_some() && check == AccountCheck::Changed {
+    // The old grant is no longer ours to keep when the account changed. With the same account,
+    // only where the platform revokes per token: where it revokes the person's whole grant to
+    // the app, that would withdraw the new tokens too.
+    let revokes_per_token = p
+        .spec
+        .token
+        .revoke
+        .as_ref()
+        .is_some_and(|r| r.revokes == tokenwarden_core::provider::Revokes::Token);
+    let old_tokens = if existing.is_some() && (check == AccountCheck::Changed || revokes_per_token)
+    {
         s.store.get_tokens(&pending.connection).await.ok().flatten()
     } else {
         None
@@ -668,9 +680,6 @@ async fn callback(
     {
         Ok(()) => {
             s.wake.notify_one();
-            // The old account's grant is no longer ours to keep. Only on an account change: with
-            // the same account, platforms that revoke per user and app would withdraw the new
-            // grant too.
             if let Some(old) = old_tokens {
                 revoke_quietly(
                     &s,

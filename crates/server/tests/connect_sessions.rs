@@ -545,3 +545,54 @@ async fn opening_a_link_to_preview_it_spends_nothing() {
     let r = w.http.post(&link).send().await.unwrap();
     assert_eq!(r.status(), 410);
 }
+
+#[tokio::test]
+async fn the_same_account_again_revokes_the_superseded_token_only_where_revocation_is_per_token() {
+    let w = world().await;
+    // TikTok Business `revoke_token` withdraws the token it is sent (`revokes = "token"`).
+    assert_eq!(
+        connect(&w, "tiktok-business", "tb", "alice", json!({}))
+            .await
+            .0,
+        303
+    );
+    let (old, _) = token_of(&w, "tb").await;
+    assert_eq!(w.probe("tiktok-business", &old).await, 200);
+    assert_eq!(
+        connect(&w, "tiktok-business", "tb", "alice", json!({}))
+            .await
+            .0,
+        303
+    );
+    let (new, _) = token_of(&w, "tb").await;
+    assert_ne!(new, old);
+    let refused = |status: u16, body: &str| status != 200 || body.contains("40105");
+    let call = |token: String| {
+        let w = &w;
+        async move {
+            let p = w.d.state.providers.get("tiktok-business").unwrap();
+            let r = w
+                .http
+                .get(format!(
+                    "{}/user/info/",
+                    p.spec.api.base_url.as_str().trim_end_matches('/')
+                ))
+                .header("Access-Token", token)
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    let (s, b) = call(old).await;
+    assert!(refused(s, &b), "the superseded token was revoked: {s} {b}");
+    let (s, b) = call(new).await;
+    assert!(!refused(s, &b), "the new one works: {s} {b}");
+
+    // TikTok Login Kit revokes the person's whole grant (`revokes = "grant"`): a same-account
+    // re-authorization leaves the old grant alone rather than risk the new one.
+    assert_eq!(connect(&w, "tiktok", "tk", "alice", json!({})).await.0, 303);
+    assert_eq!(connect(&w, "tiktok", "tk", "alice", json!({})).await.0, 303);
+    let g = grants(&w, "tiktok").await;
+    assert!(g.iter().all(|(_, s)| s == "active"), "{g:?}");
+}

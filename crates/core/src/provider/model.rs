@@ -179,6 +179,23 @@ pub struct TokenCall {
     /// one call, with the templates naming the tokens themselves.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tokens: Vec<TokenKind>,
+    /// Revocation only: what the platform withdraws. `grant` (the default, and the safe reading):
+    /// everything the person gave this app, including tokens issued since, so an old grant is
+    /// not revoked after a re-authorization by the same account. `token`: only the tokens sent
+    /// (TikTok Business `revoke_token`), so the superseded ones are revoked then too.
+    #[serde(default)]
+    pub revokes: Revokes,
+}
+
+/// What a revocation call withdraws at the platform.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Revokes {
+    /// The whole grant of the person to the app.
+    #[default]
+    Grant,
+    /// Only the tokens sent.
+    Token,
 }
 
 /// Where fields sit in a token response. Paths are dotted (`data.access_token`) relative to `root`.

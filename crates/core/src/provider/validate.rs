@@ -188,6 +188,12 @@ fn check_call(p: &mut Problems, key: &str, call: &TokenCall, endpoints: Endpoint
             "{token} and {token_type_hint} exist only in [token.revoke] and [token.introspect]",
         );
     }
+    if call.revokes != Revokes::Grant && key != "token.revoke" {
+        p.add(
+            format!("{key}.revokes"),
+            "only [token.revoke] says what it revokes",
+        );
+    }
     if !call.tokens.is_empty() && key != "token.revoke" {
         p.add(
             format!("{key}.tokens"),
