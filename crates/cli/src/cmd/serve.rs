@@ -56,6 +56,10 @@ pub struct Args {
     /// Start even when the master key file can be read by group or others (logs a warning).
     #[arg(long, env = "TOKENWARDEN_ALLOW_INSECURE_KEY_FILE")]
     allow_insecure_key_file: bool,
+    /// On Ctrl-C or SIGTERM, how many seconds to wait for requests and refreshes in flight
+    /// before giving up (a refresh answer already received is stored first).
+    #[arg(long, env = "TOKENWARDEN_DRAIN_TIMEOUT", default_value_t = 30)]
+    drain_timeout: u64,
 }
 
 /// What `serve --help` says about retention (the daemon deletes history; people should know).
@@ -433,14 +437,47 @@ async fn serve(args: Args, file: FileConfig, providers_dir: Option<&Path>) -> Re
         println!("Alerts go to the configured Slack-compatible webhook.");
     }
     println!();
-    println!("Press Ctrl-C to stop.");
+    println!("Press Ctrl-C to stop (SIGTERM stops it the same way).");
 
-    tokio::signal::ctrl_c()
-        .await
-        .context("cannot wait for Ctrl-C")?;
-    println!("Stopping: finishing requests and refreshes in flight…");
-    running.stop().await;
+    let signal = stop_signal().await?;
+    println!("Stopping ({signal}): finishing requests and refreshes in flight…");
+    tracing::info!(
+        signal,
+        "stopping: finishing requests and refreshes in flight"
+    );
+    let drain = std::time::Duration::from_secs(args.drain_timeout);
+    if tokio::time::timeout(drain, running.stop()).await.is_err() {
+        bail!(
+            "gave up after {} s of waiting for requests and refreshes in flight (--drain-timeout)",
+            args.drain_timeout
+        );
+    }
+    println!("Stopped.");
     Ok(())
+}
+
+/// Ctrl-C (SIGINT), or SIGTERM: what systemd, Docker and Kubernetes send to stop a service. Both
+/// stop the daemon the same way: no new requests, those in flight and refreshes finish.
+async fn stop_signal() -> Result<&'static str> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => {
+                r.context("cannot wait for Ctrl-C")?;
+                Ok("SIGINT")
+            }
+            _ = term.recv() => Ok("SIGTERM"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c()
+            .await
+            .context("cannot wait for Ctrl-C")?;
+        Ok("Ctrl-C")
+    }
 }
 
 /// Loads the master key and opens the store with it. A key is made only for a database that has
