@@ -668,7 +668,10 @@ async fn callback(
         app.environment,
         grant,
         Saved {
-            account: new_account.or_else(|| existing.as_ref().and_then(|c| c.account.clone())),
+            // The new grant's account, or none: never the old one for a grant that could not be
+            // read (an allowed change that the platform did not confirm); the monitor reads it
+            // at the next good probe.
+            account: new_account,
             end_user: session
                 .and_then(|x| x.end_user.clone())
                 .or_else(|| existing.as_ref().and_then(|c| c.end_user.clone())),
