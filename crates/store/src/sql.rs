@@ -16,7 +16,7 @@ use sqlx::{AnyPool, Executor, Row};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
-use tokenwarden_core::connection::{Connection, ConnectionState, Problem};
+use tokenwarden_core::connection::{Connection, ConnectionState, Problem, ProblemCode};
 use tokenwarden_core::id::{AppId, ConnectionId, ProviderId};
 use tokenwarden_core::secret::Secret;
 use tokenwarden_core::token::TokenSet;
@@ -59,6 +59,10 @@ fn ms(t: DateTime<Utc>) -> i64 {
 fn from_ms(v: i64) -> Result<DateTime<Utc>> {
     DateTime::from_timestamp_millis(v)
         .ok_or_else(|| StoreError::Corrupt(format!("time {v} out of range")))
+}
+
+fn problem_code(s: &str) -> Result<ProblemCode> {
+    s.parse().map_err(StoreError::Corrupt)
 }
 
 fn opt_from_ms(v: Option<i64>) -> Result<Option<DateTime<Utc>>> {
@@ -104,7 +108,7 @@ fn problems_to_json(p: &[Problem]) -> Result<String> {
     json(
         &p.iter()
             .map(|p| ProblemRow {
-                code: p.code.clone(),
+                code: p.code.as_str().to_owned(),
                 title: p.title.clone(),
                 fix: p.fix.clone(),
                 since: ms(p.since),
@@ -118,7 +122,7 @@ fn problems_from_json(s: &str) -> Result<Vec<Problem>> {
     rows.into_iter()
         .map(|r| {
             Ok(Problem {
-                code: r.code,
+                code: problem_code(&r.code)?,
                 title: r.title,
                 fix: r.fix,
                 since: from_ms(r.since)?,
@@ -774,7 +778,7 @@ impl Store for SqlStore {
         )
         .bind(provider.as_str())
         .bind(app.as_str())
-        .bind(&p.code)
+        .bind(p.code.as_str())
         .bind(&p.title)
         .bind(&p.fix)
         .bind(ms(p.since))
@@ -809,7 +813,7 @@ impl Store for SqlStore {
         rows.iter()
             .map(|r| {
                 Ok(Problem {
-                    code: r.try_get("code")?,
+                    code: problem_code(r.try_get("code")?)?,
                     title: r.try_get("title")?,
                     fix: r.try_get("fix")?,
                     since: from_ms(r.try_get("since")?)?,

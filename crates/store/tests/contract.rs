@@ -340,7 +340,7 @@ mod cases {
         );
         let conn = s.get_connection(&c).await.unwrap().unwrap();
         assert_eq!(conn.state, ConnectionState::Degraded);
-        assert_eq!(conn.problems[0].code, "refresh_failing");
+        assert_eq!(conn.problems[0].code.as_str(), "refresh_failing");
         assert_eq!(s.next_refresh_deadline().await.unwrap(), Some(retry));
         assert_eq!(
             s.list_deliveries("hook1", 100).await.unwrap().len(),
@@ -357,7 +357,7 @@ mod cases {
 
     fn problem(code: &str) -> Problem {
         Problem {
-            code: code.into(),
+            code: code.parse().unwrap(),
             title: format!("{code} title"),
             fix: "do the fix".into(),
             since: t0(),
@@ -403,15 +403,15 @@ mod cases {
         assert!(!s.delete_app(&pid(), &second.id).await.unwrap());
         assert_eq!(s.list_apps(None).await.unwrap(), vec![app.clone()]);
 
-        s.raise_app_problem(&pid(), &app.id, &problem("invalid_client"))
+        s.raise_app_problem(&pid(), &app.id, &problem("app_refused"))
             .await
             .unwrap();
-        s.raise_app_problem(&pid(), &app.id, &problem("invalid_client"))
+        s.raise_app_problem(&pid(), &app.id, &problem("app_refused"))
             .await
             .unwrap();
         assert_eq!(
             s.app_problems(&pid(), &app.id).await.unwrap(),
-            vec![problem("invalid_client")]
+            vec![problem("app_refused")]
         );
         assert!(
             s.clear_app_problem(&pid(), &app.id, "invalid_client")
