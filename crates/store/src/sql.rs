@@ -18,6 +18,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokenwarden_core::connection::{Connection, ConnectionState, Problem, ProblemCode};
 use tokenwarden_core::id::{AppId, ConnectionId, ProviderId};
+use tokenwarden_core::policy::CrowdPlan;
 use tokenwarden_core::secret::Secret;
 use tokenwarden_core::token::TokenSet;
 
@@ -1161,6 +1162,39 @@ impl Store for SqlStore {
         rows.iter()
             .map(|r| from_ms(r.try_get("next_refresh_at")?))
             .collect()
+    }
+
+    async fn crowd_plan(
+        &self,
+        provider: &ProviderId,
+        every: Duration,
+        limit: i64,
+    ) -> Result<Option<CrowdPlan>> {
+        // The k-th deadline (from 0, earliest first) must start k steps earlier; the crowd starts
+        // at the earliest of those, and the latest deadline giving it is the crowd's end (ties go
+        // to the later deadline, as in policy::crowd_plan).
+        let step = i64::try_from(every.as_micros()).unwrap_or(i64::MAX / 4);
+        let row = sqlx::query(
+            "SELECT until, latest FROM (
+               SELECT next_refresh_at AS until,
+                      next_refresh_at * 1000 - (ROW_NUMBER() OVER (ORDER BY next_refresh_at) - 1) * $2 AS latest
+               FROM (SELECT next_refresh_at FROM connections
+                     WHERE provider = $1 AND next_refresh_at IS NOT NULL AND state = 'active'
+                     ORDER BY next_refresh_at LIMIT $3) AS upcoming
+             ) AS plan
+             ORDER BY latest ASC, until DESC LIMIT 1",
+        )
+        .bind(provider.as_str())
+        .bind(step)
+        .bind(limit)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(r) = row else { return Ok(None) };
+        let latest: i64 = r.try_get("latest")?;
+        Ok(Some(CrowdPlan {
+            start: DateTime::from_timestamp_micros(latest).unwrap_or(DateTime::<Utc>::MIN_UTC),
+            until: from_ms(r.try_get("until")?)?,
+        }))
     }
 
     async fn claim_earliest_refreshes(
