@@ -304,6 +304,19 @@ impl TokenService {
             });
         }
         let now = self.clock.now();
+        // A refresh failed for a reason that may pass and the scheduler retries it at the pace
+        // the platform asked for; while the token still works, callers get it without another
+        // call each (a throttled platform would otherwise be asked once per read).
+        if matches!(need, Need::Fresh)
+            && conn.state == ConnectionState::Degraded
+            && !stored.set.is_expired(now)
+        {
+            return Ok(Issued {
+                tokens: stored.set,
+                version: stored.version,
+                refreshed: false,
+            });
+        }
         let spec = &provider.spec.refresh;
         // Decided per token set: a TikTok Business answer with a refresh token is renewed, a
         // long-term token without one is not.
@@ -335,6 +348,7 @@ impl TokenService {
         }
         let started = tokio::time::Instant::now();
         loop {
+            let asked = tokio::time::Instant::now();
             let Some(lease) = self
                 .store
                 .acquire_refresh_lease(id, &self.owner, self.lease_ttl)
@@ -375,7 +389,7 @@ impl TokenService {
                 stored = latest;
             }
             return self
-                .refresh_with(&conn, &provider, stored, lease, &need)
+                .refresh_with(&conn, &provider, stored, lease, asked, &need)
                 .await;
         }
     }
@@ -386,6 +400,7 @@ impl TokenService {
         provider: &Provider,
         stored: StoredTokens,
         lease: Lease,
+        asked: tokio::time::Instant,
         need: &Need,
     ) -> Result<Issued, TokenFailure> {
         let app = match self.store.get_app(&conn.provider, &conn.app).await {
@@ -408,6 +423,27 @@ impl TokenService {
             client_secret: app.client_secret,
             redirect_uri: app.redirect_uri,
         };
+        // The lease may have lapsed while this process was paused (SIGSTOP, a frozen VM, a long
+        // GC-like stall) between taking it and here; another replica may then have spent the
+        // refresh token. Sending it again would be a reuse the platform punishes (rotation with
+        // no grace revokes the grant). The monotonic clock counts the pause: give the call up
+        // unless at least half the lease is left.
+        if asked.elapsed() >= self.lease_ttl / 2 {
+            tracing::warn!(connection = %conn.id, "the refresh lease ran low before the platform was called (was this process paused?); not calling");
+            let _ = self.store.release_lease(&lease).await;
+            return match self.current(&conn.id).await {
+                Ok(latest) if latest.version > lease.version => Ok(Issued {
+                    tokens: latest.set,
+                    version: latest.version,
+                    refreshed: false,
+                }),
+                _ => Err(TokenFailure::Unavailable {
+                    connection: conn.id.clone(),
+                    reason: "the refresh was not sent: this process paused while holding the refresh lease; it is tried again".into(),
+                    retry_after: Some(Duration::from_secs(1)),
+                }),
+            };
+        }
         match self.oauth.refresh(provider, &creds, &stored.set).await {
             Ok(grant) => {
                 metrics::counter!(REFRESHES, "provider" => conn.provider.to_string(), "outcome" => "ok")
@@ -427,6 +463,16 @@ impl TokenService {
                             tokens: grant.tokens,
                             version: lease.version + 1,
                             refreshed: true,
+                        });
+                    }
+                    Err(StoreError::Fenced { .. }) => {
+                        // A newer token was stored meanwhile (possible only where the platform
+                        // answered twice, i.e. it does not rotate or allows reuse): it stands.
+                        let latest = self.current(&conn.id).await?;
+                        return Ok(Issued {
+                            tokens: latest.set,
+                            version: latest.version,
+                            refreshed: false,
                         });
                     }
                     Err(e) => return Err(e.into()),
@@ -620,10 +666,22 @@ impl TokenService {
         committed: &StoredTokens,
     ) {
         let now = self.clock.now();
-        let problems = state::without(&conn.problems, ProblemCode::RefreshFailing);
+        // Read afresh: another replica may have recorded a refusal of the same refresh token
+        // meanwhile (it was refused because this refresh had spent it); the stored answer shows
+        // the grant alive.
+        let fresh = match self.store.get_connection(&conn.id).await {
+            Ok(Some(c)) => c,
+            _ => conn.clone(),
+        };
+        self.best_effort(self.states().refreshed(&fresh, now).await, "set state");
+        // The platform took the app's credentials: an app refusal recorded earlier (a wrong or
+        // rotated secret, since fixed) is over.
         self.best_effort(
-            self.states().set_problems(conn, problems, now).await,
-            "set state",
+            self.store
+                .clear_app_problem(&conn.provider, &conn.app, ProblemCode::AppRefused.as_str())
+                .await
+                .map(|_| ()),
+            "clear the app problem",
         );
         let mut event = NewEvent::new(
             Some(conn.id.clone()),
