@@ -460,6 +460,22 @@ async fn apply(
     if let Some(p) = forecast(p, token, now) {
         problems.push(p);
     }
+    // One line per problem the probe found that was not open before (a problem that stays open
+    // is not news on every probe).
+    for found in problems
+        .iter()
+        .filter(|x| !fresh.problems.iter().any(|old| old.code == x.code))
+    {
+        tracing::warn!(
+            connection = %conn.id,
+            provider = %conn.provider,
+            kind = "probe_problem",
+            problem = found.code.as_str(),
+            verdict = c.kind.as_str(),
+            title = %found.title,
+            "the health probe found a problem"
+        );
+    }
     if let Err(e) = s.tokens.states().set_problems(&fresh, problems, now).await {
         tracing::warn!(connection = %conn.id, error = %e, "cannot record the probe's outcome");
     }
