@@ -122,6 +122,17 @@ async fn default_app(
         .list_apps(Some(provider))
         .await
         .map_err(|_| unavailable())?;
+    if let Some(w) = wanted
+        && !apps.is_empty()
+        && !apps.iter().any(|a| a.id.as_str() == w)
+    {
+        return Err(page::render(
+            StatusCode::NOT_FOUND,
+            "No such app for this platform",
+            &[crate::connect_session::no_such_app(provider, w, &apps)],
+            None,
+        ));
+    }
     let app = match wanted {
         Some(w) => apps.into_iter().find(|a| a.id.as_str() == w),
         None => apps.into_iter().next(),

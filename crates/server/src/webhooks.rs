@@ -139,12 +139,7 @@ async fn delete(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct LogQuery {
-    #[serde(default = "fifty")]
-    limit: i64,
-}
-
-fn fifty() -> i64 {
-    50
+    limit: Option<i64>,
 }
 
 /// The delivery log, newest first: status, attempts, next attempt and the last error.
@@ -155,10 +150,11 @@ async fn deliveries(
     Query(q): Query<LogQuery>,
 ) -> Result<Json<Value>, ApiError> {
     caller.admin()?;
+    let limit = crate::api::limit(q.limit, 50, 500)?;
     if s.store.get_webhook(&id).await?.is_none() {
         return Err(not_found(&id));
     }
-    let log = s.store.list_deliveries(&id, q.limit.clamp(1, 500)).await?;
+    let log = s.store.list_deliveries(&id, limit).await?;
     let out: Vec<Value> = log
         .iter()
         .map(|d| {

@@ -329,12 +329,12 @@ pub(super) async fn probe_now(
             "That is not a connection id.",
         );
     };
-    let serving =
-        matches!(s.store.get_connection(&id).await, Ok(Some(c)) if c.state.can_serve_tokens());
-    if !serving {
-        return back_to(&id, "probe_skipped");
-    }
+    let conn = match s.store.get_connection(&id).await {
+        Ok(Some(c)) if c.state.can_serve_tokens() => c,
+        _ => return back_to(&id, "probe_skipped"),
+    };
     tracing::info!(connection = %id, who = %signed.session.who, "dashboard: probe now");
-    crate::monitor::probe(&s, &crate::monitor::client(), &id).await;
+    let by = format!("dashboard:{}", signed.session.who);
+    crate::monitor::probe_on_demand(&s, &crate::monitor::client(), &conn, &by).await;
     back_to(&id, "probed")
 }
