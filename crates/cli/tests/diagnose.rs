@@ -299,3 +299,76 @@ fn a_providers_dir_adds_definitions() {
     );
     assert!(text(&out.stdout).contains("rate_limited"));
 }
+
+/// `providers validate` reports every syntax and type problem in one run, each with its line,
+/// with enum values as the file writes them; `config check` does the same for a configuration.
+#[test]
+fn validate_and_check_list_every_problem_with_its_line() {
+    let shown = text(&tokenwarden(&["providers", "show", "threads"], b"").stdout);
+    let broken = shown
+        .replace("pkce = false", "pkce = \"no\"")
+        .replace(
+            "scope_separator = \",\"",
+            "scope_separator = \",\"\ncolour = \"blue\"",
+        )
+        .replace("style = \"self_refresh\"", "style = \"SelfRefresh\"");
+    assert_ne!(broken, shown);
+    let line_of = |needle: &str| broken.lines().position(|l| l.contains(needle)).unwrap() + 1;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("threads.toml");
+    std::fs::write(&file, &broken).unwrap();
+    let out = tokenwarden(&["providers", "validate", file.to_str().unwrap()], b"");
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("3 problem(s)"), "{err}");
+    for needle in ["colour = ", "pkce = ", "style = \"SelfRefresh\""] {
+        assert!(
+            err.contains(&format!(":line {}: ", line_of(needle))),
+            "{needle} at line {}: {err}",
+            line_of(needle)
+        );
+    }
+    assert!(
+        err.contains("`self_refresh`"),
+        "enum values as written: {err}"
+    );
+    let out = tokenwarden(
+        &["providers", "validate", "--json", file.to_str().unwrap()],
+        b"",
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["problems"].as_array().unwrap().len(), 3, "{v}");
+    assert_eq!(v["problems"][0]["line"], line_of("colour = "), "{v}");
+
+    // The definition's own checks quote enum values as written too.
+    let snapchat = text(&tokenwarden(&["providers", "show", "snapchat"], b"").stdout);
+    let start = snapchat.find("[token.refresh]").expect("a refresh call");
+    let end = start + snapchat[start + 1..].find("\n[").unwrap() + 1;
+    let no_refresh = format!("{}{}", &snapchat[..start], &snapchat[end..]);
+    let file = dir.path().join("snapchat.toml");
+    std::fs::write(&file, no_refresh).unwrap();
+    let out = tokenwarden(&["providers", "validate", file.to_str().unwrap()], b"");
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("refresh.style = \"refresh_token\" needs a [token.refresh] call"),
+        "{err}"
+    );
+    assert!(!err.contains("RefreshToken"), "{err}");
+
+    let conf = dir.path().join("tw.toml");
+    std::fs::write(
+        &conf,
+        "listen = \"127.0.0.1:8080\"\ncolour = \"red\"\ndata_dir = 5\nlisten_twice = = 1\n",
+    )
+    .unwrap();
+    let out = tokenwarden(&["config", "check", conf.to_str().unwrap()], b"");
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    for line in [2, 3, 4] {
+        assert!(
+            err.contains(&format!(":line {line}: ")),
+            "line {line}: {err}"
+        );
+    }
+}
