@@ -159,7 +159,7 @@ fn fits<'a>(registry: &'a Registry, resp: &Response) -> Vec<(usize, &'a Provider
         })
         .filter(|(score, _)| *score > 0)
         .collect();
-    out.sort_by(|a, b| b.0.cmp(&a.0));
+    out.sort_by_key(|f| std::cmp::Reverse(f.0));
     out
 }
 
