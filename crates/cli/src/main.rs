@@ -10,6 +10,7 @@ mod config;
 mod data_dir;
 mod definitions;
 mod term;
+mod toml_check;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -92,35 +93,37 @@ fn main() -> ExitCode {
         }
         Command::Config(ConfigArgs {
             command: ConfigSub::Check { file },
-        }) => config::FileConfig::load(&file).and_then(|c| {
-            let registry = definitions::load_allowing(
-                cli.providers_dir.as_deref(),
-                definitions::endpoints(c.allow_insecure_endpoints)?,
-            )?;
-            let public = c.public_url.clone().unwrap_or_else(|| {
-                url::Url::parse("http://127.0.0.1:8080/").expect("a literal URL")
-            });
-            let apps = c.resolve_apps(&registry, &public)?;
-            c.dashboard.password()?;
-            c.cache.resolve()?;
-            c.proxy.resolve(None, None)?;
-            if let Some(a) = &c.alerts {
-                tokenwarden_server::alerts::SlackWebhook::new(&a.webhook_url()?)
-                    .map_err(|e| anyhow::anyhow!("[alerts]: {e}"))?;
-            }
-            let kept = |keep: Option<std::time::Duration>| {
-                keep.map_or_else(|| "forever".to_string(), tokenwarden_core::span::format)
-            };
-            let retention = c.retention.resolve(None, None)?;
-            println!(
-                "{}: valid ({} app(s); events kept {}, webhook deliveries {})",
-                file.display(),
-                apps.len(),
-                kept(retention.events),
-                kept(retention.deliveries)
-            );
-            Ok(ExitCode::SUCCESS)
-        }),
+        }) => config::check_syntax(&file)
+            .and_then(|()| config::FileConfig::load(&file))
+            .and_then(|c| {
+                let registry = definitions::load_allowing(
+                    cli.providers_dir.as_deref(),
+                    definitions::endpoints(c.allow_insecure_endpoints)?,
+                )?;
+                let public = c.public_url.clone().unwrap_or_else(|| {
+                    url::Url::parse("http://127.0.0.1:8080/").expect("a literal URL")
+                });
+                let apps = c.resolve_apps(&registry, &public)?;
+                c.dashboard.password()?;
+                c.cache.resolve()?;
+                c.proxy.resolve(None, None)?;
+                if let Some(a) = &c.alerts {
+                    tokenwarden_server::alerts::SlackWebhook::new(&a.webhook_url()?)
+                        .map_err(|e| anyhow::anyhow!("[alerts]: {e}"))?;
+                }
+                let kept = |keep: Option<std::time::Duration>| {
+                    keep.map_or_else(|| "forever".to_string(), tokenwarden_core::span::format)
+                };
+                let retention = c.retention.resolve(None, None)?;
+                println!(
+                    "{}: valid ({} app(s); events kept {}, webhook deliveries {})",
+                    file.display(),
+                    apps.len(),
+                    kept(retention.events),
+                    kept(retention.deliveries)
+                );
+                Ok(ExitCode::SUCCESS)
+            }),
         Command::Connections(args) => cmd::remote::connections(args),
         Command::Token(args) => cmd::remote::token(args),
         Command::Connect(args) => definitions::load(cli.providers_dir.as_deref())

@@ -83,6 +83,7 @@ pub fn log_change(conn: &Connection, next: ConnectionState) {
         tracing::info!(
             connection = %conn.id,
             provider = %conn.provider,
+            kind = "state_changed",
             from = conn.state.as_str(),
             to = next.as_str(),
             "connection state changed"

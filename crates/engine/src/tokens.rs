@@ -694,6 +694,18 @@ impl TokenService {
         if let Some(at) = committed.set.expires_at {
             event = event.with("expires_at", at.to_rfc3339());
         }
+        let expires_at = committed
+            .set
+            .expires_at
+            .map_or_else(|| "unknown".to_string(), |at| at.to_rfc3339());
+        tracing::info!(
+            connection = %conn.id,
+            provider = %conn.provider,
+            kind = "refreshed",
+            version = committed.version,
+            %expires_at,
+            "token refreshed"
+        );
         self.best_effort(
             self.store.append_event(&event).await.map(|_| ()),
             "record the refresh",
@@ -738,6 +750,14 @@ impl TokenService {
                     return Ok(newer);
                 }
                 log_change(conn, next);
+                tracing::warn!(
+                    connection = %conn.id,
+                    provider = %conn.provider,
+                    kind = "reauth_required",
+                    verdict = verdict.map_or("refused", |c| c.kind.as_str()),
+                    reason = %title,
+                    "refresh refused by the platform: a person must re-authorize"
+                );
                 let mut event = NewEvent::new(
                     Some(conn.id.clone()),
                     now,
@@ -769,6 +789,14 @@ impl TokenService {
                     fix: fix.clone(),
                     since: now,
                 };
+                tracing::warn!(
+                    connection = %conn.id,
+                    provider = %conn.provider,
+                    app = %conn.app,
+                    kind = "app_refused",
+                    reason = %title,
+                    "refresh failed: the platform refused the app's credentials"
+                );
                 self.best_effort(
                     self.store
                         .raise_app_problem(&conn.provider, &conn.app, &problem)
@@ -822,6 +850,15 @@ impl TokenService {
                     return Ok(newer);
                 }
                 log_change(conn, next);
+                tracing::warn!(
+                    connection = %conn.id,
+                    provider = %conn.provider,
+                    kind = "refresh_failed",
+                    verdict = verdict.map_or("transient", |c| c.kind.as_str()),
+                    reason = %title,
+                    retry_in_s = wait.as_secs(),
+                    "refresh failed for a reason that may pass; will retry"
+                );
                 let mut event = NewEvent::new(
                     Some(conn.id.clone()),
                     now,
@@ -925,6 +962,13 @@ impl TokenService {
                 .set_problems(conn, state::replace(&conn.problems, problem), now)
                 .await,
             "set state",
+        );
+        tracing::warn!(
+            connection = %conn.id,
+            provider = %conn.provider,
+            kind = "reauth_required",
+            reason = %title,
+            "the token expired and the platform does not renew it: a person must re-authorize"
         );
         let event = NewEvent::new(Some(conn.id.clone()), now, "reauth_required", title.clone());
         self.best_effort(

@@ -33,6 +33,61 @@ pub fn routes() -> Router<ServerState> {
         .route("/v1/events", get(all_events))
         .route("/v1/diagnose", post(diagnose))
         .route(tokenwarden_proxy::handler::ROUTE, any(proxy))
+        .fallback(unknown_route)
+        .method_not_allowed_fallback(method_not_allowed)
+}
+
+/// Any path no route serves. Under `/v1/` and `/proxy/` (programs) the answer is always the JSON
+/// error every API failure has; elsewhere too, unless the client asks for HTML (a browser that
+/// mistyped a dashboard address), which gets a page with a way back to the dashboard.
+async fn unknown_route(headers: axum::http::HeaderMap, uri: axum::http::Uri) -> Response {
+    let path = uri.path();
+    let api = path.starts_with("/v1/") || path == "/v1" || path.starts_with("/proxy/");
+    let browser = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"));
+    if browser && !api {
+        return page::render(
+            StatusCode::NOT_FOUND,
+            "No such page",
+            &["There is nothing at this address.".to_string()],
+            Some(("/", "Go to the dashboard")),
+        );
+    }
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "no_such_route",
+        format!("there is no route {path}; the API's routes are listed at /openapi.json"),
+    )
+    .into_response()
+}
+
+/// A known path called with a method it does not take.
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> Response {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!(
+            "{} does not take {method}; the API's routes and methods are listed at /openapi.json",
+            uri.path()
+        ),
+    )
+    .into_response()
+}
+
+/// `?limit=N` checked against `1..=max` (absent: `default`): a filter out of range is refused,
+/// not quietly changed.
+pub(crate) fn limit(given: Option<i64>, default: i64, max: i64) -> Result<i64, ApiError> {
+    match given {
+        None => Ok(default),
+        Some(n) if (1..=max).contains(&n) => Ok(n),
+        Some(n) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_filter",
+            format!("limit must be between 1 and {max}; {n} is not"),
+        )),
+    }
 }
 
 /// `ANY /proxy/{connection_id}/{*path}`: any API key may call through the proxy (it hands out no
@@ -276,13 +331,22 @@ impl FromRequestParts<ServerState> for Caller {
             None => {
                 failures.record(client.key(), s.clock.now());
                 tracing::warn!(%client, "an API key was refused");
-                Err(unauthorized())
+                Err(ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    "this API key is unknown or revoked: check it was copied whole (tw_…), or make a new one with 'tokenwarden keys create'",
+                ))
             }
         }
     }
 }
 
 impl Caller {
+    /// Who called, for events and logs: `key:<id>` (the key's public id, never the key).
+    pub(crate) fn who(&self) -> String {
+        format!("key:{}", self.0.id)
+    }
+
     pub(crate) fn admin(&self) -> Result<(), ApiError> {
         match self.0.role {
             ApiKeyRole::Admin => Ok(()),
@@ -377,6 +441,15 @@ async fn list(
         })?),
     };
     let provider = q.provider.filter(|p| !p.is_empty());
+    if let Some(p) = &provider
+        && s.providers.get(p).is_none()
+    {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_filter",
+            format!("unknown provider {p:?}; known: {}", s.providers.ids()),
+        ));
+    }
     let mut out = Vec::new();
     for c in s.store.list_connections().await? {
         if state.is_some_and(|st| st != c.state)
@@ -506,8 +579,69 @@ async fn delete(
     Ok(Json(answer))
 }
 
+/// Why a refresh that was asked for handed back a token without refreshing it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NotRefreshed {
+    /// The platform does not renew this token set (a TikTok Business long-term token, a Meta
+    /// long-lived token): it is served until it expires, then a person re-authorizes.
+    NotRenewable,
+    /// Another refresh stored a newer token meanwhile; that one is handed back.
+    NewerStored,
+}
+
+impl NotRefreshed {
+    /// Why, for `issued` of connection `id`, when it was not refreshed.
+    pub(crate) async fn of(
+        s: &ServerState,
+        id: &ConnectionId,
+        issued: &tokenwarden_engine::Issued,
+    ) -> Option<NotRefreshed> {
+        if issued.refreshed {
+            return None;
+        }
+        let conn = s.store.get_connection(id).await.ok().flatten()?;
+        let renews = s
+            .providers
+            .get(conn.provider.as_str())
+            .is_some_and(|p| p.spec.refresh.renews(&issued.tokens));
+        Some(if renews {
+            NotRefreshed::NewerStored
+        } else {
+            NotRefreshed::NotRenewable
+        })
+    }
+
+    /// Its stable code.
+    pub(crate) fn code(self) -> &'static str {
+        match self {
+            NotRefreshed::NotRenewable => "not_renewable",
+            NotRefreshed::NewerStored => "newer_stored",
+        }
+    }
+
+    /// One sentence for a person.
+    pub(crate) fn message(self) -> &'static str {
+        match self {
+            NotRefreshed::NotRenewable => {
+                "Not refreshed: the platform does not renew this token. It is served until it expires; the health probe checks that it still works, a warning comes days before the end, and then the connection must be authorized again."
+            }
+            NotRefreshed::NewerStored => {
+                "Not refreshed by this call: another refresh stored a newer token meanwhile, and that one is handed back."
+            }
+        }
+    }
+}
+
 fn token_response(issued: tokenwarden_engine::Issued, connection: &ConnectionId) -> Response {
-    let body = json!({
+    token_response_with(issued, connection, None)
+}
+
+fn token_response_with(
+    issued: tokenwarden_engine::Issued,
+    connection: &ConnectionId,
+    not_refreshed: Option<NotRefreshed>,
+) -> Response {
+    let mut body = json!({
         "connection": connection,
         "access_token": issued.tokens.access_token.expose(),
         "token_type": issued.tokens.token_type,
@@ -515,6 +649,9 @@ fn token_response(issued: tokenwarden_engine::Issued, connection: &ConnectionId)
         "version": issued.version,
         "refreshed": issued.refreshed,
     });
+    if let Some(why) = not_refreshed {
+        body["not_refreshed"] = json!({ "code": why.code(), "message": why.message() });
+    }
     let mut resp = Json(body).into_response();
     page::secure_headers(resp.headers_mut());
     resp
@@ -572,7 +709,10 @@ async fn refresh(
         None => s.tokens.refresh_now(&id).await,
     };
     match result {
-        Ok(issued) => Ok(token_response(issued, &id)),
+        Ok(issued) => {
+            let why = NotRefreshed::of(&s, &id, &issued).await;
+            Ok(token_response_with(issued, &id, why))
+        }
         Err(f) => Err(failure(&s, provider_of(&s, &id).await.as_deref(), f)),
     }
 }
@@ -585,17 +725,21 @@ async fn probe(
 ) -> Result<Json<Value>, ApiError> {
     caller.admin()?;
     let id = parse_id(&id)?;
-    if s.store.get_connection(&id).await?.is_none() {
+    let Some(before) = s.store.get_connection(&id).await? else {
         return Err(not_found(&id));
-    }
-    crate::monitor::probe(&s, &crate::monitor::client(), &id).await;
+    };
+    let found =
+        crate::monitor::probe_on_demand(&s, &crate::monitor::client(), &before, &caller.who())
+            .await;
     let c = s
         .store
         .get_connection(&id)
         .await?
         .ok_or_else(|| not_found(&id))?;
     let t = s.store.get_tokens(&id).await?;
-    Ok(Json(view(&s, &c, t.as_ref())))
+    let mut answer = view(&s, &c, t.as_ref());
+    answer["probe"] = json!(found);
+    Ok(Json(answer))
 }
 
 /// The configured apps (never their secrets) and their open problems.
@@ -640,19 +784,43 @@ async fn all_events(
     Query(q): Query<EventsQuery>,
 ) -> Result<Json<Value>, ApiError> {
     caller.admin()?;
-    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
-    let events = s.store.list_events(None, q.after, limit).await?;
+    let limit = limit(q.limit, 100, 1000)?;
+    let after = after(q.after)?;
+    let events = s.store.list_events(None, after, limit).await?;
     Ok(Json(json!({ "events": event_views(&events) })))
+}
+
+fn after(given: i64) -> Result<i64, ApiError> {
+    if given < 0 {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_filter",
+            format!("after is an event id (0 or more); {given} is not"),
+        ));
+    }
+    Ok(given)
+}
+
+/// `?limit=N`: the newest N events of a connection (1 … 500, default 500).
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ConnectionEventsQuery {
+    limit: Option<i64>,
 }
 
 async fn events(
     State(s): State<ServerState>,
     caller: Caller,
     Path(id): Path<String>,
+    Query(q): Query<ConnectionEventsQuery>,
 ) -> Result<Json<Value>, ApiError> {
     caller.admin()?;
     let id = parse_id(&id)?;
-    let events = s.store.latest_events(&id, 500).await?;
+    let limit = limit(q.limit, 500, 500)?;
+    if s.store.get_connection(&id).await?.is_none() {
+        return Err(not_found(&id));
+    }
+    let events = s.store.latest_events(&id, limit).await?;
     Ok(Json(json!({ "events": event_views(&events) })))
 }
 

@@ -241,8 +241,19 @@ pub fn connections(args: ConnectionsArgs) -> Result<ExitCode> {
                 &format!("v1/connections/{id}/refresh"),
             )?;
             if t.json {
-                let safe = serde_json::json!({"connection": v["connection"], "expires_at": v["expires_at"], "version": v["version"], "refreshed": v["refreshed"]});
+                let mut safe = serde_json::json!({"connection": v["connection"], "expires_at": v["expires_at"], "version": v["version"], "refreshed": v["refreshed"]});
+                if !v["not_refreshed"].is_null() {
+                    safe["not_refreshed"] = v["not_refreshed"].clone();
+                }
                 println!("{}", serde_json::to_string_pretty(&safe)?);
+            } else if v["refreshed"] == Value::Bool(false) {
+                println!(
+                    "{id}: {} The token expires {}.",
+                    v["not_refreshed"]["message"]
+                        .as_str()
+                        .unwrap_or("Not refreshed: the token handed back is the one stored."),
+                    v["expires_at"].as_str().unwrap_or("never")
+                );
             } else {
                 println!(
                     "Refreshed {id}: the token now expires {}",

@@ -86,9 +86,23 @@ pub enum LogFormat {
 fn init_logs(format: LogFormat) {
     use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("TOKENWARDEN_LOG")
-        .or_else(|_| EnvFilter::try_from_default_env())
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,hyper=warn"));
+    const DEFAULT: &str = "info,sqlx=warn,hyper=warn";
+    let spec = ["TOKENWARDEN_LOG", "RUST_LOG"]
+        .into_iter()
+        .find_map(read_env)
+        .unwrap_or_else(|| DEFAULT.to_string());
+    let filter = EnvFilter::try_new(&spec).unwrap_or_else(|e| {
+        eprintln!("the log filter {spec:?} does not parse ({e}); using {DEFAULT:?}");
+        EnvFilter::new(DEFAULT)
+    });
+    // `debug` means tokenwarden's debug lines, not one line per SQL query (sqlx logs every
+    // statement at debug): the driver and the HTTP stack stay at warn unless the filter names them.
+    let filter = [("sqlx", "sqlx=warn"), ("hyper", "hyper=warn")]
+        .into_iter()
+        .filter(|(target, _)| !spec.contains(target))
+        .fold(filter, |f, (_, directive)| {
+            f.add_directive(directive.parse().expect("a valid directive"))
+        });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
