@@ -32,6 +32,8 @@ pub fn routes() -> Router<ServerState> {
         .route("/v1/connections/{id}/events", get(events))
         .route("/v1/events", get(all_events))
         .route("/v1/diagnose", post(diagnose))
+        .route("/v1/api-keys", get(list_api_keys).post(create_api_key))
+        .route("/v1/api-keys/{id}", axum::routing::delete(revoke_api_key))
         .route(tokenwarden_proxy::handler::ROUTE, any(proxy))
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
@@ -922,4 +924,117 @@ mod store_refusal_tests {
             assert!(api.message.contains(says), "{}", api.message);
         }
     }
+}
+
+/// An API key's public record: never the key, which exists only in the answer that created it.
+fn api_key_view(k: &ApiKeyInfo) -> Value {
+    json!({
+        "id": k.id,
+        "role": k.role.as_str(),
+        "label": k.label,
+        "created_at": k.created_at,
+        "revoked_at": k.revoked_at,
+    })
+}
+
+/// `GET /v1/api-keys`: every key, revoked ones included, newest first.
+async fn list_api_keys(
+    State(s): State<ServerState>,
+    caller: Caller,
+) -> Result<Json<Value>, ApiError> {
+    caller.admin()?;
+    let mut keys = s.store.list_api_keys().await?;
+    keys.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
+    let out: Vec<Value> = keys.iter().map(api_key_view).collect();
+    Ok(Json(json!({ "api_keys": out })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateApiKey {
+    role: String,
+    #[serde(default)]
+    label: Option<String>,
+}
+
+/// `POST /v1/api-keys`: a new key; the answer carries the key, the only time it is shown.
+async fn create_api_key(
+    State(s): State<ServerState>,
+    caller: Caller,
+    Body(b): Body<CreateApiKey>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    caller.admin()?;
+    let role = match b.role.as_str() {
+        "admin" => ApiKeyRole::Admin,
+        "token_reader" => ApiKeyRole::TokenReader,
+        other => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_body",
+                format!("role {other:?} is not one of admin, token_reader"),
+            ));
+        }
+    };
+    let label = b.label.unwrap_or_else(|| "created through the API".into());
+    if label.chars().count() > 200 || label.chars().any(char::is_control) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_body",
+            "label must be at most 200 characters, without control characters",
+        ));
+    }
+    let (info, key) = s.store.create_api_key(role, &label, s.clock.now()).await?;
+    let mut v = api_key_view(&info);
+    v["key"] = Value::String(key.expose().to_owned());
+    v["note"] =
+        Value::String("Keep the key: only its hash is stored, and it is not shown again.".into());
+    Ok((StatusCode::CREATED, Json(v)))
+}
+
+/// `DELETE /v1/api-keys/{id}`: revokes a key at once on this daemon (other replicas within
+/// their key cache's TTL). Revoking a revoked key answers as the first revocation did. The last
+/// live admin key is kept: without it nobody could manage the daemon through the API.
+async fn revoke_api_key(
+    State(s): State<ServerState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    caller.admin()?;
+    let keys = s.store.list_api_keys().await?;
+    let Some(key) = keys.iter().find(|k| k.id == id) else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("there is no API key {id}"),
+        ));
+    };
+    if key.revoked_at.is_some() {
+        return Ok(Json(api_key_view(key)));
+    }
+    let live_admins = keys
+        .iter()
+        .filter(|k| k.role == ApiKeyRole::Admin && k.revoked_at.is_none())
+        .count();
+    if key.role == ApiKeyRole::Admin && live_admins <= 1 {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "last_admin_key",
+            format!(
+                "{id} is the last live admin key; create another admin key first, then revoke this one"
+            ),
+        ));
+    }
+    let now = s.clock.now();
+    s.store.revoke_api_key(&id, now).await?;
+    let revoked = s
+        .store
+        .list_api_keys()
+        .await?
+        .into_iter()
+        .find(|k| k.id == id)
+        .unwrap_or_else(|| ApiKeyInfo {
+            revoked_at: Some(now),
+            ..key.clone()
+        });
+    Ok(Json(api_key_view(&revoked)))
 }

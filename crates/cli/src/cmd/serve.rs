@@ -272,7 +272,22 @@ async fn serve(args: Args, file: FileConfig, providers_dir: Option<&Path>) -> Re
         KeySource::File(p) => println!("Master key: {}", p.display()),
         KeySource::Env => println!("Master key: from TOKENWARDEN_MASTER_KEY"),
     }
-    let clock: Arc<dyn Clock> = Arc::new(ScaledClock::new(Utc::now(), args.time_scale));
+    // The in-process sandbox keeps its books in the data directory, so a restart leaves the
+    // connections made through it working (issue 15, item 3).
+    let sandbox_ledger = if args.sandbox {
+        Some(tokenwarden_sandbox::LedgerFile::open(
+            data_dir.join(data_dir::SANDBOX_LEDGER_FILE),
+        )?)
+    } else {
+        None
+    };
+    // A scaled clock resumes where the sandbox's last run left it: started from the wall clock
+    // again, it would put every token issued in that run in the future.
+    let start = sandbox_ledger
+        .as_ref()
+        .and_then(|l| l.saved_at())
+        .map_or_else(Utc::now, |saved| saved.max(Utc::now()));
+    let clock: Arc<dyn Clock> = Arc::new(ScaledClock::new(start, args.time_scale));
 
     let admin_key_file = data_dir.join("admin.key");
     let live_keys = store
@@ -355,7 +370,7 @@ async fn serve(args: Args, file: FileConfig, providers_dir: Option<&Path>) -> Re
         cache,
         proxy_limits,
     }
-    .start()
+    .start_with_sandbox_ledger(sandbox_ledger)
     .await?;
     running.state.dashboard.set_idle_timeout(idle_timeout);
     running.state.limits.set_trusted_proxies(trusted_proxies);
