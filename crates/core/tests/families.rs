@@ -931,3 +931,80 @@ fn family_6_item_messages_are_scrubbed() {
     let text = serde_json::to_string(&c).unwrap();
     assert!(!text.contains("ABCDEFGH12345678"), "{text}");
 }
+
+/// The fixtures in `examples/responses/` for these families (as `curl -i` prints them) classify
+/// as the families say.
+#[test]
+fn the_example_responses_of_the_families_classify_as_documented() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/responses/");
+    let expected = [
+        (
+            "threads-container-in-progress.txt",
+            "threads",
+            Context::Api,
+            K::AsyncPending,
+            A::PollLater,
+        ),
+        (
+            "threads-publish-not-ready.txt",
+            "threads",
+            Context::Api,
+            K::AsyncPending,
+            A::PollLater,
+        ),
+        (
+            "meta-session-expired-no-subcode.txt",
+            "meta",
+            Context::Api,
+            K::TokenExpired,
+            A::Reauthorize,
+        ),
+        (
+            "snapchat-batch-item-failed.txt",
+            "snapchat",
+            Context::Api,
+            K::NotFound,
+            A::FixRequest,
+        ),
+        (
+            "meta-consent-denied-redirect.txt",
+            "meta",
+            Context::Api,
+            K::AppNotAuthorized,
+            A::FixRequest,
+        ),
+        (
+            "tiktok-refresh-invalid-grant.txt",
+            "tiktok",
+            Context::TokenEndpoint,
+            K::TokenRevoked,
+            A::Reauthorize,
+        ),
+    ];
+    let reg = Registry::builtin().unwrap();
+    for (file, provider, ctx, kind, action) in expected {
+        let raw = std::fs::read_to_string(format!("{dir}{file}")).unwrap();
+        let raw = raw.replace("\r\n", "\n");
+        let (head, body) = raw.split_once("\n\n").unwrap_or((raw.as_str(), ""));
+        let mut lines = head.lines();
+        let status: u16 = lines
+            .next()
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|s| s.parse().ok())
+            .unwrap();
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
+            .collect();
+        let c = reg.get(provider).unwrap().classifier().classify(
+            &ResponseView {
+                status,
+                headers: &headers,
+                body: body.trim().as_bytes(),
+            },
+            ctx,
+            now(),
+        );
+        assert_eq!((c.kind, c.action), (kind, action), "{file}: {}", c.rule);
+    }
+}
