@@ -35,6 +35,7 @@ use tokenwarden_core::id::{ConnectionId, ProviderId};
 use tokenwarden_core::policy;
 use tokenwarden_core::provider::Context;
 use tokenwarden_core::secret::Secret;
+use tokenwarden_core::state::ProblemCode;
 use tokenwarden_oauth::AppCredentials;
 use tokenwarden_oauth::pkce::Pkce;
 use tokenwarden_store::{
@@ -75,7 +76,7 @@ const SINGLE_PARAMS: [&str; 9] = [
 
 /// The open app problem a failed consent step raises (issue 18 item 5); a later successful
 /// authorization for the same app clears it.
-pub const CONSENT_REFUSED: &str = "consent_refused";
+const CONSENT_REFUSED: ProblemCode = ProblemCode::ConsentRefused;
 
 /// The error parameters of a callback (RFC 6749 §4.1.2.1 `error`, `error_description`; Meta and
 /// Threads also send `error_reason`, `error_code`, `error_message`), as the JSON object the
@@ -498,7 +499,7 @@ async fn callback(
         );
         if c.blame == Blame::App {
             let problem = Problem {
-                code: CONSENT_REFUSED.into(),
+                code: CONSENT_REFUSED,
                 title: c.title.clone(),
                 fix: c.fix.clone(),
                 since: now,
@@ -732,7 +733,7 @@ async fn callback(
             // The consent step works again for this app: its earlier refusal is over.
             if let Err(e) = s
                 .store
-                .clear_app_problem(&pending.provider, &pending.app, CONSENT_REFUSED)
+                .clear_app_problem(&pending.provider, &pending.app, CONSENT_REFUSED.as_str())
                 .await
             {
                 tracing::warn!(error = %e, "could not clear the app problem {CONSENT_REFUSED}");

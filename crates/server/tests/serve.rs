@@ -154,7 +154,7 @@ async fn hostile_and_broken_callbacks_are_refused() {
     let app = &apps.first().expect("the threads app is configured").id;
     let problems = w.d.state.store.app_problems(&threads, app).await.unwrap();
     assert!(
-        problems.iter().any(|p| p.code == "consent_refused"
+        problems.iter().any(|p| p.code.as_str() == "consent_refused"
             && p.fix.contains("app dashboard")
             && !p.fix.contains("demo-threads-secret")),
         "{problems:?}"
@@ -166,7 +166,9 @@ async fn hostile_and_broken_callbacks_are_refused() {
     assert!(page.contains("Connected"), "{page}");
     let problems = w.d.state.store.app_problems(&threads, app).await.unwrap();
     assert!(
-        problems.iter().all(|p| p.code != "consent_refused"),
+        problems
+            .iter()
+            .all(|p| p.code.as_str() != "consent_refused"),
         "{problems:?}"
     );
     w.d.stop().await;
