@@ -8,11 +8,13 @@
 //! bodies fall back to sound answers by status, never a panic.
 
 mod body;
+mod items;
 mod wait;
 pub mod words;
 
 use crate::provider::{
-    BodyKind, CodePattern, Context, EnvelopeSpec, KindText, RefreshStyle, RuleSpec, WaitRule,
+    BodyKind, CodePattern, Context, EnvelopeSpec, ItemsSpec, KindText, RefreshStyle, RuleSpec,
+    WaitRule,
 };
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -230,6 +232,10 @@ pub struct Classification {
     pub docs_url: Option<String>,
     /// Which rule decided (`snapchat#3`, `common#12`, `fallback`), for whoever debugs a definition.
     pub rule: String,
+    /// Batch answers: the items that failed, each with its own verdict (at most
+    /// [`MAX_LISTED_ITEMS`]); empty otherwise.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub failed_items: Vec<ItemFailure>,
 }
 
 fn ser_ms<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
@@ -308,6 +314,7 @@ pub(crate) struct Rule {
     header: Option<(String, Vec<String>)>,
     body: Option<BodyKind>,
     context: Option<Context>,
+    field: Option<(String, Vec<String>)>,
     pub(crate) spec: RuleSpec,
 }
 
@@ -316,6 +323,14 @@ impl Rule {
         let pats =
             |list: &[CodePattern]| list.iter().map(Pat::compile).collect::<Result<Vec<_>, _>>();
         let lower = |v: &[String]| v.iter().map(|s| s.to_lowercase()).collect::<Vec<_>>();
+        if let Some(f) = &spec.field {
+            if f.path.trim().is_empty() || f.path.split('.').any(|s| s.trim().is_empty()) {
+                return Err(format!("field.path {:?} is not a dotted path", f.path));
+            }
+            if f.equals.is_empty() || f.equals.iter().any(|v| v.trim().is_empty()) {
+                return Err("field.equals needs at least one non-empty value".into());
+            }
+        }
         let rule = Rule {
             name,
             codes: pats(&spec.codes)?,
@@ -328,6 +343,10 @@ impl Rule {
                 .map(|h| (h.name.to_lowercase(), lower(&h.contains))),
             body: spec.body,
             context: spec.context,
+            field: spec
+                .field
+                .as_ref()
+                .map(|f| (f.path.trim().to_string(), lower(&f.equals))),
             spec: spec.clone(),
         };
         let has_condition = !rule.codes.is_empty()
@@ -335,9 +354,11 @@ impl Rule {
             || !rule.statuses.is_empty()
             || !rule.message.is_empty()
             || rule.header.is_some()
-            || rule.body.is_some();
+            || rule.body.is_some()
+            || rule.context.is_some()
+            || rule.field.is_some();
         if !has_condition {
-            return Err("a rule needs at least one condition (codes, subcodes, statuses, message_contains, header or body)".into());
+            return Err("a rule needs at least one condition (codes, subcodes, statuses, message_contains, header, body, context or field)".into());
         }
         for p in &rule.statuses {
             let ok = match p {
@@ -372,6 +393,12 @@ impl Rule {
             })
             && self.body.is_none_or(|b| b == m.body_kind)
             && self.context.is_none_or(|c| c == m.context)
+            && self.field.as_ref().is_none_or(|(path, values)| {
+                m.json
+                    .and_then(|j| body::lookup(j, path))
+                    .and_then(body::scalar)
+                    .is_some_and(|v| values.contains(&v.to_lowercase()))
+            })
     }
 }
 
@@ -381,6 +408,8 @@ struct Facts<'a> {
     status: u16,
     headers: &'a [(String, String)],
     body_kind: BodyKind,
+    /// The parsed body, for `field` conditions (none for the items of a batch answer).
+    json: Option<&'a serde_json::Value>,
     code: Option<&'a str>,
     subcode: Option<&'a str>,
     /// Lower-cased message (or, without an envelope, the body's text) for `message_contains`.
@@ -407,10 +436,114 @@ pub struct Classifier {
     pub(crate) success_codes: Vec<String>,
     pub(crate) wait_headers: Vec<crate::provider::WaitHeaderSpec>,
     pub(crate) rules: Vec<Rule>,
+    pub(crate) items: Option<ItemsSpec>,
     pub(crate) common: Arc<Common>,
 }
 
+/// One failed item of a batch answer (Snapchat `sub_request_status`), with its own verdict.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ItemFailure {
+    /// The array the item is in (`campaigns`, `ads`).
+    pub list: String,
+    /// Its position in that array, from 0.
+    pub index: usize,
+    /// The item's code, where it gives one.
+    pub code: Option<String>,
+    /// The item's message, shortened and scrubbed.
+    pub message: Option<String>,
+    /// What it is.
+    pub kind: Kind,
+    /// What to do about it.
+    pub action: Action,
+    /// One line for a person.
+    pub title: String,
+}
+
+/// At most this many failed items are listed in a [`Classification`]; the title counts them all.
+pub const MAX_LISTED_ITEMS: usize = 50;
+
+/// A decision before it is put into words: the rule (if any), the kind, the rule's name.
+struct Decision<'r> {
+    rule: Option<&'r Rule>,
+    kind: Kind,
+    name: String,
+}
+
 impl Classifier {
+    /// Provider rules that name sub-codes first (a known sub-code decides over its code), then
+    /// the provider's other rules, then the common ones. `is_transient` (Meta) turns what would
+    /// be a request error into a temporary failure.
+    fn decide(&self, facts: &Facts<'_>, transient: bool, unknown_error_code: bool) -> Decision<'_> {
+        let provider_rule = self
+            .rules
+            .iter()
+            .filter(|r| !r.subcodes.is_empty())
+            .chain(self.rules.iter().filter(|r| r.subcodes.is_empty()))
+            .find(|r| r.matches(facts));
+        let request_error = |r: &Rule| matches!(r.spec.kind, Kind::InvalidRequest | Kind::NotFound);
+        let chosen: Option<&Rule> = match provider_rule {
+            // The platform says a retry can succeed; a parameter error's code does not overrule it.
+            Some(r) if transient && request_error(r) => None,
+            Some(r) => Some(r),
+            // Meta marks some unknown errors `is_transient`; honour it before generic status rules.
+            None if transient => None,
+            None => self.common.rules.iter().find(|r| r.matches(facts)),
+        };
+        match (chosen, transient) {
+            (Some(r), _) => Decision {
+                rule: Some(r),
+                kind: r.spec.kind,
+                name: r.name.clone(),
+            },
+            (None, true) => Decision {
+                rule: None,
+                kind: Kind::ServiceUnavailable,
+                name: "transient-flag".to_string(),
+            },
+            (None, false) => Decision {
+                rule: None,
+                kind: fallback_kind(facts.status, unknown_error_code),
+                name: "fallback".to_string(),
+            },
+        }
+    }
+
+    /// Title, explanation and fix of a decision, placeholders filled.
+    fn words(
+        &self,
+        d: &Decision<'_>,
+        facts: &Facts<'_>,
+        message: Option<&str>,
+    ) -> (String, String, String) {
+        let default_text = self.common.kinds.get(&d.kind).cloned().unwrap_or_default();
+        let spec = d.rule.map(|r| &r.spec);
+        let pick = |rule_text: Option<&String>, default: &str| match rule_text {
+            Some(t) if !t.trim().is_empty() => t.clone(),
+            _ => default.to_string(),
+        };
+        let fill = |t: String| {
+            // No message: the placeholder goes with its parentheses, never "((no message))".
+            let t = if message.is_none() {
+                t.replace(" ({message})", "").replace("({message})", "")
+            } else {
+                t
+            };
+            t.replace("{provider}", &self.provider_name)
+                .replace("{code}", facts.code.unwrap_or("none"))
+                .replace("{subcode}", facts.subcode.unwrap_or("none"))
+                .replace("{status}", &facts.status.to_string())
+                .replace("{message}", message.unwrap_or("no message"))
+        };
+        (
+            fill(pick(spec.map(|s| &s.title), &default_text.title)),
+            fill(pick(
+                spec.map(|s| &s.explanation),
+                &default_text.explanation,
+            )),
+            fill(pick(spec.map(|s| &s.fix), &default_text.fix)),
+        )
+    }
+
     /// Classifies one response. `now` turns HTTP dates and "until midnight" into waits.
     pub fn classify(
         &self,
@@ -418,7 +551,17 @@ impl Classifier {
         context: Context,
         now: DateTime<Utc>,
     ) -> Classification {
-        let parsed = body::Body::read(resp);
+        let mut parsed = body::Body::read(resp);
+        let mut context = context;
+        // The platform sent the browser back with error parameters: the consent step failed.
+        if let Some(json) = body::redirect_error(resp) {
+            parsed = body::Body {
+                kind: BodyKind::Json,
+                json: Some(json),
+                text_message: None,
+            };
+            context = Context::Authorize;
+        }
         let env = parsed.json.as_ref().and_then(|j| {
             self.envelopes
                 .iter()
@@ -431,68 +574,92 @@ impl Classifier {
             .or_else(|| parsed.text_message.clone());
         let code = env.as_ref().map(|e| e.code.as_str());
         let is_success_code = code.is_some_and(|c| self.success_codes.iter().any(|s| s == c));
-        let text_lc = message.as_deref().unwrap_or("").to_lowercase();
         let facts = Facts {
             status: resp.status,
             headers: resp.headers,
             body_kind: parsed.kind,
+            json: parsed.json.as_ref(),
             code,
             subcode: env.as_ref().and_then(|e| e.subcode.as_deref()),
-            text_lc,
+            text_lc: message.as_deref().unwrap_or("").to_lowercase(),
             context,
         };
-
-        let provider_rule = self.rules.iter().find(|r| r.matches(&facts));
         let transient = env.as_ref().is_some_and(|e| e.transient);
-        let chosen: Option<&Rule> = match provider_rule {
-            Some(r) => Some(r),
-            // Meta marks some unknown errors `is_transient`; honour it before generic status rules.
-            None if transient => None,
-            None => self.common.rules.iter().find(|r| r.matches(&facts)),
-        };
-        let (kind, rule_name) = match (chosen, transient) {
-            (Some(r), _) => (r.spec.kind, r.name.clone()),
-            (None, true) => (Kind::ServiceUnavailable, "transient-flag".to_string()),
-            (None, false) => (
-                fallback_kind(resp.status, code.is_some() && !is_success_code),
-                "fallback".to_string(),
-            ),
-        };
-        let spec = chosen.map(|r| &r.spec);
+        let mut decision = self.decide(&facts, transient, code.is_some() && !is_success_code);
+        let mut scrubbed = message
+            .as_deref()
+            .map(scrub_message)
+            .filter(|m| !m.is_empty());
+        let (mut title, mut explanation, mut fix) =
+            self.words(&decision, &facts, scrubbed.as_deref());
+        let mut platform_code = code.map(str::to_string);
+        let mut wait_text = facts.text_lc.clone();
+
+        // A batch answer whose items failed is not ok, whatever its envelope says.
+        let mut failed_items = Vec::new();
+        if let (Some(spec), Some(json)) = (&self.items, parsed.json.as_ref())
+            && (decision.kind == Kind::Ok || decision.name == "fallback")
+        {
+            let found = items::failed(spec, json);
+            if let Some(first) = found.failed.first() {
+                let mut verdicts = Vec::new();
+                for item in found.failed.iter().take(MAX_LISTED_ITEMS) {
+                    let item_facts = Facts {
+                        json: None,
+                        code: item.code.as_deref(),
+                        subcode: None,
+                        text_lc: item.message.as_deref().unwrap_or("").to_lowercase(),
+                        ..facts
+                    };
+                    let d = self.decide_item(&item_facts);
+                    let msg = item.message.as_deref().map(scrub_message);
+                    let (t, _, _) = self.words(&d, &item_facts, msg.as_deref());
+                    verdicts.push(ItemFailure {
+                        list: item.list.clone(),
+                        index: item.index,
+                        code: item.code.as_deref().map(scrub_message),
+                        message: msg,
+                        kind: d.kind,
+                        action: d
+                            .rule
+                            .and_then(|r| r.spec.action)
+                            .unwrap_or_else(|| d.kind.default_action(self.refresh)),
+                        title: t,
+                    });
+                }
+                let item_facts = Facts {
+                    json: None,
+                    code: first.code.as_deref(),
+                    subcode: None,
+                    text_lc: first.message.as_deref().unwrap_or("").to_lowercase(),
+                    ..facts
+                };
+                decision = self.decide_item(&item_facts);
+                scrubbed = first.message.as_deref().map(scrub_message);
+                let (t, e, f) = self.words(&decision, &item_facts, scrubbed.as_deref());
+                title = format!(
+                    "{} of {} items failed; the first: {t}",
+                    found.failed.len(),
+                    found.total
+                );
+                explanation = e;
+                fix = format!(
+                    "{f} The other items succeeded or are listed with their own verdict; resend only the failed ones."
+                );
+                platform_code = first.code.as_deref().map(scrub_message);
+                wait_text = item_facts.text_lc.clone();
+                failed_items = verdicts;
+            }
+        }
+
+        let kind = decision.kind;
+        let spec = decision.rule.map(|r| &r.spec);
         let action = spec
             .and_then(|s| s.action)
             .unwrap_or_else(|| kind.default_action(self.refresh));
         let blame = spec
             .and_then(|s| s.blame)
             .unwrap_or_else(|| kind.default_blame());
-        let default_text = self.common.kinds.get(&kind).cloned().unwrap_or_default();
-        let pick = |rule_text: Option<&String>, default: &str| match rule_text {
-            Some(t) if !t.trim().is_empty() => t.clone(),
-            _ => default.to_string(),
-        };
-        let scrubbed = message
-            .as_deref()
-            .map(scrub_message)
-            .filter(|m| !m.is_empty());
-        let fill = |t: String| {
-            // No message: the placeholder goes with its parentheses, never "((no message))".
-            let t = if scrubbed.is_none() {
-                t.replace(" ({message})", "").replace("({message})", "")
-            } else {
-                t
-            };
-            t.replace("{provider}", &self.provider_name)
-                .replace("{code}", code.unwrap_or("none"))
-                .replace("{subcode}", facts.subcode.unwrap_or("none"))
-                .replace("{status}", &resp.status.to_string())
-                .replace("{message}", scrubbed.as_deref().unwrap_or("no message"))
-        };
-        let title = fill(pick(spec.map(|s| &s.title), &default_text.title));
-        let explanation = fill(pick(
-            spec.map(|s| &s.explanation),
-            &default_text.explanation,
-        ));
-        let fix = fill(pick(spec.map(|s| &s.fix), &default_text.fix));
         let docs_url = spec
             .and_then(|s| s.docs_url.as_ref())
             .map(|u| u.to_string())
@@ -506,7 +673,7 @@ impl Classifier {
         let retry_after = if action.retryable() && action != Action::RefreshAndRetry {
             headers_wait
                 .wait
-                .or_else(|| spec.and_then(|s| rule_wait(&s.wait, &facts.text_lc, now)))
+                .or_else(|| spec.and_then(|s| rule_wait(&s.wait, &wait_text, now)))
         } else {
             None
         };
@@ -519,7 +686,7 @@ impl Classifier {
             retry_after,
             usage_pct: headers_wait.usage_pct,
             status: resp.status,
-            platform_code: code.map(str::to_string),
+            platform_code,
             platform_subcode: facts.subcode.map(str::to_string),
             platform_message: scrubbed,
             trace_id: env
@@ -530,8 +697,23 @@ impl Classifier {
             explanation,
             fix,
             docs_url,
-            rule: rule_name,
+            rule: decision.name,
+            failed_items,
         }
+    }
+
+    /// The verdict on one failed item: the provider's rules, then the common ones; an item no
+    /// rule knows failed for a reason the platform did not code, a request error.
+    fn decide_item(&self, facts: &Facts<'_>) -> Decision<'_> {
+        let d = self.decide(facts, false, true);
+        if d.kind == Kind::Ok {
+            return Decision {
+                rule: None,
+                kind: Kind::InvalidRequest,
+                name: "item-fallback".to_string(),
+            };
+        }
+        d
     }
 }
 

@@ -44,13 +44,17 @@ pub enum ProblemCode {
     ExpiresSoon,
     /// The platform refused the app itself (client id or secret): an app problem.
     AppRefused,
+    /// The platform's consent step refused the app (not set up for the product, redirect URI not
+    /// registered, development mode) or the person declined: an app problem, fixed in the app
+    /// dashboard, cleared by the next successful authorization for the app.
+    ConsentRefused,
     /// A stored row cannot be decrypted with the keys this process has.
     DecryptFailed,
 }
 
 impl ProblemCode {
     /// Every code.
-    pub const ALL: [ProblemCode; 12] = [
+    pub const ALL: [ProblemCode; 13] = [
         ProblemCode::GrantRefused,
         ProblemCode::Expired,
         ProblemCode::TokenRefused,
@@ -62,6 +66,7 @@ impl ProblemCode {
         ProblemCode::EnvironmentMismatch,
         ProblemCode::ExpiresSoon,
         ProblemCode::AppRefused,
+        ProblemCode::ConsentRefused,
         ProblemCode::DecryptFailed,
     ];
 
@@ -79,6 +84,7 @@ impl ProblemCode {
             ProblemCode::EnvironmentMismatch => "environment_mismatch",
             ProblemCode::ExpiresSoon => "expires_soon",
             ProblemCode::AppRefused => "app_refused",
+            ProblemCode::ConsentRefused => "consent_refused",
             ProblemCode::DecryptFailed => "decrypt_failed",
         }
     }

@@ -126,7 +126,8 @@ fn rfc_6749_token_endpoint_errors_classify_for_any_provider() {
         (
             400,
             r#"{"error":"invalid_grant","error_description":"refresh token expired"}"#,
-            Kind::TokenExpired,
+            // Issue 18 family 4: invalid_grant is a refusal whatever its text says.
+            Kind::TokenRevoked,
             Action::Reauthorize,
             Blame::Connection,
         ),

@@ -431,6 +431,32 @@ mod tests {
         assert!(e.is_transient());
     }
 
+    /// Issue 18 item 4: a refresh refused with invalid_grant is a revoked or rotated-away grant,
+    /// never an expiry a refresh could fix, on every platform and whatever the text says
+    /// (RFC 6749 §5.2; platforms.md §3 "invalid_grant (expired, revoked or rotated refresh
+    /// token)").
+    #[test]
+    fn invalid_grant_on_refresh_is_a_revoked_grant() {
+        for provider in ["snapchat", "tiktok", "threads", "meta", "tiktok-business"] {
+            for body in [
+                r#"{"error":"invalid_grant","error_description":"Refresh token is invalid or expired.","log_id":"x"}"#,
+                r#"{"error":"invalid_grant","error_description":"refresh token expired"}"#,
+                r#"{"error":"invalid_grant"}"#,
+            ] {
+                let e = read_as(provider, 400, body, None).unwrap_err();
+                let TokenError::Refused { classification, .. } = &e else {
+                    panic!("{provider} {body}: {e:?}");
+                };
+                assert_eq!(classification.kind, Kind::TokenRevoked, "{provider} {body}");
+                assert_eq!(
+                    classification.action,
+                    tokenwarden_core::classify::Action::Reauthorize,
+                    "{provider} {body}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn tiktok_login_kit_rotation_and_refresh_expiry() {
         let g = read_as(

@@ -208,17 +208,7 @@ fn decide(sb: &Sandbox, p: Provider, f: &HashMap<String, String>) -> Response {
     match f.get("decision").map(String::as_str) {
         Some("approve") => {}
         Some("deny") => {
-            let params: &[(&str, &str)] = match p {
-                Provider::Threads | Provider::Meta => &[
-                    ("error", "access_denied"),
-                    ("error_reason", "user_denied"),
-                    ("error_description", "Permissions error"),
-                ],
-                _ => &[
-                    ("error", "access_denied"),
-                    ("error_description", "The user denied the request"),
-                ],
-            };
+            let params = crate::platform::consent_error_params(p, true);
             return redirect(&c.redirect_uri, params, c.state.as_deref());
         }
         _ => return error_page("Bad decision", "decision must be approve or deny"),

@@ -22,6 +22,9 @@ pub enum Limit {
     /// A temporary restriction of the app for too many requests (TikTok Business 61000,
     /// `TOO_MANY_REQUESTS_BL` in the official SDK table).
     Restricted,
+    /// A rate-limit sub-code under Meta's "unknown error" code 1 (issue 18 family 3: a sub-code
+    /// the definition knows decides over codes 1 and 2).
+    UnderUnknownCode,
 }
 
 /// An error the sandbox sends. The platform module decides which case a situation becomes
@@ -81,8 +84,39 @@ pub enum ErrorCase {
         /// 502 or 503 (Meta's "Sorry, something went wrong." uses the same status).
         status: u16,
     },
-    /// An asynchronous task fetched before it finished (TikTok Business 40201).
+    /// An asynchronous task fetched before it finished (TikTok Business 40201), or published
+    /// before it was ready (Threads 24/4279009, Instagram 9007/2207027).
     TaskPending,
+    /// An asynchronous job asked about before it finished: HTTP 200 whose status says it is still
+    /// running (Threads container `IN_PROGRESS`, Meta `async_status` "Job Running", TikTok
+    /// Business task `PROCESSING`, TikTok post `PROCESSING_DOWNLOAD`, Snapchat report `RUNNING`).
+    WorkPending,
+    /// An asynchronous job that ended without a result, in HTTP 200 (Meta "Job Failed", TikTok
+    /// Business task `FAILED`, Snapchat report `FAILED`): start it again.
+    WorkFailed,
+    /// Media the platform could not process, in HTTP 200 (Threads container `ERROR` or
+    /// `EXPIRED`, TikTok post `FAILED`): the media or the container must change.
+    MediaRejected {
+        /// The Threads container expired unpublished (24 h) rather than failed.
+        expired: bool,
+    },
+    /// Graph 190 without a sub-code whose text says the session expired (issue 18 family 3).
+    TokenExpiredUnspecific,
+    /// Graph 100 marked `is_transient: true`: retryable despite its request-error code.
+    TransientParamError,
+    /// Graph 100 without a sub-code naming an object that was deleted (issue 18 family 2).
+    ObjectDeleted,
+    /// A batch answer in HTTP 200 with a failed item (Snapchat `sub_request_status`).
+    BatchItemsFailed {
+        /// The failed item carries an E-code (E3003) rather than only its reason text.
+        coded: bool,
+    },
+    /// The consent step failed: the platform redirects back with error parameters (RFC 6749
+    /// §4.1.2.1), because the person declined or the app is not set up (issue 18 family 5).
+    ConsentRefused {
+        /// The person pressed Deny (access_denied) rather than the platform refusing the app.
+        declined: bool,
+    },
     /// The object does not exist or cannot be loaded.
     NotFound,
     /// The request's parameters are wrong.
@@ -121,7 +155,13 @@ impl ErrorCase {
             ErrorCase::EndpointGone { .. } | ErrorCase::StaleSignature => "invalid_request",
             ErrorCase::RateLimited { .. } => "rate_limited",
             ErrorCase::Outage | ErrorCase::OutagePage { .. } => "service_unavailable",
-            ErrorCase::TaskPending => "async_pending",
+            ErrorCase::TaskPending | ErrorCase::WorkPending => "async_pending",
+            ErrorCase::WorkFailed | ErrorCase::TransientParamError => "service_unavailable",
+            ErrorCase::MediaRejected { .. } => "invalid_request",
+            ErrorCase::TokenExpiredUnspecific => "token_expired",
+            ErrorCase::ObjectDeleted | ErrorCase::BatchItemsFailed { .. } => "not_found",
+            // Consent-step errors are the app's problem, fixed in its dashboard (issue 18 item 5).
+            ErrorCase::ConsentRefused { .. } => "app_not_authorized",
             ErrorCase::NotFound => "not_found",
             ErrorCase::InvalidParams => "invalid_request",
             ErrorCase::OAuthInvalidRequest => "invalid_request",

@@ -78,3 +78,108 @@ fn the_catalogue_sends_every_corrected_tiktok_business_code() {
         assert!(sent.contains(&code), "the catalogue never sends {code}");
     }
 }
+
+/// Issue 18: every verdict family has its cases in the catalogue, for each platform where the
+/// family applies, and a definition's rule (not the status fallback) decides each of them, so
+/// the test above checks the new rules on what the sandbox sends.
+#[test]
+fn the_catalogue_covers_every_issue_18_family() {
+    use ErrorCase as E;
+    let expected: &[(&str, ErrorCase)] = &[
+        // Family 1: unfinished work, in HTTP 200 or as a "not ready" error.
+        ("threads", E::WorkPending),
+        ("threads", E::TaskPending),
+        ("threads", E::MediaRejected { expired: false }),
+        ("threads", E::MediaRejected { expired: true }),
+        ("meta", E::WorkPending),
+        ("meta", E::WorkFailed),
+        ("meta", E::TaskPending),
+        ("tiktok-business", E::WorkPending),
+        ("tiktok-business", E::WorkFailed),
+        ("tiktok-business", E::TaskPending),
+        ("tiktok", E::WorkPending),
+        ("tiktok", E::MediaRejected { expired: false }),
+        ("snapchat", E::WorkPending),
+        ("snapchat", E::WorkFailed),
+        // Family 2: objects that no longer exist.
+        ("meta", E::NotFound),
+        ("meta", E::ObjectDeleted),
+        ("threads", E::NotFound),
+        ("threads", E::ObjectDeleted),
+        ("snapchat", E::NotFound),
+        ("tiktok-business", E::NotFound),
+        // Family 3: the sub-code decides; the text only as a last resort; is_transient.
+        ("meta", E::TokenExpiredUnspecific),
+        ("meta", E::TransientParamError),
+        (
+            "meta",
+            E::RateLimited {
+                limit: tokenwarden_sandbox::Limit::UnderUnknownCode,
+            },
+        ),
+        ("threads", E::TokenExpiredUnspecific),
+        ("threads", E::TransientParamError),
+        // Family 4: invalid_grant on the token endpoint.
+        ("snapchat", E::OAuthInvalidGrant),
+        ("tiktok", E::OAuthInvalidGrant),
+        // Family 5: the consent step, on every platform.
+        ("snapchat", E::ConsentRefused { declined: true }),
+        ("snapchat", E::ConsentRefused { declined: false }),
+        ("tiktok", E::ConsentRefused { declined: true }),
+        ("tiktok", E::ConsentRefused { declined: false }),
+        ("tiktok-business", E::ConsentRefused { declined: true }),
+        ("tiktok-business", E::ConsentRefused { declined: false }),
+        ("threads", E::ConsentRefused { declined: true }),
+        ("threads", E::ConsentRefused { declined: false }),
+        ("meta", E::ConsentRefused { declined: true }),
+        ("meta", E::ConsentRefused { declined: false }),
+        // Family 6: Snapchat batch items.
+        ("snapchat", E::BatchItemsFailed { coded: true }),
+        ("snapchat", E::BatchItemsFailed { coded: false }),
+    ];
+    let registry = Registry::builtin().expect("shipped provider definitions load");
+    let now = chrono::DateTime::from_timestamp(1_800_000_030, 0).unwrap();
+    let catalogue = error_catalogue();
+    let mut problems = Vec::new();
+    for (provider, case) in expected {
+        let Some((_, _, status, headers, body)) = catalogue
+            .iter()
+            .find(|(p, c, ..)| p == provider && c == case)
+        else {
+            problems.push(format!("{provider} {case:?}: not in the catalogue"));
+            continue;
+        };
+        let context = if matches!(case, E::OAuthInvalidGrant) {
+            Context::TokenEndpoint
+        } else {
+            Context::Api
+        };
+        let got = registry.get(provider).unwrap().classifier().classify(
+            &ResponseView {
+                status: *status,
+                headers,
+                body,
+            },
+            context,
+            now,
+        );
+        if got.rule == "fallback" || got.kind.as_str() != case.intended_kind() {
+            problems.push(format!(
+                "{provider} {case:?}: {} by rule {}",
+                got.kind, got.rule
+            ));
+        }
+        if matches!(case, E::BatchItemsFailed { .. }) && got.failed_items.len() != 1 {
+            problems.push(format!(
+                "{provider} {case:?}: failed items {:?}",
+                got.failed_items
+            ));
+        }
+        if matches!(case, E::ConsentRefused { .. })
+            && got.blame != tokenwarden_core::classify::Blame::App
+        {
+            problems.push(format!("{provider} {case:?}: blamed on {}", got.blame));
+        }
+    }
+    assert!(problems.is_empty(), "\n{}", problems.join("\n"));
+}

@@ -27,14 +27,15 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::TimeDelta;
 use rand::RngCore;
 use std::collections::HashMap;
-use tokenwarden_core::classify::ResponseView;
+use tokenwarden_core::classify::{Blame, ResponseView};
 use tokenwarden_core::connection::{
-    Account, AccountCheck, Connection, ConnectionState, Environment, check_account,
+    Account, AccountCheck, Connection, ConnectionState, Environment, Problem, check_account,
 };
 use tokenwarden_core::id::{ConnectionId, ProviderId};
 use tokenwarden_core::policy;
 use tokenwarden_core::provider::Context;
 use tokenwarden_core::secret::Secret;
+use tokenwarden_core::state::ProblemCode;
 use tokenwarden_oauth::AppCredentials;
 use tokenwarden_oauth::pkce::Pkce;
 use tokenwarden_store::{
@@ -61,14 +62,43 @@ fn random_token() -> String {
 
 /// Callback parameters that must appear at most once: with two, which one "wins" differs between
 /// parsers, and an attacker who can append to the URL gets to choose.
-const SINGLE_PARAMS: [&str; 6] = [
+const SINGLE_PARAMS: [&str; 9] = [
     "state",
     "code",
     "iss",
     "error",
     "error_description",
+    "error_reason",
+    "error_code",
+    "error_message",
     "auth_code",
 ];
+
+/// The open app problem a failed consent step raises (issue 18 item 5); a later successful
+/// authorization for the same app clears it.
+const CONSENT_REFUSED: ProblemCode = ProblemCode::ConsentRefused;
+
+/// The error parameters of a callback (RFC 6749 §4.1.2.1 `error`, `error_description`; Meta and
+/// Threads also send `error_reason`, `error_code`, `error_message`), as the JSON object the
+/// classifier reads for the consent step. `None` when the callback carries no error.
+fn consent_error(q: &HashMap<String, String>) -> Option<String> {
+    if !q.contains_key("error") && !q.contains_key("error_code") {
+        return None;
+    }
+    let mut body = serde_json::Map::new();
+    for k in [
+        "error",
+        "error_description",
+        "error_reason",
+        "error_code",
+        "error_message",
+    ] {
+        if let Some(v) = q.get(k) {
+            body.insert(k.to_string(), serde_json::Value::String(v.clone()));
+        }
+    }
+    Some(serde_json::Value::Object(body).to_string())
+}
 
 /// The raw query's parameters, refusing any of `single` (and the provider's code parameters)
 /// given more than once.
@@ -465,23 +495,40 @@ async fn callback(
         None => None,
     };
     let session = session.as_ref();
-    if let Some(error) = q.get("error") {
-        let body = serde_json::json!({"error": error, "error_description": q.get("error_description").or(q.get("error_reason")).cloned().unwrap_or_default()}).to_string();
+    if let Some(body) = consent_error(&q) {
+        // The consent step failed (issue 18 item 5): the app's problem (not set up for the
+        // product, redirect URI not registered, development mode), fixed in its dashboard. It is
+        // shown on the done page and recorded against the app, never against a connection.
         let c = p.classifier().classify(
             &ResponseView {
                 status: 400,
                 headers: &[],
                 body: body.as_bytes(),
             },
-            Context::Api,
+            Context::Authorize,
             now,
         );
+        if c.blame == Blame::App {
+            let problem = Problem {
+                code: CONSENT_REFUSED,
+                title: c.title.clone(),
+                fix: c.fix.clone(),
+                since: now,
+            };
+            if let Err(e) = s
+                .store
+                .raise_app_problem(&pending.provider, &pending.app, &problem)
+                .await
+            {
+                tracing::warn!(error = %e, "could not record the app problem {CONSENT_REFUSED}");
+            }
+        }
         record(
             &s,
             &pending.connection,
             flow_id(&state_hash),
             "authorization_declined",
-            format!("{}: {}", c.title, c.explanation),
+            format!("{}: {} {}", c.title, c.explanation, c.fix),
         )
         .await;
         return done_redirect(&pending.connection, flow_id(&state_hash), session, false);
@@ -694,6 +741,14 @@ async fn callback(
     {
         Ok(()) => {
             s.wake.notify_one();
+            // The consent step works again for this app: its earlier refusal is over.
+            if let Err(e) = s
+                .store
+                .clear_app_problem(&pending.provider, &pending.app, CONSENT_REFUSED.as_str())
+                .await
+            {
+                tracing::warn!(error = %e, "could not clear the app problem {CONSENT_REFUSED}");
+            }
             if let Some(old) = old_tokens {
                 revoke_quietly(
                     &s,

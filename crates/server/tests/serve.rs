@@ -157,6 +157,31 @@ async fn hostile_and_broken_callbacks_are_refused() {
             .is_none(),
         "nothing half-made is kept"
     );
+    // Issue 18 item 5: a consent-step error is the app's problem, with the fix in the app
+    // dashboard, shown on the done page and recorded against the app.
+    assert!(page.contains("app dashboard"), "the fix is shown: {page}");
+    let threads: tokenwarden_core::id::ProviderId = "threads".parse().unwrap();
+    let apps = w.d.state.store.list_apps(Some(&threads)).await.unwrap();
+    let app = &apps.first().expect("the threads app is configured").id;
+    let problems = w.d.state.store.app_problems(&threads, app).await.unwrap();
+    assert!(
+        problems.iter().any(|p| p.code.as_str() == "consent_refused"
+            && p.fix.contains("app dashboard")
+            && !p.fix.contains("demo-threads-secret")),
+        "{problems:?}"
+    );
+    // A later successful authorization for the app clears it.
+    let ok = w.start_and_approve("threads", "after-denied").await;
+    let (status, page) = w.finish(&ok).await;
+    assert_eq!(status, 303, "{page}");
+    assert!(page.contains("Connected"), "{page}");
+    let problems = w.d.state.store.app_problems(&threads, app).await.unwrap();
+    assert!(
+        problems
+            .iter()
+            .all(|p| p.code.as_str() != "consent_refused"),
+        "{problems:?}"
+    );
     w.d.stop().await;
 }
 

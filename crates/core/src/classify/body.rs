@@ -66,6 +66,36 @@ impl Body {
     }
 }
 
+/// A redirect back to the app whose `Location` carries error parameters (RFC 6749 §4.1.2.1
+/// `error`, `error_description`; Meta and Threads also send `error_code`, `error_message`,
+/// `error_reason`), as the JSON object those parameters make. Only 3xx answers count.
+pub(super) fn redirect_error(resp: &ResponseView<'_>) -> Option<Value> {
+    if !(300..=399).contains(&resp.status) {
+        return None;
+    }
+    let location = resp.header("location")?;
+    let base = url::Url::parse("http://redirect.invalid/").ok()?;
+    let url = base.join(location.trim()).ok()?;
+    let mut out = serde_json::Map::new();
+    // The query, else the fragment (the implicit flow answers in the fragment).
+    let params: Vec<(String, String)> = match url.query() {
+        Some(_) => url.query_pairs().into_owned().collect(),
+        None => url::form_urlencoded::parse(url.fragment().unwrap_or("").as_bytes())
+            .into_owned()
+            .collect(),
+    };
+    for (k, v) in params {
+        if matches!(
+            k.as_str(),
+            "error" | "error_description" | "error_reason" | "error_code" | "error_message"
+        ) && !out.contains_key(&k)
+        {
+            out.insert(k, Value::String(v));
+        }
+    }
+    (out.contains_key("error") || out.contains_key("error_code")).then_some(Value::Object(out))
+}
+
 fn html_title(html: &str) -> Option<String> {
     let lower = html.to_ascii_lowercase();
     let start = lower.find("<title")?;

@@ -671,15 +671,16 @@ fn threads() {
                 status: 400,
                 headers: &[],
                 body: r#"{"error_message":"The user has not accepted the invite to test the app.","error_code":1349245}"#,
+                // Issue 18 family 5: a consent-step refusal is the app's problem.
                 kind: K::AppNotAuthorized,
-                action: A::Reauthorize,
+                action: A::FixRequest,
             },
             Case {
                 name: "wrong app id 1349026",
                 status: 400,
                 headers: &[],
                 body: r#"{"error_message":"No application data was given","error_code":1349026}"#,
-                kind: K::InvalidRequest,
+                kind: K::AppNotAuthorized,
                 action: A::FixRequest,
             },
             Case {
@@ -769,7 +770,8 @@ fn tiktok_login_kit() {
                 status: 400,
                 headers: &[],
                 body: r#"{"error":"invalid_grant","error_description":"Refresh token is invalid or expired.","log_id":"L"}"#,
-                kind: K::TokenExpired,
+                // Issue 18 family 4: invalid_grant is a refusal, whatever the text says.
+                kind: K::TokenRevoked,
                 action: A::Reauthorize,
             },
             Case {

@@ -529,9 +529,32 @@ pub struct ErrorSpec {
     /// The platform's error documentation.
     #[serde(default)]
     pub docs_url: Option<Url>,
-    /// What each error means; the first match wins.
+    /// What each error means. Rules that name sub-codes are tried first (a sub-code the
+    /// definition knows decides over its code: Meta's 1 and 2 "unknown error" codes carry a
+    /// sub-code that says what happened); within each group, the first match wins.
     #[serde(default)]
     pub rules: Vec<RuleSpec>,
+    /// Batch answers whose items carry their own status (Snapchat `sub_request_status`): an
+    /// HTTP 200 whose items failed is not `ok`.
+    #[serde(default)]
+    pub items: Option<ItemsSpec>,
+}
+
+/// Where a batch answer keeps its items and how an item tells that it failed. Every array at
+/// the top level of the body whose objects carry `status` is a list of items.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ItemsSpec {
+    /// The field of an item that holds its status (`sub_request_status`).
+    pub status: String,
+    /// Status values (case-insensitive) of an item that succeeded; any other value failed.
+    pub success: Vec<String>,
+    /// Dotted paths in a failed item to its code, tried in order.
+    #[serde(default)]
+    pub code: Vec<String>,
+    /// Dotted paths in a failed item to its message, tried in order.
+    #[serde(default)]
+    pub message: Vec<String>,
 }
 
 /// Paths of the fields of one error envelope.
@@ -617,6 +640,10 @@ pub enum Context {
     Api,
     /// A token endpoint (exchange, refresh, upgrade, revoke).
     TokenEndpoint,
+    /// The consent step: the platform's authorize page, or its redirect back to the app with
+    /// error parameters (RFC 6749 §4.1.2.1). A redirect whose `Location` carries `error` or
+    /// `error_code` is read as this context whatever the caller said.
+    Authorize,
 }
 
 /// A code, or an inclusive range `lo-hi` of numeric codes (`51000-51999`). Written as a string
@@ -655,6 +682,10 @@ pub struct RuleSpec {
     /// Only for responses from this context.
     #[serde(default)]
     pub context: Option<Context>,
+    /// A field of the (JSON) body and the values it may hold: how work that is not finished
+    /// answers in HTTP 200 (Threads container `status = IN_PROGRESS`).
+    #[serde(default)]
+    pub field: Option<FieldMatch>,
     /// What it is.
     pub kind: Kind,
     /// What to do; derived from the kind and the refresh style when absent.
@@ -678,6 +709,16 @@ pub struct RuleSpec {
     /// The wait this error asks for when no header says; the first matching entry wins.
     #[serde(default)]
     pub wait: Vec<WaitRule>,
+}
+
+/// A body-field condition.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FieldMatch {
+    /// Dotted path to the field (`status`, `data.status`; a number indexes an array).
+    pub path: String,
+    /// Values (compared case-insensitively), any of which may be there.
+    pub equals: Vec<String>,
 }
 
 /// A header condition.

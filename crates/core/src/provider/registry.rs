@@ -254,6 +254,7 @@ fn parse_with(
         success_codes: spec.errors.success_codes.clone(),
         wait_headers: spec.errors.wait_headers.clone(),
         rules,
+        items: spec.errors.items.clone(),
         common: common.clone(),
     };
     Ok(Provider {

@@ -503,6 +503,22 @@ pub(crate) fn validate(
             }
         }
     }
+    if let Some(items) = &e.items {
+        for path in std::iter::once(&items.status)
+            .chain(&items.code)
+            .chain(&items.message)
+        {
+            if path.is_empty() || path.split('.').any(str::is_empty) {
+                p.add("errors.items", format!("{path:?} is not a dotted path"));
+            }
+        }
+        if items.success.is_empty() {
+            p.add(
+                "errors.items.success",
+                "name at least one status value of an item that succeeded",
+            );
+        }
+    }
     compile_rules(&e.rules, spec.id.as_str(), "errors.rules", r.style, p)
 }
 

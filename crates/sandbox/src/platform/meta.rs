@@ -44,7 +44,27 @@ pub(crate) const CASES: &[ErrorCase] = &[
     ErrorCase::InvalidParams,
     ErrorCase::OAuthInvalidRequest,
     ErrorCase::OAuthInvalidClient,
+    ErrorCase::TaskPending,
+    ErrorCase::WorkPending,
+    ErrorCase::WorkFailed,
+    ErrorCase::TokenExpiredUnspecific,
+    ErrorCase::TransientParamError,
+    ErrorCase::ObjectDeleted,
+    ErrorCase::RateLimited {
+        limit: Limit::UnderUnknownCode,
+    },
+    ErrorCase::ConsentRefused { declined: true },
+    ErrorCase::ConsentRefused { declined: false },
 ];
+
+/// An asynchronous report run's answer (GET /{report_run_id}): HTTP 200 whatever its
+/// `async_status` (Marketing API insights, asynchronous jobs).
+pub(crate) fn report_run(id: &str, status: &str, percent: u8) -> Reply {
+    Reply::json(
+        200,
+        &json!({"id": id, "async_status": status, "async_percent_completion": percent}),
+    )
+}
 
 /// Meta's one rendering function. `type` is OAuthException throughout, as Meta sends it even on
 /// rate limits and parameter errors (platforms.md §0.4).
@@ -78,7 +98,24 @@ pub(crate) fn render(case: ErrorCase, d: &ErrorDetail) -> Reply {
             80004,
             Some(2_446_079),
         ),
-        ErrorCase::Outage | ErrorCase::TaskPending => GraphError {
+        ErrorCase::RateLimited { limit: Limit::UnderUnknownCode } => g(400, "An unknown error occurred", 1, Some(2_446_079)),
+        // Instagram publishing before the container is FINISHED (Instagram Graph API error codes).
+        ErrorCase::TaskPending => g(400, "Media ID is not available", 9007, Some(2_207_027)),
+        ErrorCase::WorkPending => report_run("6000000000001", "Job Running", 50),
+        ErrorCase::WorkFailed => report_run("6000000000001", "Job Failed", 0),
+        ErrorCase::TokenExpiredUnspecific => g(400, &session_expired_message(d), 190, None),
+        ErrorCase::TransientParamError => GraphError {
+            status: 400,
+            message: "(#100) Please reduce the amount of data you're asking for, then retry your request",
+            kind: "OAuthException",
+            code: 100,
+            subcode: None,
+            transient: true,
+        }
+        .reply(),
+        ErrorCase::ObjectDeleted => g(400, &msg("(#100) The ad 120200000000001 has been deleted"), 100, None),
+        ErrorCase::ConsentRefused { declined } => super::consent_redirect(P, declined),
+        ErrorCase::Outage => GraphError {
             status: 500,
             message: "An unexpected error has occurred. Please retry your request later.",
             kind: "OAuthException",
@@ -93,7 +130,9 @@ pub(crate) fn render(case: ErrorCase, d: &ErrorDetail) -> Reply {
             "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Error</title></head><body><div><h1>Sorry, something went wrong.</h1><p>We're working on getting this fixed as soon as we can.</p></div></body></html>".into(),
         ),
         ErrorCase::NotFound => g(400, &msg("Unsupported get request. Object does not exist, cannot be loaded due to missing permissions, or does not support this operation."), 100, Some(33)),
-        ErrorCase::InvalidParams | ErrorCase::EndpointGone { .. } | ErrorCase::StaleSignature => g(400, &msg("(#100) Invalid parameter"), 100, None),
+        ErrorCase::InvalidParams | ErrorCase::EndpointGone { .. } | ErrorCase::StaleSignature | ErrorCase::MediaRejected { .. } | ErrorCase::BatchItemsFailed { .. } => {
+            g(400, &msg("(#100) Invalid parameter"), 100, None)
+        }
         ErrorCase::OAuthInvalidRequest | ErrorCase::OAuthInvalidGrant | ErrorCase::OAuthUnsupportedGrant | ErrorCase::RefreshTokenRefused { .. } => {
             g(400, &msg("Invalid parameter"), 100, d.graph_subcode)
         }
@@ -406,9 +445,7 @@ async fn node(
         // An async insights report run: "Job Running", then "Job Completed".
         match sb.job_done(&node) {
             None => not_found(&sb, &node),
-            Some(false) => ok(
-                json!({"id": node, "async_status": "Job Running", "async_percent_completion": 50}),
-            ),
+            Some(false) => report_run(&node, "Job Running", 50).into_response(),
             Some(true) => ok(
                 json!({"id": node, "async_status": "Job Completed", "async_percent_completion": 100}),
             ),

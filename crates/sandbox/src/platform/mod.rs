@@ -87,6 +87,54 @@ pub(crate) fn cases(p: Provider) -> Vec<ErrorCase> {
     }
 }
 
+/// The parameters a platform's authorize page sends back when the consent step fails (RFC 6749
+/// §4.1.2.1): `declined` when the person pressed Deny, otherwise the platform refusing the app
+/// (Threads' own `error_code`, platforms.md §4: 1349245 "user has not accepted the invite to test
+/// the app"; elsewhere RFC 6749 `unauthorized_client`). Meta and Threads add `error_reason`.
+pub(crate) fn consent_error_params(
+    p: Provider,
+    declined: bool,
+) -> &'static [(&'static str, &'static str)] {
+    match (p, declined) {
+        (Provider::Threads | Provider::Meta, true) => &[
+            ("error", "access_denied"),
+            ("error_reason", "user_denied"),
+            ("error_description", "Permissions error"),
+        ],
+        (_, true) => &[
+            ("error", "access_denied"),
+            ("error_description", "The user denied the request"),
+        ],
+        (Provider::Threads, false) => &[
+            ("error_code", "1349245"),
+            (
+                "error_message",
+                "The user has not accepted the invite to test the app.",
+            ),
+        ],
+        (_, false) => &[
+            ("error", "unauthorized_client"),
+            (
+                "error_description",
+                "The app is not set up to use this authorization flow",
+            ),
+        ],
+    }
+}
+
+/// The consent step's failed redirect as the catalogue shows it: 302 to an example callback.
+pub(crate) fn consent_redirect(p: Provider, declined: bool) -> Reply {
+    let mut url = url::Url::parse("https://app.example.invalid/callback").expect("a valid URL");
+    url.query_pairs_mut()
+        .extend_pairs(consent_error_params(p, declined))
+        .append_pair("state", "example-state");
+    Reply {
+        status: 302,
+        headers: vec![("location".into(), url.to_string())],
+        body: Vec::new(),
+    }
+}
+
 /// Renders and sends an error, counting rate-limit signals (some travel inside HTTP 200).
 pub(crate) fn refuse(sb: &Sandbox, p: Provider, case: ErrorCase, detail: &ErrorDetail) -> Response {
     if matches!(case, ErrorCase::RateLimited { .. }) {

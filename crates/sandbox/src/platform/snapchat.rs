@@ -39,7 +39,26 @@ pub(crate) const CASES: &[ErrorCase] = &[
     ErrorCase::OAuthInvalidClient,
     ErrorCase::OAuthInvalidGrant,
     ErrorCase::OAuthUnsupportedGrant,
+    ErrorCase::WorkPending,
+    ErrorCase::WorkFailed,
+    ErrorCase::BatchItemsFailed { coded: true },
+    ErrorCase::BatchItemsFailed { coded: false },
+    ErrorCase::ConsentRefused { declined: true },
+    ErrorCase::ConsentRefused { declined: false },
 ];
+
+/// An asynchronous stats report's answer: HTTP 200 with the report inside the usual item list,
+/// whatever its `async_status`.
+pub(crate) fn report_answer(request_id: String, report: Value) -> Reply {
+    Reply::json(
+        200,
+        &json!({
+            "request_status": "SUCCESS",
+            "request_id": request_id,
+            "async_stats_reports": [{"sub_request_status": "SUCCESS", "async_stats_report": report}],
+        }),
+    )
+}
 
 /// Snapchat's one rendering function.
 pub(crate) fn render(case: ErrorCase, d: &ErrorDetail) -> Reply {
@@ -70,6 +89,7 @@ pub(crate) fn render(case: ErrorCase, d: &ErrorDetail) -> Reply {
         // The RFC 6750 §3.1 challenge (a fault option: no first-party source shows Snapchat
         // sending it). Only an expired token is described as expired.
         ErrorCase::TokenExpired
+        | ErrorCase::TokenExpiredUnspecific
         | ErrorCase::TokenInvalid
         | ErrorCase::TokenRevoked
         | ErrorCase::AuthorizerGone { .. }
@@ -110,7 +130,7 @@ pub(crate) fn render(case: ErrorCase, d: &ErrorDetail) -> Reply {
             "Caller does not have permission",
             "You do not have permission to perform this action.",
         ),
-        ErrorCase::NotFound => envelope(
+        ErrorCase::NotFound | ErrorCase::ObjectDeleted => envelope(
             404,
             Some("E3003"),
             "Resource can not be found",
@@ -122,21 +142,53 @@ pub(crate) fn render(case: ErrorCase, d: &ErrorDetail) -> Reply {
             "Too many requests: lower the rate",
             "Too many requests. Please try again later.",
         ),
-        ErrorCase::Outage | ErrorCase::TaskPending => envelope(
+        ErrorCase::WorkPending => report_answer(
+            short_id(),
+            json!({"report_run_id": "a1b2c3d4-0000-4000-8000-000000000001", "async_status": "RUNNING"}),
+        ),
+        ErrorCase::WorkFailed => report_answer(
+            short_id(),
+            json!({"report_run_id": "a1b2c3d4-0000-4000-8000-000000000001", "async_status": "FAILED"}),
+        ),
+        // platforms.md §1: "Batch responses carry a per-item sub_request_status, so an HTTP 200
+        // can hide failed items".
+        ErrorCase::BatchItemsFailed { coded } => {
+            let mut failed = json!({
+                "sub_request_status": "ERROR",
+                "sub_request_error_reason": "Resource can not be found",
+            });
+            if coded {
+                failed["error_code"] = json!("E3003");
+            }
+            Reply::json(
+                200,
+                &json!({
+                    "request_status": "SUCCESS",
+                    "request_id": short_id(),
+                    "campaigns": [
+                        {"sub_request_status": "SUCCESS", "campaign": {"id": "6f3a0000-0000-4000-8000-000000000001", "name": "Campaign 1"}},
+                        failed,
+                    ],
+                }),
+            )
+        }
+        ErrorCase::ConsentRefused { declined } => super::consent_redirect(P, declined),
+        ErrorCase::Outage | ErrorCase::TaskPending | ErrorCase::TransientParamError => envelope(
             503,
             None,
             "Service temporarily unavailable",
             "Something went wrong. Please try again later.",
         ),
         ErrorCase::OutagePage { status } => load_balancer_page(status),
-        ErrorCase::InvalidParams | ErrorCase::EndpointGone { .. } | ErrorCase::StaleSignature => {
-            envelope(
-                400,
-                None,
-                d.message.as_deref().unwrap_or("Invalid request"),
-                "The request is invalid.",
-            )
-        }
+        ErrorCase::InvalidParams
+        | ErrorCase::EndpointGone { .. }
+        | ErrorCase::StaleSignature
+        | ErrorCase::MediaRejected { .. } => envelope(
+            400,
+            None,
+            d.message.as_deref().unwrap_or("Invalid request"),
+            "The request is invalid.",
+        ),
         ErrorCase::OAuthInvalidRequest => oauth(400, "invalid_request", "Missing parameter"),
         ErrorCase::OAuthInvalidClient => {
             oauth(401, "invalid_client", "Client authentication failed")
@@ -513,12 +565,11 @@ async fn stats(
         );
     }
     let run = sb.start_job("");
-    ok(
+    report_answer(
         req,
-        json!({"async_stats_reports": [{"sub_request_status": "SUCCESS", "async_stats_report": {
-            "report_run_id": run, "async_status": "STARTED",
-        }}]}),
+        json!({"report_run_id": run, "async_status": "STARTED"}),
     )
+    .into_response()
 }
 
 async fn stats_report(
@@ -544,8 +595,5 @@ async fn stats_report(
             "result": format!("{}/snapchat/reports/{run}.csv", origin(&headers)),
         }),
     };
-    ok(
-        req,
-        json!({"async_stats_reports": [{"sub_request_status": "SUCCESS", "async_stats_report": report}]}),
-    )
+    report_answer(req, report).into_response()
 }

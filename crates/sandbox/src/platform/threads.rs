@@ -43,7 +43,25 @@ pub(crate) const CASES: &[ErrorCase] = &[
     ErrorCase::InvalidParams,
     ErrorCase::OAuthInvalidRequest,
     ErrorCase::OAuthInvalidClient,
+    ErrorCase::TaskPending,
+    ErrorCase::WorkPending,
+    ErrorCase::MediaRejected { expired: false },
+    ErrorCase::MediaRejected { expired: true },
+    ErrorCase::TokenExpiredUnspecific,
+    ErrorCase::TransientParamError,
+    ErrorCase::ObjectDeleted,
+    ErrorCase::ConsentRefused { declined: true },
+    ErrorCase::ConsentRefused { declined: false },
 ];
+
+/// A media container's status answer (GET /{container-id}?fields=status,error_message): HTTP 200
+/// whatever the status (developers.facebook.com/docs/threads/troubleshooting).
+pub(crate) fn container_status(id: &str, status: &str, error_message: Option<&str>) -> Reply {
+    Reply::json(
+        200,
+        &json!({"id": id, "status": status, "error_message": error_message}),
+    )
+}
 
 /// Threads' one rendering function (Graph envelope; API errors carry `THApiException`,
 /// token errors `OAuthException`).
@@ -115,7 +133,50 @@ pub(crate) fn render(case: ErrorCase, d: &ErrorDetail) -> Reply {
             17,
             None,
         ),
-        ErrorCase::Outage | ErrorCase::TaskPending => GraphError {
+        // Publishing a container that is not FINISHED yet (fbsamples/threads_api#70).
+        ErrorCase::TaskPending => GraphError {
+            status: 400,
+            message: "The requested resource does not exist",
+            kind: "OAuthException",
+            code: 24,
+            subcode: Some(4_279_009),
+            transient: false,
+        }
+        .reply(),
+        ErrorCase::WorkPending => container_status("17889615691921648", "IN_PROGRESS", None),
+        ErrorCase::MediaRejected { expired: false } => container_status(
+            "17889615691921648",
+            "ERROR",
+            Some("FAILED_PROCESSING_VIDEO"),
+        ),
+        ErrorCase::MediaRejected { expired: true } => {
+            container_status("17889615691921648", "EXPIRED", None)
+        }
+        ErrorCase::TokenExpiredUnspecific => g(
+            400,
+            &session_expired_message(d),
+            "OAuthException",
+            190,
+            None,
+        ),
+        ErrorCase::TransientParamError => GraphError {
+            status: 400,
+            message: "(#100) An unexpected error happened. Please retry your request.",
+            kind: "THApiException",
+            code: 100,
+            subcode: None,
+            transient: true,
+        }
+        .reply(),
+        ErrorCase::ObjectDeleted => g(
+            400,
+            &msg("The media with id 17889615691921648 does not exist"),
+            "THApiException",
+            100,
+            None,
+        ),
+        ErrorCase::ConsentRefused { declined } => super::consent_redirect(P, declined),
+        ErrorCase::Outage | ErrorCase::WorkFailed => GraphError {
             status: 500,
             message: "An unexpected error has occurred. Please retry your request later.",
             kind: "THApiException",
@@ -134,7 +195,10 @@ pub(crate) fn render(case: ErrorCase, d: &ErrorDetail) -> Reply {
             100,
             Some(33),
         ),
-        ErrorCase::InvalidParams | ErrorCase::EndpointGone { .. } | ErrorCase::StaleSignature => g(
+        ErrorCase::InvalidParams
+        | ErrorCase::EndpointGone { .. }
+        | ErrorCase::StaleSignature
+        | ErrorCase::BatchItemsFailed { .. } => g(
             400,
             &msg("(#100) Invalid parameter"),
             "THApiException",
@@ -452,9 +516,8 @@ async fn node(
     // A media container: IN_PROGRESS for a while, then FINISHED.
     match sb.job_done(&node) {
         None => not_found(&sb, &node),
-        Some(done) => ok(
-            json!({"id": node, "status": if done { "FINISHED" } else { "IN_PROGRESS" }, "error_message": Value::Null}),
-        ),
+        Some(done) => container_status(&node, if done { "FINISHED" } else { "IN_PROGRESS" }, None)
+            .into_response(),
     }
 }
 

@@ -25,6 +25,10 @@ pub(crate) const LIMITED_600_PER_MINUTE: &[&str] =
     &["/v2/user/info/", "/v2/video/query/", "/v2/video/list/"];
 
 pub(crate) const CASES: &[ErrorCase] = &[
+    ErrorCase::WorkPending,
+    ErrorCase::MediaRejected { expired: false },
+    ErrorCase::ConsentRefused { declined: true },
+    ErrorCase::ConsentRefused { declined: false },
     ErrorCase::TokenInvalid,
     ErrorCase::ScopeMissing,
     ErrorCase::InvalidParams,
@@ -60,6 +64,7 @@ pub(crate) fn render(case: ErrorCase, d: &ErrorDetail) -> Reply {
         | ErrorCase::TokenRefusedPlainText
         | ErrorCase::TokenRefusedEmpty
         | ErrorCase::TokenInvalid
+        | ErrorCase::TokenExpiredUnspecific
         | ErrorCase::TokenRevoked
         | ErrorCase::AuthorizerGone { .. }
         | ErrorCase::CredentialMissing => api(
@@ -77,6 +82,8 @@ pub(crate) fn render(case: ErrorCase, d: &ErrorDetail) -> Reply {
         ),
         ErrorCase::InvalidParams
         | ErrorCase::NotFound
+        | ErrorCase::ObjectDeleted
+        | ErrorCase::BatchItemsFailed { .. }
         | ErrorCase::TaskPending
         | ErrorCase::EndpointGone { .. }
         | ErrorCase::StaleSignature => api(
@@ -97,7 +104,16 @@ pub(crate) fn render(case: ErrorCase, d: &ErrorDetail) -> Reply {
                 None => reply,
             }
         }
-        ErrorCase::Outage => api(500, "internal_error", "Internal error. Please retry later."),
+        ErrorCase::Outage | ErrorCase::WorkFailed | ErrorCase::TransientParamError => {
+            api(500, "internal_error", "Internal error. Please retry later.")
+        }
+        ErrorCase::WorkPending => {
+            post_status(json!({"status": "PROCESSING_DOWNLOAD", "uploaded_bytes": 0}))
+        }
+        ErrorCase::MediaRejected { .. } => {
+            post_status(json!({"status": "FAILED", "fail_reason": "duration_check_failed"}))
+        }
+        ErrorCase::ConsentRefused { declined } => super::consent_redirect(P, declined),
         ErrorCase::OutagePage { status } => load_balancer_page(status),
         ErrorCase::OAuthInvalidRequest => oauth(400, "invalid_request", "The request is invalid."),
         ErrorCase::OAuthInvalidClient => {
@@ -112,6 +128,15 @@ pub(crate) fn render(case: ErrorCase, d: &ErrorDetail) -> Reply {
             "The grant type is not supported.",
         ),
     }
+}
+
+/// A post's status answer (/v2/post/publish/status/fetch/): HTTP 200 with `error.code = "ok"`
+/// whatever the status (Content Posting API, Get Post Status).
+pub(crate) fn post_status(data: Value) -> Reply {
+    Reply::json(
+        200,
+        &json!({"data": data, "error": {"code": "ok", "message": "", "log_id": log_id()}}),
+    )
 }
 
 fn log_id() -> String {
@@ -458,7 +483,8 @@ async fn publish_status(
     };
     match sb.job_done(id) {
         None => fail(&sb, ErrorCase::InvalidParams, "publish_id is invalid."),
-        Some(false) => ok(json!({"status": "PROCESSING_DOWNLOAD", "uploaded_bytes": 0})),
+        Some(false) => post_status(json!({"status": "PROCESSING_DOWNLOAD", "uploaded_bytes": 0}))
+            .into_response(),
         Some(true) => ok(
             json!({"status": "PUBLISH_COMPLETE", "publicaly_available_post_id": [a_post_id(id)]}),
         ),

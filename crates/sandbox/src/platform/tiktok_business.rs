@@ -46,6 +46,10 @@ pub(crate) const CASES: &[ErrorCase] = &[
     ErrorCase::OutagePage { status: 502 },
     ErrorCase::OutagePage { status: 503 },
     ErrorCase::TaskPending,
+    ErrorCase::WorkPending,
+    ErrorCase::WorkFailed,
+    ErrorCase::ConsentRefused { declined: true },
+    ErrorCase::ConsentRefused { declined: false },
     ErrorCase::NotFound,
     ErrorCase::InvalidParams,
     ErrorCase::OAuthInvalidRequest,
@@ -92,11 +96,15 @@ pub(crate) fn render(case: ErrorCase, d: &ErrorDetail) -> Reply {
     let msg = |default: &str| d.message.clone().unwrap_or_else(|| default.to_string());
     let (code, message) = match case {
         ErrorCase::OutagePage { status } => return load_balancer_page(status),
+        ErrorCase::WorkPending => return task_status("7300000000000000001", "PROCESSING"),
+        ErrorCase::WorkFailed => return task_status("7300000000000000001", "FAILED"),
+        ErrorCase::ConsentRefused { declined } => return super::consent_redirect(P, declined),
         ErrorCase::CredentialMissing => (
             40104,
             msg("Access token is null, please check and try again."),
         ),
         ErrorCase::TokenExpired
+        | ErrorCase::TokenExpiredUnspecific
         | ErrorCase::TokenRefusedPlainText
         | ErrorCase::TokenRefusedEmpty => (40102, msg("Access token has expired.")),
         ErrorCase::TokenRevoked | ErrorCase::TokenInvalid => (
@@ -126,12 +134,16 @@ pub(crate) fn render(case: ErrorCase, d: &ErrorDetail) -> Reply {
                 d.app_id.as_deref().unwrap_or("")
             ),
         ),
-        ErrorCase::Outage => (50002, msg("System error, please try again later.")),
-        ErrorCase::TaskPending => (40201, msg("Task is not ready, please try again later.")),
-        ErrorCase::NotFound => (40007, msg("The object does not exist.")),
-        ErrorCase::InvalidParams | ErrorCase::OAuthInvalidRequest => {
-            (40002, msg("Invalid parameters."))
+        ErrorCase::Outage | ErrorCase::TransientParamError => {
+            (50002, msg("System error, please try again later."))
         }
+        ErrorCase::TaskPending => (40201, msg("Task is not ready, please try again later.")),
+        ErrorCase::NotFound | ErrorCase::ObjectDeleted | ErrorCase::BatchItemsFailed { .. } => {
+            (40007, msg("The object does not exist."))
+        }
+        ErrorCase::InvalidParams
+        | ErrorCase::OAuthInvalidRequest
+        | ErrorCase::MediaRejected { .. } => (40002, msg("Invalid parameters.")),
         ErrorCase::OAuthInvalidClient => (40101, msg("The app_id or secret is invalid.")),
         ErrorCase::OAuthInvalidGrant => (40110, msg("The auth_code is invalid, used or expired.")),
         ErrorCase::RefreshTokenRefused { expired: false } => {
@@ -160,6 +172,16 @@ pub(crate) fn render(case: ErrorCase, d: &ErrorDetail) -> Reply {
     Reply::json(
         200,
         &json!({"code": code, "message": message, "request_id": rid, "data": {}}),
+    )
+    .header("x-tt-logid", rid)
+}
+
+/// A report task's status answer (/report/task/check/): code 0 in HTTP 200 whatever the status.
+pub(crate) fn task_status(id: &str, status: &str) -> Reply {
+    let rid = request_id();
+    Reply::json(
+        200,
+        &json!({"code": 0, "message": "OK", "request_id": rid, "data": {"task_id": id, "status": status}}),
     )
     .header("x-tt-logid", rid)
 }
@@ -766,7 +788,7 @@ async fn report_check(
     };
     match task(&sb, &a, &q) {
         Ok((id, done)) => {
-            ok(json!({"task_id": id, "status": if done { "SUCCESS" } else { "PROCESSING" }}))
+            task_status(id, if done { "SUCCESS" } else { "PROCESSING" }).into_response()
         }
         Err(r) => r,
     }
