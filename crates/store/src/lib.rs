@@ -337,6 +337,85 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Usage of each key.
     async fn key_status(&self) -> Result<Vec<KeyStatus>, StoreError>;
 
+    // ---- shared by replicas (issue 14 item 4) ----
+    /// Books one slot on every lane at once, on the database's clock, so that all replicas
+    /// together keep each lane's spacing: the earliest time no sooner than `after` from now at
+    /// which every lane is free and none is held, provided it is no later than `within` from now
+    /// ([`RateSlot::Refused`] otherwise, having booked nothing). Each lane's next slot moves to
+    /// the booked one plus its interval divided by its current factor. A lane is created at its
+    /// full rate the first time it is named, and its interval follows the latest caller's (a
+    /// reloaded definition takes effect at once).
+    async fn take_rate_slot(
+        &self,
+        lanes: &[RateLane],
+        after: Duration,
+        within: Duration,
+    ) -> Result<RateSlot, StoreError>;
+    /// Applies the platform's answer to shared lanes (unknown lanes are ignored).
+    async fn rate_feedback(
+        &self,
+        lanes: &[String],
+        feedback: RateFeedback,
+    ) -> Result<(), StoreError>;
+    /// Takes or renews the lease on singleton work `name` for `ttl` (database clock): true when
+    /// `holder` now holds it, false while another holder's lease is unexpired.
+    async fn take_job_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError>;
+    /// Gives the lease up, if `holder` holds it, so another replica takes over at once.
+    async fn release_job_lease(&self, name: &str, holder: &str) -> Result<(), StoreError>;
+    /// Claims the right to send the alert `key` (a condition and its episode): true for the
+    /// first claimant only, whichever replica and however often it restarted.
+    async fn claim_alert(
+        &self,
+        key: &str,
+        holder: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+    /// Gives a claim back (the alert could not be sent), so a later pass may send it.
+    async fn unclaim_alert(&self, key: &str) -> Result<(), StoreError>;
+    /// Stores a new dashboard session.
+    async fn put_dashboard_session(&self, session: &DashboardSession) -> Result<(), StoreError>;
+    /// The session whose cookie hashes to `token_hash`, if it is live at `now` (before its
+    /// absolute end and used within `idle`); counts as a use. A session found idle or past its
+    /// end is deleted.
+    async fn use_dashboard_session(
+        &self,
+        token_hash: &Sha256Hex,
+        now: DateTime<Utc>,
+        idle: chrono::TimeDelta,
+    ) -> Result<Option<DashboardSession>, StoreError>;
+    /// Ends a session.
+    async fn end_dashboard_session(&self, token_hash: &Sha256Hex) -> Result<(), StoreError>;
+    /// Records one failed sign-in under each limit key.
+    async fn record_signin_failure(
+        &self,
+        keys: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    /// Until when sign-in is refused for any of `keys`: `limit` failures within `window` before
+    /// `now` lock a key until the oldest of those `limit` failures is `window` old.
+    async fn signin_locked_until(
+        &self,
+        keys: &[String],
+        limit: i64,
+        window: chrono::TimeDelta,
+        now: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>, StoreError>;
+    /// Forgets a key's failures (its client signed in).
+    async fn clear_signin_failures(&self, key: &str) -> Result<(), StoreError>;
+    /// Deletes shared state that no longer limits or remembers anything: rate lanes idle for an
+    /// hour (database clock), dashboard sessions past their end and sign-in failures older than
+    /// an hour at `now`, and alert records older than `alerts_before`. How many rows went.
+    async fn purge_replica_state(
+        &self,
+        now: DateTime<Utc>,
+        alerts_before: DateTime<Utc>,
+    ) -> Result<u64, StoreError>;
+
     // ---- retention ----
     /// Deletes the events that happened before `before`; how many. At most `batch` rows go per
     /// statement, repeated until a statement finds fewer, so no statement holds a long lock on

@@ -202,6 +202,22 @@ impl SqlStore {
         }
     }
 
+    /// The larger of several values: `GREATEST` on PostgreSQL, the scalar `max` on SQLite.
+    fn greatest(&self) -> &'static str {
+        match self.backend {
+            Backend::Postgres => "GREATEST",
+            Backend::Sqlite => "max",
+        }
+    }
+
+    /// The smaller of several values.
+    fn least(&self) -> &'static str {
+        match self.backend {
+            Backend::Postgres => "LEAST",
+            Backend::Sqlite => "min",
+        }
+    }
+
     fn skip_locked(&self) -> &'static str {
         match self.backend {
             Backend::Postgres => "FOR UPDATE SKIP LOCKED",
@@ -1703,7 +1719,317 @@ impl Store for SqlStore {
         )
         .await
     }
+
+    async fn take_rate_slot(
+        &self,
+        lanes: &[RateLane],
+        after: Duration,
+        within: Duration,
+    ) -> Result<RateSlot> {
+        // Rows are locked in key order, so two bookings over overlapping lanes cannot deadlock;
+        // the first statement of the transaction is a write, so on SQLite it takes the write
+        // lock before anything is read.
+        let mut sorted: Vec<&RateLane> = lanes.iter().collect();
+        sorted.sort_by(|a, b| a.key.cmp(&b.key));
+        sorted.dedup_by(|a, b| a.key == b.key);
+        if sorted.is_empty() {
+            return Ok(RateSlot::Granted {
+                wait: Duration::ZERO,
+                slowed: false,
+                at: Utc::now(),
+            });
+        }
+        let db_now = self.now_sql();
+        let upsert = format!(
+            "INSERT INTO rate_lanes (lane, interval_ms, factor, next_free, hold_until) VALUES ($1, $2, 1.0, 0, 0)
+             ON CONFLICT (lane) DO UPDATE SET interval_ms = excluded.interval_ms
+             RETURNING factor, next_free, hold_until, {db_now} AS now"
+        );
+        let mut tx = self.pool.begin().await?;
+        let mut seen = Vec::with_capacity(sorted.len());
+        let mut now = 0i64;
+        for lane in &sorted {
+            let r = sqlx::query(&upsert)
+                .bind(&lane.key)
+                .bind(ttl_ms(lane.interval))
+                .fetch_one(&mut *tx)
+                .await?;
+            let factor: f64 = r.try_get("factor")?;
+            let next_free: i64 = r.try_get("next_free")?;
+            let hold_until: i64 = r.try_get("hold_until")?;
+            now = now.max(r.try_get("now")?);
+            seen.push((lane, factor, next_free.max(hold_until)));
+        }
+        let earliest = now.saturating_add(ttl_ms(after).min(i64::MAX / 4));
+        let slot = seen
+            .iter()
+            .map(|(_, _, free)| *free)
+            .fold(earliest, i64::max);
+        let wait = Duration::from_millis(u64::try_from(slot - now).unwrap_or(0));
+        if slot - now > i64::try_from(within.as_millis()).unwrap_or(i64::MAX) {
+            tx.commit().await?;
+            return Ok(RateSlot::Refused { would_wait: wait });
+        }
+        let mut slowed = false;
+        for (lane, factor, _) in &seen {
+            let factor = if factor.is_finite() && *factor > 0.0 {
+                factor.min(1.0)
+            } else {
+                1.0
+            };
+            slowed |= factor < 1.0;
+            let spacing = lane.interval.as_secs_f64() * 1000.0 / factor;
+            let next = slot.saturating_add(spacing.min(1e15).ceil() as i64);
+            sqlx::query("UPDATE rate_lanes SET next_free = $2 WHERE lane = $1")
+                .bind(&lane.key)
+                .bind(next)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(RateSlot::Granted {
+            wait,
+            slowed,
+            at: from_ms(slot)?,
+        })
+    }
+
+    async fn rate_feedback(&self, lanes: &[String], feedback: RateFeedback) -> Result<()> {
+        let db_now = self.now_sql();
+        let (most, least) = (self.greatest(), self.least());
+        for lane in lanes {
+            match feedback {
+                RateFeedback::Throttled { hold, min_factor } => {
+                    sqlx::query(&format!(
+                        "UPDATE rate_lanes SET factor = {most}(factor / 2, $2),
+                           hold_until = {most}(hold_until, {db_now} + $3),
+                           next_free = {most}(next_free, {db_now} + $3)
+                         WHERE lane = $1"
+                    ))
+                    .bind(lane)
+                    .bind(min_factor)
+                    .bind(ttl_ms(hold))
+                    .execute(&self.pool)
+                    .await?;
+                }
+                RateFeedback::Slower { by, min_factor } => {
+                    sqlx::query(&format!(
+                        "UPDATE rate_lanes SET factor = {most}(factor * $2, $3) WHERE lane = $1"
+                    ))
+                    .bind(lane)
+                    .bind(by)
+                    .bind(min_factor)
+                    .execute(&self.pool)
+                    .await?;
+                }
+                RateFeedback::Recovered { step } => {
+                    sqlx::query(&format!(
+                        "UPDATE rate_lanes SET factor = {least}(factor + $2, 1.0) WHERE lane = $1 AND factor < 1.0"
+                    ))
+                    .bind(lane)
+                    .bind(step)
+                    .execute(&self.pool)
+                    .await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn take_job_lease(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool> {
+        let db_now = self.now_sql();
+        let row = sqlx::query(&format!(
+            "INSERT INTO job_leases (name, holder, expires_at) VALUES ($1, $2, {db_now} + $3)
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+             WHERE job_leases.holder = excluded.holder OR job_leases.expires_at <= {db_now}
+             RETURNING holder"
+        ))
+        .bind(name)
+        .bind(holder)
+        .bind(ttl_ms(ttl))
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.is_some())
+    }
+
+    async fn release_job_lease(&self, name: &str, holder: &str) -> Result<()> {
+        sqlx::query("DELETE FROM job_leases WHERE name = $1 AND holder = $2")
+            .bind(name)
+            .bind(holder)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn claim_alert(&self, key: &str, holder: &str, now: DateTime<Utc>) -> Result<bool> {
+        let row = sqlx::query(
+            "INSERT INTO alerts_sent (alert_key, holder, sent_at) VALUES ($1, $2, $3)
+             ON CONFLICT (alert_key) DO NOTHING RETURNING alert_key",
+        )
+        .bind(key)
+        .bind(holder)
+        .bind(ms(now))
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.is_some())
+    }
+
+    async fn unclaim_alert(&self, key: &str) -> Result<()> {
+        sqlx::query("DELETE FROM alerts_sent WHERE alert_key = $1")
+            .bind(key)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn put_dashboard_session(&self, d: &DashboardSession) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO dashboard_sessions (token_hash, who, created_at, expires_at, last_used) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(d.token_hash.as_str())
+        .bind(&d.who)
+        .bind(ms(d.created_at))
+        .bind(ms(d.expires_at))
+        .bind(ms(d.last_used))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn use_dashboard_session(
+        &self,
+        token_hash: &Sha256Hex,
+        now: DateTime<Utc>,
+        idle: chrono::TimeDelta,
+    ) -> Result<Option<DashboardSession>> {
+        let most = self.greatest();
+        let row = sqlx::query(&format!(
+            "UPDATE dashboard_sessions SET last_used = {most}(last_used, $2)
+             WHERE token_hash = $1 AND expires_at > $2 AND $2 - last_used <= $3
+             RETURNING token_hash, who, created_at, expires_at, last_used"
+        ))
+        .bind(token_hash.as_str())
+        .bind(ms(now))
+        .bind(idle.num_milliseconds())
+        .fetch_optional(&self.pool)
+        .await?;
+        match row {
+            Some(r) => Ok(Some(DashboardSession {
+                token_hash: Sha256Hex::from_hex(r.try_get::<String, _>("token_hash")?),
+                who: r.try_get("who")?,
+                created_at: from_ms(r.try_get("created_at")?)?,
+                expires_at: from_ms(r.try_get("expires_at")?)?,
+                last_used: from_ms(r.try_get("last_used")?)?,
+            })),
+            None => {
+                // Idle or past its end (or never existed): ended, not just hidden.
+                self.end_dashboard_session(token_hash).await?;
+                Ok(None)
+            }
+        }
+    }
+
+    async fn end_dashboard_session(&self, token_hash: &Sha256Hex) -> Result<()> {
+        sqlx::query("DELETE FROM dashboard_sessions WHERE token_hash = $1")
+            .bind(token_hash.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn record_signin_failure(&self, keys: &[String], now: DateTime<Utc>) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for key in keys {
+            sqlx::query("INSERT INTO signin_failures (limit_key, at) VALUES ($1, $2)")
+                .bind(key)
+                .bind(ms(now))
+                .execute(&mut *tx)
+                .await?;
+            // A key's failures older than an hour limit nothing; keep its rows few.
+            sqlx::query("DELETE FROM signin_failures WHERE limit_key = $1 AND at < $2")
+                .bind(key)
+                .bind(ms(now) - SIGNIN_FAILURES_KEPT_MS)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn signin_locked_until(
+        &self,
+        keys: &[String],
+        limit: i64,
+        window: chrono::TimeDelta,
+        now: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>> {
+        let mut until: Option<DateTime<Utc>> = None;
+        for key in keys {
+            // The `limit`-th newest failure inside the window: while it is in the window, the key
+            // has `limit` failures in it.
+            let row = sqlx::query(
+                "SELECT at FROM signin_failures WHERE limit_key = $1 AND at > $2 AND at <= $3
+                 ORDER BY at DESC LIMIT 1 OFFSET $4",
+            )
+            .bind(key)
+            .bind(ms(now) - window.num_milliseconds())
+            .bind(ms(now))
+            .bind((limit - 1).max(0))
+            .fetch_optional(&self.pool)
+            .await?;
+            if let Some(r) = row {
+                let ends = from_ms(r.try_get::<i64, _>("at")? + window.num_milliseconds())?;
+                until = Some(until.map_or(ends, |u| u.max(ends)));
+            }
+        }
+        Ok(until)
+    }
+
+    async fn clear_signin_failures(&self, key: &str) -> Result<()> {
+        sqlx::query("DELETE FROM signin_failures WHERE limit_key = $1")
+            .bind(key)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn purge_replica_state(
+        &self,
+        now: DateTime<Utc>,
+        alerts_before: DateTime<Utc>,
+    ) -> Result<u64> {
+        let db_now = self.now_sql();
+        let mut gone = 0;
+        gone += sqlx::query(&format!(
+            "DELETE FROM rate_lanes WHERE next_free < {db_now} - $1 AND hold_until < {db_now} - $1"
+        ))
+        .bind(RATE_LANE_IDLE_MS)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        gone += sqlx::query("DELETE FROM dashboard_sessions WHERE expires_at <= $1")
+            .bind(ms(now))
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        gone += sqlx::query("DELETE FROM signin_failures WHERE at < $1")
+            .bind(ms(now) - SIGNIN_FAILURES_KEPT_MS)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        gone += sqlx::query("DELETE FROM alerts_sent WHERE sent_at < $1")
+            .bind(ms(alerts_before))
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(gone)
+    }
 }
+
+/// How long sign-in failures are kept (far longer than any lockout window).
+const SIGNIN_FAILURES_KEPT_MS: i64 = 3_600_000;
+/// A rate lane unused this long is forgotten (it starts again at the full rate).
+const RATE_LANE_IDLE_MS: i64 = 3_600_000;
 
 /// Rows deleted per statement when a caller does not choose: small enough that a statement is
 /// over in milliseconds, so refreshes writing beside it are not held up.
