@@ -1,6 +1,8 @@
 //! Three `tokenwarden serve` processes on one PostgreSQL database, with rotating refresh tokens
 //! at the (sandbox) platform: 300 concurrent token requests for an expired token, spread over the
-//! three, cause exactly one refresh at the platform, and every caller gets the same working token.
+//! three, cause exactly one refresh at the platform, and every caller gets the same working token;
+//! proxied calls on all three share one rate budget, so the platform never sees more than its
+//! limit in a second.
 //!
 //! PostgreSQL: `postgres://postgres@127.0.0.1:5432/postgres` or `TOKENWARDEN_TEST_DATABASE_URL`.
 //! It must be reachable; `scripts/test` starts it.
@@ -286,6 +288,57 @@ async fn three_processes_on_one_postgres_refresh_an_expired_token_once() {
             .unwrap();
         assert_eq!(v["state"], "active", "{v}");
     }
+
+    // Shared pacing: callers on all three replicas at once, four times what Snapchat allows per
+    // token in a second. The replicas book their calls in one schedule on the database's clock,
+    // so the platform sees no more than its limit in any second and throttles none of them
+    // (paced apart, each replica would send its own 8 a second: 24 together).
+    let r = http
+        .post(format!("{sb}/_sandbox/counters/reset"))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    let calls = (0..40).map(|i| {
+        let http = http.clone();
+        let url = format!("{}proxy/shared/me", replicas[i % 3].base);
+        let key = admin_key.clone();
+        async move {
+            let r = http
+                .get(url)
+                .bearer_auth(key)
+                .header("tokenwarden-budget-ms", "120000")
+                .send()
+                .await
+                .unwrap();
+            let status = r.status();
+            let kind = r.headers()["tokenwarden-kind"]
+                .to_str()
+                .unwrap()
+                .to_string();
+            (status, kind)
+        }
+    });
+    for (status, kind) in futures::future::join_all(calls).await {
+        assert_eq!((status.as_u16(), kind.as_str()), (200, "ok"));
+    }
+    let counters: serde_json::Value = http
+        .get(format!("{sb}/_sandbox/counters"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let snap = &counters["providers"]["snapchat"];
+    assert_eq!(snap["api_calls"], 40, "{snap}");
+    assert_eq!(snap["rate_limited_sent"], 0, "{snap}");
+    let busiest = snap["busiest_second_api_calls"].as_u64().unwrap();
+    assert!(
+        busiest <= 10,
+        "{busiest} calls in one second where Snapchat allows 10 per token: {snap}"
+    );
+
     drop(replicas);
     drop(store);
     db.drop_db().await;

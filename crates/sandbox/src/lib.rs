@@ -194,7 +194,7 @@ impl Sandbox {
         token: Option<&str>,
     ) -> Result<Arc<ledger::AccessToken>, Gate> {
         let now = self.now();
-        counters::Counters::bump(&self.counters().of(p).api_calls);
+        self.counters().api_call(p, now);
         let faults = self.faults(p);
         if faults.throttled(self.limits(), format!("fault:api:{p}"), false, now) {
             return Err(Gate::Throttled);
