@@ -173,6 +173,11 @@ impl TokenService {
         self
     }
 
+    /// The name this replica goes by in leases (unique per replica).
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
     /// The connection, from the token cache while its entry lives (another replica's change is
     /// seen within the cache's TTL), otherwise from the store. For routing a call (the proxy);
     /// whether a token may be handed out is decided by [`TokenService::token`].
