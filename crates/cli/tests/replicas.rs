@@ -2,7 +2,7 @@
 //! at the (sandbox) platform: 300 concurrent token requests for an expired token, spread over the
 //! three, cause exactly one refresh at the platform, and every caller gets the same working token;
 //! proxied calls on all three share one rate budget, so the platform never sees more than its
-//! limit in a second; a refusal is alerted once, whichever replica watches, even after the
+//! limit in a second; a browser signed in on one is signed in on all; a refusal is alerted once, whichever replica watches, even after the
 //! watching replica dies and another takes the watch over.
 //!
 //! PostgreSQL: `postgres://postgres@127.0.0.1:5432/postgres` or `TOKENWARDEN_TEST_DATABASE_URL`.
@@ -344,6 +344,39 @@ async fn three_processes_on_one_postgres_refresh_an_expired_token_once() {
         busiest <= 10,
         "{busiest} calls in one second where Snapchat allows 10 per token: {snap}"
     );
+
+    // A browser signed in on one replica is signed in on every replica (the session is in the
+    // database).
+    let origin = replicas[0].base.trim_end_matches('/').to_string();
+    let r = http
+        .post(format!("{}login", replicas[0].base))
+        .header("origin", &origin)
+        .form(&[("secret", admin_key.as_str()), ("next", "/")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303, "signed in");
+    let session = r.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    for r in &replicas {
+        let page = http
+            .get(format!("{}connections", r.base))
+            .header("cookie", &session)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            page.status(),
+            200,
+            "{} serves the signed-in browser",
+            r.base
+        );
+    }
 
     // One alert per condition: the platform revokes the grant and the next refresh is refused.
     // Every replica runs a notifier; one watches the database at a time and the alert is claimed
