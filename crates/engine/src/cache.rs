@@ -732,6 +732,9 @@ impl Store for CachedStore {
     fn keyring(&self) -> Keyring {
         self.inner.keyring()
     }
+    fn set_key_loader(&self, loader: tokenwarden_store::KeyLoader) {
+        self.inner.set_key_loader(loader)
+    }
     async fn set_keyring(&self, keys: Keyring) -> Result<(), StoreError> {
         self.inner.set_keyring(keys).await
     }

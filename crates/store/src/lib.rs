@@ -38,7 +38,7 @@ use tokenwarden_core::id::{AppId, ConnectionId, ProviderId};
 use tokenwarden_core::secret::Secret;
 use tokenwarden_core::token::TokenSet;
 
-pub use crypto::{KeySource, Keyring};
+pub use crypto::{KeyLoader, KeySource, Keyring};
 pub use error::StoreError;
 pub use model::*;
 
@@ -325,6 +325,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     // ---- keys ----
     /// The keyring in use.
     fn keyring(&self) -> Keyring;
+    /// Where the keys come from: a value met under a key id the keyring lacks makes the store
+    /// reload them from there (another replica rotated to a new key), and, when the key is still
+    /// missing, the error says where to add it.
+    fn set_key_loader(&self, loader: KeyLoader);
     /// Swaps in a keyring whose current key may be new. It must hold every key id still in use
     /// (checked against the key-check records); the new key gets its check record.
     async fn set_keyring(&self, keys: Keyring) -> Result<(), StoreError>;

@@ -4,7 +4,7 @@
 //! neither has nor needs (it serialises writers).
 
 use crate::Store;
-use crate::crypto::{Keyring, Place, stored_key_id};
+use crate::crypto::{KeyLoader, Keyring, Place, stored_key_id};
 use crate::error::{Result, StoreError};
 use crate::model::*;
 use async_trait::async_trait;
@@ -41,6 +41,10 @@ pub struct SqlStore {
     backend: Backend,
     keys: RwLock<Arc<Keyring>>,
     budget: tokio::sync::Mutex<HashMap<String, (i64, i64)>>,
+    /// Where this replica's keys come from, to reload them when a value names a key it lacks.
+    loader: RwLock<Option<KeyLoader>>,
+    /// One reload at a time.
+    reloading: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for SqlStore {
@@ -184,6 +188,8 @@ impl SqlStore {
             backend,
             keys: RwLock::new(Arc::new(keys.clone())),
             budget: tokio::sync::Mutex::new(HashMap::new()),
+            loader: RwLock::new(None),
+            reloading: tokio::sync::Mutex::new(()),
         };
         store.verify_keyring(&keys).await?;
         Ok(store)
@@ -685,6 +691,97 @@ impl SqlStore {
 }
 
 impl SqlStore {
+    /// Decodes rows with `decode`; when a value is encrypted under a key id this replica's
+    /// keyring lacks (another replica rotated to a new key), reloads the keyring from where it
+    /// came from and decodes again, and otherwise says what to do.
+    async fn decoded<T>(&self, decode: impl Fn() -> Result<T>) -> Result<T> {
+        match decode() {
+            Err(e) => match e.missing_key_id().map(str::to_owned) {
+                Some(id) => {
+                    if self.reload_for(&id).await {
+                        decode().map_err(|e| self.explain_missing_key(e))
+                    } else {
+                        Err(self.explain_missing_key(e))
+                    }
+                }
+                None => Err(e),
+            },
+            ok => ok,
+        }
+    }
+
+    /// Reloads the keyring when the loader's holds `key_id`; true when the keyring now does.
+    async fn reload_for(&self, key_id: &str) -> bool {
+        let _one = self.reloading.lock().await;
+        if self.ring().has(key_id) {
+            return true; // reloaded meanwhile
+        }
+        let Some(load) = self
+            .loader
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .and_then(|l| l.load.clone())
+        else {
+            return false;
+        };
+        match load() {
+            Ok(ring) if ring.has(key_id) => {
+                let ids = ring.key_ids().join(", ");
+                match self.set_keyring(ring).await {
+                    Ok(()) => {
+                        tracing::info!(key_id, key_ids = %ids, "met a value under a key this replica did not have; reloaded the keyring");
+                        true
+                    }
+                    Err(e) => {
+                        tracing::error!(key_id, error = %e, "reloaded keys were refused; keeping the keys in use");
+                        false
+                    }
+                }
+            }
+            Ok(_) => false,
+            Err(e) => {
+                tracing::error!(key_id, error = %e, "cannot reload the keyring");
+                false
+            }
+        }
+    }
+
+    /// Adds what to do to an error about a key this replica does not hold.
+    fn explain_missing_key(&self, e: StoreError) -> StoreError {
+        let Some(id) = e.missing_key_id().map(str::to_owned) else {
+            return e;
+        };
+        let source = self
+            .loader
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map_or_else(
+                || "this replica's keys (the key file or TOKENWARDEN_MASTER_KEY it was started with)".to_string(),
+                |l| l.source.clone(),
+            );
+        match e {
+            StoreError::DecryptFailed {
+                table,
+                column,
+                row,
+                reason,
+            } => StoreError::DecryptFailed {
+                table,
+                column,
+                row,
+                reason: format!(
+                    "{reason}. Keys come from {source}, and key {id} is not there: another replica \
+                     probably rotated to it (`tokenwarden keys rotate` writes the new key to its own key file). \
+                     Copy the line starting `{id}:` from that replica's key file into this replica's, \
+                     which reloads it at once (or restart it with that key)"
+                ),
+            },
+            other => other,
+        }
+    }
+
     async fn seal_tokens(&self, conn: &ConnectionId, set: &TokenSet) -> Result<SealedTokens> {
         let at = self
             .seal_secret(
@@ -745,12 +842,12 @@ impl Store for SqlStore {
     }
 
     async fn get_app(&self, provider: &ProviderId, app: &AppId) -> Result<Option<App>> {
-        sqlx::query("SELECT * FROM apps WHERE row_key = $1")
+        let row = sqlx::query("SELECT * FROM apps WHERE row_key = $1")
             .bind(app_row_key(provider, app))
             .fetch_optional(&self.pool)
-            .await?
-            .map(|r| self.row_to_app(&r))
-            .transpose()
+            .await?;
+        self.decoded(|| row.as_ref().map(|r| self.row_to_app(r)).transpose())
+            .await
     }
 
     async fn list_apps(&self, provider: Option<&ProviderId>) -> Result<Vec<App>> {
@@ -767,7 +864,8 @@ impl Store for SqlStore {
                     .await?
             }
         };
-        rows.iter().map(|r| self.row_to_app(r)).collect()
+        self.decoded(|| rows.iter().map(|r| self.row_to_app(r)).collect())
+            .await
     }
 
     async fn delete_app(&self, provider: &ProviderId, app: &AppId) -> Result<bool> {
@@ -949,14 +1047,18 @@ impl Store for SqlStore {
     }
 
     async fn get_tokens(&self, conn: &ConnectionId) -> Result<Option<StoredTokens>> {
-        sqlx::query(&format!(
+        let row = sqlx::query(&format!(
             "SELECT {TOKEN_COLS} FROM token_sets WHERE connection_id = $1"
         ))
         .bind(conn.as_str())
         .fetch_optional(&self.pool)
-        .await?
-        .map(|r| self.row_to_tokens(conn.as_str(), &r))
-        .transpose()
+        .await?;
+        self.decoded(|| {
+            row.as_ref()
+                .map(|r| self.row_to_tokens(conn.as_str(), r))
+                .transpose()
+        })
+        .await
     }
 
     async fn put_initial_tokens(
@@ -1325,7 +1427,7 @@ impl Store for SqlStore {
         .await?;
         match row {
             Some(r) => {
-                let p = self.row_to_pending(&r)?;
+                let p = self.decoded(|| self.row_to_pending(&r)).await?;
                 Ok((p.expires_at > now).then_some(p))
             }
             None => Ok(None),
@@ -1505,19 +1607,20 @@ impl Store for SqlStore {
     }
 
     async fn get_webhook(&self, id: &str) -> Result<Option<WebhookEndpoint>> {
-        sqlx::query("SELECT * FROM webhooks WHERE id = $1")
+        let row = sqlx::query("SELECT * FROM webhooks WHERE id = $1")
             .bind(id)
             .fetch_optional(&self.pool)
-            .await?
-            .map(|r| self.row_to_webhook(&r))
-            .transpose()
+            .await?;
+        self.decoded(|| row.as_ref().map(|r| self.row_to_webhook(r)).transpose())
+            .await
     }
 
     async fn list_webhooks(&self) -> Result<Vec<WebhookEndpoint>> {
         let rows = sqlx::query("SELECT * FROM webhooks ORDER BY id")
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(|r| self.row_to_webhook(r)).collect()
+        self.decoded(|| rows.iter().map(|r| self.row_to_webhook(r)).collect())
+            .await
     }
 
     async fn delete_webhook(&self, id: &str) -> Result<bool> {
@@ -1625,6 +1728,10 @@ impl Store for SqlStore {
 
     fn keyring(&self) -> Keyring {
         (*self.ring()).clone()
+    }
+
+    fn set_key_loader(&self, loader: KeyLoader) {
+        *self.loader.write().unwrap_or_else(|p| p.into_inner()) = Some(loader);
     }
 
     async fn set_keyring(&self, keys: Keyring) -> Result<()> {

@@ -70,6 +70,7 @@ contract!(
     alerts_are_claimed_once,
     dashboard_sessions_are_shared_and_end_when_idle_or_old,
     signin_failures_lock_a_key_for_every_replica,
+    a_replica_reloads_its_keys_for_a_key_it_lacks_and_says_what_to_do,
 );
 
 #[tokio::test]
@@ -2534,6 +2535,65 @@ mod cases {
                 .unwrap(),
             3,
             "the key id's failures"
+        );
+    }
+
+    pub async fn a_replica_reloads_its_keys_for_a_key_it_lacks_and_says_what_to_do(db: Arc<Db>) {
+        let (s1, s2) = (db.open().await, db.open().await);
+        // Replica 1 rotates to k2 and writes under it; replica 2 still holds k1 only.
+        let rotated = db.keys.with_new_key("k2").unwrap();
+        s1.set_keyring(rotated.clone()).await.unwrap();
+        let c = seeded(&*s1, "rotated").await;
+        let e = s2.get_tokens(&c).await.unwrap_err();
+        assert_eq!(e.missing_key_id(), Some("k2"), "{e}");
+        assert!(e.to_string().contains("key k2"), "{e}");
+        // With a key file to reload from that does not hold k2 either, it says where keys come
+        // from and what to do.
+        let file = Arc::new(std::sync::Mutex::new(db.keys.to_file_text().to_string()));
+        let reads = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (f, n) = (file.clone(), reads.clone());
+        s2.set_key_loader(KeyLoader {
+            source: "the key file /srv/tw/master.key".into(),
+            load: Some(Arc::new(move || {
+                n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                Keyring::parse(&f.lock().unwrap()).map_err(|e| e.to_string())
+            })),
+        });
+        let e = s2.get_tokens(&c).await.unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains("the key file /srv/tw/master.key")
+                && text.contains("key k2 is not there")
+                && text.contains("`k2:`"),
+            "{text}"
+        );
+        assert_eq!(reads.load(std::sync::atomic::Ordering::SeqCst), 1);
+        for line in rotated
+            .to_file_text()
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+        {
+            let material = line.split_once(':').map_or(line, |(_, m)| m);
+            assert!(!text.contains(material), "key material in an error: {text}");
+        }
+        // The key reaches this replica's key file: the next read reloads and decrypts.
+        *file.lock().unwrap() = rotated.to_file_text().to_string();
+        let got = s2.get_tokens(&c).await.unwrap().unwrap();
+        assert_eq!(got.set.access_token.expose(), "at-rotated-0");
+        assert!(s2.keyring().has("k2"));
+        // And it writes under the newest key from then on.
+        s2.put_initial_tokens(&c, &tokens("after", None))
+            .await
+            .unwrap();
+        assert_eq!(
+            s1.get_tokens(&c)
+                .await
+                .unwrap()
+                .unwrap()
+                .set
+                .access_token
+                .expose(),
+            "after"
         );
     }
 }
