@@ -829,6 +829,20 @@ impl Store for CachedStore {
     async fn clear_signin_failures(&self, key: &str) -> Result<(), StoreError> {
         self.inner.clear_signin_failures(key).await
     }
+    async fn breaker(
+        &self,
+        name: &str,
+    ) -> Result<(tokenwarden_store::BreakerRecord, DateTime<Utc>), StoreError> {
+        self.inner.breaker(name).await
+    }
+    async fn put_breaker(
+        &self,
+        name: &str,
+        expected_version: i64,
+        state: &tokenwarden_core::breaker::BreakerState,
+    ) -> Result<bool, StoreError> {
+        self.inner.put_breaker(name, expected_version, state).await
+    }
     async fn purge_replica_state(
         &self,
         now: DateTime<Utc>,

@@ -22,6 +22,9 @@ pub(crate) struct ProviderCounters {
     /// no first-party source says it is refused, but counted so tests can require the
     /// documented form.
     pub undocumented_credentials: AtomicU64,
+    /// Token-endpoint calls answered by an outage (they never reach the token endpoint, so they
+    /// are not in the token calls): what a breaker saves the platform during one.
+    pub token_calls_in_outage: AtomicU64,
 }
 
 /// Token-endpoint calls keyed by (provider, grant id or "-" when unknown, grant type).
@@ -72,6 +75,7 @@ impl Counters {
             p.rate_limited_sent.store(0, Ordering::Relaxed);
             p.wrong_environment_sent.store(0, Ordering::Relaxed);
             p.undocumented_credentials.store(0, Ordering::Relaxed);
+            p.token_calls_in_outage.store(0, Ordering::Relaxed);
         }
         self.token_calls.clear();
         for b in &self.busiest {
@@ -115,6 +119,7 @@ impl Counters {
                     "rate_limited_sent": c.rate_limited_sent.load(Ordering::Relaxed),
                     "wrong_environment_sent": c.wrong_environment_sent.load(Ordering::Relaxed),
                     "undocumented_credentials": c.undocumented_credentials.load(Ordering::Relaxed),
+                    "token_calls_in_outage": c.token_calls_in_outage.load(Ordering::Relaxed),
                 }),
             );
         }

@@ -420,6 +420,17 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         alerts_before: DateTime<Utc>,
     ) -> Result<u64, StoreError>;
 
+    /// A circuit breaker (`tokenwarden_core::breaker`) and the database's clock reading, to
+    /// decide on with one clock across replicas. A breaker never used is closed at version 0.
+    async fn breaker(&self, name: &str) -> Result<(BreakerRecord, DateTime<Utc>), StoreError>;
+    /// Stores a breaker's next state if it is still at `expected_version`; true if it was.
+    async fn put_breaker(
+        &self,
+        name: &str,
+        expected_version: i64,
+        state: &tokenwarden_core::breaker::BreakerState,
+    ) -> Result<bool, StoreError>;
+
     // ---- retention ----
     /// Deletes the events that happened before `before`; how many. At most `batch` rows go per
     /// statement, repeated until a statement finds fewer, so no statement holds a long lock on

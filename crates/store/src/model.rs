@@ -554,3 +554,12 @@ pub struct DashboardSession {
     /// The last request that used it.
     pub last_used: DateTime<Utc>,
 }
+
+/// A platform's circuit breaker as stored: its state and the version every change compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BreakerRecord {
+    /// The state (times on the database's clock).
+    pub state: tokenwarden_core::breaker::BreakerState,
+    /// Bumped by every change; 0 when there is no row yet.
+    pub version: i64,
+}

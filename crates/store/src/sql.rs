@@ -2131,6 +2131,73 @@ impl Store for SqlStore {
             .rows_affected();
         Ok(gone)
     }
+
+    async fn breaker(&self, name: &str) -> Result<(BreakerRecord, DateTime<Utc>)> {
+        let db_now = self.now_sql();
+        let r = sqlx::query(&format!(
+            "SELECT {db_now} AS now, b.failures, b.step, b.open_until, b.trial_until, b.version
+             FROM (SELECT 1 AS one) AS o LEFT JOIN circuit_breakers b ON b.breaker = $1"
+        ))
+        .bind(name)
+        .fetch_one(&self.pool)
+        .await?;
+        let now = from_ms(r.try_get("now")?)?;
+        let Some(version) = r.try_get::<Option<i64>, _>("version")? else {
+            return Ok((BreakerRecord::default(), now));
+        };
+        let at = |v: i64| (v > 0).then(|| from_ms(v)).transpose();
+        let count = |c: &str| -> Result<u32> {
+            Ok(u32::try_from(r.try_get::<i64, _>(c)?.max(0)).unwrap_or(u32::MAX))
+        };
+        Ok((
+            BreakerRecord {
+                state: tokenwarden_core::breaker::BreakerState {
+                    failures: count("failures")?,
+                    step: count("step")?,
+                    open_until: at(r.try_get("open_until")?)?,
+                    trial_until: at(r.try_get("trial_until")?)?,
+                },
+                version,
+            },
+            now,
+        ))
+    }
+
+    async fn put_breaker(
+        &self,
+        name: &str,
+        expected_version: i64,
+        st: &tokenwarden_core::breaker::BreakerState,
+    ) -> Result<bool> {
+        let at = |t: Option<DateTime<Utc>>| t.map_or(0, ms);
+        let done = if expected_version == 0 {
+            sqlx::query(
+                "INSERT INTO circuit_breakers (breaker, failures, step, open_until, trial_until, version)
+                 VALUES ($1, $2, $3, $4, $5, 1) ON CONFLICT (breaker) DO NOTHING",
+            )
+            .bind(name)
+            .bind(i64::from(st.failures))
+            .bind(i64::from(st.step))
+            .bind(at(st.open_until))
+            .bind(at(st.trial_until))
+            .execute(&self.pool)
+            .await?
+        } else {
+            sqlx::query(
+                "UPDATE circuit_breakers SET failures = $2, step = $3, open_until = $4, trial_until = $5, version = version + 1
+                 WHERE breaker = $1 AND version = $6",
+            )
+            .bind(name)
+            .bind(i64::from(st.failures))
+            .bind(i64::from(st.step))
+            .bind(at(st.open_until))
+            .bind(at(st.trial_until))
+            .bind(expected_version)
+            .execute(&self.pool)
+            .await?
+        };
+        Ok(done.rows_affected() == 1)
+    }
 }
 
 /// How long sign-in failures are kept (far longer than any lockout window).

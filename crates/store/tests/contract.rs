@@ -71,6 +71,7 @@ contract!(
     dashboard_sessions_are_shared_and_end_when_idle_or_old,
     signin_failures_lock_a_key_for_every_replica,
     a_replica_reloads_its_keys_for_a_key_it_lacks_and_says_what_to_do,
+    circuit_breakers_change_by_compare_and_swap,
 );
 
 #[tokio::test]
@@ -2595,5 +2596,43 @@ mod cases {
                 .expose(),
             "after"
         );
+    }
+
+    pub async fn circuit_breakers_change_by_compare_and_swap(db: Arc<Db>) {
+        use tokenwarden_core::breaker::BreakerState;
+        let (s1, s2) = (db.open().await, db.open().await);
+        let (rec, now) = s1.breaker("token_endpoint/p").await.unwrap();
+        assert_eq!(rec, BreakerRecord::default(), "never used: closed");
+        let open = BreakerState {
+            failures: 3,
+            step: 1,
+            open_until: Some(
+                DateTime::from_timestamp_millis(now.timestamp_millis() + 5000).unwrap(),
+            ),
+            trial_until: None,
+        };
+        // Two replicas decide on the same reading: one change wins.
+        let closed = BreakerState::default();
+        let (a, b) = tokio::join!(
+            s1.put_breaker("token_endpoint/p", 0, &open),
+            s2.put_breaker("token_endpoint/p", 0, &closed)
+        );
+        assert!(a.unwrap() ^ b.unwrap());
+        let (rec, _) = s2.breaker("token_endpoint/p").await.unwrap();
+        assert_eq!(rec.version, 1);
+        let trial = BreakerState {
+            trial_until: open.open_until,
+            ..rec.state
+        };
+        assert!(s2.put_breaker("token_endpoint/p", 1, &trial).await.unwrap());
+        assert!(
+            !s1.put_breaker("token_endpoint/p", 1, &open).await.unwrap(),
+            "stale"
+        );
+        let (rec, _) = s1.breaker("token_endpoint/p").await.unwrap();
+        assert_eq!((rec.version, rec.state), (2, trial));
+        // Each platform has its own.
+        let (other, _) = s1.breaker("token_endpoint/q").await.unwrap();
+        assert_eq!(other, BreakerRecord::default());
     }
 }
