@@ -48,7 +48,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokenwarden_bench::{Connector, demo_app, median};
-use tokenwarden_core::clock::{Clock, SystemClock};
+use tokenwarden_core::clock::Clock;
 use tokenwarden_core::id::ConnectionId;
 use tokenwarden_core::provider::Registry;
 use tokenwarden_store::Keyring;
@@ -127,6 +127,18 @@ fn args() -> Result<Args> {
         bail!("--lifetime must be at least 2m");
     }
     Ok(a)
+}
+
+/// The platform's clock: real time, except while seeding, when it is set back so the grants
+/// are issued over the half lifetime before the run (their tokens then end spread over the
+/// second half of the first lifetime, as tokens of connections made at different times do).
+#[derive(Debug, Default)]
+struct SeedClock(parking_lot::RwLock<Option<DateTime<Utc>>>);
+
+impl Clock for SeedClock {
+    fn now(&self) -> DateTime<Utc> {
+        self.0.read().unwrap_or_else(Utc::now)
+    }
 }
 
 /// What the platform saw of refresh-token calls.
@@ -347,7 +359,8 @@ async fn main() -> Result<()> {
             bin.display()
         );
     }
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let seed_clock = Arc::new(SeedClock::default());
+    let clock: Arc<dyn Clock> = seed_clock.clone();
 
     // The platform, behind the recording layer.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -425,7 +438,7 @@ async fn main() -> Result<()> {
         &recorder,
         &provider,
         &redirect_uri,
-        &clock,
+        &seed_clock,
     )
     .await;
     let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {db_name} WITH (FORCE)"))
@@ -449,19 +462,23 @@ async fn run(
     recorder: &Arc<Recorder>,
     provider: &Arc<tokenwarden_core::provider::Provider>,
     redirect_uri: &str,
-    clock: &Arc<dyn Clock>,
+    seed_clock: &Arc<SeedClock>,
 ) -> Result<()> {
+    let clock: Arc<dyn Clock> = seed_clock.clone();
     let keys = Keyring::generate("chaos")?;
     let key_text = keys.to_file_text().to_string();
     let store = tokenwarden_store::open(db_url, keys).await?;
-    let app = demo_app("snapchat", redirect_uri, clock.now())?;
+    let app = demo_app("snapchat", redirect_uri, Utc::now())?;
     store.put_app(&app).await?;
     let connector = Connector::new(store.clone(), provider.clone(), app, clock.clone())?;
     let seed_started = Instant::now();
     let n = a.connections;
+    let origin = Utc::now() - TimeDelta::from_std(a.lifetime / 2)?;
+    let step = TimeDelta::from_std(a.lifetime / 2)? / i32::try_from(n).unwrap_or(i32::MAX);
     let mut seeded = futures::stream::iter(0..n)
         .map(|i| {
             let connector = connector.clone();
+            *seed_clock.0.write() = Some(origin + step * i32::try_from(i).unwrap_or(i32::MAX));
             async move {
                 let tokens = connector.grant(&format!("acct{i:06}")).await?;
                 let id = ConnectionId::parse(format!("chaos-{i:06}"))?;
@@ -476,6 +493,7 @@ async fn run(
         done += 1;
     }
     drop(seeded);
+    *seed_clock.0.write() = None;
     println!(
         "chaos: seeded {done} connections in {:.1}s; access tokens live {}s; rotation on, no reuse grace; limit {}/s",
         seed_started.elapsed().as_secs_f64(),
@@ -576,6 +594,8 @@ async fn run(
                 } else {
                     calls.failed.fetch_add(1, Ordering::Relaxed);
                 }
+                // Callers, not a load test: leave the machine to the replicas.
+                tokio::time::sleep(Duration::from_millis(1)).await;
             }
         }));
     }
@@ -714,15 +734,22 @@ async fn run(
                     unreadable.fetch_add(1, Ordering::Relaxed);
                     return;
                 };
-                let works = http
-                    .get(me)
-                    .bearer_auth(token)
-                    .send()
-                    .await
-                    .is_ok_and(|r| r.status().is_success());
-                if !works {
-                    lost.fetch_add(1, Ordering::Relaxed);
+                // The platform's answer decides: 401/403 is a token it refuses; a throttled or
+                // failed call is asked again.
+                for attempt in 0..20u32 {
+                    match http.get(me).bearer_auth(&token).send().await {
+                        Ok(r) if r.status().is_success() => return,
+                        Ok(r) if matches!(r.status().as_u16(), 401 | 403) => {
+                            lost.fetch_add(1, Ordering::Relaxed);
+                            return;
+                        }
+                        _ => {
+                            tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt + 1)))
+                                .await
+                        }
+                    }
                 }
+                unreadable.fetch_add(1, Ordering::Relaxed);
             }
         })
         .await;
@@ -778,7 +805,7 @@ async fn run(
         lost.load(Ordering::Relaxed)
     );
     println!(
-        "| tokens unreadable through the API at the end | {} |",
+        "| tokens that could not be read through the API or tried at the platform at the end | {} |",
         unreadable.load(Ordering::Relaxed)
     );
     println!(

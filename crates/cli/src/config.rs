@@ -630,6 +630,27 @@ pub struct ResolvedApp {
     pub environment: Environment,
 }
 
+/// Every syntax and type problem of the configuration file at `path`, in one error listing each
+/// with its line (`config check`); `Ok` when the file reads.
+pub fn check_syntax(path: &Path) -> Result<()> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the configuration file {}", path.display()))?;
+    let found = crate::toml_check::problems::<FileConfig>(&text);
+    if found.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> = found
+        .iter()
+        .map(|p| format!("  {}:{p}", path.display()))
+        .collect();
+    bail!(
+        "the configuration file {} has {} problem(s):\n{}",
+        path.display(),
+        found.len(),
+        list.join("\n")
+    )
+}
+
 impl FileConfig {
     /// Reads and parses `path`; errors name the file and the offending key.
     pub fn load(path: &Path) -> Result<FileConfig> {

@@ -8,6 +8,8 @@
 //!   database was written under another key, `serve` stops instead of making a useless new key.
 //! - One daemon per data directory on SQLite: an advisory lock on `tokenwarden.lock`, which the
 //!   kernel releases when the process ends, however it ends.
+//! - `serve --sandbox` keeps the in-process emulator's books in [`SANDBOX_LEDGER_FILE`] (0600,
+//!   written atomically; token and secret digests only), so a restart keeps its connections.
 
 use anyhow::{Context as _, Result, bail};
 use std::fs::File;
@@ -16,6 +18,9 @@ use std::path::{Path, PathBuf};
 
 /// The lock file's name inside the data directory.
 pub const LOCK_FILE: &str = "tokenwarden.lock";
+
+/// The in-process sandbox's books inside the data directory (`serve --sandbox`).
+pub const SANDBOX_LEDGER_FILE: &str = "sandbox-ledger.json";
 
 /// Creates `dir` (and its missing parents) readable by its owner only. An existing directory is
 /// left as it is, with a warning when group or others may enter it.

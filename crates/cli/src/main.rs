@@ -10,8 +10,9 @@ mod config;
 mod data_dir;
 mod definitions;
 mod term;
+mod toml_check;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -56,8 +57,29 @@ enum Command {
     Config(ConfigArgs),
     /// Manage the master keys that encrypt tokens at rest (rotate while the daemon serves).
     Keys(cmd::keys::Args),
+    /// List, create or revoke the API keys of a running daemon (`keys` is the master keyring).
+    ApiKeys(cmd::api_keys::Args),
+    /// List, add or remove the webhook endpoints of a running daemon, and read their deliveries.
+    Webhooks(cmd::webhooks::Args),
     /// Run the local platform emulator (OAuth, APIs, fault injection, accelerated time).
     Sandbox(tokenwarden_sandbox::SandboxArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    ///
+    /// For example `tokenwarden completions bash > /etc/bash_completion.d/tokenwarden`, or
+    /// `tokenwarden completions zsh > ~/.zfunc/_tokenwarden` with `~/.zfunc` on `fpath`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page, or write one page per command into a directory.
+    ///
+    /// Read it with `tokenwarden man | man -l -`; install them with
+    /// `tokenwarden man --dir /usr/local/share/man/man1`.
+    Man {
+        /// Write `tokenwarden.1`, `tokenwarden-serve.1`, … into this directory.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -84,6 +106,10 @@ fn main() -> ExitCode {
         Command::Diagnose(args) => cmd::diagnose::run(args, cli.providers_dir.as_deref()),
         Command::Providers(args) => cmd::providers::run(args, cli.providers_dir.as_deref()),
         Command::Keys(args) => cmd::keys::run(args),
+        Command::ApiKeys(args) => cmd::api_keys::run(args),
+        Command::Webhooks(args) => cmd::webhooks::run(args),
+        Command::Completions { shell } => cmd::manual::completions(Cli::command(), shell),
+        Command::Man { dir } => cmd::manual::man(Cli::command(), dir.as_deref()),
         Command::Config(ConfigArgs {
             command: ConfigSub::Example,
         }) => {
@@ -92,35 +118,37 @@ fn main() -> ExitCode {
         }
         Command::Config(ConfigArgs {
             command: ConfigSub::Check { file },
-        }) => config::FileConfig::load(&file).and_then(|c| {
-            let registry = definitions::load_allowing(
-                cli.providers_dir.as_deref(),
-                definitions::endpoints(c.allow_insecure_endpoints)?,
-            )?;
-            let public = c.public_url.clone().unwrap_or_else(|| {
-                url::Url::parse("http://127.0.0.1:8080/").expect("a literal URL")
-            });
-            let apps = c.resolve_apps(&registry, &public)?;
-            c.dashboard.password()?;
-            c.cache.resolve()?;
-            c.proxy.resolve(None, None)?;
-            if let Some(a) = &c.alerts {
-                tokenwarden_server::alerts::SlackWebhook::new(&a.webhook_url()?)
-                    .map_err(|e| anyhow::anyhow!("[alerts]: {e}"))?;
-            }
-            let kept = |keep: Option<std::time::Duration>| {
-                keep.map_or_else(|| "forever".to_string(), tokenwarden_core::span::format)
-            };
-            let retention = c.retention.resolve(None, None)?;
-            println!(
-                "{}: valid ({} app(s); events kept {}, webhook deliveries {})",
-                file.display(),
-                apps.len(),
-                kept(retention.events),
-                kept(retention.deliveries)
-            );
-            Ok(ExitCode::SUCCESS)
-        }),
+        }) => config::check_syntax(&file)
+            .and_then(|()| config::FileConfig::load(&file))
+            .and_then(|c| {
+                let registry = definitions::load_allowing(
+                    cli.providers_dir.as_deref(),
+                    definitions::endpoints(c.allow_insecure_endpoints)?,
+                )?;
+                let public = c.public_url.clone().unwrap_or_else(|| {
+                    url::Url::parse("http://127.0.0.1:8080/").expect("a literal URL")
+                });
+                let apps = c.resolve_apps(&registry, &public)?;
+                c.dashboard.password()?;
+                c.cache.resolve()?;
+                c.proxy.resolve(None, None)?;
+                if let Some(a) = &c.alerts {
+                    tokenwarden_server::alerts::SlackWebhook::new(&a.webhook_url()?)
+                        .map_err(|e| anyhow::anyhow!("[alerts]: {e}"))?;
+                }
+                let kept = |keep: Option<std::time::Duration>| {
+                    keep.map_or_else(|| "forever".to_string(), tokenwarden_core::span::format)
+                };
+                let retention = c.retention.resolve(None, None)?;
+                println!(
+                    "{}: valid ({} app(s); events kept {}, webhook deliveries {})",
+                    file.display(),
+                    apps.len(),
+                    kept(retention.events),
+                    kept(retention.deliveries)
+                );
+                Ok(ExitCode::SUCCESS)
+            }),
         Command::Connections(args) => cmd::remote::connections(args),
         Command::Token(args) => cmd::remote::token(args),
         Command::Connect(args) => definitions::load(cli.providers_dir.as_deref())

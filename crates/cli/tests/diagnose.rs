@@ -26,18 +26,67 @@ fn text(o: &[u8]) -> String {
 fn a_tiktok_rate_limit_in_http_200_is_explained() {
     let paste = b"HTTP/2 200 \r\ncontent-type: application/json\r\nx-tt-logid: 2026112301\r\n\r\n{\"code\":40100,\"message\":\"Due to too many requests, requests from App [7000] are temporarily restricted.\",\"request_id\":\"2026112301\",\"data\":{}}";
     let out = tokenwarden(&["diagnose", "--provider", "tiktok-business"], paste);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "a wait-and-retry verdict: {}",
+        text(&out.stderr)
+    );
     let s = text(&out.stdout);
     assert!(s.contains("kind: rate_limited"), "{s}");
     assert!(s.contains("Fix"), "{s}");
     assert!(s.contains("https://"), "{s}");
+    assert!(s.contains("request_id: 2026112301"), "{s}");
+    assert!(text(&out.stderr).is_empty(), "{}", text(&out.stderr));
+
+    // Without --provider the platform is recognised from the envelope, and the answer says so.
+    let out = tokenwarden(&["diagnose"], paste);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    let s = text(&out.stdout);
+    assert!(
+        s.contains("TikTok API for Business (recognised from the response)"),
+        "{s}"
+    );
+    assert!(s.contains("kind: rate_limited"), "{s}");
+
+    // The wrong --provider is followed, with a note that the envelope is another platform's.
+    let out = tokenwarden(&["diagnose", "--provider", "snapchat"], paste);
+    let note = text(&out.stderr);
+    assert!(
+        note.contains("does not have Snapchat") && note.contains("--provider tiktok-business"),
+        "{note}"
+    );
+}
+
+#[test]
+fn the_exit_status_follows_the_verdict() {
+    let ok =
+        b"HTTP/1.1 200 OK\r\n\r\n{\"code\":0,\"message\":\"OK\",\"request_id\":\"r\",\"data\":{}}";
+    assert_eq!(
+        tokenwarden(&["diagnose", "-p", "tiktok-business"], ok)
+            .status
+            .code(),
+        Some(0)
+    );
+    let revoked = b"HTTP/1.1 200 OK\r\n\r\n{\"code\":40105,\"message\":\"revoked\",\"request_id\":\"r\",\"data\":{}}";
+    assert_eq!(
+        tokenwarden(&["diagnose", "-p", "tiktok-business"], revoked)
+            .status
+            .code(),
+        Some(4)
+    );
+    let help = text(&tokenwarden(&["diagnose", "--help"], b"").stdout);
+    assert!(
+        help.contains("Exit status:") && help.contains("4  an error that needs a person"),
+        "{help}"
+    );
 }
 
 #[test]
 fn json_output_has_the_documented_fields() {
     let paste = b"HTTP/1.1 400 Bad Request\nWWW-Authenticate: OAuth \"Facebook Platform\" \"invalid_token\" \"Error validating access token\"\n\n{\"error\":{\"message\":\"Error validating access token: The session has been invalidated because the user changed their password\",\"type\":\"OAuthException\",\"code\":190,\"error_subcode\":460,\"fbtrace_id\":\"AbC\"}}";
     let out = tokenwarden(&["diagnose", "--provider", "meta", "--json"], paste);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
     for key in [
         "kind",
@@ -80,7 +129,7 @@ fn parts_work_without_a_paste() {
         ],
         b"",
     );
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["kind"], "rate_limited");
     assert_eq!(v["retry_after_ms"], 120_000);
@@ -108,8 +157,23 @@ fn bad_invocations_say_what_is_wrong() {
     );
 
     let out = tokenwarden(&["diagnose"], b"");
+    assert_eq!(out.status.code(), Some(1), "an empty paste");
+    assert!(
+        text(&out.stderr).contains("the input is empty"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = tokenwarden(&["diagnose"], b"HTTP/1.1 500 Oops\r\n\r\nplain text");
+    assert_eq!(out.status.code(), Some(1), "no platform recognised");
+    assert!(
+        text(&out.stderr).contains("--provider"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = tokenwarden(&["diagnose", "--no-such-flag"], b"");
     assert_eq!(out.status.code(), Some(2), "clap usage error");
-    assert!(text(&out.stderr).contains("--provider"));
 
     let out = tokenwarden(&["diagnose", "-p", "meta", "--status", "42"], b"");
     assert_eq!(out.status.code(), Some(2));
@@ -152,7 +216,7 @@ fn random_bytes_never_crash_the_binary() {
         input.extend(bytes);
         let out = tokenwarden(&["diagnose", "-p", "tiktok-business"], &input);
         assert!(
-            matches!(out.status.code(), Some(0 | 1)),
+            matches!(out.status.code(), Some(0 | 1 | 3 | 4)),
             "round {round}: {:?} {}",
             out.status,
             text(&out.stderr)
@@ -234,4 +298,77 @@ fn a_providers_dir_adds_definitions() {
         b"",
     );
     assert!(text(&out.stdout).contains("rate_limited"));
+}
+
+/// `providers validate` reports every syntax and type problem in one run, each with its line,
+/// with enum values as the file writes them; `config check` does the same for a configuration.
+#[test]
+fn validate_and_check_list_every_problem_with_its_line() {
+    let shown = text(&tokenwarden(&["providers", "show", "threads"], b"").stdout);
+    let broken = shown
+        .replace("pkce = false", "pkce = \"no\"")
+        .replace(
+            "scope_separator = \",\"",
+            "scope_separator = \",\"\ncolour = \"blue\"",
+        )
+        .replace("style = \"self_refresh\"", "style = \"SelfRefresh\"");
+    assert_ne!(broken, shown);
+    let line_of = |needle: &str| broken.lines().position(|l| l.contains(needle)).unwrap() + 1;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("threads.toml");
+    std::fs::write(&file, &broken).unwrap();
+    let out = tokenwarden(&["providers", "validate", file.to_str().unwrap()], b"");
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("3 problem(s)"), "{err}");
+    for needle in ["colour = ", "pkce = ", "style = \"SelfRefresh\""] {
+        assert!(
+            err.contains(&format!(":line {}: ", line_of(needle))),
+            "{needle} at line {}: {err}",
+            line_of(needle)
+        );
+    }
+    assert!(
+        err.contains("`self_refresh`"),
+        "enum values as written: {err}"
+    );
+    let out = tokenwarden(
+        &["providers", "validate", "--json", file.to_str().unwrap()],
+        b"",
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["problems"].as_array().unwrap().len(), 3, "{v}");
+    assert_eq!(v["problems"][0]["line"], line_of("colour = "), "{v}");
+
+    // The definition's own checks quote enum values as written too.
+    let snapchat = text(&tokenwarden(&["providers", "show", "snapchat"], b"").stdout);
+    let start = snapchat.find("[token.refresh]").expect("a refresh call");
+    let end = start + snapchat[start + 1..].find("\n[").unwrap() + 1;
+    let no_refresh = format!("{}{}", &snapchat[..start], &snapchat[end..]);
+    let file = dir.path().join("snapchat.toml");
+    std::fs::write(&file, no_refresh).unwrap();
+    let out = tokenwarden(&["providers", "validate", file.to_str().unwrap()], b"");
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("refresh.style = \"refresh_token\" needs a [token.refresh] call"),
+        "{err}"
+    );
+    assert!(!err.contains("RefreshToken"), "{err}");
+
+    let conf = dir.path().join("tw.toml");
+    std::fs::write(
+        &conf,
+        "listen = \"127.0.0.1:8080\"\ncolour = \"red\"\ndata_dir = 5\nlisten_twice = = 1\n",
+    )
+    .unwrap();
+    let out = tokenwarden(&["config", "check", conf.to_str().unwrap()], b"");
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    for line in [2, 3, 4] {
+        assert!(
+            err.contains(&format!(":line {line}: ")),
+            "line {line}: {err}"
+        );
+    }
 }

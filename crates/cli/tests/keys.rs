@@ -61,7 +61,7 @@ async fn rotate_adds_a_key_and_reencrypts_everything() {
     let (after, _) = Keyring::from_env_or_file(None, &key_file, false).unwrap();
     assert_ne!(after.current_id(), old_id, "a new current key");
     assert!(after.has(&old_id), "the old key stays in the file");
-    let store = tokenwarden_store::open(&db, after).await.unwrap();
+    let store = tokenwarden_store::open(&db, after.clone()).await.unwrap();
     let app = store
         .get_app(
             &ProviderId::parse("snapchat").unwrap(),
@@ -73,6 +73,50 @@ async fn rotate_adds_a_key_and_reencrypts_everything() {
     assert_eq!(app.client_secret.expose(), "the-client-secret-value");
     let status = store.key_status().await.unwrap();
     assert!(!status.is_empty());
+    drop(store);
+
+    // `keys status` is a table a person reads: a header, one row per key, no Rust structs.
+    let out = tokenwarden(&["keys", "status", "--data-dir", dir.path().to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = table.lines().collect();
+    let header: Vec<&str> = lines[0].split_whitespace().collect();
+    assert_eq!(
+        header,
+        [
+            "KEY",
+            "STATE",
+            "IN",
+            "KEY",
+            "FILE",
+            "ENCRYPTIONS",
+            "OF",
+            "LIMIT"
+        ],
+        "{table}"
+    );
+    let row = |id: &str| {
+        lines
+            .iter()
+            .find(|l| l.starts_with(id))
+            .unwrap_or_else(|| panic!("a row for {id}: {table}"))
+            .split_whitespace()
+            .collect::<Vec<_>>()
+    };
+    let new_row = row(after.current_id());
+    assert_eq!(&new_row[1..3], ["current", "yes"], "{table}");
+    assert!(new_row[3].parse::<u64>().unwrap() >= 1, "{table}");
+    assert!(new_row[4].ends_with('%'), "{table}");
+    let old_row = row(&old_id);
+    assert_eq!(old_row[2], "yes", "{table}");
+    assert!(matches!(old_row[1], "retired" | "in"), "{table}");
+    for debug in ["KeyStatus", "{", "key_id:"] {
+        assert!(!table.contains(debug), "{table}");
+    }
 }
 
 #[test]

@@ -1,5 +1,8 @@
 //! `serve --log-format json|text`: one line per event on stderr, JSON objects when asked, readable
-//! text otherwise, and no secret in either (the dashboard password, the admin key).
+//! text otherwise, and no secret in either (the dashboard password, the admin key). At the default
+//! level the daemon tells what it does: a scripted day (connect, refresh, an outage, a revoked
+//! grant found by a probe, webhooks) is read back from its log, line by line, with no secret the
+//! scenario saw and no SQL.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -9,6 +12,8 @@ use std::time::{Duration, Instant};
 struct Daemon {
     child: Child,
     base: String,
+    /// The sandbox platforms' origin.
+    sandbox: String,
     lines: mpsc::Receiver<String>,
     data: tempfile::TempDir,
 }
@@ -23,8 +28,18 @@ impl Drop for Daemon {
 const PASSWORD: &str = "pw-only-in-the-environment";
 
 fn start(format: &str) -> Daemon {
+    start_at(format, Some("debug"))
+}
+
+/// `level`: `TOKENWARDEN_LOG`, or `None` for the default filter.
+fn start_at(format: &str, level: Option<&str>) -> Daemon {
     let data = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tokenwarden"))
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tokenwarden"));
+    match level {
+        Some(l) => cmd.env("TOKENWARDEN_LOG", l),
+        None => cmd.env_remove("TOKENWARDEN_LOG"),
+    };
+    let mut child = cmd
         .args([
             "serve",
             "--sandbox",
@@ -39,7 +54,6 @@ fn start(format: &str) -> Daemon {
         .arg(data.path())
         .env("NO_COLOR", "1")
         .env("TOKENWARDEN_DASHBOARD_PASSWORD", PASSWORD)
-        .env("TOKENWARDEN_LOG", "debug")
         .env_remove("RUST_LOG")
         .env_remove("TOKENWARDEN_MASTER_KEY")
         .env_remove("TOKENWARDEN_DATABASE_URL")
@@ -48,10 +62,16 @@ fn start(format: &str) -> Daemon {
         .spawn()
         .unwrap();
     let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
-    let base = loop {
+    let (base, sandbox) = loop {
         let line = out.next().expect("serve prints its address").unwrap();
         if let Some(rest) = line.strip_prefix("tokenwarden is serving on ") {
-            break rest.split_whitespace().next().unwrap().to_string();
+            let sandbox = rest
+                .split_once("sandbox platforms at ")
+                .and_then(|(_, s)| s.split([',', ' ']).next())
+                .expect("serve --sandbox says where the sandbox is")
+                .trim_end_matches('/')
+                .to_string();
+            break (rest.split_whitespace().next().unwrap().to_string(), sandbox);
         }
     };
     std::thread::spawn(move || for _ in out {});
@@ -65,6 +85,7 @@ fn start(format: &str) -> Daemon {
     Daemon {
         child,
         base,
+        sandbox,
         lines,
         data,
     }
@@ -119,6 +140,9 @@ fn json_logs_are_one_object_per_line() {
             serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"));
         assert!(v["level"].is_string() && v["timestamp"].is_string(), "{l}");
         assert!(v["target"].is_string(), "{l}");
+        // TOKENWARDEN_LOG=debug is about tokenwarden: the database driver's per-query lines
+        // stay off unless the filter names sqlx.
+        assert!(!v["target"].as_str().unwrap().starts_with("sqlx"), "{l}");
     }
     let refused = lines
         .iter()
@@ -150,4 +174,299 @@ fn text_logs_are_readable_lines() {
         "no colour codes with NO_COLOR or off a terminal"
     );
     no_secrets(&d, &lines);
+}
+
+/// Reads log lines into `seen` until one satisfies `what`; fails with the log so far.
+fn wait_for(
+    d: &Daemon,
+    seen: &mut Vec<serde_json::Value>,
+    why: &str,
+    what: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    if let Some(v) = seen.iter().find(|v| what(v)) {
+        return v.clone();
+    }
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match d.lines.recv_timeout(left) {
+            Ok(line) => {
+                let v: serde_json::Value = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+                seen.push(v.clone());
+                if what(&v) {
+                    return v;
+                }
+            }
+            Err(_) => panic!(
+                "no log line for {why}; got:\n{}",
+                seen.iter()
+                    .map(|v| v.to_string())
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            ),
+        }
+    }
+}
+
+fn is(v: &serde_json::Value, kind: &str, connection: &str) -> bool {
+    v["kind"] == kind && v["connection"] == connection
+}
+
+/// A webhook receiver on loopback that answers every request 204 and keeps the bodies.
+fn receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let kept = bodies.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            let body = loop {
+                let Ok(n) = stream.read(&mut chunk) else {
+                    break None;
+                };
+                if n == 0 {
+                    break None;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                let text = String::from_utf8_lossy(&buf).to_string();
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let len = head
+                        .lines()
+                        .find_map(|l| {
+                            let (k, v) = l.split_once(':')?;
+                            k.eq_ignore_ascii_case("content-length")
+                                .then(|| v.trim().parse::<usize>().ok())?
+                        })
+                        .unwrap_or(0);
+                    if body.len() >= len {
+                        break Some(body.to_string());
+                    }
+                }
+            };
+            if let Some(b) = body {
+                kept.lock().unwrap().push(b);
+            }
+            let _ = stream.write_all(
+                b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+            );
+        }
+    });
+    (url, bodies)
+}
+
+/// Runs of 40 or more URL-safe characters: the shape of every token, code and key the sandbox
+/// mints (32 random bytes, base64url) and of the daemon's own secrets. Webhook ids
+/// (`msg_…_wh_…`, the `webhook-id` header receivers de-duplicate by) are long but public.
+fn secret_shaped(line: &str) -> Option<&str> {
+    line.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+        .find(|w| w.len() >= 40 && !w.starts_with("msg_"))
+}
+
+#[test]
+fn the_default_log_tells_a_day_of_a_connection_and_keeps_its_secrets() {
+    let d = start_at("json", None);
+    let admin = std::fs::read_to_string(d.data.path().join("admin.key"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let http = reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let api = |method: reqwest::Method, path: &str| {
+        http.request(method, format!("{}{path}", d.base))
+            .bearer_auth(&admin)
+    };
+    let mut secrets: Vec<String> = vec![
+        admin.clone(),
+        PASSWORD.into(),
+        "demo-snapchat-secret".into(),
+    ];
+    let mut seen = Vec::new();
+
+    // A webhook endpoint on loopback hears about every state change.
+    let (hook, bodies) = receiver();
+    let r = api(reqwest::Method::POST, "v1/webhooks")
+        .json(&serde_json::json!({ "url": hook }))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let created: serde_json::Value = r.json().unwrap();
+    secrets.push(created["secret"].as_str().unwrap().to_string());
+
+    // Connect through the API and the sandbox's consent page.
+    let r = api(reqwest::Method::POST, "v1/connect-sessions")
+        .json(&serde_json::json!({"provider": "snapchat", "connection_id": "logged"}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let minted: serde_json::Value = r.json().unwrap();
+    let link = minted["url"].as_str().unwrap().to_string();
+    secrets.push(link.rsplit('/').next().unwrap().to_string());
+    let r = http.post(&link).send().unwrap();
+    assert_eq!(r.status(), 303);
+    let cookie = r.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let authorize = url::Url::parse(r.headers()["location"].to_str().unwrap()).unwrap();
+    let mut form: Vec<(String, String)> = authorize.query_pairs().into_owned().collect();
+    form.push(("decision".into(), "approve".into()));
+    let r = http
+        .post(format!(
+            "{}{}",
+            authorize.origin().ascii_serialization(),
+            authorize.path()
+        ))
+        .form(&form)
+        .send()
+        .unwrap();
+    let callback = url::Url::parse(r.headers()["location"].to_str().unwrap()).unwrap();
+    for (k, v) in callback.query_pairs() {
+        if k == "code" || k == "state" {
+            secrets.push(v.into_owned());
+        }
+    }
+    let r = http
+        .get(callback.as_str())
+        .header("cookie", cookie)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let connected = wait_for(&d, &mut seen, "the connection", |v| {
+        is(v, "connected", "logged")
+    });
+    assert_eq!(connected["provider"], "snapchat");
+    assert_eq!(connected["level"], "INFO");
+    let changed = wait_for(&d, &mut seen, "pending → active", |v| {
+        is(v, "state_changed", "logged") && v["to"] == "active"
+    });
+    assert_eq!(changed["provider"], "snapchat");
+    let token: serde_json::Value = api(reqwest::Method::GET, "v1/connections/logged/token")
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    secrets.push(token["access_token"].as_str().unwrap().to_string());
+
+    // Refresh now: the log says so, with the new expiry.
+    let r = api(reqwest::Method::POST, "v1/connections/logged/refresh")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let fresh: serde_json::Value = r.json().unwrap();
+    secrets.push(fresh["access_token"].as_str().unwrap().to_string());
+    let refreshed = wait_for(&d, &mut seen, "the refresh", |v| {
+        is(v, "refreshed", "logged")
+    });
+    assert_eq!(refreshed["provider"], "snapchat");
+    assert_eq!(refreshed["level"], "INFO");
+    let expires = refreshed["expires_at"].as_str().expect("the new expiry");
+    assert_eq!(
+        chrono::DateTime::parse_from_rfc3339(expires).unwrap(),
+        chrono::DateTime::parse_from_rfc3339(fresh["expires_at"].as_str().unwrap()).unwrap()
+    );
+
+    // An outage: the refresh fails, the log says why, and the connection degrades.
+    let sandbox = reqwest::blocking::Client::new();
+    let r = sandbox
+        .post(format!("{}/_sandbox/faults/snapchat/outage", d.sandbox))
+        .json(&serde_json::json!({"for": "1h"}))
+        .send()
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().unwrap());
+    let r = api(reqwest::Method::POST, "v1/connections/logged/refresh")
+        .send()
+        .unwrap();
+    assert!(!r.status().is_success());
+    let failed = wait_for(&d, &mut seen, "the failed refresh", |v| {
+        is(v, "refresh_failed", "logged")
+    });
+    assert_eq!(failed["provider"], "snapchat");
+    assert!(
+        !failed["reason"].as_str().unwrap_or("").is_empty(),
+        "{failed}"
+    );
+    wait_for(&d, &mut seen, "active → degraded", |v| {
+        is(v, "state_changed", "logged") && v["to"] == "degraded"
+    });
+    sandbox
+        .post(format!("{}/_sandbox/faults/snapchat/clear", d.sandbox))
+        .send()
+        .unwrap();
+    let r = api(reqwest::Method::POST, "v1/connections/logged/refresh")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    secrets.push(
+        r.json::<serde_json::Value>().unwrap()["access_token"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+    );
+    wait_for(&d, &mut seen, "degraded → active", |v| {
+        is(v, "state_changed", "logged") && v["from"] == "degraded" && v["to"] == "active"
+    });
+
+    // The grant is revoked at the platform; a probe finds it and the connection needs a person.
+    let grants: serde_json::Value = sandbox
+        .get(format!("{}/_sandbox/grants?provider=snapchat", d.sandbox))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let grant = grants["grants"].as_array().unwrap().last().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = sandbox
+        .post(format!("{}/_sandbox/grants/{grant}/revoke", d.sandbox))
+        .send()
+        .unwrap();
+    assert!(r.status().is_success());
+    let r = api(reqwest::Method::POST, "v1/connections/logged/probe")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    wait_for(&d, &mut seen, "a state change to reauth_required", |v| {
+        is(v, "state_changed", "logged") && v["to"] == "reauth_required"
+    });
+    // The probe's call is refused (or its refresh, when the platform answers "expired"): either
+    // way one line says what was found and why.
+    let found = wait_for(&d, &mut seen, "what the probe found", |v| {
+        (v["kind"] == "probe_problem" || v["kind"] == "reauth_required")
+            && v["connection"] == "logged"
+    });
+    assert_eq!(found["provider"], "snapchat");
+    assert_eq!(found["level"], "WARN");
+
+    // Every state change went out as a webhook, and each delivery is logged.
+    let delivered = wait_for(&d, &mut seen, "a webhook delivery", |v| {
+        v["kind"] == "webhook_delivered" && v["connection"] == "logged"
+    });
+    assert_eq!(delivered["provider"], "snapchat");
+    assert_eq!(delivered["event"], "connection.state_changed");
+    assert!(!bodies.lock().unwrap().is_empty());
+
+    // Nothing secret, nothing secret-shaped, and no SQL at the default level.
+    for v in &seen {
+        let line = v.to_string();
+        for s in &secrets {
+            assert!(!line.contains(s.as_str()), "a secret in the log: {line}");
+        }
+        assert_eq!(secret_shaped(&line), None, "{line}");
+        assert!(
+            !v["target"].as_str().unwrap_or("").starts_with("sqlx"),
+            "{line}"
+        );
+        assert_ne!(v["level"], "DEBUG", "{line}");
+    }
 }

@@ -107,23 +107,9 @@ fn cli(d: &Daemon, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
-#[test]
-fn serve_sandbox_connect_then_the_shell_commands() {
-    let d = start();
-    let http = reqwest::blocking::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    // The banner's Snapchat link, exactly as printed, connects `snapchat-1`.
-    assert!(d.links.len() >= 5, "{:?}", d.links);
-    let (_, snapchat) = d
-        .links
-        .iter()
-        .find(|(p, l)| p == "snapchat" && l.starts_with(&format!("{}connect/s/", d.base)))
-        .expect("the banner prints a Snapchat link");
-    let r = http.get(snapchat).send().unwrap();
-    assert_eq!(r.status(), 200, "the banner's link shows what it will do");
-    let r = http.post(snapchat).send().unwrap();
+/// Opens a connect link, approves on the sandbox's consent page, and finishes at the callback.
+fn approve(http: &reqwest::blocking::Client, link: &str) {
+    let r = http.post(link).send().unwrap();
     assert_eq!(r.status(), 303, "the banner's link starts a flow");
     let cookie = r.headers()["set-cookie"]
         .to_str()
@@ -147,6 +133,25 @@ fn serve_sandbox_connect_then_the_shell_commands() {
     let callback = r.headers()["location"].to_str().unwrap().to_string();
     let r = http.get(&callback).header("cookie", cookie).send().unwrap();
     assert_eq!(r.status(), 303);
+}
+
+#[test]
+fn serve_sandbox_connect_then_the_shell_commands() {
+    let d = start();
+    let http = reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    // The banner's Snapchat link, exactly as printed, connects `snapchat-1`.
+    assert!(d.links.len() >= 5, "{:?}", d.links);
+    let (_, snapchat) = d
+        .links
+        .iter()
+        .find(|(p, l)| p == "snapchat" && l.starts_with(&format!("{}connect/s/", d.base)))
+        .expect("the banner prints a Snapchat link");
+    let r = http.get(snapchat).send().unwrap();
+    assert_eq!(r.status(), 200, "the banner's link shows what it will do");
+    approve(&http, snapchat);
 
     let out = cli(&d, &["connections"]);
     assert!(
@@ -188,6 +193,27 @@ fn serve_sandbox_connect_then_the_shell_commands() {
         token,
         "a new token after refresh"
     );
+
+    // A long-term TikTok Business token (the demo app's advertiser grant has no refresh token):
+    // "refresh" says nothing was refreshed and why, not that a new token is stored.
+    let (_, business) = d
+        .links
+        .iter()
+        .find(|(p, _)| p == "tiktok-business")
+        .expect("the banner prints a TikTok Business link");
+    approve(&http, business);
+    let out = cli(&d, &["connections", "refresh", "tiktok-business-1"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("Not refreshed: the platform does not renew this token"),
+        "{said}"
+    );
+    assert!(!said.starts_with("Refreshed"), "{said}");
 
     let out = cli(&d, &["connections", "show", "nope"]);
     assert_eq!(out.status.code(), Some(1));

@@ -9,6 +9,7 @@
 
 mod body;
 mod wait;
+pub mod words;
 
 use crate::provider::{
     BodyKind, CodePattern, Context, EnvelopeSpec, KindText, RefreshStyle, RuleSpec, WaitRule,
@@ -474,11 +475,17 @@ impl Classifier {
             .map(scrub_message)
             .filter(|m| !m.is_empty());
         let fill = |t: String| {
+            // No message: the placeholder goes with its parentheses, never "((no message))".
+            let t = if scrubbed.is_none() {
+                t.replace(" ({message})", "").replace("({message})", "")
+            } else {
+                t
+            };
             t.replace("{provider}", &self.provider_name)
                 .replace("{code}", code.unwrap_or("none"))
                 .replace("{subcode}", facts.subcode.unwrap_or("none"))
                 .replace("{status}", &resp.status.to_string())
-                .replace("{message}", scrubbed.as_deref().unwrap_or("(no message)"))
+                .replace("{message}", scrubbed.as_deref().unwrap_or("no message"))
         };
         let title = fill(pick(spec.map(|s| &s.title), &default_text.title));
         let explanation = fill(pick(

@@ -7,7 +7,8 @@
 //! token the platform refused, a revocation the platform announced) means `reauth_required`; a
 //! refresh that is failing for a reason that may pass means `degraded`; anything else keeps a
 //! working connection `active`. `reauth_required` is left only by a new grant (the connect flow):
-//! a later good probe or a transient failure does not undo a refusal.
+//! a later good probe or a transient failure does not undo a refusal (a refresh that succeeded
+//! does: the grant is alive).
 //!
 //! The one writer of a connection's state is `tokenwarden_engine::state::States`, which applies
 //! these functions and records the result.
@@ -124,7 +125,8 @@ impl std::str::FromStr for ProblemCode {
 
 /// The state a connection is in, given the state it was in and its open problems now.
 ///
-/// - `reauth_required` stays: only a new grant ([`connected`]) leaves it.
+/// - `reauth_required` stays: only a new grant ([`connected`]) or a refresh that succeeded
+///   ([`refreshed`]) leaves it.
 /// - A problem that [needs a person](ProblemCode::needs_person) → `reauth_required`.
 /// - `refresh_failing` → `degraded`.
 /// - `pending` stays `pending` (no grant yet); otherwise `active`.
@@ -142,6 +144,26 @@ pub fn settle(current: ConnectionState, problems: &[Problem]) -> ConnectionState
     } else {
         ConnectionState::Active
     }
+}
+
+/// A refresh succeeded and its token was stored: the grant is alive, so a refusal recorded
+/// meanwhile (another replica's call with the refresh token this refresh had just spent, or a
+/// token refused just before it was replaced) no longer stands, nor does a failing refresh.
+/// What the probe found (a missing scope, …) stays until the next probe says otherwise.
+pub fn refreshed(
+    current: ConnectionState,
+    problems: &[Problem],
+) -> (ConnectionState, Vec<Problem>) {
+    let left: Vec<Problem> = problems
+        .iter()
+        .filter(|p| !p.code.needs_person() && p.code != ProblemCode::RefreshFailing)
+        .cloned()
+        .collect();
+    let next = match current {
+        ConnectionState::Pending => ConnectionState::Pending,
+        _ => ConnectionState::Active,
+    };
+    (next, left)
 }
 
 /// A new grant was stored: the connection works and every problem it had is gone.
@@ -207,6 +229,22 @@ mod tests {
             };
             assert_eq!(got, want, "{c}");
         }
+    }
+
+    #[test]
+    fn a_stored_refresh_outranks_a_refusal_recorded_meanwhile() {
+        use ConnectionState::*;
+        let (next, left) = refreshed(
+            ReauthRequired,
+            &[
+                p(ProblemCode::GrantRefused),
+                p(ProblemCode::MissingScope),
+                p(ProblemCode::RefreshFailing),
+            ],
+        );
+        assert_eq!(next, Active);
+        assert_eq!(left, vec![p(ProblemCode::MissingScope)]);
+        assert_eq!(refreshed(Degraded, &[]), (Active, vec![]));
     }
 
     #[test]

@@ -572,12 +572,13 @@ impl Store for CachedStore {
         &self,
         provider: &ProviderId,
         until: DateTime<Utc>,
+        now: DateTime<Utc>,
         limit: i64,
         owner: &str,
         ttl: Duration,
     ) -> Result<Vec<(ConnectionId, i64)>, StoreError> {
         self.inner
-            .claim_earliest_refreshes(provider, until, limit, owner, ttl)
+            .claim_earliest_refreshes(provider, until, now, limit, owner, ttl)
             .await
     }
 

@@ -40,6 +40,13 @@ impl States {
         Ok(next)
     }
 
+    /// A refresh succeeded and its token is stored: the grant is alive (see
+    /// [`state::refreshed`]).
+    pub async fn refreshed(&self, conn: &Connection, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let (next, problems) = state::refreshed(conn.state, &conn.problems);
+        self.write(conn, next, problems, now).await
+    }
+
     /// A new grant is stored: the connection works, and every problem it had is gone.
     pub async fn connected(&self, conn: &Connection, now: DateTime<Utc>) -> Result<(), StoreError> {
         let (next, problems) = state::connected();
@@ -76,6 +83,7 @@ pub fn log_change(conn: &Connection, next: ConnectionState) {
         tracing::info!(
             connection = %conn.id,
             provider = %conn.provider,
+            kind = "state_changed",
             from = conn.state.as_str(),
             to = next.as_str(),
             "connection state changed"

@@ -325,6 +325,19 @@ impl TokenService {
             });
         }
         let now = self.clock.now();
+        // A refresh failed for a reason that may pass and the scheduler retries it at the pace
+        // the platform asked for; while the token still works, callers get it without another
+        // call each (a throttled platform would otherwise be asked once per read).
+        if matches!(need, Need::Fresh)
+            && conn.state == ConnectionState::Degraded
+            && !stored.set.is_expired(now)
+        {
+            return Ok(Issued {
+                tokens: stored.set,
+                version: stored.version,
+                refreshed: false,
+            });
+        }
         let spec = &provider.spec.refresh;
         // Decided per token set: a TikTok Business answer with a refresh token is renewed, a
         // long-term token without one is not.
@@ -356,6 +369,7 @@ impl TokenService {
         }
         let started = tokio::time::Instant::now();
         loop {
+            let asked = tokio::time::Instant::now();
             let Some(lease) = self
                 .store
                 .acquire_refresh_lease(id, &self.owner, self.lease_ttl)
@@ -396,7 +410,7 @@ impl TokenService {
                 stored = latest;
             }
             return self
-                .refresh_with(&conn, &provider, stored, lease, &need)
+                .refresh_with(&conn, &provider, stored, lease, asked, &need)
                 .await;
         }
     }
@@ -407,6 +421,7 @@ impl TokenService {
         provider: &Provider,
         stored: StoredTokens,
         lease: Lease,
+        asked: tokio::time::Instant,
         need: &Need,
     ) -> Result<Issued, TokenFailure> {
         let app = match self.store.get_app(&conn.provider, &conn.app).await {
@@ -429,6 +444,27 @@ impl TokenService {
             client_secret: app.client_secret,
             redirect_uri: app.redirect_uri,
         };
+        // The lease may have lapsed while this process was paused (SIGSTOP, a frozen VM, a long
+        // GC-like stall) between taking it and here; another replica may then have spent the
+        // refresh token. Sending it again would be a reuse the platform punishes (rotation with
+        // no grace revokes the grant). The monotonic clock counts the pause: give the call up
+        // unless at least half the lease is left.
+        if asked.elapsed() >= self.lease_ttl / 2 {
+            tracing::warn!(connection = %conn.id, "the refresh lease ran low before the platform was called (was this process paused?); not calling");
+            let _ = self.store.release_lease(&lease).await;
+            return match self.current(&conn.id).await {
+                Ok(latest) if latest.version > lease.version => Ok(Issued {
+                    tokens: latest.set,
+                    version: latest.version,
+                    refreshed: false,
+                }),
+                _ => Err(TokenFailure::Unavailable {
+                    connection: conn.id.clone(),
+                    reason: "the refresh was not sent: this process paused while holding the refresh lease; it is tried again".into(),
+                    retry_after: Some(Duration::from_secs(1)),
+                }),
+            };
+        }
         // During an outage of the platform's token endpoint one trial refresh at a time goes, for
         // every replica; the others are told when to come back (issue 14 item 4).
         let (admission, clean) = self.admit_refresh(conn.provider.as_str()).await;
@@ -464,6 +500,16 @@ impl TokenService {
                             tokens: grant.tokens,
                             version: lease.version + 1,
                             refreshed: true,
+                        });
+                    }
+                    Err(StoreError::Fenced { .. }) => {
+                        // A newer token was stored meanwhile (possible only where the platform
+                        // answered twice, i.e. it does not rotate or allows reuse): it stands.
+                        let latest = self.current(&conn.id).await?;
+                        return Ok(Issued {
+                            tokens: latest.set,
+                            version: latest.version,
+                            refreshed: false,
                         });
                     }
                     Err(e) => return Err(e.into()),
@@ -779,10 +825,22 @@ impl TokenService {
         committed: &StoredTokens,
     ) {
         let now = self.clock.now();
-        let problems = state::without(&conn.problems, ProblemCode::RefreshFailing);
+        // Read afresh: another replica may have recorded a refusal of the same refresh token
+        // meanwhile (it was refused because this refresh had spent it); the stored answer shows
+        // the grant alive.
+        let fresh = match self.store.get_connection(&conn.id).await {
+            Ok(Some(c)) => c,
+            _ => conn.clone(),
+        };
+        self.best_effort(self.states().refreshed(&fresh, now).await, "set state");
+        // The platform took the app's credentials: an app refusal recorded earlier (a wrong or
+        // rotated secret, since fixed) is over.
         self.best_effort(
-            self.states().set_problems(conn, problems, now).await,
-            "set state",
+            self.store
+                .clear_app_problem(&conn.provider, &conn.app, ProblemCode::AppRefused.as_str())
+                .await
+                .map(|_| ()),
+            "clear the app problem",
         );
         let mut event = NewEvent::new(
             Some(conn.id.clone()),
@@ -795,6 +853,18 @@ impl TokenService {
         if let Some(at) = committed.set.expires_at {
             event = event.with("expires_at", at.to_rfc3339());
         }
+        let expires_at = committed
+            .set
+            .expires_at
+            .map_or_else(|| "unknown".to_string(), |at| at.to_rfc3339());
+        tracing::info!(
+            connection = %conn.id,
+            provider = %conn.provider,
+            kind = "refreshed",
+            version = committed.version,
+            %expires_at,
+            "token refreshed"
+        );
         self.best_effort(
             self.store.append_event(&event).await.map(|_| ()),
             "record the refresh",
@@ -839,6 +909,14 @@ impl TokenService {
                     return Ok(newer);
                 }
                 log_change(conn, next);
+                tracing::warn!(
+                    connection = %conn.id,
+                    provider = %conn.provider,
+                    kind = "reauth_required",
+                    verdict = verdict.map_or("refused", |c| c.kind.as_str()),
+                    reason = %title,
+                    "refresh refused by the platform: a person must re-authorize"
+                );
                 let mut event = NewEvent::new(
                     Some(conn.id.clone()),
                     now,
@@ -870,6 +948,14 @@ impl TokenService {
                     fix: fix.clone(),
                     since: now,
                 };
+                tracing::warn!(
+                    connection = %conn.id,
+                    provider = %conn.provider,
+                    app = %conn.app,
+                    kind = "app_refused",
+                    reason = %title,
+                    "refresh failed: the platform refused the app's credentials"
+                );
                 self.best_effort(
                     self.store
                         .raise_app_problem(&conn.provider, &conn.app, &problem)
@@ -923,6 +1009,15 @@ impl TokenService {
                     return Ok(newer);
                 }
                 log_change(conn, next);
+                tracing::warn!(
+                    connection = %conn.id,
+                    provider = %conn.provider,
+                    kind = "refresh_failed",
+                    verdict = verdict.map_or("transient", |c| c.kind.as_str()),
+                    reason = %title,
+                    retry_in_s = wait.as_secs(),
+                    "refresh failed for a reason that may pass; will retry"
+                );
                 let mut event = NewEvent::new(
                     Some(conn.id.clone()),
                     now,
@@ -1026,6 +1121,13 @@ impl TokenService {
                 .set_problems(conn, state::replace(&conn.problems, problem), now)
                 .await,
             "set state",
+        );
+        tracing::warn!(
+            connection = %conn.id,
+            provider = %conn.provider,
+            kind = "reauth_required",
+            reason = %title,
+            "the token expired and the platform does not renew it: a person must re-authorize"
         );
         let event = NewEvent::new(Some(conn.id.clone()), now, "reauth_required", title.clone());
         self.best_effort(

@@ -782,6 +782,14 @@ impl Engine {
             }
             return false;
         }
+        tracing::warn!(
+            connection = %conn.id,
+            provider = %conn.provider,
+            kind = "token_refused",
+            verdict = c.kind.as_str(),
+            reason = %c.title,
+            "the platform refused the token on a proxied call: a person must re-authorize"
+        );
         let problems = state::replace(
             &fresh.problems,
             Problem {

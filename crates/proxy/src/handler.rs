@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
-use tokenwarden_core::classify::Kind;
+use tokenwarden_core::classify::{Action, Kind};
 use tokenwarden_core::id::ConnectionId;
 use tokenwarden_engine::TokenFailure;
 use url::Url;
@@ -173,6 +173,15 @@ impl Proxy {
     fn error_response(&self, e: ProxyError) -> Response {
         let mut extra = json!({});
         let mut retry_after = None;
+        let (kind, action) = error_verdict(&e);
+        let (attempts, waited) = match &e {
+            ProxyError::OverBudget {
+                attempts, waited, ..
+            } => (*attempts, *waited),
+            ProxyError::Unreachable { attempts, .. } => (*attempts, Duration::ZERO),
+            _ => (0, Duration::ZERO),
+        };
+        let mut reauthorize = None;
         let (status, code, message) = match &e {
             ProxyError::Token { provider, failure } => {
                 let (status, code) = match failure {
@@ -181,10 +190,12 @@ impl Proxy {
                     TokenFailure::ReauthRequired {
                         connection, fix, ..
                     } => {
-                        extra = json!({
-                            "fix": fix,
-                            "reauthorize_url": provider.as_deref().map(|p| self.reauthorize_url(p, connection.as_str())),
-                        });
+                        let url = self.reauthorize_url(
+                            provider.as_deref().unwrap_or_default(),
+                            connection.as_str(),
+                        );
+                        extra = json!({ "fix": fix, "reauthorize_url": url });
+                        reauthorize = Some(url);
                         (StatusCode::CONFLICT, "reauth_required")
                     }
                     TokenFailure::AppMisconfigured { fix, .. } => {
@@ -199,6 +210,7 @@ impl Proxy {
                         (StatusCode::INTERNAL_SERVER_ERROR, "unknown_provider")
                     }
                     TokenFailure::Store(_) => {
+                        retry_after = Some(5);
                         (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable")
                     }
                 };
@@ -245,6 +257,7 @@ impl Proxy {
             ProxyError::BadBody => (StatusCode::BAD_REQUEST, "bad_body", e.to_string()),
             ProxyError::Store(inner) => {
                 tracing::error!(error = %inner, "store failure while proxying");
+                retry_after = Some(5);
                 (
                     StatusCode::SERVICE_UNAVAILABLE,
                     "store_unavailable",
@@ -257,15 +270,55 @@ impl Proxy {
             obj.extend(x);
         }
         let mut resp = (status, axum::Json(json!({ "error": error }))).into_response();
-        resp.headers_mut()
-            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        if let Some(secs) = retry_after
-            && let Ok(v) = HeaderValue::from_str(&secs.to_string())
-        {
-            resp.headers_mut().insert(header::RETRY_AFTER, v);
+        let h = resp.headers_mut();
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        verdict_headers(h, kind, action, attempts, waited);
+        if let Some(secs) = retry_after {
+            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+                h.insert(header::RETRY_AFTER, v);
+            }
+            // Our own waits are real time already.
+            set(h, RETRY_AFTER, &(secs * 1000).to_string());
+        }
+        if let Some(url) = reauthorize {
+            set(h, REAUTHORIZE_URL, &url);
         }
         resp
     }
+}
+
+/// What kind of failure a proxy error is and what the caller should do, in the classifier's
+/// words, so every answer of the proxy (the platform's or ours) carries `tokenwarden-kind` and
+/// `tokenwarden-action`.
+fn error_verdict(e: &ProxyError) -> (Kind, Action) {
+    match e {
+        ProxyError::Token { failure, .. } => match failure {
+            TokenFailure::NotFound(_) => (Kind::NotFound, Action::FixRequest),
+            TokenFailure::Pending(_) => (Kind::TokenInvalid, Action::Reauthorize),
+            TokenFailure::ReauthRequired { .. } => (Kind::TokenRevoked, Action::Reauthorize),
+            TokenFailure::AppMisconfigured { .. } => (Kind::AppNotAuthorized, Action::FixRequest),
+            TokenFailure::Unavailable { .. } | TokenFailure::Store(_) => {
+                (Kind::ServiceUnavailable, Action::BackoffAndRetry)
+            }
+            TokenFailure::UnknownProvider(_) => (Kind::InvalidRequest, Action::FixRequest),
+        },
+        ProxyError::OverBudget { .. } => (Kind::RateLimited, Action::BackoffAndRetry),
+        ProxyError::Unreachable { .. } | ProxyError::Store(_) => {
+            (Kind::ServiceUnavailable, Action::BackoffAndRetry)
+        }
+        ProxyError::Refused(_)
+        | ProxyError::BadHeader(_)
+        | ProxyError::RequestTooLarge { .. }
+        | ProxyError::ResponseTooLarge { .. }
+        | ProxyError::BadBody => (Kind::InvalidRequest, Action::FixRequest),
+    }
+}
+
+fn verdict_headers(h: &mut HeaderMap, kind: Kind, action: Action, attempts: u32, waited: Duration) {
+    set(h, KIND, kind.as_str());
+    set(h, ACTION, action.as_str());
+    set(h, ATTEMPTS, &attempts.to_string());
+    set(h, WAITED, &waited.as_millis().to_string());
 }
 
 fn bad_request(code: &str, message: &str) -> Response {
@@ -274,8 +327,15 @@ fn bad_request(code: &str, message: &str) -> Response {
         axum::Json(json!({"error": {"code": code, "message": message}})),
     )
         .into_response();
-    resp.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    let h = resp.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    verdict_headers(
+        h,
+        Kind::InvalidRequest,
+        Action::FixRequest,
+        0,
+        Duration::ZERO,
+    );
     resp
 }
 

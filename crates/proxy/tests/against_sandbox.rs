@@ -72,6 +72,28 @@ async fn revoked_grant_answers_with_the_reauthorization_link() {
     let again = seen(w.get("gone", "/me")).await;
     assert_eq!(again.status, 409);
     assert_eq!(again.body["error"]["code"], "reauth_required");
+    // The proxy's own 409 carries the same headers as a platform's answer passed through.
+    assert_eq!(
+        (again.kind.as_str(), again.action.as_str()),
+        ("token_revoked", "reauthorize"),
+        "{again:?}"
+    );
+    assert!(
+        again.headers.contains_key("tokenwarden-attempts"),
+        "{again:?}"
+    );
+    assert!(
+        again.headers.contains_key("tokenwarden-waited-ms"),
+        "{again:?}"
+    );
+    assert_eq!(again.headers["tokenwarden-reauthorize-url"], link);
+    // So does an unknown connection's 404.
+    let unknown = seen(w.get("never-made", "/me")).await;
+    assert_eq!(unknown.status, 404, "{unknown:?}");
+    assert_eq!(
+        (unknown.kind.as_str(), unknown.action.as_str()),
+        ("not_found", "fix_request")
+    );
     assert_eq!(w.counters("snapchat").await["api_calls"].as_u64(), calls);
     let (_, conn) = (
         (),
@@ -294,6 +316,16 @@ async fn queued_callers_get_a_clear_error_when_their_budget_runs_out() {
             503 => {
                 assert_eq!(s.body["error"]["code"], "budget_exhausted", "{s:?}");
                 assert!(s.headers.contains_key("retry-after"));
+                assert_eq!(
+                    (s.kind.as_str(), s.action.as_str()),
+                    ("rate_limited", "backoff_and_retry"),
+                    "{s:?}"
+                );
+                assert!(
+                    s.headers.contains_key("tokenwarden-retry-after-ms"),
+                    "{s:?}"
+                );
+                assert!(s.headers.contains_key("tokenwarden-attempts"), "{s:?}");
                 refused += 1;
             }
             other => panic!("unexpected {other}: {s:?}"),

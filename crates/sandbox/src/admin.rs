@@ -446,6 +446,8 @@ async fn rotation(
         s.reuse_grace = g;
     }
     drop(s);
+    // Rotation is part of what the sandbox keeps across restarts (`LedgerFile`).
+    sb.ledger().touch();
     done(faults_view(&sb, p))
 }
 

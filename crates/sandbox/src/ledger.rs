@@ -1,7 +1,11 @@
 //! The sandbox's books: registered apps, grants, authorization codes and tokens.
 //!
 //! Tokens are looked up by their SHA-256 in `DashMap`s (sharded locks, no global lock on the hot
-//! path); the token strings themselves are never stored or logged.
+//! path); the token strings themselves are never stored or logged, and neither are app secrets
+//! (only their digest is kept). Every change to the books bumps [`Ledger::changes`], so a
+//! snapshot ([`snapshot`]) can tell whether it is behind.
+
+pub(crate) mod snapshot;
 
 use crate::config::AppRegistration;
 use crate::provider::Provider;
@@ -52,7 +56,9 @@ pub(crate) struct App {
     pub environment: Environment,
     /// Issues tokens with a refresh token (TikTok Business creator tokens).
     pub refresh_tokens: bool,
-    secret: RwLock<String>,
+    /// The SHA-256 of the current secret: comparing digests is what `secret_matches` does anyway,
+    /// and it lets the books be written to disk without a credential in them.
+    secret: RwLock<TokenHash>,
     generation: AtomicU64,
     redirect_uris: RwLock<Vec<String>>,
     /// Grants ever made to this app: Meta's app budget is 200 calls/hour per user.
@@ -64,9 +70,8 @@ impl App {
         self.users.load(Ordering::Relaxed)
     }
     pub fn secret_matches(&self, candidate: &str) -> bool {
-        let s = self.secret.read();
         // Constant-time comparison of the digests (hardening.md §12).
-        let (a, b) = (hash(&s), hash(candidate));
+        let (a, b) = (*self.secret.read(), hash(candidate));
         a.iter()
             .zip(b.iter())
             .fold(0u8, |acc, (x, y)| acc | (x ^ y))
@@ -254,9 +259,21 @@ pub(crate) struct Ledger {
     used_codes: DashMap<TokenHash, ()>,
     access: DashMap<TokenHash, Arc<AccessToken>>,
     refresh: DashMap<TokenHash, Arc<RefreshToken>>,
+    /// Bumped after every change, so a writer of snapshots knows whether it is behind.
+    changes: AtomicU64,
 }
 
 impl Ledger {
+    /// Records that the books changed; called after the change is complete.
+    pub fn touch(&self) {
+        self.changes.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// How many changes the books have seen.
+    pub fn changes(&self) -> u64 {
+        self.changes.load(Ordering::Acquire)
+    }
+
     pub fn register(&self, reg: &AppRegistration) -> Arc<App> {
         let app = Arc::new(App {
             provider: reg.provider,
@@ -264,13 +281,14 @@ impl Ledger {
             name: reg.name.clone(),
             environment: reg.environment,
             refresh_tokens: reg.refresh_tokens,
-            secret: RwLock::new(reg.client_secret.clone()),
+            secret: RwLock::new(hash(&reg.client_secret)),
             generation: AtomicU64::new(0),
             redirect_uris: RwLock::new(reg.redirect_uris.clone()),
             users: AtomicU64::new(0),
         });
         self.apps
             .insert((reg.provider, reg.client_id.clone()), app.clone());
+        self.touch();
         app
     }
 
@@ -289,19 +307,23 @@ impl Ledger {
         if !uris.contains(&uri) {
             uris.push(uri);
         }
+        drop(uris);
+        self.touch();
     }
 
     /// New secret; every grant of the app dies.
     pub fn rotate_secret(&self, app: &App) -> String {
         let secret = mint("sec_");
-        *app.secret.write() = secret.clone();
+        *app.secret.write() = hash(&secret);
         app.generation.fetch_add(1, Ordering::AcqRel);
+        self.touch();
         secret
     }
 
     pub fn issue_code(&self, code: AuthCode) -> String {
         let value = mint("");
         self.codes.insert(hash(&value), code);
+        self.touch();
         value
     }
 
@@ -324,6 +346,7 @@ impl Ledger {
             });
         };
         self.used_codes.insert(key, ());
+        self.touch();
         if code.app.provider != provider {
             return Err(CodeRefusal::Unknown);
         }
@@ -365,6 +388,7 @@ impl Ledger {
         });
         self.grants.insert(grant.id.clone(), grant.clone());
         code.app.users.fetch_add(1, Ordering::Relaxed);
+        self.touch();
         grant
     }
 
@@ -378,21 +402,27 @@ impl Ledger {
 
     pub fn revoke_grant(&self, grant: &Grant) {
         grant.revoked.store(true, Ordering::Release);
+        self.touch();
     }
 
     pub fn expire_now(&self, grant: &Grant, now: DateTime<Utc>) {
         *grant.expired_through.lock() = Some(now);
+        self.touch();
     }
 
     pub fn remove_scope(&self, grant: &Grant, scope: &str) -> bool {
         let mut scopes = grant.scopes.write();
         let before = scopes.len();
         scopes.retain(|s| s != scope);
-        scopes.len() != before
+        let removed = scopes.len() != before;
+        drop(scopes);
+        self.touch();
+        removed
     }
 
     pub fn remove_role(&self, grant: &Grant) {
         grant.role_removed.store(true, Ordering::Release);
+        self.touch();
     }
 
     pub fn issue_access(
@@ -412,6 +442,7 @@ impl Ledger {
             revoked: AtomicBool::new(false),
         });
         self.access.insert(hash(&value), token.clone());
+        self.touch();
         (value, token)
     }
 
@@ -429,6 +460,7 @@ impl Ledger {
             superseded_at: Mutex::new(None),
         });
         self.refresh.insert(hash(&value), token.clone());
+        self.touch();
         (value, token)
     }
 
@@ -471,6 +503,7 @@ impl Ledger {
     pub fn revoke_access(&self, value: &str) -> Option<Arc<AccessToken>> {
         let t = self.access.get(&hash(value)).map(|t| t.clone())?;
         t.revoked.store(true, Ordering::Release);
+        self.touch();
         Some(t)
     }
 
@@ -502,7 +535,10 @@ impl Ledger {
         match *superseded {
             Some(at) if now >= at + to_delta(grace) => return Err(RefreshRefusal::Reused),
             Some(_) => {}
-            None if rotate => *superseded = Some(now),
+            None if rotate => {
+                *superseded = Some(now);
+                self.touch();
+            }
             None => {}
         }
         Ok((token.grant.clone(), token.expires_at))

@@ -18,6 +18,7 @@
 //! - [`fault`]: per-provider faults (throttle, outage, latency, malformed token responses,
 //!   rotation); `rate_limit`: sliding windows on the sandbox clock; `counters`: what was sent.
 //! - `admin`: the `/_sandbox/` JSON API.
+//! - [`persist`]: [`LedgerFile`], the books kept on disk across restarts (`serve --sandbox`).
 //! - [`cli`]: [`SandboxArgs`] and [`run`], wired to `tokenwarden sandbox`.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -33,6 +34,7 @@ mod counters;
 pub mod error_case;
 pub mod fault;
 mod ledger;
+pub mod persist;
 mod platform;
 pub mod provider;
 mod rate_limit;
@@ -49,6 +51,7 @@ pub const INVENTED: &[(&str, &str, &str)] = &[(
 )];
 pub use config::{AppRegistration, SandboxConfig};
 pub use error_case::{ErrorCase, ErrorDetail, Limit, Reply, error_catalogue};
+pub use persist::{LedgerFile, LedgerFileError, Resumed};
 pub use provider::Provider;
 
 use axum::Router;
@@ -79,6 +82,8 @@ struct Inner {
     counters: counters::Counters,
     /// Asynchronous jobs (reports, publishing containers): id → when it is done.
     jobs: DashMap<String, DateTime<Utc>>,
+    /// Keeps the books on disk, when they are kept.
+    keeper: Option<persist::Keeper>,
 }
 
 /// Why an API call was refused before it reached the endpoint's own logic.
@@ -92,6 +97,14 @@ pub(crate) enum Gate {
 impl Sandbox {
     /// A sandbox with `config`, reading time only from `clock`.
     pub fn new(config: SandboxConfig, clock: Arc<dyn Clock>) -> Self {
+        Sandbox::build(config, clock, None)
+    }
+
+    pub(crate) fn build(
+        config: SandboxConfig,
+        clock: Arc<dyn Clock>,
+        keeper: Option<persist::Keeper>,
+    ) -> Self {
         let ledger = ledger::Ledger::default();
         for app in &config.apps {
             let mut app = app.clone();
@@ -121,6 +134,7 @@ impl Sandbox {
                 limits: rate_limit::RateLimiter::default(),
                 counters: counters::Counters::default(),
                 jobs: DashMap::new(),
+                keeper,
             }),
         }
     }
@@ -137,6 +151,10 @@ impl Sandbox {
 
     pub(crate) fn ledger(&self) -> &ledger::Ledger {
         &self.inner.ledger
+    }
+
+    pub(crate) fn keeper(&self) -> Option<&persist::Keeper> {
+        self.inner.keeper.as_ref()
     }
 
     pub(crate) fn faults(&self, p: Provider) -> &fault::ProviderFaults {
@@ -236,6 +254,10 @@ impl Sandbox {
         router
             .nest("/_sandbox", admin::routes())
             .with_state(self.clone())
+            .layer(axum::middleware::from_fn_with_state(
+                self.clone(),
+                keep_books,
+            ))
     }
 
     /// Serves until `shutdown` completes, then lets open connections finish (up to 5 s).
@@ -258,6 +280,14 @@ impl Sandbox {
         )
         .await
     }
+}
+
+/// After every request, and before its answer leaves: the changes it made to the books are on
+/// disk (when they are kept), so a token the caller stores is one a restarted sandbox knows.
+async fn keep_books(State(sb): State<Sandbox>, req: Request, next: Next) -> Response {
+    let resp = next.run(req).await;
+    sb.keep_books().await;
+    resp
 }
 
 /// The edge in front of each platform: added latency, outages, and counting 401s and 429s.

@@ -1,11 +1,11 @@
 //! The five emulated platforms and the facts about them that do not depend on a request
 //! (lifetimes, code validity, path prefix). Figures cite `docs/platforms.md`.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 /// One emulated platform. Its [`Provider::id`] is also its path prefix in the sandbox.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Provider {
     /// Snapchat Marketing API (`accounts.snapchat.com` + `adsapi.snapchat.com`).

@@ -500,16 +500,16 @@ impl Watcher {
                 Ok(()) => {
                     metrics::counter!(ALERTS, "reason" => alert.reason.as_str(), "outcome" => "sent")
                         .increment(1);
-                    tracing::info!(connection = %alert.connection, reason = alert.reason.as_str(), "alert sent");
+                    tracing::info!(connection = %alert.connection, provider = %alert.provider, kind = "alert_sent", reason = alert.reason.as_str(), "alert sent");
                 }
                 Err(e) => {
                     metrics::counter!(ALERTS, "reason" => alert.reason.as_str(), "outcome" => "failed")
                         .increment(1);
                     if attempts + 1 < MAX_ATTEMPTS {
-                        tracing::warn!(connection = %alert.connection, error = %e, "alert not sent; will retry");
+                        tracing::warn!(connection = %alert.connection, provider = %alert.provider, kind = "alert_failed", reason = alert.reason.as_str(), error = %e, "alert not sent; will retry");
                         self.retry.push((alert, claim, attempts + 1));
                     } else {
-                        tracing::error!(connection = %alert.connection, error = %e, "alert not sent; giving up");
+                        tracing::error!(connection = %alert.connection, provider = %alert.provider, kind = "alert_failed", reason = alert.reason.as_str(), error = %e, "alert not sent; giving up");
                         // Never sent: give the claim back, so the replica that watches next may.
                         if let Some(key) = claim
                             && let Err(e) = s.store.unclaim_alert(&key).await

@@ -32,7 +32,64 @@ pub fn routes() -> Router<ServerState> {
         .route("/v1/connections/{id}/events", get(events))
         .route("/v1/events", get(all_events))
         .route("/v1/diagnose", post(diagnose))
+        .route("/v1/api-keys", get(list_api_keys).post(create_api_key))
+        .route("/v1/api-keys/{id}", axum::routing::delete(revoke_api_key))
         .route(tokenwarden_proxy::handler::ROUTE, any(proxy))
+        .fallback(unknown_route)
+        .method_not_allowed_fallback(method_not_allowed)
+}
+
+/// Any path no route serves. Under `/v1/` and `/proxy/` (programs) the answer is always the JSON
+/// error every API failure has; elsewhere too, unless the client asks for HTML (a browser that
+/// mistyped a dashboard address), which gets a page with a way back to the dashboard.
+async fn unknown_route(headers: axum::http::HeaderMap, uri: axum::http::Uri) -> Response {
+    let path = uri.path();
+    let api = path.starts_with("/v1/") || path == "/v1" || path.starts_with("/proxy/");
+    let browser = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"));
+    if browser && !api {
+        return page::render(
+            StatusCode::NOT_FOUND,
+            "No such page",
+            &["There is nothing at this address.".to_string()],
+            Some(("/", "Go to the dashboard")),
+        );
+    }
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "no_such_route",
+        format!("there is no route {path}; the API's routes are listed at /openapi.json"),
+    )
+    .into_response()
+}
+
+/// A known path called with a method it does not take.
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> Response {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!(
+            "{} does not take {method}; the API's routes and methods are listed at /openapi.json",
+            uri.path()
+        ),
+    )
+    .into_response()
+}
+
+/// `?limit=N` checked against `1..=max` (absent: `default`): a filter out of range is refused,
+/// not quietly changed.
+pub(crate) fn limit(given: Option<i64>, default: i64, max: i64) -> Result<i64, ApiError> {
+    match given {
+        None => Ok(default),
+        Some(n) if (1..=max).contains(&n) => Ok(n),
+        Some(n) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_filter",
+            format!("limit must be between 1 and {max}; {n} is not"),
+        )),
+    }
 }
 
 /// `ANY /proxy/{connection_id}/{*path}`: any API key may call through the proxy (it hands out no
@@ -276,13 +333,22 @@ impl FromRequestParts<ServerState> for Caller {
             None => {
                 failures.record(client.key(), s.clock.now());
                 tracing::warn!(%client, "an API key was refused");
-                Err(unauthorized())
+                Err(ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    "this API key is unknown or revoked: check it was copied whole (tw_…), or make a new one with 'tokenwarden keys create'",
+                ))
             }
         }
     }
 }
 
 impl Caller {
+    /// Who called, for events and logs: `key:<id>` (the key's public id, never the key).
+    pub(crate) fn who(&self) -> String {
+        format!("key:{}", self.0.id)
+    }
+
     pub(crate) fn admin(&self) -> Result<(), ApiError> {
         match self.0.role {
             ApiKeyRole::Admin => Ok(()),
@@ -377,6 +443,15 @@ async fn list(
         })?),
     };
     let provider = q.provider.filter(|p| !p.is_empty());
+    if let Some(p) = &provider
+        && s.providers.get(p).is_none()
+    {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_filter",
+            format!("unknown provider {p:?}; known: {}", s.providers.ids()),
+        ));
+    }
     let mut out = Vec::new();
     for c in s.store.list_connections().await? {
         if state.is_some_and(|st| st != c.state)
@@ -506,8 +581,69 @@ async fn delete(
     Ok(Json(answer))
 }
 
+/// Why a refresh that was asked for handed back a token without refreshing it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NotRefreshed {
+    /// The platform does not renew this token set (a TikTok Business long-term token, a Meta
+    /// long-lived token): it is served until it expires, then a person re-authorizes.
+    NotRenewable,
+    /// Another refresh stored a newer token meanwhile; that one is handed back.
+    NewerStored,
+}
+
+impl NotRefreshed {
+    /// Why, for `issued` of connection `id`, when it was not refreshed.
+    pub(crate) async fn of(
+        s: &ServerState,
+        id: &ConnectionId,
+        issued: &tokenwarden_engine::Issued,
+    ) -> Option<NotRefreshed> {
+        if issued.refreshed {
+            return None;
+        }
+        let conn = s.store.get_connection(id).await.ok().flatten()?;
+        let renews = s
+            .providers
+            .get(conn.provider.as_str())
+            .is_some_and(|p| p.spec.refresh.renews(&issued.tokens));
+        Some(if renews {
+            NotRefreshed::NewerStored
+        } else {
+            NotRefreshed::NotRenewable
+        })
+    }
+
+    /// Its stable code.
+    pub(crate) fn code(self) -> &'static str {
+        match self {
+            NotRefreshed::NotRenewable => "not_renewable",
+            NotRefreshed::NewerStored => "newer_stored",
+        }
+    }
+
+    /// One sentence for a person.
+    pub(crate) fn message(self) -> &'static str {
+        match self {
+            NotRefreshed::NotRenewable => {
+                "Not refreshed: the platform does not renew this token. It is served until it expires; the health probe checks that it still works, a warning comes days before the end, and then the connection must be authorized again."
+            }
+            NotRefreshed::NewerStored => {
+                "Not refreshed by this call: another refresh stored a newer token meanwhile, and that one is handed back."
+            }
+        }
+    }
+}
+
 fn token_response(issued: tokenwarden_engine::Issued, connection: &ConnectionId) -> Response {
-    let body = json!({
+    token_response_with(issued, connection, None)
+}
+
+fn token_response_with(
+    issued: tokenwarden_engine::Issued,
+    connection: &ConnectionId,
+    not_refreshed: Option<NotRefreshed>,
+) -> Response {
+    let mut body = json!({
         "connection": connection,
         "access_token": issued.tokens.access_token.expose(),
         "token_type": issued.tokens.token_type,
@@ -515,6 +651,9 @@ fn token_response(issued: tokenwarden_engine::Issued, connection: &ConnectionId)
         "version": issued.version,
         "refreshed": issued.refreshed,
     });
+    if let Some(why) = not_refreshed {
+        body["not_refreshed"] = json!({ "code": why.code(), "message": why.message() });
+    }
     let mut resp = Json(body).into_response();
     page::secure_headers(resp.headers_mut());
     resp
@@ -572,7 +711,10 @@ async fn refresh(
         None => s.tokens.refresh_now(&id).await,
     };
     match result {
-        Ok(issued) => Ok(token_response(issued, &id)),
+        Ok(issued) => {
+            let why = NotRefreshed::of(&s, &id, &issued).await;
+            Ok(token_response_with(issued, &id, why))
+        }
         Err(f) => Err(failure(&s, provider_of(&s, &id).await.as_deref(), f)),
     }
 }
@@ -585,17 +727,21 @@ async fn probe(
 ) -> Result<Json<Value>, ApiError> {
     caller.admin()?;
     let id = parse_id(&id)?;
-    if s.store.get_connection(&id).await?.is_none() {
+    let Some(before) = s.store.get_connection(&id).await? else {
         return Err(not_found(&id));
-    }
-    crate::monitor::probe(&s, &crate::monitor::client(), &id).await;
+    };
+    let found =
+        crate::monitor::probe_on_demand(&s, &crate::monitor::client(), &before, &caller.who())
+            .await;
     let c = s
         .store
         .get_connection(&id)
         .await?
         .ok_or_else(|| not_found(&id))?;
     let t = s.store.get_tokens(&id).await?;
-    Ok(Json(view(&s, &c, t.as_ref())))
+    let mut answer = view(&s, &c, t.as_ref());
+    answer["probe"] = json!(found);
+    Ok(Json(answer))
 }
 
 /// The configured apps (never their secrets) and their open problems.
@@ -640,19 +786,43 @@ async fn all_events(
     Query(q): Query<EventsQuery>,
 ) -> Result<Json<Value>, ApiError> {
     caller.admin()?;
-    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
-    let events = s.store.list_events(None, q.after, limit).await?;
+    let limit = limit(q.limit, 100, 1000)?;
+    let after = after(q.after)?;
+    let events = s.store.list_events(None, after, limit).await?;
     Ok(Json(json!({ "events": event_views(&events) })))
+}
+
+fn after(given: i64) -> Result<i64, ApiError> {
+    if given < 0 {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_filter",
+            format!("after is an event id (0 or more); {given} is not"),
+        ));
+    }
+    Ok(given)
+}
+
+/// `?limit=N`: the newest N events of a connection (1 … 500, default 500).
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ConnectionEventsQuery {
+    limit: Option<i64>,
 }
 
 async fn events(
     State(s): State<ServerState>,
     caller: Caller,
     Path(id): Path<String>,
+    Query(q): Query<ConnectionEventsQuery>,
 ) -> Result<Json<Value>, ApiError> {
     caller.admin()?;
     let id = parse_id(&id)?;
-    let events = s.store.latest_events(&id, 500).await?;
+    let limit = limit(q.limit, 500, 500)?;
+    if s.store.get_connection(&id).await?.is_none() {
+        return Err(not_found(&id));
+    }
+    let events = s.store.latest_events(&id, limit).await?;
     Ok(Json(json!({ "events": event_views(&events) })))
 }
 
@@ -754,4 +924,117 @@ mod store_refusal_tests {
             assert!(api.message.contains(says), "{}", api.message);
         }
     }
+}
+
+/// An API key's public record: never the key, which exists only in the answer that created it.
+fn api_key_view(k: &ApiKeyInfo) -> Value {
+    json!({
+        "id": k.id,
+        "role": k.role.as_str(),
+        "label": k.label,
+        "created_at": k.created_at,
+        "revoked_at": k.revoked_at,
+    })
+}
+
+/// `GET /v1/api-keys`: every key, revoked ones included, newest first.
+async fn list_api_keys(
+    State(s): State<ServerState>,
+    caller: Caller,
+) -> Result<Json<Value>, ApiError> {
+    caller.admin()?;
+    let mut keys = s.store.list_api_keys().await?;
+    keys.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
+    let out: Vec<Value> = keys.iter().map(api_key_view).collect();
+    Ok(Json(json!({ "api_keys": out })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateApiKey {
+    role: String,
+    #[serde(default)]
+    label: Option<String>,
+}
+
+/// `POST /v1/api-keys`: a new key; the answer carries the key, the only time it is shown.
+async fn create_api_key(
+    State(s): State<ServerState>,
+    caller: Caller,
+    Body(b): Body<CreateApiKey>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    caller.admin()?;
+    let role = match b.role.as_str() {
+        "admin" => ApiKeyRole::Admin,
+        "token_reader" => ApiKeyRole::TokenReader,
+        other => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_body",
+                format!("role {other:?} is not one of admin, token_reader"),
+            ));
+        }
+    };
+    let label = b.label.unwrap_or_else(|| "created through the API".into());
+    if label.chars().count() > 200 || label.chars().any(char::is_control) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_body",
+            "label must be at most 200 characters, without control characters",
+        ));
+    }
+    let (info, key) = s.store.create_api_key(role, &label, s.clock.now()).await?;
+    let mut v = api_key_view(&info);
+    v["key"] = Value::String(key.expose().to_owned());
+    v["note"] =
+        Value::String("Keep the key: only its hash is stored, and it is not shown again.".into());
+    Ok((StatusCode::CREATED, Json(v)))
+}
+
+/// `DELETE /v1/api-keys/{id}`: revokes a key at once on this daemon (other replicas within
+/// their key cache's TTL). Revoking a revoked key answers as the first revocation did. The last
+/// live admin key is kept: without it nobody could manage the daemon through the API.
+async fn revoke_api_key(
+    State(s): State<ServerState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    caller.admin()?;
+    let keys = s.store.list_api_keys().await?;
+    let Some(key) = keys.iter().find(|k| k.id == id) else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("there is no API key {id}"),
+        ));
+    };
+    if key.revoked_at.is_some() {
+        return Ok(Json(api_key_view(key)));
+    }
+    let live_admins = keys
+        .iter()
+        .filter(|k| k.role == ApiKeyRole::Admin && k.revoked_at.is_none())
+        .count();
+    if key.role == ApiKeyRole::Admin && live_admins <= 1 {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "last_admin_key",
+            format!(
+                "{id} is the last live admin key; create another admin key first, then revoke this one"
+            ),
+        ));
+    }
+    let now = s.clock.now();
+    s.store.revoke_api_key(&id, now).await?;
+    let revoked = s
+        .store
+        .list_api_keys()
+        .await?
+        .into_iter()
+        .find(|k| k.id == id)
+        .unwrap_or_else(|| ApiKeyInfo {
+            revoked_at: Some(now),
+            ..key.clone()
+        });
+    Ok(Json(api_key_view(&revoked)))
 }

@@ -122,6 +122,17 @@ async fn default_app(
         .list_apps(Some(provider))
         .await
         .map_err(|_| unavailable())?;
+    if let Some(w) = wanted
+        && !apps.is_empty()
+        && !apps.iter().any(|a| a.id.as_str() == w)
+    {
+        return Err(page::render(
+            StatusCode::NOT_FOUND,
+            "No such app for this platform",
+            &[crate::connect_session::no_such_app(provider, w, &apps)],
+            None,
+        ));
+    }
     let app = match wanted {
         Some(w) => apps.into_iter().find(|a| a.id.as_str() == w),
         None => apps.into_iter().next(),
@@ -777,21 +788,39 @@ async fn save(
         (true, false) => "Re-authorized",
         (false, _) => "Connected",
     };
-    let who = conn.account.as_ref().map_or_else(
-        || format!("{} account id(s)", conn.account_ids.len()),
-        Account::label,
-    );
     let event = NewEvent::new(
         Some(conn.id.clone()),
         now,
         "connected",
-        format!("{verb} {} as {who}", p.spec.name),
+        format!(
+            "{verb} {}{}",
+            p.spec.name,
+            who(conn.account.as_ref(), &conn.account_ids)
+        ),
     )
     .with("provider", conn.provider.as_str())
     .with("flow", flow);
     tracing::info!(connection = %conn.id, provider = %conn.provider, kind = "connected", reauthorized = existing.is_some(), account_changed = saved.account_changed, "connection authorized");
     s.store.append_event(&event).await?;
     Ok(())
+}
+
+/// Whom a grant is for, as the end of "Connected Snapchat…": the platform's account when it named
+/// one; else the account ids of the token response (advertiser ids: not secret), never
+/// "0 account(s)".
+fn who(account: Option<&Account>, ids: &[String]) -> String {
+    if let Some(a) = account {
+        return format!(" as {}", a.label());
+    }
+    match ids {
+        [] => " (the platform did not say which account)".to_string(),
+        [one] => format!(" for account {one}"),
+        [first, rest @ ..] => format!(
+            " for {} accounts ({first} and {} more)",
+            rest.len() + 1,
+            rest.len()
+        ),
+    }
 }
 
 /// After the callback, move the browser to a URL without `code` and `state` (rule 12): the
@@ -817,11 +846,52 @@ fn done_redirect(
     resp
 }
 
+/// The done page, in the dashboard's style, with a way back to the dashboard. (A session with a
+/// `return_to` never comes here: its browser is sent back there, with the outcome.)
+fn done_page(
+    s: &ServerState,
+    status: StatusCode,
+    title: &str,
+    lead: Option<&str>,
+    text: &[String],
+) -> Response {
+    use crate::dashboard::view::{Nav, Page};
+    let mut body = String::from("<section class=\"card narrow\">");
+    if let Some(lead) = lead {
+        body.push_str(&format!(
+            "<p class=\"notice ok\">{}</p>",
+            page::escape(lead)
+        ));
+    }
+    for t in text {
+        body.push_str(&format!("<p>{}</p>", page::escape(t)));
+    }
+    body.push_str(
+        "<p><a class=\"button primary\" href=\"/\" id=\"to-dashboard\">Go to the dashboard</a></p>\
+<p class=\"muted\">You may close this tab: nothing else happens here.</p></section>",
+    );
+    Page {
+        title,
+        nav: Nav::None,
+        csrf: None,
+        who: None,
+        body,
+        refresh_secs: None,
+    }
+    .send(status, &s.providers)
+}
+
 async fn done(State(s): State<ServerState>, Query(q): Query<HashMap<String, String>>) -> Response {
     let nothing = || {
-        bad(
+        done_page(
+            &s,
+            StatusCode::BAD_REQUEST,
             "Nothing to show",
-            "This page shows the outcome of an authorization, to the browser that made it.",
+            None,
+            &[
+                "This page shows the outcome of an authorization, to the browser that made it."
+                    .to_string(),
+            ],
         )
     };
     let (Some(id), Some(flow)) = (
@@ -852,27 +922,45 @@ async fn done(State(s): State<ServerState>, Query(q): Query<HashMap<String, Stri
         .map(|e| e.message.clone())
         .unwrap_or_else(|| "No authorization has completed for this connection.".into());
     match (conn, last.as_ref().map(|e| e.kind.as_str())) {
-        (Some(c), Some("connected")) => page::render(
+        (Some(c), Some("connected")) => done_page(
+            &s,
             StatusCode::OK,
             "Connected",
-            &[
-                message,
-                format!(
-                    "Connection {} is {}. tokenwarden keeps its token fresh from now on.",
-                    c.id, c.state
-                ),
-            ],
-            None,
+            Some(&message),
+            &[format!(
+                "Connection {} is {}. tokenwarden keeps its token fresh from now on.",
+                c.id, c.state
+            )],
         ),
-        (_, _) => page::render(
+        (_, _) => done_page(
+            &s,
             StatusCode::OK,
             "The authorization did not complete",
+            None,
             &[
                 message,
                 "Connect links work once: to try again, ask whoever sent this one for a new link."
                     .to_string(),
             ],
-            None,
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::who;
+
+    #[test]
+    fn whom_a_grant_is_for_is_said_in_words() {
+        assert_eq!(who(None, &[]), " (the platform did not say which account)");
+        assert_eq!(who(None, &["7".into()]), " for account 7");
+        assert_eq!(
+            who(None, &["7".into(), "8".into(), "9".into()]),
+            " for 3 accounts (7 and 2 more)"
+        );
+        for n in 0..4 {
+            let ids: Vec<String> = (0..n).map(|i| i.to_string()).collect();
+            assert!(!who(None, &ids).contains("(s)"), "{n}");
+        }
     }
 }

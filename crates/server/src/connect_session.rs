@@ -25,7 +25,7 @@ use parking_lot::RwLock;
 use rand::RngCore;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokenwarden_core::id::{AppId, ConnectionId};
+use tokenwarden_core::id::{AppId, ConnectionId, ProviderId};
 use tokenwarden_core::secret::Secret;
 use tokenwarden_store::{ConnectSession, Sha256Hex};
 use url::Url;
@@ -148,6 +148,24 @@ pub fn new_connection_id(provider: &str) -> Option<ConnectionId> {
     ConnectionId::parse(format!("{provider}-{tail}")).ok()
 }
 
+/// Says that `provider` has no app `wanted`, and which apps it has (or that it has none).
+pub(crate) fn no_such_app(
+    provider: &ProviderId,
+    wanted: &str,
+    apps: &[tokenwarden_store::App],
+) -> String {
+    if apps.is_empty() {
+        return format!(
+            "{provider} has no app called {wanted}: no OAuth app is configured for {provider} at all; add one under [[apps]] first"
+        );
+    }
+    let names: Vec<&str> = apps.iter().map(|a| a.id.as_str()).collect();
+    format!(
+        "{provider} has no app called {wanted}; its apps are: {}",
+        names.join(", ")
+    )
+}
+
 fn bad(code: &'static str, message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, code, message)
 }
@@ -204,7 +222,7 @@ pub async fn mint(
         Some(a) if !apps.iter().any(|x| &x.id == a) => {
             return Err(bad(
                 "unknown_app",
-                format!("{provider} has no app called {a}"),
+                no_such_app(&provider, a.as_str(), &apps),
             ));
         }
         None if apps.is_empty() => {

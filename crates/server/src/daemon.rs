@@ -70,6 +70,9 @@ pub enum StartError {
     /// A URL could not be formed.
     #[error("bad URL: {0}")]
     Url(#[from] url::ParseError),
+    /// The in-process sandbox's books could not be read back.
+    #[error(transparent)]
+    SandboxLedger(#[from] tokenwarden_sandbox::LedgerFileError),
 }
 
 /// A running daemon.
@@ -111,8 +114,18 @@ fn with_slash(u: &Url) -> String {
 }
 
 impl Daemon {
-    /// Starts everything.
+    /// Starts everything; an in-process sandbox forgets its grants and tokens when it stops.
     pub async fn start(self) -> Result<Running, StartError> {
+        self.start_with_sandbox_ledger(None).await
+    }
+
+    /// Starts everything; an in-process sandbox restores its books from `ledger` and keeps them
+    /// there, so the connections made through it still refresh after a restart (`serve
+    /// --sandbox` passes a file in its data directory). Ignored without a sandbox.
+    pub async fn start_with_sandbox_ledger(
+        self,
+        ledger: Option<tokenwarden_sandbox::LedgerFile>,
+    ) -> Result<Running, StartError> {
         let addr = self.listener.local_addr()?;
         let public_url = match self.public_url {
             Some(u) => u,
@@ -141,7 +154,35 @@ impl Daemon {
                     .collect(),
                 ..Default::default()
             };
-            let sandbox = tokenwarden_sandbox::Sandbox::new(config, self.clock.clone());
+            let sandbox = match ledger {
+                None => tokenwarden_sandbox::Sandbox::new(config, self.clock.clone()),
+                Some(file) => {
+                    let path = file.path().to_path_buf();
+                    let (sandbox, resumed) = tokenwarden_sandbox::Sandbox::with_ledger_file(
+                        config,
+                        self.clock.clone(),
+                        file,
+                    )?;
+                    match resumed {
+                        tokenwarden_sandbox::Resumed::Fresh => tracing::info!(
+                            path = %path.display(),
+                            "the sandbox starts with empty books and keeps them in this file"
+                        ),
+                        tokenwarden_sandbox::Resumed::Restored {
+                            grants,
+                            access_tokens,
+                            refresh_tokens,
+                        } => tracing::info!(
+                            path = %path.display(),
+                            grants,
+                            access_tokens,
+                            refresh_tokens,
+                            "the sandbox resumed its grants and tokens"
+                        ),
+                    }
+                    sandbox
+                }
+            };
             tasks.push(tokio::spawn({
                 let stopped = until_stopped(stop_rx.clone());
                 async move {

@@ -240,26 +240,122 @@ async fn ask_elsewhere(
     }
 }
 
-/// Probes one connection now.
-pub async fn probe(s: &ServerState, http: &reqwest::Client, id: &ConnectionId) {
+/// What one probe found, in words (never a token or an upstream body: the classifier's titles).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Probed {
+    /// `ok` (the token works), `problem` (the platform refused it or found something missing),
+    /// `inconclusive` (throttled or an outage: nothing is marked), `unreachable` (no answer),
+    /// `no_token` (no usable token to probe with: the refresh before it failed), `skipped` (the
+    /// connection needs re-authorization or is pending, or its platform is not loaded).
+    pub outcome: &'static str,
+    /// The classifier's kind of the platform's answer, when there was one.
+    pub kind: Option<&'static str>,
+    /// The platform's own code, when it gave one.
+    pub platform_code: Option<String>,
+    /// What was found.
+    pub title: String,
+    /// What to do (empty when nothing).
+    pub fix: String,
+}
+
+impl Probed {
+    fn said(outcome: &'static str, title: impl Into<String>, fix: impl Into<String>) -> Probed {
+        Probed {
+            outcome,
+            kind: None,
+            platform_code: None,
+            title: title.into(),
+            fix: fix.into(),
+        }
+    }
+
+    fn verdict(c: &Classification) -> Probed {
+        let outcome = match c.kind {
+            Kind::Ok => "ok",
+            Kind::RateLimited | Kind::ServiceUnavailable => "inconclusive",
+            _ => "problem",
+        };
+        Probed {
+            outcome,
+            kind: Some(c.kind.as_str()),
+            platform_code: c.platform_code.clone(),
+            title: if c.kind == Kind::Ok {
+                "The token works: the platform answered the probe".into()
+            } else {
+                c.title.clone()
+            },
+            fix: c.fix.clone(),
+        }
+    }
+}
+
+/// Probes one connection now, on a person's or a program's request (`by`): as [`probe`], and the
+/// connection's timeline records a `probed` event saying what was found.
+pub async fn probe_on_demand(
+    s: &ServerState,
+    http: &reqwest::Client,
+    conn: &Connection,
+    by: &str,
+) -> Probed {
+    let found = probe(s, http, &conn.id).await;
+    tracing::info!(
+        connection = %conn.id,
+        provider = %conn.provider,
+        kind = "probed",
+        outcome = found.outcome,
+        verdict = found.kind.unwrap_or("-"),
+        by,
+        "probed on demand"
+    );
+    let mut event = NewEvent::new(
+        Some(conn.id.clone()),
+        s.clock.now(),
+        "probed",
+        format!("Probed on demand ({}): {}", found.outcome, found.title),
+    )
+    .with("provider", conn.provider.as_str())
+    .with("outcome", found.outcome)
+    .with("by", by);
+    if let Some(kind) = found.kind {
+        event = event.with("kind", kind);
+    }
+    if let Err(e) = s.store.append_event(&event).await {
+        tracing::warn!(connection = %conn.id, error = %e, "could not record the probe event");
+    }
+    found
+}
+
+/// Probes one connection now; says what it found.
+pub async fn probe(s: &ServerState, http: &reqwest::Client, id: &ConnectionId) -> Probed {
     let Ok(Some(conn)) = s.store.get_connection(id).await else {
-        return;
+        return Probed::said("skipped", format!("There is no connection {id}"), "");
     };
     let Some(p) = s.providers.get(conn.provider.as_str()).cloned() else {
-        return;
+        return Probed::said(
+            "skipped",
+            format!("Provider {} is not loaded", conn.provider),
+            "Add its definition (providers/*.toml) and restart.",
+        );
     };
     let now = s.clock.now();
     let every = TimeDelta::from_std(p.spec.api.probe.every).unwrap_or(TimeDelta::minutes(15));
     if !conn.state.can_serve_tokens() {
         let _ = s.store.set_next_probe(id, None).await;
-        return;
+        return Probed::said(
+            "skipped",
+            format!(
+                "Not probed: the connection is {} and has no token to probe with",
+                conn.state.as_str()
+            ),
+            "Complete the connect flow (re-authorize) first.",
+        );
     }
     let issued = match s.tokens.token(id).await {
         Ok(i) => i,
         // The token service has already recorded what happened (state, problem, event).
-        Err(_) => {
+        Err(f) => {
             let _ = s.store.set_next_probe(id, Some(now + every)).await;
-            return;
+            return no_token(&f);
         }
     };
     let mut verdict = None;
@@ -275,7 +371,7 @@ pub async fn probe(s: &ServerState, http: &reqwest::Client, id: &ConnectionId) {
                     token = fresh.tokens;
                     continue;
                 }
-                Err(_) => return,
+                Err(f) => return no_token(&f),
             }
         }
         verdict = Some(c);
@@ -297,22 +393,57 @@ pub async fn probe(s: &ServerState, http: &reqwest::Client, id: &ConnectionId) {
             Err(e) => tracing::warn!(connection = %id, error = %e, "could not record the account"),
         }
     }
-    let next = match verdict {
+    let (next, found) = match verdict {
         Some(c) => {
             let elsewhere = if refuses_the_token(&c) {
                 ask_elsewhere(s, http, &p, &conn, &token).await
             } else {
                 None
             };
-            apply(s, &conn, &p, &c, elsewhere, &token).await
+            let mut found = Probed::verdict(&c);
+            match &elsewhere {
+                Some(Elsewhere::Works(belongs)) => {
+                    let mismatch = environment_mismatch(&p.spec.name, &conn, *belongs, now);
+                    found.title = mismatch.title;
+                    found.fix = mismatch.fix;
+                }
+                Some(Elsewhere::Undecided(_)) => {
+                    found.outcome = "inconclusive";
+                    found.title = format!(
+                        "{}; the platform's other host could not say whether the token belongs there, so nothing is marked yet and it is probed again soon",
+                        c.title
+                    );
+                }
+                None => {}
+            }
+            (apply(s, &conn, &p, &c, elsewhere, &token).await, found)
         }
         // Unreachable: transient; try again sooner, mark nothing.
-        None => now + TimeDelta::minutes(1),
+        None => (
+            now + TimeDelta::minutes(1),
+            Probed::said(
+                "unreachable",
+                "The platform did not answer the probe; nothing is marked, and it is probed again in a minute",
+                "",
+            ),
+        ),
     };
     let _ = s
         .store
         .set_next_probe(id, Some(next.min(now + every)))
         .await;
+    found
+}
+
+/// The probe had no token to call with: the token service has recorded why (state, problem,
+/// event); its words (scrubbed, never a token) say it here too.
+fn no_token(f: &tokenwarden_engine::TokenFailure) -> Probed {
+    let fix = match f {
+        tokenwarden_engine::TokenFailure::ReauthRequired { fix, .. }
+        | tokenwarden_engine::TokenFailure::AppMisconfigured { fix, .. } => fix.clone(),
+        _ => String::new(),
+    };
+    Probed::said("no_token", f.to_string(), fix)
 }
 
 fn problem(code: ProblemCode, c: &Classification, now: DateTime<Utc>) -> Problem {
@@ -459,6 +590,22 @@ async fn apply(
     }
     if let Some(p) = forecast(p, token, now) {
         problems.push(p);
+    }
+    // One line per problem the probe found that was not open before (a problem that stays open
+    // is not news on every probe).
+    for found in problems
+        .iter()
+        .filter(|x| !fresh.problems.iter().any(|old| old.code == x.code))
+    {
+        tracing::warn!(
+            connection = %conn.id,
+            provider = %conn.provider,
+            kind = "probe_problem",
+            problem = found.code.as_str(),
+            verdict = c.kind.as_str(),
+            title = %found.title,
+            "the health probe found a problem"
+        );
     }
     if let Err(e) = s.tokens.states().set_problems(&fresh, problems, now).await {
         tracing::warn!(connection = %conn.id, error = %e, "cannot record the probe's outcome");

@@ -216,7 +216,7 @@ pub async fn run(
             }
             match s
                 .store
-                .claim_earliest_refreshes(provider, *until, room, &owner, CLAIM)
+                .claim_earliest_refreshes(provider, *until, now, room, &owner, CLAIM)
                 .await
             {
                 Ok(ids) => {

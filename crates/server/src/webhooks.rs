@@ -139,12 +139,7 @@ async fn delete(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct LogQuery {
-    #[serde(default = "fifty")]
-    limit: i64,
-}
-
-fn fifty() -> i64 {
-    50
+    limit: Option<i64>,
 }
 
 /// The delivery log, newest first: status, attempts, next attempt and the last error.
@@ -155,10 +150,11 @@ async fn deliveries(
     Query(q): Query<LogQuery>,
 ) -> Result<Json<Value>, ApiError> {
     caller.admin()?;
+    let limit = crate::api::limit(q.limit, 50, 500)?;
     if s.store.get_webhook(&id).await?.is_none() {
         return Err(not_found(&id));
     }
-    let log = s.store.list_deliveries(&id, q.limit.clamp(1, 500)).await?;
+    let log = s.store.list_deliveries(&id, limit).await?;
     let out: Vec<Value> = log
         .iter()
         .map(|d| {
@@ -273,31 +269,53 @@ async fn deliver(s: &ServerState, client: &reqwest::Client, d: Delivery) {
     };
     metrics::counter!(crate::metrics::WEBHOOK_DELIVERIES, "outcome" => label).increment(1);
     let now = s.clock.now();
+    let about = About::of(&d);
+    let (connection, provider, event) = (&about.connection, &about.provider, &about.event);
     let result = match outcome {
         Outcome::Delivered => {
-            tracing::info!(delivery = %d.id, attempts = d.attempts, "webhook delivered");
+            tracing::info!(%connection, %provider, kind = "webhook_delivered", %event, webhook = %d.webhook, delivery = %d.id, attempts = d.attempts, "webhook delivered");
             s.store.mark_delivered(&d.id).await
         }
         Outcome::Failed(why) => {
             let retry = retry_at(now, d.attempts);
             match retry {
                 Some(at) => {
-                    tracing::info!(delivery = %d.id, attempts = d.attempts, error = %why, retry_at = %at, "webhook delivery failed; will retry")
+                    tracing::warn!(%connection, %provider, kind = "webhook_failed", %event, webhook = %d.webhook, delivery = %d.id, attempts = d.attempts, error = %why, retry_at = %at, "webhook delivery failed; will retry")
                 }
                 None => {
-                    tracing::warn!(delivery = %d.id, attempts = d.attempts, error = %why, "webhook delivery failed for the last time")
+                    tracing::warn!(%connection, %provider, kind = "webhook_failed", %event, webhook = %d.webhook, delivery = %d.id, attempts = d.attempts, error = %why, "webhook delivery failed for the last time")
                 }
             }
             s.store.mark_failed(&d.id, &why, retry).await
         }
         Outcome::Hopeless(why) => {
-            tracing::warn!(delivery = %d.id, error = %why, "webhook delivery cannot succeed");
+            tracing::warn!(%connection, %provider, kind = "webhook_failed", %event, webhook = %d.webhook, delivery = %d.id, error = %why, "webhook delivery cannot succeed");
             s.store.mark_failed(&d.id, &why, None).await
         }
     };
     if let Err(e) = result {
         // The claim runs out and the delivery is tried again: at least once, never lost.
         tracing::warn!(delivery = %d.id, error = %e, "could not record a webhook outcome");
+    }
+}
+
+/// What a delivery is about, for its log lines: read from the payload the outbox stored (ids and
+/// the event type only; the payload carries no secret, and only these fields are logged).
+struct About {
+    connection: String,
+    provider: String,
+    event: String,
+}
+
+impl About {
+    fn of(d: &Delivery) -> About {
+        let v: Value = serde_json::from_str(&d.payload).unwrap_or(Value::Null);
+        let field = |v: &Value| v.as_str().unwrap_or("-").to_string();
+        About {
+            connection: field(&v["data"]["connection_id"]),
+            provider: field(&v["data"]["provider"]),
+            event: field(&v["type"]),
+        }
     }
 }
 

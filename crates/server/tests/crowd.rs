@@ -36,6 +36,9 @@ async fn a_crowd_is_refreshed_ahead_of_its_deadlines_and_a_lone_connection_is_no
     assert_eq!(w.finish(&flow).await.0, 303);
     let lone = ConnectionId::parse("lone").unwrap();
 
+    // The tokens have lived a while (a crowd never renews a token younger than a quarter of its
+    // life early: in a crowd that can never be caught up with, that only spends the budget twice).
+    w.clock.advance(TimeDelta::minutes(20));
     // All due two seconds from now. Snapchat's pace is 10 per second (half its 20/s app limit),
     // so 29 refreshes take 2.8 s: the crowd must start now. One TikTok connection alone can wait.
     let at = w.clock.now() + TimeDelta::seconds(2);
@@ -43,8 +46,20 @@ async fn a_crowd_is_refreshed_ahead_of_its_deadlines_and_a_lone_connection_is_no
         store.set_next_refresh(id, Some(at)).await.unwrap();
     }
     let waiting = &crowd[0];
+    // Degraded as a failing refresh leaves it (a good probe does not clear a failing refresh).
+    let failing = tokenwarden_core::connection::Problem {
+        code: tokenwarden_core::state::ProblemCode::RefreshFailing,
+        title: "Refreshing is failing for now".into(),
+        fix: "Nothing to do.".into(),
+        since: w.clock.now(),
+    };
     store
-        .set_state(waiting, ConnectionState::Degraded, &[], w.clock.now())
+        .set_state(
+            waiting,
+            ConnectionState::Degraded,
+            &[failing],
+            w.clock.now(),
+        )
         .await
         .unwrap();
     let mut versions = Vec::new();

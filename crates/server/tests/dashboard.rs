@@ -282,6 +282,52 @@ async fn state_changing_posts_need_the_session_csrf_token_and_this_origin() {
     w.d.stop().await;
 }
 
+/// "Refresh now" says what happened: a new token for a renewable connection; for a long-term
+/// TikTok Business token (which the platform does not renew), that nothing was refreshed and why,
+/// never "a new token is stored".
+#[tokio::test]
+async fn refresh_now_says_whether_a_new_token_was_stored() {
+    let w = world().await;
+    for (provider, id) in [("tiktok-business", "tb-long"), ("snapchat", "sc-renews")] {
+        let flow = w.start_and_approve(provider, id).await;
+        assert_eq!(w.finish(&flow).await.0, 303);
+    }
+    let cookie = session(&w).await;
+    let click = |id: &'static str| {
+        let (w, cookie) = (&w, cookie.clone());
+        async move {
+            let (_, _, html) = page(w, &cookie, &format!("connections/{id}")).await;
+            let r = w
+                .http
+                .post(format!("{}connections/{id}/refresh", w.d.base))
+                .header("cookie", cookie.clone())
+                .form(&[("csrf", csrf_of(&html))])
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 303);
+            let to = r.headers()["location"]
+                .to_str()
+                .unwrap()
+                .trim_start_matches('/')
+                .to_string();
+            page(w, &cookie, &to).await.2
+        }
+    };
+    let long = click("tb-long").await;
+    assert!(!long.contains("a new token is stored"), "{long}");
+    assert!(
+        long.contains("Not refreshed: the platform does not renew this token"),
+        "{long}"
+    );
+    let renewed = click("sc-renews").await;
+    assert!(
+        renewed.contains("Refreshed: a new token is stored."),
+        "{renewed}"
+    );
+    w.d.stop().await;
+}
+
 #[tokio::test]
 async fn platform_text_is_escaped_and_no_token_reaches_a_page() {
     let w = world().await;

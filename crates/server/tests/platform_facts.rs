@@ -282,6 +282,12 @@ async fn refreshing_a_long_term_tiktok_business_token_keeps_it_and_calls_nobody(
         .await;
     assert_eq!(status, 200, "{after}");
     assert_eq!(after["access_token"], before["access_token"]);
+    // The answer says it was not refreshed, and why, in words that match.
+    assert_eq!(after["refreshed"], false, "{after}");
+    assert_eq!(after["not_refreshed"]["code"], "not_renewable", "{after}");
+    let why = after["not_refreshed"]["message"].as_str().unwrap();
+    assert!(why.contains("does not renew this token"), "{why}");
+    assert!(!why.contains("new token is stored"), "{why}");
     let (_, c) = w.api(&w.admin, "v1/connections/long-1").await;
     assert_eq!(c["state"], "active", "{c}");
     assert!(c["problems"].as_array().unwrap().is_empty(), "{c}");

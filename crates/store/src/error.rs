@@ -17,7 +17,7 @@ pub enum StoreError {
     /// The refresh lease was lost (expired and taken over, or the token version moved): nothing was
     /// written; re-read the token set.
     #[error(
-        "fenced: the refresh lease on connection {connection} is no longer held at version {version}; nothing was written"
+        "fenced: connection {connection} holds a newer token than version {version}, or none; nothing was written"
     )]
     Fenced {
         /// The connection.

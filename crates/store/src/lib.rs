@@ -149,9 +149,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         owner: &str,
         ttl: Duration,
     ) -> Result<Option<Lease>, StoreError>;
-    /// Writes the refreshed set if the lease still holds (owner and version unchanged), bumps the
-    /// version, clears the lease and sets the connection's next refresh deadline to
-    /// `next_refresh`, in one transaction, durably. Otherwise `Fenced`, and nothing is written.
+    /// Writes the refreshed set if no newer token was stored since the lease was taken (the
+    /// version is unchanged), bumps the version, clears the lease and sets the connection's next
+    /// refresh deadline to `next_refresh`, in one transaction, durably. Otherwise `Fenced`, and
+    /// nothing is written. The version, not the lease's owner, is the fence: a holder whose lease
+    /// lapsed while it waited for the platform's answer (a paused process) still stores that
+    /// answer when nobody stored a newer token, because with rotating refresh tokens the platform
+    /// gives only one answer and losing it loses the grant.
     ///
     /// The deadline moves with the token: were it written after the lease is cleared, the old,
     /// already passed deadline could be claimed in between and the new token refreshed at once.
@@ -212,11 +216,14 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// deadlines no later than `until`, due or not, taking their leases like
     /// [`Store::claim_due_refreshes`]: a crowd is refreshed ahead of its deadlines. (`degraded`
     /// ones wait for their backoff; a connection whose deadline is past the crowd's, such as one
-    /// refreshed a moment ago, waits for its own.)
+    /// refreshed a moment ago, waits for its own.) A token that has not lived a quarter of its
+    /// life at `now` is never taken early: when the crowd is larger than the pace can ever
+    /// catch up with, renewing young tokens would only spend the platform's budget twice.
     async fn claim_earliest_refreshes(
         &self,
         provider: &ProviderId,
         until: DateTime<Utc>,
+        now: DateTime<Utc>,
         limit: i64,
         owner: &str,
         ttl: Duration,

@@ -623,8 +623,8 @@ enum Claim<'a> {
     /// Every provider's connections due at this time (`active` or `degraded`).
     Due(DateTime<Utc>),
     /// One provider's `active` connections with the earliest deadlines no later than the
-    /// second, due or not.
-    Earliest(&'a ProviderId, DateTime<Utc>),
+    /// second, due or not, whose token has lived a quarter of its life at the third.
+    Earliest(&'a ProviderId, DateTime<Utc>, DateTime<Utc>),
 }
 
 impl SqlStore {
@@ -665,7 +665,8 @@ impl SqlStore {
         let filter = match which {
             Claim::Due(_) => "c.next_refresh_at <= $3 AND c.state IN ('active', 'degraded')",
             Claim::Earliest(..) => {
-                "c.provider = $3 AND c.state = 'active' AND c.next_refresh_at <= $5"
+                "c.provider = $3 AND c.state = 'active' AND c.next_refresh_at <= $5
+                 AND (t.expires_at IS NULL OR ($6 - t.issued_at) * 4 >= t.expires_at - t.issued_at)"
             }
         };
         let sql = format!(
@@ -679,9 +680,11 @@ impl SqlStore {
         let q = sqlx::query(&sql).bind(owner).bind(ttl_ms(ttl));
         let q = match which {
             Claim::Due(now) => q.bind(ms(now)).bind(limit),
-            Claim::Earliest(provider, until) => {
-                q.bind(provider.as_str()).bind(limit).bind(ms(until))
-            }
+            Claim::Earliest(provider, until, now) => q
+                .bind(provider.as_str())
+                .bind(limit)
+                .bind(ms(until))
+                .bind(ms(now)),
         };
         let rows = q.fetch_all(&self.pool).await?;
         rows.iter()
@@ -1166,13 +1169,16 @@ impl Store for SqlStore {
         let s = self.seal_tokens(&lease.connection, new).await?;
         let mut tx = self.pool.begin().await?;
         let row = sqlx::query(
-            "UPDATE token_sets SET access_token_ct = $4, refresh_token_ct = $5, token_type = $6, scopes = $7, issued_at = $8,
-               expires_at = $9, refresh_expires_at = $10, version = version + 1, lease_owner = NULL, lease_until = 0
-             WHERE connection_id = $1 AND lease_owner = $2 AND version = $3
+            // The token version is the fence: an answer from the platform is stored unless a
+            // newer token was stored meanwhile, even if this holder's lease lapsed (a paused
+            // process) and another took it over. With rotating refresh tokens the platform
+            // answers only one of them; throwing that answer away would lose the grant.
+            "UPDATE token_sets SET access_token_ct = $3, refresh_token_ct = $4, token_type = $5, scopes = $6, issued_at = $7,
+               expires_at = $8, refresh_expires_at = $9, version = version + 1, lease_owner = NULL, lease_until = 0
+             WHERE connection_id = $1 AND version = $2
              RETURNING version",
         )
         .bind(lease.connection.as_str())
-        .bind(&lease.owner)
         .bind(lease.version)
         .bind(s.at)
         .bind(s.rt)
@@ -1319,11 +1325,12 @@ impl Store for SqlStore {
         &self,
         provider: &ProviderId,
         until: DateTime<Utc>,
+        now: DateTime<Utc>,
         limit: i64,
         owner: &str,
         ttl: Duration,
     ) -> Result<Vec<(ConnectionId, i64)>> {
-        self.claim_refreshes(Claim::Earliest(provider, until), limit, owner, ttl)
+        self.claim_refreshes(Claim::Earliest(provider, until, now), limit, owner, ttl)
             .await
     }
 

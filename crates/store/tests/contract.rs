@@ -423,7 +423,7 @@ mod cases {
             vec![problem("app_refused")]
         );
         assert!(
-            s.clear_app_problem(&pid(), &app.id, "invalid_client")
+            s.clear_app_problem(&pid(), &app.id, "app_refused")
                 .await
                 .unwrap()
         );
@@ -695,9 +695,16 @@ mod cases {
             .await
             .unwrap()
             .unwrap();
-        // A's lease expired and was taken over: its commit is fenced and writes nothing.
+        // A's lease expired and was taken over, but nobody stored a newer token: A's answer is
+        // the platform's newest (with rotation it is the only one) and is stored; B, whose call
+        // could only be refused or answer a token of its own, is fenced by the version.
+        let st = s
+            .commit_refresh(&a, &tokens("late-from-A", Some("rt-A")), None)
+            .await
+            .unwrap();
+        assert_eq!(st.version, 2);
         let e = s
-            .commit_refresh(&a, &tokens("stale-from-A", Some("rt-A")), None)
+            .commit_refresh(&b, &tokens("from-B", Some("rt-B")), None)
             .await
             .unwrap_err();
         assert!(matches!(e, StoreError::Fenced { .. }), "{e}");
@@ -709,16 +716,11 @@ mod cases {
                 .set
                 .access_token
                 .expose(),
-            "at-c1-0"
+            "late-from-A"
         );
-        let st = s
-            .commit_refresh(&b, &tokens("from-B", Some("rt-B")), None)
-            .await
-            .unwrap();
-        assert_eq!(st.version, 2);
         // A second commit on the same lease is fenced by the version.
         assert!(matches!(
-            s.commit_refresh(&b, &tokens("again", None), None).await,
+            s.commit_refresh(&a, &tokens("again", None), None).await,
             Err(StoreError::Fenced { .. })
         ));
 
@@ -924,15 +926,39 @@ mod cases {
         );
         let ttl = Duration::from_secs(60);
         let until = t0() + TimeDelta::hours(3);
+        // The tokens were issued at t0 and live an hour: young ones (a sixth of their life) are
+        // never renewed early, however far the crowd reaches.
+        assert!(
+            s1.claim_earliest_refreshes(
+                &pid(),
+                until,
+                t0() + TimeDelta::minutes(10),
+                10,
+                "r0",
+                ttl
+            )
+            .await
+            .unwrap()
+            .is_empty(),
+            "a token that has lived less than a quarter of its life is not taken early"
+        );
+        let old_enough = t0() + TimeDelta::minutes(20);
         // Only deadlines up to `until` belong to the crowd: none of these.
         assert!(
-            s1.claim_earliest_refreshes(&pid(), t0() + TimeDelta::hours(1), 2, "r0", ttl)
-                .await
-                .unwrap()
-                .is_empty()
+            s1.claim_earliest_refreshes(
+                &pid(),
+                t0() + TimeDelta::hours(1),
+                old_enough,
+                2,
+                "r0",
+                ttl
+            )
+            .await
+            .unwrap()
+            .is_empty()
         );
         let first = ids(s1
-            .claim_earliest_refreshes(&pid(), until, 2, "r0", ttl)
+            .claim_earliest_refreshes(&pid(), until, old_enough, 2, "r0", ttl)
             .await
             .unwrap());
         // (RETURNING gives no order; which rows were taken is what counts.)
@@ -943,8 +969,8 @@ mod cases {
         );
         let snap = pid();
         let (a, b) = tokio::join!(
-            s1.claim_earliest_refreshes(&snap, until, 2, "r1", ttl),
-            s2.claim_earliest_refreshes(&snap, until, 2, "r2", ttl)
+            s1.claim_earliest_refreshes(&snap, until, old_enough, 2, "r1", ttl),
+            s2.claim_earliest_refreshes(&snap, until, old_enough, 2, "r2", ttl)
         );
         let (a, b) = (ids(a.unwrap()), ids(b.unwrap()));
         let mut all: HashSet<_> = first.iter().chain(&a).cloned().collect();
@@ -953,7 +979,7 @@ mod cases {
             "replicas claimed the same row: {a:?} {b:?}"
         );
         let rest = ids(s1
-            .claim_earliest_refreshes(&pid(), until, 10, "r3", ttl)
+            .claim_earliest_refreshes(&pid(), until, old_enough, 10, "r3", ttl)
             .await
             .unwrap());
         assert_eq!(first.len() + a.len() + b.len() + rest.len(), 7);

@@ -108,11 +108,66 @@ async fn status(c: &Common) -> Result<ExitCode> {
     let store = tokenwarden_store::open(&c.database(), ring.clone())
         .await
         .context("cannot open the store")?;
-    println!("current key: {}", ring.current_id());
-    for k in store.key_status().await? {
-        println!("  {k:?}");
-    }
+    let keys = store.key_status().await?;
+    print!("{}", status_table(&ring, &keys));
     Ok(ExitCode::SUCCESS)
+}
+
+/// `keys status` as a table: each key the database knows, whether it is the one new values are
+/// sealed with, whether the key file holds it, and how far it is from the point where
+/// tokenwarden stops encrypting with it (no key material).
+fn status_table(ring: &Keyring, keys: &[tokenwarden_store::KeyStatus]) -> String {
+    let limit = tokenwarden_store::sql::KEY_REFUSE_AT;
+    let mut rows = vec![[
+        "KEY".to_string(),
+        "STATE".to_string(),
+        "IN KEY FILE".to_string(),
+        "ENCRYPTIONS".to_string(),
+        "OF LIMIT".to_string(),
+    ]];
+    for k in keys {
+        let state = if k.key_id == ring.current_id() {
+            "current"
+        } else if k.retired {
+            "retired"
+        } else {
+            "in use"
+        };
+        rows.push([
+            k.key_id.clone(),
+            state.to_string(),
+            if ring.has(&k.key_id) { "yes" } else { "no" }.to_string(),
+            k.encryptions.to_string(),
+            format!("{:.4}%", k.encryptions as f64 * 100.0 / limit as f64),
+        ]);
+    }
+    let widths: Vec<usize> = (0..5)
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for r in &rows {
+        let line: Vec<String> = r
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    if keys.is_empty() {
+        out.push_str("(the database has no keys yet: nothing has been encrypted)\n");
+    }
+    if let Some(missing) = keys.iter().find(|k| !k.retired && !ring.has(&k.key_id)) {
+        out.push_str(&format!(
+            "Key {} still encrypts some values but is not in the key file: those values cannot be read until it is restored.\n",
+            missing.key_id
+        ));
+    }
+    out.push_str(&format!(
+        "New values are sealed with {}. A key stops encrypting at {limit} encryptions (well before the 2^32 nonce limit); `tokenwarden keys rotate` moves everything to a new key.\n",
+        ring.current_id()
+    ));
+    out
 }
 
 async fn rotate(a: RotateArgs) -> Result<ExitCode> {

@@ -167,6 +167,29 @@ fn validate(file: &Path, json: bool) -> Result<ExitCode> {
     let text =
         std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     let source = file.display().to_string();
+    // Syntax and type problems first, all of them with their lines (the definition's own checks
+    // need a file that reads).
+    let unreadable = crate::toml_check::problems::<tokenwarden_core::provider::ProviderSpec>(&text);
+    if !unreadable.is_empty() {
+        if json {
+            let list: Vec<_> = unreadable
+                .iter()
+                .map(|p| serde_json::json!({"file": source, "line": p.line, "key": "", "problem": p.message}))
+                .collect();
+            println!("{}", serde_json::json!({"valid": false, "problems": list}));
+        } else {
+            let colour = term::stderr_colour();
+            eprintln!(
+                "{} {} problem(s):",
+                term::paint(Style::Error, "invalid:", colour),
+                unreadable.len()
+            );
+            for p in &unreadable {
+                eprintln!("  {source}:{p}");
+            }
+        }
+        return Ok(ExitCode::from(1));
+    }
     match Registry::check_allowing(&source, &text, definitions::endpoints(None)?) {
         Ok(p) => {
             if json {

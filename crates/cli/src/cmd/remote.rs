@@ -35,7 +35,7 @@ pub struct Target {
     data_dir: PathBuf,
     /// Print JSON.
     #[arg(long, global = true)]
-    json: bool,
+    pub(crate) json: bool,
 }
 
 /// List, show, refresh or delete connections of a running daemon.
@@ -81,7 +81,7 @@ pub struct TokenArgs {
 }
 
 impl Target {
-    fn key(&self) -> Result<String> {
+    pub(crate) fn key(&self) -> Result<String> {
         if let Some(k) = self.api_key.as_ref().filter(|k| !k.trim().is_empty()) {
             return Ok(k.trim().to_string());
         }
@@ -92,11 +92,16 @@ impl Target {
         Ok(k.trim().to_string())
     }
 
-    fn call(&self, method: reqwest::Method, path: &str) -> Result<Value> {
+    pub(crate) fn call(&self, method: reqwest::Method, path: &str) -> Result<Value> {
         self.send(method, path, None)
     }
 
-    fn send(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> Result<Value> {
+    pub(crate) fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value> {
         let url = self
             .url
             .join(path)
@@ -241,8 +246,19 @@ pub fn connections(args: ConnectionsArgs) -> Result<ExitCode> {
                 &format!("v1/connections/{id}/refresh"),
             )?;
             if t.json {
-                let safe = serde_json::json!({"connection": v["connection"], "expires_at": v["expires_at"], "version": v["version"], "refreshed": v["refreshed"]});
+                let mut safe = serde_json::json!({"connection": v["connection"], "expires_at": v["expires_at"], "version": v["version"], "refreshed": v["refreshed"]});
+                if !v["not_refreshed"].is_null() {
+                    safe["not_refreshed"] = v["not_refreshed"].clone();
+                }
                 println!("{}", serde_json::to_string_pretty(&safe)?);
+            } else if v["refreshed"] == Value::Bool(false) {
+                println!(
+                    "{id}: {} The token expires {}.",
+                    v["not_refreshed"]["message"]
+                        .as_str()
+                        .unwrap_or("Not refreshed: the token handed back is the one stored."),
+                    v["expires_at"].as_str().unwrap_or("never")
+                );
             } else {
                 println!(
                     "Refreshed {id}: the token now expires {}",
@@ -387,4 +403,33 @@ pub fn connect(
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// An id as one path segment of an API URL: ids are made of letters, digits, `_`, `-` and `.`,
+/// so anything else is refused here rather than sent to a different route.
+pub(crate) fn path_segment<'a>(what: &str, id: &'a str) -> Result<&'a str> {
+    let ok = !id.is_empty()
+        && id != "."
+        && id != ".."
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if !ok {
+        bail!("{id:?} is not {what} id (letters, digits, _, - and . only)");
+    }
+    Ok(id)
+}
+
+/// Text from the daemon as it may be shown on a terminal: control characters (escape sequences
+/// included) are written out, not obeyed.
+pub(crate) fn printable(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            if c.is_control() {
+                c.escape_default().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
 }

@@ -86,9 +86,23 @@ pub enum LogFormat {
 fn init_logs(format: LogFormat) {
     use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("TOKENWARDEN_LOG")
-        .or_else(|_| EnvFilter::try_from_default_env())
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,hyper=warn"));
+    const DEFAULT: &str = "info,sqlx=warn,hyper=warn";
+    let spec = ["TOKENWARDEN_LOG", "RUST_LOG"]
+        .into_iter()
+        .find_map(read_env)
+        .unwrap_or_else(|| DEFAULT.to_string());
+    let filter = EnvFilter::try_new(&spec).unwrap_or_else(|e| {
+        eprintln!("the log filter {spec:?} does not parse ({e}); using {DEFAULT:?}");
+        EnvFilter::new(DEFAULT)
+    });
+    // `debug` means tokenwarden's debug lines, not one line per SQL query (sqlx logs every
+    // statement at debug): the driver and the HTTP stack stay at warn unless the filter names them.
+    let filter = [("sqlx", "sqlx=warn"), ("hyper", "hyper=warn")]
+        .into_iter()
+        .filter(|(target, _)| !spec.contains(target))
+        .fold(filter, |f, (_, directive)| {
+            f.add_directive(directive.parse().expect("a valid directive"))
+        });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -259,7 +273,22 @@ async fn serve(args: Args, file: FileConfig, providers_dir: Option<&Path>) -> Re
         KeySource::File(p) => println!("Master key: {}", p.display()),
         KeySource::Env => println!("Master key: from TOKENWARDEN_MASTER_KEY"),
     }
-    let clock: Arc<dyn Clock> = Arc::new(ScaledClock::new(Utc::now(), args.time_scale));
+    // The in-process sandbox keeps its books in the data directory, so a restart leaves the
+    // connections made through it working (issue 15, item 3).
+    let sandbox_ledger = if args.sandbox {
+        Some(tokenwarden_sandbox::LedgerFile::open(
+            data_dir.join(data_dir::SANDBOX_LEDGER_FILE),
+        )?)
+    } else {
+        None
+    };
+    // A scaled clock resumes where the sandbox's last run left it: started from the wall clock
+    // again, it would put every token issued in that run in the future.
+    let start = sandbox_ledger
+        .as_ref()
+        .and_then(|l| l.saved_at())
+        .map_or_else(Utc::now, |saved| saved.max(Utc::now()));
+    let clock: Arc<dyn Clock> = Arc::new(ScaledClock::new(start, args.time_scale));
 
     let admin_key_file = data_dir.join("admin.key");
     let live_keys = store
@@ -342,7 +371,7 @@ async fn serve(args: Args, file: FileConfig, providers_dir: Option<&Path>) -> Re
         cache,
         proxy_limits,
     }
-    .start()
+    .start_with_sandbox_ledger(sandbox_ledger)
     .await?;
     running.state.dashboard.set_idle_timeout(idle_timeout);
     running.state.limits.set_trusted_proxies(trusted_proxies);

@@ -552,6 +552,13 @@ pub struct EnvelopeSpec {
     /// A boolean saying the error is temporary (Meta `is_transient`).
     #[serde(default)]
     pub transient: Option<String>,
+    /// A heading the platform wrote for the end user (Meta `error_user_title`).
+    #[serde(default)]
+    pub user_title: Option<String>,
+    /// A sentence the platform wrote for the end user (Meta `error_user_msg`): often the most
+    /// useful words in the answer.
+    #[serde(default)]
+    pub user_message: Option<String>,
 }
 
 /// Formats of headers that carry waits or usage.

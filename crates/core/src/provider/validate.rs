@@ -311,7 +311,7 @@ pub(crate) fn validate(
         (RefreshStyle::RefreshToken | RefreshStyle::RefreshTokenWhenIssued, Some(uses))
             if !uses.iter().any(|u| u == "refresh_token") =>
         {
-            p.add("token.refresh.params", format!("refresh.style = {:?} but no parameter carries {{refresh_token}}", r.style))
+            p.add("token.refresh.params", format!("refresh.style = {} but no parameter carries {{refresh_token}}", as_written(&r.style)))
         }
         (RefreshStyle::SelfRefresh, Some(uses)) if !uses.iter().any(|u| u == "access_token") => {
             p.add("token.refresh.params", "refresh.style = \"self_refresh\" but no parameter carries {access_token}")
@@ -322,7 +322,7 @@ pub(crate) fn validate(
             | RefreshStyle::RefreshTokenWhenIssued,
             None,
         ) => {
-            p.add("token.refresh", format!("refresh.style = {:?} needs a [token.refresh] call", r.style))
+            p.add("token.refresh", format!("refresh.style = {} needs a [token.refresh] call", as_written(&r.style)))
         }
         (RefreshStyle::Exchange | RefreshStyle::None, Some(_)) => p.add(
             "token.refresh",
@@ -542,4 +542,13 @@ pub(crate) fn compile_rules(
         }
     }
     out
+}
+
+/// A value as a definition file writes it (`"refresh_token"`, not `RefreshToken`): problems quote
+/// what the person can search for in their file.
+fn as_written<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(|s| format!("\"{s}\"")))
+        .unwrap_or_else(|| "an unknown value".to_string())
 }

@@ -11,6 +11,14 @@ pub(super) struct NoticeQuery {
 fn notice_text(code: &str) -> Option<(&'static str, &'static str)> {
     Some(match code {
         "refreshed" => ("ok", "Refreshed: a new token is stored."),
+        "not_renewable" => (
+            "ok",
+            "Not refreshed: the platform does not renew this token. It is served until it expires; the health probe checks that it still works, a warning comes days before the end, and then the connection must be authorized again.",
+        ),
+        "newer_stored" => (
+            "ok",
+            "Not refreshed by this click: another refresh stored a newer token meanwhile.",
+        ),
         "refresh_failed" => (
             "error",
             "The refresh did not succeed; the problems and the timeline below say why.",
@@ -288,9 +296,12 @@ pub(super) async fn refresh_now(
     };
     tracing::info!(connection = %id, who = %signed.session.who, "dashboard: refresh now");
     match s.tokens.refresh_now(&id).await {
-        Ok(_) => {
+        Ok(issued) => {
             s.wake.notify_one();
-            back_to(&id, "refreshed")
+            match crate::api::NotRefreshed::of(&s, &id, &issued).await {
+                Some(why) => back_to(&id, why.code()),
+                None => back_to(&id, "refreshed"),
+            }
         }
         Err(e) => {
             tracing::info!(connection = %id, error = %e, "dashboard: refresh now failed");
@@ -318,12 +329,12 @@ pub(super) async fn probe_now(
             "That is not a connection id.",
         );
     };
-    let serving =
-        matches!(s.store.get_connection(&id).await, Ok(Some(c)) if c.state.can_serve_tokens());
-    if !serving {
-        return back_to(&id, "probe_skipped");
-    }
+    let conn = match s.store.get_connection(&id).await {
+        Ok(Some(c)) if c.state.can_serve_tokens() => c,
+        _ => return back_to(&id, "probe_skipped"),
+    };
     tracing::info!(connection = %id, who = %signed.session.who, "dashboard: probe now");
-    crate::monitor::probe(&s, &crate::monitor::client(), &id).await;
+    let by = format!("dashboard:{}", signed.session.who);
+    crate::monitor::probe_on_demand(&s, &crate::monitor::client(), &conn, &by).await;
     back_to(&id, "probed")
 }
