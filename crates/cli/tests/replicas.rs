@@ -1,6 +1,9 @@
 //! Three `tokenwarden serve` processes on one PostgreSQL database, with rotating refresh tokens
 //! at the (sandbox) platform: 300 concurrent token requests for an expired token, spread over the
-//! three, cause exactly one refresh at the platform, and every caller gets the same working token.
+//! three, cause exactly one refresh at the platform, and every caller gets the same working token;
+//! proxied calls on all three share one rate budget, so the platform never sees more than its
+//! limit in a second; a browser signed in on one is signed in on all; a refusal is alerted once, whichever replica watches, even after the
+//! watching replica dies and another takes the watch over.
 //!
 //! PostgreSQL: `postgres://postgres@127.0.0.1:5432/postgres` or `TOKENWARDEN_TEST_DATABASE_URL`.
 //! It must be reachable; `scripts/test` starts it.
@@ -113,6 +116,7 @@ async fn three_processes_on_one_postgres_refresh_an_expired_token_once() {
         .unwrap();
     assert!(r.status().is_success(), "{}", r.status());
 
+    let sink = AlertSink::start().await;
     let db = Database::fresh().await;
     let dir = tempfile::tempdir().unwrap();
     let providers = dir.path().join("providers");
@@ -139,6 +143,10 @@ async fn three_processes_on_one_postgres_refresh_an_expired_token_once() {
         if let Some(r) = redirect {
             text.push_str(&format!("redirect_uri = {r:?}\n"));
         }
+        text.push_str(&format!(
+            "\n[alerts]\nslack_webhook_url = {:?}\npoll_seconds = 1\n",
+            sink.url
+        ));
         std::fs::write(&path, text).unwrap();
         path
     };
@@ -286,7 +294,198 @@ async fn three_processes_on_one_postgres_refresh_an_expired_token_once() {
             .unwrap();
         assert_eq!(v["state"], "active", "{v}");
     }
+
+    // Shared pacing: callers on all three replicas at once, four times what Snapchat allows per
+    // token in a second. The replicas book their calls in one schedule on the database's clock,
+    // so the platform sees no more than its limit in any second and throttles none of them
+    // (paced apart, each replica would send its own 8 a second: 24 together).
+    let r = http
+        .post(format!("{sb}/_sandbox/counters/reset"))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    let calls = (0..40).map(|i| {
+        let http = http.clone();
+        let url = format!("{}proxy/shared/me", replicas[i % 3].base);
+        let key = admin_key.clone();
+        async move {
+            let r = http
+                .get(url)
+                .bearer_auth(key)
+                .header("tokenwarden-budget-ms", "120000")
+                .send()
+                .await
+                .unwrap();
+            let status = r.status();
+            let kind = r.headers()["tokenwarden-kind"]
+                .to_str()
+                .unwrap()
+                .to_string();
+            (status, kind)
+        }
+    });
+    for (status, kind) in futures::future::join_all(calls).await {
+        assert_eq!((status.as_u16(), kind.as_str()), (200, "ok"));
+    }
+    let counters: serde_json::Value = http
+        .get(format!("{sb}/_sandbox/counters"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let snap = &counters["providers"]["snapchat"];
+    assert_eq!(snap["api_calls"], 40, "{snap}");
+    assert_eq!(snap["rate_limited_sent"], 0, "{snap}");
+    let busiest = snap["busiest_second_api_calls"].as_u64().unwrap();
+    assert!(
+        busiest <= 10,
+        "{busiest} calls in one second where Snapchat allows 10 per token: {snap}"
+    );
+
+    // A browser signed in on one replica is signed in on every replica (the session is in the
+    // database).
+    let origin = replicas[0].base.trim_end_matches('/').to_string();
+    let r = http
+        .post(format!("{}login", replicas[0].base))
+        .header("origin", &origin)
+        .form(&[("secret", admin_key.as_str()), ("next", "/")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303, "signed in");
+    let session = r.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    for r in &replicas {
+        let page = http
+            .get(format!("{}connections", r.base))
+            .header("cookie", &session)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            page.status(),
+            200,
+            "{} serves the signed-in browser",
+            r.base
+        );
+    }
+
+    // One alert per condition: the platform revokes the grant and the next refresh is refused.
+    // Every replica runs a notifier; one watches the database at a time and the alert is claimed
+    // there, so the sink gets it once.
+    let grants: serde_json::Value = http
+        .get(format!("{sb}/_sandbox/grants?provider=snapchat"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let grant = grants["grants"].as_array().unwrap().last().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = http
+        .post(format!("{sb}/_sandbox/grants/{grant}/revoke"))
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    let r = http
+        .post(format!("{}v1/connections/shared/refresh", replicas[1].base))
+        .bearer_auth(&admin_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409, "the refusal is recorded");
+    sink.wait_for(1).await;
+    // The replicas that may hold the notifier's lease die; the last one takes the watch over
+    // (its reading of the history starts before the refusal) and must not alert it again.
+    let mut replicas = Vec::from(replicas);
+    let last = replicas.pop().unwrap();
     drop(replicas);
+    let last_owner = format!("-{}", last.child.id());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let holder: Option<String> =
+            sqlx::query_scalar("SELECT holder FROM job_leases WHERE name = 'alerts'")
+                .fetch_optional(&mut sqlx::PgConnection::connect(&db.url).await.unwrap())
+                .await
+                .unwrap();
+        if holder.is_some_and(|h| h.ends_with(&last_owner)) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the surviving replica never took the notifier over"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    // A few of its passes.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let texts = sink.texts();
+    assert_eq!(texts.len(), 1, "one alert for one refusal: {texts:?}");
+    assert!(
+        texts[0].contains("`shared`") && texts[0].contains("needs re-authorization"),
+        "{}",
+        texts[0]
+    );
+
+    drop(last);
     drop(store);
     db.drop_db().await;
+}
+
+/// A Slack-compatible incoming webhook on loopback that keeps what it is sent.
+struct AlertSink {
+    url: String,
+    got: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl AlertSink {
+    async fn start() -> AlertSink {
+        let got = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let keep = got.clone();
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |body: axum::Json<serde_json::Value>| {
+                let keep = keep.clone();
+                async move {
+                    keep.lock()
+                        .unwrap()
+                        .push(body["text"].as_str().unwrap_or_default().to_string());
+                    "ok"
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        AlertSink { url, got }
+    }
+
+    fn texts(&self) -> Vec<String> {
+        self.got.lock().unwrap().clone()
+    }
+
+    async fn wait_for(&self, n: usize) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while self.texts().len() < n {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no alert arrived: {:?}",
+                self.texts()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
 }

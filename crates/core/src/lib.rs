@@ -9,10 +9,12 @@
 //! - [`provider`]: provider definitions (data, one TOML file per platform) and their registry.
 //! - [`classify`]: the response classifier (status + headers + body → kind, action, wait, fix).
 //! - [`policy`]: when a token is due for refresh, expiry fallbacks, backoff with full jitter.
+//! - [`breaker`]: the per-platform circuit breaker (one trial call at a time during an outage).
 //! - [`raw_http`]: reads a response as `curl -i` prints it (for `diagnose`).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod breaker;
 pub mod classify;
 pub mod clock;
 pub mod connection;

@@ -46,9 +46,9 @@ use tokenwarden_core::policy::CrowdPlan;
 use tokenwarden_core::secret::Secret;
 use tokenwarden_core::token::TokenSet;
 use tokenwarden_store::{
-    ApiKeyInfo, ApiKeyRole, App, Backend, ConnectSession, Delivery, Event, KeyStatus, Keyring,
-    Lease, NewEvent, PendingAuthorization, RotationReport, SessionUse, Sha256Hex, Store,
-    StoreError, StoredTokens, WebhookEndpoint,
+    ApiKeyInfo, ApiKeyRole, App, Backend, ConnectSession, DashboardSession, Delivery, Event,
+    KeyStatus, Keyring, Lease, NewEvent, PendingAuthorization, RateFeedback, RateLane, RateSlot,
+    RotationReport, SessionUse, Sha256Hex, Store, StoreError, StoredTokens, WebhookEndpoint,
 };
 
 /// Cache lookups, by `cache` (`token`, `api_key`) and `outcome` (`hit`, `miss`); the server
@@ -743,6 +743,9 @@ impl Store for CachedStore {
     fn keyring(&self) -> Keyring {
         self.inner.keyring()
     }
+    fn set_key_loader(&self, loader: tokenwarden_store::KeyLoader) {
+        self.inner.set_key_loader(loader)
+    }
     async fn set_keyring(&self, keys: Keyring) -> Result<(), StoreError> {
         self.inner.set_keyring(keys).await
     }
@@ -760,6 +763,103 @@ impl Store for CachedStore {
     }
     async fn prune_deliveries(&self, before: DateTime<Utc>, batch: i64) -> Result<u64, StoreError> {
         self.inner.prune_deliveries(before, batch).await
+    }
+
+    // ---- shared by replicas: never cached (their point is to be seen by every replica) ----
+    async fn take_rate_slot(
+        &self,
+        lanes: &[RateLane],
+        after: std::time::Duration,
+        within: std::time::Duration,
+    ) -> Result<RateSlot, StoreError> {
+        self.inner.take_rate_slot(lanes, after, within).await
+    }
+    async fn rate_feedback(
+        &self,
+        lanes: &[String],
+        feedback: RateFeedback,
+    ) -> Result<(), StoreError> {
+        self.inner.rate_feedback(lanes, feedback).await
+    }
+    async fn take_job_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> Result<bool, StoreError> {
+        self.inner.take_job_lease(name, holder, ttl).await
+    }
+    async fn release_job_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        self.inner.release_job_lease(name, holder).await
+    }
+    async fn claim_alert(
+        &self,
+        key: &str,
+        holder: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.inner.claim_alert(key, holder, now).await
+    }
+    async fn unclaim_alert(&self, key: &str) -> Result<(), StoreError> {
+        self.inner.unclaim_alert(key).await
+    }
+    async fn put_dashboard_session(&self, session: &DashboardSession) -> Result<(), StoreError> {
+        self.inner.put_dashboard_session(session).await
+    }
+    async fn use_dashboard_session(
+        &self,
+        token_hash: &Sha256Hex,
+        now: DateTime<Utc>,
+        idle: chrono::TimeDelta,
+    ) -> Result<Option<DashboardSession>, StoreError> {
+        self.inner
+            .use_dashboard_session(token_hash, now, idle)
+            .await
+    }
+    async fn end_dashboard_session(&self, token_hash: &Sha256Hex) -> Result<(), StoreError> {
+        self.inner.end_dashboard_session(token_hash).await
+    }
+    async fn record_signin_failure(
+        &self,
+        keys: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.inner.record_signin_failure(keys, now).await
+    }
+    async fn signin_locked_until(
+        &self,
+        keys: &[String],
+        limit: i64,
+        window: chrono::TimeDelta,
+        now: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.inner
+            .signin_locked_until(keys, limit, window, now)
+            .await
+    }
+    async fn clear_signin_failures(&self, key: &str) -> Result<(), StoreError> {
+        self.inner.clear_signin_failures(key).await
+    }
+    async fn breaker(
+        &self,
+        name: &str,
+    ) -> Result<(tokenwarden_store::BreakerRecord, DateTime<Utc>), StoreError> {
+        self.inner.breaker(name).await
+    }
+    async fn put_breaker(
+        &self,
+        name: &str,
+        expected_version: i64,
+        state: &tokenwarden_core::breaker::BreakerState,
+    ) -> Result<bool, StoreError> {
+        self.inner.put_breaker(name, expected_version, state).await
+    }
+    async fn purge_replica_state(
+        &self,
+        now: DateTime<Utc>,
+        alerts_before: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        self.inner.purge_replica_state(now, alerts_before).await
     }
 }
 

@@ -7,13 +7,20 @@
 //! newer it gets that one, so a burst of 401s causes one refresh. The refreshed set is committed
 //! (compare-and-swap on the lease's version) before anyone is handed the new token, so a rotated
 //! refresh token is never lost (hardening rule 4).
+//!
+//! During an outage of a platform's token endpoint, a circuit breaker per platform, kept in the
+//! store so replicas share it ([`tokenwarden_core::breaker`]), holds refreshes back after a few
+//! failures in a row: one trial call at a time once its wait is over, the wait doubling up to a
+//! cap, where each connection used to retry on its own every 16–32 s. A held-back connection
+//! keeps its state and its still-valid token, and is rescheduled after the wait.
 
 use chrono::TimeDelta;
 use dashmap::DashMap;
 use rand::Rng;
 use std::sync::Arc;
 use std::time::Duration;
-use tokenwarden_core::classify::Classification;
+use tokenwarden_core::breaker::{self, Admission, BreakerPolicy, CallOutcome};
+use tokenwarden_core::classify::{Classification, Kind};
 use tokenwarden_core::clock::Clock;
 use tokenwarden_core::connection::{Connection, ConnectionState, Problem, ProblemCode};
 use tokenwarden_core::id::ConnectionId;
@@ -131,6 +138,7 @@ pub struct TokenService {
     inflight: DashMap<ConnectionId, Arc<tokio::sync::Mutex<()>>>,
     cache: Option<Arc<CachedStore>>,
     held: DashMap<ConnectionId, Held>,
+    breaker_policy: BreakerPolicy,
 }
 
 impl TokenService {
@@ -155,7 +163,15 @@ impl TokenService {
             inflight: DashMap::new(),
             cache: None,
             held: DashMap::new(),
+            breaker_policy: BreakerPolicy::default(),
         }
+    }
+
+    /// When the per-platform circuit breaker opens and for how long (default
+    /// [`BreakerPolicy::default`]: 3 failures in a row, 5 s doubling up to 5 minutes).
+    pub fn with_breaker_policy(mut self, policy: BreakerPolicy) -> Self {
+        self.breaker_policy = policy;
+        self
     }
 
     /// How long this replica's refresh lease holds (default 45 s, longer than the client's
@@ -173,6 +189,11 @@ impl TokenService {
         self.store = cached.clone();
         self.cache = Some(cached).filter(|c| c.tokens_enabled());
         self
+    }
+
+    /// The name this replica goes by in leases (unique per replica).
+    pub fn owner(&self) -> &str {
+        &self.owner
     }
 
     /// The one writer of connections' states, over the same store as this service (so its
@@ -444,7 +465,23 @@ impl TokenService {
                 }),
             };
         }
-        match self.oauth.refresh(provider, &creds, &stored.set).await {
+        // During an outage of the platform's token endpoint one trial refresh at a time goes, for
+        // every replica; the others are told when to come back (issue 14 item 4).
+        let (admission, clean) = self.admit_refresh(conn.provider.as_str()).await;
+        if let Admission::Wait(wait) = admission {
+            return self.held_back(conn, stored, lease, need, wait).await;
+        }
+        let trial = admission == Admission::Trial;
+        let answer = self.oauth.refresh(provider, &creds, &stored.set).await;
+        let outcome = match &answer {
+            Err(e) if platform_down(e) => CallOutcome::Down,
+            _ => CallOutcome::Answered,
+        };
+        if !(clean && outcome == CallOutcome::Answered) {
+            self.settle_refresh(conn.provider.as_str(), outcome, trial)
+                .await;
+        }
+        match answer {
             Ok(grant) => {
                 metrics::counter!(REFRESHES, "provider" => conn.provider.to_string(), "outcome" => "ok")
                     .increment(1);
@@ -486,6 +523,128 @@ impl TokenService {
             }
             Err(e) => self.after_failure(conn, stored, lease, e, need).await,
         }
+    }
+
+    /// Asks the platform's breaker whether a refresh may call now; also whether it was closed at
+    /// rest (then an answer needs no write).
+    async fn admit_refresh(&self, provider: &str) -> (Admission, bool) {
+        let name = breaker_name(provider);
+        for _ in 0..4 {
+            let (rec, now) = match self.store.breaker(&name).await {
+                Ok(r) => r,
+                Err(e) => {
+                    // The breaker only saves the platform some calls: without it, call.
+                    tracing::warn!(provider, error = %e, "cannot read the circuit breaker; refreshing anyway");
+                    return (Admission::Call, false);
+                }
+            };
+            let clean = rec.state == breaker::BreakerState::default();
+            let (admission, next) = breaker::admit(&rec.state, now, &self.breaker_policy);
+            let Some(next) = next else {
+                return (admission, clean);
+            };
+            match self.store.put_breaker(&name, rec.version, &next).await {
+                Ok(true) => {
+                    tracing::info!(
+                        provider,
+                        "the platform's token endpoint has been failing: this refresh is the one trial"
+                    );
+                    return (admission, false);
+                }
+                // Another caller took the trial (or changed the breaker) first: decide again.
+                Ok(false) => continue,
+                Err(e) => {
+                    tracing::warn!(provider, error = %e, "cannot take the circuit breaker's trial; refreshing anyway");
+                    return (Admission::Call, false);
+                }
+            }
+        }
+        (Admission::Wait(Duration::from_secs(1)), false)
+    }
+
+    /// Records how a refresh call went in the platform's breaker.
+    async fn settle_refresh(&self, provider: &str, outcome: CallOutcome, trial: bool) {
+        let name = breaker_name(provider);
+        for _ in 0..4 {
+            let (rec, now) = match self.store.breaker(&name).await {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(provider, error = %e, "cannot update the circuit breaker");
+                    return;
+                }
+            };
+            let Some(next) = breaker::settle(&rec.state, outcome, trial, now, &self.breaker_policy)
+            else {
+                return;
+            };
+            match self.store.put_breaker(&name, rec.version, &next).await {
+                Ok(true) => {
+                    match (rec.state.open_until, next.open_until) {
+                        (_, Some(until)) if next.open_until != rec.state.open_until => {
+                            let secs = (until - now).num_seconds();
+                            tracing::warn!(
+                                provider,
+                                wait_s = secs,
+                                failures = next.failures,
+                                "the platform's token endpoint is failing: refreshes wait, then one trial at a time"
+                            );
+                        }
+                        (Some(_), None) => {
+                            tracing::info!(
+                                provider,
+                                "the platform's token endpoint answers again: refreshes resume"
+                            );
+                        }
+                        _ => {}
+                    }
+                    return;
+                }
+                Ok(false) => continue,
+                Err(e) => {
+                    tracing::warn!(provider, error = %e, "cannot update the circuit breaker");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// A refresh the open breaker holds back: nothing is sent, the connection's state is left
+    /// as it is, and its next refresh comes after the breaker's wait (spread a little, so those
+    /// held back do not all come due at once). The token still serves while it is valid.
+    async fn held_back(
+        &self,
+        conn: &Connection,
+        stored: StoredTokens,
+        lease: Lease,
+        need: &Need,
+        wait: Duration,
+    ) -> Result<Issued, TokenFailure> {
+        metrics::counter!(REFRESHES, "provider" => conn.provider.to_string(), "outcome" => "held_back")
+            .increment(1);
+        let spread = wait.mul_f64(0.1 * rand::rng().random::<f64>());
+        let retry_at = self
+            .clock
+            .now()
+            .checked_add_signed(TimeDelta::from_std(wait + spread).unwrap_or(TimeDelta::MAX));
+        // The deadline first, then the lease: were the lease given up first, the passed deadline
+        // could be claimed in between.
+        self.best_effort(
+            self.store.set_next_refresh(&conn.id, retry_at).await,
+            "reschedule a refresh held back by the circuit breaker",
+        );
+        if let Err(e) = self.store.release_lease(&lease).await {
+            tracing::warn!(connection = %conn.id, error = %e, "could not release the refresh lease; it lapses on its own");
+        }
+        self.still_usable(conn, stored, need)
+            .ok_or(TokenFailure::Unavailable {
+                connection: conn.id.clone(),
+                reason: format!(
+                    "{}'s token endpoint is failing: tokenwarden sends one trial refresh at a time until it answers; try again in about {} s",
+                    conn.provider,
+                    wait.as_secs().max(1)
+                ),
+                retry_after: Some(wait),
+            })
     }
 
     /// Commits the refreshed set, retrying a little while the store is unavailable (a busy
@@ -992,6 +1151,22 @@ impl TokenService {
         if let Err(e) = r {
             tracing::warn!(error = %e, "could not {what}");
         }
+    }
+}
+
+/// The breaker of a platform's token endpoint.
+fn breaker_name(provider: &str) -> String {
+    format!("token_endpoint/{provider}")
+}
+
+/// Whether a failed refresh says the platform is down (no answer, or a 5xx), rather than that it
+/// answered (a refusal, a throttle, a malformed body: it is up).
+fn platform_down(e: &TokenError) -> bool {
+    match e {
+        TokenError::Transient { .. } => e
+            .classification()
+            .is_none_or(|c| c.kind == Kind::ServiceUnavailable),
+        _ => false,
     }
 }
 

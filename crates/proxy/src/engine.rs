@@ -72,6 +72,9 @@ pub struct EngineConfig {
     pub backoff_base: Duration,
     /// Largest backoff step (platform time).
     pub backoff_cap: Duration,
+    /// Book lanes with a published limit in the store, shared with every replica on the same
+    /// database ([`Shaper::shared`]); otherwise in this process's memory.
+    pub shared_rate_budget: bool,
 }
 
 impl EngineConfig {
@@ -96,6 +99,7 @@ impl Default for EngineConfig {
             replay_buffer: 1 << 20,
             backoff_base: Duration::from_millis(500),
             backoff_cap: Duration::from_secs(30),
+            shared_rate_budget: false,
         }
     }
 }
@@ -422,12 +426,17 @@ impl Engine {
         clock: Arc<dyn Clock>,
         config: EngineConfig,
     ) -> Self {
+        let shaper = if config.shared_rate_budget {
+            Shaper::shared(store.clone())
+        } else {
+            Shaper::new()
+        };
         Engine {
             store,
             tokens,
             providers,
             clock,
-            shaper: Shaper::new(),
+            shaper,
             config,
         }
     }
@@ -694,7 +703,7 @@ impl Engine {
                     step += 1;
                     if throttled {
                         // Everyone on these lanes waits, not just this caller.
-                        self.shaper.throttled(&lanes, wait);
+                        self.shaper.throttled(&lanes, wait).await;
                     }
                     // A throttled call was refused before it was processed; an outage may have
                     // processed a non-idempotent call, so that one is never replayed.
@@ -710,7 +719,7 @@ impl Engine {
                 }
                 _ => {
                     if c.kind == Kind::Ok {
-                        self.shaper.succeeded(&lanes, c.usage_pct);
+                        self.shaper.succeeded(&lanes, c.usage_pct).await;
                     }
                 }
             }

@@ -9,12 +9,20 @@
 //! Adaptive: a throttle signal halves a lane's rate and holds it for the wait the platform asked;
 //! every success creeps the rate back up by [`CREEP`] of the published figure; a usage report at or
 //! above [`USAGE_SLOWDOWN`] percent (Meta) slows the lane before the platform throttles.
+//!
+//! Replicas (issue 14 item 4): with [`Shaper::shared`], every lane with a published limit is
+//! booked in the database on its clock (`Store::take_rate_slot`), and throttles, usage warnings
+//! and recoveries are written there, so N replicas together send what one would. A connection's
+//! own lane without a published limit stays in memory (it only carries a throttle's hold), and a
+//! lane at its full rate costs no write on success.
 
 use parking_lot::Mutex;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 use tokenwarden_core::connection::Connection;
 use tokenwarden_core::provider::{Provider, RateScope};
+use tokenwarden_store::{RateFeedback, RateLane, RateSlot, Store};
 use tokio::time::Instant;
 
 /// Fraction of a published limit the shaper aims for: room for clock skew and network jitter.
@@ -48,10 +56,15 @@ impl LaneState {
     }
 }
 
-/// The lanes of every call in flight.
+/// The lanes of every call in flight: in this process's memory, and, for lanes with a published
+/// limit when the daemon shares a database with other replicas, in the database
+/// ([`Shaper::shared`]), so that all replicas together keep the platform's limit.
 #[derive(Debug)]
 pub struct Shaper {
     lanes: Mutex<HashMap<String, LaneState>>,
+    shared: Option<Arc<dyn Store>>,
+    /// Shared lanes last seen running below their full rate: a success tells the database.
+    slowed: Mutex<HashSet<String>>,
 }
 
 /// A caller whose slot would come after its budget.
@@ -68,10 +81,24 @@ impl Default for Shaper {
 }
 
 impl Shaper {
-    /// No lanes yet.
+    /// No lanes yet; every lane in this process's memory.
     pub fn new() -> Self {
         Shaper {
             lanes: Mutex::new(HashMap::new()),
+            shared: None,
+            slowed: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// Lanes with a published limit are booked in `store`, on the database's clock, so every
+    /// replica on that database takes its slots from one schedule and follows one slow-down
+    /// after a throttle. Lanes without a limit (a connection's own lane, which only carries a
+    /// throttle's hold) stay in memory: no database round trip for them. Should the database
+    /// fail, a call is paced in memory instead (logged), never refused for it.
+    pub fn shared(store: Arc<dyn Store>) -> Self {
+        Shaper {
+            shared: Some(store),
+            ..Shaper::new()
         }
     }
 
@@ -119,6 +146,10 @@ impl Shaper {
         lanes
     }
 
+    fn is_shared(&self, lane: &Lane) -> bool {
+        self.shared.is_some() && !lane.interval.is_zero()
+    }
+
     /// Takes a slot on every lane and waits for it, unless it comes after `deadline`. Returns
     /// how long the call queued.
     pub async fn acquire(&self, lanes: &[Lane], deadline: Instant) -> Result<Duration, OverBudget> {
@@ -126,31 +157,44 @@ impl Shaper {
             return Ok(Duration::ZERO);
         }
         let now = Instant::now();
-        let slot = {
-            let mut map = self.lanes.lock();
-            let mut slot = now;
-            for lane in lanes {
-                let st = map.entry(lane.key.clone()).or_insert_with(|| LaneState {
-                    interval: lane.interval,
-                    factor: 1.0,
-                    next_free: now,
-                    hold_until: now,
-                });
-                // A provider definition reloaded with other limits takes effect at once.
-                st.interval = lane.interval;
-                slot = slot.max(st.next_free).max(st.hold_until);
-            }
-            if slot > deadline {
-                return Err(OverBudget {
-                    would_wait: slot - now,
-                });
-            }
-            for lane in lanes {
-                if let Some(st) = map.get_mut(&lane.key) {
-                    st.next_free = slot + st.spacing();
+        let (shared, local): (Vec<&Lane>, Vec<&Lane>) =
+            lanes.iter().partition(|l| self.is_shared(l));
+        let slot = match (&self.shared, shared.is_empty()) {
+            (Some(store), false) => {
+                // The local lanes' earliest slot first, so the shared booking is no earlier than
+                // the call can go; then the local lanes are booked at the shared slot.
+                let earliest = self.peek_local(&local, now);
+                if earliest > deadline {
+                    return Err(OverBudget {
+                        would_wait: earliest - now,
+                    });
+                }
+                let wanted: Vec<RateLane> = shared
+                    .iter()
+                    .map(|l| RateLane {
+                        key: l.key.clone(),
+                        interval: l.interval,
+                    })
+                    .collect();
+                match store
+                    .take_rate_slot(&wanted, earliest - now, deadline - now)
+                    .await
+                {
+                    Ok(RateSlot::Granted { wait, slowed, .. }) => {
+                        self.note_slowed(&shared, slowed);
+                        // `wait` counts from the database's reading of its clock, which came
+                        // after any wait for the lanes' rows: count it from now (a little late,
+                        // never early).
+                        self.book_local(&local, now, Instant::now() + wait, deadline)?
+                    }
+                    Ok(RateSlot::Refused { would_wait }) => return Err(OverBudget { would_wait }),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "the shared rate budget cannot be read; pacing this call in memory");
+                        self.book_local(&lanes.iter().collect::<Vec<_>>(), now, now, deadline)?
+                    }
                 }
             }
-            slot
+            _ => self.book_local(&lanes.iter().collect::<Vec<_>>(), now, now, deadline)?,
         };
         // The timer has millisecond granularity: a slot that is already due is taken at once.
         if slot > Instant::now() {
@@ -159,30 +203,142 @@ impl Shaper {
         Ok(slot - now)
     }
 
-    /// The platform pushed back: halve each lane's rate and hold it for `wait` (real time).
-    pub fn throttled(&self, lanes: &[Lane], wait: Duration) {
-        let now = Instant::now();
+    /// The earliest slot the in-memory lanes could give now, booking nothing.
+    fn peek_local(&self, lanes: &[&Lane], now: Instant) -> Instant {
+        let map = self.lanes.lock();
+        lanes
+            .iter()
+            .filter_map(|l| map.get(&l.key))
+            .fold(now, |slot, st| slot.max(st.next_free).max(st.hold_until))
+    }
+
+    /// Books the in-memory lanes at their earliest common slot no sooner than `not_before`.
+    fn book_local(
+        &self,
+        lanes: &[&Lane],
+        now: Instant,
+        not_before: Instant,
+        deadline: Instant,
+    ) -> Result<Instant, OverBudget> {
         let mut map = self.lanes.lock();
+        let mut slot = not_before.max(now);
+        for lane in lanes {
+            let st = map.entry(lane.key.clone()).or_insert_with(|| LaneState {
+                interval: lane.interval,
+                factor: 1.0,
+                next_free: now,
+                hold_until: now,
+            });
+            // A provider definition reloaded with other limits takes effect at once.
+            st.interval = lane.interval;
+            slot = slot.max(st.next_free).max(st.hold_until);
+        }
+        if slot > deadline {
+            return Err(OverBudget {
+                would_wait: slot - now,
+            });
+        }
         for lane in lanes {
             if let Some(st) = map.get_mut(&lane.key) {
-                st.factor = (st.factor / 2.0).max(MIN_FACTOR);
-                st.hold_until = st.hold_until.max(now + wait);
-                st.next_free = st.next_free.max(now + wait);
+                st.next_free = slot + st.spacing();
+            }
+        }
+        Ok(slot)
+    }
+
+    fn note_slowed(&self, lanes: &[&Lane], slowed: bool) {
+        let mut set = self.slowed.lock();
+        for l in lanes {
+            if slowed {
+                set.insert(l.key.clone());
+            } else {
+                set.remove(&l.key);
             }
         }
     }
 
-    /// A success: creep back towards the published rate, or slow down when the platform reports
-    /// usage near its limit.
-    pub fn succeeded(&self, lanes: &[Lane], usage_pct: Option<u32>) {
-        let mut map = self.lanes.lock();
-        for lane in lanes {
-            if let Some(st) = map.get_mut(&lane.key) {
-                st.factor = match usage_pct {
-                    Some(u) if u >= USAGE_SLOWDOWN => (st.factor * 0.75).max(MIN_FACTOR),
-                    _ => (st.factor + CREEP).min(1.0),
-                };
+    /// Sends feedback about shared lanes to the database; a failure only costs adaptivity.
+    async fn tell_shared(&self, lanes: &[String], feedback: RateFeedback) {
+        if let (Some(store), false) = (&self.shared, lanes.is_empty())
+            && let Err(e) = store.rate_feedback(lanes, feedback).await
+        {
+            tracing::warn!(error = %e, "cannot record the platform's answer in the shared rate budget");
+        }
+    }
+
+    fn shared_keys(&self, lanes: &[Lane]) -> Vec<String> {
+        lanes
+            .iter()
+            .filter(|l| self.is_shared(l))
+            .map(|l| l.key.clone())
+            .collect()
+    }
+
+    /// The platform pushed back: halve each lane's rate and hold it for `wait` (real time), on
+    /// every replica for the shared lanes.
+    pub async fn throttled(&self, lanes: &[Lane], wait: Duration) {
+        let now = Instant::now();
+        {
+            let mut map = self.lanes.lock();
+            for lane in lanes {
+                if let Some(st) = map.get_mut(&lane.key) {
+                    st.factor = (st.factor / 2.0).max(MIN_FACTOR);
+                    st.hold_until = st.hold_until.max(now + wait);
+                    st.next_free = st.next_free.max(now + wait);
+                }
             }
+        }
+        let shared = self.shared_keys(lanes);
+        self.note_slowed(
+            &lanes
+                .iter()
+                .filter(|l| self.is_shared(l))
+                .collect::<Vec<_>>(),
+            true,
+        );
+        self.tell_shared(
+            &shared,
+            RateFeedback::Throttled {
+                hold: wait,
+                min_factor: MIN_FACTOR,
+            },
+        )
+        .await;
+    }
+
+    /// A success: creep back towards the published rate, or slow down when the platform reports
+    /// usage near its limit. A shared lane at its full rate costs no database write.
+    pub async fn succeeded(&self, lanes: &[Lane], usage_pct: Option<u32>) {
+        let near_limit = usage_pct.is_some_and(|u| u >= USAGE_SLOWDOWN);
+        {
+            let mut map = self.lanes.lock();
+            for lane in lanes {
+                if let Some(st) = map.get_mut(&lane.key) {
+                    st.factor = if near_limit {
+                        (st.factor * 0.75).max(MIN_FACTOR)
+                    } else {
+                        (st.factor + CREEP).min(1.0)
+                    };
+                }
+            }
+        }
+        let shared = self.shared_keys(lanes);
+        if near_limit {
+            self.tell_shared(
+                &shared,
+                RateFeedback::Slower {
+                    by: 0.75,
+                    min_factor: MIN_FACTOR,
+                },
+            )
+            .await;
+        } else {
+            let slowed: Vec<String> = {
+                let set = self.slowed.lock();
+                shared.into_iter().filter(|k| set.contains(k)).collect()
+            };
+            self.tell_shared(&slowed, RateFeedback::Recovered { step: CREEP })
+                .await;
         }
     }
 
@@ -251,15 +407,15 @@ mod tests {
         let lanes = [lane("snapchat/conn/c1", 100)];
         let far = Instant::now() + Duration::from_secs(600);
         s.acquire(&lanes, far).await.unwrap();
-        s.throttled(&lanes, Duration::from_secs(1));
+        s.throttled(&lanes, Duration::from_secs(1)).await;
         assert_eq!(s.factor("c1"), Some(0.5));
         let waited = s.acquire(&lanes, far).await.unwrap();
         assert!(waited >= Duration::from_secs(1), "held for the asked wait");
         for _ in 0..20 {
-            s.succeeded(&lanes, None);
+            s.succeeded(&lanes, None).await;
         }
         assert_eq!(s.factor("c1"), Some(1.0));
-        s.succeeded(&lanes, Some(95));
+        s.succeeded(&lanes, Some(95)).await;
         assert_eq!(s.factor("c1"), Some(0.75));
     }
 }

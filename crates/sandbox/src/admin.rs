@@ -21,7 +21,7 @@
 //! | `POST /_sandbox/faults/{provider}/rotation` | `{"enabled":bool,"grace":"30s"}` | refresh-token rotation and reuse grace |
 //! | `POST /_sandbox/faults/{provider}/unauthorized-style` | `{"style":"plain"\|"empty"\|"challenge"}` | Snapchat's 401 shape (default `plain`, the evidenced one) |
 //! | `POST /_sandbox/faults/{provider}/clear` | | clear throttle, outage, latency, malformed |
-//! | `GET /_sandbox/counters` / `POST /_sandbox/counters/reset` | | token calls per grant and grant type, API calls, 401s, 429s, tokens used on the other environment's host, credentials sent in an undocumented form (Threads: a Bearer header) |
+//! | `GET /_sandbox/counters` / `POST /_sandbox/counters/reset` | | token calls per grant and grant type (and those an outage answered), API calls (and the most in any one second of the sandbox clock), 401s, 429s, tokens used on the other environment's host, credentials sent in an undocumented form (Threads: a Bearer header) |
 //! | `GET /_sandbox/clock` | | `{"now","time_scale"}` |
 //! | `GET /_sandbox/errors[?provider=]` | | every error the sandbox can send, with the kind it means |
 

@@ -22,6 +22,9 @@ pub(crate) struct ProviderCounters {
     /// no first-party source says it is refused, but counted so tests can require the
     /// documented form.
     pub undocumented_credentials: AtomicU64,
+    /// Token-endpoint calls answered by an outage (they never reach the token endpoint, so they
+    /// are not in the token calls): what a breaker saves the platform during one.
+    pub token_calls_in_outage: AtomicU64,
 }
 
 /// Token-endpoint calls keyed by (provider, grant id or "-" when unknown, grant type).
@@ -29,6 +32,10 @@ pub(crate) struct ProviderCounters {
 pub(crate) struct Counters {
     providers: [ProviderCounters; 5],
     token_calls: DashMap<(Provider, String, String), u64>,
+    /// Per provider: (the current second of the sandbox clock, its API calls, the most API calls
+    /// any second saw), so a test can see the busiest second by count, not by timing: what
+    /// several replicas sent together. Constant memory however long the sandbox runs.
+    busiest: [parking_lot::Mutex<(i64, u64, u64)>; 5],
 }
 
 impl Counters {
@@ -43,6 +50,19 @@ impl Counters {
             .or_default() += 1;
     }
 
+    /// Counts an API call in its second of the sandbox clock.
+    pub fn api_call(&self, p: Provider, now: chrono::DateTime<chrono::Utc>) {
+        Self::bump(&self.of(p).api_calls);
+        let mut b = self.busiest[p.index()].lock();
+        let second = now.timestamp();
+        // A call stamped a moment before the current second counts in it (never less).
+        if second > b.0 {
+            *b = (second, 0, b.2);
+        }
+        b.1 += 1;
+        b.2 = b.2.max(b.1);
+    }
+
     pub fn bump(c: &AtomicU64) {
         c.fetch_add(1, Ordering::Relaxed);
     }
@@ -55,8 +75,12 @@ impl Counters {
             p.rate_limited_sent.store(0, Ordering::Relaxed);
             p.wrong_environment_sent.store(0, Ordering::Relaxed);
             p.undocumented_credentials.store(0, Ordering::Relaxed);
+            p.token_calls_in_outage.store(0, Ordering::Relaxed);
         }
         self.token_calls.clear();
+        for b in &self.busiest {
+            *b.lock() = (0, 0, 0);
+        }
     }
 
     /// `{providers: {id: {...}}, grants: {grant: {provider, token_calls: {type: n}}}}`.
@@ -82,17 +106,20 @@ impl Counters {
         for p in Provider::ALL {
             let c = self.of(p);
             let calls = per_type.remove(&p).unwrap_or_default();
+            let busiest_second = self.busiest[p.index()].lock().2;
             providers.insert(
                 p.id().to_string(),
                 json!({
                     "token_calls": calls.values().sum::<u64>(),
                     "token_calls_by_grant_type": calls,
                     "api_calls": c.api_calls.load(Ordering::Relaxed),
+                    "busiest_second_api_calls": busiest_second,
                     "unauthorized_sent": c.unauthorized_sent.load(Ordering::Relaxed),
                     "too_many_requests_sent": c.too_many_requests_sent.load(Ordering::Relaxed),
                     "rate_limited_sent": c.rate_limited_sent.load(Ordering::Relaxed),
                     "wrong_environment_sent": c.wrong_environment_sent.load(Ordering::Relaxed),
                     "undocumented_credentials": c.undocumented_credentials.load(Ordering::Relaxed),
+                    "token_calls_in_outage": c.token_calls_in_outage.load(Ordering::Relaxed),
                 }),
             );
         }

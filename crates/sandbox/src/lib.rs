@@ -212,7 +212,7 @@ impl Sandbox {
         token: Option<&str>,
     ) -> Result<Arc<ledger::AccessToken>, Gate> {
         let now = self.now();
-        counters::Counters::bump(&self.counters().of(p).api_calls);
+        self.counters().api_call(p, now);
         let faults = self.faults(p);
         if faults.throttled(self.limits(), format!("fault:api:{p}"), false, now) {
             return Err(Gate::Throttled);
@@ -300,7 +300,11 @@ async fn edge(State((sb, p)): State<(Sandbox, Provider)>, req: Request, next: Ne
     let token_endpoint = platform::is_token_path(p, req.uri().path());
     let throttled =
         token_endpoint && faults.throttled(sb.limits(), format!("fault:token:{p}"), true, now);
-    let resp = match faults.outage(now) {
+    let outage = faults.outage(now);
+    if token_endpoint && outage.is_some() {
+        counters::Counters::bump(&sb.counters().of(p).token_calls_in_outage);
+    }
+    let resp = match outage {
         Some((fault::OutageMode::Platform, _)) => {
             platform::render(p, ErrorCase::Outage, &ErrorDetail::default()).into_response()
         }

@@ -10,8 +10,13 @@
 //! - an app the platform refused (a wrong or rotated client secret), once per app problem.
 //!
 //! Delivery is best effort with a few retries; the webhook URL is a secret (anyone holding it can
-//! post) and never appears in a log line or an error. Each replica that runs a notifier alerts, so
-//! enable it on one replica only.
+//! post) and never appears in a log line or an error.
+//!
+//! Replicas: every replica may run a notifier; one at a time watches the database (the
+//! [`crate::singleton::ALERTS`] lease, taken over when its holder dies), and every alert read from
+//! the database is claimed there first ([`tokenwarden_store::Store::claim_alert`], one row per
+//! condition and episode), so neither a second replica nor a restart sends it again. The
+//! database refusing writes is the one alert each replica raises from its own memory.
 
 use crate::ServerState;
 use crate::metrics::ALERTS;
@@ -188,8 +193,8 @@ pub struct Watcher {
     /// (connection, reason, what makes it this occurrence) already alerted, for the conditions read
     /// from the connections; refusals are read once each from the events after `cursor`.
     sent: HashSet<(String, Reason, String)>,
-    /// Alerts that failed to send, with attempts so far.
-    retry: Vec<(Alert, u32)>,
+    /// Alerts that failed to send, with their claim in the database and attempts so far.
+    retry: Vec<(Alert, Option<String>, u32)>,
 }
 
 const MAX_ATTEMPTS: u32 = 5;
@@ -233,10 +238,35 @@ impl Watcher {
         }
     }
 
-    /// What should be alerted now (and is remembered as alerted).
+    /// Claims `key` in the database for this replica: true when no replica (this one before a
+    /// restart included) has sent it.
+    async fn claim(s: &ServerState, key: &str, now: DateTime<Utc>) -> bool {
+        match s.store.claim_alert(key, s.tokens.owner(), now).await {
+            Ok(first) => first,
+            Err(e) => {
+                tracing::warn!(error = %e, "alerts: cannot record an alert as sent; trying again next pass");
+                false
+            }
+        }
+    }
+
+    /// What should be alerted now (and is remembered as alerted), with the key each was
+    /// claimed under in the database.
     pub async fn due(&mut self, s: &ServerState, settings: &AlertSettings) -> Vec<Alert> {
+        self.due_claimed(s, settings)
+            .await
+            .into_iter()
+            .map(|(a, _)| a)
+            .collect()
+    }
+
+    async fn due_claimed(
+        &mut self,
+        s: &ServerState,
+        settings: &AlertSettings,
+    ) -> Vec<(Alert, Option<String>)> {
         let now: DateTime<Utc> = s.clock.now();
-        let mut out = Vec::new();
+        let mut out: Vec<(Alert, Option<String>)> = Vec::new();
         // Transitions to reauth_required, from the events table.
         loop {
             let batch = match s.store.list_events(None, self.cursor, 500).await {
@@ -270,8 +300,22 @@ impl Watcher {
                     },
                     |p| (p.title.clone(), p.fix.clone()),
                 );
-                // The cursor makes this once per refusal event.
-                out.push(Self::alert(s, &c, Reason::ReauthRequired, &title, &fix));
+                // Once per refusal: the episode is the problem's start (two events of one refusal,
+                // from two replicas, are one alert), else the event.
+                let key = format!(
+                    "reauth_required/{}/{}",
+                    c.id,
+                    p.map_or_else(
+                        || format!("event{}", e.id),
+                        |p| p.since.timestamp_millis().to_string()
+                    )
+                );
+                if Self::claim(s, &key, now).await {
+                    out.push((
+                        Self::alert(s, &c, Reason::ReauthRequired, &title, &fix),
+                        Some(key),
+                    ));
+                }
             }
             if batch.len() < 500 {
                 break;
@@ -313,7 +357,14 @@ impl Watcher {
                     _ => continue,
                 };
                 current.insert(key.clone());
-                if self.sent.insert(key.clone()) {
+                if !self.sent.contains(&key) {
+                    let claim = format!("{}/{}/{}", key.1.as_str(), key.0, key.2);
+                    if !Self::claim(s, &claim, now).await {
+                        // Sent before (by this replica before a restart, or another), or not
+                        // recorded: not sent now.
+                        continue;
+                    }
+                    self.sent.insert(key.clone());
                     let title = match key.1 {
                         Reason::Degraded => format!(
                             "{} (degraded since {})",
@@ -329,13 +380,72 @@ impl Watcher {
                         ),
                         _ => p.fix.clone(),
                     };
-                    out.push(Self::alert(s, c, key.1, &title, &fix));
+                    out.push((Self::alert(s, c, key.1, &title, &fix), Some(claim)));
                 }
             }
         }
-        // The database refusing writes: nothing can be recorded on a connection, so it is read
-        // from the token service's memory. Once per episode.
+        out.extend(
+            self.store_refusing(s, &mut current)
+                .into_iter()
+                .map(|a| (a, None)),
+        );
+        // Apps the platform refused, once per open problem.
+        for app in s.store.list_apps(None).await.unwrap_or_default() {
+            let problems = match s.store.app_problems(&app.provider, &app.id).await {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(error = %e, "alerts: cannot read app problems");
+                    continue;
+                }
+            };
+            for p in problems {
+                let key = (
+                    format!("app:{}/{}", app.provider, app.id),
+                    Reason::AppRefused,
+                    format!("{}@{}", p.code, p.since.timestamp_millis()),
+                );
+                current.insert(key.clone());
+                if self.sent.contains(&key) {
+                    continue;
+                }
+                let claim = format!("{}/{}/{}", key.1.as_str(), key.0, key.2);
+                if !Self::claim(s, &claim, now).await {
+                    continue;
+                }
+                self.sent.insert(key);
+                {
+                    out.push((
+                        Alert {
+                            reason: Reason::AppRefused,
+                            connection: app.id.to_string(),
+                            provider: s.providers.get(app.provider.as_str()).map_or_else(
+                                || app.provider.to_string(),
+                                |pr| pr.spec.name.clone(),
+                            ),
+                            title: p.title.clone(),
+                            fix: p.fix.clone(),
+                            reauthorize: None,
+                            dashboard: s.public_url.to_string(),
+                        },
+                        Some(claim),
+                    ));
+                }
+            }
+        }
+        // Forget occurrences that are over (or whose connection is gone), so a later one alerts.
+        self.sent.retain(|k| current.contains(k));
+        out
+    }
+
+    /// The database refusing writes: nothing can be recorded on a connection (nor an alert
+    /// claimed), so each replica reads it from its own token service's memory. Once per episode.
+    fn store_refusing(
+        &mut self,
+        s: &ServerState,
+        current: &mut HashSet<(String, Reason, String)>,
+    ) -> Vec<Alert> {
         let held = s.tokens.held_in_memory();
+        let mut out = Vec::new();
         if held > 0 {
             let key = ("database".to_string(), Reason::StoreRefusing, String::new());
             current.insert(key.clone());
@@ -353,48 +463,39 @@ impl Watcher {
                 });
             }
         }
-        // Apps the platform refused, once per open problem.
-        for app in s.store.list_apps(None).await.unwrap_or_default() {
-            let problems = match s.store.app_problems(&app.provider, &app.id).await {
-                Ok(p) => p,
-                Err(e) => {
-                    tracing::warn!(error = %e, "alerts: cannot read app problems");
-                    continue;
-                }
-            };
-            for p in problems {
-                let key = (
-                    format!("app:{}/{}", app.provider, app.id),
-                    Reason::AppRefused,
-                    format!("{}@{}", p.code, p.since.timestamp_millis()),
-                );
-                current.insert(key.clone());
-                if self.sent.insert(key) {
-                    out.push(Alert {
-                        reason: Reason::AppRefused,
-                        connection: app.id.to_string(),
-                        provider: s
-                            .providers
-                            .get(app.provider.as_str())
-                            .map_or_else(|| app.provider.to_string(), |pr| pr.spec.name.clone()),
-                        title: p.title.clone(),
-                        fix: p.fix.clone(),
-                        reauthorize: None,
-                        dashboard: s.public_url.to_string(),
-                    });
-                }
-            }
-        }
-        // Forget occurrences that are over (or whose connection is gone), so a later one alerts.
-        self.sent.retain(|k| current.contains(k));
         out
     }
 
     /// One pass: finds what is due and sends it (and what failed before).
     pub async fn pass<N: Notifier>(&mut self, s: &ServerState, n: &N, settings: &AlertSettings) {
-        let mut todo: Vec<(Alert, u32)> = std::mem::take(&mut self.retry);
-        todo.extend(self.due(s, settings).await.into_iter().map(|a| (a, 0)));
-        for (alert, attempts) in todo {
+        let due = self.due_claimed(s, settings).await;
+        self.send(s, n, due).await;
+    }
+
+    /// A pass of a replica that does not hold the notifier's lease: only what this replica
+    /// alone knows (the database refusing its writes), and retries.
+    pub async fn pass_local<N: Notifier>(&mut self, s: &ServerState, n: &N) {
+        let mut current: HashSet<(String, Reason, String)> = self
+            .sent
+            .iter()
+            .filter(|k| k.1 != Reason::StoreRefusing)
+            .cloned()
+            .collect();
+        let due = self.store_refusing(s, &mut current);
+        self.sent.retain(|k| current.contains(k));
+        self.send(s, n, due.into_iter().map(|a| (a, None)).collect())
+            .await;
+    }
+
+    async fn send<N: Notifier>(
+        &mut self,
+        s: &ServerState,
+        n: &N,
+        due: Vec<(Alert, Option<String>)>,
+    ) {
+        let mut todo: Vec<(Alert, Option<String>, u32)> = std::mem::take(&mut self.retry);
+        todo.extend(due.into_iter().map(|(a, k)| (a, k, 0)));
+        for (alert, claim, attempts) in todo {
             match n.send(&alert).await {
                 Ok(()) => {
                     metrics::counter!(ALERTS, "reason" => alert.reason.as_str(), "outcome" => "sent")
@@ -406,9 +507,15 @@ impl Watcher {
                         .increment(1);
                     if attempts + 1 < MAX_ATTEMPTS {
                         tracing::warn!(connection = %alert.connection, provider = %alert.provider, kind = "alert_failed", reason = alert.reason.as_str(), error = %e, "alert not sent; will retry");
-                        self.retry.push((alert, attempts + 1));
+                        self.retry.push((alert, claim, attempts + 1));
                     } else {
                         tracing::error!(connection = %alert.connection, provider = %alert.provider, kind = "alert_failed", reason = alert.reason.as_str(), error = %e, "alert not sent; giving up");
+                        // Never sent: give the claim back, so the replica that watches next may.
+                        if let Some(key) = claim
+                            && let Err(e) = s.store.unclaim_alert(&key).await
+                        {
+                            tracing::warn!(error = %e, "alerts: cannot give back an unsent alert's claim");
+                        }
                     }
                 }
             }
@@ -424,11 +531,24 @@ pub async fn run<N: Notifier>(
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut w = Watcher::start(&s).await;
+    // Renewed at every pass or so; taken over within three polls (at least 3 s) of its holder
+    // dying.
+    let mut lease = crate::singleton::JobLease::new(
+        s.store.clone(),
+        crate::singleton::ALERTS,
+        s.tokens.owner(),
+        (settings.poll * 3).max(Duration::from_secs(3)),
+    );
     loop {
         if *stop.borrow() {
+            lease.release().await;
             return;
         }
-        w.pass(&s, &notifier, &settings).await;
+        if lease.held().await {
+            w.pass(&s, &notifier, &settings).await;
+        } else {
+            w.pass_local(&s, &notifier).await;
+        }
         tokio::select! {
             _ = tokio::time::sleep(settings.poll) => {}
             _ = stop.changed() => {}

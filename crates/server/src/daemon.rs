@@ -237,6 +237,10 @@ impl Daemon {
             self.clock.clone(),
             tokenwarden_proxy::EngineConfig {
                 time_scale: self.time_scale,
+                // Replicas share PostgreSQL and must share the platforms' limits; one process
+                // owns a SQLite database (the data directory's lock), so memory is the whole
+                // truth there and costs no write per call.
+                shared_rate_budget: store.backend() == tokenwarden_store::Backend::Postgres,
                 ..Default::default()
             }
             .with_limits(self.proxy_limits),

@@ -19,6 +19,8 @@
 //! - [`metrics`]: `/metrics` in the Prometheus text format.
 //! - [`alerts`]: a Slack-compatible notifier for connections that need a person.
 //! - [`retention`]: deletes old events, finished webhook deliveries and expired authorizations.
+//! - [`singleton`]: leases that let one replica at a time run the notifier, retention and crowd
+//!   planning, with takeover when it dies.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -35,6 +37,7 @@ pub mod monitor;
 pub mod page;
 pub mod retention;
 pub mod scheduler;
+pub mod singleton;
 pub mod webhooks;
 
 use axum::Router;

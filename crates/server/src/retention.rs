@@ -16,6 +16,8 @@ use std::time::Duration;
 pub const PERIOD: Duration = Duration::from_secs(3600);
 /// Rows deleted per statement.
 const BATCH: i64 = 5_000;
+/// Alert records are kept at least this long (an episode older than that is not alerted again).
+const ALERTS_KEPT: Duration = Duration::from_secs(90 * 86_400);
 /// The shortest event retention allowed: the dashboard charts the last day from the events.
 pub const MIN_EVENTS: Duration = Duration::from_secs(86_400);
 /// The shortest delivery retention allowed: the delivery log should show at least the last hour.
@@ -71,16 +73,31 @@ pub async fn run(
     } else {
         1.0
     };
+    // One replica prunes (the deletes are safe in parallel, but twice the work for nothing). The
+    // lease outlives a period by half, so its holder keeps it from pass to pass, and another
+    // replica takes over within two periods of the holder's end.
+    let mut lease = crate::singleton::JobLease::new(
+        s.store.clone(),
+        crate::singleton::RETENTION,
+        s.tokens.owner(),
+        PERIOD.div_f64(scale).mul_f64(1.5),
+    );
     loop {
         if *stop.borrow() {
+            lease.release().await;
             return;
         }
         let started = s.clock.now();
         // Each batch is its own statement, committed or rolled back whole, so stopping in the
         // middle of a long first pass loses nothing: the next start goes on from there.
-        tokio::select! {
-            _ = prune(&s, &policy) => {}
-            _ = stop.changed() => return,
+        if lease.held().await {
+            tokio::select! {
+                _ = prune(&s, &policy) => {}
+                _ = stop.changed() => {
+                    lease.release().await;
+                    return;
+                }
+            }
         }
         let next = started
             .checked_add_signed(TimeDelta::from_std(PERIOD).unwrap_or(TimeDelta::hours(1)))
@@ -92,7 +109,10 @@ pub async fn run(
             }
             tokio::select! {
                 _ = tokio::time::sleep(wait.div_f64(scale)) => {}
-                _ = stop.changed() => return,
+                _ = stop.changed() => {
+                    lease.release().await;
+                    return;
+                }
             }
         }
     }
@@ -117,6 +137,15 @@ pub async fn prune(s: &ServerState, policy: &Retention) -> Pruned {
         "pending_authorizations",
         s.store.purge_expired_pending(now).await,
     );
+    // What replicas share and no longer need: idle rate lanes, ended dashboard sessions, old
+    // sign-in failures, and alert records past the events' retention (or 90 days).
+    let alerts_kept = policy.events.unwrap_or(ALERTS_KEPT).max(ALERTS_KEPT);
+    if let Some(alerts_before) = cutoff(now, alerts_kept) {
+        settle(
+            "replica_state",
+            s.store.purge_replica_state(now, alerts_before).await,
+        );
+    }
     if pruned != Pruned::default() {
         tracing::info!(
             events = pruned.events,

@@ -17,7 +17,8 @@
 //! forward (a `degraded` one's deadline is its backoff retry, and is kept).
 //!
 //! Several replicas each pace themselves, so the rate the platform sees grows with the number of
-//! replicas; the halving leaves room for two.
+//! replicas; the halving leaves room for two. Crowd planning runs on one replica at a time (the
+//! [`crate::singleton::CROWD_PLANNING`] lease), so only that one pulls a crowd forward.
 
 use crate::ServerState;
 use chrono::{DateTime, TimeDelta, Utc};
@@ -167,6 +168,15 @@ pub async fn run(
     };
     let mut pacer = Pacer::default();
     let mut plans = Plans::default();
+    // One replica plans crowds (and reads up to LOOKAHEAD deadlines a minute to do so); every
+    // replica claims what is due. Held for three of the longest sleeps, so its holder renews it
+    // in passing, and taken over within that of its end.
+    let mut planning = crate::singleton::JobLease::new(
+        s.store.clone(),
+        crate::singleton::CROWD_PLANNING,
+        &owner,
+        MAX_SLEEP.mul_f64(3.0).div_f64(scale),
+    );
     // Refreshes in flight; they outlive a batch, so the next claim overlaps the last refreshes of
     // the previous one and a crowd is worked on without a gap.
     let mut running = tokio::task::JoinSet::new();
@@ -177,6 +187,7 @@ pub async fn run(
                     feedback(&s, &mut pacer, done);
                 }
             }
+            planning.release().await;
             return;
         }
         // A refreshed set the database refused earlier is stored as soon as it takes writes.
@@ -190,7 +201,13 @@ pub async fn run(
             }
         };
         // A crowd that cannot wait for its deadlines: claim its earliest, due or not.
-        let (behind, crowd_next) = plans.look(&s, now).await;
+        let (behind, crowd_next) = if planning.held().await {
+            plans.look(&s, now).await
+        } else {
+            // Another replica plans; a plan of ours would be stale by the time we plan again.
+            plans.forget();
+            (Vec::new(), None)
+        };
         let mut early = 0;
         for (provider, until) in &behind {
             let room = BATCH - claimed.len() as i64;

@@ -239,6 +239,14 @@ async fn revocation_sustained_degradation_and_expiry_forecasts_alert_once_with_t
             "the same forecast is not repeated as the days count down"
         );
     }
+    // A replica taking the notifier over (or this one restarted) reads the whole history and
+    // every open condition again: each alert was recorded as sent in the database, so none goes
+    // twice.
+    let mut other = Watcher::default();
+    other.pass(s, &notifier, &settings).await;
+    other.pass(s, &notifier, &settings).await;
+    let again = rx.drain();
+    assert!(again.is_empty(), "re-sent after a takeover: {again:?}");
     w.d.stop().await;
 }
 

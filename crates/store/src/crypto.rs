@@ -252,7 +252,7 @@ impl Keyring {
             .ok_or_else(|| place.decrypt_failed("it does not hold a tokenwarden v1 ciphertext"))?;
         let key = self.key(key_id).ok_or_else(|| {
             place.decrypt_failed(format!(
-                "it is encrypted under key {key_id}, which the keyring ({}) does not hold",
+                "{MISSING_KEY_PREFIX}{key_id}, which the keyring ({}) does not hold",
                 self.key_ids().join(", ")
             ))
         })?;
@@ -280,6 +280,31 @@ impl Keyring {
         let text = std::str::from_utf8(&bytes)
             .map_err(|_| place.decrypt_failed("it decrypted to bytes that are not UTF-8"))?;
         Ok(tokenwarden_core::secret::Secret::new(text))
+    }
+}
+
+/// How the reason of a value under a key the keyring lacks begins (the key id follows, then a
+/// comma): [`crate::StoreError::missing_key_id`] reads it back.
+pub(crate) const MISSING_KEY_PREFIX: &str = "it is encrypted under key ";
+
+/// Where a replica's keys come from, so the store can reload them when it meets a value under a
+/// key id it does not hold, and say where to add a key that is still missing.
+#[derive(Clone)]
+pub struct KeyLoader {
+    /// Where, in words for an error message ("the key file /etc/tokenwarden/master.key").
+    pub source: String,
+    /// Reads the keys again; `None` when they cannot change while the process runs (an
+    /// environment variable).
+    pub load:
+        Option<std::sync::Arc<dyn Fn() -> std::result::Result<Keyring, String> + Send + Sync>>,
+}
+
+impl std::fmt::Debug for KeyLoader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyLoader")
+            .field("source", &self.source)
+            .field("reloads", &self.load.is_some())
+            .finish()
     }
 }
 

@@ -113,6 +113,18 @@ impl StoreError {
         }
     }
 
+    /// The key id a value is encrypted under that the keyring does not hold, when this is that
+    /// error (another replica rotated to a key this one has not loaded).
+    pub fn missing_key_id(&self) -> Option<&str> {
+        match self {
+            StoreError::DecryptFailed { reason, .. } => reason
+                .strip_prefix(crate::crypto::MISSING_KEY_PREFIX)?
+                .split_once(',')
+                .map(|(id, _)| id),
+            _ => None,
+        }
+    }
+
     /// The connection whose stored token set cannot be decrypted, when this is that error.
     pub fn undecryptable_connection(&self) -> Option<&str> {
         match self {

@@ -39,7 +39,7 @@ use tokenwarden_core::policy::CrowdPlan;
 use tokenwarden_core::secret::Secret;
 use tokenwarden_core::token::TokenSet;
 
-pub use crypto::{KeySource, Keyring};
+pub use crypto::{KeyLoader, KeySource, Keyring};
 pub use error::StoreError;
 pub use model::*;
 
@@ -343,6 +343,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     // ---- keys ----
     /// The keyring in use.
     fn keyring(&self) -> Keyring;
+    /// Where the keys come from: a value met under a key id the keyring lacks makes the store
+    /// reload them from there (another replica rotated to a new key), and, when the key is still
+    /// missing, the error says where to add it.
+    fn set_key_loader(&self, loader: KeyLoader);
     /// Swaps in a keyring whose current key may be new. It must hold every key id still in use
     /// (checked against the key-check records); the new key gets its check record.
     async fn set_keyring(&self, keys: Keyring) -> Result<(), StoreError>;
@@ -354,6 +358,96 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn retire_old_keys(&self) -> Result<(), StoreError>;
     /// Usage of each key.
     async fn key_status(&self) -> Result<Vec<KeyStatus>, StoreError>;
+
+    // ---- shared by replicas (issue 14 item 4) ----
+    /// Books one slot on every lane at once, on the database's clock, so that all replicas
+    /// together keep each lane's spacing: the earliest time no sooner than `after` from now at
+    /// which every lane is free and none is held, provided it is no later than `within` from now
+    /// ([`RateSlot::Refused`] otherwise, having booked nothing). Each lane's next slot moves to
+    /// the booked one plus its interval divided by its current factor. A lane is created at its
+    /// full rate the first time it is named, and its interval follows the latest caller's (a
+    /// reloaded definition takes effect at once).
+    async fn take_rate_slot(
+        &self,
+        lanes: &[RateLane],
+        after: Duration,
+        within: Duration,
+    ) -> Result<RateSlot, StoreError>;
+    /// Applies the platform's answer to shared lanes (unknown lanes are ignored).
+    async fn rate_feedback(
+        &self,
+        lanes: &[String],
+        feedback: RateFeedback,
+    ) -> Result<(), StoreError>;
+    /// Takes or renews the lease on singleton work `name` for `ttl` (database clock): true when
+    /// `holder` now holds it, false while another holder's lease is unexpired.
+    async fn take_job_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError>;
+    /// Gives the lease up, if `holder` holds it, so another replica takes over at once.
+    async fn release_job_lease(&self, name: &str, holder: &str) -> Result<(), StoreError>;
+    /// Claims the right to send the alert `key` (a condition and its episode): true for the
+    /// first claimant only, whichever replica and however often it restarted.
+    async fn claim_alert(
+        &self,
+        key: &str,
+        holder: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+    /// Gives a claim back (the alert could not be sent), so a later pass may send it.
+    async fn unclaim_alert(&self, key: &str) -> Result<(), StoreError>;
+    /// Stores a new dashboard session.
+    async fn put_dashboard_session(&self, session: &DashboardSession) -> Result<(), StoreError>;
+    /// The session whose cookie hashes to `token_hash`, if it is live at `now` (before its
+    /// absolute end and used within `idle`); counts as a use. A session found idle or past its
+    /// end is deleted.
+    async fn use_dashboard_session(
+        &self,
+        token_hash: &Sha256Hex,
+        now: DateTime<Utc>,
+        idle: chrono::TimeDelta,
+    ) -> Result<Option<DashboardSession>, StoreError>;
+    /// Ends a session.
+    async fn end_dashboard_session(&self, token_hash: &Sha256Hex) -> Result<(), StoreError>;
+    /// Records one failed sign-in under each limit key.
+    async fn record_signin_failure(
+        &self,
+        keys: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    /// Until when sign-in is refused for any of `keys`: `limit` failures within `window` before
+    /// `now` lock a key until the oldest of those `limit` failures is `window` old.
+    async fn signin_locked_until(
+        &self,
+        keys: &[String],
+        limit: i64,
+        window: chrono::TimeDelta,
+        now: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>, StoreError>;
+    /// Forgets a key's failures (its client signed in).
+    async fn clear_signin_failures(&self, key: &str) -> Result<(), StoreError>;
+    /// Deletes shared state that no longer limits or remembers anything: rate lanes idle for an
+    /// hour (database clock), dashboard sessions past their end and sign-in failures older than
+    /// an hour at `now`, and alert records older than `alerts_before`. How many rows went.
+    async fn purge_replica_state(
+        &self,
+        now: DateTime<Utc>,
+        alerts_before: DateTime<Utc>,
+    ) -> Result<u64, StoreError>;
+
+    /// A circuit breaker (`tokenwarden_core::breaker`) and the database's clock reading, to
+    /// decide on with one clock across replicas. A breaker never used is closed at version 0.
+    async fn breaker(&self, name: &str) -> Result<(BreakerRecord, DateTime<Utc>), StoreError>;
+    /// Stores a breaker's next state if it is still at `expected_version`; true if it was.
+    async fn put_breaker(
+        &self,
+        name: &str,
+        expected_version: i64,
+        state: &tokenwarden_core::breaker::BreakerState,
+    ) -> Result<bool, StoreError>;
 
     // ---- retention ----
     /// Deletes the events that happened before `before`; how many. At most `batch` rows go per

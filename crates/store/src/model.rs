@@ -486,3 +486,80 @@ mod tests {
         }
     }
 }
+
+/// A lane of outgoing calls whose budget replicas share (a platform's per-app, per-endpoint,
+/// per-account or per-token limit): its key (never a secret) and the spacing its limit implies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLane {
+    /// What the lane is, e.g. `snapchat/app/main`.
+    pub key: String,
+    /// The spacing between calls at the full rate (real time).
+    pub interval: std::time::Duration,
+}
+
+/// What [`crate::Store::take_rate_slot`] booked.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum RateSlot {
+    /// A slot on every lane, `wait` from now (database time).
+    Granted {
+        /// How long to wait before calling.
+        wait: std::time::Duration,
+        /// Whether any lane runs below its full rate (a success should tell it so).
+        slowed: bool,
+        /// The slot, on the database's clock.
+        at: DateTime<Utc>,
+    },
+    /// The earliest slot lies beyond the caller's budget: nothing was booked.
+    Refused {
+        /// How long the caller would have waited.
+        would_wait: std::time::Duration,
+    },
+}
+
+/// How the platform answered on shared lanes: the adaptive slow-down every replica follows.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum RateFeedback {
+    /// Throttled: halve the rate (not below `min_factor`) and hold every caller for `hold`.
+    Throttled {
+        /// The pause the platform asked for (real time).
+        hold: std::time::Duration,
+        /// The lowest share of the published rate.
+        min_factor: f64,
+    },
+    /// Usage close to the limit (Meta's headers): multiply the rate by `by`.
+    Slower {
+        /// Below 1.
+        by: f64,
+        /// The lowest share of the published rate.
+        min_factor: f64,
+    },
+    /// A success: give back `step` of the published rate, up to all of it.
+    Recovered {
+        /// The share given back.
+        step: f64,
+    },
+}
+
+/// A signed-in dashboard browser, as stored: the cookie value itself never is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DashboardSession {
+    /// SHA-256 of the cookie value.
+    pub token_hash: Sha256Hex,
+    /// Who signed in ("API key tw_ab12…", "password").
+    pub who: String,
+    /// Signed in at.
+    pub created_at: DateTime<Utc>,
+    /// The absolute end.
+    pub expires_at: DateTime<Utc>,
+    /// The last request that used it.
+    pub last_used: DateTime<Utc>,
+}
+
+/// A platform's circuit breaker as stored: its state and the version every change compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BreakerRecord {
+    /// The state (times on the database's clock).
+    pub state: tokenwarden_core::breaker::BreakerState,
+    /// Bumped by every change; 0 when there is no row yet.
+    pub version: i64,
+}

@@ -4,7 +4,7 @@
 //! neither has nor needs (it serialises writers).
 
 use crate::Store;
-use crate::crypto::{Keyring, Place, stored_key_id};
+use crate::crypto::{KeyLoader, Keyring, Place, stored_key_id};
 use crate::error::{Result, StoreError};
 use crate::model::*;
 use async_trait::async_trait;
@@ -42,6 +42,10 @@ pub struct SqlStore {
     backend: Backend,
     keys: RwLock<Arc<Keyring>>,
     budget: tokio::sync::Mutex<HashMap<String, (i64, i64)>>,
+    /// Where this replica's keys come from, to reload them when a value names a key it lacks.
+    loader: RwLock<Option<KeyLoader>>,
+    /// One reload at a time.
+    reloading: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for SqlStore {
@@ -189,6 +193,8 @@ impl SqlStore {
             backend,
             keys: RwLock::new(Arc::new(keys.clone())),
             budget: tokio::sync::Mutex::new(HashMap::new()),
+            loader: RwLock::new(None),
+            reloading: tokio::sync::Mutex::new(()),
         };
         store.verify_keyring(&keys).await?;
         Ok(store)
@@ -204,6 +210,22 @@ impl SqlStore {
         match self.backend {
             Backend::Postgres => "(floor(extract(epoch from clock_timestamp()) * 1000))::bigint",
             Backend::Sqlite => "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)",
+        }
+    }
+
+    /// The larger of several values: `GREATEST` on PostgreSQL, the scalar `max` on SQLite.
+    fn greatest(&self) -> &'static str {
+        match self.backend {
+            Backend::Postgres => "GREATEST",
+            Backend::Sqlite => "max",
+        }
+    }
+
+    /// The smaller of several values.
+    fn least(&self) -> &'static str {
+        match self.backend {
+            Backend::Postgres => "LEAST",
+            Backend::Sqlite => "min",
         }
     }
 
@@ -677,6 +699,97 @@ impl SqlStore {
 }
 
 impl SqlStore {
+    /// Decodes rows with `decode`; when a value is encrypted under a key id this replica's
+    /// keyring lacks (another replica rotated to a new key), reloads the keyring from where it
+    /// came from and decodes again, and otherwise says what to do.
+    async fn decoded<T>(&self, decode: impl Fn() -> Result<T>) -> Result<T> {
+        match decode() {
+            Err(e) => match e.missing_key_id().map(str::to_owned) {
+                Some(id) => {
+                    if self.reload_for(&id).await {
+                        decode().map_err(|e| self.explain_missing_key(e))
+                    } else {
+                        Err(self.explain_missing_key(e))
+                    }
+                }
+                None => Err(e),
+            },
+            ok => ok,
+        }
+    }
+
+    /// Reloads the keyring when the loader's holds `key_id`; true when the keyring now does.
+    async fn reload_for(&self, key_id: &str) -> bool {
+        let _one = self.reloading.lock().await;
+        if self.ring().has(key_id) {
+            return true; // reloaded meanwhile
+        }
+        let Some(load) = self
+            .loader
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .and_then(|l| l.load.clone())
+        else {
+            return false;
+        };
+        match load() {
+            Ok(ring) if ring.has(key_id) => {
+                let ids = ring.key_ids().join(", ");
+                match self.set_keyring(ring).await {
+                    Ok(()) => {
+                        tracing::info!(key_id, key_ids = %ids, "met a value under a key this replica did not have; reloaded the keyring");
+                        true
+                    }
+                    Err(e) => {
+                        tracing::error!(key_id, error = %e, "reloaded keys were refused; keeping the keys in use");
+                        false
+                    }
+                }
+            }
+            Ok(_) => false,
+            Err(e) => {
+                tracing::error!(key_id, error = %e, "cannot reload the keyring");
+                false
+            }
+        }
+    }
+
+    /// Adds what to do to an error about a key this replica does not hold.
+    fn explain_missing_key(&self, e: StoreError) -> StoreError {
+        let Some(id) = e.missing_key_id().map(str::to_owned) else {
+            return e;
+        };
+        let source = self
+            .loader
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map_or_else(
+                || "this replica's keys (the key file or TOKENWARDEN_MASTER_KEY it was started with)".to_string(),
+                |l| l.source.clone(),
+            );
+        match e {
+            StoreError::DecryptFailed {
+                table,
+                column,
+                row,
+                reason,
+            } => StoreError::DecryptFailed {
+                table,
+                column,
+                row,
+                reason: format!(
+                    "{reason}. Keys come from {source}, and key {id} is not there: another replica \
+                     probably rotated to it (`tokenwarden keys rotate` writes the new key to its own key file). \
+                     Copy the line starting `{id}:` from that replica's key file into this replica's, \
+                     which reloads it at once (or restart it with that key)"
+                ),
+            },
+            other => other,
+        }
+    }
+
     async fn seal_tokens(&self, conn: &ConnectionId, set: &TokenSet) -> Result<SealedTokens> {
         let at = self
             .seal_secret(
@@ -737,12 +850,12 @@ impl Store for SqlStore {
     }
 
     async fn get_app(&self, provider: &ProviderId, app: &AppId) -> Result<Option<App>> {
-        sqlx::query("SELECT * FROM apps WHERE row_key = $1")
+        let row = sqlx::query("SELECT * FROM apps WHERE row_key = $1")
             .bind(app_row_key(provider, app))
             .fetch_optional(&self.pool)
-            .await?
-            .map(|r| self.row_to_app(&r))
-            .transpose()
+            .await?;
+        self.decoded(|| row.as_ref().map(|r| self.row_to_app(r)).transpose())
+            .await
     }
 
     async fn list_apps(&self, provider: Option<&ProviderId>) -> Result<Vec<App>> {
@@ -759,7 +872,8 @@ impl Store for SqlStore {
                     .await?
             }
         };
-        rows.iter().map(|r| self.row_to_app(r)).collect()
+        self.decoded(|| rows.iter().map(|r| self.row_to_app(r)).collect())
+            .await
     }
 
     async fn delete_app(&self, provider: &ProviderId, app: &AppId) -> Result<bool> {
@@ -941,14 +1055,18 @@ impl Store for SqlStore {
     }
 
     async fn get_tokens(&self, conn: &ConnectionId) -> Result<Option<StoredTokens>> {
-        sqlx::query(&format!(
+        let row = sqlx::query(&format!(
             "SELECT {TOKEN_COLS} FROM token_sets WHERE connection_id = $1"
         ))
         .bind(conn.as_str())
         .fetch_optional(&self.pool)
-        .await?
-        .map(|r| self.row_to_tokens(conn.as_str(), &r))
-        .transpose()
+        .await?;
+        self.decoded(|| {
+            row.as_ref()
+                .map(|r| self.row_to_tokens(conn.as_str(), r))
+                .transpose()
+        })
+        .await
     }
 
     async fn put_initial_tokens(
@@ -1354,7 +1472,7 @@ impl Store for SqlStore {
         .await?;
         match row {
             Some(r) => {
-                let p = self.row_to_pending(&r)?;
+                let p = self.decoded(|| self.row_to_pending(&r)).await?;
                 Ok((p.expires_at > now).then_some(p))
             }
             None => Ok(None),
@@ -1534,19 +1652,20 @@ impl Store for SqlStore {
     }
 
     async fn get_webhook(&self, id: &str) -> Result<Option<WebhookEndpoint>> {
-        sqlx::query("SELECT * FROM webhooks WHERE id = $1")
+        let row = sqlx::query("SELECT * FROM webhooks WHERE id = $1")
             .bind(id)
             .fetch_optional(&self.pool)
-            .await?
-            .map(|r| self.row_to_webhook(&r))
-            .transpose()
+            .await?;
+        self.decoded(|| row.as_ref().map(|r| self.row_to_webhook(r)).transpose())
+            .await
     }
 
     async fn list_webhooks(&self) -> Result<Vec<WebhookEndpoint>> {
         let rows = sqlx::query("SELECT * FROM webhooks ORDER BY id")
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(|r| self.row_to_webhook(r)).collect()
+        self.decoded(|| rows.iter().map(|r| self.row_to_webhook(r)).collect())
+            .await
     }
 
     async fn delete_webhook(&self, id: &str) -> Result<bool> {
@@ -1656,6 +1775,10 @@ impl Store for SqlStore {
         (*self.ring()).clone()
     }
 
+    fn set_key_loader(&self, loader: KeyLoader) {
+        *self.loader.write().unwrap_or_else(|p| p.into_inner()) = Some(loader);
+    }
+
     async fn set_keyring(&self, keys: Keyring) -> Result<()> {
         self.verify_keyring(&keys).await?;
         *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(keys);
@@ -1748,7 +1871,384 @@ impl Store for SqlStore {
         )
         .await
     }
+
+    async fn take_rate_slot(
+        &self,
+        lanes: &[RateLane],
+        after: Duration,
+        within: Duration,
+    ) -> Result<RateSlot> {
+        // Rows are locked in key order, so two bookings over overlapping lanes cannot deadlock;
+        // the first statement of the transaction is a write, so on SQLite it takes the write
+        // lock before anything is read.
+        let mut sorted: Vec<&RateLane> = lanes.iter().collect();
+        sorted.sort_by(|a, b| a.key.cmp(&b.key));
+        sorted.dedup_by(|a, b| a.key == b.key);
+        if sorted.is_empty() {
+            return Ok(RateSlot::Granted {
+                wait: Duration::ZERO,
+                slowed: false,
+                at: Utc::now(),
+            });
+        }
+        let db_now = self.now_sql();
+        let upsert = format!(
+            "INSERT INTO rate_lanes (lane, interval_ms, factor, next_free, hold_until) VALUES ($1, $2, 1.0, 0, 0)
+             ON CONFLICT (lane) DO UPDATE SET interval_ms = excluded.interval_ms
+             RETURNING factor, next_free, hold_until, {db_now} AS now"
+        );
+        let mut tx = self.pool.begin().await?;
+        let mut seen = Vec::with_capacity(sorted.len());
+        let mut now = 0i64;
+        for lane in &sorted {
+            let r = sqlx::query(&upsert)
+                .bind(&lane.key)
+                .bind(ttl_ms(lane.interval))
+                .fetch_one(&mut *tx)
+                .await?;
+            let factor: f64 = r.try_get("factor")?;
+            let next_free: i64 = r.try_get("next_free")?;
+            let hold_until: i64 = r.try_get("hold_until")?;
+            now = now.max(r.try_get("now")?);
+            seen.push((lane, factor, next_free.max(hold_until)));
+        }
+        let earliest = now.saturating_add(ttl_ms(after).min(i64::MAX / 4));
+        let slot = seen
+            .iter()
+            .map(|(_, _, free)| *free)
+            .fold(earliest, i64::max);
+        let wait = Duration::from_millis(u64::try_from(slot - now).unwrap_or(0));
+        if slot - now > i64::try_from(within.as_millis()).unwrap_or(i64::MAX) {
+            tx.commit().await?;
+            return Ok(RateSlot::Refused { would_wait: wait });
+        }
+        let mut slowed = false;
+        for (lane, factor, _) in &seen {
+            let factor = if factor.is_finite() && *factor > 0.0 {
+                factor.min(1.0)
+            } else {
+                1.0
+            };
+            slowed |= factor < 1.0;
+            let spacing = lane.interval.as_secs_f64() * 1000.0 / factor;
+            let next = slot.saturating_add(spacing.min(1e15).ceil() as i64);
+            sqlx::query("UPDATE rate_lanes SET next_free = $2 WHERE lane = $1")
+                .bind(&lane.key)
+                .bind(next)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(RateSlot::Granted {
+            wait,
+            slowed,
+            at: from_ms(slot)?,
+        })
+    }
+
+    async fn rate_feedback(&self, lanes: &[String], feedback: RateFeedback) -> Result<()> {
+        let db_now = self.now_sql();
+        let (most, least) = (self.greatest(), self.least());
+        for lane in lanes {
+            match feedback {
+                RateFeedback::Throttled { hold, min_factor } => {
+                    sqlx::query(&format!(
+                        "UPDATE rate_lanes SET factor = {most}(factor / 2, $2),
+                           hold_until = {most}(hold_until, {db_now} + $3),
+                           next_free = {most}(next_free, {db_now} + $3)
+                         WHERE lane = $1"
+                    ))
+                    .bind(lane)
+                    .bind(min_factor)
+                    .bind(ttl_ms(hold))
+                    .execute(&self.pool)
+                    .await?;
+                }
+                RateFeedback::Slower { by, min_factor } => {
+                    sqlx::query(&format!(
+                        "UPDATE rate_lanes SET factor = {most}(factor * $2, $3) WHERE lane = $1"
+                    ))
+                    .bind(lane)
+                    .bind(by)
+                    .bind(min_factor)
+                    .execute(&self.pool)
+                    .await?;
+                }
+                RateFeedback::Recovered { step } => {
+                    sqlx::query(&format!(
+                        "UPDATE rate_lanes SET factor = {least}(factor + $2, 1.0) WHERE lane = $1 AND factor < 1.0"
+                    ))
+                    .bind(lane)
+                    .bind(step)
+                    .execute(&self.pool)
+                    .await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn take_job_lease(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool> {
+        let db_now = self.now_sql();
+        let row = sqlx::query(&format!(
+            "INSERT INTO job_leases (name, holder, expires_at) VALUES ($1, $2, {db_now} + $3)
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+             WHERE job_leases.holder = excluded.holder OR job_leases.expires_at <= {db_now}
+             RETURNING holder"
+        ))
+        .bind(name)
+        .bind(holder)
+        .bind(ttl_ms(ttl))
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.is_some())
+    }
+
+    async fn release_job_lease(&self, name: &str, holder: &str) -> Result<()> {
+        sqlx::query("DELETE FROM job_leases WHERE name = $1 AND holder = $2")
+            .bind(name)
+            .bind(holder)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn claim_alert(&self, key: &str, holder: &str, now: DateTime<Utc>) -> Result<bool> {
+        let row = sqlx::query(
+            "INSERT INTO alerts_sent (alert_key, holder, sent_at) VALUES ($1, $2, $3)
+             ON CONFLICT (alert_key) DO NOTHING RETURNING alert_key",
+        )
+        .bind(key)
+        .bind(holder)
+        .bind(ms(now))
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.is_some())
+    }
+
+    async fn unclaim_alert(&self, key: &str) -> Result<()> {
+        sqlx::query("DELETE FROM alerts_sent WHERE alert_key = $1")
+            .bind(key)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn put_dashboard_session(&self, d: &DashboardSession) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO dashboard_sessions (token_hash, who, created_at, expires_at, last_used) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(d.token_hash.as_str())
+        .bind(&d.who)
+        .bind(ms(d.created_at))
+        .bind(ms(d.expires_at))
+        .bind(ms(d.last_used))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn use_dashboard_session(
+        &self,
+        token_hash: &Sha256Hex,
+        now: DateTime<Utc>,
+        idle: chrono::TimeDelta,
+    ) -> Result<Option<DashboardSession>> {
+        let most = self.greatest();
+        let row = sqlx::query(&format!(
+            "UPDATE dashboard_sessions SET last_used = {most}(last_used, $2)
+             WHERE token_hash = $1 AND expires_at > $2 AND $2 - last_used <= $3
+             RETURNING token_hash, who, created_at, expires_at, last_used"
+        ))
+        .bind(token_hash.as_str())
+        .bind(ms(now))
+        .bind(idle.num_milliseconds())
+        .fetch_optional(&self.pool)
+        .await?;
+        match row {
+            Some(r) => Ok(Some(DashboardSession {
+                token_hash: Sha256Hex::from_hex(r.try_get::<String, _>("token_hash")?),
+                who: r.try_get("who")?,
+                created_at: from_ms(r.try_get("created_at")?)?,
+                expires_at: from_ms(r.try_get("expires_at")?)?,
+                last_used: from_ms(r.try_get("last_used")?)?,
+            })),
+            None => {
+                // Idle or past its end (or never existed): ended, not just hidden.
+                self.end_dashboard_session(token_hash).await?;
+                Ok(None)
+            }
+        }
+    }
+
+    async fn end_dashboard_session(&self, token_hash: &Sha256Hex) -> Result<()> {
+        sqlx::query("DELETE FROM dashboard_sessions WHERE token_hash = $1")
+            .bind(token_hash.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn record_signin_failure(&self, keys: &[String], now: DateTime<Utc>) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for key in keys {
+            sqlx::query("INSERT INTO signin_failures (limit_key, at) VALUES ($1, $2)")
+                .bind(key)
+                .bind(ms(now))
+                .execute(&mut *tx)
+                .await?;
+            // A key's failures older than an hour limit nothing; keep its rows few.
+            sqlx::query("DELETE FROM signin_failures WHERE limit_key = $1 AND at < $2")
+                .bind(key)
+                .bind(ms(now) - SIGNIN_FAILURES_KEPT_MS)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn signin_locked_until(
+        &self,
+        keys: &[String],
+        limit: i64,
+        window: chrono::TimeDelta,
+        now: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>> {
+        let mut until: Option<DateTime<Utc>> = None;
+        for key in keys {
+            // The `limit`-th newest failure inside the window: while it is in the window, the key
+            // has `limit` failures in it.
+            let row = sqlx::query(
+                "SELECT at FROM signin_failures WHERE limit_key = $1 AND at > $2 AND at <= $3
+                 ORDER BY at DESC LIMIT 1 OFFSET $4",
+            )
+            .bind(key)
+            .bind(ms(now) - window.num_milliseconds())
+            .bind(ms(now))
+            .bind((limit - 1).max(0))
+            .fetch_optional(&self.pool)
+            .await?;
+            if let Some(r) = row {
+                let ends = from_ms(r.try_get::<i64, _>("at")? + window.num_milliseconds())?;
+                until = Some(until.map_or(ends, |u| u.max(ends)));
+            }
+        }
+        Ok(until)
+    }
+
+    async fn clear_signin_failures(&self, key: &str) -> Result<()> {
+        sqlx::query("DELETE FROM signin_failures WHERE limit_key = $1")
+            .bind(key)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn purge_replica_state(
+        &self,
+        now: DateTime<Utc>,
+        alerts_before: DateTime<Utc>,
+    ) -> Result<u64> {
+        let db_now = self.now_sql();
+        let mut gone = 0;
+        gone += sqlx::query(&format!(
+            "DELETE FROM rate_lanes WHERE next_free < {db_now} - $1 AND hold_until < {db_now} - $1"
+        ))
+        .bind(RATE_LANE_IDLE_MS)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        gone += sqlx::query("DELETE FROM dashboard_sessions WHERE expires_at <= $1")
+            .bind(ms(now))
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        gone += sqlx::query("DELETE FROM signin_failures WHERE at < $1")
+            .bind(ms(now) - SIGNIN_FAILURES_KEPT_MS)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        gone += sqlx::query("DELETE FROM alerts_sent WHERE sent_at < $1")
+            .bind(ms(alerts_before))
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(gone)
+    }
+
+    async fn breaker(&self, name: &str) -> Result<(BreakerRecord, DateTime<Utc>)> {
+        let db_now = self.now_sql();
+        let r = sqlx::query(&format!(
+            "SELECT {db_now} AS now, b.failures, b.step, b.open_until, b.trial_until, b.version
+             FROM (SELECT 1 AS one) AS o LEFT JOIN circuit_breakers b ON b.breaker = $1"
+        ))
+        .bind(name)
+        .fetch_one(&self.pool)
+        .await?;
+        let now = from_ms(r.try_get("now")?)?;
+        let Some(version) = r.try_get::<Option<i64>, _>("version")? else {
+            return Ok((BreakerRecord::default(), now));
+        };
+        let at = |v: i64| (v > 0).then(|| from_ms(v)).transpose();
+        let count = |c: &str| -> Result<u32> {
+            Ok(u32::try_from(r.try_get::<i64, _>(c)?.max(0)).unwrap_or(u32::MAX))
+        };
+        Ok((
+            BreakerRecord {
+                state: tokenwarden_core::breaker::BreakerState {
+                    failures: count("failures")?,
+                    step: count("step")?,
+                    open_until: at(r.try_get("open_until")?)?,
+                    trial_until: at(r.try_get("trial_until")?)?,
+                },
+                version,
+            },
+            now,
+        ))
+    }
+
+    async fn put_breaker(
+        &self,
+        name: &str,
+        expected_version: i64,
+        st: &tokenwarden_core::breaker::BreakerState,
+    ) -> Result<bool> {
+        let at = |t: Option<DateTime<Utc>>| t.map_or(0, ms);
+        let done = if expected_version == 0 {
+            sqlx::query(
+                "INSERT INTO circuit_breakers (breaker, failures, step, open_until, trial_until, version)
+                 VALUES ($1, $2, $3, $4, $5, 1) ON CONFLICT (breaker) DO NOTHING",
+            )
+            .bind(name)
+            .bind(i64::from(st.failures))
+            .bind(i64::from(st.step))
+            .bind(at(st.open_until))
+            .bind(at(st.trial_until))
+            .execute(&self.pool)
+            .await?
+        } else {
+            sqlx::query(
+                "UPDATE circuit_breakers SET failures = $2, step = $3, open_until = $4, trial_until = $5, version = version + 1
+                 WHERE breaker = $1 AND version = $6",
+            )
+            .bind(name)
+            .bind(i64::from(st.failures))
+            .bind(i64::from(st.step))
+            .bind(at(st.open_until))
+            .bind(at(st.trial_until))
+            .bind(expected_version)
+            .execute(&self.pool)
+            .await?
+        };
+        Ok(done.rows_affected() == 1)
+    }
 }
+
+/// How long sign-in failures are kept (far longer than any lockout window).
+const SIGNIN_FAILURES_KEPT_MS: i64 = 3_600_000;
+/// A rate lane unused this long is forgotten (it starts again at the full rate).
+const RATE_LANE_IDLE_MS: i64 = 3_600_000;
 
 /// Rows deleted per statement when a caller does not choose: small enough that a statement is
 /// over in milliseconds, so refreshes writing beside it are not held up.

@@ -65,6 +65,14 @@ contract!(
     retention_prunes_finished_deliveries_never_pending_ones,
     retention_purges_expired_pending_authorizations,
     retention_by_two_replicas_at_once_deletes_each_row_once,
+    shared_rate_lanes_keep_one_schedule_across_replicas,
+    shared_rate_lanes_follow_throttles_and_recover,
+    job_leases_have_one_holder_and_are_taken_over_when_expired,
+    alerts_are_claimed_once,
+    dashboard_sessions_are_shared_and_end_when_idle_or_old,
+    signin_failures_lock_a_key_for_every_replica,
+    a_replica_reloads_its_keys_for_a_key_it_lacks_and_says_what_to_do,
+    circuit_breakers_change_by_compare_and_swap,
 );
 
 #[tokio::test]
@@ -2161,5 +2169,536 @@ mod cases {
             .map(|e| e.id)
             .collect();
         assert_eq!(left, keep);
+    }
+
+    fn lane(key: &str, ms: u64) -> RateLane {
+        RateLane {
+            key: key.into(),
+            interval: Duration::from_millis(ms),
+        }
+    }
+
+    fn granted(slot: RateSlot) -> (Duration, bool, DateTime<Utc>) {
+        match slot {
+            RateSlot::Granted { wait, slowed, at } => (wait, slowed, at),
+            RateSlot::Refused { would_wait } => panic!("refused: would wait {would_wait:?}"),
+        }
+    }
+
+    pub async fn shared_rate_lanes_keep_one_schedule_across_replicas(db: Arc<Db>) {
+        let stores = [db.open().await, db.open().await, db.open().await];
+        let far = Duration::from_secs(600);
+        // 30 callers on three replicas at once, on a 100 ms lane and (some) a 40 ms one.
+        let mut handles = Vec::new();
+        for i in 0..30 {
+            let s = stores[i % 3].clone();
+            handles.push(tokio::spawn(async move {
+                let mut lanes = vec![lane("p/app/a", 100)];
+                if i % 2 == 0 {
+                    lanes.push(lane("p/conn/c", 40));
+                }
+                granted(s.take_rate_slot(&lanes, Duration::ZERO, far).await.unwrap()).2
+            }));
+        }
+        let mut slots = Vec::new();
+        for h in handles {
+            slots.push(h.await.unwrap());
+        }
+        slots.sort();
+        for pair in slots.windows(2) {
+            assert!(
+                pair[1] - pair[0] >= TimeDelta::milliseconds(100),
+                "slots closer than the lane's spacing: {pair:?}"
+            );
+        }
+        // A caller whose budget ends before the next free slot is refused and books nothing.
+        let next = stores[0]
+            .take_rate_slot(&[lane("p/app/a", 100)], Duration::ZERO, Duration::ZERO)
+            .await
+            .unwrap();
+        let RateSlot::Refused { would_wait } = next else {
+            panic!("{next:?}")
+        };
+        assert!(would_wait > Duration::from_secs(2), "{would_wait:?}");
+        let (_, slowed, at) = granted(
+            stores[1]
+                .take_rate_slot(&[lane("p/app/a", 100)], Duration::ZERO, far)
+                .await
+                .unwrap(),
+        );
+        assert!(!slowed);
+        assert_eq!(
+            at - *slots.last().unwrap(),
+            TimeDelta::milliseconds(100),
+            "the refusal took no slot"
+        );
+        // A caller that must wait for its own reasons books no earlier than it asked.
+        let (wait, _, _) = granted(
+            stores[2]
+                .take_rate_slot(&[lane("p/app/other", 100)], Duration::from_secs(5), far)
+                .await
+                .unwrap(),
+        );
+        assert!(wait >= Duration::from_secs(5), "{wait:?}");
+        // No lanes: nothing to wait for.
+        let (wait, ..) = granted(
+            stores[0]
+                .take_rate_slot(&[], Duration::ZERO, far)
+                .await
+                .unwrap(),
+        );
+        assert_eq!(wait, Duration::ZERO);
+    }
+
+    pub async fn shared_rate_lanes_follow_throttles_and_recover(db: Arc<Db>) {
+        let (s1, s2) = (db.open().await, db.open().await);
+        let far = Duration::from_secs(600);
+        let l = [lane("p/app/t", 100)];
+        let keys = vec!["p/app/t".to_string()];
+        granted(s1.take_rate_slot(&l, Duration::ZERO, far).await.unwrap());
+        // One replica is throttled: the other holds for the asked wait, at half the rate.
+        s1.rate_feedback(
+            &keys,
+            RateFeedback::Throttled {
+                hold: Duration::from_secs(30),
+                min_factor: 1.0 / 64.0,
+            },
+        )
+        .await
+        .unwrap();
+        let r = s2
+            .take_rate_slot(&l, Duration::ZERO, Duration::from_secs(1))
+            .await
+            .unwrap();
+        let RateSlot::Refused { would_wait } = r else {
+            panic!("{r:?}")
+        };
+        assert!(would_wait > Duration::from_secs(25), "{would_wait:?}");
+        let (_, slowed, a) = granted(s2.take_rate_slot(&l, Duration::ZERO, far).await.unwrap());
+        let (_, _, b) = granted(s1.take_rate_slot(&l, Duration::ZERO, far).await.unwrap());
+        assert!(slowed, "the lane runs at half its rate");
+        assert_eq!(b - a, TimeDelta::milliseconds(200));
+        // Unknown lanes are ignored; a usage warning slows further, never below the floor.
+        s1.rate_feedback(
+            &["p/app/unknown".to_string()],
+            RateFeedback::Recovered { step: 0.5 },
+        )
+        .await
+        .unwrap();
+        for _ in 0..10 {
+            s2.rate_feedback(
+                &keys,
+                RateFeedback::Slower {
+                    by: 0.5,
+                    min_factor: 0.25,
+                },
+            )
+            .await
+            .unwrap();
+        }
+        let (_, _, c) = granted(s1.take_rate_slot(&l, Duration::ZERO, far).await.unwrap());
+        assert_eq!(
+            c - b,
+            TimeDelta::milliseconds(200),
+            "booked at the old factor"
+        );
+        let (_, _, d) = granted(s1.take_rate_slot(&l, Duration::ZERO, far).await.unwrap());
+        assert_eq!(d - c, TimeDelta::milliseconds(400), "a quarter of the rate");
+        // Successes give the rate back, up to the full rate and no further.
+        for _ in 0..5 {
+            s2.rate_feedback(&keys, RateFeedback::Recovered { step: 0.5 })
+                .await
+                .unwrap();
+        }
+        let (_, slowed, e) = granted(s1.take_rate_slot(&l, Duration::ZERO, far).await.unwrap());
+        assert!(!slowed);
+        let (_, _, f) = granted(s1.take_rate_slot(&l, Duration::ZERO, far).await.unwrap());
+        assert_eq!(e - d, TimeDelta::milliseconds(400));
+        assert_eq!(f - e, TimeDelta::milliseconds(100));
+        // Idle lanes are forgotten by the purge only once idle for an hour.
+        assert_eq!(s1.purge_replica_state(t0(), t0()).await.unwrap(), 0);
+    }
+
+    pub async fn job_leases_have_one_holder_and_are_taken_over_when_expired(db: Arc<Db>) {
+        let stores = [db.open().await, db.open().await, db.open().await];
+        let ttl = Duration::from_secs(60);
+        let mut handles = Vec::new();
+        for i in 0..12 {
+            let s = stores[i % 3].clone();
+            handles.push(tokio::spawn(async move {
+                s.take_job_lease("alerts", &format!("r{}", i % 3), ttl)
+                    .await
+                    .unwrap()
+                    .then_some(i % 3)
+            }));
+        }
+        let mut holders = HashSet::new();
+        for h in handles {
+            if let Some(w) = h.await.unwrap() {
+                holders.insert(w);
+            }
+        }
+        assert_eq!(holders.len(), 1, "one holder: {holders:?}");
+        let holder = format!("r{}", holders.into_iter().next().unwrap());
+        let other = if holder == "r0" { "r1" } else { "r0" };
+        // The holder renews; another is refused; each name is its own lease.
+        assert!(
+            stores[0]
+                .take_job_lease("alerts", &holder, ttl)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !stores[1]
+                .take_job_lease("alerts", other, ttl)
+                .await
+                .unwrap()
+        );
+        assert!(
+            stores[1]
+                .take_job_lease("retention", other, ttl)
+                .await
+                .unwrap()
+        );
+        // Only the holder can give it up.
+        stores[1].release_job_lease("alerts", other).await.unwrap();
+        assert!(
+            !stores[1]
+                .take_job_lease("alerts", other, ttl)
+                .await
+                .unwrap()
+        );
+        stores[0]
+            .release_job_lease("alerts", &holder)
+            .await
+            .unwrap();
+        assert!(
+            stores[1]
+                .take_job_lease("alerts", other, ttl)
+                .await
+                .unwrap()
+        );
+        // A holder that stops renewing (died, paused) is taken over once its lease expires, and
+        // cannot renew it afterwards.
+        assert!(
+            stores[2]
+                .take_job_lease("crowd", "r2", Duration::from_millis(1))
+                .await
+                .unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(stores[0].take_job_lease("crowd", "r0", ttl).await.unwrap());
+        assert!(!stores[2].take_job_lease("crowd", "r2", ttl).await.unwrap());
+    }
+
+    pub async fn alerts_are_claimed_once(db: Arc<Db>) {
+        let stores = [db.open().await, db.open().await, db.open().await];
+        let mut handles = Vec::new();
+        for i in 0..12 {
+            let s = stores[i % 3].clone();
+            handles.push(tokio::spawn(async move {
+                s.claim_alert("reauth_required/c1/1700", &format!("r{i}"), t0())
+                    .await
+                    .unwrap()
+            }));
+        }
+        let mut won = 0;
+        for h in handles {
+            won += usize::from(h.await.unwrap());
+        }
+        assert_eq!(won, 1);
+        // Another episode of the same condition is another alert.
+        assert!(
+            stores[1]
+                .claim_alert("reauth_required/c1/1800", "r1", t0())
+                .await
+                .unwrap()
+        );
+        // A claim given back (the send failed) can be taken again.
+        stores[2]
+            .unclaim_alert("reauth_required/c1/1700")
+            .await
+            .unwrap();
+        assert!(
+            stores[0]
+                .claim_alert("reauth_required/c1/1700", "r0", t0())
+                .await
+                .unwrap()
+        );
+        // Old records go with the purge, and the alert could be sent again.
+        let later = t0() + TimeDelta::days(100);
+        assert_eq!(
+            stores[0]
+                .purge_replica_state(later, t0() + TimeDelta::days(1))
+                .await
+                .unwrap(),
+            2
+        );
+        assert!(
+            stores[0]
+                .claim_alert("reauth_required/c1/1700", "r0", later)
+                .await
+                .unwrap()
+        );
+    }
+
+    pub async fn dashboard_sessions_are_shared_and_end_when_idle_or_old(db: Arc<Db>) {
+        let (s1, s2) = (db.open().await, db.open().await);
+        let idle = TimeDelta::minutes(30);
+        let session = |token: &str| DashboardSession {
+            token_hash: Sha256Hex::of(token),
+            who: "password".into(),
+            created_at: t0(),
+            expires_at: t0() + TimeDelta::hours(12),
+            last_used: t0(),
+        };
+        s1.put_dashboard_session(&session("cookie-1"))
+            .await
+            .unwrap();
+        // Signed in on one replica, served by the other; every use extends the idle timeout.
+        let mut now = t0();
+        while now + TimeDelta::minutes(29) < t0() + TimeDelta::hours(12) {
+            now += TimeDelta::minutes(29);
+            let got = s2
+                .use_dashboard_session(&Sha256Hex::of("cookie-1"), now, idle)
+                .await
+                .unwrap();
+            assert_eq!(got.map(|g| g.who), Some("password".to_string()), "{now}");
+        }
+        assert!(
+            s1.use_dashboard_session(
+                &Sha256Hex::of("cookie-1"),
+                t0() + TimeDelta::hours(12),
+                idle
+            )
+            .await
+            .unwrap()
+            .is_none(),
+            "absolute end"
+        );
+        assert!(
+            s1.use_dashboard_session(&Sha256Hex::of("cookie-1"), now, idle)
+                .await
+                .unwrap()
+                .is_none(),
+            "ended, not just hidden"
+        );
+        s1.put_dashboard_session(&session("cookie-2"))
+            .await
+            .unwrap();
+        assert!(
+            s2.use_dashboard_session(
+                &Sha256Hex::of("cookie-2"),
+                t0() + TimeDelta::minutes(31),
+                idle
+            )
+            .await
+            .unwrap()
+            .is_none(),
+            "idle 31 minutes"
+        );
+        s1.put_dashboard_session(&session("cookie-3"))
+            .await
+            .unwrap();
+        assert!(
+            s2.use_dashboard_session(&Sha256Hex::of("cookie-3"), t0(), idle)
+                .await
+                .unwrap()
+                .is_some()
+        );
+        s2.end_dashboard_session(&Sha256Hex::of("cookie-3"))
+            .await
+            .unwrap();
+        assert!(
+            s1.use_dashboard_session(&Sha256Hex::of("cookie-3"), t0(), idle)
+                .await
+                .unwrap()
+                .is_none(),
+            "signed out everywhere"
+        );
+        assert!(
+            s1.use_dashboard_session(&Sha256Hex::of("never"), t0(), idle)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        // Only the hash is stored.
+        let raw = db.raw().await;
+        let rows = sqlx::query("SELECT token_hash FROM dashboard_sessions")
+            .fetch_all(&raw)
+            .await
+            .unwrap();
+        for r in rows {
+            let h: String = r.get("token_hash");
+            assert!(!h.contains("cookie"), "{h}");
+        }
+        // Past their end, the purge deletes them.
+        s1.put_dashboard_session(&session("cookie-4"))
+            .await
+            .unwrap();
+        assert_eq!(
+            s1.purge_replica_state(t0() + TimeDelta::hours(13), t0())
+                .await
+                .unwrap(),
+            1
+        );
+    }
+
+    pub async fn signin_failures_lock_a_key_for_every_replica(db: Arc<Db>) {
+        let (s1, s2) = (db.open().await, db.open().await);
+        let window = TimeDelta::seconds(60);
+        let keys = |k: &[&str]| k.iter().map(|k| k.to_string()).collect::<Vec<_>>();
+        for i in 0..3 {
+            assert_eq!(
+                s2.signin_locked_until(&keys(&["addr:a"]), 3, window, t0())
+                    .await
+                    .unwrap(),
+                None,
+                "{i}"
+            );
+            let s = if i % 2 == 0 { &s1 } else { &s2 };
+            s.record_signin_failure(&keys(&["addr:a", "key:k"]), t0() + TimeDelta::seconds(i))
+                .await
+                .unwrap();
+        }
+        let at = t0() + TimeDelta::seconds(15);
+        // Locked until the oldest of the three counted failures is a minute old.
+        assert_eq!(
+            s2.signin_locked_until(&keys(&["addr:a"]), 3, window, at)
+                .await
+                .unwrap(),
+            Some(t0() + TimeDelta::seconds(60))
+        );
+        assert_eq!(
+            s1.signin_locked_until(&keys(&["addr:b", "key:k"]), 3, window, at)
+                .await
+                .unwrap(),
+            Some(t0() + TimeDelta::seconds(60)),
+            "the key id is locked whatever the address"
+        );
+        assert_eq!(
+            s1.signin_locked_until(&keys(&["addr:b"]), 3, window, at)
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            s1.signin_locked_until(&keys(&["addr:a"]), 3, window, t0() + TimeDelta::seconds(61))
+                .await
+                .unwrap(),
+            None,
+            "the oldest counted failure aged out"
+        );
+        s2.clear_signin_failures("addr:a").await.unwrap();
+        assert_eq!(
+            s1.signin_locked_until(&keys(&["addr:a"]), 3, window, at)
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            s1.purge_replica_state(t0() + TimeDelta::hours(2), t0())
+                .await
+                .unwrap(),
+            3,
+            "the key id's failures"
+        );
+    }
+
+    pub async fn a_replica_reloads_its_keys_for_a_key_it_lacks_and_says_what_to_do(db: Arc<Db>) {
+        let (s1, s2) = (db.open().await, db.open().await);
+        // Replica 1 rotates to k2 and writes under it; replica 2 still holds k1 only.
+        let rotated = db.keys.with_new_key("k2").unwrap();
+        s1.set_keyring(rotated.clone()).await.unwrap();
+        let c = seeded(&*s1, "rotated").await;
+        let e = s2.get_tokens(&c).await.unwrap_err();
+        assert_eq!(e.missing_key_id(), Some("k2"), "{e}");
+        assert!(e.to_string().contains("key k2"), "{e}");
+        // With a key file to reload from that does not hold k2 either, it says where keys come
+        // from and what to do.
+        let file = Arc::new(std::sync::Mutex::new(db.keys.to_file_text().to_string()));
+        let reads = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (f, n) = (file.clone(), reads.clone());
+        s2.set_key_loader(KeyLoader {
+            source: "the key file /srv/tw/master.key".into(),
+            load: Some(Arc::new(move || {
+                n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                Keyring::parse(&f.lock().unwrap()).map_err(|e| e.to_string())
+            })),
+        });
+        let e = s2.get_tokens(&c).await.unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains("the key file /srv/tw/master.key")
+                && text.contains("key k2 is not there")
+                && text.contains("`k2:`"),
+            "{text}"
+        );
+        assert_eq!(reads.load(std::sync::atomic::Ordering::SeqCst), 1);
+        for line in rotated
+            .to_file_text()
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+        {
+            let material = line.split_once(':').map_or(line, |(_, m)| m);
+            assert!(!text.contains(material), "key material in an error: {text}");
+        }
+        // The key reaches this replica's key file: the next read reloads and decrypts.
+        *file.lock().unwrap() = rotated.to_file_text().to_string();
+        let got = s2.get_tokens(&c).await.unwrap().unwrap();
+        assert_eq!(got.set.access_token.expose(), "at-rotated-0");
+        assert!(s2.keyring().has("k2"));
+        // And it writes under the newest key from then on.
+        s2.put_initial_tokens(&c, &tokens("after", None))
+            .await
+            .unwrap();
+        assert_eq!(
+            s1.get_tokens(&c)
+                .await
+                .unwrap()
+                .unwrap()
+                .set
+                .access_token
+                .expose(),
+            "after"
+        );
+    }
+
+    pub async fn circuit_breakers_change_by_compare_and_swap(db: Arc<Db>) {
+        use tokenwarden_core::breaker::BreakerState;
+        let (s1, s2) = (db.open().await, db.open().await);
+        let (rec, now) = s1.breaker("token_endpoint/p").await.unwrap();
+        assert_eq!(rec, BreakerRecord::default(), "never used: closed");
+        let open = BreakerState {
+            failures: 3,
+            step: 1,
+            open_until: Some(
+                DateTime::from_timestamp_millis(now.timestamp_millis() + 5000).unwrap(),
+            ),
+            trial_until: None,
+        };
+        // Two replicas decide on the same reading: one change wins.
+        let closed = BreakerState::default();
+        let (a, b) = tokio::join!(
+            s1.put_breaker("token_endpoint/p", 0, &open),
+            s2.put_breaker("token_endpoint/p", 0, &closed)
+        );
+        assert!(a.unwrap() ^ b.unwrap());
+        let (rec, _) = s2.breaker("token_endpoint/p").await.unwrap();
+        assert_eq!(rec.version, 1);
+        let trial = BreakerState {
+            trial_until: open.open_until,
+            ..rec.state
+        };
+        assert!(s2.put_breaker("token_endpoint/p", 1, &trial).await.unwrap());
+        assert!(
+            !s1.put_breaker("token_endpoint/p", 1, &open).await.unwrap(),
+            "stale"
+        );
+        let (rec, _) = s1.breaker("token_endpoint/p").await.unwrap();
+        assert_eq!((rec.version, rec.state), (2, trial));
+        // Each platform has its own.
+        let (other, _) = s1.breaker("token_endpoint/q").await.unwrap();
+        assert_eq!(other, BreakerRecord::default());
     }
 }

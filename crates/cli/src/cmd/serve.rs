@@ -264,6 +264,7 @@ async fn serve(args: Args, file: FileConfig, providers_dir: Option<&Path>) -> Re
     if let Some(db) = &sqlite {
         data_dir::keep_sqlite_private(db)?;
     }
+    store.set_key_loader(key_loader(&source));
     match &source {
         KeySource::Created(p) => println!(
             "Created a master key at {} (mode 0600). Keep it: without it the stored tokens cannot be read.",
@@ -550,6 +551,28 @@ Refusing to start rather than make a new key that cannot read them: put the orig
     };
     data_dir::write_new_key(&keys, key_file)?;
     Ok((store, KeySource::Created(key_file.to_path_buf())))
+}
+
+/// Where this replica's keys come from, for a reload when a value names a key id it lacks
+/// (another replica rotated) and for the message when the key is still missing.
+fn key_loader(source: &KeySource) -> tokenwarden_store::KeyLoader {
+    match source {
+        KeySource::File(path) | KeySource::Created(path) => {
+            let path = path.clone();
+            tokenwarden_store::KeyLoader {
+                source: format!("the key file {}", path.display()),
+                load: Some(Arc::new(move || {
+                    let text = std::fs::read_to_string(&path)
+                        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                    Keyring::parse(&text).map_err(|e| e.to_string())
+                })),
+            }
+        }
+        KeySource::Env => tokenwarden_store::KeyLoader {
+            source: "the TOKENWARDEN_MASTER_KEY environment variable, read once at start (set it to the key file's text with the new key and restart)".into(),
+            load: None,
+        },
+    }
 }
 
 fn hostname() -> String {

@@ -78,7 +78,24 @@ pub(super) async fn login(
     // key's secret are limited however many addresses they come from).
     let key_id = tokenwarden_store::api_key_id(secret);
     let sessions = &s.dashboard.sessions;
-    if let Some(wait) = sessions.locked_out(client.key(), key_id, s.clock.now()) {
+    let store = &*s.store;
+    let unavailable = |e: tokenwarden_store::StoreError| {
+        tracing::error!(error = %e, "dashboard sign-in: the store does not answer");
+        login_page(
+            &s,
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some("tokenwarden cannot reach its database right now."),
+            &f.next,
+        )
+    };
+    let locked = match sessions
+        .locked_out(store, client.key(), key_id, s.clock.now())
+        .await
+    {
+        Ok(l) => l,
+        Err(e) => return unavailable(e),
+    };
+    if let Some(wait) = locked {
         let secs = crate::limits::retry_secs(wait);
         tracing::warn!(%client, "dashboard: a sign-in was refused while locked out");
         let mut r = login_page(
@@ -114,7 +131,9 @@ pub(super) async fn login(
     // A password may look like a key; it is checked whenever the key was not a valid admin key.
     let who = key.or_else(|| sessions.password_ok(secret).then(|| "password".to_string()));
     let Some(who) = who else {
-        sessions.failed(client.key(), key_id, s.clock.now());
+        sessions
+            .failed(store, client.key(), key_id, s.clock.now())
+            .await;
         tracing::warn!(%client, "dashboard: a sign-in was refused");
         return login_page(
             &s,
@@ -123,9 +142,12 @@ pub(super) async fn login(
             &f.next,
         );
     };
-    sessions.signed_in(client.key());
+    sessions.signed_in(store, client.key()).await;
     tracing::info!(%who, %client, "dashboard: signed in");
-    let (id, _) = sessions.start(who, s.clock.now());
+    let id = match sessions.start(store, who, s.clock.now()).await {
+        Ok((id, _)) => id,
+        Err(e) => return unavailable(e),
+    };
     let secure = if s.public_url.scheme() == "https" {
         "; Secure"
     } else {
@@ -153,7 +175,7 @@ pub(super) async fn logout(
     if let Some(refused) = check_post(&s, &signed, &headers, &f.csrf) {
         return refused;
     }
-    s.dashboard.sessions.end(&signed.cookie);
+    s.dashboard.sessions.end(&*s.store, &signed.cookie).await;
     let mut r = Redirect::to("/login").into_response();
     crate::page::secure_headers(r.headers_mut());
     let secure = if s.public_url.scheme() == "https" {

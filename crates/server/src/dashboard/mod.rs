@@ -148,10 +148,15 @@ impl FromRequestParts<ServerState> for Signed {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, s: &ServerState) -> Result<Self, Response> {
-        let found = crate::page::cookie(&parts.headers, cookie_name(s)).and_then(|id| {
-            let session = s.dashboard.sessions.get(id, s.clock.now())?;
-            Some((id.to_string(), session))
-        });
+        let found = match crate::page::cookie(&parts.headers, cookie_name(s)) {
+            Some(id) => s
+                .dashboard
+                .sessions
+                .get(&*s.store, id, s.clock.now())
+                .await
+                .map(|session| (id.to_string(), session)),
+            None => None,
+        };
         match found {
             Some((cookie, session)) => Ok(Signed { session, cookie }),
             None => {

@@ -1,25 +1,28 @@
 //! Dashboard sessions: a random id in an `HttpOnly`, `SameSite=Strict` cookie (`__Host-` and
 //! `Secure` when the public URL is https, hardening rule 12), a CSRF token per session, and a
-//! short memory of failed sign-ins per client address and per API key id.
+//! limit on failed sign-ins per client address and per API key id.
 //!
 //! A session ends [`SESSION_TTL`] after sign-in, or sooner when unused for the idle timeout
 //! ([`IDLE_TIMEOUT`] unless configured); every signed-in request extends it. Times are read from
 //! the daemon's clock, and both lifetimes are real time: on a clock sped up by `--time-scale`
 //! they are stretched by the same factor.
 //!
-//! Sessions live in this replica's memory, keyed by the SHA-256 of the cookie value; behind a load
-//! balancer use sticky sessions (or sign in again on another replica).
+//! Sessions and failed sign-ins live in the store (issue 14 item 4), so any replica serves any
+//! signed-in browser and a guesser meets one limit whichever replica it reaches. A session is
+//! stored by the SHA-256 of its cookie value, never the value; its CSRF token is derived from the
+//! cookie value (a keyed hash nobody holding only the stored hash can compute), so it is not
+//! stored either.
 
-use crate::limits::{ClientKey, FailureWindow, MAX_CLIENTS};
+use crate::limits::ClientKey;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, TimeDelta, Utc};
 use parking_lot::Mutex;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
 use std::time::Duration;
 use subtle::ConstantTimeEq;
+use tokenwarden_store::{DashboardSession, Sha256Hex, Store, StoreError};
 
 /// How long a session lasts after sign-in.
 pub const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
@@ -37,8 +40,6 @@ pub struct Session {
     pub csrf: String,
     /// Who signed in, for the header and logs ("API key tw_ab12…", "password").
     pub who: String,
-    expires: DateTime<Utc>,
-    last_used: DateTime<Utc>,
 }
 
 impl std::fmt::Debug for Session {
@@ -58,27 +59,20 @@ impl Session {
     }
 }
 
-/// The sessions of this replica, the configured dashboard password (its SHA-256), the idle
-/// timeout, and recent failed sign-ins.
+/// The dashboard's sign-in settings: the configured password (its SHA-256), the idle timeout
+/// and the clock's speed. Sessions themselves are in the store.
 pub struct Sessions {
-    live: Mutex<HashMap<[u8; 32], Session>>,
     password: Mutex<Option<[u8; 32]>>,
     idle: Mutex<Duration>,
     time_scale: Mutex<f64>,
-    by_address: FailureWindow<ClientKey>,
-    /// Keyed by the SHA-256 of the presented key id, so a long id costs no more memory.
-    by_key_id: FailureWindow<[u8; 32]>,
 }
 
 impl Default for Sessions {
     fn default() -> Self {
         Sessions {
-            live: Mutex::default(),
             password: Mutex::default(),
             idle: Mutex::new(IDLE_TIMEOUT),
             time_scale: Mutex::new(1.0),
-            by_address: FailureWindow::new(MAX_FAILURES_PER_MINUTE, FAILURE_WINDOW, MAX_CLIENTS),
-            by_key_id: FailureWindow::new(MAX_FAILURES_PER_MINUTE, FAILURE_WINDOW, MAX_CLIENTS),
         }
     }
 }
@@ -86,7 +80,6 @@ impl Default for Sessions {
 impl std::fmt::Debug for Sessions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Sessions")
-            .field("live", &self.live.lock().len())
             .field("password_set", &self.password.lock().is_some())
             .field("idle", &*self.idle.lock())
             .finish_non_exhaustive()
@@ -95,6 +88,24 @@ impl std::fmt::Debug for Sessions {
 
 fn digest(v: &str) -> [u8; 32] {
     Sha256::digest(v.as_bytes()).into()
+}
+
+/// The CSRF token of the session whose cookie value is `cookie`.
+fn csrf_of(cookie: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(b"tokenwarden dashboard csrf v1\0");
+    h.update(cookie.as_bytes());
+    URL_SAFE_NO_PAD.encode(h.finalize())
+}
+
+/// The limit key of a client address.
+fn address_key(client: ClientKey) -> String {
+    format!("addr:{client:?}")
+}
+
+/// The limit key of a presented API key id (hashed: a long id costs no more room).
+fn key_id_key(key_id: &str) -> String {
+    format!("key:{}", Sha256Hex::of(key_id).as_str())
 }
 
 /// A random URL-safe token of 32 bytes.
@@ -141,74 +152,100 @@ impl Sessions {
             .unwrap_or(TimeDelta::MAX)
     }
 
-    /// Starts a session at `now`; the cookie value to send (shown nowhere else).
-    pub fn start(&self, who: String, now: DateTime<Utc>) -> (String, Session) {
+    /// Starts a session at `now`; the cookie value to send (shown nowhere else, stored only as
+    /// its hash).
+    pub async fn start(
+        &self,
+        store: &dyn Store,
+        who: String,
+        now: DateTime<Utc>,
+    ) -> Result<(String, Session), StoreError> {
         let id = random_token();
-        let s = Session {
-            csrf: random_token(),
+        store
+            .put_dashboard_session(&DashboardSession {
+                token_hash: Sha256Hex::of(&id),
+                who: who.clone(),
+                created_at: now,
+                expires_at: now
+                    .checked_add_signed(self.on_clock(SESSION_TTL))
+                    .unwrap_or(DateTime::<Utc>::MAX_UTC),
+                last_used: now,
+            })
+            .await?;
+        let session = Session {
+            csrf: csrf_of(&id),
             who,
-            expires: now
-                .checked_add_signed(self.on_clock(SESSION_TTL))
-                .unwrap_or(DateTime::<Utc>::MAX_UTC),
-            last_used: now,
         };
-        let idle = self.on_clock(*self.idle.lock());
-        let mut live = self.live.lock();
-        live.retain(|_, s| s.live_at(now, idle));
-        live.insert(digest(&id), s.clone());
-        (id, s)
+        Ok((id, session))
     }
 
     /// The live session for a cookie value at `now`, which counts as a use of it (extending its
-    /// idle timeout). A session found idle or expired is ended.
-    pub fn get(&self, id: &str, now: DateTime<Utc>) -> Option<Session> {
+    /// idle timeout). A session found idle or expired is ended. A store that does not answer
+    /// signs nobody in (logged).
+    pub async fn get(&self, store: &dyn Store, id: &str, now: DateTime<Utc>) -> Option<Session> {
         let idle = self.on_clock(*self.idle.lock());
-        let mut live = self.live.lock();
-        let key = digest(id);
-        let s = live.get_mut(&key)?;
-        if !s.live_at(now, idle) {
-            live.remove(&key);
-            return None;
+        match store
+            .use_dashboard_session(&Sha256Hex::of(id), now, idle)
+            .await
+        {
+            Ok(found) => found.map(|s| Session {
+                csrf: csrf_of(id),
+                who: s.who,
+            }),
+            Err(e) => {
+                tracing::error!(error = %e, "dashboard: cannot read sessions from the store");
+                None
+            }
         }
-        s.last_used = s.last_used.max(now);
-        Some(s.clone())
     }
 
     /// Ends a session.
-    pub fn end(&self, id: &str) {
-        self.live.lock().remove(&digest(id));
+    pub async fn end(&self, store: &dyn Store, id: &str) {
+        if let Err(e) = store.end_dashboard_session(&Sha256Hex::of(id)).await {
+            tracing::warn!(error = %e, "dashboard: cannot end a session in the store; it ends at its idle timeout");
+        }
     }
 
     /// Records a failed sign-in from `client`, presenting API key id `key_id` if it presented one.
-    pub fn failed(&self, client: ClientKey, key_id: Option<&str>, now: DateTime<Utc>) {
-        self.by_address.record(client, now);
-        if let Some(id) = key_id {
-            self.by_key_id.record(digest(id), now);
+    pub async fn failed(
+        &self,
+        store: &dyn Store,
+        client: ClientKey,
+        key_id: Option<&str>,
+        now: DateTime<Utc>,
+    ) {
+        let mut keys = vec![address_key(client)];
+        keys.extend(key_id.map(key_id_key));
+        if let Err(e) = store.record_signin_failure(&keys, now).await {
+            tracing::warn!(error = %e, "dashboard: cannot record a failed sign-in");
         }
     }
 
     /// How long sign-in from `client` (with API key id `key_id`, if one was presented) is refused
     /// for, after too many recent failures from that address or with that key id.
-    pub fn locked_out(
+    pub async fn locked_out(
         &self,
+        store: &dyn Store,
         client: ClientKey,
         key_id: Option<&str>,
         now: DateTime<Utc>,
-    ) -> Option<Duration> {
-        let by_address = self.by_address.locked(&client, now);
-        let by_key = key_id.and_then(|id| self.by_key_id.locked(&digest(id), now));
-        by_address.max(by_key)
+    ) -> Result<Option<Duration>, StoreError> {
+        let mut keys = vec![address_key(client)];
+        keys.extend(key_id.map(key_id_key));
+        let window = TimeDelta::from_std(FAILURE_WINDOW).unwrap_or(TimeDelta::minutes(1));
+        let until = store
+            .signin_locked_until(&keys, MAX_FAILURES_PER_MINUTE as i64, window, now)
+            .await?;
+        Ok(until
+            .filter(|u| *u > now)
+            .and_then(|u| (u - now).to_std().ok()))
     }
 
     /// Forgets `client`'s failures once it signed in.
-    pub fn signed_in(&self, client: ClientKey) {
-        self.by_address.clear(&client);
-    }
-}
-
-impl Session {
-    fn live_at(&self, now: DateTime<Utc>, idle: TimeDelta) -> bool {
-        now < self.expires && now - self.last_used <= idle
+    pub async fn signed_in(&self, store: &dyn Store, client: ClientKey) {
+        if let Err(e) = store.clear_signin_failures(&address_key(client)).await {
+            tracing::warn!(error = %e, "dashboard: cannot clear failed sign-ins");
+        }
     }
 }
 
@@ -216,6 +253,7 @@ impl Session {
 mod tests {
     use super::*;
     use crate::limits::ClientAddr;
+    use std::sync::Arc;
 
     fn t0() -> DateTime<Utc> {
         DateTime::from_timestamp(1_800_000_000, 0).unwrap()
@@ -225,68 +263,124 @@ mod tests {
         ClientAddr(Some(std::net::IpAddr::from([192, 0, 2, last]))).key()
     }
 
-    #[test]
-    fn sessions_start_find_and_end() {
+    async fn store() -> (tempfile::TempDir, Arc<dyn Store>) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("s.db").display());
+        let store =
+            tokenwarden_store::open(&url, tokenwarden_store::Keyring::generate("k1").unwrap())
+                .await
+                .unwrap();
+        (dir, store)
+    }
+
+    #[tokio::test]
+    async fn sessions_start_find_and_end() {
+        let (_d, st) = store().await;
+        let st = &*st;
         let s = Sessions::default();
-        let (id, sess) = s.start("password".into(), t0());
-        assert!(s.get(&id, t0()).is_some());
-        assert!(s.get("another", t0()).is_none());
+        let (id, sess) = s.start(st, "password".into(), t0()).await.unwrap();
+        let found = s.get(st, &id, t0()).await.unwrap();
+        assert_eq!(
+            found.csrf, sess.csrf,
+            "the CSRF token follows from the cookie"
+        );
+        assert!(s.get(st, "another", t0()).await.is_none());
         assert!(sess.csrf_ok(&sess.csrf));
         assert!(!sess.csrf_ok(""));
         assert!(!sess.csrf_ok(&random_token()));
-        s.end(&id);
-        assert!(s.get(&id, t0()).is_none());
+        s.end(st, &id).await;
+        assert!(s.get(st, &id, t0()).await.is_none());
+        // Neither the cookie value nor the CSRF token is stored.
+        let (id, sess) = s.start(st, "password".into(), t0()).await.unwrap();
+        let dump = format!(
+            "{:?}",
+            st.use_dashboard_session(&Sha256Hex::of(&id), t0(), TimeDelta::minutes(1))
+                .await
+                .unwrap()
+        );
+        assert!(!dump.contains(&id) && !dump.contains(&sess.csrf), "{dump}");
     }
 
-    #[test]
-    fn a_session_ends_when_idle_and_at_its_absolute_end_however_used() {
+    #[tokio::test]
+    async fn a_session_ends_when_idle_and_at_its_absolute_end_however_used() {
+        let (_d, st) = store().await;
+        let st = &*st;
         let s = Sessions::default();
-        let (id, _) = s.start("password".into(), t0());
+        let (id, _) = s.start(st, "password".into(), t0()).await.unwrap();
         let mut now = t0();
         // Used every 29 minutes, it lives until its absolute end.
         while now + TimeDelta::minutes(29) < t0() + SESSION_TTL {
             now += TimeDelta::minutes(29);
-            assert!(s.get(&id, now).is_some(), "{now}");
+            assert!(s.get(st, &id, now).await.is_some(), "{now}");
         }
-        assert!(s.get(&id, t0() + SESSION_TTL).is_none(), "absolute end");
-
-        let (id, _) = s.start("password".into(), t0());
         assert!(
-            s.get(&id, t0() + TimeDelta::minutes(30)).is_some(),
+            s.get(st, &id, t0() + SESSION_TTL).await.is_none(),
+            "absolute end"
+        );
+
+        let (id, _) = s.start(st, "password".into(), t0()).await.unwrap();
+        assert!(
+            s.get(st, &id, t0() + TimeDelta::minutes(30))
+                .await
+                .is_some(),
             "at the limit"
         );
         assert!(
-            s.get(&id, t0() + TimeDelta::minutes(61)).is_none(),
+            s.get(st, &id, t0() + TimeDelta::minutes(61))
+                .await
+                .is_none(),
             "idle 31 minutes"
         );
-        assert!(s.get(&id, t0()).is_none(), "ended, not just hidden");
+        assert!(
+            s.get(st, &id, t0()).await.is_none(),
+            "ended, not just hidden"
+        );
 
         s.set_idle_timeout(Duration::from_secs(120));
-        let (id, _) = s.start("password".into(), t0());
-        assert!(s.get(&id, t0() + TimeDelta::seconds(121)).is_none());
+        let (id, _) = s.start(st, "password".into(), t0()).await.unwrap();
+        assert!(
+            s.get(st, &id, t0() + TimeDelta::seconds(121))
+                .await
+                .is_none()
+        );
         // Out-of-range settings are clamped to something usable.
         s.set_idle_timeout(Duration::ZERO);
-        let (id, _) = s.start("password".into(), t0());
-        assert!(s.get(&id, t0() + TimeDelta::seconds(59)).is_some());
+        let (id, _) = s.start(st, "password".into(), t0()).await.unwrap();
+        assert!(
+            s.get(st, &id, t0() + TimeDelta::seconds(59))
+                .await
+                .is_some()
+        );
     }
 
-    #[test]
-    fn on_a_sped_up_clock_sessions_last_the_same_real_time() {
+    #[tokio::test]
+    async fn on_a_sped_up_clock_sessions_last_the_same_real_time() {
         // `serve --sandbox --time-scale 60`: a clock minute is a real second.
+        let (_d, st) = store().await;
+        let st = &*st;
         let s = Sessions::default();
         s.set_time_scale(60.0);
-        let (id, _) = s.start("password".into(), t0());
+        let (id, _) = s.start(st, "password".into(), t0()).await.unwrap();
         let real = |minutes: i64| t0() + TimeDelta::minutes(minutes * 60);
-        assert!(s.get(&id, real(29)).is_some(), "29 real minutes idle");
-        assert!(s.get(&id, real(58)).is_some());
-        assert!(s.get(&id, real(89)).is_none(), "31 real minutes idle");
-        let (id, _) = s.start("password".into(), t0());
+        assert!(
+            s.get(st, &id, real(29)).await.is_some(),
+            "29 real minutes idle"
+        );
+        assert!(s.get(st, &id, real(58)).await.is_some());
+        assert!(
+            s.get(st, &id, real(89)).await.is_none(),
+            "31 real minutes idle"
+        );
+        let (id, _) = s.start(st, "password".into(), t0()).await.unwrap();
         let mut m = 0;
         while m + 20 < 12 * 60 {
             m += 20;
-            assert!(s.get(&id, real(m)).is_some(), "{m}");
+            assert!(s.get(st, &id, real(m)).await.is_some(), "{m}");
         }
-        assert!(s.get(&id, real(12 * 60)).is_none(), "12 real hours");
+        assert!(
+            s.get(st, &id, real(12 * 60)).await.is_none(),
+            "12 real hours"
+        );
     }
 
     #[test]
@@ -303,43 +397,64 @@ mod tests {
         assert!(!s.password_ok(""));
     }
 
-    #[test]
-    fn failures_lock_their_address_and_their_key_id_only() {
+    #[tokio::test]
+    async fn failures_lock_their_address_and_their_key_id_only() {
+        let (_d, st) = store().await;
+        let st = &*st;
         let s = Sessions::default();
         for _ in 0..MAX_FAILURES_PER_MINUTE {
-            assert_eq!(s.locked_out(addr(1), None, t0()), None);
-            s.failed(addr(1), None, t0());
+            assert_eq!(s.locked_out(st, addr(1), None, t0()).await.unwrap(), None);
+            s.failed(st, addr(1), None, t0()).await;
         }
         assert_eq!(
-            s.locked_out(addr(1), None, t0() + TimeDelta::seconds(15)),
+            s.locked_out(st, addr(1), None, t0() + TimeDelta::seconds(15))
+                .await
+                .unwrap(),
             Some(Duration::from_secs(45))
         );
-        assert_eq!(s.locked_out(addr(2), None, t0()), None, "another address");
         assert_eq!(
-            s.locked_out(addr(1), None, t0() + TimeDelta::seconds(60)),
+            s.locked_out(st, addr(2), None, t0()).await.unwrap(),
+            None,
+            "another address"
+        );
+        assert_eq!(
+            s.locked_out(st, addr(1), None, t0() + TimeDelta::seconds(60))
+                .await
+                .unwrap(),
             None
         );
 
         // Guesses at one key id from many addresses lock that id, not the addresses.
         for i in 0..MAX_FAILURES_PER_MINUTE {
-            s.failed(addr(10 + i as u8), Some("abc123"), t0());
+            s.failed(st, addr(10 + i as u8), Some("abc123"), t0()).await;
         }
-        assert!(s.locked_out(addr(99), Some("abc123"), t0()).is_some());
-        assert_eq!(s.locked_out(addr(99), Some("def456"), t0()), None);
-        assert_eq!(s.locked_out(addr(99), None, t0()), None);
+        assert!(
+            s.locked_out(st, addr(99), Some("abc123"), t0())
+                .await
+                .unwrap()
+                .is_some()
+        );
+        assert_eq!(
+            s.locked_out(st, addr(99), Some("def456"), t0())
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(s.locked_out(st, addr(99), None, t0()).await.unwrap(), None);
         // Signing in forgets the address's failures.
-        s.failed(addr(3), None, t0());
-        s.signed_in(addr(3));
+        s.failed(st, addr(3), None, t0()).await;
+        s.signed_in(st, addr(3)).await;
         for _ in 0..MAX_FAILURES_PER_MINUTE - 1 {
-            s.failed(addr(3), None, t0());
+            s.failed(st, addr(3), None, t0()).await;
         }
-        assert_eq!(s.locked_out(addr(3), None, t0()), None);
+        assert_eq!(s.locked_out(st, addr(3), None, t0()).await.unwrap(), None);
     }
 
-    #[test]
-    fn debug_shows_no_token() {
+    #[tokio::test]
+    async fn debug_shows_no_token() {
+        let (_d, st) = store().await;
         let s = Sessions::default();
-        let (id, sess) = s.start("password".into(), t0());
+        let (id, sess) = s.start(&*st, "password".into(), t0()).await.unwrap();
         let text = format!("{s:?} {sess:?}");
         assert!(!text.contains(&id) && !text.contains(&sess.csrf), "{text}");
     }
