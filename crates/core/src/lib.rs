@@ -10,9 +10,11 @@
 //! - [`classify`]: the response classifier (status + headers + body → kind, action, wait, fix).
 //! - [`policy`]: when a token is due for refresh, expiry fallbacks, backoff with full jitter.
 //! - [`raw_http`]: reads a response as `curl -i` prints it (for `diagnose`).
+//! - [`callback`]: reads an authorization callback's query (repeated deciding parameters refused).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod callback;
 pub mod classify;
 pub mod clock;
 pub mod connection;

@@ -27,6 +27,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::TimeDelta;
 use rand::RngCore;
 use std::collections::HashMap;
+use tokenwarden_core::callback;
 use tokenwarden_core::classify::ResponseView;
 use tokenwarden_core::connection::{
     Account, AccountCheck, Connection, ConnectionState, Environment, check_account,
@@ -57,32 +58,6 @@ fn random_token() -> String {
     let mut b = [0u8; 32];
     rand::rng().fill_bytes(&mut b);
     URL_SAFE_NO_PAD.encode(b)
-}
-
-/// Callback parameters that must appear at most once: with two, which one "wins" differs between
-/// parsers, and an attacker who can append to the URL gets to choose.
-const SINGLE_PARAMS: [&str; 6] = [
-    "state",
-    "code",
-    "iss",
-    "error",
-    "error_description",
-    "auth_code",
-];
-
-/// The raw query's parameters, refusing any of `single` (and the provider's code parameters)
-/// given more than once.
-fn single_valued(raw: Option<&str>, extra: &[String]) -> Result<HashMap<String, String>, String> {
-    let mut out: HashMap<String, String> = HashMap::new();
-    for (k, v) in url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
-        let k = k.into_owned();
-        let watched = SINGLE_PARAMS.contains(&k.as_str()) || extra.contains(&k);
-        if out.contains_key(&k) && watched {
-            return Err(k);
-        }
-        out.entry(k).or_insert_with(|| v.into_owned());
-    }
-    Ok(out)
 }
 
 /// `GET /connect/{provider}`: no longer a way in. A flow starts only from a connect session's
@@ -361,9 +336,9 @@ async fn callback(
         .get(&provider)
         .map(|p| p.spec.authorize.callback_code_params.clone())
         .unwrap_or_default();
-    let q = match single_valued(raw.as_deref(), &code_params) {
+    let q = match callback::parse(raw.as_deref(), &code_params) {
         Ok(q) => q,
-        Err(name) => {
+        Err(callback::Repeated(name)) => {
             tracing::warn!(provider = %provider, parameter = %name, "refused a callback with a repeated parameter");
             return bad(
                 "This link is not a valid authorization callback",
@@ -374,7 +349,7 @@ async fn callback(
         }
     };
     // Rule 1: state before anything else, consumed once.
-    let Some(state) = q.get("state").filter(|v| !v.is_empty()) else {
+    let Some(state) = q.state() else {
         return bad(
             "This link is not a valid authorization callback",
             "It carries no state. Ask for a new connect link and start again.",
@@ -413,7 +388,7 @@ async fn callback(
     let Some(p) = s.providers.get(&provider).cloned() else {
         return bad("Unknown platform", "This platform is no longer configured.");
     };
-    if let (Some(iss), Some(expected)) = (q.get("iss"), p.spec.authorize.issuer.as_ref())
+    if let (Some(iss), Some(expected)) = (q.issuer(), p.spec.authorize.issuer.as_ref())
         && iss != expected
     {
         record(
@@ -454,8 +429,8 @@ async fn callback(
         None => None,
     };
     let session = session.as_ref();
-    if let Some(error) = q.get("error") {
-        let body = serde_json::json!({"error": error, "error_description": q.get("error_description").or(q.get("error_reason")).cloned().unwrap_or_default()}).to_string();
+    if let Some(error) = q.error() {
+        let body = serde_json::json!({"error": error, "error_description": q.error_description().unwrap_or_default()}).to_string();
         let c = p.classifier().classify(
             &ResponseView {
                 status: 400,
@@ -475,14 +450,7 @@ async fn callback(
         .await;
         return done_redirect(&pending.connection, flow_id(&state_hash), session, false);
     }
-    let Some(code) = p
-        .spec
-        .authorize
-        .callback_code_params
-        .iter()
-        .find_map(|k| q.get(k))
-        .filter(|c| !c.is_empty())
-    else {
+    let Some(code) = q.code(&p.spec.authorize.callback_code_params) else {
         record(
             &s,
             &pending.connection,
@@ -513,7 +481,7 @@ async fn callback(
         .exchange_code(
             &p,
             &creds,
-            &Secret::new(code.clone()),
+            &Secret::new(code),
             pending.pkce_verifier.as_ref(),
         )
         .await
