@@ -165,6 +165,8 @@ struct Seen {
     per_second: BTreeMap<i64, (u32, u32, u32)>,
     /// Refresh token → sandbox time of its first successful refresh.
     first_ok: HashMap<String, DateTime<Utc>>,
+    /// Refresh token → successful refreshes with it.
+    ok_by_token: HashMap<String, u32>,
     ok: u64,
     limited: u64,
     other: u64,
@@ -205,6 +207,7 @@ async fn record(State(rec): State<Arc<Recorder>>, req: Request, next: Next) -> R
             200 => {
                 bucket.0 += 1;
                 seen.ok += 1;
+                *seen.ok_by_token.entry(rt.clone()).or_default() += 1;
                 seen.first_ok.entry(rt).or_insert(now);
             }
             429 => {
@@ -478,6 +481,20 @@ async fn main() -> Result<()> {
         }
     }
     let never = n - before - late;
+    // Every token lives longer than the run, so each connection needs exactly one refresh: a
+    // second success with an original refresh token, or any success with a refresh token that
+    // a refresh in this run issued (rotating tokens), is a duplicate refresh.
+    let mut duplicates = 0u64;
+    let mut twice = 0usize;
+    for (rt, k) in &seen.ok_by_token {
+        if expiry.contains_key(rt) {
+            duplicates += u64::from(k.saturating_sub(1));
+            twice += usize::from(*k > 1);
+        } else {
+            duplicates += u64::from(*k);
+            twice += 1;
+        }
+    }
     leads.sort_by(f64::total_cmp);
     after_due.sort_by(f64::total_cmp);
     let peak_ok = seen.per_second.values().map(|b| b.0).max().unwrap_or(0);
@@ -500,6 +517,9 @@ async fn main() -> Result<()> {
     println!("| refreshed before expiry | {before} |");
     println!("| refreshed only after expiry | {late} |");
     println!("| not refreshed by the end | {never} |");
+    println!(
+        "| **duplicate refreshes** (refreshes beyond one per connection) / connections refreshed twice | {duplicates} / {twice} |"
+    );
     println!(
         "| lead before expiry, min / p1 / median (sandbox s) | {:.0} / {:.0} / {:.0} |",
         pct(&leads, 0.0),

@@ -1,6 +1,7 @@
 //! A connection's life: one state column, and the problems a person must act on.
 
 use crate::id::{AppId, ConnectionId, ProviderId};
+pub use crate::state::ProblemCode;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -102,8 +103,8 @@ impl std::str::FromStr for Environment {
 /// Something wrong with a connection (or an app) that a person has to act on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Problem {
-    /// A stable code, e.g. `missing_scope`, `revoked`, `invalid_client`, `expires_soon`.
-    pub code: String,
+    /// What kind of problem (see [`ProblemCode`]); the state follows from it ([`crate::state::settle`]).
+    pub code: ProblemCode,
     /// One line for a person.
     pub title: String,
     /// What to do about it.
@@ -111,10 +112,6 @@ pub struct Problem {
     /// When it was first seen.
     pub since: DateTime<Utc>,
 }
-
-/// The open problem of a connection whose token works only on the platform's other API host
-/// (sandbox vs production): a configuration matter, not a refused grant.
-pub const ENVIRONMENT_MISMATCH: &str = "environment_mismatch";
 
 /// The platform account a grant belongs to: the id the platform gives it and the name it shows.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

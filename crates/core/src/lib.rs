@@ -24,5 +24,6 @@ pub mod provider;
 pub mod raw_http;
 pub mod secret;
 pub mod span;
+pub mod state;
 pub mod token;
 pub mod webhook;

@@ -88,7 +88,7 @@ impl Envelope {
                 problems: problems
                     .iter()
                     .map(|p| ProblemView {
-                        code: p.code.clone(),
+                        code: p.code.as_str().to_owned(),
                         title: p.title.clone(),
                         fix: p.fix.clone(),
                     })
@@ -465,7 +465,7 @@ mod tests {
     fn the_body_carries_no_more_than_ids_states_and_fixes() {
         let at = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
         let p = Problem {
-            code: "revoked".into(),
+            code: crate::state::ProblemCode::Revoked,
             title: "Access was revoked".into(),
             fix: "Reconnect".into(),
             since: at,

@@ -42,6 +42,7 @@ use std::time::Duration;
 use tokenwarden_core::clock::Clock;
 use tokenwarden_core::connection::{Connection, ConnectionState, Problem};
 use tokenwarden_core::id::{AppId, ConnectionId, ProviderId};
+use tokenwarden_core::policy::CrowdPlan;
 use tokenwarden_core::secret::Secret;
 use tokenwarden_core::token::TokenSet;
 use tokenwarden_store::{
@@ -551,6 +552,15 @@ impl Store for CachedStore {
     ) -> Result<Vec<(ConnectionId, i64)>, StoreError> {
         self.inner.claim_due_refreshes(now, limit, owner, ttl).await
     }
+    async fn crowd_plan(
+        &self,
+        provider: &ProviderId,
+        every: Duration,
+        limit: i64,
+    ) -> Result<Option<CrowdPlan>, StoreError> {
+        self.inner.crowd_plan(provider, every, limit).await
+    }
+
     async fn refresh_deadlines(
         &self,
         provider: &ProviderId,

@@ -5,6 +5,8 @@
 //!   single-flight) and replicas (the store's fenced lease); a burst of 401s on one token causes one
 //!   refresh; failures become the connection's state (transient → `degraded`, the platform's
 //!   refusal → `reauth_required`, the app refused → an app-level problem).
+//! - [`state`]: [`States`], the one writer of a connection's state and open problems (the state
+//!   follows from the problems by `tokenwarden_core::state::settle`).
 //! - [`cache`]: [`CachedStore`], short-lived caches in front of the store for the token fetch's
 //!   reads (the API key, the connection and its token set), invalidated by every write in the
 //!   process and bounded in size; another replica's change is seen within the TTL.
@@ -12,7 +14,9 @@
 #![warn(missing_docs)]
 
 pub mod cache;
+pub mod state;
 pub mod tokens;
 
 pub use cache::{CacheConfig, CachedStore};
+pub use state::States;
 pub use tokens::{Issued, TokenFailure, TokenService};

@@ -15,15 +15,17 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokenwarden_core::classify::Classification;
 use tokenwarden_core::clock::Clock;
-use tokenwarden_core::connection::{Connection, ConnectionState, Problem};
+use tokenwarden_core::connection::{Connection, ConnectionState, Problem, ProblemCode};
 use tokenwarden_core::id::ConnectionId;
 use tokenwarden_core::policy;
 use tokenwarden_core::provider::{Provider, Registry};
 use tokenwarden_core::secret::Secret;
+use tokenwarden_core::state::{self, settle};
 use tokenwarden_oauth::{AppCredentials, OAuthClient, TokenError};
 use tokenwarden_store::{Lease, NewEvent, Store, StoreError, StoredTokens};
 
 use crate::cache::CachedStore;
+use crate::state::{States, log_change};
 
 /// The refresh counter, by `provider` and `outcome` (`ok`, `refused`, `app_refused`,
 /// `transient`); the server renders it on `/metrics`.
@@ -171,6 +173,12 @@ impl TokenService {
         self.store = cached.clone();
         self.cache = Some(cached).filter(|c| c.tokens_enabled());
         self
+    }
+
+    /// The one writer of connections' states, over the same store as this service (so its
+    /// writes invalidate the same cache).
+    pub fn states(&self) -> States {
+        States::new(self.store.clone())
     }
 
     /// The connection, from the token cache while its entry lives (another replica's change is
@@ -612,20 +620,11 @@ impl TokenService {
         committed: &StoredTokens,
     ) {
         let now = self.clock.now();
-        let problems: Vec<Problem> = conn
-            .problems
-            .iter()
-            .filter(|p| p.code != "refresh_failing")
-            .cloned()
-            .collect();
-        if conn.state != ConnectionState::Active || problems.len() != conn.problems.len() {
-            self.best_effort(
-                self.store
-                    .set_state(&conn.id, ConnectionState::Active, &problems, now)
-                    .await,
-                "set state",
-            );
-        }
+        let problems = state::without(&conn.problems, ProblemCode::RefreshFailing);
+        self.best_effort(
+            self.states().set_problems(conn, problems, now).await,
+            "set state",
+        );
         let mut event = NewEvent::new(
             Some(conn.id.clone()),
             now,
@@ -666,25 +665,21 @@ impl TokenService {
             .increment(1);
         match &e {
             TokenError::Refused { .. } => {
-                let problem = Problem {
-                    code: "grant_refused".into(),
+                let problems = vec![Problem {
+                    code: ProblemCode::GrantRefused,
                     title: title.clone(),
                     fix: fix.clone(),
                     since: now,
-                };
+                }];
+                let next = settle(conn.state, &problems);
                 let recorded = self
                     .store
-                    .record_refresh_failure(
-                        &lease,
-                        ConnectionState::ReauthRequired,
-                        &[problem],
-                        None,
-                        now,
-                    )
+                    .record_refresh_failure(&lease, next, &problems, None, now)
                     .await;
                 if let Some(newer) = self.superseded(conn, recorded, lease.version).await? {
                     return Ok(newer);
                 }
+                log_change(conn, next);
                 let mut event = NewEvent::new(
                     Some(conn.id.clone()),
                     now,
@@ -711,7 +706,7 @@ impl TokenService {
                     tracing::warn!(connection = %conn.id, error = %release, "could not release the refresh lease; it lapses on its own");
                 }
                 let problem = Problem {
-                    code: "app_refused".into(),
+                    code: ProblemCode::AppRefused,
                     title: title.clone(),
                     fix: fix.clone(),
                     since: now,
@@ -742,18 +737,14 @@ impl TokenService {
             TokenError::Transient { .. } | TokenError::Malformed { .. } => {
                 let retry_after = verdict.and_then(|c| c.retry_after);
                 let problem = Problem {
-                    code: "refresh_failing".into(),
+                    code: ProblemCode::RefreshFailing,
                     title: format!("Refreshing is failing for now: {title}"),
                     fix: "Nothing to do: tokenwarden retries with backoff. The connection stays usable while its token lasts.".into(),
-                    since: conn.problems.iter().find(|p| p.code == "refresh_failing").map_or(now, |p| p.since),
+                    since: conn.problems.iter().find(|p| p.code == ProblemCode::RefreshFailing).map_or(now, |p| p.since),
                 };
-                let mut problems: Vec<Problem> = conn
-                    .problems
-                    .iter()
-                    .filter(|p| p.code != "refresh_failing")
-                    .cloned()
-                    .collect();
+                let mut problems = state::without(&conn.problems, ProblemCode::RefreshFailing);
                 problems.push(problem);
+                let next = settle(conn.state, &problems);
                 let wait = retry_after.unwrap_or_else(|| {
                     policy::backoff(
                         4,
@@ -767,17 +758,12 @@ impl TokenService {
                 );
                 let recorded = self
                     .store
-                    .record_refresh_failure(
-                        &lease,
-                        ConnectionState::Degraded,
-                        &problems,
-                        retry_at,
-                        now,
-                    )
+                    .record_refresh_failure(&lease, next, &problems, retry_at, now)
                     .await;
                 if let Some(newer) = self.superseded(conn, recorded, lease.version).await? {
                     return Ok(newer);
                 }
+                log_change(conn, next);
                 let mut event = NewEvent::new(
                     Some(conn.id.clone()),
                     now,
@@ -871,14 +857,14 @@ impl TokenService {
         let title = "The token has expired and this platform does not renew tokens".to_string();
         let fix = "Re-authorize the connection with the connect link.".to_string();
         let problem = Problem {
-            code: "expired".into(),
+            code: ProblemCode::Expired,
             title: title.clone(),
             fix: fix.clone(),
             since: now,
         };
         self.best_effort(
-            self.store
-                .set_state(&conn.id, ConnectionState::ReauthRequired, &[problem], now)
+            self.states()
+                .set_problems(conn, state::replace(&conn.problems, problem), now)
                 .await,
             "set state",
         );
@@ -918,7 +904,7 @@ fn reauth_failure(conn: &Connection) -> TokenFailure {
     let p = conn
         .problems
         .iter()
-        .find(|p| p.code == "grant_refused" || p.code == "expired")
+        .find(|p| p.code.needs_person())
         .or(conn.problems.first());
     TokenFailure::ReauthRequired {
         connection: conn.id.clone(),

@@ -15,10 +15,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokenwarden_core::classify::{Action, Classification, Kind, MAX_CLASSIFIED_BODY, ResponseView};
 use tokenwarden_core::clock::Clock;
-use tokenwarden_core::connection::{Connection, ConnectionState, ENVIRONMENT_MISMATCH, Problem};
+use tokenwarden_core::connection::{Connection, ConnectionState, Problem, ProblemCode};
 use tokenwarden_core::id::ConnectionId;
 use tokenwarden_core::policy;
 use tokenwarden_core::provider::{Context, CredentialPlacement, Provider, Registry};
+use tokenwarden_core::state;
 use tokenwarden_engine::{Issued, TokenFailure, TokenService};
 use tokenwarden_store::{NewEvent, Store, StoreError};
 use tokio::time::Instant;
@@ -766,32 +767,27 @@ impl Engine {
             let known = fresh
                 .problems
                 .iter()
-                .any(|p| p.code == ENVIRONMENT_MISMATCH);
+                .any(|p| p.code == ProblemCode::EnvironmentMismatch);
             if !known && let Err(e) = self.store.set_next_probe(&conn.id, Some(now)).await {
                 tracing::warn!(connection = %conn.id, error = %e, "could not schedule a probe");
             }
             return false;
         }
-        let mut problems: Vec<Problem> = fresh
-            .problems
-            .into_iter()
-            .filter(|p| p.code != "token_refused")
-            .collect();
-        problems.insert(
-            0,
+        let problems = state::replace(
+            &fresh.problems,
             Problem {
-                code: "token_refused".into(),
+                code: ProblemCode::TokenRefused,
                 title: c.title.clone(),
                 fix: c.fix.clone(),
                 since: now,
             },
         );
         let results = [
-            self.store
-                .set_state(&conn.id, ConnectionState::ReauthRequired, &problems, now)
+            self.tokens
+                .states()
+                .set_problems(&fresh, problems, now)
                 .await
                 .map(|_| ()),
-            self.store.set_next_refresh(&conn.id, None).await,
             self.store
                 .append_event(
                     &NewEvent::new(

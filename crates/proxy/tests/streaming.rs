@@ -557,7 +557,7 @@ async fn a_replay_refused_the_same_way_marks_the_connection() {
         .unwrap()
         .unwrap();
     assert_eq!(conn.state, ConnectionState::ReauthRequired);
-    assert_eq!(conn.problems[0].code, "token_refused");
+    assert_eq!(conn.problems[0].code.as_str(), "token_refused");
     // From now on the proxy answers at once with the link, without calling the platform.
     let resp = r
         .http

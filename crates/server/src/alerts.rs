@@ -18,7 +18,7 @@ use crate::metrics::ALERTS;
 use chrono::{DateTime, TimeDelta, Utc};
 use std::collections::HashSet;
 use std::time::Duration;
-use tokenwarden_core::connection::{Connection, ConnectionState};
+use tokenwarden_core::connection::{Connection, ConnectionState, ProblemCode};
 use tokenwarden_core::secret::Secret;
 use url::Url;
 
@@ -259,7 +259,7 @@ impl Watcher {
                 let p = c
                     .problems
                     .iter()
-                    .find(|p| p.code == "grant_refused" || p.code == "expired")
+                    .find(|p| p.code.needs_person())
                     .or(c.problems.first());
                 let (title, fix) = p.map_or_else(
                     || {
@@ -288,8 +288,8 @@ impl Watcher {
         let mut current = HashSet::new();
         for c in &conns {
             for p in &c.problems {
-                let key = match p.code.as_str() {
-                    "refresh_failing" | "probe_failing"
+                let key = match p.code {
+                    ProblemCode::RefreshFailing | ProblemCode::ProbeFailing
                         if c.state == ConnectionState::Degraded
                             && now - p.since >= settings.degraded_after =>
                     {
@@ -301,12 +301,12 @@ impl Watcher {
                     }
                     // The monitor rewrites the problem at every probe (since, days left); the
                     // occurrence is the token set whose end is forecast.
-                    "expires_soon" => {
+                    ProblemCode::ExpiresSoon => {
                         let ends = match s.store.get_tokens(&c.id).await {
                             Ok(Some(t)) => {
                                 format!("{:?}/{:?}", t.set.expires_at, t.set.refresh_expires_at)
                             }
-                            _ => p.code.clone(),
+                            _ => p.code.as_str().to_owned(),
                         };
                         (c.id.to_string(), Reason::ExpiresSoon, ends)
                     }

@@ -729,9 +729,7 @@ async fn save(
     };
     s.store.put_connection(&conn).await?;
     let stored = s.store.put_initial_tokens(&conn.id, &grant.tokens).await?;
-    s.store
-        .set_state(&conn.id, ConnectionState::Active, &[], now)
-        .await?;
+    s.tokens.states().connected(&conn, now).await?;
     let due = policy::refresh_due_at(&p.spec.refresh, &stored.set, rand::random::<f64>());
     s.store.set_next_refresh(&conn.id, due).await?;
     s.store

@@ -141,7 +141,9 @@ pub async fn handler(State(s): State<ServerState>, _caller: crate::api::Caller) 
                     .await
                     .unwrap_or_default()
                 {
-                    *apps.entry((app.provider.to_string(), p.code)).or_default() += 1;
+                    *apps
+                        .entry((app.provider.to_string(), p.code.as_str().to_owned()))
+                        .or_default() += 1;
                 }
             }
             text.push_str("# HELP tokenwarden_app_problems Apps the platform refused (wrong or rotated client secret), by provider and code.\n# TYPE tokenwarden_app_problems gauge\n");
@@ -200,7 +202,7 @@ pub fn gauges(
             .or_default() += 1;
         for pr in &c.problems {
             *problems
-                .entry((c.provider.to_string(), pr.code.clone()))
+                .entry((c.provider.to_string(), pr.code.as_str().to_owned()))
                 .or_default() += 1;
         }
     }
@@ -281,7 +283,7 @@ mod tests {
             problems: problems
                 .iter()
                 .map(|c| Problem {
-                    code: (*c).into(),
+                    code: c.parse().unwrap(),
                     title: "t".into(),
                     fix: "f".into(),
                     since: now,

@@ -17,21 +17,12 @@ use crate::ServerState;
 use chrono::{DateTime, TimeDelta, Utc};
 use std::time::Duration;
 use tokenwarden_core::classify::{Action, Blame, Classification, Kind, ResponseView};
-use tokenwarden_core::connection::{
-    Connection, ConnectionState, ENVIRONMENT_MISMATCH, Environment, Problem,
-};
+use tokenwarden_core::connection::{Connection, Environment, Problem, ProblemCode};
 use tokenwarden_core::id::ConnectionId;
 use tokenwarden_core::provider::{Context, ProbeVia, Provider};
 use tokenwarden_core::token::TokenSet;
 use tokenwarden_store::NewEvent;
 
-/// Problem codes the monitor owns (it clears them when the probe is healthy again).
-const PROBE_CODES: [&str; 4] = [
-    "missing_scope",
-    "missing_role",
-    "probe_failing",
-    ENVIRONMENT_MISMATCH,
-];
 /// At most this much of a probe's body is read.
 const MAX_PROBE_BODY: usize = 64 * 1024;
 
@@ -324,9 +315,9 @@ pub async fn probe(s: &ServerState, http: &reqwest::Client, id: &ConnectionId) {
         .await;
 }
 
-fn problem(code: &str, c: &Classification, now: DateTime<Utc>) -> Problem {
+fn problem(code: ProblemCode, c: &Classification, now: DateTime<Utc>) -> Problem {
     Problem {
-        code: code.into(),
+        code,
         title: c.title.clone(),
         fix: c.fix.clone(),
         since: now,
@@ -346,7 +337,7 @@ fn environment_mismatch(
     let (app, provider) = (conn.app.as_str(), conn.provider.as_str());
     let (configured, belongs) = (conn.environment.as_str(), belongs.as_str());
     Problem {
-        code: ENVIRONMENT_MISMATCH.into(),
+        code: ProblemCode::EnvironmentMismatch,
         title: format!(
             "The token belongs to {provider_name}'s {belongs} environment, but app {app} is configured for {configured}"
         ),
@@ -383,10 +374,9 @@ async fn apply(
     let mut problems: Vec<Problem> = fresh
         .problems
         .iter()
-        .filter(|x| !PROBE_CODES.contains(&x.code.as_str()) && x.code != "expires_soon")
+        .filter(|x| !x.code.probe_owned() && x.code != ProblemCode::ExpiresSoon)
         .cloned()
         .collect();
-    let mut state = fresh.state;
     let mut next = now + every;
     let mut event: Option<(&'static str, String)> = None;
     // Transient: never marks the connection, nor clears what the last answered probe found;
@@ -400,7 +390,7 @@ async fn apply(
             fresh
                 .problems
                 .iter()
-                .filter(|x| PROBE_CODES.contains(&x.code.as_str()))
+                .filter(|x| x.code.probe_owned())
                 .cloned(),
         );
     };
@@ -416,7 +406,7 @@ async fn apply(
             let since = fresh
                 .problems
                 .iter()
-                .find(|x| x.code == ENVIRONMENT_MISMATCH)
+                .find(|x| x.code == ProblemCode::EnvironmentMismatch)
                 .map_or(now, |x| x.since);
             let found = environment_mismatch(&p.spec.name, &fresh, belongs, since);
             if since == now {
@@ -429,28 +419,30 @@ async fn apply(
                     "the token works only on the platform's other environment's host"
                 );
             }
-            event = Some((ENVIRONMENT_MISMATCH, found.title.clone()));
+            event = Some((
+                ProblemCode::EnvironmentMismatch.as_str(),
+                found.title.clone(),
+            ));
             problems.push(found);
         }
         // The other host could not say: neither a refusal nor a mismatch is established yet.
         (.., Some(Elsewhere::Undecided(wait))) => transient(wait, &mut problems),
         (Kind::InsufficientScope, ..) => {
-            problems.push(problem("missing_scope", c, now));
+            problems.push(problem(ProblemCode::MissingScope, c, now));
             event = Some((
                 "missing_scope",
                 format!("The probe found a missing scope: {}", c.title),
             ));
         }
         (Kind::AppNotAuthorized, ..) if c.action != Action::Reauthorize => {
-            problems.push(problem("missing_role", c, now));
+            problems.push(problem(ProblemCode::MissingRole, c, now));
             event = Some((
                 "missing_role",
                 format!("The probe found a missing role or permission: {}", c.title),
             ));
         }
         (_, Blame::Connection, _) if c.action == Action::Reauthorize => {
-            problems.push(problem("grant_refused", c, now));
-            state = ConnectionState::ReauthRequired;
+            problems.push(problem(ProblemCode::GrantRefused, c, now));
             event = Some((
                 "reauth_required",
                 format!("The platform refused the grant: {}", c.title),
@@ -458,7 +450,7 @@ async fn apply(
         }
         _ => {
             problems.push(Problem {
-                code: "probe_failing".into(),
+                code: ProblemCode::ProbeFailing,
                 title: format!("The health probe failed: {}", c.title),
                 fix: c.fix.clone(),
                 since: now,
@@ -468,30 +460,18 @@ async fn apply(
     if let Some(p) = forecast(p, token, now) {
         problems.push(p);
     }
-    if state == ConnectionState::Degraded
-        && c.kind == Kind::Ok
-        && !problems.iter().any(|x| x.code == "refresh_failing")
-    {
-        state = ConnectionState::Active;
-    }
-    if (state != fresh.state || problems != fresh.problems)
-        && let Err(e) = s.store.set_state(&conn.id, state, &problems, now).await
-    {
+    if let Err(e) = s.tokens.states().set_problems(&fresh, problems, now).await {
         tracing::warn!(connection = %conn.id, error = %e, "cannot record the probe's outcome");
     }
     if let Some((kind, message)) = event {
-        let already = fresh
-            .problems
-            .iter()
-            .any(|x| x.code == kind || (kind == "reauth_required" && x.code == "grant_refused"));
+        let already = fresh.problems.iter().any(|x| {
+            x.code.as_str() == kind || (kind == "reauth_required" && x.code.needs_person())
+        });
         if !already {
             let e = NewEvent::new(Some(conn.id.clone()), now, kind, message)
                 .with("provider", conn.provider.as_str());
             let _ = s.store.append_event(&e).await;
         }
-    }
-    if state == ConnectionState::ReauthRequired {
-        let _ = s.store.set_next_refresh(&conn.id, None).await;
     }
     next
 }
@@ -515,7 +495,7 @@ fn forecast(p: &Provider, t: &TokenSet, now: DateTime<Utc>) -> Option<Problem> {
         "The token"
     };
     Some(Problem {
-        code: "expires_soon".into(),
+        code: ProblemCode::ExpiresSoon,
         title: format!(
             "{what} expires in {days:.1} days ({})",
             at.format("%Y-%m-%d %H:%M UTC")
@@ -538,7 +518,7 @@ mod tests {
             id: ConnectionId::parse("c-1").unwrap(),
             provider: "tiktok-business".parse().unwrap(),
             app: "main".parse().unwrap(),
-            state: ConnectionState::Active,
+            state: tokenwarden_core::connection::ConnectionState::Active,
             environment,
             api_base: "https://business-api.tiktok.com/open_api/v1.3".into(),
             account_ids: vec![],
@@ -561,7 +541,7 @@ mod tests {
             let p =
                 environment_mismatch("TikTok API for Business", &conn(configured), belongs, since);
             let (c, b) = (configured.as_str(), belongs.as_str());
-            assert_eq!(p.code, "environment_mismatch");
+            assert_eq!(p.code.as_str(), "environment_mismatch");
             assert_eq!(p.since, since);
             assert_eq!(
                 p.title,

@@ -306,7 +306,7 @@ async fn platform_text_is_escaped_and_no_token_reaches_a_page() {
             end_user: None,
             scopes: vec!["ads_read\"><img src=x>".into()],
             problems: vec![Problem {
-                code: "grant_refused".into(),
+                code: tokenwarden_core::state::ProblemCode::GrantRefused,
                 title: "<img src=x onerror=alert(2)>".into(),
                 fix: "Re-authorize & <b>retry</b>".into(),
                 since: now,

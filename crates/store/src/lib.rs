@@ -35,6 +35,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokenwarden_core::connection::{Connection, ConnectionState, Problem};
 use tokenwarden_core::id::{AppId, ConnectionId, ProviderId};
+use tokenwarden_core::policy::CrowdPlan;
 use tokenwarden_core::secret::Secret;
 use tokenwarden_core::token::TokenSet;
 
@@ -197,6 +198,16 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         provider: &ProviderId,
         limit: i64,
     ) -> Result<Vec<DateTime<Utc>>, StoreError>;
+    /// `tokenwarden_core::policy::crowd_plan` over the deadlines [`Store::refresh_deadlines`]
+    /// would return (`limit` of them), one refresh every `every`, computed in the database: the
+    /// scheduler learns when a crowd must start without reading a row per connection. `every` is
+    /// counted in whole microseconds.
+    async fn crowd_plan(
+        &self,
+        provider: &ProviderId,
+        every: Duration,
+        limit: i64,
+    ) -> Result<Option<CrowdPlan>, StoreError>;
     /// Claims up to `limit` of `provider`'s `active` connections with the earliest refresh
     /// deadlines no later than `until`, due or not, taking their leases like
     /// [`Store::claim_due_refreshes`]: a crowd is refreshed ahead of its deadlines. (`degraded`

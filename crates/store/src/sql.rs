@@ -16,8 +16,9 @@ use sqlx::{AnyPool, Executor, Row};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
-use tokenwarden_core::connection::{Connection, ConnectionState, Problem};
+use tokenwarden_core::connection::{Connection, ConnectionState, Problem, ProblemCode};
 use tokenwarden_core::id::{AppId, ConnectionId, ProviderId};
+use tokenwarden_core::policy::CrowdPlan;
 use tokenwarden_core::secret::Secret;
 use tokenwarden_core::token::TokenSet;
 
@@ -59,6 +60,10 @@ fn ms(t: DateTime<Utc>) -> i64 {
 fn from_ms(v: i64) -> Result<DateTime<Utc>> {
     DateTime::from_timestamp_millis(v)
         .ok_or_else(|| StoreError::Corrupt(format!("time {v} out of range")))
+}
+
+fn problem_code(s: &str) -> Result<ProblemCode> {
+    s.parse().map_err(StoreError::Corrupt)
 }
 
 fn opt_from_ms(v: Option<i64>) -> Result<Option<DateTime<Utc>>> {
@@ -104,7 +109,7 @@ fn problems_to_json(p: &[Problem]) -> Result<String> {
     json(
         &p.iter()
             .map(|p| ProblemRow {
-                code: p.code.clone(),
+                code: p.code.as_str().to_owned(),
                 title: p.title.clone(),
                 fix: p.fix.clone(),
                 since: ms(p.since),
@@ -118,7 +123,7 @@ fn problems_from_json(s: &str) -> Result<Vec<Problem>> {
     rows.into_iter()
         .map(|r| {
             Ok(Problem {
-                code: r.code,
+                code: problem_code(&r.code)?,
                 title: r.title,
                 fix: r.fix,
                 since: from_ms(r.since)?,
@@ -774,7 +779,7 @@ impl Store for SqlStore {
         )
         .bind(provider.as_str())
         .bind(app.as_str())
-        .bind(&p.code)
+        .bind(p.code.as_str())
         .bind(&p.title)
         .bind(&p.fix)
         .bind(ms(p.since))
@@ -809,7 +814,7 @@ impl Store for SqlStore {
         rows.iter()
             .map(|r| {
                 Ok(Problem {
-                    code: r.try_get("code")?,
+                    code: problem_code(r.try_get("code")?)?,
                     title: r.try_get("title")?,
                     fix: r.try_get("fix")?,
                     since: from_ms(r.try_get("since")?)?,
@@ -1157,6 +1162,39 @@ impl Store for SqlStore {
         rows.iter()
             .map(|r| from_ms(r.try_get("next_refresh_at")?))
             .collect()
+    }
+
+    async fn crowd_plan(
+        &self,
+        provider: &ProviderId,
+        every: Duration,
+        limit: i64,
+    ) -> Result<Option<CrowdPlan>> {
+        // The k-th deadline (from 0, earliest first) must start k steps earlier; the crowd starts
+        // at the earliest of those, and the latest deadline giving it is the crowd's end (ties go
+        // to the later deadline, as in policy::crowd_plan).
+        let step = i64::try_from(every.as_micros()).unwrap_or(i64::MAX / 4);
+        let row = sqlx::query(
+            "SELECT until, latest FROM (
+               SELECT next_refresh_at AS until,
+                      next_refresh_at * 1000 - (ROW_NUMBER() OVER (ORDER BY next_refresh_at) - 1) * $2 AS latest
+               FROM (SELECT next_refresh_at FROM connections
+                     WHERE provider = $1 AND next_refresh_at IS NOT NULL AND state = 'active'
+                     ORDER BY next_refresh_at LIMIT $3) AS upcoming
+             ) AS plan
+             ORDER BY latest ASC, until DESC LIMIT 1",
+        )
+        .bind(provider.as_str())
+        .bind(step)
+        .bind(limit)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(r) = row else { return Ok(None) };
+        let latest: i64 = r.try_get("latest")?;
+        Ok(Some(CrowdPlan {
+            start: DateTime::from_timestamp_micros(latest).unwrap_or(DateTime::<Utc>::MIN_UTC),
+            until: from_ms(r.try_get("until")?)?,
+        }))
     }
 
     async fn claim_earliest_refreshes(

@@ -46,6 +46,7 @@ contract!(
     burst_of_stale_callers_refreshes_once,
     claim_due_refreshes_is_disjoint,
     a_crowd_is_seen_and_claimed_early_per_provider,
+    the_crowd_plan_in_the_database_is_the_pure_one,
     a_refresh_commit_moves_the_deadline_with_the_token,
     a_stale_refresh_failure_changes_nothing,
     pending_is_single_use_under_race,
@@ -340,7 +341,7 @@ mod cases {
         );
         let conn = s.get_connection(&c).await.unwrap().unwrap();
         assert_eq!(conn.state, ConnectionState::Degraded);
-        assert_eq!(conn.problems[0].code, "refresh_failing");
+        assert_eq!(conn.problems[0].code.as_str(), "refresh_failing");
         assert_eq!(s.next_refresh_deadline().await.unwrap(), Some(retry));
         assert_eq!(
             s.list_deliveries("hook1", 100).await.unwrap().len(),
@@ -357,7 +358,7 @@ mod cases {
 
     fn problem(code: &str) -> Problem {
         Problem {
-            code: code.into(),
+            code: code.parse().unwrap(),
             title: format!("{code} title"),
             fix: "do the fix".into(),
             since: t0(),
@@ -403,15 +404,15 @@ mod cases {
         assert!(!s.delete_app(&pid(), &second.id).await.unwrap());
         assert_eq!(s.list_apps(None).await.unwrap(), vec![app.clone()]);
 
-        s.raise_app_problem(&pid(), &app.id, &problem("invalid_client"))
+        s.raise_app_problem(&pid(), &app.id, &problem("app_refused"))
             .await
             .unwrap();
-        s.raise_app_problem(&pid(), &app.id, &problem("invalid_client"))
+        s.raise_app_problem(&pid(), &app.id, &problem("app_refused"))
             .await
             .unwrap();
         assert_eq!(
             s.app_problems(&pid(), &app.id).await.unwrap(),
-            vec![problem("invalid_client")]
+            vec![problem("app_refused")]
         );
         assert!(
             s.clear_app_problem(&pid(), &app.id, "invalid_client")
@@ -820,6 +821,45 @@ mod cases {
                 .is_none()
         );
         s1.release_lease(&held).await.unwrap();
+    }
+
+    /// The scheduler asks the database for the crowd plan (no row per connection read); it must
+    /// be `policy::crowd_plan` over the same deadlines, for crowds that start early, late, with
+    /// ties, and for nothing scheduled.
+    pub async fn the_crowd_plan_in_the_database_is_the_pure_one(db: Arc<Db>) {
+        use tokenwarden_core::policy::crowd_plan;
+        let s = db.open().await;
+        let every = Duration::from_millis(100);
+        assert_eq!(s.crowd_plan(&pid(), every, 1000).await.unwrap(), None);
+        // 60 deadlines: a tight crowd (40 within 2 s, some equal), then 20 spread out.
+        let mut at = Vec::new();
+        for i in 0..40i64 {
+            at.push(t0() + TimeDelta::milliseconds(50 * (i / 2)));
+        }
+        for i in 0..20i64 {
+            at.push(t0() + TimeDelta::minutes(10 + 7 * i));
+        }
+        for (i, d) in at.iter().enumerate() {
+            let c = seeded(&*s, &format!("p{i:03}")).await;
+            s.set_next_refresh(&c, Some(*d)).await.unwrap();
+        }
+        for (step, limit) in [
+            (every, 1000),
+            (every, 10),
+            (Duration::from_secs(90), 1000),
+            (Duration::from_micros(1), 1000),
+        ] {
+            let deadlines = s.refresh_deadlines(&pid(), limit).await.unwrap();
+            assert_eq!(deadlines.len(), (limit as usize).min(60));
+            assert_eq!(
+                s.crowd_plan(&pid(), step, limit).await.unwrap(),
+                crowd_plan(&deadlines, step),
+                "step {step:?}, limit {limit}"
+            );
+        }
+        // Another provider's plan is its own.
+        let other = ProviderId::parse("tiktok").unwrap();
+        assert_eq!(s.crowd_plan(&other, every, 1000).await.unwrap(), None);
     }
 
     pub async fn a_crowd_is_seen_and_claimed_early_per_provider(db: Arc<Db>) {

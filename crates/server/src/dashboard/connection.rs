@@ -100,10 +100,10 @@ pub(super) async fn connection(
             let _ = write!(
                 body,
                 "<li data-code=\"{}\"><strong>{}</strong><p class=\"fix\"><b>Fix:</b> {}</p><p class=\"muted\">code {} · since {}</p></li>",
-                escape(&p.code),
+                escape(p.code.as_str()),
                 escape(&p.title),
                 escape(&p.fix),
-                escape(&p.code),
+                escape(p.code.as_str()),
                 when(Some(p.since))
             );
         }

@@ -26,7 +26,7 @@ async fn app_problems(
                 provider.to_string(),
                 app.to_string(),
                 tokenwarden_core::connection::Problem {
-                    code: "decrypt_failed".into(),
+                    code: tokenwarden_core::state::ProblemCode::DecryptFailed,
                     title: "Its stored client secret cannot be decrypted".into(),
                     fix: "Restart tokenwarden with the master key file it was written with; or restart with the app in the configuration, which stores its secret again.".into(),
                     since: s.clock.now(),
@@ -111,7 +111,7 @@ pub(super) async fn overview(State(s): State<ServerState>, signed: Signed) -> Re
                 let _ = write!(
                     body,
                     "<li data-code=\"{}\"><strong>{} · app {}: {}</strong><p class=\"fix\"><b>Fix:</b> {}</p><p class=\"muted\">since {}</p></li>",
-                    escape(&p.code),
+                    escape(p.code.as_str()),
                     escape(&provider_name(&s, &provider)),
                     escape(&app),
                     escape(&p.title),
