@@ -11,10 +11,12 @@
 //! - [`policy`]: when a token is due for refresh, expiry fallbacks, backoff with full jitter.
 //! - [`breaker`]: the per-platform circuit breaker (one trial call at a time during an outage).
 //! - [`raw_http`]: reads a response as `curl -i` prints it (for `diagnose`).
+//! - [`callback`]: reads an authorization callback's query (repeated deciding parameters refused).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod breaker;
+pub mod callback;
 pub mod classify;
 pub mod clock;
 pub mod connection;

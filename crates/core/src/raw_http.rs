@@ -112,7 +112,11 @@ pub fn parse(input: &[u8]) -> Result<RawResponse, RawHttpError> {
             if matches!(line[0], b' ' | b'\t') {
                 // Obsolete folding (RFC 9112 §5.2): continue the previous value.
                 if let Some((_, v)) = headers.last_mut() {
-                    v.push(' ');
+                    // One space joins the parts; a value that was empty gains none, so the
+                    // value stays trimmed (`Name:` then ` x` is `x`, not ` x`).
+                    if !v.is_empty() {
+                        v.push(' ');
+                    }
                     v.push_str(String::from_utf8_lossy(line.trim_ascii()).as_ref());
                     continue;
                 }
@@ -176,6 +180,20 @@ mod tests {
             .to_string();
         assert!(e.contains("line 2"), "{e}");
         assert!(parse(b"HTTP/1.1 20 OK\n\n").is_err());
+    }
+
+    /// Found by the raw_http fuzz target: a folded line under an empty value left a leading
+    /// space, so the value read was not the value written back (`Name: x`).
+    #[test]
+    fn folding_onto_an_empty_value_keeps_it_trimmed() {
+        let r = parse(b"HTTP/1.1 200 OK\r\nX-A:\r\n\tpart\r\nX-B: one\r\n two\r\n\r\n").unwrap();
+        assert_eq!(
+            r.headers,
+            vec![
+                ("X-A".to_string(), "part".to_string()),
+                ("X-B".to_string(), "one two".to_string())
+            ]
+        );
     }
 
     #[test]

@@ -141,7 +141,13 @@ fn strip_credentials(query: &str) -> String {
     query
         .split('&')
         .filter(|pair| {
-            let name = pair.split('=').next().unwrap_or("");
+            // Compared as the platform reads it: `access%5Ftoken` and `%61ccess_token` decode to
+            // `access_token` there.
+            let raw = pair.split('=').next().unwrap_or("");
+            let name = url::form_urlencoded::parse(raw.as_bytes())
+                .next()
+                .map(|(k, _)| k)
+                .unwrap_or_default();
             !CREDENTIAL_PARAMS
                 .iter()
                 .any(|c| name.eq_ignore_ascii_case(c))
@@ -311,6 +317,25 @@ mod tests {
         assert_eq!(u.query(), Some("fields=id"));
         let u = build(&base(), "/me", Some("access_token=theirs")).unwrap();
         assert_eq!(u.query(), None);
+    }
+
+    /// Found while writing the proxy_target fuzz target's invariant: the name was compared as
+    /// sent, so a percent-encoded spelling reached the platform, which decodes it to
+    /// `access_token`.
+    #[test]
+    fn encoded_access_token_parameters_are_dropped_too() {
+        for q in [
+            "access%5Ftoken=theirs",
+            "%61ccess_token=theirs",
+            "ACCESS%5fTOKEN=theirs",
+            "%61%63%63%65%73%73%5F%74%6F%6B%65%6E=theirs",
+        ] {
+            let u = build(&base(), "/me", Some(&format!("fields=id&{q}"))).unwrap();
+            assert_eq!(u.query(), Some("fields=id"), "{q}");
+        }
+        // Other names that merely contain it are kept.
+        let u = build(&base(), "/me", Some("my_access_token_hint=1")).unwrap();
+        assert_eq!(u.query(), Some("my_access_token_hint=1"));
     }
 
     #[test]

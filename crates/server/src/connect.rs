@@ -27,6 +27,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::TimeDelta;
 use rand::RngCore;
 use std::collections::HashMap;
+use tokenwarden_core::callback;
 use tokenwarden_core::classify::{Blame, ResponseView};
 use tokenwarden_core::connection::{
     Account, AccountCheck, Connection, ConnectionState, Environment, Problem, check_account,
@@ -60,60 +61,9 @@ fn random_token() -> String {
     URL_SAFE_NO_PAD.encode(b)
 }
 
-/// Callback parameters that must appear at most once: with two, which one "wins" differs between
-/// parsers, and an attacker who can append to the URL gets to choose.
-const SINGLE_PARAMS: [&str; 9] = [
-    "state",
-    "code",
-    "iss",
-    "error",
-    "error_description",
-    "error_reason",
-    "error_code",
-    "error_message",
-    "auth_code",
-];
-
 /// The open app problem a failed consent step raises (issue 18 item 5); a later successful
 /// authorization for the same app clears it.
 const CONSENT_REFUSED: ProblemCode = ProblemCode::ConsentRefused;
-
-/// The error parameters of a callback (RFC 6749 §4.1.2.1 `error`, `error_description`; Meta and
-/// Threads also send `error_reason`, `error_code`, `error_message`), as the JSON object the
-/// classifier reads for the consent step. `None` when the callback carries no error.
-fn consent_error(q: &HashMap<String, String>) -> Option<String> {
-    if !q.contains_key("error") && !q.contains_key("error_code") {
-        return None;
-    }
-    let mut body = serde_json::Map::new();
-    for k in [
-        "error",
-        "error_description",
-        "error_reason",
-        "error_code",
-        "error_message",
-    ] {
-        if let Some(v) = q.get(k) {
-            body.insert(k.to_string(), serde_json::Value::String(v.clone()));
-        }
-    }
-    Some(serde_json::Value::Object(body).to_string())
-}
-
-/// The raw query's parameters, refusing any of `single` (and the provider's code parameters)
-/// given more than once.
-fn single_valued(raw: Option<&str>, extra: &[String]) -> Result<HashMap<String, String>, String> {
-    let mut out: HashMap<String, String> = HashMap::new();
-    for (k, v) in url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
-        let k = k.into_owned();
-        let watched = SINGLE_PARAMS.contains(&k.as_str()) || extra.contains(&k);
-        if out.contains_key(&k) && watched {
-            return Err(k);
-        }
-        out.entry(k).or_insert_with(|| v.into_owned());
-    }
-    Ok(out)
-}
 
 /// `GET /connect/{provider}`: no longer a way in. A flow starts only from a connect session's
 /// link, so say where those come from.
@@ -402,9 +352,9 @@ async fn callback(
         .get(&provider)
         .map(|p| p.spec.authorize.callback_code_params.clone())
         .unwrap_or_default();
-    let q = match single_valued(raw.as_deref(), &code_params) {
+    let q = match callback::parse(raw.as_deref(), &code_params) {
         Ok(q) => q,
-        Err(name) => {
+        Err(callback::Repeated(name)) => {
             tracing::warn!(provider = %provider, parameter = %name, "refused a callback with a repeated parameter");
             return bad(
                 "This link is not a valid authorization callback",
@@ -415,7 +365,7 @@ async fn callback(
         }
     };
     // Rule 1: state before anything else, consumed once.
-    let Some(state) = q.get("state").filter(|v| !v.is_empty()) else {
+    let Some(state) = q.state() else {
         return bad(
             "This link is not a valid authorization callback",
             "It carries no state. Ask for a new connect link and start again.",
@@ -454,7 +404,7 @@ async fn callback(
     let Some(p) = s.providers.get(&provider).cloned() else {
         return bad("Unknown platform", "This platform is no longer configured.");
     };
-    if let (Some(iss), Some(expected)) = (q.get("iss"), p.spec.authorize.issuer.as_ref())
+    if let (Some(iss), Some(expected)) = (q.issuer(), p.spec.authorize.issuer.as_ref())
         && iss != expected
     {
         record(
@@ -495,7 +445,7 @@ async fn callback(
         None => None,
     };
     let session = session.as_ref();
-    if let Some(body) = consent_error(&q) {
+    if let Some(body) = q.consent_error() {
         // The consent step failed (issue 18 item 5): the app's problem (not set up for the
         // product, redirect URI not registered, development mode), fixed in its dashboard. It is
         // shown on the done page and recorded against the app, never against a connection.
@@ -533,14 +483,7 @@ async fn callback(
         .await;
         return done_redirect(&pending.connection, flow_id(&state_hash), session, false);
     }
-    let Some(code) = p
-        .spec
-        .authorize
-        .callback_code_params
-        .iter()
-        .find_map(|k| q.get(k))
-        .filter(|c| !c.is_empty())
-    else {
+    let Some(code) = q.code(&p.spec.authorize.callback_code_params) else {
         record(
             &s,
             &pending.connection,
@@ -571,7 +514,7 @@ async fn callback(
         .exchange_code(
             &p,
             &creds,
-            &Secret::new(code.clone()),
+            &Secret::new(code),
             pending.pkce_verifier.as_ref(),
         )
         .await
