@@ -9,6 +9,7 @@
 //! - [`provider`]: provider definitions (data, one TOML file per platform) and their registry.
 //! - [`classify`]: the response classifier (status + headers + body → kind, action, wait, fix).
 //! - [`policy`]: when a token is due for refresh, expiry fallbacks, backoff with full jitter.
+//! - [`platform_callback`]: verifying the callbacks platforms send when a user removes the app.
 //! - [`raw_http`]: reads a response as `curl -i` prints it (for `diagnose`).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -17,6 +18,7 @@ pub mod classify;
 pub mod clock;
 pub mod connection;
 pub mod id;
+pub mod platform_callback;
 pub mod policy;
 pub mod provider;
 pub mod raw_http;
