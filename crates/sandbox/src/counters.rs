@@ -22,6 +22,10 @@ pub(crate) struct ProviderCounters {
     /// no first-party source says it is refused, but counted so tests can require the
     /// documented form.
     pub undocumented_credentials: AtomicU64,
+    /// Deauthorize callbacks the app answered with a 2xx.
+    pub deauthorize_callbacks_delivered: AtomicU64,
+    /// Deauthorize callback attempts that failed (no answer, or a non-2xx one).
+    pub deauthorize_callbacks_failed: AtomicU64,
 }
 
 /// Token-endpoint calls keyed by (provider, grant id or "-" when unknown, grant type).
@@ -55,6 +59,9 @@ impl Counters {
             p.rate_limited_sent.store(0, Ordering::Relaxed);
             p.wrong_environment_sent.store(0, Ordering::Relaxed);
             p.undocumented_credentials.store(0, Ordering::Relaxed);
+            p.deauthorize_callbacks_delivered
+                .store(0, Ordering::Relaxed);
+            p.deauthorize_callbacks_failed.store(0, Ordering::Relaxed);
         }
         self.token_calls.clear();
     }
@@ -93,6 +100,8 @@ impl Counters {
                     "rate_limited_sent": c.rate_limited_sent.load(Ordering::Relaxed),
                     "wrong_environment_sent": c.wrong_environment_sent.load(Ordering::Relaxed),
                     "undocumented_credentials": c.undocumented_credentials.load(Ordering::Relaxed),
+                    "deauthorize_callbacks_delivered": c.deauthorize_callbacks_delivered.load(Ordering::Relaxed),
+                    "deauthorize_callbacks_failed": c.deauthorize_callbacks_failed.load(Ordering::Relaxed),
                 }),
             );
         }

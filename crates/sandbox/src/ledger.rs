@@ -57,6 +57,8 @@ pub(crate) struct App {
     redirect_uris: RwLock<Vec<String>>,
     /// Grants ever made to this app: Meta's app budget is 200 calls/hour per user.
     users: AtomicU64,
+    /// Where the platform calls back when a user removes the app.
+    deauthorize_url: RwLock<Option<String>>,
 }
 
 impl App {
@@ -80,6 +82,16 @@ impl App {
     }
     pub fn redirect_uris(&self) -> Vec<String> {
         self.redirect_uris.read().clone()
+    }
+    pub fn deauthorize_url(&self) -> Option<String> {
+        self.deauthorize_url.read().clone()
+    }
+    pub fn set_deauthorize_url(&self, url: Option<String>) {
+        *self.deauthorize_url.write() = url;
+    }
+    /// The current client secret, for signing what the platform sends the app (never shown).
+    pub fn secret(&self) -> String {
+        self.secret.read().clone()
     }
 }
 
@@ -268,6 +280,7 @@ impl Ledger {
             generation: AtomicU64::new(0),
             redirect_uris: RwLock::new(reg.redirect_uris.clone()),
             users: AtomicU64::new(0),
+            deauthorize_url: RwLock::new(reg.deauthorize_url.clone()),
         });
         self.apps
             .insert((reg.provider, reg.client_id.clone()), app.clone());
@@ -376,8 +389,9 @@ impl Ledger {
         self.grants.iter().map(|g| g.value().clone()).collect()
     }
 
-    pub fn revoke_grant(&self, grant: &Grant) {
-        grant.revoked.store(true, Ordering::Release);
+    /// Revokes the grant; `false` when it was revoked already.
+    pub fn revoke_grant(&self, grant: &Grant) -> bool {
+        !grant.revoked.swap(true, Ordering::AcqRel)
     }
 
     pub fn expire_now(&self, grant: &Grant, now: DateTime<Utc>) {

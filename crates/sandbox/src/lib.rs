@@ -18,6 +18,8 @@
 //! - [`fault`]: per-provider faults (throttle, outage, latency, malformed token responses,
 //!   rotation); `rate_limit`: sliding windows on the sandbox clock; `counters`: what was sent.
 //! - `admin`: the `/_sandbox/` JSON API.
+//! - `deauthorize`: the callback a platform sends an app when a user removes it (Meta,
+//!   Threads, TikTok Login Kit), signed as the platform signs it.
 //! - [`cli`]: [`SandboxArgs`] and [`run`], wired to `tokenwarden sandbox`.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -30,6 +32,7 @@ mod authorize;
 pub mod cli;
 pub mod config;
 mod counters;
+mod deauthorize;
 pub mod error_case;
 pub mod fault;
 mod ledger;
@@ -79,6 +82,8 @@ struct Inner {
     counters: counters::Counters,
     /// Asynchronous jobs (reports, publishing containers): id → when it is done.
     jobs: DashMap<String, DateTime<Utc>>,
+    /// Sends callbacks to apps (no redirects followed); `None` if it could not be built.
+    http: Option<reqwest::Client>,
 }
 
 /// Why an API call was refused before it reached the endpoint's own logic.
@@ -121,6 +126,11 @@ impl Sandbox {
                 limits: rate_limit::RateLimiter::default(),
                 counters: counters::Counters::default(),
                 jobs: DashMap::new(),
+                http: reqwest::Client::builder()
+                    .redirect(reqwest::redirect::Policy::none())
+                    .timeout(Duration::from_secs(5))
+                    .build()
+                    .ok(),
             }),
         }
     }
@@ -149,6 +159,10 @@ impl Sandbox {
 
     pub(crate) fn counters(&self) -> &counters::Counters {
         &self.inner.counters
+    }
+
+    pub(crate) fn http(&self) -> Option<&reqwest::Client> {
+        self.inner.http.as_ref()
     }
 
     /// Turns a span of sandbox time into the real time it takes.
