@@ -259,7 +259,7 @@ pub fn verify(
     }
     if let Some(pointer) = &spec.event {
         let event = text_at(&payload, pointer).unwrap_or_default();
-        if !spec.events.iter().any(|e| *e == event) {
+        if !spec.events.contains(&event) {
             return Ok(Verified::OtherEvent {
                 event: event.chars().take(100).collect(),
                 signed_at,
