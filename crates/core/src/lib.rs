@@ -10,6 +10,7 @@
 //! - [`classify`]: the response classifier (status + headers + body → kind, action, wait, fix).
 //! - [`policy`]: when a token is due for refresh, expiry fallbacks, backoff with full jitter.
 //! - [`breaker`]: the per-platform circuit breaker (one trial call at a time during an outage).
+//! - [`platform_callback`]: verifying the callbacks platforms send when a user removes the app.
 //! - [`raw_http`]: reads a response as `curl -i` prints it (for `diagnose`).
 //! - [`callback`]: reads an authorization callback's query (repeated deciding parameters refused).
 #![forbid(unsafe_code)]
@@ -21,6 +22,7 @@ pub mod classify;
 pub mod clock;
 pub mod connection;
 pub mod id;
+pub mod platform_callback;
 pub mod policy;
 pub mod provider;
 pub mod raw_http;

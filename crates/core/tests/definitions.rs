@@ -192,3 +192,52 @@ fn a_query_credential_needs_a_parameter_name() {
         "{joined:?}"
     );
 }
+
+#[test]
+fn the_platforms_that_call_back_on_removal_say_how_in_data() {
+    use tokenwarden_core::platform_callback::CallbackKind;
+    let reg = Registry::builtin().unwrap_or_else(|e| panic!("{e}"));
+    let kind = |id: &str| {
+        reg.get(id)
+            .unwrap()
+            .spec
+            .callbacks
+            .deauthorize
+            .as_ref()
+            .map(|d| (d.kind, d.user_id.clone()))
+    };
+    assert_eq!(
+        kind("meta"),
+        Some((CallbackKind::MetaSignedRequest, "/user_id".into()))
+    );
+    assert_eq!(
+        kind("threads"),
+        Some((CallbackKind::MetaSignedRequest, "/user_id".into()))
+    );
+    assert_eq!(
+        kind("tiktok"),
+        Some((CallbackKind::TiktokSignature, "/user_openid".into()))
+    );
+    // No documented callback: the monitor's probe interval is the bound there.
+    assert_eq!(kind("snapchat"), None);
+    assert_eq!(kind("tiktok-business"), None);
+
+    // A broken table is explained key by key, like every other part of a definition.
+    let text = BUILTIN.iter().find(|(n, _)| *n == "meta.toml").unwrap().1;
+    let broken = text.replace("issued_at = \"/issued_at\"\n", "");
+    let errors = Registry::check("meta.toml", &broken).unwrap_err();
+    let joined: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+    assert!(
+        joined
+            .iter()
+            .any(|e| e
+                .contains("callbacks.deauthorize.issued_at: meta_signed_request needs issued_at")),
+        "{joined:?}"
+    );
+    let unknown = text.replace(
+        "kind = \"meta_signed_request\"",
+        "kind = \"meta_signed_request\"\nsecret = \"x\"",
+    );
+    let e = Registry::check("meta.toml", &unknown).unwrap_err()[0].to_string();
+    assert!(e.contains("secret"), "{e}");
+}

@@ -5,14 +5,15 @@
 //! |---|---|---|
 //! | `GET /_sandbox/grants[?provider=]` | | grants: id, provider, app, environment, account, scopes, state (never tokens) |
 //! | `GET /_sandbox/grants/{id}` | | one grant |
-//! | `POST /_sandbox/grants/{id}/revoke` | | every token of the grant is refused as revoked |
+//! | `POST /_sandbox/grants/{id}/revoke` | | every token of the grant is refused as revoked; where the platform calls back on removal (Meta, Threads, TikTok Login Kit) and the app has a `deauthorize_url`, the signed callback is sent, and the reply's `deauthorize_callback` says how the app answered |
 //! | `POST /_sandbox/grants/{id}/expire` | | every access token issued so far is expired now |
 //! | `POST /_sandbox/grants/{id}/remove-scope` | `{"scope"}` | the scope is gone: the platform's scope error |
 //! | `POST /_sandbox/grants/{id}/remove-role` | | role on the ad accounts gone (Snapchat, TikTok Business, Meta) |
 //! | `GET /_sandbox/apps` | | registered apps and their environment (no secrets) |
-//! | `POST /_sandbox/apps` | `{"provider","client_id","client_secret","name","redirect_uris":[],"environment":"production"\|"sandbox","refresh_tokens":false}` | register an app; a `sandbox` app's tokens work only on the platform's sandbox host (`/tiktok-business/sandbox/…`); a TikTok Business app with `refresh_tokens` issues creator tokens (24 h, with a refresh token) |
+//! | `POST /_sandbox/apps` | `{"provider","client_id","client_secret","name","redirect_uris":[],"environment":"production"\|"sandbox","refresh_tokens":false,"deauthorize_url":null}` | register an app; a `sandbox` app's tokens work only on the platform's sandbox host (`/tiktok-business/sandbox/…`); a TikTok Business app with `refresh_tokens` issues creator tokens (24 h, with a refresh token) |
 //! | `POST /_sandbox/apps/{provider}/{client_id}/rotate-secret` | | new secret returned; every token of the app dies |
 //! | `POST /_sandbox/apps/{provider}/{client_id}/redirect-uris` | `{"redirect_uri"}` | register one more redirect URI |
+//! | `POST /_sandbox/apps/{provider}/{client_id}/deauthorize-url` | `{"url": "https://…"\|null}` | where the platform calls back when a user removes the app (Meta, Threads, TikTok Login Kit only) |
 //! | `GET /_sandbox/faults` | | every provider's fault settings |
 //! | `POST /_sandbox/faults/{provider}/throttle` | `{"next":N}` or `{"rate_per_sec":R,"for":"1m"}`, optional `"target":"api"\|"token"\|"all"` | the platform's own rate-limit signal |
 //! | `POST /_sandbox/faults/{provider}/outage` | `{"for":"5m","mode":"platform"\|"html","status":502\|503}` | outage on every route of the provider |
@@ -60,6 +61,10 @@ pub(crate) fn routes() -> Router<Sandbox> {
         .route(
             "/apps/{provider}/{client_id}/redirect-uris",
             post(add_redirect),
+        )
+        .route(
+            "/apps/{provider}/{client_id}/deauthorize-url",
+            post(set_deauthorize_url),
         )
         .route("/faults", get(list_faults))
         .route("/faults/{provider}/throttle", post(throttle))
@@ -159,8 +164,17 @@ async fn one_grant(State(sb): State<Sandbox>, Path(id): Path<String>) -> AdminRe
 
 async fn revoke(State(sb): State<Sandbox>, Path(id): Path<String>) -> AdminResult {
     let g = grant(&sb, &id)?;
-    sb.ledger().revoke_grant(&g);
-    done(json!(g.view()))
+    // The platform calls back once, when the grant goes; revoking it again sends nothing.
+    let callback = if sb.ledger().revoke_grant(&g) {
+        crate::deauthorize::announce(&sb, &g).await
+    } else {
+        None
+    };
+    let mut v = json!(g.view());
+    if let (Some(cb), Some(obj)) = (callback, v.as_object_mut()) {
+        obj.insert("deauthorize_callback".into(), cb);
+    }
+    done(v)
 }
 
 async fn expire(State(sb): State<Sandbox>, Path(id): Path<String>) -> AdminResult {
@@ -202,7 +216,49 @@ async fn remove_role(State(sb): State<Sandbox>, Path(id): Path<String>) -> Admin
 }
 
 fn app_view(a: &crate::ledger::App) -> Value {
-    json!({"provider": a.provider, "client_id": a.client_id, "name": a.name, "environment": a.environment, "refresh_tokens": a.refresh_tokens, "redirect_uris": a.redirect_uris()})
+    json!({"provider": a.provider, "client_id": a.client_id, "name": a.name, "environment": a.environment, "refresh_tokens": a.refresh_tokens, "redirect_uris": a.redirect_uris(), "deauthorize_url": a.deauthorize_url()})
+}
+
+/// A callback URL for `p`'s removal callback: an http(s) URL, on a platform that sends one.
+fn deauthorize_url(p: Provider, url: Option<&str>) -> Result<Option<String>, AdminError> {
+    let Some(url) = url else { return Ok(None) };
+    if p.deauthorize_callback().is_none() {
+        let with: Vec<&str> = Provider::ALL
+            .into_iter()
+            .filter(|q| q.deauthorize_callback().is_some())
+            .map(Provider::id)
+            .collect();
+        return Err(bad(format!(
+            "{p} documents no callback when a user removes the app (those that do: {})",
+            with.join(", ")
+        )));
+    }
+    match url::Url::parse(url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.has_host() => {
+            Ok(Some(url.to_string()))
+        }
+        _ => Err(bad(format!("{url:?} is not an http(s) URL"))),
+    }
+}
+
+async fn set_deauthorize_url(
+    State(sb): State<Sandbox>,
+    Path((p, client_id)): Path<(String, String)>,
+    b: Option<Json<Value>>,
+) -> AdminResult {
+    let a = app(&sb, &p, &client_id)?;
+    let b = body(b);
+    let url = match b.get("url") {
+        Some(Value::String(u)) => Some(u.as_str()),
+        Some(Value::Null) => None,
+        _ => {
+            return Err(bad(
+                "body must be {\"url\": \"https://…\"} or {\"url\": null}",
+            ));
+        }
+    };
+    a.set_deauthorize_url(deauthorize_url(a.provider, url)?);
+    done(app_view(&a))
 }
 
 async fn list_apps(State(sb): State<Sandbox>) -> AdminResult {
@@ -225,6 +281,8 @@ struct NewApp {
     /// advertiser tokens.
     #[serde(default)]
     refresh_tokens: bool,
+    /// Where the platform calls back when a user removes the app.
+    deauthorize_url: Option<String>,
 }
 
 async fn register_app(State(sb): State<Sandbox>, Json(n): Json<NewApp>) -> AdminResult {
@@ -261,6 +319,7 @@ async fn register_app(State(sb): State<Sandbox>, Json(n): Json<NewApp>) -> Admin
             "refresh_tokens chooses between TikTok Business's two kinds of token; {p} issues one kind"
         )));
     }
+    let deauthorize_url = deauthorize_url(p, n.deauthorize_url.as_deref())?;
     let app = sb.ledger().register(&AppRegistration {
         provider: p,
         client_id: n.client_id,
@@ -269,6 +328,7 @@ async fn register_app(State(sb): State<Sandbox>, Json(n): Json<NewApp>) -> Admin
         redirect_uris: n.redirect_uris,
         environment,
         refresh_tokens: n.refresh_tokens,
+        deauthorize_url,
     });
     Ok((StatusCode::CREATED, Json(app_view(&app))).into_response())
 }

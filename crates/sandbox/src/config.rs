@@ -27,6 +27,10 @@ pub struct AppRegistration {
     /// a 24 h access token (the creator tokens of the SDK's `AuthenticationApi.md`), renewed at
     /// `/tt_user/oauth2/refresh_token/`. Otherwise it issues long-term advertiser tokens.
     pub refresh_tokens: bool,
+    /// Where the platform calls back when a user removes the app (Meta's Deauthorize Callback
+    /// URL, Threads' Uninstall Callback URL, TikTok's webhook callback URL); `None`: nowhere.
+    /// Only platforms with a [`Provider::deauthorize_callback`] send one.
+    pub deauthorize_url: Option<String>,
 }
 
 impl AppRegistration {
@@ -40,6 +44,7 @@ impl AppRegistration {
             redirect_uris: Vec::new(),
             environment: Environment::Production,
             refresh_tokens: false,
+            deauthorize_url: None,
         }
     }
 
@@ -56,6 +61,7 @@ impl AppRegistration {
             redirect_uris: Vec::new(),
             environment: Environment::Sandbox,
             refresh_tokens: false,
+            deauthorize_url: None,
         })
     }
 

@@ -25,6 +25,10 @@ pub(crate) struct ProviderCounters {
     /// Token-endpoint calls answered by an outage (they never reach the token endpoint, so they
     /// are not in the token calls): what a breaker saves the platform during one.
     pub token_calls_in_outage: AtomicU64,
+    /// Deauthorize callbacks the app answered with a 2xx.
+    pub deauthorize_callbacks_delivered: AtomicU64,
+    /// Deauthorize callback attempts that failed (no answer, or a non-2xx one).
+    pub deauthorize_callbacks_failed: AtomicU64,
 }
 
 /// Token-endpoint calls keyed by (provider, grant id or "-" when unknown, grant type).
@@ -76,6 +80,9 @@ impl Counters {
             p.wrong_environment_sent.store(0, Ordering::Relaxed);
             p.undocumented_credentials.store(0, Ordering::Relaxed);
             p.token_calls_in_outage.store(0, Ordering::Relaxed);
+            p.deauthorize_callbacks_delivered
+                .store(0, Ordering::Relaxed);
+            p.deauthorize_callbacks_failed.store(0, Ordering::Relaxed);
         }
         self.token_calls.clear();
         for b in &self.busiest {
@@ -120,6 +127,8 @@ impl Counters {
                     "wrong_environment_sent": c.wrong_environment_sent.load(Ordering::Relaxed),
                     "undocumented_credentials": c.undocumented_credentials.load(Ordering::Relaxed),
                     "token_calls_in_outage": c.token_calls_in_outage.load(Ordering::Relaxed),
+                    "deauthorize_callbacks_delivered": c.deauthorize_callbacks_delivered.load(Ordering::Relaxed),
+                    "deauthorize_callbacks_failed": c.deauthorize_callbacks_failed.load(Ordering::Relaxed),
                 }),
             );
         }

@@ -59,10 +59,16 @@ pub(crate) struct App {
     /// The SHA-256 of the current secret: comparing digests is what `secret_matches` does anyway,
     /// and it lets the books be written to disk without a credential in them.
     secret: RwLock<TokenHash>,
+    /// The current secret itself, kept in memory only to sign what the platform sends the app
+    /// (deauthorize callbacks). `None` after a restart that restored a secret rotated in an
+    /// earlier run: the file holds only its digest, so such an app gets no signed callbacks.
+    signing_secret: RwLock<Option<String>>,
     generation: AtomicU64,
     redirect_uris: RwLock<Vec<String>>,
     /// Grants ever made to this app: Meta's app budget is 200 calls/hour per user.
     users: AtomicU64,
+    /// Where the platform calls back when a user removes the app.
+    deauthorize_url: RwLock<Option<String>>,
 }
 
 impl App {
@@ -85,6 +91,17 @@ impl App {
     }
     pub fn redirect_uris(&self) -> Vec<String> {
         self.redirect_uris.read().clone()
+    }
+    pub fn deauthorize_url(&self) -> Option<String> {
+        self.deauthorize_url.read().clone()
+    }
+    pub fn set_deauthorize_url(&self, url: Option<String>) {
+        *self.deauthorize_url.write() = url;
+    }
+    /// The current client secret, for signing what the platform sends the app (never shown);
+    /// `None` when only its digest is known (see `signing_secret`).
+    pub fn secret(&self) -> Option<String> {
+        self.signing_secret.read().clone()
     }
 }
 
@@ -282,9 +299,11 @@ impl Ledger {
             environment: reg.environment,
             refresh_tokens: reg.refresh_tokens,
             secret: RwLock::new(hash(&reg.client_secret)),
+            signing_secret: RwLock::new(Some(reg.client_secret.clone())),
             generation: AtomicU64::new(0),
             redirect_uris: RwLock::new(reg.redirect_uris.clone()),
             users: AtomicU64::new(0),
+            deauthorize_url: RwLock::new(reg.deauthorize_url.clone()),
         });
         self.apps
             .insert((reg.provider, reg.client_id.clone()), app.clone());
@@ -315,6 +334,7 @@ impl Ledger {
     pub fn rotate_secret(&self, app: &App) -> String {
         let secret = mint("sec_");
         *app.secret.write() = hash(&secret);
+        *app.signing_secret.write() = Some(secret.clone());
         app.generation.fetch_add(1, Ordering::AcqRel);
         self.touch();
         secret
@@ -400,9 +420,13 @@ impl Ledger {
         self.grants.iter().map(|g| g.value().clone()).collect()
     }
 
-    pub fn revoke_grant(&self, grant: &Grant) {
-        grant.revoked.store(true, Ordering::Release);
-        self.touch();
+    /// Revokes the grant; `false` when it was revoked already.
+    pub fn revoke_grant(&self, grant: &Grant) -> bool {
+        let changed = !grant.revoked.swap(true, Ordering::AcqRel);
+        if changed {
+            self.touch();
+        }
+        changed
     }
 
     pub fn expire_now(&self, grant: &Grant, now: DateTime<Utc>) {

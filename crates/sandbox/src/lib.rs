@@ -19,6 +19,8 @@
 //!   rotation); `rate_limit`: sliding windows on the sandbox clock; `counters`: what was sent.
 //! - `admin`: the `/_sandbox/` JSON API.
 //! - [`persist`]: [`LedgerFile`], the books kept on disk across restarts (`serve --sandbox`).
+//! - `deauthorize`: the callback a platform sends an app when a user removes it (Meta,
+//!   Threads, TikTok Login Kit), signed as the platform signs it.
 //! - [`cli`]: [`SandboxArgs`] and [`run`], wired to `tokenwarden sandbox`.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -31,6 +33,7 @@ mod authorize;
 pub mod cli;
 pub mod config;
 mod counters;
+mod deauthorize;
 pub mod error_case;
 pub mod fault;
 mod ledger;
@@ -84,6 +87,8 @@ struct Inner {
     jobs: DashMap<String, DateTime<Utc>>,
     /// Keeps the books on disk, when they are kept.
     keeper: Option<persist::Keeper>,
+    /// Sends callbacks to apps (no redirects followed); `None` if it could not be built.
+    http: Option<reqwest::Client>,
 }
 
 /// Why an API call was refused before it reached the endpoint's own logic.
@@ -135,6 +140,11 @@ impl Sandbox {
                 counters: counters::Counters::default(),
                 jobs: DashMap::new(),
                 keeper,
+                http: reqwest::Client::builder()
+                    .redirect(reqwest::redirect::Policy::none())
+                    .timeout(Duration::from_secs(5))
+                    .build()
+                    .ok(),
             }),
         }
     }
@@ -167,6 +177,10 @@ impl Sandbox {
 
     pub(crate) fn counters(&self) -> &counters::Counters {
         &self.inner.counters
+    }
+
+    pub(crate) fn http(&self) -> Option<&reqwest::Client> {
+        self.inner.http.as_ref()
     }
 
     /// Turns a span of sandbox time into the real time it takes.

@@ -20,6 +20,18 @@ pub enum Provider {
     Meta,
 }
 
+/// How a platform tells an app that a user removed it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeauthorizeCallback {
+    /// A POST form with `signed_request` (Meta's deauthorize callback, Threads' uninstall
+    /// callback): base64url(HMAC-SHA256 over the base64url payload, keyed by the app secret)
+    /// "." base64url(`{"algorithm":"HMAC-SHA256","issued_at":…,"user_id":…}`).
+    SignedRequest,
+    /// TikTok's `authorization.removed` webhook: a JSON body signed in the `TikTok-Signature:
+    /// t=…,s=…` header (HMAC-SHA256 of `"{t}.{body}"`, keyed by the client secret).
+    TiktokWebhook,
+}
+
 impl Provider {
     /// Every platform, in a stable order.
     pub const ALL: [Provider; 5] = [
@@ -70,6 +82,16 @@ impl Provider {
         match self {
             Provider::TiktokBusiness => Some("sandbox-ads.tiktok.com"),
             _ => None,
+        }
+    }
+
+    /// The callback the platform sends when a user removes the app, where it documents one
+    /// (Meta, Threads, TikTok Login Kit). Snapchat and TikTok API for Business document none.
+    pub fn deauthorize_callback(self) -> Option<DeauthorizeCallback> {
+        match self {
+            Provider::Meta | Provider::Threads => Some(DeauthorizeCallback::SignedRequest),
+            Provider::Tiktok => Some(DeauthorizeCallback::TiktokWebhook),
+            Provider::Snapchat | Provider::TiktokBusiness => None,
         }
     }
 

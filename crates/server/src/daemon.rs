@@ -146,7 +146,7 @@ impl Daemon {
         let mut sandbox_base = None;
         if let Some(sandbox_listener) = self.sandbox_listener {
             let sb_base = format!("http://{}", sandbox_listener.local_addr()?);
-            let config = tokenwarden_sandbox::SandboxConfig {
+            let mut config = tokenwarden_sandbox::SandboxConfig {
                 time_scale: self.time_scale,
                 demo_redirect_uris: ids
                     .iter()
@@ -154,6 +154,21 @@ impl Daemon {
                     .collect(),
                 ..Default::default()
             };
+            // Each demo app (the daemon's app `demo`) calls back here when a user removes it,
+            // where the definition says the platform has such a callback: so a grant revoked at
+            // the sandbox turns its connection `reauth_required` at once.
+            for app in &mut config.apps {
+                let id = app.provider.id();
+                let calls_back = registry
+                    .get(id)
+                    .is_some_and(|p| p.spec.callbacks.deauthorize.is_some());
+                if calls_back
+                    && app.client_id == format!("demo-{id}")
+                    && app.provider.deauthorize_callback().is_some()
+                {
+                    app.deauthorize_url = Some(format!("{base}callbacks/{id}/demo/deauthorize"));
+                }
+            }
             let sandbox = match ledger {
                 None => tokenwarden_sandbox::Sandbox::new(config, self.clock.clone()),
                 Some(file) => {
@@ -260,6 +275,7 @@ impl Daemon {
             limits: Arc::default(),
             proxy: Arc::new(proxy),
             connect: Arc::new(crate::connect_session::ConnectPolicy::default()),
+            callbacks: Arc::default(),
         };
         state.dashboard.set_time_scale(self.time_scale);
         crate::metrics::install();

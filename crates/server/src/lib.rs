@@ -5,6 +5,8 @@
 //!   to the provider (hardening rules 1–3), and pages that say what happened.
 //! - [`connect_session`]: `POST /v1/connect-sessions` and the dashboard's minting: a connect
 //!   flow starts only from a single-use link that someone with authority created.
+//! - [`deauthorize`]: `POST /callbacks/{provider}/{app}/deauthorize`, where platforms say a user
+//!   removed the app (verified signature → `reauth_required` at once).
 //! - [`api`]: the REST API under `/v1` (API keys with roles), and the one place that maps failures
 //!   to HTTP responses.
 //! - [`monitor`]: probes every connection, records problems with fixes, forecasts expiry.
@@ -30,6 +32,7 @@ pub mod connect;
 pub mod connect_session;
 pub mod daemon;
 pub mod dashboard;
+pub mod deauthorize;
 pub mod keyfile;
 pub mod limits;
 pub mod metrics;
@@ -77,6 +80,8 @@ pub struct ServerState {
     pub proxy: Arc<tokenwarden_proxy::Proxy>,
     /// Where finished connect flows may send the browser.
     pub connect: Arc<connect_session::ConnectPolicy>,
+    /// The platform callbacks already taken (against replays).
+    pub callbacks: Arc<deauthorize::Callbacks>,
 }
 
 impl ServerState {
@@ -95,6 +100,7 @@ pub fn router(state: ServerState) -> Router {
         .merge(connect_session::routes())
         .merge(api::routes())
         .merge(webhooks::routes())
+        .merge(deauthorize::routes())
         .merge(dashboard::routes())
         .route("/metrics", axum::routing::get(metrics::handler))
         .route("/healthz", axum::routing::get(|| async { "ok" }))

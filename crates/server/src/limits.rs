@@ -9,7 +9,8 @@
 //!   limit the key is refused until the oldest counted failure ages out.
 //! - [`TokenBuckets`]: a request rate with a burst (the connect flow's pages).
 //! - [`ClientLimits`]: the daemon's tables, and [`connect_rate`], the layer that applies the
-//!   bucket to every path under `/connect/` and `/callback/`.
+//!   bucket to every path under `/connect/` and `/callback/`. Platform callbacks
+//!   (`/callbacks/…`, [`crate::deauthorize`]) have a bucket of their own.
 //!
 //! Time is the daemon's injected clock, so tests move it instead of sleeping. Every table is
 //! capped: when full, entries that no longer limit anything go first, then the least recently
@@ -361,6 +362,14 @@ pub const CONNECT_RATE: Rate = Rate {
     burst: 30,
 };
 
+/// Platform callbacks' default rate per address (`/callbacks/…`): a platform sends from a few
+/// addresses, and a wave of users removing an app at once must get through, so it is generous;
+/// it only keeps one address from making the daemon verify signatures without end.
+pub const CALLBACK_RATE: Rate = Rate {
+    per_minute: 600,
+    burst: 300,
+};
+
 /// The daemon's per-address tables (the dashboard's sign-in failures live with its sessions).
 #[derive(Debug)]
 pub struct ClientLimits {
@@ -368,6 +377,8 @@ pub struct ClientLimits {
     pub api_key_failures: FailureWindow<ClientKey>,
     /// Requests under `/connect/` and `/callback/`, per address.
     pub connect: TokenBuckets<ClientKey>,
+    /// Platform callbacks (`/callbacks/…`), per address.
+    pub callbacks: TokenBuckets<ClientKey>,
     trusted: parking_lot::RwLock<TrustedProxies>,
 }
 
@@ -376,6 +387,7 @@ impl Default for ClientLimits {
         ClientLimits {
             api_key_failures: FailureWindow::new(API_KEY_FAILURES, FAILURE_WINDOW, MAX_CLIENTS),
             connect: TokenBuckets::new(CONNECT_RATE, MAX_CLIENTS),
+            callbacks: TokenBuckets::new(CALLBACK_RATE, MAX_CLIENTS),
             trusted: parking_lot::RwLock::default(),
         }
     }

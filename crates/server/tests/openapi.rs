@@ -21,6 +21,7 @@ fn is_api(path: &str) -> bool {
         "/openapi.json",
         "/connect/",
         "/callback/",
+        "/callbacks/",
         "/done",
         "/proxy/",
         "/metrics",

@@ -35,6 +35,9 @@ pub struct ProviderSpec {
     /// How the platform reports errors, and what each error means.
     #[serde(default)]
     pub errors: ErrorSpec,
+    /// Callbacks the platform sends to the app (a user removed it: `[callbacks.deauthorize]`).
+    #[serde(default)]
+    pub callbacks: crate::platform_callback::CallbacksSpec,
 }
 
 /// The authorize redirect.

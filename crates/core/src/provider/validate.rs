@@ -480,6 +480,15 @@ pub(crate) fn validate(
         }
     }
 
+    if let Some(d) = &spec.callbacks.deauthorize {
+        for (key, problem) in d.problems() {
+            p.add(format!("callbacks.deauthorize.{key}"), problem);
+        }
+        if let Some(u) = &d.docs_url {
+            check_url(p, "callbacks.deauthorize.docs_url", u);
+        }
+    }
+
     let e = &spec.errors;
     if let Some(u) = &e.docs_url {
         check_url(p, "errors.docs_url", u);

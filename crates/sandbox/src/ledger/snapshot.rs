@@ -298,9 +298,11 @@ impl Ledger {
                         environment: a.environment,
                         refresh_tokens: a.refresh_tokens,
                         secret: RwLock::new(a.secret_sha256.0),
+                        signing_secret: RwLock::new(None),
                         generation: AtomicU64::new(0),
                         redirect_uris: RwLock::new(Vec::new()),
                         users: AtomicU64::new(0),
+                        deauthorize_url: RwLock::new(None),
                     });
                     self.apps.insert((a.provider, a.client_id), app.clone());
                     app
@@ -310,6 +312,8 @@ impl Ledger {
             // it is configured with now.
             if a.generation > 0 {
                 *app.secret.write() = a.secret_sha256.0;
+                // Only the digest was kept: callbacks to this app can no longer be signed.
+                *app.signing_secret.write() = None;
             }
             app.generation.store(a.generation, Ordering::Release);
             app.users.store(a.users, Ordering::Relaxed);
