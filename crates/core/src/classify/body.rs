@@ -201,10 +201,11 @@ pub fn scrub_message(text: &str) -> String {
 }
 
 /// The longest trace id shown as it is. Platforms' trace ids are short: TikTok's `request_id` and
-/// `log_id` are 34 characters (a timestamp and 20 hex digits), Meta's `fbtrace_id` about 11 to 27,
-/// a UUID 36. Every token and secret these platforms issue is longer (TikTok API for Business's
-/// access token, the shortest, is 40 hex digits).
-const TRACE_ID_MAX: usize = 36;
+/// `log_id` are about 34 characters (a timestamp and hex digits), Meta's `fbtrace_id` about 11 to
+/// 27, a UUID 36. The field is the platform's own id for the call, never an echo of what was sent
+/// (unlike a message, which can quote a token back); the cap and the character set keep out
+/// anything else that lands there.
+const TRACE_ID_MAX: usize = 64;
 
 /// Makes a platform's trace id fit to show: an id its support can look up is kept whole, since it
 /// is not a secret (the general message scrub would hide TikTok's, a long run of digits and
@@ -301,18 +302,23 @@ mod tests {
 
     #[test]
     fn trace_ids_are_kept_and_tokens_are_not() {
-        // TikTok's request_id, as TikTok sends it, and a Meta fbtrace_id: shown whole.
-        for id in ["202611231022337E1E7C1F0B2B3C4D5E6F", "AbCdEf-12_xYz", "r1"] {
+        // TikTok's request_id as TikTok sends it, the sandbox's, and a Meta fbtrace_id: whole.
+        for id in [
+            "202611231022337E1E7C1F0B2B3C4D5E6F",
+            "20261204140825FE062F311AFB2DF0083BB434",
+            "AbCdEf-12_xYz",
+            "r1",
+        ] {
             assert_eq!(scrub_trace_id(id), id);
         }
-        // A TikTok Business access token (40 hex digits), a Snapchat one, or anything not
-        // shaped like an id: scrubbed as a message.
-        for token in [
-            "0123456789abcdef0123456789abcdef01234567",
-            "snapat.K_bIqaloTZyoQ-ahzXzKtol2BHswsF3pr8zhkp0sHWs",
+        // Anything not shaped like an id (too long, spaces, other characters): scrubbed as a
+        // message, so a token-like run in it is hidden.
+        for odd in [
+            "EAAGm0PX4ZCpsBAKZC0123456789abcdefABCDEF0123456789abcdefABCDEF0123456789",
             "id with spaces 0123456789abcdefABCDEF0123",
+            "snapat.K_bIqaloTZyoQ-ahzXzKtol2BHswsF3pr8zhkp0sHWs/",
         ] {
-            assert!(scrub_trace_id(token).contains("[redacted]"), "{token}");
+            assert!(scrub_trace_id(odd).contains("[redacted]"), "{odd}");
         }
         assert!(!scrub_trace_id("a\x1b[31m").contains('\x1b'));
     }
