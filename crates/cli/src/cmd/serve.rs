@@ -439,7 +439,11 @@ async fn serve(args: Args, file: FileConfig, providers_dir: Option<&Path>) -> Re
     let target = if base.trim_end_matches('/') == super::remote::DEFAULT_URL {
         format!("--data-dir {}", data_dir.display())
     } else {
-        format!("--url {} --data-dir {}", base.trim_end_matches('/'), data_dir.display())
+        format!(
+            "--url {} --data-dir {}",
+            base.trim_end_matches('/'),
+            data_dir.display()
+        )
     };
     println!("   Each link works once; more with `tokenwarden connect PROVIDER {target}`.");
     println!("2. Fetch a token that is always fresh:");
