@@ -692,7 +692,7 @@ impl Classifier {
             trace_id: env
                 .as_ref()
                 .and_then(|e| e.trace_id.clone())
-                .map(|t| scrub_message(&t)),
+                .map(|t| body::scrub_trace_id(&t)),
             title,
             explanation,
             fix,

@@ -195,7 +195,8 @@ impl ProviderFaults {
         s.throttle_rate = None;
         s.outage = None;
         s.latency = None;
-        s.unauthorized_style = UnauthorizedStyle::Challenge;
+        // Back to the shape a fresh sandbox sends, not the one only sent on request.
+        s.unauthorized_style = UnauthorizedStyle::default();
         self.throttle_next.store(0, Ordering::Release);
         self.throttle_next_token.store(0, Ordering::Release);
         self.malformed_next.store(0, Ordering::Release);

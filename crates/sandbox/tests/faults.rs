@@ -748,6 +748,27 @@ async fn snapchat_plain_text_401_is_selectable() {
 }
 
 #[tokio::test]
+async fn clearing_faults_restores_the_default_401_shape() {
+    let h = Harness::start().await;
+    h.admin(
+        "/faults/snapchat/unauthorized-style",
+        json!({"style": "challenge"}),
+    )
+    .await;
+    let (_, headers, _, _) = snap_me(&h, "not-a-token").await;
+    assert!(headers.get("www-authenticate").is_some());
+    h.admin("/faults/snapchat/clear", json!({})).await;
+    // The plain `unauthorized` body a fresh sandbox sends, not the on-request challenge.
+    let (st, headers, _, text) = snap_me(&h, "not-a-token").await;
+    assert_eq!(
+        (st, text.as_str()),
+        (StatusCode::UNAUTHORIZED, "unauthorized")
+    );
+    assert!(headers.get("www-authenticate").is_none());
+    h.stop().await;
+}
+
+#[tokio::test]
 async fn removing_a_scope_or_a_role_gives_the_platforms_permission_error() {
     let h = Harness::start().await;
     let (tt, _) = tiktok_token(&h, "user.info.basic").await;

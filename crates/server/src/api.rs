@@ -491,7 +491,9 @@ struct DeleteQuery {
 
 /// Deletes a connection, revoking its tokens at the platform first where the platform has a
 /// revocation endpoint. If the platform cannot be reached the connection is kept (so the grant is
-/// not left live and forgotten) unless `?force=true`. A connection whose token set (or whose app's
+/// not left live and forgotten) unless `?force=true`; a connection whose grant the platform had
+/// already refused (`reauth_required`) is deleted even when the revocation endpoint rejects its
+/// dead token. A connection whose token set (or whose app's
 /// secret) cannot be decrypted cannot be revoked: it is deleted here only, and the answer and the
 /// event say so.
 async fn delete(
@@ -538,13 +540,21 @@ async fn delete(
             Ok(made) => revoked = made,
             // The platform already refuses the token: nothing left to revoke.
             Err(tokenwarden_oauth::TokenError::Refused { .. }) => {}
+            // The platform had already refused this connection's grant (the user removed the
+            // app, or it was revoked): its revocation endpoint may well reject a dead token
+            // (TikTok answers invalid_request), and nothing live is forgotten by deleting.
+            Err(e @ tokenwarden_oauth::TokenError::Misconfigured { .. })
+                if c.state == ConnectionState::ReauthRequired =>
+            {
+                tracing::info!(connection = %id, error = %e, "deleting a connection whose grant the platform had already refused; the revocation endpoint did not take its token")
+            }
             Err(e) if !q.force => {
                 let mut err = ApiError::new(
                     StatusCode::BAD_GATEWAY,
                     "revocation_failed",
                     format!("the connection was kept because revoking its tokens failed: {e}"),
                 );
-                err.extra = json!({"fix": "Retry, or add ?force=true to delete it without revoking at the platform."});
+                err.extra = json!({"fix": "Retry, or delete it without revoking at the platform: add ?force=true (tokenwarden connections delete ID --force)."});
                 return Err(err);
             }
             Err(e) => {

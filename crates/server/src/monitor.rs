@@ -245,7 +245,8 @@ async fn ask_elsewhere(
 pub struct Probed {
     /// `ok` (the token works), `problem` (the platform refused it or found something missing),
     /// `inconclusive` (throttled or an outage: nothing is marked), `unreachable` (no answer),
-    /// `no_token` (no usable token to probe with: the refresh before it failed), `skipped` (the
+    /// `no_token` (no usable token to probe with: the refresh before it, or after a refused probe
+    /// call, failed without the platform refusing the grant), `skipped` (the
     /// connection needs re-authorization or is pending, or its platform is not loaded).
     pub outcome: &'static str,
     /// The classifier's kind of the platform's answer, when there was one.
@@ -370,6 +371,15 @@ pub async fn probe(s: &ServerState, http: &reqwest::Client, id: &ConnectionId) -
                 Ok(fresh) => {
                     token = fresh.tokens;
                     continue;
+                }
+                // The platform refused the token and then the grant: that is what the probe
+                // found (the token service has recorded it), not a probe without a token.
+                Err(f @ tokenwarden_engine::TokenFailure::ReauthRequired { .. }) => {
+                    return Probed {
+                        kind: Some(c.kind.as_str()),
+                        platform_code: c.platform_code.clone(),
+                        ..Probed::said("problem", f.to_string(), no_token(&f).fix)
+                    };
                 }
                 Err(f) => return no_token(&f),
             }

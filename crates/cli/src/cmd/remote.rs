@@ -6,6 +6,10 @@ use serde_json::Value;
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 
+/// Where the shell commands look for the daemon unless told (`--url`, `TOKENWARDEN_URL`): the
+/// address `serve` listens on by default.
+pub(crate) const DEFAULT_URL: &str = "http://127.0.0.1:8080";
+
 /// How to reach a running daemon.
 #[derive(Debug, clap::Args)]
 pub struct Target {
@@ -13,7 +17,7 @@ pub struct Target {
     #[arg(
         long,
         global = true,
-        default_value = "http://127.0.0.1:8080",
+        default_value = DEFAULT_URL,
         env = "TOKENWARDEN_URL"
     )]
     url: url::Url,

@@ -434,18 +434,23 @@ async fn serve(args: Args, file: FileConfig, providers_dir: Option<&Path>) -> Re
             ),
         }
     }
-    println!(
-        "   Each link works once; more with `tokenwarden connect PROVIDER --data-dir {}`.",
-        data_dir.display()
-    );
+    // The shell commands below reach this daemon as printed: `--url` when it is not where the
+    // commands look by default.
+    let target = if base.trim_end_matches('/') == super::remote::DEFAULT_URL {
+        format!("--data-dir {}", data_dir.display())
+    } else {
+        format!(
+            "--url {} --data-dir {}",
+            base.trim_end_matches('/'),
+            data_dir.display()
+        )
+    };
+    println!("   Each link works once; more with `tokenwarden connect PROVIDER {target}`.");
     println!("2. Fetch a token that is always fresh:");
     println!(
         "     curl -s -H \"Authorization: Bearer $(cat {key})\" {base}v1/connections/CONNECTION_ID/token"
     );
-    println!(
-        "3. See every connection and its state:  tokenwarden connections --data-dir {}",
-        data_dir.display()
-    );
+    println!("3. See every connection and its state:  tokenwarden connections {target}");
     if let Some(sandbox) = &running.sandbox_base {
         println!("4. Break things on purpose at the sandbox, e.g. an outage or a revoked grant:");
         println!(

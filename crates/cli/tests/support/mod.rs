@@ -16,6 +16,8 @@ pub struct Daemon {
     pub sandbox: String,
     /// The connect links the banner printed, with their provider.
     pub links: Vec<(String, String)>,
+    /// The banner's lines, as printed.
+    pub banner: Vec<String>,
 }
 
 impl Drop for Daemon {
@@ -28,17 +30,34 @@ impl Drop for Daemon {
 impl Daemon {
     /// Starts `serve --sandbox` on free ports with `data` as its data directory.
     pub fn start(data: &Path) -> Daemon {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tokenwarden"))
-            .args([
-                "serve",
-                "--sandbox",
-                "--listen",
-                "127.0.0.1:0",
-                "--sandbox-listen",
-                "127.0.0.1:0",
-                "--data-dir",
-            ])
-            .arg(data)
+        let mut serve = Daemon::serve();
+        serve.arg("--data-dir").arg(data);
+        Daemon::spawn(serve)
+    }
+
+    /// Starts `serve --sandbox` on free ports in `dir`, with the default data directory
+    /// (`tokenwarden-data` there), as the README runs it.
+    pub fn start_in(dir: &Path) -> Daemon {
+        let mut serve = Daemon::serve();
+        serve.current_dir(dir).env_remove("TOKENWARDEN_DATA_DIR");
+        Daemon::spawn(serve)
+    }
+
+    fn serve() -> Command {
+        let mut serve = Command::new(env!("CARGO_BIN_EXE_tokenwarden"));
+        serve.args([
+            "serve",
+            "--sandbox",
+            "--listen",
+            "127.0.0.1:0",
+            "--sandbox-listen",
+            "127.0.0.1:0",
+        ]);
+        serve
+    }
+
+    fn spawn(mut serve: Command) -> Daemon {
+        let mut child = serve
             .env("NO_COLOR", "1")
             .env_remove("TOKENWARDEN_MASTER_KEY")
             .env_remove("TOKENWARDEN_DATABASE_URL")
@@ -50,8 +69,10 @@ impl Daemon {
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let (mut base, mut sandbox) = (String::new(), String::new());
         let mut links = Vec::new();
+        let mut banner = Vec::new();
         loop {
             let line = lines.next().expect("serve prints its banner").unwrap();
+            banner.push(line.clone());
             if let Some(rest) = line.strip_prefix("tokenwarden is serving on ") {
                 base = rest.split_whitespace().next().unwrap().to_string();
                 sandbox = rest
@@ -83,6 +104,7 @@ impl Daemon {
             base,
             sandbox,
             links,
+            banner,
         }
     }
 

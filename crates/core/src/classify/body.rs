@@ -200,6 +200,30 @@ pub fn scrub_message(text: &str) -> String {
     out.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// The longest trace id shown as it is. Platforms' trace ids are short: TikTok's `request_id` and
+/// `log_id` are about 34 characters (a timestamp and hex digits), Meta's `fbtrace_id` about 11 to
+/// 27, a UUID 36. The field is the platform's own id for the call, never an echo of what was sent
+/// (unlike a message, which can quote a token back); the cap and the character set keep out
+/// anything else that lands there.
+const TRACE_ID_MAX: usize = 64;
+
+/// Makes a platform's trace id fit to show: an id its support can look up is kept whole, since it
+/// is not a secret (the general message scrub would hide TikTok's, a long run of digits and
+/// letters); anything longer or not shaped like an id is scrubbed as a message.
+pub(crate) fn scrub_trace_id(text: &str) -> String {
+    let id = text.trim();
+    if !id.is_empty()
+        && id.chars().count() <= TRACE_ID_MAX
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':'))
+    {
+        id.to_string()
+    } else {
+        scrub_message(id)
+    }
+}
+
 /// Turns the prefix of a truncated JSON document into a complete one by cutting at the last point
 /// where a value ended and closing what is open, so the fields that arrived still count.
 /// `None` if nothing usable arrived or nesting is deeper than serde_json would accept anyway.
@@ -274,6 +298,29 @@ mod tests {
             scrub_message("Session has expired on Tuesday, 01-Jan-20"),
             "Session has expired on Tuesday, 01-Jan-20"
         );
+    }
+
+    #[test]
+    fn trace_ids_are_kept_and_tokens_are_not() {
+        // TikTok's request_id as TikTok sends it, the sandbox's, and a Meta fbtrace_id: whole.
+        for id in [
+            "202611231022337E1E7C1F0B2B3C4D5E6F",
+            "20261204140825FE062F311AFB2DF0083BB434",
+            "AbCdEf-12_xYz",
+            "r1",
+        ] {
+            assert_eq!(scrub_trace_id(id), id);
+        }
+        // Anything not shaped like an id (too long, spaces, other characters): scrubbed as a
+        // message, so a token-like run in it is hidden.
+        for odd in [
+            "EAAGm0PX4ZCpsBAKZC0123456789abcdefABCDEF0123456789abcdefABCDEF0123456789",
+            "id with spaces 0123456789abcdefABCDEF0123",
+            "snapat.K_bIqaloTZyoQ-ahzXzKtol2BHswsF3pr8zhkp0sHWs/",
+        ] {
+            assert!(scrub_trace_id(odd).contains("[redacted]"), "{odd}");
+        }
+        assert!(!scrub_trace_id("a\x1b[31m").contains('\x1b'));
     }
 
     #[test]
