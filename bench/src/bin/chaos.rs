@@ -163,6 +163,9 @@ struct Seen {
 struct Recorder {
     token_path: String,
     quarter: TimeDelta,
+    /// The platform's clock: a refresh token issued while seeding was issued at the set-back
+    /// time the sandbox answered with, not at the real time of the answer.
+    clock: Arc<SeedClock>,
     seen: Mutex<Seen>,
 }
 
@@ -183,7 +186,7 @@ async fn record(State(rec): State<Arc<Recorder>>, req: Request, next: Next) -> R
     let resp = next
         .run(Request::from_parts(parts, Body::from(bytes)))
         .await;
-    let now = Utc::now();
+    let now = rec.clock.now();
     let status = resp.status();
     let (parts, body) = resp.into_parts();
     let Ok(bytes) = axum::body::to_bytes(body, 1024 * 1024).await else {
@@ -393,6 +396,7 @@ async fn main() -> Result<()> {
     let recorder = Arc::new(Recorder {
         token_path,
         quarter: TimeDelta::from_std(a.lifetime / 4)?,
+        clock: seed_clock.clone(),
         seen: Mutex::new(Seen::default()),
     });
     let router = sandbox.router().layer(axum::middleware::from_fn_with_state(
