@@ -880,10 +880,11 @@ fn done_page(
 }
 
 async fn done(State(s): State<ServerState>, Query(q): Query<HashMap<String, String>>) -> Response {
-    let nothing = || {
+    // 400 when the link is malformed, 404 when it names no flow of this connection: the same page.
+    let nothing = |status| {
         done_page(
             &s,
-            StatusCode::BAD_REQUEST,
+            status,
             "Nothing to show",
             None,
             &[
@@ -895,9 +896,10 @@ async fn done(State(s): State<ServerState>, Query(q): Query<HashMap<String, Stri
     let (Some(id), Some(flow)) = (
         q.get("connection")
             .and_then(|c| ConnectionId::parse(c.as_str()).ok()),
-        q.get("flow").filter(|f| f.len() == 24),
+        q.get("flow")
+            .filter(|f| f.len() == 24 && f.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))),
     ) else {
-        return nothing();
+        return nothing(StatusCode::BAD_REQUEST);
     };
     // Only the outcome of the flow named in the link: knowing a connection id is not enough to
     // read how its authorizations went.
@@ -912,7 +914,7 @@ async fn done(State(s): State<ServerState>, Query(q): Query<HashMap<String, Stri
             })
         });
     if last.is_none() {
-        return nothing();
+        return nothing(StatusCode::NOT_FOUND);
     }
     let conn = s.store.get_connection(&id).await.ok().flatten();
     let message = last

@@ -80,11 +80,21 @@ async fn create(
     Body(b): Body<CreateBody>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     caller.admin()?;
-    let url = webhook::check_url(&b.url, s.webhooks.allow_private).map_err(|e| {
+    // A URL that could never be one (unparsable, another scheme, user info, a fragment, no host)
+    // is malformed: 400. One that only this daemon's policy refuses (http, or a private address,
+    // without [webhooks] allow_private) is 403.
+    webhook::check_url(&b.url, true).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             "bad_webhook_url",
             format!("this webhook URL cannot be used: {e}"),
+        )
+    })?;
+    let url = webhook::check_url(&b.url, s.webhooks.allow_private).map_err(|e| {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "webhook_url_not_allowed",
+            format!("this webhook URL is not allowed here: {e}; set [webhooks] allow_private = true for receivers on this host or your network"),
         )
     })?;
     let secret = Secret::new(webhook::secret_from_bytes(&rand::random()));
