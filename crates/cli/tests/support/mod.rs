@@ -28,6 +28,11 @@ impl Drop for Daemon {
 impl Daemon {
     /// Starts `serve --sandbox` on free ports with `data` as its data directory.
     pub fn start(data: &Path) -> Daemon {
+        Daemon::start_with(data, &[])
+    }
+
+    /// [`Daemon::start`] with these environment variables set for the daemon.
+    pub fn start_with(data: &Path, env: &[(&str, &str)]) -> Daemon {
         let mut child = Command::new(env!("CARGO_BIN_EXE_tokenwarden"))
             .args([
                 "serve",
@@ -43,6 +48,7 @@ impl Daemon {
             .env_remove("TOKENWARDEN_MASTER_KEY")
             .env_remove("TOKENWARDEN_DATABASE_URL")
             .env_remove("TOKENWARDEN_CONFIG")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
