@@ -365,21 +365,6 @@ fn bad_request(code: &str, message: &str) -> Response {
     resp
 }
 
-#[cfg(test)]
-mod tests {
-    use super::percent_decode;
-
-    #[test]
-    fn a_connection_id_segment_is_percent_decoded() {
-        assert_eq!(percent_decode("acme%3Aeu").as_deref(), Some("acme:eu"));
-        assert_eq!(percent_decode("plain-id").as_deref(), Some("plain-id"));
-        assert_eq!(percent_decode("%C3%A9").as_deref(), Some("\u{e9}"));
-        for bad in ["%", "%4", "%zz", "%FF", "%+1"] {
-            assert_eq!(percent_decode(bad), None, "{bad}");
-        }
-    }
-}
-
 /// Adds the classification headers every proxied (or in-process) response carries. `time_scale`
 /// turns the platform's waits into real time.
 pub fn report_headers(h: &mut HeaderMap, r: &Report, time_scale: f64) {
@@ -410,4 +395,19 @@ pub fn reauthorize_url(public_url: &url::Url, connection: &str) -> String {
     u.set_query(None);
     u.set_fragment(None);
     u.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percent_decode;
+
+    #[test]
+    fn a_connection_id_segment_is_percent_decoded() {
+        assert_eq!(percent_decode("acme%3Aeu").as_deref(), Some("acme:eu"));
+        assert_eq!(percent_decode("plain-id").as_deref(), Some("plain-id"));
+        assert_eq!(percent_decode("%C3%A9").as_deref(), Some("\u{e9}"));
+        for bad in ["%", "%4", "%zz", "%FF", "%+1"] {
+            assert_eq!(percent_decode(bad), None, "{bad}");
+        }
+    }
 }

@@ -12,7 +12,7 @@
 //!   no `..` (nor `..;` path parameters), no encoded escapes.
 //! - [`headers`]: what crosses (hardening rule 10): the caller's credentials and hop-by-hop headers
 //!   never reach the platform; ours is attached as the definition says.
-//! - [`handler`]: `/proxy/{connection_id}/{*path}`.
+//! - [`handler`]: the HTTP face, `/proxy/{connection_id}/{*path}`.
 //!
 //! # The proxy over HTTP
 //!
