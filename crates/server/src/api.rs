@@ -70,8 +70,12 @@ async fn unknown_route(headers: axum::http::HeaderMap, uri: axum::http::Uri) -> 
     .into_response()
 }
 
-/// A known path called with a method it does not take.
-async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> Response {
+/// A known path called with a method it does not take (every router of the API answers so; axum
+/// adds the `Allow` header).
+pub(crate) async fn method_not_allowed(
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+) -> Response {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",
@@ -275,6 +279,22 @@ impl<T: serde::de::DeserializeOwned + Send> FromRequestParts<ServerState> for Qu
             .await
             .map(|axum::extract::Query(v)| Query(v))
             .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_query", e.body_text()))
+    }
+}
+
+/// `Path`, with a segment that is not UTF-8 text once decoded (`%FF`) answered as a JSON error
+/// like every other (400 `bad_id`: every path parameter of the API is an id), not axum's text.
+#[derive(Debug)]
+pub struct PathParam<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned + Send> FromRequestParts<ServerState> for PathParam<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, s: &ServerState) -> Result<Self, ApiError> {
+        Path::<T>::from_request_parts(parts, s)
+            .await
+            .map(|Path(v)| PathParam(v))
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_id", e.body_text()))
     }
 }
 
@@ -499,7 +519,7 @@ async fn list(
 async fn one(
     State(s): State<ServerState>,
     caller: Caller,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
 ) -> Result<Json<Value>, ApiError> {
     caller.admin()?;
     let id = parse_id(&id)?;
@@ -526,7 +546,7 @@ struct DeleteQuery {
 async fn delete(
     State(s): State<ServerState>,
     caller: Caller,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
     Query(q): Query<DeleteQuery>,
 ) -> Result<Json<Value>, ApiError> {
     caller.admin()?;
@@ -700,7 +720,7 @@ async fn provider_of(s: &ServerState, id: &ConnectionId) -> Option<String> {
 async fn token(
     State(s): State<ServerState>,
     _caller: Caller,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
     match s.tokens.token(&id).await {
@@ -720,7 +740,7 @@ struct RefreshBody {
 async fn refresh(
     State(s): State<ServerState>,
     _caller: Caller,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
@@ -755,7 +775,7 @@ async fn refresh(
 async fn probe(
     State(s): State<ServerState>,
     caller: Caller,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
 ) -> Result<Json<Value>, ApiError> {
     caller.admin()?;
     let id = parse_id(&id)?;
@@ -845,7 +865,7 @@ struct ConnectionEventsQuery {
 async fn events(
     State(s): State<ServerState>,
     caller: Caller,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
     Query(q): Query<ConnectionEventsQuery>,
 ) -> Result<Json<Value>, ApiError> {
     caller.admin()?;
@@ -1097,7 +1117,7 @@ async fn create_api_key(
 async fn revoke_api_key(
     State(s): State<ServerState>,
     caller: Caller,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
 ) -> Result<Json<Value>, ApiError> {
     caller.admin()?;
     let keys = s.store.list_api_keys().await?;

@@ -41,7 +41,9 @@ const MAX_END_USER: usize = 200;
 
 /// The `POST /v1/connect-sessions` route.
 pub fn routes() -> Router<ServerState> {
-    Router::new().route("/v1/connect-sessions", post(create))
+    Router::new()
+        .route("/v1/connect-sessions", post(create))
+        .method_not_allowed_fallback(crate::api::method_not_allowed)
 }
 
 /// Where a finished flow may send the browser back to: this daemon's own origin, and the origins

@@ -102,10 +102,14 @@ pub fn router(state: ServerState) -> Router {
         .merge(webhooks::routes())
         .merge(deauthorize::routes())
         .merge(dashboard::routes())
-        .route("/metrics", axum::routing::get(metrics::handler))
-        .route("/healthz", axum::routing::get(|| async { "ok" }))
-        .route("/readyz", axum::routing::get(readyz))
-        .route("/openapi.json", axum::routing::get(openapi))
+        .merge(
+            Router::new()
+                .route("/metrics", axum::routing::get(metrics::handler))
+                .route("/healthz", axum::routing::get(|| async { "ok" }))
+                .route("/readyz", axum::routing::get(readyz))
+                .route("/openapi.json", axum::routing::get(openapi))
+                .method_not_allowed_fallback(api::method_not_allowed),
+        )
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             limits::connect_rate,

@@ -10,10 +10,10 @@
 //! after name resolution at every delivery; redirects are never followed.
 
 use crate::ServerState;
-use crate::api::{ApiError, Body, Caller, Query};
+use crate::api::{ApiError, Body, Caller, PathParam, Query};
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use chrono::{DateTime, TimeDelta, Utc};
@@ -47,6 +47,7 @@ pub fn routes() -> Router<ServerState> {
         .route("/v1/webhooks", get(list).post(create))
         .route("/v1/webhooks/{id}", get(one).delete(delete))
         .route("/v1/webhooks/{id}/deliveries", get(deliveries))
+        .method_not_allowed_fallback(crate::api::method_not_allowed)
 }
 
 fn view(w: &WebhookEndpoint) -> Value {
@@ -123,7 +124,7 @@ async fn list(State(s): State<ServerState>, caller: Caller) -> Result<Json<Value
 async fn one(
     State(s): State<ServerState>,
     caller: Caller,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
 ) -> Result<Json<Value>, ApiError> {
     caller.admin()?;
     let w = s
@@ -137,7 +138,7 @@ async fn one(
 async fn delete(
     State(s): State<ServerState>,
     caller: Caller,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
 ) -> Result<Json<Value>, ApiError> {
     caller.admin()?;
     if !s.store.delete_webhook(&id).await? {
@@ -156,7 +157,7 @@ struct LogQuery {
 async fn deliveries(
     State(s): State<ServerState>,
     caller: Caller,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
     Query(q): Query<LogQuery>,
 ) -> Result<Json<Value>, ApiError> {
     caller.admin()?;

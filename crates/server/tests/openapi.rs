@@ -656,6 +656,59 @@ async fn the_daemon_serves_the_document_and_every_operation() {
             "{m} {path} fell through to the router's 404"
         );
     }
+    // A method a path does not take is 405 with Allow, naming the documented methods; outside
+    // the browser pages, with the JSON error.
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        let documented: Vec<String> = METHODS
+            .iter()
+            .filter(|m| item.get(**m).is_some())
+            .map(|m| m.to_uppercase())
+            .collect();
+        let other = ["PUT", "PATCH", "DELETE", "POST", "TRACE"]
+            .into_iter()
+            .find(|m| !documented.iter().any(|d| d == m))
+            .unwrap();
+        let concrete = path
+            .replace("{provider}", "snapchat")
+            .replace("{app}", "demo")
+            .replace("{token}", "nope")
+            .replace("{id}", "nope")
+            .replace("{connection_id}", "nope")
+            .replace("{path}", "v1/me");
+        let r = w
+            .http
+            .request(
+                Method::from_bytes(other.as_bytes()).unwrap(),
+                format!("{}{}", w.d.base, concrete.trim_start_matches('/')),
+            )
+            .bearer_auth(&w.admin)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 405, "{other} {path}");
+        let allow: BTreeSet<String> = r.headers()["allow"]
+            .to_str()
+            .unwrap()
+            .split(',')
+            .map(|m| m.trim().to_string())
+            .filter(|m| m != "HEAD")
+            .collect();
+        assert_eq!(
+            allow,
+            documented.iter().cloned().collect::<BTreeSet<_>>(),
+            "{other} {path}: Allow"
+        );
+        let page = ["/connect/", "/callback/", "/done"]
+            .iter()
+            .any(|p| path.starts_with(p));
+        if !page {
+            let body: Value = r.json().await.unwrap();
+            assert_eq!(
+                body["error"]["code"], "method_not_allowed",
+                "{other} {path}"
+            );
+        }
+    }
     // The proxy forwards the methods a platform API takes, and no other.
     for m in ["TRACE", "OPTIONS"] {
         let r = w
@@ -949,17 +1002,19 @@ async fn real_answers_fit_the_documented_statuses_types_and_schemas() {
         )
         .await;
     assert_eq!(status, 200);
-    c.call(
-        "POST",
-        "callbacks/meta/demo/deauthorize",
-        None,
-        Some((
-            "application/x-www-form-urlencoded",
-            "signed_request=x.y".into(),
-        )),
-        &[],
-    )
-    .await;
+    // A forged one, and one too large to read.
+    for body in ["signed_request=x.y".to_string(), "a".repeat(70 * 1024)] {
+        let (status, _) = c
+            .call(
+                "POST",
+                "callbacks/meta/demo/deauthorize",
+                None,
+                Some(("application/x-www-form-urlencoded", body)),
+                &[],
+            )
+            .await;
+        assert!(status == 400 || status == 413, "{status}");
+    }
     let (status, _) = c
         .call(
             "GET",
@@ -976,6 +1031,23 @@ async fn real_answers_fit_the_documented_statuses_types_and_schemas() {
         .call("DELETE", "v1/connections/meta-1", Some(&admin), None, &[])
         .await;
     assert_eq!(status, 200);
+
+    // Path segments that are not UTF-8 text once decoded: the same JSON error (or page) as any
+    // other malformed id, not the framework's text.
+    for (m, path, key) in [
+        ("GET", "v1/connections/%FF", Some(admin.as_str())),
+        ("GET", "v1/webhooks/%FF/deliveries", Some(admin.as_str())),
+        ("DELETE", "v1/api-keys/%FF", Some(admin.as_str())),
+        ("GET", "proxy/%FF/me", Some(admin.as_str())),
+        ("GET", "connect/s/%FF", None),
+        ("POST", "connect/s/%FF", None),
+        ("GET", "connect/%FF", None),
+        ("GET", "callback/%FF?state=x", None),
+        ("POST", "callbacks/%FF/demo/deauthorize", None),
+    ] {
+        let (status, _) = c.call(m, path, key, None, &[]).await;
+        assert!([400, 403, 404].contains(&status), "{m} {path}: {status}");
+    }
 
     // The usual failures: no key, a reader's key on an admin route, unknown and malformed ids,
     // malformed queries and bodies.
