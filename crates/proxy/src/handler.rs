@@ -1,5 +1,6 @@
-//! `ANY /proxy/{connection_id}/{*path}`: the HTTP face of the [`Engine`]. The caller has already
-//! been authenticated with its API key (the server mounts this behind its `Caller` extractor).
+//! `/proxy/{connection_id}/{*path}` with GET, HEAD, POST, PUT, PATCH or DELETE: the HTTP face of
+//! the [`Engine`]. The caller has already been authenticated with its API key (the server mounts
+//! this behind its `Caller` extractor, for those methods only: TRACE, CONNECT and OPTIONS are 405).
 
 use crate::engine::{Call, ClientTransport, Engine, OutBody, Outcome, ProxyError, Report, Target};
 use axum::body::Body;
@@ -97,7 +98,10 @@ impl Proxy {
             Some((id, p)) => (id, format!("/{p}")),
             None => (rest, "/".to_string()),
         };
-        let Ok(connection) = ConnectionId::parse(id) else {
+        // The id is one path segment, percent-decoded as every other path parameter is (a client
+        // may send `:` as `%3A`); the platform path after it stays raw for the safety checks.
+        let Some(connection) = percent_decode(id).and_then(|id| ConnectionId::parse(id).ok())
+        else {
             return Ok(bad_request("bad_id", "the connection id is not valid"));
         };
         let budget = match parts.headers.get(crate::handler::BUDGET) {
@@ -321,6 +325,28 @@ fn verdict_headers(h: &mut HeaderMap, kind: Kind, action: Action, attempts: u32,
     set(h, WAITED, &waited.as_millis().to_string());
 }
 
+/// `segment` with its `%XX` escapes decoded; `None` when an escape is malformed or the result is
+/// not UTF-8.
+fn percent_decode(segment: &str) -> Option<String> {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3)?;
+            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                return None;
+            }
+            out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 fn bad_request(code: &str, message: &str) -> Response {
     let mut resp = (
         StatusCode::BAD_REQUEST,
@@ -369,4 +395,19 @@ pub fn reauthorize_url(public_url: &url::Url, connection: &str) -> String {
     u.set_query(None);
     u.set_fragment(None);
     u.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percent_decode;
+
+    #[test]
+    fn a_connection_id_segment_is_percent_decoded() {
+        assert_eq!(percent_decode("acme%3Aeu").as_deref(), Some("acme:eu"));
+        assert_eq!(percent_decode("plain-id").as_deref(), Some("plain-id"));
+        assert_eq!(percent_decode("%C3%A9").as_deref(), Some("\u{e9}"));
+        for bad in ["%", "%4", "%zz", "%FF", "%+1"] {
+            assert_eq!(percent_decode(bad), None, "{bad}");
+        }
+    }
 }

@@ -12,13 +12,14 @@
 //!   no `..` (nor `..;` path parameters), no encoded escapes.
 //! - [`headers`]: what crosses (hardening rule 10): the caller's credentials and hop-by-hop headers
 //!   never reach the platform; ours is attached as the definition says.
-//! - [`handler`]: `ANY /proxy/{connection_id}/{*path}`.
+//! - [`handler`]: the HTTP face, `/proxy/{connection_id}/{*path}`.
 //!
 //! # The proxy over HTTP
 //!
-//! `ANY /proxy/{connection_id}/{path}?{query}` with the caller's API key (`Authorization: Bearer
-//! tw_…`) forwards to `{connection's API base}/{path}?{query}` with the method, body and headers,
-//! the connection's token attached (`Authorization: Bearer …`, TikTok Business `Access-Token: …`).
+//! `GET|HEAD|POST|PUT|PATCH|DELETE /proxy/{connection_id}/{path}?{query}` with the caller's API key
+//! (`Authorization: Bearer tw_…`) forwards to `{connection's API base}/{path}?{query}` with the
+//! method, body and headers, the connection's token attached (`Authorization: Bearer …`, TikTok
+//! Business `Access-Token: …`). TRACE, CONNECT and OPTIONS are not forwarded (405).
 //! Redirects are never followed; request and response bodies stream through (only the first
 //! 64 KiB of a response and, for replay, request bodies up to 1 MiB are held), up to the
 //! [`BodyLimits`] (1 GiB each unless configured). A request over its limit is refused with 413; a

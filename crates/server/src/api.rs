@@ -10,7 +10,7 @@ use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get, post};
+use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokenwarden_core::classify::ResponseView;
@@ -34,7 +34,12 @@ pub fn routes() -> Router<ServerState> {
         .route("/v1/diagnose", post(diagnose))
         .route("/v1/api-keys", get(list_api_keys).post(create_api_key))
         .route("/v1/api-keys/{id}", axum::routing::delete(revoke_api_key))
-        .route(tokenwarden_proxy::handler::ROUTE, any(proxy))
+        // The methods a platform API takes (HEAD comes with GET); TRACE, CONNECT and OPTIONS are
+        // answered 405 here rather than forwarded.
+        .route(
+            tokenwarden_proxy::handler::ROUTE,
+            get(proxy).post(proxy).put(proxy).patch(proxy).delete(proxy),
+        )
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
 }
@@ -65,8 +70,12 @@ async fn unknown_route(headers: axum::http::HeaderMap, uri: axum::http::Uri) -> 
     .into_response()
 }
 
-/// A known path called with a method it does not take.
-async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> Response {
+/// A known path called with a method it does not take (every router of the API answers so; axum
+/// adds the `Allow` header).
+pub(crate) async fn method_not_allowed(
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+) -> Response {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",
@@ -92,7 +101,7 @@ pub(crate) fn limit(given: Option<i64>, default: i64, max: i64) -> Result<i64, A
     }
 }
 
-/// `ANY /proxy/{connection_id}/{*path}`: any API key may call through the proxy (it hands out no
+/// `/proxy/{connection_id}/{*path}` (GET, HEAD, POST, PUT, PATCH, DELETE): any API key may call through the proxy (it hands out no
 /// token); the proxy crate does the rest.
 async fn proxy(
     _caller: Caller,
@@ -273,7 +282,26 @@ impl<T: serde::de::DeserializeOwned + Send> FromRequestParts<ServerState> for Qu
     }
 }
 
-/// `Json`, with a malformed or wrongly typed body answered as a JSON error like every other.
+/// `Path`, with a segment that is not UTF-8 text once decoded (`%FF`) answered as a JSON error
+/// like every other (400 `bad_id`: every path parameter of the API is an id), not axum's text.
+#[derive(Debug)]
+pub struct PathParam<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned + Send> FromRequestParts<ServerState> for PathParam<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, s: &ServerState) -> Result<Self, ApiError> {
+        Path::<T>::from_request_parts(parts, s)
+            .await
+            .map(|Path(v)| PathParam(v))
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_id", e.body_text()))
+    }
+}
+
+/// `Json`, with a malformed or wrongly typed body answered as a JSON error like every other:
+/// 415 without `Content-Type: application/json`, 413 over the body limit, 400 for text that is
+/// not JSON, and 422 for JSON that does not fit (a missing or unknown field, a wrong type, or not
+/// an object at all: serde would otherwise take `[…]` for a struct's fields in order).
 #[derive(Debug)]
 pub struct Body<T>(pub T);
 
@@ -281,11 +309,31 @@ impl<T: serde::de::DeserializeOwned + Send> axum::extract::FromRequest<ServerSta
     type Rejection = ApiError;
 
     async fn from_request(req: axum::extract::Request, s: &ServerState) -> Result<Self, ApiError> {
-        Json::<T>::from_request(req, s)
+        let Json(v) = Json::<Value>::from_request(req, s)
             .await
-            .map(|Json(v)| Body(v))
-            .map_err(|e| ApiError::new(e.status(), "bad_body", e.body_text()))
+            .map_err(|e| ApiError::new(e.status(), "bad_body", e.body_text()))?;
+        fitted(v).map(Body)
     }
+}
+
+/// A JSON body as `T`: it must be an object, and fit `T` (422 `bad_body` otherwise). A number
+/// is read as JSON Schema reads it: `437.0` is the integer 437.
+pub(crate) fn fitted<T: serde::de::DeserializeOwned>(mut v: Value) -> Result<T, ApiError> {
+    whole_numbers(&mut v);
+    if !v.is_object() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "bad_body",
+            "the body must be a JSON object",
+        ));
+    }
+    serde_json::from_value(v).map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "bad_body",
+            format!("the body does not fit: {e}"),
+        )
+    })
 }
 
 /// The authenticated caller. Refused keys count against the client's address
@@ -432,8 +480,9 @@ async fn list(
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
     caller.admin()?;
+    // A filter that is present must name something: `?state=` is refused like `?state=nope`.
     let state = match q.state.as_deref() {
-        None | Some("") => None,
+        None => None,
         Some(v) => Some(v.parse::<ConnectionState>().map_err(|_| {
             ApiError::new(
                 StatusCode::BAD_REQUEST,
@@ -442,7 +491,7 @@ async fn list(
             )
         })?),
     };
-    let provider = q.provider.filter(|p| !p.is_empty());
+    let provider = q.provider;
     if let Some(p) = &provider
         && s.providers.get(p).is_none()
     {
@@ -470,7 +519,7 @@ async fn list(
 async fn one(
     State(s): State<ServerState>,
     caller: Caller,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
 ) -> Result<Json<Value>, ApiError> {
     caller.admin()?;
     let id = parse_id(&id)?;
@@ -499,7 +548,7 @@ struct DeleteQuery {
 async fn delete(
     State(s): State<ServerState>,
     caller: Caller,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
     Query(q): Query<DeleteQuery>,
 ) -> Result<Json<Value>, ApiError> {
     caller.admin()?;
@@ -681,7 +730,7 @@ async fn provider_of(s: &ServerState, id: &ConnectionId) -> Option<String> {
 async fn token(
     State(s): State<ServerState>,
     _caller: Caller,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
     match s.tokens.token(&id).await {
@@ -701,20 +750,23 @@ struct RefreshBody {
 async fn refresh(
     State(s): State<ServerState>,
     _caller: Caller,
-    Path(id): Path<String>,
-    body: axum::body::Bytes,
+    PathParam(id): PathParam<String>,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
+    // Read whatever its Content-Type, so that a bare `curl -X POST` (no body) works.
+    let body = body.map_err(|e| ApiError::new(e.status(), "bad_body", e.body_text()))?;
     let body: RefreshBody = if body.iter().all(u8::is_ascii_whitespace) {
         RefreshBody::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| {
+        let v: Value = serde_json::from_slice(&body).map_err(|e| {
             ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "bad_body",
                 format!("expected {{\"rejected_token\": \"…\"}} or no body: {e}"),
             )
-        })?
+        })?;
+        fitted(v)?
     };
     let result = match body.rejected_token.as_deref().filter(|t| !t.is_empty()) {
         Some(rejected) => s.tokens.replace(&id, rejected).await,
@@ -733,7 +785,7 @@ async fn refresh(
 async fn probe(
     State(s): State<ServerState>,
     caller: Caller,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
 ) -> Result<Json<Value>, ApiError> {
     caller.admin()?;
     let id = parse_id(&id)?;
@@ -823,7 +875,7 @@ struct ConnectionEventsQuery {
 async fn events(
     State(s): State<ServerState>,
     caller: Caller,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
     Query(q): Query<ConnectionEventsQuery>,
 ) -> Result<Json<Value>, ApiError> {
     caller.admin()?;
@@ -867,22 +919,14 @@ async fn diagnose(
             ),
         )
     })?;
-    let headers: Vec<(String, String)> = match &b.headers {
-        Value::Object(m) => m
-            .iter()
-            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-            .collect(),
-        Value::Array(a) => a
-            .iter()
-            .filter_map(|pair| {
-                Some((
-                    pair.get(0)?.as_str()?.to_string(),
-                    pair.get(1)?.as_str()?.to_string(),
-                ))
-            })
-            .collect(),
-        _ => Vec::new(),
-    };
+    if !(100..=599).contains(&b.status) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_body",
+            format!("status is an HTTP status, 100 to 599; {} is not", b.status),
+        ));
+    }
+    let headers = diagnose_headers(&b.headers)?;
     let ctx = if b.token_endpoint {
         Context::TokenEndpoint
     } else {
@@ -900,6 +944,51 @@ async fn diagnose(
     let mut v = serde_json::to_value(&c).unwrap_or(Value::Null);
     v["provider"] = Value::String(p.spec.id.to_string());
     Ok(Json(v))
+}
+
+/// Writes every number with no fractional part (within ±2^53, where floats are exact) as an
+/// integer, so that an integer field takes `60.0` as the document says it may.
+fn whole_numbers(v: &mut Value) {
+    match v {
+        Value::Number(n) if !n.is_i64() && !n.is_u64() => {
+            if let Some(f) = n.as_f64()
+                && f.fract() == 0.0
+                && f.abs() <= 9_007_199_254_740_992.0
+            {
+                *v = Value::from(f as i64);
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(whole_numbers),
+        Value::Object(o) => o.values_mut().for_each(whole_numbers),
+        _ => {}
+    }
+}
+
+/// `{"Name": "value"}`, `[["Name", "value"], …]` or nothing; anything else is refused rather than
+/// read in part.
+fn diagnose_headers(given: &Value) -> Result<Vec<(String, String)>, ApiError> {
+    let bad = || {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_body",
+            "headers is {\"Name\": \"value\"} or [[\"Name\", \"value\"], …], with text values",
+        )
+    };
+    match given {
+        Value::Null => Ok(Vec::new()),
+        Value::Object(m) => m
+            .iter()
+            .map(|(k, v)| Ok((k.clone(), v.as_str().ok_or_else(bad)?.to_string())))
+            .collect(),
+        Value::Array(a) => a
+            .iter()
+            .map(|pair| match pair.as_array().map(Vec::as_slice) {
+                Some([Value::String(k), Value::String(v)]) => Ok((k.clone(), v.clone())),
+                _ => Err(bad()),
+            })
+            .collect(),
+        _ => Err(bad()),
+    }
 }
 
 #[cfg(test)]
@@ -932,6 +1021,37 @@ mod store_refusal_tests {
             assert_eq!(api.status, StatusCode::SERVICE_UNAVAILABLE);
             assert_eq!(api.code, code);
             assert!(api.message.contains(says), "{}", api.message);
+        }
+    }
+}
+
+#[cfg(test)]
+mod body_tests {
+    use super::*;
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    #[serde(deny_unknown_fields)]
+    struct B {
+        n: i64,
+        #[serde(default)]
+        s: Option<String>,
+    }
+
+    #[test]
+    fn a_body_is_an_object_whose_whole_numbers_are_integers() {
+        assert_eq!(
+            fitted::<B>(json!({"n": 60.0})).unwrap(),
+            B { n: 60, s: None }
+        );
+        assert_eq!(fitted::<B>(json!({"n": -3})).unwrap().n, -3);
+        for bad in [
+            json!({"n": 60.5}),
+            json!([60]),
+            json!("x"),
+            json!({"n": 1, "x": 2}),
+        ] {
+            let e = fitted::<B>(bad.clone()).unwrap_err();
+            assert_eq!(e.status(), StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
         }
     }
 }
@@ -1007,7 +1127,7 @@ async fn create_api_key(
 async fn revoke_api_key(
     State(s): State<ServerState>,
     caller: Caller,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
 ) -> Result<Json<Value>, ApiError> {
     caller.admin()?;
     let keys = s.store.list_api_keys().await?;

@@ -18,6 +18,7 @@
 use crate::ServerState;
 use crate::page;
 use axum::Router;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -67,7 +68,8 @@ const CONSENT_REFUSED: ProblemCode = ProblemCode::ConsentRefused;
 
 /// `GET /connect/{provider}`: no longer a way in. A flow starts only from a connect session's
 /// link, so say where those come from.
-async fn closed(Path(provider): Path<String>) -> Response {
+async fn closed(provider: Result<Path<String>, PathRejection>) -> Response {
+    let provider = provider.map_or_else(|_| "this platform".to_string(), |Path(p)| p);
     page::render(
         StatusCode::FORBIDDEN,
         "Connect links are issued per person",
@@ -178,7 +180,13 @@ fn refused(use_: &SessionUse) -> Option<Response> {
 /// `GET /connect/s/{token}`: what the link will do, and a button that does it. Opening the link
 /// spends nothing, so a chat or mail client that fetches links to preview them (Slack, Teams,
 /// Outlook's safe links) cannot use it up before the person does.
-async fn show(State(s): State<ServerState>, Path(token): Path<String>) -> Response {
+async fn show(
+    State(s): State<ServerState>,
+    token: Result<Path<String>, PathRejection>,
+) -> Response {
+    let Ok(Path(token)) = token else {
+        return not_valid();
+    };
     if !token_shape_ok(&token) {
         return not_valid();
     }
@@ -216,8 +224,15 @@ async fn show(State(s): State<ServerState>, Path(token): Path<String>) -> Respon
 }
 
 /// `POST /connect/s/{token}`: spends the link and sends the browser to the platform.
-async fn start(State(s): State<ServerState>, Path(token): Path<String>) -> Response {
-    begin(&s, &token).await
+async fn start(
+    State(s): State<ServerState>,
+    token: Result<Path<String>, PathRejection>,
+) -> Response {
+    match token {
+        Ok(Path(token)) => begin(&s, &token).await,
+        // Not UTF-8 text once decoded: no link looks like that.
+        Err(_) => not_valid(),
+    }
 }
 
 /// Spends a connect session's token and starts its flow: the redirect to the platform's consent
@@ -343,10 +358,16 @@ async fn record(
 
 async fn callback(
     State(s): State<ServerState>,
-    Path(provider): Path<String>,
+    provider: Result<Path<String>, PathRejection>,
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> Response {
+    let Ok(Path(provider)) = provider else {
+        return bad(
+            "This link is not a valid authorization callback",
+            "Its address is not valid. Start again from a new connect link.",
+        );
+    };
     let code_params = s
         .providers
         .get(&provider)
@@ -880,10 +901,11 @@ fn done_page(
 }
 
 async fn done(State(s): State<ServerState>, Query(q): Query<HashMap<String, String>>) -> Response {
-    let nothing = || {
+    // 400 when the link is malformed, 404 when it names no flow of this connection: the same page.
+    let nothing = |status| {
         done_page(
             &s,
-            StatusCode::BAD_REQUEST,
+            status,
             "Nothing to show",
             None,
             &[
@@ -895,9 +917,10 @@ async fn done(State(s): State<ServerState>, Query(q): Query<HashMap<String, Stri
     let (Some(id), Some(flow)) = (
         q.get("connection")
             .and_then(|c| ConnectionId::parse(c.as_str()).ok()),
-        q.get("flow").filter(|f| f.len() == 24),
+        q.get("flow")
+            .filter(|f| f.len() == 24 && f.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))),
     ) else {
-        return nothing();
+        return nothing(StatusCode::BAD_REQUEST);
     };
     // Only the outcome of the flow named in the link: knowing a connection id is not enough to
     // read how its authorizations went.
@@ -912,7 +935,7 @@ async fn done(State(s): State<ServerState>, Query(q): Query<HashMap<String, Stri
             })
         });
     if last.is_none() {
-        return nothing();
+        return nothing(StatusCode::NOT_FOUND);
     }
     let conn = s.store.get_connection(&id).await.ok().flatten();
     let message = last

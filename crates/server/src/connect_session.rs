@@ -41,7 +41,9 @@ const MAX_END_USER: usize = 200;
 
 /// The `POST /v1/connect-sessions` route.
 pub fn routes() -> Router<ServerState> {
-    Router::new().route("/v1/connect-sessions", post(create))
+    Router::new()
+        .route("/v1/connect-sessions", post(create))
+        .method_not_allowed_fallback(crate::api::method_not_allowed)
 }
 
 /// Where a finished flow may send the browser back to: this daemon's own origin, and the origins
@@ -214,13 +216,15 @@ pub async fn mint(
         ));
     }
     let app = match req.app.as_deref().filter(|a| !a.is_empty()) {
-        Some(a) => Some(AppId::parse(a).map_err(|e| bad("unknown_app", e.to_string()))?),
+        Some(a) => Some(AppId::parse(a).map_err(|e| bad("bad_id", e.to_string()))?),
         None => existing.as_ref().map(|c| c.app.clone()),
     };
     let apps = s.store.list_apps(Some(&provider)).await?;
     match &app {
+        // A well-formed name the configuration lacks: 409 like `no_app`, not a malformed request.
         Some(a) if !apps.iter().any(|x| &x.id == a) => {
-            return Err(bad(
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
                 "unknown_app",
                 no_such_app(&provider, a.as_str(), &apps),
             ));
@@ -234,7 +238,8 @@ pub async fn mint(
         }
         _ => {}
     }
-    let end_user = match req.end_user.map(|e| e.trim().to_string()) {
+    // Checked as sent (the document's bound and pattern), then trimmed.
+    let end_user = match req.end_user {
         Some(e) if e.chars().count() > MAX_END_USER || e.chars().any(char::is_control) => {
             return Err(bad(
                 "bad_end_user",
@@ -243,13 +248,18 @@ pub async fn mint(
                 ),
             ));
         }
-        e => e.filter(|e| !e.is_empty()),
+        e => e.map(|e| e.trim().to_string()).filter(|e| !e.is_empty()),
     };
     let return_to = match req.return_to.as_deref().filter(|r| !r.is_empty()) {
         Some(r) => {
-            let u = Url::parse(r).map_err(|_| bad("bad_return_to", "return_to is not a URL"))?;
-            if !matches!(u.scheme(), "https" | "http") || !s.connect.allows(&s.public_url, &u) {
-                return Err(bad(
+            let u = Url::parse(r)
+                .ok()
+                .filter(|u| matches!(u.scheme(), "https" | "http"))
+                .ok_or_else(|| bad("bad_return_to", "return_to is not an http(s) URL"))?;
+            // A well-formed URL that the policy does not allow: 403, not a malformed request.
+            if !s.connect.allows(&s.public_url, &u) {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
                     "return_to_not_allowed",
                     format!(
                         "return_to must be on this daemon's origin or one listed under [connect] return_to; {} is not",
@@ -277,9 +287,20 @@ pub async fn mint(
             ));
         }
     };
-    let scopes: Vec<String> = req
-        .scopes
-        .unwrap_or_default()
+    // Checked as sent (at most 100 items of at most 200 characters), then split: an item may
+    // hold several names separated by spaces or commas.
+    let given = req.scopes.unwrap_or_default();
+    if given
+        .iter()
+        .any(|s| s.chars().count() > 200 || s.chars().any(char::is_control))
+        || given.len() > 100
+    {
+        return Err(bad(
+            "bad_scopes",
+            "scopes are at most 100 items of at most 200 characters, without control characters",
+        ));
+    }
+    let scopes: Vec<String> = given
         .into_iter()
         .flat_map(|s| {
             s.split([',', ' '])
@@ -288,16 +309,6 @@ pub async fn mint(
                 .collect::<Vec<_>>()
         })
         .collect();
-    if scopes
-        .iter()
-        .any(|s| s.len() > 200 || s.chars().any(char::is_control))
-        || scopes.len() > 100
-    {
-        return Err(bad(
-            "bad_scopes",
-            "scopes are at most 100 names of at most 200 characters",
-        ));
-    }
     let token = random(32);
     let now: DateTime<Utc> = s.clock.now();
     let session = ConnectSession {

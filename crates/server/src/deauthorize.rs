@@ -67,6 +67,7 @@ impl Default for Callbacks {
 pub fn routes() -> Router<ServerState> {
     Router::new()
         .route(DEAUTHORIZE_ROUTE, post(receive))
+        .method_not_allowed_fallback(crate::api::method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY))
 }
 
@@ -90,10 +91,26 @@ fn unavailable() -> Response {
 async fn receive(
     State(s): State<ServerState>,
     client: ClientAddr,
-    Path((provider, app)): Path<(String, String)>,
+    path: Result<Path<(String, String)>, axum::extract::rejection::PathRejection>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
+    // Over MAX_BODY (or cut off): the JSON error every route answers, not axum's text.
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => {
+            let code = if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                "request_too_large"
+            } else {
+                "bad_body"
+            };
+            return (
+                e.status(),
+                Json(json!({"error": {"code": code, "message": e.body_text()}})),
+            )
+                .into_response();
+        }
+    };
     let now = s.clock.now();
     if let Err(wait) = s.limits.callbacks.take(&client.key(), now) {
         tracing::warn!(%client, "platform callbacks: too many requests from one address");
@@ -107,6 +124,11 @@ async fn receive(
         }
         return r;
     }
+    // A segment that is not UTF-8 text names no provider or app.
+    let Ok(Path((provider, app))) = path else {
+        tracing::warn!(%client, "deauthorize callback refused: the path is not UTF-8 text");
+        return refused();
+    };
     // Said only in the log: the sender learns "signature invalid" whatever went wrong.
     let refuse = |why: &dyn std::fmt::Display| {
         tracing::warn!(%client, provider = %provider, app = %app, reason = %why, "deauthorize callback refused");

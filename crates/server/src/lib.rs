@@ -102,10 +102,14 @@ pub fn router(state: ServerState) -> Router {
         .merge(webhooks::routes())
         .merge(deauthorize::routes())
         .merge(dashboard::routes())
-        .route("/metrics", axum::routing::get(metrics::handler))
-        .route("/healthz", axum::routing::get(|| async { "ok" }))
-        .route("/readyz", axum::routing::get(readyz))
-        .route("/openapi.json", axum::routing::get(openapi))
+        .merge(
+            Router::new()
+                .route("/metrics", axum::routing::get(metrics::handler))
+                .route("/healthz", axum::routing::get(|| async { "ok" }))
+                .route("/readyz", axum::routing::get(readyz))
+                .route("/openapi.json", axum::routing::get(openapi))
+                .method_not_allowed_fallback(api::method_not_allowed),
+        )
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             limits::connect_rate,
@@ -153,13 +157,34 @@ pub async fn serve(
     .await
 }
 
-/// The OpenAPI 3.1 description of every route (kept in step by a test).
+/// The OpenAPI 3.1 description of every route, written by hand (kept in step by the tests in
+/// `tests/openapi.rs`, which also check real answers against its schemas).
 pub const OPENAPI: &str = include_str!("openapi/openapi.json");
 
-async fn openapi() -> impl axum::response::IntoResponse {
+/// The document a daemon serves: [`OPENAPI`] with `ProviderId`'s `enum` listing `providers`, so
+/// that a client or a fuzzer knows which provider names this daemon takes (any other is 400).
+pub fn openapi_document(providers: &Registry) -> serde_json::Value {
+    // A constant the tests parse; never null in a build that passed them.
+    let mut doc: serde_json::Value = serde_json::from_str(OPENAPI).unwrap_or_default();
+    let ids: Vec<serde_json::Value> = providers
+        .iter()
+        .map(|p| serde_json::Value::String(p.spec.id.to_string()))
+        .collect();
+    if let Some(schema) = doc
+        .pointer_mut("/components/schemas/ProviderId")
+        .and_then(serde_json::Value::as_object_mut)
+    {
+        schema.insert("enum".into(), serde_json::Value::Array(ids));
+    }
+    doc
+}
+
+async fn openapi(
+    axum::extract::State(s): axum::extract::State<ServerState>,
+) -> impl axum::response::IntoResponse {
     (
         [(axum::http::header::CONTENT_TYPE, "application/json")],
-        OPENAPI,
+        openapi_document(&s.providers).to_string(),
     )
 }
 

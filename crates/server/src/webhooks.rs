@@ -10,10 +10,10 @@
 //! after name resolution at every delivery; redirects are never followed.
 
 use crate::ServerState;
-use crate::api::{ApiError, Body, Caller, Query};
+use crate::api::{ApiError, Body, Caller, PathParam, Query};
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use chrono::{DateTime, TimeDelta, Utc};
@@ -47,6 +47,7 @@ pub fn routes() -> Router<ServerState> {
         .route("/v1/webhooks", get(list).post(create))
         .route("/v1/webhooks/{id}", get(one).delete(delete))
         .route("/v1/webhooks/{id}/deliveries", get(deliveries))
+        .method_not_allowed_fallback(crate::api::method_not_allowed)
 }
 
 fn view(w: &WebhookEndpoint) -> Value {
@@ -80,11 +81,21 @@ async fn create(
     Body(b): Body<CreateBody>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     caller.admin()?;
-    let url = webhook::check_url(&b.url, s.webhooks.allow_private).map_err(|e| {
+    // A URL that could never be one (unparsable, another scheme, user info, a fragment, no host)
+    // is malformed: 400. One that only this daemon's policy refuses (http, or a private address,
+    // without [webhooks] allow_private) is 403.
+    webhook::check_url(&b.url, true).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             "bad_webhook_url",
             format!("this webhook URL cannot be used: {e}"),
+        )
+    })?;
+    let url = webhook::check_url(&b.url, s.webhooks.allow_private).map_err(|e| {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "webhook_url_not_allowed",
+            format!("this webhook URL is not allowed here: {e}; set [webhooks] allow_private = true for receivers on this host or your network"),
         )
     })?;
     let secret = Secret::new(webhook::secret_from_bytes(&rand::random()));
@@ -113,7 +124,7 @@ async fn list(State(s): State<ServerState>, caller: Caller) -> Result<Json<Value
 async fn one(
     State(s): State<ServerState>,
     caller: Caller,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
 ) -> Result<Json<Value>, ApiError> {
     caller.admin()?;
     let w = s
@@ -127,7 +138,7 @@ async fn one(
 async fn delete(
     State(s): State<ServerState>,
     caller: Caller,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
 ) -> Result<Json<Value>, ApiError> {
     caller.admin()?;
     if !s.store.delete_webhook(&id).await? {
@@ -146,7 +157,7 @@ struct LogQuery {
 async fn deliveries(
     State(s): State<ServerState>,
     caller: Caller,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
     Query(q): Query<LogQuery>,
 ) -> Result<Json<Value>, ApiError> {
     caller.admin()?;

@@ -136,7 +136,8 @@ async fn an_unknown_app_names_the_apps_there_are() {
             json!({"provider": "snapchat", "app": "nosuch"}),
         )
         .await;
-    assert_eq!(status, 400, "{v}");
+    // Well-formed, but not in the configuration: a conflict with it, not a malformed request.
+    assert_eq!(status, 409, "{v}");
     assert_eq!(v["error"]["code"], "unknown_app");
     let said = v["error"]["message"].as_str().unwrap();
     assert!(

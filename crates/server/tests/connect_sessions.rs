@@ -348,8 +348,20 @@ async fn return_to_must_be_allowed_and_the_browser_goes_back_there() {
             json!({"provider": "snapchat", "return_to": "https://evil.example/steal"}),
         )
         .await;
-    assert_eq!(status, 400);
+    // A well-formed URL the policy refuses is 403; one that is no http(s) URL is 400.
+    assert_eq!(status, 403);
     assert_eq!(v["error"]["code"], "return_to_not_allowed");
+    let (status, v) = w
+        .post(
+            &w.admin,
+            "v1/connect-sessions",
+            json!({"provider": "snapchat", "return_to": "javascript:alert(1)"}),
+        )
+        .await;
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (400, Some("bad_return_to"))
+    );
     w.d.state
         .connect
         .allow_return_to(&["https://app.example.com".parse().unwrap()]);
@@ -390,9 +402,14 @@ async fn return_to_must_be_allowed_and_the_browser_goes_back_there() {
             "bad_id",
         ),
         (json!({"provider": "nope"}), "unknown_provider"),
+        (json!({"provider": "snapchat", "app": "no pe"}), "bad_id"),
         (
-            json!({"provider": "snapchat", "app": "nope"}),
-            "unknown_app",
+            json!({"provider": "snapchat", "end_user": "a\nb"}),
+            "bad_end_user",
+        ),
+        (
+            json!({"provider": "snapchat", "scopes": ["x".repeat(201)]}),
+            "bad_scopes",
         ),
     ] {
         let (status, v) = w.post(&w.admin, "v1/connect-sessions", body).await;
@@ -402,6 +419,18 @@ async fn return_to_must_be_allowed_and_the_browser_goes_back_there() {
             "{v}"
         );
     }
+    // A well-formed app name the platform does not have conflicts with the configuration.
+    let (status, v) = w
+        .post(
+            &w.admin,
+            "v1/connect-sessions",
+            json!({"provider": "snapchat", "app": "nope"}),
+        )
+        .await;
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (409, Some("unknown_app"))
+    );
 }
 
 #[tokio::test]

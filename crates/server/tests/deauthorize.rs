@@ -362,8 +362,9 @@ async fn forged_stale_and_replayed_signed_requests_change_nothing() {
     // Too large a body is not read.
     let mut huge = good_body.clone();
     huge.extend(std::iter::repeat_n(b'a', 100 * 1024));
-    let (status, _) = post_callback(&w, path, form, None, huge).await;
+    let (status, text) = post_callback(&w, path, form, None, huge).await;
     assert_eq!(status, 413);
+    assert!(text.contains("\"code\":\"request_too_large\""), "{text}");
     let c = state(&w, "neg-meta").await;
     assert_eq!(c["state"], "active", "nothing changed: {c}");
     assert!(reauth_events(&w, "neg-meta").await.is_empty());

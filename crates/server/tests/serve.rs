@@ -512,7 +512,10 @@ async fn filters_probe_now_apps_and_json_errors_for_bad_input() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 400);
+    // JSON, but not the object the body must be.
+    assert_eq!(r.status(), 422);
+    let e: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(e["error"]["code"], "bad_body");
     w.d.stop().await;
 }
 

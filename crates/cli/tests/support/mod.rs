@@ -30,9 +30,14 @@ impl Drop for Daemon {
 impl Daemon {
     /// Starts `serve --sandbox` on free ports with `data` as its data directory.
     pub fn start(data: &Path) -> Daemon {
+        Daemon::start_with(data, &[])
+    }
+
+    /// [`Daemon::start`] with these environment variables set for the daemon.
+    pub fn start_with(data: &Path, env: &[(&str, &str)]) -> Daemon {
         let mut serve = Daemon::serve();
         serve.arg("--data-dir").arg(data);
-        Daemon::spawn(serve)
+        Daemon::spawn(serve, env)
     }
 
     /// Starts `serve --sandbox` on free ports in `dir`, with the default data directory
@@ -40,7 +45,7 @@ impl Daemon {
     pub fn start_in(dir: &Path) -> Daemon {
         let mut serve = Daemon::serve();
         serve.current_dir(dir).env_remove("TOKENWARDEN_DATA_DIR");
-        Daemon::spawn(serve)
+        Daemon::spawn(serve, &[])
     }
 
     fn serve() -> Command {
@@ -56,12 +61,13 @@ impl Daemon {
         serve
     }
 
-    fn spawn(mut serve: Command) -> Daemon {
+    fn spawn(mut serve: Command, env: &[(&str, &str)]) -> Daemon {
         let mut child = serve
             .env("NO_COLOR", "1")
             .env_remove("TOKENWARDEN_MASTER_KEY")
             .env_remove("TOKENWARDEN_DATABASE_URL")
             .env_remove("TOKENWARDEN_CONFIG")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
