@@ -253,6 +253,7 @@ fn parse_with(
         envelopes: spec.errors.envelopes.clone(),
         success_codes: spec.errors.success_codes.clone(),
         wait_headers: spec.errors.wait_headers.clone(),
+        wait_fields: spec.errors.wait_fields.clone(),
         rules,
         items: spec.errors.items.clone(),
         common: common.clone(),
