@@ -11,6 +11,10 @@ use std::sync::Arc;
 /// The shipped definitions: `(file name, TOML text)`.
 pub const BUILTIN: &[(&str, &str)] = &[
     (
+        "google-ads.toml",
+        include_str!("../../../../providers/google-ads.toml"),
+    ),
+    (
         "snapchat.toml",
         include_str!("../../../../providers/snapchat.toml"),
     ),
