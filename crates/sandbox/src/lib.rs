@@ -333,6 +333,7 @@ async fn edge(State((sb, p)): State<(Sandbox, Provider)>, req: Request, next: Ne
             ErrorCase::RateLimited { limit: Limit::App },
             &ErrorDetail {
                 reset_at: Some(now + chrono::TimeDelta::seconds(60)),
+                now: Some(now),
                 ..Default::default()
             },
         ),
