@@ -58,6 +58,30 @@ fn a_tiktok_rate_limit_in_http_200_is_explained() {
     );
 }
 
+/// Google Ads' daily quota: the wait is in the body (retryDelay, no Retry-After), the quota is the
+/// app's (rateScope DEVELOPER), and searchStream's one-element array reads the same.
+#[test]
+fn a_google_ads_daily_quota_is_the_apps_and_names_its_wait() {
+    let failure = r#"{"error":{"code":429,"message":"Resource has been exhausted (e.g. check quota).","status":"RESOURCE_EXHAUSTED","details":[{"@type":"type.googleapis.com/google.ads.googleads.v21.errors.GoogleAdsFailure","errors":[{"errorCode":{"quotaError":"RESOURCE_EXHAUSTED"},"message":"Too many requests. Retry in 40591 seconds.","details":{"quotaErrorDetails":{"rateScope":"DEVELOPER","rateName":"Number of operations for explorer access","retryDelay":"40591s"}}}],"requestId":"Xk2rA1b2C3d4"}]}}"#;
+    for body in [failure.to_string(), format!("[{failure}]")] {
+        let paste = format!("HTTP/2 429 \r\ncontent-type: application/json\r\n\r\n{body}");
+        let out = tokenwarden(&["diagnose", "--provider", "google-ads"], paste.as_bytes());
+        assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+        let s = text(&out.stdout);
+        assert!(s.contains("kind: rate_limited"), "{s}");
+        assert!(s.contains("daily quota"), "{s}");
+        assert!(s.contains("Xk2rA1b2C3d4"), "{s}");
+    }
+    // An expired access token: refreshed, not a person's job.
+    let paste = br#"HTTP/2 401
+content-type: application/json
+
+{"error":{"code":401,"message":"Request had invalid authentication credentials.","status":"UNAUTHENTICATED","details":[{"@type":"type.googleapis.com/google.ads.googleads.v21.errors.GoogleAdsFailure","errors":[{"errorCode":{"authenticationError":"OAUTH_TOKEN_EXPIRED"},"message":"Authentication of the request failed."}],"requestId":"Zz9"}]}}"#;
+    let out = tokenwarden(&["diagnose", "--provider", "google-ads"], paste);
+    let s = text(&out.stdout);
+    assert!(s.contains("kind: token_expired"), "{s}");
+}
+
 #[test]
 fn the_exit_status_follows_the_verdict() {
     let ok =
@@ -234,7 +258,14 @@ fn providers_list_show_validate() {
     let out = tokenwarden(&["providers"], b"");
     assert!(out.status.success());
     let s = text(&out.stdout);
-    for id in ["snapchat", "tiktok-business", "tiktok", "threads", "meta"] {
+    for id in [
+        "snapchat",
+        "tiktok-business",
+        "tiktok",
+        "threads",
+        "meta",
+        "google-ads",
+    ] {
         assert!(s.contains(id), "{s}");
     }
     assert!(
@@ -247,7 +278,7 @@ fn providers_list_show_validate() {
 
     let out = tokenwarden(&["providers", "--json"], b"");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v.as_array().unwrap().len(), 5);
+    assert_eq!(v.as_array().unwrap().len(), 6);
 
     let dir = tempfile::tempdir().unwrap();
     let good = dir.path().join("threads.toml");

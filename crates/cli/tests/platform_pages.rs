@@ -59,7 +59,7 @@ fn every_platform_has_a_page_that_matches_its_definition() {
     let defs = definitions();
     assert_eq!(
         defs.len(),
-        5,
+        6,
         "{:?}",
         defs.iter().map(|d| &d.0).collect::<Vec<_>>()
     );
@@ -89,9 +89,13 @@ fn every_platform_has_a_page_that_matches_its_definition() {
                 );
             }
         }
-        let sources = page
-            .split("## Sources (as cited by platforms.md)")
-            .nth(1)
+        // The first five cite platforms.md, the advertising platforms platforms-ads.md.
+        let sources = ["platforms.md", "platforms-ads.md"]
+            .iter()
+            .find_map(|doc| {
+                page.split(&format!("## Sources (as cited by {doc})"))
+                    .nth(1)
+            })
             .unwrap_or_else(|| panic!("{id}: a Sources section"));
         assert!(sources.contains('§'), "{id}: sources name their section");
         assert!(page.contains("## Review and access"), "{id}");

@@ -394,10 +394,12 @@ impl Rule {
             && self.body.is_none_or(|b| b == m.body_kind)
             && self.context.is_none_or(|c| c == m.context)
             && self.field.as_ref().is_none_or(|(path, values)| {
-                m.json
-                    .and_then(|j| body::lookup(j, path))
-                    .and_then(body::scalar)
-                    .is_some_and(|v| values.contains(&v.to_lowercase()))
+                m.json.is_some_and(|j| {
+                    body::lookup_where(j, path, &|v| {
+                        body::scalar(v).is_some_and(|v| values.contains(&v.to_lowercase()))
+                    })
+                    .is_some()
+                })
             })
     }
 }
@@ -435,6 +437,7 @@ pub struct Classifier {
     pub(crate) envelopes: Vec<EnvelopeSpec>,
     pub(crate) success_codes: Vec<String>,
     pub(crate) wait_headers: Vec<crate::provider::WaitHeaderSpec>,
+    pub(crate) wait_fields: Vec<crate::provider::WaitFieldSpec>,
     pub(crate) rules: Vec<Rule>,
     pub(crate) items: Option<ItemsSpec>,
     pub(crate) common: Arc<Common>,
@@ -673,6 +676,12 @@ impl Classifier {
         let retry_after = if action.retryable() && action != Action::RefreshAndRetry {
             headers_wait
                 .wait
+                .or_else(|| {
+                    parsed
+                        .json
+                        .as_ref()
+                        .and_then(|j| wait::from_body(j, &self.wait_fields))
+                })
                 .or_else(|| spec.and_then(|s| rule_wait(&s.wait, &wait_text, now)))
         } else {
             None

@@ -6,13 +6,47 @@ use tokenwarden_core::provider::{BUILTIN, Context, RefreshStyle, Registry};
 #[test]
 fn every_shipped_definition_loads() {
     let reg = Registry::builtin().unwrap_or_else(|e| panic!("{e}"));
+    let style = |id: &str| reg.get(id).unwrap().spec.refresh.style;
     let ids: Vec<&str> = reg.iter().map(|p| p.spec.id.as_str()).collect();
     assert_eq!(
         ids,
-        ["meta", "snapchat", "threads", "tiktok", "tiktok-business"]
+        [
+            "google-ads",
+            "meta",
+            "snapchat",
+            "threads",
+            "tiktok",
+            "tiktok-business"
+        ]
     );
-    assert_eq!(BUILTIN.len(), 5);
-    let style = |id: &str| reg.get(id).unwrap().spec.refresh.style;
+    assert_eq!(BUILTIN.len(), 6);
+    assert_eq!(style("google-ads"), RefreshStyle::RefreshToken);
+    let g = reg.get("google-ads").unwrap();
+    assert!(
+        !g.spec.refresh.rotates,
+        "Google does not rotate refresh tokens"
+    );
+    assert!(g.spec.authorize.pkce);
+    assert_eq!(
+        g.spec
+            .authorize
+            .extra_params
+            .get("access_type")
+            .map(String::as_str),
+        Some("offline")
+    );
+    assert_eq!(
+        g.spec
+            .authorize
+            .extra_params
+            .get("prompt")
+            .map(String::as_str),
+        Some("consent")
+    );
+    assert!(
+        g.spec.api.headers.is_empty(),
+        "the sunset developer token is not required"
+    );
     assert_eq!(style("snapchat"), RefreshStyle::RefreshToken);
     assert_eq!(style("tiktok"), RefreshStyle::RefreshToken);
     assert_eq!(style("threads"), RefreshStyle::SelfRefresh);

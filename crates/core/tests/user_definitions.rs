@@ -385,3 +385,92 @@ fn the_oidc_peer_definitions_are_valid_user_files() {
         assert_eq!(p.spec.api.probe.via, ProbeVia::Introspection);
     }
 }
+
+#[test]
+fn api_headers_take_only_app_and_connection_values_and_never_our_own_headers() {
+    let base = example();
+    let good = format!(
+        "{base}\n[[api.headers]]\nname = \"X-Acme-Client\"\nvalue = \"{{client_id}}\"\nreplaces = true\n\n[[api.headers]]\nname = \"X-Acme-Account\"\nvalue = \"acct-{{account_id}}\"\n"
+    );
+    let p = Registry::check("acme-ads.toml", &good).unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(p.spec.api.headers.len(), 2);
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "Authorization",
+            "{client_id}",
+            "api.headers[0].name: \"Authorization\" is set by tokenwarden",
+        ),
+        (
+            "X-Acme",
+            "{access_token}",
+            "api.headers[0].value: unknown placeholder {access_token}",
+        ),
+        (
+            "X-Acme",
+            "{client_secret}",
+            "api.headers[0].value: unknown placeholder {client_secret}",
+        ),
+        (
+            "X-Acme",
+            "fixed",
+            "api.headers[0].value: a fixed value belongs in the caller's request",
+        ),
+        (
+            "X Acme",
+            "{client_id}",
+            "api.headers[0].name: \"X Acme\" is not a header name",
+        ),
+        (
+            "Cookie",
+            "{account_id}",
+            "is set by tokenwarden or the HTTP client",
+        ),
+    ];
+    for (name, value, expect) in cases {
+        let text = format!("{base}\n[[api.headers]]\nname = \"{name}\"\nvalue = \"{value}\"\n");
+        let problems = Registry::check("acme-ads.toml", &text)
+            .err()
+            .unwrap_or_default()
+            .iter()
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(
+            problems.contains(expect),
+            "{name}={value} gives:\n{problems}"
+        );
+    }
+    let twice = format!(
+        "{base}\n[[api.headers]]\nname = \"X-A\"\nvalue = \"{{client_id}}\"\n[[api.headers]]\nname = \"x-a\"\nvalue = \"{{account_id}}\"\n"
+    );
+    let problems = Registry::check("acme-ads.toml", &twice).unwrap_err();
+    assert!(
+        problems.iter().any(|p| p
+            .to_string()
+            .contains("api.headers[1].name: \"x-a\" is listed twice")),
+        "{problems:?}"
+    );
+    // A keyed envelope takes its sub-code from the key; a wait field needs a path.
+    let keyed = base.replacen(
+        "[[errors.envelopes]]\ncode = \"error.code\"",
+        "[[errors.envelopes]]\nkeyed = true\nsubcode = \"error.sub\"\ncode = \"error.code\"",
+        1,
+    );
+    assert_ne!(keyed, base);
+    let keyed =
+        format!("{keyed}\n[[errors.wait_fields]]\npath = \"a..b\"\nformat = \"duration\"\n");
+    let problems = Registry::check("acme-ads.toml", &keyed)
+        .unwrap_err()
+        .iter()
+        .map(|p| p.to_string())
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        problems.contains("errors.envelopes[0].subcode: a keyed envelope"),
+        "{problems}"
+    );
+    assert!(
+        problems.contains("errors.wait_fields[0].path: \"a..b\" is not a dotted path"),
+        "{problems}"
+    );
+}

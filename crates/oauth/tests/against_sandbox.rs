@@ -93,7 +93,14 @@ impl World {
 #[tokio::test]
 async fn every_platform_connects_and_renews_as_its_definition_says() {
     let w = world().await;
-    for id in ["snapchat", "tiktok", "tiktok-business", "threads", "meta"] {
+    for id in [
+        "snapchat",
+        "tiktok",
+        "tiktok-business",
+        "threads",
+        "meta",
+        "google-ads",
+    ] {
         let p = w.provider(id);
         let app = w.app(id);
         let code = w.approve(&p).await;
@@ -154,6 +161,14 @@ async fn every_platform_connects_and_renews_as_its_definition_says() {
                     .await
                     .unwrap_or_else(|e| panic!("{id}: revoke: {e}"))
             );
+            // Revoking ends the grant: its refresh token is refused from then on.
+            if p.spec.refresh.renews(t) {
+                let refused = w.client.refresh(&p, &app, t).await.unwrap_err();
+                assert!(
+                    matches!(refused, TokenError::Refused { .. }),
+                    "{id}: refresh after revoke: {refused:?}"
+                );
+            }
         }
     }
 }

@@ -18,7 +18,7 @@ use tokenwarden_core::clock::Clock;
 use tokenwarden_core::connection::{Connection, ConnectionState, Problem, ProblemCode};
 use tokenwarden_core::id::ConnectionId;
 use tokenwarden_core::policy;
-use tokenwarden_core::provider::{Context, CredentialPlacement, Provider, Registry};
+use tokenwarden_core::provider::{Context, CredentialPlacement, HeaderValues, Provider, Registry};
 use tokenwarden_core::state;
 use tokenwarden_engine::{Issued, TokenFailure, TokenService};
 use tokenwarden_store::{NewEvent, Store, StoreError};
@@ -509,6 +509,20 @@ impl Engine {
         Ok((conn, provider, url, rel))
     }
 
+    /// What the definition's extra headers are filled from: the app's client id and the
+    /// connection's recorded account.
+    async fn header_values(&self, conn: &Connection) -> Result<HeaderValues, ProxyError> {
+        let app = self.store.get_app(&conn.provider, &conn.app).await?;
+        Ok(HeaderValues {
+            client_id: app.map(|a| a.client_id).unwrap_or_default(),
+            account_id: conn
+                .account
+                .as_ref()
+                .map(|a| a.id.clone())
+                .or_else(|| conn.account_ids.first().cloned()),
+        })
+    }
+
     /// Makes the call, healing what the classifier says can be healed.
     pub async fn execute(
         &self,
@@ -525,7 +539,11 @@ impl Engine {
         let pid = provider.spec.id.to_string();
         let api = &provider.spec.api;
         let streamed = !call.body.replayable();
-        let base_headers = headers::outbound(&call.headers, &api.credential_header, streamed)?;
+        let mut base_headers = headers::outbound(&call.headers, &api.credential_header, streamed)?;
+        if !api.headers.is_empty() {
+            let values = self.header_values(&conn).await?;
+            headers::attach_extra(&mut base_headers, &api.extra_headers(&values));
+        }
         let lanes = Shaper::lanes(&provider, &conn, &rel, self.config.time_scale);
         // A connection that needs re-authorization answers at once: no call can succeed.
         let mut issued: Issued = self

@@ -71,6 +71,24 @@ fn has_forbidden_bytes(v: &HeaderValue) -> bool {
     v.as_bytes().iter().any(|b| matches!(b, b'\r' | b'\n' | 0))
 }
 
+/// Adds the definition's extra headers (`api.headers`, filled): one that `replaces` overwrites a
+/// caller's header of that name, any other is only a default the caller may have set. A name or
+/// value that is not a valid header is skipped (definitions are validated; values are checked
+/// when filled).
+pub fn attach_extra(h: &mut HeaderMap, extra: &[tokenwarden_core::provider::ExtraHeader]) {
+    for e in extra {
+        let (Ok(name), Ok(value)) = (
+            reqwest::header::HeaderName::from_bytes(e.name.as_bytes()),
+            HeaderValue::from_str(&e.value),
+        ) else {
+            continue;
+        };
+        if e.replaces || !h.contains_key(&name) {
+            h.insert(name, value);
+        }
+    }
+}
+
 /// The caller's headers as they may go to the platform, before our credential is added.
 /// `credential_header` is the provider's (e.g. TikTok's `Access-Token`); `streamed` keeps the
 /// caller's `Content-Length` for a body that is streamed rather than buffered.

@@ -92,15 +92,42 @@ pub fn check_path(path: &str) -> Result<(), UrlRefused> {
         return Err(UrlRefused::DotSegment);
     }
     // `/https://evil.example/…`: a URL where a path belongs (it could not leave the base, but it
-    // is never what a caller of a platform API means).
-    if path[1..]
-        .split('/')
-        .next()
-        .is_some_and(|seg| seg.contains(':'))
-    {
+    // is never what a caller of a platform API means). Any other colon in the first segment is
+    // an ordinary path character: Google's custom methods are `resource:verb`
+    // (`/customers:listAccessibleCustomers`, the Google Ads probe).
+    if path[1..].split('/').next().is_some_and(names_a_url) {
         return Err(UrlRefused::Absolute);
     }
     Ok(())
+}
+
+/// Schemes that name a place or run something: a first segment `scheme:…` with one of them is a
+/// URL, whatever follows the colon.
+const URL_SCHEMES: &[&str] = &[
+    "http",
+    "https",
+    "ws",
+    "wss",
+    "ftp",
+    "file",
+    "data",
+    "javascript",
+    "vbscript",
+    "mailto",
+    "gopher",
+];
+
+/// Whether a raw first path segment reads as the start of a URL: a scheme (RFC 3986 §3.1) with
+/// nothing after its colon (`https:` of `/https://host/`), or a well-known scheme whatever follows.
+fn names_a_url(seg: &str) -> bool {
+    let Some((scheme, rest)) = seg.split_once(':') else {
+        return false;
+    };
+    let is_scheme = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    is_scheme && (rest.is_empty() || URL_SCHEMES.iter().any(|s| s.eq_ignore_ascii_case(scheme)))
 }
 
 /// Whether a raw segment is `.` or `..` once its path parameters are stripped: Tomcat, Jetty and
@@ -301,6 +328,30 @@ mod tests {
             build(&base(), "/http://evil.example/", None),
             Err(UrlRefused::Absolute)
         );
+        for url_like in [
+            "/HTTPS://evil.example/",
+            "/http:evil.example/x",
+            "/javascript:alert(1)",
+            "/file:/etc/passwd",
+            "/gopher:",
+            "/x-custom:",
+        ] {
+            assert_eq!(
+                build(&base(), url_like, None),
+                Err(UrlRefused::Absolute),
+                "{url_like}"
+            );
+        }
+        // Google's `resource:verb` custom methods are paths, first segment included.
+        for method in [
+            "/customers:listAccessibleCustomers",
+            "/customers/1234567890/googleAds:searchStream",
+            "/customers/1234567890/campaigns:mutate",
+        ] {
+            let u = build(&base(), method, None).unwrap();
+            assert_eq!(u.host_str(), Some("adsapi.snapchat.com"));
+            assert!(u.path().ends_with(method), "{u}");
+        }
         // `//` further in stays a path; the host is still the platform's.
         let u = build(&base(), "/a//evil.example/", None).unwrap();
         assert_eq!(u.host_str(), Some("adsapi.snapchat.com"));

@@ -78,6 +78,19 @@ fn carried_params(p: Provider) -> &'static [&'static str] {
             "scope",
             "state",
         ],
+        Provider::GoogleAds => &[
+            "client_id",
+            "redirect_uri",
+            "response_type",
+            "scope",
+            "state",
+            "code_challenge",
+            "code_challenge_method",
+            "access_type",
+            "prompt",
+            "include_granted_scopes",
+            "login_hint",
+        ],
     }
 }
 
@@ -139,7 +152,7 @@ fn check(p: Provider, sb: &Sandbox, q: &HashMap<String, String>) -> Result<Check
             "The only scope is snapchat-marketing-api",
         ));
     }
-    let code_challenge = if p == Provider::Tiktok {
+    let code_challenge = if matches!(p, Provider::Tiktok | Provider::GoogleAds) {
         match (q.get("code_challenge"), q.get("code_challenge_method")) {
             (None, _) => None,
             (Some(c), Some(m)) if m == "S256" && !c.is_empty() => Some(c.clone()),

@@ -220,7 +220,7 @@ mod tests {
             vec!["http://localhost:3000/cb".to_string()]
         );
         // One demo app per platform, and a sandbox-environment one for TikTok Business.
-        assert_eq!(c.apps.len(), 6);
+        assert_eq!(c.apps.len(), Provider::ALL.len() + 1);
         assert!(Cli::try_parse_from(["sandbox", "--lifetime", "myspace=1m"]).is_err());
         assert!(Cli::try_parse_from(["sandbox", "--lifetime", "snapchat"]).is_err());
     }

@@ -34,12 +34,12 @@ pub(crate) struct ProviderCounters {
 /// Token-endpoint calls keyed by (provider, grant id or "-" when unknown, grant type).
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
-    providers: [ProviderCounters; 5],
+    providers: [ProviderCounters; Provider::ALL.len()],
     token_calls: DashMap<(Provider, String, String), u64>,
     /// Per provider: (the current second of the sandbox clock, its API calls, the most API calls
     /// any second saw), so a test can see the busiest second by count, not by timing: what
     /// several replicas sent together. Constant memory however long the sandbox runs.
-    busiest: [parking_lot::Mutex<(i64, u64, u64)>; 5],
+    busiest: [parking_lot::Mutex<(i64, u64, u64)>; Provider::ALL.len()],
 }
 
 impl Counters {

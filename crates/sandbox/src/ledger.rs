@@ -531,6 +531,13 @@ impl Ledger {
         Some(t)
     }
 
+    /// The grant a refresh token belongs to, whatever its state (Google's `/revoke` takes either
+    /// token).
+    pub fn refresh_grant(&self, provider: Provider, value: &str) -> Option<Arc<Grant>> {
+        let t = self.refresh.get(&hash(value))?;
+        (t.grant.provider == provider).then(|| t.grant.clone())
+    }
+
     /// Accepts a refresh token; with `rotate`, marks it superseded (the caller issues the next).
     pub fn use_refresh(
         &self,

@@ -80,7 +80,7 @@ struct Inner {
     config: SandboxConfig,
     clock: Arc<dyn Clock>,
     ledger: ledger::Ledger,
-    faults: [fault::ProviderFaults; 5],
+    faults: [fault::ProviderFaults; Provider::ALL.len()],
     limits: rate_limit::RateLimiter,
     counters: counters::Counters,
     /// Asynchronous jobs (reports, publishing containers): id → when it is done.
@@ -333,6 +333,7 @@ async fn edge(State((sb, p)): State<(Sandbox, Provider)>, req: Request, next: Ne
             ErrorCase::RateLimited { limit: Limit::App },
             &ErrorDetail {
                 reset_at: Some(now + chrono::TimeDelta::seconds(60)),
+                now: Some(now),
                 ..Default::default()
             },
         ),

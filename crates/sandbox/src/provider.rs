@@ -1,4 +1,4 @@
-//! The five emulated platforms and the facts about them that do not depend on a request
+//! The emulated platforms and the facts about them that do not depend on a request
 //! (lifetimes, code validity, path prefix). Figures cite `docs/platforms.md`.
 
 use serde::{Deserialize, Serialize};
@@ -18,6 +18,9 @@ pub enum Provider {
     Threads,
     /// Meta Graph / Marketing API v24.0 (`www.facebook.com` + `graph.facebook.com`).
     Meta,
+    /// Google Ads API v21 (`accounts.google.com` + `oauth2.googleapis.com` +
+    /// `googleads.googleapis.com`; platforms-ads.md Part A §1).
+    GoogleAds,
 }
 
 /// How a platform tells an app that a user removed it.
@@ -34,12 +37,13 @@ pub enum DeauthorizeCallback {
 
 impl Provider {
     /// Every platform, in a stable order.
-    pub const ALL: [Provider; 5] = [
+    pub const ALL: [Provider; 6] = [
         Provider::Snapchat,
         Provider::TiktokBusiness,
         Provider::Tiktok,
         Provider::Threads,
         Provider::Meta,
+        Provider::GoogleAds,
     ];
 
     /// The provider id, which is also the sandbox path prefix (`/snapchat/...`).
@@ -50,6 +54,7 @@ impl Provider {
             Provider::Tiktok => "tiktok",
             Provider::Threads => "threads",
             Provider::Meta => "meta",
+            Provider::GoogleAds => "google-ads",
         }
     }
 
@@ -70,6 +75,7 @@ impl Provider {
             Provider::Tiktok => "/v2/auth/authorize/",
             Provider::Threads => "/oauth/authorize",
             Provider::Meta => "/v24.0/dialog/oauth",
+            Provider::GoogleAds => "/o/oauth2/v2/auth",
         }
     }
 
@@ -91,7 +97,7 @@ impl Provider {
         match self {
             Provider::Meta | Provider::Threads => Some(DeauthorizeCallback::SignedRequest),
             Provider::Tiktok => Some(DeauthorizeCallback::TiktokWebhook),
-            Provider::Snapchat | Provider::TiktokBusiness => None,
+            Provider::Snapchat | Provider::TiktokBusiness | Provider::GoogleAds => None,
         }
     }
 
@@ -101,6 +107,8 @@ impl Provider {
     pub fn default_access_lifetime(self) -> Option<Duration> {
         match self {
             Provider::Snapchat | Provider::Threads | Provider::Meta => Some(HOUR),
+            // expires_in 3599 (platforms-ads.md Part A §1).
+            Provider::GoogleAds => Some(HOUR - Duration::from_secs(1)),
             Provider::Tiktok => Some(2 * HOUR),
             Provider::TiktokBusiness => None,
         }
@@ -144,6 +152,7 @@ impl Provider {
             Provider::Tiktok => &["user.info.basic"],
             Provider::Threads => &["threads_basic"],
             Provider::Meta => &["public_profile"],
+            Provider::GoogleAds => &["https://www.googleapis.com/auth/adwords"],
         };
         s.iter().map(|s| s.to_string()).collect()
     }
@@ -151,7 +160,7 @@ impl Provider {
     /// How the `scope` query parameter separates scopes (Snapchat: space, RFC 6749; others: comma).
     pub(crate) fn scope_separator(self) -> char {
         match self {
-            Provider::Snapchat => ' ',
+            Provider::Snapchat | Provider::GoogleAds => ' ',
             _ => ',',
         }
     }

@@ -183,3 +183,56 @@ fn the_catalogue_covers_every_issue_18_family() {
     }
     assert!(problems.is_empty(), "\n{}", problems.join("\n"));
 }
+
+/// Issue 16: every Google Ads case the sandbox sends is decided by a rule of the definition (the
+/// GoogleAdsFailure family key, ErrorInfo, the rpc status, the token endpoint's RFC 6749 error),
+/// never by the status alone, except Google's HTML outage pages; the quota answers wait as
+/// `retryDelay` says, and the daily one (rateScope DEVELOPER) is blamed on the app.
+#[test]
+fn google_ads_cases_are_decided_by_the_definition() {
+    use tokenwarden_core::classify::Blame;
+    use tokenwarden_sandbox::Limit;
+    let registry = Registry::builtin().expect("shipped provider definitions load");
+    let p = registry.get("google-ads").expect("google-ads is defined");
+    let now = chrono::DateTime::from_timestamp(1_800_000_030, 0).unwrap();
+    let mut problems = Vec::new();
+    let mut seen = 0;
+    for (provider, case, status, headers, body) in error_catalogue() {
+        if provider != "google-ads" {
+            continue;
+        }
+        seen += 1;
+        let context = match case {
+            ErrorCase::OAuthInvalidRequest
+            | ErrorCase::OAuthInvalidClient
+            | ErrorCase::OAuthInvalidGrant
+            | ErrorCase::OAuthUnsupportedGrant => Context::TokenEndpoint,
+            _ => Context::Api,
+        };
+        let got = p.classifier().classify(
+            &ResponseView {
+                status,
+                headers: &headers,
+                body: &body,
+            },
+            context,
+            now,
+        );
+        let by_status = matches!(case, ErrorCase::OutagePage { .. } | ErrorCase::NotFound);
+        if got.rule == "fallback" && !by_status {
+            problems.push(format!("{case:?}: decided by the status alone"));
+        }
+        if let ErrorCase::RateLimited { limit } = case {
+            // The catalogue's reset is 30 s after its "now".
+            if got.retry_after != Some(std::time::Duration::from_secs(30)) {
+                problems.push(format!("{case:?}: waits {:?}", got.retry_after));
+            }
+            let app = limit == Limit::App;
+            if (got.blame == Blame::App) != app {
+                problems.push(format!("{case:?}: blamed on {}", got.blame));
+            }
+        }
+    }
+    assert!(seen >= 15, "the catalogue sends Google Ads' cases");
+    assert!(problems.is_empty(), "\n{}", problems.join("\n"));
+}

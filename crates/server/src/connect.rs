@@ -566,7 +566,11 @@ async fn callback(
         }
     };
     let base = p.spec.api_base(app.environment).to_string();
-    let identity = crate::monitor::identify(&p, &base, &grant.tokens, now).await;
+    let values = tokenwarden_core::provider::HeaderValues {
+        client_id: creds.client_id.clone(),
+        account_id: None,
+    };
+    let identity = crate::monitor::identify(&p, &base, &grant.tokens, &values, now).await;
     let new_account = match &identity {
         crate::monitor::Identity::Known(a) => Some(a.clone()),
         _ => None,

@@ -19,7 +19,7 @@ use std::time::Duration;
 use tokenwarden_core::classify::{Action, Blame, Classification, Kind, ResponseView};
 use tokenwarden_core::connection::{Connection, Environment, Problem, ProblemCode};
 use tokenwarden_core::id::ConnectionId;
-use tokenwarden_core::provider::{Context, ProbeVia, Provider};
+use tokenwarden_core::provider::{Context, HeaderValues, ProbeVia, Provider};
 use tokenwarden_core::token::TokenSet;
 use tokenwarden_store::NewEvent;
 
@@ -71,6 +71,7 @@ async fn fetch(
     p: &Provider,
     base: &str,
     token: &TokenSet,
+    values: &HeaderValues,
 ) -> Option<(u16, Vec<(String, String)>, Vec<u8>)> {
     let api = &p.spec.api;
     let mut url =
@@ -82,6 +83,9 @@ async fn fetch(
     let mut req = http.request(method, url);
     if let Some((name, value)) = api.credential_header_value(token.access_token.expose()) {
         req = req.header(name, value);
+    }
+    for h in api.extra_headers(values) {
+        req = req.header(h.name, h.value);
     }
     let mut resp = req.send().await.ok()?;
     let status = resp.status().as_u16();
@@ -125,7 +129,25 @@ async fn check(
         };
         return s.oauth.introspect(p, &creds, token).await.ok();
     }
-    api_check(s, http, p, &conn.api_base, token).await
+    let values = header_values(s, conn).await;
+    api_check(s, http, p, &conn.api_base, token, &values).await
+}
+
+/// What a definition's extra API headers (`api.headers`) are filled from for a connection: its
+/// app's client id and its recorded account.
+pub(crate) async fn header_values(s: &ServerState, conn: &Connection) -> HeaderValues {
+    let client_id = match s.store.get_app(&conn.provider, &conn.app).await {
+        Ok(Some(app)) => app.client_id,
+        _ => String::new(),
+    };
+    HeaderValues {
+        client_id,
+        account_id: conn
+            .account
+            .as_ref()
+            .map(|a| a.id.clone())
+            .or_else(|| conn.account_ids.first().cloned()),
+    }
 }
 
 /// The probe's API call against `base`, classified; `None` when unreachable.
@@ -135,8 +157,9 @@ async fn api_check(
     p: &Provider,
     base: &str,
     token: &TokenSet,
+    values: &HeaderValues,
 ) -> Option<Classification> {
-    let (status, headers, body) = fetch(http, p, base, token).await?;
+    let (status, headers, body) = fetch(http, p, base, token, values).await?;
     Some(p.classifier().classify(
         &ResponseView {
             status,
@@ -165,12 +188,13 @@ pub(crate) async fn identify(
     p: &Provider,
     base: &str,
     token: &TokenSet,
+    values: &HeaderValues,
     now: DateTime<Utc>,
 ) -> Identity {
     if p.spec.api.probe.via != ProbeVia::Api || p.spec.api.probe.account_id.is_none() {
         return Identity::NotDefined;
     }
-    let Some((status, headers, body)) = fetch(&client(), p, base, token).await else {
+    let Some((status, headers, body)) = fetch(&client(), p, base, token, values).await else {
         return Identity::Unknown;
     };
     let c = p.classifier().classify(
@@ -230,7 +254,8 @@ async fn ask_elsewhere(
     if base.trim_end_matches('/') == conn.api_base.trim_end_matches('/') {
         return None;
     }
-    let Some(c) = api_check(s, http, p, base, token).await else {
+    let values = header_values(s, conn).await;
+    let Some(c) = api_check(s, http, p, base, token, &values).await else {
         return Some(Elsewhere::Undecided(None));
     };
     match c.kind {
@@ -394,7 +419,14 @@ pub async fn probe(s: &ServerState, http: &reqwest::Client, id: &ConnectionId) -
     // or it was connected before accounts were recorded) learns it from its first good probe.
     if verdict.as_ref().is_some_and(|c| c.kind == Kind::Ok)
         && conn.account.is_none()
-        && let Identity::Known(account) = identify(&p, &conn.api_base, &token, now).await
+        && let Identity::Known(account) = identify(
+            &p,
+            &conn.api_base,
+            &token,
+            &header_values(s, &conn).await,
+            now,
+        )
+        .await
     {
         match s.store.set_account(id, &account).await {
             Ok(()) => {

@@ -11,7 +11,14 @@ use tokenwarden_core::clock::Clock;
 #[tokio::test]
 async fn every_platform_connects_and_its_tokens_keep_working_across_expiries() {
     let w = world().await;
-    let all = ["snapchat", "tiktok", "tiktok-business", "threads", "meta"];
+    let all = [
+        "snapchat",
+        "tiktok",
+        "tiktok-business",
+        "threads",
+        "meta",
+        "google-ads",
+    ];
     for p in all {
         let flow = w.start_and_approve(p, &format!("e2e-{p}")).await;
         let (status, page) = w.finish(&flow).await;
@@ -36,7 +43,7 @@ async fn every_platform_connects_and_its_tokens_keep_working_across_expiries() {
     steps.extend((0..90).map(|_| TimeDelta::days(1)));
     for (i, step) in steps.into_iter().enumerate() {
         w.clock.advance(step);
-        for p in ["snapchat", "tiktok", "threads"] {
+        for p in ["snapchat", "tiktok", "threads", "google-ads"] {
             let (status, body) = w
                 .api(&w.reader, &format!("v1/connections/e2e-{p}/token"))
                 .await;
@@ -67,7 +74,7 @@ async fn every_platform_connects_and_its_tokens_keep_working_across_expiries() {
     let (status, list) = w.api(&w.admin, "v1/connections").await;
     assert_eq!(status, 200);
     let text = list.to_string();
-    assert_eq!(list["connections"].as_array().unwrap().len(), 5);
+    assert_eq!(list["connections"].as_array().unwrap().len(), 6);
     assert!(
         !text.contains("access_token\""),
         "the list never carries tokens: {text}"

@@ -120,14 +120,26 @@ pub(super) struct Envelope {
 }
 
 impl Envelope {
-    /// Reads `spec` from `json`; `None` unless its code path holds a non-empty scalar.
+    /// Reads `spec` from `json`; `None` unless its code path holds a non-empty scalar (with
+    /// `keyed`, an object of one member holding one).
     pub(super) fn read(json: &Value, spec: &EnvelopeSpec) -> Option<Envelope> {
-        let code = scalar(lookup(json, &spec.code)?)?;
-        let field =
-            |p: &Option<String>| p.as_deref().and_then(|p| lookup(json, p)).and_then(scalar);
+        let (code, family) = if spec.keyed {
+            let (k, v) = lookup_where(json, &spec.code, &|v| keyed(v).is_some()).and_then(keyed)?;
+            (v, Some(k))
+        } else {
+            (
+                lookup_where(json, &spec.code, &|v| scalar(v).is_some()).and_then(scalar)?,
+                None,
+            )
+        };
+        let field = |p: &Option<String>| {
+            p.as_deref()
+                .and_then(|p| lookup_where(json, p, &|v| scalar(v).is_some()))
+                .and_then(scalar)
+        };
         Some(Envelope {
             code,
-            subcode: field(&spec.subcode),
+            subcode: family.or_else(|| field(&spec.subcode)),
             message: field(&spec.message),
             trace_id: field(&spec.trace_id),
             transient: spec
@@ -139,16 +151,52 @@ impl Envelope {
     }
 }
 
-/// Follows a dotted path (`error.error_subcode`; a numeric segment indexes an array).
-pub(crate) fn lookup<'a>(json: &'a Value, path: &str) -> Option<&'a Value> {
-    if path.is_empty() {
-        return Some(json);
+/// An object of exactly one member whose value is a scalar: `(key, value)`.
+fn keyed(v: &Value) -> Option<(String, String)> {
+    let Value::Object(m) = v else { return None };
+    if m.len() != 1 {
+        return None;
     }
-    path.split('.').try_fold(json, |v, seg| match v {
-        Value::Object(m) => m.get(seg),
-        Value::Array(a) => seg.parse::<usize>().ok().and_then(|i| a.get(i)),
+    let (k, v) = m.iter().next()?;
+    Some((k.clone(), scalar(v)?))
+}
+
+/// Follows a dotted path (`error.error_subcode`; a numeric segment indexes an array, `*` is any
+/// element or member): the first value found.
+pub(crate) fn lookup<'a>(json: &'a Value, path: &str) -> Option<&'a Value> {
+    lookup_where(json, path, &|_| true)
+}
+
+/// Follows a dotted path to the first value that `ok` accepts; `*` tries each array element or
+/// object member in order. Depth is bounded by the path, so hostile bodies cannot recurse deep.
+pub(crate) fn lookup_where<'a>(
+    json: &'a Value,
+    path: &str,
+    ok: &dyn Fn(&Value) -> bool,
+) -> Option<&'a Value> {
+    if path.is_empty() {
+        return ok(json).then_some(json);
+    }
+    let (seg, rest) = match path.split_once('.') {
+        Some((seg, rest)) => (seg, Some(rest)),
+        None => (path, None),
+    };
+    let next = |v: &'a Value| match rest {
+        Some(r) => lookup_where(v, r, ok),
+        None => ok(v).then_some(v),
+    };
+    match (seg, json) {
+        // At most the first 64 children are tried: enough for any envelope, bounded for any body.
+        ("*", Value::Array(a)) => a.iter().take(64).find_map(next),
+        ("*", Value::Object(m)) => m.values().take(64).find_map(next),
+        (_, Value::Object(m)) => m.get(seg).and_then(next),
+        (_, Value::Array(a)) => seg
+            .parse::<usize>()
+            .ok()
+            .and_then(|i| a.get(i))
+            .and_then(next),
         _ => None,
-    })
+    }
 }
 
 /// A string, number or boolean as text; nothing for null, objects, arrays and empty strings.

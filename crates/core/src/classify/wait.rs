@@ -2,7 +2,9 @@
 //! usage headers (percentages; `estimated_time_to_regain_access` in minutes, platforms.md §5).
 
 use super::ResponseView;
-use crate::provider::{WaitHeaderFormat, WaitHeaderSpec, WaitUntil};
+use crate::provider::{
+    WaitFieldFormat, WaitFieldSpec, WaitHeaderFormat, WaitHeaderSpec, WaitUntil,
+};
 use chrono::{DateTime, Days, NaiveTime, Utc};
 use serde_json::Value;
 use std::time::Duration;
@@ -14,6 +16,40 @@ const MAX_WAIT: Duration = Duration::from_secs(7 * 86_400);
 pub(super) struct HeaderWait {
     pub(super) wait: Option<Duration>,
     pub(super) usage_pct: Option<u32>,
+}
+
+/// The longest wait the body's wait fields give (Google Ads `retryDelay: "40591s"`), at most a
+/// week; `None` when no field holds a readable one.
+pub(super) fn from_body(json: &Value, specs: &[WaitFieldSpec]) -> Option<Duration> {
+    specs
+        .iter()
+        .filter_map(|spec| {
+            let v = super::body::lookup_where(json, &spec.path, &|v| {
+                field_seconds(v, spec.format).is_some()
+            })?;
+            field_seconds(v, spec.format)
+        })
+        .map(|secs| Duration::from_secs_f64(secs).min(MAX_WAIT))
+        .max()
+}
+
+/// Seconds a wait field holds: a non-negative finite number, or for `duration` a string like
+/// `"40591s"` or `"1.5s"` (protobuf `Duration` in JSON).
+fn field_seconds(v: &Value, format: WaitFieldFormat) -> Option<f64> {
+    let secs = match (v, format) {
+        (Value::Number(n), _) => n.as_f64()?,
+        (Value::String(t), WaitFieldFormat::Seconds) => t.trim().parse::<f64>().ok()?,
+        (Value::String(t), WaitFieldFormat::Duration) => {
+            let t = t.trim();
+            t.strip_suffix('s')
+                .unwrap_or(t)
+                .trim()
+                .parse::<f64>()
+                .ok()?
+        }
+        _ => return None,
+    };
+    (secs.is_finite() && secs >= 0.0).then_some(secs)
 }
 
 pub(super) fn from_headers<'a>(

@@ -3,7 +3,7 @@
 //! body fits a provider's envelopes (to recognise the platform when nobody said which it is).
 //! Pure, driven by the provider definition's `[[errors.envelopes]]`.
 
-use super::body::{lookup, repair_truncated_json, scalar, scrub_message};
+use super::body::{Envelope, lookup, lookup_where, repair_truncated_json, scalar, scrub_message};
 use crate::provider::ErrorSpec;
 use serde_json::Value;
 
@@ -26,7 +26,7 @@ fn json_of(body: &[u8]) -> Option<Value> {
 }
 
 fn text(json: &Value, path: Option<&str>) -> Option<String> {
-    path.and_then(|p| lookup(json, p))
+    path.and_then(|p| lookup_where(json, p, &|v| scalar(v).is_some()))
         .and_then(scalar)
         .map(|t| scrub_message(&t))
         .filter(|t| !t.is_empty())
@@ -40,7 +40,7 @@ pub fn platform_words(errors: &ErrorSpec, body: &[u8]) -> PlatformWords {
     let Some(env) = errors
         .envelopes
         .iter()
-        .find(|e| lookup(&json, &e.code).and_then(scalar).is_some())
+        .find(|e| Envelope::read(&json, e).is_some())
     else {
         return PlatformWords::default();
     };
@@ -50,7 +50,7 @@ pub fn platform_words(errors: &ErrorSpec, body: &[u8]) -> PlatformWords {
         trace_label: env
             .trace_id
             .as_deref()
-            .filter(|p| lookup(&json, p).and_then(scalar).is_some())
+            .filter(|p| lookup_where(&json, p, &|v| scalar(v).is_some()).is_some())
             .and_then(|p| p.rsplit('.').next())
             .map(str::to_string),
     }

@@ -376,6 +376,51 @@ pub struct ApiSpec {
     pub credential_value: String,
     /// A cheap authenticated call that proves the token works.
     pub probe: ProbeSpec,
+    /// Headers every API call (and the probe) carries besides the credential, with values taken
+    /// from the app or the connection (Google Ads `developer-token`, Amazon
+    /// `Amazon-Advertising-API-ClientId`). A header whose template lacks a value is left out.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<ApiHeaderSpec>,
+}
+
+/// One header sent on API calls, its value a template over `{client_id}` (the app's client id)
+/// and `{account_id}` (the platform account recorded on the connection).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiHeaderSpec {
+    /// Header name.
+    pub name: String,
+    /// Value template. When a placeholder has no value (a setting the app does not configure,
+    /// an account not yet recorded) the header is not sent: an optional header is never an error.
+    pub value: String,
+    /// Whether ours replaces whatever a caller sent under that name (Amazon's client id must be
+    /// the app's). Otherwise a caller's own value (another Google Ads `login-customer-id`) is
+    /// kept and ours is only the default.
+    #[serde(default)]
+    pub replaces: bool,
+    /// What the header is for, for people.
+    #[serde(default)]
+    pub note: String,
+}
+
+/// The values [`ApiSpec::headers`] templates are filled from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeaderValues {
+    /// The app's client id.
+    pub client_id: String,
+    /// The platform account recorded on the connection, when one is.
+    pub account_id: Option<String>,
+}
+
+/// One header ready to send: name, value, and whether it replaces a caller's own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtraHeader {
+    /// Header name as the definition writes it.
+    pub name: String,
+    /// The filled value.
+    pub value: String,
+    /// Whether it replaces a caller's header of that name.
+    pub replaces: bool,
 }
 
 /// Where an API call carries the access token.
@@ -391,6 +436,21 @@ pub enum CredentialPlacement {
 }
 
 impl ApiSpec {
+    /// The definition's extra headers filled from `values`; a header whose template names a
+    /// value that is missing or empty is left out.
+    pub fn extra_headers(&self, values: &HeaderValues) -> Vec<ExtraHeader> {
+        self.headers
+            .iter()
+            .filter_map(|h| {
+                Some(ExtraHeader {
+                    name: h.name.clone(),
+                    value: fill_header(&h.value, values)?,
+                    replaces: h.replaces,
+                })
+            })
+            .collect()
+    }
+
     /// The header and value our credential travels in, when it travels in a header.
     pub fn credential_header_value(&self, access_token: &str) -> Option<(&str, String)> {
         match self.credential_in {
@@ -427,6 +487,31 @@ impl ApiSpec {
         }
         q.append_pair(name, &value);
     }
+}
+
+/// Fills one header template; `None` when a placeholder has no value.
+fn fill_header(template: &str, values: &HeaderValues) -> Option<String> {
+    let mut out = String::new();
+    let mut rest = template;
+    while let Some(start) = rest.find('{') {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 1..];
+        let end = after.find('}')?;
+        let name = &after[..end];
+        let value = match name {
+            "client_id" => Some(values.client_id.as_str()),
+            "account_id" => values.account_id.as_deref(),
+            _ => None,
+        }
+        .map(str::trim)
+        .filter(|v| !v.is_empty())?;
+        out.push_str(value);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    let out = out.trim().to_string();
+    // A value that could split the header or smuggle another one is never sent.
+    (!out.is_empty() && !out.bytes().any(|b| b.is_ascii_control())).then_some(out)
 }
 
 /// How the health probe asks whether a token works.
@@ -529,6 +614,10 @@ pub struct ErrorSpec {
     /// Headers that say how long to wait or how close the limit is.
     #[serde(default)]
     pub wait_headers: Vec<WaitHeaderSpec>,
+    /// Fields of the body that say how long to wait (Google Ads
+    /// `quotaErrorDetails.retryDelay`): read when no header gives a wait.
+    #[serde(default)]
+    pub wait_fields: Vec<WaitFieldSpec>,
     /// The platform's error documentation.
     #[serde(default)]
     pub docs_url: Option<Url>,
@@ -560,12 +649,39 @@ pub struct ItemsSpec {
     pub message: Vec<String>,
 }
 
-/// Paths of the fields of one error envelope.
+/// One body field that carries a wait.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WaitFieldSpec {
+    /// Dotted path to the field (`*` matches any array element or object member).
+    pub path: String,
+    /// How to read it.
+    pub format: WaitFieldFormat,
+}
+
+/// Formats of a wait written in a body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WaitFieldFormat {
+    /// A number of seconds.
+    Seconds,
+    /// A protobuf `Duration` in JSON: seconds with an `s` suffix, maybe fractional (`"40591s"`,
+    /// `"1.5s"`); a bare number is read as seconds too.
+    Duration,
+}
+
+/// Paths of the fields of one error envelope. Paths are dotted; a number indexes an array, and
+/// `*` matches any array element or object member (the first for which the rest resolves).
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct EnvelopeSpec {
     /// The code (`error.code`, `code`, `error_code`, `error`).
     pub code: String,
+    /// The code path ends on an object of one member, `{"<family>": "<CODE>"}` (Google Ads
+    /// `errorCode: {"authenticationError": "OAUTH_TOKEN_EXPIRED"}`): the member's value is the
+    /// code and its key the sub-code, so rules can name the family in `subcodes`.
+    #[serde(default)]
+    pub keyed: bool,
     /// The sub-code (`error.error_subcode`).
     #[serde(default)]
     pub subcode: Option<String>,
@@ -922,6 +1038,46 @@ mod tests {
             moved.api_base(crate::connection::Environment::Sandbox),
             moved.api_base(crate::connection::Environment::Production)
         );
+    }
+
+    #[test]
+    fn extra_headers_are_filled_from_the_app_and_the_connection_or_left_out() {
+        let h = |name: &str, value: &str, replaces: bool| ApiHeaderSpec {
+            name: name.into(),
+            value: value.into(),
+            replaces,
+            note: String::new(),
+        };
+        let text = include_str!("../../../../providers/snapchat.toml");
+        let mut spec: ProviderSpec = toml::from_str(text).unwrap();
+        spec.api.headers = vec![
+            h("X-Client", "id {client_id}", true),
+            h("login-customer-id", "{account_id}", false),
+        ];
+        let mut values = HeaderValues {
+            client_id: "cid".into(),
+            ..Default::default()
+        };
+        // No account recorded: only the client id header goes.
+        let got = spec.api.extra_headers(&values);
+        assert_eq!(
+            got,
+            vec![ExtraHeader {
+                name: "X-Client".into(),
+                value: "id cid".into(),
+                replaces: true
+            }]
+        );
+        values.account_id = Some("  1234567890 ".into());
+        let got = spec.api.extra_headers(&values);
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[1].value, "1234567890");
+        assert!(!got[1].replaces);
+        // An empty or header-splitting value is never sent.
+        values.account_id = Some("1\r\nX-Evil: 1".into());
+        assert_eq!(spec.api.extra_headers(&values).len(), 1);
+        values.account_id = Some("   ".into());
+        assert_eq!(spec.api.extra_headers(&values).len(), 1);
     }
 
     #[test]

@@ -11,6 +11,10 @@ use std::sync::Arc;
 /// The shipped definitions: `(file name, TOML text)`.
 pub const BUILTIN: &[(&str, &str)] = &[
     (
+        "google-ads.toml",
+        include_str!("../../../../providers/google-ads.toml"),
+    ),
+    (
         "snapchat.toml",
         include_str!("../../../../providers/snapchat.toml"),
     ),
@@ -253,6 +257,7 @@ fn parse_with(
         envelopes: spec.errors.envelopes.clone(),
         success_codes: spec.errors.success_codes.clone(),
         wait_headers: spec.errors.wait_headers.clone(),
+        wait_fields: spec.errors.wait_fields.clone(),
         rules,
         items: spec.errors.items.clone(),
         common: common.clone(),

@@ -420,6 +420,7 @@ pub(crate) fn validate(
         ),
         Err(e) => p.add("api.credential_value", e),
     }
+    check_api_headers(p, api);
     if api.probe.via == ProbeVia::Introspection && t.introspect.is_none() {
         p.add(
             "api.probe.via",
@@ -512,6 +513,22 @@ pub(crate) fn validate(
             }
         }
     }
+    for (i, env) in e.envelopes.iter().enumerate() {
+        if env.keyed && env.subcode.is_some() {
+            p.add(
+                format!("errors.envelopes[{i}].subcode"),
+                "a keyed envelope's sub-code is the key of its code object; leave subcode out",
+            );
+        }
+    }
+    for (i, w) in e.wait_fields.iter().enumerate() {
+        if w.path.is_empty() || w.path.split('.').any(str::is_empty) {
+            p.add(
+                format!("errors.wait_fields[{i}].path"),
+                format!("{:?} is not a dotted path", w.path),
+            );
+        }
+    }
     if let Some(items) = &e.items {
         for path in std::iter::once(&items.status)
             .chain(&items.code)
@@ -529,6 +546,90 @@ pub(crate) fn validate(
         }
     }
     compile_rules(&e.rules, spec.id.as_str(), "errors.rules", r.style, p)
+}
+
+/// Headers no definition may set: ours (the credential), the ones the HTTP client owns, and
+/// the ones that would carry a caller's cookies or change where the call goes.
+const RESERVED_HEADERS: &[&str] = &[
+    "authorization",
+    "host",
+    "content-length",
+    "content-type",
+    "transfer-encoding",
+    "connection",
+    "cookie",
+    "proxy-authorization",
+    "te",
+    "upgrade",
+    "keep-alive",
+];
+
+/// `api.headers`: names that are header names and not reserved, each once, and values whose
+/// placeholders come from the app or the connection, never a token or the client secret.
+fn check_api_headers(p: &mut Problems, api: &ApiSpec) {
+    let mut seen: Vec<String> = Vec::new();
+    for (i, h) in api.headers.iter().enumerate() {
+        let key = format!("api.headers[{i}]");
+        let lower = h.name.to_ascii_lowercase();
+        let name_ok = !h.name.is_empty()
+            && h.name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b));
+        if !name_ok {
+            p.add(
+                format!("{key}.name"),
+                format!("{:?} is not a header name", h.name),
+            );
+        } else if RESERVED_HEADERS.contains(&lower.as_str())
+            || lower.eq_ignore_ascii_case(&api.credential_header)
+        {
+            p.add(
+                format!("{key}.name"),
+                format!(
+                    "{:?} is set by tokenwarden or the HTTP client; a definition cannot send it",
+                    h.name
+                ),
+            );
+        } else if seen.contains(&lower) {
+            p.add(
+                format!("{key}.name"),
+                format!("{:?} is listed twice", h.name),
+            );
+        }
+        seen.push(lower);
+        match header_placeholders(&h.value) {
+            Ok(names) if names.is_empty() => p.add(
+                format!("{key}.value"),
+                "a fixed value belongs in the caller's request; use {client_id} or {account_id}",
+            ),
+            Ok(_) => {}
+            Err(e) => p.add(format!("{key}.value"), e),
+        }
+    }
+}
+
+/// Placeholders of an `api.headers` value: `{client_id}` and `{account_id}`.
+fn header_placeholders(template: &str) -> Result<Vec<&str>, String> {
+    let mut out = Vec::new();
+    let mut rest = template;
+    while let Some(start) = rest.find('{') {
+        let after = &rest[start + 1..];
+        let end = after
+            .find('}')
+            .ok_or_else(|| format!("unclosed '{{' in {template:?}"))?;
+        let name = &after[..end];
+        if !(name == "client_id" || name == "account_id") {
+            return Err(format!(
+                "unknown placeholder {{{name}}} in {template:?}; a header takes {{client_id}} or {{account_id}}, never a token or the client secret"
+            ));
+        }
+        out.push(name);
+        rest = &after[end + 1..];
+    }
+    if rest.contains('}') {
+        return Err(format!("unopened '}}' in {template:?}"));
+    }
+    Ok(out)
 }
 
 pub(crate) fn compile_rules(

@@ -1,6 +1,7 @@
-//! The five platforms. Each module owns its token endpoint(s), a few API endpoints, and the ONE
+//! The emulated platforms. Each module owns its token endpoint(s), a few API endpoints, and the ONE
 //! function (`render`) that turns an [`ErrorCase`] into that platform's wire format.
 
+pub(crate) mod google_ads;
 pub(crate) mod meta;
 pub(crate) mod snapchat;
 pub(crate) mod threads;
@@ -24,6 +25,7 @@ pub(crate) fn routes(p: Provider) -> Router<Sandbox> {
         Provider::Tiktok => tiktok::routes(),
         Provider::Threads => threads::routes(),
         Provider::Meta => meta::routes(),
+        Provider::GoogleAds => google_ads::routes(),
     }
 }
 
@@ -61,6 +63,7 @@ pub(crate) fn is_token_path(p: Provider, path: &str) -> bool {
             "/refresh_access_token",
         ],
         Provider::Meta => &["/v24.0/oauth/access_token"],
+        Provider::GoogleAds => &["/token", "/revoke"],
     };
     paths.contains(&path)
 }
@@ -73,6 +76,7 @@ pub(crate) fn render(p: Provider, case: ErrorCase, detail: &ErrorDetail) -> Repl
         Provider::Tiktok => tiktok::render(case, detail),
         Provider::Threads => threads::render(case, detail),
         Provider::Meta => meta::render(case, detail),
+        Provider::GoogleAds => google_ads::render(case, detail),
     }
 }
 
@@ -84,6 +88,7 @@ pub(crate) fn cases(p: Provider) -> Vec<ErrorCase> {
         Provider::Tiktok => tiktok::CASES.to_vec(),
         Provider::Threads => threads::CASES.to_vec(),
         Provider::Meta => meta::CASES.to_vec(),
+        Provider::GoogleAds => google_ads::CASES.to_vec(),
     }
 }
 

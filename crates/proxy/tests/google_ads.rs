@@ -1,0 +1,101 @@
+//! The proxy against the sandbox's Google Ads (platforms-ads.md Part A §1): an expired token is
+//! healed by one refresh (OAUTH_TOKEN_EXPIRED), a short-term quota answer is waited out as its
+//! `quotaErrorDetails.retryDelay` says (Google sends no Retry-After), and a revoked grant turns
+//! the connection `reauth_required` with the link.
+
+mod support;
+
+use serde_json::json;
+use support::{seen, world};
+
+const PROBE: &str = "/customers:listAccessibleCustomers";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn google_ads_expiry_is_healed_by_one_refresh() {
+    let w = world(1.0).await;
+    let grant = w.connect("google-ads", "gads").await;
+    let s = seen(w.get("gads", PROBE)).await;
+    assert_eq!((s.status, s.kind.as_str()), (200, "ok"), "{s:?}");
+    assert!(s.body["resourceNames"].is_array(), "{s:?}");
+    w.admin_post(&format!("/grants/{grant}/expire"), json!({}))
+        .await;
+    let s = seen(w.get("gads", PROBE)).await;
+    assert_eq!((s.status, s.kind.as_str()), (200, "ok"), "{s:?}");
+    assert!(s.refreshed, "healed by a refresh: {s:?}");
+    assert_eq!(s.attempts, 2);
+    assert_eq!(w.refreshes(&grant).await, 1);
+    // Google does not rotate: the refresh kept the stored refresh token, which still works.
+    w.admin_post(&format!("/grants/{grant}/expire"), json!({}))
+        .await;
+    let s = seen(w.get("gads", PROBE)).await;
+    assert_eq!((s.status, s.kind.as_str()), (200, "ok"), "{s:?}");
+    assert_eq!(w.refreshes(&grant).await, 2);
+    w.d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn google_ads_quota_answer_is_waited_out_as_retry_delay_says() {
+    // The sandbox asks for 30 s (retryDelay "30s"); at 60× that is half a real second.
+    let w = world(60.0).await;
+    w.connect("google-ads", "gq").await;
+    w.admin_post("/counters/reset", json!({})).await;
+    w.admin_post("/faults/google-ads/throttle", json!({"next": 1}))
+        .await;
+    let s = seen(w.get("gq", PROBE)).await;
+    assert_eq!((s.status, s.kind.as_str()), (200, "ok"), "{s:?}");
+    assert_eq!(s.attempts, 2);
+    assert!(s.waited_ms >= 400, "waited the retryDelay: {s:?}");
+    // With a budget shorter than the wait, Google's answer comes back classified, with the wait.
+    w.admin_post("/faults/google-ads/throttle", json!({"next": 1}))
+        .await;
+    let s = seen(w.get("gq", PROBE).header("tokenwarden-budget-ms", "50")).await;
+    assert_eq!((s.status, s.kind.as_str()), (429, "rate_limited"), "{s:?}");
+    assert_eq!(s.attempts, 1);
+    assert!(
+        s.headers.contains_key("tokenwarden-retry-after-ms"),
+        "{s:?}"
+    );
+    let c = w.counters("google-ads").await;
+    assert_eq!(c["too_many_requests_sent"], 2, "{c}");
+    w.d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn google_ads_revoked_grant_asks_for_reauthorization() {
+    let w = world(1.0).await;
+    let grant = w.connect("google-ads", "ggone").await;
+    w.admin_post(&format!("/grants/{grant}/revoke"), json!({}))
+        .await;
+    let link = format!("{}connections/ggone/reauthorize", w.d.base);
+    // OAUTH_TOKEN_REVOKED says so itself: Google's answer comes back, classified, with the link,
+    // and no refresh is tried (it would be refused).
+    let s = seen(w.get("ggone", PROBE)).await;
+    assert_eq!(s.status, 401, "{s:?}");
+    assert_eq!(
+        (s.kind.as_str(), s.action.as_str()),
+        ("token_revoked", "reauthorize"),
+        "{s:?}"
+    );
+    assert_eq!(
+        s.body["error"]["details"][0]["errors"][0]["errorCode"]["authenticationError"],
+        "OAUTH_TOKEN_REVOKED"
+    );
+    assert_eq!(s.headers["tokenwarden-reauthorize-url"], link.as_str());
+    assert_eq!(w.refreshes(&grant).await, 0);
+    // The next call answers at once without reaching Google.
+    let calls = w.counters("google-ads").await["api_calls"].as_u64();
+    let s = seen(w.get("ggone", PROBE)).await;
+    assert_eq!(s.status, 409, "{s:?}");
+    assert_eq!(s.body["error"]["code"], "reauth_required");
+    assert_eq!(s.body["error"]["reauthorize_url"].as_str().unwrap(), link);
+    assert_eq!(w.counters("google-ads").await["api_calls"].as_u64(), calls);
+    let conn =
+        w.d.state
+            .store
+            .get_connection(&"ggone".parse().unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+    assert_eq!(conn.state.as_str(), "reauth_required");
+    w.d.stop().await;
+}
