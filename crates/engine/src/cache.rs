@@ -540,6 +540,9 @@ impl Store for CachedStore {
             .record_refresh_failure(lease, state, problems, next_refresh, now)
             .await
     }
+    async fn mark_refresh_sent(&self, lease: &Lease) -> Result<bool, StoreError> {
+        self.inner.mark_refresh_sent(lease).await
+    }
     async fn release_lease(&self, lease: &Lease) -> Result<(), StoreError> {
         self.inner.release_lease(lease).await
     }

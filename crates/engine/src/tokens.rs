@@ -135,6 +135,7 @@ pub struct TokenService {
     owner: String,
     lease_ttl: Duration,
     wait_for_other: Duration,
+    sent_patience: Duration,
     inflight: DashMap<ConnectionId, Arc<tokio::sync::Mutex<()>>>,
     cache: Option<Arc<CachedStore>>,
     held: DashMap<ConnectionId, Held>,
@@ -160,6 +161,7 @@ impl TokenService {
             // Longer than the client's 20 s request timeout, so a live holder never loses it.
             lease_ttl: Duration::from_secs(45),
             wait_for_other: Duration::from_secs(50),
+            sent_patience: Duration::from_secs(180),
             inflight: DashMap::new(),
             cache: None,
             held: DashMap::new(),
@@ -188,6 +190,16 @@ impl TokenService {
     pub fn with_cache(mut self, cached: Arc<CachedStore>) -> Self {
         self.store = cached.clone();
         self.cache = Some(cached).filter(|c| c.tokens_enabled());
+        self
+    }
+
+    /// How long a replica that finds another holder's refresh sent but not settled waits for
+    /// that holder's answer before spending the same rotating refresh token itself (default
+    /// 3 min: four lease times, so a process paused with the platform's answer in its socket for
+    /// twice its lease still stores it first). Only for platforms that rotate refresh tokens
+    /// without a reuse grace long enough to cover the wait.
+    pub fn with_sent_patience(mut self, patience: Duration) -> Self {
+        self.sent_patience = patience;
         self
     }
 
@@ -471,6 +483,40 @@ impl TokenService {
         if let Admission::Wait(wait) = admission {
             return self.held_back(conn, stored, lease, need, wait).await;
         }
+        if provider.spec.refresh.rotates {
+            if let Some(wait) = self.sender_may_answer(provider, &lease) {
+                return self.await_sender(conn, stored, lease, need, wait).await;
+            }
+            // Written before the rotating refresh token is spent, so whoever takes this lease
+            // after us, should we stop before storing the answer, knows the answer may exist.
+            match self.store.mark_refresh_sent(&lease).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::warn!(connection = %conn.id, "the refresh lease was lost before the platform was called; not calling");
+                    let _ = self.store.release_lease(&lease).await;
+                    return match self.current(&conn.id).await {
+                        Ok(latest) if latest.version > lease.version => Ok(Issued {
+                            tokens: latest.set,
+                            version: latest.version,
+                            refreshed: false,
+                        }),
+                        _ => self.still_usable(conn, stored, need).ok_or_else(|| {
+                            TokenFailure::Unavailable {
+                                connection: conn.id.clone(),
+                                reason: "the refresh was not sent: another replica took the refresh lease over; it is tried again".into(),
+                                retry_after: Some(Duration::from_secs(1)),
+                            }
+                        }),
+                    };
+                }
+                Err(e) => {
+                    let _ = self.store.release_lease(&lease).await;
+                    return self
+                        .still_usable(conn, stored, need)
+                        .ok_or_else(|| e.into());
+                }
+            }
+        }
         let trial = admission == Admission::Trial;
         let answer = self.oauth.refresh(provider, &creds, &stored.set).await;
         let outcome = match &answer {
@@ -523,6 +569,87 @@ impl TokenService {
             }
             Err(e) => self.after_failure(conn, stored, lease, e, need).await,
         }
+    }
+
+    /// How much longer to wait for another holder's refresh of this token version, sent and not
+    /// settled (its process may be paused with the platform's only answer), before spending the
+    /// same refresh token: `None` when there is none, it is ours (this process serializes its own
+    /// refreshes, so an unsettled one of ours is from before a restart), the platform's reuse
+    /// grace still covers it, or the patience is spent.
+    fn sender_may_answer(&self, provider: &Provider, lease: &Lease) -> Option<Duration> {
+        let sent = lease.unresolved.as_ref()?;
+        if sent.by == self.owner {
+            return None;
+        }
+        let age = (lease.taken_at - sent.at)
+            .to_std()
+            .unwrap_or(Duration::ZERO);
+        if provider
+            .spec
+            .refresh
+            .reuse_grace
+            .is_some_and(|grace| age < grace)
+        {
+            return None;
+        }
+        self.sent_patience
+            .checked_sub(age)
+            .filter(|left| !left.is_zero())
+    }
+
+    /// Leaves the refresh to the holder that sent one and has not settled it: the lease goes back,
+    /// the next attempt is due when the patience ends, and callers get the token while it lasts.
+    async fn await_sender(
+        &self,
+        conn: &Connection,
+        stored: StoredTokens,
+        lease: Lease,
+        need: &Need,
+        wait: Duration,
+    ) -> Result<Issued, TokenFailure> {
+        let by = lease
+            .unresolved
+            .as_ref()
+            .map_or_else(String::new, |s| s.by.clone());
+        tracing::warn!(
+            connection = %conn.id,
+            provider = %conn.provider,
+            sender = %by,
+            wait_ms = wait.as_millis() as u64,
+            "another replica sent a refresh and has not stored its answer (stopped or paused?); waiting for it before spending the refresh token again"
+        );
+        let next = self
+            .clock
+            .now()
+            .checked_add_signed(TimeDelta::from_std(wait).unwrap_or(TimeDelta::seconds(60)));
+        // The deadline first, then the lease (as in `held_back`).
+        if let Err(e) = self.store.set_next_refresh(&conn.id, next).await {
+            tracing::warn!(connection = %conn.id, error = %e, "could not move the next refresh deadline");
+        }
+        if let Err(e) = self.store.release_lease(&lease).await {
+            tracing::warn!(connection = %conn.id, error = %e, "could not release the refresh lease; it lapses on its own");
+        }
+        if let Ok(latest) = self.current(&conn.id).await
+            && latest.version > lease.version
+        {
+            // The sender stored its answer meanwhile.
+            return Ok(Issued {
+                tokens: latest.set,
+                version: latest.version,
+                refreshed: false,
+            });
+        }
+        self.still_usable(conn, stored, need)
+            .ok_or(TokenFailure::Unavailable {
+                connection: conn.id.clone(),
+                reason: format!(
+                    "another replica ({by}) sent this connection's refresh and has not stored the answer yet; it is waited for up to {} s more before the refresh is sent again",
+                    wait.as_secs()
+                ),
+                // The scheduler reads a wait as the platform's throttle: only callers get one.
+                retry_after: (!matches!(need, Need::Force(_)))
+                    .then(|| wait.min(Duration::from_secs(5))),
+            })
     }
 
     /// Asks the platform's breaker whether a refresh may call now; also whether it was closed at

@@ -657,3 +657,118 @@ async fn with_caches_a_crowd_still_refreshes_once_and_a_refusal_is_never_served_
         Err(TokenFailure::ReauthRequired { .. })
     ));
 }
+
+/// Who marked the current token version's refresh as sent, if anyone (the raw row).
+async fn sent_by(raw: &tokenwarden_store::sql::SqlStore, id: &ConnectionId) -> Option<String> {
+    sqlx::query_scalar("SELECT refresh_sent_by FROM token_sets WHERE connection_id = $1")
+        .bind(id.as_str())
+        .fetch_one(raw.pool())
+        .await
+        .unwrap()
+}
+
+/// Issue 14: replica A sends TikTok Login Kit's refresh (rotation, no reuse grace); the platform
+/// rotates and its answer is late (A paused, or the network slow) past A's lease. Replica B takes
+/// the lapsed lease and finds A's refresh unsettled: it does not spend the same refresh token (a
+/// reuse the platform refuses, which would mark a live connection reauth_required) but waits, and
+/// A's late answer is stored. The platform sees one refresh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_waits_for_another_holders_unsettled_refresh_instead_of_reusing_its_token() {
+    let w = world(1).await;
+    let id = w.connect("tiktok", "tt-late").await;
+    let raw = tokenwarden_store::sql::SqlStore::open(&w.url, w.keys.clone())
+        .await
+        .unwrap();
+    let replica = |name: &str| {
+        Arc::new(
+            TokenService::new(
+                w.store.clone(),
+                OAuthClient::new(Arc::new(w.clock.clone())).unwrap(),
+                w.registry.clone(),
+                Arc::new(w.clock.clone()),
+                name,
+            )
+            .with_lease_ttl(std::time::Duration::from_millis(400)),
+        )
+    };
+    let (a, b) = (replica("replica-a"), replica("replica-b"));
+    let before = w.refreshes("tiktok").await;
+    // The platform acts at once and answers 3 s later.
+    w.admin(
+        "/faults/tiktok/latency",
+        serde_json::json!({"latency": "3s", "for": "1m", "after": true}),
+    )
+    .await;
+    let first = tokio::spawn({
+        let (a, id) = (a.clone(), id.clone());
+        async move { a.refresh_now(&id).await }
+    });
+    // A marked its refresh sent before calling; then its lease lapses on the database clock.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while sent_by(&raw, &id).await.as_deref() != Some("replica-a") {
+        assert!(std::time::Instant::now() < deadline, "A never sent");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    // B, forced (as the scheduler or a caller that saw the token refused would be), waits.
+    let from_b = b.refresh_now(&id).await;
+    assert!(
+        matches!(from_b, Err(TokenFailure::Unavailable { .. })),
+        "B must wait for A's answer, not refresh: {from_b:?}"
+    );
+    // A caller who just wants a token gets the one still valid meanwhile.
+    let served = b.token(&id).await.expect("the current token still serves");
+    assert!(!served.refreshed);
+    assert_eq!(sent_by(&raw, &id).await.as_deref(), Some("replica-a"));
+    let from_a = first.await.unwrap().expect("A's late answer is stored");
+    assert!(from_a.refreshed);
+    assert_eq!(w.refreshes("tiktok").await, before + 1, "one refresh");
+    assert_eq!(w.state(&id).await, ConnectionState::Active);
+    assert_eq!(sent_by(&raw, &id).await, None, "settled by the commit");
+    let after = b.token(&id).await.unwrap();
+    assert_eq!(after.version, from_a.version);
+}
+
+/// The other half: a holder that marked its refresh sent and then died before its request
+/// reached the platform blocks nobody for ever. Once the patience is spent, the next holder sends
+/// the same refresh token, which the platform accepts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_senders_mark_is_waited_for_only_until_the_patience_ends() {
+    let w = world(1).await;
+    let id = w.connect("tiktok", "tt-dead").await;
+    let raw = tokenwarden_store::sql::SqlStore::open(&w.url, w.keys.clone())
+        .await
+        .unwrap();
+    // A replica that took the lease, marked the send and was killed before the call left.
+    let gone = w
+        .store
+        .acquire_refresh_lease(&id, "replica-gone", std::time::Duration::from_millis(300))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(w.store.mark_refresh_sent(&gone).await.unwrap());
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let b = TokenService::new(
+        w.store.clone(),
+        OAuthClient::new(Arc::new(w.clock.clone())).unwrap(),
+        w.registry.clone(),
+        Arc::new(w.clock.clone()),
+        "replica-b",
+    )
+    .with_sent_patience(std::time::Duration::from_millis(1500));
+    let before = w.refreshes("tiktok").await;
+    assert!(matches!(
+        b.refresh_now(&id).await,
+        Err(TokenFailure::Unavailable { .. })
+    ));
+    assert_eq!(w.refreshes("tiktok").await, before, "waited, did not call");
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let issued = b
+        .refresh_now(&id)
+        .await
+        .expect("refreshed once the patience ended");
+    assert!(issued.refreshed);
+    assert_eq!(w.refreshes("tiktok").await, before + 1);
+    assert_eq!(w.state(&id).await, ConnectionState::Active);
+    assert_eq!(sent_by(&raw, &id).await, None);
+}

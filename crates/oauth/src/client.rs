@@ -14,11 +14,16 @@ use url::Url;
 /// At most this much of a token response is read (hardening rule 8).
 pub const MAX_TOKEN_RESPONSE: usize = 64 * 1024;
 
+/// How long a token endpoint has to answer a call, connection included (time this process spends
+/// stopped does not count; see [`patient`]).
+pub const TOKEN_CALL_TIMEOUT: Duration = Duration::from_secs(20);
+
 /// Talks to token endpoints as each provider's definition says.
 #[derive(Debug, Clone)]
 pub struct OAuthClient {
     http: reqwest::Client,
     clock: Arc<dyn Clock>,
+    timeout: Duration,
 }
 
 impl OAuthClient {
@@ -28,10 +33,21 @@ impl OAuthClient {
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(20))
+            // No total timeout here: reqwest's would throw away an answer that arrived while this
+            // process was stopped; `patient` bounds each call instead.
             .user_agent(concat!("tokenwarden/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(OAuthClient { http, clock })
+        Ok(OAuthClient {
+            http,
+            clock,
+            timeout: TOKEN_CALL_TIMEOUT,
+        })
+    }
+
+    /// The same client with another limit per call (default [`TOKEN_CALL_TIMEOUT`]).
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
     }
 
     /// The authorize URL for a new flow.
@@ -307,6 +323,20 @@ impl OAuthClient {
     }
 
     async fn send_raw(&self, provider: &Provider, p: Prepared) -> Result<Answer, Lost> {
+        match patient(self.timeout, self.send_unbounded(provider, p)).await {
+            Some(answer) => answer,
+            None => Err(Lost {
+                error: TokenError::Transient {
+                    provider: provider.spec.id.to_string(),
+                    reason: "the token endpoint did not answer in time".into(),
+                    classification: None,
+                },
+                maybe_delivered: true,
+            }),
+        }
+    }
+
+    async fn send_unbounded(&self, provider: &Provider, p: Prepared) -> Result<Answer, Lost> {
         let id = provider.spec.id.as_str();
         // A failure to connect means nothing was sent; any later one may have been delivered.
         let transient = |e: &reqwest::Error| Lost {
@@ -368,6 +398,39 @@ impl OAuthClient {
     }
 }
 
+/// A timer this late means the process was stopped (SIGSTOP, a frozen VM or container), not
+/// that the platform was slow.
+const STOPPED: Duration = Duration::from_secs(1);
+/// After such a stop, how long an answer that may be waiting in the socket gets to be read.
+const AFTER_STOP: Duration = Duration::from_secs(2);
+
+/// Runs `call` for at most `limit`, except that time this process spent stopped does not count: a
+/// token endpoint's answer that arrived while the process was stopped is read, not thrown away
+/// (with rotating refresh tokens it is the grant's only future; issue 14). A deadline timer that
+/// fires a second or more late shows the stop; the call then gets [`AFTER_STOP`] more. `None`
+/// when the time is up.
+pub(crate) async fn patient<F: std::future::Future>(limit: Duration, call: F) -> Option<F::Output> {
+    tokio::pin!(call);
+    let mut deadline = tokio::time::Instant::now() + limit;
+    loop {
+        tokio::select! {
+            biased;
+            out = &mut call => return Some(out),
+            () = tokio::time::sleep_until(deadline) => {
+                let now = tokio::time::Instant::now();
+                if now.saturating_duration_since(deadline) < STOPPED {
+                    return None;
+                }
+                tracing::info!(
+                    stopped_ms = now.saturating_duration_since(deadline).as_millis() as u64,
+                    "this process was stopped during a token endpoint call; reading the answer before giving up"
+                );
+                deadline = now + AFTER_STOP;
+            }
+        }
+    }
+}
+
 /// Status, headers and body of a token endpoint's answer.
 type Answer = (u16, Vec<(String, String)>, Vec<u8>);
 
@@ -387,5 +450,52 @@ fn describe(e: &reqwest::Error) -> String {
         "the connection broke while reading the answer".into()
     } else {
         "the request to the token endpoint failed".into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A future that is ready only after `rounds` more polls once `rx` has its value, the way a
+    /// response waits for the connection task to read the socket after the process resumes.
+    async fn answered(rx: tokio::sync::oneshot::Receiver<u32>, rounds: usize) -> u32 {
+        let v = rx.await.unwrap_or(0);
+        for _ in 0..rounds {
+            tokio::task::yield_now().await;
+        }
+        v
+    }
+
+    fn one_thread() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("a runtime")
+    }
+
+    #[test]
+    fn an_answer_that_arrived_while_the_process_was_stopped_is_read() {
+        one_thread().block_on(async {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let call = tokio::spawn(patient(Duration::from_millis(300), answered(rx, 3)));
+            tokio::task::yield_now().await; // the call is waiting, its deadline set
+            // The platform answers while the whole runtime is stuck past the deadline, as a
+            // SIGSTOPped process is.
+            std::thread::spawn(move || tx.send(7));
+            std::thread::sleep(Duration::from_millis(1_600));
+            assert_eq!(call.await.expect("joined"), Some(7));
+        });
+    }
+
+    #[test]
+    fn a_platform_that_does_not_answer_in_time_is_given_up() {
+        one_thread().block_on(async {
+            let (_tx, rx) = tokio::sync::oneshot::channel::<u32>();
+            assert_eq!(
+                patient(Duration::from_millis(50), answered(rx, 0)).await,
+                None
+            );
+        });
     }
 }

@@ -17,7 +17,7 @@
 //! | `GET /_sandbox/faults` | | every provider's fault settings |
 //! | `POST /_sandbox/faults/{provider}/throttle` | `{"next":N}` or `{"rate_per_sec":R,"for":"1m"}`, optional `"target":"api"\|"token"\|"all"` | the platform's own rate-limit signal |
 //! | `POST /_sandbox/faults/{provider}/outage` | `{"for":"5m","mode":"platform"\|"html","status":502\|503}` | outage on every route of the provider |
-//! | `POST /_sandbox/faults/{provider}/latency` | `{"latency":"200ms","for":"1m"}` | added latency (`"0"` clears) |
+//! | `POST /_sandbox/faults/{provider}/latency` | `{"latency":"200ms","for":"1m","after":false}` | added latency (`"0"` clears); with `"after":true` it comes after the platform acted, before its answer leaves |
 //! | `POST /_sandbox/faults/{provider}/malformed` | `{"next":N,"mode":"truncated"\|"html"\|"missing_fields"\|"expires_in_string"}` | next N token responses malformed |
 //! | `POST /_sandbox/faults/{provider}/rotation` | `{"enabled":bool,"grace":"30s"}` | refresh-token rotation and reuse grace |
 //! | `POST /_sandbox/faults/{provider}/unauthorized-style` | `{"style":"plain"\|"empty"\|"challenge"}` | Snapchat's 401 shape (default `plain`, the evidenced one) |
@@ -378,6 +378,8 @@ fn faults_view(sb: &Sandbox, p: Provider) -> Value {
         "outage": s.outage.map(|(until, mode, status)| json!({"until": until, "mode": mode, "status": status})),
         "latency_ms": s.latency.map(|(d, _)| d.as_millis() as u64),
         "latency_until": s.latency.and_then(|(_, u)| u),
+        "answer_latency_ms": s.answer_latency.map(|(d, _)| d.as_millis() as u64),
+        "answer_latency_until": s.answer_latency.and_then(|(_, u)| u),
         "malformed_next": f.malformed_next.load(Ordering::Acquire),
         "malformed_mode": s.malformed_mode,
         "unauthorized_style": s.unauthorized_style,
@@ -464,7 +466,19 @@ async fn latency(
     let lat = span(b.get("latency"), "latency")?
         .ok_or_else(|| bad("body must be {\"latency\": \"200ms\"}"))?;
     let until = span(b.get("for"), "for")?.map(|d| sb.now() + to_delta(d));
-    sb.faults(p).settings.write().latency = (!lat.is_zero()).then_some((lat, until));
+    let after = match b.get("after") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(a)) => *a,
+        Some(_) => return Err(bad("\"after\" must be true or false")),
+    };
+    let mut s = sb.faults(p).settings.write();
+    let slot = if after {
+        &mut s.answer_latency
+    } else {
+        &mut s.latency
+    };
+    *slot = (!lat.is_zero()).then_some((lat, until));
+    drop(s);
     done(faults_view(&sb, p))
 }
 

@@ -85,6 +85,9 @@ pub struct FaultSettings {
     pub outage: Option<(DateTime<Utc>, OutageMode, u16)>,
     /// Added latency (sandbox time) until the instant (or for ever).
     pub latency: Option<(Duration, Option<DateTime<Utc>>)>,
+    /// Latency added after the platform acted, before its answer leaves (the request did its work,
+    /// the answer is late: a rotated refresh token whose answer is still on its way).
+    pub answer_latency: Option<(Duration, Option<DateTime<Utc>>)>,
     /// The shape of the next malformed token responses.
     pub malformed_mode: MalformedMode,
     /// Snapchat's 401 shape.
@@ -113,6 +116,7 @@ impl ProviderFaults {
                 throttle_rate: None,
                 outage: None,
                 latency: None,
+                answer_latency: None,
                 malformed_mode: MalformedMode::Truncated,
                 unauthorized_style: UnauthorizedStyle::Plain,
                 rotation,
@@ -144,6 +148,14 @@ impl ProviderFaults {
         self.settings
             .read()
             .latency
+            .filter(|(_, until)| until.is_none_or(|u| now < u))
+            .map(|(d, _)| d)
+    }
+
+    pub fn answer_latency(&self, now: DateTime<Utc>) -> Option<Duration> {
+        self.settings
+            .read()
+            .answer_latency
             .filter(|(_, until)| until.is_none_or(|u| now < u))
             .map(|(d, _)| d)
     }
@@ -195,6 +207,7 @@ impl ProviderFaults {
         s.throttle_rate = None;
         s.outage = None;
         s.latency = None;
+        s.answer_latency = None;
         // Back to the shape a fresh sandbox sends, not the one only sent on request.
         s.unauthorized_style = UnauthorizedStyle::default();
         self.throttle_next.store(0, Ordering::Release);

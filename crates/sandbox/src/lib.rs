@@ -339,6 +339,9 @@ async fn edge(State((sb, p)): State<(Sandbox, Provider)>, req: Request, next: Ne
         ),
         None => next.run(req).await,
     };
+    if let Some(late) = faults.answer_latency(now) {
+        tokio::time::sleep(sb.real(late)).await;
+    }
     let c = sb.counters().of(p);
     match resp.status().as_u16() {
         401 => counters::Counters::bump(&c.unauthorized_sent),

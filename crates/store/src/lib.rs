@@ -179,6 +179,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         next_refresh: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
+    /// Records, durably and before the call, that `lease`'s holder is sending a refresh of the
+    /// lease's token version (by the database's clock). The next holder of a lapsed lease sees it
+    /// in [`Lease::unresolved`] until [`Store::commit_refresh`] or
+    /// [`Store::record_refresh_failure`] settles that version. `false`, writing nothing, when the
+    /// holder no longer holds the lease at that version (it lapsed and was taken, or a newer token
+    /// was stored): then it must not send.
+    async fn mark_refresh_sent(&self, lease: &Lease) -> Result<bool, StoreError>;
     /// Gives the lease up without writing (the refresh failed); keeps the token set.
     async fn release_lease(&self, lease: &Lease) -> Result<(), StoreError>;
     /// Claims up to `limit` connections whose refresh is due at `now`, taking their leases for

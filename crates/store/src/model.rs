@@ -50,6 +50,21 @@ pub struct Lease {
     pub version: i64,
     /// When it lapses, by the database's clock (milliseconds precision).
     pub until: DateTime<Utc>,
+    /// When it was taken, by the database's clock.
+    pub taken_at: DateTime<Utc>,
+    /// A refresh of this token version that was sent (see [`crate::Store::mark_refresh_sent`])
+    /// and whose answer nobody has stored or recorded yet: its sender may have been stopped, or
+    /// paused while holding the platform's answer.
+    pub unresolved: Option<SentRefresh>,
+}
+
+/// A refresh sent and not yet settled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentRefresh {
+    /// The lease owner that sent it.
+    pub by: String,
+    /// When, by the database's clock.
+    pub at: DateTime<Utc>,
 }
 
 /// SHA-256 of a secret-ish value (an OAuth `state`, a browser-binding cookie), hex encoded. Only

@@ -1115,7 +1115,7 @@ impl Store for SqlStore {
         let row = sqlx::query(&format!(
             "UPDATE token_sets SET lease_owner = $2, lease_until = {now} + $3
              WHERE connection_id = $1 AND (lease_until <= {now} OR lease_owner IS NULL OR lease_owner = $2)
-             RETURNING version, lease_until"
+             RETURNING version, lease_until, refresh_sent_by, refresh_sent_at"
         ))
         .bind(conn.as_str())
         .bind(owner)
@@ -1123,12 +1123,26 @@ impl Store for SqlStore {
         .fetch_optional(&self.pool)
         .await?;
         match row {
-            Some(r) => Ok(Some(Lease {
-                connection: conn.clone(),
-                owner: owner.to_string(),
-                version: r.try_get("version")?,
-                until: from_ms(r.try_get("lease_until")?)?,
-            })),
+            Some(r) => {
+                let until: i64 = r.try_get("lease_until")?;
+                let sent_by: Option<String> = r.try_get("refresh_sent_by")?;
+                let sent_at: Option<i64> = r.try_get("refresh_sent_at")?;
+                let unresolved = match (sent_by, sent_at) {
+                    (Some(by), Some(at)) => Some(SentRefresh {
+                        by,
+                        at: from_ms(at)?,
+                    }),
+                    _ => None,
+                };
+                Ok(Some(Lease {
+                    connection: conn.clone(),
+                    owner: owner.to_string(),
+                    version: r.try_get("version")?,
+                    until: from_ms(until)?,
+                    taken_at: from_ms(until.saturating_sub(ttl_ms(ttl)))?,
+                    unresolved,
+                }))
+            }
             None => {
                 let exists =
                     sqlx::query("SELECT 1 AS one FROM token_sets WHERE connection_id = $1")
@@ -1174,7 +1188,8 @@ impl Store for SqlStore {
             // process) and another took it over. With rotating refresh tokens the platform
             // answers only one of them; throwing that answer away would lose the grant.
             "UPDATE token_sets SET access_token_ct = $3, refresh_token_ct = $4, token_type = $5, scopes = $6, issued_at = $7,
-               expires_at = $8, refresh_expires_at = $9, version = version + 1, lease_owner = NULL, lease_until = 0
+               expires_at = $8, refresh_expires_at = $9, version = version + 1, lease_owner = NULL, lease_until = 0,
+               refresh_sent_by = NULL, refresh_sent_at = NULL
              WHERE connection_id = $1 AND version = $2
              RETURNING version",
         )
@@ -1223,7 +1238,7 @@ impl Store for SqlStore {
         // The token row first (the write lock on SQLite, the row lock on PostgreSQL): a commit of
         // a newer version cannot slip in between this check and the state written below.
         let released = sqlx::query(&format!(
-            "UPDATE token_sets SET lease_owner = NULL, lease_until = 0
+            "UPDATE token_sets SET lease_owner = NULL, lease_until = 0, refresh_sent_by = NULL, refresh_sent_at = NULL
              WHERE connection_id = $1 AND version = $2
                AND (lease_owner IS NULL OR lease_owner = $3 OR lease_until <= {db_now})"
         ))
@@ -1246,9 +1261,28 @@ impl Store for SqlStore {
         Ok(true)
     }
 
+    async fn mark_refresh_sent(&self, lease: &Lease) -> Result<bool> {
+        let now = self.now_sql();
+        let marked = sqlx::query(&format!(
+            "UPDATE token_sets SET refresh_sent_by = $2, refresh_sent_at = {now}
+             WHERE connection_id = $1 AND lease_owner = $2 AND version = $3 AND lease_until > {now}"
+        ))
+        .bind(lease.connection.as_str())
+        .bind(&lease.owner)
+        .bind(lease.version)
+        .execute(&self.pool)
+        .await?;
+        Ok(marked.rows_affected() == 1)
+    }
+
     async fn release_lease(&self, lease: &Lease) -> Result<()> {
         sqlx::query(
-            "UPDATE token_sets SET lease_owner = NULL, lease_until = 0 WHERE connection_id = $1 AND lease_owner = $2 AND version = $3",
+            // The holder gives up a lease it knows the outcome of: a refresh it sent is settled.
+            // (Only its own: one that waited for another holder's answer leaves that mark.)
+            "UPDATE token_sets SET lease_owner = NULL, lease_until = 0,
+               refresh_sent_at = CASE WHEN refresh_sent_by = $2 THEN NULL ELSE refresh_sent_at END,
+               refresh_sent_by = CASE WHEN refresh_sent_by = $2 THEN NULL ELSE refresh_sent_by END
+             WHERE connection_id = $1 AND lease_owner = $2 AND version = $3",
         )
         .bind(lease.connection.as_str())
         .bind(&lease.owner)

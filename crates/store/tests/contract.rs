@@ -43,6 +43,7 @@ contract!(
     token_sets_version_and_replace,
     lease_under_contention_one_winner,
     lease_expiry_and_fencing,
+    a_sent_refresh_is_seen_by_the_next_holder_until_settled,
     burst_of_stale_callers_refreshes_once,
     claim_due_refreshes_is_disjoint,
     a_crowd_is_seen_and_claimed_early_per_provider,
@@ -657,6 +658,83 @@ mod cases {
             );
         }
         assert_eq!(refreshes.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    /// Issue 14: a holder marks its refresh sent before spending a rotating refresh token; whoever
+    /// takes the lapsed lease sees that mark (who, when) until the commit or a recorded refusal
+    /// settles the version. A holder that gives its lease back clears only its own mark.
+    pub async fn a_sent_refresh_is_seen_by_the_next_holder_until_settled(db: Arc<Db>) {
+        let s = db.open().await;
+        let c = seeded(&*s, "c1").await;
+        let short = Duration::from_millis(1000);
+        let a = s
+            .acquire_refresh_lease(&c, "A", short)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(a.unresolved, None);
+        assert!(a.taken_at <= a.until);
+        assert!(s.mark_refresh_sent(&a).await.unwrap());
+        // A stops (paused or killed) holding its answer; its lease lapses on the database clock.
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        // Not A's any more: A may not mark again.
+        let b = s
+            .acquire_refresh_lease(&c, "B", Duration::from_secs(30))
+            .await
+            .unwrap()
+            .unwrap();
+        let sent = b.unresolved.clone().expect("B sees A's unsettled refresh");
+        assert_eq!(sent.by, "A");
+        assert!(sent.at <= b.taken_at, "{sent:?} {b:?}");
+        assert!(!s.mark_refresh_sent(&a).await.unwrap());
+        // B waits for A rather than spending the token: giving the lease back keeps A's mark.
+        s.release_lease(&b).await.unwrap();
+        let b2 = s
+            .acquire_refresh_lease(&c, "B", Duration::from_secs(30))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(b2.unresolved.as_ref().map(|u| u.by.as_str()), Some("A"));
+        s.release_lease(&b2).await.unwrap();
+        // A wakes and stores its answer: settled.
+        s.commit_refresh(&a, &tokens("from-A", Some("rt-A")), None)
+            .await
+            .unwrap();
+        let next = s
+            .acquire_refresh_lease(&c, "B", Duration::from_secs(30))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(next.unresolved, None);
+        assert_eq!(next.version, 2);
+        // A mark of one's own is cleared when one gives the lease back (the outcome is known)…
+        assert!(s.mark_refresh_sent(&next).await.unwrap());
+        s.release_lease(&next).await.unwrap();
+        let again = s
+            .acquire_refresh_lease(&c, "C", short)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(again.unresolved, None);
+        // …and by a recorded refusal of that version.
+        assert!(s.mark_refresh_sent(&again).await.unwrap());
+        assert!(
+            s.record_refresh_failure(
+                &again,
+                ConnectionState::ReauthRequired,
+                &[],
+                None,
+                Utc::now()
+            )
+            .await
+            .unwrap()
+        );
+        let last = s
+            .acquire_refresh_lease(&c, "D", short)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(last.unresolved, None);
     }
 
     pub async fn lease_expiry_and_fencing(db: Arc<Db>) {

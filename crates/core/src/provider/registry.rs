@@ -81,6 +81,16 @@ pub struct Registry {
     providers: BTreeMap<ProviderId, Arc<Provider>>,
 }
 
+/// The shipped common rules, compiled once per process: they are part of the binary, so every
+/// check of a definition (the CLI's `providers check`, a fuzzer's millions of inputs) shares them.
+fn shipped_common() -> Result<Arc<Common>, Vec<SpecError>> {
+    static SHIPPED: std::sync::OnceLock<Result<Arc<Common>, Vec<SpecError>>> =
+        std::sync::OnceLock::new();
+    SHIPPED
+        .get_or_init(|| compile_common(COMMON.0, COMMON.1).map(Arc::new))
+        .clone()
+}
+
 fn compile_common(name: &str, text: &str) -> Result<Common, Vec<SpecError>> {
     let mut p = Problems::new(name);
     let spec: CommonRules = match toml::from_str(text) {
@@ -193,8 +203,7 @@ impl Registry {
         text: &str,
         endpoints: Endpoints,
     ) -> Result<Provider, Vec<SpecError>> {
-        let common = Arc::new(compile_common(COMMON.0, COMMON.1)?);
-        parse_with(&common, source, text, endpoints)
+        parse_with(&shipped_common()?, source, text, endpoints)
     }
 
     /// A provider by id.
