@@ -31,6 +31,10 @@
 //! lifetime earlier), callers served and failed, token-read latency p50/p99, and each replica's
 //! peak memory (VmHWM, read from /proc before each stop).
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests and benchmarks may read the wall clock"
+)]
 use anyhow::{Context, Result, bail};
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -346,6 +350,39 @@ struct Calls {
     served: AtomicU64,
     failed: AtomicU64,
     latencies_ms: Mutex<Vec<f64>>,
+    /// Failures by cause ("timeout", "connect", "503 token_unavailable", …) and the seconds into
+    /// the chaos when each cause was first and last seen.
+    causes: Mutex<BTreeMap<String, (u64, f64, f64)>>,
+}
+
+impl Calls {
+    fn failed_with(&self, cause: String, at: f64) {
+        self.failed.fetch_add(1, Ordering::Relaxed);
+        let mut causes = self.causes.lock();
+        let e = causes.entry(cause).or_insert((0, at, at));
+        e.0 += 1;
+        e.2 = at;
+    }
+}
+
+/// Why a token read failed: the transport's failure, or the status and the API's error code.
+async fn failure_cause(answer: reqwest::Result<reqwest::Response>) -> Option<String> {
+    let r = match answer {
+        Ok(r) if r.status().is_success() => return None,
+        Ok(r) => r,
+        Err(e) if e.is_timeout() => return Some("timeout (5 s)".into()),
+        Err(e) if e.is_connect() => return Some("connect".into()),
+        Err(_) => return Some("transport".into()),
+    };
+    let status = r.status().as_u16();
+    let body: serde_json::Value = r.json().await.unwrap_or_default();
+    let code = body
+        .pointer("/error/code")
+        .or_else(|| body.get("error"))
+        .or_else(|| body.get("code"))
+        .and_then(|c| c.as_str())
+        .unwrap_or("-");
+    Some(format!("{status} {code}"))
 }
 
 #[tokio::main]
@@ -562,6 +599,7 @@ async fn run(
 
     // The callers.
     let calls = Arc::new(Calls::default());
+    let started = Instant::now();
     let running = Arc::new(AtomicBool::new(true));
     let mut readers = Vec::new();
     for _ in 0..a.readers {
@@ -582,21 +620,23 @@ async fn run(
                 let base = &live[rand::random_range(0..live.len())];
                 let id = format!("chaos-{:06}", rand::random_range(0..n));
                 let t = Instant::now();
-                let ok = http
+                let answer = http
                     .get(format!("{base}v1/connections/{id}/token"))
                     .bearer_auth(&key)
                     .timeout(Duration::from_secs(5))
                     .send()
-                    .await
-                    .is_ok_and(|r| r.status().is_success());
-                if ok {
-                    calls.served.fetch_add(1, Ordering::Relaxed);
-                    calls
-                        .latencies_ms
-                        .lock()
-                        .push(t.elapsed().as_secs_f64() * 1000.0);
-                } else {
-                    calls.failed.fetch_add(1, Ordering::Relaxed);
+                    .await;
+                match failure_cause(answer).await {
+                    None => {
+                        calls.served.fetch_add(1, Ordering::Relaxed);
+                        calls
+                            .latencies_ms
+                            .lock()
+                            .push(t.elapsed().as_secs_f64() * 1000.0);
+                    }
+                    Some(cause) => {
+                        calls.failed_with(cause, started.elapsed().as_secs_f64());
+                    }
                 }
                 // Callers, not a load test: leave the machine to the replicas.
                 tokio::time::sleep(Duration::from_millis(1)).await;
@@ -837,6 +877,11 @@ async fn run(
         seen.per_second.len()
     );
     println!("| callers served / failed during the chaos | {served_during} / {failed_during} |");
+    for (cause, (count, first, last)) in calls.causes.lock().iter() {
+        println!(
+            "| failed: {cause} (first / last seen, s into the chaos) | {count} ({first:.0} / {last:.0}) |"
+        );
+    }
     println!(
         "| token read latency during the chaos, p50 / p99 / max (ms) | {:.1} / {:.1} / {:.1} |",
         median(&lat).unwrap_or(f64::NAN),
