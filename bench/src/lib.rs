@@ -2,6 +2,10 @@
 //! page's approve POST, then the code exchange through [`OAuthClient`]), storing it as an active
 //! connection through the [`Store`] API, peak memory, and the median.
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests and benchmarks may read the wall clock"
+)]
 use anyhow::{Context, Result, bail};
 use std::sync::Arc;
 use tokenwarden_core::clock::Clock;

@@ -15,6 +15,10 @@
 //! tokenwarden — for every concurrency, `--runs` times, and the medians are printed. Added latency
 //! is a target's percentile minus the direct one at the same concurrency.
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests and benchmarks may read the wall clock"
+)]
 use anyhow::{Context, Result, bail};
 use axum::Router;
 use chrono::Utc;

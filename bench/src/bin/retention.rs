@@ -13,6 +13,10 @@
 //! longer fails). PostgreSQL: URL names a server and a database to connect to for administration;
 //! a scratch database `tw_bench_<random>` is created beside it and dropped at the end.
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests and benchmarks may read the wall clock"
+)]
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, TimeDelta, Utc};
 use std::sync::Arc;

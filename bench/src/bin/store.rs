@@ -8,6 +8,10 @@
 //! (e.g. `postgres://postgres@127.0.0.1:5432/postgres`); the benchmark creates a scratch database
 //! `tw_bench_<random>` beside it and drops it at the end.
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests and benchmarks may read the wall clock"
+)]
 use anyhow::{Context, Result, bail};
 use chrono::{TimeDelta, Utc};
 use std::sync::Arc;

@@ -27,6 +27,10 @@
 //! `rate_limited_sent` (must be 0), connection states afterwards, wall times and peak memory
 //! (`VmHWM` of this process, which holds the daemon, the sandbox and the benchmark's own records).
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests and benchmarks may read the wall clock"
+)]
 use anyhow::{Context, Result, bail};
 use axum::body::Body;
 use axum::extract::{Request, State};

@@ -1,6 +1,10 @@
 //! `tokenwarden keys rotate` re-encrypts everything under a new key, and the key file keeps
 //! opening the data afterwards; a missing key is a clear error.
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests and benchmarks may read the wall clock"
+)]
 use std::process::Command;
 use tokenwarden_core::id::{AppId, ProviderId};
 use tokenwarden_core::secret::Secret;

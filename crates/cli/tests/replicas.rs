@@ -8,6 +8,10 @@
 //! PostgreSQL: `postgres://postgres@127.0.0.1:5432/postgres` or `TOKENWARDEN_TEST_DATABASE_URL`.
 //! It must be reachable; `scripts/test` starts it.
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests and benchmarks may read the wall clock"
+)]
 use sqlx::Connection as _;
 use std::io::{BufRead, BufReader};
 use std::path::Path;

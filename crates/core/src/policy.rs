@@ -159,6 +159,7 @@ pub fn backoff(attempt: u32, base: Duration, cap: Duration, u: f64) -> Duration 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::Clock as _;
     use crate::provider::Registry;
     use crate::secret::Secret;
 
@@ -213,7 +214,7 @@ mod tests {
         for id in ["meta", "tiktok-business"] {
             let spec = &reg.get(id).unwrap().spec.refresh;
             assert_eq!(
-                refresh_due_at(spec, &set(Utc::now(), 3600), 0.0),
+                refresh_due_at(spec, &set(crate::clock::SystemClock.now(), 3600), 0.0),
                 None,
                 "{id}"
             );

@@ -1,5 +1,9 @@
 //! The shipped definitions load, and a broken definition is explained key by key.
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests and benchmarks may read the wall clock"
+)]
 use tokenwarden_core::classify::{Kind, ResponseView};
 use tokenwarden_core::provider::{BUILTIN, Context, RefreshStyle, Registry};
 

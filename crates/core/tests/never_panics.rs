@@ -1,5 +1,9 @@
 //! Any bytes, any status, any headers: the classifier and the raw-response parser answer, never panic.
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests and benchmarks may read the wall clock"
+)]
 use proptest::prelude::*;
 use tokenwarden_core::classify::ResponseView;
 use tokenwarden_core::provider::{Context, Registry};

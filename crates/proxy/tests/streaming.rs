@@ -9,6 +9,10 @@
 //! and the test would fail at its deadline; passing means at most `WINDOW` bytes were ever in
 //! flight anywhere between the two ends, proxy included.
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests and benchmarks may read the wall clock"
+)]
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};

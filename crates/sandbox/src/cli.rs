@@ -6,7 +6,7 @@ use crate::provider::Provider;
 use anyhow::Context;
 use std::sync::Arc;
 use std::time::Duration;
-use tokenwarden_core::clock::ScaledClock;
+use tokenwarden_core::clock::{Clock as _, ScaledClock};
 
 /// Options of `tokenwarden sandbox`.
 #[derive(clap::Args, Debug, Clone)]
@@ -94,7 +94,10 @@ impl SandboxArgs {
 /// Binds, prints how to use the sandbox, and serves until Ctrl-C.
 pub async fn run(args: SandboxArgs) -> anyhow::Result<()> {
     let config = args.config();
-    let clock = ScaledClock::new(chrono::Utc::now(), config.time_scale);
+    let clock = ScaledClock::new(
+        tokenwarden_core::clock::SystemClock.now(),
+        config.time_scale,
+    );
     let sandbox = Sandbox::new(config.clone(), Arc::new(clock));
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

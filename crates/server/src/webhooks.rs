@@ -22,6 +22,7 @@ use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use tokenwarden_core::clock::{Clock as _, SystemClock};
 use tokenwarden_core::secret::Secret;
 use tokenwarden_core::webhook::{self, Envelope};
 use tokenwarden_store::{Delivery, WebhookEndpoint};
@@ -355,7 +356,7 @@ async fn attempt(s: &ServerState, client: &reqwest::Client, d: &Delivery) -> Out
     let body = finish_body(s, &d.payload);
     // Receivers compare the timestamp with their own clock, so it is real time even when the
     // daemon runs on a scaled clock.
-    let ts = Utc::now().timestamp();
+    let ts = SystemClock.now().timestamp();
     let signature = webhook::sign(&key, &d.id, ts, &body);
     let sent = client
         .post(url)

@@ -7,6 +7,10 @@
 //! Each test starts its own peer and daemon. Waits are real (the peer's clock is the wall clock)
 //! but short; nothing asserts a duration.
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests and benchmarks may read the wall clock"
+)]
 #[path = "oidc_peer/peer.rs"]
 mod peer;
 

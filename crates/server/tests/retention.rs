@@ -5,6 +5,10 @@
 //!
 //! The clock runs 3600 times faster than real time, so the daemon's hour is a real second.
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests and benchmarks may read the wall clock"
+)]
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::Value;
 use std::io::Write;

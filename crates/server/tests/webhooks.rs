@@ -2,6 +2,10 @@
 //! retried under the same `webhook-id` when the receiver fails, and re-connecting announces the
 //! recovery.
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests and benchmarks may read the wall clock"
+)]
 mod support;
 
 use axum::body::Bytes;

@@ -17,6 +17,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use tokenwarden_core::clock::Clock as _;
 use zeroize::Zeroizing;
 
 const FORMAT_V1: u8 = 1;
@@ -370,7 +371,9 @@ pub fn new_key_id() -> String {
     let suffix: u32 = rand::rng().random_range(0..0x10000);
     format!(
         "k{}-{suffix:04x}",
-        chrono::Utc::now().format("%Y%m%d%H%M%S")
+        tokenwarden_core::clock::SystemClock
+            .now()
+            .format("%Y%m%d%H%M%S")
     )
 }
 

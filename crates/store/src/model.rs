@@ -462,6 +462,7 @@ thread_local! {
 mod tests {
     use super::*;
     use std::cell::Cell;
+    use tokenwarden_core::clock::Clock as _;
 
     #[tokio::test]
     async fn an_unknown_key_id_costs_the_same_hash_and_compare_as_a_wrong_secret() {
@@ -470,7 +471,7 @@ mod tests {
         let store = crate::open(&url, crate::Keyring::generate("k1").unwrap())
             .await
             .unwrap();
-        let now = chrono::Utc::now();
+        let now = tokenwarden_core::clock::SystemClock.now();
         let (info, key) = store
             .create_api_key(ApiKeyRole::Admin, "t", now)
             .await

@@ -16,6 +16,7 @@ use sqlx::{AnyPool, Executor, Row};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
+use tokenwarden_core::clock::{Clock as _, SystemClock};
 use tokenwarden_core::connection::{Connection, ConnectionState, Problem, ProblemCode};
 use tokenwarden_core::id::{AppId, ConnectionId, ProviderId};
 use tokenwarden_core::policy::CrowdPlan;
@@ -273,7 +274,7 @@ impl SqlStore {
         )
         .bind(current)
         .bind(check)
-        .bind(ms(Utc::now()))
+        .bind(ms(SystemClock.now()))
         .execute(&self.pool)
         .await?;
         // Another process may have inserted the current key's record first: check it opens.
@@ -1922,7 +1923,7 @@ impl Store for SqlStore {
             return Ok(RateSlot::Granted {
                 wait: Duration::ZERO,
                 slowed: false,
-                at: Utc::now(),
+                at: SystemClock.now(),
             });
         }
         let db_now = self.now_sql();

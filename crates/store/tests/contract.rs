@@ -2,6 +2,10 @@
 //! PostgreSQL: `postgres://postgres@127.0.0.1:5432/postgres` or `TOKENWARDEN_TEST_DATABASE_URL`;
 //! an unreachable server fails the test unless `TOKENWARDEN_SKIP_POSTGRES=1`.
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests and benchmarks may read the wall clock"
+)]
 mod support;
 
 use chrono::{DateTime, TimeDelta, Utc};

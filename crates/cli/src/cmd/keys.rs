@@ -3,6 +3,7 @@
 use anyhow::{Context as _, Result, bail};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use tokenwarden_core::clock::Clock as _;
 use tokenwarden_store::{KeySource, Keyring};
 
 /// Manage the master keys that encrypt tokens and secrets at rest.
@@ -212,7 +213,7 @@ async fn create(a: CreateArgs) -> Result<ExitCode> {
         tokenwarden_store::ApiKeyRole::TokenReader
     };
     let (info, key) = store
-        .create_api_key(role, &a.label, chrono::Utc::now())
+        .create_api_key(role, &a.label, tokenwarden_core::clock::SystemClock.now())
         .await?;
     eprintln!(
         "Created {} key {} ({}). It is shown once, below; only its hash is stored.",

@@ -4,12 +4,11 @@ use crate::config::FileConfig;
 use crate::data_dir;
 use crate::definitions;
 use anyhow::{Context as _, Result, bail};
-use chrono::Utc;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use tokenwarden_core::clock::{Clock, ScaledClock};
+use tokenwarden_core::clock::{Clock, ScaledClock, SystemClock};
 use tokenwarden_core::id::{AppId, ProviderId};
 use tokenwarden_core::secret::Secret;
 use tokenwarden_server::alerts;
@@ -287,7 +286,7 @@ async fn serve(args: Args, file: FileConfig, providers_dir: Option<&Path>) -> Re
     let start = sandbox_ledger
         .as_ref()
         .and_then(|l| l.saved_at())
-        .map_or_else(Utc::now, |saved| saved.max(Utc::now()));
+        .map_or_else(|| SystemClock.now(), |saved| saved.max(SystemClock.now()));
     let clock: Arc<dyn Clock> = Arc::new(ScaledClock::new(start, args.time_scale));
 
     let admin_key_file = data_dir.join("admin.key");

@@ -1,6 +1,10 @@
 //! The daemon on loopback with the sandbox in-process on a scaled clock (the sandbox enforces its
 //! rate limits on sliding windows of that clock, so time must move), connections made through the
 //! real connect flow, and the sandbox's admin API.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests and benchmarks may read the wall clock"
+)]
 #![allow(dead_code)]
 
 use chrono::Utc;

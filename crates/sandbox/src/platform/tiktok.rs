@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
+use tokenwarden_core::clock::Clock as _;
 
 const P: Provider = Provider::Tiktok;
 
@@ -142,7 +143,9 @@ pub(crate) fn post_status(data: Value) -> Reply {
 fn log_id() -> String {
     format!(
         "{}{}",
-        chrono::Utc::now().format("%Y%m%d%H%M%S"),
+        tokenwarden_core::clock::SystemClock
+            .now()
+            .format("%Y%m%d%H%M%S"),
         short_id().to_uppercase()
     )
 }

@@ -25,6 +25,7 @@ use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
+use tokenwarden_core::clock::Clock as _;
 use tokenwarden_core::connection::Environment;
 
 const P: Provider = Provider::TiktokBusiness;
@@ -85,7 +86,9 @@ const SCOPE_IDS: &[(&str, u32)] = &[
 fn request_id() -> String {
     format!(
         "{}{}",
-        chrono::Utc::now().format("%Y%m%d%H%M%S"),
+        tokenwarden_core::clock::SystemClock
+            .now()
+            .format("%Y%m%d%H%M%S"),
         short_id().to_uppercase()
     )
 }
