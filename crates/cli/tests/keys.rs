@@ -36,6 +36,7 @@ async fn rotate_adds_a_key_and_reencrypts_everything() {
             client_id: "cid".into(),
             client_secret: Secret::new("the-client-secret-value"),
             redirect_uri: "http://127.0.0.1:1/callback/snapchat".into(),
+            developer_token: None,
             environment: tokenwarden_core::connection::Environment::Production,
             created_at: now,
             updated_at: now,

@@ -91,6 +91,12 @@ impl Provider {
         }
     }
 
+    /// The developer token the platform wants on every API call besides OAuth, as the sandbox
+    /// issues it to every app; `None` for platforms without one.
+    pub fn developer_token(self) -> Option<&'static str> {
+        None
+    }
+
     /// The callback the platform sends when a user removes the app, where it documents one
     /// (Meta, Threads, TikTok Login Kit). Snapchat and TikTok API for Business document none.
     pub fn deauthorize_callback(self) -> Option<DeauthorizeCallback> {
