@@ -1259,5 +1259,46 @@ mod tests {
             !format!("{inline:?}").contains("shh-inline"),
             "Debug never shows a secret"
         );
+
+        // A developer token, inline or from a file; optional; never in Debug.
+        let dev_file = dir.path().join("dev");
+        std::fs::write(&dev_file, "DEV-FROM-FILE\n").unwrap();
+        let text = format!(
+            "[[apps]]\nprovider = \"microsoft-ads\"\nclient_id = \"c\"\nclient_secret = \"s\"\ndeveloper_token_file = {:?}\n",
+            dev_file.display().to_string()
+        );
+        let apps = FileConfig::parse(&text)
+            .unwrap()
+            .resolve_apps(&reg, &public)
+            .unwrap();
+        assert_eq!(
+            apps[0].developer_token.as_ref().map(Secret::expose),
+            Some("DEV-FROM-FILE")
+        );
+        assert!(!format!("{apps:?}").contains("DEV-FROM-FILE"));
+        let inline = "[[apps]]\nprovider = \"microsoft-ads\"\nclient_id = \"c\"\nclient_secret = \"s\"\ndeveloper_token = \"DEV-INLINE\"\n";
+        let parsed = FileConfig::parse(inline).unwrap();
+        assert!(!format!("{parsed:?}").contains("DEV-INLINE"));
+        let apps = parsed.resolve_apps(&reg, &public).unwrap();
+        assert_eq!(
+            apps[0].developer_token.as_ref().map(Secret::expose),
+            Some("DEV-INLINE")
+        );
+        let both = format!("{inline}developer_token_file = \"/x\"\n");
+        assert!(
+            FileConfig::parse(&both)
+                .unwrap()
+                .resolve_apps(&reg, &public)
+                .unwrap_err()
+                .to_string()
+                .contains("not both")
+        );
+        let without = FileConfig::parse(
+            "[[apps]]\nprovider = \"microsoft-ads\"\nclient_id = \"c\"\nclient_secret = \"s\"\n",
+        )
+        .unwrap()
+        .resolve_apps(&reg, &public)
+        .unwrap();
+        assert!(without[0].developer_token.is_none());
     }
 }

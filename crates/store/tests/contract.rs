@@ -401,6 +401,26 @@ mod cases {
             s.get_app(&app.provider, &app.id).await.unwrap(),
             Some(app.clone())
         );
+        // A developer token is kept (sealed like the secret), changed and removed again.
+        app.developer_token = Some(Secret::new("dev-token-1"));
+        s.put_app(&app).await.unwrap();
+        assert_eq!(
+            s.get_app(&app.provider, &app.id).await.unwrap(),
+            Some(app.clone())
+        );
+        app.developer_token = Some(Secret::new("dev-token-2"));
+        s.put_app(&app).await.unwrap();
+        let got = s.get_app(&app.provider, &app.id).await.unwrap().unwrap();
+        assert_eq!(
+            got.developer_token.as_ref().map(|t| t.expose().to_string()),
+            Some("dev-token-2".to_string())
+        );
+        app.developer_token = None;
+        s.put_app(&app).await.unwrap();
+        assert_eq!(
+            s.get_app(&app.provider, &app.id).await.unwrap(),
+            Some(app.clone())
+        );
         assert_eq!(s.list_apps(Some(&pid())).await.unwrap().len(), 2);
         assert_eq!(
             s.list_apps(Some(&ProviderId::parse("threads").unwrap()))
@@ -1663,6 +1683,7 @@ mod cases {
             "PLAINTEXT-CLIENTSECRET-9d01",
             "PLAINTEXT-VERIFIER-c4c4c4",
             "PLAINTEXT-WEBHOOK-0a0a0a",
+            "PLAINTEXT-DEVTOKEN-6e6e6e",
         ];
         s.put_connection(&connection("c1")).await.unwrap();
         s.put_initial_tokens(&cid("c1"), &tokens(secrets[0], Some(secrets[1])))
@@ -1674,7 +1695,7 @@ mod cases {
             client_id: "cid".into(),
             client_secret: Secret::new(secrets[2]),
             redirect_uri: "https://x/cb".into(),
-            developer_token: None,
+            developer_token: Some(Secret::new(secrets[5])),
             environment: tokenwarden_core::connection::Environment::Production,
             created_at: t0(),
             updated_at: t0(),
