@@ -161,6 +161,7 @@ pub fn demo_app(
         client_id: format!("demo-{provider}"),
         client_secret: Secret::new(format!("demo-{provider}-secret")),
         redirect_uri: redirect_uri.to_string(),
+        developer_token: None,
         environment: tokenwarden_core::connection::Environment::Production,
         created_at: now,
         updated_at: now,

@@ -592,6 +592,11 @@ pub struct AppConfig {
     pub client_secret: Option<Secret>,
     /// Or a file holding it.
     pub client_secret_file: Option<PathBuf>,
+    /// The platform's developer token for this app (Microsoft Advertising `DeveloperToken`),
+    /// inline; optional. Sent only in the headers a definition fills with `{developer_token}`.
+    pub developer_token: Option<Secret>,
+    /// Or a file holding it.
+    pub developer_token_file: Option<PathBuf>,
     /// The redirect URI registered with the platform.
     pub redirect_uri: Option<String>,
     /// `production` (default) or `sandbox`: which of the platform's environments the app's
@@ -624,6 +629,8 @@ pub struct ResolvedApp {
     pub client_id: String,
     /// Client secret.
     pub client_secret: Secret,
+    /// Developer token, when configured.
+    pub developer_token: Option<Secret>,
     /// Redirect URI.
     pub redirect_uri: String,
     /// Environment.
@@ -719,6 +726,25 @@ impl FileConfig {
             if secret.is_empty() {
                 bail!("{at}: the client secret is empty");
             }
+            let developer_token = match (&a.developer_token, &a.developer_token_file) {
+                (Some(s), None) => Some(Secret::new(s.expose().trim().to_string())),
+                (None, Some(f)) => {
+                    let text = std::fs::read_to_string(f).with_context(|| {
+                        format!("{at}: cannot read developer_token_file {}", f.display())
+                    })?;
+                    Some(Secret::new(text.trim().to_string()))
+                }
+                (Some(_), Some(_)) => {
+                    bail!("{at}: give developer_token or developer_token_file, not both")
+                }
+                (None, None) => None,
+            };
+            if developer_token
+                .as_ref()
+                .is_some_and(|t| t.is_empty() || t.expose().bytes().any(|b| b.is_ascii_control()))
+            {
+                bail!("{at}: the developer token is empty or has control characters");
+            }
             if out.iter().any(|o| o.provider == a.provider && o.id == a.id) {
                 bail!("{at}: a second app with the same provider and id");
             }
@@ -745,6 +771,7 @@ impl FileConfig {
                 id: a.id.clone(),
                 client_id: a.client_id.trim().to_string(),
                 client_secret: secret,
+                developer_token,
                 redirect_uri: a
                     .redirect_uri
                     .clone()
@@ -1232,5 +1259,46 @@ mod tests {
             !format!("{inline:?}").contains("shh-inline"),
             "Debug never shows a secret"
         );
+
+        // A developer token, inline or from a file; optional; never in Debug.
+        let dev_file = dir.path().join("dev");
+        std::fs::write(&dev_file, "DEV-FROM-FILE\n").unwrap();
+        let text = format!(
+            "[[apps]]\nprovider = \"microsoft-ads\"\nclient_id = \"c\"\nclient_secret = \"s\"\ndeveloper_token_file = {:?}\n",
+            dev_file.display().to_string()
+        );
+        let apps = FileConfig::parse(&text)
+            .unwrap()
+            .resolve_apps(&reg, &public)
+            .unwrap();
+        assert_eq!(
+            apps[0].developer_token.as_ref().map(Secret::expose),
+            Some("DEV-FROM-FILE")
+        );
+        assert!(!format!("{apps:?}").contains("DEV-FROM-FILE"));
+        let inline = "[[apps]]\nprovider = \"microsoft-ads\"\nclient_id = \"c\"\nclient_secret = \"s\"\ndeveloper_token = \"DEV-INLINE\"\n";
+        let parsed = FileConfig::parse(inline).unwrap();
+        assert!(!format!("{parsed:?}").contains("DEV-INLINE"));
+        let apps = parsed.resolve_apps(&reg, &public).unwrap();
+        assert_eq!(
+            apps[0].developer_token.as_ref().map(Secret::expose),
+            Some("DEV-INLINE")
+        );
+        let both = format!("{inline}developer_token_file = \"/x\"\n");
+        assert!(
+            FileConfig::parse(&both)
+                .unwrap()
+                .resolve_apps(&reg, &public)
+                .unwrap_err()
+                .to_string()
+                .contains("not both")
+        );
+        let without = FileConfig::parse(
+            "[[apps]]\nprovider = \"microsoft-ads\"\nclient_id = \"c\"\nclient_secret = \"s\"\n",
+        )
+        .unwrap()
+        .resolve_apps(&reg, &public)
+        .unwrap();
+        assert!(without[0].developer_token.is_none());
     }
 }

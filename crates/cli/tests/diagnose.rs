@@ -82,6 +82,26 @@ content-type: application/json
     assert!(s.contains("kind: token_expired"), "{s}");
 }
 
+/// Microsoft Advertising's pastes in `examples/responses/`: a SOAP fault in HTTP 500 is read for
+/// its 109 (an expired token, refreshed), not taken as an outage; a REST 106 in a 401 is the
+/// request's account, not the token.
+#[test]
+fn microsoft_ads_soap_and_rest_pastes_are_explained() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/responses/");
+    let paste = std::fs::read(format!("{dir}microsoft-ads-soap-expired.txt")).unwrap();
+    let out = tokenwarden(&["diagnose", "--provider", "microsoft-ads"], &paste);
+    let s = text(&out.stdout);
+    assert!(s.contains("kind: token_expired"), "{s}");
+    assert!(s.contains("refresh_and_retry"), "{s}");
+    assert!(s.contains("7d1b3e1a-0c55-4a4e-9b8e-444455556666"), "{s}");
+    let paste = std::fs::read(format!("{dir}microsoft-ads-not-authorized.txt")).unwrap();
+    let out = tokenwarden(&["diagnose", "--provider", "microsoft-ads"], &paste);
+    let s = text(&out.stdout);
+    assert!(s.contains("kind: insufficient_scope"), "{s}");
+    assert!(!s.contains("refresh_and_retry"), "{s}");
+    assert!(s.contains("CustomerAccountId"), "{s}");
+}
+
 #[test]
 fn the_exit_status_follows_the_verdict() {
     let ok =
@@ -265,6 +285,7 @@ fn providers_list_show_validate() {
         "threads",
         "meta",
         "google-ads",
+        "microsoft-ads",
     ] {
         assert!(s.contains(id), "{s}");
     }
@@ -278,7 +299,7 @@ fn providers_list_show_validate() {
 
     let out = tokenwarden(&["providers", "--json"], b"");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v.as_array().unwrap().len(), 6);
+    assert_eq!(v.as_array().unwrap().len(), 7);
 
     let dir = tempfile::tempdir().unwrap();
     let good = dir.path().join("threads.toml");

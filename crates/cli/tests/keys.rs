@@ -40,6 +40,7 @@ async fn rotate_adds_a_key_and_reencrypts_everything() {
             client_id: "cid".into(),
             client_secret: Secret::new("the-client-secret-value"),
             redirect_uri: "http://127.0.0.1:1/callback/snapchat".into(),
+            developer_token: Some(Secret::new("the-developer-token-value")),
             environment: tokenwarden_core::connection::Environment::Production,
             created_at: now,
             updated_at: now,
@@ -61,6 +62,7 @@ async fn rotate_adds_a_key_and_reencrypts_everything() {
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(said.contains("Re-encrypted"), "{said}");
     assert!(!said.contains("the-client-secret-value"));
+    assert!(!said.contains("the-developer-token-value"));
 
     let (after, _) = Keyring::from_env_or_file(None, &key_file, false).unwrap();
     assert_ne!(after.current_id(), old_id, "a new current key");
@@ -75,6 +77,11 @@ async fn rotate_adds_a_key_and_reencrypts_everything() {
         .unwrap()
         .unwrap();
     assert_eq!(app.client_secret.expose(), "the-client-secret-value");
+    assert_eq!(
+        app.developer_token.as_ref().map(Secret::expose),
+        Some("the-developer-token-value"),
+        "the developer token is re-encrypted and still opens"
+    );
     let status = store.key_status().await.unwrap();
     assert!(!status.is_empty());
     drop(store);

@@ -11,6 +11,7 @@ mod body;
 mod items;
 mod wait;
 pub mod words;
+mod xml;
 
 use crate::provider::{
     BodyKind, CodePattern, Context, EnvelopeSpec, ItemsSpec, KindText, RefreshStyle, RuleSpec,
@@ -565,10 +566,22 @@ impl Classifier {
             };
             context = Context::Authorize;
         }
+        // A SOAP fault (XML, in any status): read only when the definition has XML envelopes,
+        // into a tree those envelopes' paths walk; the tree also serves `field` conditions.
+        let mut from_xml = false;
+        if parsed.json.is_none()
+            && parsed.kind == BodyKind::Text
+            && self.envelopes.iter().any(|e| e.xml)
+            && let Some(tree) = xml::to_tree(&resp.body[..resp.body.len().min(MAX_CLASSIFIED_BODY)])
+        {
+            parsed.json = Some(tree);
+            from_xml = true;
+        }
         let env = parsed.json.as_ref().and_then(|j| {
             self.envelopes
                 .iter()
                 .chain(&self.common.envelopes)
+                .filter(|e| e.xml == from_xml)
                 .find_map(|e| body::Envelope::read(j, e))
         });
         let message = env

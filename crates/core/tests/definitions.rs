@@ -17,13 +17,14 @@ fn every_shipped_definition_loads() {
         [
             "google-ads",
             "meta",
+            "microsoft-ads",
             "snapchat",
             "threads",
             "tiktok",
             "tiktok-business"
         ]
     );
-    assert_eq!(BUILTIN.len(), 6);
+    assert_eq!(BUILTIN.len(), 7);
     assert_eq!(style("google-ads"), RefreshStyle::RefreshToken);
     let g = reg.get("google-ads").unwrap();
     assert!(
@@ -47,10 +48,22 @@ fn every_shipped_definition_loads() {
             .map(String::as_str),
         Some("consent")
     );
+    // The sunset developer token is optional: sent only when the app has one, so a missing one
+    // leaves the header out rather than failing.
     assert!(
-        g.spec.api.headers.is_empty(),
+        g.spec
+            .api
+            .headers
+            .iter()
+            .all(|h| h.value == "{developer_token}" && h.name == "developer-token"),
         "the sunset developer token is not required"
     );
+    let values = tokenwarden_core::provider::HeaderValues {
+        client_id: "c".into(),
+        account_id: Some("1234567890".into()),
+        developer_token: None,
+    };
+    assert!(g.spec.api.extra_headers(&values).is_empty());
     assert_eq!(style("snapchat"), RefreshStyle::RefreshToken);
     assert_eq!(style("tiktok"), RefreshStyle::RefreshToken);
     assert_eq!(style("threads"), RefreshStyle::SelfRefresh);

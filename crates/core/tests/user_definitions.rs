@@ -474,3 +474,71 @@ fn api_headers_take_only_app_and_connection_values_and_never_our_own_headers() {
         "{problems}"
     );
 }
+
+#[test]
+fn the_developer_token_is_the_only_secret_a_header_may_carry() {
+    let base = example();
+    let good = format!(
+        "{base}\n[[api.headers]]\nname = \"DeveloperToken\"\nvalue = \"{{developer_token}}\"\nreplaces = true\n"
+    );
+    let p = Registry::check("acme-ads.toml", &good).unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(p.spec.api.headers[0].value, "{developer_token}");
+    for value in [
+        "{refresh_token}",
+        "{access_token}",
+        "{client_secret}",
+        "{code}",
+        "{code_verifier}",
+        "{token}",
+        "{developer_token}{client_secret}",
+    ] {
+        let text = format!("{base}\n[[api.headers]]\nname = \"X-Acme\"\nvalue = \"{value}\"\n");
+        let problems = Registry::check("acme-ads.toml", &text)
+            .err()
+            .unwrap_or_default()
+            .iter()
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(
+            problems.contains("api.headers[0].value: unknown placeholder"),
+            "{value} gives:\n{problems}"
+        );
+    }
+}
+
+#[test]
+fn a_probe_body_is_json_sent_with_post() {
+    let base = example();
+    let probe = "probe = { via = \"introspection\", every = \"15m\" }";
+    assert!(base.contains(probe));
+    let with = |p: &str| base.replacen(probe, p, 1);
+    let good = with(
+        "probe = { method = \"POST\", path = \"/CustomerManagement/v13/User/Query\", body = '{\"UserId\": null}' }",
+    );
+    let p = Registry::check("acme-ads.toml", &good).unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(p.spec.api.probe.body.as_deref(), Some("{\"UserId\": null}"));
+    for (probe, expect) in [
+        (
+            "probe = { method = \"POST\", path = \"/q\", body = '{\"UserId\": nul' }",
+            "api.probe.body: \"{\\\"UserId\\\": nul\" is not JSON",
+        ),
+        (
+            "probe = { method = \"GET\", path = \"/q\", body = '{}' }",
+            "api.probe.body: a body is sent with method = \"POST\" only",
+        ),
+        (
+            "probe = { via = \"introspection\", body = '{}' }",
+            "api.probe.body: only an API probe sends a body",
+        ),
+    ] {
+        let problems = Registry::check("acme-ads.toml", &with(probe))
+            .err()
+            .unwrap_or_default()
+            .iter()
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(problems.contains(expect), "{probe} gives:\n{problems}");
+    }
+}

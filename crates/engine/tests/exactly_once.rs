@@ -150,6 +150,7 @@ impl World {
                 client_id: c.client_id,
                 client_secret: c.client_secret,
                 redirect_uri: c.redirect_uri,
+                developer_token: None,
                 environment: tokenwarden_core::connection::Environment::Production,
                 created_at: now,
                 updated_at: now,

@@ -100,6 +100,7 @@ async fn every_platform_connects_and_renews_as_its_definition_says() {
         "threads",
         "meta",
         "google-ads",
+        "microsoft-ads",
     ] {
         let p = w.provider(id);
         let app = w.app(id);
@@ -171,6 +172,45 @@ async fn every_platform_connects_and_renews_as_its_definition_says() {
             }
         }
     }
+}
+
+/// Microsoft rotates on every refresh but does not retire the old refresh token: both work until
+/// each ends, 90 days after it was issued, with invalid_grant AADSTS700082 (a re-authorization).
+#[tokio::test]
+async fn microsoft_rotates_on_every_refresh_and_ends_a_refresh_token_after_ninety_days() {
+    let w = world().await;
+    let p = w.provider("microsoft-ads");
+    let app = w.app("microsoft-ads");
+    let code = w.approve(&p).await;
+    let first = w.client.exchange_code(&p, &app, &code, None).await.unwrap();
+    assert!(
+        first
+            .tokens
+            .scopes
+            .iter()
+            .any(|s| s.ends_with("msads.manage"))
+    );
+    let second = w.client.refresh(&p, &app, &first.tokens).await.unwrap();
+    assert_ne!(
+        second.tokens.refresh_token, first.tokens.refresh_token,
+        "Microsoft rotates refresh tokens"
+    );
+    assert!(second.tokens.refresh_expires_at.is_some());
+    // The old one still works (Microsoft does not revoke it server-side).
+    w.client
+        .refresh(&p, &app, &first.tokens)
+        .await
+        .expect("the old refresh token works until it ends");
+    w.clock.advance(TimeDelta::days(91));
+    let ended = w
+        .client
+        .refresh(&p, &app, &second.tokens)
+        .await
+        .unwrap_err();
+    let c = ended.classification().expect("classified").clone();
+    assert!(matches!(ended, TokenError::Refused { .. }), "{ended:?}");
+    assert_eq!(c.kind.as_str(), "token_revoked");
+    assert_eq!(c.platform_subcode.as_deref(), Some("700082"));
 }
 
 #[tokio::test]

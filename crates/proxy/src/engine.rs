@@ -513,8 +513,12 @@ impl Engine {
     /// connection's recorded account.
     async fn header_values(&self, conn: &Connection) -> Result<HeaderValues, ProxyError> {
         let app = self.store.get_app(&conn.provider, &conn.app).await?;
+        let (client_id, developer_token) = app
+            .map(|a| (a.client_id, a.developer_token))
+            .unwrap_or_default();
         Ok(HeaderValues {
-            client_id: app.map(|a| a.client_id).unwrap_or_default(),
+            client_id,
+            developer_token,
             account_id: conn
                 .account
                 .as_ref()

@@ -77,12 +77,14 @@ fn has_forbidden_bytes(v: &HeaderValue) -> bool {
 /// when filled).
 pub fn attach_extra(h: &mut HeaderMap, extra: &[tokenwarden_core::provider::ExtraHeader]) {
     for e in extra {
-        let (Ok(name), Ok(value)) = (
+        let (Ok(name), Ok(mut value)) = (
             reqwest::header::HeaderName::from_bytes(e.name.as_bytes()),
             HeaderValue::from_str(&e.value),
         ) else {
             continue;
         };
+        // The developer token: kept out of any debug output of the request.
+        value.set_sensitive(e.sensitive);
         if e.replaces || !h.contains_key(&name) {
             h.insert(name, value);
         }

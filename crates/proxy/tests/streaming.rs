@@ -329,6 +329,7 @@ async fn rig(config: EngineConfig) -> Rig {
             client_id: "bulk-client".into(),
             client_secret: Secret::new("bulk-secret"),
             redirect_uri: "http://127.0.0.1:1/callback/bulk".into(),
+            developer_token: None,
             environment: tokenwarden_core::connection::Environment::Production,
             created_at: now,
             updated_at: now,

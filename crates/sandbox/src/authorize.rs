@@ -91,6 +91,18 @@ fn carried_params(p: Provider) -> &'static [&'static str] {
             "include_granted_scopes",
             "login_hint",
         ],
+        Provider::MicrosoftAds => &[
+            "client_id",
+            "redirect_uri",
+            "response_type",
+            "response_mode",
+            "scope",
+            "state",
+            "code_challenge",
+            "code_challenge_method",
+            "prompt",
+            "login_hint",
+        ],
     }
 }
 
@@ -152,7 +164,10 @@ fn check(p: Provider, sb: &Sandbox, q: &HashMap<String, String>) -> Result<Check
             "The only scope is snapchat-marketing-api",
         ));
     }
-    let code_challenge = if matches!(p, Provider::Tiktok | Provider::GoogleAds) {
+    let code_challenge = if matches!(
+        p,
+        Provider::Tiktok | Provider::GoogleAds | Provider::MicrosoftAds
+    ) {
         match (q.get("code_challenge"), q.get("code_challenge_method")) {
             (None, _) => None,
             (Some(c), Some(m)) if m == "S256" && !c.is_empty() => Some(c.clone()),

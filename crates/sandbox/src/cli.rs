@@ -154,6 +154,12 @@ pub fn banner(base: &str, config: &SandboxConfig) -> String {
             a.name,
             a.environment.as_str()
         ));
+        if let Some(token) = a.provider.developer_token() {
+            out.push_str(&format!(
+                "  {:<16} developer token {token} (every API call needs it)\n",
+                ""
+            ));
+        }
     }
     out.push_str(&format!(
         "\nApprove without a browser (302 to the redirect URI with ?code=…&state=…):\n  \
@@ -250,6 +256,9 @@ mod tests {
         for p in Provider::ALL {
             assert!(b.contains(&format!("http://127.0.0.1:8181/{}", p.id())));
             assert!(b.contains(&format!("demo-{} / demo-{}-secret", p.id(), p.id())));
+            if let Some(token) = p.developer_token() {
+                assert!(b.contains(&format!("developer token {token}")), "{b}");
+            }
         }
         assert!(b.contains(
             "demo-tiktok-business-sandbox / demo-tiktok-business-sandbox-secret  (Demo app (sandbox), sandbox tokens)"

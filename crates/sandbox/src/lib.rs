@@ -57,6 +57,12 @@ pub use error_case::{ErrorCase, ErrorDetail, Limit, Reply, error_catalogue};
 pub use persist::{LedgerFile, LedgerFileError, Resumed};
 pub use provider::Provider;
 
+/// The developer token the sandbox accepts for a platform's demo apps, where the platform needs
+/// one besides OAuth (Microsoft Advertising `DeveloperToken`); `None` elsewhere.
+pub fn demo_developer_token(provider_id: &str) -> Option<&'static str> {
+    Provider::parse(provider_id)?.developer_token()
+}
+
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::middleware::Next;

@@ -21,6 +21,9 @@ pub enum Provider {
     /// Google Ads API v21 (`accounts.google.com` + `oauth2.googleapis.com` +
     /// `googleads.googleapis.com`; platforms-ads.md Part A §1).
     GoogleAds,
+    /// Microsoft Advertising API v13 (`login.microsoftonline.com` +
+    /// `*.api.bingads.microsoft.com`; platforms-ads.md Part A §2).
+    MicrosoftAds,
 }
 
 /// How a platform tells an app that a user removed it.
@@ -37,13 +40,14 @@ pub enum DeauthorizeCallback {
 
 impl Provider {
     /// Every platform, in a stable order.
-    pub const ALL: [Provider; 6] = [
+    pub const ALL: [Provider; 7] = [
         Provider::Snapchat,
         Provider::TiktokBusiness,
         Provider::Tiktok,
         Provider::Threads,
         Provider::Meta,
         Provider::GoogleAds,
+        Provider::MicrosoftAds,
     ];
 
     /// The provider id, which is also the sandbox path prefix (`/snapchat/...`).
@@ -55,6 +59,7 @@ impl Provider {
             Provider::Threads => "threads",
             Provider::Meta => "meta",
             Provider::GoogleAds => "google-ads",
+            Provider::MicrosoftAds => "microsoft-ads",
         }
     }
 
@@ -76,6 +81,7 @@ impl Provider {
             Provider::Threads => "/oauth/authorize",
             Provider::Meta => "/v24.0/dialog/oauth",
             Provider::GoogleAds => "/o/oauth2/v2/auth",
+            Provider::MicrosoftAds => "/common/oauth2/v2.0/authorize",
         }
     }
 
@@ -91,13 +97,26 @@ impl Provider {
         }
     }
 
+    /// The developer token the platform wants on every API call besides OAuth, as the sandbox
+    /// issues it to every app; `None` for platforms without one.
+    pub fn developer_token(self) -> Option<&'static str> {
+        match self {
+            // The universal sandbox developer token (Part A §2 Sandbox).
+            Provider::MicrosoftAds => Some("BBD37VB98"),
+            _ => None,
+        }
+    }
+
     /// The callback the platform sends when a user removes the app, where it documents one
     /// (Meta, Threads, TikTok Login Kit). Snapchat and TikTok API for Business document none.
     pub fn deauthorize_callback(self) -> Option<DeauthorizeCallback> {
         match self {
             Provider::Meta | Provider::Threads => Some(DeauthorizeCallback::SignedRequest),
             Provider::Tiktok => Some(DeauthorizeCallback::TiktokWebhook),
-            Provider::Snapchat | Provider::TiktokBusiness | Provider::GoogleAds => None,
+            Provider::Snapchat
+            | Provider::TiktokBusiness
+            | Provider::GoogleAds
+            | Provider::MicrosoftAds => None,
         }
     }
 
@@ -106,7 +125,9 @@ impl Provider {
     /// short-lived 1 h; TikTok Business long-term tokens have no expiry (platforms.md §0.5).
     pub fn default_access_lifetime(self) -> Option<Duration> {
         match self {
-            Provider::Snapchat | Provider::Threads | Provider::Meta => Some(HOUR),
+            Provider::Snapchat | Provider::Threads | Provider::Meta | Provider::MicrosoftAds => {
+                Some(HOUR)
+            }
             // expires_in 3599 (platforms-ads.md Part A §1).
             Provider::GoogleAds => Some(HOUR - Duration::from_secs(1)),
             Provider::Tiktok => Some(2 * HOUR),
@@ -123,6 +144,8 @@ impl Provider {
     pub fn refresh_lifetime(self) -> Option<Duration> {
         match self {
             Provider::Tiktok => Some(180 * DAY),
+            // 90 days after issue; every refresh issues a new one (Part A §2).
+            Provider::MicrosoftAds => Some(90 * DAY),
             _ => None,
         }
     }
@@ -153,6 +176,11 @@ impl Provider {
             Provider::Threads => &["threads_basic"],
             Provider::Meta => &["public_profile"],
             Provider::GoogleAds => &["https://www.googleapis.com/auth/adwords"],
+            Provider::MicrosoftAds => &[
+                "openid",
+                "offline_access",
+                "https://ads.microsoft.com/msads.manage",
+            ],
         };
         s.iter().map(|s| s.to_string()).collect()
     }
@@ -160,7 +188,7 @@ impl Provider {
     /// How the `scope` query parameter separates scopes (Snapchat: space, RFC 6749; others: comma).
     pub(crate) fn scope_separator(self) -> char {
         match self {
-            Provider::Snapchat | Provider::GoogleAds => ' ',
+            Provider::Snapchat | Provider::GoogleAds | Provider::MicrosoftAds => ' ',
             _ => ',',
         }
     }

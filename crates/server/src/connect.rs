@@ -569,6 +569,7 @@ async fn callback(
     let values = tokenwarden_core::provider::HeaderValues {
         client_id: creds.client_id.clone(),
         account_id: None,
+        developer_token: app.developer_token.clone(),
     };
     let identity = crate::monitor::identify(&p, &base, &grant.tokens, &values, now).await;
     let new_account = match &identity {

@@ -221,6 +221,9 @@ impl Daemon {
                     client_id: format!("demo-{id}"),
                     client_secret: Secret::new(format!("demo-{id}-secret")),
                     redirect_uri: format!("{base}callback/{id}"),
+                    // The sandbox's own developer token for platforms that need one.
+                    developer_token: tokenwarden_sandbox::demo_developer_token(id.as_str())
+                        .map(Secret::new),
                     environment: tokenwarden_core::connection::Environment::Production,
                     created_at: now,
                     updated_at: now,

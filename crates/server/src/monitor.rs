@@ -85,7 +85,17 @@ async fn fetch(
         req = req.header(name, value);
     }
     for h in api.extra_headers(values) {
-        req = req.header(h.name, h.value);
+        let Ok(mut value) = reqwest::header::HeaderValue::from_str(&h.value) else {
+            continue;
+        };
+        value.set_sensitive(h.sensitive);
+        req = req.header(h.name, value);
+    }
+    // A probe that is a POST with a body (Microsoft Advertising `User/Query`).
+    if let Some(body) = &api.probe.body {
+        req = req
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body.clone());
     }
     let mut resp = req.send().await.ok()?;
     let status = resp.status().as_u16();
@@ -136,12 +146,13 @@ async fn check(
 /// What a definition's extra API headers (`api.headers`) are filled from for a connection: its
 /// app's client id and its recorded account.
 pub(crate) async fn header_values(s: &ServerState, conn: &Connection) -> HeaderValues {
-    let client_id = match s.store.get_app(&conn.provider, &conn.app).await {
-        Ok(Some(app)) => app.client_id,
-        _ => String::new(),
+    let (client_id, developer_token) = match s.store.get_app(&conn.provider, &conn.app).await {
+        Ok(Some(app)) => (app.client_id, app.developer_token),
+        _ => (String::new(), None),
     };
     HeaderValues {
         client_id,
+        developer_token,
         account_id: conn
             .account
             .as_ref()

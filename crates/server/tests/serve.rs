@@ -18,6 +18,7 @@ async fn every_platform_connects_and_its_tokens_keep_working_across_expiries() {
         "threads",
         "meta",
         "google-ads",
+        "microsoft-ads",
     ];
     for p in all {
         let flow = w.start_and_approve(p, &format!("e2e-{p}")).await;
@@ -43,7 +44,13 @@ async fn every_platform_connects_and_its_tokens_keep_working_across_expiries() {
     steps.extend((0..90).map(|_| TimeDelta::days(1)));
     for (i, step) in steps.into_iter().enumerate() {
         w.clock.advance(step);
-        for p in ["snapchat", "tiktok", "threads", "google-ads"] {
+        for p in [
+            "snapchat",
+            "tiktok",
+            "threads",
+            "google-ads",
+            "microsoft-ads",
+        ] {
             let (status, body) = w
                 .api(&w.reader, &format!("v1/connections/e2e-{p}/token"))
                 .await;
@@ -74,7 +81,7 @@ async fn every_platform_connects_and_its_tokens_keep_working_across_expiries() {
     let (status, list) = w.api(&w.admin, "v1/connections").await;
     assert_eq!(status, 200);
     let text = list.to_string();
-    assert_eq!(list["connections"].as_array().unwrap().len(), 6);
+    assert_eq!(list["connections"].as_array().unwrap().len(), 7);
     assert!(
         !text.contains("access_token\""),
         "the list never carries tokens: {text}"

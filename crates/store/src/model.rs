@@ -22,6 +22,9 @@ pub struct App {
     pub client_secret: Secret,
     /// The redirect URI registered with the platform.
     pub redirect_uri: String,
+    /// The platform's developer token for this app (Microsoft Advertising `DeveloperToken`),
+    /// encrypted at rest like the client secret; `None` when the app has none.
+    pub developer_token: Option<Secret>,
     /// Which of the platform's environments its tokens belong to (decides the API host).
     pub environment: Environment,
     /// Created.

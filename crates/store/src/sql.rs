@@ -341,6 +341,12 @@ impl SqlStore {
             client_secret: self
                 .open_secret(&Place::new("apps", "client_secret_ct", &row_key), &ct)?,
             redirect_uri: r.try_get("redirect_uri")?,
+            developer_token: match r.try_get::<Option<Vec<u8>>, _>("developer_token_ct")? {
+                Some(ct) => Some(
+                    self.open_secret(&Place::new("apps", "developer_token_ct", &row_key), &ct)?,
+                ),
+                None => None,
+            },
             environment: {
                 let e: String = r.try_get("environment")?;
                 e.parse().map_err(|_| {
@@ -830,11 +836,19 @@ impl Store for SqlStore {
                 &app.client_secret,
             )
             .await?;
+        let developer_token_ct = match &app.developer_token {
+            Some(t) => Some(
+                self.seal_secret(&Place::new("apps", "developer_token_ct", &key), t)
+                    .await?,
+            ),
+            None => None,
+        };
         sqlx::query(
-            "INSERT INTO apps (row_key, provider, app_id, client_id, client_secret_ct, redirect_uri, created_at, updated_at, environment)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+            "INSERT INTO apps (row_key, provider, app_id, client_id, client_secret_ct, redirect_uri, created_at, updated_at, environment, developer_token_ct)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
              ON CONFLICT (row_key) DO UPDATE SET client_id = excluded.client_id, client_secret_ct = excluded.client_secret_ct,
-               redirect_uri = excluded.redirect_uri, updated_at = excluded.updated_at, environment = excluded.environment",
+               redirect_uri = excluded.redirect_uri, updated_at = excluded.updated_at, environment = excluded.environment,
+               developer_token_ct = excluded.developer_token_ct",
         )
         .bind(&key)
         .bind(app.provider.as_str())
@@ -845,6 +859,7 @@ impl Store for SqlStore {
         .bind(ms(app.created_at))
         .bind(ms(app.updated_at))
         .bind(app.environment.as_str())
+        .bind(developer_token_ct)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -1823,6 +1838,8 @@ impl Store for SqlStore {
     async fn reencrypt_all(&self, batch: i64) -> Result<RotationReport> {
         let mut report = RotationReport::default();
         self.reencrypt_column("apps", "row_key", "client_secret_ct", batch, &mut report)
+            .await?;
+        self.reencrypt_column("apps", "row_key", "developer_token_ct", batch, &mut report)
             .await?;
         self.reencrypt_column(
             "token_sets",

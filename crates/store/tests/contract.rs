@@ -386,6 +386,7 @@ mod cases {
             client_id: "client-1".into(),
             client_secret: Secret::new("client-secret-1"),
             redirect_uri: "https://tw.example/callback/snapchat".into(),
+            developer_token: None,
             environment: tokenwarden_core::connection::Environment::Production,
             created_at: t0(),
             updated_at: t0(),
@@ -400,6 +401,26 @@ mod cases {
         );
         app.client_secret = Secret::new("rotated-client-secret");
         app.updated_at = t0() + TimeDelta::seconds(5);
+        s.put_app(&app).await.unwrap();
+        assert_eq!(
+            s.get_app(&app.provider, &app.id).await.unwrap(),
+            Some(app.clone())
+        );
+        // A developer token is kept (sealed like the secret), changed and removed again.
+        app.developer_token = Some(Secret::new("dev-token-1"));
+        s.put_app(&app).await.unwrap();
+        assert_eq!(
+            s.get_app(&app.provider, &app.id).await.unwrap(),
+            Some(app.clone())
+        );
+        app.developer_token = Some(Secret::new("dev-token-2"));
+        s.put_app(&app).await.unwrap();
+        let got = s.get_app(&app.provider, &app.id).await.unwrap().unwrap();
+        assert_eq!(
+            got.developer_token.as_ref().map(|t| t.expose().to_string()),
+            Some("dev-token-2".to_string())
+        );
+        app.developer_token = None;
         s.put_app(&app).await.unwrap();
         assert_eq!(
             s.get_app(&app.provider, &app.id).await.unwrap(),
@@ -1744,6 +1765,7 @@ mod cases {
             "PLAINTEXT-CLIENTSECRET-9d01",
             "PLAINTEXT-VERIFIER-c4c4c4",
             "PLAINTEXT-WEBHOOK-0a0a0a",
+            "PLAINTEXT-DEVTOKEN-6e6e6e",
         ];
         s.put_connection(&connection("c1")).await.unwrap();
         s.put_initial_tokens(&cid("c1"), &tokens(secrets[0], Some(secrets[1])))
@@ -1755,6 +1777,7 @@ mod cases {
             client_id: "cid".into(),
             client_secret: Secret::new(secrets[2]),
             redirect_uri: "https://x/cb".into(),
+            developer_token: Some(Secret::new(secrets[5])),
             environment: tokenwarden_core::connection::Environment::Production,
             created_at: t0(),
             updated_at: t0(),
@@ -1869,6 +1892,7 @@ mod cases {
             client_id: "cid".into(),
             client_secret: Secret::new("client-secret"),
             redirect_uri: "https://x/cb".into(),
+            developer_token: None,
             environment: tokenwarden_core::connection::Environment::Production,
             created_at: t0(),
             updated_at: t0(),

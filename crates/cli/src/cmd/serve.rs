@@ -325,6 +325,7 @@ async fn serve(args: Args, file: FileConfig, providers_dir: Option<&Path>) -> Re
                 client_id: a.client_id,
                 client_secret: a.client_secret,
                 redirect_uri: a.redirect_uri,
+                developer_token: a.developer_token,
                 environment: a.environment,
                 created_at: now,
                 updated_at: now,

@@ -383,8 +383,10 @@ pub struct ApiSpec {
     pub headers: Vec<ApiHeaderSpec>,
 }
 
-/// One header sent on API calls, its value a template over `{client_id}` (the app's client id)
-/// and `{account_id}` (the platform account recorded on the connection).
+/// One header sent on API calls, its value a template over `{client_id}` (the app's client id),
+/// `{account_id}` (the platform account recorded on the connection) and `{developer_token}` (the
+/// app's developer token, a secret kept encrypted with the app: Microsoft Advertising
+/// `DeveloperToken`, Google Ads `developer-token`).
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApiHeaderSpec {
@@ -410,10 +412,13 @@ pub struct HeaderValues {
     pub client_id: String,
     /// The platform account recorded on the connection, when one is.
     pub account_id: Option<String>,
+    /// The app's developer token, when the app has one. A secret: never logged or shown.
+    pub developer_token: Option<crate::secret::Secret>,
 }
 
-/// One header ready to send: name, value, and whether it replaces a caller's own.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One header ready to send: name, value, and whether it replaces a caller's own. Its `Debug`
+/// never shows the value: it may hold the app's developer token.
+#[derive(Clone, PartialEq, Eq)]
 pub struct ExtraHeader {
     /// Header name as the definition writes it.
     pub name: String,
@@ -421,6 +426,19 @@ pub struct ExtraHeader {
     pub value: String,
     /// Whether it replaces a caller's header of that name.
     pub replaces: bool,
+    /// Whether the value holds a secret (the developer token): it is marked sensitive on the
+    /// wire and never written anywhere.
+    pub sensitive: bool,
+}
+
+impl std::fmt::Debug for ExtraHeader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExtraHeader")
+            .field("name", &self.name)
+            .field("replaces", &self.replaces)
+            .field("sensitive", &self.sensitive)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Where an API call carries the access token.
@@ -446,6 +464,7 @@ impl ApiSpec {
                     name: h.name.clone(),
                     value: fill_header(&h.value, values)?,
                     replaces: h.replaces,
+                    sensitive: h.value.contains("{developer_token}"),
                 })
             })
             .collect()
@@ -501,6 +520,10 @@ fn fill_header(template: &str, values: &HeaderValues) -> Option<String> {
         let value = match name {
             "client_id" => Some(values.client_id.as_str()),
             "account_id" => values.account_id.as_deref(),
+            "developer_token" => values
+                .developer_token
+                .as_ref()
+                .map(crate::secret::Secret::expose),
             _ => None,
         }
         .map(str::trim)
@@ -539,6 +562,11 @@ pub struct ProbeSpec {
     /// Path (with query) relative to the API base, starting with `/`; unused with introspection.
     #[serde(default)]
     pub path: String,
+    /// A JSON body the probe sends (with `Content-Type: application/json`), for platforms whose
+    /// cheapest "who am I" call is a POST with a body (Microsoft Advertising REST `User/Query`
+    /// with `{"UserId": null}`). Validated as JSON; unset sends no body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
     /// How often to probe a healthy connection.
     #[serde(with = "serde_span", default = "default_probe_every")]
     pub every: Duration,
@@ -677,6 +705,13 @@ pub enum WaitFieldFormat {
 pub struct EnvelopeSpec {
     /// The code (`error.code`, `code`, `error_code`, `error`).
     pub code: String,
+    /// Read this envelope from an XML body (a SOAP fault) instead of JSON. The XML is read into
+    /// a tree of element local names (namespace prefixes dropped, attributes ignored, only the
+    /// first of repeated sibling elements kept, text of leaf elements as strings), so the paths
+    /// name elements: `Envelope.Body.Fault.detail.*.Errors.*.Code`. Bounded and without entity
+    /// expansion: a DOCTYPE or anything malformed yields no envelope.
+    #[serde(default)]
+    pub xml: bool,
     /// The code path ends on an object of one member, `{"<family>": "<CODE>"}` (Google Ads
     /// `errorCode: {"authenticationError": "OAUTH_TOKEN_EXPIRED"}`): the member's value is the
     /// code and its key the sub-code, so rules can name the family in `subcodes`.
@@ -1065,7 +1100,8 @@ mod tests {
             vec![ExtraHeader {
                 name: "X-Client".into(),
                 value: "id cid".into(),
-                replaces: true
+                replaces: true,
+                sensitive: false,
             }]
         );
         values.account_id = Some("  1234567890 ".into());
@@ -1078,6 +1114,19 @@ mod tests {
         assert_eq!(spec.api.extra_headers(&values).len(), 1);
         values.account_id = Some("   ".into());
         assert_eq!(spec.api.extra_headers(&values).len(), 1);
+        // The developer token: sent only when the app has one, marked sensitive, and its value
+        // never in the header's Debug.
+        spec.api
+            .headers
+            .push(h("DeveloperToken", "{developer_token}", true));
+        assert_eq!(spec.api.extra_headers(&values).len(), 1);
+        values.developer_token = Some(crate::secret::Secret::new("DEVTOKEN-VALUE-42"));
+        let got = spec.api.extra_headers(&values);
+        let dev = got.iter().find(|e| e.name == "DeveloperToken").unwrap();
+        assert_eq!(dev.value, "DEVTOKEN-VALUE-42");
+        assert!(dev.sensitive && dev.replaces);
+        assert!(!format!("{got:?}").contains("DEVTOKEN-VALUE-42"));
+        assert!(!format!("{values:?}").contains("DEVTOKEN-VALUE-42"));
     }
 
     #[test]

@@ -15,6 +15,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
         include_str!("../../../../providers/google-ads.toml"),
     ),
     (
+        "microsoft-ads.toml",
+        include_str!("../../../../providers/microsoft-ads.toml"),
+    ),
+    (
         "snapchat.toml",
         include_str!("../../../../providers/snapchat.toml"),
     ),

@@ -465,6 +465,23 @@ pub(crate) fn validate(
     if !matches!(api.probe.method.as_str(), "GET" | "POST" | "HEAD") {
         p.add("api.probe.method", "use GET, POST or HEAD");
     }
+    if let Some(body) = &api.probe.body {
+        if api.probe.via != ProbeVia::Api {
+            p.add("api.probe.body", "only an API probe sends a body");
+        } else if api.probe.method != "POST" {
+            p.add(
+                "api.probe.body",
+                "a body is sent with method = \"POST\" only",
+            );
+        } else if serde_json::from_str::<serde_json::Value>(body).is_err() {
+            p.add("api.probe.body", format!("{body:?} is not JSON"));
+        } else if body.len() > 4096 {
+            p.add(
+                "api.probe.body",
+                "a probe body is a few bytes; keep it under 4 KiB",
+            );
+        }
+    }
     if api.probe.every < Duration::from_secs(10) {
         p.add(
             "api.probe.every",
@@ -600,7 +617,7 @@ fn check_api_headers(p: &mut Problems, api: &ApiSpec) {
         match header_placeholders(&h.value) {
             Ok(names) if names.is_empty() => p.add(
                 format!("{key}.value"),
-                "a fixed value belongs in the caller's request; use {client_id} or {account_id}",
+                "a fixed value belongs in the caller's request; use {client_id}, {account_id} or {developer_token}",
             ),
             Ok(_) => {}
             Err(e) => p.add(format!("{key}.value"), e),
@@ -618,9 +635,9 @@ fn header_placeholders(template: &str) -> Result<Vec<&str>, String> {
             .find('}')
             .ok_or_else(|| format!("unclosed '{{' in {template:?}"))?;
         let name = &after[..end];
-        if !(name == "client_id" || name == "account_id") {
+        if !matches!(name, "client_id" | "account_id" | "developer_token") {
             return Err(format!(
-                "unknown placeholder {{{name}}} in {template:?}; a header takes {{client_id}} or {{account_id}}, never a token or the client secret"
+                "unknown placeholder {{{name}}} in {template:?}; a header takes {{client_id}}, {{account_id}} or {{developer_token}}, never a token or the client secret"
             ));
         }
         out.push(name);

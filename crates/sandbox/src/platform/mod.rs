@@ -3,6 +3,7 @@
 
 pub(crate) mod google_ads;
 pub(crate) mod meta;
+pub(crate) mod microsoft_ads;
 pub(crate) mod snapchat;
 pub(crate) mod threads;
 pub(crate) mod tiktok;
@@ -26,6 +27,7 @@ pub(crate) fn routes(p: Provider) -> Router<Sandbox> {
         Provider::Threads => threads::routes(),
         Provider::Meta => meta::routes(),
         Provider::GoogleAds => google_ads::routes(),
+        Provider::MicrosoftAds => microsoft_ads::routes(),
     }
 }
 
@@ -64,6 +66,7 @@ pub(crate) fn is_token_path(p: Provider, path: &str) -> bool {
         ],
         Provider::Meta => &["/v24.0/oauth/access_token"],
         Provider::GoogleAds => &["/token", "/revoke"],
+        Provider::MicrosoftAds => &["/common/oauth2/v2.0/token"],
     };
     paths.contains(&path)
 }
@@ -77,6 +80,7 @@ pub(crate) fn render(p: Provider, case: ErrorCase, detail: &ErrorDetail) -> Repl
         Provider::Threads => threads::render(case, detail),
         Provider::Meta => meta::render(case, detail),
         Provider::GoogleAds => google_ads::render(case, detail),
+        Provider::MicrosoftAds => microsoft_ads::render(case, detail),
     }
 }
 
@@ -89,6 +93,7 @@ pub(crate) fn cases(p: Provider) -> Vec<ErrorCase> {
         Provider::Threads => threads::CASES.to_vec(),
         Provider::Meta => meta::CASES.to_vec(),
         Provider::GoogleAds => google_ads::CASES.to_vec(),
+        Provider::MicrosoftAds => microsoft_ads::CASES.to_vec(),
     }
 }
 

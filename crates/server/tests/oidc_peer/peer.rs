@@ -374,6 +374,7 @@ impl Tw {
                 client_id: c.id.into(),
                 client_secret: Secret::new(c.secret),
                 redirect_uri: redirect,
+                developer_token: None,
                 environment: tokenwarden_core::connection::Environment::Production,
                 created_at: now,
                 updated_at: now,

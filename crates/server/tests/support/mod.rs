@@ -329,9 +329,34 @@ impl World {
         ))
         .unwrap();
         api.place_query_credential(&mut url, token);
-        let mut req = self.http.get(url);
+        let method = reqwest::Method::from_bytes(api.probe.method.as_bytes()).unwrap();
+        let mut req = self.http.request(method, url);
         if let Some((name, value)) = api.credential_header_value(token) {
             req = req.header(name, value);
+        }
+        // The definition's extra headers, from the demo app (Microsoft's developer token).
+        let app = self
+            .d
+            .state
+            .store
+            .get_app(&provider.parse().unwrap(), &"demo".parse().unwrap())
+            .await
+            .unwrap();
+        let values = tokenwarden_core::provider::HeaderValues {
+            client_id: app
+                .as_ref()
+                .map(|a| a.client_id.clone())
+                .unwrap_or_default(),
+            account_id: None,
+            developer_token: app.and_then(|a| a.developer_token),
+        };
+        for h in api.extra_headers(&values) {
+            req = req.header(h.name, h.value);
+        }
+        if let Some(body) = &api.probe.body {
+            req = req
+                .header("content-type", "application/json")
+                .body(body.clone());
         }
         req.send().await.unwrap().status().as_u16()
     }

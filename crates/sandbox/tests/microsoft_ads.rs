@@ -1,0 +1,216 @@
+//! Microsoft Advertising at its real paths (platforms-ads.md Part A §2): consent with PKCE at
+//! `/common/oauth2/v2.0/authorize`, the code exchange, refreshes that need `scope` and answer a
+//! NEW refresh token while the old one keeps working until it expires, `invalid_grant` with
+//! AADSTS700082 once it has, the REST `User/Query` probe (needs the developer token), a campaign
+//! call needing `CustomerId` and `CustomerAccountId`, and SOAP GetUser with its faults in HTTP 500.
+
+mod harness;
+
+use harness::{Harness, REDIRECT, call};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+const AUTH: &str = "/microsoft-ads/common/oauth2/v2.0/authorize";
+const TOKEN: &str = "/microsoft-ads/common/oauth2/v2.0/token";
+const PROBE: &str = "/microsoft-ads/CustomerManagement/v13/User/Query";
+const CAMPAIGNS: &str = "/microsoft-ads/CampaignManagement/v13/Campaigns/QueryByAccountId";
+const SOAP: &str = "/microsoft-ads/Api/CustomerManagement/v13/CustomerManagementService.svc";
+const SCOPES: &str = "openid offline_access https://ads.microsoft.com/msads.manage";
+const DEV: &str = "BBD37VB98";
+const VERIFIER: &str = "dBjftJeZ4CVP-mJ92K9KDkBKNPbPkCNOJzUdSl2LVMU";
+const CHALLENGE: &str = "qFv1gU0l-qER3UxSJqc_CAdmE0HHDTRMsrQh10aiZxw";
+
+async fn connect(h: &Harness) -> (String, String) {
+    let q = h
+        .authorize(
+            AUTH,
+            &[
+                ("client_id", "demo-microsoft-ads"),
+                ("redirect_uri", REDIRECT),
+                ("response_type", "code"),
+                ("response_mode", "query"),
+                ("scope", SCOPES),
+                ("state", "s1"),
+                ("code_challenge", CHALLENGE),
+                ("code_challenge_method", "S256"),
+            ],
+            "approve",
+        )
+        .await;
+    assert_eq!(q["state"], "s1");
+    let (st, _, tok, _) = call(h.http.post(h.url(TOKEN)).form(&[
+        ("grant_type", "authorization_code"),
+        ("client_id", "demo-microsoft-ads"),
+        ("client_secret", "demo-microsoft-ads-secret"),
+        ("code", q["code"].as_str()),
+        ("redirect_uri", REDIRECT),
+        ("code_verifier", VERIFIER),
+        ("scope", SCOPES),
+    ]))
+    .await;
+    assert_eq!(st, StatusCode::OK, "{tok}");
+    assert_eq!(tok["expires_in"], 3600);
+    assert_eq!(tok["token_type"], "Bearer");
+    assert_eq!(tok["scope"], "https://ads.microsoft.com/msads.manage");
+    (
+        tok["access_token"].as_str().unwrap().into(),
+        tok["refresh_token"].as_str().unwrap().into(),
+    )
+}
+
+async fn refresh(h: &Harness, rt: &str, scope: Option<&str>) -> (StatusCode, Value) {
+    let mut form = vec![
+        ("grant_type", "refresh_token"),
+        ("client_id", "demo-microsoft-ads"),
+        ("client_secret", "demo-microsoft-ads-secret"),
+        ("refresh_token", rt),
+    ];
+    if let Some(s) = scope {
+        form.push(("scope", s));
+    }
+    let (st, _, v, _) = call(h.http.post(h.url(TOKEN)).form(&form)).await;
+    (st, v)
+}
+
+async fn probe(h: &Harness, at: &str, dev: Option<&str>) -> (StatusCode, Value) {
+    let mut req = h
+        .http
+        .post(h.url(PROBE))
+        .bearer_auth(at)
+        .json(&json!({"UserId": null}));
+    if let Some(d) = dev {
+        req = req.header("DeveloperToken", d);
+    }
+    let (st, _, v, _) = call(req).await;
+    (st, v)
+}
+
+fn code(v: &Value) -> &Value {
+    &v["Errors"][0]["Code"]
+}
+
+#[tokio::test]
+async fn connect_probe_campaigns_and_rotating_refresh() {
+    let h = Harness::start().await;
+    let (at, rt) = connect(&h).await;
+
+    // The probe needs the developer token: without it (or with another) 105.
+    let (st, v) = probe(&h, &at, None).await;
+    assert_eq!(
+        (st, code(&v).clone()),
+        (StatusCode::UNAUTHORIZED, json!(105))
+    );
+    let (st, v) = probe(&h, &at, Some("NOT-THE-TOKEN")).await;
+    assert_eq!(
+        (st, code(&v).clone()),
+        (StatusCode::UNAUTHORIZED, json!(105))
+    );
+    let (st, user) = probe(&h, &at, Some(DEV)).await;
+    assert_eq!(st, StatusCode::OK, "{user}");
+    let customer = user["CustomerRoles"][0]["CustomerId"].as_u64().unwrap();
+    let account = user["CustomerRoles"][0]["AccountIds"][0].as_u64().unwrap();
+    assert!(user["User"]["UserName"].as_str().unwrap().contains('@'));
+
+    // The campaign call needs CustomerId (116) and CustomerAccountId (1009), and a customer the
+    // user manages (106).
+    let campaigns = |customer: Option<String>, account: Option<String>| {
+        let mut req = h
+            .http
+            .post(h.url(CAMPAIGNS))
+            .bearer_auth(&at)
+            .header("DeveloperToken", DEV)
+            .json(&json!({"AccountId": account.clone().unwrap_or_default(), "CampaignType": "Search"}));
+        if let Some(c) = customer {
+            req = req.header("CustomerId", c);
+        }
+        if let Some(a) = account {
+            req = req.header("CustomerAccountId", a);
+        }
+        call(req)
+    };
+    let (st, _, v, _) = campaigns(None, Some(account.to_string())).await;
+    assert_eq!(
+        (st, code(&v).clone()),
+        (StatusCode::BAD_REQUEST, json!(116))
+    );
+    let (st, _, v, _) = campaigns(Some(customer.to_string()), None).await;
+    assert_eq!(
+        (st, code(&v).clone()),
+        (StatusCode::BAD_REQUEST, json!(1009))
+    );
+    let (_, _, v, _) = campaigns(Some("1".into()), Some(account.to_string())).await;
+    assert_eq!(code(&v).clone(), json!(106));
+    let (st, _, v, _) = campaigns(Some(customer.to_string()), Some(account.to_string())).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert!(!v["Campaigns"].as_array().unwrap().is_empty());
+
+    // Refresh needs scope.
+    let (st, v) = refresh(&h, &rt, None).await;
+    assert_eq!(
+        (st, v["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_request"))
+    );
+    assert_eq!(v["error_codes"][0], 90014);
+    // Every refresh rotates; the old refresh token keeps working until it expires.
+    let (st, v) = refresh(&h, &rt, Some(SCOPES)).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let rt2 = v["refresh_token"].as_str().unwrap().to_string();
+    assert_ne!(rt2, rt);
+    let (st, v) = refresh(&h, &rt, Some(SCOPES)).await;
+    assert_eq!(st, StatusCode::OK, "the old refresh token still works: {v}");
+    // The access token expires after an hour: REST 401 with 109.
+    h.advance(3601);
+    let (st, v) = probe(&h, &at, Some(DEV)).await;
+    assert_eq!(
+        (st, code(&v).clone()),
+        (StatusCode::UNAUTHORIZED, json!(109))
+    );
+    assert_eq!(v["Errors"][0]["ErrorCode"], "AuthenticationTokenExpired");
+    // 90 days later the first refresh token has ended: invalid_grant AADSTS700082.
+    h.advance(90 * 86_400);
+    let (st, v) = refresh(&h, &rt, Some(SCOPES)).await;
+    assert_eq!(
+        (st, v["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_grant"))
+    );
+    assert_eq!(v["error_codes"][0], 700_082);
+    assert!(
+        v["error_description"]
+            .as_str()
+            .unwrap()
+            .starts_with("AADSTS700082:")
+    );
+    h.stop().await;
+}
+
+fn soap_get_user(token: &str, dev: &str) -> String {
+    format!(
+        r#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Header xmlns="https://bingads.microsoft.com/Customer/v13"><Action mustUnderstand="1">GetUser</Action><AuthenticationToken i:nil="false" xmlns:i="http://www.w3.org/2001/XMLSchema-instance">{token}</AuthenticationToken><DeveloperToken i:nil="false" xmlns:i="http://www.w3.org/2001/XMLSchema-instance">{dev}</DeveloperToken></s:Header><s:Body><GetUserRequest xmlns="https://bingads.microsoft.com/Customer/v13"><UserId i:nil="true" xmlns:i="http://www.w3.org/2001/XMLSchema-instance"/></GetUserRequest></s:Body></s:Envelope>"#
+    )
+}
+
+#[tokio::test]
+async fn soap_get_user_and_its_faults_in_http_500() {
+    let h = Harness::start().await;
+    let (at, _) = connect(&h).await;
+    let send = |body: String| {
+        call(
+            h.http
+                .post(h.url(SOAP))
+                .header("content-type", "text/xml; charset=utf-8")
+                .header("SOAPAction", "\"GetUser\"")
+                .body(body),
+        )
+    };
+    let (st, _, _, text) = send(soap_get_user(&at, DEV)).await;
+    assert_eq!(st, StatusCode::OK, "{text}");
+    assert!(text.contains("<GetUserResponse"));
+    let (st, _, _, text) = send(soap_get_user(&at, "WRONG")).await;
+    assert_eq!(st, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(text.contains("<Code>105</Code>"), "{text}");
+    h.advance(3601);
+    let (st, _, _, text) = send(soap_get_user(&at, DEV)).await;
+    assert_eq!(st, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(text.contains("<Code>109</Code>") && text.contains("AuthenticationTokenExpired"));
+    h.stop().await;
+}
