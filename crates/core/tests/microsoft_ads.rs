@@ -487,7 +487,11 @@ fn the_definition_sends_scope_on_refresh_and_rotates() {
         Some("openid offline_access https://ads.microsoft.com/msads.manage")
     );
     assert!(p.spec.refresh.rotates);
-    assert!(p.spec.refresh.reuse_grace.is_none());
+    // The old refresh token works until it ends: a grace as long as its life.
+    assert_eq!(
+        p.spec.refresh.reuse_grace,
+        Some(Duration::from_secs(90 * 86_400))
+    );
     assert!(p.spec.token.revoke.is_none());
     assert_eq!(
         p.spec.refresh.refresh_token_lifetime,
