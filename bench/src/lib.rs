@@ -124,6 +124,7 @@ impl Connector {
             app: self.app.id.clone(),
             state: ConnectionState::Active,
             environment: Environment::Production,
+            region: None,
             api_base: self.provider.spec.api.base_url.to_string(),
             account_ids: vec![],
             account: None,
@@ -158,6 +159,7 @@ pub fn demo_app(
         client_secret: Secret::new(format!("demo-{provider}-secret")),
         redirect_uri: redirect_uri.to_string(),
         environment: tokenwarden_core::connection::Environment::Production,
+        region: None,
         created_at: now,
         updated_at: now,
     })

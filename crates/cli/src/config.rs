@@ -597,6 +597,9 @@ pub struct AppConfig {
     /// `production` (default) or `sandbox`: which of the platform's environments the app's
     /// tokens belong to.
     pub environment: Option<String>,
+    /// Which of the platform's regions (its definition's `[[regions]]`, e.g. Amazon Ads `na`,
+    /// `eu`, `fe`) the app's accounts are in; default: the definition's first region.
+    pub region: Option<String>,
 }
 
 impl std::fmt::Debug for AppConfig {
@@ -628,6 +631,8 @@ pub struct ResolvedApp {
     pub redirect_uri: String,
     /// Environment.
     pub environment: Environment,
+    /// Region (`None`: the definition's default region, or a platform without regions).
+    pub region: Option<String>,
 }
 
 /// Every syntax and type problem of the configuration file at `path`, in one error listing each
@@ -739,6 +744,11 @@ impl FileConfig {
                     a.provider
                 );
             }
+            if let Some(p) = providers.get(&a.provider)
+                && let Err(e) = p.spec.check_region(a.region.as_deref())
+            {
+                bail!("{at}: {e}");
+            }
             let base = public_url.as_str().trim_end_matches('/');
             out.push(ResolvedApp {
                 provider: a.provider.clone(),
@@ -750,6 +760,7 @@ impl FileConfig {
                     .clone()
                     .unwrap_or_else(|| format!("{base}/callback/{}", a.provider)),
                 environment,
+                region: a.region.clone(),
             });
         }
         Ok(out)

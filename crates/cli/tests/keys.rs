@@ -37,6 +37,7 @@ async fn rotate_adds_a_key_and_reencrypts_everything() {
             client_secret: Secret::new("the-client-secret-value"),
             redirect_uri: "http://127.0.0.1:1/callback/snapchat".into(),
             environment: tokenwarden_core::connection::Environment::Production,
+            region: None,
             created_at: now,
             updated_at: now,
         };

@@ -151,6 +151,7 @@ impl World {
                 client_secret: c.client_secret,
                 redirect_uri: c.redirect_uri,
                 environment: tokenwarden_core::connection::Environment::Production,
+                region: None,
                 created_at: now,
                 updated_at: now,
             })
@@ -163,6 +164,7 @@ impl World {
             app: app_id,
             state: ConnectionState::Active,
             environment: Environment::Production,
+            region: None,
             api_base: p.spec.api.base_url.to_string(),
             account_ids: grant.account_ids.clone(),
             account: None,

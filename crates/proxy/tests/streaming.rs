@@ -292,6 +292,7 @@ async fn rig(config: EngineConfig) -> Rig {
             app: AppId::parse("demo").unwrap(),
             state: ConnectionState::Active,
             environment: Environment::Production,
+            region: None,
             api_base,
             account_ids: vec![],
             account: None,
@@ -326,6 +327,7 @@ async fn rig(config: EngineConfig) -> Rig {
             client_secret: Secret::new("bulk-secret"),
             redirect_uri: "http://127.0.0.1:1/callback/bulk".into(),
             environment: tokenwarden_core::connection::Environment::Production,
+            region: None,
             created_at: now,
             updated_at: now,
         })

@@ -213,6 +213,12 @@ async fn show(
         text.push(format!("It is for {who}."));
     }
     text.push("This link works once.".to_string());
+    // The consent page is on the host of the app's region (Amazon EU: eu.account.amazon.com).
+    let region = match default_app(&s, &p.spec.id, session.app.as_ref().map(|a| a.as_str())).await {
+        Ok(app) => app.region,
+        Err(_) => None,
+    };
+    let p = p.in_region(region.as_deref());
     page::render_form(
         StatusCode::OK,
         &format!("Connect {}", p.spec.name),
@@ -285,6 +291,8 @@ pub(crate) async fn begin(s: &ServerState, token: &str) -> Response {
         Ok(a) => a,
         Err(r) => return r,
     };
+    // The app's region decides the consent page's host (and, at the callback, the token host).
+    let p = p.in_region(app.region.as_deref()).into_owned();
     let scopes = session.scopes.clone();
     let state = random_token();
     let browser = random_token();
@@ -525,6 +533,11 @@ async fn callback(
         }
         Err(_) => return unavailable(),
     };
+    // The code is redeemed at the token host of the app's region, and the connection records
+    // that region's API host.
+    let p = p.in_region(app.region.as_deref()).into_owned();
+    // Recorded by name (the default region's too), so a connection says where its account is.
+    let region = p.spec.region(app.region.as_deref()).map(|r| r.name.clone());
     let creds = AppCredentials {
         client_id: app.client_id,
         client_secret: app.client_secret,
@@ -692,6 +705,7 @@ async fn callback(
         &pending,
         &p,
         app.environment,
+        region,
         grant,
         Saved {
             // The new grant's account, or none: never the old one for a grant that could not be
@@ -766,6 +780,7 @@ async fn save(
     pending: &PendingAuthorization,
     p: &tokenwarden_core::provider::Provider,
     environment: Environment,
+    region: Option<String>,
     grant: tokenwarden_oauth::TokenGrant,
     saved: Saved,
     flow: &str,
@@ -788,6 +803,7 @@ async fn save(
         account_ids: grant.account_ids.clone(),
         account: saved.account,
         end_user: saved.end_user,
+        region,
         scopes: grant.tokens.scopes.clone(),
         problems: Vec::new(),
         created_at: existing.as_ref().map_or(now, |c| c.created_at),
@@ -811,18 +827,25 @@ async fn save(
         (true, false) => "Re-authorized",
         (false, _) => "Connected",
     };
-    let event = NewEvent::new(
+    let mut event = NewEvent::new(
         Some(conn.id.clone()),
         now,
         "connected",
         format!(
-            "{verb} {}{}",
+            "{verb} {}{}{}",
             p.spec.name,
-            who(conn.account.as_ref(), &conn.account_ids)
+            who(conn.account.as_ref(), &conn.account_ids),
+            conn.region
+                .as_deref()
+                .map(|r| format!(" in region {r}"))
+                .unwrap_or_default()
         ),
     )
     .with("provider", conn.provider.as_str())
     .with("flow", flow);
+    if let Some(r) = &conn.region {
+        event = event.with("region", r.as_str());
+    }
     tracing::info!(connection = %conn.id, provider = %conn.provider, kind = "connected", reauthorized = existing.is_some(), account_changed = saved.account_changed, "connection authorized");
     s.store.append_event(&event).await?;
     Ok(())

@@ -222,6 +222,7 @@ impl Daemon {
                     client_secret: Secret::new(format!("demo-{id}-secret")),
                     redirect_uri: format!("{base}callback/{id}"),
                     environment: tokenwarden_core::connection::Environment::Production,
+                    region: None,
                     created_at: now,
                     updated_at: now,
                 };

@@ -382,6 +382,7 @@ mod cases {
             client_secret: Secret::new("client-secret-1"),
             redirect_uri: "https://tw.example/callback/snapchat".into(),
             environment: tokenwarden_core::connection::Environment::Production,
+            region: None,
             created_at: t0(),
             updated_at: t0(),
         };
@@ -1674,6 +1675,7 @@ mod cases {
             client_secret: Secret::new(secrets[2]),
             redirect_uri: "https://x/cb".into(),
             environment: tokenwarden_core::connection::Environment::Production,
+            region: None,
             created_at: t0(),
             updated_at: t0(),
         })
@@ -1788,6 +1790,7 @@ mod cases {
             client_secret: Secret::new("client-secret"),
             redirect_uri: "https://x/cb".into(),
             environment: tokenwarden_core::connection::Environment::Production,
+            region: None,
             created_at: t0(),
             updated_at: t0(),
         })

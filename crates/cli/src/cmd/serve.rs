@@ -327,6 +327,7 @@ async fn serve(args: Args, file: FileConfig, providers_dir: Option<&Path>) -> Re
                 client_secret: a.client_secret,
                 redirect_uri: a.redirect_uri,
                 environment: a.environment,
+                region: a.region,
                 created_at: now,
                 updated_at: now,
             })

@@ -375,6 +375,7 @@ impl Tw {
                 client_secret: Secret::new(c.secret),
                 redirect_uri: redirect,
                 environment: tokenwarden_core::connection::Environment::Production,
+                region: None,
                 created_at: now,
                 updated_at: now,
             }
