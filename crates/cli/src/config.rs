@@ -969,6 +969,30 @@ mod tests {
     }
 
     #[test]
+    fn an_app_names_its_region_from_the_definition() {
+        let providers = Registry::builtin().unwrap();
+        let public = url::Url::parse("https://tw.example").unwrap();
+        let app = |provider: &str, region: &str| {
+            FileConfig::parse(&format!(
+                "[[apps]]\nprovider = {provider:?}\nclient_id = \"x\"\nclient_secret = \"y\"\nregion = {region:?}\n"
+            ))
+            .unwrap()
+            .resolve_apps(&providers, &public)
+        };
+        assert_eq!(
+            app("amazon-ads", "eu").unwrap()[0].region.as_deref(),
+            Some("eu")
+        );
+        let e = app("amazon-ads", "us").unwrap_err().to_string();
+        assert!(
+            e.contains("amazon-ads has no region \"us\"; its regions are na, eu, fe"),
+            "{e}"
+        );
+        let e = app("snapchat", "eu").unwrap_err().to_string();
+        assert!(e.contains("snapchat has no regions"), "{e}");
+    }
+
+    #[test]
     fn dashboard_and_alert_keys_parse_and_unknown_ones_are_named() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("hook");

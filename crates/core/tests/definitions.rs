@@ -11,6 +11,7 @@ fn every_shipped_definition_loads() {
     assert_eq!(
         ids,
         [
+            "amazon-ads",
             "google-ads",
             "meta",
             "snapchat",
@@ -19,7 +20,7 @@ fn every_shipped_definition_loads() {
             "tiktok-business"
         ]
     );
-    assert_eq!(BUILTIN.len(), 6);
+    assert_eq!(BUILTIN.len(), 7);
     assert_eq!(style("google-ads"), RefreshStyle::RefreshToken);
     let g = reg.get("google-ads").unwrap();
     assert!(

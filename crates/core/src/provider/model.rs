@@ -733,7 +733,8 @@ pub struct EnvelopeSpec {
     /// The sub-code (`error.error_subcode`).
     #[serde(default)]
     pub subcode: Option<String>,
-    /// The message for people.
+    /// The message for people. Alternatives separated by `|` (`details|detail`) are tried in
+    /// order, the first that holds a value wins.
     #[serde(default)]
     pub message: Option<String>,
     /// A trace id to quote to the platform's support (`fbtrace_id`, `request_id`, `log_id`).

@@ -11,6 +11,10 @@ use std::sync::Arc;
 /// The shipped definitions: `(file name, TOML text)`.
 pub const BUILTIN: &[(&str, &str)] = &[
     (
+        "amazon-ads.toml",
+        include_str!("../../../../providers/amazon-ads.toml"),
+    ),
+    (
         "google-ads.toml",
         include_str!("../../../../providers/google-ads.toml"),
     ),

@@ -506,7 +506,17 @@ pub(crate) fn validate(
         .into_iter()
         .flatten()
         {
-            if path.is_empty() || path.split('.').any(str::is_empty) {
+            // Only `message` may list alternatives (`details|detail`); elsewhere a `|` is a
+            // character of a key.
+            let alternatives: Vec<&str> = if Some(path) == env.message.as_ref() {
+                path.split('|').collect()
+            } else {
+                vec![path.as_str()]
+            };
+            if alternatives
+                .iter()
+                .any(|a| a.is_empty() || a.split('.').any(str::is_empty))
+            {
                 p.add(
                     format!("errors.envelopes[{i}]"),
                     format!("{path:?} is not a dotted path"),
