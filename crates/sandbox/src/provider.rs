@@ -21,6 +21,11 @@ pub enum Provider {
     /// Google Ads API v21 (`accounts.google.com` + `oauth2.googleapis.com` +
     /// `googleads.googleapis.com`; platforms-ads.md Part A §1).
     GoogleAds,
+    /// Amazon Ads API with Login with Amazon, per region (`www.amazon.com` / `eu.account.amazon.com`
+    /// / `apac.account.amazon.com` + `api.amazon.com` / `.co.uk` / `.co.jp` +
+    /// `advertising-api(-eu|-fe).amazon.com`; platforms-ads.md Part A §3). The NA hosts are served
+    /// under `/amazon-ads`, EU and FE under `/amazon-ads/region/<eu|fe>`.
+    AmazonAds,
 }
 
 /// How a platform tells an app that a user removed it.
@@ -37,13 +42,14 @@ pub enum DeauthorizeCallback {
 
 impl Provider {
     /// Every platform, in a stable order.
-    pub const ALL: [Provider; 6] = [
+    pub const ALL: [Provider; 7] = [
         Provider::Snapchat,
         Provider::TiktokBusiness,
         Provider::Tiktok,
         Provider::Threads,
         Provider::Meta,
         Provider::GoogleAds,
+        Provider::AmazonAds,
     ];
 
     /// The provider id, which is also the sandbox path prefix (`/snapchat/...`).
@@ -55,6 +61,7 @@ impl Provider {
             Provider::Threads => "threads",
             Provider::Meta => "meta",
             Provider::GoogleAds => "google-ads",
+            Provider::AmazonAds => "amazon-ads",
         }
     }
 
@@ -76,6 +83,7 @@ impl Provider {
             Provider::Threads => "/oauth/authorize",
             Provider::Meta => "/v24.0/dialog/oauth",
             Provider::GoogleAds => "/o/oauth2/v2/auth",
+            Provider::AmazonAds => "/ap/oa",
         }
     }
 
@@ -97,7 +105,10 @@ impl Provider {
         match self {
             Provider::Meta | Provider::Threads => Some(DeauthorizeCallback::SignedRequest),
             Provider::Tiktok => Some(DeauthorizeCallback::TiktokWebhook),
-            Provider::Snapchat | Provider::TiktokBusiness | Provider::GoogleAds => None,
+            Provider::Snapchat
+            | Provider::TiktokBusiness
+            | Provider::GoogleAds
+            | Provider::AmazonAds => None,
         }
     }
 
@@ -107,6 +118,8 @@ impl Provider {
     pub fn default_access_lifetime(self) -> Option<Duration> {
         match self {
             Provider::Snapchat | Provider::Threads | Provider::Meta => Some(HOUR),
+            // expires_in 3600 (platforms-ads.md Part A §3).
+            Provider::AmazonAds => Some(HOUR),
             // expires_in 3599 (platforms-ads.md Part A §1).
             Provider::GoogleAds => Some(HOUR - Duration::from_secs(1)),
             Provider::Tiktok => Some(2 * HOUR),
@@ -137,6 +150,8 @@ impl Provider {
     pub fn code_lifetime(self) -> Duration {
         match self {
             Provider::TiktokBusiness => HOUR,
+            // Login with Amazon: 5 minutes (platforms-ads.md Part A §3).
+            Provider::AmazonAds => 5 * MINUTE,
             _ => 10 * MINUTE,
         }
     }
@@ -153,6 +168,7 @@ impl Provider {
             Provider::Threads => &["threads_basic"],
             Provider::Meta => &["public_profile"],
             Provider::GoogleAds => &["https://www.googleapis.com/auth/adwords"],
+            Provider::AmazonAds => &["advertising::campaign_management"],
         };
         s.iter().map(|s| s.to_string()).collect()
     }
@@ -160,7 +176,7 @@ impl Provider {
     /// How the `scope` query parameter separates scopes (Snapchat: space, RFC 6749; others: comma).
     pub(crate) fn scope_separator(self) -> char {
         match self {
-            Provider::Snapchat | Provider::GoogleAds => ' ',
+            Provider::Snapchat | Provider::GoogleAds | Provider::AmazonAds => ' ',
             _ => ',',
         }
     }
