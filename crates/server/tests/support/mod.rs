@@ -333,6 +333,33 @@ impl World {
         if let Some((name, value)) = api.credential_header_value(token) {
             req = req.header(name, value);
         }
+        // The headers the definition adds (Amazon's client id), from the demo app.
+        for h in api.extra_headers(&tokenwarden_core::provider::HeaderValues {
+            client_id: format!("demo-{provider}"),
+            account_id: None,
+        }) {
+            req = req.header(h.name, h.value);
+        }
         req.send().await.unwrap().status().as_u16()
+    }
+
+    /// Registers an app `id` of `provider` with the sandbox's demo credentials, configured for
+    /// the definition's region `region`.
+    pub async fn regional_app(&self, provider: &str, id: &str, region: &str) {
+        use tokenwarden_core::id::{AppId, ProviderId};
+        let mut app = self
+            .d
+            .state
+            .store
+            .get_app(
+                &ProviderId::parse(provider).unwrap(),
+                &AppId::parse("demo").unwrap(),
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        app.id = AppId::parse(id).unwrap();
+        app.region = Some(region.to_string());
+        self.d.state.store.put_app(&app).await.unwrap();
     }
 }
