@@ -8,7 +8,6 @@ mod support;
 
 use serde_json::{Value, json};
 use support::{World, seen, world};
-use tokenwarden_core::clock::Clock;
 
 const PROBE: &str = "/v2/profiles";
 

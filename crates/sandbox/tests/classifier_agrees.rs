@@ -282,10 +282,10 @@ fn amazon_ads_cases_are_decided_by_the_definition() {
             problems.push(format!("{case:?}: decided by {}", got.rule));
         }
         match case {
-            ErrorCase::ScopeMissing | ErrorCase::ObjectDeleted => {
-                if got.action == Action::RefreshAndRetry || got.blame != Blame::Request {
-                    problems.push(format!("{case:?}: {} blamed on {}", got.action, got.blame));
-                }
+            ErrorCase::ScopeMissing | ErrorCase::ObjectDeleted
+                if got.action == Action::RefreshAndRetry || got.blame != Blame::Request =>
+            {
+                problems.push(format!("{case:?}: {} blamed on {}", got.action, got.blame));
             }
             ErrorCase::RateLimited { limit } => {
                 let header = |n: &str| headers.iter().any(|(h, _)| h.eq_ignore_ascii_case(n));

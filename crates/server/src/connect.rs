@@ -705,7 +705,6 @@ async fn callback(
         &pending,
         &p,
         app.environment,
-        region,
         grant,
         Saved {
             // The new grant's account, or none: never the old one for a grant that could not be
@@ -716,6 +715,7 @@ async fn callback(
                 .and_then(|x| x.end_user.clone())
                 .or_else(|| existing.as_ref().and_then(|c| c.end_user.clone())),
             account_changed: check == AccountCheck::Changed,
+            region,
         },
         flow,
     )
@@ -773,6 +773,8 @@ struct Saved {
     account: Option<Account>,
     end_user: Option<String>,
     account_changed: bool,
+    /// The region of the app the grant was made through (by name; `None` without regions).
+    region: Option<String>,
 }
 
 async fn save(
@@ -780,7 +782,6 @@ async fn save(
     pending: &PendingAuthorization,
     p: &tokenwarden_core::provider::Provider,
     environment: Environment,
-    region: Option<String>,
     grant: tokenwarden_oauth::TokenGrant,
     saved: Saved,
     flow: &str,
@@ -803,7 +804,7 @@ async fn save(
         account_ids: grant.account_ids.clone(),
         account: saved.account,
         end_user: saved.end_user,
-        region,
+        region: saved.region,
         scopes: grant.tokens.scopes.clone(),
         problems: Vec::new(),
         created_at: existing.as_ref().map_or(now, |c| c.created_at),
