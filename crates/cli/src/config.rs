@@ -89,6 +89,16 @@ client_id = "your-tiktok-sandbox-app-id"
 client_secret_file = "/run/secrets/tiktok-sandbox-secret"
 environment = "sandbox"
 
+# An Amazon Ads app whose advertisers are in Europe: consent, tokens and API calls use the EU
+# hosts (eu.account.amazon.com, api.amazon.co.uk, advertising-api-eu.amazon.com). The regions are
+# the definition's [[regions]]: "na" (the default), "eu", "fe".
+# [[apps]]
+# provider = "amazon-ads"
+# id = "eu"
+# client_id = "amzn1.application-oa2-client.your-id"
+# client_secret_file = "/run/secrets/amazon-ads-secret"
+# region = "eu"
+
 # The dashboard at public_url: sign in with an admin API key, or with this password.
 [dashboard]
 password_file = "/run/secrets/tokenwarden-dashboard-password"
@@ -972,6 +982,24 @@ mod tests {
     fn an_app_names_its_region_from_the_definition() {
         let providers = Registry::builtin().unwrap();
         let public = url::Url::parse("https://tw.example").unwrap();
+        // The example's commented Amazon app, uncommented, is one of the EU region.
+        let start = EXAMPLE
+            .find("# [[apps]]\n# provider = \"amazon-ads\"")
+            .unwrap();
+        let block: String = EXAMPLE[start..]
+            .lines()
+            .take_while(|l| l.starts_with("# "))
+            .map(|l| format!("{}\n", &l[2..]))
+            .collect();
+        let block = block.replace(
+            "client_secret_file = \"/run/secrets/amazon-ads-secret\"",
+            "client_secret = \"s\"",
+        );
+        let apps = FileConfig::parse(&block)
+            .unwrap()
+            .resolve_apps(&providers, &public)
+            .unwrap();
+        assert_eq!(apps[0].region.as_deref(), Some("eu"));
         let app = |provider: &str, region: &str| {
             FileConfig::parse(&format!(
                 "[[apps]]\nprovider = {provider:?}\nclient_id = \"x\"\nclient_secret = \"y\"\nregion = {region:?}\n"
