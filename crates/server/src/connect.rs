@@ -213,8 +213,20 @@ async fn show(
         text.push(format!("It is for {who}."));
     }
     text.push("This link works once.".to_string());
-    // The consent page is on the host of the app's region (Amazon EU: eu.account.amazon.com).
-    let region = match default_app(&s, &p.spec.id, session.app.as_ref().map(|a| a.as_str())).await {
+    // The consent page is on the host of the app's region (Amazon EU: eu.account.amazon.com),
+    // which the page's form-action must allow: the app `begin` will pick (the session's, else the
+    // connection's, else the first).
+    let wanted = match &session.app {
+        Some(a) => Some(a.to_string()),
+        None => s
+            .store
+            .get_connection(&session.connection)
+            .await
+            .ok()
+            .flatten()
+            .map(|c| c.app.to_string()),
+    };
+    let region = match default_app(&s, &p.spec.id, wanted.as_deref()).await {
         Ok(app) => app.region,
         Err(_) => None,
     };
