@@ -95,6 +95,14 @@ fn amazon_ads_pastes_tell_a_throttle_from_a_permission_and_a_profile_from_a_toke
     let s = text(&out.stdout);
     assert!(s.contains("kind: rate_limited"), "{s}");
     assert!(s.contains("not a permission problem"), "{s}");
+    // A body with only `message` names no platform: not claimed for Amazon without --provider.
+    let out = tokenwarden(&["diagnose"], &paste);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stderr).contains("cannot tell"),
+        "{}",
+        text(&out.stderr)
+    );
 
     let paste = std::fs::read(format!("{dir}amazon-ads-wrong-region-profile.txt")).unwrap();
     let out = tokenwarden(&["diagnose", "--provider", "amazon-ads"], &paste);
