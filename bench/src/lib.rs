@@ -128,6 +128,7 @@ impl Connector {
             app: self.app.id.clone(),
             state: ConnectionState::Active,
             environment: Environment::Production,
+            region: None,
             api_base: self.provider.spec.api.base_url.to_string(),
             account_ids: vec![],
             account: None,
@@ -163,6 +164,7 @@ pub fn demo_app(
         redirect_uri: redirect_uri.to_string(),
         developer_token: None,
         environment: tokenwarden_core::connection::Environment::Production,
+        region: None,
         created_at: now,
         updated_at: now,
     })

@@ -267,6 +267,7 @@ async fn main() -> Result<()> {
             app: AppId::parse("bench")?,
             state: ConnectionState::Active,
             environment: Environment::Production,
+            region: None,
             api_base: api_base.clone(),
             account_ids: vec![],
             account: None,

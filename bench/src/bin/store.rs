@@ -79,6 +79,7 @@ async fn seed(store: &dyn Store, id: &str) -> Result<ConnectionId> {
         app: AppId::parse("bench")?,
         state: ConnectionState::Active,
         environment: Environment::Production,
+        region: None,
         api_base: "https://adsapi.snapchat.com".into(),
         account_ids: vec![],
         account: None,

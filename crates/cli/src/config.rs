@@ -89,6 +89,16 @@ client_id = "your-tiktok-sandbox-app-id"
 client_secret_file = "/run/secrets/tiktok-sandbox-secret"
 environment = "sandbox"
 
+# An Amazon Ads app whose advertisers are in Europe: consent, tokens and API calls use the EU
+# hosts (eu.account.amazon.com, api.amazon.co.uk, advertising-api-eu.amazon.com). The regions are
+# the definition's [[regions]]: "na" (the default), "eu", "fe".
+# [[apps]]
+# provider = "amazon-ads"
+# id = "eu"
+# client_id = "amzn1.application-oa2-client.your-id"
+# client_secret_file = "/run/secrets/amazon-ads-secret"
+# region = "eu"
+
 # The dashboard at public_url: sign in with an admin API key, or with this password.
 [dashboard]
 password_file = "/run/secrets/tokenwarden-dashboard-password"
@@ -602,6 +612,9 @@ pub struct AppConfig {
     /// `production` (default) or `sandbox`: which of the platform's environments the app's
     /// tokens belong to.
     pub environment: Option<String>,
+    /// Which of the platform's regions (its definition's `[[regions]]`, e.g. Amazon Ads `na`,
+    /// `eu`, `fe`) the app's accounts are in; default: the definition's first region.
+    pub region: Option<String>,
 }
 
 impl std::fmt::Debug for AppConfig {
@@ -635,6 +648,8 @@ pub struct ResolvedApp {
     pub redirect_uri: String,
     /// Environment.
     pub environment: Environment,
+    /// Region (`None`: the definition's default region, or a platform without regions).
+    pub region: Option<String>,
 }
 
 /// Every syntax and type problem of the configuration file at `path`, in one error listing each
@@ -765,6 +780,11 @@ impl FileConfig {
                     a.provider
                 );
             }
+            if let Some(p) = providers.get(&a.provider)
+                && let Err(e) = p.spec.check_region(a.region.as_deref())
+            {
+                bail!("{at}: {e}");
+            }
             let base = public_url.as_str().trim_end_matches('/');
             out.push(ResolvedApp {
                 provider: a.provider.clone(),
@@ -777,6 +797,7 @@ impl FileConfig {
                     .clone()
                     .unwrap_or_else(|| format!("{base}/callback/{}", a.provider)),
                 environment,
+                region: a.region.clone(),
             });
         }
         Ok(out)
@@ -982,6 +1003,48 @@ mod tests {
         assert!(e.contains("no sandbox host"), "{e}");
         let e = app("tiktok-business", "staging").unwrap_err().to_string();
         assert!(e.contains("\"staging\""), "{e}");
+    }
+
+    #[test]
+    fn an_app_names_its_region_from_the_definition() {
+        let providers = Registry::builtin().unwrap();
+        let public = url::Url::parse("https://tw.example").unwrap();
+        // The example's commented Amazon app, uncommented, is one of the EU region.
+        let start = EXAMPLE
+            .find("# [[apps]]\n# provider = \"amazon-ads\"")
+            .unwrap();
+        let block: String = EXAMPLE[start..]
+            .lines()
+            .take_while(|l| l.starts_with("# "))
+            .map(|l| format!("{}\n", &l[2..]))
+            .collect();
+        let block = block.replace(
+            "client_secret_file = \"/run/secrets/amazon-ads-secret\"",
+            "client_secret = \"s\"",
+        );
+        let apps = FileConfig::parse(&block)
+            .unwrap()
+            .resolve_apps(&providers, &public)
+            .unwrap();
+        assert_eq!(apps[0].region.as_deref(), Some("eu"));
+        let app = |provider: &str, region: &str| {
+            FileConfig::parse(&format!(
+                "[[apps]]\nprovider = {provider:?}\nclient_id = \"x\"\nclient_secret = \"y\"\nregion = {region:?}\n"
+            ))
+            .unwrap()
+            .resolve_apps(&providers, &public)
+        };
+        assert_eq!(
+            app("amazon-ads", "eu").unwrap()[0].region.as_deref(),
+            Some("eu")
+        );
+        let e = app("amazon-ads", "us").unwrap_err().to_string();
+        assert!(
+            e.contains("amazon-ads has no region \"us\"; its regions are na, eu, fe"),
+            "{e}"
+        );
+        let e = app("snapchat", "eu").unwrap_err().to_string();
+        assert!(e.contains("snapchat has no regions"), "{e}");
     }
 
     #[test]

@@ -102,6 +102,46 @@ fn microsoft_ads_soap_and_rest_pastes_are_explained() {
     assert!(s.contains("CustomerAccountId"), "{s}");
 }
 
+/// Amazon Ads: the API Gateway's throttle (no Retry-After, `x-amzn-ErrorType:
+/// AccessDeniedException`) is a throttle, not a permission problem; a profile used on another
+/// region's host is the request's problem, with the regions' hosts in the fix; an expired token
+/// is refreshed.
+#[test]
+fn amazon_ads_pastes_tell_a_throttle_from_a_permission_and_a_profile_from_a_token() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/responses/");
+    let paste = std::fs::read(format!("{dir}amazon-ads-throttled-gateway.txt")).unwrap();
+    let out = tokenwarden(&["diagnose", "--provider", "amazon-ads"], &paste);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    let s = text(&out.stdout);
+    assert!(s.contains("kind: rate_limited"), "{s}");
+    assert!(s.contains("not a permission problem"), "{s}");
+    // A body with only `message` names no platform: not claimed for Amazon without --provider.
+    let out = tokenwarden(&["diagnose"], &paste);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stderr).contains("cannot tell"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let paste = std::fs::read(format!("{dir}amazon-ads-wrong-region-profile.txt")).unwrap();
+    let out = tokenwarden(&["diagnose", "--provider", "amazon-ads"], &paste);
+    let s = text(&out.stdout);
+    assert!(s.contains("kind: not_found"), "{s}");
+    assert!(s.contains("fix_request"), "{s}");
+    assert!(s.contains("advertising-api-eu.amazon.com"), "{s}");
+    assert!(s.contains("4MRZ7Q9XW2KD1N5B8HJT"), "the request id: {s}");
+
+    let paste = br#"HTTP/1.1 401 Unauthorized
+Content-Type: application/json
+
+{"code":"401","details":"Authentication failed","requestId":"Q1W2E3R4T5Y6U7I8O9P0"}"#;
+    let out = tokenwarden(&["diagnose", "--provider", "amazon-ads"], paste);
+    let s = text(&out.stdout);
+    assert!(s.contains("kind: token_expired"), "{s}");
+    assert!(s.contains("refresh_and_retry"), "{s}");
+}
+
 #[test]
 fn the_exit_status_follows_the_verdict() {
     let ok =
@@ -286,6 +326,7 @@ fn providers_list_show_validate() {
         "meta",
         "google-ads",
         "microsoft-ads",
+        "amazon-ads",
     ] {
         assert!(s.contains(id), "{s}");
     }
@@ -299,7 +340,7 @@ fn providers_list_show_validate() {
 
     let out = tokenwarden(&["providers", "--json"], b"");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v.as_array().unwrap().len(), 7);
+    assert_eq!(v.as_array().unwrap().len(), 8);
 
     let dir = tempfile::tempdir().unwrap();
     let good = dir.path().join("threads.toml");

@@ -192,6 +192,11 @@ pub struct Connection {
     /// secret): an end customer, a team, a workspace id.
     #[serde(default)]
     pub end_user: Option<String>,
+    /// The platform region its tokens and account belong to (Amazon Ads `na`, `eu`, `fe`), as
+    /// its app was configured when it was granted; `None` for the default region or a platform
+    /// without regions. `api_base` is that region's host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
     /// Scopes granted by the platform.
     pub scopes: Vec<String>,
     /// Open problems, with their fixes.

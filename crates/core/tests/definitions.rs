@@ -15,6 +15,7 @@ fn every_shipped_definition_loads() {
     assert_eq!(
         ids,
         [
+            "amazon-ads",
             "google-ads",
             "meta",
             "microsoft-ads",
@@ -24,7 +25,7 @@ fn every_shipped_definition_loads() {
             "tiktok-business"
         ]
     );
-    assert_eq!(BUILTIN.len(), 7);
+    assert_eq!(BUILTIN.len(), 8);
     assert_eq!(style("google-ads"), RefreshStyle::RefreshToken);
     let g = reg.get("google-ads").unwrap();
     assert!(

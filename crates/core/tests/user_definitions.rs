@@ -542,3 +542,145 @@ fn a_probe_body_is_json_sent_with_post() {
         assert!(problems.contains(expect), "{probe} gives:\n{problems}");
     }
 }
+
+#[test]
+fn regions_are_data_the_first_is_the_default_and_mistakes_are_explained() {
+    let base = example();
+    let region = |name: &str, auth: &str, token: &str, api: &str| {
+        format!(
+            "\n[[regions]]\nname = \"{name}\"\nauthorize_url = \"{auth}\"\ntoken_url = \"{token}\"\napi_base_url = \"{api}\"\n"
+        )
+    };
+    let us = region(
+        "us",
+        "https://login.acme-ads.example/oauth2/authorize",
+        "https://login.acme-ads.example/oauth2/token",
+        "https://api.acme-ads.example/v3",
+    );
+    let eu = region(
+        "eu",
+        "https://login.eu.acme-ads.example/oauth2/authorize",
+        "https://login.eu.acme-ads.example/oauth2/token",
+        "https://api.eu.acme-ads.example/v3",
+    );
+    let good = format!("{base}{us}{eu}");
+    let p = Registry::check("acme-ads.toml", &good).unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(p.spec.region_names(), ["us", "eu"]);
+    // The default region changes nothing; another moves consent, every token call at the
+    // exchange URL (refresh too) and the API base, and leaves endpoints elsewhere alone.
+    assert_eq!(p.spec.in_region(None).authorize.url, p.spec.authorize.url);
+    assert_eq!(
+        p.spec.in_region(Some("us")).api.base_url,
+        p.spec.api.base_url
+    );
+    let e = p.spec.in_region(Some("eu"));
+    assert_eq!(
+        e.authorize.url.as_str(),
+        "https://login.eu.acme-ads.example/oauth2/authorize"
+    );
+    assert_eq!(
+        e.token.exchange.url.as_str(),
+        "https://login.eu.acme-ads.example/oauth2/token"
+    );
+    assert_eq!(
+        e.token.refresh.as_ref().unwrap().url.as_str(),
+        "https://login.eu.acme-ads.example/oauth2/token"
+    );
+    assert_eq!(
+        e.token.revoke.as_ref().unwrap().url,
+        p.spec.token.revoke.as_ref().unwrap().url
+    );
+    assert_eq!(
+        e.api.base_url.as_str(),
+        "https://api.eu.acme-ads.example/v3"
+    );
+    // An app's region is checked against the definition, naming the allowed ones.
+    assert!(p.spec.check_region(Some("eu")).is_ok());
+    assert!(p.spec.check_region(None).is_ok());
+    let wrong = p.spec.check_region(Some("fe")).unwrap_err().to_string();
+    assert_eq!(
+        wrong,
+        "acme-ads has no region \"fe\"; its regions are us, eu"
+    );
+    let none = acme()
+        .spec
+        .check_region(Some("eu"))
+        .unwrap_err()
+        .to_string();
+    assert!(none.contains("acme-ads has no regions"), "{none}");
+    // Moved to a local origin, the regions stay apart: the default with the top-level URLs,
+    // the others under /region/<name>.
+    let moved = p.with_origin(&url::Url::parse("http://127.0.0.1:9/acme-ads").unwrap());
+    assert_eq!(
+        moved.spec.regions[0].token_url,
+        moved.spec.token.exchange.url
+    );
+    assert_eq!(
+        moved.spec.regions[1].token_url.as_str(),
+        "http://127.0.0.1:9/acme-ads/region/eu/oauth2/token"
+    );
+    assert_eq!(
+        moved.spec.in_region(Some("eu")).api.base_url.as_str(),
+        "http://127.0.0.1:9/acme-ads/region/eu/v3"
+    );
+
+    let cases: &[(String, &str)] = &[
+        (
+            format!("{base}{eu}{us}"),
+            "regions[0].authorize_url: the first region is the default and must repeat authorize.url",
+        ),
+        (
+            format!(
+                "{base}{us}{}",
+                region(
+                    "EU!",
+                    "https://a.example/x",
+                    "https://a.example/t",
+                    "https://b.example"
+                )
+            ),
+            "regions[1].name: \"EU!\" is not a region name",
+        ),
+        (
+            format!("{base}{us}{eu}{eu}"),
+            "regions[2].name: region \"eu\" is listed twice",
+        ),
+        (
+            format!(
+                "{base}{us}{}",
+                region(
+                    "eu",
+                    "http://login.eu.example/a",
+                    "https://a.example/t",
+                    "https://b.example"
+                )
+            ),
+            "regions[1].authorize_url: is a plain http:// URL",
+        ),
+        (
+            format!(
+                "{base}{us}{}",
+                region(
+                    "eu",
+                    "https://a.example/a",
+                    "https://a.example/t",
+                    "https://api.acme-ads.example/v3"
+                )
+            ),
+            "regions[1].api_base_url: is another region's API base too",
+        ),
+    ];
+    for (text, expect) in cases {
+        let problems = Registry::check("acme-ads.toml", text)
+            .err()
+            .unwrap_or_default()
+            .iter()
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(
+            problems.contains(expect),
+            "expected {expect:?}, got:\n{problems}"
+        );
+    }
+}

@@ -1022,6 +1022,7 @@ mod tests {
             app: AppId::parse("main").unwrap(),
             state,
             environment: Environment::Production,
+            region: None,
             api_base: "https://adsapi.snapchat.com/v1".into(),
             account_ids: vec![],
             account: None,

@@ -451,6 +451,9 @@ impl TokenService {
                 return Err(e.into());
             }
         };
+        // The token host of the connection's region (its app's, for one recorded before regions).
+        let regional = provider.in_region(conn.region.as_deref().or(app.region.as_deref()));
+        let provider: &Provider = &regional;
         let creds = AppCredentials {
             client_id: app.client_id,
             client_secret: app.client_secret,

@@ -152,6 +152,7 @@ impl World {
                 redirect_uri: c.redirect_uri,
                 developer_token: None,
                 environment: tokenwarden_core::connection::Environment::Production,
+                region: None,
                 created_at: now,
                 updated_at: now,
             })
@@ -164,6 +165,7 @@ impl World {
             app: app_id,
             state: ConnectionState::Active,
             environment: Environment::Production,
+            region: None,
             api_base: p.spec.api.base_url.to_string(),
             account_ids: grant.account_ids.clone(),
             account: None,

@@ -101,6 +101,7 @@ async fn every_platform_connects_and_renews_as_its_definition_says() {
         "meta",
         "google-ads",
         "microsoft-ads",
+        "amazon-ads",
     ] {
         let p = w.provider(id);
         let app = w.app(id);
@@ -211,6 +212,93 @@ async fn microsoft_rotates_on_every_refresh_and_ends_a_refresh_token_after_ninet
     assert!(matches!(ended, TokenError::Refused { .. }), "{ended:?}");
     assert_eq!(c.kind.as_str(), "token_revoked");
     assert_eq!(c.platform_subcode.as_deref(), Some("700082"));
+}
+
+/// Amazon Ads in each of its regions: consent on that region's page, the code redeemed and the
+/// token refreshed at that region's token host, the stored refresh token kept (Amazon echoes it,
+/// never rotates), and Amazon's invalid_grant once the user removed the app.
+#[tokio::test]
+async fn amazon_ads_connects_and_refreshes_in_every_region() {
+    let w = world().await;
+    let moved = w.provider("amazon-ads");
+    for region in ["na", "eu", "fe"] {
+        let p = moved.in_region(Some(region)).into_owned();
+        if region != "na" {
+            assert!(
+                p.spec
+                    .token
+                    .exchange
+                    .url
+                    .path()
+                    .starts_with(&format!("/amazon-ads/region/{region}/")),
+                "{region}: {}",
+                p.spec.token.exchange.url
+            );
+            assert!(
+                p.spec
+                    .authorize
+                    .url
+                    .path()
+                    .ends_with(&format!("/region/{region}/ap/oa"))
+            );
+        }
+        let app = w.app("amazon-ads");
+        let code = w.approve(&p).await;
+        let grant = w
+            .client
+            .exchange_code(&p, &app, &code, None)
+            .await
+            .unwrap_or_else(|e| panic!("{region}: exchange: {e}"));
+        let first = grant.tokens;
+        let renewed = w
+            .client
+            .refresh(&p, &app, &first)
+            .await
+            .unwrap_or_else(|e| panic!("{region}: refresh: {e}"));
+        assert_ne!(renewed.tokens.access_token, first.access_token);
+        assert_eq!(
+            renewed
+                .tokens
+                .refresh_token
+                .as_ref()
+                .map(|s| s.expose().to_string()),
+            first.refresh_token.as_ref().map(|s| s.expose().to_string()),
+            "{region}: not rotated"
+        );
+        // The user removes the app at Amazon: the refresh is refused as a revoked grant.
+        let grants: serde_json::Value = w
+            .http
+            .get(format!("{}/_sandbox/grants?provider=amazon-ads", w.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        // Each region's grant is this loop's newest; revoke every one still standing.
+        for g in grants["grants"].as_array().unwrap() {
+            let id = g["id"].as_str().unwrap();
+            let _ = w
+                .http
+                .post(format!("{}/_sandbox/grants/{id}/revoke", w.base))
+                .json(&serde_json::json!({}))
+                .send()
+                .await
+                .unwrap();
+        }
+        let refused = w.client.refresh(&p, &app, &first).await.unwrap_err();
+        match &refused {
+            TokenError::Refused { classification, .. } => {
+                assert_eq!(classification.kind.as_str(), "token_revoked", "{region}");
+                assert!(
+                    classification.explanation.contains("removed the app"),
+                    "{}",
+                    classification.explanation
+                );
+            }
+            other => panic!("{region}: {other:?}"),
+        }
+    }
 }
 
 #[tokio::test]

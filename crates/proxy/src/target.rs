@@ -41,12 +41,14 @@ pub enum UrlRefused {
 }
 
 /// The API base a connection's calls go to: its recorded `api_base`, which must be the provider's
-/// production or sandbox base (as the registry points them, e.g. at the local sandbox).
+/// production or sandbox base, or one of its regions' bases (as the registry points them, e.g. at
+/// the local sandbox).
 pub fn api_base(provider: &Provider, conn: &Connection) -> Result<Url, UrlRefused> {
     let api = &provider.spec.api;
     let recorded = conn.api_base.trim_end_matches('/');
     std::iter::once(&api.base_url)
         .chain(api.sandbox_base_url.as_ref())
+        .chain(provider.spec.regions.iter().map(|r| &r.api_base_url))
         .find(|u| u.as_str().trim_end_matches('/') == recorded)
         .cloned()
         .ok_or(UrlRefused::UnknownBase)

@@ -296,6 +296,7 @@ async fn rig(config: EngineConfig) -> Rig {
             app: AppId::parse("demo").unwrap(),
             state: ConnectionState::Active,
             environment: Environment::Production,
+            region: None,
             api_base,
             account_ids: vec![],
             account: None,
@@ -331,6 +332,7 @@ async fn rig(config: EngineConfig) -> Rig {
             redirect_uri: "http://127.0.0.1:1/callback/bulk".into(),
             developer_token: None,
             environment: tokenwarden_core::connection::Environment::Production,
+            region: None,
             created_at: now,
             updated_at: now,
         })

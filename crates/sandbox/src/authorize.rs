@@ -64,7 +64,7 @@ fn carried_params(p: Provider) -> &'static [&'static str] {
             "code_challenge",
             "code_challenge_method",
         ],
-        Provider::Snapchat => &[
+        Provider::Snapchat | Provider::AmazonAds => &[
             "client_id",
             "redirect_uri",
             "response_type",
@@ -163,6 +163,14 @@ fn check(p: Provider, sb: &Sandbox, q: &HashMap<String, String>) -> Result<Check
             "invalid_scope",
             "The only scope is snapchat-marketing-api",
         ));
+    }
+    // Login with Amazon refuses a scope the app is not approved for as unknown (Part A §3).
+    if p == Provider::AmazonAds
+        && scopes
+            .iter()
+            .any(|s| !crate::platform::amazon_ads::SCOPES.contains(&s.as_str()))
+    {
+        return Err(bounce("invalid_scope", "An unknown scope was requested"));
     }
     let code_challenge = if matches!(
         p,

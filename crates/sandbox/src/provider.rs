@@ -24,6 +24,11 @@ pub enum Provider {
     /// Microsoft Advertising API v13 (`login.microsoftonline.com` +
     /// `*.api.bingads.microsoft.com`; platforms-ads.md Part A §2).
     MicrosoftAds,
+    /// Amazon Ads API with Login with Amazon, per region (`www.amazon.com` / `eu.account.amazon.com`
+    /// / `apac.account.amazon.com` + `api.amazon.com` / `.co.uk` / `.co.jp` +
+    /// `advertising-api(-eu|-fe).amazon.com`; platforms-ads.md Part A §3). The NA hosts are served
+    /// under `/amazon-ads`, EU and FE under `/amazon-ads/region/<eu|fe>`.
+    AmazonAds,
 }
 
 /// How a platform tells an app that a user removed it.
@@ -40,7 +45,7 @@ pub enum DeauthorizeCallback {
 
 impl Provider {
     /// Every platform, in a stable order.
-    pub const ALL: [Provider; 7] = [
+    pub const ALL: [Provider; 8] = [
         Provider::Snapchat,
         Provider::TiktokBusiness,
         Provider::Tiktok,
@@ -48,6 +53,7 @@ impl Provider {
         Provider::Meta,
         Provider::GoogleAds,
         Provider::MicrosoftAds,
+        Provider::AmazonAds,
     ];
 
     /// The provider id, which is also the sandbox path prefix (`/snapchat/...`).
@@ -60,6 +66,7 @@ impl Provider {
             Provider::Meta => "meta",
             Provider::GoogleAds => "google-ads",
             Provider::MicrosoftAds => "microsoft-ads",
+            Provider::AmazonAds => "amazon-ads",
         }
     }
 
@@ -82,6 +89,7 @@ impl Provider {
             Provider::Meta => "/v24.0/dialog/oauth",
             Provider::GoogleAds => "/o/oauth2/v2/auth",
             Provider::MicrosoftAds => "/common/oauth2/v2.0/authorize",
+            Provider::AmazonAds => "/ap/oa",
         }
     }
 
@@ -116,7 +124,8 @@ impl Provider {
             Provider::Snapchat
             | Provider::TiktokBusiness
             | Provider::GoogleAds
-            | Provider::MicrosoftAds => None,
+            | Provider::MicrosoftAds
+            | Provider::AmazonAds => None,
         }
     }
 
@@ -128,6 +137,8 @@ impl Provider {
             Provider::Snapchat | Provider::Threads | Provider::Meta | Provider::MicrosoftAds => {
                 Some(HOUR)
             }
+            // expires_in 3600 (platforms-ads.md Part A §3).
+            Provider::AmazonAds => Some(HOUR),
             // expires_in 3599 (platforms-ads.md Part A §1).
             Provider::GoogleAds => Some(HOUR - Duration::from_secs(1)),
             Provider::Tiktok => Some(2 * HOUR),
@@ -160,6 +171,8 @@ impl Provider {
     pub fn code_lifetime(self) -> Duration {
         match self {
             Provider::TiktokBusiness => HOUR,
+            // Login with Amazon: 5 minutes (platforms-ads.md Part A §3).
+            Provider::AmazonAds => 5 * MINUTE,
             _ => 10 * MINUTE,
         }
     }
@@ -181,6 +194,7 @@ impl Provider {
                 "offline_access",
                 "https://ads.microsoft.com/msads.manage",
             ],
+            Provider::AmazonAds => &["advertising::campaign_management"],
         };
         s.iter().map(|s| s.to_string()).collect()
     }
@@ -188,7 +202,7 @@ impl Provider {
     /// How the `scope` query parameter separates scopes (Snapchat: space, RFC 6749; others: comma).
     pub(crate) fn scope_separator(self) -> char {
         match self {
-            Provider::Snapchat | Provider::GoogleAds | Provider::MicrosoftAds => ' ',
+            Provider::Snapchat | Provider::GoogleAds | Provider::MicrosoftAds | Provider::AmazonAds => ' ',
             _ => ',',
         }
     }

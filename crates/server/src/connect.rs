@@ -213,6 +213,24 @@ async fn show(
         text.push(format!("It is for {who}."));
     }
     text.push("This link works once.".to_string());
+    // The consent page is on the host of the app's region (Amazon EU: eu.account.amazon.com),
+    // which the page's form-action must allow: the app `begin` will pick (the session's, else the
+    // connection's, else the first).
+    let wanted = match &session.app {
+        Some(a) => Some(a.to_string()),
+        None => s
+            .store
+            .get_connection(&session.connection)
+            .await
+            .ok()
+            .flatten()
+            .map(|c| c.app.to_string()),
+    };
+    let region = match default_app(&s, &p.spec.id, wanted.as_deref()).await {
+        Ok(app) => app.region,
+        Err(_) => None,
+    };
+    let p = p.in_region(region.as_deref());
     page::render_form(
         StatusCode::OK,
         &format!("Connect {}", p.spec.name),
@@ -285,6 +303,8 @@ pub(crate) async fn begin(s: &ServerState, token: &str) -> Response {
         Ok(a) => a,
         Err(r) => return r,
     };
+    // The app's region decides the consent page's host (and, at the callback, the token host).
+    let p = p.in_region(app.region.as_deref()).into_owned();
     let scopes = session.scopes.clone();
     let state = random_token();
     let browser = random_token();
@@ -525,6 +545,11 @@ async fn callback(
         }
         Err(_) => return unavailable(),
     };
+    // The code is redeemed at the token host of the app's region, and the connection records
+    // that region's API host.
+    let p = p.in_region(app.region.as_deref()).into_owned();
+    // Recorded by name (the default region's too), so a connection says where its account is.
+    let region = p.spec.region(app.region.as_deref()).map(|r| r.name.clone());
     let creds = AppCredentials {
         client_id: app.client_id,
         client_secret: app.client_secret,
@@ -703,6 +728,7 @@ async fn callback(
                 .and_then(|x| x.end_user.clone())
                 .or_else(|| existing.as_ref().and_then(|c| c.end_user.clone())),
             account_changed: check == AccountCheck::Changed,
+            region,
         },
         flow,
     )
@@ -760,6 +786,8 @@ struct Saved {
     account: Option<Account>,
     end_user: Option<String>,
     account_changed: bool,
+    /// The region of the app the grant was made through (by name; `None` without regions).
+    region: Option<String>,
 }
 
 async fn save(
@@ -789,6 +817,7 @@ async fn save(
         account_ids: grant.account_ids.clone(),
         account: saved.account,
         end_user: saved.end_user,
+        region: saved.region,
         scopes: grant.tokens.scopes.clone(),
         problems: Vec::new(),
         created_at: existing.as_ref().map_or(now, |c| c.created_at),
@@ -812,18 +841,25 @@ async fn save(
         (true, false) => "Re-authorized",
         (false, _) => "Connected",
     };
-    let event = NewEvent::new(
+    let mut event = NewEvent::new(
         Some(conn.id.clone()),
         now,
         "connected",
         format!(
-            "{verb} {}{}",
+            "{verb} {}{}{}",
             p.spec.name,
-            who(conn.account.as_ref(), &conn.account_ids)
+            who(conn.account.as_ref(), &conn.account_ids),
+            conn.region
+                .as_deref()
+                .map(|r| format!(" in region {r}"))
+                .unwrap_or_default()
         ),
     )
     .with("provider", conn.provider.as_str())
     .with("flow", flow);
+    if let Some(r) = &conn.region {
+        event = event.with("region", r.as_str());
+    }
     tracing::info!(connection = %conn.id, provider = %conn.provider, kind = "connected", reauthorized = existing.is_some(), account_changed = saved.account_changed, "connection authorized");
     s.store.append_event(&event).await?;
     Ok(())

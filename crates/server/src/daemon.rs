@@ -225,6 +225,7 @@ impl Daemon {
                     developer_token: tokenwarden_sandbox::demo_developer_token(id.as_str())
                         .map(Secret::new),
                     environment: tokenwarden_core::connection::Environment::Production,
+                    region: None,
                     created_at: now,
                     updated_at: now,
                 };

@@ -275,6 +275,7 @@ mod tests {
             app: AppId::parse("demo").unwrap(),
             state,
             environment: Environment::Production,
+            region: None,
             api_base: "http://x".into(),
             account_ids: vec![],
             account: None,

@@ -720,6 +720,7 @@ mod tests {
             app: "main".parse().unwrap(),
             state: tokenwarden_core::connection::ConnectionState::Active,
             environment,
+            region: None,
             api_base: "https://business-api.tiktok.com/open_api/v1.3".into(),
             account_ids: vec![],
             account: None,

@@ -296,6 +296,7 @@ async fn old_history_goes_at_start_and_every_hour_and_recent_and_pending_stay() 
                 app: AppId::parse("demo").unwrap(),
                 state: ConnectionState::Active,
                 environment: Environment::Production,
+                region: None,
                 api_base: "https://adsapi.snapchat.com".into(),
                 account_ids: vec![],
                 account: None,

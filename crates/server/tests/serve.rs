@@ -19,6 +19,7 @@ async fn every_platform_connects_and_its_tokens_keep_working_across_expiries() {
         "meta",
         "google-ads",
         "microsoft-ads",
+        "amazon-ads",
     ];
     for p in all {
         let flow = w.start_and_approve(p, &format!("e2e-{p}")).await;
@@ -50,6 +51,7 @@ async fn every_platform_connects_and_its_tokens_keep_working_across_expiries() {
             "threads",
             "google-ads",
             "microsoft-ads",
+            "amazon-ads",
         ] {
             let (status, body) = w
                 .api(&w.reader, &format!("v1/connections/e2e-{p}/token"))
@@ -81,11 +83,69 @@ async fn every_platform_connects_and_its_tokens_keep_working_across_expiries() {
     let (status, list) = w.api(&w.admin, "v1/connections").await;
     assert_eq!(status, 200);
     let text = list.to_string();
-    assert_eq!(list["connections"].as_array().unwrap().len(), 7);
+    assert_eq!(list["connections"].as_array().unwrap().len(), 8);
     assert!(
         !text.contains("access_token\""),
         "the list never carries tokens: {text}"
     );
+    w.d.stop().await;
+}
+
+/// Amazon Ads through an app of the EU region: the consent page and the token host are EU's, the
+/// connection records region eu and the EU API host, and its tokens pass the probe there across
+/// expiries.
+#[tokio::test]
+async fn amazon_ads_connects_in_a_non_default_region_and_passes_the_probe_there() {
+    let w = world().await;
+    w.regional_app("amazon-ads", "eu", "eu").await;
+    let link = w
+        .mint("amazon-ads", "amz-eu", serde_json::json!({"app": "eu"}))
+        .await;
+    let r = w.http.post(&link).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    let consent = r.headers()["location"].to_str().unwrap().to_string();
+    assert!(
+        consent.contains("/amazon-ads/region/eu/ap/oa?"),
+        "the EU consent page: {consent}"
+    );
+    let link = w
+        .mint("amazon-ads", "amz-eu", serde_json::json!({"app": "eu"}))
+        .await;
+    let flow = w.approve_link("amazon-ads", &link, "eu-seller").await;
+    let (status, page) = w.finish(&flow).await;
+    assert_eq!(status, 303, "{page}");
+    assert!(page.contains("Connected"), "{page}");
+    let (status, conn) = w.api(&w.admin, "v1/connections/amz-eu").await;
+    assert_eq!(status, 200, "{conn}");
+    assert_eq!(conn["region"], "eu");
+    let base = conn["api_base"]
+        .as_str()
+        .unwrap()
+        .trim_end_matches('/')
+        .to_string();
+    assert!(base.ends_with("/amazon-ads/region/eu"), "{base}");
+    let (_, events) = w.api(&w.admin, "v1/connections/amz-eu/events").await;
+    assert!(
+        events.to_string().contains("in region eu"),
+        "the connected event names the region: {events}"
+    );
+    for step in 0..30 {
+        w.clock.advance(TimeDelta::minutes(50));
+        let (status, body) = w.api(&w.reader, "v1/connections/amz-eu/token").await;
+        assert_eq!(status, 200, "step {step}: {body}");
+        let token = body["access_token"].as_str().unwrap();
+        let probe = w
+            .http
+            .get(format!("{base}/v2/profiles"))
+            .bearer_auth(token)
+            .header("Amazon-Advertising-API-ClientId", "demo-amazon-ads")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(probe.status(), 200, "step {step}");
+        let profiles: serde_json::Value = probe.json().await.unwrap();
+        assert_eq!(profiles[0]["countryCode"], "UK", "the EU host's profiles");
+    }
     w.d.stop().await;
 }
 

@@ -27,6 +27,10 @@ pub struct App {
     pub developer_token: Option<Secret>,
     /// Which of the platform's environments its tokens belong to (decides the API host).
     pub environment: Environment,
+    /// Which of the platform's regions (`[[regions]]`) its tokens and accounts belong to
+    /// (decides the authorize, token and API hosts); `None`: the default region, or a platform
+    /// without regions.
+    pub region: Option<String>,
     /// Created.
     pub created_at: DateTime<Utc>,
     /// Last changed.

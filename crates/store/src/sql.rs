@@ -355,6 +355,7 @@ impl SqlStore {
             },
             created_at: from_ms(r.try_get("created_at")?)?,
             updated_at: from_ms(r.try_get("updated_at")?)?,
+            region: r.try_get("region")?,
         })
     }
 
@@ -374,6 +375,7 @@ impl SqlStore {
                 .map(|a| unjson("account", &a))
                 .transpose()?,
             end_user: r.try_get("end_user")?,
+            region: r.try_get("region")?,
             scopes: unjson("scopes", &r.try_get::<String, _>("scopes")?)?,
             problems: problems_from_json(&r.try_get::<String, _>("problems")?)?,
             created_at: from_ms(r.try_get("created_at")?)?,
@@ -566,7 +568,7 @@ where
 
 const DELIVERY_COLS: &str =
     "id, webhook_id, payload, attempts, next_attempt_at, status, last_error, created_at";
-const CONNECTION_COLS: &str = "id, provider, app_id, state, environment, api_base, account_ids, scopes, problems, created_at, updated_at, account, end_user";
+const CONNECTION_COLS: &str = "id, provider, app_id, state, environment, api_base, account_ids, scopes, problems, created_at, updated_at, account, end_user, region";
 
 struct SealedTokens {
     at: Vec<u8>,
@@ -844,11 +846,11 @@ impl Store for SqlStore {
             None => None,
         };
         sqlx::query(
-            "INSERT INTO apps (row_key, provider, app_id, client_id, client_secret_ct, redirect_uri, created_at, updated_at, environment, developer_token_ct)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+            "INSERT INTO apps (row_key, provider, app_id, client_id, client_secret_ct, redirect_uri, created_at, updated_at, environment, developer_token_ct, region)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
              ON CONFLICT (row_key) DO UPDATE SET client_id = excluded.client_id, client_secret_ct = excluded.client_secret_ct,
                redirect_uri = excluded.redirect_uri, updated_at = excluded.updated_at, environment = excluded.environment,
-               developer_token_ct = excluded.developer_token_ct",
+               developer_token_ct = excluded.developer_token_ct, region = excluded.region",
         )
         .bind(&key)
         .bind(app.provider.as_str())
@@ -860,6 +862,7 @@ impl Store for SqlStore {
         .bind(ms(app.updated_at))
         .bind(app.environment.as_str())
         .bind(developer_token_ct)
+        .bind(app.region.clone())
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -958,12 +961,12 @@ impl Store for SqlStore {
 
     async fn put_connection(&self, c: &Connection) -> Result<()> {
         sqlx::query(
-            "INSERT INTO connections (id, provider, app_id, state, environment, api_base, account_ids, scopes, problems, created_at, updated_at, account, end_user)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+            "INSERT INTO connections (id, provider, app_id, state, environment, api_base, account_ids, scopes, problems, created_at, updated_at, account, end_user, region)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
              ON CONFLICT (id) DO UPDATE SET provider = excluded.provider, app_id = excluded.app_id, state = excluded.state,
                environment = excluded.environment, api_base = excluded.api_base, account_ids = excluded.account_ids,
                scopes = excluded.scopes, problems = excluded.problems, updated_at = excluded.updated_at,
-               account = excluded.account, end_user = excluded.end_user",
+               account = excluded.account, end_user = excluded.end_user, region = excluded.region",
         )
         .bind(c.id.as_str())
         .bind(c.provider.as_str())
@@ -978,6 +981,7 @@ impl Store for SqlStore {
         .bind(ms(c.updated_at))
         .bind(c.account.as_ref().map(json).transpose()?)
         .bind(c.end_user.clone())
+        .bind(c.region.clone())
         .execute(&self.pool)
         .await?;
         Ok(())

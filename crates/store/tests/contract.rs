@@ -388,13 +388,23 @@ mod cases {
             redirect_uri: "https://tw.example/callback/snapchat".into(),
             developer_token: None,
             environment: tokenwarden_core::connection::Environment::Production,
+            region: None,
             created_at: t0(),
             updated_at: t0(),
         };
         s.put_app(&app).await.unwrap();
         let mut second = app.clone();
         second.id = AppId::parse("second").unwrap();
+        // A region is stored and read back (migration 0009).
+        second.region = Some("eu".into());
         s.put_app(&second).await.unwrap();
+        assert_eq!(
+            s.get_app(&second.provider, &second.id)
+                .await
+                .unwrap()
+                .and_then(|a| a.region),
+            Some("eu".to_string())
+        );
         assert_eq!(
             s.get_app(&app.provider, &app.id).await.unwrap().as_ref(),
             Some(&app)
@@ -460,8 +470,15 @@ mod cases {
         let s = db.open().await;
         let mut c = connection("c1");
         s.put_connection(&c).await.unwrap();
-        s.put_connection(&connection("c2")).await.unwrap();
+        let mut regional = connection("c2");
+        regional.region = Some("fe".into());
+        s.put_connection(&regional).await.unwrap();
         assert_eq!(s.get_connection(&c.id).await.unwrap(), Some(c.clone()));
+        assert_eq!(
+            s.get_connection(&regional.id).await.unwrap(),
+            Some(regional.clone()),
+            "the region is stored (migration 0009)"
+        );
         assert_eq!(s.get_connection(&cid("nope")).await.unwrap(), None);
         let later = t0() + TimeDelta::minutes(3);
         s.set_state(
@@ -1779,6 +1796,7 @@ mod cases {
             redirect_uri: "https://x/cb".into(),
             developer_token: Some(Secret::new(secrets[5])),
             environment: tokenwarden_core::connection::Environment::Production,
+            region: None,
             created_at: t0(),
             updated_at: t0(),
         })
@@ -1894,6 +1912,7 @@ mod cases {
             redirect_uri: "https://x/cb".into(),
             developer_token: None,
             environment: tokenwarden_core::connection::Environment::Production,
+            region: None,
             created_at: t0(),
             updated_at: t0(),
         })

@@ -327,6 +327,7 @@ async fn serve(args: Args, file: FileConfig, providers_dir: Option<&Path>) -> Re
                 redirect_uri: a.redirect_uri,
                 developer_token: a.developer_token,
                 environment: a.environment,
+                region: a.region,
                 created_at: now,
                 updated_at: now,
             })

@@ -140,7 +140,12 @@ impl Envelope {
         Some(Envelope {
             code,
             subcode: family.or_else(|| field(&spec.subcode)),
-            message: field(&spec.message),
+            // `details|detail`: the first alternative that holds a value (Amazon Ads' 425 body
+            // says `detail` where every other answer says `details`).
+            message: spec
+                .message
+                .as_deref()
+                .and_then(|m| m.split('|').find_map(|alt| field(&Some(alt.to_string())))),
             trace_id: field(&spec.trace_id),
             transient: spec
                 .transient

@@ -38,6 +38,54 @@ pub struct ProviderSpec {
     /// Callbacks the platform sends to the app (a user removed it: `[callbacks.deauthorize]`).
     #[serde(default)]
     pub callbacks: crate::platform_callback::CallbacksSpec,
+    /// The platform's regions, each with its own authorize, token and API hosts (Amazon Ads: NA,
+    /// EU, FE). The first is the default and repeats `authorize.url`, `token.exchange.url` and
+    /// `api.base_url`; an app picks another with `region = "eu"` in its configuration.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub regions: Vec<RegionSpec>,
+}
+
+/// One region of a platform that keeps its accounts apart by region: its own hosts.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegionSpec {
+    /// Short name an app configures (`na`, `eu`, `fe`): lower-case letters, digits and `-`.
+    pub name: String,
+    /// The region's authorize URL (replaces `authorize.url`).
+    pub authorize_url: Url,
+    /// The region's token endpoint (replaces the URL of every `[token.*]` call that is at
+    /// `token.exchange.url`).
+    pub token_url: Url,
+    /// The region's API base (replaces `api.base_url`).
+    pub api_base_url: Url,
+    /// What the region covers, for people.
+    #[serde(default)]
+    pub note: String,
+}
+
+/// A region an app asked for that its definition does not have.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegionError {
+    /// The definition has regions, and this is not one of them.
+    #[error("{provider} has no region {wanted:?}; its regions are {}", .allowed.join(", "))]
+    Unknown {
+        /// The provider.
+        provider: String,
+        /// What was asked for.
+        wanted: String,
+        /// The regions it has, the default first.
+        allowed: Vec<String>,
+    },
+    /// The definition has no regions at all.
+    #[error(
+        "{provider} has no regions (its definition lists no [[regions]]); remove region = {wanted:?}"
+    )]
+    NoRegions {
+        /// The provider.
+        provider: String,
+        /// What was asked for.
+        wanted: String,
+    },
 }
 
 /// The authorize redirect.
@@ -720,7 +768,8 @@ pub struct EnvelopeSpec {
     /// The sub-code (`error.error_subcode`).
     #[serde(default)]
     pub subcode: Option<String>,
-    /// The message for people.
+    /// The message for people. Alternatives separated by `|` (`details|detail`) are tried in
+    /// order, the first that holds a value wins.
     #[serde(default)]
     pub message: Option<String>,
     /// A trace id to quote to the platform's support (`fbtrace_id`, `request_id`, `log_id`).
@@ -984,6 +1033,72 @@ fn yes() -> bool {
 }
 
 impl ProviderSpec {
+    /// The names of its regions, the default first; empty for a platform without regions.
+    pub fn region_names(&self) -> Vec<String> {
+        self.regions.iter().map(|r| r.name.clone()).collect()
+    }
+
+    /// Checks that `wanted` is one of the definition's regions (`None` is always fine: the
+    /// default region, or no regions at all).
+    pub fn check_region(&self, wanted: Option<&str>) -> Result<(), RegionError> {
+        let Some(w) = wanted else { return Ok(()) };
+        if self.regions.is_empty() {
+            return Err(RegionError::NoRegions {
+                provider: self.id.to_string(),
+                wanted: w.to_string(),
+            });
+        }
+        if self.regions.iter().any(|r| r.name == w) {
+            Ok(())
+        } else {
+            Err(RegionError::Unknown {
+                provider: self.id.to_string(),
+                wanted: w.to_string(),
+                allowed: self.region_names(),
+            })
+        }
+    }
+
+    /// The region an app's tokens belong to: `wanted` when it is one of the definition's
+    /// regions, else the default (first) one; `None` for a platform without regions.
+    pub fn region(&self, wanted: Option<&str>) -> Option<&RegionSpec> {
+        wanted
+            .and_then(|w| self.regions.iter().find(|r| r.name == w))
+            .or_else(|| self.regions.first())
+    }
+
+    /// The same definition with `wanted`'s hosts in place of the default ones: its authorize
+    /// URL, its token URL on every token call made to `token.exchange.url`, and its API base.
+    /// The default region, an unknown one (configuration refuses those before they get here)
+    /// or a platform without regions leave the definition as it is.
+    pub fn in_region(&self, wanted: Option<&str>) -> ProviderSpec {
+        let mut s = self.clone();
+        let (Some(first), Some(r)) = (self.regions.first(), self.region(wanted)) else {
+            return s;
+        };
+        if r.name == first.name {
+            return s;
+        }
+        s.authorize.url = r.authorize_url.clone();
+        let default_token = self.token.exchange.url.clone();
+        for call in std::iter::once(&mut s.token.exchange).chain(
+            [
+                &mut s.token.upgrade,
+                &mut s.token.refresh,
+                &mut s.token.revoke,
+                &mut s.token.introspect,
+            ]
+            .into_iter()
+            .flatten(),
+        ) {
+            if call.url == default_token {
+                call.url = r.token_url.clone();
+            }
+        }
+        s.api.base_url = r.api_base_url.clone();
+        s
+    }
+
     /// The API base for an environment.
     pub fn api_base(&self, env: crate::connection::Environment) -> &Url {
         match (env, &self.api.sandbox_base_url) {
@@ -1026,9 +1141,29 @@ impl ProviderSpec {
                 *u = rebase(u, &b);
             }
         }
+        // The default region moves with the top-level URLs it repeats; every other region goes
+        // under `/region/<name>`, since the regions' hosts serve the same paths (Amazon's
+        // /auth/o2/token on api.amazon.com and api.amazon.co.uk) and must stay apart.
+        for (i, r) in s.regions.iter_mut().enumerate() {
+            let prefix = base.as_str().trim_end_matches('/');
+            let b = if i == 0 {
+                Some(base.clone())
+            } else {
+                Url::parse(&format!("{prefix}{REGION_HOST_PREFIX}/{}", r.name)).ok()
+            };
+            if let Some(b) = b {
+                r.authorize_url = rebase(&r.authorize_url, &b);
+                r.token_url = rebase(&r.token_url, &b);
+                r.api_base_url = rebase(&r.api_base_url, &b);
+            }
+        }
         s
     }
 }
+
+/// Where [`ProviderSpec::with_origin`] puts a region's hosts (all but the default region's),
+/// under the new origin: `/amazon-ads/region/eu/auth/o2/token`.
+pub const REGION_HOST_PREFIX: &str = "/region";
 
 /// Where [`ProviderSpec::with_origin`] puts the platform's sandbox API host, under the new origin.
 /// An emulator serves the sandbox host's API under this prefix (`/tiktok-business/sandbox/…`).

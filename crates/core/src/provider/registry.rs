@@ -11,6 +11,10 @@ use std::sync::Arc;
 /// The shipped definitions: `(file name, TOML text)`.
 pub const BUILTIN: &[(&str, &str)] = &[
     (
+        "amazon-ads.toml",
+        include_str!("../../../../providers/amazon-ads.toml"),
+    ),
+    (
         "google-ads.toml",
         include_str!("../../../../providers/google-ads.toml"),
     ),
@@ -75,6 +79,19 @@ impl Provider {
         Provider {
             spec: self.spec.with_origin(base),
             ..self.clone()
+        }
+    }
+
+    /// The provider as an app of `region` sees it: that region's authorize, token and API hosts
+    /// (see [`ProviderSpec::in_region`]). Borrowed unchanged for the default region or a
+    /// platform without regions.
+    pub fn in_region(&self, region: Option<&str>) -> std::borrow::Cow<'_, Provider> {
+        match (region, self.spec.regions.first()) {
+            (Some(r), Some(first)) if r != first.name => std::borrow::Cow::Owned(Provider {
+                spec: self.spec.in_region(Some(r)),
+                ..self.clone()
+            }),
+            _ => std::borrow::Cow::Borrowed(self),
         }
     }
 }

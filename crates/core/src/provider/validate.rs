@@ -421,6 +421,7 @@ pub(crate) fn validate(
         Err(e) => p.add("api.credential_value", e),
     }
     check_api_headers(p, api);
+    check_regions(p, spec, endpoints);
     if api.probe.via == ProbeVia::Introspection && t.introspect.is_none() {
         p.add(
             "api.probe.via",
@@ -522,7 +523,17 @@ pub(crate) fn validate(
         .into_iter()
         .flatten()
         {
-            if path.is_empty() || path.split('.').any(str::is_empty) {
+            // Only `message` may list alternatives (`details|detail`); elsewhere a `|` is a
+            // character of a key.
+            let alternatives: Vec<&str> = if Some(path) == env.message.as_ref() {
+                path.split('|').collect()
+            } else {
+                vec![path.as_str()]
+            };
+            if alternatives
+                .iter()
+                .any(|a| a.is_empty() || a.split('.').any(str::is_empty))
+            {
                 p.add(
                     format!("errors.envelopes[{i}]"),
                     format!("{path:?} is not a dotted path"),
@@ -583,6 +594,90 @@ const RESERVED_HEADERS: &[&str] = &[
 
 /// `api.headers`: names that are header names and not reserved, each once, and values whose
 /// placeholders come from the app or the connection, never a token or the client secret.
+/// `[[regions]]`: named uniquely, each with its own hosts, the first repeating the top-level URLs
+/// (it is what an app without `region` gets).
+fn check_regions(p: &mut Problems, spec: &ProviderSpec, endpoints: Endpoints) {
+    let mut seen: Vec<&str> = Vec::new();
+    let mut bases: Vec<&str> = Vec::new();
+    for (i, r) in spec.regions.iter().enumerate() {
+        let key = format!("regions[{i}]");
+        let name_ok = !r.name.is_empty()
+            && r.name.len() <= 32
+            && r.name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !name_ok {
+            p.add(
+                format!("{key}.name"),
+                format!(
+                    "{:?} is not a region name: use 1 to 32 lower-case letters, digits or '-' (na, eu, fe)",
+                    r.name
+                ),
+            );
+        }
+        if seen.contains(&r.name.as_str()) {
+            p.add(
+                format!("{key}.name"),
+                format!("region {:?} is listed twice", r.name),
+            );
+        }
+        seen.push(&r.name);
+        check_endpoint(
+            p,
+            &format!("{key}.authorize_url"),
+            &r.authorize_url,
+            endpoints,
+        );
+        check_endpoint(p, &format!("{key}.token_url"), &r.token_url, endpoints);
+        check_endpoint(
+            p,
+            &format!("{key}.api_base_url"),
+            &r.api_base_url,
+            endpoints,
+        );
+        let base = r.api_base_url.as_str().trim_end_matches('/');
+        if bases.contains(&base) {
+            p.add(
+                format!("{key}.api_base_url"),
+                "is another region's API base too: each region has its own host (a connection is recognised by its base)",
+            );
+        }
+        bases.push(base);
+    }
+    if let Some(first) = spec.regions.first() {
+        let same = |a: &url::Url, b: &url::Url| {
+            a.as_str().trim_end_matches('/') == b.as_str().trim_end_matches('/')
+        };
+        for (what, region_url, top, top_key) in [
+            (
+                "authorize_url",
+                &first.authorize_url,
+                &spec.authorize.url,
+                "authorize.url",
+            ),
+            (
+                "token_url",
+                &first.token_url,
+                &spec.token.exchange.url,
+                "token.exchange.url",
+            ),
+            (
+                "api_base_url",
+                &first.api_base_url,
+                &spec.api.base_url,
+                "api.base_url",
+            ),
+        ] {
+            if !same(region_url, top) {
+                p.add(
+                    format!("regions[0].{what}"),
+                    format!("the first region is the default and must repeat {top_key} ({top})"),
+                );
+            }
+        }
+    }
+}
+
 fn check_api_headers(p: &mut Problems, api: &ApiSpec) {
     let mut seen: Vec<String> = Vec::new();
     for (i, h) in api.headers.iter().enumerate() {

@@ -80,11 +80,20 @@ impl World {
     /// Runs the connect flow for `connection` on `provider` (approving at the sandbox) and returns
     /// the sandbox's grant id.
     pub async fn connect(&self, provider: &str, connection: &str) -> String {
+        self.connect_app(provider, connection, None).await
+    }
+
+    /// [`World::connect`] through the app `app` (the provider's first app when `None`).
+    pub async fn connect_app(&self, provider: &str, connection: &str, app: Option<&str>) -> String {
+        let mut session = serde_json::json!({"provider": provider, "connection_id": connection});
+        if let Some(app) = app {
+            session["app"] = app.into();
+        }
         let minted: Value = self
             .http
             .post(format!("{}v1/connect-sessions", self.d.base))
             .bearer_auth(&self.admin)
-            .json(&serde_json::json!({"provider": provider, "connection_id": connection}))
+            .json(&session)
             .send()
             .await
             .unwrap()

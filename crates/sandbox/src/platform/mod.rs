@@ -1,6 +1,7 @@
 //! The emulated platforms. Each module owns its token endpoint(s), a few API endpoints, and the ONE
 //! function (`render`) that turns an [`ErrorCase`] into that platform's wire format.
 
+pub(crate) mod amazon_ads;
 pub(crate) mod google_ads;
 pub(crate) mod meta;
 pub(crate) mod microsoft_ads;
@@ -28,6 +29,7 @@ pub(crate) fn routes(p: Provider) -> Router<Sandbox> {
         Provider::Meta => meta::routes(),
         Provider::GoogleAds => google_ads::routes(),
         Provider::MicrosoftAds => microsoft_ads::routes(),
+        Provider::AmazonAds => amazon_ads::routes(),
     }
 }
 
@@ -67,6 +69,7 @@ pub(crate) fn is_token_path(p: Provider, path: &str) -> bool {
         Provider::Meta => &["/v24.0/oauth/access_token"],
         Provider::GoogleAds => &["/token", "/revoke"],
         Provider::MicrosoftAds => &["/common/oauth2/v2.0/token"],
+        Provider::AmazonAds => amazon_ads::TOKEN_PATHS,
     };
     paths.contains(&path)
 }
@@ -81,6 +84,7 @@ pub(crate) fn render(p: Provider, case: ErrorCase, detail: &ErrorDetail) -> Repl
         Provider::Meta => meta::render(case, detail),
         Provider::GoogleAds => google_ads::render(case, detail),
         Provider::MicrosoftAds => microsoft_ads::render(case, detail),
+        Provider::AmazonAds => amazon_ads::render(case, detail),
     }
 }
 
@@ -94,6 +98,7 @@ pub(crate) fn cases(p: Provider) -> Vec<ErrorCase> {
         Provider::Meta => meta::CASES.to_vec(),
         Provider::GoogleAds => google_ads::CASES.to_vec(),
         Provider::MicrosoftAds => microsoft_ads::CASES.to_vec(),
+        Provider::AmazonAds => amazon_ads::CASES.to_vec(),
     }
 }
 
@@ -114,6 +119,11 @@ pub(crate) fn consent_error_params(
         (_, true) => &[
             ("error", "access_denied"),
             ("error_description", "The user denied the request"),
+        ],
+        // Login with Amazon before the app is approved for the Ads API (Part A §3 Pitfalls).
+        (Provider::AmazonAds, false) => &[
+            ("error", "invalid_scope"),
+            ("error_description", "An unknown scope was requested"),
         ],
         (Provider::Threads, false) => &[
             ("error_code", "1349245"),

@@ -152,7 +152,11 @@ pub(super) async fn connection(
             .as_deref()
             .map_or_else(|| "<span class=\"muted\">—</span>".to_string(), escape),
         escape(conn.app.as_str()),
-        escape(conn.environment.as_str()),
+        // The platform region, where the definition has regions (Amazon Ads: na, eu, fe).
+        escape(&match &conn.region {
+            Some(r) => format!("{}, region {r}", conn.environment.as_str()),
+            None => conn.environment.as_str().to_string(),
+        }),
         when(Some(conn.created_at)),
         when(Some(conn.updated_at)),
     );

@@ -376,6 +376,7 @@ impl Tw {
                 redirect_uri: redirect,
                 developer_token: None,
                 environment: tokenwarden_core::connection::Environment::Production,
+                region: None,
                 created_at: now,
                 updated_at: now,
             }

@@ -360,4 +360,24 @@ impl World {
         }
         req.send().await.unwrap().status().as_u16()
     }
+
+    /// Registers an app `id` of `provider` with the sandbox's demo credentials, configured for
+    /// the definition's region `region`.
+    pub async fn regional_app(&self, provider: &str, id: &str, region: &str) {
+        use tokenwarden_core::id::{AppId, ProviderId};
+        let mut app = self
+            .d
+            .state
+            .store
+            .get_app(
+                &ProviderId::parse(provider).unwrap(),
+                &AppId::parse("demo").unwrap(),
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        app.id = AppId::parse(id).unwrap();
+        app.region = Some(region.to_string());
+        self.d.state.store.put_app(&app).await.unwrap();
+    }
 }

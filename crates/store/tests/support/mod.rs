@@ -182,6 +182,7 @@ pub fn connection(id: &str) -> Connection {
         app: AppId::parse("main").unwrap(),
         state: ConnectionState::Active,
         environment: Environment::Production,
+        region: None,
         api_base: "https://adsapi.snapchat.com".into(),
         account_ids: vec!["acct-1".into(), "acct-2".into()],
         account: None,
