@@ -202,7 +202,10 @@ impl Provider {
     /// How the `scope` query parameter separates scopes (Snapchat: space, RFC 6749; others: comma).
     pub(crate) fn scope_separator(self) -> char {
         match self {
-            Provider::Snapchat | Provider::GoogleAds | Provider::MicrosoftAds | Provider::AmazonAds => ' ',
+            Provider::Snapchat
+            | Provider::GoogleAds
+            | Provider::MicrosoftAds
+            | Provider::AmazonAds => ' ',
             _ => ',',
         }
     }
