@@ -140,7 +140,7 @@ fn verdict(status: StatusCode, headers: &reqwest::header::HeaderMap, body: &str)
             body: body.as_bytes(),
         },
         Context::Api,
-        chrono::Utc::now(),
+        tokenwarden_core::clock::Clock::now(&tokenwarden_core::clock::SystemClock),
     );
     (c.kind, c.action)
 }
