@@ -13,7 +13,9 @@ use reqwest::{Method, StatusCode};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use tokenwarden_core::classify::{Action, Classification, Kind, MAX_CLASSIFIED_BODY, ResponseView};
+use tokenwarden_core::classify::{
+    Action, Blame, Classification, Kind, MAX_CLASSIFIED_BODY, ResponseView,
+};
 use tokenwarden_core::clock::Clock;
 use tokenwarden_core::connection::{Connection, ConnectionState, Problem, ProblemCode};
 use tokenwarden_core::id::ConnectionId;
@@ -724,8 +726,10 @@ impl Engine {
                     };
                     step += 1;
                     if throttled {
-                        // Everyone on these lanes waits, not just this caller.
-                        self.shaper.throttled(&lanes, wait).await;
+                        // Everyone on these lanes waits, not just this caller; every connection
+                        // of the app when the quota is the app's.
+                        let held = Shaper::held_by(&lanes, c.blame == Blame::App);
+                        self.shaper.throttled(&held, wait).await;
                     }
                     // A throttled call was refused before it was processed; an outage may have
                     // processed a non-idempotent call, so that one is never replayed.

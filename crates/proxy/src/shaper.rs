@@ -40,6 +40,8 @@ pub const USAGE_SLOWDOWN: u32 = 90;
 pub struct Lane {
     key: String,
     interval: Duration,
+    /// The lane of the connection's app as a whole.
+    app: bool,
 }
 
 #[derive(Debug)]
@@ -134,16 +136,35 @@ impl Shaper {
             *e = (*e).max(interval);
         }
         // Every call belongs to its connection's lane, even where no per-token limit is
-        // published, so that a throttle's wait holds the connection's other callers too.
+        // published, so that a throttle's wait holds the connection's other callers too; and to
+        // its app's lane, so that a quota the platform says is the app's (Google Ads' daily
+        // developer quota) holds every connection of that app (see `Shaper::held_by`).
         by_key
             .entry(format!("{id}/conn/{}", conn.id))
             .or_insert(Duration::ZERO);
+        let app_key = format!("{id}/app/{}", conn.app);
+        by_key.entry(app_key.clone()).or_insert(Duration::ZERO);
         let mut lanes: Vec<Lane> = by_key
             .into_iter()
-            .map(|(key, interval)| Lane { key, interval })
+            .map(|(key, interval)| Lane {
+                app: key == app_key,
+                key,
+                interval,
+            })
             .collect();
         lanes.sort_by(|a, b| a.key.cmp(&b.key));
         lanes
+    }
+
+    /// The lanes a throttle of this call holds: all of them when the platform blames the app
+    /// (its quota is the app's, every connection of the app waits), otherwise all but an app
+    /// lane that has no published limit (one user's throttle does not pause the app's others).
+    pub fn held_by(lanes: &[Lane], app_wide: bool) -> Vec<Lane> {
+        lanes
+            .iter()
+            .filter(|l| app_wide || !(l.app && l.interval.is_zero()))
+            .cloned()
+            .collect()
     }
 
     fn is_shared(&self, lane: &Lane) -> bool {
@@ -359,6 +380,7 @@ mod tests {
         Lane {
             key: key.into(),
             interval: Duration::from_millis(ms),
+            app: false,
         }
     }
 

@@ -60,6 +60,56 @@ async fn google_ads_quota_answer_is_waited_out_as_retry_delay_says() {
     w.d.stop().await;
 }
 
+/// Issue 16: the app's daily quota (rateScope DEVELOPER, blamed on the app, a retryDelay of
+/// hours) pauses every connection of that app, not just the one that met it: the next call of
+/// another connection is answered by tokenwarden without reaching Google. One user's throttle
+/// (rateScope ACCOUNT) pauses only that connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn google_ads_app_quota_pauses_every_connection_of_the_app() {
+    let w = world(60.0).await;
+    w.connect("google-ads", "gq-a").await;
+    w.connect("google-ads", "gq-b").await;
+    w.connect("google-ads", "gq-c").await;
+
+    // One user's throttle: the other connections carry on.
+    w.admin_post("/faults/google-ads/throttle", json!({"next": 1}))
+        .await;
+    let s = seen(w.get("gq-a", PROBE).header("tokenwarden-budget-ms", "50")).await;
+    assert_eq!((s.status, s.kind.as_str()), (429, "rate_limited"), "{s:?}");
+    let s = seen(w.get("gq-b", PROBE).header("tokenwarden-budget-ms", "50")).await;
+    assert_eq!((s.status, s.kind.as_str()), (200, "ok"), "{s:?}");
+
+    // The app's daily quota: every connection of the app waits the retryDelay.
+    w.admin_post("/counters/reset", json!({})).await;
+    w.admin_post(
+        "/faults/google-ads/throttle",
+        json!({"next": 1, "limit": "app"}),
+    )
+    .await;
+    let s = seen(w.get("gq-b", PROBE).header("tokenwarden-budget-ms", "50")).await;
+    assert_eq!((s.status, s.kind.as_str()), (429, "rate_limited"), "{s:?}");
+    assert_eq!(
+        s.body["error"]["details"][0]["errors"][0]["errorCode"]["quotaError"], "RESOURCE_EXHAUSTED",
+        "{s:?}"
+    );
+    let calls_before = w.counters("google-ads").await["api_calls"].clone();
+    let s = seen(w.get("gq-c", PROBE).header("tokenwarden-budget-ms", "50")).await;
+    assert_eq!(s.status, 503, "{s:?}");
+    assert_eq!(s.body["error"]["code"], "budget_exhausted", "{s:?}");
+    let retry_after: u64 = s.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!(
+        retry_after > 60,
+        "the quota's wait, not a guess: {retry_after}"
+    );
+    let c = w.counters("google-ads").await;
+    assert_eq!(
+        c["api_calls"], calls_before,
+        "gq-c never reached Google: {c}"
+    );
+    assert_eq!(c["too_many_requests_sent"], 1, "{c}");
+    w.d.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn google_ads_revoked_grant_asks_for_reauthorization() {
     let w = world(1.0).await;

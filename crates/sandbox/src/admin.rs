@@ -15,7 +15,7 @@
 //! | `POST /_sandbox/apps/{provider}/{client_id}/redirect-uris` | `{"redirect_uri"}` | register one more redirect URI |
 //! | `POST /_sandbox/apps/{provider}/{client_id}/deauthorize-url` | `{"url": "https://…"\|null}` | where the platform calls back when a user removes the app (Meta, Threads, TikTok Login Kit only) |
 //! | `GET /_sandbox/faults` | | every provider's fault settings |
-//! | `POST /_sandbox/faults/{provider}/throttle` | `{"next":N}` or `{"rate_per_sec":R,"for":"1m"}`, optional `"target":"api"\|"token"\|"all"` | the platform's own rate-limit signal |
+//! | `POST /_sandbox/faults/{provider}/throttle` | `{"next":N}` or `{"rate_per_sec":R,"for":"1m"}`, optional `"target":"api"\|"token"\|"all"`, optional `"limit":"user"\|"app"` | the platform's own rate-limit signal; `"app"`: the app's own quota where the platform has one (Google Ads' daily developer quota) |
 //! | `POST /_sandbox/faults/{provider}/outage` | `{"for":"5m","mode":"platform"\|"html","status":502\|503}` | outage on every route of the provider |
 //! | `POST /_sandbox/faults/{provider}/latency` | `{"latency":"200ms","for":"1m","after":false}` | added latency (`"0"` clears); with `"after":true` it comes after the platform acted, before its answer leaves |
 //! | `POST /_sandbox/faults/{provider}/malformed` | `{"next":N,"mode":"truncated"\|"html"\|"missing_fields"\|"expires_in_string"}` | next N token responses malformed |
@@ -374,6 +374,7 @@ fn faults_view(sb: &Sandbox, p: Provider) -> Value {
     json!({
         "throttle_next": f.throttle_next.load(Ordering::Acquire),
         "throttle_next_token": f.throttle_next_token.load(Ordering::Acquire),
+        "throttle_app": s.throttle_app,
         "throttle_rate": s.throttle_rate.map(|(r, until, target)| json!({"rate_per_sec": r, "until": until, "target": target})),
         "outage": s.outage.map(|(until, mode, status)| json!({"until": until, "mode": mode, "status": status})),
         "latency_ms": s.latency.map(|(d, _)| d.as_millis() as u64),
@@ -409,6 +410,13 @@ async fn throttle(
         Some(t) => serde_json::from_value(t.clone())
             .map_err(|_| bad("target must be api, token or all"))?,
     };
+    let app_quota = match b.get("limit").and_then(Value::as_str) {
+        None if b.get("limit").is_none() => false,
+        Some("user") => false,
+        Some("app") => true,
+        _ => return Err(bad("limit must be \"user\" or \"app\"")),
+    };
+    f.settings.write().throttle_app = app_quota;
     if let Some(n) = b.get("next") {
         let n = n.as_u64().ok_or_else(|| bad("next must be a count"))?;
         if target.covers(false) {

@@ -81,6 +81,9 @@ impl ThrottleTarget {
 pub struct FaultSettings {
     /// Limit the target's calls to `rate_per_sec` until `until`.
     pub throttle_rate: Option<(f64, DateTime<Utc>, ThrottleTarget)>,
+    /// The API throttle answers with the app's quota, where the platform has one of its own
+    /// (Google Ads' daily developer quota), instead of the per-user or per-account one.
+    pub throttle_app: bool,
     /// An outage until the instant, in the mode.
     pub outage: Option<(DateTime<Utc>, OutageMode, u16)>,
     /// Added latency (sandbox time) until the instant (or for ever).
@@ -114,6 +117,7 @@ impl ProviderFaults {
         ProviderFaults {
             settings: RwLock::new(FaultSettings {
                 throttle_rate: None,
+                throttle_app: false,
                 outage: None,
                 latency: None,
                 answer_latency: None,
@@ -205,6 +209,7 @@ impl ProviderFaults {
     pub fn clear(&self) {
         let mut s = self.settings.write();
         s.throttle_rate = None;
+        s.throttle_app = false;
         s.outage = None;
         s.latency = None;
         s.answer_latency = None;

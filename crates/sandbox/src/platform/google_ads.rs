@@ -468,10 +468,14 @@ fn authorize(sb: &Sandbox, headers: &HeaderMap) -> Result<Arc<AccessToken>, Repl
         }
         Err(Gate::Throttled) => {
             crate::counters::Counters::bump(&sb.counters().of(P).rate_limited_sent);
-            return Err(render(
-                ErrorCase::RateLimited { limit: Limit::User },
-                &detail,
-            ));
+            // The throttle fault answers per account unless it was asked for the app's daily
+            // quota (rateScope DEVELOPER).
+            let limit = if sb.faults(P).settings.read().throttle_app {
+                Limit::App
+            } else {
+                Limit::User
+            };
+            return Err(render(ErrorCase::RateLimited { limit }, &detail));
         }
     };
     if !access.grant.has_scope(SCOPE) {
