@@ -8,6 +8,13 @@
 //! (compare-and-swap on the lease's version) before anyone is handed the new token, so a rotated
 //! refresh token is never lost (hardening rule 4).
 //!
+//! Where refresh tokens rotate without a reuse grace, a third layer: the holder marks its refresh
+//! sent on the token row before spending the token (`Store::mark_refresh_sent`), and a replica
+//! that takes a lapsed lease and finds another holder's mark unsettled waits for that answer (a
+//! paused process may hold the platform's only one) up to `with_sent_patience` before sending the
+//! same token again. The OAuth client reads an answer that arrived while its process was stopped
+//! rather than timing it out (`tokenwarden_oauth`'s call deadline does not count a stop).
+//!
 //! During an outage of a platform's token endpoint, a circuit breaker per platform, kept in the
 //! store so replicas share it ([`tokenwarden_core::breaker`]), holds refreshes back after a few
 //! failures in a row: one trial call at a time once its wait is over, the wait doubling up to a
