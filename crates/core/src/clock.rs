@@ -26,6 +26,16 @@ impl Clock for SystemClock {
     }
 }
 
+/// A span of the platforms' time as real time, given how much faster their clock runs
+/// (`time_scale`; anything not finite and positive counts as 1).
+pub fn to_real(platform: std::time::Duration, time_scale: f64) -> std::time::Duration {
+    if time_scale.is_finite() && time_scale > 0.0 {
+        platform.div_f64(time_scale)
+    } else {
+        platform
+    }
+}
+
 /// A clock that runs `scale` times faster than real time from `origin`: at real time
 /// `origin + r` it reads `origin + r * scale`. Two processes given the same origin and scale agree.
 #[derive(Debug, Clone, Copy)]

@@ -16,7 +16,7 @@ use std::time::Duration;
 use tokenwarden_core::classify::{
     Action, Blame, Classification, Kind, MAX_CLASSIFIED_BODY, ResponseView,
 };
-use tokenwarden_core::clock::Clock;
+use tokenwarden_core::clock::{Clock, to_real};
 use tokenwarden_core::connection::{Connection, ConnectionState, Problem, ProblemCode};
 use tokenwarden_core::id::ConnectionId;
 use tokenwarden_core::policy;
@@ -26,6 +26,11 @@ use tokenwarden_engine::{Issued, TokenFailure, TokenService};
 use tokenwarden_store::{NewEvent, Store, StoreError};
 use tokio::time::Instant;
 use url::Url;
+
+/// Metric: proxied requests, by `provider`, `kind` and `status`.
+pub const PROXY_REQUESTS: &str = "tokenwarden_proxy_requests_total";
+/// Metric: how long calls waited because a platform throttled, by `provider` (seconds).
+pub const THROTTLE_WAIT: &str = "tokenwarden_throttle_wait_seconds";
 
 /// The largest request and response bodies the proxy forwards (`[proxy]` in the daemon's
 /// configuration file). Larger requests are refused with 413 `request_too_large`; larger responses
@@ -760,14 +765,14 @@ impl Engine {
 
     fn count(&self, provider: &str, kind: &'static str, status: &'static str, waited: Duration) {
         metrics::counter!(
-            "tokenwarden_proxy_requests_total",
+            PROXY_REQUESTS,
             "provider" => provider.to_string(),
             "kind" => kind,
             "status" => status
         )
         .increment(1);
         if !waited.is_zero() {
-            metrics::histogram!("tokenwarden_throttle_wait_seconds", "provider" => provider.to_string())
+            metrics::histogram!(THROTTLE_WAIT, "provider" => provider.to_string())
                 .record(waited.as_secs_f64());
         }
     }
@@ -854,15 +859,6 @@ impl Engine {
             }
         }
         true
-    }
-}
-
-/// A span of the platforms' time as real time, given how much faster their clock runs.
-pub fn to_real(platform: Duration, time_scale: f64) -> Duration {
-    if time_scale.is_finite() && time_scale > 0.0 {
-        platform.div_f64(time_scale)
-    } else {
-        platform
     }
 }
 

@@ -2,17 +2,16 @@
 //! the [`Engine`]. The caller has already been authenticated with its API key (the server mounts
 //! this behind its `Caller` extractor, for those methods only: TRACE, CONNECT and OPTIONS are 405).
 
+use crate::answer::{ErrorAnswer, reauthorize_url};
 use crate::engine::{Call, ClientTransport, Engine, OutBody, Outcome, ProxyError, Report, Target};
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
 use tokenwarden_core::classify::{Action, Kind};
 use tokenwarden_core::id::ConnectionId;
-use tokenwarden_engine::TokenFailure;
 use url::Url;
 
 /// The route the server mounts.
@@ -74,10 +73,6 @@ impl Proxy {
     /// The engine.
     pub fn engine(&self) -> &Arc<Engine> {
         &self.engine
-    }
-
-    fn reauthorize_url(&self, _provider: &str, connection: &str) -> String {
-        reauthorize_url(&self.public_url, connection)
     }
 
     /// Forwards one request and answers with the platform's response (or our JSON error).
@@ -164,7 +159,7 @@ impl Proxy {
             set(
                 &mut headers,
                 REAUTHORIZE_URL,
-                &self.reauthorize_url(&report.provider, report.connection.as_str()),
+                &reauthorize_url(&self.public_url, report.connection.as_str()),
             );
         }
         let body = Body::from_stream(Outcome::body_stream(prefix, response, limit));
@@ -175,9 +170,6 @@ impl Proxy {
     }
 
     fn error_response(&self, e: ProxyError) -> Response {
-        let mut extra = json!({});
-        let mut retry_after = None;
-        let (kind, action) = error_verdict(&e);
         let (attempts, waited) = match &e {
             ProxyError::OverBudget {
                 attempts, waited, ..
@@ -185,136 +177,52 @@ impl Proxy {
             ProxyError::Unreachable { attempts, .. } => (*attempts, Duration::ZERO),
             _ => (0, Duration::ZERO),
         };
-        let mut reauthorize = None;
-        let (status, code, message) = match &e {
-            ProxyError::Token { provider, failure } => {
-                let (status, code) = match failure {
-                    TokenFailure::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
-                    TokenFailure::Pending(_) => (StatusCode::CONFLICT, "pending"),
-                    TokenFailure::ReauthRequired {
-                        connection, fix, ..
-                    } => {
-                        let url = self.reauthorize_url(
-                            provider.as_deref().unwrap_or_default(),
-                            connection.as_str(),
-                        );
-                        extra = json!({ "fix": fix, "reauthorize_url": url });
-                        reauthorize = Some(url);
-                        (StatusCode::CONFLICT, "reauth_required")
-                    }
-                    TokenFailure::AppMisconfigured { fix, .. } => {
-                        extra = json!({ "fix": fix });
-                        (StatusCode::BAD_GATEWAY, "app_misconfigured")
-                    }
-                    TokenFailure::Unavailable { retry_after: r, .. } => {
-                        retry_after = Some(r.map_or(5, |d| d.as_secs().max(1)));
-                        (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
-                    }
-                    TokenFailure::UnknownProvider(_) => {
-                        (StatusCode::INTERNAL_SERVER_ERROR, "unknown_provider")
-                    }
-                    TokenFailure::Store(_) => {
-                        retry_after = Some(5);
-                        (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable")
-                    }
-                };
-                (status, code, failure.to_string())
+        respond(self.answer(&e), attempts, waited)
+    }
+
+    /// The proxy's own failures, and the token and store failures in the table the API uses too
+    /// ([`ErrorAnswer`]).
+    fn answer(&self, e: &ProxyError) -> ErrorAnswer {
+        let bad = |code, message: String| ErrorAnswer::new(StatusCode::BAD_REQUEST, code, message);
+        match e {
+            ProxyError::Token { failure, .. } => {
+                ErrorAnswer::token_failure(failure, &self.public_url)
             }
-            ProxyError::Refused(r) => (StatusCode::BAD_REQUEST, "target_refused", r.to_string()),
-            ProxyError::BadHeader(b) => (StatusCode::BAD_REQUEST, "bad_header", b.to_string()),
+            ProxyError::Store(inner) => ErrorAnswer::store(inner),
+            ProxyError::Refused(r) => bad("target_refused", r.to_string()),
+            ProxyError::BadHeader(b) => bad("bad_header", b.to_string()),
+            ProxyError::BadBody => bad("bad_body", e.to_string()),
             ProxyError::OverBudget {
                 would_wait,
                 attempts,
                 waited,
-            } => {
-                extra = json!({
-                    "would_wait_ms": would_wait.as_millis() as u64,
-                    "attempts": attempts,
-                    "waited_ms": waited.as_millis() as u64,
-                });
-                retry_after = Some(would_wait.as_secs().max(1));
-                (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "budget_exhausted",
-                    format!(
-                        "the call would have to wait {} ms more to stay within the platform's limits; raise {BUDGET} or try later",
-                        would_wait.as_millis()
-                    ),
-                )
-            }
+            } => ErrorAnswer::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "budget_exhausted",
+                format!(
+                    "the call would have to wait {} ms more to stay within the platform's limits; raise {BUDGET} or try later",
+                    would_wait.as_millis()
+                ),
+            )
+            .verdict(Kind::RateLimited, Action::BackoffAndRetry)
+            .with("would_wait_ms", would_wait.as_millis() as u64)
+            .with("attempts", *attempts)
+            .with("waited_ms", waited.as_millis() as u64)
+            .wait(would_wait.as_secs().max(1)),
             ProxyError::Unreachable { attempts, .. } => {
-                extra = json!({ "attempts": attempts });
-                (
-                    StatusCode::BAD_GATEWAY,
-                    "upstream_unreachable",
-                    e.to_string(),
-                )
+                ErrorAnswer::new(StatusCode::BAD_GATEWAY, "upstream_unreachable", e.to_string())
+                    .verdict(Kind::ServiceUnavailable, Action::BackoffAndRetry)
+                    .with("attempts", *attempts)
             }
-            ProxyError::RequestTooLarge { .. } => (
+            ProxyError::RequestTooLarge { .. } => ErrorAnswer::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "request_too_large",
                 e.to_string(),
             ),
             ProxyError::ResponseTooLarge { .. } => {
-                (StatusCode::BAD_GATEWAY, "response_too_large", e.to_string())
+                ErrorAnswer::new(StatusCode::BAD_GATEWAY, "response_too_large", e.to_string())
             }
-            ProxyError::BadBody => (StatusCode::BAD_REQUEST, "bad_body", e.to_string()),
-            ProxyError::Store(inner) => {
-                tracing::error!(error = %inner, "store failure while proxying");
-                retry_after = Some(5);
-                (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "store_unavailable",
-                    "tokenwarden cannot reach its database right now".to_string(),
-                )
-            }
-        };
-        let mut error = json!({"code": code, "message": message});
-        if let (Value::Object(x), Some(obj)) = (extra, error.as_object_mut()) {
-            obj.extend(x);
         }
-        let mut resp = (status, axum::Json(json!({ "error": error }))).into_response();
-        let h = resp.headers_mut();
-        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        verdict_headers(h, kind, action, attempts, waited);
-        if let Some(secs) = retry_after {
-            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
-                h.insert(header::RETRY_AFTER, v);
-            }
-            // Our own waits are real time already.
-            set(h, RETRY_AFTER, &(secs * 1000).to_string());
-        }
-        if let Some(url) = reauthorize {
-            set(h, REAUTHORIZE_URL, &url);
-        }
-        resp
-    }
-}
-
-/// What kind of failure a proxy error is and what the caller should do, in the classifier's
-/// words, so every answer of the proxy (the platform's or ours) carries `tokenwarden-kind` and
-/// `tokenwarden-action`.
-fn error_verdict(e: &ProxyError) -> (Kind, Action) {
-    match e {
-        ProxyError::Token { failure, .. } => match failure {
-            TokenFailure::NotFound(_) => (Kind::NotFound, Action::FixRequest),
-            TokenFailure::Pending(_) => (Kind::TokenInvalid, Action::Reauthorize),
-            TokenFailure::ReauthRequired { .. } => (Kind::TokenRevoked, Action::Reauthorize),
-            TokenFailure::AppMisconfigured { .. } => (Kind::AppNotAuthorized, Action::FixRequest),
-            TokenFailure::Unavailable { .. } | TokenFailure::Store(_) => {
-                (Kind::ServiceUnavailable, Action::BackoffAndRetry)
-            }
-            TokenFailure::UnknownProvider(_) => (Kind::InvalidRequest, Action::FixRequest),
-        },
-        ProxyError::OverBudget { .. } => (Kind::RateLimited, Action::BackoffAndRetry),
-        ProxyError::Unreachable { .. } | ProxyError::Store(_) => {
-            (Kind::ServiceUnavailable, Action::BackoffAndRetry)
-        }
-        ProxyError::Refused(_)
-        | ProxyError::BadHeader(_)
-        | ProxyError::RequestTooLarge { .. }
-        | ProxyError::ResponseTooLarge { .. }
-        | ProxyError::BadBody => (Kind::InvalidRequest, Action::FixRequest),
     }
 }
 
@@ -347,21 +255,31 @@ fn percent_decode(segment: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-fn bad_request(code: &str, message: &str) -> Response {
-    let mut resp = (
-        StatusCode::BAD_REQUEST,
-        axum::Json(json!({"error": {"code": code, "message": message}})),
-    )
-        .into_response();
-    let h = resp.headers_mut();
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    verdict_headers(
-        h,
-        Kind::InvalidRequest,
-        Action::FixRequest,
+fn bad_request(code: &'static str, message: &str) -> Response {
+    respond(
+        ErrorAnswer::new(StatusCode::BAD_REQUEST, code, message),
         0,
         Duration::ZERO,
-    );
+    )
+}
+
+/// An error answer as the proxy sends it: the JSON body, `Cache-Control: no-store`, the verdict
+/// headers, `Retry-After` (and ours in milliseconds) and the re-authorization link.
+fn respond(answer: ErrorAnswer, attempts: u32, waited: Duration) -> Response {
+    let mut resp = (answer.status, axum::Json(answer.body())).into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    verdict_headers(h, answer.kind, answer.action, attempts, waited);
+    if let Some(secs) = answer.retry_after {
+        if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+            h.insert(header::RETRY_AFTER, v);
+        }
+        // Our own waits are real time already.
+        set(h, RETRY_AFTER, &(secs * 1000).to_string());
+    }
+    if let Some(url) = &answer.reauthorize_url {
+        set(h, REAUTHORIZE_URL, url);
+    }
     resp
 }
 
@@ -377,24 +295,12 @@ pub fn report_headers(h: &mut HeaderMap, r: &Report, time_scale: f64) {
         set(h, REFRESHED, "true");
     }
     if let Some(d) = c.retry_after {
-        let real = crate::engine::to_real(d, time_scale);
+        let real = tokenwarden_core::clock::to_real(d, time_scale);
         set(h, RETRY_AFTER, &real.as_millis().to_string());
     }
     if let Some(code) = c.platform_code.as_ref().filter(|_| c.kind != Kind::Ok) {
         set(h, PLATFORM_CODE, code);
     }
-}
-
-/// The re-authorization link of a connection: the dashboard's re-authorize page
-/// (`/connections/{id}/reauthorize`), which needs a signed-in person. The one definition of it;
-/// the daemon's API errors, webhooks and alerts use it too.
-pub fn reauthorize_url(public_url: &url::Url, connection: &str) -> String {
-    let mut u = public_url.clone();
-    let encoded: String = url::form_urlencoded::byte_serialize(connection.as_bytes()).collect();
-    u.set_path(&format!("/connections/{encoded}/reauthorize"));
-    u.set_query(None);
-    u.set_fragment(None);
-    u.to_string()
 }
 
 #[cfg(test)]

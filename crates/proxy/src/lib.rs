@@ -13,6 +13,7 @@
 //! - [`headers`]: what crosses (hardening rule 10): the caller's credentials and hop-by-hop headers
 //!   never reach the platform; ours is attached as the definition says.
 //! - [`handler`]: the HTTP face, `/proxy/{connection_id}/{*path}`.
+//! - [`answer`]: the one table of error answers (token, store) the proxy and the server's API share.
 //!
 //! # The proxy over HTTP
 //!
@@ -68,6 +69,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod answer;
 pub mod engine;
 pub mod handler;
 pub mod headers;

@@ -128,7 +128,7 @@ impl Shaper {
                 },
                 RateScope::Endpoint => format!("{id}/app/{}/endpoint{path}", conn.app),
             };
-            let interval = crate::engine::to_real(
+            let interval = tokenwarden_core::clock::to_real(
                 limit.per.div_f64(f64::from(limit.requests) * HEADROOM),
                 time_scale,
             );

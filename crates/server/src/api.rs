@@ -18,6 +18,7 @@ use tokenwarden_core::connection::{Connection, ConnectionState};
 use tokenwarden_core::id::ConnectionId;
 use tokenwarden_core::provider::Context;
 use tokenwarden_engine::TokenFailure;
+use tokenwarden_proxy::answer::ErrorAnswer;
 use tokenwarden_store::{ApiKeyInfo, ApiKeyRole, StoreError};
 
 /// The `/v1` routes.
@@ -162,42 +163,27 @@ impl IntoResponse for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        if let StoreError::DecryptFailed { .. } = &e {
-            // 409, not 503: retrying cannot help, and neither is tokenwarden down; this one row is
-            // in a state that needs a person (re-authorizing replaces the token set, restoring the
-            // key file opens it again), like `reauth_required`. The message names the row and the
-            // column only (never the value or a key).
-            tracing::error!(error = %e, "a stored secret cannot be decrypted");
-            let mut err = ApiError::new(StatusCode::CONFLICT, "decrypt_failed", e.to_string());
-            err.extra = json!({ "fix": decrypt_fix(&e) });
-            return err;
-        }
-        if e.refuses_writes() {
-            // Full or read-only: reachable, but refusing writes; the message says what to do.
-            tracing::error!(error = %e, code = e.code(), "the database refuses writes");
-            return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.code(), e.to_string());
-        }
-        tracing::error!(error = %e, "store failure while serving the API");
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "store_unavailable",
-            "tokenwarden cannot reach its database right now",
-        )
+        ErrorAnswer::store(&e).into()
     }
 }
 
-/// What fixes a secret that does not decrypt.
-fn decrypt_fix(e: &StoreError) -> &'static str {
-    if e.undecryptable_connection().is_some() {
-        "Re-authorize the connection (its new tokens replace the broken ones), or restart tokenwarden with the master key file it was written with."
-    } else {
-        "Restart tokenwarden with the master key file this value was written with, or enter the secret again (an app's secret comes back from the configuration at the next start)."
+/// The answer the proxy would give, as the API gives it (its security headers, no verdict
+/// headers).
+impl From<ErrorAnswer> for ApiError {
+    fn from(a: ErrorAnswer) -> Self {
+        ApiError {
+            status: a.status,
+            code: a.code,
+            message: a.message,
+            extra: Value::Object(a.extra),
+            retry_after: a.retry_after,
+        }
     }
 }
 
 /// A connection's token set that cannot be decrypted, as the lists show it: the row stays listed.
 fn broken(e: &StoreError) -> Value {
-    json!({"code": "decrypt_failed", "message": e.to_string(), "fix": decrypt_fix(e)})
+    json!({"code": "decrypt_failed", "message": e.to_string(), "fix": tokenwarden_proxy::answer::decrypt_fix(e)})
 }
 
 /// The connection's token set, or the reason it cannot be shown; other store errors fail the call.
@@ -215,56 +201,8 @@ async fn tokens_or_broken(
     }
 }
 
-fn failure(s: &ServerState, provider: Option<&str>, f: TokenFailure) -> ApiError {
-    match f {
-        TokenFailure::NotFound(id) => ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("there is no connection {id}"),
-        ),
-        TokenFailure::Pending(id) => ApiError::new(
-            StatusCode::CONFLICT,
-            "pending",
-            format!("connection {id} is not authorized yet"),
-        ),
-        TokenFailure::ReauthRequired {
-            connection,
-            title,
-            fix,
-        } => {
-            let mut e = ApiError::new(
-                StatusCode::CONFLICT,
-                "reauth_required",
-                format!("connection {connection} needs re-authorization: {title}"),
-            );
-            e.extra = json!({"fix": fix, "reauthorize_url": provider.map(|_| s.reauthorize_link(connection.as_str()))});
-            e
-        }
-        TokenFailure::AppMisconfigured { title, fix, .. } => {
-            let mut e = ApiError::new(StatusCode::BAD_GATEWAY, "app_misconfigured", title);
-            e.extra = json!({"fix": fix});
-            e
-        }
-        TokenFailure::Unavailable {
-            connection,
-            reason,
-            retry_after,
-        } => {
-            let mut e = ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                format!("connection {connection}: {reason}"),
-            );
-            e.retry_after = Some(retry_after.map_or(5, |d| d.as_secs().max(1)));
-            e
-        }
-        TokenFailure::UnknownProvider(p) => ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "unknown_provider",
-            format!("provider {p} is not configured"),
-        ),
-        TokenFailure::Store(e) => e.into(),
-    }
+fn failure(s: &ServerState, f: TokenFailure) -> ApiError {
+    ErrorAnswer::token_failure(&f, &s.public_url).into()
 }
 
 /// `Query`, with a malformed query answered as a JSON error like every other.
@@ -719,15 +657,6 @@ fn token_response_with(
     resp
 }
 
-async fn provider_of(s: &ServerState, id: &ConnectionId) -> Option<String> {
-    s.store
-        .get_connection(id)
-        .await
-        .ok()
-        .flatten()
-        .map(|c| c.provider.to_string())
-}
-
 async fn token(
     State(s): State<ServerState>,
     _caller: Caller,
@@ -736,7 +665,7 @@ async fn token(
     let id = parse_id(&id)?;
     match s.tokens.token(&id).await {
         Ok(issued) => Ok(token_response(issued, &id)),
-        Err(f) => Err(failure(&s, provider_of(&s, &id).await.as_deref(), f)),
+        Err(f) => Err(failure(&s, f)),
     }
 }
 
@@ -778,7 +707,7 @@ async fn refresh(
             let why = NotRefreshed::of(&s, &id, &issued).await;
             Ok(token_response_with(issued, &id, why))
         }
-        Err(f) => Err(failure(&s, provider_of(&s, &id).await.as_deref(), f)),
+        Err(f) => Err(failure(&s, f)),
     }
 }
 

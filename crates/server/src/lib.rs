@@ -89,7 +89,7 @@ impl ServerState {
     /// alerts carry it: the dashboard's re-authorize page, which needs a signed-in person and
     /// mints a connect session there. Never a link that starts a flow by itself.
     pub fn reauthorize_link(&self, connection: &str) -> String {
-        tokenwarden_proxy::handler::reauthorize_url(&self.public_url, connection)
+        tokenwarden_proxy::answer::reauthorize_url(&self.public_url, connection)
     }
 }
 
