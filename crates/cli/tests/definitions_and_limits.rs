@@ -245,32 +245,9 @@ fn connect(d: &Daemon, http: &reqwest::blocking::Client, connection: &str) {
         .unwrap()
         .json()
         .unwrap();
-    let r = http
-        .post(minted["url"].as_str().expect("a connect session"))
-        .send()
-        .unwrap();
-    let cookie = r.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
-    let authorize = url::Url::parse(r.headers()["location"].to_str().unwrap()).unwrap();
-    let mut form: Vec<(String, String)> = authorize.query_pairs().into_owned().collect();
-    form.push(("decision".into(), "approve".into()));
-    let r = http
-        .post(format!(
-            "{}{}",
-            authorize.origin().ascii_serialization(),
-            authorize.path()
-        ))
-        .form(&form)
-        .send()
-        .unwrap();
-    let callback = r.headers()["location"].to_str().unwrap().to_string();
-    let r = http.get(&callback).header("cookie", cookie).send().unwrap();
-    assert_eq!(r.status(), 303);
+    let link = minted["url"].as_str().expect("a connect session");
+    let landing = tokenwarden_testkit::consent::approve_blocking(http, link);
+    assert_eq!(landing.response.status(), 303);
 }
 
 /// `serve --sandbox` points every platform at its emulator, so a user definition on plain http

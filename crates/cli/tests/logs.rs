@@ -308,39 +308,14 @@ fn the_default_log_tells_a_day_of_a_connection_and_keeps_its_secrets() {
     let minted: serde_json::Value = r.json().unwrap();
     let link = minted["url"].as_str().unwrap().to_string();
     secrets.push(link.rsplit('/').next().unwrap().to_string());
-    let r = http.post(&link).send().unwrap();
-    assert_eq!(r.status(), 303);
-    let cookie = r.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
-    let authorize = url::Url::parse(r.headers()["location"].to_str().unwrap()).unwrap();
-    let mut form: Vec<(String, String)> = authorize.query_pairs().into_owned().collect();
-    form.push(("decision".into(), "approve".into()));
-    let r = http
-        .post(format!(
-            "{}{}",
-            authorize.origin().ascii_serialization(),
-            authorize.path()
-        ))
-        .form(&form)
-        .send()
-        .unwrap();
-    let callback = url::Url::parse(r.headers()["location"].to_str().unwrap()).unwrap();
+    let landing = tokenwarden_testkit::consent::approve_blocking(&http, &link);
+    let callback = url::Url::parse(&landing.callback).unwrap();
     for (k, v) in callback.query_pairs() {
         if k == "code" || k == "state" {
             secrets.push(v.into_owned());
         }
     }
-    let r = http
-        .get(callback.as_str())
-        .header("cookie", cookie)
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 303);
+    assert_eq!(landing.response.status(), 303);
     let connected = wait_for(&d, &mut seen, "the connection", |v| {
         is(v, "connected", "logged")
     });

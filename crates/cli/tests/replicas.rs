@@ -196,40 +196,9 @@ async fn three_processes_on_one_postgres_refresh_an_expired_token_once() {
         .json()
         .await
         .unwrap();
-    let r = http
-        .post(minted["url"].as_str().expect("a connect session"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 303);
-    let cookie = r.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
-    let authorize = url::Url::parse(r.headers()["location"].to_str().unwrap()).unwrap();
-    let mut form: Vec<(String, String)> = authorize.query_pairs().into_owned().collect();
-    form.push(("decision".into(), "approve".into()));
-    let r = http
-        .post(format!(
-            "{}{}",
-            authorize.origin().ascii_serialization(),
-            authorize.path()
-        ))
-        .form(&form)
-        .send()
-        .await
-        .unwrap();
-    let back = r.headers()["location"].to_str().unwrap().to_string();
-    let r = http
-        .get(&back)
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 303, "the callback completes");
+    let link = minted["url"].as_str().expect("a connect session");
+    let landing = tokenwarden_testkit::consent::approve(&http, link).await;
+    assert_eq!(landing.response.status(), 303, "the callback completes");
 
     // The token expires (rewritten in the shared database: the platform's token still works,
     // so only a refresh can tell whether the replicas agree).

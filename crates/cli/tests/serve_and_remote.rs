@@ -109,30 +109,8 @@ fn cli(d: &Daemon, args: &[&str]) -> std::process::Output {
 
 /// Opens a connect link, approves on the sandbox's consent page, and finishes at the callback.
 fn approve(http: &reqwest::blocking::Client, link: &str) {
-    let r = http.post(link).send().unwrap();
-    assert_eq!(r.status(), 303, "the banner's link starts a flow");
-    let cookie = r.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
-    let authorize = url::Url::parse(r.headers()["location"].to_str().unwrap()).unwrap();
-    let mut form: Vec<(String, String)> = authorize.query_pairs().into_owned().collect();
-    form.push(("decision".into(), "approve".into()));
-    let r = http
-        .post(format!(
-            "{}{}",
-            authorize.origin().ascii_serialization(),
-            authorize.path()
-        ))
-        .form(&form)
-        .send()
-        .unwrap();
-    let callback = r.headers()["location"].to_str().unwrap().to_string();
-    let r = http.get(&callback).header("cookie", cookie).send().unwrap();
-    assert_eq!(r.status(), 303);
+    let landing = tokenwarden_testkit::consent::approve_blocking(http, link);
+    assert_eq!(landing.response.status(), 303);
 }
 
 #[test]
@@ -469,39 +447,10 @@ fn serve_with_a_configuration_file_and_no_sandbox() {
         .unwrap()
         .json()
         .unwrap();
-    let r = http
-        .post(minted["url"].as_str().expect("a connect session"))
-        .send()
-        .unwrap();
-    let cookie = r.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
-    let authorize = url::Url::parse(r.headers()["location"].to_str().unwrap()).unwrap();
-    assert!(authorize.as_str().starts_with(&sb), "{authorize}");
-    let mut form: Vec<(String, String)> = authorize.query_pairs().into_owned().collect();
-    form.push(("decision".into(), "approve".into()));
-    let r = http
-        .post(format!(
-            "{}{}",
-            authorize.origin().ascii_serialization(),
-            authorize.path()
-        ))
-        .form(&form)
-        .send()
-        .unwrap();
-    let callback = r.headers()["location"].to_str().unwrap().to_string();
-    assert_eq!(
-        http.get(&callback)
-            .header("cookie", cookie)
-            .send()
-            .unwrap()
-            .status(),
-        303
-    );
+    let link = minted["url"].as_str().expect("a connect session");
+    let landing = tokenwarden_testkit::consent::approve_blocking(&http, link);
+    assert!(landing.authorize.starts_with(&sb), "{}", landing.authorize);
+    assert_eq!(landing.response.status(), 303);
     let v: serde_json::Value = http
         .get(format!("{}v1/connections/real/token", d.base))
         .bearer_auth(key.trim())

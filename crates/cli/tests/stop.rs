@@ -61,36 +61,8 @@ async fn sigterm_lets_the_refresh_in_flight_finish_and_store_its_answer() {
         .unwrap();
 
     // Connect TikTok Login Kit (rotating refresh tokens, no reuse grace) with the banner's link.
-    let r = http.post(&link).send().await.unwrap();
-    assert_eq!(r.status(), 303, "{link}");
-    let cookie = r.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
-    let authorize = url::Url::parse(r.headers()["location"].to_str().unwrap()).unwrap();
-    let mut form: Vec<(String, String)> = authorize.query_pairs().into_owned().collect();
-    form.push(("decision".into(), "approve".into()));
-    let r = http
-        .post(format!(
-            "{}{}",
-            authorize.origin().ascii_serialization(),
-            authorize.path()
-        ))
-        .form(&form)
-        .send()
-        .await
-        .unwrap();
-    let callback = r.headers()["location"].to_str().unwrap().to_string();
-    let r = http
-        .get(&callback)
-        .header("cookie", cookie)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 303);
+    let landing = tokenwarden_testkit::consent::approve(&http, &link).await;
+    assert_eq!(landing.response.status(), 303);
     let key = std::fs::read_to_string(data.path().join("admin.key")).unwrap();
     let key = key.trim().to_string();
     let before: serde_json::Value = http

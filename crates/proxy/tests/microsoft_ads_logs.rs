@@ -7,41 +7,14 @@
 mod support;
 
 use serde_json::json;
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use support::{seen, world};
-
-#[derive(Clone, Default)]
-struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buffer {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Buffer {
-    type Writer = Buffer;
-    fn make_writer(&'a self) -> Buffer {
-        self.clone()
-    }
-}
+use tokenwarden_testkit::logs::logs;
 
 const DEVELOPER_TOKEN: &str = "BBD37VB98";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_developer_token_is_never_logged_shown_or_returned() {
-    let logs = Buffer::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(logs.clone())
-        .with_ansi(false)
-        .finish();
-    tracing::subscriber::set_global_default(subscriber).expect("the only test in this binary");
+    let logs = logs();
     assert_eq!(
         tokenwarden_sandbox::demo_developer_token("microsoft-ads"),
         Some(DEVELOPER_TOKEN)
@@ -134,7 +107,7 @@ async fn the_developer_token_is_never_logged_shown_or_returned() {
     }
     w.d.stop().await;
 
-    let text = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
+    let text = logs.text();
     assert!(
         text.len() > 1000,
         "the scenario logged something at trace level ({} bytes)",

@@ -4,49 +4,13 @@
 mod support;
 
 use chrono::DateTime;
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
 use support::{World, world, world_at};
 use tokenwarden_core::connection::{Connection, ConnectionState, Environment, Problem};
 use tokenwarden_core::id::{AppId, ConnectionId, ProviderId};
-
-/// Every log line of this test binary, at TRACE, to check that no secret reaches one.
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Logs {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
-    type Writer = Logs;
-    fn make_writer(&'a self) -> Logs {
-        self.clone()
-    }
-}
-
-fn logs() -> &'static Logs {
-    static LOGS: OnceLock<Logs> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let logs = Logs::default();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_writer(logs.clone())
-            .with_ansi(false)
-            .finish();
-        tracing::subscriber::set_global_default(subscriber).expect("one subscriber per binary");
-        logs
-    })
-}
+use tokenwarden_testkit::logs::logs;
 
 fn logged() -> String {
-    String::from_utf8_lossy(&logs().0.lock().unwrap()).into_owned()
+    logs().text()
 }
 
 async fn sign_in(w: &World, secret: &str) -> reqwest::Response {

@@ -9,52 +9,16 @@ mod support;
 use axum::body::Bytes;
 use axum::http::StatusCode;
 use serde_json::{Value, json};
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
+
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use support::*;
 use tokenwarden_core::clock::Clock;
 use tokenwarden_core::platform_callback::{meta_signed_request, tiktok_signature};
+use tokenwarden_testkit::logs::{Logs, logs};
 
-/// Everything every crate logs, at TRACE, for the whole test binary: no callback's signature,
-/// signed request or secret may reach it.
-#[derive(Clone, Default)]
-struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buffer {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Buffer {
-    type Writer = Buffer;
-    fn make_writer(&'a self) -> Buffer {
-        self.clone()
-    }
-}
-
-fn logs() -> Buffer {
-    static LOGS: OnceLock<Buffer> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let logs = Buffer::default();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_writer(logs.clone())
-            .with_ansi(false)
-            .finish();
-        tracing::subscriber::set_global_default(subscriber).expect("set once per test binary");
-        logs
-    })
-    .clone()
-}
-
-fn assert_not_logged(logs: &Buffer, secrets: &[String]) {
-    let text = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
+fn assert_not_logged(logs: &Logs, secrets: &[String]) {
+    let text = logs.text();
     assert!(
         text.contains("deauthorize callback refused") || text.contains("removed the app"),
         "the callbacks were logged at all"
@@ -306,7 +270,7 @@ async fn a_removal_at_the_platform_turns_the_connection_reauth_required_at_once(
         .iter()
         .map(|p| format!("demo-{p}-secret"))
         .collect();
-    assert_not_logged(&logs, &secrets);
+    assert_not_logged(logs, &secrets);
     w.d.stop().await;
 }
 
@@ -380,7 +344,7 @@ async fn forged_stale_and_replayed_signed_requests_change_nothing() {
     assert_eq!(state(&w, "neg-meta").await["state"], "active");
     assert_eq!(reauth_events(&w, "neg-meta").await.len(), 1);
 
-    assert_not_logged(&logs, &logged_never);
+    assert_not_logged(logs, &logged_never);
     w.d.stop().await;
 }
 
@@ -458,7 +422,7 @@ async fn forged_stale_and_replayed_tiktok_webhooks_change_nothing() {
     assert_eq!(state(&w, "neg-tiktok").await["state"], "active");
     assert_eq!(reauth_events(&w, "neg-tiktok").await.len(), 1);
 
-    assert_not_logged(&logs, &logged_never);
+    assert_not_logged(logs, &logged_never);
     w.d.stop().await;
 }
 

@@ -9,44 +9,11 @@
 mod support;
 
 use chrono::TimeDelta;
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
 use support::{World, world, world_at};
-
-/// Every log line of this test binary, to check what a refusal logs.
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Logs {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
-    type Writer = Logs;
-    fn make_writer(&'a self) -> Logs {
-        self.clone()
-    }
-}
+use tokenwarden_testkit::logs::logs;
 
 fn logged() -> String {
-    static LOGS: OnceLock<Logs> = OnceLock::new();
-    let logs = LOGS.get_or_init(|| {
-        let logs = Logs::default();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::INFO)
-            .with_writer(logs.clone())
-            .with_ansi(false)
-            .finish();
-        tracing::subscriber::set_global_default(subscriber).expect("one subscriber per binary");
-        logs
-    });
-    String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned()
+    logs().text()
 }
 
 /// A client whose connections come from `127.0.0.2`, another address than the world's client.

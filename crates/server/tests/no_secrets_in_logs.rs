@@ -5,39 +5,11 @@
 mod support;
 
 use chrono::TimeDelta;
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
-#[derive(Clone, Default)]
-struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buffer {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Buffer {
-    type Writer = Buffer;
-    fn make_writer(&'a self) -> Buffer {
-        self.clone()
-    }
-}
+use tokenwarden_testkit::logs::logs;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_secret_is_logged_at_any_level() {
-    let logs = Buffer::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(logs.clone())
-        .with_ansi(false)
-        .finish();
-    // Global, not thread-local: the server's handlers run on the runtime's worker threads.
-    tracing::subscriber::set_global_default(subscriber).expect("the only test in this binary");
+    let logs = logs();
 
     let w = support::world().await;
     let mut seen: Vec<String> = vec![w.admin.clone(), w.reader.clone()];
@@ -188,7 +160,7 @@ async fn nothing_secret_is_logged_at_any_level() {
     }
     w.d.stop().await;
 
-    let text = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
+    let text = logs.text();
     assert!(
         text.len() > 1000,
         "the scenario logged something at trace level ({} bytes)",

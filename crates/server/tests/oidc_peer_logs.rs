@@ -8,40 +8,12 @@ mod peer;
 
 use peer::{PROVIDERS, Tw, client_of};
 use reqwest::Method;
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use tokenwarden_core::id::ConnectionId;
-
-#[derive(Clone, Default)]
-struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buffer {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Buffer {
-    type Writer = Buffer;
-    fn make_writer(&'a self) -> Buffer {
-        self.clone()
-    }
-}
+use tokenwarden_testkit::logs::logs;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_secret_is_logged_against_the_oidc_peer() {
-    let logs = Buffer::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(logs.clone())
-        .with_ansi(false)
-        .finish();
-    // Global: the server's handlers run on the runtime's worker threads.
-    tracing::subscriber::set_global_default(subscriber).expect("the only test in this binary");
+    let logs = logs();
 
     let t = Tw::start(2).await;
     let mut secrets: Vec<String> = vec![t.admin.clone(), t.reader.clone()];
@@ -109,7 +81,7 @@ async fn nothing_secret_is_logged_against_the_oidc_peer() {
     assert!(stats["revocation"]["ok"].as_u64().unwrap() >= 2, "{stats}");
     t.d.stop().await;
 
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let text = logs.text();
     assert!(
         text.lines().count() > 20,
         "the subscriber saw the story ({} lines)",

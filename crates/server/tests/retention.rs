@@ -11,8 +11,7 @@
 )]
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::Value;
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokenwarden_core::clock::{Clock, ScaledClock};
 use tokenwarden_core::connection::{Connection, ConnectionState, Environment};
@@ -23,44 +22,10 @@ use tokenwarden_server::daemon::{Daemon, Running};
 use tokenwarden_server::retention::Retention;
 use tokenwarden_store::sql::SqlStore;
 use tokenwarden_store::*;
-
-/// Every log line of this test binary.
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Logs {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
-    type Writer = Logs;
-    fn make_writer(&'a self) -> Logs {
-        self.clone()
-    }
-}
-
-fn logs() -> &'static Logs {
-    static LOGS: OnceLock<Logs> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let logs = Logs::default();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_writer(logs.clone())
-            .with_ansi(false)
-            .finish();
-        tracing::subscriber::set_global_default(subscriber).expect("one subscriber per binary");
-        logs
-    })
-}
+use tokenwarden_testkit::logs::logs;
 
 fn logged() -> String {
-    String::from_utf8_lossy(&logs().0.lock().unwrap()).into_owned()
+    logs().text()
 }
 
 struct World {

@@ -1,0 +1,10 @@
+//! What the tests of every crate share (a dev-dependency only; nothing here ships):
+//!
+//! - [`logs`]: every log line of the test binary, at TRACE, for tests that prove no secret is
+//!   logged. The subscriber is process-wide (the daemon's handlers run on the runtime's worker
+//!   threads, which a thread-local subscriber would miss), so it is installed once per binary.
+//! - [`consent`]: the connect step a person does in a browser, done over HTTP against the
+//!   sandbox's consent page: open a connect link, approve (or deny), come back to the callback.
+
+pub mod consent;
+pub mod logs;
