@@ -198,6 +198,13 @@ pub fn read(
                 previous.and_then(|p| p.refresh_expires_at)
             }
         });
+    // An end counted from the consent (LinkedIn): a refresh never moves it later.
+    let refresh_expires_at = match previous.and_then(|p| p.refresh_expires_at) {
+        Some(known) if !refresh.refresh_token_extends => {
+            Some(refresh_expires_at.map_or(known, |at| at.min(known)))
+        }
+        _ => refresh_expires_at,
+    };
     let mut scopes = list(
         lookup(root, &spec.scope),
         &provider.spec.authorize.scope_separator,
