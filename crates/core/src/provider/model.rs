@@ -436,7 +436,7 @@ pub struct ApiSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub headers: Vec<ApiHeaderSpec>,
     /// The API version calls ask for, where the platform versions its API by a header (LinkedIn
-    /// `LinkedIn-Version: 202511`); headers use it as `{api_version}`. A setting of the
+    /// `LinkedIn-Version: 202601`); headers use it as `{api_version}`. A setting of the
     /// deployment: a user definition of the same id rolls it forward without a release.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
