@@ -747,7 +747,9 @@ fn api_versions_path_limited_headers_and_refresh_tokens_counted_from_consent_are
             .replace("refresh_expires_in = \"refresh_token_expires_in\"\n", ""),
     );
     assert!(
-        no_length.contains("refresh.refresh_token_extends: an end counted from the consent needs its length"),
+        no_length.contains(
+            "refresh.refresh_token_extends: an end counted from the consent needs its length"
+        ),
         "{no_length}"
     );
 }
