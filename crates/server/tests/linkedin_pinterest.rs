@@ -143,6 +143,11 @@ async fn a_retired_linkedin_version_is_the_apps_problem_not_the_connections() {
             .unwrap();
     assert_eq!(problems.len(), 1, "{problems:?}");
     assert!(problems[0].fix.contains("api.version"), "{problems:?}");
+    // No secret in the problem: not the token, not the client secret.
+    let (_, token) = w.api(&w.admin, "v1/connections/li-v/token").await;
+    let token = token["access_token"].as_str().unwrap();
+    let words = format!("{} {}", problems[0].title, problems[0].fix);
+    assert!(!words.contains(token) && !words.contains("demo-linkedin-secret"));
     w.d.stop().await;
 }
 
@@ -188,5 +193,51 @@ async fn pinterest_sandbox_tokens_in_a_production_app_are_an_environment_mismatc
     }
     let c = probe_now(&w, "pin-ok").await;
     assert_eq!(c["state"], "active", "{c}");
+    w.d.stop().await;
+}
+
+#[tokio::test]
+async fn hostile_callbacks_are_refused_for_linkedin_and_pinterest() {
+    let w = world().await;
+    // Replay.
+    let flow = w.start_and_approve("linkedin", "li-replayed").await;
+    assert_eq!(w.finish(&flow).await.0, 303);
+    let (status, page) = w.finish(&flow).await;
+    assert_eq!(status, 400, "{page}");
+    // Another browser (no flow cookie).
+    let flow = w.start_and_approve("pinterest", "pin-stolen").await;
+    let r = w.http.get(&flow.callback).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    // A tampered state.
+    let flow = w.start_and_approve("pinterest", "pin-tampered").await;
+    let tampered = flow.callback.replace("state=", "state=x");
+    let r = w
+        .http
+        .get(&tampered)
+        .header("cookie", &flow.cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    // A LinkedIn flow's callback delivered to Pinterest's endpoint (mix-up).
+    let flow = w.start_and_approve("linkedin", "li-mixed").await;
+    let mixed = flow
+        .callback
+        .replace("/callback/linkedin", "/callback/pinterest");
+    let r = w
+        .http
+        .get(&mixed)
+        .header("cookie", &flow.cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    for id in ["pin-stolen", "pin-tampered", "li-mixed"] {
+        assert_eq!(
+            w.api(&w.admin, &format!("v1/connections/{id}")).await.0,
+            404,
+            "{id}"
+        );
+    }
     w.d.stop().await;
 }
