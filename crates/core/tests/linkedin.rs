@@ -93,6 +93,13 @@ fn documented_api_answers_classify_as_the_table_says() {
             Blame::Request,
         ),
         (
+            401,
+            r#"{"serviceErrorCode":65604,"message":"Empty oauth2_access_token","status":401}"#,
+            InvalidRequest,
+            FixRequest,
+            Blame::Request,
+        ),
+        (
             403,
             r#"{"status":403,"serviceErrorCode":100,"code":"ACCESS_DENIED","message":"Not enough permissions to access: adAccounts.GET.20251101"}"#,
             InsufficientScope,
@@ -234,6 +241,13 @@ fn token_endpoint_answers_are_told_apart() {
     let c = classify_in(
         400,
         r#"{"error":"invalid_redirect_uri","error_description":"Unable to retrieve access token: appid/redirect uri/code verifier does not match authorization code. Or authorization code expired. Or external member binding exists"}"#,
+        Context::TokenEndpoint,
+    );
+    assert_eq!(c.kind, Kind::TokenRevoked);
+    // The same words under invalid_request, as LinkedIn also answers a stale code.
+    let c = classify_in(
+        400,
+        r#"{"error":"invalid_request","error_description":"Unable to retrieve access token: appid/redirect uri/code verifier does not match authorization code. Or authorization code expired. Or external member binding exists"}"#,
         Context::TokenEndpoint,
     );
     assert_eq!(c.kind, Kind::TokenRevoked);

@@ -155,6 +155,7 @@ async fn the_refresh_token_ends_365_days_after_the_consent_however_often_it_is_u
     let (st, v) = refresh(&h, &rt).await;
     assert_eq!(st, StatusCode::OK, "{v}");
     assert_eq!(v["refresh_token_expires_in"], 5 * DAY);
+    assert_eq!(v["expires_in"], 5 * DAY, "both expire in 5 days");
     // Day 366: gone, and LinkedIn says invalid_request, not invalid_grant.
     h.advance(6 * DAY);
     let (st, v) = refresh(&h, &rt).await;

@@ -312,11 +312,13 @@ async fn token(State(sb): State<Sandbox>, Form(f): Form<HashMap<String, String>>
         }
     };
     sb.counters().token_call(P, Some(&grant.id), grant_type);
-    let lifetime = sb.config().access_lifetime(P);
+    let end = refresh_end(&grant);
+    // "On day 360 both expire in 5 days": an access token never outlives the refresh token.
+    let left = (end - now).to_std().unwrap_or_default();
+    let lifetime = sb.config().access_lifetime(P).map(|l| l.min(left));
     let (access, _) = sb
         .ledger()
         .issue_access(&grant, AccessKind::Standard, "AQV", lifetime, now);
-    let end = refresh_end(&grant);
     let refresh = match echoed {
         Some(rt) => rt,
         None => {
