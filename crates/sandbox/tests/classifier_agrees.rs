@@ -392,15 +392,16 @@ fn amazon_ads_cases_are_decided_by_the_definition() {
     assert!(problems.is_empty(), "\n{}", problems.join("\n"));
 }
 
-/// Classifies every catalogue entry of `provider` with its definition: (case, status, verdict).
-fn verdicts_of(
-    provider: &str,
-) -> Vec<(
+/// One classified catalogue entry: case, status, headers, verdict.
+type Verdict = (
     ErrorCase,
     u16,
     Vec<(String, String)>,
     tokenwarden_core::classify::Classification,
-)> {
+);
+
+/// Classifies every catalogue entry of `provider` with its definition.
+fn verdicts_of(provider: &str) -> Vec<Verdict> {
     let registry = Registry::builtin().expect("shipped provider definitions load");
     let p = registry.get(provider).expect("the provider is defined");
     let now = chrono::DateTime::from_timestamp(1_800_000_030, 0).unwrap();

@@ -561,7 +561,7 @@ async fn get_ad_account(
     };
     match ad_accounts(&a)
         .into_iter()
-        .find(|x| x["id"].to_string() == id)
+        .find(|x| x["id"].as_u64().is_some_and(|n| n.to_string() == id))
     {
         Some(x) => with_ids(Reply::json(200, &x)).into_response(),
         None => render(ErrorCase::NotFound, &ErrorDetail::default()).into_response(),
