@@ -388,6 +388,9 @@ pub struct Engine {
     clock: Arc<dyn Clock>,
     shaper: Shaper,
     config: EngineConfig,
+    /// When each app's configuration problem was last recorded (provider, app): a misconfigured
+    /// app answered on every call is written once a minute, not once a call.
+    app_problems_raised: parking_lot::Mutex<std::collections::HashMap<(String, String), Instant>>,
 }
 
 fn idempotent(m: &Method) -> bool {
@@ -440,6 +443,7 @@ impl Engine {
             clock,
             shaper,
             config,
+            app_problems_raised: Default::default(),
         }
     }
 
@@ -795,6 +799,18 @@ impl Engine {
     /// Records a refusal that is the app's configuration as the app's problem, once: the
     /// connections stay as they are.
     async fn raise_app_problem(&self, conn: &Connection, c: &Classification) {
+        let key = (conn.provider.to_string(), conn.app.to_string());
+        {
+            let mut raised = self.app_problems_raised.lock();
+            let now = Instant::now();
+            if raised
+                .get(&key)
+                .is_some_and(|at| now.duration_since(*at) < Duration::from_secs(60))
+            {
+                return;
+            }
+            raised.insert(key, now);
+        }
         let problem = Problem {
             code: ProblemCode::AppRefused,
             title: c.title.clone(),
