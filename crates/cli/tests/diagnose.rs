@@ -142,6 +142,40 @@ Content-Type: application/json
     assert!(s.contains("refresh_and_retry"), "{s}");
 }
 
+/// LinkedIn: a retired API version is the deployment's setting (fix names api.version), never a
+/// token problem; its legacy envelope names LinkedIn without --provider. Pinterest: 401 code 3 is
+/// a missing scope, not a refresh.
+#[test]
+fn linkedin_and_pinterest_pastes_are_explained() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/responses/");
+    let paste = std::fs::read(format!("{dir}linkedin-version-retired.txt")).unwrap();
+    let out = tokenwarden(&["diagnose", "--provider", "linkedin"], &paste);
+    let s = text(&out.stdout);
+    assert!(s.contains("kind: invalid_request"), "{s}");
+    assert!(s.contains("fix_request"), "{s}");
+    assert!(s.contains("api.version"), "{s}");
+
+    let paste = br#"HTTP/1.1 401 Unauthorized
+Content-Type: application/json
+
+{"serviceErrorCode":65601,"message":"The token used in the request has been revoked by the user","status":401}"#;
+    let out = tokenwarden(&["diagnose"], paste);
+    let s = text(&out.stdout);
+    assert!(
+        s.contains("kind: token_revoked"),
+        "{s}{}",
+        text(&out.stderr)
+    );
+    assert!(s.contains("LinkedIn"), "{s}");
+
+    let paste = std::fs::read(format!("{dir}pinterest-missing-scope.txt")).unwrap();
+    let out = tokenwarden(&["diagnose", "--provider", "pinterest"], &paste);
+    let s = text(&out.stdout);
+    assert!(s.contains("kind: insufficient_scope"), "{s}");
+    assert!(s.contains("request_scopes"), "{s}");
+    assert!(!s.contains("refresh_and_retry"), "{s}");
+}
+
 #[test]
 fn the_exit_status_follows_the_verdict() {
     let ok =
@@ -327,6 +361,8 @@ fn providers_list_show_validate() {
         "google-ads",
         "microsoft-ads",
         "amazon-ads",
+        "linkedin",
+        "pinterest",
     ] {
         assert!(s.contains(id), "{s}");
     }
@@ -340,7 +376,7 @@ fn providers_list_show_validate() {
 
     let out = tokenwarden(&["providers", "--json"], b"");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v.as_array().unwrap().len(), 8);
+    assert_eq!(v.as_array().unwrap().len(), 10);
 
     let dir = tempfile::tempdir().unwrap();
     let good = dir.path().join("threads.toml");

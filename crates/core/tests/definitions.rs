@@ -17,15 +17,17 @@ fn every_shipped_definition_loads() {
         [
             "amazon-ads",
             "google-ads",
+            "linkedin",
             "meta",
             "microsoft-ads",
+            "pinterest",
             "snapchat",
             "threads",
             "tiktok",
             "tiktok-business"
         ]
     );
-    assert_eq!(BUILTIN.len(), 8);
+    assert_eq!(BUILTIN.len(), 10);
     assert_eq!(style("google-ads"), RefreshStyle::RefreshToken);
     let g = reg.get("google-ads").unwrap();
     assert!(

@@ -684,3 +684,72 @@ fn regions_are_data_the_first_is_the_default_and_mistakes_are_explained() {
         );
     }
 }
+
+/// Issue 17's model features: `{api_version}` needs `api.version`, a header limited to `paths`
+/// may be fixed (and its paths are prefixes under the API base), and an end counted from the
+/// consent (`refresh_token_extends = false`) needs its length.
+#[test]
+fn api_versions_path_limited_headers_and_refresh_tokens_counted_from_consent_are_checked() {
+    let base = example();
+    let problems_of = |text: &str| -> String {
+        Registry::check("acme-ads.toml", text)
+            .err()
+            .unwrap_or_default()
+            .iter()
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let versioned = base.replace(
+        "base_url = \"https://api.acme-ads.example/v3\"",
+        "base_url = \"https://api.acme-ads.example/v3\"\nversion = \"202601\"",
+    );
+    assert_ne!(versioned, base);
+    let header = "\n[[api.headers]]\nname = \"Acme-Version\"\nvalue = \"{api_version}\"\npaths = [\"/rest/\"]\n\n[[api.headers]]\nname = \"X-Protocol\"\nvalue = \"2.0.0\"\npaths = [\"/rest/\", \"/v3/\"]\n";
+    let good = format!("{versioned}{header}");
+    let p = Registry::check("acme-ads.toml", &good).unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(p.spec.api.version.as_deref(), Some("202601"));
+    let sent = p
+        .spec
+        .api
+        .extra_headers(&tokenwarden_core::provider::HeaderValues::default());
+    assert_eq!(sent[0].value, "202601");
+    assert!(sent[0].applies_to("/rest/x") && !sent[0].applies_to("/v2/x"));
+
+    let missing = problems_of(&format!("{base}{header}"));
+    assert!(
+        missing.contains("api.headers[0].value: uses {api_version}: set api.version"),
+        "{missing}"
+    );
+    let bad_path = problems_of(&format!(
+        "{versioned}\n[[api.headers]]\nname = \"X-P\"\nvalue = \"1\"\npaths = [\"rest\"]\n"
+    ));
+    assert!(
+        bad_path.contains("api.headers[0].paths[0]: \"rest\" is not a path prefix"),
+        "{bad_path}"
+    );
+    let bad_version = problems_of(&versioned.replace("\"202601\"", "\"2026 01\""));
+    assert!(
+        bad_version.contains("api.version: \"2026 01\" is not a version"),
+        "{bad_version}"
+    );
+
+    let fixed_end = base.replace(
+        "warn_before = \"14d\"",
+        "warn_before = \"14d\"\nrefresh_token_extends = false",
+    );
+    assert_ne!(fixed_end, base);
+    let p = Registry::check("acme-ads.toml", &fixed_end).unwrap_or_else(|e| panic!("{e:?}"));
+    assert!(!p.spec.refresh.refresh_token_extends);
+    let no_length = problems_of(
+        &fixed_end
+            .replace("refresh_token_lifetime = \"90d\"\n", "")
+            .replace("refresh_expires_in = \"refresh_token_expires_in\"\n", ""),
+    );
+    assert!(
+        no_length.contains(
+            "refresh.refresh_token_extends: an end counted from the consent needs its length"
+        ),
+        "{no_length}"
+    );
+}

@@ -198,10 +198,25 @@ pub fn read(
                 previous.and_then(|p| p.refresh_expires_at)
             }
         });
-    let mut scopes = list(
+    // An end counted from the consent (LinkedIn): a refresh never moves it later.
+    let refresh_expires_at = match previous.and_then(|p| p.refresh_expires_at) {
+        Some(known) if !refresh.refresh_token_extends => {
+            Some(refresh_expires_at.map_or(known, |at| at.min(known)))
+        }
+        _ => refresh_expires_at,
+    };
+    // Platforms answer with another separator than they authorize with (LinkedIn: spaces in,
+    // commas out; Pinterest the reverse): scopes never hold a comma or a space, so both split.
+    let mut scopes: Vec<String> = list(
         lookup(root, &spec.scope),
         &provider.spec.authorize.scope_separator,
-    );
+    )
+    .iter()
+    .flat_map(|s| s.split(','))
+    .map(str::trim)
+    .filter(|s| !s.is_empty())
+    .map(str::to_string)
+    .collect();
     if scopes.is_empty()
         && let Some(p) = previous
     {
@@ -265,6 +280,71 @@ mod tests {
             previous,
             now(),
         )
+    }
+
+    /// LinkedIn (`refresh_token_extends = false`): the refresh token's end is counted from the
+    /// consent. A refresh answer stating more than is left, or none at all, never moves it later;
+    /// one stating less (what LinkedIn says is left) is taken.
+    #[test]
+    fn linkedin_refresh_token_end_is_counted_from_the_consent() {
+        let day = chrono::TimeDelta::days(1);
+        let first = read_as(
+            "linkedin",
+            200,
+            r#"{"access_token":"AQV1","expires_in":5184000,"refresh_token":"AQX1","refresh_token_expires_in":31536000,"scope":"r_ads,rw_ads"}"#,
+            None,
+        )
+        .unwrap();
+        let end = now() + day * 365;
+        assert_eq!(first.tokens.refresh_expires_at, Some(end));
+        assert_eq!(first.tokens.scopes, ["r_ads", "rw_ads"]);
+        // Without refresh_token_expires_in, the fallback lifetime (365 d from now) would extend it.
+        let g = read_as(
+            "linkedin",
+            200,
+            r#"{"access_token":"AQV2","expires_in":5184000,"refresh_token":"AQX1"}"#,
+            Some(&first.tokens),
+        )
+        .unwrap();
+        assert_eq!(g.tokens.refresh_expires_at, Some(end));
+        // A stated full year again does not extend it either.
+        let g = read_as(
+            "linkedin",
+            200,
+            r#"{"access_token":"AQV3","expires_in":5184000,"refresh_token":"AQX1","refresh_token_expires_in":31536000}"#,
+            Some(&first.tokens),
+        )
+        .unwrap();
+        assert_eq!(g.tokens.refresh_expires_at, Some(end));
+        // Less than is known (the platform's own count) is taken.
+        let g = read_as(
+            "linkedin",
+            200,
+            r#"{"access_token":"AQV4","expires_in":5184000,"refresh_token":"AQX1","refresh_token_expires_in":86400}"#,
+            Some(&first.tokens),
+        )
+        .unwrap();
+        assert_eq!(g.tokens.refresh_expires_at, Some(now() + day));
+        // Pinterest's rotating tokens DO move their end with every refresh.
+        let p1 = read_as(
+            "pinterest",
+            200,
+            r#"{"access_token":"pina_1","refresh_token":"pinr_1","expires_in":2592000,"refresh_token_expires_in":5184000,"scope":"ads:read user_accounts:read"}"#,
+            None,
+        )
+        .unwrap();
+        let mut earlier = p1.tokens.clone();
+        earlier.refresh_expires_at = Some(now() - day);
+        let p2 = read_as(
+            "pinterest",
+            200,
+            r#"{"access_token":"pina_2","refresh_token":"pinr_2","expires_in":2592000,"refresh_token_expires_in":5184000}"#,
+            Some(&earlier),
+        )
+        .unwrap();
+        assert_eq!(p2.tokens.refresh_expires_at, Some(now() + day * 60));
+        assert_eq!(p2.tokens.refresh_token.as_ref().unwrap().expose(), "pinr_2");
+        assert_eq!(p2.tokens.scopes, ["ads:read", "user_accounts:read"]);
     }
 
     #[test]

@@ -102,6 +102,8 @@ async fn every_platform_connects_and_renews_as_its_definition_says() {
         "google-ads",
         "microsoft-ads",
         "amazon-ads",
+        "linkedin",
+        "pinterest",
     ] {
         let p = w.provider(id);
         let app = w.app(id);
@@ -212,6 +214,65 @@ async fn microsoft_rotates_on_every_refresh_and_ends_a_refresh_token_after_ninet
     assert!(matches!(ended, TokenError::Refused { .. }), "{ended:?}");
     assert_eq!(c.kind.as_str(), "token_revoked");
     assert_eq!(c.platform_subcode.as_deref(), Some("700082"));
+}
+
+/// LinkedIn: the client credentials in the body; the refresh token's end stays 365 days after the
+/// consent however often it is refreshed (the definition's refresh_token_extends = false and
+/// LinkedIn's own count agree); introspection says active, then inactive once the access token is
+/// past its 60 days; after the year the refresh is refused with LinkedIn's invalid_request, read
+/// as a revoked grant (a re-authorization).
+#[tokio::test]
+async fn linkedin_refresh_tokens_end_a_year_after_the_consent() {
+    let w = world().await;
+    let p = w.provider("linkedin");
+    let app = w.app("linkedin");
+    let code = w.approve(&p).await;
+    let first = w.client.exchange_code(&p, &app, &code, None).await.unwrap();
+    let end = w.clock.now_utc() + TimeDelta::days(365);
+    assert_eq!(first.tokens.refresh_expires_at, Some(end));
+    let c = w.client.introspect(&p, &app, &first.tokens).await.unwrap();
+    assert_eq!(c.kind.as_str(), "ok", "{c:?}");
+    let mut tokens = first.tokens.clone();
+    for _ in 0..5 {
+        w.clock.advance(TimeDelta::days(59));
+        let g = w.client.refresh(&p, &app, &tokens).await.unwrap();
+        assert_eq!(g.tokens.refresh_expires_at, Some(end), "never extended");
+        tokens = g.tokens;
+    }
+    // 295 days in: the first access token is long expired.
+    let c = w.client.introspect(&p, &app, &first.tokens).await.unwrap();
+    assert_eq!(c.kind.as_str(), "token_invalid", "{c:?}");
+    w.clock.advance(TimeDelta::days(71));
+    let e = w.client.refresh(&p, &app, &tokens).await.unwrap_err();
+    assert!(matches!(e, TokenError::Refused { .. }), "{e:?}");
+    let c = e.classification().unwrap();
+    assert_eq!(
+        (c.kind.as_str(), c.action.as_str()),
+        ("token_revoked", "reauthorize")
+    );
+}
+
+/// Pinterest: HTTP Basic at the token endpoint; every refresh rotates (a new refresh token with a
+/// new 60 days), and the spent one is refused with 401 code 283, a revoked grant.
+#[tokio::test]
+async fn pinterest_rotates_and_refuses_a_spent_refresh_token_with_283() {
+    let w = world().await;
+    let p = w.provider("pinterest");
+    let app = w.app("pinterest");
+    let code = w.approve(&p).await;
+    let first = w.client.exchange_code(&p, &app, &code, None).await.unwrap();
+    w.clock.advance(TimeDelta::days(29));
+    let second = w.client.refresh(&p, &app, &first.tokens).await.unwrap();
+    assert_ne!(second.tokens.refresh_token, first.tokens.refresh_token);
+    assert_eq!(
+        second.tokens.refresh_expires_at,
+        Some(w.clock.now_utc() + TimeDelta::days(60))
+    );
+    let e = w.client.refresh(&p, &app, &first.tokens).await.unwrap_err();
+    let c = e.classification().unwrap();
+    assert_eq!(c.kind.as_str(), "token_revoked", "{c:?}");
+    assert_eq!(c.platform_code.as_deref(), Some("283"));
+    w.client.refresh(&p, &app, &second.tokens).await.unwrap();
 }
 
 /// Amazon Ads in each of its regions: consent on that region's page, the code redeemed and the

@@ -393,6 +393,9 @@ pub struct Engine {
     clock: Arc<dyn Clock>,
     shaper: Shaper,
     config: EngineConfig,
+    /// When each app's configuration problem was last recorded (provider, app): a misconfigured
+    /// app answered on every call is written once a minute, not once a call.
+    app_problems_raised: parking_lot::Mutex<std::collections::HashMap<(String, String), Instant>>,
 }
 
 fn idempotent(m: &Method) -> bool {
@@ -445,6 +448,7 @@ impl Engine {
             clock,
             shaper,
             config,
+            app_problems_raised: Default::default(),
         }
     }
 
@@ -553,7 +557,13 @@ impl Engine {
         let mut base_headers = headers::outbound(&call.headers, &api.credential_header, streamed)?;
         if !api.headers.is_empty() {
             let values = self.header_values(&conn).await?;
-            headers::attach_extra(&mut base_headers, &api.extra_headers(&values));
+            // A header limited to some paths (LinkedIn's versioned /rest calls) goes only there.
+            let extra: Vec<_> = api
+                .extra_headers(&values)
+                .into_iter()
+                .filter(|h| h.applies_to(&rel))
+                .collect();
+            headers::attach_extra(&mut base_headers, &extra);
         }
         let lanes = Shaper::lanes(&provider, &conn, &rel, self.config.time_scale);
         // A connection that needs re-authorization answers at once: no call can succeed.
@@ -748,6 +758,11 @@ impl Engine {
                         continue;
                     }
                 }
+                // The app's configuration (LinkedIn's retired or missing API version): one
+                // app-level problem, no connection touched (hardening rule 5).
+                Action::FixRequest if c.blame == Blame::App => {
+                    self.raise_app_problem(&conn, c).await;
+                }
                 _ => {
                     if c.kind == Kind::Ok {
                         self.shaper.succeeded(&lanes, c.usage_pct).await;
@@ -786,6 +801,45 @@ impl Engine {
     /// to the other environment, which re-authorizing would not fix. That is the health
     /// monitor's call (it asks the other host): the connection is probed at once instead, and
     /// the monitor marks it within one probe interval if the grant is really gone.
+    /// Records a refusal that is the app's configuration as the app's problem, once: the
+    /// connections stay as they are.
+    async fn raise_app_problem(&self, conn: &Connection, c: &Classification) {
+        let key = (conn.provider.to_string(), conn.app.to_string());
+        {
+            let mut raised = self.app_problems_raised.lock();
+            let now = Instant::now();
+            if raised
+                .get(&key)
+                .is_some_and(|at| now.duration_since(*at) < Duration::from_secs(60))
+            {
+                return;
+            }
+            raised.insert(key, now);
+        }
+        let problem = Problem {
+            code: ProblemCode::AppRefused,
+            title: c.title.clone(),
+            fix: c.fix.clone(),
+            since: self.clock.now(),
+        };
+        tracing::warn!(
+            connection = %conn.id,
+            provider = %conn.provider,
+            app = %conn.app,
+            kind = "app_refused",
+            verdict = c.kind.as_str(),
+            reason = %c.title,
+            "the platform refused the app's configuration on a proxied call"
+        );
+        if let Err(e) = self
+            .store
+            .raise_app_problem(&conn.provider, &conn.app, &problem)
+            .await
+        {
+            tracing::warn!(app = %conn.app, error = %e, "could not record the app problem");
+        }
+    }
+
     async fn mark_reauth(
         &self,
         provider: &Provider,

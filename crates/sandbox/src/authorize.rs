@@ -64,7 +64,7 @@ fn carried_params(p: Provider) -> &'static [&'static str] {
             "code_challenge",
             "code_challenge_method",
         ],
-        Provider::Snapchat | Provider::AmazonAds => &[
+        Provider::Snapchat | Provider::AmazonAds | Provider::Linkedin | Provider::Pinterest => &[
             "client_id",
             "redirect_uri",
             "response_type",

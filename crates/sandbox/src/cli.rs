@@ -63,7 +63,8 @@ fn provider_span(s: &str) -> Result<(Provider, Duration), String> {
         .split_once('=')
         .ok_or_else(|| format!("{s:?}: write PROVIDER=SPAN, e.g. snapchat=2m"))?;
     let p = Provider::parse(p).ok_or_else(|| {
-        format!("unknown provider {p:?}; one of snapchat, tiktok-business, tiktok, threads, meta")
+        let ids: Vec<&str> = Provider::ALL.into_iter().map(Provider::id).collect();
+        format!("unknown provider {p:?}; one of {}", ids.join(", "))
     })?;
     Ok((p, span(d)?))
 }
@@ -228,8 +229,14 @@ mod tests {
             c.demo_redirect_uris,
             vec!["http://localhost:3000/cb".to_string()]
         );
-        // One demo app per platform, and a sandbox-environment one for TikTok Business.
-        assert_eq!(c.apps.len(), Provider::ALL.len() + 1);
+        // One demo app per platform, and a sandbox-environment one for each with a sandbox host
+        // (TikTok Business, Pinterest).
+        let hosts = Provider::ALL
+            .iter()
+            .filter(|p| p.sandbox_host().is_some())
+            .count();
+        assert_eq!(hosts, 2);
+        assert_eq!(c.apps.len(), Provider::ALL.len() + hosts);
         assert!(Cli::try_parse_from(["sandbox", "--lifetime", "myspace=1m"]).is_err());
         assert!(Cli::try_parse_from(["sandbox", "--lifetime", "snapchat"]).is_err());
     }

@@ -513,6 +513,13 @@ impl Ledger {
         Ok(token)
     }
 
+    /// An access token of `provider`, whatever its state (LinkedIn's introspection describes
+    /// expired and revoked tokens too).
+    pub fn access_any(&self, provider: Provider, value: &str) -> Option<Arc<AccessToken>> {
+        let t = self.access.get(&hash(value))?;
+        (t.grant.provider == provider).then(|| t.clone())
+    }
+
     /// When a token expires (for Graph's "Session has expired on …"), whatever its state.
     pub fn peek_expiry(&self, value: &str) -> Option<DateTime<Utc>> {
         let t = self.access.get(&hash(value))?;

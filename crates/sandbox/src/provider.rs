@@ -29,6 +29,12 @@ pub enum Provider {
     /// `advertising-api(-eu|-fe).amazon.com`; platforms-ads.md Part A §3). The NA hosts are served
     /// under `/amazon-ads`, EU and FE under `/amazon-ads/region/<eu|fe>`.
     AmazonAds,
+    /// LinkedIn Marketing API (`www.linkedin.com/oauth/v2` + `api.linkedin.com`; platforms-ads.md
+    /// Part B §1).
+    Linkedin,
+    /// Pinterest API v5 (`www.pinterest.com/oauth/` + `api.pinterest.com/v5`, sandbox host
+    /// `api-sandbox.pinterest.com`; platforms-ads.md Part B §2).
+    Pinterest,
 }
 
 /// How a platform tells an app that a user removed it.
@@ -45,7 +51,7 @@ pub enum DeauthorizeCallback {
 
 impl Provider {
     /// Every platform, in a stable order.
-    pub const ALL: [Provider; 8] = [
+    pub const ALL: [Provider; 10] = [
         Provider::Snapchat,
         Provider::TiktokBusiness,
         Provider::Tiktok,
@@ -54,6 +60,8 @@ impl Provider {
         Provider::GoogleAds,
         Provider::MicrosoftAds,
         Provider::AmazonAds,
+        Provider::Linkedin,
+        Provider::Pinterest,
     ];
 
     /// The provider id, which is also the sandbox path prefix (`/snapchat/...`).
@@ -67,6 +75,8 @@ impl Provider {
             Provider::GoogleAds => "google-ads",
             Provider::MicrosoftAds => "microsoft-ads",
             Provider::AmazonAds => "amazon-ads",
+            Provider::Linkedin => "linkedin",
+            Provider::Pinterest => "pinterest",
         }
     }
 
@@ -90,6 +100,8 @@ impl Provider {
             Provider::GoogleAds => "/o/oauth2/v2/auth",
             Provider::MicrosoftAds => "/common/oauth2/v2.0/authorize",
             Provider::AmazonAds => "/ap/oa",
+            Provider::Linkedin => "/oauth/v2/authorization",
+            Provider::Pinterest => "/oauth/",
         }
     }
 
@@ -101,6 +113,8 @@ impl Provider {
     pub fn sandbox_host(self) -> Option<&'static str> {
         match self {
             Provider::TiktokBusiness => Some("sandbox-ads.tiktok.com"),
+            // Sandbox tokens work only there (Part B §2 Sandbox).
+            Provider::Pinterest => Some("api-sandbox.pinterest.com"),
             _ => None,
         }
     }
@@ -125,7 +139,9 @@ impl Provider {
             | Provider::TiktokBusiness
             | Provider::GoogleAds
             | Provider::MicrosoftAds
-            | Provider::AmazonAds => None,
+            | Provider::AmazonAds
+            | Provider::Linkedin
+            | Provider::Pinterest => None,
         }
     }
 
@@ -143,6 +159,10 @@ impl Provider {
             Provider::GoogleAds => Some(HOUR - Duration::from_secs(1)),
             Provider::Tiktok => Some(2 * HOUR),
             Provider::TiktokBusiness => None,
+            // expires_in 5184000 (Part B §1).
+            Provider::Linkedin => Some(60 * DAY),
+            // expires_in 2592000 (Part B §2).
+            Provider::Pinterest => Some(30 * DAY),
         }
     }
 
@@ -157,6 +177,10 @@ impl Provider {
             Provider::Tiktok => Some(180 * DAY),
             // 90 days after issue; every refresh issues a new one (Part A §2).
             Provider::MicrosoftAds => Some(90 * DAY),
+            // 365 days from the first consent, never extended by a refresh (Part B §1).
+            Provider::Linkedin => Some(365 * DAY),
+            // Continuous refresh tokens: 60 days from each refresh (Part B §2).
+            Provider::Pinterest => Some(60 * DAY),
             _ => None,
         }
     }
@@ -164,7 +188,7 @@ impl Provider {
     /// Whether refresh tokens rotate by default: TikTok Login Kit says "the previous refresh token
     /// stops working once a new one is issued"; Snapchat's rotation is undocumented, so it does not.
     pub fn rotates_by_default(self) -> bool {
-        matches!(self, Provider::Tiktok)
+        matches!(self, Provider::Tiktok | Provider::Pinterest)
     }
 
     /// Authorization codes are single use; TikTok Business auth_code is valid 1 h, others 10 min.
@@ -195,6 +219,8 @@ impl Provider {
                 "https://ads.microsoft.com/msads.manage",
             ],
             Provider::AmazonAds => &["advertising::campaign_management"],
+            Provider::Linkedin => &["r_ads", "rw_ads", "r_ads_reporting"],
+            Provider::Pinterest => &["ads:read", "user_accounts:read"],
         };
         s.iter().map(|s| s.to_string()).collect()
     }
@@ -205,7 +231,8 @@ impl Provider {
             Provider::Snapchat
             | Provider::GoogleAds
             | Provider::MicrosoftAds
-            | Provider::AmazonAds => ' ',
+            | Provider::AmazonAds
+            | Provider::Linkedin => ' ',
             _ => ',',
         }
     }

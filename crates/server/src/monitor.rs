@@ -84,7 +84,11 @@ async fn fetch(
     if let Some((name, value)) = api.credential_header_value(token.access_token.expose()) {
         req = req.header(name, value);
     }
-    for h in api.extra_headers(values) {
+    for h in api
+        .extra_headers(values)
+        .into_iter()
+        .filter(|h| h.applies_to(&api.probe.path))
+    {
         let Ok(mut value) = reqwest::header::HeaderValue::from_str(&h.value) else {
             continue;
         };
@@ -239,8 +243,14 @@ enum Elsewhere {
 }
 
 /// Whether the verdict is the platform refusing the token itself (not its scope, app or rate).
+/// "Expired" counts too: some platforms answer a token of the other environment with their one
+/// authentication failure (Pinterest's 401 code 2 "Authentication failed."), and a token still
+/// refused as expired right after a refresh is no expiry.
 fn refuses_the_token(c: &Classification) -> bool {
-    matches!(c.kind, Kind::TokenInvalid | Kind::TokenRevoked) && c.blame == Blame::Connection
+    matches!(
+        c.kind,
+        Kind::TokenInvalid | Kind::TokenRevoked | Kind::TokenExpired
+    ) && c.blame == Blame::Connection
 }
 
 /// Asks the definition's other API base about a token the connection's host refused: the same
@@ -701,8 +711,14 @@ fn forecast(p: &Provider, t: &TokenSet, now: DateTime<Utc>) -> Option<Problem> {
             at.format("%Y-%m-%d %H:%M UTC")
         ),
         fix: format!(
-            "{} does not renew it without the person: re-authorize before then with the connect link.",
-            p.spec.name
+            "{} does not renew it without the person{}: re-authorize before {} with the connect link.",
+            p.spec.name,
+            if renews && !p.spec.refresh.refresh_token_extends {
+                " (its end is counted from the consent, and refreshing does not move it)"
+            } else {
+                ""
+            },
+            at.format("%Y-%m-%d %H:%M UTC")
         ),
         since: now,
     })

@@ -63,9 +63,12 @@ pub fn envelope_fit(errors: &ErrorSpec, body: &[u8]) -> usize {
     let Some(json) = json_of(body) else {
         return 0;
     };
+    // `details|detail`: any alternative counts.
     let has = |p: Option<&str>| {
-        p.and_then(|p| lookup(&json, p))
-            .is_some_and(|v| !v.is_null())
+        p.is_some_and(|p| {
+            p.split('|')
+                .any(|alt| lookup(&json, alt).is_some_and(|v| !v.is_null()))
+        })
     };
     errors
         .envelopes

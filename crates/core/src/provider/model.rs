@@ -386,6 +386,12 @@ pub struct RefreshSpec {
     /// Warn this long before a token that cannot be renewed expires.
     #[serde(with = "serde_span", default = "default_warn_before")]
     pub warn_before: Duration,
+    /// Whether a refresh moves the refresh token's end. `false`: the end is counted from the
+    /// consent and no refresh extends it (LinkedIn: 365 days from the first authorization however
+    /// often the token is used): a refresh answer's own lifetime, or `refresh_token_lifetime`,
+    /// never moves it past the end already known, and only a new consent starts a new count.
+    #[serde(default = "yes")]
+    pub refresh_token_extends: bool,
 }
 
 impl RefreshSpec {
@@ -429,6 +435,11 @@ pub struct ApiSpec {
     /// `Amazon-Advertising-API-ClientId`). A header whose template lacks a value is left out.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub headers: Vec<ApiHeaderSpec>,
+    /// The API version calls ask for, where the platform versions its API by a header (LinkedIn
+    /// `LinkedIn-Version: 202601`); headers use it as `{api_version}`. A setting of the
+    /// deployment: a user definition of the same id rolls it forward without a release.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
 }
 
 /// One header sent on API calls, its value a template over `{client_id}` (the app's client id),
@@ -451,6 +462,11 @@ pub struct ApiHeaderSpec {
     /// What the header is for, for people.
     #[serde(default)]
     pub note: String,
+    /// Where the header goes: path prefixes under the API base (LinkedIn's versioned `/rest`
+    /// calls, `["/rest/"]`). Empty: every call. A header limited to paths may have a fixed value
+    /// (a protocol version the platform requires on that part of its API).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub paths: Vec<String>,
 }
 
 /// The values [`ApiSpec::headers`] templates are filled from.
@@ -477,6 +493,17 @@ pub struct ExtraHeader {
     /// Whether the value holds a secret (the developer token): it is marked sensitive on the
     /// wire and never written anywhere.
     pub sensitive: bool,
+    /// The path prefixes (under the API base) it is limited to; empty: every call.
+    pub paths: Vec<String>,
+}
+
+impl ExtraHeader {
+    /// Whether it goes on a call to `path` (relative to the API base, with or without its
+    /// leading `/`).
+    pub fn applies_to(&self, path: &str) -> bool {
+        let path = format!("/{}", path.trim_start_matches('/'));
+        self.paths.is_empty() || self.paths.iter().any(|p| path.starts_with(p.as_str()))
+    }
 }
 
 impl std::fmt::Debug for ExtraHeader {
@@ -510,9 +537,10 @@ impl ApiSpec {
             .filter_map(|h| {
                 Some(ExtraHeader {
                     name: h.name.clone(),
-                    value: fill_header(&h.value, values)?,
+                    value: fill_header(&h.value, values, self.version.as_deref())?,
                     replaces: h.replaces,
                     sensitive: h.value.contains("{developer_token}"),
+                    paths: h.paths.clone(),
                 })
             })
             .collect()
@@ -557,7 +585,7 @@ impl ApiSpec {
 }
 
 /// Fills one header template; `None` when a placeholder has no value.
-fn fill_header(template: &str, values: &HeaderValues) -> Option<String> {
+fn fill_header(template: &str, values: &HeaderValues, api_version: Option<&str>) -> Option<String> {
     let mut out = String::new();
     let mut rest = template;
     while let Some(start) = rest.find('{') {
@@ -568,6 +596,7 @@ fn fill_header(template: &str, values: &HeaderValues) -> Option<String> {
         let value = match name {
             "client_id" => Some(values.client_id.as_str()),
             "account_id" => values.account_id.as_deref(),
+            "api_version" => api_version,
             "developer_token" => values
                 .developer_token
                 .as_ref()
@@ -1217,6 +1246,7 @@ mod tests {
             value: value.into(),
             replaces,
             note: String::new(),
+            paths: Vec::new(),
         };
         let text = include_str!("../../../../providers/snapchat.toml");
         let mut spec: ProviderSpec = toml::from_str(text).unwrap();
@@ -1237,6 +1267,7 @@ mod tests {
                 value: "id cid".into(),
                 replaces: true,
                 sensitive: false,
+                paths: Vec::new(),
             }]
         );
         values.account_id = Some("  1234567890 ".into());

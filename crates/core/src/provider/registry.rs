@@ -19,8 +19,16 @@ pub const BUILTIN: &[(&str, &str)] = &[
         include_str!("../../../../providers/google-ads.toml"),
     ),
     (
+        "linkedin.toml",
+        include_str!("../../../../providers/linkedin.toml"),
+    ),
+    (
         "microsoft-ads.toml",
         include_str!("../../../../providers/microsoft-ads.toml"),
+    ),
+    (
+        "pinterest.toml",
+        include_str!("../../../../providers/pinterest.toml"),
     ),
     (
         "snapchat.toml",

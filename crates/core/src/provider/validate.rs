@@ -373,6 +373,19 @@ pub(crate) fn validate(
             "only refresh-token grants rotate refresh tokens",
         );
     }
+    if !r.refresh_token_extends {
+        if !r.style.uses_refresh_token() {
+            p.add(
+                "refresh.refresh_token_extends",
+                "only means something for refresh-token grants",
+            );
+        } else if r.refresh_token_lifetime.is_none() && t.response.refresh_expires_in.is_none() {
+            p.add(
+                "refresh.refresh_token_extends",
+                "an end counted from the consent needs its length: set refresh_token_lifetime (or token.response.refresh_expires_in)",
+            );
+        }
+    }
 
     let api = &spec.api;
     check_endpoint(p, "api.base_url", &api.base_url, endpoints);
@@ -710,17 +723,47 @@ fn check_api_headers(p: &mut Problems, api: &ApiSpec) {
         }
         seen.push(lower);
         match header_placeholders(&h.value) {
-            Ok(names) if names.is_empty() => p.add(
+            Ok(names) if names.is_empty() && h.paths.is_empty() => p.add(
                 format!("{key}.value"),
-                "a fixed value belongs in the caller's request; use {client_id}, {account_id} or {developer_token}",
+                "a fixed value belongs in the caller's request; use {client_id}, {account_id}, {developer_token} or {api_version}, or limit a protocol header to the paths that need it (paths = [\"/rest/\"])",
+            ),
+            Ok(names) if names.contains(&"api_version") && api.version.is_none() => p.add(
+                format!("{key}.value"),
+                "uses {api_version}: set api.version to the version calls ask for",
             ),
             Ok(_) => {}
             Err(e) => p.add(format!("{key}.value"), e),
         }
+        for (j, path) in h.paths.iter().enumerate() {
+            let ok = path.starts_with('/')
+                && path.len() <= 200
+                && path
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"/-_.~".contains(&b));
+            if !ok {
+                p.add(
+                    format!("{key}.paths[{j}]"),
+                    format!("{path:?} is not a path prefix under the API base: start it with '/' (\"/rest/\")"),
+                );
+            }
+        }
+    }
+    if let Some(v) = &api.version {
+        let ok = !v.is_empty()
+            && v.len() <= 32
+            && v.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+        if !ok {
+            p.add(
+                "api.version",
+                format!("{v:?} is not a version: 1 to 32 letters, digits, '-', '_' or '.' (LinkedIn: 202511)"),
+            );
+        }
     }
 }
 
-/// Placeholders of an `api.headers` value: `{client_id}` and `{account_id}`.
+/// Placeholders of an `api.headers` value: `{client_id}`, `{account_id}`, `{developer_token}` and
+/// `{api_version}`.
 fn header_placeholders(template: &str) -> Result<Vec<&str>, String> {
     let mut out = Vec::new();
     let mut rest = template;
@@ -730,9 +773,12 @@ fn header_placeholders(template: &str) -> Result<Vec<&str>, String> {
             .find('}')
             .ok_or_else(|| format!("unclosed '{{' in {template:?}"))?;
         let name = &after[..end];
-        if !matches!(name, "client_id" | "account_id" | "developer_token") {
+        if !matches!(
+            name,
+            "client_id" | "account_id" | "developer_token" | "api_version"
+        ) {
             return Err(format!(
-                "unknown placeholder {{{name}}} in {template:?}; a header takes {{client_id}}, {{account_id}} or {{developer_token}}, never a token or the client secret"
+                "unknown placeholder {{{name}}} in {template:?}; a header takes {{client_id}}, {{account_id}}, {{developer_token}} or {{api_version}}, never a token or the client secret"
             ));
         }
         out.push(name);

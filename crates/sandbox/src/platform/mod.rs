@@ -3,8 +3,10 @@
 
 pub(crate) mod amazon_ads;
 pub(crate) mod google_ads;
+pub(crate) mod linkedin;
 pub(crate) mod meta;
 pub(crate) mod microsoft_ads;
+pub(crate) mod pinterest;
 pub(crate) mod snapchat;
 pub(crate) mod threads;
 pub(crate) mod tiktok;
@@ -30,6 +32,8 @@ pub(crate) fn routes(p: Provider) -> Router<Sandbox> {
         Provider::GoogleAds => google_ads::routes(),
         Provider::MicrosoftAds => microsoft_ads::routes(),
         Provider::AmazonAds => amazon_ads::routes(),
+        Provider::Linkedin => linkedin::routes(),
+        Provider::Pinterest => pinterest::routes(),
     }
 }
 
@@ -39,6 +43,7 @@ pub(crate) fn sandbox_host_routes(p: Provider) -> Option<Router<Sandbox>> {
     p.sandbox_host()?;
     match p {
         Provider::TiktokBusiness => Some(tiktok_business::routes()),
+        Provider::Pinterest => Some(pinterest::routes()),
         _ => None,
     }
 }
@@ -70,6 +75,12 @@ pub(crate) fn is_token_path(p: Provider, path: &str) -> bool {
         Provider::GoogleAds => &["/token", "/revoke"],
         Provider::MicrosoftAds => &["/common/oauth2/v2.0/token"],
         Provider::AmazonAds => amazon_ads::TOKEN_PATHS,
+        Provider::Linkedin => &[
+            "/oauth/v2/accessToken",
+            "/oauth/v2/introspectToken",
+            "/oauth/v2/revoke",
+        ],
+        Provider::Pinterest => &["/v5/oauth/token"],
     };
     paths.contains(&path)
 }
@@ -85,6 +96,8 @@ pub(crate) fn render(p: Provider, case: ErrorCase, detail: &ErrorDetail) -> Repl
         Provider::GoogleAds => google_ads::render(case, detail),
         Provider::MicrosoftAds => microsoft_ads::render(case, detail),
         Provider::AmazonAds => amazon_ads::render(case, detail),
+        Provider::Linkedin => linkedin::render(case, detail),
+        Provider::Pinterest => pinterest::render(case, detail),
     }
 }
 
@@ -99,6 +112,8 @@ pub(crate) fn cases(p: Provider) -> Vec<ErrorCase> {
         Provider::GoogleAds => google_ads::CASES.to_vec(),
         Provider::MicrosoftAds => microsoft_ads::CASES.to_vec(),
         Provider::AmazonAds => amazon_ads::CASES.to_vec(),
+        Provider::Linkedin => linkedin::CASES.to_vec(),
+        Provider::Pinterest => pinterest::CASES.to_vec(),
     }
 }
 
@@ -115,6 +130,11 @@ pub(crate) fn consent_error_params(
             ("error", "access_denied"),
             ("error_reason", "user_denied"),
             ("error_description", "Permissions error"),
+        ],
+        // LinkedIn's own names for the member's refusal (§1 OAuth).
+        (Provider::Linkedin, true) => &[
+            ("error", "user_cancelled_authorize"),
+            ("error_description", "The user cancelled the authorization"),
         ],
         (_, true) => &[
             ("error", "access_denied"),

@@ -322,6 +322,25 @@ impl World {
     pub async fn probe(&self, provider: &str, token: &str) -> u16 {
         let p = self.d.state.providers.get(provider).unwrap();
         let api = &p.spec.api;
+        // Introspection as the probe (LinkedIn): 200 when the platform says the token is active,
+        // 401 otherwise.
+        if api.probe.via == tokenwarden_core::provider::ProbeVia::Introspection {
+            let call = p.spec.token.introspect.as_ref().unwrap();
+            let form = [
+                ("client_id", format!("demo-{provider}")),
+                ("client_secret", format!("demo-{provider}-secret")),
+                ("token", token.to_string()),
+            ];
+            let r = self
+                .http
+                .post(call.url.clone())
+                .form(&form)
+                .send()
+                .await
+                .unwrap();
+            let v: serde_json::Value = r.json().await.unwrap();
+            return if v["active"] == true { 200 } else { 401 };
+        }
         let mut url = url::Url::parse(&format!(
             "{}{}",
             api.base_url.as_str().trim_end_matches('/'),
