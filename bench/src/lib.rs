@@ -163,6 +163,7 @@ pub fn demo_app(
         client_secret: Secret::new(format!("demo-{provider}-secret")),
         redirect_uri: redirect_uri.to_string(),
         developer_token: None,
+        user_agent: None,
         environment: tokenwarden_core::connection::Environment::Production,
         region: None,
         created_at: now,

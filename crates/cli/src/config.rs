@@ -615,6 +615,10 @@ pub struct AppConfig {
     /// Which of the platform's regions (its definition's `[[regions]]`, e.g. Amazon Ads `na`,
     /// `eu`, `fe`) the app's accounts are in; default: the definition's first region.
     pub region: Option<String>,
+    /// The `User-Agent` sent where the definition sends `{user_agent}` (Reddit asks for a unique
+    /// one such as `web:com.example.ads:v1.2 (by /u/yourname)`, on token calls too); default:
+    /// one naming tokenwarden and the app's client id.
+    pub user_agent: Option<String>,
 }
 
 impl std::fmt::Debug for AppConfig {
@@ -650,6 +654,8 @@ pub struct ResolvedApp {
     pub environment: Environment,
     /// Region (`None`: the definition's default region, or a platform without regions).
     pub region: Option<String>,
+    /// User-Agent for `{user_agent}` (`None`: the default naming tokenwarden).
+    pub user_agent: Option<String>,
 }
 
 /// Every syntax and type problem of the configuration file at `path`, in one error listing each
@@ -760,6 +766,16 @@ impl FileConfig {
             {
                 bail!("{at}: the developer token is empty or has control characters");
             }
+            let user_agent = a.user_agent.as_deref().map(str::trim);
+            if let Some(ua) = user_agent
+                && (ua.is_empty()
+                    || ua.len() > 256
+                    || ua.bytes().any(|b| b.is_ascii_control() || !b.is_ascii()))
+            {
+                bail!(
+                    "{at}: user_agent must be 1 to 256 printable ASCII characters (no line breaks), such as \"web:com.example.ads:v1.0 (by /u/yourname)\""
+                );
+            }
             if out.iter().any(|o| o.provider == a.provider && o.id == a.id) {
                 bail!("{at}: a second app with the same provider and id");
             }
@@ -798,6 +814,7 @@ impl FileConfig {
                     .unwrap_or_else(|| format!("{base}/callback/{}", a.provider)),
                 environment,
                 region: a.region.clone(),
+                user_agent: user_agent.map(str::to_string),
             });
         }
         Ok(out)

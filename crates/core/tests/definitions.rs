@@ -19,13 +19,15 @@ fn every_shipped_definition_loads() {
             "google-ads",
             "meta",
             "microsoft-ads",
+            "reddit",
             "snapchat",
             "threads",
             "tiktok",
-            "tiktok-business"
+            "tiktok-business",
+            "x"
         ]
     );
-    assert_eq!(BUILTIN.len(), 8);
+    assert_eq!(BUILTIN.len(), 10);
     assert_eq!(style("google-ads"), RefreshStyle::RefreshToken);
     let g = reg.get("google-ads").unwrap();
     assert!(
@@ -63,6 +65,7 @@ fn every_shipped_definition_loads() {
         client_id: "c".into(),
         account_id: Some("1234567890".into()),
         developer_token: None,
+        user_agent: None,
     };
     assert!(g.spec.api.extra_headers(&values).is_empty());
     assert_eq!(style("snapchat"), RefreshStyle::RefreshToken);

@@ -59,6 +59,7 @@ impl World {
             client_id: format!("demo-{id}"),
             client_secret: Secret::new(format!("demo-{id}-secret")),
             redirect_uri: REDIRECT.into(),
+            user_agent: None,
         }
     }
 

@@ -194,6 +194,22 @@ fn check_call(p: &mut Problems, key: &str, call: &TokenCall, endpoints: Endpoint
             "only [token.revoke] says what it revokes",
         );
     }
+    // Token calls' own headers (Reddit's User-Agent): the app's values only, never a secret.
+    for h in &call.headers {
+        if h.replaces {
+            p.add(
+                format!("{key}.headers"),
+                format!("{:?}: replaces means nothing on a token call (no caller sends headers there); drop it", h.name),
+            );
+        }
+    }
+    check_headers(
+        p,
+        &format!("{key}.headers"),
+        &call.headers,
+        "authorization",
+        &["client_id", "user_agent"],
+    );
     if !call.tokens.is_empty() && key != "token.revoke" {
         p.add(
             format!("{key}.tokens"),
@@ -679,9 +695,28 @@ fn check_regions(p: &mut Problems, spec: &ProviderSpec, endpoints: Endpoints) {
 }
 
 fn check_api_headers(p: &mut Problems, api: &ApiSpec) {
+    check_headers(
+        p,
+        "api.headers",
+        &api.headers,
+        &api.credential_header,
+        &["client_id", "account_id", "developer_token", "user_agent"],
+    );
+}
+
+/// Checks a list of headers (`api.headers`, a token call's `headers`): valid names, none that
+/// tokenwarden or the HTTP client sets or that carries the credential, none twice, and values
+/// that are templates over `allowed` placeholders only.
+fn check_headers(
+    p: &mut Problems,
+    key_prefix: &str,
+    headers: &[crate::provider::ApiHeaderSpec],
+    credential_header: &str,
+    allowed: &[&str],
+) {
     let mut seen: Vec<String> = Vec::new();
-    for (i, h) in api.headers.iter().enumerate() {
-        let key = format!("api.headers[{i}]");
+    for (i, h) in headers.iter().enumerate() {
+        let key = format!("{key_prefix}[{i}]");
         let lower = h.name.to_ascii_lowercase();
         let name_ok = !h.name.is_empty()
             && h.name
@@ -693,7 +728,7 @@ fn check_api_headers(p: &mut Problems, api: &ApiSpec) {
                 format!("{:?} is not a header name", h.name),
             );
         } else if RESERVED_HEADERS.contains(&lower.as_str())
-            || lower.eq_ignore_ascii_case(&api.credential_header)
+            || lower.eq_ignore_ascii_case(credential_header)
         {
             p.add(
                 format!("{key}.name"),
@@ -709,10 +744,15 @@ fn check_api_headers(p: &mut Problems, api: &ApiSpec) {
             );
         }
         seen.push(lower);
-        match header_placeholders(&h.value) {
+        let listed = allowed
+            .iter()
+            .map(|a| format!("{{{a}}}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        match header_placeholders(&h.value, allowed) {
             Ok(names) if names.is_empty() => p.add(
                 format!("{key}.value"),
-                "a fixed value belongs in the caller's request; use {client_id}, {account_id} or {developer_token}",
+                format!("a fixed value belongs in the caller's request; use {listed}"),
             ),
             Ok(_) => {}
             Err(e) => p.add(format!("{key}.value"), e),
@@ -720,8 +760,8 @@ fn check_api_headers(p: &mut Problems, api: &ApiSpec) {
     }
 }
 
-/// Placeholders of an `api.headers` value: `{client_id}` and `{account_id}`.
-fn header_placeholders(template: &str) -> Result<Vec<&str>, String> {
+/// Placeholders of a header value, each one of `allowed`.
+fn header_placeholders<'t>(template: &'t str, allowed: &[&str]) -> Result<Vec<&'t str>, String> {
     let mut out = Vec::new();
     let mut rest = template;
     while let Some(start) = rest.find('{') {
@@ -730,9 +770,14 @@ fn header_placeholders(template: &str) -> Result<Vec<&str>, String> {
             .find('}')
             .ok_or_else(|| format!("unclosed '{{' in {template:?}"))?;
         let name = &after[..end];
-        if !matches!(name, "client_id" | "account_id" | "developer_token") {
+        if !allowed.contains(&name) {
+            let listed = allowed
+                .iter()
+                .map(|a| format!("{{{a}}}"))
+                .collect::<Vec<_>>()
+                .join(", ");
             return Err(format!(
-                "unknown placeholder {{{name}}} in {template:?}; a header takes {{client_id}}, {{account_id}} or {{developer_token}}, never a token or the client secret"
+                "unknown placeholder {{{name}}} in {template:?}; a header here takes {listed}, never a token, a code or the client secret"
             ));
         }
         out.push(name);
