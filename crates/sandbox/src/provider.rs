@@ -29,6 +29,11 @@ pub enum Provider {
     /// `advertising-api(-eu|-fe).amazon.com`; platforms-ads.md Part A §3). The NA hosts are served
     /// under `/amazon-ads`, EU and FE under `/amazon-ads/region/<eu|fe>`.
     AmazonAds,
+    /// Reddit Ads API v3 with Reddit's OAuth (`www.reddit.com` + `ads-api.reddit.com`;
+    /// platforms-ads.md Part B §3).
+    Reddit,
+    /// X API v2 with OAuth 2.0 and PKCE (`x.com` + `api.x.com`; platforms-ads.md Part B §4).
+    X,
 }
 
 /// How a platform tells an app that a user removed it.
@@ -45,7 +50,7 @@ pub enum DeauthorizeCallback {
 
 impl Provider {
     /// Every platform, in a stable order.
-    pub const ALL: [Provider; 8] = [
+    pub const ALL: [Provider; 10] = [
         Provider::Snapchat,
         Provider::TiktokBusiness,
         Provider::Tiktok,
@@ -54,6 +59,8 @@ impl Provider {
         Provider::GoogleAds,
         Provider::MicrosoftAds,
         Provider::AmazonAds,
+        Provider::Reddit,
+        Provider::X,
     ];
 
     /// The provider id, which is also the sandbox path prefix (`/snapchat/...`).
@@ -67,6 +74,8 @@ impl Provider {
             Provider::GoogleAds => "google-ads",
             Provider::MicrosoftAds => "microsoft-ads",
             Provider::AmazonAds => "amazon-ads",
+            Provider::Reddit => "reddit",
+            Provider::X => "x",
         }
     }
 
@@ -90,6 +99,8 @@ impl Provider {
             Provider::GoogleAds => "/o/oauth2/v2/auth",
             Provider::MicrosoftAds => "/common/oauth2/v2.0/authorize",
             Provider::AmazonAds => "/ap/oa",
+            Provider::Reddit => "/api/v1/authorize",
+            Provider::X => "/i/oauth2/authorize",
         }
     }
 
@@ -125,7 +136,9 @@ impl Provider {
             | Provider::TiktokBusiness
             | Provider::GoogleAds
             | Provider::MicrosoftAds
-            | Provider::AmazonAds => None,
+            | Provider::AmazonAds
+            | Provider::Reddit
+            | Provider::X => None,
         }
     }
 
@@ -137,8 +150,10 @@ impl Provider {
             Provider::Snapchat | Provider::Threads | Provider::Meta | Provider::MicrosoftAds => {
                 Some(HOUR)
             }
-            // expires_in 3600 (platforms-ads.md Part A §3).
-            Provider::AmazonAds => Some(HOUR),
+            // expires_in 3600 (platforms-ads.md Part A §3, Part B §3).
+            Provider::AmazonAds | Provider::Reddit => Some(HOUR),
+            // 2 hours (Part B §4).
+            Provider::X => Some(2 * HOUR),
             // expires_in 3599 (platforms-ads.md Part A §1).
             Provider::GoogleAds => Some(HOUR - Duration::from_secs(1)),
             Provider::Tiktok => Some(2 * HOUR),
@@ -164,7 +179,8 @@ impl Provider {
     /// Whether refresh tokens rotate by default: TikTok Login Kit says "the previous refresh token
     /// stops working once a new one is issued"; Snapchat's rotation is undocumented, so it does not.
     pub fn rotates_by_default(self) -> bool {
-        matches!(self, Provider::Tiktok)
+        // X API v2: every refresh issues a new refresh token and spends the old one (Part B §4).
+        matches!(self, Provider::Tiktok | Provider::X)
     }
 
     /// Authorization codes are single use; TikTok Business auth_code is valid 1 h, others 10 min.
@@ -195,6 +211,8 @@ impl Provider {
                 "https://ads.microsoft.com/msads.manage",
             ],
             Provider::AmazonAds => &["advertising::campaign_management"],
+            Provider::Reddit => &["adsread"],
+            Provider::X => &["tweet.read", "users.read", "offline.access"],
         };
         s.iter().map(|s| s.to_string()).collect()
     }
@@ -205,7 +223,9 @@ impl Provider {
             Provider::Snapchat
             | Provider::GoogleAds
             | Provider::MicrosoftAds
-            | Provider::AmazonAds => ' ',
+            | Provider::AmazonAds
+            | Provider::Reddit
+            | Provider::X => ' ',
             _ => ',',
         }
     }

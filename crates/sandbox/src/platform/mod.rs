@@ -5,10 +5,12 @@ pub(crate) mod amazon_ads;
 pub(crate) mod google_ads;
 pub(crate) mod meta;
 pub(crate) mod microsoft_ads;
+pub(crate) mod reddit;
 pub(crate) mod snapchat;
 pub(crate) mod threads;
 pub(crate) mod tiktok;
 pub(crate) mod tiktok_business;
+pub(crate) mod x;
 
 use crate::Sandbox;
 use crate::error_case::{ErrorCase, ErrorDetail, Reply};
@@ -30,6 +32,8 @@ pub(crate) fn routes(p: Provider) -> Router<Sandbox> {
         Provider::GoogleAds => google_ads::routes(),
         Provider::MicrosoftAds => microsoft_ads::routes(),
         Provider::AmazonAds => amazon_ads::routes(),
+        Provider::Reddit => reddit::routes(),
+        Provider::X => x::routes(),
     }
 }
 
@@ -70,6 +74,8 @@ pub(crate) fn is_token_path(p: Provider, path: &str) -> bool {
         Provider::GoogleAds => &["/token", "/revoke"],
         Provider::MicrosoftAds => &["/common/oauth2/v2.0/token"],
         Provider::AmazonAds => amazon_ads::TOKEN_PATHS,
+        Provider::Reddit => reddit::TOKEN_PATHS,
+        Provider::X => x::TOKEN_PATHS,
     };
     paths.contains(&path)
 }
@@ -85,6 +91,8 @@ pub(crate) fn render(p: Provider, case: ErrorCase, detail: &ErrorDetail) -> Repl
         Provider::GoogleAds => google_ads::render(case, detail),
         Provider::MicrosoftAds => microsoft_ads::render(case, detail),
         Provider::AmazonAds => amazon_ads::render(case, detail),
+        Provider::Reddit => reddit::render(case, detail),
+        Provider::X => x::render(case, detail),
     }
 }
 
@@ -99,6 +107,8 @@ pub(crate) fn cases(p: Provider) -> Vec<ErrorCase> {
         Provider::GoogleAds => google_ads::CASES.to_vec(),
         Provider::MicrosoftAds => microsoft_ads::CASES.to_vec(),
         Provider::AmazonAds => amazon_ads::CASES.to_vec(),
+        Provider::Reddit => reddit::CASES.to_vec(),
+        Provider::X => x::CASES.to_vec(),
     }
 }
 
