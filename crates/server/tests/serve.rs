@@ -20,6 +20,8 @@ async fn every_platform_connects_and_its_tokens_keep_working_across_expiries() {
         "google-ads",
         "microsoft-ads",
         "amazon-ads",
+        "reddit",
+        "x",
     ];
     for p in all {
         let flow = w.start_and_approve(p, &format!("e2e-{p}")).await;
@@ -52,6 +54,8 @@ async fn every_platform_connects_and_its_tokens_keep_working_across_expiries() {
             "google-ads",
             "microsoft-ads",
             "amazon-ads",
+            "reddit",
+            "x",
         ] {
             let (status, body) = w
                 .api(&w.reader, &format!("v1/connections/e2e-{p}/token"))
@@ -83,7 +87,7 @@ async fn every_platform_connects_and_its_tokens_keep_working_across_expiries() {
     let (status, list) = w.api(&w.admin, "v1/connections").await;
     assert_eq!(status, 200);
     let text = list.to_string();
-    assert_eq!(list["connections"].as_array().unwrap().len(), 8);
+    assert_eq!(list["connections"].as_array().unwrap().len(), 10);
     assert!(
         !text.contains("access_token\""),
         "the list never carries tokens: {text}"
@@ -364,6 +368,67 @@ async fn deleting_a_connection_revokes_its_tokens_at_the_platform() {
         "the platform no longer accepts the token"
     );
     assert_eq!(w.api(&w.admin, "v1/connections/to-delete").await.0, 404);
+    w.d.stop().await;
+}
+
+/// Reddit and X API v2: a replayed callback, one from another browser and one sent to the other
+/// platform's callback are refused; deleting a connection revokes its tokens at the platform
+/// (Reddit's revoke_token with the User-Agent, X's /2/oauth2/revoke), so the probe then fails.
+#[tokio::test]
+async fn reddit_and_x_refuse_hostile_callbacks_and_revoke_on_delete() {
+    let w = world().await;
+    for (p, other) in [("reddit", "x"), ("x", "reddit")] {
+        let flow = w.start_and_approve(p, &format!("replayed-{p}")).await;
+        assert_eq!(w.finish(&flow).await.0, 303);
+        let (status, page) = w.finish(&flow).await;
+        assert_eq!(status, 400, "{p}: {page}");
+        let flow = w.start_and_approve(p, &format!("stolen-{p}")).await;
+        let r = w.http.get(&flow.callback).send().await.unwrap();
+        assert_eq!(r.status(), 400, "{p}: another browser");
+        let flow = w.start_and_approve(p, &format!("mixed-{p}")).await;
+        let mixed = flow
+            .callback
+            .replace(&format!("/callback/{p}"), &format!("/callback/{other}"));
+        let r = w
+            .http
+            .get(&mixed)
+            .header("cookie", &flow.cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{p}: mix-up");
+        let tampered = flow.callback.replace("state=", "state=x");
+        let r = w
+            .http
+            .get(&tampered)
+            .header("cookie", &flow.cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{p}: tampered state");
+
+        let id = format!("deleted-{p}");
+        let flow = w.start_and_approve(p, &id).await;
+        assert_eq!(w.finish(&flow).await.0, 303);
+        let (_, body) = w.api(&w.admin, &format!("v1/connections/{id}/token")).await;
+        let token = body["access_token"].as_str().unwrap().to_string();
+        assert_eq!(w.probe(p, &token).await, 200, "{p}");
+        let r = w
+            .http
+            .delete(format!("{}v1/connections/{id}", w.d.base))
+            .bearer_auth(&w.admin)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{p}");
+        let v: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(v["revoked_at_platform"], true, "{p}");
+        assert_eq!(
+            w.probe(p, &token).await,
+            401,
+            "{p}: revoked at the platform"
+        );
+    }
     w.d.stop().await;
 }
 
