@@ -99,6 +99,14 @@ environment = "sandbox"
 # client_secret_file = "/run/secrets/amazon-ads-secret"
 # region = "eu"
 
+# A Reddit Ads app: Reddit wants a unique, descriptive User-Agent on every call (token calls
+# included) and throttles a generic one. Default: one naming tokenwarden and the client id.
+# [[apps]]
+# provider = "reddit"
+# client_id = "your-reddit-client-id"
+# client_secret_file = "/run/secrets/reddit-secret"
+# user_agent = "web:com.example.ads:v1.0 (by /u/yourname)"
+
 # The dashboard at public_url: sign in with an admin API key, or with this password.
 [dashboard]
 password_file = "/run/secrets/tokenwarden-dashboard-password"
@@ -1062,6 +1070,46 @@ mod tests {
         );
         let e = app("snapchat", "eu").unwrap_err().to_string();
         assert!(e.contains("snapchat has no regions"), "{e}");
+    }
+
+    #[test]
+    fn an_app_names_its_user_agent_which_is_checked() {
+        let providers = Registry::builtin().unwrap();
+        let public = url::Url::parse("https://tw.example").unwrap();
+        // The example's commented Reddit app, uncommented.
+        let start = EXAMPLE.find("# [[apps]]\n# provider = \"reddit\"").unwrap();
+        let block: String = EXAMPLE[start..]
+            .lines()
+            .take_while(|l| l.starts_with("# "))
+            .map(|l| format!("{}\n", &l[2..]))
+            .collect();
+        let block = block.replace(
+            "client_secret_file = \"/run/secrets/reddit-secret\"",
+            "client_secret = \"s\"",
+        );
+        let apps = FileConfig::parse(&block)
+            .unwrap()
+            .resolve_apps(&providers, &public)
+            .unwrap();
+        assert_eq!(
+            apps[0].user_agent.as_deref(),
+            Some("web:com.example.ads:v1.0 (by /u/yourname)")
+        );
+        let app = |ua: &str| {
+            FileConfig::parse(&format!(
+                "[[apps]]\nprovider = \"reddit\"\nclient_id = \"x\"\nclient_secret = \"y\"\nuser_agent = {ua:?}\n"
+            ))
+            .unwrap()
+            .resolve_apps(&providers, &public)
+        };
+        for bad in ["", "   ", "a\r\nX-Evil: 1", "caf\u{e9}", &"x".repeat(300)] {
+            let e = app(bad).unwrap_err().to_string();
+            assert!(e.contains("user_agent must be"), "{bad:?}: {e}");
+        }
+        assert_eq!(
+            app(" ua:x:1 ").unwrap()[0].user_agent.as_deref(),
+            Some("ua:x:1")
+        );
     }
 
     #[test]

@@ -327,6 +327,8 @@ fn providers_list_show_validate() {
         "google-ads",
         "microsoft-ads",
         "amazon-ads",
+        "reddit",
+        "x",
     ] {
         assert!(s.contains(id), "{s}");
     }
@@ -340,7 +342,7 @@ fn providers_list_show_validate() {
 
     let out = tokenwarden(&["providers", "--json"], b"");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v.as_array().unwrap().len(), 8);
+    assert_eq!(v.as_array().unwrap().len(), 10);
 
     let dir = tempfile::tempdir().unwrap();
     let good = dir.path().join("threads.toml");
