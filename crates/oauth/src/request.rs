@@ -335,6 +335,44 @@ mod tests {
         .unwrap()
     }
 
+    /// A definition's token-call headers are filled from the app: its configured User-Agent, or
+    /// the default naming tokenwarden and the client id; the Debug of the request shows neither
+    /// values nor secrets.
+    #[test]
+    fn token_call_headers_carry_the_apps_user_agent() {
+        let reg = tokenwarden_core::provider::Registry::builtin().unwrap();
+        let reddit = &reg.get("reddit").unwrap().spec;
+        let refresh = reddit.token.refresh.as_ref().unwrap();
+        let rt = Secret::new("rt-secret-value");
+        let vars = Vars {
+            refresh_token: Some(&rt),
+            ..Default::default()
+        };
+        let p = prepare(refresh, &app(), &vars);
+        assert_eq!(p.headers.len(), 1);
+        assert_eq!(p.headers[0].0, "User-Agent");
+        assert!(
+            p.headers[0].1.contains("tokenwarden") && p.headers[0].1.contains("cid"),
+            "{}",
+            p.headers[0].1
+        );
+        let own = AppCredentials {
+            user_agent: Some("web:com.example:v1 (by /u/me)".into()),
+            ..app()
+        };
+        let p = prepare(refresh, &own, &vars);
+        assert_eq!(p.headers[0].1, "web:com.example:v1 (by /u/me)");
+        let debug = format!("{p:?}");
+        assert!(!debug.contains("rt-secret-value") && !debug.contains("shh-secret"));
+        // A platform without token-call headers sends none.
+        let snap = &reg.get("snapchat").unwrap().spec;
+        assert!(
+            prepare(snap.token.refresh.as_ref().unwrap(), &app(), &vars)
+                .headers
+                .is_empty()
+        );
+    }
+
     #[test]
     fn client_secret_basic_form_urlencodes_id_and_secret_first() {
         let app = AppCredentials {
