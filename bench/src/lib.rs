@@ -63,6 +63,7 @@ impl Connector {
             client_id: self.app.client_id.clone(),
             client_secret: self.app.client_secret.clone(),
             redirect_uri: self.app.redirect_uri.clone(),
+            user_agent: self.app.user_agent.clone(),
         }
     }
 

@@ -444,16 +444,15 @@ fn reddit_and_x_cases_are_decided_by_their_definitions() {
             problems.push(format!("{provider} {case:?}: {}", got.kind));
         }
         match case {
-            ErrorCase::OAuthInvalidGrant | ErrorCase::RefreshTokenRefused { expired: false } => {
+            ErrorCase::OAuthInvalidGrant | ErrorCase::RefreshTokenRefused { expired: false }
                 if got.action != Action::Reauthorize
                     || got.blame != Blame::Connection
-                    || got.retryable
-                {
-                    problems.push(format!(
-                        "{provider} {case:?}: {} {} (a dead refresh token)",
-                        got.action, got.blame
-                    ));
-                }
+                    || got.retryable =>
+            {
+                problems.push(format!(
+                    "{provider} {case:?}: {} {} (a dead refresh token)",
+                    got.action, got.blame
+                ));
             }
             ErrorCase::OAuthInvalidClient | ErrorCase::AppMismatch if got.blame != Blame::App => {
                 problems.push(format!("{provider} {case:?}: blamed on {}", got.blame));
