@@ -432,6 +432,79 @@ async fn reddit_and_x_refuse_hostile_callbacks_and_revoke_on_delete() {
     w.d.stop().await;
 }
 
+/// Reddit and X revoked at the platform: the probe's 401 is refreshed once, the platform refuses
+/// the refresh token (Reddit's bare `{"error": 400}`, X's invalid_request "Value passed for the
+/// token was invalid.") and the connection is reauth_required at once, with one event; an outage
+/// of the token endpoint or a throttle meanwhile marks nothing.
+#[tokio::test]
+async fn the_monitor_finds_reddit_and_x_revocations_and_marks_nothing_for_a_throttle() {
+    let w = world().await;
+    for (p, id) in [("reddit", "m-rd"), ("x", "m-x"), ("reddit", "m-rd2")] {
+        let flow = w.start_and_approve(p, id).await;
+        assert_eq!(w.finish(&flow).await.0, 303, "{p}");
+    }
+    let http = tokenwarden_server::monitor::client();
+    let sb = w.d.sandbox_base.clone().unwrap();
+    let grants = |provider: &'static str| {
+        let http = w.http.clone();
+        let sb = sb.clone();
+        async move {
+            let v: serde_json::Value = http
+                .get(format!("{sb}/_sandbox/grants?provider={provider}"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            v["grants"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|g| g["id"].as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        }
+    };
+    w.clock.advance(TimeDelta::minutes(31));
+    tokenwarden_server::monitor::probe_due(&w.d.state, &http).await;
+    for id in ["m-rd", "m-x", "m-rd2"] {
+        assert_eq!(
+            problems(&w, id).await,
+            ("active".to_string(), vec![]),
+            "{id}"
+        );
+    }
+    // The first Reddit grant and the X grant revoked at the platform; the second Reddit grant
+    // throttled by the bot page meanwhile.
+    let rd = grants("reddit").await;
+    let x = grants("x").await;
+    for g in [&rd[0], &x[0]] {
+        w.http
+            .post(format!("{sb}/_sandbox/grants/{g}/revoke"))
+            .send()
+            .await
+            .unwrap();
+    }
+    w.http
+        .post(format!("{sb}/_sandbox/faults/reddit/throttle"))
+        .json(&serde_json::json!({"next": 1, "limit": "app"}))
+        .send()
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        w.clock.advance(TimeDelta::minutes(31));
+        tokenwarden_server::monitor::probe_due(&w.d.state, &http).await;
+    }
+    for id in ["m-rd", "m-x"] {
+        let (state, codes) = problems(&w, id).await;
+        assert_eq!(state, "reauth_required", "{id}: {codes:?}");
+        assert_eq!(events_of(&w, id, "reauth_required").await, 1, "{id}");
+    }
+    let (state, _) = problems(&w, "m-rd2").await;
+    assert_eq!(state, "active", "a throttle marks nothing");
+    w.d.stop().await;
+}
+
 async fn problems(w: &World, id: &str) -> (String, Vec<String>) {
     let (_, c) = w.api(&w.admin, &format!("v1/connections/{id}")).await;
     let codes = c["problems"]
