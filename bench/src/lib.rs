@@ -63,6 +63,7 @@ impl Connector {
             client_id: self.app.client_id.clone(),
             client_secret: self.app.client_secret.clone(),
             redirect_uri: self.app.redirect_uri.clone(),
+            user_agent: self.app.user_agent.clone(),
         }
     }
 
@@ -163,6 +164,7 @@ pub fn demo_app(
         client_secret: Secret::new(format!("demo-{provider}-secret")),
         redirect_uri: redirect_uri.to_string(),
         developer_token: None,
+        user_agent: None,
         environment: tokenwarden_core::connection::Environment::Production,
         region: None,
         created_at: now,

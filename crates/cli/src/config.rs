@@ -99,6 +99,14 @@ environment = "sandbox"
 # client_secret_file = "/run/secrets/amazon-ads-secret"
 # region = "eu"
 
+# A Reddit Ads app: Reddit wants a unique, descriptive User-Agent on every call (token calls
+# included) and throttles a generic one. Default: one naming tokenwarden and the client id.
+# [[apps]]
+# provider = "reddit"
+# client_id = "your-reddit-client-id"
+# client_secret_file = "/run/secrets/reddit-secret"
+# user_agent = "web:com.example.ads:v1.0 (by /u/yourname)"
+
 # The dashboard at public_url: sign in with an admin API key, or with this password.
 [dashboard]
 password_file = "/run/secrets/tokenwarden-dashboard-password"
@@ -615,6 +623,10 @@ pub struct AppConfig {
     /// Which of the platform's regions (its definition's `[[regions]]`, e.g. Amazon Ads `na`,
     /// `eu`, `fe`) the app's accounts are in; default: the definition's first region.
     pub region: Option<String>,
+    /// The `User-Agent` sent where the definition sends `{user_agent}` (Reddit asks for a unique
+    /// one such as `web:com.example.ads:v1.2 (by /u/yourname)`, on token calls too); default:
+    /// one naming tokenwarden and the app's client id.
+    pub user_agent: Option<String>,
 }
 
 impl std::fmt::Debug for AppConfig {
@@ -650,6 +662,8 @@ pub struct ResolvedApp {
     pub environment: Environment,
     /// Region (`None`: the definition's default region, or a platform without regions).
     pub region: Option<String>,
+    /// User-Agent for `{user_agent}` (`None`: the default naming tokenwarden).
+    pub user_agent: Option<String>,
 }
 
 /// Every syntax and type problem of the configuration file at `path`, in one error listing each
@@ -760,6 +774,16 @@ impl FileConfig {
             {
                 bail!("{at}: the developer token is empty or has control characters");
             }
+            let user_agent = a.user_agent.as_deref().map(str::trim);
+            if let Some(ua) = user_agent
+                && (ua.is_empty()
+                    || ua.len() > 256
+                    || ua.bytes().any(|b| b.is_ascii_control() || !b.is_ascii()))
+            {
+                bail!(
+                    "{at}: user_agent must be 1 to 256 printable ASCII characters (no line breaks), such as \"web:com.example.ads:v1.0 (by /u/yourname)\""
+                );
+            }
             if out.iter().any(|o| o.provider == a.provider && o.id == a.id) {
                 bail!("{at}: a second app with the same provider and id");
             }
@@ -798,6 +822,7 @@ impl FileConfig {
                     .unwrap_or_else(|| format!("{base}/callback/{}", a.provider)),
                 environment,
                 region: a.region.clone(),
+                user_agent: user_agent.map(str::to_string),
             });
         }
         Ok(out)
@@ -1045,6 +1070,46 @@ mod tests {
         );
         let e = app("snapchat", "eu").unwrap_err().to_string();
         assert!(e.contains("snapchat has no regions"), "{e}");
+    }
+
+    #[test]
+    fn an_app_names_its_user_agent_which_is_checked() {
+        let providers = Registry::builtin().unwrap();
+        let public = url::Url::parse("https://tw.example").unwrap();
+        // The example's commented Reddit app, uncommented.
+        let start = EXAMPLE.find("# [[apps]]\n# provider = \"reddit\"").unwrap();
+        let block: String = EXAMPLE[start..]
+            .lines()
+            .take_while(|l| l.starts_with("# "))
+            .map(|l| format!("{}\n", &l[2..]))
+            .collect();
+        let block = block.replace(
+            "client_secret_file = \"/run/secrets/reddit-secret\"",
+            "client_secret = \"s\"",
+        );
+        let apps = FileConfig::parse(&block)
+            .unwrap()
+            .resolve_apps(&providers, &public)
+            .unwrap();
+        assert_eq!(
+            apps[0].user_agent.as_deref(),
+            Some("web:com.example.ads:v1.0 (by /u/yourname)")
+        );
+        let app = |ua: &str| {
+            FileConfig::parse(&format!(
+                "[[apps]]\nprovider = \"reddit\"\nclient_id = \"x\"\nclient_secret = \"y\"\nuser_agent = {ua:?}\n"
+            ))
+            .unwrap()
+            .resolve_apps(&providers, &public)
+        };
+        for bad in ["", "   ", "a\r\nX-Evil: 1", "caf\u{e9}", &"x".repeat(300)] {
+            let e = app(bad).unwrap_err().to_string();
+            assert!(e.contains("user_agent must be"), "{bad:?}: {e}");
+        }
+        assert_eq!(
+            app(" ua:x:1 ").unwrap()[0].user_agent.as_deref(),
+            Some("ua:x:1")
+        );
     }
 
     #[test]

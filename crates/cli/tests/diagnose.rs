@@ -176,6 +176,45 @@ Content-Type: application/json
     assert!(!s.contains("refresh_and_retry"), "{s}");
 }
 
+/// Reddit and X API v2 pastes: Reddit's bot page is a throttle with its wait, a refresh answered
+/// `invalid_grant` in HTTP 200 is a refusal that needs a person; X's spent refresh token
+/// (invalid_request at the token endpoint) asks for re-authorization, and its usage cap is the
+/// app's plan.
+#[test]
+fn reddit_and_x_pastes_tell_a_throttle_from_a_dead_grant_and_a_plan_from_a_token() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/responses/");
+    let paste = std::fs::read(format!("{dir}reddit-whoa-there-429.txt")).unwrap();
+    let out = tokenwarden(&["diagnose", "--provider", "reddit"], &paste);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    let s = text(&out.stdout);
+    assert!(s.contains("kind: rate_limited"), "{s}");
+    assert!(s.contains("user_agent"), "the fix names the setting: {s}");
+
+    let paste = std::fs::read(format!("{dir}reddit-token-invalid-grant-in-200.txt")).unwrap();
+    let out = tokenwarden(
+        &["diagnose", "--provider", "reddit", "--token-endpoint"],
+        &paste,
+    );
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
+    let s = text(&out.stdout);
+    assert!(s.contains("kind: token_revoked"), "{s}");
+
+    let paste = std::fs::read(format!("{dir}x-spent-refresh-token.txt")).unwrap();
+    let out = tokenwarden(&["diagnose", "--provider", "x", "--token-endpoint"], &paste);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
+    let s = text(&out.stdout);
+    assert!(s.contains("kind: token_revoked"), "{s}");
+    assert!(s.contains("reauthorize"), "{s}");
+
+    // Recognised as X from its problem envelope, without --provider.
+    let paste = std::fs::read(format!("{dir}x-usage-capped.txt")).unwrap();
+    let out = tokenwarden(&["diagnose"], &paste);
+    let s = text(&out.stdout);
+    assert!(s.contains("X API v2"), "{s}");
+    assert!(s.contains("kind: rate_limited"), "{s}");
+    assert!(s.contains("usage cap"), "{s}");
+}
+
 #[test]
 fn the_exit_status_follows_the_verdict() {
     let ok =
@@ -363,6 +402,8 @@ fn providers_list_show_validate() {
         "amazon-ads",
         "linkedin",
         "pinterest",
+        "reddit",
+        "x",
     ] {
         assert!(s.contains(id), "{s}");
     }
@@ -376,7 +417,7 @@ fn providers_list_show_validate() {
 
     let out = tokenwarden(&["providers", "--json"], b"");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v.as_array().unwrap().len(), 10);
+    assert_eq!(v.as_array().unwrap().len(), 12);
 
     let dir = tempfile::tempdir().unwrap();
     let good = dir.path().join("threads.toml");

@@ -350,6 +350,7 @@ fn the_definition_has_three_regions_and_sends_the_profile_headers() {
             client_id: "amzn1.application-oa2-client.abc".into(),
             account_id: Some("3141592653589793".into()),
             developer_token: None,
+            user_agent: None,
         });
     let find = |n: &str| headers.iter().find(|h| h.name == n).unwrap();
     let id = find("Amazon-Advertising-API-ClientId");
@@ -370,6 +371,7 @@ fn the_definition_has_three_regions_and_sends_the_profile_headers() {
             client_id: "c".into(),
             account_id: None,
             developer_token: None,
+            user_agent: None,
         });
     assert_eq!(headers.len(), 1);
     // The probe records the first profile.

@@ -21,13 +21,15 @@ fn every_shipped_definition_loads() {
             "meta",
             "microsoft-ads",
             "pinterest",
+            "reddit",
             "snapchat",
             "threads",
             "tiktok",
-            "tiktok-business"
+            "tiktok-business",
+            "x"
         ]
     );
-    assert_eq!(BUILTIN.len(), 10);
+    assert_eq!(BUILTIN.len(), 12);
     assert_eq!(style("google-ads"), RefreshStyle::RefreshToken);
     let g = reg.get("google-ads").unwrap();
     assert!(
@@ -65,6 +67,7 @@ fn every_shipped_definition_loads() {
         client_id: "c".into(),
         account_id: Some("1234567890".into()),
         developer_token: None,
+        user_agent: None,
     };
     assert!(g.spec.api.extra_headers(&values).is_empty());
     assert_eq!(style("snapchat"), RefreshStyle::RefreshToken);

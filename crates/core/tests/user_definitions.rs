@@ -753,3 +753,78 @@ fn api_versions_path_limited_headers_and_refresh_tokens_counted_from_consent_are
         "{no_length}"
     );
 }
+
+/// Headers on token calls (Reddit's User-Agent): `{client_id}` and `{user_agent}` only, never a
+/// token, a code or the client secret, never a header tokenwarden or the HTTP client sets, and
+/// `replaces` means nothing there.
+#[test]
+fn token_call_headers_take_only_the_apps_values() {
+    let base = example();
+    let refresh_params =
+        "params = { grant_type = \"refresh_token\", refresh_token = \"{refresh_token}\" }\n";
+    assert!(base.contains(refresh_params), "the example's refresh call");
+    let with = |header: &str| {
+        base.replacen(
+            refresh_params,
+            &format!("{refresh_params}headers = [{header}]\n"),
+            1,
+        )
+    };
+    let good = with(
+        "{ name = \"User-Agent\", value = \"{user_agent}\" }, { name = \"X-Client\", value = \"app {client_id}\" }",
+    );
+    let p = Registry::check("acme-ads.toml", &good).unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(p.spec.token.refresh.as_ref().unwrap().headers.len(), 2);
+    let cases: &[(&str, &str)] = &[
+        (
+            "{ name = \"User-Agent\", value = \"{refresh_token}\" }",
+            "token.refresh.headers[0].value: unknown placeholder {refresh_token}",
+        ),
+        (
+            "{ name = \"X-Secret\", value = \"{client_secret}\" }",
+            "token.refresh.headers[0].value: unknown placeholder {client_secret}",
+        ),
+        (
+            "{ name = \"X-Code\", value = \"{code}\" }",
+            "unknown placeholder {code}",
+        ),
+        (
+            "{ name = \"X-Dev\", value = \"{developer_token}\" }",
+            "unknown placeholder {developer_token}",
+        ),
+        (
+            "{ name = \"X-Account\", value = \"{account_id}\" }",
+            "unknown placeholder {account_id}",
+        ),
+        (
+            "{ name = \"Authorization\", value = \"{client_id}\" }",
+            "token.refresh.headers[0].name: \"Authorization\" is set by tokenwarden",
+        ),
+        (
+            "{ name = \"Content-Type\", value = \"{client_id}\" }",
+            "is set by tokenwarden or the HTTP client",
+        ),
+        (
+            "{ name = \"User-Agent\", value = \"tokenwarden\" }",
+            "token.refresh.headers[0].value: a fixed value",
+        ),
+        (
+            "{ name = \"User-Agent\", value = \"{user_agent}\", replaces = true }",
+            "replaces means nothing on a token call",
+        ),
+        (
+            "{ name = \"User-Agent\", value = \"{user_agent}\" }, { name = \"user-agent\", value = \"{client_id}\" }",
+            "listed twice",
+        ),
+    ];
+    for (header, expect) in cases {
+        let problems = Registry::check("acme-ads.toml", &with(header))
+            .err()
+            .unwrap_or_default()
+            .iter()
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(problems.contains(expect), "{header} gives:\n{problems}");
+    }
+}

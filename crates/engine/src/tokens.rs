@@ -465,6 +465,7 @@ impl TokenService {
             client_id: app.client_id,
             client_secret: app.client_secret,
             redirect_uri: app.redirect_uri,
+            user_agent: app.user_agent.clone(),
         };
         // The lease may have lapsed while this process was paused (SIGSTOP, a frozen VM, a long
         // GC-like stall) between taking it and here; another replica may then have spent the

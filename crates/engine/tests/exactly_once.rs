@@ -105,6 +105,7 @@ impl World {
             client_id: format!("demo-{provider}"),
             client_secret: Secret::new(format!("demo-{provider}-secret")),
             redirect_uri: REDIRECT.into(),
+            user_agent: None,
         }
     }
 
@@ -151,6 +152,7 @@ impl World {
                 client_secret: c.client_secret,
                 redirect_uri: c.redirect_uri,
                 developer_token: None,
+                user_agent: None,
                 environment: tokenwarden_core::connection::Environment::Production,
                 region: None,
                 created_at: now,

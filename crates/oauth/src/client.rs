@@ -361,6 +361,17 @@ impl OAuthClient {
             req = req.basic_auth(user, Some(secret.expose()));
         }
         req = req.header(reqwest::header::ACCEPT, "application/json");
+        // The definition's own headers for this call (Reddit's User-Agent); a name or value that
+        // is not a valid header is skipped (definitions are validated; values are checked when
+        // filled). Set after the client's defaults, so a definition's User-Agent replaces ours.
+        for (name, value) in &p.headers {
+            if let (Ok(n), Ok(v)) = (
+                reqwest::header::HeaderName::from_bytes(name.as_bytes()),
+                reqwest::header::HeaderValue::from_str(value),
+            ) {
+                req = req.header(n, v);
+            }
+        }
         // reqwest's errors print the URL, which for GET token calls holds the secret: strip it.
         let mut resp = req.send().await.map_err(|e| transient(&e.without_url()))?;
         let status = resp.status().as_u16();

@@ -13,6 +13,9 @@ pub struct AppCredentials {
     pub client_secret: Secret,
     /// The redirect URI registered with the platform.
     pub redirect_uri: String,
+    /// The app's configured `User-Agent` for the definition's `{user_agent}` headers; `None`:
+    /// [`tokenwarden_core::provider::default_user_agent`] of the client id.
+    pub user_agent: Option<String>,
 }
 
 /// Values for a token call's templates. A value left `None` expands to nothing, and a parameter
@@ -45,6 +48,8 @@ pub struct Prepared {
     pub json: Option<serde_json::Value>,
     /// HTTP Basic credentials (`client_secret_basic`).
     pub basic: Option<(String, Secret)>,
+    /// The call's own headers (`headers` in its definition), filled: never a secret.
+    pub headers: Vec<(String, String)>,
 }
 
 impl std::fmt::Debug for Prepared {
@@ -125,6 +130,16 @@ pub fn prepare(call: &TokenCall, app: &AppCredentials, vars: &Vars<'_>) -> Prepa
             Secret::new(enc(app.client_secret.expose())),
         )
     });
+    let values = tokenwarden_core::provider::HeaderValues {
+        client_id: app.client_id.clone(),
+        user_agent: app.user_agent.clone(),
+        ..Default::default()
+    };
+    let headers: Vec<(String, String)> =
+        tokenwarden_core::provider::ApiSpec::fill_headers(&call.headers, &values, None)
+            .into_iter()
+            .map(|h| (h.name, h.value))
+            .collect();
     let mut url = call.url.clone();
     match call.encoding {
         Encoding::Query => {
@@ -135,6 +150,7 @@ pub fn prepare(call: &TokenCall, app: &AppCredentials, vars: &Vars<'_>) -> Prepa
                 form: Vec::new(),
                 json: None,
                 basic,
+                headers,
             }
         }
         Encoding::Form => Prepared {
@@ -143,6 +159,7 @@ pub fn prepare(call: &TokenCall, app: &AppCredentials, vars: &Vars<'_>) -> Prepa
             form: params,
             json: None,
             basic,
+            headers,
         },
         Encoding::Json => {
             let obj: serde_json::Map<String, serde_json::Value> = params
@@ -155,6 +172,7 @@ pub fn prepare(call: &TokenCall, app: &AppCredentials, vars: &Vars<'_>) -> Prepa
                 form: Vec::new(),
                 json: Some(serde_json::Value::Object(obj)),
                 basic,
+                headers,
             }
         }
     }
@@ -206,6 +224,7 @@ mod tests {
             client_id: "cid".into(),
             client_secret: Secret::new("shh-secret"),
             redirect_uri: "http://127.0.0.1:1/callback/x".into(),
+            user_agent: None,
         }
     }
 
@@ -316,12 +335,51 @@ mod tests {
         .unwrap()
     }
 
+    /// A definition's token-call headers are filled from the app: its configured User-Agent, or
+    /// the default naming tokenwarden and the client id; the Debug of the request shows neither
+    /// values nor secrets.
+    #[test]
+    fn token_call_headers_carry_the_apps_user_agent() {
+        let reg = tokenwarden_core::provider::Registry::builtin().unwrap();
+        let reddit = &reg.get("reddit").unwrap().spec;
+        let refresh = reddit.token.refresh.as_ref().unwrap();
+        let rt = Secret::new("rt-secret-value");
+        let vars = Vars {
+            refresh_token: Some(&rt),
+            ..Default::default()
+        };
+        let p = prepare(refresh, &app(), &vars);
+        assert_eq!(p.headers.len(), 1);
+        assert_eq!(p.headers[0].0, "User-Agent");
+        assert!(
+            p.headers[0].1.contains("tokenwarden") && p.headers[0].1.contains("cid"),
+            "{}",
+            p.headers[0].1
+        );
+        let own = AppCredentials {
+            user_agent: Some("web:com.example:v1 (by /u/me)".into()),
+            ..app()
+        };
+        let p = prepare(refresh, &own, &vars);
+        assert_eq!(p.headers[0].1, "web:com.example:v1 (by /u/me)");
+        let debug = format!("{p:?}");
+        assert!(!debug.contains("rt-secret-value") && !debug.contains("shh-secret"));
+        // A platform without token-call headers sends none.
+        let snap = &reg.get("snapchat").unwrap().spec;
+        assert!(
+            prepare(snap.token.refresh.as_ref().unwrap(), &app(), &vars)
+                .headers
+                .is_empty()
+        );
+    }
+
     #[test]
     fn client_secret_basic_form_urlencodes_id_and_secret_first() {
         let app = AppCredentials {
             client_id: "app:1".into(),
             client_secret: Secret::new("s+e/c=r:e%t x"),
             redirect_uri: "http://127.0.0.1:1/cb".into(),
+            user_agent: None,
         };
         let p = prepare(
             &call(

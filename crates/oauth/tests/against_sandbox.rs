@@ -59,14 +59,24 @@ impl World {
             client_id: format!("demo-{id}"),
             client_secret: Secret::new(format!("demo-{id}-secret")),
             redirect_uri: REDIRECT.into(),
+            user_agent: None,
         }
     }
 
     /// Approves the authorize URL the way a script does (the page's form POST) and returns the code.
     async fn approve(&self, p: &Provider) -> Secret {
-        let url =
-            self.client
-                .authorize_url(p, &self.app(p.spec.id.as_str()), "state-123", &[], None);
+        self.approve_with(p, None).await
+    }
+
+    /// [`World::approve`] with a PKCE challenge.
+    async fn approve_with(&self, p: &Provider, challenge: Option<&str>) -> Secret {
+        let url = self.client.authorize_url(
+            p,
+            &self.app(p.spec.id.as_str()),
+            "state-123",
+            &[],
+            challenge,
+        );
         let mut form: Vec<(String, String)> = url.query_pairs().into_owned().collect();
         form.push(("decision".into(), "approve".into()));
         let target = format!("{}{}", url.origin().ascii_serialization(), url.path());
@@ -104,6 +114,7 @@ async fn every_platform_connects_and_renews_as_its_definition_says() {
         "amazon-ads",
         "linkedin",
         "pinterest",
+        "reddit",
     ] {
         let p = w.provider(id);
         let app = w.app(id);
@@ -428,4 +439,134 @@ impl NowUtc for FakeClock {
         use tokenwarden_core::clock::Clock;
         self.now()
     }
+}
+
+/// Reddit: the User-Agent goes on every token call (the sandbox answers a missing or library
+/// default one with its bot page), the app's own when configured; a refresh echoes the permanent
+/// refresh token, which is kept; the spent code's HTTP 200 `invalid_grant` is a refusal; after
+/// revoke_token the refresh's bare `{"error": 400}` is a refusal of the connection, never a
+/// transient.
+#[tokio::test]
+async fn reddit_sends_its_user_agent_on_every_token_call_and_keeps_the_permanent_refresh_token() {
+    let w = world().await;
+    let p = w.provider("reddit");
+    let mut app = w.app("reddit");
+    app.user_agent = Some("web:com.example.ads:v2.1 (by /u/someone)".into());
+    let code = w.approve(&p).await;
+    let grant = w.client.exchange_code(&p, &app, &code, None).await.unwrap();
+    let first = grant.tokens.refresh_token.clone().unwrap();
+    assert_eq!(grant.tokens.scopes, ["adsread"]);
+    assert_eq!(
+        (grant.tokens.expires_at.unwrap() - w.clock.now_utc()).num_seconds(),
+        3600
+    );
+    let again = w
+        .client
+        .exchange_code(&p, &app, &code, None)
+        .await
+        .unwrap_err();
+    match &again {
+        TokenError::Refused { classification, .. } => {
+            assert_eq!(
+                classification.status, 200,
+                "the spent code is refused in HTTP 200"
+            );
+            assert_eq!(
+                classification.action,
+                tokenwarden_core::classify::Action::Reauthorize
+            );
+        }
+        other => panic!("spent code: {other:?}"),
+    }
+    // The default User-Agent (no user_agent configured) names tokenwarden and passes too.
+    let default_app = w.app("reddit");
+    let renewed = w
+        .client
+        .refresh(&p, &default_app, &grant.tokens)
+        .await
+        .unwrap();
+    assert_eq!(renewed.tokens.refresh_token.as_ref(), Some(&first));
+    let renewed = w.client.refresh(&p, &app, &renewed.tokens).await.unwrap();
+    assert_eq!(renewed.tokens.refresh_token.as_ref(), Some(&first));
+    // A definition without the header: the client's own default User-Agent is a bot to Reddit.
+    let mut bare = p.clone();
+    if let Some(r) = bare.spec.token.refresh.as_mut() {
+        r.headers.clear();
+    }
+    let throttled = w
+        .client
+        .refresh(&bare, &app, &renewed.tokens)
+        .await
+        .unwrap_err();
+    assert!(throttled.is_transient(), "{throttled:?}");
+    assert!(w.client.revoke(&p, &app, &renewed.tokens).await.unwrap());
+    let refused = w
+        .client
+        .refresh(&p, &app, &renewed.tokens)
+        .await
+        .unwrap_err();
+    match &refused {
+        TokenError::Refused { classification, .. } => {
+            assert_eq!(classification.status, 400);
+            assert_eq!(
+                classification.kind,
+                tokenwarden_core::classify::Kind::TokenRevoked
+            );
+        }
+        other => panic!("refresh after revoke: {other:?}"),
+    }
+    let text = format!("{refused} {refused:?}");
+    assert!(
+        !text.contains(first.expose()),
+        "no refresh token in the error"
+    );
+}
+
+/// X API v2: PKCE on the consent and the exchange, a new refresh token on every refresh, the
+/// spent one refused as invalid_request "Value passed for the token was invalid." — a refusal
+/// that asks for re-authorization, not a request to fix and not a transient.
+#[tokio::test]
+async fn x_uses_pkce_and_rotates_single_use_refresh_tokens() {
+    let w = world().await;
+    let p = w.provider("x");
+    let app = w.app("x");
+    let pkce = tokenwarden_oauth::pkce::Pkce::generate();
+    let code = w.approve_with(&p, Some(&pkce.challenge)).await;
+    let grant = w
+        .client
+        .exchange_code(&p, &app, &code, Some(&pkce.verifier))
+        .await
+        .unwrap();
+    assert_eq!(
+        (grant.tokens.expires_at.unwrap() - w.clock.now_utc()).num_seconds(),
+        7200
+    );
+    assert!(grant.tokens.scopes.iter().any(|s| s == "offline.access"));
+    let r1 = w.client.refresh(&p, &app, &grant.tokens).await.unwrap();
+    assert_ne!(
+        r1.tokens.refresh_token, grant.tokens.refresh_token,
+        "rotated"
+    );
+    let r2 = w.client.refresh(&p, &app, &r1.tokens).await.unwrap();
+    assert_ne!(r2.tokens.refresh_token, r1.tokens.refresh_token);
+    let spent = w.client.refresh(&p, &app, &grant.tokens).await.unwrap_err();
+    match &spent {
+        TokenError::Refused { classification, .. } => {
+            assert_eq!(
+                classification.kind,
+                tokenwarden_core::classify::Kind::TokenRevoked
+            );
+            assert_eq!(
+                classification.action,
+                tokenwarden_core::classify::Action::Reauthorize
+            );
+            assert!(!classification.retryable);
+        }
+        other => panic!("spent refresh token: {other:?}"),
+    }
+    assert!(w.client.revoke(&p, &app, &r2.tokens).await.unwrap());
+    assert!(matches!(
+        w.client.refresh(&p, &app, &r2.tokens).await.unwrap_err(),
+        TokenError::Refused { .. }
+    ));
 }

@@ -126,6 +126,7 @@ fn app() -> AppCredentials {
         client_id: "cid".into(),
         client_secret: Secret::new("secret"),
         redirect_uri: "http://127.0.0.1:9/cb".into(),
+        user_agent: None,
     }
 }
 

@@ -524,12 +524,13 @@ impl Engine {
     /// connection's recorded account.
     async fn header_values(&self, conn: &Connection) -> Result<HeaderValues, ProxyError> {
         let app = self.store.get_app(&conn.provider, &conn.app).await?;
-        let (client_id, developer_token) = app
-            .map(|a| (a.client_id, a.developer_token))
+        let (client_id, developer_token, user_agent) = app
+            .map(|a| (a.client_id, a.developer_token, a.user_agent))
             .unwrap_or_default();
         Ok(HeaderValues {
             client_id,
             developer_token,
+            user_agent,
             account_id: conn
                 .account
                 .as_ref()

@@ -26,6 +26,7 @@ async fn connect_eu(w: &World, connection: &str) -> String {
             environment: tokenwarden_core::connection::Environment::Production,
             region: Some("eu".into()),
             developer_token: None,
+            user_agent: None,
             created_at: now,
             updated_at: now,
         })

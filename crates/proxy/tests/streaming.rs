@@ -331,6 +331,7 @@ async fn rig(config: EngineConfig) -> Rig {
             client_secret: Secret::new("bulk-secret"),
             redirect_uri: "http://127.0.0.1:1/callback/bulk".into(),
             developer_token: None,
+            user_agent: None,
             environment: tokenwarden_core::connection::Environment::Production,
             region: None,
             created_at: now,

@@ -103,6 +103,23 @@ fn carried_params(p: Provider) -> &'static [&'static str] {
             "prompt",
             "login_hint",
         ],
+        Provider::Reddit => &[
+            "client_id",
+            "redirect_uri",
+            "response_type",
+            "scope",
+            "state",
+            "duration",
+        ],
+        Provider::X => &[
+            "client_id",
+            "redirect_uri",
+            "response_type",
+            "scope",
+            "state",
+            "code_challenge",
+            "code_challenge_method",
+        ],
     }
 }
 
@@ -172,9 +189,26 @@ fn check(p: Provider, sb: &Sandbox, q: &HashMap<String, String>) -> Result<Check
     {
         return Err(bounce("invalid_scope", "An unknown scope was requested"));
     }
+    // Reddit issues a refresh token only for duration=permanent, and refuses a request without a
+    // duration (platforms-ads.md Part B §3).
+    if p == Provider::Reddit
+        && !matches!(
+            q.get("duration").map(String::as_str),
+            Some("permanent" | "temporary")
+        )
+    {
+        return Err(bounce("invalid_request", "invalid duration parameter"));
+    }
+    // X requires PKCE (Part B §4).
+    if p == Provider::X && q.get("code_challenge").is_none_or(|c| c.is_empty()) {
+        return Err(bounce(
+            "invalid_request",
+            "Missing required parameter [code_challenge].",
+        ));
+    }
     let code_challenge = if matches!(
         p,
-        Provider::Tiktok | Provider::GoogleAds | Provider::MicrosoftAds
+        Provider::Tiktok | Provider::GoogleAds | Provider::MicrosoftAds | Provider::X
     ) {
         match (q.get("code_challenge"), q.get("code_challenge_method")) {
             (None, _) => None,

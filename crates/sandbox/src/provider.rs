@@ -35,6 +35,11 @@ pub enum Provider {
     /// Pinterest API v5 (`www.pinterest.com/oauth/` + `api.pinterest.com/v5`, sandbox host
     /// `api-sandbox.pinterest.com`; platforms-ads.md Part B §2).
     Pinterest,
+    /// Reddit Ads API v3 with Reddit's OAuth (`www.reddit.com` + `ads-api.reddit.com`;
+    /// platforms-ads.md Part B §3).
+    Reddit,
+    /// X API v2 with OAuth 2.0 and PKCE (`x.com` + `api.x.com`; platforms-ads.md Part B §4).
+    X,
 }
 
 /// How a platform tells an app that a user removed it.
@@ -51,7 +56,7 @@ pub enum DeauthorizeCallback {
 
 impl Provider {
     /// Every platform, in a stable order.
-    pub const ALL: [Provider; 10] = [
+    pub const ALL: [Provider; 12] = [
         Provider::Snapchat,
         Provider::TiktokBusiness,
         Provider::Tiktok,
@@ -62,6 +67,8 @@ impl Provider {
         Provider::AmazonAds,
         Provider::Linkedin,
         Provider::Pinterest,
+        Provider::Reddit,
+        Provider::X,
     ];
 
     /// The provider id, which is also the sandbox path prefix (`/snapchat/...`).
@@ -77,6 +84,8 @@ impl Provider {
             Provider::AmazonAds => "amazon-ads",
             Provider::Linkedin => "linkedin",
             Provider::Pinterest => "pinterest",
+            Provider::Reddit => "reddit",
+            Provider::X => "x",
         }
     }
 
@@ -102,6 +111,8 @@ impl Provider {
             Provider::AmazonAds => "/ap/oa",
             Provider::Linkedin => "/oauth/v2/authorization",
             Provider::Pinterest => "/oauth/",
+            Provider::Reddit => "/api/v1/authorize",
+            Provider::X => "/i/oauth2/authorize",
         }
     }
 
@@ -142,6 +153,7 @@ impl Provider {
             | Provider::AmazonAds
             | Provider::Linkedin
             | Provider::Pinterest => None,
+            Provider::Reddit | Provider::X => None,
         }
     }
 
@@ -153,8 +165,10 @@ impl Provider {
             Provider::Snapchat | Provider::Threads | Provider::Meta | Provider::MicrosoftAds => {
                 Some(HOUR)
             }
-            // expires_in 3600 (platforms-ads.md Part A §3).
-            Provider::AmazonAds => Some(HOUR),
+            // expires_in 3600 (platforms-ads.md Part A §3, Part B §3).
+            Provider::AmazonAds | Provider::Reddit => Some(HOUR),
+            // 2 hours (Part B §4).
+            Provider::X => Some(2 * HOUR),
             // expires_in 3599 (platforms-ads.md Part A §1).
             Provider::GoogleAds => Some(HOUR - Duration::from_secs(1)),
             Provider::Tiktok => Some(2 * HOUR),
@@ -188,7 +202,8 @@ impl Provider {
     /// Whether refresh tokens rotate by default: TikTok Login Kit says "the previous refresh token
     /// stops working once a new one is issued"; Snapchat's rotation is undocumented, so it does not.
     pub fn rotates_by_default(self) -> bool {
-        matches!(self, Provider::Tiktok | Provider::Pinterest)
+        // X API v2: every refresh issues a new refresh token and spends the old one (Part B §4).
+        matches!(self, Provider::Tiktok | Provider::Pinterest | Provider::X)
     }
 
     /// Authorization codes are single use; TikTok Business auth_code is valid 1 h, others 10 min.
@@ -221,6 +236,8 @@ impl Provider {
             Provider::AmazonAds => &["advertising::campaign_management"],
             Provider::Linkedin => &["r_ads", "rw_ads", "r_ads_reporting"],
             Provider::Pinterest => &["ads:read", "user_accounts:read"],
+            Provider::Reddit => &["adsread"],
+            Provider::X => &["tweet.read", "users.read", "offline.access"],
         };
         s.iter().map(|s| s.to_string()).collect()
     }
@@ -233,6 +250,7 @@ impl Provider {
             | Provider::MicrosoftAds
             | Provider::AmazonAds
             | Provider::Linkedin => ' ',
+            Provider::Reddit | Provider::X => ' ',
             _ => ',',
         }
     }

@@ -523,3 +523,110 @@ fn pinterest_cases_are_decided_by_the_definition() {
     }
     assert!(problems.is_empty(), "\n{}", problems.join("\n"));
 }
+
+/// Issue 17: every Reddit and X API v2 case the sandbox sends is decided by a rule of its
+/// definition (the person's Deny by RFC 6749's common rule), never by the status alone; the
+/// dead refresh token in HTTP 200 and as a bare `{"error": 400}` is a refusal of the connection,
+/// never a transient; Reddit's throttles wait as X-Ratelimit-Reset (seconds) or Retry-After say;
+/// X's window waits until x-rate-limit-reset (epoch) while its usage cap and client-not-enrolled
+/// are blamed on the app.
+#[test]
+fn reddit_and_x_cases_are_decided_by_their_definitions() {
+    use tokenwarden_core::classify::{Action, Blame, Kind};
+    use tokenwarden_sandbox::Limit;
+    let registry = Registry::builtin().expect("shipped provider definitions load");
+    let now = chrono::DateTime::from_timestamp(1_800_000_030, 0).unwrap();
+    let mut problems = Vec::new();
+    let mut seen = [0usize; 2];
+    for (provider, case, status, headers, body) in error_catalogue() {
+        let which = match provider {
+            "reddit" => 0,
+            "x" => 1,
+            _ => continue,
+        };
+        seen[which] += 1;
+        let p = registry.get(provider).expect("defined");
+        let context = match case {
+            ErrorCase::OAuthInvalidRequest
+            | ErrorCase::OAuthInvalidClient
+            | ErrorCase::OAuthInvalidGrant
+            | ErrorCase::OAuthUnsupportedGrant
+            | ErrorCase::RefreshTokenRefused { .. } => Context::TokenEndpoint,
+            _ => Context::Api,
+        };
+        let got = p.classifier().classify(
+            &ResponseView {
+                status,
+                headers: &headers,
+                body: &body,
+            },
+            context,
+            now,
+        );
+        let common = matches!(
+            case,
+            ErrorCase::ConsentRefused { .. }
+                | ErrorCase::OAuthInvalidRequest
+                | ErrorCase::OAuthUnsupportedGrant
+        ) || (provider == "x" && matches!(case, ErrorCase::OutagePage { .. }));
+        if !got.rule.starts_with(provider) && !common {
+            problems.push(format!("{provider} {case:?}: decided by {}", got.rule));
+        }
+        if got.kind.as_str() != case.intended_kind() {
+            problems.push(format!("{provider} {case:?}: {}", got.kind));
+        }
+        match case {
+            ErrorCase::OAuthInvalidGrant | ErrorCase::RefreshTokenRefused { expired: false }
+                if got.action != Action::Reauthorize
+                    || got.blame != Blame::Connection
+                    || got.retryable =>
+            {
+                problems.push(format!(
+                    "{provider} {case:?}: {} {} (a dead refresh token)",
+                    got.action, got.blame
+                ));
+            }
+            ErrorCase::OAuthInvalidClient | ErrorCase::AppMismatch if got.blame != Blame::App => {
+                problems.push(format!("{provider} {case:?}: blamed on {}", got.blame));
+            }
+            ErrorCase::RateLimited { limit } => {
+                let wait = got.retry_after;
+                let want_blame = if provider == "x" && limit == Limit::App {
+                    Blame::App
+                } else {
+                    Blame::Platform
+                };
+                if got.blame != want_blame {
+                    problems.push(format!("{provider} {case:?}: blamed on {}", got.blame));
+                }
+                let want = match (provider, limit) {
+                    // The catalogue's reset is 30 s after its "now" (seconds on Reddit, epoch on X).
+                    ("reddit", Limit::User) | ("x", Limit::User) => Some(30),
+                    // The bot page's retry-after: 4.
+                    ("reddit", Limit::App) => Some(4),
+                    _ => None,
+                };
+                if let Some(w) = want
+                    && wait != Some(std::time::Duration::from_secs(w))
+                {
+                    problems.push(format!("{provider} {case:?}: waits {wait:?}, want {w} s"));
+                }
+                if provider == "x"
+                    && limit == Limit::App
+                    && wait.is_none_or(|w| w < std::time::Duration::from_secs(3600))
+                {
+                    problems.push(format!("{provider} {case:?}: a usage cap waits {wait:?}"));
+                }
+            }
+            ErrorCase::TokenExpired
+                if got.kind != Kind::TokenExpired || got.action != Action::RefreshAndRetry =>
+            {
+                problems.push(format!("{provider} {case:?}: {} {}", got.kind, got.action));
+            }
+            _ => {}
+        }
+    }
+    assert!(seen[0] >= 15, "the catalogue sends Reddit's cases");
+    assert!(seen[1] >= 13, "the catalogue sends X's cases");
+    assert!(problems.is_empty(), "\n{}", problems.join("\n"));
+}

@@ -523,6 +523,7 @@ async fn delete(
             client_id: app.client_id,
             client_secret: app.client_secret,
             redirect_uri: app.redirect_uri,
+            user_agent: app.user_agent.clone(),
         };
         match s.oauth.revoke(p, &creds, &t.set).await {
             Ok(made) => revoked = made,

@@ -331,6 +331,7 @@ pub(crate) async fn begin(s: &ServerState, token: &str) -> Response {
         client_id: app.client_id.clone(),
         client_secret: app.client_secret.clone(),
         redirect_uri: app.redirect_uri.clone(),
+        user_agent: app.user_agent.clone(),
     };
     let url = s.oauth.authorize_url(
         &p,
@@ -554,6 +555,7 @@ async fn callback(
         client_id: app.client_id,
         client_secret: app.client_secret,
         redirect_uri: pending.redirect_uri.clone(),
+        user_agent: app.user_agent.clone(),
     };
     let grant = match s
         .oauth
@@ -595,6 +597,7 @@ async fn callback(
         client_id: creds.client_id.clone(),
         account_id: None,
         developer_token: app.developer_token.clone(),
+        user_agent: app.user_agent.clone(),
     };
     let identity = crate::monitor::identify(&p, &base, &grant.tokens, &values, now).await;
     let new_account = match &identity {

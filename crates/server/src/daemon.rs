@@ -226,6 +226,7 @@ impl Daemon {
                         .map(Secret::new),
                     environment: tokenwarden_core::connection::Environment::Production,
                     region: None,
+                    user_agent: None,
                     created_at: now,
                     updated_at: now,
                 };

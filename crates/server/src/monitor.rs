@@ -140,6 +140,7 @@ async fn check(
             client_id: app.client_id,
             client_secret: app.client_secret,
             redirect_uri: app.redirect_uri,
+            user_agent: app.user_agent.clone(),
         };
         return s.oauth.introspect(p, &creds, token).await.ok();
     }
@@ -150,13 +151,15 @@ async fn check(
 /// What a definition's extra API headers (`api.headers`) are filled from for a connection: its
 /// app's client id and its recorded account.
 pub(crate) async fn header_values(s: &ServerState, conn: &Connection) -> HeaderValues {
-    let (client_id, developer_token) = match s.store.get_app(&conn.provider, &conn.app).await {
-        Ok(Some(app)) => (app.client_id, app.developer_token),
-        _ => (String::new(), None),
-    };
+    let (client_id, developer_token, user_agent) =
+        match s.store.get_app(&conn.provider, &conn.app).await {
+            Ok(Some(app)) => (app.client_id, app.developer_token, app.user_agent),
+            _ => (String::new(), None, None),
+        };
     HeaderValues {
         client_id,
         developer_token,
+        user_agent,
         account_id: conn
             .account
             .as_ref()

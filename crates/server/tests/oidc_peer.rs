@@ -324,6 +324,7 @@ async fn tampered_state_wrong_redirect_replayed_code_and_wrong_verifier_are_refu
         client_id: POST.id.into(),
         client_secret: POST.secret.into(),
         redirect_uri: format!("{}callback/oidc-post", t.d.base),
+        user_agent: None,
     };
     let code = || async {
         let pkce = Pkce::generate();

@@ -22,6 +22,8 @@ async fn every_platform_connects_and_its_tokens_keep_working_across_expiries() {
         "amazon-ads",
         "linkedin",
         "pinterest",
+        "reddit",
+        "x",
     ];
     for p in all {
         let flow = w.start_and_approve(p, &format!("e2e-{p}")).await;
@@ -56,6 +58,8 @@ async fn every_platform_connects_and_its_tokens_keep_working_across_expiries() {
             "amazon-ads",
             "linkedin",
             "pinterest",
+            "reddit",
+            "x",
         ] {
             let (status, body) = w
                 .api(&w.reader, &format!("v1/connections/e2e-{p}/token"))
@@ -87,7 +91,7 @@ async fn every_platform_connects_and_its_tokens_keep_working_across_expiries() {
     let (status, list) = w.api(&w.admin, "v1/connections").await;
     assert_eq!(status, 200);
     let text = list.to_string();
-    assert_eq!(list["connections"].as_array().unwrap().len(), 10);
+    assert_eq!(list["connections"].as_array().unwrap().len(), 12);
     assert!(
         !text.contains("access_token\""),
         "the list never carries tokens: {text}"
@@ -368,6 +372,140 @@ async fn deleting_a_connection_revokes_its_tokens_at_the_platform() {
         "the platform no longer accepts the token"
     );
     assert_eq!(w.api(&w.admin, "v1/connections/to-delete").await.0, 404);
+    w.d.stop().await;
+}
+
+/// Reddit and X API v2: a replayed callback, one from another browser and one sent to the other
+/// platform's callback are refused; deleting a connection revokes its tokens at the platform
+/// (Reddit's revoke_token with the User-Agent, X's /2/oauth2/revoke), so the probe then fails.
+#[tokio::test]
+async fn reddit_and_x_refuse_hostile_callbacks_and_revoke_on_delete() {
+    let w = world().await;
+    for (p, other) in [("reddit", "x"), ("x", "reddit")] {
+        let flow = w.start_and_approve(p, &format!("replayed-{p}")).await;
+        assert_eq!(w.finish(&flow).await.0, 303);
+        let (status, page) = w.finish(&flow).await;
+        assert_eq!(status, 400, "{p}: {page}");
+        let flow = w.start_and_approve(p, &format!("stolen-{p}")).await;
+        let r = w.http.get(&flow.callback).send().await.unwrap();
+        assert_eq!(r.status(), 400, "{p}: another browser");
+        let flow = w.start_and_approve(p, &format!("mixed-{p}")).await;
+        let mixed = flow
+            .callback
+            .replace(&format!("/callback/{p}"), &format!("/callback/{other}"));
+        let r = w
+            .http
+            .get(&mixed)
+            .header("cookie", &flow.cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{p}: mix-up");
+        let tampered = flow.callback.replace("state=", "state=x");
+        let r = w
+            .http
+            .get(&tampered)
+            .header("cookie", &flow.cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{p}: tampered state");
+
+        let id = format!("deleted-{p}");
+        let flow = w.start_and_approve(p, &id).await;
+        assert_eq!(w.finish(&flow).await.0, 303);
+        let (_, body) = w.api(&w.admin, &format!("v1/connections/{id}/token")).await;
+        let token = body["access_token"].as_str().unwrap().to_string();
+        assert_eq!(w.probe(p, &token).await, 200, "{p}");
+        let r = w
+            .http
+            .delete(format!("{}v1/connections/{id}", w.d.base))
+            .bearer_auth(&w.admin)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{p}");
+        let v: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(v["revoked_at_platform"], true, "{p}");
+        assert_eq!(
+            w.probe(p, &token).await,
+            401,
+            "{p}: revoked at the platform"
+        );
+    }
+    w.d.stop().await;
+}
+
+/// Reddit and X revoked at the platform: the probe's 401 is refreshed once, the platform refuses
+/// the refresh token (Reddit's bare `{"error": 400}`, X's invalid_request "Value passed for the
+/// token was invalid.") and the connection is reauth_required at once, with one event; an outage
+/// of the token endpoint or a throttle meanwhile marks nothing.
+#[tokio::test]
+async fn the_monitor_finds_reddit_and_x_revocations_and_marks_nothing_for_a_throttle() {
+    let w = world().await;
+    for (p, id) in [("reddit", "m-rd"), ("x", "m-x"), ("reddit", "m-rd2")] {
+        let flow = w.start_and_approve(p, id).await;
+        assert_eq!(w.finish(&flow).await.0, 303, "{p}");
+    }
+    let http = tokenwarden_server::monitor::client();
+    let sb = w.d.sandbox_base.clone().unwrap();
+    let grants = |provider: &'static str| {
+        let http = w.http.clone();
+        let sb = sb.clone();
+        async move {
+            let v: serde_json::Value = http
+                .get(format!("{sb}/_sandbox/grants?provider={provider}"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            v["grants"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|g| g["id"].as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        }
+    };
+    w.clock.advance(TimeDelta::minutes(31));
+    tokenwarden_server::monitor::probe_due(&w.d.state, &http).await;
+    for id in ["m-rd", "m-x", "m-rd2"] {
+        assert_eq!(
+            problems(&w, id).await,
+            ("active".to_string(), vec![]),
+            "{id}"
+        );
+    }
+    // The first Reddit grant and the X grant revoked at the platform; the second Reddit grant
+    // throttled by the bot page meanwhile.
+    let rd = grants("reddit").await;
+    let x = grants("x").await;
+    for g in [&rd[0], &x[0]] {
+        w.http
+            .post(format!("{sb}/_sandbox/grants/{g}/revoke"))
+            .send()
+            .await
+            .unwrap();
+    }
+    w.http
+        .post(format!("{sb}/_sandbox/faults/reddit/throttle"))
+        .json(&serde_json::json!({"next": 1, "limit": "app"}))
+        .send()
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        w.clock.advance(TimeDelta::minutes(31));
+        tokenwarden_server::monitor::probe_due(&w.d.state, &http).await;
+    }
+    for id in ["m-rd", "m-x"] {
+        let (state, codes) = problems(&w, id).await;
+        assert_eq!(state, "reauth_required", "{id}: {codes:?}");
+        assert_eq!(events_of(&w, id, "reauth_required").await, 1, "{id}");
+    }
+    let (state, _) = problems(&w, "m-rd2").await;
+    assert_eq!(state, "active", "a throttle marks nothing");
     w.d.stop().await;
 }
 

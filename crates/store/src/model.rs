@@ -31,6 +31,9 @@ pub struct App {
     /// (decides the authorize, token and API hosts); `None`: the default region, or a platform
     /// without regions.
     pub region: Option<String>,
+    /// The `User-Agent` the app sends where its definition sends `{user_agent}` (Reddit);
+    /// `None`: the default naming tokenwarden and the client id.
+    pub user_agent: Option<String>,
     /// Created.
     pub created_at: DateTime<Utc>,
     /// Last changed.

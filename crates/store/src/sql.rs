@@ -356,6 +356,7 @@ impl SqlStore {
             created_at: from_ms(r.try_get("created_at")?)?,
             updated_at: from_ms(r.try_get("updated_at")?)?,
             region: r.try_get("region")?,
+            user_agent: r.try_get("user_agent")?,
         })
     }
 
@@ -846,11 +847,12 @@ impl Store for SqlStore {
             None => None,
         };
         sqlx::query(
-            "INSERT INTO apps (row_key, provider, app_id, client_id, client_secret_ct, redirect_uri, created_at, updated_at, environment, developer_token_ct, region)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+            "INSERT INTO apps (row_key, provider, app_id, client_id, client_secret_ct, redirect_uri, created_at, updated_at, environment, developer_token_ct, region, user_agent)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
              ON CONFLICT (row_key) DO UPDATE SET client_id = excluded.client_id, client_secret_ct = excluded.client_secret_ct,
                redirect_uri = excluded.redirect_uri, updated_at = excluded.updated_at, environment = excluded.environment,
-               developer_token_ct = excluded.developer_token_ct, region = excluded.region",
+               developer_token_ct = excluded.developer_token_ct, region = excluded.region,
+               user_agent = excluded.user_agent",
         )
         .bind(&key)
         .bind(app.provider.as_str())
@@ -863,6 +865,7 @@ impl Store for SqlStore {
         .bind(app.environment.as_str())
         .bind(developer_token_ct)
         .bind(app.region.clone())
+        .bind(app.user_agent.clone())
         .execute(&self.pool)
         .await?;
         Ok(())

@@ -387,6 +387,7 @@ mod cases {
             client_secret: Secret::new("client-secret-1"),
             redirect_uri: "https://tw.example/callback/snapchat".into(),
             developer_token: None,
+            user_agent: None,
             environment: tokenwarden_core::connection::Environment::Production,
             region: None,
             created_at: t0(),
@@ -405,6 +406,28 @@ mod cases {
                 .and_then(|a| a.region),
             Some("eu".to_string())
         );
+        // A User-Agent is stored, changed and removed again (migration 0011).
+        let mut third = app.clone();
+        third.id = AppId::parse("third").unwrap();
+        third.user_agent = Some("web:com.example.ads:v1.0 (by /u/someone)".into());
+        s.put_app(&third).await.unwrap();
+        assert_eq!(
+            s.get_app(&third.provider, &third.id)
+                .await
+                .unwrap()
+                .as_ref(),
+            Some(&third)
+        );
+        third.user_agent = None;
+        s.put_app(&third).await.unwrap();
+        assert_eq!(
+            s.get_app(&third.provider, &third.id)
+                .await
+                .unwrap()
+                .and_then(|a| a.user_agent),
+            None
+        );
+        s.delete_app(&third.provider, &third.id).await.unwrap();
         assert_eq!(
             s.get_app(&app.provider, &app.id).await.unwrap().as_ref(),
             Some(&app)
@@ -1795,6 +1818,7 @@ mod cases {
             client_secret: Secret::new(secrets[2]),
             redirect_uri: "https://x/cb".into(),
             developer_token: Some(Secret::new(secrets[5])),
+            user_agent: None,
             environment: tokenwarden_core::connection::Environment::Production,
             region: None,
             created_at: t0(),
@@ -1911,6 +1935,7 @@ mod cases {
             client_secret: Secret::new("client-secret"),
             redirect_uri: "https://x/cb".into(),
             developer_token: None,
+            user_agent: None,
             environment: tokenwarden_core::connection::Environment::Production,
             region: None,
             created_at: t0(),

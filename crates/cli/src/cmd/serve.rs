@@ -328,6 +328,7 @@ async fn serve(args: Args, file: FileConfig, providers_dir: Option<&Path>) -> Re
                 developer_token: a.developer_token,
                 environment: a.environment,
                 region: a.region,
+                user_agent: a.user_agent,
                 created_at: now,
                 updated_at: now,
             })

@@ -236,6 +236,12 @@ pub struct TokenCall {
     /// (TikTok Business `revoke_token`), so the superseded ones are revoked then too.
     #[serde(default)]
     pub revokes: Revokes,
+    /// Headers this call carries besides the client authentication (Reddit wants a unique
+    /// `User-Agent` on every call, token calls included). Values are templates over
+    /// `{client_id}` and `{user_agent}` only: never a token, a code or the client secret. A header
+    /// whose template lacks a value is left out.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<ApiHeaderSpec>,
 }
 
 /// What a revocation call withdraws at the platform.
@@ -443,9 +449,11 @@ pub struct ApiSpec {
 }
 
 /// One header sent on API calls, its value a template over `{client_id}` (the app's client id),
-/// `{account_id}` (the platform account recorded on the connection) and `{developer_token}` (the
+/// `{account_id}` (the platform account recorded on the connection), `{developer_token}` (the
 /// app's developer token, a secret kept encrypted with the app: Microsoft Advertising
-/// `DeveloperToken`, Google Ads `developer-token`).
+/// `DeveloperToken`, Google Ads `developer-token`) and `{user_agent}` (the app's configured
+/// `user_agent`, else [`default_user_agent`]). Token calls' `headers` use the same shape with
+/// `{client_id}` and `{user_agent}` only.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApiHeaderSpec {
@@ -478,6 +486,32 @@ pub struct HeaderValues {
     pub account_id: Option<String>,
     /// The app's developer token, when the app has one. A secret: never logged or shown.
     pub developer_token: Option<crate::secret::Secret>,
+    /// The app's configured `User-Agent`; `None`: [`default_user_agent`] of the client id.
+    pub user_agent: Option<String>,
+}
+
+/// The `User-Agent` a definition's `{user_agent}` stands for when the app configures none: names
+/// tokenwarden, its version and the app's client id, so it is unique per app (Reddit throttles
+/// and blocks by User-Agent and asks for `<platform>:<app id>:<version> (by …)`).
+pub fn default_user_agent(client_id: &str) -> String {
+    let id: String = client_id
+        .chars()
+        .filter(|c| c.is_ascii_graphic() && *c != ':')
+        .take(64)
+        .collect();
+    format!(
+        "server:tokenwarden.{id}:v{} (by tokenwarden)",
+        env!("CARGO_PKG_VERSION")
+    )
+}
+
+/// What `{user_agent}` expands to: the app's own when it set one, else the default.
+pub fn user_agent_for(configured: Option<&str>, client_id: &str) -> String {
+    configured
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_string)
+        .unwrap_or_else(|| default_user_agent(client_id))
 }
 
 /// One header ready to send: name, value, and whether it replaces a caller's own. Its `Debug`
@@ -532,12 +566,23 @@ impl ApiSpec {
     /// The definition's extra headers filled from `values`; a header whose template names a
     /// value that is missing or empty is left out.
     pub fn extra_headers(&self, values: &HeaderValues) -> Vec<ExtraHeader> {
-        self.headers
+        ApiSpec::fill_headers(&self.headers, values, self.version.as_deref())
+    }
+
+    /// Any list of header templates (`api.headers`, a token call's `headers`) filled from
+    /// `values` (and `{api_version}` from `api_version`); a header whose template names a missing
+    /// or empty value is left out.
+    pub fn fill_headers(
+        headers: &[ApiHeaderSpec],
+        values: &HeaderValues,
+        api_version: Option<&str>,
+    ) -> Vec<ExtraHeader> {
+        headers
             .iter()
             .filter_map(|h| {
                 Some(ExtraHeader {
                     name: h.name.clone(),
-                    value: fill_header(&h.value, values, self.version.as_deref())?,
+                    value: fill_header(&h.value, values, api_version)?,
                     replaces: h.replaces,
                     sensitive: h.value.contains("{developer_token}"),
                     paths: h.paths.clone(),
@@ -594,18 +639,23 @@ fn fill_header(template: &str, values: &HeaderValues, api_version: Option<&str>)
         let end = after.find('}')?;
         let name = &after[..end];
         let value = match name {
-            "client_id" => Some(values.client_id.as_str()),
-            "account_id" => values.account_id.as_deref(),
-            "api_version" => api_version,
+            "client_id" => Some(values.client_id.clone()),
+            "account_id" => values.account_id.clone(),
+            "api_version" => api_version.map(str::to_string),
             "developer_token" => values
                 .developer_token
                 .as_ref()
-                .map(crate::secret::Secret::expose),
+                .map(crate::secret::Secret::expose)
+                .map(str::to_string),
+            "user_agent" => Some(user_agent_for(
+                values.user_agent.as_deref(),
+                &values.client_id,
+            )),
             _ => None,
         }
-        .map(str::trim)
+        .map(|v| v.trim().to_string())
         .filter(|v| !v.is_empty())?;
-        out.push_str(value);
+        out.push_str(&value);
         rest = &after[end + 1..];
     }
     out.push_str(rest);

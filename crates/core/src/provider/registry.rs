@@ -47,6 +47,11 @@ pub const BUILTIN: &[(&str, &str)] = &[
         include_str!("../../../../providers/threads.toml"),
     ),
     ("meta.toml", include_str!("../../../../providers/meta.toml")),
+    (
+        "reddit.toml",
+        include_str!("../../../../providers/reddit.toml"),
+    ),
+    ("x.toml", include_str!("../../../../providers/x.toml")),
 ];
 
 /// The rules every provider shares.

@@ -194,6 +194,23 @@ fn check_call(p: &mut Problems, key: &str, call: &TokenCall, endpoints: Endpoint
             "only [token.revoke] says what it revokes",
         );
     }
+    // Token calls' own headers (Reddit's User-Agent): the app's values only, never a secret.
+    for h in &call.headers {
+        if h.replaces {
+            p.add(
+                format!("{key}.headers"),
+                format!("{:?}: replaces means nothing on a token call (no caller sends headers there); drop it", h.name),
+            );
+        }
+    }
+    check_headers(
+        p,
+        &format!("{key}.headers"),
+        &call.headers,
+        "authorization",
+        &["client_id", "user_agent"],
+        false,
+    );
     if !call.tokens.is_empty() && key != "token.revoke" {
         p.add(
             format!("{key}.tokens"),
@@ -692,9 +709,48 @@ fn check_regions(p: &mut Problems, spec: &ProviderSpec, endpoints: Endpoints) {
 }
 
 fn check_api_headers(p: &mut Problems, api: &ApiSpec) {
+    check_headers(
+        p,
+        "api.headers",
+        &api.headers,
+        &api.credential_header,
+        &[
+            "client_id",
+            "account_id",
+            "developer_token",
+            "api_version",
+            "user_agent",
+        ],
+        api.version.is_some(),
+    );
+    if let Some(v) = &api.version {
+        let ok = !v.is_empty()
+            && v.len() <= 32
+            && v.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+        if !ok {
+            p.add(
+                "api.version",
+                format!("{v:?} is not a version: 1 to 32 letters, digits, '-', '_' or '.' (LinkedIn: 202511)"),
+            );
+        }
+    }
+}
+
+/// Checks a list of headers (`api.headers`, a token call's `headers`): valid names, none that
+/// tokenwarden or the HTTP client sets or that carries the credential, none twice, and values
+/// that are templates over `allowed` placeholders only.
+fn check_headers(
+    p: &mut Problems,
+    key_prefix: &str,
+    headers: &[crate::provider::ApiHeaderSpec],
+    credential_header: &str,
+    allowed: &[&str],
+    version_set: bool,
+) {
     let mut seen: Vec<String> = Vec::new();
-    for (i, h) in api.headers.iter().enumerate() {
-        let key = format!("api.headers[{i}]");
+    for (i, h) in headers.iter().enumerate() {
+        let key = format!("{key_prefix}[{i}]");
         let lower = h.name.to_ascii_lowercase();
         let name_ok = !h.name.is_empty()
             && h.name
@@ -706,7 +762,7 @@ fn check_api_headers(p: &mut Problems, api: &ApiSpec) {
                 format!("{:?} is not a header name", h.name),
             );
         } else if RESERVED_HEADERS.contains(&lower.as_str())
-            || lower.eq_ignore_ascii_case(&api.credential_header)
+            || lower.eq_ignore_ascii_case(credential_header)
         {
             p.add(
                 format!("{key}.name"),
@@ -722,12 +778,17 @@ fn check_api_headers(p: &mut Problems, api: &ApiSpec) {
             );
         }
         seen.push(lower);
-        match header_placeholders(&h.value) {
+        let listed = allowed
+            .iter()
+            .map(|a| format!("{{{a}}}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        match header_placeholders(&h.value, allowed) {
             Ok(names) if names.is_empty() && h.paths.is_empty() => p.add(
                 format!("{key}.value"),
-                "a fixed value belongs in the caller's request; use {client_id}, {account_id}, {developer_token} or {api_version}, or limit a protocol header to the paths that need it (paths = [\"/rest/\"])",
+                format!("a fixed value belongs in the caller's request; use {listed}, or limit a protocol header to the paths that need it (paths = [\"/rest/\"])"),
             ),
-            Ok(names) if names.contains(&"api_version") && api.version.is_none() => p.add(
+            Ok(names) if names.contains(&"api_version") && !version_set => p.add(
                 format!("{key}.value"),
                 "uses {api_version}: set api.version to the version calls ask for",
             ),
@@ -748,23 +809,10 @@ fn check_api_headers(p: &mut Problems, api: &ApiSpec) {
             }
         }
     }
-    if let Some(v) = &api.version {
-        let ok = !v.is_empty()
-            && v.len() <= 32
-            && v.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
-        if !ok {
-            p.add(
-                "api.version",
-                format!("{v:?} is not a version: 1 to 32 letters, digits, '-', '_' or '.' (LinkedIn: 202511)"),
-            );
-        }
-    }
 }
 
-/// Placeholders of an `api.headers` value: `{client_id}`, `{account_id}`, `{developer_token}` and
-/// `{api_version}`.
-fn header_placeholders(template: &str) -> Result<Vec<&str>, String> {
+/// Placeholders of a header value, each one of `allowed`.
+fn header_placeholders<'t>(template: &'t str, allowed: &[&str]) -> Result<Vec<&'t str>, String> {
     let mut out = Vec::new();
     let mut rest = template;
     while let Some(start) = rest.find('{') {
@@ -773,12 +821,14 @@ fn header_placeholders(template: &str) -> Result<Vec<&str>, String> {
             .find('}')
             .ok_or_else(|| format!("unclosed '{{' in {template:?}"))?;
         let name = &after[..end];
-        if !matches!(
-            name,
-            "client_id" | "account_id" | "developer_token" | "api_version"
-        ) {
+        if !allowed.contains(&name) {
+            let listed = allowed
+                .iter()
+                .map(|a| format!("{{{a}}}"))
+                .collect::<Vec<_>>()
+                .join(", ");
             return Err(format!(
-                "unknown placeholder {{{name}}} in {template:?}; a header takes {{client_id}}, {{account_id}}, {{developer_token}} or {{api_version}}, never a token or the client secret"
+                "unknown placeholder {{{name}}} in {template:?}; a header here takes {listed}, never a token, a code or the client secret"
             ));
         }
         out.push(name);

@@ -7,10 +7,12 @@ pub(crate) mod linkedin;
 pub(crate) mod meta;
 pub(crate) mod microsoft_ads;
 pub(crate) mod pinterest;
+pub(crate) mod reddit;
 pub(crate) mod snapchat;
 pub(crate) mod threads;
 pub(crate) mod tiktok;
 pub(crate) mod tiktok_business;
+pub(crate) mod x;
 
 use crate::Sandbox;
 use crate::error_case::{ErrorCase, ErrorDetail, Reply};
@@ -34,6 +36,8 @@ pub(crate) fn routes(p: Provider) -> Router<Sandbox> {
         Provider::AmazonAds => amazon_ads::routes(),
         Provider::Linkedin => linkedin::routes(),
         Provider::Pinterest => pinterest::routes(),
+        Provider::Reddit => reddit::routes(),
+        Provider::X => x::routes(),
     }
 }
 
@@ -81,6 +85,8 @@ pub(crate) fn is_token_path(p: Provider, path: &str) -> bool {
             "/oauth/v2/revoke",
         ],
         Provider::Pinterest => &["/v5/oauth/token"],
+        Provider::Reddit => reddit::TOKEN_PATHS,
+        Provider::X => x::TOKEN_PATHS,
     };
     paths.contains(&path)
 }
@@ -98,6 +104,8 @@ pub(crate) fn render(p: Provider, case: ErrorCase, detail: &ErrorDetail) -> Repl
         Provider::AmazonAds => amazon_ads::render(case, detail),
         Provider::Linkedin => linkedin::render(case, detail),
         Provider::Pinterest => pinterest::render(case, detail),
+        Provider::Reddit => reddit::render(case, detail),
+        Provider::X => x::render(case, detail),
     }
 }
 
@@ -114,6 +122,8 @@ pub(crate) fn cases(p: Provider) -> Vec<ErrorCase> {
         Provider::AmazonAds => amazon_ads::CASES.to_vec(),
         Provider::Linkedin => linkedin::CASES.to_vec(),
         Provider::Pinterest => pinterest::CASES.to_vec(),
+        Provider::Reddit => reddit::CASES.to_vec(),
+        Provider::X => x::CASES.to_vec(),
     }
 }
 

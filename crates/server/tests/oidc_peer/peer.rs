@@ -375,6 +375,7 @@ impl Tw {
                 client_secret: Secret::new(c.secret),
                 redirect_uri: redirect,
                 developer_token: None,
+                user_agent: None,
                 environment: tokenwarden_core::connection::Environment::Production,
                 region: None,
                 created_at: now,

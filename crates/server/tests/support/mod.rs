@@ -367,6 +367,7 @@ impl World {
                 .map(|a| a.client_id.clone())
                 .unwrap_or_default(),
             account_id: None,
+            user_agent: app.as_ref().and_then(|a| a.user_agent.clone()),
             developer_token: app.and_then(|a| a.developer_token),
         };
         for h in api.extra_headers(&values) {
