@@ -22,10 +22,11 @@ fn every_shipped_definition_loads() {
             "snapchat",
             "threads",
             "tiktok",
-            "tiktok-business"
+            "tiktok-business",
+            "x-ads"
         ]
     );
-    assert_eq!(BUILTIN.len(), 8);
+    assert_eq!(BUILTIN.len(), 9);
     assert_eq!(style("google-ads"), RefreshStyle::RefreshToken);
     let g = reg.get("google-ads").unwrap();
     assert!(

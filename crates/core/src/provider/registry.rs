@@ -39,6 +39,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
         include_str!("../../../../providers/threads.toml"),
     ),
     ("meta.toml", include_str!("../../../../providers/meta.toml")),
+    (
+        "x-ads.toml",
+        include_str!("../../../../providers/x-ads.toml"),
+    ),
 ];
 
 /// The rules every provider shares.
