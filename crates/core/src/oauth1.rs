@@ -77,6 +77,23 @@ pub fn request_params(url: &Url, form_body: Option<&[u8]>) -> Vec<(String, Strin
     params
 }
 
+/// Whether a body with this `Content-Type` is signed: only `application/x-www-form-urlencoded`
+/// (RFC 5849 §3.4.1.3.1); JSON and other bodies are not part of the signature.
+pub fn is_form(content_type: Option<&str>) -> bool {
+    content_type.is_some_and(|c| {
+        c.split(';').next().is_some_and(|m| {
+            m.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
+    })
+}
+
+/// A nonce from 16 random bytes the caller drew: 32 hex digits (RFC 5849 §3.3 leaves the form
+/// to the client; X's examples use letters and digits only).
+pub fn nonce_from(random: u128) -> String {
+    format!("{random:032x}")
+}
+
 /// RFC 5849 §3.4.1.3.2: every name and value percent-encoded, sorted by name then value, joined
 /// as `name=value` with `&`. `oauth_signature` (and `realm`, which travels only in the header) are
 /// never part of it.

@@ -170,8 +170,20 @@ pub fn read(
         provider: id.to_string(),
         reason: reason.to_string(),
     };
-    let json: Value =
-        serde_json::from_slice(body).map_err(|_| malformed("the body is not JSON"))?;
+    let json: Value = if provider.spec.oauth1.is_some() {
+        // OAuth 1.0a answers are form-encoded (RFC 5849 §2.3): read as an object of strings.
+        let text = std::str::from_utf8(body).map_err(|_| malformed("the body is not text"))?;
+        if !text.contains('=') || text.trim_start().starts_with(['{', '<']) {
+            return Err(malformed("the body is not a form-encoded answer"));
+        }
+        Value::Object(
+            url::form_urlencoded::parse(text.trim().as_bytes())
+                .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
+                .collect(),
+        )
+    } else {
+        serde_json::from_slice(body).map_err(|_| malformed("the body is not JSON"))?
+    };
     let spec: &TokenResponseSpec = &provider.spec.token.response;
     let root = lookup(&json, &spec.root)
         .ok_or_else(|| malformed(&format!("no {:?} object", spec.root)))?;
@@ -180,6 +192,14 @@ pub fn read(
     }
     let access = string(lookup(root, &spec.access_token))
         .ok_or_else(|| malformed("no access token in it"))?;
+    let token_secret = match &spec.token_secret {
+        Some(path) => Some(
+            string(lookup(root, path))
+                .map(Secret::new)
+                .ok_or_else(|| malformed("no token secret in it"))?,
+        ),
+        None => None,
+    };
     let refresh = &provider.spec.refresh;
     let refresh_token = string(lookup(root, &spec.refresh_token)).map(Secret::new);
     let issued_refresh = refresh_token.is_some();
@@ -215,6 +235,7 @@ pub fn read(
         issued_at: now,
         expires_at: resolve_expiry(refresh, now, seconds(lookup(root, &spec.expires_in))),
         refresh_expires_at,
+        token_secret,
     };
     let mut account_ids: Vec<String> = Vec::new();
     for path in &spec.account_ids {

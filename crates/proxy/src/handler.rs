@@ -259,6 +259,7 @@ impl Proxy {
                 (StatusCode::BAD_GATEWAY, "response_too_large", e.to_string())
             }
             ProxyError::BadBody => (StatusCode::BAD_REQUEST, "bad_body", e.to_string()),
+            ProxyError::Unsignable(_) => (StatusCode::BAD_REQUEST, "unsignable", e.to_string()),
             ProxyError::Store(inner) => {
                 tracing::error!(error = %inner, "store failure while proxying");
                 retry_after = Some(5);
@@ -314,7 +315,8 @@ fn error_verdict(e: &ProxyError) -> (Kind, Action) {
         | ProxyError::BadHeader(_)
         | ProxyError::RequestTooLarge { .. }
         | ProxyError::ResponseTooLarge { .. }
-        | ProxyError::BadBody => (Kind::InvalidRequest, Action::FixRequest),
+        | ProxyError::BadBody
+        | ProxyError::Unsignable(_) => (Kind::InvalidRequest, Action::FixRequest),
     }
 }
 
