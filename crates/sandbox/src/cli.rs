@@ -228,8 +228,8 @@ mod tests {
             c.demo_redirect_uris,
             vec!["http://localhost:3000/cb".to_string()]
         );
-        // One demo app per platform, and a sandbox-environment one for TikTok Business.
-        assert_eq!(c.apps.len(), Provider::ALL.len() + 1);
+        // One demo app per platform, and a sandbox-environment one for TikTok Business and X Ads.
+        assert_eq!(c.apps.len(), Provider::ALL.len() + 2);
         assert!(Cli::try_parse_from(["sandbox", "--lifetime", "myspace=1m"]).is_err());
         assert!(Cli::try_parse_from(["sandbox", "--lifetime", "snapchat"]).is_err());
     }

@@ -29,6 +29,10 @@ pub enum Provider {
     /// `advertising-api(-eu|-fe).amazon.com`; platforms-ads.md Part A §3). The NA hosts are served
     /// under `/amazon-ads`, EU and FE under `/amazon-ads/region/<eu|fe>`.
     AmazonAds,
+    /// X Ads API with OAuth 1.0a (`api.twitter.com/oauth/*` + `ads-api.x.com`, sandbox host
+    /// `ads-api-sandbox.x.com`; platforms-ads.md Part B §4): HMAC-SHA1 signed requests, checked
+    /// the way X checks them.
+    XAds,
 }
 
 /// How a platform tells an app that a user removed it.
@@ -45,7 +49,7 @@ pub enum DeauthorizeCallback {
 
 impl Provider {
     /// Every platform, in a stable order.
-    pub const ALL: [Provider; 8] = [
+    pub const ALL: [Provider; 9] = [
         Provider::Snapchat,
         Provider::TiktokBusiness,
         Provider::Tiktok,
@@ -54,6 +58,7 @@ impl Provider {
         Provider::GoogleAds,
         Provider::MicrosoftAds,
         Provider::AmazonAds,
+        Provider::XAds,
     ];
 
     /// The provider id, which is also the sandbox path prefix (`/snapchat/...`).
@@ -67,6 +72,7 @@ impl Provider {
             Provider::GoogleAds => "google-ads",
             Provider::MicrosoftAds => "microsoft-ads",
             Provider::AmazonAds => "amazon-ads",
+            Provider::XAds => "x-ads",
         }
     }
 
@@ -90,6 +96,8 @@ impl Provider {
             Provider::GoogleAds => "/o/oauth2/v2/auth",
             Provider::MicrosoftAds => "/common/oauth2/v2.0/authorize",
             Provider::AmazonAds => "/ap/oa",
+            // OAuth 1.0a: served by the platform module itself (it takes `oauth_token`).
+            Provider::XAds => "/oauth/authorize",
         }
     }
 
@@ -101,6 +109,8 @@ impl Provider {
     pub fn sandbox_host(self) -> Option<&'static str> {
         match self {
             Provider::TiktokBusiness => Some("sandbox-ads.tiktok.com"),
+            // Part B §4 Sandbox: campaigns never serve; same OAuth 1.0a credentials.
+            Provider::XAds => Some("ads-api-sandbox.x.com"),
             _ => None,
         }
     }
@@ -125,7 +135,8 @@ impl Provider {
             | Provider::TiktokBusiness
             | Provider::GoogleAds
             | Provider::MicrosoftAds
-            | Provider::AmazonAds => None,
+            | Provider::AmazonAds
+            | Provider::XAds => None,
         }
     }
 
@@ -142,7 +153,8 @@ impl Provider {
             // expires_in 3599 (platforms-ads.md Part A §1).
             Provider::GoogleAds => Some(HOUR - Duration::from_secs(1)),
             Provider::Tiktok => Some(2 * HOUR),
-            Provider::TiktokBusiness => None,
+            // OAuth 1.0a token credentials never expire (Part B §4).
+            Provider::TiktokBusiness | Provider::XAds => None,
         }
     }
 
@@ -195,6 +207,8 @@ impl Provider {
                 "https://ads.microsoft.com/msads.manage",
             ],
             Provider::AmazonAds => &["advertising::campaign_management"],
+            // No scopes in OAuth 1.0a: the app's permission level (x_auth_access_type).
+            Provider::XAds => &["write"],
         };
         s.iter().map(|s| s.to_string()).collect()
     }
@@ -205,7 +219,8 @@ impl Provider {
             Provider::Snapchat
             | Provider::GoogleAds
             | Provider::MicrosoftAds
-            | Provider::AmazonAds => ' ',
+            | Provider::AmazonAds
+            | Provider::XAds => ' ',
             _ => ',',
         }
     }

@@ -9,6 +9,7 @@ pub(crate) mod snapchat;
 pub(crate) mod threads;
 pub(crate) mod tiktok;
 pub(crate) mod tiktok_business;
+pub(crate) mod x_ads;
 
 use crate::Sandbox;
 use crate::error_case::{ErrorCase, ErrorDetail, Reply};
@@ -30,6 +31,7 @@ pub(crate) fn routes(p: Provider) -> Router<Sandbox> {
         Provider::GoogleAds => google_ads::routes(),
         Provider::MicrosoftAds => microsoft_ads::routes(),
         Provider::AmazonAds => amazon_ads::routes(),
+        Provider::XAds => x_ads::routes(),
     }
 }
 
@@ -39,6 +41,7 @@ pub(crate) fn sandbox_host_routes(p: Provider) -> Option<Router<Sandbox>> {
     p.sandbox_host()?;
     match p {
         Provider::TiktokBusiness => Some(tiktok_business::routes()),
+        Provider::XAds => Some(x_ads::api_routes()),
         _ => None,
     }
 }
@@ -70,6 +73,7 @@ pub(crate) fn is_token_path(p: Provider, path: &str) -> bool {
         Provider::GoogleAds => &["/token", "/revoke"],
         Provider::MicrosoftAds => &["/common/oauth2/v2.0/token"],
         Provider::AmazonAds => amazon_ads::TOKEN_PATHS,
+        Provider::XAds => x_ads::TOKEN_PATHS,
     };
     paths.contains(&path)
 }
@@ -85,6 +89,7 @@ pub(crate) fn render(p: Provider, case: ErrorCase, detail: &ErrorDetail) -> Repl
         Provider::GoogleAds => google_ads::render(case, detail),
         Provider::MicrosoftAds => microsoft_ads::render(case, detail),
         Provider::AmazonAds => amazon_ads::render(case, detail),
+        Provider::XAds => x_ads::render(case, detail),
     }
 }
 
@@ -99,6 +104,7 @@ pub(crate) fn cases(p: Provider) -> Vec<ErrorCase> {
         Provider::GoogleAds => google_ads::CASES.to_vec(),
         Provider::MicrosoftAds => microsoft_ads::CASES.to_vec(),
         Provider::AmazonAds => amazon_ads::CASES.to_vec(),
+        Provider::XAds => x_ads::CASES.to_vec(),
     }
 }
 
