@@ -1,5 +1,6 @@
 //! Requests built from a provider definition: nothing here knows a platform by name.
 
+use tokenwarden_core::oauth1;
 use tokenwarden_core::provider::{ClientAuth, Encoding, Method, ProviderSpec, TokenCall};
 use tokenwarden_core::secret::Secret;
 use url::Url;
@@ -45,6 +46,8 @@ pub struct Prepared {
     pub json: Option<serde_json::Value>,
     /// HTTP Basic credentials (`client_secret_basic`).
     pub basic: Option<(String, Secret)>,
+    /// A ready `Authorization` value (an OAuth 1.0a signature): sent as is, marked sensitive.
+    pub authorization: Option<Secret>,
 }
 
 impl std::fmt::Debug for Prepared {
@@ -101,6 +104,110 @@ fn expand(template: &str, app: &AppCredentials, vars: &Vars<'_>) -> String {
     out
 }
 
+/// OAuth 1.0a: the request-token call (RFC 5849 §2.1), signed with the consumer secret alone:
+/// `oauth_callback` in the header, the definition's fixed `request_token_params` in the body.
+/// `nonce` and `timestamp` are the caller's.
+pub fn prepare_request_token(
+    spec: &tokenwarden_core::provider::ProviderSpec,
+    app: &AppCredentials,
+    nonce: &str,
+    timestamp: i64,
+) -> Option<Prepared> {
+    let o = spec.oauth1.as_ref()?;
+    let form: Vec<(String, String)> = o
+        .request_token_params
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(&form)
+        .finish();
+    let url = o.request_token_url.clone();
+    let header = oauth1::authorization(
+        &oauth1::Request {
+            method: "POST",
+            url: &url,
+            form_body: (!form.is_empty()).then_some(body.as_bytes()),
+        },
+        &oauth1::Credentials {
+            consumer_key: &app.client_id,
+            consumer_secret: app.client_secret.expose(),
+            token: None,
+            token_secret: "",
+        },
+        &oauth1::Stamp {
+            nonce,
+            timestamp,
+            extra: &[("oauth_callback", &app.redirect_uri)],
+        },
+    );
+    Some(Prepared {
+        method: Method::POST,
+        url,
+        form,
+        json: None,
+        basic: None,
+        authorization: Some(Secret::new(header)),
+    })
+}
+
+/// OAuth 1.0a: the access-token call (RFC 5849 §2.3) from `[token.exchange]`, signed with the
+/// request token and its secret; the call's `oauth_*` parameters (`oauth_verifier`) travel in
+/// the signed header, any others in the body.
+pub fn prepare_access_token(
+    call: &TokenCall,
+    app: &AppCredentials,
+    vars: &Vars<'_>,
+    request_token: &str,
+    request_secret: &Secret,
+    nonce: &str,
+    timestamp: i64,
+) -> Prepared {
+    let params: Vec<(String, String)> = call
+        .params
+        .iter()
+        .map(|(k, t)| (k.clone(), expand(t, app, vars)))
+        .filter(|(_, v)| !v.is_empty())
+        .collect();
+    let (oauth, form): (Vec<_>, Vec<_>) = params
+        .into_iter()
+        .partition(|(k, _)| k.starts_with("oauth_"));
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(&form)
+        .finish();
+    let extra: Vec<(&str, &str)> = oauth
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let url = call.url.clone();
+    let header = oauth1::authorization(
+        &oauth1::Request {
+            method: "POST",
+            url: &url,
+            form_body: (!form.is_empty()).then_some(body.as_bytes()),
+        },
+        &oauth1::Credentials {
+            consumer_key: &app.client_id,
+            consumer_secret: app.client_secret.expose(),
+            token: Some(request_token),
+            token_secret: request_secret.expose(),
+        },
+        &oauth1::Stamp {
+            nonce,
+            timestamp,
+            extra: &extra,
+        },
+    );
+    Prepared {
+        method: Method::POST,
+        url,
+        form,
+        json: None,
+        basic: None,
+        authorization: Some(Secret::new(header)),
+    }
+}
+
 /// Builds one token call.
 pub fn prepare(call: &TokenCall, app: &AppCredentials, vars: &Vars<'_>) -> Prepared {
     let mut params: Vec<(String, String)> = call
@@ -135,6 +242,7 @@ pub fn prepare(call: &TokenCall, app: &AppCredentials, vars: &Vars<'_>) -> Prepa
                 form: Vec::new(),
                 json: None,
                 basic,
+                authorization: None,
             }
         }
         Encoding::Form => Prepared {
@@ -143,6 +251,7 @@ pub fn prepare(call: &TokenCall, app: &AppCredentials, vars: &Vars<'_>) -> Prepa
             form: params,
             json: None,
             basic,
+            authorization: None,
         },
         Encoding::Json => {
             let obj: serde_json::Map<String, serde_json::Value> = params
@@ -155,6 +264,7 @@ pub fn prepare(call: &TokenCall, app: &AppCredentials, vars: &Vars<'_>) -> Prepa
                 form: Vec::new(),
                 json: Some(serde_json::Value::Object(obj)),
                 basic,
+                authorization: None,
             }
         }
     }
@@ -170,6 +280,17 @@ pub fn authorize_url(
 ) -> Url {
     let a = &spec.authorize;
     let mut url = a.url.clone();
+    // OAuth 1.0a (RFC 5849 §2.2): the request token is all the page takes (it names the app and
+    // the callback); `state` is that token.
+    if spec.oauth1.is_some() {
+        let mut q = url.query_pairs_mut();
+        q.append_pair("oauth_token", state);
+        for (k, v) in &a.extra_params {
+            q.append_pair(k, v);
+        }
+        drop(q);
+        return url;
+    }
     {
         let mut q = url.query_pairs_mut();
         q.append_pair(&a.client_id_param, &app.client_id);
