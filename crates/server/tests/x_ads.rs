@@ -167,6 +167,28 @@ async fn connect_signed_calls_and_revocation_with_no_secret_logged() {
             .len(),
         3
     );
+    // A POST with a form body: its parameters are signed too. The job is PROCESSING: the caller
+    // is told to poll later.
+    let r = w
+        .http
+        .post(format!(
+            "{}proxy/xa1/12/stats/jobs/accounts/{account}?entity=CAMPAIGN",
+            w.d.base
+        ))
+        .bearer_auth(&w.admin)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("granularity=DAY&metric_groups=ENGAGEMENT%2CBILLING")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["tokenwarden-kind"], "async_pending");
+    assert!(r.text().await.unwrap().contains("PROCESSING"));
+    // A year later the token still works and nothing was ever refreshed: OAuth 1.0a token
+    // credentials neither expire nor renew.
+    w.clock.advance(chrono::TimeDelta::days(400));
+    let (status, _, body) = proxied(&w, "xa1", "12/accounts").await;
+    assert_eq!(status, 200, "{body}");
     // The probe signs too.
     let (status, c) = w
         .post(&w.admin, "v1/connections/xa1/probe", serde_json::json!({}))
