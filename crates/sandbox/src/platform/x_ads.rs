@@ -519,9 +519,7 @@ async fn access_token(
         count();
         return oauth_refusal(89, "Invalid or expired token.").into_response();
     };
-    if pending.consumer_key != v.app.client_id
-        || verifier.is_none_or(|g| g != want)
-    {
+    if pending.consumer_key != v.app.client_id || verifier.is_none_or(|g| g != want) {
         count();
         return Reply::json(
             401,
