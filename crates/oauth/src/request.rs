@@ -330,6 +330,90 @@ mod tests {
         }
     }
 
+    /// OAuth 1.0a (X Ads): the request-token call carries oauth_callback in its signed header and
+    /// the fixed parameters in the body; the access-token call carries the verifier in the
+    /// header, and neither puts a secret anywhere but the signature.
+    #[test]
+    fn oauth1_calls_sign_their_parameters_into_the_header() {
+        let reg = Registry::builtin().unwrap();
+        let spec = &reg.get("x-ads").unwrap().spec;
+        let a = app();
+        let p = prepare_request_token(spec, &a, "nonce1", 1_800_000_000).unwrap();
+        assert_eq!(
+            p.url.as_str(),
+            "https://api.twitter.com/oauth/request_token"
+        );
+        assert_eq!(
+            p.form,
+            vec![("x_auth_access_type".to_string(), "write".to_string())]
+        );
+        let h = p.authorization.as_ref().unwrap().expose().to_string();
+        let oauth = oauth1::parse_authorization(&h).unwrap();
+        let get = |o: &[(String, String)], k: &str| {
+            o.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
+        };
+        assert_eq!(get(&oauth, "oauth_callback"), Some(a.redirect_uri.clone()));
+        assert_eq!(get(&oauth, "oauth_token"), None);
+        assert!(!h.contains(a.client_secret.expose()));
+        // The server side agrees: the body is part of the signature.
+        let body = b"x_auth_access_type=write";
+        let req = oauth1::Request {
+            method: "POST",
+            url: &p.url,
+            form_body: Some(body),
+        };
+        assert_eq!(
+            oauth1::verify(&req, &oauth, a.client_secret.expose(), ""),
+            Ok(())
+        );
+        let tampered = oauth1::Request {
+            form_body: Some(b"x_auth_access_type=read"),
+            ..req
+        };
+        assert!(oauth1::verify(&tampered, &oauth, a.client_secret.expose(), "").is_err());
+
+        let verifier = Secret::new("v3r1f13r");
+        let vars = Vars {
+            code: Some(&verifier),
+            ..Default::default()
+        };
+        let rs = Secret::new("request-secret");
+        let p = prepare_access_token(
+            &spec.token.exchange,
+            &a,
+            &vars,
+            "request-token",
+            &rs,
+            "nonce2",
+            1_800_000_000,
+        );
+        assert!(
+            p.form.is_empty(),
+            "oauth_verifier travels in the header: {:?}",
+            p.form
+        );
+        let h = p.authorization.as_ref().unwrap().expose().to_string();
+        let oauth = oauth1::parse_authorization(&h).unwrap();
+        assert_eq!(get(&oauth, "oauth_verifier").as_deref(), Some("v3r1f13r"));
+        assert_eq!(get(&oauth, "oauth_token").as_deref(), Some("request-token"));
+        assert!(!h.contains("request-secret"));
+        let req = oauth1::Request {
+            method: "POST",
+            url: &p.url,
+            form_body: None,
+        };
+        assert_eq!(
+            oauth1::verify(&req, &oauth, a.client_secret.expose(), "request-secret"),
+            Ok(())
+        );
+        // The authorize page takes the request token and nothing of the app.
+        let url = authorize_url(spec, &a, "request-token", &[], None);
+        assert_eq!(
+            url.as_str(),
+            "https://api.twitter.com/oauth/authorize?oauth_token=request-token"
+        );
+    }
+
     #[test]
     fn tiktok_business_exchange_is_json_with_its_own_names() {
         let reg = Registry::builtin().unwrap();

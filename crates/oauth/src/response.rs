@@ -288,6 +288,46 @@ mod tests {
         )
     }
 
+    /// X Ads (OAuth 1.0a): the form-encoded answer gives the token, its secret and the user id;
+    /// an answer without the secret, JSON, HTML or an empty body is a clear error, never a panic.
+    #[test]
+    fn oauth1_answers_are_form_encoded_and_need_their_secret() {
+        let g = read_as(
+            "x-ads",
+            200,
+            "oauth_token=6253282-eWudHldSbIaelX7swmsiHImEL4KinwaGloHANdrY&oauth_token_secret=2EEfA6BG5ly3sR3XjE0IBSnlQu4ZrUzPiYTmrkVU&user_id=6253282&screen_name=twitterapi",
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            g.tokens.access_token.expose(),
+            "6253282-eWudHldSbIaelX7swmsiHImEL4KinwaGloHANdrY"
+        );
+        assert_eq!(
+            g.tokens.token_secret.as_ref().map(Secret::expose),
+            Some("2EEfA6BG5ly3sR3XjE0IBSnlQu4ZrUzPiYTmrkVU")
+        );
+        assert_eq!(g.tokens.expires_at, None, "OAuth 1.0a tokens do not expire");
+        assert!(g.tokens.refresh_token.is_none());
+        assert_eq!(g.account_ids, vec!["6253282".to_string()]);
+        for body in [
+            "oauth_token=abc&user_id=1",
+            r#"{"oauth_token":"abc","oauth_token_secret":"def"}"#,
+            "<html><body>Whoa there!</body></html>",
+            "",
+        ] {
+            // Malformed, or (an error page) transient: never a token, never a refusal of the
+            // grant, and the error quotes nothing of the body.
+            match read_as("x-ads", 200, body, None) {
+                Err(e @ (TokenError::Malformed { .. } | TokenError::Transient { .. })) => {
+                    let text = e.to_string();
+                    assert!(!text.contains("abc") && !text.contains("def"), "{text}")
+                }
+                other => panic!("{body}: {other:?}"),
+            }
+        }
+    }
+
     #[test]
     fn tiktok_business_fields_sit_under_data() {
         let g = read_as(
