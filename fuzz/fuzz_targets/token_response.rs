@@ -35,6 +35,7 @@ fuzz_target!(|data: &[u8]| {
         issued_at: now - TimeDelta::hours(1),
         expires_at: Some(now),
         refresh_expires_at: None,
+        token_secret: None,
     };
     let r = response(status % 1000, u.take_rest());
     match read(

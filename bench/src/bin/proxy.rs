@@ -289,6 +289,7 @@ async fn main() -> Result<()> {
                 issued_at: now,
                 expires_at: None,
                 refresh_expires_at: None,
+                token_secret: None,
             },
         )
         .await?;

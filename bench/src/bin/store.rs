@@ -68,6 +68,7 @@ fn tokens(i: u64) -> TokenSet {
         issued_at: now,
         expires_at: Some(now + TimeDelta::hours(1)),
         refresh_expires_at: None,
+        token_secret: None,
     }
 }
 

@@ -386,6 +386,30 @@ fn random_bytes_never_crash_the_binary() {
     }
 }
 
+/// X Ads (OAuth 1.0a): any 401 is a re-authorization, never a refresh; the app's missing Ads API
+/// access is the app's; a 429's reset is a Unix time.
+#[test]
+fn x_ads_pastes_reauthorize_on_401_and_blame_the_app_for_its_access() {
+    let paste = br#"HTTP/1.1 401 Unauthorized
+Content-Type: application/json
+
+{"errors":[{"code":"UNAUTHORIZED_ACCESS","message":"This request is not properly authenticated"}],"request":{"params":{}}}"#;
+    let out = tokenwarden(&["diagnose", "--provider", "x-ads"], paste);
+    let s = text(&out.stdout);
+    assert!(s.contains("kind: token_invalid"), "{s}");
+    assert!(s.contains("reauthorize"), "{s}");
+    assert!(!s.contains("refresh_and_retry"), "{s}");
+
+    let paste = br#"HTTP/1.1 403 Forbidden
+Content-Type: application/json
+
+{"errors":[{"code":"UNAUTHORIZED_CLIENT_APPLICATION","message":"The client application making this request does not have access to this API"}],"request":{"params":{}}}"#;
+    let out = tokenwarden(&["diagnose", "--provider", "x-ads"], paste);
+    let s = text(&out.stdout);
+    assert!(s.contains("kind: app_not_authorized"), "{s}");
+    assert!(s.contains("Ads API access"), "{s}");
+}
+
 #[test]
 fn providers_list_show_validate() {
     let out = tokenwarden(&["providers"], b"");
@@ -404,6 +428,7 @@ fn providers_list_show_validate() {
         "pinterest",
         "reddit",
         "x",
+        "x-ads",
     ] {
         assert!(s.contains(id), "{s}");
     }
@@ -417,7 +442,7 @@ fn providers_list_show_validate() {
 
     let out = tokenwarden(&["providers", "--json"], b"");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v.as_array().unwrap().len(), 12);
+    assert_eq!(v.as_array().unwrap().len(), 13);
 
     let dir = tempfile::tempdir().unwrap();
     let good = dir.path().join("threads.toml");

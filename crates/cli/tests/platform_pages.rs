@@ -59,7 +59,7 @@ fn every_platform_has_a_page_that_matches_its_definition() {
     let defs = definitions();
     assert_eq!(
         defs.len(),
-        12,
+        13,
         "{:?}",
         defs.iter().map(|d| &d.0).collect::<Vec<_>>()
     );

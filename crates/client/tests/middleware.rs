@@ -195,3 +195,54 @@ async fn the_middleware_refuses_what_it_cannot_do_safely() {
     assert_eq!(w.counters("snapchat").await["api_calls"].as_u64(), calls);
     w.d.stop().await;
 }
+
+/// X Ads (OAuth 1.0a): the middleware signs each call itself (the sandbox verifies every
+/// signature, nonce and timestamp), and a revocation's 401 is a re-authorization at once, with no
+/// refresh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_middleware_signs_oauth1_calls_and_never_refreshes_them() {
+    let w = support::world(1.0).await;
+    let grant = w.connect("x-ads", "lib-x").await;
+    let http = healing(&w, 1.0);
+    let conn = ForConnection(ConnectionId::parse("lib-x").unwrap());
+    let accounts = format!(
+        "{}/12/accounts",
+        api_base(&w, "x-ads").trim_end_matches('/')
+    );
+    for i in 0..3 {
+        let resp = http
+            .get(format!("{accounts}?count={}", i + 1))
+            .with_extension(conn.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "call {i}");
+        assert_eq!(resp.headers()["tokenwarden-kind"], "ok");
+        let body: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(body["data_type"], "account");
+    }
+    // A caller's own Authorization never reaches the platform: ours replaces it.
+    let resp = http
+        .get(&accounts)
+        .header("authorization", "OAuth oauth_token=\"someone-elses\"")
+        .with_extension(conn.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    w.admin_post(&format!("/grants/{grant}/revoke"), json!({}))
+        .await;
+    let resp = http
+        .get(&accounts)
+        .with_extension(conn.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    let report = resp.extensions().get::<Report>().cloned().unwrap();
+    assert!(report.reauth_required, "{report:?}");
+    assert!(!report.refreshed);
+    assert_eq!(report.attempts, 1);
+    assert_eq!(w.refreshes(&grant).await, 0);
+    w.d.stop().await;
+}

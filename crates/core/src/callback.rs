@@ -8,8 +8,11 @@
 use std::collections::HashMap;
 
 /// Callback parameters that must appear at most once (besides the provider's code parameters).
-pub const SINGLE_PARAMS: [&str; 9] = [
+pub const SINGLE_PARAMS: [&str; 11] = [
     "state",
+    // OAuth 1.0a (RFC 5849 §2.2): the request token and X's cancel, which key the flow.
+    "oauth_token",
+    "denied",
     "code",
     "iss",
     "error",

@@ -12,6 +12,7 @@
 //! - [`breaker`]: the per-platform circuit breaker (one trial call at a time during an outage).
 //! - [`platform_callback`]: verifying the callbacks platforms send when a user removes the app.
 //! - [`raw_http`]: reads a response as `curl -i` prints it (for `diagnose`).
+//! - [`oauth1`]: OAuth 1.0a (RFC 5849) request signing and verification (X Ads API).
 //! - [`callback`]: reads an authorization callback's query (repeated deciding parameters refused).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -22,6 +23,7 @@ pub mod classify;
 pub mod clock;
 pub mod connection;
 pub mod id;
+pub mod oauth1;
 pub mod platform_callback;
 pub mod policy;
 pub mod provider;

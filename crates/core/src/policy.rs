@@ -172,6 +172,7 @@ mod tests {
             issued_at: issued,
             expires_at: expiry_from_seconds(issued, life),
             refresh_expires_at: None,
+            token_secret: None,
         }
     }
 

@@ -24,6 +24,9 @@ pub struct TokenSet {
     pub expires_at: Option<DateTime<Utc>>,
     /// When the refresh token stops working, where the platform says or the provider documents it.
     pub refresh_expires_at: Option<DateTime<Utc>>,
+    /// OAuth 1.0a: the token secret that, with the app's consumer secret, signs every request
+    /// (`oauth_token_secret`). Never sent to the platform, logged or shown; stored encrypted.
+    pub token_secret: Option<Secret>,
 }
 
 impl TokenSet {
@@ -76,6 +79,7 @@ mod tests {
             issued_at: now,
             expires_at: expires_in.and_then(|s| expiry_from_seconds(now, s)),
             refresh_expires_at: None,
+            token_secret: None,
         }
     }
 

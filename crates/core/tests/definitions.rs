@@ -26,10 +26,11 @@ fn every_shipped_definition_loads() {
             "threads",
             "tiktok",
             "tiktok-business",
-            "x"
+            "x",
+            "x-ads"
         ]
     );
-    assert_eq!(BUILTIN.len(), 12);
+    assert_eq!(BUILTIN.len(), 13);
     assert_eq!(style("google-ads"), RefreshStyle::RefreshToken);
     let g = reg.get("google-ads").unwrap();
     assert!(

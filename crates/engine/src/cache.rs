@@ -1043,6 +1043,7 @@ mod tests {
             issued_at: t0(),
             expires_at: Some(t0() + lifetime),
             refresh_expires_at: None,
+            token_secret: None,
         }
     }
 

@@ -97,6 +97,96 @@ impl OAuthClient {
         Ok(long)
     }
 
+    /// OAuth 1.0a, first leg: asks for temporary credentials (a request token and its secret)
+    /// with tokenwarden's callback (`app.redirect_uri`). The secret signs the access-token call;
+    /// the token goes to the authorize page and comes back on the callback.
+    pub async fn request_token(
+        &self,
+        provider: &Provider,
+        app: &AppCredentials,
+    ) -> Result<RequestToken, TokenError> {
+        let id = provider.spec.id.as_str();
+        let nonce = tokenwarden_core::oauth1::nonce_from(rand::random());
+        let Some(prepared) = crate::request::prepare_request_token(
+            &provider.spec,
+            app,
+            &nonce,
+            self.clock.now().timestamp(),
+        ) else {
+            return Err(TokenError::Malformed {
+                provider: id.to_string(),
+                reason: "the definition has no [oauth1] table".into(),
+            });
+        };
+        let (status, headers, body) = self.send(provider, prepared).await?;
+        let verdict = provider.classifier().classify(
+            &ResponseView {
+                status,
+                headers: &headers,
+                body: &body,
+            },
+            Context::TokenEndpoint,
+            self.clock.now(),
+        );
+        if verdict.kind != Kind::Ok {
+            // The request token is the app's own call: a refusal is the app's configuration.
+            return Err(match crate::response::failure(id, verdict) {
+                TokenError::Refused {
+                    provider,
+                    classification,
+                } => TokenError::Misconfigured {
+                    provider,
+                    classification,
+                },
+                other => other,
+            });
+        }
+        let malformed = |reason: &str| TokenError::Malformed {
+            provider: id.to_string(),
+            reason: reason.to_string(),
+        };
+        let fields: std::collections::HashMap<String, String> =
+            url::form_urlencoded::parse(&body).into_owned().collect();
+        // RFC 5849 §2.1: the callback must have been accepted.
+        if fields.get("oauth_callback_confirmed").map(String::as_str) != Some("true") {
+            return Err(malformed("the platform did not confirm the callback"));
+        }
+        match (fields.get("oauth_token"), fields.get("oauth_token_secret")) {
+            (Some(t), Some(s)) if !t.is_empty() && !s.is_empty() => Ok(RequestToken {
+                token: t.clone(),
+                secret: Secret::new(s.clone()),
+            }),
+            _ => Err(malformed("no request token in the answer")),
+        }
+    }
+
+    /// OAuth 1.0a, last leg: exchanges the verifier the callback brought for token credentials,
+    /// signing with the request token and its secret.
+    pub async fn access_token(
+        &self,
+        provider: &Provider,
+        app: &AppCredentials,
+        request: &RequestToken,
+        verifier: &Secret,
+    ) -> Result<TokenGrant, TokenError> {
+        let vars = Vars {
+            code: Some(verifier),
+            ..Default::default()
+        };
+        let nonce = tokenwarden_core::oauth1::nonce_from(rand::random());
+        let prepared = crate::request::prepare_access_token(
+            &provider.spec.token.exchange,
+            app,
+            &vars,
+            &request.token,
+            &request.secret,
+            &nonce,
+            self.clock.now().timestamp(),
+        );
+        let (status, headers, body) = self.send(provider, prepared).await?;
+        read(provider, status, &headers, &body, None, self.clock.now())
+    }
+
     /// Renews `current` (refresh-token grant or self-refresh, as the provider says).
     pub async fn refresh(
         &self,
@@ -360,6 +450,12 @@ impl OAuthClient {
         if let Some((user, secret)) = &p.basic {
             req = req.basic_auth(user, Some(secret.expose()));
         }
+        if let Some(a) = &p.authorization
+            && let Ok(mut v) = reqwest::header::HeaderValue::from_str(a.expose())
+        {
+            v.set_sensitive(true);
+            req = req.header(reqwest::header::AUTHORIZATION, v);
+        }
         req = req.header(reqwest::header::ACCEPT, "application/json");
         // The definition's own headers for this call (Reddit's User-Agent); a name or value that
         // is not a valid header is skipped (definitions are validated; values are checked when
@@ -406,6 +502,21 @@ impl OAuthClient {
             body.extend_from_slice(&chunk);
         }
         Ok((status, headers, body))
+    }
+}
+
+/// OAuth 1.0a temporary credentials. `Debug` shows neither value.
+pub struct RequestToken {
+    /// The request token (`oauth_token`): goes to the authorize page, comes back on the
+    /// callback. Not a bearer credential, but never logged either.
+    pub token: String,
+    /// Its secret: signs the access-token call only.
+    pub secret: Secret,
+}
+
+impl std::fmt::Debug for RequestToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RequestToken { .. }")
     }
 }
 

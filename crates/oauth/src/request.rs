@@ -1,5 +1,6 @@
 //! Requests built from a provider definition: nothing here knows a platform by name.
 
+use tokenwarden_core::oauth1;
 use tokenwarden_core::provider::{ClientAuth, Encoding, Method, ProviderSpec, TokenCall};
 use tokenwarden_core::secret::Secret;
 use url::Url;
@@ -50,6 +51,8 @@ pub struct Prepared {
     pub basic: Option<(String, Secret)>,
     /// The call's own headers (`headers` in its definition), filled: never a secret.
     pub headers: Vec<(String, String)>,
+    /// A ready `Authorization` value (an OAuth 1.0a signature): sent as is, marked sensitive.
+    pub authorization: Option<Secret>,
 }
 
 impl std::fmt::Debug for Prepared {
@@ -106,6 +109,110 @@ fn expand(template: &str, app: &AppCredentials, vars: &Vars<'_>) -> String {
     out
 }
 
+/// OAuth 1.0a: the request-token call (RFC 5849 §2.1), signed with the consumer secret alone:
+/// `oauth_callback` in the header, the definition's fixed `request_token_params` in the body.
+/// `nonce` and `timestamp` are the caller's.
+pub fn prepare_request_token(
+    spec: &tokenwarden_core::provider::ProviderSpec,
+    app: &AppCredentials,
+    nonce: &str,
+    timestamp: i64,
+) -> Option<Prepared> {
+    let o = spec.oauth1.as_ref()?;
+    let form: Vec<(String, String)> = o
+        .request_token_params
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(&form)
+        .finish();
+    let url = o.request_token_url.clone();
+    let header = oauth1::authorization(
+        &oauth1::Request {
+            method: "POST",
+            url: &url,
+            form_body: (!form.is_empty()).then_some(body.as_bytes()),
+        },
+        &oauth1::Credentials {
+            consumer_key: &app.client_id,
+            consumer_secret: app.client_secret.expose(),
+            token: None,
+            token_secret: "",
+        },
+        &oauth1::Stamp {
+            nonce,
+            timestamp,
+            extra: &[("oauth_callback", &app.redirect_uri)],
+        },
+    );
+    Some(Prepared {
+        method: Method::POST,
+        url,
+        form,
+        json: None,
+        basic: None,
+        authorization: Some(Secret::new(header)),
+    })
+}
+
+/// OAuth 1.0a: the access-token call (RFC 5849 §2.3) from `[token.exchange]`, signed with the
+/// request token and its secret; the call's `oauth_*` parameters (`oauth_verifier`) travel in
+/// the signed header, any others in the body.
+pub fn prepare_access_token(
+    call: &TokenCall,
+    app: &AppCredentials,
+    vars: &Vars<'_>,
+    request_token: &str,
+    request_secret: &Secret,
+    nonce: &str,
+    timestamp: i64,
+) -> Prepared {
+    let params: Vec<(String, String)> = call
+        .params
+        .iter()
+        .map(|(k, t)| (k.clone(), expand(t, app, vars)))
+        .filter(|(_, v)| !v.is_empty())
+        .collect();
+    let (oauth, form): (Vec<_>, Vec<_>) = params
+        .into_iter()
+        .partition(|(k, _)| k.starts_with("oauth_"));
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(&form)
+        .finish();
+    let extra: Vec<(&str, &str)> = oauth
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let url = call.url.clone();
+    let header = oauth1::authorization(
+        &oauth1::Request {
+            method: "POST",
+            url: &url,
+            form_body: (!form.is_empty()).then_some(body.as_bytes()),
+        },
+        &oauth1::Credentials {
+            consumer_key: &app.client_id,
+            consumer_secret: app.client_secret.expose(),
+            token: Some(request_token),
+            token_secret: request_secret.expose(),
+        },
+        &oauth1::Stamp {
+            nonce,
+            timestamp,
+            extra: &extra,
+        },
+    );
+    Prepared {
+        method: Method::POST,
+        url,
+        form,
+        json: None,
+        basic: None,
+        authorization: Some(Secret::new(header)),
+    }
+}
+
 /// Builds one token call.
 pub fn prepare(call: &TokenCall, app: &AppCredentials, vars: &Vars<'_>) -> Prepared {
     let mut params: Vec<(String, String)> = call
@@ -151,6 +258,7 @@ pub fn prepare(call: &TokenCall, app: &AppCredentials, vars: &Vars<'_>) -> Prepa
                 json: None,
                 basic,
                 headers,
+                authorization: None,
             }
         }
         Encoding::Form => Prepared {
@@ -160,6 +268,7 @@ pub fn prepare(call: &TokenCall, app: &AppCredentials, vars: &Vars<'_>) -> Prepa
             json: None,
             basic,
             headers,
+            authorization: None,
         },
         Encoding::Json => {
             let obj: serde_json::Map<String, serde_json::Value> = params
@@ -173,6 +282,7 @@ pub fn prepare(call: &TokenCall, app: &AppCredentials, vars: &Vars<'_>) -> Prepa
                 json: Some(serde_json::Value::Object(obj)),
                 basic,
                 headers,
+                authorization: None,
             }
         }
     }
@@ -188,6 +298,17 @@ pub fn authorize_url(
 ) -> Url {
     let a = &spec.authorize;
     let mut url = a.url.clone();
+    // OAuth 1.0a (RFC 5849 §2.2): the request token is all the page takes (it names the app and
+    // the callback); `state` is that token.
+    if spec.oauth1.is_some() {
+        let mut q = url.query_pairs_mut();
+        q.append_pair("oauth_token", state);
+        for (k, v) in &a.extra_params {
+            q.append_pair(k, v);
+        }
+        drop(q);
+        return url;
+    }
     {
         let mut q = url.query_pairs_mut();
         q.append_pair(&a.client_id_param, &app.client_id);
@@ -226,6 +347,90 @@ mod tests {
             redirect_uri: "http://127.0.0.1:1/callback/x".into(),
             user_agent: None,
         }
+    }
+
+    /// OAuth 1.0a (X Ads): the request-token call carries oauth_callback in its signed header and
+    /// the fixed parameters in the body; the access-token call carries the verifier in the
+    /// header, and neither puts a secret anywhere but the signature.
+    #[test]
+    fn oauth1_calls_sign_their_parameters_into_the_header() {
+        let reg = Registry::builtin().unwrap();
+        let spec = &reg.get("x-ads").unwrap().spec;
+        let a = app();
+        let p = prepare_request_token(spec, &a, "nonce1", 1_800_000_000).unwrap();
+        assert_eq!(
+            p.url.as_str(),
+            "https://api.twitter.com/oauth/request_token"
+        );
+        assert_eq!(
+            p.form,
+            vec![("x_auth_access_type".to_string(), "write".to_string())]
+        );
+        let h = p.authorization.as_ref().unwrap().expose().to_string();
+        let oauth = oauth1::parse_authorization(&h).unwrap();
+        let get = |o: &[(String, String)], k: &str| {
+            o.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
+        };
+        assert_eq!(get(&oauth, "oauth_callback"), Some(a.redirect_uri.clone()));
+        assert_eq!(get(&oauth, "oauth_token"), None);
+        assert!(!h.contains(a.client_secret.expose()));
+        // The server side agrees: the body is part of the signature.
+        let body = b"x_auth_access_type=write";
+        let req = oauth1::Request {
+            method: "POST",
+            url: &p.url,
+            form_body: Some(body),
+        };
+        assert_eq!(
+            oauth1::verify(&req, &oauth, a.client_secret.expose(), ""),
+            Ok(())
+        );
+        let tampered = oauth1::Request {
+            form_body: Some(b"x_auth_access_type=read"),
+            ..req
+        };
+        assert!(oauth1::verify(&tampered, &oauth, a.client_secret.expose(), "").is_err());
+
+        let verifier = Secret::new("v3r1f13r");
+        let vars = Vars {
+            code: Some(&verifier),
+            ..Default::default()
+        };
+        let rs = Secret::new("request-secret");
+        let p = prepare_access_token(
+            &spec.token.exchange,
+            &a,
+            &vars,
+            "request-token",
+            &rs,
+            "nonce2",
+            1_800_000_000,
+        );
+        assert!(
+            p.form.is_empty(),
+            "oauth_verifier travels in the header: {:?}",
+            p.form
+        );
+        let h = p.authorization.as_ref().unwrap().expose().to_string();
+        let oauth = oauth1::parse_authorization(&h).unwrap();
+        assert_eq!(get(&oauth, "oauth_verifier").as_deref(), Some("v3r1f13r"));
+        assert_eq!(get(&oauth, "oauth_token").as_deref(), Some("request-token"));
+        assert!(!h.contains("request-secret"));
+        let req = oauth1::Request {
+            method: "POST",
+            url: &p.url,
+            form_body: None,
+        };
+        assert_eq!(
+            oauth1::verify(&req, &oauth, a.client_secret.expose(), "request-secret"),
+            Ok(())
+        );
+        // The authorize page takes the request token and nothing of the app.
+        let url = authorize_url(spec, &a, "request-token", &[], None);
+        assert_eq!(
+            url.as_str(),
+            "https://api.twitter.com/oauth/authorize?oauth_token=request-token"
+        );
     }
 
     #[test]

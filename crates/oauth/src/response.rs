@@ -170,8 +170,20 @@ pub fn read(
         provider: id.to_string(),
         reason: reason.to_string(),
     };
-    let json: Value =
-        serde_json::from_slice(body).map_err(|_| malformed("the body is not JSON"))?;
+    let json: Value = if provider.spec.oauth1.is_some() {
+        // OAuth 1.0a answers are form-encoded (RFC 5849 §2.3): read as an object of strings.
+        let text = std::str::from_utf8(body).map_err(|_| malformed("the body is not text"))?;
+        if !text.contains('=') || text.trim_start().starts_with(['{', '<']) {
+            return Err(malformed("the body is not a form-encoded answer"));
+        }
+        Value::Object(
+            url::form_urlencoded::parse(text.trim().as_bytes())
+                .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
+                .collect(),
+        )
+    } else {
+        serde_json::from_slice(body).map_err(|_| malformed("the body is not JSON"))?
+    };
     let spec: &TokenResponseSpec = &provider.spec.token.response;
     let root = lookup(&json, &spec.root)
         .ok_or_else(|| malformed(&format!("no {:?} object", spec.root)))?;
@@ -180,6 +192,14 @@ pub fn read(
     }
     let access = string(lookup(root, &spec.access_token))
         .ok_or_else(|| malformed("no access token in it"))?;
+    let token_secret = match &spec.token_secret {
+        Some(path) => Some(
+            string(lookup(root, path))
+                .map(Secret::new)
+                .ok_or_else(|| malformed("no token secret in it"))?,
+        ),
+        None => None,
+    };
     let refresh = &provider.spec.refresh;
     let refresh_token = string(lookup(root, &spec.refresh_token)).map(Secret::new);
     let issued_refresh = refresh_token.is_some();
@@ -230,6 +250,7 @@ pub fn read(
         issued_at: now,
         expires_at: resolve_expiry(refresh, now, seconds(lookup(root, &spec.expires_in))),
         refresh_expires_at,
+        token_secret,
     };
     let mut account_ids: Vec<String> = Vec::new();
     for path in &spec.account_ids {
@@ -345,6 +366,46 @@ mod tests {
         assert_eq!(p2.tokens.refresh_expires_at, Some(now() + day * 60));
         assert_eq!(p2.tokens.refresh_token.as_ref().unwrap().expose(), "pinr_2");
         assert_eq!(p2.tokens.scopes, ["ads:read", "user_accounts:read"]);
+    }
+
+    /// X Ads (OAuth 1.0a): the form-encoded answer gives the token, its secret and the user id;
+    /// an answer without the secret, JSON, HTML or an empty body is a clear error, never a panic.
+    #[test]
+    fn oauth1_answers_are_form_encoded_and_need_their_secret() {
+        let g = read_as(
+            "x-ads",
+            200,
+            "oauth_token=6253282-eWudHldSbIaelX7swmsiHImEL4KinwaGloHANdrY&oauth_token_secret=2EEfA6BG5ly3sR3XjE0IBSnlQu4ZrUzPiYTmrkVU&user_id=6253282&screen_name=twitterapi",
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            g.tokens.access_token.expose(),
+            "6253282-eWudHldSbIaelX7swmsiHImEL4KinwaGloHANdrY"
+        );
+        assert_eq!(
+            g.tokens.token_secret.as_ref().map(Secret::expose),
+            Some("2EEfA6BG5ly3sR3XjE0IBSnlQu4ZrUzPiYTmrkVU")
+        );
+        assert_eq!(g.tokens.expires_at, None, "OAuth 1.0a tokens do not expire");
+        assert!(g.tokens.refresh_token.is_none());
+        assert_eq!(g.account_ids, vec!["6253282".to_string()]);
+        for body in [
+            "oauth_token=abc&user_id=1",
+            r#"{"oauth_token":"abc","oauth_token_secret":"def"}"#,
+            "<html><body>Whoa there!</body></html>",
+            "",
+        ] {
+            // Malformed, or (an error page) transient: never a token, never a refusal of the
+            // grant, and the error quotes nothing of the body.
+            match read_as("x-ads", 200, body, None) {
+                Err(e @ (TokenError::Malformed { .. } | TokenError::Transient { .. })) => {
+                    let text = e.to_string();
+                    assert!(!text.contains("abc") && !text.contains("def"), "{text}")
+                }
+                other => panic!("{body}: {other:?}"),
+            }
+        }
     }
 
     #[test]

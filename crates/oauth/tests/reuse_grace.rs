@@ -116,6 +116,7 @@ fn current() -> TokenSet {
         token_type: Some("Bearer".into()),
         expires_at: Some(now),
         refresh_expires_at: None,
+        token_secret: None,
         scopes: vec![],
         issued_at: now,
     }

@@ -19,6 +19,7 @@ use tokenwarden_core::classify::{
 use tokenwarden_core::clock::{Clock, to_real};
 use tokenwarden_core::connection::{Connection, ConnectionState, Problem, ProblemCode};
 use tokenwarden_core::id::ConnectionId;
+use tokenwarden_core::oauth1;
 use tokenwarden_core::policy;
 use tokenwarden_core::provider::{Context, CredentialPlacement, HeaderValues, Provider, Registry};
 use tokenwarden_core::state;
@@ -379,6 +380,10 @@ pub enum ProxyError {
     /// The caller's request body could not be read.
     #[error("the request body could not be read")]
     BadBody,
+    /// An OAuth 1.0a call that cannot be signed: a form body too large to hold (its parameters
+    /// are part of the signature), or an app without its consumer secret.
+    #[error("the call cannot be signed: {0}")]
+    Unsignable(&'static str),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -539,6 +544,22 @@ impl Engine {
         })
     }
 
+    /// OAuth 1.0a: the app's consumer key and secret (its client id and secret), which sign every
+    /// call with the connection's token and token secret.
+    async fn consumer(
+        &self,
+        conn: &Connection,
+    ) -> Result<(String, tokenwarden_core::secret::Secret), ProxyError> {
+        let app =
+            self.store
+                .get_app(&conn.provider, &conn.app)
+                .await?
+                .ok_or(ProxyError::Unsignable(
+                    "the connection's app is not configured (no consumer secret)",
+                ))?;
+        Ok((app.client_id, app.client_secret))
+    }
+
     /// Makes the call, healing what the classifier says can be healed.
     pub async fn execute(
         &self,
@@ -566,6 +587,16 @@ impl Engine {
                 .collect();
             headers::attach_extra(&mut base_headers, &extra);
         }
+        let consumer = match api.credential_in {
+            CredentialPlacement::OAuth1 => Some(self.consumer(&conn).await?),
+            _ => None,
+        };
+        // The body's parameters are part of an OAuth 1.0a signature when it is a form.
+        let form = oauth1::is_form(
+            call.headers
+                .get(reqwest::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok()),
+        );
         let lanes = Shaper::lanes(&provider, &conn, &rel, self.config.time_scale);
         // A connection that needs re-authorization answers at once: no call can succeed.
         let mut issued: Issued = self
@@ -614,6 +645,51 @@ impl Engine {
                 // in an error (transport errors are stripped of it below).
                 CredentialPlacement::Query => {
                     api.place_query_credential(&mut target, issued.tokens.access_token.expose())
+                }
+                // X Ads: a fresh signature over this very request (method, URL, form body) with a
+                // new nonce and the current time, each attempt.
+                CredentialPlacement::OAuth1 => {
+                    let Some((key, secret)) = consumer.as_ref() else {
+                        return Err(ProxyError::Unsignable("no consumer secret"));
+                    };
+                    let form_body = match (&call.body, form) {
+                        (OutBody::Buffered(b), true) => Some(b.as_ref()),
+                        (OutBody::Streamed { .. }, true) => {
+                            return Err(ProxyError::Unsignable(
+                                "a form body too large to hold cannot be signed",
+                            ));
+                        }
+                        _ => None,
+                    };
+                    let nonce = oauth1::nonce_from(rand::random());
+                    let value = oauth1::authorization(
+                        &oauth1::Request {
+                            method: call.method.as_str(),
+                            url: &target,
+                            form_body,
+                        },
+                        &oauth1::Credentials {
+                            consumer_key: key,
+                            consumer_secret: secret.expose(),
+                            token: Some(issued.tokens.access_token.expose()),
+                            token_secret: issued
+                                .tokens
+                                .token_secret
+                                .as_ref()
+                                .map_or("", |s| s.expose()),
+                        },
+                        &oauth1::Stamp {
+                            nonce: &nonce,
+                            timestamp: self.clock.now().timestamp(),
+                            extra: &[],
+                        },
+                    );
+                    headers::attach_credential(
+                        &mut h,
+                        &api.credential_header,
+                        "{access_token}",
+                        &value,
+                    )?
                 }
             }
             let mut req = reqwest::Request::new(call.method.clone(), target);
@@ -858,7 +934,11 @@ impl Engine {
         if fresh.state == ConnectionState::ReauthRequired {
             return true;
         }
-        if provider.spec.api.sandbox_base_url.is_some() {
+        // OAuth 1.0a token credentials come from one authorization server for both hosts, so a
+        // refusal is never the other environment's token: it is marked at once.
+        if provider.spec.api.sandbox_base_url.is_some()
+            && provider.spec.api.credential_in != CredentialPlacement::OAuth1
+        {
             let known = fresh
                 .problems
                 .iter()

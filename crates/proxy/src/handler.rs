@@ -192,6 +192,7 @@ impl Proxy {
             ProxyError::Refused(r) => bad("target_refused", r.to_string()),
             ProxyError::BadHeader(b) => bad("bad_header", b.to_string()),
             ProxyError::BadBody => bad("bad_body", e.to_string()),
+            ProxyError::Unsignable(_) => bad("unsignable", e.to_string()),
             ProxyError::OverBudget {
                 would_wait,
                 attempts,

@@ -319,6 +319,7 @@ async fn rig(config: EngineConfig) -> Rig {
                 issued_at: now,
                 expires_at: None,
                 refresh_expires_at: None,
+                token_secret: None,
             },
         )
         .await

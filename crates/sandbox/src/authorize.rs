@@ -27,6 +27,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 pub(crate) fn routes(p: Provider) -> Router<Sandbox> {
+    // OAuth 1.0a's page takes a request token, not a client id: X Ads serves its own.
+    if p == Provider::XAds {
+        return Router::new();
+    }
     Router::new().route(
         p.authorize_path(),
         get(
@@ -55,6 +59,7 @@ fn client_param(p: Provider) -> &'static str {
 fn carried_params(p: Provider) -> &'static [&'static str] {
     match p {
         Provider::TiktokBusiness => &["app_id", "redirect_uri", "state"],
+        Provider::XAds => &["oauth_token"],
         Provider::Tiktok => &[
             "client_key",
             "redirect_uri",
@@ -333,7 +338,7 @@ fn redirect(uri: &str, params: &[(&str, &str)], state: Option<&str>) -> Response
     resp
 }
 
-fn error_page(title: &str, detail: &str) -> Response {
+pub(crate) fn error_page(title: &str, detail: &str) -> Response {
     page(
         StatusCode::BAD_REQUEST,
         format!(
@@ -344,7 +349,7 @@ fn error_page(title: &str, detail: &str) -> Response {
     )
 }
 
-fn page(status: StatusCode, body: String) -> Response {
+pub(crate) fn page(status: StatusCode, body: String) -> Response {
     let mut resp = (status, body).into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -355,7 +360,7 @@ fn page(status: StatusCode, body: String) -> Response {
 }
 
 /// hardening.md §12: no framing, no inline scripts, nothing cached, no referrer leaking the code.
-fn harden(resp: &mut Response) {
+pub(crate) fn harden(resp: &mut Response) {
     let h = resp.headers_mut();
     h.insert("x-frame-options", HeaderValue::from_static("DENY"));
     h.insert(

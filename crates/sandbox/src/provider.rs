@@ -40,6 +40,10 @@ pub enum Provider {
     Reddit,
     /// X API v2 with OAuth 2.0 and PKCE (`x.com` + `api.x.com`; platforms-ads.md Part B §4).
     X,
+    /// X Ads API with OAuth 1.0a (`api.twitter.com/oauth/*` + `ads-api.x.com`, sandbox host
+    /// `ads-api-sandbox.x.com`; platforms-ads.md Part B §4): HMAC-SHA1 signed requests, checked
+    /// the way X checks them.
+    XAds,
 }
 
 /// How a platform tells an app that a user removed it.
@@ -56,7 +60,7 @@ pub enum DeauthorizeCallback {
 
 impl Provider {
     /// Every platform, in a stable order.
-    pub const ALL: [Provider; 12] = [
+    pub const ALL: [Provider; 13] = [
         Provider::Snapchat,
         Provider::TiktokBusiness,
         Provider::Tiktok,
@@ -69,6 +73,7 @@ impl Provider {
         Provider::Pinterest,
         Provider::Reddit,
         Provider::X,
+        Provider::XAds,
     ];
 
     /// The provider id, which is also the sandbox path prefix (`/snapchat/...`).
@@ -86,6 +91,7 @@ impl Provider {
             Provider::Pinterest => "pinterest",
             Provider::Reddit => "reddit",
             Provider::X => "x",
+            Provider::XAds => "x-ads",
         }
     }
 
@@ -113,6 +119,8 @@ impl Provider {
             Provider::Pinterest => "/oauth/",
             Provider::Reddit => "/api/v1/authorize",
             Provider::X => "/i/oauth2/authorize",
+            // OAuth 1.0a: served by the platform module itself (it takes `oauth_token`).
+            Provider::XAds => "/oauth/authorize",
         }
     }
 
@@ -126,6 +134,8 @@ impl Provider {
             Provider::TiktokBusiness => Some("sandbox-ads.tiktok.com"),
             // Sandbox tokens work only there (Part B §2 Sandbox).
             Provider::Pinterest => Some("api-sandbox.pinterest.com"),
+            // Part B §4 Sandbox: campaigns never serve; same OAuth 1.0a credentials.
+            Provider::XAds => Some("ads-api-sandbox.x.com"),
             _ => None,
         }
     }
@@ -154,6 +164,7 @@ impl Provider {
             | Provider::Linkedin
             | Provider::Pinterest => None,
             Provider::Reddit | Provider::X => None,
+            Provider::XAds => None,
         }
     }
 
@@ -172,7 +183,8 @@ impl Provider {
             // expires_in 3599 (platforms-ads.md Part A §1).
             Provider::GoogleAds => Some(HOUR - Duration::from_secs(1)),
             Provider::Tiktok => Some(2 * HOUR),
-            Provider::TiktokBusiness => None,
+            // OAuth 1.0a token credentials never expire (Part B §4).
+            Provider::TiktokBusiness | Provider::XAds => None,
             // expires_in 5184000 (Part B §1).
             Provider::Linkedin => Some(60 * DAY),
             // expires_in 2592000 (Part B §2).
@@ -238,6 +250,8 @@ impl Provider {
             Provider::Pinterest => &["ads:read", "user_accounts:read"],
             Provider::Reddit => &["adsread"],
             Provider::X => &["tweet.read", "users.read", "offline.access"],
+            // No scopes in OAuth 1.0a: the app's permission level (x_auth_access_type).
+            Provider::XAds => &["write"],
         };
         s.iter().map(|s| s.to_string()).collect()
     }
@@ -251,6 +265,7 @@ impl Provider {
             | Provider::AmazonAds
             | Provider::Linkedin => ' ',
             Provider::Reddit | Provider::X => ' ',
+            | Provider::XAds => ' ',
             _ => ',',
         }
     }

@@ -306,7 +306,33 @@ pub(crate) async fn begin(s: &ServerState, token: &str) -> Response {
     // The app's region decides the consent page's host (and, at the callback, the token host).
     let p = p.in_region(app.region.as_deref()).into_owned();
     let scopes = session.scopes.clone();
-    let state = random_token();
+    let creds = AppCredentials {
+        client_id: app.client_id.clone(),
+        client_secret: app.client_secret.clone(),
+        redirect_uri: app.redirect_uri.clone(),
+        user_agent: app.user_agent.clone(),
+    };
+    // OAuth 1.0a: the flow starts with a signed call for a request token, which then plays the
+    // part of `state` (it comes back on the callback as `oauth_token`, is unguessable and is
+    // consumed once); its secret is sealed with the pending flow, in the PKCE verifier's place.
+    let (state, flow_secret) = if p.spec.oauth1.is_some() {
+        match s.oauth.request_token(&p, &creds).await {
+            Ok(rt) => (rt.token, Some(rt.secret)),
+            Err(e) => {
+                let (title, fix) = e.classification().map_or_else(
+                    || (e.to_string(), String::new()),
+                    |c| (c.title.clone(), c.fix.clone()),
+                );
+                tracing::warn!(provider = %p.spec.id, connection = %connection, error = %e, "the request-token call failed");
+                return bad(
+                    "The platform did not let the authorization start",
+                    format!("{title}. {fix} Try the link again later, or ask whoever sent it."),
+                );
+            }
+        }
+    } else {
+        (random_token(), None)
+    };
     let browser = random_token();
     let state_hash = Sha256Hex::of(&state);
     let pkce = p.spec.authorize.pkce.then(Pkce::generate);
@@ -317,7 +343,7 @@ pub(crate) async fn begin(s: &ServerState, token: &str) -> Response {
         app: app.id.clone(),
         connection: connection.clone(),
         redirect_uri: app.redirect_uri.clone(),
-        pkce_verifier: pkce.as_ref().map(|k| k.verifier.clone()),
+        pkce_verifier: pkce.as_ref().map(|k| k.verifier.clone()).or(flow_secret),
         scopes: scopes.clone(),
         browser_hash: Sha256Hex::of(&browser),
         created_at: now,
@@ -327,12 +353,6 @@ pub(crate) async fn begin(s: &ServerState, token: &str) -> Response {
     if s.store.put_pending(&pending).await.is_err() {
         return unavailable();
     }
-    let creds = AppCredentials {
-        client_id: app.client_id.clone(),
-        client_secret: app.client_secret.clone(),
-        redirect_uri: app.redirect_uri.clone(),
-        user_agent: app.user_agent.clone(),
-    };
     let url = s.oauth.authorize_url(
         &p,
         &creds,
@@ -406,8 +426,23 @@ async fn callback(
             );
         }
     };
+    // OAuth 1.0a has no `state`: the request token is the flow's key. It comes back as
+    // `oauth_token` after an approval and as `denied` after a cancel; both at once must agree.
+    let oauth1 = s
+        .providers
+        .get(&provider)
+        .is_some_and(|p| p.spec.oauth1.is_some());
+    let flow_key = if oauth1 {
+        match (q.get("oauth_token"), q.get("denied")) {
+            (Some(t), Some(d)) if t != d => None,
+            (Some(t), _) | (None, Some(t)) => Some(t),
+            (None, None) => None,
+        }
+    } else {
+        q.state()
+    };
     // Rule 1: state before anything else, consumed once.
-    let Some(state) = q.state() else {
+    let Some(state) = flow_key.filter(|s| !s.is_empty()) else {
         return bad(
             "This link is not a valid authorization callback",
             "It carries no state. Ask for a new connect link and start again.",
@@ -525,6 +560,21 @@ async fn callback(
         .await;
         return done_redirect(&pending.connection, flow_id(&state_hash), session, false);
     }
+    if oauth1 && q.get("denied").is_some() {
+        // X sends the person back with `denied=<request token>` when they cancel.
+        record(
+            &s,
+            &pending.connection,
+            flow_id(&state_hash),
+            "authorization_declined",
+            format!(
+                "The person cancelled the authorization at {}. Nothing changed; send a new connect link to try again.",
+                p.spec.name
+            ),
+        )
+        .await;
+        return done_redirect(&pending.connection, flow_id(&state_hash), session, false);
+    }
     let Some(code) = q.code(&p.spec.authorize.callback_code_params) else {
         record(
             &s,
@@ -557,16 +607,32 @@ async fn callback(
         redirect_uri: pending.redirect_uri.clone(),
         user_agent: app.user_agent.clone(),
     };
-    let grant = match s
-        .oauth
-        .exchange_code(
-            &p,
-            &creds,
-            &Secret::new(code),
-            pending.pkce_verifier.as_ref(),
-        )
-        .await
-    {
+    let exchanged = if oauth1 {
+        // The request token's secret was sealed with the flow; without it nothing can be signed.
+        let Some(secret) = pending.pkce_verifier.clone() else {
+            return bad(
+                "This authorization cannot be completed",
+                "Its flow lost the request token's secret. Ask for a new connect link and start again.",
+            );
+        };
+        let request = tokenwarden_oauth::client::RequestToken {
+            token: state.to_string(),
+            secret,
+        };
+        s.oauth
+            .access_token(&p, &creds, &request, &Secret::new(code))
+            .await
+    } else {
+        s.oauth
+            .exchange_code(
+                &p,
+                &creds,
+                &Secret::new(code),
+                pending.pkce_verifier.as_ref(),
+            )
+            .await
+    };
+    let grant = match exchanged {
         Ok(g) => g,
         Err(e) => {
             let (title, fix) = e.classification().map_or_else(

@@ -66,12 +66,32 @@ pub async fn probe_due(s: &ServerState, http: &reqwest::Client) -> usize {
     due.len()
 }
 
+/// What an OAuth 1.0a probe is signed with besides the token: the app's consumer secret (its
+/// client secret; the consumer key is its client id) and the time. `Debug` shows no secret.
+pub(crate) struct Signer {
+    pub(crate) consumer_secret: tokenwarden_core::secret::Secret,
+    pub(crate) now: DateTime<Utc>,
+}
+
+/// The signer for a connection whose definition signs its calls (`credential_in = "oauth1"`).
+async fn signer(s: &ServerState, p: &Provider, conn: &Connection) -> Option<Signer> {
+    if p.spec.api.credential_in != tokenwarden_core::provider::CredentialPlacement::OAuth1 {
+        return None;
+    }
+    let app = s.store.get_app(&conn.provider, &conn.app).await.ok()??;
+    Some(Signer {
+        consumer_secret: app.client_secret,
+        now: s.clock.now(),
+    })
+}
+
 async fn fetch(
     http: &reqwest::Client,
     p: &Provider,
     base: &str,
     token: &TokenSet,
     values: &HeaderValues,
+    signer: Option<&Signer>,
 ) -> Option<(u16, Vec<(String, String)>, Vec<u8>)> {
     let api = &p.spec.api;
     let mut url =
@@ -80,9 +100,38 @@ async fn fetch(
     api.place_query_credential(&mut url, token.access_token.expose());
     let method =
         reqwest::Method::from_bytes(api.probe.method.as_bytes()).unwrap_or(reqwest::Method::GET);
+    let signature = signer.map(|sg| {
+        use tokenwarden_core::oauth1;
+        let nonce = oauth1::nonce_from(rand::random());
+        // The probe's body is JSON when it has one: never part of the signature.
+        oauth1::authorization(
+            &oauth1::Request {
+                method: method.as_str(),
+                url: &url,
+                form_body: None,
+            },
+            &oauth1::Credentials {
+                consumer_key: &values.client_id,
+                consumer_secret: sg.consumer_secret.expose(),
+                token: Some(token.access_token.expose()),
+                token_secret: token.token_secret.as_ref().map_or("", |s| s.expose()),
+            },
+            &oauth1::Stamp {
+                nonce: &nonce,
+                timestamp: sg.now.timestamp(),
+                extra: &[],
+            },
+        )
+    });
     let mut req = http.request(method, url);
     if let Some((name, value)) = api.credential_header_value(token.access_token.expose()) {
         req = req.header(name, value);
+    }
+    if let Some(sig) = signature
+        && let Ok(mut value) = reqwest::header::HeaderValue::from_str(&sig)
+    {
+        value.set_sensitive(true);
+        req = req.header(api.credential_header.as_str(), value);
     }
     for h in api
         .extra_headers(values)
@@ -145,7 +194,8 @@ async fn check(
         return s.oauth.introspect(p, &creds, token).await.ok();
     }
     let values = header_values(s, conn).await;
-    api_check(s, http, p, &conn.api_base, token, &values).await
+    let signer = signer(s, p, conn).await;
+    api_check(s, http, p, &conn.api_base, token, &values, signer.as_ref()).await
 }
 
 /// What a definition's extra API headers (`api.headers`) are filled from for a connection: its
@@ -176,8 +226,9 @@ async fn api_check(
     base: &str,
     token: &TokenSet,
     values: &HeaderValues,
+    signer: Option<&Signer>,
 ) -> Option<Classification> {
-    let (status, headers, body) = fetch(http, p, base, token, values).await?;
+    let (status, headers, body) = fetch(http, p, base, token, values, signer).await?;
     Some(p.classifier().classify(
         &ResponseView {
             status,
@@ -212,7 +263,9 @@ pub(crate) async fn identify(
     if p.spec.api.probe.via != ProbeVia::Api || p.spec.api.probe.account_id.is_none() {
         return Identity::NotDefined;
     }
-    let Some((status, headers, body)) = fetch(&client(), p, base, token, values).await else {
+    // An OAuth 1.0a definition that names the account in its probe would need the consumer
+    // secret here too; the shipped one (x-ads) takes the account from the token answer.
+    let Some((status, headers, body)) = fetch(&client(), p, base, token, values, None).await else {
         return Identity::Unknown;
     };
     let c = p.classifier().classify(
@@ -267,7 +320,12 @@ async fn ask_elsewhere(
     conn: &Connection,
     token: &TokenSet,
 ) -> Option<Elsewhere> {
-    if p.spec.api.probe.via != ProbeVia::Api || p.spec.api.sandbox_base_url.is_none() {
+    // OAuth 1.0a token credentials come from one authorization server for both hosts: a refused
+    // one is never the other environment's.
+    if p.spec.api.probe.via != ProbeVia::Api
+        || p.spec.api.sandbox_base_url.is_none()
+        || p.spec.api.credential_in == tokenwarden_core::provider::CredentialPlacement::OAuth1
+    {
         return None;
     }
     let other = match conn.environment {
@@ -279,7 +337,7 @@ async fn ask_elsewhere(
         return None;
     }
     let values = header_values(s, conn).await;
-    let Some(c) = api_check(s, http, p, base, token, &values).await else {
+    let Some(c) = api_check(s, http, p, base, token, &values, None).await else {
         return Some(Elsewhere::Undecided(None));
     };
     match c.kind {
@@ -799,6 +857,7 @@ mod tests {
             issued_at: now,
             expires_at: Some(soon),
             refresh_expires_at: None,
+            token_secret: None,
         };
         let long_term = forecast(p, &set, now).expect("an expiring long-term token is forecast");
         assert!(

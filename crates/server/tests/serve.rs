@@ -24,6 +24,7 @@ async fn every_platform_connects_and_its_tokens_keep_working_across_expiries() {
         "pinterest",
         "reddit",
         "x",
+        "x-ads",
     ];
     for p in all {
         let flow = w.start_and_approve(p, &format!("e2e-{p}")).await;
@@ -91,7 +92,7 @@ async fn every_platform_connects_and_its_tokens_keep_working_across_expiries() {
     let (status, list) = w.api(&w.admin, "v1/connections").await;
     assert_eq!(status, 200);
     let text = list.to_string();
-    assert_eq!(list["connections"].as_array().unwrap().len(), 12);
+    assert_eq!(list["connections"].as_array().unwrap().len(), 13);
     assert!(
         !text.contains("access_token\""),
         "the list never carries tokens: {text}"

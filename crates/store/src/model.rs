@@ -127,7 +127,9 @@ pub struct PendingAuthorization {
     pub connection: ConnectionId,
     /// The redirect URI used in the authorization request (the token request repeats it).
     pub redirect_uri: String,
-    /// The PKCE verifier, where the platform takes PKCE (encrypted at rest).
+    /// The flow's secret, encrypted at rest: the PKCE verifier where the platform takes PKCE, or
+    /// for an OAuth 1.0a flow the request token's secret (which signs the access-token call; the
+    /// request token itself is the flow's `state`, so only its hash is stored).
     pub pkce_verifier: Option<Secret>,
     /// Scopes requested.
     pub scopes: Vec<String>,

@@ -387,6 +387,7 @@ impl SqlStore {
     fn row_to_tokens(&self, conn: &str, r: &AnyRow) -> Result<StoredTokens> {
         let at: Vec<u8> = r.try_get("access_token_ct")?;
         let rt: Option<Vec<u8>> = r.try_get("refresh_token_ct")?;
+        let ts: Option<Vec<u8>> = r.try_get("token_secret_ct")?;
         Ok(StoredTokens {
             set: TokenSet {
                 access_token: self
@@ -401,6 +402,11 @@ impl SqlStore {
                 issued_at: from_ms(r.try_get("issued_at")?)?,
                 expires_at: opt_from_ms(r.try_get("expires_at")?)?,
                 refresh_expires_at: opt_from_ms(r.try_get("refresh_expires_at")?)?,
+                token_secret: ts
+                    .map(|ts| {
+                        self.open_secret(&Place::new("token_sets", "token_secret_ct", conn), &ts)
+                    })
+                    .transpose()?,
             },
             version: r.try_get("version")?,
         })
@@ -544,7 +550,7 @@ impl SqlStore {
     }
 }
 
-const TOKEN_COLS: &str = "access_token_ct, refresh_token_ct, token_type, scopes, issued_at, expires_at, refresh_expires_at, version";
+const TOKEN_COLS: &str = "access_token_ct, refresh_token_ct, token_secret_ct, token_type, scopes, issued_at, expires_at, refresh_expires_at, version";
 const PENDING_COLS: &str = "state_hash, provider, app_id, connection_id, redirect_uri, verifier_ct, scopes, browser_hash, created_at, expires_at, session_id";
 const SESSION_COLS: &str = "id, token_hash, provider, connection_id, app_id, end_user, return_to, scopes, allow_account_change, created_by, created_at, expires_at, used_at";
 /// One delivery per enabled endpoint, in one statement: every endpoint gets its delivery or none
@@ -574,6 +580,8 @@ const CONNECTION_COLS: &str = "id, provider, app_id, state, environment, api_bas
 struct SealedTokens {
     at: Vec<u8>,
     rt: Option<Vec<u8>>,
+    /// OAuth 1.0a token secret.
+    ts: Option<Vec<u8>>,
     scopes: String,
 }
 
@@ -817,9 +825,20 @@ impl SqlStore {
             ),
             None => None,
         };
+        let ts = match &set.token_secret {
+            Some(ts) => Some(
+                self.seal_secret(
+                    &Place::new("token_sets", "token_secret_ct", conn.as_str()),
+                    ts,
+                )
+                .await?,
+            ),
+            None => None,
+        };
         Ok(SealedTokens {
             at,
             rt,
+            ts,
             scopes: json(&set.scopes)?,
         })
     }
@@ -1100,10 +1119,10 @@ impl Store for SqlStore {
         let s = self.seal_tokens(conn, set).await?;
         let row = sqlx::query(
             "INSERT INTO token_sets (connection_id, access_token_ct, refresh_token_ct, token_type, scopes, issued_at, expires_at,
-               refresh_expires_at, version, lease_owner, lease_until)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, NULL, 0)
+               refresh_expires_at, token_secret_ct, version, lease_owner, lease_until)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, NULL, 0)
              ON CONFLICT (connection_id) DO UPDATE SET access_token_ct = excluded.access_token_ct,
-               refresh_token_ct = excluded.refresh_token_ct, token_type = excluded.token_type, scopes = excluded.scopes,
+               refresh_token_ct = excluded.refresh_token_ct, token_secret_ct = excluded.token_secret_ct, token_type = excluded.token_type, scopes = excluded.scopes,
                issued_at = excluded.issued_at, expires_at = excluded.expires_at, refresh_expires_at = excluded.refresh_expires_at,
                version = token_sets.version + 1, lease_owner = NULL, lease_until = 0
              RETURNING version",
@@ -1116,6 +1135,7 @@ impl Store for SqlStore {
         .bind(ms(set.issued_at))
         .bind(set.expires_at.map(ms))
         .bind(set.refresh_expires_at.map(ms))
+        .bind(s.ts)
         .fetch_one(&self.pool)
         .await
         .map_err(|e| match StoreError::from(e) {
@@ -1211,7 +1231,7 @@ impl Store for SqlStore {
             // process) and another took it over. With rotating refresh tokens the platform
             // answers only one of them; throwing that answer away would lose the grant.
             "UPDATE token_sets SET access_token_ct = $3, refresh_token_ct = $4, token_type = $5, scopes = $6, issued_at = $7,
-               expires_at = $8, refresh_expires_at = $9, version = version + 1, lease_owner = NULL, lease_until = 0,
+               expires_at = $8, refresh_expires_at = $9, token_secret_ct = $10, version = version + 1, lease_owner = NULL, lease_until = 0,
                refresh_sent_by = NULL, refresh_sent_at = NULL
              WHERE connection_id = $1 AND version = $2
              RETURNING version",
@@ -1225,6 +1245,7 @@ impl Store for SqlStore {
         .bind(ms(new.issued_at))
         .bind(new.expires_at.map(ms))
         .bind(new.refresh_expires_at.map(ms))
+        .bind(s.ts)
         .fetch_optional(&mut *tx)
         .await?;
         match row {
@@ -1860,6 +1881,14 @@ impl Store for SqlStore {
             "token_sets",
             "connection_id",
             "refresh_token_ct",
+            batch,
+            &mut report,
+        )
+        .await?;
+        self.reencrypt_column(
+            "token_sets",
+            "connection_id",
+            "token_secret_ct",
             batch,
             &mut report,
         )

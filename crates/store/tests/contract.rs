@@ -1806,11 +1806,13 @@ mod cases {
             "PLAINTEXT-VERIFIER-c4c4c4",
             "PLAINTEXT-WEBHOOK-0a0a0a",
             "PLAINTEXT-DEVTOKEN-6e6e6e",
+            "PLAINTEXT-TOKENSECRET-3b3b3b",
         ];
         s.put_connection(&connection("c1")).await.unwrap();
-        s.put_initial_tokens(&cid("c1"), &tokens(secrets[0], Some(secrets[1])))
-            .await
-            .unwrap();
+        // An OAuth 1.0a set carries a token secret besides the tokens.
+        let mut set = tokens(secrets[0], Some(secrets[1]));
+        set.token_secret = Some(Secret::new(secrets[6]));
+        s.put_initial_tokens(&cid("c1"), &set).await.unwrap();
         s.put_app(&App {
             provider: pid(),
             id: AppId::parse("main").unwrap(),
@@ -1868,6 +1870,17 @@ mod cases {
                 .access_token
                 .expose(),
             secrets[0]
+        );
+        assert_eq!(
+            s.get_tokens(&cid("c1"))
+                .await
+                .unwrap()
+                .unwrap()
+                .set
+                .token_secret
+                .as_ref()
+                .map(Secret::expose),
+            Some(secrets[6])
         );
         // …and nowhere in the raw storage.
         let haystack: Vec<u8> = match db.kind {

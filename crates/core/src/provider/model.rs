@@ -43,6 +43,44 @@ pub struct ProviderSpec {
     /// `api.base_url`; an app picks another with `region = "eu"` in its configuration.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub regions: Vec<RegionSpec>,
+    /// OAuth 1.0a (RFC 5849) instead of OAuth 2.0 (X Ads API): the request-token leg before the
+    /// authorize page, and HMAC-SHA1 signatures on the token calls and every API call. See
+    /// [`OAuth1Spec`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oauth1: Option<OAuth1Spec>,
+}
+
+/// An OAuth 1.0a three-legged flow (RFC 5849 §2). The other two legs are the usual keys, read the
+/// OAuth 1.0a way: `authorize.url` is the page the person is sent to with `oauth_token` (the
+/// temporary credentials), and `[token.exchange]` is the access-token call (token credentials),
+/// whose `{code}` is the `oauth_verifier` the callback brings; its `oauth_*` params travel in the
+/// signed `Authorization: OAuth` header, the others in the body. The answer is form-encoded
+/// (`oauth_token`, `oauth_token_secret`, …), read with `[token.response]` (`token_secret` names
+/// the secret's field). Tokens do not expire and are not refreshed (`refresh.style = "none"`,
+/// `token_expires = false`), and API calls carry a fresh signature (`api.credential_in =
+/// "oauth1"`), made with the app's client id and secret as consumer key and secret.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OAuth1Spec {
+    /// The temporary-credentials endpoint (`POST …/oauth/request_token`), called with
+    /// `oauth_callback` (tokenwarden's callback URL) signed in the header.
+    pub request_token_url: Url,
+    /// The signature method; only `HMAC-SHA1` (RFC 5849 §3.4.2).
+    #[serde(default)]
+    pub signature_method: SignatureMethod,
+    /// Fixed extra parameters of the request-token call, sent in the body and signed (X:
+    /// `x_auth_access_type = "write"`).
+    #[serde(default)]
+    pub request_token_params: BTreeMap<String, String>,
+}
+
+/// OAuth 1.0a signature methods tokenwarden can make.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+pub enum SignatureMethod {
+    /// HMAC-SHA1 keyed by `consumer_secret&token_secret` (RFC 5849 §3.4.2).
+    #[default]
+    #[serde(rename = "HMAC-SHA1")]
+    HmacSha1,
 }
 
 /// One region of a platform that keeps its accounts apart by region: its own hosts.
@@ -283,6 +321,10 @@ pub struct TokenResponseSpec {
     /// Fields holding external account ids (a string or an array each).
     #[serde(default)]
     pub account_ids: Vec<String>,
+    /// OAuth 1.0a: the token secret's field (`oauth_token_secret`). Stored encrypted like the
+    /// tokens, used only to sign, never sent, logged or shown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_secret: Option<String>,
 }
 
 impl Default for TokenResponseSpec {
@@ -296,6 +338,7 @@ impl Default for TokenResponseSpec {
             token_type: default_token_type(),
             scope: default_scope_field(),
             account_ids: Vec::new(),
+            token_secret: None,
         }
     }
 }
@@ -560,6 +603,11 @@ pub enum CredentialPlacement {
     /// In the `credential_param` query parameter (Threads documents `access_token`). The URL
     /// then holds a secret: it must never be logged, shown or put in an error.
     Query,
+    /// An OAuth 1.0a signature (`[oauth1]`) in `credential_header` (`Authorization: OAuth …`),
+    /// made afresh for each request over its method, URL and form body with the app's consumer
+    /// key and secret and the connection's token and token secret (X Ads API).
+    #[serde(rename = "oauth1")]
+    OAuth1,
 }
 
 impl ApiSpec {
@@ -599,7 +647,7 @@ impl ApiSpec {
                 self.credential_value
                     .replace("{access_token}", access_token),
             )),
-            CredentialPlacement::Query => None,
+            CredentialPlacement::Query | CredentialPlacement::OAuth1 => None,
         }
     }
 
@@ -1212,6 +1260,9 @@ impl ProviderSpec {
             re(&mut call.url);
         }
         re(&mut s.api.base_url);
+        if let Some(o) = s.oauth1.as_mut() {
+            re(&mut o.request_token_url);
+        }
         if let Some(u) = s.api.sandbox_base_url.as_mut() {
             let prefix = base.as_str().trim_end_matches('/');
             // A prefix that is itself a valid URL path cannot fail to parse; keep the original

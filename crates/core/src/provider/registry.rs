@@ -52,6 +52,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
         include_str!("../../../../providers/reddit.toml"),
     ),
     ("x.toml", include_str!("../../../../providers/x.toml")),
+    (
+        "x-ads.toml",
+        include_str!("../../../../providers/x-ads.toml"),
+    ),
 ];
 
 /// The rules every provider shares.

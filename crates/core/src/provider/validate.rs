@@ -452,6 +452,7 @@ pub(crate) fn validate(
     }
     check_api_headers(p, api);
     check_regions(p, spec, endpoints);
+    check_oauth1(p, spec, endpoints);
     if api.probe.via == ProbeVia::Introspection && t.introspect.is_none() {
         p.add(
             "api.probe.via",
@@ -626,6 +627,132 @@ const RESERVED_HEADERS: &[&str] = &[
 /// placeholders come from the app or the connection, never a token or the client secret.
 /// `[[regions]]`: named uniquely, each with its own hosts, the first repeating the top-level URLs
 /// (it is what an app without `region` gets).
+/// OAuth 1.0a (`[oauth1]`) and the keys that must agree with it: signed API calls, no renewal,
+/// no OAuth 2.0-only features (PKCE, client authentication, revocation, introspection, regions).
+fn check_oauth1(p: &mut Problems, spec: &ProviderSpec, endpoints: Endpoints) {
+    let signed = spec.api.credential_in == CredentialPlacement::OAuth1;
+    let Some(o) = &spec.oauth1 else {
+        if signed {
+            p.add(
+                "api.credential_in",
+                "\"oauth1\" signs with OAuth 1.0a: the definition needs an [oauth1] table (request_token_url)",
+            );
+        }
+        if spec.token.response.token_secret.is_some() {
+            p.add(
+                "token.response.token_secret",
+                "only OAuth 1.0a definitions ([oauth1]) have a token secret",
+            );
+        }
+        return;
+    };
+    check_endpoint(
+        p,
+        "oauth1.request_token_url",
+        &o.request_token_url,
+        endpoints,
+    );
+    for (k, v) in &o.request_token_params {
+        if k.starts_with("oauth_") {
+            p.add(
+                format!("oauth1.request_token_params.{k}"),
+                "oauth_* parameters are tokenwarden's to set (oauth_callback, the nonce, the signature)",
+            );
+        }
+        if v.contains('{') {
+            p.add(
+                format!("oauth1.request_token_params.{k}"),
+                "must be a fixed value: the request-token call has no placeholders",
+            );
+        }
+    }
+    if !signed {
+        p.add(
+            "api.credential_in",
+            "must be \"oauth1\" with [oauth1]: the platform takes only signed API calls",
+        );
+    }
+    if !spec
+        .api
+        .credential_header
+        .eq_ignore_ascii_case("Authorization")
+    {
+        p.add(
+            "api.credential_header",
+            "OAuth 1.0a signatures travel in Authorization (RFC 5849 §3.5.1)",
+        );
+    }
+    if spec.refresh.style != RefreshStyle::None {
+        p.add(
+            "refresh.style",
+            "OAuth 1.0a token credentials cannot be renewed: use \"none\" (a refused token means re-authorize)",
+        );
+    }
+    if spec.refresh.token_expires {
+        p.add(
+            "refresh.token_expires",
+            "OAuth 1.0a token credentials do not expire: set token_expires = false",
+        );
+    }
+    if spec.authorize.pkce {
+        p.add("authorize.pkce", "PKCE is OAuth 2.0; OAuth 1.0a has none");
+    }
+    let ex = &spec.token.exchange;
+    if ex.client_auth != ClientAuth::Params {
+        p.add(
+            "token.exchange.client_auth",
+            "OAuth 1.0a authenticates the app by the signature: leave client_auth out",
+        );
+    }
+    if ex.method != Method::POST || ex.encoding != Encoding::Form {
+        p.add(
+            "token.exchange",
+            "the OAuth 1.0a access-token call is a POST with a form body (RFC 5849 §2.3)",
+        );
+    }
+    if ex.params.get("oauth_verifier").map(String::as_str) != Some("{code}") {
+        p.add(
+            "token.exchange.params",
+            "must send oauth_verifier = \"{code}\": the verifier the callback brings (RFC 5849 §2.3)",
+        );
+    }
+    for (k, v) in &ex.params {
+        if v.contains("{client_secret}")
+            || v.contains("{access_token}")
+            || v.contains("{refresh_token}")
+        {
+            p.add(
+                format!("token.exchange.params.{k}"),
+                "secrets never travel in an OAuth 1.0a call: they only sign it",
+            );
+        }
+    }
+    if spec.token.response.token_secret.is_none() {
+        p.add(
+            "token.response.token_secret",
+            "name the token secret's field (oauth_token_secret): every call is signed with it",
+        );
+    }
+    if spec.token.upgrade.is_some()
+        || spec.token.revoke.is_some()
+        || spec.token.introspect.is_some()
+    {
+        p.add(
+            "token",
+            "[token.upgrade], [token.revoke] and [token.introspect] are OAuth 2.0 calls; an OAuth 1.0a definition has only [token.exchange]",
+        );
+    }
+    if spec.api.probe.via == ProbeVia::Introspection {
+        p.add(
+            "api.probe.via",
+            "OAuth 1.0a has no introspection: probe with an API call",
+        );
+    }
+    if !spec.regions.is_empty() {
+        p.add("regions", "regions are not supported with [oauth1]");
+    }
+}
+
 fn check_regions(p: &mut Problems, spec: &ProviderSpec, endpoints: Endpoints) {
     let mut seen: Vec<&str> = Vec::new();
     let mut bases: Vec<&str> = Vec::new();

@@ -13,6 +13,7 @@ pub(crate) mod threads;
 pub(crate) mod tiktok;
 pub(crate) mod tiktok_business;
 pub(crate) mod x;
+pub(crate) mod x_ads;
 
 use crate::Sandbox;
 use crate::error_case::{ErrorCase, ErrorDetail, Reply};
@@ -38,6 +39,7 @@ pub(crate) fn routes(p: Provider) -> Router<Sandbox> {
         Provider::Pinterest => pinterest::routes(),
         Provider::Reddit => reddit::routes(),
         Provider::X => x::routes(),
+        Provider::XAds => x_ads::routes(),
     }
 }
 
@@ -48,6 +50,7 @@ pub(crate) fn sandbox_host_routes(p: Provider) -> Option<Router<Sandbox>> {
     match p {
         Provider::TiktokBusiness => Some(tiktok_business::routes()),
         Provider::Pinterest => Some(pinterest::routes()),
+        Provider::XAds => Some(x_ads::api_routes()),
         _ => None,
     }
 }
@@ -87,6 +90,7 @@ pub(crate) fn is_token_path(p: Provider, path: &str) -> bool {
         Provider::Pinterest => &["/v5/oauth/token"],
         Provider::Reddit => reddit::TOKEN_PATHS,
         Provider::X => x::TOKEN_PATHS,
+        Provider::XAds => x_ads::TOKEN_PATHS,
     };
     paths.contains(&path)
 }
@@ -106,6 +110,7 @@ pub(crate) fn render(p: Provider, case: ErrorCase, detail: &ErrorDetail) -> Repl
         Provider::Pinterest => pinterest::render(case, detail),
         Provider::Reddit => reddit::render(case, detail),
         Provider::X => x::render(case, detail),
+        Provider::XAds => x_ads::render(case, detail),
     }
 }
 
@@ -124,6 +129,7 @@ pub(crate) fn cases(p: Provider) -> Vec<ErrorCase> {
         Provider::Pinterest => pinterest::CASES.to_vec(),
         Provider::Reddit => reddit::CASES.to_vec(),
         Provider::X => x::CASES.to_vec(),
+        Provider::XAds => x_ads::CASES.to_vec(),
     }
 }
 

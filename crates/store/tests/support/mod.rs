@@ -203,6 +203,7 @@ pub fn tokens(access: &str, refresh: Option<&str>) -> TokenSet {
         issued_at: t0(),
         expires_at: Some(t0() + TimeDelta::hours(1)),
         refresh_expires_at: None,
+        token_secret: None,
     }
 }
 
