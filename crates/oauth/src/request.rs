@@ -152,6 +152,7 @@ pub fn prepare_request_token(
         form,
         json: None,
         basic: None,
+        headers: Vec::new(),
         authorization: Some(Secret::new(header)),
     })
 }
@@ -209,8 +210,22 @@ pub fn prepare_access_token(
         form,
         json: None,
         basic: None,
+        headers: call_headers(call, app),
         authorization: Some(Secret::new(header)),
     }
+}
+
+/// A token call's own headers (`headers` in its definition), filled from the app: never a secret.
+fn call_headers(call: &TokenCall, app: &AppCredentials) -> Vec<(String, String)> {
+    let values = tokenwarden_core::provider::HeaderValues {
+        client_id: app.client_id.clone(),
+        user_agent: app.user_agent.clone(),
+        ..Default::default()
+    };
+    tokenwarden_core::provider::ApiSpec::fill_headers(&call.headers, &values, None)
+        .into_iter()
+        .map(|h| (h.name, h.value))
+        .collect()
 }
 
 /// Builds one token call.
@@ -237,16 +252,7 @@ pub fn prepare(call: &TokenCall, app: &AppCredentials, vars: &Vars<'_>) -> Prepa
             Secret::new(enc(app.client_secret.expose())),
         )
     });
-    let values = tokenwarden_core::provider::HeaderValues {
-        client_id: app.client_id.clone(),
-        user_agent: app.user_agent.clone(),
-        ..Default::default()
-    };
-    let headers: Vec<(String, String)> =
-        tokenwarden_core::provider::ApiSpec::fill_headers(&call.headers, &values, None)
-            .into_iter()
-            .map(|h| (h.name, h.value))
-            .collect();
+    let headers = call_headers(call, app);
     let mut url = call.url.clone();
     match call.encoding {
         Encoding::Query => {
