@@ -843,6 +843,7 @@ impl Engine {
                 _ => {
                     if c.kind == Kind::Ok {
                         self.shaper.succeeded(&lanes, c.usage_pct).await;
+                        self.clear_app_problem(&conn).await;
                     }
                 }
             }
@@ -914,6 +915,25 @@ impl Engine {
             .await
         {
             tracing::warn!(app = %conn.app, error = %e, "could not record the app problem");
+        }
+    }
+
+    /// The app's calls work again (the operator fixed what `raise_app_problem` recorded: a
+    /// retired API version rolled forward): the app problem this process raised is cleared.
+    /// Only this process's own are known here, so a success costs no store call unless this
+    /// process raised one; another replica clears its own on its next success, and a refresh
+    /// that succeeds clears any.
+    async fn clear_app_problem(&self, conn: &Connection) {
+        let key = (conn.provider.to_string(), conn.app.to_string());
+        if self.app_problems_raised.lock().remove(&key).is_none() {
+            return;
+        }
+        if let Err(e) = self
+            .store
+            .clear_app_problem(&conn.provider, &conn.app, ProblemCode::AppRefused.as_str())
+            .await
+        {
+            tracing::warn!(app = %conn.app, error = %e, "could not clear the app problem");
         }
     }
 

@@ -1,14 +1,16 @@
-//! A faithful local emulator of the five platforms tokenwarden keeps connections to, with fault
-//! injection and scaled time. The platform facts come from `docs/platforms.md`.
+//! A faithful local emulator of the thirteen platforms tokenwarden ships definitions for
+//! ([`Provider::ALL`]), with fault injection and scaled time. The platform facts come from
+//! `docs/platforms.md` and `docs/platforms-ads.md`.
 //!
-//! Layout: every platform lives under its own path prefix (`/snapchat`, `/tiktok-business`,
-//! `/tiktok`, `/threads`, `/meta`) and, under it, the platform's real paths; the admin API lives
-//! under the reserved prefix `/_sandbox/`. A platform's own sandbox API host (TikTok Business
-//! `sandbox-ads.tiktok.com`) lives under `/<provider>/sandbox/`, where
+//! Layout: every platform lives under its own path prefix (its provider id: `/snapchat`,
+//! `/tiktok-business`, `/google-ads`, `/x-ads`, …) and, under it, the platform's real paths; the
+//! admin API lives under the reserved prefix `/_sandbox/`. A platform's own sandbox API host
+//! (TikTok Business `sandbox-ads.tiktok.com`, Pinterest `api-sandbox.pinterest.com`, X Ads
+//! `ads-api-sandbox.x.com`) lives under `/<provider>/sandbox/`, where
 //! `ProviderSpec::with_origin` puts it; each host knows only the tokens of its environment's apps.
 //!
 //! Modules:
-//! - [`provider`]: the five platforms and their fixed facts (lifetimes, code validity, paths).
+//! - [`provider`]: the platforms and their fixed facts (lifetimes, code validity, paths).
 //! - [`config`]: [`SandboxConfig`] and app registrations (one demo app per platform by default).
 //! - `ledger`: apps, grants, codes and tokens, keyed by token hash in `DashMap`s.
 //! - `authorize`: the authorize page (browser) and its scripted POST.

@@ -265,7 +265,7 @@ impl Provider {
             | Provider::AmazonAds
             | Provider::Linkedin => ' ',
             Provider::Reddit | Provider::X => ' ',
-            | Provider::XAds => ' ',
+            Provider::XAds => ' ',
             _ => ',',
         }
     }

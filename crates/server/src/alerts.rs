@@ -92,7 +92,7 @@ impl Alert {
             Reason::ExpiresSoon => ("connection", "will stop working soon"),
             Reason::AppRefused => (
                 "app",
-                "was refused by the platform: its connections cannot refresh",
+                "was refused by the platform (its credentials or its configuration)",
             ),
             Reason::StoreRefusing => ("store", "refuses writes: token refreshes wait"),
         };

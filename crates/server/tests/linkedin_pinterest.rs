@@ -148,6 +148,20 @@ async fn a_retired_linkedin_version_is_the_apps_problem_not_the_connections() {
     let token = token["access_token"].as_str().unwrap();
     let words = format!("{} {}", problems[0].title, problems[0].fix);
     assert!(!words.contains(token) && !words.contains("demo-linkedin-secret"));
+    // The version is rolled forward (here: the caller stops sending the retired one) and the
+    // app's calls work again: the problem is over, not left on the dashboard until a refresh.
+    let (status, body) = proxy_get(&w, "li-v", "rest/adAccounts?q=search", &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let problems =
+        w.d.state
+            .store
+            .app_problems(
+                &ProviderId::parse("linkedin").unwrap(),
+                &AppId::parse("demo").unwrap(),
+            )
+            .await
+            .unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
     w.d.stop().await;
 }
 
