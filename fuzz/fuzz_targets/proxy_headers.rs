@@ -9,7 +9,7 @@ use arbitrary::Unstructured;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use libfuzzer_sys::fuzz_target;
 use tokenwarden_fuzz::provider;
-use tokenwarden_proxy::headers::{OWN_PREFIX, attach_credential, inbound, outbound};
+use tokenwarden_engine::headers::{OWN_PREFIX, attach_credential, inbound, outbound};
 
 const HOP_BY_HOP: &[&str] = &[
     "connection",

@@ -7,7 +7,7 @@
 use arbitrary::Unstructured;
 use libfuzzer_sys::fuzz_target;
 use tokenwarden_fuzz::provider;
-use tokenwarden_proxy::target::{build, check_path, relative};
+use tokenwarden_engine::target::{build, check_path, relative};
 use url::Url;
 
 /// A segment as a server that decodes it and drops `;parameters` (Tomcat, Jetty, Spring) sees it.

@@ -3,7 +3,7 @@
 //! classifier, shaper) as `tokenwarden serve`'s `/proxy`.
 //!
 //! ```no_run
-//! # async fn demo(engine: std::sync::Arc<tokenwarden_proxy::Engine>) -> Result<(), Box<dyn std::error::Error>> {
+//! # async fn demo(engine: std::sync::Arc<tokenwarden_engine::Engine>) -> Result<(), Box<dyn std::error::Error>> {
 //! use tokenwarden_client::{Healing, ForConnection};
 //! use tokenwarden_core::id::ConnectionId;
 //!
@@ -43,11 +43,11 @@ use tokenwarden_core::provider::Registry;
 use tokenwarden_engine::TokenService;
 
 pub use tokenwarden_engine::{CacheConfig, CachedStore};
+use tokenwarden_engine::{Call, OutBody, Outcome, ProxyError, SendError, Target, Transport};
 use tokenwarden_oauth::OAuthClient;
-use tokenwarden_proxy::{Call, OutBody, Outcome, ProxyError, SendError, Target, Transport};
 use tokenwarden_store::Store;
 
-pub use tokenwarden_proxy::{Engine, EngineConfig, Report};
+pub use tokenwarden_engine::{Engine, EngineConfig, Report};
 
 /// The connection a request is made for; attach it with
 /// `RequestBuilder::with_extension(ForConnection(id))`.

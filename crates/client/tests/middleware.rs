@@ -129,7 +129,7 @@ async fn with_caches_the_middleware_renews_a_token_the_platform_expired_and_stop
             matches!(
                 e,
                 Some(ClientError::Proxy(
-                    tokenwarden_proxy::ProxyError::Token { .. }
+                    tokenwarden_engine::ProxyError::Token { .. }
                 ))
             ),
             "{e:?}"
@@ -170,7 +170,7 @@ async fn the_middleware_refuses_what_it_cannot_do_safely() {
         assert!(
             matches!(
                 proxy_error(e),
-                Some(ClientError::Proxy(tokenwarden_proxy::ProxyError::Refused(
+                Some(ClientError::Proxy(tokenwarden_engine::ProxyError::Refused(
                     _
                 )))
             ),
@@ -189,7 +189,7 @@ async fn the_middleware_refuses_what_it_cannot_do_safely() {
     assert!(matches!(
         proxy_error(e),
         Some(ClientError::Proxy(
-            tokenwarden_proxy::ProxyError::OverBudget { attempts: 0, .. }
+            tokenwarden_engine::ProxyError::OverBudget { attempts: 0, .. }
         ))
     ));
     assert_eq!(w.counters("snapchat").await["api_calls"].as_u64(), calls);

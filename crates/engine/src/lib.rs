@@ -10,13 +10,31 @@
 //! - [`cache`]: [`CachedStore`], short-lived caches in front of the store for the token fetch's
 //!   reads (the API key, the connection and its token set), invalidated by every write in the
 //!   process and bounded in size; another replica's change is seen within the TTL.
+//! - [`call`]: the healing loop every call to a platform goes through, shared by the proxy
+//!   (`tokenwarden-proxy`, the HTTP front) and the in-process reqwest middleware
+//!   (`tokenwarden-client`): take a token → shape → send → classify → refresh and replay once /
+//!   wait as the platform asked / back off / pass through.
+//! - [`shaper`]: per token, per account, per app and per endpoint lanes at the published limits,
+//!   adaptive, first come first served, bounded by each caller's budget.
+//! - [`target`]: URL safety (hardening rule 9): only the connection's API base, no absolute URLs,
+//!   no `..`, no encoded escapes.
+//! - [`headers`]: what crosses (hardening rule 10): the caller's credentials and hop-by-hop
+//!   headers never reach the platform; ours is attached as the definition says.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod cache;
+pub mod call;
+pub mod headers;
+pub mod shaper;
 pub mod state;
+pub mod target;
 pub mod tokens;
 
 pub use cache::{CacheConfig, CachedStore};
+pub use call::{
+    BodyLimits, Call, ClientTransport, Engine, EngineConfig, OutBody, Outcome, ProxyError, Report,
+    SendError, Target, Transport,
+};
 pub use state::States;
 pub use tokens::{Issued, TokenFailure, TokenService};

@@ -1,9 +1,8 @@
 //! `/proxy/{connection_id}/{*path}` with GET, HEAD, POST, PUT, PATCH or DELETE: the HTTP face of
-//! the [`Engine`]. The caller has already been authenticated with its API key (the server mounts
+//! the [`Engine`](tokenwarden_engine::Engine). The caller has already been authenticated with its API key (the server mounts
 //! this behind its `Caller` extractor, for those methods only: TRACE, CONNECT and OPTIONS are 405).
 
 use crate::answer::{ErrorAnswer, reauthorize_url};
-use crate::engine::{Call, ClientTransport, Engine, OutBody, Outcome, ProxyError, Report, Target};
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
@@ -12,6 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokenwarden_core::classify::{Action, Kind};
 use tokenwarden_core::id::ConnectionId;
+use tokenwarden_engine::call::{
+    Call, ClientTransport, Engine, OutBody, Outcome, ProxyError, Report, Target,
+};
 use url::Url;
 
 /// The route the server mounts.
@@ -153,7 +155,8 @@ impl Proxy {
             report,
         } = outcome;
         let status = response.status();
-        let mut headers = crate::headers::inbound(response.headers(), &report.credential_header);
+        let mut headers =
+            tokenwarden_engine::headers::inbound(response.headers(), &report.credential_header);
         report_headers(&mut headers, &report, self.engine.config().time_scale);
         if report.reauth_required {
             set(

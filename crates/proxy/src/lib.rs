@@ -1,18 +1,11 @@
-//! The forwarding proxy and its healing engine: calls to a platform that do the right thing for
-//! that platform.
+//! The forwarding proxy: the HTTP front of the healing loop. The loop itself (refresh and
+//! replay, waits, shaping, URL and header safety) is `tokenwarden_engine::call`, shared with the
+//! in-process client (`tokenwarden-client`); this crate turns HTTP requests into its calls and
+//! its outcomes and failures into HTTP answers.
 //!
 //! Modules:
-//! - [`engine`]: the loop shared by the proxy and the in-process client (`tokenwarden-client`):
-//!   take a token → shape → send → classify → refresh and replay once / wait as asked / back off /
-//!   pass through. Every decision comes from core's classifier and the provider definition.
-//! - [`shaper`]: per token, per account, per app and per endpoint lanes at the published limits,
-//!   adaptive (cut on a throttle signal, creep back on success), first come first served, bounded
-//!   by each caller's budget.
-//! - [`target`]: URL safety (hardening rule 9): only the connection's API base, no absolute URLs,
-//!   no `..` (nor `..;` path parameters), no encoded escapes.
-//! - [`headers`]: what crosses (hardening rule 10): the caller's credentials and hop-by-hop headers
-//!   never reach the platform; ours is attached as the definition says.
-//! - [`handler`]: the HTTP face, `/proxy/{connection_id}/{*path}`.
+//! - [`handler`]: the HTTP face, `/proxy/{connection_id}/{*path}`, and the response headers that
+//!   report what the loop did.
 //! - [`answer`]: the one table of error answers (token, store) the proxy and the server's API share.
 //!
 //! # The proxy over HTTP
@@ -70,14 +63,6 @@
 #![warn(missing_docs)]
 
 pub mod answer;
-pub mod engine;
 pub mod handler;
-pub mod headers;
-pub mod shaper;
-pub mod target;
 
-pub use engine::{
-    BodyLimits, Call, ClientTransport, Engine, EngineConfig, OutBody, Outcome, ProxyError, Report,
-    SendError, Target, Transport,
-};
 pub use handler::Proxy;

@@ -33,8 +33,9 @@ use tokenwarden_core::provider::{Endpoints, Registry};
 use tokenwarden_core::secret::Secret;
 use tokenwarden_core::token::TokenSet;
 use tokenwarden_engine::TokenService;
+use tokenwarden_engine::{Engine, EngineConfig};
 use tokenwarden_oauth::OAuthClient;
-use tokenwarden_proxy::{Engine, EngineConfig, Proxy};
+use tokenwarden_proxy::Proxy;
 use tokenwarden_store::Keyring;
 
 const MIB: u64 = 1 << 20;

@@ -13,8 +13,8 @@ use tokenwarden_oauth::OAuthClient;
 use tokenwarden_store::{App, Store, StoreError};
 use url::Url;
 
+pub use tokenwarden_engine::BodyLimits;
 pub use tokenwarden_engine::CacheConfig;
-pub use tokenwarden_proxy::BodyLimits;
 
 /// What a daemon needs.
 #[derive(Debug)]
@@ -250,12 +250,12 @@ impl Daemon {
             )
             .with_cache(cached),
         );
-        let engine = Arc::new(tokenwarden_proxy::Engine::new(
+        let engine = Arc::new(tokenwarden_engine::Engine::new(
             store.clone(),
             tokens.clone(),
             providers.clone(),
             self.clock.clone(),
-            tokenwarden_proxy::EngineConfig {
+            tokenwarden_engine::EngineConfig {
                 time_scale: self.time_scale,
                 // Replicas share PostgreSQL and must share the platforms' limits; one process
                 // owns a SQLite database (the data directory's lock), so memory is the whole

@@ -29,9 +29,9 @@ pub const REFRESHES: &str = tokenwarden_engine::tokens::REFRESHES;
 /// Health probes, by `provider` and `kind` (the classifier's kind, or `unreachable`).
 pub const PROBES: &str = "tokenwarden_probes_total";
 /// Proxied requests, by `provider`, `kind` and `status` (emitted by the proxy).
-pub const PROXY_REQUESTS: &str = tokenwarden_proxy::engine::PROXY_REQUESTS;
+pub const PROXY_REQUESTS: &str = tokenwarden_engine::call::PROXY_REQUESTS;
 /// How long the proxy waited because a platform throttled, by `provider`.
-pub const THROTTLE_WAIT: &str = tokenwarden_proxy::engine::THROTTLE_WAIT;
+pub const THROTTLE_WAIT: &str = tokenwarden_engine::call::THROTTLE_WAIT;
 /// Webhook deliveries, by `outcome` (emitted by the outbox sender).
 pub const WEBHOOK_DELIVERIES: &str = "tokenwarden_webhook_deliveries_total";
 /// Alerts sent, by `reason` and `outcome`.

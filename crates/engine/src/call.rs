@@ -6,6 +6,7 @@
 use crate::headers::{self, BadHeader};
 use crate::shaper::{OverBudget, Shaper};
 use crate::target::{self, UrlRefused};
+use crate::{Issued, TokenFailure, TokenService};
 use bytes::{Bytes, BytesMut};
 use futures::{Stream, StreamExt};
 use reqwest::header::HeaderMap;
@@ -23,7 +24,6 @@ use tokenwarden_core::oauth1;
 use tokenwarden_core::policy;
 use tokenwarden_core::provider::{Context, CredentialPlacement, HeaderValues, Provider, Registry};
 use tokenwarden_core::state;
-use tokenwarden_engine::{Issued, TokenFailure, TokenService};
 use tokenwarden_store::{NewEvent, Store, StoreError};
 use tokio::time::Instant;
 use url::Url;
