@@ -86,6 +86,11 @@ pub struct Running {
     pub state: ServerState,
     stop: tokio::sync::watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The in-process sandbox: stopped after everything else (see [`Running::stop`]).
+    sandbox: Option<(
+        tokio::sync::watch::Sender<bool>,
+        tokio::task::JoinHandle<()>,
+    )>,
 }
 
 impl Running {
@@ -100,10 +105,17 @@ impl Running {
     }
 
     /// Stops accepting, finishes requests and refreshes in flight, and waits for everything.
+    /// The in-process sandbox stands for the platforms, which do not stop when tokenwarden does:
+    /// it stops last, so a refresh in flight when the stop came (one that has taken its lease but
+    /// not yet connected) still reaches it and its answer is stored.
     pub async fn stop(self) {
         let _ = self.stop.send(true);
         for t in self.tasks {
             let _ = t.await;
+        }
+        if let Some((stop, task)) = self.sandbox {
+            let _ = stop.send(true);
+            let _ = task.await;
         }
     }
 }
@@ -144,6 +156,7 @@ impl Daemon {
         let cached = CachedStore::new(self.store, self.clock.clone(), self.cache);
         let store: Arc<dyn Store> = cached.clone();
         let mut sandbox_base = None;
+        let mut sandbox_task = None;
         if let Some(sandbox_listener) = self.sandbox_listener {
             let sb_base = format!("http://{}", sandbox_listener.local_addr()?);
             let mut config = tokenwarden_sandbox::SandboxConfig {
@@ -198,14 +211,16 @@ impl Daemon {
                     sandbox
                 }
             };
-            tasks.push(tokio::spawn({
-                let stopped = until_stopped(stop_rx.clone());
+            let (sandbox_stop, sandbox_stop_rx) = tokio::sync::watch::channel(false);
+            let task = tokio::spawn({
+                let stopped = until_stopped(sandbox_stop_rx);
                 async move {
                     if let Err(e) = sandbox.serve(sandbox_listener, stopped).await {
                         tracing::error!(error = %e, "the sandbox stopped");
                     }
                 }
-            }));
+            });
+            sandbox_task = Some((sandbox_stop, task));
             for id in &ids {
                 let Some(p) = registry.get(id) else { continue };
                 let moved = p.with_origin(&Url::parse(&format!("{sb_base}/{id}"))?);
@@ -341,6 +356,7 @@ impl Daemon {
             state,
             stop,
             tasks,
+            sandbox: sandbox_task,
         })
     }
 }

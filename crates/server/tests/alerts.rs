@@ -334,15 +334,18 @@ async fn a_database_refusing_writes_alerts_once_per_episode() {
                 )
             })
         };
+        // Writes stop once the refresh is on its way: its lease taken and, TikTok's refresh
+        // tokens rotating, its sending recorded (a holder that cannot record that it is about to
+        // spend a rotating refresh token does not spend it).
         for attempt in 0.. {
             assert!(attempt < 1000, "the refresh never took its lease");
-            let owner: Option<String> = sqlx::query_scalar(
-                "SELECT lease_owner FROM token_sets WHERE connection_id = 'al-full'",
+            let (owner, sent): (Option<String>, Option<String>) = sqlx::query_as(
+                "SELECT lease_owner, refresh_sent_by FROM token_sets WHERE connection_id = 'al-full'",
             )
             .fetch_one(w.raw.pool())
             .await
             .unwrap();
-            if owner.is_some() {
+            if owner.is_some() && sent.is_some() {
                 break;
             }
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;

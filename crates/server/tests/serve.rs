@@ -27,6 +27,10 @@ async fn every_platform_connects_and_its_tokens_keep_working_across_expiries() {
         "x-ads",
     ];
     for p in all {
+        // A person connecting thirteen accounts takes a few seconds each: the connect flow allows
+        // 30 requests a minute per address (refilled at one every two seconds) and each connect
+        // makes three (the link's page, its button, the callback).
+        w.clock.advance(TimeDelta::seconds(6));
         let flow = w.start_and_approve(p, &format!("e2e-{p}")).await;
         let (status, page) = w.finish(&flow).await;
         assert_eq!(status, 303, "{p}: {page}");
@@ -445,6 +449,9 @@ async fn reddit_and_x_refuse_hostile_callbacks_and_revoke_on_delete() {
 async fn the_monitor_finds_reddit_and_x_revocations_and_marks_nothing_for_a_throttle() {
     let w = world().await;
     for (p, id) in [("reddit", "m-rd"), ("x", "m-x"), ("reddit", "m-rd2")] {
+        // A second apart: the sandbox lists grants by creation time, so the first Reddit grant
+        // below is m-rd's (at the same instant the order would be the grants' random ids').
+        w.clock.advance(TimeDelta::seconds(1));
         let flow = w.start_and_approve(p, id).await;
         assert_eq!(w.finish(&flow).await.0, 303, "{p}");
     }
