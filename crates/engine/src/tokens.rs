@@ -905,6 +905,23 @@ impl TokenService {
         })
     }
 
+    /// Gives back the lease the scheduler claimed for `id` (with this service's owner) when the
+    /// refresh it started did not consume it. Taken under the connection's in-process gate: a
+    /// refresh of this process that holds the same lease right now (a caller's, between taking
+    /// the lease and committing) releases or commits it itself, and must not find it given
+    /// back underneath it (its sent mark and its commit are fenced by that lease).
+    pub async fn release_claim(&self, id: &ConnectionId) {
+        let gate = self.inflight.entry(id.clone()).or_default().clone();
+        let _one_at_a_time = gate.lock().await;
+        if let Ok(Some(lease)) = self
+            .store
+            .acquire_refresh_lease(id, &self.owner, Duration::from_secs(1))
+            .await
+        {
+            let _ = self.store.release_lease(&lease).await;
+        }
+    }
+
     /// Stores every held set the database takes now; the scheduler calls this on each pass so a
     /// held set is stored as soon as writes succeed. Connections busy elsewhere are skipped.
     pub async fn commit_held_sets(&self) {

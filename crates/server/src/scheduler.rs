@@ -345,14 +345,14 @@ async fn refresh_one(
             // The next deadline is set by the token service on every failure it handles.
         }
     }
-    // Give back a claimed lease the token service did not consume.
-    if let Ok(Some(lease)) = s
-        .store
-        .acquire_refresh_lease(id, owner, Duration::from_secs(1))
-        .await
-    {
-        let _ = s.store.release_lease(&lease).await;
-    }
+    // Give back a claimed lease the token service did not consume (under its in-process gate:
+    // a caller's refresh of the same connection may hold that lease right now).
+    debug_assert_eq!(
+        owner,
+        s.tokens.owner(),
+        "claims are made in the token service's name"
+    );
+    s.tokens.release_claim(id).await;
     throttled
 }
 
