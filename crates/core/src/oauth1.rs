@@ -27,16 +27,20 @@ pub fn percent_encode(s: &str) -> String {
     out
 }
 
-/// Decodes `%XX` escapes (the inverse of [`percent_encode`], for header values). `None` when an
-/// escape is malformed or the result is not UTF-8.
+/// Decodes `%XX` escapes (the inverse of [`percent_encode`]: OAuth header values, the proxy's
+/// path segments). `None` when an escape is malformed (two hex digits, nothing else: `%+1` is
+/// refused) or the result is not UTF-8.
 pub fn percent_decode(s: &str) -> Option<String> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
-            let hex = s.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
+            let hex = bytes.get(i + 1..i + 3)?;
+            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                return None;
+            }
+            out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
             i += 3;
         } else {
             out.push(bytes[i]);

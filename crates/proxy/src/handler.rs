@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokenwarden_core::classify::{Action, Kind};
 use tokenwarden_core::id::ConnectionId;
+use tokenwarden_core::oauth1::percent_decode;
 use tokenwarden_engine::call::{
     Call, ClientTransport, Engine, OutBody, Outcome, ProxyError, Report, Target,
 };
@@ -235,28 +236,6 @@ fn verdict_headers(h: &mut HeaderMap, kind: Kind, action: Action, attempts: u32,
     set(h, ACTION, action.as_str());
     set(h, ATTEMPTS, &attempts.to_string());
     set(h, WAITED, &waited.as_millis().to_string());
-}
-
-/// `segment` with its `%XX` escapes decoded; `None` when an escape is malformed or the result is
-/// not UTF-8.
-fn percent_decode(segment: &str) -> Option<String> {
-    let bytes = segment.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes.get(i + 1..i + 3)?;
-            if !hex.iter().all(u8::is_ascii_hexdigit) {
-                return None;
-            }
-            out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 fn bad_request(code: &'static str, message: &str) -> Response {
