@@ -458,8 +458,12 @@ impl TokenService {
                 return Err(e.into());
             }
         };
-        // The token host of the connection's region (its app's, for one recorded before regions).
-        let regional = provider.in_region(conn.region.as_deref().or(app.region.as_deref()));
+        // The token host of the connection's region (its app's, for one recorded before
+        // regions), and the scope names of its environment (sent on refresh by some platforms).
+        let regional = provider.for_app(
+            conn.region.as_deref().or(app.region.as_deref()),
+            conn.environment,
+        );
         let provider: &Provider = &regional;
         let creds = AppCredentials {
             client_id: app.client_id,

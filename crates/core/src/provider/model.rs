@@ -48,6 +48,41 @@ pub struct ProviderSpec {
     /// [`OAuth1Spec`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oauth1: Option<OAuth1Spec>,
+    /// What differs for an app of the platform's sandbox environment besides the API host
+    /// (`api.sandbox_base_url`): Microsoft Advertising's sandbox asks for its own scope. See
+    /// [`EnvironmentsSpec`].
+    #[serde(default, skip_serializing_if = "EnvironmentsSpec::is_empty")]
+    pub environments: EnvironmentsSpec,
+}
+
+/// `[environments.sandbox]`: how an app configured with `environment = "sandbox"` sees the
+/// definition. Production is the definition itself; `sandbox` is the only other environment.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvironmentsSpec {
+    /// The sandbox environment's differences.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<EnvironmentSpec>,
+}
+
+impl EnvironmentsSpec {
+    /// Whether nothing differs between the environments but the API host.
+    pub fn is_empty(&self) -> bool {
+        self.sandbox.as_ref().is_none_or(|e| e.scopes.is_empty())
+    }
+}
+
+/// One environment's differences from the definition.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvironmentSpec {
+    /// Scopes the environment knows under another name: the definition's (production) name →
+    /// the environment's. Microsoft Advertising: `https://ads.microsoft.com/msads.manage` →
+    /// `https://si.ads.microsoft.com/msads.manage`. The rename applies wherever the scope is
+    /// written: `authorize.default_scopes`, `authorize.required_scopes`, `authorize.extra_params`
+    /// and every token call's `params` (a fixed `scope` sent on refresh).
+    #[serde(default)]
+    pub scopes: BTreeMap<String, String>,
 }
 
 /// An OAuth 1.0a three-legged flow (RFC 5849 §2). The other two legs are the usual keys, read the
@@ -184,6 +219,22 @@ pub struct TokenSpec {
     /// Where the fields sit in a token response.
     #[serde(default)]
     pub response: TokenResponseSpec,
+}
+
+impl TokenSpec {
+    /// Every token call the definition makes, the exchange first.
+    pub fn calls_mut(&mut self) -> impl Iterator<Item = &mut TokenCall> {
+        std::iter::once(&mut self.exchange).chain(
+            [
+                &mut self.upgrade,
+                &mut self.refresh,
+                &mut self.revoke,
+                &mut self.introspect,
+            ]
+            .into_iter()
+            .flatten(),
+        )
+    }
 }
 
 /// HTTP method of a token call.
@@ -1208,22 +1259,48 @@ impl ProviderSpec {
         }
         s.authorize.url = r.authorize_url.clone();
         let default_token = self.token.exchange.url.clone();
-        for call in std::iter::once(&mut s.token.exchange).chain(
-            [
-                &mut s.token.upgrade,
-                &mut s.token.refresh,
-                &mut s.token.revoke,
-                &mut s.token.introspect,
-            ]
-            .into_iter()
-            .flatten(),
-        ) {
+        for call in s.token.calls_mut() {
             if call.url == default_token {
                 call.url = r.token_url.clone();
             }
         }
         s.api.base_url = r.api_base_url.clone();
         s
+    }
+
+    /// The same definition as an app of `env` sees it: for the sandbox environment, the scopes
+    /// renamed by `[environments.sandbox] scopes` wherever they are written. Production, or a
+    /// definition without `[environments.sandbox]`, leaves it as it is. The API host is chosen
+    /// separately ([`ProviderSpec::api_base`]), since a connection records it.
+    pub fn in_environment(&self, env: crate::connection::Environment) -> ProviderSpec {
+        let mut s = self.clone();
+        let renames = match (env, &self.environments.sandbox) {
+            (crate::connection::Environment::Sandbox, Some(e)) if !e.scopes.is_empty() => &e.scopes,
+            _ => return s,
+        };
+        let rename = |v: &mut String| *v = rename_scopes(v, renames);
+        s.authorize
+            .default_scopes
+            .iter_mut()
+            .chain(s.authorize.required_scopes.iter_mut())
+            .chain(s.authorize.extra_params.values_mut())
+            .for_each(rename);
+        for call in s.token.calls_mut() {
+            call.params.values_mut().for_each(rename);
+        }
+        s
+    }
+
+    /// `scopes` (a caller's own choice) under the names `env` knows them by (see
+    /// [`ProviderSpec::in_environment`]).
+    pub fn scopes_in(&self, env: crate::connection::Environment, scopes: &[String]) -> Vec<String> {
+        match (env, &self.environments.sandbox) {
+            (crate::connection::Environment::Sandbox, Some(e)) => scopes
+                .iter()
+                .map(|s| e.scopes.get(s).unwrap_or(s).clone())
+                .collect(),
+            _ => scopes.to_vec(),
+        }
     }
 
     /// The API base for an environment.
@@ -1298,6 +1375,28 @@ pub const REGION_HOST_PREFIX: &str = "/region";
 /// Where [`ProviderSpec::with_origin`] puts the platform's sandbox API host, under the new origin.
 /// An emulator serves the sandbox host's API under this prefix (`/tiktok-business/sandbox/…`).
 pub const SANDBOX_HOST_PREFIX: &str = "/sandbox";
+
+/// `value` with every whole scope named in `renames` replaced by its new name. Scopes are the
+/// words between spaces, commas and `+` (every separator a definition uses), so a rename never
+/// touches part of a longer scope: `https://ads.microsoft.com/msads.manage.x` stays.
+fn rename_scopes(value: &str, renames: &BTreeMap<String, String>) -> String {
+    let mut out = String::with_capacity(value.len());
+    let mut word = String::new();
+    let flush = |word: &mut String, out: &mut String| {
+        out.push_str(renames.get(word.as_str()).unwrap_or(word));
+        word.clear();
+    };
+    for ch in value.chars() {
+        if ch.is_whitespace() || ch == ',' || ch == '+' {
+            flush(&mut word, &mut out);
+            out.push(ch);
+        } else {
+            word.push(ch);
+        }
+    }
+    flush(&mut word, &mut out);
+    out
+}
 
 fn rebase(u: &Url, base: &Url) -> Url {
     let prefix = base.as_str().trim_end_matches('/');

@@ -111,6 +111,24 @@ impl Provider {
             _ => std::borrow::Cow::Borrowed(self),
         }
     }
+
+    /// The provider as an app of `region` and `env` sees it: the region's hosts
+    /// ([`Provider::in_region`]) and the environment's scope names
+    /// ([`ProviderSpec::in_environment`]). Borrowed unchanged when neither differs.
+    pub fn for_app(
+        &self,
+        region: Option<&str>,
+        env: crate::connection::Environment,
+    ) -> std::borrow::Cow<'_, Provider> {
+        let regional = self.in_region(region);
+        if env == crate::connection::Environment::Production || self.spec.environments.is_empty() {
+            return regional;
+        }
+        std::borrow::Cow::Owned(Provider {
+            spec: regional.spec.in_environment(env),
+            ..regional.into_owned()
+        })
+    }
 }
 
 /// All loaded definitions.

@@ -452,6 +452,7 @@ pub(crate) fn validate(
     }
     check_api_headers(p, api);
     check_regions(p, spec, endpoints);
+    check_environments(p, spec);
     check_oauth1(p, spec, endpoints);
     if api.probe.via == ProbeVia::Introspection && t.introspect.is_none() {
         p.add(
@@ -750,6 +751,70 @@ fn check_oauth1(p: &mut Problems, spec: &ProviderSpec, endpoints: Endpoints) {
     }
     if !spec.regions.is_empty() {
         p.add("regions", "regions are not supported with [oauth1]");
+    }
+}
+
+/// `[environments.sandbox]`: only with a sandbox host, and each renamed scope is one the
+/// definition asks for somewhere (a rename of a scope written nowhere is a typo that would leave
+/// sandbox apps asking for the production scope).
+fn check_environments(p: &mut Problems, spec: &ProviderSpec) {
+    let Some(env) = &spec.environments.sandbox else {
+        return;
+    };
+    if spec.api.sandbox_base_url.is_none() {
+        p.add(
+            "environments.sandbox",
+            "needs the sandbox's API host in api.sandbox_base_url: apps choose environment = \"sandbox\" only where there is one",
+        );
+    }
+    let is_scope = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 512
+            && !s
+                .chars()
+                .any(|c| c.is_whitespace() || c == ',' || c == '+' || c.is_control())
+    };
+    let a = &spec.authorize;
+    let t = &spec.token;
+    let written: Vec<&str> = a
+        .default_scopes
+        .iter()
+        .chain(&a.required_scopes)
+        .map(String::as_str)
+        .chain(a.extra_params.values().map(String::as_str))
+        .chain(
+            std::iter::once(&t.exchange)
+                .chain(
+                    [&t.upgrade, &t.refresh, &t.revoke, &t.introspect]
+                        .into_iter()
+                        .flatten(),
+                )
+                .flat_map(|c| c.params.values().map(String::as_str)),
+        )
+        .collect();
+    for (from, to) in &env.scopes {
+        let key = format!("environments.sandbox.scopes.{from:?}");
+        if !is_scope(from) || !is_scope(to) {
+            p.add(
+                key,
+                "a scope rename names one scope on each side: no spaces, commas or '+', at most 512 characters",
+            );
+            continue;
+        }
+        if from == to {
+            p.add(key, "renames the scope to itself");
+            continue;
+        }
+        let used = written.iter().any(|w| {
+            w.split(|c: char| c.is_whitespace() || c == ',' || c == '+')
+                .any(|word| word == from)
+        });
+        if !used {
+            p.add(
+                key,
+                "names a scope the definition never asks for (authorize.default_scopes, required_scopes, extra_params or a token call's params)",
+            );
+        }
     }
 }
 
