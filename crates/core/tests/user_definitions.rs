@@ -888,3 +888,48 @@ fn environment_scope_renames_are_checked() {
         );
     }
 }
+
+/// `[[api.services]]` mistakes are named: a path prefix that is not a plain path, none at all, a
+/// plain-HTTP host, and a sandbox host on one side only.
+#[test]
+fn api_service_hosts_are_checked() {
+    let good = example();
+    let has_sandbox = acme().spec.api.sandbox_base_url.is_some();
+    let service = |paths: &str, extra: &str| {
+        format!(
+            "{good}\n[[api.services]]\npaths = {paths}\nbase_url = \"https://reports.acme.example\"\n{extra}"
+        )
+    };
+    let mut cases = vec![
+        (service(r#"["reports/"]"#, ""), "is not a path prefix"),
+        (service(r#"["/a/../b"]"#, ""), "is not a path prefix"),
+        (service(r#"["//evil/"]"#, ""), "is not a path prefix"),
+        (service("[]", ""), "at least one path prefix"),
+        (
+            format!(
+                "{good}\n[[api.services]]\npaths = [\"/r/\"]\nbase_url = \"http://reports.acme.example\"\n"
+            ),
+            "api.services[0].base_url",
+        ),
+    ];
+    if has_sandbox {
+        cases.push((service(r#"["/r/"]"#, ""), "say this service's too"));
+    } else {
+        cases.push((
+            service(
+                r#"["/r/"]"#,
+                "sandbox_base_url = \"https://sandbox.reports.acme.example\"\n",
+            ),
+            "needs api.sandbox_base_url",
+        ));
+    }
+    for (text, want) in cases {
+        let problems: Vec<String> = Registry::check("acme-ads.toml", &text)
+            .map(|_| Vec::new())
+            .unwrap_or_else(|e| e.iter().map(|p| p.to_string()).collect());
+        assert!(
+            problems.iter().any(|p| p.contains(want)),
+            "{want}: {problems:?}"
+        );
+    }
+}

@@ -513,13 +513,21 @@ impl Engine {
                 )
             })?;
         let base = target::api_base(&provider, &conn)?;
+        // A path goes to the host that serves it (`[[api.services]]`), else the connection's own.
         let (url, rel) = match &call.target {
             Target::Path { path, query } => {
-                (target::build(&base, path, query.as_deref())?, path.clone())
+                let host = target::base_for(&provider, &base, path);
+                (target::build(&host, path, query.as_deref())?, path.clone())
             }
             Target::Url(u) => {
-                let (path, query) = target::relative(&base, u)?;
-                (target::build(&base, &path, query)?, path)
+                let within = target::bases(&provider, &base)
+                    .into_iter()
+                    .find_map(|b| target::relative(&b, u).ok().map(|r| (b, r)));
+                let Some((host, (path, query))) = within else {
+                    let why = target::relative(&base, u).err();
+                    return Err(why.unwrap_or(UrlRefused::LeftBase).into());
+                };
+                (target::build(&host, &path, query)?, path)
             }
         };
         Ok((conn, provider, url, rel))

@@ -505,6 +505,29 @@ impl RefreshSpec {
     }
 }
 
+/// One more host of the API (`[[api.services]]`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiServiceSpec {
+    /// Path prefixes this host serves, matched ignoring ASCII case (`/CampaignManagement/`,
+    /// `/Api/Advertiser/Reporting/`); the first service that matches wins.
+    pub paths: Vec<String>,
+    /// Its production base.
+    pub base_url: Url,
+    /// Its sandbox base: required when the definition has `api.sandbox_base_url`.
+    #[serde(default)]
+    pub sandbox_base_url: Option<Url>,
+}
+
+impl ApiServiceSpec {
+    /// Whether a raw call path is one this service serves.
+    pub fn serves(&self, path: &str) -> bool {
+        self.paths.iter().any(|p| {
+            path.len() >= p.len() && path.as_bytes()[..p.len()].eq_ignore_ascii_case(p.as_bytes())
+        })
+    }
+}
+
 /// Calling the API.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -514,6 +537,12 @@ pub struct ApiSpec {
     /// The platform's own sandbox API base, where one exists.
     #[serde(default)]
     pub sandbox_base_url: Option<Url>,
+    /// Other hosts of the same API, each for the paths it serves (Microsoft Advertising: campaign,
+    /// bulk, reporting and adinsight beside clientcenter). A call whose path starts with one of a
+    /// service's `paths` goes to that service's base in the connection's environment; every other
+    /// call goes to the connection's own base.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<ApiServiceSpec>,
     /// Where the token travels on API calls: a header (the default) or a query parameter.
     #[serde(default)]
     pub credential_in: CredentialPlacement,
@@ -1339,6 +1368,18 @@ impl ProviderSpec {
         re(&mut s.api.base_url);
         if let Some(o) = s.oauth1.as_mut() {
             re(&mut o.request_token_url);
+        }
+        // The services' hosts serve distinct paths, so they share the origin the main base moves
+        // to; their sandbox bases go where the main sandbox base goes.
+        let sandbox_base = Url::parse(&format!(
+            "{}{SANDBOX_HOST_PREFIX}",
+            base.as_str().trim_end_matches('/')
+        ));
+        for svc in &mut s.api.services {
+            re(&mut svc.base_url);
+            if let (Some(u), Ok(b)) = (svc.sandbox_base_url.as_mut(), sandbox_base.as_ref()) {
+                *u = rebase(u, b);
+            }
         }
         if let Some(u) = s.api.sandbox_base_url.as_mut() {
             let prefix = base.as_str().trim_end_matches('/');

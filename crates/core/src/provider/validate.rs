@@ -409,6 +409,7 @@ pub(crate) fn validate(
     if let Some(u) = &api.sandbox_base_url {
         check_endpoint(p, "api.sandbox_base_url", u, endpoints);
     }
+    check_services(p, spec, endpoints);
     let header_ok = !api.credential_header.is_empty()
         && api
             .credential_header
@@ -751,6 +752,60 @@ fn check_oauth1(p: &mut Problems, spec: &ProviderSpec, endpoints: Endpoints) {
     }
     if !spec.regions.is_empty() {
         p.add("regions", "regions are not supported with [oauth1]");
+    }
+}
+
+/// `[[api.services]]`: each serves path prefixes that are plain paths, has its own hosts (a
+/// sandbox one exactly when the definition has a sandbox host), and none with regions, whose hosts
+/// are per region.
+fn check_services(p: &mut Problems, spec: &ProviderSpec, endpoints: Endpoints) {
+    let api = &spec.api;
+    if !api.services.is_empty() && !spec.regions.is_empty() {
+        p.add(
+            "api.services",
+            "services are not supported with [[regions]] (each region has one API host)",
+        );
+    }
+    for (i, svc) in api.services.iter().enumerate() {
+        let key = format!("api.services[{i}]");
+        check_endpoint(p, &format!("{key}.base_url"), &svc.base_url, endpoints);
+        match (&svc.sandbox_base_url, &api.sandbox_base_url) {
+            (Some(u), Some(_)) => {
+                check_endpoint(p, &format!("{key}.sandbox_base_url"), u, endpoints);
+            }
+            (None, Some(_)) => p.add(
+                format!("{key}.sandbox_base_url"),
+                "the definition has a sandbox host (api.sandbox_base_url): say this service's too",
+            ),
+            (Some(_), None) => p.add(
+                format!("{key}.sandbox_base_url"),
+                "a service's sandbox host needs api.sandbox_base_url for the connection's own calls",
+            ),
+            (None, None) => {}
+        }
+        if svc.paths.is_empty() {
+            p.add(
+                format!("{key}.paths"),
+                "name at least one path prefix it serves",
+            );
+        }
+        for (j, path) in svc.paths.iter().enumerate() {
+            let plain = path.len() > 1
+                && path.starts_with('/')
+                && !path.starts_with("//")
+                && path
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"/-_.~:".contains(&b))
+                && !path.split('/').any(|seg| seg == "." || seg == "..");
+            if !plain {
+                p.add(
+                    format!("{key}.paths[{j}]"),
+                    format!(
+                        "{path:?} is not a path prefix: start with one '/', then letters, digits and / - _ . ~ : only"
+                    ),
+                );
+            }
+        }
     }
 }
 
