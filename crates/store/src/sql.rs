@@ -3,10 +3,13 @@
 //! clock expression (hardening rule 15) and the `FOR UPDATE SKIP LOCKED` of claims, which SQLite
 //! neither has nor needs (it serialises writers).
 
-use crate::Store;
 use crate::crypto::{KeyLoader, Keyring, Place, stored_key_id};
 use crate::error::{Result, StoreError};
 use crate::model::*;
+use crate::{
+    ApiKeys, Apps, Authorizations, Connections, Coordination, DashboardSessions, Encryption,
+    Events, Refreshes, Retention, Webhooks,
+};
 use async_trait::async_trait;
 use base64::Engine;
 use chrono::{DateTime, Utc};
@@ -586,7 +589,7 @@ struct SealedTokens {
 }
 
 /// Which connections a scheduler claim takes.
-/// [`Store::set_state`] inside a transaction the caller commits.
+/// [`Connections::set_state`] inside a transaction the caller commits.
 async fn set_state_in(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     id: &ConnectionId,
@@ -845,11 +848,7 @@ impl SqlStore {
 }
 
 #[async_trait]
-impl Store for SqlStore {
-    fn backend(&self) -> Backend {
-        self.backend
-    }
-
+impl Apps for SqlStore {
     async fn put_app(&self, app: &App) -> Result<()> {
         let key = app_row_key(&app.provider, &app.id);
         let ct = self
@@ -980,7 +979,10 @@ impl Store for SqlStore {
             })
             .collect()
     }
+}
 
+#[async_trait]
+impl Connections for SqlStore {
     async fn put_connection(&self, c: &Connection) -> Result<()> {
         sqlx::query(
             "INSERT INTO connections (id, provider, app_id, state, environment, api_base, account_ids, scopes, problems, created_at, updated_at, account, end_user, region)
@@ -1050,18 +1052,6 @@ impl Store for SqlStore {
         Ok(r.rows_affected() > 0)
     }
 
-    async fn set_next_refresh(&self, id: &ConnectionId, at: Option<DateTime<Utc>>) -> Result<()> {
-        let r = sqlx::query("UPDATE connections SET next_refresh_at = $2 WHERE id = $1")
-            .bind(id.as_str())
-            .bind(at.map(ms))
-            .execute(&self.pool)
-            .await?;
-        if r.rows_affected() == 0 {
-            return Err(StoreError::NotFound(format!("connection {id}")));
-        }
-        Ok(())
-    }
-
     async fn set_next_probe(&self, id: &ConnectionId, at: Option<DateTime<Utc>>) -> Result<()> {
         let r = sqlx::query("UPDATE connections SET next_probe_at = $2 WHERE id = $1")
             .bind(id.as_str())
@@ -1087,13 +1077,17 @@ impl Store for SqlStore {
             .collect()
     }
 
-    async fn next_refresh_deadline(&self) -> Result<Option<DateTime<Utc>>> {
-        let r = sqlx::query(
-            "SELECT MIN(next_refresh_at) AS m FROM connections WHERE next_refresh_at IS NOT NULL",
-        )
-        .fetch_one(&self.pool)
-        .await?;
-        opt_from_ms(r.try_get("m")?)
+    async fn set_account(
+        &self,
+        id: &ConnectionId,
+        account: &tokenwarden_core::connection::Account,
+    ) -> Result<()> {
+        sqlx::query("UPDATE connections SET account = $2 WHERE id = $1")
+            .bind(id.as_str())
+            .bind(json(account)?)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     async fn get_tokens(&self, conn: &ConnectionId) -> Result<Option<StoredTokens>> {
@@ -1109,6 +1103,21 @@ impl Store for SqlStore {
                 .transpose()
         })
         .await
+    }
+
+    async fn token_expiries(&self) -> Result<Vec<(ConnectionId, Option<DateTime<Utc>>)>> {
+        sqlx::query("SELECT connection_id, expires_at FROM token_sets ORDER BY connection_id")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| {
+                let at: Option<i64> = r.try_get("expires_at")?;
+                Ok((
+                    parse_id("connection id", r.try_get("connection_id")?)?,
+                    at.map(from_ms).transpose()?,
+                ))
+            })
+            .collect()
     }
 
     async fn put_initial_tokens(
@@ -1146,6 +1155,30 @@ impl Store for SqlStore {
             set: set.clone(),
             version: row.try_get("version")?,
         })
+    }
+}
+
+#[async_trait]
+impl Refreshes for SqlStore {
+    async fn set_next_refresh(&self, id: &ConnectionId, at: Option<DateTime<Utc>>) -> Result<()> {
+        let r = sqlx::query("UPDATE connections SET next_refresh_at = $2 WHERE id = $1")
+            .bind(id.as_str())
+            .bind(at.map(ms))
+            .execute(&self.pool)
+            .await?;
+        if r.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("connection {id}")));
+        }
+        Ok(())
+    }
+
+    async fn next_refresh_deadline(&self) -> Result<Option<DateTime<Utc>>> {
+        let r = sqlx::query(
+            "SELECT MIN(next_refresh_at) AS m FROM connections WHERE next_refresh_at IS NOT NULL",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        opt_from_ms(r.try_get("m")?)
     }
 
     async fn acquire_refresh_lease(
@@ -1200,21 +1233,6 @@ impl Store for SqlStore {
                 }
             }
         }
-    }
-
-    async fn token_expiries(&self) -> Result<Vec<(ConnectionId, Option<DateTime<Utc>>)>> {
-        sqlx::query("SELECT connection_id, expires_at FROM token_sets ORDER BY connection_id")
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(|r| {
-                let at: Option<i64> = r.try_get("expires_at")?;
-                Ok((
-                    parse_id("connection id", r.try_get("connection_id")?)?,
-                    at.map(from_ms).transpose()?,
-                ))
-            })
-            .collect()
     }
 
     async fn commit_refresh(
@@ -1411,7 +1429,10 @@ impl Store for SqlStore {
         self.claim_refreshes(Claim::Earliest(provider, until, now), limit, owner, ttl)
             .await
     }
+}
 
+#[async_trait]
+impl Authorizations for SqlStore {
     async fn put_pending(&self, p: &PendingAuthorization) -> Result<()> {
         let v = match &p.pkce_verifier {
             Some(v) => Some(
@@ -1442,6 +1463,28 @@ impl Store for SqlStore {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    async fn consume_pending(
+        &self,
+        state_hash: &Sha256Hex,
+        now: DateTime<Utc>,
+    ) -> Result<Option<PendingAuthorization>> {
+        // One statement: two racing callbacks cannot both get the row (hardening rule 1). An
+        // expired row is deleted too and answered with None.
+        let row = sqlx::query(&format!(
+            "DELETE FROM pending_authorizations WHERE state_hash = $1 RETURNING {PENDING_COLS}"
+        ))
+        .bind(state_hash.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        match row {
+            Some(r) => {
+                let p = self.decoded(|| self.row_to_pending(&r)).await?;
+                Ok((p.expires_at > now).then_some(p))
+            }
+            None => Ok(None),
+        }
     }
 
     async fn put_connect_session(&self, c: &ConnectSession) -> Result<()> {
@@ -1521,69 +1564,10 @@ impl Store for SqlStore {
         .map(|r| Self::row_to_session(&r))
         .transpose()
     }
+}
 
-    async fn set_account(
-        &self,
-        id: &ConnectionId,
-        account: &tokenwarden_core::connection::Account,
-    ) -> Result<()> {
-        sqlx::query("UPDATE connections SET account = $2 WHERE id = $1")
-            .bind(id.as_str())
-            .bind(json(account)?)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    async fn consume_pending(
-        &self,
-        state_hash: &Sha256Hex,
-        now: DateTime<Utc>,
-    ) -> Result<Option<PendingAuthorization>> {
-        // One statement: two racing callbacks cannot both get the row (hardening rule 1). An
-        // expired row is deleted too and answered with None.
-        let row = sqlx::query(&format!(
-            "DELETE FROM pending_authorizations WHERE state_hash = $1 RETURNING {PENDING_COLS}"
-        ))
-        .bind(state_hash.as_str())
-        .fetch_optional(&self.pool)
-        .await?;
-        match row {
-            Some(r) => {
-                let p = self.decoded(|| self.row_to_pending(&r)).await?;
-                Ok((p.expires_at > now).then_some(p))
-            }
-            None => Ok(None),
-        }
-    }
-
-    async fn purge_expired_pending(&self, now: DateTime<Utc>) -> Result<u64> {
-        // Anyone can start an authorization, so a flood of abandoned ones is deleted in bounded
-        // statements too.
-        let skip = self.skip_locked();
-        let pending = self
-            .delete_in_batches(
-                &format!(
-                    "DELETE FROM pending_authorizations WHERE expires_at <= $1 AND state_hash IN (
-                   SELECT state_hash FROM pending_authorizations WHERE expires_at <= $1 LIMIT $2 {skip})"
-                ),
-                ms(now),
-                PRUNE_BATCH,
-            )
-            .await?;
-        let sessions = self
-            .delete_in_batches(
-                &format!(
-                    "DELETE FROM connect_sessions WHERE expires_at <= $1 AND id IN (
-                   SELECT id FROM connect_sessions WHERE expires_at <= $1 LIMIT $2 {skip})"
-                ),
-                ms(now - chrono::TimeDelta::days(1)),
-                PRUNE_BATCH,
-            )
-            .await?;
-        Ok(pending + sessions)
-    }
-
+#[async_trait]
+impl Events for SqlStore {
     async fn append_event(&self, e: &NewEvent) -> Result<i64> {
         e.check()?;
         let row = sqlx::query("INSERT INTO events (connection_id, at, kind, message, details) VALUES ($1, $2, $3, $4, $5) RETURNING id")
@@ -1633,7 +1617,154 @@ impl Store for SqlStore {
         .await?;
         Self::events_from(&rows)
     }
+}
 
+#[async_trait]
+impl Webhooks for SqlStore {
+    async fn put_webhook(&self, w: &WebhookEndpoint) -> Result<()> {
+        let ct = self
+            .seal_secret(
+                &Place::new("webhooks", "secret_ct", &w.id),
+                &w.signing_secret,
+            )
+            .await?;
+        sqlx::query(
+            "INSERT INTO webhooks (id, url, secret_ct, enabled, created_at) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (id) DO UPDATE SET url = excluded.url, secret_ct = excluded.secret_ct, enabled = excluded.enabled",
+        )
+        .bind(&w.id)
+        .bind(&w.url)
+        .bind(ct)
+        .bind(i64::from(w.enabled))
+        .bind(ms(w.created_at))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn get_webhook(&self, id: &str) -> Result<Option<WebhookEndpoint>> {
+        let row = sqlx::query("SELECT * FROM webhooks WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        self.decoded(|| row.as_ref().map(|r| self.row_to_webhook(r)).transpose())
+            .await
+    }
+
+    async fn list_webhooks(&self) -> Result<Vec<WebhookEndpoint>> {
+        let rows = sqlx::query("SELECT * FROM webhooks ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?;
+        self.decoded(|| rows.iter().map(|r| self.row_to_webhook(r)).collect())
+            .await
+    }
+
+    async fn delete_webhook(&self, id: &str) -> Result<bool> {
+        let r = sqlx::query("DELETE FROM webhooks WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn enqueue_deliveries(&self, payload: &str, now: DateTime<Utc>) -> Result<Vec<String>> {
+        enqueue(&self.pool, payload, now).await
+    }
+
+    async fn claim_due_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+        ttl: Duration,
+    ) -> Result<Vec<Delivery>> {
+        let db_now = self.now_sql();
+        let skip = self.skip_locked();
+        let rows = sqlx::query(&format!(
+            "UPDATE webhook_deliveries SET claimed_until = {db_now} + $1, attempts = attempts + 1
+             WHERE claimed_until <= {db_now} AND id IN (
+               SELECT id FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= $2 AND claimed_until <= {db_now}
+               ORDER BY next_attempt_at, id LIMIT $3 {skip})
+             RETURNING {DELIVERY_COLS}"
+        ))
+        .bind(ttl_ms(ttl))
+        .bind(ms(now))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out: Vec<Delivery> = rows
+            .iter()
+            .map(Self::row_to_delivery)
+            .collect::<Result<_>>()?;
+        out.sort_by(|a, b| (a.next_attempt_at, &a.id).cmp(&(b.next_attempt_at, &b.id)));
+        Ok(out)
+    }
+
+    async fn mark_delivered(&self, id: &str) -> Result<()> {
+        let r = sqlx::query("UPDATE webhook_deliveries SET status = 'delivered', claimed_until = 0, last_error = NULL WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        if r.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("delivery {id}")));
+        }
+        Ok(())
+    }
+
+    async fn mark_failed(
+        &self,
+        id: &str,
+        error: &str,
+        retry_at: Option<DateTime<Utc>>,
+    ) -> Result<()> {
+        let (status, next) = match retry_at {
+            Some(t) => (DeliveryStatus::Pending, Some(ms(t))),
+            None => (DeliveryStatus::Dead, None),
+        };
+        let error: String = error.chars().take(500).collect();
+        let r = sqlx::query(
+            "UPDATE webhook_deliveries SET status = $2, next_attempt_at = COALESCE($3, next_attempt_at), last_error = $4, claimed_until = 0
+             WHERE id = $1",
+        )
+        .bind(id)
+        .bind(status.as_str())
+        .bind(next)
+        .bind(error)
+        .execute(&self.pool)
+        .await?;
+        if r.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("delivery {id}")));
+        }
+        Ok(())
+    }
+
+    async fn list_deliveries(&self, webhook: &str, limit: i64) -> Result<Vec<Delivery>> {
+        sqlx::query(&format!(
+            "SELECT {DELIVERY_COLS} FROM webhook_deliveries WHERE webhook_id = $1
+             ORDER BY created_at DESC, id DESC LIMIT $2"
+        ))
+        .bind(webhook)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(Self::row_to_delivery)
+        .collect()
+    }
+
+    async fn get_delivery(&self, id: &str) -> Result<Option<Delivery>> {
+        sqlx::query(&format!(
+            "SELECT {DELIVERY_COLS} FROM webhook_deliveries WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|r| Self::row_to_delivery(&r))
+        .transpose()
+    }
+}
+
+#[async_trait]
+impl ApiKeys for SqlStore {
     async fn create_api_key(
         &self,
         role: ApiKeyRole,
@@ -1707,148 +1838,124 @@ impl Store for SqlStore {
                 .await?;
         Ok(r.rows_affected() > 0)
     }
+}
 
-    async fn put_webhook(&self, w: &WebhookEndpoint) -> Result<()> {
-        let ct = self
-            .seal_secret(
-                &Place::new("webhooks", "secret_ct", &w.id),
-                &w.signing_secret,
-            )
-            .await?;
+#[async_trait]
+impl DashboardSessions for SqlStore {
+    async fn put_dashboard_session(&self, d: &DashboardSession) -> Result<()> {
         sqlx::query(
-            "INSERT INTO webhooks (id, url, secret_ct, enabled, created_at) VALUES ($1, $2, $3, $4, $5)
-             ON CONFLICT (id) DO UPDATE SET url = excluded.url, secret_ct = excluded.secret_ct, enabled = excluded.enabled",
+            "INSERT INTO dashboard_sessions (token_hash, who, created_at, expires_at, last_used) VALUES ($1, $2, $3, $4, $5)",
         )
-        .bind(&w.id)
-        .bind(&w.url)
-        .bind(ct)
-        .bind(i64::from(w.enabled))
-        .bind(ms(w.created_at))
+        .bind(d.token_hash.as_str())
+        .bind(&d.who)
+        .bind(ms(d.created_at))
+        .bind(ms(d.expires_at))
+        .bind(ms(d.last_used))
         .execute(&self.pool)
         .await?;
         Ok(())
     }
 
-    async fn get_webhook(&self, id: &str) -> Result<Option<WebhookEndpoint>> {
-        let row = sqlx::query("SELECT * FROM webhooks WHERE id = $1")
-            .bind(id)
+    async fn use_dashboard_session(
+        &self,
+        token_hash: &Sha256Hex,
+        now: DateTime<Utc>,
+        idle: chrono::TimeDelta,
+    ) -> Result<Option<DashboardSession>> {
+        let most = self.greatest();
+        let row = sqlx::query(&format!(
+            "UPDATE dashboard_sessions SET last_used = {most}(last_used, $2)
+             WHERE token_hash = $1 AND expires_at > $2 AND $2 - last_used <= $3
+             RETURNING token_hash, who, created_at, expires_at, last_used"
+        ))
+        .bind(token_hash.as_str())
+        .bind(ms(now))
+        .bind(idle.num_milliseconds())
+        .fetch_optional(&self.pool)
+        .await?;
+        match row {
+            Some(r) => Ok(Some(DashboardSession {
+                token_hash: Sha256Hex::from_hex(r.try_get::<String, _>("token_hash")?),
+                who: r.try_get("who")?,
+                created_at: from_ms(r.try_get("created_at")?)?,
+                expires_at: from_ms(r.try_get("expires_at")?)?,
+                last_used: from_ms(r.try_get("last_used")?)?,
+            })),
+            None => {
+                // Idle or past its end (or never existed): ended, not just hidden.
+                self.end_dashboard_session(token_hash).await?;
+                Ok(None)
+            }
+        }
+    }
+
+    async fn end_dashboard_session(&self, token_hash: &Sha256Hex) -> Result<()> {
+        sqlx::query("DELETE FROM dashboard_sessions WHERE token_hash = $1")
+            .bind(token_hash.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn record_signin_failure(&self, keys: &[String], now: DateTime<Utc>) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for key in keys {
+            sqlx::query("INSERT INTO signin_failures (limit_key, at) VALUES ($1, $2)")
+                .bind(key)
+                .bind(ms(now))
+                .execute(&mut *tx)
+                .await?;
+            // A key's failures older than an hour limit nothing; keep its rows few.
+            sqlx::query("DELETE FROM signin_failures WHERE limit_key = $1 AND at < $2")
+                .bind(key)
+                .bind(ms(now) - SIGNIN_FAILURES_KEPT_MS)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn signin_locked_until(
+        &self,
+        keys: &[String],
+        limit: i64,
+        window: chrono::TimeDelta,
+        now: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>> {
+        let mut until: Option<DateTime<Utc>> = None;
+        for key in keys {
+            // The `limit`-th newest failure inside the window: while it is in the window, the key
+            // has `limit` failures in it.
+            let row = sqlx::query(
+                "SELECT at FROM signin_failures WHERE limit_key = $1 AND at > $2 AND at <= $3
+                 ORDER BY at DESC LIMIT 1 OFFSET $4",
+            )
+            .bind(key)
+            .bind(ms(now) - window.num_milliseconds())
+            .bind(ms(now))
+            .bind((limit - 1).max(0))
             .fetch_optional(&self.pool)
             .await?;
-        self.decoded(|| row.as_ref().map(|r| self.row_to_webhook(r)).transpose())
-            .await
+            if let Some(r) = row {
+                let ends = from_ms(r.try_get::<i64, _>("at")? + window.num_milliseconds())?;
+                until = Some(until.map_or(ends, |u| u.max(ends)));
+            }
+        }
+        Ok(until)
     }
 
-    async fn list_webhooks(&self) -> Result<Vec<WebhookEndpoint>> {
-        let rows = sqlx::query("SELECT * FROM webhooks ORDER BY id")
-            .fetch_all(&self.pool)
-            .await?;
-        self.decoded(|| rows.iter().map(|r| self.row_to_webhook(r)).collect())
-            .await
-    }
-
-    async fn delete_webhook(&self, id: &str) -> Result<bool> {
-        let r = sqlx::query("DELETE FROM webhooks WHERE id = $1")
-            .bind(id)
+    async fn clear_signin_failures(&self, key: &str) -> Result<()> {
+        sqlx::query("DELETE FROM signin_failures WHERE limit_key = $1")
+            .bind(key)
             .execute(&self.pool)
             .await?;
-        Ok(r.rows_affected() > 0)
-    }
-
-    async fn enqueue_deliveries(&self, payload: &str, now: DateTime<Utc>) -> Result<Vec<String>> {
-        enqueue(&self.pool, payload, now).await
-    }
-
-    async fn list_deliveries(&self, webhook: &str, limit: i64) -> Result<Vec<Delivery>> {
-        sqlx::query(&format!(
-            "SELECT {DELIVERY_COLS} FROM webhook_deliveries WHERE webhook_id = $1
-             ORDER BY created_at DESC, id DESC LIMIT $2"
-        ))
-        .bind(webhook)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(Self::row_to_delivery)
-        .collect()
-    }
-
-    async fn claim_due_deliveries(
-        &self,
-        now: DateTime<Utc>,
-        limit: i64,
-        ttl: Duration,
-    ) -> Result<Vec<Delivery>> {
-        let db_now = self.now_sql();
-        let skip = self.skip_locked();
-        let rows = sqlx::query(&format!(
-            "UPDATE webhook_deliveries SET claimed_until = {db_now} + $1, attempts = attempts + 1
-             WHERE claimed_until <= {db_now} AND id IN (
-               SELECT id FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= $2 AND claimed_until <= {db_now}
-               ORDER BY next_attempt_at, id LIMIT $3 {skip})
-             RETURNING {DELIVERY_COLS}"
-        ))
-        .bind(ttl_ms(ttl))
-        .bind(ms(now))
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut out: Vec<Delivery> = rows
-            .iter()
-            .map(Self::row_to_delivery)
-            .collect::<Result<_>>()?;
-        out.sort_by(|a, b| (a.next_attempt_at, &a.id).cmp(&(b.next_attempt_at, &b.id)));
-        Ok(out)
-    }
-
-    async fn mark_delivered(&self, id: &str) -> Result<()> {
-        let r = sqlx::query("UPDATE webhook_deliveries SET status = 'delivered', claimed_until = 0, last_error = NULL WHERE id = $1")
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        if r.rows_affected() == 0 {
-            return Err(StoreError::NotFound(format!("delivery {id}")));
-        }
         Ok(())
     }
+}
 
-    async fn mark_failed(
-        &self,
-        id: &str,
-        error: &str,
-        retry_at: Option<DateTime<Utc>>,
-    ) -> Result<()> {
-        let (status, next) = match retry_at {
-            Some(t) => (DeliveryStatus::Pending, Some(ms(t))),
-            None => (DeliveryStatus::Dead, None),
-        };
-        let error: String = error.chars().take(500).collect();
-        let r = sqlx::query(
-            "UPDATE webhook_deliveries SET status = $2, next_attempt_at = COALESCE($3, next_attempt_at), last_error = $4, claimed_until = 0
-             WHERE id = $1",
-        )
-        .bind(id)
-        .bind(status.as_str())
-        .bind(next)
-        .bind(error)
-        .execute(&self.pool)
-        .await?;
-        if r.rows_affected() == 0 {
-            return Err(StoreError::NotFound(format!("delivery {id}")));
-        }
-        Ok(())
-    }
-
-    async fn get_delivery(&self, id: &str) -> Result<Option<Delivery>> {
-        sqlx::query(&format!(
-            "SELECT {DELIVERY_COLS} FROM webhook_deliveries WHERE id = $1"
-        ))
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?
-        .map(|r| Self::row_to_delivery(&r))
-        .transpose()
-    }
-
+#[async_trait]
+impl Encryption for SqlStore {
     fn keyring(&self) -> Keyring {
         (*self.ring()).clone()
     }
@@ -1931,33 +2038,12 @@ impl Store for SqlStore {
             })
             .collect()
     }
+}
 
-    async fn prune_events(&self, before: DateTime<Utc>, batch: i64) -> Result<u64> {
-        let skip = self.skip_locked();
-        self.delete_in_batches(
-            &format!(
-                "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE at < $1 LIMIT $2 {skip})"
-            ),
-            ms(before),
-            batch,
-        )
-        .await
-    }
-
-    async fn prune_deliveries(&self, before: DateTime<Utc>, batch: i64) -> Result<u64> {
-        // The status is checked again by the DELETE itself, so a row is only ever deleted in a
-        // finished state (finished states are final, but the outbox is not to be trusted to it).
-        let skip = self.skip_locked();
-        self.delete_in_batches(
-            &format!(
-                "DELETE FROM webhook_deliveries WHERE status IN ('delivered', 'dead') AND id IN (
-                   SELECT id FROM webhook_deliveries
-                   WHERE status IN ('delivered', 'dead') AND created_at < $1 LIMIT $2 {skip})"
-            ),
-            ms(before),
-            batch,
-        )
-        .await
+#[async_trait]
+impl Coordination for SqlStore {
+    fn backend(&self) -> Backend {
+        self.backend
     }
 
     async fn take_rate_slot(
@@ -2122,149 +2208,6 @@ impl Store for SqlStore {
         Ok(())
     }
 
-    async fn put_dashboard_session(&self, d: &DashboardSession) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO dashboard_sessions (token_hash, who, created_at, expires_at, last_used) VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(d.token_hash.as_str())
-        .bind(&d.who)
-        .bind(ms(d.created_at))
-        .bind(ms(d.expires_at))
-        .bind(ms(d.last_used))
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    async fn use_dashboard_session(
-        &self,
-        token_hash: &Sha256Hex,
-        now: DateTime<Utc>,
-        idle: chrono::TimeDelta,
-    ) -> Result<Option<DashboardSession>> {
-        let most = self.greatest();
-        let row = sqlx::query(&format!(
-            "UPDATE dashboard_sessions SET last_used = {most}(last_used, $2)
-             WHERE token_hash = $1 AND expires_at > $2 AND $2 - last_used <= $3
-             RETURNING token_hash, who, created_at, expires_at, last_used"
-        ))
-        .bind(token_hash.as_str())
-        .bind(ms(now))
-        .bind(idle.num_milliseconds())
-        .fetch_optional(&self.pool)
-        .await?;
-        match row {
-            Some(r) => Ok(Some(DashboardSession {
-                token_hash: Sha256Hex::from_hex(r.try_get::<String, _>("token_hash")?),
-                who: r.try_get("who")?,
-                created_at: from_ms(r.try_get("created_at")?)?,
-                expires_at: from_ms(r.try_get("expires_at")?)?,
-                last_used: from_ms(r.try_get("last_used")?)?,
-            })),
-            None => {
-                // Idle or past its end (or never existed): ended, not just hidden.
-                self.end_dashboard_session(token_hash).await?;
-                Ok(None)
-            }
-        }
-    }
-
-    async fn end_dashboard_session(&self, token_hash: &Sha256Hex) -> Result<()> {
-        sqlx::query("DELETE FROM dashboard_sessions WHERE token_hash = $1")
-            .bind(token_hash.as_str())
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    async fn record_signin_failure(&self, keys: &[String], now: DateTime<Utc>) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        for key in keys {
-            sqlx::query("INSERT INTO signin_failures (limit_key, at) VALUES ($1, $2)")
-                .bind(key)
-                .bind(ms(now))
-                .execute(&mut *tx)
-                .await?;
-            // A key's failures older than an hour limit nothing; keep its rows few.
-            sqlx::query("DELETE FROM signin_failures WHERE limit_key = $1 AND at < $2")
-                .bind(key)
-                .bind(ms(now) - SIGNIN_FAILURES_KEPT_MS)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn signin_locked_until(
-        &self,
-        keys: &[String],
-        limit: i64,
-        window: chrono::TimeDelta,
-        now: DateTime<Utc>,
-    ) -> Result<Option<DateTime<Utc>>> {
-        let mut until: Option<DateTime<Utc>> = None;
-        for key in keys {
-            // The `limit`-th newest failure inside the window: while it is in the window, the key
-            // has `limit` failures in it.
-            let row = sqlx::query(
-                "SELECT at FROM signin_failures WHERE limit_key = $1 AND at > $2 AND at <= $3
-                 ORDER BY at DESC LIMIT 1 OFFSET $4",
-            )
-            .bind(key)
-            .bind(ms(now) - window.num_milliseconds())
-            .bind(ms(now))
-            .bind((limit - 1).max(0))
-            .fetch_optional(&self.pool)
-            .await?;
-            if let Some(r) = row {
-                let ends = from_ms(r.try_get::<i64, _>("at")? + window.num_milliseconds())?;
-                until = Some(until.map_or(ends, |u| u.max(ends)));
-            }
-        }
-        Ok(until)
-    }
-
-    async fn clear_signin_failures(&self, key: &str) -> Result<()> {
-        sqlx::query("DELETE FROM signin_failures WHERE limit_key = $1")
-            .bind(key)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    async fn purge_replica_state(
-        &self,
-        now: DateTime<Utc>,
-        alerts_before: DateTime<Utc>,
-    ) -> Result<u64> {
-        let db_now = self.now_sql();
-        let mut gone = 0;
-        gone += sqlx::query(&format!(
-            "DELETE FROM rate_lanes WHERE next_free < {db_now} - $1 AND hold_until < {db_now} - $1"
-        ))
-        .bind(RATE_LANE_IDLE_MS)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        gone += sqlx::query("DELETE FROM dashboard_sessions WHERE expires_at <= $1")
-            .bind(ms(now))
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
-        gone += sqlx::query("DELETE FROM signin_failures WHERE at < $1")
-            .bind(ms(now) - SIGNIN_FAILURES_KEPT_MS)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
-        gone += sqlx::query("DELETE FROM alerts_sent WHERE sent_at < $1")
-            .bind(ms(alerts_before))
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
-        Ok(gone)
-    }
-
     async fn breaker(&self, name: &str) -> Result<(BreakerRecord, DateTime<Utc>)> {
         let db_now = self.now_sql();
         let r = sqlx::query(&format!(
@@ -2330,6 +2273,96 @@ impl Store for SqlStore {
             .await?
         };
         Ok(done.rows_affected() == 1)
+    }
+}
+
+#[async_trait]
+impl Retention for SqlStore {
+    async fn prune_events(&self, before: DateTime<Utc>, batch: i64) -> Result<u64> {
+        let skip = self.skip_locked();
+        self.delete_in_batches(
+            &format!(
+                "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE at < $1 LIMIT $2 {skip})"
+            ),
+            ms(before),
+            batch,
+        )
+        .await
+    }
+
+    async fn prune_deliveries(&self, before: DateTime<Utc>, batch: i64) -> Result<u64> {
+        // The status is checked again by the DELETE itself, so a row is only ever deleted in a
+        // finished state (finished states are final, but the outbox is not to be trusted to it).
+        let skip = self.skip_locked();
+        self.delete_in_batches(
+            &format!(
+                "DELETE FROM webhook_deliveries WHERE status IN ('delivered', 'dead') AND id IN (
+                   SELECT id FROM webhook_deliveries
+                   WHERE status IN ('delivered', 'dead') AND created_at < $1 LIMIT $2 {skip})"
+            ),
+            ms(before),
+            batch,
+        )
+        .await
+    }
+
+    async fn purge_expired_pending(&self, now: DateTime<Utc>) -> Result<u64> {
+        // Anyone can start an authorization, so a flood of abandoned ones is deleted in bounded
+        // statements too.
+        let skip = self.skip_locked();
+        let pending = self
+            .delete_in_batches(
+                &format!(
+                    "DELETE FROM pending_authorizations WHERE expires_at <= $1 AND state_hash IN (
+                   SELECT state_hash FROM pending_authorizations WHERE expires_at <= $1 LIMIT $2 {skip})"
+                ),
+                ms(now),
+                PRUNE_BATCH,
+            )
+            .await?;
+        let sessions = self
+            .delete_in_batches(
+                &format!(
+                    "DELETE FROM connect_sessions WHERE expires_at <= $1 AND id IN (
+                   SELECT id FROM connect_sessions WHERE expires_at <= $1 LIMIT $2 {skip})"
+                ),
+                ms(now - chrono::TimeDelta::days(1)),
+                PRUNE_BATCH,
+            )
+            .await?;
+        Ok(pending + sessions)
+    }
+
+    async fn purge_replica_state(
+        &self,
+        now: DateTime<Utc>,
+        alerts_before: DateTime<Utc>,
+    ) -> Result<u64> {
+        let db_now = self.now_sql();
+        let mut gone = 0;
+        gone += sqlx::query(&format!(
+            "DELETE FROM rate_lanes WHERE next_free < {db_now} - $1 AND hold_until < {db_now} - $1"
+        ))
+        .bind(RATE_LANE_IDLE_MS)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        gone += sqlx::query("DELETE FROM dashboard_sessions WHERE expires_at <= $1")
+            .bind(ms(now))
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        gone += sqlx::query("DELETE FROM signin_failures WHERE at < $1")
+            .bind(ms(now) - SIGNIN_FAILURES_KEPT_MS)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        gone += sqlx::query("DELETE FROM alerts_sent WHERE sent_at < $1")
+            .bind(ms(alerts_before))
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(gone)
     }
 }
 
