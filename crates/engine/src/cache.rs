@@ -2,10 +2,12 @@
 //! key's check, and the connection with its decrypted token set. Served by the token endpoint, the
 //! proxy and the in-process client alike.
 //!
-//! [`CachedStore`] is the store as this process sees it: a [`Store`] that forwards every call,
-//! answers [`Store::verify_api_key`] from the key cache, and drops a connection's cached token on
-//! every write that can change what a caller should get (initial tokens, a committed refresh, a
-//! state change, a replaced or deleted connection). The token cache itself is only read by the
+//! [`CachedStore`] is the store as this process sees it: a [`Store`] that implements the
+//! capabilities it caches ([`Connections`], [`Refreshes`], [`ApiKeys`]) and passes every other one
+//! to the store behind it ([`Delegate`]). It answers [`ApiKeys::verify_api_key`] from the key
+//! cache, and drops a connection's cached token on every write that can change what a caller
+//! should get (initial tokens, a committed refresh, a recorded refresh failure, a state change, a
+//! replaced or deleted connection). The token cache itself is only read by the
 //! [`TokenService`](crate::TokenService) given it with
 //! [`with_cache`](crate::TokenService::with_cache); nothing else reads through it, so the refresh
 //! protocol (single-flight, lease, compare-and-swap) always sees the database.
@@ -41,16 +43,12 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokenwarden_core::clock::Clock;
 use tokenwarden_core::connection::{Connection, ConnectionState, Problem};
-use tokenwarden_core::id::{AppId, ConnectionId, ProviderId};
+use tokenwarden_core::id::{ConnectionId, ProviderId};
 use tokenwarden_core::policy::CrowdPlan;
 use tokenwarden_core::secret::Secret;
 use tokenwarden_core::token::TokenSet;
 use tokenwarden_store::prelude::*;
-use tokenwarden_store::{
-    ApiKeyInfo, ApiKeyRole, App, Backend, ConnectSession, DashboardSession, Delivery, Event,
-    KeyStatus, Keyring, Lease, NewEvent, PendingAuthorization, RateFeedback, RateLane, RateSlot,
-    RotationReport, SessionUse, Sha256Hex, Store, StoreError, StoredTokens, WebhookEndpoint,
-};
+use tokenwarden_store::{ApiKeyInfo, ApiKeyRole, Delegate, Lease, Store, StoreError, StoredTokens};
 
 /// Cache lookups, by `cache` (`token`, `api_key`) and `outcome` (`hit`, `miss`); the server
 /// renders it on `/metrics`. Counted only while the cache is on; a token lookup is a fetch of a
@@ -401,50 +399,28 @@ fn key_digest(presented: &str) -> [u8; 32] {
     Sha256::digest(presented.as_bytes()).into()
 }
 
-#[async_trait]
-impl Apps for CachedStore {
-    async fn put_app(&self, app: &App) -> Result<(), StoreError> {
-        self.inner.put_app(app).await
-    }
-
-    async fn get_app(&self, provider: &ProviderId, app: &AppId) -> Result<Option<App>, StoreError> {
-        self.inner.get_app(provider, app).await
-    }
-
-    async fn list_apps(&self, provider: Option<&ProviderId>) -> Result<Vec<App>, StoreError> {
-        self.inner.list_apps(provider).await
-    }
-
-    async fn delete_app(&self, provider: &ProviderId, app: &AppId) -> Result<bool, StoreError> {
-        self.inner.delete_app(provider, app).await
-    }
-
-    async fn raise_app_problem(
-        &self,
-        provider: &ProviderId,
-        app: &AppId,
-        problem: &Problem,
-    ) -> Result<(), StoreError> {
-        self.inner.raise_app_problem(provider, app, problem).await
-    }
-
-    async fn clear_app_problem(
-        &self,
-        provider: &ProviderId,
-        app: &AppId,
-        code: &str,
-    ) -> Result<bool, StoreError> {
-        self.inner.clear_app_problem(provider, app, code).await
-    }
-
-    async fn app_problems(
-        &self,
-        provider: &ProviderId,
-        app: &AppId,
-    ) -> Result<Vec<Problem>, StoreError> {
-        self.inner.app_problems(provider, app).await
-    }
+// What the cache leaves alone goes straight to the store behind it. The state replicas share
+// (rate lanes, job leases, alert claims, breakers) is never cached: its point is to be seen by
+// every replica.
+macro_rules! pass_through {
+    ($($capability:ident),*) => {$(
+        impl Delegate<dyn $capability> for CachedStore {
+            fn delegate(&self) -> &(dyn $capability + 'static) {
+                &*self.inner
+            }
+        }
+    )*};
 }
+pass_through!(
+    Apps,
+    Authorizations,
+    Events,
+    Webhooks,
+    DashboardSessions,
+    Encryption,
+    Coordination,
+    Retention
+);
 
 #[async_trait]
 impl Connections for CachedStore {
@@ -619,130 +595,6 @@ impl Refreshes for CachedStore {
 }
 
 #[async_trait]
-impl Authorizations for CachedStore {
-    async fn put_pending(&self, pending: &PendingAuthorization) -> Result<(), StoreError> {
-        self.inner.put_pending(pending).await
-    }
-
-    async fn consume_pending(
-        &self,
-        state_hash: &Sha256Hex,
-        now: DateTime<Utc>,
-    ) -> Result<Option<PendingAuthorization>, StoreError> {
-        self.inner.consume_pending(state_hash, now).await
-    }
-
-    async fn put_connect_session(&self, session: &ConnectSession) -> Result<(), StoreError> {
-        self.inner.put_connect_session(session).await
-    }
-
-    async fn use_connect_session(
-        &self,
-        token_hash: &Sha256Hex,
-        now: DateTime<Utc>,
-    ) -> Result<SessionUse, StoreError> {
-        self.inner.use_connect_session(token_hash, now).await
-    }
-
-    async fn find_connect_session(
-        &self,
-        token_hash: &Sha256Hex,
-        now: DateTime<Utc>,
-    ) -> Result<SessionUse, StoreError> {
-        self.inner.find_connect_session(token_hash, now).await
-    }
-
-    async fn get_connect_session(&self, id: &str) -> Result<Option<ConnectSession>, StoreError> {
-        self.inner.get_connect_session(id).await
-    }
-}
-
-#[async_trait]
-impl Events for CachedStore {
-    async fn append_event(&self, event: &NewEvent) -> Result<i64, StoreError> {
-        self.inner.append_event(event).await
-    }
-
-    async fn list_events(
-        &self,
-        conn: Option<&ConnectionId>,
-        after_id: i64,
-        limit: i64,
-    ) -> Result<Vec<Event>, StoreError> {
-        self.inner.list_events(conn, after_id, limit).await
-    }
-
-    async fn latest_events(
-        &self,
-        conn: &ConnectionId,
-        limit: i64,
-    ) -> Result<Vec<Event>, StoreError> {
-        self.inner.latest_events(conn, limit).await
-    }
-}
-
-#[async_trait]
-impl Webhooks for CachedStore {
-    async fn put_webhook(&self, endpoint: &WebhookEndpoint) -> Result<(), StoreError> {
-        self.inner.put_webhook(endpoint).await
-    }
-
-    async fn get_webhook(&self, id: &str) -> Result<Option<WebhookEndpoint>, StoreError> {
-        self.inner.get_webhook(id).await
-    }
-
-    async fn list_webhooks(&self) -> Result<Vec<WebhookEndpoint>, StoreError> {
-        self.inner.list_webhooks().await
-    }
-
-    async fn delete_webhook(&self, id: &str) -> Result<bool, StoreError> {
-        self.inner.delete_webhook(id).await
-    }
-
-    async fn enqueue_deliveries(
-        &self,
-        payload: &str,
-        now: DateTime<Utc>,
-    ) -> Result<Vec<String>, StoreError> {
-        self.inner.enqueue_deliveries(payload, now).await
-    }
-
-    async fn claim_due_deliveries(
-        &self,
-        now: DateTime<Utc>,
-        limit: i64,
-        ttl: Duration,
-    ) -> Result<Vec<Delivery>, StoreError> {
-        self.inner.claim_due_deliveries(now, limit, ttl).await
-    }
-
-    async fn mark_delivered(&self, id: &str) -> Result<(), StoreError> {
-        self.inner.mark_delivered(id).await
-    }
-
-    async fn mark_failed(
-        &self,
-        id: &str,
-        error: &str,
-        retry_at: Option<DateTime<Utc>>,
-    ) -> Result<(), StoreError> {
-        self.inner.mark_failed(id, error, retry_at).await
-    }
-
-    async fn list_deliveries(
-        &self,
-        webhook: &str,
-        limit: i64,
-    ) -> Result<Vec<Delivery>, StoreError> {
-        self.inner.list_deliveries(webhook, limit).await
-    }
-
-    async fn get_delivery(&self, id: &str) -> Result<Option<Delivery>, StoreError> {
-        self.inner.get_delivery(id).await
-    }
-}
-
-#[async_trait]
 impl ApiKeys for CachedStore {
     async fn create_api_key(
         &self,
@@ -790,173 +642,13 @@ impl ApiKeys for CachedStore {
     }
 }
 
-#[async_trait]
-impl DashboardSessions for CachedStore {
-    async fn put_dashboard_session(&self, session: &DashboardSession) -> Result<(), StoreError> {
-        self.inner.put_dashboard_session(session).await
-    }
-
-    async fn use_dashboard_session(
-        &self,
-        token_hash: &Sha256Hex,
-        now: DateTime<Utc>,
-        idle: chrono::TimeDelta,
-    ) -> Result<Option<DashboardSession>, StoreError> {
-        self.inner
-            .use_dashboard_session(token_hash, now, idle)
-            .await
-    }
-
-    async fn end_dashboard_session(&self, token_hash: &Sha256Hex) -> Result<(), StoreError> {
-        self.inner.end_dashboard_session(token_hash).await
-    }
-
-    async fn record_signin_failure(
-        &self,
-        keys: &[String],
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        self.inner.record_signin_failure(keys, now).await
-    }
-
-    async fn signin_locked_until(
-        &self,
-        keys: &[String],
-        limit: i64,
-        window: chrono::TimeDelta,
-        now: DateTime<Utc>,
-    ) -> Result<Option<DateTime<Utc>>, StoreError> {
-        self.inner
-            .signin_locked_until(keys, limit, window, now)
-            .await
-    }
-
-    async fn clear_signin_failures(&self, key: &str) -> Result<(), StoreError> {
-        self.inner.clear_signin_failures(key).await
-    }
-}
-
-#[async_trait]
-impl Encryption for CachedStore {
-    fn keyring(&self) -> Keyring {
-        self.inner.keyring()
-    }
-
-    fn set_key_loader(&self, loader: tokenwarden_store::KeyLoader) {
-        self.inner.set_key_loader(loader)
-    }
-
-    async fn set_keyring(&self, keys: Keyring) -> Result<(), StoreError> {
-        self.inner.set_keyring(keys).await
-    }
-
-    async fn reencrypt_all(&self, batch: i64) -> Result<RotationReport, StoreError> {
-        self.inner.reencrypt_all(batch).await
-    }
-
-    async fn retire_old_keys(&self) -> Result<(), StoreError> {
-        self.inner.retire_old_keys().await
-    }
-
-    async fn key_status(&self) -> Result<Vec<KeyStatus>, StoreError> {
-        self.inner.key_status().await
-    }
-}
-
-#[async_trait]
-impl Coordination for CachedStore {
-    fn backend(&self) -> Backend {
-        self.inner.backend()
-    }
-
-    async fn take_rate_slot(
-        &self,
-        lanes: &[RateLane],
-        after: std::time::Duration,
-        within: std::time::Duration,
-    ) -> Result<RateSlot, StoreError> {
-        self.inner.take_rate_slot(lanes, after, within).await
-    }
-
-    async fn rate_feedback(
-        &self,
-        lanes: &[String],
-        feedback: RateFeedback,
-    ) -> Result<(), StoreError> {
-        self.inner.rate_feedback(lanes, feedback).await
-    }
-
-    async fn take_job_lease(
-        &self,
-        name: &str,
-        holder: &str,
-        ttl: std::time::Duration,
-    ) -> Result<bool, StoreError> {
-        self.inner.take_job_lease(name, holder, ttl).await
-    }
-
-    async fn release_job_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
-        self.inner.release_job_lease(name, holder).await
-    }
-
-    async fn claim_alert(
-        &self,
-        key: &str,
-        holder: &str,
-        now: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        self.inner.claim_alert(key, holder, now).await
-    }
-
-    async fn unclaim_alert(&self, key: &str) -> Result<(), StoreError> {
-        self.inner.unclaim_alert(key).await
-    }
-
-    async fn breaker(
-        &self,
-        name: &str,
-    ) -> Result<(tokenwarden_store::BreakerRecord, DateTime<Utc>), StoreError> {
-        self.inner.breaker(name).await
-    }
-
-    async fn put_breaker(
-        &self,
-        name: &str,
-        expected_version: i64,
-        state: &tokenwarden_core::breaker::BreakerState,
-    ) -> Result<bool, StoreError> {
-        self.inner.put_breaker(name, expected_version, state).await
-    }
-}
-
-#[async_trait]
-impl Retention for CachedStore {
-    async fn prune_events(&self, before: DateTime<Utc>, batch: i64) -> Result<u64, StoreError> {
-        self.inner.prune_events(before, batch).await
-    }
-
-    async fn prune_deliveries(&self, before: DateTime<Utc>, batch: i64) -> Result<u64, StoreError> {
-        self.inner.prune_deliveries(before, batch).await
-    }
-
-    async fn purge_expired_pending(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
-        self.inner.purge_expired_pending(now).await
-    }
-
-    async fn purge_replica_state(
-        &self,
-        now: DateTime<Utc>,
-        alerts_before: DateTime<Utc>,
-    ) -> Result<u64, StoreError> {
-        self.inner.purge_replica_state(now, alerts_before).await
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use tokenwarden_core::clock::FakeClock;
     use tokenwarden_core::connection::Environment;
+    use tokenwarden_core::id::AppId;
+    use tokenwarden_store::Keyring;
 
     fn t0() -> DateTime<Utc> {
         DateTime::from_timestamp(1_800_000_000, 0).unwrap()

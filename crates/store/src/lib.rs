@@ -18,7 +18,8 @@
 //!   - [`Retention`]: deleting what no longer matters.
 //!
 //!   Code that calls them on a concrete store (not through `dyn Store` or `S: Store`, which reach
-//!   every capability) imports [`prelude`].
+//!   every capability) imports [`prelude`]. A layer in front of a store implements the
+//!   capabilities it changes and passes the others through with [`Delegate`].
 //! - [`sql`] implements every capability for both backends with one set of SQL statements (sqlx
 //!   `Any`), differing only in the clock expression and `FOR UPDATE SKIP LOCKED`.
 //! - [`crypto`]: the [`Keyring`] and AES-256-GCM encryption at rest bound to table, column, row and
@@ -97,6 +98,19 @@ impl<
         + ?Sized,
 > Store for T
 {
+}
+
+/// A layer in front of a store that passes capability `C` through unchanged: with
+/// `impl Delegate<dyn Events> for Layer`, the layer is [`Events`], every call going to the store
+/// [`Delegate::delegate`] returns. A layer implements the capabilities it changes itself and
+/// delegates the rest, so it restates only what it changes (the engine's cache implements
+/// [`Connections`], [`Refreshes`] and [`ApiKeys`] and delegates the others).
+///
+/// Those three have no delegation: every layer so far changes them. Add one beside its trait when
+/// a layer needs it.
+pub trait Delegate<C: ?Sized> {
+    /// The store behind the layer, as capability `C`.
+    fn delegate(&self) -> &C;
 }
 
 /// Opens the store at `url`: `sqlite://path?mode=rwc`, `sqlite:path`, `postgres://…` or

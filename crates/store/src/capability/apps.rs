@@ -1,5 +1,6 @@
 //! Provider apps (OAuth clients) and the problems raised against an app as a whole.
 
+use crate::Delegate;
 use crate::{App, StoreError};
 use async_trait::async_trait;
 use tokenwarden_core::connection::Problem;
@@ -36,4 +37,52 @@ pub trait Apps: Send + Sync {
         provider: &ProviderId,
         app: &AppId,
     ) -> Result<Vec<Problem>, StoreError>;
+}
+
+/// Every call goes to the [`Delegate`]'s store, unchanged.
+#[async_trait]
+impl<T: Delegate<dyn Apps> + Send + Sync> Apps for T {
+    async fn put_app(&self, app: &App) -> Result<(), StoreError> {
+        self.delegate().put_app(app).await
+    }
+
+    async fn get_app(&self, provider: &ProviderId, app: &AppId) -> Result<Option<App>, StoreError> {
+        self.delegate().get_app(provider, app).await
+    }
+
+    async fn list_apps(&self, provider: Option<&ProviderId>) -> Result<Vec<App>, StoreError> {
+        self.delegate().list_apps(provider).await
+    }
+
+    async fn delete_app(&self, provider: &ProviderId, app: &AppId) -> Result<bool, StoreError> {
+        self.delegate().delete_app(provider, app).await
+    }
+
+    async fn raise_app_problem(
+        &self,
+        provider: &ProviderId,
+        app: &AppId,
+        problem: &Problem,
+    ) -> Result<(), StoreError> {
+        self.delegate()
+            .raise_app_problem(provider, app, problem)
+            .await
+    }
+
+    async fn clear_app_problem(
+        &self,
+        provider: &ProviderId,
+        app: &AppId,
+        code: &str,
+    ) -> Result<bool, StoreError> {
+        self.delegate().clear_app_problem(provider, app, code).await
+    }
+
+    async fn app_problems(
+        &self,
+        provider: &ProviderId,
+        app: &AppId,
+    ) -> Result<Vec<Problem>, StoreError> {
+        self.delegate().app_problems(provider, app).await
+    }
 }

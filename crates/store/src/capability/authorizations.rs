@@ -1,5 +1,6 @@
 //! Authorizations in flight: pending authorizations and the connect sessions that start them.
 
+use crate::Delegate;
 use crate::{ConnectSession, PendingAuthorization, SessionUse, Sha256Hex, StoreError};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -35,4 +36,44 @@ pub trait Authorizations: Send + Sync {
     ) -> Result<SessionUse, StoreError>;
     /// One session by id.
     async fn get_connect_session(&self, id: &str) -> Result<Option<ConnectSession>, StoreError>;
+}
+
+/// Every call goes to the [`Delegate`]'s store, unchanged.
+#[async_trait]
+impl<T: Delegate<dyn Authorizations> + Send + Sync> Authorizations for T {
+    async fn put_pending(&self, pending: &PendingAuthorization) -> Result<(), StoreError> {
+        self.delegate().put_pending(pending).await
+    }
+
+    async fn consume_pending(
+        &self,
+        state_hash: &Sha256Hex,
+        now: DateTime<Utc>,
+    ) -> Result<Option<PendingAuthorization>, StoreError> {
+        self.delegate().consume_pending(state_hash, now).await
+    }
+
+    async fn put_connect_session(&self, session: &ConnectSession) -> Result<(), StoreError> {
+        self.delegate().put_connect_session(session).await
+    }
+
+    async fn use_connect_session(
+        &self,
+        token_hash: &Sha256Hex,
+        now: DateTime<Utc>,
+    ) -> Result<SessionUse, StoreError> {
+        self.delegate().use_connect_session(token_hash, now).await
+    }
+
+    async fn find_connect_session(
+        &self,
+        token_hash: &Sha256Hex,
+        now: DateTime<Utc>,
+    ) -> Result<SessionUse, StoreError> {
+        self.delegate().find_connect_session(token_hash, now).await
+    }
+
+    async fn get_connect_session(&self, id: &str) -> Result<Option<ConnectSession>, StoreError> {
+        self.delegate().get_connect_session(id).await
+    }
 }

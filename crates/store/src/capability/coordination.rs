@@ -1,5 +1,6 @@
 //! State replicas share through the database.
 
+use crate::Delegate;
 use crate::{Backend, BreakerRecord, RateFeedback, RateLane, RateSlot, StoreError};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -62,4 +63,70 @@ pub trait Coordination: Send + Sync {
         expected_version: i64,
         state: &BreakerState,
     ) -> Result<bool, StoreError>;
+}
+
+/// Every call goes to the [`Delegate`]'s store, unchanged.
+#[async_trait]
+impl<T: Delegate<dyn Coordination> + Send + Sync> Coordination for T {
+    fn backend(&self) -> Backend {
+        self.delegate().backend()
+    }
+
+    async fn take_rate_slot(
+        &self,
+        lanes: &[RateLane],
+        after: Duration,
+        within: Duration,
+    ) -> Result<RateSlot, StoreError> {
+        self.delegate().take_rate_slot(lanes, after, within).await
+    }
+
+    async fn rate_feedback(
+        &self,
+        lanes: &[String],
+        feedback: RateFeedback,
+    ) -> Result<(), StoreError> {
+        self.delegate().rate_feedback(lanes, feedback).await
+    }
+
+    async fn take_job_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        self.delegate().take_job_lease(name, holder, ttl).await
+    }
+
+    async fn release_job_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        self.delegate().release_job_lease(name, holder).await
+    }
+
+    async fn claim_alert(
+        &self,
+        key: &str,
+        holder: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.delegate().claim_alert(key, holder, now).await
+    }
+
+    async fn unclaim_alert(&self, key: &str) -> Result<(), StoreError> {
+        self.delegate().unclaim_alert(key).await
+    }
+
+    async fn breaker(&self, name: &str) -> Result<(BreakerRecord, DateTime<Utc>), StoreError> {
+        self.delegate().breaker(name).await
+    }
+
+    async fn put_breaker(
+        &self,
+        name: &str,
+        expected_version: i64,
+        state: &BreakerState,
+    ) -> Result<bool, StoreError> {
+        self.delegate()
+            .put_breaker(name, expected_version, state)
+            .await
+    }
 }

@@ -1,5 +1,6 @@
 //! The keys that encrypt secrets at rest.
 
+use crate::Delegate;
 use crate::{KeyLoader, KeyStatus, Keyring, RotationReport, StoreError};
 use async_trait::async_trait;
 
@@ -23,4 +24,32 @@ pub trait Encryption: Send + Sync {
     async fn retire_old_keys(&self) -> Result<(), StoreError>;
     /// Usage of each key.
     async fn key_status(&self) -> Result<Vec<KeyStatus>, StoreError>;
+}
+
+/// Every call goes to the [`Delegate`]'s store, unchanged.
+#[async_trait]
+impl<T: Delegate<dyn Encryption> + Send + Sync> Encryption for T {
+    fn keyring(&self) -> Keyring {
+        self.delegate().keyring()
+    }
+
+    fn set_key_loader(&self, loader: KeyLoader) {
+        self.delegate().set_key_loader(loader)
+    }
+
+    async fn set_keyring(&self, keys: Keyring) -> Result<(), StoreError> {
+        self.delegate().set_keyring(keys).await
+    }
+
+    async fn reencrypt_all(&self, batch: i64) -> Result<RotationReport, StoreError> {
+        self.delegate().reencrypt_all(batch).await
+    }
+
+    async fn retire_old_keys(&self) -> Result<(), StoreError> {
+        self.delegate().retire_old_keys().await
+    }
+
+    async fn key_status(&self) -> Result<Vec<KeyStatus>, StoreError> {
+        self.delegate().key_status().await
+    }
 }

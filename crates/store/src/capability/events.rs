@@ -1,5 +1,6 @@
 //! The event log.
 
+use crate::Delegate;
 use crate::{Event, NewEvent, StoreError};
 use async_trait::async_trait;
 use tokenwarden_core::id::ConnectionId;
@@ -23,4 +24,29 @@ pub trait Events: Send + Sync {
         conn: &ConnectionId,
         limit: i64,
     ) -> Result<Vec<Event>, StoreError>;
+}
+
+/// Every call goes to the [`Delegate`]'s store, unchanged.
+#[async_trait]
+impl<T: Delegate<dyn Events> + Send + Sync> Events for T {
+    async fn append_event(&self, event: &NewEvent) -> Result<i64, StoreError> {
+        self.delegate().append_event(event).await
+    }
+
+    async fn list_events(
+        &self,
+        conn: Option<&ConnectionId>,
+        after_id: i64,
+        limit: i64,
+    ) -> Result<Vec<Event>, StoreError> {
+        self.delegate().list_events(conn, after_id, limit).await
+    }
+
+    async fn latest_events(
+        &self,
+        conn: &ConnectionId,
+        limit: i64,
+    ) -> Result<Vec<Event>, StoreError> {
+        self.delegate().latest_events(conn, limit).await
+    }
 }

@@ -1,5 +1,6 @@
 //! Bounded history.
 
+use crate::Delegate;
 use crate::StoreError;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -30,4 +31,30 @@ pub trait Retention: Send + Sync {
         now: DateTime<Utc>,
         alerts_before: DateTime<Utc>,
     ) -> Result<u64, StoreError>;
+}
+
+/// Every call goes to the [`Delegate`]'s store, unchanged.
+#[async_trait]
+impl<T: Delegate<dyn Retention> + Send + Sync> Retention for T {
+    async fn prune_events(&self, before: DateTime<Utc>, batch: i64) -> Result<u64, StoreError> {
+        self.delegate().prune_events(before, batch).await
+    }
+
+    async fn prune_deliveries(&self, before: DateTime<Utc>, batch: i64) -> Result<u64, StoreError> {
+        self.delegate().prune_deliveries(before, batch).await
+    }
+
+    async fn purge_expired_pending(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        self.delegate().purge_expired_pending(now).await
+    }
+
+    async fn purge_replica_state(
+        &self,
+        now: DateTime<Utc>,
+        alerts_before: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        self.delegate()
+            .purge_replica_state(now, alerts_before)
+            .await
+    }
 }
