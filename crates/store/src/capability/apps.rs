@@ -1,7 +1,6 @@
 //! Provider apps (OAuth clients) and the problems raised against an app as a whole.
 
-use crate::Delegate;
-use crate::{App, StoreError};
+use crate::{App, Delegate, StoreError};
 use async_trait::async_trait;
 use tokenwarden_core::connection::Problem;
 use tokenwarden_core::id::{AppId, ProviderId};

@@ -1,7 +1,6 @@
 //! Authorizations in flight: pending authorizations and the connect sessions that start them.
 
-use crate::Delegate;
-use crate::{ConnectSession, PendingAuthorization, SessionUse, Sha256Hex, StoreError};
+use crate::{ConnectSession, Delegate, PendingAuthorization, SessionUse, Sha256Hex, StoreError};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 

@@ -1,7 +1,6 @@
 //! State replicas share through the database.
 
-use crate::Delegate;
-use crate::{Backend, BreakerRecord, RateFeedback, RateLane, RateSlot, StoreError};
+use crate::{Backend, BreakerRecord, Delegate, RateFeedback, RateLane, RateSlot, StoreError};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use std::time::Duration;

@@ -1,7 +1,6 @@
 //! Dashboard sessions and sign-in failures.
 
-use crate::Delegate;
-use crate::{DashboardSession, Sha256Hex, StoreError};
+use crate::{DashboardSession, Delegate, Sha256Hex, StoreError};
 use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
 

@@ -1,7 +1,6 @@
 //! The keys that encrypt secrets at rest.
 
-use crate::Delegate;
-use crate::{KeyLoader, KeyStatus, Keyring, RotationReport, StoreError};
+use crate::{Delegate, KeyLoader, KeyStatus, Keyring, RotationReport, StoreError};
 use async_trait::async_trait;
 
 /// The keys that encrypt secrets at rest, and their rotation ([`crate::rotate_keys`]).

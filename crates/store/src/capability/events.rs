@@ -1,7 +1,6 @@
 //! The event log.
 
-use crate::Delegate;
-use crate::{Event, NewEvent, StoreError};
+use crate::{Delegate, Event, NewEvent, StoreError};
 use async_trait::async_trait;
 use tokenwarden_core::id::ConnectionId;
 

@@ -1,7 +1,6 @@
 //! Bounded history.
 
-use crate::Delegate;
-use crate::StoreError;
+use crate::{Delegate, StoreError};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 

@@ -1,7 +1,6 @@
 //! Webhook endpoints and the outbox of deliveries to them.
 
-use crate::Delegate;
-use crate::{Delivery, StoreError, WebhookEndpoint};
+use crate::{Delegate, Delivery, StoreError, WebhookEndpoint};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use std::time::Duration;
