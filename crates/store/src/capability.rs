@@ -1,4 +1,6 @@
-//! The store's capabilities, one trait per topic; [`crate::Store`] is all of them at once.
+//! The store's capabilities, one trait per topic; [`crate::Store`] is all of them at once. Each
+//! file holds one trait and, where a layer in front of the store passes it through, its
+//! [`crate::Delegate`] implementation. `crate::sql` implements each in the file of the same name.
 
 mod api_keys;
 mod apps;
