@@ -62,7 +62,7 @@ pub struct Lease {
     pub until: DateTime<Utc>,
     /// When it was taken, by the database's clock.
     pub taken_at: DateTime<Utc>,
-    /// A refresh of this token version that was sent (see [`crate::Store::mark_refresh_sent`])
+    /// A refresh of this token version that was sent (see [`crate::Refreshes::mark_refresh_sent`])
     /// and whose answer nobody has stored or recorded yet: its sender may have been stopped, or
     /// paused while holding the platform's answer.
     pub unresolved: Option<SentRefresh>,
@@ -525,7 +525,7 @@ pub struct RateLane {
     pub interval: std::time::Duration,
 }
 
-/// What [`crate::Store::take_rate_slot`] booked.
+/// What [`crate::Coordination::take_rate_slot`] booked.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum RateSlot {
     /// A slot on every lane, `wait` from now (database time).
