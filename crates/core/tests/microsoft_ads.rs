@@ -518,10 +518,13 @@ fn a_sandbox_app_sees_the_sandbox_scope_everywhere_the_definition_writes_it() {
     let reg = Registry::builtin().unwrap();
     let p = reg.get("microsoft-ads").unwrap();
     assert!(std::ptr::eq(
-        &*p.for_app(None, Environment::Production),
+        &*p.for_app(None, Environment::Production, None),
         &**p
     ));
-    let s = p.for_app(None, Environment::Sandbox).into_owned().spec;
+    let s = p
+        .for_app(None, Environment::Sandbox, None)
+        .into_owned()
+        .spec;
     assert_eq!(
         s.authorize.default_scopes,
         ["openid", "offline_access", SBX]
@@ -539,5 +542,8 @@ fn a_sandbox_app_sees_the_sandbox_scope_everywhere_the_definition_writes_it() {
     );
     // A platform without [environments.sandbox] is the same in both.
     let t = reg.get("tiktok-business").unwrap();
-    assert!(std::ptr::eq(&*t.for_app(None, Environment::Sandbox), &**t));
+    assert!(std::ptr::eq(
+        &*t.for_app(None, Environment::Sandbox, None),
+        &**t
+    ));
 }

@@ -459,10 +459,12 @@ impl TokenService {
             }
         };
         // The token host of the connection's region (its app's, for one recorded before
-        // regions), and the scope names of its environment (sent on refresh by some platforms).
+        // regions), the scope names of its environment (sent on refresh by some platforms), and
+        // the app's own refresh-token end, which a refresh must not move.
         let regional = provider.for_app(
             conn.region.as_deref().or(app.region.as_deref()),
             conn.environment,
+            app.refresh_token_ends_after,
         );
         let provider: &Provider = &regional;
         let creds = AppCredentials {

@@ -306,7 +306,11 @@ pub(crate) async fn begin(s: &ServerState, token: &str) -> Response {
     // The app's region decides the consent page's host (and, at the callback, the token host);
     // its environment, the names of the scopes asked for.
     let p = p
-        .for_app(app.region.as_deref(), app.environment)
+        .for_app(
+            app.region.as_deref(),
+            app.environment,
+            app.refresh_token_ends_after,
+        )
         .into_owned();
     let scopes = p.spec.scopes_in(app.environment, &session.scopes);
     let creds = AppCredentials {
@@ -602,7 +606,11 @@ async fn callback(
     // The code is redeemed at the token host of the app's region, and the connection records
     // that region's API host.
     let p = p
-        .for_app(app.region.as_deref(), app.environment)
+        .for_app(
+            app.region.as_deref(),
+            app.environment,
+            app.refresh_token_ends_after,
+        )
         .into_owned();
     // Recorded by name (the default region's too), so a connection says where its account is.
     let region = p.spec.region(app.region.as_deref()).map(|r| r.name.clone());

@@ -242,6 +242,7 @@ impl Daemon {
                     environment: tokenwarden_core::connection::Environment::Production,
                     region: None,
                     user_agent: None,
+                    refresh_token_ends_after: None,
                     created_at: now,
                     updated_at: now,
                 };

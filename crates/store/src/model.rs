@@ -34,6 +34,10 @@ pub struct App {
     /// The `User-Agent` the app sends where its definition sends `{user_agent}` (Reddit);
     /// `None`: the default naming tokenwarden and the client id.
     pub user_agent: Option<String>,
+    /// Where the platform ends this app's refresh tokens a fixed time after the consent, sooner
+    /// than its definition says (Google: 7 days for an app whose OAuth consent screen is in
+    /// Testing status); refreshing never moves that end. `None`: the definition's lifetime.
+    pub refresh_token_ends_after: Option<std::time::Duration>,
     /// Created.
     pub created_at: DateTime<Utc>,
     /// Last changed.

@@ -329,6 +329,7 @@ async fn serve(args: Args, file: FileConfig, providers_dir: Option<&Path>) -> Re
                 environment: a.environment,
                 region: a.region,
                 user_agent: a.user_agent,
+                refresh_token_ends_after: a.refresh_token_ends_after,
                 created_at: now,
                 updated_at: now,
             })

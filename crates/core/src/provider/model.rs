@@ -1320,6 +1320,21 @@ impl ProviderSpec {
         s
     }
 
+    /// The same definition for an app whose refresh tokens end `after` the consent (Google: 7
+    /// days for an app whose OAuth consent screen is in Testing status): the refresh token's
+    /// lifetime is the shorter of the two, and a refresh never moves the end, so the monitor
+    /// forecasts it (`expires_soon`) and the scheduler never counts on a later one.
+    pub fn with_refresh_token_end(&self, after: std::time::Duration) -> ProviderSpec {
+        let mut s = self.clone();
+        let lifetime = s
+            .refresh
+            .refresh_token_lifetime
+            .map_or(after, |d| d.min(after));
+        s.refresh.refresh_token_lifetime = Some(lifetime);
+        s.refresh.refresh_token_extends = false;
+        s
+    }
+
     /// `scopes` (a caller's own choice) under the names `env` knows them by (see
     /// [`ProviderSpec::in_environment`]).
     pub fn scopes_in(&self, env: crate::connection::Environment, scopes: &[String]) -> Vec<String> {

@@ -35,12 +35,12 @@ impl Apps for SqlStore {
             None => None,
         };
         sqlx::query(
-            "INSERT INTO apps (row_key, provider, app_id, client_id, client_secret_ct, redirect_uri, created_at, updated_at, environment, developer_token_ct, region, user_agent)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+            "INSERT INTO apps (row_key, provider, app_id, client_id, client_secret_ct, redirect_uri, created_at, updated_at, environment, developer_token_ct, region, user_agent, refresh_token_ends_after_secs)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
              ON CONFLICT (row_key) DO UPDATE SET client_id = excluded.client_id, client_secret_ct = excluded.client_secret_ct,
                redirect_uri = excluded.redirect_uri, updated_at = excluded.updated_at, environment = excluded.environment,
                developer_token_ct = excluded.developer_token_ct, region = excluded.region,
-               user_agent = excluded.user_agent",
+               user_agent = excluded.user_agent, refresh_token_ends_after_secs = excluded.refresh_token_ends_after_secs",
         )
         .bind(&key)
         .bind(app.provider.as_str())
@@ -54,6 +54,10 @@ impl Apps for SqlStore {
         .bind(developer_token_ct)
         .bind(app.region.clone())
         .bind(app.user_agent.clone())
+        .bind(
+            app.refresh_token_ends_after
+                .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
+        )
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -178,6 +182,18 @@ impl SqlStore {
             updated_at: from_ms(r.try_get("updated_at")?)?,
             region: r.try_get("region")?,
             user_agent: r.try_get("user_agent")?,
+            refresh_token_ends_after: match r
+                .try_get::<Option<i64>, _>("refresh_token_ends_after_secs")?
+            {
+                Some(secs) => Some(std::time::Duration::from_secs(
+                    u64::try_from(secs).map_err(|_| {
+                        StoreError::Corrupt(format!(
+                            "app {row_key} has a negative refresh-token end"
+                        ))
+                    })?,
+                )),
+                None => None,
+            },
         })
     }
 }
