@@ -1072,23 +1072,29 @@ mod tests {
         assert!(e.contains("\"staging\""), "{e}");
     }
 
-    #[test]
-    fn an_app_names_its_region_from_the_definition() {
-        let providers = Registry::builtin().unwrap();
-        let public = url::Url::parse("https://tw.example").unwrap();
-        // The example's commented Amazon app, uncommented, is one of the EU region.
+    /// The example's commented `[[apps]]` block for `provider`, uncommented, with an inline
+    /// secret in place of its secret file.
+    fn example_app(provider: &str) -> String {
         let start = EXAMPLE
-            .find("# [[apps]]\n# provider = \"amazon-ads\"")
+            .find(&format!("# [[apps]]\n# provider = \"{provider}\""))
             .unwrap();
         let block: String = EXAMPLE[start..]
             .lines()
             .take_while(|l| l.starts_with("# "))
             .map(|l| format!("{}\n", &l[2..]))
             .collect();
-        let block = block.replace(
-            "client_secret_file = \"/run/secrets/amazon-ads-secret\"",
+        block.replace(
+            &format!("client_secret_file = \"/run/secrets/{provider}-secret\""),
             "client_secret = \"s\"",
-        );
+        )
+    }
+
+    #[test]
+    fn an_app_names_its_region_from_the_definition() {
+        let providers = Registry::builtin().unwrap();
+        let public = url::Url::parse("https://tw.example").unwrap();
+        // The example's commented Amazon app, uncommented, is one of the EU region.
+        let block = example_app("amazon-ads");
         let apps = FileConfig::parse(&block)
             .unwrap()
             .resolve_apps(&providers, &public)
@@ -1119,18 +1125,7 @@ mod tests {
         let providers = Registry::builtin().unwrap();
         let public = url::Url::parse("https://tw.example").unwrap();
         // The example's commented Google Ads Testing app, uncommented.
-        let start = EXAMPLE
-            .find("# [[apps]]\n# provider = \"google-ads\"")
-            .unwrap();
-        let block: String = EXAMPLE[start..]
-            .lines()
-            .take_while(|l| l.starts_with("# "))
-            .map(|l| format!("{}\n", &l[2..]))
-            .collect::<String>()
-            .replace(
-                "client_secret_file = \"/run/secrets/google-ads-secret\"",
-                "client_secret = \"s\"",
-            );
+        let block = example_app("google-ads");
         let apps = FileConfig::parse(&block)
             .unwrap()
             .resolve_apps(&providers, &public)
@@ -1165,16 +1160,7 @@ mod tests {
         let providers = Registry::builtin().unwrap();
         let public = url::Url::parse("https://tw.example").unwrap();
         // The example's commented Reddit app, uncommented.
-        let start = EXAMPLE.find("# [[apps]]\n# provider = \"reddit\"").unwrap();
-        let block: String = EXAMPLE[start..]
-            .lines()
-            .take_while(|l| l.starts_with("# "))
-            .map(|l| format!("{}\n", &l[2..]))
-            .collect();
-        let block = block.replace(
-            "client_secret_file = \"/run/secrets/reddit-secret\"",
-            "client_secret = \"s\"",
-        );
+        let block = example_app("reddit");
         let apps = FileConfig::parse(&block)
             .unwrap()
             .resolve_apps(&providers, &public)
