@@ -2,7 +2,6 @@
 //! across two replicas; refusals, outages and recovery turn into the right state.
 
 use chrono::{DateTime, TimeDelta, Utc};
-use std::collections::HashMap;
 use std::sync::Arc;
 use tokenwarden_core::clock::{Clock, FakeClock};
 use tokenwarden_core::connection::{Connection, ConnectionState, Environment};
@@ -13,6 +12,7 @@ use tokenwarden_engine::{CacheConfig, CachedStore, TokenFailure, TokenService};
 use tokenwarden_oauth::{AppCredentials, OAuthClient};
 use tokenwarden_sandbox::{Sandbox, SandboxConfig};
 use tokenwarden_store::{App, Keyring, Store};
+use tokenwarden_testkit::consent::{self, Decision};
 
 const REDIRECT: &str = "http://127.0.0.1:9/callback";
 
@@ -114,30 +114,10 @@ impl World {
         let p = self.registry.get(provider).unwrap();
         let oauth = OAuthClient::new(Arc::new(self.clock.clone())).unwrap();
         let url = oauth.authorize_url(p, &self.creds(provider), "st", &[], None);
-        let mut form: Vec<(String, String)> = url.query_pairs().into_owned().collect();
-        form.push(("decision".into(), "approve".into()));
-        let resp = self
-            .http
-            .post(format!(
-                "{}{}",
-                url.origin().ascii_serialization(),
-                url.path()
-            ))
-            .form(&form)
-            .send()
-            .await
-            .unwrap();
-        let location = url::Url::parse(resp.headers()["location"].to_str().unwrap()).unwrap();
-        let q: HashMap<String, String> = location.query_pairs().into_owned().collect();
-        let code = p
-            .spec
-            .authorize
-            .callback_code_params
-            .iter()
-            .find_map(|k| q.get(k))
-            .unwrap();
+        let back = consent::answer(&self.http, &url, Decision::Approve).await;
+        let code = consent::code_in(&back, &p.spec.authorize.callback_code_params).unwrap();
         let grant = oauth
-            .exchange_code(p, &self.creds(provider), &Secret::new(code.clone()), None)
+            .exchange_code(p, &self.creds(provider), &Secret::new(code), None)
             .await
             .unwrap();
         let now = self.clock.now();

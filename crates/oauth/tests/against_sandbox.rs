@@ -2,13 +2,13 @@
 //! the client and the emulator must agree on paths, parameter names, encodings and envelopes.
 
 use chrono::{DateTime, TimeDelta};
-use std::collections::HashMap;
 use std::sync::Arc;
 use tokenwarden_core::clock::FakeClock;
 use tokenwarden_core::provider::{Provider, Registry};
 use tokenwarden_core::secret::Secret;
 use tokenwarden_oauth::{AppCredentials, OAuthClient, TokenError};
 use tokenwarden_sandbox::{Sandbox, SandboxConfig};
+use tokenwarden_testkit::consent::{self, Decision};
 
 const REDIRECT: &str = "http://127.0.0.1:9/callback";
 
@@ -77,26 +77,18 @@ impl World {
             &[],
             challenge,
         );
-        let mut form: Vec<(String, String)> = url.query_pairs().into_owned().collect();
-        form.push(("decision".into(), "approve".into()));
-        let target = format!("{}{}", url.origin().ascii_serialization(), url.path());
-        let resp = self.http.post(target).form(&form).send().await.unwrap();
-        assert_eq!(resp.status(), 302, "{}: approval redirects", p.spec.id);
-        let location = url::Url::parse(resp.headers()["location"].to_str().unwrap()).unwrap();
-        let q: HashMap<String, String> = location.query_pairs().into_owned().collect();
+        let back = consent::answer(&self.http, &url, Decision::Approve).await;
         assert_eq!(
-            q.get("state").map(String::as_str),
+            back.query_pairs()
+                .find(|(k, _)| k == "state")
+                .map(|(_, v)| v.into_owned())
+                .as_deref(),
             Some("state-123"),
-            "state passes through"
+            "{}: state passes through",
+            p.spec.id
         );
-        let code = p
-            .spec
-            .authorize
-            .callback_code_params
-            .iter()
-            .find_map(|k| q.get(k))
-            .expect("a code");
-        Secret::new(code.clone())
+        let code = consent::code_in(&back, &p.spec.authorize.callback_code_params).expect("a code");
+        Secret::new(code)
     }
 }
 

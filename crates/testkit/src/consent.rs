@@ -133,3 +133,29 @@ pub fn approve_blocking(
         response,
     }
 }
+
+/// The platform half alone, with no daemon: answers the consent page of `authorize` (an
+/// authorize URL on the sandbox, as `OAuthClient::authorize_url` builds it) with `decision`, and
+/// returns where the platform sends the browser back (the redirect URI with `code` and `state`,
+/// or the refusal). Panics unless the page redirects.
+pub async fn answer(http: &reqwest::Client, authorize: &Url, decision: Decision) -> Url {
+    let (page, form) = consent_form(authorize.as_str(), decision);
+    let r = http
+        .post(page)
+        .form(&form)
+        .send()
+        .await
+        .expect("the consent page answers");
+    let back = location(r.status().as_u16(), r.headers(), "the consent page");
+    Url::parse(&back).expect("the consent page redirects to a URL")
+}
+
+/// The first of `params` (the definition's `callback_code_params`, in order) that the redirect
+/// back from [`answer`] carries: the authorization code.
+pub fn code_in(back: &Url, params: &[String]) -> Option<String> {
+    params.iter().find_map(|k| {
+        back.query_pairs()
+            .find(|(name, _)| name == k)
+            .map(|(_, v)| v.into_owned())
+    })
+}

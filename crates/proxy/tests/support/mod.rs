@@ -100,48 +100,13 @@ impl World {
             .json()
             .await
             .unwrap();
-        let r = self
-            .http
-            .post(minted["url"].as_str().expect("a connect session"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 303);
-        let cookie = r.headers()["set-cookie"]
-            .to_str()
-            .unwrap()
-            .split(';')
-            .next()
-            .unwrap()
-            .to_string();
-        let authorize = url::Url::parse(r.headers()["location"].to_str().unwrap()).unwrap();
-        let mut form: Vec<(String, String)> = authorize.query_pairs().into_owned().collect();
-        form.push(("decision".into(), "approve".into()));
-        let r = self
-            .http
-            .post(format!(
-                "{}{}",
-                authorize.origin().ascii_serialization(),
-                authorize.path()
-            ))
-            .form(&form)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 302);
-        let callback = r.headers()["location"].to_str().unwrap().to_string();
-        let r = self
-            .http
-            .get(&callback)
-            .header("cookie", &cookie)
-            .send()
-            .await
-            .unwrap();
-        assert!(
-            r.status().is_success() || r.status() == 303,
-            "{}",
-            r.status()
-        );
+        let landing = tokenwarden_testkit::consent::approve(
+            &self.http,
+            minted["url"].as_str().expect("a connect session"),
+        )
+        .await;
+        let status = landing.response.status();
+        assert!(status.is_success() || status == 303, "{status}");
         let grants = self
             .admin_get(&format!("/grants?provider={provider}"))
             .await;
