@@ -7,8 +7,11 @@
 //!   flow starts only from a single-use link that someone with authority created.
 //! - [`deauthorize`]: `POST /callbacks/{provider}/{app}/deauthorize`, where platforms say a user
 //!   removed the app (verified signature → `reauth_required` at once).
-//! - [`api`]: the REST API under `/v1` (API keys with roles), and the one place that maps failures
-//!   to HTTP responses.
+//! - [`api`]: the REST API under `/v1`.
+//! - [`auth`]: the API's caller ([`auth::Caller`]): API keys with roles, refused keys counted per
+//!   address.
+//! - [`error`]: the one place that maps failures to HTTP responses ([`error::ApiError`]).
+//! - [`extract`]: request extractors whose rejections are [`error::ApiError`]s.
 //! - [`monitor`]: probes every connection, records problems with fixes, forecasts expiry.
 //! - [`scheduler`]: refreshes ahead of expiry, sleeping until the next deadline.
 //! - [`daemon`]: assembles a running daemon (server, scheduler, monitor, outbox, retention,
@@ -28,11 +31,14 @@
 
 pub mod alerts;
 pub mod api;
+pub mod auth;
 pub mod connect;
 pub mod connect_session;
 pub mod daemon;
 pub mod dashboard;
 pub mod deauthorize;
+pub mod error;
+pub mod extract;
 pub mod keyfile;
 pub mod limits;
 pub mod metrics;
@@ -108,7 +114,7 @@ pub fn router(state: ServerState) -> Router {
                 .route("/healthz", axum::routing::get(|| async { "ok" }))
                 .route("/readyz", axum::routing::get(readyz))
                 .route("/openapi.json", axum::routing::get(openapi))
-                .method_not_allowed_fallback(api::method_not_allowed),
+                .method_not_allowed_fallback(error::method_not_allowed),
         )
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
