@@ -19,11 +19,13 @@
 //! - [`webhooks`]: webhook endpoints and signed delivery from the durable outbox.
 //! - [`keyfile`]: follows the key file, so keys rotate while the daemon serves.
 //! - [`limits`]: per-client-address limits (refused API keys, the connect flow's rate).
+//! - [`refreshed`]: why a refresh that was asked for handed back a token it did not refresh.
 //! - [`page`]: small HTML pages with escaping and the security headers of rule 12.
 //! - [`dashboard`]: the signed-in pages for people (overview, connections, diagnose).
 //! - [`metrics`]: `/metrics` in the Prometheus text format.
 //! - [`alerts`]: a Slack-compatible notifier for connections that need a person.
 //! - [`retention`]: deletes old events, finished webhook deliveries and expired authorizations.
+//! - [`state`]: [`ServerState`], what every handler and background task shares.
 //! - [`singleton`]: leases that let one replica at a time run the notifier, retention and crowd
 //!   planning, with takeover when it dies.
 #![forbid(unsafe_code)]
@@ -44,60 +46,18 @@ pub mod limits;
 pub mod metrics;
 pub mod monitor;
 pub mod page;
+pub mod refreshed;
 pub mod retention;
 pub mod scheduler;
 pub mod singleton;
+pub mod state;
 pub mod webhooks;
+
+pub use state::ServerState;
 
 use axum::Router;
 use std::future::Future;
-use std::sync::Arc;
-use tokenwarden_core::clock::Clock;
 use tokenwarden_core::provider::Registry;
-use tokenwarden_engine::TokenService;
-use tokenwarden_oauth::OAuthClient;
-use tokenwarden_store::Store;
-use url::Url;
-
-/// What every handler shares.
-#[derive(Debug, Clone)]
-pub struct ServerState {
-    /// The store.
-    pub store: Arc<dyn Store>,
-    /// The token service.
-    pub tokens: Arc<TokenService>,
-    /// The provider client.
-    pub oauth: OAuthClient,
-    /// Provider definitions, pointed where the platforms live.
-    pub providers: Arc<Registry>,
-    /// The clock.
-    pub clock: Arc<dyn Clock>,
-    /// Where people reach this daemon (builds re-authorization links).
-    pub public_url: Url,
-    /// Pokes the scheduler when a new deadline may be earlier than the one it sleeps until.
-    pub wake: Arc<tokio::sync::Notify>,
-    /// Where webhooks may be delivered.
-    pub webhooks: webhooks::WebhookPolicy,
-    /// The dashboard's sessions, password and activity counts.
-    pub dashboard: Arc<dashboard::Dashboard>,
-    /// Limits per client address.
-    pub limits: Arc<limits::ClientLimits>,
-    /// The forwarding proxy (`ANY /proxy/{connection_id}/{*path}`).
-    pub proxy: Arc<tokenwarden_proxy::Proxy>,
-    /// Where finished connect flows may send the browser.
-    pub connect: Arc<connect_session::ConnectPolicy>,
-    /// The platform callbacks already taken (against replays).
-    pub callbacks: Arc<deauthorize::Callbacks>,
-}
-
-impl ServerState {
-    /// The re-authorization link of a connection, as API errors, proxy answers, webhooks and
-    /// alerts carry it: the dashboard's re-authorize page, which needs a signed-in person and
-    /// mints a connect session there. Never a link that starts a flow by itself.
-    pub fn reauthorize_link(&self, connection: &str) -> String {
-        tokenwarden_proxy::answer::reauthorize_url(&self.public_url, connection)
-    }
-}
 
 /// Every route.
 pub fn router(state: ServerState) -> Router {

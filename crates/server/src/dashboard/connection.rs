@@ -302,7 +302,7 @@ pub(super) async fn refresh_now(
     match s.tokens.refresh_now(&id).await {
         Ok(issued) => {
             s.wake.notify_one();
-            match crate::api::NotRefreshed::of(&s, &id, &issued).await {
+            match crate::refreshed::NotRefreshed::of(&s, &id, &issued).await {
                 Some(why) => back_to(&id, why.code()),
                 None => back_to(&id, "refreshed"),
             }
