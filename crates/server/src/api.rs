@@ -431,8 +431,7 @@ async fn probe(
         return Err(not_found(&id));
     };
     let found =
-        crate::monitor::probe_on_demand(&s, &crate::monitor::client(), &before, &caller.who())
-            .await;
+        crate::monitor::probe_on_demand(&s, &crate::probe::client(), &before, &caller.who()).await;
     let c = s
         .store
         .get_connection(&id)

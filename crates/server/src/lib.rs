@@ -12,7 +12,9 @@
 //!   address.
 //! - [`error`]: the one place that maps failures to HTTP responses ([`error::ApiError`]).
 //! - [`extract`]: request extractors whose rejections are [`error::ApiError`]s.
-//! - [`monitor`]: probes every connection, records problems with fixes, forecasts expiry.
+//! - [`monitor`]: probes every connection when due, records problems with fixes, forecasts expiry.
+//! - [`probe`]: the probe itself: the definition's `api.probe` sent with a token, its answer read
+//!   and classified.
 //! - [`scheduler`]: refreshes ahead of expiry, sleeping until the next deadline.
 //! - [`daemon`]: assembles a running daemon (server, scheduler, monitor, outbox, retention,
 //!   in-process sandbox).
@@ -46,6 +48,7 @@ pub mod limits;
 pub mod metrics;
 pub mod monitor;
 pub mod page;
+pub mod probe;
 pub mod refreshed;
 pub mod retention;
 pub mod scheduler;

@@ -218,7 +218,7 @@ async fn revocation_sustained_degradation_and_expiry_forecasts_alert_once_with_t
 
     // Meta's long-lived token cannot be renewed: the monitor forecasts its end days ahead.
     w.clock.advance(TimeDelta::days(55));
-    let http = tokenwarden_server::monitor::client();
+    let http = tokenwarden_server::probe::client();
     let id = tokenwarden_core::id::ConnectionId::parse("al-meta").unwrap();
     tokenwarden_server::monitor::probe(s, &http, &id).await;
     watcher.pass(s, &notifier, &settings).await;

@@ -363,7 +363,7 @@ async fn readme_screenshot() {
         .unwrap();
     let g = grants["grants"][0]["id"].as_str().unwrap().to_string();
     sandbox_post(&w, &format!("grants/{g}/revoke"), serde_json::json!({})).await;
-    let http = tokenwarden_server::monitor::client();
+    let http = tokenwarden_server::probe::client();
     for id in ["acme-meta", "acme-ads", "acme-snapchat"] {
         let id = tokenwarden_core::id::ConnectionId::parse(id).unwrap();
         tokenwarden_server::monitor::probe(&w.d.state, &http, &id).await;

@@ -339,6 +339,6 @@ pub(super) async fn probe_now(
     };
     tracing::info!(connection = %id, who = %signed.session.who, "dashboard: probe now");
     let by = format!("dashboard:{}", signed.session.who);
-    crate::monitor::probe_on_demand(&s, &crate::monitor::client(), &conn, &by).await;
+    crate::monitor::probe_on_demand(&s, &crate::probe::client(), &conn, &by).await;
     back_to(&id, "probed")
 }
