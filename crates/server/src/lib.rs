@@ -127,7 +127,7 @@ pub async fn serve(
 }
 
 /// The OpenAPI 3.1 description of every route, written by hand (kept in step by the tests in
-/// `tests/openapi.rs`, which also check real answers against its schemas).
+/// `tests/it/openapi.rs`, which also check real answers against its schemas).
 pub const OPENAPI: &str = include_str!("openapi/openapi.json");
 
 /// The document a daemon serves: [`OPENAPI`] with `ProviderId`'s `enum` listing `providers`, so

@@ -11,7 +11,7 @@
     clippy::disallowed_methods,
     reason = "tests and benchmarks may read the wall clock"
 )]
-#[path = "oidc_peer/peer.rs"]
+#[path = "../oidc_peer/peer.rs"]
 mod peer;
 
 use chrono::Utc;

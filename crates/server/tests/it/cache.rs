@@ -3,7 +3,7 @@
 //! refresh, a revoked API key) is seen by the very next call. What another replica changes is
 //! seen once the entry's TTL has passed on the daemon's clock.
 
-mod support;
+use crate::support;
 
 use chrono::TimeDelta;
 use serde_json::{Value, json};

@@ -6,7 +6,7 @@
     clippy::disallowed_methods,
     reason = "tests and benchmarks may read the wall clock"
 )]
-mod support;
+use crate::support;
 
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};

@@ -2,7 +2,7 @@
 //! for longer than the threshold and an expiry forecast each alert once, with the fix, and never
 //! with a secret. A receiver that fails gets the alert again on the next pass.
 
-mod support;
+use crate::support;
 
 use chrono::TimeDelta;
 use std::sync::Arc;

@@ -2,7 +2,7 @@
 //! through the authorize page's approve path, fetch tokens, call the platform's API with them
 //! across many expiries, and refuse every broken or hostile callback.
 
-mod support;
+use crate::support;
 
 use chrono::TimeDelta;
 use support::{Flow, World, world};
