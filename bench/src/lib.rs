@@ -165,6 +165,7 @@ pub fn demo_app(
         redirect_uri: redirect_uri.to_string(),
         developer_token: None,
         user_agent: None,
+        refresh_token_ends_after: None,
         environment: tokenwarden_core::connection::Environment::Production,
         region: None,
         created_at: now,

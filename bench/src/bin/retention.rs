@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tokenwarden_bench::{ScratchPostgres, rand_u32};
 use tokenwarden_store::sql::SqlStore;
-use tokenwarden_store::{Backend, Keyring, NewEvent, Store};
+use tokenwarden_store::{Backend, Coordination, Keyring, NewEvent, Store};
 
 struct Args {
     events: i64,

@@ -107,6 +107,16 @@ environment = "sandbox"
 # client_secret_file = "/run/secrets/reddit-secret"
 # user_agent = "web:com.example.ads:v1.0 (by /u/yourname)"
 
+# A Google Ads app whose OAuth consent screen is still in Testing status: Google ends its refresh
+# tokens 7 days after the consent. Said here, tokenwarden warns before that end (expires_soon)
+# instead of finding out from invalid_grant. Remove it once the consent screen is published.
+# [[apps]]
+# provider = "google-ads"
+# id = "testing"
+# client_id = "your-id.apps.googleusercontent.com"
+# client_secret_file = "/run/secrets/google-ads-secret"
+# refresh_token_ends_after = "7d"
+
 # The dashboard at public_url: sign in with an admin API key, or with this password.
 [dashboard]
 password_file = "/run/secrets/tokenwarden-dashboard-password"
@@ -627,6 +637,10 @@ pub struct AppConfig {
     /// one such as `web:com.example.ads:v1.2 (by /u/yourname)`, on token calls too); default:
     /// one naming tokenwarden and the app's client id.
     pub user_agent: Option<String>,
+    /// Where the platform ends this app's refresh tokens a fixed time after the consent, sooner
+    /// than its definition (Google: `"7d"` for an app whose OAuth consent screen is in Testing
+    /// status). tokenwarden then forecasts that end and warns before it.
+    pub refresh_token_ends_after: Option<String>,
 }
 
 impl std::fmt::Debug for AppConfig {
@@ -664,6 +678,8 @@ pub struct ResolvedApp {
     pub region: Option<String>,
     /// User-Agent for `{user_agent}` (`None`: the default naming tokenwarden).
     pub user_agent: Option<String>,
+    /// The app's own refresh-token end, counted from the consent (`None`: the definition's).
+    pub refresh_token_ends_after: Option<Duration>,
 }
 
 /// Every syntax and type problem of the configuration file at `path`, in one error listing each
@@ -784,6 +800,31 @@ impl FileConfig {
                     "{at}: user_agent must be 1 to 256 printable ASCII characters (no line breaks), such as \"web:com.example.ads:v1.0 (by /u/yourname)\""
                 );
             }
+            let refresh_token_ends_after = match a.refresh_token_ends_after.as_deref() {
+                None => None,
+                Some(text) => {
+                    let d = span::parse(text.trim()).map_err(|e| {
+                        anyhow!(
+                            "{at}: refresh_token_ends_after: {e}; write a duration such as \"7d\""
+                        )
+                    })?;
+                    if d < Duration::from_secs(3600) || d > Duration::from_secs(3650 * 86_400) {
+                        bail!(
+                            "{at}: refresh_token_ends_after must be between 1h and 3650d (Google apps in Testing status: \"7d\")"
+                        );
+                    }
+                    if providers
+                        .get(&a.provider)
+                        .is_some_and(|p| !p.spec.refresh.style.can_refresh())
+                    {
+                        bail!(
+                            "{at}: {} issues no refresh tokens (its definition does not refresh), so refresh_token_ends_after means nothing for it",
+                            a.provider
+                        );
+                    }
+                    Some(d)
+                }
+            };
             if out.iter().any(|o| o.provider == a.provider && o.id == a.id) {
                 bail!("{at}: a second app with the same provider and id");
             }
@@ -823,6 +864,7 @@ impl FileConfig {
                 environment,
                 region: a.region.clone(),
                 user_agent: user_agent.map(str::to_string),
+                refresh_token_ends_after,
             });
         }
         Ok(out)
@@ -1030,23 +1072,29 @@ mod tests {
         assert!(e.contains("\"staging\""), "{e}");
     }
 
-    #[test]
-    fn an_app_names_its_region_from_the_definition() {
-        let providers = Registry::builtin().unwrap();
-        let public = url::Url::parse("https://tw.example").unwrap();
-        // The example's commented Amazon app, uncommented, is one of the EU region.
+    /// The example's commented `[[apps]]` block for `provider`, uncommented, with an inline
+    /// secret in place of its secret file.
+    fn example_app(provider: &str) -> String {
         let start = EXAMPLE
-            .find("# [[apps]]\n# provider = \"amazon-ads\"")
+            .find(&format!("# [[apps]]\n# provider = \"{provider}\""))
             .unwrap();
         let block: String = EXAMPLE[start..]
             .lines()
             .take_while(|l| l.starts_with("# "))
             .map(|l| format!("{}\n", &l[2..]))
             .collect();
-        let block = block.replace(
-            "client_secret_file = \"/run/secrets/amazon-ads-secret\"",
+        block.replace(
+            &format!("client_secret_file = \"/run/secrets/{provider}-secret\""),
             "client_secret = \"s\"",
-        );
+        )
+    }
+
+    #[test]
+    fn an_app_names_its_region_from_the_definition() {
+        let providers = Registry::builtin().unwrap();
+        let public = url::Url::parse("https://tw.example").unwrap();
+        // The example's commented Amazon app, uncommented, is one of the EU region.
+        let block = example_app("amazon-ads");
         let apps = FileConfig::parse(&block)
             .unwrap()
             .resolve_apps(&providers, &public)
@@ -1073,20 +1121,46 @@ mod tests {
     }
 
     #[test]
+    fn an_app_says_when_its_refresh_tokens_end_which_is_checked() {
+        let providers = Registry::builtin().unwrap();
+        let public = url::Url::parse("https://tw.example").unwrap();
+        // The example's commented Google Ads Testing app, uncommented.
+        let block = example_app("google-ads");
+        let apps = FileConfig::parse(&block)
+            .unwrap()
+            .resolve_apps(&providers, &public)
+            .unwrap();
+        assert_eq!(
+            apps[0].refresh_token_ends_after,
+            Some(Duration::from_secs(7 * 86_400))
+        );
+        let app = |provider: &str, v: &str| {
+            FileConfig::parse(&format!(
+                "[[apps]]\nprovider = {provider:?}\nclient_id = \"x\"\nclient_secret = \"y\"\nrefresh_token_ends_after = {v:?}\n"
+            ))
+            .unwrap()
+            .resolve_apps(&providers, &public)
+        };
+        for (bad, want) in [
+            ("7", "refresh_token_ends_after"),
+            ("seven days", "refresh_token_ends_after"),
+            ("30m", "between 1h and 3650d"),
+            ("4000d", "between 1h and 3650d"),
+        ] {
+            let e = app("google-ads", bad).unwrap_err().to_string();
+            assert!(e.contains(want), "{bad:?}: {e}");
+        }
+        // A platform that issues no refresh tokens has nothing to end.
+        let e = app("x-ads", "7d").unwrap_err().to_string();
+        assert!(e.contains("issues no refresh tokens"), "{e}");
+    }
+
+    #[test]
     fn an_app_names_its_user_agent_which_is_checked() {
         let providers = Registry::builtin().unwrap();
         let public = url::Url::parse("https://tw.example").unwrap();
         // The example's commented Reddit app, uncommented.
-        let start = EXAMPLE.find("# [[apps]]\n# provider = \"reddit\"").unwrap();
-        let block: String = EXAMPLE[start..]
-            .lines()
-            .take_while(|l| l.starts_with("# "))
-            .map(|l| format!("{}\n", &l[2..]))
-            .collect();
-        let block = block.replace(
-            "client_secret_file = \"/run/secrets/reddit-secret\"",
-            "client_secret = \"s\"",
-        );
+        let block = example_app("reddit");
         let apps = FileConfig::parse(&block)
             .unwrap()
             .resolve_apps(&providers, &public)

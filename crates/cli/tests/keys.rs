@@ -42,6 +42,7 @@ async fn rotate_adds_a_key_and_reencrypts_everything() {
             redirect_uri: "http://127.0.0.1:1/callback/snapchat".into(),
             developer_token: Some(Secret::new("the-developer-token-value")),
             user_agent: None,
+            refresh_token_ends_after: None,
             environment: tokenwarden_core::connection::Environment::Production,
             region: None,
             created_at: now,

@@ -50,11 +50,15 @@ pub enum ProblemCode {
     ConsentRefused,
     /// A stored row cannot be decrypted with the keys this process has.
     DecryptFailed,
+    /// The app's own quota at the platform is used up (Google Ads' daily developer-token quota,
+    /// `rateScope: DEVELOPER`): every connection of the app waits until it returns. An app
+    /// problem, cleared by the app's next successful call.
+    AppQuotaExhausted,
 }
 
 impl ProblemCode {
     /// Every code.
-    pub const ALL: [ProblemCode; 13] = [
+    pub const ALL: [ProblemCode; 14] = [
         ProblemCode::GrantRefused,
         ProblemCode::Expired,
         ProblemCode::TokenRefused,
@@ -68,6 +72,7 @@ impl ProblemCode {
         ProblemCode::AppRefused,
         ProblemCode::ConsentRefused,
         ProblemCode::DecryptFailed,
+        ProblemCode::AppQuotaExhausted,
     ];
 
     /// The stored and displayed name.
@@ -86,6 +91,7 @@ impl ProblemCode {
             ProblemCode::AppRefused => "app_refused",
             ProblemCode::ConsentRefused => "consent_refused",
             ProblemCode::DecryptFailed => "decrypt_failed",
+            ProblemCode::AppQuotaExhausted => "app_quota_exhausted",
         }
     }
 

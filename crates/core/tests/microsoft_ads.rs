@@ -505,3 +505,45 @@ fn the_definition_sends_scope_on_refresh_and_rotates() {
     let names: Vec<&str> = p.spec.api.headers.iter().map(|h| h.name.as_str()).collect();
     assert_eq!(names, ["DeveloperToken", "CustomerId"]);
 }
+
+/// The sandbox environment's scope (Part A §2 Sandbox): a sandbox app asks for
+/// `https://si.ads.microsoft.com/msads.manage` wherever the definition writes the production one
+/// (consent, exchange, the fixed `scope` sent on refresh), and nothing else moves; production is
+/// the definition itself.
+#[test]
+fn a_sandbox_app_sees_the_sandbox_scope_everywhere_the_definition_writes_it() {
+    use tokenwarden_core::connection::Environment;
+    const PROD: &str = "https://ads.microsoft.com/msads.manage";
+    const SBX: &str = "https://si.ads.microsoft.com/msads.manage";
+    let reg = Registry::builtin().unwrap();
+    let p = reg.get("microsoft-ads").unwrap();
+    assert!(std::ptr::eq(
+        &*p.for_app(None, Environment::Production, None),
+        &**p
+    ));
+    let s = p
+        .for_app(None, Environment::Sandbox, None)
+        .into_owned()
+        .spec;
+    assert_eq!(
+        s.authorize.default_scopes,
+        ["openid", "offline_access", SBX]
+    );
+    assert_eq!(s.authorize.required_scopes, [SBX]);
+    let want = format!("openid offline_access {SBX}");
+    assert_eq!(s.token.exchange.params["scope"], want);
+    assert_eq!(s.token.refresh.as_ref().unwrap().params["scope"], want);
+    // Hosts are not the environment's business here: the connection records its API base.
+    assert_eq!(s.authorize.url, p.spec.authorize.url);
+    assert_eq!(s.token.exchange.url, p.spec.token.exchange.url);
+    assert_eq!(
+        s.scopes_in(Environment::Sandbox, &[PROD.into(), "openid".into()]),
+        [SBX, "openid"]
+    );
+    // A platform without [environments.sandbox] is the same in both.
+    let t = reg.get("tiktok-business").unwrap();
+    assert!(std::ptr::eq(
+        &*t.for_app(None, Environment::Sandbox, None),
+        &**t
+    ));
+}

@@ -828,3 +828,108 @@ fn token_call_headers_take_only_the_apps_values() {
         assert!(problems.contains(expect), "{header} gives:\n{problems}");
     }
 }
+
+/// `[environments.sandbox]` mistakes are named: no sandbox host, a rename of a scope the
+/// definition never asks for (a typo that would leave sandbox apps asking for production's), a
+/// rename to itself, a "scope" with a separator in it, an environment other than sandbox.
+#[test]
+fn environment_scope_renames_are_checked() {
+    let good = example();
+    let scope = acme()
+        .spec
+        .authorize
+        .default_scopes
+        .first()
+        .cloned()
+        .expect("the example asks for a scope");
+    let has_sandbox = acme().spec.api.sandbox_base_url.is_some();
+    let cases: Vec<(String, &str)> = vec![
+        (
+            "\n[environments.sandbox]\nscopes = { \"not-asked-for\" = \"sbx\" }\n".to_string(),
+            "never asks for",
+        ),
+        (
+            format!("\n[environments.sandbox]\nscopes = {{ \"{scope}\" = \"{scope}\" }}\n"),
+            "to itself",
+        ),
+        (
+            format!("\n[environments.sandbox]\nscopes = {{ \"{scope}\" = \"a b\" }}\n"),
+            "one scope on each side",
+        ),
+        (
+            "\n[environments.staging]\nscopes = {}\n".to_string(),
+            "unknown field",
+        ),
+    ];
+    for (extra, want) in cases {
+        let text = format!("{good}{extra}");
+        let problems = Registry::check("acme-ads.toml", &text)
+            .map(|_| Vec::new())
+            .unwrap_or_else(|e| e.iter().map(|p| p.to_string()).collect::<Vec<_>>());
+        assert!(
+            problems.iter().any(|p| p.contains(want)),
+            "{extra}: {problems:?}"
+        );
+    }
+    let renamed =
+        format!("{good}\n[environments.sandbox]\nscopes = {{ \"{scope}\" = \"sbx.{scope}\" }}\n");
+    let result = Registry::check("acme-ads.toml", &renamed);
+    if has_sandbox {
+        let p = result.unwrap_or_else(|e| panic!("{e:?}"));
+        let s = p
+            .spec
+            .in_environment(tokenwarden_core::connection::Environment::Sandbox);
+        assert_eq!(s.authorize.default_scopes[0], format!("sbx.{scope}"));
+    } else {
+        let problems: Vec<String> = result.unwrap_err().iter().map(|p| p.to_string()).collect();
+        assert!(
+            problems.iter().any(|p| p.contains("api.sandbox_base_url")),
+            "{problems:?}"
+        );
+    }
+}
+
+/// `[[api.services]]` mistakes are named: a path prefix that is not a plain path, none at all, a
+/// plain-HTTP host, and a sandbox host on one side only.
+#[test]
+fn api_service_hosts_are_checked() {
+    let good = example();
+    let has_sandbox = acme().spec.api.sandbox_base_url.is_some();
+    let service = |paths: &str, extra: &str| {
+        format!(
+            "{good}\n[[api.services]]\npaths = {paths}\nbase_url = \"https://reports.acme.example\"\n{extra}"
+        )
+    };
+    let mut cases = vec![
+        (service(r#"["reports/"]"#, ""), "is not a path prefix"),
+        (service(r#"["/a/../b"]"#, ""), "is not a path prefix"),
+        (service(r#"["//evil/"]"#, ""), "is not a path prefix"),
+        (service("[]", ""), "at least one path prefix"),
+        (
+            format!(
+                "{good}\n[[api.services]]\npaths = [\"/r/\"]\nbase_url = \"http://reports.acme.example\"\n"
+            ),
+            "api.services[0].base_url",
+        ),
+    ];
+    if has_sandbox {
+        cases.push((service(r#"["/r/"]"#, ""), "say this service's too"));
+    } else {
+        cases.push((
+            service(
+                r#"["/r/"]"#,
+                "sandbox_base_url = \"https://sandbox.reports.acme.example\"\n",
+            ),
+            "needs api.sandbox_base_url",
+        ));
+    }
+    for (text, want) in cases {
+        let problems: Vec<String> = Registry::check("acme-ads.toml", &text)
+            .map(|_| Vec::new())
+            .unwrap_or_else(|e| e.iter().map(|p| p.to_string()).collect());
+        assert!(
+            problems.iter().any(|p| p.contains(want)),
+            "{want}: {problems:?}"
+        );
+    }
+}

@@ -2,10 +2,12 @@
 //! key's check, and the connection with its decrypted token set. Served by the token endpoint, the
 //! proxy and the in-process client alike.
 //!
-//! [`CachedStore`] is the store as this process sees it: a [`Store`] that forwards every call,
-//! answers [`Store::verify_api_key`] from the key cache, and drops a connection's cached token on
-//! every write that can change what a caller should get (initial tokens, a committed refresh, a
-//! state change, a replaced or deleted connection). The token cache itself is only read by the
+//! [`CachedStore`] is the store as this process sees it: a [`Store`] that implements the
+//! capabilities it caches ([`Connections`], [`Refreshes`], [`ApiKeys`]) and passes every other one
+//! to the store behind it ([`Delegate`]). It answers [`ApiKeys::verify_api_key`] from the key
+//! cache, and drops a connection's cached token on every write that can change what a caller
+//! should get (initial tokens, a committed refresh, a recorded refresh failure, a state change, a
+//! replaced or deleted connection). The token cache itself is only read by the
 //! [`TokenService`](crate::TokenService) given it with
 //! [`with_cache`](crate::TokenService::with_cache); nothing else reads through it, so the refresh
 //! protocol (single-flight, lease, compare-and-swap) always sees the database.
@@ -41,15 +43,12 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokenwarden_core::clock::Clock;
 use tokenwarden_core::connection::{Connection, ConnectionState, Problem};
-use tokenwarden_core::id::{AppId, ConnectionId, ProviderId};
+use tokenwarden_core::id::{ConnectionId, ProviderId};
 use tokenwarden_core::policy::CrowdPlan;
 use tokenwarden_core::secret::Secret;
 use tokenwarden_core::token::TokenSet;
-use tokenwarden_store::{
-    ApiKeyInfo, ApiKeyRole, App, Backend, ConnectSession, DashboardSession, Delivery, Event,
-    KeyStatus, Keyring, Lease, NewEvent, PendingAuthorization, RateFeedback, RateLane, RateSlot,
-    RotationReport, SessionUse, Sha256Hex, Store, StoreError, StoredTokens, WebhookEndpoint,
-};
+use tokenwarden_store::prelude::*;
+use tokenwarden_store::{ApiKeyInfo, ApiKeyRole, Delegate, Lease, Store, StoreError, StoredTokens};
 
 /// Cache lookups, by `cache` (`token`, `api_key`) and `outcome` (`hit`, `miss`); the server
 /// renders it on `/metrics`. Counted only while the cache is on; a token lookup is a fetch of a
@@ -400,60 +399,44 @@ fn key_digest(presented: &str) -> [u8; 32] {
     Sha256::digest(presented.as_bytes()).into()
 }
 
+// What the cache leaves alone goes straight to the store behind it. The state replicas share
+// (rate lanes, job leases, alert claims, breakers) is never cached: its point is to be seen by
+// every replica.
+macro_rules! pass_through {
+    ($($capability:ident),*) => {$(
+        impl Delegate<dyn $capability> for CachedStore {
+            fn delegate(&self) -> &(dyn $capability + 'static) {
+                &*self.inner
+            }
+        }
+    )*};
+}
+pass_through!(
+    Apps,
+    Authorizations,
+    Events,
+    Webhooks,
+    DashboardSessions,
+    Encryption,
+    Coordination,
+    Retention
+);
+
 #[async_trait]
-impl Store for CachedStore {
-    fn backend(&self) -> Backend {
-        self.inner.backend()
-    }
-
-    // ---- provider apps ----
-    async fn put_app(&self, app: &App) -> Result<(), StoreError> {
-        self.inner.put_app(app).await
-    }
-    async fn get_app(&self, provider: &ProviderId, app: &AppId) -> Result<Option<App>, StoreError> {
-        self.inner.get_app(provider, app).await
-    }
-    async fn list_apps(&self, provider: Option<&ProviderId>) -> Result<Vec<App>, StoreError> {
-        self.inner.list_apps(provider).await
-    }
-    async fn delete_app(&self, provider: &ProviderId, app: &AppId) -> Result<bool, StoreError> {
-        self.inner.delete_app(provider, app).await
-    }
-    async fn raise_app_problem(
-        &self,
-        provider: &ProviderId,
-        app: &AppId,
-        problem: &Problem,
-    ) -> Result<(), StoreError> {
-        self.inner.raise_app_problem(provider, app, problem).await
-    }
-    async fn clear_app_problem(
-        &self,
-        provider: &ProviderId,
-        app: &AppId,
-        code: &str,
-    ) -> Result<bool, StoreError> {
-        self.inner.clear_app_problem(provider, app, code).await
-    }
-    async fn app_problems(
-        &self,
-        provider: &ProviderId,
-        app: &AppId,
-    ) -> Result<Vec<Problem>, StoreError> {
-        self.inner.app_problems(provider, app).await
-    }
-
-    // ---- connections ----
+impl Connections for CachedStore {
     async fn put_connection(&self, conn: &Connection) -> Result<(), StoreError> {
         let _forget = self.forget_on_drop(&conn.id);
         self.inner.put_connection(conn).await
     }
+
     async fn get_connection(&self, id: &ConnectionId) -> Result<Option<Connection>, StoreError> {
         self.inner.get_connection(id).await
     }
+
     async fn list_connections(&self) -> Result<Vec<Connection>, StoreError> {
         self.inner.list_connections().await
     }
+
     async fn set_state(
         &self,
         id: &ConnectionId,
@@ -464,17 +447,12 @@ impl Store for CachedStore {
         let _forget = self.forget_on_drop(id);
         self.inner.set_state(id, state, problems, now).await
     }
+
     async fn delete_connection(&self, id: &ConnectionId) -> Result<bool, StoreError> {
         let _forget = self.forget_on_drop(id);
         self.inner.delete_connection(id).await
     }
-    async fn set_next_refresh(
-        &self,
-        id: &ConnectionId,
-        at: Option<DateTime<Utc>>,
-    ) -> Result<(), StoreError> {
-        self.inner.set_next_refresh(id, at).await
-    }
+
     async fn set_next_probe(
         &self,
         id: &ConnectionId,
@@ -482,6 +460,7 @@ impl Store for CachedStore {
     ) -> Result<(), StoreError> {
         self.inner.set_next_probe(id, at).await
     }
+
     async fn due_probes(
         &self,
         now: DateTime<Utc>,
@@ -489,19 +468,25 @@ impl Store for CachedStore {
     ) -> Result<Vec<ConnectionId>, StoreError> {
         self.inner.due_probes(now, limit).await
     }
-    async fn next_refresh_deadline(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
-        self.inner.next_refresh_deadline().await
+
+    async fn set_account(
+        &self,
+        id: &ConnectionId,
+        account: &tokenwarden_core::connection::Account,
+    ) -> Result<(), StoreError> {
+        self.inner.set_account(id, account).await
     }
 
-    // ---- token sets and the refresh lease ----
     async fn get_tokens(&self, conn: &ConnectionId) -> Result<Option<StoredTokens>, StoreError> {
         self.inner.get_tokens(conn).await
     }
+
     async fn token_expiries(
         &self,
     ) -> Result<Vec<(ConnectionId, Option<DateTime<Utc>>)>, StoreError> {
         self.inner.token_expiries().await
     }
+
     async fn put_initial_tokens(
         &self,
         conn: &ConnectionId,
@@ -510,6 +495,22 @@ impl Store for CachedStore {
         let _forget = self.forget_on_drop(conn);
         self.inner.put_initial_tokens(conn, set).await
     }
+}
+
+#[async_trait]
+impl Refreshes for CachedStore {
+    async fn set_next_refresh(
+        &self,
+        id: &ConnectionId,
+        at: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError> {
+        self.inner.set_next_refresh(id, at).await
+    }
+
+    async fn next_refresh_deadline(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.inner.next_refresh_deadline().await
+    }
+
     async fn acquire_refresh_lease(
         &self,
         conn: &ConnectionId,
@@ -518,6 +519,7 @@ impl Store for CachedStore {
     ) -> Result<Option<Lease>, StoreError> {
         self.inner.acquire_refresh_lease(conn, owner, ttl).await
     }
+
     async fn commit_refresh(
         &self,
         lease: &Lease,
@@ -527,6 +529,7 @@ impl Store for CachedStore {
         let _forget = self.forget_on_drop(&lease.connection);
         self.inner.commit_refresh(lease, new, next_refresh).await
     }
+
     async fn record_refresh_failure(
         &self,
         lease: &Lease,
@@ -540,12 +543,15 @@ impl Store for CachedStore {
             .record_refresh_failure(lease, state, problems, next_refresh, now)
             .await
     }
+
     async fn mark_refresh_sent(&self, lease: &Lease) -> Result<bool, StoreError> {
         self.inner.mark_refresh_sent(lease).await
     }
+
     async fn release_lease(&self, lease: &Lease) -> Result<(), StoreError> {
         self.inner.release_lease(lease).await
     }
+
     async fn claim_due_refreshes(
         &self,
         now: DateTime<Utc>,
@@ -555,6 +561,15 @@ impl Store for CachedStore {
     ) -> Result<Vec<(ConnectionId, i64)>, StoreError> {
         self.inner.claim_due_refreshes(now, limit, owner, ttl).await
     }
+
+    async fn refresh_deadlines(
+        &self,
+        provider: &ProviderId,
+        limit: i64,
+    ) -> Result<Vec<DateTime<Utc>>, StoreError> {
+        self.inner.refresh_deadlines(provider, limit).await
+    }
+
     async fn crowd_plan(
         &self,
         provider: &ProviderId,
@@ -564,13 +579,6 @@ impl Store for CachedStore {
         self.inner.crowd_plan(provider, every, limit).await
     }
 
-    async fn refresh_deadlines(
-        &self,
-        provider: &ProviderId,
-        limit: i64,
-    ) -> Result<Vec<DateTime<Utc>>, StoreError> {
-        self.inner.refresh_deadlines(provider, limit).await
-    }
     async fn claim_earliest_refreshes(
         &self,
         provider: &ProviderId,
@@ -584,72 +592,10 @@ impl Store for CachedStore {
             .claim_earliest_refreshes(provider, until, now, limit, owner, ttl)
             .await
     }
+}
 
-    // ---- pending authorizations ----
-    async fn put_pending(&self, pending: &PendingAuthorization) -> Result<(), StoreError> {
-        self.inner.put_pending(pending).await
-    }
-    async fn consume_pending(
-        &self,
-        state_hash: &Sha256Hex,
-        now: DateTime<Utc>,
-    ) -> Result<Option<PendingAuthorization>, StoreError> {
-        self.inner.consume_pending(state_hash, now).await
-    }
-    async fn purge_expired_pending(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
-        self.inner.purge_expired_pending(now).await
-    }
-
-    // ---- connect sessions ----
-    async fn put_connect_session(&self, session: &ConnectSession) -> Result<(), StoreError> {
-        self.inner.put_connect_session(session).await
-    }
-    async fn use_connect_session(
-        &self,
-        token_hash: &Sha256Hex,
-        now: DateTime<Utc>,
-    ) -> Result<SessionUse, StoreError> {
-        self.inner.use_connect_session(token_hash, now).await
-    }
-    async fn find_connect_session(
-        &self,
-        token_hash: &Sha256Hex,
-        now: DateTime<Utc>,
-    ) -> Result<SessionUse, StoreError> {
-        self.inner.find_connect_session(token_hash, now).await
-    }
-    async fn get_connect_session(&self, id: &str) -> Result<Option<ConnectSession>, StoreError> {
-        self.inner.get_connect_session(id).await
-    }
-    async fn set_account(
-        &self,
-        id: &ConnectionId,
-        account: &tokenwarden_core::connection::Account,
-    ) -> Result<(), StoreError> {
-        self.inner.set_account(id, account).await
-    }
-
-    // ---- events ----
-    async fn append_event(&self, event: &NewEvent) -> Result<i64, StoreError> {
-        self.inner.append_event(event).await
-    }
-    async fn list_events(
-        &self,
-        conn: Option<&ConnectionId>,
-        after_id: i64,
-        limit: i64,
-    ) -> Result<Vec<Event>, StoreError> {
-        self.inner.list_events(conn, after_id, limit).await
-    }
-    async fn latest_events(
-        &self,
-        conn: &ConnectionId,
-        limit: i64,
-    ) -> Result<Vec<Event>, StoreError> {
-        self.inner.latest_events(conn, limit).await
-    }
-
-    // ---- API keys ----
+#[async_trait]
+impl ApiKeys for CachedStore {
     async fn create_api_key(
         &self,
         role: ApiKeyRole,
@@ -658,6 +604,7 @@ impl Store for CachedStore {
     ) -> Result<(ApiKeyInfo, Secret), StoreError> {
         self.inner.create_api_key(role, label, now).await
     }
+
     async fn verify_api_key(&self, presented: &str) -> Result<Option<ApiKeyInfo>, StoreError> {
         if !self.keys.enabled() {
             return self.inner.verify_api_key(presented).await;
@@ -678,9 +625,11 @@ impl Store for CachedStore {
         }
         Ok(verified)
     }
+
     async fn list_api_keys(&self) -> Result<Vec<ApiKeyInfo>, StoreError> {
         self.inner.list_api_keys().await
     }
+
     async fn revoke_api_key(&self, id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
         struct ForgetKey<'a>(&'a Shelf<[u8; 32], ApiKeyInfo>, &'a str);
         impl Drop for ForgetKey<'_> {
@@ -691,179 +640,6 @@ impl Store for CachedStore {
         let _forget = ForgetKey(&self.keys, id);
         self.inner.revoke_api_key(id, now).await
     }
-
-    // ---- webhooks and the outbox ----
-    async fn put_webhook(&self, endpoint: &WebhookEndpoint) -> Result<(), StoreError> {
-        self.inner.put_webhook(endpoint).await
-    }
-    async fn get_webhook(&self, id: &str) -> Result<Option<WebhookEndpoint>, StoreError> {
-        self.inner.get_webhook(id).await
-    }
-    async fn list_webhooks(&self) -> Result<Vec<WebhookEndpoint>, StoreError> {
-        self.inner.list_webhooks().await
-    }
-    async fn delete_webhook(&self, id: &str) -> Result<bool, StoreError> {
-        self.inner.delete_webhook(id).await
-    }
-    async fn enqueue_deliveries(
-        &self,
-        payload: &str,
-        now: DateTime<Utc>,
-    ) -> Result<Vec<String>, StoreError> {
-        self.inner.enqueue_deliveries(payload, now).await
-    }
-    async fn claim_due_deliveries(
-        &self,
-        now: DateTime<Utc>,
-        limit: i64,
-        ttl: Duration,
-    ) -> Result<Vec<Delivery>, StoreError> {
-        self.inner.claim_due_deliveries(now, limit, ttl).await
-    }
-    async fn mark_delivered(&self, id: &str) -> Result<(), StoreError> {
-        self.inner.mark_delivered(id).await
-    }
-    async fn mark_failed(
-        &self,
-        id: &str,
-        error: &str,
-        retry_at: Option<DateTime<Utc>>,
-    ) -> Result<(), StoreError> {
-        self.inner.mark_failed(id, error, retry_at).await
-    }
-    async fn list_deliveries(
-        &self,
-        webhook: &str,
-        limit: i64,
-    ) -> Result<Vec<Delivery>, StoreError> {
-        self.inner.list_deliveries(webhook, limit).await
-    }
-    async fn get_delivery(&self, id: &str) -> Result<Option<Delivery>, StoreError> {
-        self.inner.get_delivery(id).await
-    }
-
-    // ---- keys ----
-    fn keyring(&self) -> Keyring {
-        self.inner.keyring()
-    }
-    fn set_key_loader(&self, loader: tokenwarden_store::KeyLoader) {
-        self.inner.set_key_loader(loader)
-    }
-    async fn set_keyring(&self, keys: Keyring) -> Result<(), StoreError> {
-        self.inner.set_keyring(keys).await
-    }
-    async fn reencrypt_all(&self, batch: i64) -> Result<RotationReport, StoreError> {
-        self.inner.reencrypt_all(batch).await
-    }
-    async fn retire_old_keys(&self) -> Result<(), StoreError> {
-        self.inner.retire_old_keys().await
-    }
-    async fn key_status(&self) -> Result<Vec<KeyStatus>, StoreError> {
-        self.inner.key_status().await
-    }
-    async fn prune_events(&self, before: DateTime<Utc>, batch: i64) -> Result<u64, StoreError> {
-        self.inner.prune_events(before, batch).await
-    }
-    async fn prune_deliveries(&self, before: DateTime<Utc>, batch: i64) -> Result<u64, StoreError> {
-        self.inner.prune_deliveries(before, batch).await
-    }
-
-    // ---- shared by replicas: never cached (their point is to be seen by every replica) ----
-    async fn take_rate_slot(
-        &self,
-        lanes: &[RateLane],
-        after: std::time::Duration,
-        within: std::time::Duration,
-    ) -> Result<RateSlot, StoreError> {
-        self.inner.take_rate_slot(lanes, after, within).await
-    }
-    async fn rate_feedback(
-        &self,
-        lanes: &[String],
-        feedback: RateFeedback,
-    ) -> Result<(), StoreError> {
-        self.inner.rate_feedback(lanes, feedback).await
-    }
-    async fn take_job_lease(
-        &self,
-        name: &str,
-        holder: &str,
-        ttl: std::time::Duration,
-    ) -> Result<bool, StoreError> {
-        self.inner.take_job_lease(name, holder, ttl).await
-    }
-    async fn release_job_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
-        self.inner.release_job_lease(name, holder).await
-    }
-    async fn claim_alert(
-        &self,
-        key: &str,
-        holder: &str,
-        now: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        self.inner.claim_alert(key, holder, now).await
-    }
-    async fn unclaim_alert(&self, key: &str) -> Result<(), StoreError> {
-        self.inner.unclaim_alert(key).await
-    }
-    async fn put_dashboard_session(&self, session: &DashboardSession) -> Result<(), StoreError> {
-        self.inner.put_dashboard_session(session).await
-    }
-    async fn use_dashboard_session(
-        &self,
-        token_hash: &Sha256Hex,
-        now: DateTime<Utc>,
-        idle: chrono::TimeDelta,
-    ) -> Result<Option<DashboardSession>, StoreError> {
-        self.inner
-            .use_dashboard_session(token_hash, now, idle)
-            .await
-    }
-    async fn end_dashboard_session(&self, token_hash: &Sha256Hex) -> Result<(), StoreError> {
-        self.inner.end_dashboard_session(token_hash).await
-    }
-    async fn record_signin_failure(
-        &self,
-        keys: &[String],
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        self.inner.record_signin_failure(keys, now).await
-    }
-    async fn signin_locked_until(
-        &self,
-        keys: &[String],
-        limit: i64,
-        window: chrono::TimeDelta,
-        now: DateTime<Utc>,
-    ) -> Result<Option<DateTime<Utc>>, StoreError> {
-        self.inner
-            .signin_locked_until(keys, limit, window, now)
-            .await
-    }
-    async fn clear_signin_failures(&self, key: &str) -> Result<(), StoreError> {
-        self.inner.clear_signin_failures(key).await
-    }
-    async fn breaker(
-        &self,
-        name: &str,
-    ) -> Result<(tokenwarden_store::BreakerRecord, DateTime<Utc>), StoreError> {
-        self.inner.breaker(name).await
-    }
-    async fn put_breaker(
-        &self,
-        name: &str,
-        expected_version: i64,
-        state: &tokenwarden_core::breaker::BreakerState,
-    ) -> Result<bool, StoreError> {
-        self.inner.put_breaker(name, expected_version, state).await
-    }
-    async fn purge_replica_state(
-        &self,
-        now: DateTime<Utc>,
-        alerts_before: DateTime<Utc>,
-    ) -> Result<u64, StoreError> {
-        self.inner.purge_replica_state(now, alerts_before).await
-    }
 }
 
 #[cfg(test)]
@@ -871,6 +647,8 @@ mod tests {
     use super::*;
     use tokenwarden_core::clock::FakeClock;
     use tokenwarden_core::connection::Environment;
+    use tokenwarden_core::id::AppId;
+    use tokenwarden_store::Keyring;
 
     fn t0() -> DateTime<Utc> {
         DateTime::from_timestamp(1_800_000_000, 0).unwrap()

@@ -400,7 +400,8 @@ pub struct Engine {
     config: EngineConfig,
     /// When each app's configuration problem was last recorded (provider, app): a misconfigured
     /// app answered on every call is written once a minute, not once a call.
-    app_problems_raised: parking_lot::Mutex<std::collections::HashMap<(String, String), Instant>>,
+    app_problems_raised:
+        parking_lot::Mutex<std::collections::HashMap<(String, String, ProblemCode), Instant>>,
 }
 
 fn idempotent(m: &Method) -> bool {
@@ -513,13 +514,21 @@ impl Engine {
                 )
             })?;
         let base = target::api_base(&provider, &conn)?;
+        // A path goes to the host that serves it (`[[api.services]]`), else the connection's own.
         let (url, rel) = match &call.target {
             Target::Path { path, query } => {
-                (target::build(&base, path, query.as_deref())?, path.clone())
+                let host = target::base_for(&provider, &base, path);
+                (target::build(&host, path, query.as_deref())?, path.clone())
             }
             Target::Url(u) => {
-                let (path, query) = target::relative(&base, u)?;
-                (target::build(&base, &path, query)?, path)
+                let within = target::bases(&provider, &base)
+                    .into_iter()
+                    .find_map(|b| target::relative(&b, u).ok().map(|r| (b, r)));
+                let Some((host, (path, query))) = within else {
+                    let why = target::relative(&base, u).err();
+                    return Err(why.unwrap_or(UrlRefused::LeftBase).into());
+                };
+                (target::build(&host, &path, query)?, path)
             }
         };
         Ok((conn, provider, url, rel))
@@ -819,9 +828,13 @@ impl Engine {
                     step += 1;
                     if throttled {
                         // Everyone on these lanes waits, not just this caller; every connection
-                        // of the app when the quota is the app's.
+                        // of the app when the quota is the app's, which is then one app problem
+                        // (never a problem on each connection).
                         let held = Shaper::held_by(&lanes, c.blame == Blame::App);
                         self.shaper.throttled(&held, wait).await;
+                        if c.blame == Blame::App {
+                            self.raise_app_problem(&conn, c, Some(wait)).await;
+                        }
                     }
                     // A throttled call was refused before it was processed; an outage may have
                     // processed a non-idempotent call, so that one is never replayed.
@@ -838,7 +851,7 @@ impl Engine {
                 // The app's configuration (LinkedIn's retired or missing API version): one
                 // app-level problem, no connection touched (hardening rule 5).
                 Action::FixRequest if c.blame == Blame::App => {
-                    self.raise_app_problem(&conn, c).await;
+                    self.raise_app_problem(&conn, c, None).await;
                 }
                 _ => {
                     if c.kind == Kind::Ok {
@@ -881,8 +894,20 @@ impl Engine {
     /// the monitor marks it within one probe interval if the grant is really gone.
     /// Records a refusal that is the app's configuration as the app's problem, once: the
     /// connections stay as they are.
-    async fn raise_app_problem(&self, conn: &Connection, c: &Classification) {
-        let key = (conn.provider.to_string(), conn.app.to_string());
+    ///
+    /// With `quota_wait`, the refusal is the app's quota (a throttle the definition blames on the
+    /// app): `app_quota_exhausted`, saying when calls resume. Otherwise `app_refused`.
+    async fn raise_app_problem(
+        &self,
+        conn: &Connection,
+        c: &Classification,
+        quota_wait: Option<Duration>,
+    ) {
+        let code = match quota_wait {
+            Some(_) => ProblemCode::AppQuotaExhausted,
+            None => ProblemCode::AppRefused,
+        };
+        let key = (conn.provider.to_string(), conn.app.to_string(), code);
         {
             let mut raised = self.app_problems_raised.lock();
             let now = Instant::now();
@@ -894,20 +919,29 @@ impl Engine {
             }
             raised.insert(key, now);
         }
+        let now = self.clock.now();
+        let fix = match quota_wait.and_then(|w| chrono::TimeDelta::from_std(w).ok()) {
+            Some(w) => format!(
+                "{} Every connection of this app waits until {} UTC; nothing needs re-authorizing.",
+                c.fix.trim_end(),
+                (now + w).format("%Y-%m-%d %H:%M")
+            ),
+            None => c.fix.clone(),
+        };
         let problem = Problem {
-            code: ProblemCode::AppRefused,
+            code,
             title: c.title.clone(),
-            fix: c.fix.clone(),
-            since: self.clock.now(),
+            fix,
+            since: now,
         };
         tracing::warn!(
             connection = %conn.id,
             provider = %conn.provider,
             app = %conn.app,
-            kind = "app_refused",
+            kind = code.as_str(),
             verdict = c.kind.as_str(),
             reason = %c.title,
-            "the platform refused the app's configuration on a proxied call"
+            "the platform refused the app (its configuration or its quota) on a proxied call"
         );
         if let Err(e) = self
             .store
@@ -924,16 +958,30 @@ impl Engine {
     /// process raised one; another replica clears its own on its next success, and a refresh
     /// that succeeds clears any.
     async fn clear_app_problem(&self, conn: &Connection) {
-        let key = (conn.provider.to_string(), conn.app.to_string());
-        if self.app_problems_raised.lock().remove(&key).is_none() {
-            return;
-        }
-        if let Err(e) = self
-            .store
-            .clear_app_problem(&conn.provider, &conn.app, ProblemCode::AppRefused.as_str())
-            .await
-        {
-            tracing::warn!(app = %conn.app, error = %e, "could not clear the app problem");
+        let raised: Vec<ProblemCode> = {
+            let mut map = self.app_problems_raised.lock();
+            if map.is_empty() {
+                return;
+            }
+            let (provider, app) = (conn.provider.as_str(), conn.app.as_str());
+            let codes: Vec<ProblemCode> = map
+                .keys()
+                .filter(|(p, a, _)| p == provider && a == app)
+                .map(|(_, _, c)| *c)
+                .collect();
+            for code in &codes {
+                map.remove(&(provider.to_string(), app.to_string(), *code));
+            }
+            codes
+        };
+        for code in raised {
+            if let Err(e) = self
+                .store
+                .clear_app_problem(&conn.provider, &conn.app, code.as_str())
+                .await
+            {
+                tracing::warn!(app = %conn.app, error = %e, "could not clear the app problem");
+            }
         }
     }
 

@@ -54,6 +54,48 @@ pub fn api_base(provider: &Provider, conn: &Connection) -> Result<Url, UrlRefuse
         .ok_or(UrlRefused::UnknownBase)
 }
 
+/// The base a call to `path` (raw) goes to: the base of the definition's `[[api.services]]` entry
+/// that serves the path, in the environment of the connection's own `base`; otherwise `base`.
+pub fn base_for(provider: &Provider, base: &Url, path: &str) -> Url {
+    let api = &provider.spec.api;
+    let sandbox = is_sandbox(provider, base);
+    api.services
+        .iter()
+        .find(|s| s.serves(path))
+        .and_then(|s| {
+            if sandbox {
+                s.sandbox_base_url.clone()
+            } else {
+                Some(s.base_url.clone())
+            }
+        })
+        .unwrap_or_else(|| base.clone())
+}
+
+/// Every base a connection whose own base is `base` may call: that one first, then its
+/// environment's services' (a caller of the reqwest middleware names whole URLs).
+pub fn bases(provider: &Provider, base: &Url) -> Vec<Url> {
+    let sandbox = is_sandbox(provider, base);
+    std::iter::once(base.clone())
+        .chain(provider.spec.api.services.iter().filter_map(|s| {
+            if sandbox {
+                s.sandbox_base_url.clone()
+            } else {
+                Some(s.base_url.clone())
+            }
+        }))
+        .collect()
+}
+
+fn is_sandbox(provider: &Provider, base: &Url) -> bool {
+    provider
+        .spec
+        .api
+        .sandbox_base_url
+        .as_ref()
+        .is_some_and(|u| u.as_str().trim_end_matches('/') == base.as_str().trim_end_matches('/'))
+}
+
 /// Checks a raw (still percent-encoded) path as it arrived.
 pub fn check_path(path: &str) -> Result<(), UrlRefused> {
     if !path.starts_with('/') {
@@ -456,5 +498,87 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Microsoft Advertising's services on their own hosts (`[[api.services]]`): a path goes to
+    /// the host that serves it, in the connection's environment, and everything else to the
+    /// connection's own base; the same holds once the definition is pointed at the local sandbox.
+    #[test]
+    fn a_path_goes_to_the_host_of_the_service_that_serves_it() {
+        let reg = tokenwarden_core::provider::Registry::builtin().unwrap();
+        let p = reg.get("microsoft-ads").unwrap();
+        let prod = p.spec.api.base_url.clone();
+        let sbx = p.spec.api.sandbox_base_url.clone().unwrap();
+        let host = |base: &Url, path: &str| base_for(p, base, path).host_str().unwrap().to_string();
+        for (path, want, want_sbx) in [
+            (
+                "/CustomerManagement/v13/User/Query",
+                "clientcenter.api.bingads.microsoft.com",
+                "clientcenter.api.sandbox.bingads.microsoft.com",
+            ),
+            (
+                "/CampaignManagement/v13/Campaigns/QueryByAccountId",
+                "campaign.api.bingads.microsoft.com",
+                "campaign.api.sandbox.bingads.microsoft.com",
+            ),
+            (
+                "/campaignmanagement/v13/Campaigns",
+                "campaign.api.bingads.microsoft.com",
+                "campaign.api.sandbox.bingads.microsoft.com",
+            ),
+            (
+                "/Api/Advertiser/CampaignManagement/v13/BulkService.svc",
+                "bulk.api.bingads.microsoft.com",
+                "bulk.api.sandbox.bingads.microsoft.com",
+            ),
+            (
+                "/Reporting/v13/GenerateReport/Poll",
+                "reporting.api.bingads.microsoft.com",
+                "reporting.api.sandbox.bingads.microsoft.com",
+            ),
+            (
+                "/AdInsight/v13/KeywordIdeas/Query",
+                "adinsight.api.bingads.microsoft.com",
+                "adinsight.api.sandbox.bingads.microsoft.com",
+            ),
+            // A prefix is not a word: /CampaignManagementX is not the service.
+            (
+                "/CampaignManagementX/v13",
+                "clientcenter.api.bingads.microsoft.com",
+                "clientcenter.api.sandbox.bingads.microsoft.com",
+            ),
+        ] {
+            assert_eq!(host(&prod, path), want, "{path}");
+            assert_eq!(host(&sbx, path), want_sbx, "{path}");
+            let url = build(&base_for(p, &prod, path), path, None).unwrap();
+            assert_eq!(url.host_str(), Some(want), "{path}");
+        }
+        // Whole URLs (the reqwest middleware) are taken on any of the environment's hosts only.
+        let names = |base: &Url| {
+            bases(p, base)
+                .iter()
+                .map(|u| u.host_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names(&prod).len(), 5);
+        assert!(names(&prod).iter().all(|h| !h.contains(".sandbox.")));
+        assert!(names(&sbx).iter().all(|h| h.contains(".sandbox.")));
+        // Pointed at the local sandbox: every service under the origin, the sandbox's under
+        // /sandbox, like the connection's own bases.
+        let local = p.with_origin(&Url::parse("http://127.0.0.1:9/microsoft-ads").unwrap());
+        let lp = local.spec.api.base_url.clone();
+        let ls = local.spec.api.sandbox_base_url.clone().unwrap();
+        let trimmed = |u: Url| u.as_str().trim_end_matches('/').to_string();
+        assert_eq!(
+            trimmed(base_for(&local, &lp, "/CampaignManagement/v13")),
+            "http://127.0.0.1:9/microsoft-ads"
+        );
+        assert_eq!(
+            trimmed(base_for(&local, &ls, "/CampaignManagement/v13")),
+            "http://127.0.0.1:9/microsoft-ads/sandbox"
+        );
+        // A platform without services: always the connection's base.
+        let snap = reg.get("snapchat").unwrap();
+        assert_eq!(base_for(snap, &base(), "/CampaignManagement/x"), base());
     }
 }

@@ -458,8 +458,14 @@ impl TokenService {
                 return Err(e.into());
             }
         };
-        // The token host of the connection's region (its app's, for one recorded before regions).
-        let regional = provider.in_region(conn.region.as_deref().or(app.region.as_deref()));
+        // The token host of the connection's region (its app's, for one recorded before
+        // regions), the scope names of its environment (sent on refresh by some platforms), and
+        // the app's own refresh-token end, which a refresh must not move.
+        let regional = provider.for_app(
+            conn.region.as_deref().or(app.region.as_deref()),
+            conn.environment,
+            app.refresh_token_ends_after,
+        );
         let provider: &Provider = &regional;
         let creds = AppCredentials {
             client_id: app.client_id,

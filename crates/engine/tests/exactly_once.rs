@@ -153,6 +153,7 @@ impl World {
                 redirect_uri: c.redirect_uri,
                 developer_token: None,
                 user_agent: None,
+                refresh_token_ends_after: None,
                 environment: tokenwarden_core::connection::Environment::Production,
                 region: None,
                 created_at: now,

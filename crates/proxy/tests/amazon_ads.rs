@@ -27,6 +27,7 @@ async fn connect_eu(w: &World, connection: &str) -> String {
             region: Some("eu".into()),
             developer_token: None,
             user_agent: None,
+            refresh_token_ends_after: None,
             created_at: now,
             updated_at: now,
         })

@@ -107,6 +107,32 @@ async fn google_ads_app_quota_pauses_every_connection_of_the_app() {
         "gq-c never reached Google: {c}"
     );
     assert_eq!(c["too_many_requests_sent"], 1, "{c}");
+    // One problem, on the app, saying when calls resume; no connection carries one.
+    let problems =
+        w.d.state
+            .store
+            .app_problems(&"google-ads".parse().unwrap(), &"demo".parse().unwrap())
+            .await
+            .unwrap();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0].code.as_str(), "app_quota_exhausted");
+    assert!(
+        problems[0]
+            .fix
+            .contains("Every connection of this app waits until"),
+        "{problems:?}"
+    );
+    for id in ["gq-a", "gq-b", "gq-c"] {
+        let conn =
+            w.d.state
+                .store
+                .get_connection(&id.parse().unwrap())
+                .await
+                .unwrap()
+                .unwrap();
+        assert_eq!(conn.state.as_str(), "active", "{id}");
+        assert!(conn.problems.is_empty(), "{id}: {:?}", conn.problems);
+    }
     w.d.stop().await;
 }
 

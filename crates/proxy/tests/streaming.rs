@@ -334,6 +334,7 @@ async fn rig(config: EngineConfig) -> Rig {
             redirect_uri: "http://127.0.0.1:1/callback/bulk".into(),
             developer_token: None,
             user_agent: None,
+            refresh_token_ends_after: None,
             environment: tokenwarden_core::connection::Environment::Production,
             region: None,
             created_at: now,

@@ -230,12 +230,12 @@ mod tests {
             vec!["http://localhost:3000/cb".to_string()]
         );
         // One demo app per platform, and a sandbox-environment one for each with a sandbox host
-        // (TikTok Business, Pinterest, X Ads).
+        // (TikTok Business, Pinterest, X Ads, Microsoft Advertising).
         let hosts = Provider::ALL
             .iter()
             .filter(|p| p.sandbox_host().is_some())
             .count();
-        assert_eq!(hosts, 3);
+        assert_eq!(hosts, 4);
         assert_eq!(c.apps.len(), Provider::ALL.len() + hosts);
         assert!(Cli::try_parse_from(["sandbox", "--lifetime", "myspace=1m"]).is_err());
         assert!(Cli::try_parse_from(["sandbox", "--lifetime", "snapchat"]).is_err());

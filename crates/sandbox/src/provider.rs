@@ -136,6 +136,8 @@ impl Provider {
             Provider::Pinterest => Some("api-sandbox.pinterest.com"),
             // Part B §4 Sandbox: campaigns never serve; same OAuth 1.0a credentials.
             Provider::XAds => Some("ads-api-sandbox.x.com"),
+            // Part A §2 Sandbox: its own users and scope; the same sign-in host.
+            Provider::MicrosoftAds => Some("clientcenter.api.sandbox.bingads.microsoft.com"),
             _ => None,
         }
     }

@@ -21,15 +21,21 @@ const VERIFIER: &str = "dBjftJeZ4CVP-mJ92K9KDkBKNPbPkCNOJzUdSl2LVMU";
 const CHALLENGE: &str = "qFv1gU0l-qER3UxSJqc_CAdmE0HHDTRMsrQh10aiZxw";
 
 async fn connect(h: &Harness) -> (String, String) {
+    connect_as(h, "demo-microsoft-ads", SCOPES).await
+}
+
+/// Consent and code exchange for `client` asking for `scopes`; the access and refresh tokens.
+async fn connect_as(h: &Harness, client: &str, scopes: &str) -> (String, String) {
+    let secret = format!("{client}-secret");
     let q = h
         .authorize(
             AUTH,
             &[
-                ("client_id", "demo-microsoft-ads"),
+                ("client_id", client),
                 ("redirect_uri", REDIRECT),
                 ("response_type", "code"),
                 ("response_mode", "query"),
-                ("scope", SCOPES),
+                ("scope", scopes),
                 ("state", "s1"),
                 ("code_challenge", CHALLENGE),
                 ("code_challenge_method", "S256"),
@@ -40,18 +46,22 @@ async fn connect(h: &Harness) -> (String, String) {
     assert_eq!(q["state"], "s1");
     let (st, _, tok, _) = call(h.http.post(h.url(TOKEN)).form(&[
         ("grant_type", "authorization_code"),
-        ("client_id", "demo-microsoft-ads"),
-        ("client_secret", "demo-microsoft-ads-secret"),
+        ("client_id", client),
+        ("client_secret", &secret),
         ("code", q["code"].as_str()),
         ("redirect_uri", REDIRECT),
         ("code_verifier", VERIFIER),
-        ("scope", SCOPES),
+        ("scope", scopes),
     ]))
     .await;
     assert_eq!(st, StatusCode::OK, "{tok}");
     assert_eq!(tok["expires_in"], 3600);
     assert_eq!(tok["token_type"], "Bearer");
-    assert_eq!(tok["scope"], "https://ads.microsoft.com/msads.manage");
+    assert_eq!(
+        tok["scope"].as_str(),
+        scopes.rsplit(' ').next(),
+        "the answer names the msads.manage scope asked for"
+    );
     (
         tok["access_token"].as_str().unwrap().into(),
         tok["refresh_token"].as_str().unwrap().into(),
@@ -73,9 +83,13 @@ async fn refresh(h: &Harness, rt: &str, scope: Option<&str>) -> (StatusCode, Val
 }
 
 async fn probe(h: &Harness, at: &str, dev: Option<&str>) -> (StatusCode, Value) {
+    probe_at(h, PROBE, at, dev).await
+}
+
+async fn probe_at(h: &Harness, path: &str, at: &str, dev: Option<&str>) -> (StatusCode, Value) {
     let mut req = h
         .http
-        .post(h.url(PROBE))
+        .post(h.url(path))
         .bearer_auth(at)
         .json(&json!({"UserId": null}));
     if let Some(d) = dev {
@@ -212,5 +226,63 @@ async fn soap_get_user_and_its_faults_in_http_500() {
     let (st, _, _, text) = send(soap_get_user(&at, DEV)).await;
     assert_eq!(st, StatusCode::INTERNAL_SERVER_ERROR);
     assert!(text.contains("<Code>109</Code>") && text.contains("AuthenticationTokenExpired"));
+    h.stop().await;
+}
+
+/// The sandbox environment (Part A §2 Sandbox): its own API hosts, the same sign-in host, its own
+/// scope. A sandbox token works on the sandbox host only; a production token, or a token for the
+/// other environment's scope, answers 105 InvalidCredentials there, as on the real services.
+#[tokio::test]
+async fn the_sandbox_environment_has_its_own_host_and_scope() {
+    const SANDBOX_PROBE: &str = "/microsoft-ads/sandbox/CustomerManagement/v13/User/Query";
+    const SANDBOX_SCOPES: &str = "openid offline_access https://si.ads.microsoft.com/msads.manage";
+    let h = Harness::start().await;
+    let (sbx, sbx_rt) = connect_as(&h, "demo-microsoft-ads-sandbox", SANDBOX_SCOPES).await;
+    let (prod, _) = connect(&h).await;
+
+    let (st, v) = probe_at(&h, SANDBOX_PROBE, &sbx, Some(DEV)).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert!(v["User"]["Id"].is_number(), "{v}");
+    let (st, v) = probe_at(&h, PROBE, &prod, Some(DEV)).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+
+    for (path, token, what) in [
+        (PROBE, &sbx, "a sandbox token on production"),
+        (SANDBOX_PROBE, &prod, "a production token on the sandbox"),
+    ] {
+        let (st, v) = probe_at(&h, path, token, Some(DEV)).await;
+        assert_eq!(st, StatusCode::UNAUTHORIZED, "{what}: {v}");
+        assert_eq!(code(&v), 105, "{what}: {v}");
+    }
+    // A sandbox app that asks for the production scope gets a token the sandbox host does not
+    // take: the scope, not the client id, makes a sandbox token.
+    let (wrong, _) = connect_as(&h, "demo-microsoft-ads-sandbox", SCOPES).await;
+    let (st, v) = probe_at(&h, SANDBOX_PROBE, &wrong, Some(DEV)).await;
+    assert_eq!(
+        (st, code(&v)),
+        (StatusCode::UNAUTHORIZED, &json!(105)),
+        "{v}"
+    );
+
+    // Refreshing with the sandbox scope keeps it a sandbox token.
+    let (st, _, v, _) = call(h.http.post(h.url(TOKEN)).form(&[
+        ("grant_type", "refresh_token"),
+        ("client_id", "demo-microsoft-ads-sandbox"),
+        ("client_secret", "demo-microsoft-ads-sandbox-secret"),
+        ("refresh_token", sbx_rt.as_str()),
+        ("scope", SANDBOX_SCOPES),
+    ]))
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let fresh = v["access_token"].as_str().unwrap();
+    assert_eq!(
+        probe_at(&h, SANDBOX_PROBE, fresh, Some(DEV)).await.0,
+        StatusCode::OK
+    );
+    let counters = h.counters().await;
+    assert_eq!(
+        counters["providers"]["microsoft-ads"]["wrong_environment_sent"], 3,
+        "{counters}"
+    );
     h.stop().await;
 }

@@ -303,9 +303,16 @@ pub(crate) async fn begin(s: &ServerState, token: &str) -> Response {
         Ok(a) => a,
         Err(r) => return r,
     };
-    // The app's region decides the consent page's host (and, at the callback, the token host).
-    let p = p.in_region(app.region.as_deref()).into_owned();
-    let scopes = session.scopes.clone();
+    // The app's region decides the consent page's host (and, at the callback, the token host);
+    // its environment, the names of the scopes asked for.
+    let p = p
+        .for_app(
+            app.region.as_deref(),
+            app.environment,
+            app.refresh_token_ends_after,
+        )
+        .into_owned();
+    let scopes = p.spec.scopes_in(app.environment, &session.scopes);
     let creds = AppCredentials {
         client_id: app.client_id.clone(),
         client_secret: app.client_secret.clone(),
@@ -598,7 +605,13 @@ async fn callback(
     };
     // The code is redeemed at the token host of the app's region, and the connection records
     // that region's API host.
-    let p = p.in_region(app.region.as_deref()).into_owned();
+    let p = p
+        .for_app(
+            app.region.as_deref(),
+            app.environment,
+            app.refresh_token_ends_after,
+        )
+        .into_owned();
     // Recorded by name (the default region's too), so a connection says where its account is.
     let region = p.spec.region(app.region.as_deref()).map(|r| r.name.clone());
     let creds = AppCredentials {

@@ -268,6 +268,7 @@ impl Daemon {
                     environment: tokenwarden_core::connection::Environment::Production,
                     region: None,
                     user_agent: None,
+                    refresh_token_ends_after: None,
                     created_at: now,
                     updated_at: now,
                 };

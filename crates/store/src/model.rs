@@ -34,6 +34,10 @@ pub struct App {
     /// The `User-Agent` the app sends where its definition sends `{user_agent}` (Reddit);
     /// `None`: the default naming tokenwarden and the client id.
     pub user_agent: Option<String>,
+    /// Where the platform ends this app's refresh tokens a fixed time after the consent, sooner
+    /// than its definition says (Google: 7 days for an app whose OAuth consent screen is in
+    /// Testing status); refreshing never moves that end. `None`: the definition's lifetime.
+    pub refresh_token_ends_after: Option<std::time::Duration>,
     /// Created.
     pub created_at: DateTime<Utc>,
     /// Last changed.
@@ -62,7 +66,7 @@ pub struct Lease {
     pub until: DateTime<Utc>,
     /// When it was taken, by the database's clock.
     pub taken_at: DateTime<Utc>,
-    /// A refresh of this token version that was sent (see [`crate::Store::mark_refresh_sent`])
+    /// A refresh of this token version that was sent (see [`crate::Refreshes::mark_refresh_sent`])
     /// and whose answer nobody has stored or recorded yet: its sender may have been stopped, or
     /// paused while holding the platform's answer.
     pub unresolved: Option<SentRefresh>,
@@ -525,7 +529,7 @@ pub struct RateLane {
     pub interval: std::time::Duration,
 }
 
-/// What [`crate::Store::take_rate_slot`] booked.
+/// What [`crate::Coordination::take_rate_slot`] booked.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum RateSlot {
     /// A slot on every lane, `wait` from now (database time).

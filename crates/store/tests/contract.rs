@@ -388,6 +388,7 @@ mod cases {
             redirect_uri: "https://tw.example/callback/snapchat".into(),
             developer_token: None,
             user_agent: None,
+            refresh_token_ends_after: None,
             environment: tokenwarden_core::connection::Environment::Production,
             region: None,
             created_at: t0(),
@@ -406,6 +407,19 @@ mod cases {
                 .and_then(|a| a.region),
             Some("eu".to_string())
         );
+        // A refresh-token end is stored, to the second (migration 0013).
+        let mut testing = app.clone();
+        testing.id = AppId::parse("testing").unwrap();
+        testing.refresh_token_ends_after = Some(std::time::Duration::from_secs(7 * 86_400));
+        s.put_app(&testing).await.unwrap();
+        assert_eq!(
+            s.get_app(&testing.provider, &testing.id)
+                .await
+                .unwrap()
+                .and_then(|a| a.refresh_token_ends_after),
+            Some(std::time::Duration::from_secs(7 * 86_400))
+        );
+        s.delete_app(&testing.provider, &testing.id).await.unwrap();
         // A User-Agent is stored, changed and removed again (migration 0011).
         let mut third = app.clone();
         third.id = AppId::parse("third").unwrap();
@@ -1821,6 +1835,7 @@ mod cases {
             redirect_uri: "https://x/cb".into(),
             developer_token: Some(Secret::new(secrets[5])),
             user_agent: None,
+            refresh_token_ends_after: None,
             environment: tokenwarden_core::connection::Environment::Production,
             region: None,
             created_at: t0(),
@@ -1949,6 +1964,7 @@ mod cases {
             redirect_uri: "https://x/cb".into(),
             developer_token: None,
             user_agent: None,
+            refresh_token_ends_after: None,
             environment: tokenwarden_core::connection::Environment::Production,
             region: None,
             created_at: t0(),

@@ -256,6 +256,7 @@ async fn serve(settings: Settings) -> Result<()> {
                 environment: a.environment,
                 region: a.region,
                 user_agent: a.user_agent,
+                refresh_token_ends_after: a.refresh_token_ends_after,
                 created_at: now,
                 updated_at: now,
             })

@@ -48,6 +48,41 @@ pub struct ProviderSpec {
     /// [`OAuth1Spec`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oauth1: Option<OAuth1Spec>,
+    /// What differs for an app of the platform's sandbox environment besides the API host
+    /// (`api.sandbox_base_url`): Microsoft Advertising's sandbox asks for its own scope. See
+    /// [`EnvironmentsSpec`].
+    #[serde(default, skip_serializing_if = "EnvironmentsSpec::is_empty")]
+    pub environments: EnvironmentsSpec,
+}
+
+/// `[environments.sandbox]`: how an app configured with `environment = "sandbox"` sees the
+/// definition. Production is the definition itself; `sandbox` is the only other environment.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvironmentsSpec {
+    /// The sandbox environment's differences.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<EnvironmentSpec>,
+}
+
+impl EnvironmentsSpec {
+    /// Whether nothing differs between the environments but the API host.
+    pub fn is_empty(&self) -> bool {
+        self.sandbox.as_ref().is_none_or(|e| e.scopes.is_empty())
+    }
+}
+
+/// One environment's differences from the definition.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvironmentSpec {
+    /// Scopes the environment knows under another name: the definition's (production) name →
+    /// the environment's. Microsoft Advertising: `https://ads.microsoft.com/msads.manage` →
+    /// `https://si.ads.microsoft.com/msads.manage`. The rename applies wherever the scope is
+    /// written: `authorize.default_scopes`, `authorize.required_scopes`, `authorize.extra_params`
+    /// and every token call's `params` (a fixed `scope` sent on refresh).
+    #[serde(default)]
+    pub scopes: BTreeMap<String, String>,
 }
 
 /// An OAuth 1.0a three-legged flow (RFC 5849 §2). The other two legs are the usual keys, read the
@@ -184,6 +219,22 @@ pub struct TokenSpec {
     /// Where the fields sit in a token response.
     #[serde(default)]
     pub response: TokenResponseSpec,
+}
+
+impl TokenSpec {
+    /// Every token call the definition makes, the exchange first.
+    pub fn calls_mut(&mut self) -> impl Iterator<Item = &mut TokenCall> {
+        std::iter::once(&mut self.exchange).chain(
+            [
+                &mut self.upgrade,
+                &mut self.refresh,
+                &mut self.revoke,
+                &mut self.introspect,
+            ]
+            .into_iter()
+            .flatten(),
+        )
+    }
 }
 
 /// HTTP method of a token call.
@@ -454,6 +505,29 @@ impl RefreshSpec {
     }
 }
 
+/// One more host of the API (`[[api.services]]`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiServiceSpec {
+    /// Path prefixes this host serves, matched ignoring ASCII case (`/CampaignManagement/`,
+    /// `/Api/Advertiser/Reporting/`); the first service that matches wins.
+    pub paths: Vec<String>,
+    /// Its production base.
+    pub base_url: Url,
+    /// Its sandbox base: required when the definition has `api.sandbox_base_url`.
+    #[serde(default)]
+    pub sandbox_base_url: Option<Url>,
+}
+
+impl ApiServiceSpec {
+    /// Whether a raw call path is one this service serves.
+    pub fn serves(&self, path: &str) -> bool {
+        self.paths.iter().any(|p| {
+            path.len() >= p.len() && path.as_bytes()[..p.len()].eq_ignore_ascii_case(p.as_bytes())
+        })
+    }
+}
+
 /// Calling the API.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -463,6 +537,12 @@ pub struct ApiSpec {
     /// The platform's own sandbox API base, where one exists.
     #[serde(default)]
     pub sandbox_base_url: Option<Url>,
+    /// Other hosts of the same API, each for the paths it serves (Microsoft Advertising: campaign,
+    /// bulk, reporting and adinsight beside clientcenter). A call whose path starts with one of a
+    /// service's `paths` goes to that service's base in the connection's environment; every other
+    /// call goes to the connection's own base.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<ApiServiceSpec>,
     /// Where the token travels on API calls: a header (the default) or a query parameter.
     #[serde(default)]
     pub credential_in: CredentialPlacement,
@@ -1208,22 +1288,63 @@ impl ProviderSpec {
         }
         s.authorize.url = r.authorize_url.clone();
         let default_token = self.token.exchange.url.clone();
-        for call in std::iter::once(&mut s.token.exchange).chain(
-            [
-                &mut s.token.upgrade,
-                &mut s.token.refresh,
-                &mut s.token.revoke,
-                &mut s.token.introspect,
-            ]
-            .into_iter()
-            .flatten(),
-        ) {
+        for call in s.token.calls_mut() {
             if call.url == default_token {
                 call.url = r.token_url.clone();
             }
         }
         s.api.base_url = r.api_base_url.clone();
         s
+    }
+
+    /// The same definition as an app of `env` sees it: for the sandbox environment, the scopes
+    /// renamed by `[environments.sandbox] scopes` wherever they are written. Production, or a
+    /// definition without `[environments.sandbox]`, leaves it as it is. The API host is chosen
+    /// separately ([`ProviderSpec::api_base`]), since a connection records it.
+    pub fn in_environment(&self, env: crate::connection::Environment) -> ProviderSpec {
+        let mut s = self.clone();
+        let renames = match (env, &self.environments.sandbox) {
+            (crate::connection::Environment::Sandbox, Some(e)) if !e.scopes.is_empty() => &e.scopes,
+            _ => return s,
+        };
+        let rename = |v: &mut String| *v = rename_scopes(v, renames);
+        s.authorize
+            .default_scopes
+            .iter_mut()
+            .chain(s.authorize.required_scopes.iter_mut())
+            .chain(s.authorize.extra_params.values_mut())
+            .for_each(rename);
+        for call in s.token.calls_mut() {
+            call.params.values_mut().for_each(rename);
+        }
+        s
+    }
+
+    /// The same definition for an app whose refresh tokens end `after` the consent (Google: 7
+    /// days for an app whose OAuth consent screen is in Testing status): the refresh token's
+    /// lifetime is the shorter of the two, and a refresh never moves the end, so the monitor
+    /// forecasts it (`expires_soon`) and the scheduler never counts on a later one.
+    pub fn with_refresh_token_end(&self, after: std::time::Duration) -> ProviderSpec {
+        let mut s = self.clone();
+        let lifetime = s
+            .refresh
+            .refresh_token_lifetime
+            .map_or(after, |d| d.min(after));
+        s.refresh.refresh_token_lifetime = Some(lifetime);
+        s.refresh.refresh_token_extends = false;
+        s
+    }
+
+    /// `scopes` (a caller's own choice) under the names `env` knows them by (see
+    /// [`ProviderSpec::in_environment`]).
+    pub fn scopes_in(&self, env: crate::connection::Environment, scopes: &[String]) -> Vec<String> {
+        match (env, &self.environments.sandbox) {
+            (crate::connection::Environment::Sandbox, Some(e)) => scopes
+                .iter()
+                .map(|s| e.scopes.get(s).unwrap_or(s).clone())
+                .collect(),
+            _ => scopes.to_vec(),
+        }
     }
 
     /// The API base for an environment.
@@ -1263,6 +1384,18 @@ impl ProviderSpec {
         if let Some(o) = s.oauth1.as_mut() {
             re(&mut o.request_token_url);
         }
+        // The services' hosts serve distinct paths, so they share the origin the main base moves
+        // to; their sandbox bases go where the main sandbox base goes.
+        let sandbox_base = Url::parse(&format!(
+            "{}{SANDBOX_HOST_PREFIX}",
+            base.as_str().trim_end_matches('/')
+        ));
+        for svc in &mut s.api.services {
+            re(&mut svc.base_url);
+            if let (Some(u), Ok(b)) = (svc.sandbox_base_url.as_mut(), sandbox_base.as_ref()) {
+                *u = rebase(u, b);
+            }
+        }
         if let Some(u) = s.api.sandbox_base_url.as_mut() {
             let prefix = base.as_str().trim_end_matches('/');
             // A prefix that is itself a valid URL path cannot fail to parse; keep the original
@@ -1298,6 +1431,28 @@ pub const REGION_HOST_PREFIX: &str = "/region";
 /// Where [`ProviderSpec::with_origin`] puts the platform's sandbox API host, under the new origin.
 /// An emulator serves the sandbox host's API under this prefix (`/tiktok-business/sandbox/…`).
 pub const SANDBOX_HOST_PREFIX: &str = "/sandbox";
+
+/// `value` with every whole scope named in `renames` replaced by its new name. Scopes are the
+/// words between spaces, commas and `+` (every separator a definition uses), so a rename never
+/// touches part of a longer scope: `https://ads.microsoft.com/msads.manage.x` stays.
+fn rename_scopes(value: &str, renames: &BTreeMap<String, String>) -> String {
+    let mut out = String::with_capacity(value.len());
+    let mut word = String::new();
+    let flush = |word: &mut String, out: &mut String| {
+        out.push_str(renames.get(word.as_str()).unwrap_or(word));
+        word.clear();
+    };
+    for ch in value.chars() {
+        if ch.is_whitespace() || ch == ',' || ch == '+' {
+            flush(&mut word, &mut out);
+            out.push(ch);
+        } else {
+            word.push(ch);
+        }
+    }
+    flush(&mut word, &mut out);
+    out
+}
 
 fn rebase(u: &Url, base: &Url) -> Url {
     let prefix = base.as_str().trim_end_matches('/');

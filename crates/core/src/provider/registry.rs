@@ -111,6 +111,37 @@ impl Provider {
             _ => std::borrow::Cow::Borrowed(self),
         }
     }
+
+    /// The provider as an app of `region` and `env` sees it: the region's hosts
+    /// ([`Provider::in_region`]), the environment's scope names
+    /// ([`ProviderSpec::in_environment`]) and, with `refresh_end`, refresh tokens that end that
+    /// long after the consent ([`ProviderSpec::with_refresh_token_end`]). Borrowed unchanged
+    /// when none of them differs.
+    pub fn for_app(
+        &self,
+        region: Option<&str>,
+        env: crate::connection::Environment,
+        refresh_end: Option<std::time::Duration>,
+    ) -> std::borrow::Cow<'_, Provider> {
+        let regional = self.in_region(region);
+        let renamed =
+            env != crate::connection::Environment::Production && !self.spec.environments.is_empty();
+        if !renamed && refresh_end.is_none() {
+            return regional;
+        }
+        let mut spec = if renamed {
+            regional.spec.in_environment(env)
+        } else {
+            regional.spec.clone()
+        };
+        if let Some(d) = refresh_end {
+            spec = spec.with_refresh_token_end(d);
+        }
+        std::borrow::Cow::Owned(Provider {
+            spec,
+            ..regional.into_owned()
+        })
+    }
 }
 
 /// All loaded definitions.

@@ -409,6 +409,7 @@ pub(crate) fn validate(
     if let Some(u) = &api.sandbox_base_url {
         check_endpoint(p, "api.sandbox_base_url", u, endpoints);
     }
+    check_services(p, spec, endpoints);
     let header_ok = !api.credential_header.is_empty()
         && api
             .credential_header
@@ -452,6 +453,7 @@ pub(crate) fn validate(
     }
     check_api_headers(p, api);
     check_regions(p, spec, endpoints);
+    check_environments(p, spec);
     check_oauth1(p, spec, endpoints);
     if api.probe.via == ProbeVia::Introspection && t.introspect.is_none() {
         p.add(
@@ -750,6 +752,124 @@ fn check_oauth1(p: &mut Problems, spec: &ProviderSpec, endpoints: Endpoints) {
     }
     if !spec.regions.is_empty() {
         p.add("regions", "regions are not supported with [oauth1]");
+    }
+}
+
+/// `[[api.services]]`: each serves path prefixes that are plain paths, has its own hosts (a
+/// sandbox one exactly when the definition has a sandbox host), and none with regions, whose hosts
+/// are per region.
+fn check_services(p: &mut Problems, spec: &ProviderSpec, endpoints: Endpoints) {
+    let api = &spec.api;
+    if !api.services.is_empty() && !spec.regions.is_empty() {
+        p.add(
+            "api.services",
+            "services are not supported with [[regions]] (each region has one API host)",
+        );
+    }
+    for (i, svc) in api.services.iter().enumerate() {
+        let key = format!("api.services[{i}]");
+        check_endpoint(p, &format!("{key}.base_url"), &svc.base_url, endpoints);
+        match (&svc.sandbox_base_url, &api.sandbox_base_url) {
+            (Some(u), Some(_)) => {
+                check_endpoint(p, &format!("{key}.sandbox_base_url"), u, endpoints);
+            }
+            (None, Some(_)) => p.add(
+                format!("{key}.sandbox_base_url"),
+                "the definition has a sandbox host (api.sandbox_base_url): say this service's too",
+            ),
+            (Some(_), None) => p.add(
+                format!("{key}.sandbox_base_url"),
+                "a service's sandbox host needs api.sandbox_base_url for the connection's own calls",
+            ),
+            (None, None) => {}
+        }
+        if svc.paths.is_empty() {
+            p.add(
+                format!("{key}.paths"),
+                "name at least one path prefix it serves",
+            );
+        }
+        for (j, path) in svc.paths.iter().enumerate() {
+            let plain = path.len() > 1
+                && path.starts_with('/')
+                && !path.starts_with("//")
+                && path
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"/-_.~:".contains(&b))
+                && !path.split('/').any(|seg| seg == "." || seg == "..");
+            if !plain {
+                p.add(
+                    format!("{key}.paths[{j}]"),
+                    format!(
+                        "{path:?} is not a path prefix: start with one '/', then letters, digits and / - _ . ~ : only"
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// `[environments.sandbox]`: only with a sandbox host, and each renamed scope is one the
+/// definition asks for somewhere (a rename of a scope written nowhere is a typo that would leave
+/// sandbox apps asking for the production scope).
+fn check_environments(p: &mut Problems, spec: &ProviderSpec) {
+    let Some(env) = &spec.environments.sandbox else {
+        return;
+    };
+    if spec.api.sandbox_base_url.is_none() {
+        p.add(
+            "environments.sandbox",
+            "needs the sandbox's API host in api.sandbox_base_url: apps choose environment = \"sandbox\" only where there is one",
+        );
+    }
+    let is_scope = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 512
+            && !s
+                .chars()
+                .any(|c| c.is_whitespace() || c == ',' || c == '+' || c.is_control())
+    };
+    let a = &spec.authorize;
+    let t = &spec.token;
+    let written: Vec<&str> = a
+        .default_scopes
+        .iter()
+        .chain(&a.required_scopes)
+        .map(String::as_str)
+        .chain(a.extra_params.values().map(String::as_str))
+        .chain(
+            std::iter::once(&t.exchange)
+                .chain(
+                    [&t.upgrade, &t.refresh, &t.revoke, &t.introspect]
+                        .into_iter()
+                        .flatten(),
+                )
+                .flat_map(|c| c.params.values().map(String::as_str)),
+        )
+        .collect();
+    for (from, to) in &env.scopes {
+        let key = format!("environments.sandbox.scopes.{from:?}");
+        if !is_scope(from) || !is_scope(to) {
+            p.add(
+                key,
+                "a scope rename names one scope on each side: no spaces, commas or '+', at most 512 characters",
+            );
+            continue;
+        }
+        if from == to {
+            p.add(key, "renames the scope to itself");
+            continue;
+        }
+        let used = written.iter().any(|w| {
+            w.split(|c: char| c.is_whitespace() || c == ',' || c == '+')
+                .any(|word| word == from)
+        });
+        if !used {
+            p.add(
+                key,
+                "names a scope the definition never asks for (authorize.default_scopes, required_scopes, extra_params or a token call's params)",
+            );
+        }
     }
 }
 

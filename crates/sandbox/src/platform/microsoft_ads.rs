@@ -22,16 +22,28 @@ use crate::provider::Provider;
 use crate::{Gate, Sandbox};
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Form, State};
+use axum::extract::{Extension, Form, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::Arc;
+use tokenwarden_core::connection::Environment;
 
 const P: Provider = Provider::MicrosoftAds;
 const SCOPE: &str = "https://ads.microsoft.com/msads.manage";
+/// The sandbox environment's scope: what the current SDK asks for on the same sign-in host
+/// (Part A §2 Sandbox). A token for the other environment's scope answers 105 on either host.
+const SANDBOX_SCOPE: &str = "https://si.ads.microsoft.com/msads.manage";
+
+/// The msads.manage scope of the host's environment, and the other one's.
+fn scopes_of(host: Environment) -> (&'static str, &'static str) {
+    match host {
+        Environment::Production => (SCOPE, SANDBOX_SCOPE),
+        Environment::Sandbox => (SANDBOX_SCOPE, SCOPE),
+    }
+}
 
 pub(crate) const CASES: &[ErrorCase] = &[
     // REST: 109 in HTTP 401; SOAP: 109 in HTTP 500.
@@ -289,8 +301,14 @@ pub(crate) fn render(case: ErrorCase, d: &ErrorDetail) -> Reply {
 }
 
 pub(crate) fn routes() -> Router<Sandbox> {
+    api_routes().route("/common/oauth2/v2.0/token", post(token))
+}
+
+/// The API, served on the production hosts and (under `/sandbox`) the sandbox's
+/// (`*.api.sandbox.bingads.microsoft.com`); each learns which it is from the `Environment`
+/// extension. The sign-in host is one for both environments: the scope makes the difference.
+pub(crate) fn api_routes() -> Router<Sandbox> {
     Router::new()
-        .route("/common/oauth2/v2.0/token", post(token))
         .route("/CustomerManagement/v13/User/Query", post(get_user_rest))
         .route(
             "/CampaignManagement/v13/Campaigns/QueryByAccountId",
@@ -461,7 +479,12 @@ async fn token(State(sb): State<Sandbox>, Form(f): Form<HashMap<String, String>>
 
 /// The token (Bearer for REST, the raw `AuthenticationToken` for SOAP), the throttle fault, and
 /// the msads.manage scope. `soap` picks the transport of the error.
-fn authorize(sb: &Sandbox, token: Option<&str>, soap: bool) -> Result<Arc<AccessToken>, Reply> {
+fn authorize(
+    sb: &Sandbox,
+    host: Environment,
+    token: Option<&str>,
+    soap: bool,
+) -> Result<Arc<AccessToken>, Reply> {
     let render_as = |case: ErrorCase| {
         if soap {
             soap_render(case)
@@ -469,7 +492,7 @@ fn authorize(sb: &Sandbox, token: Option<&str>, soap: bool) -> Result<Arc<Access
             render(case, &ErrorDetail::default())
         }
     };
-    let access = match sb.gate(P, token) {
+    let access = match sb.gate_on(P, host, token) {
         Ok(a) => a,
         Err(Gate::Token(r)) => {
             let case = match r {
@@ -496,8 +519,14 @@ fn authorize(sb: &Sandbox, token: Option<&str>, soap: bool) -> Result<Arc<Access
             });
         }
     };
-    // Tokens minted for the pre-MFA scopes answer 3101.
-    if !access.grant.has_scope(SCOPE) {
+    // A token for the other environment's scope is an unknown credential here (105), as a
+    // production token on the sandbox is; tokens minted for the pre-MFA scopes answer 3101.
+    let (scope, other) = scopes_of(host);
+    if !access.grant.has_scope(scope) && access.grant.has_scope(other) {
+        crate::counters::Counters::bump(&sb.counters().of(P).wrong_environment_sent);
+        return Err(render_as(ErrorCase::TokenInvalid));
+    }
+    if !access.grant.has_scope(scope) {
         let (status, code, error_code, message) = (
             401,
             3101,
@@ -581,8 +610,13 @@ fn user_json(u: &User) -> Value {
 }
 
 /// REST GetUser: `POST /CustomerManagement/v13/User/Query` with `{"UserId": null}`.
-async fn get_user_rest(State(sb): State<Sandbox>, headers: HeaderMap, body: Bytes) -> Response {
-    let a = match authorize(&sb, bearer(&headers).as_deref(), false) {
+async fn get_user_rest(
+    State(sb): State<Sandbox>,
+    Extension(host): Extension<Environment>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let a = match authorize(&sb, host, bearer(&headers).as_deref(), false) {
         Ok(a) => a,
         Err(r) => return r.into_response(),
     };
@@ -604,8 +638,13 @@ async fn get_user_rest(State(sb): State<Sandbox>, headers: HeaderMap, body: Byte
 }
 
 /// REST `Campaigns/QueryByAccountId`: needs `CustomerId` and `CustomerAccountId` too.
-async fn campaigns_rest(State(sb): State<Sandbox>, headers: HeaderMap, body: Bytes) -> Response {
-    let a = match authorize(&sb, bearer(&headers).as_deref(), false) {
+async fn campaigns_rest(
+    State(sb): State<Sandbox>,
+    Extension(host): Extension<Environment>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let a = match authorize(&sb, host, bearer(&headers).as_deref(), false) {
         Ok(a) => a,
         Err(r) => return r.into_response(),
     };
@@ -676,7 +715,12 @@ fn element_text<'a>(xml: &'a str, local: &str) -> Option<&'a str> {
 
 /// SOAP `GetUser` at the Customer Management service; the token travels in the
 /// `AuthenticationToken` header element, without "Bearer ".
-async fn customer_soap(State(sb): State<Sandbox>, headers: HeaderMap, body: Bytes) -> Response {
+async fn customer_soap(
+    State(sb): State<Sandbox>,
+    Extension(host): Extension<Environment>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let text = String::from_utf8_lossy(&body[..body.len().min(64 * 1024)]).into_owned();
     let action = header(&headers, "SOAPAction")
         .unwrap_or("")
@@ -690,7 +734,7 @@ async fn customer_soap(State(sb): State<Sandbox>, headers: HeaderMap, body: Byte
         )
         .into_response();
     }
-    let a = match authorize(&sb, element_text(&text, "AuthenticationToken"), true) {
+    let a = match authorize(&sb, host, element_text(&text, "AuthenticationToken"), true) {
         Ok(a) => a,
         Err(r) => return r.into_response(),
     };

@@ -51,6 +51,7 @@ pub(crate) fn sandbox_host_routes(p: Provider) -> Option<Router<Sandbox>> {
         Provider::TiktokBusiness => Some(tiktok_business::routes()),
         Provider::Pinterest => Some(pinterest::routes()),
         Provider::XAds => Some(x_ads::api_routes()),
+        Provider::MicrosoftAds => Some(microsoft_ads::api_routes()),
         _ => None,
     }
 }

@@ -78,7 +78,11 @@ pub(super) async fn connection(
         Ok(e) => e,
         Err(e) => return store_down(&s, &signed, e),
     };
-    let provider = s.providers.get(conn.provider.as_str()).cloned();
+    // As the connection's app sees it: a sandbox app's scopes have the sandbox's names.
+    let provider = s.providers.get(conn.provider.as_str()).map(|p| {
+        p.for_app(conn.region.as_deref(), conn.environment, None)
+            .into_owned()
+    });
     let csrf = csrf_field(&signed.session.csrf);
     let mut body = String::new();
     if let Some((class, text)) = notice_text(&nq.notice) {

@@ -292,3 +292,101 @@ async fn refreshing_a_long_term_tiktok_business_token_keeps_it_and_calls_nobody(
     assert_eq!(c["state"], "active", "{c}");
     assert!(c["problems"].as_array().unwrap().is_empty(), "{c}");
 }
+
+/// A Google Ads app whose consent screen is in Testing status (`refresh_token_ends_after = "7d"`
+/// in its configuration): its connections' refresh tokens end 7 days after the consent, no
+/// refresh moves that end, and the probe forecasts it (`expires_soon`, naming the date) instead
+/// of the team finding out from `invalid_grant` a week later. The published app beside it has no
+/// end and no warning.
+#[tokio::test]
+async fn a_google_app_in_testing_status_has_its_7_day_end_forecast() {
+    use tokenwarden_core::clock::Clock;
+    use tokenwarden_core::id::{AppId, ProviderId};
+    let w = world().await;
+    let google = ProviderId::parse("google-ads").unwrap();
+    let mut app =
+        w.d.state
+            .store
+            .get_app(&google, &AppId::parse("demo").unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+    app.id = AppId::parse("testing").unwrap();
+    app.refresh_token_ends_after = Some(std::time::Duration::from_secs(7 * 86_400));
+    w.d.state.store.put_app(&app).await.unwrap();
+    let consent = w.clock.now();
+    let link = w
+        .mint(
+            "google-ads",
+            "g-test",
+            serde_json::json!({"app": "testing"}),
+        )
+        .await;
+    let flow = w.approve_link("google-ads", &link, "tester").await;
+    assert_eq!(w.finish(&flow).await.0, 303);
+    let flow = w.start_and_approve("google-ads", "g-live").await;
+    assert_eq!(w.finish(&flow).await.0, 303);
+    let ends = |id: &'static str| {
+        let store = w.d.state.store.clone();
+        async move {
+            store
+                .get_tokens(&id.parse().unwrap())
+                .await
+                .unwrap()
+                .unwrap()
+                .set
+                .refresh_expires_at
+        }
+    };
+    let end = ends("g-test")
+        .await
+        .expect("the Testing app's end is known");
+    assert!(
+        (end - (consent + TimeDelta::days(7))).num_seconds().abs() < 60,
+        "7 days after the consent: {end}"
+    );
+    assert_eq!(ends("g-live").await, None, "a published app's has no end");
+    // A day of hourly refreshes: the end stays where the consent put it.
+    let mut tokens = std::collections::HashSet::new();
+    for _ in 0..24 {
+        w.clock.advance(TimeDelta::minutes(61));
+        let (status, body) = w.api(&w.reader, "v1/connections/g-test/token").await;
+        assert_eq!(status, 200, "{body}");
+        tokens.insert(body["access_token"].as_str().unwrap().to_string());
+    }
+    assert!(
+        tokens.len() > 20,
+        "refreshed along the way: {}",
+        tokens.len()
+    );
+    assert_eq!(ends("g-test").await, Some(end));
+    let probe = |id: &'static str| {
+        let w = &w;
+        async move {
+            let (status, c) = w
+                .post(
+                    &w.admin,
+                    &format!("v1/connections/{id}/probe"),
+                    serde_json::json!({}),
+                )
+                .await;
+            assert_eq!(status, 200, "{c}");
+            c
+        }
+    };
+    let c = probe("g-test").await;
+    let soon: Vec<&serde_json::Value> = c["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["code"] == "expires_soon")
+        .collect();
+    assert_eq!(soon.len(), 1, "{c}");
+    let date = end.format("%Y-%m-%d").to_string();
+    assert!(
+        soon[0]["fix"].as_str().unwrap().contains(&date),
+        "the fix names the end: {c}"
+    );
+    let c = probe("g-live").await;
+    assert_eq!(c["problems"], serde_json::json!([]), "{c}");
+}

@@ -162,6 +162,69 @@ async fn amazon_ads_connects_in_a_non_default_region_and_passes_the_probe_there(
     w.d.stop().await;
 }
 
+/// Microsoft Advertising through an app of its sandbox environment: the consent page and every
+/// token call ask for the sandbox's scope (`[environments.sandbox]` in the definition), the
+/// connection records the sandbox host, and its tokens pass the probe there across refreshes.
+/// Before the definition said so, a sandbox app asked for the production scope and its tokens
+/// answered 105 on the sandbox host.
+#[tokio::test]
+async fn microsoft_ads_in_its_sandbox_environment_asks_for_the_sandbox_scope() {
+    const SANDBOX_SCOPE: &str = "https://si.ads.microsoft.com/msads.manage";
+    let w = world().await;
+    w.app_as(
+        "microsoft-ads",
+        "sbx",
+        "demo-microsoft-ads-sandbox",
+        "sandbox",
+    )
+    .await;
+    let link = w
+        .mint("microsoft-ads", "ms-sbx", serde_json::json!({"app": "sbx"}))
+        .await;
+    let r = w.http.post(&link).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    let consent = r.headers()["location"].to_str().unwrap().to_string();
+    let consent = url::Url::parse(&consent).unwrap();
+    let scope = consent
+        .query_pairs()
+        .find(|(k, _)| k == "scope")
+        .map(|(_, v)| v.into_owned())
+        .unwrap();
+    assert_eq!(scope, format!("openid offline_access {SANDBOX_SCOPE}"));
+    let link = w
+        .mint("microsoft-ads", "ms-sbx", serde_json::json!({"app": "sbx"}))
+        .await;
+    let flow = w.approve_link("microsoft-ads", &link, "sandbox-user").await;
+    let (status, page) = w.finish(&flow).await;
+    assert_eq!(status, 303, "{page}");
+    let (_, conn) = w.api(&w.admin, "v1/connections/ms-sbx").await;
+    assert_eq!(conn["environment"], "sandbox", "{conn}");
+    assert!(
+        conn["api_base"]
+            .as_str()
+            .unwrap()
+            .contains("/microsoft-ads/sandbox"),
+        "{conn}"
+    );
+    assert_eq!(conn["scopes"], serde_json::json!([SANDBOX_SCOPE]), "{conn}");
+    let mut seen = std::collections::HashSet::new();
+    for step in 0..30 {
+        w.clock.advance(TimeDelta::minutes(50));
+        let (status, body) = w.api(&w.reader, "v1/connections/ms-sbx/token").await;
+        assert_eq!(status, 200, "step {step}: {body}");
+        seen.insert(body["access_token"].as_str().unwrap().to_string());
+        let c = probe_now(&w, "ms-sbx").await;
+        assert_eq!(c["state"], "active", "step {step}: {c}");
+        assert_eq!(c["problems"], serde_json::json!([]), "step {step}: {c}");
+    }
+    assert!(seen.len() >= 10, "refreshed along the way: {}", seen.len());
+    let counters = w.sandbox_counters().await;
+    let ms = &counters["providers"]["microsoft-ads"];
+    assert_eq!(ms["wrong_environment_sent"], 0, "{ms}");
+    assert_eq!(ms["unauthorized_sent"], 0, "{ms}");
+    w.d.stop().await;
+}
+
 #[tokio::test]
 async fn hostile_and_broken_callbacks_are_refused() {
     let w = world().await;

@@ -376,6 +376,7 @@ impl Tw {
                 redirect_uri: redirect,
                 developer_token: None,
                 user_agent: None,
+                refresh_token_ends_after: None,
                 environment: tokenwarden_core::connection::Environment::Production,
                 region: None,
                 created_at: now,

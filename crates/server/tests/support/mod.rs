@@ -274,13 +274,21 @@ impl World {
     /// (`demo-tiktok-business`, or `demo-tiktok-business-sandbox` whose tokens belong to the
     /// sandbox host), configured for `environment` (`production` or `sandbox`).
     pub async fn tiktok_app(&self, id: &str, credentials: &str, environment: &str) {
+        self.app_as("tiktok-business", id, credentials, environment)
+            .await;
+    }
+
+    /// Registers an app `id` of `provider`, a copy of its demo app (developer token and all) with
+    /// the sandbox's demo credentials `credentials` (`demo-<provider>` or
+    /// `demo-<provider>-sandbox`), configured for `environment` (`production` or `sandbox`).
+    pub async fn app_as(&self, provider: &str, id: &str, credentials: &str, environment: &str) {
         use tokenwarden_core::id::{AppId, ProviderId};
         let mut app = self
             .d
             .state
             .store
             .get_app(
-                &ProviderId::parse("tiktok-business").unwrap(),
+                &ProviderId::parse(provider).unwrap(),
                 &AppId::parse("demo").unwrap(),
             )
             .await
@@ -291,6 +299,18 @@ impl World {
         app.client_secret = tokenwarden_core::secret::Secret::new(format!("{credentials}-secret"));
         app.environment = environment.parse().unwrap();
         self.d.state.store.put_app(&app).await.unwrap();
+    }
+
+    /// The sandbox's counters (`/_sandbox/counters`): what the platforms were sent.
+    pub async fn sandbox_counters(&self) -> serde_json::Value {
+        let sb = self.d.sandbox_base.clone().unwrap();
+        let r = self
+            .http
+            .get(format!("{sb}/_sandbox/counters"))
+            .send()
+            .await
+            .unwrap();
+        r.json().await.unwrap()
     }
 
     /// Revokes the newest grant of `provider` at the sandbox, as a person would at the platform.
