@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 pub const LOCK_FILE: &str = "tokenwarden.lock";
 
 /// The in-process sandbox's books inside the data directory (`serve --sandbox`).
+#[cfg_attr(not(feature = "sandbox"), allow(dead_code))]
 pub const SANDBOX_LEDGER_FILE: &str = "sandbox-ledger.json";
 
 /// Creates `dir` (and its missing parents) readable by its owner only. An existing directory is

@@ -10,7 +10,7 @@ use tokenwarden_core::provider::{Endpoints, Registry};
 pub fn endpoints(file: Option<bool>) -> Result<Endpoints> {
     config::endpoints(
         file,
-        std::env::var(ALLOW_INSECURE_ENDPOINTS).ok().as_deref(),
+        crate::settings::env(ALLOW_INSECURE_ENDPOINTS).as_deref(),
     )
 }
 

@@ -9,6 +9,7 @@ mod cmd;
 mod config;
 mod data_dir;
 mod definitions;
+mod settings;
 mod term;
 mod toml_check;
 
@@ -62,6 +63,7 @@ enum Command {
     /// List, add or remove the webhook endpoints of a running daemon, and read their deliveries.
     Webhooks(cmd::webhooks::Args),
     /// Run the local platform emulator (OAuth, APIs, fault injection, accelerated time).
+    #[cfg(feature = "sandbox")]
     Sandbox(tokenwarden_sandbox::SandboxArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     ///
@@ -154,6 +156,7 @@ fn main() -> ExitCode {
         Command::Connect(args) => definitions::load(cli.providers_dir.as_deref())
             .and_then(|r| cmd::remote::connect(args, &r)),
         Command::Serve(args) => cmd::serve::run(args, cli.providers_dir.as_deref()),
+        #[cfg(feature = "sandbox")]
         Command::Sandbox(args) => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()

@@ -1,14 +1,16 @@
-//! The REST API under `/v1`, authenticated by API key (`Authorization: Bearer tw_…`). The one
-//! place where failures become HTTP responses: JSON `{"error":{"code","message"}}` with a stable
-//! code; internal details are logged, never sent.
+//! The REST API under `/v1`, authenticated by API key (`Authorization: Bearer tw_…`, checked by
+//! [`Caller`]). Failures are answered as [`ApiError`]s.
 
 use crate::ServerState;
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::extract::{Body, PathParam, Query, fitted, limit};
 use crate::page;
+use crate::refreshed::NotRefreshed;
 use axum::Json;
 use axum::Router;
-use axum::extract::{FromRequestParts, Path, State};
-use axum::http::request::Parts;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::extract::State;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
@@ -42,7 +44,7 @@ pub fn routes() -> Router<ServerState> {
             get(proxy).post(proxy).put(proxy).patch(proxy).delete(proxy),
         )
         .fallback(unknown_route)
-        .method_not_allowed_fallback(method_not_allowed)
+        .method_not_allowed_fallback(crate::error::method_not_allowed)
 }
 
 /// Any path no route serves. Under `/v1/` and `/proxy/` (programs) the answer is always the JSON
@@ -71,37 +73,6 @@ async fn unknown_route(headers: axum::http::HeaderMap, uri: axum::http::Uri) -> 
     .into_response()
 }
 
-/// A known path called with a method it does not take (every router of the API answers so; axum
-/// adds the `Allow` header).
-pub(crate) async fn method_not_allowed(
-    method: axum::http::Method,
-    uri: axum::http::Uri,
-) -> Response {
-    ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        format!(
-            "{} does not take {method}; the API's routes and methods are listed at /openapi.json",
-            uri.path()
-        ),
-    )
-    .into_response()
-}
-
-/// `?limit=N` checked against `1..=max` (absent: `default`): a filter out of range is refused,
-/// not quietly changed.
-pub(crate) fn limit(given: Option<i64>, default: i64, max: i64) -> Result<i64, ApiError> {
-    match given {
-        None => Ok(default),
-        Some(n) if (1..=max).contains(&n) => Ok(n),
-        Some(n) => Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_filter",
-            format!("limit must be between 1 and {max}; {n} is not"),
-        )),
-    }
-}
-
 /// `/proxy/{connection_id}/{*path}` (GET, HEAD, POST, PUT, PATCH, DELETE): any API key may call through the proxy (it hands out no
 /// token); the proxy crate does the rest.
 async fn proxy(
@@ -110,75 +81,6 @@ async fn proxy(
     req: axum::extract::Request,
 ) -> Response {
     s.proxy.handle(req).await
-}
-
-/// A failure, as the API reports it.
-#[derive(Debug)]
-pub struct ApiError {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
-    extra: Value,
-    retry_after: Option<u64>,
-}
-
-impl ApiError {
-    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            code,
-            message: message.into(),
-            extra: Value::Null,
-            retry_after: None,
-        }
-    }
-
-    /// Its HTTP status.
-    pub(crate) fn status(&self) -> StatusCode {
-        self.status
-    }
-
-    /// Its message (never a secret).
-    pub fn message(&self) -> &str {
-        &self.message
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let mut error = json!({"code": self.code, "message": self.message});
-        if let (Value::Object(extra), Some(obj)) = (self.extra, error.as_object_mut()) {
-            obj.extend(extra);
-        }
-        let mut resp = (self.status, Json(json!({ "error": error }))).into_response();
-        page::secure_headers(resp.headers_mut());
-        if let Some(secs) = self.retry_after
-            && let Ok(v) = HeaderValue::from_str(&secs.to_string())
-        {
-            resp.headers_mut().insert(header::RETRY_AFTER, v);
-        }
-        resp
-    }
-}
-
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
-        ErrorAnswer::store(&e).into()
-    }
-}
-
-/// The answer the proxy would give, as the API gives it (its security headers, no verdict
-/// headers).
-impl From<ErrorAnswer> for ApiError {
-    fn from(a: ErrorAnswer) -> Self {
-        ApiError {
-            status: a.status,
-            code: a.code,
-            message: a.message,
-            extra: Value::Object(a.extra),
-            retry_after: a.retry_after,
-        }
-    }
 }
 
 /// A connection's token set that cannot be decrypted, as the lists show it: the row stays listed.
@@ -203,148 +105,6 @@ async fn tokens_or_broken(
 
 fn failure(s: &ServerState, f: TokenFailure) -> ApiError {
     ErrorAnswer::token_failure(&f, &s.public_url).into()
-}
-
-/// `Query`, with a malformed query answered as a JSON error like every other.
-#[derive(Debug)]
-pub struct Query<T>(pub T);
-
-impl<T: serde::de::DeserializeOwned + Send> FromRequestParts<ServerState> for Query<T> {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, s: &ServerState) -> Result<Self, ApiError> {
-        axum::extract::Query::<T>::from_request_parts(parts, s)
-            .await
-            .map(|axum::extract::Query(v)| Query(v))
-            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_query", e.body_text()))
-    }
-}
-
-/// `Path`, with a segment that is not UTF-8 text once decoded (`%FF`) answered as a JSON error
-/// like every other (400 `bad_id`: every path parameter of the API is an id), not axum's text.
-#[derive(Debug)]
-pub struct PathParam<T>(pub T);
-
-impl<T: serde::de::DeserializeOwned + Send> FromRequestParts<ServerState> for PathParam<T> {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, s: &ServerState) -> Result<Self, ApiError> {
-        Path::<T>::from_request_parts(parts, s)
-            .await
-            .map(|Path(v)| PathParam(v))
-            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_id", e.body_text()))
-    }
-}
-
-/// `Json`, with a malformed or wrongly typed body answered as a JSON error like every other:
-/// 415 without `Content-Type: application/json`, 413 over the body limit, 400 for text that is
-/// not JSON, and 422 for JSON that does not fit (a missing or unknown field, a wrong type, or not
-/// an object at all: serde would otherwise take `[…]` for a struct's fields in order).
-#[derive(Debug)]
-pub struct Body<T>(pub T);
-
-impl<T: serde::de::DeserializeOwned + Send> axum::extract::FromRequest<ServerState> for Body<T> {
-    type Rejection = ApiError;
-
-    async fn from_request(req: axum::extract::Request, s: &ServerState) -> Result<Self, ApiError> {
-        let Json(v) = Json::<Value>::from_request(req, s)
-            .await
-            .map_err(|e| ApiError::new(e.status(), "bad_body", e.body_text()))?;
-        fitted(v).map(Body)
-    }
-}
-
-/// A JSON body as `T`: it must be an object, and fit `T` (422 `bad_body` otherwise). A number
-/// is read as JSON Schema reads it: `437.0` is the integer 437.
-pub(crate) fn fitted<T: serde::de::DeserializeOwned>(mut v: Value) -> Result<T, ApiError> {
-    whole_numbers(&mut v);
-    if !v.is_object() {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "bad_body",
-            "the body must be a JSON object",
-        ));
-    }
-    serde_json::from_value(v).map_err(|e| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "bad_body",
-            format!("the body does not fit: {e}"),
-        )
-    })
-}
-
-/// The authenticated caller. Refused keys count against the client's address
-/// ([`ClientLimits::api_key_failures`](crate::limits::ClientLimits)): past the limit the address
-/// gets `429 too_many_failures` with `Retry-After` until the window passes, even with a good key
-/// (a locked address cannot tell good keys from bad). A request without a key is not a guess and
-/// is not counted.
-#[derive(Debug)]
-pub struct Caller(pub ApiKeyInfo);
-
-impl FromRequestParts<ServerState> for Caller {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, s: &ServerState) -> Result<Self, ApiError> {
-        let unauthorized = || {
-            ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "send an API key as 'Authorization: Bearer tw_…'",
-            )
-        };
-        let client = s.limits.client(&parts.headers, &parts.extensions);
-        let failures = &s.limits.api_key_failures;
-        if let Some(wait) = failures.locked(&client.key(), s.clock.now()) {
-            let secs = crate::limits::retry_secs(wait);
-            let mut e = ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too_many_failures",
-                format!("too many refused API keys came from this address; retry in {secs} s"),
-            );
-            e.retry_after = Some(secs);
-            return Err(e);
-        }
-        let presented = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
-            .ok_or_else(unauthorized)?;
-        match s.store.verify_api_key(presented.trim()).await? {
-            Some(info) => Ok(Caller(info)),
-            None => {
-                failures.record(client.key(), s.clock.now());
-                tracing::warn!(%client, "an API key was refused");
-                Err(ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "unauthorized",
-                    "this API key is unknown or revoked: check it was copied whole (tw_…), or make a new one with 'tokenwarden keys create'",
-                ))
-            }
-        }
-    }
-}
-
-impl Caller {
-    /// Who called, for events and logs: `key:<id>` (the key's public id, never the key).
-    pub(crate) fn who(&self) -> String {
-        format!("key:{}", self.0.id)
-    }
-
-    pub(crate) fn admin(&self) -> Result<(), ApiError> {
-        match self.0.role {
-            ApiKeyRole::Admin => Ok(()),
-            ApiKeyRole::TokenReader => Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                "this API key may only fetch tokens",
-            )),
-        }
-    }
 }
 
 fn not_found(id: &ConnectionId) -> ApiError {
@@ -580,59 +340,6 @@ async fn delete(
     Ok(Json(answer))
 }
 
-/// Why a refresh that was asked for handed back a token without refreshing it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum NotRefreshed {
-    /// The platform does not renew this token set (a TikTok Business long-term token, a Meta
-    /// long-lived token): it is served until it expires, then a person re-authorizes.
-    NotRenewable,
-    /// Another refresh stored a newer token meanwhile; that one is handed back.
-    NewerStored,
-}
-
-impl NotRefreshed {
-    /// Why, for `issued` of connection `id`, when it was not refreshed.
-    pub(crate) async fn of(
-        s: &ServerState,
-        id: &ConnectionId,
-        issued: &tokenwarden_engine::Issued,
-    ) -> Option<NotRefreshed> {
-        if issued.refreshed {
-            return None;
-        }
-        let conn = s.store.get_connection(id).await.ok().flatten()?;
-        let renews = s
-            .providers
-            .get(conn.provider.as_str())
-            .is_some_and(|p| p.spec.refresh.renews(&issued.tokens));
-        Some(if renews {
-            NotRefreshed::NewerStored
-        } else {
-            NotRefreshed::NotRenewable
-        })
-    }
-
-    /// Its stable code.
-    pub(crate) fn code(self) -> &'static str {
-        match self {
-            NotRefreshed::NotRenewable => "not_renewable",
-            NotRefreshed::NewerStored => "newer_stored",
-        }
-    }
-
-    /// One sentence for a person.
-    pub(crate) fn message(self) -> &'static str {
-        match self {
-            NotRefreshed::NotRenewable => {
-                "Not refreshed: the platform does not renew this token. It is served until it expires; the health probe checks that it still works, a warning comes days before the end, and then the connection must be authorized again."
-            }
-            NotRefreshed::NewerStored => {
-                "Not refreshed by this call: another refresh stored a newer token meanwhile, and that one is handed back."
-            }
-        }
-    }
-}
-
 fn token_response(issued: tokenwarden_engine::Issued, connection: &ConnectionId) -> Response {
     token_response_with(issued, connection, None)
 }
@@ -724,8 +431,7 @@ async fn probe(
         return Err(not_found(&id));
     };
     let found =
-        crate::monitor::probe_on_demand(&s, &crate::monitor::client(), &before, &caller.who())
-            .await;
+        crate::monitor::probe_on_demand(&s, &crate::probe::client(), &before, &caller.who()).await;
     let c = s
         .store
         .get_connection(&id)
@@ -878,24 +584,6 @@ async fn diagnose(
     Ok(Json(v))
 }
 
-/// Writes every number with no fractional part (within ±2^53, where floats are exact) as an
-/// integer, so that an integer field takes `60.0` as the document says it may.
-fn whole_numbers(v: &mut Value) {
-    match v {
-        Value::Number(n) if !n.is_i64() && !n.is_u64() => {
-            if let Some(f) = n.as_f64()
-                && f.fract() == 0.0
-                && f.abs() <= 9_007_199_254_740_992.0
-            {
-                *v = Value::from(f as i64);
-            }
-        }
-        Value::Array(a) => a.iter_mut().for_each(whole_numbers),
-        Value::Object(o) => o.values_mut().for_each(whole_numbers),
-        _ => {}
-    }
-}
-
 /// `{"Name": "value"}`, `[["Name", "value"], …]` or nothing; anything else is refused rather than
 /// read in part.
 fn diagnose_headers(given: &Value) -> Result<Vec<(String, String)>, ApiError> {
@@ -920,71 +608,6 @@ fn diagnose_headers(given: &Value) -> Result<Vec<(String, String)>, ApiError> {
             })
             .collect(),
         _ => Err(bad()),
-    }
-}
-
-#[cfg(test)]
-mod store_refusal_tests {
-    use super::*;
-
-    #[test]
-    fn a_database_refusing_writes_is_named_with_its_fix() {
-        let cases = [
-            (
-                StoreError::Full("database error 13: database or disk is full".into()),
-                "store_full",
-                "free space",
-            ),
-            (
-                StoreError::ReadOnly(
-                    "database error 8: attempt to write a readonly database".into(),
-                ),
-                "store_read_only",
-                "writable primary",
-            ),
-            (
-                StoreError::Unavailable("pool timed out".into()),
-                "store_unavailable",
-                "cannot reach its database",
-            ),
-        ];
-        for (e, code, says) in cases {
-            let api = ApiError::from(e);
-            assert_eq!(api.status, StatusCode::SERVICE_UNAVAILABLE);
-            assert_eq!(api.code, code);
-            assert!(api.message.contains(says), "{}", api.message);
-        }
-    }
-}
-
-#[cfg(test)]
-mod body_tests {
-    use super::*;
-
-    #[derive(Debug, Deserialize, PartialEq)]
-    #[serde(deny_unknown_fields)]
-    struct B {
-        n: i64,
-        #[serde(default)]
-        s: Option<String>,
-    }
-
-    #[test]
-    fn a_body_is_an_object_whose_whole_numbers_are_integers() {
-        assert_eq!(
-            fitted::<B>(json!({"n": 60.0})).unwrap(),
-            B { n: 60, s: None }
-        );
-        assert_eq!(fitted::<B>(json!({"n": -3})).unwrap().n, -3);
-        for bad in [
-            json!({"n": 60.5}),
-            json!([60]),
-            json!("x"),
-            json!({"n": 1, "x": 2}),
-        ] {
-            let e = fitted::<B>(bad.clone()).unwrap_err();
-            assert_eq!(e.status(), StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
-        }
     }
 }
 

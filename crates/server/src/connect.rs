@@ -678,9 +678,9 @@ async fn callback(
         developer_token: app.developer_token.clone(),
         user_agent: app.user_agent.clone(),
     };
-    let identity = crate::monitor::identify(&p, &base, &grant.tokens, &values, now).await;
+    let identity = crate::probe::identify(&p, &base, &grant.tokens, &values, now).await;
     let new_account = match &identity {
-        crate::monitor::Identity::Known(a) => Some(a.clone()),
+        crate::probe::Identity::Known(a) => Some(a.clone()),
         _ => None,
     };
     let check = match &existing {

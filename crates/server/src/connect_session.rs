@@ -12,7 +12,9 @@
 //! the end user is asks for a short-lived session, the front end only opens its link.
 
 use crate::ServerState;
-use crate::api::{ApiError, Body, Caller};
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::extract::Body;
 use axum::Json;
 use axum::Router;
 use axum::extract::State;
@@ -43,7 +45,7 @@ const MAX_END_USER: usize = 200;
 pub fn routes() -> Router<ServerState> {
     Router::new()
         .route("/v1/connect-sessions", post(create))
-        .method_not_allowed_fallback(crate::api::method_not_allowed)
+        .method_not_allowed_fallback(crate::error::method_not_allowed)
 }
 
 /// Where a finished flow may send the browser back to: this daemon's own origin, and the origins

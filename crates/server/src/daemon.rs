@@ -5,8 +5,10 @@
 use crate::ServerState;
 use std::sync::Arc;
 use tokenwarden_core::clock::Clock;
+#[cfg(feature = "sandbox")]
 use tokenwarden_core::id::{AppId, ProviderId};
 use tokenwarden_core::provider::Registry;
+#[cfg(feature = "sandbox")]
 use tokenwarden_core::secret::Secret;
 use tokenwarden_engine::{CachedStore, TokenService};
 use tokenwarden_oauth::OAuthClient;
@@ -71,9 +73,25 @@ pub enum StartError {
     #[error("bad URL: {0}")]
     Url(#[from] url::ParseError),
     /// The in-process sandbox's books could not be read back.
+    #[cfg(feature = "sandbox")]
     #[error(transparent)]
     SandboxLedger(#[from] tokenwarden_sandbox::LedgerFileError),
+    /// An in-process sandbox was asked for (a `sandbox_listener`) in a build without one.
+    #[error(
+        "this build has no in-process sandbox: it was built without the cargo feature `sandbox`, which the default build enables"
+    )]
+    NoSandbox,
 }
+
+/// Where an in-process sandbox keeps its books between runs.
+#[cfg(feature = "sandbox")]
+pub use tokenwarden_sandbox::LedgerFile as SandboxLedger;
+
+/// Where an in-process sandbox keeps its books between runs: in a build without the `sandbox`
+/// feature there is no sandbox, and no value of this type.
+#[cfg(not(feature = "sandbox"))]
+#[derive(Debug)]
+pub enum SandboxLedger {}
 
 /// A running daemon.
 #[derive(Debug)]
@@ -136,7 +154,7 @@ impl Daemon {
     /// --sandbox` passes a file in its data directory). Ignored without a sandbox.
     pub async fn start_with_sandbox_ledger(
         self,
-        ledger: Option<tokenwarden_sandbox::LedgerFile>,
+        ledger: Option<SandboxLedger>,
     ) -> Result<Running, StartError> {
         let addr = self.listener.local_addr()?;
         let public_url = match self.public_url {
@@ -144,20 +162,28 @@ impl Daemon {
             None => Url::parse(&format!("http://{addr}"))?,
         };
         let base = with_slash(&public_url);
+        #[cfg_attr(not(feature = "sandbox"), allow(unused_mut))]
         let mut registry = self.providers;
-        let ids: Vec<String> = registry.iter().map(|p| p.spec.id.to_string()).collect();
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
             let _ = rx.changed().await;
         };
         let mut tasks = Vec::new();
-        let now = self.clock.now();
         // From here on every reader and writer in the daemon shares the one cached view.
         let cached = CachedStore::new(self.store, self.clock.clone(), self.cache);
         let store: Arc<dyn Store> = cached.clone();
+        #[cfg_attr(not(feature = "sandbox"), allow(unused_mut))]
         let mut sandbox_base = None;
+        #[cfg_attr(not(feature = "sandbox"), allow(unused_mut))]
         let mut sandbox_task = None;
+        #[cfg(not(feature = "sandbox"))]
+        if self.sandbox_listener.is_some() || ledger.is_some() {
+            return Err(StartError::NoSandbox);
+        }
+        #[cfg(feature = "sandbox")]
         if let Some(sandbox_listener) = self.sandbox_listener {
+            let ids: Vec<String> = registry.iter().map(|p| p.spec.id.to_string()).collect();
+            let now = self.clock.now();
             let sb_base = format!("http://{}", sandbox_listener.local_addr()?);
             let mut config = tokenwarden_sandbox::SandboxConfig {
                 time_scale: self.time_scale,

@@ -67,7 +67,7 @@ impl Default for Callbacks {
 pub fn routes() -> Router<ServerState> {
     Router::new()
         .route(DEAUTHORIZE_ROUTE, post(receive))
-        .method_not_allowed_fallback(crate::api::method_not_allowed)
+        .method_not_allowed_fallback(crate::error::method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY))
 }
 

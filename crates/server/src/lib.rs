@@ -7,20 +7,27 @@
 //!   flow starts only from a single-use link that someone with authority created.
 //! - [`deauthorize`]: `POST /callbacks/{provider}/{app}/deauthorize`, where platforms say a user
 //!   removed the app (verified signature → `reauth_required` at once).
-//! - [`api`]: the REST API under `/v1` (API keys with roles), and the one place that maps failures
-//!   to HTTP responses.
-//! - [`monitor`]: probes every connection, records problems with fixes, forecasts expiry.
+//! - [`api`]: the REST API under `/v1`.
+//! - [`auth`]: the API's caller ([`auth::Caller`]): API keys with roles, refused keys counted per
+//!   address.
+//! - [`error`]: the one place that maps failures to HTTP responses ([`error::ApiError`]).
+//! - [`extract`]: request extractors whose rejections are [`error::ApiError`]s.
+//! - [`monitor`]: probes every connection when due, records problems with fixes, forecasts expiry.
+//! - [`probe`]: the probe itself: the definition's `api.probe` sent with a token, its answer read
+//!   and classified.
 //! - [`scheduler`]: refreshes ahead of expiry, sleeping until the next deadline.
 //! - [`daemon`]: assembles a running daemon (server, scheduler, monitor, outbox, retention,
 //!   in-process sandbox).
 //! - [`webhooks`]: webhook endpoints and signed delivery from the durable outbox.
 //! - [`keyfile`]: follows the key file, so keys rotate while the daemon serves.
 //! - [`limits`]: per-client-address limits (refused API keys, the connect flow's rate).
+//! - [`refreshed`]: why a refresh that was asked for handed back a token it did not refresh.
 //! - [`page`]: small HTML pages with escaping and the security headers of rule 12.
 //! - [`dashboard`]: the signed-in pages for people (overview, connections, diagnose).
 //! - [`metrics`]: `/metrics` in the Prometheus text format.
 //! - [`alerts`]: a Slack-compatible notifier for connections that need a person.
 //! - [`retention`]: deletes old events, finished webhook deliveries and expired authorizations.
+//! - [`state`]: [`ServerState`], what every handler and background task shares.
 //! - [`singleton`]: leases that let one replica at a time run the notifier, retention and crowd
 //!   planning, with takeover when it dies.
 #![forbid(unsafe_code)]
@@ -28,70 +35,32 @@
 
 pub mod alerts;
 pub mod api;
+pub mod auth;
 pub mod connect;
 pub mod connect_session;
 pub mod daemon;
 pub mod dashboard;
 pub mod deauthorize;
+pub mod error;
+pub mod extract;
 pub mod keyfile;
 pub mod limits;
 pub mod metrics;
 pub mod monitor;
 pub mod page;
+pub mod probe;
+pub mod refreshed;
 pub mod retention;
 pub mod scheduler;
 pub mod singleton;
+pub mod state;
 pub mod webhooks;
+
+pub use state::ServerState;
 
 use axum::Router;
 use std::future::Future;
-use std::sync::Arc;
-use tokenwarden_core::clock::Clock;
 use tokenwarden_core::provider::Registry;
-use tokenwarden_engine::TokenService;
-use tokenwarden_oauth::OAuthClient;
-use tokenwarden_store::Store;
-use url::Url;
-
-/// What every handler shares.
-#[derive(Debug, Clone)]
-pub struct ServerState {
-    /// The store.
-    pub store: Arc<dyn Store>,
-    /// The token service.
-    pub tokens: Arc<TokenService>,
-    /// The provider client.
-    pub oauth: OAuthClient,
-    /// Provider definitions, pointed where the platforms live.
-    pub providers: Arc<Registry>,
-    /// The clock.
-    pub clock: Arc<dyn Clock>,
-    /// Where people reach this daemon (builds re-authorization links).
-    pub public_url: Url,
-    /// Pokes the scheduler when a new deadline may be earlier than the one it sleeps until.
-    pub wake: Arc<tokio::sync::Notify>,
-    /// Where webhooks may be delivered.
-    pub webhooks: webhooks::WebhookPolicy,
-    /// The dashboard's sessions, password and activity counts.
-    pub dashboard: Arc<dashboard::Dashboard>,
-    /// Limits per client address.
-    pub limits: Arc<limits::ClientLimits>,
-    /// The forwarding proxy (`ANY /proxy/{connection_id}/{*path}`).
-    pub proxy: Arc<tokenwarden_proxy::Proxy>,
-    /// Where finished connect flows may send the browser.
-    pub connect: Arc<connect_session::ConnectPolicy>,
-    /// The platform callbacks already taken (against replays).
-    pub callbacks: Arc<deauthorize::Callbacks>,
-}
-
-impl ServerState {
-    /// The re-authorization link of a connection, as API errors, proxy answers, webhooks and
-    /// alerts carry it: the dashboard's re-authorize page, which needs a signed-in person and
-    /// mints a connect session there. Never a link that starts a flow by itself.
-    pub fn reauthorize_link(&self, connection: &str) -> String {
-        tokenwarden_proxy::answer::reauthorize_url(&self.public_url, connection)
-    }
-}
 
 /// Every route.
 pub fn router(state: ServerState) -> Router {
@@ -108,7 +77,7 @@ pub fn router(state: ServerState) -> Router {
                 .route("/healthz", axum::routing::get(|| async { "ok" }))
                 .route("/readyz", axum::routing::get(readyz))
                 .route("/openapi.json", axum::routing::get(openapi))
-                .method_not_allowed_fallback(api::method_not_allowed),
+                .method_not_allowed_fallback(error::method_not_allowed),
         )
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -158,7 +127,7 @@ pub async fn serve(
 }
 
 /// The OpenAPI 3.1 description of every route, written by hand (kept in step by the tests in
-/// `tests/openapi.rs`, which also check real answers against its schemas).
+/// `tests/it/openapi.rs`, which also check real answers against its schemas).
 pub const OPENAPI: &str = include_str!("openapi/openapi.json");
 
 /// The document a daemon serves: [`OPENAPI`] with `ProviderId`'s `enum` listing `providers`, so

@@ -111,9 +111,9 @@ fn describe() {
 }
 
 /// `GET /metrics`: any live API key (`Authorization: Bearer tw_…`); Prometheus sends one with
-/// `authorization: { credentials_file: … }`. Checked by [`Caller`](crate::api::Caller), so
+/// `authorization: { credentials_file: … }`. Checked by [`Caller`](crate::auth::Caller), so
 /// refused keys count against the client's address like everywhere else.
-pub async fn handler(State(s): State<ServerState>, _caller: crate::api::Caller) -> Response {
+pub async fn handler(State(s): State<ServerState>, _caller: crate::auth::Caller) -> Response {
     let handle = install();
     handle.run_upkeep();
     let mut text = handle.render();

@@ -10,7 +10,9 @@
 //! after name resolution at every delivery; redirects are never followed.
 
 use crate::ServerState;
-use crate::api::{ApiError, Body, Caller, PathParam, Query};
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::extract::{Body, PathParam, Query};
 use axum::Json;
 use axum::Router;
 use axum::extract::State;
@@ -48,7 +50,7 @@ pub fn routes() -> Router<ServerState> {
         .route("/v1/webhooks", get(list).post(create))
         .route("/v1/webhooks/{id}", get(one).delete(delete))
         .route("/v1/webhooks/{id}/deliveries", get(deliveries))
-        .method_not_allowed_fallback(crate::api::method_not_allowed)
+        .method_not_allowed_fallback(crate::error::method_not_allowed)
 }
 
 fn view(w: &WebhookEndpoint) -> Value {
@@ -162,7 +164,7 @@ async fn deliveries(
     Query(q): Query<LogQuery>,
 ) -> Result<Json<Value>, ApiError> {
     caller.admin()?;
-    let limit = crate::api::limit(q.limit, 50, 500)?;
+    let limit = crate::extract::limit(q.limit, 50, 500)?;
     if s.store.get_webhook(&id).await?.is_none() {
         return Err(not_found(&id));
     }

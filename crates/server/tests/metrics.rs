@@ -99,7 +99,7 @@ async fn the_figures_follow_connects_refreshes_probes_and_revocations() {
 
     let probes = [("provider", "snapchat"), ("kind", "ok")];
     let before = value(&m2, "tokenwarden_probes_total", &probes);
-    let http = tokenwarden_server::monitor::client();
+    let http = tokenwarden_server::probe::client();
     let id = tokenwarden_core::id::ConnectionId::parse("met-2").unwrap();
     tokenwarden_server::monitor::probe(&w.d.state, &http, &id).await;
     let m3 = scrape(&w).await;

@@ -17,7 +17,7 @@ async fn nothing_secret_is_logged_against_the_oidc_peer() {
 
     let t = Tw::start(2).await;
     let mut secrets: Vec<String> = vec![t.admin.clone(), t.reader.clone()];
-    let http = tokenwarden_server::monitor::client();
+    let http = tokenwarden_server::probe::client();
     for p in PROVIDERS {
         let client = client_of(p);
         secrets.push(client.secret.to_string());

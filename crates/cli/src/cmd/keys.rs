@@ -75,10 +75,9 @@ impl Common {
     }
 
     fn keyring(&self) -> Result<Keyring> {
-        let env = std::env::var("TOKENWARDEN_MASTER_KEY")
-            .ok()
-            .filter(|v| !v.trim().is_empty());
-        let (ring, source) = Keyring::from_env_or_file(env.as_deref(), &self.key_file(), false)?;
+        let env = crate::settings::master_key();
+        let (ring, source) =
+            Keyring::from_env_or_file(env.as_ref().map(|k| k.expose()), &self.key_file(), false)?;
         if matches!(source, KeySource::Env) {
             bail!(
                 "the master key comes from TOKENWARDEN_MASTER_KEY, which this command cannot change. \

@@ -1,8 +1,8 @@
 //! `tokenwarden serve`: the daemon.
 
-use crate::config::FileConfig;
 use crate::data_dir;
 use crate::definitions;
+use crate::settings::{self, Settings};
 use anyhow::{Context as _, Result, bail};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -25,40 +25,40 @@ use tokenwarden_store::{ApiKeyRole, App, KeySource, Keyring, StoreError};
 pub struct Args {
     /// A configuration file (TOML). Flags and TOKENWARDEN_* variables override it.
     #[arg(long, env = "TOKENWARDEN_CONFIG", value_name = "PATH")]
-    config: Option<PathBuf>,
+    pub(crate) config: Option<PathBuf>,
     /// Address to listen on [default: 127.0.0.1:8080].
     #[arg(long, env = "TOKENWARDEN_LISTEN")]
-    listen: Option<SocketAddr>,
+    pub(crate) listen: Option<SocketAddr>,
     /// Where the embedded database, the master key file and the admin key file live
     /// [default: tokenwarden-data].
     #[arg(long, env = "TOKENWARDEN_DATA_DIR")]
-    data_dir: Option<PathBuf>,
+    pub(crate) data_dir: Option<PathBuf>,
     /// Database URL: sqlite://PATH or postgres://… [default: SQLite in the data directory].
     #[arg(long, env = "TOKENWARDEN_DATABASE_URL")]
-    database: Option<String>,
+    pub(crate) database: Option<String>,
     /// The URL people use to reach this daemon (for callback and re-authorization links).
     #[arg(long, env = "TOKENWARDEN_PUBLIC_URL")]
-    public_url: Option<url::Url>,
+    pub(crate) public_url: Option<url::Url>,
     /// Run the platform emulator in-process and point every platform at it.
     #[arg(long)]
-    sandbox: bool,
+    pub(crate) sandbox: bool,
     /// Address of the in-process sandbox.
     #[arg(long, default_value = "127.0.0.1:8181", requires = "sandbox")]
-    sandbox_listen: SocketAddr,
+    pub(crate) sandbox_listen: SocketAddr,
     /// Make time run this many times faster (sandbox only), so a one-hour token lives seconds.
     #[arg(long, default_value_t = 1.0, requires = "sandbox")]
-    time_scale: f64,
+    pub(crate) time_scale: f64,
     /// Log lines on stderr: readable text, or one JSON object per line for a log collector.
     /// The level is set with TOKENWARDEN_LOG or RUST_LOG (e.g. `info`, `tokenwarden_engine=debug`).
     #[arg(long, env = "TOKENWARDEN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
-    log_format: LogFormat,
+    pub(crate) log_format: LogFormat,
     /// Start even when the master key file can be read by group or others (logs a warning).
     #[arg(long, env = "TOKENWARDEN_ALLOW_INSECURE_KEY_FILE")]
-    allow_insecure_key_file: bool,
+    pub(crate) allow_insecure_key_file: bool,
     /// On Ctrl-C or SIGTERM, how many seconds to wait for requests and refreshes in flight
     /// before giving up (a refresh answer already received is stored first).
     #[arg(long, env = "TOKENWARDEN_DRAIN_TIMEOUT", default_value_t = 30)]
-    drain_timeout: u64,
+    pub(crate) drain_timeout: u64,
 }
 
 /// What `serve --help` says about retention (the daemon deletes history; people should know).
@@ -82,14 +82,11 @@ pub enum LogFormat {
 }
 
 /// Installs the process's log subscriber: one line per event on stderr.
-fn init_logs(format: LogFormat) {
+fn init_logs(format: LogFormat, spec: Option<&str>) {
     use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     const DEFAULT: &str = "info,sqlx=warn,hyper=warn";
-    let spec = ["TOKENWARDEN_LOG", "RUST_LOG"]
-        .into_iter()
-        .find_map(read_env)
-        .unwrap_or_else(|| DEFAULT.to_string());
+    let spec = spec.map_or_else(|| DEFAULT.to_string(), str::to_string);
     let filter = EnvFilter::try_new(&spec).unwrap_or_else(|e| {
         eprintln!("the log filter {spec:?} does not parse ({e}); using {DEFAULT:?}");
         EnvFilter::new(DEFAULT)
@@ -120,10 +117,6 @@ fn init_logs(format: LogFormat) {
     }
 }
 
-fn read_env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
-}
-
 /// Writes a secret file readable only by its owner.
 fn write_private(path: &Path, text: &str) -> Result<()> {
     use std::io::Write;
@@ -143,96 +136,26 @@ fn write_private(path: &Path, text: &str) -> Result<()> {
 
 /// Runs the command.
 pub fn run(args: Args, providers_dir: Option<&Path>) -> Result<ExitCode> {
-    if !(args.time_scale.is_finite() && args.time_scale >= 1.0) {
-        bail!("--time-scale must be 1 or more");
+    if args.sandbox && !cfg!(feature = "sandbox") {
+        bail!(
+            "--sandbox runs the platform emulator in-process, and this build of tokenwarden leaves it out (built without the cargo feature `sandbox`); build with the default features (cargo build --release) to use it"
+        );
     }
-    let file = match &args.config {
-        Some(p) => FileConfig::load(p)?,
-        None => FileConfig::default(),
-    };
-    init_logs(args.log_format);
+    let settings = Settings::load(&args, providers_dir)?;
+    init_logs(settings.log.0, settings.log.1.as_deref());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(serve(args, file, providers_dir))?;
+    runtime.block_on(serve(settings))?;
     Ok(ExitCode::SUCCESS)
 }
 
-async fn serve(args: Args, file: FileConfig, providers_dir: Option<&Path>) -> Result<()> {
-    let providers_dir = providers_dir
-        .map(Path::to_path_buf)
-        .or(file.providers_dir.clone());
-    // With --sandbox every endpoint is replaced by the in-process emulator's.
-    let endpoints = if args.sandbox {
-        tokenwarden_core::provider::Endpoints::AllowHttp
-    } else {
-        definitions::endpoints(file.allow_insecure_endpoints)?
-    };
-    let providers = definitions::load_allowing(providers_dir.as_deref(), endpoints)?;
-    let data_dir = args
-        .data_dir
-        .clone()
-        .or(file.data_dir.clone())
-        .unwrap_or_else(|| PathBuf::from("tokenwarden-data"));
-    let listen = args
-        .listen
-        .or(file.listen)
-        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
-    let public_url = args.public_url.clone().or(file.public_url.clone());
-    let database = args.database.clone().or(file.database.clone());
-    let cache = file.cache.resolve()?;
-    let return_to: Vec<url::Url> = match read_env("TOKENWARDEN_CONNECT_RETURN_TO") {
-        Some(list) => list
-            .split(',')
-            .map(str::trim)
-            .filter(|u| !u.is_empty())
-            .map(|u| {
-                url::Url::parse(u)
-                    .with_context(|| format!("TOKENWARDEN_CONNECT_RETURN_TO: {u:?} is not a URL"))
-            })
-            .collect::<Result<_>>()?,
-        None => file.connect.return_to.clone(),
-    };
-    let proxy_limits = file.proxy.resolve(
-        read_env("TOKENWARDEN_PROXY_MAX_REQUEST_BYTES").as_deref(),
-        read_env("TOKENWARDEN_PROXY_MAX_RESPONSE_BYTES").as_deref(),
-    )?;
-    let dashboard_password = match read_env("TOKENWARDEN_DASHBOARD_PASSWORD") {
-        Some(p) => Some(Secret::new(p)),
-        None => file.dashboard.password()?,
-    };
-    let idle_timeout = file
-        .dashboard
-        .idle_timeout(read_env(crate::config::IDLE_TIMEOUT_ENV).as_deref())?;
-    let trusted_proxies =
-        file.trusted_proxies(read_env(crate::config::TRUSTED_PROXIES_ENV).as_deref())?;
-    let alerts = match (
-        read_env("TOKENWARDEN_SLACK_WEBHOOK_URL"),
-        file.alerts.as_ref(),
-    ) {
-        (Some(url), cfg) => Some((Secret::new(url), cfg)),
-        (None, Some(cfg)) => Some((cfg.webhook_url()?, Some(cfg))),
-        (None, None) => None,
-    }
-    .map(|(url, cfg)| -> Result<_> {
-        let notifier = alerts::SlackWebhook::new(&url).map_err(|e| anyhow::anyhow!(e))?;
-        let defaults = alerts::AlertSettings::default();
-        let settings = alerts::AlertSettings {
-            degraded_after: cfg.map_or(defaults.degraded_after, |c| {
-                chrono::TimeDelta::minutes(i64::from(c.degraded_after_minutes))
-            }),
-            poll: cfg.map_or(defaults.poll, |c| {
-                std::time::Duration::from_secs(u64::from(c.poll_seconds.max(1)))
-            }),
-        };
-        Ok((notifier, settings))
-    })
-    .transpose()?;
-    let retention = file.retention.resolve(
-        read_env("TOKENWARDEN_RETENTION_EVENTS").as_deref(),
-        read_env("TOKENWARDEN_RETENTION_DELIVERIES").as_deref(),
-    )?;
-
+async fn serve(settings: Settings) -> Result<()> {
+    let providers =
+        definitions::load_allowing(settings.providers_dir.as_deref(), settings.endpoints)?;
+    let data_dir = settings.data_dir.clone();
+    let database = settings.database.clone();
+    let time_scale = settings.time_scale();
     data_dir::create_private(&data_dir)?;
     let database = database.unwrap_or_else(|| {
         format!(
@@ -251,13 +174,11 @@ async fn serve(args: Args, file: FileConfig, providers_dir: Option<&Path>) -> Re
         data_dir::prepare_sqlite(db)?;
     }
     let key_file = data_dir.join("master.key");
-    let allow_insecure_key_file =
-        args.allow_insecure_key_file || file.allow_insecure_key_file.unwrap_or(false);
     let (store, source) = open_store(
         &database,
         &key_file,
-        read_env("TOKENWARDEN_MASTER_KEY").as_deref(),
-        allow_insecure_key_file,
+        settings.master_key.as_ref().map(Secret::expose),
+        settings.allow_insecure_key_file,
     )
     .await?;
     if let Some(db) = &sqlite {
@@ -270,24 +191,28 @@ async fn serve(args: Args, file: FileConfig, providers_dir: Option<&Path>) -> Re
             p.display()
         ),
         KeySource::File(p) => println!("Master key: {}", p.display()),
-        KeySource::Env => println!("Master key: from TOKENWARDEN_MASTER_KEY"),
+        KeySource::Env => println!("Master key: from {}", settings::MASTER_KEY_ENV),
     }
     // The in-process sandbox keeps its books in the data directory, so a restart leaves the
     // connections made through it working (issue 15, item 3).
-    let sandbox_ledger = if args.sandbox {
-        Some(tokenwarden_sandbox::LedgerFile::open(
-            data_dir.join(data_dir::SANDBOX_LEDGER_FILE),
-        )?)
-    } else {
-        None
+    #[cfg(feature = "sandbox")]
+    let (sandbox_ledger, saved_at) = {
+        let ledger = if settings.sandbox.is_some() {
+            Some(tokenwarden_sandbox::LedgerFile::open(
+                data_dir.join(data_dir::SANDBOX_LEDGER_FILE),
+            )?)
+        } else {
+            None
+        };
+        let saved_at = ledger.as_ref().and_then(|l| l.saved_at());
+        (ledger, saved_at)
     };
+    #[cfg(not(feature = "sandbox"))]
+    let (sandbox_ledger, saved_at): (_, Option<chrono::DateTime<chrono::Utc>>) = (None, None);
     // A scaled clock resumes where the sandbox's last run left it: started from the wall clock
     // again, it would put every token issued in that run in the future.
-    let start = sandbox_ledger
-        .as_ref()
-        .and_then(|l| l.saved_at())
-        .map_or_else(|| SystemClock.now(), |saved| saved.max(SystemClock.now()));
-    let clock: Arc<dyn Clock> = Arc::new(ScaledClock::new(start, args.time_scale));
+    let start = saved_at.map_or_else(|| SystemClock.now(), |saved| saved.max(SystemClock.now()));
+    let clock: Arc<dyn Clock> = Arc::new(ScaledClock::new(start, time_scale));
 
     let admin_key_file = data_dir.join("admin.key");
     let live_keys = store
@@ -307,16 +232,18 @@ async fn serve(args: Args, file: FileConfig, providers_dir: Option<&Path>) -> Re
         );
     }
 
+    let listen = settings.listen;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
+    let public_url = settings.public_url.clone();
     let effective_public = match &public_url {
         Some(u) => u.clone(),
         None => url::Url::parse(&format!("http://{}", listener.local_addr()?))?,
     };
     let now = clock.now();
-    let apps: Vec<App> = file
-        .resolve_apps(&providers, &effective_public)?
+    let apps: Vec<App> = settings
+        .apps(&providers, &effective_public)?
         .into_iter()
         .map(|a| -> Result<App> {
             Ok(App {
@@ -335,24 +262,23 @@ async fn serve(args: Args, file: FileConfig, providers_dir: Option<&Path>) -> Re
             })
         })
         .collect::<Result<_>>()?;
-    if apps.is_empty() && !args.sandbox {
+    if apps.is_empty() && settings.sandbox.is_none() {
         println!(
             "No apps are configured, so nothing can be connected yet: add [[apps]] to a configuration file (`tokenwarden config example`) and pass --config, or run with --sandbox."
         );
     }
-    let sandbox_listener = if args.sandbox {
-        Some(
-            tokio::net::TcpListener::bind(args.sandbox_listen)
+    let sandbox_listener = match settings.sandbox {
+        Some(sandbox) => Some(
+            tokio::net::TcpListener::bind(sandbox.listen)
                 .await
                 .with_context(|| {
                     format!(
                         "cannot listen on {} for the sandbox (use --sandbox-listen)",
-                        args.sandbox_listen
+                        sandbox.listen
                     )
                 })?,
-        )
-    } else {
-        None
+        ),
+        None => None,
     };
     let owner = format!("{}-{}", hostname(), std::process::id());
     let mut running = Daemon {
@@ -362,33 +288,37 @@ async fn serve(args: Args, file: FileConfig, providers_dir: Option<&Path>) -> Re
         store,
         providers,
         clock,
-        time_scale: args.time_scale,
+        time_scale,
         public_url,
         owner,
         key_file: (!matches!(source, KeySource::Env)).then(|| key_file.clone()),
         probe_poll: None,
-        webhooks: tokenwarden_server::webhooks::WebhookPolicy {
-            allow_private: file.webhooks.allow_private.unwrap_or(args.sandbox),
-        },
-        retention,
-        cache,
-        proxy_limits,
+        webhooks: settings.webhooks,
+        retention: settings.retention,
+        cache: settings.cache,
+        proxy_limits: settings.proxy_limits,
     }
     .start_with_sandbox_ledger(sandbox_ledger)
     .await?;
-    running.state.dashboard.set_idle_timeout(idle_timeout);
-    running.state.limits.set_trusted_proxies(trusted_proxies);
     running
         .state
         .dashboard
-        .set_password(dashboard_password.as_ref().map(Secret::expose));
-    running.state.connect.allow_return_to(&return_to);
-    let alerting = alerts.is_some();
-    if let Some((notifier, settings)) = alerts {
+        .set_idle_timeout(settings.idle_timeout);
+    running
+        .state
+        .limits
+        .set_trusted_proxies(settings.trusted_proxies);
+    running
+        .state
+        .dashboard
+        .set_password(settings.dashboard_password.as_ref().map(Secret::expose));
+    running.state.connect.allow_return_to(&settings.return_to);
+    let alerting = settings.alerts.is_some();
+    if let Some((notifier, when)) = settings.alerts {
         let task = tokio::spawn(alerts::run(
             running.state.clone(),
             notifier,
-            settings,
+            when,
             running.stopping(),
         ));
         running.adopt(task);
@@ -400,7 +330,7 @@ async fn serve(args: Args, file: FileConfig, providers_dir: Option<&Path>) -> Re
     match &running.sandbox_base {
         Some(sandbox) => println!(
             "tokenwarden is serving on {base} (sandbox platforms at {sandbox}, time x{})",
-            args.time_scale
+            time_scale
         ),
         None => println!("tokenwarden is serving on {base}"),
     }
@@ -465,7 +395,7 @@ async fn serve(args: Args, file: FileConfig, providers_dir: Option<&Path>) -> Re
     }
     println!(
         "Dashboard: {base} (sign in with the key in {key}{}); metrics: {base}metrics (any API key).",
-        if dashboard_password.is_some() {
+        if settings.dashboard_password.is_some() {
             " or the dashboard password"
         } else {
             ""
@@ -483,11 +413,11 @@ async fn serve(args: Args, file: FileConfig, providers_dir: Option<&Path>) -> Re
         signal,
         "stopping: finishing requests and refreshes in flight"
     );
-    let drain = std::time::Duration::from_secs(args.drain_timeout);
+    let drain = settings.drain_timeout;
     if tokio::time::timeout(drain, running.stop()).await.is_err() {
         bail!(
             "gave up after {} s of waiting for requests and refreshes in flight (--drain-timeout)",
-            args.drain_timeout
+            drain.as_secs()
         );
     }
     println!("Stopped.");

@@ -306,7 +306,7 @@ pub(super) async fn refresh_now(
     match s.tokens.refresh_now(&id).await {
         Ok(issued) => {
             s.wake.notify_one();
-            match crate::api::NotRefreshed::of(&s, &id, &issued).await {
+            match crate::refreshed::NotRefreshed::of(&s, &id, &issued).await {
                 Some(why) => back_to(&id, why.code()),
                 None => back_to(&id, "refreshed"),
             }
@@ -343,6 +343,6 @@ pub(super) async fn probe_now(
     };
     tracing::info!(connection = %id, who = %signed.session.who, "dashboard: probe now");
     let by = format!("dashboard:{}", signed.session.who);
-    crate::monitor::probe_on_demand(&s, &crate::monitor::client(), &conn, &by).await;
+    crate::monitor::probe_on_demand(&s, &crate::probe::client(), &conn, &by).await;
     back_to(&id, "probed")
 }

@@ -17,7 +17,7 @@ pub(super) struct ReauthorizeForm {
     allow_account_change: Option<String>,
 }
 
-fn refused_mint(s: &ServerState, signed: &Signed, e: crate::api::ApiError) -> Response {
+fn refused_mint(s: &ServerState, signed: &Signed, e: crate::error::ApiError) -> Response {
     message(
         s,
         Some(signed),

@@ -11,7 +11,7 @@
     clippy::disallowed_methods,
     reason = "tests and benchmarks may read the wall clock"
 )]
-#[path = "oidc_peer/peer.rs"]
+#[path = "../oidc_peer/peer.rs"]
 mod peer;
 
 use chrono::Utc;
@@ -207,7 +207,7 @@ async fn the_introspection_probe_keeps_a_live_grant_and_catches_a_revoked_one() 
     let t = Tw::start(600).await;
     t.connect("oidc-basic", "probed").await;
     let id = ConnectionId::parse("probed").unwrap();
-    let http = tokenwarden_server::monitor::client();
+    let http = tokenwarden_server::probe::client();
 
     tokenwarden_server::monitor::probe(&t.d.state, &http, &id).await;
     let stats = t.peer.stats().await;

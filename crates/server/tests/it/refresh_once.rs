@@ -5,7 +5,7 @@
 //! self-refresh), and so are tokens whose life is shorter than the provider's margin plus jitter
 //! while the scheduler, the health monitor, the token API and the proxy all work at once.
 
-mod support;
+use crate::support;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use std::collections::BTreeMap;

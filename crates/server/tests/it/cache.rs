@@ -3,7 +3,7 @@
 //! refresh, a revoked API key) is seen by the very next call. What another replica changes is
 //! seen once the entry's TTL has passed on the daemon's clock.
 
-mod support;
+use crate::support;
 
 use chrono::TimeDelta;
 use serde_json::{Value, json};
@@ -129,8 +129,7 @@ async fn a_token_the_platform_refuses_through_the_proxy_is_not_served_from_the_c
     // too) marks it.
     w.revoke_latest_grant("tiktok-business").await;
     call().await;
-    tokenwarden_server::monitor::probe_due(&w.d.state, &tokenwarden_server::monitor::client())
-        .await;
+    tokenwarden_server::monitor::probe_due(&w.d.state, &tokenwarden_server::probe::client()).await;
     let (status, body) = token(&w, "c-proxied").await;
     assert_eq!(status, 409, "{body}");
     assert_eq!(body["error"]["code"], "reauth_required");

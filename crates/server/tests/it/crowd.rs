@@ -3,7 +3,7 @@
 //! backoff, are not pulled forward. The fake clock is held, so nothing here ever becomes due:
 //! every refresh seen was started early by the crowd plan.
 
-mod support;
+use crate::support;
 
 use chrono::TimeDelta;
 use std::time::Duration;

@@ -5,7 +5,7 @@
 //! for production are `environment_mismatch`, not a revocation; its rotated refresh tokens keep
 //! the connection alive.
 
-mod support;
+use crate::support;
 
 use chrono::TimeDelta;
 use support::{World, world};

@@ -2,7 +2,7 @@
 //! accounts) and knows connection ids (they are in links, webhooks and alerts): none of their
 //! moves changes a stored token, and each gets a clear page. The honest flows still work.
 
-mod support;
+use crate::support;
 
 use serde_json::{Value, json};
 use support::{World, world};

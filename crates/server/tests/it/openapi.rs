@@ -5,7 +5,7 @@
 //! and fit the documented schema. The document is written by hand; these tests keep it honest,
 //! and `crates/cli/tests/openapi_fuzz.rs` runs schemathesis against it.
 
-mod support;
+use crate::support;
 
 use reqwest::Method;
 use serde_json::{Value, json};

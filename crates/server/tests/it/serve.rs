@@ -2,7 +2,7 @@
 //! through the authorize page's approve path, fetch tokens, call the platform's API with them
 //! across many expiries, and refuse every broken or hostile callback.
 
-mod support;
+use crate::support;
 
 use chrono::TimeDelta;
 use support::{Flow, World, world};
@@ -518,7 +518,7 @@ async fn the_monitor_finds_reddit_and_x_revocations_and_marks_nothing_for_a_thro
         let flow = w.start_and_approve(p, id).await;
         assert_eq!(w.finish(&flow).await.0, 303, "{p}");
     }
-    let http = tokenwarden_server::monitor::client();
+    let http = tokenwarden_server::probe::client();
     let sb = w.d.sandbox_base.clone().unwrap();
     let grants = |provider: &'static str| {
         let http = w.http.clone();
@@ -615,7 +615,7 @@ async fn the_monitor_finds_revocations_missing_scopes_and_coming_expiry() {
         let flow = w.start_and_approve(p, id).await;
         w.finish(&flow).await;
     }
-    let http = tokenwarden_server::monitor::client();
+    let http = tokenwarden_server::probe::client();
     let sb = w.d.sandbox_base.clone().unwrap();
     let grant = |provider: &'static str| {
         let http = w.http.clone();
@@ -1178,8 +1178,7 @@ async fn a_proxied_call_with_a_token_of_the_other_environment_leaves_the_verdict
         "{due:?}"
     );
     // The monitor's next pass gives each its verdict.
-    tokenwarden_server::monitor::probe_due(&w.d.state, &tokenwarden_server::monitor::client())
-        .await;
+    tokenwarden_server::monitor::probe_due(&w.d.state, &tokenwarden_server::probe::client()).await;
     let (_, c) = w.api(&w.admin, "v1/connections/mm-proxy").await;
     assert_eq!(c["state"], "active", "{c}");
     assert_eq!(c["problems"][0]["code"], "environment_mismatch", "{c}");

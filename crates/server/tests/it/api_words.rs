@@ -3,7 +3,7 @@
 //! the apps there are; unknown routes answer JSON; unknown connection ids are 404 and invalid
 //! filters 400 wherever they appear.
 
-mod support;
+use crate::support;
 
 use serde_json::{Value, json};
 use support::world;

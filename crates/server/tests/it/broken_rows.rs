@@ -2,7 +2,7 @@
 //! row only: the API lists it as broken, answers `decrypt_failed` naming it where its token is
 //! needed, deletes it locally (saying it could not revoke), and the dashboard keeps its pages up.
 
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use support::*;

@@ -6,7 +6,7 @@
     clippy::disallowed_methods,
     reason = "tests and benchmarks may read the wall clock"
 )]
-mod support;
+use crate::support;
 
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
@@ -129,7 +129,7 @@ async fn a_revocation_is_one_event_and_one_signed_webhook_and_recovery_is_announ
     w.revoke_latest_grant("snapchat").await;
     let probe_every = TimeDelta::minutes(31);
     w.clock.advance(probe_every);
-    let http = tokenwarden_server::monitor::client();
+    let http = tokenwarden_server::probe::client();
     tokenwarden_server::monitor::probe_due(&w.d.state, &http).await;
     let (_, c) = w.api(&w.admin, "v1/connections/wh-snap").await;
     assert_eq!(c["state"], "reauth_required", "{c}");

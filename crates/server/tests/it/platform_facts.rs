@@ -1,7 +1,7 @@
 //! Platform facts end to end (issue 23, platforms.md "Corrections (2026-12)"): the daemon over
 //! real HTTP with the sandbox in-process and a fake clock.
 
-mod support;
+use crate::support;
 
 use chrono::TimeDelta;
 use support::world;

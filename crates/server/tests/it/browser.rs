@@ -4,7 +4,8 @@
 //! `reauth_required` with the fix, re-authorize with one click, and have a form post without its
 //! CSRF token refused. Screenshots of each page land in `target/screenshots/`.
 
-mod support;
+use crate::support;
+#[path = "../webdriver/mod.rs"]
 mod webdriver;
 
 use chrono::TimeDelta;
@@ -298,7 +299,7 @@ async fn sign_in(b: &Browser, w: &World) {
 }
 
 /// Regenerates `docs/dashboard.png` (the README's screenshot) from a day of sandbox activity:
-/// `cargo test -p tokenwarden-server --test browser -- --ignored readme_screenshot`.
+/// `cargo test -p tokenwarden-server --test it -- --ignored readme_screenshot`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "writes docs/dashboard.png; run it by name to refresh the README's screenshot"]
 async fn readme_screenshot() {
@@ -363,7 +364,7 @@ async fn readme_screenshot() {
         .unwrap();
     let g = grants["grants"][0]["id"].as_str().unwrap().to_string();
     sandbox_post(&w, &format!("grants/{g}/revoke"), serde_json::json!({})).await;
-    let http = tokenwarden_server::monitor::client();
+    let http = tokenwarden_server::probe::client();
     for id in ["acme-meta", "acme-ads", "acme-snapchat"] {
         let id = tokenwarden_core::id::ConnectionId::parse(id).unwrap();
         tokenwarden_server::monitor::probe(&w.d.state, &http, &id).await;

@@ -2,7 +2,7 @@
 //! for longer than the threshold and an expiry forecast each alert once, with the fix, and never
 //! with a secret. A receiver that fails gets the alert again on the next pass.
 
-mod support;
+use crate::support;
 
 use chrono::TimeDelta;
 use std::sync::Arc;
@@ -218,7 +218,7 @@ async fn revocation_sustained_degradation_and_expiry_forecasts_alert_once_with_t
 
     // Meta's long-lived token cannot be renewed: the monitor forecasts its end days ahead.
     w.clock.advance(TimeDelta::days(55));
-    let http = tokenwarden_server::monitor::client();
+    let http = tokenwarden_server::probe::client();
     let id = tokenwarden_core::id::ConnectionId::parse("al-meta").unwrap();
     tokenwarden_server::monitor::probe(s, &http, &id).await;
     watcher.pass(s, &notifier, &settings).await;

@@ -3,7 +3,7 @@
 //! at a time once the wait is over, a failed trial opens it for longer, and an answer closes it.
 //! Counted at the sandbox's token endpoint, not timed.
 
-mod support;
+use crate::support;
 
 use support::{World, world};
 use tokenwarden_store::Store;
