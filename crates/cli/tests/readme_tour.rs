@@ -518,35 +518,18 @@ fn approve(link: &str) {
         .unwrap();
     let r = http.get(link).send().unwrap();
     assert_eq!(r.status(), 200, "opening {link} shows what it will do");
-    let r = http.post(link).send().unwrap();
-    assert_eq!(r.status(), 303, "its button starts the flow: {link}");
-    let cookie = r.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
-    let authorize = url::Url::parse(r.headers()["location"].to_str().unwrap()).unwrap();
-    let page = http.get(authorize.as_str()).send().unwrap();
+    let landing = tokenwarden_testkit::consent::approve_blocking(&http, link);
+    assert_eq!(
+        landing.response.status(),
+        303,
+        "the callback stores the connection"
+    );
+    // The page the person was sent to, as it shows (the sandbox's, with its Approve button).
+    let page = http.get(&landing.authorize).send().unwrap();
     assert!(
         page.text().unwrap().contains("Approve"),
         "the sandbox's page has an Approve button"
     );
-    let mut form: Vec<(String, String)> = authorize.query_pairs().into_owned().collect();
-    form.push(("decision".into(), "approve".into()));
-    let r = http
-        .post(format!(
-            "{}{}",
-            authorize.origin().ascii_serialization(),
-            authorize.path()
-        ))
-        .form(&form)
-        .send()
-        .unwrap();
-    let callback = r.headers()["location"].to_str().unwrap().to_string();
-    let r = http.get(&callback).header("cookie", cookie).send().unwrap();
-    assert_eq!(r.status(), 303, "the callback stores the connection");
 }
 
 /// The daemon's API with the admin key, for what the test looks at between commands.

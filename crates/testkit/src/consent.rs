@@ -139,7 +139,19 @@ pub fn approve_blocking(
 /// returns where the platform sends the browser back (the redirect URI with `code` and `state`,
 /// or the refusal). Panics unless the page redirects.
 pub async fn answer(http: &reqwest::Client, authorize: &Url, decision: Decision) -> Url {
-    let (page, form) = consent_form(authorize.as_str(), decision);
+    answer_as(http, authorize, decision, &[]).await
+}
+
+/// [`answer`] with more of the page's fields filled in (`account`: whose account the sandbox's
+/// grant is for).
+pub async fn answer_as(
+    http: &reqwest::Client,
+    authorize: &Url,
+    decision: Decision,
+    fields: &[(&str, &str)],
+) -> Url {
+    let (page, mut form) = consent_form(authorize.as_str(), decision);
+    form.extend(fields.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let r = http
         .post(page)
         .form(&form)

@@ -157,30 +157,12 @@ impl Daemon {
             .iter()
             .find(|(p, _)| p == provider)
             .unwrap_or_else(|| panic!("the banner prints a {provider} link: {:?}", self.links));
-        let r = http.post(link).send().unwrap();
-        assert_eq!(r.status(), 303, "{link}");
-        let cookie = r.headers()["set-cookie"]
-            .to_str()
-            .unwrap()
-            .split(';')
-            .next()
-            .unwrap()
-            .to_string();
-        let authorize = url::Url::parse(r.headers()["location"].to_str().unwrap()).unwrap();
-        let mut form: Vec<(String, String)> = authorize.query_pairs().into_owned().collect();
-        form.push(("decision".into(), "approve".into()));
-        let r = http
-            .post(format!(
-                "{}{}",
-                authorize.origin().ascii_serialization(),
-                authorize.path()
-            ))
-            .form(&form)
-            .send()
-            .unwrap();
-        let callback = r.headers()["location"].to_str().unwrap().to_string();
-        let r = http.get(&callback).header("cookie", cookie).send().unwrap();
-        assert_eq!(r.status(), 303, "the callback stores the connection");
+        let landing = tokenwarden_testkit::consent::approve_blocking(&http, link);
+        assert_eq!(
+            landing.response.status(),
+            303,
+            "the callback stores the connection"
+        );
     }
 
     /// A connection's state, from `connections show --json`.

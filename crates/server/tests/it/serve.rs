@@ -278,22 +278,15 @@ async fn hostile_and_broken_callbacks_are_refused() {
         .unwrap()
         .to_string();
     let authorize = url::Url::parse(r.headers()["location"].to_str().unwrap()).unwrap();
-    let mut form: Vec<(String, String)> = authorize.query_pairs().into_owned().collect();
-    form.push(("decision".into(), "deny".into()));
-    let r = w
-        .http
-        .post(format!(
-            "{}{}",
-            authorize.origin().ascii_serialization(),
-            authorize.path()
-        ))
-        .form(&form)
-        .send()
-        .await
-        .unwrap();
+    let back = tokenwarden_testkit::consent::answer(
+        &w.http,
+        &authorize,
+        tokenwarden_testkit::consent::Decision::Deny,
+    )
+    .await;
     let flow = Flow {
         cookie,
-        callback: r.headers()["location"].to_str().unwrap().to_string(),
+        callback: back.to_string(),
     };
     let (status, page) = w.finish(&flow).await;
     assert_eq!(status, 303);

@@ -176,22 +176,14 @@ impl World {
         // The authorize page a person sees, then its Approve button (a form POST).
         let page = self.http.get(authorize.clone()).send().await.unwrap();
         assert_eq!(page.status(), 200);
-        let mut form: Vec<(String, String)> = authorize.query_pairs().into_owned().collect();
-        form.push(("decision".into(), "approve".into()));
-        form.push(("account".into(), account.into()));
-        let r = self
-            .http
-            .post(format!(
-                "{}{}",
-                authorize.origin().ascii_serialization(),
-                authorize.path()
-            ))
-            .form(&form)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 302);
-        let callback = r.headers()["location"].to_str().unwrap().to_string();
+        let callback = tokenwarden_testkit::consent::answer_as(
+            &self.http,
+            &authorize,
+            tokenwarden_testkit::consent::Decision::Approve,
+            &[("account", account)],
+        )
+        .await
+        .to_string();
         assert!(
             callback.starts_with(&format!("{}callback/{provider}", self.d.base)),
             "{callback}"
