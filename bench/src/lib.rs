@@ -259,23 +259,6 @@ impl ScratchPostgres {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn median_of_odd_even_and_empty() {
-        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
-        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), Some(2.5));
-        assert_eq!(median(&[]), None);
-    }
-
-    #[test]
-    fn peak_rss_is_read_on_linux() {
-        assert!(peak_rss_kib().is_some_and(|k| k > 0));
-    }
-}
-
 /// Marks where `valgrind --tool=callgrind --dump-before='*callgrind_start*'` starts counting anew.
 #[inline(never)]
 pub fn callgrind_start() {
@@ -380,4 +363,21 @@ pub fn fixed_count(url: &str, authorization: Option<&str>, warm: u32, n: u32) ->
     }
     callgrind_stop();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_of_odd_even_and_empty() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), Some(2.5));
+        assert_eq!(median(&[]), None);
+    }
+
+    #[test]
+    fn peak_rss_is_read_on_linux() {
+        assert!(peak_rss_kib().is_some_and(|k| k > 0));
+    }
 }
