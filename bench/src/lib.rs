@@ -260,6 +260,112 @@ impl ScratchPostgres {
     }
 }
 
+/// Marks where `valgrind --tool=callgrind --dump-before='*callgrind_start*'` starts counting anew.
+#[inline(never)]
+pub fn callgrind_start() {
+    // A body of its own: two identical functions would be folded into one symbol.
+    std::hint::black_box(1u8);
+}
+
+/// Marks where `valgrind --tool=callgrind --dump-after='*callgrind_stop*'` writes its counts.
+#[inline(never)]
+pub fn callgrind_stop() {
+    std::hint::black_box(2u8);
+}
+
+/// The caches for a `--count` run: the defaults with an hour's TTL, so that under valgrind (some
+/// 50× slower) every request is the cached one, as nearly every request is at full speed.
+pub fn counting_cache() -> tokenwarden_server::daemon::CacheConfig {
+    tokenwarden_server::daemon::CacheConfig {
+        token_ttl: std::time::Duration::from_secs(3600),
+        api_key_ttl: std::time::Duration::from_secs(3600),
+        ..Default::default()
+    }
+}
+
+/// For instruction counts (`--count N` of the token endpoint and proxy benchmarks): sends `warm`
+/// and then `n` GET requests to `http://host:port/path` one after another over one keep-alive
+/// connection, with a bare HTTP/1.1 client that costs a few thousand instructions a request, so
+/// that what callgrind counts between [`callgrind_start`] and [`callgrind_stop`] is the server's
+/// work (and the loopback syscalls). Every answer must be a 2xx. Blocking: call it off the runtime.
+pub fn fixed_count(url: &str, authorization: Option<&str>, warm: u32, n: u32) -> Result<()> {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let rest = url
+        .strip_prefix("http://")
+        .with_context(|| format!("{url} is not http://"))?;
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let stream = std::net::TcpStream::connect(host)?;
+    stream.set_nodelay(true)?;
+    let mut request = format!("GET /{path} HTTP/1.1\r\nHost: {host}\r\n");
+    if let Some(a) = authorization {
+        request.push_str(&format!("Authorization: {a}\r\n"));
+    }
+    request.push_str("\r\n");
+    let mut writer = stream.try_clone()?;
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    let mut body = Vec::new();
+    let mut one = |reader: &mut BufReader<std::net::TcpStream>| -> Result<()> {
+        writer.write_all(request.as_bytes())?;
+        line.clear();
+        reader.read_line(&mut line)?;
+        let status: u16 = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .with_context(|| format!("no status line: {line:?}"))?;
+        let mut length = None;
+        let mut chunked = false;
+        loop {
+            line.clear();
+            if reader.read_line(&mut line)? == 0 {
+                bail!("the connection closed in the headers");
+            }
+            let l = line.trim_end();
+            if l.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = l.split_once(':') {
+                if k.eq_ignore_ascii_case("content-length") {
+                    length = v.trim().parse::<usize>().ok();
+                } else if k.eq_ignore_ascii_case("transfer-encoding") {
+                    chunked = v.trim().eq_ignore_ascii_case("chunked");
+                }
+            }
+        }
+        match (length, chunked) {
+            (Some(n), false) => {
+                body.resize(n, 0);
+                reader.read_exact(&mut body)?;
+            }
+            (_, true) => loop {
+                line.clear();
+                reader.read_line(&mut line)?;
+                let size = usize::from_str_radix(line.trim(), 16).context("chunk size")?;
+                body.resize(size + 2, 0);
+                reader.read_exact(&mut body)?;
+                if size == 0 {
+                    break;
+                }
+            },
+            (None, false) => bail!("an answer with neither a length nor chunks"),
+        }
+        if !(200..300).contains(&status) {
+            bail!("answered {status}");
+        }
+        Ok(())
+    };
+    for _ in 0..warm {
+        one(&mut reader)?;
+    }
+    callgrind_start();
+    for _ in 0..n {
+        one(&mut reader)?;
+    }
+    callgrind_stop();
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

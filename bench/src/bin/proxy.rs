@@ -14,6 +14,16 @@
 //! keep-alive). `wrk` drives each target in turn — direct to the upstream, through nginx, through
 //! tokenwarden — for every concurrency, `--runs` times, and the medians are printed. Added latency
 //! is a target's percentile minus the direct one at the same concurrency.
+//!
+//! `--count N` measures instead the cost of one proxied call in instructions, which a loaded
+//! machine does not change: no wrk, no nginx; `N` calls one after another over one connection with
+//! a bare client (`tokenwarden_bench::fixed_count`), bracketed for callgrind, with the caches'
+//! TTLs at an hour (valgrind runs the program some 50× slower). The count includes the in-process
+//! upstream's work: compare counts with each other, not with nginx.
+//! `valgrind --tool=callgrind --compress-strings=no --dump-before='*callgrind_start*'
+//!  --dump-after='*callgrind_stop*' target/release/proxy --count 4000`: the second dump
+//! (`callgrind.out.<pid>.2`) holds the `N` requests and nothing else; docs/BENCHMARKS.md has the
+//! script that divides and sorts it.
 
 #![allow(
     clippy::disallowed_methods,
@@ -31,13 +41,14 @@ use tokenwarden_core::id::{AppId, ConnectionId, ProviderId};
 use tokenwarden_core::provider::{Endpoints, Registry};
 use tokenwarden_core::secret::Secret;
 use tokenwarden_core::token::TokenSet;
-use tokenwarden_server::daemon::Daemon;
+use tokenwarden_server::daemon::{CacheConfig, Daemon};
 use tokenwarden_store::{ApiKeyRole, Keyring};
 
 struct Args {
     secs: u64,
     runs: usize,
     connections: Vec<u32>,
+    count: Option<u32>,
 }
 
 fn args() -> Result<Args> {
@@ -45,6 +56,7 @@ fn args() -> Result<Args> {
         secs: 5,
         runs: 3,
         connections: vec![1, 32],
+        count: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -58,11 +70,14 @@ fn args() -> Result<Args> {
                     .map(|c| c.trim().parse().context("--connections"))
                     .collect::<Result<_>>()?
             }
+            "--count" => a.count = Some(value()?.parse().context("--count")?),
             "-h" | "--help" => {
-                println!("proxy [--secs S] [--runs N] [--connections 1,32]");
+                println!("proxy [--secs S] [--runs N] [--connections 1,32] [--count N]");
                 std::process::exit(0);
             }
-            other => bail!("unknown argument {other:?}; expected --secs, --runs, --connections"),
+            other => {
+                bail!("unknown argument {other:?}; expected --secs, --runs, --connections, --count")
+            }
         }
     }
     Ok(a)
@@ -311,11 +326,26 @@ async fn main() -> Result<()> {
         probe_poll: Some(Duration::from_secs(3600)),
         webhooks: tokenwarden_server::webhooks::WebhookPolicy::default(),
         retention: tokenwarden_server::retention::Retention::default(),
-        cache: Default::default(),
+        cache: if a.count.is_some() {
+            tokenwarden_bench::counting_cache()
+        } else {
+            CacheConfig::default()
+        },
         proxy_limits: Default::default(),
     }
     .start()
     .await?;
+    if let Some(n) = a.count {
+        let auth = format!("Bearer {}", key.expose());
+        let url = format!("{}proxy/bench/me", d.base);
+        tokio::task::spawn_blocking(move || {
+            tokenwarden_bench::fixed_count(&url, Some(&auth), 200, n)
+        })
+        .await??;
+        println!("{n} proxied calls made");
+        drop(d);
+        return Ok(());
+    }
     let nginx_dir = dir.path().join("nginx");
     std::fs::create_dir_all(&nginx_dir)?;
     let (_nginx, nginx_base) = nginx(&nginx_dir, &upstream)?;

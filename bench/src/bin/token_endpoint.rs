@@ -8,6 +8,15 @@
 //! `cargo run --release -p tokenwarden-bench --bin token_endpoint -- [--rounds 5] [--secs 10]
 //!  [--connections 64] [--threads 2] [--cache-off]`
 //!
+//! `--count N` measures instead the cost of one request in instructions, which a loaded machine
+//! does not change: no wrk, no nginx; `N` fetches one after another over one connection with a
+//! bare client (`tokenwarden_bench::fixed_count`), bracketed for callgrind, with the caches' TTLs
+//! at an hour (valgrind runs the program some 50× slower) so that every fetch is the cached one:
+//! `valgrind --tool=callgrind --compress-strings=no --dump-before='*callgrind_start*'
+//!  --dump-after='*callgrind_stop*' target/release/token_endpoint --count 4000`: the second dump
+//! (`callgrind.out.<pid>.2`) holds the `N` requests and nothing else; docs/BENCHMARKS.md has the
+//! script that divides and sorts it.
+//!
 //! The daemon runs with its default caches (a verified API key and a fresh token set are served
 //! from memory for 1 s and 5 s); `--cache-off` runs it with both off, as every request read the
 //! store before the caches existed.
@@ -38,6 +47,7 @@ struct Args {
     connections: u32,
     threads: u32,
     cache_off: bool,
+    count: Option<u32>,
 }
 
 fn args() -> Result<Args> {
@@ -47,6 +57,7 @@ fn args() -> Result<Args> {
         connections: 64,
         threads: 2,
         cache_off: false,
+        count: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -57,14 +68,15 @@ fn args() -> Result<Args> {
             "--connections" => a.connections = value()?.parse().context("--connections")?,
             "--threads" => a.threads = value()?.parse().context("--threads")?,
             "--cache-off" => a.cache_off = true,
+            "--count" => a.count = Some(value()?.parse().context("--count")?),
             "-h" | "--help" => {
                 println!(
-                    "token_endpoint [--rounds N] [--secs S] [--connections C] [--threads T] [--cache-off]"
+                    "token_endpoint [--rounds N] [--secs S] [--connections C] [--threads T] [--cache-off] [--count N]"
                 );
                 std::process::exit(0);
             }
             other => bail!(
-                "unknown argument {other:?}; expected --rounds N, --secs S, --connections C, --threads T, --cache-off"
+                "unknown argument {other:?}; expected --rounds N, --secs S, --connections C, --threads T, --cache-off, --count N"
             ),
         }
     }
@@ -268,8 +280,10 @@ fn line(name: &str, runs: &[Run]) -> (f64, f64, f64) {
 #[tokio::main]
 async fn main() -> Result<()> {
     let a = args()?;
-    require("wrk", "-v")?;
-    require("nginx", "-v")?;
+    if a.count.is_none() {
+        require("wrk", "-v")?;
+        require("nginx", "-v")?;
+    }
 
     let dir = tempfile::tempdir()?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -296,6 +310,8 @@ async fn main() -> Result<()> {
         retention: tokenwarden_server::retention::Retention::default(),
         cache: if a.cache_off {
             CacheConfig::OFF
+        } else if a.count.is_some() {
+            tokenwarden_bench::counting_cache()
         } else {
             CacheConfig::default()
         },
@@ -335,6 +351,18 @@ async fn main() -> Result<()> {
     let v: serde_json::Value = serde_json::from_slice(&body)?;
     if v.get("access_token").and_then(|t| t.as_str()) != Some(tokens.access_token.expose()) {
         bail!("the token endpoint did not hand out the stored token");
+    }
+
+    if let Some(n) = a.count {
+        let auth = format!("Bearer {}", reader.expose());
+        let url = token_url.clone();
+        tokio::task::spawn_blocking(move || {
+            tokenwarden_bench::fixed_count(&url, Some(&auth), 200, n)
+        })
+        .await??;
+        println!("{n} fetches of a cached token made");
+        running.stop().await;
+        return Ok(());
     }
 
     let (nginx, nginx_url) = start_nginx(dir.path(), &body)?;

@@ -377,10 +377,11 @@ impl Rule {
         let any = |pats: &[Pat], v: Option<&str>| {
             pats.is_empty() || v.is_some_and(|v| pats.iter().any(|p| p.matches(v)))
         };
-        let status = m.status.to_string();
         any(&self.codes, m.code)
             && any(&self.subcodes, m.subcode)
-            && any(&self.statuses, Some(&status))
+            // The status as text only for a rule that names statuses (every rule is tried on
+            // every answer).
+            && (self.statuses.is_empty() || any(&self.statuses, Some(&m.status.to_string())))
             && (self.message.is_empty()
                 || self.message.iter().any(|f| m.text_lc.contains(f.as_str())))
             && self.header.as_ref().is_none_or(|(name, frags)| {
@@ -519,32 +520,52 @@ impl Classifier {
         facts: &Facts<'_>,
         message: Option<&str>,
     ) -> (String, String, String) {
-        let default_text = self.common.kinds.get(&d.kind).cloned().unwrap_or_default();
+        let default_text = self.common.kinds.get(&d.kind);
         let spec = d.rule.map(|r| &r.spec);
-        let pick = |rule_text: Option<&String>, default: &str| match rule_text {
+        let pick = |rule_text: Option<&String>, default: Option<&String>| match rule_text {
             Some(t) if !t.trim().is_empty() => t.clone(),
-            _ => default.to_string(),
+            _ => default.cloned().unwrap_or_default(),
+        };
+        // Every answer is classified, so the placeholders are replaced one after another as
+        // before, but only those present (a `{` scan, no allocation for a text without them).
+        let has = |t: &str, placeholder: &str| {
+            t.match_indices('{')
+                .any(|(i, _)| t[i..].starts_with(placeholder))
+        };
+        let replace = |t: String, placeholder: &str, with: &dyn Fn() -> String| {
+            if has(&t, placeholder) {
+                t.replace(placeholder, &with())
+            } else {
+                t
+            }
         };
         let fill = |t: String| {
+            if !t.contains('{') {
+                return t;
+            }
             // No message: the placeholder goes with its parentheses, never "((no message))".
             let t = if message.is_none() {
                 t.replace(" ({message})", "").replace("({message})", "")
             } else {
                 t
             };
-            t.replace("{provider}", &self.provider_name)
-                .replace("{code}", facts.code.unwrap_or("none"))
-                .replace("{subcode}", facts.subcode.unwrap_or("none"))
-                .replace("{status}", &facts.status.to_string())
-                .replace("{message}", message.unwrap_or("no message"))
+            let t = replace(t, "{provider}", &|| self.provider_name.clone());
+            let t = replace(t, "{code}", &|| facts.code.unwrap_or("none").to_string());
+            let t = replace(t, "{subcode}", &|| {
+                facts.subcode.unwrap_or("none").to_string()
+            });
+            let t = replace(t, "{status}", &|| facts.status.to_string());
+            replace(t, "{message}", &|| {
+                message.unwrap_or("no message").to_string()
+            })
         };
         (
-            fill(pick(spec.map(|s| &s.title), &default_text.title)),
+            fill(pick(spec.map(|s| &s.title), default_text.map(|k| &k.title))),
             fill(pick(
                 spec.map(|s| &s.explanation),
-                &default_text.explanation,
+                default_text.map(|k| &k.explanation),
             )),
-            fill(pick(spec.map(|s| &s.fix), &default_text.fix)),
+            fill(pick(spec.map(|s| &s.fix), default_text.map(|k| &k.fix))),
         )
     }
 

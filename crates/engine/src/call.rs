@@ -587,7 +587,7 @@ impl Engine {
         let streamed = !call.body.replayable();
         let mut base_headers = headers::outbound(&call.headers, &api.credential_header, streamed)?;
         if !api.headers.is_empty() {
-            let values = self.header_values(&conn).await?;
+            let values = Box::pin(self.header_values(&conn)).await?;
             // A header limited to some paths (LinkedIn's versioned /rest calls) goes only there.
             let extra: Vec<_> = api
                 .extra_headers(&values)
@@ -597,7 +597,7 @@ impl Engine {
             headers::attach_extra(&mut base_headers, &extra);
         }
         let consumer = match api.credential_in {
-            CredentialPlacement::OAuth1 => Some(self.consumer(&conn).await?),
+            CredentialPlacement::OAuth1 => Some(Box::pin(self.consumer(&conn)).await?),
             _ => None,
         };
         // The body's parameters are part of an OAuth 1.0a signature when it is a form.
@@ -781,10 +781,13 @@ impl Engine {
             let c = &report.classification;
             match c.action {
                 Action::RefreshAndRetry if !refreshed && call.body.replayable() => {
-                    match self
-                        .tokens
-                        .replace(&conn.id, issued.tokens.access_token.expose())
-                        .await
+                    // Boxed, as every rare branch here: the loop's future is moved whole on every
+                    // call, so what only a refusal or a throttle needs stays off it.
+                    match Box::pin(
+                        self.tokens
+                            .replace(&conn.id, issued.tokens.access_token.expose()),
+                    )
+                    .await
                     {
                         Ok(fresh) => {
                             issued = fresh;
@@ -797,10 +800,11 @@ impl Engine {
                 // A streamed body cannot be sent again: renew the token for the next call and
                 // let the caller retry this one (the action says so).
                 Action::RefreshAndRetry if !refreshed => {
-                    if let Err(f) = self
-                        .tokens
-                        .replace(&conn.id, issued.tokens.access_token.expose())
-                        .await
+                    if let Err(f) = Box::pin(
+                        self.tokens
+                            .replace(&conn.id, issued.tokens.access_token.expose()),
+                    )
+                    .await
                     {
                         return Err(Engine::token_error(Some(&pid), f));
                     }
@@ -809,7 +813,7 @@ impl Engine {
                 // The replay with a fresh token failed the same way: the grant is gone.
                 Action::RefreshAndRetry => {
                     report.action = Action::Reauthorize;
-                    report.reauth_required = self.mark_reauth(&provider, &conn, c).await;
+                    report.reauth_required = Box::pin(self.mark_reauth(&provider, &conn, c)).await;
                 }
                 Action::Reauthorize
                     if matches!(
@@ -817,7 +821,7 @@ impl Engine {
                         Kind::TokenExpired | Kind::TokenInvalid | Kind::TokenRevoked
                     ) =>
                 {
-                    report.reauth_required = self.mark_reauth(&provider, &conn, c).await;
+                    report.reauth_required = Box::pin(self.mark_reauth(&provider, &conn, c)).await;
                 }
                 Action::BackoffAndRetry => {
                     let throttled = c.kind == Kind::RateLimited;
@@ -831,9 +835,9 @@ impl Engine {
                         // of the app when the quota is the app's, which is then one app problem
                         // (never a problem on each connection).
                         let held = Shaper::held_by(&lanes, c.blame == Blame::App);
-                        self.shaper.throttled(&held, wait).await;
+                        Box::pin(self.shaper.throttled(&held, wait)).await;
                         if c.blame == Blame::App {
-                            self.raise_app_problem(&conn, c, Some(wait)).await;
+                            Box::pin(self.raise_app_problem(&conn, c, Some(wait))).await;
                         }
                     }
                     // A throttled call was refused before it was processed; an outage may have
@@ -851,7 +855,7 @@ impl Engine {
                 // The app's configuration (LinkedIn's retired or missing API version): one
                 // app-level problem, no connection touched (hardening rule 5).
                 Action::FixRequest if c.blame == Blame::App => {
-                    self.raise_app_problem(&conn, c, None).await;
+                    Box::pin(self.raise_app_problem(&conn, c, None)).await;
                 }
                 _ => {
                     if c.kind == Kind::Ok {

@@ -235,7 +235,16 @@ impl TokenService {
 
     /// A token valid for at least the provider's margin, refreshing first if needed.
     pub async fn token(&self, id: &ConnectionId) -> Result<Issued, TokenFailure> {
-        self.obtain(id, Need::Fresh).await
+        // A cached hit is answered without building the refresh path's future: that one is
+        // several KiB (single-flight, lease, the platform call, the commit), and creating and
+        // moving it cost a cached fetch more than everything else it does. So it goes on the heap,
+        // and only when the cache cannot answer.
+        if let Some(c) = self.cache.as_deref()
+            && let Some(hit) = c.cached_token(id, self.clock.now())
+        {
+            return Ok(hit);
+        }
+        Box::pin(self.fetch(id, Need::Fresh)).await
     }
 
     /// A token other than `rejected` (which the caller just saw refused): refreshes only if
@@ -301,6 +310,13 @@ impl TokenService {
                 c.forget_token(id);
             }
         }
+        self.fetch(id, need).await
+    }
+
+    /// [`TokenService::obtain`] once the cache has not answered: the store, and a refresh if
+    /// `need` asks for one.
+    async fn fetch(&self, id: &ConnectionId, need: Need) -> Result<Issued, TokenFailure> {
+        let cache = self.cache.as_deref();
         let ticket = cache.map(|c| c.token_ticket(id));
         let conn = self
             .store

@@ -80,7 +80,9 @@ impl Proxy {
 
     /// Forwards one request and answers with the platform's response (or our JSON error).
     pub async fn handle(&self, req: Request) -> Response {
-        match self.forward(req).await {
+        // On the heap: the call's future (the healing loop with its waits and replays) is several
+        // KiB, and axum moves the handler's future more than once per request.
+        match Box::pin(self.forward(req)).await {
             Ok(r) => r,
             Err(e) => self.error_response(e),
         }

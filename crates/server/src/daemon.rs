@@ -309,7 +309,7 @@ impl Daemon {
         ));
         let proxy = tokenwarden_proxy::Proxy::new(engine, public_url.clone())
             .map_err(|e| StartError::Client(e.without_url().to_string()))?;
-        let state = ServerState {
+        let state = ServerState::new(crate::Shared {
             store,
             tokens,
             oauth,
@@ -323,7 +323,7 @@ impl Daemon {
             proxy: Arc::new(proxy),
             connect: Arc::new(crate::connect_session::ConnectPolicy::default()),
             callbacks: Arc::default(),
-        };
+        });
         state.dashboard.set_time_scale(self.time_scale);
         crate::metrics::install();
         if let Some(path) = self.key_file {

@@ -56,7 +56,7 @@ pub mod singleton;
 pub mod state;
 pub mod webhooks;
 
-pub use state::ServerState;
+pub use state::{ServerState, Shared};
 
 use axum::Router;
 use std::future::Future;

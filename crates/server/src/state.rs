@@ -9,9 +9,29 @@ use tokenwarden_oauth::OAuthClient;
 use tokenwarden_store::Store;
 use url::Url;
 
-/// What every handler shares.
+/// What every handler shares: [`Shared`] behind one reference count. axum clones the state
+/// for every layer and extractor a request passes (fifteen times for a token fetch), so a clone
+/// must cost one count, not one per field and a copy of the public URL.
 #[derive(Debug, Clone)]
-pub struct ServerState {
+pub struct ServerState(Arc<Shared>);
+
+impl ServerState {
+    /// The state of a daemon.
+    pub fn new(shared: Shared) -> Self {
+        ServerState(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for ServerState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The fields of [`ServerState`].
+#[derive(Debug)]
+pub struct Shared {
     /// The store.
     pub store: Arc<dyn Store>,
     /// The token service.
@@ -40,7 +60,7 @@ pub struct ServerState {
     pub callbacks: Arc<deauthorize::Callbacks>,
 }
 
-impl ServerState {
+impl Shared {
     /// The re-authorization link of a connection, as API errors, proxy answers, webhooks and
     /// alerts carry it: the dashboard's re-authorize page, which needs a signed-in person and
     /// mints a connect session there. Never a link that starts a flow by itself.
