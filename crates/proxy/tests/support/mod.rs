@@ -10,10 +10,8 @@
 use chrono::Utc;
 use serde_json::Value;
 use std::sync::Arc;
-use tokenwarden_core::clock::{Clock, ScaledClock};
-use tokenwarden_core::provider::Registry;
-use tokenwarden_server::daemon::{Daemon, Running};
-use tokenwarden_store::{ApiKeyRole, Keyring};
+use tokenwarden_core::clock::ScaledClock;
+use tokenwarden_server::daemon::Running;
 
 pub struct World {
     pub d: Running,
@@ -28,51 +26,23 @@ pub struct World {
 /// A daemon whose platforms' clock runs `scale` times faster than real time.
 pub async fn world(scale: f64) -> World {
     let clock = ScaledClock::new(Utc::now(), scale);
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}?mode=rwc", dir.path().join("tw.db").display());
-    let store = tokenwarden_store::open(&url, Keyring::generate("k1").unwrap())
-        .await
-        .unwrap();
-    let (_, key) = store
-        .create_api_key(ApiKeyRole::TokenReader, "test", clock.now())
-        .await
-        .unwrap();
-    let (_, admin) = store
-        .create_api_key(ApiKeyRole::Admin, "test", clock.now())
-        .await
-        .unwrap();
-    let d = Daemon {
-        listener: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        sandbox_listener: Some(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()),
-        apps: vec![],
-        store,
-        providers: Registry::builtin().unwrap(),
-        clock: Arc::new(clock),
-        time_scale: scale,
-        public_url: None,
-        owner: "test-replica".into(),
-        key_file: None,
-        probe_poll: Some(std::time::Duration::from_secs(3600)),
-        webhooks: tokenwarden_server::webhooks::WebhookPolicy::default(),
-        retention: tokenwarden_server::retention::Retention::default(),
-        cache: Default::default(),
-        proxy_limits: Default::default(),
-    }
-    .start()
-    .await
-    .unwrap();
-    let sandbox = d.sandbox_base.clone().unwrap();
+    let started = tokenwarden_testkit::daemon::start(tokenwarden_testkit::daemon::Setup::new(
+        Arc::new(clock),
+        scale,
+    ))
+    .await;
+    let sandbox = started.d.sandbox_base.clone().unwrap();
     World {
-        d,
+        d: started.d,
         http: reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .pool_max_idle_per_host(1024)
             .build()
             .unwrap(),
-        key: key.expose().to_string(),
-        admin: admin.expose().to_string(),
+        key: started.reader,
+        admin: started.admin,
         sandbox,
-        _dir: dir,
+        _dir: started.dir,
     }
 }
 

@@ -4,10 +4,10 @@
 
 use chrono::DateTime;
 use std::sync::Arc;
-use tokenwarden_core::clock::{Clock, FakeClock};
+use tokenwarden_core::clock::FakeClock;
 use tokenwarden_core::provider::Registry;
-use tokenwarden_server::daemon::{Daemon, Running};
-use tokenwarden_store::{ApiKeyRole, Keyring};
+use tokenwarden_server::daemon::Running;
+use tokenwarden_store::Keyring;
 
 pub struct World {
     pub d: Running,
@@ -42,61 +42,28 @@ pub async fn world_with(
     probe_poll_ms: u64,
 ) -> World {
     let clock = FakeClock::new(DateTime::from_timestamp(1_800_000_000, 0).unwrap());
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}?mode=rwc", dir.path().join("tw.db").display());
-    let keys = Keyring::generate("k1").unwrap();
-    let raw = Arc::new(
-        tokenwarden_store::sql::SqlStore::open(&url, keys.clone())
-            .await
-            .unwrap(),
-    );
-    let store: Arc<dyn tokenwarden_store::Store> = raw.clone();
-    let (_, admin) = store
-        .create_api_key(ApiKeyRole::Admin, "test", clock.now())
-        .await
-        .unwrap();
-    let (_, reader) = store
-        .create_api_key(ApiKeyRole::TokenReader, "test", clock.now())
-        .await
-        .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let d = Daemon {
-        listener,
-        sandbox_listener: Some(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()),
-        apps: vec![],
-        store,
+    let started = tokenwarden_testkit::daemon::start(tokenwarden_testkit::daemon::Setup {
         providers,
-        clock: Arc::new(clock.clone()),
-        time_scale: 1.0,
         public_url,
-        owner: "test-replica".into(),
-        key_file: None,
-        probe_poll: Some(std::time::Duration::from_millis(probe_poll_ms)),
-        webhooks: tokenwarden_server::webhooks::WebhookPolicy {
-            allow_private: true,
-        },
-        retention: tokenwarden_server::retention::Retention::default(),
-        cache: Default::default(),
-        proxy_limits: Default::default(),
-    }
-    .start()
-    .await
-    .unwrap();
+        probe_poll: std::time::Duration::from_millis(probe_poll_ms),
+        allow_private_webhooks: true,
+        ..tokenwarden_testkit::daemon::Setup::new(Arc::new(clock.clone()), 1.0)
+    })
+    .await;
     World {
-        d,
-        addr,
+        d: started.d,
+        addr: started.addr,
         clock,
         http: reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap(),
-        admin: admin.expose().to_string(),
-        reader: reader.expose().to_string(),
-        db_url: url,
-        keys,
-        raw,
-        _dir: dir,
+        admin: started.admin,
+        reader: started.reader,
+        db_url: started.db_url,
+        keys: started.keys,
+        raw: started.raw,
+        _dir: started.dir,
     }
 }
 
