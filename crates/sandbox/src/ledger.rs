@@ -142,6 +142,8 @@ pub(crate) struct Grant {
     expired_through: Mutex<Option<DateTime<Utc>>>,
     app_generation: u64,
     pub created_at: DateTime<Utc>,
+    /// Order of creation in this ledger (grants made in one clock instant are still ordered).
+    pub seq: u64,
 }
 
 impl Grant {
@@ -278,6 +280,8 @@ pub(crate) struct Ledger {
     refresh: DashMap<TokenHash, Arc<RefreshToken>>,
     /// Bumped after every change, so a writer of snapshots knows whether it is behind.
     changes: AtomicU64,
+    /// The next grant's [`Grant::seq`].
+    grant_seq: AtomicU64,
 }
 
 impl Ledger {
@@ -405,6 +409,7 @@ impl Ledger {
             expired_through: Mutex::new(None),
             app_generation: code.app.generation(),
             created_at: now,
+            seq: self.next_grant_seq(),
         });
         self.grants.insert(grant.id.clone(), grant.clone());
         code.app.users.fetch_add(1, Ordering::Relaxed);
@@ -418,6 +423,49 @@ impl Ledger {
 
     pub fn grants(&self) -> Vec<Arc<Grant>> {
         self.grants.iter().map(|g| g.value().clone()).collect()
+    }
+
+    /// The next grant's place in the order of creation.
+    pub fn next_grant_seq(&self) -> u64 {
+        self.grant_seq.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// A per-account cap on refresh tokens (Google: "a limit of 100 refresh tokens per Google
+    /// Account per OAuth 2.0 client ID … creating a new refresh token automatically invalidates the
+    /// oldest refresh token without warning", platforms-ads.md Part A §1): after `grant` was made,
+    /// the refresh tokens of the oldest live grants of the same account on the same app beyond
+    /// `cap` stop working (a refresh with them is refused as spent); their access tokens keep
+    /// working until they expire. Returns how many grants lost theirs.
+    pub fn cap_refresh_tokens(&self, grant: &Grant, cap: usize, now: DateTime<Utc>) -> usize {
+        let same = |g: &Grant| {
+            g.provider == grant.provider
+                && g.app.client_id == grant.app.client_id
+                && g.account == grant.account
+        };
+        let live = |t: &RefreshToken| t.superseded_at.lock().is_none() && !t.grant.is_dead();
+        let mut holders: Vec<Arc<Grant>> = Vec::new();
+        for t in self.refresh.iter() {
+            if same(&t.grant) && live(&t) && !holders.iter().any(|h| Arc::ptr_eq(h, &t.grant)) {
+                holders.push(t.grant.clone());
+            }
+        }
+        if holders.len() <= cap {
+            return 0;
+        }
+        holders.sort_by_key(|g| (g.created_at, g.seq));
+        let evicted: Vec<Arc<Grant>> = holders.drain(..holders.len() - cap).collect();
+        // Long spent, whatever reuse grace a fault set.
+        let spent = now - TimeDelta::days(36_500);
+        for t in self.refresh.iter() {
+            if evicted.iter().any(|g| Arc::ptr_eq(g, &t.grant)) {
+                let mut at = t.superseded_at.lock();
+                if at.is_none() {
+                    *at = Some(spent);
+                }
+            }
+        }
+        self.touch();
+        evicted.len()
     }
 
     /// Revokes the grant; `false` when it was revoked already.

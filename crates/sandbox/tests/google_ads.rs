@@ -281,3 +281,68 @@ async fn faults_answer_with_googles_own_signals() {
     assert_eq!(refresh(&h, &rt).await.1["error"], "invalid_grant");
     h.stop().await;
 }
+
+/// Consent and exchange for `account` (no PKCE): its access and refresh tokens.
+async fn grant_for(h: &Harness, account: &str) -> (String, String) {
+    let q = h
+        .authorize(
+            AUTH,
+            &[
+                ("client_id", "demo-google-ads"),
+                ("redirect_uri", REDIRECT),
+                ("response_type", "code"),
+                ("scope", SCOPE),
+                ("access_type", "offline"),
+                ("prompt", "consent"),
+                ("state", "s"),
+                ("account", account),
+            ],
+            "approve",
+        )
+        .await;
+    let (st, _, tok, _) = call(h.http.post(h.url(TOKEN)).form(&[
+        ("grant_type", "authorization_code"),
+        ("client_id", "demo-google-ads"),
+        ("client_secret", "demo-google-ads-secret"),
+        ("code", q["code"].as_str()),
+        ("redirect_uri", REDIRECT),
+    ]))
+    .await;
+    assert_eq!(st, StatusCode::OK, "{tok}");
+    (
+        tok["access_token"].as_str().unwrap().into(),
+        tok["refresh_token"].as_str().unwrap().into(),
+    )
+}
+
+/// Part A §1 "Too many tokens": 100 refresh tokens per Google Account per client; the 101st
+/// silently ends the oldest (its refresh is refused with invalid_grant, its access token lasts
+/// until it expires). Another account on the same client is not touched.
+#[tokio::test]
+async fn the_101st_refresh_token_of_an_account_ends_its_oldest() {
+    let h = Harness::start().await;
+    let (first_at, first_rt) = grant_for(&h, "reconnecting@example.com").await;
+    let (_, other_rt) = grant_for(&h, "someone-else@example.com").await;
+    let mut second_rt = String::new();
+    for i in 0..99 {
+        let (_, rt) = grant_for(&h, "reconnecting@example.com").await;
+        if i == 0 {
+            second_rt = rt;
+        }
+    }
+    // A hundred so far: all still work.
+    let (st, v) = refresh(&h, &first_rt).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    // The 101st ends the oldest, and only it.
+    grant_for(&h, "reconnecting@example.com").await;
+    let (st, v) = refresh(&h, &first_rt).await;
+    assert_eq!(
+        (st, v["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_grant")),
+        "{v}"
+    );
+    assert_eq!(probe(&h, &first_at).await.0, StatusCode::OK);
+    assert_eq!(refresh(&h, &second_rt).await.0, StatusCode::OK);
+    assert_eq!(refresh(&h, &other_rt).await.0, StatusCode::OK);
+    h.stop().await;
+}

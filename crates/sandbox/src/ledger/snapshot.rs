@@ -164,26 +164,24 @@ impl Ledger {
             })
             .collect();
         apps.sort_by(|a, b| (a.provider, &a.client_id).cmp(&(b.provider, &b.client_id)));
-        let mut grants: Vec<GrantRecord> = self
-            .grants
+        // In the order they were made, which a restore keeps (Grant::seq).
+        let mut made: Vec<Arc<Grant>> = self.grants.iter().map(|g| g.value().clone()).collect();
+        made.sort_by_key(|g| (g.created_at, g.seq));
+        let grants: Vec<GrantRecord> = made
             .iter()
-            .map(|g| {
-                let g = g.value();
-                GrantRecord {
-                    id: g.id.clone(),
-                    provider: g.provider,
-                    client_id: g.app.client_id.clone(),
-                    account: g.account.clone(),
-                    scopes: g.scopes(),
-                    role_removed: g.role_removed(),
-                    revoked: g.revoked.load(Ordering::Acquire),
-                    expired_through: *g.expired_through.lock(),
-                    app_generation: g.app_generation,
-                    created_at: g.created_at,
-                }
+            .map(|g| GrantRecord {
+                id: g.id.clone(),
+                provider: g.provider,
+                client_id: g.app.client_id.clone(),
+                account: g.account.clone(),
+                scopes: g.scopes(),
+                role_removed: g.role_removed(),
+                revoked: g.revoked.load(Ordering::Acquire),
+                expired_through: *g.expired_through.lock(),
+                app_generation: g.app_generation,
+                created_at: g.created_at,
             })
             .collect();
-        grants.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
         let codes = self
             .codes
             .iter()
@@ -341,6 +339,7 @@ impl Ledger {
                 expired_through: Mutex::new(g.expired_through),
                 app_generation: g.app_generation,
                 created_at: g.created_at,
+                seq: self.next_grant_seq(),
             });
             self.grants.insert(g.id.clone(), grant.clone());
             grants.insert(g.id, grant);

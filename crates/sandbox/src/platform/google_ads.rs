@@ -22,6 +22,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 const P: Provider = Provider::GoogleAds;
+/// "There is currently a limit of 100 refresh tokens per Google Account per OAuth 2.0 client ID"
+/// (platforms-ads.md Part A §1, "Too many tokens").
+pub(crate) const REFRESH_TOKENS_PER_ACCOUNT: usize = 100;
 const SCOPE: &str = "https://www.googleapis.com/auth/adwords";
 const FAILURE_TYPE: &str = "type.googleapis.com/google.ads.googleads.v21.errors.GoogleAdsFailure";
 
@@ -417,6 +420,9 @@ async fn token(State(sb): State<Sandbox>, Form(f): Form<HashMap<String, String>>
             .ledger()
             .issue_refresh(&grant, "1//", P.refresh_lifetime(), now);
         body["refresh_token"] = json!(v);
+        // 100 refresh tokens per Google Account per client: the oldest stops working, silently.
+        sb.ledger()
+            .cap_refresh_tokens(&grant, REFRESH_TOKENS_PER_ACCOUNT, now);
     }
     token_reply(&sb, P, body)
 }
