@@ -175,3 +175,60 @@ async fn google_ads_revoked_grant_asks_for_reauthorization() {
     assert_eq!(conn.state.as_str(), "reauth_required");
     w.d.stop().await;
 }
+
+/// A client account under the user's manager, through the proxy: the caller's own
+/// `login-customer-id` passes unchanged and the call works; without it Google's 403
+/// USER_PERMISSION_DENIED comes back classified as a missing permission with the header named in
+/// the fix, no refresh is tried, and the connection stays active (Part A §1 headers).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn google_ads_client_account_through_the_manager_with_login_customer_id() {
+    let w = world(1.0).await;
+    let grant = w.connect("google-ads", "gmcc").await;
+    let s = seen(w.get("gmcc", PROBE)).await;
+    let manager = s.body["resourceNames"][0]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("customers/")
+        .to_string();
+    let search = |customer: &str| {
+        w.http
+            .post(w.proxy_url("gmcc", &format!("/customers/{customer}/googleAds:search")))
+            .bearer_auth(&w.key)
+    };
+    let s = seen(
+        search(&manager).json(&json!({"query": "SELECT customer_client.id FROM customer_client"})),
+    )
+    .await;
+    assert_eq!((s.status, s.kind.as_str()), (200, "ok"), "{s:?}");
+    let client = s.body["results"][0]["customerClient"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let campaigns = json!({"query": "SELECT campaign.id FROM campaign"});
+    let s = seen(
+        search(&client)
+            .header("login-customer-id", &manager)
+            .json(&campaigns),
+    )
+    .await;
+    assert_eq!((s.status, s.kind.as_str()), (200, "ok"), "{s:?}");
+    let s = seen(search(&client).json(&campaigns)).await;
+    assert_eq!(s.status, 403, "{s:?}");
+    assert_eq!(s.action.as_str(), "fix_request", "{s:?}");
+    assert!(
+        s.headers
+            .get("tokenwarden-kind")
+            .is_some_and(|k| k != "token_revoked" && k != "token_expired"),
+        "{s:?}"
+    );
+    assert_eq!(w.refreshes(&grant).await, 0, "no refresh for a permission");
+    let conn =
+        w.d.state
+            .store
+            .get_connection(&"gmcc".parse().unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+    assert_eq!(conn.state.as_str(), "active");
+    w.d.stop().await;
+}

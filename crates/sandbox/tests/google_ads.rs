@@ -346,3 +346,85 @@ async fn the_101st_refresh_token_of_an_account_ends_its_oldest() {
     assert_eq!(refresh(&h, &other_rt).await.0, StatusCode::OK);
     h.stop().await;
 }
+
+/// A client account under the user's manager (Part A §1 headers): `listAccessibleCustomers`
+/// does not list it, `FROM customer_client` on the manager does, and it answers only with the
+/// manager's id in `login-customer-id`; missing or wrong → 403 USER_PERMISSION_DENIED.
+#[tokio::test]
+async fn a_client_account_is_reached_through_its_manager_with_login_customer_id() {
+    let h = Harness::start().await;
+    let (at, _) = connect(&h).await;
+    let (_, v) = probe(&h, &at).await;
+    let listed: Vec<String> = v["resourceNames"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            n.as_str()
+                .unwrap()
+                .trim_start_matches("customers/")
+                .to_string()
+        })
+        .collect();
+    let manager = listed[0].clone();
+    let search = |customer: String, login: Option<String>, query: &'static str| {
+        let h = &h;
+        let at = at.clone();
+        async move {
+            let mut req = h
+                .http
+                .post(h.url(&format!(
+                    "/google-ads/v21/customers/{customer}/googleAds:search"
+                )))
+                .bearer_auth(&at)
+                .json(&json!({ "query": query }));
+            if let Some(m) = login {
+                req = req.header("login-customer-id", m);
+            }
+            let (st, _, v, _) = call(req).await;
+            (st, v)
+        }
+    };
+    let (st, v) = search(
+        manager.clone(),
+        None,
+        "SELECT customer_client.id FROM customer_client",
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let clients: Vec<String> = v["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["customerClient"]["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(clients.len(), 2, "{v}");
+    assert!(
+        clients.iter().all(|c| !listed.contains(c)),
+        "not directly accessible"
+    );
+    const CAMPAIGNS: &str = "SELECT campaign.id FROM campaign";
+    let (st, v) = search(clients[0].clone(), Some(manager.clone()), CAMPAIGNS).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    for login in [
+        None,
+        Some(clients[1].clone()),
+        Some("1111111111".to_string()),
+    ] {
+        let (st, v) = search(clients[0].clone(), login.clone(), CAMPAIGNS).await;
+        assert_eq!(st, StatusCode::FORBIDDEN, "{login:?}: {v}");
+        assert_eq!(
+            error_code(&v)["authorizationError"],
+            "USER_PERMISSION_DENIED",
+            "{login:?}: {v}"
+        );
+    }
+    // The manager itself, with or without its own id as login-customer-id.
+    assert_eq!(
+        search(manager.clone(), Some(manager.clone()), CAMPAIGNS)
+            .await
+            .0,
+        StatusCode::OK
+    );
+    h.stop().await;
+}

@@ -500,6 +500,19 @@ fn customer_ids(a: &AccessToken) -> Vec<String> {
         .collect()
 }
 
+/// The client accounts under this user's first customer, a manager (MCC): not listed by
+/// `listAccessibleCustomers` and reached only through the manager, with its id in
+/// `login-customer-id` (Part A §1 headers: "Needed only when reaching a client account through a
+/// manager … Wrong or missing → USER_PERMISSION_DENIED").
+fn client_ids(a: &AccessToken) -> Vec<String> {
+    (0..2)
+        .map(|i| {
+            let n = a.grant.numeric_id(&format!("client/{i}")) % 9_000_000_000 + 1_000_000_000;
+            n.to_string()
+        })
+        .collect()
+}
+
 /// The probe: `{"resourceNames": ["customers/1234567890", …]}`.
 async fn list_accessible_customers(State(sb): State<Sandbox>, headers: HeaderMap) -> Response {
     let a = match authorize(&sb, &headers) {
@@ -532,7 +545,17 @@ fn run_query(
             None,
         ));
     }
-    if !customer_ids(&a).iter().any(|c| c == id) {
+    // A directly accessible customer, or a client of the user's manager reached with the
+    // manager's id in login-customer-id; a login-customer-id the user cannot use is refused too.
+    let own = customer_ids(&a);
+    let login = headers
+        .get("login-customer-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim);
+    let through_manager =
+        login.is_some_and(|m| m == own[0]) && client_ids(&a).iter().any(|c| c == id);
+    let direct = own.iter().any(|c| c == id) && login.is_none_or(|m| own.iter().any(|c| c == m));
+    if !(direct || through_manager) {
         return Err(render(ErrorCase::RoleMissing, &ErrorDetail::default()));
     }
     let query = serde_json::from_slice::<Value>(body)
@@ -548,6 +571,24 @@ fn run_query(
             ErrorCase::InvalidParams,
             &ErrorDetail::message("Error in query: unexpected input, expected SELECT."),
         ));
+    }
+    // `FROM customer_client` on the manager lists its client accounts (how a caller finds the
+    // ids it then reaches with login-customer-id).
+    if query.to_ascii_lowercase().contains("from customer_client") {
+        if id != own[0] {
+            return Ok(Vec::new());
+        }
+        return Ok(client_ids(&a)
+            .into_iter()
+            .map(|c| {
+                json!({"customerClient": {
+                    "resourceName": format!("customers/{id}/customerClients/{c}"),
+                    "id": c,
+                    "manager": false,
+                    "level": "1",
+                }})
+            })
+            .collect());
     }
     Ok((1..=CAMPAIGNS_PER_ACCOUNT)
         .map(|i| {
