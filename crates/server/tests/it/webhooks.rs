@@ -118,6 +118,23 @@ async fn a_revocation_is_one_event_and_one_signed_webhook_and_recovery_is_announ
     // pending -> active is a transition too. The receiver fails the first attempt; the retry
     // is due 5 s later on the daemon's clock.
     wait_for(&got, 1).await;
+    // The failure is recorded (and its retry scheduled from the clock's reading then) only after
+    // the receiver has answered: advancing the clock before that would schedule the retry past
+    // the advance, so wait for the record first.
+    for _ in 0..200 {
+        let recorded =
+            w.d.state
+                .store
+                .list_deliveries(&hook, 10)
+                .await
+                .unwrap()
+                .iter()
+                .any(|d| d.last_error.is_some());
+        if recorded {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     w.clock.advance(TimeDelta::seconds(6));
     let first = wait_for(&got, 2).await;
     let activated: Value = serde_json::from_str(&first.last().unwrap().body).unwrap();
