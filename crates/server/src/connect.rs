@@ -227,8 +227,8 @@ async fn show(
             .map(|c| c.app.to_string()),
     };
     let region = match default_app(&s, &p.spec.id, wanted.as_deref()).await {
-        Ok(app) => app.region,
-        Err(_) => None,
+        Ok(app) => session.region.clone().or(app.region),
+        Err(_) => session.region.clone(),
     };
     let p = p.in_region(region.as_deref());
     page::render_form(
@@ -303,11 +303,17 @@ pub(crate) async fn begin(s: &ServerState, token: &str) -> Response {
         Ok(a) => a,
         Err(r) => return r,
     };
-    // The app's region decides the consent page's host (and, at the callback, the token host);
-    // its environment, the names of the scopes asked for.
+    // The region decides the consent page's host (and, at the callback, the token host): the
+    // link's, else the connection's own on a re-authorization, else the app's. The app's
+    // environment decides the names of the scopes asked for.
+    let region = session
+        .region
+        .clone()
+        .or_else(|| existing.as_ref().and_then(|c| c.region.clone()))
+        .or_else(|| app.region.clone());
     let p = p
         .for_app(
-            app.region.as_deref(),
+            region.as_deref(),
             app.environment,
             app.refresh_token_ends_after,
         )
@@ -356,6 +362,7 @@ pub(crate) async fn begin(s: &ServerState, token: &str) -> Response {
         created_at: now,
         expires_at: now + FLOW_LIFETIME,
         session: Some(session.id.clone()),
+        region,
     };
     if s.store.put_pending(&pending).await.is_err() {
         return unavailable();
@@ -603,17 +610,21 @@ async fn callback(
         }
         Err(_) => return unavailable(),
     };
-    // The code is redeemed at the token host of the app's region, and the connection records
-    // that region's API host.
+    // The code is redeemed at the token host of the flow's region (the link's, else the app's),
+    // and the connection records that region's API host.
+    let flow_region = pending.region.clone().or_else(|| app.region.clone());
     let p = p
         .for_app(
-            app.region.as_deref(),
+            flow_region.as_deref(),
             app.environment,
             app.refresh_token_ends_after,
         )
         .into_owned();
     // Recorded by name (the default region's too), so a connection says where its account is.
-    let region = p.spec.region(app.region.as_deref()).map(|r| r.name.clone());
+    let region = p
+        .spec
+        .region(flow_region.as_deref())
+        .map(|r| r.name.clone());
     let creds = AppCredentials {
         client_id: app.client_id,
         client_secret: app.client_secret,

@@ -96,6 +96,10 @@ pub struct SessionRequest {
     /// Whether the flow may land another platform account than the connection's recorded one.
     #[serde(default)]
     pub allow_account_change: bool,
+    /// The platform region to connect in (one of the definition's `[[regions]]`, e.g. Amazon
+    /// Ads `eu`); default: the connection's own on a re-authorization, else the app's.
+    #[serde(default)]
+    pub region: Option<String>,
 }
 
 /// A minted session: its link is the only place the token appears.
@@ -311,6 +315,25 @@ pub async fn mint(
                 .collect::<Vec<_>>()
         })
         .collect();
+    // A name as the definitions write them (checked before it is quoted back), then one of
+    // this platform's.
+    if req.region.as_deref().is_some_and(|r| {
+        r.is_empty()
+            || r.len() > 32
+            || !r
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    }) {
+        return Err(bad(
+            "bad_region",
+            "region is one of the platform's region names: 1 to 32 lower-case letters, digits or '-' (Amazon Ads: na, eu, fe)",
+        ));
+    }
+    if let Some(p) = s.providers.get(provider.as_str())
+        && let Err(e) = p.spec.check_region(req.region.as_deref())
+    {
+        return Err(bad("bad_region", e.to_string()));
+    }
     let token = random(32);
     let now: DateTime<Utc> = s.clock.now();
     let session = ConnectSession {
@@ -327,6 +350,7 @@ pub async fn mint(
         created_at: now,
         expires_at: now + lifetime,
         used_at: None,
+        region: req.region,
     };
     s.store.put_connect_session(&session).await?;
     let mut url = s.public_url.clone();

@@ -153,6 +153,7 @@ fn pending(state: &str, expires_at: DateTime<Utc>) -> PendingAuthorization {
         created_at: expires_at - TimeDelta::minutes(10),
         expires_at,
         session: None,
+        region: None,
     }
 }
 

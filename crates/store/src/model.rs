@@ -145,6 +145,9 @@ pub struct PendingAuthorization {
     pub expires_at: DateTime<Utc>,
     /// The connect session the flow was started from.
     pub session: Option<String>,
+    /// The region the flow runs in when it is not the app's (the code is redeemed at its token
+    /// host and the connection records it); `None`: the app's.
+    pub region: Option<String>,
 }
 
 /// A connect session: the authority to run one connect flow for one provider and connection,
@@ -177,6 +180,9 @@ pub struct ConnectSession {
     pub expires_at: DateTime<Utc>,
     /// When the link was used (the browser was sent to the platform), once.
     pub used_at: Option<DateTime<Utc>>,
+    /// The platform region to connect in (one of the definition's `[[regions]]`); `None`: the
+    /// connection's recorded region on a re-authorization, else the app's.
+    pub region: Option<String>,
 }
 
 /// What presenting a connect session's token found.

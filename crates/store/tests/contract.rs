@@ -1171,8 +1171,13 @@ mod cases {
             created_at: t0(),
             expires_at,
             used_at: None,
+            region: None,
         };
-        let live = session("cs_live", "token-live", t0() + TimeDelta::minutes(30));
+        // A region chosen for the flow is kept (migration 0014).
+        let live = ConnectSession {
+            region: Some("eu".into()),
+            ..session("cs_live", "token-live", t0() + TimeDelta::minutes(30))
+        };
         let old = session("cs_old", "token-old", t0() - TimeDelta::seconds(1));
         stores[0].put_connect_session(&live).await.unwrap();
         stores[0].put_connect_session(&old).await.unwrap();
@@ -1329,6 +1334,8 @@ mod cases {
             created_at: t0(),
             expires_at: t0() + TimeDelta::minutes(10),
             session: None,
+            // The flow's region comes back with it (migration 0014).
+            region: Some("eu".into()),
         };
         stores[0].put_pending(&p).await.unwrap();
         assert!(matches!(
@@ -1855,6 +1862,7 @@ mod cases {
             created_at: t0(),
             expires_at: t0() + TimeDelta::minutes(5),
             session: None,
+            region: None,
         })
         .await
         .unwrap();
@@ -1993,6 +2001,7 @@ mod cases {
             created_at: t0(),
             expires_at: t0() + TimeDelta::minutes(10),
             session: None,
+            region: None,
         };
         s.put_pending(&pending).await.unwrap();
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -2285,6 +2294,7 @@ mod cases {
             created_at: expires_at - TimeDelta::minutes(10),
             expires_at,
             session: None,
+            region: None,
         };
         for i in 0..7 {
             let at = t0() - TimeDelta::minutes(i);

@@ -225,6 +225,88 @@ async fn microsoft_ads_in_its_sandbox_environment_asks_for_the_sandbox_scope() {
     w.d.stop().await;
 }
 
+/// A region chosen for one connection (issue 16: "chosen per app or connection"): an EU Amazon
+/// account connected through the default (NA) app by naming `region` on the connect link. The
+/// consent page and token host are EU's, the connection records eu and the EU API host, its
+/// tokens refresh there and pass the probe there; a re-authorization keeps it. An unknown region,
+/// or one on a platform without regions, is refused when the link is made.
+#[tokio::test]
+async fn a_connect_link_can_choose_the_region_of_one_connection() {
+    let w = world().await;
+    for (provider, region, want) in [
+        ("amazon-ads", "us", "amazon-ads has no region \"us\""),
+        ("snapchat", "eu", "snapchat has no regions"),
+        ("amazon-ads", "EU; drop", "lower-case letters"),
+    ] {
+        let (status, e) = w
+            .post(
+                &w.admin,
+                "v1/connect-sessions",
+                serde_json::json!({"provider": provider, "connection_id": "r-bad", "region": region}),
+            )
+            .await;
+        assert_eq!(
+            (status, e["error"]["code"].as_str()),
+            (400, Some("bad_region")),
+            "{e}"
+        );
+        assert!(
+            e["error"]["message"].as_str().unwrap().contains(want),
+            "{e}"
+        );
+    }
+    let link = w
+        .mint("amazon-ads", "amz-r", serde_json::json!({"region": "eu"}))
+        .await;
+    let r = w.http.post(&link).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    let consent = r.headers()["location"].to_str().unwrap().to_string();
+    assert!(
+        consent.contains("/amazon-ads/region/eu/ap/oa?"),
+        "{consent}"
+    );
+    let link = w
+        .mint("amazon-ads", "amz-r", serde_json::json!({"region": "eu"}))
+        .await;
+    let flow = w.approve_link("amazon-ads", &link, "eu-seller").await;
+    assert_eq!(w.finish(&flow).await.0, 303);
+    let (_, conn) = w.api(&w.admin, "v1/connections/amz-r").await;
+    assert_eq!(
+        (conn["region"].as_str(), conn["app"].as_str()),
+        (Some("eu"), Some("demo")),
+        "{conn}"
+    );
+    let base = conn["api_base"]
+        .as_str()
+        .unwrap()
+        .trim_end_matches('/')
+        .to_string();
+    assert!(base.ends_with("/amazon-ads/region/eu"), "{base}");
+    for step in 0..5 {
+        w.clock.advance(TimeDelta::minutes(50));
+        let (status, body) = w.api(&w.reader, "v1/connections/amz-r/token").await;
+        assert_eq!(status, 200, "step {step}: {body}");
+        let probe = w
+            .http
+            .get(format!("{base}/v2/profiles"))
+            .bearer_auth(body["access_token"].as_str().unwrap())
+            .header("Amazon-Advertising-API-ClientId", "demo-amazon-ads")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(probe.status(), 200, "step {step}");
+    }
+    // Re-authorizing with a plain link keeps the connection's region.
+    let link = w.mint("amazon-ads", "amz-r", serde_json::json!({})).await;
+    let r = w.http.post(&link).send().await.unwrap();
+    let consent = r.headers()["location"].to_str().unwrap().to_string();
+    assert!(
+        consent.contains("/amazon-ads/region/eu/ap/oa?"),
+        "{consent}"
+    );
+    w.d.stop().await;
+}
+
 #[tokio::test]
 async fn hostile_and_broken_callbacks_are_refused() {
     let w = world().await;

@@ -11,8 +11,8 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-const PENDING_COLS: &str = "state_hash, provider, app_id, connection_id, redirect_uri, verifier_ct, scopes, browser_hash, created_at, expires_at, session_id";
-const SESSION_COLS: &str = "id, token_hash, provider, connection_id, app_id, end_user, return_to, scopes, allow_account_change, created_by, created_at, expires_at, used_at";
+const PENDING_COLS: &str = "state_hash, provider, app_id, connection_id, redirect_uri, verifier_ct, scopes, browser_hash, created_at, expires_at, session_id, region";
+const SESSION_COLS: &str = "id, token_hash, provider, connection_id, app_id, end_user, return_to, scopes, allow_account_change, created_by, created_at, expires_at, used_at, region";
 
 #[async_trait]
 impl Authorizations for SqlStore {
@@ -31,7 +31,7 @@ impl Authorizations for SqlStore {
             ),
             None => None,
         };
-        sqlx::query(&format!("INSERT INTO pending_authorizations ({PENDING_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"))
+        sqlx::query(&format!("INSERT INTO pending_authorizations ({PENDING_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"))
             .bind(p.state_hash.as_str())
             .bind(p.provider.as_str())
             .bind(p.app.as_str())
@@ -43,6 +43,7 @@ impl Authorizations for SqlStore {
             .bind(ms(p.created_at))
             .bind(ms(p.expires_at))
             .bind(p.session.clone())
+            .bind(p.region.clone())
             .execute(&self.pool)
             .await?;
         Ok(())
@@ -72,7 +73,7 @@ impl Authorizations for SqlStore {
 
     async fn put_connect_session(&self, c: &ConnectSession) -> Result<()> {
         sqlx::query(&format!(
-            "INSERT INTO connect_sessions ({SESSION_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+            "INSERT INTO connect_sessions ({SESSION_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
         ))
         .bind(&c.id)
         .bind(c.token_hash.as_str())
@@ -87,6 +88,7 @@ impl Authorizations for SqlStore {
         .bind(ms(c.created_at))
         .bind(ms(c.expires_at))
         .bind(c.used_at.map(ms))
+        .bind(c.region.clone())
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -172,6 +174,7 @@ impl SqlStore {
             created_at: from_ms(r.try_get("created_at")?)?,
             expires_at: from_ms(r.try_get("expires_at")?)?,
             session: r.try_get("session_id")?,
+            region: r.try_get("region")?,
         })
     }
 
@@ -193,6 +196,7 @@ impl SqlStore {
             created_at: from_ms(r.try_get("created_at")?)?,
             expires_at: from_ms(r.try_get("expires_at")?)?,
             used_at: opt_from_ms(r.try_get("used_at")?)?,
+            region: r.try_get("region")?,
         })
     }
 }
