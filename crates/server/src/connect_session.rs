@@ -315,11 +315,11 @@ pub async fn mint(
                 .collect::<Vec<_>>()
         })
         .collect();
-    // A name as the definitions write them (checked before it is quoted back), then one of
-    // this platform's.
-    if req.region.as_deref().is_some_and(|r| {
-        r.is_empty()
-            || r.len() > 32
+    // A name as the definitions write them (checked before it is quoted back; empty: none),
+    // then one of this platform's: a well-formed name it lacks is 409 like `unknown_app`.
+    let region = req.region.filter(|r| !r.is_empty());
+    if region.as_deref().is_some_and(|r| {
+        r.len() > 32
             || !r
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
@@ -330,9 +330,13 @@ pub async fn mint(
         ));
     }
     if let Some(p) = s.providers.get(provider.as_str())
-        && let Err(e) = p.spec.check_region(req.region.as_deref())
+        && let Err(e) = p.spec.check_region(region.as_deref())
     {
-        return Err(bad("bad_region", e.to_string()));
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "unknown_region",
+            e.to_string(),
+        ));
     }
     let token = random(32);
     let now: DateTime<Utc> = s.clock.now();
@@ -350,7 +354,7 @@ pub async fn mint(
         created_at: now,
         expires_at: now + lifetime,
         used_at: None,
-        region: req.region,
+        region,
     };
     s.store.put_connect_session(&session).await?;
     let mut url = s.public_url.clone();

@@ -233,10 +233,28 @@ async fn microsoft_ads_in_its_sandbox_environment_asks_for_the_sandbox_scope() {
 #[tokio::test]
 async fn a_connect_link_can_choose_the_region_of_one_connection() {
     let w = world().await;
-    for (provider, region, want) in [
-        ("amazon-ads", "us", "amazon-ads has no region \"us\""),
-        ("snapchat", "eu", "snapchat has no regions"),
-        ("amazon-ads", "EU; drop", "lower-case letters"),
+    for (provider, region, want_status, code, want) in [
+        (
+            "amazon-ads",
+            "us",
+            409,
+            "unknown_region",
+            "amazon-ads has no region \"us\"",
+        ),
+        (
+            "snapchat",
+            "eu",
+            409,
+            "unknown_region",
+            "snapchat has no regions",
+        ),
+        (
+            "amazon-ads",
+            "EU; drop",
+            400,
+            "bad_region",
+            "lower-case letters",
+        ),
     ] {
         let (status, e) = w
             .post(
@@ -247,7 +265,7 @@ async fn a_connect_link_can_choose_the_region_of_one_connection() {
             .await;
         assert_eq!(
             (status, e["error"]["code"].as_str()),
-            (400, Some("bad_region")),
+            (want_status, Some(code)),
             "{e}"
         );
         assert!(
