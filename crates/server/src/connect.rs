@@ -216,20 +216,26 @@ async fn show(
     // The consent page is on the host of the app's region (Amazon EU: eu.account.amazon.com),
     // which the page's form-action must allow: the app `begin` will pick (the session's, else the
     // connection's, else the first).
+    let existing = s
+        .store
+        .get_connection(&session.connection)
+        .await
+        .ok()
+        .flatten();
     let wanted = match &session.app {
         Some(a) => Some(a.to_string()),
-        None => s
-            .store
-            .get_connection(&session.connection)
-            .await
-            .ok()
-            .flatten()
-            .map(|c| c.app.to_string()),
+        None => existing.as_ref().map(|c| c.app.to_string()),
     };
-    let region = match default_app(&s, &p.spec.id, wanted.as_deref()).await {
-        Ok(app) => session.region.clone().or(app.region),
-        Err(_) => session.region.clone(),
+    // The same order `begin` uses: the link's region, the connection's own, the app's.
+    let app_region = match default_app(&s, &p.spec.id, wanted.as_deref()).await {
+        Ok(app) => app.region,
+        Err(_) => None,
     };
+    let region = session
+        .region
+        .clone()
+        .or_else(|| existing.and_then(|c| c.region))
+        .or(app_region);
     let p = p.in_region(region.as_deref());
     page::render_form(
         StatusCode::OK,
