@@ -30,6 +30,7 @@ pub mod shaper;
 pub mod state;
 pub mod target;
 pub mod tokens;
+pub mod transport;
 
 pub use cache::{CacheConfig, CachedStore};
 pub use call::{
@@ -38,3 +39,4 @@ pub use call::{
 };
 pub use state::States;
 pub use tokens::{Issued, TokenFailure, TokenService};
+pub use transport::{PooledClient, PooledTransport};

@@ -12,9 +12,8 @@ use std::time::Duration;
 use tokenwarden_core::classify::{Action, Kind};
 use tokenwarden_core::id::ConnectionId;
 use tokenwarden_core::oauth1::percent_decode;
-use tokenwarden_engine::call::{
-    Call, ClientTransport, Engine, OutBody, Outcome, ProxyError, Report, Target,
-};
+use tokenwarden_engine::call::{Call, Engine, OutBody, Outcome, ProxyError, Report, Target};
+use tokenwarden_engine::transport::{ClientError, PooledClient, PooledTransport, Timeouts};
 use url::Url;
 
 /// The route the server mounts.
@@ -45,7 +44,7 @@ pub const REAUTHORIZE_URL: &str = "tokenwarden-reauthorize-url";
 #[derive(Debug)]
 pub struct Proxy {
     engine: Arc<Engine>,
-    client: reqwest::Client,
+    client: PooledClient,
     public_url: Url,
 }
 
@@ -57,15 +56,13 @@ fn set(h: &mut HeaderMap, name: &'static str, value: &str) {
 
 impl Proxy {
     /// A proxy over `engine`; re-authorization links start at `public_url`.
-    pub fn new(engine: Arc<Engine>, public_url: Url) -> Result<Proxy, reqwest::Error> {
-        let client = reqwest::Client::builder()
-            // Hardening rule 7: a redirect would carry the credential (TikTok's Access-Token is
-            // not stripped on a cross-host redirect) and the body elsewhere.
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(Duration::from_secs(10))
-            .read_timeout(Duration::from_secs(120))
-            .pool_max_idle_per_host(256)
-            .build()?;
+    pub fn new(engine: Arc<Engine>, public_url: Url) -> Result<Proxy, ClientError> {
+        // Hardening rule 7: a redirect would carry the credential (TikTok's Access-Token is not
+        // stripped on a cross-host redirect) and the body elsewhere; this client follows none.
+        let client = PooledClient::new(Timeouts {
+            connect: Duration::from_secs(10),
+            read: Duration::from_secs(120),
+        })?;
         Ok(Proxy {
             engine,
             client,
@@ -146,7 +143,7 @@ impl Proxy {
         };
         let outcome = self
             .engine
-            .execute(call, &mut ClientTransport(&self.client))
+            .execute(call, &mut PooledTransport(&self.client))
             .await?;
         Ok(self.respond(outcome, cfg.max_response_bytes))
     }

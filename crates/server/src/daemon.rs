@@ -308,7 +308,7 @@ impl Daemon {
             .with_limits(self.proxy_limits),
         ));
         let proxy = tokenwarden_proxy::Proxy::new(engine, public_url.clone())
-            .map_err(|e| StartError::Client(e.without_url().to_string()))?;
+            .map_err(|e| StartError::Client(e.to_string()))?;
         let state = ServerState::new(crate::Shared {
             store,
             tokens,
