@@ -231,20 +231,27 @@ mod tests {
             while let Ok((mut s, _)) = l.accept().await {
                 let tx = tx.clone();
                 tokio::spawn(async move {
+                    // Each request on the connection (keep-alive), bodies never sent.
                     let mut buf = Vec::new();
                     let mut chunk = [0u8; 4096];
-                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match s.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    loop {
+                        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                            match s.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                        }
+                        let _ = tx.send(String::from_utf8_lossy(&buf).into_owned());
+                        buf.clear();
+                        if answer.is_empty() {
+                            // An answer that never comes: held open until the client leaves.
+                            let _ = s.read(&mut chunk).await;
+                            return;
+                        }
+                        if s.write_all(answer.as_bytes()).await.is_err() {
+                            return;
                         }
                     }
-                    let _ = tx.send(String::from_utf8_lossy(&buf).into_owned());
-                    if !answer.is_empty() {
-                        let _ = s.write_all(answer.as_bytes()).await;
-                    }
-                    // Held open (an answer that never comes, or keep-alive).
-                    let _ = s.read(&mut chunk).await;
                 });
             }
         });
