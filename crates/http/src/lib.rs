@@ -57,19 +57,6 @@ pub async fn serve(
     limits: Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let n = shards();
-    if n > 1 {
-        return serve_sharded(listener, router, limits, shutdown, n).await;
-    }
-    serve_one(listener, router, limits, shutdown).await
-}
-
-async fn serve_one(
-    listener: tokio::net::TcpListener,
-    router: Router,
-    limits: Limits,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
     use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     builder
@@ -112,57 +99,6 @@ async fn serve_one(
     tokio::select! {
         () = graceful.shutdown() => {}
         () = tokio::time::sleep(limits.drain) => {}
-    }
-    Ok(())
-}
-
-/// How many threads serve connections (`TW_SHARDS`, experiment): 0 or 1 = the caller's runtime.
-fn shards() -> usize {
-    std::env::var("TW_SHARDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0)
-}
-
-async fn serve_sharded(
-    listener: tokio::net::TcpListener,
-    router: Router,
-    limits: Limits,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-    n: usize,
-) -> std::io::Result<()> {
-    let std_listener = listener.into_std()?;
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut done = Vec::new();
-    for i in 0..n {
-        let l = std_listener.try_clone()?;
-        let router = router.clone();
-        let mut stop = stop_rx.clone();
-        let (tx, rx) = tokio::sync::oneshot::channel::<std::io::Result<()>>();
-        std::thread::Builder::new()
-            .name(format!("tw-http-{i}"))
-            .spawn(move || {
-                let r = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .and_then(|rt| {
-                        rt.block_on(async move {
-                            let l = tokio::net::TcpListener::from_std(l)?;
-                            serve_one(l, router, limits, async move {
-                                let _ = stop.wait_for(|s| *s).await;
-                            })
-                            .await
-                        })
-                    });
-                let _ = tx.send(r);
-            })?;
-        done.push(rx);
-    }
-    drop(std_listener);
-    shutdown.await;
-    let _ = stop_tx.send(true);
-    for rx in done {
-        let _ = rx.await;
     }
     Ok(())
 }
