@@ -382,3 +382,21 @@ mod tests {
         assert!(peak_rss_kib().is_some_and(|k| k > 0));
     }
 }
+
+/// The benchmarks' runtime: tokio's multi-thread runtime as `tokenwarden serve` builds it, with
+/// `TW_WORKERS`, `TW_EVENT_INTERVAL` and `TW_GLOBAL_QUEUE_INTERVAL` to try other settings.
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
+    let env = |name: &str| -> Option<u32> { std::env::var(name).ok().and_then(|v| v.parse().ok()) };
+    let mut b = tokio::runtime::Builder::new_multi_thread();
+    b.enable_all();
+    if let Some(n) = env("TW_WORKERS") {
+        b.worker_threads(n as usize);
+    }
+    if let Some(n) = env("TW_EVENT_INTERVAL") {
+        b.event_interval(n);
+    }
+    if let Some(n) = env("TW_GLOBAL_QUEUE_INTERVAL") {
+        b.global_queue_interval(n);
+    }
+    Ok(b.build()?)
+}

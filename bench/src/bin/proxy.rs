@@ -258,8 +258,11 @@ http {{
     bail!("nginx did not start; see {}/error.log", dir.display())
 }
 
-#[tokio::main]
-async fn main() -> Result<()> {
+fn main() -> Result<()> {
+    tokenwarden_bench::runtime()?.block_on(run())
+}
+
+async fn run() -> Result<()> {
     let a = args()?;
     let dir = tempfile::tempdir()?;
     let upstream =

@@ -277,8 +277,11 @@ fn line(name: &str, runs: &[Run]) -> (f64, f64, f64) {
     (rps, p50, p99)
 }
 
-#[tokio::main]
-async fn main() -> Result<()> {
+fn main() -> Result<()> {
+    tokenwarden_bench::runtime()?.block_on(run())
+}
+
+async fn run() -> Result<()> {
     let a = args()?;
     if a.count.is_none() {
         require("wrk", "-v")?;
