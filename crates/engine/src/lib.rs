@@ -18,6 +18,8 @@
 //!   adaptive, first come first served, bounded by each caller's budget.
 //! - [`target`]: URL safety (hardening rule 9): only the connection's API base, no absolute URLs,
 //!   no `..`, no encoded escapes.
+//! - [`transport`]: the proxy's outbound client, a pooled hyper-util client (HTTP/1.1 keep-alive,
+//!   reqwest's trust and timeouts, no redirects) behind [`call::Transport`].
 //! - [`headers`]: what crosses (hardening rule 10): the caller's credentials and hop-by-hop
 //!   headers never reach the platform; ours is attached as the definition says.
 #![forbid(unsafe_code)]

@@ -5,7 +5,8 @@
 //!
 //! Same as that reqwest client (`reqwest 0.12`, `rustls-tls`): rustls with the ring provider,
 //! Mozilla's roots from `webpki-roots` and nothing else, TLS 1.2 and 1.3, SNI, ALPN `http/1.1`;
-//! `TCP_NODELAY`; a connect timeout; a read timeout on the answer's head and between the body's
+//! `TCP_NODELAY` and reqwest's TCP keep-alive and user timeout; a connect timeout over the TCP
+//! connection and the TLS handshake; a read timeout on the answer's head and between the body's
 //! chunks; up to [`PooledClient::MAX_IDLE_PER_HOST`] idle connections per host kept 90 s; an
 //! `Accept: */*` when the caller sent none; redirects are never followed (hyper follows none:
 //! hardening rule 7). Bodies stream both ways; the engine applies its limits as before.
@@ -27,7 +28,7 @@ use tokio::time::{Instant, Sleep};
 /// A pooled HTTP/1.1 client for calls to the platforms; cheap to share (`Arc` inside).
 #[derive(Clone)]
 pub struct PooledClient {
-    client: Client<HttpsConnector<HttpConnector>, reqwest::Body>,
+    client: Client<TimedConnector, reqwest::Body>,
     read_timeout: Duration,
 }
 
@@ -60,11 +61,22 @@ impl PooledClient {
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_connect_timeout(Some(timeouts.connect));
+        // reqwest's TCP settings: keep-alive probes after 15 s idle, every 15 s, 3 of them; and
+        // unacknowledged data gives up after 30 s.
+        http.set_keepalive(Some(Duration::from_secs(15)));
+        http.set_keepalive_interval(Some(Duration::from_secs(15)));
+        http.set_keepalive_retries(Some(3));
+        #[cfg(any(target_os = "android", target_os = "fuchsia", target_os = "linux"))]
+        http.set_tcp_user_timeout(Some(Duration::from_secs(30)));
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls_config()?)
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
+        let https = TimedConnector {
+            inner: https,
+            timeout: timeouts.connect,
+        };
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
@@ -100,6 +112,37 @@ fn tls_config() -> Result<rustls::ClientConfig, ClientError> {
 #[derive(Debug, thiserror::Error)]
 #[error("cannot set up TLS for the outbound client: {0}")]
 pub struct ClientError(rustls::Error);
+
+/// The connect timeout over the TCP connection and the TLS handshake together, as reqwest's.
+#[derive(Clone)]
+struct TimedConnector {
+    inner: HttpsConnector<HttpConnector>,
+    timeout: Duration,
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl tower_service::Service<http::Uri> for TimedConnector {
+    type Response = <HttpsConnector<HttpConnector> as tower_service::Service<http::Uri>>::Response;
+    type Error = BoxError;
+    type Future =
+        Pin<Box<dyn std::future::Future<Output = Result<Self::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, dst: http::Uri) -> Self::Future {
+        let connecting = self.inner.call(dst);
+        let timeout = self.timeout;
+        Box::pin(async move {
+            match tokio::time::timeout(timeout, connecting).await {
+                Ok(r) => r,
+                Err(_) => Err(BoxError::from("connecting timed out")),
+            }
+        })
+    }
+}
 
 /// The engine's transport over a [`PooledClient`].
 #[derive(Debug)]
@@ -322,6 +365,29 @@ mod tests {
             .await
             .unwrap();
         assert!(r.bytes().await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_tls_handshake_that_never_finishes_is_a_connect_error() {
+        // Accepts TCP, never answers the ClientHello.
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = l.accept().await {
+                held.push(s);
+            }
+        });
+        let c = PooledClient::new(Timeouts {
+            connect: Duration::from_millis(200),
+            read: Duration::from_secs(60),
+        })
+        .unwrap();
+        let e = PooledTransport(&c)
+            .send(get(&format!("https://{addr}/a")))
+            .await
+            .unwrap_err();
+        assert!(e.connect, "{}", e.message);
     }
 
     #[tokio::test]
