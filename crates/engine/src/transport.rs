@@ -189,10 +189,13 @@ impl Transport for PooledTransport<'_> {
             sleep: None,
         });
         // The answer carries the URL it came from, as reqwest's do (no parse: the request's).
-        let mut answer = http::Response::builder().url(url).body(body).map_err(|_| SendError {
-            connect: false,
-            message: "error reading the answer".into(),
-        })?;
+        let mut answer = http::Response::builder()
+            .url(url)
+            .body(body)
+            .map_err(|_| SendError {
+                connect: false,
+                message: "error reading the answer".into(),
+            })?;
         *answer.status_mut() = parts.status;
         *answer.version_mut() = parts.version;
         *answer.headers_mut() = parts.headers;
@@ -231,9 +234,9 @@ impl HttpBody for ReadTimeout {
             }
             Poll::Pending => {
                 let timeout = this.timeout;
-                let sleep = this
-                    .sleep
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(Instant::now() + timeout)));
+                let sleep = this.sleep.get_or_insert_with(|| {
+                    Box::pin(tokio::time::sleep_until(Instant::now() + timeout))
+                });
                 ready!(sleep.as_mut().poll(cx));
                 Poll::Ready(Some(Err(BodyTimedOut.into())))
             }
@@ -357,8 +360,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_body_that_stalls_fails_instead_of_ending_short() {
-        let (base, _) =
-            upstream("HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nhalf").await;
+        let (base, _) = upstream("HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nhalf").await;
         let c = client(Duration::from_millis(200));
         let r = PooledTransport(&c)
             .send(get(&format!("{base}/a")))
