@@ -366,23 +366,6 @@ pub fn fixed_count(url: &str, authorization: Option<&str>, warm: u32, n: u32) ->
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn median_of_odd_even_and_empty() {
-        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
-        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), Some(2.5));
-        assert_eq!(median(&[]), None);
-    }
-
-    #[test]
-    fn peak_rss_is_read_on_linux() {
-        assert!(peak_rss_kib().is_some_and(|k| k > 0));
-    }
-}
-
 /// The benchmarks' runtime: tokio's multi-thread runtime as `tokenwarden serve` builds it, with
 /// `TW_WORKERS`, `TW_EVENT_INTERVAL` and `TW_GLOBAL_QUEUE_INTERVAL` to try other settings.
 pub fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -399,4 +382,21 @@ pub fn runtime() -> Result<tokio::runtime::Runtime> {
         b.global_queue_interval(n);
     }
     Ok(b.build()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_of_odd_even_and_empty() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), Some(2.5));
+        assert_eq!(median(&[]), None);
+    }
+
+    #[test]
+    fn peak_rss_is_read_on_linux() {
+        assert!(peak_rss_kib().is_some_and(|k| k > 0));
+    }
 }
