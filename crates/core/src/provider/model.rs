@@ -569,6 +569,47 @@ pub struct ApiSpec {
     /// deployment: a user definition of the same id rolls it forward without a release.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
+    /// Calls whose body is a SOAP envelope carry the token inside it, not in a header
+    /// (Microsoft Advertising's SOAP services: `AuthenticationToken`, without "Bearer ").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub soap: Option<SoapSpec>,
+}
+
+/// `[api.soap]`: where a SOAP call's credential and header entries go. A call is SOAP when its
+/// `Content-Type` is one of `content_types`; its body is then held (never streamed), the token is
+/// written into the envelope header's `credential_element` (which the caller sends empty), and no
+/// credential header is sent. See [`crate::soap`].
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SoapSpec {
+    /// Media types that make a call SOAP, compared without parameters and ignoring case.
+    #[serde(default = "default_soap_content_types")]
+    pub content_types: Vec<String>,
+    /// The header entry that carries the raw access token (`AuthenticationToken`).
+    pub credential_element: String,
+    /// Other header entries, templates as in `api.headers` (`{developer_token}`,
+    /// `{account_id}`, `{client_id}`): an entry the caller left empty or out is filled (added
+    /// beside the credential element, in its namespace); with `replaces`, the caller's own value
+    /// is replaced too. An entry whose value is missing is left as the caller wrote it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub elements: Vec<ApiHeaderSpec>,
+}
+
+fn default_soap_content_types() -> Vec<String> {
+    vec!["text/xml".into(), "application/soap+xml".into()]
+}
+
+impl SoapSpec {
+    /// Whether a call with this `Content-Type` is a SOAP call.
+    pub fn matches(&self, content_type: Option<&str>) -> bool {
+        let Some(ct) = content_type else {
+            return false;
+        };
+        let essence = ct.split(';').next().unwrap_or("").trim();
+        self.content_types
+            .iter()
+            .any(|t| t.eq_ignore_ascii_case(essence))
+    }
 }
 
 /// One header sent on API calls, its value a template over `{client_id}` (the app's client id),
