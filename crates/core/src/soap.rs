@@ -171,6 +171,15 @@ fn escape(v: &str) -> String {
     out
 }
 
+/// A (qualified) XML name as far as this scanner needs: it starts with a letter or `_` and holds
+/// only letters, digits, `_`, `-`, `.` and `:` (non-ASCII letters included), so an end tag written
+/// from it is well formed.
+fn xml_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_alphabetic() || c == '_')
+        && chars.all(|c| c.is_alphanumeric() || "_-.:".contains(c))
+}
+
 fn local(qname: &str) -> &str {
     qname.rsplit_once(':').map_or(qname, |(_, l)| l)
 }
@@ -227,7 +236,10 @@ fn header_entries(text: &str) -> Result<Vec<Found>, EnvelopeError> {
         let end = j + 1;
         let inner = &text[s + 1..j];
         if let Some(name) = inner.strip_prefix('/') {
-            let name = name.trim();
+            let name = name.trim_end();
+            if !xml_name(name) {
+                return Err(Malformed("an end tag without a valid name"));
+            }
             let Some((open, open_s, open_e)) = stack.pop() else {
                 return Err(Malformed("an end tag without a start"));
             };
@@ -248,12 +260,11 @@ fn header_entries(text: &str) -> Result<Vec<Found>, EnvelopeError> {
         }
         let self_closing = inner.ends_with('/');
         let qname = inner
-            .trim_end_matches('/')
-            .split(|c: char| c.is_ascii_whitespace())
+            .split(|c: char| c.is_ascii_whitespace() || c == '/')
             .next()
             .unwrap_or("");
-        if qname.is_empty() {
-            return Err(Malformed("a tag without a name"));
+        if !xml_name(qname) {
+            return Err(Malformed("a tag without a valid name"));
         }
         match stack.len() {
             0 if local(qname) != "Envelope" => return Err(EnvelopeError::NoHeader),
@@ -467,6 +478,35 @@ mod tests {
         for (xml, _) in cases {
             let e = filled(xml, &[]).unwrap_err().to_string();
             assert!(!e.contains("SECRET"), "{e}");
+        }
+    }
+
+    /// Found by the `soap_envelope` fuzz target: a start tag whose "name" ran on through `/`,
+    /// quotes and `<` to end in `:CustomerId` was taken for that entry, and the end tag written
+    /// from it broke the envelope. A name is now XML's name characters only.
+    #[test]
+    fn a_name_that_is_not_one_is_refused_not_copied() {
+        let xml = r#"<s:Envelope xmlns:s="x"><s:Header><AuthenticationToken/><h:Cust/merId x="1<h:CustomerId"/></s:Header></s:Envelope>"#;
+        let keep = Entry {
+            name: "CustomerId",
+            value: "42",
+            replaces: false,
+        };
+        let once = filled(xml, &[keep]).unwrap();
+        assert_eq!(filled(&once, &[keep]).unwrap(), once);
+        assert!(
+            once.contains("<h:Cust/merId x=\"1<h:CustomerId\"/>"),
+            "{once}"
+        );
+        for bad in [
+            "<s:Envelope><s:Header><1a/>",
+            "<s:Envelope><s:Header><a\"b/>",
+            "<s:Envelope><s:Header></ a>",
+        ] {
+            assert!(
+                matches!(filled(bad, &[]), Err(EnvelopeError::Malformed(_))),
+                "{bad}"
+            );
         }
     }
 

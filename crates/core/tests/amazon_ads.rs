@@ -166,8 +166,16 @@ fn the_three_401s_that_are_not_token_problems_never_ask_for_a_refresh() {
     // code, and none of them refreshes.
     for (status, code, details) in [
         (401, "401", "Not authorized to access scope 0001"),
-        (403, "UNAUTHORIZED", "Not authorized to access scope 3312345678901234"),
-        (401, "UNAUTHORIZED", "No matching advertiser found for scope 3312345678901234"),
+        (
+            403,
+            "UNAUTHORIZED",
+            "Not authorized to access scope 3312345678901234",
+        ),
+        (
+            401,
+            "UNAUTHORIZED",
+            "No matching advertiser found for scope 3312345678901234",
+        ),
         (403, "403", "No matching advertiser found for scope 42"),
     ] {
         let c = classify(status, &envelope(code, details));
