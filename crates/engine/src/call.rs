@@ -538,13 +538,14 @@ impl Engine {
     /// connection's recorded account.
     async fn header_values(&self, conn: &Connection) -> Result<HeaderValues, ProxyError> {
         let app = self.store.get_app(&conn.provider, &conn.app).await?;
-        let (client_id, developer_token, user_agent) = app
-            .map(|a| (a.client_id, a.developer_token, a.user_agent))
+        let (client_id, developer_token, user_agent, identity) = app
+            .map(|a| (a.client_id, a.developer_token, a.user_agent, a.identity))
             .unwrap_or_default();
         Ok(HeaderValues {
             client_id,
             developer_token,
             user_agent,
+            identity,
             account_id: conn
                 .account
                 .as_ref()
@@ -586,10 +587,12 @@ impl Engine {
         let api = &provider.spec.api;
         let streamed = !call.body.replayable();
         let mut base_headers = headers::outbound(&call.headers, &api.credential_header, streamed)?;
-        if !api.headers.is_empty() {
+        if !api.headers.is_empty() || !provider.spec.identities.is_empty() {
             let values = Box::pin(self.header_values(&conn)).await?;
-            // A header limited to some paths (LinkedIn's versioned /rest calls) goes only there.
-            let extra: Vec<_> = api
+            // A header limited to some paths (LinkedIn's versioned /rest calls) goes only there;
+            // the app's identity adds its own (`IdentityProvider: Google`).
+            let extra: Vec<_> = provider
+                .spec
                 .extra_headers(&values)
                 .into_iter()
                 .filter(|h| h.applies_to(&rel))

@@ -228,7 +228,18 @@ async fn one(
         .await?
         .ok_or_else(|| not_found(&id))?;
     let (t, broken) = tokens_or_broken(&s, &id).await?;
-    Ok(Json(view_broken(&s, &c, t.as_ref(), broken)))
+    let mut v = view_broken(&s, &c, t.as_ref(), broken);
+    // Who issued its tokens: the app's identity (`google` for a Microsoft Advertising account
+    // signed in with Google), null for the platform's own sign-in.
+    let identity = s
+        .store
+        .get_app(&c.provider, &c.app)
+        .await?
+        .and_then(|a| a.identity);
+    if let Some(obj) = v.as_object_mut() {
+        obj.insert("identity".into(), json!(identity));
+    }
+    Ok(Json(v))
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -481,6 +492,7 @@ async fn apps(State(s): State<ServerState>, caller: Caller) -> Result<Json<Value
             "redirect_uri": a.redirect_uri,
             "environment": a.environment,
             "region": a.region,
+            "identity": a.identity,
             "problems": problems,
             "created_at": a.created_at,
             "updated_at": a.updated_at,

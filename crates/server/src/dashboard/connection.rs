@@ -80,7 +80,7 @@ pub(super) async fn connection(
     };
     // As the connection's app sees it: a sandbox app's scopes have the sandbox's names.
     let provider = s.providers.get(conn.provider.as_str()).map(|p| {
-        p.for_app(conn.region.as_deref(), conn.environment, None)
+        p.for_app(conn.region.as_deref(), None, conn.environment, None)
             .into_owned()
     });
     let csrf = csrf_field(&signed.session.csrf);
