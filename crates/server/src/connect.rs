@@ -244,7 +244,7 @@ async fn show(
         &text,
         &format!("/connect/s/{token}"),
         &format!("Continue to {}", p.spec.name),
-        &p.spec
+        p.spec
             .identities
             .get(app_identity.as_deref().unwrap_or_default())
             .map_or(&p.spec.authorize.url, |i| &i.authorize.url),
