@@ -290,13 +290,21 @@ async fn delete(
         None => None,
     };
     if let (Some(t), Some(app), Some(p)) = (tokens, app, s.providers.get(c.provider.as_str())) {
+        // Revoked where it was issued: the connection's region, the app's identity (a Google
+        // sign-in's grant is revoked at Google).
+        let p = p.for_app(
+            c.region.as_deref().or(app.region.as_deref()),
+            app.identity.as_deref(),
+            c.environment,
+            None,
+        );
         let creds = tokenwarden_oauth::AppCredentials {
             client_id: app.client_id,
             client_secret: app.client_secret,
             redirect_uri: app.redirect_uri,
             user_agent: app.user_agent.clone(),
         };
-        match s.oauth.revoke(p, &creds, &t.set).await {
+        match s.oauth.revoke(&p, &creds, &t.set).await {
             Ok(made) => revoked = made,
             // The platform already refuses the token: nothing left to revoke.
             Err(tokenwarden_oauth::TokenError::Refused { .. }) => {}
