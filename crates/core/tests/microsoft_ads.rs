@@ -582,7 +582,10 @@ fn a_google_identity_app_signs_in_and_refreshes_at_google_and_says_so_on_calls()
     let sbx = p
         .for_app(None, Some("google"), Environment::Sandbox, None)
         .into_owned();
-    assert_eq!(sbx.spec.authorize.default_scopes, ["openid", "email", "profile"]);
+    assert_eq!(
+        sbx.spec.authorize.default_scopes,
+        ["openid", "email", "profile"]
+    );
     // The header goes only with an app of that identity.
     let mut values = HeaderValues {
         client_id: "c".into(),
@@ -604,14 +607,18 @@ fn a_google_identity_app_signs_in_and_refreshes_at_google_and_says_so_on_calls()
     );
     // Google's refusal of the refresh token: reauthorize, in Google's words.
     let at = DateTime::<Utc>::from_timestamp(1_800_000_000, 0).unwrap();
-    let body = r#"{"error":"invalid_grant","error_description":"Token has been expired or revoked."}"#;
+    let body =
+        r#"{"error":"invalid_grant","error_description":"Token has been expired or revoked."}"#;
     let view = ResponseView {
         status: 400,
         headers: &[("content-type".into(), "application/json".into())],
         body: body.as_bytes(),
     };
     let c = g.classifier().classify(&view, Context::TokenEndpoint, at);
-    assert_eq!((c.kind, c.action), (Kind::TokenRevoked, Action::Reauthorize));
+    assert_eq!(
+        (c.kind, c.action),
+        (Kind::TokenRevoked, Action::Reauthorize)
+    );
     assert!(c.title.contains("Google refused"), "{}", c.title);
     assert!(
         c.explanation.contains("Token has been expired or revoked."),

@@ -418,7 +418,10 @@ async fn google_identity_tokens_work_with_identity_provider_google_only() {
     let (st, _, tok, _) = refresh().await;
     assert_eq!(st, StatusCode::BAD_REQUEST, "{tok}");
     assert_eq!(tok["error"], "invalid_grant");
-    assert_eq!(tok["error_description"], "Token has been expired or revoked.");
+    assert_eq!(
+        tok["error_description"],
+        "Token has been expired or revoked."
+    );
     let (st, _, v, _) = get_user(gat2, Some("Google")).await;
     assert_eq!(
         (st, code(&v).clone()),

@@ -427,7 +427,10 @@ mod cases {
         google.identity = Some("google".into());
         s.put_app(&google).await.unwrap();
         assert_eq!(
-            s.get_app(&google.provider, &google.id).await.unwrap().as_ref(),
+            s.get_app(&google.provider, &google.id)
+                .await
+                .unwrap()
+                .as_ref(),
             Some(&google)
         );
         google.identity = None;

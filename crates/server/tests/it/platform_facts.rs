@@ -421,7 +421,11 @@ async fn a_microsoft_ads_account_signed_in_with_google_lives_at_google() {
     w.d.state.store.put_app(&app).await.unwrap();
 
     let link = w
-        .mint("microsoft-ads", "ms-g", serde_json::json!({"app": "google"}))
+        .mint(
+            "microsoft-ads",
+            "ms-g",
+            serde_json::json!({"app": "google"}),
+        )
         .await;
     let r = w.http.post(&link).send().await.unwrap();
     assert_eq!(r.status(), 303);
@@ -438,7 +442,11 @@ async fn a_microsoft_ads_account_signed_in_with_google_lives_at_google() {
     assert_eq!(q["prompt"], "consent");
     assert_eq!(q["client_id"], "demo-google-ads");
     let link = w
-        .mint("microsoft-ads", "ms-g", serde_json::json!({"app": "google"}))
+        .mint(
+            "microsoft-ads",
+            "ms-g",
+            serde_json::json!({"app": "google"}),
+        )
         .await;
     let flow = w.approve_link("microsoft-ads", &link, "g-user").await;
     let (status, page) = w.finish(&flow).await;
@@ -446,7 +454,10 @@ async fn a_microsoft_ads_account_signed_in_with_google_lives_at_google() {
     let (_, conn) = w.api(&w.admin, "v1/connections/ms-g").await;
     assert_eq!(conn["identity"], "google", "{conn}");
     assert_eq!(conn["state"], "active", "{conn}");
-    assert!(conn["account"]["id"].is_string(), "GetUser named the customer: {conn}");
+    assert!(
+        conn["account"]["id"].is_string(),
+        "GetUser named the customer: {conn}"
+    );
     let refresh_token = |w: &support::World| {
         let store = w.d.state.store.clone();
         async move {
@@ -460,7 +471,9 @@ async fn a_microsoft_ads_account_signed_in_with_google_lives_at_google() {
                 .map(|t| t.expose().to_string())
         }
     };
-    let first = refresh_token(&w).await.expect("Google issued a refresh token");
+    let first = refresh_token(&w)
+        .await
+        .expect("Google issued a refresh token");
 
     let proxied = |w: &support::World| {
         let url = format!("{}proxy/ms-g/CustomerManagement/v13/User/Query", w.d.base);
@@ -509,7 +522,10 @@ async fn a_microsoft_ads_account_signed_in_with_google_lives_at_google() {
         .unwrap_or(0);
     assert!(refreshes >= 89, "the refreshes went to Google: {google}");
     let microsoft = &counters["providers"]["microsoft-ads"];
-    assert_eq!(microsoft["token_calls"], 0, "none at Microsoft: {microsoft}");
+    assert_eq!(
+        microsoft["token_calls"], 0,
+        "none at Microsoft: {microsoft}"
+    );
     assert_eq!(microsoft["unauthorized_sent"], 0, "no 401: {microsoft}");
 
     // The person revokes the app at Google: the next refresh is Google's invalid_grant.
@@ -522,7 +538,10 @@ async fn a_microsoft_ads_account_signed_in_with_google_lives_at_google() {
     let (_, events) = w.api(&w.admin, "v1/connections/ms-g/events").await;
     let text = format!("{body}{conn}{events}");
     assert!(text.contains("Google refused the refresh token"), "{text}");
-    assert!(text.contains("signing in with the same Google account"), "{text}");
+    assert!(
+        text.contains("signing in with the same Google account"),
+        "{text}"
+    );
     assert!(!text.contains("Microsoft refused"), "{text}");
     w.d.stop().await;
 }
