@@ -474,6 +474,34 @@ async fn a_microsoft_ads_account_signed_in_with_google_lives_at_google() {
     let first = refresh_token(&w)
         .await
         .expect("Google issued a refresh token");
+    // The dashboard says who signed in, and asks for Google's scopes, not msads.manage.
+    let r = w
+        .http
+        .post(format!("{}login", w.d.base))
+        .form(&[("secret", w.admin.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let cookie = r.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let page = w
+        .http
+        .get(format!("{}connections/ms-g", w.d.base))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("google (signed in with google)"), "{page}");
+    assert!(!page.contains("msads.manage"), "{page}");
 
     let proxied = |w: &support::World| {
         let url = format!("{}proxy/ms-g/CustomerManagement/v13/User/Query", w.d.base);
