@@ -687,4 +687,35 @@ fn identities_are_validated_like_the_definition_sections() {
         e.iter().any(|e| e.to_string().contains("issuer_url")),
         "{e:?}"
     );
+    // A header the definition already sends, a name an app cannot write, and a sub-section of
+    // the identity that is incomplete (no refresh call for a refresh-token style).
+    let clash = text
+        .replace(
+            "name = \"IdentityProvider\"\nvalue = \"Google\"",
+            "name = \"DeveloperToken\"\nvalue = \"Google\"",
+        )
+        .replace("[identities.google]\n", "[identities.Google]\n")
+        .replace("[identities.google.", "[identities.Google.")
+        .replace("[[identities.google.", "[[identities.Google.");
+    let e = Registry::check("microsoft-ads.toml", &clash).unwrap_err();
+    let all: Vec<String> = e.iter().map(|e| e.to_string()).collect();
+    assert!(
+        all.iter()
+            .any(|e| e.contains("\"DeveloperToken\" is already in api.headers")),
+        "{all:?}"
+    );
+    assert!(
+        all.iter()
+            .any(|e| e.contains("\"Google\" is not an identity name")),
+        "{all:?}"
+    );
+    // Not with regions: whose region an identity's hosts would be is not said.
+    let amazon = include_str!("../../../providers/amazon-ads.toml");
+    let identity = &text[text.find("[identities.google]\n").unwrap()..];
+    let e = Registry::check("amazon-ads.toml", &format!("{amazon}\n{identity}")).unwrap_err();
+    assert!(
+        e.iter()
+            .any(|e| e.to_string().contains("not supported with [[regions]]")),
+        "{e:?}"
+    );
 }

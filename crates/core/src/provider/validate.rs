@@ -965,6 +965,13 @@ fn check_identities(p: &mut Problems, spec: &ProviderSpec, stem: &str, endpoints
     if !spec.identities.is_empty() && spec.oauth1.is_some() {
         p.add("identities", "identities are not supported with [oauth1]");
     }
+    // An identity names its own issuer's hosts; which region's they would be is not said.
+    if !spec.identities.is_empty() && !spec.regions.is_empty() {
+        p.add(
+            "identities",
+            "identities are not supported with [[regions]] (an identity's hosts are its issuer's, in no region)",
+        );
+    }
     for (name, id) in &spec.identities {
         let key = format!("identities.{name}");
         let name_ok = !name.is_empty()
