@@ -80,8 +80,9 @@ pub struct IdentitySpec {
     /// How the identity's tokens are renewed (replaces `[refresh]`).
     pub refresh: RefreshSpec,
     /// Headers every API call and probe carries for a connection of this identity, besides the
-    /// definition's `api.headers`. A fixed value is allowed here (`IdentityProvider = "Google"`);
-    /// placeholders are those of `api.headers`.
+    /// definition's `api.headers`; a SOAP call (`[api.soap]`) also gets each as a header entry of
+    /// its envelope. A fixed value is allowed here (`IdentityProvider = "Google"`); placeholders
+    /// are those of `api.headers`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub api_headers: Vec<ApiHeaderSpec>,
     /// Rules tried before the definition's (`[[identities.NAME.errors.rules]]`).
@@ -624,6 +625,47 @@ pub struct ApiSpec {
     /// deployment: a user definition of the same id rolls it forward without a release.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
+    /// Calls whose body is a SOAP envelope carry the token inside it, not in a header
+    /// (Microsoft Advertising's SOAP services: `AuthenticationToken`, without "Bearer ").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub soap: Option<SoapSpec>,
+}
+
+/// `[api.soap]`: where a SOAP call's credential and header entries go. A call is SOAP when its
+/// `Content-Type` is one of `content_types`; its body is then held (never streamed), the token is
+/// written into the envelope header's `credential_element` (which the caller sends empty), and no
+/// credential header is sent. See [`crate::soap`].
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SoapSpec {
+    /// Media types that make a call SOAP, compared without parameters and ignoring case.
+    #[serde(default = "default_soap_content_types")]
+    pub content_types: Vec<String>,
+    /// The header entry that carries the raw access token (`AuthenticationToken`).
+    pub credential_element: String,
+    /// Other header entries, templates as in `api.headers` (`{developer_token}`,
+    /// `{account_id}`, `{client_id}`): an entry the caller left empty or out is filled (added
+    /// beside the credential element, in its namespace); with `replaces`, the caller's own value
+    /// is replaced too. An entry whose value is missing is left as the caller wrote it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub elements: Vec<ApiHeaderSpec>,
+}
+
+fn default_soap_content_types() -> Vec<String> {
+    vec!["text/xml".into(), "application/soap+xml".into()]
+}
+
+impl SoapSpec {
+    /// Whether a call with this `Content-Type` is a SOAP call.
+    pub fn matches(&self, content_type: Option<&str>) -> bool {
+        let Some(ct) = content_type else {
+            return false;
+        };
+        let essence = ct.split(';').next().unwrap_or("").trim();
+        self.content_types
+            .iter()
+            .any(|t| t.eq_ignore_ascii_case(essence))
+    }
 }
 
 /// One header sent on API calls, its value a template over `{client_id}` (the app's client id),
@@ -1330,6 +1372,29 @@ impl ProviderSpec {
     /// `values`.
     pub fn extra_headers(&self, values: &HeaderValues) -> Vec<ExtraHeader> {
         let mut out = self.api.extra_headers(values);
+        if let Some(id) = values
+            .identity
+            .as_deref()
+            .and_then(|n| self.identities.get(n))
+        {
+            out.extend(ApiSpec::fill_headers(
+                &id.api_headers,
+                values,
+                self.api.version.as_deref(),
+            ));
+        }
+        out
+    }
+
+    /// The header entries a SOAP call's envelope carries besides the credential
+    /// (`[api.soap] elements`), then the `api_headers` of the app's identity as entries of the
+    /// same names (Microsoft Advertising: the `IdentityProvider` element, Part A §2). Empty
+    /// without `[api.soap]`.
+    pub fn soap_elements(&self, values: &HeaderValues) -> Vec<ExtraHeader> {
+        let Some(soap) = &self.api.soap else {
+            return Vec::new();
+        };
+        let mut out = ApiSpec::fill_headers(&soap.elements, values, self.api.version.as_deref());
         if let Some(id) = values
             .identity
             .as_deref()

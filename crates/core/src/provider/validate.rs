@@ -453,6 +453,7 @@ pub(crate) fn validate(
         Err(e) => p.add("api.credential_value", e),
     }
     check_api_headers(p, api);
+    check_soap(p, api);
     check_regions(p, spec, endpoints);
     check_environments(p, spec);
     check_identities(p, spec, stem, endpoints);
@@ -1054,6 +1055,100 @@ fn check_api_headers(p: &mut Problems, api: &ApiSpec) {
                 "api.version",
                 format!("{v:?} is not a version: 1 to 32 letters, digits, '-', '_' or '.' (LinkedIn: 202511)"),
             );
+        }
+    }
+}
+
+/// `[api.soap]`: a token that travels in a header otherwise (the envelope replaces the header),
+/// XML names for its entries, media types that are types, entry templates as `api.headers`.
+fn check_soap(p: &mut Problems, api: &ApiSpec) {
+    let Some(soap) = &api.soap else {
+        return;
+    };
+    if api.credential_in != CredentialPlacement::Header {
+        p.add(
+            "api.soap",
+            "only works with credential_in = \"header\" (a SOAP call's token goes in its envelope instead of that header)",
+        );
+    }
+    let xml_name = |n: &str| {
+        n.len() <= 100
+            && n.chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && n.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
+    };
+    if !xml_name(&soap.credential_element) {
+        p.add(
+            "api.soap.credential_element",
+            format!(
+                "{:?} is not an XML element name (AuthenticationToken)",
+                soap.credential_element
+            ),
+        );
+    }
+    if soap.content_types.is_empty() {
+        p.add(
+            "api.soap.content_types",
+            "list at least one media type (text/xml)",
+        );
+    }
+    for (i, t) in soap.content_types.iter().enumerate() {
+        let ok = t.split_once('/').is_some_and(|(a, b)| {
+            !a.is_empty()
+                && !b.is_empty()
+                && t.bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || b"/+-.".contains(&c))
+        });
+        if !ok {
+            p.add(
+                format!("api.soap.content_types[{i}]"),
+                format!("{t:?} is not a media type (text/xml)"),
+            );
+        }
+    }
+    for (i, e) in soap.elements.iter().enumerate() {
+        if !xml_name(&e.name) {
+            p.add(
+                format!("api.soap.elements[{i}].name"),
+                format!("{:?} is not an XML element name (DeveloperToken)", e.name),
+            );
+        } else if e.name == soap.credential_element
+            || soap.elements[..i].iter().any(|o| o.name == e.name)
+        {
+            p.add(
+                format!("api.soap.elements[{i}].name"),
+                format!(
+                    "{:?} is listed twice (or is the credential element)",
+                    e.name
+                ),
+            );
+        }
+        if !e.paths.is_empty() {
+            p.add(
+                format!("api.soap.elements[{i}].paths"),
+                "header entries go in every SOAP call; paths do not apply",
+            );
+        }
+        let allowed = [
+            "client_id",
+            "account_id",
+            "developer_token",
+            "api_version",
+            "user_agent",
+        ];
+        match header_placeholders(&e.value, &allowed) {
+            Ok(names) if names.is_empty() => p.add(
+                format!("api.soap.elements[{i}].value"),
+                "a fixed value belongs in the caller's envelope; use a placeholder ({developer_token})",
+            ),
+            Ok(names) if names.contains(&"api_version") && api.version.is_none() => p.add(
+                format!("api.soap.elements[{i}].value"),
+                "uses {api_version}: set api.version to the version calls ask for",
+            ),
+            Ok(_) => {}
+            Err(e) => p.add(format!("api.soap.elements[{i}].value"), e),
         }
     }
 }

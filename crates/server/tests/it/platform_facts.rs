@@ -538,6 +538,26 @@ async fn a_microsoft_ads_account_signed_in_with_google_lives_at_google() {
         }
     }
     assert!(seen.len() >= 89, "refreshed along the way: {}", seen.len());
+    // SOAP through the proxy: the token and the IdentityProvider entry go into the envelope (the
+    // sandbox's SOAP GetUser reads the entry, not the HTTP header).
+    let envelope = r#"<?xml version="1.0" encoding="utf-8"?><s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Header><h:AuthenticationToken xmlns:h="https://bingads.microsoft.com/Customer/v13"/></s:Header><s:Body><GetUserRequest xmlns="https://bingads.microsoft.com/Customer/v13"><UserId i:nil="true" xmlns:i="http://www.w3.org/2001/XMLSchema-instance"/></GetUserRequest></s:Body></s:Envelope>"#;
+    let r = w
+        .http
+        .post(format!(
+            "{}proxy/ms-g/Api/CustomerManagement/v13/CustomerManagementService.svc",
+            w.d.base
+        ))
+        .bearer_auth(&w.admin)
+        .header("content-type", "text/xml; charset=utf-8")
+        .header("SOAPAction", "GetUser")
+        .body(envelope)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let body = r.text().await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("<GetUserResponse"), "{body}");
     assert_eq!(
         refresh_token(&w).await.as_deref(),
         Some(first.as_str()),
