@@ -605,6 +605,14 @@ fn a_google_identity_app_signs_in_and_refreshes_at_google_and_says_so_on_calls()
         names(&values),
         ["CustomerId=123", "IdentityProvider=Google"]
     );
+    // SOAP: the envelope's entries get it too (Part A §2: "optionally IdentityProvider").
+    let entries: Vec<String> = p
+        .spec
+        .soap_elements(&values)
+        .into_iter()
+        .map(|h| format!("{}={}", h.name, h.value))
+        .collect();
+    assert_eq!(entries, ["CustomerId=123", "IdentityProvider=Google"]);
     // Google's refusal of the refresh token: reauthorize, in Google's words.
     let at = DateTime::<Utc>::from_timestamp(1_800_000_000, 0).unwrap();
     let body =
