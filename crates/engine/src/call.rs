@@ -22,9 +22,7 @@ use tokenwarden_core::connection::{Connection, ConnectionState, Problem, Problem
 use tokenwarden_core::id::ConnectionId;
 use tokenwarden_core::oauth1;
 use tokenwarden_core::policy;
-use tokenwarden_core::provider::{
-    ApiSpec, Context, CredentialPlacement, HeaderValues, Provider, Registry,
-};
+use tokenwarden_core::provider::{Context, CredentialPlacement, HeaderValues, Provider, Registry};
 use tokenwarden_core::soap::{self, EnvelopeError};
 use tokenwarden_core::state;
 use tokenwarden_store::{NewEvent, Store, StoreError};
