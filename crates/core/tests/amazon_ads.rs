@@ -374,6 +374,7 @@ fn the_definition_has_three_regions_and_sends_the_profile_headers() {
             account_id: Some("3141592653589793".into()),
             developer_token: None,
             user_agent: None,
+            identity: None,
         });
     let find = |n: &str| headers.iter().find(|h| h.name == n).unwrap();
     let id = find("Amazon-Advertising-API-ClientId");
@@ -395,6 +396,7 @@ fn the_definition_has_three_regions_and_sends_the_profile_headers() {
             account_id: None,
             developer_token: None,
             user_agent: None,
+            identity: None,
         });
     assert_eq!(headers.len(), 1);
     // The probe records the first profile.

@@ -22,9 +22,7 @@ use tokenwarden_core::connection::{Connection, ConnectionState, Problem, Problem
 use tokenwarden_core::id::ConnectionId;
 use tokenwarden_core::oauth1;
 use tokenwarden_core::policy;
-use tokenwarden_core::provider::{
-    ApiSpec, Context, CredentialPlacement, HeaderValues, Provider, Registry,
-};
+use tokenwarden_core::provider::{Context, CredentialPlacement, HeaderValues, Provider, Registry};
 use tokenwarden_core::soap::{self, EnvelopeError};
 use tokenwarden_core::state;
 use tokenwarden_store::{NewEvent, Store, StoreError};
@@ -545,13 +543,14 @@ impl Engine {
     /// connection's recorded account.
     async fn header_values(&self, conn: &Connection) -> Result<HeaderValues, ProxyError> {
         let app = self.store.get_app(&conn.provider, &conn.app).await?;
-        let (client_id, developer_token, user_agent) = app
-            .map(|a| (a.client_id, a.developer_token, a.user_agent))
+        let (client_id, developer_token, user_agent, identity) = app
+            .map(|a| (a.client_id, a.developer_token, a.user_agent, a.identity))
             .unwrap_or_default();
         Ok(HeaderValues {
             client_id,
             developer_token,
             user_agent,
+            identity,
             account_id: conn
                 .account
                 .as_ref()
@@ -605,17 +604,20 @@ impl Engine {
             return Err(ProxyError::Envelope(EnvelopeError::TooLarge));
         }
         let mut soap_entries = Vec::new();
-        if !api.headers.is_empty() || soap.is_some() {
+        if !api.headers.is_empty() || soap.is_some() || !provider.spec.identities.is_empty() {
             let values = Box::pin(self.header_values(&conn)).await?;
-            // A header limited to some paths (LinkedIn's versioned /rest calls) goes only there.
-            let extra: Vec<_> = api
+            // A header limited to some paths (LinkedIn's versioned /rest calls) goes only there;
+            // the app's identity adds its own (`IdentityProvider: Google`).
+            let extra: Vec<_> = provider
+                .spec
                 .extra_headers(&values)
                 .into_iter()
                 .filter(|h| h.applies_to(&rel))
                 .collect();
             headers::attach_extra(&mut base_headers, &extra);
-            if let Some(s) = soap {
-                soap_entries = ApiSpec::fill_headers(&s.elements, &values, api.version.as_deref());
+            // The app's identity's entries too (`IdentityProvider`: Google).
+            if soap.is_some() {
+                soap_entries = provider.spec.soap_elements(&values);
             }
         }
         let consumer = match api.credential_in {

@@ -269,6 +269,7 @@ impl Daemon {
                     region: None,
                     user_agent: None,
                     refresh_token_ends_after: None,
+                    identity: None,
                     created_at: now,
                     updated_at: now,
                 };

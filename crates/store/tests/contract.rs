@@ -390,6 +390,7 @@ mod cases {
             developer_token: None,
             user_agent: None,
             refresh_token_ends_after: None,
+            identity: None,
             environment: tokenwarden_core::connection::Environment::Production,
             region: None,
             created_at: t0(),
@@ -421,6 +422,28 @@ mod cases {
             Some(std::time::Duration::from_secs(7 * 86_400))
         );
         s.delete_app(&testing.provider, &testing.id).await.unwrap();
+        // An identity is stored, changed and removed again (migration 0015).
+        let mut google = app.clone();
+        google.id = AppId::parse("google").unwrap();
+        google.identity = Some("google".into());
+        s.put_app(&google).await.unwrap();
+        assert_eq!(
+            s.get_app(&google.provider, &google.id)
+                .await
+                .unwrap()
+                .as_ref(),
+            Some(&google)
+        );
+        google.identity = None;
+        s.put_app(&google).await.unwrap();
+        assert_eq!(
+            s.get_app(&google.provider, &google.id)
+                .await
+                .unwrap()
+                .and_then(|a| a.identity),
+            None
+        );
+        s.delete_app(&google.provider, &google.id).await.unwrap();
         // A User-Agent is stored, changed and removed again (migration 0011).
         let mut third = app.clone();
         third.id = AppId::parse("third").unwrap();
@@ -1844,6 +1867,7 @@ mod cases {
             developer_token: Some(Secret::new(secrets[5])),
             user_agent: None,
             refresh_token_ends_after: None,
+            identity: None,
             environment: tokenwarden_core::connection::Environment::Production,
             region: None,
             created_at: t0(),
@@ -1974,6 +1998,7 @@ mod cases {
             developer_token: None,
             user_agent: None,
             refresh_token_ends_after: None,
+            identity: None,
             environment: tokenwarden_core::connection::Environment::Production,
             region: None,
             created_at: t0(),

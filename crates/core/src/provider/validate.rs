@@ -210,6 +210,7 @@ fn check_call(p: &mut Problems, key: &str, call: &TokenCall, endpoints: Endpoint
         "authorization",
         &["client_id", "user_agent"],
         false,
+        false,
     );
     if !call.tokens.is_empty() && key != "token.revoke" {
         p.add(
@@ -455,6 +456,7 @@ pub(crate) fn validate(
     check_soap(p, api);
     check_regions(p, spec, endpoints);
     check_environments(p, spec);
+    check_identities(p, spec, stem, endpoints);
     check_oauth1(p, spec, endpoints);
     if api.probe.via == ProbeVia::Introspection && t.introspect.is_none() {
         p.add(
@@ -956,6 +958,77 @@ fn check_regions(p: &mut Problems, spec: &ProviderSpec, endpoints: Endpoints) {
     }
 }
 
+/// `[identities.NAME]`: a name an app can write, sections that pass the same checks as the
+/// definition's own `[authorize]`, `[token]` and `[refresh]` (reported under
+/// `identities.NAME.`), and `api_headers` like `api.headers` (a fixed value allowed: it names the
+/// identity), none of them one the definition already sends.
+fn check_identities(p: &mut Problems, spec: &ProviderSpec, stem: &str, endpoints: Endpoints) {
+    if !spec.identities.is_empty() && spec.oauth1.is_some() {
+        p.add("identities", "identities are not supported with [oauth1]");
+    }
+    // An identity names its own issuer's hosts; which region's they would be is not said.
+    if !spec.identities.is_empty() && !spec.regions.is_empty() {
+        p.add(
+            "identities",
+            "identities are not supported with [[regions]] (an identity's hosts are its issuer's, in no region)",
+        );
+    }
+    for (name, id) in &spec.identities {
+        let key = format!("identities.{name}");
+        let name_ok = !name.is_empty()
+            && name.len() <= 32
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !name_ok {
+            p.add(
+                &key,
+                format!("{name:?} is not an identity name: 1 to 32 lower-case letters, digits or '-' (\"google\")"),
+            );
+        }
+        let mut view = spec.as_identity(Some(name));
+        view.identities.clear();
+        let mut own = Problems::new(&p.file);
+        let _ = validate(&view, stem, endpoints, &mut own);
+        for e in own.list {
+            if ["authorize", "token", "refresh"]
+                .iter()
+                .any(|s| e.key == *s || e.key.starts_with(&format!("{s}.")))
+            {
+                p.add(format!("{key}.{}", e.key), e.problem);
+            }
+        }
+        check_headers(
+            p,
+            &format!("{key}.api_headers"),
+            &id.api_headers,
+            &spec.api.credential_header,
+            &[
+                "client_id",
+                "account_id",
+                "developer_token",
+                "api_version",
+                "user_agent",
+            ],
+            spec.api.version.is_some(),
+            true,
+        );
+        for (i, h) in id.api_headers.iter().enumerate() {
+            if spec
+                .api
+                .headers
+                .iter()
+                .any(|a| a.name.eq_ignore_ascii_case(&h.name))
+            {
+                p.add(
+                    format!("{key}.api_headers[{i}].name"),
+                    format!("{:?} is already in api.headers; an identity adds headers, it does not change the definition's", h.name),
+                );
+            }
+        }
+    }
+}
+
 fn check_api_headers(p: &mut Problems, api: &ApiSpec) {
     check_headers(
         p,
@@ -970,6 +1043,7 @@ fn check_api_headers(p: &mut Problems, api: &ApiSpec) {
             "user_agent",
         ],
         api.version.is_some(),
+        false,
     );
     if let Some(v) = &api.version {
         let ok = !v.is_empty()
@@ -1089,6 +1163,7 @@ fn check_headers(
     credential_header: &str,
     allowed: &[&str],
     version_set: bool,
+    fixed_ok: bool,
 ) {
     let mut seen: Vec<String> = Vec::new();
     for (i, h) in headers.iter().enumerate() {
@@ -1126,7 +1201,7 @@ fn check_headers(
             .collect::<Vec<_>>()
             .join(", ");
         match header_placeholders(&h.value, allowed) {
-            Ok(names) if names.is_empty() && h.paths.is_empty() => p.add(
+            Ok(names) if names.is_empty() && h.paths.is_empty() && !fixed_ok => p.add(
                 format!("{key}.value"),
                 format!("a fixed value belongs in the caller's request; use {listed}, or limit a protocol header to the paths that need it (paths = [\"/rest/\"])"),
             ),
