@@ -117,6 +117,17 @@ environment = "sandbox"
 # client_secret_file = "/run/secrets/google-ads-secret"
 # refresh_token_ends_after = "7d"
 
+# Microsoft Advertising users who sign in with a Google account: a Google OAuth client (its own
+# client id and secret, redirect URI registered at Google) whose tokens come from Google and whose
+# API calls carry IdentityProvider: Google. The identities are the definition's [identities].
+# [[apps]]
+# provider = "microsoft-ads"
+# id = "google"
+# client_id = "your-id.apps.googleusercontent.com"
+# client_secret_file = "/run/secrets/microsoft-ads-google-secret"
+# developer_token_file = "/run/secrets/microsoft-ads-developer-token"
+# identity = "google"
+
 # The dashboard at public_url: sign in with an admin API key, or with this password.
 [dashboard]
 password_file = "/run/secrets/tokenwarden-dashboard-password"
@@ -641,6 +652,9 @@ pub struct AppConfig {
     /// than its definition (Google: `"7d"` for an app whose OAuth consent screen is in Testing
     /// status). tokenwarden then forecasts that end and warns before it.
     pub refresh_token_ends_after: Option<String>,
+    /// Who issues the app's tokens when it is not the platform's own sign-in: one of its
+    /// definition's `[identities]` (Microsoft Advertising: `"google"`, a Google OAuth client).
+    pub identity: Option<String>,
 }
 
 impl std::fmt::Debug for AppConfig {
@@ -680,6 +694,8 @@ pub struct ResolvedApp {
     pub user_agent: Option<String>,
     /// The app's own refresh-token end, counted from the consent (`None`: the definition's).
     pub refresh_token_ends_after: Option<Duration>,
+    /// The issuer of the app's tokens (`None`: the platform's own).
+    pub identity: Option<String>,
 }
 
 /// Every syntax and type problem of the configuration file at `path`, in one error listing each
@@ -850,6 +866,11 @@ impl FileConfig {
             {
                 bail!("{at}: {e}");
             }
+            if let Some(p) = providers.get(&a.provider)
+                && let Err(e) = p.spec.check_identity(a.identity.as_deref())
+            {
+                bail!("{at}: {e}");
+            }
             let base = public_url.as_str().trim_end_matches('/');
             out.push(ResolvedApp {
                 provider: a.provider.clone(),
@@ -865,6 +886,7 @@ impl FileConfig {
                 region: a.region.clone(),
                 user_agent: user_agent.map(str::to_string),
                 refresh_token_ends_after,
+                identity: a.identity.clone(),
             });
         }
         Ok(out)
@@ -1087,6 +1109,51 @@ mod tests {
             &format!("client_secret_file = \"/run/secrets/{provider}-secret\""),
             "client_secret = \"s\"",
         )
+    }
+
+    #[test]
+    fn an_app_names_its_identity_from_the_definition() {
+        let providers = Registry::builtin().unwrap();
+        let public = url::Url::parse("https://tw.example").unwrap();
+        // The example's commented Microsoft Advertising Google-sign-in app, uncommented.
+        let start = EXAMPLE
+            .find("# [[apps]]\n# provider = \"microsoft-ads\"\n# id = \"google\"")
+            .unwrap();
+        let block: String = EXAMPLE[start..]
+            .lines()
+            .take_while(|l| l.starts_with("# "))
+            .map(|l| format!("{}\n", &l[2..]))
+            .collect::<String>()
+            .replace(
+                "client_secret_file = \"/run/secrets/microsoft-ads-google-secret\"",
+                "client_secret = \"s\"",
+            )
+            .replace(
+                "developer_token_file = \"/run/secrets/microsoft-ads-developer-token\"",
+                "developer_token = \"d\"",
+            );
+        let apps = FileConfig::parse(&block)
+            .unwrap()
+            .resolve_apps(&providers, &public)
+            .unwrap();
+        assert_eq!(apps[0].identity.as_deref(), Some("google"));
+        let app = |provider: &str, identity: &str| {
+            FileConfig::parse(&format!(
+                "[[apps]]\nprovider = {provider:?}\nclient_id = \"x\"\nclient_secret = \"y\"\nidentity = {identity:?}\n"
+            ))
+            .unwrap()
+            .resolve_apps(&providers, &public)
+        };
+        let e = app("microsoft-ads", "facebook").unwrap_err().to_string();
+        assert!(
+            e.contains("microsoft-ads has no identity \"facebook\"; its identities are google"),
+            "{e}"
+        );
+        let e = app("snapchat", "google").unwrap_err().to_string();
+        assert!(
+            e.contains("snapchat has no identity \"google\"") && e.contains("remove identity"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -43,6 +43,7 @@ async fn rotate_adds_a_key_and_reencrypts_everything() {
             developer_token: Some(Secret::new("the-developer-token-value")),
             user_agent: None,
             refresh_token_ends_after: None,
+            identity: None,
             environment: tokenwarden_core::connection::Environment::Production,
             region: None,
             created_at: now,

@@ -13,6 +13,8 @@
 //! - [`platform_callback`]: verifying the callbacks platforms send when a user removes the app.
 //! - [`raw_http`]: reads a response as `curl -i` prints it (for `diagnose`).
 //! - [`oauth1`]: OAuth 1.0a (RFC 5849) request signing and verification (X Ads API).
+//! - [`soap`]: the token and header entries written into a SOAP envelope's header (Microsoft
+//!   Advertising's SOAP services).
 //! - [`callback`]: reads an authorization callback's query (repeated deciding parameters refused).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -29,6 +31,7 @@ pub mod policy;
 pub mod provider;
 pub mod raw_http;
 pub mod secret;
+pub mod soap;
 pub mod span;
 pub mod state;
 pub mod token;

@@ -159,6 +159,29 @@ fn the_three_401s_that_are_not_token_problems_never_ask_for_a_refresh() {
         assert_eq!(c.blame, Blame::Request, "{details}: a request's problem");
         assert!(!c.retryable, "{details}");
     }
+    // As connectors and applications meet them (airbytehq/airbyte source-amazon-ads skips
+    // `(401, "Not authorized to access scope 0001")` as a known error; applications' clients
+    // match both texts under 401 with the profile id after them, and mocks answer the permission
+    // case in a 403 with code UNAUTHORIZED): the profile id after the text, either status, either
+    // code, and none of them refreshes.
+    for (status, code, details) in [
+        (401, "401", "Not authorized to access scope 0001"),
+        (
+            403,
+            "UNAUTHORIZED",
+            "Not authorized to access scope 3312345678901234",
+        ),
+        (
+            401,
+            "UNAUTHORIZED",
+            "No matching advertiser found for scope 3312345678901234",
+        ),
+        (403, "403", "No matching advertiser found for scope 42"),
+    ] {
+        let c = classify(status, &envelope(code, details));
+        assert_eq!(c.action, Action::FixRequest, "{status} {details}: {c:?}");
+        assert_eq!(c.blame, Blame::Request, "{status} {details}");
+    }
     // The wrong-region case names the regions' hosts in its fix.
     let c = classify(
         401,
@@ -351,6 +374,7 @@ fn the_definition_has_three_regions_and_sends_the_profile_headers() {
             account_id: Some("3141592653589793".into()),
             developer_token: None,
             user_agent: None,
+            identity: None,
         });
     let find = |n: &str| headers.iter().find(|h| h.name == n).unwrap();
     let id = find("Amazon-Advertising-API-ClientId");
@@ -372,6 +396,7 @@ fn the_definition_has_three_regions_and_sends_the_profile_headers() {
             account_id: None,
             developer_token: None,
             user_agent: None,
+            identity: None,
         });
     assert_eq!(headers.len(), 1);
     // The probe records the first profile.

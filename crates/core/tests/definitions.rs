@@ -69,6 +69,7 @@ fn every_shipped_definition_loads() {
         account_id: Some("1234567890".into()),
         developer_token: None,
         user_agent: None,
+        identity: None,
     };
     assert!(g.spec.api.extra_headers(&values).is_empty());
     assert_eq!(style("snapchat"), RefreshStyle::RefreshToken);

@@ -518,11 +518,11 @@ fn a_sandbox_app_sees_the_sandbox_scope_everywhere_the_definition_writes_it() {
     let reg = Registry::builtin().unwrap();
     let p = reg.get("microsoft-ads").unwrap();
     assert!(std::ptr::eq(
-        &*p.for_app(None, Environment::Production, None),
+        &*p.for_app(None, None, Environment::Production, None),
         &**p
     ));
     let s = p
-        .for_app(None, Environment::Sandbox, None)
+        .for_app(None, None, Environment::Sandbox, None)
         .into_owned()
         .spec;
     assert_eq!(
@@ -543,7 +543,187 @@ fn a_sandbox_app_sees_the_sandbox_scope_everywhere_the_definition_writes_it() {
     // A platform without [environments.sandbox] is the same in both.
     let t = reg.get("tiktok-business").unwrap();
     assert!(std::ptr::eq(
-        &*t.for_app(None, Environment::Sandbox, None),
+        &*t.for_app(None, None, Environment::Sandbox, None),
         &**t
     ));
+}
+
+/// Accounts signed in with Google (Part A §0.7, §2 "Google as identity provider"): an app of
+/// identity `google` consents at accounts.google.com with `access_type=offline` and
+/// `prompt=consent` for the openid/email/profile scopes, exchanges and refreshes at
+/// oauth2.googleapis.com (no scope on refresh, no rotation: Google's rules, §1), and its API calls
+/// carry `IdentityProvider: Google` beside the definition's headers. Google's invalid_grant is
+/// explained in Google's words; the API's own rules stay Microsoft's.
+#[test]
+fn a_google_identity_app_signs_in_and_refreshes_at_google_and_says_so_on_calls() {
+    use tokenwarden_core::connection::Environment;
+    use tokenwarden_core::provider::HeaderValues;
+    let reg = Registry::builtin().unwrap();
+    let p = reg.get("microsoft-ads").unwrap();
+    let g = p
+        .for_app(None, Some("google"), Environment::Production, None)
+        .into_owned();
+    let s = &g.spec;
+    assert_eq!(
+        s.authorize.url.as_str(),
+        "https://accounts.google.com/o/oauth2/v2/auth"
+    );
+    assert_eq!(s.authorize.default_scopes, ["openid", "email", "profile"]);
+    assert_eq!(s.authorize.extra_params["access_type"], "offline");
+    assert_eq!(s.authorize.extra_params["prompt"], "consent");
+    for call in [&s.token.exchange, s.token.refresh.as_ref().unwrap()] {
+        assert_eq!(call.url.as_str(), "https://oauth2.googleapis.com/token");
+        assert!(!call.params.contains_key("scope"), "{:?}", call.params);
+    }
+    assert!(!s.refresh.rotates && s.refresh.reuse_grace.is_none());
+    assert_eq!(s.refresh.refresh_token_lifetime, None);
+    // The API is Microsoft's, in either environment.
+    assert_eq!(s.api.base_url, p.spec.api.base_url);
+    let sbx = p
+        .for_app(None, Some("google"), Environment::Sandbox, None)
+        .into_owned();
+    assert_eq!(
+        sbx.spec.authorize.default_scopes,
+        ["openid", "email", "profile"]
+    );
+    // The header goes only with an app of that identity.
+    let mut values = HeaderValues {
+        client_id: "c".into(),
+        account_id: Some("123".into()),
+        ..Default::default()
+    };
+    let names = |v: &HeaderValues| -> Vec<String> {
+        p.spec
+            .extra_headers(v)
+            .into_iter()
+            .map(|h| format!("{}={}", h.name, h.value))
+            .collect()
+    };
+    assert_eq!(names(&values), ["CustomerId=123"]);
+    values.identity = Some("google".into());
+    assert_eq!(
+        names(&values),
+        ["CustomerId=123", "IdentityProvider=Google"]
+    );
+    // SOAP: the envelope's entries get it too (Part A §2: "optionally IdentityProvider").
+    let entries: Vec<String> = p
+        .spec
+        .soap_elements(&values)
+        .into_iter()
+        .map(|h| format!("{}={}", h.name, h.value))
+        .collect();
+    assert_eq!(entries, ["CustomerId=123", "IdentityProvider=Google"]);
+    // Google's refusal of the refresh token: reauthorize, in Google's words.
+    let at = DateTime::<Utc>::from_timestamp(1_800_000_000, 0).unwrap();
+    let body =
+        r#"{"error":"invalid_grant","error_description":"Token has been expired or revoked."}"#;
+    let view = ResponseView {
+        status: 400,
+        headers: &[("content-type".into(), "application/json".into())],
+        body: body.as_bytes(),
+    };
+    let c = g.classifier().classify(&view, Context::TokenEndpoint, at);
+    assert_eq!(
+        (c.kind, c.action),
+        (Kind::TokenRevoked, Action::Reauthorize)
+    );
+    assert!(c.title.contains("Google refused"), "{}", c.title);
+    assert!(
+        c.explanation.contains("Token has been expired or revoked."),
+        "{}",
+        c.explanation
+    );
+    // The Microsoft app's own classifier keeps Microsoft's words, and the identity's keeps the
+    // API's rules.
+    let m = p.classifier().classify(&view, Context::TokenEndpoint, at);
+    assert!(m.title.contains("Microsoft"), "{}", m.title);
+    let expired = ad_api_fault("109", "AuthenticationTokenExpired");
+    let api = ResponseView {
+        status: 401,
+        headers: &[("content-type".into(), "application/json".into())],
+        body: expired.as_bytes(),
+    };
+    assert_eq!(
+        g.classifier().classify(&api, Context::Api, at).kind,
+        Kind::TokenExpired
+    );
+    // An identity the definition lacks is refused by name.
+    let e = p.spec.check_identity(Some("facebook")).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "microsoft-ads has no identity \"facebook\"; its identities are google"
+    );
+    assert!(p.spec.check_identity(Some("google")).is_ok());
+    let snap = reg.get("snapchat").unwrap();
+    assert!(snap.spec.check_identity(Some("google")).is_err());
+}
+
+/// `[identities.NAME]` is checked like the definition's own sections, under its own keys.
+#[test]
+fn identities_are_validated_like_the_definition_sections() {
+    let text = include_str!("../../../providers/microsoft-ads.toml");
+    let bad = text
+        .replace(
+            "[identities.google.token.refresh]\nmethod = \"POST\"\nurl = \"https://oauth2.googleapis.com/token\"",
+            "[identities.google.token.refresh]\nmethod = \"POST\"\nurl = \"http://oauth2.googleapis.com/token\"",
+        )
+        .replace(
+            "name = \"IdentityProvider\"\nvalue = \"Google\"",
+            "name = \"IdentityProvider\"\nvalue = \"{refresh_token}\"",
+        );
+    assert_ne!(bad, text);
+    let e = Registry::check("microsoft-ads.toml", &bad).unwrap_err();
+    let all: Vec<String> = e.iter().map(|e| e.to_string()).collect();
+    assert!(
+        all.iter()
+            .any(|e| e.contains("identities.google.token.refresh.url")),
+        "{all:?}"
+    );
+    assert!(
+        all.iter()
+            .any(|e| e.contains("identities.google.api_headers[0].value")),
+        "{all:?}"
+    );
+    // Unknown keys are refused.
+    let unknown = text.replace(
+        "[identities.google]\nnote",
+        "[identities.google]\nissuer_url = \"https://accounts.google.com\"\nnote",
+    );
+    assert_ne!(unknown, text);
+    let e = Registry::check("microsoft-ads.toml", &unknown).unwrap_err();
+    assert!(
+        e.iter().any(|e| e.to_string().contains("issuer_url")),
+        "{e:?}"
+    );
+    // A header the definition already sends, a name an app cannot write, and a sub-section of
+    // the identity that is incomplete (no refresh call for a refresh-token style).
+    let clash = text
+        .replace(
+            "name = \"IdentityProvider\"\nvalue = \"Google\"",
+            "name = \"DeveloperToken\"\nvalue = \"Google\"",
+        )
+        .replace("[identities.google]\n", "[identities.Google]\n")
+        .replace("[identities.google.", "[identities.Google.")
+        .replace("[[identities.google.", "[[identities.Google.");
+    let e = Registry::check("microsoft-ads.toml", &clash).unwrap_err();
+    let all: Vec<String> = e.iter().map(|e| e.to_string()).collect();
+    assert!(
+        all.iter()
+            .any(|e| e.contains("\"DeveloperToken\" is already in api.headers")),
+        "{all:?}"
+    );
+    assert!(
+        all.iter()
+            .any(|e| e.contains("\"Google\" is not an identity name")),
+        "{all:?}"
+    );
+    // Not with regions: whose region an identity's hosts would be is not said.
+    let amazon = include_str!("../../../providers/amazon-ads.toml");
+    let identity = &text[text.find("[identities.google]\n").unwrap()..];
+    let e = Registry::check("amazon-ads.toml", &format!("{amazon}\n{identity}")).unwrap_err();
+    assert!(
+        e.iter()
+            .any(|e| e.to_string().contains("not supported with [[regions]]")),
+        "{e:?}"
+    );
 }

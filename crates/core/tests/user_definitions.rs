@@ -933,3 +933,68 @@ fn api_service_hosts_are_checked() {
         );
     }
 }
+
+/// `[api.soap]` mistakes are named: an element name that is not XML's, a media type that is not
+/// one, an entry with a fixed value or an unknown placeholder, one listed twice.
+#[test]
+fn soap_envelope_entries_are_checked() {
+    let good = example();
+    let soap = |body: &str| format!("{good}\n[api.soap]\n{body}\n");
+    let ok = soap(
+        "credential_element = \"AuthenticationToken\"\n[[api.soap.elements]]\nname = \"DeveloperToken\"\nvalue = \"{developer_token}\"\n",
+    );
+    let p = Registry::check("acme-ads.toml", &ok).unwrap_or_else(|e| panic!("{e:?}"));
+    let s = p.spec.api.soap.as_ref().expect("read");
+    assert!(s.matches(Some("text/xml; charset=utf-8")));
+    assert!(s.matches(Some("Application/SOAP+xml")));
+    assert!(!s.matches(Some("application/json")) && !s.matches(None));
+    let cases = [
+        (
+            soap("credential_element = \"<Token>\""),
+            "is not an XML element name",
+        ),
+        (
+            soap("credential_element = \"\""),
+            "is not an XML element name",
+        ),
+        (
+            soap("credential_element = \"T\"\ncontent_types = [\"xml\"]"),
+            "is not a media type",
+        ),
+        (
+            soap("credential_element = \"T\"\ncontent_types = []"),
+            "at least one media type",
+        ),
+        (
+            soap(
+                "credential_element = \"T\"\n[[api.soap.elements]]\nname = \"A\"\nvalue = \"fixed\"",
+            ),
+            "a fixed value belongs in the caller's envelope",
+        ),
+        (
+            soap(
+                "credential_element = \"T\"\n[[api.soap.elements]]\nname = \"A\"\nvalue = \"{access_token}\"",
+            ),
+            "api.soap.elements[0].value",
+        ),
+        (
+            soap(
+                "credential_element = \"T\"\n[[api.soap.elements]]\nname = \"T\"\nvalue = \"{client_id}\"",
+            ),
+            "listed twice",
+        ),
+        (
+            soap("credential_element = \"T\"\nelement = \"x\""),
+            "unknown field",
+        ),
+    ];
+    for (text, want) in cases {
+        let problems: Vec<String> = Registry::check("acme-ads.toml", &text)
+            .map(|_| Vec::new())
+            .unwrap_or_else(|e| e.iter().map(|p| p.to_string()).collect());
+        assert!(
+            problems.iter().any(|p| p.contains(want)),
+            "{want}: {problems:?}"
+        );
+    }
+}

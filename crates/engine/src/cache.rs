@@ -15,7 +15,7 @@
 //! What they promise:
 //! - **In this process, never stale.** A write through the `CachedStore` drops the entry when the
 //!   write returns (or is cancelled). A fill that raced with such a write is refused: each fill
-//!   carries a [`Ticket`] taken before its store reads, and a drop bumps the ticket's epoch, so an
+//!   carries a `Ticket` taken before its store reads, and a drop bumps the ticket's epoch, so an
 //!   answer read before the write can never land in the cache after it. A revoked API key is
 //!   refused at once; a connection marked `reauth_required` or deleted is never served from here.
 //! - **Across replicas, stale for at most the TTL** (measured on the daemon's clock, which
@@ -29,7 +29,7 @@
 //!   before (one indexed read each) and can neither grow the cache nor evict the good keys. The
 //!   lookup is by hash, so its timing says nothing useful about a key without a preimage.
 //!
-//! Secrets stay in their [`Secret`](tokenwarden_core::secret::Secret) wrappers, which zero their
+//! Secrets stay in their [`Secret`] wrappers, which zero their
 //! memory when an entry is dropped, evicted or replaced; `Debug` shows only sizes.
 
 use crate::Issued;

@@ -23,6 +23,7 @@ use tokenwarden_core::id::ConnectionId;
 use tokenwarden_core::oauth1;
 use tokenwarden_core::policy;
 use tokenwarden_core::provider::{Context, CredentialPlacement, HeaderValues, Provider, Registry};
+use tokenwarden_core::soap::{self, EnvelopeError};
 use tokenwarden_core::state;
 use tokenwarden_store::{NewEvent, Store, StoreError};
 use tokio::time::Instant;
@@ -384,6 +385,10 @@ pub enum ProxyError {
     /// are part of the signature), or an app without its consumer secret.
     #[error("the call cannot be signed: {0}")]
     Unsignable(&'static str),
+    /// A SOAP call whose envelope cannot carry the token (no header entry for it, not XML, too
+    /// large to hold).
+    #[error(transparent)]
+    Envelope(#[from] EnvelopeError),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -538,13 +543,14 @@ impl Engine {
     /// connection's recorded account.
     async fn header_values(&self, conn: &Connection) -> Result<HeaderValues, ProxyError> {
         let app = self.store.get_app(&conn.provider, &conn.app).await?;
-        let (client_id, developer_token, user_agent) = app
-            .map(|a| (a.client_id, a.developer_token, a.user_agent))
+        let (client_id, developer_token, user_agent, identity) = app
+            .map(|a| (a.client_id, a.developer_token, a.user_agent, a.identity))
             .unwrap_or_default();
         Ok(HeaderValues {
             client_id,
             developer_token,
             user_agent,
+            identity,
             account_id: conn
                 .account
                 .as_ref()
@@ -586,15 +592,33 @@ impl Engine {
         let api = &provider.spec.api;
         let streamed = !call.body.replayable();
         let mut base_headers = headers::outbound(&call.headers, &api.credential_header, streamed)?;
-        if !api.headers.is_empty() {
+        // A SOAP call (Microsoft Advertising's SOAP services) carries the token in its envelope.
+        let soap = api.soap.as_ref().filter(|s| {
+            s.matches(
+                call.headers
+                    .get(reqwest::header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok()),
+            )
+        });
+        if soap.is_some() && streamed {
+            return Err(ProxyError::Envelope(EnvelopeError::TooLarge));
+        }
+        let mut soap_entries = Vec::new();
+        if !api.headers.is_empty() || soap.is_some() || !provider.spec.identities.is_empty() {
             let values = Box::pin(self.header_values(&conn)).await?;
-            // A header limited to some paths (LinkedIn's versioned /rest calls) goes only there.
-            let extra: Vec<_> = api
+            // A header limited to some paths (LinkedIn's versioned /rest calls) goes only there;
+            // the app's identity adds its own (`IdentityProvider: Google`).
+            let extra: Vec<_> = provider
+                .spec
                 .extra_headers(&values)
                 .into_iter()
                 .filter(|h| h.applies_to(&rel))
                 .collect();
             headers::attach_extra(&mut base_headers, &extra);
+            // The app's identity's entries too (`IdentityProvider`: Google).
+            if soap.is_some() {
+                soap_entries = provider.spec.soap_elements(&values);
+            }
         }
         let consumer = match api.credential_in {
             CredentialPlacement::OAuth1 => Some(Box::pin(self.consumer(&conn)).await?),
@@ -643,7 +667,29 @@ impl Engine {
             }
             let mut h = base_headers.clone();
             let mut target = url.clone();
+            // The envelope written afresh with this attempt's token (a replay after a refresh
+            // carries the new one).
+            let envelope = match (soap, &call.body) {
+                (Some(s), OutBody::Buffered(body)) => {
+                    let others: Vec<soap::Entry<'_>> = soap_entries
+                        .iter()
+                        .map(|e| soap::Entry {
+                            name: &e.name,
+                            value: &e.value,
+                            replaces: e.replaces,
+                        })
+                        .collect();
+                    let token = soap::Entry {
+                        name: &s.credential_element,
+                        value: issued.tokens.access_token.expose(),
+                        replaces: true,
+                    };
+                    Some(soap::fill(body, token, &others)?)
+                }
+                _ => None,
+            };
             match api.credential_in {
+                CredentialPlacement::Header if envelope.is_some() => {}
                 CredentialPlacement::Header => headers::attach_credential(
                     &mut h,
                     &api.credential_header,
@@ -703,7 +749,10 @@ impl Engine {
             }
             let mut req = reqwest::Request::new(call.method.clone(), target);
             *req.headers_mut() = h;
-            *req.body_mut() = call.body.next();
+            *req.body_mut() = match envelope {
+                Some(e) => Some(reqwest::Body::from(e)),
+                None => call.body.next(),
+            };
             attempts += 1;
             let mut resp = match transport.send(req).await {
                 Ok(r) => r,

@@ -325,6 +325,49 @@ impl Shaper {
             },
         )
         .await;
+        // Lanes without a published limit are not booked in the database, but their hold is
+        // written there all the same, so the other replicas pause too ([`Shaper::follow_holds`]):
+        // an app's exhausted quota costs each of them no call of its own to learn it.
+        let held: Vec<String> = lanes
+            .iter()
+            .filter(|l| l.interval.is_zero())
+            .map(|l| l.key.clone())
+            .collect();
+        if let (Some(store), false) = (&self.shared, held.is_empty())
+            && let Err(e) = store.hold_rate_lanes(&held, wait).await
+        {
+            tracing::warn!(error = %e, "cannot record the platform's pause for the other replicas");
+        }
+    }
+
+    /// Takes on the pauses other replicas recorded (an app's quota, a connection's throttle):
+    /// each held lane waits here too until the time the platform gave. The daemon calls this
+    /// about every second when replicas share a database; a failure to read is logged and
+    /// costs only that this replica learns of a pause from its own next call.
+    pub async fn follow_holds(&self) {
+        let Some(store) = &self.shared else {
+            return;
+        };
+        let holds = match store.rate_holds().await {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the other replicas' pauses");
+                return;
+            }
+        };
+        let now = Instant::now();
+        let mut map = self.lanes.lock();
+        for (key, left) in holds {
+            let until = now + left;
+            let st = map.entry(key).or_insert_with(|| LaneState {
+                interval: Duration::ZERO,
+                factor: 1.0,
+                next_free: now,
+                hold_until: now,
+            });
+            st.hold_until = st.hold_until.max(until);
+            st.next_free = st.next_free.max(until);
+        }
     }
 
     /// A success: creep back towards the published rate, or slow down when the platform reports
@@ -421,6 +464,42 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(err.would_wait, err2.would_wait);
+    }
+
+    /// Two replicas on one database: an app's quota pause that one records holds the other's
+    /// calls once it has followed the holds, though the app lane is never booked there.
+    #[tokio::test]
+    async fn a_pause_one_replica_records_holds_the_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("tw.db").display());
+        let keys = tokenwarden_store::Keyring::generate("k1").unwrap();
+        let a = Shaper::shared(tokenwarden_store::open(&url, keys.clone()).await.unwrap());
+        let b = Shaper::shared(tokenwarden_store::open(&url, keys).await.unwrap());
+        let app = Lane {
+            key: "google-ads/app/main".into(),
+            interval: Duration::ZERO,
+            app: true,
+        };
+        let on_b = [app.clone(), lane("google-ads/conn/other", 0)];
+        let soon = || Instant::now() + Duration::from_secs(1);
+        assert_eq!(b.acquire(&on_b, soon()).await.unwrap(), Duration::ZERO);
+        a.throttled(
+            &[app.clone(), lane("google-ads/conn/one", 0)],
+            Duration::from_secs(3600),
+        )
+        .await;
+        // Until it looks, the other replica knows nothing of it.
+        assert_eq!(b.acquire(&on_b, soon()).await.unwrap(), Duration::ZERO);
+        b.follow_holds().await;
+        let held = b.acquire(&on_b, soon()).await.unwrap_err();
+        assert!(held.would_wait > Duration::from_secs(3500), "{held:?}");
+        // Another app of the same platform is not held.
+        let other_app = [lane("google-ads/app/second", 0)];
+        assert_eq!(b.acquire(&other_app, soon()).await.unwrap(), Duration::ZERO);
+        // A shaper that shares nothing (one process on SQLite) follows nothing.
+        let alone = Shaper::new();
+        alone.follow_holds().await;
+        assert_eq!(alone.acquire(&on_b, soon()).await.unwrap(), Duration::ZERO);
     }
 
     #[tokio::test(start_paused = true)]

@@ -477,8 +477,11 @@ impl TokenService {
         // The token host of the connection's region (its app's, for one recorded before
         // regions), the scope names of its environment (sent on refresh by some platforms), and
         // the app's own refresh-token end, which a refresh must not move.
+        // The app's identity: its tokens refresh at that issuer (Google for a Microsoft
+        // Advertising account signed in with Google), with its rotation and its refusals' words.
         let regional = provider.for_app(
             conn.region.as_deref().or(app.region.as_deref()),
+            app.identity.as_deref(),
             conn.environment,
             app.refresh_token_ends_after,
         );

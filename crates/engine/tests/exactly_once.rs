@@ -134,6 +134,7 @@ impl World {
                 developer_token: None,
                 user_agent: None,
                 refresh_token_ends_after: None,
+                identity: None,
                 environment: tokenwarden_core::connection::Environment::Production,
                 region: None,
                 created_at: now,

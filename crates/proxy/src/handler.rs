@@ -12,6 +12,7 @@ use std::time::Duration;
 use tokenwarden_core::classify::{Action, Kind};
 use tokenwarden_core::id::ConnectionId;
 use tokenwarden_core::oauth1::percent_decode;
+use tokenwarden_core::soap::EnvelopeError;
 use tokenwarden_engine::call::{Call, Engine, OutBody, Outcome, ProxyError, Report, Target};
 use tokenwarden_engine::transport::{ClientError, PooledClient, PooledTransport, Timeouts};
 use url::Url;
@@ -196,6 +197,12 @@ impl Proxy {
             ProxyError::BadHeader(b) => bad("bad_header", b.to_string()),
             ProxyError::BadBody => bad("bad_body", e.to_string()),
             ProxyError::Unsignable(_) => bad("unsignable", e.to_string()),
+            ProxyError::Envelope(EnvelopeError::TooLarge) => ErrorAnswer::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "envelope_too_large",
+                e.to_string(),
+            ),
+            ProxyError::Envelope(_) => bad("bad_envelope", e.to_string()),
             ProxyError::OverBudget {
                 would_wait,
                 attempts,

@@ -28,6 +28,7 @@ async fn connect_eu(w: &World, connection: &str) -> String {
             developer_token: None,
             user_agent: None,
             refresh_token_ends_after: None,
+            identity: None,
             created_at: now,
             updated_at: now,
         })

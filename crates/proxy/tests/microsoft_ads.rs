@@ -167,3 +167,90 @@ async fn microsoft_ads_user_is_not_authorized_is_not_refreshed() {
     assert_eq!((s.status, s.kind.as_str()), (200, "ok"), "{s:?}");
     w.d.stop().await;
 }
+
+const SOAP_GET_USER: &str = "/Api/CustomerManagement/v13/CustomerManagementService.svc";
+
+/// A GetUser envelope as the platform documents it, with the `AuthenticationToken` header entry
+/// left empty for tokenwarden and no developer token (the app's is added).
+fn soap_get_user(header_entries: &str) -> String {
+    format!(
+        r#"<?xml version="1.0" encoding="utf-8"?><s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Header>{header_entries}</s:Header><s:Body><GetUserRequest xmlns="https://bingads.microsoft.com/Customer/v13"><UserId i:nil="true" xmlns:i="http://www.w3.org/2001/XMLSchema-instance"/></GetUserRequest></s:Body></s:Envelope>"#
+    )
+}
+
+const EMPTY_TOKEN: &str =
+    r#"<h:AuthenticationToken xmlns:h="https://bingads.microsoft.com/Customer/v13"/>"#;
+
+async fn soap(w: &World, connection: &str, envelope: String) -> (u16, HeaderMap, String) {
+    let r = w
+        .http
+        .post(w.proxy_url(connection, SOAP_GET_USER))
+        .bearer_auth(&w.key)
+        .header("Content-Type", "text/xml; charset=utf-8")
+        .header("SOAPAction", "GetUser")
+        .body(envelope)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    (status, headers, r.text().await.unwrap())
+}
+
+use reqwest::header::HeaderMap;
+
+fn attempts(h: &HeaderMap) -> &str {
+    h.get("tokenwarden-attempts")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn microsoft_ads_soap_calls_carry_the_token_in_the_envelope_and_heal_an_expiry() {
+    let w = world(1.0).await;
+    let grant = w.connect("microsoft-ads", "msoap").await;
+    // The token goes into the empty AuthenticationToken entry and the app's developer token is
+    // added beside it: the sandbox's SOAP GetUser checks both (105 otherwise).
+    let (status, h, body) = soap(&w, "msoap", soap_get_user(EMPTY_TOKEN)).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("<GetUserResponse"), "{body}");
+    assert_eq!(attempts(&h), "1");
+    // An expired token answers a SOAP fault 109 in HTTP 500: one refresh, the envelope written
+    // again with the new token, and the replay succeeds.
+    w.admin_post(&format!("/grants/{grant}/expire"), json!({}))
+        .await;
+    let (status, h, body) = soap(&w, "msoap", soap_get_user(EMPTY_TOKEN)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(attempts(&h), "2");
+    assert_eq!(
+        h.get("tokenwarden-refreshed").and_then(|v| v.to_str().ok()),
+        Some("true")
+    );
+    assert_eq!(w.refreshes(&grant).await, 1);
+    // A token the caller wrote there is replaced by the connection's.
+    let own = r#"<AuthenticationToken xmlns="https://bingads.microsoft.com/Customer/v13">not-a-token</AuthenticationToken>"#;
+    let (status, _, body) = soap(&w, "msoap", soap_get_user(own)).await;
+    assert_eq!(status, 200, "{body}");
+    // An envelope without the entry is refused before anything is sent, saying what to send.
+    let (status, h, body) = soap(&w, "msoap", soap_get_user("")).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains("bad_envelope") && body.contains("<AuthenticationToken>"),
+        "{body}"
+    );
+    assert_eq!(attempts(&h), "0");
+    let (status, _, body) = soap(&w, "msoap", "not xml at all".into()).await;
+    assert_eq!(status, 400, "{body}");
+    // The same call as JSON is REST: the Bearer header, as before.
+    let s = seen(get_user(&w, "msoap")).await;
+    assert_eq!((s.status, s.kind.as_str()), (200, "ok"), "{s:?}");
+    let conn =
+        w.d.state
+            .store
+            .get_connection(&"msoap".parse().unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+    assert_eq!(conn.state.as_str(), "active");
+    w.d.stop().await;
+}

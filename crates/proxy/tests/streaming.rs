@@ -335,6 +335,7 @@ async fn rig(config: EngineConfig) -> Rig {
             developer_token: None,
             user_agent: None,
             refresh_token_ends_after: None,
+            identity: None,
             environment: tokenwarden_core::connection::Environment::Production,
             region: None,
             created_at: now,

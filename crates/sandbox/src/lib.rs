@@ -233,6 +233,20 @@ impl Sandbox {
         host: Environment,
         token: Option<&str>,
     ) -> Result<Arc<ledger::AccessToken>, Gate> {
+        self.gate_issued_by(p, p, host, token)
+    }
+
+    /// [`Sandbox::gate_on`] for a platform that accepts tokens another platform's OAuth server
+    /// issued (Microsoft Advertising with `IdentityProvider: Google`): the call is the
+    /// platform's (counted, throttled), the token is looked up in `issuer`'s books. Such a token
+    /// belongs to no environment of the platform's, so it is not checked against the host.
+    pub(crate) fn gate_issued_by(
+        &self,
+        p: Provider,
+        issuer: Provider,
+        host: Environment,
+        token: Option<&str>,
+    ) -> Result<Arc<ledger::AccessToken>, Gate> {
         let now = self.now();
         self.counters().api_call(p, now);
         let faults = self.faults(p);
@@ -241,9 +255,9 @@ impl Sandbox {
         }
         let access = self
             .ledger()
-            .check_access(p, token, now)
+            .check_access(issuer, token, now)
             .map_err(Gate::Token)?;
-        if access.grant.app.environment != host {
+        if issuer == p && access.grant.app.environment != host {
             counters::Counters::bump(&self.counters().of(p).wrong_environment_sent);
             return Err(Gate::Token(ledger::Refusal::Unknown));
         }

@@ -286,3 +286,146 @@ async fn the_sandbox_environment_has_its_own_host_and_scope() {
     );
     h.stop().await;
 }
+
+const GOOGLE_AUTH: &str = "/microsoft-ads/identity/google/o/oauth2/v2/auth";
+const GOOGLE_TOKEN: &str = "/microsoft-ads/identity/google/token";
+const GOOGLE_REVOKE: &str = "/microsoft-ads/identity/google/revoke";
+
+/// Consent and code exchange at Google (a Google OAuth client, the Google-identity scopes) under
+/// the Microsoft prefix; Google's access and refresh tokens.
+async fn connect_with_google(h: &Harness) -> (String, String) {
+    let q = h
+        .authorize(
+            GOOGLE_AUTH,
+            &[
+                ("client_id", "demo-google-ads"),
+                ("redirect_uri", REDIRECT),
+                ("response_type", "code"),
+                ("scope", "openid email profile"),
+                ("access_type", "offline"),
+                ("prompt", "consent"),
+                ("state", "g1"),
+            ],
+            "approve",
+        )
+        .await;
+    assert_eq!(q["state"], "g1");
+    let (st, _, tok, _) = call(h.http.post(h.url(GOOGLE_TOKEN)).form(&[
+        ("grant_type", "authorization_code"),
+        ("client_id", "demo-google-ads"),
+        ("client_secret", "demo-google-ads-secret"),
+        ("code", q["code"].as_str()),
+        ("redirect_uri", REDIRECT),
+    ]))
+    .await;
+    assert_eq!(st, StatusCode::OK, "{tok}");
+    (
+        tok["access_token"].as_str().unwrap().into(),
+        tok["refresh_token"].as_str().unwrap().into(),
+    )
+}
+
+/// Accounts signed in with Google (Part A §0.7, §2): a token Google issued works with
+/// `IdentityProvider: Google` (REST header, SOAP header element) and is 105 without it; a
+/// Microsoft token with the header is 105 too. Google's refresh keeps its refresh token (no
+/// rotation), and once the grant is revoked the refresh is Google's invalid_grant and the call 105.
+#[tokio::test]
+async fn google_identity_tokens_work_with_identity_provider_google_only() {
+    let h = Harness::start().await;
+    let (gat, grt) = connect_with_google(&h).await;
+    let (mat, _) = connect(&h).await;
+    let get_user = |at: String, identity: Option<&'static str>| {
+        let mut req = h
+            .http
+            .post(h.url(PROBE))
+            .bearer_auth(at)
+            .header("DeveloperToken", DEV)
+            .json(&json!({"UserId": null}));
+        if let Some(i) = identity {
+            req = req.header("IdentityProvider", i);
+        }
+        call(req)
+    };
+    let (st, _, v, _) = get_user(gat.clone(), Some("Google")).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert!(v["User"]["Id"].is_number(), "{v}");
+    let (st, _, v, _) = get_user(gat.clone(), None).await;
+    assert_eq!(
+        (st, code(&v).clone()),
+        (StatusCode::UNAUTHORIZED, json!(105)),
+        "a Google token without IdentityProvider: {v}"
+    );
+    let (st, _, v, _) = get_user(mat.clone(), Some("Google")).await;
+    assert_eq!(
+        (st, code(&v).clone()),
+        (StatusCode::UNAUTHORIZED, json!(105)),
+        "a Microsoft token with IdentityProvider: Google: {v}"
+    );
+    let (st, _, v, _) = get_user(mat.clone(), None).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+
+    // SOAP: the IdentityProvider header element.
+    let soap = |token: &str, identity: bool| {
+        let envelope = soap_get_user(token, DEV);
+        if identity {
+            envelope.replace(
+                "</s:Header>",
+                "<IdentityProvider>Google</IdentityProvider></s:Header>",
+            )
+        } else {
+            envelope
+        }
+    };
+    let send = |body: String| {
+        call(
+            h.http
+                .post(h.url(SOAP))
+                .header("content-type", "text/xml; charset=utf-8")
+                .header("SOAPAction", "\"GetUser\"")
+                .body(body),
+        )
+    };
+    let (st, _, _, text) = send(soap(&gat, true)).await;
+    assert_eq!(st, StatusCode::OK, "{text}");
+    let (st, _, _, text) = send(soap(&gat, false)).await;
+    assert_eq!(st, StatusCode::INTERNAL_SERVER_ERROR, "{text}");
+    assert!(text.contains("<Code>105</Code>"), "{text}");
+
+    // Google's refresh: no scope needed, no new refresh token, the stored one keeps working.
+    let refresh = || {
+        call(h.http.post(h.url(GOOGLE_TOKEN)).form(&[
+            ("grant_type", "refresh_token"),
+            ("client_id", "demo-google-ads"),
+            ("client_secret", "demo-google-ads-secret"),
+            ("refresh_token", grt.as_str()),
+        ]))
+    };
+    let (st, _, tok, _) = refresh().await;
+    assert_eq!(st, StatusCode::OK, "{tok}");
+    assert!(tok.get("refresh_token").is_none(), "{tok}");
+    let gat2 = tok["access_token"].as_str().unwrap().to_string();
+    let (st, _, v, _) = get_user(gat2.clone(), Some("Google")).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+
+    // Revoked at Google: the refresh is invalid_grant in Google's words, the call 105.
+    let (st, _, _, text) = call(
+        h.http
+            .post(h.url(GOOGLE_REVOKE))
+            .form(&[("token", grt.as_str())]),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{text}");
+    let (st, _, tok, _) = refresh().await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{tok}");
+    assert_eq!(tok["error"], "invalid_grant");
+    assert_eq!(
+        tok["error_description"],
+        "Token has been expired or revoked."
+    );
+    let (st, _, v, _) = get_user(gat2, Some("Google")).await;
+    assert_eq!(
+        (st, code(&v).clone()),
+        (StatusCode::UNAUTHORIZED, json!(105)),
+        "{v}"
+    );
+}

@@ -228,7 +228,18 @@ async fn one(
         .await?
         .ok_or_else(|| not_found(&id))?;
     let (t, broken) = tokens_or_broken(&s, &id).await?;
-    Ok(Json(view_broken(&s, &c, t.as_ref(), broken)))
+    let mut v = view_broken(&s, &c, t.as_ref(), broken);
+    // Who issued its tokens: the app's identity (`google` for a Microsoft Advertising account
+    // signed in with Google), null for the platform's own sign-in.
+    let identity = s
+        .store
+        .get_app(&c.provider, &c.app)
+        .await?
+        .and_then(|a| a.identity);
+    if let Some(obj) = v.as_object_mut() {
+        obj.insert("identity".into(), json!(identity));
+    }
+    Ok(Json(v))
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -279,13 +290,21 @@ async fn delete(
         None => None,
     };
     if let (Some(t), Some(app), Some(p)) = (tokens, app, s.providers.get(c.provider.as_str())) {
+        // Revoked where it was issued: the connection's region, the app's identity (a Google
+        // sign-in's grant is revoked at Google).
+        let p = p.for_app(
+            c.region.as_deref().or(app.region.as_deref()),
+            app.identity.as_deref(),
+            c.environment,
+            None,
+        );
         let creds = tokenwarden_oauth::AppCredentials {
             client_id: app.client_id,
             client_secret: app.client_secret,
             redirect_uri: app.redirect_uri,
             user_agent: app.user_agent.clone(),
         };
-        match s.oauth.revoke(p, &creds, &t.set).await {
+        match s.oauth.revoke(&p, &creds, &t.set).await {
             Ok(made) => revoked = made,
             // The platform already refuses the token: nothing left to revoke.
             Err(tokenwarden_oauth::TokenError::Refused { .. }) => {}
@@ -481,6 +500,7 @@ async fn apps(State(s): State<ServerState>, caller: Caller) -> Result<Json<Value
             "redirect_uri": a.redirect_uri,
             "environment": a.environment,
             "region": a.region,
+            "identity": a.identity,
             "problems": problems,
             "created_at": a.created_at,
             "updated_at": a.updated_at,

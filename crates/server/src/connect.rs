@@ -226,10 +226,11 @@ async fn show(
         Some(a) => Some(a.to_string()),
         None => existing.as_ref().map(|c| c.app.to_string()),
     };
-    // The same order `begin` uses: the link's region, the connection's own, the app's.
-    let app_region = match default_app(&s, &p.spec.id, wanted.as_deref()).await {
-        Ok(app) => app.region,
-        Err(_) => None,
+    // The same order `begin` uses: the link's region, the connection's own, the app's. An app
+    // of another identity (Google sign-in) sends the browser to that issuer's consent page.
+    let (app_region, app_identity) = match default_app(&s, &p.spec.id, wanted.as_deref()).await {
+        Ok(app) => (app.region, app.identity),
+        Err(_) => (None, None),
     };
     let region = session
         .region
@@ -243,7 +244,10 @@ async fn show(
         &text,
         &format!("/connect/s/{token}"),
         &format!("Continue to {}", p.spec.name),
-        &p.spec.authorize.url,
+        p.spec
+            .identities
+            .get(app_identity.as_deref().unwrap_or_default())
+            .map_or(&p.spec.authorize.url, |i| &i.authorize.url),
     )
 }
 
@@ -320,6 +324,7 @@ pub(crate) async fn begin(s: &ServerState, token: &str) -> Response {
     let p = p
         .for_app(
             region.as_deref(),
+            app.identity.as_deref(),
             app.environment,
             app.refresh_token_ends_after,
         )
@@ -622,6 +627,7 @@ async fn callback(
     let p = p
         .for_app(
             flow_region.as_deref(),
+            app.identity.as_deref(),
             app.environment,
             app.refresh_token_ends_after,
         )
@@ -694,6 +700,7 @@ async fn callback(
         account_id: None,
         developer_token: app.developer_token.clone(),
         user_agent: app.user_agent.clone(),
+        identity: app.identity.clone(),
     };
     let identity = crate::probe::identify(&p, &base, &grant.tokens, &values, now).await;
     let new_account = match &identity {

@@ -269,6 +269,7 @@ impl Daemon {
                     region: None,
                     user_agent: None,
                     refresh_token_ends_after: None,
+                    identity: None,
                     created_at: now,
                     updated_at: now,
                 };
@@ -359,6 +360,24 @@ impl Daemon {
             webhook_poll,
             stop_rx.clone(),
         )));
+        // Replicas on one database follow each other's pauses (an app's exhausted quota) about
+        // every second of real time, so the others wait without each spending a call to learn it.
+        if state.proxy.engine().config().shared_rate_budget {
+            let engine = state.proxy.engine().clone();
+            let every = std::time::Duration::from_secs(1)
+                .div_f64(self.time_scale.max(1.0))
+                .max(std::time::Duration::from_millis(50));
+            let mut stop = stop_rx.clone();
+            tasks.push(tokio::spawn(async move {
+                while !*stop.borrow() {
+                    engine.shaper().follow_holds().await;
+                    tokio::select! {
+                        _ = stop.changed() => {}
+                        _ = tokio::time::sleep(every) => {}
+                    }
+                }
+            }));
+        }
         // Old history is deleted at start and then hourly in the clock's time.
         tasks.push(tokio::spawn(crate::retention::run(
             state.clone(),

@@ -97,7 +97,9 @@ async fn fetch(
         value.set_sensitive(true);
         req = req.header(api.credential_header.as_str(), value);
     }
-    for h in api
+    // The definition's headers and those of the app's identity (`IdentityProvider: Google`).
+    for h in p
+        .spec
         .extra_headers(values)
         .into_iter()
         .filter(|h| h.applies_to(&api.probe.path))
@@ -165,15 +167,21 @@ pub(crate) async fn check(
 /// What a definition's extra API headers (`api.headers`) are filled from for a connection: its
 /// app's client id and its recorded account.
 pub(crate) async fn header_values(s: &ServerState, conn: &Connection) -> HeaderValues {
-    let (client_id, developer_token, user_agent) =
+    let (client_id, developer_token, user_agent, identity) =
         match s.store.get_app(&conn.provider, &conn.app).await {
-            Ok(Some(app)) => (app.client_id, app.developer_token, app.user_agent),
-            _ => (String::new(), None, None),
+            Ok(Some(app)) => (
+                app.client_id,
+                app.developer_token,
+                app.user_agent,
+                app.identity,
+            ),
+            _ => (String::new(), None, None, None),
         };
     HeaderValues {
         client_id,
         developer_token,
         user_agent,
+        identity,
         account_id: conn
             .account
             .as_ref()

@@ -38,6 +38,10 @@ pub struct App {
     /// than its definition says (Google: 7 days for an app whose OAuth consent screen is in
     /// Testing status); refreshing never moves that end. `None`: the definition's lifetime.
     pub refresh_token_ends_after: Option<std::time::Duration>,
+    /// The issuer of the app's tokens when it is not the platform's own: the name of one of its
+    /// definition's `[identities]` (Microsoft Advertising accounts signed in with Google:
+    /// `google`). `None`: the definition's own issuer.
+    pub identity: Option<String>,
     /// Created.
     pub created_at: DateTime<Utc>,
     /// Last changed.

@@ -72,6 +72,7 @@ contract!(
     retention_by_two_replicas_at_once_deletes_each_row_once,
     shared_rate_lanes_keep_one_schedule_across_replicas,
     shared_rate_lanes_follow_throttles_and_recover,
+    rate_holds_are_seen_by_every_replica,
     job_leases_have_one_holder_and_are_taken_over_when_expired,
     alerts_are_claimed_once,
     dashboard_sessions_are_shared_and_end_when_idle_or_old,
@@ -389,6 +390,7 @@ mod cases {
             developer_token: None,
             user_agent: None,
             refresh_token_ends_after: None,
+            identity: None,
             environment: tokenwarden_core::connection::Environment::Production,
             region: None,
             created_at: t0(),
@@ -420,6 +422,28 @@ mod cases {
             Some(std::time::Duration::from_secs(7 * 86_400))
         );
         s.delete_app(&testing.provider, &testing.id).await.unwrap();
+        // An identity is stored, changed and removed again (migration 0015).
+        let mut google = app.clone();
+        google.id = AppId::parse("google").unwrap();
+        google.identity = Some("google".into());
+        s.put_app(&google).await.unwrap();
+        assert_eq!(
+            s.get_app(&google.provider, &google.id)
+                .await
+                .unwrap()
+                .as_ref(),
+            Some(&google)
+        );
+        google.identity = None;
+        s.put_app(&google).await.unwrap();
+        assert_eq!(
+            s.get_app(&google.provider, &google.id)
+                .await
+                .unwrap()
+                .and_then(|a| a.identity),
+            None
+        );
+        s.delete_app(&google.provider, &google.id).await.unwrap();
         // A User-Agent is stored, changed and removed again (migration 0011).
         let mut third = app.clone();
         third.id = AppId::parse("third").unwrap();
@@ -1843,6 +1867,7 @@ mod cases {
             developer_token: Some(Secret::new(secrets[5])),
             user_agent: None,
             refresh_token_ends_after: None,
+            identity: None,
             environment: tokenwarden_core::connection::Environment::Production,
             region: None,
             created_at: t0(),
@@ -1973,6 +1998,7 @@ mod cases {
             developer_token: None,
             user_agent: None,
             refresh_token_ends_after: None,
+            identity: None,
             environment: tokenwarden_core::connection::Environment::Production,
             region: None,
             created_at: t0(),
@@ -2437,6 +2463,62 @@ mod cases {
                 .unwrap(),
         );
         assert_eq!(wait, Duration::ZERO);
+    }
+
+    pub async fn rate_holds_are_seen_by_every_replica(db: Arc<Db>) {
+        let (s1, s2) = (db.open().await, db.open().await);
+        assert!(s2.rate_holds().await.unwrap().is_empty());
+        let held = vec!["p/app/q".to_string(), "p/conn/c".to_string()];
+        s1.hold_rate_lanes(&held, Duration::from_secs(30))
+            .await
+            .unwrap();
+        // A shorter hold later does not shorten it.
+        s1.hold_rate_lanes(&held[..1], Duration::from_secs(1))
+            .await
+            .unwrap();
+        let seen = s2.rate_holds().await.unwrap();
+        assert_eq!(
+            seen.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(),
+            ["p/app/q", "p/conn/c"]
+        );
+        for (k, left) in &seen {
+            assert!(
+                *left > Duration::from_secs(25) && *left <= Duration::from_secs(30),
+                "{k}: {left:?}"
+            );
+        }
+        // A booked lane keeps its spacing and is held as well.
+        let l = [lane("p/app/booked", 100)];
+        granted(
+            s1.take_rate_slot(&l, Duration::ZERO, Duration::from_secs(600))
+                .await
+                .unwrap(),
+        );
+        s2.hold_rate_lanes(&["p/app/booked".to_string()], Duration::from_secs(20))
+            .await
+            .unwrap();
+        let r = s1
+            .take_rate_slot(&l, Duration::ZERO, Duration::from_secs(1))
+            .await
+            .unwrap();
+        assert!(
+            matches!(r, RateSlot::Refused { would_wait } if would_wait > Duration::from_secs(15)),
+            "{r:?}"
+        );
+        // A hold that has passed is not listed.
+        s1.hold_rate_lanes(&["p/conn/brief".to_string()], Duration::from_millis(1))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let keys: Vec<String> = s2
+            .rate_holds()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert!(!keys.contains(&"p/conn/brief".to_string()), "{keys:?}");
+        assert_eq!(keys.len(), 3, "{keys:?}");
     }
 
     pub async fn shared_rate_lanes_follow_throttles_and_recover(db: Arc<Db>) {

@@ -257,6 +257,7 @@ async fn serve(settings: Settings) -> Result<()> {
                 region: a.region,
                 user_agent: a.user_agent,
                 refresh_token_ends_after: a.refresh_token_ends_after,
+                identity: a.identity,
                 created_at: now,
                 updated_at: now,
             })

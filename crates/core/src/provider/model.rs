@@ -53,6 +53,62 @@ pub struct ProviderSpec {
     /// [`EnvironmentsSpec`].
     #[serde(default, skip_serializing_if = "EnvironmentsSpec::is_empty")]
     pub environments: EnvironmentsSpec,
+    /// Other issuers of the platform's tokens, by name (Microsoft Advertising accounts signed in
+    /// with Google: `[identities.google]`). An app picks one with `identity = "google"`; its
+    /// consent, code exchange and refresh then go to that issuer, and its API calls carry the
+    /// identity's `api_headers`. See [`IdentitySpec`].
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub identities: BTreeMap<String, IdentitySpec>,
+}
+
+/// `[identities.NAME]`: another issuer of tokens the platform's API accepts. A Google OAuth
+/// client is its own app (client id and secret), so the identity belongs to the app: the
+/// definition's `[authorize]`, `[token]` and `[refresh]` are replaced by the identity's, the API
+/// stays the definition's, and every API call (and the probe) also carries `api_headers`
+/// (Microsoft Advertising: `IdentityProvider: Google`). The identity's `errors.rules` are tried
+/// before the definition's, so its token endpoint's refusals are explained in its own words.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentitySpec {
+    /// What the identity is, for people ("Google account").
+    #[serde(default)]
+    pub note: String,
+    /// The identity's consent page, scopes and parameters (replaces `[authorize]`).
+    pub authorize: AuthorizeSpec,
+    /// The identity's token endpoint calls (replaces `[token]`).
+    pub token: TokenSpec,
+    /// How the identity's tokens are renewed (replaces `[refresh]`).
+    pub refresh: RefreshSpec,
+    /// Headers every API call and probe carries for a connection of this identity, besides the
+    /// definition's `api.headers`; a SOAP call (`[api.soap]`) also gets each as a header entry of
+    /// its envelope. A fixed value is allowed here (`IdentityProvider = "Google"`); placeholders
+    /// are those of `api.headers`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub api_headers: Vec<ApiHeaderSpec>,
+    /// Rules tried before the definition's (`[[identities.NAME.errors.rules]]`).
+    #[serde(default)]
+    pub errors: IdentityErrorsSpec,
+}
+
+/// The error rules of one identity.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityErrorsSpec {
+    /// Rules tried before the definition's (the identity's token endpoint refusals).
+    #[serde(default)]
+    pub rules: Vec<RuleSpec>,
+}
+
+/// An identity an app asked for that its definition does not have.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{provider} has no identity {wanted:?}; {}", if .allowed.is_empty() { "its definition lists no [identities]: remove identity".to_string() } else { format!("its identities are {}", .allowed.join(", ")) })]
+pub struct IdentityError {
+    /// The provider.
+    pub provider: String,
+    /// What was asked for.
+    pub wanted: String,
+    /// The identities it has.
+    pub allowed: Vec<String>,
 }
 
 /// `[environments.sandbox]`: how an app configured with `environment = "sandbox"` sees the
@@ -569,6 +625,47 @@ pub struct ApiSpec {
     /// deployment: a user definition of the same id rolls it forward without a release.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
+    /// Calls whose body is a SOAP envelope carry the token inside it, not in a header
+    /// (Microsoft Advertising's SOAP services: `AuthenticationToken`, without "Bearer ").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub soap: Option<SoapSpec>,
+}
+
+/// `[api.soap]`: where a SOAP call's credential and header entries go. A call is SOAP when its
+/// `Content-Type` is one of `content_types`; its body is then held (never streamed), the token is
+/// written into the envelope header's `credential_element` (which the caller sends empty), and no
+/// credential header is sent. See [`crate::soap`].
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SoapSpec {
+    /// Media types that make a call SOAP, compared without parameters and ignoring case.
+    #[serde(default = "default_soap_content_types")]
+    pub content_types: Vec<String>,
+    /// The header entry that carries the raw access token (`AuthenticationToken`).
+    pub credential_element: String,
+    /// Other header entries, templates as in `api.headers` (`{developer_token}`,
+    /// `{account_id}`, `{client_id}`): an entry the caller left empty or out is filled (added
+    /// beside the credential element, in its namespace); with `replaces`, the caller's own value
+    /// is replaced too. An entry whose value is missing is left as the caller wrote it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub elements: Vec<ApiHeaderSpec>,
+}
+
+fn default_soap_content_types() -> Vec<String> {
+    vec!["text/xml".into(), "application/soap+xml".into()]
+}
+
+impl SoapSpec {
+    /// Whether a call with this `Content-Type` is a SOAP call.
+    pub fn matches(&self, content_type: Option<&str>) -> bool {
+        let Some(ct) = content_type else {
+            return false;
+        };
+        let essence = ct.split(';').next().unwrap_or("").trim();
+        self.content_types
+            .iter()
+            .any(|t| t.eq_ignore_ascii_case(essence))
+    }
 }
 
 /// One header sent on API calls, its value a template over `{client_id}` (the app's client id),
@@ -611,6 +708,8 @@ pub struct HeaderValues {
     pub developer_token: Option<crate::secret::Secret>,
     /// The app's configured `User-Agent`; `None`: [`default_user_agent`] of the client id.
     pub user_agent: Option<String>,
+    /// The app's identity (`[identities.NAME]`), whose `api_headers` go with its calls.
+    pub identity: Option<String>,
 }
 
 /// The `User-Agent` a definition's `{user_agent}` stands for when the app configures none: names
@@ -1240,6 +1339,76 @@ fn yes() -> bool {
 }
 
 impl ProviderSpec {
+    /// Checks that `wanted` is one of the definition's identities (`None`, the definition's
+    /// own issuer, is always fine).
+    pub fn check_identity(&self, wanted: Option<&str>) -> Result<(), IdentityError> {
+        match wanted {
+            Some(w) if !self.identities.contains_key(w) => Err(IdentityError {
+                provider: self.id.to_string(),
+                wanted: w.to_string(),
+                allowed: self.identities.keys().cloned().collect(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// The same definition as an app of identity `name` sees it: the identity's `[authorize]`,
+    /// `[token]` and `[refresh]` in place of the definition's. The API and its headers stay:
+    /// the identity's `api_headers` are added by [`ProviderSpec::extra_headers`] from the
+    /// app's [`HeaderValues::identity`]. `None` or an unknown name (configuration refuses those)
+    /// leaves the definition as it is.
+    pub fn as_identity(&self, name: Option<&str>) -> ProviderSpec {
+        let mut s = self.clone();
+        if let Some(id) = name.and_then(|n| self.identities.get(n)) {
+            s.authorize = id.authorize.clone();
+            s.token = id.token.clone();
+            s.refresh = id.refresh.clone();
+        }
+        s
+    }
+
+    /// The headers an API call (or the probe) carries besides the credential: `api.headers`,
+    /// then the `api_headers` of the app's identity (`values.identity`), each filled from
+    /// `values`.
+    pub fn extra_headers(&self, values: &HeaderValues) -> Vec<ExtraHeader> {
+        let mut out = self.api.extra_headers(values);
+        if let Some(id) = values
+            .identity
+            .as_deref()
+            .and_then(|n| self.identities.get(n))
+        {
+            out.extend(ApiSpec::fill_headers(
+                &id.api_headers,
+                values,
+                self.api.version.as_deref(),
+            ));
+        }
+        out
+    }
+
+    /// The header entries a SOAP call's envelope carries besides the credential
+    /// (`[api.soap] elements`), then the `api_headers` of the app's identity as entries of the
+    /// same names (Microsoft Advertising: the `IdentityProvider` element, Part A §2). Empty
+    /// without `[api.soap]`.
+    pub fn soap_elements(&self, values: &HeaderValues) -> Vec<ExtraHeader> {
+        let Some(soap) = &self.api.soap else {
+            return Vec::new();
+        };
+        let mut out = ApiSpec::fill_headers(&soap.elements, values, self.api.version.as_deref());
+        if let Some(id) = values
+            .identity
+            .as_deref()
+            .and_then(|n| self.identities.get(n))
+        {
+            out.extend(ApiSpec::fill_headers(
+                &id.api_headers,
+                values,
+                self.api.version.as_deref(),
+            ));
+        }
+        out
+    }
+
     /// The names of its regions, the default first; empty for a platform without regions.
     pub fn region_names(&self) -> Vec<String> {
         self.regions.iter().map(|r| r.name.clone()).collect()
@@ -1404,6 +1573,16 @@ impl ProviderSpec {
                 *u = rebase(u, &b);
             }
         }
+        // An identity's issuer is another host serving its own paths: under `/identity/<name>`.
+        for (name, id) in &mut s.identities {
+            let prefix = base.as_str().trim_end_matches('/');
+            if let Ok(b) = Url::parse(&format!("{prefix}{IDENTITY_HOST_PREFIX}/{name}")) {
+                id.authorize.url = rebase(&id.authorize.url, &b);
+                for call in id.token.calls_mut() {
+                    call.url = rebase(&call.url, &b);
+                }
+            }
+        }
         // The default region moves with the top-level URLs it repeats; every other region goes
         // under `/region/<name>`, since the regions' hosts serve the same paths (Amazon's
         // /auth/o2/token on api.amazon.com and api.amazon.co.uk) and must stay apart.
@@ -1427,6 +1606,10 @@ impl ProviderSpec {
 /// Where [`ProviderSpec::with_origin`] puts a region's hosts (all but the default region's),
 /// under the new origin: `/amazon-ads/region/eu/auth/o2/token`.
 pub const REGION_HOST_PREFIX: &str = "/region";
+
+/// Where [`ProviderSpec::with_origin`] puts an identity's issuer (its authorize and token hosts),
+/// under the new origin: `/microsoft-ads/identity/google/token`.
+pub const IDENTITY_HOST_PREFIX: &str = "/identity";
 
 /// Where [`ProviderSpec::with_origin`] puts the platform's sandbox API host, under the new origin.
 /// An emulator serves the sandbox host's API under this prefix (`/tiktok-business/sandbox/…`).

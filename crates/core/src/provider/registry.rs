@@ -82,6 +82,8 @@ pub struct Provider {
     /// The TOML text it was read from.
     pub text: String,
     classifier: Classifier,
+    /// Each identity's classifier: its rules before the definition's.
+    identity_classifiers: BTreeMap<String, Classifier>,
 }
 
 impl Provider {
@@ -112,33 +114,40 @@ impl Provider {
         }
     }
 
-    /// The provider as an app of `region` and `env` sees it: the region's hosts
-    /// ([`Provider::in_region`]), the environment's scope names
+    /// The provider as an app of `region`, `identity` and `env` sees it: the region's hosts
+    /// ([`Provider::in_region`]), the identity's consent, token calls, refresh and token-endpoint
+    /// rules ([`ProviderSpec::as_identity`]), the environment's scope names
     /// ([`ProviderSpec::in_environment`]) and, with `refresh_end`, refresh tokens that end that
     /// long after the consent ([`ProviderSpec::with_refresh_token_end`]). Borrowed unchanged
     /// when none of them differs.
     pub fn for_app(
         &self,
         region: Option<&str>,
+        identity: Option<&str>,
         env: crate::connection::Environment,
         refresh_end: Option<std::time::Duration>,
     ) -> std::borrow::Cow<'_, Provider> {
         let regional = self.in_region(region);
         let renamed =
             env != crate::connection::Environment::Production && !self.spec.environments.is_empty();
-        if !renamed && refresh_end.is_none() {
+        let identity = identity.filter(|n| self.spec.identities.contains_key(*n));
+        if !renamed && refresh_end.is_none() && identity.is_none() {
             return regional;
         }
-        let mut spec = if renamed {
-            regional.spec.in_environment(env)
-        } else {
-            regional.spec.clone()
-        };
+        let mut spec = regional.spec.as_identity(identity);
+        if renamed {
+            spec = spec.in_environment(env);
+        }
         if let Some(d) = refresh_end {
             spec = spec.with_refresh_token_end(d);
         }
+        let classifier = identity
+            .and_then(|n| self.identity_classifiers.get(n))
+            .unwrap_or(&regional.classifier)
+            .clone();
         std::borrow::Cow::Owned(Provider {
             spec,
+            classifier,
             ..regional.into_owned()
         })
     }
@@ -323,6 +332,22 @@ fn parse_with(
     if !p.list.is_empty() {
         return Err(p.list);
     }
+    let mut identity_classifiers = BTreeMap::new();
+    for (name, id) in &spec.identities {
+        let key = format!("identities.{name}.errors.rules");
+        let mut own = compile_rules(
+            &id.errors.rules,
+            &format!("{}/{name}", spec.id.as_str()),
+            &key,
+            id.refresh.style,
+            &mut p,
+        );
+        own.extend(rules.iter().cloned());
+        identity_classifiers.insert(name.clone(), own);
+    }
+    if !p.list.is_empty() {
+        return Err(p.list);
+    }
     let classifier = Classifier {
         provider_name: spec.name.clone(),
         refresh: spec.refresh.style,
@@ -340,10 +365,25 @@ fn parse_with(
         items: spec.errors.items.clone(),
         common: common.clone(),
     };
+    let identity_classifiers = identity_classifiers
+        .into_iter()
+        .map(|(name, rules)| {
+            let refresh = spec.identities[&name].refresh.style;
+            (
+                name,
+                Classifier {
+                    refresh,
+                    rules,
+                    ..classifier.clone()
+                },
+            )
+        })
+        .collect();
     Ok(Provider {
         spec,
         source: source.to_string(),
         text: text.to_string(),
         classifier,
+        identity_classifiers,
     })
 }

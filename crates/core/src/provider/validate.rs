@@ -210,6 +210,7 @@ fn check_call(p: &mut Problems, key: &str, call: &TokenCall, endpoints: Endpoint
         "authorization",
         &["client_id", "user_agent"],
         false,
+        false,
     );
     if !call.tokens.is_empty() && key != "token.revoke" {
         p.add(
@@ -452,8 +453,10 @@ pub(crate) fn validate(
         Err(e) => p.add("api.credential_value", e),
     }
     check_api_headers(p, api);
+    check_soap(p, api);
     check_regions(p, spec, endpoints);
     check_environments(p, spec);
+    check_identities(p, spec, stem, endpoints);
     check_oauth1(p, spec, endpoints);
     if api.probe.via == ProbeVia::Introspection && t.introspect.is_none() {
         p.add(
@@ -955,6 +958,77 @@ fn check_regions(p: &mut Problems, spec: &ProviderSpec, endpoints: Endpoints) {
     }
 }
 
+/// `[identities.NAME]`: a name an app can write, sections that pass the same checks as the
+/// definition's own `[authorize]`, `[token]` and `[refresh]` (reported under
+/// `identities.NAME.`), and `api_headers` like `api.headers` (a fixed value allowed: it names the
+/// identity), none of them one the definition already sends.
+fn check_identities(p: &mut Problems, spec: &ProviderSpec, stem: &str, endpoints: Endpoints) {
+    if !spec.identities.is_empty() && spec.oauth1.is_some() {
+        p.add("identities", "identities are not supported with [oauth1]");
+    }
+    // An identity names its own issuer's hosts; which region's they would be is not said.
+    if !spec.identities.is_empty() && !spec.regions.is_empty() {
+        p.add(
+            "identities",
+            "identities are not supported with [[regions]] (an identity's hosts are its issuer's, in no region)",
+        );
+    }
+    for (name, id) in &spec.identities {
+        let key = format!("identities.{name}");
+        let name_ok = !name.is_empty()
+            && name.len() <= 32
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !name_ok {
+            p.add(
+                &key,
+                format!("{name:?} is not an identity name: 1 to 32 lower-case letters, digits or '-' (\"google\")"),
+            );
+        }
+        let mut view = spec.as_identity(Some(name));
+        view.identities.clear();
+        let mut own = Problems::new(&p.file);
+        let _ = validate(&view, stem, endpoints, &mut own);
+        for e in own.list {
+            if ["authorize", "token", "refresh"]
+                .iter()
+                .any(|s| e.key == *s || e.key.starts_with(&format!("{s}.")))
+            {
+                p.add(format!("{key}.{}", e.key), e.problem);
+            }
+        }
+        check_headers(
+            p,
+            &format!("{key}.api_headers"),
+            &id.api_headers,
+            &spec.api.credential_header,
+            &[
+                "client_id",
+                "account_id",
+                "developer_token",
+                "api_version",
+                "user_agent",
+            ],
+            spec.api.version.is_some(),
+            true,
+        );
+        for (i, h) in id.api_headers.iter().enumerate() {
+            if spec
+                .api
+                .headers
+                .iter()
+                .any(|a| a.name.eq_ignore_ascii_case(&h.name))
+            {
+                p.add(
+                    format!("{key}.api_headers[{i}].name"),
+                    format!("{:?} is already in api.headers; an identity adds headers, it does not change the definition's", h.name),
+                );
+            }
+        }
+    }
+}
+
 fn check_api_headers(p: &mut Problems, api: &ApiSpec) {
     check_headers(
         p,
@@ -969,6 +1043,7 @@ fn check_api_headers(p: &mut Problems, api: &ApiSpec) {
             "user_agent",
         ],
         api.version.is_some(),
+        false,
     );
     if let Some(v) = &api.version {
         let ok = !v.is_empty()
@@ -984,6 +1059,100 @@ fn check_api_headers(p: &mut Problems, api: &ApiSpec) {
     }
 }
 
+/// `[api.soap]`: a token that travels in a header otherwise (the envelope replaces the header),
+/// XML names for its entries, media types that are types, entry templates as `api.headers`.
+fn check_soap(p: &mut Problems, api: &ApiSpec) {
+    let Some(soap) = &api.soap else {
+        return;
+    };
+    if api.credential_in != CredentialPlacement::Header {
+        p.add(
+            "api.soap",
+            "only works with credential_in = \"header\" (a SOAP call's token goes in its envelope instead of that header)",
+        );
+    }
+    let xml_name = |n: &str| {
+        n.len() <= 100
+            && n.chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && n.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
+    };
+    if !xml_name(&soap.credential_element) {
+        p.add(
+            "api.soap.credential_element",
+            format!(
+                "{:?} is not an XML element name (AuthenticationToken)",
+                soap.credential_element
+            ),
+        );
+    }
+    if soap.content_types.is_empty() {
+        p.add(
+            "api.soap.content_types",
+            "list at least one media type (text/xml)",
+        );
+    }
+    for (i, t) in soap.content_types.iter().enumerate() {
+        let ok = t.split_once('/').is_some_and(|(a, b)| {
+            !a.is_empty()
+                && !b.is_empty()
+                && t.bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || b"/+-.".contains(&c))
+        });
+        if !ok {
+            p.add(
+                format!("api.soap.content_types[{i}]"),
+                format!("{t:?} is not a media type (text/xml)"),
+            );
+        }
+    }
+    for (i, e) in soap.elements.iter().enumerate() {
+        if !xml_name(&e.name) {
+            p.add(
+                format!("api.soap.elements[{i}].name"),
+                format!("{:?} is not an XML element name (DeveloperToken)", e.name),
+            );
+        } else if e.name == soap.credential_element
+            || soap.elements[..i].iter().any(|o| o.name == e.name)
+        {
+            p.add(
+                format!("api.soap.elements[{i}].name"),
+                format!(
+                    "{:?} is listed twice (or is the credential element)",
+                    e.name
+                ),
+            );
+        }
+        if !e.paths.is_empty() {
+            p.add(
+                format!("api.soap.elements[{i}].paths"),
+                "header entries go in every SOAP call; paths do not apply",
+            );
+        }
+        let allowed = [
+            "client_id",
+            "account_id",
+            "developer_token",
+            "api_version",
+            "user_agent",
+        ];
+        match header_placeholders(&e.value, &allowed) {
+            Ok(names) if names.is_empty() => p.add(
+                format!("api.soap.elements[{i}].value"),
+                "a fixed value belongs in the caller's envelope; use a placeholder ({developer_token})",
+            ),
+            Ok(names) if names.contains(&"api_version") && api.version.is_none() => p.add(
+                format!("api.soap.elements[{i}].value"),
+                "uses {api_version}: set api.version to the version calls ask for",
+            ),
+            Ok(_) => {}
+            Err(e) => p.add(format!("api.soap.elements[{i}].value"), e),
+        }
+    }
+}
+
 /// Checks a list of headers (`api.headers`, a token call's `headers`): valid names, none that
 /// tokenwarden or the HTTP client sets or that carries the credential, none twice, and values
 /// that are templates over `allowed` placeholders only.
@@ -994,6 +1163,7 @@ fn check_headers(
     credential_header: &str,
     allowed: &[&str],
     version_set: bool,
+    fixed_ok: bool,
 ) {
     let mut seen: Vec<String> = Vec::new();
     for (i, h) in headers.iter().enumerate() {
@@ -1031,7 +1201,7 @@ fn check_headers(
             .collect::<Vec<_>>()
             .join(", ");
         match header_placeholders(&h.value, allowed) {
-            Ok(names) if names.is_empty() && h.paths.is_empty() => p.add(
+            Ok(names) if names.is_empty() && h.paths.is_empty() && !fixed_ok => p.add(
                 format!("{key}.value"),
                 format!("a fixed value belongs in the caller's request; use {listed}, or limit a protocol header to the paths that need it (paths = [\"/rest/\"])"),
             ),

@@ -313,6 +313,15 @@ pub(crate) fn routes() -> Router<Sandbox> {
         )
 }
 
+/// Google's OAuth server alone (consent page, token, revoke), for a platform that takes Google
+/// identities: Microsoft Advertising serves it under `/identity/google`. The books are Google's.
+pub(crate) fn oauth_routes() -> Router<Sandbox> {
+    Router::new()
+        .route("/token", post(token))
+        .route("/revoke", post(revoke))
+        .merge(crate::authorize::routes(P))
+}
+
 fn fail(sb: &Sandbox, case: ErrorCase, message: &str) -> Response {
     refuse(sb, P, case, &ErrorDetail::message(message))
 }

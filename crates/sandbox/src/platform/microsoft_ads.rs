@@ -12,6 +12,13 @@
 //!   the `AuthenticationToken` header element without "Bearer "), faults in HTTP 500, and the
 //!   throttle's fault in HTTP 200 as Microsoft is seen to send some.
 //!
+//! Accounts signed in with Google (Part A §0.7, §2 "Google as identity provider"): Google's OAuth
+//! server is served again under `/identity/google` (where `with_origin` moves the definition's
+//! `[identities.google]` hosts; the same books as `/google-ads`), and a call carrying
+//! `IdentityProvider: Google` (an HTTP header for REST, a SOAP header element) is checked against
+//! the tokens Google issued. A Google token without it, or a Microsoft token with it, is not valid
+//! credentials here: 105.
+//!
 //! The real services live on several hosts (clientcenter, campaign, …); the sandbox serves them
 //! all under the platform prefix. The developer token is the universal sandbox one, `BBD37VB98`.
 
@@ -301,7 +308,24 @@ pub(crate) fn render(case: ErrorCase, d: &ErrorDetail) -> Reply {
 }
 
 pub(crate) fn routes() -> Router<Sandbox> {
-    api_routes().route("/common/oauth2/v2.0/token", post(token))
+    api_routes()
+        .route("/common/oauth2/v2.0/token", post(token))
+        .nest(
+            &format!(
+                "{}/google",
+                tokenwarden_core::provider::IDENTITY_HOST_PREFIX
+            ),
+            super::google_ads::oauth_routes(),
+        )
+}
+
+/// Who issued the token a call carries: Google when the call says `IdentityProvider: Google`
+/// (case as Microsoft's guides write it, compared without case), else Microsoft's own platform.
+fn issuer(identity_provider: Option<&str>) -> Provider {
+    match identity_provider {
+        Some(v) if v.trim().eq_ignore_ascii_case("google") => Provider::GoogleAds,
+        _ => P,
+    }
 }
 
 /// The API, served on the production hosts and (under `/sandbox`) the sandbox's
@@ -483,6 +507,7 @@ fn authorize(
     sb: &Sandbox,
     host: Environment,
     token: Option<&str>,
+    identity_provider: Option<&str>,
     soap: bool,
 ) -> Result<Arc<AccessToken>, Reply> {
     let render_as = |case: ErrorCase| {
@@ -492,7 +517,8 @@ fn authorize(
             render(case, &ErrorDetail::default())
         }
     };
-    let access = match sb.gate_on(P, host, token) {
+    let issuer = issuer(identity_provider);
+    let access = match sb.gate_issued_by(P, issuer, host, token) {
         Ok(a) => a,
         Err(Gate::Token(r)) => {
             let case = match r {
@@ -519,6 +545,11 @@ fn authorize(
             });
         }
     };
+    // A Google token carries Google's sign-in scopes, not msads.manage: Google vouched for the
+    // person, and the Microsoft Advertising user signed up with that Google account.
+    if issuer != P {
+        return Ok(access);
+    }
     // A token for the other environment's scope is an unknown credential here (105), as a
     // production token on the sandbox is; tokens minted for the pre-MFA scopes answer 3101.
     let (scope, other) = scopes_of(host);
@@ -616,7 +647,13 @@ async fn get_user_rest(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let a = match authorize(&sb, host, bearer(&headers).as_deref(), false) {
+    let a = match authorize(
+        &sb,
+        host,
+        bearer(&headers).as_deref(),
+        header(&headers, "IdentityProvider"),
+        false,
+    ) {
         Ok(a) => a,
         Err(r) => return r.into_response(),
     };
@@ -644,7 +681,13 @@ async fn campaigns_rest(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let a = match authorize(&sb, host, bearer(&headers).as_deref(), false) {
+    let a = match authorize(
+        &sb,
+        host,
+        bearer(&headers).as_deref(),
+        header(&headers, "IdentityProvider"),
+        false,
+    ) {
         Ok(a) => a,
         Err(r) => return r.into_response(),
     };
@@ -734,7 +777,13 @@ async fn customer_soap(
         )
         .into_response();
     }
-    let a = match authorize(&sb, host, element_text(&text, "AuthenticationToken"), true) {
+    let a = match authorize(
+        &sb,
+        host,
+        element_text(&text, "AuthenticationToken"),
+        element_text(&text, "IdentityProvider"),
+        true,
+    ) {
         Ok(a) => a,
         Err(r) => return r.into_response(),
     };

@@ -78,10 +78,23 @@ pub(super) async fn connection(
         Ok(e) => e,
         Err(e) => return store_down(&s, &signed, e),
     };
-    // As the connection's app sees it: a sandbox app's scopes have the sandbox's names.
+    // As the connection's app sees it: a sandbox app's scopes have the sandbox's names, and an
+    // app of another identity (Google sign-in) asks for that issuer's scopes.
+    let identity = s
+        .store
+        .get_app(&conn.provider, &conn.app)
+        .await
+        .ok()
+        .flatten()
+        .and_then(|a| a.identity);
     let provider = s.providers.get(conn.provider.as_str()).map(|p| {
-        p.for_app(conn.region.as_deref(), conn.environment, None)
-            .into_owned()
+        p.for_app(
+            conn.region.as_deref(),
+            identity.as_deref(),
+            conn.environment,
+            None,
+        )
+        .into_owned()
     });
     let csrf = csrf_field(&signed.session.csrf);
     let mut body = String::new();
@@ -155,7 +168,11 @@ pub(super) async fn connection(
         conn.end_user
             .as_deref()
             .map_or_else(|| "<span class=\"muted\">—</span>".to_string(), escape),
-        escape(conn.app.as_str()),
+        // The app, and who issues its tokens when it is not the platform's own sign-in.
+        escape(&match &identity {
+            Some(i) => format!("{} (signed in with {i})", conn.app),
+            None => conn.app.to_string(),
+        }),
         // The platform region, where the definition has regions (Amazon Ads: na, eu, fe).
         escape(&match &conn.region {
             Some(r) => format!("{}, region {r}", conn.environment.as_str()),

@@ -390,3 +390,206 @@ async fn a_google_app_in_testing_status_has_its_7_day_end_forecast() {
     let c = probe("g-live").await;
     assert_eq!(c["problems"], serde_json::json!([]), "{c}");
 }
+
+/// A Microsoft Advertising user who signs in with Google (platforms-ads.md Part A §0.7, §2 "Google
+/// as identity provider"): an app of identity `google` (a Google OAuth client) sends the person to
+/// Google's consent page for openid/email/profile with access_type=offline and prompt=consent,
+/// its tokens come from and refresh at Google's token endpoint (none at Microsoft's), the refresh
+/// token is kept (Google does not rotate), the GetUser probe and proxied calls carry
+/// `IdentityProvider: Google` (the sandbox refuses a Google token without it: 105), for 90 days
+/// of fake time without a 401; once the person revokes the Google grant the connection needs
+/// re-authorization, in Google's words.
+#[tokio::test]
+async fn a_microsoft_ads_account_signed_in_with_google_lives_at_google() {
+    use tokenwarden_core::id::{AppId, ProviderId};
+    use tokenwarden_core::secret::Secret;
+    let w = world().await;
+    let ms = ProviderId::parse("microsoft-ads").unwrap();
+    let mut app =
+        w.d.state
+            .store
+            .get_app(&ms, &AppId::parse("demo").unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+    // The sandbox's Google OAuth client, calling back to tokenwarden's Microsoft callback; the
+    // Microsoft developer token stays.
+    app.id = AppId::parse("google").unwrap();
+    app.client_id = "demo-google-ads".into();
+    app.client_secret = Secret::new("demo-google-ads-secret");
+    app.identity = Some("google".into());
+    w.d.state.store.put_app(&app).await.unwrap();
+
+    let link = w
+        .mint(
+            "microsoft-ads",
+            "ms-g",
+            serde_json::json!({"app": "google"}),
+        )
+        .await;
+    let r = w.http.post(&link).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    let consent = url::Url::parse(r.headers()["location"].to_str().unwrap()).unwrap();
+    assert!(
+        consent
+            .path()
+            .ends_with("/microsoft-ads/identity/google/o/oauth2/v2/auth"),
+        "{consent}"
+    );
+    let q: std::collections::HashMap<String, String> = consent.query_pairs().into_owned().collect();
+    assert_eq!(q["scope"], "openid email profile", "{consent}");
+    assert_eq!(q["access_type"], "offline");
+    assert_eq!(q["prompt"], "consent");
+    assert_eq!(q["client_id"], "demo-google-ads");
+    let link = w
+        .mint(
+            "microsoft-ads",
+            "ms-g",
+            serde_json::json!({"app": "google"}),
+        )
+        .await;
+    let flow = w.approve_link("microsoft-ads", &link, "g-user").await;
+    let (status, page) = w.finish(&flow).await;
+    assert_eq!(status, 303, "{page}");
+    let (_, conn) = w.api(&w.admin, "v1/connections/ms-g").await;
+    assert_eq!(conn["identity"], "google", "{conn}");
+    assert_eq!(conn["state"], "active", "{conn}");
+    assert!(
+        conn["account"]["id"].is_string(),
+        "GetUser named the customer: {conn}"
+    );
+    let refresh_token = |w: &support::World| {
+        let store = w.d.state.store.clone();
+        async move {
+            store
+                .get_tokens(&"ms-g".parse().unwrap())
+                .await
+                .unwrap()
+                .unwrap()
+                .set
+                .refresh_token
+                .map(|t| t.expose().to_string())
+        }
+    };
+    let first = refresh_token(&w)
+        .await
+        .expect("Google issued a refresh token");
+    // The dashboard says who signed in, and asks for Google's scopes, not msads.manage.
+    let r = w
+        .http
+        .post(format!("{}login", w.d.base))
+        .form(&[("secret", w.admin.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let cookie = r.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let page = w
+        .http
+        .get(format!("{}connections/ms-g", w.d.base))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("google (signed in with google)"), "{page}");
+    assert!(!page.contains("msads.manage"), "{page}");
+
+    let proxied = |w: &support::World| {
+        let url = format!("{}proxy/ms-g/CustomerManagement/v13/User/Query", w.d.base);
+        let http = w.http.clone();
+        let admin = w.admin.clone();
+        async move {
+            let r = http
+                .post(url)
+                .bearer_auth(admin)
+                .header("content-type", "application/json")
+                .body(r#"{"UserId": null}"#)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            (status, r.text().await.unwrap())
+        }
+    };
+    let mut seen = std::collections::HashSet::new();
+    for day in 0..90 {
+        w.clock.advance(TimeDelta::hours(24));
+        let (status, body) = w.api(&w.reader, "v1/connections/ms-g/token").await;
+        assert_eq!(status, 200, "day {day}: {body}");
+        seen.insert(body["access_token"].as_str().unwrap().to_string());
+        let (status, body) = proxied(&w).await;
+        assert_eq!(status, 200, "day {day}: {body}");
+        if day % 10 == 0 {
+            let (status, c) = w
+                .post(&w.admin, "v1/connections/ms-g/probe", serde_json::json!({}))
+                .await;
+            assert_eq!(status, 200, "{c}");
+            assert_eq!(c["probe"]["outcome"], "ok", "day {day}: {c}");
+            assert_eq!(c["state"], "active", "day {day}: {c}");
+        }
+    }
+    assert!(seen.len() >= 89, "refreshed along the way: {}", seen.len());
+    // SOAP through the proxy: the token and the IdentityProvider entry go into the envelope (the
+    // sandbox's SOAP GetUser reads the entry, not the HTTP header).
+    let envelope = r#"<?xml version="1.0" encoding="utf-8"?><s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Header><h:AuthenticationToken xmlns:h="https://bingads.microsoft.com/Customer/v13"/></s:Header><s:Body><GetUserRequest xmlns="https://bingads.microsoft.com/Customer/v13"><UserId i:nil="true" xmlns:i="http://www.w3.org/2001/XMLSchema-instance"/></GetUserRequest></s:Body></s:Envelope>"#;
+    let r = w
+        .http
+        .post(format!(
+            "{}proxy/ms-g/Api/CustomerManagement/v13/CustomerManagementService.svc",
+            w.d.base
+        ))
+        .bearer_auth(&w.admin)
+        .header("content-type", "text/xml; charset=utf-8")
+        .header("SOAPAction", "GetUser")
+        .body(envelope)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let body = r.text().await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("<GetUserResponse"), "{body}");
+    assert_eq!(
+        refresh_token(&w).await.as_deref(),
+        Some(first.as_str()),
+        "Google does not rotate: the stored refresh token is kept"
+    );
+    let counters = w.sandbox_counters().await;
+    let google = &counters["providers"]["google-ads"];
+    let refreshes = google["token_calls_by_grant_type"]["refresh_token"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(refreshes >= 89, "the refreshes went to Google: {google}");
+    let microsoft = &counters["providers"]["microsoft-ads"];
+    assert_eq!(
+        microsoft["token_calls"], 0,
+        "none at Microsoft: {microsoft}"
+    );
+    assert_eq!(microsoft["unauthorized_sent"], 0, "no 401: {microsoft}");
+
+    // The person revokes the app at Google: the next refresh is Google's invalid_grant.
+    w.revoke_latest_grant("google-ads").await;
+    w.clock.advance(TimeDelta::hours(2));
+    let (status, body) = w.api(&w.reader, "v1/connections/ms-g/token").await;
+    assert_ne!(status, 200, "{body}");
+    let (_, conn) = w.api(&w.admin, "v1/connections/ms-g").await;
+    assert_eq!(conn["state"], "reauth_required", "{conn}");
+    let (_, events) = w.api(&w.admin, "v1/connections/ms-g/events").await;
+    let text = format!("{body}{conn}{events}");
+    assert!(text.contains("Google refused the refresh token"), "{text}");
+    assert!(
+        text.contains("signing in with the same Google account"),
+        "{text}"
+    );
+    assert!(!text.contains("Microsoft refused"), "{text}");
+    w.d.stop().await;
+}

@@ -377,6 +377,7 @@ impl Tw {
                 developer_token: None,
                 user_agent: None,
                 refresh_token_ends_after: None,
+                identity: None,
                 environment: tokenwarden_core::connection::Environment::Production,
                 region: None,
                 created_at: now,

@@ -347,6 +347,7 @@ impl World {
                 .unwrap_or_default(),
             account_id: None,
             user_agent: app.as_ref().and_then(|a| a.user_agent.clone()),
+            identity: app.as_ref().and_then(|a| a.identity.clone()),
             developer_token: app.and_then(|a| a.developer_token),
         };
         for h in api.extra_headers(&values) {

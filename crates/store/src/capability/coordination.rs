@@ -32,6 +32,14 @@ pub trait Coordination: Send + Sync {
         lanes: &[String],
         feedback: RateFeedback,
     ) -> Result<(), StoreError>;
+    /// Holds `lanes` for `hold` from now (database clock), creating any not booked yet as a
+    /// lane with no spacing of its own: a throttle's pause on a lane without a published limit
+    /// (an app's quota, a connection's own lane), for every replica to follow
+    /// ([`Coordination::rate_holds`]). A longer hold already there is kept.
+    async fn hold_rate_lanes(&self, lanes: &[String], hold: Duration) -> Result<(), StoreError>;
+    /// Every lane held now, with how long it is still held (database clock): what a replica
+    /// reads every second or so to pause the calls another replica's throttle says must wait.
+    async fn rate_holds(&self) -> Result<Vec<(String, Duration)>, StoreError>;
     /// Takes or renews the lease on singleton work `name` for `ttl` (database clock): true when
     /// `holder` now holds it, false while another holder's lease is unexpired.
     async fn take_job_lease(
@@ -86,6 +94,14 @@ impl<T: Delegate<dyn Coordination> + Send + Sync> Coordination for T {
         feedback: RateFeedback,
     ) -> Result<(), StoreError> {
         self.delegate().rate_feedback(lanes, feedback).await
+    }
+
+    async fn hold_rate_lanes(&self, lanes: &[String], hold: Duration) -> Result<(), StoreError> {
+        self.delegate().hold_rate_lanes(lanes, hold).await
+    }
+
+    async fn rate_holds(&self) -> Result<Vec<(String, Duration)>, StoreError> {
+        self.delegate().rate_holds().await
     }
 
     async fn take_job_lease(

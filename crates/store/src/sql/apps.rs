@@ -35,12 +35,13 @@ impl Apps for SqlStore {
             None => None,
         };
         sqlx::query(
-            "INSERT INTO apps (row_key, provider, app_id, client_id, client_secret_ct, redirect_uri, created_at, updated_at, environment, developer_token_ct, region, user_agent, refresh_token_ends_after_secs)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+            "INSERT INTO apps (row_key, provider, app_id, client_id, client_secret_ct, redirect_uri, created_at, updated_at, environment, developer_token_ct, region, user_agent, refresh_token_ends_after_secs, identity)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
              ON CONFLICT (row_key) DO UPDATE SET client_id = excluded.client_id, client_secret_ct = excluded.client_secret_ct,
                redirect_uri = excluded.redirect_uri, updated_at = excluded.updated_at, environment = excluded.environment,
                developer_token_ct = excluded.developer_token_ct, region = excluded.region,
-               user_agent = excluded.user_agent, refresh_token_ends_after_secs = excluded.refresh_token_ends_after_secs",
+               user_agent = excluded.user_agent, refresh_token_ends_after_secs = excluded.refresh_token_ends_after_secs,
+               identity = excluded.identity",
         )
         .bind(&key)
         .bind(app.provider.as_str())
@@ -58,6 +59,7 @@ impl Apps for SqlStore {
             app.refresh_token_ends_after
                 .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
         )
+        .bind(app.identity.clone())
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -182,6 +184,7 @@ impl SqlStore {
             updated_at: from_ms(r.try_get("updated_at")?)?,
             region: r.try_get("region")?,
             user_agent: r.try_get("user_agent")?,
+            identity: r.try_get("identity")?,
             refresh_token_ends_after: match r
                 .try_get::<Option<i64>, _>("refresh_token_ends_after_secs")?
             {

@@ -133,6 +133,47 @@ impl Coordination for SqlStore {
         Ok(())
     }
 
+    async fn hold_rate_lanes(&self, lanes: &[String], hold: Duration) -> Result<()> {
+        let db_now = self.now_sql();
+        let most = self.greatest();
+        let mut sorted: Vec<&String> = lanes.iter().collect();
+        sorted.sort();
+        sorted.dedup();
+        for lane in sorted {
+            sqlx::query(&format!(
+                "INSERT INTO rate_lanes (lane, interval_ms, factor, next_free, hold_until)
+                 VALUES ($1, 0, 1.0, {db_now} + $2, {db_now} + $2)
+                 ON CONFLICT (lane) DO UPDATE SET
+                   hold_until = {most}(rate_lanes.hold_until, excluded.hold_until),
+                   next_free = {most}(rate_lanes.next_free, excluded.next_free)"
+            ))
+            .bind(lane)
+            .bind(ttl_ms(hold))
+            .execute(&self.pool)
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn rate_holds(&self) -> Result<Vec<(String, Duration)>> {
+        let db_now = self.now_sql();
+        let rows = sqlx::query(&format!(
+            "SELECT lane, hold_until - {db_now} AS left_ms FROM rate_lanes
+             WHERE hold_until > {db_now} ORDER BY lane LIMIT 10000"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let left: i64 = r.try_get("left_ms")?;
+                Ok((
+                    r.try_get("lane")?,
+                    Duration::from_millis(u64::try_from(left).unwrap_or(0)),
+                ))
+            })
+            .collect()
+    }
+
     async fn take_job_lease(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool> {
         let db_now = self.now_sql();
         let row = sqlx::query(&format!(
