@@ -1372,18 +1372,18 @@ impl ProviderSpec {
     /// `values`.
     pub fn extra_headers(&self, values: &HeaderValues) -> Vec<ExtraHeader> {
         let mut out = self.api.extra_headers(values);
-        if let Some(id) = values
+        out.extend(self.identity_headers(values));
+        out
+    }
+
+    /// The `api_headers` of the app's identity (`values.identity`), filled; none without one.
+    fn identity_headers(&self, values: &HeaderValues) -> Vec<ExtraHeader> {
+        values
             .identity
             .as_deref()
             .and_then(|n| self.identities.get(n))
-        {
-            out.extend(ApiSpec::fill_headers(
-                &id.api_headers,
-                values,
-                self.api.version.as_deref(),
-            ));
-        }
-        out
+            .map(|id| ApiSpec::fill_headers(&id.api_headers, values, self.api.version.as_deref()))
+            .unwrap_or_default()
     }
 
     /// The header entries a SOAP call's envelope carries besides the credential
@@ -1395,17 +1395,7 @@ impl ProviderSpec {
             return Vec::new();
         };
         let mut out = ApiSpec::fill_headers(&soap.elements, values, self.api.version.as_deref());
-        if let Some(id) = values
-            .identity
-            .as_deref()
-            .and_then(|n| self.identities.get(n))
-        {
-            out.extend(ApiSpec::fill_headers(
-                &id.api_headers,
-                values,
-                self.api.version.as_deref(),
-            ));
-        }
+        out.extend(self.identity_headers(values));
         out
     }
 
