@@ -24,8 +24,9 @@ const MAX_INPUT: u64 = 32 * 1024 * 1024;
     after_help = "Examples:\n  curl -si https://business-api.tiktok.com/open_api/v1.3/user/info/ -H 'Access-Token: …' \\\n    | tokenwarden diagnose\n  tokenwarden diagnose -p meta --status 400 --body-file error.json\n  tokenwarden diagnose -p snapchat --status 401 -H 'WWW-Authenticate: Bearer error=\"invalid_token\"' < /dev/null\n  tokenwarden diagnose -p tiktok --token-endpoint --json < refresh-response.txt\n\nExit status:\n  0  the response is a success (kind ok)\n  1  nothing could be diagnosed (bad input, unknown or unrecognisable platform)\n  2  the command line is wrong (unknown flag, bad value)\n  3  an error that passes by itself: retry after the wait (refresh_and_retry, backoff_and_retry, poll_later)\n  4  an error that needs a person or a code change (reauthorize, request_scopes, fix_request)"
 )]
 pub struct Args {
-    /// The platform that answered: snapchat, tiktok-business, tiktok, threads, meta, or one of
-    /// your own. Default: recognised from the error envelope and the headers.
+    /// The platform that answered: an id `tokenwarden providers` lists (snapchat, meta,
+    /// google-ads, microsoft-ads, amazon-ads, …) or one of your own. Default: recognised from the
+    /// error envelope and the headers.
     #[arg(long, short = 'p', value_name = "ID")]
     provider: Option<String>,
     /// Print one JSON object instead of text.

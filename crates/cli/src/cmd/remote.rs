@@ -314,7 +314,8 @@ pub fn token(args: TokenArgs) -> Result<ExitCode> {
 /// Print the link that connects (or re-authorizes) an account of a platform.
 #[derive(Debug, clap::Args)]
 pub struct ConnectArgs {
-    /// The platform: snapchat, tiktok-business, tiktok, threads, meta, or one of your own.
+    /// The platform: an id `tokenwarden providers` lists (snapchat, meta, google-ads,
+    /// microsoft-ads, amazon-ads, …) or one of your own.
     provider: String,
     /// The connection to create or re-authorize (default: a generated id).
     #[arg(long)]
