@@ -25,11 +25,77 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 use tokio::time::{Instant, Sleep};
 
+type HyperClient = Client<TimedConnector, reqwest::Body>;
+
 /// A pooled HTTP/1.1 client for calls to the platforms; cheap to share (`Arc` inside).
+///
+/// Each thread that calls gets its own pool (up to [`PooledClient::MAX_THREAD_POOLS`] threads;
+/// calls from any further thread share one). A connection's task runs on the runtime that opened
+/// it, so with one pool per thread a call made on one of the daemon's HTTP serving threads
+/// (`tokenwarden_http::Shards`, one single-threaded runtime each) is written, answered and read
+/// on that thread, never handed to another core and woken back (issue 19). It also means a
+/// serving thread never depends on a connection whose task lives on another.
 #[derive(Clone)]
 pub struct PooledClient {
-    client: Client<TimedConnector, reqwest::Body>,
+    pools: Arc<Pools>,
     read_timeout: Duration,
+}
+
+struct Pools {
+    /// Tells this client's entry in a thread's [`LAST_POOL`] from another client's.
+    id: usize,
+    connector: TimedConnector,
+    /// For threads beyond [`PooledClient::MAX_THREAD_POOLS`].
+    shared: Arc<HyperClient>,
+    per_thread: parking_lot::RwLock<Vec<(std::thread::ThreadId, Arc<HyperClient>)>>,
+}
+
+static NEXT_POOLS_ID: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+thread_local! {
+    /// The pool this thread used last, and whose: a call finds its own without a lock.
+    static LAST_POOL: std::cell::RefCell<Option<(usize, std::sync::Weak<HyperClient>)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+impl Pools {
+    fn build(connector: TimedConnector) -> HyperClient {
+        Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .pool_idle_timeout(PooledClient::IDLE_TIMEOUT)
+            .pool_max_idle_per_host(PooledClient::MAX_IDLE_PER_HOST)
+            .build(connector)
+    }
+
+    /// This thread's client.
+    fn here(&self) -> Arc<HyperClient> {
+        let cached = LAST_POOL.with_borrow(|last| match last {
+            Some((id, pool)) if *id == self.id => pool.upgrade(),
+            _ => None,
+        });
+        if let Some(pool) = cached {
+            return pool;
+        }
+        let me = std::thread::current().id();
+        let found = self
+            .per_thread
+            .read()
+            .iter()
+            .find(|(t, _)| *t == me)
+            .map(|(_, p)| p.clone());
+        let pool = found.unwrap_or_else(|| {
+            let mut all = self.per_thread.write();
+            if all.len() >= PooledClient::MAX_THREAD_POOLS {
+                return self.shared.clone();
+            }
+            let pool = Arc::new(Self::build(self.connector.clone()));
+            all.push((me, pool.clone()));
+            pool
+        });
+        LAST_POOL.set(Some((self.id, Arc::downgrade(&pool))));
+        pool
+    }
 }
 
 impl std::fmt::Debug for PooledClient {
@@ -54,6 +120,8 @@ impl PooledClient {
     pub const MAX_IDLE_PER_HOST: usize = 256;
     /// How long an idle connection is kept (reqwest's default).
     pub const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+    /// Threads that get a pool of their own; calls from any further thread share one.
+    pub const MAX_THREAD_POOLS: usize = 64;
 
     /// A client with `timeouts`.
     pub fn new(timeouts: Timeouts) -> Result<PooledClient, ClientError> {
@@ -77,14 +145,13 @@ impl PooledClient {
             inner: https,
             timeout: timeouts.connect,
         };
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .pool_idle_timeout(Self::IDLE_TIMEOUT)
-            .pool_max_idle_per_host(Self::MAX_IDLE_PER_HOST)
-            .build(https);
         Ok(PooledClient {
-            client,
+            pools: Arc::new(Pools {
+                id: NEXT_POOLS_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+                shared: Arc::new(Pools::build(https.clone())),
+                connector: https,
+                per_thread: parking_lot::RwLock::new(Vec::new()),
+            }),
             read_timeout: timeouts.read,
         })
     }
@@ -172,7 +239,8 @@ impl Transport for PooledTransport<'_> {
             v.insert(http::HeaderValue::from_static("*/*"));
         }
         let read = self.0.read_timeout;
-        let resp = match tokio::time::timeout(read, self.0.client.request(req)).await {
+        let client = self.0.pools.here();
+        let resp = match tokio::time::timeout(read, client.request(req)).await {
             Ok(Ok(r)) => r,
             Ok(Err(e)) => return Err(send_error(&e)),
             Err(_) => {
