@@ -367,6 +367,18 @@ pub fn fixed_count(url: &str, authorization: Option<&str>, warm: u32, n: u32) ->
     Ok(())
 }
 
+/// The daemon's HTTP serving threads, as `tokenwarden serve` chooses them (one per core), or
+/// `TW_HTTP_THREADS` (0: requests served on the shared runtime's workers, as before issue 19's
+/// per-thread serving).
+pub fn http_threads() -> usize {
+    std::env::var("TW_HTTP_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        })
+}
+
 /// The benchmarks' runtime: tokio's multi-thread runtime as `tokenwarden serve` builds it, with
 /// `TW_WORKERS`, `TW_EVENT_INTERVAL` and `TW_GLOBAL_QUEUE_INTERVAL` to try other settings.
 pub fn runtime() -> Result<tokio::runtime::Runtime> {

@@ -335,6 +335,7 @@ async fn run() -> Result<()> {
             CacheConfig::default()
         },
         proxy_limits: Default::default(),
+        http_threads: tokenwarden_bench::http_threads(),
     }
     .start()
     .await?;

@@ -405,6 +405,7 @@ async fn main() -> Result<()> {
         retention: tokenwarden_server::retention::Retention::default(),
         cache: Default::default(),
         proxy_limits: Default::default(),
+        http_threads: tokenwarden_bench::http_threads(),
     }
     .start()
     .await?;

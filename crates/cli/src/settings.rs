@@ -76,6 +76,8 @@ pub struct Settings {
     pub log: (LogFormat, Option<String>),
     /// How long a stop waits for work in flight.
     pub drain_timeout: Duration,
+    /// Threads serving HTTP requests (0: the shared worker threads).
+    pub http_threads: usize,
     /// The file's apps, checked against the providers once they are loaded
     /// ([`Settings::apps`]).
     file: FileConfig,
@@ -201,6 +203,9 @@ impl Settings {
                 ["TOKENWARDEN_LOG", "RUST_LOG"].into_iter().find_map(env),
             ),
             drain_timeout: Duration::from_secs(args.drain_timeout),
+            http_threads: args.http_threads.unwrap_or_else(|| {
+                std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+            }),
             file,
         })
     }

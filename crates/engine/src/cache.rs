@@ -333,18 +333,44 @@ impl CachedStore {
     /// The cached token of `id`, if the entry is within its TTL and the token is still fresh for
     /// the provider's margin at `now`.
     pub(crate) fn cached_token(&self, id: &ConnectionId, now: DateTime<Utc>) -> Option<Issued> {
+        let hit = self.lookup_token(id, now);
+        count("token", hit.is_some());
+        hit
+    }
+
+    fn lookup_token(&self, id: &ConnectionId, now: DateTime<Utc>) -> Option<Issued> {
         let hit = self.tokens.get(id, now).filter(|e| {
             matches!(
                 e.connection.state,
                 ConnectionState::Active | ConnectionState::Degraded
             ) && e.tokens.set.fresh_for(now, e.margin)
-        });
-        count("token", hit.is_some());
-        hit.map(|e| Issued {
-            tokens: e.tokens.set.clone(),
-            version: e.tokens.version,
+        })?;
+        Some(Issued {
+            tokens: hit.tokens.set.clone(),
+            version: hit.tokens.version,
             refreshed: false,
         })
+    }
+
+    /// What a token fetch by the holder of the API key `presented` answers when memory alone
+    /// can answer it: the key found verified in the key cache and a fresh token for `id` in the
+    /// token cache. Both hits are counted, as the long way ([`ApiKeys::verify_api_key`], then
+    /// [`CachedStore::cached_token`]) counts them; when either misses nothing is counted, because
+    /// the caller then goes the long way, which counts.
+    pub(crate) fn token_from_memory(
+        &self,
+        presented: &str,
+        id: &ConnectionId,
+        now: DateTime<Utc>,
+    ) -> Option<Issued> {
+        if !self.keys.enabled() {
+            return None;
+        }
+        self.keys.get(&key_digest(presented), now)?;
+        let issued = self.lookup_token(id, now)?;
+        count("api_key", true);
+        count("token", true);
+        Some(issued)
     }
 
     /// The cached connection of `id`, if the entry is within its TTL (whatever its token's age).

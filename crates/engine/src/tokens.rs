@@ -247,6 +247,16 @@ impl TokenService {
         Box::pin(self.fetch(id, Need::Fresh)).await
     }
 
+    /// [`TokenService::token`] for the holder of the API key `presented`, when memory alone can
+    /// answer: the key is in the key cache (verified within its TTL) and a fresh token for `id`
+    /// in the token cache. `None` otherwise, and then the caller must go the long way (verify the
+    /// key, then [`TokenService::token`]), which is where a miss is counted.
+    pub fn token_from_memory(&self, presented: &str, id: &ConnectionId) -> Option<Issued> {
+        self.cache
+            .as_deref()?
+            .token_from_memory(presented, id, self.clock.now())
+    }
+
     /// A token other than `rejected` (which the caller just saw refused): refreshes only if
     /// `rejected` is still the stored token, otherwise returns the newer one.
     pub async fn replace(&self, id: &ConnectionId, rejected: &str) -> Result<Issued, TokenFailure> {

@@ -37,8 +37,50 @@ impl Default for Limits {
     }
 }
 
-async fn call_router(
+/// A way around the router for the few requests that are answered from memory all day (a cached
+/// token): it answers at once, or hands the request back for the router. It sees the request as
+/// a handler would (with `ConnectInfo`), and must answer exactly as the route would, or not at all.
+pub trait Shortcut: Send + Sync + 'static {
+    /// The answer to `req`, or `req` back for the router.
+    fn answer(&self, req: axum::extract::Request) -> Result<Response, axum::extract::Request>;
+}
+
+/// What a listener serves: a router, and optionally a [`Shortcut`] tried first.
+#[derive(Clone)]
+pub struct Routes {
     router: Router,
+    shortcut: Option<Arc<dyn Shortcut>>,
+}
+
+impl std::fmt::Debug for Routes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Routes")
+            .field("shortcut", &self.shortcut.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Routes {
+    /// `router` with `shortcut` tried before it.
+    pub fn with_shortcut(router: Router, shortcut: impl Shortcut) -> Routes {
+        Routes {
+            router,
+            shortcut: Some(Arc::new(shortcut)),
+        }
+    }
+}
+
+impl From<Router> for Routes {
+    fn from(router: Router) -> Routes {
+        Routes {
+            router,
+            shortcut: None,
+        }
+    }
+}
+
+async fn call_router(
+    routes: Routes,
     peer: SocketAddr,
     req: hyper::Request<hyper::body::Incoming>,
 ) -> Result<Response, Infallible> {
@@ -46,24 +88,239 @@ async fn call_router(
     let mut req = req.map(Body::new);
     req.extensions_mut()
         .insert(axum::extract::ConnectInfo(peer));
-    router.oneshot(req).await
+    if let Some(shortcut) = &routes.shortcut {
+        req = match shortcut.answer(req) {
+            Ok(answer) => return Ok(answer),
+            Err(req) => req,
+        };
+    }
+    routes.router.oneshot(req).await
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, then lets requests in flight finish
-/// (up to `limits.drain`).
+/// (up to `limits.drain`). Connections are served on the runtime that polls this future.
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    router: Router,
+    router: impl Into<Routes>,
     limits: Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout);
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let server = Server::new(router.into(), limits);
+    accept_loop(&listener, &limits, shutdown, |stream, peer, permit| {
+        server.serve(stream, peer, permit);
+    })
+    .await;
+    drop(listener);
+    server.drain().await;
+    Ok(())
+}
+
+/// Serves `router` on `listener` as [`serve`] does, but on the threads of `shards`
+/// ([`Shards::handles`]): this future accepts, and hands each connection to the thread serving
+/// the fewest, which serves it start to finish on its own single-threaded runtime, as nginx's
+/// workers do. A request is never handed between threads, which on a busy machine is where a
+/// work-stealing runtime spends its time (context switches and cross-core wake-ups;
+/// docs/BENCHMARKS.md, issue 19). The connection cap covers all threads.
+///
+/// Returns when every thread has drained (each up to `limits.drain`). What requests started on a
+/// serving thread (a pooled outbound connection, a database connection opened mid-request) lives
+/// on that thread's runtime, so the caller keeps `shards` alive until everything that could use
+/// such a thing has stopped, and drops it last.
+pub async fn serve_sharded(
+    listener: tokio::net::TcpListener,
+    router: impl Into<Routes>,
+    limits: Limits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    shards: &[tokio::runtime::Handle],
+) -> std::io::Result<()> {
+    let router: Routes = router.into();
+    if shards.is_empty() {
+        return serve(listener, router, limits, shutdown).await;
+    }
+    let mut threads = Vec::with_capacity(shards.len());
+    for handle in shards {
+        let (hand, mut taken) = tokio::sync::mpsc::unbounded_channel::<Handed>();
+        let load = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let router = router.clone();
+        let task = handle.spawn(async move {
+            let server = Server::new(router, limits);
+            while let Some(Handed {
+                stream,
+                peer,
+                permit,
+            }) = taken.recv().await
+            {
+                // Registered with this thread's reactor: the connection is polled here only.
+                match tokio::net::TcpStream::from_std(stream) {
+                    Ok(stream) => server.serve(stream, peer, permit),
+                    Err(e) => tracing::warn!(error = %e, "a connection could not be served"),
+                }
+            }
+            server.drain().await;
+        });
+        threads.push((hand, load, task));
+    }
+    accept_loop(&listener, &limits, shutdown, |stream, peer, permit| {
+        // The thread serving the fewest connections takes it (the first of equals).
+        let Some((hand, load, _)) = threads
+            .iter()
+            .min_by_key(|(_, load, _)| load.load(std::sync::atomic::Ordering::Relaxed))
+        else {
+            return;
+        };
+        let stream = match stream.into_std() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "a connection could not be handed on");
+                return;
+            }
+        };
+        load.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let permit = Permit {
+            _cap: permit,
+            load: load.clone(),
+        };
+        let _ = hand.send(Handed {
+            stream,
+            peer,
+            permit,
+        });
+    })
+    .await;
+    drop(listener);
+    let mut result = Ok(());
+    for (hand, _, task) in threads {
+        // Closing the channel tells the thread to drain.
+        drop(hand);
+        if let Err(e) = task.await {
+            result = Err(std::io::Error::other(format!(
+                "a serving thread failed: {e}"
+            )));
+        }
+    }
+    result
+}
+
+/// Threads that serve HTTP connections, each running its own single-threaded tokio runtime
+/// ([`serve_sharded`]). Dropping it ends them; whatever still runs on them is cancelled then, so
+/// drop it after everything that might use a connection opened on them has stopped.
+#[derive(Debug)]
+pub struct Shards {
+    handles: Vec<tokio::runtime::Handle>,
+    // Dropping a sender ends its thread's runtime.
+    _stop: Vec<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Shards {
+    /// Starts `threads` serving threads (at least one), named `tokenwarden-http-N`.
+    pub fn start(threads: usize) -> std::io::Result<Shards> {
+        let threads = threads.max(1);
+        let mut handles = Vec::with_capacity(threads);
+        let mut stop = Vec::with_capacity(threads);
+        for i in 0..threads {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            handles.push(runtime.handle().clone());
+            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+            std::thread::Builder::new()
+                .name(format!("tokenwarden-http-{i}"))
+                .spawn(move || {
+                    // The runtime runs its tasks only while this thread is inside `block_on`.
+                    runtime.block_on(async {
+                        let _ = rx.await;
+                    });
+                })?;
+            stop.push(tx);
+        }
+        Ok(Shards {
+            handles,
+            _stop: stop,
+        })
+    }
+
+    /// The threads' runtimes, for [`serve_sharded`].
+    pub fn handles(&self) -> &[tokio::runtime::Handle] {
+        &self.handles
+    }
+}
+
+/// A connection handed to a serving thread.
+struct Handed {
+    stream: std::net::TcpStream,
+    peer: SocketAddr,
+    permit: Permit,
+}
+
+/// A connection's place: under the cap, and in its thread's count; both given back when the
+/// connection ends.
+struct Permit {
+    _cap: tokio::sync::OwnedSemaphorePermit,
+    load: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        self.load.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Serves connections on the current runtime, and drains them.
+struct Server {
+    router: Routes,
+    builder: hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
+    graceful: hyper_util::server::graceful::GracefulShutdown,
+    drain: Duration,
+}
+
+impl Server {
+    fn new(router: Routes, limits: Limits) -> Server {
+        use hyper_util::rt::{TokioExecutor, TokioTimer};
+        let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout);
+        Server {
+            router,
+            builder,
+            graceful: hyper_util::server::graceful::GracefulShutdown::new(),
+            drain: limits.drain,
+        }
+    }
+
+    /// Serves `stream` on a task of the current runtime; `permit` is dropped when it ends.
+    fn serve(&self, stream: tokio::net::TcpStream, peer: SocketAddr, permit: impl Send + 'static) {
+        let _ = stream.set_nodelay(true);
+        let router = self.router.clone();
+        let service = hyper::service::service_fn(move |req| call_router(router.clone(), peer, req));
+        let conn = self
+            .builder
+            .serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(stream), service);
+        let conn = self.graceful.watch(conn.into_owned());
+        tokio::spawn(async move {
+            let _ = conn.await;
+            drop(permit);
+        });
+    }
+
+    /// Lets the requests in flight finish, up to the drain time.
+    async fn drain(self) {
+        tokio::select! {
+            () = self.graceful.shutdown() => {}
+            () = tokio::time::sleep(self.drain) => {}
+        }
+    }
+}
+
+/// Accepts connections until `shutdown` resolves, handing each (with its place under the cap)
+/// to `serve`; a connection beyond the cap is closed at once.
+async fn accept_loop(
+    listener: &tokio::net::TcpListener,
+    limits: &Limits,
+    shutdown: impl Future<Output = ()>,
+    mut serve: impl FnMut(tokio::net::TcpStream, SocketAddr, tokio::sync::OwnedSemaphorePermit),
+) {
     let connections = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -82,25 +339,11 @@ pub async fn serve(
                     drop(stream);
                     continue;
                 };
-                let _ = stream.set_nodelay(true);
-                let router = router.clone();
-                let service = hyper::service::service_fn(move |req| call_router(router.clone(), peer, req));
-                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                let conn = graceful.watch(conn.into_owned());
-                tokio::spawn(async move {
-                    let _ = conn.await;
-                    drop(permit);
-                });
+                serve(stream, peer, permit);
             }
             () = &mut shutdown => break,
         }
     }
-    drop(listener);
-    tokio::select! {
-        () = graceful.shutdown() => {}
-        () = tokio::time::sleep(limits.drain) => {}
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -165,6 +408,128 @@ mod tests {
             assert_eq!(r.status(), 200);
             assert_eq!(r.text().await.unwrap(), IpAddr::from(from).to_string());
         }
+        let _ = stop.send(());
+        server.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn sharded_requests_run_on_the_serving_threads_and_finish_after_the_stop() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (entered, mut inside) = tokio::sync::mpsc::channel::<()>(1);
+        let router = Router::new()
+            .route(
+                "/thread",
+                axum::routing::get(|| async {
+                    std::thread::current().name().unwrap_or("").to_string()
+                }),
+            )
+            .route(
+                "/slow",
+                axum::routing::get(move || {
+                    let entered = entered.clone();
+                    async move {
+                        let _ = entered.send(()).await;
+                        tokio::time::sleep(Duration::from_millis(400)).await;
+                        "finished"
+                    }
+                }),
+            );
+        let shards = Shards::start(2).unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let handles = shards.handles().to_vec();
+        let server = tokio::spawn(async move {
+            serve_sharded(
+                listener,
+                router,
+                Limits::default(),
+                async {
+                    let _ = stopped.await;
+                },
+                &handles,
+            )
+            .await
+        });
+        // Connections held open are spread over both threads, and each is served on one.
+        let mut seen = std::collections::BTreeSet::new();
+        let mut held = Vec::new();
+        for _ in 0..4 {
+            let client = reqwest::Client::new();
+            for _ in 0..3 {
+                let name = client
+                    .get(format!("http://{addr}/thread"))
+                    .send()
+                    .await
+                    .unwrap()
+                    .text()
+                    .await
+                    .unwrap();
+                assert!(name.starts_with("tokenwarden-http-"), "served on {name:?}");
+                seen.insert(name);
+            }
+            held.push(client);
+        }
+        assert_eq!(seen.len(), 2, "both threads serve: {seen:?}");
+        // A request in flight when the stop comes is answered in full.
+        let slow = tokio::spawn(reqwest::get(format!("http://{addr}/slow")));
+        inside.recv().await.unwrap();
+        let _ = stop.send(());
+        let answer = slow.await.unwrap().unwrap();
+        assert_eq!(answer.status(), 200);
+        assert_eq!(answer.text().await.unwrap(), "finished");
+        server.await.unwrap().unwrap();
+        // Nothing listens afterwards.
+        assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+        drop(shards);
+    }
+
+    #[tokio::test]
+    async fn the_connection_cap_is_shared_by_the_serving_threads() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let router = Router::new().route("/", axum::routing::get(|| async { "ok" }));
+        let shards = Shards::start(2).unwrap();
+        let limits = Limits {
+            max_connections: 3,
+            ..Limits::default()
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let handles = shards.handles().to_vec();
+        let server = tokio::spawn(async move {
+            serve_sharded(
+                listener,
+                router,
+                limits,
+                async {
+                    let _ = stopped.await;
+                },
+                &handles,
+            )
+            .await
+        });
+        // Three idle keep-alive connections hold the three places; a fourth is closed at once.
+        let mut held = Vec::new();
+        for _ in 0..3 {
+            let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+            c.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                .await
+                .unwrap();
+            let mut buf = [0u8; 256];
+            let n = c.read(&mut buf).await.unwrap();
+            assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+            held.push(c);
+        }
+        let mut fourth = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let _ = fourth.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        let mut buf = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), fourth.read_to_end(&mut buf))
+            .await
+            .expect("the fourth connection is closed, not left waiting");
+        assert!(
+            read.is_err() || buf.is_empty(),
+            "the fourth was served: {buf:?}"
+        );
+        drop(held);
         let _ = stop.send(());
         server.await.unwrap().unwrap();
     }

@@ -359,7 +359,10 @@ async fn delete(
     Ok(Json(answer))
 }
 
-fn token_response(issued: tokenwarden_engine::Issued, connection: &ConnectionId) -> Response {
+pub(crate) fn token_response(
+    issued: tokenwarden_engine::Issued,
+    connection: &ConnectionId,
+) -> Response {
     token_response_with(issued, connection, None)
 }
 

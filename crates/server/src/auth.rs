@@ -39,16 +39,8 @@ impl FromRequestParts<ServerState> for Caller {
             e.retry_after = Some(secs);
             return Err(e);
         }
-        let presented = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
-            .ok_or_else(unauthorized)?;
-        match s.store.verify_api_key(presented.trim()).await? {
+        let presented = presented_key(&parts.headers).ok_or_else(unauthorized)?;
+        match s.store.verify_api_key(presented).await? {
             Some(info) => Ok(Caller(info)),
             None => {
                 failures.record(client.key(), s.clock.now());
@@ -61,6 +53,18 @@ impl FromRequestParts<ServerState> for Caller {
             }
         }
     }
+}
+
+/// The API key in `Authorization: Bearer …` (trimmed), if the header has that form.
+pub(crate) fn presented_key(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
 }
 
 impl Caller {

@@ -55,6 +55,10 @@ pub struct Daemon {
     /// The largest request and response bodies the forwarding proxy passes
     /// ([`BodyLimits::default`]: 1 GiB each).
     pub proxy_limits: BodyLimits,
+    /// Threads that serve HTTP requests, each with its own single-threaded runtime, so a request
+    /// never moves between threads (`tokenwarden serve` starts one per core); 0 serves them on
+    /// the runtime that starts the daemon, beside the background work.
+    pub http_threads: usize,
 }
 
 /// Why the daemon could not start.
@@ -109,6 +113,9 @@ pub struct Running {
         tokio::sync::watch::Sender<bool>,
         tokio::task::JoinHandle<()>,
     )>,
+    /// The HTTP serving threads: what requests opened on them (pooled outbound connections,
+    /// database connections) lives there, so they end last (see [`Running::stop`]).
+    shards: Option<tokenwarden_http::Shards>,
 }
 
 impl Running {
@@ -135,6 +142,7 @@ impl Running {
             let _ = stop.send(true);
             let _ = task.await;
         }
+        drop(self.shards);
     }
 }
 
@@ -385,12 +393,25 @@ impl Daemon {
             self.time_scale,
             stop_rx.clone(),
         )));
-        let router = crate::router(state.clone());
+        let router = crate::routes(state.clone());
+        let shards = match self.http_threads {
+            0 => None,
+            n => Some(tokenwarden_http::Shards::start(n)?),
+        };
         let server_task = tokio::spawn({
             let stopped = until_stopped(stop_rx.clone());
             let listener = self.listener;
+            let limits = tokenwarden_http::Limits::default();
+            let shards = shards.as_ref().map(|s| s.handles().to_vec());
             async move {
-                if let Err(e) = crate::serve(listener, router, stopped).await {
+                let served = match shards {
+                    None => tokenwarden_http::serve(listener, router, limits, stopped).await,
+                    Some(shards) => {
+                        tokenwarden_http::serve_sharded(listener, router, limits, stopped, &shards)
+                            .await
+                    }
+                };
+                if let Err(e) = served {
                     tracing::error!(error = %e, "the server stopped");
                 }
             }
@@ -403,6 +424,7 @@ impl Daemon {
             stop,
             tasks,
             sandbox: sandbox_task,
+            shards,
         })
     }
 }

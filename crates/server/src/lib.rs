@@ -16,6 +16,7 @@
 //! - [`probe`]: the probe itself: the definition's `api.probe` sent with a token, its answer read
 //!   and classified.
 //! - [`scheduler`]: refreshes ahead of expiry, sleeping until the next deadline.
+//! - [`shortcut`]: a cached token fetch answered before the router, from memory alone.
 //! - [`daemon`]: assembles a running daemon (server, scheduler, monitor, outbox, retention,
 //!   in-process sandbox).
 //! - [`webhooks`]: webhook endpoints and signed delivery from the durable outbox.
@@ -52,6 +53,7 @@ pub mod probe;
 pub mod refreshed;
 pub mod retention;
 pub mod scheduler;
+pub mod shortcut;
 pub mod singleton;
 pub mod state;
 pub mod webhooks;
@@ -96,6 +98,12 @@ async fn common_headers(
     axum::extract::State(s): axum::extract::State<ServerState>,
     mut r: axum::response::Response,
 ) -> axum::response::Response {
+    add_common_headers(&s, &mut r);
+    r
+}
+
+/// [`common_headers`], for an answer made outside the router ([`shortcut`]).
+fn add_common_headers(s: &ServerState, r: &mut axum::response::Response) {
     use axum::http::{HeaderValue, header};
     let h = r.headers_mut();
     h.entry(header::X_CONTENT_TYPE_OPTIONS)
@@ -106,7 +114,11 @@ async fn common_headers(
         h.entry(header::STRICT_TRANSPORT_SECURITY)
             .or_insert(HeaderValue::from_static("max-age=31536000"));
     }
-    r
+}
+
+/// Every route, with the [`shortcut`] for cached token fetches tried first: what the daemon serves.
+pub fn routes(state: ServerState) -> tokenwarden_http::Routes {
+    tokenwarden_http::Routes::with_shortcut(router(state.clone()), shortcut::TokenFetch(state))
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, then finishes requests in flight.
@@ -114,7 +126,7 @@ async fn common_headers(
 /// which `axum::serve` does not have.
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    router: Router,
+    router: impl Into<tokenwarden_http::Routes>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     tokenwarden_http::serve(

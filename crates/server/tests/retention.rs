@@ -87,6 +87,7 @@ where
         retention: Retention::default(),
         cache: Default::default(),
         proxy_limits: Default::default(),
+        http_threads: 0,
     }
     .start()
     .await

@@ -120,6 +120,9 @@ pub async fn start(setup: Setup) -> Started {
         retention: tokenwarden_server::retention::Retention::default(),
         cache: Default::default(),
         proxy_limits: Default::default(),
+        // Served as `tokenwarden serve` serves (two threads of their own), so every test through
+        // the testkit runs requests the way production does.
+        http_threads: 2,
     }
     .start()
     .await

@@ -59,6 +59,11 @@ pub struct Args {
     /// before giving up (a refresh answer already received is stored first).
     #[arg(long, env = "TOKENWARDEN_DRAIN_TIMEOUT", default_value_t = 30)]
     pub(crate) drain_timeout: u64,
+    /// Threads that serve HTTP requests, each with its own event loop, so a request stays on
+    /// one thread from start to finish [default: one per CPU core]. 0 serves them on the
+    /// shared worker threads, beside the scheduler and the monitor.
+    #[arg(long, env = "TOKENWARDEN_HTTP_THREADS", value_name = "N")]
+    pub(crate) http_threads: Option<usize>,
 }
 
 /// What `serve --help` says about retention (the daemon deletes history; people should know).
@@ -298,6 +303,7 @@ async fn serve(settings: Settings) -> Result<()> {
         retention: settings.retention,
         cache: settings.cache,
         proxy_limits: settings.proxy_limits,
+        http_threads: settings.http_threads,
     }
     .start_with_sandbox_ledger(sandbox_ledger)
     .await?;

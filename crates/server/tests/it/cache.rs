@@ -269,3 +269,150 @@ async fn hits_and_misses_are_counted_without_secrets() {
     }
     w.d.stop().await;
 }
+
+/// A request as the listener hands it on: with the peer's address.
+fn fetch(key: Option<&str>, method: &str, path: &str, from: [u8; 4]) -> axum::extract::Request {
+    let mut b = axum::http::Request::builder().method(method).uri(path);
+    if let Some(k) = key {
+        b = b.header("authorization", format!("Bearer {k}"));
+    }
+    let mut r = b.body(axum::body::Body::empty()).unwrap();
+    r.extensions_mut()
+        .insert(axum::extract::ConnectInfo(std::net::SocketAddr::from((
+            from, 40_000,
+        ))));
+    r
+}
+
+async fn routed(w: &World, req: axum::extract::Request) -> axum::response::Response {
+    use tower::ServiceExt;
+    tokenwarden_server::router(w.d.state.clone())
+        .oneshot(req)
+        .await
+        .unwrap()
+}
+
+async fn bytes(r: axum::response::Response) -> Vec<u8> {
+    axum::body::to_bytes(r.into_body(), usize::MAX)
+        .await
+        .unwrap()
+        .to_vec()
+}
+
+#[tokio::test]
+async fn a_cached_token_fetch_is_answered_before_the_router_exactly_as_the_router_answers() {
+    use tokenwarden_http::Shortcut;
+    let w = world().await;
+    connect(&w, "snapchat", "c-short").await;
+    let shortcut = tokenwarden_server::shortcut::TokenFetch(w.d.state.clone());
+    let path = "/v1/connections/c-short/token";
+    let home = [127, 0, 0, 1];
+    // Nothing in memory yet (the key has not been verified, the token not read): the router's.
+    assert!(
+        shortcut
+            .answer(fetch(Some(&w.reader), "GET", path, home))
+            .is_err()
+    );
+    let (status, first) = token(&w, "c-short").await;
+    assert_eq!(status, 200, "{first}");
+    // Now both are in memory: the same status, headers and bytes as the route's.
+    let quick = shortcut
+        .answer(fetch(Some(&w.reader), "GET", path, home))
+        .expect("answered from memory");
+    let long = routed(&w, fetch(Some(&w.reader), "GET", path, home)).await;
+    assert_eq!(quick.status(), 200);
+    assert_eq!(quick.status(), long.status());
+    assert_eq!(quick.headers(), long.headers());
+    let quick = bytes(quick).await;
+    assert_eq!(quick, bytes(long).await);
+    let v: Value = serde_json::from_slice(&quick).unwrap();
+    assert_eq!(access_token(&v), access_token(&first));
+    // Over HTTP too (the listener tries the shortcut first).
+    let (status, again) = token(&w, "c-short").await;
+    assert_eq!((status, again), (200, v));
+
+    // Everything else is the router's, which answers as it always did.
+    for (key, method, path) in [
+        (Some(w.reader.as_str()), "POST", path),
+        (Some(w.reader.as_str()), "HEAD", path),
+        (
+            Some(w.reader.as_str()),
+            "GET",
+            "/v1/connections/c-short/token?x=1",
+        ),
+        (
+            Some(w.reader.as_str()),
+            "GET",
+            "/v1/connections/c-short/token/",
+        ),
+        (
+            Some(w.reader.as_str()),
+            "GET",
+            "/v1/connections/c%2Dshort/token",
+        ),
+        (
+            Some(w.reader.as_str()),
+            "GET",
+            "/v1/connections/c-short/x/token",
+        ),
+        (
+            Some(w.reader.as_str()),
+            "GET",
+            "/v1/connections/no-such/token",
+        ),
+        (Some(w.reader.as_str()), "GET", "/v1/connections//token"),
+        (Some("tw_not-a-key"), "GET", path),
+        (None, "GET", path),
+    ] {
+        assert!(
+            shortcut.answer(fetch(key, method, path, home)).is_err(),
+            "{method} {path} with {key:?} was answered before the router"
+        );
+    }
+    let no_key = routed(&w, fetch(None, "GET", path, home)).await;
+    assert_eq!(no_key.status(), 401);
+
+    // An address locked out for refused keys is refused even with a good one, by the router.
+    let locked = [127, 0, 0, 9];
+    for _ in 0..tokenwarden_server::limits::API_KEY_FAILURES {
+        let r = routed(&w, fetch(Some("tw_not-a-key"), "GET", path, locked)).await;
+        assert_eq!(r.status(), 401);
+    }
+    assert!(
+        shortcut
+            .answer(fetch(Some(&w.reader), "GET", path, locked))
+            .is_err()
+    );
+    let r = routed(&w, fetch(Some(&w.reader), "GET", path, locked)).await;
+    assert_eq!(r.status(), 429);
+
+    // A revoked key is forgotten at once: the router refuses it.
+    let (status, keys) = w.api(&w.admin, "v1/api-keys").await;
+    assert_eq!(status, 200, "{keys}");
+    let reader_id = keys["api_keys"]
+        .as_array()
+        .or(keys.as_array())
+        .unwrap()
+        .iter()
+        .find(|k| k["role"] == "token_reader")
+        .unwrap_or_else(|| panic!("a token reader: {keys}"))["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = w
+        .http
+        .delete(format!("{}v1/api-keys/{reader_id}", w.d.base))
+        .bearer_auth(&w.admin)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    assert!(
+        shortcut
+            .answer(fetch(Some(&w.reader), "GET", path, home))
+            .is_err()
+    );
+    let (status, _) = token(&w, "c-short").await;
+    assert_eq!(status, 401);
+    w.d.stop().await;
+}

@@ -410,6 +410,7 @@ impl Tw {
             retention: tokenwarden_server::retention::Retention::default(),
             cache: Default::default(),
             proxy_limits: Default::default(),
+            http_threads: 0,
         }
         .start()
         .await
