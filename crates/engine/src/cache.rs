@@ -352,6 +352,23 @@ impl CachedStore {
         })
     }
 
+    /// Whether the API key `presented` is in the key cache, verified within its TTL: what
+    /// [`ApiKeys::verify_api_key`] would find without asking the store. A hit is counted, as
+    /// that counts it; a miss is not, because the caller then goes the long way, which counts.
+    pub fn api_key_in_memory(&self, presented: &str) -> bool {
+        if !self.keys.enabled() {
+            return false;
+        }
+        let hit = self
+            .keys
+            .get(&key_digest(presented), self.clock.now())
+            .is_some();
+        if hit {
+            count("api_key", true);
+        }
+        hit
+    }
+
     /// What a token fetch by the holder of the API key `presented` answers when memory alone
     /// can answer it: the key found verified in the key cache and a fresh token for `id` in the
     /// token cache. Both hits are counted, as the long way ([`ApiKeys::verify_api_key`], then

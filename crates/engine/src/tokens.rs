@@ -257,6 +257,11 @@ impl TokenService {
             .token_from_memory(presented, id, self.clock.now())
     }
 
+    /// The caches in front of the store, when the token cache is on.
+    pub fn cache(&self) -> Option<&Arc<CachedStore>> {
+        self.cache.as_ref()
+    }
+
     /// A token other than `rejected` (which the caller just saw refused): refreshes only if
     /// `rejected` is still the stored token, otherwise returns the newer one.
     pub async fn replace(&self, id: &ConnectionId, rejected: &str) -> Result<Issued, TokenFailure> {

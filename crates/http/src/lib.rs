@@ -37,12 +37,38 @@ impl Default for Limits {
     }
 }
 
-/// A way around the router for the few requests that are answered from memory all day (a cached
-/// token): it answers at once, or hands the request back for the router. It sees the request as
+/// A way around the router for the few requests every caller makes all day (a cached token, a
+/// proxied call): it takes the request, or hands it back for the router. It sees the request as
 /// a handler would (with `ConnectInfo`), and must answer exactly as the route would, or not at all.
 pub trait Shortcut: Send + Sync + 'static {
     /// The answer to `req`, or `req` back for the router.
-    fn answer(&self, req: axum::extract::Request) -> Result<Response, axum::extract::Request>;
+    #[allow(
+        clippy::result_large_err,
+        reason = "the request goes back as it came: boxing it would cost every routed request an allocation"
+    )]
+    fn answer(&self, req: axum::extract::Request) -> Result<Answer, axum::extract::Request>;
+}
+
+/// A [`Shortcut`]'s answer.
+#[allow(
+    missing_debug_implementations,
+    reason = "a boxed future has nothing to show"
+)]
+pub enum Answer {
+    /// Made already.
+    Ready(Response),
+    /// Still to be made.
+    Pending(std::pin::Pin<Box<dyn Future<Output = Response> + Send>>),
+}
+
+impl Answer {
+    /// The response, once made.
+    pub async fn resolve(self) -> Response {
+        match self {
+            Answer::Ready(r) => r,
+            Answer::Pending(f) => f.await,
+        }
+    }
 }
 
 /// What a listener serves: a router, and optionally a [`Shortcut`] tried first.
@@ -90,7 +116,8 @@ async fn call_router(
         .insert(axum::extract::ConnectInfo(peer));
     if let Some(shortcut) = &routes.shortcut {
         req = match shortcut.answer(req) {
-            Ok(answer) => return Ok(answer),
+            Ok(Answer::Ready(answer)) => return Ok(answer),
+            Ok(Answer::Pending(answer)) => return Ok(answer.await),
             Err(req) => req,
         };
     }

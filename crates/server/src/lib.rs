@@ -16,7 +16,7 @@
 //! - [`probe`]: the probe itself: the definition's `api.probe` sent with a token, its answer read
 //!   and classified.
 //! - [`scheduler`]: refreshes ahead of expiry, sleeping until the next deadline.
-//! - [`shortcut`]: a cached token fetch answered before the router, from memory alone.
+//! - [`shortcut`]: a cached token fetch and a proxied call taken before the router.
 //! - [`daemon`]: assembles a running daemon (server, scheduler, monitor, outbox, retention,
 //!   in-process sandbox).
 //! - [`webhooks`]: webhook endpoints and signed delivery from the durable outbox.
@@ -118,7 +118,7 @@ fn add_common_headers(s: &ServerState, r: &mut axum::response::Response) {
 
 /// Every route, with the [`shortcut`] for cached token fetches tried first: what the daemon serves.
 pub fn routes(state: ServerState) -> tokenwarden_http::Routes {
-    tokenwarden_http::Routes::with_shortcut(router(state.clone()), shortcut::TokenFetch(state))
+    tokenwarden_http::Routes::with_shortcut(router(state.clone()), shortcut::Shortcuts(state))
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, then finishes requests in flight.

@@ -1,35 +1,70 @@
-//! A cached token fetch answered before the router (issue 19).
+//! The two requests every caller makes all day, taken before the router (issue 19).
 //!
-//! `GET /v1/connections/{id}/token` is what every caller does all day, and when the caller's API
-//! key and the connection's token are both in memory the answer needs nothing else. Through the
-//! router it cost about as much again as the answer itself (route matching, the middleware, the
-//! extractors, boxing the handler's future). [`TokenFetch`] answers that one case directly, with
-//! the same function the route uses for the body and the same headers; anything else (another
-//! route or method, a query string, an escaped or invalid id, no or an unknown key, an address
-//! locked out for refused keys, a token not cached or not fresh for its margin) goes to the
-//! router untouched, which answers or refuses it as before.
+//! Through the router, a cached token fetch cost about as much again as the answer itself (route
+//! matching, the middleware, the extractors, boxing the handler's future). [`Shortcuts`] takes:
+//!
+//! - `GET /v1/connections/{id}/token` when the caller's API key and the connection's token are
+//!   both in memory: answered at once, with the same body function and headers as the route;
+//! - a call under `/proxy/{connection_id}/{path}` (the methods the route takes) when the caller's
+//!   key is in memory: handed straight to the proxy, as the route does after checking the key.
+//!
+//! Anything else (another route or method, a query string on a token fetch, an escaped or invalid
+//! id, no or an unknown key, an address locked out for refused keys, a token not cached or not
+//! fresh for its margin) goes to the router untouched, which answers or refuses it as before.
+//! Both answers get the headers the router's outer layer adds ([`crate::add_common_headers`]),
+//! and a `Content-Length` where axum's route would set one.
 
 use crate::ServerState;
 use axum::extract::Request;
-use axum::http::Method;
+use axum::http::{HeaderMap, Method};
 use axum::response::Response;
 use tokenwarden_core::id::ConnectionId;
+use tokenwarden_http::Answer;
 
-/// The cached token fetch (see the module).
+/// The cached token fetch and the proxied call (see the module).
 #[derive(Debug, Clone)]
-pub struct TokenFetch(pub ServerState);
+pub struct Shortcuts(pub ServerState);
 
-impl tokenwarden_http::Shortcut for TokenFetch {
-    fn answer(&self, req: Request) -> Result<Response, Request> {
-        match self.from_memory(&req) {
-            Some(answer) => Ok(answer),
+impl tokenwarden_http::Shortcut for Shortcuts {
+    fn answer(&self, req: Request) -> Result<Answer, Request> {
+        let path = req.uri().path();
+        if path.starts_with(PROXY_PREFIX) {
+            if !self.takes_proxy(&req) {
+                return Err(req);
+            }
+            let s = self.0.clone();
+            return Ok(Answer::Pending(Box::pin(async move {
+                let mut answer = s.proxy.handle(req).await;
+                finish(&s, &mut answer);
+                answer
+            })));
+        }
+        match self.token(&req) {
+            Some(answer) => Ok(Answer::Ready(answer)),
             None => Err(req),
         }
     }
 }
 
-impl TokenFetch {
-    fn from_memory(&self, req: &Request) -> Option<Response> {
+const PROXY_PREFIX: &str = "/proxy/";
+
+impl Shortcuts {
+    /// The caller's key, when it is in memory and its address is not locked out (the `Caller`
+    /// extractor's checks, in its order, from memory alone).
+    fn known_caller<'r>(&self, req: &'r Request) -> Option<&'r str> {
+        let s = &self.0;
+        let client = s.limits.client(req.headers(), req.extensions());
+        if s.limits
+            .api_key_failures
+            .locked(&client.key(), s.clock.now())
+            .is_some()
+        {
+            return None;
+        }
+        crate::auth::presented_key(req.headers())
+    }
+
+    fn token(&self, req: &Request) -> Option<Response> {
         let s = &self.0;
         if req.method() != Method::GET || req.uri().query().is_some() {
             return None;
@@ -44,24 +79,47 @@ impl TokenFetch {
             return None;
         }
         let id = ConnectionId::parse(id).ok()?;
-        let client = s.limits.client(req.headers(), req.extensions());
-        if s.limits
-            .api_key_failures
-            .locked(&client.key(), s.clock.now())
-            .is_some()
-        {
-            return None;
-        }
-        let presented = crate::auth::presented_key(req.headers())?;
+        let presented = self.known_caller(req)?;
         let issued = s.tokens.token_from_memory(presented, &id)?;
         let mut answer = crate::api::token_response(issued, &id);
-        crate::add_common_headers(s, &mut answer);
-        // As axum's route does for a body of known size.
-        if let Some(len) = axum::body::HttpBody::size_hint(answer.body()).exact() {
-            answer
-                .headers_mut()
-                .insert(axum::http::header::CONTENT_LENGTH, len.into());
-        }
+        finish(s, &mut answer);
         Some(answer)
+    }
+
+    /// Whether a call under the proxy's prefix is one the route takes, from a caller whose key is
+    /// in memory.
+    fn takes_proxy(&self, req: &Request) -> bool {
+        // The route's methods (HEAD, answered by axum from GET, stays with the router).
+        let routed = matches!(
+            *req.method(),
+            Method::GET | Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+        );
+        // `/proxy/{connection_id}/{*path}`: a non-empty id, then a non-empty rest.
+        let shaped = req.uri().path()[PROXY_PREFIX.len()..]
+            .split_once('/')
+            .is_some_and(|(id, rest)| !id.is_empty() && !rest.is_empty());
+        routed
+            && shaped
+            && self.known_caller(req).is_some_and(|presented| {
+                self.0
+                    .tokens
+                    .cache()
+                    .is_some_and(|c| c.api_key_in_memory(presented))
+            })
+    }
+}
+
+/// What the router adds to every answer: the common headers, and a `Content-Length` for a body
+/// of known size that has none (axum's route does this).
+fn finish(s: &ServerState, answer: &mut Response) {
+    crate::add_common_headers(s, answer);
+    let headers: &HeaderMap = answer.headers();
+    if headers.contains_key(axum::http::header::CONTENT_LENGTH) {
+        return;
+    }
+    if let Some(len) = axum::body::HttpBody::size_hint(answer.body()).exact() {
+        answer
+            .headers_mut()
+            .insert(axum::http::header::CONTENT_LENGTH, len.into());
     }
 }

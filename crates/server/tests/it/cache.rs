@@ -304,7 +304,7 @@ async fn a_cached_token_fetch_is_answered_before_the_router_exactly_as_the_route
     use tokenwarden_http::Shortcut;
     let w = world().await;
     connect(&w, "snapchat", "c-short").await;
-    let shortcut = tokenwarden_server::shortcut::TokenFetch(w.d.state.clone());
+    let shortcut = tokenwarden_server::shortcut::Shortcuts(w.d.state.clone());
     let path = "/v1/connections/c-short/token";
     let home = [127, 0, 0, 1];
     // Nothing in memory yet (the key has not been verified, the token not read): the router's.
@@ -318,7 +318,9 @@ async fn a_cached_token_fetch_is_answered_before_the_router_exactly_as_the_route
     // Now both are in memory: the same status, headers and bytes as the route's.
     let quick = shortcut
         .answer(fetch(Some(&w.reader), "GET", path, home))
-        .expect("answered from memory");
+        .expect("answered from memory")
+        .resolve()
+        .await;
     let long = routed(&w, fetch(Some(&w.reader), "GET", path, home)).await;
     assert_eq!(quick.status(), 200);
     assert_eq!(quick.status(), long.status());
@@ -385,6 +387,65 @@ async fn a_cached_token_fetch_is_answered_before_the_router_exactly_as_the_route
     );
     let r = routed(&w, fetch(Some(&w.reader), "GET", path, locked)).await;
     assert_eq!(r.status(), 429);
+
+    // A proxied call with the key in memory goes straight to the proxy: the same answer as the
+    // route's (the platform's status, body and headers, with the router's own added).
+    let probe =
+        w.d.state
+            .providers
+            .get("snapchat")
+            .unwrap()
+            .spec
+            .api
+            .probe
+            .path
+            .clone();
+    let proxied = format!("/proxy/c-short{probe}");
+    let quick = shortcut
+        .answer(fetch(Some(&w.reader), "GET", &proxied, home))
+        .expect("taken before the router")
+        .resolve()
+        .await;
+    let long = routed(&w, fetch(Some(&w.reader), "GET", &proxied, home)).await;
+    assert_eq!(quick.status(), 200);
+    assert_eq!(quick.status(), long.status());
+    let mut quick_headers = quick.headers().clone();
+    let mut long_headers = long.headers().clone();
+    // The second call may wait for the platform's published spacing, and say so.
+    for h in [&mut quick_headers, &mut long_headers] {
+        h.remove("date");
+        h.remove("tokenwarden-waited-ms");
+    }
+    assert_eq!(quick_headers, long_headers);
+    assert_eq!(quick_headers["x-content-type-options"], "nosniff");
+    // The platform's answer, less the id it gives each request.
+    let answer = |b: Vec<u8>| {
+        let mut v: Value = serde_json::from_slice(&b).unwrap();
+        v.as_object_mut().unwrap().remove("request_id");
+        v
+    };
+    let quick = answer(bytes(quick).await);
+    assert_eq!(quick["request_status"], "SUCCESS", "{quick}");
+    assert_eq!(quick, answer(bytes(long).await));
+    for (key, method, path) in [
+        (Some(w.reader.as_str()), "HEAD", proxied.as_str()),
+        (Some(w.reader.as_str()), "OPTIONS", proxied.as_str()),
+        (Some(w.reader.as_str()), "GET", "/proxy/c-short/"),
+        (Some(w.reader.as_str()), "GET", "/proxy/c-short"),
+        (Some(w.reader.as_str()), "GET", "/proxy//v1/me"),
+        (Some("tw_not-a-key"), "GET", proxied.as_str()),
+        (None, "GET", proxied.as_str()),
+    ] {
+        assert!(
+            shortcut.answer(fetch(key, method, path, home)).is_err(),
+            "{method} {path} with {key:?} was taken before the router"
+        );
+    }
+    assert!(
+        shortcut
+            .answer(fetch(Some(&w.reader), "GET", &proxied, locked))
+            .is_err()
+    );
 
     // A revoked key is forgotten at once: the router refuses it.
     let (status, keys) = w.api(&w.admin, "v1/api-keys").await;
