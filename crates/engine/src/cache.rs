@@ -268,9 +268,55 @@ struct TokenEntry {
     tokens: StoredTokens,
     /// The provider's refresh margin: a hit must still be fresh for it.
     margin: TimeDelta,
+    /// The token API's answer for this entry, written by its first fetch from memory
+    /// ([`CachedStore::token_answer_from_memory`]) and kept as long as the entry.
+    answer: std::sync::OnceLock<bytes::Bytes>,
+}
+
+/// The lookup counters' handles ([`bind_metrics`]): token hit, token miss, key hit, key miss.
+static COUNTERS: std::sync::OnceLock<[metrics::Counter; 4]> = std::sync::OnceLock::new();
+
+/// Takes the caches' counters from the metrics recorder now installed, so that counting a
+/// lookup is an increment rather than a search of the recorder's registry by name and labels
+/// (issue 19). Call it after installing the recorder; until then lookups are counted the slow
+/// way, which is also right.
+pub fn bind_metrics() {
+    let counter = |cache: &'static str, outcome: &'static str| metrics::counter!(LOOKUPS, "cache" => cache, "outcome" => outcome);
+    COUNTERS.get_or_init(|| {
+        [
+            counter("token", "hit"),
+            counter("token", "miss"),
+            counter("api_key", "hit"),
+            counter("api_key", "miss"),
+        ]
+    });
+}
+
+impl TokenEntry {
+    /// What a fetch served from this entry answers.
+    fn issued(&self) -> Issued {
+        Issued {
+            tokens: self.tokens.set.clone(),
+            version: self.tokens.version,
+            refreshed: false,
+        }
+    }
 }
 
 fn count(cache: &'static str, hit: bool) {
+    if let Some(counters) = COUNTERS.get() {
+        let i = match (cache, hit) {
+            ("token", true) => Some(0),
+            ("token", false) => Some(1),
+            ("api_key", true) => Some(2),
+            ("api_key", false) => Some(3),
+            _ => None,
+        };
+        if let Some(i) = i {
+            counters[i].increment(1);
+            return;
+        }
+    }
     metrics::counter!(LOOKUPS, "cache" => cache, "outcome" => if hit { "hit" } else { "miss" })
         .increment(1);
 }
@@ -339,16 +385,16 @@ impl CachedStore {
     }
 
     fn lookup_token(&self, id: &ConnectionId, now: DateTime<Utc>) -> Option<Issued> {
-        let hit = self.tokens.get(id, now).filter(|e| {
+        self.fresh_entry(id, now).map(|hit| hit.issued())
+    }
+
+    /// `id`'s entry, if within its TTL and its token still fresh for the margin.
+    fn fresh_entry(&self, id: &ConnectionId, now: DateTime<Utc>) -> Option<Arc<TokenEntry>> {
+        self.tokens.get(id, now).filter(|e| {
             matches!(
                 e.connection.state,
                 ConnectionState::Active | ConnectionState::Degraded
             ) && e.tokens.set.fresh_for(now, e.margin)
-        })?;
-        Some(Issued {
-            tokens: hit.tokens.set.clone(),
-            version: hit.tokens.version,
-            refreshed: false,
         })
     }
 
@@ -369,25 +415,30 @@ impl CachedStore {
         hit
     }
 
-    /// What a token fetch by the holder of the API key `presented` answers when memory alone
-    /// can answer it: the key found verified in the key cache and a fresh token for `id` in the
-    /// token cache. Both hits are counted, as the long way ([`ApiKeys::verify_api_key`], then
-    /// [`CachedStore::cached_token`]) counts them; when either misses nothing is counted, because
-    /// the caller then goes the long way, which counts.
-    pub(crate) fn token_from_memory(
+    /// What a token fetch by the holder of the API key `presented` answers when memory alone can
+    /// answer it (the key found verified in the key cache and a fresh token for `id` in the token
+    /// cache), as the bytes `render` makes of it. Both hits are counted, as the long way
+    /// ([`ApiKeys::verify_api_key`], then [`CachedStore::cached_token`]) counts them; when either
+    /// misses nothing is counted, because the caller then goes the long way, which counts. The
+    /// bytes are made once per cache entry and kept with it, so each later fetch from memory hands out the same
+    /// bytes instead of copying the token set and writing the answer again (issue 19). They go
+    /// with the entry: every write that changes the token or the connection drops it. `render`
+    /// must depend on nothing but what it is given.
+    pub(crate) fn token_answer_from_memory(
         &self,
         presented: &str,
         id: &ConnectionId,
         now: DateTime<Utc>,
-    ) -> Option<Issued> {
+        render: impl FnOnce(&Issued) -> bytes::Bytes,
+    ) -> Option<bytes::Bytes> {
         if !self.keys.enabled() {
             return None;
         }
         self.keys.get(&key_digest(presented), now)?;
-        let issued = self.lookup_token(id, now)?;
+        let entry = self.fresh_entry(id, now)?;
         count("api_key", true);
         count("token", true);
-        Some(issued)
+        Some(entry.answer.get_or_init(|| render(&entry.issued())).clone())
     }
 
     /// The cached connection of `id`, if the entry is within its TTL (whatever its token's age).
@@ -426,6 +477,7 @@ impl CachedStore {
                     connection: connection.clone(),
                     tokens: tokens.clone(),
                     margin,
+                    answer: std::sync::OnceLock::new(),
                 },
                 now,
             );

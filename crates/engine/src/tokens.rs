@@ -248,13 +248,20 @@ impl TokenService {
     }
 
     /// [`TokenService::token`] for the holder of the API key `presented`, when memory alone can
-    /// answer: the key is in the key cache (verified within its TTL) and a fresh token for `id`
-    /// in the token cache. `None` otherwise, and then the caller must go the long way (verify the
-    /// key, then [`TokenService::token`]), which is where a miss is counted.
-    pub fn token_from_memory(&self, presented: &str, id: &ConnectionId) -> Option<Issued> {
+    /// answer (the key in the key cache, verified within its TTL, and a fresh token for `id` in
+    /// the token cache), as the bytes `render` makes of it, once per cache entry (see
+    /// `CachedStore::token_answer_from_memory`). `None` otherwise, and then the caller must go
+    /// the long way (verify the key, then [`TokenService::token`]), which is where a miss is
+    /// counted.
+    pub fn token_answer_from_memory(
+        &self,
+        presented: &str,
+        id: &ConnectionId,
+        render: impl FnOnce(&Issued) -> bytes::Bytes,
+    ) -> Option<bytes::Bytes> {
         self.cache
             .as_deref()?
-            .token_from_memory(presented, id, self.clock.now())
+            .token_answer_from_memory(presented, id, self.clock.now(), render)
     }
 
     /// The caches in front of the store, when the token cache is on.

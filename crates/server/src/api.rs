@@ -359,10 +359,7 @@ async fn delete(
     Ok(Json(answer))
 }
 
-pub(crate) fn token_response(
-    issued: tokenwarden_engine::Issued,
-    connection: &ConnectionId,
-) -> Response {
+fn token_response(issued: tokenwarden_engine::Issued, connection: &ConnectionId) -> Response {
     token_response_with(issued, connection, None)
 }
 
@@ -371,6 +368,26 @@ fn token_response_with(
     connection: &ConnectionId,
     not_refreshed: Option<NotRefreshed>,
 ) -> Response {
+    match token_body(&issued, connection, not_refreshed) {
+        Some(body) => token_answer(body.into()),
+        // Strings, numbers and a date: it cannot fail, but if it did the caller gets a 500.
+        None => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+/// A token answer with `body` (from [`token_body`]).
+pub(crate) fn token_answer(body: axum::body::Bytes) -> Response {
+    let mut resp = Response::new(axum::body::Body::from(body));
+    *resp.headers_mut() = page::TOKEN_HEADERS.clone();
+    resp
+}
+
+/// The token API's answer body for `issued`; `None` only if it could not be written (logged).
+pub(crate) fn token_body(
+    issued: &tokenwarden_engine::Issued,
+    connection: &ConnectionId,
+    not_refreshed: Option<NotRefreshed>,
+) -> Option<Vec<u8>> {
     /// The answer's fields in the order a `serde_json::Value` prints them (sorted), written
     /// straight into the body instead of through a map built for every fetch.
     #[derive(serde::Serialize)]
@@ -403,13 +420,10 @@ fn token_response_with(
     };
     let mut body = Vec::with_capacity(256);
     if let Err(e) = serde_json::to_writer(&mut body, &answer) {
-        // Strings, numbers and a date: it cannot fail, but if it did the caller gets a 500.
         tracing::error!(error = %e, "could not write a token answer");
-        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        return None;
     }
-    let mut resp = Response::new(axum::body::Body::from(body));
-    *resp.headers_mut() = page::TOKEN_HEADERS.clone();
-    resp
+    Some(body)
 }
 
 async fn token(

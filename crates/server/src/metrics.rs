@@ -71,6 +71,7 @@ pub fn install() -> &'static PrometheusHandle {
             tracing::warn!("another metrics recorder is installed; /metrics shows only the gauges");
         }
         describe();
+        tokenwarden_engine::cache::bind_metrics();
         handle
     })
 }
