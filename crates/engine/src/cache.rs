@@ -1062,6 +1062,58 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_answer_is_written_once_per_entry_and_goes_with_it() {
+        let f = fixture(long()).await;
+        let (_, key) = f
+            .cached
+            .create_api_key(ApiKeyRole::TokenReader, "etl", t0())
+            .await
+            .unwrap();
+        let c = f.seeded("memo", "tok-1").await;
+        let renders = std::sync::atomic::AtomicUsize::new(0);
+        let answer = |presented: &str| {
+            f.cached
+                .token_answer_from_memory(presented, &c.id, f.clock.now(), |issued| {
+                    renders.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    bytes::Bytes::from(issued.tokens.access_token.expose().to_string())
+                })
+        };
+        // The key is not in memory until it has been verified once.
+        assert_eq!(answer(key.expose()), None);
+        assert!(
+            f.cached
+                .verify_api_key(key.expose())
+                .await
+                .unwrap()
+                .is_some()
+        );
+        assert_eq!(answer("tw_not-this-one"), None);
+        assert_eq!(answer(key.expose()).as_deref(), Some(&b"tok-1"[..]));
+        assert_eq!(answer(key.expose()).as_deref(), Some(&b"tok-1"[..]));
+        assert_eq!(renders.load(std::sync::atomic::Ordering::Relaxed), 1);
+        // A write drops the entry and its answer; the next fill writes a new one.
+        f.cached
+            .put_initial_tokens(&c.id, &set("tok-2", TimeDelta::hours(1)))
+            .await
+            .unwrap();
+        assert_eq!(answer(key.expose()), None);
+        f.fetch(&c.id).await;
+        assert_eq!(answer(key.expose()).as_deref(), Some(&b"tok-2"[..]));
+        assert_eq!(renders.load(std::sync::atomic::Ordering::Relaxed), 2);
+        // Not inside the margin either: 56 minutes into the one-hour token (the key verified
+        // again, its own entry having aged out), nothing.
+        f.clock.advance(TimeDelta::minutes(56));
+        assert!(
+            f.cached
+                .verify_api_key(key.expose())
+                .await
+                .unwrap()
+                .is_some()
+        );
+        assert_eq!(answer(key.expose()), None);
+    }
+
+    #[tokio::test]
     async fn a_read_overtaken_by_a_write_is_not_kept() {
         let f = fixture(long()).await;
         let c = conn("race", ConnectionState::Active);
