@@ -203,9 +203,10 @@ impl Settings {
                 ["TOKENWARDEN_LOG", "RUST_LOG"].into_iter().find_map(env),
             ),
             drain_timeout: Duration::from_secs(args.drain_timeout),
-            http_threads: args.http_threads.unwrap_or_else(|| {
-                std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
-            }),
+            http_threads: args.http_threads.map_or_else(
+                || std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+                usize::from,
+            ),
             file,
         })
     }
@@ -254,6 +255,18 @@ mod tests {
         assert!(s.sandbox.is_none());
         assert_eq!(s.time_scale(), 1.0);
         assert!(!s.webhooks.allow_private);
+    }
+
+    #[test]
+    fn http_threads_default_to_one_per_core_and_are_bounded() {
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        assert_eq!(load("", &[]).unwrap().http_threads, cores);
+        assert_eq!(load("", &["--http-threads", "0"]).unwrap().http_threads, 0);
+        assert_eq!(load("", &["--http-threads", "3"]).unwrap().http_threads, 3);
+        for bad in ["257", "1.5", "many"] {
+            let e = load("", &["--http-threads", bad]).unwrap_err();
+            assert!(format!("{e:#}").contains("--http-threads"), "{bad}: {e:#}");
+        }
     }
 
     #[test]

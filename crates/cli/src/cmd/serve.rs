@@ -61,9 +61,14 @@ pub struct Args {
     pub(crate) drain_timeout: u64,
     /// Threads that serve HTTP requests, each with its own event loop, so a request stays on
     /// one thread from start to finish [default: one per CPU core]. 0 serves them on the
-    /// shared worker threads, beside the scheduler and the monitor.
-    #[arg(long, env = "TOKENWARDEN_HTTP_THREADS", value_name = "N")]
-    pub(crate) http_threads: Option<usize>,
+    /// shared worker threads, beside the scheduler and the monitor. At most 256.
+    #[arg(
+        long,
+        env = "TOKENWARDEN_HTTP_THREADS",
+        value_name = "N",
+        value_parser = clap::value_parser!(u16).range(0..=256)
+    )]
+    pub(crate) http_threads: Option<u16>,
 }
 
 /// What `serve --help` says about retention (the daemon deletes history; people should know).
