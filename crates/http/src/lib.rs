@@ -4,6 +4,11 @@
 //! transient accept errors do not stop the server, and shutdown drains requests in flight. Each
 //! request carries its peer's address as axum's `ConnectInfo<SocketAddr>`, so handlers can limit
 //! and log by client address.
+//!
+//! [`serve`] serves on the runtime that polls it; [`serve_sharded`] on [`Shards`], one
+//! single-threaded runtime per core, each serving the connections handed to it start to finish.
+//! A [`Shortcut`] may take the few requests that are made all day before the router sees them
+//! ([`Routes::with_shortcut`]).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
