@@ -49,8 +49,9 @@ impl tokenwarden_http::Shortcut for Shortcuts {
 const PROXY_PREFIX: &str = "/proxy/";
 
 impl Shortcuts {
-    /// The caller's key, when it is in memory and its address is not locked out (the `Caller`
-    /// extractor's checks, in its order, from memory alone).
+    /// The API key the caller presents, unless its address is locked out for refused keys: the
+    /// `Caller` extractor's first two checks, in its order. Whether the key is a known one is for
+    /// the caller of this to ask the key cache.
     fn known_caller<'r>(&self, req: &'r Request) -> Option<&'r str> {
         let s = &self.0;
         let client = s.limits.client(req.headers(), req.extensions());
