@@ -402,17 +402,16 @@ impl CachedStore {
     /// [`ApiKeys::verify_api_key`] would find without asking the store. A hit is counted, as
     /// that counts it; a miss is not, because the caller then goes the long way, which counts.
     pub fn api_key_in_memory(&self, presented: &str) -> bool {
-        if !self.keys.enabled() {
-            return false;
-        }
-        let hit = self
-            .keys
-            .get(&key_digest(presented), self.clock.now())
-            .is_some();
+        let hit = self.key_held(presented, self.clock.now());
         if hit {
             count("api_key", true);
         }
         hit
+    }
+
+    /// Whether the key cache holds `presented` verified at `now` (nothing counted).
+    fn key_held(&self, presented: &str, now: DateTime<Utc>) -> bool {
+        self.keys.enabled() && self.keys.get(&key_digest(presented), now).is_some()
     }
 
     /// What a token fetch by the holder of the API key `presented` answers when memory alone can
@@ -420,10 +419,10 @@ impl CachedStore {
     /// cache), as the bytes `render` makes of it. Both hits are counted, as the long way
     /// ([`ApiKeys::verify_api_key`], then [`CachedStore::cached_token`]) counts them; when either
     /// misses nothing is counted, because the caller then goes the long way, which counts. The
-    /// bytes are made once per cache entry and kept with it, so each later fetch from memory hands out the same
-    /// bytes instead of copying the token set and writing the answer again (issue 19). They go
-    /// with the entry: every write that changes the token or the connection drops it. `render`
-    /// must depend on nothing but what it is given.
+    /// bytes are made once per cache entry and kept with it, so each later fetch from memory
+    /// hands out the same bytes instead of copying the token set and writing the answer again
+    /// (issue 19). They go with the entry: every write that changes the token or the connection
+    /// drops it. `render` must depend on nothing but what it is given.
     pub(crate) fn token_answer_from_memory(
         &self,
         presented: &str,
@@ -431,10 +430,9 @@ impl CachedStore {
         now: DateTime<Utc>,
         render: impl FnOnce(&Issued) -> bytes::Bytes,
     ) -> Option<bytes::Bytes> {
-        if !self.keys.enabled() {
+        if !self.key_held(presented, now) {
             return None;
         }
-        self.keys.get(&key_digest(presented), now)?;
         let entry = self.fresh_entry(id, now)?;
         count("api_key", true);
         count("token", true);

@@ -193,11 +193,15 @@ pub async fn serve_sharded(
         threads.push((hand, load, task));
     }
     accept_loop(&listener, &limits, shutdown, |stream, peer, permit| {
-        // The thread serving the fewest connections takes it (the first of equals).
+        // The thread serving the fewest connections takes it (the first of equals). A thread
+        // whose loop has ended (it cannot, short of a bug) is passed over rather than handed
+        // every new connection for being the least busy.
         let Some((hand, load, _)) = threads
             .iter()
+            .filter(|(hand, _, _)| !hand.is_closed())
             .min_by_key(|(_, load, _)| load.load(std::sync::atomic::Ordering::Relaxed))
         else {
+            tracing::error!("no serving thread is left: a connection was closed unanswered");
             return;
         };
         let stream = match stream.into_std() {
@@ -212,11 +216,16 @@ pub async fn serve_sharded(
             _cap: permit,
             load: load.clone(),
         };
-        let _ = hand.send(Handed {
-            stream,
-            peer,
-            permit,
-        });
+        if hand
+            .send(Handed {
+                stream,
+                peer,
+                permit,
+            })
+            .is_err()
+        {
+            tracing::error!("a serving thread is gone: a connection was closed unanswered");
+        }
     })
     .await;
     drop(listener);

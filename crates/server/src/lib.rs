@@ -61,7 +61,6 @@ pub mod webhooks;
 pub use state::{ServerState, Shared};
 
 use axum::Router;
-use std::future::Future;
 use tokenwarden_core::provider::Registry;
 
 /// Every route.
@@ -116,26 +115,10 @@ fn add_common_headers(s: &ServerState, r: &mut axum::response::Response) {
     }
 }
 
-/// Every route, with the [`shortcut`] for cached token fetches tried first: what the daemon serves.
+/// Every route, with the [`shortcut`]s (a cached token fetch, a proxied call) tried first: what
+/// the daemon serves.
 pub fn routes(state: ServerState) -> tokenwarden_http::Routes {
     tokenwarden_http::Routes::with_shortcut(router(state.clone()), shortcut::Shortcuts(state))
-}
-
-/// Serves `router` on `listener` until `shutdown` resolves, then finishes requests in flight.
-/// Through the hardened listener (hardening rule 11): a header-read timeout and a connection cap,
-/// which `axum::serve` does not have.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    router: impl Into<tokenwarden_http::Routes>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    tokenwarden_http::serve(
-        listener,
-        router,
-        tokenwarden_http::Limits::default(),
-        shutdown,
-    )
-    .await
 }
 
 /// The OpenAPI 3.1 description of every route, written by hand (kept in step by the tests in

@@ -11,7 +11,7 @@
 //! Anything else (another route or method, a query string on a token fetch, an escaped or invalid
 //! id, no or an unknown key, an address locked out for refused keys, a token not cached or not
 //! fresh for its margin) goes to the router untouched, which answers or refuses it as before.
-//! Both answers get the headers the router's outer layer adds ([`crate::add_common_headers`]),
+//! Both answers get the headers the router's outer layer adds (`add_common_headers`),
 //! and a `Content-Length` where axum's route would set one.
 
 use crate::ServerState;
