@@ -304,13 +304,35 @@ impl Pat {
     }
 }
 
+/// A rule's `statuses`, which must be HTTP statuses between 100 and 599, as ranges.
+fn status_ranges(pats: &[Pat]) -> Result<Vec<(u16, u16)>, String> {
+    let bad = || "statuses must be HTTP statuses between 100 and 599".to_string();
+    let status = |v: i64| {
+        u16::try_from(v)
+            .ok()
+            .filter(|s| (100..=599).contains(s))
+            .ok_or_else(bad)
+    };
+    pats.iter()
+        .map(|p| match p {
+            Pat::Exact(s) => {
+                let s = s.parse::<i64>().map_err(|_| bad())?;
+                Ok((status(s)?, status(s)?))
+            }
+            Pat::Range(lo, hi) => Ok((status(*lo)?, status(*hi)?)),
+        })
+        .collect()
+}
+
 /// A rule ready to match.
 #[derive(Debug, Clone)]
 pub(crate) struct Rule {
     pub(crate) name: String,
     codes: Vec<Pat>,
     subcodes: Vec<Pat>,
-    statuses: Vec<Pat>,
+    /// HTTP statuses as inclusive ranges (one status is a range of one), checked to lie in
+    /// 100..=599 when compiled: compared as numbers, since every rule is tried on every answer.
+    statuses: Vec<(u16, u16)>,
     message: Vec<String>,
     header: Option<(String, Vec<String>)>,
     body: Option<BodyKind>,
@@ -336,7 +358,7 @@ impl Rule {
             name,
             codes: pats(&spec.codes)?,
             subcodes: pats(&spec.subcodes)?,
-            statuses: pats(&spec.statuses)?,
+            statuses: status_ranges(&pats(&spec.statuses)?)?,
             message: lower(&spec.message_contains),
             header: spec
                 .header
@@ -361,15 +383,6 @@ impl Rule {
         if !has_condition {
             return Err("a rule needs at least one condition (codes, subcodes, statuses, message_contains, header, body, context or field)".into());
         }
-        for p in &rule.statuses {
-            let ok = match p {
-                Pat::Exact(s) => s.parse::<u16>().is_ok_and(|s| (100..=599).contains(&s)),
-                Pat::Range(lo, hi) => *lo >= 100 && *hi <= 599,
-            };
-            if !ok {
-                return Err("statuses must be HTTP statuses between 100 and 599".into());
-            }
-        }
         Ok(rule)
     }
 
@@ -379,9 +392,8 @@ impl Rule {
         };
         any(&self.codes, m.code)
             && any(&self.subcodes, m.subcode)
-            // The status as text only for a rule that names statuses (every rule is tried on
-            // every answer).
-            && (self.statuses.is_empty() || any(&self.statuses, Some(&m.status.to_string())))
+            && (self.statuses.is_empty()
+                || self.statuses.iter().any(|&(lo, hi)| (lo..=hi).contains(&m.status)))
             && (self.message.is_empty()
                 || self.message.iter().any(|f| m.text_lc.contains(f.as_str())))
             && self.header.as_ref().is_none_or(|(name, frags)| {
@@ -522,43 +534,13 @@ impl Classifier {
     ) -> (String, String, String) {
         let default_text = self.common.kinds.get(&d.kind);
         let spec = d.rule.map(|r| &r.spec);
-        let pick = |rule_text: Option<&String>, default: Option<&String>| match rule_text {
-            Some(t) if !t.trim().is_empty() => t.clone(),
-            _ => default.cloned().unwrap_or_default(),
-        };
-        // Every answer is classified, so the placeholders are replaced one after another as
-        // before, but only those present (a `{` scan, no allocation for a text without them).
-        let has = |t: &str, placeholder: &str| {
-            t.match_indices('{')
-                .any(|(i, _)| t[i..].starts_with(placeholder))
-        };
-        let replace = |t: String, placeholder: &str, with: &dyn Fn() -> String| {
-            if has(&t, placeholder) {
-                t.replace(placeholder, &with())
-            } else {
-                t
+        fn pick<'t>(rule_text: Option<&'t String>, default: Option<&'t String>) -> &'t str {
+            match rule_text {
+                Some(t) if !t.trim().is_empty() => t,
+                _ => default.map_or("", String::as_str),
             }
-        };
-        let fill = |t: String| {
-            if !t.contains('{') {
-                return t;
-            }
-            // No message: the placeholder goes with its parentheses, never "((no message))".
-            let t = if message.is_none() {
-                t.replace(" ({message})", "").replace("({message})", "")
-            } else {
-                t
-            };
-            let t = replace(t, "{provider}", &|| self.provider_name.clone());
-            let t = replace(t, "{code}", &|| facts.code.unwrap_or("none").to_string());
-            let t = replace(t, "{subcode}", &|| {
-                facts.subcode.unwrap_or("none").to_string()
-            });
-            let t = replace(t, "{status}", &|| facts.status.to_string());
-            replace(t, "{message}", &|| {
-                message.unwrap_or("no message").to_string()
-            })
-        };
+        }
+        let fill = |t: &str| fill_placeholders(t, &self.provider_name, facts, message);
         (
             fill(pick(spec.map(|s| &s.title), default_text.map(|k| &k.title))),
             fill(pick(
@@ -761,6 +743,63 @@ impl Classifier {
 }
 
 /// The last resort when no rule matched: judge by the status class alone.
+/// `template` with `{provider}`, `{code}`, `{subcode}`, `{status}` and `{message}` filled in one
+/// pass (what is filled in is not read again for placeholders). Without a message, `({message})`
+/// goes with its parentheses and the space before them, never "((no message))"; elsewhere it
+/// reads "no message". Any other `{` stays as written. Every answer is classified, so this writes
+/// each text once, into one allocation.
+fn fill_placeholders(
+    template: &str,
+    provider: &str,
+    facts: &Facts<'_>,
+    message: Option<&str>,
+) -> String {
+    let mut out = String::with_capacity(template.len() + 16);
+    let mut rest = template;
+    while let Some(i) = rest.find('{') {
+        let (before, at) = rest.split_at(i);
+        let named = |p: &str| at.starts_with(p).then_some(p.len());
+        if let Some(n) = named("{message}") {
+            match message {
+                Some(m) => {
+                    out.push_str(before);
+                    out.push_str(m);
+                }
+                None if at[n..].starts_with(')') && before.ends_with('(') => {
+                    let kept = before.strip_suffix(" (").unwrap_or(&before[..before.len() - 1]);
+                    out.push_str(kept);
+                    rest = &at[n + 1..];
+                    continue;
+                }
+                None => {
+                    out.push_str(before);
+                    out.push_str("no message");
+                }
+            }
+            rest = &at[n..];
+            continue;
+        }
+        out.push_str(before);
+        let status;
+        let (with, n): (&str, usize) = if let Some(n) = named("{provider}") {
+            (provider, n)
+        } else if let Some(n) = named("{code}") {
+            (facts.code.unwrap_or("none"), n)
+        } else if let Some(n) = named("{subcode}") {
+            (facts.subcode.unwrap_or("none"), n)
+        } else if let Some(n) = named("{status}") {
+            status = facts.status.to_string();
+            (&status, n)
+        } else {
+            ("{", 1)
+        };
+        out.push_str(with);
+        rest = &at[n..];
+    }
+    out.push_str(rest);
+    out
+}
+
 fn fallback_kind(status: u16, unknown_error_code: bool) -> Kind {
     match status {
         200..=299 if unknown_error_code => Kind::InvalidRequest,

@@ -1069,3 +1069,73 @@ fn tiktok_business_unknown_41xxx_is_not_read_as_a_40xxx_parameter_error() {
     assert_ne!(c41.rule, c40.rule, "41xxx is not 40xxx");
     assert!(c41.explanation.contains("41xxx"), "{}", c41.explanation);
 }
+
+/// The texts as they were filled before the one-pass filler: each placeholder replaced in turn.
+fn fill_in_turn(t: &str, provider: &str, f: &Facts<'_>, message: Option<&str>) -> String {
+    let t = if message.is_none() {
+        t.replace(" ({message})", "").replace("({message})", "")
+    } else {
+        t.to_string()
+    };
+    t.replace("{provider}", provider)
+        .replace("{code}", f.code.unwrap_or("none"))
+        .replace("{subcode}", f.subcode.unwrap_or("none"))
+        .replace("{status}", &f.status.to_string())
+        .replace("{message}", message.unwrap_or("no message"))
+}
+
+#[test]
+fn every_text_is_filled_as_the_placeholders_replaced_in_turn_filled_it() {
+    let common = include_str!("../../../../providers/_common.toml");
+    let mut templates: Vec<&str> = common
+        .lines()
+        .filter_map(|l| l.split_once(" = \"").map(|(_, v)| v.trim_end_matches('"')))
+        .filter(|v| v.contains('{'))
+        .collect();
+    assert!(templates.len() > 20, "{}", templates.len());
+    templates.extend([
+        "",
+        "no placeholder",
+        "({message})",
+        " ({message}) and {message}",
+        "{message} first",
+        "an unknown {placeholder} and a lone { brace {",
+        "{status}{code}{subcode}{provider}",
+    ]);
+    for (code, subcode) in [(Some("190"), Some("463")), (None, None)] {
+        let facts = Facts {
+            status: 401,
+            headers: &[],
+            body_kind: BodyKind::Json,
+            json: None,
+            code,
+            subcode,
+            text_lc: String::new(),
+            context: Context::Api,
+        };
+        for message in [Some("Session has expired"), None] {
+            for t in &templates {
+                assert_eq!(
+                    fill_placeholders(t, "Meta", &facts, message),
+                    fill_in_turn(t, "Meta", &facts, message),
+                    "{t:?} {message:?}"
+                );
+            }
+        }
+    }
+    // What is filled in is not read again: a platform's message with braces stays as it came.
+    let facts = Facts {
+        status: 400,
+        headers: &[],
+        body_kind: BodyKind::Json,
+        json: None,
+        code: Some("{status}"),
+        subcode: None,
+        text_lc: String::new(),
+        context: Context::Api,
+    };
+    assert_eq!(
+        fill_placeholders("{code}: {message}", "X", &facts, Some("{provider}")),
+        "{status}: {provider}"
+    );
+}
