@@ -230,19 +230,40 @@ fn strip_credentials(query: &str) -> String {
 /// The URL for `path` (raw, starting with `/`) and `query` (raw) under `base`.
 pub fn build(base: &Url, path: &str, query: Option<&str>) -> Result<Url, UrlRefused> {
     check_path(path)?;
-    let prefix = base.as_str().trim_end_matches('/');
-    let mut text = format!("{prefix}{path}");
-    if let Some(q) = query {
-        check_query(q)?;
-        let q = strip_credentials(q);
-        if !q.is_empty() {
-            text.push('?');
-            text.push_str(&q);
+    // The base's scheme and host as they were parsed once, with the path (and query) set on
+    // them: a proxied call no longer parses (and IDNA-maps) the host again every time (issue
+    // 19). `set_path` parses the path as `Url::parse` would; `within` below still checks the
+    // result.
+    let mut url = base.clone();
+    let base_path = base.path().trim_end_matches('/');
+    let mut joined = String::with_capacity(base_path.len() + path.len());
+    joined.push_str(base_path);
+    joined.push_str(path);
+    url.set_path(&joined);
+    url.set_fragment(None);
+    let query = match query {
+        Some(q) => {
+            check_query(q)?;
+            Some(strip_credentials(q)).filter(|q| !q.is_empty())
         }
-    }
-    let url = Url::parse(&text).map_err(|_| UrlRefused::BadCharacter)?;
+        None => None,
+    };
+    url.set_query(query.as_deref());
     within(base, &url)?;
     Ok(url)
+}
+
+/// Whether two URLs have the same origin: scheme, host and port for the web's schemes without
+/// the two allocations of [`Url::origin`] each; any other scheme by its origin (opaque, so
+/// never the same).
+fn same_origin(a: &Url, b: &Url) -> bool {
+    if matches!(a.scheme(), "http" | "https") {
+        a.scheme() == b.scheme()
+            && a.host() == b.host()
+            && a.port_or_known_default() == b.port_or_known_default()
+    } else {
+        a.origin() == b.origin()
+    }
 }
 
 /// Asserts `url` keeps `base`'s origin and path prefix and carries no user info or fragment.
@@ -251,7 +272,7 @@ pub fn within(base: &Url, url: &Url) -> Result<(), UrlRefused> {
     let path = url.path();
     let under = path == base_path
         || (path.starts_with(base_path) && path[base_path.len()..].starts_with('/'));
-    if url.origin() != base.origin()
+    if !same_origin(url, base)
         || !under
         || !url.username().is_empty()
         || url.password().is_some()
@@ -482,6 +503,36 @@ mod tests {
                 segs.extend(after);
                 let path = format!("/{}", segs.join("/"));
                 prop_assert_eq!(build(&base(), &path, None), Err(UrlRefused::DotSegment), "{}", path);
+            }
+
+            /// The URL is the one parsing the base's text with the path and query appended
+            /// made (how it was built before issue 19), for every base shape and any path or
+            /// query the checks let through, non-ASCII and escapes included.
+            #[test]
+            fn the_url_is_the_one_parsing_the_whole_text_makes(
+                base_text in prop_oneof![
+                    Just("https://adsapi.snapchat.com/v1"),
+                    Just("https://adsapi.snapchat.com/v1/"),
+                    Just("https://graph.facebook.com"),
+                    Just("http://127.0.0.1:8080/tiktok/open_api/v1.3"),
+                    Just("https://BÜCHER.example/Api/"),
+                ],
+                segs in proptest::collection::vec("[a-zA-Z0-9._~;=%:@!$&'()*+,é -]{0,8}", 1..5),
+                query in proptest::option::of("[a-zA-Z0-9=&%_.é+-]{0,12}"),
+            ) {
+                let base = Url::parse(base_text).unwrap();
+                let path = format!("/{}", segs.join("/"));
+                if let Ok(u) = build(&base, &path, query.as_deref()) {
+                    let prefix = base.as_str().trim_end_matches('/').to_string();
+                    let mut text = format!("{prefix}{path}");
+                    let q = query.as_deref().map(strip_credentials).unwrap_or_default();
+                    if !q.is_empty() {
+                        text.push('?');
+                        text.push_str(&q);
+                    }
+                    let parsed = Url::parse(&text).unwrap();
+                    prop_assert_eq!(u.as_str(), parsed.as_str());
+                }
             }
 
             /// Whatever is accepted lands under the base exactly as sent: nothing was resolved,

@@ -275,17 +275,26 @@ fn respond(answer: ErrorAnswer, attempts: u32, waited: Duration) -> Response {
 /// Adds the classification headers every proxied (or in-process) response carries. `time_scale`
 /// turns the platform's waits into real time.
 pub fn report_headers(h: &mut HeaderMap, r: &Report, time_scale: f64) {
+    // Every proxied answer carries these: names and words are static, numbers written with
+    // `HeaderValue`'s own integer conversion (no validation pass, no `String`; issue 19).
     let c = &r.classification;
-    set(h, KIND, c.kind.as_str());
-    set(h, ACTION, r.action.as_str());
-    set(h, ATTEMPTS, &r.attempts.to_string());
-    set(h, WAITED, &r.waited.as_millis().to_string());
+    let word = |h: &mut HeaderMap, name: &'static str, value: &'static str| {
+        h.insert(
+            HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        );
+    };
+    let millis = |d: Duration| HeaderValue::from(u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    word(h, KIND, c.kind.as_str());
+    word(h, ACTION, r.action.as_str());
+    h.insert(HeaderName::from_static(ATTEMPTS), HeaderValue::from(r.attempts));
+    h.insert(HeaderName::from_static(WAITED), millis(r.waited));
     if r.refreshed {
-        set(h, REFRESHED, "true");
+        word(h, REFRESHED, "true");
     }
     if let Some(d) = c.retry_after {
         let real = tokenwarden_core::clock::to_real(d, time_scale);
-        set(h, RETRY_AFTER, &real.as_millis().to_string());
+        h.insert(HeaderName::from_static(RETRY_AFTER), millis(real));
     }
     if let Some(code) = c.platform_code.as_ref().filter(|_| c.kind != Kind::Ok) {
         set(h, PLATFORM_CODE, code);
