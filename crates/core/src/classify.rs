@@ -393,7 +393,10 @@ impl Rule {
         any(&self.codes, m.code)
             && any(&self.subcodes, m.subcode)
             && (self.statuses.is_empty()
-                || self.statuses.iter().any(|&(lo, hi)| (lo..=hi).contains(&m.status)))
+                || self
+                    .statuses
+                    .iter()
+                    .any(|&(lo, hi)| (lo..=hi).contains(&m.status)))
             && (self.message.is_empty()
                 || self.message.iter().any(|f| m.text_lc.contains(f.as_str())))
             && self.header.as_ref().is_none_or(|(name, frags)| {
@@ -766,7 +769,9 @@ fn fill_placeholders(
                     out.push_str(m);
                 }
                 None if at[n..].starts_with(')') && before.ends_with('(') => {
-                    let kept = before.strip_suffix(" (").unwrap_or(&before[..before.len() - 1]);
+                    let kept = before
+                        .strip_suffix(" (")
+                        .unwrap_or(&before[..before.len() - 1]);
                     out.push_str(kept);
                     rest = &at[n + 1..];
                     continue;

@@ -281,7 +281,7 @@ static COUNTERS: std::sync::OnceLock<[metrics::Counter; 4]> = std::sync::OnceLoc
 
 /// Takes the caches' counters from the metrics recorder now installed, so that counting a
 /// lookup is an increment rather than a search of the recorder's registry by name and labels
-/// (issue 19). Call it after installing the recorder; until then lookups are counted the slow
+/// (issue 19); from then on the engine keeps handles to its proxied-call counters too. Call it after installing the recorder; until then lookups are counted the slow
 /// way, which is also right.
 pub fn bind_metrics() {
     let counter = |cache: &'static str, outcome: &'static str| metrics::counter!(LOOKUPS, "cache" => cache, "outcome" => outcome);
@@ -293,6 +293,11 @@ pub fn bind_metrics() {
             counter("api_key", "miss"),
         ]
     });
+}
+
+/// Whether [`bind_metrics`] has run: the recorder is installed, so a handle taken now counts.
+pub(crate) fn metrics_bound() -> bool {
+    COUNTERS.get().is_some()
 }
 
 impl TokenEntry {
@@ -416,7 +421,11 @@ impl CachedStore {
 
     /// Whether the key cache holds `presented` verified at `now` (nothing counted).
     fn key_held(&self, presented: &str, now: DateTime<Utc>) -> bool {
-        self.keys.enabled() && self.keys.get(&self.digester.digest(presented), now).is_some()
+        self.keys.enabled()
+            && self
+                .keys
+                .get(&self.digester.digest(presented), now)
+                .is_some()
     }
 
     /// What a token fetch by the holder of the API key `presented` answers when memory alone can

@@ -407,7 +407,12 @@ pub struct Engine {
     /// app answered on every call is written once a minute, not once a call.
     app_problems_raised:
         parking_lot::Mutex<std::collections::HashMap<(String, String, ProblemCode), Instant>>,
+    /// The proxied-call counters' handles, by provider, then kind and status ([`Engine::count`]).
+    proxy_counters: parking_lot::RwLock<ProxyCounters>,
 }
+
+type ProxyCounters =
+    std::collections::HashMap<String, Vec<(&'static str, &'static str, metrics::Counter)>>;
 
 fn idempotent(m: &Method) -> bool {
     matches!(
@@ -460,6 +465,7 @@ impl Engine {
             shaper,
             config,
             app_problems_raised: Default::default(),
+            proxy_counters: Default::default(),
         }
     }
 
@@ -923,13 +929,37 @@ impl Engine {
     }
 
     fn count(&self, provider: &str, kind: &'static str, status: &'static str, waited: Duration) {
-        metrics::counter!(
-            PROXY_REQUESTS,
-            "provider" => provider.to_string(),
-            "kind" => kind,
-            "status" => status
-        )
-        .increment(1);
+        let counter = || {
+            metrics::counter!(
+                PROXY_REQUESTS,
+                "provider" => provider.to_string(),
+                "kind" => kind,
+                "status" => status
+            )
+        };
+        // Once the recorder is installed (`cache::bind_metrics`), each counter's handle is taken
+        // once and kept: a call's count is an increment, not a search of the recorder's registry
+        // by name and labels (issue 19). Before that, a handle would count nowhere.
+        if crate::cache::metrics_bound() {
+            let same = |(k, s, _): &&(&str, &str, metrics::Counter)| *k == kind && *s == status;
+            let held = self
+                .proxy_counters
+                .read()
+                .get(provider)
+                .and_then(|v| v.iter().find(same).map(|(_, _, c)| c.clone()));
+            let c = held.unwrap_or_else(|| {
+                let c = counter();
+                let mut all = self.proxy_counters.write();
+                let list = all.entry(provider.to_string()).or_default();
+                if !list.iter().any(|e| same(&e)) {
+                    list.push((kind, status, c.clone()));
+                }
+                c
+            });
+            c.increment(1);
+        } else {
+            counter().increment(1);
+        }
         if !waited.is_zero() {
             metrics::histogram!(THROTTLE_WAIT, "provider" => provider.to_string())
                 .record(waited.as_secs_f64());

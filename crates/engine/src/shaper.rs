@@ -114,13 +114,23 @@ impl Shaper {
             let bare = seg.strip_prefix("act_").unwrap_or(seg);
             conn.account_ids.iter().find(|a| a.as_str() == bare)
         });
-        let mut by_key: HashMap<String, Duration> = HashMap::new();
+        // A handful of lanes at most: kept in a vector, a key met again keeps the longer
+        // interval (no map to build and hash on every call; issue 19).
+        let mut lanes: Vec<Lane> = Vec::with_capacity(provider.spec.rate_limits.len() + 2);
+        let mut add = |key: String, interval: Duration, app: bool| match lanes
+            .iter_mut()
+            .find(|l| l.key == key)
+        {
+            Some(l) => l.interval = l.interval.max(interval),
+            None => lanes.push(Lane { app, key, interval }),
+        };
+        let app_key = format!("{id}/app/{}", conn.app);
         for limit in &provider.spec.rate_limits {
             if limit.requests == 0 || limit.per.is_zero() {
                 continue;
             }
             let key = match limit.scope {
-                RateScope::App => format!("{id}/app/{}", conn.app),
+                RateScope::App => app_key.clone(),
                 RateScope::Token => format!("{id}/conn/{}", conn.id),
                 RateScope::Account => match account {
                     Some(a) => format!("{id}/account/{a}"),
@@ -132,26 +142,15 @@ impl Shaper {
                 limit.per.div_f64(f64::from(limit.requests) * HEADROOM),
                 time_scale,
             );
-            let e = by_key.entry(key).or_default();
-            *e = (*e).max(interval);
+            let app = key == app_key;
+            add(key, interval, app);
         }
         // Every call belongs to its connection's lane, even where no per-token limit is
         // published, so that a throttle's wait holds the connection's other callers too; and to
         // its app's lane, so that a quota the platform says is the app's (Google Ads' daily
         // developer quota) holds every connection of that app (see `Shaper::held_by`).
-        by_key
-            .entry(format!("{id}/conn/{}", conn.id))
-            .or_insert(Duration::ZERO);
-        let app_key = format!("{id}/app/{}", conn.app);
-        by_key.entry(app_key.clone()).or_insert(Duration::ZERO);
-        let mut lanes: Vec<Lane> = by_key
-            .into_iter()
-            .map(|(key, interval)| Lane {
-                app: key == app_key,
-                key,
-                interval,
-            })
-            .collect();
+        add(format!("{id}/conn/{}", conn.id), Duration::ZERO, false);
+        add(app_key, Duration::ZERO, true);
         lanes.sort_by(|a, b| a.key.cmp(&b.key));
         lanes
     }

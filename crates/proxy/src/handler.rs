@@ -287,7 +287,10 @@ pub fn report_headers(h: &mut HeaderMap, r: &Report, time_scale: f64) {
     let millis = |d: Duration| HeaderValue::from(u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
     word(h, KIND, c.kind.as_str());
     word(h, ACTION, r.action.as_str());
-    h.insert(HeaderName::from_static(ATTEMPTS), HeaderValue::from(r.attempts));
+    h.insert(
+        HeaderName::from_static(ATTEMPTS),
+        HeaderValue::from(r.attempts),
+    );
     h.insert(HeaderName::from_static(WAITED), millis(r.waited));
     if r.refreshed {
         word(h, REFRESHED, "true");

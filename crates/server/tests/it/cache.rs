@@ -231,25 +231,55 @@ async fn a_revoked_api_key_is_refused_at_once_here_and_after_the_ttl_elsewhere()
     w.d.stop().await;
 }
 
+/// The value of the proxied-call counter for a 200 from snapchat classified ok (0 before any).
+fn proxied_ok(metrics: &str) -> u64 {
+    metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("tokenwarden_proxy_requests_total{")
+                && l.contains("provider=\"snapchat\"")
+                && l.contains("kind=\"ok\"")
+                && l.contains("status=\"200\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
 #[tokio::test]
 async fn hits_and_misses_are_counted_without_secrets() {
     let w = world().await;
     connect(&w, "snapchat", "c-metrics").await;
+    let metrics = || async {
+        let r = w
+            .http
+            .get(format!("{}metrics", w.d.base))
+            .bearer_auth(&w.admin)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        r.text().await.unwrap()
+    };
+    let proxied_before = proxied_ok(&metrics().await);
     let mut served = Vec::new();
     for _ in 0..3 {
         let (status, body) = token(&w, "c-metrics").await;
         assert_eq!(status, 200, "{body}");
         served.push(access_token(&body));
+        // A proxied call is counted too, through the handle the engine keeps once the recorder
+        // is installed (other tests in this process may add to it, never take away).
+        let r = w
+            .http
+            .get(format!("{}proxy/c-metrics/me", w.d.base))
+            .bearer_auth(&w.reader)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
     }
-    let r = w
-        .http
-        .get(format!("{}metrics", w.d.base))
-        .bearer_auth(&w.admin)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let text = r.text().await.unwrap();
+    let text = metrics().await;
+    let proxied = proxied_ok(&text) - proxied_before;
+    assert!(proxied >= 3, "{proxied} proxied calls counted:\n{text}");
     for (cache, outcome) in [
         ("token", "hit"),
         ("token", "miss"),
