@@ -211,6 +211,7 @@ impl Middleware for Healing {
             response,
             prefix,
             report,
+            ..
         } = self
             .engine
             .execute(call, &mut transport)

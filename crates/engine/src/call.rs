@@ -300,6 +300,9 @@ pub struct Outcome {
     pub response: reqwest::Response,
     /// The bytes already read.
     pub prefix: Bytes,
+    /// Whether `prefix` is the whole body (the platform's answer ended within what the
+    /// classifier reads): then nothing is left to stream.
+    pub complete: bool,
     /// What happened.
     pub report: Report,
 }
@@ -421,15 +424,31 @@ fn idempotent(m: &Method) -> bool {
     )
 }
 
-async fn read_prefix(resp: &mut reqwest::Response) -> Result<Bytes, reqwest::Error> {
+/// Reads what the classifier reads of the body: up to [`MAX_CLASSIFIED_BODY`], and whether that
+/// was all of it. A body that comes in one chunk is kept as it came, without a copy.
+async fn read_prefix(resp: &mut reqwest::Response) -> Result<(Bytes, bool), reqwest::Error> {
     let mut buf = BytesMut::new();
-    while buf.len() < MAX_CLASSIFIED_BODY {
+    let mut first: Option<Bytes> = None;
+    let mut held = 0usize;
+    while held < MAX_CLASSIFIED_BODY {
         match resp.chunk().await? {
-            Some(c) => buf.extend_from_slice(&c),
-            None => break,
+            Some(c) if c.is_empty() => {}
+            Some(c) => {
+                held += c.len();
+                match first.take() {
+                    None if buf.is_empty() => first = Some(c),
+                    prior => {
+                        if let Some(p) = prior {
+                            buf.extend_from_slice(&p);
+                        }
+                        buf.extend_from_slice(&c);
+                    }
+                }
+            }
+            None => return Ok((first.unwrap_or_else(|| buf.freeze()), true)),
         }
     }
-    Ok(buf.freeze())
+    Ok((first.unwrap_or_else(|| buf.freeze()), false))
 }
 
 fn header_pairs(h: &HeaderMap) -> Vec<(String, String)> {
@@ -794,7 +813,7 @@ impl Engine {
                     limit: self.config.max_response_bytes,
                 });
             }
-            let prefix = match read_prefix(&mut resp).await {
+            let (prefix, complete) = match read_prefix(&mut resp).await {
                 Ok(p) => p,
                 Err(e) => {
                     return Err(ProxyError::Unreachable {
@@ -923,6 +942,7 @@ impl Engine {
             return Ok(Outcome {
                 response: resp,
                 prefix,
+                complete,
                 report,
             });
         }

@@ -153,6 +153,7 @@ impl Proxy {
         let Outcome {
             response,
             prefix,
+            complete,
             report,
         } = outcome;
         let status = response.status();
@@ -166,7 +167,15 @@ impl Proxy {
                 &reauthorize_url(&self.public_url, report.connection.as_str()),
             );
         }
-        let body = Body::from_stream(Outcome::body_stream(prefix, response, limit));
+        // An answer that ended within what the classifier read (most API answers) goes out as
+        // the bytes in hand, its length known; only a longer one streams (issue 19). The
+        // limit was checked against the prefix already.
+        let body = if complete {
+            drop(response);
+            Body::from(prefix)
+        } else {
+            Body::from_stream(Outcome::body_stream(prefix, response, limit))
+        };
         let mut resp = Response::new(body);
         *resp.status_mut() = status;
         *resp.headers_mut() = headers;

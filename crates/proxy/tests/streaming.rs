@@ -763,3 +763,46 @@ async fn a_chunked_request_over_the_limit_is_a_clear_413() {
     );
     assert_eq!(r.c.absorbed.load(Ordering::Acquire), 0);
 }
+
+/// An answer that ends within what the classifier reads goes out whole: the same bytes, with
+/// their length (a chunked one too), and a HEAD answer keeps the platform's `Content-Length`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_answer_goes_out_whole_with_its_length() {
+    let r = rig(EngineConfig::default()).await;
+    // Three chunks of 1 KiB (the last shorter) without a length from the platform.
+    let resp = r
+        .http
+        .get(format!("{}/proxy/bulk1/bytes/2500", r.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-length"], "2500");
+    assert_eq!(resp.headers()["tokenwarden-kind"], "ok");
+    let body = resp.bytes().await.unwrap();
+    assert!(
+        body.len() == 2500 && body.iter().all(|b| *b == b'y'),
+        "{} bytes",
+        body.len()
+    );
+
+    let get = r
+        .http
+        .get(format!("{}/proxy/bulk1/echo", r.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(get.status(), 200);
+    let length = get.headers()["content-length"].clone();
+    let body = get.bytes().await.unwrap();
+    assert_eq!(length.to_str().unwrap(), body.len().to_string());
+    let head = r
+        .http
+        .head(format!("{}/proxy/bulk1/echo", r.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status(), 200);
+    assert_eq!(head.headers()["content-length"], length);
+    assert!(head.bytes().await.unwrap().is_empty());
+}
