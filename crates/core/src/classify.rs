@@ -458,6 +458,8 @@ pub struct Classifier {
     pub(crate) rules: Vec<Rule>,
     pub(crate) items: Option<ItemsSpec>,
     pub(crate) common: Arc<Common>,
+    /// [`Classifier::json_keys`], worked out on first use.
+    pub(crate) json_keys: std::sync::OnceLock<Option<Vec<String>>>,
 }
 
 /// One failed item of a batch answer (Snapchat `sub_request_status`), with its own verdict.
@@ -554,6 +556,50 @@ impl Classifier {
         )
     }
 
+    /// Every object key a lookup in a JSON body can need: the segments of the paths of the
+    /// envelopes (this definition's and the common ones), the wait fields, the batch items and the
+    /// rules' `field` conditions, but `*` and array indexes. A lookup can find something only
+    /// where the body names one of them. `None` when some path has no such segment (it could
+    /// find something in any body): then every JSON body is read whole.
+    fn json_keys(&self) -> Option<&[String]> {
+        self.json_keys
+            .get_or_init(|| {
+                let mut paths: Vec<&str> = Vec::new();
+                for e in self.envelopes.iter().chain(&self.common.envelopes) {
+                    if e.xml {
+                        continue;
+                    }
+                    paths.push(&e.code);
+                    paths.extend(e.subcode.as_deref());
+                    paths.extend(e.message.as_deref().into_iter().flat_map(|m| m.split('|')));
+                    paths.extend(e.trace_id.as_deref());
+                    paths.extend(e.transient.as_deref());
+                }
+                paths.extend(self.wait_fields.iter().map(|w| w.path.as_str()));
+                if let Some(items) = &self.items {
+                    paths.push(&items.status);
+                    paths.extend(items.code.iter().chain(&items.message).map(String::as_str));
+                }
+                let rules = self.rules.iter().chain(&self.common.rules);
+                paths.extend(rules.filter_map(|r| r.field.as_ref().map(|(p, _)| p.as_str())));
+                let mut keys: Vec<String> = Vec::new();
+                for path in paths {
+                    let named: Vec<&str> = path
+                        .split('.')
+                        .filter(|s| *s != "*" && s.parse::<usize>().is_err())
+                        .collect();
+                    if named.is_empty() {
+                        return None;
+                    }
+                    keys.extend(named.into_iter().map(str::to_string));
+                }
+                keys.sort();
+                keys.dedup();
+                Some(keys)
+            })
+            .as_deref()
+    }
+
     /// Classifies one response. `now` turns HTTP dates and "until midnight" into waits.
     pub fn classify(
         &self,
@@ -561,7 +607,7 @@ impl Classifier {
         context: Context,
         now: DateTime<Utc>,
     ) -> Classification {
-        let mut parsed = body::Body::read(resp);
+        let mut parsed = body::Body::read(resp, self.json_keys());
         let mut context = context;
         // The platform sent the browser back with error parameters: the consent step failed.
         if let Some(json) = body::redirect_error(resp) {

@@ -15,7 +15,12 @@ pub(super) struct Body {
 }
 
 impl Body {
-    pub(super) fn read(resp: &ResponseView<'_>) -> Body {
+    /// Reads a body. `keys`, when given, are every object key a lookup of the classifier can
+    /// need ([`Classifier::json_keys`](super::Classifier)): a JSON body that names none of them
+    /// is only checked to be JSON, and read as an empty object, which every lookup finds as
+    /// empty as it would have found the whole (issue 19: most answers are successes that carry
+    /// no envelope, and building their tree was a twentieth of a proxied call).
+    pub(super) fn read(resp: &ResponseView<'_>, keys: Option<&[String]>) -> Body {
         let truncated = resp.body.len() > MAX_CLASSIFIED_BODY;
         let raw = &resp.body[..resp.body.len().min(MAX_CLASSIFIED_BODY)];
         let raw = raw.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(raw);
@@ -24,6 +29,16 @@ impl Body {
             return Body {
                 kind: BodyKind::Empty,
                 json: None,
+                text_message: None,
+            };
+        }
+        if matches!(trimmed[0], b'{' | b'[')
+            && keys.is_some_and(|k| !names_any(trimmed, k))
+            && serde_json::from_slice::<serde::de::IgnoredAny>(trimmed).is_ok()
+        {
+            return Body {
+                kind: BodyKind::Json,
+                json: Some(Value::Object(serde_json::Map::new())),
                 text_message: None,
             };
         }
@@ -107,6 +122,19 @@ fn html_title(html: &str) -> Option<String> {
         .collect::<Vec<_>>()
         .join(" ");
     (!t.is_empty()).then_some(t)
+}
+
+/// Whether a JSON text may hold one of `keys` as an object key: true when any of its strings is
+/// one of them, and whenever it has a backslash (a key can be written with escapes, which this
+/// does not read). Without backslashes every string is the text between two consecutive quotes.
+fn names_any(json: &[u8], keys: &[String]) -> bool {
+    if json.contains(&b'\\') {
+        return true;
+    }
+    json.split(|b| *b == b'"')
+        .skip(1)
+        .step_by(2)
+        .any(|s| keys.iter().any(|k| k.as_bytes() == s))
 }
 
 /// The fields of one envelope found in a body.

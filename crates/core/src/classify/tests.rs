@@ -1139,3 +1139,148 @@ fn every_text_is_filled_as_the_placeholders_replaced_in_turn_filled_it() {
         "{status}: {provider}"
     );
 }
+
+mod read_only_what_a_lookup_needs {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A JSON value of the keys the shipped definitions look up, some others, and values that
+    /// look like codes, messages, statuses and waits.
+    fn json(keys: Vec<String>) -> impl Strategy<Value = serde_json::Value> {
+        use serde_json::Value;
+        let key = prop_oneof![
+            4 => proptest::sample::select(keys),
+            1 => "[a-z_]{1,8}",
+            1 => Just("0".to_string()),
+        ];
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            (0i64..2_000_000).prop_map(Value::from),
+            prop_oneof![
+                Just("SUCCESS"),
+                Just("ERROR"),
+                Just("true"),
+                Just("OK"),
+                Just("invalid_token"),
+                Just("rate limit reached, retry after 30 seconds"),
+                Just("40100"),
+                Just("190"),
+            ]
+            .prop_map(Value::from),
+        ];
+        leaf.prop_recursive(4, 24, 5, move |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                proptest::collection::vec((key.clone(), inner), 0..5)
+                    .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn all_keys() -> Vec<String> {
+        let reg = Registry::builtin().unwrap();
+        let mut keys: Vec<String> = reg
+            .iter()
+            .flat_map(|p| p.classifier().json_keys().unwrap_or_default().to_vec())
+            .collect();
+        keys.sort();
+        keys.dedup();
+        keys
+    }
+
+    #[test]
+    fn every_shipped_classifier_knows_its_keys() {
+        let reg = Registry::builtin().unwrap();
+        for p in reg.iter() {
+            let keys = p.classifier().json_keys();
+            assert!(
+                keys.is_some_and(|k| k.len() >= 3),
+                "{}: {keys:?}",
+                p.spec.id
+            );
+        }
+        assert!(all_keys().iter().any(|k| k == "error"), "{:?}", all_keys());
+    }
+
+    /// Every key of every shipped definition, alone, with each kind of value, at the top, in a
+    /// list and one level down: read as the whole body reads it.
+    #[test]
+    fn each_key_alone_is_read_as_the_whole_body_reads_it() {
+        use serde_json::json;
+        let reg = Registry::builtin().unwrap();
+        let headers = [("content-type".to_string(), "application/json".to_string())];
+        let mut bodies = 0;
+        for p in reg.iter() {
+            let fast = p.classifier();
+            let whole = Classifier {
+                json_keys: std::sync::OnceLock::from(None),
+                ..fast.clone()
+            };
+            for k in all_keys() {
+                for v in [
+                    json!("invalid_token"),
+                    json!(190),
+                    json!(true),
+                    json!({"code": 40105, "message": "expired"}),
+                    json!([{"status": "ERROR", "code": "E1"}]),
+                ] {
+                    for body in [json!({&k: v}), json!([{&k: v}]), json!({"data": {&k: v}})] {
+                        let body = serde_json::to_vec(&body).unwrap();
+                        for status in [200, 400, 401, 429] {
+                            let view = ResponseView {
+                                status,
+                                headers: &headers,
+                                body: &body,
+                            };
+                            assert_eq!(
+                                fast.classify(&view, Context::Api, now()),
+                                whole.classify(&view, Context::Api, now()),
+                                "{} {}",
+                                p.spec.id,
+                                String::from_utf8_lossy(&body)
+                            );
+                            bodies += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert!(bodies > 1000, "{bodies}");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+        /// Whatever the body, each shipped definition classifies it exactly as it does when it
+        /// reads every JSON body whole.
+        #[test]
+        fn the_verdict_is_the_one_reading_the_whole_body_gives(
+            value in json(all_keys()),
+            status in prop_oneof![Just(200u16), Just(201), Just(400), Just(401), Just(403), Just(429), Just(500)],
+            pretty in any::<bool>(),
+        ) {
+            let body = if pretty {
+                serde_json::to_vec_pretty(&value).unwrap()
+            } else {
+                serde_json::to_vec(&value).unwrap()
+            };
+            let reg = Registry::builtin().unwrap();
+            let headers = [("content-type".to_string(), "application/json".to_string())];
+            let view = ResponseView { status, headers: &headers, body: &body };
+            for p in reg.iter() {
+                let fast = p.classifier();
+                let whole = Classifier {
+                    json_keys: std::sync::OnceLock::from(None),
+                    ..fast.clone()
+                };
+                for context in [Context::Api, Context::TokenEndpoint] {
+                    prop_assert_eq!(
+                        fast.classify(&view, context, now()),
+                        whole.classify(&view, context, now()),
+                        "{} {}", p.spec.id, String::from_utf8_lossy(&body)
+                    );
+                }
+            }
+        }
+    }
+}

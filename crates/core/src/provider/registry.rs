@@ -364,6 +364,7 @@ fn parse_with(
         rules,
         items: spec.errors.items.clone(),
         common: common.clone(),
+        json_keys: Default::default(),
     };
     let identity_classifiers = identity_classifiers
         .into_iter()
@@ -374,6 +375,8 @@ fn parse_with(
                 Classifier {
                     refresh,
                     rules,
+                    // Its own rules, so its own keys.
+                    json_keys: Default::default(),
                     ..classifier.clone()
                 },
             )
