@@ -557,8 +557,8 @@ impl Classifier {
     }
 
     /// Every object key a lookup in a JSON body can need: the segments of the paths of the
-    /// envelopes (this definition's and the common ones), the wait fields, the batch items and the
-    /// rules' `field` conditions, but `*` and array indexes. A lookup can find something only
+    /// envelopes' codes (this definition's and the common ones), the wait fields, the batch
+    /// items' status and the rules' `field` conditions, but `*` and array indexes. A lookup can find something only
     /// where the body names one of them. `None` when some path has no such segment (it could
     /// find something in any body): then every JSON body is read whole.
     fn json_keys(&self) -> Option<&[String]> {
@@ -569,16 +569,14 @@ impl Classifier {
                     if e.xml {
                         continue;
                     }
+                    // An envelope whose code is not found is not read at all: its other
+                    // fields are looked up only beside a code.
                     paths.push(&e.code);
-                    paths.extend(e.subcode.as_deref());
-                    paths.extend(e.message.as_deref().into_iter().flat_map(|m| m.split('|')));
-                    paths.extend(e.trace_id.as_deref());
-                    paths.extend(e.transient.as_deref());
                 }
                 paths.extend(self.wait_fields.iter().map(|w| w.path.as_str()));
+                // Likewise an item is one only when it has a status.
                 if let Some(items) = &self.items {
                     paths.push(&items.status);
-                    paths.extend(items.code.iter().chain(&items.message).map(String::as_str));
                 }
                 let rules = self.rules.iter().chain(&self.common.rules);
                 paths.extend(rules.filter_map(|r| r.field.as_ref().map(|(p, _)| p.as_str())));
