@@ -153,8 +153,16 @@ pub fn attach_credential(
         name: header.to_string(),
     };
     let name = HeaderName::from_bytes(header.as_bytes()).map_err(|_| bad())?;
-    let mut value = HeaderValue::from_str(&template.replace("{access_token}", access_token))
-        .map_err(|_| bad())?;
+    // Written once, into one allocation of the right size (every call does this).
+    let mut text = String::with_capacity(template.len() + access_token.len());
+    let mut rest = template;
+    while let Some(i) = rest.find("{access_token}") {
+        text.push_str(&rest[..i]);
+        text.push_str(access_token);
+        rest = &rest[i + "{access_token}".len()..];
+    }
+    text.push_str(rest);
+    let mut value = HeaderValue::from_maybe_shared(bytes::Bytes::from(text)).map_err(|_| bad())?;
     value.set_sensitive(true);
     headers.insert(name, value);
     Ok(())
@@ -212,6 +220,18 @@ mod tests {
         assert_eq!(h.get_all("authorization").iter().count(), 1);
         assert_eq!(h["authorization"], "Bearer ours");
         assert!(h["authorization"].is_sensitive());
+        // The template as the definition writes it: the token wherever (and as often as) it
+        // names it, the rest as written; a token that would break the header is refused.
+        for (template, want) in [
+            ("{access_token}", "ours"),
+            ("OAuth {access_token}; v=2", "OAuth ours; v=2"),
+            ("{access_token}/{access_token}", "ours/ours"),
+            ("fixed", "fixed"),
+        ] {
+            attach_credential(&mut h, "Access-Token", template, "ours").unwrap();
+            assert_eq!(h["access-token"], want);
+        }
+        assert!(attach_credential(&mut h, "Access-Token", "{access_token}", "a\r\nb").is_err());
     }
 
     #[test]

@@ -286,27 +286,27 @@ fn respond(answer: ErrorAnswer, attempts: u32, waited: Duration) -> Response {
 pub fn report_headers(h: &mut HeaderMap, r: &Report, time_scale: f64) {
     // Every proxied answer carries these: names and words are static, numbers written with
     // `HeaderValue`'s own integer conversion (no validation pass, no `String`; issue 19).
-    let c = &r.classification;
-    let word = |h: &mut HeaderMap, name: &'static str, value: &'static str| {
-        h.insert(
-            HeaderName::from_static(name),
-            HeaderValue::from_static(value),
-        );
-    };
-    let millis = |d: Duration| HeaderValue::from(u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-    word(h, KIND, c.kind.as_str());
-    word(h, ACTION, r.action.as_str());
-    h.insert(
+    static NAMES: [HeaderName; 5] = [
+        HeaderName::from_static(KIND),
+        HeaderName::from_static(ACTION),
         HeaderName::from_static(ATTEMPTS),
-        HeaderValue::from(r.attempts),
-    );
-    h.insert(HeaderName::from_static(WAITED), millis(r.waited));
+        HeaderName::from_static(WAITED),
+        HeaderName::from_static(REFRESHED),
+    ];
+    static RETRY_AFTER_NAME: HeaderName = HeaderName::from_static(RETRY_AFTER);
+    let [kind, action, attempts, waited, refreshed] = &NAMES;
+    let c = &r.classification;
+    let millis = |d: Duration| HeaderValue::from(u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    h.insert(kind.clone(), HeaderValue::from_static(c.kind.as_str()));
+    h.insert(action.clone(), HeaderValue::from_static(r.action.as_str()));
+    h.insert(attempts.clone(), HeaderValue::from(r.attempts));
+    h.insert(waited.clone(), millis(r.waited));
     if r.refreshed {
-        word(h, REFRESHED, "true");
+        h.insert(refreshed.clone(), HeaderValue::from_static("true"));
     }
     if let Some(d) = c.retry_after {
         let real = tokenwarden_core::clock::to_real(d, time_scale);
-        h.insert(HeaderName::from_static(RETRY_AFTER), millis(real));
+        h.insert(RETRY_AFTER_NAME.clone(), millis(real));
     }
     if let Some(code) = c.platform_code.as_ref().filter(|_| c.kind != Kind::Ok) {
         set(h, PLATFORM_CODE, code);
