@@ -11,15 +11,21 @@
 //! daemon (`tokenwarden serve` minus the sandbox: SQLite store, API key check, token read,
 //! classification, shaping) with a provider definition `bench` pointing at the upstream and no
 //! published rate limits. nginx runs as a child process (`worker_processes auto`, upstream
-//! keep-alive). `wrk` drives each target in turn — direct to the upstream, through nginx, through
-//! tokenwarden — for every concurrency, `--runs` times, and the medians are printed. Added latency
-//! is a target's percentile minus the direct one at the same concurrency.
+//! keep-alive). A fourth target, the *floor*, is the daemon's own HTTP stack doing only what
+//! nginx does (its serving threads and shortcut, its pooled outbound client; the path forwarded
+//! with one header added, nothing else): what tokenwarden could reach if its own work cost
+//! nothing. `wrk` drives each target in turn — direct to the upstream, through nginx, through the
+//! floor, through tokenwarden — for every concurrency, `--runs` times, and the medians are
+//! printed with three ratios: tokenwarden / nginx (the figure), floor / nginx (the
+//! stack's) and tokenwarden / floor (the daemon's own work). Added latency is a target's
+//! percentile minus the direct one at the same concurrency.
 //!
 //! `--count N` measures instead the cost of one proxied call in instructions, which a loaded
 //! machine does not change: no wrk, no nginx; `N` calls one after another over one connection with
 //! a bare client (`tokenwarden_bench::fixed_count`), bracketed for callgrind, with the caches'
 //! TTLs at an hour (valgrind runs the program some 50× slower). The count includes the in-process
-//! upstream's work: compare counts with each other, not with nginx.
+//! upstream's work: compare counts with each other, not with nginx. `--count N --floor` counts
+//! the floor the same way.
 //! `valgrind --tool=callgrind --compress-strings=no --dump-before='*callgrind_start*'
 //!  --dump-after='*callgrind_stop*' target/release/proxy --count 4000`: the second dump
 //! (`callgrind.out.<pid>.2`) holds the `N` requests and nothing else; docs/BENCHMARKS.md has the
@@ -49,6 +55,8 @@ struct Args {
     runs: usize,
     connections: Vec<u32>,
     count: Option<u32>,
+    /// `--count` measures the floor (below) instead of tokenwarden.
+    floor: bool,
 }
 
 fn args() -> Result<Args> {
@@ -57,6 +65,7 @@ fn args() -> Result<Args> {
         runs: 3,
         connections: vec![1, 32],
         count: None,
+        floor: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -71,12 +80,15 @@ fn args() -> Result<Args> {
                     .collect::<Result<_>>()?
             }
             "--count" => a.count = Some(value()?.parse().context("--count")?),
+            "--floor" => a.floor = true,
             "-h" | "--help" => {
-                println!("proxy [--secs S] [--runs N] [--connections 1,32] [--count N]");
+                println!("proxy [--secs S] [--runs N] [--connections 1,32] [--count N [--floor]]");
                 std::process::exit(0);
             }
             other => {
-                bail!("unknown argument {other:?}; expected --secs, --runs, --connections, --count")
+                bail!(
+                    "unknown argument {other:?}; expected --secs, --runs, --connections, --count, --floor"
+                )
             }
         }
     }
@@ -258,6 +270,81 @@ http {{
     bail!("nginx did not start; see {}/error.log", dir.display())
 }
 
+/// The floor: the same serving stack as the daemon (its HTTP serving threads, its
+/// [`Shortcut`](tokenwarden_http::Shortcut) before the router, its pooled outbound client) doing
+/// nothing but what nginx's configuration does: forward the path with one header added and hand
+/// the answer back. No API key, no token read, no classification, no shaping. The gap between it
+/// and tokenwarden is the daemon's own work; the gap between it and nginx is the stack's.
+struct Floor {
+    client: tokenwarden_engine::PooledClient,
+    upstream: url::Url,
+}
+
+impl tokenwarden_http::Shortcut for Floor {
+    fn answer(
+        &self,
+        req: axum::extract::Request,
+    ) -> Result<tokenwarden_http::Answer, axum::extract::Request> {
+        // As the daemon does (`engine::target::build`): the path set on the parsed base.
+        let mut url = self.upstream.clone();
+        url.set_path(req.uri().path());
+        let client = self.client.clone();
+        Ok(tokenwarden_http::Answer::Pending(Box::pin(async move {
+            use axum::response::IntoResponse;
+            use tokenwarden_engine::call::Transport;
+            let mut out = reqwest::Request::new(reqwest::Method::GET, url);
+            out.headers_mut().insert(
+                reqwest::header::AUTHORIZATION,
+                reqwest::header::HeaderValue::from_static("Bearer bench-access-token"),
+            );
+            let answer = match tokenwarden_engine::PooledTransport(&client).send(out).await {
+                Ok(a) => a,
+                Err(e) => return (axum::http::StatusCode::BAD_GATEWAY, e.message).into_response(),
+            };
+            let status = answer.status();
+            let headers = answer.headers().clone();
+            let Ok(body) = answer.bytes().await else {
+                return axum::http::StatusCode::BAD_GATEWAY.into_response();
+            };
+            let mut resp = axum::response::Response::new(axum::body::Body::from(body));
+            *resp.status_mut() = status;
+            *resp.headers_mut() = headers;
+            resp
+        })))
+    }
+}
+
+/// Starts the floor on its own serving threads (as many as the daemon's); its base URL, and what
+/// keeps it running.
+async fn floor(upstream: &str) -> Result<(String, tokenwarden_http::Shards)> {
+    let shards = tokenwarden_http::Shards::start(tokenwarden_bench::http_threads())?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let client = tokenwarden_engine::PooledClient::new(tokenwarden_engine::transport::Timeouts {
+        connect: Duration::from_secs(10),
+        read: Duration::from_secs(30),
+    })?;
+    let routes = tokenwarden_http::Routes::with_shortcut(
+        Router::new(),
+        Floor {
+            client,
+            upstream: url::Url::parse(upstream)?,
+        },
+    );
+    let handles = shards.handles().to_vec();
+    tokio::spawn(async move {
+        tokenwarden_http::serve_sharded(
+            listener,
+            routes,
+            tokenwarden_http::Limits::default(),
+            std::future::pending(),
+            &handles,
+        )
+        .await
+    });
+    Ok((base, shards))
+}
+
 fn main() -> Result<()> {
     tokenwarden_bench::runtime()?.block_on(run())
 }
@@ -339,6 +426,15 @@ async fn run() -> Result<()> {
     }
     .start()
     .await?;
+    if let (Some(n), true) = (a.count, a.floor) {
+        let (base, _shards) = floor(&upstream).await?;
+        let url = format!("{base}/api/me");
+        tokio::task::spawn_blocking(move || tokenwarden_bench::fixed_count(&url, None, 200, n))
+            .await??;
+        println!("{n} calls through the floor made");
+        drop(d);
+        return Ok(());
+    }
     if let Some(n) = a.count {
         let auth = format!("Bearer {}", key.expose());
         let url = format!("{}proxy/bench/me", d.base);
@@ -354,10 +450,13 @@ async fn run() -> Result<()> {
     std::fs::create_dir_all(&nginx_dir)?;
     let (_nginx, nginx_base) = nginx(&nginx_dir, &upstream)?;
 
+    let (floor_base, _floor_shards) = floor(&upstream).await?;
+
     let auth = format!("Authorization: Bearer {}", key.expose());
-    let targets: [(&str, String, Option<&str>); 3] = [
+    let targets: [(&str, String, Option<&str>); 4] = [
         ("direct", format!("{api_base}/me"), None),
         ("nginx", format!("{nginx_base}/api/me"), None),
+        ("floor", format!("{floor_base}/api/me"), None),
         (
             "tokenwarden",
             format!("{}proxy/bench/me", d.base),
@@ -366,7 +465,7 @@ async fn run() -> Result<()> {
     ];
     // A proxied call must work before it is measured.
     let check = reqwest::Client::new()
-        .get(&targets[2].1)
+        .get(&targets[3].1)
         .bearer_auth(key.expose())
         .send()
         .await?;
@@ -413,16 +512,23 @@ async fn run() -> Result<()> {
             );
             rows.push(m);
         }
-        let (ng, tw) = (rows[1], rows[2]);
+        let (ng, fl, tw) = (rows[1], rows[2], rows[3]);
         let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { f64::NAN };
-        println!(
-            "| {c} | **tokenwarden / nginx** | {:.2}× | | | {:.2}× | {:.2}× | |",
-            ratio(tw.rps, ng.rps),
-            ratio(tw.p50_us - direct.p50_us, ng.p50_us - direct.p50_us),
-            ratio(tw.p99_us - direct.p99_us, ng.p99_us - direct.p99_us),
-        );
+        for (name, x, y) in [
+            ("tokenwarden / nginx", tw, ng),
+            ("floor / nginx", fl, ng),
+            ("tokenwarden / floor", tw, fl),
+        ] {
+            println!(
+                "| {c} | **{name}** | {:.2}× | | | {:.2}× | {:.2}× | |",
+                ratio(x.rps, y.rps),
+                ratio(x.p50_us - direct.p50_us, y.p50_us - direct.p50_us),
+                ratio(x.p99_us - direct.p99_us, y.p99_us - direct.p99_us),
+            );
+        }
     }
     drop(_nginx);
+    drop(_floor_shards);
     // The daemon's graceful stop would wait for idle keep-alive connections; a benchmark just ends.
     drop(d);
     Ok(())
