@@ -238,6 +238,11 @@ impl Transport for PooledTransport<'_> {
         if let http::header::Entry::Vacant(v) = req.headers_mut().entry(http::header::ACCEPT) {
             v.insert(http::HeaderValue::from_static("*/*"));
         }
+        // hyper-util would write `Host` from the URI on every call (a `format!` and a validation
+        // pass); the same value, kept per thread while the calls go to the same host.
+        if let Some(host) = host_header(&url) {
+            req.headers_mut().insert(http::header::HOST, host);
+        }
         let read = self.0.read_timeout;
         let client = self.0.pools.here();
         let resp = match tokio::time::timeout(read, client.request(req)).await {
@@ -270,6 +275,28 @@ impl Transport for PooledTransport<'_> {
         answer.extensions_mut().extend(parts.extensions);
         Ok(reqwest::Response::from(answer))
     }
+}
+
+thread_local! {
+    /// The `Host` header last written on this thread, and the URL part it was written from.
+    static LAST_HOST: std::cell::RefCell<Option<(String, http::HeaderValue)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// `Host` as hyper-util writes it: the host, and the port when it is not the scheme's default
+/// (`Url` leaves a default port out). The caller's own `Host` never reaches here
+/// (`headers::outbound` drops it).
+fn host_header(url: &url::Url) -> Option<http::HeaderValue> {
+    url.host_str()?;
+    let authority = &url[url::Position::BeforeHost..url::Position::AfterPort];
+    LAST_HOST.with_borrow_mut(|last| match last {
+        Some((seen, value)) if seen == authority => Some(value.clone()),
+        _ => {
+            let value = http::HeaderValue::from_str(authority).ok()?;
+            *last = Some((authority.to_string(), value.clone()));
+            Some(value)
+        }
+    })
 }
 
 /// A response body that fails when no chunk arrives within `timeout` of the last (reqwest's read
@@ -412,6 +439,55 @@ mod tests {
         let head = seen.recv().await.unwrap().to_ascii_lowercase();
         assert!(head.contains("\r\naccept: application/json\r\n"), "{head}");
         assert!(!head.contains("*/*"), "{head}");
+    }
+
+    #[test]
+    fn host_is_what_hyper_util_would_write() {
+        for (url, host) in [
+            ("http://127.0.0.1:8080/a", "127.0.0.1:8080"),
+            ("https://ads.example.com/v1?x=1", "ads.example.com"),
+            ("https://ads.example.com:443/v1", "ads.example.com"),
+            ("http://ads.example.com:80/v1", "ads.example.com"),
+            ("http://ads.example.com:443/v1", "ads.example.com:443"),
+            ("https://ads.example.com:8443/v1", "ads.example.com:8443"),
+            ("https://[::1]:9000/", "[::1]:9000"),
+            ("https://user:pw@ads.example.com/", "ads.example.com"),
+            ("https://ads.example.com/again", "ads.example.com"),
+        ] {
+            let parsed = url::Url::parse(url).unwrap();
+            assert_eq!(host_header(&parsed).unwrap(), host, "{url}");
+            // The same as hyper-util's own, from the URI the request is sent with.
+            let uri: http::Uri = url.parse().unwrap();
+            let theirs = match (uri.port_u16(), uri.scheme_str()) {
+                (Some(443), Some("https")) | (Some(80), Some("http")) | (None, _) => {
+                    uri.host().unwrap().to_string()
+                }
+                (Some(p), _) => format!("{}:{p}", uri.host().unwrap()),
+            };
+            assert_eq!(theirs, host, "{url}");
+        }
+    }
+
+    #[tokio::test]
+    async fn host_follows_the_target_from_call_to_call() {
+        let (a, mut seen_a) = upstream("HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await;
+        let (b, mut seen_b) = upstream("HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await;
+        let c = client(Duration::from_secs(30));
+        for first in [true, false, true] {
+            let (base, seen) = if first {
+                (&a, &mut seen_a)
+            } else {
+                (&b, &mut seen_b)
+            };
+            PooledTransport(&c)
+                .send(get(&format!("{base}/x")))
+                .await
+                .unwrap();
+            let head = seen.recv().await.unwrap().to_ascii_lowercase();
+            let want = format!("\r\nhost: {}\r\n", base.trim_start_matches("http://"));
+            assert!(head.contains(&want), "{head}");
+            assert_eq!(head.matches("\r\nhost:").count(), 1, "{head}");
+        }
     }
 
     #[tokio::test]
