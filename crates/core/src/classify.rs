@@ -829,7 +829,7 @@ fn fill_placeholders(
             continue;
         }
         out.push_str(before);
-        let status;
+        let mut digits = [0u8; 5];
         let (with, n): (&str, usize) = if let Some(n) = named("{provider}") {
             (provider, n)
         } else if let Some(n) = named("{code}") {
@@ -837,8 +837,7 @@ fn fill_placeholders(
         } else if let Some(n) = named("{subcode}") {
             (facts.subcode.unwrap_or("none"), n)
         } else if let Some(n) = named("{status}") {
-            status = facts.status.to_string();
-            (&status, n)
+            (decimal(facts.status, &mut digits), n)
         } else {
             ("{", 1)
         };
@@ -847,6 +846,20 @@ fn fill_placeholders(
     }
     out.push_str(rest);
     out
+}
+
+/// `n` in decimal, written into `buf` (no formatter: every answer's explanation names its status).
+fn decimal(mut n: u16, buf: &mut [u8; 5]) -> &str {
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    std::str::from_utf8(&buf[at..]).unwrap_or("")
 }
 
 fn fallback_kind(status: u16, unknown_error_code: bool) -> Kind {

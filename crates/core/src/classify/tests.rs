@@ -1302,3 +1302,26 @@ mod read_only_what_a_lookup_needs {
         }
     }
 }
+
+#[test]
+fn a_status_is_written_as_its_decimal_digits() {
+    let mut buf = [0u8; 5];
+    for n in [
+        0u16,
+        7,
+        10,
+        99,
+        100,
+        200,
+        404,
+        429,
+        599,
+        999,
+        1000,
+        9999,
+        10000,
+        u16::MAX,
+    ] {
+        assert_eq!(super::decimal(n, &mut buf), n.to_string());
+    }
+}
