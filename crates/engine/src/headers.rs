@@ -123,22 +123,27 @@ pub fn outbound(
 /// nothing the platform meant for tokenwarden itself (cookies, authentication state), and no
 /// header named like the one our credential travels in (`credential_header`, e.g. TikTok's
 /// `Access-Token`), which a platform echoing the request would fill with our token.
-pub fn inbound(upstream: &HeaderMap, credential_header: &str) -> HeaderMap {
-    let listed = listed_in_connection(upstream);
-    let mut out = HeaderMap::with_capacity(upstream.len() + 6);
-    for (name, value) in upstream {
-        let n = name.as_str();
-        if HOP_BY_HOP.contains(&n)
-            || PLATFORM_ONLY.contains(&n)
-            || n.eq_ignore_ascii_case(credential_header)
-            || n.starts_with(OWN_PREFIX)
-            || listed.iter().any(|l| l == n)
-        {
-            continue;
-        }
-        out.append(name.clone(), value.clone());
+///
+/// The platform's map is filtered in place: an answer with nothing to drop (most) costs no new
+/// map (issue 19).
+pub fn inbound(mut upstream: HeaderMap, credential_header: &str) -> HeaderMap {
+    let listed = listed_in_connection(&upstream);
+    let dropped: Vec<HeaderName> = upstream
+        .keys()
+        .filter(|name| {
+            let n = name.as_str();
+            HOP_BY_HOP.contains(&n)
+                || PLATFORM_ONLY.contains(&n)
+                || n.eq_ignore_ascii_case(credential_header)
+                || n.starts_with(OWN_PREFIX)
+                || listed.iter().any(|l| l == n)
+        })
+        .cloned()
+        .collect();
+    for name in &dropped {
+        upstream.remove(name);
     }
-    out
+    upstream
 }
 
 /// Adds our credential as the provider definition says (`Authorization: Bearer …`,
@@ -285,9 +290,30 @@ mod tests {
             ("content-type", "application/json"),
             ("x-app-usage", "{}"),
         ]);
-        let out = inbound(&up, "Authorization");
-        let names: Vec<&str> = out.keys().map(|k| k.as_str()).collect();
+        let out = inbound(up.clone(), "Authorization");
+        // Sorted: dropping a name moves the last one into its place (the order of different
+        // names means nothing in HTTP; the values of one name keep theirs, tested below).
+        let mut names: Vec<&str> = out.keys().map(|k| k.as_str()).collect();
+        names.sort_unstable();
         assert_eq!(names, ["content-type", "x-app-usage"]);
+    }
+
+    #[test]
+    fn inbound_keeps_every_value_of_a_kept_name_and_none_of_a_dropped_one() {
+        let up = map(&[
+            ("vary", "a"),
+            ("set-cookie", "one=1"),
+            ("x-trace", "t"),
+            ("vary", "b"),
+            ("set-cookie", "two=2"),
+            ("connection", "x-trace"),
+        ]);
+        let out = inbound(up, "Authorization");
+        let pairs: Vec<(&str, &str)> = out
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.to_str().unwrap()))
+            .collect();
+        assert_eq!(pairs, [("vary", "a"), ("vary", "b")]);
     }
 
     #[test]
@@ -302,11 +328,13 @@ mod tests {
             ("www-authenticate", "Bearer error=\"invalid_token\""),
             ("authorization", "kept when it is not the credential header"),
         ]);
-        let out = inbound(&up, "Access-Token");
-        let names: Vec<&str> = out.keys().map(|k| k.as_str()).collect();
-        assert_eq!(names, ["www-authenticate", "authorization"]);
-        let out = inbound(&up, "Authorization");
-        let names: Vec<&str> = out.keys().map(|k| k.as_str()).collect();
+        let out = inbound(up.clone(), "Access-Token");
+        let mut names: Vec<&str> = out.keys().map(|k| k.as_str()).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["authorization", "www-authenticate"]);
+        let out = inbound(up.clone(), "Authorization");
+        let mut names: Vec<&str> = out.keys().map(|k| k.as_str()).collect();
+        names.sort_unstable();
         assert_eq!(names, ["access-token", "www-authenticate"]);
     }
 }

@@ -151,14 +151,16 @@ impl Proxy {
 
     fn respond(&self, outcome: Outcome, limit: u64) -> Response {
         let Outcome {
-            response,
+            mut response,
             prefix,
             complete,
             report,
         } = outcome;
         let status = response.status();
-        let mut headers =
-            tokenwarden_engine::headers::inbound(response.headers(), &report.credential_header);
+        let mut headers = tokenwarden_engine::headers::inbound(
+            std::mem::take(response.headers_mut()),
+            &report.credential_header,
+        );
         report_headers(&mut headers, &report, self.engine.config().time_scale);
         if report.reauth_required {
             set(
