@@ -451,6 +451,45 @@ async fn read_prefix(resp: &mut reqwest::Response) -> Result<(Bytes, bool), reqw
     Ok((first.unwrap_or_else(|| buf.freeze()), false))
 }
 
+thread_local! {
+    /// [`with_header_pairs`]'s strings, reused from answer to answer on this thread.
+    static HEADER_PAIRS: std::cell::RefCell<Vec<(String, String)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The buffer is let go rather than kept when an answer's headers made it larger than this.
+const KEPT_HEADER_BYTES: usize = 16 * 1024;
+
+/// `f` over the headers as the classifier reads them ([`header_pairs`]), written into strings
+/// this thread reuses: every answer is classified, and allocating two strings per header was a
+/// tenth of the call's own work (issue 19).
+fn with_header_pairs<R>(h: &HeaderMap, f: impl FnOnce(&[(String, String)]) -> R) -> R {
+    HEADER_PAIRS.with(|cell| {
+        let Ok(mut buf) = cell.try_borrow_mut() else {
+            // Only if `f` classified again inside (it does not): a vector of its own.
+            return f(&header_pairs(h));
+        };
+        let mut used = 0;
+        for (name, value) in h {
+            if used == buf.len() {
+                buf.push((String::new(), String::new()));
+            }
+            let (n, v) = &mut buf[used];
+            n.clear();
+            n.push_str(name.as_str());
+            v.clear();
+            v.push_str(&String::from_utf8_lossy(value.as_bytes()));
+            used += 1;
+        }
+        let out = f(&buf[..used]);
+        let held: usize = buf.iter().map(|(n, v)| n.capacity() + v.capacity()).sum();
+        if held > KEPT_HEADER_BYTES {
+            *buf = Vec::new();
+        }
+        out
+    })
+}
+
 fn header_pairs(h: &HeaderMap) -> Vec<(String, String)> {
     h.iter()
         .map(|(n, v)| {
@@ -831,16 +870,18 @@ impl Engine {
                     limit: self.config.max_response_bytes,
                 });
             }
-            let pairs = header_pairs(resp.headers());
-            let c = provider.classifier().classify(
-                &ResponseView {
-                    status: resp.status().as_u16(),
-                    headers: &pairs,
-                    body: &prefix,
-                },
-                Context::Api,
-                self.clock.now(),
-            );
+            let now = self.clock.now();
+            let c = with_header_pairs(resp.headers(), |pairs| {
+                provider.classifier().classify(
+                    &ResponseView {
+                        status: resp.status().as_u16(),
+                        headers: pairs,
+                        body: &prefix,
+                    },
+                    Context::Api,
+                    now,
+                )
+            });
             let mut report = Report {
                 provider: pid.clone(),
                 connection: conn.id.clone(),
@@ -1197,4 +1238,45 @@ fn status_label(s: StatusCode) -> &'static str {
             4 => "4xx",
             _ => "5xx",
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &[u8])]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (n, v) in pairs {
+            h.append(
+                reqwest::header::HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                reqwest::header::HeaderValue::from_bytes(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn reused_header_strings_hold_only_this_answers_headers() {
+        let big = "x".repeat(KEPT_HEADER_BYTES + 1);
+        let answers = [
+            map(&[
+                ("content-type", b"application/json"),
+                ("x-app-usage", br#"{"call_count":5}"#),
+                ("vary", b"a"),
+                ("vary", b"b"),
+            ]),
+            map(&[("retry-after", b"7")]),
+            map(&[]),
+            map(&[("x-latin", b"caf\xe9"), ("x-big", big.as_bytes())]),
+            map(&[("date", b"Sat, 05 Dec 2026 11:00:00 GMT"), ("vary", b"c")]),
+        ];
+        for h in &answers {
+            let seen = with_header_pairs(h, <[(String, String)]>::to_vec);
+            assert_eq!(seen, header_pairs(h));
+        }
+        // The large answer's strings were let go, not kept for the next.
+        let held: usize =
+            HEADER_PAIRS.with_borrow(|b| b.iter().map(|(n, v)| n.capacity() + v.capacity()).sum());
+        assert!(held <= KEPT_HEADER_BYTES, "{held}");
+    }
 }
