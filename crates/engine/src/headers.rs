@@ -143,8 +143,15 @@ pub fn inbound(mut upstream: HeaderMap, credential_header: &str) -> HeaderMap {
     for name in &dropped {
         upstream.remove(name);
     }
+    // Room for the verdict headers the proxy adds, made once (a map parsed to fit its headers
+    // would otherwise grow while they go in).
+    upstream.reserve(VERDICT_HEADERS);
     upstream
 }
+
+/// The most headers the proxy adds to an answer (`tokenwarden-kind`, `-action`, `-attempts`,
+/// `-waited-ms`, `-refreshed`, `-retry-after-ms`, `-reauthorize-url`).
+const VERDICT_HEADERS: usize = 7;
 
 /// Adds our credential as the provider definition says (`Authorization: Bearer …`,
 /// `Access-Token: …`), replacing anything of that name.
