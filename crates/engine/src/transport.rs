@@ -1,7 +1,8 @@
-//! The proxy's own outbound client: a pooled hyper-util client (HTTP/1.1 keep-alive to each
-//! platform host) behind the [`Transport`] trait, with the trust, timeouts and redirect rule of
-//! the reqwest client it replaces (issue 19: reqwest's per-call work, two URL parses among it, was
-//! a quarter of a proxied call).
+//! The proxy's own outbound client: HTTP/1.1 keep-alive connections to each platform host, kept
+//! per thread, behind the [`Transport`] trait, with the trust, timeouts and redirect rule of the
+//! reqwest client it replaces (issue 19: reqwest's per-call work, two URL parses among it, was a
+//! quarter of a proxied call; hyper-util's pool after it hashed the host three times a call and
+//! spawned a task per call to take the connection back).
 //!
 //! Same as that reqwest client (`reqwest 0.12`, `rustls-tls`): rustls with the ring provider,
 //! Mozilla's roots from `webpki-roots` and nothing else, TLS 1.2 and 1.3, SNI, ALPN `http/1.1`;
@@ -10,14 +11,18 @@
 //! chunks; up to [`PooledClient::MAX_IDLE_PER_HOST`] idle connections per host kept 90 s; an
 //! `Accept: */*` when the caller sent none; redirects are never followed (hyper follows none:
 //! hardening rule 7). Bodies stream both ways; the engine applies its limits as before.
+//!
+//! A connection goes back to its thread's pool when its answer's body has been read to the end
+//! (hyper then has it ready for the next request); an answer dropped before its end closes it. A
+//! request that a reused connection refused before sending anything (the platform closed it
+//! while it was idle) goes out again on another, as hyper-util's client did.
 
 use crate::call::{SendError, Transport};
 use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
+use hyper::client::conn::http1::SendRequest;
 use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use reqwest::ResponseBuilderExt;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -25,7 +30,7 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 use tokio::time::{Instant, Sleep};
 
-type HyperClient = Client<TimedConnector, reqwest::Body>;
+type Sender = SendRequest<reqwest::Body>;
 
 /// A pooled HTTP/1.1 client for calls to the platforms; cheap to share (`Arc` inside).
 ///
@@ -46,30 +51,79 @@ struct Pools {
     id: usize,
     connector: TimedConnector,
     /// For threads beyond [`PooledClient::MAX_THREAD_POOLS`].
-    shared: Arc<HyperClient>,
-    per_thread: parking_lot::RwLock<Vec<(std::thread::ThreadId, Arc<HyperClient>)>>,
+    shared: Arc<ThreadPool>,
+    per_thread: parking_lot::RwLock<Vec<(std::thread::ThreadId, Arc<ThreadPool>)>>,
 }
 
 static NEXT_POOLS_ID: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 thread_local! {
     /// The pool this thread used last, and whose: a call finds its own without a lock.
-    static LAST_POOL: std::cell::RefCell<Option<(usize, std::sync::Weak<HyperClient>)>> =
+    static LAST_POOL: std::cell::RefCell<Option<(usize, std::sync::Weak<ThreadPool>)>> =
         const { std::cell::RefCell::new(None) };
 }
 
-impl Pools {
-    fn build(connector: TimedConnector) -> HyperClient {
-        Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .pool_idle_timeout(PooledClient::IDLE_TIMEOUT)
-            .pool_max_idle_per_host(PooledClient::MAX_IDLE_PER_HOST)
-            .build(connector)
+/// One thread's idle connections, by origin (`scheme://host[:port]`). A handful of origins per
+/// daemon: a vector searched by comparing text, no hashing.
+#[derive(Default)]
+struct ThreadPool {
+    idle: parking_lot::Mutex<Vec<(Arc<str>, Vec<Idle>)>>,
+}
+
+struct Idle {
+    sender: Sender,
+    since: Instant,
+}
+
+impl ThreadPool {
+    /// An idle connection to `origin` that can take a request now, newest first. Closed and
+    /// expired ones are let go; one whose last answer hyper has not finished with stays.
+    fn checkout(&self, origin: &str) -> Option<(Arc<str>, Sender)> {
+        let mut all = self.idle.lock();
+        let (key, list) = all.iter_mut().find(|(o, _)| &**o == origin)?;
+        let now = Instant::now();
+        list.retain(|i| !i.sender.is_closed() && now - i.since < PooledClient::IDLE_TIMEOUT);
+        let at = list.iter().rposition(|i| i.sender.is_ready())?;
+        Some((key.clone(), list.remove(at).sender))
     }
 
-    /// This thread's client.
-    fn here(&self) -> Arc<HyperClient> {
+    /// `sender`'s connection is idle again.
+    fn put(&self, origin: Arc<str>, sender: Sender) {
+        let mut all = self.idle.lock();
+        let now = Instant::now();
+        let list = match all.iter().position(|(o, _)| *o == origin) {
+            Some(at) => &mut all[at].1,
+            None => {
+                all.push((origin, Vec::new()));
+                let last = all.len() - 1;
+                &mut all[last].1
+            }
+        };
+        list.retain(|i| !i.sender.is_closed() && now - i.since < PooledClient::IDLE_TIMEOUT);
+        if list.len() >= PooledClient::MAX_IDLE_PER_HOST {
+            list.remove(0);
+        }
+        list.push(Idle { sender, since: now });
+    }
+
+    /// The origin's key, shared with the pool's entry when there is one.
+    fn key(&self, origin: &str) -> Arc<str> {
+        self.idle
+            .lock()
+            .iter()
+            .find(|(o, _)| &**o == origin)
+            .map_or_else(|| Arc::from(origin), |(o, _)| o.clone())
+    }
+
+    #[cfg(test)]
+    fn idle_count(&self) -> usize {
+        self.idle.lock().iter().map(|(_, l)| l.len()).sum()
+    }
+}
+
+impl Pools {
+    /// This thread's pool.
+    fn here(&self) -> Arc<ThreadPool> {
         let cached = LAST_POOL.with_borrow(|last| match last {
             Some((id, pool)) if *id == self.id => pool.upgrade(),
             _ => None,
@@ -89,12 +143,35 @@ impl Pools {
             if all.len() >= PooledClient::MAX_THREAD_POOLS {
                 return self.shared.clone();
             }
-            let pool = Arc::new(Self::build(self.connector.clone()));
+            let pool = Arc::new(ThreadPool::default());
             all.push((me, pool.clone()));
             pool
         });
         LAST_POOL.set(Some((self.id, Arc::downgrade(&pool))));
         pool
+    }
+
+    /// A new connection to `uri`'s origin, its task spawned on this thread's runtime.
+    async fn connect(&self, uri: http::Uri) -> Result<Sender, SendError> {
+        use tower_service::Service;
+        let connected = |e: &dyn std::fmt::Display| SendError {
+            connect: true,
+            message: format!("error sending request: {e}"),
+        };
+        let io = self
+            .connector
+            .clone()
+            .call(uri)
+            .await
+            .map_err(|e| connected(&*e))?;
+        let (sender, conn) = hyper::client::conn::http1::handshake(io)
+            .await
+            .map_err(|e| connected(&e))?;
+        tokio::spawn(async move {
+            // Its end (closed by either side, or failed) is seen by the sender: nothing to do.
+            let _ = conn.await;
+        });
+        Ok(sender)
     }
 }
 
@@ -148,7 +225,7 @@ impl PooledClient {
         Ok(PooledClient {
             pools: Arc::new(Pools {
                 id: NEXT_POOLS_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-                shared: Arc::new(Pools::build(https.clone())),
+                shared: Arc::new(ThreadPool::default()),
                 connector: https,
                 per_thread: parking_lot::RwLock::new(Vec::new()),
             }),
@@ -215,15 +292,81 @@ impl tower_service::Service<http::Uri> for TimedConnector {
 #[derive(Debug)]
 pub struct PooledTransport<'a>(pub &'a PooledClient);
 
-fn send_error(e: &hyper_util::client::legacy::Error) -> SendError {
-    // hyper-util's own words (no URL: it never puts one in its errors), with the cause's kind.
-    let message = match std::error::Error::source(e) {
-        Some(cause) => format!("error sending request: {cause}"),
-        None => format!("error sending request: {e}"),
-    };
+/// The origin a connection is pooled under: scheme, host and port as the URL writes them (a
+/// default port left out), never its user info.
+fn origin(url: &url::Url) -> std::borrow::Cow<'_, str> {
+    if url.username().is_empty() && url.password().is_none() {
+        std::borrow::Cow::Borrowed(&url[..url::Position::AfterPort])
+    } else {
+        let authority = &url[url::Position::BeforeHost..url::Position::AfterPort];
+        std::borrow::Cow::Owned(format!("{}://{authority}", url.scheme()))
+    }
+}
+
+/// What a failed send says: hyper's own words (no URL: it never puts one in its errors).
+fn send_error(e: &hyper::Error) -> SendError {
     SendError {
-        connect: e.is_connect(),
-        message,
+        connect: false,
+        message: format!("error sending request: {e}"),
+    }
+}
+
+impl PooledTransport<'_> {
+    /// Sends `req` on an idle connection to `url`'s origin, or a new one; a request a reused
+    /// connection handed back unsent goes on the next. The answer, and the connection to give
+    /// back once its body has been read.
+    async fn exchange(
+        &self,
+        url: &url::Url,
+        mut req: http::Request<reqwest::Body>,
+    ) -> Result<(http::Response<hyper::body::Incoming>, Keep), SendError> {
+        let pool = self.0.pools.here();
+        let origin = origin(url);
+        // The connector dials the whole URI; the connection is sent the path and query only.
+        let dial = req.uri().clone();
+        let path = req
+            .uri()
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+        *req.uri_mut() = http::Uri::from(path);
+        loop {
+            let (key, mut sender, reused) = match pool.checkout(&origin) {
+                Some((key, sender)) => (key, sender, true),
+                None => {
+                    let sender = self.0.pools.connect(dial.clone()).await?;
+                    (pool.key(&origin), sender, false)
+                }
+            };
+            match sender.try_send_request(req).await {
+                Ok(resp) => {
+                    let keep = Keep {
+                        pool: pool.clone(),
+                        origin: key,
+                        sender,
+                    };
+                    return Ok((resp, keep));
+                }
+                Err(mut e) => match e.take_message() {
+                    // Nothing was sent: the platform had closed the idle connection.
+                    Some(unsent) if reused => req = unsent,
+                    _ => return Err(send_error(e.error())),
+                },
+            }
+        }
+    }
+}
+
+/// A connection lent to one answer, to go back to its pool when the answer's body has ended.
+struct Keep {
+    pool: Arc<ThreadPool>,
+    origin: Arc<str>,
+    sender: Sender,
+}
+
+impl Keep {
+    fn give_back(self) {
+        self.pool.put(self.origin, self.sender);
     }
 }
 
@@ -238,16 +381,15 @@ impl Transport for PooledTransport<'_> {
         if let http::header::Entry::Vacant(v) = req.headers_mut().entry(http::header::ACCEPT) {
             v.insert(http::HeaderValue::from_static("*/*"));
         }
-        // hyper-util would write `Host` from the URI on every call (a `format!` and a validation
-        // pass); the same value, kept per thread while the calls go to the same host.
+        // Written from the URL, kept per thread while the calls go to the same host (hyper-util
+        // wrote it from the URI with a `format!` and a validation pass on every call).
         if let Some(host) = host_header(&url) {
             req.headers_mut().insert(http::header::HOST, host);
         }
         let read = self.0.read_timeout;
-        let client = self.0.pools.here();
-        let resp = match tokio::time::timeout(read, client.request(req)).await {
+        let (resp, keep) = match tokio::time::timeout(read, self.exchange(&url, req)).await {
             Ok(Ok(r)) => r,
-            Ok(Err(e)) => return Err(send_error(&e)),
+            Ok(Err(e)) => return Err(e),
             Err(_) => {
                 return Err(SendError {
                     connect: false,
@@ -256,10 +398,18 @@ impl Transport for PooledTransport<'_> {
             }
         };
         let (parts, body) = resp.into_parts();
+        let mut keep = Some(keep);
+        // An answer without a body (HEAD, 204, 304) has ended already.
+        if body.is_end_stream()
+            && let Some(k) = keep.take()
+        {
+            k.give_back();
+        }
         let body = reqwest::Body::wrap(ReadTimeout {
             inner: body,
             timeout: read,
             sleep: None,
+            keep,
         });
         // The answer carries the URL it came from, as reqwest's do (no parse: the request's).
         let mut answer = http::Response::builder()
@@ -307,6 +457,9 @@ struct ReadTimeout {
     /// Armed while a frame is awaited; `None` between frames so that a body read at once costs
     /// no timer.
     sleep: Option<Pin<Box<Sleep>>>,
+    /// The connection, given back to its pool when the body ends (dropped with the body before
+    /// that, it closes: hyper cannot reuse a connection whose answer was not read).
+    keep: Option<Keep>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -325,6 +478,18 @@ impl HttpBody for ReadTimeout {
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(r) => {
                 this.sleep = None;
+                let ended = match &r {
+                    None => true,
+                    Some(Ok(_)) => this.inner.is_end_stream(),
+                    Some(Err(_)) => {
+                        // A broken answer: its connection is not given back.
+                        this.keep = None;
+                        false
+                    }
+                };
+                if ended && let Some(k) = this.keep.take() {
+                    k.give_back();
+                }
                 Poll::Ready(r.map(|f| f.map_err(Into::into)))
             }
             Poll::Pending => {
@@ -487,6 +652,170 @@ mod tests {
             let want = format!("\r\nhost: {}\r\n", base.trim_start_matches("http://"));
             assert!(head.contains(&want), "{head}");
             assert_eq!(head.matches("\r\nhost:").count(), 1, "{head}");
+        }
+    }
+
+    /// An upstream that answers every request with `answer` on each connection (keep-alive),
+    /// closing a connection after `per_connection` answers when set; and how many connections
+    /// it accepted.
+    async fn counting_upstream(
+        answer: &'static str,
+        per_connection: Option<usize>,
+    ) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+        use std::sync::atomic::Ordering;
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", l.local_addr().unwrap());
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    let mut answered = 0;
+                    loop {
+                        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                            match s.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                        }
+                        buf.clear();
+                        if s.write_all(answer.as_bytes()).await.is_err() {
+                            return;
+                        }
+                        answered += 1;
+                        if per_connection == Some(answered) {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (base, accepted)
+    }
+
+    fn connections(n: &std::sync::atomic::AtomicUsize) -> usize {
+        n.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    #[tokio::test]
+    async fn one_connection_serves_call_after_call() {
+        let (base, accepted) =
+            counting_upstream("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok", None).await;
+        let c = client(Duration::from_secs(30));
+        for _ in 0..50 {
+            let r = PooledTransport(&c)
+                .send(get(&format!("{base}/a")))
+                .await
+                .unwrap();
+            assert_eq!(r.text().await.unwrap(), "ok");
+        }
+        assert_eq!(connections(&accepted), 1);
+        assert_eq!(c.pools.here().idle_count(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_answer_without_a_body_gives_its_connection_back_at_once() {
+        let (base, accepted) = counting_upstream("HTTP/1.1 204 No Content\r\n\r\n", None).await;
+        let c = client(Duration::from_secs(30));
+        for _ in 0..10 {
+            let r = PooledTransport(&c)
+                .send(get(&format!("{base}/a")))
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 204);
+            drop(r);
+        }
+        assert_eq!(connections(&accepted), 1);
+    }
+
+    #[tokio::test]
+    async fn an_answer_dropped_before_its_end_is_not_given_back() {
+        let (base, accepted) = counting_upstream(
+            "HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n0123456789",
+            None,
+        )
+        .await;
+        let c = client(Duration::from_secs(30));
+        for n in 1..=3 {
+            let r = PooledTransport(&c)
+                .send(get(&format!("{base}/a")))
+                .await
+                .unwrap();
+            drop(r);
+            assert_eq!(c.pools.here().idle_count(), 0);
+            // The next call cannot have the unread one: a new connection each time.
+            let r = PooledTransport(&c)
+                .send(get(&format!("{base}/b")))
+                .await
+                .unwrap();
+            assert_eq!(r.text().await.unwrap(), "0123456789");
+            assert_eq!(connections(&accepted), n + 1);
+            // ... which, read to the end, serves the next round's first call.
+        }
+    }
+
+    #[tokio::test]
+    async fn a_connection_the_platform_closed_while_idle_costs_no_call() {
+        // The upstream closes every connection after one answer without saying so, as a
+        // platform's idle timeout does; every call, a POST among them, must still succeed.
+        let (base, accepted) =
+            counting_upstream("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok", Some(1)).await;
+        let c = client(Duration::from_secs(30));
+        for i in 0..20 {
+            let method = if i % 2 == 0 {
+                reqwest::Method::GET
+            } else {
+                reqwest::Method::POST
+            };
+            let req = reqwest::Request::new(method, url::Url::parse(&format!("{base}/a")).unwrap());
+            let r = PooledTransport(&c).send(req).await.unwrap();
+            assert_eq!(r.text().await.unwrap(), "ok", "call {i}");
+        }
+        assert_eq!(connections(&accepted), 20);
+    }
+
+    #[tokio::test]
+    async fn calls_at_once_open_connections_that_later_calls_reuse() {
+        let (base, accepted) =
+            counting_upstream("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok", None).await;
+        let c = client(Duration::from_secs(30));
+        for _ in 0..3 {
+            let calls = (0..8).map(|_| {
+                let c = c.clone();
+                let url = format!("{base}/a");
+                async move {
+                    let r = PooledTransport(&c).send(get(&url)).await.unwrap();
+                    r.text().await.unwrap()
+                }
+            });
+            for text in futures::future::join_all(calls).await {
+                assert_eq!(text, "ok");
+            }
+        }
+        let opened = connections(&accepted);
+        assert!((1..=8).contains(&opened), "{opened}");
+        assert_eq!(c.pools.here().idle_count(), opened);
+    }
+
+    #[test]
+    fn the_pool_key_is_the_origin_without_user_info() {
+        for (url, want) in [
+            (
+                "https://ads.example.com/v1/me?x=1",
+                "https://ads.example.com",
+            ),
+            ("https://ads.example.com:443/v1", "https://ads.example.com"),
+            ("http://127.0.0.1:8080/a", "http://127.0.0.1:8080"),
+            (
+                "https://u:p@ads.example.com:8443/a",
+                "https://ads.example.com:8443",
+            ),
+            ("https://[::1]:9000/", "https://[::1]:9000"),
+        ] {
+            assert_eq!(origin(&url::Url::parse(url).unwrap()), want, "{url}");
         }
     }
 
