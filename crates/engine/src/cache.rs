@@ -278,6 +278,21 @@ struct TokenEntry {
     answer: std::sync::OnceLock<bytes::Bytes>,
 }
 
+/// A fresh token cache entry lent to a call ([`CachedStore::lend`]): the connection and token
+/// set it holds, read in place.
+#[derive(Clone)]
+pub(crate) struct Lent(Arc<TokenEntry>);
+
+impl Lent {
+    pub(crate) fn connection(&self) -> &Connection {
+        &self.0.connection
+    }
+
+    pub(crate) fn tokens(&self) -> &tokenwarden_core::token::TokenSet {
+        &self.0.tokens.set
+    }
+}
+
 /// The lookup counters' handles ([`bind_metrics`]): token hit, token miss, key hit, key miss.
 static COUNTERS: std::sync::OnceLock<[metrics::Counter; 4]> = std::sync::OnceLock::new();
 
@@ -408,6 +423,15 @@ impl CachedStore {
                 ConnectionState::Active | ConnectionState::Degraded
             ) && e.tokens.set.fresh_for(now, e.margin)
         })
+    }
+
+    /// `id`'s fresh entry lent as it is (no copy of its connection or token set), for a proxied
+    /// call that reads both (issue 19). A hit counts as a token hit; a miss is not counted here,
+    /// because the caller then asks [`CachedStore::cached_token`], which counts it.
+    pub(crate) fn lend(&self, id: &ConnectionId, now: DateTime<Utc>) -> Option<Lent> {
+        let hit = self.fresh_entry(id, now)?;
+        count("token", true);
+        Some(Lent(hit))
     }
 
     /// Whether the API key `presented` is in the key cache, verified within its TTL: what
@@ -984,10 +1008,25 @@ mod tests {
                 .keep_token(ticket, &c, &t, TimeDelta::minutes(5), self.clock.now());
         }
 
+        /// The cached token, as a token fetch finds it; every test through here also holds
+        /// what a proxied call is lent ([`CachedStore::lend`]) to the same answer.
         fn token(&self, id: &ConnectionId) -> Option<String> {
-            self.cached
-                .cached_token(id, self.clock.now())
-                .map(|i| i.tokens.access_token.expose().to_string())
+            let now = self.clock.now();
+            let issued = self
+                .cached
+                .cached_token(id, now)
+                .map(|i| i.tokens.access_token.expose().to_string());
+            let lent = self.cached.lend(id, now);
+            assert_eq!(
+                lent.as_ref()
+                    .map(|l| l.tokens().access_token.expose().to_string()),
+                issued,
+                "a proxied call is lent what a token fetch is handed"
+            );
+            if let Some(l) = &lent {
+                assert_eq!(&l.connection().id, id);
+            }
+            issued
         }
     }
 

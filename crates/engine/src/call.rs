@@ -451,6 +451,39 @@ async fn read_prefix(resp: &mut reqwest::Response) -> Result<(Bytes, bool), reqw
     Ok((first.unwrap_or_else(|| buf.freeze()), false))
 }
 
+/// Where a call goes: the connection lent by the token cache with a fresh token, or loaded
+/// (from the cache or the store) with the token still to be asked for.
+enum Route {
+    Lent(crate::cache::Lent),
+    Loaded(Box<Connection>),
+}
+
+impl std::ops::Deref for Route {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        match self {
+            Route::Lent(lent) => lent.connection(),
+            Route::Loaded(conn) => conn,
+        }
+    }
+}
+
+/// The token a call is made with: the cache's, read in place, or one handed out (and owned).
+enum Held {
+    Lent(crate::cache::Lent),
+    Issued(Issued),
+}
+
+impl Held {
+    fn tokens(&self) -> &tokenwarden_core::token::TokenSet {
+        match self {
+            Held::Lent(lent) => lent.tokens(),
+            Held::Issued(issued) => &issued.tokens,
+        }
+    }
+}
+
 thread_local! {
     /// [`with_header_pairs`]'s strings, reused from answer to answer on this thread.
     static HEADER_PAIRS: std::cell::RefCell<Vec<(String, String)>> =
@@ -562,16 +595,21 @@ impl Engine {
     async fn resolve(
         &self,
         call: &Call,
-    ) -> Result<(Connection, Arc<Provider>, Url, String), ProxyError> {
-        // From the token cache when it holds the connection: the token fetched next is checked
-        // there anyway, so a cached route costs no store read.
-        let conn = self
-            .tokens
-            .connection(&call.connection)
-            .await?
-            .ok_or_else(|| {
-                Engine::token_error(None, TokenFailure::NotFound(call.connection.clone()))
-            })?;
+    ) -> Result<(Route, Arc<Provider>, Url, String), ProxyError> {
+        // From the token cache when it holds the connection with a fresh token: both read there
+        // in place (issue 19). Otherwise the connection from the cache or the store, and the
+        // token asked for afterwards.
+        let conn = match self.tokens.lend(&call.connection) {
+            Some(lent) => Route::Lent(lent),
+            None => Route::Loaded(Box::new(
+                self.tokens
+                    .connection(&call.connection)
+                    .await?
+                    .ok_or_else(|| {
+                        Engine::token_error(None, TokenFailure::NotFound(call.connection.clone()))
+                    })?,
+            )),
+        };
         let provider = self
             .providers
             .get(conn.provider.as_str())
@@ -696,11 +734,15 @@ impl Engine {
         );
         let lanes = Shaper::lanes(&provider, &conn, &rel, self.config.time_scale);
         // A connection that needs re-authorization answers at once: no call can succeed.
-        let mut issued: Issued = self
-            .tokens
-            .token(&conn.id)
-            .await
-            .map_err(|f| Engine::token_error(Some(&pid), f))?;
+        let mut issued = match &conn {
+            Route::Lent(lent) => Held::Lent(lent.clone()),
+            Route::Loaded(c) => Held::Issued(
+                self.tokens
+                    .token(&c.id)
+                    .await
+                    .map_err(|f| Engine::token_error(Some(&pid), f))?,
+            ),
+        };
 
         let mut attempts = 0u32;
         let mut waited = Duration::ZERO;
@@ -713,11 +755,12 @@ impl Engine {
                     waited += q;
                     // A caller that queued picks up a token refreshed meanwhile.
                     if !refreshed {
-                        issued = self
-                            .tokens
-                            .token(&conn.id)
-                            .await
-                            .map_err(|f| Engine::token_error(Some(&pid), f))?;
+                        issued = Held::Issued(
+                            self.tokens
+                                .token(&conn.id)
+                                .await
+                                .map_err(|f| Engine::token_error(Some(&pid), f))?,
+                        );
                     }
                 }
                 Err(OverBudget { would_wait }) => {
@@ -745,7 +788,7 @@ impl Engine {
                         .collect();
                     let token = soap::Entry {
                         name: &s.credential_element,
-                        value: issued.tokens.access_token.expose(),
+                        value: issued.tokens().access_token.expose(),
                         replaces: true,
                     };
                     Some(soap::fill(body, token, &others)?)
@@ -758,12 +801,12 @@ impl Engine {
                     &mut h,
                     &api.credential_header,
                     &api.credential_value,
-                    issued.tokens.access_token.expose(),
+                    issued.tokens().access_token.expose(),
                 )?,
                 // Threads: the token goes in the URL, which is therefore never logged or put
                 // in an error (transport errors are stripped of it below).
                 CredentialPlacement::Query => {
-                    api.place_query_credential(&mut target, issued.tokens.access_token.expose())
+                    api.place_query_credential(&mut target, issued.tokens().access_token.expose())
                 }
                 // X Ads: a fresh signature over this very request (method, URL, form body) with a
                 // new nonce and the current time, each attempt.
@@ -790,9 +833,9 @@ impl Engine {
                         &oauth1::Credentials {
                             consumer_key: key,
                             consumer_secret: secret.expose(),
-                            token: Some(issued.tokens.access_token.expose()),
+                            token: Some(issued.tokens().access_token.expose()),
                             token_secret: issued
-                                .tokens
+                                .tokens()
                                 .token_secret
                                 .as_ref()
                                 .map_or("", |s| s.expose()),
@@ -900,12 +943,12 @@ impl Engine {
                     // call, so what only a refusal or a throttle needs stays off it.
                     match Box::pin(
                         self.tokens
-                            .replace(&conn.id, issued.tokens.access_token.expose()),
+                            .replace(&conn.id, issued.tokens().access_token.expose()),
                     )
                     .await
                     {
                         Ok(fresh) => {
-                            issued = fresh;
+                            issued = Held::Issued(fresh);
                             refreshed = true;
                             continue;
                         }
@@ -917,7 +960,7 @@ impl Engine {
                 Action::RefreshAndRetry if !refreshed => {
                     if let Err(f) = Box::pin(
                         self.tokens
-                            .replace(&conn.id, issued.tokens.access_token.expose()),
+                            .replace(&conn.id, issued.tokens().access_token.expose()),
                     )
                     .await
                     {

@@ -233,6 +233,13 @@ impl TokenService {
         self.store.get_connection(id).await
     }
 
+    /// The connection and a token fresh for the provider's margin, from the cache without a
+    /// copy of either, when the cache holds them; otherwise `None` (then ask
+    /// [`TokenService::connection`] and [`TokenService::token`]).
+    pub(crate) fn lend(&self, id: &ConnectionId) -> Option<crate::cache::Lent> {
+        self.cache.as_deref()?.lend(id, self.clock.now())
+    }
+
     /// A token valid for at least the provider's margin, refreshing first if needed.
     pub async fn token(&self, id: &ConnectionId) -> Result<Issued, TokenFailure> {
         // A cached hit is answered without building the refresh path's future: that one is
