@@ -93,7 +93,7 @@ impl Proxy {
         let raw = parts.uri.path();
         let rest = raw.strip_prefix(PREFIX).unwrap_or("");
         let (id, path) = match rest.split_once('/') {
-            Some((id, p)) => (id, format!("/{p}")),
+            Some((id, p)) => (id, ["/", p].concat()),
             None => (rest, "/".to_string()),
         };
         // The id is one path segment, percent-decoded as every other path parameter is (a client
