@@ -96,7 +96,7 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 
-    let back = inbound(&headers, credential);
+    let back = inbound(headers.clone(), credential);
     subset(&back, &headers);
     for n in back.keys() {
         let n = n.as_str();
