@@ -150,8 +150,8 @@ pub fn inbound(mut upstream: HeaderMap, credential_header: &str) -> HeaderMap {
 }
 
 /// The most headers the proxy adds to an answer (`tokenwarden-kind`, `-action`, `-attempts`,
-/// `-waited-ms`, `-refreshed`, `-retry-after-ms`, `-reauthorize-url`).
-const VERDICT_HEADERS: usize = 7;
+/// `-waited-ms`, `-refreshed`, `-retry-after-ms`, `-platform-code`, `-reauthorize-url`).
+const VERDICT_HEADERS: usize = 8;
 
 /// Adds our credential as the provider definition says (`Authorization: Bearer …`,
 /// `Access-Token: …`), replacing anything of that name.

@@ -530,16 +530,36 @@ mod tests {
     async fn upstream(
         answer: &'static str,
     ) -> (String, tokio::sync::mpsc::UnboundedReceiver<String>) {
+        let (base, heads, _) = upstream_with(answer, None).await;
+        (base, heads)
+    }
+
+    /// The upstream the tests call: it answers every request on a connection with `answer`
+    /// (keep-alive; an empty `answer` never comes, the connection held open until the client
+    /// leaves), closing a connection after `per_connection` answers when set, without saying so.
+    /// Its base URL, the heads of the requests it read, and how many connections it accepted.
+    async fn upstream_with(
+        answer: &'static str,
+        per_connection: Option<usize>,
+    ) -> (
+        String,
+        tokio::sync::mpsc::UnboundedReceiver<String>,
+        Arc<std::sync::atomic::AtomicUsize>,
+    ) {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", l.local_addr().unwrap());
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = accepted.clone();
         tokio::spawn(async move {
             while let Ok((mut s, _)) = l.accept().await {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let tx = tx.clone();
                 tokio::spawn(async move {
-                    // Each request on the connection (keep-alive), bodies never sent.
+                    // Each request on the connection, bodies never sent.
                     let mut buf = Vec::new();
                     let mut chunk = [0u8; 4096];
+                    let mut answered = 0;
                     loop {
                         while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
                             match s.read(&mut chunk).await {
@@ -550,18 +570,21 @@ mod tests {
                         let _ = tx.send(String::from_utf8_lossy(&buf).into_owned());
                         buf.clear();
                         if answer.is_empty() {
-                            // An answer that never comes: held open until the client leaves.
                             let _ = s.read(&mut chunk).await;
                             return;
                         }
                         if s.write_all(answer.as_bytes()).await.is_err() {
                             return;
                         }
+                        answered += 1;
+                        if per_connection == Some(answered) {
+                            return;
+                        }
                     }
                 });
             }
         });
-        (base, rx)
+        (base, rx, accepted)
     }
 
     fn get(url: &str) -> reqwest::Request {
@@ -655,44 +678,12 @@ mod tests {
         }
     }
 
-    /// An upstream that answers every request with `answer` on each connection (keep-alive),
-    /// closing a connection after `per_connection` answers when set; and how many connections
-    /// it accepted.
+    /// [`upstream_with`], counting connections only.
     async fn counting_upstream(
         answer: &'static str,
         per_connection: Option<usize>,
     ) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
-        use std::sync::atomic::Ordering;
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", l.local_addr().unwrap());
-        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let count = accepted.clone();
-        tokio::spawn(async move {
-            while let Ok((mut s, _)) = l.accept().await {
-                count.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(async move {
-                    let mut buf = Vec::new();
-                    let mut chunk = [0u8; 4096];
-                    let mut answered = 0;
-                    loop {
-                        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                            match s.read(&mut chunk).await {
-                                Ok(0) | Err(_) => return,
-                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                            }
-                        }
-                        buf.clear();
-                        if s.write_all(answer.as_bytes()).await.is_err() {
-                            return;
-                        }
-                        answered += 1;
-                        if per_connection == Some(answered) {
-                            return;
-                        }
-                    }
-                });
-            }
-        });
+        let (base, _, accepted) = upstream_with(answer, per_connection).await;
         (base, accepted)
     }
 
