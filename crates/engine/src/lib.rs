@@ -27,6 +27,7 @@
 
 pub mod cache;
 pub mod call;
+pub mod h1;
 pub mod headers;
 pub mod shaper;
 pub mod state;

@@ -1,45 +1,108 @@
 //! The proxy's own outbound client: HTTP/1.1 keep-alive connections to each platform host, kept
 //! per thread, behind the [`Transport`] trait, with the trust, timeouts and redirect rule of the
-//! reqwest client it replaces (issue 19: reqwest's per-call work, two URL parses among it, was a
+//! reqwest client it replaced (issue 19: reqwest's per-call work, two URL parses among it, was a
 //! quarter of a proxied call; hyper-util's pool after it hashed the host three times a call and
-//! spawned a task per call to take the connection back).
+//! spawned a task per call to take the connection back; hyper's client connection after that
+//! ran a task per connection that each call reached through a channel and was answered through
+//! another, a sixth of the call).
 //!
 //! Same as that reqwest client (`reqwest 0.12`, `rustls-tls`): rustls with the ring provider,
 //! Mozilla's roots from `webpki-roots` and nothing else, TLS 1.2 and 1.3, SNI, ALPN `http/1.1`;
 //! `TCP_NODELAY` and reqwest's TCP keep-alive and user timeout; a connect timeout over the TCP
 //! connection and the TLS handshake; a read timeout on the answer's head and between the body's
 //! chunks; up to [`PooledClient::MAX_IDLE_PER_HOST`] idle connections per host kept 90 s; an
-//! `Accept: */*` when the caller sent none; redirects are never followed (hyper follows none:
-//! hardening rule 7). Bodies stream both ways; the engine applies its limits as before.
+//! `Accept: */*` when the caller sent none; redirects are never followed (hardening rule 7).
+//! Bodies stream both ways; the engine applies its limits as before.
 //!
-//! A connection goes back to its thread's pool when its answer's body has been read to the end
-//! (hyper then has it ready for the next request); an answer dropped before its end closes it. A
-//! request that a reused connection refused before sending anything (the platform closed it
-//! while it was idle) goes out again on another, as hyper-util's client did.
+//! The call itself is written and read here, in the caller's task ([`crate::h1`] writes and
+//! parses the bytes): no task, no channel, no wake-up of anything else. A connection goes back to
+//! its thread's pool when its answer's body has been read to the end and the answer allowed
+//! keep-alive; an answer dropped before its end, broken or framed doubtfully closes it. Before an
+//! idle connection is used, the kernel is asked whether the platform has closed it (or sent
+//! anything unasked) meanwhile; such a connection is let go and the request goes on another, so
+//! a platform's idle timeout costs no call. A request body is written before the answer is read:
+//! a platform that answers before reading a streamed body to its end (a 413, say) is seen only
+//! once the body is written, or as the read timeout.
 
 use crate::call::{SendError, Transport};
-use bytes::Bytes;
+use crate::h1::{self, Decoded, Framing, RequestFraming};
+use bytes::{Bytes, BytesMut};
 use http_body::{Body as HttpBody, Frame, SizeHint};
-use hyper::client::conn::http1::SendRequest;
-use hyper_rustls::HttpsConnector;
+use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
 use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioIo;
 use reqwest::ResponseBuilderExt;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::time::{Instant, Sleep};
 
-type Sender = SendRequest<reqwest::Body>;
+/// A connection to a platform: its stream (TLS or not) and what has been read but not yet used.
+struct Conn {
+    io: TokioIo<MaybeHttpsStream<TokioIo<tokio::net::TcpStream>>>,
+    read: BytesMut,
+    /// The request being written; kept for the next one.
+    write: Vec<u8>,
+}
+
+impl Conn {
+    /// Whether the connection can carry a request now: the platform has neither closed it nor
+    /// sent anything while it was idle. Asked of the kernel (a non-blocking peek), not of the
+    /// runtime, which learns of a close only when it next polls for events.
+    fn usable(&mut self) -> bool {
+        if !self.read.is_empty() {
+            return false;
+        }
+        let tcp = match self.io.inner() {
+            MaybeHttpsStream::Http(tcp) => tcp.inner(),
+            MaybeHttpsStream::Https(tls) => tls.inner().get_ref().0.inner().inner(),
+        };
+        let mut byte = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+        match socket2::SockRef::from(tcp).peek(&mut byte) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => true,
+            // Closed (0), reset, or bytes nobody asked for.
+            Ok(0) | Err(_) => false,
+            Ok(_) => match self.io.inner() {
+                MaybeHttpsStream::Http(_) => false,
+                // TLS records: a session ticket is nothing, a close_notify is the end. Let
+                // rustls read them; the connection is usable when no data comes of it.
+                MaybeHttpsStream::Https(_) => {
+                    let mut cx = Context::from_waker(std::task::Waker::noop());
+                    let mut scratch = [0u8; 1];
+                    let mut buf = tokio::io::ReadBuf::new(&mut scratch);
+                    matches!(
+                        Pin::new(&mut self.io).poll_read(&mut cx, &mut buf),
+                        Poll::Pending
+                    )
+                }
+            },
+        }
+    }
+
+    /// Reads more of the answer; 0 when the platform closed the connection.
+    async fn fill(&mut self) -> std::io::Result<usize> {
+        reserve(&mut self.read);
+        self.io.read_buf(&mut self.read).await
+    }
+}
+
+/// Room for the next read: 8 KiB at least.
+fn reserve(buf: &mut BytesMut) {
+    if buf.capacity() - buf.len() < 1024 {
+        buf.reserve(8 * 1024);
+    }
+}
 
 /// A pooled HTTP/1.1 client for calls to the platforms; cheap to share (`Arc` inside).
 ///
 /// Each thread that calls gets its own pool (up to [`PooledClient::MAX_THREAD_POOLS`] threads;
-/// calls from any further thread share one). A connection's task runs on the runtime that opened
-/// it, so with one pool per thread a call made on one of the daemon's HTTP serving threads
-/// (`tokenwarden_http::Shards`, one single-threaded runtime each) is written, answered and read
-/// on that thread, never handed to another core and woken back (issue 19). It also means a
-/// serving thread never depends on a connection whose task lives on another.
+/// calls from any further thread share one). With one pool per thread a call made on one of the
+/// daemon's HTTP serving threads (`tokenwarden_http::Shards`, one single-threaded runtime each)
+/// is written, answered and read on that thread, never handed to another core and woken back
+/// (issue 19).
 #[derive(Clone)]
 pub struct PooledClient {
     pools: Arc<Pools>,
@@ -71,24 +134,27 @@ struct ThreadPool {
 }
 
 struct Idle {
-    sender: Sender,
+    conn: Conn,
     since: Instant,
 }
 
 impl ThreadPool {
-    /// An idle connection to `origin` that can take a request now, newest first. Closed and
-    /// expired ones are let go; one whose last answer hyper has not finished with stays.
-    fn checkout(&self, origin: &str) -> Option<(Arc<str>, Sender)> {
+    /// An idle connection to `origin` that can take a request now, newest first. Expired ones,
+    /// and ones the platform closed, are let go.
+    fn checkout(&self, origin: &str) -> Option<(Arc<str>, Conn)> {
         let mut all = self.idle.lock();
         let (key, list) = all.iter_mut().find(|(o, _)| &**o == origin)?;
         let now = Instant::now();
-        list.retain(|i| !i.sender.is_closed() && now - i.since < PooledClient::IDLE_TIMEOUT);
-        let at = list.iter().rposition(|i| i.sender.is_ready())?;
-        Some((key.clone(), list.remove(at).sender))
+        while let Some(mut idle) = list.pop() {
+            if now - idle.since < PooledClient::IDLE_TIMEOUT && idle.conn.usable() {
+                return Some((key.clone(), idle.conn));
+            }
+        }
+        None
     }
 
-    /// `sender`'s connection is idle again.
-    fn put(&self, origin: Arc<str>, sender: Sender) {
+    /// `conn` is idle again.
+    fn put(&self, origin: Arc<str>, conn: Conn) {
         let mut all = self.idle.lock();
         let now = Instant::now();
         let list = match all.iter().position(|(o, _)| *o == origin) {
@@ -99,11 +165,11 @@ impl ThreadPool {
                 &mut all[last].1
             }
         };
-        list.retain(|i| !i.sender.is_closed() && now - i.since < PooledClient::IDLE_TIMEOUT);
+        list.retain(|i| now - i.since < PooledClient::IDLE_TIMEOUT);
         if list.len() >= PooledClient::MAX_IDLE_PER_HOST {
             list.remove(0);
         }
-        list.push(Idle { sender, since: now });
+        list.push(Idle { conn, since: now });
     }
 
     /// The origin's key, shared with the pool's entry when there is one.
@@ -151,27 +217,28 @@ impl Pools {
         pool
     }
 
-    /// A new connection to `uri`'s origin, its task spawned on this thread's runtime.
-    async fn connect(&self, uri: http::Uri) -> Result<Sender, SendError> {
+    /// A new connection to `url`'s origin.
+    async fn connect(&self, url: &url::Url) -> Result<Conn, SendError> {
         use tower_service::Service;
         let connected = |e: &dyn std::fmt::Display| SendError {
             connect: true,
             message: format!("error sending request: {e}"),
         };
+        // The connector dials scheme, host and port; nothing else of the URL reaches it.
+        let dial: http::Uri = origin(url)
+            .parse()
+            .map_err(|e: http::uri::InvalidUri| connected(&e))?;
         let io = self
             .connector
             .clone()
-            .call(uri)
+            .call(dial)
             .await
             .map_err(|e| connected(&*e))?;
-        let (sender, conn) = hyper::client::conn::http1::handshake(io)
-            .await
-            .map_err(|e| connected(&e))?;
-        tokio::spawn(async move {
-            // Its end (closed by either side, or failed) is seen by the sender: nothing to do.
-            let _ = conn.await;
-        });
-        Ok(sender)
+        Ok(Conn {
+            io: TokioIo::new(io),
+            read: BytesMut::new(),
+            write: Vec::new(),
+        })
     }
 }
 
@@ -233,7 +300,6 @@ impl PooledClient {
         })
     }
 }
-
 /// reqwest's: the ring provider (unless the process installed another), TLS 1.2 and 1.3, the
 /// webpki roots only, no client certificate, SNI on.
 fn tls_config() -> Result<rustls::ClientConfig, ClientError> {
@@ -303,91 +369,184 @@ fn origin(url: &url::Url) -> std::borrow::Cow<'_, str> {
     }
 }
 
-/// What a failed send says: hyper's own words (no URL: it never puts one in its errors).
-fn send_error(e: &hyper::Error) -> SendError {
+/// What a failed exchange says: the I/O's or the wire's own words (neither holds the URL, whose
+/// query may carry a token).
+fn send_error(e: impl std::fmt::Display) -> SendError {
     SendError {
         connect: false,
         message: format!("error sending request: {e}"),
     }
 }
 
+/// The platform closed the connection before its answer ended.
+#[derive(Debug, thiserror::Error)]
+#[error("the connection closed before the answer ended")]
+struct ClosedEarly;
+
+/// A streamed request body did not match the `Content-Length` the caller sent with it.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body's length differs from its Content-Length")]
+struct LengthMismatch;
+
 impl PooledTransport<'_> {
-    /// Sends `req` on an idle connection to `url`'s origin, or a new one; a request a reused
-    /// connection handed back unsent goes on the next. The answer, and the connection to give
-    /// back once its body has been read.
+    /// Sends the request on an idle connection to `url`'s origin, or a new one, and reads the
+    /// answer's head. The head, the connection (holding what was read past the head), and where
+    /// to give the connection back once the body has been read.
     async fn exchange(
         &self,
         url: &url::Url,
-        mut req: http::Request<reqwest::Body>,
-    ) -> Result<(http::Response<hyper::body::Incoming>, Keep), SendError> {
+        method: &http::Method,
+        headers: &http::HeaderMap,
+        body: Option<reqwest::Body>,
+    ) -> Result<(h1::Head, Conn, Keep), SendError> {
         let pool = self.0.pools.here();
         let origin = origin(url);
-        // The connector dials the whole URI; the connection is sent the path and query only.
-        let dial = req.uri().clone();
-        let path = req
-            .uri()
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
-        *req.uri_mut() = http::Uri::from(path);
-        loop {
-            let (key, mut sender, reused) = match pool.checkout(&origin) {
-                Some((key, sender)) => (key, sender, true),
-                None => {
-                    let sender = self.0.pools.connect(dial.clone()).await?;
-                    (pool.key(&origin), sender, false)
-                }
-            };
-            match sender.try_send_request(req).await {
-                Ok(resp) => {
-                    let keep = Keep {
-                        pool: pool.clone(),
-                        origin: key,
-                        sender,
-                    };
-                    return Ok((resp, keep));
-                }
-                Err(mut e) => match e.take_message() {
-                    // Nothing was sent: the platform had closed the idle connection.
-                    Some(unsent) if reused => req = unsent,
-                    _ => return Err(send_error(e.error())),
-                },
+        let (key, mut conn) = match pool.checkout(&origin) {
+            Some(found) => found,
+            None => {
+                let conn = self.0.pools.connect(url).await?;
+                (pool.key(&origin), conn)
             }
-        }
+        };
+        let target = match &url[url::Position::BeforePath..url::Position::AfterQuery] {
+            "" => "/",
+            t => t,
+        };
+        write_request(&mut conn, method, target, headers, body)
+            .await
+            .map_err(send_error)?;
+        let head = loop {
+            // A pooled connection holds nothing read (`Conn::usable`): read before parsing.
+            match conn.fill().await {
+                Ok(0) => return Err(send_error(ClosedEarly)),
+                Ok(_) => {}
+                Err(e) => return Err(send_error(e)),
+            }
+            match h1::parse_head(&mut conn.read, *method == http::Method::HEAD) {
+                Ok(Some(head)) => break head,
+                Ok(None) => {}
+                Err(e) => return Err(send_error(e)),
+            }
+        };
+        Ok((head, conn, Keep { pool, origin: key }))
     }
 }
 
-/// A connection lent to one answer, to go back to its pool when the answer's body has ended.
+/// Request bodies up to this size go out in the same write as the head.
+const COALESCE: usize = 16 * 1024;
+
+/// Writes the request: its head, then its body framed by its known length, the caller's
+/// `Content-Length` (a streamed body), or chunked.
+async fn write_request(
+    conn: &mut Conn,
+    method: &http::Method,
+    target: &str,
+    headers: &http::HeaderMap,
+    body: Option<reqwest::Body>,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let mut out = std::mem::take(&mut conn.write);
+    out.clear();
+    let written = write_framed(conn, &mut out, method, target, headers, body).await;
+    conn.write = out;
+    written?;
+    conn.io.flush().await?;
+    Ok(())
+}
+
+async fn write_framed(
+    conn: &mut Conn,
+    out: &mut Vec<u8>,
+    method: &http::Method,
+    target: &str,
+    headers: &http::HeaderMap,
+    body: Option<reqwest::Body>,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let Some(mut body) = body else {
+        h1::write_head(out, method, target, headers, RequestFraming::None);
+        conn.io.write_all(out).await?;
+        return Ok(());
+    };
+    if let Some(bytes) = body.as_bytes() {
+        if bytes.is_empty() {
+            h1::write_head(out, method, target, headers, RequestFraming::None);
+            conn.io.write_all(out).await?;
+        } else {
+            let framing = RequestFraming::Length(bytes.len() as u64);
+            h1::write_head(out, method, target, headers, framing);
+            if bytes.len() <= COALESCE {
+                out.extend_from_slice(bytes);
+                conn.io.write_all(out).await?;
+            } else {
+                conn.io.write_all(out).await?;
+                conn.io.write_all(bytes).await?;
+            }
+        }
+        return Ok(());
+    }
+    // A stream: sent with the caller's length when it gave one, else chunked.
+    let declared = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
+    let framing = declared.map_or(RequestFraming::Chunked, RequestFraming::Length);
+    h1::write_head(out, method, target, headers, framing);
+    conn.io.write_all(out).await?;
+    let mut sent = 0u64;
+    while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
+        let Ok(data) = frame?.into_data() else {
+            continue; // trailers: not sent
+        };
+        if data.is_empty() {
+            continue;
+        }
+        sent = sent.saturating_add(data.len() as u64);
+        if declared.is_some_and(|d| sent > d) {
+            return Err(LengthMismatch.into());
+        }
+        if declared.is_none() {
+            out.clear();
+            h1::write_chunk_size(out, data.len());
+            conn.io.write_all(out).await?;
+        }
+        conn.io.write_all(&data).await?;
+        if declared.is_none() {
+            conn.io.write_all(b"\r\n").await?;
+        }
+    }
+    match declared {
+        Some(d) if d != sent => return Err(LengthMismatch.into()),
+        Some(_) => {}
+        None => {
+            out.clear();
+            h1::write_chunk_size(out, 0);
+            conn.io.write_all(out).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Where a connection lent to one answer goes back when the answer's body has ended.
 struct Keep {
     pool: Arc<ThreadPool>,
     origin: Arc<str>,
-    sender: Sender,
-}
-
-impl Keep {
-    fn give_back(self) {
-        self.pool.put(self.origin, self.sender);
-    }
 }
 
 #[async_trait::async_trait]
 impl Transport for PooledTransport<'_> {
-    async fn send(&mut self, req: reqwest::Request) -> Result<reqwest::Response, SendError> {
+    async fn send(&mut self, mut req: reqwest::Request) -> Result<reqwest::Response, SendError> {
         let url = req.url().clone();
-        let mut req: http::Request<reqwest::Body> = match req.try_into() {
-            Ok(r) => r,
-            Err(e) => return Err(SendError::from_reqwest(e)),
-        };
-        if let http::header::Entry::Vacant(v) = req.headers_mut().entry(http::header::ACCEPT) {
+        let method = req.method().clone();
+        let body = req.body_mut().take();
+        let headers = req.headers_mut();
+        if let http::header::Entry::Vacant(v) = headers.entry(http::header::ACCEPT) {
             v.insert(http::HeaderValue::from_static("*/*"));
         }
-        // Written from the URL, kept per thread while the calls go to the same host (hyper-util
-        // wrote it from the URI with a `format!` and a validation pass on every call).
+        // Written from the URL, kept per thread while the calls go to the same host.
         if let Some(host) = host_header(&url) {
-            req.headers_mut().insert(http::header::HOST, host);
+            headers.insert(http::header::HOST, host);
         }
         let read = self.0.read_timeout;
-        let (resp, keep) = match tokio::time::timeout(read, self.exchange(&url, req)).await {
+        let exchange = self.exchange(&url, &method, req.headers(), body);
+        let (head, conn, keep) = match tokio::time::timeout(read, exchange).await {
             Ok(Ok(r)) => r,
             Ok(Err(e)) => return Err(e),
             Err(_) => {
@@ -397,20 +556,29 @@ impl Transport for PooledTransport<'_> {
                 });
             }
         };
-        let (parts, body) = resp.into_parts();
-        let mut keep = Some(keep);
-        // An answer without a body (HEAD, 204, 304) has ended already.
-        if body.is_end_stream()
-            && let Some(k) = keep.take()
-        {
-            k.give_back();
-        }
-        let body = reqwest::Body::wrap(ReadTimeout {
-            inner: body,
-            timeout: read,
-            sleep: None,
-            keep,
-        });
+        let reading = match head.framing {
+            Framing::Empty => None,
+            Framing::Length(n) => Some(Reading::Length(n)),
+            Framing::Chunked => Some(Reading::Chunked(h1::Chunked::default())),
+            Framing::Close => Some(Reading::Close),
+        };
+        let body = match reading {
+            // An answer without a body (HEAD, 204, 304, length 0) has ended already.
+            None => {
+                if head.reusable && conn.read.is_empty() {
+                    keep.pool.put(keep.origin, conn);
+                }
+                reqwest::Body::from(Bytes::new())
+            }
+            Some(reading) => reqwest::Body::wrap(Answer {
+                conn: Some(conn),
+                reading,
+                reusable: head.reusable,
+                timeout: read,
+                sleep: None,
+                keep: Some(keep),
+            }),
+        };
         // The answer carries the URL it came from, as reqwest's do (no parse: the request's).
         let mut answer = http::Response::builder()
             .url(url)
@@ -419,10 +587,9 @@ impl Transport for PooledTransport<'_> {
                 connect: false,
                 message: "error reading the answer".into(),
             })?;
-        *answer.status_mut() = parts.status;
-        *answer.version_mut() = parts.version;
-        *answer.headers_mut() = parts.headers;
-        answer.extensions_mut().extend(parts.extensions);
+        *answer.status_mut() = head.status;
+        *answer.version_mut() = head.version;
+        *answer.headers_mut() = head.headers;
         Ok(reqwest::Response::from(answer))
     }
 }
@@ -449,16 +616,28 @@ fn host_header(url: &url::Url) -> Option<http::HeaderValue> {
     })
 }
 
-/// A response body that fails when no chunk arrives within `timeout` of the last (reqwest's read
-/// timeout on the body).
-struct ReadTimeout {
-    inner: hyper::body::Incoming,
+/// How the rest of an answer's body is delimited.
+enum Reading {
+    /// This many bytes are still to come.
+    Length(u64),
+    Chunked(h1::Chunked),
+    /// Until the platform closes the connection.
+    Close,
+}
+
+/// An answer's body, read from its connection as the caller asks for it. It fails when no bytes
+/// arrive within `timeout` of the last (reqwest's read timeout on the body), when the platform
+/// closes the connection early, or when the framing is broken; it gives the connection back to
+/// its pool when it has ended cleanly, and closes it otherwise (dropped early included).
+struct Answer {
+    /// `None` once the body has ended or failed.
+    conn: Option<Conn>,
+    reading: Reading,
+    reusable: bool,
     timeout: Duration,
-    /// Armed while a frame is awaited; `None` between frames so that a body read at once costs
-    /// no timer.
+    /// Armed while bytes are awaited; `None` while they come at once, so that a body read at
+    /// once costs no timer.
     sleep: Option<Pin<Box<Sleep>>>,
-    /// The connection, given back to its pool when the body ends (dropped with the body before
-    /// that, it closes: hyper cannot reuse a connection whose answer was not read).
     keep: Option<Keep>,
 }
 
@@ -466,49 +645,105 @@ struct ReadTimeout {
 #[error("operation timed out while reading the answer")]
 struct BodyTimedOut;
 
-impl HttpBody for ReadTimeout {
+impl Answer {
+    /// The body has ended: its connection goes back to the pool when it may carry another.
+    fn end(&mut self) {
+        self.sleep = None;
+        if let (Some(conn), Some(keep)) = (self.conn.take(), self.keep.take())
+            && self.reusable
+            && conn.read.is_empty()
+        {
+            keep.pool.put(keep.origin, conn);
+        }
+    }
+
+    /// The body failed: its connection is closed.
+    fn fail(
+        &mut self,
+        e: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.sleep = None;
+        self.conn = None;
+        self.keep = None;
+        Poll::Ready(Some(Err(e.into())))
+    }
+}
+
+impl HttpBody for Answer {
     type Data = Bytes;
-    type Error = Box<dyn std::error::Error + Send + Sync>;
+    type Error = BoxError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_frame(cx) {
-            Poll::Ready(r) => {
-                this.sleep = None;
-                let ended = match &r {
-                    None => true,
-                    Some(Ok(_)) => this.inner.is_end_stream(),
-                    Some(Err(_)) => {
-                        // A broken answer: its connection is not given back.
-                        this.keep = None;
-                        false
-                    }
-                };
-                if ended && let Some(k) = this.keep.take() {
-                    k.give_back();
+        loop {
+            let Some(conn) = this.conn.as_mut() else {
+                return Poll::Ready(None);
+            };
+            let step = match &mut this.reading {
+                Reading::Length(left) if !conn.read.is_empty() => {
+                    let n =
+                        usize::try_from(*left).map_or(conn.read.len(), |l| l.min(conn.read.len()));
+                    *left -= n as u64;
+                    Decoded::Data(conn.read.split_to(n).freeze())
                 }
-                Poll::Ready(r.map(|f| f.map_err(Into::into)))
+                Reading::Chunked(chunked) => match chunked.decode(&mut conn.read) {
+                    Ok(step) => step,
+                    Err(e) => return this.fail(e),
+                },
+                Reading::Close if !conn.read.is_empty() => {
+                    Decoded::Data(conn.read.split().freeze())
+                }
+                Reading::Length(_) | Reading::Close => Decoded::NeedMore,
+            };
+            match step {
+                Decoded::Data(data) => {
+                    this.sleep = None;
+                    if matches!(this.reading, Reading::Length(0)) {
+                        this.end();
+                    }
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Decoded::End => {
+                    this.end();
+                    return Poll::Ready(None);
+                }
+                Decoded::NeedMore => {}
             }
-            Poll::Pending => {
-                let timeout = this.timeout;
-                let sleep = this.sleep.get_or_insert_with(|| {
-                    Box::pin(tokio::time::sleep_until(Instant::now() + timeout))
-                });
-                ready!(sleep.as_mut().poll(cx));
-                Poll::Ready(Some(Err(BodyTimedOut.into())))
+            reserve(&mut conn.read);
+            match std::pin::pin!(conn.io.read_buf(&mut conn.read)).poll(cx) {
+                Poll::Ready(Ok(0)) if matches!(this.reading, Reading::Close) => {
+                    this.reusable = false;
+                    this.end();
+                    return Poll::Ready(None);
+                }
+                Poll::Ready(Ok(0)) => return this.fail(ClosedEarly),
+                Poll::Ready(Ok(_)) => this.sleep = None,
+                Poll::Ready(Err(e)) => return this.fail(e),
+                Poll::Pending => {
+                    let timeout = this.timeout;
+                    let sleep = this.sleep.get_or_insert_with(|| {
+                        Box::pin(tokio::time::sleep_until(Instant::now() + timeout))
+                    });
+                    ready!(sleep.as_mut().poll(cx));
+                    return this.fail(BodyTimedOut);
+                }
             }
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.conn.is_none()
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        match (&self.conn, &self.reading) {
+            (None, _) => SizeHint::with_exact(0),
+            (Some(_), Reading::Length(n)) => SizeHint::with_exact(*n),
+            (Some(_), _) => SizeHint::default(),
+        }
     }
 }
 
@@ -868,5 +1103,312 @@ mod tests {
             .unwrap_err();
         assert!(e.connect, "{}", e.message);
         assert!(!e.message.contains(&addr.to_string()), "{}", e.message);
+    }
+
+    /// An upstream that answers one request per connection with `answer` (written as is, in
+    /// pieces of `piece` bytes, then the connection is closed when `close`), handing back
+    /// everything it read before answering: head and body.
+    async fn scripted(
+        answer: Vec<u8>,
+        piece: usize,
+        close: bool,
+    ) -> (
+        String,
+        tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>,
+        Arc<std::sync::atomic::AtomicUsize>,
+    ) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", l.local_addr().unwrap());
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let (tx, answer) = (tx.clone(), answer.clone());
+                tokio::spawn(async move {
+                    loop {
+                        let request = read_request(&mut s).await;
+                        let Some(request) = request else { return };
+                        let _ = tx.send(request);
+                        for p in answer.chunks(piece.max(1)) {
+                            if s.write_all(p).await.is_err() {
+                                return;
+                            }
+                            tokio::task::yield_now().await;
+                        }
+                        if close {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (base, rx, accepted)
+    }
+
+    /// One request off `s`: its head and its body, framed by Content-Length or chunked.
+    async fn read_request(s: &mut tokio::net::TcpStream) -> Option<Vec<u8>> {
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        let head_end = loop {
+            if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break at + 4;
+            }
+            match s.read(&mut chunk).await {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+        let done = |buf: &[u8]| -> bool {
+            let body = &buf[head_end..];
+            if let Some(cl) = head.split("\r\ncontent-length: ").nth(1) {
+                let n: usize = cl.split("\r\n").next().unwrap().parse().unwrap();
+                body.len() >= n
+            } else if head.contains("\r\ntransfer-encoding: chunked\r\n") {
+                body.ends_with(b"0\r\n\r\n")
+            } else {
+                true
+            }
+        };
+        while !done(&buf) {
+            match s.read(&mut chunk).await {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+        Some(buf)
+    }
+
+    #[tokio::test]
+    async fn a_chunked_answer_is_read_whole_and_its_connection_reused() {
+        let answer = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5;x=y\r\nhello\r\n7\r\n, world\r\n0\r\nx-trailer: 1\r\n\r\n".to_vec();
+        for piece in [1, 3, 1000] {
+            let (base, _, accepted) = scripted(answer.clone(), piece, false).await;
+            let c = client(Duration::from_secs(30));
+            for _ in 0..3 {
+                let r = PooledTransport(&c)
+                    .send(get(&format!("{base}/a")))
+                    .await
+                    .unwrap();
+                assert_eq!(r.text().await.unwrap(), "hello, world", "pieces of {piece}");
+            }
+            assert_eq!(connections(&accepted), 1, "pieces of {piece}");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_answer_read_to_the_close_is_whole_and_its_connection_not_kept() {
+        let answer = b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\nuntil the end".to_vec();
+        let (base, _, accepted) = scripted(answer, 4, true).await;
+        let c = client(Duration::from_secs(30));
+        for _ in 0..2 {
+            let r = PooledTransport(&c)
+                .send(get(&format!("{base}/a")))
+                .await
+                .unwrap();
+            assert_eq!(r.text().await.unwrap(), "until the end");
+            assert_eq!(c.pools.here().idle_count(), 0);
+        }
+        assert_eq!(connections(&accepted), 2);
+    }
+
+    #[tokio::test]
+    async fn connections_the_answer_or_its_framing_rules_out_are_not_kept() {
+        for answer in [
+            "HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 2\r\n\r\nok",
+            "HTTP/1.0 200 OK\r\ncontent-length: 2\r\n\r\nok",
+            // Both framings: a smuggling sign. Read as chunked, then closed.
+            "HTTP/1.1 200 OK\r\ncontent-length: 2\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+            // More than the answer: whatever follows is nobody's.
+            "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nokHTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
+        ] {
+            let (base, _, accepted) = scripted(answer.as_bytes().to_vec(), 1000, false).await;
+            let c = client(Duration::from_secs(30));
+            for _ in 0..2 {
+                let r = PooledTransport(&c)
+                    .send(get(&format!("{base}/a")))
+                    .await
+                    .unwrap();
+                assert_eq!(r.text().await.unwrap(), "ok", "{answer}");
+            }
+            assert_eq!(c.pools.here().idle_count(), 0, "{answer}");
+            assert_eq!(connections(&accepted), 2, "{answer}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_head_answer_has_no_body_whatever_it_says() {
+        let (base, _, accepted) = scripted(
+            b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n".to_vec(),
+            1000,
+            false,
+        )
+        .await;
+        let c = client(Duration::from_secs(30));
+        for _ in 0..3 {
+            let req = reqwest::Request::new(
+                reqwest::Method::HEAD,
+                url::Url::parse(&format!("{base}/a")).unwrap(),
+            );
+            let r = PooledTransport(&c).send(req).await.unwrap();
+            assert_eq!(r.headers()["content-length"], "100");
+            assert!(r.bytes().await.unwrap().is_empty());
+        }
+        assert_eq!(connections(&accepted), 1);
+    }
+
+    #[tokio::test]
+    async fn broken_answers_are_send_errors_that_name_no_url() {
+        for (answer, expect) in [
+            ("<html><body>502 Bad Gateway</body></html>", "malformed"),
+            (
+                "HTTP/1.1 200 OK\r\ncontent-length: nope\r\n\r\n",
+                "Content-Length",
+            ),
+            (
+                "HTTP/1.1 101 Switching Protocols\r\nupgrade: h2c\r\n\r\n",
+                "switched",
+            ),
+            ("HTTP/1.1 200 OK\r\ncontent-len", "closed before"),
+        ] {
+            let (base, _, _) = scripted(answer.as_bytes().to_vec(), 1000, true).await;
+            let c = client(Duration::from_secs(30));
+            let e = PooledTransport(&c)
+                .send(get(&format!("{base}/a?access_token=SECRET")))
+                .await
+                .unwrap_err();
+            assert!(!e.connect, "{answer}");
+            assert!(e.message.contains(expect), "{answer}: {}", e.message);
+            assert!(
+                !e.message.contains("SECRET") && !e.message.contains(&base),
+                "{}",
+                e.message
+            );
+        }
+        // A body cut short, or badly chunked, fails the body instead of ending it early.
+        for answer in [
+            "HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nshort",
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhelloXX",
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhel",
+        ] {
+            let (base, _, _) = scripted(answer.as_bytes().to_vec(), 1000, true).await;
+            let c = client(Duration::from_secs(30));
+            let r = PooledTransport(&c)
+                .send(get(&format!("{base}/a")))
+                .await
+                .unwrap();
+            assert!(r.bytes().await.is_err(), "{answer}");
+            assert_eq!(c.pools.here().idle_count(), 0, "{answer}");
+        }
+    }
+
+    #[tokio::test]
+    async fn request_bodies_are_framed_by_length_or_chunked() {
+        let (base, mut seen, accepted) = scripted(
+            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_vec(),
+            1000,
+            false,
+        )
+        .await;
+        let c = client(Duration::from_secs(30));
+        let url = url::Url::parse(&format!("{base}/up")).unwrap();
+        let body_of = |raw: &[u8]| {
+            let at = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+            (
+                String::from_utf8_lossy(&raw[..at]).to_ascii_lowercase(),
+                raw[at..].to_vec(),
+            )
+        };
+        // Held bytes, small and large: their length.
+        for size in [5usize, 100_000] {
+            let mut req = reqwest::Request::new(reqwest::Method::POST, url.clone());
+            *req.body_mut() = Some(reqwest::Body::from(vec![b'x'; size]));
+            // A stale length from the caller is not what goes out.
+            req.headers_mut()
+                .insert("content-length", http::HeaderValue::from_static("1"));
+            let r = PooledTransport(&c).send(req).await.unwrap();
+            assert_eq!(r.text().await.unwrap(), "ok");
+            let (head, body) = body_of(&seen.recv().await.unwrap());
+            assert!(
+                head.contains(&format!("\r\ncontent-length: {size}\r\n")),
+                "{head}"
+            );
+            assert_eq!(head.matches("content-length").count(), 1, "{head}");
+            assert_eq!(body, vec![b'x'; size]);
+        }
+        // A stream without a length: chunked.
+        let stream = futures::stream::iter(
+            ["ab", "", "cde"].map(|s| Ok::<_, std::io::Error>(Bytes::from(s))),
+        );
+        let mut req = reqwest::Request::new(reqwest::Method::PUT, url.clone());
+        *req.body_mut() = Some(reqwest::Body::wrap_stream(stream));
+        let r = PooledTransport(&c).send(req).await.unwrap();
+        assert_eq!(r.text().await.unwrap(), "ok");
+        let (head, body) = body_of(&seen.recv().await.unwrap());
+        assert!(
+            head.contains("\r\ntransfer-encoding: chunked\r\n"),
+            "{head}"
+        );
+        assert_eq!(body, b"2\r\nab\r\n3\r\ncde\r\n0\r\n\r\n");
+        // A stream with the caller's length: that length, and the bytes as they are.
+        let stream =
+            futures::stream::iter(["ab", "cde"].map(|s| Ok::<_, std::io::Error>(Bytes::from(s))));
+        let mut req = reqwest::Request::new(reqwest::Method::PUT, url.clone());
+        *req.body_mut() = Some(reqwest::Body::wrap_stream(stream));
+        req.headers_mut()
+            .insert("content-length", http::HeaderValue::from_static("5"));
+        let r = PooledTransport(&c).send(req).await.unwrap();
+        assert_eq!(r.text().await.unwrap(), "ok");
+        let (head, body) = body_of(&seen.recv().await.unwrap());
+        assert!(head.contains("\r\ncontent-length: 5\r\n"), "{head}");
+        assert_eq!(body, b"abcde");
+        assert_eq!(connections(&accepted), 1);
+        // A stream longer than the length it came with is an error, not a smuggled request.
+        let stream =
+            futures::stream::iter(["abc", "def"].map(|s| Ok::<_, std::io::Error>(Bytes::from(s))));
+        let mut req = reqwest::Request::new(reqwest::Method::PUT, url.clone());
+        *req.body_mut() = Some(reqwest::Body::wrap_stream(stream));
+        req.headers_mut()
+            .insert("content-length", http::HeaderValue::from_static("4"));
+        let e = PooledTransport(&c).send(req).await.unwrap_err();
+        assert!(e.message.contains("Content-Length"), "{}", e.message);
+    }
+
+    #[tokio::test]
+    async fn a_connection_that_sent_bytes_while_idle_is_not_used() {
+        // Answers, then 50 ms later writes something nobody asked for (a second answer).
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", l.local_addr().unwrap());
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::spawn(async move {
+                    while read_request(&mut s).await.is_some() {
+                        let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                        if s.write_all(ok).await.is_err() {
+                            return;
+                        }
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        let _ = s
+                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nevil")
+                            .await;
+                    }
+                });
+            }
+        });
+        let c = client(Duration::from_secs(30));
+        for _ in 0..2 {
+            let r = PooledTransport(&c)
+                .send(get(&format!("{base}/a")))
+                .await
+                .unwrap();
+            assert_eq!(r.text().await.unwrap(), "ok");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert_eq!(connections(&accepted), 2);
     }
 }
