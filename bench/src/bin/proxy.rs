@@ -14,10 +14,13 @@
 //! keep-alive). A fourth target, the *floor*, is the daemon's own HTTP stack doing only what
 //! nginx does (its serving threads and shortcut, its pooled outbound client; the path forwarded
 //! with one header added, nothing else): what tokenwarden could reach if its own work cost
-//! nothing. `wrk` drives each target in turn — direct to the upstream, through nginx, through the
-//! floor, through tokenwarden — for every concurrency, `--runs` times, and the medians are
-//! printed with three ratios: tokenwarden / nginx (the figure), floor / nginx (the
-//! stack's) and tokenwarden / floor (the daemon's own work). Added latency is a target's
+//! nothing. A fifth, *raw*, is no HTTP library at all on the same serving threads (`httparse` and
+//! a per-thread pool of upstream sockets, one task per connection, `Content-Length` answers only):
+//! what tokio and the kernel allow, the ceiling of any design on this runtime. `wrk` drives each
+//! target in turn — direct to the upstream, through nginx, the floor, raw and tokenwarden — for
+//! every concurrency, `--runs` times, and the medians are printed with four ratios:
+//! tokenwarden / nginx (the figure), floor / nginx (the stack's), raw / nginx (the
+//! runtime's) and tokenwarden / floor (the daemon's own work). Added latency is a target's
 //! percentile minus the direct one at the same concurrency.
 //!
 //! `--count N` measures instead the cost of one proxied call in instructions, which a loaded
@@ -451,12 +454,14 @@ async fn run() -> Result<()> {
     let (_nginx, nginx_base) = nginx(&nginx_dir, &upstream)?;
 
     let (floor_base, _floor_shards) = floor(&upstream).await?;
+    let (raw_base, _raw_shards) = raw::start(&upstream).await?;
 
     let auth = format!("Authorization: Bearer {}", key.expose());
-    let targets: [(&str, String, Option<&str>); 4] = [
+    let targets: [(&str, String, Option<&str>); 5] = [
         ("direct", format!("{api_base}/me"), None),
         ("nginx", format!("{nginx_base}/api/me"), None),
         ("floor", format!("{floor_base}/api/me"), None),
+        ("raw", format!("{raw_base}/api/me"), None),
         (
             "tokenwarden",
             format!("{}proxy/bench/me", d.base),
@@ -465,7 +470,7 @@ async fn run() -> Result<()> {
     ];
     // A proxied call must work before it is measured.
     let check = reqwest::Client::new()
-        .get(&targets[3].1)
+        .get(&targets[4].1)
         .bearer_auth(key.expose())
         .send()
         .await?;
@@ -512,11 +517,12 @@ async fn run() -> Result<()> {
             );
             rows.push(m);
         }
-        let (ng, fl, tw) = (rows[1], rows[2], rows[3]);
+        let (ng, fl, rw, tw) = (rows[1], rows[2], rows[3], rows[4]);
         let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { f64::NAN };
         for (name, x, y) in [
             ("tokenwarden / nginx", tw, ng),
             ("floor / nginx", fl, ng),
+            ("raw / nginx", rw, ng),
             ("tokenwarden / floor", tw, fl),
         ] {
             println!(
@@ -532,4 +538,112 @@ async fn run() -> Result<()> {
     // The daemon's graceful stop would wait for idle keep-alive connections; a benchmark just ends.
     drop(d);
     Ok(())
+}
+
+/// The ceiling (a measurement, not a design: it trusts the upstream and knows only `GET` and
+/// `Content-Length`): a proxy with no HTTP library at all on the same serving threads. Each
+/// connection is one task that parses the request head with `httparse`, writes the upstream
+/// request on a per-thread pooled connection, reads the answer's head and `Content-Length` body
+/// and writes the bytes back. No task hops, no channels, no header maps: the least a tokio
+/// program can do for a proxied call. The gap between it and nginx is tokio's (and the
+/// kernel's, for its I/O pattern); between it and the floor, the HTTP stack's.
+mod raw {
+    use std::cell::RefCell;
+    use std::net::SocketAddr;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    thread_local! {
+        static POOL: RefCell<Vec<TcpStream>> = const { RefCell::new(Vec::new()) };
+    }
+
+    pub async fn start(upstream: &str) -> anyhow::Result<(String, tokenwarden_http::Shards)> {
+        let shards = tokenwarden_http::Shards::start(tokenwarden_bench::http_threads())?;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        listener.set_nonblocking(true)?;
+        let base = format!("http://{}", listener.local_addr()?);
+        let up: SocketAddr = upstream.trim_start_matches("http://").parse()?;
+        for h in shards.handles() {
+            let l = listener.try_clone()?;
+            h.spawn(async move {
+                let Ok(l) = tokio::net::TcpListener::from_std(l) else {
+                    return;
+                };
+                while let Ok((s, _)) = l.accept().await {
+                    let _ = s.set_nodelay(true);
+                    tokio::spawn(async move {
+                        let _ = conn(s, up).await;
+                    });
+                }
+            });
+        }
+        Ok((base, shards))
+    }
+
+    async fn conn(mut s: TcpStream, up: SocketAddr) -> std::io::Result<()> {
+        let host = up.to_string();
+        let mut inb = bytes::BytesMut::with_capacity(4096);
+        let mut out: Vec<u8> = Vec::with_capacity(512);
+        let mut resp = bytes::BytesMut::with_capacity(4096);
+        loop {
+            // The request's head.
+            loop {
+                let mut headers = [httparse::EMPTY_HEADER; 32];
+                let mut req = httparse::Request::new(&mut headers);
+                match req.parse(&inb) {
+                    Ok(httparse::Status::Complete(n)) => {
+                        out.clear();
+                        out.extend_from_slice(b"GET ");
+                        out.extend_from_slice(req.path.unwrap_or("/").as_bytes());
+                        out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
+                        out.extend_from_slice(host.as_bytes());
+                        out.extend_from_slice(
+                            b"\r\nauthorization: Bearer bench-access-token\r\n\r\n",
+                        );
+                        let _ = inb.split_to(n);
+                        break;
+                    }
+                    Ok(httparse::Status::Partial) => {
+                        if s.read_buf(&mut inb).await? == 0 {
+                            return Ok(());
+                        }
+                    }
+                    Err(_) => return Ok(()),
+                }
+            }
+            let mut u = match POOL.with(|p| p.borrow_mut().pop()) {
+                Some(u) => u,
+                None => {
+                    let u = TcpStream::connect(up).await?;
+                    u.set_nodelay(true)?;
+                    u
+                }
+            };
+            u.write_all(&out).await?;
+            resp.clear();
+            let total = loop {
+                if u.read_buf(&mut resp).await? == 0 {
+                    return Ok(());
+                }
+                let mut headers = [httparse::EMPTY_HEADER; 32];
+                let mut r = httparse::Response::new(&mut headers);
+                if let Ok(httparse::Status::Complete(n)) = r.parse(&resp) {
+                    let len = r
+                        .headers
+                        .iter()
+                        .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                        .and_then(|h| std::str::from_utf8(h.value).ok()?.parse::<usize>().ok())
+                        .unwrap_or(0);
+                    break n + len;
+                }
+            };
+            while resp.len() < total {
+                if u.read_buf(&mut resp).await? == 0 {
+                    return Ok(());
+                }
+            }
+            s.write_all(&resp).await?;
+            POOL.with(|p| p.borrow_mut().push(u));
+        }
+    }
 }
