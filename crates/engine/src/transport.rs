@@ -134,14 +134,14 @@ struct ThreadPool {
 }
 
 struct Idle {
-    conn: Conn,
+    conn: Box<Conn>,
     since: Instant,
 }
 
 impl ThreadPool {
     /// An idle connection to `origin` that can take a request now, newest first. Expired ones,
     /// and ones the platform closed, are let go.
-    fn checkout(&self, origin: &str) -> Option<(Arc<str>, Conn)> {
+    fn checkout(&self, origin: &str) -> Option<(Arc<str>, Box<Conn>)> {
         let mut all = self.idle.lock();
         let (key, list) = all.iter_mut().find(|(o, _)| &**o == origin)?;
         let now = Instant::now();
@@ -154,7 +154,7 @@ impl ThreadPool {
     }
 
     /// `conn` is idle again.
-    fn put(&self, origin: Arc<str>, conn: Conn) {
+    fn put(&self, origin: Arc<str>, conn: Box<Conn>) {
         let mut all = self.idle.lock();
         let now = Instant::now();
         let list = match all.iter().position(|(o, _)| *o == origin) {
@@ -218,7 +218,7 @@ impl Pools {
     }
 
     /// A new connection to `url`'s origin.
-    async fn connect(&self, url: &url::Url) -> Result<Conn, SendError> {
+    async fn connect(&self, url: &url::Url) -> Result<Box<Conn>, SendError> {
         use tower_service::Service;
         let connected = |e: &dyn std::fmt::Display| SendError {
             connect: true,
@@ -234,11 +234,13 @@ impl Pools {
             .call(dial)
             .await
             .map_err(|e| connected(&*e))?;
-        Ok(Conn {
+        // Boxed: a TLS connection's state is a few kilobytes, which every move between the
+        // pool, the call and the answer's body would otherwise copy.
+        Ok(Box::new(Conn {
             io: TokioIo::new(io),
             read: BytesMut::new(),
             write: Vec::new(),
-        })
+        }))
     }
 }
 
@@ -398,7 +400,7 @@ impl PooledTransport<'_> {
         method: &http::Method,
         headers: &http::HeaderMap,
         body: Option<reqwest::Body>,
-    ) -> Result<(h1::Head, Conn, Keep), SendError> {
+    ) -> Result<(h1::Head, Box<Conn>, Keep), SendError> {
         let pool = self.0.pools.here();
         let origin = origin(url);
         let (key, mut conn) = match pool.checkout(&origin) {
@@ -631,7 +633,7 @@ enum Reading {
 /// its pool when it has ended cleanly, and closes it otherwise (dropped early included).
 struct Answer {
     /// `None` once the body has ended or failed.
-    conn: Option<Conn>,
+    conn: Option<Box<Conn>>,
     reading: Reading,
     reusable: bool,
     timeout: Duration,
