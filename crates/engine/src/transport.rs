@@ -60,26 +60,28 @@ impl Conn {
             MaybeHttpsStream::Http(tcp) => tcp.inner(),
             MaybeHttpsStream::Https(tls) => tls.inner().get_ref().0.inner().inner(),
         };
+        let tls = matches!(self.io.inner(), MaybeHttpsStream::Https(_));
         let mut byte = [std::mem::MaybeUninit::<u8>::uninit(); 1];
         match socket2::SockRef::from(tcp).peek(&mut byte) {
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => true,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
             // Closed (0), reset, or bytes nobody asked for.
-            Ok(0) | Err(_) => false,
-            Ok(_) => match self.io.inner() {
-                MaybeHttpsStream::Http(_) => false,
-                // TLS records: a session ticket is nothing, a close_notify is the end. Let
-                // rustls read them; the connection is usable when no data comes of it.
-                MaybeHttpsStream::Https(_) => {
-                    let mut cx = Context::from_waker(std::task::Waker::noop());
-                    let mut scratch = [0u8; 1];
-                    let mut buf = tokio::io::ReadBuf::new(&mut scratch);
-                    matches!(
-                        Pin::new(&mut self.io).poll_read(&mut cx, &mut buf),
-                        Poll::Pending
-                    )
-                }
-            },
+            Ok(0) | Err(_) => return false,
+            Ok(_) if !tls => return false,
+            Ok(_) => {}
         }
+        if !tls {
+            return true;
+        }
+        // TLS: records the peek saw may be nothing (a session ticket) or the end (close_notify),
+        // and rustls may hold decrypted bytes beyond the last answer that no peek sees. Let it
+        // read: the connection is usable when nothing comes of it now.
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let mut scratch = [0u8; 1];
+        let mut buf = tokio::io::ReadBuf::new(&mut scratch);
+        matches!(
+            Pin::new(&mut self.io).poll_read(&mut cx, &mut buf),
+            Poll::Pending
+        )
     }
 
     /// Reads more of the answer; 0 when the platform closed the connection.
@@ -271,6 +273,16 @@ impl PooledClient {
 
     /// A client with `timeouts`.
     pub fn new(timeouts: Timeouts) -> Result<PooledClient, ClientError> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        PooledClient::trusting(timeouts, roots)
+    }
+
+    /// A client that trusts `roots` (Mozilla's; the tests' own certificate) and nothing else.
+    fn trusting(
+        timeouts: Timeouts,
+        roots: rustls::RootCertStore,
+    ) -> Result<PooledClient, ClientError> {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
@@ -283,7 +295,7 @@ impl PooledClient {
         #[cfg(any(target_os = "android", target_os = "fuchsia", target_os = "linux"))]
         http.set_tcp_user_timeout(Some(Duration::from_secs(30)));
         let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls_config()?)
+            .with_tls_config(tls_config(roots)?)
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
@@ -304,12 +316,10 @@ impl PooledClient {
 }
 /// reqwest's: the ring provider (unless the process installed another), TLS 1.2 and 1.3, the
 /// webpki roots only, no client certificate, SNI on.
-fn tls_config() -> Result<rustls::ClientConfig, ClientError> {
+fn tls_config(roots: rustls::RootCertStore) -> Result<rustls::ClientConfig, ClientError> {
     let provider = rustls::crypto::CryptoProvider::get_default()
         .cloned()
         .unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider()));
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     let mut tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(rustls::ALL_VERSIONS)
         .map_err(ClientError)?
@@ -1412,5 +1422,126 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         assert_eq!(connections(&accepted), 2);
+    }
+
+    /// The tests' certificate for `localhost` and 127.0.0.1 (self-signed, valid to 2126; made
+    /// with `openssl req -x509 -newkey ec`, not used anywhere else).
+    const CERT: &[u8] = include_bytes!("../tests/fixtures/loopback-cert.der");
+    const KEY: &[u8] = include_bytes!("../tests/fixtures/loopback-key.der");
+
+    /// How the TLS upstream treats a connection after each answer.
+    #[derive(Clone, Copy)]
+    enum AfterAnswer {
+        KeepOpen,
+        /// close_notify and FIN, as a platform's idle timeout.
+        Close,
+        /// 50 ms later, bytes nobody asked for, in a TLS record of their own.
+        Chatter,
+    }
+
+    /// An HTTPS upstream on 127.0.0.1 answering every request `ok`; its base URL and how many
+    /// connections it accepted.
+    async fn tls_upstream(after: AfterAnswer) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(rustls::ALL_VERSIONS)
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![rustls::pki_types::CertificateDer::from(CERT.to_vec())],
+                rustls::pki_types::PrivateKeyDer::try_from(KEY.to_vec()).unwrap(),
+            )
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("https://127.0.0.1:{}", l.local_addr().unwrap().port());
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((s, _)) = l.accept().await {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(mut s) = acceptor.accept(s).await else {
+                        return;
+                    };
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    loop {
+                        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                            match s.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                        }
+                        buf.clear();
+                        let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                        if s.write_all(ok).await.is_err() || s.flush().await.is_err() {
+                            return;
+                        }
+                        match after {
+                            AfterAnswer::KeepOpen => {}
+                            AfterAnswer::Close => {
+                                let _ = s.shutdown().await;
+                                return;
+                            }
+                            AfterAnswer::Chatter => {
+                                tokio::time::sleep(Duration::from_millis(50)).await;
+                                let _ = s.write_all(b"HTTP/1.1 200 OK\r\n").await;
+                                let _ = s.flush().await;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        (base, accepted)
+    }
+
+    fn tls_client() -> PooledClient {
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(rustls::pki_types::CertificateDer::from(CERT.to_vec()))
+            .unwrap();
+        PooledClient::trusting(
+            Timeouts {
+                connect: Duration::from_secs(5),
+                read: Duration::from_secs(30),
+            },
+            roots,
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn tls_connections_are_reused_and_replaced_when_closed_or_chattering() {
+        for (after, calls, pause, want) in [
+            (AfterAnswer::KeepOpen, 5, 0, 1),
+            (AfterAnswer::Close, 5, 20, 5),
+            (AfterAnswer::Chatter, 3, 200, 3),
+        ] {
+            let (base, accepted) = tls_upstream(after).await;
+            let c = tls_client();
+            for i in 0..calls {
+                let r = PooledTransport(&c)
+                    .send(get(&format!("{base}/a")))
+                    .await
+                    .unwrap_or_else(|e| panic!("call {i}: {}", e.message));
+                assert_eq!(r.text().await.unwrap(), "ok", "call {i}");
+                tokio::time::sleep(Duration::from_millis(pause)).await;
+            }
+            assert_eq!(connections(&accepted), want, "{calls} calls");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_certificate_the_client_does_not_trust_is_a_connect_error() {
+        // The default client trusts Mozilla's roots only, not the tests' own certificate.
+        let (base, _) = tls_upstream(AfterAnswer::KeepOpen).await;
+        let e = PooledTransport(&client(Duration::from_secs(30)))
+            .send(get(&format!("{base}/a")))
+            .await
+            .unwrap_err();
+        assert!(e.connect, "{}", e.message);
     }
 }
