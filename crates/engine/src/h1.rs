@@ -19,6 +19,10 @@ use http::header::{HeaderMap, HeaderName, HeaderValue};
 pub const MAX_HEAD: usize = 64 * 1024;
 /// The most headers an answer may have (hyper's default).
 pub const MAX_HEADERS: usize = 100;
+/// Room an answer's header map is made with beyond its own headers, for the ones its reader adds
+/// on the way back (the proxy's eight verdict headers and the daemon's security headers): added
+/// into a map parsed to fit, they would make it grow, rehashing what it holds.
+pub const SPARE_HEADERS: usize = 12;
 /// The longest chunk-size line (with its extensions) and trailer line.
 pub const MAX_LINE: usize = 4 * 1024;
 /// The most trailer bytes after a chunked body.
@@ -173,7 +177,7 @@ pub fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>
             reusable = false;
         }
         let head = buf.split_to(len).freeze();
-        let mut map = HeaderMap::with_capacity(named.len());
+        let mut map = HeaderMap::with_capacity(named.len() + SPARE_HEADERS);
         for (name, from, to) in named {
             let value = HeaderValue::from_maybe_shared(head.slice(from..to))
                 .map_err(|_| WireError::BadHeader)?;

@@ -153,6 +153,10 @@ pub fn inbound(mut upstream: HeaderMap, credential_header: &str) -> HeaderMap {
 /// `-waited-ms`, `-refreshed`, `-retry-after-ms`, `-platform-code`, `-reauthorize-url`).
 const VERDICT_HEADERS: usize = 8;
 
+// The map an answer's headers arrive in has room for the verdict headers and the daemon's three
+// security headers (`X-Content-Type-Options`, `Referrer-Policy`, `Strict-Transport-Security`).
+const _: () = assert!(crate::h1::SPARE_HEADERS >= VERDICT_HEADERS + 3);
+
 /// Adds our credential as the provider definition says (`Authorization: Bearer …`,
 /// `Access-Token: …`), replacing anything of that name.
 pub fn attach_credential(
