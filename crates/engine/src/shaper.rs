@@ -249,12 +249,17 @@ impl Shaper {
         let mut map = self.lanes.lock();
         let mut slot = not_before.max(now);
         for lane in lanes {
-            let st = map.entry(lane.key.clone()).or_insert_with(|| LaneState {
-                interval: lane.interval,
-                factor: 1.0,
-                next_free: now,
-                hold_until: now,
-            });
+            // Looked up by reference: the key is copied only for a lane met for the first time
+            // (`entry` would copy it on every call; issue 19).
+            let st = match map.get_mut(lane.key.as_str()) {
+                Some(st) => st,
+                None => map.entry(lane.key.clone()).or_insert(LaneState {
+                    interval: lane.interval,
+                    factor: 1.0,
+                    next_free: now,
+                    hold_until: now,
+                }),
+            };
             // A provider definition reloaded with other limits takes effect at once.
             st.interval = lane.interval;
             slot = slot.max(st.next_free).max(st.hold_until);
