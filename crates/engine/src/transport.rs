@@ -86,15 +86,18 @@ impl Conn {
 
     /// Reads more of the answer; 0 when the platform closed the connection.
     async fn fill(&mut self) -> std::io::Result<usize> {
-        reserve(&mut self.read);
+        reserve(&mut self.read, 8 * 1024);
         self.io.read_buf(&mut self.read).await
     }
 }
 
-/// Room for the next read: 8 KiB at least.
-fn reserve(buf: &mut BytesMut) {
-    if buf.capacity() - buf.len() < 1024 {
-        buf.reserve(8 * 1024);
+/// Room for the next read: about `want` bytes (what the answer has still to send, when known),
+/// between 8 and 64 KiB, so that a large body is read in few system calls and a small one does
+/// not cost a large buffer.
+fn reserve(buf: &mut BytesMut, want: usize) {
+    let want = want.clamp(8 * 1024, 64 * 1024);
+    if buf.capacity() - buf.len() < want / 2 {
+        buf.reserve(want);
     }
 }
 
@@ -724,7 +727,11 @@ impl HttpBody for Answer {
                 }
                 Decoded::NeedMore => {}
             }
-            reserve(&mut conn.read);
+            let want = match &this.reading {
+                Reading::Length(left) => usize::try_from(*left).unwrap_or(usize::MAX),
+                Reading::Chunked(_) | Reading::Close => 16 * 1024,
+            };
+            reserve(&mut conn.read, want);
             match std::pin::pin!(conn.io.read_buf(&mut conn.read)).poll(cx) {
                 Poll::Ready(Ok(0)) if matches!(this.reading, Reading::Close) => {
                     this.reusable = false;
@@ -1543,5 +1550,32 @@ mod tests {
             .await
             .unwrap_err();
         assert!(e.connect, "{}", e.message);
+    }
+
+    #[tokio::test]
+    async fn large_answers_arrive_whole_whatever_their_framing() {
+        let body: Vec<u8> = (0..1_000_003u32).map(|i| (i % 251) as u8).collect();
+        let mut by_length =
+            format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len()).into_bytes();
+        by_length.extend_from_slice(&body);
+        let mut chunked = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n".to_vec();
+        for piece in body.chunks(70_000) {
+            h1::write_chunk_size(&mut chunked, piece.len());
+            chunked.extend_from_slice(piece);
+            chunked.extend_from_slice(b"\r\n");
+        }
+        h1::write_chunk_size(&mut chunked, 0);
+        for answer in [by_length, chunked] {
+            let (base, _, accepted) = scripted(answer, 50_000, false).await;
+            let c = client(Duration::from_secs(30));
+            for _ in 0..2 {
+                let r = PooledTransport(&c)
+                    .send(get(&format!("{base}/a")))
+                    .await
+                    .unwrap();
+                assert!(r.bytes().await.unwrap() == body);
+            }
+            assert_eq!(connections(&accepted), 1);
+        }
     }
 }
