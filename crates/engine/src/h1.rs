@@ -27,6 +27,10 @@ pub const SPARE_HEADERS: usize = 12;
 pub const MAX_LINE: usize = 4 * 1024;
 /// The most trailer bytes after a chunked body.
 pub const MAX_TRAILERS: usize = 16 * 1024;
+/// The most chunk-extension bytes in one chunked body (hyper's limit): without it a platform
+/// could send a body of one-byte chunks each carrying a 4 KiB extension, thousands of times the
+/// bytes the body's own limit counts.
+pub const MAX_EXTENSIONS: usize = 16 * 1024;
 
 /// An answer that is not HTTP/1.1 as RFC 9112 writes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -135,10 +139,14 @@ pub fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>
             let at = h.value.as_ptr() as usize - base;
             named.push((name, at, at + h.value.len()));
             if h.name.eq_ignore_ascii_case("transfer-encoding") {
-                // The last coding of all the header's values decides (RFC 9112 §6.3).
-                if let Some(last) = h.value.rsplit(|b| *b == b',').next() {
-                    chunked = Some(trim(last).eq_ignore_ascii_case(b"chunked"));
-                }
+                // The last coding of all the header's values decides (RFC 9112 §6.3); empty list
+                // items count for nothing (RFC 9110 §5.6.1).
+                let last = h
+                    .value
+                    .split(|b| *b == b',')
+                    .map(trim)
+                    .rfind(|c| !c.is_empty());
+                chunked = Some(last.is_some_and(|c| c.eq_ignore_ascii_case(b"chunked")));
             } else if h.name.eq_ignore_ascii_case("content-length") {
                 for part in h.value.split(|b| *b == b',') {
                     let n = parse_length(trim(part)).ok_or(WireError::BadLength)?;
@@ -179,6 +187,11 @@ pub fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>
         let head = buf.split_to(len).freeze();
         let mut map = HeaderMap::with_capacity(named.len() + SPARE_HEADERS);
         for (name, from, to) in named {
+            // Framed by Transfer-Encoding, a Content-Length beside it is not the body's length
+            // and must not be handed on (RFC 9112 §6.3, item 3).
+            if chunked.is_some() && name == http::header::CONTENT_LENGTH {
+                continue;
+            }
             let value = HeaderValue::from_maybe_shared(head.slice(from..to))
                 .map_err(|_| WireError::BadHeader)?;
             map.append(name, value);
@@ -195,6 +208,16 @@ pub fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>
             reusable,
         }));
     }
+}
+
+/// Whether a head's end (an empty line: `\n\n` or `\n\r\n`) may lie in `buf`, looking only
+/// at what came after the first `scanned` bytes (already looked at, less the two a terminator
+/// can straddle). The reader asks this before parsing, so that a head arriving a byte at a time
+/// is parsed once, not from its start after every byte.
+pub fn head_ended(buf: &[u8], scanned: usize) -> bool {
+    let from = scanned.saturating_sub(2).min(buf.len());
+    let tail = &buf[from..];
+    tail.windows(2).any(|w| w == b"\n\n") || tail.windows(3).any(|w| w == b"\n\r\n")
 }
 
 fn trim(b: &[u8]) -> &[u8] {
@@ -233,6 +256,7 @@ pub struct Chunked {
     state: ChunkState,
     remaining: u64,
     trailer_bytes: usize,
+    extension_bytes: usize,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -254,7 +278,11 @@ impl Chunked {
                     let Some(line) = line(buf)? else {
                         return Ok(Decoded::NeedMore);
                     };
-                    let size = chunk_size(&buf[..line]).ok_or(WireError::BadChunk)?;
+                    let (size, digits) = chunk_size(&buf[..line]).ok_or(WireError::BadChunk)?;
+                    self.extension_bytes += line - digits;
+                    if self.extension_bytes > MAX_EXTENSIONS {
+                        return Err(WireError::BadChunk);
+                    }
                     buf.advance(line + 2);
                     if size == 0 {
                         self.state = ChunkState::Trailers;
@@ -314,26 +342,29 @@ impl Chunked {
 }
 
 /// The length of the CRLF-ended line at the start of `buf` (without the CRLF): `None` while it
-/// has not all arrived. A bare CR or LF, or a line longer than [`MAX_LINE`], is an error.
+/// has not all arrived, which is only while `buf` holds at most `MAX_LINE + 1` bytes. A bare CR
+/// or LF, or a line longer than [`MAX_LINE`], is an error.
 fn line(buf: &[u8]) -> Result<Option<usize>, WireError> {
-    let window = &buf[..buf.len().min(MAX_LINE + 2)];
-    match window.iter().position(|b| *b == b'\r' || *b == b'\n') {
-        Some(at) if window[at] == b'\n' => Err(WireError::BadChunk),
-        Some(at) if at + 1 < window.len() => {
-            if window[at + 1] == b'\n' {
-                Ok(Some(at))
-            } else {
-                Err(WireError::BadChunk)
-            }
-        }
-        Some(_) => Ok(None),
+    // A line of at most MAX_LINE bytes has its CR within the first MAX_LINE + 1.
+    let end = buf
+        .iter()
+        .take(MAX_LINE + 1)
+        .position(|b| *b == b'\r' || *b == b'\n');
+    match end {
+        Some(at) if buf[at] == b'\n' => Err(WireError::BadChunk),
+        Some(at) => match buf.get(at + 1) {
+            Some(b'\n') => Ok(Some(at)),
+            Some(_) => Err(WireError::BadChunk),
+            None => Ok(None),
+        },
         None if buf.len() > MAX_LINE => Err(WireError::BadChunk),
         None => Ok(None),
     }
 }
 
-/// `1*HEXDIG [ BWS ";" ext ]`: the size, within `u64`; extensions are read past.
-fn chunk_size(line: &[u8]) -> Option<u64> {
+/// `1*HEXDIG [ BWS ";" ext ]`: the size, within `u64`, and how many digits wrote it (the rest
+/// of the line is extensions, read past).
+fn chunk_size(line: &[u8]) -> Option<(u64, usize)> {
     let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
     if digits == 0 || digits > 16 {
         return None;
@@ -343,7 +374,7 @@ fn chunk_size(line: &[u8]) -> Option<u64> {
         return None;
     }
     let text = std::str::from_utf8(&line[..digits]).ok()?;
-    u64::from_str_radix(text, 16).ok()
+    Some((u64::from_str_radix(text, 16).ok()?, digits))
 }
 
 /// How a request's body goes on the wire.
@@ -460,6 +491,34 @@ mod tests {
     }
 
     #[test]
+    fn a_head_is_known_to_have_ended_wherever_its_pieces_split() {
+        for text in [
+            &b"HTTP/1.1 200 OK\r\nA: b\r\n\r\n"[..],
+            b"HTTP/1.1 200 OK\nA: b\n\n",
+            b"HTTP/1.1 200 OK\nA: b\n\r\n",
+        ] {
+            for split in 1..text.len() {
+                let mut scanned = 0;
+                let mut seen = None;
+                for end in (split..=text.len()).step_by(split).chain([text.len()]) {
+                    if head_ended(&text[..end], scanned) {
+                        seen = Some(end);
+                        break;
+                    }
+                    scanned = end;
+                }
+                assert_eq!(
+                    seen,
+                    Some(text.len()),
+                    "{split}: {:?}",
+                    String::from_utf8_lossy(text)
+                );
+            }
+        }
+        assert!(!head_ended(b"HTTP/1.1 200 OK\r\nA: b\r\n", 0));
+    }
+
+    #[test]
     fn a_partial_head_needs_more_and_leaves_the_buffer() {
         let mut buf = BytesMut::from("HTTP/1.1 200 OK\r\nContent-Len");
         assert!(parse_head(&mut buf, false).unwrap().is_none());
@@ -508,6 +567,13 @@ mod tests {
         let h = ok("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n");
         assert_eq!(h.framing, Framing::Chunked);
         assert!(!h.reusable);
+        // The length that is not the body's is not handed on.
+        assert!(!h.headers.contains_key("content-length"));
+        // Empty list items count for nothing.
+        let h = ok("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, \r\n\r\n");
+        assert_eq!(h.framing, Framing::Chunked);
+        let h = ok("HTTP/1.1 200 OK\r\nTransfer-Encoding: ,\r\n\r\n");
+        assert_eq!(h.framing, Framing::Close);
         let h = ok("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n");
         assert_eq!(h.framing, Framing::Chunked);
         assert!(h.reusable);
@@ -640,6 +706,32 @@ mod tests {
             decode_all(long.as_bytes(), 100).unwrap_err(),
             WireError::BadChunk
         );
+        // A line one byte too long whose CR ends the window: refused, not waited on forever.
+        for state in ["", "0\r\n"] {
+            let mut c = Chunked::default();
+            let text = format!("{state}{}\r...and more", "e".repeat(MAX_LINE + 1));
+            let mut buf = BytesMut::from(text.as_str());
+            let refused = loop {
+                match c.decode(&mut buf) {
+                    Ok(Decoded::Data(_)) => {}
+                    Ok(other) => break Ok(other),
+                    Err(e) => break Err(e),
+                }
+            };
+            assert_eq!(refused, Err(WireError::BadChunk), "{state:?}");
+        }
+        // The longest line there may be is read.
+        let longest = format!("5;{}\r\nhello\r\n0\r\n\r\n", "e".repeat(MAX_LINE - 2));
+        assert_eq!(decode_all(longest.as_bytes(), 7).unwrap().0, b"hello");
+        // Extensions add up: past MAX_EXTENSIONS in all, the body is refused.
+        let one = format!("1;{}\r\nx\r\n", "e".repeat(1000));
+        let many = one.repeat(MAX_EXTENSIONS / 1000 + 1) + "0\r\n\r\n";
+        assert_eq!(
+            decode_all(many.as_bytes(), 4096).unwrap_err(),
+            WireError::BadChunk
+        );
+        let few = one.repeat(MAX_EXTENSIONS / 1000 - 1) + "0\r\n\r\n";
+        assert!(decode_all(few.as_bytes(), 4096).is_ok());
         let trailers = format!("0\r\n{}\r\n", "T: v\r\n".repeat(MAX_TRAILERS / 6 + 1));
         assert_eq!(
             decode_all(trailers.as_bytes(), 100).unwrap_err(),

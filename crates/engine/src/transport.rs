@@ -430,6 +430,8 @@ impl PooledTransport<'_> {
         write_request(&mut conn, method, target, headers, body)
             .await
             .map_err(send_error)?;
+        // How much of what was read has been looked at for the head's end.
+        let mut scanned = 0;
         let head = loop {
             // A pooled connection holds nothing read (`Conn::usable`): read before parsing.
             match conn.fill().await {
@@ -437,9 +439,19 @@ impl PooledTransport<'_> {
                 Ok(_) => {}
                 Err(e) => return Err(send_error(e)),
             }
+            // The first bytes are always parsed, so that an answer that is not HTTP at all (an
+            // HTML page, a TLS alert) fails at once rather than when the platform closes.
+            if scanned > 0 && !h1::head_ended(&conn.read, scanned) {
+                if conn.read.len() > h1::MAX_HEAD {
+                    return Err(send_error(h1::WireError::HeadTooLarge));
+                }
+                scanned = conn.read.len();
+                continue;
+            }
             match h1::parse_head(&mut conn.read, *method == http::Method::HEAD) {
                 Ok(Some(head)) => break head,
-                Ok(None) => {}
+                // What is left (interim answers taken out) was all looked at: no head ends in it.
+                Ok(None) => scanned = conn.read.len(),
                 Err(e) => return Err(send_error(e)),
             }
         };
