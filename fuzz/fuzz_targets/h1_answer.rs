@@ -1,6 +1,7 @@
 //! The outbound client's reading of a platform's answer (`engine::h1`): any bytes, arriving in
 //! any pieces, give a head or an error and then a body or an error, never a panic; a body is
-//! never longer than the bytes it came from, and a chunked body ends only where its framing does.
+//! never longer than the bytes it came from, a chunked body ends only where its framing does and
+//! never holds more than a line while it waits, and a complete head is always seen to end.
 #![no_main]
 
 use bytes::BytesMut;
@@ -16,8 +17,14 @@ fuzz_target!(|data: &[u8]| {
     let mut pieces = rest.chunks(piece);
     let mut buf = BytesMut::new();
     let head = loop {
+        let before = buf.clone();
         match h1::parse_head(&mut buf, head_request) {
-            Ok(Some(head)) => break head,
+            Ok(Some(head)) => {
+                // The client parses only once `head_ended` says a head may be complete: it must
+                // never miss one.
+                assert!(h1::head_ended(&before, 0), "a complete head was not seen to end");
+                break head;
+            }
             Ok(None) => match pieces.next() {
                 Some(p) => buf.extend_from_slice(p),
                 None => return,
@@ -48,10 +55,14 @@ fuzz_target!(|data: &[u8]| {
                 assert!(chunked.is_done());
                 return;
             }
-            Ok(Decoded::NeedMore) => match pieces.next() {
-                Some(p) => buf.extend_from_slice(p),
-                None => return,
-            },
+            Ok(Decoded::NeedMore) => {
+                // Waiting for more never holds more than one line's worth.
+                assert!(buf.len() <= h1::MAX_LINE + 1, "{} bytes held", buf.len());
+                match pieces.next() {
+                    Some(p) => buf.extend_from_slice(p),
+                    None => return,
+                }
+            }
             Err(_) => return,
         }
     }
