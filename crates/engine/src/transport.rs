@@ -812,42 +812,12 @@ mod tests {
         tokio::sync::mpsc::UnboundedReceiver<String>,
         Arc<std::sync::atomic::AtomicUsize>,
     ) {
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", l.local_addr().unwrap());
+        let (base, mut raw, accepted) =
+            scripted(answer.as_bytes().to_vec(), usize::MAX, per_connection).await;
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let count = accepted.clone();
         tokio::spawn(async move {
-            while let Ok((mut s, _)) = l.accept().await {
-                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                let tx = tx.clone();
-                tokio::spawn(async move {
-                    // Each request on the connection, bodies never sent.
-                    let mut buf = Vec::new();
-                    let mut chunk = [0u8; 4096];
-                    let mut answered = 0;
-                    loop {
-                        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                            match s.read(&mut chunk).await {
-                                Ok(0) | Err(_) => return,
-                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                            }
-                        }
-                        let _ = tx.send(String::from_utf8_lossy(&buf).into_owned());
-                        buf.clear();
-                        if answer.is_empty() {
-                            let _ = s.read(&mut chunk).await;
-                            return;
-                        }
-                        if s.write_all(answer.as_bytes()).await.is_err() {
-                            return;
-                        }
-                        answered += 1;
-                        if per_connection == Some(answered) {
-                            return;
-                        }
-                    }
-                });
+            while let Some(request) = raw.recv().await {
+                let _ = tx.send(String::from_utf8_lossy(&request).into_owned());
             }
         });
         (base, rx, accepted)
@@ -1136,13 +1106,14 @@ mod tests {
         assert!(!e.message.contains(&addr.to_string()), "{}", e.message);
     }
 
-    /// An upstream that answers one request per connection with `answer` (written as is, in
-    /// pieces of `piece` bytes, then the connection is closed when `close`), handing back
-    /// everything it read before answering: head and body.
+    /// An upstream that answers every request with `answer`, written as is in pieces of `piece`
+    /// bytes (an empty `answer` never comes: the connection is held until the client leaves),
+    /// closing a connection after `per_connection` answers when set, without saying so. Its base
+    /// URL, every request it read (head and body), and how many connections it accepted.
     async fn scripted(
         answer: Vec<u8>,
         piece: usize,
-        close: bool,
+        per_connection: Option<usize>,
     ) -> (
         String,
         tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>,
@@ -1158,17 +1129,26 @@ mod tests {
                 count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let (tx, answer) = (tx.clone(), answer.clone());
                 tokio::spawn(async move {
-                    loop {
-                        let request = read_request(&mut s).await;
-                        let Some(request) = request else { return };
+                    let mut answered = 0;
+                    while let Some(request) = read_request(&mut s).await {
                         let _ = tx.send(request);
-                        for p in answer.chunks(piece.max(1)) {
+                        if answer.is_empty() {
+                            let _ = s.read(&mut [0u8; 1]).await;
+                            return;
+                        }
+                        let mut pieces = answer.chunks(piece.max(1)).peekable();
+                        while let Some(p) = pieces.next() {
                             if s.write_all(p).await.is_err() {
                                 return;
                             }
-                            tokio::task::yield_now().await;
+                            // The client reads between pieces; after the last, a close (when
+                            // due) follows at once, as a platform's idle close does.
+                            if pieces.peek().is_some() {
+                                tokio::task::yield_now().await;
+                            }
                         }
-                        if close {
+                        answered += 1;
+                        if per_connection == Some(answered) {
                             return;
                         }
                     }
@@ -1216,7 +1196,7 @@ mod tests {
     async fn a_chunked_answer_is_read_whole_and_its_connection_reused() {
         let answer = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5;x=y\r\nhello\r\n7\r\n, world\r\n0\r\nx-trailer: 1\r\n\r\n".to_vec();
         for piece in [1, 3, 1000] {
-            let (base, _, accepted) = scripted(answer.clone(), piece, false).await;
+            let (base, _, accepted) = scripted(answer.clone(), piece, None).await;
             let c = client(Duration::from_secs(30));
             for _ in 0..3 {
                 let r = PooledTransport(&c)
@@ -1232,7 +1212,7 @@ mod tests {
     #[tokio::test]
     async fn an_answer_read_to_the_close_is_whole_and_its_connection_not_kept() {
         let answer = b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\nuntil the end".to_vec();
-        let (base, _, accepted) = scripted(answer, 4, true).await;
+        let (base, _, accepted) = scripted(answer, 4, Some(1)).await;
         let c = client(Duration::from_secs(30));
         for _ in 0..2 {
             let r = PooledTransport(&c)
@@ -1255,7 +1235,7 @@ mod tests {
             // More than the answer: whatever follows is nobody's.
             "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nokHTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
         ] {
-            let (base, _, accepted) = scripted(answer.as_bytes().to_vec(), 1000, false).await;
+            let (base, _, accepted) = scripted(answer.as_bytes().to_vec(), 1000, None).await;
             let c = client(Duration::from_secs(30));
             for _ in 0..2 {
                 let r = PooledTransport(&c)
@@ -1274,7 +1254,7 @@ mod tests {
         let (base, _, accepted) = scripted(
             b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n".to_vec(),
             1000,
-            false,
+            None,
         )
         .await;
         let c = client(Duration::from_secs(30));
@@ -1304,7 +1284,7 @@ mod tests {
             ),
             ("HTTP/1.1 200 OK\r\ncontent-len", "closed before"),
         ] {
-            let (base, _, _) = scripted(answer.as_bytes().to_vec(), 1000, true).await;
+            let (base, _, _) = scripted(answer.as_bytes().to_vec(), 1000, Some(1)).await;
             let c = client(Duration::from_secs(30));
             let e = PooledTransport(&c)
                 .send(get(&format!("{base}/a?access_token=SECRET")))
@@ -1324,7 +1304,7 @@ mod tests {
             "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhelloXX",
             "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhel",
         ] {
-            let (base, _, _) = scripted(answer.as_bytes().to_vec(), 1000, true).await;
+            let (base, _, _) = scripted(answer.as_bytes().to_vec(), 1000, Some(1)).await;
             let c = client(Duration::from_secs(30));
             let r = PooledTransport(&c)
                 .send(get(&format!("{base}/a")))
@@ -1340,7 +1320,7 @@ mod tests {
         let (base, mut seen, accepted) = scripted(
             b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_vec(),
             1000,
-            false,
+            None,
         )
         .await;
         let c = client(Duration::from_secs(30));
@@ -1578,7 +1558,7 @@ mod tests {
         }
         h1::write_chunk_size(&mut chunked, 0);
         for answer in [by_length, chunked] {
-            let (base, _, accepted) = scripted(answer, 50_000, false).await;
+            let (base, _, accepted) = scripted(answer, 50_000, None).await;
             let c = client(Duration::from_secs(30));
             for _ in 0..2 {
                 let r = PooledTransport(&c)
