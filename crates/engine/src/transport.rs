@@ -1315,6 +1315,24 @@ mod tests {
         }
     }
 
+    /// A PUT to `url` whose body is `pieces` streamed, with the caller's `Content-Length` when
+    /// given.
+    fn streamed(
+        url: &url::Url,
+        pieces: &[&'static str],
+        length: Option<&'static str>,
+    ) -> reqwest::Request {
+        let chunks: Vec<Result<Bytes, std::io::Error>> =
+            pieces.iter().map(|s| Ok(Bytes::from(*s))).collect();
+        let mut req = reqwest::Request::new(reqwest::Method::PUT, url.clone());
+        *req.body_mut() = Some(reqwest::Body::wrap_stream(futures::stream::iter(chunks)));
+        if let Some(l) = length {
+            req.headers_mut()
+                .insert("content-length", http::HeaderValue::from_static(l));
+        }
+        req
+    }
+
     #[tokio::test]
     async fn request_bodies_are_framed_by_length_or_chunked() {
         let (base, mut seen, accepted) = scripted(
@@ -1350,12 +1368,10 @@ mod tests {
             assert_eq!(body, vec![b'x'; size]);
         }
         // A stream without a length: chunked.
-        let stream = futures::stream::iter(
-            ["ab", "", "cde"].map(|s| Ok::<_, std::io::Error>(Bytes::from(s))),
-        );
-        let mut req = reqwest::Request::new(reqwest::Method::PUT, url.clone());
-        *req.body_mut() = Some(reqwest::Body::wrap_stream(stream));
-        let r = PooledTransport(&c).send(req).await.unwrap();
+        let r = PooledTransport(&c)
+            .send(streamed(&url, &["ab", "", "cde"], None))
+            .await
+            .unwrap();
         assert_eq!(r.text().await.unwrap(), "ok");
         let (head, body) = body_of(&seen.recv().await.unwrap());
         assert!(
@@ -1364,26 +1380,20 @@ mod tests {
         );
         assert_eq!(body, b"2\r\nab\r\n3\r\ncde\r\n0\r\n\r\n");
         // A stream with the caller's length: that length, and the bytes as they are.
-        let stream =
-            futures::stream::iter(["ab", "cde"].map(|s| Ok::<_, std::io::Error>(Bytes::from(s))));
-        let mut req = reqwest::Request::new(reqwest::Method::PUT, url.clone());
-        *req.body_mut() = Some(reqwest::Body::wrap_stream(stream));
-        req.headers_mut()
-            .insert("content-length", http::HeaderValue::from_static("5"));
-        let r = PooledTransport(&c).send(req).await.unwrap();
+        let r = PooledTransport(&c)
+            .send(streamed(&url, &["ab", "cde"], Some("5")))
+            .await
+            .unwrap();
         assert_eq!(r.text().await.unwrap(), "ok");
         let (head, body) = body_of(&seen.recv().await.unwrap());
         assert!(head.contains("\r\ncontent-length: 5\r\n"), "{head}");
         assert_eq!(body, b"abcde");
         assert_eq!(connections(&accepted), 1);
         // A stream longer than the length it came with is an error, not a smuggled request.
-        let stream =
-            futures::stream::iter(["abc", "def"].map(|s| Ok::<_, std::io::Error>(Bytes::from(s))));
-        let mut req = reqwest::Request::new(reqwest::Method::PUT, url.clone());
-        *req.body_mut() = Some(reqwest::Body::wrap_stream(stream));
-        req.headers_mut()
-            .insert("content-length", http::HeaderValue::from_static("4"));
-        let e = PooledTransport(&c).send(req).await.unwrap_err();
+        let e = PooledTransport(&c)
+            .send(streamed(&url, &["abc", "def"], Some("4")))
+            .await
+            .unwrap_err();
         assert!(e.message.contains("Content-Length"), "{}", e.message);
     }
 
