@@ -4,7 +4,8 @@
 //! quarter of a proxied call; hyper-util's pool after it hashed the host three times a call and
 //! spawned a task per call to take the connection back; hyper's client connection after that
 //! ran a task per connection that each call reached through a channel and was answered through
-//! another, a sixth of the call).
+//! another: 9,000 of the daemon's 78,000 instructions a call, and a sixth of the bare stack's
+//! throughput).
 //!
 //! Same as that reqwest client (`reqwest 0.12`, `rustls-tls`): rustls with the ring provider,
 //! Mozilla's roots from `webpki-roots` and nothing else, TLS 1.2 and 1.3, SNI, ALPN `http/1.1`;
