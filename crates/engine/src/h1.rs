@@ -385,7 +385,7 @@ pub enum RequestFraming {
     None,
     /// `Content-Length: n` and exactly `n` bytes.
     Length(u64),
-    /// `Transfer-Encoding: chunked`, each chunk written by [`write_chunk`].
+    /// `Transfer-Encoding: chunked`, each chunk written by [`write_chunk_size`].
     Chunked,
 }
 
