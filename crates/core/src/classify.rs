@@ -9,6 +9,7 @@
 
 mod body;
 mod items;
+mod scan;
 mod wait;
 pub mod words;
 mod xml;
@@ -459,7 +460,32 @@ pub struct Classifier {
     pub(crate) items: Option<ItemsSpec>,
     pub(crate) common: Arc<Common>,
     /// [`Classifier::json_keys`], worked out on first use.
-    pub(crate) json_keys: std::sync::OnceLock<Option<Vec<String>>>,
+    pub(crate) json_keys: std::sync::OnceLock<Option<scan::Keys>>,
+    /// [`Classifier::reads_header`]'s names, worked out on first use.
+    pub(crate) header_names: std::sync::OnceLock<(Vec<String>, Vec<String>)>,
+    /// The verdicts on plain successes ([`Plain`]), each worked out on first use; `None` turns
+    /// the memo off (the tests compare with and without it).
+    pub(crate) plain: std::sync::OnceLock<Option<Box<[std::sync::OnceLock<Plain>]>>>,
+}
+
+/// The statuses whose plain answers are remembered: 200–299.
+const PLAIN_STATUSES: std::ops::RangeInclusive<u16> = 200..=299;
+
+/// The verdict on a *plain* success: an API answer with a 2xx status whose body is empty or JSON
+/// naming none of the keys a lookup needs, with no envelope, no message and none of the headers
+/// the rules' `header` conditions name. Nothing but its status and body kind can then decide
+/// which rule matches or fill a text, so the decision and its words are worked out once per
+/// classifier, status and kind, and copied (issue 19: they were a fifth of classifying a
+/// success). Waits and usage, which read the headers and the clock, are still read each time.
+#[derive(Debug, Clone)]
+pub(crate) struct Plain {
+    /// The rule that decided: its index in the definition's rules, or (`true`) the common ones.
+    rule: Option<(bool, usize)>,
+    kind: Kind,
+    name: String,
+    title: String,
+    explanation: String,
+    fix: String,
 }
 
 /// One failed item of a batch answer (Snapchat `sub_request_status`), with its own verdict.
@@ -561,7 +587,7 @@ impl Classifier {
     /// items' status and the rules' `field` conditions, but `*` and array indexes. A lookup can find something only
     /// where the body names one of them. `None` when some path has no such segment (it could
     /// find something in any body): then every JSON body is read whole.
-    fn json_keys(&self) -> Option<&[String]> {
+    fn json_keys(&self) -> Option<&scan::Keys> {
         self.json_keys
             .get_or_init(|| {
                 let mut paths: Vec<&str> = Vec::new();
@@ -591,11 +617,81 @@ impl Classifier {
                     }
                     keys.extend(named.into_iter().map(str::to_string));
                 }
-                keys.sort();
-                keys.dedup();
-                Some(keys)
+                Some(scan::Keys::new(keys))
             })
-            .as_deref()
+            .as_ref()
+    }
+
+    /// Whether classifying may read the header `name` (lowercase, as `http` keeps names): the
+    /// wait and usage headers, the rules' `header` conditions (this definition's and the common
+    /// ones), `Content-Type` (an HTML page) and `Location` (a redirect with error parameters).
+    /// A response given with only these headers is classified as it is with all of them, so a
+    /// caller need not copy the others into a [`ResponseView`] (issue 19).
+    pub fn reads_header(&self, name: &str) -> bool {
+        self.header_names()
+            .0
+            .iter()
+            .any(|n| n.eq_ignore_ascii_case(name))
+    }
+
+    /// Every header classifying may read, and those the rules' `header` conditions name.
+    fn header_names(&self) -> &(Vec<String>, Vec<String>) {
+        self.header_names.get_or_init(|| {
+            let rules = self.rules.iter().chain(&self.common.rules);
+            let mut in_rules: Vec<String> = rules
+                .filter_map(|r| r.header.as_ref().map(|(n, _)| n.to_ascii_lowercase()))
+                .collect();
+            in_rules.sort();
+            in_rules.dedup();
+            let waits = self.wait_headers.iter().chain(&self.common.wait_headers);
+            let mut all: Vec<String> = waits
+                .map(|w| w.name.to_ascii_lowercase())
+                .chain(in_rules.iter().cloned())
+                .chain(["content-type".to_string(), "location".to_string()])
+                .collect();
+            all.sort();
+            all.dedup();
+            (all, in_rules)
+        })
+    }
+
+    /// Where the verdict on a plain answer ([`Plain`]) with this status and body kind is kept,
+    /// when the memo is on and the status is one it keeps.
+    fn plain_slot(&self, status: u16, kind: BodyKind) -> Option<&std::sync::OnceLock<Plain>> {
+        if !PLAIN_STATUSES.contains(&status) {
+            return None;
+        }
+        let slots = self
+            .plain
+            .get_or_init(|| {
+                let n = 2 * PLAIN_STATUSES.len();
+                Some((0..n).map(|_| std::sync::OnceLock::new()).collect())
+            })
+            .as_deref()?;
+        let kind = match kind {
+            BodyKind::Empty => 0,
+            BodyKind::Json => 1,
+            BodyKind::Html | BodyKind::Text => return None,
+        };
+        slots.get(usize::from(status - PLAIN_STATUSES.start()) * 2 + kind)
+    }
+
+    /// Whether a rule's `header` condition names one of these headers.
+    fn rule_header_present(&self, headers: &[(String, String)]) -> bool {
+        let named = &self.header_names().1;
+        headers
+            .iter()
+            .any(|(n, _)| named.iter().any(|r| r.eq_ignore_ascii_case(n)))
+    }
+
+    /// The rule a [`Plain`] names.
+    fn rule_at(&self, at: Option<(bool, usize)>) -> Option<&Rule> {
+        let (common, i) = at?;
+        if common {
+            self.common.rules.get(i)
+        } else {
+            self.rules.get(i)
+        }
     }
 
     /// Classifies one response. `now` turns HTTP dates and "until midnight" into waits.
@@ -651,13 +747,53 @@ impl Classifier {
             context,
         };
         let transient = env.as_ref().is_some_and(|e| e.transient);
-        let mut decision = self.decide(&facts, transient, code.is_some() && !is_success_code);
         let mut scrubbed = message
             .as_deref()
             .map(scrub_message)
             .filter(|m| !m.is_empty());
-        let (mut title, mut explanation, mut fix) =
-            self.words(&decision, &facts, scrubbed.as_deref());
+        let plain = (env.is_none()
+            && message.is_none()
+            && context == Context::Api
+            && facts
+                .json
+                .is_none_or(|j| j.as_object().is_some_and(|o| o.is_empty()))
+            && !self.rule_header_present(resp.headers))
+        .then(|| self.plain_slot(resp.status, parsed.kind))
+        .flatten();
+        let (mut decision, (mut title, mut explanation, mut fix)) = match plain {
+            Some(slot) => {
+                let p = slot.get_or_init(|| {
+                    let d = self.decide(&facts, false, false);
+                    let (title, explanation, fix) = self.words(&d, &facts, None);
+                    let index = |rules: &[Rule]| {
+                        d.rule
+                            .and_then(|r| rules.iter().position(|x| std::ptr::eq(x, r)))
+                    };
+                    let rule = index(&self.rules)
+                        .map(|i| (false, i))
+                        .or_else(|| index(&self.common.rules).map(|i| (true, i)));
+                    Plain {
+                        rule,
+                        kind: d.kind,
+                        name: d.name,
+                        title,
+                        explanation,
+                        fix,
+                    }
+                });
+                let d = Decision {
+                    rule: self.rule_at(p.rule),
+                    kind: p.kind,
+                    name: p.name.clone(),
+                };
+                (d, (p.title.clone(), p.explanation.clone(), p.fix.clone()))
+            }
+            None => {
+                let d = self.decide(&facts, transient, code.is_some() && !is_success_code);
+                let words = self.words(&d, &facts, scrubbed.as_deref());
+                (d, words)
+            }
+        };
         let mut platform_code = code.map(str::to_string);
         let mut wait_text = facts.text_lc.clone();
 

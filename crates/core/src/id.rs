@@ -63,6 +63,14 @@ macro_rules! id_type {
             }
         }
 
+        // A map keyed by the id is searched with a `&str` without making an id of it: the
+        // derived `Eq`, `Ord` and `Hash` are the `String`'s, as `Borrow` requires.
+        impl std::borrow::Borrow<str> for $name {
+            fn borrow(&self) -> &str {
+                &self.0
+            }
+        }
+
         impl From<$name> for String {
             fn from(id: $name) -> String {
                 id.0

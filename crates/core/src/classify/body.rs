@@ -1,6 +1,7 @@
 //! Reading a body defensively: what kind it is, its JSON (repaired if truncated), the envelope's
 //! fields, and a message fit to show a person.
 
+use super::scan::{self, Keys};
 use super::{MAX_CLASSIFIED_BODY, ResponseView};
 use crate::provider::{BodyKind, EnvelopeSpec};
 use serde_json::Value;
@@ -20,7 +21,7 @@ impl Body {
     /// is only checked to be JSON, and read as an empty object, which every lookup finds as
     /// empty as it would have found the whole (issue 19: most answers are successes that carry
     /// no envelope, and building their tree was a twentieth of a proxied call).
-    pub(super) fn read(resp: &ResponseView<'_>, keys: Option<&[String]>) -> Body {
+    pub(super) fn read(resp: &ResponseView<'_>, keys: Option<&Keys>) -> Body {
         let truncated = resp.body.len() > MAX_CLASSIFIED_BODY;
         let raw = &resp.body[..resp.body.len().min(MAX_CLASSIFIED_BODY)];
         let raw = raw.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(raw);
@@ -32,9 +33,13 @@ impl Body {
                 text_message: None,
             };
         }
+        // One pass answers for most bodies; what it is not sure of, `serde_json` reads.
         if matches!(trimmed[0], b'{' | b'[')
-            && keys.is_some_and(|k| !names_any(trimmed, k))
-            && serde_json::from_slice::<serde::de::IgnoredAny>(trimmed).is_ok()
+            && keys.is_some_and(|k| {
+                scan::names_no_key(trimmed, k)
+                    || !names_any(trimmed, k.as_slice())
+                        && serde_json::from_slice::<serde::de::IgnoredAny>(trimmed).is_ok()
+            })
         {
             return Body {
                 kind: BodyKind::Json,

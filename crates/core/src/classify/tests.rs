@@ -1184,7 +1184,12 @@ mod read_only_what_a_lookup_needs {
         let reg = Registry::builtin().unwrap();
         let mut keys: Vec<String> = reg
             .iter()
-            .flat_map(|p| p.classifier().json_keys().unwrap_or_default().to_vec())
+            .flat_map(|p| {
+                p.classifier()
+                    .json_keys()
+                    .map_or(&[][..], |k| k.as_slice())
+                    .to_vec()
+            })
             .collect();
         for p in reg.iter() {
             let c = p.classifier();
@@ -1213,7 +1218,9 @@ mod read_only_what_a_lookup_needs {
             let keys = p.classifier().json_keys();
             assert!(
                 // The common envelope's `error` at least, and the definition's own.
-                keys.is_some_and(|k| k.iter().any(|k| k == "error") && k.len() >= 2),
+                keys.is_some_and(
+                    |k| k.as_slice().iter().any(|k| k == "error") && k.as_slice().len() >= 2
+                ),
                 "{}: {keys:?}",
                 p.spec.id
             );
@@ -1233,6 +1240,7 @@ mod read_only_what_a_lookup_needs {
             let fast = p.classifier();
             let whole = Classifier {
                 json_keys: std::sync::OnceLock::from(None),
+                plain: std::sync::OnceLock::from(None),
                 ..fast.clone()
             };
             for k in all_keys() {
@@ -1289,6 +1297,7 @@ mod read_only_what_a_lookup_needs {
                 let fast = p.classifier();
                 let whole = Classifier {
                     json_keys: std::sync::OnceLock::from(None),
+                    plain: std::sync::OnceLock::from(None),
                     ..fast.clone()
                 };
                 for context in [Context::Api, Context::TokenEndpoint] {
@@ -1324,4 +1333,154 @@ fn a_status_is_written_as_its_decimal_digits() {
     ] {
         assert_eq!(super::decimal(n, &mut buf), n.to_string());
     }
+}
+
+/// Every shipped definition classifies an answer given only the headers it reads
+/// ([`Classifier::reads_header`]) as it does the answer with all of them: waits, usage, HTML pages
+/// and redirects among headers it does not read.
+#[test]
+fn the_headers_it_does_not_read_change_nothing() {
+    let reg = Registry::builtin().unwrap();
+    // Every header any definition names, with values each format reads, and others.
+    let mut names: Vec<String> = Vec::new();
+    for p in reg.iter() {
+        let c = p.classifier();
+        names.extend(
+            c.wait_headers
+                .iter()
+                .chain(&c.common.wait_headers)
+                .map(|w| w.name.to_ascii_lowercase()),
+        );
+        names.extend(
+            c.rules
+                .iter()
+                .chain(&c.common.rules)
+                .filter_map(|r| r.header.as_ref().map(|(n, _)| n.to_ascii_lowercase())),
+        );
+    }
+    names.sort();
+    names.dedup();
+    assert!(names.len() >= 5, "{names:?}");
+    let values = [
+        "30",
+        "Tue, 24 Nov 2026 01:00:00 GMT",
+        "1795482000",
+        r#"{"call_count":95,"total_time":10,"total_cputime":3}"#,
+        r#"{"123":[{"type":"ads_management","call_count":99,"estimated_time_to_regain_access":4}]}"#,
+        "limit=100, remaining=0, reset=50",
+        "text/html; charset=utf-8",
+    ];
+    let bodies = [
+        &br#"{"error":{"code":190,"message":"expired","type":"OAuthException"}}"#[..],
+        br#"{"code":40100,"message":"Too many requests","request_id":"r1"}"#,
+        b"<html><title>Rate limited</title></html>",
+        b"",
+    ];
+    let mut checked = 0;
+    for value in values {
+        let mut all: Vec<(String, String)> = names
+            .iter()
+            .map(|n| (n.clone(), value.to_string()))
+            .collect();
+        all.push(("x-unread".into(), value.into()));
+        all.push(("content-type".into(), value.into()));
+        all.push((
+            "location".into(),
+            "https://app.example/cb?error=access_denied".into(),
+        ));
+        for p in reg.iter() {
+            let c = p.classifier();
+            let read: Vec<(String, String)> = all
+                .iter()
+                .filter(|(n, _)| c.reads_header(n))
+                .cloned()
+                .collect();
+            assert!(read.len() < all.len(), "x-unread is never read");
+            for body in bodies {
+                for status in [200, 302, 400, 401, 429, 503] {
+                    let view = |headers| ResponseView {
+                        status,
+                        headers,
+                        body,
+                    };
+                    assert_eq!(
+                        c.classify(&view(&all), Context::Api, now()),
+                        c.classify(&view(&read), Context::Api, now()),
+                        "{} {status} {value}",
+                        p.spec.id
+                    );
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert!(checked > 1000, "{checked}");
+}
+
+/// The verdict on a plain success, remembered per status and body kind, is the one worked out
+/// afresh: for every shipped definition, every 2xx status, bodies with and without JSON, and
+/// headers that bring a wait, a usage report or a challenge a rule reads.
+#[test]
+fn a_remembered_plain_verdict_is_the_one_worked_out_afresh() {
+    let reg = Registry::builtin().unwrap();
+    let h = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect()
+    };
+    let header_sets = [
+        h(&[]),
+        h(&[("content-type", "application/json")]),
+        h(&[
+            ("retry-after", "30"),
+            ("x-app-usage", r#"{"call_count":95}"#),
+        ]),
+        h(&[("www-authenticate", r#"Bearer error="invalid_token""#)]),
+        h(&[("WWW-Authenticate", "Bearer error=\"insufficient_scope\"")]),
+        h(&[("amazon-advertising-api-throttled", "true")]),
+    ];
+    let bodies: [&[u8]; 6] = [
+        b"",
+        b"  \n",
+        b"{}",
+        br#"{"data":[1,2],"id":"x"}"#,
+        b"[]",
+        b"[{}]",
+    ];
+    let mut checked = 0;
+    for p in reg.iter() {
+        let fast = p.classifier();
+        let whole = Classifier {
+            json_keys: std::sync::OnceLock::from(None),
+            plain: std::sync::OnceLock::from(None),
+            ..fast.clone()
+        };
+        for status in [200u16, 201, 202, 204, 206, 207, 299] {
+            for headers in &header_sets {
+                for body in bodies {
+                    let view = ResponseView {
+                        status,
+                        headers,
+                        body,
+                    };
+                    for context in [Context::Api, Context::TokenEndpoint] {
+                        let afresh = whole.classify(&view, context, now());
+                        // The first fills the memo, the second reads it.
+                        for _ in 0..2 {
+                            assert_eq!(
+                                fast.classify(&view, context, now()),
+                                afresh,
+                                "{} {status} {headers:?} {}",
+                                p.spec.id,
+                                String::from_utf8_lossy(body)
+                            );
+                            checked += 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(checked > 5000, "{checked}");
 }

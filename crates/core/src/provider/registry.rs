@@ -286,9 +286,8 @@ impl Registry {
 
     /// A provider by id.
     pub fn get(&self, id: &str) -> Option<&Arc<Provider>> {
-        ProviderId::parse(id)
-            .ok()
-            .and_then(|id| self.providers.get(&id))
+        // Not parsed into an id first: a text that is not a valid id is no key of the map.
+        self.providers.get(id)
     }
 
     /// Every provider, by id.
@@ -365,6 +364,8 @@ fn parse_with(
         items: spec.errors.items.clone(),
         common: common.clone(),
         json_keys: Default::default(),
+        header_names: Default::default(),
+        plain: Default::default(),
     };
     let identity_classifiers = identity_classifiers
         .into_iter()
@@ -377,6 +378,8 @@ fn parse_with(
                     rules,
                     // Its own rules, so its own keys.
                     json_keys: Default::default(),
+                    header_names: Default::default(),
+                    plain: Default::default(),
                     ..classifier.clone()
                 },
             )
