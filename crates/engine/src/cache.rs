@@ -116,7 +116,7 @@ struct Slot<V> {
 }
 
 struct Rack<K, V> {
-    map: HashMap<K, Slot<V>>,
+    map: HashMap<K, Slot<V>, crate::FastHash>,
     /// Insertion order for eviction; entries whose stamp no longer matches the map are skipped.
     order: VecDeque<(K, u64)>,
     stamp: u64,
@@ -152,7 +152,7 @@ impl<K: Hash + Eq + Clone, V> Shelf<K, V> {
             ttl: TimeDelta::from_std(ttl).unwrap_or(TimeDelta::MAX),
             cap,
             rack: Mutex::new(Rack {
-                map: HashMap::new(),
+                map: HashMap::default(),
                 order: VecDeque::new(),
                 stamp: 0,
                 epochs: [0; STRIPES],

@@ -271,13 +271,12 @@ impl Transport for ClientTransport<'_> {
 /// What the loop did, for the caller.
 #[derive(Debug, Clone)]
 pub struct Report {
-    /// The provider id (a metric label; never a secret).
-    pub provider: String,
+    /// The provider's definition: its id is a metric label (never a secret), and its API's
+    /// [`Report::credential_header`] the header the proxy must not hand back. Shared, not
+    /// copied: a call's report costs no string of it (issue 19).
+    pub provider: Arc<Provider>,
     /// The connection (never a metric label).
     pub connection: ConnectionId,
-    /// The header the definition sends the token in (`Authorization`, `Access-Token`): a name,
-    /// never a value. The proxy returns no response header of that name.
-    pub credential_header: String,
     /// The last response's classification.
     pub classification: Classification,
     /// The action the caller should take now (differs from the classification's when a replay
@@ -291,6 +290,19 @@ pub struct Report {
     pub refreshed: bool,
     /// Whether the connection was marked `reauth_required` by this call.
     pub reauth_required: bool,
+}
+
+impl Report {
+    /// The provider's id.
+    pub fn provider_id(&self) -> &str {
+        self.provider.spec.id.as_str()
+    }
+
+    /// The header the definition sends the token in (`Authorization`, `Access-Token`): a name,
+    /// never a value. The proxy returns no response header of that name.
+    pub fn credential_header(&self) -> &str {
+        &self.provider.spec.api.credential_header
+    }
 }
 
 /// The platform's answer, with the prefix the classifier read and the rest still streaming.
@@ -414,8 +426,11 @@ pub struct Engine {
     proxy_counters: parking_lot::RwLock<ProxyCounters>,
 }
 
-type ProxyCounters =
-    std::collections::HashMap<String, Vec<(&'static str, &'static str, metrics::Counter)>>;
+type ProxyCounters = std::collections::HashMap<
+    String,
+    Vec<(&'static str, &'static str, metrics::Counter)>,
+    crate::FastHash,
+>;
 
 fn idempotent(m: &Method) -> bool {
     matches!(
@@ -493,17 +508,28 @@ thread_local! {
 /// The buffer is let go rather than kept when an answer's headers made it larger than this.
 const KEPT_HEADER_BYTES: usize = 16 * 1024;
 
-/// `f` over the headers as the classifier reads them ([`header_pairs`]), written into strings
-/// this thread reuses: every answer is classified, and allocating two strings per header was a
-/// tenth of the call's own work (issue 19).
-fn with_header_pairs<R>(h: &HeaderMap, f: impl FnOnce(&[(String, String)]) -> R) -> R {
+/// `f` over the headers `read` names, as the classifier reads them ([`header_pairs`]), written
+/// into strings this thread reuses: every answer is classified, and allocating two strings per
+/// header was a tenth of the call's own work (issue 19). The classifier names the few headers it
+/// reads ([`Classifier::reads_header`](tokenwarden_core::classify::Classifier::reads_header));
+/// the others are not copied.
+fn with_header_pairs<R>(
+    h: &HeaderMap,
+    read: impl Fn(&str) -> bool,
+    f: impl FnOnce(&[(String, String)]) -> R,
+) -> R {
     HEADER_PAIRS.with(|cell| {
         let Ok(mut buf) = cell.try_borrow_mut() else {
             // Only if `f` classified again inside (it does not): a vector of its own.
-            return f(&header_pairs(h));
+            let mut pairs = header_pairs(h);
+            pairs.retain(|(n, _)| read(n));
+            return f(&pairs);
         };
         let mut used = 0;
         for (name, value) in h {
+            if !read(name.as_str()) {
+                continue;
+            }
             if used == buf.len() {
                 buf.push((String::new(), String::new()));
             }
@@ -690,7 +716,7 @@ impl Engine {
             .min(self.config.max_budget);
         let deadline = started + budget;
         let (conn, provider, url, rel) = self.resolve(&call).await?;
-        let pid = provider.spec.id.to_string();
+        let pid = provider.spec.id.as_str();
         let api = &provider.spec.api;
         let streamed = !call.body.replayable();
         let mut base_headers = headers::outbound(&call.headers, &api.credential_header, streamed)?;
@@ -740,7 +766,7 @@ impl Engine {
                 self.tokens
                     .token(&c.id)
                     .await
-                    .map_err(|f| Engine::token_error(Some(&pid), f))?,
+                    .map_err(|f| Engine::token_error(Some(pid), f))?,
             ),
         };
 
@@ -759,12 +785,12 @@ impl Engine {
                             self.tokens
                                 .token(&conn.id)
                                 .await
-                                .map_err(|f| Engine::token_error(Some(&pid), f))?,
+                                .map_err(|f| Engine::token_error(Some(pid), f))?,
                         );
                     }
                 }
                 Err(OverBudget { would_wait }) => {
-                    self.count(&pid, "budget_exhausted", "none", waited);
+                    self.count(pid, "budget_exhausted", "none", waited);
                     return Err(ProxyError::OverBudget {
                         would_wait,
                         attempts,
@@ -879,7 +905,7 @@ impl Engine {
                         waited += wait;
                         continue;
                     }
-                    self.count(&pid, "unreachable", "none", waited);
+                    self.count(pid, "unreachable", "none", waited);
                     return Err(ProxyError::Unreachable {
                         attempts,
                         message: e.message,
@@ -890,7 +916,7 @@ impl Engine {
                 .content_length()
                 .is_some_and(|n| n > self.config.max_response_bytes)
             {
-                self.count(&pid, "response_too_large", "none", waited);
+                self.count(pid, "response_too_large", "none", waited);
                 return Err(ProxyError::ResponseTooLarge {
                     limit: self.config.max_response_bytes,
                 });
@@ -908,14 +934,16 @@ impl Engine {
             // length): nothing has been answered yet, so the caller gets a clear 502 rather than
             // a 200 whose body breaks off.
             if prefix.len() as u64 > self.config.max_response_bytes {
-                self.count(&pid, "response_too_large", "none", waited);
+                self.count(pid, "response_too_large", "none", waited);
                 return Err(ProxyError::ResponseTooLarge {
                     limit: self.config.max_response_bytes,
                 });
             }
             let now = self.clock.now();
-            let c = with_header_pairs(resp.headers(), |pairs| {
-                provider.classifier().classify(
+            let classifier = provider.classifier();
+            let read = |name: &str| classifier.reads_header(name);
+            let c = with_header_pairs(resp.headers(), read, |pairs| {
+                classifier.classify(
                     &ResponseView {
                         status: resp.status().as_u16(),
                         headers: pairs,
@@ -926,9 +954,8 @@ impl Engine {
                 )
             });
             let mut report = Report {
-                provider: pid.clone(),
+                provider: provider.clone(),
                 connection: conn.id.clone(),
-                credential_header: api.credential_header.clone(),
                 action: c.action,
                 classification: c,
                 attempts,
@@ -952,7 +979,7 @@ impl Engine {
                             refreshed = true;
                             continue;
                         }
-                        Err(f) => return Err(Engine::token_error(Some(&pid), f)),
+                        Err(f) => return Err(Engine::token_error(Some(pid), f)),
                     }
                 }
                 // A streamed body cannot be sent again: renew the token for the next call and
@@ -964,7 +991,7 @@ impl Engine {
                     )
                     .await
                     {
-                        return Err(Engine::token_error(Some(&pid), f));
+                        return Err(Engine::token_error(Some(pid), f));
                     }
                     report.refreshed = true;
                 }
@@ -1022,7 +1049,7 @@ impl Engine {
                     }
                 }
             }
-            self.count(&pid, c.kind.as_str(), status_label(resp.status()), waited);
+            self.count(pid, c.kind.as_str(), status_label(resp.status()), waited);
             return Ok(Outcome {
                 response: resp,
                 prefix,
@@ -1314,8 +1341,14 @@ mod tests {
             map(&[("date", b"Sat, 05 Dec 2026 11:00:00 GMT"), ("vary", b"c")]),
         ];
         for h in &answers {
-            let seen = with_header_pairs(h, <[(String, String)]>::to_vec);
+            let seen = with_header_pairs(h, |_| true, <[(String, String)]>::to_vec);
             assert_eq!(seen, header_pairs(h));
+            // Only the headers asked for, in their order, repeats kept.
+            let vary = |n: &str| n == "vary";
+            let seen = with_header_pairs(h, vary, <[(String, String)]>::to_vec);
+            let mut wanted = header_pairs(h);
+            wanted.retain(|(n, _)| vary(n));
+            assert_eq!(seen, wanted);
         }
         // The large answer's strings were let go, not kept for the next.
         let held: usize =

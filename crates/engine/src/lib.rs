@@ -43,3 +43,10 @@ pub use call::{
 pub use state::States;
 pub use tokens::{Issued, TokenFailure, TokenService};
 pub use transport::{PooledClient, PooledTransport};
+
+/// The hasher of the engine's maps that every call reads (the caches, the shaper's lanes, the
+/// proxy's counters): foldhash, seeded at random per map, in place of SipHash, which was a
+/// thirtieth of a proxied call's own work (issue 19). Their keys are not the caller's to
+/// choose: connection ids and lane keys come from the store and the definitions, and the key
+/// cache's are keyed digests ([`cache`]), so a caller cannot aim at one bucket.
+pub(crate) type FastHash = foldhash::fast::RandomState;

@@ -63,10 +63,10 @@ impl LaneState {
 /// ([`Shaper::shared`]), so that all replicas together keep the platform's limit.
 #[derive(Debug)]
 pub struct Shaper {
-    lanes: Mutex<HashMap<String, LaneState>>,
+    lanes: Mutex<HashMap<String, LaneState, crate::FastHash>>,
     shared: Option<Arc<dyn Store>>,
     /// Shared lanes last seen running below their full rate: a success tells the database.
-    slowed: Mutex<HashSet<String>>,
+    slowed: Mutex<HashSet<String, crate::FastHash>>,
 }
 
 /// A caller whose slot would come after its budget.
@@ -86,9 +86,9 @@ impl Shaper {
     /// No lanes yet; every lane in this process's memory.
     pub fn new() -> Self {
         Shaper {
-            lanes: Mutex::new(HashMap::new()),
+            lanes: Mutex::new(HashMap::default()),
             shared: None,
-            slowed: Mutex::new(HashSet::new()),
+            slowed: Mutex::new(HashSet::default()),
         }
     }
 

@@ -159,7 +159,7 @@ impl Proxy {
         let status = response.status();
         let mut headers = tokenwarden_engine::headers::inbound(
             std::mem::take(response.headers_mut()),
-            &report.credential_header,
+            report.credential_header(),
         );
         report_headers(&mut headers, &report, self.engine.config().time_scale);
         if report.reauth_required {
