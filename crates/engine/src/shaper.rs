@@ -19,6 +19,7 @@
 use parking_lot::Mutex;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokenwarden_core::connection::Connection;
 use tokenwarden_core::provider::{Provider, RateScope};
@@ -67,6 +68,11 @@ pub struct Shaper {
     shared: Option<Arc<dyn Store>>,
     /// Shared lanes last seen running below their full rate: a success tells the database.
     slowed: Mutex<HashSet<String, crate::FastHash>>,
+    /// Until when (milliseconds after `base`, rounded up) some lane may be held by a throttle:
+    /// before then every call books its lanes; after it, a call whose lanes have no published
+    /// limit has nothing to wait for and books nothing (issue 19).
+    held_until: AtomicU64,
+    base: Instant,
 }
 
 /// A caller whose slot would come after its budget.
@@ -89,6 +95,8 @@ impl Shaper {
             lanes: Mutex::new(HashMap::default()),
             shared: None,
             slowed: Mutex::new(HashSet::default()),
+            held_until: AtomicU64::new(0),
+            base: Instant::now(),
         }
     }
 
@@ -176,6 +184,26 @@ impl Shaper {
         self.shared.is_some() && !lane.interval.is_zero()
     }
 
+    /// Whether no lane has a published limit: such lanes only carry a throttle's hold.
+    fn unlimited(lanes: &[Lane]) -> bool {
+        lanes.iter().all(|l| l.interval.is_zero())
+    }
+
+    fn millis_after_base(&self, t: Instant) -> u64 {
+        u64::try_from(t.saturating_duration_since(self.base).as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Some lane is held until `until`: calls book their lanes until then.
+    fn note_hold(&self, until: Instant) {
+        let ms = self.millis_after_base(until).saturating_add(1);
+        self.held_until.fetch_max(ms, Ordering::SeqCst);
+    }
+
+    /// Whether a throttle's hold may still be in effect at `now`.
+    fn maybe_held(&self, now: Instant) -> bool {
+        self.millis_after_base(now) < self.held_until.load(Ordering::SeqCst)
+    }
+
     /// Takes a slot on every lane and waits for it, unless it comes after `deadline`. Returns
     /// how long the call queued.
     pub async fn acquire(&self, lanes: &[Lane], deadline: Instant) -> Result<Duration, OverBudget> {
@@ -183,6 +211,11 @@ impl Shaper {
             return Ok(Duration::ZERO);
         }
         let now = Instant::now();
+        // Lanes without a limit and no hold anywhere: a slot now, and nothing to book (a
+        // booking would only move their next slot to now).
+        if Shaper::unlimited(lanes) && !self.maybe_held(now) {
+            return Ok(Duration::ZERO);
+        }
         let (shared, local): (Vec<&Lane>, Vec<&Lane>) =
             lanes.iter().partition(|l| self.is_shared(l));
         let slot = match (&self.shared, shared.is_empty()) {
@@ -309,14 +342,21 @@ impl Shaper {
     /// every replica for the shared lanes.
     pub async fn throttled(&self, lanes: &[Lane], wait: Duration) {
         let now = Instant::now();
+        // Before the lanes: a call that starts once this returns sees the hold.
+        self.note_hold(now + wait);
         {
             let mut map = self.lanes.lock();
             for lane in lanes {
-                if let Some(st) = map.get_mut(&lane.key) {
-                    st.factor = (st.factor / 2.0).max(MIN_FACTOR);
-                    st.hold_until = st.hold_until.max(now + wait);
-                    st.next_free = st.next_free.max(now + wait);
-                }
+                // A lane without a limit may never have been booked (`acquire`).
+                let st = map.entry(lane.key.clone()).or_insert_with(|| LaneState {
+                    interval: lane.interval,
+                    factor: 1.0,
+                    next_free: now,
+                    hold_until: now,
+                });
+                st.factor = (st.factor / 2.0).max(MIN_FACTOR);
+                st.hold_until = st.hold_until.max(now + wait);
+                st.next_free = st.next_free.max(now + wait);
             }
         }
         let shared = self.shared_keys(lanes);
@@ -369,6 +409,7 @@ impl Shaper {
         let mut map = self.lanes.lock();
         for (key, left) in holds {
             let until = now + left;
+            self.note_hold(until);
             let st = map.entry(key).or_insert_with(|| LaneState {
                 interval: Duration::ZERO,
                 factor: 1.0,
@@ -383,6 +424,10 @@ impl Shaper {
     /// A success: creep back towards the published rate, or slow down when the platform reports
     /// usage near its limit. A shared lane at its full rate costs no database write.
     pub async fn succeeded(&self, lanes: &[Lane], usage_pct: Option<u32>) {
+        // A lane without a limit has no rate to creep back to or slow down, and none is shared.
+        if Shaper::unlimited(lanes) {
+            return;
+        }
         let near_limit = usage_pct.is_some_and(|u| u >= USAGE_SLOWDOWN);
         {
             let mut map = self.lanes.lock();
@@ -510,6 +555,36 @@ mod tests {
         let alone = Shaper::new();
         alone.follow_holds().await;
         assert_eq!(alone.acquire(&on_b, soon()).await.unwrap(), Duration::ZERO);
+    }
+
+    /// Lanes without a published limit are booked only while a throttle may hold one; a
+    /// throttle holds them even when no call booked them before.
+    #[tokio::test(start_paused = true)]
+    async fn unlimited_lanes_are_booked_only_while_a_hold_may_last() {
+        let s = Shaper::new();
+        let lanes = [lane("bench/conn/c1", 0), lane("bench/app/main", 0)];
+        let far = Instant::now() + Duration::from_secs(600);
+        for _ in 0..3 {
+            assert_eq!(s.acquire(&lanes, far).await.unwrap(), Duration::ZERO);
+            s.succeeded(&lanes, Some(99)).await;
+        }
+        assert!(s.lanes.lock().is_empty(), "nothing booked");
+        s.throttled(&lanes[..1], Duration::from_secs(2)).await;
+        let waited = s.acquire(&lanes, far).await.unwrap();
+        assert!(waited >= Duration::from_secs(2), "{waited:?}");
+        // The other connection's lanes are not held, though they are booked meanwhile.
+        let other = [lane("bench/conn/c2", 0)];
+        assert_eq!(s.acquire(&other, far).await.unwrap(), Duration::ZERO);
+        assert!(s.lanes.lock().contains_key("bench/conn/c2"));
+        // Past the hold: no booking again.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let third = [lane("bench/conn/c3", 0)];
+        assert_eq!(s.acquire(&third, far).await.unwrap(), Duration::ZERO);
+        assert!(!s.lanes.lock().contains_key("bench/conn/c3"));
+        // A lane with a limit is always booked.
+        let limited = [lane("bench/conn/c4", 100)];
+        s.acquire(&limited, far).await.unwrap();
+        assert!(s.lanes.lock().contains_key("bench/conn/c4"));
     }
 
     #[tokio::test(start_paused = true)]
