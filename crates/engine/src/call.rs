@@ -442,10 +442,16 @@ fn idempotent(m: &Method) -> bool {
 /// Reads what the classifier reads of the body: up to [`MAX_CLASSIFIED_BODY`], and whether that
 /// was all of it. A body that comes in one chunk is kept as it came, without a copy.
 async fn read_prefix(resp: &mut reqwest::Response) -> Result<(Bytes, bool), reqwest::Error> {
+    // The length the body announced (its exact size hint): once that much is in hand it has
+    // ended, and asking again would only be told so (a read through reqwest's body layers).
+    let length = resp.content_length();
     let mut buf = BytesMut::new();
     let mut first: Option<Bytes> = None;
     let mut held = 0usize;
     while held < MAX_CLASSIFIED_BODY {
+        if length == Some(held as u64) {
+            return Ok((first.unwrap_or_else(|| buf.freeze()), true));
+        }
         match resp.chunk().await? {
             Some(c) if c.is_empty() => {}
             Some(c) => {
