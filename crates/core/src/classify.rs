@@ -462,7 +462,7 @@ pub struct Classifier {
     /// [`Classifier::json_keys`], worked out on first use.
     pub(crate) json_keys: std::sync::OnceLock<Option<scan::Keys>>,
     /// [`Classifier::reads_header`]'s names, worked out on first use.
-    pub(crate) header_names: std::sync::OnceLock<(Vec<String>, Vec<String>)>,
+    pub(crate) header_names: std::sync::OnceLock<(scan::Keys, Vec<String>)>,
     /// The verdicts on plain successes ([`Plain`]), each worked out on first use; `None` turns
     /// the memo off (the tests compare with and without it).
     pub(crate) plain: std::sync::OnceLock<Option<Box<[std::sync::OnceLock<Plain>]>>>,
@@ -622,20 +622,22 @@ impl Classifier {
             .as_ref()
     }
 
-    /// Whether classifying may read the header `name` (lowercase, as `http` keeps names): the
-    /// wait and usage headers, the rules' `header` conditions (this definition's and the common
+    /// Whether classifying may read the header `name` (in any case): the wait and usage headers, the rules' `header` conditions (this definition's and the common
     /// ones), `Content-Type` (an HTML page) and `Location` (a redirect with error parameters).
     /// A response given with only these headers is classified as it is with all of them, so a
     /// caller need not copy the others into a [`ResponseView`] (issue 19).
     pub fn reads_header(&self, name: &str) -> bool {
-        self.header_names()
-            .0
-            .iter()
-            .any(|n| n.eq_ignore_ascii_case(name))
+        let read = &self.header_names().0;
+        // The names are kept in lowercase, as `http` gives them: compared by length and bytes
+        // (every header of every answer is asked about), another case the long way.
+        if name.bytes().any(|b| b.is_ascii_uppercase()) {
+            return read.as_slice().iter().any(|n| n.eq_ignore_ascii_case(name));
+        }
+        read.contains(name.as_bytes())
     }
 
     /// Every header classifying may read, and those the rules' `header` conditions name.
-    fn header_names(&self) -> &(Vec<String>, Vec<String>) {
+    fn header_names(&self) -> &(scan::Keys, Vec<String>) {
         self.header_names.get_or_init(|| {
             let rules = self.rules.iter().chain(&self.common.rules);
             let mut in_rules: Vec<String> = rules
@@ -644,14 +646,12 @@ impl Classifier {
             in_rules.sort();
             in_rules.dedup();
             let waits = self.wait_headers.iter().chain(&self.common.wait_headers);
-            let mut all: Vec<String> = waits
+            let all: Vec<String> = waits
                 .map(|w| w.name.to_ascii_lowercase())
                 .chain(in_rules.iter().cloned())
                 .chain(["content-type".to_string(), "location".to_string()])
                 .collect();
-            all.sort();
-            all.dedup();
-            (all, in_rules)
+            (scan::Keys::new(all), in_rules)
         })
     }
 

@@ -472,6 +472,13 @@ async fn read_prefix(resp: &mut reqwest::Response) -> Result<(Bytes, bool), reqw
     Ok((first.unwrap_or_else(|| buf.freeze()), false))
 }
 
+/// A call's lanes ([`Shaper::lanes`]), made when first needed.
+struct CallLanes {
+    /// The definition publishes a limit: every call books its lanes.
+    limited: bool,
+    made: Option<Vec<crate::shaper::Lane>>,
+}
+
 /// Where a call goes: the connection lent by the token cache with a fresh token, or loaded
 /// (from the cache or the store) with the token still to be asked for.
 enum Route {
@@ -764,7 +771,13 @@ impl Engine {
                 .get(reqwest::header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok()),
         );
-        let lanes = Shaper::lanes(&provider, &conn, &rel, self.config.time_scale);
+        // Made when first needed: where the definition publishes no limit, only while a
+        // throttle's hold may last, or to hold them after one (issue 19).
+        let mut lanes = CallLanes {
+            limited: Shaper::has_limits(&provider),
+            made: None,
+        };
+        let make_lanes = || Shaper::lanes(&provider, &conn, &rel, self.config.time_scale);
         // A connection that needs re-authorization answers at once: no call can succeed.
         let mut issued = match &conn {
             Route::Lent(lent) => Held::Lent(lent.clone()),
@@ -781,7 +794,14 @@ impl Engine {
         let mut refreshed = false;
         let mut step = 0u32;
         loop {
-            match self.shaper.acquire(&lanes, deadline).await {
+            let queued = if lanes.limited || self.shaper.maybe_held(Instant::now()) {
+                self.shaper
+                    .acquire(lanes.made.get_or_insert_with(make_lanes), deadline)
+                    .await
+            } else {
+                Ok(Duration::ZERO)
+            };
+            match queued {
                 Ok(q) if q.is_zero() => {}
                 Ok(q) => {
                     waited += q;
@@ -1025,7 +1045,10 @@ impl Engine {
                         // Everyone on these lanes waits, not just this caller; every connection
                         // of the app when the quota is the app's, which is then one app problem
                         // (never a problem on each connection).
-                        let held = Shaper::held_by(&lanes, c.blame == Blame::App);
+                        let held = Shaper::held_by(
+                            lanes.made.get_or_insert_with(make_lanes),
+                            c.blame == Blame::App,
+                        );
                         Box::pin(self.shaper.throttled(&held, wait)).await;
                         if c.blame == Blame::App {
                             Box::pin(self.raise_app_problem(&conn, c, Some(wait))).await;
@@ -1050,7 +1073,10 @@ impl Engine {
                 }
                 _ => {
                     if c.kind == Kind::Ok {
-                        self.shaper.succeeded(&lanes, c.usage_pct).await;
+                        // Lanes never made had no limit: nothing to creep back or slow down.
+                        if let Some(made) = &lanes.made {
+                            self.shaper.succeeded(made, c.usage_pct).await;
+                        }
                         self.clear_app_problem(&conn).await;
                     }
                 }

@@ -184,6 +184,16 @@ impl Shaper {
         self.shared.is_some() && !lane.interval.is_zero()
     }
 
+    /// Whether `provider` publishes a limit some lane of its calls could have; without one,
+    /// every lane of its calls only carries a throttle's hold.
+    pub fn has_limits(provider: &Provider) -> bool {
+        provider
+            .spec
+            .rate_limits
+            .iter()
+            .any(|l| l.requests != 0 && !l.per.is_zero())
+    }
+
     /// Whether no lane has a published limit: such lanes only carry a throttle's hold.
     fn unlimited(lanes: &[Lane]) -> bool {
         lanes.iter().all(|l| l.interval.is_zero())
@@ -199,8 +209,9 @@ impl Shaper {
         self.held_until.fetch_max(ms, Ordering::SeqCst);
     }
 
-    /// Whether a throttle's hold may still be in effect at `now`.
-    fn maybe_held(&self, now: Instant) -> bool {
+    /// Whether a throttle's hold may still be in effect at `now`: until then, a call books its
+    /// lanes even where none has a published limit.
+    pub fn maybe_held(&self, now: Instant) -> bool {
         self.millis_after_base(now) < self.held_until.load(Ordering::SeqCst)
     }
 

@@ -40,7 +40,8 @@ impl Keys {
         &self.keys
     }
 
-    fn contains(&self, s: &[u8]) -> bool {
+    /// Whether `s` is one of the keys, byte for byte.
+    pub(crate) fn contains(&self, s: &[u8]) -> bool {
         let group = match s.len() {
             n if n < SHORT => &self.keys[self.at[n]..self.at[n + 1]],
             _ => &self.keys[self.at[SHORT]..],
@@ -164,6 +165,7 @@ impl Scanner<'_> {
 
     /// A string without escapes, in ASCII, with no control character; `i` after its closing
     /// quote.
+    #[inline]
     fn string(&mut self) -> Option<()> {
         let rest = self.b.get(self.i + 1..)?;
         let n = stop(rest)?;

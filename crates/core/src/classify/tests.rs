@@ -1484,3 +1484,22 @@ fn a_remembered_plain_verdict_is_the_one_worked_out_afresh() {
     }
     assert!(checked > 5000, "{checked}");
 }
+
+#[test]
+fn the_headers_read_are_named_in_any_case() {
+    let reg = Registry::builtin().unwrap();
+    let meta = reg.get("meta").unwrap().classifier();
+    for name in [
+        "retry-after",
+        "Retry-After",
+        "RETRY-AFTER",
+        "content-type",
+        "Location",
+    ] {
+        assert!(meta.reads_header(name), "{name}");
+    }
+    assert!(meta.reads_header("x-app-usage"));
+    for name in ["x-unread", "X-Unread", "retry-afte", "retry-after2", ""] {
+        assert!(!meta.reads_header(name), "{name}");
+    }
+}
