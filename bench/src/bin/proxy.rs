@@ -304,14 +304,17 @@ impl tokenwarden_http::Shortcut for Floor {
                 Ok(a) => a,
                 Err(e) => return (axum::http::StatusCode::BAD_GATEWAY, e.message).into_response(),
             };
-            let status = answer.status();
-            let headers = answer.headers().clone();
-            let Ok(body) = answer.bytes().await else {
-                return axum::http::StatusCode::BAD_GATEWAY.into_response();
-            };
+            let (parts, mut answer) = answer.into_parts();
+            let mut body = Vec::new();
+            while let Some(chunk) = answer.chunk().await {
+                let Ok(chunk) = chunk else {
+                    return axum::http::StatusCode::BAD_GATEWAY.into_response();
+                };
+                body.extend_from_slice(&chunk);
+            }
             let mut resp = axum::response::Response::new(axum::body::Body::from(body));
-            *resp.status_mut() = status;
-            *resp.headers_mut() = headers;
+            *resp.status_mut() = parts.status;
+            *resp.headers_mut() = parts.headers;
             resp
         })))
     }

@@ -42,6 +42,7 @@ use tokenwarden_core::id::ConnectionId;
 use tokenwarden_core::provider::Registry;
 use tokenwarden_engine::TokenService;
 
+use tokenwarden_engine::call::{Answer, answer_from_reqwest};
 pub use tokenwarden_engine::{CacheConfig, CachedStore};
 use tokenwarden_engine::{Call, OutBody, Outcome, ProxyError, SendError, Target, Transport};
 use tokenwarden_oauth::OAuthClient;
@@ -161,9 +162,9 @@ struct NextTransport<'a, 'b> {
 
 #[async_trait::async_trait]
 impl Transport for NextTransport<'_, '_> {
-    async fn send(&mut self, req: reqwest::Request) -> Result<reqwest::Response, SendError> {
+    async fn send(&mut self, req: reqwest::Request) -> Result<Answer, SendError> {
         match self.next.clone().run(req, self.extensions).await {
-            Ok(r) => Ok(r),
+            Ok(r) => Ok(answer_from_reqwest(r)),
             Err(reqwest_middleware::Error::Reqwest(e)) => Err(SendError::from_reqwest(e)),
             Err(e) => Err(SendError {
                 connect: false,

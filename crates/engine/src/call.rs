@@ -254,7 +254,125 @@ impl SendError {
 #[async_trait::async_trait]
 pub trait Transport: Send {
     /// Sends one request.
-    async fn send(&mut self, req: reqwest::Request) -> Result<reqwest::Response, SendError>;
+    async fn send(&mut self, req: reqwest::Request) -> Result<Answer, SendError>;
+}
+
+/// A platform's answer as a transport hands it over: its status and headers, and its body still
+/// to be read. Not a `reqwest::Response`: making one (a boxed URL, boxed body layers) and
+/// reading through it was a twentieth of a proxied call (issue 19). [`answer_from_reqwest`]
+/// turns one into this, `reqwest::Response::from` this into one.
+pub type Answer = http::Response<AnswerBody>;
+
+/// The body of an [`Answer`]: read off its connection by the proxy's own client, or by whatever
+/// another transport used. Its errors carry no URL.
+pub struct AnswerBody(AnswerInner);
+
+enum AnswerInner {
+    Empty,
+    Wire(crate::transport::Wire),
+    Reqwest(reqwest::Body),
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl AnswerBody {
+    /// No body.
+    pub fn empty() -> Self {
+        AnswerBody(AnswerInner::Empty)
+    }
+
+    pub(crate) fn wire(w: crate::transport::Wire) -> Self {
+        AnswerBody(AnswerInner::Wire(w))
+    }
+
+    /// A body another transport read with reqwest.
+    pub fn reqwest(b: reqwest::Body) -> Self {
+        AnswerBody(AnswerInner::Reqwest(b))
+    }
+
+    /// The next bytes of the body (trailers are passed over); `None` at its end.
+    pub async fn chunk(&mut self) -> Option<Result<Bytes, BoxError>> {
+        loop {
+            let frame = std::future::poll_fn(|cx| {
+                http_body::Body::poll_frame(std::pin::Pin::new(&mut *self), cx)
+            })
+            .await?;
+            match frame.map(http_body::Frame::into_data) {
+                Ok(Ok(data)) => return Some(Ok(data)),
+                Ok(Err(_trailers)) => {}
+                Err(e) => return Some(Err(e)),
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for AnswerBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self.0 {
+            AnswerInner::Empty => "AnswerBody::Empty",
+            AnswerInner::Wire(_) => "AnswerBody::Wire",
+            AnswerInner::Reqwest(_) => "AnswerBody::Reqwest",
+        })
+    }
+}
+
+impl http_body::Body for AnswerBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+        use std::pin::Pin;
+        use std::task::Poll;
+        match &mut self.0 {
+            AnswerInner::Empty => Poll::Ready(None),
+            AnswerInner::Wire(w) => Pin::new(w).poll_frame(cx),
+            AnswerInner::Reqwest(b) => match Pin::new(b).poll_frame(cx) {
+                Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(e.without_url())))),
+                Poll::Ready(Some(Ok(f))) => Poll::Ready(Some(Ok(f))),
+                Poll::Ready(None) => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.0 {
+            AnswerInner::Empty => true,
+            AnswerInner::Wire(w) => w.is_end_stream(),
+            AnswerInner::Reqwest(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        match &self.0 {
+            AnswerInner::Empty => http_body::SizeHint::with_exact(0),
+            AnswerInner::Wire(w) => w.size_hint(),
+            AnswerInner::Reqwest(b) => b.size_hint(),
+        }
+    }
+}
+
+impl From<AnswerBody> for reqwest::Body {
+    fn from(b: AnswerBody) -> reqwest::Body {
+        match b.0 {
+            AnswerInner::Empty => reqwest::Body::from(Bytes::new()),
+            AnswerInner::Reqwest(b) => b,
+            AnswerInner::Wire(_) => reqwest::Body::wrap(b),
+        }
+    }
+}
+
+/// A reqwest answer as an [`Answer`] (its URL is dropped).
+pub fn answer_from_reqwest(r: reqwest::Response) -> Answer {
+    http::Response::from(r).map(AnswerBody::reqwest)
+}
+
+/// An [`Answer`]'s announced length, when its body knows it exactly.
+fn content_length(a: &Answer) -> Option<u64> {
+    http_body::Body::size_hint(a.body()).exact()
 }
 
 /// A plain reqwest client (redirects must be off: hardening rule 7).
@@ -263,8 +381,9 @@ pub struct ClientTransport<'a>(pub &'a reqwest::Client);
 
 #[async_trait::async_trait]
 impl Transport for ClientTransport<'_> {
-    async fn send(&mut self, req: reqwest::Request) -> Result<reqwest::Response, SendError> {
-        self.0.execute(req).await.map_err(SendError::from_reqwest)
+    async fn send(&mut self, req: reqwest::Request) -> Result<Answer, SendError> {
+        let r = self.0.execute(req).await.map_err(SendError::from_reqwest)?;
+        Ok(answer_from_reqwest(r))
     }
 }
 
@@ -309,7 +428,7 @@ impl Report {
 #[derive(Debug)]
 pub struct Outcome {
     /// The response (its body continues after `prefix`).
-    pub response: reqwest::Response,
+    pub response: Answer,
     /// The bytes already read.
     pub prefix: Bytes,
     /// Whether `prefix` is the whole body (the platform's answer ended within what the
@@ -323,14 +442,17 @@ impl Outcome {
     /// The whole body as a stream: the prefix, then the rest, cut off with an error past `limit`.
     pub fn body_stream(
         prefix: Bytes,
-        response: reqwest::Response,
+        response: Answer,
         limit: u64,
     ) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
         let mut seen = 0u64;
-        futures::stream::once(async move { Ok::<Bytes, reqwest::Error>(prefix) })
-            .chain(response.bytes_stream())
+        let rest = futures::stream::unfold(response.into_body(), |mut body| async move {
+            body.chunk().await.map(|r| (r, body))
+        });
+        futures::stream::once(async move { Ok::<Bytes, BoxError>(prefix) })
+            .chain(rest)
             .map(move |r| {
-                let chunk = r.map_err(|e| std::io::Error::other(e.without_url()))?;
+                let chunk = r.map_err(std::io::Error::other)?;
                 seen = seen.saturating_add(chunk.len() as u64);
                 if seen > limit {
                     // The status went out with the first bytes; failing the stream makes the
@@ -441,10 +563,10 @@ fn idempotent(m: &Method) -> bool {
 
 /// Reads what the classifier reads of the body: up to [`MAX_CLASSIFIED_BODY`], and whether that
 /// was all of it. A body that comes in one chunk is kept as it came, without a copy.
-async fn read_prefix(resp: &mut reqwest::Response) -> Result<(Bytes, bool), reqwest::Error> {
+async fn read_prefix(resp: &mut Answer) -> Result<(Bytes, bool), BoxError> {
     // The length the body announced (its exact size hint): once that much is in hand it has
-    // ended, and asking again would only be told so (a read through reqwest's body layers).
-    let length = resp.content_length();
+    // ended, and asking again would only be told so.
+    let length = content_length(resp);
     let mut buf = BytesMut::new();
     let mut first: Option<Bytes> = None;
     let mut held = 0usize;
@@ -452,7 +574,7 @@ async fn read_prefix(resp: &mut reqwest::Response) -> Result<(Bytes, bool), reqw
         if length == Some(held as u64) {
             return Ok((first.unwrap_or_else(|| buf.freeze()), true));
         }
-        match resp.chunk().await? {
+        match resp.body_mut().chunk().await.transpose()? {
             Some(c) if c.is_empty() => {}
             Some(c) => {
                 held += c.len();
@@ -938,10 +1060,7 @@ impl Engine {
                     });
                 }
             };
-            if resp
-                .content_length()
-                .is_some_and(|n| n > self.config.max_response_bytes)
-            {
+            if content_length(&resp).is_some_and(|n| n > self.config.max_response_bytes) {
                 self.count(pid, "response_too_large", "none", waited);
                 return Err(ProxyError::ResponseTooLarge {
                     limit: self.config.max_response_bytes,
@@ -952,7 +1071,7 @@ impl Engine {
                 Err(e) => {
                     return Err(ProxyError::Unreachable {
                         attempts,
-                        message: e.without_url().to_string(),
+                        message: e.to_string(),
                     });
                 }
             };

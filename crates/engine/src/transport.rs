@@ -25,14 +25,13 @@
 //! a platform that answers before reading a streamed body to its end (a 413, say) is seen only
 //! once the body is written, or as the read timeout.
 
-use crate::call::{SendError, Transport};
+use crate::call::{Answer, AnswerBody, SendError, Transport};
 use crate::h1::{self, Decoded, Framing, RequestFraming};
 use bytes::{Bytes, BytesMut};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioIo;
-use reqwest::ResponseBuilderExt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -560,20 +559,20 @@ struct Keep {
 
 #[async_trait::async_trait]
 impl Transport for PooledTransport<'_> {
-    async fn send(&mut self, mut req: reqwest::Request) -> Result<reqwest::Response, SendError> {
-        let url = req.url().clone();
-        let method = req.method().clone();
+    async fn send(&mut self, mut req: reqwest::Request) -> Result<Answer, SendError> {
         let body = req.body_mut().take();
+        // Written from the URL, kept per thread while the calls go to the same host.
+        let host = host_header(req.url());
         let headers = req.headers_mut();
         if let http::header::Entry::Vacant(v) = headers.entry(http::header::ACCEPT) {
             v.insert(http::HeaderValue::from_static("*/*"));
         }
-        // Written from the URL, kept per thread while the calls go to the same host.
-        if let Some(host) = host_header(&url) {
+        if let Some(host) = host {
             headers.insert(http::header::HOST, host);
         }
         let read = self.0.read_timeout;
-        let exchange = self.exchange(&url, &method, req.headers(), body);
+        // The request is read in place: its URL and method are not copied.
+        let exchange = self.exchange(req.url(), req.method(), req.headers(), body);
         let (head, conn, keep) = match tokio::time::timeout(read, exchange).await {
             Ok(Ok(r)) => r,
             Ok(Err(e)) => return Err(e),
@@ -596,9 +595,9 @@ impl Transport for PooledTransport<'_> {
                 if head.reusable && conn.read.is_empty() {
                     keep.pool.put(keep.origin, conn);
                 }
-                reqwest::Body::from(Bytes::new())
+                AnswerBody::empty()
             }
-            Some(reading) => reqwest::Body::wrap(Answer {
+            Some(reading) => AnswerBody::wire(Wire {
                 conn: Some(conn),
                 reading,
                 reusable: head.reusable,
@@ -607,18 +606,11 @@ impl Transport for PooledTransport<'_> {
                 keep: Some(keep),
             }),
         };
-        // The answer carries the URL it came from, as reqwest's do (no parse: the request's).
-        let mut answer = http::Response::builder()
-            .url(url)
-            .body(body)
-            .map_err(|_| SendError {
-                connect: false,
-                message: "error reading the answer".into(),
-            })?;
+        let mut answer = http::Response::new(body);
         *answer.status_mut() = head.status;
         *answer.version_mut() = head.version;
         *answer.headers_mut() = head.headers;
-        Ok(reqwest::Response::from(answer))
+        Ok(answer)
     }
 }
 
@@ -657,7 +649,7 @@ enum Reading {
 /// arrive within `timeout` of the last (reqwest's read timeout on the body), when the platform
 /// closes the connection early, or when the framing is broken; it gives the connection back to
 /// its pool when it has ended cleanly, and closes it otherwise (dropped early included).
-struct Answer {
+pub(crate) struct Wire {
     /// `None` once the body has ended or failed.
     conn: Option<Box<Conn>>,
     reading: Reading,
@@ -673,7 +665,7 @@ struct Answer {
 #[error("operation timed out while reading the answer")]
 struct BodyTimedOut;
 
-impl Answer {
+impl Wire {
     /// The body has ended: its connection goes back to the pool when it may carry another.
     fn end(&mut self) {
         self.sleep = None;
@@ -697,7 +689,7 @@ impl Answer {
     }
 }
 
-impl HttpBody for Answer {
+impl HttpBody for Wire {
     type Data = Bytes;
     type Error = BoxError;
 
@@ -824,6 +816,17 @@ mod tests {
         (base, rx, accepted)
     }
 
+    /// The tests read answers with reqwest's conveniences.
+    trait Fetch {
+        async fn fetch(&mut self, req: reqwest::Request) -> Result<reqwest::Response, SendError>;
+    }
+
+    impl Fetch for PooledTransport<'_> {
+        async fn fetch(&mut self, req: reqwest::Request) -> Result<reqwest::Response, SendError> {
+            self.send(req).await.map(reqwest::Response::from)
+        }
+    }
+
     fn get(url: &str) -> reqwest::Request {
         reqwest::Request::new(reqwest::Method::GET, url::Url::parse(url).unwrap())
     }
@@ -838,11 +841,10 @@ mod tests {
         let (base, _) = upstream(answer).await;
         let c = client(Duration::from_secs(30));
         let r = PooledTransport(&c)
-            .send(get(&format!("{base}/a")))
+            .fetch(get(&format!("{base}/a")))
             .await
             .unwrap();
         assert_eq!(r.status(), 302);
-        assert_eq!(r.url().as_str(), format!("{base}/a"));
         assert!(hits.try_recv().is_err(), "the redirect was followed");
     }
 
@@ -851,7 +853,7 @@ mod tests {
         let (base, mut seen) = upstream("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
         let c = client(Duration::from_secs(30));
         let r = PooledTransport(&c)
-            .send(get(&format!("{base}/a")))
+            .fetch(get(&format!("{base}/a")))
             .await
             .unwrap();
         assert_eq!(r.text().await.unwrap(), "ok");
@@ -860,7 +862,7 @@ mod tests {
         let mut req = get(&format!("{base}/b"));
         req.headers_mut()
             .insert("accept", http::HeaderValue::from_static("application/json"));
-        PooledTransport(&c).send(req).await.unwrap();
+        PooledTransport(&c).fetch(req).await.unwrap();
         let head = seen.recv().await.unwrap().to_ascii_lowercase();
         assert!(head.contains("\r\naccept: application/json\r\n"), "{head}");
         assert!(!head.contains("*/*"), "{head}");
@@ -905,7 +907,7 @@ mod tests {
                 (&b, &mut seen_b)
             };
             PooledTransport(&c)
-                .send(get(&format!("{base}/x")))
+                .fetch(get(&format!("{base}/x")))
                 .await
                 .unwrap();
             let head = seen.recv().await.unwrap().to_ascii_lowercase();
@@ -935,7 +937,7 @@ mod tests {
         let c = client(Duration::from_secs(30));
         for _ in 0..50 {
             let r = PooledTransport(&c)
-                .send(get(&format!("{base}/a")))
+                .fetch(get(&format!("{base}/a")))
                 .await
                 .unwrap();
             assert_eq!(r.text().await.unwrap(), "ok");
@@ -950,7 +952,7 @@ mod tests {
         let c = client(Duration::from_secs(30));
         for _ in 0..10 {
             let r = PooledTransport(&c)
-                .send(get(&format!("{base}/a")))
+                .fetch(get(&format!("{base}/a")))
                 .await
                 .unwrap();
             assert_eq!(r.status(), 204);
@@ -969,14 +971,14 @@ mod tests {
         let c = client(Duration::from_secs(30));
         for n in 1..=3 {
             let r = PooledTransport(&c)
-                .send(get(&format!("{base}/a")))
+                .fetch(get(&format!("{base}/a")))
                 .await
                 .unwrap();
             drop(r);
             assert_eq!(c.pools.here().idle_count(), 0);
             // The next call cannot have the unread one: a new connection each time.
             let r = PooledTransport(&c)
-                .send(get(&format!("{base}/b")))
+                .fetch(get(&format!("{base}/b")))
                 .await
                 .unwrap();
             assert_eq!(r.text().await.unwrap(), "0123456789");
@@ -999,7 +1001,7 @@ mod tests {
                 reqwest::Method::POST
             };
             let req = reqwest::Request::new(method, url::Url::parse(&format!("{base}/a")).unwrap());
-            let r = PooledTransport(&c).send(req).await.unwrap();
+            let r = PooledTransport(&c).fetch(req).await.unwrap();
             assert_eq!(r.text().await.unwrap(), "ok", "call {i}");
         }
         assert_eq!(connections(&accepted), 20);
@@ -1015,7 +1017,7 @@ mod tests {
                 let c = c.clone();
                 let url = format!("{base}/a");
                 async move {
-                    let r = PooledTransport(&c).send(get(&url)).await.unwrap();
+                    let r = PooledTransport(&c).fetch(get(&url)).await.unwrap();
                     r.text().await.unwrap()
                 }
             });
@@ -1052,7 +1054,7 @@ mod tests {
         let (base, _) = upstream("").await;
         let c = client(Duration::from_millis(200));
         let e = PooledTransport(&c)
-            .send(get(&format!("{base}/a")))
+            .fetch(get(&format!("{base}/a")))
             .await
             .unwrap_err();
         assert!(!e.connect);
@@ -1064,7 +1066,7 @@ mod tests {
         let (base, _) = upstream("HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nhalf").await;
         let c = client(Duration::from_millis(200));
         let r = PooledTransport(&c)
-            .send(get(&format!("{base}/a")))
+            .fetch(get(&format!("{base}/a")))
             .await
             .unwrap();
         assert!(r.bytes().await.is_err());
@@ -1087,7 +1089,7 @@ mod tests {
         })
         .unwrap();
         let e = PooledTransport(&c)
-            .send(get(&format!("https://{addr}/a")))
+            .fetch(get(&format!("https://{addr}/a")))
             .await
             .unwrap_err();
         assert!(e.connect, "{}", e.message);
@@ -1100,7 +1102,7 @@ mod tests {
         drop(l);
         let c = client(Duration::from_secs(30));
         let e = PooledTransport(&c)
-            .send(get(&format!("http://{addr}/a")))
+            .fetch(get(&format!("http://{addr}/a")))
             .await
             .unwrap_err();
         assert!(e.connect, "{}", e.message);
@@ -1201,7 +1203,7 @@ mod tests {
             let c = client(Duration::from_secs(30));
             for _ in 0..3 {
                 let r = PooledTransport(&c)
-                    .send(get(&format!("{base}/a")))
+                    .fetch(get(&format!("{base}/a")))
                     .await
                     .unwrap();
                 assert_eq!(r.text().await.unwrap(), "hello, world", "pieces of {piece}");
@@ -1217,7 +1219,7 @@ mod tests {
         let c = client(Duration::from_secs(30));
         for _ in 0..2 {
             let r = PooledTransport(&c)
-                .send(get(&format!("{base}/a")))
+                .fetch(get(&format!("{base}/a")))
                 .await
                 .unwrap();
             assert_eq!(r.text().await.unwrap(), "until the end");
@@ -1240,7 +1242,7 @@ mod tests {
             let c = client(Duration::from_secs(30));
             for _ in 0..2 {
                 let r = PooledTransport(&c)
-                    .send(get(&format!("{base}/a")))
+                    .fetch(get(&format!("{base}/a")))
                     .await
                     .unwrap();
                 assert_eq!(r.text().await.unwrap(), "ok", "{answer}");
@@ -1264,7 +1266,7 @@ mod tests {
                 reqwest::Method::HEAD,
                 url::Url::parse(&format!("{base}/a")).unwrap(),
             );
-            let r = PooledTransport(&c).send(req).await.unwrap();
+            let r = PooledTransport(&c).fetch(req).await.unwrap();
             assert_eq!(r.headers()["content-length"], "100");
             assert!(r.bytes().await.unwrap().is_empty());
         }
@@ -1288,7 +1290,7 @@ mod tests {
             let (base, _, _) = scripted(answer.as_bytes().to_vec(), 1000, Some(1)).await;
             let c = client(Duration::from_secs(30));
             let e = PooledTransport(&c)
-                .send(get(&format!("{base}/a?access_token=SECRET")))
+                .fetch(get(&format!("{base}/a?access_token=SECRET")))
                 .await
                 .unwrap_err();
             assert!(!e.connect, "{answer}");
@@ -1308,7 +1310,7 @@ mod tests {
             let (base, _, _) = scripted(answer.as_bytes().to_vec(), 1000, Some(1)).await;
             let c = client(Duration::from_secs(30));
             let r = PooledTransport(&c)
-                .send(get(&format!("{base}/a")))
+                .fetch(get(&format!("{base}/a")))
                 .await
                 .unwrap();
             assert!(r.bytes().await.is_err(), "{answer}");
@@ -1358,7 +1360,7 @@ mod tests {
             // A stale length from the caller is not what goes out.
             req.headers_mut()
                 .insert("content-length", http::HeaderValue::from_static("1"));
-            let r = PooledTransport(&c).send(req).await.unwrap();
+            let r = PooledTransport(&c).fetch(req).await.unwrap();
             assert_eq!(r.text().await.unwrap(), "ok");
             let (head, body) = body_of(&seen.recv().await.unwrap());
             assert!(
@@ -1370,7 +1372,7 @@ mod tests {
         }
         // A stream without a length: chunked.
         let r = PooledTransport(&c)
-            .send(streamed(&url, &["ab", "", "cde"], None))
+            .fetch(streamed(&url, &["ab", "", "cde"], None))
             .await
             .unwrap();
         assert_eq!(r.text().await.unwrap(), "ok");
@@ -1382,7 +1384,7 @@ mod tests {
         assert_eq!(body, b"2\r\nab\r\n3\r\ncde\r\n0\r\n\r\n");
         // A stream with the caller's length: that length, and the bytes as they are.
         let r = PooledTransport(&c)
-            .send(streamed(&url, &["ab", "cde"], Some("5")))
+            .fetch(streamed(&url, &["ab", "cde"], Some("5")))
             .await
             .unwrap();
         assert_eq!(r.text().await.unwrap(), "ok");
@@ -1392,7 +1394,7 @@ mod tests {
         assert_eq!(connections(&accepted), 1);
         // A stream longer than the length it came with is an error, not a smuggled request.
         let e = PooledTransport(&c)
-            .send(streamed(&url, &["abc", "def"], Some("4")))
+            .fetch(streamed(&url, &["abc", "def"], Some("4")))
             .await
             .unwrap_err();
         assert!(e.message.contains("Content-Length"), "{}", e.message);
@@ -1425,7 +1427,7 @@ mod tests {
         let c = client(Duration::from_secs(30));
         for _ in 0..2 {
             let r = PooledTransport(&c)
-                .send(get(&format!("{base}/a")))
+                .fetch(get(&format!("{base}/a")))
                 .await
                 .unwrap();
             assert_eq!(r.text().await.unwrap(), "ok");
@@ -1534,7 +1536,7 @@ mod tests {
             let c = tls_client();
             for i in 0..calls {
                 let r = PooledTransport(&c)
-                    .send(get(&format!("{base}/a")))
+                    .fetch(get(&format!("{base}/a")))
                     .await
                     .unwrap_or_else(|e| panic!("call {i}: {}", e.message));
                 assert_eq!(r.text().await.unwrap(), "ok", "call {i}");
@@ -1549,7 +1551,7 @@ mod tests {
         // The default client trusts Mozilla's roots only, not the tests' own certificate.
         let (base, _) = tls_upstream(AfterAnswer::KeepOpen).await;
         let e = PooledTransport(&client(Duration::from_secs(30)))
-            .send(get(&format!("{base}/a")))
+            .fetch(get(&format!("{base}/a")))
             .await
             .unwrap_err();
         assert!(e.connect, "{}", e.message);
@@ -1573,7 +1575,7 @@ mod tests {
             let c = client(Duration::from_secs(30));
             for _ in 0..2 {
                 let r = PooledTransport(&c)
-                    .send(get(&format!("{base}/a")))
+                    .fetch(get(&format!("{base}/a")))
                     .await
                     .unwrap();
                 assert!(r.bytes().await.unwrap() == body);
