@@ -283,6 +283,16 @@ fn respond(answer: ErrorAnswer, attempts: u32, waited: Duration) -> Response {
     resp
 }
 
+/// `n` as a header value: the usual small ones (one attempt, no wait) from static text, the
+/// others written out (an allocation each).
+fn number(n: u64) -> HeaderValue {
+    const DIGITS: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
+    match usize::try_from(n).ok().and_then(|i| DIGITS.get(i)) {
+        Some(d) => HeaderValue::from_static(d),
+        None => HeaderValue::from(n),
+    }
+}
+
 /// Adds the classification headers every proxied (or in-process) response carries. `time_scale`
 /// turns the platform's waits into real time.
 pub fn report_headers(h: &mut HeaderMap, r: &Report, time_scale: f64) {
@@ -298,10 +308,10 @@ pub fn report_headers(h: &mut HeaderMap, r: &Report, time_scale: f64) {
     static RETRY_AFTER_NAME: HeaderName = HeaderName::from_static(RETRY_AFTER);
     let [kind, action, attempts, waited, refreshed] = &NAMES;
     let c = &r.classification;
-    let millis = |d: Duration| HeaderValue::from(u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let millis = |d: Duration| number(u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
     h.insert(kind.clone(), HeaderValue::from_static(c.kind.as_str()));
     h.insert(action.clone(), HeaderValue::from_static(r.action.as_str()));
-    h.insert(attempts.clone(), HeaderValue::from(r.attempts));
+    h.insert(attempts.clone(), number(u64::from(r.attempts)));
     h.insert(waited.clone(), millis(r.waited));
     if r.refreshed {
         h.insert(refreshed.clone(), HeaderValue::from_static("true"));
@@ -318,6 +328,13 @@ pub fn report_headers(h: &mut HeaderMap, r: &Report, time_scale: f64) {
 #[cfg(test)]
 mod tests {
     use super::percent_decode;
+
+    #[test]
+    fn numbers_are_written_in_decimal() {
+        for n in [0u64, 1, 9, 10, 11, 99, 1000, 30_000, u64::MAX] {
+            assert_eq!(super::number(n).to_str().unwrap(), n.to_string());
+        }
+    }
 
     #[test]
     fn a_connection_id_segment_is_percent_decoded() {
