@@ -9,6 +9,16 @@ fn now() -> DateTime<Utc> {
         .into()
 }
 
+/// `c` without its shortcuts: every JSON body read whole, no verdict remembered. What the
+/// shortcuts answer must be what this answers.
+fn reading_everything(c: &Classifier) -> Classifier {
+    Classifier {
+        json_keys: std::sync::OnceLock::from(None),
+        plain: std::sync::OnceLock::from(None),
+        ..c.clone()
+    }
+}
+
 struct Case {
     name: &'static str,
     status: u16,
@@ -1238,11 +1248,7 @@ mod read_only_what_a_lookup_needs {
         let mut bodies = 0;
         for p in reg.iter() {
             let fast = p.classifier();
-            let whole = Classifier {
-                json_keys: std::sync::OnceLock::from(None),
-                plain: std::sync::OnceLock::from(None),
-                ..fast.clone()
-            };
+            let whole = reading_everything(fast);
             for k in all_keys() {
                 for v in [
                     json!("invalid_token"),
@@ -1295,11 +1301,7 @@ mod read_only_what_a_lookup_needs {
             let view = ResponseView { status, headers: &headers, body: &body };
             for p in reg.iter() {
                 let fast = p.classifier();
-                let whole = Classifier {
-                    json_keys: std::sync::OnceLock::from(None),
-                    plain: std::sync::OnceLock::from(None),
-                    ..fast.clone()
-                };
+                let whole = reading_everything(fast);
                 for context in [Context::Api, Context::TokenEndpoint] {
                     prop_assert_eq!(
                         fast.classify(&view, context, now()),
@@ -1451,11 +1453,7 @@ fn a_remembered_plain_verdict_is_the_one_worked_out_afresh() {
     let mut checked = 0;
     for p in reg.iter() {
         let fast = p.classifier();
-        let whole = Classifier {
-            json_keys: std::sync::OnceLock::from(None),
-            plain: std::sync::OnceLock::from(None),
-            ..fast.clone()
-        };
+        let whole = reading_everything(fast);
         for status in [200u16, 201, 202, 204, 206, 207, 299] {
             for headers in &header_sets {
                 for body in bodies {
