@@ -115,28 +115,29 @@ struct Slot<V> {
     stamp: u64,
 }
 
-struct Rack<K, V> {
-    map: HashMap<K, Slot<V>, crate::FastHash>,
+struct Rack<K, V, S> {
+    map: HashMap<K, Slot<V>, S>,
     /// Insertion order for eviction; entries whose stamp no longer matches the map are skipped.
     order: VecDeque<(K, u64)>,
     stamp: u64,
     epochs: [u64; STRIPES],
 }
 
-impl<K: Hash + Eq, V> Rack<K, V> {
+impl<K: Hash + Eq, V, S: BuildHasher> Rack<K, V, S> {
     fn stripe(&self, key: &K) -> usize {
         (self.map.hasher().hash_one(key) % STRIPES as u64) as usize
     }
 }
 
-/// A bounded map whose entries live `ttl` on the clock.
-struct Shelf<K, V> {
+/// A bounded map whose entries live `ttl` on the clock. `S` hashes its keys: SipHash unless the
+/// keys are already random (the key cache's digests), which no one can aim at one bucket.
+struct Shelf<K, V, S = std::hash::RandomState> {
     ttl: TimeDelta,
     cap: usize,
-    rack: Mutex<Rack<K, V>>,
+    rack: Mutex<Rack<K, V, S>>,
 }
 
-impl<K, V> std::fmt::Debug for Shelf<K, V> {
+impl<K, V, S> std::fmt::Debug for Shelf<K, V, S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Shelf")
             .field("ttl", &self.ttl)
@@ -146,7 +147,7 @@ impl<K, V> std::fmt::Debug for Shelf<K, V> {
     }
 }
 
-impl<K: Hash + Eq + Clone, V> Shelf<K, V> {
+impl<K: Hash + Eq + Clone, V, S: BuildHasher + Default> Shelf<K, V, S> {
     fn new(ttl: Duration, cap: usize) -> Self {
         Shelf {
             ttl: TimeDelta::from_std(ttl).unwrap_or(TimeDelta::MAX),
@@ -354,7 +355,9 @@ pub struct CachedStore {
     inner: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     tokens: Shelf<ConnectionId, TokenEntry>,
-    keys: Shelf<KeyDigest, ApiKeyInfo>,
+    /// Keyed by keyed digests, random to whoever does not hold the digester's keys: hashed
+    /// with foldhash (issue 19).
+    keys: Shelf<KeyDigest, ApiKeyInfo, crate::FastHash>,
     digester: KeyDigester,
 }
 
@@ -791,7 +794,7 @@ impl ApiKeys for CachedStore {
     }
 
     async fn revoke_api_key(&self, id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
-        struct ForgetKey<'a>(&'a Shelf<KeyDigest, ApiKeyInfo>, &'a str);
+        struct ForgetKey<'a>(&'a Shelf<KeyDigest, ApiKeyInfo, crate::FastHash>, &'a str);
         impl Drop for ForgetKey<'_> {
             fn drop(&mut self) {
                 self.0.forget_where(|info| info.id == self.1);

@@ -44,9 +44,9 @@ pub use state::States;
 pub use tokens::{Issued, TokenFailure, TokenService};
 pub use transport::{PooledClient, PooledTransport};
 
-/// The hasher of the engine's maps that every call reads (the caches, the shaper's lanes, the
-/// proxy's counters): foldhash, seeded at random per map, in place of SipHash, which was a
-/// thirtieth of a proxied call's own work (issue 19). Their keys are not the caller's to
-/// choose: connection ids and lane keys come from the store and the definitions, and the key
-/// cache's are keyed digests ([`cache`]), so a caller cannot aim at one bucket.
+/// The hasher of the engine's maps whose keys no caller can choose or aim (the key cache, whose
+/// keys are keyed digests; the proxy's counters, by provider id): foldhash, seeded at random per
+/// map, in place of SipHash (issue 19). foldhash resists no attacker who picks keys, so a map
+/// keyed by anything a caller names (a connection id, a request path in a lane key) keeps the
+/// standard SipHash.
 pub(crate) type FastHash = foldhash::fast::RandomState;

@@ -19,7 +19,7 @@
 use parking_lot::Mutex;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 use tokenwarden_core::connection::Connection;
 use tokenwarden_core::provider::{Provider, RateScope};
@@ -57,6 +57,11 @@ impl LaneState {
     fn spacing(&self) -> Duration {
         self.interval.div_f64(self.factor.clamp(MIN_FACTOR, 1.0))
     }
+
+    /// Whether the lane is as a new one would be: its next slot come, no hold, its full rate.
+    fn idle(&self, now: Instant) -> bool {
+        self.next_free <= now && self.hold_until <= now && self.factor >= 1.0
+    }
 }
 
 /// The lanes of every call in flight: in this process's memory, and, for lanes with a published
@@ -64,16 +69,23 @@ impl LaneState {
 /// ([`Shaper::shared`]), so that all replicas together keep the platform's limit.
 #[derive(Debug)]
 pub struct Shaper {
-    lanes: Mutex<HashMap<String, LaneState, crate::FastHash>>,
+    /// Keyed by text a caller can choose (an endpoint lane's key holds the request's path), so
+    /// hashed with the standard SipHash; idle lanes are let go ([`Shaper::prune_idle`]).
+    lanes: Mutex<HashMap<String, LaneState>>,
     shared: Option<Arc<dyn Store>>,
     /// Shared lanes last seen running below their full rate: a success tells the database.
-    slowed: Mutex<HashSet<String, crate::FastHash>>,
+    slowed: Mutex<HashSet<String>>,
     /// Until when (milliseconds after `base`, rounded up) some lane may be held by a throttle:
     /// before then every call books its lanes; after it, a call whose lanes have no published
     /// limit has nothing to wait for and books nothing (issue 19).
     held_until: AtomicU64,
     base: Instant,
+    /// The lane count at which idle lanes are next let go.
+    prune_at: AtomicUsize,
 }
+
+/// Idle lanes are let go once there are this many lanes, then each time their number doubles.
+pub const PRUNE_FROM: usize = 4096;
 
 /// A caller whose slot would come after its budget.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,6 +109,7 @@ impl Shaper {
             slowed: Mutex::new(HashSet::default()),
             held_until: AtomicU64::new(0),
             base: Instant::now(),
+            prune_at: AtomicUsize::new(PRUNE_FROM),
         }
     }
 
@@ -291,6 +304,7 @@ impl Shaper {
         deadline: Instant,
     ) -> Result<Instant, OverBudget> {
         let mut map = self.lanes.lock();
+        self.prune_idle(&mut map, now);
         let mut slot = not_before.max(now);
         for lane in lanes {
             // Looked up by reference: the key is copied only for a lane met for the first time
@@ -319,6 +333,19 @@ impl Shaper {
             }
         }
         Ok(slot)
+    }
+
+    /// Lets go of the idle lanes once there are [`PRUNE_FROM`] lanes, then each time their
+    /// number has doubled since: a lane as a new one would be carries nothing, and an endpoint
+    /// lane is made for every path a caller names, so without this the map would grow with
+    /// every new path (issue 19's review).
+    fn prune_idle(&self, map: &mut HashMap<String, LaneState>, now: Instant) {
+        if map.len() < self.prune_at.load(Ordering::Relaxed) {
+            return;
+        }
+        map.retain(|_, st| !st.idle(now));
+        self.prune_at
+            .store((2 * map.len()).max(PRUNE_FROM), Ordering::Relaxed);
     }
 
     fn note_slowed(&self, lanes: &[&Lane], slowed: bool) {
@@ -596,6 +623,32 @@ mod tests {
         let limited = [lane("bench/conn/c4", 100)];
         s.acquire(&limited, far).await.unwrap();
         assert!(s.lanes.lock().contains_key("bench/conn/c4"));
+    }
+
+    /// A caller naming a new path on every call makes a new endpoint lane each time: idle ones
+    /// are let go, lanes still spaced, held or slowed are kept.
+    #[tokio::test(start_paused = true)]
+    async fn idle_lanes_are_let_go() {
+        let s = Shaper::new();
+        let far = Instant::now() + Duration::from_secs(600);
+        let held = [lane("tiktok/app/a/endpoint/held", 10)];
+        s.acquire(&held, far).await.unwrap();
+        s.throttled(&held, Duration::from_secs(3600)).await;
+        let slowed = [lane("tiktok/app/a/endpoint/slowed", 10)];
+        s.acquire(&slowed, far).await.unwrap();
+        s.throttled(&slowed, Duration::from_millis(1)).await;
+        for i in 0..3 * PRUNE_FROM {
+            let l = [lane(&format!("tiktok/app/a/endpoint/p{i}"), 10)];
+            s.acquire(&l, far).await.unwrap();
+            tokio::time::advance(Duration::from_millis(20)).await;
+        }
+        let map = s.lanes.lock();
+        assert!(map.len() <= PRUNE_FROM, "{}", map.len());
+        assert!(map.contains_key("tiktok/app/a/endpoint/held"));
+        assert!(map.contains_key("tiktok/app/a/endpoint/slowed"));
+        // The latest lane's slot is still ahead: kept, so its spacing holds.
+        let last = format!("tiktok/app/a/endpoint/p{}", 3 * PRUNE_FROM - 1);
+        assert!(map.contains_key(&last));
     }
 
     #[tokio::test(start_paused = true)]
