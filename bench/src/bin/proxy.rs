@@ -28,7 +28,7 @@
 //! a bare client (`tokenwarden_bench::fixed_count`), bracketed for callgrind, with the caches'
 //! TTLs at an hour (valgrind runs the program some 50× slower). The count includes the in-process
 //! upstream's work: compare counts with each other, not with nginx. `--count N --floor` counts
-//! the floor the same way.
+//! the floor the same way, `--count N --raw` raw.
 //! `valgrind --tool=callgrind --compress-strings=no --dump-before='*callgrind_start*'
 //!  --dump-after='*callgrind_stop*' target/release/proxy --count 4000`: the second dump
 //! (`callgrind.out.<pid>.2`) holds the `N` requests and nothing else; docs/BENCHMARKS.md has the
@@ -60,6 +60,8 @@ struct Args {
     count: Option<u32>,
     /// `--count` measures the floor (below) instead of tokenwarden.
     floor: bool,
+    /// `--count` measures raw (below) instead of tokenwarden.
+    raw: bool,
 }
 
 fn args() -> Result<Args> {
@@ -69,6 +71,7 @@ fn args() -> Result<Args> {
         connections: vec![1, 32],
         count: None,
         floor: false,
+        raw: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -84,13 +87,16 @@ fn args() -> Result<Args> {
             }
             "--count" => a.count = Some(value()?.parse().context("--count")?),
             "--floor" => a.floor = true,
+            "--raw" => a.raw = true,
             "-h" | "--help" => {
-                println!("proxy [--secs S] [--runs N] [--connections 1,32] [--count N [--floor]]");
+                println!(
+                    "proxy [--secs S] [--runs N] [--connections 1,32] [--count N [--floor | --raw]]"
+                );
                 std::process::exit(0);
             }
             other => {
                 bail!(
-                    "unknown argument {other:?}; expected --secs, --runs, --connections, --count, --floor"
+                    "unknown argument {other:?}; expected --secs, --runs, --connections, --count, --floor, --raw"
                 )
             }
         }
@@ -438,6 +444,15 @@ async fn run() -> Result<()> {
         tokio::task::spawn_blocking(move || tokenwarden_bench::fixed_count(&url, None, 200, n))
             .await??;
         println!("{n} calls through the floor made");
+        drop(d);
+        return Ok(());
+    }
+    if let (Some(n), true) = (a.count, a.raw) {
+        let (base, _shards) = raw::start(&upstream).await?;
+        let url = format!("{base}/api/me");
+        tokio::task::spawn_blocking(move || tokenwarden_bench::fixed_count(&url, None, 200, n))
+            .await??;
+        println!("{n} calls through raw made");
         drop(d);
         return Ok(());
     }

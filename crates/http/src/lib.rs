@@ -12,6 +12,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod h1;
+
 use axum::Router;
 use axum::body::Body;
 use axum::response::Response;
@@ -30,6 +32,9 @@ pub struct Limits {
     pub max_connections: usize,
     /// How long shutdown waits for requests in flight.
     pub drain: Duration,
+    /// Serve plain HTTP/1.1 requests without a body with the crate's own loop ([`h1`]), handing a
+    /// connection to hyper at its first other request; `false`: hyper serves every connection.
+    pub plain_http1: bool,
 }
 
 impl Default for Limits {
@@ -38,6 +43,7 @@ impl Default for Limits {
             header_read_timeout: Duration::from_secs(10),
             max_connections: 10_000,
             drain: Duration::from_secs(10),
+            plain_http1: true,
         }
     }
 }
@@ -113,10 +119,9 @@ impl From<Router> for Routes {
 async fn call_router(
     routes: Routes,
     peer: SocketAddr,
-    req: hyper::Request<hyper::body::Incoming>,
+    mut req: axum::extract::Request,
 ) -> Result<Response, Infallible> {
     use tower::ServiceExt;
-    let mut req = req.map(Body::new);
     req.extensions_mut()
         .insert(axum::extract::ConnectInfo(peer));
     if let Some(shortcut) = &routes.shortcut {
@@ -311,7 +316,9 @@ struct Server {
     router: Routes,
     builder: hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
     graceful: hyper_util::server::graceful::GracefulShutdown,
-    drain: Duration,
+    /// Tells connections served by [`h1`] to stop (hyper's are told by `graceful`).
+    stop: tokio::sync::watch::Sender<()>,
+    limits: Limits,
 }
 
 impl Server {
@@ -326,7 +333,8 @@ impl Server {
             router,
             builder,
             graceful: hyper_util::server::graceful::GracefulShutdown::new(),
-            drain: limits.drain,
+            stop: tokio::sync::watch::Sender::new(()),
+            limits,
         }
     }
 
@@ -334,24 +342,68 @@ impl Server {
     fn serve(&self, stream: tokio::net::TcpStream, peer: SocketAddr, permit: impl Send + 'static) {
         let _ = stream.set_nodelay(true);
         let router = self.router.clone();
-        let service = hyper::service::service_fn(move |req| call_router(router.clone(), peer, req));
-        let conn = self
-            .builder
-            .serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(stream), service);
-        let conn = self.graceful.watch(conn.into_owned());
+        if !self.limits.plain_http1 {
+            let conn = self.graceful.watch(hyper_conn(&self.builder, stream, router, peer));
+            tokio::spawn(async move {
+                let _ = conn.await;
+                drop(permit);
+            });
+            return;
+        }
+        // Taken now, so that draining waits for this connection whoever serves it.
+        let watcher = self.graceful.watcher();
+        let stop = self.stop.subscribe();
+        let builder = self.builder.clone();
+        let header_read_timeout = self.limits.header_read_timeout;
         tokio::spawn(async move {
-            let _ = conn.await;
+            let ended = h1::serve(
+                stream,
+                h1::Serving {
+                    respond: |req| async {
+                        match call_router(router.clone(), peer, req).await {
+                            Ok(answer) => answer,
+                            Err(never) => match never {},
+                        }
+                    },
+                    header_read_timeout,
+                },
+                stop,
+            )
+            .await;
+            if let h1::Ended::HandOff { stream, read } = ended {
+                let conn = hyper_conn(&builder, h1::Prefixed::new(read, stream), router, peer);
+                let _ = watcher.watch(conn).await;
+            }
             drop(permit);
         });
     }
 
     /// Lets the requests in flight finish, up to the drain time.
     async fn drain(self) {
+        let _ = self.stop.send(());
         tokio::select! {
             () = self.graceful.shutdown() => {}
-            () = tokio::time::sleep(self.drain) => {}
+            () = tokio::time::sleep(self.limits.drain) => {}
         }
     }
+}
+
+/// `stream` served by hyper (HTTP/1 with upgrades, or HTTP/2), each request by `router`.
+fn hyper_conn<I>(
+    builder: &hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
+    stream: I,
+    router: Routes,
+    peer: SocketAddr,
+) -> impl hyper_util::server::graceful::GracefulConnection + use<I>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+        call_router(router.clone(), peer, req.map(Body::new))
+    });
+    builder
+        .serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(stream), service)
+        .into_owned()
 }
 
 /// Accepts connections until `shutdown` resolves, handing each (with its place under the cap)
