@@ -28,8 +28,15 @@ pub const MAX_HEAD: usize = 16 * 1024;
 /// A request with more headers than this goes to hyper.
 pub const MAX_HEADERS: usize = 64;
 
+/// What an HTTP/2 client with prior knowledge sends first (RFC 9113 §3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
 /// What [`parse`] made of the bytes read so far.
 #[derive(Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "made once a request and moved once: boxing the request would cost each an allocation"
+)]
 pub enum Parsed {
     /// The head is not complete yet.
     Partial,
@@ -84,7 +91,17 @@ pub fn parse(buf: &mut BytesMut) -> Parsed {
             h.value == b"0" && !named.iter().any(|(n, _, _)| n == CONTENT_LENGTH)
         } else if name.eq_ignore_ascii_case(b"connection") {
             let mut plain = true;
-            for token in h.value.split(|b| *b == b',') {
+            // hyper reads the header only when it is all visible ASCII; so does this.
+            let tokens = if h
+                .value
+                .iter()
+                .all(|b| (0x20..0x7f).contains(b) || *b == b'\t')
+            {
+                h.value
+            } else {
+                &[]
+            };
+            for token in tokens.split(|b| *b == b',') {
                 let token = trim(token);
                 if token.eq_ignore_ascii_case(b"close") {
                     keep_alive = false;
@@ -94,9 +111,11 @@ pub fn parse(buf: &mut BytesMut) -> Parsed {
             }
             plain
         } else {
+            // `TE: trailers` asks for trailers, which only hyper sends.
             !(name.eq_ignore_ascii_case(b"transfer-encoding")
                 || name.eq_ignore_ascii_case(b"expect")
-                || name.eq_ignore_ascii_case(b"upgrade"))
+                || name.eq_ignore_ascii_case(b"upgrade")
+                || name.eq_ignore_ascii_case(b"te"))
         };
         if !plain {
             return Parsed::HandOff;
@@ -169,7 +188,9 @@ pub enum Framing {
 /// The framing is this module's to choose, as hyper's is: the handler's `Transfer-Encoding` is
 /// not passed on, its `Content-Length` frames the body when there is one (a body that then
 /// yields another count breaks the connection rather than the framing), else the body's known
-/// length, else chunked. 1xx, 204 and 304 answers have no body; 1xx and 204 no length either.
+/// length, else chunked. 1xx, 204 and 304 answers have neither a body nor a length (hyper drops
+/// a 304's too, and axum gives every empty answer one). A status without a standard reason
+/// phrase gets hyper's `<none>`.
 pub fn write_head(
     out: &mut Vec<u8>,
     status: StatusCode,
@@ -181,7 +202,7 @@ pub fn write_head(
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(status.as_str().as_bytes());
     out.push(b' ');
-    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(status.canonical_reason().unwrap_or("<none>").as_bytes());
     out.extend_from_slice(b"\r\n");
     let mut has_date = false;
     let mut closes = close;
@@ -193,7 +214,10 @@ pub fn write_head(
             continue;
         }
         if *name == CONTENT_LENGTH {
-            let n = value.to_str().ok().and_then(|v| v.trim().parse::<u64>().ok());
+            let n = value
+                .to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok());
             announced = match announced {
                 None => Some(n),
                 Some(a) if a == n => Some(a),
@@ -225,12 +249,10 @@ pub fn write_head(
     if close && !has_close {
         out.extend_from_slice(b"connection: close\r\n");
     }
-    let framing = if status.is_informational() || status == StatusCode::NO_CONTENT {
-        Framing::None
-    } else if status == StatusCode::NOT_MODIFIED {
-        if let Some(Some(n)) = announced {
-            let _ = write!(out, "content-length: {n}\r\n");
-        }
+    let framing = if status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+    {
         Framing::None
     } else {
         match announced.unwrap_or(exact) {
@@ -305,6 +327,11 @@ pub enum Ended {
         stream: tokio::net::TcpStream,
         /// What was read and not yet served, first in line for hyper.
         read: BytesMut,
+        /// It opened with HTTP/2's preface: hyper serves it as HTTP/2. Otherwise as HTTP/1 only,
+        /// as hyper alone would after a first HTTP/1 request; and hyper's HTTP/1 connection, told
+        /// to stop before its first poll, still answers the request it was given (its version
+        /// detection, told so, drops it).
+        http2: bool,
     },
 }
 
@@ -341,6 +368,7 @@ where
     let stopped = stop.changed();
     tokio::pin!(stopped);
     let mut stopping = false;
+    let mut served = false;
     loop {
         // The request's head, within the header-read timeout (reset for each request, as hyper
         // does; a reset to a later time does not touch the timer wheel).
@@ -353,7 +381,19 @@ where
                     request,
                     keep_alive,
                 } => break (request, keep_alive),
-                Parsed::HandOff => return Ended::HandOff { stream, read: buf },
+                // The start of an HTTP/2 preface is read whole here, under the header-read
+                // timeout: hyper's version detection has none, so a client sending part of it
+                // could hold the connection forever.
+                Parsed::HandOff
+                    if !served && buf.len() < H2_PREFACE.len() && H2_PREFACE.starts_with(&buf) => {}
+                Parsed::HandOff => {
+                    let http2 = !served && buf.starts_with(H2_PREFACE);
+                    return Ended::HandOff {
+                        stream,
+                        read: buf,
+                        http2,
+                    };
+                }
                 Parsed::Partial => {}
             }
             if stopping && buf.is_empty() {
@@ -368,14 +408,8 @@ where
                     Ok(0) | Err(_) => return Ended::Closed,
                     Ok(_) => {}
                 },
-                () = &mut timer => {
-                    if !buf.is_empty() {
-                        let _ = stream
-                            .write_all(b"HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-length: 0\r\n\r\n")
-                            .await;
-                    }
-                    return Ended::Closed;
-                }
+                // Closed without an answer, as hyper does.
+                () = &mut timer => return Ended::Closed,
                 _ = &mut stopped, if !stopping => {
                     stopping = true;
                 }
@@ -387,6 +421,7 @@ where
             stopping = true;
         }
         let close = !keep_alive || stopping;
+        served = true;
         match write_answer(&mut stream, &mut out, answer, close).await {
             Ok(true) if !close => {}
             _ => {
@@ -402,10 +437,17 @@ async fn write_answer(
     stream: &mut tokio::net::TcpStream,
     out: &mut Vec<u8>,
     answer: Response<Body>,
-    close: bool,
+    mut close: bool,
 ) -> std::io::Result<bool> {
     use http_body::Body as _;
-    let (parts, mut body) = answer.into_parts();
+    let (mut parts, mut body) = answer.into_parts();
+    if parts.status.is_informational() {
+        // An interim status is no answer: hyper sends a 500 and closes instead; so does this.
+        parts.status = StatusCode::INTERNAL_SERVER_ERROR;
+        parts.headers.clear();
+        body = Body::empty();
+        close = true;
+    }
     out.clear();
     let exact = body.size_hint().exact();
     let head = write_head(out, parts.status, &parts.headers, exact, close, &date());
@@ -583,12 +625,24 @@ mod tests {
             let text = format!("GET / HTTP/1.1\r\nConnection: {value}\r\n\r\n");
             let (p, _) = parsed(text.as_bytes());
             assert!(
-                matches!(p, Parsed::Request { keep_alive: false, .. }),
+                matches!(
+                    p,
+                    Parsed::Request {
+                        keep_alive: false,
+                        ..
+                    }
+                ),
                 "{value}: {p:?}"
             );
         }
         let (p, _) = parsed(b"GET / HTTP/1.1\r\nConnection: keep-alive\r\n\r\n");
-        assert!(matches!(p, Parsed::Request { keep_alive: true, .. }));
+        assert!(matches!(
+            p,
+            Parsed::Request {
+                keep_alive: true,
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -636,10 +690,16 @@ mod tests {
         let mut long = b"GET / HTTP/1.1\r\nX: ".to_vec();
         long.resize(MAX_HEAD + 10, b'a');
         let (p, _) = parsed(&long);
-        assert!(matches!(p, Parsed::HandOff), "an unfinished head past the limit");
+        assert!(
+            matches!(p, Parsed::HandOff),
+            "an unfinished head past the limit"
+        );
         long.extend_from_slice(b"\r\n\r\n");
         let (p, _) = parsed(&long);
-        assert!(matches!(p, Parsed::HandOff), "a finished head past the limit");
+        assert!(
+            matches!(p, Parsed::HandOff),
+            "a finished head past the limit"
+        );
         let mut many = b"GET / HTTP/1.1\r\n".to_vec();
         for i in 0..=MAX_HEADERS {
             many.extend_from_slice(format!("X-{i}: v\r\n").as_bytes());
@@ -656,10 +716,18 @@ mod tests {
         assert!(matches!(p, Parsed::Request { .. }), "{MAX_HEADERS} headers");
     }
 
-    fn head(status: u16, headers: &[(&str, &str)], exact: Option<u64>, close: bool) -> (String, Head) {
+    fn head(
+        status: u16,
+        headers: &[(&str, &str)],
+        exact: Option<u64>,
+        close: bool,
+    ) -> (String, Head) {
         let mut map = HeaderMap::new();
         for (n, v) in headers {
-            map.append(HeaderName::from_bytes(n.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+            map.append(
+                HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
         }
         let mut out = Vec::new();
         let f = write_head(
@@ -675,31 +743,46 @@ mod tests {
 
     #[test]
     fn heads_are_written_with_their_framing() {
-        let (h, f) = head(200, &[("content-type", "application/json")], Some(12), false);
+        let (h, f) = head(
+            200,
+            &[("content-type", "application/json")],
+            Some(12),
+            false,
+        );
         assert_eq!(
             h,
             "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ndate: Sat, 05 Dec 2026 19:00:00 GMT\r\ncontent-length: 12\r\n\r\n"
         );
         assert_eq!(f.framing, Framing::Length(12));
         let (h, f) = head(200, &[], None, true);
-        assert!(h.ends_with("connection: close\r\ntransfer-encoding: chunked\r\n\r\n"), "{h}");
+        assert!(
+            h.ends_with("connection: close\r\ntransfer-encoding: chunked\r\n\r\n"),
+            "{h}"
+        );
         assert_eq!(f.framing, Framing::Chunked);
         // A length the handler set frames the body.
         let (h, f) = head(200, &[("content-length", "5")], None, false);
-        assert!(h.contains("content-length: 5\r\n") && !h.contains("chunked"), "{h}");
+        assert!(
+            h.contains("content-length: 5\r\n") && !h.contains("chunked"),
+            "{h}"
+        );
         assert_eq!(f.framing, Framing::Length(5));
-        // No body after 204 and 304, nor a length for 204; 304 keeps the one it was given.
+        // No body after 204 and 304, nor a length (hyper drops a 304's too).
         let (h, f) = head(204, &[("content-length", "5")], Some(0), false);
         assert!(!h.contains("content-length"), "{h}");
         assert_eq!(f.framing, Framing::None);
         let (h, f) = head(304, &[("content-length", "5")], Some(0), false);
-        assert!(h.contains("content-length: 5"), "{h}");
+        assert!(!h.contains("content-length"), "{h}");
         assert_eq!(f.framing, Framing::None);
         // The answer's own Date and Connection are kept, not doubled; its Transfer-Encoding is
         // not passed on.
         let (h, f) = head(
             503,
-            &[("date", "x"), ("connection", "close"), ("transfer-encoding", "gzip")],
+            &[
+                ("date", "x"),
+                ("connection", "close"),
+                ("transfer-encoding", "gzip"),
+            ],
             Some(0),
             true,
         );
@@ -714,15 +797,20 @@ mod tests {
         let (_, f) = head(200, &[], Some(0), false);
         assert!(!f.closes);
         // Two lengths that disagree, or one that is no number: the body's own length frames it.
-        let (h, f) = head(200, &[("content-length", "5"), ("content-length", "6")], Some(2), false);
+        let (h, f) = head(
+            200,
+            &[("content-length", "5"), ("content-length", "6")],
+            Some(2),
+            false,
+        );
         assert_eq!(f.framing, Framing::Length(2));
         assert_eq!(h.matches("content-length").count(), 1, "{h}");
         let (h, f) = head(200, &[("content-length", "x")], None, false);
         assert_eq!(f.framing, Framing::Chunked);
         assert!(!h.contains("content-length"), "{h}");
-        // An unknown status has no reason phrase.
+        // A status without a standard reason phrase gets hyper's.
         let (h, _) = head(599, &[], Some(0), false);
-        assert!(h.starts_with("HTTP/1.1 599 \r\n"), "{h}");
+        assert!(h.starts_with("HTTP/1.1 599 <none>\r\n"), "{h}");
     }
 
     #[test]

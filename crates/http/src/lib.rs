@@ -315,6 +315,8 @@ impl Drop for Permit {
 struct Server {
     router: Routes,
     builder: hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
+    /// For a connection [`h1`] hands to hyper that is not HTTP/2: HTTP/1 only.
+    builder_h1: hyper::server::conn::http1::Builder,
     graceful: hyper_util::server::graceful::GracefulShutdown,
     /// Tells connections served by [`h1`] to stop (hyper's are told by `graceful`).
     stop: tokio::sync::watch::Sender<()>,
@@ -329,9 +331,14 @@ impl Server {
             .http1()
             .timer(TokioTimer::new())
             .header_read_timeout(limits.header_read_timeout);
+        let mut builder_h1 = hyper::server::conn::http1::Builder::new();
+        builder_h1
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout);
         Server {
             router,
             builder,
+            builder_h1,
             graceful: hyper_util::server::graceful::GracefulShutdown::new(),
             stop: tokio::sync::watch::Sender::new(()),
             limits,
@@ -343,7 +350,9 @@ impl Server {
         let _ = stream.set_nodelay(true);
         let router = self.router.clone();
         if !self.limits.plain_http1 {
-            let conn = self.graceful.watch(hyper_conn(&self.builder, stream, router, peer));
+            let conn = self
+                .graceful
+                .watch(hyper_conn(&self.builder, stream, router, peer));
             tokio::spawn(async move {
                 let _ = conn.await;
                 drop(permit);
@@ -353,7 +362,9 @@ impl Server {
         // Taken now, so that draining waits for this connection whoever serves it.
         let watcher = self.graceful.watcher();
         let stop = self.stop.subscribe();
+        let stop_handed = self.stop.subscribe();
         let builder = self.builder.clone();
+        let builder_h1 = self.builder_h1.clone();
         let header_read_timeout = self.limits.header_read_timeout;
         tokio::spawn(async move {
             let ended = h1::serve(
@@ -370,10 +381,27 @@ impl Server {
                 stop,
             )
             .await;
-            if let h1::Ended::HandOff { stream, read } = ended {
-                let conn = hyper_conn(&builder, h1::Prefixed::new(read, stream), router, peer);
-                let _ = watcher.watch(conn).await;
+            match ended {
+                h1::Ended::HandOff {
+                    stream,
+                    read,
+                    http2: true,
+                } => {
+                    let conn = hyper_conn(&builder, h1::Prefixed::new(read, stream), router, peer);
+                    finish(conn, stop_handed).await;
+                }
+                h1::Ended::HandOff {
+                    stream,
+                    read,
+                    http2: false,
+                } => {
+                    let conn =
+                        http1_conn(&builder_h1, h1::Prefixed::new(read, stream), router, peer);
+                    finish(conn, stop_handed).await;
+                }
+                h1::Ended::Closed => {}
             }
+            drop(watcher);
             drop(permit);
         });
     }
@@ -386,6 +414,44 @@ impl Server {
             () = tokio::time::sleep(self.limits.drain) => {}
         }
     }
+}
+
+/// Serves a connection [`h1`] handed to hyper until it ends, telling it to finish once `stop`
+/// changes. It is polled once first, so that it takes the request it was handed before any stop
+/// can reach it: hyper told to stop before its first poll closes the connection unanswered.
+async fn finish<C>(conn: C, mut stop: tokio::sync::watch::Receiver<()>)
+where
+    C: hyper_util::server::graceful::GracefulConnection,
+{
+    let mut conn = std::pin::pin!(conn);
+    let ended =
+        std::future::poll_fn(|cx| std::task::Poll::Ready(conn.as_mut().poll(cx).is_ready())).await;
+    if ended {
+        return;
+    }
+    tokio::select! {
+        _ = conn.as_mut() => return,
+        _ = stop.changed() => {}
+    }
+    conn.as_mut().graceful_shutdown();
+    let _ = conn.await;
+}
+
+/// `stream` served by hyper as HTTP/1 only, each request by `router`. Without upgrades: no route
+/// takes one, and hyper-util's graceful shutdown knows only the plain connection.
+fn http1_conn<I>(
+    builder: &hyper::server::conn::http1::Builder,
+    stream: I,
+    router: Routes,
+    peer: SocketAddr,
+) -> impl hyper_util::server::graceful::GracefulConnection + use<I>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+        call_router(router.clone(), peer, req.map(Body::new))
+    });
+    builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service)
 }
 
 /// `stream` served by hyper (HTTP/1 with upgrades, or HTTP/2), each request by `router`.
