@@ -293,6 +293,7 @@ impl tokenwarden_http::Shortcut for Floor {
     fn answer(
         &self,
         req: axum::extract::Request,
+        _peer: std::net::SocketAddr,
     ) -> Result<tokenwarden_http::Answer, axum::extract::Request> {
         // As the daemon does (`engine::target::build`): the path set on the parsed base.
         let mut url = self.upstream.clone();

@@ -49,15 +49,21 @@ impl Default for Limits {
 }
 
 /// A way around the router for the few requests every caller makes all day (a cached token, a
-/// proxied call): it takes the request, or hands it back for the router. It sees the request as
-/// a handler would (with `ConnectInfo`), and must answer exactly as the route would, or not at all.
+/// proxied call): it takes the request, or hands it back for the router. It must answer exactly
+/// as the route would, or not at all.
 pub trait Shortcut: Send + Sync + 'static {
-    /// The answer to `req`, or `req` back for the router.
+    /// The answer to `req` from `peer`, or `req` back for the router. The client's address comes
+    /// as `peer`, not as the `ConnectInfo` the router's handlers find in the request's extensions:
+    /// putting it there costs each request an allocation, so it is added only for the router.
     #[allow(
         clippy::result_large_err,
         reason = "the request goes back as it came: boxing it would cost every routed request an allocation"
     )]
-    fn answer(&self, req: axum::extract::Request) -> Result<Answer, axum::extract::Request>;
+    fn answer(
+        &self,
+        req: axum::extract::Request,
+        peer: SocketAddr,
+    ) -> Result<Answer, axum::extract::Request>;
 }
 
 /// A [`Shortcut`]'s answer.
@@ -122,15 +128,15 @@ async fn call_router(
     mut req: axum::extract::Request,
 ) -> Result<Response, Infallible> {
     use tower::ServiceExt;
-    req.extensions_mut()
-        .insert(axum::extract::ConnectInfo(peer));
     if let Some(shortcut) = &routes.shortcut {
-        req = match shortcut.answer(req) {
+        req = match shortcut.answer(req, peer) {
             Ok(Answer::Ready(answer)) => return Ok(answer),
             Ok(Answer::Pending(answer)) => return Ok(answer.await),
             Err(req) => req,
         };
     }
+    req.extensions_mut()
+        .insert(axum::extract::ConnectInfo(peer));
     routes.router.oneshot(req).await
 }
 

@@ -405,6 +405,13 @@ impl ClientLimits {
             .read()
             .client(headers, ClientAddr::of(extensions))
     }
+
+    /// [`Limits::client`] for a request from `peer` (a shortcut's, which carries no `ConnectInfo`).
+    pub fn client_at(&self, headers: &HeaderMap, peer: SocketAddr) -> ClientAddr {
+        self.trusted
+            .read()
+            .client(headers, ClientAddr(Some(peer.ip().to_canonical())))
+    }
 }
 
 /// The paths [`connect_rate`] limits: the connect flow, including routes added under it later.

@@ -18,6 +18,7 @@ use crate::ServerState;
 use axum::extract::Request;
 use axum::http::{HeaderMap, Method};
 use axum::response::Response;
+use std::net::SocketAddr;
 use tokenwarden_core::id::ConnectionId;
 use tokenwarden_http::Answer;
 
@@ -26,10 +27,10 @@ use tokenwarden_http::Answer;
 pub struct Shortcuts(pub ServerState);
 
 impl tokenwarden_http::Shortcut for Shortcuts {
-    fn answer(&self, req: Request) -> Result<Answer, Request> {
+    fn answer(&self, req: Request, peer: SocketAddr) -> Result<Answer, Request> {
         let path = req.uri().path();
         if path.starts_with(PROXY_PREFIX) {
-            if !self.takes_proxy(&req) {
+            if !self.takes_proxy(&req, peer) {
                 return Err(req);
             }
             let s = self.0.clone();
@@ -39,7 +40,7 @@ impl tokenwarden_http::Shortcut for Shortcuts {
                 answer
             })));
         }
-        match self.token(&req) {
+        match self.token(&req, peer) {
             Some(answer) => Ok(Answer::Ready(answer)),
             None => Err(req),
         }
@@ -52,9 +53,9 @@ impl Shortcuts {
     /// The API key the caller presents, unless its address is locked out for refused keys: the
     /// `Caller` extractor's first two checks, in its order. Whether the key is a known one is for
     /// the caller of this to ask the key cache.
-    fn known_caller<'r>(&self, req: &'r Request) -> Option<&'r str> {
+    fn known_caller<'r>(&self, req: &'r Request, peer: SocketAddr) -> Option<&'r str> {
         let s = &self.0;
-        let client = s.limits.client(req.headers(), req.extensions());
+        let client = s.limits.client_at(req.headers(), peer);
         if s.limits
             .api_key_failures
             .locked(&client.key(), s.clock.now())
@@ -65,7 +66,7 @@ impl Shortcuts {
         crate::auth::presented_key(req.headers())
     }
 
-    fn token(&self, req: &Request) -> Option<Response> {
+    fn token(&self, req: &Request, peer: SocketAddr) -> Option<Response> {
         let s = &self.0;
         if req.method() != Method::GET || req.uri().query().is_some() {
             return None;
@@ -80,7 +81,7 @@ impl Shortcuts {
             return None;
         }
         let id = ConnectionId::parse(id).ok()?;
-        let presented = self.known_caller(req)?;
+        let presented = self.known_caller(req, peer)?;
         // Written once per cache entry and kept with it; empty only if it could not be written,
         // and then the router answers (a 500, as it would).
         let body = s
@@ -98,7 +99,7 @@ impl Shortcuts {
 
     /// Whether a call under the proxy's prefix is one the route takes, from a caller whose key is
     /// in memory.
-    fn takes_proxy(&self, req: &Request) -> bool {
+    fn takes_proxy(&self, req: &Request, peer: SocketAddr) -> bool {
         // The route's methods (HEAD, answered by axum from GET, stays with the router).
         let routed = matches!(
             *req.method(),
@@ -110,7 +111,7 @@ impl Shortcuts {
             .is_some_and(|(id, rest)| !id.is_empty() && !rest.is_empty());
         routed
             && shaped
-            && self.known_caller(req).is_some_and(|presented| {
+            && self.known_caller(req, peer).is_some_and(|presented| {
                 self.0
                     .tokens
                     .cache()

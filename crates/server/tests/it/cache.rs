@@ -314,6 +314,10 @@ fn fetch(key: Option<&str>, method: &str, path: &str, from: [u8; 4]) -> axum::ex
     r
 }
 
+fn peer(from: [u8; 4]) -> std::net::SocketAddr {
+    std::net::SocketAddr::from((from, 40_000))
+}
+
 async fn routed(w: &World, req: axum::extract::Request) -> axum::response::Response {
     use tower::ServiceExt;
     tokenwarden_server::router(w.d.state.clone())
@@ -340,14 +344,14 @@ async fn a_cached_token_fetch_is_answered_before_the_router_exactly_as_the_route
     // Nothing in memory yet (the key has not been verified, the token not read): the router's.
     assert!(
         shortcut
-            .answer(fetch(Some(&w.reader), "GET", path, home))
+            .answer(fetch(Some(&w.reader), "GET", path, home), peer(home))
             .is_err()
     );
     let (status, first) = token(&w, "c-short").await;
     assert_eq!(status, 200, "{first}");
     // Now both are in memory: the same status, headers and bytes as the route's.
     let quick = shortcut
-        .answer(fetch(Some(&w.reader), "GET", path, home))
+        .answer(fetch(Some(&w.reader), "GET", path, home), peer(home))
         .expect("answered from memory")
         .resolve()
         .await;
@@ -397,7 +401,9 @@ async fn a_cached_token_fetch_is_answered_before_the_router_exactly_as_the_route
         (None, "GET", path),
     ] {
         assert!(
-            shortcut.answer(fetch(key, method, path, home)).is_err(),
+            shortcut
+                .answer(fetch(key, method, path, home), peer(home))
+                .is_err(),
             "{method} {path} with {key:?} was answered before the router"
         );
     }
@@ -412,8 +418,20 @@ async fn a_cached_token_fetch_is_answered_before_the_router_exactly_as_the_route
     }
     assert!(
         shortcut
-            .answer(fetch(Some(&w.reader), "GET", path, locked))
+            .answer(fetch(Some(&w.reader), "GET", path, locked), peer(locked))
             .is_err()
+    );
+    // The shortcut goes by the peer it is given, not by a `ConnectInfo` in the request (the
+    // listener adds that only for the router).
+    assert!(
+        shortcut
+            .answer(fetch(Some(&w.reader), "GET", path, home), peer(locked))
+            .is_err()
+    );
+    assert!(
+        shortcut
+            .answer(fetch(Some(&w.reader), "GET", path, locked), peer(home))
+            .is_ok()
     );
     let r = routed(&w, fetch(Some(&w.reader), "GET", path, locked)).await;
     assert_eq!(r.status(), 429);
@@ -432,7 +450,7 @@ async fn a_cached_token_fetch_is_answered_before_the_router_exactly_as_the_route
             .clone();
     let proxied = format!("/proxy/c-short{probe}");
     let quick = shortcut
-        .answer(fetch(Some(&w.reader), "GET", &proxied, home))
+        .answer(fetch(Some(&w.reader), "GET", &proxied, home), peer(home))
         .expect("taken before the router")
         .resolve()
         .await;
@@ -467,13 +485,18 @@ async fn a_cached_token_fetch_is_answered_before_the_router_exactly_as_the_route
         (None, "GET", proxied.as_str()),
     ] {
         assert!(
-            shortcut.answer(fetch(key, method, path, home)).is_err(),
+            shortcut
+                .answer(fetch(key, method, path, home), peer(home))
+                .is_err(),
             "{method} {path} with {key:?} was taken before the router"
         );
     }
     assert!(
         shortcut
-            .answer(fetch(Some(&w.reader), "GET", &proxied, locked))
+            .answer(
+                fetch(Some(&w.reader), "GET", &proxied, locked),
+                peer(locked)
+            )
             .is_err()
     );
 
@@ -500,7 +523,7 @@ async fn a_cached_token_fetch_is_answered_before_the_router_exactly_as_the_route
     assert!(r.status().is_success(), "{}", r.status());
     assert!(
         shortcut
-            .answer(fetch(Some(&w.reader), "GET", path, home))
+            .answer(fetch(Some(&w.reader), "GET", path, home), peer(home))
             .is_err()
     );
     let (status, _) = token(&w, "c-short").await;
