@@ -9,8 +9,11 @@
 //! `Transfer-Encoding`), `Expect`, `Upgrade` or `Connection: upgrade`, `HEAD`, `CONNECT`,
 //! HTTP/1.0, a head over [`MAX_HEAD`] bytes or [`MAX_HEADERS`] headers, or one `httparse`, `http`
 //! or this module refuses (an HTTP/2 preface among them). hyper then answers it as it would have
-//! (a 400, a 431, an upgrade, HTTP/2) and serves the rest of the connection, so nothing a client
-//! can send is treated differently from hyper's handling of it, only faster when it is plain.
+//! (a 400, a 431, HTTP/2) and serves the rest of the connection. What a client can tell apart
+//! from hyper alone is listed and tested in `tests/h1_vs_hyper.rs` (a 204 without a length, an
+//! answer to a client that half-closed, a handler's `Transfer-Encoding` dropped rather than the
+//! connection); and a head handed on unfinished gets a fresh header-read timeout from hyper, so
+//! one head per connection can take up to twice the timeout.
 //!
 //! The parts: [`parse`] (pure: bytes in, a request or a decision out; fuzzed as `h1_request`),
 //! [`write_head`] (pure: the answer's head), and [`serve`] (the loop: the header-read timeout,
@@ -458,9 +461,23 @@ async fn write_answer(
     let chunked = head.framing == Framing::Chunked;
     let mut sent: u64 = 0;
     // `out` holds what is not written yet: the head, then small pieces of the body after it, so
-    // that a small answer goes out in one write.
+    // that a small answer goes out in one write. Nothing is held back while the body makes the
+    // connection wait (a stream's first piece may be late: the client gets the head at once).
     loop {
-        let frame = std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await;
+        let ready = std::future::poll_fn(|cx| {
+            std::task::Poll::Ready(std::pin::Pin::new(&mut body).poll_frame(cx))
+        })
+        .await;
+        let frame = match ready {
+            std::task::Poll::Ready(frame) => frame,
+            std::task::Poll::Pending => {
+                if !out.is_empty() {
+                    stream.write_all(out).await?;
+                    out.clear();
+                }
+                std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await
+            }
+        };
         let data = match frame {
             None => break,
             Some(Ok(frame)) => match frame.into_data() {
@@ -493,8 +510,7 @@ async fn write_answer(
         if chunked {
             out.extend_from_slice(b"\r\n");
         }
-        // Nothing is held back while the body may make the connection wait for more.
-        if !body.is_end_stream() && !out.is_empty() {
+        if out.len() >= 16 * 1024 {
             stream.write_all(out).await?;
             out.clear();
         }
@@ -537,6 +553,10 @@ impl tokio::io::AsyncRead for Prefixed {
         let n = self.read.len().min(buf.remaining());
         buf.put_slice(&self.read[..n]);
         self.read.advance(n);
+        if self.read.is_empty() {
+            // Its memory is not kept for the connection's life once read.
+            self.read = BytesMut::new();
+        }
         std::task::Poll::Ready(Ok(()))
     }
 }

@@ -548,6 +548,73 @@ mod tests {
         server.await.unwrap().unwrap();
     }
 
+    /// A body whose first piece waits for the client: the answer's head must reach it first.
+    struct Gate(Option<tokio::sync::oneshot::Receiver<()>>);
+
+    impl http_body::Body for Gate {
+        type Data = axum::body::Bytes;
+        type Error = std::io::Error;
+        fn poll_frame(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+            let Some(rx) = self.0.as_mut() else {
+                return std::task::Poll::Ready(None);
+            };
+            match std::pin::Pin::new(rx).poll(cx) {
+                std::task::Poll::Pending => std::task::Poll::Pending,
+                std::task::Poll::Ready(_) => {
+                    self.0 = None;
+                    std::task::Poll::Ready(Some(Ok(http_body::Frame::data("late".into()))))
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_late_body_does_not_hold_back_the_head() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (open, gate) = tokio::sync::oneshot::channel::<()>();
+        let gate = std::sync::Mutex::new(Some(gate));
+        let gate = Arc::new(gate);
+        let router = Router::new().route(
+            "/late",
+            axum::routing::get(move || {
+                let rx = gate.lock().unwrap().take();
+                async move { Response::new(Body::new(Gate(rx))) }
+            }),
+        );
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(listener, router, Limits::default(), async {
+            let _ = stopped.await;
+        }));
+        let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+        c.write_all(b"GET /late HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        // The body's piece comes only once the head is in: a head held back for it never comes.
+        let mut got = Vec::new();
+        let head = tokio::time::timeout(Duration::from_secs(10), async {
+            let mut buf = [0u8; 512];
+            while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = c.read(&mut buf).await.unwrap();
+                assert!(n > 0, "closed before the head");
+                got.extend_from_slice(&buf[..n]);
+            }
+        })
+        .await;
+        assert!(head.is_ok(), "the head waited for the body: {got:?}");
+        assert!(got.starts_with(b"HTTP/1.1 200 OK\r\n"), "{got:?}");
+        let _ = open.send(());
+        let mut rest = [0u8; 64];
+        let n = c.read(&mut rest).await.unwrap();
+        let all = [&got[..], &rest[..n]].concat();
+        assert!(String::from_utf8_lossy(&all).contains("late"), "{all:?}");
+        let _ = stop.send(());
+        server.await.unwrap().unwrap();
+    }
+
     #[tokio::test]
     async fn handlers_see_the_client_address() {
         use axum::extract::ConnectInfo;
