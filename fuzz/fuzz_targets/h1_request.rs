@@ -134,7 +134,7 @@ fn step(buf: &mut BytesMut) -> Step {
                 assert_eq!(ours, theirs, "the values of {name}");
             }
             let headers = request.headers();
-            for banned in ["transfer-encoding", "upgrade", "expect"] {
+            for banned in ["transfer-encoding", "upgrade", "expect", "te"] {
                 assert!(
                     !headers.contains_key(banned),
                     "a request with {banned} was served"
@@ -146,7 +146,12 @@ fn step(buf: &mut BytesMut) -> Step {
                 assert_eq!(l.as_bytes(), b"0", "a body was announced");
             }
             let mut close = false;
-            for v in headers.get_all("connection") {
+            // A value with a byte outside visible ASCII and tab is not read (as hyper does not).
+            for v in headers
+                .get_all("connection")
+                .iter()
+                .filter(|v| v.as_bytes().iter().all(|b| (0x20..0x7f).contains(b) || *b == b'\t'))
+            {
                 for t in tokens(v.as_bytes()) {
                     assert!(!t.eq_ignore_ascii_case(b"upgrade"), "an upgrade was served");
                     close |= t.eq_ignore_ascii_case(b"close");

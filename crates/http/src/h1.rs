@@ -34,8 +34,8 @@ pub const MAX_HEADERS: usize = 64;
 /// What an HTTP/2 client with prior knowledge sends first (RFC 9113 §3.4).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
-/// What [`parse`] made of the bytes read so far.
-#[derive(Debug)]
+/// What [`parse`] made of the bytes read so far. Its `Debug` shows no header, path or byte a
+/// client sent (an `Authorization` header is among them).
 #[allow(
     clippy::large_enum_variant,
     reason = "made once a request and moved once: boxing the request would cost each an allocation"
@@ -52,6 +52,24 @@ pub enum Parsed {
     },
     /// Not one this module serves: the connection goes to hyper with the buffer as it is.
     HandOff,
+}
+
+impl std::fmt::Debug for Parsed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Parsed::Partial => f.write_str("Partial"),
+            Parsed::HandOff => f.write_str("HandOff"),
+            Parsed::Request {
+                request,
+                keep_alive,
+            } => f
+                .debug_struct("Request")
+                .field("method", request.method())
+                .field("headers", &request.headers().len())
+                .field("keep_alive", keep_alive)
+                .finish_non_exhaustive(),
+        }
+    }
 }
 
 /// Parses the request head at the start of `buf`. On [`Parsed::Request`] the head's bytes are
@@ -105,7 +123,8 @@ pub fn parse(buf: &mut BytesMut) -> Parsed {
                 &[]
             };
             for token in tokens.split(|b| *b == b',') {
-                let token = trim(token);
+                // No CR, LF or form feed gets this far, so this trims spaces and tabs.
+                let token = token.trim_ascii();
                 if token.eq_ignore_ascii_case(b"close") {
                     keep_alive = false;
                 } else if token.eq_ignore_ascii_case(b"upgrade") {
@@ -162,15 +181,6 @@ fn buf_restore(buf: &mut BytesMut, head: Bytes) {
     whole.extend_from_slice(&head);
     whole.extend_from_slice(buf);
     *buf = whole;
-}
-
-fn trim(b: &[u8]) -> &[u8] {
-    let start = b.iter().position(|c| !matches!(c, b' ' | b'\t'));
-    let end = b.iter().rposition(|c| !matches!(c, b' ' | b'\t'));
-    match (start, end) {
-        (Some(s), Some(e)) => &b[s..=e],
-        _ => &[],
-    }
 }
 
 /// How an answer's body is framed on the wire.
@@ -234,7 +244,7 @@ pub fn write_head(
             && value
                 .as_bytes()
                 .split(|b| *b == b',')
-                .any(|t| trim(t).eq_ignore_ascii_case(b"close"))
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
         {
             has_close = true;
             closes = true;
@@ -309,7 +319,8 @@ fn date() -> [u8; 29] {
         if at == secs {
             return text;
         }
-        let mut text = [0u8; 29];
+        // httpdate writes 29 bytes for any year 1970–9999; the epoch stands in otherwise.
+        let mut text = *b"Thu, 01 Jan 1970 00:00:00 GMT";
         let made = httpdate::fmt_http_date(now);
         if made.len() == 29 {
             text.copy_from_slice(made.as_bytes());
@@ -319,8 +330,8 @@ fn date() -> [u8; 29] {
     })
 }
 
-/// Why [`serve`] stopped serving a connection itself.
-#[derive(Debug)]
+/// Why [`serve`] stopped serving a connection itself. Its `Debug` gives the bytes read only
+/// as a count.
 pub enum Ended {
     /// The connection is finished (closed by either side, timed out, or broken).
     Closed,
@@ -336,6 +347,19 @@ pub enum Ended {
         /// detection, told so, drops it).
         http2: bool,
     },
+}
+
+impl std::fmt::Debug for Ended {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Ended::Closed => f.write_str("Closed"),
+            Ended::HandOff { read, http2, .. } => f
+                .debug_struct("HandOff")
+                .field("read_bytes", &read.len())
+                .field("http2", http2)
+                .finish_non_exhaustive(),
+        }
+    }
 }
 
 /// Everything [`serve`] needs besides the connection.
@@ -528,7 +552,7 @@ async fn write_answer(
 }
 
 /// A connection with bytes already read from it in front: what hyper serves after a hand-off.
-#[derive(Debug)]
+/// Its `Debug` gives those bytes only as a count.
 pub struct Prefixed {
     read: BytesMut,
     stream: tokio::net::TcpStream,
@@ -538,6 +562,14 @@ impl Prefixed {
     /// `stream`, reading `read` first.
     pub fn new(read: BytesMut, stream: tokio::net::TcpStream) -> Prefixed {
         Prefixed { read, stream }
+    }
+}
+
+impl std::fmt::Debug for Prefixed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prefixed")
+            .field("read_bytes", &self.read.len())
+            .finish_non_exhaustive()
     }
 }
 
@@ -627,6 +659,38 @@ mod tests {
         let both: Vec<_> = request.headers().get_all("x-a").iter().collect();
         assert_eq!(both, ["1", "2"]);
         assert_eq!(&rest[..], b"GET /next");
+    }
+
+    #[tokio::test]
+    async fn debug_output_shows_nothing_a_client_sent() {
+        let secret = "tw_k1_not-for-logs";
+        let text = format!(
+            "GET /proxy/c1/me?access_token={secret} HTTP/1.1\r\nAuthorization: Bearer {secret}\r\n\r\n"
+        );
+        let (p, _) = parsed(text.as_bytes());
+        assert!(matches!(p, Parsed::Request { .. }));
+        let shown = format!("{p:?}");
+        assert!(
+            !shown.contains(secret) && !shown.contains("access_token"),
+            "{shown}"
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let stream = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let held = Prefixed::new(BytesMut::from(text.as_bytes()), stream);
+        let shown = format!("{held:?}");
+        assert!(!shown.contains(secret), "{shown}");
+        let ended = Ended::HandOff {
+            stream: held.stream,
+            read: BytesMut::from(text.as_bytes()),
+            http2: false,
+        };
+        let shown = format!("{ended:?}");
+        assert!(
+            !shown.contains(secret) && shown.contains("HandOff"),
+            "{shown}"
+        );
     }
 
     #[test]

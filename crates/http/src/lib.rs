@@ -454,10 +454,7 @@ fn http1_conn<I>(
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-        call_router(router.clone(), peer, req.map(Body::new))
-    });
-    builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+    builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service(router, peer))
 }
 
 /// `stream` served by hyper (HTTP/1 with upgrades, or HTTP/2), each request by `router`.
@@ -470,12 +467,26 @@ fn hyper_conn<I>(
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-        call_router(router.clone(), peer, req.map(Body::new))
-    });
     builder
-        .serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(stream), service)
+        .serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(stream), service(router, peer))
         .into_owned()
+}
+
+/// What hyper calls for each request of a connection from `peer`.
+fn service(
+    router: Routes,
+    peer: SocketAddr,
+) -> impl hyper::service::Service<
+    hyper::Request<hyper::body::Incoming>,
+    Response = Response,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response, Infallible>> + Send + 'static,
+> + Clone
++ Send
++ 'static {
+    hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+        call_router(router.clone(), peer, req.map(Body::new))
+    })
 }
 
 /// Accepts connections until `shutdown` resolves, handing each (with its place under the cap)

@@ -1625,14 +1625,12 @@ async fn until_closed(addr: SocketAddr, first: &[u8]) -> (Vec<u8>, bool) {
 async fn a_head_that_never_ends_is_cut_off_the_same_way() {
     let (ours, hyper) = pair(quick()).await;
     let partial = b"GET /json HTTP/1.1\r\nHost: x\r\n";
-    let started = tokio::time::Instant::now();
     let ((a, a_closed), (b, b_closed)) = tokio::join!(
         until_closed(ours.addr, partial),
         until_closed(hyper.addr, partial)
     );
     assert!(a_closed, "ours kept a connection with a partial head");
     assert!(b_closed, "hyper kept a connection with a partial head");
-    assert!(started.elapsed() < Duration::from_secs(3));
     assert!(ours.log().is_empty() && hyper.log().is_empty());
     assert_eq!(
         String::from_utf8_lossy(&a),
@@ -1735,10 +1733,10 @@ async fn a_preface_that_never_ends_is_cut_off() {
     let mut s = TcpStream::connect(ours.addr).await.unwrap();
     s.write_all(b"PRI * HTTP/2.0\r\n").await.unwrap();
     let mut got = Vec::new();
-    let closed = tokio::time::timeout(Duration::from_secs(2), s.read_to_end(&mut got)).await;
+    let closed = tokio::time::timeout(HANG, s.read_to_end(&mut got)).await;
     assert!(
         closed.is_ok(),
-        "a connection that sent 16 bytes of an HTTP/2 preface was still open after 2 s, with a \
+        "a connection that sent 16 bytes of an HTTP/2 preface was still open after 5 s, with a \
          header-read timeout of 300 ms"
     );
     drop(s);
